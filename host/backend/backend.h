@@ -1,0 +1,127 @@
+/* The backend interface: a table of operations plus a context (the ggml-backend pattern).
+ * The Llama forward (engine/llama_forward.c) is written once as calls into these operations;
+ * each backend owns its memory and kernels. host/ never includes CUDA headers: a CUDA backend
+ * implements this table in C glue over extern "C" launchers.
+ *
+ * Pointers named `act` are activations in backend memory, in the backend's activation type
+ * (`act_bytes` per element: fp32 on the CPU). Shapes are given in comments as [rows, cols],
+ * row-major; T = tokens in the batch, D = hidden size, hd = head dim. */
+#ifndef LLMRT_BACKEND_H
+#define LLMRT_BACKEND_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../core/error.h"
+#include "../model/dtype.h"
+
+/* A weight matrix as the backend holds it: out = x · Wᵀ with W [rows = N, cols = K]. */
+typedef struct llmrt_bweight {
+    llmrt_dtype dtype;
+    int64_t     rows; /* N: output features */
+    int64_t     cols; /* K: input features  */
+    void       *data; /* backend memory (for the CPU backend, possibly the file mapping) */
+} llmrt_bweight;
+
+/* Per-forward batch description, copied into backend memory by begin_batch. */
+typedef struct llmrt_batch_plan {
+    int32_t        n_tokens;
+    const int32_t *tokens;      /* [T] */
+    const int32_t *positions;   /* [T] */
+    const int32_t *seq_of;      /* [T] sequence index of each token */
+    const int64_t *slots;       /* [T] KV slot = block_id * block_size + pos % block_size */
+    int32_t        n_seqs;
+    int32_t        max_blocks;  /* row stride of block_tables */
+    const int32_t *block_tables;/* [n_seqs, max_blocks] */
+    int32_t        n_outputs;
+    const int32_t *output_rows; /* [n_outputs] token indices whose logits are wanted */
+} llmrt_batch_plan;
+
+/* Geometry of one layer's paged KV pool: K and V each [n_blocks, block_size, Hkv, hd]. */
+typedef struct llmrt_kv_geometry {
+    int32_t n_layers;
+    int32_t n_blocks;
+    int32_t block_size;
+    int32_t n_kv_heads;
+    int32_t head_dim;
+} llmrt_kv_geometry;
+
+/* Attention shape for one forward. */
+typedef struct llmrt_attn_shape {
+    int32_t n_heads;
+    int32_t n_kv_heads;
+    int32_t head_dim;
+    int32_t block_size; /* tokens per KV block */
+    float   scale;      /* 1/sqrt(hd) */
+} llmrt_attn_shape;
+
+typedef struct llmrt_backend llmrt_backend;
+
+typedef struct llmrt_backend_ops {
+    void (*destroy)(llmrt_backend *be);
+
+    /* -- memory -- */
+    llmrt_status (*alloc)(llmrt_backend *be, uint64_t bytes, void **out, llmrt_error *err);
+    void (*free)(llmrt_backend *be, void *ptr);
+    /* Makes a host weight (dtype F32/F16/BF16, [rows, cols]) usable by matmul. `host` stays
+     * valid for the model's lifetime, so a backend may keep pointing at it. */
+    llmrt_status (*weight_upload)(llmrt_backend *be, llmrt_dtype dtype, int64_t rows,
+                                  int64_t cols, const void *host, llmrt_bweight *out,
+                                  llmrt_error *err);
+    void (*weight_free)(llmrt_backend *be, llmrt_bweight *w);
+    bool (*supports_weight)(const llmrt_backend *be, llmrt_dtype dtype);
+
+    /* Inverse RoPE frequencies [hd/2] (after scaling), set once per model. */
+    llmrt_status (*rope_init)(llmrt_backend *be, const float *inv_freq, int32_t half_dim,
+                              llmrt_error *err);
+
+    /* -- per forward -- */
+    llmrt_status (*begin_batch)(llmrt_backend *be, const llmrt_batch_plan *plan, llmrt_error *err);
+
+    /* -- ops; all act pointers hold T rows unless stated -- */
+    /* out[T, D] = table[tokens[t]] (the table is a weight [V, D]) */
+    void (*embed)(llmrt_backend *be, void *out, const llmrt_bweight *table);
+    /* out[T, D] = x / rms(x) * w; w is fp32 [D] host-uploaded by alloc+copy */
+    void (*rmsnorm)(llmrt_backend *be, void *out, const void *x, const void *w, int64_t D, float eps);
+    /* x[T, D] += delta[T, D]; out[T, D] = rmsnorm(x) * w */
+    void (*add_rmsnorm)(llmrt_backend *be, void *x, const void *delta, void *out, const void *w,
+                        int64_t D, float eps);
+    /* x[T, D] += delta[T, D] */
+    void (*add)(llmrt_backend *be, void *x, const void *delta, int64_t D);
+    /* out[rows, N] = x[rows, K] · Wᵀ, rows = T (or n_outputs for the lm_head) */
+    void (*matmul)(llmrt_backend *be, void *out, const void *x, int64_t rows, const llmrt_bweight *w);
+    /* Applies RoPE (HF rotate-half pairs i, i + hd/2) to q[T, Hq*hd] and k[T, Hkv*hd] in place at
+     * each token's position and writes k and v[T, Hkv*hd] into the layer's KV pool at each
+     * token's slot. Angles come from the inverse frequencies given to rope_init. */
+    void (*rope_kv_write)(llmrt_backend *be, void *q, void *k, const void *v, void *k_cache,
+                          void *v_cache, const llmrt_attn_shape *shape);
+    /* out[T, Hq*hd] = softmax(q Kᵀ * scale, causal to each token's position) V over the paged
+     * cache of the token's sequence. */
+    void (*attention)(llmrt_backend *be, void *out, const void *q, const void *k_cache,
+                      const void *v_cache, const llmrt_attn_shape *shape);
+    /* out[T, F] = silu(gate) * up */
+    void (*swiglu)(llmrt_backend *be, void *out, const void *gate, const void *up, int64_t F);
+    /* out[n_outputs, D] = x[output_rows[i]] */
+    void (*gather_outputs)(llmrt_backend *be, void *out, const void *x, int64_t D);
+    /* Copies n floats-worth of activations (converted to fp32) to host memory; waits for the
+     * device. */
+    llmrt_status (*download_f32)(llmrt_backend *be, float *host, const void *act, int64_t n,
+                                 llmrt_error *err);
+    /* Copies host bytes into backend memory. */
+    llmrt_status (*upload)(llmrt_backend *be, void *dst, const void *host, uint64_t bytes,
+                           llmrt_error *err);
+} llmrt_backend_ops;
+
+struct llmrt_backend {
+    const llmrt_backend_ops *ops;
+    const char              *name;      /* "cpu", "cuda" */
+    int32_t                  act_bytes; /* bytes per activation element */
+    void                    *ctx;       /* backend-specific state */
+};
+
+/* The CPU backend: fp32 activations, f32/f16/bf16 weights used in place. force_isa is for
+ * tests ("generic", "avx2", NULL = best). */
+llmrt_status llmrt_backend_cpu_create(int n_threads, const char *force_isa, llmrt_backend **out,
+                                      llmrt_error *err);
+
+#endif

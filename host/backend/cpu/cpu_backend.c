@@ -1,0 +1,468 @@
+/* The CPU backend: fp32 activations; f32/f16/bf16 weights read in place (from the file mapping
+ * when the file holds them in that form). It is the correctness reference for every other
+ * backend and a real backend for small models: matmuls and attention run on a thread pool with
+ * SIMD inner loops chosen at start-up (cpu_kernels.h).
+ *
+ * Determinism: every output element is computed by one task with a fixed reduction order, so the
+ * result of a token never depends on the batch it is in or on the number of threads. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../core/half.h"
+#include "../../core/thread_pool.h"
+#include "../backend.h"
+#include "cpu_kernels.h"
+
+#define MATMUL_ROWS_PER_TASK 16 /* weight rows per task: a multiple of LLMRT_CPU_TILE_N      */
+#define MATMUL_TOKENS_BLOCK  64 /* activation rows kept hot in L2 while a weight chunk is reused */
+
+typedef struct cpu_ctx {
+    llmrt_thread_pool *pool;
+    llmrt_cpu_kernels  k;
+    int                n_threads;
+
+    /* per-thread scratch */
+    float  **wconv;       /* [n_threads][MATMUL_ROWS_PER_TASK * max_k] converted weight rows */
+    int64_t  wconv_k;     /* K capacity of wconv */
+    float  **scores;      /* [n_threads][scores_cap] attention probabilities */
+    int64_t  scores_cap;
+
+    /* rope */
+    float  *inv_freq;     /* [half] */
+    int32_t half_dim;
+
+    /* current batch (owned copies) */
+    int32_t  n_tokens, n_seqs, max_blocks, n_outputs;
+    int32_t *tokens, *positions, *seq_of, *block_tables, *output_rows;
+    int64_t *slots;
+    float   *rope_cos, *rope_sin; /* [T, half] */
+    int64_t  batch_cap, tables_cap, outputs_cap;
+} cpu_ctx;
+
+static cpu_ctx *ctx_of(llmrt_backend *be) {
+    return (cpu_ctx *)be->ctx;
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* memory                                                                                        */
+/* --------------------------------------------------------------------------------------------- */
+
+static llmrt_status cpu_alloc(llmrt_backend *be, uint64_t bytes, void **out, llmrt_error *err) {
+    /* 64-byte alignment for full-width vector loads; calloc-like zeroing keeps results defined */
+    uint64_t rounded = (bytes + 63) & ~(uint64_t)63;
+    void    *p       = NULL;
+    if (rounded < bytes || posix_memalign(&p, 64, rounded ? (size_t)rounded : 64) != 0)
+        return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: cannot allocate %llu bytes",
+                         (unsigned long long)bytes);
+    memset(p, 0, (size_t)rounded);
+    *out = p;
+    return LLMRT_OK;
+}
+
+static void cpu_free(llmrt_backend *be, void *ptr) {
+    free(ptr);
+}
+
+static llmrt_status cpu_upload(llmrt_backend *be, void *dst, const void *host, uint64_t bytes,
+                               llmrt_error *err) {
+    memcpy(dst, host, (size_t)bytes);
+    return LLMRT_OK;
+}
+
+static llmrt_status cpu_download_f32(llmrt_backend *be, float *host, const void *act, int64_t n,
+                                     llmrt_error *err) {
+    memcpy(host, act, (size_t)n * sizeof(float));
+    return LLMRT_OK;
+}
+
+static bool cpu_supports_weight(const llmrt_backend *be, llmrt_dtype dtype) {
+    return dtype == LLMRT_DTYPE_F32 || dtype == LLMRT_DTYPE_F16 || dtype == LLMRT_DTYPE_BF16;
+}
+
+static llmrt_status grow_wconv(cpu_ctx *c, int64_t K, llmrt_error *err) {
+    if (K <= c->wconv_k) return LLMRT_OK;
+    for (int t = 0; t < c->n_threads; t++) {
+        free(c->wconv[t]);
+        c->wconv[t] = NULL;
+        if (posix_memalign((void **)&c->wconv[t], 64,
+                           (size_t)K * MATMUL_ROWS_PER_TASK * sizeof(float)) != 0) {
+            c->wconv_k = 0;
+            return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
+        }
+    }
+    c->wconv_k = K;
+    return LLMRT_OK;
+}
+
+static llmrt_status cpu_weight_upload(llmrt_backend *be, llmrt_dtype dtype, int64_t rows,
+                                      int64_t cols, const void *host, llmrt_bweight *out,
+                                      llmrt_error *err) {
+    if (!cpu_supports_weight(be, dtype))
+        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED, "cpu backend: weight dtype %s not supported",
+                         llmrt_dtype_name(dtype));
+    /* scratch for converting MATMUL_ROWS_PER_TASK rows of this K is sized here, not per step */
+    LLMRT_TRY(grow_wconv(ctx_of(be), cols, err));
+    *out = (llmrt_bweight){.dtype = dtype, .rows = rows, .cols = cols, .data = (void *)host};
+    return LLMRT_OK;
+}
+
+static void cpu_weight_free(llmrt_backend *be, llmrt_bweight *w) {
+    memset(w, 0, sizeof *w); /* the model owns the host memory */
+}
+
+static llmrt_status cpu_rope_init(llmrt_backend *be, const float *inv_freq, int32_t half_dim,
+                                  llmrt_error *err) {
+    cpu_ctx *c = ctx_of(be);
+    free(c->inv_freq);
+    c->inv_freq = malloc((size_t)half_dim * sizeof(float));
+    if (!c->inv_freq) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
+    memcpy(c->inv_freq, inv_freq, (size_t)half_dim * sizeof(float));
+    c->half_dim = half_dim;
+    return LLMRT_OK;
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* batch                                                                                         */
+/* --------------------------------------------------------------------------------------------- */
+
+static int grow(void **p, int64_t *cap, int64_t need, size_t elem) {
+    if (need <= *cap) return 1;
+    void *n = realloc(*p, (size_t)need * elem);
+    if (!n) return 0;
+    *p   = n;
+    *cap = need;
+    return 1;
+}
+
+/* Per-token arrays share one capacity; they are reallocated together. */
+static int grow_token_arrays(cpu_ctx *c, int64_t T) {
+    if (T <= c->batch_cap) return 1;
+    size_t half = (size_t)c->half_dim;
+    void  *a = realloc(c->tokens, (size_t)T * sizeof(int32_t));
+    if (a) c->tokens = a;
+    void *b = realloc(c->positions, (size_t)T * sizeof(int32_t));
+    if (b) c->positions = b;
+    void *d = realloc(c->seq_of, (size_t)T * sizeof(int32_t));
+    if (d) c->seq_of = d;
+    void *e = realloc(c->slots, (size_t)T * sizeof(int64_t));
+    if (e) c->slots = e;
+    void *f = realloc(c->rope_cos, (size_t)T * half * sizeof(float) + 1);
+    if (f) c->rope_cos = f;
+    void *g = realloc(c->rope_sin, (size_t)T * half * sizeof(float) + 1);
+    if (g) c->rope_sin = g;
+    if (!a || !b || !d || !e || !f || !g) return 0;
+    c->batch_cap = T;
+    return 1;
+}
+
+static llmrt_status cpu_begin_batch(llmrt_backend *be, const llmrt_batch_plan *plan,
+                                    llmrt_error *err) {
+    cpu_ctx *c = ctx_of(be);
+    int64_t  T = plan->n_tokens;
+    if (!grow_token_arrays(c, T))
+        return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
+    int64_t n_table = (int64_t)plan->n_seqs * plan->max_blocks;
+    if (!grow((void **)&c->block_tables, &c->tables_cap, n_table, sizeof(int32_t)) ||
+        !grow((void **)&c->output_rows, &c->outputs_cap, plan->n_outputs, sizeof(int32_t)))
+        return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
+    memcpy(c->tokens, plan->tokens, (size_t)T * sizeof(int32_t));
+    memcpy(c->positions, plan->positions, (size_t)T * sizeof(int32_t));
+    memcpy(c->seq_of, plan->seq_of, (size_t)T * sizeof(int32_t));
+    memcpy(c->slots, plan->slots, (size_t)T * sizeof(int64_t));
+    memcpy(c->block_tables, plan->block_tables, (size_t)n_table * sizeof(int32_t));
+    memcpy(c->output_rows, plan->output_rows, (size_t)plan->n_outputs * sizeof(int32_t));
+    c->n_tokens   = (int32_t)T;
+    c->n_seqs     = plan->n_seqs;
+    c->max_blocks = plan->max_blocks;
+    c->n_outputs  = plan->n_outputs;
+
+    /* Angles in fp32 as HF computes them (position * inv_freq), cos/sin of that angle. */
+    int32_t max_pos = 0;
+    for (int64_t t = 0; t < T; t++) {
+        int32_t pos = c->positions[t];
+        if (pos > max_pos) max_pos = pos;
+        for (int32_t i = 0; i < c->half_dim; i++) {
+            float angle                        = (float)pos * c->inv_freq[i];
+            c->rope_cos[t * c->half_dim + i] = (float)cos((double)angle);
+            c->rope_sin[t * c->half_dim + i] = (float)sin((double)angle);
+        }
+    }
+    if ((int64_t)max_pos + 1 > c->scores_cap) {
+        int64_t cap = (int64_t)max_pos + 1;
+        for (int t = 0; t < c->n_threads; t++) {
+            float *n = realloc(c->scores[t], (size_t)cap * sizeof(float));
+            if (!n) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
+            c->scores[t] = n;
+        }
+        c->scores_cap = cap;
+    }
+    return LLMRT_OK;
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* element-wise ops                                                                              */
+/* --------------------------------------------------------------------------------------------- */
+
+static void row_to_f32(const cpu_ctx *c, float *dst, const llmrt_bweight *w, int64_t row) {
+    int64_t K = w->cols;
+    switch (w->dtype) {
+    case LLMRT_DTYPE_F32: memcpy(dst, (const float *)w->data + row * K, (size_t)K * 4); break;
+    case LLMRT_DTYPE_F16: c->k.f16_to_f32(dst, (const uint16_t *)w->data + row * K, K); break;
+    case LLMRT_DTYPE_BF16: c->k.bf16_to_f32(dst, (const uint16_t *)w->data + row * K, K); break;
+    default: memset(dst, 0, (size_t)K * 4); break; /* unreachable: upload rejects other dtypes */
+    }
+}
+
+static void cpu_embed(llmrt_backend *be, void *out, const llmrt_bweight *table) {
+    cpu_ctx *c = ctx_of(be);
+    for (int32_t t = 0; t < c->n_tokens; t++)
+        row_to_f32(c, (float *)out + (int64_t)t * table->cols, table, c->tokens[t]);
+}
+
+static void rmsnorm_row(float *out, const float *x, const float *w, int64_t D, float eps) {
+    double ss = 0.0;
+    for (int64_t i = 0; i < D; i++) ss += (double)x[i] * x[i];
+    float inv = (float)(1.0 / sqrt(ss / (double)D + (double)eps));
+    for (int64_t i = 0; i < D; i++) out[i] = w[i] * (x[i] * inv);
+}
+
+static void cpu_rmsnorm(llmrt_backend *be, void *out, const void *x, const void *w, int64_t D,
+                        float eps) {
+    cpu_ctx *c = ctx_of(be);
+    for (int32_t t = 0; t < c->n_tokens; t++)
+        rmsnorm_row((float *)out + t * D, (const float *)x + t * D, w, D, eps);
+}
+
+static void cpu_add(llmrt_backend *be, void *x, const void *delta, int64_t D) {
+    cpu_ctx *c = ctx_of(be);
+    float   *xf = x;
+    const float *df = delta;
+    for (int64_t i = 0; i < (int64_t)c->n_tokens * D; i++) xf[i] += df[i];
+}
+
+static void cpu_add_rmsnorm(llmrt_backend *be, void *x, const void *delta, void *out,
+                            const void *w, int64_t D, float eps) {
+    cpu_add(be, x, delta, D);
+    cpu_rmsnorm(be, out, x, w, D, eps);
+}
+
+static void cpu_swiglu(llmrt_backend *be, void *out, const void *gate, const void *up, int64_t F) {
+    cpu_ctx     *c = ctx_of(be);
+    float       *o = out;
+    const float *g = gate, *u = up;
+    for (int64_t i = 0; i < (int64_t)c->n_tokens * F; i++) o[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+static void cpu_gather_outputs(llmrt_backend *be, void *out, const void *x, int64_t D) {
+    cpu_ctx *c = ctx_of(be);
+    for (int32_t i = 0; i < c->n_outputs; i++)
+        memcpy((float *)out + i * D, (const float *)x + (int64_t)c->output_rows[i] * D,
+               (size_t)D * sizeof(float));
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* matmul: out[rows, N] = x[rows, K] · Wᵀ                                                       */
+/* --------------------------------------------------------------------------------------------- */
+
+typedef struct matmul_job {
+    cpu_ctx             *c;
+    float               *out;
+    const float         *x;
+    int64_t              rows;
+    const llmrt_bweight *w;
+} matmul_job;
+
+static void matmul_task(void *p, int64_t task, int thread) {
+    const matmul_job *j  = p;
+    const cpu_ctx    *c  = j->c;
+    int64_t           N  = j->w->rows, K = j->w->cols;
+    int64_t           n0 = task * MATMUL_ROWS_PER_TASK;
+    int64_t           nn = N - n0 < MATMUL_ROWS_PER_TASK ? N - n0 : MATMUL_ROWS_PER_TASK;
+    const float      *wrows;
+    if (j->w->dtype == LLMRT_DTYPE_F32) {
+        wrows = (const float *)j->w->data + n0 * K;
+    } else {
+        float *buf = c->wconv[thread];
+        for (int64_t r = 0; r < nn; r++) row_to_f32(c, buf + r * K, j->w, n0 + r);
+        wrows = buf;
+    }
+    for (int64_t t0 = 0; t0 < j->rows; t0 += MATMUL_TOKENS_BLOCK) {
+        int64_t t_end = t0 + MATMUL_TOKENS_BLOCK < j->rows ? t0 + MATMUL_TOKENS_BLOCK : j->rows;
+        for (int64_t r = 0; r < nn; r += LLMRT_CPU_TILE_N) {
+            int n_n = nn - r < LLMRT_CPU_TILE_N ? (int)(nn - r) : LLMRT_CPU_TILE_N;
+            for (int64_t t = t0; t < t_end; t += LLMRT_CPU_TILE_T) {
+                int n_t = t_end - t < LLMRT_CPU_TILE_T ? (int)(t_end - t) : LLMRT_CPU_TILE_T;
+                c->k.dot_tile(j->out + t * N + n0 + r, N, j->x + t * K, K, n_t, wrows + r * K, K,
+                              n_n, K);
+            }
+        }
+    }
+}
+
+static void cpu_matmul(llmrt_backend *be, void *out, const void *x, int64_t rows,
+                       const llmrt_bweight *w) {
+    cpu_ctx   *c   = ctx_of(be);
+    matmul_job job = {.c = c, .out = out, .x = x, .rows = rows, .w = w};
+    int64_t    n_tasks = (w->rows + MATMUL_ROWS_PER_TASK - 1) / MATMUL_ROWS_PER_TASK;
+    llmrt_thread_pool_run(c->pool, n_tasks, matmul_task, &job);
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* RoPE + KV write, attention over the paged cache                                               */
+/* --------------------------------------------------------------------------------------------- */
+
+static void rope_rotate(float *v, const float *cosv, const float *sinv, int32_t half) {
+    for (int32_t i = 0; i < half; i++) {
+        float x1 = v[i], x2 = v[i + half];
+        v[i]        = x1 * cosv[i] - x2 * sinv[i];
+        v[i + half] = x2 * cosv[i] + x1 * sinv[i];
+    }
+}
+
+static void cpu_rope_kv_write(llmrt_backend *be, void *q, void *k, const void *v, void *k_cache,
+                              void *v_cache, const llmrt_attn_shape *s) {
+    cpu_ctx *c    = ctx_of(be);
+    int32_t  hd   = s->head_dim, half = hd / 2;
+    int64_t  q_w  = (int64_t)s->n_heads * hd, kv_w = (int64_t)s->n_kv_heads * hd;
+    for (int32_t t = 0; t < c->n_tokens; t++) {
+        const float *cs = c->rope_cos + (int64_t)t * half, *sn = c->rope_sin + (int64_t)t * half;
+        float       *qt = (float *)q + t * q_w, *kt = (float *)k + t * kv_w;
+        for (int32_t h = 0; h < s->n_heads; h++) rope_rotate(qt + (int64_t)h * hd, cs, sn, half);
+        for (int32_t h = 0; h < s->n_kv_heads; h++) rope_rotate(kt + (int64_t)h * hd, cs, sn, half);
+        memcpy((float *)k_cache + c->slots[t] * kv_w, kt, (size_t)kv_w * sizeof(float));
+        memcpy((float *)v_cache + c->slots[t] * kv_w, (const float *)v + t * kv_w,
+               (size_t)kv_w * sizeof(float));
+    }
+}
+
+typedef struct attn_job {
+    cpu_ctx                *c;
+    float                  *out;
+    const float            *q, *k_cache, *v_cache;
+    const llmrt_attn_shape *s;
+    int32_t                 block_size;
+} attn_job;
+
+/* One (token, head): softmax over positions 0..pos of its sequence, in position order. */
+static void attn_task(void *p, int64_t task, int thread) {
+    const attn_job *j   = p;
+    const cpu_ctx  *c   = j->c;
+    int32_t         Hq  = j->s->n_heads, hd = j->s->head_dim;
+    int32_t         t   = (int32_t)(task / Hq), h = (int32_t)(task % Hq);
+    int32_t         kvh = h / (Hq / j->s->n_kv_heads);
+    int64_t         kv_w = (int64_t)j->s->n_kv_heads * hd;
+    int32_t         pos = c->positions[t];
+    const int32_t  *table = c->block_tables + (int64_t)c->seq_of[t] * c->max_blocks;
+    const float    *qv    = j->q + (int64_t)t * Hq * hd + (int64_t)h * hd;
+    float          *sc    = c->scores[thread];
+    float           mx    = -INFINITY;
+    for (int32_t p_ = 0; p_ <= pos; p_++) {
+        int64_t slot = (int64_t)table[p_ / j->block_size] * j->block_size + p_ % j->block_size;
+        float   v    = c->k.dot(qv, j->k_cache + slot * kv_w + (int64_t)kvh * hd, hd) * j->s->scale;
+        sc[p_]       = v;
+        if (v > mx) mx = v;
+    }
+    float sum = 0.0f;
+    for (int32_t p_ = 0; p_ <= pos; p_++) {
+        sc[p_] = expf(sc[p_] - mx);
+        sum += sc[p_];
+    }
+    float *o = j->out + (int64_t)t * Hq * hd + (int64_t)h * hd;
+    memset(o, 0, (size_t)hd * sizeof(float));
+    float inv = 1.0f / sum;
+    for (int32_t p_ = 0; p_ <= pos; p_++) {
+        int64_t slot = (int64_t)table[p_ / j->block_size] * j->block_size + p_ % j->block_size;
+        c->k.axpy(o, sc[p_] * inv, j->v_cache + slot * kv_w + (int64_t)kvh * hd, hd);
+    }
+}
+
+static void cpu_attention(llmrt_backend *be, void *out, const void *q, const void *k_cache,
+                          const void *v_cache, const llmrt_attn_shape *s) {
+    cpu_ctx *c = ctx_of(be);
+    attn_job job = {.c = c, .out = out, .q = q, .k_cache = k_cache, .v_cache = v_cache, .s = s,
+                    .block_size = s->block_size};
+    llmrt_thread_pool_run(c->pool, (int64_t)c->n_tokens * s->n_heads, attn_task, &job);
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* lifecycle                                                                                     */
+/* --------------------------------------------------------------------------------------------- */
+
+static void cpu_destroy(llmrt_backend *be) {
+    if (!be) return;
+    cpu_ctx *c = ctx_of(be);
+    if (c) {
+        llmrt_thread_pool_destroy(c->pool);
+        for (int t = 0; t < c->n_threads; t++) {
+            if (c->wconv) free(c->wconv[t]);
+            if (c->scores) free(c->scores[t]);
+        }
+        free(c->wconv);
+        free(c->scores);
+        free(c->inv_freq);
+        free(c->tokens);
+        free(c->positions);
+        free(c->seq_of);
+        free(c->slots);
+        free(c->block_tables);
+        free(c->output_rows);
+        free(c->rope_cos);
+        free(c->rope_sin);
+        free(c);
+    }
+    free(be);
+}
+
+static const llmrt_backend_ops cpu_ops = {
+    .destroy         = cpu_destroy,
+    .alloc           = cpu_alloc,
+    .free            = cpu_free,
+    .weight_upload   = cpu_weight_upload,
+    .weight_free     = cpu_weight_free,
+    .supports_weight = cpu_supports_weight,
+    .rope_init       = cpu_rope_init,
+    .begin_batch     = cpu_begin_batch,
+    .embed           = cpu_embed,
+    .rmsnorm         = cpu_rmsnorm,
+    .add_rmsnorm     = cpu_add_rmsnorm,
+    .add             = cpu_add,
+    .matmul          = cpu_matmul,
+    .rope_kv_write   = cpu_rope_kv_write,
+    .attention       = cpu_attention,
+    .swiglu          = cpu_swiglu,
+    .gather_outputs  = cpu_gather_outputs,
+    .download_f32    = cpu_download_f32,
+    .upload          = cpu_upload,
+};
+
+llmrt_status llmrt_backend_cpu_create(int n_threads, const char *force_isa, llmrt_backend **out,
+                                      llmrt_error *err) {
+    *out              = NULL;
+    llmrt_backend *be = calloc(1, sizeof *be);
+    cpu_ctx       *c  = calloc(1, sizeof *c);
+    if (!be || !c) {
+        free(be);
+        free(c);
+        return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
+    }
+    be->ops       = &cpu_ops;
+    be->name      = "cpu";
+    be->act_bytes = sizeof(float);
+    be->ctx       = c;
+    c->k          = llmrt_cpu_kernels_select(force_isa);
+    c->pool       = llmrt_thread_pool_create(n_threads);
+    if (!c->pool) {
+        cpu_destroy(be);
+        return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: cannot start threads");
+    }
+    c->n_threads = llmrt_thread_pool_size(c->pool);
+    c->wconv     = calloc((size_t)c->n_threads, sizeof *c->wconv);
+    c->scores    = calloc((size_t)c->n_threads, sizeof *c->scores);
+    if (!c->wconv || !c->scores) {
+        cpu_destroy(be);
+        return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
+    }
+    *out = be;
+    return LLMRT_OK;
+}

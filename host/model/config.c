@@ -1,0 +1,245 @@
+#include "config.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/json_util.h"
+
+#define CONFIG_MAX_BYTES (4u << 20)
+#define MAX_DIM          (1 << 20)  /* bigger than any real hidden / ffn size */
+#define MAX_VOCAB        (1 << 22)
+#define MAX_LAYERS       1024
+#define MAX_HEADS        1024
+
+/* bos/eos may be an integer or a list of integers. */
+static llmrt_status parse_token_ids(const cJSON *root, const char *key, int32_t *ids, int32_t *n,
+                                    int32_t max, const char *what, llmrt_error *err) {
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!item || cJSON_IsNull(item)) return LLMRT_OK;
+    const cJSON *list[LLMRT_MAX_EOS_IDS];
+    int32_t      count = 0;
+    if (cJSON_IsArray(item)) {
+        for (const cJSON *c = item->child; c; c = c->next) {
+            if (count == max)
+                return llmrt_err(err, LLMRT_ERR_UNSUPPORTED, "%s: \"%s\" lists more than %d ids",
+                                 what, key, max);
+            list[count++] = c;
+        }
+    } else {
+        list[count++] = item;
+    }
+    for (int32_t i = 0; i < count; i++) {
+        double v = list[i]->valuedouble;
+        if (!cJSON_IsNumber(list[i]) || v != floor(v) || v < 0 || v > MAX_VOCAB)
+            return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: \"%s\" must hold token ids", what, key);
+        ids[i] = (int32_t)v;
+    }
+    *n = count;
+    return LLMRT_OK;
+}
+
+static llmrt_status parse_rope_scaling(const cJSON *root, llmrt_model_config *cfg,
+                                       const char *what, llmrt_error *err) {
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
+    if (!rs || cJSON_IsNull(rs)) return LLMRT_OK;
+    if (!cJSON_IsObject(rs))
+        return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: \"rope_scaling\" must be an object", what);
+    const char *type = NULL;
+    LLMRT_TRY(llmrt_json_get_string(rs, "rope_type", false, &type, what, err));
+    if (!type) LLMRT_TRY(llmrt_json_get_string(rs, "type", false, &type, what, err));
+    if (!type)
+        return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: rope_scaling has no \"rope_type\"", what);
+    if (strcmp(type, "default") == 0) return LLMRT_OK;
+    LLMRT_TRY(llmrt_json_get_double(rs, "factor", true, &cfg->rope_factor, what, err));
+    if (!(cfg->rope_factor > 0))
+        return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: rope_scaling.factor must be > 0", what);
+    if (strcmp(type, "linear") == 0) {
+        cfg->rope_type = LLMRT_ROPE_LINEAR;
+    } else if (strcmp(type, "llama3") == 0) {
+        cfg->rope_type = LLMRT_ROPE_LLAMA3;
+        LLMRT_TRY(llmrt_json_get_double(rs, "low_freq_factor", true, &cfg->rope_low_freq_factor,
+                                        what, err));
+        LLMRT_TRY(llmrt_json_get_double(rs, "high_freq_factor", true, &cfg->rope_high_freq_factor,
+                                        what, err));
+        LLMRT_TRY(llmrt_json_get_i32(rs, "original_max_position_embeddings", true, 1, INT32_MAX,
+                                     &cfg->rope_original_max_pos, what, err));
+        if (!(cfg->rope_high_freq_factor > cfg->rope_low_freq_factor))
+            return llmrt_err(err, LLMRT_ERR_FORMAT,
+                             "%s: rope_scaling needs high_freq_factor > low_freq_factor", what);
+    } else {
+        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                         "%s: rope_scaling type \"%s\" is not supported (supported: linear, llama3)",
+                         what, type);
+    }
+    return LLMRT_OK;
+}
+
+static llmrt_dtype dtype_from_torch(const char *s) {
+    if (!s) return LLMRT_DTYPE_INVALID;
+    if (!strcmp(s, "float32")) return LLMRT_DTYPE_F32;
+    if (!strcmp(s, "float16")) return LLMRT_DTYPE_F16;
+    if (!strcmp(s, "bfloat16")) return LLMRT_DTYPE_BF16;
+    return LLMRT_DTYPE_INVALID;
+}
+
+static llmrt_status parse_hf_root(const cJSON *root, const char *what, llmrt_model_config *cfg,
+                                  llmrt_error *err) {
+    if (!cJSON_IsObject(root))
+        return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: top level must be an object", what);
+    memset(cfg, 0, sizeof *cfg);
+    const cJSON *archs = cJSON_GetObjectItemCaseSensitive(root, "architectures");
+    const char  *arch  = NULL;
+    if (cJSON_IsArray(archs) && cJSON_IsString(archs->child)) arch = archs->child->valuestring;
+    const char *model_type = NULL;
+    LLMRT_TRY(llmrt_json_get_string(root, "model_type", false, &model_type, what, err));
+    if (!arch && model_type) arch = model_type;
+    if (!arch)
+        return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH,
+                         "%s: no \"architectures\" or \"model_type\" key", what);
+    if (strcmp(arch, "LlamaForCausalLM") && strcmp(arch, "MistralForCausalLM") &&
+        strcmp(arch, "llama") && strcmp(arch, "mistral"))
+        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                         "%s: architecture \"%s\" is not supported (supported: "
+                         "LlamaForCausalLM, MistralForCausalLM)", what, arch);
+    snprintf(cfg->architecture, sizeof cfg->architecture, "%s", arch);
+
+    LLMRT_TRY(llmrt_json_get_i32(root, "vocab_size", true, 1, MAX_VOCAB, &cfg->vocab_size, what, err));
+    LLMRT_TRY(llmrt_json_get_i32(root, "hidden_size", true, 1, MAX_DIM, &cfg->hidden_size, what, err));
+    LLMRT_TRY(llmrt_json_get_i32(root, "intermediate_size", true, 1, MAX_DIM,
+                                 &cfg->intermediate_size, what, err));
+    LLMRT_TRY(llmrt_json_get_i32(root, "num_hidden_layers", true, 1, MAX_LAYERS, &cfg->n_layers,
+                                 what, err));
+    LLMRT_TRY(llmrt_json_get_i32(root, "num_attention_heads", true, 1, MAX_HEADS, &cfg->n_heads,
+                                 what, err));
+    cfg->n_kv_heads = cfg->n_heads;
+    LLMRT_TRY(llmrt_json_get_i32(root, "num_key_value_heads", false, 1, MAX_HEADS,
+                                 &cfg->n_kv_heads, what, err));
+    if (cfg->hidden_size % cfg->n_heads == 0) cfg->head_dim = cfg->hidden_size / cfg->n_heads;
+    LLMRT_TRY(llmrt_json_get_i32(root, "head_dim", false, 1, 4096, &cfg->head_dim, what, err));
+    cfg->max_context = 2048;
+    LLMRT_TRY(llmrt_json_get_i32(root, "max_position_embeddings", false, 1, INT32_MAX,
+                                 &cfg->max_context, what, err));
+    double eps = 1e-6;
+    LLMRT_TRY(llmrt_json_get_double(root, "rms_norm_eps", false, &eps, what, err));
+    cfg->rms_norm_eps = (float)eps;
+    cfg->rope_theta   = 10000.0;
+    LLMRT_TRY(llmrt_json_get_double(root, "rope_theta", false, &cfg->rope_theta, what, err));
+    LLMRT_TRY(parse_rope_scaling(root, cfg, what, err));
+    LLMRT_TRY(llmrt_json_get_bool(root, "tie_word_embeddings", false, &cfg->tie_word_embeddings,
+                                  what, err));
+    cfg->bos_token_id = -1;
+    int32_t n_bos     = 0;
+    LLMRT_TRY(parse_token_ids(root, "bos_token_id", &cfg->bos_token_id, &n_bos, 1, what, err));
+    LLMRT_TRY(parse_token_ids(root, "eos_token_id", cfg->eos_token_ids, &cfg->n_eos,
+                              LLMRT_MAX_EOS_IDS, what, err));
+    const char *torch_dtype = NULL;
+    LLMRT_TRY(llmrt_json_get_string(root, "torch_dtype", false, &torch_dtype, what, err));
+    if (!torch_dtype) LLMRT_TRY(llmrt_json_get_string(root, "dtype", false, &torch_dtype, what, err));
+    cfg->torch_dtype = dtype_from_torch(torch_dtype);
+    /* Mistral's sliding window changes attention only past the window; refuse silently-wrong
+     * results rather than ignore it. */
+    int64_t window = 0;
+    LLMRT_TRY(llmrt_json_get_int(root, "sliding_window", false, 0, INT64_MAX, &window, what, err));
+    if (window > 0 && window < cfg->max_context)
+        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                         "%s: sliding_window %lld < max_position_embeddings is not supported",
+                         what, (long long)window);
+    return llmrt_config_validate(cfg, what, err);
+}
+
+llmrt_status llmrt_config_parse_hf(const char *json, uint64_t len, const char *what,
+                                   llmrt_model_config *cfg, llmrt_error *err) {
+    cJSON *root;
+    LLMRT_TRY(llmrt_json_parse(json, len, what, &root, err));
+    llmrt_status s = parse_hf_root(root, what, cfg, err);
+    cJSON_Delete(root);
+    return s;
+}
+
+llmrt_status llmrt_config_load_hf_dir(const char *dir, llmrt_model_config *cfg, llmrt_error *err) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    cJSON *root;
+    LLMRT_TRY(llmrt_json_parse_file(path, CONFIG_MAX_BYTES, &root, err));
+    llmrt_status s = parse_hf_root(root, path, cfg, err);
+    cJSON_Delete(root);
+    if (s != LLMRT_OK) return s;
+
+    snprintf(path, sizeof path, "%s/generation_config.json", dir);
+    FILE *probe = fopen(path, "rb");
+    if (!probe) return LLMRT_OK; /* optional */
+    fclose(probe);
+    LLMRT_TRY(llmrt_json_parse_file(path, CONFIG_MAX_BYTES, &root, err));
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: top level must be an object", path);
+    }
+    int32_t bos = cfg->bos_token_id, n_bos = 0;
+    s = parse_token_ids(root, "bos_token_id", &bos, &n_bos, 1, path, err);
+    if (s == LLMRT_OK && n_bos) cfg->bos_token_id = bos;
+    int32_t eos[LLMRT_MAX_EOS_IDS], n_eos = 0;
+    if (s == LLMRT_OK) s = parse_token_ids(root, "eos_token_id", eos, &n_eos, LLMRT_MAX_EOS_IDS, path, err);
+    if (s == LLMRT_OK && n_eos) {
+        memcpy(cfg->eos_token_ids, eos, sizeof eos);
+        cfg->n_eos = n_eos;
+    }
+    cJSON_Delete(root);
+    if (s == LLMRT_OK) s = llmrt_config_validate(cfg, path, err);
+    return s;
+}
+
+llmrt_status llmrt_config_validate(const llmrt_model_config *cfg, const char *what,
+                                   llmrt_error *err) {
+    if (cfg->vocab_size <= 0 || cfg->hidden_size <= 0 || cfg->intermediate_size <= 0 ||
+        cfg->n_layers <= 0 || cfg->n_heads <= 0 || cfg->n_kv_heads <= 0 || cfg->head_dim <= 0)
+        return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: model dimensions must be positive", what);
+    if (cfg->n_heads % cfg->n_kv_heads != 0)
+        return llmrt_err(err, LLMRT_ERR_FORMAT,
+                         "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d",
+                         what, cfg->n_heads, cfg->n_kv_heads);
+    if (cfg->head_dim % 2 != 0)
+        return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: head_dim %d must be even for RoPE", what,
+                         cfg->head_dim);
+    if ((int64_t)cfg->n_heads * cfg->head_dim > MAX_DIM)
+        return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: num_attention_heads * head_dim too large",
+                         what);
+    if (!(cfg->rms_norm_eps > 0) || !(cfg->rope_theta > 0))
+        return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: rms_norm_eps and rope_theta must be > 0",
+                         what);
+    if (cfg->max_context <= 0)
+        return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: max_position_embeddings must be > 0", what);
+    if (cfg->bos_token_id >= cfg->vocab_size)
+        return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: bos_token_id %d >= vocab_size %d", what,
+                         cfg->bos_token_id, cfg->vocab_size);
+    for (int i = 0; i < cfg->n_eos; i++)
+        if (cfg->eos_token_ids[i] >= cfg->vocab_size)
+            return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: eos_token_id %d >= vocab_size %d", what,
+                             cfg->eos_token_ids[i], cfg->vocab_size);
+    return LLMRT_OK;
+}
+
+void llmrt_config_rope_inv_freq(const llmrt_model_config *cfg, double *inv_freq) {
+    int half = cfg->head_dim / 2;
+    for (int i = 0; i < half; i++) {
+        /* HF computes base ** (arange(0, dim, 2) / dim) in float32 and inverts it. */
+        float  exponent = (float)(2 * i) / (float)cfg->head_dim;
+        double f        = 1.0 / (double)powf((float)cfg->rope_theta, exponent);
+        if (cfg->rope_type == LLMRT_ROPE_LINEAR) {
+            f /= cfg->rope_factor;
+        } else if (cfg->rope_type == LLMRT_ROPE_LLAMA3) {
+            double low_wavelen  = cfg->rope_original_max_pos / cfg->rope_low_freq_factor;
+            double high_wavelen = cfg->rope_original_max_pos / cfg->rope_high_freq_factor;
+            double wavelen      = 2.0 * M_PI / f;
+            if (wavelen > low_wavelen) {
+                f = f / cfg->rope_factor;
+            } else if (wavelen >= high_wavelen) {
+                double smooth = (cfg->rope_original_max_pos / wavelen - cfg->rope_low_freq_factor) /
+                                (cfg->rope_high_freq_factor - cfg->rope_low_freq_factor);
+                f = (1.0 - smooth) * f / cfg->rope_factor + smooth * f;
+            }
+        }
+        inv_freq[i] = f;
+    }
+}

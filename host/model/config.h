@@ -1,0 +1,55 @@
+/* The model hyper-parameters, from an HF config.json (+ generation_config.json) or from GGUF
+ * metadata, validated once so later code can trust them. */
+#ifndef LLMRT_MODEL_CONFIG_H
+#define LLMRT_MODEL_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../core/error.h"
+#include "dtype.h"
+
+#define LLMRT_MAX_EOS_IDS 8
+
+typedef enum llmrt_rope_type {
+    LLMRT_ROPE_DEFAULT = 0,
+    LLMRT_ROPE_LINEAR,  /* positions divided by factor                        */
+    LLMRT_ROPE_LLAMA3,  /* Llama 3.1 frequency-dependent wavelength scaling   */
+} llmrt_rope_type;
+
+typedef struct llmrt_model_config {
+    char            architecture[32]; /* "LlamaForCausalLM", "MistralForCausalLM", "llama" */
+    int32_t         vocab_size;
+    int32_t         hidden_size;       /* D */
+    int32_t         intermediate_size; /* F */
+    int32_t         n_layers;
+    int32_t         n_heads;           /* Hq */
+    int32_t         n_kv_heads;        /* Hkv; Hq % Hkv == 0 */
+    int32_t         head_dim;          /* hd (may differ from D / Hq) */
+    int32_t         max_context;
+    float           rms_norm_eps;
+    double          rope_theta;
+    llmrt_rope_type rope_type;
+    double          rope_factor;
+    double          rope_low_freq_factor;
+    double          rope_high_freq_factor;
+    int32_t         rope_original_max_pos;
+    bool            tie_word_embeddings;
+    int32_t         bos_token_id; /* -1 when none */
+    int32_t         n_eos;
+    int32_t         eos_token_ids[LLMRT_MAX_EOS_IDS];
+    llmrt_dtype     torch_dtype; /* declared checkpoint dtype (informational) */
+} llmrt_model_config;
+
+/* Parses config.json text (what = file path for messages). */
+llmrt_status llmrt_config_parse_hf(const char *json, uint64_t len, const char *what,
+                                   llmrt_model_config *cfg, llmrt_error *err);
+/* Reads dir/config.json and, when present, dir/generation_config.json (its bos/eos ids win). */
+llmrt_status llmrt_config_load_hf_dir(const char *dir, llmrt_model_config *cfg, llmrt_error *err);
+/* Range and consistency checks shared by every source. */
+llmrt_status llmrt_config_validate(const llmrt_model_config *cfg, const char *what,
+                                   llmrt_error *err);
+/* Inverse frequencies of RoPE after scaling: inv_freq[i] for i < head_dim/2 (HF semantics). */
+void llmrt_config_rope_inv_freq(const llmrt_model_config *cfg, double *inv_freq);
+
+#endif

@@ -1,0 +1,249 @@
+/* GGUF files of the llama architecture: config from `llama.*` metadata, weights from the tensor
+ * table under llama.cpp's names. Block-quantized tensors (Q8_0, Q4_0, Q4_1) are dequantized to
+ * fp32 at load with each format's reference formula; a later issue keeps 4-bit packed.
+ * llama.cpp's converter permutes the rows of Q and K so that RoPE rotates interleaved pairs;
+ * we undo that here so the forward uses HF's rotate-half layout for every format. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/checked_math.h"
+#include "../core/half.h"
+#include "model.h"
+
+/* --------------------------------------------------------------------------------------------- */
+/* config                                                                                        */
+/* --------------------------------------------------------------------------------------------- */
+
+static llmrt_status get_i32(const llmrt_gguf_file *f, const char *key, bool required,
+                            int32_t min, int32_t max, int32_t *out, llmrt_error *err) {
+    uint64_t v   = 0;
+    bool     had = llmrt_gguf_find_kv(f, key) != NULL;
+    LLMRT_TRY(llmrt_gguf_get_u64(f, key, required, &v, err));
+    if (!had) return LLMRT_OK;
+    if (v < (uint64_t)min || v > (uint64_t)max)
+        return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: %s = %llu is outside [%d, %d]", f->path, key,
+                         (unsigned long long)v, min, max);
+    *out = (int32_t)v;
+    return LLMRT_OK;
+}
+
+static llmrt_status get_f64(const llmrt_gguf_file *f, const char *key, double *out,
+                            llmrt_error *err) {
+    return llmrt_gguf_get_f64(f, key, false, out, err);
+}
+
+llmrt_status llmrt_config_from_gguf(const llmrt_gguf_file *f, llmrt_model_config *cfg,
+                                    llmrt_error *err) {
+    memset(cfg, 0, sizeof *cfg);
+    llmrt_gguf_str arch = {0};
+    LLMRT_TRY(llmrt_gguf_get_str(f, "general.architecture", true, &arch, err));
+    if (arch.len != 5 || memcmp(arch.ptr, "llama", 5) != 0)
+        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                         "%s: general.architecture \"%.*s\" is not supported (supported: llama)",
+                         f->path, (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
+    snprintf(cfg->architecture, sizeof cfg->architecture, "llama");
+    LLMRT_TRY(get_i32(f, "llama.embedding_length", true, 1, 1 << 20, &cfg->hidden_size, err));
+    LLMRT_TRY(get_i32(f, "llama.feed_forward_length", true, 1, 1 << 20, &cfg->intermediate_size, err));
+    LLMRT_TRY(get_i32(f, "llama.block_count", true, 1, 1024, &cfg->n_layers, err));
+    LLMRT_TRY(get_i32(f, "llama.attention.head_count", true, 1, 1024, &cfg->n_heads, err));
+    cfg->n_kv_heads = cfg->n_heads;
+    LLMRT_TRY(get_i32(f, "llama.attention.head_count_kv", false, 1, 1024, &cfg->n_kv_heads, err));
+    cfg->max_context = 2048;
+    LLMRT_TRY(get_i32(f, "llama.context_length", false, 1, INT32_MAX, &cfg->max_context, err));
+    if (cfg->hidden_size % cfg->n_heads == 0) cfg->head_dim = cfg->hidden_size / cfg->n_heads;
+    LLMRT_TRY(get_i32(f, "llama.attention.key_length", false, 1, 4096, &cfg->head_dim, err));
+    int32_t rope_dims = cfg->head_dim;
+    LLMRT_TRY(get_i32(f, "llama.rope.dimension_count", false, 1, 4096, &rope_dims, err));
+    if (rope_dims != cfg->head_dim)
+        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                         "%s: llama.rope.dimension_count %d != head dim %d (partial RoPE) is not "
+                         "supported", f->path, rope_dims, cfg->head_dim);
+    double eps = 1e-5;
+    LLMRT_TRY(get_f64(f, "llama.attention.layer_norm_rms_epsilon", &eps, err));
+    cfg->rms_norm_eps = (float)eps;
+    cfg->rope_theta   = 10000.0;
+    LLMRT_TRY(get_f64(f, "llama.rope.freq_base", &cfg->rope_theta, err));
+
+    llmrt_gguf_str scaling = {0};
+    LLMRT_TRY(llmrt_gguf_get_str(f, "llama.rope.scaling.type", false, &scaling, err));
+    if (scaling.len == 6 && memcmp(scaling.ptr, "linear", 6) == 0) {
+        cfg->rope_type = LLMRT_ROPE_LINEAR;
+        LLMRT_TRY(llmrt_gguf_get_f64(f, "llama.rope.scaling.factor", true, &cfg->rope_factor, err));
+        if (!(cfg->rope_factor > 0))
+            return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: llama.rope.scaling.factor must be > 0",
+                             f->path);
+    } else if (scaling.len && !(scaling.len == 4 && memcmp(scaling.ptr, "none", 4) == 0)) {
+        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                         "%s: llama.rope.scaling.type \"%.*s\" is not supported", f->path,
+                         (int)(scaling.len > 64 ? 64 : scaling.len), scaling.ptr);
+    }
+    if (llmrt_gguf_find_tensor(f, "rope_freqs.weight"))
+        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                         "%s: tensor rope_freqs.weight (Llama 3.1 rope scaling in GGUF) is not "
+                         "supported yet; load the HF checkpoint instead", f->path);
+
+    /* vocabulary size: the key, else the embedding's row count */
+    const llmrt_gguf_tensor *embd = llmrt_gguf_find_tensor(f, "token_embd.weight");
+    if (!embd)
+        return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH, "%s: tensor token_embd.weight is missing",
+                         f->path);
+    cfg->vocab_size = embd->n_dims == 2 && embd->ne[1] <= (1u << 22) ? (int32_t)embd->ne[1] : 0;
+    LLMRT_TRY(get_i32(f, "llama.vocab_size", false, 1, 1 << 22, &cfg->vocab_size, err));
+    cfg->tie_word_embeddings = llmrt_gguf_find_tensor(f, "output.weight") == NULL;
+
+    cfg->bos_token_id = -1;
+    LLMRT_TRY(get_i32(f, "tokenizer.ggml.bos_token_id", false, 0, 1 << 22, &cfg->bos_token_id, err));
+    int32_t eos = -1;
+    LLMRT_TRY(get_i32(f, "tokenizer.ggml.eos_token_id", false, 0, 1 << 22, &eos, err));
+    if (eos >= 0) cfg->eos_token_ids[cfg->n_eos++] = eos;
+    int32_t eot = -1;
+    LLMRT_TRY(get_i32(f, "tokenizer.ggml.eot_token_id", false, 0, 1 << 22, &eot, err));
+    if (eot >= 0 && eot != eos) cfg->eos_token_ids[cfg->n_eos++] = eot;
+    return llmrt_config_validate(cfg, f->path, err);
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* tensors                                                                                       */
+/* --------------------------------------------------------------------------------------------- */
+
+/* HF name -> GGUF name, e.g. model.layers.3.mlp.up_proj.weight -> blk.3.ffn_up.weight.
+ * Returns the number of KV/Q heads whose rows need un-permuting (0 for none), or -1 unknown. */
+static int gguf_name_of(const llmrt_model_config *c, const char *hf, char *out, size_t n) {
+    static const struct {
+        const char *hf_suffix, *gguf_suffix;
+    } layer_map[] = {
+        {"input_layernorm.weight", "attn_norm.weight"},
+        {"self_attn.q_proj.weight", "attn_q.weight"},
+        {"self_attn.k_proj.weight", "attn_k.weight"},
+        {"self_attn.v_proj.weight", "attn_v.weight"},
+        {"self_attn.o_proj.weight", "attn_output.weight"},
+        {"post_attention_layernorm.weight", "ffn_norm.weight"},
+        {"mlp.gate_proj.weight", "ffn_gate.weight"},
+        {"mlp.up_proj.weight", "ffn_up.weight"},
+        {"mlp.down_proj.weight", "ffn_down.weight"},
+    };
+    if (!strcmp(hf, "model.embed_tokens.weight")) return snprintf(out, n, "token_embd.weight"), 0;
+    if (!strcmp(hf, "model.norm.weight")) return snprintf(out, n, "output_norm.weight"), 0;
+    if (!strcmp(hf, "lm_head.weight")) return snprintf(out, n, "output.weight"), 0;
+    int layer = -1, used = 0;
+    if (sscanf(hf, "model.layers.%d.%n", &layer, &used) == 1 && used > 0) {
+        for (size_t i = 0; i < sizeof layer_map / sizeof layer_map[0]; i++) {
+            if (strcmp(hf + used, layer_map[i].hf_suffix) != 0) continue;
+            snprintf(out, n, "blk.%d.%s", layer, layer_map[i].gguf_suffix);
+            if (i == 1) return c->n_heads;
+            if (i == 2) return c->n_kv_heads;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Dequantizes one row of `cols` elements (cols % 32 == 0, checked by the parser). */
+static void dequant_row(llmrt_dtype t, const uint8_t *src, float *dst, int64_t cols) {
+    int64_t nb = cols / 32;
+    for (int64_t b = 0; b < nb; b++, dst += 32) {
+        uint16_t d16, m16;
+        memcpy(&d16, src, 2);
+        float d = llmrt_f16_to_f32(d16);
+        if (t == LLMRT_DTYPE_Q8_0) {
+            const int8_t *q = (const int8_t *)(src + 2);
+            for (int j = 0; j < 32; j++) dst[j] = d * (float)q[j];
+            src += 34;
+        } else if (t == LLMRT_DTYPE_Q4_0) {
+            const uint8_t *q = src + 2;
+            for (int j = 0; j < 16; j++) {
+                dst[j]      = d * (float)((q[j] & 0x0f) - 8);
+                dst[j + 16] = d * (float)((q[j] >> 4) - 8);
+            }
+            src += 18;
+        } else { /* Q4_1 */
+            memcpy(&m16, src + 2, 2);
+            float          m = llmrt_f16_to_f32(m16);
+            const uint8_t *q = src + 4;
+            for (int j = 0; j < 16; j++) {
+                float lo = d * (float)(q[j] & 0x0f), hi = d * (float)(q[j] >> 4);
+                dst[j]      = lo + m;
+                dst[j + 16] = hi + m;
+            }
+            src += 20;
+        }
+    }
+}
+
+/* HF row of GGUF-permuted row r: within each head, GGUF interleaves the two rotate-half
+ * halves ((j, s) -> 2j + s); HF keeps them apart (s * hd/2 + j). */
+static int64_t gguf_row_for_hf_row(int64_t hf_row, int64_t head_dim) {
+    int64_t head = hf_row / head_dim, in = hf_row % head_dim, half = head_dim / 2;
+    int64_t s = in / half, j = in % half;
+    return head * head_dim + 2 * j + s;
+}
+
+static llmrt_status gguf_get(void *ctx, struct llmrt_model *m, const char *hf_name, int64_t rows,
+                             int64_t cols, bool optional, llmrt_host_tensor *out, bool *found,
+                             llmrt_error *err) {
+    const llmrt_gguf_file *f = &m->gguf;
+    char                   name[128];
+    int                    permute_heads = gguf_name_of(&m->cfg, hf_name, name, sizeof name);
+    if (permute_heads < 0)
+        return llmrt_err(err, LLMRT_ERR_INTERNAL, "%s: no GGUF name for %s", f->path, hf_name);
+    const llmrt_gguf_tensor *t = llmrt_gguf_find_tensor(f, name);
+    *found                     = t != NULL;
+    if (!t) {
+        if (optional) return LLMRT_OK;
+        return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH, "%s: tensor %s is missing", f->path, name);
+    }
+    int want_dims = cols ? 2 : 1;
+    if (t->n_dims != want_dims || t->ne[0] != (uint64_t)(cols ? cols : rows) ||
+        (cols && t->ne[1] != (uint64_t)rows))
+        return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH,
+                         "%s: tensor %s has shape ne=[%llu, %llu] (%d dims), config expects "
+                         "[%lld, %lld]", f->path, name, (unsigned long long)t->ne[0],
+                         (unsigned long long)(t->n_dims > 1 ? t->ne[1] : 1), t->n_dims,
+                         (long long)(cols ? cols : rows), (long long)(cols ? rows : 1));
+    if (t->dtype == LLMRT_DTYPE_INVALID)
+        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                         "%s: tensor %s has ggml type %u (supported: F32, F16, BF16, Q8_0, Q4_0, "
+                         "Q4_1)", f->path, name, t->ggml_type);
+    int64_t ncols = cols ? cols : rows, nrows = cols ? rows : 1;
+    if (permute_heads > 0 && rows % ((int64_t)permute_heads * 2) != 0)
+        return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH, "%s: tensor %s rows %lld do not split "
+                         "into %d heads of even size", f->path, name, (long long)rows, permute_heads);
+    int64_t head_dim  = permute_heads > 0 ? rows / permute_heads : 0;
+    bool    quantized = llmrt_dtype_block_elems(t->dtype) > 1;
+    out->rows         = rows;
+    out->cols         = cols;
+    if (!quantized && permute_heads == 0) { /* used in place from the mapping */
+        out->dtype = t->dtype;
+        out->data  = t->data;
+        return LLMRT_OK;
+    }
+    uint64_t row_src = t->nbytes / (uint64_t)nrows; /* bytes of one source row */
+    uint64_t elem    = quantized ? 4 : (uint64_t)llmrt_dtype_block_bytes(t->dtype);
+    uint64_t bytes;
+    if (!ck_mul_u64((uint64_t)nrows * (uint64_t)ncols, elem, &bytes))
+        return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: tensor %s is too large", f->path, name);
+    uint8_t *buf = malloc(bytes ? (size_t)bytes : 1);
+    if (!buf)
+        return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "%s: out of memory converting %s", f->path,
+                         name);
+    for (int64_t r = 0; r < nrows; r++) {
+        int64_t        src_row = permute_heads > 0 ? gguf_row_for_hf_row(r, head_dim) : r;
+        const uint8_t *src     = t->data + (uint64_t)src_row * row_src;
+        uint8_t       *dst     = buf + (uint64_t)r * (uint64_t)ncols * elem;
+        if (quantized) dequant_row(t->dtype, src, (float *)dst, ncols);
+        else memcpy(dst, src, (size_t)row_src);
+    }
+    LLMRT_TRY(llmrt_model_keep_host(m, buf, err));
+    out->dtype = quantized ? LLMRT_DTYPE_F32 : t->dtype;
+    out->data  = buf;
+    return LLMRT_OK;
+}
+
+llmrt_status llmrt_model_open_gguf(struct llmrt_model *m, const char *path, llmrt_error *err) {
+    LLMRT_TRY(llmrt_gguf_open(path, &m->gguf, err));
+    LLMRT_TRY(llmrt_config_from_gguf(&m->gguf, &m->cfg, err));
+    llmrt_weight_source src = {.ctx = NULL, .what = path, .get = gguf_get};
+    return llmrt_model_load_weights(m, &src, err);
+}

@@ -1,0 +1,85 @@
+/* The loaded model: configuration, the backend that runs it and the weights it holds there. */
+#ifndef LLMRT_MODEL_MODEL_H
+#define LLMRT_MODEL_MODEL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "../backend/backend.h"
+#include "config.h"
+#include "gguf.h"
+#include "safetensors.h"
+
+typedef struct llmrt_layer_weights {
+    void         *attn_norm; /* backend fp32 [D] */
+    llmrt_bweight wq;        /* [Hq*hd, D]  */
+    llmrt_bweight wk;        /* [Hkv*hd, D] */
+    llmrt_bweight wv;        /* [Hkv*hd, D] */
+    llmrt_bweight wo;        /* [D, Hq*hd]  */
+    void         *ffn_norm;  /* backend fp32 [D] */
+    llmrt_bweight w_gate;    /* [F, D] */
+    llmrt_bweight w_up;      /* [F, D] */
+    llmrt_bweight w_down;    /* [D, F] */
+} llmrt_layer_weights;
+
+struct llmrt_model {
+    llmrt_model_config   cfg;
+    llmrt_backend       *be;
+    llmrt_bweight        tok_embd;    /* [V, D] */
+    llmrt_layer_weights *layers;      /* [n_layers] */
+    void                *output_norm; /* backend fp32 [D] */
+    llmrt_bweight        lm_head;     /* [V, D]; same data as tok_embd when tied */
+
+    /* what the weights point into: kept open for the model's lifetime */
+    llmrt_st_file  *st_files;
+    int32_t         n_st_files;
+    llmrt_gguf_file gguf;
+    void          **host_buffers; /* converted / generated host tensors owned by the model */
+    int64_t         n_host_buffers, cap_host_buffers;
+
+    char    source_path[1024];
+    char    weight_format[16];
+    int64_t n_params;
+    int64_t weight_bytes;
+
+    pthread_mutex_t forward_lock; /* one forward at a time per model (backend scratch) */
+    llmrt_error     last_error;
+};
+
+/* Takes ownership of a malloc'd host buffer (freed with the model). Frees it on failure. */
+llmrt_status llmrt_model_keep_host(struct llmrt_model *m, void *buf, llmrt_error *err);
+
+/* A tensor as a source provides it: host memory in F32, F16 or BF16, row-major [rows, cols]
+ * (cols == 0 for 1-D). */
+typedef struct llmrt_host_tensor {
+    llmrt_dtype dtype;
+    int64_t     rows, cols;
+    const void *data;
+} llmrt_host_tensor;
+
+/* A source of weights under their HF names ("model.layers.0.self_attn.q_proj.weight"). `get`
+ * must return the tensor in HF layout (GGUF's Q/K row permutation undone) with the expected
+ * shape, or an error naming the tensor. `*found` = false (and LLMRT_OK) when absent and
+ * `optional`. */
+typedef struct llmrt_weight_source {
+    void        *ctx;
+    const char  *what; /* path for messages */
+    llmrt_status (*get)(void *ctx, struct llmrt_model *m, const char *hf_name, int64_t rows,
+                        int64_t cols, bool optional, llmrt_host_tensor *out, bool *found,
+                        llmrt_error *err);
+} llmrt_weight_source;
+
+/* Loads every weight of m->cfg from `src` into m->be (shared by all formats). */
+llmrt_status llmrt_model_load_weights(struct llmrt_model *m, const llmrt_weight_source *src,
+                                      llmrt_error *err);
+
+/* Per-format openers: fill m->cfg and the sources, then call llmrt_model_load_weights. */
+llmrt_status llmrt_model_open_hf(struct llmrt_model *m, const char *dir, llmrt_error *err);
+llmrt_status llmrt_model_open_gguf(struct llmrt_model *m, const char *path, llmrt_error *err);
+llmrt_status llmrt_model_open_random(struct llmrt_model *m, const char *path, uint64_t seed,
+                                     llmrt_error *err);
+/* Reads the model config of a GGUF file's metadata. */
+llmrt_status llmrt_config_from_gguf(const llmrt_gguf_file *f, llmrt_model_config *cfg,
+                                    llmrt_error *err);
+
+#endif

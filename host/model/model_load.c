@@ -1,0 +1,284 @@
+/* Model loading shared by every format: the public load/destroy/info calls and the walk over
+ * the Llama weight list, which checks each tensor's shape against the config before handing it
+ * to the backend. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../core/half.h"
+#include "model.h"
+
+llmrt_status llmrt_model_keep_host(struct llmrt_model *m, void *buf, llmrt_error *err) {
+    if (m->n_host_buffers == m->cap_host_buffers) {
+        int64_t cap = m->cap_host_buffers ? m->cap_host_buffers * 2 : 64;
+        void  **n   = realloc(m->host_buffers, (size_t)cap * sizeof *n);
+        if (!n) {
+            free(buf);
+            return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+        }
+        m->host_buffers     = n;
+        m->cap_host_buffers = cap;
+    }
+    m->host_buffers[m->n_host_buffers++] = buf;
+    return LLMRT_OK;
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* weight walk                                                                                   */
+/* --------------------------------------------------------------------------------------------- */
+
+static int64_t dtype_bytes(llmrt_dtype t) {
+    return llmrt_dtype_block_bytes(t);
+}
+
+static void note_format(struct llmrt_model *m, llmrt_dtype t) {
+    const char *name = t == LLMRT_DTYPE_F32 ? "f32" : t == LLMRT_DTYPE_F16 ? "f16" : "bf16";
+    if (!m->weight_format[0]) snprintf(m->weight_format, sizeof m->weight_format, "%s", name);
+    else if (strcmp(m->weight_format, name) != 0)
+        snprintf(m->weight_format, sizeof m->weight_format, "mixed");
+}
+
+static llmrt_status load_matrix(struct llmrt_model *m, const llmrt_weight_source *src,
+                                const char *name, int64_t rows, int64_t cols, llmrt_bweight *out,
+                                llmrt_error *err) {
+    llmrt_host_tensor t;
+    bool              found = false;
+    LLMRT_TRY(src->get(src->ctx, m, name, rows, cols, false, &t, &found, err));
+    if (t.rows != rows || t.cols != cols)
+        return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH,
+                         "%s: tensor %s has shape [%lld, %lld], config expects [%lld, %lld]",
+                         src->what, name, (long long)t.rows, (long long)t.cols, (long long)rows,
+                         (long long)cols);
+    llmrt_status s = m->be->ops->weight_upload(m->be, t.dtype, rows, cols, t.data, out, err);
+    if (s != LLMRT_OK) {
+        llmrt_err_prefix(err, "%s: tensor %s", src->what, name);
+        return s;
+    }
+    note_format(m, t.dtype);
+    m->n_params += rows * cols;
+    m->weight_bytes += rows * cols * dtype_bytes(t.dtype);
+    return LLMRT_OK;
+}
+
+/* Norm weights are tiny: converted to fp32 and copied into backend memory. */
+static llmrt_status load_norm(struct llmrt_model *m, const llmrt_weight_source *src,
+                              const char *name, int64_t D, void **out, llmrt_error *err) {
+    llmrt_host_tensor t;
+    bool              found = false;
+    LLMRT_TRY(src->get(src->ctx, m, name, D, 0, false, &t, &found, err));
+    if (t.rows != D || t.cols != 0)
+        return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH,
+                         "%s: tensor %s must have shape [%lld]", src->what, name, (long long)D);
+    float *f32 = malloc((size_t)D * sizeof(float));
+    if (!f32) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+    for (int64_t i = 0; i < D; i++) {
+        if (t.dtype == LLMRT_DTYPE_F32) f32[i] = ((const float *)t.data)[i];
+        else if (t.dtype == LLMRT_DTYPE_F16) f32[i] = llmrt_f16_to_f32(((const uint16_t *)t.data)[i]);
+        else f32[i] = llmrt_bf16_to_f32(((const uint16_t *)t.data)[i]);
+    }
+    llmrt_status s = m->be->ops->alloc(m->be, (uint64_t)D * sizeof(float), out, err);
+    if (s == LLMRT_OK) s = m->be->ops->upload(m->be, *out, f32, (uint64_t)D * sizeof(float), err);
+    free(f32);
+    m->n_params += D;
+    m->weight_bytes += D * (int64_t)sizeof(float);
+    return s;
+}
+
+llmrt_status llmrt_model_load_weights(struct llmrt_model *m, const llmrt_weight_source *src,
+                                      llmrt_error *err) {
+    const llmrt_model_config *c  = &m->cfg;
+    int64_t                   D  = c->hidden_size, F = c->intermediate_size, V = c->vocab_size;
+    int64_t                   qw = (int64_t)c->n_heads * c->head_dim;
+    int64_t                   kw = (int64_t)c->n_kv_heads * c->head_dim;
+    m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
+    if (!m->layers) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+
+    LLMRT_TRY(load_matrix(m, src, "model.embed_tokens.weight", V, D, &m->tok_embd, err));
+    char name[128];
+    for (int32_t l = 0; l < c->n_layers; l++) {
+        llmrt_layer_weights *L = &m->layers[l];
+#define LAYER_NAME(suffix) (snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix), name)
+        LLMRT_TRY(load_norm(m, src, LAYER_NAME("input_layernorm.weight"), D, &L->attn_norm, err));
+        LLMRT_TRY(load_matrix(m, src, LAYER_NAME("self_attn.q_proj.weight"), qw, D, &L->wq, err));
+        LLMRT_TRY(load_matrix(m, src, LAYER_NAME("self_attn.k_proj.weight"), kw, D, &L->wk, err));
+        LLMRT_TRY(load_matrix(m, src, LAYER_NAME("self_attn.v_proj.weight"), kw, D, &L->wv, err));
+        LLMRT_TRY(load_matrix(m, src, LAYER_NAME("self_attn.o_proj.weight"), D, qw, &L->wo, err));
+        LLMRT_TRY(load_norm(m, src, LAYER_NAME("post_attention_layernorm.weight"), D, &L->ffn_norm,
+                            err));
+        LLMRT_TRY(load_matrix(m, src, LAYER_NAME("mlp.gate_proj.weight"), F, D, &L->w_gate, err));
+        LLMRT_TRY(load_matrix(m, src, LAYER_NAME("mlp.up_proj.weight"), F, D, &L->w_up, err));
+        LLMRT_TRY(load_matrix(m, src, LAYER_NAME("mlp.down_proj.weight"), D, F, &L->w_down, err));
+#undef LAYER_NAME
+    }
+    LLMRT_TRY(load_norm(m, src, "model.norm.weight", D, &m->output_norm, err));
+    if (c->tie_word_embeddings) {
+        m->lm_head = m->tok_embd;
+    } else {
+        LLMRT_TRY(load_matrix(m, src, "lm_head.weight", V, D, &m->lm_head, err));
+    }
+    return LLMRT_OK;
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* public API                                                                                    */
+/* --------------------------------------------------------------------------------------------- */
+
+int32_t llmrt_version(void) {
+    return LLMRT_VERSION_NUMBER;
+}
+
+llmrt_model_params llmrt_model_default_params(void) {
+    return (llmrt_model_params){
+        .struct_size = sizeof(llmrt_model_params),
+        .load_format = LLMRT_LOAD_AUTO,
+        .device      = LLMRT_DEVICE_CPU,
+        .n_threads   = 0,
+        .random_seed = 0,
+    };
+}
+
+/* Copies the caller's params over the defaults, honouring a smaller struct_size (older header). */
+static llmrt_status read_params(const llmrt_model_params *in, llmrt_model_params *out) {
+    *out = llmrt_model_default_params();
+    if (!in) return LLMRT_OK;
+    if (in->struct_size < offsetof(llmrt_model_params, load_format) + sizeof(in->load_format) ||
+        in->struct_size > sizeof(llmrt_model_params))
+        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG,
+                                  "llmrt_model_load: params->struct_size %u is invalid (use "
+                                  "llmrt_model_default_params())", in->struct_size);
+    memcpy(out, in, in->struct_size);
+    out->struct_size = sizeof(llmrt_model_params);
+    return LLMRT_OK;
+}
+
+static bool is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static void model_free(struct llmrt_model *m) {
+    if (!m) return;
+    if (m->be) {
+        if (m->layers) {
+            for (int32_t l = 0; l < m->cfg.n_layers; l++) {
+                llmrt_layer_weights *L = &m->layers[l];
+                llmrt_bweight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+                for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
+                    if (ws[i]->data) m->be->ops->weight_free(m->be, ws[i]);
+                if (L->attn_norm) m->be->ops->free(m->be, L->attn_norm);
+                if (L->ffn_norm) m->be->ops->free(m->be, L->ffn_norm);
+            }
+        }
+        if (m->lm_head.data && m->lm_head.data != m->tok_embd.data)
+            m->be->ops->weight_free(m->be, &m->lm_head);
+        if (m->tok_embd.data) m->be->ops->weight_free(m->be, &m->tok_embd);
+        if (m->output_norm) m->be->ops->free(m->be, m->output_norm);
+        m->be->ops->destroy(m->be);
+    }
+    free(m->layers);
+    for (int32_t i = 0; i < m->n_st_files; i++) llmrt_safetensors_close(&m->st_files[i]);
+    free(m->st_files);
+    llmrt_gguf_close(&m->gguf);
+    for (int64_t i = 0; i < m->n_host_buffers; i++) free(m->host_buffers[i]);
+    free(m->host_buffers);
+    pthread_mutex_destroy(&m->forward_lock);
+    free(m);
+}
+
+static llmrt_status upload_rope(struct llmrt_model *m, llmrt_error *err) {
+    int32_t half = m->cfg.head_dim / 2;
+    double *inv  = malloc((size_t)half * sizeof(double));
+    float  *f    = malloc((size_t)half * sizeof(float));
+    if (!inv || !f) {
+        free(inv);
+        free(f);
+        return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    llmrt_config_rope_inv_freq(&m->cfg, inv);
+    for (int32_t i = 0; i < half; i++) f[i] = (float)inv[i];
+    llmrt_status s = m->be->ops->rope_init(m->be, f, half, err);
+    free(inv);
+    free(f);
+    return s;
+}
+
+llmrt_status llmrt_model_load(const char *path, const llmrt_model_params *params,
+                              llmrt_model **out) {
+    if (!out) return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG, "llmrt_model_load: out is NULL");
+    *out = NULL;
+    if (!path || !*path)
+        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG, "llmrt_model_load: path is empty");
+    llmrt_model_params p;
+    LLMRT_TRY(read_params(params, &p));
+    if (p.device != LLMRT_DEVICE_CPU)
+        return llmrt_err_set_last(LLMRT_ERR_UNSUPPORTED, "llmrt_model_load: device %d is not "
+                                  "available in this build", (int)p.device);
+    if (p.n_threads < 0 || p.n_threads > 1024)
+        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG,
+                                  "llmrt_model_load: n_threads %d is out of range", p.n_threads);
+
+    llmrt_error         err = {0};
+    struct llmrt_model *m   = calloc(1, sizeof *m);
+    if (!m) return llmrt_err_set_last(LLMRT_ERR_OUT_OF_MEMORY, "llmrt_model_load: out of memory");
+    pthread_mutex_init(&m->forward_lock, NULL);
+    snprintf(m->source_path, sizeof m->source_path, "%s", path);
+
+    llmrt_status s = llmrt_backend_cpu_create(p.n_threads, getenv("LLMRT_CPU_ISA"), &m->be, &err);
+    if (s == LLMRT_OK) {
+        llmrt_load_format fmt = p.load_format;
+        if (fmt == LLMRT_LOAD_AUTO) fmt = is_dir(path) ? LLMRT_LOAD_HF : LLMRT_LOAD_GGUF;
+        switch (fmt) {
+        case LLMRT_LOAD_HF: s = llmrt_model_open_hf(m, path, &err); break;
+        case LLMRT_LOAD_GGUF: s = llmrt_model_open_gguf(m, path, &err); break;
+        case LLMRT_LOAD_RANDOM: s = llmrt_model_open_random(m, path, p.random_seed, &err); break;
+        default:
+            s = llmrt_err(&err, LLMRT_ERR_INVALID_ARG, "llmrt_model_load: load_format %d unknown",
+                          (int)fmt);
+        }
+    }
+    if (s == LLMRT_OK) s = upload_rope(m, &err);
+    if (s != LLMRT_OK) {
+        model_free(m);
+        return llmrt_err_publish(&err);
+    }
+    *out = m;
+    return LLMRT_OK;
+}
+
+void llmrt_model_destroy(llmrt_model *model) {
+    model_free(model);
+}
+
+llmrt_status llmrt_model_get_info(const llmrt_model *m, llmrt_model_info *info) {
+    if (!m || !info)
+        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG, "llmrt_model_get_info: NULL argument");
+    uint32_t size = info->struct_size;
+    if (size < offsetof(llmrt_model_info, vocab_size) || size > sizeof(llmrt_model_info))
+        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG,
+                                  "llmrt_model_get_info: info->struct_size %u is invalid", size);
+    llmrt_model_info full;
+    memset(&full, 0, sizeof full);
+    full.struct_size = size;
+    snprintf(full.architecture, sizeof full.architecture, "llama");
+    snprintf(full.weight_format, sizeof full.weight_format, "%s", m->weight_format);
+    const llmrt_model_config *c = &m->cfg;
+    full.vocab_size          = c->vocab_size;
+    full.hidden_size         = c->hidden_size;
+    full.intermediate_size   = c->intermediate_size;
+    full.n_layers            = c->n_layers;
+    full.n_heads             = c->n_heads;
+    full.n_kv_heads          = c->n_kv_heads;
+    full.head_dim            = c->head_dim;
+    full.max_context         = c->max_context;
+    full.rope_theta          = (float)c->rope_theta;
+    full.rms_norm_eps        = c->rms_norm_eps;
+    full.bos_token_id        = c->bos_token_id;
+    full.n_eos_token_ids     = c->n_eos;
+    memcpy(full.eos_token_ids, c->eos_token_ids, sizeof full.eos_token_ids);
+    full.n_params            = m->n_params;
+    full.weight_bytes        = m->weight_bytes;
+    full.tie_word_embeddings = c->tie_word_embeddings;
+    memcpy(info, &full, size);
+    return LLMRT_OK;
+}

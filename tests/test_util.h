@@ -1,0 +1,52 @@
+/* Minimal test helpers: CHECK records a failure and continues; the main returns test_summary(). */
+#ifndef LLMRT_TEST_UTIL_H
+#define LLMRT_TEST_UTIL_H
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "llmrt.h"
+
+static int test_n_passed, test_n_failed;
+
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (cond) {                                                                                \
+            test_n_passed++;                                                                       \
+        } else {                                                                                   \
+            test_n_failed++;                                                                       \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
+        }                                                                                          \
+    } while (0)
+
+#define CHECK_MSG(cond, ...)                                                                       \
+    do {                                                                                           \
+        if (cond) {                                                                                \
+            test_n_passed++;                                                                       \
+        } else {                                                                                   \
+            test_n_failed++;                                                                       \
+            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond);               \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+        }                                                                                          \
+    } while (0)
+
+/* Expects `status` and, when `needle` is non-NULL, that llmrt_last_error() contains it. */
+#define CHECK_STATUS(expr, expected, needle)                                                       \
+    do {                                                                                           \
+        llmrt_status got_ = (expr);                                                                \
+        const char  *msg_ = llmrt_last_error();                                                    \
+        CHECK_MSG(got_ == (expected), "%s returned %s, expected %s (message: %s)", #expr,          \
+                  llmrt_status_str(got_), llmrt_status_str(expected), msg_);                       \
+        if ((needle) != NULL && got_ != LLMRT_OK)                                                  \
+            CHECK_MSG(strstr(msg_, (needle)) != NULL, "message \"%s\" lacks \"%s\"", msg_,         \
+                      (const char *)(needle));                                                     \
+    } while (0)
+
+static inline int test_summary(const char *name) {
+    printf("%s: %d passed, %d failed\n", name, test_n_passed, test_n_failed);
+    return test_n_failed == 0 ? 0 : 1;
+}
+
+#endif
