@@ -9,9 +9,10 @@
 
 #include "cli.h"
 
-/* "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n" in the
- * SmolLM2 tokenizer: the default prompt when --tokens is not given. */
-static const char *default_prompt_ids = "1,4093,198,1780,314,260,3575,282,4649,47,2,198,1,520,9531,198";
+/* SmolLM2's chat template applied to "What is the capital of France?" (with its default system
+ * prompt), as token ids: the default prompt when --tokens is not given. */
+static const char *default_prompt_ids =
+    "1,9690,198,2683,359,253,5356,5646,11173,3365,3511,308,34519,28,7018,411,407,19712,8182,2,198,1,4093,198,1780,314,260,3575,282,4649,47,2,198,1,520,9531,198";
 
 static void usage(FILE *f) {
     fprintf(f,

@@ -46,9 +46,10 @@ void llmrt_err_prefix(llmrt_error *err, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
-    char joined[LLMRT_ERROR_MSG_MAX];
+    /* room for both parts: the result is cut to the message size when copied back */
+    char joined[2 * LLMRT_ERROR_MSG_MAX + 2];
     snprintf(joined, sizeof joined, "%s: %s", prefix, err->msg);
-    memcpy(err->msg, joined, sizeof joined);
+    snprintf(err->msg, sizeof err->msg, "%.*s", (int)sizeof err->msg - 1, joined);
 }
 
 llmrt_status llmrt_err_publish(const llmrt_error *err) {

@@ -46,7 +46,9 @@ static void *worker_main(void *p) {
     llmrt_thread_pool *pool  = arg->pool;
     int                index = arg->index;
     free(arg);
-    unsigned seen = atomic_load(&pool->generation);
+    /* Jobs are only posted after create() returns, when the generation is still 0; reading it
+     * here instead could miss a job posted before this thread got scheduled. */
+    unsigned seen = 0;
     for (;;) {
         unsigned gen;
         int      spins = 0;

@@ -40,21 +40,30 @@ static llmrt_status parse_token_ids(const cJSON *root, const char *key, int32_t 
     return LLMRT_OK;
 }
 
+/* transformers <= 4 writes rope_theta + rope_scaling; transformers 5 writes one
+ * "rope_parameters" object holding rope_type, rope_theta and the scaling fields. */
 static llmrt_status parse_rope_scaling(const cJSON *root, llmrt_model_config *cfg,
                                        const char *what, llmrt_error *err) {
-    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
+    const char  *key = "rope_scaling";
+    const cJSON *rs  = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!rs || cJSON_IsNull(rs)) {
+        key = "rope_parameters";
+        rs  = cJSON_GetObjectItemCaseSensitive(root, key);
+        if (cJSON_IsObject(rs))
+            LLMRT_TRY(llmrt_json_get_double(rs, "rope_theta", false, &cfg->rope_theta, what, err));
+    }
     if (!rs || cJSON_IsNull(rs)) return LLMRT_OK;
     if (!cJSON_IsObject(rs))
-        return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: \"rope_scaling\" must be an object", what);
+        return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: \"%s\" must be an object", what, key);
     const char *type = NULL;
     LLMRT_TRY(llmrt_json_get_string(rs, "rope_type", false, &type, what, err));
     if (!type) LLMRT_TRY(llmrt_json_get_string(rs, "type", false, &type, what, err));
     if (!type)
-        return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: rope_scaling has no \"rope_type\"", what);
+        return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: %s has no \"rope_type\"", what, key);
     if (strcmp(type, "default") == 0) return LLMRT_OK;
     LLMRT_TRY(llmrt_json_get_double(rs, "factor", true, &cfg->rope_factor, what, err));
     if (!(cfg->rope_factor > 0))
-        return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: rope_scaling.factor must be > 0", what);
+        return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: %s.factor must be > 0", what, key);
     if (strcmp(type, "linear") == 0) {
         cfg->rope_type = LLMRT_ROPE_LINEAR;
     } else if (strcmp(type, "llama3") == 0) {
@@ -67,11 +76,11 @@ static llmrt_status parse_rope_scaling(const cJSON *root, llmrt_model_config *cf
                                      &cfg->rope_original_max_pos, what, err));
         if (!(cfg->rope_high_freq_factor > cfg->rope_low_freq_factor))
             return llmrt_err(err, LLMRT_ERR_FORMAT,
-                             "%s: rope_scaling needs high_freq_factor > low_freq_factor", what);
+                             "%s: %s needs high_freq_factor > low_freq_factor", what, key);
     } else {
         return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
-                         "%s: rope_scaling type \"%s\" is not supported (supported: linear, llama3)",
-                         what, type);
+                         "%s: %s type \"%s\" is not supported (supported: linear, llama3)",
+                         what, key, type);
     }
     return LLMRT_OK;
 }

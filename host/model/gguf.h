@@ -52,21 +52,24 @@ typedef struct llmrt_gguf_tensor {
 
 typedef struct llmrt_gguf_file {
     llmrt_mapped_file  file;
-    const char        *path;
+    const char        *path;    /* the mapping's copy, or the caller's string for _parse */
     uint32_t           version;
-    llmrt_gguf_kv     *kvs;
+    llmrt_gguf_kv     *kvs;     /* in file order; keys are unique */
     int64_t            n_kv;
-    llmrt_gguf_tensor *tensors;
+    llmrt_gguf_tensor *tensors; /* in file order; names unique, byte ranges disjoint */
     int64_t            n_tensors;
     uint64_t           alignment;   /* general.alignment, default 32 */
     uint64_t           data_offset; /* start of the tensor data section */
 } llmrt_gguf_file;
 
 llmrt_status llmrt_gguf_open(const char *path, llmrt_gguf_file *out, llmrt_error *err);
+/* Validates an in-memory image (used by open and by the fuzzer). `data` and `path` must outlive
+ * `out`. On failure *out is zeroed and nothing needs closing; close is safe on a zeroed struct. */
 llmrt_status llmrt_gguf_parse(const uint8_t *data, uint64_t size, const char *path,
                               llmrt_gguf_file *out, llmrt_error *err);
 void         llmrt_gguf_close(llmrt_gguf_file *f);
 
+/* Linear scans; NULL when absent. */
 const llmrt_gguf_kv     *llmrt_gguf_find_kv(const llmrt_gguf_file *f, const char *key);
 const llmrt_gguf_tensor *llmrt_gguf_find_tensor(const llmrt_gguf_file *f, const char *name);
 

@@ -31,7 +31,8 @@ typedef struct llmrt_st_file {
 
 /* Maps and validates `path`. On failure *out is zeroed and nothing needs closing. */
 llmrt_status llmrt_safetensors_open(const char *path, llmrt_st_file *out, llmrt_error *err);
-/* Validates an in-memory image (used by open and by the fuzzer). `data` must outlive `out`. */
+/* Validates an in-memory image (used by open and by the fuzzer). `data` and `path` must outlive
+ * `out`. JSON integers above 2^53 (not exactly representable by cJSON) are rejected. */
 llmrt_status llmrt_safetensors_parse(const uint8_t *data, uint64_t size, const char *path,
                                      llmrt_st_file *out, llmrt_error *err);
 void llmrt_safetensors_close(llmrt_st_file *f);

@@ -1,3 +1,4 @@
+#include <cpuid.h>
 #include <string.h>
 
 #include "cpu_kernels.h"
@@ -7,9 +8,14 @@ static int have_avx512(void) {
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
 }
 
+/* F16C (CPUID.1:ECX bit 29) is not a feature name every compiler's __builtin_cpu_supports knows */
+static int have_f16c(void) {
+    unsigned eax, ebx, ecx, edx;
+    return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29));
+}
+
 static int have_avx2(void) {
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("f16c");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && have_f16c();
 }
 
 llmrt_cpu_kernels llmrt_cpu_kernels_select(const char *force) {

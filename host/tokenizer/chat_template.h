@@ -1,0 +1,76 @@
+/* Chat templates: renders a conversation into a prompt string for the known model families,
+ * reproducing each family's Hugging Face Jinja chat_template byte for byte (see
+ * python/tools/make_chat_golden.py for the reference templates and their origins). There is no
+ * Jinja engine: a model's chat_template string is only used to recognise its family.
+ *
+ * Special-token safety: the rendered prompt records which byte ranges are message content. Those
+ * must be tokenized with special-token parsing OFF, everything else (the template's scaffolding:
+ * role headers, [INST], BOS/EOS strings...) with it ON, so that a user who types "<|im_end|>"
+ * cannot forge a turn boundary. */
+#ifndef LLMRT_TOKENIZER_CHAT_TEMPLATE_H
+#define LLMRT_TOKENIZER_CHAT_TEMPLATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+
+typedef enum llmrt_chat_family {
+    LLMRT_CHAT_UNKNOWN = 0,
+    LLMRT_CHAT_CHATML,  /* <|im_start|>role\n...<|im_end|>\n (SmolLM2's, with its default system) */
+    LLMRT_CHAT_LLAMA2,  /* <s>[INST] <<SYS>>\n...\n<</SYS>>\n\n... [/INST] answer </s>          */
+    LLMRT_CHAT_LLAMA3,  /* <|start_header_id|>role<|end_header_id|>\n\n...<|eot_id|>             */
+    LLMRT_CHAT_MISTRAL, /* <s> [INST] ... [/INST] answer</s> (Mistral-7B-Instruct v0.1/v0.2)    */
+} llmrt_chat_family;
+
+/* role: "system", "user" or "assistant". */
+typedef struct llmrt_chat_message {
+    const char *role;
+    const char *content;
+} llmrt_chat_message;
+
+/* Recognises the family of a Jinja chat_template string by distinctive markers: "<|im_start|>"
+ * (ChatML), "<|start_header_id|>" (Llama 3), "[INST]" with "<<SYS>>" (Llama 2), "[INST]" without
+ * (Mistral). NULL or unrecognised => LLMRT_CHAT_UNKNOWN. */
+llmrt_chat_family llmrt_chat_detect_family(const char *chat_template);
+
+/* "chatml", "llama2", "llama3", "mistral" (case-insensitive) -> family; else UNKNOWN. */
+llmrt_chat_family llmrt_chat_family_from_name(const char *name);
+
+/* "chatml", ... or "unknown". Never NULL. */
+const char *llmrt_chat_family_name(llmrt_chat_family f);
+
+/* A byte range [begin, end) of llmrt_chat_rendered.text. */
+typedef struct llmrt_chat_span {
+    size_t begin, end;
+} llmrt_chat_span;
+
+/* A rendered prompt: NUL-terminated text of len bytes plus the byte spans that are message
+ * content (tokenize with parse_special OFF), sorted, disjoint and non-empty; everything else is
+ * scaffolding (parse_special ON). Spans hold contents as they appear after the template's own
+ * stripping. Note the template already contains the BOS string where the family wants one, so
+ * the tokenizer must not add another. */
+typedef struct llmrt_chat_rendered {
+    char *text;
+    size_t len;
+    llmrt_chat_span *content_spans;
+    int32_t n_spans;
+} llmrt_chat_rendered;
+
+/* Renders msgs[0..n_msgs) as the family's template does. bos_token/eos_token: the model's
+ * special-token strings (NULL = ""). add_generation_prompt appends the assistant header where the
+ * family's template honours it (ChatML); the Llama 2 and Mistral templates have no such header
+ * (the prompt ends with " [/INST]" anyway) and the Llama 3 template always appends it.
+ * Errors: LLMRT_ERR_UNSUPPORTED for an unknown family (the message suggests --chat-template);
+ * LLMRT_ERR_INVALID_ARG for no messages, a NULL role/content, a role other than
+ * system/user/assistant, or a role order the family's template rejects (named by message index).
+ * On error *out is left empty. Free with llmrt_chat_rendered_free. */
+llmrt_status llmrt_chat_render(llmrt_chat_family family, const llmrt_chat_message *msgs,
+                               int32_t n_msgs, bool add_generation_prompt, const char *bos_token,
+                               const char *eos_token, llmrt_chat_rendered *out, llmrt_error *err);
+
+/* Frees what llmrt_chat_render allocated and zeroes *r. Accepts NULL and a zeroed struct. */
+void llmrt_chat_rendered_free(llmrt_chat_rendered *r);
+
+#endif

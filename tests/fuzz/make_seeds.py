@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Writes the small valid seed files of the fuzz corpora (stdlib only; each file < 4 KB).
+
+    python3 tests/fuzz/make_seeds.py   # from the repository root
+"""
+import json
+import os
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def pattern(n):
+    return bytes((i * 7 + 1) & 0xFF for i in range(n))
+
+
+# --- safetensors ------------------------------------------------------------------------------
+
+DTYPE_SIZE = {"BOOL": 1, "U8": 1, "I8": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2, "I32": 4,
+              "U32": 4, "F32": 4, "F64": 8, "I64": 8, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1}
+
+
+def safetensors(tensors, metadata=None, pad=True):
+    """tensors: list of (name, dtype, shape); data laid out in order."""
+    header, off = {}, 0
+    if metadata is not None:
+        header["__metadata__"] = metadata
+    for name, dtype, shape in tensors:
+        n = DTYPE_SIZE[dtype]
+        for d in shape:
+            n *= d
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [off, off + n]}
+        off += n
+    text = json.dumps(header, separators=(",", ":")).encode()
+    if pad:  # as the reference writer: spaces up to a multiple of 8
+        text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + pattern(off)
+
+
+# --- GGUF -------------------------------------------------------------------------------------
+
+T_U8, T_I8, T_U16, T_I16, T_U32, T_I32, T_F32, T_BOOL, T_STR, T_ARR, T_U64, T_I64, T_F64 = range(13)
+SCALAR_FMT = {T_U8: "B", T_I8: "b", T_U16: "H", T_I16: "h", T_U32: "I", T_I32: "i", T_F32: "f",
+              T_BOOL: "?", T_U64: "Q", T_I64: "q", T_F64: "d"}
+GGML = {"F32": (0, 1, 4), "F16": (1, 1, 2), "Q4_0": (2, 32, 18), "Q4_1": (3, 32, 20),
+        "Q8_0": (8, 32, 34), "BF16": (30, 1, 2), "Q4_K": (12, 256, 144)}
+
+
+def gstr(s):
+    b = s.encode()
+    return struct.pack("<Q", len(b)) + b
+
+
+def gvalue(t, v):
+    if t == T_STR:
+        return gstr(v)
+    if t == T_ARR:
+        et, items = v
+        out = struct.pack("<IQ", et, len(items))
+        return out + b"".join(gvalue(et, x) for x in items)
+    return struct.pack("<" + SCALAR_FMT[t], v)
+
+
+def gguf(kvs, tensors, version=3, alignment=32):
+    """kvs: list of (key, type, value); tensors: list of (name, ggml type name, ne)."""
+    out = b"GGUF" + struct.pack("<IQQ", version, len(tensors), len(kvs))
+    for key, t, v in kvs:
+        out += gstr(key) + struct.pack("<I", t) + gvalue(t, v)
+    off, sizes = 0, []
+    for name, tname, ne in tensors:
+        code, blck, nbytes = GGML[tname]
+        n = 1
+        for d in ne:
+            n *= d
+        size = n // blck * nbytes
+        out += gstr(name) + struct.pack("<I", len(ne)) + struct.pack("<%dQ" % len(ne), *ne)
+        out += struct.pack("<IQ", code, off)
+        sizes.append(size)
+        off += size + (-size % alignment)
+    out += b"\0" * (-len(out) % alignment)
+    data = b""
+    for size in sizes:
+        data += pattern(size) + b"\0" * (-size % alignment)
+    return out + data
+
+
+def main():
+    st_dir = os.path.join(HERE, "corpus", "fuzz_safetensors")
+    gg_dir = os.path.join(HERE, "corpus", "fuzz_gguf")
+    os.makedirs(st_dir, exist_ok=True)
+    os.makedirs(gg_dir, exist_ok=True)
+    seeds = {
+        os.path.join(st_dir, "two_tensors.safetensors"): safetensors(
+            [("model.embed.weight", "F32", [4, 3]), ("model.norm.weight", "BF16", [3])],
+            metadata={"format": "pt"}),
+        os.path.join(st_dir, "empty.safetensors"): safetensors([], pad=False),
+        os.path.join(st_dir, "zero_and_scalar.safetensors"): safetensors(
+            [("z", "F16", [0, 4]), ("s", "I64", []), ("b", "BOOL", [2]), ("e", "F8_E4M3", [1, 1, 2])]),
+        os.path.join(st_dir, "all_dtypes.safetensors"): safetensors(
+            [(d.lower(), d, [2]) for d in DTYPE_SIZE]),
+    }
+    llama_kvs = [
+        ("general.architecture", T_STR, "llama"),
+        ("general.alignment", T_U32, 32),
+        ("llama.block_count", T_U32, 1),
+        ("llama.context_length", T_U64, 128),
+        ("llama.rope.freq_base", T_F32, 10000.0),
+        ("llama.attention.layer_norm_rms_epsilon", T_F64, 1e-5),
+        ("general.flag", T_BOOL, True),
+        ("general.i8", T_I8, -1),
+        ("general.i16", T_I16, -2),
+        ("general.u16", T_U16, 3),
+        ("general.i64", T_I64, -4),
+        ("general.u8", T_U8, 5),
+        ("general.i32", T_I32, -6),
+        ("tokenizer.ggml.tokens", T_ARR, (T_STR, ["<s>", "a", "bc"])),
+        ("tokenizer.ggml.scores", T_ARR, (T_F32, [0.0, -1.0, -2.0])),
+        ("tokenizer.ggml.token_type", T_ARR, (T_I32, [3, 1, 1])),
+        ("general.flags", T_ARR, (T_BOOL, [True, False])),
+    ]
+    seeds[os.path.join(gg_dir, "llama_tiny.gguf")] = gguf(
+        llama_kvs, [("token_embd.weight", "F32", [4, 3]), ("blk.0.attn_q.weight", "Q8_0", [32, 2]),
+                    ("blk.0.ffn_up.weight", "Q4_0", [32, 1]), ("output_norm.weight", "F16", [4])])
+    seeds[os.path.join(gg_dir, "v2_align64.gguf")] = gguf(
+        [("general.alignment", T_U32, 64), ("general.name", T_STR, "t")],
+        [("a", "Q4_1", [32]), ("b", "BF16", [2, 2, 2, 2]), ("c", "Q4_K", [256])],
+        version=2, alignment=64)
+    seeds[os.path.join(gg_dir, "no_tensors.gguf")] = gguf([("general.architecture", T_STR, "x")], [])
+    for path, blob in seeds.items():
+        assert len(blob) < 4096, path
+        with open(path, "wb") as f:
+            f.write(blob)
+        print(path, len(blob))
+
+
+if __name__ == "__main__":
+    main()

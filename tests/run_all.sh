@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every test llmrt has, after installing what they need (.ci/setup):
+#   1. release build: unit + model tests (tiny fixtures, SmolLM2)
+#   2. ASan + UBSan build: unit + tiny-model tests
+#   3. libFuzzer harnesses (clang), a short bounded run each
+# Build trees: build/, build-asan/, build-fuzz/ (reused when present). Exit status is non-zero if
+# any step fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+.ci/setup
+
+jobs=$(nproc)
+step() { echo; echo "=== $* ==="; }
+
+step "release build"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j "$jobs"
+(cd build && ctest --output-on-failure -j "$jobs" -L 'unit|model')
+
+step "ASan + UBSan build"
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DLLMRT_SANITIZE=ON >/dev/null
+cmake --build build-asan -j "$jobs"
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    ctest --output-on-failure -j "$jobs" -L unit -LE slow)
+
+step "fuzz (libFuzzer, bounded runs)"
+CC=clang cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug -DLLMRT_SANITIZE=ON \
+    -DLLMRT_FUZZ=ON >/dev/null
+cmake --build build-fuzz -j "$jobs"
+(cd build-fuzz && ctest --output-on-failure -j "$jobs" -L fuzz)
+
+echo
+echo "all test steps passed"
