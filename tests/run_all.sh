@@ -21,7 +21,7 @@ step "ASan + UBSan build"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DLLMRT_SANITIZE=ON >/dev/null
 cmake --build build-asan -j "$jobs"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-    ctest --output-on-failure -j "$jobs" -L unit -LE slow)
+    ctest --output-on-failure -j "$jobs" -L "unit|model" -LE slow)
 
 step "fuzz (libFuzzer, bounded runs)"
 CC=clang cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug -DLLMRT_SANITIZE=ON \
