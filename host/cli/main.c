@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../../bench/bench.h"
 #include "cli.h"
 
 static void usage(FILE *f) {
@@ -12,6 +13,7 @@ static void usage(FILE *f) {
             "  predict   run the model on token ids; print next-token predictions and greedy\n"
             "            continuation\n"
             "  info      print a model's configuration\n"
+            "  bench     benchmarks (latency, membw)\n"
             "\n"
             "Run `llmrt <command> --help` for a command's options.\n"
             "Without -m, the default model is $LLMRT_MODEL or SmolLM2-135M-Instruct from the\n"
@@ -30,6 +32,7 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(argv[1], "predict")) return cli_predict(argc - 1, argv + 1);
     if (!strcmp(argv[1], "info")) return cli_info(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "bench")) return bench_main(argc - 1, argv + 1);
     fprintf(stderr, "llmrt: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;

@@ -18,33 +18,60 @@ static float dot_avx512(const float *a, const float *b, int64_t n) {
     return _mm512_reduce_add_ps(acc) + tail_dot(a, b, k, n);
 }
 
-/* The full 4x4 tile keeps 16 accumulators in registers; smaller tiles reuse it on repeated rows
- * (the duplicates are computed and dropped), so every output sees the same instruction sequence. */
+/* An NT x 4 tile (NT tokens, 4 weight rows) with its 4*NT accumulators in registers. Every
+ * variant updates each output's accumulator with the same FMA sequence and reduces it the same
+ * way, so an output's bits do not depend on the tile it was computed in. The macro spells the
+ * accumulators out because GCC spills a 2-D accumulator array indexed in loops. */
+#define TILE_FMA(T)                                                                                \
+    do {                                                                                           \
+        __m512 xv = _mm512_loadu_ps(x + (T)*ldx + k);                                             \
+        a##T##0   = _mm512_fmadd_ps(xv, w0, a##T##0);                                             \
+        a##T##1   = _mm512_fmadd_ps(xv, w1, a##T##1);                                             \
+        a##T##2   = _mm512_fmadd_ps(xv, w2, a##T##2);                                             \
+        a##T##3   = _mm512_fmadd_ps(xv, w3, a##T##3);                                             \
+    } while (0)
+
+#define TILE_STORE(T)                                                                              \
+    do {                                                                                           \
+        __m512 acc_[4] = {a##T##0, a##T##1, a##T##2, a##T##3};                                    \
+        for (int n = 0; n < n_n; n++)                                                             \
+            out[(T)*ldo + n] = _mm512_reduce_add_ps(acc_[n]) + tail_dot(x + (T)*ldx, wr[n], k, K); \
+    } while (0)
+
+#define TILE_KERNEL(NT, BODY_FMA, BODY_STORE)                                                      \
+    static void tile_##NT##x4(float *out, int64_t ldo, const float *x, int64_t ldx,              \
+                              const float *const wr[4], int n_n, int64_t K) {                     \
+        __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00;                        \
+        __m512 a10 = a00, a11 = a00, a12 = a00, a13 = a00;                                        \
+        __m512 a20 = a00, a21 = a00, a22 = a00, a23 = a00;                                        \
+        __m512 a30 = a00, a31 = a00, a32 = a00, a33 = a00;                                        \
+        int64_t k  = 0;                                                                            \
+        for (; k + 16 <= K; k += 16) {                                                             \
+            __m512 w0 = _mm512_loadu_ps(wr[0] + k), w1 = _mm512_loadu_ps(wr[1] + k);              \
+            __m512 w2 = _mm512_loadu_ps(wr[2] + k), w3 = _mm512_loadu_ps(wr[3] + k);              \
+            BODY_FMA                                                                               \
+        }                                                                                          \
+        BODY_STORE(void) a10; (void)a11; (void)a12; (void)a13; (void)a20; (void)a21; (void)a22;    \
+        (void)a23; (void)a30; (void)a31; (void)a32; (void)a33;                                     \
+    }
+
+TILE_KERNEL(1, TILE_FMA(0);, TILE_STORE(0);)
+TILE_KERNEL(2, TILE_FMA(0); TILE_FMA(1);, TILE_STORE(0); TILE_STORE(1);)
+TILE_KERNEL(3, TILE_FMA(0); TILE_FMA(1); TILE_FMA(2);, TILE_STORE(0); TILE_STORE(1); TILE_STORE(2);)
+TILE_KERNEL(4, TILE_FMA(0); TILE_FMA(1); TILE_FMA(2); TILE_FMA(3);,
+            TILE_STORE(0); TILE_STORE(1); TILE_STORE(2); TILE_STORE(3);)
+
 static void dot_tile_avx512(float *out, int64_t ldo, const float *x, int64_t ldx, int n_t,
                             const float *w, int64_t ldw, int n_n, int64_t K) {
-    const float *xr[4], *wr[4];
-    for (int i = 0; i < 4; i++) {
-        xr[i] = x + (i < n_t ? i : 0) * ldx;
-        wr[i] = w + (i < n_n ? i : 0) * ldw;
+    /* missing weight rows repeat row 0; their results are not stored */
+    const float *wr[4];
+    for (int i = 0; i < 4; i++) wr[i] = w + (i < n_n ? i : 0) * ldw;
+    switch (n_t) {
+    case 1: tile_1x4(out, ldo, x, ldx, wr, n_n, K); break;
+    case 2: tile_2x4(out, ldo, x, ldx, wr, n_n, K); break;
+    case 3: tile_3x4(out, ldo, x, ldx, wr, n_n, K); break;
+    default: tile_4x4(out, ldo, x, ldx, wr, n_n, K); break;
     }
-    __m512 acc[4][4];
-    for (int t = 0; t < 4; t++)
-        for (int n = 0; n < 4; n++) acc[t][n] = _mm512_setzero_ps();
-    int64_t k = 0;
-    for (; k + 16 <= K; k += 16) {
-        __m512 wv0 = _mm512_loadu_ps(wr[0] + k), wv1 = _mm512_loadu_ps(wr[1] + k);
-        __m512 wv2 = _mm512_loadu_ps(wr[2] + k), wv3 = _mm512_loadu_ps(wr[3] + k);
-        for (int t = 0; t < 4; t++) {
-            __m512 xv = _mm512_loadu_ps(xr[t] + k);
-            acc[t][0] = _mm512_fmadd_ps(xv, wv0, acc[t][0]);
-            acc[t][1] = _mm512_fmadd_ps(xv, wv1, acc[t][1]);
-            acc[t][2] = _mm512_fmadd_ps(xv, wv2, acc[t][2]);
-            acc[t][3] = _mm512_fmadd_ps(xv, wv3, acc[t][3]);
-        }
-    }
-    for (int t = 0; t < n_t; t++)
-        for (int n = 0; n < n_n; n++)
-            out[t * ldo + n] = _mm512_reduce_add_ps(acc[t][n]) + tail_dot(xr[t], wr[n], k, K);
 }
 
 static void f16_to_f32_avx512(float *dst, const uint16_t *src, int64_t n) {

@@ -1,0 +1,198 @@
+/* llmrt bench latency: offline prompt-processing and generation speed, llama-bench style.
+ * For each thread count: R repetitions of (prefill P random tokens after a context of depth d,
+ * then G greedy decode steps). Prompt tokens/s = P / prefill time; generation tokens/s =
+ * (G - 1) / time of decode steps 2..G (each step one forward of one token). Mean ± stddev over
+ * repetitions. Roofline: bytes read per decode step = weight bytes + KV bytes of the context;
+ * compared with the machine's measured read bandwidth at the same thread count. */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "../host/cli/cli.h"
+#include "bench.h"
+
+typedef struct stats {
+    double mean, sd;
+} stats;
+
+static stats stats_of(const double *v, int n) {
+    stats s = {0, 0};
+    for (int i = 0; i < n; i++) s.mean += v[i];
+    s.mean /= n;
+    for (int i = 0; i < n; i++) s.sd += (v[i] - s.mean) * (v[i] - s.mean);
+    s.sd = n > 1 ? sqrt(s.sd / (n - 1)) : 0.0;
+    return s;
+}
+
+/* One repetition; returns 0 and fills pp / tg tokens/s. */
+static int run_once(llmrt_model *model, const llmrt_model_info *info, int32_t depth, int32_t P,
+                    int32_t G, uint64_t seed, double *pp, double *tg) {
+    int32_t               total = depth + P + G;
+    llmrt_kv_cache_params kp    = llmrt_kv_cache_default_params();
+    kp.n_blocks                 = (total + kp.block_size - 1) / kp.block_size;
+    llmrt_kv_cache *kv          = NULL;
+    if (llmrt_kv_cache_create(model, &kp, &kv) != LLMRT_OK) {
+        fprintf(stderr, "llmrt bench: %s\n", llmrt_last_error());
+        return -1;
+    }
+    int32_t n_max  = depth > P ? depth : P;
+    int32_t *tok   = malloc((size_t)n_max * sizeof *tok), *pos = malloc((size_t)n_max * sizeof *pos);
+    int32_t *seq   = calloc((size_t)n_max, sizeof *seq), *table = malloc((size_t)kp.n_blocks * 4);
+    float   *logit = malloc((size_t)info->vocab_size * sizeof *logit);
+    for (int32_t b = 0; b < kp.n_blocks; b++) table[b] = b;
+    llmrt_status s = LLMRT_OK;
+    /* context depth, not timed */
+    for (int32_t i = 0; i < depth; i++) {
+        seed   = seed * 6364136223846793005ull + 1442695040888963407ull;
+        tok[i] = (int32_t)((seed >> 33) % (uint64_t)info->vocab_size);
+        pos[i] = i;
+    }
+    llmrt_batch b = {.tokens = tok, .positions = pos, .seq_ids = seq, .n_seqs = 1,
+                     .max_blocks_per_seq = kp.n_blocks, .block_tables = table};
+    if (depth > 0) {
+        b.n_tokens = depth;
+        s          = llmrt_forward(kv, &b, logit, info->vocab_size);
+    }
+    for (int32_t i = 0; i < P; i++) {
+        seed   = seed * 6364136223846793005ull + 1442695040888963407ull;
+        tok[i] = (int32_t)((seed >> 33) % (uint64_t)info->vocab_size);
+        pos[i] = depth + i;
+    }
+    b.n_tokens = P;
+    double t0  = cli_now();
+    if (s == LLMRT_OK && P > 0) s = llmrt_forward(kv, &b, logit, info->vocab_size);
+    double t1 = cli_now();
+    *pp       = P > 0 ? P / (t1 - t0) : 0.0;
+    double tg_time = 0.0;
+    for (int32_t i = 0; i < G && s == LLMRT_OK; i++) {
+        int32_t t = 0, p = depth + P + i;
+        for (int32_t v = 1; v < info->vocab_size; v++)
+            if (logit[v] > logit[t]) t = v;
+        llmrt_batch one = b;
+        one.n_tokens    = 1;
+        one.tokens      = &t;
+        one.positions   = &p;
+        double a        = cli_now();
+        s               = llmrt_forward(kv, &one, logit, info->vocab_size);
+        if (i > 0) tg_time += cli_now() - a; /* step 1 may still warm caches */
+    }
+    *tg = G > 1 ? (G - 1) / tg_time : 0.0;
+    if (s != LLMRT_OK) fprintf(stderr, "llmrt bench: %s\n", llmrt_last_error());
+    free(tok);
+    free(pos);
+    free(seq);
+    free(table);
+    free(logit);
+    llmrt_kv_cache_destroy(kv);
+    return s == LLMRT_OK ? 0 : -1;
+}
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: llmrt bench latency [options]\n"
+               "  -m, --model PATH      model (default: %s)\n"
+               "      --load-format F   auto | hf | gguf | random\n"
+               "  -p, --prompt N        prompt tokens (default 128)\n"
+               "  -n, --gen N           generated tokens (default 32)\n"
+               "  -d, --depth N         context tokens before the prompt (default 0)\n"
+               "  -r, --reps N          repetitions (default 3)\n"
+               "  -t, --threads LIST    comma-separated thread counts (default 1,2)\n",
+            cli_default_model());
+}
+
+int bench_latency_main(int argc, char **argv) {
+    const char *model_path = cli_default_model(), *threads_text = "1,2";
+    int32_t     P = 128, G = 32, depth = 0, reps = 3;
+    llmrt_load_format fmt = LLMRT_LOAD_AUTO;
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'}, {"prompt", required_argument, 0, 'p'},
+        {"gen", required_argument, 0, 'n'},   {"depth", required_argument, 0, 'd'},
+        {"reps", required_argument, 0, 'r'},  {"threads", required_argument, 0, 't'},
+        {"load-format", required_argument, 0, 'f'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "m:p:n:d:r:t:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model_path = optarg; break;
+        case 'p': P = atoi(optarg); break;
+        case 'n': G = atoi(optarg); break;
+        case 'd': depth = atoi(optarg); break;
+        case 'r': reps = atoi(optarg); break;
+        case 't': threads_text = optarg; break;
+        case 'f':
+            fmt = !strcmp(optarg, "random") ? LLMRT_LOAD_RANDOM
+                  : !strcmp(optarg, "hf")   ? LLMRT_LOAD_HF
+                  : !strcmp(optarg, "gguf") ? LLMRT_LOAD_GGUF
+                                            : LLMRT_LOAD_AUTO;
+            break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (P < 0 || G < 0 || depth < 0 || reps < 1 || reps > 1000 || P + G + depth < 1) {
+        fprintf(stderr, "llmrt bench latency: -p/-n/-d must be >= 0 and -r in [1, 1000]\n");
+        return 2;
+    }
+    int32_t *threads = NULL;
+    int32_t  n_thr   = cli_parse_int_list(threads_text, "--threads", &threads);
+    if (n_thr <= 0) return 2;
+    struct utsname un;
+    uname(&un);
+    printf("# llmrt bench latency\n# command:");
+    for (int i = 0; i < argc; i++) printf(" %s", argv[i]);
+    printf("\n# machine: %s %s, %ld cores\n", un.machine, un.release, sysconf(_SC_NPROCESSORS_ONLN));
+    printf("# model: %s\n", model_path);
+    printf("%8s %8s %6s %6s %18s %18s %10s %10s %8s\n", "threads", "prompt", "gen", "depth",
+           "prompt tok/s", "gen tok/s", "GB/token", "GB/s", "of peak");
+    int rc = 0;
+    for (int32_t ti = 0; ti < n_thr && rc == 0; ti++) {
+        llmrt_model *model = cli_load_model(model_path, threads[ti], fmt);
+        if (!model) {
+            rc = 1;
+            break;
+        }
+        llmrt_model_info info = {.struct_size = sizeof info};
+        llmrt_model_get_info(model, &info);
+        double *pp = calloc((size_t)reps, sizeof *pp), *tg = calloc((size_t)reps, sizeof *tg);
+        for (int r = 0; r < reps && rc == 0; r++)
+            rc = run_once(model, &info, depth, P, G, 0x5eed + (uint64_t)r, &pp[r], &tg[r]);
+        if (rc == 0) {
+            stats  sp = stats_of(pp, reps), sg = stats_of(tg, reps);
+            /* decode reads every weight once, plus K and V of the whole context (fp32 on CPU) */
+            double kv_bytes = 2.0 * info.n_layers * info.n_kv_heads * info.head_dim * 4.0 *
+                              (depth + P + G / 2.0);
+            double bytes    = (double)info.weight_bytes + kv_bytes;
+            double peak     = bench_membw(threads[ti], (size_t)1 << 30, 0, 3);
+            printf("%8d %8d %6d %6d %10.1f ± %5.1f %10.2f ± %5.2f %10.3f %10.2f %7.0f%%\n",
+                   threads[ti], P, G, depth, sp.mean, sp.sd, sg.mean, sg.sd, bytes / 1e9,
+                   sg.mean * bytes / 1e9, 100.0 * sg.mean * bytes / 1e9 / peak);
+            printf("# %d threads: weights %s %.1f MB, measured read bandwidth %.2f GB/s\n",
+                   threads[ti], info.weight_format, info.weight_bytes / 1e6, peak);
+        }
+        free(pp);
+        free(tg);
+        llmrt_model_destroy(model);
+    }
+    free(threads);
+    return rc;
+}
+
+int bench_membw_main(int argc, char **argv) {
+    const char *threads_text = argc > 1 ? argv[1] : "1,2";
+    int32_t    *threads      = NULL;
+    int32_t     n            = cli_parse_int_list(threads_text, "threads", &threads);
+    if (n <= 0) {
+        fprintf(stderr, "usage: llmrt bench membw [THREADS,...]\n");
+        return 2;
+    }
+    printf("# llmrt bench membw: 1 GiB buffer, best of 5\n%8s %12s %12s\n", "threads",
+           "read GB/s", "copy GB/s");
+    for (int32_t i = 0; i < n; i++)
+        printf("%8d %12.2f %12.2f\n", threads[i], bench_membw(threads[i], (size_t)1 << 30, 0, 5),
+               bench_membw(threads[i], (size_t)1 << 30, 1, 5));
+    free(threads);
+    return 0;
+}
