@@ -1,9 +1,10 @@
 /* Reading the golden files written by python/tools/make_tiny_models.py and
- * make_smollm2_golden.py (tests/data/golden/*.json + raw little-endian float32 logits). */
+ * make_smollm2_golden.py: tests/data/golden/NAME.json + raw little-endian float32 logits. */
 #ifndef LLMRT_TEST_GOLDEN_H
 #define LLMRT_TEST_GOLDEN_H
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -35,13 +35,13 @@ static int test_n_passed, test_n_failed;
 /* Expects `status` and, when `needle` is non-NULL, that llmrt_last_error() contains it. */
 #define CHECK_STATUS(expr, expected, needle)                                                       \
     do {                                                                                           \
-        llmrt_status got_ = (expr);                                                                \
-        const char  *msg_ = llmrt_last_error();                                                    \
+        llmrt_status got_    = (expr);                                                             \
+        const char  *msg_    = llmrt_last_error();                                                 \
+        const char  *needle_ = (needle);                                                           \
         CHECK_MSG(got_ == (expected), "%s returned %s, expected %s (message: %s)", #expr,          \
                   llmrt_status_str(got_), llmrt_status_str(expected), msg_);                       \
-        if ((needle) != NULL && got_ != LLMRT_OK)                                                  \
-            CHECK_MSG(strstr(msg_, (needle)) != NULL, "message \"%s\" lacks \"%s\"", msg_,         \
-                      (const char *)(needle));                                                     \
+        if (needle_ != NULL && got_ != LLMRT_OK)                                                   \
+            CHECK_MSG(strstr(msg_, needle_) != NULL, "message \"%s\" lacks \"%s\"", msg_, needle_);  \
     } while (0)
 
 static inline int test_summary(const char *name) {
