@@ -60,6 +60,9 @@ typedef enum llmrt_status {
     LLMRT_ERR_DEAD           = 9,  /* a sticky fault happened earlier; recreate the handle   */
     LLMRT_ERR_ABORTED        = 10, /* the operation was cancelled by the caller             */
     LLMRT_ERR_INTERNAL       = 11, /* a bug in llmrt: please report it                      */
+    LLMRT_ERR_BUFFER_TOO_SMALL = 12, /* an output buffer is too small; the size needed is
+                                        returned through the call's size argument          */
+    LLMRT_ERR_NOT_FOUND      = 13, /* no such request id / token / template                */
 } llmrt_status;
 
 /* Static name of a status, e.g. "LLMRT_ERR_FORMAT". Never NULL. */
@@ -178,6 +181,240 @@ typedef struct llmrt_batch {
  * block ids, outputs); on a validation error nothing is written to the cache. */
 LLMRT_API llmrt_status llmrt_forward(llmrt_kv_cache *kv, const llmrt_batch *batch, float *logits,
                                      int64_t logits_capacity);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Tokenizer and chat templates (the model's own; loaded with it)                             */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Size protocol for output buffers: pass the capacity; the call stores the size needed in *n
+ * (tokens) or *len (bytes, excluding the NUL) and returns LLMRT_ERR_BUFFER_TOO_SMALL without
+ * writing past the capacity when it does not fit. Pass NULL / 0 to query the size. */
+
+/* Encodes text[0..len) (any bytes; NUL allowed). add_special: add BOS/EOS as the tokenizer's
+ * post-processor says. parse_special: recognise special-token strings in the text (never do this
+ * for text from users: "<|im_end|>" would forge a turn boundary). */
+LLMRT_API llmrt_status llmrt_tokenize(const llmrt_model *model, const char *text, size_t len,
+                                      bool add_special, bool parse_special, int32_t *ids,
+                                      int32_t capacity, int32_t *n);
+/* Decodes ids to UTF-8 text; writes a NUL when capacity > *len. */
+LLMRT_API llmrt_status llmrt_detokenize(const llmrt_model *model, const int32_t *ids, int32_t n_ids,
+                                        bool skip_special, char *text, size_t capacity,
+                                        size_t *len);
+/* The raw vocabulary string of a token (NULL if out of range); owned by the model. */
+LLMRT_API const char  *llmrt_token_piece(const llmrt_model *model, int32_t id);
+
+typedef struct llmrt_chat_message {
+    const char *role;    /* "system", "user" or "assistant" */
+    const char *content; /* UTF-8 */
+} llmrt_chat_message;
+
+/* Renders messages with the model's chat template (recognised by family: "chatml", "llama2",
+ * "llama3", "mistral"), or the family named by `template_name` (NULL = the model's). An
+ * unrecognised template is LLMRT_ERR_UNSUPPORTED with a message suggesting template_name. */
+LLMRT_API llmrt_status llmrt_chat_apply_template(const llmrt_model *model, const char *template_name,
+                                                 const llmrt_chat_message *messages,
+                                                 int32_t n_messages, bool add_generation_prompt,
+                                                 char *text, size_t capacity, size_t *len);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Sampling                                                                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct llmrt_sampling_params {
+    uint32_t            struct_size;
+    float               temperature;        /* 0 = greedy; default 1.0 (or generation_config)  */
+    float               top_p;              /* (0, 1]; 1 = off                                  */
+    int32_t             top_k;              /* <= 0 = off                                       */
+    float               min_p;              /* [0, 1]; 0 = off                                  */
+    float               repetition_penalty; /* > 0; 1 = off (prompt and output tokens)         */
+    float               presence_penalty;   /* output tokens; 0 = off                           */
+    float               frequency_penalty;  /* output tokens; 0 = off                           */
+    int32_t             max_tokens;         /* >= 1; generation also ends at the context end   */
+    int32_t             min_tokens;         /* stop tokens are ignored before this many        */
+    uint64_t            seed;               /* used when has_seed                               */
+    int32_t             n_logprobs;         /* top-n logprobs per token, 0..20                  */
+    const int32_t      *stop_token_ids;     /* extra stop ids (the model's EOS ids always stop
+                                               unless ignore_eos)                               */
+    int32_t             n_stop_token_ids;
+    const char *const  *stop;               /* stop strings: matched on text across tokens,
+                                               not emitted                                      */
+    int32_t             n_stop;
+    bool                has_seed;
+    bool                ignore_eos;
+    bool                skip_special_tokens; /* in text output; default true                    */
+} llmrt_sampling_params;
+
+/* Library defaults (temperature 1, top_p 1, top_k off, max_tokens 256, ...). */
+LLMRT_API llmrt_sampling_params llmrt_sampling_default_params(void);
+/* The defaults with the model's generation_config.json values (temperature, top_p, top_k,
+ * repetition_penalty) applied where the checkpoint has them. */
+LLMRT_API llmrt_sampling_params llmrt_model_sampling_defaults(const llmrt_model *model);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Engine: continuous batching over a paged KV cache                                          */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Thread contract: llmrt_engine_submit, llmrt_engine_abort, llmrt_engine_get_metrics and
+ * llmrt_engine_metrics_prometheus may be called from any thread at any time. llmrt_engine_step
+ * must be called by one thread at a time (or use llmrt_engine_start_loop, which steps on an
+ * internal thread and calls back). */
+typedef struct llmrt_engine llmrt_engine;
+
+typedef enum llmrt_kv_policy {
+    LLMRT_KV_PREEMPT = 0, /* when blocks run out, preempt the newest running request and
+                             recompute it later (vLLM); the default                          */
+    LLMRT_KV_RESERVE = 1, /* admit a request only when prompt + max_tokens fit; never preempt */
+} llmrt_kv_policy;
+
+typedef struct llmrt_engine_params {
+    uint32_t        struct_size;
+    int32_t         block_size;         /* tokens per KV block; default 16                   */
+    int64_t         kv_tokens;          /* KV budget in tokens; default 8192                  */
+    int64_t         kv_bytes;           /* KV budget in bytes (used when kv_tokens == 0)      */
+    int32_t         max_batched_tokens; /* tokens per step (decodes + prefill chunks); 512    */
+    int32_t         max_seqs;           /* running requests at most; default 64               */
+    llmrt_kv_policy policy;
+    bool            prefix_caching;     /* default true                                       */
+} llmrt_engine_params;
+
+LLMRT_API llmrt_engine_params llmrt_engine_default_params(void);
+/* The engine borrows the model (destroy the engine first). Fails with LLMRT_ERR_NO_KV_SPACE
+ * when the budget holds less than one block. */
+LLMRT_API llmrt_status llmrt_engine_create(llmrt_model *model, const llmrt_engine_params *params,
+                                           llmrt_engine **out);
+/* Stops the loop thread if running; in-flight requests are dropped (no callbacks). */
+LLMRT_API void         llmrt_engine_destroy(llmrt_engine *engine);
+
+/* What to generate from: exactly one of tokens, text or messages. */
+typedef struct llmrt_prompt {
+    uint32_t                  struct_size;
+    const int32_t            *tokens;        /* token ids (used as given)                     */
+    int32_t                   n_tokens;
+    const char               *text;          /* raw text, tokenized with add_special and
+                                                special-token parsing off                      */
+    size_t                    text_len;
+    const llmrt_chat_message *messages;      /* chat: rendered with the chat template, the
+                                                generation prompt appended                     */
+    int32_t                   n_messages;
+    const char               *chat_template; /* family name overriding the model's, or NULL   */
+    int32_t                   priority;      /* lower runs first; FCFS within a priority      */
+    void                     *user_data;     /* returned in every output of the request       */
+} llmrt_prompt;
+
+/* Queues a request; on success *request_id identifies it (ids start at 1). Errors (bad params,
+ * a prompt that can never fit the KV pool or the context) are returned here, never later. The
+ * engine copies everything it needs: the caller may free the prompt and params at once. */
+LLMRT_API llmrt_status llmrt_engine_submit(llmrt_engine *engine, const llmrt_prompt *prompt,
+                                           const llmrt_sampling_params *params,
+                                           uint64_t *request_id);
+
+/* Cancels a request at any stage (queued, mid-prefill, decoding, or finishing in the current
+ * step); its KV blocks are freed exactly once and it ends with an output whose finish reason is
+ * LLMRT_FINISH_ABORT (unless it had already finished). Idempotent: aborting a finished or already
+ * aborted request is LLMRT_OK. An id never issued is LLMRT_ERR_NOT_FOUND. */
+LLMRT_API llmrt_status llmrt_engine_abort(llmrt_engine *engine, uint64_t request_id);
+
+typedef enum llmrt_finish_reason {
+    LLMRT_FINISH_NONE   = 0, /* still running                                               */
+    LLMRT_FINISH_STOP   = 1, /* a stop token or stop string                                 */
+    LLMRT_FINISH_LENGTH = 2, /* max_tokens, the context end, or the KV pool cannot grow it  */
+    LLMRT_FINISH_ABORT  = 3,
+    LLMRT_FINISH_ERROR  = 4, /* see status / error_message                                  */
+} llmrt_finish_reason;
+
+/* One request's progress in one step. Pointers are owned by the engine and stay valid until the
+ * next llmrt_engine_step call (or the next callback of the loop). */
+typedef struct llmrt_output {
+    uint64_t            request_id;
+    void               *user_data;
+    const int32_t      *tokens;        /* [n_tokens] new token ids (a stop token included)   */
+    int32_t             n_tokens;
+    const char         *text;          /* new text, whole UTF-8 characters, NUL-terminated   */
+    size_t              text_len;
+    const float        *logprobs;      /* [n_tokens] log-probability of each new token       */
+    const int32_t      *top_ids;       /* [n_tokens * n_top], when n_logprobs was asked      */
+    const float        *top_logprobs;  /* [n_tokens * n_top]                                 */
+    int32_t             n_top;
+    llmrt_finish_reason finish;
+    llmrt_status        status;        /* for LLMRT_FINISH_ERROR                             */
+    const char         *error_message; /* "" unless finish == LLMRT_FINISH_ERROR             */
+    int32_t             n_prompt_tokens;
+    int32_t             n_cached_tokens; /* prompt tokens found in the prefix cache          */
+    int32_t             n_generated;     /* tokens generated so far                          */
+    int32_t             n_preemptions;
+    double              t_submit;        /* seconds, CLOCK_MONOTONIC                         */
+    double              t_first_token;   /* 0 until the first token                          */
+    double              t_now;           /* when this output was made                        */
+} llmrt_output;
+
+/* Runs one scheduling step: every running decode plus prefill chunks up to max_batched_tokens,
+ * one forward, sampling. *outputs (owned by the engine) lists the requests that produced tokens
+ * or finished. With nothing to do it returns LLMRT_OK and *n_outputs = 0 at once. On a backend
+ * failure the in-flight requests end with LLMRT_FINISH_ERROR and the status is returned. */
+LLMRT_API llmrt_status llmrt_engine_step(llmrt_engine *engine, const llmrt_output **outputs,
+                                         int32_t *n_outputs);
+/* Requests queued or running. */
+LLMRT_API int32_t      llmrt_engine_pending(llmrt_engine *engine);
+
+/* Steps on an internal thread until stopped, calling `callback` (on that thread) for every
+ * output. Submit and abort from any thread meanwhile. */
+typedef void (*llmrt_output_callback)(const llmrt_output *output, void *callback_data);
+LLMRT_API llmrt_status llmrt_engine_start_loop(llmrt_engine *engine, llmrt_output_callback callback,
+                                               void *callback_data);
+/* Waits for the thread to finish its current step and stops it; queued requests stay queued. */
+LLMRT_API llmrt_status llmrt_engine_stop_loop(llmrt_engine *engine);
+
+#define LLMRT_HISTOGRAM_BUCKETS 16
+typedef struct llmrt_histogram {
+    double  upper[LLMRT_HISTOGRAM_BUCKETS];  /* bucket upper bounds in seconds (last = +inf) */
+    int64_t count[LLMRT_HISTOGRAM_BUCKETS];  /* cumulative counts, Prometheus style          */
+    double  sum;
+    int64_t n;
+} llmrt_histogram;
+
+typedef struct llmrt_engine_metrics {
+    uint32_t        struct_size;
+    int32_t         n_waiting;
+    int32_t         n_running;
+    int32_t         kv_blocks_total;
+    int32_t         kv_blocks_used;
+    int32_t         kv_blocks_cached;   /* free but holding a reusable prefix */
+    int32_t         kv_blocks_free;
+    int64_t         prefix_cache_queries; /* prompt tokens looked up          */
+    int64_t         prefix_cache_hits;    /* of which found                   */
+    double          prefix_cache_hit_rate;
+    int64_t         preemptions;
+    int64_t         prompt_tokens;        /* prompt tokens computed           */
+    int64_t         generation_tokens;
+    int64_t         requests_finished;
+    int64_t         requests_aborted;
+    int64_t         steps;
+    llmrt_histogram ttft;                 /* submit -> first token            */
+    llmrt_histogram itl;                  /* gaps between tokens              */
+    llmrt_histogram e2e;                  /* submit -> finish                 */
+} llmrt_engine_metrics;
+
+LLMRT_API llmrt_status llmrt_engine_get_metrics(llmrt_engine *engine, llmrt_engine_metrics *m);
+/* Prometheus text exposition format (size protocol above). */
+LLMRT_API llmrt_status llmrt_engine_metrics_prometheus(llmrt_engine *engine, char *text,
+                                                       size_t capacity, size_t *len);
+
+/* Blocking convenience: submits one request to `engine`, steps until it finishes, and calls
+ * `on_text` with each text delta (may be NULL). The full result is summarised in *result
+ * (optional). Must not be used while the engine's loop thread runs. */
+typedef struct llmrt_generate_result {
+    uint32_t            struct_size;
+    llmrt_finish_reason finish;
+    int32_t             n_prompt_tokens;
+    int32_t             n_generated;
+    double              ttft_s;      /* submit -> first token */
+    double              total_s;     /* submit -> finish      */
+} llmrt_generate_result;
+typedef void (*llmrt_text_callback)(const char *text, size_t len, void *callback_data);
+LLMRT_API llmrt_status llmrt_generate(llmrt_engine *engine, const llmrt_prompt *prompt,
+                                      const llmrt_sampling_params *params,
+                                      llmrt_text_callback on_text, void *callback_data,
+                                      llmrt_generate_result *result);
 
 #ifdef __cplusplus
 }

@@ -10,6 +10,9 @@ static void usage(FILE *f) {
             "usage: llmrt <command> [options]\n"
             "\n"
             "commands:\n"
+            "  generate  generate text from a prompt (or a file of prompts), streamed\n"
+            "  chat      interactive multi-turn chat (also reads piped stdin)\n"
+            "  tokenize  print the token ids and pieces of a text\n"
             "  predict   run the model on token ids; print next-token predictions and greedy\n"
             "            continuation\n"
             "  info      print a model's configuration\n"
@@ -30,6 +33,9 @@ int main(int argc, char **argv) {
         printf("llmrt %d.%d.%d\n", LLMRT_VERSION_MAJOR, LLMRT_VERSION_MINOR, LLMRT_VERSION_PATCH);
         return 0;
     }
+    if (!strcmp(argv[1], "generate")) return cli_generate(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "chat")) return cli_chat(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "tokenize")) return cli_tokenize(argc - 1, argv + 1);
     if (!strcmp(argv[1], "predict")) return cli_predict(argc - 1, argv + 1);
     if (!strcmp(argv[1], "info")) return cli_info(argc - 1, argv + 1);
     if (!strcmp(argv[1], "bench")) return bench_main(argc - 1, argv + 1);

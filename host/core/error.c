@@ -20,6 +20,8 @@ const char *llmrt_status_str(llmrt_status status) {
     case LLMRT_ERR_DEAD: return "LLMRT_ERR_DEAD";
     case LLMRT_ERR_ABORTED: return "LLMRT_ERR_ABORTED";
     case LLMRT_ERR_INTERNAL: return "LLMRT_ERR_INTERNAL";
+    case LLMRT_ERR_BUFFER_TOO_SMALL: return "LLMRT_ERR_BUFFER_TOO_SMALL";
+    case LLMRT_ERR_NOT_FOUND: return "LLMRT_ERR_NOT_FOUND";
     }
     return "LLMRT_ERR_UNKNOWN";
 }

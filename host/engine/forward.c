@@ -90,7 +90,8 @@ llmrt_status llmrt_kv_cache_create(llmrt_model *model, const llmrt_kv_cache_para
     int64_t per_token = 2 * (int64_t)c->n_layers * kv_w * be->act_bytes;
     int64_t n_blocks  = p.n_blocks;
     if (n_blocks == 0) {
-        if (p.max_tokens > 0) n_blocks = (p.max_tokens + p.block_size - 1) / p.block_size;
+        if (p.max_tokens > 0) /* rounded up without overflowing near INT64_MAX */
+            n_blocks = p.max_tokens / p.block_size + (p.max_tokens % p.block_size != 0);
         else if (p.max_bytes > 0) n_blocks = p.max_bytes / (per_token * p.block_size);
     }
     if (n_blocks < 1 || n_blocks > INT32_MAX / p.block_size || p.n_blocks < 0 ||

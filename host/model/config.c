@@ -12,6 +12,7 @@
 #define MAX_VOCAB        (1 << 22)
 #define MAX_LAYERS       1024
 #define MAX_HEADS        1024
+#define MAX_HEAD_DIM     4096
 
 /* bos/eos may be an integer or a list of integers. */
 static llmrt_status parse_token_ids(const cJSON *root, const char *key, int32_t *ids, int32_t *n,
@@ -61,12 +62,16 @@ static llmrt_status parse_rope_scaling(const cJSON *root, llmrt_model_config *cf
     if (!type)
         return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: %s has no \"rope_type\"", what, key);
     if (strcmp(type, "default") == 0) return LLMRT_OK;
+    if (strcmp(type, "linear") != 0 && strcmp(type, "llama3") != 0)
+        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                         "%s: %s type \"%s\" is not supported (supported: linear, llama3)",
+                         what, key, type);
     LLMRT_TRY(llmrt_json_get_double(rs, "factor", true, &cfg->rope_factor, what, err));
     if (!(cfg->rope_factor > 0))
         return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: %s.factor must be > 0", what, key);
     if (strcmp(type, "linear") == 0) {
         cfg->rope_type = LLMRT_ROPE_LINEAR;
-    } else if (strcmp(type, "llama3") == 0) {
+    } else {
         cfg->rope_type = LLMRT_ROPE_LLAMA3;
         LLMRT_TRY(llmrt_json_get_double(rs, "low_freq_factor", true, &cfg->rope_low_freq_factor,
                                         what, err));
@@ -77,10 +82,6 @@ static llmrt_status parse_rope_scaling(const cJSON *root, llmrt_model_config *cf
         if (!(cfg->rope_high_freq_factor > cfg->rope_low_freq_factor))
             return llmrt_err(err, LLMRT_ERR_FORMAT,
                              "%s: %s needs high_freq_factor > low_freq_factor", what, key);
-    } else {
-        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
-                         "%s: %s type \"%s\" is not supported (supported: linear, llama3)",
-                         what, key, type);
     }
     return LLMRT_OK;
 }
@@ -126,7 +127,8 @@ static llmrt_status parse_hf_root(const cJSON *root, const char *what, llmrt_mod
     LLMRT_TRY(llmrt_json_get_i32(root, "num_key_value_heads", false, 1, MAX_HEADS,
                                  &cfg->n_kv_heads, what, err));
     if (cfg->hidden_size % cfg->n_heads == 0) cfg->head_dim = cfg->hidden_size / cfg->n_heads;
-    LLMRT_TRY(llmrt_json_get_i32(root, "head_dim", false, 1, 4096, &cfg->head_dim, what, err));
+    LLMRT_TRY(llmrt_json_get_i32(root, "head_dim", false, 1, MAX_HEAD_DIM, &cfg->head_dim, what,
+                                 err));
     cfg->max_context = 2048;
     LLMRT_TRY(llmrt_json_get_i32(root, "max_position_embeddings", false, 1, INT32_MAX,
                                  &cfg->max_context, what, err));
@@ -150,7 +152,9 @@ static llmrt_status parse_hf_root(const cJSON *root, const char *what, llmrt_mod
     /* Mistral's sliding window changes attention only past the window; refuse silently-wrong
      * results rather than ignore it. */
     int64_t window = 0;
-    LLMRT_TRY(llmrt_json_get_int(root, "sliding_window", false, 0, INT64_MAX, &window, what, err));
+    /* bound below 2^63: a double at INT64_MAX rounds to 2^63, which int64_t cannot hold */
+    LLMRT_TRY(llmrt_json_get_int(root, "sliding_window", false, 0, INT64_C(1) << 53, &window, what,
+                                 err));
     if (window > 0 && window < cfg->max_context)
         return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
                          "%s: sliding_window %lld < max_position_embeddings is not supported",
@@ -211,6 +215,10 @@ llmrt_status llmrt_config_validate(const llmrt_model_config *cfg, const char *wh
     if (cfg->head_dim % 2 != 0)
         return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: head_dim %d must be even for RoPE", what,
                          cfg->head_dim);
+    /* the same bound as an explicit head_dim key, also when derived from hidden / heads */
+    if (cfg->head_dim > MAX_HEAD_DIM)
+        return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: head_dim %d is larger than %d", what,
+                         cfg->head_dim, MAX_HEAD_DIM);
     if ((int64_t)cfg->n_heads * cfg->head_dim > MAX_DIM)
         return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: num_attention_heads * head_dim too large",
                          what);

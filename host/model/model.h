@@ -37,6 +37,11 @@ struct llmrt_model {
     void          **host_buffers; /* converted / generated host tensors owned by the model */
     int64_t         n_host_buffers, cap_host_buffers;
 
+    struct llmrt_tokenizer *tokenizer;   /* NULL when the checkpoint has none */
+    int32_t                *special_ids; /* special tokens, longest piece first (chat splitting) */
+    int32_t                 n_special;
+    llmrt_sampling_params   gen_defaults; /* library defaults + generation_config.json */
+
     char    source_path[1024];
     char    weight_format[16];
     int64_t n_params;
@@ -78,6 +83,13 @@ llmrt_status llmrt_model_open_hf(struct llmrt_model *m, const char *dir, llmrt_e
 llmrt_status llmrt_model_open_gguf(struct llmrt_model *m, const char *path, llmrt_error *err);
 llmrt_status llmrt_model_open_random(struct llmrt_model *m, const char *path, uint64_t seed,
                                      llmrt_error *err);
+/* Loads the tokenizer next to the weights (tokenizer.json / GGUF metadata) when there is one. */
+llmrt_status llmrt_model_load_tokenizer(struct llmrt_model *m, const char *path, bool is_gguf,
+                                        llmrt_error *err);
+/* Reads temperature / top_p / top_k / repetition_penalty / do_sample of generation_config.json. */
+llmrt_status llmrt_model_load_generation_defaults(struct llmrt_model *m, const char *dir,
+                                                  llmrt_error *err);
+
 /* Reads the model config of a GGUF file's metadata. */
 llmrt_status llmrt_config_from_gguf(const llmrt_gguf_file *f, llmrt_model_config *cfg,
                                     llmrt_error *err);

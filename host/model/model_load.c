@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "../core/half.h"
+#include "../tokenizer/tokenizer.h"
 #include "model.h"
 
 llmrt_status llmrt_model_keep_host(struct llmrt_model *m, void *buf, llmrt_error *err) {
@@ -179,6 +180,8 @@ static void model_free(struct llmrt_model *m) {
     free(m->layers);
     for (int32_t i = 0; i < m->n_st_files; i++) llmrt_safetensors_close(&m->st_files[i]);
     free(m->st_files);
+    llmrt_tokenizer_destroy(m->tokenizer);
+    free(m->special_ids);
     llmrt_gguf_close(&m->gguf);
     for (int64_t i = 0; i < m->n_host_buffers; i++) free(m->host_buffers[i]);
     free(m->host_buffers);
@@ -238,6 +241,13 @@ llmrt_status llmrt_model_load(const char *path, const llmrt_model_params *params
         }
     }
     if (s == LLMRT_OK) s = upload_rope(m, &err);
+    if (s == LLMRT_OK && p.load_format != LLMRT_LOAD_RANDOM) {
+        bool gguf = m->gguf.file.data != NULL;
+        s         = llmrt_model_load_tokenizer(m, path, gguf, &err);
+        if (s == LLMRT_OK) s = llmrt_model_load_generation_defaults(m, gguf ? NULL : path, &err);
+    } else if (s == LLMRT_OK) {
+        m->gen_defaults = llmrt_sampling_default_params();
+    }
     if (s != LLMRT_OK) {
         model_free(m);
         return llmrt_err_publish(&err);

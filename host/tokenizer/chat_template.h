@@ -24,11 +24,7 @@ typedef enum llmrt_chat_family {
     LLMRT_CHAT_MISTRAL, /* <s> [INST] ... [/INST] answer</s> (Mistral-7B-Instruct v0.1/v0.2)    */
 } llmrt_chat_family;
 
-/* role: "system", "user" or "assistant". */
-typedef struct llmrt_chat_message {
-    const char *role;
-    const char *content;
-} llmrt_chat_message;
+/* Messages are the public llmrt_chat_message of llmrt.h (role "system", "user" or "assistant"). */
 
 /* Recognises the family of a Jinja chat_template string by distinctive markers: "<|im_start|>"
  * (ChatML), "<|start_header_id|>" (Llama 3), "[INST]" with "<<SYS>>" (Llama 2), "[INST]" without

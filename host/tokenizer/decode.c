@@ -15,6 +15,8 @@ typedef struct toklist {
 } toklist;
 
 static bool tl_begin(toklist *t) {
+    /* a buffer always exists, so TOK() of an empty token is a valid pointer */
+    if (!tk_buf_reserve(&t->buf, 1)) return false;
     if (t->n == t->cap) {
         size_t  cap = t->cap ? t->cap * 2 : 32;
         size_t *o   = realloc(t->off, cap * sizeof *o);
@@ -52,7 +54,7 @@ static void tl_free(toklist *t) {
 
 static const char FFFD[] = "\xef\xbf\xbd";
 
-static bool byte_level(const toklist *in, toklist *out) {
+static bool byte_level(const toklist *in, toklist *out, bool hold_tail) {
     tk_buf raw = {0};
     bool   ok  = true;
     for (size_t i = 0; i < in->n && ok; i++) {
@@ -79,6 +81,7 @@ static bool byte_level(const toklist *in, toklist *out) {
     ok = ok && tl_begin(out);
     if (ok) {
         tk_buf clean = {0};
+        if (hold_tail) raw.n -= tk_utf8_incomplete_tail(raw.p, raw.n);
         ok = tk_utf8_sanitize(raw.p ? raw.p : "", raw.n, &clean) && tl_add(out, clean.p ? clean.p : "", clean.n);
         free(clean.p);
     }
@@ -101,10 +104,14 @@ static int byte_token(const char *s, size_t n) {
     return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
 }
 
-static bool flush_bytes(tk_buf *run, toklist *out) {
+static bool flush_bytes(tk_buf *run, toklist *out, bool at_end, bool hold_tail) {
     if (!run->n) return true;
     bool ok;
-    if (tk_utf8_valid_prefix(run->p, run->n) == run->n) {
+    /* streaming: a run that ends the text in the middle of a character may still complete */
+    size_t tail = at_end && hold_tail ? tk_utf8_incomplete_tail(run->p, run->n) : 0;
+    if (tail && tk_utf8_valid_prefix(run->p, run->n - tail) == run->n - tail) {
+        ok = tl_push(out, run->p, run->n - tail);
+    } else if (tk_utf8_valid_prefix(run->p, run->n) == run->n) {
         ok = tl_push(out, run->p, run->n);
     } else {
         ok = true;
@@ -114,7 +121,7 @@ static bool flush_bytes(tk_buf *run, toklist *out) {
     return ok;
 }
 
-static bool byte_fallback(const toklist *in, toklist *out) {
+static bool byte_fallback(const toklist *in, toklist *out, bool hold_tail) {
     tk_buf run = {0};
     bool   ok  = true;
     for (size_t i = 0; i < in->n && ok; i++) {
@@ -122,10 +129,10 @@ static bool byte_fallback(const toklist *in, toklist *out) {
         if (b >= 0) {
             ok = tk_buf_push(&run, (char)b);
         } else {
-            ok = flush_bytes(&run, out) && tl_push(out, TOK(in, i), in->len[i]);
+            ok = flush_bytes(&run, out, false, hold_tail) && tl_push(out, TOK(in, i), in->len[i]);
         }
     }
-    ok = ok && flush_bytes(&run, out);
+    ok = ok && flush_bytes(&run, out, true, hold_tail);
     free(run.p);
     return ok;
 }
@@ -209,7 +216,7 @@ static bool metaspace(const tk_dec_op *op, const toklist *in, toklist *out) {
 }
 
 llmrt_status tk_decode(const llmrt_tokenizer *tk, const int32_t *ids, int64_t n,
-                       bool skip_special, tk_buf *out, llmrt_error *err) {
+                       bool skip_special, bool hold_tail, tk_buf *out, llmrt_error *err) {
     if (n < 0 || (n > 0 && !ids)) return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "tokenizer decode: bad id array");
     for (int64_t i = 0; i < n; i++) {
         if (ids[i] < 0 || ids[i] >= tk->n_vocab || !tk->pieces[ids[i]])
@@ -238,8 +245,8 @@ llmrt_status tk_decode(const llmrt_tokenizer *tk, const int32_t *ids, int64_t n,
         b.n                 = 0;
         b.buf.n             = 0;
         switch (op->type) {
-        case TK_DEC_BYTELEVEL: ok = byte_level(&a, &b); break;
-        case TK_DEC_BYTEFALLBACK: ok = byte_fallback(&a, &b); break;
+        case TK_DEC_BYTELEVEL: ok = byte_level(&a, &b, hold_tail); break;
+        case TK_DEC_BYTEFALLBACK: ok = byte_fallback(&a, &b, hold_tail); break;
         case TK_DEC_FUSE: ok = fuse(&a, &b); break;
         case TK_DEC_STRIP: ok = strip(op, &a, &b); break;
         case TK_DEC_REPLACE: st = replace(tk, op, &a, &b, err); break;
@@ -267,7 +274,7 @@ llmrt_status llmrt_tokenizer_decode(const llmrt_tokenizer *tk, const int32_t *id
     *text = NULL;
     if (len) *len = 0;
     tk_buf out = {0};
-    llmrt_status st = tk_decode(tk, ids, n, skip_special, &out, err);
+    llmrt_status st = tk_decode(tk, ids, n, skip_special, false, &out, err);
     if (st == LLMRT_OK && !out.p && !tk_buf_reserve(&out, 1))
         st = llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "tokenizer decode: out of memory");
     if (st != LLMRT_OK) {

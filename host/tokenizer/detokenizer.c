@@ -2,18 +2,24 @@
  * specially, ByteLevel/ByteFallback join bytes across tokens), so each step decodes a short
  * window: a few already-emitted context tokens plus the pending ones, and emits what the window
  * decodes to beyond the context's own text (the scheme of HF's DecodeStream and vLLM's
- * incremental detokenizer). While the window's text ends in U+FFFD the tail is probably an
- * incomplete UTF-8 sequence split across tokens: it is held back until a later token completes
- * it, so no delta ever carries half a character or a spurious U+FFFD. A U+FFFD that is really in
- * the output (invalid bytes the model produced) is released after TK_MAX_PENDING tokens or at
- * flush. */
+ * incremental detokenizer). The window is decoded in hold_tail mode: bytes at its end that are
+ * an incomplete UTF-8 sequence (a character split across byte tokens) are left out rather than
+ * turned into U+FFFD, and come out with the token that completes them, or at flush() (as U+FFFD,
+ * exactly like the one-shot decode). So deltas never carry half a character or a U+FFFD that the
+ * one-shot decode does not have; a U+FFFD that is really there (invalid bytes) is not delayed.
+ *
+ * One case cannot stream: an HF ByteFallback run that later turns out invalid makes *every* byte
+ * of the run U+FFFD, including characters already emitted. Tokens encoded from text never do
+ * this; for such garbage ids the stream goes on after what it emitted, always valid UTF-8. */
 #include <string.h>
 
 #include "tok_internal.h"
 
 #define TK_CONTEXT_TOKENS 4
 #define TK_MAX_CONTEXT    12
-#define TK_MAX_PENDING    16
+/* tokens that add no text (held bytes, empty pieces) make the window grow; past this many the
+ * window is emitted and restarted anyway, to keep each step O(1) */
+#define TK_MAX_PENDING    64
 
 struct llmrt_detokenizer {
     const llmrt_tokenizer *tk;
@@ -44,16 +50,12 @@ void llmrt_detokenizer_destroy(llmrt_detokenizer *d) {
     free(d);
 }
 
-static llmrt_status decode_into(llmrt_detokenizer *d, const int32_t *ids, int64_t n, tk_buf *b,
-                                llmrt_error *err) {
+static llmrt_status decode_into(llmrt_detokenizer *d, const int32_t *ids, int64_t n, bool hold,
+                                tk_buf *b, llmrt_error *err) {
     b->n = 0;
     if (!tk_buf_reserve(b, 1)) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "detokenizer: out of memory");
     b->p[0] = 0;
-    return tk_decode(d->tk, ids, n, d->skip_special, b, err);
-}
-
-static bool ends_with_fffd(const tk_buf *b) {
-    return b->n >= 3 && memcmp(b->p + b->n - 3, "\xef\xbf\xbd", 3) == 0;
+    return tk_decode(d->tk, ids, n, d->skip_special, hold, b, err);
 }
 
 /* Sets the delta to cur[from..). */
@@ -79,7 +81,7 @@ static llmrt_status emit(llmrt_detokenizer *d, llmrt_error *err) {
      * it to the left until it decodes to text that does not start with U+FFFD. */
     int64_t keep = d->win.n < TK_CONTEXT_TOKENS ? d->win.n : TK_CONTEXT_TOKENS;
     for (;;) {
-        LLMRT_TRY(decode_into(d, d->win.v + d->win.n - keep, keep, &d->prefix, err));
+        LLMRT_TRY(decode_into(d, d->win.v + d->win.n - keep, keep, true, &d->prefix, err));
         bool good = d->prefix.n > 0 && !(d->prefix.n >= 3 && !memcmp(d->prefix.p, "\xef\xbf\xbd", 3));
         if (good || keep == d->win.n || keep >= TK_MAX_CONTEXT) break;
         keep++;
@@ -103,9 +105,8 @@ llmrt_status llmrt_detokenizer_push(llmrt_detokenizer *d, int32_t id, const char
     /* a skipped special token contributes nothing, not even as context */
     if (d->skip_special && (tk->attr[id] & TK_ATTR_SPECIAL)) return LLMRT_OK;
     if (!tk_ids_push(&d->win, id)) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "detokenizer: out of memory");
-    LLMRT_TRY(decode_into(d, d->win.v, d->win.n, &d->cur, err));
-    bool grew = d->cur.n > d->prefix.n;
-    if (!grew || (ends_with_fffd(&d->cur) && d->win.n - d->n_ctx < TK_MAX_PENDING)) return LLMRT_OK;
+    LLMRT_TRY(decode_into(d, d->win.v, d->win.n, true, &d->cur, err));
+    if (d->cur.n <= d->prefix.n && d->win.n - d->n_ctx < TK_MAX_PENDING) return LLMRT_OK;
     LLMRT_TRY(emit(d, err));
     *delta = d->delta.p;
     if (delta_len) *delta_len = d->delta.n;
@@ -118,8 +119,8 @@ llmrt_status llmrt_detokenizer_flush(llmrt_detokenizer *d, const char **delta, s
     *delta = "";
     if (delta_len) *delta_len = 0;
     llmrt_status st = LLMRT_OK;
-    if (d->win.n > d->n_ctx) {
-        st = decode_into(d, d->win.v, d->win.n, &d->cur, err);
+    if (d->win.n > 0) { /* even a pure context may hold an incomplete tail */
+        st = decode_into(d, d->win.v, d->win.n, false, &d->cur, err);
         bool emitted = false;
         if (st == LLMRT_OK && d->cur.n > d->prefix.n) {
             st      = emit(d, err);

@@ -231,8 +231,9 @@ void         tk_added_free(llmrt_tokenizer *tk);
  * stored in e->out-independent array `ids` (one per span, -1 for text). */
 llmrt_status tk_added_split(tk_enc *e, const tk_added_matcher *m, const char *s, size_t len,
                             bool parse_special, tk_spans *spans, tk_ids *span_ids);
-/* decode.c: the decoder chain over ids; appends UTF-8 to out. */
+/* decode.c: the decoder chain over ids; appends UTF-8 to out. hold_tail (streaming): bytes at
+ * the very end that are an incomplete UTF-8 sequence are left out instead of becoming U+FFFD. */
 llmrt_status tk_decode(const llmrt_tokenizer *tk, const int32_t *ids, int64_t n,
-                       bool skip_special, tk_buf *out, llmrt_error *err);
+                       bool skip_special, bool hold_tail, tk_buf *out, llmrt_error *err);
 
 #endif

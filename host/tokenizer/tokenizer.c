@@ -125,6 +125,13 @@ llmrt_status tk_finalize(llmrt_tokenizer *tk, llmrt_error *err) {
         snprintf(hex, sizeof hex, "<0x%02X>", b);
         tk->byte_tokens[b] = tk_strmap_get(&tk->vocab, hex, 6);
     }
+    /* the post-processor may only add ids that decode (vocabularies can have holes) */
+    for (int k = 0; k < tk->n_prefix + tk->n_suffix; k++) {
+        int32_t id = k < tk->n_prefix ? tk->prefix_ids[k] : tk->suffix_ids[k - tk->n_prefix];
+        if (id < 0 || id >= tk->n_vocab || !tk->pieces[id])
+            return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: the post-processor adds id %d, which is no token",
+                             tk->name, id);
+    }
     for (int32_t i = 0; i < tk->n_added; i++) {
         const tk_added_token *t = &tk->added[i];
         int32_t               old;

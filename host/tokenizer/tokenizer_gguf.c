@@ -36,8 +36,9 @@ static llmrt_status regex_op(llmrt_tokenizer *tk, const char *re, tk_pretok_op *
 static llmrt_status gpt2_pipeline(const llmrt_gguf_file *f, llmrt_tokenizer *tk, llmrt_error *err) {
     llmrt_gguf_str pre = {"default", 7};
     LLMRT_TRY(llmrt_gguf_get_str(f, "tokenizer.ggml.pre", false, &pre, err));
-    char name[64];
+    char name[64], quoted[70];
     snprintf(name, sizeof name, "%.*s", (int)(pre.len < 63 ? pre.len : 63), pre.ptr);
+    snprintf(quoted, sizeof quoted, "\"%s\"", name);
     tk_pretok_op bl = {.type = TK_PRE_BYTELEVEL};
     if (!strcmp(name, "default") || !strcmp(name, "gpt2") || !strcmp(name, "gpt-2")) {
         bl.use_regex = true;
@@ -56,7 +57,7 @@ static llmrt_status gpt2_pipeline(const llmrt_gguf_file *f, llmrt_tokenizer *tk,
         LLMRT_TRY(add_op_pre(tk, split, err));
         tk->ignore_merges = true;
     } else {
-        return fail(f, err, LLMRT_ERR_UNSUPPORTED, "unsupported tokenizer.ggml.pre ", name);
+        return fail(f, err, LLMRT_ERR_UNSUPPORTED, "unsupported tokenizer.ggml.pre ", quoted);
     }
     LLMRT_TRY(add_op_pre(tk, bl, err));
     tk->dec = calloc(1, sizeof *tk->dec);

@@ -78,6 +78,18 @@ static size_t maximal_subpart(const uint8_t *s, size_t len) {
     return k;
 }
 
+size_t tk_utf8_incomplete_tail(const char *s, size_t len) {
+    const uint8_t *u = (const uint8_t *)s;
+    for (size_t k = 1; k <= 3 && k <= len; k++) {
+        uint8_t c = u[len - k];
+        if ((c & 0xc0) == 0x80) continue; /* a continuation byte: look further back */
+        if (c < 0xc2 || c > 0xf4) return 0;
+        size_t need = c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+        return k < need && maximal_subpart(u + len - k, k) == k ? k : 0;
+    }
+    return 0;
+}
+
 size_t tk_utf8_valid_prefix(const char *s, size_t len) {
     const uint8_t *u = (const uint8_t *)s;
     size_t         i = 0;

@@ -26,6 +26,10 @@ int tk_utf8_encode(uint32_t cp, char out[4]);
  * Returns false on allocation failure. */
 bool tk_utf8_sanitize(const char *s, size_t len, tk_buf *out);
 
+/* Length (0..3) of an incomplete but so far well-formed UTF-8 sequence at the end of s[0..len):
+ * bytes that a continuation could still turn into a character. */
+size_t tk_utf8_incomplete_tail(const char *s, size_t len);
+
 /* Length of the longest prefix of s[0..len) that is well-formed UTF-8 (fast path: all ASCII). */
 size_t tk_utf8_valid_prefix(const char *s, size_t len);
 

@@ -1,0 +1,226 @@
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "cli_options.h"
+
+enum {
+    OPT_MODEL = 1000, OPT_LOAD_FORMAT, OPT_THREADS, OPT_KV_TOKENS, OPT_BLOCK_SIZE,
+    OPT_MAX_BATCHED, OPT_MAX_SEQS, OPT_POLICY, OPT_NO_PREFIX, OPT_TEMP, OPT_TOP_K, OPT_TOP_P,
+    OPT_MIN_P, OPT_REPEAT, OPT_PRESENCE, OPT_FREQUENCY, OPT_SEED, OPT_MAX_TOKENS, OPT_STOP,
+    OPT_IGNORE_EOS, OPT_CHAT_TEMPLATE, OPT_MIN_TOKENS,
+};
+
+/* indexes into sampling_set */
+enum { SET_TEMP, SET_TOP_K, SET_TOP_P, SET_MIN_P, SET_REPEAT, SET_PRESENCE, SET_FREQUENCY };
+
+const struct option cli_common_options[] = {
+    {"model", required_argument, 0, OPT_MODEL},
+    {"load-format", required_argument, 0, OPT_LOAD_FORMAT},
+    {"threads", required_argument, 0, OPT_THREADS},
+    {"kv-tokens", required_argument, 0, OPT_KV_TOKENS},
+    {"block-size", required_argument, 0, OPT_BLOCK_SIZE},
+    {"max-batched-tokens", required_argument, 0, OPT_MAX_BATCHED},
+    {"max-seqs", required_argument, 0, OPT_MAX_SEQS},
+    {"kv-policy", required_argument, 0, OPT_POLICY},
+    {"no-prefix-cache", no_argument, 0, OPT_NO_PREFIX},
+    {"temperature", required_argument, 0, OPT_TEMP},
+    {"top-k", required_argument, 0, OPT_TOP_K},
+    {"top-p", required_argument, 0, OPT_TOP_P},
+    {"min-p", required_argument, 0, OPT_MIN_P},
+    {"repeat-penalty", required_argument, 0, OPT_REPEAT},
+    {"presence-penalty", required_argument, 0, OPT_PRESENCE},
+    {"frequency-penalty", required_argument, 0, OPT_FREQUENCY},
+    {"seed", required_argument, 0, OPT_SEED},
+    {"max-tokens", required_argument, 0, OPT_MAX_TOKENS},
+    {"min-tokens", required_argument, 0, OPT_MIN_TOKENS},
+    {"stop", required_argument, 0, OPT_STOP},
+    {"ignore-eos", no_argument, 0, OPT_IGNORE_EOS},
+    {"chat-template", required_argument, 0, OPT_CHAT_TEMPLATE},
+};
+const int cli_common_n_options = sizeof cli_common_options / sizeof cli_common_options[0];
+
+void cli_common_init(cli_common *c) {
+    memset(c, 0, sizeof *c);
+    c->model_path  = cli_default_model();
+    c->load_format = LLMRT_LOAD_AUTO;
+    c->engine      = llmrt_engine_default_params();
+    c->sampling    = llmrt_sampling_default_params();
+}
+
+void cli_common_usage(FILE *f) {
+    fprintf(f,
+            "model and engine:\n"
+            "  -m, --model PATH            HF directory or .gguf (default: %s)\n"
+            "      --load-format F         auto | hf | gguf | random\n"
+            "  -t, --threads N             CPU threads (default: all cores)\n"
+            "      --kv-tokens N           KV cache budget in tokens (default 8192)\n"
+            "      --block-size N          tokens per KV block (default 16)\n"
+            "      --max-batched-tokens N  tokens per engine step (default 512)\n"
+            "      --max-seqs N            concurrent requests (default 64)\n"
+            "      --kv-policy P           preempt (default) | reserve\n"
+            "      --no-prefix-cache       disable prefix caching\n"
+            "sampling (defaults: the model's generation_config.json, else vLLM's):\n"
+            "      --temperature T         0 = greedy\n"
+            "      --top-k K  --top-p P  --min-p P\n"
+            "      --repeat-penalty R  --presence-penalty P  --frequency-penalty F\n"
+            "      --seed S                same seed, same tokens\n"
+            "  -n, --max-tokens N          tokens to generate at most (default 256)\n"
+            "      --min-tokens N          ignore stop tokens before N tokens\n"
+            "      --stop STR              stop string (repeatable), not printed\n"
+            "      --ignore-eos            keep going past end-of-sequence tokens\n"
+            "      --chat-template NAME    chatml | llama2 | llama3 | mistral (default: detect)\n",
+            cli_default_model()[0] ? cli_default_model() : "none installed");
+}
+
+static int parse_long(const char *arg, const char *name, long long lo, long long hi, long long *out) {
+    char *end;
+    errno       = 0;
+    long long v = strtoll(arg, &end, 10);
+    if (errno || end == arg || *end || v < lo || v > hi) {
+        fprintf(stderr, "llmrt: --%s must be an integer in [%lld, %lld], got \"%s\"\n", name, lo, hi,
+                arg);
+        return -1;
+    }
+    *out = v;
+    return 1;
+}
+
+static int parse_float(const char *arg, const char *name, float *out) {
+    char *end;
+    errno   = 0;
+    float v = strtof(arg, &end);
+    if (errno || end == arg || *end) {
+        fprintf(stderr, "llmrt: --%s must be a number, got \"%s\"\n", name, arg);
+        return -1;
+    }
+    *out = v;
+    return 1;
+}
+
+int cli_common_parse(cli_common *c, int opt, const char *arg) {
+    long long v;
+    switch (opt) {
+    case 'm':
+    case OPT_MODEL: c->model_path = arg; return 1;
+    case OPT_LOAD_FORMAT:
+        if (!strcmp(arg, "auto")) c->load_format = LLMRT_LOAD_AUTO;
+        else if (!strcmp(arg, "hf")) c->load_format = LLMRT_LOAD_HF;
+        else if (!strcmp(arg, "gguf")) c->load_format = LLMRT_LOAD_GGUF;
+        else if (!strcmp(arg, "random")) c->load_format = LLMRT_LOAD_RANDOM;
+        else {
+            fprintf(stderr, "llmrt: --load-format must be auto, hf, gguf or random\n");
+            return -1;
+        }
+        return 1;
+    case 't':
+    case OPT_THREADS:
+        if (parse_long(arg, "threads", 0, 1024, &v) < 0) return -1;
+        c->threads = (int)v;
+        return 1;
+    case OPT_KV_TOKENS:
+        if (parse_long(arg, "kv-tokens", 1, (long long)1 << 40, &v) < 0) return -1;
+        c->engine.kv_tokens = v;
+        return 1;
+    case OPT_BLOCK_SIZE:
+        if (parse_long(arg, "block-size", 1, 4096, &v) < 0) return -1;
+        c->engine.block_size = (int32_t)v;
+        return 1;
+    case OPT_MAX_BATCHED:
+        if (parse_long(arg, "max-batched-tokens", 1, 1 << 20, &v) < 0) return -1;
+        c->engine.max_batched_tokens = (int32_t)v;
+        return 1;
+    case OPT_MAX_SEQS:
+        if (parse_long(arg, "max-seqs", 1, 65536, &v) < 0) return -1;
+        c->engine.max_seqs = (int32_t)v;
+        return 1;
+    case OPT_POLICY:
+        if (!strcmp(arg, "preempt")) c->engine.policy = LLMRT_KV_PREEMPT;
+        else if (!strcmp(arg, "reserve")) c->engine.policy = LLMRT_KV_RESERVE;
+        else {
+            fprintf(stderr, "llmrt: --kv-policy must be preempt or reserve\n");
+            return -1;
+        }
+        return 1;
+    case OPT_NO_PREFIX: c->engine.prefix_caching = false; return 1;
+    case OPT_TEMP: c->sampling_set[SET_TEMP] = true; return parse_float(arg, "temperature", &c->sampling.temperature);
+    case OPT_TOP_P: c->sampling_set[SET_TOP_P] = true; return parse_float(arg, "top-p", &c->sampling.top_p);
+    case OPT_MIN_P: c->sampling_set[SET_MIN_P] = true; return parse_float(arg, "min-p", &c->sampling.min_p);
+    case OPT_REPEAT:
+        c->sampling_set[SET_REPEAT] = true;
+        return parse_float(arg, "repeat-penalty", &c->sampling.repetition_penalty);
+    case OPT_PRESENCE:
+        c->sampling_set[SET_PRESENCE] = true;
+        return parse_float(arg, "presence-penalty", &c->sampling.presence_penalty);
+    case OPT_FREQUENCY:
+        c->sampling_set[SET_FREQUENCY] = true;
+        return parse_float(arg, "frequency-penalty", &c->sampling.frequency_penalty);
+    case OPT_TOP_K:
+        if (parse_long(arg, "top-k", -1, 1 << 30, &v) < 0) return -1;
+        c->sampling_set[SET_TOP_K] = true;
+        c->sampling.top_k          = (int32_t)v;
+        return 1;
+    case OPT_SEED: {
+        char *end;
+        errno                = 0;
+        unsigned long long s = strtoull(arg, &end, 10);
+        if (errno || end == arg || *end) {
+            fprintf(stderr, "llmrt: --seed must be a non-negative integer\n");
+            return -1;
+        }
+        c->sampling.seed     = s;
+        c->sampling.has_seed = true;
+        return 1;
+    }
+    case 'n':
+    case OPT_MAX_TOKENS:
+        if (parse_long(arg, "max-tokens", 1, 1 << 30, &v) < 0) return -1;
+        c->sampling.max_tokens = (int32_t)v;
+        return 1;
+    case OPT_MIN_TOKENS:
+        if (parse_long(arg, "min-tokens", 0, 1 << 30, &v) < 0) return -1;
+        c->sampling.min_tokens = (int32_t)v;
+        return 1;
+    case OPT_STOP:
+        if (c->n_stops == CLI_MAX_STOPS) {
+            fprintf(stderr, "llmrt: at most %d --stop strings\n", CLI_MAX_STOPS);
+            return -1;
+        }
+        c->stops[c->n_stops++] = arg;
+        return 1;
+    case OPT_IGNORE_EOS: c->sampling.ignore_eos = true; return 1;
+    case OPT_CHAT_TEMPLATE: c->chat_template = arg; return 1;
+    }
+    return 0;
+}
+
+llmrt_sampling_params cli_common_sampling(const cli_common *c, const llmrt_model *model) {
+    llmrt_sampling_params p = llmrt_model_sampling_defaults(model);
+    const llmrt_sampling_params *f = &c->sampling;
+    if (c->sampling_set[SET_TEMP]) p.temperature = f->temperature;
+    if (c->sampling_set[SET_TOP_K]) p.top_k = f->top_k;
+    if (c->sampling_set[SET_TOP_P]) p.top_p = f->top_p;
+    if (c->sampling_set[SET_MIN_P]) p.min_p = f->min_p;
+    if (c->sampling_set[SET_REPEAT]) p.repetition_penalty = f->repetition_penalty;
+    if (c->sampling_set[SET_PRESENCE]) p.presence_penalty = f->presence_penalty;
+    if (c->sampling_set[SET_FREQUENCY]) p.frequency_penalty = f->frequency_penalty;
+    p.seed         = f->seed;
+    p.has_seed     = f->has_seed;
+    p.max_tokens   = f->max_tokens;
+    p.min_tokens   = f->min_tokens;
+    p.ignore_eos   = f->ignore_eos;
+    p.stop         = c->n_stops ? c->stops : NULL;
+    p.n_stop       = c->n_stops;
+    return p;
+}
+
+const struct option *cli_options_with(const struct option *extra, int n_extra) {
+    static struct option table[64];
+    int                  n = 0;
+    for (int i = 0; i < cli_common_n_options && n < 62; i++) table[n++] = cli_common_options[i];
+    for (int i = 0; i < n_extra && n < 63; i++) table[n++] = extra[i];
+    memset(&table[n], 0, sizeof table[n]);
+    return table;
+}

@@ -1,0 +1,420 @@
+/* The serving engine: continuous batching over the paged KV cache.
+ *
+ * Each step packs every running request's next tokens (one for a decode, a chunk for a prompt
+ * still being prefilled) and admits waiting requests with prompt chunks, up to
+ * max_batched_tokens and max_seqs, then runs one forward and samples. When KV blocks run out the
+ * newest running request is preempted (its blocks freed, recomputed later; vLLM's policy), or,
+ * under the reserve policy, requests are admitted only when prompt + max_tokens fit.
+ *
+ * Threads: the step thread owns the queues and requests. submit/abort/metrics from other threads
+ * only touch `incoming`, `aborts` and the metrics snapshot, under `mu`. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../model/model.h"
+#include "../tokenizer/tokenizer.h"
+#include "engine_internal.h"
+#include "metrics.h"
+
+double engine_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* small vectors                                                                                 */
+/* --------------------------------------------------------------------------------------------- */
+
+static bool list_push(request_list *l, request *r) {
+    if (l->n == l->cap) {
+        int32_t   cap = l->cap ? l->cap * 2 : 16;
+        request **n   = realloc(l->items, (size_t)cap * sizeof *n);
+        if (!n) return false;
+        l->items = n;
+        l->cap   = cap;
+    }
+    l->items[l->n++] = r;
+    return true;
+}
+
+static void list_remove_at(request_list *l, int32_t i) {
+    memmove(l->items + i, l->items + i + 1, (size_t)(l->n - i - 1) * sizeof *l->items);
+    l->n--;
+}
+
+static int32_t list_find(const request_list *l, const request *r) {
+    for (int32_t i = 0; i < l->n; i++)
+        if (l->items[i] == r) return i;
+    return -1;
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* create / destroy                                                                              */
+/* --------------------------------------------------------------------------------------------- */
+
+llmrt_engine_params llmrt_engine_default_params(void) {
+    return (llmrt_engine_params){
+        .struct_size        = sizeof(llmrt_engine_params),
+        .block_size         = 16,
+        .kv_tokens          = 8192,
+        .kv_bytes           = 0,
+        .max_batched_tokens = 512,
+        .max_seqs           = 64,
+        .policy             = LLMRT_KV_PREEMPT,
+        .prefix_caching     = true,
+    };
+}
+
+llmrt_status llmrt_engine_create(llmrt_model *model, const llmrt_engine_params *params,
+                                 llmrt_engine **out) {
+    if (!out) return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG, "llmrt_engine_create: out is NULL");
+    *out = NULL;
+    if (!model)
+        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG, "llmrt_engine_create: model is NULL");
+    llmrt_engine_params p = llmrt_engine_default_params();
+    if (params) {
+        if (params->struct_size < sizeof(uint32_t) || params->struct_size > sizeof p)
+            return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG,
+                                      "llmrt_engine_create: params->struct_size %u is invalid",
+                                      params->struct_size);
+        memcpy(&p, params, params->struct_size);
+        p.struct_size = sizeof p;
+    }
+    if (p.max_batched_tokens < 1 || p.max_seqs < 1 || p.max_seqs > 65536 ||
+        (p.policy != LLMRT_KV_PREEMPT && p.policy != LLMRT_KV_RESERVE) || p.kv_tokens < 0 ||
+        p.kv_bytes < 0)
+        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG,
+                                  "llmrt_engine_create: max_batched_tokens and max_seqs must be >= 1, "
+                                  "policy PREEMPT or RESERVE, budgets >= 0");
+    llmrt_kv_cache_params kp = llmrt_kv_cache_default_params();
+    kp.block_size            = p.block_size;
+    kp.max_tokens            = p.kv_tokens;
+    kp.max_bytes             = p.kv_tokens ? 0 : p.kv_bytes;
+    if (!kp.max_tokens && !kp.max_bytes)
+        return llmrt_err_set_last(LLMRT_ERR_NO_KV_SPACE,
+                                  "llmrt_engine_create: no KV budget (set kv_tokens or kv_bytes)");
+    llmrt_engine *e = calloc(1, sizeof *e);
+    if (!e) return llmrt_err_set_last(LLMRT_ERR_OUT_OF_MEMORY, "llmrt_engine_create: out of memory");
+    e->model  = model;
+    e->params = p;
+    llmrt_status s = llmrt_kv_cache_create(model, &kp, &e->kv);
+    if (s != LLMRT_OK) {
+        free(e);
+        if (s == LLMRT_ERR_INVALID_ARG) s = LLMRT_ERR_NO_KV_SPACE;
+        return llmrt_err_set_last(s, "llmrt_engine_create: %s", llmrt_last_error());
+    }
+    e->bm = llmrt_bm_create(llmrt_kv_cache_n_blocks(e->kv), p.block_size, p.prefix_caching);
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->cv, NULL);
+    e->next_id = 1;
+    llmrt_histogram_init(&e->metrics.ttft);
+    llmrt_histogram_init(&e->metrics.itl);
+    llmrt_histogram_init(&e->metrics.e2e);
+    if (!e->bm) {
+        llmrt_engine_destroy(e);
+        return llmrt_err_set_last(LLMRT_ERR_OUT_OF_MEMORY, "llmrt_engine_create: out of memory");
+    }
+    *out = e;
+    return LLMRT_OK;
+}
+
+static void free_list(request_list *l) {
+    for (int32_t i = 0; i < l->n; i++) request_free(l->items[i]);
+    free(l->items);
+    memset(l, 0, sizeof *l);
+}
+
+void llmrt_engine_destroy(llmrt_engine *e) {
+    if (!e) return;
+    llmrt_engine_stop_loop(e);
+    free_list(&e->incoming);
+    free_list(&e->waiting);
+    free_list(&e->running);
+    free_list(&e->finished);
+    free(e->aborts);
+    free(e->outputs);
+    engine_batch_free(&e->batch);
+    llmrt_bm_destroy(e->bm);
+    llmrt_kv_cache_destroy(e->kv);
+    pthread_cond_destroy(&e->cv);
+    pthread_mutex_destroy(&e->mu);
+    free(e);
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* submit / abort                                                                                */
+/* --------------------------------------------------------------------------------------------- */
+
+llmrt_status llmrt_engine_submit(llmrt_engine *e, const llmrt_prompt *prompt,
+                                 const llmrt_sampling_params *params, uint64_t *request_id) {
+    if (!e || !prompt || !request_id)
+        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG,
+                                  "llmrt_engine_submit: engine, prompt and request_id are required");
+    *request_id  = 0;
+    llmrt_error err = {0};
+    request    *r   = NULL;
+    llmrt_status s  = engine_make_request(e, prompt, params, &r, &err);
+    if (s != LLMRT_OK) return llmrt_err_publish(&err);
+    pthread_mutex_lock(&e->mu);
+    if (e->dead_status != LLMRT_OK) {
+        s = llmrt_err(&err, LLMRT_ERR_DEAD, "llmrt_engine_submit: the engine is dead: %s",
+                      e->dead_message);
+    } else {
+        r->id      = e->next_id++;
+        r->arrival = r->id;
+        if (!list_push(&e->incoming, r))
+            s = llmrt_err(&err, LLMRT_ERR_OUT_OF_MEMORY, "llmrt_engine_submit: out of memory");
+    }
+    if (s == LLMRT_OK) {
+        *request_id = r->id;
+        e->metrics.n_waiting++;
+        pthread_cond_broadcast(&e->cv);
+    }
+    pthread_mutex_unlock(&e->mu);
+    if (s != LLMRT_OK) {
+        request_free(r);
+        return llmrt_err_publish(&err);
+    }
+    return LLMRT_OK;
+}
+
+llmrt_status llmrt_engine_abort(llmrt_engine *e, uint64_t id) {
+    if (!e) return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG, "llmrt_engine_abort: engine is NULL");
+    pthread_mutex_lock(&e->mu);
+    llmrt_status s = LLMRT_OK;
+    if (id == 0 || id >= e->next_id) {
+        s = LLMRT_ERR_NOT_FOUND;
+    } else {
+        if (e->n_aborts == e->cap_aborts) {
+            int32_t   cap = e->cap_aborts ? e->cap_aborts * 2 : 16;
+            uint64_t *n   = realloc(e->aborts, (size_t)cap * sizeof *n);
+            if (n) {
+                e->aborts     = n;
+                e->cap_aborts = cap;
+            }
+        }
+        if (e->n_aborts < e->cap_aborts) e->aborts[e->n_aborts++] = id;
+        else s = LLMRT_ERR_OUT_OF_MEMORY;
+        pthread_cond_broadcast(&e->cv);
+    }
+    pthread_mutex_unlock(&e->mu);
+    if (s == LLMRT_ERR_NOT_FOUND)
+        return llmrt_err_set_last(s, "llmrt_engine_abort: request %llu was never submitted",
+                                  (unsigned long long)id);
+    if (s != LLMRT_OK) return llmrt_err_set_last(s, "llmrt_engine_abort: out of memory");
+    return LLMRT_OK;
+}
+
+int32_t llmrt_engine_pending(llmrt_engine *e) {
+    if (!e) return 0;
+    pthread_mutex_lock(&e->mu);
+    int32_t n = e->metrics.n_waiting + e->metrics.n_running;
+    pthread_mutex_unlock(&e->mu);
+    return n;
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* finishing                                                                                     */
+/* --------------------------------------------------------------------------------------------- */
+
+/* Ends a request: frees its blocks (exactly once: only a request not yet finished gets here),
+ * flushes held text, moves it to `finished` (freed at the next step). */
+void engine_finish(llmrt_engine *e, request *r, llmrt_finish_reason why, llmrt_status status,
+                   const char *message) {
+    if (r->state == REQUEST_FINISHED) return;
+    request_list *from = r->state == REQUEST_RUNNING ? &e->running : &e->waiting;
+    int32_t       i    = list_find(from, r);
+    if (i >= 0) list_remove_at(from, i);
+    llmrt_bm_release(e->bm, &r->blocks);
+    r->state         = REQUEST_FINISHED;
+    r->finish        = why;
+    r->finish_status = status;
+    if (message) snprintf(r->error_message, sizeof r->error_message, "%s", message);
+    if (why == LLMRT_FINISH_ABORT || why == LLMRT_FINISH_ERROR) {
+        request_out_reset(r); /* tokens of an aborted step are not delivered */
+    } else if (!r->text_stopped) {
+        engine_flush_text(r);
+    }
+    double now = engine_now();
+    llmrt_histogram_observe(&e->metrics.e2e, now - r->t_submit);
+    e->metrics.requests_finished++;
+    if (why == LLMRT_FINISH_ABORT) e->metrics.requests_aborted++;
+    if (!list_push(&e->finished, r)) request_free(r); /* cannot report it; never leak it */
+    e->touched_finished = true;
+}
+
+static request *find_live(llmrt_engine *e, uint64_t id) {
+    for (int32_t i = 0; i < e->running.n; i++)
+        if (e->running.items[i]->id == id) return e->running.items[i];
+    for (int32_t i = 0; i < e->waiting.n; i++)
+        if (e->waiting.items[i]->id == id) return e->waiting.items[i];
+    return NULL;
+}
+
+/* Moves submitted requests into the queue and applies pending aborts. */
+static void take_incoming_and_aborts(llmrt_engine *e) {
+    pthread_mutex_lock(&e->mu);
+    for (int32_t i = 0; i < e->incoming.n; i++) {
+        request *r = e->incoming.items[i];
+        if (!list_push(&e->waiting, r)) {
+            r->state = REQUEST_WAITING;
+            engine_finish(e, r, LLMRT_FINISH_ERROR, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+        }
+    }
+    e->incoming.n = 0;
+    uint64_t local[64];
+    int32_t  n    = 0;
+    while (e->n_aborts > 0) {
+        /* copy in chunks so finishing happens outside the lock-held array */
+        n = e->n_aborts < 64 ? e->n_aborts : 64;
+        memcpy(local, e->aborts + e->n_aborts - n, (size_t)n * sizeof *local);
+        e->n_aborts -= n;
+        pthread_mutex_unlock(&e->mu);
+        for (int32_t i = 0; i < n; i++) {
+            request *r = find_live(e, local[i]);
+            if (r) engine_finish(e, r, LLMRT_FINISH_ABORT, LLMRT_OK, NULL);
+        }
+        pthread_mutex_lock(&e->mu);
+    }
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* step                                                                                          */
+/* --------------------------------------------------------------------------------------------- */
+
+static llmrt_status collect_outputs(llmrt_engine *e, const llmrt_output **outputs,
+                                    int32_t *n_outputs) {
+    int32_t n = 0;
+    for (int32_t i = 0; i < e->running.n; i++) n += e->running.items[i]->n_out > 0;
+    n += e->finished.n;
+    if (n > e->cap_outputs) {
+        llmrt_output *o = realloc(e->outputs, (size_t)n * sizeof *o);
+        if (!o) return llmrt_err_set_last(LLMRT_ERR_OUT_OF_MEMORY, "llmrt_engine_step: out of memory");
+        e->outputs     = o;
+        e->cap_outputs = n;
+    }
+    int32_t k   = 0;
+    double  now = engine_now();
+    for (int pass = 0; pass < 2; pass++) {
+        request_list *l = pass == 0 ? &e->running : &e->finished;
+        for (int32_t i = 0; i < l->n; i++) {
+            request *r = l->items[i];
+            if (pass == 0 && r->n_out == 0) continue;
+            llmrt_output *o = &e->outputs[k++];
+            *o = (llmrt_output){
+                .request_id      = r->id,
+                .user_data       = r->user_data,
+                .tokens          = r->out_tokens,
+                .n_tokens        = r->n_out,
+                .text            = r->out_text ? r->out_text : "",
+                .text_len        = r->out_text_len,
+                .logprobs        = r->out_logprobs,
+                .top_ids         = r->sampling.n_logprobs ? r->out_top_ids : NULL,
+                .top_logprobs    = r->sampling.n_logprobs ? r->out_top_logprobs : NULL,
+                .n_top           = r->sampling.n_logprobs,
+                .finish          = pass == 0 ? LLMRT_FINISH_NONE : r->finish,
+                .status          = pass == 0 ? LLMRT_OK : r->finish_status,
+                .error_message   = pass == 0 ? "" : r->error_message,
+                .n_prompt_tokens = (int32_t)r->n_prompt,
+                .n_cached_tokens = (int32_t)r->n_cached,
+                .n_generated     = (int32_t)(r->n_tokens - r->n_prompt),
+                .n_preemptions   = r->n_preemptions,
+                .t_submit        = r->t_submit,
+                .t_first_token   = r->t_first,
+                .t_now           = now,
+            };
+        }
+    }
+    *outputs   = e->outputs;
+    *n_outputs = k;
+    return LLMRT_OK;
+}
+
+static void publish_metrics(llmrt_engine *e) {
+    llmrt_bm_stats st = llmrt_bm_get_stats(e->bm);
+    pthread_mutex_lock(&e->mu);
+    e->metrics.n_waiting            = e->waiting.n + e->incoming.n;
+    e->metrics.n_running            = e->running.n;
+    e->metrics.kv_blocks_total      = st.n_blocks;
+    e->metrics.kv_blocks_used       = st.n_used;
+    e->metrics.kv_blocks_cached     = st.n_cached;
+    e->metrics.kv_blocks_free       = st.n_free;
+    e->metrics.prefix_cache_queries = st.prefix_queries;
+    e->metrics.prefix_cache_hits    = st.prefix_hits;
+    e->metrics.prefix_cache_hit_rate =
+        st.prefix_queries ? (double)st.prefix_hits / (double)st.prefix_queries : 0.0;
+    e->snapshot = e->metrics;
+    pthread_mutex_unlock(&e->mu);
+}
+
+llmrt_status llmrt_engine_step(llmrt_engine *e, const llmrt_output **outputs, int32_t *n_outputs) {
+    if (!e || !outputs || !n_outputs)
+        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG, "llmrt_engine_step: NULL argument");
+    *outputs   = NULL;
+    *n_outputs = 0;
+    if (e->dead_status != LLMRT_OK)
+        return llmrt_err_set_last(LLMRT_ERR_DEAD, "llmrt_engine_step: the engine is dead: %s",
+                                  e->dead_message);
+    /* outputs of the previous step are no longer referenced by the caller */
+    for (int32_t i = 0; i < e->finished.n; i++) request_free(e->finished.items[i]);
+    e->finished.n = 0;
+    for (int32_t i = 0; i < e->running.n; i++) request_out_reset(e->running.items[i]);
+
+    take_incoming_and_aborts(e);
+    llmrt_error  err = {0};
+    llmrt_status s   = engine_schedule_and_run(e, &err);
+    /* aborts that arrived during the forward win over this step's results (vLLM #29987) */
+    take_incoming_and_aborts(e);
+    e->metrics.steps++;
+    publish_metrics(e);
+    llmrt_status so = collect_outputs(e, outputs, n_outputs);
+    if (s != LLMRT_OK) return llmrt_err_publish(&err);
+    return so;
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* metrics                                                                                       */
+/* --------------------------------------------------------------------------------------------- */
+
+llmrt_status llmrt_engine_get_metrics(llmrt_engine *e, llmrt_engine_metrics *m) {
+    if (!e || !m) return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG, "llmrt_engine_get_metrics: NULL");
+    uint32_t size = m->struct_size;
+    if (size < sizeof(uint32_t) + sizeof(int32_t) || size > sizeof *m)
+        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG,
+                                  "llmrt_engine_get_metrics: struct_size %u is invalid", size);
+    pthread_mutex_lock(&e->mu);
+    llmrt_engine_metrics snap = e->snapshot;
+    snap.n_waiting            = e->metrics.n_waiting; /* submits since the last step count too */
+    pthread_mutex_unlock(&e->mu);
+    if (snap.kv_blocks_total == 0) { /* before the first step */
+        llmrt_bm_stats st    = {0};
+        st.n_blocks          = llmrt_kv_cache_n_blocks(e->kv);
+        snap.kv_blocks_total = snap.kv_blocks_free = st.n_blocks;
+        llmrt_histogram_init(&snap.ttft);
+        llmrt_histogram_init(&snap.itl);
+        llmrt_histogram_init(&snap.e2e);
+    }
+    snap.struct_size = size;
+    memcpy(m, &snap, size);
+    return LLMRT_OK;
+}
+
+llmrt_status llmrt_engine_metrics_prometheus(llmrt_engine *e, char *text, size_t capacity,
+                                             size_t *len) {
+    if (!e || !len || (capacity && !text))
+        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG,
+                                  "llmrt_engine_metrics_prometheus: NULL argument");
+    llmrt_engine_metrics m = {.struct_size = sizeof m};
+    LLMRT_TRY(llmrt_engine_get_metrics(e, &m));
+    size_t need = llmrt_metrics_format_prometheus(&m, text, capacity);
+    *len        = need;
+    if (need >= capacity)
+        return llmrt_err_set_last(LLMRT_ERR_BUFFER_TOO_SMALL,
+                                  "llmrt_engine_metrics_prometheus: %zu bytes needed", need + 1);
+    return LLMRT_OK;
+}

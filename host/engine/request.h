@@ -1,0 +1,76 @@
+/* One generation request inside the engine: its tokens (prompt then output), how many of them
+ * have KV in the cache, its block table, its sampler / detokenizer / stop-string state and the
+ * buffers of the output it produces this step. Owned by the engine's step thread. */
+#ifndef LLMRT_ENGINE_REQUEST_H
+#define LLMRT_ENGINE_REQUEST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../core/error.h"
+#include "block_manager.h"
+#include "llmrt.h"
+#include "sampler.h"
+#include "stop_matcher.h"
+
+struct llmrt_tokenizer;
+struct llmrt_detokenizer;
+
+typedef enum request_state {
+    REQUEST_WAITING = 0,
+    REQUEST_RUNNING,
+    REQUEST_FINISHED,
+} request_state;
+
+typedef struct request {
+    uint64_t      id;
+    uint64_t      arrival;  /* submit order, for FCFS */
+    int32_t       priority; /* lower first */
+    void         *user_data;
+    request_state state;
+
+    int32_t *tokens;      /* [n_tokens] prompt, then generated */
+    int64_t  n_tokens, cap_tokens;
+    int64_t  n_prompt;
+    int64_t  n_computed;  /* tokens whose K/V are in the cache */
+    int64_t  n_cached;    /* prompt tokens taken from the prefix cache at the last admission */
+    int32_t  n_preemptions;
+    llmrt_seq_blocks blocks;
+
+    /* sampling */
+    llmrt_sampling_config     sampling;
+    llmrt_sampler            *sampler;
+    struct llmrt_detokenizer *detok;    /* NULL when the model has no tokenizer */
+    llmrt_stop_matcher       *stop;     /* NULL without stop strings */
+    int32_t                  *stop_ids; /* EOS ids (unless ignore_eos) + user stop ids */
+    int32_t                   n_stop_ids;
+    int32_t                   max_tokens, min_tokens;
+    int64_t                   max_total; /* n_prompt + max_tokens, capped by the context */
+    bool                      text_stopped; /* a stop string matched: no more text */
+
+    /* this step's output */
+    int32_t *out_tokens;
+    float   *out_logprobs;
+    int32_t *out_top_ids;
+    float   *out_top_logprobs;
+    int32_t  n_out, cap_out;
+    char    *out_text;
+    size_t   out_text_len, cap_text;
+    llmrt_finish_reason finish;
+    llmrt_status        finish_status;
+    char                error_message[256];
+
+    double t_submit, t_first, t_last;
+} request;
+
+/* Frees everything the request owns except its blocks (release those first). */
+void request_free(request *r);
+/* Appends a token to the request's token list. */
+llmrt_status request_push_token(request *r, int32_t token, llmrt_error *err);
+/* Appends to this step's output. */
+llmrt_status request_out_token(request *r, int32_t token, float logprob, const int32_t *top_ids,
+                               const float *top_lp, int32_t n_top, llmrt_error *err);
+llmrt_status request_out_text(request *r, const char *text, size_t len, llmrt_error *err);
+void         request_out_reset(request *r);
+
+#endif

@@ -1,0 +1,121 @@
+/* Public text calls on a model: tokenize / detokenize with the two-call size protocol, token
+ * pieces, chat-template rendering, and the model's sampling defaults. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../model/model.h"
+#include "../tokenizer/chat_template.h"
+#include "../tokenizer/tokenizer.h"
+
+static llmrt_status need_tokenizer(const llmrt_model *m, const char *fn) {
+    if (!m) return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG, "%s: model is NULL", fn);
+    if (!m->tokenizer)
+        return llmrt_err_set_last(LLMRT_ERR_UNSUPPORTED, "%s: the model (%s) has no tokenizer", fn,
+                                  m->source_path);
+    return LLMRT_OK;
+}
+
+llmrt_status llmrt_tokenize(const llmrt_model *m, const char *text, size_t len, bool add_special,
+                            bool parse_special, int32_t *ids, int32_t capacity, int32_t *n) {
+    LLMRT_TRY(need_tokenizer(m, "llmrt_tokenize"));
+    if (!n || (len && !text) || capacity < 0 || (capacity > 0 && !ids))
+        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG,
+                                  "llmrt_tokenize: n is required; text and ids must be set when "
+                                  "their sizes are non-zero");
+    llmrt_error err = {0};
+    int32_t    *out = NULL;
+    int64_t     cnt = 0;
+    if (llmrt_tokenizer_encode(m->tokenizer, text ? text : "", len, add_special, parse_special,
+                               &out, &cnt, &err) != LLMRT_OK)
+        return llmrt_err_publish(&err);
+    llmrt_status s = LLMRT_OK;
+    if (cnt > INT32_MAX) {
+        s = llmrt_err_set_last(LLMRT_ERR_INVALID_ARG, "llmrt_tokenize: more than 2^31 tokens");
+    } else {
+        *n = (int32_t)cnt;
+        if (cnt > capacity)
+            s = llmrt_err_set_last(LLMRT_ERR_BUFFER_TOO_SMALL,
+                                   "llmrt_tokenize: %lld tokens do not fit in %d", (long long)cnt,
+                                   capacity);
+        else if (cnt) memcpy(ids, out, (size_t)cnt * sizeof *ids);
+    }
+    free(out);
+    return s;
+}
+
+llmrt_status llmrt_detokenize(const llmrt_model *m, const int32_t *ids, int32_t n_ids,
+                              bool skip_special, char *text, size_t capacity, size_t *len) {
+    LLMRT_TRY(need_tokenizer(m, "llmrt_detokenize"));
+    if (!len || n_ids < 0 || (n_ids && !ids) || (capacity && !text))
+        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG, "llmrt_detokenize: bad arguments");
+    llmrt_error err = {0};
+    char       *out = NULL;
+    size_t      cnt = 0;
+    if (llmrt_tokenizer_decode(m->tokenizer, ids, n_ids, skip_special, &out, &cnt, &err) != LLMRT_OK)
+        return llmrt_err_publish(&err);
+    *len           = cnt;
+    llmrt_status s = LLMRT_OK;
+    if (cnt >= capacity) {
+        if (cnt > capacity || capacity == 0)
+            s = llmrt_err_set_last(LLMRT_ERR_BUFFER_TOO_SMALL,
+                                   "llmrt_detokenize: %zu bytes do not fit in %zu", cnt, capacity);
+        else memcpy(text, out, cnt); /* exactly fits, no room for the NUL */
+    } else {
+        memcpy(text, out, cnt);
+        text[cnt] = 0;
+    }
+    free(out);
+    return s;
+}
+
+const char *llmrt_token_piece(const llmrt_model *m, int32_t id) {
+    if (!m || !m->tokenizer || id < 0 || id >= llmrt_tokenizer_vocab_size(m->tokenizer)) return NULL;
+    return llmrt_tokenizer_piece(m->tokenizer, id);
+}
+
+llmrt_status llmrt_chat_apply_template(const llmrt_model *m, const char *template_name,
+                                       const llmrt_chat_message *messages, int32_t n_messages,
+                                       bool add_generation_prompt, char *text, size_t capacity,
+                                       size_t *len) {
+    if (!m || !len || (capacity && !text))
+        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG, "llmrt_chat_apply_template: bad arguments");
+    const char       *tmpl   = m->tokenizer ? llmrt_tokenizer_chat_template(m->tokenizer) : NULL;
+    llmrt_chat_family family = template_name ? llmrt_chat_family_from_name(template_name)
+                                             : llmrt_chat_detect_family(tmpl);
+    if (family == LLMRT_CHAT_UNKNOWN) {
+        if (template_name)
+            return llmrt_err_set_last(LLMRT_ERR_UNSUPPORTED,
+                                      "chat template \"%s\" is unknown; choose chatml, llama2, "
+                                      "llama3 or mistral", template_name);
+        return llmrt_err_set_last(LLMRT_ERR_UNSUPPORTED,
+                                  "%s: the chat template is %s; choose one by name (chatml, llama2, "
+                                  "llama3, mistral)", m->source_path,
+                                  tmpl ? "not recognised" : "missing");
+    }
+    const char *bos = "", *eos = "";
+    if (m->tokenizer) {
+        int32_t b = llmrt_tokenizer_bos(m->tokenizer), e = llmrt_tokenizer_eos(m->tokenizer);
+        if (b >= 0) bos = llmrt_tokenizer_piece(m->tokenizer, b);
+        if (e >= 0) eos = llmrt_tokenizer_piece(m->tokenizer, e);
+    }
+    llmrt_error         err = {0};
+    llmrt_chat_rendered r   = {0};
+    if (llmrt_chat_render(family, messages, n_messages, add_generation_prompt, bos, eos, &r, &err) !=
+        LLMRT_OK)
+        return llmrt_err_publish(&err);
+    *len           = r.len;
+    llmrt_status s = LLMRT_OK;
+    if (r.len >= capacity) {
+        s = llmrt_err_set_last(LLMRT_ERR_BUFFER_TOO_SMALL,
+                               "llmrt_chat_apply_template: %zu bytes needed", r.len + 1);
+    } else {
+        memcpy(text, r.text, r.len);
+        text[r.len] = 0;
+    }
+    llmrt_chat_rendered_free(&r);
+    return s;
+}
+
+llmrt_sampling_params llmrt_model_sampling_defaults(const llmrt_model *m) {
+    return m ? m->gen_defaults : llmrt_sampling_default_params();
+}
