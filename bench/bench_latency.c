@@ -9,11 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #include "../host/cli/cli.h"
 #include "bench.h"
+#include "bench_report.h"
 
 typedef struct stats {
     double mean, sd;
@@ -99,19 +99,27 @@ static void usage(FILE *f) {
                "  -n, --gen N           generated tokens (default 32)\n"
                "  -d, --depth N         context tokens before the prompt (default 0)\n"
                "  -r, --reps N          repetitions (default 3)\n"
-               "  -t, --threads LIST    comma-separated thread counts (default 1,2)\n",
+               "  -t, --threads LIST    comma-separated thread counts (default 1,2)\n"
+               "      --format F        table | json | csv (default table)\n",
             cli_default_model());
 }
 
+typedef struct latency_row {
+    int32_t threads;
+    stats   pp, tg, ttft, tpot, e2e;
+    double  bytes, gbps, peak_gbps, flops_per_token, gflops, peak_gflops;
+} latency_row;
+
 int bench_latency_main(int argc, char **argv) {
-    const char *model_path = cli_default_model(), *threads_text = "1,2";
+    const char *model_path = cli_default_model(), *threads_text = "1,2", *format = "table";
     int32_t     P = 128, G = 32, depth = 0, reps = 3;
     llmrt_load_format fmt = LLMRT_LOAD_AUTO;
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'}, {"prompt", required_argument, 0, 'p'},
         {"gen", required_argument, 0, 'n'},   {"depth", required_argument, 0, 'd'},
         {"reps", required_argument, 0, 'r'},  {"threads", required_argument, 0, 't'},
-        {"load-format", required_argument, 0, 'f'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"load-format", required_argument, 0, 'f'}, {"format", required_argument, 0, 'F'},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:p:n:d:r:t:h", opts, NULL)) != -1) {
@@ -122,6 +130,7 @@ int bench_latency_main(int argc, char **argv) {
         case 'd': depth = atoi(optarg); break;
         case 'r': reps = atoi(optarg); break;
         case 't': threads_text = optarg; break;
+        case 'F': format = optarg; break;
         case 'f':
             fmt = !strcmp(optarg, "random") ? LLMRT_LOAD_RANDOM
                   : !strcmp(optarg, "hf")   ? LLMRT_LOAD_HF
@@ -132,21 +141,17 @@ int bench_latency_main(int argc, char **argv) {
         default: usage(stderr); return 2;
         }
     }
-    if (P < 0 || G < 0 || depth < 0 || reps < 1 || reps > 1000 || P + G + depth < 1) {
-        fprintf(stderr, "llmrt bench latency: -p/-n/-d must be >= 0 and -r in [1, 1000]\n");
+    if (P < 1 || G < 2 || depth < 0 || reps < 1 || reps > 1000) {
+        fprintf(stderr, "llmrt bench latency: -p >= 1, -n >= 2, -d >= 0, -r in [1, 1000]\n");
         return 2;
     }
+    bool json = !strcmp(format, "json"), csv = !strcmp(format, "csv");
     int32_t *threads = NULL;
     int32_t  n_thr   = cli_parse_int_list(threads_text, "--threads", &threads);
     if (n_thr <= 0) return 2;
-    struct utsname un;
-    uname(&un);
-    printf("# llmrt bench latency\n# command:");
-    for (int i = 0; i < argc; i++) printf(" %s", argv[i]);
-    printf("\n# machine: %s %s, %ld cores\n", un.machine, un.release, sysconf(_SC_NPROCESSORS_ONLN));
-    printf("# model: %s\n", model_path);
-    printf("%8s %8s %6s %6s %18s %18s %10s %10s %8s\n", "threads", "prompt", "gen", "depth",
-           "prompt tok/s", "gen tok/s", "GB/token", "GB/s", "of peak");
+    latency_row  *rows = calloc((size_t)n_thr, sizeof *rows);
+    bench_context ctx  = {.argc = argc, .argv = argv, .model_path = model_path};
+    ctx.engine         = llmrt_engine_default_params();
     int rc = 0;
     for (int32_t ti = 0; ti < n_thr && rc == 0; ti++) {
         llmrt_model *model = cli_load_model(model_path, threads[ti], fmt);
@@ -154,28 +159,93 @@ int bench_latency_main(int argc, char **argv) {
             rc = 1;
             break;
         }
-        llmrt_model_info info = {.struct_size = sizeof info};
-        llmrt_model_get_info(model, &info);
+        ctx.info.struct_size = sizeof ctx.info;
+        llmrt_model_get_info(model, &ctx.info);
         double *pp = calloc((size_t)reps, sizeof *pp), *tg = calloc((size_t)reps, sizeof *tg);
-        for (int r = 0; r < reps && rc == 0; r++)
-            rc = run_once(model, &info, depth, P, G, 0x5eed + (uint64_t)r, &pp[r], &tg[r]);
+        double *ttft = calloc((size_t)reps, sizeof *ttft), *tpot = calloc((size_t)reps, sizeof *tpot);
+        double *e2e = calloc((size_t)reps, sizeof *e2e);
+        for (int r = 0; r < reps && rc == 0; r++) {
+            rc      = run_once(model, &ctx.info, depth, P, G, 0x5eed + (uint64_t)r, &pp[r], &tg[r]);
+            ttft[r] = 1e3 * P / pp[r];   /* the prefill forward produces the first token */
+            tpot[r] = 1e3 / tg[r];
+            e2e[r]  = ttft[r] + tpot[r] * (G - 1);
+        }
         if (rc == 0) {
-            stats  sp = stats_of(pp, reps), sg = stats_of(tg, reps);
-            /* decode reads every weight once, plus K and V of the whole context (fp32 on CPU) */
-            double kv_bytes = 2.0 * info.n_layers * info.n_kv_heads * info.head_dim * 4.0 *
-                              (depth + P + G / 2.0);
-            double bytes    = (double)info.weight_bytes + kv_bytes;
-            double peak     = bench_membw(threads[ti], (size_t)1 << 30, 0, 3);
-            printf("%8d %8d %6d %6d %10.1f ± %5.1f %10.2f ± %5.2f %10.3f %10.2f %7.0f%%\n",
-                   threads[ti], P, G, depth, sp.mean, sp.sd, sg.mean, sg.sd, bytes / 1e9,
-                   sg.mean * bytes / 1e9, 100.0 * sg.mean * bytes / 1e9 / peak);
-            printf("# %d threads: weights %s %.1f MB, measured read bandwidth %.2f GB/s\n",
-                   threads[ti], info.weight_format, info.weight_bytes / 1e6, peak);
+            latency_row *row = &rows[ti];
+            row->threads     = threads[ti];
+            row->pp = stats_of(pp, reps), row->tg = stats_of(tg, reps);
+            row->ttft = stats_of(ttft, reps), row->tpot = stats_of(tpot, reps);
+            row->e2e = stats_of(e2e, reps);
+            /* decode reads every weight once, plus K and V of the context (fp32 on the CPU) */
+            double kv_bytes = 2.0 * ctx.info.n_layers * ctx.info.n_kv_heads * ctx.info.head_dim *
+                              4.0 * (depth + P + G / 2.0);
+            row->bytes      = (double)ctx.info.weight_bytes + kv_bytes;
+            row->gbps       = row->tg.mean * row->bytes / 1e9;
+            /* prefill: 2 FLOPs per weight per token + attention (QK and PV: 4 * ctx * heads * hd
+             * per layer, ctx averaging depth + P/2) */
+            row->flops_per_token = 2.0 * (double)ctx.info.n_params +
+                                   4.0 * ctx.info.n_layers * ctx.info.n_heads * ctx.info.head_dim *
+                                       (depth + P / 2.0);
+            row->gflops      = row->pp.mean * row->flops_per_token / 1e9;
+            ctx.threads      = threads[ti];
+            bench_context_measure(&ctx);
+            row->peak_gbps   = ctx.peak_gbps;
+            row->peak_gflops = ctx.peak_gflops;
         }
         free(pp);
         free(tg);
+        free(ttft);
+        free(tpot);
+        free(e2e);
         llmrt_model_destroy(model);
     }
+    if (rc == 0) {
+        if (json) {
+            printf("{\n");
+            bench_context_json(stdout, &ctx);
+            printf(",\n  \"results\": [");
+        } else if (csv) {
+            printf("threads,n_prompt,n_gen,depth,prompt_tps_mean,prompt_tps_std,gen_tps_mean,"
+                   "gen_tps_std,ttft_ms_mean,tpot_ms_mean,e2e_ms_mean,bytes_per_token,achieved_gbps,"
+                   "fraction_of_peak_bandwidth,prefill_flops_per_token,achieved_prefill_gflops\n");
+        } else {
+            bench_context_print(stdout, &ctx);
+            printf("%7s %6s %5s %5s %17s %15s %9s %9s %8s %13s %14s\n", "threads", "prompt", "gen",
+                   "depth", "prompt tok/s", "gen tok/s", "TTFT ms", "TPOT ms", "GB/tok",
+                   "decode GB/s", "prefill GF/s");
+        }
+        for (int32_t ti = 0; ti < n_thr; ti++) {
+            latency_row *r = &rows[ti];
+            double       fb = r->peak_gbps > 0 ? r->gbps / r->peak_gbps : 0;
+            double       ff = r->peak_gflops > 0 ? r->gflops / r->peak_gflops : 0;
+            if (json)
+                printf("%s\n    {\"threads\": %d, \"n_prompt\": %d, \"n_gen\": %d, \"depth\": %d, "
+                       "\"prompt_tps_mean\": %.3f, \"prompt_tps_std\": %.3f, \"gen_tps_mean\": %.3f, "
+                       "\"gen_tps_std\": %.3f, \"ttft_ms_mean\": %.3f, \"tpot_ms_mean\": %.3f, "
+                       "\"e2e_ms_mean\": %.3f, \"bytes_per_token\": %.0f, \"achieved_gbps\": %.3f, "
+                       "\"peak_read_gbps\": %.3f, \"fraction_of_peak_bandwidth\": %.4f, "
+                       "\"prefill_flops_per_token\": %.0f, \"achieved_prefill_gflops\": %.3f, "
+                       "\"peak_fp32_gflops\": %.3f, \"fraction_of_peak_flops\": %.4f}",
+                       ti ? "," : "", r->threads, P, G, depth, r->pp.mean, r->pp.sd, r->tg.mean,
+                       r->tg.sd, r->ttft.mean, r->tpot.mean, r->e2e.mean, r->bytes, r->gbps,
+                       r->peak_gbps, fb, r->flops_per_token, r->gflops, r->peak_gflops, ff);
+            else if (csv)
+                printf("%d,%d,%d,%d,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%.0f,%.3f,%.4f,%.0f,%.3f\n",
+                       r->threads, P, G, depth, r->pp.mean, r->pp.sd, r->tg.mean, r->tg.sd,
+                       r->ttft.mean, r->tpot.mean, r->e2e.mean, r->bytes, r->gbps, fb,
+                       r->flops_per_token, r->gflops);
+            else
+                printf("%7d %6d %5d %5d %9.1f ± %5.1f %7.2f ± %5.2f %9.1f %9.2f %8.3f %6.2f (%3.0f%%) "
+                       "%6.1f (%3.0f%%)\n", r->threads, P, G, depth, r->pp.mean, r->pp.sd,
+                       r->tg.mean, r->tg.sd, r->ttft.mean, r->tpot.mean, r->bytes / 1e9, r->gbps,
+                       100 * fb, r->gflops, 100 * ff);
+        }
+        if (json) printf("\n  ]\n}\n");
+        if (!json && !csv)
+            printf("# percentages: of the read bandwidth / fp32 FMA rate measured at the same thread "
+                   "count\n");
+    }
+    free(rows);
     free(threads);
     return rc;
 }

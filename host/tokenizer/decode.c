@@ -157,8 +157,31 @@ static bool strip(const tk_dec_op *op, const toklist *in, toklist *out) {
     return true;
 }
 
+/* Replace with a literal pattern: no regex machinery (this runs on every streaming step). */
+static bool replace_literal(const tk_dec_op *op, const toklist *in, toklist *out) {
+    const char *pat = op->pat.str;
+    size_t      pl  = op->pat.len;
+    for (size_t i = 0; i < in->n; i++) {
+        const char *s = TOK(in, i);
+        size_t      n = in->len[i], at = 0;
+        if (!tl_begin(out)) return false;
+        while (pl && at < n) {
+            const char *hit = memmem(s + at, n - at, pat, pl);
+            if (!hit) break;
+            if (!tl_add(out, s + at, (size_t)(hit - s) - at) || !tl_add(out, op->content, op->content_len))
+                return false;
+            at = (size_t)(hit - s) + pl;
+        }
+        if (!tl_add(out, s + at, n - at)) return false;
+    }
+    return true;
+}
+
 static llmrt_status replace(const llmrt_tokenizer *tk, const tk_dec_op *op, const toklist *in,
                             toklist *out, llmrt_error *err) {
+    if (!op->pat.re)
+        return replace_literal(op, in, out) ? LLMRT_OK
+                                            : llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "tokenizer decode: out of memory");
     tk_enc       e;
     llmrt_status st = LLMRT_OK;
     tk_enc_init(&e, tk, err);

@@ -1,0 +1,151 @@
+#include "bench_report.h"
+
+#include <immintrin.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+#ifndef LLMRT_GIT_REV
+#define LLMRT_GIT_REV "unknown"
+#endif
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The peak fp32 FMA rate: 16 independent vector accumulators (enough FMAs in flight to fill
+ * both FMA pipes), in the widest ISA the CPU has, as the CPU backend's kernels use it. */
+#define PROBE_ITERS 10000000L
+
+__attribute__((target("avx512f,fma"))) static float probe_avx512(void) {
+    __m512 acc[16], x = _mm512_set1_ps(1.0000001f), y = _mm512_set1_ps(0.9999999f);
+    for (int i = 0; i < 16; i++) acc[i] = _mm512_set1_ps((float)i);
+    for (long it = 0; it < PROBE_ITERS / 16; it++) {
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++) acc[i] = _mm512_fmadd_ps(acc[i], x, y);
+    }
+    float s = 0;
+    for (int i = 0; i < 16; i++) s += _mm512_reduce_add_ps(acc[i]);
+    return s;
+}
+
+__attribute__((target("avx2,fma"))) static float probe_avx2(void) {
+    __m256 acc[12], x = _mm256_set1_ps(1.0000001f), y = _mm256_set1_ps(0.9999999f);
+    for (int i = 0; i < 12; i++) acc[i] = _mm256_set1_ps((float)i);
+    for (long it = 0; it < PROBE_ITERS / 16; it++) {
+#pragma GCC unroll 12
+        for (int i = 0; i < 12; i++) acc[i] = _mm256_fmadd_ps(acc[i], x, y);
+    }
+    float buf[8], s = 0;
+    for (int i = 0; i < 12; i++) {
+        _mm256_storeu_ps(buf, acc[i]);
+        for (int k = 0; k < 8; k++) s += buf[k];
+    }
+    return s;
+}
+
+static int probe_width; /* fp32 lanes x accumulators per iteration: set by bench_flops_probe */
+
+static void *flops_worker(void *p) {
+    *(float *)p = probe_width == 16 * 16 ? probe_avx512() : probe_avx2();
+    return NULL;
+}
+
+double bench_flops_probe(int n_threads) {
+    if (n_threads < 1) n_threads = 1;
+    pthread_t tid[256];
+    float     sink[256];
+    if (n_threads > 256) n_threads = 256;
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) probe_width = 16 * 16;
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) probe_width = 8 * 12;
+    else return 0.0; /* no FMA: not measured */
+    double t0 = now_s();
+    for (int t = 0; t < n_threads; t++) pthread_create(&tid[t], NULL, flops_worker, &sink[t]);
+    for (int t = 0; t < n_threads; t++) pthread_join(tid[t], NULL);
+    double dt = now_s() - t0;
+    /* per thread: PROBE_ITERS / 16 iterations of probe_width FMAs (2 FLOPs each) */
+    return 2.0 * (double)probe_width * (double)(PROBE_ITERS / 16) * n_threads / dt / 1e9;
+}
+
+void bench_context_measure(bench_context *c) {
+    int t          = c->threads > 0 ? c->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    c->peak_gbps   = bench_membw(t, (size_t)1 << 30, 0, 3);
+    c->peak_gflops = bench_flops_probe(t);
+}
+
+static void machine(char *buf, size_t n) {
+    struct utsname u;
+    uname(&u);
+    char  cpu[256] = "unknown cpu";
+    FILE *f        = fopen("/proc/cpuinfo", "r");
+    if (f) {
+        char line[512];
+        while (fgets(line, sizeof line, f))
+            if (!strncmp(line, "model name", 10)) {
+                char *colon = strchr(line, ':');
+                if (colon) snprintf(cpu, sizeof cpu, "%s", colon + 2);
+                cpu[strcspn(cpu, "\n")] = 0;
+                break;
+            }
+        fclose(f);
+    }
+    snprintf(buf, n, "%s, %ld cores, %s %s", cpu, sysconf(_SC_NPROCESSORS_ONLN), u.sysname, u.machine);
+}
+
+static void command(FILE *f, const bench_context *c, bool json) {
+    fputs(json ? "\"llmrt bench" : "llmrt bench", f);
+    for (int i = 0; i < c->argc; i++) {
+        fputc(' ', f);
+        for (const char *p = c->argv[i]; *p; p++) {
+            if (json && (*p == '"' || *p == '\\')) fputc('\\', f);
+            fputc(*p, f);
+        }
+    }
+    if (json) fputc('"', f);
+}
+
+void bench_context_print(FILE *f, const bench_context *c) {
+    char m[512];
+    machine(m, sizeof m);
+    fprintf(f, "# command: ");
+    command(f, c, false);
+    fprintf(f, "\n# machine: %s\n# git revision: %s\n", m, LLMRT_GIT_REV);
+    fprintf(f, "# model: %s (%s, %lld params, %.1f MB of weights)\n", c->model_path,
+            c->info.weight_format, (long long)c->info.n_params, c->info.weight_bytes / 1e6);
+    fprintf(f, "# backend: cpu, %d threads; KV: %lld tokens, block %d, policy %s, prefix cache %s, "
+               "max_batched_tokens %d, max_seqs %d\n",
+            c->threads, (long long)c->engine.kv_tokens, c->engine.block_size,
+            c->engine.policy == LLMRT_KV_RESERVE ? "reserve" : "preempt",
+            c->engine.prefix_caching ? "on" : "off", c->engine.max_batched_tokens,
+            c->engine.max_seqs);
+    fprintf(f, "# roofline reference (measured): read bandwidth %.2f GB/s, fp32 FMA %.1f GFLOP/s\n",
+            c->peak_gbps, c->peak_gflops);
+}
+
+void bench_context_json(FILE *f, const bench_context *c) {
+    char m[512];
+    machine(m, sizeof m);
+    fprintf(f, "  \"command\": ");
+    command(f, c, true);
+    fprintf(f, ",\n  \"machine\": \"%s\", \"git_revision\": \"%s\",\n", m, LLMRT_GIT_REV);
+    fprintf(f, "  \"model_id\": \"%s\", \"weight_format\": \"%s\", \"n_params\": %lld, "
+               "\"weight_bytes\": %lld,\n",
+            c->model_path, c->info.weight_format, (long long)c->info.n_params,
+            (long long)c->info.weight_bytes);
+    fprintf(f, "  \"backend\": \"cpu\", \"threads\": %d, \"kv_tokens\": %lld, \"block_size\": %d, "
+               "\"kv_policy\": \"%s\", \"prefix_caching\": %s, \"max_batched_tokens\": %d, "
+               "\"max_seqs\": %d,\n",
+            c->threads, (long long)c->engine.kv_tokens, c->engine.block_size,
+            c->engine.policy == LLMRT_KV_RESERVE ? "reserve" : "preempt",
+            c->engine.prefix_caching ? "true" : "false", c->engine.max_batched_tokens,
+            c->engine.max_seqs);
+    fprintf(f, "  \"peak_read_gbps\": %.3f, \"peak_fp32_gflops\": %.3f", c->peak_gbps,
+            c->peak_gflops);
+}

@@ -1,0 +1,32 @@
+/* What every benchmark report states: the command, the machine, the git revision, the model and
+ * its weight format, the backend and threads, the KV settings, and the roofline reference
+ * (measured memory bandwidth and FMA throughput of this CPU). */
+#ifndef LLMRT_BENCH_REPORT_H
+#define LLMRT_BENCH_REPORT_H
+
+#include <stdio.h>
+
+#include "llmrt.h"
+
+typedef struct bench_context {
+    int                 argc;
+    char              **argv;
+    const char         *model_path;
+    llmrt_model_info    info;
+    int                 threads;
+    llmrt_engine_params engine;
+    double              peak_gbps;   /* measured read bandwidth at `threads` */
+    double              peak_gflops; /* measured fp32 FMA rate at `threads` */
+} bench_context;
+
+/* Measures the roofline references (about a second). */
+void bench_context_measure(bench_context *c);
+/* "# key: value" lines for human output. */
+void bench_context_print(FILE *f, const bench_context *c);
+/* JSON members (no braces): "command", "machine", "git_revision", "model", ... */
+void bench_context_json(FILE *f, const bench_context *c);
+
+/* fp32 FMA throughput in GFLOP/s with n threads (register-resident loop). */
+double bench_flops_probe(int n_threads);
+
+#endif

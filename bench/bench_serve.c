@@ -1,0 +1,433 @@
+/* llmrt bench serve / sweep: online serving load against the engine, in process.
+ *
+ * serve: N requests with fixed or random (min:max) input/output lengths (random token ids, EOS
+ * ignored so output lengths are exact) or prompts from a JSONL file; arrivals all at once or
+ * Poisson at a given rate; at most C in flight. Every token delivery is timestamped when
+ * llmrt_engine_step hands it over, which is when a serving frontend would send it.
+ * sweep: the same load at several concurrencies (or input lengths), one row each.
+ * Output: human table, JSON (vLLM's field names) or CSV; the roofline next to the figures. */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../host/cli/cli.h"
+#include "../host/cli/cli_options.h"
+#include "../host/core/json_util.h"
+#include "bench.h"
+#include "bench_metrics.h"
+#include "bench_report.h"
+
+typedef enum { OUT_TABLE, OUT_JSON, OUT_CSV } out_format;
+
+typedef struct serve_cfg {
+    int32_t     num_prompts;
+    int32_t     in_min, in_max, out_min, out_max;
+    const char *dataset;
+    double      rate;            /* requests/s; <= 0: all at once */
+    int32_t     max_concurrency; /* 0: unlimited */
+    uint64_t    seed;
+    bench_slo   slo;
+} serve_cfg;
+
+typedef struct serve_result {
+    bench_summary summary;
+    int64_t       preemptions;
+    double        prefix_hit_rate;
+    int64_t       steps;
+    double        roofline_gbps;   /* achieved weight + KV read bandwidth during the run */
+} serve_result;
+
+typedef struct req_spec {
+    int32_t *ids;
+    int32_t  n_ids;
+    char    *text;
+    int32_t  max_tokens;
+} req_spec;
+
+static uint64_t rng_next(uint64_t *s) {
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    return *s >> 33;
+}
+
+static int32_t pick(uint64_t *s, int32_t lo, int32_t hi) {
+    return lo + (hi > lo ? (int32_t)(rng_next(s) % (uint64_t)(hi - lo + 1)) : 0);
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* workload                                                                                      */
+/* --------------------------------------------------------------------------------------------- */
+
+static int load_dataset(const char *path, int32_t n_max, int32_t default_out, req_spec **out,
+                        int32_t *n) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "llmrt bench: cannot open %s\n", path);
+        return -1;
+    }
+    char   *line = NULL;
+    size_t  cap  = 0;
+    ssize_t got;
+    int32_t cnt = 0, lineno = 0;
+    req_spec *specs = calloc((size_t)n_max, sizeof *specs);
+    while (cnt < n_max && (got = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        if (got <= 1) continue;
+        cJSON      *root = NULL;
+        llmrt_error err  = {0};
+        if (llmrt_json_parse(line, (uint64_t)got, path, &root, &err) != LLMRT_OK) {
+            fprintf(stderr, "llmrt bench: %s line %d: %s\n", path, lineno, err.msg);
+            continue;
+        }
+        const cJSON *p  = cJSON_GetObjectItem(root, "prompt");
+        const cJSON *ol = cJSON_GetObjectItem(root, "output_len");
+        if (cJSON_IsString(p)) {
+            specs[cnt].text       = strdup(p->valuestring);
+            specs[cnt].max_tokens = cJSON_IsNumber(ol) && ol->valueint > 0 ? ol->valueint : default_out;
+            cnt++;
+        } else {
+            fprintf(stderr, "llmrt bench: %s line %d: no \"prompt\" string\n", path, lineno);
+        }
+        cJSON_Delete(root);
+    }
+    free(line);
+    fclose(f);
+    *out = specs;
+    *n   = cnt;
+    return cnt > 0 ? 0 : -1;
+}
+
+static req_spec *make_random(const serve_cfg *cfg, int32_t vocab) {
+    req_spec *specs = calloc((size_t)cfg->num_prompts, sizeof *specs);
+    uint64_t  s     = cfg->seed * 2654435761u + 1;
+    for (int32_t i = 0; i < cfg->num_prompts; i++) {
+        specs[i].n_ids      = pick(&s, cfg->in_min, cfg->in_max);
+        specs[i].max_tokens = pick(&s, cfg->out_min, cfg->out_max);
+        specs[i].ids        = malloc((size_t)specs[i].n_ids * sizeof(int32_t));
+        for (int32_t k = 0; k < specs[i].n_ids; k++) specs[i].ids[k] = (int32_t)(rng_next(&s) % (uint64_t)vocab);
+    }
+    return specs;
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* the run                                                                                       */
+/* --------------------------------------------------------------------------------------------- */
+
+static int run_load(llmrt_model *model, const cli_common *common, const serve_cfg *cfg,
+                    const req_spec *specs, int32_t n, serve_result *res) {
+    llmrt_engine *engine = NULL;
+    if (llmrt_engine_create(model, &common->engine, &engine) != LLMRT_OK) {
+        fprintf(stderr, "llmrt bench: %s\n", llmrt_last_error());
+        return -1;
+    }
+    llmrt_sampling_params sp = cli_common_sampling(common, model);
+    sp.ignore_eos            = !cfg->dataset || sp.ignore_eos;
+    bench_timeline *tl       = calloc((size_t)n, sizeof *tl);
+    double         *arrival  = calloc((size_t)n, sizeof *arrival);
+    uint64_t        s        = cfg->seed + 7;
+    double          t        = 0;
+    for (int32_t i = 0; i < n; i++) {
+        if (cfg->rate > 0) { /* exponential inter-arrival times: a Poisson process */
+            double u = ((double)rng_next(&s) + 0.5) / 2147483648.0;
+            t += -log(u) / cfg->rate;
+        }
+        arrival[i] = t;
+        tl[i].t_tokens = malloc((size_t)(specs[i].max_tokens + 1) * sizeof(double));
+    }
+    double  t0 = cli_now();
+    int32_t next = 0, inflight = 0, done = 0, rc = 0;
+    while (done < n) {
+        double now = cli_now() - t0;
+        while (next < n && arrival[next] <= now &&
+               (cfg->max_concurrency == 0 || inflight < cfg->max_concurrency)) {
+            llmrt_prompt p = {.struct_size = sizeof p, .user_data = &tl[next]};
+            if (specs[next].text) {
+                p.text     = specs[next].text;
+                p.text_len = strlen(specs[next].text);
+            } else {
+                p.tokens   = specs[next].ids;
+                p.n_tokens = specs[next].n_ids;
+            }
+            sp.max_tokens = specs[next].max_tokens;
+            uint64_t id;
+            tl[next].t_submit = cli_now();
+            if (llmrt_engine_submit(engine, &p, &sp, &id) != LLMRT_OK) {
+                fprintf(stderr, "llmrt bench: request %d: %s\n", next, llmrt_last_error());
+                tl[next].failed = true;
+                done++;
+            } else {
+                inflight++;
+            }
+            next++;
+        }
+        if (inflight == 0) {
+            if (next < n) usleep((useconds_t)((arrival[next] - now) * 1e6) + 1);
+            continue;
+        }
+        const llmrt_output *outs;
+        int32_t             n_out;
+        if (llmrt_engine_step(engine, &outs, &n_out) != LLMRT_OK) {
+            fprintf(stderr, "llmrt bench: %s\n", llmrt_last_error());
+            rc = -1;
+            break;
+        }
+        for (int32_t k = 0; k < n_out; k++) {
+            const llmrt_output *o = &outs[k];
+            bench_timeline     *r = o->user_data;
+            for (int32_t j = 0; j < o->n_tokens; j++) r->t_tokens[r->n_tokens++] = o->t_now;
+            r->n_prompt = o->n_prompt_tokens;
+            r->n_cached = o->n_cached_tokens;
+            if (o->finish != LLMRT_FINISH_NONE) {
+                r->failed = o->finish == LLMRT_FINISH_ERROR || o->finish == LLMRT_FINISH_ABORT;
+                done++;
+                inflight--;
+            }
+        }
+    }
+    double duration = cli_now() - t0;
+    bench_summarize(tl, n, duration, &cfg->slo, &res->summary);
+    llmrt_engine_metrics m = {.struct_size = sizeof m};
+    llmrt_engine_get_metrics(engine, &m);
+    res->preemptions     = m.preemptions;
+    res->prefix_hit_rate = m.prefix_cache_hit_rate;
+    res->steps           = m.steps;
+    /* bytes read: every step reads all weights once; every generated token reads the K/V of its
+     * context (prompt + half its output on average) */
+    llmrt_model_info info = {.struct_size = sizeof info};
+    llmrt_model_get_info(model, &info);
+    double kv_per_token = 2.0 * info.n_layers * info.n_kv_heads * info.head_dim * 4.0;
+    double ctx_avg      = res->summary.completed
+                              ? ((double)res->summary.total_input_tokens +
+                                 res->summary.total_output_tokens / 2.0) / res->summary.completed
+                              : 0;
+    double bytes = (double)m.steps * (double)info.weight_bytes +
+                   (double)res->summary.total_output_tokens * ctx_avg * kv_per_token;
+    res->roofline_gbps = duration > 0 ? bytes / duration / 1e9 : 0;
+    for (int32_t i = 0; i < n; i++) free(tl[i].t_tokens);
+    free(tl);
+    free(arrival);
+    llmrt_engine_destroy(engine);
+    return rc;
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* output                                                                                        */
+/* --------------------------------------------------------------------------------------------- */
+
+static void print_table_header(FILE *f, const char *sweep_name) {
+    fprintf(f, "%8s %6s %9s %9s %10s %10s %10s %10s %10s %9s %9s %7s %7s\n",
+            sweep_name ? sweep_name : "", "reqs", "out tok/s", "tot tok/s", "req/s", "TTFT p50",
+            "TTFT p99", "TPOT p50", "ITL p99", "E2E p50", "GB/s", "preempt", "prefix");
+}
+
+static void print_table_row(FILE *f, int32_t sweep_value, const serve_result *r,
+                            const bench_context *ctx) {
+    const bench_summary *s = &r->summary;
+    fprintf(f, "%8d %6d %9.1f %9.1f %10.3f %8.1fms %8.1fms %8.1fms %8.1fms %8.0fms %5.1f/%2.0f%% %7lld %6.0f%%\n",
+            sweep_value, s->completed, s->output_throughput, s->total_token_throughput,
+            s->request_throughput, s->ttft_ms.median, s->ttft_ms.p99, s->tpot_ms.median,
+            s->itl_ms.p99, s->e2el_ms.median, r->roofline_gbps,
+            ctx->peak_gbps > 0 ? 100.0 * r->roofline_gbps / ctx->peak_gbps : 0.0,
+            (long long)r->preemptions, 100.0 * r->prefix_hit_rate);
+}
+
+static void print_json_row(FILE *f, const char *sweep_key, int32_t sweep_value,
+                           const serve_result *r, const bench_context *ctx, bool first) {
+    fprintf(f, "%s  {", first ? "" : ",\n");
+    if (sweep_key) fprintf(f, "\"%s\": %d,\n", sweep_key, sweep_value);
+    bench_summary_json(f, &r->summary);
+    fprintf(f, ",\n  \"num_preemptions\": %lld, \"prefix_cache_hit_rate\": %.4f, \"engine_steps\": %lld,"
+               "\n  \"achieved_read_gbps\": %.3f, \"fraction_of_peak_bandwidth\": %.4f}",
+            (long long)r->preemptions, r->prefix_hit_rate, (long long)r->steps, r->roofline_gbps,
+            ctx->peak_gbps > 0 ? r->roofline_gbps / ctx->peak_gbps : 0.0);
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* command line                                                                                  */
+/* --------------------------------------------------------------------------------------------- */
+
+static int parse_range(const char *arg, int32_t *lo, int32_t *hi) {
+    int a, b;
+    if (sscanf(arg, "%d:%d", &a, &b) == 2 && a >= 1 && b >= a) {
+        *lo = a;
+        *hi = b;
+        return 0;
+    }
+    if (sscanf(arg, "%d", &a) == 1 && a >= 1) {
+        *lo = *hi = a;
+        return 0;
+    }
+    fprintf(stderr, "llmrt bench: \"%s\" is not N or MIN:MAX (>= 1)\n", arg);
+    return -1;
+}
+
+static int parse_slo(const char *arg, bench_slo *slo) {
+    char  *copy = strdup(arg), *save = NULL;
+    int    rc   = 0;
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        double v;
+        char   key[16];
+        if (sscanf(tok, "%15[a-z]:%lf", key, &v) != 2 || v <= 0) rc = -1;
+        else if (!strcmp(key, "ttft")) slo->ttft_ms = v;
+        else if (!strcmp(key, "tpot")) slo->tpot_ms = v;
+        else if (!strcmp(key, "e2el")) slo->e2el_ms = v;
+        else rc = -1;
+    }
+    free(copy);
+    if (rc) fprintf(stderr, "llmrt bench: --goodput takes ttft:MS,tpot:MS,e2el:MS\n");
+    return rc;
+}
+
+static void usage(FILE *f, bool sweep) {
+    fprintf(f,
+            "usage: llmrt bench %s [options]\n"
+            "  --num-prompts N          requests (default 32)\n"
+            "  --input-len N|MIN:MAX    prompt tokens (random ids; default 128)\n"
+            "  --output-len N|MIN:MAX   generated tokens (EOS ignored; default 64)\n"
+            "  --dataset FILE.jsonl     prompts {\"prompt\": ..., \"output_len\": n} instead\n"
+            "  --request-rate R         Poisson arrivals per second (default: all at once)\n"
+            "  --max-concurrency C      requests in flight at most (default: unlimited)\n"
+            "  --goodput ttft:MS,tpot:MS,e2el:MS   SLOs for request_goodput\n"
+            "  --seed S                 workload seed (default 0)\n"
+            "  --format table|json|csv  (default table)    -o, --output FILE\n",
+            sweep ? "sweep" : "serve");
+    if (sweep)
+        fprintf(f, "  --concurrency LIST       sweep max concurrency (default 1,4,16,64)\n"
+                   "  --input-lens LIST        sweep prompt length instead\n");
+    cli_common_usage(f);
+}
+
+static int serve_or_sweep(int argc, char **argv, bool sweep) {
+    cli_common c;
+    cli_common_init(&c);
+    c.sampling.temperature = 0; /* benchmark greedy unless asked */
+    serve_cfg  cfg = {.num_prompts = 32, .in_min = 128, .in_max = 128, .out_min = 64, .out_max = 64};
+    out_format fmt = OUT_TABLE;
+    const char *out_path = NULL, *conc_list = "1,4,16,64", *len_list = NULL;
+    enum { O_NUM = 3000, O_IN, O_OUT, O_DATA, O_RATE, O_CONC, O_GOOD, O_WSEED, O_FMT, O_SWC, O_SWL };
+    static const struct option own[] = {
+        {"num-prompts", required_argument, 0, O_NUM},   {"input-len", required_argument, 0, O_IN},
+        {"output-len", required_argument, 0, O_OUT},    {"dataset", required_argument, 0, O_DATA},
+        {"request-rate", required_argument, 0, O_RATE}, {"max-concurrency", required_argument, 0, O_CONC},
+        {"goodput", required_argument, 0, O_GOOD},      {"workload-seed", required_argument, 0, O_WSEED},
+        {"format", required_argument, 0, O_FMT},        {"output", required_argument, 0, 'o'},
+        {"concurrency", required_argument, 0, O_SWC},   {"input-lens", required_argument, 0, O_SWL},
+        {"help", no_argument, 0, 'h'},
+    };
+    const struct option *opts = cli_options_with(own, sizeof own / sizeof own[0]);
+    int                  o;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "m:t:o:h", opts, NULL)) != -1) {
+        int r = cli_common_parse(&c, o, optarg);
+        if (r < 0) return 2;
+        if (r > 0) continue;
+        switch (o) {
+        case O_NUM: cfg.num_prompts = atoi(optarg); break;
+        case O_IN: if (parse_range(optarg, &cfg.in_min, &cfg.in_max)) return 2; break;
+        case O_OUT: if (parse_range(optarg, &cfg.out_min, &cfg.out_max)) return 2; break;
+        case O_DATA: cfg.dataset = optarg; break;
+        case O_RATE: cfg.rate = atof(optarg); break;
+        case O_CONC: cfg.max_concurrency = atoi(optarg); break;
+        case O_GOOD: if (parse_slo(optarg, &cfg.slo)) return 2; break;
+        case O_WSEED: cfg.seed = strtoull(optarg, NULL, 10); break;
+        case O_FMT:
+            fmt = !strcmp(optarg, "json") ? OUT_JSON : !strcmp(optarg, "csv") ? OUT_CSV : OUT_TABLE;
+            break;
+        case 'o': out_path = optarg; break;
+        case O_SWC: conc_list = optarg; break;
+        case O_SWL: len_list = optarg; break;
+        case 'h': usage(stdout, sweep); return 0;
+        default: usage(stderr, sweep); return 2;
+        }
+    }
+    if (cfg.num_prompts < 1 || cfg.max_concurrency < 0 || cfg.rate < 0) {
+        fprintf(stderr, "llmrt bench: --num-prompts >= 1, --max-concurrency >= 0, --request-rate >= 0\n");
+        return 2;
+    }
+    int32_t *values = NULL, n_values = 1;
+    const char *sweep_key = NULL;
+    if (sweep) {
+        sweep_key = len_list ? "input_len" : "max_concurrency";
+        n_values  = cli_parse_int_list(len_list ? len_list : conc_list, sweep_key, &values);
+        if (n_values <= 0) return 2;
+    }
+    llmrt_model *model = cli_load_model(c.model_path, c.threads, c.load_format);
+    if (!model) return 1;
+    bench_context ctx = {.argc = argc, .argv = argv, .model_path = c.model_path,
+                         .threads = c.threads, .engine = c.engine};
+    ctx.info.struct_size = sizeof ctx.info;
+    llmrt_model_get_info(model, &ctx.info);
+    if (ctx.threads == 0) ctx.threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    bench_context_measure(&ctx);
+    FILE *f = out_path ? fopen(out_path, "w") : stdout;
+    if (!f) {
+        fprintf(stderr, "llmrt bench: cannot write %s\n", out_path);
+        llmrt_model_destroy(model);
+        return 1;
+    }
+    if (fmt == OUT_TABLE) {
+        bench_context_print(f, &ctx);
+        print_table_header(f, sweep_key ? (len_list ? "in_len" : "conc") : NULL);
+    } else if (fmt == OUT_JSON) {
+        fprintf(f, "{\n");
+        bench_context_json(f, &ctx);
+        fprintf(f, ",\n  \"results\": [\n");
+    } else {
+        fprintf(f, "%s%s", sweep_key ? sweep_key : "", sweep_key ? "," : "");
+        bench_summary_csv_header(f);
+        fprintf(f, ",num_preemptions,prefix_cache_hit_rate,achieved_read_gbps\n");
+    }
+    int rc = 0;
+    for (int32_t v = 0; v < n_values && rc == 0; v++) {
+        serve_cfg run = cfg;
+        if (sweep && len_list) run.in_min = run.in_max = values[v];
+        if (sweep && !len_list) run.max_concurrency = values[v];
+        req_spec *specs = NULL;
+        int32_t   n     = run.num_prompts;
+        if (run.dataset) {
+            if (load_dataset(run.dataset, run.num_prompts, run.out_max, &specs, &n) < 0) {
+                rc = 1;
+                break;
+            }
+        } else {
+            specs = make_random(&run, ctx.info.vocab_size);
+        }
+        serve_result res = {0};
+        rc               = run_load(model, &c, &run, specs, n, &res) < 0 ? 1 : 0;
+        int32_t shown    = sweep ? values[v] : run.max_concurrency;
+        if (rc == 0) {
+            if (fmt == OUT_TABLE) print_table_row(f, shown, &res, &ctx);
+            else if (fmt == OUT_JSON) print_json_row(f, sweep_key, shown, &res, &ctx, v == 0);
+            else {
+                if (sweep_key) fprintf(f, "%d,", shown);
+                bench_summary_csv_row(f, &res.summary);
+                fprintf(f, ",%lld,%.4f,%.3f\n", (long long)res.preemptions, res.prefix_hit_rate,
+                        res.roofline_gbps);
+            }
+            fflush(f);
+        }
+        for (int32_t i = 0; i < n; i++) {
+            free(specs[i].ids);
+            free(specs[i].text);
+        }
+        free(specs);
+    }
+    if (fmt == OUT_JSON) fprintf(f, "\n  ]\n}\n");
+    if (fmt == OUT_TABLE)
+        fprintf(f, "# GB/s: weights read once per engine step + K/V read per generated token, over "
+                   "the run's wall time; %% of the measured read bandwidth\n");
+    if (out_path) fclose(f);
+    free(values);
+    llmrt_model_destroy(model);
+    return rc;
+}
+
+int bench_serve_main(int argc, char **argv) {
+    return serve_or_sweep(argc, argv, false);
+}
+
+int bench_sweep_main(int argc, char **argv) {
+    return serve_or_sweep(argc, argv, true);
+}

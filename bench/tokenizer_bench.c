@@ -1,0 +1,177 @@
+/* `llmrt bench tokenizer`: single-thread tokenizer throughput (encode MB/s and tokens/s, decode
+ * tokens/s) of a tokenizer.json or GGUF tokenizer on a text file, the whole file as one text.
+ * Compare with python/tools/bench_tokenizer.py, which times the `tokenizers` package the same
+ * way on the same file. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "model/gguf.h"
+#include "tokenizer/tokenizer.h"
+
+int bench_tokenizer_main(int argc, char **argv);
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static char *read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 16, n = 0;
+    char  *buf = malloc(cap);
+    size_t r;
+    while (buf && (r = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += r;
+        if (n == cap) buf = realloc(buf, cap *= 2);
+    }
+    fclose(f);
+    *len = n;
+    return buf;
+}
+
+static llmrt_tokenizer *load(const char *path, const char *config, llmrt_error *err) {
+    llmrt_tokenizer *tk = NULL;
+    size_t           n  = strlen(path);
+    struct stat      st;
+    char             buf[4096];
+    if (n > 5 && !strcmp(path + n - 5, ".gguf")) {
+        llmrt_gguf_file f;
+        if (llmrt_gguf_open(path, &f, err) != LLMRT_OK) return NULL;
+        llmrt_status s = llmrt_tokenizer_load_gguf(&f, &tk, err);
+        llmrt_gguf_close(&f);
+        return s == LLMRT_OK ? tk : NULL;
+    }
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        /* a checkpoint directory: tokenizer.json + tokenizer_config.json */
+        snprintf(buf, sizeof buf, "%s/tokenizer_config.json", path);
+        static char cfg[4096];
+        if (!config && stat(buf, &st) == 0) config = strcpy(cfg, buf);
+        snprintf(buf, sizeof buf, "%s/tokenizer.json", path);
+        path = buf;
+    }
+    return llmrt_tokenizer_load_hf(path, config, &tk, err) == LLMRT_OK ? tk : NULL;
+}
+
+int bench_tokenizer_main(int argc, char **argv) {
+    const char *tok_path = NULL, *text_path = NULL, *config = NULL;
+    double      min_time = 1.0;
+    int         reps     = 5;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--config") && i + 1 < argc) config = argv[++i];
+        else if (!strcmp(argv[i], "--time") && i + 1 < argc) min_time = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) tok_path = text_path = NULL, i = argc;
+        else if (!tok_path) tok_path = argv[i];
+        else if (!text_path) text_path = argv[i];
+        else tok_path = NULL, i = argc;
+    }
+    if (!tok_path || !text_path || reps < 1 || reps > 1000 || !(min_time > 0)) {
+        fprintf(stderr,
+                "usage: llmrt bench tokenizer TOKENIZER TEXT_FILE [--config tokenizer_config.json]\n"
+                "                             [--time SECONDS_PER_REP] [--reps N]\n"
+                "  TOKENIZER: a tokenizer.json, a directory holding one, or a .gguf file.\n"
+                "  Encodes the whole file as one text (no special-token parsing, no BOS/EOS) on one\n"
+                "  thread; prints the median of N repetitions of at least SECONDS each (default 5 x 1 s).\n");
+        return 2;
+    }
+    llmrt_error      err;
+    double           t0 = now_s();
+    llmrt_tokenizer *tk = load(tok_path, config, &err);
+    if (!tk) {
+        fprintf(stderr, "llmrt bench tokenizer: %s\n", err.msg);
+        return 1;
+    }
+    double load_s = now_s() - t0;
+    size_t len    = 0;
+    char  *text   = read_file(text_path, &len);
+    if (!text) {
+        fprintf(stderr, "llmrt bench tokenizer: cannot read %s\n", text_path);
+        llmrt_tokenizer_destroy(tk);
+        return 1;
+    }
+    int32_t *ids = NULL;
+    int64_t  n   = 0;
+    if (llmrt_tokenizer_encode(tk, text, len, false, false, &ids, &n, &err) != LLMRT_OK) {
+        fprintf(stderr, "llmrt bench tokenizer: %s\n", err.msg);
+        free(text);
+        llmrt_tokenizer_destroy(tk);
+        return 1;
+    }
+    double *enc = calloc((size_t)reps, sizeof *enc), *dec = calloc((size_t)reps, sizeof *dec);
+    double *str = calloc((size_t)reps, sizeof *str);
+    int     rc  = 0;
+    for (int r = 0; r < reps && rc == 0; r++) {
+        /* encode: as many whole-text calls as fit in min_time */
+        long   iters = 0;
+        double start = now_s(), el;
+        do {
+            int32_t *v = NULL;
+            int64_t  m = 0;
+            if (llmrt_tokenizer_encode(tk, text, len, false, false, &v, &m, &err) != LLMRT_OK) rc = 1;
+            free(v);
+            iters++;
+        } while ((el = now_s() - start) < min_time && rc == 0);
+        enc[r] = el / (double)iters;
+        iters  = 0;
+        start  = now_s();
+        do {
+            char  *s = NULL;
+            size_t sl;
+            if (llmrt_tokenizer_decode(tk, ids, n, false, &s, &sl, &err) != LLMRT_OK) rc = 1;
+            free(s);
+            iters++;
+        } while ((el = now_s() - start) < min_time && rc == 0);
+        dec[r] = el / (double)iters;
+        /* streaming: one detokenizer push per token, as a server does */
+        iters = 0;
+        start = now_s();
+        do {
+            llmrt_detokenizer *d = NULL;
+            const char        *delta;
+            size_t             dl;
+            if (llmrt_detokenizer_create(tk, false, &d, &err) != LLMRT_OK) rc = 1;
+            for (int64_t i = 0; i < n && rc == 0; i++)
+                if (llmrt_detokenizer_push(d, ids[i], &delta, &dl, &err) != LLMRT_OK) rc = 1;
+            if (rc == 0 && llmrt_detokenizer_flush(d, &delta, &dl, &err) != LLMRT_OK) rc = 1;
+            llmrt_detokenizer_destroy(d);
+            iters++;
+        } while ((el = now_s() - start) < min_time && rc == 0);
+        str[r] = el / (double)iters;
+    }
+    if (rc == 0) {
+        qsort(enc, (size_t)reps, sizeof *enc, cmp_double);
+        qsort(dec, (size_t)reps, sizeof *dec, cmp_double);
+        qsort(str, (size_t)reps, sizeof *str, cmp_double);
+        double e = enc[reps / 2], d = dec[reps / 2], sd = str[reps / 2];
+        printf("tokenizer: %s (%d ids, loaded in %.3f s)\n", tok_path, llmrt_tokenizer_vocab_size(tk), load_s);
+        printf("text:      %s (%zu bytes -> %lld tokens)\n", text_path, len, (long long)n);
+        printf("encode:    %8.2f MB/s  %8.3f M tokens/s  (%.1f us per text, median of %d)\n",
+               (double)len / e / 1e6, (double)n / e / 1e6, e * 1e6, reps);
+        printf("decode:    %8.2f MB/s  %8.3f M tokens/s  (%.1f us per text)\n", (double)len / d / 1e6,
+               (double)n / d / 1e6, d * 1e6);
+        printf("stream:    %8.2f MB/s  %8.3f M tokens/s  (%.2f us per token, detokenizer push)\n",
+               (double)len / sd / 1e6, (double)n / sd / 1e6, sd * 1e6 / (double)(n ? n : 1));
+    } else {
+        fprintf(stderr, "llmrt bench tokenizer: %s\n", err.msg);
+    }
+    free(enc);
+    free(dec);
+    free(str);
+    free(ids);
+    free(text);
+    llmrt_tokenizer_destroy(tk);
+    return rc;
+}
