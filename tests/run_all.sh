@@ -2,8 +2,9 @@
 # Runs every test llmrt has, after installing what they need (.ci/setup):
 #   1. release build: unit + model tests (tiny fixtures, SmolLM2)
 #   2. ASan + UBSan build: unit + tiny-model tests
-#   3. libFuzzer harnesses (clang), a short bounded run each
-# Build trees: build/, build-asan/, build-fuzz/ (reused when present). Exit status is non-zero if
+#   3. ThreadSanitizer build: the thread pool and the engine driven from several threads
+#   4. libFuzzer harnesses (clang), a short bounded run each
+# Build trees: build/, build-asan/, build-tsan/, build-fuzz/ (reused when present). Exit status is non-zero if
 # any step fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,12 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DLLMRT_SANITIZE=ON >/dev/null
 cmake --build build-asan -j "$jobs"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --output-on-failure -j "$jobs" -L "unit|model" -LE slow)
+
+step "ThreadSanitizer build: thread pool and engine thread-safety tests"
+cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DLLMRT_TSAN=ON >/dev/null
+cmake --build build-tsan -j "$jobs"
+(cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+    ctest --output-on-failure -j "$jobs" -R 'test_thread_pool|test_engine_threads')
 
 step "fuzz (libFuzzer, bounded runs)"
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DLLMRT_SANITIZE=ON \
