@@ -90,6 +90,14 @@ llmrt_status llmrt_engine_create(llmrt_model *model, const llmrt_engine_params *
         return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG,
                                   "llmrt_engine_create: max_batched_tokens and max_seqs must be >= 1, "
                                   "policy PREEMPT or RESERVE, budgets >= 0");
+    if (p.block_size < 1 || p.block_size > 4096)
+        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG,
+                                  "llmrt_engine_create: block_size %d outside [1, 4096]",
+                                  p.block_size);
+    if (p.kv_tokens > 0 && p.kv_tokens < p.block_size)
+        return llmrt_err_set_last(LLMRT_ERR_NO_KV_SPACE,
+                                  "llmrt_engine_create: kv_tokens %lld holds less than one block of "
+                                  "%d tokens", (long long)p.kv_tokens, p.block_size);
     llmrt_kv_cache_params kp = llmrt_kv_cache_default_params();
     kp.block_size            = p.block_size;
     kp.max_tokens            = p.kv_tokens;
@@ -105,7 +113,9 @@ llmrt_status llmrt_engine_create(llmrt_model *model, const llmrt_engine_params *
     if (s != LLMRT_OK) {
         free(e);
         if (s == LLMRT_ERR_INVALID_ARG) s = LLMRT_ERR_NO_KV_SPACE;
-        return llmrt_err_set_last(s, "llmrt_engine_create: %s", llmrt_last_error());
+        char why[256]; /* llmrt_last_error() is the buffer set_last writes: copy it first */
+        snprintf(why, sizeof why, "%s", llmrt_last_error());
+        return llmrt_err_set_last(s, "llmrt_engine_create: %s", why);
     }
     e->bm = llmrt_bm_create(llmrt_kv_cache_n_blocks(e->kv), p.block_size, p.prefix_caching);
     pthread_mutex_init(&e->mu, NULL);

@@ -1,13 +1,13 @@
-/* Token sampling: penalties in place (restored afterwards), then one of three paths chosen so
- * that a 128k vocabulary is never fully sorted in the common cases:
- *  - top-k: a size-k heap over the vocabulary (O(V log k)), then filters on the k candidates;
- *  - top-p without top-k: one pass builds a histogram of probability mass over log-probability
- *    buckets, which bounds the nucleus; only the tokens of the buckets that reach top_p are
- *    sorted (the whole vocabulary only when the distribution is nearly flat);
- *  - neither: two streaming passes (normaliser, then inverse-CDF scan), no scratch at all. */
+/* Token sampling. Penalties are applied in place to the few seen tokens (and undone at the end);
+ * then one of three paths, chosen so that a 128k vocabulary is never fully sorted:
+ *  - top-k: a size-k heap over the vocabulary, skipping 16-logit chunks that cannot enter it;
+ *  - top-p without top-k: a histogram of probability mass over log-probability buckets bounds
+ *    the nucleus; only the bucket where the mass crosses top_p is sorted;
+ *  - neither: a normaliser pass, then an inverse-CDF scan (no scratch).
+ * Full-vocabulary passes use 4-lane GCC/Clang vector extensions (SSE2 on x86-64, NEON on arm64)
+ * with a polynomial exp, about 3x faster than scalar expf without ISA flags. */
 #include "sampler.h"
 
-#include <float.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -15,14 +15,13 @@
 #include <time.h>
 
 typedef struct cand {
-    float   l; /* logit while selecting; the unnormalised weight exp((l - lmax) / T) afterwards */
+    float   l; /* logit while selecting, then the weight exp((l - lmax) / T) = p / p_max */
     int32_t id;
 } cand;
 
 typedef struct seen_entry {
     int32_t id;
-    int32_t out_count; /* times generated                                              */
-    bool    in_prompt;
+    int32_t out_count; /* times generated; 0 for a prompt-only token */
 } seen_entry;
 
 struct llmrt_sampler {
@@ -30,74 +29,52 @@ struct llmrt_sampler {
     int32_t               vocab;
     uint64_t              seed;
     uint64_t              rng[4];
-    bool                  penalized; /* any penalty active: keep the seen-token map   */
-
-    /* Seen tokens: dense entries plus an open-addressing index (entry + 1, 0 = empty). */
+    bool                  penalized; /* a penalty is active: keep the seen-token map */
+    /* Seen tokens (prompt ones only for the repetition penalty): dense entries plus an
+     * open-addressing index holding entry + 1 (0 = empty). Sized by distinct tokens, not vocab. */
     seen_entry *seen;
-    float      *saved; /* [cap_seen] raw logits overwritten by the penalties */
+    float      *saved; /* raw logits overwritten by the penalties, per entry */
     int32_t     n_seen, cap_seen;
     int32_t    *slots;
-    int32_t     n_slots; /* power of two, >= 2 * cap_seen */
-
-    cand   *scratch;
-    int64_t cap_scratch;
+    int32_t     n_slots; /* power of two, 2 * cap_seen */
+    cand       *scratch;
+    int64_t     cap_scratch;
 };
 
-/* ---------------------------------------------------------------------------------------- */
-/* Config                                                                                   */
-/* ---------------------------------------------------------------------------------------- */
+/* ---- Config ------------------------------------------------------------------------------ */
 
 llmrt_sampling_config llmrt_sampling_default_config(void) {
-    return (llmrt_sampling_config){
-        .temperature        = 1.0f,
-        .top_p              = 1.0f,
-        .min_p              = 0.0f,
-        .repetition_penalty = 1.0f,
-        .presence_penalty   = 0.0f,
-        .frequency_penalty  = 0.0f,
-        .top_k              = -1,
-        .seed               = 0,
-        .has_seed           = false,
-        .logprobs           = false,
-        .n_logprobs         = 0,
-    };
+    return (llmrt_sampling_config){.temperature = 1.0f, .top_p = 1.0f, .repetition_penalty = 1.0f,
+                                   .top_k = -1};
 }
 
+#define BAD(...) llmrt_err(err, LLMRT_ERR_INVALID_ARG, __VA_ARGS__)
+
 llmrt_status llmrt_sampling_validate(const llmrt_sampling_config *c, llmrt_error *err) {
-    if (!c) return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "sampling config is NULL");
+    if (!c) return BAD("sampling config is NULL");
     /* Comparisons are written so that NaN fails them. */
     if (!(c->temperature >= 0.0f && isfinite(c->temperature)))
-        return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
-                         "temperature must be finite and >= 0, got %g", (double)c->temperature);
+        return BAD("temperature must be finite and >= 0, got %g", (double)c->temperature);
     if (!(c->top_p > 0.0f && c->top_p <= 1.0f))
-        return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "top_p must be in (0, 1], got %g",
-                         (double)c->top_p);
+        return BAD("top_p must be in (0, 1], got %g", (double)c->top_p);
     if (!(c->min_p >= 0.0f && c->min_p <= 1.0f))
-        return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "min_p must be in [0, 1], got %g",
-                         (double)c->min_p);
+        return BAD("min_p must be in [0, 1], got %g", (double)c->min_p);
     if (c->top_k < -1)
-        return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
-                         "top_k must be -1 or 0 (disabled) or >= 1, got %d", (int)c->top_k);
+        return BAD("top_k must be -1 or 0 (disabled) or >= 1, got %d", (int)c->top_k);
     if (!(c->repetition_penalty > 0.0f && isfinite(c->repetition_penalty)))
-        return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
-                         "repetition_penalty must be finite and > 0, got %g",
-                         (double)c->repetition_penalty);
+        return BAD("repetition_penalty must be finite and > 0, got %g",
+                   (double)c->repetition_penalty);
     if (!(c->presence_penalty >= -2.0f && c->presence_penalty <= 2.0f))
-        return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "presence_penalty must be in [-2, 2], got %g",
-                         (double)c->presence_penalty);
+        return BAD("presence_penalty must be in [-2, 2], got %g", (double)c->presence_penalty);
     if (!(c->frequency_penalty >= -2.0f && c->frequency_penalty <= 2.0f))
-        return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
-                         "frequency_penalty must be in [-2, 2], got %g",
-                         (double)c->frequency_penalty);
+        return BAD("frequency_penalty must be in [-2, 2], got %g", (double)c->frequency_penalty);
     if (c->n_logprobs < 0 || c->n_logprobs > LLMRT_SAMPLER_MAX_LOGPROBS)
-        return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "n_logprobs must be in [0, %d], got %d",
-                         LLMRT_SAMPLER_MAX_LOGPROBS, (int)c->n_logprobs);
+        return BAD("n_logprobs must be in [0, %d], got %d", LLMRT_SAMPLER_MAX_LOGPROBS,
+                   (int)c->n_logprobs);
     return LLMRT_OK;
 }
 
-/* ---------------------------------------------------------------------------------------- */
-/* RNG: splitmix64 to expand the seed, xoshiro256** for the stream                          */
-/* ---------------------------------------------------------------------------------------- */
+/* ---- RNG: splitmix64 expands the seed, xoshiro256** makes the stream --------------------- */
 
 static uint64_t splitmix64(uint64_t *x) {
     uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
@@ -110,21 +87,11 @@ static inline uint64_t rotl(uint64_t x, int k) {
     return (x << k) | (x >> (64 - k));
 }
 
-static uint64_t xoshiro_next(uint64_t s[4]) {
-    uint64_t result = rotl(s[1] * 5, 7) * 9;
-    uint64_t t      = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
-}
-
 /* Uniform in [0, 1) with 53 random bits. */
 static double rng_uniform(llmrt_sampler *s) {
-    return (double)(xoshiro_next(s->rng) >> 11) * 0x1.0p-53;
+    uint64_t *r = s->rng, out = rotl(r[1] * 5, 7) * 9, t = r[1] << 17;
+    r[2] ^= r[0], r[3] ^= r[1], r[1] ^= r[2], r[0] ^= r[3], r[2] ^= t, r[3] = rotl(r[3], 45);
+    return (double)(out >> 11) * 0x1.0p-53;
 }
 
 static uint64_t derive_seed(void) {
@@ -136,311 +103,331 @@ static uint64_t derive_seed(void) {
     return splitmix64(&x);
 }
 
-/* ---------------------------------------------------------------------------------------- */
-/* Seen-token map                                                                           */
-/* ---------------------------------------------------------------------------------------- */
+/* ---- Seen-token map and penalties -------------------------------------------------------- */
 
 static inline uint32_t slot_of(int32_t id, int32_t n_slots) {
     uint32_t h = (uint32_t)id * 2654435761u;
     return (h ^ (h >> 16)) & (uint32_t)(n_slots - 1);
 }
 
-/* Makes room for `need` entries so that inserting cannot fail afterwards. */
+/* Makes room for `need` entries, so that inserting cannot fail afterwards. */
 static llmrt_status seen_reserve(llmrt_sampler *s, int32_t need, llmrt_error *err) {
     if (need <= s->cap_seen) return LLMRT_OK;
-    int32_t cap = s->cap_seen ? s->cap_seen : 64;
-    while (cap < need) cap *= 2;
-    seen_entry *seen  = realloc(s->seen, (size_t)cap * sizeof *seen);
+    int32_t cap = s->cap_seen ? 2 * s->cap_seen : 64;
+    seen_entry *seen = realloc(s->seen, (size_t)cap * sizeof *seen);
     if (seen) s->seen = seen;
-    float *saved      = seen ? realloc(s->saved, (size_t)cap * sizeof *saved) : NULL;
+    float *saved = seen ? realloc(s->saved, (size_t)cap * sizeof *saved) : NULL;
     if (saved) s->saved = saved;
-    int32_t  n_slots    = 2 * cap;
-    int32_t *slots      = saved ? calloc((size_t)n_slots, sizeof *slots) : NULL;
+    int32_t *slots = saved ? calloc((size_t)cap * 2, sizeof *slots) : NULL;
     if (!slots) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "sampler: token map of %d", cap);
     for (int32_t e = 0; e < s->n_seen; e++) {
-        uint32_t j = slot_of(s->seen[e].id, n_slots);
-        while (slots[j]) j = (j + 1) & (uint32_t)(n_slots - 1);
+        uint32_t j = slot_of(s->seen[e].id, 2 * cap);
+        while (slots[j]) j = (j + 1) & (uint32_t)(2 * cap - 1);
         slots[j] = e + 1;
     }
     free(s->slots);
-    s->slots    = slots;
-    s->n_slots  = n_slots;
-    s->cap_seen = cap;
+    s->slots = slots, s->n_slots = 2 * cap, s->cap_seen = cap;
     return LLMRT_OK;
 }
 
-/* The entry of `id`, added if new; room must have been reserved. */
+/* The entry of `id`, added if new (room reserved by the caller). */
 static seen_entry *seen_get(llmrt_sampler *s, int32_t id) {
     uint32_t j = slot_of(id, s->n_slots);
-    while (s->slots[j]) {
-        seen_entry *e = &s->seen[s->slots[j] - 1];
-        if (e->id == id) return e;
-        j = (j + 1) & (uint32_t)(s->n_slots - 1);
-    }
-    seen_entry *e = &s->seen[s->n_seen++];
-    *e            = (seen_entry){.id = id};
-    s->slots[j]   = s->n_seen;
-    return e;
+    for (; s->slots[j]; j = (j + 1) & (uint32_t)(s->n_slots - 1))
+        if (s->seen[s->slots[j] - 1].id == id) return &s->seen[s->slots[j] - 1];
+    s->seen[s->n_seen] = (seen_entry){.id = id};
+    s->slots[j]        = ++s->n_seen;
+    return &s->seen[s->n_seen - 1];
 }
 
+/* vLLM's order: repetition, then frequency, then presence. */
 static void apply_penalties(llmrt_sampler *s, float *logits) {
     const float rep = s->cfg.repetition_penalty;
     const float pres = s->cfg.presence_penalty, freq = s->cfg.frequency_penalty;
     for (int32_t i = 0; i < s->n_seen; i++) {
         const seen_entry *e = &s->seen[i];
-        float             l = logits[e->id];
-        s->saved[i]         = l;
+        float             l = s->saved[i] = logits[e->id];
         if (rep != 1.0f) l = l > 0.0f ? l / rep : l * rep;
-        if (e->out_count > 0) {
-            l -= freq * (float)e->out_count;
-            l -= pres;
-        }
+        if (e->out_count > 0) l = l - freq * (float)e->out_count - pres;
         logits[e->id] = l;
     }
 }
 
-static void restore_logits(const llmrt_sampler *s, float *logits) {
-    for (int32_t i = 0; i < s->n_seen; i++) logits[s->seen[i].id] = s->saved[i];
+/* ---- Vector helpers ---------------------------------------------------------------------- */
+
+typedef float   v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+
+static inline v4f v4_splat(float x) {
+    return (v4f){x, x, x, x};
+}
+static inline v4f v4_select(v4i mask, v4f a, v4f b) {
+    return (v4f)(((v4i)a & mask) | ((v4i)b & ~mask));
 }
 
-/* ---------------------------------------------------------------------------------------- */
-/* Selection helpers                                                                        */
-/* ---------------------------------------------------------------------------------------- */
-
-static inline float clean(float x) {
-    if (x != x) return -INFINITY;
-    return x == INFINITY ? FLT_MAX : x;
+/* l[i..i+4), padded with NaN past n (NaN weighs 0 and never wins a max). */
+static inline v4f load4(const float *l, int64_t i, int64_t n) {
+    v4f v = v4_splat(NAN);
+    if (i + 4 <= n) memcpy(&v, l + i, sizeof v);
+    else
+        for (int64_t j = i; j < n; j++) v[j - i] = l[j];
+    return v;
 }
 
-/* Candidate order: higher logit first, lower id on ties. */
+/* exp(x) for x <= 0: Cephes' expf polynomial (relative error < 1e-7, exactly 1 at 0);
+ * 0 below -87 and for NaN. */
+static inline v4f exp4(v4f x) {
+    v4i ok = x > -87.0f;
+    x      = v4_select(ok, x, v4_splat(-87.0f));
+    v4i n  = __builtin_convertvector(x * 1.44269504f - 0.5f, v4i);
+    v4f fn = __builtin_convertvector(n, v4f);
+    v4f r  = x - fn * 0.693359375f + fn * 2.12194440e-4f;
+    v4f p  = r * 1.9875691500e-4f + 1.3981999507e-3f;
+    p      = p * r + 8.3334519073e-3f;
+    p      = p * r + 4.1665795894e-2f;
+    p      = p * r + 1.6666665459e-1f;
+    p      = p * r + 5.0000001201e-1f;
+    p      = p * r * r + r + 1.0f;
+    return (v4f)((v4i)(p * (v4f)((n + 127) << 23)) & ok);
+}
+
+/* Weights exp((l - lmax) * inv_t) of l[i..i+4), those below min_w zeroed. */
+static inline v4f weights4(const float *l, int64_t i, int64_t n, float lmax, float inv_t,
+                           float min_w) {
+    v4f w = exp4((load4(l, i, n) - lmax) * inv_t);
+    return (v4f)((v4i)w & (w >= min_w));
+}
+
+/* Sum of the weights of one block of 64 logits: vector adds in a fixed order, then one double
+ * add per block, so the CDF scan can repeat the normaliser's additions exactly. */
+#define BLOCK 64
+static double block_sum(const float *l, int64_t i, int64_t n, float lmax, float inv_t,
+                        float min_w) {
+    v4f acc = v4_splat(0.0f);
+    for (int64_t j = i; j < i + BLOCK && j < n; j += 4) acc += weights4(l, j, n, lmax, inv_t, min_w);
+    return (double)acc[0] + acc[1] + acc[2] + acc[3];
+}
+
+/* Max value (NaN skipped; -inf if none) and its lowest id. */
+static int32_t argmax(const float *l, int32_t n, float *max_out) {
+    v4f m = v4_splat(-INFINITY);
+    for (int64_t i = 0; i < n; i += 4) {
+        v4f v = load4(l, i, n);
+        m     = v4_select(v > m, v, m);
+    }
+    float   best = fmaxf(fmaxf(m[0], m[1]), fmaxf(m[2], m[3]));
+    int32_t id   = 0;
+    if (best > -INFINITY)
+        while (!(l[id] == best)) id++;
+    *max_out = best;
+    return id;
+}
+
+/* ---- Candidate selection ----------------------------------------------------------------- */
+
+/* Higher value first, lower id on ties (NaN compares as nothing: callers clean it). */
 static inline bool cand_better(cand a, cand b) {
     return a.l > b.l || (a.l == b.l && a.id < b.id);
 }
 
 static int cand_cmp(const void *pa, const void *pb) {
     const cand *a = pa, *b = pb;
-    if (a->l != b->l) return a->l > b->l ? -1 : 1;
-    return (a->id > b->id) - (a->id < b->id);
+    return cand_better(*a, *b) ? -1 : cand_better(*b, *a) ? 1 : 0;
 }
 
-/* The heap keeps the worst candidate at the root, so a better token replaces it. */
-static void heap_sift_down(cand *h, int64_t n, int64_t i) {
+/* Min-heap on "better": the worst candidate sits at the root, where a better token replaces it. */
+static void heap_sift(cand *h, int64_t n, int64_t i) {
     for (;;) {
         int64_t w = i, lc = 2 * i + 1, rc = lc + 1;
         if (lc < n && cand_better(h[w], h[lc])) w = lc;
         if (rc < n && cand_better(h[w], h[rc])) w = rc;
         if (w == i) return;
         cand t = h[i];
-        h[i]   = h[w];
-        h[w]   = t;
-        i      = w;
+        h[i] = h[w], h[w] = t, i = w;
     }
 }
 
-/* The min(k, n) best of logits[0..n) into out[], best first. */
-static int64_t select_top(const float *logits, int64_t n, int64_t k, cand *out) {
-    int64_t m = 0;
-    for (int64_t i = 0; i < n; i++) {
-        cand c = {clean(logits[i]), (int32_t)i};
-        if (m < k) {
-            int64_t j = m++;
-            out[j]    = c;
-            while (j > 0 && cand_better(out[(j - 1) / 2], out[j])) {
-                cand t          = out[j];
-                out[j]          = out[(j - 1) / 2];
-                out[(j - 1) / 2] = t;
-                j               = (j - 1) / 2;
-            }
-        } else if (cand_better(c, out[0])) {
-            out[0] = c;
-            heap_sift_down(out, m, 0);
+/* The min(k, n) best logits (NaN as -inf) into out[], best first. */
+static int64_t select_top(const float *l, int64_t n, int64_t k, cand *out) {
+    int64_t m = 0, i = 0;
+    if (k <= 0) return 0;
+    for (; i < n && m < k; i++) { /* fill, sifting up while the parent is the better one */
+        int64_t j = m++;
+        out[j]    = (cand){l[i] != l[i] ? -INFINITY : l[i], (int32_t)i};
+        for (int64_t p = (j - 1) / 2; j > 0 && cand_better(out[p], out[j]); j = p, p = (j - 1) / 2) {
+            cand t = out[j];
+            out[j] = out[p], out[p] = t;
         }
     }
-    for (int64_t end = m - 1; end > 0; end--) { /* worst to the back: best first */
-        cand t   = out[0];
-        out[0]   = out[end];
-        out[end] = t;
-        heap_sift_down(out, end, 0);
+    while (i < n) {
+        if (i % 16 == 0 && i + 16 <= n) { /* skip a chunk that has nothing above the root */
+            v4f mx = load4(l, i, n);
+            for (int c = 4; c < 16; c += 4) {
+                v4f v = load4(l, i + c, n);
+                mx    = v4_select(v > mx, v, mx);
+            }
+            v4i beats = mx > out[0].l;
+            if (!(beats[0] | beats[1] | beats[2] | beats[3])) {
+                i += 16;
+                continue;
+            }
+        }
+        if (l[i] > out[0].l) { /* later ids lose ties: "better" is "greater" here */
+            out[0] = (cand){l[i], (int32_t)i};
+            heap_sift(out, m, 0);
+        }
+        i++;
+    }
+    for (int64_t end = m - 1; end > 0; end--) { /* pop the worst to the back: best first */
+        cand t = out[0];
+        out[0] = out[end], out[end] = t;
+        heap_sift(out, end, 0);
     }
     return m;
-}
-
-static int32_t argmax(const float *logits, int32_t n, float *max_out) {
-    float   best = -INFINITY;
-    int32_t id   = 0;
-    for (int32_t i = 0; i < n; i++) {
-        float v = clean(logits[i]);
-        if (v > best) best = v, id = i;
-    }
-    if (max_out) *max_out = best;
-    return id;
 }
 
 static llmrt_status scratch_reserve(llmrt_sampler *s, int64_t n, llmrt_error *err) {
     if (n <= s->cap_scratch) return LLMRT_OK;
     cand *p = realloc(s->scratch, (size_t)n * sizeof *p);
     if (!p) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "sampler: scratch of %lld", (long long)n);
-    s->scratch     = p;
-    s->cap_scratch = n;
+    s->scratch = p, s->cap_scratch = n;
     return LLMRT_OK;
 }
 
-/* Histogram of exp(x), x = (l - lmax) / T <= 0, over HIST_BUCKETS buckets of x; everything below
- * -HIST_RANGE (relative weight < 5e-18) lands in the last one. Bucket order follows x, so the
- * tokens of buckets 0..B are exactly a prefix of the sorted vocabulary. */
+/* Top-p without top-k. Buckets of x = (l - lmax) / T over [-HIST_RANGE, 0] (anything lower in
+ * the last bucket) follow x, so the buckets up to the one where the mass reaches top_p hold the
+ * nucleus: tokens of the earlier buckets are all in it and need no order, and only the boundary
+ * bucket is sorted. Out: s->scratch[0..*n_out) with weights; *z_out = the full normaliser. */
 #define HIST_BUCKETS 512
 #define HIST_RANGE   40.0f
 
-static inline int bucket_of(float x) {
-    float b = -x * ((float)(HIST_BUCKETS - 1) / HIST_RANGE);
-    return b < (float)(HIST_BUCKETS - 1) ? (int)b : HIST_BUCKETS - 1;
+static inline v4i bucket4(const float *l, int64_t i, int64_t n, float lmax, float inv_t) {
+    v4f b = (lmax - load4(l, i, n)) * (inv_t * (float)(HIST_BUCKETS - 1) / HIST_RANGE);
+    return __builtin_convertvector(
+        v4_select(b < (float)(HIST_BUCKETS - 1), b, v4_splat(HIST_BUCKETS - 1)), v4i);
 }
 
-/* The smallest sorted prefix of the vocabulary holding top_p of the mass, into s->scratch with
- * weights; *z_out = the normaliser over the whole vocabulary. */
-static llmrt_status nucleus_candidates(llmrt_sampler *s, const float *logits, float lmax,
+static llmrt_status nucleus_candidates(llmrt_sampler *s, const float *l, float lmax, float inv_t,
                                        int64_t *n_out, double *z_out, llmrt_error *err) {
-    const float T = s->cfg.temperature;
-    double      mass[HIST_BUCKETS] = {0};
-    int64_t     count[HIST_BUCKETS] = {0};
-    double      z = 0.0;
-    for (int32_t i = 0; i < s->vocab; i++) {
-        float x = (clean(logits[i]) - lmax) / T;
-        float w = expf(x);
-        int   b = bucket_of(x);
-        mass[b] += w;
-        count[b]++;
-        z += w;
+    const int32_t V                   = s->vocab;
+    double        mass[HIST_BUCKETS]  = {0}, z = 0.0, cum = 0.0;
+    int64_t       count[HIST_BUCKETS] = {0}, n_inner = 0;
+    for (int64_t i = 0; i < V; i += 4) {
+        v4f w = weights4(l, i, V, lmax, inv_t, 0.0f);
+        v4i b = bucket4(l, i, V, lmax, inv_t);
+        for (int j = 0; j < 4 && i + j < V; j++) mass[b[j]] += w[j], count[b[j]]++, z += w[j];
     }
-    double  target = (double)s->cfg.top_p * z, cum = 0.0;
-    int     last   = 0;
-    int64_t n      = 0;
-    for (last = 0; last < HIST_BUCKETS; last++) {
-        cum += mass[last];
-        n += count[last];
-        if (cum >= target) break;
-    }
-    if (last == HIST_BUCKETS) last = HIST_BUCKETS - 1;
+    int last = 0;
+    while (last < HIST_BUCKETS - 1 && cum + mass[last] < (double)s->cfg.top_p * z)
+        cum += mass[last], n_inner += count[last++];
+    int64_t n = n_inner + count[last], a = 0, b = n_inner;
     LLMRT_TRY(scratch_reserve(s, n, err));
-    int64_t m = 0;
-    for (int32_t i = 0; i < s->vocab && m < n; i++) {
-        float l = clean(logits[i]);
-        if (bucket_of((l - lmax) / T) <= last) s->scratch[m++] = (cand){l, i};
+    for (int64_t i = 0; i < V; i += 4) {
+        v4f w  = weights4(l, i, V, lmax, inv_t, 0.0f);
+        v4i bk = bucket4(l, i, V, lmax, inv_t);
+        for (int j = 0; j < 4 && i + j < V; j++) {
+            if (bk[j] < last) s->scratch[a++] = (cand){w[j], (int32_t)(i + j)};
+            else if (bk[j] == last) s->scratch[b++] = (cand){w[j], (int32_t)(i + j)};
+        }
     }
-    qsort(s->scratch, (size_t)m, sizeof(cand), cand_cmp);
-    *n_out = m;
-    *z_out = z;
+    qsort(s->scratch + n_inner, (size_t)(n - n_inner), sizeof(cand), cand_cmp);
+    *n_out = n, *z_out = z;
     return LLMRT_OK;
 }
 
-/* Non-greedy draw on penalised logits. */
-static llmrt_status sample_random(llmrt_sampler *s, const float *logits, int32_t *token,
+/* Non-greedy draw on penalised logits: exactly one uniform per call. */
+static llmrt_status sample_random(llmrt_sampler *s, const float *l, int32_t *token,
                                   llmrt_error *err) {
-    const float   T = s->cfg.temperature, min_p = s->cfg.min_p, top_p = s->cfg.top_p;
-    const int32_t V = s->vocab;
-    const bool    use_k = s->cfg.top_k > 0 && s->cfg.top_k < V;
+    const float   inv_t = 1.0f / s->cfg.temperature, min_p = s->cfg.min_p, top_p = s->cfg.top_p;
+    const int32_t V     = s->vocab;
     float         lmax;
-    int32_t       best = argmax(logits, V, &lmax);
-    if (lmax == -INFINITY) { /* nothing is possible: keep the stream length fixed anyway */
+    *token = argmax(l, V, &lmax);
+    if (!isfinite(lmax)) { /* all -inf, or +inf logits: no distribution, the first max wins */
         (void)rng_uniform(s);
-        *token = best;
         return LLMRT_OK;
     }
-
-    if (!use_k && top_p >= 1.0f) {
-        /* Streaming: normaliser, then inverse CDF over the same weights in the same order. */
-        double z = 0.0;
-        for (int32_t i = 0; i < V; i++) {
-            float w = expf((clean(logits[i]) - lmax) / T);
-            if (w >= min_p) z += w;
-        }
-        double target = rng_uniform(s) * z, cum = 0.0;
-        *token        = best;
-        for (int32_t i = 0; i < V; i++) {
-            float w = expf((clean(logits[i]) - lmax) / T);
-            if (w > 0.0f && w >= min_p) {
-                cum += w;
-                *token = i;
-                if (target < cum) break;
+    if ((s->cfg.top_k <= 0 || s->cfg.top_k >= V) && top_p >= 1.0f) {
+        double z = 0.0, cum = 0.0;
+        for (int64_t i = 0; i < V; i += BLOCK) z += block_sum(l, i, V, lmax, inv_t, min_p);
+        double target = rng_uniform(s) * z;
+        for (int64_t i = 0; i < V; i += BLOCK) {
+            double bs = block_sum(l, i, V, lmax, inv_t, min_p);
+            if (target < cum + bs) { /* in this block; rounding falls back to its last token */
+                for (int64_t j = i; j < i + BLOCK && j < V; j += 4) {
+                    v4f w = weights4(l, j, V, lmax, inv_t, min_p);
+                    for (int q = 0; q < 4 && j + q < V; q++)
+                        if (w[q] > 0.0f) {
+                            *token = (int32_t)(j + q);
+                            if (target < (cum += w[q])) return LLMRT_OK;
+                        }
+                }
+                return LLMRT_OK;
             }
+            cum += bs;
         }
         return LLMRT_OK;
     }
 
     int64_t n;
     double  z = 0.0;
-    if (use_k) {
+    if (s->cfg.top_k > 0 && s->cfg.top_k < V) {
         LLMRT_TRY(scratch_reserve(s, s->cfg.top_k, err));
-        n = select_top(logits, V, s->cfg.top_k, s->scratch);
-        for (int64_t i = 0; i < n; i++) z += expf((s->scratch[i].l - lmax) / T);
+        n = select_top(l, V, s->cfg.top_k, s->scratch);
+        for (int64_t i = 0; i < n; i++)
+            z += s->scratch[i].l = exp4(v4_splat((s->scratch[i].l - lmax) * inv_t))[0];
     } else {
-        LLMRT_TRY(nucleus_candidates(s, logits, lmax, &n, &z, err));
+        LLMRT_TRY(nucleus_candidates(s, l, lmax, inv_t, &n, &z, err));
     }
     cand *c = s->scratch;
-    for (int64_t i = 0; i < n; i++) c[i].l = expf((c[i].l - lmax) / T);
-
-    if (top_p < 1.0f) { /* keep a token iff the mass strictly before it is < top_p */
+    if (top_p < 1.0f) { /* keep a token iff the mass before it is < top_p (the max is kept) */
         double  target = (double)top_p * z, cum = 0.0;
         int64_t keep   = 0;
         while (keep < n && (keep == 0 || cum < target)) cum += c[keep++].l;
         n = keep;
     }
-    while (n > 1 && c[n - 1].l < min_p) n--; /* weights are p / p_max, descending */
-
-    double total = 0.0;
-    for (int64_t i = 0; i < n; i++) total += c[i].l;
-    double target = rng_uniform(s) * total, cum = 0.0;
-    *token        = c[n - 1].id;
-    for (int64_t i = 0; i < n; i++) {
-        cum += c[i].l;
-        if (target < cum) {
-            *token = c[i].id;
-            break;
-        }
+    int64_t kept  = 0; /* min-p on p / p_max; the max itself weighs exactly 1 */
+    double  total = 0.0, cum = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        if (c[i].l > 0.0f && c[i].l >= min_p) total += (c[kept++] = c[i]).l;
+    double target = rng_uniform(s) * total;
+    for (int64_t i = 0; i < kept; i++) {
+        *token = c[i].id;
+        if (target < (cum += c[i].l)) break;
     }
     return LLMRT_OK;
 }
 
-/* ---------------------------------------------------------------------------------------- */
-/* Sampler                                                                                  */
-/* ---------------------------------------------------------------------------------------- */
+/* ---- Sampler ----------------------------------------------------------------------------- */
 
 llmrt_status llmrt_sampler_create(const llmrt_sampling_config *c, int32_t vocab,
                                   const int32_t *prompt, int64_t n_prompt, llmrt_sampler **out,
                                   llmrt_error *err) {
-    if (!out) return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "sampler: out is NULL");
+    if (!out) return BAD("sampler: out is NULL");
     *out = NULL;
     LLMRT_TRY(llmrt_sampling_validate(c, err));
-    if (vocab <= 0)
-        return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "sampler: vocab must be > 0, got %d", vocab);
+    if (vocab <= 0) return BAD("sampler: vocab must be > 0, got %d", vocab);
     if (n_prompt < 0 || (n_prompt > 0 && !prompt))
-        return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "sampler: bad prompt (n_prompt %lld)",
-                         (long long)n_prompt);
+        return BAD("sampler: bad prompt (n_prompt %lld)", (long long)n_prompt);
     for (int64_t i = 0; i < n_prompt; i++)
         if (prompt[i] < 0 || prompt[i] >= vocab)
-            return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
-                             "sampler: prompt token %d at index %lld is outside the vocabulary "
-                             "[0, %d)", prompt[i], (long long)i, vocab);
+            return BAD("sampler: prompt token %d at index %lld is outside the vocabulary [0, %d)",
+                       prompt[i], (long long)i, vocab);
 
     llmrt_sampler *s = calloc(1, sizeof *s);
     if (!s) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "sampler: allocation failed");
-    s->cfg       = *c;
-    s->vocab     = vocab;
-    s->seed      = c->has_seed ? c->seed : derive_seed();
-    uint64_t x   = s->seed;
+    s->cfg      = *c;
+    s->vocab    = vocab;
+    s->seed     = c->has_seed ? c->seed : derive_seed();
+    uint64_t x  = s->seed;
     for (int i = 0; i < 4; i++) s->rng[i] = splitmix64(&x);
     s->penalized = c->repetition_penalty != 1.0f || c->presence_penalty != 0.0f ||
                    c->frequency_penalty != 0.0f;
-    /* Only the repetition penalty looks at the prompt. */
-    if (s->penalized && c->repetition_penalty != 1.0f) {
-        for (int64_t i = 0; i < n_prompt; i++) {
-            llmrt_status st = seen_reserve(s, s->n_seen + 1, err);
-            if (st != LLMRT_OK) {
-                llmrt_sampler_destroy(s);
-                return st;
-            }
-            seen_get(s, prompt[i])->in_prompt = true;
-        }
+    llmrt_status st = LLMRT_OK; /* repetition is the only penalty that looks at the prompt */
+    for (int64_t i = 0; c->repetition_penalty != 1.0f && i < n_prompt && st == LLMRT_OK; i++)
+        if ((st = seen_reserve(s, s->n_seen + 1, err)) == LLMRT_OK) seen_get(s, prompt[i]);
+    if (st != LLMRT_OK) {
+        llmrt_sampler_destroy(s);
+        return st;
     }
     *out = s;
     return LLMRT_OK;
@@ -448,11 +435,7 @@ llmrt_status llmrt_sampler_create(const llmrt_sampling_config *c, int32_t vocab,
 
 void llmrt_sampler_destroy(llmrt_sampler *s) {
     if (!s) return;
-    free(s->seen);
-    free(s->saved);
-    free(s->slots);
-    free(s->scratch);
-    free(s);
+    free(s->seen), free(s->saved), free(s->slots), free(s->scratch), free(s);
 }
 
 uint64_t llmrt_sampler_seed(const llmrt_sampler *s) {
@@ -461,8 +444,7 @@ uint64_t llmrt_sampler_seed(const llmrt_sampler *s) {
 
 llmrt_status llmrt_sampler_accept(llmrt_sampler *s, int32_t token, llmrt_error *err) {
     if (token < 0 || token >= s->vocab)
-        return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
-                         "sampler: token %d is outside the vocabulary [0, %d)", token, s->vocab);
+        return BAD("sampler: token %d is outside the vocabulary [0, %d)", token, s->vocab);
     if (!s->penalized) return LLMRT_OK;
     LLMRT_TRY(seen_reserve(s, s->n_seen + 1, err));
     seen_entry *e = seen_get(s, token);
@@ -472,10 +454,9 @@ llmrt_status llmrt_sampler_accept(llmrt_sampler *s, int32_t token, llmrt_error *
 
 llmrt_status llmrt_sampler_sample(llmrt_sampler *s, float *logits, llmrt_sample_result *res,
                                   llmrt_error *err) {
-    const int32_t V       = s->vocab;
-    const int32_t n_top   = s->cfg.n_logprobs;
+    const int32_t V = s->vocab, n_top = s->cfg.n_logprobs;
     const bool    want_lp = s->cfg.logprobs || n_top > 0;
-    /* The map must not grow after the token is chosen, so the final accept cannot fail. */
+    /* Grow the map now so that recording the chosen token cannot fail afterwards. */
     if (s->penalized) LLMRT_TRY(seen_reserve(s, s->n_seen + 1, err));
     memset(res, 0, sizeof *res);
 
@@ -483,32 +464,30 @@ llmrt_status llmrt_sampler_sample(llmrt_sampler *s, float *logits, llmrt_sample_
     if (want_lp) {
         float m;
         argmax(logits, V, &m);
-        if (m > -INFINITY) {
+        if (isfinite(m)) {
             double sum = 0.0;
-            for (int32_t i = 0; i < V; i++) sum += expf(clean(logits[i]) - m);
+            for (int64_t i = 0; i < V; i += BLOCK) sum += block_sum(logits, i, V, m, 1.0f, 0.0f);
             lse = (double)m + log(sum);
         }
-        if (n_top > 0) {
-            cand top[LLMRT_SAMPLER_MAX_LOGPROBS];
-            res->n_top = (int32_t)select_top(logits, V, n_top, top);
-            for (int32_t i = 0; i < res->n_top; i++) {
-                res->top_ids[i]      = top[i].id;
-                res->top_logprobs[i] = (float)((double)top[i].l - lse);
-            }
+        cand top[LLMRT_SAMPLER_MAX_LOGPROBS];
+        res->n_top = (int32_t)select_top(logits, V, n_top, top);
+        for (int32_t i = 0; i < res->n_top; i++) {
+            res->top_ids[i]      = top[i].id;
+            res->top_logprobs[i] = (float)((double)top[i].l - lse);
         }
     }
 
     if (s->penalized) apply_penalties(s, logits);
     int32_t      token;
     llmrt_status st = LLMRT_OK;
-    if (s->cfg.temperature < LLMRT_SAMPLER_GREEDY_EPS)
-        token = argmax(logits, V, NULL);
-    else
-        st = sample_random(s, logits, &token, err);
-    if (s->penalized) restore_logits(s, logits);
+    float        lmax;
+    if (s->cfg.temperature < LLMRT_SAMPLER_GREEDY_EPS) token = argmax(logits, V, &lmax);
+    else st = sample_random(s, logits, &token, err);
+    for (int32_t i = 0; i < s->n_seen; i++) logits[s->seen[i].id] = s->saved[i]; /* undo */
     if (st != LLMRT_OK) return st;
 
     res->token = token;
-    if (want_lp) res->logprob = (float)((double)clean(logits[token]) - lse);
+    if (want_lp) res->logprob = logits[token] != logits[token] ? -INFINITY
+                                                              : (float)((double)logits[token] - lse);
     return llmrt_sampler_accept(s, token, err);
 }

@@ -31,7 +31,8 @@
  *    n_logprobs > 0; n_logprobs > 0 also returns that many top tokens, sorted descending
  *    (ties by id).
  *
- * Logits: NaN is treated as -inf and +inf as FLT_MAX. If every logit is -inf, token 0 is chosen.
+ * Logits: NaN is treated as -inf. If any logit is +inf, the first such token is chosen; if all
+ * are -inf (or NaN), token 0.
  * Not thread-safe per sampler; distinct samplers are independent. */
 #ifndef LLMRT_ENGINE_SAMPLER_H
 #define LLMRT_ENGINE_SAMPLER_H

@@ -227,8 +227,8 @@ void         tk_model_scratch_free(tk_enc *e);
 /* added_tokens.c */
 llmrt_status tk_added_build(llmrt_tokenizer *tk, llmrt_error *err);
 void         tk_added_free(llmrt_tokenizer *tk);
-/* Splits s[0..len) by the tokens of matcher m: spans with is_match mark a token whose id is
- * stored in e->out-independent array `ids` (one per span, -1 for text). */
+/* Splits s[0..len) by the added tokens of matcher m into spans covering s; span_ids holds, per
+ * span, the token's id or -1 for text between tokens. */
 llmrt_status tk_added_split(tk_enc *e, const tk_added_matcher *m, const char *s, size_t len,
                             bool parse_special, tk_spans *spans, tk_ids *span_ids);
 /* decode.c: the decoder chain over ids; appends UTF-8 to out. hold_tail (streaming): bytes at

@@ -36,7 +36,7 @@ static llmrt_status regex_op(llmrt_tokenizer *tk, const char *re, tk_pretok_op *
 static llmrt_status gpt2_pipeline(const llmrt_gguf_file *f, llmrt_tokenizer *tk, llmrt_error *err) {
     llmrt_gguf_str pre = {"default", 7};
     LLMRT_TRY(llmrt_gguf_get_str(f, "tokenizer.ggml.pre", false, &pre, err));
-    char name[64], quoted[70];
+    char name[64], quoted[128];
     snprintf(name, sizeof name, "%.*s", (int)(pre.len < 63 ? pre.len : 63), pre.ptr);
     snprintf(quoted, sizeof quoted, "\"%s\"", name);
     tk_pretok_op bl = {.type = TK_PRE_BYTELEVEL};
@@ -57,7 +57,8 @@ static llmrt_status gpt2_pipeline(const llmrt_gguf_file *f, llmrt_tokenizer *tk,
         LLMRT_TRY(add_op_pre(tk, split, err));
         tk->ignore_merges = true;
     } else {
-        return fail(f, err, LLMRT_ERR_UNSUPPORTED, "unsupported tokenizer.ggml.pre ", quoted);
+        return fail(f, err, LLMRT_ERR_UNSUPPORTED, "unsupported tokenizer.ggml.pre ",
+                    strcat(quoted, " (known: default, gpt2, llama-bpe, llama3, smollm)"));
     }
     LLMRT_TRY(add_op_pre(tk, bl, err));
     tk->dec = calloc(1, sizeof *tk->dec);
@@ -153,6 +154,9 @@ static llmrt_status load_vocab(const llmrt_gguf_file *f, llmrt_tokenizer *tk, bo
         }
         if (type == TT_UNKNOWN && tk->unk_id < 0 && spm) tk->unk_id = (int32_t)i;
     }
+    /* keep only the added tokens (the table was sized for the worst case) */
+    tk_added_token *shrunk = realloc(tk->added, (size_t)(tk->n_added ? tk->n_added : 1) * sizeof *shrunk);
+    if (shrunk) tk->added = shrunk;
     return LLMRT_OK;
 }
 

@@ -10,9 +10,7 @@
 
 #define CHECK_ERR(expr, needle)                                                                    \
     do {                                                                                           \
-        llmrt_error  e_  = {0};                                                                    \
         llmrt_status st_ = (expr);                                                                 \
-        (void)e_;                                                                                  \
         CHECK_MSG(st_ == LLMRT_ERR_INVALID_ARG, "%s returned %s", #expr, llmrt_status_str(st_));   \
         CHECK_MSG(strstr(err.msg, needle) != NULL, "message \"%s\" lacks \"%s\"", err.msg, needle); \
     } while (0)
@@ -89,13 +87,17 @@ static int by_p_desc(const void *a, const void *b) {
     if (nucleus_p[x] != nucleus_p[y]) return nucleus_p[x] > nucleus_p[y] ? -1 : 1;
     return (x > y) - (x < y);
 }
-static int nucleus(const double *p, int n, double top_p, bool *in) {
+static int *rank_ids(const double *p, int n) {
     int *ids = malloc((size_t)n * sizeof *ids);
-    for (int i = 0; i < n; i++) ids[i] = i, in[i] = false;
+    for (int i = 0; i < n; i++) ids[i] = i;
     nucleus_p = p;
     qsort(ids, (size_t)n, sizeof *ids, by_p_desc);
+    return ids;
+}
+static int nucleus(const double *p, int n, double top_p, bool *in) {
+    int   *ids = rank_ids(p, n), k = 0;
     double cum = 0.0;
-    int    k   = 0;
+    for (int i = 0; i < n; i++) in[i] = false;
     while (k < n && (k == 0 || cum < top_p)) cum += p[ids[k]], in[ids[k++]] = true;
     free(ids);
     return k;
@@ -335,21 +337,15 @@ static void test_large_vocab(void) {
     llmrt_sampler_destroy(s);
 
     c.top_p = 1.0f, c.top_k = 50;
-    s = make(c, V, NULL, 0);
-    /* the 50th largest logit, by counting */
-    float *sorted = malloc(V * sizeof *sorted);
-    memcpy(sorted, l, V * sizeof *l);
-    for (int i = 0; i < 50; i++) { /* partial selection sort: fine for 50 */
-        int m = i;
-        for (int j = i + 1; j < V; j++)
-            if (sorted[j] > sorted[m]) m = j;
-        float tmp = sorted[i]; sorted[i] = sorted[m]; sorted[m] = tmp;
-    }
+    s         = make(c, V, NULL, 0);
+    int *rank = rank_ids(p, V); /* p is monotone in the logit */
+    for (int i = 0; i < V; i++) in[i] = false;
+    for (int i = 0; i < 50; i++) in[rank[i]] = true;
     bad = 0;
-    for (int t = 0; t < 40; t++) bad += l[draw(s, l)] < sorted[49];
+    for (int t = 0; t < 40; t++) bad += !in[draw(s, l)];
     CHECK_MSG(bad == 0, "top_k=50 on 128k: %d draws outside", bad);
     llmrt_sampler_destroy(s);
-    free(sorted);
+    free(rank);
     free(l);
     free(p);
     free(in);
@@ -460,10 +456,10 @@ static void test_logprobs(void) {
         CHECK(llmrt_sampler_sample(s, l, &r, &err) == LLMRT_OK);
         CHECK(memcmp(l, orig, sizeof l) == 0);
         CHECK(r.n_top == 5);
-        CHECK_MSG(fabs(r.logprob - lp[r.token]) < 1e-4, "chosen logprob %g vs %g", r.logprob,
+        CHECK_MSG(fabs(r.logprob - lp[r.token]) < 1e-5, "chosen logprob %g vs %g", r.logprob,
                   lp[r.token]);
         for (int i = 0; i < r.n_top; i++) {
-            CHECK(fabs(r.top_logprobs[i] - lp[r.top_ids[i]]) < 1e-4);
+            CHECK(fabs(r.top_logprobs[i] - lp[r.top_ids[i]]) < 1e-5);
             if (i > 0) CHECK(r.top_logprobs[i] <= r.top_logprobs[i - 1]);
             int above = 0; /* exactly i tokens are more likely than the i-th */
             for (int j = 0; j < V; j++) above += lp[j] > lp[r.top_ids[i]];
@@ -481,7 +477,7 @@ static void test_logprobs(void) {
     CHECK(llmrt_sampler_sample(s, small, &r, &err) == LLMRT_OK);
     double sum = 0.0;
     for (int i = 0; i < 7; i++) sum += exp(r.top_logprobs[i]);
-    CHECK_MSG(fabs(sum - 1.0) < 1e-5, "sum of probabilities %g", sum);
+    CHECK_MSG(fabs(sum - 1.0) < 1e-6, "sum of probabilities %g", sum);
     CHECK(r.top_ids[0] == 2 && r.top_ids[1] == 3 && r.top_ids[6] == 5); /* ties by id */
     llmrt_sampler_destroy(s);
 

@@ -6,6 +6,7 @@
  *     the Llama 3 vocabulary + merges (model "gpt2", pre "llama-bpe"), which must give the same
  *     ids as the tokenizer.json path,
  * plus special-token safety and API edge cases. */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -387,6 +388,48 @@ static void test_api(const llmrt_tokenizer *mistral, const llmrt_tokenizer *llam
     test_special_safety(mistral, "a </s> b", 2, "mistral");
 }
 
+/* A loaded tokenizer is immutable: concurrent encodes give the single-thread result. */
+typedef struct thread_job {
+    const llmrt_tokenizer *tk;
+    const char            *text;
+    int32_t               *ids;
+    int64_t                n;
+    bool                   ok;
+} thread_job;
+
+static void *encode_job(void *arg) {
+    thread_job *j = arg;
+    llmrt_error err;
+    j->ok = true;
+    for (int rep = 0; rep < 20 && j->ok; rep++) {
+        int32_t *ids = NULL;
+        int64_t  n   = 0;
+        j->ok = llmrt_tokenizer_encode(j->tk, j->text, strlen(j->text), true, true, &ids, &n, &err) == LLMRT_OK &&
+                n == j->n && memcmp(ids, j->ids, (size_t)n * sizeof *ids) == 0;
+        free(ids);
+    }
+    return NULL;
+}
+
+static void test_threads(const llmrt_tokenizer *tk, const char *label) {
+    const char *text = "Concurrent <|eot_id|> encodes: caf\xc3\xa9 \xe4\xb8\x96\xe7\x95\x8c 12345 don't  stop\n";
+    llmrt_error err;
+    thread_job  jobs[4];
+    pthread_t   th[4];
+    int32_t    *ids = NULL;
+    int64_t     n   = 0;
+    CHECK(llmrt_tokenizer_encode(tk, text, strlen(text), true, true, &ids, &n, &err) == LLMRT_OK);
+    for (int i = 0; i < 4; i++) {
+        jobs[i] = (thread_job){tk, text, ids, n, false};
+        pthread_create(&th[i], NULL, encode_job, &jobs[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        CHECK_MSG(jobs[i].ok, "%s: thread %d encoded differently", label, i);
+    }
+    free(ids);
+}
+
 int main(void) {
     llmrt_error      err;
     llmrt_tokenizer *mistral = NULL, *llama3 = NULL, *smol = NULL;
@@ -399,6 +442,8 @@ int main(void) {
     run_golden(mistral, GOLDENDIR "/mistral.json", "mistral", exact);
     run_golden(llama3, GOLDENDIR "/llama3.json", "llama3", exact);
     test_api(mistral, llama3);
+    test_threads(llama3, "llama3");
+    test_threads(mistral, "mistral");
 
     /* synthetic pipelines (Metaspace "first", Split behaviours, ByteLevel prefix space, ...) */
     static const char *const synth[] = {"synth_metaspace", "synth_split", "synth_bytelevel"};

@@ -1,0 +1,173 @@
+"""Owning wrappers of the C handles, and argument conversions shared by the user-facing modules."""
+
+from __future__ import annotations
+
+import ctypes
+import numbers
+import os
+import threading
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from . import _ffi
+from .errors import InvalidArgument, LLMRTError, Status, check
+
+LOAD_FORMATS = {
+    "auto": _ffi.LLMRT_LOAD_AUTO,
+    "hf": _ffi.LLMRT_LOAD_HF,
+    "gguf": _ffi.LLMRT_LOAD_GGUF,
+    "random": _ffi.LLMRT_LOAD_RANDOM,
+}
+
+
+class ModelHandle:
+    """Owns one llmrt_model. ``ptr`` raises once the model is closed, so that objects that keep a
+    reference (a Tokenizer) fail cleanly instead of touching freed memory."""
+
+    def __init__(self, path: str | os.PathLike, *, load_format: str = "auto", threads: int = 0,
+                 random_seed: int = 0):
+        self.lib = _ffi.load_library()
+        self._ptr: int | None = None
+        self._lock = threading.Lock()
+        path = os.fspath(path)
+        if not isinstance(path, str) or not path:
+            raise InvalidArgument(f"model must be a non-empty path, got {path!r}")
+        if "\x00" in path:
+            raise InvalidArgument("model path contains a NUL character")
+        if load_format not in LOAD_FORMATS:
+            raise InvalidArgument(
+                f"load_format must be one of {', '.join(LOAD_FORMATS)}, got {load_format!r}"
+            )
+        self.path = path
+        params = _ffi.by_value("llmrt_model_default_params")
+        params.struct_size = ctypes.sizeof(_ffi.llmrt_model_params)
+        params.load_format = LOAD_FORMATS[load_format]
+        params.device = _ffi.LLMRT_DEVICE_CPU
+        params.n_threads = to_int32("threads", threads)
+        params.random_seed = to_int("random_seed", random_seed, 0, 2**64 - 1)
+        out = _ffi.llmrt_model_p()
+        check(self.lib.llmrt_model_load(os.fsencode(path), ctypes.byref(params), ctypes.byref(out)))
+        self._ptr = out.value
+
+    @property
+    def ptr(self) -> int:
+        p = self._ptr
+        if p is None:
+            raise LLMRTError("the model is closed", Status.INVALID_ARG)
+        return p
+
+    @property
+    def closed(self) -> bool:
+        return self._ptr is None
+
+    def close(self) -> None:
+        with self._lock:
+            p, self._ptr = self._ptr, None
+        if p is not None:
+            self.lib.llmrt_model_destroy(p)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def info(self) -> _ffi.llmrt_model_info:
+        info = _ffi.llmrt_model_info()
+        info.struct_size = ctypes.sizeof(info)
+        check(self.lib.llmrt_model_get_info(self.ptr, ctypes.byref(info)))
+        return info
+
+
+# ------------------------------------------------------------------------------------------------
+# conversions
+# ------------------------------------------------------------------------------------------------
+
+
+def to_int(name: str, value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InvalidArgument(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    value = int(value)
+    if not lo <= value <= hi:
+        raise InvalidArgument(f"{name} = {value} is out of range [{lo}, {hi}]")
+    return value
+
+
+def to_int32(name: str, value: Any) -> int:
+    return to_int(name, value, -(2**31), 2**31 - 1)
+
+
+def to_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return bool(value)
+    raise InvalidArgument(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+
+
+def token_array(name: str, ids: Any) -> "ctypes.Array":
+    """A ctypes int32 array from a sequence of ints (or a 1-D integer numpy array)."""
+    if isinstance(ids, (str, bytes, bytearray)) or not isinstance(ids, Iterable):
+        raise InvalidArgument(f"{name} must be a sequence of int token ids, got {type(ids).__name__}")
+    if isinstance(ids, np.ndarray):
+        if ids.ndim != 1 or ids.dtype.kind not in "iu":
+            raise InvalidArgument(f"{name} must be a 1-D integer array, got {ids.dtype}{ids.shape}")
+        if ids.size and (ids.min() < -(2**31) or ids.max() > 2**31 - 1):
+            raise InvalidArgument(f"{name} holds ids outside int32")
+        a = np.ascontiguousarray(ids, dtype=np.int32)
+        return (ctypes.c_int32 * a.size).from_buffer_copy(a.tobytes())
+    vals = [to_int32(f"{name}[{i}]", t) for i, t in enumerate(ids)]
+    return (ctypes.c_int32 * len(vals))(*vals)
+
+
+def messages_array(messages: Any) -> tuple:
+    """(llmrt_chat_message array, n, keepalive) from a list of {"role", "content"} mappings."""
+    if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Sequence):
+        raise InvalidArgument(
+            'messages must be a list of {"role": ..., "content": ...} dicts, got '
+            f"{type(messages).__name__}"
+        )
+    if not messages:
+        raise InvalidArgument("messages is empty")
+    keep = []
+    arr = (_ffi.llmrt_chat_message * len(messages))()
+    for i, m in enumerate(messages):
+        if isinstance(m, Mapping):
+            role, content = m.get("role"), m.get("content")
+        else:
+            role, content = getattr(m, "role", None), getattr(m, "content", None)
+        for key, val in (("role", role), ("content", content)):
+            if not isinstance(val, str):
+                raise InvalidArgument(
+                    f"messages[{i}]['{key}'] must be a str, got {type(val).__name__}"
+                )
+            if "\x00" in val:
+                raise InvalidArgument(f"messages[{i}]['{key}'] contains a NUL character")
+        rb, cb = role.encode("utf-8"), content.encode("utf-8")
+        keep.extend((rb, cb))
+        arr[i].role = rb
+        arr[i].content = cb
+    return arr, len(messages), keep
+
+
+def template_name(name: Any) -> bytes | None:
+    if name is None:
+        return None
+    if not isinstance(name, str) or "\x00" in name:
+        raise InvalidArgument(f"chat_template must be a template family name (str), got {name!r}")
+    return name.encode("utf-8")
+
+
+def sized_text_call(fn, first_capacity: int) -> bytes:
+    """Runs a C call with the size protocol (pass capacity, get the size needed in *len)."""
+    cap = max(int(first_capacity), 16)
+    for _ in range(3):
+        buf = ctypes.create_string_buffer(cap)
+        n = ctypes.c_size_t(0)
+        status = fn(buf, cap, ctypes.byref(n))
+        if status == Status.BUFFER_TOO_SMALL:
+            cap = n.value + 1
+            continue
+        check(status)
+        return ctypes.string_at(buf, n.value)
+    check(Status.BUFFER_TOO_SMALL)
+    raise AssertionError("unreachable")

@@ -1,0 +1,109 @@
+"""Tokenizer: the model's own tokenizer and chat template (``LLM.tokenizer``)."""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any, Optional, Sequence, Union
+
+from ._handle import ModelHandle, messages_array, sized_text_call, template_name, to_bool, token_array
+from .errors import InvalidArgument, Status, check
+
+
+class Tokenizer:
+    """Encodes and decodes with the tokenizer loaded with the model (tokenizer.json or the GGUF's
+    vocabulary), and renders chat templates. Obtain it as ``LLM(...).tokenizer``."""
+
+    def __init__(self, model: ModelHandle):
+        self._model = model
+        self._lib = model.lib
+        info = model.info()
+        self._vocab_size = int(info.vocab_size)
+        self._bos = int(info.bos_token_id)
+        self._eos = [int(info.eos_token_ids[i]) for i in range(info.n_eos_token_ids)]
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of token ids the model takes (its embedding rows)."""
+        return self._vocab_size
+
+    def __len__(self) -> int:
+        return self._vocab_size
+
+    @property
+    def bos_token_id(self) -> Optional[int]:
+        return self._bos if self._bos >= 0 else None
+
+    @property
+    def eos_token_ids(self) -> list[int]:
+        return list(self._eos)
+
+    def encode(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[int]:
+        """Token ids of ``text``. add_special: add BOS/EOS as the tokenizer's post-processor says.
+        parse_special: recognise special-token strings such as "<|im_end|>" in the text (never
+        for text from users: it lets them forge turn boundaries)."""
+        if isinstance(text, str):
+            data = text.encode("utf-8", "surrogatepass")
+        elif isinstance(text, (bytes, bytearray)):
+            data = bytes(text)
+        else:
+            raise InvalidArgument(f"text must be a str, got {type(text).__name__}")
+        add_special = to_bool("add_special", add_special)
+        parse_special = to_bool("parse_special", parse_special)
+        cap = len(data) + 16
+        for _ in range(3):
+            ids = (ctypes.c_int32 * cap)()
+            n = ctypes.c_int32(0)
+            status = self._lib.llmrt_tokenize(self._model.ptr, data, len(data), add_special,
+                                              parse_special, ids, cap, ctypes.byref(n))
+            if status == Status.BUFFER_TOO_SMALL:
+                cap = n.value
+                continue
+            check(status)
+            return list(ids[: n.value])
+        check(Status.BUFFER_TOO_SMALL)
+        raise AssertionError("unreachable")
+
+    def decode(self, ids: Sequence[int], skip_special: bool = True) -> str:
+        """Text of token ids (invalid UTF-8, e.g. half of a character, becomes U+FFFD)."""
+        arr = token_array("ids", ids)
+        skip_special = to_bool("skip_special", skip_special)
+        n = len(arr)
+        raw = sized_text_call(
+            lambda buf, cap, ln: self._lib.llmrt_detokenize(self._model.ptr, arr, n, skip_special,
+                                                            buf, cap, ln),
+            8 * n + 64,
+        )
+        return raw.decode("utf-8", "replace")
+
+    def token_to_piece(self, token_id: int) -> Optional[str]:
+        """The raw vocabulary string of a token (e.g. "Ġworld"), or None when out of range."""
+        p = self._lib.llmrt_token_piece(self._model.ptr, int(token_id))
+        return None if p is None else p.decode("utf-8", "replace")
+
+    def apply_chat_template(self, messages: Sequence[Any], add_generation_prompt: bool = True,
+                            chat_template: Optional[str] = None,
+                            tokenize: bool = False) -> Union[str, list[int]]:
+        """Renders ``messages`` ([{"role": "system"|"user"|"assistant", "content": str}, ...]) with
+        the model's chat template, or the family named by ``chat_template`` ("chatml", "llama2",
+        "llama3", "mistral"). With tokenize=True, returns the ids of the rendered text encoded
+        with special-token parsing on and no added BOS (as HF does); LLM.chat() instead keeps
+        special-token strings inside message contents literal."""
+        arr, n, keep = messages_array(messages)
+        name = template_name(chat_template)
+        agp = to_bool("add_generation_prompt", add_generation_prompt)
+        guess = 256 + sum(len(k) for k in keep) * 2
+        raw = sized_text_call(
+            lambda buf, cap, ln: self._lib.llmrt_chat_apply_template(self._model.ptr, name, arr, n,
+                                                                     agp, buf, cap, ln),
+            guess,
+        )
+        text = raw.decode("utf-8", "replace")
+        if tokenize:
+            return self.encode(text, add_special=False, parse_special=True)
+        return text
+
+    def __repr__(self) -> str:
+        return f"Tokenizer(vocab_size={self._vocab_size})"
+
+
+__all__ = ["Tokenizer"]

@@ -1,0 +1,130 @@
+"""Errors map to exception classes that carry the C library's message."""
+
+import pytest
+
+import llmrt
+from conftest import DATA, greedy
+
+
+def test_missing_model_path(tmp_path):
+    missing = tmp_path / "no_such_model.gguf"
+    with pytest.raises(llmrt.LLMRTIOError) as ei:
+        llmrt.LLM(missing)
+    e = ei.value
+    assert str(missing) in str(e) and str(missing) in e.message
+    assert e.status == llmrt.Status.IO
+    assert isinstance(e, llmrt.LLMRTError) and isinstance(e, OSError)
+
+
+def test_missing_config_in_dir(tmp_path):
+    with pytest.raises(llmrt.LLMRTIOError, match="config.json"):
+        llmrt.LLM(tmp_path)
+
+
+def test_bad_gguf_is_format_error(tmp_path):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"NOPE" + bytes(60))
+    with pytest.raises(llmrt.FormatError) as ei:
+        llmrt.LLM(bad)
+    assert str(bad) in str(ei.value)
+
+
+@pytest.mark.parametrize("kw,field", [
+    (dict(temperature=-1.0), "temperature"),
+    (dict(top_p=0.0), "top_p"),
+    (dict(top_p=1.5), "top_p"),
+    (dict(top_k=-7), "top_k"),
+    (dict(min_p=2.0), "min_p"),
+    (dict(repetition_penalty=0.0), "repetition_penalty"),
+    (dict(presence_penalty=3.0), "presence_penalty"),
+    (dict(frequency_penalty=-3.0), "frequency_penalty"),
+    (dict(max_tokens=0), "max_tokens"),
+    (dict(min_tokens=-1), "min_tokens"),
+    (dict(max_tokens=2, min_tokens=5), "min_tokens"),
+    (dict(logprobs=21), "logprobs"),
+    (dict(stop_token_ids=[10**6]), "stop_token_ids"),
+])
+def test_bad_sampling_params_name_the_field(tiny, kw, field):
+    with pytest.raises(llmrt.InvalidArgument, match=field) as ei:
+        tiny.generate([[1, 2, 3]], llmrt.SamplingParams(**kw))
+    assert ei.value.status == llmrt.Status.INVALID_ARG
+    assert isinstance(ei.value, ValueError)
+    assert tiny.metrics()["n_waiting"] == 0  # nothing left queued
+
+
+@pytest.mark.parametrize("kw,field", [
+    (dict(temperature="hot"), "temperature"),
+    (dict(max_tokens=1.5), "max_tokens"),
+    (dict(seed=-1), "seed"),
+    (dict(stop=[1]), "stop"),
+    (dict(stop_token_ids="abc"), "stop_token_ids"),
+    (dict(ignore_eos="yes"), "ignore_eos"),
+])
+def test_sampling_param_types(kw, field):
+    with pytest.raises(llmrt.InvalidArgument, match=f"SamplingParams.{field}"):
+        llmrt.SamplingParams(**kw)
+
+
+def test_failed_batch_submits_nothing(tiny):
+    before = tiny.metrics()
+    with pytest.raises(llmrt.InvalidArgument, match="top_p"):
+        tiny.generate([[1, 2], [1, 3]], [greedy(4), llmrt.SamplingParams(top_p=0.0)])
+    after = tiny.metrics()
+    assert after["n_waiting"] == after["n_running"] == 0
+    assert after["requests_finished"] == before["requests_finished"] + 1  # the first, aborted
+    assert after["requests_aborted"] == before["requests_aborted"] + 1
+
+
+def test_engine_args():
+    path = DATA / "tiny" / "llama_f32"
+    with pytest.raises(TypeError, match="bogus"):
+        llmrt.LLM(path, bogus=1)
+    with pytest.raises(llmrt.InvalidArgument, match="kv_policy"):
+        llmrt.LLM(path, kv_policy="sometimes")
+    with pytest.raises(llmrt.InvalidArgument, match="max_seqs"):
+        llmrt.LLM(path, max_seqs=0)
+    with pytest.raises(llmrt.InvalidArgument, match="load_format"):
+        llmrt.LLM(path, load_format="onnx")
+    with pytest.raises(llmrt.InvalidArgument, match="threads"):
+        llmrt.LLM(path, threads="many")
+
+
+def test_prompt_errors(tiny):
+    with pytest.raises(llmrt.InvalidArgument, match="outside the vocabulary"):
+        tiny.generate([[1, 400]], greedy(1))
+    with pytest.raises(llmrt.InvalidArgument, match="context"):
+        tiny.generate([[1] * 256], greedy(1))
+    with pytest.raises(llmrt.InvalidArgument, match="empty"):
+        tiny.stream([], greedy(1))
+
+
+def test_prompt_too_big_for_kv_pool():
+    with llmrt.LLM(DATA / "tiny" / "llama_f32", kv_tokens=16, threads=1) as llm:
+        with pytest.raises(llmrt.NoKVSpace, match="KV"):
+            llm.generate([[1] * 20], greedy(1))
+    with llmrt.LLM(DATA / "tiny" / "llama_f32", kv_tokens=32, kv_policy="reserve") as llm:
+        with pytest.raises(llmrt.NoKVSpace, match="reserve"):
+            llm.generate([[1] * 20], greedy(20))
+        assert len(llm.generate([[1] * 20], greedy(12))[0].outputs[0].token_ids) <= 12
+
+
+def test_closed_llm():
+    llm = llmrt.LLM(DATA / "tiny" / "llama_f32", kv_tokens=64, threads=1)
+    llm.close()
+    llm.close()  # idempotent
+    with pytest.raises(llmrt.LLMRTError, match="closed"):
+        llm.generate([[1, 2]], greedy(1))
+    with pytest.raises(llmrt.LLMRTError, match="closed"):
+        llm.logits([1, 2])
+
+
+def test_error_classes():
+    assert issubclass(llmrt.OutOfMemory, MemoryError)
+    assert issubclass(llmrt.NotFound, LookupError)
+    for cls in (llmrt.InvalidArgument, llmrt.LLMRTIOError, llmrt.FormatError, llmrt.Unsupported,
+                llmrt.OutOfMemory, llmrt.ModelMismatch, llmrt.NoKVSpace, llmrt.BackendError,
+                llmrt.EngineDead, llmrt.Aborted, llmrt.InternalError, llmrt.BufferTooSmall,
+                llmrt.NotFound):
+        assert issubclass(cls, llmrt.LLMRTError)
+        e = cls("msg")
+        assert e.status == cls.status and "msg" in str(e)
