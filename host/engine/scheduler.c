@@ -144,8 +144,9 @@ static void schedule(llmrt_engine *e) {
         int32_t  w = next_waiting(e);
         request *r = e->waiting.items[w];
         if (r->blocks.n == 0) {
-            r->n_cached   = llmrt_bm_match_prefix(e->bm, &r->blocks, r->tokens, r->n_tokens);
-            r->n_computed = r->n_cached;
+            r->n_computed = llmrt_bm_match_prefix(e->bm, &r->blocks, r->tokens, r->n_tokens);
+            /* a preempted request may match its own generated tokens: report prompt tokens */
+            r->n_cached = r->n_computed < r->n_prompt ? r->n_computed : r->n_prompt;
         }
         int64_t n_new = r->n_tokens - r->n_computed;
         if (n_new > budget) n_new = budget;

@@ -122,9 +122,10 @@ static int32_t collect(result *res, int32_t n_res, const llmrt_output *outs, int
         r->n_preemptions = o->n_preemptions;
         if (o->n_cached_tokens > r->n_cached) r->n_cached = o->n_cached_tokens;
         if (o->text[o->text_len] != 0 || strlen(o->text) != o->text_len) r->n_bad++;
-        /* cached prompt tokens: whole blocks, at least one prompt token left to compute */
-        if (o->n_cached_tokens < 0 || o->n_cached_tokens >= o->n_prompt_tokens ||
-            o->n_cached_tokens % 16 != 0)
+        /* cached prompt tokens: whole blocks, all of the prompt only after a preemption */
+        if (o->n_cached_tokens < 0 || o->n_cached_tokens > o->n_prompt_tokens ||
+            (o->n_cached_tokens % 16 != 0 && o->n_cached_tokens != o->n_prompt_tokens) ||
+            (o->n_cached_tokens == o->n_prompt_tokens && o->n_preemptions == 0))
             r->n_bad++;
         /* tokens generated so far == tokens delivered (an abort drops its step's tokens) */
         if (o->finish != LLMRT_FINISH_ABORT && o->finish != LLMRT_FINISH_ERROR &&
@@ -170,6 +171,8 @@ static void check_pool_whole(llmrt_engine *e, const char *what) {
               m.kv_blocks_used, m.kv_blocks_cached, m.kv_blocks_free, m.kv_blocks_total,
               m.n_running, m.n_waiting);
 }
+
+static int32_t step_once(llmrt_engine *e, result *res, int32_t n_res);
 
 /* Runs one request alone on a fresh engine with default parameters. */
 static void run_alone(const spec *s, result *r) {
@@ -492,6 +495,43 @@ static void test_prefix_caching(void) {
     for (int32_t i = 0; i < 3; i++) check_equal(&r_on[i], &r_off[i], "cached generated blocks", i);
 }
 
+/* Requests sharing a prefix while they run: identical prompts admitted in the same step
+ * (each computes its own copy), and a request admitted while another is still prefilling the
+ * same prompt (it takes the blocks committed so far). */
+static void test_prefix_concurrent(void) {
+    static spec   specs[4];
+    static result on[4], off[4];
+    spec          base;
+    make_spec(&base, 69, 10);
+    for (int32_t i = 0; i < 4; i++) {
+        specs[i] = base;
+        specs[i].prompt[68] = 100 + i; /* same 64-token prefix, different last token */
+        specs[i].max_tokens = 6 + i;
+    }
+    llmrt_engine_params p = llmrt_engine_default_params();
+    p.max_batched_tokens  = 40;
+    run_together(specs, 4, on, &p);
+    p.prefix_caching = false;
+    run_together(specs, 4, off, &p);
+    for (int32_t i = 0; i < 4; i++) check_equal(&on[i], &off[i], "same prefix, same step", i);
+
+    p.prefix_caching     = true;
+    p.max_batched_tokens = 16;
+    llmrt_engine *e      = make_engine(tiny, &p);
+    if (!e) return;
+    memset(on, 0, sizeof on);
+    on[0].id = submit_spec(e, &specs[0]);
+    step_once(e, on, 1);
+    step_once(e, on, 1); /* 32 of 69 prompt tokens computed: 2 blocks committed */
+    on[1].id = submit_spec(e, &specs[1]);
+    run_to_idle(e, on, 2);
+    CHECK_MSG(on[1].n_cached == 32, "admitted during the other's prefill: %d cached",
+              on[1].n_cached);
+    for (int32_t i = 0; i < 2; i++) check_equal(&on[i], &off[i], "joins a running prefill", i);
+    check_pool_whole(e, "prefix concurrent");
+    llmrt_engine_destroy(e);
+}
+
 /* --------------------------------------------------------------------------------------------- */
 /* abort                                                                                         */
 /* --------------------------------------------------------------------------------------------- */
@@ -725,6 +765,113 @@ static void test_abort_under_pressure(void) {
     CHECK(m.requests_aborted == n_aborted && n_aborted > 0);
     CHECK(m.preemptions > 0);
     check_pool_whole(e, "abort under pressure");
+    llmrt_engine_destroy(e);
+}
+
+/* Abort everything in flight right after the first preemption: the preempted request (queued
+ * again, holding no blocks) and the running ones all end ABORT once; the pool is whole. */
+static void test_abort_preempted(void) {
+    static result       res[N_PRESS];
+    llmrt_engine_params p = llmrt_engine_default_params();
+    p.kv_tokens           = 128;
+    memset(res, 0, sizeof res);
+    llmrt_engine *e = make_engine(tiny, &p);
+    if (!e) return;
+    for (int32_t i = 0; i < N_PRESS; i++) res[i].id = submit_spec(e, &press_specs[i]);
+    while (get_metrics(e).preemptions == 0 && llmrt_engine_pending(e) > 0) step_once(e, res, N_PRESS);
+    CHECK(get_metrics(e).preemptions == 1);
+    for (int32_t i = 0; i < N_PRESS; i++)
+        CHECK_STATUS(llmrt_engine_abort(e, res[i].id), LLMRT_OK, NULL);
+    CHECK(step_once(e, res, N_PRESS) == N_PRESS);
+    for (int32_t i = 0; i < N_PRESS; i++) {
+        check_aborted(&res[i], "aborted after a preemption");
+        CHECK(is_prefix(&res[i], &press_alone[i]));
+    }
+    check_pool_whole(e, "abort preempted");
+    llmrt_engine_destroy(e);
+}
+
+/* A request holding prefix-cache blocks shared with a running one is aborted mid-prefill: the
+ * shared blocks lose exactly one reference; the other request is undisturbed. */
+static void test_abort_shared_prefix(void) {
+    spec s[2];
+    make_spec(&s[0], 100, 12);
+    s[1]           = s[0];
+    s[1].prompt[99] = 7;
+    s[1].n_prompt   = 100;
+    result alone;
+    run_alone(&s[0], &alone);
+    llmrt_engine_params p = llmrt_engine_default_params();
+    p.max_batched_tokens  = 16;
+    llmrt_engine *e       = make_engine(tiny, &p);
+    if (!e) return;
+    result r[2] = {{.id = submit_spec(e, &s[0])}, {.id = 0}};
+    for (int32_t k = 0; k < 5; k++) step_once(e, r, 1); /* 80 prompt tokens: 5 blocks */
+    r[1].id = submit_spec(e, &s[1]);
+    step_once(e, r, 2); /* admitted with 64..80 cached tokens, prefilling beside r[0] */
+    CHECK(r[1].n_outputs == 0);
+    CHECK_STATUS(llmrt_engine_abort(e, r[1].id), LLMRT_OK, NULL);
+    run_to_idle(e, r, 2);
+    check_aborted(&r[1], "shared prefix");
+    check_equal(&r[0], &alone, "beside an aborted sharer", 0);
+    check_pool_whole(e, "abort shared prefix");
+    llmrt_engine_destroy(e);
+}
+
+/* Priorities: lower first, FCFS within one (one sequence at a time). */
+static void test_priority(void) {
+    llmrt_engine_params p = llmrt_engine_default_params();
+    p.max_seqs            = 1;
+    llmrt_engine *e       = make_engine(tiny, &p);
+    if (!e) return;
+    const int32_t prio[4] = {5, 0, 5, -1};
+    result        r[4]    = {{0}};
+    for (int32_t i = 0; i < 4; i++) {
+        llmrt_prompt          pr = token_prompt(mix_specs[i + 4].prompt, mix_specs[i + 4].n_prompt);
+        llmrt_sampling_params sp = greedy_params(3, true);
+        pr.priority              = prio[i];
+        pr.user_data             = &r[i];
+        CHECK_STATUS(llmrt_engine_submit(e, &pr, &sp, &r[i].id), LLMRT_OK, NULL);
+    }
+    int32_t order[4], n_done = 0, steps = 0;
+    while (llmrt_engine_pending(e) > 0 && steps++ < 1000) {
+        const llmrt_output *outs;
+        int32_t             n = 0;
+        CHECK_STATUS(llmrt_engine_step(e, &outs, &n), LLMRT_OK, NULL);
+        for (int32_t k = 0; k < n; k++) {
+            result *x = outs[k].user_data; /* user_data comes back in every output */
+            CHECK(x != NULL && x->id == outs[k].request_id);
+            if (outs[k].finish && n_done < 4) order[n_done++] = (int32_t)(x - r);
+        }
+    }
+    CHECK_MSG(n_done == 4 && order[0] == 3 && order[1] == 1 && order[2] == 0 && order[3] == 2,
+              "finish order %d %d %d %d", order[0], order[1], order[2], order[3]);
+    llmrt_engine_destroy(e);
+}
+
+static void count_text(const char *text, size_t len, void *data) {
+    (void)text;
+    *(size_t *)data += len;
+}
+
+static void test_generate(void) {
+    llmrt_engine *e = make_engine(tiny, NULL);
+    if (!e) return;
+    const spec           *s  = &mix_specs[6];
+    llmrt_prompt          pr = token_prompt(s->prompt, s->n_prompt);
+    llmrt_sampling_params sp = greedy_params(s->max_tokens, true);
+    llmrt_generate_result gr = {.struct_size = sizeof gr};
+    size_t                text = 0;
+    CHECK_STATUS(llmrt_generate(e, &pr, &sp, count_text, &text, &gr), LLMRT_OK, NULL);
+    CHECK(gr.finish == mix_alone[6].finish && gr.n_generated == mix_alone[6].n_tokens);
+    CHECK(gr.n_prompt_tokens == s->n_prompt && gr.total_s >= gr.ttft_s && gr.ttft_s > 0);
+    CHECK(text == 0); /* no tokenizer: no text */
+    gr.struct_size = 1;
+    CHECK_STATUS(llmrt_generate(e, &pr, &sp, NULL, NULL, &gr), LLMRT_ERR_INVALID_ARG, "struct_size");
+    sp.max_tokens = 0;
+    CHECK_STATUS(llmrt_generate(e, &pr, &sp, NULL, NULL, NULL), LLMRT_ERR_INVALID_ARG, "max_tokens");
+    CHECK_STATUS(llmrt_generate(NULL, &pr, &sp, NULL, NULL, NULL), LLMRT_ERR_INVALID_ARG, NULL);
+    check_pool_whole(e, "generate");
     llmrt_engine_destroy(e);
 }
 
@@ -1136,6 +1283,7 @@ int main(void) {
     test_reserve();
     test_admission_limits();
     test_prefix_caching();
+    test_prefix_concurrent();
     test_abort_queued();
     test_abort_mid_prefill();
     test_abort_decoding();
@@ -1143,6 +1291,10 @@ int main(void) {
     test_abort_final_step_same_thread();
     test_abort_final_step_other_thread();
     test_abort_under_pressure();
+    test_abort_preempted();
+    test_abort_shared_prefix();
+    test_priority();
+    test_generate();
     test_submit_errors();
     test_create_errors();
     test_metrics_api();

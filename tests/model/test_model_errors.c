@@ -50,7 +50,7 @@ static bool copy_dir(const char *src_dir, const char *dst_dir) {
     struct dirent *e;
     while ((e = readdir(d)) && ok) {
         if (e->d_name[0] == '.') continue;
-        char src[1024], dst[1024];
+        char src[1536], dst[1536];
         snprintf(src, sizeof src, "%s/%s", src_dir, e->d_name);
         snprintf(dst, sizeof dst, "%s/%s", dst_dir, e->d_name);
         uint64_t n;
