@@ -224,7 +224,7 @@ typedef struct llmrt_sampling_params {
     uint32_t            struct_size;
     float               temperature;        /* 0 = greedy; default 1.0 (or generation_config)  */
     float               top_p;              /* (0, 1]; 1 = off                                  */
-    int32_t             top_k;              /* <= 0 = off                                       */
+    int32_t             top_k;              /* -1 or 0 = off (vLLM); < -1 is rejected           */
     float               min_p;              /* [0, 1]; 0 = off                                  */
     float               repetition_penalty; /* > 0; 1 = off (prompt and output tokens)         */
     float               presence_penalty;   /* output tokens; 0 = off                           */
@@ -278,8 +278,9 @@ typedef struct llmrt_engine_params {
 } llmrt_engine_params;
 
 LLMRT_API llmrt_engine_params llmrt_engine_default_params(void);
-/* The engine borrows the model (destroy the engine first). Fails with LLMRT_ERR_NO_KV_SPACE
- * when the budget holds less than one block. */
+/* The engine borrows the model (destroy the engine first). The KV budget is rounded up to whole
+ * blocks; it fails with LLMRT_ERR_NO_KV_SPACE when no budget is given or the pool cannot be
+ * allocated. */
 LLMRT_API llmrt_status llmrt_engine_create(llmrt_model *model, const llmrt_engine_params *params,
                                            llmrt_engine **out);
 /* Stops the loop thread if running; in-flight requests are dropped (no callbacks). */
@@ -290,8 +291,8 @@ typedef struct llmrt_prompt {
     uint32_t                  struct_size;
     const int32_t            *tokens;        /* token ids (used as given)                     */
     int32_t                   n_tokens;
-    const char               *text;          /* raw text, tokenized with add_special and
-                                                special-token parsing off                      */
+    const char               *text;          /* raw text, tokenized with the tokenizer's BOS/EOS
+                                                (add_special on) and special-token parsing off */
     size_t                    text_len;
     const llmrt_chat_message *messages;      /* chat: rendered with the chat template, the
                                                 generation prompt appended                     */
@@ -323,8 +324,11 @@ typedef enum llmrt_finish_reason {
 } llmrt_finish_reason;
 
 /* One request's progress in one step. Pointers are owned by the engine and stay valid until the
- * next llmrt_engine_step call (or the next callback of the loop). */
+ * next llmrt_engine_step call (or the next callback of the loop). struct_size is the library's
+ * sizeof(llmrt_output): step through the array returned by llmrt_engine_step with it, so a
+ * caller compiled against an older header keeps working when fields are added at the end. */
 typedef struct llmrt_output {
+    uint32_t            struct_size;
     uint64_t            request_id;
     void               *user_data;
     const int32_t      *tokens;        /* [n_tokens] new token ids (a stop token included)   */

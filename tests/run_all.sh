@@ -18,6 +18,10 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$jobs"
 (cd build && ctest --output-on-failure -j "$jobs" -L 'unit|model')
 
+step "Python package (python/), installed, with its pytest tests"
+python3 -m pip install -q ./python 2>/dev/null || python3 -m pip install -q --break-system-packages ./python
+LLMRT_LIBRARY="$PWD/build/libllmrt.so" python3 -m pytest tests/python -q
+
 step "ASan + UBSan build"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DLLMRT_SANITIZE=ON >/dev/null
 cmake --build build-asan -j "$jobs"

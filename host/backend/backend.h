@@ -14,6 +14,7 @@
 
 #include "../core/error.h"
 #include "../model/dtype.h"
+#include "../model/q4.h"
 
 /* A weight matrix as the backend holds it: out = x · Wᵀ with W [rows = N, cols = K]. */
 typedef struct llmrt_bweight {
@@ -21,6 +22,7 @@ typedef struct llmrt_bweight {
     int64_t     rows; /* N: output features */
     int64_t     cols; /* K: input features  */
     void       *data; /* backend memory (for the CPU backend, possibly the file mapping) */
+    void       *aux;  /* backend-specific extra state (e.g. a repacked 4-bit layout), or NULL */
 } llmrt_bweight;
 
 /* Per-forward batch description, copied into backend memory by begin_batch. */
@@ -68,6 +70,11 @@ typedef struct llmrt_backend_ops {
     llmrt_status (*weight_upload)(llmrt_backend *be, llmrt_dtype dtype, int64_t rows,
                                   int64_t cols, const void *host, llmrt_bweight *out,
                                   llmrt_error *err);
+    /* Makes a 4-bit weight (the internal format, model/q4.h) usable by matmul, repacked into
+     * the backend's kernel layout (dtype LLMRT_DTYPE_Q4). `host` need not outlive the call.
+     * (optional: NULL when the backend has no 4-bit kernels; the loader then dequantises.) */
+    llmrt_status (*weight_upload_q4)(llmrt_backend *be, const llmrt_q4_host *host,
+                                     llmrt_bweight *out, llmrt_error *err);
     void (*weight_free)(llmrt_backend *be, llmrt_bweight *w);
     bool (*supports_weight)(const llmrt_backend *be, llmrt_dtype dtype);
 

@@ -317,6 +317,7 @@ static llmrt_status collect_outputs(llmrt_engine *e, const llmrt_output **output
             if (pass == 0 && r->n_out == 0) continue;
             llmrt_output *o = &e->outputs[k++];
             *o = (llmrt_output){
+                .struct_size     = sizeof(llmrt_output),
                 .request_id      = r->id,
                 .user_data       = r->user_data,
                 .tokens          = r->out_tokens,

@@ -230,7 +230,7 @@ llmrt_status engine_make_request(llmrt_engine *e, const llmrt_prompt *prompt,
          .repetition_penalty = sp.repetition_penalty,
          .presence_penalty   = sp.presence_penalty,
          .frequency_penalty  = sp.frequency_penalty,
-         .top_k              = sp.top_k <= 0 ? -1 : sp.top_k, /* the public API: <= 0 is off */
+         .top_k              = sp.top_k == 0 ? -1 : sp.top_k, /* 0 and -1 mean off; < -1 is rejected */
          .seed               = sp.seed,
          .has_seed           = sp.has_seed,
          .logprobs           = true,

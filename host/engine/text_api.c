@@ -55,11 +55,10 @@ llmrt_status llmrt_detokenize(const llmrt_model *m, const int32_t *ids, int32_t 
         return llmrt_err_publish(&err);
     *len           = cnt;
     llmrt_status s = LLMRT_OK;
-    if (cnt >= capacity) {
-        if (cnt > capacity || capacity == 0)
-            s = llmrt_err_set_last(LLMRT_ERR_BUFFER_TOO_SMALL,
-                                   "llmrt_detokenize: %zu bytes do not fit in %zu", cnt, capacity);
-        else memcpy(text, out, cnt); /* exactly fits, no room for the NUL */
+    if (cnt >= capacity) { /* the text and its NUL must fit, as for every size-protocol call */
+        s = llmrt_err_set_last(LLMRT_ERR_BUFFER_TOO_SMALL,
+                               "llmrt_detokenize: %zu bytes and a NUL do not fit in %zu", cnt,
+                               capacity);
     } else {
         memcpy(text, out, cnt);
         text[cnt] = 0;

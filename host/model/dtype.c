@@ -8,7 +8,7 @@ const char *llmrt_dtype_name(llmrt_dtype t) {
         [LLMRT_DTYPE_I32] = "I32",         [LLMRT_DTYPE_U32] = "U32",   [LLMRT_DTYPE_I64] = "I64",
         [LLMRT_DTYPE_U64] = "U64",         [LLMRT_DTYPE_BOOL] = "BOOL", [LLMRT_DTYPE_F8_E4M3] = "F8_E4M3",
         [LLMRT_DTYPE_F8_E5M2] = "F8_E5M2", [LLMRT_DTYPE_Q8_0] = "Q8_0", [LLMRT_DTYPE_Q4_0] = "Q4_0",
-        [LLMRT_DTYPE_Q4_1] = "Q4_1",
+        [LLMRT_DTYPE_Q4_1] = "Q4_1",       [LLMRT_DTYPE_Q4] = "Q4",
     };
     return (t > 0 && t < LLMRT_DTYPE_COUNT && names[t]) ? names[t] : "invalid";
 }

@@ -26,6 +26,8 @@ typedef enum llmrt_dtype {
     LLMRT_DTYPE_Q8_0, /* per block: fp16 d, int8 q[32]            w = d*q            */
     LLMRT_DTYPE_Q4_0, /* per block: fp16 d, 16 bytes of nibbles    w = d*(q-8)        */
     LLMRT_DTYPE_Q4_1, /* per block: fp16 d, fp16 m, 16 bytes       w = d*q + m        */
+    /* the internal 4-bit format (model/q4.h) as a backend holds it after repacking */
+    LLMRT_DTYPE_Q4,
     LLMRT_DTYPE_COUNT
 } llmrt_dtype;
 

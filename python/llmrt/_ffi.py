@@ -205,6 +205,7 @@ class llmrt_prompt(Structure):
 
 class llmrt_output(Structure):
     _fields_ = [
+        ("struct_size", c_uint32),
         ("request_id", c_uint64),
         ("user_data", c_void_p),
         ("tokens", POINTER(c_int32)),

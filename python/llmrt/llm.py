@@ -631,8 +631,12 @@ class LLM:
             if status != Status.OK:
                 raw = self._lib.llmrt_last_error()
                 err_msg = raw.decode("utf-8", "replace") if raw else ""
+            # step with the library's struct size so newer libraries (larger outputs) still work
+            base = ctypes.cast(outs, ctypes.c_void_p).value or 0
             for i in range(n.value):
-                self._dispatch(outs[i])
+                first = outs[0]
+                stride = first.struct_size or ctypes.sizeof(_ffi.llmrt_output)
+                self._dispatch(_ffi.llmrt_output.from_address(base + i * stride))
             if status != Status.OK:
                 raise error_for_status(status, err_msg or "llmrt_engine_step failed")
             if n.value == 0 and watch and self._lib.llmrt_engine_pending(eng) == 0:

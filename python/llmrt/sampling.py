@@ -26,7 +26,7 @@ class SamplingParams:
     Types are checked here; ranges are checked by the library when the request is submitted, and
     a bad value raises :class:`llmrt.InvalidArgument` naming the field.
 
-    temperature: 0 = greedy.  top_p: (0, 1], 1 = off.  top_k: <= 0 = off.  min_p: [0, 1].
+    temperature: 0 = greedy.  top_p: (0, 1], 1 = off.  top_k: -1 or 0 = off.  min_p: [0, 1].
     repetition_penalty: > 0, 1 = off (prompt and output tokens).  presence_penalty /
     frequency_penalty: [-2, 2] on output tokens.  max_tokens: >= 1.  min_tokens: stop tokens and
     strings are ignored before this many.  seed: makes sampling reproducible.  stop: strings that
