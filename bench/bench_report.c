@@ -125,6 +125,8 @@ void bench_context_print(FILE *f, const bench_context *c) {
             c->engine.policy == LLMRT_KV_RESERVE ? "reserve" : "preempt",
             c->engine.prefix_caching ? "on" : "off", c->engine.max_batched_tokens,
             c->engine.max_seqs);
+    fprintf(f, "# KV cache: %.0f bytes per token (fp32 K and V, all layers)\n",
+            2.0 * c->info.n_layers * c->info.n_kv_heads * c->info.head_dim * 4.0);
     fprintf(f, "# roofline reference (measured): read bandwidth %.2f GB/s, fp32 FMA %.1f GFLOP/s\n",
             c->peak_gbps, c->peak_gflops);
 }
@@ -146,6 +148,7 @@ void bench_context_json(FILE *f, const bench_context *c) {
             c->engine.policy == LLMRT_KV_RESERVE ? "reserve" : "preempt",
             c->engine.prefix_caching ? "true" : "false", c->engine.max_batched_tokens,
             c->engine.max_seqs);
-    fprintf(f, "  \"peak_read_gbps\": %.3f, \"peak_fp32_gflops\": %.3f", c->peak_gbps,
+    fprintf(f, "  \"kv_bytes_per_token\": %.0f, \"peak_read_gbps\": %.3f, \"peak_fp32_gflops\": %.3f",
+            2.0 * c->info.n_layers * c->info.n_kv_heads * c->info.head_dim * 4.0, c->peak_gbps,
             c->peak_gflops);
 }
