@@ -29,7 +29,7 @@ double engine_now(void) {
 /* small vectors                                                                                 */
 /* --------------------------------------------------------------------------------------------- */
 
-static bool list_push(request_list *l, request *r) {
+bool request_list_push(request_list *l, request *r) {
     if (l->n == l->cap) {
         int32_t   cap = l->cap ? l->cap * 2 : 16;
         request **n   = realloc(l->items, (size_t)cap * sizeof *n);
@@ -41,12 +41,12 @@ static bool list_push(request_list *l, request *r) {
     return true;
 }
 
-static void list_remove_at(request_list *l, int32_t i) {
+void request_list_remove_at(request_list *l, int32_t i) {
     memmove(l->items + i, l->items + i + 1, (size_t)(l->n - i - 1) * sizeof *l->items);
     l->n--;
 }
 
-static int32_t list_find(const request_list *l, const request *r) {
+int32_t request_list_find(const request_list *l, const request *r) {
     for (int32_t i = 0; i < l->n; i++)
         if (l->items[i] == r) return i;
     return -1;
@@ -94,10 +94,6 @@ llmrt_status llmrt_engine_create(llmrt_model *model, const llmrt_engine_params *
         return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG,
                                   "llmrt_engine_create: block_size %d outside [1, 4096]",
                                   p.block_size);
-    if (p.kv_tokens > 0 && p.kv_tokens < p.block_size)
-        return llmrt_err_set_last(LLMRT_ERR_NO_KV_SPACE,
-                                  "llmrt_engine_create: kv_tokens %lld holds less than one block of "
-                                  "%d tokens", (long long)p.kv_tokens, p.block_size);
     llmrt_kv_cache_params kp = llmrt_kv_cache_default_params();
     kp.block_size            = p.block_size;
     kp.max_tokens            = p.kv_tokens;
@@ -176,7 +172,7 @@ llmrt_status llmrt_engine_submit(llmrt_engine *e, const llmrt_prompt *prompt,
     } else {
         r->id      = e->next_id++;
         r->arrival = r->id;
-        if (!list_push(&e->incoming, r))
+        if (!request_list_push(&e->incoming, r))
             s = llmrt_err(&err, LLMRT_ERR_OUT_OF_MEMORY, "llmrt_engine_submit: out of memory");
     }
     if (s == LLMRT_OK) {
@@ -237,15 +233,16 @@ void engine_finish(llmrt_engine *e, request *r, llmrt_finish_reason why, llmrt_s
                    const char *message) {
     if (r->state == REQUEST_FINISHED) return;
     request_list *from = r->state == REQUEST_RUNNING ? &e->running : &e->waiting;
-    int32_t       i    = list_find(from, r);
-    if (i >= 0) list_remove_at(from, i);
+    int32_t       i    = request_list_find(from, r);
+    if (i >= 0) request_list_remove_at(from, i);
     llmrt_bm_release(e->bm, &r->blocks);
     r->state         = REQUEST_FINISHED;
     r->finish        = why;
     r->finish_status = status;
     if (message) snprintf(r->error_message, sizeof r->error_message, "%s", message);
     if (why == LLMRT_FINISH_ABORT || why == LLMRT_FINISH_ERROR) {
-        request_out_reset(r); /* tokens of an aborted step are not delivered */
+        r->n_tokens -= r->n_out; /* tokens of an aborted step are not delivered: not generated */
+        request_out_reset(r);
     } else if (!r->text_stopped) {
         engine_flush_text(r);
     }
@@ -253,7 +250,7 @@ void engine_finish(llmrt_engine *e, request *r, llmrt_finish_reason why, llmrt_s
     llmrt_histogram_observe(&e->metrics.e2e, now - r->t_submit);
     e->metrics.requests_finished++;
     if (why == LLMRT_FINISH_ABORT) e->metrics.requests_aborted++;
-    if (!list_push(&e->finished, r)) request_free(r); /* cannot report it; never leak it */
+    if (!request_list_push(&e->finished, r)) request_free(r); /* cannot report it; never leak it */
     e->touched_finished = true;
 }
 
@@ -270,7 +267,7 @@ static void take_incoming_and_aborts(llmrt_engine *e) {
     pthread_mutex_lock(&e->mu);
     for (int32_t i = 0; i < e->incoming.n; i++) {
         request *r = e->incoming.items[i];
-        if (!list_push(&e->waiting, r)) {
+        if (!request_list_push(&e->waiting, r)) {
             r->state = REQUEST_WAITING;
             engine_finish(e, r, LLMRT_FINISH_ERROR, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
         }
@@ -355,10 +352,12 @@ static void publish_metrics(llmrt_engine *e) {
     e->metrics.kv_blocks_used       = st.n_used;
     e->metrics.kv_blocks_cached     = st.n_cached;
     e->metrics.kv_blocks_free       = st.n_free;
-    e->metrics.prefix_cache_queries = st.prefix_queries;
-    e->metrics.prefix_cache_hits    = st.prefix_hits;
+    /* prefix_cache_queries / hits are counted by the scheduler once per request (its prompt at
+     * its first admission), not per lookup: lookups repeat while a request waits for blocks */
     e->metrics.prefix_cache_hit_rate =
-        st.prefix_queries ? (double)st.prefix_hits / (double)st.prefix_queries : 0.0;
+        e->metrics.prefix_cache_queries
+            ? (double)e->metrics.prefix_cache_hits / (double)e->metrics.prefix_cache_queries
+            : 0.0;
     e->snapshot = e->metrics;
     pthread_mutex_unlock(&e->mu);
 }

@@ -62,6 +62,10 @@ struct llmrt_engine {
 };
 
 double       engine_now(void);
+/* request_list helpers (engine.c) */
+bool    request_list_push(request_list *l, request *r);
+void    request_list_remove_at(request_list *l, int32_t i);
+int32_t request_list_find(const request_list *l, const request *r);
 llmrt_status engine_make_request(llmrt_engine *e, const llmrt_prompt *prompt,
                                  const llmrt_sampling_params *params, request **out,
                                  llmrt_error *err);

@@ -34,6 +34,7 @@ typedef struct request {
     int64_t  n_prompt;
     int64_t  n_computed;  /* tokens whose K/V are in the cache */
     int64_t  n_cached;    /* prompt tokens taken from the prefix cache at the last admission */
+    bool     prefix_counted; /* its first admission is in the prefix-cache metrics */
     int32_t  n_preemptions;
     llmrt_seq_blocks blocks;
 

@@ -69,29 +69,16 @@ static int32_t next_waiting(const llmrt_engine *e) {
 /* Frees a running request's blocks and queues it for recompute (its tokens, prompt and output
  * so far, are computed again when it is readmitted; batch invariance makes the result equal). */
 static void preempt(llmrt_engine *e, request *r) {
-    int32_t i = -1;
-    for (int32_t k = 0; k < e->running.n; k++)
-        if (e->running.items[k] == r) i = k;
-    if (i >= 0) memmove(e->running.items + i, e->running.items + i + 1,
-                        (size_t)(e->running.n - i - 1) * sizeof(request *));
-    e->running.n--;
+    int32_t i = request_list_find(&e->running, r);
+    if (i >= 0) request_list_remove_at(&e->running, i);
     llmrt_bm_release(e->bm, &r->blocks);
     r->n_computed = 0;
     r->n_cached   = 0;
     r->state      = REQUEST_WAITING;
     r->n_preemptions++;
     e->metrics.preemptions++;
-    if (e->waiting.n == e->waiting.cap) {
-        int32_t   cap = e->waiting.cap ? e->waiting.cap * 2 : 16;
-        request **n   = realloc(e->waiting.items, (size_t)cap * sizeof *n);
-        if (!n) {
-            engine_finish(e, r, LLMRT_FINISH_ERROR, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
-            return;
-        }
-        e->waiting.items = n;
-        e->waiting.cap   = cap;
-    }
-    e->waiting.items[e->waiting.n++] = r;
+    if (!request_list_push(&e->waiting, r))
+        engine_finish(e, r, LLMRT_FINISH_ERROR, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
 }
 
 static bool add_to_batch(llmrt_engine *e, request *r, int32_t n_new) {
@@ -165,21 +152,17 @@ static void schedule(llmrt_engine *e) {
             break;
         }
     admit:
-        memmove(e->waiting.items + w, e->waiting.items + w + 1,
-                (size_t)(e->waiting.n - w - 1) * sizeof(request *));
-        e->waiting.n--;
+        request_list_remove_at(&e->waiting, w);
         r->state = REQUEST_RUNNING;
-        if (e->running.n == e->running.cap) {
-            int32_t   cap = e->running.cap ? e->running.cap * 2 : 16;
-            request **n   = realloc(e->running.items, (size_t)cap * sizeof *n);
-            if (!n) {
-                engine_finish(e, r, LLMRT_FINISH_ERROR, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
-                continue;
-            }
-            e->running.items = n;
-            e->running.cap   = cap;
+        if (!r->prefix_counted) {
+            r->prefix_counted = true;
+            e->metrics.prefix_cache_queries += r->n_prompt;
+            e->metrics.prefix_cache_hits += r->n_cached;
         }
-        e->running.items[e->running.n++] = r;
+        if (!request_list_push(&e->running, r)) {
+            engine_finish(e, r, LLMRT_FINISH_ERROR, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+            continue;
+        }
         if (!add_to_batch(e, r, (int32_t)n_new)) break;
         budget -= (int32_t)n_new;
     }
