@@ -100,7 +100,8 @@ static void usage(FILE *f) {
                "  -d, --depth N         context tokens before the prompt (default 0)\n"
                "  -r, --reps N          repetitions (default 3)\n"
                "  -t, --threads LIST    comma-separated thread counts (default 1,2)\n"
-               "      --format F        table | json | csv (default table)\n",
+               "      --format F        table | json | csv (default table)\n"
+               "      --device D        cuda | cpu (default: cuda when a device is present)\n",
             cli_default_model());
 }
 
@@ -119,7 +120,7 @@ int bench_latency_main(int argc, char **argv) {
         {"gen", required_argument, 0, 'n'},   {"depth", required_argument, 0, 'd'},
         {"reps", required_argument, 0, 'r'},  {"threads", required_argument, 0, 't'},
         {"load-format", required_argument, 0, 'f'}, {"format", required_argument, 0, 'F'},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"device", required_argument, 0, 'D'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:p:n:d:r:t:h", opts, NULL)) != -1) {
@@ -136,6 +137,9 @@ int bench_latency_main(int argc, char **argv) {
                   : !strcmp(optarg, "hf")   ? LLMRT_LOAD_HF
                   : !strcmp(optarg, "gguf") ? LLMRT_LOAD_GGUF
                                             : LLMRT_LOAD_AUTO;
+            break;
+        case 'D':
+            if (cli_parse_device(optarg) < 0) return 2;
             break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;

@@ -87,7 +87,10 @@ typedef enum llmrt_load_format {
 } llmrt_load_format;
 
 typedef enum llmrt_device {
-    LLMRT_DEVICE_CPU = 0,
+    LLMRT_DEVICE_CPU  = 0,
+    LLMRT_DEVICE_CUDA = 1, /* CUDA device 0 (CUDA_VISIBLE_DEVICES selects it); fp16 activations,
+                              bf16 with the environment variable LLMRT_CUDA_DTYPE=bf16. A build
+                              without CUDA, or a machine without a device: LLMRT_ERR_UNSUPPORTED */
 } llmrt_device;
 
 typedef struct llmrt_model_params {
@@ -396,6 +399,8 @@ typedef struct llmrt_engine_metrics {
     llmrt_histogram ttft;                 /* submit -> first token            */
     llmrt_histogram itl;                  /* gaps between tokens              */
     llmrt_histogram e2e;                  /* submit -> finish                 */
+    bool            healthy;              /* false once a sticky backend fault made the
+                                             engine dead (every call fails: recreate it) */
 } llmrt_engine_metrics;
 
 LLMRT_API llmrt_status llmrt_engine_get_metrics(llmrt_engine *engine, llmrt_engine_metrics *m);

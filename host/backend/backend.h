@@ -23,6 +23,8 @@ typedef struct llmrt_bweight {
     int64_t     cols; /* K: input features  */
     void       *data; /* backend memory (for the CPU backend, possibly the file mapping) */
     void       *aux;  /* backend-specific extra state (e.g. a repacked 4-bit layout), or NULL */
+    void       *bias; /* backend fp32 [rows] added to every output row by matmul, or NULL. The
+                       * loader allocates it (alloc + upload) and frees it; weight_free leaves it. */
 } llmrt_bweight;
 
 /* Per-forward batch description, copied into backend memory by begin_batch. */
@@ -65,8 +67,9 @@ typedef struct llmrt_backend_ops {
     /* -- memory -- */
     llmrt_status (*alloc)(llmrt_backend *be, uint64_t bytes, void **out, llmrt_error *err);
     void (*free)(llmrt_backend *be, void *ptr);
-    /* Makes a host weight (dtype F32/F16/BF16, [rows, cols]) usable by matmul. `host` stays
-     * valid for the model's lifetime, so a backend may keep pointing at it. */
+    /* Makes a host weight (dtype F32/F16/BF16, or another dtype supports_weight accepts: the CPU
+     * reads GGUF Q8_0 blocks too; [rows, cols]) usable by matmul. `host` stays valid for the
+     * model's lifetime, so a backend may keep pointing at it. */
     llmrt_status (*weight_upload)(llmrt_backend *be, llmrt_dtype dtype, int64_t rows,
                                   int64_t cols, const void *host, llmrt_bweight *out,
                                   llmrt_error *err);
@@ -117,6 +120,21 @@ typedef struct llmrt_backend_ops {
     /* Copies host bytes into backend memory. */
     llmrt_status (*upload)(llmrt_backend *be, void *dst, const void *host, uint64_t bytes,
                            llmrt_error *err);
+
+    /* -- optional (NULL when the backend has no use for them) -- */
+    /* Sizes the backend's per-batch state (plan arrays, attention workspaces) for batches of up
+     * to max_tokens tokens, max_outputs output rows and max_seqs sequences of at most
+     * max_blocks blocks, so that begin_batch allocates nothing for batches within these bounds.
+     * Called by the KV cache at creation and whenever a batch outgrows the reservation (never
+     * by a decode-only step: its batch is never larger than the step before it). */
+    llmrt_status (*reserve)(llmrt_backend *be, int64_t max_tokens, int64_t max_outputs,
+                            int64_t max_seqs, int64_t max_blocks, const llmrt_attn_shape *shape,
+                            llmrt_error *err);
+    /* The lm_head with fp32 output, then the logits download: scratch[rows, N] (backend memory,
+     * rows * N fp32) = x[rows, K] · Wᵀ (+ bias), copied to host[rows, N]; waits for the device.
+     * When NULL the forward runs matmul into an activation buffer and download_f32. */
+    llmrt_status (*logits)(llmrt_backend *be, float *host, void *scratch, const void *x,
+                           int64_t rows, const llmrt_bweight *w, llmrt_error *err);
 } llmrt_backend_ops;
 
 struct llmrt_backend {
@@ -124,10 +142,14 @@ struct llmrt_backend {
     const char              *name;      /* "cpu", "cuda" */
     int32_t                  act_bytes; /* bytes per activation element */
     void                    *ctx;       /* backend-specific state */
+    /* Bytes per element of the residual stream: the `x` of embed (its out), rmsnorm,
+     * add_rmsnorm and add. 0 = act_bytes (the CPU). The CUDA backend keeps it in fp32 (4) while
+     * its activations are fp16. */
+    int32_t                  resid_bytes;
 };
 
-/* The CPU backend: fp32 activations, f32/f16/bf16 weights used in place. force_isa is for
- * tests ("generic", "avx2", NULL = best). */
+/* The CPU backend: fp32 activations, f32/f16/bf16/Q8_0 weights used in place, 4-bit weights
+ * repacked (cpu/q4_kernels.h). force_isa is for tests ("generic", "avx2", NULL = best). */
 llmrt_status llmrt_backend_cpu_create(int n_threads, const char *force_isa, llmrt_backend **out,
                                       llmrt_error *err);
 

@@ -21,7 +21,16 @@ const char *cli_default_model(void);
 /* Parses "1,2,3" into a malloc'd array; returns the count or -1 with a message on stderr. */
 int32_t cli_parse_int_list(const char *text, const char *what, int32_t **out);
 
-/* Loads a model with the common options, printing the library's message on failure. */
+/* --device of every command: CLI_DEVICE_AUTO (the default: CUDA when this build has it and a
+ * device is present, else the CPU with a one-line notice on stderr) or an llmrt_device. */
+#define CLI_DEVICE_AUTO (-1)
+extern int cli_device;
+/* Parses "cuda", "cpu" or "auto" into cli_device; -1 with a message on stderr otherwise. */
+int cli_parse_device(const char *arg);
+#define CLI_DEVICE_USAGE "      --device D          cuda | cpu (default: cuda when a device is present)\n"
+
+/* Loads a model with the common options (and cli_device), printing the library's message on
+ * failure. */
 llmrt_model *cli_load_model(const char *path, int n_threads, llmrt_load_format format);
 
 /* Monotonic seconds. */

@@ -57,8 +57,17 @@ llmrt_model *cli_load_model(const char *path, int n_threads, llmrt_load_format f
     llmrt_model_params p = llmrt_model_default_params();
     p.n_threads          = n_threads;
     p.load_format        = format;
+    p.device = cli_device == CLI_DEVICE_AUTO ? LLMRT_DEVICE_CUDA : (llmrt_device)cli_device;
     llmrt_model *m       = NULL;
     llmrt_status s       = llmrt_model_load(path, &p, &m);
+    /* auto: no CUDA in this build or no device (the backend could not start) -> the CPU */
+    if (s == LLMRT_ERR_UNSUPPORTED && cli_device == CLI_DEVICE_AUTO &&
+        strstr(llmrt_last_error(), "LLMRT_DEVICE_CUDA: ")) {
+        const char *why = strstr(llmrt_last_error(), "LLMRT_DEVICE_CUDA: ") + 19;
+        fprintf(stderr, "llmrt: running on the CPU (CUDA unavailable: %s)\n", why);
+        p.device = LLMRT_DEVICE_CPU;
+        s        = llmrt_model_load(path, &p, &m);
+    }
     if (s != LLMRT_OK) {
         fprintf(stderr, "llmrt: %s: %s\n", llmrt_status_str(s), llmrt_last_error());
         return NULL;

@@ -10,7 +10,7 @@ enum {
     OPT_MODEL = 1000, OPT_LOAD_FORMAT, OPT_THREADS, OPT_KV_TOKENS, OPT_BLOCK_SIZE,
     OPT_MAX_BATCHED, OPT_MAX_SEQS, OPT_POLICY, OPT_NO_PREFIX, OPT_TEMP, OPT_TOP_K, OPT_TOP_P,
     OPT_MIN_P, OPT_REPEAT, OPT_PRESENCE, OPT_FREQUENCY, OPT_SEED, OPT_MAX_TOKENS, OPT_STOP,
-    OPT_IGNORE_EOS, OPT_CHAT_TEMPLATE, OPT_MIN_TOKENS,
+    OPT_IGNORE_EOS, OPT_CHAT_TEMPLATE, OPT_MIN_TOKENS, OPT_DEVICE,
 };
 
 /* indexes into sampling_set */
@@ -20,6 +20,7 @@ const struct option cli_common_options[] = {
     {"model", required_argument, 0, OPT_MODEL},
     {"load-format", required_argument, 0, OPT_LOAD_FORMAT},
     {"threads", required_argument, 0, OPT_THREADS},
+    {"device", required_argument, 0, OPT_DEVICE},
     {"kv-tokens", required_argument, 0, OPT_KV_TOKENS},
     {"block-size", required_argument, 0, OPT_BLOCK_SIZE},
     {"max-batched-tokens", required_argument, 0, OPT_MAX_BATCHED},
@@ -42,6 +43,19 @@ const struct option cli_common_options[] = {
 };
 const int cli_common_n_options = sizeof cli_common_options / sizeof cli_common_options[0];
 
+int cli_device = CLI_DEVICE_AUTO;
+
+int cli_parse_device(const char *arg) {
+    if (!strcmp(arg, "cuda")) cli_device = LLMRT_DEVICE_CUDA;
+    else if (!strcmp(arg, "cpu")) cli_device = LLMRT_DEVICE_CPU;
+    else if (!strcmp(arg, "auto")) cli_device = CLI_DEVICE_AUTO;
+    else {
+        fprintf(stderr, "llmrt: --device must be cuda, cpu or auto, got \"%s\"\n", arg);
+        return -1;
+    }
+    return 0;
+}
+
 void cli_common_init(cli_common *c) {
     memset(c, 0, sizeof *c);
     c->model_path  = cli_default_model();
@@ -56,6 +70,7 @@ void cli_common_usage(FILE *f) {
             "  -m, --model PATH            HF directory or .gguf (default: %s)\n"
             "      --load-format F         auto | hf | gguf | random\n"
             "  -t, --threads N             CPU threads (default: all cores)\n"
+            "      --device D              cuda | cpu (default: cuda when a device is present)\n"
             "      --kv-tokens N           KV cache budget in tokens (default 8192)\n"
             "      --block-size N          tokens per KV block (default 16)\n"
             "      --max-batched-tokens N  tokens per engine step (default 512)\n"
@@ -120,6 +135,7 @@ int cli_common_parse(cli_common *c, int opt, const char *arg) {
         if (parse_long(arg, "threads", 0, 1024, &v) < 0) return -1;
         c->threads = (int)v;
         return 1;
+    case OPT_DEVICE: return cli_parse_device(arg) < 0 ? -1 : 1;
     case OPT_KV_TOKENS:
         if (parse_long(arg, "kv-tokens", 1, (long long)1 << 40, &v) < 0) return -1;
         c->engine.kv_tokens = v;

@@ -8,14 +8,18 @@
 
 int cli_info(int argc, char **argv) {
     const char *model_path = cli_default_model();
-    static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    static const struct option opts[] = {{"model", required_argument, 0, 'm'},
+                                         {"device", required_argument, 0, 'D'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     int c;
-    optind = 1;
+    optind     = 1;
+    cli_device = LLMRT_DEVICE_CPU; /* it runs no forward: the CPU unless asked */
     while ((c = getopt_long(argc, argv, "m:h", opts, NULL)) != -1) {
         if (c == 'm') model_path = optarg;
+        else if (c == 'D' && cli_parse_device(optarg) == 0) continue;
         else {
-            fprintf(c == 'h' ? stdout : stderr, "usage: llmrt info [-m MODEL]\n");
+            fprintf(c == 'h' ? stdout : stderr, "usage: llmrt info [-m MODEL] [--device cuda|cpu]\n");
             return c == 'h' ? 0 : 2;
         }
     }

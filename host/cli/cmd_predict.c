@@ -24,6 +24,7 @@ static void usage(FILE *f) {
             "  -n, --n-predict N       greedy tokens to generate (default 16)\n"
             "      --top K             next-token candidates to print (default 5)\n"
             "  -t, --threads N         CPU threads (default: all cores)\n"
+            CLI_DEVICE_USAGE
             "  -h, --help\n",
             cli_default_model()[0] ? cli_default_model() : "none installed");
 }
@@ -70,7 +71,8 @@ int cli_predict(int argc, char **argv) {
         {"model", required_argument, 0, 'm'},   {"tokens", required_argument, 0, 'p'},
         {"n-predict", required_argument, 0, 'n'}, {"top", required_argument, 0, 'k'},
         {"threads", required_argument, 0, 't'}, {"load-format", required_argument, 0, 'f'},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
+        {"device", required_argument, 0, 'D'},  {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
     int c;
     optind = 1;
@@ -87,6 +89,9 @@ int cli_predict(int argc, char **argv) {
                 fprintf(stderr, "llmrt predict: --load-format must be auto, hf, gguf or random\n");
                 return 2;
             }
+            break;
+        case 'D':
+            if (cli_parse_device(optarg) < 0) return 2;
             break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;

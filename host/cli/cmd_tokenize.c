@@ -19,7 +19,8 @@ int cli_tokenize(int argc, char **argv) {
     };
     const struct option *opts = cli_options_with(own, sizeof own / sizeof own[0]);
     int                  o;
-    optind = 1;
+    optind     = 1;
+    cli_device = LLMRT_DEVICE_CPU; /* it runs no forward: the CPU unless --device asks */
     while ((o = getopt_long(argc, argv, "m:h", opts, NULL)) != -1) {
         int r = cli_common_parse(&c, o, optarg);
         if (r < 0) return 2;

@@ -17,6 +17,7 @@
 #include "../model/model.h"
 #include "../tokenizer/tokenizer.h"
 #include "engine_internal.h"
+#include "forward.h"
 #include "metrics.h"
 
 double engine_now(void) {
@@ -112,6 +113,14 @@ llmrt_status llmrt_engine_create(llmrt_model *model, const llmrt_engine_params *
         char why[256]; /* llmrt_last_error() is the buffer set_last writes: copy it first */
         snprintf(why, sizeof why, "%s", llmrt_last_error());
         return llmrt_err_set_last(s, "llmrt_engine_create: %s", why);
+    }
+    /* size activations and the backend's per-batch buffers for the engine's largest step now,
+     * so no step allocates (device memory on a GPU) */
+    s = llmrt_kv_cache_reserve(e->kv, p.max_batched_tokens, p.max_seqs);
+    if (s != LLMRT_OK) {
+        llmrt_kv_cache_destroy(e->kv);
+        free(e);
+        return s;
     }
     e->bm = llmrt_bm_create(llmrt_kv_cache_n_blocks(e->kv), p.block_size, p.prefix_caching);
     pthread_mutex_init(&e->mu, NULL);
@@ -294,6 +303,24 @@ static void take_incoming_and_aborts(llmrt_engine *e) {
 /* step                                                                                          */
 /* --------------------------------------------------------------------------------------------- */
 
+/* A sticky backend fault (e.g. a CUDA illegal address): the engine can never compute again.
+ * Every request ends with ERROR now, and every later call fails with LLMRT_ERR_DEAD and the
+ * original message, so a supervisor sees it (metrics: healthy = false) and restarts us. */
+static void enter_dead_state(llmrt_engine *e, const char *message) {
+    pthread_mutex_lock(&e->mu);
+    e->dead_status = LLMRT_ERR_DEAD;
+    snprintf(e->dead_message, sizeof e->dead_message, "%.255s", message);
+    for (int32_t i = 0; i < e->incoming.n; i++) request_list_push(&e->waiting, e->incoming.items[i]);
+    e->incoming.n = 0;
+    pthread_mutex_unlock(&e->mu);
+    while (e->running.n > 0)
+        engine_finish(e, e->running.items[0], LLMRT_FINISH_ERROR, LLMRT_ERR_DEAD, message);
+    while (e->waiting.n > 0) {
+        e->waiting.items[0]->state = REQUEST_WAITING;
+        engine_finish(e, e->waiting.items[0], LLMRT_FINISH_ERROR, LLMRT_ERR_DEAD, message);
+    }
+}
+
 static llmrt_status collect_outputs(llmrt_engine *e, const llmrt_output **outputs,
                                     int32_t *n_outputs) {
     int32_t n = 0;
@@ -358,7 +385,8 @@ static void publish_metrics(llmrt_engine *e) {
         e->metrics.prefix_cache_queries
             ? (double)e->metrics.prefix_cache_hits / (double)e->metrics.prefix_cache_queries
             : 0.0;
-    e->snapshot = e->metrics;
+    e->metrics.healthy = e->dead_status == LLMRT_OK;
+    e->snapshot        = e->metrics;
     pthread_mutex_unlock(&e->mu);
 }
 
@@ -378,6 +406,7 @@ llmrt_status llmrt_engine_step(llmrt_engine *e, const llmrt_output **outputs, in
     take_incoming_and_aborts(e);
     llmrt_error  err = {0};
     llmrt_status s   = engine_schedule_and_run(e, &err);
+    if (s == LLMRT_ERR_DEAD) enter_dead_state(e, err.msg);
     /* aborts that arrived during the forward win over this step's results (vLLM #29987) */
     take_incoming_and_aborts(e);
     e->metrics.steps++;
@@ -400,6 +429,7 @@ llmrt_status llmrt_engine_get_metrics(llmrt_engine *e, llmrt_engine_metrics *m) 
     pthread_mutex_lock(&e->mu);
     llmrt_engine_metrics snap = e->snapshot;
     snap.n_waiting            = e->metrics.n_waiting; /* submits since the last step count too */
+    snap.healthy              = e->dead_status == LLMRT_OK;
     pthread_mutex_unlock(&e->mu);
     if (snap.kv_blocks_total == 0) { /* before the first step */
         llmrt_bm_stats st    = {0};

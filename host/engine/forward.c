@@ -7,6 +7,7 @@
 
 #include "../core/checked_math.h"
 #include "../model/model.h"
+#include "forward.h"
 
 struct llmrt_kv_cache {
     struct llmrt_model *model;
@@ -29,6 +30,14 @@ struct llmrt_kv_cache {
 /* --------------------------------------------------------------------------------------------- */
 /* KV cache                                                                                      */
 /* --------------------------------------------------------------------------------------------- */
+
+/* Batch reserved at KV-cache creation when the backend has per-batch device state: the engine's
+ * default max_batched_tokens and max_seqs (llmrt_engine_default_params). */
+#define KV_RESERVE_TOKENS  512
+#define KV_RESERVE_OUTPUTS 64
+
+static llmrt_status reserve_activations(llmrt_kv_cache *kv, int64_t T, int64_t n_out,
+                                        llmrt_error *err);
 
 llmrt_kv_cache_params llmrt_kv_cache_default_params(void) {
     return (llmrt_kv_cache_params){
@@ -118,10 +127,23 @@ llmrt_status llmrt_kv_cache_create(llmrt_model *model, const llmrt_kv_cache_para
         if (s == LLMRT_OK) s = be->ops->alloc(be, layer_bytes, &kv->v[l], &err);
     }
     if (s != LLMRT_OK) {
-        llmrt_err_prefix(&err, "llmrt_kv_cache_create: %lld blocks of %d tokens",
-                         (long long)n_blocks, p.block_size);
+        llmrt_err_prefix(&err, "llmrt_kv_cache_create: %lld blocks of %d tokens (%.2f GiB: K and V "
+                         "of %d layers, %.2f GiB each)", (long long)n_blocks, p.block_size,
+                         (double)layer_bytes * 2 * c->n_layers / (1 << 30), c->n_layers,
+                         (double)layer_bytes / (1 << 30));
         llmrt_kv_cache_destroy(kv);
         return llmrt_err_publish(&err);
+    }
+    /* Backends with per-batch device state size it (and the activations) at start-up, for the
+     * engine's default batch; llmrt_kv_cache_reserve sets other bounds. */
+    if (be->ops->reserve) {
+        s = reserve_activations(kv, KV_RESERVE_TOKENS, KV_RESERVE_OUTPUTS, &err);
+        if (s != LLMRT_OK) {
+            llmrt_err_prefix(&err, "llmrt_kv_cache_create: activations for %d tokens",
+                             KV_RESERVE_TOKENS);
+            llmrt_kv_cache_destroy(kv);
+            return llmrt_err_publish(&err);
+        }
     }
     *out = kv;
     return LLMRT_OK;
@@ -137,7 +159,9 @@ int64_t llmrt_kv_cache_bytes_per_token(const llmrt_kv_cache *kv) {
     return kv ? kv->bytes_per_token : 0;
 }
 
-/* Activation buffers grow to the largest batch seen (the engine reserves its maximum up front). */
+/* Activation buffers (and the backend's per-batch state, be->ops->reserve) grow to the largest
+ * batch seen. A decode-only step never grows them: its sequences all ran in the step before it,
+ * each with at least one token and its output row. */
 static llmrt_status reserve_activations(llmrt_kv_cache *kv, int64_t T, int64_t n_out,
                                         llmrt_error *err) {
     if (T <= kv->act_tokens && n_out <= kv->act_outputs) return LLMRT_OK;
@@ -148,18 +172,34 @@ static llmrt_status reserve_activations(llmrt_kv_cache *kv, int64_t T, int64_t n
     llmrt_backend            *be = kv->model->be;
     int64_t D = c->hidden_size, F = c->intermediate_size, V = c->vocab_size;
     int64_t qw = (int64_t)c->n_heads * c->head_dim, kw = (int64_t)c->n_kv_heads * c->head_dim;
+    int64_t ab = be->act_bytes, rb = be->resid_bytes ? be->resid_bytes : ab;
+    int64_t lb = be->ops->logits ? (int64_t)sizeof(float) : ab; /* logits op: fp32 scratch */
     struct {
         void  **buf;
-        int64_t elems;
+        int64_t elems, bytes; /* bytes per element */
     } plan[] = {
-        {&kv->x, T * D},     {&kv->h, T * D},      {&kv->q, T * qw},    {&kv->kx, T * kw},
-        {&kv->vx, T * kw},   {&kv->attn, T * qw},  {&kv->o, T * D},     {&kv->gate, T * F},
-        {&kv->up, T * F},    {&kv->down, T * D},   {&kv->out_rows, n_out * D},
-        {&kv->logits, n_out * V},
+        {&kv->x, T * D, rb},     {&kv->h, T * D, ab},      {&kv->q, T * qw, ab},
+        {&kv->kx, T * kw, ab},   {&kv->vx, T * kw, ab},    {&kv->attn, T * qw, ab},
+        {&kv->o, T * D, ab},     {&kv->gate, T * F, ab},   {&kv->up, T * F, ab},
+        {&kv->down, T * D, ab},  {&kv->out_rows, n_out * D, ab},
+        {&kv->logits, n_out * V, lb},
     };
     for (size_t i = 0; i < sizeof plan / sizeof plan[0]; i++) {
-        llmrt_status s = be->ops->alloc(be, (uint64_t)plan[i].elems * (uint64_t)be->act_bytes,
+        llmrt_status s = be->ops->alloc(be, (uint64_t)plan[i].elems * (uint64_t)plan[i].bytes,
                                         plan[i].buf, err);
+        if (s != LLMRT_OK) {
+            free_activations(kv);
+            return s;
+        }
+    }
+    if (be->ops->reserve) {
+        /* a sequence holds at most the context or the whole pool; at most one per token */
+        int64_t max_blocks = ((int64_t)c->max_context + kv->block_size - 1) / kv->block_size;
+        if (max_blocks > kv->n_blocks) max_blocks = kv->n_blocks;
+        llmrt_attn_shape shape = {.n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads,
+                                  .head_dim = c->head_dim, .block_size = kv->block_size,
+                                  .scale = 1.0f / sqrtf((float)c->head_dim)};
+        llmrt_status s = be->ops->reserve(be, T, n_out, T, max_blocks, &shape, err);
         if (s != LLMRT_OK) {
             free_activations(kv);
             return s;
@@ -167,6 +207,19 @@ static llmrt_status reserve_activations(llmrt_kv_cache *kv, int64_t T, int64_t n
     }
     kv->act_tokens  = T;
     kv->act_outputs = n_out;
+    return LLMRT_OK;
+}
+
+llmrt_status llmrt_kv_cache_reserve(llmrt_kv_cache *kv, int64_t max_tokens, int64_t max_outputs) {
+    llmrt_error err = {0};
+    pthread_mutex_lock(&kv->model->forward_lock);
+    llmrt_status s = reserve_activations(kv, max_tokens, max_outputs, &err);
+    pthread_mutex_unlock(&kv->model->forward_lock);
+    if (s != LLMRT_OK) {
+        llmrt_err_prefix(&err, "llmrt_kv_cache_reserve: batches of %lld tokens, %lld outputs",
+                         (long long)max_tokens, (long long)max_outputs);
+        return llmrt_err_publish(&err);
+    }
     return LLMRT_OK;
 }
 
@@ -332,6 +385,8 @@ static llmrt_status run_layers(llmrt_kv_cache *kv, int64_t T, int64_t n_out, flo
     op->add(be, kv->x, kv->down, D);
     op->rmsnorm(be, kv->h, kv->x, m->output_norm, D, c->rms_norm_eps);
     op->gather_outputs(be, kv->out_rows, kv->h, D);                      /* [n_out, D] */
+    if (op->logits) /* fp32 lm_head output, downloaded */
+        return op->logits(be, logits, kv->logits, kv->out_rows, n_out, &m->lm_head, err);
     op->matmul(be, kv->logits, kv->out_rows, n_out, &m->lm_head);        /* [n_out, V] */
     return op->download_f32(be, logits, kv->logits, n_out * c->vocab_size, err);
 }

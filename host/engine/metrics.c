@@ -53,6 +53,8 @@ static void put_value(writer *w, const char *name, const char *type, const char 
 
 size_t llmrt_metrics_format_prometheus(const llmrt_engine_metrics *m, char *text, size_t capacity) {
     writer w = {.buf = text, .cap = capacity, .len = 0};
+    put_value(&w, "llmrt_engine_healthy", "gauge", "1 while the engine can serve; 0 after a sticky "
+              "backend fault (restart it).", m->healthy ? 1.0 : 0.0);
     put_value(&w, "llmrt_requests_waiting", "gauge", "Requests queued.", m->n_waiting);
     put_value(&w, "llmrt_requests_running", "gauge", "Requests running.", m->n_running);
     put_value(&w, "llmrt_kv_blocks_total", "gauge", "KV cache blocks in the pool.", m->kv_blocks_total);

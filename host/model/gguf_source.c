@@ -1,6 +1,8 @@
 /* GGUF files of the llama architecture: config from `llama.*` metadata, weights from the tensor
- * table under llama.cpp's names. Block-quantized tensors (Q8_0, Q4_0, Q4_1) are dequantized to
- * fp32 at load with each format's reference formula; a later issue keeps 4-bit packed.
+ * table under llama.cpp's names. Q4_0 / Q4_1 matrices load losslessly into the internal 4-bit
+ * format (get_q4: group 32; Q4_0 w = d*(q-8) as an INT zero 8, Q4_1 w = d*q + m as a FLOAT
+ * offset); the embedding table, Q8_0 tensors and everything under LLMRT_NO_Q4=1 are dequantized
+ * to fp32 at load with each format's reference formula.
  * llama.cpp's converter permutes the rows of Q and K so that RoPE rotates interleaved pairs;
  * we undo that here so the forward uses HF's rotate-half layout for every format. */
 #include <math.h>
@@ -180,49 +182,67 @@ static int64_t gguf_row_for_hf_row(int64_t hf_row, int64_t head_dim) {
     return head * head_dim + 2 * j + s;
 }
 
+/* Finds the GGUF tensor of `hf_name` and checks its shape; *t = NULL when absent. */
+static llmrt_status find_checked(struct llmrt_model *m, const char *hf_name, int64_t rows,
+                                 int64_t cols, const llmrt_gguf_tensor **t, int *permute_heads,
+                                 char *name, size_t name_size, llmrt_error *err) {
+    const llmrt_gguf_file *f = &m->gguf;
+    *permute_heads           = gguf_name_of(&m->cfg, hf_name, name, name_size);
+    if (*permute_heads < 0)
+        return llmrt_err(err, LLMRT_ERR_INTERNAL, "%s: no GGUF name for %s", f->path, hf_name);
+    *t = llmrt_gguf_find_tensor(f, name);
+    if (!*t) return LLMRT_OK;
+    int want_dims = cols ? 2 : 1;
+    if ((*t)->n_dims != want_dims || (*t)->ne[0] != (uint64_t)(cols ? cols : rows) ||
+        (cols && (*t)->ne[1] != (uint64_t)rows))
+        return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH,
+                         "%s: tensor %s has shape ne=[%llu, %llu] (%d dims), config expects "
+                         "[%lld, %lld]", f->path, name, (unsigned long long)(*t)->ne[0],
+                         (unsigned long long)((*t)->n_dims > 1 ? (*t)->ne[1] : 1), (*t)->n_dims,
+                         (long long)(cols ? cols : rows), (long long)(cols ? rows : 1));
+    if ((*t)->dtype == LLMRT_DTYPE_INVALID)
+        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                         "%s: tensor %s has ggml type %u (supported: F32, F16, BF16, Q8_0, Q4_0, "
+                         "Q4_1)", f->path, name, (*t)->ggml_type);
+    if (*permute_heads > 0 && rows % ((int64_t)*permute_heads * 2) != 0)
+        return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH, "%s: tensor %s rows %lld do not split "
+                         "into %d heads of even size", f->path, name, (long long)rows,
+                         *permute_heads);
+    return LLMRT_OK;
+}
+
 static llmrt_status gguf_get(void *ctx, struct llmrt_model *m, const char *hf_name, int64_t rows,
                              int64_t cols, bool optional, llmrt_host_tensor *out, bool *found,
                              llmrt_error *err) {
-    const llmrt_gguf_file *f = &m->gguf;
-    char                   name[128];
-    int                    permute_heads = gguf_name_of(&m->cfg, hf_name, name, sizeof name);
-    if (permute_heads < 0)
-        return llmrt_err(err, LLMRT_ERR_INTERNAL, "%s: no GGUF name for %s", f->path, hf_name);
-    const llmrt_gguf_tensor *t = llmrt_gguf_find_tensor(f, name);
-    *found                     = t != NULL;
+    const llmrt_gguf_file   *f = &m->gguf;
+    char                     name[128];
+    const llmrt_gguf_tensor *t;
+    int                      permute_heads;
+    LLMRT_TRY(find_checked(m, hf_name, rows, cols, &t, &permute_heads, name, sizeof name, err));
+    *found = t != NULL;
     if (!t) {
         if (optional) return LLMRT_OK;
         return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH, "%s: tensor %s is missing", f->path, name);
     }
-    int want_dims = cols ? 2 : 1;
-    if (t->n_dims != want_dims || t->ne[0] != (uint64_t)(cols ? cols : rows) ||
-        (cols && t->ne[1] != (uint64_t)rows))
-        return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH,
-                         "%s: tensor %s has shape ne=[%llu, %llu] (%d dims), config expects "
-                         "[%lld, %lld]", f->path, name, (unsigned long long)t->ne[0],
-                         (unsigned long long)(t->n_dims > 1 ? t->ne[1] : 1), t->n_dims,
-                         (long long)(cols ? cols : rows), (long long)(cols ? rows : 1));
-    if (t->dtype == LLMRT_DTYPE_INVALID)
-        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
-                         "%s: tensor %s has ggml type %u (supported: F32, F16, BF16, Q8_0, Q4_0, "
-                         "Q4_1)", f->path, name, t->ggml_type);
     int64_t ncols = cols ? cols : rows, nrows = cols ? rows : 1;
-    if (permute_heads > 0 && rows % ((int64_t)permute_heads * 2) != 0)
-        return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH, "%s: tensor %s rows %lld do not split "
-                         "into %d heads of even size", f->path, name, (long long)rows, permute_heads);
     int64_t head_dim  = permute_heads > 0 ? rows / permute_heads : 0;
     bool    quantized = llmrt_dtype_block_elems(t->dtype) > 1;
     out->rows         = rows;
     out->cols         = cols;
-    if (!quantized && permute_heads == 0) { /* used in place from the mapping */
+    /* Q8_0 matrices stay Q8_0 when the backend reads it (the lm_head of SmolLM2: 4x fewer
+     * bytes per decode step than fp32); same values, w = d * q */
+    bool keep_q8 = t->dtype == LLMRT_DTYPE_Q8_0 && cols != 0 && !m->no_q4 &&
+                   m->be->ops->supports_weight(m->be, LLMRT_DTYPE_Q8_0);
+    if ((!quantized || keep_q8) && permute_heads == 0) { /* used in place from the mapping */
         out->dtype = t->dtype;
         out->data  = t->data;
         return LLMRT_OK;
     }
     uint64_t row_src = t->nbytes / (uint64_t)nrows; /* bytes of one source row */
-    uint64_t elem    = quantized ? 4 : (uint64_t)llmrt_dtype_block_bytes(t->dtype);
+    uint64_t elem    = quantized && !keep_q8 ? 4 : (uint64_t)llmrt_dtype_block_bytes(t->dtype);
     uint64_t bytes;
-    if (!ck_mul_u64((uint64_t)nrows * (uint64_t)ncols, elem, &bytes))
+    if (keep_q8) bytes = (uint64_t)nrows * row_src; /* permuted copy of whole rows */
+    else if (!ck_mul_u64((uint64_t)nrows * (uint64_t)ncols, elem, &bytes))
         return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: tensor %s is too large", f->path, name);
     uint8_t *buf = malloc(bytes ? (size_t)bytes : 1);
     if (!buf)
@@ -231,19 +251,85 @@ static llmrt_status gguf_get(void *ctx, struct llmrt_model *m, const char *hf_na
     for (int64_t r = 0; r < nrows; r++) {
         int64_t        src_row = permute_heads > 0 ? gguf_row_for_hf_row(r, head_dim) : r;
         const uint8_t *src     = t->data + (uint64_t)src_row * row_src;
-        uint8_t       *dst     = buf + (uint64_t)r * (uint64_t)ncols * elem;
-        if (quantized) dequant_row(t->dtype, src, (float *)dst, ncols);
+        uint8_t       *dst     = keep_q8 ? buf + (uint64_t)r * row_src
+                                         : buf + (uint64_t)r * (uint64_t)ncols * elem;
+        if (quantized && !keep_q8) dequant_row(t->dtype, src, (float *)dst, ncols);
         else memcpy(dst, src, (size_t)row_src);
     }
     LLMRT_TRY(llmrt_model_keep_host(m, buf, err));
-    out->dtype = quantized ? LLMRT_DTYPE_F32 : t->dtype;
+    out->dtype = quantized && !keep_q8 ? LLMRT_DTYPE_F32 : t->dtype;
     out->data  = buf;
+    return LLMRT_OK;
+}
+
+/* Q4_0 / Q4_1 matrices into the internal format, rows in HF order (GGUF's Q/K permutation moves
+ * whole rows, i.e. whole blocks, so it is undone exactly). A ggml block of 32 holds element j
+ * (0..15) in the low nibble of byte j and element j+16 in the high nibble. */
+static llmrt_status gguf_get_q4(void *ctx, struct llmrt_model *m, const char *hf_name,
+                                int64_t rows, int64_t cols, llmrt_q4_tensor *out, bool *found,
+                                llmrt_error *err) {
+    *found = false;
+    if (m->no_q4 || cols == 0) return LLMRT_OK;
+    const llmrt_gguf_file   *f = &m->gguf;
+    char                     name[128];
+    const llmrt_gguf_tensor *t;
+    int                      permute_heads;
+    LLMRT_TRY(find_checked(m, hf_name, rows, cols, &t, &permute_heads, name, sizeof name, err));
+    if (!t || (t->dtype != LLMRT_DTYPE_Q4_0 && t->dtype != LLMRT_DTYPE_Q4_1)) return LLMRT_OK;
+    bool     q41 = t->dtype == LLMRT_DTYPE_Q4_1;
+    int64_t  G   = cols / 32, head_dim = permute_heads > 0 ? rows / permute_heads : 0;
+    uint64_t block = (uint64_t)llmrt_dtype_block_bytes(t->dtype), row_src, qs_b, g_b, total;
+    if (cols % 32 != 0 || !ck_mul_u64((uint64_t)G, block, &row_src) ||
+        !ck_mul_u64((uint64_t)rows, row_src, &total) || total > t->nbytes)
+        return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: tensor %s: size does not match its shape",
+                         f->path, name);
+    if (!ck_mul_u64((uint64_t)rows, (uint64_t)cols / 2, &qs_b) ||
+        !ck_mul_u64((uint64_t)rows, (uint64_t)G, &g_b) || !ck_add_u64(qs_b, 4 * g_b + 8, &total) ||
+        total > (uint64_t)SIZE_MAX / 2)
+        return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: tensor %s is too large", f->path, name);
+    uint8_t *mem = malloc((size_t)total);
+    if (!mem)
+        return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "%s: out of memory converting %s", f->path,
+                         name);
+    uint8_t  *qs     = mem;
+    uint16_t *scales = (uint16_t *)(mem + ((qs_b + 1) & ~(uint64_t)1));
+    uint16_t *offs   = scales + g_b; /* Q4_1 offsets m */
+    uint8_t  *zeros  = (uint8_t *)offs; /* Q4_0: zero points 8 */
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t        src_row = permute_heads > 0 ? gguf_row_for_hf_row(r, head_dim) : r;
+        const uint8_t *src     = t->data + (uint64_t)src_row * row_src;
+        uint8_t       *dst     = qs + (uint64_t)r * (uint64_t)(cols / 2);
+        for (int64_t b = 0; b < G; b++, src += block, dst += 16) {
+            const uint8_t *q = src + (q41 ? 4 : 2);
+            memcpy(&scales[r * G + b], src, 2);
+            if (q41) memcpy(&offs[r * G + b], src + 2, 2);
+            else zeros[r * G + b] = 8;
+            /* internal order: column 2c in the low nibble of byte c, 2c+1 in the high one */
+            for (int c = 0; c < 8; c++) {
+                dst[c]     = (uint8_t)((q[2 * c] & 0x0f) | (q[2 * c + 1] & 0x0f) << 4);
+                dst[c + 8] = (uint8_t)((q[2 * c] >> 4) | (q[2 * c + 1] >> 4) << 4);
+            }
+        }
+    }
+    out->mem = mem;
+    out->q   = (llmrt_q4_host){
+          .rows       = rows,
+          .cols       = cols,
+          .group_size = 32,
+          .zero_kind  = q41 ? LLMRT_Q4_ZERO_FLOAT : LLMRT_Q4_ZERO_INT,
+          .qs         = qs,
+          .scales     = scales,
+          .zeros      = q41 ? NULL : zeros,
+          .offsets    = q41 ? offs : NULL,
+          .perm       = NULL,
+    };
+    *found = true;
     return LLMRT_OK;
 }
 
 llmrt_status llmrt_model_open_gguf(struct llmrt_model *m, const char *path, llmrt_error *err) {
     LLMRT_TRY(llmrt_gguf_open(path, &m->gguf, err));
     LLMRT_TRY(llmrt_config_from_gguf(&m->gguf, &m->cfg, err));
-    llmrt_weight_source src = {.ctx = NULL, .what = path, .get = gguf_get};
+    llmrt_weight_source src = {.ctx = NULL, .what = path, .get = gguf_get, .get_q4 = gguf_get_q4};
     return llmrt_model_load_weights(m, &src, err);
 }

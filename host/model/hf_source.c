@@ -1,10 +1,14 @@
 /* HF checkpoint directories: config.json (+ generation_config.json) and model.safetensors or
- * shards listed in model.safetensors.index.json. Every shard is mapped and validated up front. */
+ * shards listed in model.safetensors.index.json. Every shard is mapped and validated up front.
+ * GPTQ checkpoints (a quantization config in config.json or quantize_config.json, gptq.h) store
+ * each quantized Linear as P.qweight / P.qzeros / P.scales / P.g_idx (/ P.bias): get_q4 converts
+ * those into the internal 4-bit format. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../core/json_util.h"
+#include "gptq.h"
 #include "model.h"
 
 #define INDEX_MAX_BYTES (64u << 20)
@@ -13,6 +17,7 @@ typedef struct hf_source {
     const char *dir;
     cJSON      *weight_map; /* index.json "weight_map" (name -> shard file), NULL if single file */
     cJSON      *index_root;
+    llmrt_gptq_config gptq;
 } hf_source;
 
 static const llmrt_st_tensor *find_tensor(const struct llmrt_model *m, const hf_source *hs,
@@ -52,6 +57,44 @@ static llmrt_status hf_get(void *ctx, struct llmrt_model *m, const char *name, i
     out->data  = t->data;
     if ((uint64_t)out->rows != t->shape[0] || (cols && (uint64_t)out->cols != t->shape[1]))
         return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH, "%s: tensor %s is too large", file, name);
+    return LLMRT_OK;
+}
+
+/* "model.layers.0.mlp.up_proj.weight" -> "model.layers.0.mlp.up_proj" */
+static bool linear_prefix(const char *hf_name, char *out, size_t n) {
+    size_t len = strlen(hf_name);
+    if (len < 8 || strcmp(hf_name + len - 7, ".weight") != 0 || len - 7 >= n) return false;
+    memcpy(out, hf_name, len - 7);
+    out[len - 7] = 0;
+    return true;
+}
+
+static llmrt_status hf_get_q4(void *ctx, struct llmrt_model *m, const char *name, int64_t rows,
+                              int64_t cols, llmrt_q4_tensor *out, bool *found, llmrt_error *err) {
+    hf_source *hs = ctx;
+    *found        = false;
+    char prefix[256], tname[300];
+    if (!linear_prefix(name, prefix, sizeof prefix)) return LLMRT_OK;
+    const char            *file = hs->dir;
+    llmrt_gptq_tensors     t    = {0};
+    snprintf(tname, sizeof tname, "%s.qweight", prefix);
+    t.qweight = find_tensor(m, hs, tname, &file);
+    if (!t.qweight) return LLMRT_OK; /* stored unquantized (or missing: get reports it) */
+    if (!hs->gptq.enabled)
+        return llmrt_err(err, LLMRT_ERR_FORMAT,
+                         "%s: tensor %s is quantized but the checkpoint has no quantization_config "
+                         "(config.json) or quantize_config.json", file, tname);
+    const char *other = file;
+#define FIND(field, suffix)                                                                        \
+    (snprintf(tname, sizeof tname, "%s." suffix, prefix),                                          \
+     t.field = find_tensor(m, hs, tname, &other))
+    FIND(qzeros, "qzeros");
+    FIND(scales, "scales");
+    FIND(g_idx, "g_idx");
+    FIND(bias, "bias");
+#undef FIND
+    LLMRT_TRY(llmrt_gptq_convert(&hs->gptq, file, prefix, &t, rows, cols, out, err));
+    *found = true;
     return LLMRT_OK;
 }
 
@@ -99,6 +142,7 @@ static llmrt_status open_shards(struct llmrt_model *m, hf_source *hs, const char
 llmrt_status llmrt_model_open_hf(struct llmrt_model *m, const char *dir, llmrt_error *err) {
     LLMRT_TRY(llmrt_config_load_hf_dir(dir, &m->cfg, err));
     hf_source hs = {.dir = dir};
+    LLMRT_TRY(llmrt_gptq_config_load(dir, &hs.gptq, err));
     char      path[4096];
     snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
     FILE        *probe = fopen(path, "rb");
@@ -114,7 +158,7 @@ llmrt_status llmrt_model_open_hf(struct llmrt_model *m, const char *dir, llmrt_e
         if (s == LLMRT_OK) m->n_st_files = 1;
     }
     if (s == LLMRT_OK) {
-        llmrt_weight_source src = {.ctx = &hs, .what = dir, .get = hf_get};
+        llmrt_weight_source src = {.ctx = &hs, .what = dir, .get = hf_get, .get_q4 = hf_get_q4};
         s = llmrt_model_load_weights(m, &src, err);
     }
     cJSON_Delete(hs.index_root);

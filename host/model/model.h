@@ -43,7 +43,8 @@ struct llmrt_model {
     llmrt_sampling_params   gen_defaults; /* library defaults + generation_config.json */
 
     char    source_path[1024];
-    char    weight_format[16];
+    char    weight_format[16]; /* the distinct formats of the matrices, "+"-joined: "f32+q4" */
+    bool    no_q4;             /* LLMRT_NO_Q4=1: 4-bit matrices are dequantised to f32 at load */
     int64_t n_params;
     int64_t weight_bytes;
 
@@ -55,12 +56,23 @@ struct llmrt_model {
 llmrt_status llmrt_model_keep_host(struct llmrt_model *m, void *buf, llmrt_error *err);
 
 /* A tensor as a source provides it: host memory in F32, F16 or BF16, row-major [rows, cols]
- * (cols == 0 for 1-D). */
+ * (cols == 0 for 1-D); or Q8_0 (GGUF blocks) for a matrix when the backend's supports_weight
+ * says it reads Q8_0. */
 typedef struct llmrt_host_tensor {
     llmrt_dtype dtype;
     int64_t     rows, cols;
     const void *data;
 } llmrt_host_tensor;
+
+/* A 4-bit matrix as a source provides it: the internal format (q4.h, rows = N, cols = K) plus an
+ * optional bias. Released with llmrt_q4_tensor_release once uploaded (the backend repacks it). */
+typedef struct llmrt_q4_tensor {
+    llmrt_q4_host q;
+    void         *mem;  /* malloc'd storage of q's arrays */
+    float        *bias; /* malloc'd fp32 [rows], or NULL */
+} llmrt_q4_tensor;
+
+void llmrt_q4_tensor_release(llmrt_q4_tensor *t);
 
 /* A source of weights under their HF names ("model.layers.0.self_attn.q_proj.weight"). `get`
  * must return the tensor in HF layout (GGUF's Q/K row permutation undone) with the expected
@@ -72,6 +84,12 @@ typedef struct llmrt_weight_source {
     llmrt_status (*get)(void *ctx, struct llmrt_model *m, const char *hf_name, int64_t rows,
                         int64_t cols, bool optional, llmrt_host_tensor *out, bool *found,
                         llmrt_error *err);
+    /* (optional) The matrix `hf_name` ("...q_proj.weight") when the source stores it 4-bit
+     * (GPTQ qweight/qzeros/scales/g_idx, GGUF Q4_0/Q4_1), converted losslessly with every shape
+     * and value checked. *found = false (and LLMRT_OK) when it is not stored 4-bit; the loader
+     * then asks `get`. */
+    llmrt_status (*get_q4)(void *ctx, struct llmrt_model *m, const char *hf_name, int64_t rows,
+                           int64_t cols, llmrt_q4_tensor *out, bool *found, llmrt_error *err);
 } llmrt_weight_source;
 
 /* Loads every weight of m->cfg from `src` into m->be (shared by all formats). */

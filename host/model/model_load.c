@@ -6,9 +6,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../core/checked_math.h"
 #include "../core/half.h"
 #include "../tokenizer/tokenizer.h"
 #include "model.h"
+#ifdef LLMRT_HAVE_CUDA
+#include "../backend/cuda/cuda_backend.h"
+#endif
 
 llmrt_status llmrt_model_keep_host(struct llmrt_model *m, void *buf, llmrt_error *err) {
     if (m->n_host_buffers == m->cap_host_buffers) {
@@ -33,16 +37,123 @@ static int64_t dtype_bytes(llmrt_dtype t) {
     return llmrt_dtype_block_bytes(t);
 }
 
-static void note_format(struct llmrt_model *m, llmrt_dtype t) {
-    const char *name = t == LLMRT_DTYPE_F32 ? "f32" : t == LLMRT_DTYPE_F16 ? "f16" : "bf16";
-    if (!m->weight_format[0]) snprintf(m->weight_format, sizeof m->weight_format, "%s", name);
-    else if (strcmp(m->weight_format, name) != 0)
-        snprintf(m->weight_format, sizeof m->weight_format, "mixed");
+/* Adds a matrix format to weight_format ("f32+q4"); "mixed" when the list does not fit. */
+static void note_format(struct llmrt_model *m, const char *name) {
+    char  *f   = m->weight_format;
+    size_t len = strlen(f), nl = strlen(name);
+    if (!strcmp(f, "mixed")) return;
+    for (const char *p = f; *p;) { /* already listed? */
+        size_t seg = strcspn(p, "+");
+        if (seg == nl && !strncmp(p, name, nl)) return;
+        p += seg + (p[seg] == '+');
+    }
+    if (len + (len ? 1 : 0) + nl >= sizeof m->weight_format)
+        snprintf(f, sizeof m->weight_format, "mixed");
+    else
+        snprintf(f + len, sizeof m->weight_format - len, "%s%s", len ? "+" : "", name);
+}
+
+static const char *dtype_format_name(llmrt_dtype t) {
+    switch (t) {
+    case LLMRT_DTYPE_F32: return "f32";
+    case LLMRT_DTYPE_F16: return "f16";
+    case LLMRT_DTYPE_BF16: return "bf16";
+    case LLMRT_DTYPE_Q8_0: return "q8_0";
+    default: return llmrt_dtype_name(t);
+    }
+}
+
+static bool env_no_q4(void) {
+    const char *v = getenv("LLMRT_NO_Q4");
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+/* Uploads a 4-bit matrix: repacked by the backend when it has 4-bit kernels (and accepts the
+ * shape), else dequantised to fp32 at load by the reference formula (columns back in input
+ * order). Uploads the bias too. */
+static llmrt_status load_q4(struct llmrt_model *m, const llmrt_weight_source *src,
+                            const char *name, const llmrt_q4_tensor *qt, llmrt_bweight *out,
+                            llmrt_error *err) {
+    const llmrt_q4_host *q  = &qt->q;
+    llmrt_backend       *be = m->be;
+    int64_t              N = q->rows, K = q->cols, G = K / q->group_size;
+    bool                 done = false;
+    if (!m->no_q4 && be->ops->weight_upload_q4) {
+        llmrt_error  e2 = {0};
+        llmrt_status s  = be->ops->weight_upload_q4(be, q, out, &e2);
+        if (s == LLMRT_OK) {
+            done = true;
+            note_format(m, "q4");
+            m->weight_bytes += N * (K / 2) +
+                               N * G * (q->zero_kind == LLMRT_Q4_ZERO_INT ? 3 : 4) +
+                               (q->perm ? K * 4 : 0);
+        } else if (s != LLMRT_ERR_UNSUPPORTED) {
+            if (err) *err = e2;
+            llmrt_err_prefix(err, "%s: tensor %s", src->what, name);
+            return s;
+        } /* else: shapes the backend's kernels do not take run dequantised */
+    }
+    if (!done) {
+        uint64_t n_el;
+        if (!ck_mul_u64((uint64_t)N, (uint64_t)K, &n_el) || n_el > (uint64_t)SIZE_MAX / 8)
+            return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH, "%s: tensor %s is too large",
+                             src->what, name);
+        float *f32 = malloc((size_t)n_el * sizeof(float));
+        float *row = malloc((size_t)K * sizeof(float));
+        if (!f32 || !row) {
+            free(f32);
+            free(row);
+            return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "%s: out of memory dequantising %s",
+                             src->what, name);
+        }
+        for (int64_t n = 0; n < N; n++) {
+            float *dst = f32 + n * K;
+            if (q->perm) {
+                llmrt_q4_dequant_row(q, n, row);
+                for (int64_t j = 0; j < K; j++) dst[q->perm[j]] = row[j];
+            } else {
+                llmrt_q4_dequant_row(q, n, dst);
+            }
+        }
+        free(row);
+        LLMRT_TRY(llmrt_model_keep_host(m, f32, err));
+        llmrt_status s = be->ops->weight_upload(be, LLMRT_DTYPE_F32, N, K, f32, out, err);
+        if (s != LLMRT_OK) {
+            llmrt_err_prefix(err, "%s: tensor %s", src->what, name);
+            return s;
+        }
+        note_format(m, "f32");
+        m->weight_bytes += N * K * 4;
+    }
+    m->n_params += N * K;
+    if (qt->bias) {
+        uint64_t bytes = (uint64_t)N * sizeof(float);
+        llmrt_status s = be->ops->alloc(be, bytes, &out->bias, err);
+        if (s == LLMRT_OK) s = be->ops->upload(be, out->bias, qt->bias, bytes, err);
+        if (s != LLMRT_OK) return s;
+        m->n_params += N;
+        m->weight_bytes += N * 4;
+    }
+    return LLMRT_OK;
 }
 
 static llmrt_status load_matrix(struct llmrt_model *m, const llmrt_weight_source *src,
-                                const char *name, int64_t rows, int64_t cols, llmrt_bweight *out,
-                                llmrt_error *err) {
+                                const char *name, int64_t rows, int64_t cols, bool allow_q4,
+                                llmrt_bweight *out, llmrt_error *err) {
+    if (allow_q4 && src->get_q4) {
+        llmrt_q4_tensor qt    = {0};
+        bool            found = false;
+        LLMRT_TRY(src->get_q4(src->ctx, m, name, rows, cols, &qt, &found, err));
+        if (found) {
+            llmrt_status s = LLMRT_OK;
+            if (qt.q.rows != rows || qt.q.cols != cols)
+                s = llmrt_err(err, LLMRT_ERR_INTERNAL, "%s: tensor %s: 4-bit shape mismatch",
+                              src->what, name);
+            if (s == LLMRT_OK) s = load_q4(m, src, name, &qt, out, err);
+            llmrt_q4_tensor_release(&qt);
+            return s;
+        }
+    }
     llmrt_host_tensor t;
     bool              found = false;
     LLMRT_TRY(src->get(src->ctx, m, name, rows, cols, false, &t, &found, err));
@@ -56,9 +167,9 @@ static llmrt_status load_matrix(struct llmrt_model *m, const llmrt_weight_source
         llmrt_err_prefix(err, "%s: tensor %s", src->what, name);
         return s;
     }
-    note_format(m, t.dtype);
+    note_format(m, dtype_format_name(t.dtype));
     m->n_params += rows * cols;
-    m->weight_bytes += rows * cols * dtype_bytes(t.dtype);
+    m->weight_bytes += rows * (cols / llmrt_dtype_block_elems(t.dtype)) * dtype_bytes(t.dtype);
     return LLMRT_OK;
 }
 
@@ -95,28 +206,32 @@ llmrt_status llmrt_model_load_weights(struct llmrt_model *m, const llmrt_weight_
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
     if (!m->layers) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
 
-    LLMRT_TRY(load_matrix(m, src, "model.embed_tokens.weight", V, D, &m->tok_embd, err));
+    /* the embedding table is read by rows (embed): never 4-bit */
+    LLMRT_TRY(load_matrix(m, src, "model.embed_tokens.weight", V, D, false, &m->tok_embd, err));
     char name[128];
     for (int32_t l = 0; l < c->n_layers; l++) {
         llmrt_layer_weights *L = &m->layers[l];
 #define LAYER_NAME(suffix) (snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix), name)
+#define LINEAR(suffix, rows, cols, out)                                                            \
+    load_matrix(m, src, LAYER_NAME(suffix), rows, cols, true, out, err)
         LLMRT_TRY(load_norm(m, src, LAYER_NAME("input_layernorm.weight"), D, &L->attn_norm, err));
-        LLMRT_TRY(load_matrix(m, src, LAYER_NAME("self_attn.q_proj.weight"), qw, D, &L->wq, err));
-        LLMRT_TRY(load_matrix(m, src, LAYER_NAME("self_attn.k_proj.weight"), kw, D, &L->wk, err));
-        LLMRT_TRY(load_matrix(m, src, LAYER_NAME("self_attn.v_proj.weight"), kw, D, &L->wv, err));
-        LLMRT_TRY(load_matrix(m, src, LAYER_NAME("self_attn.o_proj.weight"), D, qw, &L->wo, err));
+        LLMRT_TRY(LINEAR("self_attn.q_proj.weight", qw, D, &L->wq));
+        LLMRT_TRY(LINEAR("self_attn.k_proj.weight", kw, D, &L->wk));
+        LLMRT_TRY(LINEAR("self_attn.v_proj.weight", kw, D, &L->wv));
+        LLMRT_TRY(LINEAR("self_attn.o_proj.weight", D, qw, &L->wo));
         LLMRT_TRY(load_norm(m, src, LAYER_NAME("post_attention_layernorm.weight"), D, &L->ffn_norm,
                             err));
-        LLMRT_TRY(load_matrix(m, src, LAYER_NAME("mlp.gate_proj.weight"), F, D, &L->w_gate, err));
-        LLMRT_TRY(load_matrix(m, src, LAYER_NAME("mlp.up_proj.weight"), F, D, &L->w_up, err));
-        LLMRT_TRY(load_matrix(m, src, LAYER_NAME("mlp.down_proj.weight"), D, F, &L->w_down, err));
+        LLMRT_TRY(LINEAR("mlp.gate_proj.weight", F, D, &L->w_gate));
+        LLMRT_TRY(LINEAR("mlp.up_proj.weight", F, D, &L->w_up));
+        LLMRT_TRY(LINEAR("mlp.down_proj.weight", D, F, &L->w_down));
+#undef LINEAR
 #undef LAYER_NAME
     }
     LLMRT_TRY(load_norm(m, src, "model.norm.weight", D, &m->output_norm, err));
     if (c->tie_word_embeddings) {
         m->lm_head = m->tok_embd;
     } else {
-        LLMRT_TRY(load_matrix(m, src, "lm_head.weight", V, D, &m->lm_head, err));
+        LLMRT_TRY(load_matrix(m, src, "lm_head.weight", V, D, true, &m->lm_head, err));
     }
     return LLMRT_OK;
 }
@@ -165,14 +280,20 @@ static void model_free(struct llmrt_model *m) {
             for (int32_t l = 0; l < m->cfg.n_layers; l++) {
                 llmrt_layer_weights *L = &m->layers[l];
                 llmrt_bweight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-                for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
+                for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) {
+                    if (ws[i]->bias) m->be->ops->free(m->be, ws[i]->bias);
+                    ws[i]->bias = NULL;
                     if (ws[i]->data) m->be->ops->weight_free(m->be, ws[i]);
+                }
                 if (L->attn_norm) m->be->ops->free(m->be, L->attn_norm);
                 if (L->ffn_norm) m->be->ops->free(m->be, L->ffn_norm);
             }
         }
-        if (m->lm_head.data && m->lm_head.data != m->tok_embd.data)
+        if (m->lm_head.data && m->lm_head.data != m->tok_embd.data) {
+            if (m->lm_head.bias) m->be->ops->free(m->be, m->lm_head.bias);
+            m->lm_head.bias = NULL;
             m->be->ops->weight_free(m->be, &m->lm_head);
+        }
         if (m->tok_embd.data) m->be->ops->weight_free(m->be, &m->tok_embd);
         if (m->output_norm) m->be->ops->free(m->be, m->output_norm);
         m->be->ops->destroy(m->be);
@@ -206,6 +327,27 @@ static llmrt_status upload_rope(struct llmrt_model *m, llmrt_error *err) {
     return s;
 }
 
+/* The backend of params->device. CUDA: device 0 (select others with CUDA_VISIBLE_DEVICES),
+ * fp16 activations, or bf16 with LLMRT_CUDA_DTYPE=bf16 (f32: a reference mode for tests). */
+static llmrt_status create_backend(const llmrt_model_params *p, llmrt_backend **be,
+                                   llmrt_error *err) {
+#ifdef LLMRT_HAVE_CUDA
+    if (p->device == LLMRT_DEVICE_CUDA) {
+        const char *dt  = getenv("LLMRT_CUDA_DTYPE");
+        llmrt_dtype act = LLMRT_DTYPE_F16;
+        if (dt && !strcmp(dt, "bf16")) act = LLMRT_DTYPE_BF16;
+        else if (dt && !strcmp(dt, "f32")) act = LLMRT_DTYPE_F32; /* reference mode */
+        else if (dt && *dt && strcmp(dt, "f16") != 0)
+            return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
+                             "llmrt_model_load: LLMRT_CUDA_DTYPE=%s (use f16, bf16 or f32)", dt);
+        llmrt_status s = llmrt_backend_cuda_create(0, act, be, err);
+        if (s != LLMRT_OK) llmrt_err_prefix(err, "llmrt_model_load: LLMRT_DEVICE_CUDA");
+        return s;
+    }
+#endif
+    return llmrt_backend_cpu_create(p->n_threads, getenv("LLMRT_CPU_ISA"), be, err);
+}
+
 llmrt_status llmrt_model_load(const char *path, const llmrt_model_params *params,
                               llmrt_model **out) {
     if (!out) return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG, "llmrt_model_load: out is NULL");
@@ -214,9 +356,15 @@ llmrt_status llmrt_model_load(const char *path, const llmrt_model_params *params
         return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG, "llmrt_model_load: path is empty");
     llmrt_model_params p;
     LLMRT_TRY(read_params(params, &p));
-    if (p.device != LLMRT_DEVICE_CPU)
-        return llmrt_err_set_last(LLMRT_ERR_UNSUPPORTED, "llmrt_model_load: device %d is not "
-                                  "available in this build", (int)p.device);
+    if (p.device != LLMRT_DEVICE_CPU && p.device != LLMRT_DEVICE_CUDA)
+        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG, "llmrt_model_load: device %d is unknown",
+                                  (int)p.device);
+#ifndef LLMRT_HAVE_CUDA
+    if (p.device == LLMRT_DEVICE_CUDA)
+        return llmrt_err_set_last(LLMRT_ERR_UNSUPPORTED,
+                                  "llmrt_model_load: LLMRT_DEVICE_CUDA: this build has no CUDA "
+                                  "backend (configure with -DLLMRT_CUDA=nvcc)");
+#endif
     if (p.n_threads < 0 || p.n_threads > 1024)
         return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG,
                                   "llmrt_model_load: n_threads %d is out of range", p.n_threads);
@@ -226,8 +374,9 @@ llmrt_status llmrt_model_load(const char *path, const llmrt_model_params *params
     if (!m) return llmrt_err_set_last(LLMRT_ERR_OUT_OF_MEMORY, "llmrt_model_load: out of memory");
     pthread_mutex_init(&m->forward_lock, NULL);
     snprintf(m->source_path, sizeof m->source_path, "%s", path);
+    m->no_q4 = env_no_q4();
 
-    llmrt_status s = llmrt_backend_cpu_create(p.n_threads, getenv("LLMRT_CPU_ISA"), &m->be, &err);
+    llmrt_status s = create_backend(&p, &m->be, &err);
     if (s == LLMRT_OK) {
         llmrt_load_format fmt = p.load_format;
         if (fmt == LLMRT_LOAD_AUTO) fmt = is_dir(path) ? LLMRT_LOAD_HF : LLMRT_LOAD_GGUF;

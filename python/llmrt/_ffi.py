@@ -69,6 +69,7 @@ LLMRT_LOAD_GGUF = 2
 LLMRT_LOAD_RANDOM = 3
 
 LLMRT_DEVICE_CPU = 0
+LLMRT_DEVICE_CUDA = 1
 
 LLMRT_KV_PREEMPT = 0
 LLMRT_KV_RESERVE = 1
@@ -261,6 +262,7 @@ class llmrt_engine_metrics(Structure):
         ("ttft", llmrt_histogram),
         ("itl", llmrt_histogram),
         ("e2e", llmrt_histogram),
+        ("healthy", c_bool),
     ]
 
 

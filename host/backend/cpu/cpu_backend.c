@@ -1,7 +1,13 @@
-/* The CPU backend: fp32 activations; f32/f16/bf16 weights read in place (from the file mapping
- * when the file holds them in that form). It is the correctness reference for every other
- * backend and a real backend for small models: matmuls and attention run on a thread pool with
- * SIMD inner loops chosen at start-up (cpu_kernels.h).
+/* The CPU backend: fp32 activations; f32/f16/bf16 and GGUF Q8_0 weights read in place (from the
+ * file mapping when the file holds them in that form); 4-bit weights (model/q4.h) repacked at
+ * load into the layout of q4_kernels.h. It is the correctness reference for every other backend
+ * and a real backend for small models: matmuls and attention run on a thread pool with SIMD inner
+ * loops chosen at start-up (cpu_kernels.h, q4_kernels.h).
+ *
+ * Matmul: tasks of 16 weight rows. Up to FUSED_MAX_T tokens (decode, small batches), Q8_0 and
+ * 4-bit rows are dequantised in registers by fused kernels, 4 rows x 4 tokens at a time; larger
+ * batches dequantise the task's rows once into fp32 scratch and run the fp32 tiles over them.
+ * Both give the same bits (q4_kernels.h).
  *
  * Determinism: every output element is computed by one task with a fixed reduction order, so the
  * result of a token never depends on the batch it is in or on the number of threads. */
@@ -13,20 +19,32 @@
 #include "../../core/thread_pool.h"
 #include "../backend.h"
 #include "cpu_kernels.h"
+#include "q4_kernels.h"
 
 #define MATMUL_ROWS_PER_TASK 16 /* weight rows per task: a multiple of LLMRT_CPU_TILE_N      */
 #define MATMUL_TOKENS_BLOCK  64 /* activation rows kept hot in L2 while a weight chunk is reused */
+/* Token counts up to which Q8_0 / 4-bit matmuls run the fused kernels (dequantisation in
+ * registers, redone per 4 tokens); above, a task's rows are dequantised once into fp32 scratch
+ * for the fp32 tiles. Measured crossover on Zen 4 (SmolLM2 shapes): ~32-64 tokens. The two
+ * paths give identical bits, so the choice is free. */
+#define FUSED_MAX_T 32
 
 typedef struct cpu_ctx {
-    llmrt_thread_pool *pool;
-    llmrt_cpu_kernels  k;
-    int                n_threads;
+    llmrt_thread_pool   *pool;
+    llmrt_cpu_kernels    k;
+    llmrt_cpu_q4_kernels q4k; /* 4-bit kernels of the same ISA (bit-identical to k.dot_tile) */
+    int                  n_threads;
 
     /* per-thread scratch */
     float  **wconv;       /* [n_threads][MATMUL_ROWS_PER_TASK * max_k] converted weight rows */
     int64_t  wconv_k;     /* K capacity of wconv */
     float  **scores;      /* [n_threads][scores_cap] attention probabilities */
     int64_t  scores_cap;
+
+    /* act-order 4-bit weights: x gathered into stored column order */
+    float  *xperm;        /* [xperm_cap] */
+    int64_t xperm_cap;
+    int64_t perm_k_max;   /* largest K of an uploaded weight with a permutation */
 
     /* rope */
     float  *inv_freq;     /* [half] */
@@ -76,8 +94,11 @@ static llmrt_status cpu_download_f32(llmrt_backend *be, float *host, const void 
     return LLMRT_OK;
 }
 
+/* Q8_0 (GGUF blocks, rows of K/32 blocks of 34 bytes, K % 32 == 0) is read in place too:
+ * the GGUF loader hands over embedding tables and matrices stored that way. */
 static bool cpu_supports_weight(const llmrt_backend *be, llmrt_dtype dtype) {
-    return dtype == LLMRT_DTYPE_F32 || dtype == LLMRT_DTYPE_F16 || dtype == LLMRT_DTYPE_BF16;
+    return dtype == LLMRT_DTYPE_F32 || dtype == LLMRT_DTYPE_F16 || dtype == LLMRT_DTYPE_BF16 ||
+           dtype == LLMRT_DTYPE_Q8_0;
 }
 
 static llmrt_status grow_wconv(cpu_ctx *c, int64_t K, llmrt_error *err) {
@@ -101,14 +122,42 @@ static llmrt_status cpu_weight_upload(llmrt_backend *be, llmrt_dtype dtype, int6
     if (!cpu_supports_weight(be, dtype))
         return llmrt_err(err, LLMRT_ERR_UNSUPPORTED, "cpu backend: weight dtype %s not supported",
                          llmrt_dtype_name(dtype));
+    if (dtype == LLMRT_DTYPE_Q8_0 && cols % 32 != 0)
+        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                         "cpu backend: Q8_0 weight with %lld columns (a multiple of 32 needed)",
+                         (long long)cols);
     /* scratch for converting MATMUL_ROWS_PER_TASK rows of this K is sized here, not per step */
     LLMRT_TRY(grow_wconv(ctx_of(be), cols, err));
     *out = (llmrt_bweight){.dtype = dtype, .rows = rows, .cols = cols, .data = (void *)host};
     return LLMRT_OK;
 }
 
+/* 4-bit weights are repacked into the CPU layout (q4_kernels.h); `data` points at the packed
+ * nibbles and `aux` at the llmrt_cpu_q4 that owns them. */
+static llmrt_status cpu_weight_upload_q4(llmrt_backend *be, const llmrt_q4_host *host,
+                                         llmrt_bweight *out, llmrt_error *err) {
+    cpu_ctx      *c = ctx_of(be);
+    llmrt_cpu_q4 *q = calloc(1, sizeof *q);
+    if (!q) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
+    llmrt_status s = llmrt_cpu_q4_pack(host, q, err);
+    if (s == LLMRT_OK) s = grow_wconv(c, host->cols, err);
+    if (s != LLMRT_OK) {
+        llmrt_cpu_q4_free(q);
+        free(q);
+        return s;
+    }
+    if (q->perm && q->cols > c->perm_k_max) c->perm_k_max = q->cols;
+    *out = (llmrt_bweight){.dtype = LLMRT_DTYPE_Q4, .rows = host->rows, .cols = host->cols,
+                           .data = q->data, .aux = q};
+    return LLMRT_OK;
+}
+
 static void cpu_weight_free(llmrt_backend *be, llmrt_bweight *w) {
-    memset(w, 0, sizeof *w); /* the model owns the host memory */
+    if (w->dtype == LLMRT_DTYPE_Q4 && w->aux) {
+        llmrt_cpu_q4_free(w->aux);
+        free(w->aux);
+    }
+    memset(w, 0, sizeof *w); /* the model owns the host memory of the other dtypes */
 }
 
 static llmrt_status cpu_rope_init(llmrt_backend *be, const float *inv_freq, int32_t half_dim,
@@ -188,6 +237,16 @@ static llmrt_status cpu_begin_batch(llmrt_backend *be, const llmrt_batch_plan *p
             c->rope_sin[t * c->half_dim + i] = (float)sin((double)angle);
         }
     }
+    if (c->perm_k_max > 0 && T * c->perm_k_max > c->xperm_cap) {
+        free(c->xperm);
+        c->xperm_cap = 0;
+        size_t bytes = (size_t)(T * c->perm_k_max) * sizeof(float);
+        if (posix_memalign((void **)&c->xperm, 64, bytes) != 0) {
+            c->xperm = NULL;
+            return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
+        }
+        c->xperm_cap = T * c->perm_k_max;
+    }
     if ((int64_t)max_pos + 1 > c->scores_cap) {
         int64_t cap = (int64_t)max_pos + 1;
         for (int t = 0; t < c->n_threads; t++) {
@@ -210,6 +269,9 @@ static void row_to_f32(const cpu_ctx *c, float *dst, const llmrt_bweight *w, int
     case LLMRT_DTYPE_F32: memcpy(dst, (const float *)w->data + row * K, (size_t)K * 4); break;
     case LLMRT_DTYPE_F16: c->k.f16_to_f32(dst, (const uint16_t *)w->data + row * K, K); break;
     case LLMRT_DTYPE_BF16: c->k.bf16_to_f32(dst, (const uint16_t *)w->data + row * K, K); break;
+    case LLMRT_DTYPE_Q8_0:
+        c->q4k.q8_dequant_row(dst, (const uint8_t *)w->data + row * (K / 32) * 34, K);
+        break;
     default: memset(dst, 0, (size_t)K * 4); break; /* unreachable: upload rejects other dtypes */
     }
 }
@@ -273,20 +335,10 @@ typedef struct matmul_job {
     const llmrt_bweight *w;
 } matmul_job;
 
-static void matmul_task(void *p, int64_t task, int thread) {
-    const matmul_job *j  = p;
-    const cpu_ctx    *c  = j->c;
-    int64_t           N  = j->w->rows, K = j->w->cols;
-    int64_t           n0 = task * MATMUL_ROWS_PER_TASK;
-    int64_t           nn = N - n0 < MATMUL_ROWS_PER_TASK ? N - n0 : MATMUL_ROWS_PER_TASK;
-    const float      *wrows;
-    if (j->w->dtype == LLMRT_DTYPE_F32) {
-        wrows = (const float *)j->w->data + n0 * K;
-    } else {
-        float *buf = c->wconv[thread];
-        for (int64_t r = 0; r < nn; r++) row_to_f32(c, buf + r * K, j->w, n0 + r);
-        wrows = buf;
-    }
+/* out[t, n0 + r] for every token t and r < nn from nn fp32 weight rows (row stride K). */
+static void matmul_rows_f32(const cpu_ctx *c, const matmul_job *j, int64_t n0, int64_t nn,
+                            const float *wrows) {
+    int64_t N = j->w->rows, K = j->w->cols;
     for (int64_t t0 = 0; t0 < j->rows; t0 += MATMUL_TOKENS_BLOCK) {
         int64_t t_end = t0 + MATMUL_TOKENS_BLOCK < j->rows ? t0 + MATMUL_TOKENS_BLOCK : j->rows;
         for (int64_t r = 0; r < nn; r += LLMRT_CPU_TILE_N) {
@@ -300,10 +352,67 @@ static void matmul_task(void *p, int64_t task, int thread) {
     }
 }
 
+static void matmul_task(void *p, int64_t task, int thread) {
+    const matmul_job *j  = p;
+    const cpu_ctx    *c  = j->c;
+    int64_t           N  = j->w->rows, K = j->w->cols;
+    int64_t           n0 = task * MATMUL_ROWS_PER_TASK;
+    int64_t           nn = N - n0 < MATMUL_ROWS_PER_TASK ? N - n0 : MATMUL_ROWS_PER_TASK;
+    const int64_t     GT = LLMRT_CPU_Q4_GEMV_T; /* tokens per fused kernel call */
+    if (j->w->dtype == LLMRT_DTYPE_Q4) {
+        const llmrt_cpu_q4 *q = j->w->aux;
+        if (c->q4k.gemv && j->rows <= FUSED_MAX_T) {
+            /* dequantised in registers per 4 rows x 4 tokens, bit-identical to the path below */
+            for (int64_t r = 0; r < nn; r += LLMRT_CPU_Q4_GEMV_N) {
+                int n_n = nn - r < LLMRT_CPU_Q4_GEMV_N ? (int)(nn - r) : LLMRT_CPU_Q4_GEMV_N;
+                for (int64_t t = 0; t < j->rows; t += LLMRT_CPU_Q4_GEMV_T) {
+                    int n_t = (int)(j->rows - t < GT ? j->rows - t : GT);
+                    c->q4k.gemv(j->out + t * N + n0 + r, N, j->x + t * K, K, n_t, q, n0 + r, n_n);
+                }
+            }
+        } else {
+            float *buf = c->wconv[thread];
+            c->q4k.dequant_rows(buf, q, n0, (int)nn);
+            matmul_rows_f32(c, j, n0, nn, buf);
+        }
+    } else if (j->w->dtype == LLMRT_DTYPE_Q8_0 && c->q4k.q8_gemv && j->rows <= FUSED_MAX_T) {
+        int64_t        row_bytes = K / 32 * 34;
+        const uint8_t *w0        = (const uint8_t *)j->w->data + n0 * row_bytes;
+        for (int64_t r = 0; r < nn; r += LLMRT_CPU_Q4_GEMV_N) {
+            int n_n = nn - r < LLMRT_CPU_Q4_GEMV_N ? (int)(nn - r) : LLMRT_CPU_Q4_GEMV_N;
+            for (int64_t t = 0; t < j->rows; t += LLMRT_CPU_Q4_GEMV_T) {
+                int n_t = (int)(j->rows - t < GT ? j->rows - t : GT);
+                c->q4k.q8_gemv(j->out + t * N + n0 + r, N, j->x + t * K, K, n_t,
+                               w0 + r * row_bytes, row_bytes, n_n, K);
+            }
+        }
+    } else if (j->w->dtype == LLMRT_DTYPE_F32) {
+        matmul_rows_f32(c, j, n0, nn, (const float *)j->w->data + n0 * K);
+    } else {
+        float *buf = c->wconv[thread];
+        for (int64_t r = 0; r < nn; r++) row_to_f32(c, buf + r * K, j->w, n0 + r);
+        matmul_rows_f32(c, j, n0, nn, buf);
+    }
+    if (j->w->bias) {
+        const float *bias = (const float *)j->w->bias + n0;
+        for (int64_t t = 0; t < j->rows; t++)
+            for (int64_t r = 0; r < nn; r++) j->out[t * N + n0 + r] += bias[r];
+    }
+}
+
 static void cpu_matmul(llmrt_backend *be, void *out, const void *x, int64_t rows,
                        const llmrt_bweight *w) {
     cpu_ctx   *c   = ctx_of(be);
     matmul_job job = {.c = c, .out = out, .x = x, .rows = rows, .w = w};
+    if (w->dtype == LLMRT_DTYPE_Q4 && ((const llmrt_cpu_q4 *)w->aux)->perm) {
+        /* act-order: stored column j is input column perm[j] (xperm is sized by begin_batch) */
+        const int32_t *perm = ((const llmrt_cpu_q4 *)w->aux)->perm;
+        int64_t        K    = w->cols;
+        const float   *xf   = x;
+        for (int64_t t = 0; t < rows; t++)
+            for (int64_t k = 0; k < K; k++) c->xperm[t * K + k] = xf[t * K + perm[k]];
+        job.x = c->xperm;
+    }
     int64_t    n_tasks = (w->rows + MATMUL_ROWS_PER_TASK - 1) / MATMUL_ROWS_PER_TASK;
     llmrt_thread_pool_run(c->pool, n_tasks, matmul_task, &job);
 }
@@ -400,6 +509,7 @@ static void cpu_destroy(llmrt_backend *be) {
         }
         free(c->wconv);
         free(c->scores);
+        free(c->xperm);
         free(c->inv_freq);
         free(c->tokens);
         free(c->positions);
@@ -419,6 +529,7 @@ static const llmrt_backend_ops cpu_ops = {
     .alloc           = cpu_alloc,
     .free            = cpu_free,
     .weight_upload   = cpu_weight_upload,
+    .weight_upload_q4 = cpu_weight_upload_q4,
     .weight_free     = cpu_weight_free,
     .supports_weight = cpu_supports_weight,
     .rope_init       = cpu_rope_init,
@@ -451,6 +562,7 @@ llmrt_status llmrt_backend_cpu_create(int n_threads, const char *force_isa, llmr
     be->act_bytes = sizeof(float);
     be->ctx       = c;
     c->k          = llmrt_cpu_kernels_select(force_isa);
+    c->q4k        = llmrt_cpu_q4_kernels_for(c->k.isa);
     c->pool       = llmrt_thread_pool_create(n_threads);
     if (!c->pool) {
         cpu_destroy(be);

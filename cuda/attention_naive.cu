@@ -1,0 +1,87 @@
+// attention_naive.cu: the reference attention over the paged KV cache. One warp per (token,
+// query head); lane l owns the head dimensions l, l + 32, ...; positions 0..pos of the token's
+// sequence are visited in order with an online softmax (running max, rescaled sum and output),
+// each score a warp-wide dot product. fp32 math. Slow (one shuffle reduction per position) but
+// simple, any head dim up to 256 and any block size: it runs the head dims the flash kernels
+// (attention.h) do not instantiate, and serves as their end-to-end cross-check.
+#include "llmrt_dtype.cuh"
+
+#define ATTN_NAIVE_WARPS 4   // warps (items) per block
+#define ATTN_NAIVE_MAX_DPL 8 // head dims per lane: hd <= 256
+
+template <class T>
+__global__ void attention_naive_kernel(T *out,                      // [T, Hq*hd]
+                                       const T *q,                  // [T, Hq*hd]
+                                       const T *k_cache,            // [n_slots, Hkv*hd]
+                                       const T *v_cache,            // [n_slots, Hkv*hd]
+                                       const int32_t *positions,    // [T]
+                                       const int32_t *seq_of,       // [T] block-table row
+                                       const int32_t *block_tables,  // [n_seqs, max_blocks]
+                                       int32_t max_blocks, int32_t n_tokens, int32_t Hq, int32_t Hkv, int32_t hd,
+                                       int32_t block_size, float scale) {
+  const int64_t item = (int64_t)blockIdx.x * ATTN_NAIVE_WARPS + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (item >= (int64_t)n_tokens * Hq) return;  // the whole warp leaves together
+  const int32_t t = (int32_t)(item / Hq), h = (int32_t)(item % Hq), kvh = h / (Hq / Hkv);
+  const int64_t kv_w = (int64_t)Hkv * hd;
+  const T *qr = q + ((int64_t)t * Hq + h) * hd;
+  float qv[ATTN_NAIVE_MAX_DPL], acc[ATTN_NAIVE_MAX_DPL];
+LLMRT_UNROLL
+  for (int j = 0; j < ATTN_NAIVE_MAX_DPL; j++) {
+    const int d = lane + 32 * j;
+    qv[j] = d < hd ? llmrt_to_f32(qr[d]) : 0.0f;
+    acc[j] = 0.0f;
+  }
+  const int32_t pos = positions[t];
+  const int32_t *table = block_tables + (int64_t)seq_of[t] * max_blocks;
+  float m = -INFINITY, l = 0.0f;
+  for (int32_t p = 0; p <= pos; p++) {
+    const int64_t slot = (int64_t)table[p / block_size] * block_size + p % block_size;
+    const T *kr = k_cache + slot * kv_w + (int64_t)kvh * hd;
+    const T *vr = v_cache + slot * kv_w + (int64_t)kvh * hd;
+    float s = 0.0f;
+LLMRT_UNROLL
+    for (int j = 0; j < ATTN_NAIVE_MAX_DPL; j++) {
+      const int d = lane + 32 * j;
+      if (d < hd) s += qv[j] * llmrt_to_f32(kr[d]);
+    }
+    s = llmrt_warp_sum(s) * scale;
+    const float m_new = fmaxf(m, s);
+    const float corr = expf(m - m_new);  // 0 at the first position (m = -inf)
+    const float e = expf(s - m_new);
+    l = l * corr + e;
+LLMRT_UNROLL
+    for (int j = 0; j < ATTN_NAIVE_MAX_DPL; j++) {
+      const int d = lane + 32 * j;
+      if (d < hd) acc[j] = acc[j] * corr + e * llmrt_to_f32(vr[d]);
+    }
+    m = m_new;
+  }
+  T *o = out + ((int64_t)t * Hq + h) * hd;
+  const float inv = 1.0f / l;
+LLMRT_UNROLL
+  for (int j = 0; j < ATTN_NAIVE_MAX_DPL; j++) {
+    const int d = lane + 32 * j;
+    if (d < hd) o[d] = llmrt_from_f32<T>(acc[j] * inv);
+  }
+}
+
+extern "C" int llmrt_cuda_attention_naive(void *stream, llmrt_cuda_dtype t, void *out, const void *q,
+                                          const void *k_cache, const void *v_cache, const int32_t *positions,
+                                          const int32_t *seq_of, const int32_t *block_tables, int32_t max_blocks,
+                                          int32_t n_tokens, int32_t Hq, int32_t Hkv, int32_t hd, int32_t block_size,
+                                          float scale) {
+  if (n_tokens <= 0) return n_tokens == 0 ? 0 : (int)cudaErrorInvalidValue;
+  if (Hq <= 0 || Hkv <= 0 || Hq % Hkv || hd <= 0 || hd > 32 * ATTN_NAIVE_MAX_DPL || block_size <= 0 ||
+      max_blocks <= 0)
+    return (int)cudaErrorInvalidValue;
+  cudaStream_t s = (cudaStream_t)stream;
+  const int64_t items = (int64_t)n_tokens * Hq;
+  const int64_t blocks = (items + ATTN_NAIVE_WARPS - 1) / ATTN_NAIVE_WARPS;
+  if (blocks > 2147483647) return (int)cudaErrorInvalidValue;
+  LLMRT_DISPATCH(t, T,
+      LAUNCH(attention_naive_kernel<T>, (unsigned)blocks, 32 * ATTN_NAIVE_WARPS, 0, s, (T *)out, (const T *)q,
+             (const T *)k_cache, (const T *)v_cache, positions, seq_of, block_tables, max_blocks, n_tokens, Hq, Hkv,
+             hd, block_size, scale))
+  return (int)cudaGetLastError();
+}

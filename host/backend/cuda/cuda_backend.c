@@ -1,0 +1,693 @@
+/* The CUDA backend: the backend interface (backend.h) over the plain-C launchers and device layer
+ * of cuda/ (llmrt_cuda.h). This file never includes a CUDA header.
+ *
+ * Numerics. Activations are fp16 (bf16 with LLMRT_CUDA_DTYPE=bf16), every kernel computes in
+ * fp32. The residual stream (x) stays in fp32 (resid_bytes 4): it is summed over every layer,
+ * and keeping it in fp16 would round the running sum 2 * n_layers times. Weights are stored in
+ * the activation dtype: f16/bf16/f32 checkpoints are converted once at upload (half the memory
+ * and bandwidth of f32, and cublasGemmEx with fp16 inputs runs on tensor cores; the GEMM input
+ * x is fp16 anyway, so f32 weights would buy little). A weight outside the fp16 range is an
+ * error naming the tensor (use bf16 activations for such a checkpoint). GEMMs accumulate in fp32
+ * (CUBLAS_COMPUTE_32F); the lm_head writes fp32 logits, downloaded as they are.
+ *
+ * Sampling stays on the host: the engine's sampler (penalties, top-k/p, min-p, logprobs, seeded
+ * streams) is host code, and the logits of n_outputs rows are small next to the forward (V
+ * floats per sequence). Sampling on the device is a later optimisation.
+ *
+ * Memory. Weights, the KV pool and the activations are allocated at start-up (the KV cache
+ * reserves the activations and this backend's per-batch state through `reserve`); every
+ * allocation checks cudaMemGetInfo first, and one that does not fit is LLMRT_ERR_OUT_OF_MEMORY
+ * naming what did not fit. A forward allocates nothing unless its batch is larger than every
+ * batch before it (never a decode-only step, see forward.c). begin_batch packs the batch plan
+ * into pinned memory and uploads it with one asynchronous copy; the ops only enqueue work; the
+ * only host synchronisation of a step is the logits download at its end.
+ *
+ * Errors. Ops without a status record their first failure; the next call that returns a status
+ * (the logits download at the end of the forward) reports it. A sticky CUDA fault (illegal
+ * address, launch failure, ...) puts the backend in a dead state: every later call fails at
+ * once with LLMRT_ERR_DEAD and the message of the original fault (no hang, no abort). */
+#include "cuda_backend.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../core/half.h"
+#include "llmrt_cuda.h"
+#ifdef LLMRT_CUDA_HAVE_FLASH_ATTN
+#include "attention.h"
+#endif
+
+#define UPLOAD_CHUNK_ELEMS  ((int64_t)1 << 22) /* weight conversion staging: 4M elements */
+#define DECODE_MAX_SPLITS   16                 /* split-KV partials the decode workspace holds */
+#define F16_OVERFLOW        65520.0f           /* |x| >= this rounds to inf in fp16 */
+
+typedef struct cuda_ctx {
+    llmrt_cuda_dev  *dev;
+    void            *stream;
+    llmrt_cuda_dtype act;        /* activation, weight and KV dtype (F16, BF16; F32 reference) */
+    llmrt_dtype      act_dtype;  /* the same as an llmrt_dtype */
+
+    /* failures */
+    bool         dead;
+    char         dead_msg[LLMRT_ERROR_MSG_MAX];
+    llmrt_status pending; /* first failure of a void op since the last status call */
+    char         pending_msg[LLMRT_ERROR_MSG_MAX];
+    int64_t      fault_at; /* LLMRT_CUDA_INJECT_FAULT=stepN: N, else 0 */
+
+    /* rope */
+    float  *inv_freq; /* device [half] */
+    int32_t half_dim;
+
+    /* per-batch state: device plan arrays at fixed offsets of one buffer, staged in pinned
+     * memory with the same layout and uploaded by one copy */
+    void   *plan_dev, *plan_host;
+    int64_t cap_tokens, cap_outputs, cap_table;
+    int64_t off_tokens, off_positions, off_seq_of, off_out_rows, off_q_start, off_q_len,
+            off_ctx_len, off_seq_slot, off_tables; /* bytes; slots at 0 */
+    bool    plan_in_flight; /* the staging buffer may still be read by a pending copy */
+
+    /* current batch */
+    int32_t n_tokens, n_seqs, max_blocks, n_outputs;
+    int32_t n_entries;   /* attention entries: runs of consecutive positions of one sequence */
+    int32_t max_ctx;     /* largest ctx_len of an entry */
+    bool    all_decode;  /* every entry has one token */
+
+    /* attention */
+    bool    flash_ok;        /* the attention.h kernels take this model's shape */
+    void   *decode_ws;       /* split-KV workspace */
+    uint64_t decode_ws_bytes;
+    int64_t decode_cap;      /* entries the workspace holds */
+
+    /* download_f32 */
+    float  *f32_scratch;
+    int64_t f32_cap;
+
+    llmrt_cuda_backend_stats stats;
+} cuda_ctx;
+
+static cuda_ctx *ctx_of(const llmrt_backend *be) {
+    return (cuda_ctx *)be->ctx;
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* failures                                                                                      */
+/* --------------------------------------------------------------------------------------------- */
+
+static llmrt_status status_of(llmrt_cuda_status st) {
+    switch (st) {
+    case LLMRT_CUDA_OK: return LLMRT_OK;
+    case LLMRT_CUDA_ERR_NO_DEVICE: return LLMRT_ERR_UNSUPPORTED;
+    case LLMRT_CUDA_ERR_OOM: return LLMRT_ERR_OUT_OF_MEMORY;
+    case LLMRT_CUDA_ERR_INVALID: return LLMRT_ERR_UNSUPPORTED;
+    case LLMRT_CUDA_ERR_STICKY: return LLMRT_ERR_DEAD;
+    case LLMRT_CUDA_ERR_FAILED: break;
+    }
+    return LLMRT_ERR_BACKEND;
+}
+
+/* Records a failure of `what`: a sticky one kills the backend, another becomes pending. */
+static void note_failure(cuda_ctx *c, llmrt_cuda_status st, const char *what) {
+    if (st == LLMRT_CUDA_OK) return;
+    if (st == LLMRT_CUDA_ERR_STICKY) {
+        if (!c->dead) {
+            c->dead = true;
+            snprintf(c->dead_msg, sizeof c->dead_msg, "%s: %s", what,
+                     llmrt_cuda_dev_message(c->dev));
+            c->stats.dead = true;
+            snprintf(c->stats.dead_message, sizeof c->stats.dead_message, "%s", c->dead_msg);
+        }
+        return;
+    }
+    if (c->pending == LLMRT_OK) {
+        c->pending = status_of(st);
+        snprintf(c->pending_msg, sizeof c->pending_msg, "%s: %s", what,
+                 llmrt_cuda_dev_message(c->dev));
+    }
+}
+
+/* The status every call returns once the backend is dead, or a pending failure (cleared). */
+static llmrt_status check_state(cuda_ctx *c, llmrt_error *err) {
+    if (c->dead)
+        return llmrt_err(err, LLMRT_ERR_DEAD,
+                         "cuda backend is dead after a sticky CUDA fault (restart the process): %s",
+                         c->dead_msg);
+    if (c->pending != LLMRT_OK) {
+        llmrt_status s = c->pending;
+        c->pending     = LLMRT_OK;
+        return llmrt_err(err, s, "cuda backend: %s", c->pending_msg);
+    }
+    return LLMRT_OK;
+}
+
+/* A failed device call of a status op: the dead state, else an earlier failure of this forward
+ * (the first one is the cause), else this one with `what` and the device layer's message. */
+static llmrt_status fail(cuda_ctx *c, llmrt_cuda_status st, llmrt_error *err, const char *what) {
+    if (st == LLMRT_CUDA_ERR_STICKY) note_failure(c, st, what);
+    if (c->dead || c->pending != LLMRT_OK) return check_state(c, err);
+    return llmrt_err(err, status_of(st), "cuda backend: %s: %s", what,
+                     llmrt_cuda_dev_message(c->dev));
+}
+
+/* Void ops do nothing after a failure: the forward's result is lost anyway. */
+static bool skip(const cuda_ctx *c) {
+    return c->dead || c->pending != LLMRT_OK;
+}
+
+/* Checks a launcher's return value. */
+static void launched(cuda_ctx *c, int rc, const char *what) {
+    if (rc) note_failure(c, llmrt_cuda_check(c->dev, rc, what), what);
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* memory                                                                                        */
+/* --------------------------------------------------------------------------------------------- */
+
+static llmrt_status dev_alloc(cuda_ctx *c, uint64_t bytes, void **out, llmrt_error *err) {
+    *out = NULL;
+    LLMRT_TRY(check_state(c, err));
+    llmrt_cuda_status st = llmrt_cuda_malloc(c->dev, out, bytes);
+    if (st != LLMRT_CUDA_OK) return fail(c, st, err, "device allocation");
+    c->stats.device_allocs++;
+    return LLMRT_OK;
+}
+
+static void dev_free(cuda_ctx *c, void *p) {
+    if (!p) return;
+    llmrt_cuda_free(c->dev, p);
+    c->stats.device_frees++;
+}
+
+static llmrt_status cuda_alloc(llmrt_backend *be, uint64_t bytes, void **out, llmrt_error *err) {
+    return dev_alloc(ctx_of(be), bytes, out, err);
+}
+
+static void cuda_free(llmrt_backend *be, void *ptr) {
+    dev_free(ctx_of(be), ptr);
+}
+
+static llmrt_status cuda_upload(llmrt_backend *be, void *dst, const void *host, uint64_t bytes,
+                                llmrt_error *err) {
+    cuda_ctx *c = ctx_of(be);
+    LLMRT_TRY(check_state(c, err));
+    llmrt_cuda_status st = llmrt_cuda_upload(c->dev, dst, host, bytes, 1);
+    return st == LLMRT_CUDA_OK ? LLMRT_OK : fail(c, st, err, "upload");
+}
+
+static bool cuda_supports_weight(const llmrt_backend *be, llmrt_dtype dtype) {
+    return dtype == LLMRT_DTYPE_F32 || dtype == LLMRT_DTYPE_F16 || dtype == LLMRT_DTYPE_BF16;
+}
+
+/* Converts n host elements of `src_t` into the activation dtype (host bits). */
+static llmrt_status convert_chunk(const cuda_ctx *c, void *dst, llmrt_dtype src_t,
+                                  const void *src, int64_t n, int64_t first, int64_t cols,
+                                  llmrt_error *err) {
+    for (int64_t i = 0; i < n; i++) {
+        float v = src_t == LLMRT_DTYPE_F32   ? ((const float *)src)[i]
+                  : src_t == LLMRT_DTYPE_F16 ? llmrt_f16_to_f32(((const uint16_t *)src)[i])
+                                             : llmrt_bf16_to_f32(((const uint16_t *)src)[i]);
+        if (c->act == LLMRT_CUDA_F16) {
+            if (v >= F16_OVERFLOW || v <= -F16_OVERFLOW)
+                return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                                 "cuda backend: weight value %g at [%lld, %lld] is outside the "
+                                 "fp16 range (|w| <= 65504); use bf16 activations "
+                                 "(LLMRT_CUDA_DTYPE=bf16)", (double)v,
+                                 (long long)((first + i) / cols), (long long)((first + i) % cols));
+            ((uint16_t *)dst)[i] = llmrt_f32_to_f16(v);
+        } else if (c->act == LLMRT_CUDA_BF16) {
+            ((uint16_t *)dst)[i] = llmrt_f32_to_bf16(v);
+        } else {
+            ((float *)dst)[i] = v;
+        }
+    }
+    return LLMRT_OK;
+}
+
+/* Weights live on the device in the activation dtype (see the top of the file). */
+static llmrt_status cuda_weight_upload(llmrt_backend *be, llmrt_dtype dtype, int64_t rows,
+                                       int64_t cols, const void *host, llmrt_bweight *out,
+                                       llmrt_error *err) {
+    cuda_ctx *c = ctx_of(be);
+    if (!cuda_supports_weight(be, dtype))
+        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED, "cuda backend: weight dtype %s not supported",
+                         llmrt_dtype_name(dtype));
+    if (rows <= 0 || cols <= 0 || rows > INT32_MAX || cols > INT32_MAX)
+        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                         "cuda backend: weight shape [%lld, %lld] outside the GEMM's int range",
+                         (long long)rows, (long long)cols);
+    int64_t n = rows * cols, ab = be->act_bytes;
+    void   *dev = NULL;
+    llmrt_status s = dev_alloc(c, (uint64_t)(n * ab), &dev, err);
+    if (s != LLMRT_OK) {
+        llmrt_err_prefix(err, "weight [%lld, %lld]", (long long)rows, (long long)cols);
+        return s;
+    }
+    if (dtype == c->act_dtype) {
+        llmrt_cuda_status st = llmrt_cuda_upload(c->dev, dev, host, (uint64_t)(n * ab), 1);
+        if (st != LLMRT_CUDA_OK) s = fail(c, st, err, "weight upload");
+    } else {
+        int64_t chunk   = n < UPLOAD_CHUNK_ELEMS ? n : UPLOAD_CHUNK_ELEMS;
+        char   *staging = malloc((size_t)(chunk * ab));
+        if (!staging) s = llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cuda backend: out of host memory");
+        int64_t esz = llmrt_dtype_block_bytes(dtype);
+        for (int64_t at = 0; at < n && s == LLMRT_OK; at += chunk) {
+            int64_t k = n - at < chunk ? n - at : chunk;
+            s = convert_chunk(c, staging, dtype, (const char *)host + at * esz, k, at, cols, err);
+            if (s != LLMRT_OK) break;
+            llmrt_cuda_status st =
+                llmrt_cuda_upload(c->dev, (char *)dev + at * ab, staging, (uint64_t)(k * ab), 1);
+            if (st != LLMRT_CUDA_OK) s = fail(c, st, err, "weight upload");
+        }
+        free(staging);
+    }
+    if (s != LLMRT_OK) {
+        dev_free(c, dev);
+        return s;
+    }
+    *out = (llmrt_bweight){.dtype = c->act_dtype, .rows = rows, .cols = cols, .data = dev};
+    return LLMRT_OK;
+}
+
+static void cuda_weight_free(llmrt_backend *be, llmrt_bweight *w) {
+    dev_free(ctx_of(be), w->data);
+    memset(w, 0, sizeof *w); /* the bias belongs to the loader */
+}
+
+static llmrt_status cuda_rope_init(llmrt_backend *be, const float *inv_freq, int32_t half_dim,
+                                   llmrt_error *err) {
+    cuda_ctx *c = ctx_of(be);
+    if (half_dim < 1 || half_dim > 128)
+        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                         "cuda backend: head_dim %d is not supported (2..256)", 2 * half_dim);
+    dev_free(c, c->inv_freq);
+    c->inv_freq = NULL;
+    LLMRT_TRY(dev_alloc(c, (uint64_t)half_dim * sizeof(float), (void **)&c->inv_freq, err));
+    c->half_dim = half_dim;
+    return cuda_upload(be, c->inv_freq, inv_freq, (uint64_t)half_dim * sizeof(float), err);
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* per-batch state                                                                               */
+/* --------------------------------------------------------------------------------------------- */
+
+static int64_t align8(int64_t x) {
+    return (x + 7) & ~(int64_t)7;
+}
+
+/* (Re)allocates the plan buffers for the given capacities (never shrinks). */
+static llmrt_status grow_plan(cuda_ctx *c, int64_t tokens, int64_t outputs, int64_t table,
+                              llmrt_error *err) {
+    if (tokens <= c->cap_tokens && outputs <= c->cap_outputs && table <= c->cap_table)
+        return LLMRT_OK;
+    if (tokens < c->cap_tokens) tokens = c->cap_tokens;
+    if (outputs < c->cap_outputs) outputs = c->cap_outputs;
+    if (table < c->cap_table) table = c->cap_table;
+    if (c->plan_in_flight) {
+        llmrt_cuda_status st = llmrt_cuda_sync(c->dev);
+        if (st != LLMRT_CUDA_OK) return fail(c, st, err, "plan upload");
+        c->plan_in_flight = false;
+    }
+    dev_free(c, c->plan_dev);
+    llmrt_cuda_host_free(c->dev, c->plan_host);
+    c->plan_dev = c->plan_host = NULL;
+    c->cap_tokens = c->cap_outputs = c->cap_table = 0;
+    int64_t off       = align8(tokens * 8); /* slots */
+    c->off_tokens     = off, off += tokens * 4;
+    c->off_positions  = off, off += tokens * 4;
+    c->off_seq_of     = off, off += tokens * 4;
+    c->off_q_start    = off, off += tokens * 4;
+    c->off_q_len      = off, off += tokens * 4;
+    c->off_ctx_len    = off, off += tokens * 4;
+    c->off_seq_slot   = off, off += tokens * 4;
+    c->off_out_rows   = off, off += outputs * 4;
+    c->off_tables     = off, off += table * 4;
+    LLMRT_TRY(dev_alloc(c, (uint64_t)off, &c->plan_dev, err));
+    llmrt_cuda_status st = llmrt_cuda_host_alloc(c->dev, &c->plan_host, (uint64_t)off);
+    if (st != LLMRT_CUDA_OK) return fail(c, st, err, "pinned staging of the batch plan");
+    c->cap_tokens  = tokens;
+    c->cap_outputs = outputs;
+    c->cap_table   = table;
+    return LLMRT_OK;
+}
+
+static llmrt_status cuda_reserve(llmrt_backend *be, int64_t max_tokens, int64_t max_outputs,
+                                 int64_t max_seqs, int64_t max_blocks,
+                                 const llmrt_attn_shape *shape, llmrt_error *err) {
+    cuda_ctx *c = ctx_of(be);
+    LLMRT_TRY(check_state(c, err));
+    LLMRT_TRY(grow_plan(c, max_tokens, max_outputs, max_seqs * max_blocks, err));
+#ifdef LLMRT_CUDA_HAVE_FLASH_ATTN
+    /* decode steps have one entry per output row (each decoding sequence has one) */
+    if (c->flash_ok && max_outputs > c->decode_cap) {
+        uint64_t bytes = llmrt_cuda_attention_decode_workspace_bytes(
+            (int32_t)max_outputs, shape->n_heads, shape->head_dim, DECODE_MAX_SPLITS);
+        if (bytes > 0) {
+            dev_free(c, c->decode_ws);
+            c->decode_ws       = NULL;
+            c->decode_cap      = 0;
+            c->decode_ws_bytes = 0;
+            LLMRT_TRY(dev_alloc(c, bytes, &c->decode_ws, err));
+            c->decode_ws_bytes = bytes;
+            c->decode_cap      = max_outputs;
+        }
+    }
+#else
+    (void)shape;
+#endif
+    return LLMRT_OK;
+}
+
+static llmrt_status cuda_begin_batch(llmrt_backend *be, const llmrt_batch_plan *plan,
+                                     llmrt_error *err) {
+    cuda_ctx *c = ctx_of(be);
+    LLMRT_TRY(check_state(c, err));
+    c->stats.forwards++;
+    if (c->fault_at > 0 && c->stats.forwards == c->fault_at) {
+        llmrt_cuda_status st = llmrt_cuda_inject_fault(c->dev);
+        if (st != LLMRT_CUDA_OK) return fail(c, st, err, "begin_batch");
+    }
+    int64_t T = plan->n_tokens, n_table = (int64_t)plan->n_seqs * plan->max_blocks;
+    if (T > c->cap_tokens || plan->n_outputs > c->cap_outputs || n_table > c->cap_table) {
+        int64_t before = c->stats.device_allocs;
+        LLMRT_TRY(grow_plan(c, T, plan->n_outputs, n_table, err));
+        c->stats.batch_allocs += c->stats.device_allocs - before;
+    }
+    if (c->plan_in_flight) { /* the previous step failed before its final sync */
+        llmrt_cuda_status st = llmrt_cuda_sync(c->dev);
+        if (st != LLMRT_CUDA_OK) return fail(c, st, err, "begin_batch");
+        c->plan_in_flight = false;
+    }
+    char *h = c->plan_host;
+    memcpy(h, plan->slots, (size_t)T * 8);
+    memcpy(h + c->off_tokens, plan->tokens, (size_t)T * 4);
+    memcpy(h + c->off_positions, plan->positions, (size_t)T * 4);
+    memcpy(h + c->off_seq_of, plan->seq_of, (size_t)T * 4);
+    memcpy(h + c->off_out_rows, plan->output_rows, (size_t)plan->n_outputs * 4);
+    memcpy(h + c->off_tables, plan->block_tables, (size_t)n_table * 4);
+    /* Attention entries for the varlen kernels: maximal runs of tokens of one sequence at
+     * consecutive positions, in batch order (the engine's batches give one run per sequence;
+     * any other order still works, as more, shorter runs). */
+    int32_t *q_start = (int32_t *)(h + c->off_q_start), *q_len = (int32_t *)(h + c->off_q_len);
+    int32_t *ctx_len = (int32_t *)(h + c->off_ctx_len), *seq_slot = (int32_t *)(h + c->off_seq_slot);
+    int32_t  n = 0, max_ctx = 0;
+    bool     all_decode = true;
+    for (int32_t t = 0; t < T; t++) {
+        int32_t pos = plan->positions[t], seq = plan->seq_of[t];
+        if (n > 0 && seq_slot[n - 1] == seq && ctx_len[n - 1] == pos) {
+            q_len[n - 1]++;
+            ctx_len[n - 1] = pos + 1;
+            all_decode     = false;
+        } else {
+            q_start[n]  = t;
+            q_len[n]    = 1;
+            ctx_len[n]  = pos + 1;
+            seq_slot[n] = seq;
+            n++;
+        }
+        if (pos + 1 > max_ctx) max_ctx = pos + 1;
+    }
+    c->n_tokens   = (int32_t)T;
+    c->n_seqs     = plan->n_seqs;
+    c->max_blocks = plan->max_blocks;
+    c->n_outputs  = plan->n_outputs;
+    c->n_entries  = n;
+    c->max_ctx    = max_ctx;
+    c->all_decode = all_decode;
+    llmrt_cuda_status st =
+        llmrt_cuda_upload(c->dev, c->plan_dev, c->plan_host, (uint64_t)(c->off_tables + n_table * 4), 0);
+    if (st != LLMRT_CUDA_OK) return fail(c, st, err, "begin_batch: plan upload");
+    c->plan_in_flight = true;
+    return LLMRT_OK;
+}
+
+#define PLAN(c, off, type) ((type *)((char *)(c)->plan_dev + (c)->off))
+
+/* --------------------------------------------------------------------------------------------- */
+/* ops                                                                                           */
+/* --------------------------------------------------------------------------------------------- */
+
+static void cuda_embed(llmrt_backend *be, void *out, const llmrt_bweight *table) {
+    cuda_ctx *c = ctx_of(be);
+    if (skip(c)) return;
+    launched(c, llmrt_cuda_embed(c->stream, out, LLMRT_CUDA_F32, table->data, c->act,
+                                 PLAN(c, off_tokens, int32_t), c->n_tokens, table->cols),
+             "embed");
+}
+
+static void cuda_rmsnorm(llmrt_backend *be, void *out, const void *x, const void *w, int64_t D,
+                         float eps) {
+    cuda_ctx *c = ctx_of(be);
+    if (skip(c)) return;
+    /* x is the fp32 residual (not written without a delta) */
+    launched(c, llmrt_cuda_add_rmsnorm(c->stream, out, c->act, (float *)x, NULL, c->act, w,
+                                       c->n_tokens, D, eps),
+             "rmsnorm");
+}
+
+static void cuda_add_rmsnorm(llmrt_backend *be, void *x, const void *delta, void *out,
+                             const void *w, int64_t D, float eps) {
+    cuda_ctx *c = ctx_of(be);
+    if (skip(c)) return;
+    launched(c, llmrt_cuda_add_rmsnorm(c->stream, out, c->act, x, delta, c->act, w, c->n_tokens,
+                                       D, eps),
+             "add_rmsnorm");
+}
+
+static void cuda_add(llmrt_backend *be, void *x, const void *delta, int64_t D) {
+    cuda_ctx *c = ctx_of(be);
+    if (skip(c)) return;
+    launched(c, llmrt_cuda_add(c->stream, x, delta, c->act, (int64_t)c->n_tokens * D), "add");
+}
+
+static void cuda_matmul(llmrt_backend *be, void *out, const void *x, int64_t rows,
+                        const llmrt_bweight *w) {
+    cuda_ctx *c = ctx_of(be);
+    if (skip(c)) return;
+    llmrt_cuda_status st = llmrt_cuda_gemm(c->dev, out, c->act, x, w->data, c->act, rows, w->rows,
+                                           w->cols);
+    if (st != LLMRT_CUDA_OK) {
+        note_failure(c, st, "matmul");
+        return;
+    }
+    if (w->bias)
+        launched(c, llmrt_cuda_add_bias(c->stream, out, c->act, w->bias, rows, w->rows), "bias");
+}
+
+static void cuda_rope_kv_write(llmrt_backend *be, void *q, void *k, const void *v, void *k_cache,
+                               void *v_cache, const llmrt_attn_shape *s) {
+    cuda_ctx *c = ctx_of(be);
+    if (skip(c)) return;
+    if (s->head_dim != 2 * c->half_dim) {
+        note_failure(c, LLMRT_CUDA_ERR_INVALID, "rope_kv_write: head_dim differs from rope_init");
+        return;
+    }
+    launched(c, llmrt_cuda_rope_kv(c->stream, c->act, q, k, v, k_cache, v_cache,
+                                   PLAN(c, off_positions, int32_t),
+                                   (const int64_t *)c->plan_dev /* slots at offset 0 */, c->inv_freq, c->n_tokens, s->n_heads, s->n_kv_heads, s->head_dim),
+             "rope_kv_write");
+}
+
+static void cuda_attention(llmrt_backend *be, void *out, const void *q, const void *k_cache,
+                           const void *v_cache, const llmrt_attn_shape *s) {
+    cuda_ctx *c = ctx_of(be);
+    if (skip(c)) return;
+#ifdef LLMRT_CUDA_HAVE_FLASH_ATTN
+    if (c->flash_ok) {
+        bool decode = c->all_decode && c->decode_ws && c->n_entries <= c->decode_cap;
+        llmrt_cuda_attn_args a = {
+            .q = q, .out = out, .k_cache = k_cache, .v_cache = v_cache,
+            .block_tables = PLAN(c, off_tables, int32_t), .q_start = PLAN(c, off_q_start, int32_t),
+            .q_len = PLAN(c, off_q_len, int32_t), .ctx_len = PLAN(c, off_ctx_len, int32_t),
+            .seq_slot = PLAN(c, off_seq_slot, int32_t), .n_seqs = c->n_entries,
+            .n_tokens = c->n_tokens, .n_heads = s->n_heads, .n_kv_heads = s->n_kv_heads,
+            .head_dim = s->head_dim, .block_size = s->block_size, .max_blocks = c->max_blocks,
+            .max_ctx_len = c->max_ctx, .scale = s->scale,
+            .dtype = c->act == LLMRT_CUDA_BF16 ? LLMRT_CUDA_ATTN_BF16 : LLMRT_CUDA_ATTN_F16,
+            .workspace = decode ? c->decode_ws : NULL,
+            .workspace_bytes = decode ? c->decode_ws_bytes : 0, .num_splits = 0,
+        };
+        char msg[256] = "";
+        int  rc = decode ? llmrt_cuda_attention_decode(&a, c->stream, msg, sizeof msg)
+                         : llmrt_cuda_attention_prefill(&a, c->stream, msg, sizeof msg);
+        if (rc == LLMRT_CUDA_ATTN_OK) {
+            c->stats.flash_attention++;
+            return;
+        }
+        if (rc != LLMRT_CUDA_ATTN_ESHAPE) {
+            char what[320];
+            snprintf(what, sizeof what, "attention: %s", msg);
+            note_failure(c, rc == LLMRT_CUDA_ATTN_ECUDA ? llmrt_cuda_check_last(c->dev, what)
+                                                        : LLMRT_CUDA_ERR_INVALID,
+                         what);
+            return;
+        }
+        c->flash_ok = false; /* a head dim / dtype they do not instantiate: the naive kernel */
+    }
+#endif
+    c->stats.naive_attention++;
+    launched(c, llmrt_cuda_attention_naive(c->stream, c->act, out, q, k_cache, v_cache,
+                                           PLAN(c, off_positions, int32_t),
+                                           PLAN(c, off_seq_of, int32_t), PLAN(c, off_tables, int32_t),
+                                           c->max_blocks, c->n_tokens, s->n_heads, s->n_kv_heads,
+                                           s->head_dim, s->block_size, s->scale),
+             "attention");
+}
+
+static void cuda_swiglu(llmrt_backend *be, void *out, const void *gate, const void *up, int64_t F) {
+    cuda_ctx *c = ctx_of(be);
+    if (skip(c)) return;
+    launched(c, llmrt_cuda_swiglu(c->stream, c->act, out, gate, up, (int64_t)c->n_tokens * F),
+             "swiglu");
+}
+
+static void cuda_gather_outputs(llmrt_backend *be, void *out, const void *x, int64_t D) {
+    cuda_ctx *c = ctx_of(be);
+    if (skip(c)) return;
+    launched(c, llmrt_cuda_gather_rows(c->stream, c->act, out, x, PLAN(c, off_out_rows, int32_t),
+                                       c->n_outputs, D),
+             "gather_outputs");
+}
+
+/* The forward's last call: lm_head in fp32, then the one host synchronisation of the step. */
+static llmrt_status cuda_logits(llmrt_backend *be, float *host, void *scratch, const void *x,
+                                int64_t rows, const llmrt_bweight *w, llmrt_error *err) {
+    cuda_ctx *c = ctx_of(be);
+    LLMRT_TRY(check_state(c, err));
+    llmrt_cuda_status st = llmrt_cuda_gemm(c->dev, scratch, LLMRT_CUDA_F32, x, w->data, c->act,
+                                           rows, w->rows, w->cols);
+    if (st != LLMRT_CUDA_OK) return fail(c, st, err, "lm_head");
+    if (w->bias) {
+        int rc = llmrt_cuda_add_bias(c->stream, scratch, LLMRT_CUDA_F32, w->bias, rows, w->rows);
+        if (rc) return fail(c, llmrt_cuda_check(c->dev, rc, "lm_head bias"), err, "lm_head bias");
+    }
+    st = llmrt_cuda_download(c->dev, host, scratch, (uint64_t)(rows * w->rows) * sizeof(float));
+    if (st != LLMRT_CUDA_OK) return fail(c, st, err, "logits download");
+    c->plan_in_flight = false;
+    return check_state(c, err);
+}
+
+static llmrt_status cuda_download_f32(llmrt_backend *be, float *host, const void *act, int64_t n,
+                                      llmrt_error *err) {
+    cuda_ctx *c = ctx_of(be);
+    LLMRT_TRY(check_state(c, err));
+    if (n > c->f32_cap) { /* off the forward's path (the logits op downloads the logits) */
+        dev_free(c, c->f32_scratch);
+        c->f32_scratch = NULL;
+        c->f32_cap     = 0;
+        LLMRT_TRY(dev_alloc(c, (uint64_t)n * sizeof(float), (void **)&c->f32_scratch, err));
+        c->f32_cap = n;
+    }
+    int rc = llmrt_cuda_convert(c->stream, c->f32_scratch, LLMRT_CUDA_F32, act, c->act, n);
+    if (rc) return fail(c, llmrt_cuda_check(c->dev, rc, "download_f32"), err, "download_f32");
+    llmrt_cuda_status st =
+        llmrt_cuda_download(c->dev, host, c->f32_scratch, (uint64_t)n * sizeof(float));
+    if (st != LLMRT_CUDA_OK) return fail(c, st, err, "download_f32");
+    c->plan_in_flight = false;
+    return check_state(c, err);
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* lifecycle                                                                                     */
+/* --------------------------------------------------------------------------------------------- */
+
+static void cuda_destroy(llmrt_backend *be) {
+    if (!be) return;
+    cuda_ctx *c = ctx_of(be);
+    if (c) {
+        if (c->dev) {
+            if (!c->dead) (void)llmrt_cuda_sync(c->dev);
+            dev_free(c, c->inv_freq);
+            dev_free(c, c->plan_dev);
+            dev_free(c, c->decode_ws);
+            dev_free(c, c->f32_scratch);
+            llmrt_cuda_host_free(c->dev, c->plan_host);
+            llmrt_cuda_dev_destroy(c->dev);
+        }
+        free(c);
+    }
+    free(be);
+}
+
+static const llmrt_backend_ops cuda_ops = {
+    .destroy          = cuda_destroy,
+    .alloc            = cuda_alloc,
+    .free             = cuda_free,
+    .weight_upload    = cuda_weight_upload,
+    .weight_upload_q4 = NULL, /* no 4-bit kernels yet: the loader dequantises */
+    .weight_free      = cuda_weight_free,
+    .supports_weight  = cuda_supports_weight,
+    .rope_init        = cuda_rope_init,
+    .begin_batch      = cuda_begin_batch,
+    .embed            = cuda_embed,
+    .rmsnorm          = cuda_rmsnorm,
+    .add_rmsnorm      = cuda_add_rmsnorm,
+    .add              = cuda_add,
+    .matmul           = cuda_matmul,
+    .rope_kv_write    = cuda_rope_kv_write,
+    .attention        = cuda_attention,
+    .swiglu           = cuda_swiglu,
+    .gather_outputs   = cuda_gather_outputs,
+    .download_f32     = cuda_download_f32,
+    .upload           = cuda_upload,
+    .reserve          = cuda_reserve,
+    .logits           = cuda_logits,
+};
+
+int llmrt_backend_cuda_device_count(void) {
+    return llmrt_cuda_device_count();
+}
+
+bool llmrt_backend_cuda_stats(const llmrt_backend *be, llmrt_cuda_backend_stats *out) {
+    if (!be || be->ops != &cuda_ops) return false;
+    *out = ctx_of(be)->stats;
+    return true;
+}
+
+static int64_t parse_fault_step(const char *v) {
+    if (!v || strncmp(v, "step", 4) != 0) return 0;
+    char     *end;
+    long long n = strtoll(v + 4, &end, 10);
+    return (*end == 0 && n > 0) ? (int64_t)n : 0;
+}
+
+llmrt_status llmrt_backend_cuda_create(int device, llmrt_dtype act_dtype, llmrt_backend **out,
+                                       llmrt_error *err) {
+    *out = NULL;
+    if (act_dtype != LLMRT_DTYPE_F16 && act_dtype != LLMRT_DTYPE_BF16 && act_dtype != LLMRT_DTYPE_F32)
+        return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
+                         "cuda backend: activations must be f16, bf16 or f32, not %s",
+                         llmrt_dtype_name(act_dtype));
+    llmrt_backend *be = calloc(1, sizeof *be);
+    cuda_ctx      *c  = calloc(1, sizeof *c);
+    if (!be || !c) {
+        free(be);
+        free(c);
+        return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cuda backend: out of memory");
+    }
+    char              msg[512] = "";
+    llmrt_cuda_status st       = llmrt_cuda_dev_create(device, &c->dev, msg, sizeof msg);
+    if (st != LLMRT_CUDA_OK) {
+        free(be);
+        free(c);
+        return llmrt_err(err, st == LLMRT_CUDA_ERR_OOM ? LLMRT_ERR_OUT_OF_MEMORY : LLMRT_ERR_UNSUPPORTED,
+                         "cuda backend: %s", msg);
+    }
+    c->stream    = llmrt_cuda_dev_stream(c->dev);
+    c->act_dtype = act_dtype;
+    c->act       = act_dtype == LLMRT_DTYPE_BF16  ? LLMRT_CUDA_BF16
+                   : act_dtype == LLMRT_DTYPE_F32 ? LLMRT_CUDA_F32
+                                                  : LLMRT_CUDA_F16;
+    c->fault_at  = parse_fault_step(getenv("LLMRT_CUDA_INJECT_FAULT"));
+#ifdef LLMRT_CUDA_HAVE_FLASH_ATTN
+    /* the flash kernels take fp16/bf16; LLMRT_CUDA_NAIVE_ATTENTION=1 forces the reference */
+    c->flash_ok = c->act != LLMRT_CUDA_F32 && getenv("LLMRT_CUDA_NAIVE_ATTENTION") == NULL;
+#endif
+    snprintf(c->stats.device_name, sizeof c->stats.device_name, "%s", llmrt_cuda_dev_name(c->dev));
+    be->ops         = &cuda_ops;
+    be->name        = "cuda";
+    be->act_bytes   = act_dtype == LLMRT_DTYPE_F32 ? 4 : 2;
+    be->resid_bytes = (int32_t)sizeof(float);
+    be->ctx         = c;
+    *out            = be;
+    return LLMRT_OK;
+}

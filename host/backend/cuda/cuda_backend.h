@@ -1,0 +1,39 @@
+/* The CUDA backend (host/backend/cuda/cuda_backend.c): the backend interface over the plain-C
+ * launchers of cuda/ (llmrt_cuda.h). Only built when LLMRT_HAVE_CUDA is defined (cmake
+ * -DLLMRT_CUDA=nvcc, or =sim for the simulator). */
+#ifndef LLMRT_BACKEND_CUDA_H
+#define LLMRT_BACKEND_CUDA_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../backend.h"
+
+/* Creates the backend on CUDA device `device` with activations of `act_dtype`
+ * (LLMRT_DTYPE_F16, the default, LLMRT_DTYPE_BF16, or LLMRT_DTYPE_F32: a reference mode with fp32
+ * weights, activations and KV cache, and the naive attention, for tests and debugging). LLMRT_ERR_UNSUPPORTED when there is no
+ * usable device (the message says why). Test hook: LLMRT_CUDA_INJECT_FAULT=stepN makes the N-th
+ * begin_batch (1-based) launch an out-of-bounds kernel, a sticky fault. */
+llmrt_status llmrt_backend_cuda_create(int device, llmrt_dtype act_dtype, llmrt_backend **out,
+                                       llmrt_error *err);
+
+/* Number of CUDA devices this build can use (0 without a device or driver). */
+int llmrt_backend_cuda_device_count(void);
+
+/* What the backend did so far, for tests and logs. */
+typedef struct llmrt_cuda_backend_stats {
+    int64_t device_allocs;    /* successful device allocations (weights, KV, buffers) */
+    int64_t device_frees;
+    int64_t batch_allocs;     /* of which made while a forward ran (per-batch state growth) */
+    int64_t forwards;         /* begin_batch calls */
+    int64_t flash_attention;  /* attention calls served by the attention.h kernels */
+    int64_t naive_attention;  /* attention calls served by attention_naive.cu */
+    bool    dead;             /* a sticky fault happened: every call fails with LLMRT_ERR_DEAD */
+    char    dead_message[512];
+    char    device_name[256];
+} llmrt_cuda_backend_stats;
+
+/* false when `be` is not a CUDA backend. */
+bool llmrt_backend_cuda_stats(const llmrt_backend *be, llmrt_cuda_backend_stats *out);
+
+#endif

@@ -1,0 +1,225 @@
+"""GPTQ 4-bit tensor layout: packing, unpacking and the reference dequantisation (numpy only).
+
+This module is the single place that knows the bit layout of a GPTQ checkpoint
+(see shared/reference/kernels.md §3; AutoGPTQ ``qlinear_cuda.QuantLinear.pack`` / its torch
+fallback ``forward``). It needs only numpy, so the tests run it in CI without torch.
+
+Notation: a quantised ``nn.Linear`` has weight W [N, K] (N = out_features, K = in_features),
+``gs`` = group size (K when ``group_size == -1``), G = ceil(K / gs).
+
+=========  =======  ===========  ==================================================================
+tensor     dtype    shape        layout
+=========  =======  ===========  ==================================================================
+qweight    int32    [K/8, N]     nibble j (LSB first) of qweight[r][n] = q[k = 8r + j][n]
+qzeros     int32    [G, N/8]     nibble j of qzeros[g][c] = stored zero of (g, n = 8c + j)
+scales     float16  [G, N]
+g_idx      int32    [K]          group of input row k (``k // gs`` unless act-order)
+=========  =======  ===========  ==================================================================
+
+Dequantisation (kernels.md §3)::
+
+    w[k][n] = scales[g_idx[k]][n] * (q[k][n] - z[g_idx[k]][n])
+    z = stored nibble + 1  (checkpoint_format "gptq", v1)   -- may be 16, see below
+    z = stored nibble      (checkpoint_format "gptq_v2")
+
+**v1 and an asym zero of 0.** AutoGPTQ's ``pack`` writes ``zeros - 1`` cast to uint32 and ORs
+it in shifted by 4·j. A zero point of 0 becomes 0xFFFFFFFF; shifted left by 4·j (and truncated
+to 32 bits) it sets nibbles j..7 of that word to 0xF. So the zero point of that column *and of
+every higher column of the same 8-column word* reads back as stored 15, i.e. z = 16 under the
+reference formula (``z = stored + 1``, no masking): w = s·(q − 16) ≤ −s for every q, a large
+error. ``pack_qzeros(..., "gptq")`` reproduces this bit for bit (``v1_overflow_mask`` tells which
+(g, n) are hit). Loaders disagree on such words: AutoGPTQ's torch fallback and ExLlama use
+z = stored + 1 = 16; GPTQModel converts v1 to v2 by adding 0x11111111 to the whole int32 word,
+so the carries turn the F nibbles into 0, 1, 1, ... (``v1_to_v2_gptqmodel``). The llmrt fixtures
+follow the reference formula (z = 16). ``gptq_v2`` stores raw zeros and has no such case.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+BITS = 4
+PACK = 32 // BITS  # values per int32 word
+MAXQ = (1 << BITS) - 1
+FORMATS = ("gptq", "gptq_v2")
+
+
+def _check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise ValueError(f"checkpoint_format must be one of {FORMATS}, got {fmt!r}")
+    return fmt
+
+
+def _to_i32(words: np.ndarray) -> np.ndarray:
+    """uint32 bit patterns held in int64 -> int32 with the same bits."""
+    return (words & 0xFFFFFFFF).astype(np.uint32).view(np.int32)
+
+
+def group_count(k: int, group_size: int) -> int:
+    gs = k if group_size == -1 else group_size
+    return -(-k // gs)
+
+
+def default_g_idx(k: int, group_size: int) -> np.ndarray:
+    """g_idx without act-order: k // gs."""
+    gs = k if group_size == -1 else group_size
+    return (np.arange(k, dtype=np.int64) // gs).astype(np.int32)
+
+
+def act_order_g_idx(perm: np.ndarray, group_size: int) -> np.ndarray:
+    """g_idx of AutoGPTQ ``fasterquant`` with ``actorder=True, static_groups=False``.
+
+    Columns are processed in ``perm`` order (argsort of diag(H), descending) and groups are
+    consecutive runs of gs in that order; g_idx is ``[i // gs for i in range(K)][invperm]``,
+    i.e. g_idx[k] = (position of k in perm) // gs."""
+    perm = np.asarray(perm, dtype=np.int64)
+    k = perm.shape[0]
+    gs = k if group_size == -1 else group_size
+    invperm = np.argsort(perm, kind="stable")
+    return (np.arange(k, dtype=np.int64) // gs)[invperm].astype(np.int32)
+
+
+def pack_qweight(q: np.ndarray) -> np.ndarray:
+    """q [K, N] integers in 0..15 (K a multiple of 8) -> qweight int32 [K/8, N]."""
+    q = np.asarray(q)
+    if q.ndim != 2 or q.shape[0] % PACK:
+        raise ValueError(f"q must be [K, N] with K % {PACK} == 0, got {q.shape}")
+    if q.size and (q.min() < 0 or q.max() > MAXQ):
+        raise ValueError("q values must be in 0..15")
+    q = q.astype(np.int64).reshape(q.shape[0] // PACK, PACK, q.shape[1])
+    words = np.zeros((q.shape[0], q.shape[2]), dtype=np.int64)
+    for j in range(PACK):
+        words |= q[:, j, :] << (BITS * j)
+    return _to_i32(words)
+
+
+def unpack_qweight(qweight: np.ndarray) -> np.ndarray:
+    """qweight int32 [K/8, N] -> q uint8 [K, N]."""
+    w = np.asarray(qweight).astype(np.int32).view(np.uint32)
+    shifts = (BITS * np.arange(PACK, dtype=np.uint32))[None, :, None]
+    q = (w[:, None, :] >> shifts) & MAXQ
+    return q.reshape(w.shape[0] * PACK, w.shape[1]).astype(np.uint8)
+
+
+def pack_qzeros(zeros: np.ndarray, fmt: str) -> np.ndarray:
+    """Integer zero points [G, N] (0..15; N a multiple of 8) -> qzeros int32 [G, N/8].
+
+    "gptq_v2": raw zero nibbles. "gptq" (v1): AutoGPTQ's ``pack`` exactly: ``zeros - 1`` as
+    uint32 (0 -> 0xFFFFFFFF), each OR-ed in shifted left by 4·j within a 32-bit word, so a zero of
+    0 sets nibbles j..7 of its word to 0xF (see the module docstring)."""
+    _check_format(fmt)
+    z = np.asarray(zeros)
+    if z.ndim != 2 or z.shape[1] % PACK:
+        raise ValueError(f"zeros must be [G, N] with N % {PACK} == 0, got {z.shape}")
+    if z.size and (z.min() < 0 or z.max() > MAXQ):
+        raise ValueError("zero points must be in 0..15")
+    z = z.astype(np.int64)
+    if fmt == "gptq":
+        z = (z - 1) & 0xFFFFFFFF  # numpy's float -> uint32 cast of -1.0 in AutoGPTQ
+    z = z.reshape(z.shape[0], z.shape[1] // PACK, PACK)
+    words = np.zeros(z.shape[:2], dtype=np.int64)
+    for j in range(PACK):
+        words |= (z[:, :, j] << (BITS * j)) & 0xFFFFFFFF
+    return _to_i32(words)
+
+
+def unpack_qzeros_raw(qzeros: np.ndarray) -> np.ndarray:
+    """qzeros int32 [G, N/8] -> stored nibbles uint8 [G, N] (no v1 offset)."""
+    w = np.asarray(qzeros).astype(np.int32).view(np.uint32)
+    shifts = (BITS * np.arange(PACK, dtype=np.uint32))[None, None, :]
+    z = (w[:, :, None] >> shifts) & MAXQ
+    return z.reshape(w.shape[0], w.shape[1] * PACK).astype(np.uint8)
+
+
+def unpack_qzeros(qzeros: np.ndarray, fmt: str) -> np.ndarray:
+    """qzeros -> zero points z int16 [G, N] of the reference formula: stored + 1 for v1 (so
+    0..16), stored for v2 (0..15)."""
+    _check_format(fmt)
+    z = unpack_qzeros_raw(qzeros).astype(np.int16)
+    return z + 1 if fmt == "gptq" else z
+
+
+def v1_overflow_mask(zeros: np.ndarray) -> np.ndarray:
+    """bool [G, N]: the (g, n) whose v1-stored zero nibble is forced to 0xF by a zero of 0 at
+    the same or a lower column of the same 8-column word (AutoGPTQ pack semantics)."""
+    z = np.asarray(zeros).reshape(np.shape(zeros)[0], -1, PACK)
+    hit = np.logical_or.accumulate(z == 0, axis=2)
+    return hit.reshape(np.shape(zeros))
+
+
+def v1_to_v2_gptqmodel(qzeros: np.ndarray) -> np.ndarray:
+    """GPTQModel's v1 -> v2 conversion at load: ``qzeros += 0x11111111`` on the int32 words
+    (carries propagate between nibbles; only equal to per-nibble +1 when no nibble is 0xF)."""
+    w = np.asarray(qzeros).astype(np.int32).view(np.uint32).astype(np.int64)
+    return _to_i32(w + 0x11111111)
+
+
+def dequantize(qweight: np.ndarray, qzeros: np.ndarray, scales: np.ndarray,
+               g_idx: np.ndarray | None, fmt: str, dtype=np.float64,
+               group_size: int | None = None) -> np.ndarray:
+    """Reference dequantisation -> W [N, K] in ``nn.Linear`` layout (out = x · Wᵀ).
+
+    ``w[k][n] = scales[g_idx[k]][n] * (q[k][n] - z[g_idx[k]][n])``. The product of an fp16 scale
+    and an integer in -16..15 is exact in float32, so float32 and float64 give the same values.
+    Without g_idx (very old checkpoints) g_idx = k // group_size; group_size is then required
+    unless there is a single group. K need not be a multiple of the group size: G = ceil(K / gs)
+    and the last group is shorter (e.g. K = 576 with gs = 128 in SmolLM2-135M)."""
+    q = unpack_qweight(qweight)
+    k, n = q.shape
+    z = unpack_qzeros(qzeros, fmt)
+    s = np.asarray(scales)
+    g = z.shape[0]
+    if s.shape != (g, n) or z.shape != (g, n):
+        raise ValueError(f"shape mismatch: qweight {np.shape(qweight)}, qzeros {np.shape(qzeros)}, "
+                         f"scales {s.shape}")
+    if g_idx is None:
+        if group_size is None and g != 1:
+            raise ValueError("no g_idx: group_size is needed")
+        g_idx = default_g_idx(k, -1 if g == 1 else group_size)
+    g_idx = np.asarray(g_idx).astype(np.int64)
+    if g_idx.shape != (k,) or g_idx.min() < 0 or g_idx.max() >= g:
+        raise ValueError(f"g_idx must be [K={k}] with values in 0..{g - 1}")
+    w = s.astype(dtype)[g_idx] * (q.astype(dtype) - z.astype(dtype)[g_idx])
+    return np.ascontiguousarray(w.T)
+
+
+def quantize_rtn_groups(w: np.ndarray, group_size: int, sym: bool):
+    """Round-to-nearest reference in numpy (AutoGPTQ ``Quantizer.find_params`` per group, scales
+    rounded to fp16 first). w [N, K] -> (q [K, N] uint8, scales fp16 [G, N], zeros int [G, N])."""
+    w = np.asarray(w, dtype=np.float32)
+    n, k = w.shape
+    gs = k if group_size == -1 else group_size
+    g = -(-k // gs)
+    q = np.zeros((k, n), dtype=np.uint8)
+    scales = np.zeros((g, n), dtype=np.float16)
+    zeros = np.zeros((g, n), dtype=np.int64)
+    for gi in range(g):
+        blk = w[:, gi * gs:(gi + 1) * gs]
+        s, z = find_params_np(blk, sym)
+        scales[gi] = s.astype(np.float16)
+        zeros[gi] = z
+        qq = np.clip(np.round(blk / s[:, None]) + z[:, None], 0, MAXQ)
+        q[gi * gs:(gi + 1) * gs] = qq.T.astype(np.uint8)
+    return q, scales, zeros
+
+
+def find_params_np(x: np.ndarray, sym: bool):
+    """numpy twin of ``llmrt.quantize.gptq.Quantizer.find_params`` (rows = output channels):
+    returns (scale float32 [rows] already rounded to fp16, zero int64 [rows])."""
+    x = np.asarray(x, dtype=np.float32)
+    xmin = np.minimum(x.min(axis=1), 0).astype(np.float32)
+    xmax = np.maximum(x.max(axis=1), 0).astype(np.float32)
+    if sym:
+        xmax = np.maximum(np.abs(xmin), xmax)
+        neg = xmin < 0
+        xmin = np.where(neg, -xmax, xmin)
+    both0 = (xmin == 0) & (xmax == 0)
+    xmin = np.where(both0, np.float32(-1), xmin)
+    xmax = np.where(both0, np.float32(1), xmax)
+    scale = ((xmax - xmin) / np.float32(MAXQ)).astype(np.float32)
+    scale = np.maximum(scale.astype(np.float16).astype(np.float32), np.float32(2.0 ** -24))
+    if sym:
+        zero = np.full(scale.shape, (MAXQ + 1) // 2, dtype=np.int64)
+    else:
+        zero = np.clip(np.round(-xmin / scale), 0, MAXQ).astype(np.int64)
+    return scale, zero

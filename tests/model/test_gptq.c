@@ -1,0 +1,824 @@
+/* GPTQ checkpoints (host/model/gptq.c):
+ *
+ * 1. Goldens: every checkpoint of tests/data/gptq/ that has a golden file in
+ *    tests/data/gptq/golden/ (python/tools/make_gptq_fixtures.py; the format of the JSON files
+ *    in tests/data/golden) loads 4-bit when the golden names a "quantization", and its logits
+ *    are within 1e-4 * max |logit| of the reference (test_golden_logits' tolerance) and within
+ *    1e-5 * max |logit| of LLMRT_NO_Q4=1 (dequantised at load), one batch and chunked,
+ *    bit-identical between the two (batch invariance), 1 and 2 threads. The test fails if
+ *    there is no golden at all.
+ * 2. Checkpoints built here in C from tests/data/tiny/llama_f32 with round-to-nearest GPTQ
+ *    quantization written in the exact AutoGPTQ/GPTQModel layout (reference/kernels.md §3):
+ *    sym/asym, checkpoint_format gptq (v1: zero - 1 stored per nibble, nibble 15 reads as 16) and
+ *    gptq_v2, group sizes 32 and -1, act-order with a non-monotonic g_idx, config in config.json
+ *    or quantize_config.json, fp16 or fp32 scales, quantized lm_head, an lm_head bias. Each is
+ *    Group size 16 (valid GPTQ, not a multiple of the CPU kernels' 32) loads dequantised.
+ *    Each is compared with an fp32 HF checkpoint of the weights this test dequantises itself from
+ * the values it packed (w = s * (q - z)): identical logits bit for bit without act-order (the 4-bit
+ * kernels dequantise exactly and sum in the fp32 path's order), within 1e-5 * max |logit| with
+ * act-order (the columns are summed in permuted order). LLMRT_NO_Q4=1 (dequantised at load) must
+ * agree the same way.
+ * 3. Loader errors, each naming the tensor or key: bad bits, bad group size, g_idx out of range,
+ *    a group with the wrong number of rows, wrong scales shape, missing qzeros, wrong dtype,
+ *    qweight without a quantization config, other quant methods and formats. */
+#include <dirent.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/half.h"
+#include "golden.h"
+#include "model/safetensors.h"
+#include "test_util.h"
+
+#define HF_TOL  1e-4
+#define ACT_TOL 1e-5
+#define BLOCK   16
+
+static uint64_t rng = 0x2545F4914F6CDD1Dull;
+static uint32_t urand(void) {
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (uint32_t)(rng >> 33);
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* running a model                                                                               */
+/* --------------------------------------------------------------------------------------------- */
+
+static llmrt_model *load(const char *path, int threads, int no_q4) {
+    if (no_q4) setenv("LLMRT_NO_Q4", "1", 1);
+    llmrt_model_params mp = llmrt_model_default_params();
+    mp.n_threads = threads;
+    llmrt_model *m = NULL;
+    llmrt_status s = llmrt_model_load(path, &mp, &m);
+    unsetenv("LLMRT_NO_Q4");
+    CHECK_MSG(s == LLMRT_OK, "loading %s: %s", path, llmrt_last_error());
+    return m;
+}
+
+static void weight_format(llmrt_model *m, char *out, size_t n) {
+    llmrt_model_info info = {.struct_size = sizeof info};
+    out[0] = 0;
+    if (m && llmrt_model_get_info(m, &info) == LLMRT_OK) snprintf(out, n, "%s", info.weight_format);
+}
+
+/* Logits of every position of the sequences (rows: sequence 0's positions, then 1's...); chunks
+ * NULL = one batch, else per step the next chunk size per sequence, tokens interleaved. */
+static llmrt_status run_all(llmrt_model *m, int32_t n_seqs, int32_t *const *ids,
+                            const int32_t *lens, const int32_t *chunks, int32_t n_chunks,
+                            int32_t vocab, float *out) {
+    int32_t max_blocks = 0, total = 0;
+    for (int32_t s = 0; s < n_seqs; s++) {
+        int32_t nb = (lens[s] + BLOCK - 1) / BLOCK;
+        if (nb > max_blocks) max_blocks = nb;
+        total += lens[s];
+    }
+    llmrt_kv_cache_params kp = llmrt_kv_cache_default_params();
+    kp.block_size = BLOCK;
+    kp.n_blocks = n_seqs * max_blocks;
+    llmrt_kv_cache *kv = NULL;
+    llmrt_status st = llmrt_kv_cache_create(m, &kp, &kv);
+    if (st != LLMRT_OK) return st;
+    int32_t *table = malloc((size_t)kp.n_blocks * sizeof *table);
+    for (int32_t s = 0; s < n_seqs; s++)
+        for (int32_t b = 0; b < max_blocks; b++)
+            table[s * max_blocks + b] = kp.n_blocks - 1 - (b * n_seqs + s);
+    int32_t *row0 = malloc((size_t)n_seqs * 4), *from = calloc((size_t)n_seqs, 4);
+    for (int32_t s = 0, r = 0; s < n_seqs; r += lens[s], s++)
+        row0[s] = r;
+    int32_t *tok = malloc((size_t)total * 4), *pos = malloc((size_t)total * 4);
+    int32_t *seq = malloc((size_t)total * 4), *outs = malloc((size_t)total * 4);
+    float *lg = malloc((size_t)total * vocab * sizeof(float));
+    for (int32_t step = 0; st == LLMRT_OK; step++) {
+        int32_t T = 0;
+        for (int32_t k = 0;; k++) {
+            int32_t added = 0;
+            for (int32_t s = 0; s < n_seqs; s++) {
+                int32_t c = chunks ? chunks[(step + 3 * s) % n_chunks] : lens[s];
+                int32_t end = from[s] + c < lens[s] ? from[s] + c : lens[s];
+                if (from[s] + k < end) {
+                    tok[T] = ids[s][from[s] + k], pos[T] = from[s] + k, seq[T] = s, outs[T] = T;
+                    T++, added++;
+                }
+            }
+            if (!added) break;
+        }
+        if (T == 0) break;
+        llmrt_batch b = {.n_tokens = T,
+                         .tokens = tok,
+                         .positions = pos,
+                         .seq_ids = seq,
+                         .n_seqs = n_seqs,
+                         .max_blocks_per_seq = max_blocks,
+                         .block_tables = table,
+                         .n_outputs = T,
+                         .output_tokens = outs};
+        st = llmrt_forward(kv, &b, lg, (int64_t)T * vocab);
+        for (int32_t i = 0; i < T && st == LLMRT_OK; i++)
+            memcpy(out + (int64_t)(row0[seq[i]] + pos[i]) * vocab, lg + (int64_t)i * vocab,
+                   (size_t)vocab * sizeof(float));
+        for (int32_t i = 0; i < T; i++)
+            if (pos[i] + 1 > from[seq[i]]) from[seq[i]] = pos[i] + 1;
+    }
+    free(table);
+    free(row0);
+    free(from);
+    free(tok);
+    free(pos);
+    free(seq);
+    free(outs);
+    free(lg);
+    llmrt_kv_cache_destroy(kv);
+    return st;
+}
+
+static const int32_t chunk_pattern[] = {5, 1, 16, 1, 3, 9, 1, 17, 2};
+#define N_CHUNKS ((int32_t)(sizeof chunk_pattern / sizeof chunk_pattern[0]))
+
+/* --------------------------------------------------------------------------------------------- */
+/* 1. goldens of tests/data/gptq                                                                 */
+/* --------------------------------------------------------------------------------------------- */
+
+static int file_exists(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+/* Loads golden `json_path` (the tests/data/golden format); the model and logits paths are tried
+ * relative to tests/data, tests/data/gptq and the golden's directory. */
+static int load_gptq_golden(const char *dir, const char *file, golden *g) {
+    memset(g, 0, sizeof *g);
+    char path[4096];
+    llmrt_error err = {0};
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    if (llmrt_json_parse_file(path, 1 << 24, &g->root, &err) != LLMRT_OK) {
+        fprintf(stderr, "%s: %s\n", path, err.msg);
+        return -1;
+    }
+    const cJSON *md = cJSON_GetObjectItem(g->root, "model_dir");
+    const cJSON *mf = cJSON_GetObjectItem(g->root, "model_file");
+    const cJSON *rel = md ? md : mf;
+    const cJSON *lf = cJSON_GetObjectItem(g->root, "logits_file");
+    const cJSON *vs = cJSON_GetObjectItem(g->root, "vocab_size");
+    if (!cJSON_IsString(rel) || !cJSON_IsString(lf) || !cJSON_IsNumber(vs)) {
+        fprintf(stderr, "%s: needs model_dir, logits_file and vocab_size\n", path);
+        return -1;
+    }
+    const char *bases[] = {LLMRT_TEST_DATA_DIR, LLMRT_TEST_DATA_DIR "/gptq", dir};
+    for (int i = 0; i < 3 && !g->model_path[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", bases[i], rel->valuestring);
+        if (file_exists(path) && strlen(path) < sizeof g->model_path)
+            memcpy(g->model_path, path, strlen(path) + 1);
+    }
+    g->vocab = (int32_t)vs->valuedouble;
+    const cJSON *seqs = cJSON_GetObjectItem(g->root, "sequences");
+    g->n_seqs = cJSON_GetArraySize(seqs);
+    g->seq_len = calloc((size_t)(g->n_seqs ? g->n_seqs : 1), sizeof *g->seq_len);
+    g->seq_ids = calloc((size_t)(g->n_seqs ? g->n_seqs : 1), sizeof *g->seq_ids);
+    int32_t i = 0;
+    for (const cJSON *s = seqs ? seqs->child : NULL; s; s = s->next, i++)
+        g->seq_ids[i] = golden_int_array(s, &g->seq_len[i]);
+    int64_t n_floats = 0;
+    for (int b = 0; b < 3 && !g->logits; b++) {
+        snprintf(path, sizeof path, "%s/%s", b == 0 ? dir : bases[b - 1], lf->valuestring);
+        g->logits = golden_read_f32(path, &n_floats);
+    }
+    if (!g->logits || !g->model_path[0]) {
+        fprintf(stderr, "%s/%s: model %s or logits %s not found\n", dir, file, rel->valuestring,
+                lf->valuestring);
+        return -1;
+    }
+    g->n_rows = n_floats / g->vocab;
+    return 0;
+}
+
+static void test_goldens(void) {
+    const char *dir = LLMRT_TEST_DATA_DIR "/gptq/golden";
+    DIR *d = opendir(dir);
+    int n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        if (len < 6 || strcmp(e->d_name + len - 5, ".json") != 0) continue;
+        n++;
+        golden g;
+        if (load_gptq_golden(dir, e->d_name, &g) != 0) {
+            CHECK_MSG(0, "golden %s unreadable", e->d_name);
+            golden_free(&g);
+            continue;
+        }
+        int64_t total = 0;
+        for (int32_t s = 0; s < g.n_seqs; s++)
+            total += g.seq_len[s];
+        CHECK_MSG(total == g.n_rows, "%s: %lld logits rows for %lld positions", e->d_name,
+                  (long long)g.n_rows, (long long)total);
+        float *whole = calloc((size_t)(total * g.vocab), 4),
+              *chunked = calloc((size_t)(total * g.vocab), 4);
+        bool quantized = cJSON_GetObjectItem(g.root, "quantization") != NULL;
+        for (int threads = 1; threads <= 2 && total == g.n_rows; threads++) {
+            llmrt_model *m = load(g.model_path, threads, 0);
+            if (!m) break;
+            char fmt[32];
+            weight_format(m, fmt, sizeof fmt);
+            if (quantized)
+                CHECK_MSG(strstr(fmt, "q4") != NULL, "%s: weights are %s, expected 4-bit",
+                          e->d_name, fmt);
+            double max_err, max_ref, e_deq = 0;
+            if (threads == 1) {
+                CHECK_STATUS(run_all(m, g.n_seqs, g.seq_ids, g.seq_len, NULL, 0, g.vocab, whole),
+                             LLMRT_OK, NULL);
+                if (quantized) { /* against the load-time dequantisation */
+                    llmrt_model *md = load(g.model_path, 1, 1);
+                    if (md) {
+                        CHECK_STATUS(
+                            run_all(md, g.n_seqs, g.seq_ids, g.seq_len, NULL, 0, g.vocab, chunked),
+                            LLMRT_OK, NULL);
+                        golden_compare(whole, chunked, total * g.vocab, &e_deq, &max_ref);
+                        CHECK_MSG(e_deq <= ACT_TOL * max_ref,
+                                  "%s: 4-bit vs LLMRT_NO_Q4 %.3g > "
+                                  "%.0e * %.3g",
+                                  e->d_name, e_deq, ACT_TOL, max_ref);
+                    }
+                    llmrt_model_destroy(md);
+                }
+                golden_compare(whole, g.logits, total * g.vocab, &max_err, &max_ref);
+                printf("%-26s (%s) vs reference: max|err| %.3g (max|logit| %.3g); vs "
+                       "LLMRT_NO_Q4 %.3g\n",
+                       e->d_name, fmt, max_err, max_ref, e_deq);
+                CHECK_MSG(max_err <= HF_TOL * max_ref, "%s: max|err| %.3g > %.0e * %.3g", e->d_name,
+                          max_err, HF_TOL, max_ref);
+            }
+            CHECK_STATUS(run_all(m, g.n_seqs, g.seq_ids, g.seq_len, chunk_pattern, N_CHUNKS,
+                                 g.vocab, chunked),
+                         LLMRT_OK, NULL);
+            CHECK_MSG(memcmp(whole, chunked, (size_t)(total * g.vocab) * 4) == 0,
+                      "%s: chunked logits (%d threads) differ from the one-batch run", e->d_name,
+                      threads);
+            llmrt_model_destroy(m);
+        }
+        free(whole);
+        free(chunked);
+        golden_free(&g);
+    }
+    if (d) closedir(d);
+    printf("%d GPTQ golden file(s) in %s\n", n, dir);
+    CHECK_MSG(n > 0, "no GPTQ golden files in %s (python/tools generates them)", dir);
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* 2. checkpoints built here                                                                     */
+/* --------------------------------------------------------------------------------------------- */
+
+/* One tensor of a safetensors file being written. */
+typedef struct entry {
+    char name[128];
+    char dtype[8]; /* "F32", "F16", "I32" */
+    int n_dims;
+    int64_t shape[2];
+    uint8_t *data;
+    size_t bytes;
+} entry;
+
+typedef struct entries {
+    entry *e;
+    int n, cap;
+} entries;
+
+static entry *add(entries *es, const char *name, const char *dtype, int n_dims, int64_t d0,
+                  int64_t d1, size_t elem) {
+    if (!es->e) { /* fixed capacity: entry pointers stay valid while more are added */
+        es->cap = 512;
+        es->e = calloc((size_t)es->cap, sizeof *es->e);
+    }
+    if (es->n == es->cap) {
+        fprintf(stderr, "test_gptq: too many tensors\n");
+        abort();
+    }
+    entry *e = &es->e[es->n++];
+    memset(e, 0, sizeof *e);
+    snprintf(e->name, sizeof e->name, "%s", name);
+    snprintf(e->dtype, sizeof e->dtype, "%s", dtype);
+    e->n_dims = n_dims;
+    e->shape[0] = d0;
+    e->shape[1] = d1;
+    e->bytes = (size_t)(d0 * (n_dims > 1 ? d1 : 1)) * elem;
+    e->data = calloc(e->bytes ? e->bytes : 1, 1);
+    return e;
+}
+
+static entry *find_entry(entries *es, const char *name) {
+    for (int i = 0; i < es->n; i++)
+        if (!strcmp(es->e[i].name, name)) return &es->e[i];
+    return NULL;
+}
+
+static void remove_entry(entries *es, const char *name) {
+    for (int i = 0; i < es->n; i++)
+        if (!strcmp(es->e[i].name, name)) {
+            free(es->e[i].data);
+            es->e[i] = es->e[--es->n];
+            return;
+        }
+}
+
+static void free_entries(entries *es) {
+    for (int i = 0; i < es->n; i++)
+        free(es->e[i].data);
+    free(es->e);
+    memset(es, 0, sizeof *es);
+}
+
+static entries copy_entries(const entries *src) {
+    entries c = {0};
+    for (int i = 0; i < src->n; i++) {
+        const entry *s = &src->e[i];
+        entry *e = add(&c, s->name, s->dtype, s->n_dims, s->shape[0], s->shape[1], 1);
+        free(e->data);
+        e->bytes = s->bytes;
+        e->data = malloc(s->bytes ? s->bytes : 1);
+        memcpy(e->data, s->data, s->bytes);
+    }
+    return c;
+}
+
+static void write_safetensors(const char *path, const entries *es) {
+    cJSON *h = cJSON_CreateObject();
+    size_t off = 0;
+    for (int i = 0; i < es->n; i++) {
+        const entry *e = &es->e[i];
+        cJSON *t = cJSON_CreateObject();
+        cJSON_AddStringToObject(t, "dtype", e->dtype);
+        cJSON *shape = cJSON_AddArrayToObject(t, "shape");
+        for (int d = 0; d < e->n_dims; d++)
+            cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)e->shape[d]));
+        cJSON *offs = cJSON_AddArrayToObject(t, "data_offsets");
+        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)off));
+        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)(off + e->bytes)));
+        cJSON_AddItemToObject(h, e->name, t);
+        off += e->bytes;
+    }
+    char *text = cJSON_PrintUnformatted(h);
+    size_t len = strlen(text), padded = (len + 7) & ~(size_t)7;
+    uint64_t n = padded;
+    FILE *f = fopen(path, "wb");
+    fwrite(&n, 8, 1, f);
+    fwrite(text, 1, len, f);
+    for (size_t i = len; i < padded; i++)
+        fputc(' ', f);
+    for (int i = 0; i < es->n; i++)
+        fwrite(es->e[i].data, 1, es->e[i].bytes, f);
+    fclose(f);
+    free(text);
+    cJSON_Delete(h);
+}
+
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "wb");
+    fputs(text, f);
+    fclose(f);
+}
+
+static char *read_text(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    rewind(f);
+    char *t = malloc((size_t)n + 1);
+    t[fread(t, 1, (size_t)n, f)] = 0;
+    fclose(f);
+    return t;
+}
+
+typedef struct qopts {
+    int32_t gs; /* -1 or > 0 */
+    int sym, v2, act, lm_head, lm_bias, f32_scales;
+    int config_in_json; /* 1: config.json quantization_config, 0: quantize_config.json */
+} qopts;
+
+static uint32_t rd32(const uint8_t *p, int64_t i) {
+    uint32_t v;
+    memcpy(&v, p + 4 * i, 4);
+    return v;
+}
+static void wr32(uint8_t *p, int64_t i, uint32_t v) {
+    memcpy(p + 4 * i, &v, 4);
+}
+
+/* Quantizes W [N, K] (fp32) the GPTQ way into entries P.qweight/qzeros/scales/g_idx, and writes
+ * the weights this test dequantises from the packed values into deq [N, K]. */
+static void quantize_linear(entries *es, const char *prefix, const float *W, int64_t N, int64_t K,
+                            const qopts *o, float *deq) {
+    int64_t gs = o->gs == -1 ? K : o->gs, G = K / gs;
+    int32_t *gidx = malloc((size_t)K * 4), *perm = malloc((size_t)K * 4);
+    for (int64_t k = 0; k < K; k++)
+        perm[k] = (int32_t)k;
+    if (o->act)
+        for (int64_t k = K - 1; k > 0; k--) {
+            int64_t j = urand() % (uint64_t)(k + 1);
+            int32_t t = perm[k];
+            perm[k] = perm[j];
+            perm[j] = t;
+        }
+    for (int64_t p = 0; p < K; p++)
+        gidx[perm[p]] = (int32_t)(p / gs); /* position in perm / gs */
+    char name[160];
+    snprintf(name, sizeof name, "%s.qweight", prefix);
+    entry *qw = add(es, name, "I32", 2, K / 8, N, 4);
+    snprintf(name, sizeof name, "%s.qzeros", prefix);
+    entry *qz = add(es, name, "I32", 2, G, N / 8, 4);
+    snprintf(name, sizeof name, "%s.scales", prefix);
+    entry *sc = add(es, name, o->f32_scales ? "F32" : "F16", 2, G, N, o->f32_scales ? 4 : 2);
+    snprintf(name, sizeof name, "%s.g_idx", prefix);
+    entry *gi = add(es, name, "I32", 1, K, 0, 4);
+    memcpy(gi->data, gidx, (size_t)K * 4);
+    float *s = malloc((size_t)(G * N) * 4);
+    int *z = malloc((size_t)(G * N) * sizeof(int));
+    for (int64_t g = 0; g < G; g++)
+        for (int64_t n = 0; n < N; n++) {
+            float mn = 0, mx = 0;
+            for (int64_t k = 0; k < K; k++)
+                if (gidx[k] == g) {
+                    float v = W[n * K + k];
+                    mn = v < mn ? v : mn;
+                    mx = v > mx ? v : mx;
+                }
+            float sv;
+            int zv;
+            if (o->sym) {
+                float am = fabsf(mn) > mx ? fabsf(mn) : mx;
+                sv = 2 * am / 15;
+                zv = 8;
+            } else {
+                sv = (mx - mn) / 15;
+                zv = (int)lrintf(-mn / (sv > 0 ? sv : 1));
+            }
+            if (!(sv > 0)) sv = 1e-3f;
+            sv = llmrt_f16_to_f32(llmrt_f32_to_f16(sv)); /* scales are fp16 values */
+            s[g * N + n] = sv;
+            z[g * N + n] = zv < 0 ? 0 : zv > 15 ? 15 : zv;
+            uint16_t h = llmrt_f32_to_f16(sv);
+            if (o->f32_scales)
+                memcpy(sc->data + 4 * (g * N + n), &sv, 4);
+            else
+                memcpy(sc->data + 2 * (g * N + n), &h, 2);
+        }
+    /* qzeros: per nibble, v1 stores z - 1 (so z = 0 is stored as 15 and reads back as 16) */
+    for (int64_t g = 0; g < G; g++)
+        for (int64_t n = 0; n < N; n++) {
+            uint32_t st = (uint32_t)(o->v2 ? z[g * N + n] : z[g * N + n] - 1) & 15;
+            wr32(qz->data, g * (N / 8) + n / 8,
+                 rd32(qz->data, g * (N / 8) + n / 8) | st << (4 * (n % 8)));
+        }
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t n = 0; n < N; n++) {
+            int64_t g = gidx[k];
+            float sv = s[g * N + n];
+            int q = (int)lrintf(W[n * K + k] / sv) + z[g * N + n];
+            q = q < 0 ? 0 : q > 15 ? 15 : q;
+            wr32(qw->data, (k / 8) * N + n,
+                 rd32(qw->data, (k / 8) * N + n) | (uint32_t)q << (4 * (k % 8)));
+        }
+    /* the reference dequantisation, from the packed tensors by the documented formula */
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t n = 0; n < N; n++) {
+            int64_t g = (int32_t)rd32(gi->data, k);
+            uint32_t q = (rd32(qw->data, (k / 8) * N + n) >> (4 * (k % 8))) & 15;
+            uint32_t zst = (rd32(qz->data, g * (N / 8) + n / 8) >> (4 * (n % 8))) & 15;
+            float zf = (float)(o->v2 ? zst : zst + 1);
+            float sv = s[g * N + n];
+            deq[n * K + k] = sv * ((float)q - zf);
+        }
+    free(gidx);
+    free(perm);
+    free(s);
+    free(z);
+}
+
+static bool is_linear(const char *name) {
+    static const char *const sfx[] = {"q_proj.weight",   "k_proj.weight",    "v_proj.weight",
+                                      "o_proj.weight",   "gate_proj.weight", "up_proj.weight",
+                                      "down_proj.weight"};
+    for (size_t i = 0; i < sizeof sfx / sizeof sfx[0]; i++) {
+        size_t n = strlen(name), m = strlen(sfx[i]);
+        if (n > m && !strcmp(name + n - m, sfx[i])) return true;
+    }
+    return false;
+}
+
+static char tmp_root[512];
+
+static void make_dir(const char *p) {
+    mkdir(p, 0755);
+}
+
+/* Builds GPTQ checkpoint entries (q) and the fp32 reference entries (ref) from llama_f32. */
+static void build(const qopts *o, entries *q, entries *ref) {
+    llmrt_st_file src;
+    llmrt_error err = {0};
+    memset(q, 0, sizeof *q);
+    memset(ref, 0, sizeof *ref);
+    CHECK(llmrt_safetensors_open(LLMRT_TEST_DATA_DIR "/tiny/llama_f32/model.safetensors", &src,
+                                 &err) == LLMRT_OK);
+    for (int64_t i = 0; i < src.n_tensors; i++) {
+        const llmrt_st_tensor *t = &src.tensors[i];
+        int64_t d0 = (int64_t)t->shape[0], d1 = t->n_dims > 1 ? (int64_t)t->shape[1] : 0;
+        bool quant = t->n_dims == 2 &&
+                     (is_linear(t->name) || (o->lm_head && !strcmp(t->name, "lm_head.weight")));
+        entry *r = add(ref, t->name, "F32", t->n_dims, d0, d1, 4);
+        if (quant) {
+            char prefix[128];
+            snprintf(prefix, sizeof prefix, "%.*s", (int)(strlen(t->name) - 7), t->name);
+            float *W = malloc(t->nbytes);
+            memcpy(W, t->data, t->nbytes);
+            quantize_linear(q, prefix, W, d0, d1, o, (float *)r->data);
+            free(W);
+            if (o->lm_bias && !strcmp(t->name, "lm_head.weight")) {
+                entry *b = add(q, "lm_head.bias", "F16", 1, d0, 0, 2);
+                for (int64_t n = 0; n < d0; n++) {
+                    uint16_t h = llmrt_f32_to_f16((float)(urand() % 2001) / 1000.0f - 1.0f);
+                    memcpy(b->data + 2 * n, &h, 2);
+                }
+            }
+        } else {
+            entry *c = add(q, t->name, "F32", t->n_dims, d0, d1, 4);
+            memcpy(c->data, t->data, t->nbytes);
+            memcpy(r->data, t->data, t->nbytes);
+        }
+    }
+    llmrt_safetensors_close(&src);
+}
+
+static char *quant_config_text(const qopts *o, const char *extra) {
+    static char buf[1024];
+    snprintf(buf, sizeof buf,
+             "{\"quant_method\": \"gptq\", \"bits\": 4, \"group_size\": %d, \"desc_act\": %s, "
+             "\"sym\": %s, \"checkpoint_format\": \"%s\", \"lm_head\": %s, \"true_sequential\": "
+             "true, \"damp_percent\": 0.01%s}",
+             o->gs, o->act ? "true" : "false", o->sym ? "true" : "false",
+             o->v2 ? "gptq_v2" : "gptq", o->lm_head ? "true" : "false", extra ? extra : "");
+    return buf;
+}
+
+/* Writes dir/{config.json, quantize_config.json?, model.safetensors}. qconf NULL: none. */
+static void write_checkpoint(const char *dir, const entries *es, const char *qconf, int in_json) {
+    make_dir(dir);
+    char path[1024];
+    char *cfg = read_text(LLMRT_TEST_DATA_DIR "/tiny/llama_f32/config.json");
+    cJSON *root = cJSON_Parse(cfg);
+    free(cfg);
+    if (qconf && in_json) cJSON_AddItemToObject(root, "quantization_config", cJSON_Parse(qconf));
+    char *text = cJSON_Print(root);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    write_text(path, text);
+    free(text);
+    cJSON_Delete(root);
+    snprintf(path, sizeof path, "%s/quantize_config.json", dir);
+    if (qconf && !in_json)
+        write_text(path, qconf);
+    else
+        unlink(path);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    write_safetensors(path, es);
+}
+
+static int32_t seq_a[] = {1,   287, 25, 102, 49, 202, 169, 9,  77, 310, 5,  64, 128,
+                          200, 3,   44, 45,  46, 250, 251, 17, 18, 19,  20, 21};
+static int32_t seq_b[] = {1, 42, 171, 273, 214, 94, 23, 159, 260, 275, 239};
+
+static void test_built(const char *label, qopts o) {
+    entries q, ref;
+    build(&o, &q, &ref);
+    char qdir[1024], rdir[1024];
+    snprintf(qdir, sizeof qdir, "%s/%s", tmp_root, label);
+    snprintf(rdir, sizeof rdir, "%s/%s_ref", tmp_root, label);
+    write_checkpoint(qdir, &q, quant_config_text(&o, NULL), o.config_in_json);
+    write_checkpoint(rdir, &ref, NULL, 0);
+
+    int32_t *ids[2] = {seq_a, seq_b}, lens[2] = {25, 11}, V = 320;
+    int64_t n = 36 * V;
+    float *lq = malloc((size_t)n * 4), *lr = malloc((size_t)n * 4), *ld = malloc((size_t)n * 4);
+    float *lc = malloc((size_t)n * 4);
+    llmrt_model *mr = load(rdir, 1, 0), *mq = load(qdir, 1, 0), *md = load(qdir, 1, 1);
+    if (mr && mq && md) {
+        char fmt[32], fmtd[32];
+        weight_format(mq, fmt, sizeof fmt);
+        weight_format(md, fmtd, sizeof fmtd);
+        if (o.gs % 32 == 0 || o.gs == -1)
+            CHECK_MSG(strstr(fmt, "q4") != NULL, "%s: loaded as %s, not 4-bit", label, fmt);
+        else /* group sizes the CPU kernels do not take are dequantised at load */
+            CHECK_MSG(strstr(fmt, "q4") == NULL, "%s: loaded as %s", label, fmt);
+        CHECK_MSG(strstr(fmtd, "q4") == NULL, "%s: LLMRT_NO_Q4=1 loaded %s", label, fmtd);
+        CHECK_STATUS(run_all(mr, 2, ids, lens, NULL, 0, V, lr), LLMRT_OK, NULL);
+        CHECK_STATUS(run_all(mq, 2, ids, lens, NULL, 0, V, lq), LLMRT_OK, NULL);
+        CHECK_STATUS(run_all(md, 2, ids, lens, NULL, 0, V, ld), LLMRT_OK, NULL);
+        CHECK_STATUS(run_all(mq, 2, ids, lens, chunk_pattern, N_CHUNKS, V, lc), LLMRT_OK, NULL);
+        CHECK_MSG(memcmp(lq, lc, (size_t)n * 4) == 0, "%s: chunked differs from one batch", label);
+        if (o.lm_bias) { /* logits - bias of the reference: the bias is the only difference */
+            llmrt_st_file f;
+            llmrt_error err = {0};
+            char p[1100];
+            snprintf(p, sizeof p, "%s/model.safetensors", qdir);
+            CHECK(llmrt_safetensors_open(p, &f, &err) == LLMRT_OK);
+            const llmrt_st_tensor *b = llmrt_safetensors_find(&f, "lm_head.bias");
+            for (int64_t r = 0; r < 36 && b; r++)
+                for (int64_t v = 0; v < V; v++) {
+                    uint16_t h;
+                    memcpy(&h, b->data + 2 * v, 2);
+                    float bias = llmrt_f16_to_f32(h);
+                    lq[r * V + v] -= bias;
+                    ld[r * V + v] -= bias;
+                }
+            llmrt_safetensors_close(&f);
+        }
+        double e_q, e_d, max_ref;
+        golden_compare(lq, lr, n, &e_q, &max_ref);
+        golden_compare(ld, lr, n, &e_d, &max_ref);
+        bool bitwise = !o.act && !o.lm_bias;
+        printf("%-28s (%s) vs fp32 reference: 4-bit max|diff| %.3g, LLMRT_NO_Q4 %.3g (max|logit| "
+               "%.3g)\n",
+               label, fmt, e_q, e_d, max_ref);
+        double tol = o.lm_bias ? 1e-6 : ACT_TOL; /* subtracting the bias rounds once more */
+        if (bitwise) {
+            CHECK_MSG(memcmp(lq, lr, (size_t)n * 4) == 0,
+                      "%s: 4-bit logits differ from the fp32 "
+                      "reference (max %.3g)",
+                      label, e_q);
+            CHECK_MSG(memcmp(ld, lr, (size_t)n * 4) == 0,
+                      "%s: LLMRT_NO_Q4 logits differ from the "
+                      "fp32 reference (max %.3g)",
+                      label, e_d);
+        } else {
+            CHECK_MSG(e_q <= tol * max_ref, "%s: 4-bit %.3g > %.0e * %.3g", label, e_q, tol,
+                      max_ref);
+            CHECK_MSG(e_d <= tol * max_ref, "%s: NO_Q4 %.3g > %.0e * %.3g", label, e_d, tol,
+                      max_ref);
+        }
+    }
+    llmrt_model_destroy(mr);
+    llmrt_model_destroy(mq);
+    llmrt_model_destroy(md);
+    free(lq);
+    free(lr);
+    free(ld);
+    free(lc);
+    free_entries(&q);
+    free_entries(&ref);
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* 3. loader errors                                                                              */
+/* --------------------------------------------------------------------------------------------- */
+
+#define DOWN "model.layers.1.mlp.down_proj" /* K = 160, N = 64 */
+
+static void expect_error(const char *label, const entries *es, const char *qconf, llmrt_status want,
+                         const char *needle) {
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/err_%s", tmp_root, label);
+    write_checkpoint(dir, es, qconf, 1);
+    llmrt_model_params mp = llmrt_model_default_params();
+    mp.n_threads = 1;
+    llmrt_model *m = NULL;
+    llmrt_status s = llmrt_model_load(dir, &mp, &m);
+    CHECK_MSG(s == want, "%s: status %s, expected %s (%s)", label, llmrt_status_str(s),
+              llmrt_status_str(want), llmrt_last_error());
+    if (s != LLMRT_OK) {
+        CHECK_MSG(strstr(llmrt_last_error(), needle) != NULL, "%s: message \"%s\" lacks \"%s\"",
+                  label, llmrt_last_error(), needle);
+        printf("error %-14s -> %s: %s\n", label, llmrt_status_str(s), llmrt_last_error());
+    } else {
+        printf("       %-14s -> loads\n", label);
+    }
+    llmrt_model_destroy(m);
+}
+
+static void test_errors(void) {
+    qopts o = {.gs = 32, .sym = 1, .config_in_json = 1};
+    entries base, ref;
+    build(&o, &base, &ref);
+    free_entries(&ref);
+    char cfg[1024];
+    snprintf(cfg, sizeof cfg, "%s", quant_config_text(&o, NULL));
+
+    /* config */
+    char bad[1024];
+    snprintf(bad, sizeof bad, "{\"quant_method\": \"gptq\", \"bits\": 3, \"group_size\": 32}");
+    expect_error("bits3", &base, bad, LLMRT_ERR_UNSUPPORTED, "bits = 3");
+    snprintf(bad, sizeof bad, "{\"quant_method\": \"gptq\", \"bits\": 5, \"group_size\": 32}");
+    expect_error("bits5", &base, bad, LLMRT_ERR_FORMAT, "bits = 5");
+    snprintf(bad, sizeof bad, "{\"quant_method\": \"gptq\", \"bits\": 4, \"group_size\": 0}");
+    expect_error("group0", &base, bad, LLMRT_ERR_FORMAT, "group_size = 0");
+    snprintf(bad, sizeof bad, "{\"quant_method\": \"gptq\", \"bits\": 4, \"group_size\": -7}");
+    expect_error("group-7", &base, bad, LLMRT_ERR_FORMAT, "group_size = -7");
+    snprintf(bad, sizeof bad, "{\"quant_method\": \"gptq\", \"bits\": 4}");
+    expect_error("no_group", &base, bad, LLMRT_ERR_MODEL_MISMATCH, "group_size");
+    snprintf(bad, sizeof bad, "{\"quant_method\": \"awq\", \"bits\": 4, \"group_size\": 32}");
+    expect_error("awq", &base, bad, LLMRT_ERR_UNSUPPORTED, "awq");
+    snprintf(bad, sizeof bad,
+             "{\"bits\": 4, \"group_size\": 32, \"checkpoint_format\": \"marlin\"}");
+    expect_error("marlin", &base, bad, LLMRT_ERR_UNSUPPORTED, "marlin");
+    snprintf(bad, sizeof bad, "{\"bits\": 4, \"group_size\": 32, \"pack_dtype\": \"int16\"}");
+    expect_error("pack_int16", &base, bad, LLMRT_ERR_UNSUPPORTED, "pack_dtype");
+    snprintf(bad, sizeof bad,
+             "{\"bits\": 4, \"group_size\": 32, \"dynamic\": {\"-:.*down.*\": {}}}");
+    expect_error("dynamic", &base, bad, LLMRT_ERR_UNSUPPORTED, "dynamic");
+    /* group_size 96 does not divide q_proj's K = 64 */
+    snprintf(bad, sizeof bad, "{\"bits\": 4, \"group_size\": 96}");
+    expect_error(
+        "group96", &base, bad, LLMRT_ERR_MODEL_MISMATCH,
+        "model.layers.0.self_attn.q_proj: in_features 64 is not a multiple of group_size 96");
+    expect_error("no_config", &base, NULL, LLMRT_ERR_FORMAT, "quantization_config");
+
+    /* tensors */
+    entries e = copy_entries(&base);
+    wr32(find_entry(&e, DOWN ".g_idx")->data, 5, 5); /* G = 5: out of range */
+    expect_error("gidx_range", &e, cfg, LLMRT_ERR_MODEL_MISMATCH, DOWN ".g_idx[5] = 5");
+    free_entries(&e);
+
+    e = copy_entries(&base);
+    wr32(find_entry(&e, DOWN ".g_idx")->data, 0, 1); /* group 0: 31 rows, group 1: 33 */
+    expect_error("gidx_count", &e, cfg, LLMRT_ERR_MODEL_MISMATCH, "group 0 has 31 rows");
+    free_entries(&e);
+
+    e = copy_entries(&base);
+    entry *sc = find_entry(&e, DOWN ".scales");
+    sc->shape[0] = 4; /* [G-1, N] */
+    sc->bytes = (size_t)(4 * 64 * 2);
+    expect_error("scales_shape", &e, cfg, LLMRT_ERR_MODEL_MISMATCH,
+                 DOWN ".scales has shape [4, 64]");
+    free_entries(&e);
+
+    e = copy_entries(&base);
+    remove_entry(&e, DOWN ".qzeros");
+    expect_error("no_qzeros", &e, cfg, LLMRT_ERR_MODEL_MISMATCH, DOWN ".qzeros is missing");
+    free_entries(&e);
+
+    e = copy_entries(&base);
+    remove_entry(&e, DOWN ".scales");
+    expect_error("no_scales", &e, cfg, LLMRT_ERR_MODEL_MISMATCH, DOWN ".scales is missing");
+    free_entries(&e);
+
+    e = copy_entries(&base);
+    entry *qw = find_entry(&e, DOWN ".qweight");
+    qw->shape[0] = 19; /* K/8 = 20 */
+    qw->bytes = (size_t)(19 * 64 * 4);
+    expect_error("qweight_shape", &e, cfg, LLMRT_ERR_MODEL_MISMATCH,
+                 DOWN ".qweight has shape [19, 64]");
+    free_entries(&e);
+
+    e = copy_entries(&base);
+    snprintf(find_entry(&e, DOWN ".qweight")->dtype, 8, "F32");
+    expect_error("qweight_dtype", &e, cfg, LLMRT_ERR_UNSUPPORTED, DOWN ".qweight has dtype F32");
+    free_entries(&e);
+
+    e = copy_entries(&base);
+    entry *qz = find_entry(&e, DOWN ".qzeros");
+    qz->shape[1] = 16; /* N/8 = 8 */
+    qz->bytes = (size_t)(5 * 16 * 4);
+    free(qz->data);
+    qz->data = calloc(qz->bytes, 1);
+    expect_error("qzeros_shape", &e, cfg, LLMRT_ERR_MODEL_MISMATCH,
+                 DOWN ".qzeros has shape [5, 16]");
+    free_entries(&e);
+
+    e = copy_entries(&base);
+    entry *gi = find_entry(&e, DOWN ".g_idx");
+    gi->shape[0] = 128;
+    gi->bytes = 128 * 4;
+    expect_error("gidx_shape", &e, cfg, LLMRT_ERR_MODEL_MISMATCH, DOWN ".g_idx has shape [128]");
+    free_entries(&e);
+
+    /* a missing g_idx means k / group_size: loads */
+    e = copy_entries(&base);
+    remove_entry(&e, DOWN ".g_idx");
+    expect_error("no_gidx_ok", &e, cfg, LLMRT_OK, "");
+    free_entries(&e);
+    free_entries(&base);
+}
+
+int main(void) {
+    snprintf(tmp_root, sizeof tmp_root, "%s/test_gptq_XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (!mkdtemp(tmp_root)) {
+        CHECK_MSG(0, "cannot create a temporary directory");
+        return test_summary("test_gptq");
+    }
+    test_built("g32_sym_v1", (qopts){.gs = 32, .sym = 1, .config_in_json = 1});
+    test_built("g32_asym_v1", (qopts){.gs = 32, .sym = 0, .config_in_json = 1});
+    test_built("g32_asym_v2_act", (qopts){.gs = 32, .sym = 0, .v2 = 1, .act = 1});
+    test_built("gall_sym_v2_f32scales",
+               (qopts){.gs = -1, .sym = 1, .v2 = 1, .f32_scales = 1, .config_in_json = 1});
+    test_built("g32_asym_act_lmhead",
+               (qopts){.gs = 32, .sym = 0, .act = 1, .lm_head = 1, .config_in_json = 1});
+    test_built("g32_sym_lmhead_bias",
+               (qopts){.gs = 32, .sym = 1, .lm_head = 1, .lm_bias = 1, .config_in_json = 1});
+    test_built("g16_sym_v1_dequantised", (qopts){.gs = 16, .sym = 1, .config_in_json = 1});
+    test_errors();
+    test_goldens();
+    char cmd[1100];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_root);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp_root);
+    return test_summary("test_gptq");
+}
