@@ -79,6 +79,7 @@ template <> struct AttnElem<__nv_bfloat16> {
 // ---- tile decisions -----------------------------------------------------------------------------
 template <int HD> struct DecodeTraits {
     static constexpr int kHeadDim = HD;
+    static_assert(kHeadDim % 16 == 0, "head dim must be a multiple of the mma k (16)");
     static constexpr int kRows = 16;   // query heads of one GQA group, padded to an m16 tile
     static constexpr int kBlockN = 64; // KV tokens per pipeline stage
     static constexpr int kWarps = 4;   // warp w: tokens 16w .. 16w+15 of each tile

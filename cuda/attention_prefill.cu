@@ -78,6 +78,7 @@ template <> struct AttnElem<__nv_bfloat16> {
 // ---- tile decisions -----------------------------------------------------------------------------
 template <int HD> struct PrefillTraits {
     static constexpr int kHeadDim = HD;
+    static_assert(kHeadDim % 16 == 0, "head dim must be a multiple of the mma k (16)");
     // 64 query rows = 4 warps x one m16 tile each. FA2 uses 128 rows for hd 128 on sm80; 64 keeps
     // registers (O: HD/2 floats per thread) and the tail waste of short chunks down, and gives
     // twice the CTAs for the short prompts a serving batch mostly has.

@@ -3,8 +3,10 @@
 #   1. release build: unit + model tests (tiny fixtures, SmolLM2)
 #   2. ASan + UBSan build: unit + tiny-model tests
 #   3. ThreadSanitizer build: the thread pool and the engine driven from several threads
-#   4. libFuzzer harnesses (clang), a short bounded run each
-# Build trees: build/, build-asan/, build-tsan/, build-fuzz/ (reused when present). Exit status is non-zero if
+#   4. cusim build: every CUDA kernel, the simulator and the CUDA backend, run on the CPU
+#   5. nvcc build for sm_80/86/89/90 (compile/link; prints registers, spills, shared memory)
+#   6. libFuzzer harnesses (clang), a short bounded run each
+# Build trees: build/, build-asan/, build-tsan/, build-sim/, build-nvcc/, build-fuzz/ (reused when present). Exit status is non-zero if
 # any step fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +35,19 @@ cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DLLMRT_TSAN=ON >/dev/null
 cmake --build build-tsan -j "$jobs"
 (cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
     ctest --output-on-failure -j "$jobs" -R 'test_thread_pool|test_engine_threads')
+
+step "CUDA under cusim (the simulated GPU): simulator features, PTX wrappers vs the hardware golden, kernels, CUDA backend and engine"
+cmake -S . -B build-sim -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLLMRT_CUDA=sim >/dev/null
+cmake --build build-sim -j "$jobs"
+(cd build-sim && ctest --output-on-failure -j "$jobs" -L cusim)
+
+step "CUDA with nvcc for sm_80/86/89/90: compile and link only here (ctest -L gpu runs them on a GPU)"
+cmake -S . -B build-nvcc -DCMAKE_BUILD_TYPE=Release -DLLMRT_CUDA=nvcc \
+    -DCMAKE_CUDA_ARCHITECTURES="80;86;89;90" >/dev/null
+cmake --build build-nvcc -j "$jobs" > build-nvcc/build.log 2>&1 || { tail -50 build-nvcc/build.log; exit 1; }
+echo "registers / spills / shared memory per kernel (ptxas):"
+grep -E "Compiling entry function|Used [0-9]+ registers|spill stores" build-nvcc/build.log |
+    sed -E 's/^ptxas info *: //' | sort -u | head -400
 
 step "fuzz (libFuzzer, bounded runs)"
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DLLMRT_SANITIZE=ON \
