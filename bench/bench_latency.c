@@ -181,8 +181,7 @@ int bench_latency_main(int argc, char **argv) {
             row->ttft = stats_of(ttft, reps), row->tpot = stats_of(tpot, reps);
             row->e2e = stats_of(e2e, reps);
             /* decode reads every weight once, plus K and V of the context (fp32 on the CPU) */
-            double kv_bytes = 2.0 * ctx.info.n_layers * ctx.info.n_kv_heads * ctx.info.head_dim *
-                              4.0 * (depth + P + G / 2.0);
+            double kv_bytes = bench_kv_bytes_per_token(&ctx.info) * (depth + P + G / 2.0);
             row->bytes      = (double)ctx.info.weight_bytes + kv_bytes;
             row->gbps       = row->tg.mean * row->bytes / 1e9;
             /* prefill: 2 FLOPs per weight per token + attention (QK and PV: 4 * ctx * heads * hd
@@ -246,8 +245,8 @@ int bench_latency_main(int argc, char **argv) {
         }
         if (json) printf("\n  ]\n}\n");
         if (!json && !csv)
-            printf("# percentages: of the read bandwidth / fp32 FMA rate measured at the same thread "
-                   "count\n");
+            printf("# percentages: of the roofline reference above (measured at the same thread count "
+                   "on the CPU, datasheet on a GPU)\n");
     }
     free(rows);
     free(threads);

@@ -74,10 +74,36 @@ double bench_flops_probe(int n_threads) {
     return 2.0 * (double)probe_width * (double)(PROBE_ITERS / 16) * n_threads / dt / 1e9;
 }
 
+/* Datasheet peaks of known GPUs (kernels.md §5): dense fp16 tensor-core TFLOP/s, memory GB/s.
+ * Matched on the device name; the first match wins, so the more specific names come first. */
+static const struct {
+    const char *name_part;
+    double      gbps, gflops;
+} gpu_peaks[] = {
+    {"H200", 4800, 989000},       {"H100 PCIe", 2000, 756000}, {"H100", 3350, 989000},
+    {"A100-SXM4-40GB", 1555, 312000}, {"A100 80GB PCIe", 1935, 312000}, {"A100", 2039, 312000},
+};
+
 void bench_context_measure(bench_context *c) {
+    if (!strcmp(c->info.backend, "cuda")) {
+        c->peak_source = "datasheet (unknown GPU: none)";
+        for (size_t i = 0; i < sizeof gpu_peaks / sizeof gpu_peaks[0]; i++)
+            if (strstr(c->info.device_name, gpu_peaks[i].name_part)) {
+                c->peak_gbps   = gpu_peaks[i].gbps;
+                c->peak_gflops = gpu_peaks[i].gflops;
+                c->peak_source = "datasheet (dense fp16 tensor core, HBM)";
+                break;
+            }
+        return;
+    }
     int t          = c->threads > 0 ? c->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     c->peak_gbps   = bench_membw(t, (size_t)1 << 30, 0, 3);
     c->peak_gflops = bench_flops_probe(t);
+    c->peak_source = "measured (read bandwidth probe, fp32 FMA probe)";
+}
+
+double bench_kv_bytes_per_token(const llmrt_model_info *i) {
+    return 2.0 * i->n_layers * i->n_kv_heads * i->head_dim * (i->kv_elem_bytes ? i->kv_elem_bytes : 4);
 }
 
 static void machine(char *buf, size_t n) {
@@ -119,15 +145,15 @@ void bench_context_print(FILE *f, const bench_context *c) {
     fprintf(f, "\n# machine: %s\n# git revision: %s\n", m, LLMRT_GIT_REV);
     fprintf(f, "# model: %s (%s, %lld params, %.1f MB of weights)\n", c->model_path,
             c->info.weight_format, (long long)c->info.n_params, c->info.weight_bytes / 1e6);
-    fprintf(f, "# backend: cpu, %d threads; KV: %lld tokens, block %d, policy %s, prefix cache %s, "
+    fprintf(f, "# backend: %s (%s), %d host threads; KV: %lld tokens, block %d, policy %s, prefix cache %s, "
                "max_batched_tokens %d, max_seqs %d\n",
-            c->threads, (long long)c->engine.kv_tokens, c->engine.block_size,
-            c->engine.policy == LLMRT_KV_RESERVE ? "reserve" : "preempt",
+            c->info.backend, c->info.device_name, c->threads, (long long)c->engine.kv_tokens,
+            c->engine.block_size, c->engine.policy == LLMRT_KV_RESERVE ? "reserve" : "preempt",
             c->engine.prefix_caching ? "on" : "off", c->engine.max_batched_tokens,
             c->engine.max_seqs);
-    fprintf(f, "# KV cache: %.0f bytes per token (fp32 K and V, all layers)\n",
-            2.0 * c->info.n_layers * c->info.n_kv_heads * c->info.head_dim * 4.0);
-    fprintf(f, "# roofline reference (measured): read bandwidth %.2f GB/s, fp32 FMA %.1f GFLOP/s\n",
+    fprintf(f, "# KV cache: %.0f bytes per token (%d-byte K and V elements, all layers)\n",
+            bench_kv_bytes_per_token(&c->info), c->info.kv_elem_bytes);
+    fprintf(f, "# roofline reference, %s: bandwidth %.2f GB/s, %.1f GFLOP/s\n", c->peak_source,
             c->peak_gbps, c->peak_gflops);
 }
 
@@ -141,14 +167,14 @@ void bench_context_json(FILE *f, const bench_context *c) {
                "\"weight_bytes\": %lld,\n",
             c->model_path, c->info.weight_format, (long long)c->info.n_params,
             (long long)c->info.weight_bytes);
-    fprintf(f, "  \"backend\": \"cpu\", \"threads\": %d, \"kv_tokens\": %lld, \"block_size\": %d, "
+    fprintf(f, "  \"backend\": \"%s\", \"device\": \"%s\", \"threads\": %d, \"kv_tokens\": %lld, \"block_size\": %d, "
                "\"kv_policy\": \"%s\", \"prefix_caching\": %s, \"max_batched_tokens\": %d, "
                "\"max_seqs\": %d,\n",
-            c->threads, (long long)c->engine.kv_tokens, c->engine.block_size,
-            c->engine.policy == LLMRT_KV_RESERVE ? "reserve" : "preempt",
+            c->info.backend, c->info.device_name, c->threads, (long long)c->engine.kv_tokens,
+            c->engine.block_size, c->engine.policy == LLMRT_KV_RESERVE ? "reserve" : "preempt",
             c->engine.prefix_caching ? "true" : "false", c->engine.max_batched_tokens,
             c->engine.max_seqs);
-    fprintf(f, "  \"kv_bytes_per_token\": %.0f, \"peak_read_gbps\": %.3f, \"peak_fp32_gflops\": %.3f",
-            2.0 * c->info.n_layers * c->info.n_kv_heads * c->info.head_dim * 4.0, c->peak_gbps,
-            c->peak_gflops);
+    fprintf(f, "  \"kv_bytes_per_token\": %.0f, \"peak_read_gbps\": %.3f, \"peak_fp32_gflops\": %.3f, "
+               "\"peak_source\": \"%s\"",
+            bench_kv_bytes_per_token(&c->info), c->peak_gbps, c->peak_gflops, c->peak_source);
 }

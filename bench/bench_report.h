@@ -16,10 +16,15 @@ typedef struct bench_context {
     int                 threads;
     llmrt_engine_params engine;
     double              peak_gbps;   /* measured read bandwidth at `threads` */
-    double              peak_gflops; /* measured fp32 FMA rate at `threads` */
+    double              peak_gflops; /* measured fp32 FMA rate at `threads` (CPU) or datasheet */
+    const char         *peak_source; /* where the peaks come from */
 } bench_context;
 
-/* Measures the roofline references (about a second). */
+/* K + V bytes per cached token (all layers) for the model's backend. */
+double bench_kv_bytes_per_token(const llmrt_model_info *info);
+
+/* The roofline references: measured on the CPU (about a second), datasheet values for known
+ * GPUs (needs c->info filled). */
 void bench_context_measure(bench_context *c);
 /* "# key: value" lines for human output. */
 void bench_context_print(FILE *f, const bench_context *c);

@@ -197,7 +197,7 @@ static int run_load(llmrt_model *model, const cli_common *common, const serve_cf
      * context (prompt + half its output on average) */
     llmrt_model_info info = {.struct_size = sizeof info};
     llmrt_model_get_info(model, &info);
-    double kv_per_token = 2.0 * info.n_layers * info.n_kv_heads * info.head_dim * 4.0;
+    double kv_per_token = bench_kv_bytes_per_token(&info);
     double ctx_avg      = res->summary.completed
                               ? ((double)res->summary.total_input_tokens +
                                  res->summary.total_output_tokens / 2.0) / res->summary.completed

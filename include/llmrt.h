@@ -130,6 +130,9 @@ typedef struct llmrt_model_info {
     int64_t  n_params;                /* parameters counted over all weight tensors           */
     int64_t  weight_bytes;            /* bytes the backend holds for weights                  */
     bool     tie_word_embeddings;
+    char     backend[16];             /* "cpu" or "cuda"                                      */
+    char     device_name[64];         /* e.g. "NVIDIA H100 80GB HBM3"; "cpu" on the CPU       */
+    int32_t  kv_elem_bytes;           /* bytes per K/V element in the cache (4 cpu, 2 cuda)   */
 } llmrt_model_info;
 
 /* Fills `info` (whose struct_size the caller sets). */

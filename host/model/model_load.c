@@ -438,6 +438,14 @@ llmrt_status llmrt_model_get_info(const llmrt_model *m, llmrt_model_info *info) 
     full.n_params            = m->n_params;
     full.weight_bytes        = m->weight_bytes;
     full.tie_word_embeddings = c->tie_word_embeddings;
+    snprintf(full.backend, sizeof full.backend, "%s", m->be->name);
+    snprintf(full.device_name, sizeof full.device_name, "cpu");
+#ifdef LLMRT_HAVE_CUDA
+    llmrt_cuda_backend_stats cuda_stats;
+    if (llmrt_backend_cuda_stats(m->be, &cuda_stats))
+        snprintf(full.device_name, sizeof full.device_name, "%.63s", cuda_stats.device_name);
+#endif
+    full.kv_elem_bytes = m->be->act_bytes;
     memcpy(info, &full, size);
     return LLMRT_OK;
 }

@@ -118,6 +118,9 @@ class llmrt_model_info(Structure):
         ("n_params", c_int64),
         ("weight_bytes", c_int64),
         ("tie_word_embeddings", c_bool),
+        ("backend", c_char * 16),
+        ("device_name", c_char * 64),
+        ("kv_elem_bytes", c_int32),
     ]
 
 
