@@ -44,6 +44,18 @@ static int test_n_passed, test_n_failed;
             CHECK_MSG(strstr(msg_, needle_) != NULL, "message \"%s\" lacks \"%s\"", msg_, needle_);  \
     } while (0)
 
+/* For internal functions, which report through an llmrt_error instead of llmrt_last_error():
+ * expects `expected` and, on failure, that err.msg contains `needle`. */
+#define CHECK_ERROR(status_expr, err, expected, needle)                                              \
+    do {                                                                                           \
+        llmrt_status got_ = (status_expr);                                                         \
+        CHECK_MSG(got_ == (expected), "%s returned %s, expected %s (message: %s)", #status_expr,   \
+                  llmrt_status_str(got_), llmrt_status_str(expected), (err).msg);                  \
+        if (got_ != LLMRT_OK)                                                                      \
+            CHECK_MSG(strstr((err).msg, (needle)) != NULL, "message \"%s\" lacks \"%s\"",          \
+                      (err).msg, (needle));                                                        \
+    } while (0)
+
 static inline int test_summary(const char *name) {
     printf("%s: %d passed, %d failed\n", name, test_n_passed, test_n_failed);
     return test_n_failed == 0 ? 0 : 1;

@@ -13,16 +13,6 @@
 #include "model/config.h"
 #include "test_util.h"
 
-/* Internal functions do not set llmrt_last_error(): compare the status and err.msg directly. */
-#define CHECK_ERR(status_expr, err, expected, needle)                                              \
-    do {                                                                                           \
-        llmrt_status got_ = (status_expr);                                                         \
-        CHECK_MSG(got_ == (expected), "%s returned %s, expected %s (message: %s)", #status_expr,   \
-                  llmrt_status_str(got_), llmrt_status_str(expected), (err).msg);                  \
-        if (got_ != LLMRT_OK)                                                                      \
-            CHECK_MSG(strstr((err).msg, (needle)) != NULL, "message \"%s\" lacks \"%s\"",          \
-                      (err).msg, (needle));                                                        \
-    } while (0)
 
 static const char *const base_config =
     "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", \"vocab_size\": 320,"
@@ -67,7 +57,7 @@ static llmrt_status parse_edit(llmrt_model_config *cfg, llmrt_error *err, const 
 static void test_valid_llama(void) {
     llmrt_model_config c;
     llmrt_error        err;
-    CHECK_ERR(parse_text(base_config, &c, &err), err, LLMRT_OK, "");
+    CHECK_ERROR(parse_text(base_config, &c, &err), err, LLMRT_OK, "");
     CHECK(strcmp(c.architecture, "LlamaForCausalLM") == 0);
     CHECK(c.vocab_size == 320 && c.hidden_size == 64 && c.intermediate_size == 160);
     CHECK(c.n_layers == 3 && c.n_heads == 4 && c.n_kv_heads == 2);
@@ -85,7 +75,7 @@ static void test_explicit_head_dim_and_eos_list(void) {
     llmrt_error        err;
     char *text = config_with("head_dim", "32", "eos_token_id", "[2, 5, 7]", "torch_dtype", NULL,
                              "dtype", "\"float16\"", NULL);
-    CHECK_ERR(parse_text(text, &c, &err), err, LLMRT_OK, "");
+    CHECK_ERROR(parse_text(text, &c, &err), err, LLMRT_OK, "");
     free(text);
     CHECK(c.head_dim == 32); /* differs from hidden / heads (16): allowed */
     CHECK(c.n_eos == 3 && c.eos_token_ids[0] == 2 && c.eos_token_ids[1] == 5 &&
@@ -93,7 +83,7 @@ static void test_explicit_head_dim_and_eos_list(void) {
     CHECK(c.torch_dtype == LLMRT_DTYPE_F16); /* transformers 5 writes "dtype" */
 
     text = config_with("torch_dtype", "\"float32\"", "eos_token_id", "[]", NULL);
-    CHECK_ERR(parse_text(text, &c, &err), err, LLMRT_OK, "");
+    CHECK_ERROR(parse_text(text, &c, &err), err, LLMRT_OK, "");
     free(text);
     CHECK(c.torch_dtype == LLMRT_DTYPE_F32 && c.n_eos == 0);
 }
@@ -105,7 +95,7 @@ static void test_defaults(void) {
                              "rope_theta", NULL, "rms_norm_eps", NULL, "tie_word_embeddings",
                              NULL, "bos_token_id", "null", "eos_token_id", NULL, "torch_dtype",
                              NULL, "architectures", NULL, NULL);
-    CHECK_ERR(parse_text(text, &c, &err), err, LLMRT_OK, "");
+    CHECK_ERROR(parse_text(text, &c, &err), err, LLMRT_OK, "");
     free(text);
     CHECK(strcmp(c.architecture, "llama") == 0); /* from model_type */
     CHECK(c.n_kv_heads == 4 && c.max_context == 2048 && c.rope_theta == 10000.0);
@@ -113,9 +103,9 @@ static void test_defaults(void) {
     CHECK(!c.tie_word_embeddings && c.bos_token_id == -1 && c.n_eos == 0);
     CHECK(c.torch_dtype == LLMRT_DTYPE_INVALID);
 
-    CHECK_ERR(parse_edit(&c, &err, "architectures", "[\"MistralForCausalLM\"]"), err, LLMRT_OK, "");
-    CHECK_ERR(parse_edit(&c, &err, "sliding_window", "256"), err, LLMRT_OK, "");
-    CHECK_ERR(parse_edit(&c, &err, "sliding_window", "null"), err, LLMRT_OK, "");
+    CHECK_ERROR(parse_edit(&c, &err, "architectures", "[\"MistralForCausalLM\"]"), err, LLMRT_OK, "");
+    CHECK_ERROR(parse_edit(&c, &err, "sliding_window", "256"), err, LLMRT_OK, "");
+    CHECK_ERROR(parse_edit(&c, &err, "sliding_window", "null"), err, LLMRT_OK, "");
 }
 
 // --- RoPE -------------------------------------------------------------------------------------
@@ -168,7 +158,7 @@ static void test_rope_parameters_v5(void) {
     int                regions[3];
     char *text = config_with("rope_theta", NULL, "rope_parameters",
                              "{\"rope_type\": \"default\", \"rope_theta\": 50000.0}", NULL);
-    CHECK_ERR(parse_text(text, &c, &err), err, LLMRT_OK, "");
+    CHECK_ERROR(parse_text(text, &c, &err), err, LLMRT_OK, "");
     free(text);
     CHECK(c.rope_theta == 50000.0 && c.rope_type == LLMRT_ROPE_DEFAULT);
     check_inv_freq(&c, "default", regions);
@@ -176,7 +166,7 @@ static void test_rope_parameters_v5(void) {
     text = config_with("rope_theta", NULL, "rope_scaling", "null", "rope_parameters",
                        "{\"rope_type\": \"linear\", \"rope_theta\": 50000.0, \"factor\": 4.0}",
                        NULL);
-    CHECK_ERR(parse_text(text, &c, &err), err, LLMRT_OK, "");
+    CHECK_ERROR(parse_text(text, &c, &err), err, LLMRT_OK, "");
     free(text);
     CHECK(c.rope_theta == 50000.0 && c.rope_type == LLMRT_ROPE_LINEAR && c.rope_factor == 4.0);
     check_inv_freq(&c, "linear (rope_parameters)", regions);
@@ -186,7 +176,7 @@ static void test_rope_scaling_linear(void) {
     llmrt_model_config c;
     llmrt_error        err;
     int                regions[3];
-    CHECK_ERR(parse_edit(&c, &err, "rope_scaling", "{\"type\": \"linear\", \"factor\": 2.0}"),
+    CHECK_ERROR(parse_edit(&c, &err, "rope_scaling", "{\"type\": \"linear\", \"factor\": 2.0}"),
               err, LLMRT_OK, "");
     CHECK(c.rope_type == LLMRT_ROPE_LINEAR && c.rope_factor == 2.0 && c.rope_theta == 500000.0);
     check_inv_freq(&c, "linear", regions);
@@ -203,7 +193,7 @@ static void test_rope_scaling_llama3(void) {
                              " \"original_max_position_embeddings\": 32,"
                              " \"rope_type\": \"llama3\"}",
                              NULL);
-    CHECK_ERR(parse_text(text, &c, &err), err, LLMRT_OK, "");
+    CHECK_ERROR(parse_text(text, &c, &err), err, LLMRT_OK, "");
     free(text);
     CHECK(c.rope_type == LLMRT_ROPE_LLAMA3 && c.rope_factor == 8.0);
     CHECK(c.rope_low_freq_factor == 1.0 && c.rope_high_freq_factor == 4.0);
@@ -218,7 +208,7 @@ static void test_rope_scaling_llama3(void) {
                        "{\"factor\": 8.0, \"high_freq_factor\": 4.0, \"low_freq_factor\": 1.0,"
                        " \"original_max_position_embeddings\": 8192, \"rope_type\": \"llama3\"}",
                        NULL);
-    CHECK_ERR(parse_text(text, &c, &err), err, LLMRT_OK, "");
+    CHECK_ERROR(parse_text(text, &c, &err), err, LLMRT_OK, "");
     free(text);
     CHECK(c.head_dim == 128);
     check_inv_freq(&c, "llama3 8B", regions);
@@ -251,37 +241,37 @@ static void test_load_dir(void) {
     }
     llmrt_model_config c;
     llmrt_error        err = {0};
-    CHECK_ERR(llmrt_config_load_hf_dir(dir, &c, &err), err, LLMRT_ERR_IO, "config.json");
+    CHECK_ERROR(llmrt_config_load_hf_dir(dir, &c, &err), err, LLMRT_ERR_IO, "config.json");
 
     write_text(dir, "config.json", base_config);
-    CHECK_ERR(llmrt_config_load_hf_dir(dir, &c, &err), err, LLMRT_OK, "");
+    CHECK_ERROR(llmrt_config_load_hf_dir(dir, &c, &err), err, LLMRT_OK, "");
     CHECK(c.n_eos == 1 && c.eos_token_ids[0] == 2 && c.bos_token_id == 1);
 
     write_text(dir, "generation_config.json",
                "{\"bos_token_id\": 3, \"eos_token_id\": [2, 7, 9], \"do_sample\": true}");
     memset(&err, 0, sizeof err);
-    CHECK_ERR(llmrt_config_load_hf_dir(dir, &c, &err), err, LLMRT_OK, "");
+    CHECK_ERROR(llmrt_config_load_hf_dir(dir, &c, &err), err, LLMRT_OK, "");
     CHECK(c.bos_token_id == 3);
     CHECK(c.n_eos == 3 && c.eos_token_ids[0] == 2 && c.eos_token_ids[1] == 7 &&
           c.eos_token_ids[2] == 9);
 
     /* generation_config without ids keeps config.json's */
     write_text(dir, "generation_config.json", "{\"temperature\": 0.6}");
-    CHECK_ERR(llmrt_config_load_hf_dir(dir, &c, &err), err, LLMRT_OK, "");
+    CHECK_ERROR(llmrt_config_load_hf_dir(dir, &c, &err), err, LLMRT_OK, "");
     CHECK(c.bos_token_id == 1 && c.n_eos == 1 && c.eos_token_ids[0] == 2);
 
     write_text(dir, "generation_config.json", "{\"eos_token_id\": [2, 320]}");
-    CHECK_ERR(llmrt_config_load_hf_dir(dir, &c, &err), err, LLMRT_ERR_FORMAT,
+    CHECK_ERROR(llmrt_config_load_hf_dir(dir, &c, &err), err, LLMRT_ERR_FORMAT,
               "generation_config.json");
     CHECK(strstr(err.msg, "eos_token_id") != NULL);
     write_text(dir, "generation_config.json", "[2]");
-    CHECK_ERR(llmrt_config_load_hf_dir(dir, &c, &err), err, LLMRT_ERR_FORMAT,
+    CHECK_ERROR(llmrt_config_load_hf_dir(dir, &c, &err), err, LLMRT_ERR_FORMAT,
               "generation_config.json");
     write_text(dir, "generation_config.json", "{\"eos_token_id\": \"2\"}");
-    CHECK_ERR(llmrt_config_load_hf_dir(dir, &c, &err), err, LLMRT_ERR_FORMAT, "eos_token_id");
+    CHECK_ERROR(llmrt_config_load_hf_dir(dir, &c, &err), err, LLMRT_ERR_FORMAT, "eos_token_id");
 
     write_text(dir, "config.json", "{\"vocab_size\": 320,");
-    CHECK_ERR(llmrt_config_load_hf_dir(dir, &c, &err), err, LLMRT_ERR_FORMAT, "config.json");
+    CHECK_ERROR(llmrt_config_load_hf_dir(dir, &c, &err), err, LLMRT_ERR_FORMAT, "config.json");
 
     remove_in(dir, "generation_config.json");
     remove_in(dir, "config.json");
@@ -294,83 +284,83 @@ static void test_bad_fields(void) {
     llmrt_model_config c;
     llmrt_error        err;
     char              *text = config_with("hidden_size", NULL, NULL);
-    CHECK_ERR(parse_text(text, &c, &err), err, LLMRT_ERR_MODEL_MISMATCH, "\"hidden_size\"");
+    CHECK_ERROR(parse_text(text, &c, &err), err, LLMRT_ERR_MODEL_MISMATCH, "\"hidden_size\"");
     CHECK(strstr(err.msg, "test/config.json") != NULL); /* names the file */
     free(text);
-    CHECK_ERR(parse_edit(&c, &err, "vocab_size", "\"320\""), err, LLMRT_ERR_FORMAT, "vocab_size");
-    CHECK_ERR(parse_edit(&c, &err, "vocab_size", "320.5"), err, LLMRT_ERR_FORMAT, "vocab_size");
-    CHECK_ERR(parse_edit(&c, &err, "num_hidden_layers", "-3"), err, LLMRT_ERR_FORMAT,
+    CHECK_ERROR(parse_edit(&c, &err, "vocab_size", "\"320\""), err, LLMRT_ERR_FORMAT, "vocab_size");
+    CHECK_ERROR(parse_edit(&c, &err, "vocab_size", "320.5"), err, LLMRT_ERR_FORMAT, "vocab_size");
+    CHECK_ERROR(parse_edit(&c, &err, "num_hidden_layers", "-3"), err, LLMRT_ERR_FORMAT,
               "num_hidden_layers");
-    CHECK_ERR(parse_edit(&c, &err, "intermediate_size", "0"), err, LLMRT_ERR_FORMAT,
+    CHECK_ERROR(parse_edit(&c, &err, "intermediate_size", "0"), err, LLMRT_ERR_FORMAT,
               "intermediate_size");
-    CHECK_ERR(parse_edit(&c, &err, "num_key_value_heads", "3"), err, LLMRT_ERR_FORMAT,
+    CHECK_ERROR(parse_edit(&c, &err, "num_key_value_heads", "3"), err, LLMRT_ERR_FORMAT,
               "num_key_value_heads");
-    CHECK_ERR(parse_edit(&c, &err, "head_dim", "15"), err, LLMRT_ERR_FORMAT, "head_dim");
-    CHECK_ERR(parse_edit(&c, &err, "head_dim", "8192"), err, LLMRT_ERR_FORMAT, "head_dim");
+    CHECK_ERROR(parse_edit(&c, &err, "head_dim", "15"), err, LLMRT_ERR_FORMAT, "head_dim");
+    CHECK_ERROR(parse_edit(&c, &err, "head_dim", "8192"), err, LLMRT_ERR_FORMAT, "head_dim");
     /* derived from hidden / heads (44464 / 8 = 5558): the same bound as the explicit key */
     char *big = config_with("hidden_size", "44464", "num_attention_heads", "8",
                             "num_key_value_heads", NULL, NULL);
-    CHECK_ERR(parse_text(big, &c, &err), err, LLMRT_ERR_FORMAT, "head_dim");
+    CHECK_ERROR(parse_text(big, &c, &err), err, LLMRT_ERR_FORMAT, "head_dim");
     free(big);
-    CHECK_ERR(parse_edit(&c, &err, "tie_word_embeddings", "1"), err, LLMRT_ERR_FORMAT,
+    CHECK_ERROR(parse_edit(&c, &err, "tie_word_embeddings", "1"), err, LLMRT_ERR_FORMAT,
               "tie_word_embeddings");
-    CHECK_ERR(parse_edit(&c, &err, "rope_theta", "0"), err, LLMRT_ERR_FORMAT, "rope_theta");
-    CHECK_ERR(parse_edit(&c, &err, "bos_token_id", "320"), err, LLMRT_ERR_FORMAT, "bos_token_id");
-    CHECK_ERR(parse_edit(&c, &err, "eos_token_id", "320"), err, LLMRT_ERR_FORMAT, "eos_token_id");
-    CHECK_ERR(parse_edit(&c, &err, "eos_token_id", "[2, -1]"), err, LLMRT_ERR_FORMAT,
+    CHECK_ERROR(parse_edit(&c, &err, "rope_theta", "0"), err, LLMRT_ERR_FORMAT, "rope_theta");
+    CHECK_ERROR(parse_edit(&c, &err, "bos_token_id", "320"), err, LLMRT_ERR_FORMAT, "bos_token_id");
+    CHECK_ERROR(parse_edit(&c, &err, "eos_token_id", "320"), err, LLMRT_ERR_FORMAT, "eos_token_id");
+    CHECK_ERROR(parse_edit(&c, &err, "eos_token_id", "[2, -1]"), err, LLMRT_ERR_FORMAT,
               "eos_token_id");
-    CHECK_ERR(parse_edit(&c, &err, "eos_token_id", "[1, 2, 3, 4, 5, 6, 7, 8, 9]"), err,
+    CHECK_ERROR(parse_edit(&c, &err, "eos_token_id", "[1, 2, 3, 4, 5, 6, 7, 8, 9]"), err,
               LLMRT_ERR_UNSUPPORTED, "eos_token_id");
-    CHECK_ERR(parse_edit(&c, &err, "eos_token_id", "[1, 2, 3, 4, 5, 6, 7, 8]"), err, LLMRT_OK, "");
+    CHECK_ERROR(parse_edit(&c, &err, "eos_token_id", "[1, 2, 3, 4, 5, 6, 7, 8]"), err, LLMRT_OK, "");
     CHECK(c.n_eos == 8);
     /* hidden 66 / 4 heads and no head_dim: no head size can be derived */
-    CHECK_ERR(parse_edit(&c, &err, "hidden_size", "66"), err, LLMRT_ERR_FORMAT, "");
+    CHECK_ERROR(parse_edit(&c, &err, "hidden_size", "66"), err, LLMRT_ERR_FORMAT, "");
 }
 
 static void test_unsupported(void) {
     llmrt_model_config c;
     llmrt_error        err;
-    CHECK_ERR(parse_edit(&c, &err, "architectures", "[\"GPT2LMHeadModel\"]"), err,
+    CHECK_ERROR(parse_edit(&c, &err, "architectures", "[\"GPT2LMHeadModel\"]"), err,
               LLMRT_ERR_UNSUPPORTED, "GPT2LMHeadModel");
     char *text = config_with("architectures", NULL, "model_type", "\"gpt2\"", NULL);
-    CHECK_ERR(parse_text(text, &c, &err), err, LLMRT_ERR_UNSUPPORTED, "gpt2");
+    CHECK_ERROR(parse_text(text, &c, &err), err, LLMRT_ERR_UNSUPPORTED, "gpt2");
     free(text);
     text = config_with("architectures", NULL, "model_type", NULL, NULL);
-    CHECK_ERR(parse_text(text, &c, &err), err, LLMRT_ERR_MODEL_MISMATCH, "architectures");
+    CHECK_ERROR(parse_text(text, &c, &err), err, LLMRT_ERR_MODEL_MISMATCH, "architectures");
     free(text);
-    CHECK_ERR(parse_edit(&c, &err, "rope_scaling", "{\"rope_type\": \"yarn\", \"factor\": 4.0}"),
+    CHECK_ERROR(parse_edit(&c, &err, "rope_scaling", "{\"rope_type\": \"yarn\", \"factor\": 4.0}"),
               err, LLMRT_ERR_UNSUPPORTED, "yarn");
     /* Phi-3 style longrope has no "factor": still named as unsupported, not a missing key */
-    CHECK_ERR(parse_edit(&c, &err, "rope_scaling",
+    CHECK_ERROR(parse_edit(&c, &err, "rope_scaling",
                          "{\"type\": \"longrope\", \"short_factor\": [1.0],"
                          " \"long_factor\": [2.0]}"),
               err, LLMRT_ERR_UNSUPPORTED, "longrope");
-    CHECK_ERR(parse_edit(&c, &err, "sliding_window", "128"), err, LLMRT_ERR_UNSUPPORTED,
+    CHECK_ERROR(parse_edit(&c, &err, "sliding_window", "128"), err, LLMRT_ERR_UNSUPPORTED,
               "sliding_window");
     /* a window too big to represent is no window at all (and no undefined conversion) */
-    CHECK_ERR(parse_edit(&c, &err, "sliding_window", "9223372036854775807"), err,
+    CHECK_ERROR(parse_edit(&c, &err, "sliding_window", "9223372036854775807"), err,
               LLMRT_ERR_FORMAT, "sliding_window");
 }
 
 static void test_bad_rope(void) {
     llmrt_model_config c;
     llmrt_error        err;
-    CHECK_ERR(parse_edit(&c, &err, "rope_scaling",
+    CHECK_ERROR(parse_edit(&c, &err, "rope_scaling",
                          "{\"factor\": 8.0, \"high_freq_factor\": 4.0,"
                          " \"original_max_position_embeddings\": 32, \"rope_type\": \"llama3\"}"),
               err, LLMRT_ERR_MODEL_MISMATCH, "low_freq_factor");
-    CHECK_ERR(parse_edit(&c, &err, "rope_scaling",
+    CHECK_ERROR(parse_edit(&c, &err, "rope_scaling",
                          "{\"factor\": 8.0, \"high_freq_factor\": 1.0, \"low_freq_factor\": 1.0,"
                          " \"original_max_position_embeddings\": 32, \"rope_type\": \"llama3\"}"),
               err, LLMRT_ERR_FORMAT, "high_freq_factor");
-    CHECK_ERR(parse_edit(&c, &err, "rope_scaling", "{\"type\": \"linear\", \"factor\": 0}"), err,
+    CHECK_ERROR(parse_edit(&c, &err, "rope_scaling", "{\"type\": \"linear\", \"factor\": 0}"), err,
               LLMRT_ERR_FORMAT, "factor");
-    CHECK_ERR(parse_edit(&c, &err, "rope_scaling", "{\"type\": \"linear\"}"), err,
+    CHECK_ERROR(parse_edit(&c, &err, "rope_scaling", "{\"type\": \"linear\"}"), err,
               LLMRT_ERR_MODEL_MISMATCH, "factor");
-    CHECK_ERR(parse_edit(&c, &err, "rope_scaling", "{\"factor\": 2.0}"), err, LLMRT_ERR_FORMAT,
+    CHECK_ERROR(parse_edit(&c, &err, "rope_scaling", "{\"factor\": 2.0}"), err, LLMRT_ERR_FORMAT,
               "rope_type");
-    CHECK_ERR(parse_edit(&c, &err, "rope_scaling", "[1]"), err, LLMRT_ERR_FORMAT, "rope_scaling");
-    CHECK_ERR(parse_edit(&c, &err, "rope_parameters", "{\"rope_type\": \"default\", "
+    CHECK_ERROR(parse_edit(&c, &err, "rope_scaling", "[1]"), err, LLMRT_ERR_FORMAT, "rope_scaling");
+    CHECK_ERROR(parse_edit(&c, &err, "rope_parameters", "{\"rope_type\": \"default\", "
                                                       "\"rope_theta\": \"big\"}"),
               err, LLMRT_ERR_FORMAT, "rope_theta");
 }
@@ -378,27 +368,27 @@ static void test_bad_rope(void) {
 static void test_bad_json(void) {
     llmrt_model_config c;
     llmrt_error        err;
-    CHECK_ERR(parse_text("{\"hidden_size\": 64, \"vocab_size\": 320, \"hidden_size\": 32}", &c,
+    CHECK_ERROR(parse_text("{\"hidden_size\": 64, \"vocab_size\": 320, \"hidden_size\": 32}", &c,
                          &err),
               err, LLMRT_ERR_FORMAT, "duplicate JSON key \"hidden_size\"");
-    CHECK_ERR(parse_text("{\"rope_scaling\": {\"factor\": 1, \"factor\": 2}}", &c, &err), err,
+    CHECK_ERROR(parse_text("{\"rope_scaling\": {\"factor\": 1, \"factor\": 2}}", &c, &err), err,
               LLMRT_ERR_FORMAT, "duplicate JSON key \"factor\"");
-    CHECK_ERR(parse_text("{\"hidden_size\": 64,", &c, &err), err, LLMRT_ERR_FORMAT,
+    CHECK_ERROR(parse_text("{\"hidden_size\": 64,", &c, &err), err, LLMRT_ERR_FORMAT,
               "invalid JSON");
-    CHECK_ERR(parse_text("", &c, &err), err, LLMRT_ERR_FORMAT, "test/config.json");
-    CHECK_ERR(parse_text("{} x", &c, &err), err, LLMRT_ERR_FORMAT, "trailing");
-    CHECK_ERR(parse_text("[1, 2]", &c, &err), err, LLMRT_ERR_FORMAT, "must be an object");
-    CHECK_ERR(parse_text("\"LlamaForCausalLM\"", &c, &err), err, LLMRT_ERR_FORMAT,
+    CHECK_ERROR(parse_text("", &c, &err), err, LLMRT_ERR_FORMAT, "test/config.json");
+    CHECK_ERROR(parse_text("{} x", &c, &err), err, LLMRT_ERR_FORMAT, "trailing");
+    CHECK_ERROR(parse_text("[1, 2]", &c, &err), err, LLMRT_ERR_FORMAT, "must be an object");
+    CHECK_ERROR(parse_text("\"LlamaForCausalLM\"", &c, &err), err, LLMRT_ERR_FORMAT,
               "must be an object");
-    CHECK_ERR(parse_text("{\"model_type\": \"ll\xff\"}", &c, &err), err, LLMRT_ERR_FORMAT,
+    CHECK_ERROR(parse_text("{\"model_type\": \"ll\xff\"}", &c, &err), err, LLMRT_ERR_FORMAT,
               "UTF-8");
     memset(&err, 0, sizeof err);
-    CHECK_ERR(llmrt_config_parse_hf("{\"a\": 1}\0{}", 11, "nul.json", &c, &err), err,
+    CHECK_ERROR(llmrt_config_parse_hf("{\"a\": 1}\0{}", 11, "nul.json", &c, &err), err,
               LLMRT_ERR_FORMAT, "NUL");
     /* the length bounds the parse: no NUL terminator needed */
     char text[16] = "[1]xxxxxxxxxxxx";
     memset(&err, 0, sizeof err);
-    CHECK_ERR(llmrt_config_parse_hf(text, 3, "len.json", &c, &err), err, LLMRT_ERR_FORMAT,
+    CHECK_ERROR(llmrt_config_parse_hf(text, 3, "len.json", &c, &err), err, LLMRT_ERR_FORMAT,
               "must be an object");
 }
 

@@ -9,16 +9,6 @@
 #include "model/gguf.h"
 #include "test_util.h"
 
-/* Internal functions do not set llmrt_last_error(): compare the status and err.msg directly. */
-#define CHECK_ERR(status_expr, err, expected, needle)                                              \
-    do {                                                                                           \
-        llmrt_status got_ = (status_expr);                                                         \
-        CHECK_MSG(got_ == (expected), "%s returned %s, expected %s (message: %s)", #status_expr,   \
-                  llmrt_status_str(got_), llmrt_status_str(expected), (err).msg);                  \
-        if (got_ != LLMRT_OK)                                                                      \
-            CHECK_MSG(strstr((err).msg, (needle)) != NULL, "message \"%s\" lacks \"%s\"",          \
-                      (err).msg, (needle));                                                        \
-    } while (0)
 
 // --- a little GGUF writer ---------------------------------------------------------------------
 
@@ -188,7 +178,7 @@ static void test_valid_memory(void) {
     buf b = valid_file(true);
     llmrt_gguf_file f;
     llmrt_error err = {0};
-    CHECK_ERR(llmrt_gguf_parse(b.p, b.n, "mem.gguf", &f, &err), err, LLMRT_OK, "");
+    CHECK_ERROR(llmrt_gguf_parse(b.p, b.n, "mem.gguf", &f, &err), err, LLMRT_OK, "");
     CHECK(f.version == 3 && f.n_kv == N_VALID_KV && f.alignment == 64);
     CHECK(f.data_offset % 64 == 0 && f.data_offset + 464 == b.n);
     CHECK(f.path && strcmp(f.path, "mem.gguf") == 0);
@@ -213,7 +203,7 @@ static void test_valid_file(void) {
     close(fd);
     llmrt_gguf_file f;
     llmrt_error err = {0};
-    CHECK_ERR(llmrt_gguf_open(tmpl, &f, &err), err, LLMRT_OK, "");
+    CHECK_ERROR(llmrt_gguf_open(tmpl, &f, &err), err, LLMRT_OK, "");
     CHECK(f.alignment == 32 && f.data_offset % 32 == 0 && f.n_kv == N_VALID_KV - 1);
     CHECK(f.path && strcmp(f.path, tmpl) == 0);
     check_tensors(&f, f.file.data);
@@ -221,7 +211,7 @@ static void test_valid_file(void) {
     unlink(tmpl);
     free(b.p);
 
-    CHECK_ERR(llmrt_gguf_open("/nonexistent/m.gguf", &f, &err), err, LLMRT_ERR_IO,
+    CHECK_ERROR(llmrt_gguf_open("/nonexistent/m.gguf", &f, &err), err, LLMRT_ERR_IO,
               "/nonexistent/m.gguf");
     CHECK(is_zeroed(&f));
     memset(&f, 0, sizeof f);
@@ -232,74 +222,74 @@ static void test_getters(void) {
     buf b = valid_file(true);
     llmrt_gguf_file f;
     llmrt_error err = {0};
-    CHECK_ERR(llmrt_gguf_parse(b.p, b.n, "get.gguf", &f, &err), err, LLMRT_OK, "");
+    CHECK_ERROR(llmrt_gguf_parse(b.p, b.n, "get.gguf", &f, &err), err, LLMRT_OK, "");
     uint64_t u = 0;
     int64_t i = 0;
     double d = 0;
     bool bo = false;
-    CHECK_ERR(llmrt_gguf_get_u64(&f, "llama.block_count", true, &u, &err), err, LLMRT_OK, "");
+    CHECK_ERROR(llmrt_gguf_get_u64(&f, "llama.block_count", true, &u, &err), err, LLMRT_OK, "");
     CHECK(u == 2);
-    CHECK_ERR(llmrt_gguf_get_u64(&f, "test.u8", true, &u, &err), err, LLMRT_OK, "");
+    CHECK_ERROR(llmrt_gguf_get_u64(&f, "test.u8", true, &u, &err), err, LLMRT_OK, "");
     CHECK(u == 200);
-    CHECK_ERR(llmrt_gguf_get_i64(&f, "test.neg", true, &i, &err), err, LLMRT_OK, "");
+    CHECK_ERROR(llmrt_gguf_get_i64(&f, "test.neg", true, &i, &err), err, LLMRT_OK, "");
     CHECK(i == -5);
-    CHECK_ERR(llmrt_gguf_get_i64(&f, "test.i8", true, &i, &err), err, LLMRT_OK, "");
+    CHECK_ERROR(llmrt_gguf_get_i64(&f, "test.i8", true, &i, &err), err, LLMRT_OK, "");
     CHECK(i == -3);
-    CHECK_ERR(llmrt_gguf_get_i64(&f, "test.i64", true, &i, &err), err, LLMRT_OK, "");
+    CHECK_ERROR(llmrt_gguf_get_i64(&f, "test.i64", true, &i, &err), err, LLMRT_OK, "");
     CHECK(i == -7);
-    CHECK_ERR(llmrt_gguf_get_i64(&f, "llama.block_count", true, &i, &err), err, LLMRT_OK, "");
+    CHECK_ERROR(llmrt_gguf_get_i64(&f, "llama.block_count", true, &i, &err), err, LLMRT_OK, "");
     CHECK(i == 2);
-    CHECK_ERR(llmrt_gguf_get_u64(&f, "test.neg", true, &u, &err), err, LLMRT_ERR_FORMAT,
+    CHECK_ERROR(llmrt_gguf_get_u64(&f, "test.neg", true, &u, &err), err, LLMRT_ERR_FORMAT,
               "key \"test.neg\" value does not fit");
-    CHECK_ERR(llmrt_gguf_get_i64(&f, "test.big", true, &i, &err), err, LLMRT_ERR_FORMAT,
+    CHECK_ERROR(llmrt_gguf_get_i64(&f, "test.big", true, &i, &err), err, LLMRT_ERR_FORMAT,
               "key \"test.big\" value does not fit");
-    CHECK_ERR(llmrt_gguf_get_f64(&f, "llama.rope.freq_base", true, &d, &err), err, LLMRT_OK, "");
+    CHECK_ERROR(llmrt_gguf_get_f64(&f, "llama.rope.freq_base", true, &d, &err), err, LLMRT_OK, "");
     CHECK(d == 10000.0);
-    CHECK_ERR(llmrt_gguf_get_f64(&f, "test.f64", true, &d, &err), err, LLMRT_OK, "");
+    CHECK_ERROR(llmrt_gguf_get_f64(&f, "test.f64", true, &d, &err), err, LLMRT_OK, "");
     CHECK(d == 0.5);
-    CHECK_ERR(llmrt_gguf_get_bool(&f, "test.bool", true, &bo, &err), err, LLMRT_OK, "");
+    CHECK_ERROR(llmrt_gguf_get_bool(&f, "test.bool", true, &bo, &err), err, LLMRT_OK, "");
     CHECK(bo == true);
     llmrt_gguf_str s = {0};
-    CHECK_ERR(llmrt_gguf_get_str(&f, "general.architecture", true, &s, &err), err, LLMRT_OK, "");
+    CHECK_ERROR(llmrt_gguf_get_str(&f, "general.architecture", true, &s, &err), err, LLMRT_OK, "");
     CHECK(s.len == 5 && memcmp(s.ptr, "llama", 5) == 0);
 
     const llmrt_gguf_kv *a = NULL;
-    CHECK_ERR(llmrt_gguf_get_arr(&f, "tokenizer.ggml.tokens", LLMRT_GGUF_STRING, true, &a, &err),
+    CHECK_ERROR(llmrt_gguf_get_arr(&f, "tokenizer.ggml.tokens", LLMRT_GGUF_STRING, true, &a, &err),
               err, LLMRT_OK, "");
     CHECK(a && a->arr_n == 3 && a->arr_strs && a->arr_strs[1].len == 2 &&
           memcmp(a->arr_strs[1].ptr, "bc", 2) == 0 && memcmp(a->arr_strs[2].ptr, "<s>", 3) == 0);
-    CHECK_ERR(llmrt_gguf_get_arr(&f, "tokenizer.ggml.scores", LLMRT_GGUF_FLOAT32, true, &a, &err),
+    CHECK_ERROR(llmrt_gguf_get_arr(&f, "tokenizer.ggml.scores", LLMRT_GGUF_FLOAT32, true, &a, &err),
               err, LLMRT_OK, "");
     float sc[3] = {0};
     if (a && a->arr_data) memcpy(sc, a->arr_data, sizeof sc);
     CHECK(a && a->arr_n == 3 && sc[1] == -1.5f && sc[2] == 2.0f);
 
     /* wrong types: FORMAT naming the key and both types */
-    CHECK_ERR(llmrt_gguf_get_str(&f, "llama.block_count", true, &s, &err), err, LLMRT_ERR_FORMAT,
+    CHECK_ERROR(llmrt_gguf_get_str(&f, "llama.block_count", true, &s, &err), err, LLMRT_ERR_FORMAT,
               "key \"llama.block_count\" has type UINT32, expected STRING");
-    CHECK_ERR(llmrt_gguf_get_f64(&f, "llama.block_count", true, &d, &err), err, LLMRT_ERR_FORMAT,
+    CHECK_ERROR(llmrt_gguf_get_f64(&f, "llama.block_count", true, &d, &err), err, LLMRT_ERR_FORMAT,
               "expected FLOAT32 or FLOAT64");
-    CHECK_ERR(llmrt_gguf_get_bool(&f, "test.u8", true, &bo, &err), err, LLMRT_ERR_FORMAT,
+    CHECK_ERROR(llmrt_gguf_get_bool(&f, "test.u8", true, &bo, &err), err, LLMRT_ERR_FORMAT,
               "key \"test.u8\" has type UINT8, expected BOOL");
-    CHECK_ERR(llmrt_gguf_get_u64(&f, "general.architecture", true, &u, &err), err, LLMRT_ERR_FORMAT,
+    CHECK_ERROR(llmrt_gguf_get_u64(&f, "general.architecture", true, &u, &err), err, LLMRT_ERR_FORMAT,
               "key \"general.architecture\" has type STRING");
-    CHECK_ERR(llmrt_gguf_get_i64(&f, "test.f64", false, &i, &err), err, LLMRT_ERR_FORMAT,
+    CHECK_ERROR(llmrt_gguf_get_i64(&f, "test.f64", false, &i, &err), err, LLMRT_ERR_FORMAT,
               "key \"test.f64\" has type FLOAT64");
-    CHECK_ERR(llmrt_gguf_get_arr(&f, "tokenizer.ggml.tokens", LLMRT_GGUF_INT32, true, &a, &err),
+    CHECK_ERROR(llmrt_gguf_get_arr(&f, "tokenizer.ggml.tokens", LLMRT_GGUF_INT32, true, &a, &err),
               err, LLMRT_ERR_FORMAT, "has type ARRAY[STRING], expected ARRAY[INT32]");
-    CHECK_ERR(llmrt_gguf_get_arr(&f, "test.u8", LLMRT_GGUF_UINT8, true, &a, &err), err,
+    CHECK_ERROR(llmrt_gguf_get_arr(&f, "test.u8", LLMRT_GGUF_UINT8, true, &a, &err), err,
               LLMRT_ERR_FORMAT, "has type UINT8, expected ARRAY[UINT8]");
 
     /* missing: MODEL_MISMATCH when required, else OK with *out untouched */
-    CHECK_ERR(llmrt_gguf_get_u64(&f, "llama.context_length", true, &u, &err), err,
+    CHECK_ERROR(llmrt_gguf_get_u64(&f, "llama.context_length", true, &u, &err), err,
               LLMRT_ERR_MODEL_MISMATCH, "get.gguf: missing key \"llama.context_length\"");
-    CHECK_ERR(llmrt_gguf_get_str(&f, "general.name", true, &s, &err), err, LLMRT_ERR_MODEL_MISMATCH,
+    CHECK_ERROR(llmrt_gguf_get_str(&f, "general.name", true, &s, &err), err, LLMRT_ERR_MODEL_MISMATCH,
               "missing key \"general.name\"");
     u = 42;
-    CHECK_ERR(llmrt_gguf_get_u64(&f, "llama.context_length", false, &u, &err), err, LLMRT_OK, "");
+    CHECK_ERROR(llmrt_gguf_get_u64(&f, "llama.context_length", false, &u, &err), err, LLMRT_OK, "");
     CHECK(u == 42);
     a = NULL;
-    CHECK_ERR(llmrt_gguf_get_arr(&f, "tokenizer.ggml.merges", LLMRT_GGUF_STRING, false, &a, &err),
+    CHECK_ERROR(llmrt_gguf_get_arr(&f, "tokenizer.ggml.merges", LLMRT_GGUF_STRING, false, &a, &err),
               err, LLMRT_OK, "");
     CHECK(a == NULL);
     llmrt_gguf_close(&f);
@@ -319,11 +309,11 @@ static void test_truncated(void) {
         free(copy);
     }
     CHECK_MSG(n_failed == (int)(b.n - 463), "%d prefixes rejected", n_failed);
-    CHECK_ERR(llmrt_gguf_parse(b.p, 10, "t.gguf", &f, &err), err, LLMRT_ERR_FORMAT,
+    CHECK_ERROR(llmrt_gguf_parse(b.p, 10, "t.gguf", &f, &err), err, LLMRT_ERR_FORMAT,
               "truncated file: n_tensors");
-    CHECK_ERR(llmrt_gguf_parse(b.p, b.n - 1, "t.gguf", &f, &err), err, LLMRT_ERR_FORMAT,
+    CHECK_ERROR(llmrt_gguf_parse(b.p, b.n - 1, "t.gguf", &f, &err), err, LLMRT_ERR_FORMAT,
               "tensor \"blk.0.ffn_down.weight\": data");
-    CHECK_ERR(llmrt_gguf_parse(NULL, 0, "t.gguf", &f, &err), err, LLMRT_ERR_FORMAT,
+    CHECK_ERROR(llmrt_gguf_parse(NULL, 0, "t.gguf", &f, &err), err, LLMRT_ERR_FORMAT,
               "truncated file: magic");
     free(b.p);
 }
@@ -349,7 +339,7 @@ static void test_bad_version(void) {
     header(&b, 2, 0, 0);
     llmrt_gguf_file f;
     llmrt_error err = {0};
-    CHECK_ERR(llmrt_gguf_parse(b.p, b.n, "v2.gguf", &f, &err), err, LLMRT_OK, "");
+    CHECK_ERROR(llmrt_gguf_parse(b.p, b.n, "v2.gguf", &f, &err), err, LLMRT_OK, "");
     CHECK(f.version == 2);
     llmrt_gguf_close(&f);
     free(b.p);
@@ -532,7 +522,7 @@ static void test_overlap(void) {
     buf b = tensor_file(ok, 2, 64);
     llmrt_gguf_file f;
     llmrt_error err = {0};
-    CHECK_ERR(llmrt_gguf_parse(b.p, b.n, "ok.gguf", &f, &err), err, LLMRT_OK, "");
+    CHECK_ERROR(llmrt_gguf_parse(b.p, b.n, "ok.gguf", &f, &err), err, LLMRT_OK, "");
     llmrt_gguf_close(&f);
     free(b.p);
 }
@@ -543,12 +533,12 @@ static void test_default_model(void) {
     if (LLMRT_DEFAULT_MODEL[0] == 0 || access(LLMRT_DEFAULT_MODEL, R_OK) != 0) return;
     llmrt_gguf_file f;
     llmrt_error err = {0};
-    CHECK_ERR(llmrt_gguf_open(LLMRT_DEFAULT_MODEL, &f, &err), err, LLMRT_OK, "");
+    CHECK_ERROR(llmrt_gguf_open(LLMRT_DEFAULT_MODEL, &f, &err), err, LLMRT_OK, "");
     llmrt_gguf_str arch = {0};
-    CHECK_ERR(llmrt_gguf_get_str(&f, "general.architecture", true, &arch, &err), err, LLMRT_OK, "");
+    CHECK_ERROR(llmrt_gguf_get_str(&f, "general.architecture", true, &arch, &err), err, LLMRT_OK, "");
     CHECK(arch.len == 5 && memcmp(arch.ptr, "llama", 5) == 0);
     const llmrt_gguf_kv *tokens = NULL;
-    CHECK_ERR(
+    CHECK_ERROR(
         llmrt_gguf_get_arr(&f, "tokenizer.ggml.tokens", LLMRT_GGUF_STRING, true, &tokens, &err),
         err, LLMRT_OK, "");
     CHECK(tokens && tokens->arr_n > 1000);

@@ -9,16 +9,6 @@
 #include "model/safetensors.h"
 #include "test_util.h"
 
-/* Internal functions do not set llmrt_last_error(): compare the status and err.msg directly. */
-#define CHECK_ERR(status_expr, err, expected, needle)                                              \
-    do {                                                                                           \
-        llmrt_status got_ = (status_expr);                                                         \
-        CHECK_MSG(got_ == (expected), "%s returned %s, expected %s (message: %s)", #status_expr,   \
-                  llmrt_status_str(got_), llmrt_status_str(expected), (err).msg);                  \
-        if (got_ != LLMRT_OK)                                                                      \
-            CHECK_MSG(strstr((err).msg, (needle)) != NULL, "message \"%s\" lacks \"%s\"",          \
-                      (err).msg, (needle));                                                        \
-    } while (0)
 
 typedef struct blob {
     uint8_t *p;
@@ -100,7 +90,7 @@ static void test_valid_memory(void) {
     blob b = make(VALID_JSON, 40);
     llmrt_st_file f;
     llmrt_error err = {0};
-    CHECK_ERR(llmrt_safetensors_parse(b.p, b.n, "mem.safetensors", &f, &err), err, LLMRT_OK, "");
+    CHECK_ERROR(llmrt_safetensors_parse(b.p, b.n, "mem.safetensors", &f, &err), err, LLMRT_OK, "");
     check_valid(&f, b.p + 8 + strlen(VALID_JSON));
     CHECK(f.path && strcmp(f.path, "mem.safetensors") == 0);
     llmrt_safetensors_close(&f);
@@ -118,14 +108,14 @@ static void test_valid_file(void) {
     close(fd);
     llmrt_st_file f;
     llmrt_error err = {0};
-    CHECK_ERR(llmrt_safetensors_open(tmpl, &f, &err), err, LLMRT_OK, "");
+    CHECK_ERROR(llmrt_safetensors_open(tmpl, &f, &err), err, LLMRT_OK, "");
     check_valid(&f, f.file.data + 8 + strlen(VALID_JSON));
     CHECK(f.path && strcmp(f.path, tmpl) == 0);
     llmrt_safetensors_close(&f);
     unlink(tmpl);
     free(b.p);
 
-    CHECK_ERR(llmrt_safetensors_open("/nonexistent/x.safetensors", &f, &err), err, LLMRT_ERR_IO,
+    CHECK_ERROR(llmrt_safetensors_open("/nonexistent/x.safetensors", &f, &err), err, LLMRT_ERR_IO,
               "/nonexistent/x.safetensors");
     CHECK(is_zeroed(&f));
 }
@@ -135,7 +125,7 @@ static void test_empty_and_zero_size(void) {
     blob b = make("{}", 0);
     llmrt_st_file f;
     llmrt_error err = {0};
-    CHECK_ERR(llmrt_safetensors_parse(b.p, b.n, "empty", &f, &err), err, LLMRT_OK, "");
+    CHECK_ERROR(llmrt_safetensors_parse(b.p, b.n, "empty", &f, &err), err, LLMRT_OK, "");
     CHECK(f.n_tensors == 0);
     llmrt_safetensors_close(&f);
     free(b.p);
@@ -145,7 +135,7 @@ static void test_empty_and_zero_size(void) {
              "\"w\":{\"dtype\":\"U8\",\"shape\":[3],\"data_offsets\":[0,3]},"
              "\"y\":{\"dtype\":\"F32\",\"shape\":[4,0],\"data_offsets\":[3,3]}}",
              3);
-    CHECK_ERR(llmrt_safetensors_parse(b.p, b.n, "zero", &f, &err), err, LLMRT_OK, "");
+    CHECK_ERROR(llmrt_safetensors_parse(b.p, b.n, "zero", &f, &err), err, LLMRT_OK, "");
     const llmrt_st_tensor *z = llmrt_safetensors_find(&f, "z");
     CHECK(z && z->n_elems == 0 && z->nbytes == 0 && z->n_dims == 2);
     CHECK(llmrt_safetensors_find(&f, "w") && llmrt_safetensors_find(&f, "w")->nbytes == 3);
@@ -164,14 +154,14 @@ static void test_truncated(void) {
     uint8_t small[5] = {1, 0, 0, 0, 0};
     llmrt_st_file f;
     llmrt_error err = {0};
-    CHECK_ERR(llmrt_safetensors_parse(small, sizeof small, "t.st", &f, &err), err, LLMRT_ERR_FORMAT,
+    CHECK_ERROR(llmrt_safetensors_parse(small, sizeof small, "t.st", &f, &err), err, LLMRT_ERR_FORMAT,
               "too small");
-    CHECK_ERR(llmrt_safetensors_parse(NULL, 0, "t.st", &f, &err), err, LLMRT_ERR_FORMAT,
+    CHECK_ERROR(llmrt_safetensors_parse(NULL, 0, "t.st", &f, &err), err, LLMRT_ERR_FORMAT,
               "too small");
 
     /* header cut: the length field claims more than the file holds */
     blob b = make_raw(100, "{\"a\":{}}", 0);
-    CHECK_ERR(llmrt_safetensors_parse(b.p, b.n, "t.st", &f, &err), err, LLMRT_ERR_FORMAT,
+    CHECK_ERROR(llmrt_safetensors_parse(b.p, b.n, "t.st", &f, &err), err, LLMRT_ERR_FORMAT,
               "past the end of the file");
     free(b.p);
 
@@ -193,15 +183,15 @@ static void test_header_too_large(void) {
     llmrt_st_file f;
     llmrt_error err = {0};
     blob b = make_raw(200000000ull, "{}", 0);
-    CHECK_ERR(llmrt_safetensors_parse(b.p, b.n, "big.st", &f, &err), err, LLMRT_ERR_FORMAT,
+    CHECK_ERROR(llmrt_safetensors_parse(b.p, b.n, "big.st", &f, &err), err, LLMRT_ERR_FORMAT,
               "exceeds the limit");
     free(b.p);
     b = make_raw(UINT64_MAX, "{}", 0); /* 8 + N would overflow */
-    CHECK_ERR(llmrt_safetensors_parse(b.p, b.n, "big.st", &f, &err), err, LLMRT_ERR_FORMAT,
+    CHECK_ERROR(llmrt_safetensors_parse(b.p, b.n, "big.st", &f, &err), err, LLMRT_ERR_FORMAT,
               "exceeds the limit");
     free(b.p);
     b = make_raw(3, "{}", 0); /* under the limit, past the file */
-    CHECK_ERR(llmrt_safetensors_parse(b.p, b.n, "big.st", &f, &err), err, LLMRT_ERR_FORMAT,
+    CHECK_ERROR(llmrt_safetensors_parse(b.p, b.n, "big.st", &f, &err), err, LLMRT_ERR_FORMAT,
               "past the end of the file");
     free(b.p);
 }
