@@ -32,3 +32,16 @@ from .packing import (  # noqa: F401
     v1_overflow_mask,
     v1_to_v2_gptqmodel,
 )
+
+__all__ = [
+    "act_order_g_idx",
+    "default_g_idx",
+    "dequantize",
+    "pack_qweight",
+    "pack_qzeros",
+    "unpack_qweight",
+    "unpack_qzeros",
+    "unpack_qzeros_raw",
+    "v1_overflow_mask",
+    "v1_to_v2_gptqmodel",
+]
