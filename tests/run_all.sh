@@ -45,9 +45,25 @@ step "CUDA with nvcc for sm_80/86/89/90: compile and link only here (ctest -L gp
 cmake -S . -B build-nvcc -DCMAKE_BUILD_TYPE=Release -DLLMRT_CUDA=nvcc \
     -DCMAKE_CUDA_ARCHITECTURES="80;86;89;90" >/dev/null
 cmake --build build-nvcc -j "$jobs" > build-nvcc/build.log 2>&1 || { tail -50 build-nvcc/build.log; exit 1; }
-echo "registers / spills / shared memory per kernel (ptxas):"
-grep -E "Compiling entry function|Used [0-9]+ registers|spill stores" build-nvcc/build.log |
-    sed -E 's/^ptxas info *: //' | sort -u | head -400
+echo "registers / spills / shared memory per kernel (ptxas, one line per kernel and architecture):"
+python3 - build-nvcc/build.log <<'PY'
+import re, subprocess, sys
+rows, fn, arch, spill = set(), None, None, ""
+for line in open(sys.argv[1], errors="replace"):
+    m = re.search(r"Compiling entry function '([^']+)' for '(sm_\d+)'", line)
+    if m:
+        fn, arch, spill = m.group(1), m.group(2), ""
+        continue
+    if "spill stores" in line:
+        spill = line.split(":", 1)[-1].strip()
+    m = re.search(r"Used (\d+) registers.*", line)
+    if m and fn:
+        rows.add((fn, arch, m.group(0), spill))
+names = subprocess.run(["c++filt"], input="\n".join(r[0] for r in sorted(rows)), text=True,
+                       capture_output=True).stdout.split("\n")
+for (fn, arch, used, spill), name in zip(sorted(rows), names):
+    print(f"{arch} {name[:90]}: {used}; {spill}")
+PY
 
 step "fuzz (libFuzzer, bounded runs)"
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DLLMRT_SANITIZE=ON \
