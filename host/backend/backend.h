@@ -146,6 +146,9 @@ struct llmrt_backend {
      * add_rmsnorm and add. 0 = act_bytes (the CPU). The CUDA backend keeps it in fp32 (4) while
      * its activations are fp16. */
     int32_t                  resid_bytes;
+    llmrt_dtype              act_dtype; /* the activation dtype (F32 on the CPU)             */
+    void                    *stream;    /* the cudaStream_t the ops enqueue on (NULL: CPU);
+                                         * communicators of a TP group enqueue on it too */
 };
 
 /* The CPU backend: fp32 activations, f32/f16/bf16/Q8_0 weights used in place, 4-bit weights

@@ -560,6 +560,7 @@ llmrt_status llmrt_backend_cpu_create(int n_threads, const char *force_isa, llmr
     be->ops       = &cpu_ops;
     be->name      = "cpu";
     be->act_bytes = sizeof(float);
+    be->act_dtype = LLMRT_DTYPE_F32;
     be->ctx       = c;
     c->k          = llmrt_cpu_kernels_select(force_isa);
     c->q4k        = llmrt_cpu_q4_kernels_for(c->k.isa);

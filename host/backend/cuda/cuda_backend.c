@@ -687,6 +687,8 @@ llmrt_status llmrt_backend_cuda_create(int device, llmrt_dtype act_dtype, llmrt_
     be->name        = "cuda";
     be->act_bytes   = act_dtype == LLMRT_DTYPE_F32 ? 4 : 2;
     be->resid_bytes = (int32_t)sizeof(float);
+    be->act_dtype   = act_dtype;
+    be->stream      = c->stream;
     be->ctx         = c;
     *out            = be;
     return LLMRT_OK;
