@@ -9,7 +9,15 @@
 #include "config.h"
 #include "gguf.h"
 #include "safetensors.h"
+#include "shard_plan.h" /* llmrt_tp_shard */
 
+struct llmrt_tp; /* the tensor-parallel group a rank belongs to (engine code owns it) */
+
+/* One rank's weights of a layer. Hq, Hkv and F are this rank's (m->shard: n_heads, n_kv_heads,
+ * ffn; the whole model without TP). wo and w_down are row-parallel: their outputs are partial
+ * sums to all-reduce, so only rank 0 holds their biases. A 4-bit wo / w_down slice may have a
+ * padded K (cols > Hq*hd or F; see shard_slice.c): its perm maps columns back into the rank's
+ * slice of the activations. */
 typedef struct llmrt_layer_weights {
     void         *attn_norm; /* backend fp32 [D] */
     llmrt_bweight wq;        /* [Hq*hd, D]  */
@@ -28,7 +36,10 @@ struct llmrt_model {
     llmrt_bweight        tok_embd;    /* [V, D] */
     llmrt_layer_weights *layers;      /* [n_layers] */
     void                *output_norm; /* backend fp32 [D] */
-    llmrt_bweight        lm_head;     /* [V, D]; same data as tok_embd when tied */
+    llmrt_bweight        lm_head;     /* [V, D]; same data as tok_embd when tied; on a TP rank
+                                       * other than 0 (which does not sample) data is NULL */
+    llmrt_tp_shard       shard;       /* this rank's part (size 1 without TP) */
+    struct llmrt_tp     *tp;          /* NULL without TP; owned and freed by the TP driver */
 
     /* what the weights point into: kept open for the model's lifetime */
     llmrt_st_file  *st_files;
@@ -92,9 +103,18 @@ typedef struct llmrt_weight_source {
                            int64_t cols, llmrt_q4_tensor *out, bool *found, llmrt_error *err);
 } llmrt_weight_source;
 
-/* Loads every weight of m->cfg from `src` into m->be (shared by all formats). */
+/* Loads every weight of m->cfg from `src` into m->be (shared by all formats): the slice of
+ * rank m->shard.rank of a split into m->shard.size ranks (size 0 is taken as 1), whose plan it
+ * computes into m->shard from m->cfg. */
 llmrt_status llmrt_model_load_weights(struct llmrt_model *m, const llmrt_weight_source *src,
                                       llmrt_error *err);
+
+/* Loads rank `tp_rank` of a tensor-parallel split of the model at `path` into a backend of its
+ * own (CUDA: device index `device`; CPU: params->n_threads threads). (1, 0, 0) is exactly
+ * llmrt_model_load. The model's tp stays NULL: the TP driver attaches the group. */
+llmrt_status llmrt_model_load_rank(const char *path, const llmrt_model_params *params,
+                                   int32_t tp_size, int32_t tp_rank, int device,
+                                   struct llmrt_model **out, llmrt_error *err);
 
 /* Per-format openers: fill m->cfg and the sources, then call llmrt_model_load_weights. */
 llmrt_status llmrt_model_open_hf(struct llmrt_model *m, const char *dir, llmrt_error *err);
