@@ -10,6 +10,7 @@
 #include "../core/half.h"
 #include "../tokenizer/tokenizer.h"
 #include "model.h"
+#include "shard_slice.h"
 #ifdef LLMRT_HAVE_CUDA
 #include "../backend/cuda/cuda_backend.h"
 #endif
@@ -66,6 +67,19 @@ static const char *dtype_format_name(llmrt_dtype t) {
 static bool env_no_q4(void) {
     const char *v = getenv("LLMRT_NO_Q4");
     return v && *v && strcmp(v, "0") != 0;
+}
+
+/* Uploads the fp32 bias [N] of a matrix (none when bias is NULL). */
+static llmrt_status upload_bias(struct llmrt_model *m, const float *bias, int64_t N,
+                                llmrt_bweight *out, llmrt_error *err) {
+    if (!bias) return LLMRT_OK;
+    uint64_t     bytes = (uint64_t)N * sizeof(float);
+    llmrt_status s     = m->be->ops->alloc(m->be, bytes, &out->bias, err);
+    if (s == LLMRT_OK) s = m->be->ops->upload(m->be, out->bias, bias, bytes, err);
+    if (s != LLMRT_OK) return s;
+    m->n_params += N;
+    m->weight_bytes += N * 4;
+    return LLMRT_OK;
 }
 
 /* Uploads a 4-bit matrix: repacked by the backend when it has 4-bit kernels (and accepts the
@@ -126,20 +140,78 @@ static llmrt_status load_q4(struct llmrt_model *m, const llmrt_weight_source *sr
         m->weight_bytes += N * K * 4;
     }
     m->n_params += N * K;
-    if (qt->bias) {
-        uint64_t bytes = (uint64_t)N * sizeof(float);
-        llmrt_status s = be->ops->alloc(be, bytes, &out->bias, err);
-        if (s == LLMRT_OK) s = be->ops->upload(be, out->bias, qt->bias, bytes, err);
-        if (s != LLMRT_OK) return s;
-        m->n_params += N;
-        m->weight_bytes += N * 4;
+    return upload_bias(m, qt->bias, N, out, err);
+}
+
+/* The part of a matrix this rank holds (shard_plan.h). */
+typedef enum split_kind {
+    SPLIT_NONE, /* the whole matrix (replicated, or no TP)                              */
+    SPLIT_ROWS, /* column-parallel: output rows [start, start + count)                  */
+    SPLIT_COLS, /* row-parallel: input columns [start, start + count); outputs are partial
+                 * sums, so only the rank with keep_bias adds the bias                  */
+} split_kind;
+
+typedef struct matrix_split {
+    split_kind kind;
+    int64_t    start, count;
+    bool       keep_bias;
+} matrix_split;
+
+static const matrix_split NO_SPLIT = {SPLIT_NONE, 0, 0, true};
+
+/* A row-parallel 4-bit slice: kept 4-bit when it needs no padding (shard_slice.h), else
+ * dequantised to fp32 (the same values, 8x the bytes; weight_format then lists "f32"). */
+static llmrt_status load_q4_cols(struct llmrt_model *m, const llmrt_weight_source *src,
+                                 const char *name, const llmrt_q4_tensor *qt,
+                                 const matrix_split *sp, llmrt_bweight *out, llmrt_error *err) {
+    llmrt_q4_tensor local    = {0};
+    bool            possible = false;
+    float          *f32      = NULL;
+    int64_t         N = qt->q.rows, K = sp->count;
+    llmrt_status    s = llmrt_q4_slice_cols(qt, sp->start, K, &local, &possible, err);
+    if (s == LLMRT_OK && !possible) s = llmrt_q4_dequant_cols(&qt->q, sp->start, K, &f32, err);
+    if (s != LLMRT_OK) {
+        llmrt_err_prefix(err, "%s: tensor %s (tp %d, rank %d)", src->what, name, m->shard.size,
+                         m->shard.rank);
+        return s;
     }
-    return LLMRT_OK;
+    if (possible) {
+        s = load_q4(m, src, name, &local, out, err);
+        llmrt_q4_tensor_release(&local);
+        return s;
+    }
+    LLMRT_TRY(llmrt_model_keep_host(m, f32, err));
+    s = m->be->ops->weight_upload(m->be, LLMRT_DTYPE_F32, N, K, f32, out, err);
+    if (s != LLMRT_OK) {
+        llmrt_err_prefix(err, "%s: tensor %s", src->what, name);
+        return s;
+    }
+    note_format(m, "f32");
+    m->n_params += N * K;
+    m->weight_bytes += N * K * 4;
+    return upload_bias(m, qt->bias, N, out, err);
+}
+
+/* A 4-bit matrix as the source returned it (whole), cut to this rank's part and uploaded. */
+static llmrt_status load_q4_split(struct llmrt_model *m, const llmrt_weight_source *src,
+                                  const char *name, llmrt_q4_tensor *qt, const matrix_split *sp,
+                                  llmrt_bweight *out, llmrt_error *err) {
+    if (!sp->keep_bias) {
+        free(qt->bias);
+        qt->bias = NULL;
+    }
+    switch (sp->kind) {
+    case SPLIT_ROWS:
+        llmrt_q4_slice_rows(qt, sp->start, sp->count);
+        return load_q4(m, src, name, qt, out, err);
+    case SPLIT_COLS: return load_q4_cols(m, src, name, qt, sp, out, err);
+    default: return load_q4(m, src, name, qt, out, err);
+    }
 }
 
 static llmrt_status load_matrix(struct llmrt_model *m, const llmrt_weight_source *src,
                                 const char *name, int64_t rows, int64_t cols, bool allow_q4,
-                                llmrt_bweight *out, llmrt_error *err) {
+                                const matrix_split *sp, llmrt_bweight *out, llmrt_error *err) {
     if (allow_q4 && src->get_q4) {
         llmrt_q4_tensor qt    = {0};
         bool            found = false;
@@ -149,7 +221,7 @@ static llmrt_status load_matrix(struct llmrt_model *m, const llmrt_weight_source
             if (qt.q.rows != rows || qt.q.cols != cols)
                 s = llmrt_err(err, LLMRT_ERR_INTERNAL, "%s: tensor %s: 4-bit shape mismatch",
                               src->what, name);
-            if (s == LLMRT_OK) s = load_q4(m, src, name, &qt, out, err);
+            if (s == LLMRT_OK) s = load_q4_split(m, src, name, &qt, sp, out, err);
             llmrt_q4_tensor_release(&qt);
             return s;
         }
@@ -162,14 +234,22 @@ static llmrt_status load_matrix(struct llmrt_model *m, const llmrt_weight_source
                          "%s: tensor %s has shape [%lld, %lld], config expects [%lld, %lld]",
                          src->what, name, (long long)t.rows, (long long)t.cols, (long long)rows,
                          (long long)cols);
-    llmrt_status s = m->be->ops->weight_upload(m->be, t.dtype, rows, cols, t.data, out, err);
+    llmrt_status s = LLMRT_OK;
+    if (sp->kind == SPLIT_ROWS) s = llmrt_slice_host_rows(&t, sp->start, sp->count, &t, err);
+    else if (sp->kind == SPLIT_COLS) s = llmrt_slice_host_cols(m, &t, sp->start, sp->count, &t, err);
+    if (s != LLMRT_OK) {
+        llmrt_err_prefix(err, "%s: tensor %s (tp %d, rank %d)", src->what, name, m->shard.size,
+                         m->shard.rank);
+        return s;
+    }
+    s = m->be->ops->weight_upload(m->be, t.dtype, t.rows, t.cols, t.data, out, err);
     if (s != LLMRT_OK) {
         llmrt_err_prefix(err, "%s: tensor %s", src->what, name);
         return s;
     }
     note_format(m, dtype_format_name(t.dtype));
-    m->n_params += rows * cols;
-    m->weight_bytes += rows * (cols / llmrt_dtype_block_elems(t.dtype)) * dtype_bytes(t.dtype);
+    m->n_params += t.rows * t.cols;
+    m->weight_bytes += t.rows * (t.cols / llmrt_dtype_block_elems(t.dtype)) * dtype_bytes(t.dtype);
     return LLMRT_OK;
 }
 
@@ -201,37 +281,56 @@ llmrt_status llmrt_model_load_weights(struct llmrt_model *m, const llmrt_weight_
                                       llmrt_error *err) {
     const llmrt_model_config *c  = &m->cfg;
     int64_t                   D  = c->hidden_size, F = c->intermediate_size, V = c->vocab_size;
-    int64_t                   qw = (int64_t)c->n_heads * c->head_dim;
-    int64_t                   kw = (int64_t)c->n_kv_heads * c->head_dim;
+    int64_t                   hd = c->head_dim;
+    int64_t                   qw = (int64_t)c->n_heads * hd;
+    int64_t                   kw = (int64_t)c->n_kv_heads * hd;
+    int32_t                   tp = m->shard.size ? m->shard.size : 1, rank = m->shard.rank;
+    llmrt_status              s  = llmrt_shard_plan(c, tp, rank, &m->shard, err);
+    if (s != LLMRT_OK) {
+        llmrt_err_prefix(err, "%s", src->what);
+        return s;
+    }
+    const llmrt_tp_shard *sh = &m->shard;
+    /* without TP every matrix is whole: the load is exactly the unsplit one */
+    split_kind   rows = tp > 1 ? SPLIT_ROWS : SPLIT_NONE, cols = tp > 1 ? SPLIT_COLS : SPLIT_NONE;
+    matrix_split q_split  = {rows, sh->q_head0 * hd, sh->n_heads * hd, true};
+    matrix_split kv_split = {rows, sh->kv_head0 * hd, sh->n_kv_heads * hd, true};
+    matrix_split o_split  = {cols, sh->q_head0 * hd, sh->n_heads * hd, rank == 0};
+    matrix_split up_split = {rows, sh->ffn0, sh->ffn, true};
+    matrix_split dn_split = {cols, sh->ffn0, sh->ffn, rank == 0};
+
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
     if (!m->layers) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
 
-    /* the embedding table is read by rows (embed): never 4-bit */
-    LLMRT_TRY(load_matrix(m, src, "model.embed_tokens.weight", V, D, false, &m->tok_embd, err));
+    /* the embedding table is read by rows (embed): never 4-bit; replicated on every rank */
+    LLMRT_TRY(load_matrix(m, src, "model.embed_tokens.weight", V, D, false, &NO_SPLIT,
+                          &m->tok_embd, err));
     char name[128];
     for (int32_t l = 0; l < c->n_layers; l++) {
         llmrt_layer_weights *L = &m->layers[l];
 #define LAYER_NAME(suffix) (snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix), name)
-#define LINEAR(suffix, rows, cols, out)                                                            \
-    load_matrix(m, src, LAYER_NAME(suffix), rows, cols, true, out, err)
+#define LINEAR(suffix, rows, cols, split, out)                                                     \
+    load_matrix(m, src, LAYER_NAME(suffix), rows, cols, true, split, out, err)
         LLMRT_TRY(load_norm(m, src, LAYER_NAME("input_layernorm.weight"), D, &L->attn_norm, err));
-        LLMRT_TRY(LINEAR("self_attn.q_proj.weight", qw, D, &L->wq));
-        LLMRT_TRY(LINEAR("self_attn.k_proj.weight", kw, D, &L->wk));
-        LLMRT_TRY(LINEAR("self_attn.v_proj.weight", kw, D, &L->wv));
-        LLMRT_TRY(LINEAR("self_attn.o_proj.weight", D, qw, &L->wo));
+        LLMRT_TRY(LINEAR("self_attn.q_proj.weight", qw, D, &q_split, &L->wq));
+        LLMRT_TRY(LINEAR("self_attn.k_proj.weight", kw, D, &kv_split, &L->wk));
+        LLMRT_TRY(LINEAR("self_attn.v_proj.weight", kw, D, &kv_split, &L->wv));
+        LLMRT_TRY(LINEAR("self_attn.o_proj.weight", D, qw, &o_split, &L->wo));
         LLMRT_TRY(load_norm(m, src, LAYER_NAME("post_attention_layernorm.weight"), D, &L->ffn_norm,
                             err));
-        LLMRT_TRY(LINEAR("mlp.gate_proj.weight", F, D, &L->w_gate));
-        LLMRT_TRY(LINEAR("mlp.up_proj.weight", F, D, &L->w_up));
-        LLMRT_TRY(LINEAR("mlp.down_proj.weight", D, F, &L->w_down));
+        LLMRT_TRY(LINEAR("mlp.gate_proj.weight", F, D, &up_split, &L->w_gate));
+        LLMRT_TRY(LINEAR("mlp.up_proj.weight", F, D, &up_split, &L->w_up));
+        LLMRT_TRY(LINEAR("mlp.down_proj.weight", D, F, &dn_split, &L->w_down));
 #undef LINEAR
 #undef LAYER_NAME
     }
+    /* the output norm is tiny and loaded everywhere; the lm_head only where logits are made:
+     * rank 0 samples, other ranks leave it empty (data NULL) unless it is the embedding */
     LLMRT_TRY(load_norm(m, src, "model.norm.weight", D, &m->output_norm, err));
     if (c->tie_word_embeddings) {
         m->lm_head = m->tok_embd;
-    } else {
-        LLMRT_TRY(load_matrix(m, src, "lm_head.weight", V, D, true, &m->lm_head, err));
+    } else if (rank == 0) {
+        LLMRT_TRY(load_matrix(m, src, "lm_head.weight", V, D, true, &NO_SPLIT, &m->lm_head, err));
     }
     return LLMRT_OK;
 }
@@ -255,14 +354,15 @@ llmrt_model_params llmrt_model_default_params(void) {
 }
 
 /* Copies the caller's params over the defaults, honouring a smaller struct_size (older header). */
-static llmrt_status read_params(const llmrt_model_params *in, llmrt_model_params *out) {
+static llmrt_status read_params(const llmrt_model_params *in, llmrt_model_params *out,
+                                llmrt_error *err) {
     *out = llmrt_model_default_params();
     if (!in) return LLMRT_OK;
     if (in->struct_size < offsetof(llmrt_model_params, load_format) + sizeof(in->load_format) ||
         in->struct_size > sizeof(llmrt_model_params))
-        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG,
-                                  "llmrt_model_load: params->struct_size %u is invalid (use "
-                                  "llmrt_model_default_params())", in->struct_size);
+        return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
+                         "llmrt_model_load: params->struct_size %u is invalid (use "
+                         "llmrt_model_default_params())", in->struct_size);
     memcpy(out, in, in->struct_size);
     out->struct_size = sizeof(llmrt_model_params);
     return LLMRT_OK;
@@ -327,9 +427,10 @@ static llmrt_status upload_rope(struct llmrt_model *m, llmrt_error *err) {
     return s;
 }
 
-/* The backend of params->device. CUDA: device 0 (select others with CUDA_VISIBLE_DEVICES),
- * fp16 activations, or bf16 with LLMRT_CUDA_DTYPE=bf16 (f32: a reference mode for tests). */
-static llmrt_status create_backend(const llmrt_model_params *p, llmrt_backend **be,
+/* The backend of params->device. CUDA: device index `device` (0 unless a TP driver places
+ * ranks; CUDA_VISIBLE_DEVICES selects what 0 is), fp16 activations, or bf16 with
+ * LLMRT_CUDA_DTYPE=bf16 (f32: a reference mode for tests). */
+static llmrt_status create_backend(const llmrt_model_params *p, int device, llmrt_backend **be,
                                    llmrt_error *err) {
 #ifdef LLMRT_HAVE_CUDA
     if (p->device == LLMRT_DEVICE_CUDA) {
@@ -340,69 +441,97 @@ static llmrt_status create_backend(const llmrt_model_params *p, llmrt_backend **
         else if (dt && *dt && strcmp(dt, "f16") != 0)
             return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
                              "llmrt_model_load: LLMRT_CUDA_DTYPE=%s (use f16, bf16 or f32)", dt);
-        llmrt_status s = llmrt_backend_cuda_create(0, act, be, err);
-        if (s != LLMRT_OK) llmrt_err_prefix(err, "llmrt_model_load: LLMRT_DEVICE_CUDA");
+        llmrt_status s = llmrt_backend_cuda_create(device, act, be, err);
+        if (s != LLMRT_OK && device == 0) llmrt_err_prefix(err, "llmrt_model_load: LLMRT_DEVICE_CUDA");
+        else if (s != LLMRT_OK)
+            llmrt_err_prefix(err, "llmrt_model_load: LLMRT_DEVICE_CUDA device %d", device);
         return s;
     }
+#else
+    (void)device;
 #endif
     return llmrt_backend_cpu_create(p->n_threads, getenv("LLMRT_CPU_ISA"), be, err);
 }
 
-llmrt_status llmrt_model_load(const char *path, const llmrt_model_params *params,
-                              llmrt_model **out) {
-    if (!out) return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG, "llmrt_model_load: out is NULL");
+/* Checks everything about the arguments that needs no file. */
+static llmrt_status check_load_args(const llmrt_model_params *p,
+                                    int32_t tp_size, int32_t tp_rank, int device,
+                                    llmrt_error *err) {
+    if (p->device != LLMRT_DEVICE_CPU && p->device != LLMRT_DEVICE_CUDA)
+        return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "llmrt_model_load: device %d is unknown",
+                         (int)p->device);
+#ifndef LLMRT_HAVE_CUDA
+    if (p->device == LLMRT_DEVICE_CUDA)
+        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                         "llmrt_model_load: LLMRT_DEVICE_CUDA: this build has no CUDA "
+                         "backend (configure with -DLLMRT_CUDA=nvcc)");
+#endif
+    if (p->n_threads < 0 || p->n_threads > 1024)
+        return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
+                         "llmrt_model_load: n_threads %d is out of range", p->n_threads);
+    if (tp_size < 1 || tp_rank < 0 || tp_rank >= tp_size)
+        return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
+                         "llmrt_model_load: tp %d rank %d is invalid (rank in [0, tp), tp >= 1)",
+                         tp_size, tp_rank);
+    if (device < 0)
+        return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "llmrt_model_load: device index %d < 0",
+                         device);
+    return LLMRT_OK;
+}
+
+llmrt_status llmrt_model_load_rank(const char *path, const llmrt_model_params *params,
+                                   int32_t tp_size, int32_t tp_rank, int device,
+                                   struct llmrt_model **out, llmrt_error *err) {
+    if (!out) return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "llmrt_model_load: out is NULL");
     *out = NULL;
     if (!path || !*path)
-        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG, "llmrt_model_load: path is empty");
+        return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "llmrt_model_load: path is empty");
     llmrt_model_params p;
-    LLMRT_TRY(read_params(params, &p));
-    if (p.device != LLMRT_DEVICE_CPU && p.device != LLMRT_DEVICE_CUDA)
-        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG, "llmrt_model_load: device %d is unknown",
-                                  (int)p.device);
-#ifndef LLMRT_HAVE_CUDA
-    if (p.device == LLMRT_DEVICE_CUDA)
-        return llmrt_err_set_last(LLMRT_ERR_UNSUPPORTED,
-                                  "llmrt_model_load: LLMRT_DEVICE_CUDA: this build has no CUDA "
-                                  "backend (configure with -DLLMRT_CUDA=nvcc)");
-#endif
-    if (p.n_threads < 0 || p.n_threads > 1024)
-        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG,
-                                  "llmrt_model_load: n_threads %d is out of range", p.n_threads);
+    LLMRT_TRY(read_params(params, &p, err));
+    LLMRT_TRY(check_load_args(&p, tp_size, tp_rank, device, err));
 
-    llmrt_error         err = {0};
-    struct llmrt_model *m   = calloc(1, sizeof *m);
-    if (!m) return llmrt_err_set_last(LLMRT_ERR_OUT_OF_MEMORY, "llmrt_model_load: out of memory");
+    struct llmrt_model *m = calloc(1, sizeof *m);
+    if (!m) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "llmrt_model_load: out of memory");
     pthread_mutex_init(&m->forward_lock, NULL);
     snprintf(m->source_path, sizeof m->source_path, "%s", path);
-    m->no_q4 = env_no_q4();
+    m->no_q4      = env_no_q4();
+    m->shard.size = tp_size; /* the weight walk computes the rest of the plan */
+    m->shard.rank = tp_rank;
 
-    llmrt_status s = create_backend(&p, &m->be, &err);
+    llmrt_status s = create_backend(&p, device, &m->be, err);
     if (s == LLMRT_OK) {
         llmrt_load_format fmt = p.load_format;
         if (fmt == LLMRT_LOAD_AUTO) fmt = is_dir(path) ? LLMRT_LOAD_HF : LLMRT_LOAD_GGUF;
         switch (fmt) {
-        case LLMRT_LOAD_HF: s = llmrt_model_open_hf(m, path, &err); break;
-        case LLMRT_LOAD_GGUF: s = llmrt_model_open_gguf(m, path, &err); break;
-        case LLMRT_LOAD_RANDOM: s = llmrt_model_open_random(m, path, p.random_seed, &err); break;
+        case LLMRT_LOAD_HF: s = llmrt_model_open_hf(m, path, err); break;
+        case LLMRT_LOAD_GGUF: s = llmrt_model_open_gguf(m, path, err); break;
+        case LLMRT_LOAD_RANDOM: s = llmrt_model_open_random(m, path, p.random_seed, err); break;
         default:
-            s = llmrt_err(&err, LLMRT_ERR_INVALID_ARG, "llmrt_model_load: load_format %d unknown",
+            s = llmrt_err(err, LLMRT_ERR_INVALID_ARG, "llmrt_model_load: load_format %d unknown",
                           (int)fmt);
         }
     }
-    if (s == LLMRT_OK) s = upload_rope(m, &err);
+    if (s == LLMRT_OK) s = upload_rope(m, err);
     if (s == LLMRT_OK && p.load_format != LLMRT_LOAD_RANDOM) {
         bool gguf = m->gguf.file.data != NULL;
-        s         = llmrt_model_load_tokenizer(m, path, gguf, &err);
-        if (s == LLMRT_OK) s = llmrt_model_load_generation_defaults(m, gguf ? NULL : path, &err);
+        s         = llmrt_model_load_tokenizer(m, path, gguf, err);
+        if (s == LLMRT_OK) s = llmrt_model_load_generation_defaults(m, gguf ? NULL : path, err);
     } else if (s == LLMRT_OK) {
         m->gen_defaults = llmrt_sampling_default_params();
     }
     if (s != LLMRT_OK) {
         model_free(m);
-        return llmrt_err_publish(&err);
+        return s;
     }
     *out = m;
     return LLMRT_OK;
+}
+
+llmrt_status llmrt_model_load(const char *path, const llmrt_model_params *params,
+                              llmrt_model **out) {
+    llmrt_error  err = {0};
+    llmrt_status s   = llmrt_model_load_rank(path, params, 1, 0, 0, out, &err);
+    return s == LLMRT_OK ? LLMRT_OK : llmrt_err_publish(&err);
 }
 
 void llmrt_model_destroy(llmrt_model *model) {

@@ -1,0 +1,49 @@
+/* Cutting one rank's slice out of a full weight matrix W [N, K] (out = x · Wᵀ) as a source
+ * returns it (shard_plan.h says which slice):
+ *   column-parallel layers (q/k/v, gate, up) keep output rows [r0, r0 + n): contiguous in every
+ *     layout (GGUF blocks run along K), so dense slices point into the source's memory;
+ *   row-parallel layers (o, down) keep input columns [c0, c0 + n): copied.
+ * Every slice holds exactly the values of the full matrix, so a rank's matmul is bit-for-bit
+ * the corresponding part of the unsplit one (row-parallel: a partial sum over its columns). */
+#ifndef LLMRT_MODEL_SHARD_SLICE_H
+#define LLMRT_MODEL_SHARD_SLICE_H
+
+#include "model.h"
+
+/* Rows [r0, r0 + n) of a dense matrix: a view into t's memory. */
+llmrt_status llmrt_slice_host_rows(const llmrt_host_tensor *t, int64_t r0, int64_t n,
+                                   llmrt_host_tensor *out, llmrt_error *err);
+
+/* Columns [c0, c0 + n) of a dense matrix, copied into a host buffer the model keeps. A Q8_0
+ * slice stays Q8_0 when it is block-aligned (c0, n multiples of 32); otherwise it is
+ * dequantised to F32 (the same values the Q8_0 kernels compute with). */
+llmrt_status llmrt_slice_host_cols(struct llmrt_model *m, const llmrt_host_tensor *t, int64_t c0,
+                                   int64_t n, llmrt_host_tensor *out, llmrt_error *err);
+
+/* Rows [r0, r0 + n) of a 4-bit matrix, in place: q's arrays point at the rows (t->mem still
+ * owns them), the bias is moved down. */
+void llmrt_q4_slice_rows(llmrt_q4_tensor *t, int64_t r0, int64_t n);
+
+/* Columns [c0, c0 + n) of a 4-bit matrix, when they can be cut out with no padding: the stored
+ * columns (stored column j is input column perm ? perm[j] : j) whose input column lies in the
+ * slice, bucketed by their group j / group_size, must fill every non-empty bucket equally (always
+ * true for group-aligned slices without act-order, and for a single group). The slice then has
+ * K = n, group size = the bucket size, each local group the original group's scales and zero
+ * terms, and perm[j'] = input column - c0 (NULL when that is the identity). The bias is copied.
+ * *possible = false (and LLMRT_OK, *out untouched) otherwise; see llmrt_q4_dequant_cols.
+ *
+ * Why no padding: a slice with uneven buckets (act-order, or groups cut by the slice) could be
+ * kept 4-bit only by padding each bucket to a common group size with zero-weight columns (an
+ * act-order o_proj at tp 2, g128, would grow ~50%). Today's backends read x with row stride
+ * W.cols and require perm to be a permutation of [0, K), so a padded K would need the forward to
+ * pass zero-padded activations; and a GPTQ v1 zero point of 16 has no nibble of weight 0. Until
+ * the backends take an input width apart from K, such slices are dequantised. */
+llmrt_status llmrt_q4_slice_cols(const llmrt_q4_tensor *in, int64_t c0, int64_t n,
+                                 llmrt_q4_tensor *out, bool *possible, llmrt_error *err);
+
+/* Columns [c0, c0 + n) of a 4-bit matrix dequantised by the reference formula into a malloc'd
+ * fp32 [N, n] (input column order). */
+llmrt_status llmrt_q4_dequant_cols(const llmrt_q4_host *q, int64_t c0, int64_t n, float **out,
+                                   llmrt_error *err);
+
+#endif
