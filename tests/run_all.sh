@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test llmrt has, after installing what they need (.ci/setup):
-#   1. release build: unit + model tests (tiny fixtures, SmolLM2)
+#   1. release build: unit + model tests (tiny fixtures, SmolLM2), MPI tests under mpirun
 #   2. ASan + UBSan build: unit + tiny-model tests
 #   3. ThreadSanitizer build: the thread pool and the engine driven from several threads
 #   4. cusim build: every CUDA kernel, the simulator and the CUDA backend, run on the CPU
@@ -19,6 +19,9 @@ step "release build"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$jobs"
 (cd build && ctest --output-on-failure -j "$jobs" -L 'unit|model')
+# the MPI communicator under mpirun (2 and 4 processes; none when built without OpenMPI), one at
+# a time: each oversubscribes the cores
+(cd build && ctest --output-on-failure -L mpi)
 
 step "Python package (python/), installed, with its pytest tests"
 python3 -m pip install -q ./python 2>/dev/null || python3 -m pip install -q --break-system-packages ./python

@@ -29,8 +29,9 @@
 static pthread_mutex_t g_world_mu = PTHREAD_MUTEX_INITIALIZER;
 static bool            g_world_known, g_we_initialised, g_finalised;
 static int32_t         g_world_rank, g_world_size = 1;
-/* a collective left pending by a timeout: MPI_Finalize would wait for it forever */
-static bool            g_pending_forever;
+/* collectives left pending by a timeout and not known complete: MPI_Finalize would wait for
+ * them (forever, if a rank died), so llmrt_mpi_finalize skips it while any is left */
+static int             g_n_pending;
 
 static llmrt_status mpi_fail(llmrt_error *err, int code, const char *fmt_what, const char *what) {
     char s[MPI_MAX_ERROR_STRING];
@@ -103,7 +104,7 @@ llmrt_status llmrt_mpi_barrier(llmrt_error *err) {
 
 void llmrt_mpi_finalize(void) {
     pthread_mutex_lock(&g_world_mu);
-    bool run = g_we_initialised && !g_finalised && !g_pending_forever && mpi_active();
+    bool run = g_we_initialised && !g_finalised && g_n_pending == 0 && mpi_active();
     g_finalised = g_finalised || run;
     pthread_mutex_unlock(&g_world_mu);
     if (run) MPI_Finalize();
@@ -122,6 +123,7 @@ typedef struct mpi_rank {
     float      *scratch;     /* [cap] fp32 staging of every all-reduce */
     int64_t     cap;
     MPI_Request pending;     /* a request abandoned by a timeout (MPI_REQUEST_NULL if none) */
+    float      *pending_buf; /* its buffer */
     int64_t     n_broadcast;
     pthread_mutex_t mu;      /* aborted/reason: abort may come from another thread */
     bool        aborted;
@@ -227,11 +229,12 @@ static llmrt_status mpi_all_reduce_sum(llmrt_comm *c, void *buf, int64_t n, llmr
         goto done;
     }
     if (req != MPI_REQUEST_NULL) { /* timed out or aborted meanwhile: the request stays pending */
-        m->pending = req;
-        m->scratch = NULL; /* owned by the pending request now: never freed or reused */
+        m->pending     = req;
+        m->pending_buf = m->scratch; /* owned by the pending request now: not reused */
+        m->scratch     = NULL;
         m->cap     = 0;
         pthread_mutex_lock(&g_world_mu);
-        g_pending_forever = true;
+        g_n_pending++;
         pthread_mutex_unlock(&g_world_mu);
         if (timed_out) {
             char why[LLMRT_ERROR_MSG_MAX];
@@ -296,9 +299,20 @@ static void mpi_abort_comm(llmrt_comm *c, const char *why) {
 static void mpi_destroy(llmrt_comm *c) {
     if (!c) return;
     mpi_rank *m = c->ctx;
-    /* with a request still pending, the communicator and its buffer stay (MPI would write into
-     * them); freeing the communicator is deferred by MPI itself until its operations finish */
-    if (m->pending == MPI_REQUEST_NULL && mpi_active()) MPI_Comm_free(&m->comm);
+    /* a request abandoned by a timeout may have completed since (the late rank joined) */
+    if (m->pending != MPI_REQUEST_NULL && mpi_active()) {
+        int done = 0;
+        if (MPI_Test(&m->pending, &done, MPI_STATUS_IGNORE) == MPI_SUCCESS && done) {
+            free(m->pending_buf);
+            m->pending_buf = NULL;
+            pthread_mutex_lock(&g_world_mu);
+            g_n_pending--;
+            pthread_mutex_unlock(&g_world_mu);
+        }
+    }
+    /* still pending: its buffer stays allocated (MPI would write into it); MPI itself defers
+     * freeing the communicator until its operations finish */
+    if (mpi_active()) MPI_Comm_free(&m->comm);
     free(m->scratch);
     pthread_mutex_destroy(&m->mu);
     free(m);
