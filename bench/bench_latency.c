@@ -101,7 +101,9 @@ static void usage(FILE *f) {
                "  -r, --reps N          repetitions (default 3)\n"
                "  -t, --threads LIST    comma-separated thread counts (default 1,2)\n"
                "      --format F        table | json | csv (default table)\n"
-               "      --device D        cuda | cpu (default: cuda when a device is present)\n",
+               "      --device D        cuda | cpu (default: cuda when a device is present)\n"
+               "      --tp N            tensor-parallel ranks (mpirun -np N for processes); the\n"
+               "                        all-reduce time per forward is reported\n",
             cli_default_model());
 }
 
@@ -109,6 +111,7 @@ typedef struct latency_row {
     int32_t threads;
     stats   pp, tg, ttft, tpot, e2e;
     double  bytes, gbps, peak_gbps, flops_per_token, gflops, peak_gflops;
+    double  ar_calls, ar_bytes, ar_ms; /* tensor parallel: all-reduce per forward (leader) */
 } latency_row;
 
 int bench_latency_main(int argc, char **argv) {
@@ -120,7 +123,8 @@ int bench_latency_main(int argc, char **argv) {
         {"gen", required_argument, 0, 'n'},   {"depth", required_argument, 0, 'd'},
         {"reps", required_argument, 0, 'r'},  {"threads", required_argument, 0, 't'},
         {"load-format", required_argument, 0, 'f'}, {"format", required_argument, 0, 'F'},
-        {"device", required_argument, 0, 'D'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"device", required_argument, 0, 'D'}, {"tp", required_argument, 0, 'T'},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:p:n:d:r:t:h", opts, NULL)) != -1) {
@@ -140,6 +144,9 @@ int bench_latency_main(int argc, char **argv) {
             break;
         case 'D':
             if (cli_parse_device(optarg) < 0) return 2;
+            break;
+        case 'T':
+            if (cli_parse_tp(optarg) < 0) return 2;
             break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
@@ -194,6 +201,12 @@ int bench_latency_main(int argc, char **argv) {
             bench_context_measure(&ctx);
             row->peak_gbps   = ctx.peak_gbps;
             row->peak_gflops = ctx.peak_gflops;
+            llmrt_tp_stats tps = {.struct_size = sizeof tps};
+            if (llmrt_model_get_tp_stats(model, &tps) == LLMRT_OK && tps.n_forwards > 0) {
+                row->ar_calls = (double)tps.n_all_reduce / (double)tps.n_forwards;
+                row->ar_bytes = (double)tps.bytes / (double)tps.n_forwards;
+                row->ar_ms    = 1e3 * tps.seconds / (double)tps.n_forwards;
+            }
         }
         free(pp);
         free(tg);
@@ -244,6 +257,14 @@ int bench_latency_main(int argc, char **argv) {
                        100 * fb, r->gflops, 100 * ff);
         }
         if (json) printf("\n  ]\n}\n");
+        for (int32_t ti = 0; ti < n_thr && !json && !csv; ti++)
+            if (rows[ti].ar_calls > 0)
+                printf("# tensor parallel %d (%s): per forward %.0f all-reduces, %.1f KB, %.3f ms "
+                       "in collectives (mean over prefill and decode forwards; %.0f%% of a decode "
+                       "step); GB/tok is the leader's shard\n",
+                       ctx.info.tp_size, ctx.info.tp_comm, rows[ti].ar_calls,
+                       rows[ti].ar_bytes / 1e3, rows[ti].ar_ms,
+                       100.0 * rows[ti].ar_ms / rows[ti].tpot.mean);
         if (!json && !csv)
             printf("# percentages: of the roofline reference above (measured at the same thread count "
                    "on the CPU, datasheet on a GPU)\n");

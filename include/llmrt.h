@@ -99,6 +99,11 @@ typedef struct llmrt_model_params {
     llmrt_device      device;
     int32_t           n_threads;   /* CPU worker threads; 0 = number of online cores          */
     uint64_t          random_seed; /* seed of LLMRT_LOAD_RANDOM weights                       */
+    /* Tensor parallel: shard the model over this many ranks (0 or 1 = off). Under mpirun/srun
+     * the job's processes form groups of consecutive ranks (one GPU or CPU backend each,
+     * NCCL or MPI all-reduce); otherwise the ranks are threads of this process (CUDA: devices
+     * 0..N-1, NCCL; CPU: N backends sharing the threads). See llmrt_model_tp_follow. */
+    int32_t           tensor_parallel;
 } llmrt_model_params;
 
 LLMRT_API llmrt_model_params llmrt_model_default_params(void);
@@ -133,10 +138,32 @@ typedef struct llmrt_model_info {
     char     backend[16];             /* "cpu" or "cuda"                                      */
     char     device_name[64];         /* e.g. "NVIDIA H100 80GB HBM3"; "cpu" on the CPU       */
     int32_t  kv_elem_bytes;           /* bytes per K/V element in the cache (4 cpu, 2 cuda)   */
+    int32_t  tp_size;                 /* tensor-parallel ranks (1 = off)                      */
+    int32_t  tp_rank;                 /* this process's rank in its group (0 = the leader)    */
+    char     tp_comm[8];              /* "local", "mpi", "nccl"; "" without TP                */
 } llmrt_model_info;
 
 /* Fills `info` (whose struct_size the caller sets). */
 LLMRT_API llmrt_status llmrt_model_get_info(const llmrt_model *model, llmrt_model_info *info);
+
+/* Tensor parallel across processes: every process of a group loads the model with the same
+ * params; the group's rank 0 (the leader: llmrt_model_get_info's tp_rank == 0) is the model the
+ * caller drives (KV caches, forwards, engines). Every other rank must call this, which serves
+ * the leader's KV-cache and forward requests (they arrive over MPI) until the leader destroys
+ * its model; then it returns LLMRT_OK and the caller destroys this model. It returns an error
+ * when the group fails (a collective timed out or a rank died); the process should then exit
+ * non-zero. On the leader, or without TP, it returns LLMRT_ERR_INVALID_ARG. */
+LLMRT_API llmrt_status llmrt_model_tp_follow(llmrt_model *model);
+
+/* Time the leader spent in all-reduce collectives since the model was loaded. */
+typedef struct llmrt_tp_stats {
+    uint32_t struct_size;  /* set by the caller                                                */
+    int64_t  n_all_reduce; /* collectives called by the leader (2 per layer per forward)      */
+    int64_t  bytes;        /* payload bytes per rank summed over those calls                   */
+    double   seconds;      /* host wall time inside them (incl. waiting for slower ranks)      */
+    int64_t  n_forwards;
+} llmrt_tp_stats;
+LLMRT_API llmrt_status llmrt_model_get_tp_stats(const llmrt_model *model, llmrt_tp_stats *out);
 
 /* ------------------------------------------------------------------------------------------ */
 /* KV cache + low-level forward on a packed batch                                             */

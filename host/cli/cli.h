@@ -29,9 +29,24 @@ extern int cli_device;
 int cli_parse_device(const char *arg);
 #define CLI_DEVICE_USAGE "      --device D          cuda | cpu (default: cuda when a device is present)\n"
 
-/* Loads a model with the common options (and cli_device), printing the library's message on
- * failure. */
+/* --tp of every command that runs a model: tensor-parallel ranks (1 = off). Under mpirun the
+ * job's processes form groups of cli_tp ranks; without it the ranks are threads (CPU) or the
+ * first cli_tp GPUs. */
+extern int cli_tp;
+/* Parses --tp N into cli_tp; -1 with a message on stderr otherwise. */
+int cli_parse_tp(const char *arg);
+#define CLI_TP_USAGE "      --tp N              tensor-parallel ranks (default 1; mpirun -np N for processes)\n"
+
+/* Loads a model with the common options (cli_device, cli_tp), printing the library's message
+ * on failure. A tensor-parallel rank other than 0 of a multi-process group never returns: it
+ * serves the leader's forwards (llmrt_model_tp_follow) and exits, 0 when the leader finished
+ * normally. */
 llmrt_model *cli_load_model(const char *path, int n_threads, llmrt_load_format format);
+
+/* Ends the process with `code`. In an MPI job a failure kills every process of the job
+ * (MPI_Abort: a tensor-parallel peer may be blocked in a collective and would never finish
+ * MPI_Finalize); success finalises MPI normally. */
+_Noreturn void cli_exit(int code);
 
 /* Monotonic seconds. */
 double cli_now(void);

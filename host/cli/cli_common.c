@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../comm/comm.h"
 #include "cli.h"
 
 #ifndef LLMRT_DEFAULT_MODEL
@@ -58,6 +59,7 @@ llmrt_model *cli_load_model(const char *path, int n_threads, llmrt_load_format f
     p.n_threads          = n_threads;
     p.load_format        = format;
     p.device = cli_device == CLI_DEVICE_AUTO ? LLMRT_DEVICE_CUDA : (llmrt_device)cli_device;
+    p.tensor_parallel    = cli_tp;
     llmrt_model *m       = NULL;
     llmrt_status s       = llmrt_model_load(path, &p, &m);
     /* auto: no CUDA in this build or no device (the backend could not start) -> the CPU */
@@ -72,7 +74,24 @@ llmrt_model *cli_load_model(const char *path, int n_threads, llmrt_load_format f
         fprintf(stderr, "llmrt: %s: %s\n", llmrt_status_str(s), llmrt_last_error());
         return NULL;
     }
+    llmrt_model_info info = {.struct_size = sizeof info};
+    if (llmrt_model_get_info(m, &info) == LLMRT_OK && info.tp_rank != 0) {
+        /* a follower rank: the leader (rank 0) runs the command */
+        s = llmrt_model_tp_follow(m);
+        if (s != LLMRT_OK)
+            fprintf(stderr, "llmrt: %s: %s\n", llmrt_status_str(s), llmrt_last_error());
+        llmrt_model_destroy(m);
+        cli_exit(s == LLMRT_OK ? 0 : 1);
+    }
     return m;
+}
+
+_Noreturn void cli_exit(int code) {
+    fflush(stdout);
+    fflush(stderr);
+    if (code != 0) llmrt_mpi_abort(code); /* returns when this is no MPI job */
+    llmrt_mpi_finalize();
+    exit(code);
 }
 
 double cli_now(void) {

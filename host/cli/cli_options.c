@@ -10,7 +10,7 @@ enum {
     OPT_MODEL = 1000, OPT_LOAD_FORMAT, OPT_THREADS, OPT_KV_TOKENS, OPT_BLOCK_SIZE,
     OPT_MAX_BATCHED, OPT_MAX_SEQS, OPT_POLICY, OPT_NO_PREFIX, OPT_TEMP, OPT_TOP_K, OPT_TOP_P,
     OPT_MIN_P, OPT_REPEAT, OPT_PRESENCE, OPT_FREQUENCY, OPT_SEED, OPT_MAX_TOKENS, OPT_STOP,
-    OPT_IGNORE_EOS, OPT_CHAT_TEMPLATE, OPT_MIN_TOKENS, OPT_DEVICE,
+    OPT_IGNORE_EOS, OPT_CHAT_TEMPLATE, OPT_MIN_TOKENS, OPT_DEVICE, OPT_TP,
 };
 
 /* indexes into sampling_set */
@@ -21,6 +21,7 @@ const struct option cli_common_options[] = {
     {"load-format", required_argument, 0, OPT_LOAD_FORMAT},
     {"threads", required_argument, 0, OPT_THREADS},
     {"device", required_argument, 0, OPT_DEVICE},
+    {"tp", required_argument, 0, OPT_TP},
     {"kv-tokens", required_argument, 0, OPT_KV_TOKENS},
     {"block-size", required_argument, 0, OPT_BLOCK_SIZE},
     {"max-batched-tokens", required_argument, 0, OPT_MAX_BATCHED},
@@ -56,6 +57,20 @@ int cli_parse_device(const char *arg) {
     return 0;
 }
 
+int cli_tp = 1;
+
+int cli_parse_tp(const char *arg) {
+    char *end;
+    errno  = 0;
+    long v = strtol(arg, &end, 10);
+    if (errno || end == arg || *end || v < 1 || v > 256) {
+        fprintf(stderr, "llmrt: --tp must be an integer in [1, 256], got \"%s\"\n", arg);
+        return -1;
+    }
+    cli_tp = (int)v;
+    return 0;
+}
+
 void cli_common_init(cli_common *c) {
     memset(c, 0, sizeof *c);
     c->model_path  = cli_default_model();
@@ -71,6 +86,8 @@ void cli_common_usage(FILE *f) {
             "      --load-format F         auto | hf | gguf | random\n"
             "  -t, --threads N             CPU threads (default: all cores)\n"
             "      --device D              cuda | cpu (default: cuda when a device is present)\n"
+            "      --tp N                  tensor-parallel ranks (default 1; under mpirun -np N:\n"
+            "                              processes, else threads / the first N GPUs)\n"
             "      --kv-tokens N           KV cache budget in tokens (default 8192)\n"
             "      --block-size N          tokens per KV block (default 16)\n"
             "      --max-batched-tokens N  tokens per engine step (default 512)\n"
@@ -136,6 +153,7 @@ int cli_common_parse(cli_common *c, int opt, const char *arg) {
         c->threads = (int)v;
         return 1;
     case OPT_DEVICE: return cli_parse_device(arg) < 0 ? -1 : 1;
+    case OPT_TP: return cli_parse_tp(arg) < 0 ? -1 : 1;
     case OPT_KV_TOKENS:
         if (parse_long(arg, "kv-tokens", 1, (long long)1 << 40, &v) < 0) return -1;
         c->engine.kv_tokens = v;

@@ -20,9 +20,9 @@
 #include <unistd.h>
 
 #include "../core/json_util.h"
-#include "../tokenizer/strmap.h"
 #include "cli.h"
 #include "cli_options.h"
+#include "id_set.h"
 
 #define MAX_STOPS 16
 
@@ -45,37 +45,6 @@ typedef struct job_line {
 /* --------------------------------------------------------------------------------------------- */
 /* resume: ids already in the output                                                             */
 /* --------------------------------------------------------------------------------------------- */
-
-typedef struct id_set {
-    char    **ids; /* owned strings, the map's keys */
-    size_t    n, cap;
-    tk_strmap map;
-} id_set;
-
-static bool id_set_has(const id_set *s, const char *id) {
-    return s->map.slots && tk_strmap_get(&s->map, id, strlen(id)) >= 0;
-}
-
-static void id_set_add(id_set *s, const char *id) {
-    if (!s->map.slots && !tk_strmap_init(&s->map, 1024)) return;
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 256;
-        char **ids = realloc(s->ids, cap * sizeof *ids);
-        if (!ids) return;
-        s->ids = ids;
-        s->cap = cap;
-    }
-    char *copy = strdup(id);
-    if (!copy) return;
-    s->ids[s->n++] = copy;
-    tk_strmap_put(&s->map, copy, strlen(copy), 1, NULL);
-}
-
-static void id_set_free(id_set *s) {
-    for (size_t k = 0; k < s->n; k++) free(s->ids[k]);
-    free(s->ids);
-    tk_strmap_free(&s->map);
-}
 
 /* Cuts a torn last line off and collects the custom_ids of the complete lines. */
 static int scan_output(const char *path, id_set *done) {

@@ -34,13 +34,13 @@ int main(int argc, char **argv) {
         printf("llmrt %d.%d.%d\n", LLMRT_VERSION_MAJOR, LLMRT_VERSION_MINOR, LLMRT_VERSION_PATCH);
         return 0;
     }
-    if (!strcmp(argv[1], "generate")) return cli_generate(argc - 1, argv + 1);
-    if (!strcmp(argv[1], "chat")) return cli_chat(argc - 1, argv + 1);
-    if (!strcmp(argv[1], "batch")) return cli_batch(argc - 1, argv + 1);
-    if (!strcmp(argv[1], "tokenize")) return cli_tokenize(argc - 1, argv + 1);
-    if (!strcmp(argv[1], "predict")) return cli_predict(argc - 1, argv + 1);
-    if (!strcmp(argv[1], "info")) return cli_info(argc - 1, argv + 1);
-    if (!strcmp(argv[1], "bench")) return bench_main(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "generate")) cli_exit(cli_generate(argc - 1, argv + 1));
+    if (!strcmp(argv[1], "chat")) cli_exit(cli_chat(argc - 1, argv + 1));
+    if (!strcmp(argv[1], "batch")) cli_exit(cli_batch(argc - 1, argv + 1));
+    if (!strcmp(argv[1], "tokenize")) cli_exit(cli_tokenize(argc - 1, argv + 1));
+    if (!strcmp(argv[1], "predict")) cli_exit(cli_predict(argc - 1, argv + 1));
+    if (!strcmp(argv[1], "info")) cli_exit(cli_info(argc - 1, argv + 1));
+    if (!strcmp(argv[1], "bench")) cli_exit(bench_main(argc - 1, argv + 1));
     fprintf(stderr, "llmrt: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;

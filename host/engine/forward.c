@@ -8,24 +8,8 @@
 #include "../core/checked_math.h"
 #include "../model/model.h"
 #include "forward.h"
+#include "tp.h"
 
-struct llmrt_kv_cache {
-    struct llmrt_model *model;
-    int32_t             n_blocks;
-    int32_t             block_size;
-    int64_t             bytes_per_token;
-    void              **k;      /* [n_layers] backend [n_blocks * block_size, Hkv * hd] */
-    void              **v;      /* [n_layers] likewise */
-
-    /* activations, backend memory, sized for `act_tokens` tokens and `act_outputs` outputs */
-    int64_t act_tokens, act_outputs;
-    void   *x, *h, *q, *kx, *vx, *attn, *o, *gate, *up, *down, *out_rows, *logits;
-
-    /* host-side plan arrays */
-    int64_t *slots;
-    int32_t *default_outputs;
-    int64_t  plan_cap, outputs_cap;
-};
 
 /* --------------------------------------------------------------------------------------------- */
 /* KV cache                                                                                      */
@@ -60,8 +44,15 @@ static void free_activations(llmrt_kv_cache *kv) {
     kv->act_tokens = kv->act_outputs = 0;
 }
 
+/* K and V bytes per token slot on this rank (its KV heads only). */
+static int64_t kv_bytes_per_token(const struct llmrt_model *m) {
+    return 2 * (int64_t)m->cfg.n_layers * m->shard.n_kv_heads * m->cfg.head_dim *
+           m->be->act_bytes;
+}
+
 void llmrt_kv_cache_destroy(llmrt_kv_cache *kv) {
     if (!kv) return;
+    if (kv->tp_twins) llmrt_tp_kv_destroy(kv);
     llmrt_backend *be = kv->model->be;
     for (int32_t l = 0; l < kv->model->cfg.n_layers; l++) {
         if (kv->k && kv->k[l]) be->ops->free(be, kv->k[l]);
@@ -89,14 +80,11 @@ llmrt_status llmrt_kv_cache_create(llmrt_model *model, const llmrt_kv_cache_para
                                       params->struct_size);
         memcpy(&p, params, params->struct_size);
     }
-    const llmrt_model_config *c  = &model->cfg;
-    llmrt_backend            *be = model->be;
     if (p.block_size < 1 || p.block_size > 4096)
         return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG,
                                   "llmrt_kv_cache_create: block_size %d outside [1, 4096]",
                                   p.block_size);
-    int64_t kv_w = (int64_t)c->n_kv_heads * c->head_dim;
-    int64_t per_token = 2 * (int64_t)c->n_layers * kv_w * be->act_bytes;
+    int64_t per_token = kv_bytes_per_token(model);
     int64_t n_blocks  = p.n_blocks;
     if (n_blocks == 0) {
         if (p.max_tokens > 0) /* rounded up without overflowing near INT64_MAX */
@@ -109,8 +97,33 @@ llmrt_status llmrt_kv_cache_create(llmrt_model *model, const llmrt_kv_cache_para
                                   "llmrt_kv_cache_create: the KV budget gives %lld blocks (need "
                                   ">= 1; set n_blocks, max_tokens or max_bytes)",
                                   (long long)n_blocks);
+    llmrt_error     err = {0};
+    llmrt_kv_cache *kv  = NULL;
+    llmrt_status    s   = llmrt_kv_cache_create_local(model, (int32_t)n_blocks, p.block_size, &kv,
+                                                      &err);
+    if (s == LLMRT_OK && model->tp) {
+        s = llmrt_tp_kv_create(kv, &err); /* the other ranks' caches of the same geometry */
+        if (s != LLMRT_OK) {
+            llmrt_kv_cache_destroy(kv);
+            kv = NULL;
+        }
+    }
+    if (s != LLMRT_OK) return llmrt_err_publish(&err);
+    *out = kv;
+    return LLMRT_OK;
+}
+
+llmrt_status llmrt_kv_cache_create_local(struct llmrt_model *model, int32_t n_blocks,
+                                         int32_t block_size, llmrt_kv_cache **out,
+                                         llmrt_error *errp) {
+    const llmrt_model_config *c  = &model->cfg;
+    llmrt_backend            *be = model->be;
+    llmrt_kv_cache_params     p  = {.block_size = block_size};
+    int64_t kv_w      = (int64_t)model->shard.n_kv_heads * c->head_dim;
+    int64_t per_token = kv_bytes_per_token(model);
+    *out = NULL;
     llmrt_kv_cache *kv = calloc(1, sizeof *kv);
-    if (!kv) return llmrt_err_set_last(LLMRT_ERR_OUT_OF_MEMORY, "llmrt_kv_cache_create: out of memory");
+    if (!kv) return llmrt_err(errp, LLMRT_ERR_OUT_OF_MEMORY, "llmrt_kv_cache_create: out of memory");
     kv->model           = model;
     kv->n_blocks        = (int32_t)n_blocks;
     kv->block_size      = p.block_size;
@@ -132,7 +145,8 @@ llmrt_status llmrt_kv_cache_create(llmrt_model *model, const llmrt_kv_cache_para
                          (double)layer_bytes * 2 * c->n_layers / (1 << 30), c->n_layers,
                          (double)layer_bytes / (1 << 30));
         llmrt_kv_cache_destroy(kv);
-        return llmrt_err_publish(&err);
+        if (errp) *errp = err;
+        return s;
     }
     /* Backends with per-batch device state size it (and the activations) at start-up, for the
      * engine's default batch; llmrt_kv_cache_reserve sets other bounds. */
@@ -142,7 +156,8 @@ llmrt_status llmrt_kv_cache_create(llmrt_model *model, const llmrt_kv_cache_para
             llmrt_err_prefix(&err, "llmrt_kv_cache_create: activations for %d tokens",
                              KV_RESERVE_TOKENS);
             llmrt_kv_cache_destroy(kv);
-            return llmrt_err_publish(&err);
+            if (errp) *errp = err;
+            return s;
         }
     }
     *out = kv;
@@ -170,8 +185,9 @@ static llmrt_status reserve_activations(llmrt_kv_cache *kv, int64_t T, int64_t n
     free_activations(kv);
     const llmrt_model_config *c  = &kv->model->cfg;
     llmrt_backend            *be = kv->model->be;
-    int64_t D = c->hidden_size, F = c->intermediate_size, V = c->vocab_size;
-    int64_t qw = (int64_t)c->n_heads * c->head_dim, kw = (int64_t)c->n_kv_heads * c->head_dim;
+    const llmrt_tp_shard     *sh = &kv->model->shard;
+    int64_t D = c->hidden_size, F = sh->ffn, V = c->vocab_size;
+    int64_t qw = (int64_t)sh->n_heads * c->head_dim, kw = (int64_t)sh->n_kv_heads * c->head_dim;
     int64_t ab = be->act_bytes, rb = be->resid_bytes ? be->resid_bytes : ab;
     int64_t lb = be->ops->logits ? (int64_t)sizeof(float) : ab; /* logits op: fp32 scratch */
     struct {
@@ -196,7 +212,7 @@ static llmrt_status reserve_activations(llmrt_kv_cache *kv, int64_t T, int64_t n
         /* a sequence holds at most the context or the whole pool; at most one per token */
         int64_t max_blocks = ((int64_t)c->max_context + kv->block_size - 1) / kv->block_size;
         if (max_blocks > kv->n_blocks) max_blocks = kv->n_blocks;
-        llmrt_attn_shape shape = {.n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads,
+        llmrt_attn_shape shape = {.n_heads = sh->n_heads, .n_kv_heads = sh->n_kv_heads,
                                   .head_dim = c->head_dim, .block_size = kv->block_size,
                                   .scale = 1.0f / sqrtf((float)c->head_dim)};
         llmrt_status s = be->ops->reserve(be, T, n_out, T, max_blocks, &shape, err);
@@ -210,11 +226,18 @@ static llmrt_status reserve_activations(llmrt_kv_cache *kv, int64_t T, int64_t n
     return LLMRT_OK;
 }
 
-llmrt_status llmrt_kv_cache_reserve(llmrt_kv_cache *kv, int64_t max_tokens, int64_t max_outputs) {
-    llmrt_error err = {0};
+llmrt_status llmrt_kv_cache_reserve_local(llmrt_kv_cache *kv, int64_t max_tokens,
+                                          int64_t max_outputs, llmrt_error *err) {
     pthread_mutex_lock(&kv->model->forward_lock);
-    llmrt_status s = reserve_activations(kv, max_tokens, max_outputs, &err);
+    llmrt_status s = reserve_activations(kv, max_tokens, max_outputs, err);
     pthread_mutex_unlock(&kv->model->forward_lock);
+    return s;
+}
+
+llmrt_status llmrt_kv_cache_reserve(llmrt_kv_cache *kv, int64_t max_tokens, int64_t max_outputs) {
+    llmrt_error  err = {0};
+    llmrt_status s   = llmrt_kv_cache_reserve_local(kv, max_tokens, max_outputs, &err);
+    if (s == LLMRT_OK && kv->tp_twins) s = llmrt_tp_kv_reserve(kv, max_tokens, max_outputs, &err);
     if (s != LLMRT_OK) {
         llmrt_err_prefix(&err, "llmrt_kv_cache_reserve: batches of %lld tokens, %lld outputs",
                          (long long)max_tokens, (long long)max_outputs);
@@ -282,6 +305,7 @@ static llmrt_status validate_batch(const llmrt_kv_cache *kv, const llmrt_batch *
                                  b->output_tokens[i], b->n_tokens);
     }
     int64_t need;
+    if (logits == NULL && capacity == LLMRT_FORWARD_NO_LOGITS) return LLMRT_OK; /* a TP rank other than 0 */
     if (!ck_mul_i64(n_outputs, c->vocab_size, &need) || !logits || capacity < need)
         return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
                          "llmrt_forward: logits buffer holds %lld floats, %lld needed "
@@ -350,16 +374,21 @@ static llmrt_status plan_outputs(llmrt_kv_cache *kv, const llmrt_batch *b, const
 /* forward                                                                                       */
 /* --------------------------------------------------------------------------------------------- */
 
+/* Tensor parallel: this rank holds its heads and FFN slice (m->shard); the row-parallel o and
+ * down projections give partial sums that are all-reduced over the group (the Megatron split:
+ * 2 all-reduces of [T, D] per layer). Ranks other than 0 stop after the last layer: only the
+ * leader holds the lm_head and samples. */
 static llmrt_status run_layers(llmrt_kv_cache *kv, int64_t T, int64_t n_out, float *logits,
                                llmrt_error *err) {
     struct llmrt_model       *m  = kv->model;
     const llmrt_model_config *c  = &m->cfg;
     llmrt_backend            *be = m->be;
     const llmrt_backend_ops  *op = be->ops;
-    int64_t                   D  = c->hidden_size, F = c->intermediate_size;
+    int64_t                   D  = c->hidden_size, F = m->shard.ffn;
+    bool                      tp = m->tp != NULL;
     llmrt_attn_shape          shape = {
-        .n_heads    = c->n_heads,
-        .n_kv_heads = c->n_kv_heads,
+        .n_heads    = m->shard.n_heads,
+        .n_kv_heads = m->shard.n_kv_heads,
         .head_dim   = c->head_dim,
         .block_size = kv->block_size,
         .scale      = 1.0f / sqrtf((float)c->head_dim),
@@ -376,12 +405,15 @@ static llmrt_status run_layers(llmrt_kv_cache *kv, int64_t T, int64_t n_out, flo
         op->rope_kv_write(be, kv->q, kv->kx, kv->vx, kv->k[l], kv->v[l], &shape);
         op->attention(be, kv->attn, kv->q, kv->k[l], kv->v[l], &shape);  /* [T, Hq*hd] */
         op->matmul(be, kv->o, kv->attn, T, &L->wo);                      /* o [T, D] */
+        if (tp) LLMRT_TRY(llmrt_tp_all_reduce(m, kv->o, T * D, err));
         op->add_rmsnorm(be, kv->x, kv->o, kv->h, L->ffn_norm, D, c->rms_norm_eps);
         op->matmul(be, kv->gate, kv->h, T, &L->w_gate);                  /* [T, F] */
         op->matmul(be, kv->up, kv->h, T, &L->w_up);                      /* [T, F] */
         op->swiglu(be, kv->gate, kv->gate, kv->up, F);
         op->matmul(be, kv->down, kv->gate, T, &L->w_down);               /* [T, D] */
+        if (tp) LLMRT_TRY(llmrt_tp_all_reduce(m, kv->down, T * D, err));
     }
+    if (!logits) return tp ? llmrt_tp_wait(m, err) : LLMRT_OK; /* a TP rank other than 0 */
     op->add(be, kv->x, kv->down, D);
     op->rmsnorm(be, kv->h, kv->x, m->output_norm, D, c->rms_norm_eps);
     op->gather_outputs(be, kv->out_rows, kv->h, D);                      /* [n_out, D] */
@@ -391,26 +423,43 @@ static llmrt_status run_layers(llmrt_kv_cache *kv, int64_t T, int64_t n_out, flo
     return op->download_f32(be, logits, kv->logits, n_out * c->vocab_size, err);
 }
 
-llmrt_status llmrt_forward(llmrt_kv_cache *kv, const llmrt_batch *batch, float *logits,
-                           int64_t logits_capacity) {
-    if (!kv || !batch)
-        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG, "llmrt_forward: kv or batch is NULL");
-    struct llmrt_model *m   = kv->model;
-    llmrt_error         err = {0};
-    pthread_mutex_lock(&m->forward_lock);
-    const int32_t *out_rows = NULL;
-    int64_t        n_out    = 0;
-    llmrt_status   s        = LLMRT_OK;
+/* Plans the batch (output rows, KV slots) and checks it: every value the caller gave. */
+static llmrt_status prepare_batch(llmrt_kv_cache *kv, const llmrt_batch *batch, float *logits,
+                                  int64_t logits_capacity, const int32_t **out_rows,
+                                  int64_t *n_out, llmrt_error *err) {
+    llmrt_status s = LLMRT_OK;
+    *out_rows = NULL;
+    *n_out    = 0;
     /* outputs first: validate_batch checks the logits capacity against their count */
     if (batch->n_tokens >= 1 && batch->seq_ids && batch->n_seqs >= 1) {
         bool seq_ok = true;
         for (int32_t t = 0; t < batch->n_tokens && seq_ok; t++)
             seq_ok = batch->seq_ids[t] >= 0 && batch->seq_ids[t] < batch->n_seqs;
-        if (seq_ok) s = plan_outputs(kv, batch, &out_rows, &n_out, &err);
+        if (seq_ok) s = plan_outputs(kv, batch, out_rows, n_out, err);
     }
-    if (s == LLMRT_OK) s = validate_batch(kv, batch, n_out, logits, logits_capacity, &err);
-    if (s == LLMRT_OK) s = plan_slots(kv, batch, &err);
-    if (s == LLMRT_OK) s = reserve_activations(kv, batch->n_tokens, n_out, &err);
+    if (s == LLMRT_OK) s = validate_batch(kv, batch, *n_out, logits, logits_capacity, err);
+    if (s == LLMRT_OK) s = plan_slots(kv, batch, err);
+    return s;
+}
+
+llmrt_status llmrt_forward_validate(llmrt_kv_cache *kv, const llmrt_batch *batch, float *logits,
+                                    int64_t logits_capacity, llmrt_error *err) {
+    pthread_mutex_lock(&kv->model->forward_lock);
+    const int32_t *rows;
+    int64_t        n_out;
+    llmrt_status   s = prepare_batch(kv, batch, logits, logits_capacity, &rows, &n_out, err);
+    pthread_mutex_unlock(&kv->model->forward_lock);
+    return s;
+}
+
+llmrt_status llmrt_forward_local(llmrt_kv_cache *kv, const llmrt_batch *batch, float *logits,
+                                 int64_t logits_capacity, llmrt_error *err) {
+    struct llmrt_model *m = kv->model;
+    pthread_mutex_lock(&m->forward_lock);
+    const int32_t *out_rows = NULL;
+    int64_t        n_out    = 0;
+    llmrt_status   s = prepare_batch(kv, batch, logits, logits_capacity, &out_rows, &n_out, err);
+    if (s == LLMRT_OK) s = reserve_activations(kv, batch->n_tokens, n_out, err);
     if (s == LLMRT_OK) {
         llmrt_batch_plan plan = {
             .n_tokens     = batch->n_tokens,
@@ -424,9 +473,19 @@ llmrt_status llmrt_forward(llmrt_kv_cache *kv, const llmrt_batch *batch, float *
             .n_outputs    = (int32_t)n_out,
             .output_rows  = out_rows,
         };
-        s = m->be->ops->begin_batch(m->be, &plan, &err);
+        s = m->be->ops->begin_batch(m->be, &plan, err);
     }
-    if (s == LLMRT_OK) s = run_layers(kv, batch->n_tokens, n_out, logits, &err);
+    if (s == LLMRT_OK) s = run_layers(kv, batch->n_tokens, n_out, logits, err);
     pthread_mutex_unlock(&m->forward_lock);
+    return s;
+}
+
+llmrt_status llmrt_forward(llmrt_kv_cache *kv, const llmrt_batch *batch, float *logits,
+                           int64_t logits_capacity) {
+    if (!kv || !batch)
+        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG, "llmrt_forward: kv or batch is NULL");
+    llmrt_error  err = {0};
+    llmrt_status s   = kv->tp_twins ? llmrt_tp_forward(kv, batch, logits, logits_capacity, &err)
+                                    : llmrt_forward_local(kv, batch, logits, logits_capacity, &err);
     return s == LLMRT_OK ? LLMRT_OK : llmrt_err_publish(&err);
 }

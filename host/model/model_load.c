@@ -10,6 +10,7 @@
 #include "../core/half.h"
 #include "../tokenizer/tokenizer.h"
 #include "model.h"
+#include "../engine/tp.h" /* tensor-parallel groups: llmrt_model_load dispatches */
 #include "shard_slice.h"
 #ifdef LLMRT_HAVE_CUDA
 #include "../backend/cuda/cuda_backend.h"
@@ -530,11 +531,27 @@ llmrt_status llmrt_model_load_rank(const char *path, const llmrt_model_params *p
 llmrt_status llmrt_model_load(const char *path, const llmrt_model_params *params,
                               llmrt_model **out) {
     llmrt_error  err = {0};
-    llmrt_status s   = llmrt_model_load_rank(path, params, 1, 0, 0, out, &err);
+    llmrt_status s;
+    int32_t      tp = 1;
+    if (params && params->struct_size >= offsetof(llmrt_model_params, tensor_parallel) +
+                                             sizeof params->tensor_parallel &&
+        params->struct_size <= sizeof(llmrt_model_params))
+        tp = params->tensor_parallel;
+    if (tp == 0 || tp == 1) {
+        s = llmrt_model_load_rank(path, params, 1, 0, 0, out, &err);
+    } else {
+        llmrt_model_params p;
+        if (out) *out = NULL;
+        s = read_params(params, &p, &err);
+        if (s == LLMRT_OK)
+            s = out ? llmrt_tp_load(path, &p, out, &err)
+                    : llmrt_err(&err, LLMRT_ERR_INVALID_ARG, "llmrt_model_load: out is NULL");
+    }
     return s == LLMRT_OK ? LLMRT_OK : llmrt_err_publish(&err);
 }
 
 void llmrt_model_destroy(llmrt_model *model) {
+    if (model) llmrt_tp_destroy(model); /* the group first: peers and followers stop */
     model_free(model);
 }
 
@@ -575,6 +592,9 @@ llmrt_status llmrt_model_get_info(const llmrt_model *m, llmrt_model_info *info) 
         snprintf(full.device_name, sizeof full.device_name, "%.63s", cuda_stats.device_name);
 #endif
     full.kv_elem_bytes = m->be->act_bytes;
+    full.tp_size       = m->tp ? m->tp->size : 1;
+    full.tp_rank       = m->tp ? m->tp->rank : 0;
+    if (m->tp) snprintf(full.tp_comm, sizeof full.tp_comm, "%s", m->tp->comm->kind);
     memcpy(info, &full, size);
     return LLMRT_OK;
 }
