@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <stdbool.h>
+
 #include "llmrt.h"
 
 int cli_predict(int argc, char **argv);
@@ -33,6 +35,9 @@ int cli_parse_device(const char *arg);
  * job's processes form groups of cli_tp ranks; without it the ranks are threads (CPU) or the
  * first cli_tp GPUs. */
 extern int cli_tp;
+/* Set by a command whose processes meet at a job-wide barrier at the end (batch
+ * --data-parallel): a follower rank joins it after its leader finished. */
+extern bool cli_follower_barrier;
 /* Parses --tp N into cli_tp; -1 with a message on stderr otherwise. */
 int cli_parse_tp(const char *arg);
 #define CLI_TP_USAGE "      --tp N              tensor-parallel ranks (default 1; mpirun -np N for processes)\n"

@@ -81,6 +81,11 @@ llmrt_model *cli_load_model(const char *path, int n_threads, llmrt_load_format f
         if (s != LLMRT_OK)
             fprintf(stderr, "llmrt: %s: %s\n", llmrt_status_str(s), llmrt_last_error());
         llmrt_model_destroy(m);
+        llmrt_error err = {0};
+        if (s == LLMRT_OK && cli_follower_barrier && llmrt_mpi_barrier(&err) != LLMRT_OK) {
+            fprintf(stderr, "llmrt: %s\n", err.msg);
+            s = LLMRT_ERR_BACKEND;
+        }
         cli_exit(s == LLMRT_OK ? 0 : 1);
     }
     return m;

@@ -57,7 +57,8 @@ int cli_parse_device(const char *arg) {
     return 0;
 }
 
-int cli_tp = 1;
+int  cli_tp               = 1;
+bool cli_follower_barrier = false;
 
 int cli_parse_tp(const char *arg) {
     char *end;

@@ -22,6 +22,7 @@
 #include "../core/json_util.h"
 #include "cli.h"
 #include "cli_options.h"
+#include "batch_shards.h"
 #include "id_set.h"
 
 #define MAX_STOPS 16
@@ -256,11 +257,12 @@ int cli_batch(int argc, char **argv) {
     cli_common_init(&c);
     const char *in_path = NULL, *out_path = NULL;
     int32_t     max_conc = 0;
-    bool        quiet    = false;
-    enum { O_IN = 2000, O_OUT, O_CONC, O_QUIET };
+    bool        quiet    = false, data_parallel = false;
+    enum { O_IN = 2000, O_OUT, O_CONC, O_QUIET, O_DP };
     static const struct option own[] = {
         {"input", required_argument, 0, O_IN},           {"output", required_argument, 0, O_OUT},
         {"max-concurrency", required_argument, 0, O_CONC}, {"quiet", no_argument, 0, O_QUIET},
+        {"data-parallel", no_argument, 0, O_DP},
         {"help", no_argument, 0, 'h'},
     };
     const struct option *opts = cli_options_with(own, sizeof own / sizeof own[0]);
@@ -274,11 +276,15 @@ int cli_batch(int argc, char **argv) {
         else if (o == O_OUT) out_path = optarg;
         else if (o == O_CONC) max_conc = atoi(optarg);
         else if (o == O_QUIET) quiet = true;
+        else if (o == O_DP) data_parallel = true;
         else {
             FILE *f = o == 'h' ? stdout : stderr;
             fprintf(f, "usage: llmrt batch -m MODEL --input in.jsonl --output out.jsonl [options]\n"
                        "      --max-concurrency N  requests in flight (default: --max-seqs)\n"
-                       "      --quiet              no progress bar\n");
+                       "      --quiet              no progress bar\n"
+                       "      --data-parallel      under mpirun -np R: deal the lines to the R / --tp\n"
+                       "                           groups of ranks, each writing OUTPUT.dpG-of-N;\n"
+                       "                           rank 0 merges them into OUTPUT at the end\n");
             cli_common_usage(f);
             return o == 'h' ? 0 : 2;
         }
@@ -288,17 +294,23 @@ int cli_batch(int argc, char **argv) {
         return 2;
     }
     if (max_conc <= 0) max_conc = c.engine.max_seqs;
+    batch_shards shards = {0};
+    if (data_parallel && batch_shards_init(&shards, out_path, cli_tp) < 0) return 2;
+    const char *write_path = shards.on ? shards.shard_path : out_path;
+    /* done in an earlier run: in the output (merged), or in this group's shard */
     id_set done_ids = {0};
-    if (scan_output(out_path, &done_ids) < 0) {
-        fprintf(stderr, "llmrt batch: cannot open %s: %s\n", out_path, strerror(errno));
+    if ((shards.on && scan_output(write_path, &done_ids) < 0) ||
+        scan_output(out_path, &done_ids) < 0) {
+        fprintf(stderr, "llmrt batch: cannot open %s: %s\n", write_path, strerror(errno));
         return 1;
     }
+    cli_follower_barrier = shards.on; /* followers of a TP group join the end-of-job barrier */
     FILE *in = fopen(in_path, "r");
     if (!in) {
         fprintf(stderr, "llmrt batch: cannot open %s: %s\n", in_path, strerror(errno));
         return 1;
     }
-    int fd = open(out_path, O_WRONLY | O_APPEND | O_CREAT, 0644);
+    int fd = open(write_path, O_WRONLY | O_APPEND | O_CREAT, 0644);
     llmrt_model  *model  = fd >= 0 ? cli_load_model(c.model_path, c.threads, c.load_format) : NULL;
     llmrt_engine *engine = NULL;
     int           rc     = 1;
@@ -312,7 +324,8 @@ int cli_batch(int argc, char **argv) {
     char   *line  = NULL;
     size_t  cap   = 0;
     ssize_t got;
-    while ((got = getline(&line, &cap, in)) >= 0) total += got > 1;
+    for (int64_t ln = 1; (got = getline(&line, &cap, in)) >= 0; ln++)
+        total += got > 1 && batch_shards_owns(&shards, ln);
     rewind(in);
     id_set seen = {0}; /* custom_ids taken in this run (duplicates in the input) */
     double t0   = cli_now();
@@ -325,7 +338,7 @@ int cli_batch(int argc, char **argv) {
             }
             line_no++;
             while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r')) line[--got] = 0;
-            if (got == 0) continue;
+            if (got == 0 || !batch_shards_owns(&shards, line_no)) continue;
             job_line *j = calloc(1, sizeof *j);
             j->line_no  = line_no;
             char msg[768];
@@ -410,6 +423,7 @@ done:
     fclose(in);
     if (fd >= 0) close(fd);
     llmrt_engine_destroy(engine);
-    llmrt_model_destroy(model);
+    llmrt_model_destroy(model); /* a TP group's followers return from serving it */
+    if (rc == 0 && shards.on && batch_shards_merge(&shards, out_path) != 0) rc = 1;
     return rc;
 }

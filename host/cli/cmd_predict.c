@@ -25,6 +25,7 @@ static void usage(FILE *f) {
             "      --top K             next-token candidates to print (default 5)\n"
             "  -t, --threads N         CPU threads (default: all cores)\n"
             CLI_DEVICE_USAGE
+            CLI_TP_USAGE
             "  -h, --help\n",
             cli_default_model()[0] ? cli_default_model() : "none installed");
 }
@@ -71,7 +72,8 @@ int cli_predict(int argc, char **argv) {
         {"model", required_argument, 0, 'm'},   {"tokens", required_argument, 0, 'p'},
         {"n-predict", required_argument, 0, 'n'}, {"top", required_argument, 0, 'k'},
         {"threads", required_argument, 0, 't'}, {"load-format", required_argument, 0, 'f'},
-        {"device", required_argument, 0, 'D'},  {"help", no_argument, 0, 'h'},
+        {"device", required_argument, 0, 'D'},  {"tp", required_argument, 0, 'T'},
+        {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     int c;
@@ -92,6 +94,9 @@ int cli_predict(int argc, char **argv) {
             break;
         case 'D':
             if (cli_parse_device(optarg) < 0) return 2;
+            break;
+        case 'T':
+            if (cli_parse_tp(optarg) < 0) return 2;
             break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;

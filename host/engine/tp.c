@@ -446,7 +446,8 @@ llmrt_status llmrt_model_tp_follow(llmrt_model *m) {
     for (int32_t i = 0; i < n; i++) llmrt_kv_cache_destroy(caches[i].kv);
     free(caches);
     if (s != LLMRT_OK) {
-        llmrt_err_prefix(&err, "tensor parallel rank %d of %d", tp->rank, tp->size);
+        if (!strstr(err.msg, "tensor parallel rank"))
+            llmrt_err_prefix(&err, "tensor parallel rank %d of %d", tp->rank, tp->size);
         tp->comm->ops->abort(tp->comm, err.msg);
         return llmrt_err_publish(&err);
     }

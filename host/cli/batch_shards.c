@@ -1,0 +1,128 @@
+#include "batch_shards.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../comm/comm.h"
+#include "../tokenizer/strmap.h"
+
+int batch_shards_init(batch_shards *s, const char *out_path, int32_t tp) {
+    llmrt_error err = {0};
+    if (llmrt_mpi_world(&s->world_rank, &s->world_size, &err) != LLMRT_OK) {
+        fprintf(stderr, "llmrt batch --data-parallel: %s\n", err.msg);
+        return -1;
+    }
+    if (s->world_size % tp != 0) {
+        fprintf(stderr, "llmrt batch --data-parallel: the job's %d processes do not form groups of "
+                        "--tp %d\n", s->world_size, tp);
+        return -1;
+    }
+    s->on       = true;
+    s->n_groups = s->world_size / tp;
+    s->group    = s->world_rank / tp;
+    int n = snprintf(s->shard_path, sizeof s->shard_path, "%s.dp%d-of-%d", out_path, s->group,
+                     s->n_groups);
+    if (n < 0 || (size_t)n >= sizeof s->shard_path) {
+        fprintf(stderr, "llmrt batch --data-parallel: output path too long\n");
+        return -1;
+    }
+    return 0;
+}
+
+bool batch_shards_owns(const batch_shards *s, int64_t line_no) {
+    return !s->on || (line_no - 1) % s->n_groups == s->group;
+}
+
+/* Reads a whole file (NUL-terminated); NULL when it does not exist. */
+static char *read_all(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 16, n = 0;
+    char  *buf = malloc(cap);
+    for (size_t got; buf && (got = fread(buf + n, 1, cap - n - 1, f)) > 0;) {
+        n += got;
+        if (n + 1 == cap) {
+            char *b2 = realloc(buf, cap *= 2);
+            if (!b2) {
+                free(buf);
+                buf = NULL;
+            } else {
+                buf = b2;
+            }
+        }
+    }
+    fclose(f);
+    if (buf) buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+/* Adds the custom_id of every complete line of `text` to `ids` (keys owned by `keep`). */
+static void collect_ids(char *text, tk_strmap *ids) {
+    for (char *line = text, *end; (end = strchr(line, '\n')) != NULL; line = end + 1) {
+        *end           = 0;
+        cJSON       *o  = cJSON_Parse(line);
+        const cJSON *id = cJSON_GetObjectItem(o, "custom_id");
+        if (cJSON_IsString(id)) {
+            char *key = strdup(id->valuestring);
+            if (key && !tk_strmap_put(ids, key, strlen(key), 1, NULL)) free(key);
+        }
+        cJSON_Delete(o);
+        *end = '\n';
+    }
+}
+
+int batch_shards_merge(const batch_shards *s, const char *out_path) {
+    llmrt_error err = {0};
+    if (llmrt_mpi_barrier(&err) != LLMRT_OK) {
+        fprintf(stderr, "llmrt batch --data-parallel: %s\n", err.msg);
+        return -1;
+    }
+    if (s->world_rank != 0) return 0;
+    tk_strmap ids;
+    if (!tk_strmap_init(&ids, 1024)) return -1;
+    size_t len  = 0;
+    char  *have = read_all(out_path, &len);
+    if (have) collect_ids(have, &ids);
+    free(have);
+    int fd = open(out_path, O_WRONLY | O_APPEND | O_CREAT, 0644);
+    int rc = fd >= 0 ? 0 : -1;
+    int64_t merged = 0;
+    for (int32_t g = 0; g < s->n_groups && rc == 0; g++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s.dp%d-of-%d", out_path, g, s->n_groups);
+        char *text = read_all(path, &len);
+        if (!text) continue;
+        for (char *line = text, *end; (end = strchr(line, '\n')) != NULL && rc == 0;
+             line = end + 1) {
+            *end           = 0;
+            cJSON       *o  = cJSON_Parse(line);
+            const cJSON *id = cJSON_GetObjectItem(o, "custom_id");
+            bool         dup = cJSON_IsString(id) &&
+                               tk_strmap_get(&ids, id->valuestring, strlen(id->valuestring)) >= 0;
+            if (!dup && cJSON_IsString(id)) {
+                char *key = strdup(id->valuestring);
+                if (key && !tk_strmap_put(&ids, key, strlen(key), 1, NULL)) free(key);
+            }
+            cJSON_Delete(o);
+            *end = '\n';
+            /* one write per line, as the job writes them */
+            if (!dup && write(fd, line, (size_t)(end - line) + 1) != end - line + 1) rc = -1;
+            merged += !dup;
+        }
+        free(text);
+        if (rc == 0 && fdatasync(fd) == 0) unlink(path);
+    }
+    if (fd >= 0) close(fd);
+    if (rc != 0) fprintf(stderr, "llmrt batch: merging the shards into %s: %s\n", out_path,
+                         strerror(errno));
+    else fprintf(stderr, "llmrt batch: merged %lld lines of %d shards into %s\n",
+                 (long long)merged, s->n_groups, out_path);
+    tk_strmap_free(&ids);
+    return rc;
+}

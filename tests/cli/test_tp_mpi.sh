@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Tensor parallel across processes (CPU backend, MPI all-reduce), through the llmrt command:
+#  1. greedy tokens under mpirun -np 2 / -np 4 (--tp 2 / 4) equal one process at tp 1, for a
+#     dense tiny model, GPTQ checkpoints with act-order on and off, and SmolLM2 when installed;
+#  2. a rank that fails mid-step (injected: hangs, exits, or reports an error) stops the whole
+#     job with a non-zero status and a message within the timeout (3 s here), never a hang;
+#  3. a data-parallel batch job over 2 processes (and 2 groups of tp 2 over 4 processes) writes
+#     every custom_id exactly once, with the same greedy results as one process.
+# usage: test_tp_mpi.sh LLMRT_BINARY MPIEXEC DATA_DIR [SMOLLM2_GGUF]
+set -euo pipefail
+bin=$1 mpiexec=$2 data=$3 smol=${4:-}
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+export OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_rmaps_base_oversubscribe=1
+mpirun() { "$mpiexec" --oversubscribe --allow-run-as-root -np "$@"; }
+fail() { echo "FAIL: $*"; exit 1; }
+
+# 1. greedy continuations
+greedy() { grep '^greedy continuation' || true; }
+models=("$data/tiny/llama_f32" "$data/gptq/g128_act_sym_v1" "$data/gptq/g32_noact_asym_v2")
+[ -n "$smol" ] && [ -f "$smol" ] && models+=("$smol")
+for m in "${models[@]}"; do
+    ref=$("$bin" predict -m "$m" -p 1,2,3,4,5,6,7,8,9 -n 12 -t 1 --device cpu 2>/dev/null | greedy)
+    [ -n "$ref" ] || fail "$m: no greedy continuation at tp 1"
+    for np in 2 4; do
+        got=$(mpirun $np "$bin" predict -m "$m" -p 1,2,3,4,5,6,7,8,9 -n 12 -t 1 --device cpu \
+              --tp $np 2>"$dir/err" | greedy)
+        [ "$got" = "$ref" ] || { cat "$dir/err"; fail "$m tp $np: '$got' != tp 1 '$ref'"; }
+        echo "ok   $(basename "$m") tp $np: $got"
+    done
+done
+
+# 2. injected failures of rank 1 in its 3rd forward
+for kind in hang exit error; do
+    start=$(date +%s.%N)
+    set +e
+    LLMRT_TP_FAULT=1:3:$kind LLMRT_TP_TIMEOUT_S=3 timeout 60 \
+        "$mpiexec" --oversubscribe --allow-run-as-root -np 2 "$bin" predict -m "$data/tiny/llama_f32" \
+        -p 1,2,3,4 -n 12 -t 1 --device cpu --tp 2 >"$dir/out" 2>"$dir/err"
+    rc=$?
+    set -e
+    took=$(python3 -c "import time; print(f'{time.time() - $start:.1f}')")
+    [ $rc -ne 0 ] || fail "fault $kind: the job exited 0"
+    [ $rc -ne 124 ] || fail "fault $kind: the job hung (killed by timeout 60)"
+    python3 -c "import sys; sys.exit(0 if $took < 30 else 1)" || fail "fault $kind: took $took s"
+    case $kind in
+        hang) grep -q "not complete within 3 s" "$dir/err" || { cat "$dir/err"; fail "hang: no timeout message"; } ;;
+        exit) grep -q "rank 1 exits in forward 3" "$dir/err" || { cat "$dir/err"; fail "exit: no message"; } ;;
+        error) grep -q "injected fault (LLMRT_TP_FAULT) on rank 1" "$dir/err" || { cat "$dir/err"; fail "error: no message"; } ;;
+    esac
+    echo "ok   fault $kind: job stopped with status $rc after $took s"
+done
+
+# 3. data-parallel batch (SmolLM2 when installed: its tokenizer makes the texts comparable)
+bm="$data/tiny/llama_f32"
+[ -n "$smol" ] && [ -f "$smol" ] && bm=$smol
+n=23
+for i in $(seq 1 $n); do
+    echo "{\"custom_id\": \"r$i\", \"prompt_token_ids\": [1, $((i * 7 % 250 + 2)), 5], \"max_tokens\": 6, \"temperature\": 0, \"ignore_eos\": true}"
+    if [ $i = 11 ]; then echo ""; fi  # a blank line: skipped, numbering the same everywhere
+done > "$dir/in.jsonl"
+"$bin" batch -m "$bm" --input "$dir/in.jsonl" --output "$dir/ref.jsonl" --quiet \
+    -t 1 --device cpu 2>/dev/null
+for spec in "2 1" "4 2"; do
+    set -- $spec
+    np=$1 tp=$2
+    rm -f "$dir/out.jsonl"
+    mpirun $np "$bin" batch -m "$bm" --input "$dir/in.jsonl" \
+        --output "$dir/out.jsonl" --quiet -t 1 --device cpu --tp $tp --data-parallel 2>"$dir/err" \
+        || { cat "$dir/err"; fail "batch -np $np --tp $tp"; }
+    ls "$dir" | grep -q "dp" && fail "shards left behind: $(ls "$dir")"
+    python3 - "$dir/out.jsonl" "$dir/ref.jsonl" $n "$np/$tp" <<'PY'
+import collections, json, sys
+out = [json.loads(l) for l in open(sys.argv[1]).read().splitlines()]
+ref = {r["custom_id"]: r for r in map(json.loads, open(sys.argv[2]).read().splitlines())}
+n, what = int(sys.argv[3]), sys.argv[4]
+ids = collections.Counter(r["custom_id"] for r in out)
+assert not [k for k, c in ids.items() if c > 1], f"{what}: duplicated custom_ids"
+assert set(ids) == set(ref) and len(out) == n, f"{what}: {len(out)} records for {n} lines"
+for r in out:
+    assert r["error"] is None, r
+    a, b = r["response"], ref[r["custom_id"]]["response"]
+    assert (a["text"], a["completion_tokens"]) == (b["text"], b["completion_tokens"]), (r, b)
+texts = sum(1 for r in out if r["response"]["text"])
+print(f"ok   batch -np/--tp {what}: {n} records, each custom_id once, equal to one process "
+      f"({texts} non-empty texts)")
+PY
+done
