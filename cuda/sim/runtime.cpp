@@ -961,7 +961,19 @@ cudaError_t cudaEventSynchronize(cudaEvent_t ev) {
   return ret(R.devs[(size_t)e->s->device].sticky);
 }
 
-cudaError_t cudaEventQuery(cudaEvent_t ev) { return cudaEventSynchronize(ev); }
+// Runs the stream's work up to the event, like a synchronisation, except while another host thread is
+// executing that stream (e.g. blocked in an NCCL collective waiting for its peers): then it answers
+// "not ready" at once, as a GPU would, so a watchdog thread can poll without waiting behind the hang.
+cudaError_t cudaEventQuery(cudaEvent_t ev) {
+  {
+    init();
+    Lock lk(R.mu);
+    Event *e = get_event(ev);
+    if (e && e->s && e->s->executed < e->pos && e->s->busy && e->s->owner != std::this_thread::get_id())
+      return cudaErrorNotReady;
+  }
+  return cudaEventSynchronize(ev);
+}
 
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) {
   init();
