@@ -1,0 +1,131 @@
+// q4_common.cuh: what the 4-bit kernels (q4_gemv.cu, q4_gemm.cu) and their launcher (q4_matmul.cu)
+// share: the register dequantisation of the fragment-order layout (q4_matmul.h) and the internal
+// launchers' arguments.
+#ifndef LLMRT_Q4_COMMON_CUH
+#define LLMRT_Q4_COMMON_CUH
+
+#include <cstdint>
+#include <cstring>
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include "launch.cuh"
+#include "ptx_ops.cuh"
+#include "q4_matmul.h"
+
+// `#pragma unroll` for nvcc; g++ (cusim) does not know it.
+#ifndef Q4_UNROLL
+#ifdef CUSIM
+#define Q4_UNROLL
+#else
+#define Q4_UNROLL _Pragma("unroll")
+#endif
+#endif
+
+namespace q4 {
+
+constexpr int kTileK = 16;    // k rows of one packed tile (the mma k)
+constexpr int kBlockN = 64;   // columns of one packed block (4 x 16: one 16-byte load per lane)
+
+__device__ __forceinline__ uint32_t h2_bits(__half2 h) {
+    uint32_t u;
+    memcpy(&u, &h, 4);
+    return u;
+}
+__device__ __forceinline__ __half2 bits_h2(uint32_t u) {
+    __half2 h;
+    memcpy(static_cast<void *>(&h), &u, 4);
+    return h;
+}
+
+// Per-column constants of one group, for the lane's 8 columns (i = 0..7: column g + 8i of the
+// 64-column block), each duplicated into both halves of a half2 (the two k rows of a fragment
+// register share the column):
+//   lo = (1024 + v) - c_lo, hi = (1024 + 16 v) / 16 + c_hi, both exactly v - z (integer zero
+//   kind: c_lo = 1024 + z, c_hi = -(64 + z)) or v (float kind: c_lo = 1024, c_hi = -64);
+//   then w = d * s (integer kind) or fma(d, s, m) (float kind): one fp16 rounding, as Marlin.
+struct GroupConsts {
+    __half2 s[8], c_lo[8], c_hi[8], m[8];
+};
+
+template <bool ZF>
+__device__ __forceinline__ void group_consts(GroupConsts &gc, uint4 sv, uint4 zv) {
+    const uint32_t sw[4] = {sv.x, sv.y, sv.z, sv.w}, zw[4] = {zv.x, zv.y, zv.z, zv.w};
+    const __half2 k1024 = bits_h2(0x64006400u), k64 = bits_h2(0x54005400u);
+    Q4_UNROLL
+    for (int i = 0; i < 8; i++) {
+        const __half s = __ushort_as_half((unsigned short)(sw[i >> 1] >> (16 * (i & 1))));
+        const __half z = __ushort_as_half((unsigned short)(zw[i >> 1] >> (16 * (i & 1))));
+        gc.s[i] = __halves2half2(s, s);
+        if (ZF) {
+            gc.c_lo[i] = k1024;
+            gc.c_hi[i] = __hneg2(k64);
+            gc.m[i] = __halves2half2(z, z);
+        } else {
+            const __half2 z2 = __halves2half2(z, z);
+            gc.c_lo[i] = __hadd2(k1024, z2);         // 1024 + z: exact (z <= 16)
+            gc.c_hi[i] = __hneg2(__hadd2(k64, z2));  // -(64 + z): exact
+        }
+    }
+}
+
+// One packed word -> the B fragments (b[h][0..1], h = 0: column 16j + g, h = 1: 16j + 8 + g) of
+// word j, dequantised with the group's constants. 2 lop3 + 1 sub + 1 fma + 1 mul per 4 weights
+// (integer kind), as Marlin / FasterTransformer.
+template <bool ZF>
+__device__ __forceinline__ void dequant_word(uint32_t q, int j, const GroupConsts &gc,
+                                             uint32_t (&b)[2][2]) {
+    constexpr uint32_t kLut = (0xf0 & 0xcc) | 0xaa; // (a & b) | c
+    const __half2 k16th = bits_h2(0x2c002c00u);     // 1/16
+    Q4_UNROLL
+    for (int h = 0; h < 2; h++) {
+        const uint32_t qq = h ? q >> 8 : q;
+        const __half2 lo = bits_h2(lop3<kLut>(qq, 0x000f000fu, 0x64006400u));
+        const __half2 hi = bits_h2(lop3<kLut>(qq, 0x00f000f0u, 0x64006400u));
+        const int i = 2 * j + h;
+        const __half2 d0 = __hsub2(lo, gc.c_lo[i]);
+        const __half2 d1 = __hfma2(hi, k16th, gc.c_hi[i]);
+        if (ZF) {
+            b[h][0] = h2_bits(__hfma2(d0, gc.s[i], gc.m[i]));
+            b[h][1] = h2_bits(__hfma2(d1, gc.s[i], gc.m[i]));
+        } else {
+            b[h][0] = h2_bits(__hmul2(d0, gc.s[i]));
+            b[h][1] = h2_bits(__hmul2(d1, gc.s[i]));
+        }
+    }
+}
+
+// Arguments of the internal launchers (q4_matmul.cu fills them).
+struct Problem {
+    const __half *x;        // [M, K] fp16 (stored column order for the GEMM; original for the GEMV)
+    const int32_t *perm;    // [K] or NULL (GEMV: gathers x[perm[j]] while staging)
+    const uint4 *qweight;   // [K/16, N/64, 32] (16 bytes per lane)
+    const uint4 *scales;    // [G, N/64, 8] (16 bytes = 8 fp16 per (group, block, g))
+    const uint4 *zoff;      // [G, N/64, 8]
+    const float *bias;      // [N] or NULL
+    void *out;              // [M, N] fp16 or fp32 (out_f32)
+    float *partial;         // [splits, M, N] fp32 when splits > 1
+    int out_f32;
+    int M, N, K, group_size, zero_float;
+    int splits;             // K splits (grid z of the GEMM, y of the GEMV)
+};
+
+// Launch plan of the GEMV: rows per instance (1, 2, 4, 8), K splits, k16 tiles per CTA.
+struct GemvPlan {
+    int mr, splits, tiles_per_cta;
+    size_t smem;
+};
+GemvPlan gemv_plan(int M, int N, int K, int group_size, int sm_count);
+int gemv_launch(const Problem &p, const GemvPlan &plan, cudaStream_t stream);
+
+// Launch plan of the GEMM: m16 tiles per CTA (1, 2, 4), K splits.
+struct GemmPlan {
+    int mt, splits;
+};
+GemmPlan gemm_plan(int M, int N, int K, int sm_count);
+int gemm_launch(const Problem &p, const GemmPlan &plan, cudaStream_t stream);
+
+} // namespace q4
+
+#endif // LLMRT_Q4_COMMON_CUH

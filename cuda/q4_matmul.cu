@@ -1,0 +1,169 @@
+// q4_matmul.cu: the launcher of the 4-bit matmul (q4_matmul.h): validates, picks the kernel
+// (GEMV q4_gemv.cu for M <= 8, tensor-core GEMM q4_gemm.cu above), carves the workspace, and owns
+// the two helper kernels: the act-order gather of x's columns (GEMM only: the GEMM needs the
+// groups contiguous along K; the GEMV gathers while staging x) and the split-K finalize.
+//
+// Workspace (one caller-provided buffer, 256-byte aligned pieces):
+//   partial  fp32 [splits, M, N]  when the kernel splits K (splits > 1)
+//   xperm    fp16 [M, K]          GEMM with act-order: x[:, perm]
+// Determinism: for a given (M, N, K, device) the kernel, the splits and every summation order are
+// fixed, so results are reproducible run to run. They are not batch invariant: a row's result
+// depends on M (GEMV vs GEMM, and the split count), unlike the CPU backend.
+#include "q4_common.cuh"
+
+namespace q4 {
+namespace mm { // (named: the tests compile all q4 .cu files into one unit)
+
+constexpr int kFinThreads = 256;
+
+uint64_t align256(uint64_t x) {
+    return (x + 255) / 256 * 256;
+}
+
+// out[m, n] = sum over s of partial[s, m, n] (in s order) + bias[n]. Grid (column quads / 256,
+// M): 4 columns per thread (N % 64 == 0), no 64-bit index division.
+template <class TO>
+__global__ void __launch_bounds__(kFinThreads)
+    q4_finalize_kernel(const float *__restrict__ partial, // [splits, M, N]
+                       int splits,
+                       const float *__restrict__ bias,    // [N] or NULL
+                       TO *__restrict__ out,              // [M, N]
+                       int M, int N) {
+    const int c4 = blockIdx.x * blockDim.x + threadIdx.x, m = blockIdx.y;
+    if (c4 >= N / 4) return;
+    const size_t at = (size_t)m * N + 4 * c4, stride = (size_t)M * N;
+    float4 v = *reinterpret_cast<const float4 *>(partial + at);
+    for (int s = 1; s < splits; s++) {
+        const float4 w = *reinterpret_cast<const float4 *>(partial + s * stride + at);
+        v.x += w.x, v.y += w.y, v.z += w.z, v.w += w.w;
+    }
+    if (bias) {
+        const float4 b = reinterpret_cast<const float4 *>(bias)[c4];
+        v.x += b.x, v.y += b.y, v.z += b.z, v.w += b.w;
+    }
+    if constexpr (sizeof(TO) == 4) {
+        *reinterpret_cast<float4 *>(out + at) = v;
+    } else {
+        __half2 *o = reinterpret_cast<__half2 *>(out + at);
+        o[0] = __floats2half2_rn(v.x, v.y);
+        o[1] = __floats2half2_rn(v.z, v.w);
+    }
+}
+
+// xp[m, j] = x[m, perm[j]]. Grid (K / 256, M).
+__global__ void __launch_bounds__(kFinThreads)
+    q4_gather_cols_kernel(const __half *__restrict__ x,     // [M, K]
+                          const int32_t *__restrict__ perm, // [K]
+                          __half *__restrict__ xp,          // [M, K]
+                          int K) {
+    const int j = blockIdx.x * blockDim.x + threadIdx.x;
+    const size_t row = (size_t)blockIdx.y * K;
+    if (j < K) xp[row + j] = x[row + perm[j]];
+}
+
+dim3 grid_for(int64_t cols, int64_t rows) {
+    return dim3((unsigned)((cols + kFinThreads - 1) / kFinThreads), (unsigned)rows);
+}
+
+int sm_count() {
+    int dev = 0, n = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n < 1) {
+        (void)cudaGetLastError();
+        return 108; // an A100's count: only the split heuristics use it
+    }
+    return n;
+}
+
+// The kernel, plan and workspace layout of one call.
+struct Plan {
+    bool gemv;
+    GemvPlan gv;
+    GemmPlan gm;
+    int splits;
+    uint64_t partial_bytes, xperm_bytes, total;
+};
+
+Plan make_plan(int64_t M, const llmrt_cuda_q4_weight *w, llmrt_cuda_q4_path path) {
+    Plan p{};
+    const int sms = sm_count();
+    p.gemv = path == LLMRT_CUDA_Q4_GEMV || (path == LLMRT_CUDA_Q4_AUTO && M <= LLMRT_CUDA_Q4_GEMV_MAX_M);
+    if (p.gemv) {
+        p.gv = gemv_plan((int)M, (int)w->N, (int)w->K, w->group_size, sms);
+        p.splits = p.gv.splits;
+    } else {
+        p.gm = gemm_plan((int)M, (int)w->N, (int)w->K, sms);
+        p.splits = p.gm.splits;
+        if (w->perm) p.xperm_bytes = align256((uint64_t)M * (uint64_t)w->K * 2);
+    }
+    if (p.splits > 1) p.partial_bytes = align256((uint64_t)p.splits * (uint64_t)M * (uint64_t)w->N * 4);
+    p.total = p.partial_bytes + p.xperm_bytes;
+    return p;
+}
+
+} // namespace mm
+} // namespace q4
+
+extern "C" uint64_t llmrt_cuda_q4_workspace_bytes_path(int64_t M, const llmrt_cuda_q4_weight *w,
+                                                       llmrt_cuda_q4_path path) {
+    if (M < 1 || !w) return 0;
+    return q4::mm::make_plan(M, w, path).total;
+}
+
+extern "C" uint64_t llmrt_cuda_q4_workspace_bytes(int64_t M, const llmrt_cuda_q4_weight *w) {
+    return llmrt_cuda_q4_workspace_bytes_path(M, w, LLMRT_CUDA_Q4_AUTO);
+}
+
+extern "C" int llmrt_cuda_q4_matmul(void *stream, void *out, llmrt_cuda_dtype out_t, const void *x,
+                                    int64_t M, const llmrt_cuda_q4_weight *w, const float *bias,
+                                    void *ws, uint64_t ws_bytes, llmrt_cuda_q4_path path) {
+    // M <= 65535: the helper kernels' grid y
+    if (!w || !out || !x || M < 1 || M > 65535 || (out_t != LLMRT_CUDA_F16 && out_t != LLMRT_CUDA_F32) ||
+        llmrt_cuda_q4_check(w->N, w->K, w->group_size, nullptr, 0) != 0 ||
+        (path == LLMRT_CUDA_Q4_GEMV && M > LLMRT_CUDA_Q4_GEMV_MAX_M))
+        return (int)cudaErrorInvalidValue;
+    const q4::mm::Plan plan = q4::mm::make_plan(M, w, path);
+    if (plan.total > ws_bytes || (plan.total > 0 && !ws)) return (int)cudaErrorInvalidValue;
+    cudaStream_t st = static_cast<cudaStream_t>(stream);
+
+    q4::Problem p{};
+    p.x = static_cast<const __half *>(x);
+    p.qweight = reinterpret_cast<const uint4 *>(w->qweight);
+    p.scales = reinterpret_cast<const uint4 *>(w->scales);
+    p.zoff = reinterpret_cast<const uint4 *>(w->zoff);
+    p.bias = bias;
+    p.out = out;
+    p.out_f32 = out_t == LLMRT_CUDA_F32;
+    p.M = (int)M;
+    p.N = (int)w->N;
+    p.K = (int)w->K;
+    p.group_size = w->group_size;
+    p.zero_float = w->zero_float;
+    p.splits = plan.splits;
+    p.partial = plan.splits > 1 ? static_cast<float *>(ws) : nullptr;
+    if (plan.splits > 1) p.bias = nullptr; // the finalize adds it
+
+    int rc;
+    if (plan.gemv) {
+        p.perm = w->perm;
+        rc = q4::gemv_launch(p, plan.gv, st);
+    } else {
+        if (w->perm) {
+            __half *xp = reinterpret_cast<__half *>(static_cast<char *>(ws) + plan.partial_bytes);
+            LAUNCH(q4::mm::q4_gather_cols_kernel, q4::mm::grid_for(w->K, M), q4::mm::kFinThreads, 0, st,
+                   p.x, w->perm, xp, p.K);
+            if ((rc = (int)cudaGetLastError()) != 0) return rc;
+            p.x = xp;
+        }
+        rc = q4::gemm_launch(p, plan.gm, st);
+    }
+    if (rc || plan.splits == 1) return rc;
+    const dim3 grid = q4::mm::grid_for(w->N / 4, M);
+    if (p.out_f32)
+        LAUNCH(q4::mm::q4_finalize_kernel<float>, grid, q4::mm::kFinThreads, 0, st, p.partial, plan.splits,
+               bias, static_cast<float *>(out), p.M, p.N);
+    else
+        LAUNCH(q4::mm::q4_finalize_kernel<__half>, grid, q4::mm::kFinThreads, 0, st, p.partial,
+               plan.splits, bias, static_cast<__half *>(out), p.M, p.N);
+    return (int)cudaGetLastError();
+}

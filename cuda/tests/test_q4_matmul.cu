@@ -1,0 +1,273 @@
+// test_q4_matmul.cu: the 4-bit matmul (q4_matmul.h: repack + GEMV + tensor-core GEMM) against an
+// fp64 matmul on the weights dequantised by the loader's reference (host/model/q4.c,
+// llmrt_q4_dequant_row), fed the same fp16 x. Runs under cusim (ctest -L cusim) and on a GPU
+// (ctest -L gpu).
+//
+// Covers: integer zeros (asymmetric with zeros 0..16, 16 included; symmetric z = 8) and float
+// offsets (GGUF Q4_1), group sizes 32, 128 and K (one group), act-order perm on/off, bias on/off,
+// fp16 and fp32 output; M = 1, 3, 8 (GEMV), 13, 64, 118 (GEMM: 1, 2 and 4 m16 tiles per CTA, two
+// M tiles), N = 64, 192, 320 (N % 256 != 0: idle warps), K = 128, 384, 1152 (split K, uneven
+// splits), N = 6912 x K = 4096 (GEMV warps with several rounds of loads); both kernels forced at
+// M = 1 and 8; argument errors and shapes the layout rejects.
+//
+// Tolerance (Marlin's test criterion plus a max bound): mean|out − ref| / mean|ref| <= 1e-3 and
+// max|out − ref| <= 2e-3 · max|ref|. Error sources: each dequantised weight is rounded once to
+// fp16 (s·(q − z) or s·q + m: 2^-12 relative), fp32 accumulation, and for fp16 output the final
+// rounding (2^-12 relative). x's fp16 rounding is not an error here: the reference gets the same
+// fp16 x. Measured figures are printed per case (worst case at the end).
+#include "../q4_repack.cu"
+#include "../q4_gemv.cu"
+#include "../q4_gemm.cu"
+#include "../q4_matmul.cu"
+
+extern "C" {
+#include "../../host/model/q4.h"
+}
+#include "../../host/model/q4.c"
+
+#include <algorithm>
+#include <chrono>
+
+#include "test_util.cuh"
+
+namespace {
+
+constexpr double kMeanRelTol = 1e-3;
+constexpr double kMaxTol = 2e-3;
+
+double g_worst_mean = 0, g_worst_max = 0;
+
+uint16_t f16_bits(float v) {
+    __half h = __float2half_rn(v);
+    uint16_t u;
+    memcpy(&u, &h, 2);
+    return u;
+}
+float f16_val(uint16_t u) {
+    return llmrt_f16_to_f32(u);
+}
+
+enum Kind { INT_ASYM, INT_SYM, FLOAT_OFS };
+const char *kind_name(Kind k) {
+    return k == INT_ASYM ? "int asym" : k == INT_SYM ? "int sym" : "float ofs";
+}
+
+// A random 4-bit weight in the loader's format, with its host arrays.
+struct HostQ4 {
+    int64_t N, K;
+    int gs;
+    Kind kind;
+    std::vector<uint8_t> qs, zeros;
+    std::vector<uint16_t> scales, offsets;
+    std::vector<int32_t> perm;
+    llmrt_q4_host view() const {
+        llmrt_q4_host h{};
+        h.rows = N;
+        h.cols = K;
+        h.group_size = gs;
+        h.zero_kind = kind == FLOAT_OFS ? LLMRT_Q4_ZERO_FLOAT : LLMRT_Q4_ZERO_INT;
+        h.qs = qs.data();
+        h.scales = scales.data();
+        h.zeros = kind == FLOAT_OFS ? nullptr : zeros.data();
+        h.offsets = kind == FLOAT_OFS ? offsets.data() : nullptr;
+        h.perm = perm.empty() ? nullptr : perm.data();
+        return h;
+    }
+};
+
+HostQ4 make_weight(Rng &rng, int64_t N, int64_t K, int gs, Kind kind, bool act) {
+    HostQ4 w;
+    w.N = N, w.K = K, w.gs = gs, w.kind = kind;
+    const int64_t G = K / gs;
+    w.qs.resize((size_t)(N * K / 2));
+    for (auto &b : w.qs) b = (uint8_t)(rng.next() & 0xff);
+    w.scales.resize((size_t)(N * G));
+    for (auto &s : w.scales) s = f16_bits(rng.uniform(0.002f, 0.03f));
+    if (kind == FLOAT_OFS) {
+        w.offsets.resize((size_t)(N * G));
+        for (auto &m : w.offsets) m = f16_bits(rng.uniform(-0.3f, 0.1f));
+    } else {
+        w.zeros.resize((size_t)(N * G));
+        for (size_t i = 0; i < w.zeros.size(); i++)
+            w.zeros[i] = kind == INT_SYM ? 8 : (uint8_t)(i % 7 == 0 ? 16 : rng.range(0, 16));
+    }
+    if (act) { // a random permutation (the loader's is a stable argsort of g_idx: any works here)
+        w.perm.resize((size_t)K);
+        for (int64_t i = 0; i < K; i++) w.perm[i] = (int32_t)i;
+        for (int64_t i = K - 1; i > 0; i--) std::swap(w.perm[i], w.perm[rng.next() % (unsigned)(i + 1)]);
+    }
+    return w;
+}
+
+// The weight repacked and uploaded.
+struct DevQ4 {
+    void *buf = nullptr;
+    llmrt_cuda_q4_weight w{};
+    explicit DevQ4(const HostQ4 &h) {
+        const llmrt_q4_host v = h.view();
+        llmrt_cuda_q4_src src{};
+        src.rows = v.rows, src.cols = v.cols, src.group_size = v.group_size;
+        src.zero_float = h.kind == FLOAT_OFS;
+        src.qs = v.qs, src.scales = v.scales, src.zeros = v.zeros, src.offsets = v.offsets, src.perm = v.perm;
+        const llmrt_cuda_q4_sizes sz = llmrt_cuda_q4_packed_sizes(h.N, h.K, h.gs, v.perm != nullptr);
+        std::vector<unsigned char> host(sz.total);
+        llmrt_cuda_q4_repack(&src, host.data());
+        buf = to_dev(host);
+        w = llmrt_cuda_q4_view(buf, h.N, h.K, h.gs, src.zero_float, v.perm != nullptr);
+    }
+    ~DevQ4() { cudaFree(buf); }
+};
+
+// ref[M, N] = x (fp16 values, original column order) · dequant(W)ᵀ (+ bias), in fp64.
+std::vector<double> reference(const HostQ4 &h, const std::vector<uint16_t> &x, int M,
+                              const std::vector<float> &bias) {
+    const llmrt_q4_host v = h.view();
+    std::vector<float> row((size_t)h.K);
+    std::vector<double> ref((size_t)M * h.N);
+    for (int64_t n = 0; n < h.N; n++) {
+        llmrt_q4_dequant_row(&v, n, row.data());
+        for (int m = 0; m < M; m++) {
+            double s = bias.empty() ? 0.0 : bias[n];
+            for (int64_t j = 0; j < h.K; j++)
+                s += (double)f16_val(x[(size_t)m * h.K + (v.perm ? v.perm[j] : j)]) * row[j];
+            ref[(size_t)m * h.N + n] = s;
+        }
+    }
+    return ref;
+}
+
+struct Case {
+    int64_t N, K;
+    int gs; // 0: K (one group)
+    Kind kind;
+    bool act, bias, out_f32;
+};
+
+void run(const Case &c, const HostQ4 &h, const DevQ4 &d, Rng &rng, int M, llmrt_cuda_q4_path path) {
+    std::vector<uint16_t> x((size_t)M * c.K);
+    for (auto &v : x) v = f16_bits(rng.uniform(-1.0f, 1.0f));
+    std::vector<float> bias;
+    if (c.bias) {
+        bias.resize((size_t)c.N);
+        for (auto &b : bias) b = rng.uniform(-0.5f, 0.5f);
+    }
+    const std::vector<double> ref = reference(h, x, M, bias);
+    uint16_t *dx = to_dev(x);
+    float *dbias = c.bias ? to_dev(bias) : nullptr;
+    const size_t out_bytes = (size_t)M * c.N * (c.out_f32 ? 4 : 2);
+    void *dout = dev_alloc<unsigned char>(out_bytes);
+    CUDA_OK(cudaMemset(dout, 0xff, out_bytes)); // NaN: an unwritten output fails
+    const uint64_t ws_bytes = llmrt_cuda_q4_workspace_bytes_path(M, &d.w, path);
+    void *ws = ws_bytes ? dev_alloc<unsigned char>(ws_bytes) : nullptr;
+    const auto t0 = std::chrono::steady_clock::now();
+    const int rc = llmrt_cuda_q4_matmul(nullptr, dout, c.out_f32 ? LLMRT_CUDA_F32 : LLMRT_CUDA_F16, dx, M, &d.w,
+                                        dbias, ws, ws_bytes, path);
+    CHECKF(rc == 0, "launch rc %d", rc);
+    CUDA_OK(cudaDeviceSynchronize());
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    std::vector<double> out((size_t)M * c.N);
+    if (c.out_f32) {
+        std::vector<float> o = to_host(static_cast<float *>(dout), out.size());
+        for (size_t i = 0; i < o.size(); i++) out[i] = o[i];
+    } else {
+        std::vector<uint16_t> o = to_host(static_cast<uint16_t *>(dout), out.size());
+        for (size_t i = 0; i < o.size(); i++) out[i] = f16_val(o[i]);
+    }
+    double sum_err = 0, sum_ref = 0, max_err = 0, max_ref = 0;
+    bool finite = true;
+    for (size_t i = 0; i < out.size(); i++) {
+        if (!std::isfinite(out[i])) finite = false;
+        const double e = fabs(out[i] - ref[i]);
+        sum_err += e, sum_ref += fabs(ref[i]);
+        max_err = std::max(max_err, e), max_ref = std::max(max_ref, fabs(ref[i]));
+    }
+    const double mean_rel = sum_err / sum_ref, max_rel = max_err / max_ref;
+    const bool ok = finite && mean_rel <= kMeanRelTol && max_rel <= kMaxTol;
+    g_worst_mean = std::max(g_worst_mean, mean_rel), g_worst_max = std::max(g_worst_max, max_rel);
+    const char *pn = path == LLMRT_CUDA_Q4_GEMV ? "gemv" : path == LLMRT_CUDA_Q4_GEMM ? "gemm"
+                     : M <= LLMRT_CUDA_Q4_GEMV_MAX_M ? "auto:gemv" : "auto:gemm";
+    printf("%-4s %-9s N=%-4lld K=%-5lld gs=%-5d act=%d bias=%d out=%s M=%-4d %-9s mean rel %.2e max %.2e "
+           "(of max|ref| %.3g) ws %llu B %.0f ms\n",
+           ok ? "ok" : "FAIL", kind_name(c.kind), (long long)c.N, (long long)c.K, h.gs, c.act, c.bias,
+           c.out_f32 ? "f32" : "f16", M, pn, mean_rel, max_rel, max_ref, (unsigned long long)ws_bytes, ms);
+    CHECKF(ok, "%s N=%lld K=%lld M=%d: mean rel %.3g (<= %.0e), max %.3g (<= %.0e), finite %d",
+           kind_name(c.kind), (long long)c.N, (long long)c.K, M, mean_rel, kMeanRelTol, max_rel, kMaxTol, finite);
+    cudaFree(dx);
+    cudaFree(dbias);
+    cudaFree(dout);
+    cudaFree(ws);
+}
+
+void test_errors() {
+    char msg[256] = "";
+    CHECK(llmrt_cuda_q4_check(64, 128, 32, msg, sizeof msg) == 0);
+    CHECK(llmrt_cuda_q4_check(64, 256, 256, msg, sizeof msg) == 0);
+    CHECK(llmrt_cuda_q4_check(96, 128, 32, msg, sizeof msg) != 0 && strstr(msg, "[96, 128]") && strstr(msg, "N"));
+    printf("rejected: %s\n", msg);
+    CHECK(llmrt_cuda_q4_check(64, 96, 32, msg, sizeof msg) != 0 && strstr(msg, "K"));
+    CHECK(llmrt_cuda_q4_check(64, 128, 16, msg, sizeof msg) != 0 && strstr(msg, "group size 16"));
+    printf("rejected: %s\n", msg);
+    CHECK(llmrt_cuda_q4_check(64, 192, 96, msg, sizeof msg) != 0);
+    CHECK(llmrt_cuda_q4_check(64, 192, 128, msg, sizeof msg) != 0); // does not divide K
+
+    // launcher: a too-small workspace, a forced GEMV above 8 rows, a bad out dtype -> nothing launched
+    Rng rng(7);
+    HostQ4 h = make_weight(rng, 64, 1152, 32, INT_ASYM, false);
+    DevQ4 d(h);
+    uint16_t *dx = dev_alloc<uint16_t>(16 * 1152);
+    void *dout = dev_alloc<uint16_t>(16 * 64);
+    const uint64_t need = llmrt_cuda_q4_workspace_bytes(16, &d.w);
+    CHECK(need > 0); // one 256-column tile: K is split
+    void *ws = dev_alloc<unsigned char>(need);
+    CHECK(llmrt_cuda_q4_matmul(nullptr, dout, LLMRT_CUDA_F16, dx, 16, &d.w, nullptr, ws, need - 1,
+                               LLMRT_CUDA_Q4_AUTO) == (int)cudaErrorInvalidValue);
+    CHECK(llmrt_cuda_q4_matmul(nullptr, dout, LLMRT_CUDA_F16, dx, 9, &d.w, nullptr, ws, need,
+                               LLMRT_CUDA_Q4_GEMV) == (int)cudaErrorInvalidValue);
+    CHECK(llmrt_cuda_q4_matmul(nullptr, dout, LLMRT_CUDA_BF16, dx, 4, &d.w, nullptr, ws, need,
+                               LLMRT_CUDA_Q4_AUTO) == (int)cudaErrorInvalidValue);
+    llmrt_cuda_q4_weight bad = d.w;
+    bad.N = 96;
+    CHECK(llmrt_cuda_q4_matmul(nullptr, dout, LLMRT_CUDA_F16, dx, 4, &bad, nullptr, ws, need,
+                               LLMRT_CUDA_Q4_AUTO) == (int)cudaErrorInvalidValue);
+    CUDA_OK(cudaDeviceSynchronize());
+    cudaFree(dx);
+    cudaFree(dout);
+    cudaFree(ws);
+}
+
+} // namespace
+
+int main() {
+    require_device();
+    const auto t0 = std::chrono::steady_clock::now();
+    test_errors();
+    const Case cases[] = {
+        {64, 128, 32, INT_ASYM, false, true, false},
+        {64, 128, 0, FLOAT_OFS, true, false, true},
+        {192, 384, 128, INT_SYM, true, false, false},
+        {192, 384, 32, FLOAT_OFS, false, true, false},
+        {320, 1152, 32, INT_ASYM, true, true, false},
+        {320, 1152, 128, INT_ASYM, false, false, true},
+        {320, 1152, 0, INT_SYM, false, true, false},
+    };
+    const int Ms[] = {1, 3, 8, 13, 64, 118};
+    Rng rng(2024);
+    for (const Case &c : cases) {
+        const HostQ4 h = make_weight(rng, c.N, c.K, c.gs ? c.gs : (int)c.K, c.kind, c.act);
+        const DevQ4 d(h);
+        for (int M : Ms) run(c, h, d, rng, M, LLMRT_CUDA_Q4_AUTO);
+        // the other kernel at the GEMV sizes: the GEMM at M = 1 and 8 (one mostly empty m16 tile)
+        run(c, h, d, rng, 1, LLMRT_CUDA_Q4_GEMM);
+        run(c, h, d, rng, 8, LLMRT_CUDA_Q4_GEMM);
+    }
+    { // wide N: few K splits, so a GEMV warp streams 16 tiles (two rounds of 8 loads in flight)
+        const Case c{6912, 4096, 128, INT_ASYM, true, true, false};
+        const HostQ4 h = make_weight(rng, c.N, c.K, c.gs, c.kind, c.act);
+        const DevQ4 d(h);
+        for (int M : {1, 8}) run(c, h, d, rng, M, LLMRT_CUDA_Q4_AUTO);
+    }
+    printf("worst: mean rel %.2e (<= %.0e), max %.2e of max|ref| (<= %.0e); %.1f s\n", g_worst_mean,
+           kMeanRelTol, g_worst_max, kMaxTol,
+           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    return test_summary("test_q4_matmul");
+}
