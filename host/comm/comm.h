@@ -50,6 +50,10 @@ typedef struct llmrt_comm_ops {
      * learn it by their own timeout or when the launcher kills them (the process calling abort
      * is expected to exit non-zero). */
     void (*abort)(llmrt_comm *c, const char *why);
+    /* Frees this rank's handle; the group's shared state (local: the rendezvous; nccl: the
+     * NCCL comms, the watchdog) goes with the last rank's destroy, so destroy a group's ranks
+     * only once none of them is inside a collective any more. mpi: a collective abandoned
+     * by a timeout keeps its buffer (MPI may still write it). */
     void (*destroy)(llmrt_comm *c);
 } llmrt_comm_ops;
 
@@ -85,7 +89,8 @@ llmrt_status llmrt_comm_mpi_create(int32_t group, int32_t size, double timeout_s
                                    llmrt_comm **out, llmrt_error *err);
 
 /* -- NCCL (CUDA builds; elsewhere LLMRT_ERR_UNSUPPORTED) -- */
-/* In-process group: rank r on devices[r] enqueuing on streams[r] (cudaStream_t). */
+/* In-process group: rank r on devices[r] enqueuing on streams[r] (cudaStream_t); its
+ * broadcast_host goes through an in-process (local) group. */
 llmrt_status llmrt_comm_nccl_create_all(int32_t size, const int *devices, void *const *streams,
                                         double timeout_s, llmrt_comm **comms, llmrt_error *err);
 /* One rank per process: the group of llmrt_comm_mpi_create(group, size), bootstrapped with an
