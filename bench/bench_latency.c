@@ -160,6 +160,12 @@ int bench_latency_main(int argc, char **argv) {
     int32_t *threads = NULL;
     int32_t  n_thr   = cli_parse_int_list(threads_text, "--threads", &threads);
     if (n_thr <= 0) return 2;
+    if (n_thr > 1 && cli_tp > 1) {
+        /* a TP group's follower processes serve one model, then exit */
+        fprintf(stderr, "llmrt bench latency: --tp takes one --threads value (threads per rank)\n");
+        free(threads);
+        return 2;
+    }
     latency_row  *rows = calloc((size_t)n_thr, sizeof *rows);
     bench_context ctx  = {.argc = argc, .argv = argv, .model_path = model_path};
     ctx.engine         = llmrt_engine_default_params();
