@@ -20,7 +20,9 @@
 typedef struct llmrt_bweight {
     llmrt_dtype dtype;
     int64_t     rows; /* N: output features */
-    int64_t     cols; /* K: input features  */
+    int64_t     cols; /* K: input features (stored columns)  */
+    int64_t     x_cols; /* width of the input x when it differs from cols (a padded 4-bit
+                         * tensor-parallel slice, model/q4.h), else 0 */
     void       *data; /* backend memory (for the CPU backend, possibly the file mapping) */
     void       *aux;  /* backend-specific extra state (e.g. a repacked 4-bit layout), or NULL */
     void       *bias; /* backend fp32 [rows] added to every output row by matmul, or NULL. The
@@ -75,6 +77,8 @@ typedef struct llmrt_backend_ops {
                                   llmrt_error *err);
     /* Makes a 4-bit weight (the internal format, model/q4.h) usable by matmul, repacked into
      * the backend's kernel layout (dtype LLMRT_DTYPE_Q4). `host` need not outlive the call.
+     * A padded tensor-parallel slice (host->x_cols < cols; q4.h) reads x [T, x_cols] and 0 for
+     * perm -1 columns.
      * (optional: NULL when the backend has no 4-bit kernels; the loader then dequantises.) */
     llmrt_status (*weight_upload_q4)(llmrt_backend *be, const llmrt_q4_host *host,
                                      llmrt_bweight *out, llmrt_error *err);

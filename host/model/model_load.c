@@ -93,7 +93,10 @@ static llmrt_status load_q4(struct llmrt_model *m, const llmrt_weight_source *sr
     llmrt_backend       *be = m->be;
     int64_t              N = q->rows, K = q->cols, G = K / q->group_size;
     bool                 done = false;
-    if (!m->no_q4 && be->ops->weight_upload_q4) {
+    /* a padded TP slice (x_cols < K, perm -1 columns) needs kernels that read x with stride
+     * x_cols and 0 for padding: the CPU's do; other backends get it dequantised for now */
+    bool padded = q->x_cols && q->x_cols != q->cols;
+    if (!m->no_q4 && be->ops->weight_upload_q4 && (!padded || !strcmp(be->name, "cpu"))) {
         llmrt_error  e2 = {0};
         llmrt_status s  = be->ops->weight_upload_q4(be, q, out, &e2);
         if (s == LLMRT_OK) {
@@ -109,11 +112,13 @@ static llmrt_status load_q4(struct llmrt_model *m, const llmrt_weight_source *sr
         } /* else: shapes the backend's kernels do not take run dequantised */
     }
     if (!done) {
+        /* [N, Kx] in input order; a padded TP slice's padding columns (perm -1) add nothing */
+        int64_t  Kx = q->x_cols ? q->x_cols : K;
         uint64_t n_el;
-        if (!ck_mul_u64((uint64_t)N, (uint64_t)K, &n_el) || n_el > (uint64_t)SIZE_MAX / 8)
+        if (!ck_mul_u64((uint64_t)N, (uint64_t)Kx, &n_el) || n_el > (uint64_t)SIZE_MAX / 8)
             return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH, "%s: tensor %s is too large",
                              src->what, name);
-        float *f32 = malloc((size_t)n_el * sizeof(float));
+        float *f32 = calloc((size_t)n_el, sizeof(float));
         float *row = malloc((size_t)K * sizeof(float));
         if (!f32 || !row) {
             free(f32);
@@ -122,25 +127,27 @@ static llmrt_status load_q4(struct llmrt_model *m, const llmrt_weight_source *sr
                              src->what, name);
         }
         for (int64_t n = 0; n < N; n++) {
-            float *dst = f32 + n * K;
+            float *dst = f32 + n * Kx;
             if (q->perm) {
                 llmrt_q4_dequant_row(q, n, row);
-                for (int64_t j = 0; j < K; j++) dst[q->perm[j]] = row[j];
+                for (int64_t j = 0; j < K; j++)
+                    if (q->perm[j] >= 0) dst[q->perm[j]] = row[j];
             } else {
                 llmrt_q4_dequant_row(q, n, dst);
             }
         }
         free(row);
         LLMRT_TRY(llmrt_model_keep_host(m, f32, err));
-        llmrt_status s = be->ops->weight_upload(be, LLMRT_DTYPE_F32, N, K, f32, out, err);
+        llmrt_status s = be->ops->weight_upload(be, LLMRT_DTYPE_F32, N, Kx, f32, out, err);
         if (s != LLMRT_OK) {
             llmrt_err_prefix(err, "%s: tensor %s", src->what, name);
             return s;
         }
         note_format(m, "f32");
-        m->weight_bytes += N * K * 4;
+        m->weight_bytes += N * Kx * 4;
     }
-    m->n_params += N * K;
+    m->n_params += N * (q->x_cols ? q->x_cols : K);
+    if (done && padded) out->x_cols = q->x_cols;
     return upload_bias(m, qt->bias, N, out, err);
 }
 

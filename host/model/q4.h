@@ -11,7 +11,10 @@
  *   zero_kind FLOAT (GGUF Q4_1):                 w = scale * q + offset,  offset fp16
  * Act-order (GPTQ desc_act, a non-monotonic g_idx): the columns are stored permuted so every
  * group is contiguous: stored column j is original column perm[j] (perm = stable argsort of
- * g_idx), and the kernels read x[perm[j]] for column j. perm is NULL when the order is natural. */
+ * g_idx), and the kernels read x[perm[j]] for column j. perm is NULL when the order is natural.
+ * Padding (model/shard_slice.c): a row-parallel slice whose groups hold unequal numbers of its
+ * columns (act-order, or a slice cutting groups) pads every group to one size with columns of
+ * perm -1: the kernels read 0 for them, so they add nothing whatever their nibbles. */
 #ifndef LLMRT_MODEL_Q4_H
 #define LLMRT_MODEL_Q4_H
 
@@ -32,6 +35,9 @@ typedef struct llmrt_q4_host {
     const uint8_t     *zeros;      /* [N, G] integer zero points (ZERO_INT), else NULL */
     const uint16_t    *offsets;    /* [N, G] fp16 bits (ZERO_FLOAT), else NULL */
     const int32_t     *perm;       /* [K] act-order column permutation, or NULL */
+    int64_t            x_cols;     /* input width: x is [T, x_cols]; 0 means K. A tensor-parallel
+                                    * slice may be padded (x_cols < K): perm is then required,
+                                    * and a -1 entry is a padding column, whose input is 0 */
 } llmrt_q4_host;
 
 /* Reference dequantisation of one row into out[K] (in stored column order), float32 math exactly

@@ -8,6 +8,10 @@
 #include "../core/checked_math.h"
 #include "../core/half.h"
 
+/* Group size granularity of a padded 4-bit slice: the widest block any backend's 4-bit kernels
+ * need (the CPU's 32-column blocks). */
+#define Q4_SLICE_ALIGN 32
+
 /* --------------------------------------------------------------------------------------------- */
 /* dense (F32/F16/BF16, GGUF Q8_0 blocks of 32 along K)                                           */
 /* --------------------------------------------------------------------------------------------- */
@@ -113,34 +117,41 @@ llmrt_status llmrt_q4_slice_cols(const llmrt_q4_tensor *in, int64_t c0, int64_t 
         int64_t orig = q->perm ? q->perm[j] : j;
         if (orig >= c0 && orig < c0 + n) bucket[j / gs]++;
     }
-    int64_t lgs = 0, lG = 0;
+    int64_t lgs = 0, lG = 0, max_bucket = 0;
     bool    even = true;
     for (int64_t g = 0; g < G; g++) {
         if (!bucket[g]) continue;
         if (!lgs) lgs = bucket[g];
         even = even && bucket[g] == lgs;
+        if (bucket[g] > max_bucket) max_bucket = bucket[g];
         lG++;
     }
-    if (!even || lgs % 2 != 0 || lgs > INT32_MAX) { /* uneven, or not whole bytes per row */
+    /* Local groups of one size L: the buckets themselves when they are equal and a multiple of
+     * the kernels' block, else every bucket padded to L = max bucket rounded up to the block
+     * with columns of perm -1 (input 0). */
+    bool    pad = !(even && lgs % Q4_SLICE_ALIGN == 0);
+    int64_t L   = pad ? (max_bucket + Q4_SLICE_ALIGN - 1) / Q4_SLICE_ALIGN * Q4_SLICE_ALIGN : lgs;
+    int64_t Kl  = lG * L; /* local K */
+    if (L > INT32_MAX || Kl > INT32_MAX) {
         free(bucket);
         return LLMRT_OK;
     }
 
-    /* one allocation: qs [N, n/2], scales [N, lG] fp16, zero terms [N, lG] (u8 or fp16),
-     * perm [n], bias [N] */
+    /* one allocation: qs [N, Kl/2], scales [N, lG] fp16, zero terms [N, lG] (u8 or fp16),
+     * perm [Kl], bias [N] */
     uint64_t qs_b, g_el, sc_b, z_b, total;
-    if (!ck_mul_u64((uint64_t)N, (uint64_t)n / 2, &qs_b) ||
+    if (!ck_mul_u64((uint64_t)N, (uint64_t)Kl / 2, &qs_b) ||
         !ck_mul_u64((uint64_t)N, (uint64_t)lG, &g_el) || !ck_mul_u64(g_el, 2, &sc_b) ||
         !ck_mul_u64(g_el, q->zero_kind == LLMRT_Q4_ZERO_INT ? 1 : 2, &z_b) ||
         !ck_add_u64(qs_b, sc_b, &total) || !ck_add_u64(total, z_b, &total) ||
-        !ck_add_u64(total, (uint64_t)n * 4 + 16, &total) || total > (uint64_t)SIZE_MAX / 2) {
+        !ck_add_u64(total, (uint64_t)Kl * 4 + 16, &total) || total > (uint64_t)SIZE_MAX / 2) {
         free(bucket);
         return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH, "column slice of %lld rows is too large",
                          (long long)N);
     }
     uint8_t *mem  = calloc(1, (size_t)total);
     float   *bias = in->bias ? malloc((size_t)N * sizeof *bias) : NULL;
-    int64_t *src  = malloc((size_t)n * sizeof *src); /* stored column of each local column */
+    int64_t *src  = malloc((size_t)Kl * sizeof *src); /* stored column of each local column */
     int64_t *grp  = malloc((size_t)lG * sizeof *grp); /* original group of each local group */
     if (!mem || (in->bias && !bias) || !src || !grp) {
         free(mem), free(bias), free(src), free(grp), free(bucket);
@@ -151,8 +162,9 @@ llmrt_status llmrt_q4_slice_cols(const llmrt_q4_tensor *in, int64_t c0, int64_t 
     uint8_t  *zeros  = (uint8_t *)(scales + g_el); /* or fp16 offsets */
     int32_t  *perm   = (int32_t *)(((uintptr_t)(zeros + z_b) + 3) & ~(uintptr_t)3);
 
-    /* local columns: the non-empty groups in stored order, each its columns in stored order */
-    bool    natural = true;
+    /* local columns: the non-empty groups in stored order, each its columns in stored order,
+     * then its padding (src -1: nibble 0; perm -1: input 0) */
+    bool    natural = !pad;
     int64_t jl = 0, gl = 0;
     for (int64_t g = 0; g < G; g++) {
         if (!bucket[g]) continue;
@@ -165,12 +177,16 @@ llmrt_status llmrt_q4_slice_cols(const llmrt_q4_tensor *in, int64_t c0, int64_t 
             natural  = natural && perm[jl] == jl;
             jl++;
         }
+        for (; jl < gl * L; jl++) {
+            src[jl]  = -1;
+            perm[jl] = -1;
+        }
     }
     for (int64_t r = 0; r < N; r++) {
         const uint8_t *row = q->qs + r * (K / 2);
-        uint8_t       *dst = qs + r * (n / 2);
-        for (int64_t j = 0; j < n; j++)
-            dst[j >> 1] |= (uint8_t)(nibble_at(row, src[j]) << (4 * (j & 1)));
+        uint8_t       *dst = qs + r * (Kl / 2);
+        for (int64_t j = 0; j < Kl; j++)
+            if (src[j] >= 0) dst[j >> 1] |= (uint8_t)(nibble_at(row, src[j]) << (4 * (j & 1)));
         for (int64_t g = 0; g < lG; g++) {
             scales[r * lG + g] = q->scales[r * G + grp[g]];
             if (q->zero_kind == LLMRT_Q4_ZERO_INT) zeros[r * lG + g] = q->zeros[r * G + grp[g]];
@@ -183,14 +199,15 @@ llmrt_status llmrt_q4_slice_cols(const llmrt_q4_tensor *in, int64_t c0, int64_t 
     out->bias = bias;
     out->q    = (llmrt_q4_host){
            .rows       = N,
-           .cols       = n,
-           .group_size = (int32_t)lgs,
+           .cols       = Kl,
+           .group_size = (int32_t)L,
            .zero_kind  = q->zero_kind,
            .qs         = qs,
            .scales     = scales,
            .zeros      = q->zero_kind == LLMRT_Q4_ZERO_INT ? zeros : NULL,
            .offsets    = q->zero_kind == LLMRT_Q4_ZERO_INT ? NULL : (const uint16_t *)zeros,
            .perm       = natural ? NULL : perm,
+           .x_cols     = n,
     };
     *possible = true;
     return LLMRT_OK;

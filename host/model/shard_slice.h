@@ -24,20 +24,16 @@ llmrt_status llmrt_slice_host_cols(struct llmrt_model *m, const llmrt_host_tenso
  * owns them), the bias is moved down. */
 void llmrt_q4_slice_rows(llmrt_q4_tensor *t, int64_t r0, int64_t n);
 
-/* Columns [c0, c0 + n) of a 4-bit matrix, when they can be cut out with no padding: the stored
- * columns (stored column j is input column perm ? perm[j] : j) whose input column lies in the
- * slice, bucketed by their group j / group_size, must fill every non-empty bucket equally (always
- * true for group-aligned slices without act-order, and for a single group). The slice then has
- * K = n, group size = the bucket size, each local group the original group's scales and zero
- * terms, and perm[j'] = input column - c0 (NULL when that is the identity). The bias is copied.
- * *possible = false (and LLMRT_OK, *out untouched) otherwise; see llmrt_q4_dequant_cols.
- *
- * Why no padding: a slice with uneven buckets (act-order, or groups cut by the slice) could be
- * kept 4-bit only by padding each bucket to a common group size with zero-weight columns (an
- * act-order o_proj at tp 2, g128, would grow ~50%). Today's backends read x with row stride
- * W.cols and require perm to be a permutation of [0, K), so a padded K would need the forward to
- * pass zero-padded activations; and a GPTQ v1 zero point of 16 has no nibble of weight 0. Until
- * the backends take an input width apart from K, such slices are dequantised. */
+/* Columns [c0, c0 + n) of a 4-bit matrix, kept 4-bit: the stored columns (stored column j is
+ * input column perm ? perm[j] : j) whose input column lies in the slice, bucketed by their group
+ * j / group_size; empty groups are dropped, each remaining group keeps its scales and zero
+ * terms. When the buckets are equal and a multiple of 32 (group-aligned slices without
+ * act-order) they are the local groups as they are; otherwise (act-order, or a slice cutting
+ * groups) every bucket is padded to L = the largest rounded up to 32 with columns of perm -1,
+ * which read input 0 (q4.h), so the slice has K = groups * L, x_cols = n. Cost: an act-order
+ * o_proj at tp 2, g128, holds ~1.5x its share of columns, still 4-bit. perm[j'] = input column
+ * - c0 (NULL when that is the identity). The bias is copied. *possible = false only for shapes
+ * beyond int32 (then see llmrt_q4_dequant_cols). */
 llmrt_status llmrt_q4_slice_cols(const llmrt_q4_tensor *in, int64_t c0, int64_t n,
                                  llmrt_q4_tensor *out, bool *possible, llmrt_error *err);
 

@@ -38,7 +38,13 @@ static struct llmrt_model *load(const char *path, int32_t tp, int32_t rank, llmr
     return m;
 }
 
-/* out[T, w->rows] = x[T, w->cols] · Wᵀ through the backend (alloc, upload, matmul, download). */
+/* The input width of w: its columns, or fewer for a padded 4-bit slice (x_cols). */
+static int64_t in_cols(const llmrt_bweight *w) {
+    return w->x_cols ? w->x_cols : w->cols;
+}
+
+/* out[T, w->rows] = x[T, in_cols(w)] · Wᵀ through the backend (alloc, upload, matmul,
+ * download). */
 static void run_matmul(struct llmrt_model *m, const llmrt_bweight *w, const float *x,
                        float *out) {
     llmrt_backend *be = m->be;
@@ -50,7 +56,7 @@ static void run_matmul(struct llmrt_model *m, const llmrt_bweight *w, const floa
                              .block_tables = table, .n_outputs = 1, .output_rows = outs};
     llmrt_error err = {0};
     void       *dx = NULL, *dout = NULL;
-    uint64_t    xb = (uint64_t)T_TOKENS * (uint64_t)w->cols * sizeof(float);
+    uint64_t    xb = (uint64_t)T_TOKENS * (uint64_t)in_cols(w) * sizeof(float);
     uint64_t    ob = (uint64_t)T_TOKENS * (uint64_t)w->rows * sizeof(float);
     CHECK(be->ops->begin_batch(be, &plan, &err) == LLMRT_OK);
     CHECK(be->ops->alloc(be, xb, &dx, &err) == LLMRT_OK);
@@ -113,9 +119,10 @@ static void check_matrix(const char *path, int32_t tp, struct llmrt_model *full,
             CHECK((w->bias != NULL) == (fw->bias != NULL));
             covered += count;
         } else {
-            CHECK_MSG(w->rows == N && w->cols == count, "%s tp %d rank %d layer %d %s: [%lld, %lld]",
-                      path, tp, r, l, what, (long long)w->rows, (long long)w->cols);
-            if (w->rows != N || w->cols != count) continue;
+            CHECK_MSG(w->rows == N && in_cols(w) == count,
+                      "%s tp %d rank %d layer %d %s: [%lld, %lld] input %lld", path, tp, r, l,
+                      what, (long long)w->rows, (long long)w->cols, (long long)in_cols(w));
+            if (w->rows != N || in_cols(w) != count) continue;
             for (int64_t t = 0; t < T_TOKENS; t++)
                 memcpy(xs + t * count, x + t * K + start, (size_t)count * sizeof *xs);
             run_matmul(ranks[r], w, xs, out);
@@ -184,8 +191,9 @@ static void check_split(const char *path, struct llmrt_model *full, int32_t tp) 
                   "%s tp %d rank %d: %lld params / %lld bytes vs %lld / %lld", path, tp, r,
                   (long long)m->n_params, (long long)m->weight_bytes, (long long)full->n_params,
                   (long long)full->weight_bytes);
-        /* without act-order every GPTQ slice stays 4-bit (group-aligned, or within one group) */
-        if (strstr(path, "_noact_"))
+        /* every GPTQ slice stays 4-bit: group-aligned, within one group, or padded (act-order;
+         * the CPU backend reads 0 for the padding columns) */
+        if (strstr(path, "/gptq/"))
             for (int32_t l = 0; l < m->cfg.n_layers; l++)
                 CHECK_MSG(m->layers[l].wo.dtype == LLMRT_DTYPE_Q4 &&
                               m->layers[l].w_down.dtype == LLMRT_DTYPE_Q4,
@@ -233,11 +241,13 @@ static void test_errors(void) {
                 "tp 2 rank 2");
     CHECK_ERROR(llmrt_model_load_rank(dir, &p, 0, 0, 0, &m, &err), err, LLMRT_ERR_INVALID_ARG,
                 "tp 0");
-    /* GGUF Q4_1 at tp 4: 16-column o_proj slices inside 32-column groups run dequantised */
+    /* GGUF Q4_1 at tp 4: 16-column o_proj slices inside 32-column groups are padded to a
+     * group of 32 (16 columns reading input 0), still 4-bit */
     m = load(LLMRT_TEST_DATA_DIR "/tiny/llama_q4_1.gguf", 4, 1, &err);
     CHECK_MSG(m != NULL, "%s", err.msg);
     if (m) {
-        CHECK(m->layers[0].wo.dtype == LLMRT_DTYPE_F32 && m->layers[0].wq.dtype == LLMRT_DTYPE_Q4);
+        CHECK(m->layers[0].wo.dtype == LLMRT_DTYPE_Q4 && m->layers[0].wq.dtype == LLMRT_DTYPE_Q4);
+        CHECK(m->layers[0].wo.cols == 32 && m->layers[0].wo.x_cols == 16);
         llmrt_model_destroy(m);
     }
 }

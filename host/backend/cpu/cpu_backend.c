@@ -405,12 +405,15 @@ static void cpu_matmul(llmrt_backend *be, void *out, const void *x, int64_t rows
     cpu_ctx   *c   = ctx_of(be);
     matmul_job job = {.c = c, .out = out, .x = x, .rows = rows, .w = w};
     if (w->dtype == LLMRT_DTYPE_Q4 && ((const llmrt_cpu_q4 *)w->aux)->perm) {
-        /* act-order: stored column j is input column perm[j] (xperm is sized by begin_batch) */
-        const int32_t *perm = ((const llmrt_cpu_q4 *)w->aux)->perm;
-        int64_t        K    = w->cols;
-        const float   *xf   = x;
+        /* act-order: stored column j is input column perm[j] (xperm is sized by begin_batch);
+         * a padded TP slice reads x [rows, x_cols] and 0 for its padding columns (perm -1) */
+        const llmrt_cpu_q4 *q    = w->aux;
+        const int32_t      *perm = q->perm;
+        int64_t             K = w->cols, Kx = q->x_cols;
+        const float        *xf = x;
         for (int64_t t = 0; t < rows; t++)
-            for (int64_t k = 0; k < K; k++) c->xperm[t * K + k] = xf[t * K + perm[k]];
+            for (int64_t k = 0; k < K; k++)
+                c->xperm[t * K + k] = perm[k] >= 0 ? xf[t * Kx + perm[k]] : 0.0f;
         job.x = c->xperm;
     }
     int64_t    n_tasks = (w->rows + MATMUL_ROWS_PER_TASK - 1) / MATMUL_ROWS_PER_TASK;

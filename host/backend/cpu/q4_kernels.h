@@ -45,7 +45,8 @@ typedef struct llmrt_cpu_q4 {
     int64_t group_bytes; /* 16 + 64 * group_size / 32 */
     int64_t tile_bytes;  /* G * group_bytes: one tile of 4 rows */
     uint8_t *data;       /* [ceil(N/4)] tiles */
-    int32_t *perm;       /* [K] act-order gather, or NULL */
+    int32_t *perm;       /* [K] act-order gather (-1: padding, reads 0), or NULL */
+    int64_t x_cols;      /* input width (row stride of x): K, or less for a padded slice */
     void *mem;           /* one allocation holding data and perm */
 } llmrt_cpu_q4;
 

@@ -53,16 +53,28 @@ llmrt_status llmrt_cpu_q4_pack(const llmrt_q4_host *h, llmrt_cpu_q4 *out, llmrt_
     out->data = mem;
     out->perm = h->perm ? (int32_t *)(mem + off_pm) : NULL;
 
+    int64_t Kx = h->x_cols ? h->x_cols : K;
+    if (Kx < 1 || Kx > K || (Kx != K && !h->perm)) {
+        llmrt_cpu_q4_free(out);
+        return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
+                         "cpu backend: 4-bit weight input width %lld with %lld columns",
+                         (long long)Kx, (long long)K);
+    }
+    out->x_cols = Kx;
     if (h->perm) {
-        /* must be a permutation of 0..K-1 */
-        uint8_t *seen = calloc((size_t)K, 1);
+        /* every input column at most once (exactly once without padding); -1 = padding */
+        uint8_t *seen = calloc((size_t)Kx, 1);
         if (!seen) {
             llmrt_cpu_q4_free(out);
             return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
         }
         for (int64_t j = 0; j < K; j++) {
             int32_t p = h->perm[j];
-            if (p < 0 || p >= K || seen[p]) {
+            if (p == -1 && Kx != K) {
+                out->perm[j] = p;
+                continue;
+            }
+            if (p < 0 || p >= Kx || seen[p]) {
                 free(seen);
                 llmrt_cpu_q4_free(out);
                 return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
