@@ -200,16 +200,17 @@ template <bool ZF> int launch_zf(const Problem &p, const GemmPlan &plan, cudaStr
 
 } // namespace gm
 
-// MT: the smallest of 1, 2, 4 m16 tiles that covers M (M > 64: 64-row tiles). Splits: up to
-// one CTA per SM in all (a 4-warp CTA with 48-72 KB of shared memory; 2-3 fit per SM), at least
-// 4 k tiles (256 k) per split so the pipeline fills, at most 16.
+// MT: the smallest of 1, 2, 4 m16 tiles that covers M (M > 64: 64-row tiles). Splits: floor(SMs /
+// tiles), i.e. about one CTA per SM in all (a 4-warp CTA with 48-72 KB of shared memory; 2-3 fit
+// per SM) and no split once the tiles alone fill most SMs (the fp32 partials cost 2·splits·M·N·4
+// bytes of L2 traffic); at least 4 k tiles (256 k) per split so the pipeline fills; at most 16.
 GemmPlan gemm_plan(int M, int N, int K, int sm_count) {
     using namespace gm;
     GemmPlan plan;
     plan.mt = M <= 16 ? 1 : M <= 32 ? 2 : 4;
     const int tiles = ((M + 16 * plan.mt - 1) / (16 * plan.mt)) * ((N + kBN - 1) / kBN);
     const int KT = K / kBK;
-    int splits = (sm_count + tiles - 1) / tiles;
+    int splits = sm_count / tiles;
     const int max_splits = KT / 4 < 16 ? KT / 4 : 16;
     if (splits > max_splits) splits = max_splits;
     plan.splits = splits < 1 ? 1 : splits;

@@ -8,6 +8,10 @@
  *      step; free-running greedy tokens equal to the CPU's.
  *      Every tiny model also runs in the backend's fp32 reference mode (tight tolerance). Their
  *      head dims (16, 32) run the naive attention kernel.
+ *   1c. 4-bit models on the 4-bit kernels (cuda/q4_matmul.h): the tiny GGUF Q4_0 / Q4_1 fixtures and
+ *      every GPTQ fixture of tests/data/gptq (group sizes 32 / 128 / -1, act-order, sym / asym,
+ *      v1 / v2): each must load 4-bit ("q4" in weight_format) and pass the checks of 1 at the fp16
+ *      tolerance (golden batch vs HF; decode vs the CPU backend: 40 steps GGUF, 8 steps GPTQ).
  *   1b. A random-weight Llama with head dim 64 (GQA 2:1): one-batch and chunked prefill and
  *      decode against the CPU, through the flash attention kernels (attention.h).
  *   2. SmolLM2-135M (the golden chat prompt, 32 greedy tokens): the tokens of the CPU backend and
@@ -34,6 +38,7 @@
  * max |error|: such a near tie (the argmax may flip at this precision) ends the comparison of
  * that sequence and is reported (seen: mistral_f32 f16 at step 9 under cusim, margin 0.011 of
  * logits ~6.5, and at step 24 on an H100; llama3 bf16 at step 18). */
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -42,6 +47,7 @@
 
 #include "backend/cuda/cuda_backend.h"
 #include "golden.h"
+#include "gptq_golden.h"
 #include "model/model.h"
 #include "test_util.h"
 
@@ -242,29 +248,35 @@ static double golden_batch(llmrt_model *m, const golden *g) {
     return err;
 }
 
-/* dtype: the CUDA backend's activations, "f16" (the default), "bf16" or "f32" (reference mode) */
-static void test_tiny(const char *golden_name, const char *dtype) {
-    golden g;
-    if (golden_load(golden_name, &g) != 0) {
-        CHECK_MSG(0, "cannot load golden %s", golden_name);
-        return;
-    }
+/* dtype: the CUDA backend's activations, "f16" (the default), "bf16" or "f32" (reference mode).
+ * expect_q4: the model must load 4-bit on the CUDA backend ("q4" in its weight format), i.e. run
+ * the 4-bit kernels (cuda/q4_matmul.h) rather than the dequantised fp16 path. n_gen: tokens
+ * generated after a 20-token prompt (teacher-forced, then free-running greedy). */
+static void test_golden_model(golden *g, const char *name, const char *dtype, bool expect_q4,
+                              int32_t n_gen) {
     setenv("LLMRT_CUDA_DTYPE", dtype, 1);
-    llmrt_model *cpu = load(g.model_path, LLMRT_DEVICE_CPU), *gpu = load(g.model_path, LLMRT_DEVICE_CUDA);
+    llmrt_model *cpu = load(g->model_path, LLMRT_DEVICE_CPU), *gpu = load(g->model_path, LLMRT_DEVICE_CUDA);
     unsetenv("LLMRT_CUDA_DTYPE");
     double tol = !strcmp(dtype, "f32") ? TOL_F32 : !strcmp(dtype, "bf16") ? TOL_BF16 : TOL_F16;
     char   what[128];
-    snprintf(what, sizeof what, "%s (%s)", golden_name, dtype);
+    snprintf(what, sizeof what, "%s (%s)", name, dtype);
+    if (gpu && expect_q4) {
+        llmrt_model_info info = {.struct_size = sizeof info};
+        llmrt_model_get_info(gpu, &info);
+        CHECK_MSG(strstr(info.weight_format, "q4") != NULL,
+                  "%s: weights load as %s on the CUDA backend, expected 4-bit", what,
+                  info.weight_format);
+    }
     if (cpu && gpu) {
-        double e_gold = golden_batch(gpu, &g);
+        double e_gold = golden_batch(gpu, g);
         CHECK_MSG(e_gold <= tol, "%s: golden batch: max|err| %.3g of max|logit| > %.3g", what,
                   e_gold, tol);
-        /* 20-token prompt of the longest golden sequence's tokens, 40 generated */
-        int32_t V = g.vocab, n_prompt = 20, n_gen = 40, longest = 0;
-        for (int32_t s = 1; s < g.n_seqs; s++)
-            if (g.seq_len[s] > g.seq_len[longest]) longest = s;
-        if (g.seq_len[longest] < n_prompt) n_prompt = g.seq_len[longest];
-        const int32_t *prompt = g.seq_ids[longest];
+        /* 20-token prompt of the longest golden sequence's tokens, n_gen generated */
+        int32_t V = g->vocab, n_prompt = 20, longest = 0;
+        for (int32_t s = 1; s < g->n_seqs; s++)
+            if (g->seq_len[s] > g->seq_len[longest]) longest = s;
+        if (g->seq_len[longest] < n_prompt) n_prompt = g->seq_len[longest];
+        const int32_t *prompt = g->seq_ids[longest];
         int32_t        ref_tok[64], tok[64];
         float *ref_lg = malloc((size_t)n_gen * V * 4), *lg = malloc((size_t)n_gen * V * 4);
         CHECK(decode(cpu, prompt, n_prompt, n_gen, NULL, ref_tok, ref_lg) == LLMRT_OK);
@@ -286,7 +298,58 @@ static void test_tiny(const char *golden_name, const char *dtype) {
     }
     llmrt_model_destroy(cpu);
     llmrt_model_destroy(gpu);
+}
+
+static void test_tiny(const char *golden_name, const char *dtype) {
+    golden g;
+    if (golden_load(golden_name, &g) != 0) {
+        CHECK_MSG(0, "cannot load golden %s", golden_name);
+        return;
+    }
+    test_golden_model(&g, golden_name, dtype, false, 40);
     golden_free(&g);
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* 1c. 4-bit models: GGUF Q4_0 / Q4_1 and every GPTQ fixture, through the 4-bit kernels           */
+/* --------------------------------------------------------------------------------------------- */
+
+/* Each loads 4-bit on the CUDA backend (fp16 activations) and passes test_golden_model's checks
+ * at the fp16 tolerance: the 4-bit kernels round each dequantised weight to fp16 once, as the
+ * dequantised path's fp16 weights do, so TOL_F16 holds unchanged (measured: printed per model). */
+static void test_q4_models(void) {
+    static const char *const gguf[] = {"llama_q4_0_gguf", "llama_q4_1_gguf"};
+    for (size_t i = 0; i < sizeof gguf / sizeof gguf[0]; i++) {
+        golden g;
+        if (golden_load(gguf[i], &g) != 0) {
+            CHECK_MSG(0, "cannot load golden %s", gguf[i]);
+            continue;
+        }
+        test_golden_model(&g, gguf[i], "f16", true, 40);
+        golden_free(&g);
+    }
+    /* every GPTQ fixture with a golden (group sizes 32/128/-1, act-order, sym/asym, v1/v2) */
+    const char *dir = LLMRT_TEST_DATA_DIR "/gptq/golden";
+    DIR        *d   = opendir(dir);
+    int         n   = 0;
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+        size_t len = strlen(e->d_name);
+        if (len < 6 || strcmp(e->d_name + len - 5, ".json") != 0) continue;
+        golden g;
+        if (load_gptq_golden(dir, e->d_name, &g) != 0) {
+            CHECK_MSG(0, "GPTQ golden %s unreadable", e->d_name);
+            golden_free(&g);
+            continue;
+        }
+        bool quantized = cJSON_GetObjectItem(g.root, "quantization") != NULL;
+        char name[128];
+        snprintf(name, sizeof name, "gptq %.*s", (int)(len - 5), e->d_name);
+        test_golden_model(&g, name, "f16", quantized, 8);
+        golden_free(&g);
+        n += quantized;
+    }
+    if (d) closedir(d);
+    CHECK_MSG(n > 0, "no quantized GPTQ golden in %s", dir);
 }
 
 /* --------------------------------------------------------------------------------------------- */
@@ -558,6 +621,7 @@ int main(int argc, char **argv) {
         test_tiny(tiny[i], "f16");
     }
     test_tiny("llama3_bf16_sharded", "bf16");
+    test_q4_models();
     test_random_hd64();
     double t1 = now_s();
     test_kv_oom();

@@ -34,6 +34,7 @@
 
 #include "../../core/half.h"
 #include "llmrt_cuda.h"
+#include "q4_matmul.h"
 #ifdef LLMRT_CUDA_HAVE_FLASH_ATTN
 #include "attention.h"
 #endif
@@ -41,6 +42,7 @@
 #define UPLOAD_CHUNK_ELEMS  ((int64_t)1 << 22) /* weight conversion staging: 4M elements */
 #define DECODE_MAX_SPLITS   16                 /* split-KV partials the decode workspace holds */
 #define F16_OVERFLOW        65520.0f           /* |x| >= this rounds to inf in fp16 */
+#define LLMRT_CUDA_Q4_MAX_SHAPES 32            /* distinct 4-bit matrix shapes reserve sizes for */
 
 typedef struct cuda_ctx {
     llmrt_cuda_dev  *dev;
@@ -82,6 +84,13 @@ typedef struct cuda_ctx {
     /* download_f32 */
     float  *f32_scratch;
     int64_t f32_cap;
+
+    /* 4-bit matmul (section "4-bit weights"): one workspace shared by every call (split-K partials, the
+     * act-order gather of x), sized by reserve for the 4-bit shapes uploaded so far */
+    void    *q4_ws;
+    uint64_t q4_ws_bytes;
+    int32_t  n_q4_shapes;
+    llmrt_cuda_q4_weight q4_shapes[LLMRT_CUDA_Q4_MAX_SHAPES]; /* distinct (N, K, gs, perm?) */
 
     llmrt_cuda_backend_stats stats;
 } cuda_ctx;
@@ -269,8 +278,123 @@ static llmrt_status cuda_weight_upload(llmrt_backend *be, llmrt_dtype dtype, int
 }
 
 static void cuda_weight_free(llmrt_backend *be, llmrt_bweight *w) {
+    if (w->dtype == LLMRT_DTYPE_Q4) free(w->aux); /* the host view of the repacked buffer */
     dev_free(ctx_of(be), w->data);
     memset(w, 0, sizeof *w); /* the bias belongs to the loader */
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* 4-bit weights                                                                                 */
+/* --------------------------------------------------------------------------------------------- */
+
+/* The internal 4-bit format (model/q4.h) repacked on the host into the layout of the q4 kernels
+ * (cuda/q4_matmul.h: mma fragment order, magic-number nibble interleave, scales per 64-column
+ * block) and uploaded as one buffer; aux holds its view. Shapes the kernels do not take, and
+ * activations other than fp16 (the GEMM runs fp16 mma), are LLMRT_ERR_UNSUPPORTED: the loader
+ * then dequantises to the fp16 cuBLAS path. */
+static llmrt_status cuda_weight_upload_q4(llmrt_backend *be, const llmrt_q4_host *h,
+                                          llmrt_bweight *out, llmrt_error *err) {
+    cuda_ctx *c = ctx_of(be);
+    LLMRT_TRY(check_state(c, err));
+    char msg[256];
+    if (c->act != LLMRT_CUDA_F16)
+        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                         "cuda backend: the 4-bit kernels take fp16 activations only");
+    if (llmrt_cuda_q4_check(h->rows, h->cols, h->group_size, msg, sizeof msg) != 0)
+        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED, "cuda backend: %s", msg);
+    const bool          has_perm = h->perm != NULL;
+    const int           zf       = h->zero_kind == LLMRT_Q4_ZERO_FLOAT;
+    llmrt_cuda_q4_sizes sz = llmrt_cuda_q4_packed_sizes(h->rows, h->cols, h->group_size, has_perm);
+    llmrt_cuda_q4_src   src = {.rows = h->rows, .cols = h->cols, .group_size = h->group_size,
+                               .zero_float = zf, .qs = h->qs, .scales = h->scales,
+                               .zeros = h->zeros, .offsets = h->offsets, .perm = h->perm};
+    void                 *host = malloc((size_t)sz.total);
+    llmrt_cuda_q4_weight *view = malloc(sizeof *view);
+    void                 *dev  = NULL;
+    llmrt_status          s    = LLMRT_OK;
+    if (!host || !view)
+        s = llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY,
+                      "cuda backend: out of host memory repacking 4-bit weight [%lld, %lld]",
+                      (long long)h->rows, (long long)h->cols);
+    if (s == LLMRT_OK) {
+        llmrt_cuda_q4_repack(&src, host);
+        s = dev_alloc(c, sz.total, &dev, err);
+        if (s != LLMRT_OK)
+            llmrt_err_prefix(err, "4-bit weight [%lld, %lld]", (long long)h->rows,
+                             (long long)h->cols);
+    }
+    if (s == LLMRT_OK) {
+        llmrt_cuda_status st = llmrt_cuda_upload(c->dev, dev, host, sz.total, 1);
+        if (st != LLMRT_CUDA_OK) s = fail(c, st, err, "4-bit weight upload");
+    }
+    free(host);
+    if (s != LLMRT_OK) {
+        dev_free(c, dev);
+        free(view);
+        return s;
+    }
+    *view = llmrt_cuda_q4_view(dev, h->rows, h->cols, h->group_size, zf, has_perm);
+    /* remember the shape for reserve's workspace sizing */
+    bool known = false;
+    for (int32_t i = 0; i < c->n_q4_shapes && !known; i++) {
+        const llmrt_cuda_q4_weight *q = &c->q4_shapes[i];
+        known = q->N == view->N && q->K == view->K && q->group_size == view->group_size &&
+                (q->perm != NULL) == has_perm;
+    }
+    if (!known && c->n_q4_shapes < LLMRT_CUDA_Q4_MAX_SHAPES) c->q4_shapes[c->n_q4_shapes++] = *view;
+    *out = (llmrt_bweight){.dtype = LLMRT_DTYPE_Q4, .rows = h->rows, .cols = h->cols, .data = dev,
+                           .aux = view};
+    return LLMRT_OK;
+}
+
+/* Grows the shared 4-bit workspace to `need` bytes (never shrinks). The old buffer may still be
+ * read by queued kernels: wait for the stream before freeing it. */
+static llmrt_status q4_ws_grow(cuda_ctx *c, uint64_t need, llmrt_error *err) {
+    if (need <= c->q4_ws_bytes) return LLMRT_OK;
+    if (c->q4_ws) {
+        llmrt_cuda_status st = llmrt_cuda_sync(c->dev);
+        if (st != LLMRT_CUDA_OK) return fail(c, st, err, "4-bit workspace");
+        dev_free(c, c->q4_ws);
+        c->q4_ws       = NULL;
+        c->q4_ws_bytes = 0;
+    }
+    LLMRT_TRY(dev_alloc(c, need, &c->q4_ws, err));
+    c->q4_ws_bytes = need;
+    return LLMRT_OK;
+}
+
+/* The workspace every 4-bit shape uploaded so far needs for up to max_rows rows. Only the row
+ * counts where a kernel's plan can peak are evaluated: 1..8 (GEMV), the ends of the GEMM's
+ * m-tile sizes (16, 32, 64), every multiple of 64 (the split count is constant between them,
+ * so the partials grow with M up to the next one) and max_rows itself. */
+static uint64_t q4_ws_need(const cuda_ctx *c, int64_t max_rows) {
+    uint64_t need = 0;
+    for (int32_t i = 0; i < c->n_q4_shapes; i++) {
+        for (int64_t M = 1; M <= max_rows; M = M < 8 ? M + 1 : M < 64 ? M * 2 : M + 64) {
+            uint64_t b = llmrt_cuda_q4_workspace_bytes(M, &c->q4_shapes[i]);
+            if (b > need) need = b;
+        }
+        uint64_t b = llmrt_cuda_q4_workspace_bytes(max_rows, &c->q4_shapes[i]);
+        if (b > need) need = b;
+    }
+    return need;
+}
+
+/* out[rows, N] (fp16, or fp32 for the logits) = x · Wᵀ + bias through the 4-bit kernels. */
+static llmrt_cuda_status q4_matmul(cuda_ctx *c, void *out, llmrt_cuda_dtype out_t, const void *x,
+                                   int64_t rows, const llmrt_bweight *w, const char *what) {
+    const llmrt_cuda_q4_weight *q = w->aux;
+    uint64_t need = llmrt_cuda_q4_workspace_bytes(rows, q);
+    if (need > c->q4_ws_bytes) { /* reserve did not see this batch size (or this shape) */
+        llmrt_error  e      = {0};
+        int64_t      before = c->stats.device_allocs;
+        llmrt_status s      = q4_ws_grow(c, need, &e);
+        c->stats.batch_allocs += c->stats.device_allocs - before;
+        if (s != LLMRT_OK) return s == LLMRT_ERR_OUT_OF_MEMORY ? LLMRT_CUDA_ERR_OOM : LLMRT_CUDA_ERR_FAILED;
+    }
+    int rc = llmrt_cuda_q4_matmul(c->stream, out, out_t, x, rows, q, w->bias, c->q4_ws,
+                                  c->q4_ws_bytes, LLMRT_CUDA_Q4_AUTO);
+    return rc ? llmrt_cuda_check(c->dev, rc, what) : LLMRT_CUDA_OK;
 }
 
 static llmrt_status cuda_rope_init(llmrt_backend *be, const float *inv_freq, int32_t half_dim,
@@ -336,6 +460,7 @@ static llmrt_status cuda_reserve(llmrt_backend *be, int64_t max_tokens, int64_t 
     cuda_ctx *c = ctx_of(be);
     LLMRT_TRY(check_state(c, err));
     LLMRT_TRY(grow_plan(c, max_tokens, max_outputs, max_seqs * max_blocks, err));
+    LLMRT_TRY(q4_ws_grow(c, q4_ws_need(c, max_tokens > max_outputs ? max_tokens : max_outputs), err));
 #ifdef LLMRT_CUDA_HAVE_FLASH_ATTN
     /* decode steps have one entry per output row (each decoding sequence has one) */
     if (c->flash_ok && max_outputs > c->decode_cap) {
@@ -463,6 +588,10 @@ static void cuda_matmul(llmrt_backend *be, void *out, const void *x, int64_t row
                         const llmrt_bweight *w) {
     cuda_ctx *c = ctx_of(be);
     if (skip(c)) return;
+    if (w->dtype == LLMRT_DTYPE_Q4) { /* the bias is fused into the 4-bit kernels */
+        note_failure(c, q4_matmul(c, out, c->act, x, rows, w, "4-bit matmul"), "4-bit matmul");
+        return;
+    }
     llmrt_cuda_status st = llmrt_cuda_gemm(c->dev, out, c->act, x, w->data, c->act, rows, w->rows,
                                            w->cols);
     if (st != LLMRT_CUDA_OK) {
@@ -553,10 +682,16 @@ static llmrt_status cuda_logits(llmrt_backend *be, float *host, void *scratch, c
                                 int64_t rows, const llmrt_bweight *w, llmrt_error *err) {
     cuda_ctx *c = ctx_of(be);
     LLMRT_TRY(check_state(c, err));
-    llmrt_cuda_status st = llmrt_cuda_gemm(c->dev, scratch, LLMRT_CUDA_F32, x, w->data, c->act,
-                                           rows, w->rows, w->cols);
-    if (st != LLMRT_CUDA_OK) return fail(c, st, err, "lm_head");
-    if (w->bias) {
+    llmrt_cuda_status st;
+    if (w->dtype == LLMRT_DTYPE_Q4) { /* 4-bit lm_head (GPTQ lm_head: true), bias fused */
+        st = q4_matmul(c, scratch, LLMRT_CUDA_F32, x, rows, w, "4-bit lm_head");
+        if (st != LLMRT_CUDA_OK) return fail(c, st, err, "4-bit lm_head");
+    } else {
+        st = llmrt_cuda_gemm(c->dev, scratch, LLMRT_CUDA_F32, x, w->data, c->act, rows, w->rows,
+                             w->cols);
+        if (st != LLMRT_CUDA_OK) return fail(c, st, err, "lm_head");
+    }
+    if (w->bias && w->dtype != LLMRT_DTYPE_Q4) {
         int rc = llmrt_cuda_add_bias(c->stream, scratch, LLMRT_CUDA_F32, w->bias, rows, w->rows);
         if (rc) return fail(c, llmrt_cuda_check(c->dev, rc, "lm_head bias"), err, "lm_head bias");
     }
@@ -600,6 +735,7 @@ static void cuda_destroy(llmrt_backend *be) {
             dev_free(c, c->plan_dev);
             dev_free(c, c->decode_ws);
             dev_free(c, c->f32_scratch);
+            dev_free(c, c->q4_ws);
             llmrt_cuda_host_free(c->dev, c->plan_host);
             llmrt_cuda_dev_destroy(c->dev);
         }
@@ -613,7 +749,7 @@ static const llmrt_backend_ops cuda_ops = {
     .alloc            = cuda_alloc,
     .free             = cuda_free,
     .weight_upload    = cuda_weight_upload,
-    .weight_upload_q4 = NULL, /* no 4-bit kernels yet: the loader dequantises */
+    .weight_upload_q4 = cuda_weight_upload_q4,
     .weight_free      = cuda_weight_free,
     .supports_weight  = cuda_supports_weight,
     .rope_init        = cuda_rope_init,
