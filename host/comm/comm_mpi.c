@@ -154,8 +154,11 @@ static llmrt_status fail_aborted(mpi_rank *m, const char *what, llmrt_error *err
                      reason);
 }
 
-/* Polls `req` until done or `timeout_s` passed: spins with sched_yield for the first ~50 µs
- * (a decode all-reduce takes a few µs on one node), then sleeps 50 µs..1 ms between tests. */
+/* Polls `req` until done or `timeout_s` passed: spins with sched_yield for the first 20 ms,
+ * then sleeps 50 µs..1 ms between tests. The spin covers the usual wait: the peers finishing
+ * their share of the layer (up to milliseconds at prefill) plus a few µs of transfer; sleeping
+ * early would add its wake-up latency to every one of a decode step's 2 * layers collectives.
+ * sched_yield hands the core over when ranks outnumber cores. */
 static int poll_request(mpi_rank *m, MPI_Request *req, double timeout_s, bool *timed_out) {
     int64_t t0 = llmrt_comm_now_ns(), deadline = t0 + (int64_t)(timeout_s * 1e9);
     long    sleep_ns = 50000;
@@ -170,7 +173,7 @@ static int poll_request(mpi_rank *m, MPI_Request *req, double timeout_s, bool *t
             *timed_out = true;
             return MPI_SUCCESS;
         }
-        if (now - t0 < 50000) {
+        if (now - t0 < 20000000) {
             sched_yield();
         } else {
             struct timespec ts = {0, sleep_ns};
