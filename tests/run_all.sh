@@ -33,11 +33,11 @@ cmake --build build-asan -j "$jobs"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --output-on-failure -j "$jobs" -L "unit|model" -LE slow)
 
-step "ThreadSanitizer build: thread pool and engine thread-safety tests"
+step "ThreadSanitizer build: thread pool, engine, communicator and tensor-parallel thread-safety tests"
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DLLMRT_TSAN=ON >/dev/null
 cmake --build build-tsan -j "$jobs"
 (cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
-    ctest --output-on-failure -j "$jobs" -R 'test_thread_pool|test_engine_threads')
+    ctest --output-on-failure -j "$jobs" -R 'test_thread_pool|test_engine_threads|test_comm_local|test_tp$')
 
 step "CUDA under cusim (the simulated GPU): simulator features, PTX wrappers vs the hardware golden, kernels, CUDA backend and engine"
 cmake -S . -B build-sim -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLLMRT_CUDA=sim >/dev/null
