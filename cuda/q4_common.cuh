@@ -98,8 +98,9 @@ __device__ __forceinline__ void dequant_word(uint32_t q, int j, const GroupConst
 
 // Arguments of the internal launchers (q4_matmul.cu fills them).
 struct Problem {
-    const __half *x;        // [M, K] fp16 (stored column order for the GEMM; original for the GEMV)
-    const int32_t *perm;    // [K] or NULL (GEMV: gathers x[perm[j]] while staging)
+    const __half *x;        // [M, ldx] fp16 (stored column order for the GEMM; original for the GEMV)
+    const int32_t *perm;    // [K] or NULL (GEMV: gathers x[perm[j]] while staging; -1 reads 0)
+    int ldx;                // row stride of x: K, or the input width of a padded TP slice
     const uint4 *qweight;   // [K/16, N/64, 32] (16 bytes per lane)
     const uint4 *scales;    // [G, N/64, 8] (16 bytes = 8 fp16 per (group, block, g))
     const uint4 *zoff;      // [G, N/64, 8]

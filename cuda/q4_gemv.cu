@@ -39,8 +39,8 @@ template <int MR> __host__ __device__ constexpr int unroll_for() {
 
 template <int MR, bool ZF>
 __global__ void __launch_bounds__(kThreads)
-    q4_gemv_kernel(const __half *__restrict__ x,        // [M, K]
-                   const int32_t *__restrict__ perm,    // [K] or NULL
+    q4_gemv_kernel(const __half *__restrict__ x,        // [M, ldx]
+                   const int32_t *__restrict__ perm,    // [K] or NULL; -1: a padding column (x 0)
                    const uint4 *__restrict__ qweight,   // [K/16, N/64, 32]
                    const uint4 *__restrict__ scales,    // [G, N/64, 8]
                    const uint4 *__restrict__ zoff,      // [G, N/64, 8]
@@ -48,7 +48,8 @@ __global__ void __launch_bounds__(kThreads)
                    void *__restrict__ out,              // [M, N] fp16 or fp32 (splits == 1)
                    float *__restrict__ partial,         // [splits, M, N] (splits > 1)
                    int out_f32, int M, int N, int K, int gs,
-                   int tiles_per_cta) {                 // k16 tiles of each CTA
+                   int tiles_per_cta,                   // k16 tiles of each CTA
+                   int ldx) {                           // row stride of x (K without perm)
     constexpr int kUnroll = unroll_for<MR>();
     DYN_SMEM(unsigned char, smem);
     const int NB = N / kBlockN, nb = blockIdx.x, split = blockIdx.y;
@@ -87,7 +88,8 @@ __global__ void __launch_bounds__(kThreads)
     } else {
         for (int i = tid; i < MR * n_k; i += kThreads) {
             const int m = i / n_k, j = i % n_k;
-            xs[m * kc + j] = m < M ? __half2float(x[(size_t)m * K + perm[k_begin + j]]) : 0.0f;
+            const int src = perm[k_begin + j];
+            xs[m * kc + j] = m < M && src >= 0 ? __half2float(x[(size_t)m * ldx + src]) : 0.0f;
         }
     }
     const int n_groups = (k_begin + n_k - 1) / gs - g_first + 1;
@@ -197,7 +199,7 @@ template <int MR, bool ZF> int launch_mr(const Problem &p, const GemvPlan &plan,
     const dim3 grid((unsigned)(p.N / kBlockN), (unsigned)plan.splits);
     LAUNCH((q4_gemv_kernel<MR, ZF>), grid, kThreads, plan.smem, stream, p.x, p.perm, p.qweight,
            p.scales, p.zoff, p.bias, p.out, p.partial, p.out_f32, p.M, p.N, p.K, p.group_size,
-           plan.tiles_per_cta);
+           plan.tiles_per_cta, p.ldx);
     return (int)cudaGetLastError();
 }
 

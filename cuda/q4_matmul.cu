@@ -50,15 +50,16 @@ __global__ void __launch_bounds__(kFinThreads)
     }
 }
 
-// xp[m, j] = x[m, perm[j]]. Grid (K / 256, M).
+// xp[m, j] = x[m, perm[j]] (0 for a padding column, perm -1). Grid (K / 256, M).
 __global__ void __launch_bounds__(kFinThreads)
-    q4_gather_cols_kernel(const __half *__restrict__ x,     // [M, K]
+    q4_gather_cols_kernel(const __half *__restrict__ x,     // [M, ldx]
                           const int32_t *__restrict__ perm, // [K]
                           __half *__restrict__ xp,          // [M, K]
-                          int K) {
+                          int K, int ldx) {
     const int j = blockIdx.x * blockDim.x + threadIdx.x;
-    const size_t row = (size_t)blockIdx.y * K;
-    if (j < K) xp[row + j] = x[row + perm[j]];
+    if (j >= K) return;
+    const int src = perm[j];
+    xp[(size_t)blockIdx.y * K + j] = src >= 0 ? x[(size_t)blockIdx.y * ldx + src] : __float2half(0.0f);
 }
 
 dim3 grid_for(int64_t cols, int64_t rows) {
@@ -137,6 +138,7 @@ extern "C" int llmrt_cuda_q4_matmul(void *stream, void *out, llmrt_cuda_dtype ou
     p.M = (int)M;
     p.N = (int)w->N;
     p.K = (int)w->K;
+    p.ldx = (int)(w->x_cols ? w->x_cols : w->K);
     p.group_size = w->group_size;
     p.zero_float = w->zero_float;
     p.splits = plan.splits;
@@ -151,7 +153,7 @@ extern "C" int llmrt_cuda_q4_matmul(void *stream, void *out, llmrt_cuda_dtype ou
         if (w->perm) {
             __half *xp = reinterpret_cast<__half *>(static_cast<char *>(ws) + plan.partial_bytes);
             LAUNCH(q4::mm::q4_gather_cols_kernel, q4::mm::grid_for(w->K, M), q4::mm::kFinThreads, 0, st,
-                   p.x, w->perm, xp, p.K);
+                   p.x, w->perm, xp, p.K, p.ldx);
             if ((rc = (int)cudaGetLastError()) != 0) return rc;
             p.x = xp;
         }

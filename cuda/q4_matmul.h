@@ -57,8 +57,9 @@ typedef struct llmrt_cuda_q4_weight {
     const uint32_t *qweight;    /* [K/16, N/64, 32, 4] */
     const uint16_t *scales;     /* [G, N/64, 8, 8] fp16 */
     const uint16_t *zoff;       /* [G, N/64, 8, 8] fp16 */
-    const int32_t  *perm;       /* [K] or NULL */
+    const int32_t  *perm;       /* [K] or NULL; -1 entries: padding columns reading x = 0 */
     int64_t         N, K;
+    int64_t         x_cols;     /* row stride (width) of x: 0 = K; less for a padded TP slice */
     int32_t         group_size;
     int32_t         zero_float;
 } llmrt_cuda_q4_weight;

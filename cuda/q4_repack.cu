@@ -108,6 +108,7 @@ extern "C" llmrt_cuda_q4_weight llmrt_cuda_q4_view(const void *dev, int64_t N, i
     w.perm       = has_perm ? (const int32_t *)(b + sz.qweight + sz.scales + sz.zoff) : nullptr;
     w.N          = N;
     w.K          = K;
+    w.x_cols     = 0;
     w.group_size = group_size;
     w.zero_float = zero_float;
     return w;

@@ -5,7 +5,8 @@
 //
 // Covers: integer zeros (asymmetric with zeros 0..16, 16 included; symmetric z = 8) and float
 // offsets (GGUF Q4_1), group sizes 32, 128 and K (one group), act-order perm on/off, bias on/off,
-// fp16 and fp32 output; M = 1, 3, 8 (GEMV), 13, 64, 118 (GEMM: 1, 2 and 4 m16 tiles per CTA, two
+// fp16 and fp32 output; padded tensor-parallel slices (x narrower than K, perm -1 columns read
+// 0: host/model/q4.h); M = 1, 3, 8 (GEMV), 13, 64, 118 (GEMM: 1, 2 and 4 m16 tiles per CTA, two
 // M tiles), N = 64, 192, 320 (N % 256 != 0: idle warps), K = 128, 384, 1152 (split K, uneven
 // splits), N = 6912 x K = 4096 (GEMV warps with several rounds of loads); both kernels forced at
 // M = 1 and 8; argument errors and shapes the layout rejects.
@@ -60,6 +61,8 @@ struct HostQ4 {
     std::vector<uint8_t> qs, zeros;
     std::vector<uint16_t> scales, offsets;
     std::vector<int32_t> perm;
+    int64_t x_cols = 0; // padded slice: x is [M, x_cols], perm -1 columns read 0
+    int64_t xc() const { return x_cols ? x_cols : K; }
     llmrt_q4_host view() const {
         llmrt_q4_host h{};
         h.rows = N;
@@ -71,11 +74,12 @@ struct HostQ4 {
         h.zeros = kind == FLOAT_OFS ? nullptr : zeros.data();
         h.offsets = kind == FLOAT_OFS ? offsets.data() : nullptr;
         h.perm = perm.empty() ? nullptr : perm.data();
+        h.x_cols = x_cols;
         return h;
     }
 };
 
-HostQ4 make_weight(Rng &rng, int64_t N, int64_t K, int gs, Kind kind, bool act) {
+HostQ4 make_weight(Rng &rng, int64_t N, int64_t K, int gs, Kind kind, bool act, bool pad = false) {
     HostQ4 w;
     w.N = N, w.K = K, w.gs = gs, w.kind = kind;
     const int64_t G = K / gs;
@@ -96,6 +100,11 @@ HostQ4 make_weight(Rng &rng, int64_t N, int64_t K, int gs, Kind kind, bool act) 
         for (int64_t i = 0; i < K; i++) w.perm[i] = (int32_t)i;
         for (int64_t i = K - 1; i > 0; i--) std::swap(w.perm[i], w.perm[rng.next() % (unsigned)(i + 1)]);
     }
+    if (pad) { // a quarter of the stored columns are padding: x has 3K/4 columns
+        w.x_cols = K - K / 4;
+        for (auto &p : w.perm)
+            if (p >= w.x_cols) p = -1;
+    }
     return w;
 }
 
@@ -114,6 +123,7 @@ struct DevQ4 {
         llmrt_cuda_q4_repack(&src, host.data());
         buf = to_dev(host);
         w = llmrt_cuda_q4_view(buf, h.N, h.K, h.gs, src.zero_float, v.perm != nullptr);
+        w.x_cols = h.x_cols;
     }
     ~DevQ4() { cudaFree(buf); }
 };
@@ -128,8 +138,10 @@ std::vector<double> reference(const HostQ4 &h, const std::vector<uint16_t> &x, i
         llmrt_q4_dequant_row(&v, n, row.data());
         for (int m = 0; m < M; m++) {
             double s = bias.empty() ? 0.0 : bias[n];
-            for (int64_t j = 0; j < h.K; j++)
-                s += (double)f16_val(x[(size_t)m * h.K + (v.perm ? v.perm[j] : j)]) * row[j];
+            for (int64_t j = 0; j < h.K; j++) {
+                const int64_t src = v.perm ? v.perm[j] : j;
+                if (src >= 0) s += (double)f16_val(x[(size_t)m * h.xc() + src]) * row[j];
+            }
             ref[(size_t)m * h.N + n] = s;
         }
     }
@@ -141,10 +153,11 @@ struct Case {
     int gs; // 0: K (one group)
     Kind kind;
     bool act, bias, out_f32;
+    bool pad = false;
 };
 
 void run(const Case &c, const HostQ4 &h, const DevQ4 &d, Rng &rng, int M, llmrt_cuda_q4_path path) {
-    std::vector<uint16_t> x((size_t)M * c.K);
+    std::vector<uint16_t> x((size_t)M * h.xc());
     for (auto &v : x) v = f16_bits(rng.uniform(-1.0f, 1.0f));
     std::vector<float> bias;
     if (c.bias) {
@@ -186,9 +199,9 @@ void run(const Case &c, const HostQ4 &h, const DevQ4 &d, Rng &rng, int M, llmrt_
     g_worst_mean = std::max(g_worst_mean, mean_rel), g_worst_max = std::max(g_worst_max, max_rel);
     const char *pn = path == LLMRT_CUDA_Q4_GEMV ? "gemv" : path == LLMRT_CUDA_Q4_GEMM ? "gemm"
                      : M <= LLMRT_CUDA_Q4_GEMV_MAX_M ? "auto:gemv" : "auto:gemm";
-    printf("%-4s %-9s N=%-4lld K=%-5lld gs=%-5d act=%d bias=%d out=%s M=%-4d %-9s mean rel %.2e max %.2e "
+    printf("%-4s %-9s N=%-4lld K=%-5lld gs=%-5d act=%d pad=%d bias=%d out=%s M=%-4d %-9s mean rel %.2e max %.2e "
            "(of max|ref| %.3g) ws %llu B %.0f ms\n",
-           ok ? "ok" : "FAIL", kind_name(c.kind), (long long)c.N, (long long)c.K, h.gs, c.act, c.bias,
+           ok ? "ok" : "FAIL", kind_name(c.kind), (long long)c.N, (long long)c.K, h.gs, c.act, c.pad, c.bias,
            c.out_f32 ? "f32" : "f16", M, pn, mean_rel, max_rel, max_ref, (unsigned long long)ws_bytes, ms);
     CHECKF(ok, "%s N=%lld K=%lld M=%d: mean rel %.3g (<= %.0e), max %.3g (<= %.0e), finite %d",
            kind_name(c.kind), (long long)c.N, (long long)c.K, M, mean_rel, kMeanRelTol, max_rel, kMaxTol, finite);
@@ -249,11 +262,13 @@ int main() {
         {320, 1152, 32, INT_ASYM, true, true, false},
         {320, 1152, 128, INT_ASYM, false, false, true},
         {320, 1152, 0, INT_SYM, false, true, false},
+        {192, 384, 128, INT_ASYM, true, true, false, true},  // padded TP slices
+        {64, 128, 32, FLOAT_OFS, true, false, true, true},
     };
     const int Ms[] = {1, 3, 8, 13, 64, 118};
     Rng rng(2024);
     for (const Case &c : cases) {
-        const HostQ4 h = make_weight(rng, c.N, c.K, c.gs ? c.gs : (int)c.K, c.kind, c.act);
+        const HostQ4 h = make_weight(rng, c.N, c.K, c.gs ? c.gs : (int)c.K, c.kind, c.act, c.pad);
         const DevQ4 d(h);
         for (int M : Ms) run(c, h, d, rng, M, LLMRT_CUDA_Q4_AUTO);
         // the other kernel at the GEMV sizes: the GEMM at M = 1 and 8 (one mostly empty m16 tile)

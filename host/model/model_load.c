@@ -93,10 +93,8 @@ static llmrt_status load_q4(struct llmrt_model *m, const llmrt_weight_source *sr
     llmrt_backend       *be = m->be;
     int64_t              N = q->rows, K = q->cols, G = K / q->group_size;
     bool                 done = false;
-    /* a padded TP slice (x_cols < K, perm -1 columns) needs kernels that read x with stride
-     * x_cols and 0 for padding: the CPU's do; other backends get it dequantised for now */
-    bool padded = q->x_cols && q->x_cols != q->cols;
-    if (!m->no_q4 && be->ops->weight_upload_q4 && (!padded || !strcmp(be->name, "cpu"))) {
+    bool padded = q->x_cols && q->x_cols != q->cols; /* a padded TP slice (q4.h) */
+    if (!m->no_q4 && be->ops->weight_upload_q4) {
         llmrt_error  e2 = {0};
         llmrt_status s  = be->ops->weight_upload_q4(be, q, out, &e2);
         if (s == LLMRT_OK) {

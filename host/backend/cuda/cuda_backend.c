@@ -334,6 +334,7 @@ static llmrt_status cuda_weight_upload_q4(llmrt_backend *be, const llmrt_q4_host
         return s;
     }
     *view = llmrt_cuda_q4_view(dev, h->rows, h->cols, h->group_size, zf, has_perm);
+    view->x_cols = h->x_cols; /* a padded TP slice reads x [T, x_cols], 0 for perm -1 */
     /* remember the shape for reserve's workspace sizing */
     bool known = false;
     for (int32_t i = 0; i < c->n_q4_shapes && !known; i++) {
