@@ -34,21 +34,21 @@ typedef struct tp_worker tp_worker;
 
 /* One rank's TP state (m->tp), for the leader and every other rank alike. */
 struct llmrt_tp {
-    int32_t     size, rank;
-    llmrt_comm *comm;          /* this rank's communicator */
-    bool        multi_process; /* the ranks are processes */
-    int64_t     n_forwards;    /* forwards this rank ran (fault injection counts them) */
-    int64_t     fault_at;      /* LLMRT_TP_FAULT: forward number for this rank, 0 = none */
+    int32_t size, rank;
+    llmrt_comm *comm;   /* this rank's communicator */
+    bool multi_process; /* the ranks are processes */
+    int64_t n_forwards; /* forwards this rank ran (fault injection counts them) */
+    int64_t fault_at;   /* LLMRT_TP_FAULT: forward number for this rank, 0 = none */
     tp_fault_kind fault;
 
     /* leader only */
-    pthread_mutex_t      lock;    /* one group operation at a time */
-    bool                 dead;    /* the group failed: every forward fails */
-    char                 dead_msg[LLMRT_ERROR_MSG_MAX];
-    struct llmrt_model **peers;   /* in-process: [size - 1] the models of ranks 1.. */
-    llmrt_comm         **comms;   /* in-process: [size] every rank's comm */
-    tp_worker           *workers; /* in-process: [size - 1] one host thread per peer */
-    int32_t              next_kv_id;
+    pthread_mutex_t lock; /* one group operation at a time */
+    bool dead;            /* the group failed: every forward fails */
+    char dead_msg[LLMRT_ERROR_MSG_MAX];
+    struct llmrt_model **peers; /* in-process: [size - 1] the models of ranks 1.. */
+    llmrt_comm **comms;         /* in-process: [size] every rank's comm */
+    tp_worker *workers;         /* in-process: [size - 1] one host thread per peer */
+    int32_t next_kv_id;
 };
 
 /* Loads `path` sharded over params->tensor_parallel ranks (see llmrt_model_params). */
@@ -56,7 +56,7 @@ llmrt_status llmrt_tp_load(const char *path, const llmrt_model_params *params,
                            struct llmrt_model **out, llmrt_error *err);
 /* Ends the group (leader: stops the peers or tells the followers to return) and frees m->tp;
  * called by llmrt_model_destroy before the model itself is freed. */
-void         llmrt_tp_destroy(struct llmrt_model *m);
+void llmrt_tp_destroy(struct llmrt_model *m);
 
 /* -- called by engine/forward.c -- */
 /* In-place sum over the group of buf[n] (this rank's activation dtype). */
@@ -67,7 +67,7 @@ llmrt_status llmrt_tp_wait(struct llmrt_model *m, llmrt_error *err);
 llmrt_status llmrt_tp_kv_create(llmrt_kv_cache *kv, llmrt_error *err);
 llmrt_status llmrt_tp_kv_reserve(llmrt_kv_cache *kv, int64_t max_tokens, int64_t max_outputs,
                                  llmrt_error *err);
-void         llmrt_tp_kv_destroy(llmrt_kv_cache *kv);
+void llmrt_tp_kv_destroy(llmrt_kv_cache *kv);
 /* The group's forward of `batch` (the leader's logits). */
 llmrt_status llmrt_tp_forward(llmrt_kv_cache *kv, const llmrt_batch *batch, float *logits,
                               int64_t logits_capacity, llmrt_error *err);

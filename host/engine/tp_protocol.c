@@ -1,0 +1,159 @@
+/* Multi-process tensor-parallel groups (tp.h): the leader broadcasts each request (KV cache
+ * create / reserve / destroy, forward with its batch, shutdown) over the communicator's control
+ * plane, and every follower process serves them in order in llmrt_model_tp_follow. */
+#include "tp_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* --------------------------------------------------------------------------------------------- */
+/* multi-process: the leader's requests over the control plane                                  */
+/* --------------------------------------------------------------------------------------------- */
+
+llmrt_status tp_send(struct llmrt_tp *tp, tp_msg *msg, llmrt_error *err) {
+    return tp->comm->ops->broadcast_host(tp->comm, msg, sizeof *msg, 0, err);
+}
+
+int64_t tp_forward_payload_ints(const tp_msg *m) {
+    return 3 * (int64_t)m->n_tokens + (int64_t)m->n_seqs * m->max_blocks + m->n_outputs;
+}
+
+llmrt_status tp_send_forward(struct llmrt_tp *tp, int32_t kv_id, const llmrt_batch *b,
+                             llmrt_error *err) {
+    tp_msg msg = {.op = TP_OP_FORWARD,
+                  .kv_id = kv_id,
+                  .n_tokens = b->n_tokens,
+                  .n_seqs = b->n_seqs,
+                  .max_blocks = b->max_blocks_per_seq,
+                  .n_outputs = b->output_tokens ? b->n_outputs : 0};
+    int64_t n = tp_forward_payload_ints(&msg); /* sizes were validated: no overflow */
+    int32_t *buf = malloc((size_t)n * sizeof *buf);
+    if (!buf) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "tensor parallel: out of memory");
+    int32_t *p = buf;
+    memcpy(p, b->tokens, (size_t)b->n_tokens * 4), p += b->n_tokens;
+    memcpy(p, b->positions, (size_t)b->n_tokens * 4), p += b->n_tokens;
+    memcpy(p, b->seq_ids, (size_t)b->n_tokens * 4), p += b->n_tokens;
+    memcpy(p, b->block_tables, (size_t)b->n_seqs * (size_t)b->max_blocks_per_seq * 4);
+    p += (int64_t)b->n_seqs * b->max_blocks_per_seq;
+    if (msg.n_outputs) memcpy(p, b->output_tokens, (size_t)msg.n_outputs * 4);
+    llmrt_status s = tp_send(tp, &msg, err);
+    if (s == LLMRT_OK) s = tp->comm->ops->broadcast_host(tp->comm, buf, (uint64_t)n * 4, 0, err);
+    free(buf);
+    return s;
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* followers                                                                                     */
+/* --------------------------------------------------------------------------------------------- */
+
+typedef struct follower_cache {
+    int32_t id;
+    llmrt_kv_cache *kv;
+} follower_cache;
+
+static llmrt_kv_cache *find_cache(follower_cache *c, int32_t n, int32_t id) {
+    for (int32_t i = 0; i < n; i++)
+        if (c[i].id == id) return c[i].kv;
+    return NULL;
+}
+
+/* Serves one forward request: the payload, then this rank's forward. */
+static llmrt_status follow_forward(struct llmrt_tp *tp, const tp_msg *msg, llmrt_kv_cache *kv,
+                                   llmrt_error *err) {
+    if (msg->n_tokens < 1 || msg->n_seqs < 1 || msg->max_blocks < 1 || msg->n_outputs < 0 ||
+        (int64_t)msg->n_seqs * msg->max_blocks > INT32_MAX)
+        return llmrt_err(err, LLMRT_ERR_BACKEND, "tensor parallel: malformed forward request");
+    int64_t n = tp_forward_payload_ints(msg);
+    int32_t *buf = malloc((size_t)n * sizeof *buf);
+    if (!buf) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "tensor parallel: out of memory");
+    llmrt_status s = tp->comm->ops->broadcast_host(tp->comm, buf, (uint64_t)n * 4, 0, err);
+    if (s == LLMRT_OK) {
+        if (!kv) {
+            s = llmrt_err(err, LLMRT_ERR_BACKEND, "tensor parallel: forward on unknown cache %d",
+                          msg->kv_id);
+        } else {
+            llmrt_batch b = {.n_tokens = msg->n_tokens,
+                             .n_seqs = msg->n_seqs,
+                             .max_blocks_per_seq = msg->max_blocks};
+            b.tokens = buf;
+            b.positions = buf + msg->n_tokens;
+            b.seq_ids = buf + 2 * (int64_t)msg->n_tokens;
+            b.block_tables = buf + 3 * (int64_t)msg->n_tokens;
+            if (msg->n_outputs) {
+                b.output_tokens = b.block_tables + (int64_t)msg->n_seqs * msg->max_blocks;
+                b.n_outputs = msg->n_outputs;
+            }
+            s = llmrt_tp_forward_rank(kv, &b, NULL, LLMRT_FORWARD_NO_LOGITS, err);
+        }
+    }
+    free(buf);
+    return s;
+}
+
+llmrt_status llmrt_model_tp_follow(llmrt_model *m) {
+    if (!m || !m->tp || m->tp->rank == 0 || !m->tp->multi_process)
+        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG,
+                                  "llmrt_model_tp_follow: not a follower rank of a multi-process "
+                                  "tensor-parallel group");
+    struct llmrt_tp *tp = m->tp;
+    follower_cache *caches = NULL;
+    int32_t n = 0, cap = 0;
+    llmrt_error err = {0};
+    llmrt_status s = LLMRT_OK;
+    for (bool done = false; !done && s == LLMRT_OK;) {
+        tp_msg msg;
+        s = tp_send(tp, &msg, &err); /* receives: rank 0 is the root */
+        if (s != LLMRT_OK) break;
+        llmrt_kv_cache *kv = find_cache(caches, n, msg.kv_id);
+        switch ((tp_op)msg.op) {
+        case TP_OP_KV_CREATE:
+            if (msg.a < 1 || msg.a > INT32_MAX || msg.b < 1 || msg.b > 4096) {
+                s = llmrt_err(&err, LLMRT_ERR_BACKEND, "tensor parallel: malformed cache request");
+                break;
+            }
+            if (n == cap) {
+                cap = cap ? 2 * cap : 8;
+                follower_cache *c2 = realloc(caches, (size_t)cap * sizeof *c2);
+                if (!c2) {
+                    s = llmrt_err(&err, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+                    break;
+                }
+                caches = c2;
+            }
+            s = llmrt_kv_cache_create_local(m, (int32_t)msg.a, (int32_t)msg.b, &caches[n].kv, &err);
+            if (s == LLMRT_OK) caches[n++].id = msg.kv_id;
+            break;
+        case TP_OP_KV_RESERVE:
+            s = kv ? llmrt_kv_cache_reserve_local(kv, msg.a, msg.b, &err)
+                   : llmrt_err(&err, LLMRT_ERR_BACKEND, "tensor parallel: unknown cache %d",
+                               msg.kv_id);
+            break;
+        case TP_OP_KV_DESTROY:
+            for (int32_t i = 0; i < n; i++)
+                if (caches[i].id == msg.kv_id) {
+                    llmrt_kv_cache_destroy(caches[i].kv);
+                    caches[i] = caches[--n];
+                    break;
+                }
+            break;
+        case TP_OP_FORWARD:
+            s = follow_forward(tp, &msg, kv, &err);
+            break;
+        case TP_OP_SHUTDOWN:
+            done = true;
+            break;
+        default:
+            s = llmrt_err(&err, LLMRT_ERR_BACKEND, "tensor parallel: unknown request %d", msg.op);
+        }
+    }
+    for (int32_t i = 0; i < n; i++)
+        llmrt_kv_cache_destroy(caches[i].kv);
+    free(caches);
+    if (s != LLMRT_OK) {
+        if (!strstr(err.msg, "tensor parallel rank"))
+            llmrt_err_prefix(&err, "tensor parallel rank %d of %d", tp->rank, tp->size);
+        tp->comm->ops->abort(tp->comm, err.msg);
+        return llmrt_err_publish(&err);
+    }
+    return LLMRT_OK;
+}
