@@ -94,6 +94,7 @@ class llmrt_model_params(Structure):
         ("device", c_enum),
         ("n_threads", c_int32),
         ("random_seed", c_uint64),
+        ("tensor_parallel", c_int32),
     ]
 
 
@@ -121,6 +122,9 @@ class llmrt_model_info(Structure):
         ("backend", c_char * 16),
         ("device_name", c_char * 64),
         ("kv_elem_bytes", c_int32),
+        ("tp_size", c_int32),
+        ("tp_rank", c_int32),
+        ("tp_comm", c_char * 8),
     ]
 
 
