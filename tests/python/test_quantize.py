@@ -421,3 +421,27 @@ def test_quantize_tiny_model_end_to_end(tmp_path):
         for k in ("model.layers.0.self_attn.q_proj.weight", "model.layers.1.mlp.down_proj.weight"):
             rel = np.linalg.norm(deq[k] - b[k]) / np.linalg.norm(b[k].astype(np.float64))
             assert rel < 0.2, (extra, k, rel)
+
+
+def test_fast_layer_path_equals_hook_path(monkeypatch):
+    """The one-pass Llama layer driver gives bit-identical results to AutoGPTQ-style hooks
+    (one full layer forward per true-sequential step)."""
+    torch = _torch()
+    pytest.importorskip("transformers")
+    from llmrt.quantize import calib, model as qmodel
+
+    torch.set_num_threads(1)
+    samples = calib.random_samples(320, 4, 24, seed=3, bos=1)
+    out = {}
+    for fast in (True, False):
+        if not fast:
+            monkeypatch.setattr(qmodel, "_is_llama_layer", lambda layer, kws: False)
+        m = qmodel.load_float_model(str(GPTQ_DATA / "base"))
+        opts = qmodel.QuantizeOptions(group_size=32, desc_act=True, sym=False, log=False)
+        out[fast] = qmodel.quantize_model(m, samples, opts)
+    assert out[True].keys() == out[False].keys() and len(out[True]) == 14
+    for k, r in out[True].items():
+        s = out[False][k]
+        assert torch.equal(r.Q, s.Q), k
+        assert torch.equal(r.q, s.q) and torch.equal(r.scales, s.scales), k
+        assert torch.equal(r.g_idx, s.g_idx), k

@@ -2,7 +2,7 @@
 
     python -m llmrt.quantize --model HF_DIR --out OUT_DIR --bits 4 --group-size 128 \\
         [--desc-act] [--sym|--asym] [--format gptq|gptq_v2] [--method gptq|rtn] \\
-        [--calib FILE|--calib-builtin] [--nsamples 128 --seqlen 512] [--damp 0.01] \\
+        [--calib FILE|--calib-pydoc|--calib-builtin] [--nsamples 128 --seqlen 512] [--damp 0.01] \\
         [--static-groups] [--lm-head]
 
 Modules:
@@ -12,10 +12,10 @@ Modules:
               dequantisation.
   gptq        the GPTQ algorithm for one Linear (torch), after AutoGPTQ's fasterquant; RTN.
   model       layer-by-layer driver over a Hugging Face Llama-family model (torch, transformers).
-  calib       calibration samples (text file or the built-in text, tokenized with the model's
+  calib       calibration samples (text file, pydoc or built-in text, tokenized with the model's
               tokenizer; or random token ids).
   ppl         perplexity of a float / GPTQ checkpoint with transformers (float32).
-  texts       the built-in calibration and evaluation texts.
+  texts       the built-in texts; pydoc calibration text and the pydoc evaluation text.
 
 Importing this package imports only numpy; torch is imported by gptq/model/calib/ppl.
 """

@@ -37,7 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     c = ap.add_mutually_exclusive_group()
     c.add_argument("--calib", metavar="FILE", help="calibration text file (UTF-8)")
     c.add_argument("--calib-builtin", action="store_true",
-                   help="the ~5 KB English text shipped in llmrt.quantize.texts (default)")
+                   help="the ~5 KB English text shipped in llmrt.quantize.texts (too small for a "
+                        "real model: GPTQ overfits it)")
+    c.add_argument("--calib-pydoc", action="store_true",
+                   help="~340 KB of Python documentation (pydoc_data.topics, minus the paragraphs "
+                        "of the pydoc evaluation text) (default)")
     c.add_argument("--calib-random", action="store_true",
                    help="random token ids (models without a tokenizer)")
     ap.add_argument("--nsamples", type=int, default=128)
@@ -58,7 +62,7 @@ def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
     import torch
 
-    from . import calib
+    from . import calib, texts
     from .model import QuantizeOptions, load_float_model, options_dict, quantize_dir
 
     if a.threads > 0:
@@ -78,12 +82,15 @@ def main(argv=None) -> int:
     if a.method == "gptq":
         if a.calib_random:
             samples = calib.random_samples(model.config.vocab_size, a.nsamples, a.seqlen, a.seed)
+        elif a.calib_builtin:
+            samples = calib.builtin_samples(a.model, a.nsamples, a.seqlen, a.seed)
         elif a.calib:
             with open(a.calib, encoding="utf-8") as f:
                 text = f.read()
             samples = calib.text_samples(a.model, text, a.nsamples, a.seqlen, a.seed)
         else:
-            samples = calib.builtin_samples(a.model, a.nsamples, a.seqlen, a.seed)
+            samples = calib.text_samples(a.model, texts.pydoc_calibration_text(), a.nsamples,
+                                         a.seqlen, a.seed)
         ntok = sum(int(s.shape[1]) for s in samples)
         if not a.quiet:
             print(f"calibration: {len(samples)} samples, {ntok} tokens")

@@ -94,6 +94,11 @@ class GPTQ:
         self.H = torch.zeros((self.columns, self.columns), dtype=torch.float32)
         self.nsamples = 0
 
+    def share_hessian(self, other: "GPTQ") -> None:
+        """Take a copy of ``other``'s Hessian (Linears fed by the same input, e.g. q/k/v)."""
+        self.H = other.H.clone()
+        self.nsamples = other.nsamples
+
     def add_batch(self, inp: torch.Tensor) -> None:
         """H = 2/n Σ x xᵀ over all calibration tokens seen so far (AutoGPTQ running mean; a
         'sample' is one calibration sequence)."""

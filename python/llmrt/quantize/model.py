@@ -149,6 +149,85 @@ def _quantize_linear(lin: torch.nn.Linear, g: GPTQ | None, opts: QuantizeOptions
                          static_groups=opts.static_groups)
 
 
+def _is_llama_layer(layer, kws) -> bool:
+    """The fast path needs the standard Llama decoder layer (pre-norm attention and SwiGLU MLP,
+    the layer forward of transformers' LlamaDecoderLayer) and keyword-only layer arguments."""
+    try:
+        for n in sum(SEQUENTIAL, []) + ["input_layernorm", "post_attention_layernorm",
+                                         "mlp.act_fn"]:
+            _get(layer, n)
+    except AttributeError:
+        return False
+    return all("_args" not in kw for kw in kws)
+
+
+def _llama_forward(layer, h: torch.Tensor, kw: dict) -> torch.Tensor:
+    """LlamaDecoderLayer.forward, spelled out (the self-check compares it with the layer)."""
+    attn = layer.self_attn(hidden_states=layer.input_layernorm(h), **kw)[0]
+    h = h + attn
+    x = layer.post_attention_layernorm(h)
+    m = layer.mlp
+    return h + m.down_proj(m.act_fn(m.gate_proj(x)) * m.up_proj(x))
+
+
+def _quantize_layer_fast(layer, li: int, hs: list, kws: list, opts: QuantizeOptions,
+                         results: dict) -> list:
+    """True-sequential GPTQ of one Llama decoder layer with one pass over the calibration
+    inputs instead of one full layer forward per step. Each step's inputs are computed from the
+    already quantised earlier steps, exactly as the hook-based path computes them: q/k/v see
+    input_layernorm(h); o_proj sees the attention output of the quantised q/k/v; gate/up see
+    post_attention_layernorm(h + o(attn)); down sees act(gate(x)) * up(x). Linears that share
+    an input share one Hessian. Returns the layer outputs (through the quantised layer)."""
+
+    def quant(names, g0):
+        for n in names:
+            mod = _get(layer, n)
+            g = GPTQ(mod.weight)
+            g.share_hessian(g0)
+            r = _quantize_linear(mod, g, opts)
+            mod.weight.data.copy_(r.Q.to(mod.weight.dtype))
+            full = f"model.layers.{li}.{n}"
+            results[full] = r
+            _log(opts, f"  {full}: loss {r.loss:.4g}")
+
+    attn, mlp = layer.self_attn, layer.mlp
+    # [k, v, q]: input_layernorm(h)
+    x1 = [layer.input_layernorm(h) for h in hs]
+    g = GPTQ(attn.q_proj.weight[:1])
+    for x in x1:
+        g.add_batch(x)
+    quant(SEQUENTIAL[0], g)
+    # [o]: attention output through the quantised q/k/v (captured at o_proj's input)
+    a_in = []
+    hook = attn.o_proj.register_forward_hook(lambda mod, inp, out: a_in.append(inp[0]))
+    try:
+        for x, kw in zip(x1, kws):
+            attn(hidden_states=x, **kw)
+    finally:
+        hook.remove()
+    del x1
+    g = GPTQ(attn.o_proj.weight[:1])
+    for a in a_in:
+        g.add_batch(a)
+    quant(SEQUENTIAL[1], g)
+    hs = [h + attn.o_proj(a) for h, a in zip(hs, a_in)]
+    del a_in
+    # [up, gate]: post_attention_layernorm(h)
+    x2 = [layer.post_attention_layernorm(h) for h in hs]
+    g = GPTQ(mlp.up_proj.weight[:1])
+    for x in x2:
+        g.add_batch(x)
+    quant(SEQUENTIAL[2], g)
+    # [down]: act(gate(x)) * up(x) through the quantised gate/up
+    acts = [mlp.act_fn(mlp.gate_proj(x)) * mlp.up_proj(x) for x in x2]
+    del x2
+    g = GPTQ(mlp.down_proj.weight[:1])
+    for a in acts:
+        g.add_batch(a)
+    quant(SEQUENTIAL[3], g)
+    return [h + mlp.down_proj(a) for h, a in zip(hs, acts)]
+
+
 def quantize_model(model, samples: list[torch.Tensor], opts: QuantizeOptions) -> dict[str, QuantResult]:
     """Quantise ``model`` (a float32 HF CausalLM with ``model.model.layers``) in place (weights
     of quantised Linears become their dequantised values); returns {module name: result}."""
@@ -160,6 +239,14 @@ def quantize_model(model, samples: list[torch.Tensor], opts: QuantizeOptions) ->
         hs, kws = _capture_layer0_inputs(model, samples)
         layers = model.model.layers
         for li, layer in enumerate(layers):
+            if opts.method == "gptq" and opts.true_sequential and hs and _is_llama_layer(layer, kws):
+                # self-check: the spelled-out forward must be the layer's forward
+                ref = _run_layer(layer, hs[0], kws[0])
+                if torch.equal(_llama_forward(layer, hs[0], kws[0]), ref):
+                    hs = _quantize_layer_fast(layer, li, hs, kws, opts, results)
+                    _log(opts, f"layer {li + 1}/{len(layers)} done ({time.time() - t0:.1f} s)")
+                    continue
+                _log(opts, f"layer {li}: not a standard Llama layer forward; slow path")
             steps = SEQUENTIAL if opts.true_sequential else [sum(SEQUENTIAL, [])]
             for names in steps:
                 mods = {n: _get(layer, n) for n in names}

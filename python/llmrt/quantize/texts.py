@@ -129,3 +129,56 @@ The droplets collide and merge until they are heavy enough to fall. In cold clou
 crystals grow at the expense of the surrounding droplets and may melt into rain on the way \
 down, or reach the ground as snow if the air near the surface is cold enough.
 """
+
+
+# ----------------------------------------------------------------------------- pydoc texts
+# A larger, offline source of English(-ish) technical text: the "help topics" pages of the
+# Python documentation that ship with CPython (pydoc_data.topics, ~465 KB). Used by
+# ``--calib-pydoc`` and python/tools/eval_quant_ppl.py.
+#
+# EVAL_PYDOC_FILE (committed, ~33 KB, ~7.7 K SmolLM2 tokens) is 8 of the ~4 KB chunks of
+# pydoc_paragraphs() (chunks 5, 15, ..., 75, as made by CPython 3.11.7); the calibration text is
+# every other paragraph, so the two share no paragraph whatever the Python version.
+
+import os as _os
+
+EVAL_PYDOC_FILE = _os.path.join(_os.path.dirname(_os.path.abspath(__file__)), "eval_pydoc.txt")
+
+
+def pydoc_paragraphs() -> list:
+    """The unique paragraphs (blank-line separated) of pydoc_data.topics, topics in sorted
+    order, first occurrence kept (topics such as "compound" repeat "if", "with", ...)."""
+    from pydoc_data.topics import topics
+    seen, out = set(), []
+    for k in sorted(topics):
+        for p in topics[k].split("\n\n"):
+            p = p.strip("\n")
+            if p.strip() and p not in seen:
+                seen.add(p)
+                out.append(p)
+    return out
+
+
+def pydoc_chunks(size: int = 4000) -> list:
+    """pydoc_paragraphs() joined into consecutive chunks of >= size characters."""
+    chunks, cur, n = [], [], 0
+    for p in pydoc_paragraphs():
+        cur.append(p)
+        n += len(p) + 2
+        if n >= size:
+            chunks.append("\n\n".join(cur))
+            cur, n = [], 0
+    if cur:
+        chunks.append("\n\n".join(cur))
+    return chunks
+
+
+def pydoc_eval_text() -> str:
+    with open(EVAL_PYDOC_FILE, encoding="utf-8") as f:
+        return f.read()
+
+
+def pydoc_calibration_text() -> str:
+    """Every pydoc paragraph that is not in the evaluation text (~340 KB)."""
+    held_out = {p.strip("\n") for p in pydoc_eval_text().split("\n\n")}
+    return "\n\n".join(p for p in pydoc_paragraphs() if p not in held_out) + "\n"
