@@ -7,7 +7,9 @@
  * Matmul: tasks of 16 weight rows. Up to FUSED_MAX_T tokens (decode, small batches), Q8_0 and
  * 4-bit rows are dequantised in registers by fused kernels, 4 rows x 4 tokens at a time; larger
  * batches dequantise the task's rows once into fp32 scratch and run the fp32 tiles over them.
- * Both give the same bits (q4_kernels.h).
+ * Both give the same bits (q4_kernels.h). The fused kernels need no scratch, so their tasks are
+ * larger (about 4 per thread): a decode step runs ~200 matmuls of a few tens of µs, and taking
+ * 16-row tasks from one shared counter cost as much as the second core gained.
  *
  * Determinism: every output element is computed by one task with a fixed reduction order, so the
  * result of a token never depends on the batch it is in or on the number of threads. */
@@ -333,6 +335,7 @@ typedef struct matmul_job {
     const float         *x;
     int64_t              rows;
     const llmrt_bweight *w;
+    int64_t              rows_per_task; /* weight rows per task: a multiple of 16 */
 } matmul_job;
 
 /* out[t, n0 + r] for every token t and r < nn from nn fp32 weight rows (row stride K). */
@@ -356,8 +359,8 @@ static void matmul_task(void *p, int64_t task, int thread) {
     const matmul_job *j  = p;
     const cpu_ctx    *c  = j->c;
     int64_t           N  = j->w->rows, K = j->w->cols;
-    int64_t           n0 = task * MATMUL_ROWS_PER_TASK;
-    int64_t           nn = N - n0 < MATMUL_ROWS_PER_TASK ? N - n0 : MATMUL_ROWS_PER_TASK;
+    int64_t           n0 = task * j->rows_per_task;
+    int64_t           nn = N - n0 < j->rows_per_task ? N - n0 : j->rows_per_task;
     const int64_t     GT = LLMRT_CPU_Q4_GEMV_T; /* tokens per fused kernel call */
     if (j->w->dtype == LLMRT_DTYPE_Q4) {
         const llmrt_cpu_q4 *q = j->w->aux;
@@ -416,7 +419,17 @@ static void cpu_matmul(llmrt_backend *be, void *out, const void *x, int64_t rows
                 c->xperm[t * K + k] = perm[k] >= 0 ? xf[t * Kx + perm[k]] : 0.0f;
         job.x = c->xperm;
     }
-    int64_t    n_tasks = (w->rows + MATMUL_ROWS_PER_TASK - 1) / MATMUL_ROWS_PER_TASK;
+    /* the fused kernels (no scratch) take ~4 tasks per thread; the rest 16 rows (scratch size) */
+    bool fused = rows <= FUSED_MAX_T &&
+                 ((w->dtype == LLMRT_DTYPE_Q4 && c->q4k.gemv) ||
+                  (w->dtype == LLMRT_DTYPE_Q8_0 && c->q4k.q8_gemv));
+    job.rows_per_task = MATMUL_ROWS_PER_TASK;
+    if (fused) {
+        int64_t per = (w->rows + 4 * c->n_threads - 1) / (4 * c->n_threads);
+        per         = (per + MATMUL_ROWS_PER_TASK - 1) / MATMUL_ROWS_PER_TASK * MATMUL_ROWS_PER_TASK;
+        if (per > job.rows_per_task) job.rows_per_task = per;
+    }
+    int64_t n_tasks = (w->rows + job.rows_per_task - 1) / job.rows_per_task;
     llmrt_thread_pool_run(c->pool, n_tasks, matmul_task, &job);
 }
 
