@@ -86,3 +86,19 @@ print(f"ok   batch -np/--tp {what}: {n} records, each custom_id once, equal to o
       f"({texts} non-empty texts)")
 PY
 done
+
+# resume: an interrupted data-parallel job (output cut to 9 records, a torn last line, and a
+# leftover shard holding 2 more) finishes with every custom_id exactly once
+head -n 9 "$dir/out.jsonl" > "$dir/cut.jsonl"
+printf '{"custom_id": "r1' >> "$dir/cut.jsonl"
+mv "$dir/cut.jsonl" "$dir/out.jsonl"
+sed -n '10,11p' "$dir/ref.jsonl" > "$dir/out.jsonl.dp0-of-2"
+mpirun 2 "$bin" batch -m "$bm" --input "$dir/in.jsonl" --output "$dir/out.jsonl" --quiet -t 1 \
+    --device cpu --data-parallel 2>"$dir/err" || { cat "$dir/err"; fail "resumed batch"; }
+python3 - "$dir/out.jsonl" $n <<'PY'
+import collections, json, sys
+out = [json.loads(l) for l in open(sys.argv[1]).read().splitlines()]
+ids = collections.Counter(r["custom_id"] for r in out)
+assert not [k for k, c in ids.items() if c > 1] and len(out) == int(sys.argv[2]), ids
+print(f"ok   resumed data-parallel batch: {len(out)} records, each custom_id once")
+PY
