@@ -26,7 +26,7 @@ class ModelHandle:
     reference (a Tokenizer) fail cleanly instead of touching freed memory."""
 
     def __init__(self, path: str | os.PathLike, *, load_format: str = "auto", threads: int = 0,
-                 random_seed: int = 0):
+                 random_seed: int = 0, tensor_parallel: int = 1):
         self.lib = _ffi.load_library()
         self._ptr: int | None = None
         self._lock = threading.Lock()
@@ -46,6 +46,7 @@ class ModelHandle:
         params.device = _ffi.LLMRT_DEVICE_CPU
         params.n_threads = to_int32("threads", threads)
         params.random_seed = to_int("random_seed", random_seed, 0, 2**64 - 1)
+        params.tensor_parallel = to_int32("tensor_parallel_size", tensor_parallel)
         out = _ffi.llmrt_model_p()
         check(self.lib.llmrt_model_load(os.fsencode(path), ctypes.byref(params), ctypes.byref(out)))
         self._ptr = out.value

@@ -40,6 +40,8 @@ KV_POLICIES = {"preempt": _ffi.LLMRT_KV_PREEMPT, "reserve": _ffi.LLMRT_KV_RESERV
 # Engine arguments LLM() takes, with what they set (see llmrt_engine_params, llmrt_model_params).
 ENGINE_ARGS = {
     "threads": "CPU worker threads (0 = all online cores)",
+    "tensor_parallel_size": "ranks to shard the model over (default 1; in one process: threads on "
+                            "the CPU; under mpirun: one rank per process)",
     "kv_tokens": "KV cache budget in tokens (default 8192)",
     "kv_bytes": "KV cache budget in bytes (used when kv_tokens is 0)",
     "block_size": "tokens per KV block (default 16)",
@@ -358,6 +360,7 @@ class LLM:
             load_format=engine_args.get("load_format", "auto"),
             threads=engine_args.get("threads", 0),
             random_seed=engine_args.get("random_seed", 0),
+            tensor_parallel=engine_args.get("tensor_parallel_size", 1),
         )
         try:
             out = _ffi.llmrt_engine_p()

@@ -150,3 +150,21 @@ def test_numpy_prompt_and_defaults(tiny):
     assert a.prompt_token_ids == [1, 5, 6]
     d = tiny.get_default_sampling_params()
     assert isinstance(d, llmrt.SamplingParams) and d.max_tokens >= 1
+
+
+def test_tensor_parallel_matches_tp1(smollm2, smollm2_file, smollm2_golden):
+    """tensor_parallel_size=2 (two in-process ranks, SmolLM2's 9 heads split 6/3): the same greedy
+    tokens as one rank."""
+    g = smollm2_golden
+    llm = llmrt.LLM(smollm2_file, kv_tokens=1024, threads=1, tensor_parallel_size=2)
+    try:
+        assert llm.model_info.n_heads == 9
+        got = llm.generate([g["prompt_ids"]], greedy(12, ignore_eos=True))[0].outputs[0].token_ids
+    finally:
+        llm.close()
+    assert got == g["generated_ids"][:12]
+
+
+def test_tensor_parallel_shape_error(smollm2_file):
+    with pytest.raises(llmrt.InvalidArgument, match="attention heads"):
+        llmrt.LLM(smollm2_file, kv_tokens=1024, tensor_parallel_size=16)
