@@ -418,6 +418,13 @@ static int serve_or_sweep(int argc, char **argv, bool sweep) {
     if (fmt == OUT_TABLE)
         fprintf(f, "# GB/s: weights read once per engine step + K/V read per generated token, over "
                    "the run's wall time; %% of the measured read bandwidth\n");
+    llmrt_tp_stats tps = {.struct_size = sizeof tps};
+    if (fmt == OUT_TABLE && llmrt_model_get_tp_stats(model, &tps) == LLMRT_OK && tps.n_forwards > 0)
+        fprintf(f, "# tensor parallel %d (%s): %lld engine steps, %.1f all-reduces and %.3f ms in "
+                   "collectives per step (leader's wall time, all runs)\n",
+                ctx.info.tp_size, ctx.info.tp_comm, (long long)tps.n_forwards,
+                (double)tps.n_all_reduce / (double)tps.n_forwards,
+                1e3 * tps.seconds / (double)tps.n_forwards);
     if (out_path) fclose(f);
     free(values);
     llmrt_model_destroy(model);
