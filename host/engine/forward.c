@@ -63,6 +63,7 @@ void llmrt_kv_cache_destroy(llmrt_kv_cache *kv) {
     free_activations(kv);
     free(kv->slots);
     free(kv->default_outputs);
+    free(kv->tp_logits);
     free(kv);
 }
 
@@ -413,14 +414,31 @@ static llmrt_status run_layers(llmrt_kv_cache *kv, int64_t T, int64_t n_out, flo
         op->matmul(be, kv->down, kv->gate, T, &L->w_down);               /* [T, D] */
         if (tp) LLMRT_TRY(llmrt_tp_all_reduce(m, kv->down, T * D, err));
     }
-    if (!logits) return tp ? llmrt_tp_wait(m, err) : LLMRT_OK; /* a TP rank other than 0 */
     op->add(be, kv->x, kv->down, D);
     op->rmsnorm(be, kv->h, kv->x, m->output_norm, D, c->rms_norm_eps);
     op->gather_outputs(be, kv->out_rows, kv->h, D);                      /* [n_out, D] */
-    if (op->logits) /* fp32 lm_head output, downloaded */
-        return op->logits(be, logits, kv->logits, kv->out_rows, n_out, &m->lm_head, err);
-    op->matmul(be, kv->logits, kv->out_rows, n_out, &m->lm_head);        /* [n_out, V] */
-    return op->download_f32(be, logits, kv->logits, n_out * c->vocab_size, err);
+    /* the lm_head rows of this rank: all V without TP; with TP (vocab-parallel) [n_out, V_r]
+     * into a host buffer, gathered into the leader's logits */
+    int64_t Vr   = m->lm_head.rows;
+    float  *host = logits;
+    if (tp) {
+        if (n_out * Vr > kv->tp_logits_cap) {
+            float *p = realloc(kv->tp_logits, (size_t)(n_out * Vr) * sizeof *p);
+            if (!p) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "llmrt_forward: out of memory");
+            kv->tp_logits     = p;
+            kv->tp_logits_cap = n_out * Vr;
+        }
+        host = kv->tp_logits;
+    }
+    llmrt_status s;
+    if (op->logits) { /* fp32 lm_head output, downloaded */
+        s = op->logits(be, host, kv->logits, kv->out_rows, n_out, &m->lm_head, err);
+    } else {
+        op->matmul(be, kv->logits, kv->out_rows, n_out, &m->lm_head);    /* [n_out, V_r] */
+        s = op->download_f32(be, host, kv->logits, n_out * Vr, err);
+    }
+    if (s != LLMRT_OK || !tp) return s;
+    return llmrt_tp_gather_logits(m, host, n_out, logits, err);
 }
 
 /* Plans the batch (output rows, KV slots) and checks it: every value the caller gave. */

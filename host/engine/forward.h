@@ -28,8 +28,10 @@ struct llmrt_kv_cache {
     int32_t *default_outputs;
     int64_t  plan_cap, outputs_cap;
 
-    /* tensor parallel (leader only): the other ranks' caches, NULL without TP */
-    void   *tp_twins; /* engine/tp.c's state */
+    /* tensor parallel */
+    void   *tp_twins;      /* leader: the other ranks' caches (engine/tp.c), NULL without TP */
+    float  *tp_logits;     /* host [n_out, V_r]: this rank's logits rows before the gather */
+    int64_t tp_logits_cap; /* floats */
 };
 
 /* Sizes the activation buffers and the backend's per-batch state for batches of up to

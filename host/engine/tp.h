@@ -38,6 +38,8 @@ struct llmrt_tp {
     llmrt_comm *comm;   /* this rank's communicator */
     bool multi_process; /* the ranks are processes */
     int64_t n_forwards; /* forwards this rank ran (fault injection counts them) */
+    float  *gather_buf; /* host scratch receiving the other ranks' logits rows */
+    int64_t gather_cap; /* floats */
     int64_t fault_at;   /* LLMRT_TP_FAULT: forward number for this rank, 0 = none */
     tp_fault_kind fault;
 
@@ -61,6 +63,11 @@ void llmrt_tp_destroy(struct llmrt_model *m);
 /* -- called by engine/forward.c -- */
 /* In-place sum over the group of buf[n] (this rank's activation dtype). */
 llmrt_status llmrt_tp_all_reduce(struct llmrt_model *m, void *buf, int64_t n, llmrt_error *err);
+/* The vocab-parallel lm_head's logits: this rank's mine[n_out, V_r] (host) and every other
+ * rank's, one broadcast each over the control plane, placed into logits[n_out, V] at each
+ * rank's vocabulary columns (logits NULL on ranks other than 0: they only send). */
+llmrt_status llmrt_tp_gather_logits(struct llmrt_model *m, const float *mine, int64_t n_out,
+                                    float *logits, llmrt_error *err);
 /* Waits until this rank's collectives completed (nccl), with the comm's timeout. */
 llmrt_status llmrt_tp_wait(struct llmrt_model *m, llmrt_error *err);
 /* The other ranks' twins of the leader's new cache kv / its reserve / its end. */

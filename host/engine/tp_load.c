@@ -188,6 +188,8 @@ void llmrt_tp_destroy(struct llmrt_model *m) {
             struct llmrt_model *peer = tp->peers[r - 1];
             struct llmrt_tp *ptp = peer->tp;
             peer->tp = NULL;
+            pthread_mutex_destroy(&ptp->lock);
+            free(ptp->gather_buf);
             free(ptp);
             llmrt_model_destroy(peer);
         }
@@ -198,5 +200,6 @@ void llmrt_tp_destroy(struct llmrt_model *m) {
         free(tp->workers);
     }
     pthread_mutex_destroy(&tp->lock);
+    free(tp->gather_buf);
     free(tp);
 }

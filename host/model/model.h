@@ -35,8 +35,9 @@ struct llmrt_model {
     llmrt_bweight        tok_embd;    /* [V, D] */
     llmrt_layer_weights *layers;      /* [n_layers] */
     void                *output_norm; /* backend fp32 [D] */
-    llmrt_bweight        lm_head;     /* [V, D]; same data as tok_embd when tied; on a TP rank
-                                       * other than 0 (which does not sample) data is NULL */
+    llmrt_bweight        lm_head;     /* [V, D], or this rank's rows [vocab, D] (shard); tied:
+                                       * a view of tok_embd (lm_head_borrowed) */
+    bool                 lm_head_borrowed; /* lm_head shares tok_embd's memory: not freed */
     llmrt_tp_shard       shard;       /* this rank's part (size 1 without TP) */
     struct llmrt_tp     *tp;          /* NULL without TP; owned and freed by the TP driver */
 

@@ -283,6 +283,24 @@ static llmrt_status load_norm(struct llmrt_model *m, const llmrt_weight_source *
     return s;
 }
 
+/* Rows [r0, r0 + n) of the embedding table as a weight sharing its memory (the tied lm_head of
+ * a vocab-parallel rank; the whole table without TP). Dense and block dtypes store rows
+ * contiguously, so the view is an offset. */
+static llmrt_status embedding_rows_view(struct llmrt_model *m, int64_t r0, int64_t n,
+                                        llmrt_bweight *out, llmrt_error *err) {
+    const llmrt_bweight *t = &m->tok_embd;
+    *out = *t;
+    if (r0 == 0 && n == t->rows) return LLMRT_OK;
+    int64_t be = llmrt_dtype_block_elems(t->dtype), bb = llmrt_dtype_block_bytes(t->dtype);
+    if (t->aux || be < 1 || bb < 1 || t->cols % be != 0)
+        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                         "tied lm_head: the embedding table (%s) cannot be split by rows",
+                         llmrt_dtype_name(t->dtype));
+    out->data = (char *)t->data + r0 * (t->cols / be) * bb;
+    out->rows = n;
+    return LLMRT_OK;
+}
+
 llmrt_status llmrt_model_load_weights(struct llmrt_model *m, const llmrt_weight_source *src,
                                       llmrt_error *err) {
     const llmrt_model_config *c  = &m->cfg;
@@ -330,13 +348,16 @@ llmrt_status llmrt_model_load_weights(struct llmrt_model *m, const llmrt_weight_
 #undef LINEAR
 #undef LAYER_NAME
     }
-    /* the output norm is tiny and loaded everywhere; the lm_head only where logits are made:
-     * rank 0 samples, other ranks leave it empty (data NULL) unless it is the embedding */
+    /* the output norm is tiny and loaded everywhere; the lm_head is vocab-parallel: each rank
+     * makes the logits of its rows [vocab0, vocab0 + vocab) and rank 0 gathers them (tied: a
+     * view of those rows of the embedding table) */
     LLMRT_TRY(load_norm(m, src, "model.norm.weight", D, &m->output_norm, err));
     if (c->tie_word_embeddings) {
-        m->lm_head = m->tok_embd;
-    } else if (rank == 0) {
-        LLMRT_TRY(load_matrix(m, src, "lm_head.weight", V, D, true, &NO_SPLIT, &m->lm_head, err));
+        LLMRT_TRY(embedding_rows_view(m, sh->vocab0, sh->vocab, &m->lm_head, err));
+        m->lm_head_borrowed = true;
+    } else {
+        matrix_split lm_split = {rows, sh->vocab0, sh->vocab, true};
+        LLMRT_TRY(load_matrix(m, src, "lm_head.weight", V, D, true, &lm_split, &m->lm_head, err));
     }
     return LLMRT_OK;
 }
@@ -395,7 +416,7 @@ static void model_free(struct llmrt_model *m) {
                 if (L->ffn_norm) m->be->ops->free(m->be, L->ffn_norm);
             }
         }
-        if (m->lm_head.data && m->lm_head.data != m->tok_embd.data) {
+        if (m->lm_head.data && !m->lm_head_borrowed) {
             if (m->lm_head.bias) m->be->ops->free(m->be, m->lm_head.bias);
             m->lm_head.bias = NULL;
             m->be->ops->weight_free(m->be, &m->lm_head);

@@ -103,5 +103,17 @@ llmrt_status llmrt_shard_plan(const llmrt_model_config *cfg, int32_t size, int32
     balanced_part(n_units, size, rank, &u0, &n_u);
     out->ffn0 = u0 * unit;
     out->ffn  = n_u * unit;
+    /* the lm_head by vocabulary rows, in units of gcd(V, 64) like the FFN */
+    int64_t V = cfg->vocab_size, vunit = gcd_i64(V, LLMRT_TP_VOCAB_ALIGN);
+    while (vunit > 1 && V / vunit < size) vunit /= 2;
+    if (V / vunit < size) {
+        memset(out, 0, sizeof *out);
+        return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
+                         "tp %d: vocab_size %lld of lm_head.weight has fewer rows than ranks", size,
+                         (long long)V);
+    }
+    balanced_part(V / vunit, size, rank, &u0, &n_u);
+    out->vocab0 = u0 * vunit;
+    out->vocab  = n_u * vunit;
     return LLMRT_OK;
 }

@@ -27,9 +27,13 @@ typedef struct llmrt_tp_shard {
     int32_t n_heads, n_kv_heads;  /* this rank's query heads and KV heads                    */
     int32_t q_head0, kv_head0;    /* first global query head / KV head of this rank          */
     int64_t ffn0, ffn;            /* this rank's FFN slice [ffn0, ffn0 + ffn) of intermediate */
+    int64_t vocab0, vocab;        /* this rank's lm_head rows [vocab0, vocab0 + vocab): the
+                                   * lm_head is vocab-parallel, its logits gathered by rank 0 */
 } llmrt_tp_shard;
 
-/* FFN columns per split unit: gcd(F, 128), halved while there are fewer units than ranks. */
+/* FFN columns per split unit: gcd(F, 128), halved while there are fewer units than ranks. The
+ * vocabulary is split likewise in units of gcd(V, 64). */
+#define LLMRT_TP_VOCAB_ALIGN 64
 #define LLMRT_TP_FFN_ALIGN 128
 
 /* Fills *out with rank `rank` of a split into `size` ranks. size 1 gives the whole model.

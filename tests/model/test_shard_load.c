@@ -77,6 +77,33 @@ static float max_abs(const float *v, int64_t n) {
 
 typedef enum { COLUMN_PARALLEL, ROW_PARALLEL } split_kind;
 
+/* The vocab-parallel lm_head: the ranks' row ranges tile the vocabulary in order, and each
+ * rank's logits are exactly the full model's logits of its rows. */
+static void check_lm_head(const char *path, int32_t tp, struct llmrt_model *full,
+                          struct llmrt_model **ranks) {
+    int64_t V = full->lm_head.rows, K = full->lm_head.cols, next = 0;
+    float  *x   = malloc((size_t)(T_TOKENS * K) * sizeof *x);
+    float  *ref = malloc((size_t)(T_TOKENS * V) * sizeof *ref);
+    float  *out = malloc((size_t)(T_TOKENS * V) * sizeof *out);
+    for (int64_t i = 0; i < T_TOKENS * K; i++) x[i] = frand();
+    run_matmul(full, &full->lm_head, x, ref);
+    for (int32_t r = 0; r < tp; r++) {
+        const llmrt_tp_shard *s = &ranks[r]->shard;
+        CHECK_MSG(s->vocab0 == next && s->vocab >= 1, "%s tp %d rank %d: vocab [%lld, +%lld)",
+                  path, tp, r, (long long)s->vocab0, (long long)s->vocab);
+        next = s->vocab0 + s->vocab;
+        run_matmul(ranks[r], &ranks[r]->lm_head, x, out);
+        int64_t bad = 0;
+        for (int64_t t = 0; t < T_TOKENS; t++)
+            for (int64_t n = 0; n < s->vocab; n++)
+                bad += out[t * s->vocab + n] != ref[t * V + s->vocab0 + n];
+        CHECK_MSG(bad == 0, "%s tp %d rank %d: %lld lm_head outputs differ from the full model's",
+                  path, tp, r, (long long)bad);
+    }
+    CHECK(next == V);
+    free(x), free(ref), free(out);
+}
+
 /* One matrix of layer l in every rank against the full model. */
 static void check_matrix(const char *path, int32_t tp, struct llmrt_model *full,
                          struct llmrt_model **ranks, int32_t l, const char *what,
@@ -172,18 +199,17 @@ static void check_split(const char *path, struct llmrt_model *full, int32_t tp) 
     for (int32_t l = 0; l < full->cfg.n_layers; l++)
         for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++)
             check_matrix(path, tp, full, ranks, l, mats[i].name, mats[i].offset, mats[i].kind);
+    check_lm_head(path, tp, full, ranks);
     for (int32_t r = 0; r < tp; r++) {
         struct llmrt_model *m = ranks[r];
         CHECK(m->tp == NULL && m->shard.size == tp && m->shard.rank == r);
         CHECK(m->tok_embd.data && m->tok_embd.rows == full->tok_embd.rows &&
               m->tok_embd.cols == full->tok_embd.cols);
         CHECK(m->output_norm && m->layers[0].attn_norm && m->layers[0].ffn_norm);
-        if (full->cfg.tie_word_embeddings)
-            CHECK(m->lm_head.data == m->tok_embd.data);
-        else if (r == 0)
-            CHECK(m->lm_head.data && m->lm_head.rows == full->lm_head.rows);
-        else
-            CHECK(m->lm_head.data == NULL);
+        /* vocab-parallel lm_head: rows [vocab0, +vocab), a view of the table when tied */
+        CHECK(m->lm_head.data && m->lm_head.rows == m->shard.vocab &&
+              m->lm_head.cols == full->lm_head.cols);
+        CHECK(m->lm_head_borrowed == (bool)full->cfg.tie_word_embeddings);
         /* fewer bytes too, unless 4-bit slices had to be dequantised (act-order) */
         bool dequantised = strstr(m->weight_format, "f32") && !strstr(full->weight_format, "f32");
         CHECK_MSG(m->n_params < full->n_params &&

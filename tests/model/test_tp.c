@@ -4,6 +4,7 @@
  *     row-parallel partial products in another order) or 2e-2 * max |logit| (CUDA: fp16
  *     activations, and NCCL sums fp16 partials), one batch and chunked steps, for dense, GGUF
  *     4-bit and GPTQ checkpoints (act-order on and off, sym/asym, group 32/128/-1);
+ *     The lm_head is vocab-parallel (tied: row views of the embedding), its logits gathered.
  *  2. greedy tokens through the engine (scheduler, continuous batching) equal tp 1;
  *  3. shapes that cannot be split are clear errors;
  *  4. an injected rank failure (error, or a silent hang caught by the collective's timeout)
@@ -238,6 +239,7 @@ int main(int argc, char **argv) {
     }
     check_model(LLMRT_TEST_DATA_DIR "/tiny/llama_f32", tp24, 2);
     check_model(LLMRT_TEST_DATA_DIR "/tiny/mistral_f32", tp24, 2); /* 1 KV head: replicated */
+    check_model(LLMRT_TEST_DATA_DIR "/tiny/llama3_bf16_sharded", tp24, 2); /* tied lm_head */
     check_model(LLMRT_TEST_DATA_DIR "/tiny/llama_q4_0.gguf", tp24, 2);
     check_model(LLMRT_TEST_DATA_DIR "/tiny/llama_q4_1.gguf", tp24, 2); /* tp 4: slices inside a group run dequantised */
     check_model(LLMRT_TEST_DATA_DIR "/gptq/g128_act_sym_v1", tp24, 2);

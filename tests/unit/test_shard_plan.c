@@ -17,6 +17,7 @@ static llmrt_model_config config(int32_t heads, int32_t kv, int32_t ffn) {
     c.intermediate_size  = ffn;
     c.hidden_size        = 64;
     c.head_dim           = 16;
+    c.vocab_size         = 32001; /* odd: a unit of 1 row, uneven slices */
     return c;
 }
 
@@ -36,7 +37,7 @@ static void check_plan(int32_t heads, int32_t kv, int32_t F, int32_t tp) {
     int32_t            grp = heads / kv;
     int64_t            unit = ffn_unit(F, tp);
     int32_t next_q = 0, min_q = heads, max_q = 0;
-    int64_t next_f = 0, min_f = F, max_f = 0;
+    int64_t next_f = 0, min_f = F, max_f = 0, next_v = 0;
     int32_t *ranks_of_kv = calloc((size_t)kv, sizeof *ranks_of_kv);
     for (int32_t r = 0; r < tp; r++) {
         llmrt_tp_shard s;
@@ -75,10 +76,15 @@ static void check_plan(int32_t heads, int32_t kv, int32_t F, int32_t tp) {
                   "(%d, %d, %d) tp %d rank %d: ffn [%lld, +%lld)", heads, kv, F, tp, r,
                   (long long)s.ffn0, (long long)s.ffn);
         next_f = s.ffn0 + s.ffn;
+        /* vocabulary rows of the vocab-parallel lm_head: contiguous, in rank order */
+        CHECK_MSG(s.vocab0 == next_v && s.vocab >= 1, "tp %d rank %d: vocab [%lld, +%lld)", tp, r,
+                  (long long)s.vocab0, (long long)s.vocab);
+        next_v = s.vocab0 + s.vocab;
         min_f  = s.ffn < min_f ? s.ffn : min_f;
         max_f  = s.ffn > max_f ? s.ffn : max_f;
     }
     CHECK_MSG(next_q == heads, "(%d, %d) tp %d: q heads end at %d", heads, kv, tp, next_q);
+    CHECK(next_v == c.vocab_size);
     CHECK_MSG(next_f == F, "(%d, %d, %d) tp %d: ffn ends at %lld", heads, kv, F, tp,
               (long long)next_f);
     CHECK_MSG(max_f - min_f <= unit, "(%d, %d, %d) tp %d: ffn slices %lld..%lld", heads, kv, F, tp,
