@@ -69,6 +69,12 @@ struct llmrt_comm {
 /* Default per-collective timeout: LLMRT_TP_TIMEOUT_S (seconds) when set, else 120. */
 double llmrt_comm_default_timeout(void);
 
+/* How long a host communicator (local, mpi) spins, yielding, on a pending collective before it
+ * sleeps between polls: LLMRT_TP_SPIN_US (microseconds) when set, else the default of comm.c.
+ * Spinning saves a wake-up per collective when every rank has a core; sleeping gives the core
+ * away when the machine is oversubscribed. */
+int64_t llmrt_comm_spin_ns(void);
+
 /* In-process group of `size` ranks (threads), comms[size] out, comms[r]->rank = r. */
 llmrt_status llmrt_comm_local_create_all(int32_t size, double timeout_s, llmrt_comm **comms,
                                          llmrt_error *err);

@@ -29,8 +29,6 @@
 
 enum { OP_ALL_REDUCE = 1, OP_BROADCAST = 2 };
 
-/* How long a rank spins (yielding) at a barrier before it sleeps on the condition variable. */
-#define BARRIER_SPIN_NS 20000000LL
 
 static const char *op_name(int op) { return op == OP_ALL_REDUCE ? "all_reduce" : "broadcast_host"; }
 
@@ -133,13 +131,15 @@ static llmrt_status barrier(local_group *g, const llmrt_comm *c, const char *wha
         pthread_cond_broadcast(&g->cv);
         return g->aborted ? fail_aborted(g, what, err) : LLMRT_OK;
     }
-    /* Spin first: in a decode step the others arrive within microseconds (2 collectives per
-     * layer), and a condition-variable sleep + wake-up per barrier cost ~40% of the step. */
+    /* Spin first (llmrt_comm_spin_ns): in a decode step the others arrive within microseconds
+     * (2 collectives per layer), and a condition-variable sleep + wake-up per barrier cost ~40%
+     * of the step. */
+    int64_t spin_ns = llmrt_comm_spin_ns();
     pthread_mutex_unlock(&g->mu);
     for (int64_t t0 = llmrt_comm_now_ns();
          atomic_load_explicit(&g->gen_pub, memory_order_acquire) == gen &&
          !atomic_load_explicit(&g->aborted_pub, memory_order_acquire) &&
-         llmrt_comm_now_ns() - t0 < BARRIER_SPIN_NS;)
+         llmrt_comm_now_ns() - t0 < spin_ns;)
         sched_yield();
     pthread_mutex_lock(&g->mu);
     struct timespec deadline;

@@ -154,14 +154,14 @@ static llmrt_status fail_aborted(mpi_rank *m, const char *what, llmrt_error *err
                      reason);
 }
 
-/* Polls `req` until done or `timeout_s` passed: spins with sched_yield for the first 20 ms,
+/* Polls `req` until done or `timeout_s` passed: spins with sched_yield for llmrt_comm_spin_ns(),
  * then sleeps 50 µs..1 ms between tests. The spin covers the usual wait: the peers finishing
- * their share of the layer (up to milliseconds at prefill) plus a few µs of transfer; sleeping
- * early would add its wake-up latency to every one of a decode step's 2 * layers collectives.
- * sched_yield hands the core over when ranks outnumber cores. */
+ * their share of the layer plus a few µs of transfer; sleeping at once would add its wake-up
+ * latency to every one of a decode step's 2 * layers collectives. */
 static int poll_request(mpi_rank *m, MPI_Request *req, double timeout_s, bool *timed_out) {
     int64_t t0 = llmrt_comm_now_ns(), deadline = t0 + (int64_t)(timeout_s * 1e9);
     long    sleep_ns = 50000;
+    int64_t spin_ns  = llmrt_comm_spin_ns();
     *timed_out = false;
     for (int i = 0;; i++) {
         int done = 0;
@@ -173,7 +173,7 @@ static int poll_request(mpi_rank *m, MPI_Request *req, double timeout_s, bool *t
             *timed_out = true;
             return MPI_SUCCESS;
         }
-        if (now - t0 < 20000000) {
+        if (now - t0 < spin_ns) {
             sched_yield();
         } else {
             struct timespec ts = {0, sleep_ns};
