@@ -39,6 +39,7 @@ struct llmrt_tp {
     bool multi_process; /* the ranks are processes */
     int64_t n_forwards; /* forwards this rank ran (fault injection counts them) */
     float  *gather_buf; /* host scratch receiving the other ranks' logits rows */
+    int64_t *vocab0, *vocab; /* [size] every rank's lm_head rows (shard plan), for the gather */
     int64_t gather_cap; /* floats */
     int64_t fault_at;   /* LLMRT_TP_FAULT: forward number for this rank, 0 = none */
     tp_fault_kind fault;

@@ -15,6 +15,15 @@
 /* loading and destroying a group                                                                */
 /* --------------------------------------------------------------------------------------------- */
 
+/* Frees one rank's TP state (not its comm, peers or workers: llmrt_tp_destroy ends those). */
+static void tp_free(struct llmrt_tp *tp) {
+    pthread_mutex_destroy(&tp->lock);
+    free(tp->gather_buf);
+    free(tp->vocab0);
+    free(tp->vocab);
+    free(tp);
+}
+
 static llmrt_status attach(struct llmrt_model *m, int32_t size, int32_t rank, llmrt_comm *comm,
                            bool multi_process, llmrt_error *err) {
     struct llmrt_tp *tp = calloc(1, sizeof *tp);
@@ -25,6 +34,22 @@ static llmrt_status attach(struct llmrt_model *m, int32_t size, int32_t rank, ll
     tp->multi_process = multi_process;
     pthread_mutex_init(&tp->lock, NULL);
     tp_parse_fault(tp);
+    /* every rank's vocabulary rows, once: the logits gather places them */
+    tp->vocab0 = calloc((size_t)size, sizeof *tp->vocab0);
+    tp->vocab = calloc((size_t)size, sizeof *tp->vocab);
+    llmrt_status s = tp->vocab0 && tp->vocab ? LLMRT_OK
+                                             : llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY,
+                                                         "tensor parallel: out of memory");
+    for (int32_t r = 0; r < size && s == LLMRT_OK; r++) {
+        llmrt_tp_shard sh;
+        s = llmrt_shard_plan(&m->cfg, size, r, &sh, err);
+        tp->vocab0[r] = sh.vocab0;
+        tp->vocab[r] = sh.vocab;
+    }
+    if (s != LLMRT_OK) {
+        tp_free(tp);
+        return s;
+    }
     m->tp = tp;
     return LLMRT_OK;
 }
@@ -144,7 +169,7 @@ static llmrt_status load_in_process(const char *path, const llmrt_model_params *
     for (int32_t r = 0; r < N; r++) {
         if (models && models[r]) {
             if (models[r]->tp) {
-                free(models[r]->tp);
+                tp_free(models[r]->tp);
                 models[r]->tp = NULL;
             }
             llmrt_model_destroy(models[r]);
@@ -188,9 +213,7 @@ void llmrt_tp_destroy(struct llmrt_model *m) {
             struct llmrt_model *peer = tp->peers[r - 1];
             struct llmrt_tp *ptp = peer->tp;
             peer->tp = NULL;
-            pthread_mutex_destroy(&ptp->lock);
-            free(ptp->gather_buf);
-            free(ptp);
+            tp_free(ptp);
             llmrt_model_destroy(peer);
         }
         for (int32_t r = 0; r < tp->size; r++)
@@ -199,7 +222,5 @@ void llmrt_tp_destroy(struct llmrt_model *m) {
         free(tp->comms);
         free(tp->workers);
     }
-    pthread_mutex_destroy(&tp->lock);
-    free(tp->gather_buf);
-    free(tp);
+    tp_free(tp);
 }

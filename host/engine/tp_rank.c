@@ -86,16 +86,16 @@ llmrt_status llmrt_tp_forward_rank(llmrt_kv_cache *kv, const llmrt_batch *batch,
 llmrt_status llmrt_tp_gather_logits(struct llmrt_model *m, const float *mine, int64_t n_out,
                                     float *logits, llmrt_error *err) {
     struct llmrt_tp *tp = m->tp;
-    int64_t          V  = m->cfg.vocab_size;
+    int64_t V = m->cfg.vocab_size;
     for (int32_t r = 0; r < tp->size; r++) {
-        llmrt_tp_shard sh;
-        LLMRT_TRY(llmrt_shard_plan(&m->cfg, tp->size, r, &sh, err));
-        int64_t n   = n_out * sh.vocab;
-        float  *buf = (float *)mine; /* the root's buffer is only read */
+        int64_t v0 = tp->vocab0[r], vr = tp->vocab[r];
+        int64_t n = n_out * vr;
+        float *buf = (float *)mine; /* the root's buffer is only read */
         if (r != tp->rank) {
             if (n > tp->gather_cap) {
                 float *p = realloc(tp->gather_buf, (size_t)n * sizeof *p);
-                if (!p) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "logits gather: out of memory");
+                if (!p)
+                    return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "logits gather: out of memory");
                 tp->gather_buf = p;
                 tp->gather_cap = n;
             }
@@ -104,8 +104,7 @@ llmrt_status llmrt_tp_gather_logits(struct llmrt_model *m, const float *mine, in
         LLMRT_TRY(tp->comm->ops->broadcast_host(tp->comm, buf, (uint64_t)n * sizeof *buf, r, err));
         if (logits)
             for (int64_t i = 0; i < n_out; i++)
-                memcpy(logits + i * V + sh.vocab0, buf + i * sh.vocab,
-                       (size_t)sh.vocab * sizeof *buf);
+                memcpy(logits + i * V + v0, buf + i * vr, (size_t)vr * sizeof *buf);
     }
     return LLMRT_OK;
 }

@@ -165,37 +165,21 @@ typedef struct matrix_split {
 
 static const matrix_split NO_SPLIT = {SPLIT_NONE, 0, 0, true};
 
-/* A row-parallel 4-bit slice: kept 4-bit when it needs no padding (shard_slice.h), else
- * dequantised to fp32 (the same values, 8x the bytes; weight_format then lists "f32"). */
+/* A row-parallel 4-bit slice, kept 4-bit (padded when its groups hold unequal column counts:
+ * shard_slice.h). */
 static llmrt_status load_q4_cols(struct llmrt_model *m, const llmrt_weight_source *src,
                                  const char *name, const llmrt_q4_tensor *qt,
                                  const matrix_split *sp, llmrt_bweight *out, llmrt_error *err) {
-    llmrt_q4_tensor local    = {0};
-    bool            possible = false;
-    float          *f32      = NULL;
-    int64_t         N = qt->q.rows, K = sp->count;
-    llmrt_status    s = llmrt_q4_slice_cols(qt, sp->start, K, &local, &possible, err);
-    if (s == LLMRT_OK && !possible) s = llmrt_q4_dequant_cols(&qt->q, sp->start, K, &f32, err);
+    llmrt_q4_tensor local = {0};
+    llmrt_status    s     = llmrt_q4_slice_cols(qt, sp->start, sp->count, &local, err);
     if (s != LLMRT_OK) {
         llmrt_err_prefix(err, "%s: tensor %s (tp %d, rank %d)", src->what, name, m->shard.size,
                          m->shard.rank);
         return s;
     }
-    if (possible) {
-        s = load_q4(m, src, name, &local, out, err);
-        llmrt_q4_tensor_release(&local);
-        return s;
-    }
-    LLMRT_TRY(llmrt_model_keep_host(m, f32, err));
-    s = m->be->ops->weight_upload(m->be, LLMRT_DTYPE_F32, N, K, f32, out, err);
-    if (s != LLMRT_OK) {
-        llmrt_err_prefix(err, "%s: tensor %s", src->what, name);
-        return s;
-    }
-    note_format(m, "f32");
-    m->n_params += N * K;
-    m->weight_bytes += N * K * 4;
-    return upload_bias(m, qt->bias, N, out, err);
+    s = load_q4(m, src, name, &local, out, err);
+    llmrt_q4_tensor_release(&local);
+    return s;
 }
 
 /* A 4-bit matrix as the source returned it (whole), cut to this rank's part and uploaded. */

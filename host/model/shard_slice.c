@@ -103,10 +103,9 @@ static int nibble_at(const uint8_t *row, int64_t col) {
 }
 
 llmrt_status llmrt_q4_slice_cols(const llmrt_q4_tensor *in, int64_t c0, int64_t n,
-                                 llmrt_q4_tensor *out, bool *possible, llmrt_error *err) {
+                                 llmrt_q4_tensor *out, llmrt_error *err) {
     const llmrt_q4_host *q = &in->q;
     int64_t              N = q->rows, K = q->cols, gs = q->group_size, G = K / gs;
-    *possible              = false;
     if (c0 < 0 || n < 1 || c0 > K - n)
         return llmrt_err(err, LLMRT_ERR_INTERNAL, "column slice [%lld, +%lld) outside %lld columns",
                          (long long)c0, (long long)n, (long long)K);
@@ -134,7 +133,8 @@ llmrt_status llmrt_q4_slice_cols(const llmrt_q4_tensor *in, int64_t c0, int64_t 
     int64_t Kl  = lG * L; /* local K */
     if (L > INT32_MAX || Kl > INT32_MAX) {
         free(bucket);
-        return LLMRT_OK;
+        return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH, "column slice of %lld columns is too large",
+                         (long long)Kl);
     }
 
     /* one allocation: qs [N, Kl/2], scales [N, lG] fp16, zero terms [N, lG] (u8 or fp16),
@@ -209,35 +209,5 @@ llmrt_status llmrt_q4_slice_cols(const llmrt_q4_tensor *in, int64_t c0, int64_t 
            .perm       = natural ? NULL : perm,
            .x_cols     = n,
     };
-    *possible = true;
-    return LLMRT_OK;
-}
-
-llmrt_status llmrt_q4_dequant_cols(const llmrt_q4_host *q, int64_t c0, int64_t n, float **out,
-                                   llmrt_error *err) {
-    int64_t  N = q->rows, K = q->cols;
-    uint64_t n_el;
-    *out = NULL;
-    if (c0 < 0 || n < 1 || c0 > K - n)
-        return llmrt_err(err, LLMRT_ERR_INTERNAL, "column slice [%lld, +%lld) outside %lld columns",
-                         (long long)c0, (long long)n, (long long)K);
-    if (!ck_mul_u64((uint64_t)N, (uint64_t)n, &n_el) || n_el > (uint64_t)SIZE_MAX / 8)
-        return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH, "column slice of %lld rows is too large",
-                         (long long)N);
-    float *f32 = malloc((size_t)n_el * sizeof *f32);
-    float *row = malloc((size_t)K * sizeof *row);
-    if (!f32 || !row) {
-        free(f32), free(row);
-        return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "out of memory dequantising columns");
-    }
-    for (int64_t r = 0; r < N; r++) {
-        llmrt_q4_dequant_row(q, r, row); /* stored order */
-        for (int64_t j = 0; j < K; j++) {
-            int64_t orig = q->perm ? q->perm[j] : j;
-            if (orig >= c0 && orig < c0 + n) f32[r * n + (orig - c0)] = row[j];
-        }
-    }
-    free(row);
-    *out = f32;
     return LLMRT_OK;
 }

@@ -32,14 +32,8 @@ void llmrt_q4_slice_rows(llmrt_q4_tensor *t, int64_t r0, int64_t n);
  * groups) every bucket is padded to L = the largest rounded up to 32 with columns of perm -1,
  * which read input 0 (q4.h), so the slice has K = groups * L, x_cols = n. Cost: an act-order
  * o_proj at tp 2, g128, holds ~1.5x its share of columns, still 4-bit. perm[j'] = input column
- * - c0 (NULL when that is the identity). The bias is copied. *possible = false only for shapes
- * beyond int32 (then see llmrt_q4_dequant_cols). */
+ * - c0 (NULL when that is the identity). The bias is copied. */
 llmrt_status llmrt_q4_slice_cols(const llmrt_q4_tensor *in, int64_t c0, int64_t n,
-                                 llmrt_q4_tensor *out, bool *possible, llmrt_error *err);
-
-/* Columns [c0, c0 + n) of a 4-bit matrix dequantised by the reference formula into a malloc'd
- * fp32 [N, n] (input column order). */
-llmrt_status llmrt_q4_dequant_cols(const llmrt_q4_host *q, int64_t c0, int64_t n, float **out,
-                                   llmrt_error *err);
+                                 llmrt_q4_tensor *out, llmrt_error *err);
 
 #endif
