@@ -1,5 +1,5 @@
 /* llmrt_nccl.h: the plain-C interface over NCCL and the CUDA events that the NCCL communicator
- * (host/comm/comm_nccl.c, which never includes a CUDA header) is built on. Implemented in
+ * (host/backend/comm/comm_nccl.c, which never includes a CUDA header) is built on. Implemented in
  * cuda/nccl_comm.cu; under the simulator NCCL is cusim's (cuda/sim/nccl.cpp).
  *
  * One llmrt_nccl_rank per rank of this process: its ncclComm_t, device, stream (void *, a

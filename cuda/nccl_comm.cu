@@ -1,6 +1,6 @@
 // nccl_comm.cu: the launchers of llmrt_nccl.h: NCCL communicators, the in-place sum all-reduce on
 // a rank's stream, and its completion event. The policy (timeouts, the watchdog, aborting the
-// group) lives in host/comm/comm_nccl.c; this file only translates to NCCL and CUDA and back.
+// group) lives in host/backend/comm/comm_nccl.c; this file only translates to NCCL and CUDA and back.
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>

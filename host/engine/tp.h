@@ -19,7 +19,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 
-#include "../comm/comm.h"
+#include "../backend/comm/comm.h"
 #include "../model/model.h"
 #include "forward.h"
 

@@ -1,4 +1,4 @@
-/* The MPI communicator (host/comm/comm_mpi.c), run under mpirun with 2 and 4 processes:
+/* The MPI communicator (host/backend/comm/comm_mpi.c), run under mpirun with 2 and 4 processes:
  *  - llmrt_mpi_world gives this process's rank in the job;
  *  - all-reduce of F32/F16/BF16 buffers over the whole job equals the fp64 reference (MPI's
  *    summation order is its own: a tolerance), broadcast_host from the last rank;
@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "comm/comm.h"
+#include "backend/comm/comm.h"
 #include "core/half.h"
 #include "test_util.h"
 

@@ -1,4 +1,4 @@
-/* The NCCL communicator (host/comm/comm_nccl.c over cuda/nccl_comm.cu), in-process groups of 2
+/* The NCCL communicator (host/backend/comm/comm_nccl.c over cuda/nccl_comm.cu), in-process groups of 2
  * and 4 devices, one host thread and stream per rank; under cusim (CUSIM_DEVICE_COUNT=4) or on a
  * machine with enough GPUs (otherwise skipped, exit 77):
  *  - all_reduce_sum of F32 and F16 device buffers (back to back, then one wait) equals the fp64
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "comm/comm.h"
+#include "backend/comm/comm.h"
 #include "core/half.h"
 #include "llmrt_cuda.h"
 #include "test_util.h"

@@ -1,4 +1,4 @@
-/* The in-process communicator (host/comm/comm_local.c): ranks as threads.
+/* The in-process communicator (host/backend/comm/comm_local.c): ranks as threads.
  *  - sums of F32/F16/BF16 buffers of 2, 3 and 4 ranks equal an fp64 reference, bitwise the same
  *    on every rank, over many back-to-back collectives of varying sizes (0, 1, odd); stats;
  *  - broadcast_host from every root;
@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "comm/comm.h"
+#include "backend/comm/comm.h"
 #include "core/half.h"
 #include "test_util.h"
 

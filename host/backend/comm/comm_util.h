@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <time.h>
 
-#include "../core/half.h"
+#include "../../core/half.h"
 #include "comm.h"
 
 /* Element i of buf (F32, F16 or BF16) as fp32: halves are summed in fp32 and rounded once. */

@@ -19,8 +19,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "../core/error.h"
-#include "../model/dtype.h"
+#include "../../core/error.h"
+#include "../../model/dtype.h"
 
 typedef struct llmrt_comm llmrt_comm;
 
