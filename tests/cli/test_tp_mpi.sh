@@ -30,6 +30,21 @@ for m in "${models[@]}"; do
     done
 done
 
+# bad arguments: clear messages, non-zero status
+set +e
+out=$("$bin" predict -m "$data/tiny/llama_f32" --tp 0 2>&1); rc=$?
+set -e
+[ $rc -ne 0 ] && grep -q -- "--tp must be an integer in \[1, 256\]" <<<"$out" || fail "--tp 0: $rc $out"
+set +e
+out=$(mpirun 3 "$bin" predict -m "$data/tiny/llama_f32" -p 1,2 -n 2 -t 1 --device cpu --tp 2 2>&1); rc=$?
+set -e
+[ $rc -ne 0 ] && grep -q "3 processes do not form whole groups" <<<"$out" || fail "-np 3 --tp 2: $rc $out"
+set +e
+out=$("$bin" predict -m "$data/tiny/llama_f32" -p 1,2 -n 2 -t 1 --device cpu --tp 8 2>&1); rc=$?
+set -e
+[ $rc -ne 0 ] && grep -q "tp 8 exceeds the 4 attention heads" <<<"$out" || fail "--tp 8: $rc $out"
+echo "ok   bad --tp values and job sizes are clear errors"
+
 # 2. injected failures of rank 1 in its 3rd forward
 for kind in hang exit error; do
     start=$(date +%s.%N)
