@@ -15,8 +15,8 @@ struct llmrt_tp; /* the tensor-parallel group a rank belongs to (engine code own
 
 /* One rank's weights of a layer. Hq, Hkv and F are this rank's (m->shard: n_heads, n_kv_heads,
  * ffn; the whole model without TP). wo and w_down are row-parallel: their outputs are partial
- * sums to all-reduce, so only rank 0 holds their biases; their cols are exactly the rank's
- * Hq*hd and F (4-bit slices that would need padding are dequantised, shard_slice.h). */
+ * sums to all-reduce, so only rank 0 holds their biases. Their input width is the rank's Hq*hd
+ * and F; a padded 4-bit slice stores more columns (cols) than it reads (x_cols, shard_slice.h). */
 typedef struct llmrt_layer_weights {
     void         *attn_norm; /* backend fp32 [D] */
     llmrt_bweight wq;        /* [Hq*hd, D]  */
