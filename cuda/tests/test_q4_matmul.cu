@@ -22,9 +22,9 @@
 #include "../q4_matmul.cu"
 
 extern "C" {
-#include "../../host/model/q4.h"
+#include "../../host/format/q4.h"
 }
-#include "../../host/model/q4.c"
+#include "../../host/format/q4.c"
 
 #include <algorithm>
 #include <chrono>

@@ -13,8 +13,8 @@
 #include <stdint.h>
 
 #include "../core/error.h"
-#include "../model/dtype.h"
-#include "../model/q4.h"
+#include "../format/dtype.h"
+#include "../format/q4.h"
 
 /* A weight matrix as the backend holds it: out = x · Wᵀ with W [rows = N, cols = K]. */
 typedef struct llmrt_bweight {

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../backend/comm/comm.h"
+#include "../exec/comm/comm.h"
 #include "../tokenizer/strmap.h"
 
 int batch_shards_init(batch_shards *s, const char *out_path, int32_t tp) {

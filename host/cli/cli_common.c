@@ -5,7 +5,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../backend/comm/comm.h"
+#include "../exec/comm/comm.h"
 #include "cli.h"
 
 #ifndef LLMRT_DEFAULT_MODEL

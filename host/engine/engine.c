@@ -17,7 +17,7 @@
 #include "../model/model.h"
 #include "../tokenizer/tokenizer.h"
 #include "engine_internal.h"
-#include "forward.h"
+#include "../exec/forward.h"
 #include "metrics.h"
 
 double engine_now(void) {

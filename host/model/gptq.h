@@ -19,7 +19,7 @@
 
 #include "../core/error.h"
 #include "model.h"
-#include "safetensors.h"
+#include "../format/safetensors.h"
 
 typedef struct llmrt_gptq_config {
     bool enabled;       /* a GPTQ quantization config was found */

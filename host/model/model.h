@@ -6,9 +6,9 @@
 #include <stdbool.h>
 
 #include "../backend/backend.h"
-#include "config.h"
-#include "gguf.h"
-#include "safetensors.h"
+#include "../format/config.h"
+#include "../format/gguf.h"
+#include "../format/safetensors.h"
 #include "shard_plan.h" /* llmrt_tp_shard */
 
 struct llmrt_tp; /* the tensor-parallel group a rank belongs to (engine code owns it) */

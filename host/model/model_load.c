@@ -10,7 +10,7 @@
 #include "../core/half.h"
 #include "../tokenizer/tokenizer.h"
 #include "model.h"
-#include "../engine/tp.h" /* tensor-parallel groups: llmrt_model_load dispatches */
+#include "../exec/tp/tp.h" /* tensor-parallel groups: llmrt_model_load dispatches */
 #include "shard_slice.h"
 #ifdef LLMRT_HAVE_CUDA
 #include "../backend/cuda/cuda_backend.h"

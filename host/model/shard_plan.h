@@ -19,7 +19,7 @@
 #include <stdint.h>
 
 #include "../core/error.h"
-#include "config.h"
+#include "../format/config.h"
 
 /* This rank's part of a tensor-parallel split (size 1, rank 0 without TP). */
 typedef struct llmrt_tp_shard {

@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
-#include "model/gguf.h"
+#include "format/gguf.h"
 
 typedef struct llmrt_tokenizer llmrt_tokenizer;
 

@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "backend/comm/comm.h"
+#include "exec/comm/comm.h"
 #include "core/half.h"
 #include "test_util.h"
 

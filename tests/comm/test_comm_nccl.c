@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "backend/comm/comm.h"
+#include "exec/comm/comm.h"
 #include "core/half.h"
 #include "llmrt_cuda.h"
 #include "test_util.h"

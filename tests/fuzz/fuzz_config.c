@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "model/config.h"
+#include "format/config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     llmrt_model_config cfg;

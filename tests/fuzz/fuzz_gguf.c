@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "model/gguf.h"
+#include "format/gguf.h"
 
 static volatile uint8_t sink;
 

@@ -29,7 +29,7 @@
 
 #include "core/half.h"
 #include "golden.h"
-#include "model/safetensors.h"
+#include "format/safetensors.h"
 #include "test_util.h"
 
 #define HF_TOL  1e-4

@@ -13,8 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "model/gguf.h"
-#include "model/safetensors.h"
+#include "format/gguf.h"
+#include "format/safetensors.h"
 #include "test_util.h"
 
 #define TINY LLMRT_TEST_DATA_DIR "/tiny"

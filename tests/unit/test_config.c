@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "model/config.h"
+#include "format/config.h"
 #include "test_util.h"
 
 

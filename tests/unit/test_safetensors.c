@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "model/safetensors.h"
+#include "format/safetensors.h"
 #include "test_util.h"
 
 

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "core/json_util.h"
-#include "model/gguf.h"
+#include "format/gguf.h"
 #include "test_util.h"
 #include "tokenizer/tokenizer.h"
 

@@ -27,7 +27,7 @@
 #include <stdint.h>
 
 #include "../../core/error.h"
-#include "../../model/q4.h"
+#include "../../format/q4.h"
 
 #define LLMRT_CPU_Q4_BLOCK 32 /* columns per nibble block */
 

@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #ifdef LLMRT_HAVE_CUDA
-#include "../backend/cuda/cuda_backend.h"
+#include "../../backend/cuda/cuda_backend.h"
 #endif
 
 /* --------------------------------------------------------------------------------------------- */

@@ -8,7 +8,7 @@
 #include "../core/checked_math.h"
 #include "../model/model.h"
 #include "forward.h"
-#include "tp.h"
+#include "tp/tp.h"
 
 
 /* --------------------------------------------------------------------------------------------- */

@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #include "../../core/error.h"
-#include "../../model/dtype.h"
+#include "../../format/dtype.h"
 
 typedef struct llmrt_comm llmrt_comm;
 

@@ -19,9 +19,9 @@
 #include <pthread.h>
 #include <stdbool.h>
 
-#include "../backend/comm/comm.h"
-#include "../model/model.h"
-#include "forward.h"
+#include "../comm/comm.h"
+#include "../../model/model.h"
+#include "../forward.h"
 
 typedef enum tp_fault_kind {
     TP_FAULT_NONE = 0,
