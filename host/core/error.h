@@ -9,6 +9,9 @@
 
 typedef struct llmrt_error {
     llmrt_status status;
+    bool         secondary; /* this failure only reports an earlier one elsewhere (a collective
+                             * released by another rank's abort): when several ranks fail,
+                             * the first non-secondary error is the one to report */
     char         msg[LLMRT_ERROR_MSG_MAX];
 } llmrt_error;
 

@@ -17,40 +17,12 @@
 #include "../model/model.h"
 #include "../tokenizer/tokenizer.h"
 #include "engine_internal.h"
-#include "../exec/forward.h"
 #include "metrics.h"
 
 double engine_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* --------------------------------------------------------------------------------------------- */
-/* small vectors                                                                                 */
-/* --------------------------------------------------------------------------------------------- */
-
-bool request_list_push(request_list *l, request *r) {
-    if (l->n == l->cap) {
-        int32_t   cap = l->cap ? l->cap * 2 : 16;
-        request **n   = realloc(l->items, (size_t)cap * sizeof *n);
-        if (!n) return false;
-        l->items = n;
-        l->cap   = cap;
-    }
-    l->items[l->n++] = r;
-    return true;
-}
-
-void request_list_remove_at(request_list *l, int32_t i) {
-    memmove(l->items + i, l->items + i + 1, (size_t)(l->n - i - 1) * sizeof *l->items);
-    l->n--;
-}
-
-int32_t request_list_find(const request_list *l, const request *r) {
-    for (int32_t i = 0; i < l->n; i++)
-        if (l->items[i] == r) return i;
-    return -1;
 }
 
 /* --------------------------------------------------------------------------------------------- */
@@ -70,68 +42,73 @@ llmrt_engine_params llmrt_engine_default_params(void) {
     };
 }
 
-llmrt_status llmrt_engine_create(llmrt_model *model, const llmrt_engine_params *params,
-                                 llmrt_engine **out) {
-    if (!out) return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG, "llmrt_engine_create: out is NULL");
+llmrt_status engine_create(llmrt_rank_model *model, llmrt_executor *exec,
+                           const llmrt_engine_params *params, llmrt_engine **out,
+                           llmrt_error *err) {
     *out = NULL;
-    if (!model)
-        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG, "llmrt_engine_create: model is NULL");
     llmrt_engine_params p = llmrt_engine_default_params();
     if (params) {
         if (params->struct_size < sizeof(uint32_t) || params->struct_size > sizeof p)
-            return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG,
-                                      "llmrt_engine_create: params->struct_size %u is invalid",
-                                      params->struct_size);
+            return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
+                             "llmrt_engine_create: params->struct_size %u is invalid",
+                             params->struct_size);
         memcpy(&p, params, params->struct_size);
         p.struct_size = sizeof p;
     }
     if (p.max_batched_tokens < 1 || p.max_seqs < 1 || p.max_seqs > 65536 ||
         (p.policy != LLMRT_KV_PREEMPT && p.policy != LLMRT_KV_RESERVE) || p.kv_tokens < 0 ||
         p.kv_bytes < 0)
-        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG,
-                                  "llmrt_engine_create: max_batched_tokens and max_seqs must be >= 1, "
-                                  "policy PREEMPT or RESERVE, budgets >= 0");
+        return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
+                         "llmrt_engine_create: max_batched_tokens and max_seqs must be >= 1, "
+                         "policy PREEMPT or RESERVE, budgets >= 0");
     if (p.block_size < 1 || p.block_size > 4096)
-        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG,
-                                  "llmrt_engine_create: block_size %d outside [1, 4096]",
-                                  p.block_size);
-    llmrt_kv_cache_params kp = llmrt_kv_cache_default_params();
-    kp.block_size            = p.block_size;
-    kp.max_tokens            = p.kv_tokens;
-    kp.max_bytes             = p.kv_tokens ? 0 : p.kv_bytes;
-    if (!kp.max_tokens && !kp.max_bytes)
-        return llmrt_err_set_last(LLMRT_ERR_NO_KV_SPACE,
-                                  "llmrt_engine_create: no KV budget (set kv_tokens or kv_bytes)");
+        return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
+                         "llmrt_engine_create: block_size %d outside [1, 4096]", p.block_size);
+    if (!p.kv_tokens && !p.kv_bytes)
+        return llmrt_err(err, LLMRT_ERR_NO_KV_SPACE,
+                         "llmrt_engine_create: no KV budget (set kv_tokens or kv_bytes)");
+    int32_t      n_blocks;
+    llmrt_status s = llmrt_kv_budget_blocks(p.block_size, 0, p.kv_tokens,
+                                            p.kv_tokens ? 0 : p.kv_bytes,
+                                            llmrt_rank_kv_bytes_per_token(model), &n_blocks, err);
+    if (s != LLMRT_OK) {
+        llmrt_err_prefix(err, "llmrt_engine_create: llmrt_kv_cache_create");
+        if (err) err->status = LLMRT_ERR_NO_KV_SPACE;
+        return LLMRT_ERR_NO_KV_SPACE;
+    }
     llmrt_engine *e = calloc(1, sizeof *e);
-    if (!e) return llmrt_err_set_last(LLMRT_ERR_OUT_OF_MEMORY, "llmrt_engine_create: out of memory");
-    e->model  = model;
-    e->params = p;
-    llmrt_status s = llmrt_kv_cache_create(model, &kp, &e->kv);
-    if (s != LLMRT_OK) {
-        free(e);
-        if (s == LLMRT_ERR_INVALID_ARG) s = LLMRT_ERR_NO_KV_SPACE;
-        char why[256]; /* llmrt_last_error() is the buffer set_last writes: copy it first */
-        snprintf(why, sizeof why, "%s", llmrt_last_error());
-        return llmrt_err_set_last(s, "llmrt_engine_create: %s", why);
-    }
-    /* size activations and the backend's per-batch buffers for the engine's largest step now,
-     * so no step allocates (device memory on a GPU) */
-    s = llmrt_kv_cache_reserve(e->kv, p.max_batched_tokens, p.max_seqs);
-    if (s != LLMRT_OK) {
-        llmrt_kv_cache_destroy(e->kv);
-        free(e);
-        return s;
-    }
-    e->bm = llmrt_bm_create(llmrt_kv_cache_n_blocks(e->kv), p.block_size, p.prefix_caching);
+    if (!e) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "llmrt_engine_create: out of memory");
+    e->model     = model;
+    e->exec      = exec;
+    e->params    = p;
+    e->kv_blocks = n_blocks;
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     e->next_id = 1;
     llmrt_histogram_init(&e->metrics.ttft);
     llmrt_histogram_init(&e->metrics.itl);
     llmrt_histogram_init(&e->metrics.e2e);
+    s = exec->ops->kv_create(exec, n_blocks, p.block_size, &e->kv, err);
+    if (s != LLMRT_OK) {
+        if (s == LLMRT_ERR_INVALID_ARG) s = LLMRT_ERR_NO_KV_SPACE;
+        if (err) err->status = s;
+        llmrt_err_prefix(err, "llmrt_engine_create");
+        llmrt_engine_destroy(e);
+        return s;
+    }
+    /* size activations and the backend's per-batch buffers for the engine's largest step now,
+     * so no step allocates (device memory on a GPU) */
+    s = exec->ops->reserve(exec, e->kv, p.max_batched_tokens, p.max_seqs, err);
+    if (s != LLMRT_OK) {
+        llmrt_err_prefix(err, "llmrt_engine_create: batches of %d tokens, %d outputs",
+                         p.max_batched_tokens, p.max_seqs);
+        llmrt_engine_destroy(e);
+        return s;
+    }
+    e->bm = llmrt_bm_create(n_blocks, p.block_size, p.prefix_caching);
     if (!e->bm) {
         llmrt_engine_destroy(e);
-        return llmrt_err_set_last(LLMRT_ERR_OUT_OF_MEMORY, "llmrt_engine_create: out of memory");
+        return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "llmrt_engine_create: out of memory");
     }
     *out = e;
     return LLMRT_OK;
@@ -153,8 +130,9 @@ void llmrt_engine_destroy(llmrt_engine *e) {
     free(e->aborts);
     free(e->outputs);
     engine_batch_free(&e->batch);
+    llmrt_step_plan_free(&e->plan);
     llmrt_bm_destroy(e->bm);
-    llmrt_kv_cache_destroy(e->kv);
+    if (e->kv) e->exec->ops->kv_destroy(e->exec, e->kv);
     pthread_cond_destroy(&e->cv);
     pthread_mutex_destroy(&e->mu);
     free(e);
@@ -230,37 +208,6 @@ int32_t llmrt_engine_pending(llmrt_engine *e) {
     int32_t n = e->metrics.n_waiting + e->metrics.n_running;
     pthread_mutex_unlock(&e->mu);
     return n;
-}
-
-/* --------------------------------------------------------------------------------------------- */
-/* finishing                                                                                     */
-/* --------------------------------------------------------------------------------------------- */
-
-/* Ends a request: frees its blocks (exactly once: only a request not yet finished gets here),
- * flushes held text, moves it to `finished` (freed at the next step). */
-void engine_finish(llmrt_engine *e, request *r, llmrt_finish_reason why, llmrt_status status,
-                   const char *message) {
-    if (r->state == REQUEST_FINISHED) return;
-    request_list *from = r->state == REQUEST_RUNNING ? &e->running : &e->waiting;
-    int32_t       i    = request_list_find(from, r);
-    if (i >= 0) request_list_remove_at(from, i);
-    llmrt_bm_release(e->bm, &r->blocks);
-    r->state         = REQUEST_FINISHED;
-    r->finish        = why;
-    r->finish_status = status;
-    if (message) snprintf(r->error_message, sizeof r->error_message, "%s", message);
-    if (why == LLMRT_FINISH_ABORT || why == LLMRT_FINISH_ERROR) {
-        r->n_tokens -= r->n_out; /* tokens of an aborted step are not delivered: not generated */
-        request_out_reset(r);
-    } else if (!r->text_stopped) {
-        engine_flush_text(r);
-    }
-    double now = engine_now();
-    llmrt_histogram_observe(&e->metrics.e2e, now - r->t_submit);
-    e->metrics.requests_finished++;
-    if (why == LLMRT_FINISH_ABORT) e->metrics.requests_aborted++;
-    if (!request_list_push(&e->finished, r)) request_free(r); /* cannot report it; never leak it */
-    e->touched_finished = true;
 }
 
 static request *find_live(llmrt_engine *e, uint64_t id) {
@@ -405,7 +352,7 @@ llmrt_status llmrt_engine_step(llmrt_engine *e, const llmrt_output **outputs, in
 
     take_incoming_and_aborts(e);
     llmrt_error  err = {0};
-    llmrt_status s   = engine_schedule_and_run(e, &err);
+    llmrt_status s   = engine_run_step(e, &err);
     if (s == LLMRT_ERR_DEAD) enter_dead_state(e, err.msg);
     /* aborts that arrived during the forward win over this step's results (vLLM #29987) */
     take_incoming_and_aborts(e);
@@ -433,7 +380,7 @@ llmrt_status llmrt_engine_get_metrics(llmrt_engine *e, llmrt_engine_metrics *m) 
     pthread_mutex_unlock(&e->mu);
     if (snap.kv_blocks_total == 0) { /* before the first step */
         llmrt_bm_stats st    = {0};
-        st.n_blocks          = llmrt_kv_cache_n_blocks(e->kv);
+        st.n_blocks          = e->kv_blocks;
         snap.kv_blocks_total = snap.kv_blocks_free = st.n_blocks;
         llmrt_histogram_init(&snap.ttft);
         llmrt_histogram_init(&snap.itl);

@@ -1,36 +1,40 @@
-/* Internals shared by the engine's files: engine.c (API, queues, outputs), engine_submit.c
- * (turning a prompt + params into a request), scheduler.c (a step's schedule, forward and
- * sampling), engine_loop.c (the loop thread and the blocking generate). */
+/* Internals shared by the engine's files:
+ *   engine.c         the engine object: create, queues, aborts, a step, outputs, metrics
+ *   engine_submit.c  turning a prompt + params into a request
+ *   planner.c        a step's plan from the queues and the KV blocks (no model: planner.h)
+ *   runner.c         the plan as one packed batch, run on the executor, results committed
+ *   output.c         the output processor: sampling -> tokens, detokenized text, stop rules,
+ *                    finishing requests
+ *   engine_loop.c    the loop thread and the blocking generate */
 #ifndef LLMRT_ENGINE_INTERNAL_H
 #define LLMRT_ENGINE_INTERNAL_H
 
 #include <pthread.h>
 
 #include "../core/error.h"
+#include "../exec/executor.h"
 #include "block_manager.h"
 #include "llmrt.h"
+#include "planner.h"
 #include "request.h"
-
-typedef struct request_list {
-    request **items;
-    int32_t   n, cap;
-} request_list;
 
 /* One step's packed batch, host side (grown, never shrunk). */
 typedef struct engine_batch {
-    int32_t   n_tokens, n_seqs, max_blocks, n_outputs;
-    int32_t  *tokens, *positions, *seq_ids, *tables, *output_tokens;
-    request **seq_req;     /* [n_seqs] */
-    int32_t  *seq_new;     /* [n_seqs] tokens scheduled */
-    int32_t  *seq_out_row; /* [n_seqs] logits row, -1 when the chunk does not end the sequence */
-    float    *logits;      /* [n_outputs, vocab] */
-    int64_t   cap_tokens, cap_seqs, cap_tables, cap_logits;
+    int32_t  n_tokens, n_seqs, max_blocks, n_outputs;
+    int32_t *tokens, *positions, *seq_ids; /* [T] */
+    int32_t *tables;                       /* [n_seqs, max_blocks] */
+    int32_t *output_tokens;                /* [n_outputs] */
+    int32_t *seq_out_row; /* [n_seqs] logits row, -1 when the chunk does not end the sequence */
+    float   *logits;      /* [n_outputs, vocab] */
+    int64_t  cap_tokens, cap_seqs, cap_tables, cap_logits;
 } engine_batch;
 
 struct llmrt_engine {
-    struct llmrt_model  *model;
+    llmrt_rank_model    *model;    /* the leader's rank: config, tokenizer, defaults */
+    llmrt_executor      *exec;     /* runs the forwards (borrowed from the model) */
+    llmrt_exec_kv       *kv;       /* the executor's KV cache (owned) */
+    int32_t              kv_blocks;
     llmrt_engine_params  params;
-    llmrt_kv_cache      *kv;
     llmrt_block_manager *bm;
 
     /* step thread only */
@@ -39,6 +43,7 @@ struct llmrt_engine {
     request_list  finished; /* finished this step; freed at the next */
     llmrt_output *outputs;
     int32_t       cap_outputs;
+    step_plan     plan;
     engine_batch  batch;
     bool          touched_finished;
 
@@ -62,17 +67,21 @@ struct llmrt_engine {
 };
 
 double       engine_now(void);
-/* request_list helpers (engine.c) */
-bool    request_list_push(request_list *l, request *r);
-void    request_list_remove_at(request_list *l, int32_t i);
-int32_t request_list_find(const request_list *l, const request *r);
+/* An engine over `exec` (the model's; borrowed) and its leader rank `model`. */
+llmrt_status engine_create(llmrt_rank_model *model, llmrt_executor *exec,
+                           const llmrt_engine_params *params, llmrt_engine **out,
+                           llmrt_error *err);
 llmrt_status engine_make_request(llmrt_engine *e, const llmrt_prompt *prompt,
                                  const llmrt_sampling_params *params, request **out,
                                  llmrt_error *err);
-llmrt_status engine_schedule_and_run(llmrt_engine *e, llmrt_error *err);
+/* runner.c: plans the step, runs it and commits its results (sampling through output.c). */
+llmrt_status engine_run_step(llmrt_engine *e, llmrt_error *err);
+void engine_batch_free(engine_batch *b);
+/* output.c */
+/* Samples r's next token from its logits row [V] and applies the stop rules. */
+void engine_sample_and_advance(llmrt_engine *e, request *r, float *logits);
+/* Ends a request: frees its blocks, flushes held text, moves it to `finished`. */
 void engine_finish(llmrt_engine *e, request *r, llmrt_finish_reason why, llmrt_status status,
                    const char *message);
-void engine_flush_text(request *r);
-void engine_batch_free(engine_batch *b);
 
 #endif

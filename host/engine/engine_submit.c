@@ -36,7 +36,7 @@ static llmrt_status append_ids(int32_t **ids, int64_t *n, int64_t *cap, const in
  * rendered text is split at special-token strings found in template scaffolding (as HF splits
  * at added tokens), and every other piece, scaffolding and content alike, is encoded with
  * special-token parsing off. A user who writes "<|im_end|>" gets the literal text. */
-llmrt_status engine_encode_chat(const struct llmrt_model *m, const char *text, size_t len,
+llmrt_status engine_encode_chat(const struct llmrt_rank_model *m, const char *text, size_t len,
                                 const llmrt_chat_span *spans, int32_t n_spans, int32_t **ids,
                                 int64_t *n_ids, llmrt_error *err) {
     const llmrt_tokenizer *tk  = m->tokenizer;
@@ -83,7 +83,7 @@ llmrt_status engine_encode_chat(const struct llmrt_model *m, const char *text, s
     return LLMRT_OK;
 }
 
-static llmrt_status tokenize_messages(const struct llmrt_model *m, const llmrt_prompt *p,
+static llmrt_status tokenize_messages(const struct llmrt_rank_model *m, const llmrt_prompt *p,
                                       int32_t **ids, int64_t *n_ids, llmrt_error *err) {
     llmrt_chat_family family =
         p->chat_template ? llmrt_chat_family_from_name(p->chat_template)
@@ -106,7 +106,7 @@ static llmrt_status tokenize_messages(const struct llmrt_model *m, const llmrt_p
     return s;
 }
 
-static llmrt_status tokenize_prompt(const struct llmrt_model *m, const llmrt_prompt *p,
+static llmrt_status tokenize_prompt(const struct llmrt_rank_model *m, const llmrt_prompt *p,
                                     int32_t **ids, int64_t *n_ids, llmrt_error *err) {
     int kinds = (p->tokens != NULL || p->n_tokens > 0) + (p->text != NULL) +
                 (p->messages != NULL || p->n_messages > 0);
@@ -155,7 +155,7 @@ static llmrt_status read_sampling(const llmrt_sampling_params *in, llmrt_samplin
     return LLMRT_OK;
 }
 
-static llmrt_status setup_stops(const struct llmrt_model *m, request *r,
+static llmrt_status setup_stops(const struct llmrt_rank_model *m, request *r,
                                 const llmrt_sampling_params *sp, llmrt_error *err) {
     if (sp->n_stop_token_ids < 0 || sp->n_stop_token_ids > MAX_STOP_IDS ||
         (sp->n_stop_token_ids > 0 && !sp->stop_token_ids))
@@ -202,7 +202,7 @@ llmrt_status engine_make_request(llmrt_engine *e, const llmrt_prompt *prompt,
                                  const llmrt_sampling_params *params, request **out,
                                  llmrt_error *err) {
     *out                          = NULL;
-    const struct llmrt_model *m   = e->model;
+    const struct llmrt_rank_model *m   = e->model;
     llmrt_sampling_params     sp;
     LLMRT_TRY(read_sampling(params, &sp, err));
     if (prompt->struct_size < sizeof(uint32_t) || prompt->struct_size > sizeof(llmrt_prompt))
@@ -246,7 +246,7 @@ llmrt_status engine_make_request(llmrt_engine *e, const llmrt_prompt *prompt,
     if (s == LLMRT_OK) s = tokenize_prompt(m, &p, &ids, &n_ids, err);
     if (s == LLMRT_OK && n_ids < 1)
         s = llmrt_err(err, LLMRT_ERR_INVALID_ARG, "llmrt_engine_submit: the prompt is empty");
-    int64_t ctx = m->cfg.max_context, pool = (int64_t)llmrt_kv_cache_n_blocks(e->kv) * e->params.block_size;
+    int64_t ctx = m->cfg.max_context, pool = (int64_t)e->kv_blocks * e->params.block_size;
     if (s == LLMRT_OK && n_ids >= ctx)
         s = llmrt_err(err, LLMRT_ERR_INVALID_ARG,
                       "llmrt_engine_submit: the prompt has %lld tokens; the context holds %lld "

@@ -183,7 +183,7 @@ static int64_t gguf_row_for_hf_row(int64_t hf_row, int64_t head_dim) {
 }
 
 /* Finds the GGUF tensor of `hf_name` and checks its shape; *t = NULL when absent. */
-static llmrt_status find_checked(struct llmrt_model *m, const char *hf_name, int64_t rows,
+static llmrt_status find_checked(struct llmrt_rank_model *m, const char *hf_name, int64_t rows,
                                  int64_t cols, const llmrt_gguf_tensor **t, int *permute_heads,
                                  char *name, size_t name_size, llmrt_error *err) {
     const llmrt_gguf_file *f = &m->gguf;
@@ -211,7 +211,7 @@ static llmrt_status find_checked(struct llmrt_model *m, const char *hf_name, int
     return LLMRT_OK;
 }
 
-static llmrt_status gguf_get(void *ctx, struct llmrt_model *m, const char *hf_name, int64_t rows,
+static llmrt_status gguf_get(void *ctx, struct llmrt_rank_model *m, const char *hf_name, int64_t rows,
                              int64_t cols, bool optional, llmrt_host_tensor *out, bool *found,
                              llmrt_error *err) {
     const llmrt_gguf_file   *f = &m->gguf;
@@ -265,7 +265,7 @@ static llmrt_status gguf_get(void *ctx, struct llmrt_model *m, const char *hf_na
 /* Q4_0 / Q4_1 matrices into the internal format, rows in HF order (GGUF's Q/K permutation moves
  * whole rows, i.e. whole blocks, so it is undone exactly). A ggml block of 32 holds element j
  * (0..15) in the low nibble of byte j and element j+16 in the high nibble. */
-static llmrt_status gguf_get_q4(void *ctx, struct llmrt_model *m, const char *hf_name,
+static llmrt_status gguf_get_q4(void *ctx, struct llmrt_rank_model *m, const char *hf_name,
                                 int64_t rows, int64_t cols, llmrt_q4_tensor *out, bool *found,
                                 llmrt_error *err) {
     *found = false;
@@ -327,7 +327,7 @@ static llmrt_status gguf_get_q4(void *ctx, struct llmrt_model *m, const char *hf
     return LLMRT_OK;
 }
 
-llmrt_status llmrt_model_open_gguf(struct llmrt_model *m, const char *path, llmrt_error *err) {
+llmrt_status llmrt_model_open_gguf(struct llmrt_rank_model *m, const char *path, llmrt_error *err) {
     LLMRT_TRY(llmrt_gguf_open(path, &m->gguf, err));
     LLMRT_TRY(llmrt_config_from_gguf(&m->gguf, &m->cfg, err));
     llmrt_weight_source src = {.ctx = NULL, .what = path, .get = gguf_get, .get_q4 = gguf_get_q4};

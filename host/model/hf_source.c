@@ -20,7 +20,7 @@ typedef struct hf_source {
     llmrt_gptq_config gptq;
 } hf_source;
 
-static const llmrt_st_tensor *find_tensor(const struct llmrt_model *m, const hf_source *hs,
+static const llmrt_st_tensor *find_tensor(const struct llmrt_rank_model *m, const hf_source *hs,
                                           const char *name, const char **file) {
     for (int32_t i = 0; i < m->n_st_files; i++) {
         const llmrt_st_tensor *t = llmrt_safetensors_find(&m->st_files[i], name);
@@ -32,7 +32,7 @@ static const llmrt_st_tensor *find_tensor(const struct llmrt_model *m, const hf_
     return NULL;
 }
 
-static llmrt_status hf_get(void *ctx, struct llmrt_model *m, const char *name, int64_t rows,
+static llmrt_status hf_get(void *ctx, struct llmrt_rank_model *m, const char *name, int64_t rows,
                            int64_t cols, bool optional, llmrt_host_tensor *out, bool *found,
                            llmrt_error *err) {
     hf_source             *hs   = ctx;
@@ -69,7 +69,7 @@ static bool linear_prefix(const char *hf_name, char *out, size_t n) {
     return true;
 }
 
-static llmrt_status hf_get_q4(void *ctx, struct llmrt_model *m, const char *name, int64_t rows,
+static llmrt_status hf_get_q4(void *ctx, struct llmrt_rank_model *m, const char *name, int64_t rows,
                               int64_t cols, llmrt_q4_tensor *out, bool *found, llmrt_error *err) {
     hf_source *hs = ctx;
     *found        = false;
@@ -99,7 +99,7 @@ static llmrt_status hf_get_q4(void *ctx, struct llmrt_model *m, const char *name
 }
 
 /* Opens every distinct shard named by the index's weight_map. */
-static llmrt_status open_shards(struct llmrt_model *m, hf_source *hs, const char *index_path,
+static llmrt_status open_shards(struct llmrt_rank_model *m, hf_source *hs, const char *index_path,
                                 llmrt_error *err) {
     LLMRT_TRY(llmrt_json_parse_file(index_path, INDEX_MAX_BYTES, &hs->index_root, err));
     hs->weight_map = cJSON_GetObjectItemCaseSensitive(hs->index_root, "weight_map");
@@ -139,7 +139,7 @@ static llmrt_status open_shards(struct llmrt_model *m, hf_source *hs, const char
     return LLMRT_OK;
 }
 
-llmrt_status llmrt_model_open_hf(struct llmrt_model *m, const char *dir, llmrt_error *err) {
+llmrt_status llmrt_model_open_hf(struct llmrt_rank_model *m, const char *dir, llmrt_error *err) {
     LLMRT_TRY(llmrt_config_load_hf_dir(dir, &m->cfg, err));
     hf_source hs = {.dir = dir};
     LLMRT_TRY(llmrt_gptq_config_load(dir, &hs.gptq, err));

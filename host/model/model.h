@@ -1,4 +1,8 @@
-/* The loaded model: configuration, the backend that runs it and the weights it holds there. */
+/* One rank's model: configuration, the backend that runs it and the weights of its shard (the
+ * whole model when the shard spec says 1 rank). It knows nothing of tensor parallel: which
+ * rows and columns it holds comes from its shard spec (shard_plan.h); running ranks together
+ * is the executor's job (exec/). The public llmrt_model (api/) wraps the rank this process
+ * drives and the executor that runs it. */
 #ifndef LLMRT_MODEL_MODEL_H
 #define LLMRT_MODEL_MODEL_H
 
@@ -11,7 +15,7 @@
 #include "../format/safetensors.h"
 #include "shard_plan.h" /* llmrt_tp_shard */
 
-struct llmrt_tp; /* the tensor-parallel group a rank belongs to (engine code owns it) */
+typedef struct llmrt_rank_model llmrt_rank_model;
 
 /* One rank's weights of a layer. Hq, Hkv and F are this rank's (m->shard: n_heads, n_kv_heads,
  * ffn; the whole model without TP). wo and w_down are row-parallel: their outputs are partial
@@ -29,7 +33,7 @@ typedef struct llmrt_layer_weights {
     llmrt_bweight w_down;    /* [D, F] */
 } llmrt_layer_weights;
 
-struct llmrt_model {
+struct llmrt_rank_model {
     llmrt_model_config   cfg;
     llmrt_backend       *be;
     llmrt_bweight        tok_embd;    /* [V, D] */
@@ -39,7 +43,6 @@ struct llmrt_model {
                                        * a view of tok_embd (lm_head_borrowed) */
     bool                 lm_head_borrowed; /* lm_head shares tok_embd's memory: not freed */
     llmrt_tp_shard       shard;       /* this rank's part (size 1 without TP) */
-    struct llmrt_tp     *tp;          /* NULL without TP; owned and freed by the TP driver */
 
     /* what the weights point into: kept open for the model's lifetime */
     llmrt_st_file  *st_files;
@@ -58,13 +61,10 @@ struct llmrt_model {
     bool    no_q4;             /* LLMRT_NO_Q4=1: 4-bit matrices are dequantised to f32 at load */
     int64_t n_params;
     int64_t weight_bytes;
-
-    pthread_mutex_t forward_lock; /* one forward at a time per model (backend scratch) */
-    llmrt_error     last_error;
 };
 
 /* Takes ownership of a malloc'd host buffer (freed with the model). Frees it on failure. */
-llmrt_status llmrt_model_keep_host(struct llmrt_model *m, void *buf, llmrt_error *err);
+llmrt_status llmrt_model_keep_host(struct llmrt_rank_model *m, void *buf, llmrt_error *err);
 
 /* A tensor as a source provides it: host memory in F32, F16 or BF16, row-major [rows, cols]
  * (cols == 0 for 1-D); or Q8_0 (GGUF blocks) for a matrix when the backend's supports_weight
@@ -92,40 +92,47 @@ void llmrt_q4_tensor_release(llmrt_q4_tensor *t);
 typedef struct llmrt_weight_source {
     void        *ctx;
     const char  *what; /* path for messages */
-    llmrt_status (*get)(void *ctx, struct llmrt_model *m, const char *hf_name, int64_t rows,
+    llmrt_status (*get)(void *ctx, struct llmrt_rank_model *m, const char *hf_name, int64_t rows,
                         int64_t cols, bool optional, llmrt_host_tensor *out, bool *found,
                         llmrt_error *err);
     /* (optional) The matrix `hf_name` ("...q_proj.weight") when the source stores it 4-bit
      * (GPTQ qweight/qzeros/scales/g_idx, GGUF Q4_0/Q4_1), converted losslessly with every shape
      * and value checked. *found = false (and LLMRT_OK) when it is not stored 4-bit; the loader
      * then asks `get`. */
-    llmrt_status (*get_q4)(void *ctx, struct llmrt_model *m, const char *hf_name, int64_t rows,
+    llmrt_status (*get_q4)(void *ctx, struct llmrt_rank_model *m, const char *hf_name, int64_t rows,
                            int64_t cols, llmrt_q4_tensor *out, bool *found, llmrt_error *err);
 } llmrt_weight_source;
 
 /* Loads every weight of m->cfg from `src` into m->be (shared by all formats): the slice of
  * rank m->shard.rank of a split into m->shard.size ranks (size 0 is taken as 1), whose plan it
  * computes into m->shard from m->cfg. */
-llmrt_status llmrt_model_load_weights(struct llmrt_model *m, const llmrt_weight_source *src,
+llmrt_status llmrt_model_load_weights(struct llmrt_rank_model *m, const llmrt_weight_source *src,
                                       llmrt_error *err);
 
-/* Loads rank `tp_rank` of a tensor-parallel split of the model at `path` into a backend of its
- * own (CUDA: device index `device`; CPU: params->n_threads threads). (1, 0, 0) is exactly
- * llmrt_model_load. The model's tp stays NULL: the TP driver attaches the group. */
+/* Loads rank `tp_rank` of a split of the model at `path` into `tp_size` ranks, into a backend
+ * of its own (CUDA: device index `device`; CPU: params->n_threads threads). (1, 0, 0) is the
+ * whole model. */
 llmrt_status llmrt_model_load_rank(const char *path, const llmrt_model_params *params,
                                    int32_t tp_size, int32_t tp_rank, int device,
-                                   struct llmrt_model **out, llmrt_error *err);
+                                   struct llmrt_rank_model **out, llmrt_error *err);
+
+/* Frees a rank model (NULL: no-op). */
+void llmrt_rank_model_destroy(struct llmrt_rank_model *m);
+
+/* Checks a caller's llmrt_model_params (struct_size, fields) into *out, defaults filled. */
+llmrt_status llmrt_model_read_params(const llmrt_model_params *in, llmrt_model_params *out,
+                                     llmrt_error *err);
 
 /* Per-format openers: fill m->cfg and the sources, then call llmrt_model_load_weights. */
-llmrt_status llmrt_model_open_hf(struct llmrt_model *m, const char *dir, llmrt_error *err);
-llmrt_status llmrt_model_open_gguf(struct llmrt_model *m, const char *path, llmrt_error *err);
-llmrt_status llmrt_model_open_random(struct llmrt_model *m, const char *path, uint64_t seed,
+llmrt_status llmrt_model_open_hf(struct llmrt_rank_model *m, const char *dir, llmrt_error *err);
+llmrt_status llmrt_model_open_gguf(struct llmrt_rank_model *m, const char *path, llmrt_error *err);
+llmrt_status llmrt_model_open_random(struct llmrt_rank_model *m, const char *path, uint64_t seed,
                                      llmrt_error *err);
 /* Loads the tokenizer next to the weights (tokenizer.json / GGUF metadata) when there is one. */
-llmrt_status llmrt_model_load_tokenizer(struct llmrt_model *m, const char *path, bool is_gguf,
+llmrt_status llmrt_model_load_tokenizer(struct llmrt_rank_model *m, const char *path, bool is_gguf,
                                         llmrt_error *err);
 /* Reads temperature / top_p / top_k / repetition_penalty / do_sample of generation_config.json. */
-llmrt_status llmrt_model_load_generation_defaults(struct llmrt_model *m, const char *dir,
+llmrt_status llmrt_model_load_generation_defaults(struct llmrt_rank_model *m, const char *dir,
                                                   llmrt_error *err);
 
 /* Reads the model config of a GGUF file's metadata. */

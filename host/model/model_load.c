@@ -1,6 +1,7 @@
-/* Model loading shared by every format: the public load/destroy/info calls and the walk over
- * the Llama weight list, which checks each tensor's shape against the config before handing it
- * to the backend. */
+/* Loading one rank's model, shared by every format: params, the backend, the walk over the Llama
+ * weight list (each tensor's shape checked against the config before it goes to the backend),
+ * RoPE tables, tokenizer and generation defaults. The public load/destroy/info calls are in
+ * api/model_api.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,13 +11,12 @@
 #include "../core/half.h"
 #include "../tokenizer/tokenizer.h"
 #include "model.h"
-#include "../exec/tp/tp.h" /* tensor-parallel groups: llmrt_model_load dispatches */
 #include "shard_slice.h"
 #ifdef LLMRT_HAVE_CUDA
 #include "../backend/cuda/cuda_backend.h"
 #endif
 
-llmrt_status llmrt_model_keep_host(struct llmrt_model *m, void *buf, llmrt_error *err) {
+llmrt_status llmrt_model_keep_host(struct llmrt_rank_model *m, void *buf, llmrt_error *err) {
     if (m->n_host_buffers == m->cap_host_buffers) {
         int64_t cap = m->cap_host_buffers ? m->cap_host_buffers * 2 : 64;
         void  **n   = realloc(m->host_buffers, (size_t)cap * sizeof *n);
@@ -40,7 +40,7 @@ static int64_t dtype_bytes(llmrt_dtype t) {
 }
 
 /* Adds a matrix format to weight_format ("f32+q4"); "mixed" when the list does not fit. */
-static void note_format(struct llmrt_model *m, const char *name) {
+static void note_format(struct llmrt_rank_model *m, const char *name) {
     char  *f   = m->weight_format;
     size_t len = strlen(f), nl = strlen(name);
     if (!strcmp(f, "mixed")) return;
@@ -71,7 +71,7 @@ static bool env_no_q4(void) {
 }
 
 /* Uploads the fp32 bias [N] of a matrix (none when bias is NULL). */
-static llmrt_status upload_bias(struct llmrt_model *m, const float *bias, int64_t N,
+static llmrt_status upload_bias(struct llmrt_rank_model *m, const float *bias, int64_t N,
                                 llmrt_bweight *out, llmrt_error *err) {
     if (!bias) return LLMRT_OK;
     uint64_t     bytes = (uint64_t)N * sizeof(float);
@@ -86,7 +86,7 @@ static llmrt_status upload_bias(struct llmrt_model *m, const float *bias, int64_
 /* Uploads a 4-bit matrix: repacked by the backend when it has 4-bit kernels (and accepts the
  * shape), else dequantised to fp32 at load by the reference formula (columns back in input
  * order). Uploads the bias too. */
-static llmrt_status load_q4(struct llmrt_model *m, const llmrt_weight_source *src,
+static llmrt_status load_q4(struct llmrt_rank_model *m, const llmrt_weight_source *src,
                             const char *name, const llmrt_q4_tensor *qt, llmrt_bweight *out,
                             llmrt_error *err) {
     const llmrt_q4_host *q  = &qt->q;
@@ -167,7 +167,7 @@ static const matrix_split NO_SPLIT = {SPLIT_NONE, 0, 0, true};
 
 /* A row-parallel 4-bit slice, kept 4-bit (padded when its groups hold unequal column counts:
  * shard_slice.h). */
-static llmrt_status load_q4_cols(struct llmrt_model *m, const llmrt_weight_source *src,
+static llmrt_status load_q4_cols(struct llmrt_rank_model *m, const llmrt_weight_source *src,
                                  const char *name, const llmrt_q4_tensor *qt,
                                  const matrix_split *sp, llmrt_bweight *out, llmrt_error *err) {
     llmrt_q4_tensor local = {0};
@@ -183,7 +183,7 @@ static llmrt_status load_q4_cols(struct llmrt_model *m, const llmrt_weight_sourc
 }
 
 /* A 4-bit matrix as the source returned it (whole), cut to this rank's part and uploaded. */
-static llmrt_status load_q4_split(struct llmrt_model *m, const llmrt_weight_source *src,
+static llmrt_status load_q4_split(struct llmrt_rank_model *m, const llmrt_weight_source *src,
                                   const char *name, llmrt_q4_tensor *qt, const matrix_split *sp,
                                   llmrt_bweight *out, llmrt_error *err) {
     if (!sp->keep_bias) {
@@ -199,7 +199,7 @@ static llmrt_status load_q4_split(struct llmrt_model *m, const llmrt_weight_sour
     }
 }
 
-static llmrt_status load_matrix(struct llmrt_model *m, const llmrt_weight_source *src,
+static llmrt_status load_matrix(struct llmrt_rank_model *m, const llmrt_weight_source *src,
                                 const char *name, int64_t rows, int64_t cols, bool allow_q4,
                                 const matrix_split *sp, llmrt_bweight *out, llmrt_error *err) {
     if (allow_q4 && src->get_q4) {
@@ -244,7 +244,7 @@ static llmrt_status load_matrix(struct llmrt_model *m, const llmrt_weight_source
 }
 
 /* Norm weights are tiny: converted to fp32 and copied into backend memory. */
-static llmrt_status load_norm(struct llmrt_model *m, const llmrt_weight_source *src,
+static llmrt_status load_norm(struct llmrt_rank_model *m, const llmrt_weight_source *src,
                               const char *name, int64_t D, void **out, llmrt_error *err) {
     llmrt_host_tensor t;
     bool              found = false;
@@ -270,7 +270,7 @@ static llmrt_status load_norm(struct llmrt_model *m, const llmrt_weight_source *
 /* Rows [r0, r0 + n) of the embedding table as a weight sharing its memory (the tied lm_head of
  * a vocab-parallel rank; the whole table without TP). Dense and block dtypes store rows
  * contiguously, so the view is an offset. */
-static llmrt_status embedding_rows_view(struct llmrt_model *m, int64_t r0, int64_t n,
+static llmrt_status embedding_rows_view(struct llmrt_rank_model *m, int64_t r0, int64_t n,
                                         llmrt_bweight *out, llmrt_error *err) {
     const llmrt_bweight *t = &m->tok_embd;
     *out = *t;
@@ -285,7 +285,7 @@ static llmrt_status embedding_rows_view(struct llmrt_model *m, int64_t r0, int64
     return LLMRT_OK;
 }
 
-llmrt_status llmrt_model_load_weights(struct llmrt_model *m, const llmrt_weight_source *src,
+llmrt_status llmrt_model_load_weights(struct llmrt_rank_model *m, const llmrt_weight_source *src,
                                       llmrt_error *err) {
     const llmrt_model_config *c  = &m->cfg;
     int64_t                   D  = c->hidden_size, F = c->intermediate_size, V = c->vocab_size;
@@ -365,8 +365,8 @@ llmrt_model_params llmrt_model_default_params(void) {
 }
 
 /* Copies the caller's params over the defaults, honouring a smaller struct_size (older header). */
-static llmrt_status read_params(const llmrt_model_params *in, llmrt_model_params *out,
-                                llmrt_error *err) {
+llmrt_status llmrt_model_read_params(const llmrt_model_params *in, llmrt_model_params *out,
+                                     llmrt_error *err) {
     *out = llmrt_model_default_params();
     if (!in) return LLMRT_OK;
     if (in->struct_size < offsetof(llmrt_model_params, load_format) + sizeof(in->load_format) ||
@@ -384,7 +384,7 @@ static bool is_dir(const char *path) {
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-static void model_free(struct llmrt_model *m) {
+void llmrt_rank_model_destroy(struct llmrt_rank_model *m) {
     if (!m) return;
     if (m->be) {
         if (m->layers) {
@@ -417,11 +417,10 @@ static void model_free(struct llmrt_model *m) {
     llmrt_gguf_close(&m->gguf);
     for (int64_t i = 0; i < m->n_host_buffers; i++) free(m->host_buffers[i]);
     free(m->host_buffers);
-    pthread_mutex_destroy(&m->forward_lock);
     free(m);
 }
 
-static llmrt_status upload_rope(struct llmrt_model *m, llmrt_error *err) {
+static llmrt_status upload_rope(struct llmrt_rank_model *m, llmrt_error *err) {
     int32_t half = m->cfg.head_dim / 2;
     double *inv  = malloc((size_t)half * sizeof(double));
     float  *f    = malloc((size_t)half * sizeof(float));
@@ -492,18 +491,17 @@ static llmrt_status check_load_args(const llmrt_model_params *p,
 
 llmrt_status llmrt_model_load_rank(const char *path, const llmrt_model_params *params,
                                    int32_t tp_size, int32_t tp_rank, int device,
-                                   struct llmrt_model **out, llmrt_error *err) {
+                                   struct llmrt_rank_model **out, llmrt_error *err) {
     if (!out) return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "llmrt_model_load: out is NULL");
     *out = NULL;
     if (!path || !*path)
         return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "llmrt_model_load: path is empty");
     llmrt_model_params p;
-    LLMRT_TRY(read_params(params, &p, err));
+    LLMRT_TRY(llmrt_model_read_params(params, &p, err));
     LLMRT_TRY(check_load_args(&p, tp_size, tp_rank, device, err));
 
-    struct llmrt_model *m = calloc(1, sizeof *m);
+    struct llmrt_rank_model *m = calloc(1, sizeof *m);
     if (!m) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "llmrt_model_load: out of memory");
-    pthread_mutex_init(&m->forward_lock, NULL);
     snprintf(m->source_path, sizeof m->source_path, "%s", path);
     m->no_q4      = env_no_q4();
     m->shard.size = tp_size; /* the weight walk computes the rest of the plan */
@@ -531,80 +529,9 @@ llmrt_status llmrt_model_load_rank(const char *path, const llmrt_model_params *p
         m->gen_defaults = llmrt_sampling_default_params();
     }
     if (s != LLMRT_OK) {
-        model_free(m);
+        llmrt_rank_model_destroy(m);
         return s;
     }
     *out = m;
-    return LLMRT_OK;
-}
-
-llmrt_status llmrt_model_load(const char *path, const llmrt_model_params *params,
-                              llmrt_model **out) {
-    llmrt_error  err = {0};
-    llmrt_status s;
-    int32_t      tp = 1;
-    if (params && params->struct_size >= offsetof(llmrt_model_params, tensor_parallel) +
-                                             sizeof params->tensor_parallel &&
-        params->struct_size <= sizeof(llmrt_model_params))
-        tp = params->tensor_parallel;
-    if (tp == 0 || tp == 1) {
-        s = llmrt_model_load_rank(path, params, 1, 0, 0, out, &err);
-    } else {
-        llmrt_model_params p;
-        if (out) *out = NULL;
-        s = read_params(params, &p, &err);
-        if (s == LLMRT_OK)
-            s = out ? llmrt_tp_load(path, &p, out, &err)
-                    : llmrt_err(&err, LLMRT_ERR_INVALID_ARG, "llmrt_model_load: out is NULL");
-    }
-    return s == LLMRT_OK ? LLMRT_OK : llmrt_err_publish(&err);
-}
-
-void llmrt_model_destroy(llmrt_model *model) {
-    if (model) llmrt_tp_destroy(model); /* the group first: peers and followers stop */
-    model_free(model);
-}
-
-llmrt_status llmrt_model_get_info(const llmrt_model *m, llmrt_model_info *info) {
-    if (!m || !info)
-        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG, "llmrt_model_get_info: NULL argument");
-    uint32_t size = info->struct_size;
-    if (size < offsetof(llmrt_model_info, vocab_size) || size > sizeof(llmrt_model_info))
-        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG,
-                                  "llmrt_model_get_info: info->struct_size %u is invalid", size);
-    llmrt_model_info full;
-    memset(&full, 0, sizeof full);
-    full.struct_size = size;
-    snprintf(full.architecture, sizeof full.architecture, "llama");
-    snprintf(full.weight_format, sizeof full.weight_format, "%s", m->weight_format);
-    const llmrt_model_config *c = &m->cfg;
-    full.vocab_size          = c->vocab_size;
-    full.hidden_size         = c->hidden_size;
-    full.intermediate_size   = c->intermediate_size;
-    full.n_layers            = c->n_layers;
-    full.n_heads             = c->n_heads;
-    full.n_kv_heads          = c->n_kv_heads;
-    full.head_dim            = c->head_dim;
-    full.max_context         = c->max_context;
-    full.rope_theta          = (float)c->rope_theta;
-    full.rms_norm_eps        = c->rms_norm_eps;
-    full.bos_token_id        = c->bos_token_id;
-    full.n_eos_token_ids     = c->n_eos;
-    memcpy(full.eos_token_ids, c->eos_token_ids, sizeof full.eos_token_ids);
-    full.n_params            = m->n_params;
-    full.weight_bytes        = m->weight_bytes;
-    full.tie_word_embeddings = c->tie_word_embeddings;
-    snprintf(full.backend, sizeof full.backend, "%s", m->be->name);
-    snprintf(full.device_name, sizeof full.device_name, "cpu");
-#ifdef LLMRT_HAVE_CUDA
-    llmrt_cuda_backend_stats cuda_stats;
-    if (llmrt_backend_cuda_stats(m->be, &cuda_stats))
-        snprintf(full.device_name, sizeof full.device_name, "%.63s", cuda_stats.device_name);
-#endif
-    full.kv_elem_bytes = m->be->act_bytes;
-    full.tp_size       = m->tp ? m->tp->size : 1;
-    full.tp_rank       = m->tp ? m->tp->rank : 0;
-    if (m->tp) snprintf(full.tp_comm, sizeof full.tp_comm, "%s", m->tp->comm->kind);
-    memcpy(info, &full, size);
     return LLMRT_OK;
 }

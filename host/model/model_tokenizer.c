@@ -20,7 +20,7 @@ static int longer_piece_first(const void *a, const void *b) {
 
 static pthread_mutex_t sort_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static llmrt_status collect_specials(struct llmrt_model *m, llmrt_error *err) {
+static llmrt_status collect_specials(struct llmrt_rank_model *m, llmrt_error *err) {
     int32_t V = llmrt_tokenizer_vocab_size(m->tokenizer), n = 0;
     for (int32_t i = 0; i < V; i++) n += llmrt_tokenizer_is_special(m->tokenizer, i);
     m->special_ids = malloc((size_t)(n ? n : 1) * sizeof *m->special_ids);
@@ -34,7 +34,7 @@ static llmrt_status collect_specials(struct llmrt_model *m, llmrt_error *err) {
     return LLMRT_OK;
 }
 
-llmrt_status llmrt_model_load_tokenizer(struct llmrt_model *m, const char *path, bool is_gguf,
+llmrt_status llmrt_model_load_tokenizer(struct llmrt_rank_model *m, const char *path, bool is_gguf,
                                         llmrt_error *err) {
     if (is_gguf) {
         if (!llmrt_gguf_find_kv(&m->gguf, "tokenizer.ggml.model")) return LLMRT_OK; /* none */
@@ -54,7 +54,7 @@ llmrt_status llmrt_model_load_tokenizer(struct llmrt_model *m, const char *path,
     return collect_specials(m, err);
 }
 
-llmrt_status llmrt_model_load_generation_defaults(struct llmrt_model *m, const char *dir,
+llmrt_status llmrt_model_load_generation_defaults(struct llmrt_rank_model *m, const char *dir,
                                                   llmrt_error *err) {
     m->gen_defaults = llmrt_sampling_default_params();
     if (!dir) return LLMRT_OK;

@@ -30,7 +30,7 @@ static uint64_t hash_name(const char *s) {
     return h;
 }
 
-static llmrt_status random_get(void *ctx, struct llmrt_model *m, const char *name, int64_t rows,
+static llmrt_status random_get(void *ctx, struct llmrt_rank_model *m, const char *name, int64_t rows,
                                int64_t cols, bool optional, llmrt_host_tensor *out, bool *found,
                                llmrt_error *err) {
     const random_source *rs    = ctx;
@@ -59,7 +59,7 @@ static llmrt_status random_get(void *ctx, struct llmrt_model *m, const char *nam
     return LLMRT_OK;
 }
 
-llmrt_status llmrt_model_open_random(struct llmrt_model *m, const char *path, uint64_t seed,
+llmrt_status llmrt_model_open_random(struct llmrt_rank_model *m, const char *path, uint64_t seed,
                                      llmrt_error *err) {
     struct stat st;
     char        file[4096];

@@ -39,7 +39,7 @@ llmrt_status llmrt_slice_host_rows(const llmrt_host_tensor *t, int64_t r0, int64
     return LLMRT_OK;
 }
 
-llmrt_status llmrt_slice_host_cols(struct llmrt_model *m, const llmrt_host_tensor *t, int64_t c0,
+llmrt_status llmrt_slice_host_cols(struct llmrt_rank_model *m, const llmrt_host_tensor *t, int64_t c0,
                                    int64_t n, llmrt_host_tensor *out, llmrt_error *err) {
     if (c0 < 0 || n < 1 || c0 > t->cols - n)
         return llmrt_err(err, LLMRT_ERR_INTERNAL, "column slice [%lld, +%lld) outside %lld columns",

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/api_model.h" /* the public model: its rank and executor */
 #include "model/model.h"
 #include "test_util.h"
 
@@ -29,10 +30,10 @@ static float    frand(void) {
     return (float)((rng >> 40) / 8388608.0 - 1.0); /* [-1, 1) */
 }
 
-static struct llmrt_model *load(const char *path, int32_t tp, int32_t rank, llmrt_error *err) {
+static struct llmrt_rank_model *load(const char *path, int32_t tp, int32_t rank, llmrt_error *err) {
     llmrt_model_params p = llmrt_model_default_params();
     p.n_threads          = 1;
-    struct llmrt_model *m = NULL;
+    struct llmrt_rank_model *m = NULL;
     memset(err, 0, sizeof *err);
     if (llmrt_model_load_rank(path, &p, tp, rank, 0, &m, err) != LLMRT_OK) return NULL;
     return m;
@@ -45,7 +46,7 @@ static int64_t in_cols(const llmrt_bweight *w) {
 
 /* out[T, w->rows] = x[T, in_cols(w)] · Wᵀ through the backend (alloc, upload, matmul,
  * download). */
-static void run_matmul(struct llmrt_model *m, const llmrt_bweight *w, const float *x,
+static void run_matmul(struct llmrt_rank_model *m, const llmrt_bweight *w, const float *x,
                        float *out) {
     llmrt_backend *be = m->be;
     int32_t        tok[T_TOKENS], pos[T_TOKENS], seq[T_TOKENS], table[1] = {0}, outs[1] = {0};
@@ -79,8 +80,8 @@ typedef enum { COLUMN_PARALLEL, ROW_PARALLEL } split_kind;
 
 /* The vocab-parallel lm_head: the ranks' row ranges tile the vocabulary in order, and each
  * rank's logits are exactly the full model's logits of its rows. */
-static void check_lm_head(const char *path, int32_t tp, struct llmrt_model *full,
-                          struct llmrt_model **ranks) {
+static void check_lm_head(const char *path, int32_t tp, struct llmrt_rank_model *full,
+                          struct llmrt_rank_model **ranks) {
     int64_t V = full->lm_head.rows, K = full->lm_head.cols, next = 0;
     float  *x   = malloc((size_t)(T_TOKENS * K) * sizeof *x);
     float  *ref = malloc((size_t)(T_TOKENS * V) * sizeof *ref);
@@ -105,8 +106,8 @@ static void check_lm_head(const char *path, int32_t tp, struct llmrt_model *full
 }
 
 /* One matrix of layer l in every rank against the full model. */
-static void check_matrix(const char *path, int32_t tp, struct llmrt_model *full,
-                         struct llmrt_model **ranks, int32_t l, const char *what,
+static void check_matrix(const char *path, int32_t tp, struct llmrt_rank_model *full,
+                         struct llmrt_rank_model **ranks, int32_t l, const char *what,
                          size_t offset, split_kind kind) {
     const llmrt_bweight *fw = (const llmrt_bweight *)((const char *)&full->layers[l] + offset);
     int64_t              N = fw->rows, K = fw->cols, hd = full->cfg.head_dim;
@@ -173,8 +174,8 @@ static void check_matrix(const char *path, int32_t tp, struct llmrt_model *full,
 }
 
 /* Loads every rank of tp and checks it against the full model; false when the plan refuses. */
-static void check_split(const char *path, struct llmrt_model *full, int32_t tp) {
-    struct llmrt_model *ranks[MAX_TP] = {0};
+static void check_split(const char *path, struct llmrt_rank_model *full, int32_t tp) {
+    struct llmrt_rank_model *ranks[MAX_TP] = {0};
     llmrt_tp_shard      plan;
     llmrt_error         err = {0};
     if (llmrt_shard_plan(&full->cfg, tp, 0, &plan, &err) != LLMRT_OK) return; /* heads refuse */
@@ -201,8 +202,8 @@ static void check_split(const char *path, struct llmrt_model *full, int32_t tp) 
             check_matrix(path, tp, full, ranks, l, mats[i].name, mats[i].offset, mats[i].kind);
     check_lm_head(path, tp, full, ranks);
     for (int32_t r = 0; r < tp; r++) {
-        struct llmrt_model *m = ranks[r];
-        CHECK(m->tp == NULL && m->shard.size == tp && m->shard.rank == r);
+        struct llmrt_rank_model *m = ranks[r];
+        CHECK(m->shard.size == tp && m->shard.rank == r); /* a rank model has no TP state at all */
         CHECK(m->tok_embd.data && m->tok_embd.rows == full->tok_embd.rows &&
               m->tok_embd.cols == full->tok_embd.cols);
         CHECK(m->output_norm && m->layers[0].attn_norm && m->layers[0].ffn_norm);
@@ -228,12 +229,12 @@ static void check_split(const char *path, struct llmrt_model *full, int32_t tp) 
                           llmrt_dtype_name(m->layers[l].w_down.dtype));
     }
 done:
-    for (int32_t r = 0; r < tp; r++) llmrt_model_destroy(ranks[r]);
+    for (int32_t r = 0; r < tp; r++) llmrt_rank_model_destroy(ranks[r]);
 }
 
 static void check_model(const char *path) {
     llmrt_error         err  = {0};
-    struct llmrt_model *full = load(path, 1, 0, &err);
+    struct llmrt_rank_model *full = load(path, 1, 0, &err);
     CHECK_MSG(full != NULL, "%s: %s", path, err.msg);
     if (!full) return;
     /* tp 1 is the whole model, loaded as the public call loads it */
@@ -246,19 +247,20 @@ static void check_model(const char *path) {
     llmrt_model *pub     = NULL;
     CHECK(llmrt_model_load(path, &p, &pub) == LLMRT_OK);
     if (pub) {
-        CHECK(pub->n_params == full->n_params && pub->weight_bytes == full->weight_bytes);
-        CHECK(!strcmp(pub->weight_format, full->weight_format));
-        CHECK(pub->shard.size == 1 && pub->tp == NULL);
+        CHECK(pub->rank->n_params == full->n_params &&
+              pub->rank->weight_bytes == full->weight_bytes);
+        CHECK(!strcmp(pub->rank->weight_format, full->weight_format));
+        CHECK(pub->rank->shard.size == 1 && pub->exec->tp_size == 1);
         llmrt_model_destroy(pub);
     }
     for (int32_t tp = 2; tp <= MAX_TP; tp *= 2) check_split(path, full, tp);
-    llmrt_model_destroy(full);
+    llmrt_rank_model_destroy(full);
 }
 
 static void test_errors(void) {
     llmrt_error         err = {0};
     llmrt_model_params  p   = llmrt_model_default_params();
-    struct llmrt_model *m   = NULL;
+    struct llmrt_rank_model *m   = NULL;
     const char         *dir = LLMRT_TEST_DATA_DIR "/tiny/llama_f32";
     CHECK_ERROR(llmrt_model_load_rank(dir, &p, 8, 0, 0, &m, &err), err, LLMRT_ERR_INVALID_ARG,
                 "tp 8 exceeds the 4 attention heads of model.layers.*.self_attn.q_proj");
@@ -274,7 +276,7 @@ static void test_errors(void) {
     if (m) {
         CHECK(m->layers[0].wo.dtype == LLMRT_DTYPE_Q4 && m->layers[0].wq.dtype == LLMRT_DTYPE_Q4);
         CHECK(m->layers[0].wo.cols == 32 && m->layers[0].wo.x_cols == 16);
-        llmrt_model_destroy(m);
+        llmrt_rank_model_destroy(m);
     }
 }
 

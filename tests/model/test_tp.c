@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "llmrt.h"
+#include "llmrt_test_hooks.h"
 #include "packed_run.h"
 #include "test_util.h"
 
@@ -161,12 +162,18 @@ static void check_shape_errors(void) {
     llmrt_model_destroy(m);
 }
 
-/* An injected failure of rank 1 in its 3rd forward. */
+/* The fault hook of check_fault: rank 1 fails its 3rd forward. */
+static llmrt_tp_fault rank1_forward3(int32_t rank, int64_t forward, void *data) {
+    return rank == 1 && forward == 3 ? *(const llmrt_tp_fault *)data : LLMRT_TP_FAULT_NONE;
+}
+
+/* An injected failure of rank 1 in its 3rd forward ("1:3:error" / "1:3:hang"). */
 static void check_fault(const char *kind) {
-    setenv("LLMRT_TP_FAULT", kind, 1);
+    static llmrt_tp_fault fault;
+    fault = strstr(kind, "hang") ? LLMRT_TP_FAULT_HANG : LLMRT_TP_FAULT_ERROR;
+    llmrt_test_set_tp_fault_hook(rank1_forward3, &fault);
     setenv("LLMRT_TP_TIMEOUT_S", "2", 1);
     llmrt_model *m = load_tp(LLMRT_TEST_DATA_DIR "/tiny/llama_f32", 2);
-    unsetenv("LLMRT_TP_FAULT");
     unsetenv("LLMRT_TP_TIMEOUT_S");
     if (!m) return;
     llmrt_engine_params ep = llmrt_engine_default_params();
@@ -209,6 +216,7 @@ static void check_fault(const char *kind) {
     CHECK(llmrt_engine_pending(e) == 0);
     llmrt_engine_destroy(e);
     llmrt_model_destroy(m); /* must not hang on the failed group */
+    llmrt_test_set_tp_fault_hook(NULL, NULL);
 }
 
 int main(int argc, char **argv) {

@@ -79,8 +79,10 @@ static void abort_locked(local_group *g, const char *reason) {
 }
 
 static llmrt_status fail_aborted(local_group *g, const char *what, llmrt_error *err) {
-    return llmrt_err(err, LLMRT_ERR_BACKEND, "%s: the tensor-parallel group was aborted: %s", what,
+    llmrt_status s = llmrt_err(err, LLMRT_ERR_BACKEND, "%s: the tensor-parallel group was aborted: %s", what,
                      g->reason);
+    if (err) err->secondary = true; /* another rank's failure, reported here too */
+    return s;
 }
 
 /* g->mu held; the last arrival at barrier 1. Checks that every rank is in the same collective

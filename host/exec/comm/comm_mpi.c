@@ -150,8 +150,10 @@ static void rank_abort(mpi_rank *m, const char *reason) {
 static llmrt_status fail_aborted(mpi_rank *m, const char *what, llmrt_error *err) {
     char reason[LLMRT_ERROR_MSG_MAX];
     rank_aborted(m, reason, sizeof reason);
-    return llmrt_err(err, LLMRT_ERR_BACKEND, "%s: the tensor-parallel group was aborted: %s", what,
+    llmrt_status s = llmrt_err(err, LLMRT_ERR_BACKEND, "%s: the tensor-parallel group was aborted: %s", what,
                      reason);
+    if (err) err->secondary = true; /* another rank's failure, reported here too */
+    return s;
 }
 
 /* Polls `req` until done or `timeout_s` passed: spins with sched_yield for llmrt_comm_spin_ns(),

@@ -70,8 +70,10 @@ static void abort_locked(nccl_group *g, const char *reason) {
 }
 
 static llmrt_status fail_aborted(nccl_group *g, const char *what, llmrt_error *err) {
-    return llmrt_err(err, LLMRT_ERR_BACKEND, "%s: the tensor-parallel group was aborted: %s", what,
+    llmrt_status s = llmrt_err(err, LLMRT_ERR_BACKEND, "%s: the tensor-parallel group was aborted: %s", what,
                      g->reason);
+    if (err) err->secondary = true; /* another rank's failure, reported here too */
+    return s;
 }
 
 static void what_str(char *out, size_t cap, const nccl_group *g, const nccl_slot *s, int64_t seq) {

@@ -1,141 +1,166 @@
-/* The tensor-parallel leader (tp.h): the other ranks' twins of its KV caches, the group's
- * forward, and turning a failed rank into a dead group instead of a hang. The driver's other
- * parts are listed in tp_internal.h. */
+/* The tensor-parallel executor's operations (tp.h): KV caches on every rank, the group's
+ * forward, and turning a failed rank into a dead group instead of a hang. The other parts are
+ * listed in tp_internal.h. */
 #include "tp_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* --------------------------------------------------------------------------------------------- */
-/* the leader's KV caches                                                                        */
-/* --------------------------------------------------------------------------------------------- */
-
-/* The leader's twin list of a cache: peers' caches (in-process) or the followers' id. */
+/* A cache's state on the other ranks: the peers' caches (in-process) or the id the followers
+ * know it by. */
 typedef struct tp_twins {
     int32_t id;
-    llmrt_kv_cache **peer_kv; /* [size - 1], in-process */
+    llmrt_rank_kv **peer_kv; /* [size - 1], in-process */
 } tp_twins;
 
-static llmrt_status group_dead(struct llmrt_tp *tp, llmrt_error *err) {
+static llmrt_status group_dead(tp_exec *te, llmrt_error *err) {
     return llmrt_err(err, LLMRT_ERR_DEAD, "the tensor-parallel group failed earlier: %s",
-                     tp->dead_msg);
+                     te->dead_msg);
 }
 
-static void mark_dead(struct llmrt_tp *tp, const llmrt_error *err) {
-    if (tp->dead) return;
-    tp->dead = true;
-    snprintf(tp->dead_msg, sizeof tp->dead_msg, "%s", err && err->msg[0] ? err->msg : "unknown");
-    tp->comm->ops->abort(tp->comm, tp->dead_msg);
+static void mark_dead(tp_exec *te, const llmrt_error *err) {
+    if (te->dead) return;
+    te->dead = true;
+    snprintf(te->dead_msg, sizeof te->dead_msg, "%s", err && err->msg[0] ? err->msg : "unknown");
+    te->self->comm->ops->abort(te->self->comm, te->dead_msg);
 }
 
-llmrt_status llmrt_tp_kv_create(llmrt_kv_cache *kv, llmrt_error *err) {
-    struct llmrt_tp *tp = kv->model->tp;
+/* --------------------------------------------------------------------------------------------- */
+/* KV caches                                                                                     */
+/* --------------------------------------------------------------------------------------------- */
+
+static void tp_kv_destroy(llmrt_executor *ex, llmrt_exec_kv *kv) {
+    tp_exec *te = ex->impl;
+    if (!kv) return;
+    tp_twins *tw = kv->ranks;
+    if (tw) {
+        pthread_mutex_lock(&te->lock);
+        if (te->self->multi_process) {
+            if (!te->dead) {
+                tp_msg msg = {.op = TP_OP_KV_DESTROY, .kv_id = tw->id};
+                llmrt_error e2 = {0};
+                if (tp_send(te->self, &msg, &e2) != LLMRT_OK) mark_dead(te, &e2);
+            }
+        } else if (tw->peer_kv) {
+            for (int32_t r = 1; r < te->self->size; r++)
+                llmrt_rank_kv_destroy(tw->peer_kv[r - 1]);
+        }
+        pthread_mutex_unlock(&te->lock);
+        free(tw->peer_kv);
+        free(tw);
+    }
+    llmrt_rank_kv_destroy(kv->leader);
+    free(kv);
+}
+
+static llmrt_status tp_kv_create(llmrt_executor *ex, int32_t n_blocks, int32_t block_size,
+                                 llmrt_exec_kv **out, llmrt_error *err) {
+    tp_exec *te = ex->impl;
+    *out = NULL;
+    llmrt_exec_kv *kv = calloc(1, sizeof *kv);
     tp_twins *tw = calloc(1, sizeof *tw);
-    if (!tw) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "tensor parallel: out of memory");
-    pthread_mutex_lock(&tp->lock);
-    llmrt_status s = tp->dead ? group_dead(tp, err) : LLMRT_OK;
-    tw->id = ++tp->next_kv_id;
-    if (s == LLMRT_OK && tp->multi_process) {
-        tp_msg msg = {
-            .op = TP_OP_KV_CREATE, .kv_id = tw->id, .a = kv->n_blocks, .b = kv->block_size};
-        s = tp_send(tp, &msg, err);
+    if (!kv || !tw) {
+        free(kv);
+        free(tw);
+        return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "tensor parallel: out of memory");
+    }
+    llmrt_status s = llmrt_rank_kv_create(ex->model, n_blocks, block_size, &kv->leader, err);
+    if (s != LLMRT_OK) {
+        free(kv);
+        free(tw);
+        return s;
+    }
+    kv->ranks = tw;
+    int32_t size = te->self->size;
+    pthread_mutex_lock(&te->lock);
+    s = te->dead ? group_dead(te, err) : LLMRT_OK;
+    tw->id = ++te->next_kv_id;
+    bool sent = false;
+    if (s == LLMRT_OK && te->self->multi_process) {
+        tp_msg msg = {.op = TP_OP_KV_CREATE, .kv_id = tw->id, .a = n_blocks, .b = block_size};
+        s = tp_send(te->self, &msg, err);
+        sent = true;
     } else if (s == LLMRT_OK) {
-        tw->peer_kv = calloc((size_t)tp->size - 1, sizeof *tw->peer_kv);
+        tw->peer_kv = calloc((size_t)size - 1, sizeof *tw->peer_kv);
         if (!tw->peer_kv) s = llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
-        for (int32_t r = 1; r < tp->size && s == LLMRT_OK; r++) {
-            s = llmrt_kv_cache_create_local(tp->peers[r - 1], kv->n_blocks, kv->block_size,
-                                            &tw->peer_kv[r - 1], err);
+        for (int32_t r = 1; r < size && s == LLMRT_OK; r++) {
+            s = llmrt_rank_kv_create(te->ranks[r]->model, n_blocks, block_size,
+                                     &tw->peer_kv[r - 1], err);
             if (s != LLMRT_OK) llmrt_err_prefix(err, "tensor parallel rank %d", r);
         }
     }
-    kv->tp_twins = tw;
-    pthread_mutex_unlock(&tp->lock);
-    if (s != LLMRT_OK) { /* the caller destroys kv, and its twins with it */
-        if (tp->multi_process) mark_dead(tp, err);
+    /* the followers' state is unknown after a failed request: the group cannot go on */
+    if (s != LLMRT_OK && sent) mark_dead(te, err);
+    pthread_mutex_unlock(&te->lock);
+    if (s != LLMRT_OK) {
+        tp_kv_destroy(ex, kv);
+        return s;
     }
-    return s;
+    *out = kv;
+    return LLMRT_OK;
 }
 
-llmrt_status llmrt_tp_kv_reserve(llmrt_kv_cache *kv, int64_t max_tokens, int64_t max_outputs,
-                                 llmrt_error *err) {
-    struct llmrt_tp *tp = kv->model->tp;
-    tp_twins *tw = kv->tp_twins;
-    pthread_mutex_lock(&tp->lock);
-    llmrt_status s = tp->dead ? group_dead(tp, err) : LLMRT_OK;
-    if (s == LLMRT_OK && tp->multi_process) {
+static llmrt_status tp_reserve(llmrt_executor *ex, llmrt_exec_kv *kv, int64_t max_tokens,
+                               int64_t max_outputs, llmrt_error *err) {
+    tp_exec *te = ex->impl;
+    tp_twins *tw = kv->ranks;
+    pthread_mutex_lock(&te->lock);
+    llmrt_status s = te->dead ? group_dead(te, err) : LLMRT_OK;
+    if (s == LLMRT_OK) s = llmrt_rank_kv_reserve(kv->leader, max_tokens, max_outputs, err);
+    if (s == LLMRT_OK && te->self->multi_process) {
         tp_msg msg = {.op = TP_OP_KV_RESERVE, .kv_id = tw->id, .a = max_tokens, .b = max_outputs};
-        s = tp_send(tp, &msg, err);
-        if (s != LLMRT_OK) mark_dead(tp, err);
+        s = tp_send(te->self, &msg, err);
+        if (s != LLMRT_OK) mark_dead(te, err);
     } else if (s == LLMRT_OK) {
-        for (int32_t r = 1; r < tp->size && s == LLMRT_OK; r++) {
-            s = llmrt_kv_cache_reserve_local(tw->peer_kv[r - 1], max_tokens, max_outputs, err);
+        for (int32_t r = 1; r < te->self->size && s == LLMRT_OK; r++) {
+            s = llmrt_rank_kv_reserve(tw->peer_kv[r - 1], max_tokens, max_outputs, err);
             if (s != LLMRT_OK) llmrt_err_prefix(err, "tensor parallel rank %d", r);
         }
     }
-    pthread_mutex_unlock(&tp->lock);
+    pthread_mutex_unlock(&te->lock);
     return s;
-}
-
-void llmrt_tp_kv_destroy(llmrt_kv_cache *kv) {
-    struct llmrt_tp *tp = kv->model->tp;
-    tp_twins *tw = kv->tp_twins;
-    kv->tp_twins = NULL;
-    if (!tw) return;
-    pthread_mutex_lock(&tp->lock);
-    if (tp->multi_process) {
-        if (!tp->dead) {
-            tp_msg msg = {.op = TP_OP_KV_DESTROY, .kv_id = tw->id};
-            llmrt_error e2 = {0};
-            if (tp_send(tp, &msg, &e2) != LLMRT_OK) mark_dead(tp, &e2);
-        }
-    } else if (tw->peer_kv) {
-        for (int32_t r = 1; r < tp->size; r++)
-            llmrt_kv_cache_destroy(tw->peer_kv[r - 1]);
-    }
-    pthread_mutex_unlock(&tp->lock);
-    free(tw->peer_kv);
-    free(tw);
 }
 
 /* --------------------------------------------------------------------------------------------- */
 /* the group's forward                                                                           */
 /* --------------------------------------------------------------------------------------------- */
 
-llmrt_status llmrt_tp_forward(llmrt_kv_cache *kv, const llmrt_batch *batch, float *logits,
-                              int64_t logits_capacity, llmrt_error *err) {
-    struct llmrt_tp *tp = kv->model->tp;
-    tp_twins *tw = kv->tp_twins;
-    pthread_mutex_lock(&tp->lock);
-    if (tp->dead) {
-        llmrt_status s = group_dead(tp, err);
-        pthread_mutex_unlock(&tp->lock);
+static llmrt_status tp_forward(llmrt_executor *ex, llmrt_exec_kv *kv, const llmrt_batch *batch,
+                               float *logits, int64_t logits_capacity, llmrt_error *err) {
+    tp_exec *te = ex->impl;
+    tp_twins *tw = kv->ranks;
+    int32_t size = te->self->size;
+    pthread_mutex_lock(&te->lock);
+    if (te->dead) {
+        llmrt_status s = group_dead(te, err);
+        pthread_mutex_unlock(&te->lock);
         return s;
     }
     /* a bad batch is the caller's mistake, not the group's: refuse it before any rank starts */
-    llmrt_status s = llmrt_forward_validate(kv, batch, logits, logits_capacity, err);
+    llmrt_status s = llmrt_rank_forward_check(kv->leader, batch, logits, logits_capacity, err);
     if (s != LLMRT_OK) {
-        pthread_mutex_unlock(&tp->lock);
+        pthread_mutex_unlock(&te->lock);
         return s;
     }
-    if (tp->multi_process) {
-        s = tp_send_forward(tp, tw->id, batch, err);
+    if (te->self->multi_process) {
+        s = tp_send_forward(te->self, tw->id, batch, err);
     } else {
-        for (int32_t r = 1; r < tp->size; r++)
-            tp_worker_post(&tp->workers[r - 1], tw->peer_kv[r - 1], batch);
+        for (int32_t r = 1; r < size; r++)
+            tp_worker_post(&te->workers[r - 1], tw->peer_kv[r - 1], batch);
     }
-    if (s == LLMRT_OK) s = llmrt_tp_forward_rank(kv, batch, logits, logits_capacity, err);
-    if (!tp->multi_process) {
-        /* report the rank that failed first, not the ones its abort released */
-        bool first_is_abort = s != LLMRT_OK && err && strstr(err->msg, "abort") != NULL;
-        for (int32_t r = 1; r < tp->size; r++) {
+    if (s == LLMRT_OK) s = tp_rank_forward(te->self, kv->leader, batch, logits, logits_capacity, err);
+    if (!te->self->multi_process) {
+        /* report the rank that failed first, not the ones its abort released (their errors
+         * say so: secondary) */
+        bool first_secondary = s != LLMRT_OK && err && err->secondary;
+        for (int32_t r = 1; r < size; r++) {
             llmrt_error e2 = {0};
-            llmrt_status s2 = tp_worker_join(&tp->workers[r - 1], &e2);
+            llmrt_status s2 = tp_worker_join(&te->workers[r - 1], &e2);
             if (s2 == LLMRT_OK) continue;
-            bool e2_is_abort = strstr(e2.msg, "abort") != NULL;
-            if (s == LLMRT_OK || (first_is_abort && !e2_is_abort)) {
+            if (s == LLMRT_OK || (first_secondary && !e2.secondary)) {
                 s = s2;
-                first_is_abort = e2_is_abort;
+                first_secondary = e2.secondary;
                 if (err) *err = e2;
             }
         }
@@ -143,23 +168,38 @@ llmrt_status llmrt_tp_forward(llmrt_kv_cache *kv, const llmrt_batch *batch, floa
     if (s != LLMRT_OK) {
         if (err) err->status = LLMRT_ERR_DEAD;
         s = LLMRT_ERR_DEAD;
-        mark_dead(tp, err);
+        mark_dead(te, err);
     }
-    pthread_mutex_unlock(&tp->lock);
+    pthread_mutex_unlock(&te->lock);
     return s;
 }
 
-llmrt_status llmrt_model_get_tp_stats(const llmrt_model *m, llmrt_tp_stats *out) {
-    if (!m || !out || out->struct_size < sizeof(uint32_t) || out->struct_size > sizeof *out)
-        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG, "llmrt_model_get_tp_stats: bad argument");
-    llmrt_tp_stats st = {.struct_size = out->struct_size};
-    if (m->tp) {
-        const llmrt_comm_stats *c = &m->tp->comm->stats;
-        st.n_all_reduce = c->n_all_reduce;
-        st.bytes = c->bytes_all_reduce;
-        st.seconds = (double)c->ns_all_reduce * 1e-9;
-        st.n_forwards = m->tp->n_forwards;
-    }
-    memcpy(out, &st, out->struct_size);
-    return LLMRT_OK;
+static llmrt_status tp_follow_op(llmrt_executor *ex, llmrt_error *err) {
+    tp_exec *te = ex->impl;
+    if (te->self->rank == 0 || !te->self->multi_process)
+        return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
+                         "llmrt_model_tp_follow: not a follower rank of a multi-process "
+                         "tensor-parallel group");
+    return tp_follow(te, err);
 }
+
+static void tp_stats(const llmrt_executor *ex, llmrt_tp_stats *st) {
+    const tp_exec *te = ex->impl;
+    const llmrt_comm_stats *c = &te->self->comm->stats;
+    st->n_all_reduce = c->n_all_reduce;
+    st->bytes = c->bytes_all_reduce;
+    st->seconds = (double)c->ns_all_reduce * 1e-9;
+    st->n_forwards = te->self->n_forwards;
+}
+
+void tp_exec_destroy(llmrt_executor *ex); /* tp_load.c */
+
+const llmrt_executor_ops tp_exec_ops = {
+    .kv_create = tp_kv_create,
+    .kv_destroy = tp_kv_destroy,
+    .reserve = tp_reserve,
+    .forward = tp_forward,
+    .follow = tp_follow_op,
+    .stats = tp_stats,
+    .destroy = tp_exec_destroy,
+};

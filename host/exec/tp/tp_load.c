@@ -12,46 +12,49 @@
 #endif
 
 /* --------------------------------------------------------------------------------------------- */
-/* loading and destroying a group                                                                */
+/* the executor object                                                                           */
 /* --------------------------------------------------------------------------------------------- */
 
-/* Frees one rank's TP state (not its comm, peers or workers: llmrt_tp_destroy ends those). */
-static void tp_free(struct llmrt_tp *tp) {
-    pthread_mutex_destroy(&tp->lock);
-    free(tp->gather_buf);
-    free(tp->vocab0);
-    free(tp->vocab);
-    free(tp);
+static tp_exec *exec_new(tp_rank *self) {
+    tp_exec *te = calloc(1, sizeof *te);
+    if (!te) return NULL;
+    pthread_mutex_init(&te->lock, NULL);
+    te->self = self;
+    te->ex = (llmrt_executor){.ops = &tp_exec_ops, .model = self->model, .tp_size = self->size,
+                              .tp_rank = self->rank, .comm_kind = self->comm->kind, .impl = te};
+    return te;
 }
 
-static llmrt_status attach(struct llmrt_model *m, int32_t size, int32_t rank, llmrt_comm *comm,
-                           bool multi_process, llmrt_error *err) {
-    struct llmrt_tp *tp = calloc(1, sizeof *tp);
-    if (!tp) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "tensor parallel: out of memory");
-    tp->size = size;
-    tp->rank = rank;
-    tp->comm = comm;
-    tp->multi_process = multi_process;
-    pthread_mutex_init(&tp->lock, NULL);
-    tp_parse_fault(tp);
-    /* every rank's vocabulary rows, once: the logits gather places them */
-    tp->vocab0 = calloc((size_t)size, sizeof *tp->vocab0);
-    tp->vocab = calloc((size_t)size, sizeof *tp->vocab);
-    llmrt_status s = tp->vocab0 && tp->vocab ? LLMRT_OK
-                                             : llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY,
-                                                         "tensor parallel: out of memory");
-    for (int32_t r = 0; r < size && s == LLMRT_OK; r++) {
-        llmrt_tp_shard sh;
-        s = llmrt_shard_plan(&m->cfg, size, r, &sh, err);
-        tp->vocab0[r] = sh.vocab0;
-        tp->vocab[r] = sh.vocab;
+void tp_exec_destroy(llmrt_executor *ex) {
+    tp_exec *te = ex->impl;
+    tp_rank *self = te->self;
+    int32_t size = self->size;
+    if (self->multi_process) {
+        if (self->rank == 0 && !te->dead) {
+            tp_msg msg = {.op = TP_OP_SHUTDOWN};
+            llmrt_error e2 = {0};
+            (void)tp_send(self, &msg, &e2);
+        }
+        self->comm->ops->destroy(self->comm);
+        tp_rank_free(self);
+        free(self);
+    } else {
+        for (int32_t r = 1; r < size; r++)
+            tp_worker_stop(&te->workers[r - 1]);
+        for (int32_t r = 0; r < size; r++) { /* self is ranks[0]: freed here */
+            tp_rank *tr = te->ranks[r];
+            if (r > 0) llmrt_rank_model_destroy(tr->model); /* rank 0's is the caller's */
+            tp_rank_free(tr);
+            free(tr);
+        }
+        for (int32_t r = 0; r < size; r++)
+            te->comms[r]->ops->destroy(te->comms[r]);
+        free(te->ranks);
+        free(te->comms);
+        free(te->workers);
     }
-    if (s != LLMRT_OK) {
-        tp_free(tp);
-        return s;
-    }
-    m->tp = tp;
-    return LLMRT_OK;
+    pthread_mutex_destroy(&te->lock);
+    free(te);
 }
 
 /* The device of this process's rank in a multi-process CUDA job: its node-local rank. */
@@ -75,7 +78,8 @@ static int local_device(int32_t world_rank) {
 
 static llmrt_status load_multi_process(const char *path, const llmrt_model_params *p,
                                        int32_t world_rank, int32_t world_size,
-                                       struct llmrt_model **out, llmrt_error *err) {
+                                       llmrt_rank_model **model, llmrt_executor **out,
+                                       llmrt_error *err) {
     int32_t N = p->tensor_parallel;
     if (world_size % N != 0)
         return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
@@ -84,7 +88,7 @@ static llmrt_status load_multi_process(const char *path, const llmrt_model_param
                          N, world_size, N);
     int32_t group = world_rank / N, rank = world_rank % N;
     int device = p->device == LLMRT_DEVICE_CUDA ? local_device(world_rank) : 0;
-    struct llmrt_model *m = NULL;
+    llmrt_rank_model *m = NULL;
     LLMRT_TRY(llmrt_model_load_rank(path, p, N, rank, device, &m, err));
     double timeout = llmrt_comm_default_timeout();
     llmrt_comm *comm = NULL;
@@ -92,18 +96,31 @@ static llmrt_status load_multi_process(const char *path, const llmrt_model_param
         p->device == LLMRT_DEVICE_CUDA
             ? llmrt_comm_nccl_create_mpi(group, N, device, m->be->stream, timeout, &comm, err)
             : llmrt_comm_mpi_create(group, N, timeout, &comm, err);
-    if (s == LLMRT_OK) s = attach(m, N, rank, comm, true, err);
+    tp_rank *self = NULL;
+    if (s == LLMRT_OK) {
+        self = calloc(1, sizeof *self);
+        s = self ? tp_rank_init(self, m, N, rank, comm, true, err)
+                 : llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "tensor parallel: out of memory");
+    }
+    tp_exec *te = s == LLMRT_OK ? exec_new(self) : NULL;
+    if (s == LLMRT_OK && !te) {
+        tp_rank_free(self);
+        s = llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "tensor parallel: out of memory");
+    }
     if (s != LLMRT_OK) {
+        free(self);
         if (comm) comm->ops->destroy(comm);
-        llmrt_model_destroy(m);
+        llmrt_rank_model_destroy(m);
         return s;
     }
-    *out = m;
+    *model = m;
+    *out = &te->ex;
     return LLMRT_OK;
 }
 
 static llmrt_status load_in_process(const char *path, const llmrt_model_params *p,
-                                    struct llmrt_model **out, llmrt_error *err) {
+                                    llmrt_rank_model **model, llmrt_executor **out,
+                                    llmrt_error *err) {
     int32_t N = p->tensor_parallel;
     llmrt_model_params rp = *p;
     if (p->device == LLMRT_DEVICE_CUDA) {
@@ -120,7 +137,7 @@ static llmrt_status load_in_process(const char *path, const llmrt_model_params *
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         rp.n_threads = cores > N ? (int32_t)(cores / N) : 1;
     }
-    struct llmrt_model **models = calloc((size_t)N, sizeof *models);
+    llmrt_rank_model **models = calloc((size_t)N, sizeof *models);
     llmrt_comm **comms = calloc((size_t)N, sizeof *comms);
     tp_worker *wk = calloc((size_t)N, sizeof *wk);
     llmrt_status s =
@@ -149,78 +166,63 @@ static llmrt_status load_in_process(const char *path, const llmrt_model_params *
             s = llmrt_comm_local_create_all(N, timeout, comms, err);
         }
     }
-    for (int32_t r = 0; r < N && s == LLMRT_OK; r++)
-        s = attach(models[r], N, r, comms[r], false, err);
-    if (s == LLMRT_OK) {
-        struct llmrt_tp *lead = models[0]->tp;
-        lead->peers = models + 1;
-        lead->comms = comms;
-        lead->workers = wk;
-        for (int32_t r = 1; r < N && s == LLMRT_OK; r++) {
-            s = tp_worker_start(&wk[r - 1], err);
-        }
+    tp_rank **ranks = calloc((size_t)N, sizeof *ranks);
+    if (s == LLMRT_OK && !ranks) s = llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+    for (int32_t r = 0; r < N && s == LLMRT_OK; r++) {
+        ranks[r] = calloc(1, sizeof *ranks[r]);
+        s = ranks[r] ? tp_rank_init(ranks[r], models[r], N, r, comms[r], false, err)
+                     : llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
         if (s != LLMRT_OK) {
-            llmrt_model_destroy(models[0]); /* stops the started workers, frees the rest */
+            free(ranks[r]);
+            ranks[r] = NULL;
+        }
+    }
+    tp_exec *te = s == LLMRT_OK ? exec_new(ranks[0]) : NULL;
+    if (s == LLMRT_OK && !te) s = llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+    if (s == LLMRT_OK) {
+        te->ranks = ranks;
+        te->comms = comms;
+        te->workers = wk;
+        free(models); /* the ranks hold them now */
+        int32_t started = 1;
+        for (; started < N && s == LLMRT_OK; started++)
+            s = tp_worker_start(&wk[started - 1], ranks[started], err);
+        if (s != LLMRT_OK) {
+            llmrt_rank_model *lead = ranks[0]->model;
+            tp_exec_destroy(&te->ex); /* stops the started workers, frees the other ranks */
+            llmrt_rank_model_destroy(lead);
             return s;
         }
-        *out = models[0];
+        *model = ranks[0]->model;
+        *out = &te->ex;
         return LLMRT_OK;
     }
     for (int32_t r = 0; r < N; r++) {
-        if (models && models[r]) {
-            if (models[r]->tp) {
-                tp_free(models[r]->tp);
-                models[r]->tp = NULL;
-            }
-            llmrt_model_destroy(models[r]);
+        if (ranks && ranks[r]) {
+            tp_rank_free(ranks[r]);
+            free(ranks[r]);
         }
+        if (models && models[r]) llmrt_rank_model_destroy(models[r]);
         if (comms && comms[r]) comms[r]->ops->destroy(comms[r]);
     }
+    free(ranks);
     free(models);
     free(comms);
     free(wk);
     return s;
 }
 
-llmrt_status llmrt_tp_load(const char *path, const llmrt_model_params *p, struct llmrt_model **out,
-                           llmrt_error *err) {
+llmrt_status llmrt_tp_executor_load(const char *path, const llmrt_model_params *p,
+                                    llmrt_rank_model **model, llmrt_executor **out,
+                                    llmrt_error *err) {
     *out = NULL;
+    *model = NULL;
     if (p->tensor_parallel < 1 || p->tensor_parallel > 256)
         return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
                          "llmrt_model_load: tensor_parallel %d is outside [1, 256]",
                          p->tensor_parallel);
     int32_t world_rank = 0, world_size = 1;
     LLMRT_TRY(llmrt_mpi_world(&world_rank, &world_size, err));
-    if (world_size > 1) return load_multi_process(path, p, world_rank, world_size, out, err);
-    return load_in_process(path, p, out, err);
-}
-
-void llmrt_tp_destroy(struct llmrt_model *m) {
-    struct llmrt_tp *tp = m->tp;
-    if (!tp) return;
-    m->tp = NULL;
-    if (tp->multi_process) {
-        if (tp->rank == 0 && !tp->dead) {
-            tp_msg msg = {.op = TP_OP_SHUTDOWN};
-            llmrt_error e2 = {0};
-            (void)tp_send(tp, &msg, &e2);
-        }
-        tp->comm->ops->destroy(tp->comm);
-    } else if (tp->rank == 0) {
-        for (int32_t r = 1; r < tp->size; r++)
-            tp_worker_stop(&tp->workers[r - 1]);
-        for (int32_t r = 1; r < tp->size; r++) {
-            struct llmrt_model *peer = tp->peers[r - 1];
-            struct llmrt_tp *ptp = peer->tp;
-            peer->tp = NULL;
-            tp_free(ptp);
-            llmrt_model_destroy(peer);
-        }
-        for (int32_t r = 0; r < tp->size; r++)
-            tp->comms[r]->ops->destroy(tp->comms[r]);
-        free(tp->peers - 1); /* the models array began with the leader */
-        free(tp->comms);
-        free(tp->workers);
-    }
-    tp_free(tp);
+    if (world_size > 1) return load_multi_process(path, p, world_rank, world_size, model, out, err);
+    return load_in_process(path, p, model, out, err);
 }

@@ -1,6 +1,6 @@
-/* Multi-process tensor-parallel groups (tp.h): the leader broadcasts each request (KV cache
- * create / reserve / destroy, forward with its batch, shutdown) over the communicator's control
- * plane, and every follower process serves them in order in llmrt_model_tp_follow. */
+/* Multi-process tensor-parallel groups (tp_internal.h): the leader broadcasts each request (KV
+ * cache create / reserve / destroy, forward with its batch, shutdown) over the communicator's
+ * control plane, and every follower process serves them in order in tp_follow. */
 #include "tp_internal.h"
 
 #include <stdlib.h>
@@ -10,22 +10,23 @@
 /* multi-process: the leader's requests over the control plane                                  */
 /* --------------------------------------------------------------------------------------------- */
 
-llmrt_status tp_send(struct llmrt_tp *tp, tp_msg *msg, llmrt_error *err) {
+llmrt_status tp_send(tp_rank *tp, tp_msg *msg, llmrt_error *err) {
     return tp->comm->ops->broadcast_host(tp->comm, msg, sizeof *msg, 0, err);
 }
 
-int64_t tp_forward_payload_ints(const tp_msg *m) {
+static int64_t tp_forward_payload_ints(const tp_msg *m) {
     return 3 * (int64_t)m->n_tokens + (int64_t)m->n_seqs * m->max_blocks + m->n_outputs;
 }
 
-llmrt_status tp_send_forward(struct llmrt_tp *tp, int32_t kv_id, const llmrt_batch *b,
+llmrt_status tp_send_forward(tp_rank *tp, int32_t kv_id, const llmrt_batch *b,
                              llmrt_error *err) {
     tp_msg msg = {.op = TP_OP_FORWARD,
                   .kv_id = kv_id,
                   .n_tokens = b->n_tokens,
                   .n_seqs = b->n_seqs,
                   .max_blocks = b->max_blocks_per_seq,
-                  .n_outputs = b->output_tokens ? b->n_outputs : 0};
+                  .n_outputs = b->output_tokens ? b->n_outputs : 0,
+                  .a = b->output_tokens != NULL};
     int64_t n = tp_forward_payload_ints(&msg); /* sizes were validated: no overflow */
     int32_t *buf = malloc((size_t)n * sizeof *buf);
     if (!buf) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "tensor parallel: out of memory");
@@ -48,17 +49,17 @@ llmrt_status tp_send_forward(struct llmrt_tp *tp, int32_t kv_id, const llmrt_bat
 
 typedef struct follower_cache {
     int32_t id;
-    llmrt_kv_cache *kv;
+    llmrt_rank_kv *kv;
 } follower_cache;
 
-static llmrt_kv_cache *find_cache(follower_cache *c, int32_t n, int32_t id) {
+static llmrt_rank_kv *find_cache(follower_cache *c, int32_t n, int32_t id) {
     for (int32_t i = 0; i < n; i++)
         if (c[i].id == id) return c[i].kv;
     return NULL;
 }
 
 /* Serves one forward request: the payload, then this rank's forward. */
-static llmrt_status follow_forward(struct llmrt_tp *tp, const tp_msg *msg, llmrt_kv_cache *kv,
+static llmrt_status follow_forward(tp_rank *tp, const tp_msg *msg, llmrt_rank_kv *kv,
                                    llmrt_error *err) {
     if (msg->n_tokens < 1 || msg->n_seqs < 1 || msg->max_blocks < 1 || msg->n_outputs < 0 ||
         (int64_t)msg->n_seqs * msg->max_blocks > INT32_MAX)
@@ -79,23 +80,20 @@ static llmrt_status follow_forward(struct llmrt_tp *tp, const tp_msg *msg, llmrt
             b.positions = buf + msg->n_tokens;
             b.seq_ids = buf + 2 * (int64_t)msg->n_tokens;
             b.block_tables = buf + 3 * (int64_t)msg->n_tokens;
-            if (msg->n_outputs) {
+            if (msg->a) {
                 b.output_tokens = b.block_tables + (int64_t)msg->n_seqs * msg->max_blocks;
                 b.n_outputs = msg->n_outputs;
             }
-            s = llmrt_tp_forward_rank(kv, &b, NULL, LLMRT_FORWARD_NO_LOGITS, err);
+            s = tp_rank_forward(tp, kv, &b, NULL, 0, err);
         }
     }
     free(buf);
     return s;
 }
 
-llmrt_status llmrt_model_tp_follow(llmrt_model *m) {
-    if (!m || !m->tp || m->tp->rank == 0 || !m->tp->multi_process)
-        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG,
-                                  "llmrt_model_tp_follow: not a follower rank of a multi-process "
-                                  "tensor-parallel group");
-    struct llmrt_tp *tp = m->tp;
+llmrt_status tp_follow(tp_exec *te, llmrt_error *errp) {
+    tp_rank *tp = te->self;
+    llmrt_rank_model *m = tp->model;
     follower_cache *caches = NULL;
     int32_t n = 0, cap = 0;
     llmrt_error err = {0};
@@ -104,7 +102,7 @@ llmrt_status llmrt_model_tp_follow(llmrt_model *m) {
         tp_msg msg;
         s = tp_send(tp, &msg, &err); /* receives: rank 0 is the root */
         if (s != LLMRT_OK) break;
-        llmrt_kv_cache *kv = find_cache(caches, n, msg.kv_id);
+        llmrt_rank_kv *kv = find_cache(caches, n, msg.kv_id);
         switch ((tp_op)msg.op) {
         case TP_OP_KV_CREATE:
             if (msg.a < 1 || msg.a > INT32_MAX || msg.b < 1 || msg.b > 4096) {
@@ -120,18 +118,18 @@ llmrt_status llmrt_model_tp_follow(llmrt_model *m) {
                 }
                 caches = c2;
             }
-            s = llmrt_kv_cache_create_local(m, (int32_t)msg.a, (int32_t)msg.b, &caches[n].kv, &err);
+            s = llmrt_rank_kv_create(m, (int32_t)msg.a, (int32_t)msg.b, &caches[n].kv, &err);
             if (s == LLMRT_OK) caches[n++].id = msg.kv_id;
             break;
         case TP_OP_KV_RESERVE:
-            s = kv ? llmrt_kv_cache_reserve_local(kv, msg.a, msg.b, &err)
+            s = kv ? llmrt_rank_kv_reserve(kv, msg.a, msg.b, &err)
                    : llmrt_err(&err, LLMRT_ERR_BACKEND, "tensor parallel: unknown cache %d",
                                msg.kv_id);
             break;
         case TP_OP_KV_DESTROY:
             for (int32_t i = 0; i < n; i++)
                 if (caches[i].id == msg.kv_id) {
-                    llmrt_kv_cache_destroy(caches[i].kv);
+                    llmrt_rank_kv_destroy(caches[i].kv);
                     caches[i] = caches[--n];
                     break;
                 }
@@ -147,13 +145,14 @@ llmrt_status llmrt_model_tp_follow(llmrt_model *m) {
         }
     }
     for (int32_t i = 0; i < n; i++)
-        llmrt_kv_cache_destroy(caches[i].kv);
+        llmrt_rank_kv_destroy(caches[i].kv);
     free(caches);
     if (s != LLMRT_OK) {
         if (!strstr(err.msg, "tensor parallel rank"))
             llmrt_err_prefix(&err, "tensor parallel rank %d of %d", tp->rank, tp->size);
         tp->comm->ops->abort(tp->comm, err.msg);
-        return llmrt_err_publish(&err);
+        if (errp) *errp = err;
+        return s;
     }
     return LLMRT_OK;
 }

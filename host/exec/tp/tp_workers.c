@@ -1,4 +1,4 @@
-/* In-process tensor-parallel groups (tp.h): one host thread per rank other than 0, each running
+/* In-process tensor-parallel groups (tp_internal.h): one host thread per rank other than 0, each running
  * its rank's forward of the leader's batch while the leader runs rank 0's. */
 #include "tp_internal.h"
 
@@ -15,7 +15,7 @@ static void *worker_main(void *arg) {
         if (w->state == WORKER_QUIT) break;
         pthread_mutex_unlock(&w->mu);
         llmrt_error e = {0};
-        llmrt_status s = llmrt_tp_forward_rank(w->kv, w->batch, NULL, LLMRT_FORWARD_NO_LOGITS, &e);
+        llmrt_status s = tp_rank_forward(w->rank, w->kv, w->batch, NULL, 0, &e);
         pthread_mutex_lock(&w->mu);
         w->status = s;
         w->err = e;
@@ -26,7 +26,7 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
-void tp_worker_post(tp_worker *w, llmrt_kv_cache *kv, const llmrt_batch *batch) {
+void tp_worker_post(tp_worker *w, llmrt_rank_kv *kv, const llmrt_batch *batch) {
     pthread_mutex_lock(&w->mu);
     w->kv = kv;
     w->batch = batch;
@@ -58,7 +58,8 @@ void tp_worker_stop(tp_worker *w) {
     w->started = false;
 }
 
-llmrt_status tp_worker_start(tp_worker *w, llmrt_error *err) {
+llmrt_status tp_worker_start(tp_worker *w, tp_rank *rank, llmrt_error *err) {
+    w->rank = rank;
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
     if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {

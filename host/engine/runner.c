@@ -1,0 +1,145 @@
+/* The runner: one engine step. It asks the planner for the step's plan, reports the requests
+ * the planner ended, packs the planned sequences into one batch (tokens, positions, block
+ * tables, the rows whose logits are needed), runs it on the executor, and commits the result:
+ * KV blocks registered for the prefix cache, then one sampled token per finished chunk through
+ * the output processor. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../model/model.h"
+#include "engine_internal.h"
+#include "metrics.h"
+
+/* --------------------------------------------------------------------------------------------- */
+/* batch buffers                                                                                 */
+/* --------------------------------------------------------------------------------------------- */
+
+void engine_batch_free(engine_batch *b) {
+    free(b->tokens);
+    free(b->positions);
+    free(b->seq_ids);
+    free(b->tables);
+    free(b->output_tokens);
+    free(b->seq_out_row);
+    free(b->logits);
+    memset(b, 0, sizeof *b);
+}
+
+static bool grow(void **p, int64_t *cap, int64_t need, size_t elem) {
+    if (need <= *cap) return true;
+    int64_t c = *cap ? *cap : 64;
+    while (c < need) c *= 2;
+    void *n = realloc(*p, (size_t)c * elem);
+    if (!n) return false;
+    *p   = n;
+    *cap = c;
+    return true;
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* the plan as a packed batch                                                                    */
+/* --------------------------------------------------------------------------------------------- */
+
+static llmrt_status build_batch(llmrt_engine *e, const step_plan *p, llmrt_error *err) {
+    engine_batch *b     = &e->batch;
+    int32_t       vocab = e->model->cfg.vocab_size;
+    int64_t       T     = p->n_tokens;
+    b->n_tokens         = p->n_tokens;
+    b->n_seqs           = p->n_seqs;
+    b->max_blocks       = 1;
+    for (int32_t s = 0; s < p->n_seqs; s++)
+        if (p->seq_req[s]->blocks.n > b->max_blocks) b->max_blocks = p->seq_req[s]->blocks.n;
+    int64_t c_tok = b->cap_tokens;
+    bool    ok    = grow((void **)&b->tokens, &c_tok, T, 4);
+    c_tok         = b->cap_tokens;
+    ok            = ok && grow((void **)&b->positions, &c_tok, T, 4);
+    c_tok         = b->cap_tokens;
+    ok            = ok && grow((void **)&b->seq_ids, &c_tok, T, 4);
+    c_tok         = b->cap_tokens;
+    ok            = ok && grow((void **)&b->output_tokens, &c_tok, T, 4);
+    if (ok) b->cap_tokens = c_tok;
+    ok = ok && grow((void **)&b->seq_out_row, &b->cap_seqs, p->n_seqs, 4);
+    ok = ok && grow((void **)&b->tables, &b->cap_tables, (int64_t)p->n_seqs * b->max_blocks, 4);
+    ok = ok && grow((void **)&b->logits, &b->cap_logits, (int64_t)p->n_seqs * vocab, 4);
+    if (!ok) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "llmrt_engine_step: out of memory");
+    int32_t t = 0;
+    b->n_outputs = 0;
+    for (int32_t s = 0; s < p->n_seqs; s++) {
+        request *r = p->seq_req[s];
+        for (int32_t k = 0; k < p->seq_new[s]; k++, t++) {
+            b->tokens[t]    = r->tokens[r->n_computed + k];
+            b->positions[t] = (int32_t)(r->n_computed + k);
+            b->seq_ids[t]   = s;
+        }
+        int32_t *row = b->tables + (int64_t)s * b->max_blocks;
+        for (int32_t k = 0; k < b->max_blocks; k++) row[k] = k < r->blocks.n ? r->blocks.ids[k] : -1;
+        /* logits only where the chunk reaches the last known token */
+        b->seq_out_row[s] = -1;
+        if (r->n_computed + p->seq_new[s] == r->n_tokens) {
+            b->output_tokens[b->n_outputs] = t - 1;
+            b->seq_out_row[s]              = b->n_outputs++;
+        }
+    }
+    return LLMRT_OK;
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* a step                                                                                        */
+/* --------------------------------------------------------------------------------------------- */
+
+llmrt_status engine_run_step(llmrt_engine *e, llmrt_error *err) {
+    planner_state st = {
+        .waiting            = &e->waiting,
+        .running            = &e->running,
+        .bm                 = e->bm,
+        .max_batched_tokens = e->params.max_batched_tokens,
+        .max_seqs           = e->params.max_seqs,
+        .policy             = e->params.policy,
+    };
+    step_plan *p = &e->plan;
+    llmrt_plan_step(&st, p);
+    e->metrics.preemptions += p->n_preempted;
+    e->metrics.prefix_cache_queries += p->prefix_queries;
+    e->metrics.prefix_cache_hits += p->prefix_hits;
+    for (int32_t i = 0; i < p->n_finished; i++)
+        engine_finish(e, p->finished[i].r, p->finished[i].why, p->finished[i].status,
+                      p->finished[i].message);
+    if (p->n_seqs == 0) return LLMRT_OK;
+
+    engine_batch *b = &e->batch;
+    llmrt_status  s = build_batch(e, p, err);
+    if (s == LLMRT_OK) {
+        /* a step of prompt chunks only asks for no logits (output_tokens given, 0 of them) */
+        llmrt_batch fb = {
+            .n_tokens           = b->n_tokens,
+            .tokens             = b->tokens,
+            .positions          = b->positions,
+            .seq_ids            = b->seq_ids,
+            .n_seqs             = b->n_seqs,
+            .max_blocks_per_seq = b->max_blocks,
+            .block_tables       = b->tables,
+            .n_outputs          = b->n_outputs,
+            .output_tokens      = b->output_tokens,
+        };
+        s = e->exec->ops->forward(e->exec, e->kv, &fb, b->logits, b->cap_logits, err);
+        if (s != LLMRT_OK) llmrt_err_prefix(err, "llmrt_engine_step: forward failed");
+    }
+    if (s != LLMRT_OK) {
+        for (int32_t i = 0; i < p->n_seqs; i++)
+            engine_finish(e, p->seq_req[i], LLMRT_FINISH_ERROR, s, err->msg);
+        return s;
+    }
+    int32_t vocab = e->model->cfg.vocab_size;
+    for (int32_t i = 0; i < p->n_seqs; i++) {
+        request *r = p->seq_req[i];
+        if (r->n_computed < r->n_prompt)
+            e->metrics.prompt_tokens += (r->n_computed + p->seq_new[i] < r->n_prompt
+                                             ? p->seq_new[i]
+                                             : r->n_prompt - r->n_computed);
+        r->n_computed += p->seq_new[i];
+        llmrt_bm_commit(e->bm, &r->blocks, r->tokens, r->n_computed);
+        if (b->seq_out_row[i] >= 0)
+            engine_sample_and_advance(e, r, b->logits + (int64_t)b->seq_out_row[i] * vocab);
+    }
+    return LLMRT_OK;
+}
