@@ -48,6 +48,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "golden.h"
 #include "gptq_golden.h"
+#include "api/api_model.h" /* the public model: its rank's backend */
 #include "model/model.h"
 #include "test_util.h"
 
@@ -412,7 +413,7 @@ static void test_random_hd64(void) {
         compare_runs("hd64 random, chunked prefill", ref_tok, ref_lg, tok, lg, n_gen, V, TOL_F16,
                      true, &e2);
         llmrt_cuda_backend_stats st;
-        CHECK(llmrt_backend_cuda_stats(gpu->be, &st));
+        CHECK(llmrt_backend_cuda_stats(gpu->rank->be, &st));
         printf("hd64 random: max|err| %.2e (one-batch prefill), %.2e (chunks of 13) of max|logit|; "
                "attention: %lld flash, %lld naive calls\n", e1, e2, (long long)st.flash_attention,
                (long long)st.naive_attention);
@@ -467,7 +468,7 @@ static void test_smollm2(int32_t n_gen) {
         CHECK_MSG(same_golden >= until, "SmolLM2: %d of %d greedy tokens equal HF's", same_golden,
                   n_gen);
         llmrt_cuda_backend_stats st;
-        CHECK(llmrt_backend_cuda_stats(gpu->be, &st));
+        CHECK(llmrt_backend_cuda_stats(gpu->rank->be, &st));
         printf("SmolLM2 (%s): %d tokens equal CPU and HF; max|err| %.2e of max|logit|; load %.1f s, "
                "prefill %d + %d decode steps %.1f s; attention: %lld flash, %lld naive calls\n",
                st.device_name, same, e, t1 - t0, n_prompt, n_gen - 1, t3 - t2,
@@ -596,7 +597,7 @@ static int run_sticky_fault(void) {
     CHECK_MSG(errors == 2, "%d requests finished with an error, 2 expected", errors);
     CHECK_MSG(strstr(first, "injected fault") != NULL, "the original fault is not named: %s", first);
     llmrt_cuda_backend_stats st;
-    CHECK(llmrt_backend_cuda_stats(m->be, &st) && st.dead);
+    CHECK(llmrt_backend_cuda_stats(m->rank->be, &st) && st.dead);
     printf("backend stats: dead %d: %s\n", st.dead, st.dead_message);
 
     /* later requests fail too (at submit once the engine records the dead state, else at the

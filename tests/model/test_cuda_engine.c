@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "backend/cuda/cuda_backend.h"
+#include "api/api_model.h" /* the public model: its rank's backend */
 #include "model/model.h"
 #include "test_util.h"
 
@@ -72,7 +73,7 @@ static uint64_t submit(llmrt_engine *e, const spec *s) {
 
 static int64_t device_allocs(void) {
     llmrt_cuda_backend_stats st;
-    return llmrt_backend_cuda_stats(tiny->be, &st) ? st.device_allocs : -1;
+    return llmrt_backend_cuda_stats(tiny->rank->be, &st) ? st.device_allocs : -1;
 }
 
 /* Steps until idle, filing outputs under their requests; counts device allocations made by
@@ -235,7 +236,7 @@ int main(void) {
     test_preemption();
     test_prefix_caching();
     llmrt_cuda_backend_stats st;
-    CHECK(llmrt_backend_cuda_stats(tiny->be, &st) && !st.dead);
+    CHECK(llmrt_backend_cuda_stats(tiny->rank->be, &st) && !st.dead);
     printf("%s: %lld forwards, %lld device allocations in all (engines included)\n", st.device_name,
            (long long)st.forwards, (long long)st.device_allocs);
     llmrt_model_destroy(tiny);

@@ -222,7 +222,8 @@ static llmrt_status cpu_begin_batch(llmrt_backend *be, const llmrt_batch_plan *p
     memcpy(c->seq_of, plan->seq_of, (size_t)T * sizeof(int32_t));
     memcpy(c->slots, plan->slots, (size_t)T * sizeof(int64_t));
     memcpy(c->block_tables, plan->block_tables, (size_t)n_table * sizeof(int32_t));
-    memcpy(c->output_rows, plan->output_rows, (size_t)plan->n_outputs * sizeof(int32_t));
+    if (plan->n_outputs > 0) /* a step of prompt chunks asks for no logits rows */
+        memcpy(c->output_rows, plan->output_rows, (size_t)plan->n_outputs * sizeof(int32_t));
     c->n_tokens   = (int32_t)T;
     c->n_seqs     = plan->n_seqs;
     c->max_blocks = plan->max_blocks;
