@@ -11,7 +11,8 @@
  *      bin/ -> lib/ path: an installed executable linked with the static library);
  *   3. the dynamic loader's search path (LD_LIBRARY_PATH, the caller's RUNPATH, ld.so.cache).
  * When the module is absent the MPI calls of a launched process fail with LLMRT_ERR_UNSUPPORTED
- * naming the module and the places tried. */
+ * naming the module and the places tried. A build without MPI (no module built) never looks for
+ * it: every process is rank 0 of 1, as comm.h documents. */
 #include <dlfcn.h>
 #include <link.h>
 #include <pthread.h>
@@ -34,6 +35,7 @@ static bool                    g_launched;     /* started by an MPI launcher */
 static const llmrt_mpi_module *g_mod;          /* the module, once loaded (never unloaded) */
 static char                    g_why[LLMRT_ERROR_MSG_MAX - 128]; /* why it is not */
 
+#if LLMRT_HAVE_MPI
 static const llmrt_mpi_host g_host = {
     .struct_size          = sizeof(llmrt_mpi_host),
     .abi                  = LLMRT_MPI_MODULE_ABI,
@@ -126,14 +128,20 @@ static void load_module(void) {
     g_mod = m;
 }
 
+#endif /* LLMRT_HAVE_MPI */
+
 /* The module when this is a launched process; NULL (and *launched false) otherwise, or an error
  * naming the module when it is a launched process and the module cannot be loaded. */
 static llmrt_status get_module(const llmrt_mpi_module **out, bool *launched, llmrt_error *err) {
     pthread_mutex_lock(&g_mu);
     if (!g_tried) {
         g_tried    = true;
+#if LLMRT_HAVE_MPI
         g_launched = launched_by_mpi();
         if (g_launched) load_module();
+#else
+        g_launched = false; /* a build without MPI: rank 0 of 1 whatever started it (comm.h) */
+#endif
     }
     const llmrt_mpi_module *m = g_mod;
     bool l = g_launched;
@@ -141,19 +149,11 @@ static llmrt_status get_module(const llmrt_mpi_module **out, bool *launched, llm
     *out = m;
     if (launched) *launched = l;
     if (l && !m)
-#if LLMRT_HAVE_MPI
         return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
                          "MPI: this process was started by an MPI launcher, but the MPI module "
                          LLMRT_MPI_MODULE_FILE " (installed next to libllmrt) could not be "
                          "loaded: %s",
                          g_why);
-#else
-        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
-                         "MPI: this process was started by an MPI launcher, but llmrt was built "
-                         "without MPI (no " LLMRT_MPI_MODULE_FILE "; install libopenmpi-dev and "
-                         "reconfigure): %s",
-                         g_why);
-#endif
     return LLMRT_OK;
 }
 
