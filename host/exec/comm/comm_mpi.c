@@ -1,6 +1,11 @@
 /* MPI: one rank per process under mpirun/srun (CPU backend across processes or nodes), and the
  * job bootstrap (world rank/size, barrier, abort) that the NCCL communicator also uses.
  *
+ * This file is the MPI module, libllmrt_mpi.so (see comm_mpi_module.h): the only object linked
+ * with libmpi. The core library opens it at run time through comm_mpi_loader.c, which provides
+ * the comm.h entry points (llmrt_mpi_world, llmrt_comm_mpi_create, ...) and calls the functions
+ * here through the table this module's one exported symbol returns.
+ *
  * all_reduce_sum copies the buffer into an fp32 scratch owned by the communicator and runs
  * MPI_Iallreduce (MPI_FLOAT, MPI_SUM) in place there, polled with MPI_Test until done or the
  * deadline. MPI cannot cancel a collective: on timeout the request stays pending on the scratch
@@ -8,19 +13,42 @@
  * the caller is expected to report and exit non-zero, after which the launcher stops the job.
  * MPI errors are returned (MPI_ERRORS_RETURN), never fatal, and turned into messages with
  * MPI_Error_string. Sums need not be bitwise equal to the local communicator's rank order. */
+#include <limits.h>
+#include <mpi.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "comm.h"
+#include "comm_mpi_module.h"
 #include "comm_util.h"
 
-#if LLMRT_HAVE_MPI
+#define EXPORT __attribute__((visibility("default")))
 
-#include <limits.h>
-#include <mpi.h>
-#include <pthread.h>
-#include <sched.h>
+/* ------------------------------------------------------------------------------------------ */
+/* the helpers of the core this file uses: the module links nothing of libllmrt, so they are    */
+/* defined here (hidden) or forwarded to the core's table                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+static const llmrt_mpi_host *g_host;
+
+llmrt_status llmrt_err(llmrt_error *err, llmrt_status status, const char *fmt, ...) {
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+        err->status = status;
+    }
+    return status;
+}
+
+const char *llmrt_dtype_name(llmrt_dtype t) { return g_host->dtype_name(t); }
+double      llmrt_comm_default_timeout(void) { return g_host->comm_default_timeout(); }
+int64_t     llmrt_comm_spin_ns(void) { return g_host->comm_spin_ns(); }
 
 /* ------------------------------------------------------------------------------------------ */
 /* the job                                                                                    */
@@ -29,8 +57,10 @@
 static pthread_mutex_t g_world_mu = PTHREAD_MUTEX_INITIALIZER;
 static bool            g_world_known, g_we_initialised, g_finalised;
 static int32_t         g_world_rank, g_world_size = 1;
+static bool            g_local_known;
+static int32_t         g_local_rank, g_local_size = 1;
 /* collectives left pending by a timeout and not known complete: MPI_Finalize would wait for
- * them (forever, if a rank died), so llmrt_mpi_finalize skips it while any is left */
+ * them (forever, if a rank died), so mpi_finalize skips it while any is left */
 static int             g_n_pending;
 
 static llmrt_status mpi_fail(llmrt_error *err, int code, const char *fmt_what, const char *what) {
@@ -40,22 +70,17 @@ static llmrt_status mpi_fail(llmrt_error *err, int code, const char *fmt_what, c
     return llmrt_err(err, LLMRT_ERR_BACKEND, fmt_what, what, s);
 }
 
-static bool launched_by_mpi(void) {
-    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"};
-    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
-        const char *v = getenv(vars[i]);
-        if (v && *v) return true;
-    }
-    return false;
-}
+static void mpi_finalize(void);
 
-llmrt_status llmrt_mpi_world(int32_t *rank, int32_t *size, llmrt_error *err) {
+/* Called by the loader only in a process started by an MPI launcher: initialises MPI unless the
+ * application did. */
+static llmrt_status mpi_world(int32_t *rank, int32_t *size, llmrt_error *err) {
     pthread_mutex_lock(&g_world_mu);
     llmrt_status st = LLMRT_OK;
     if (!g_world_known) {
         int inited = 0;
         MPI_Initialized(&inited);
-        if (!inited && launched_by_mpi()) {
+        if (!inited) {
             int provided = 0;
             /* THREAD_MULTIPLE: a watchdog or a second TP group may call MPI beside the forward */
             int rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_MULTIPLE, &provided);
@@ -65,7 +90,7 @@ llmrt_status llmrt_mpi_world(int32_t *rank, int32_t *size, llmrt_error *err) {
             }
             g_we_initialised = true;
             inited           = 1;
-            atexit(llmrt_mpi_finalize);
+            atexit(mpi_finalize);
             if (provided < MPI_THREAD_MULTIPLE)
                 fprintf(stderr, "llmrt: warning: the MPI library provides thread level %d, not "
                                 "MPI_THREAD_MULTIPLE; call the communicators from one thread\n",
@@ -95,14 +120,14 @@ static bool mpi_active(void) {
     return inited && !finalized;
 }
 
-llmrt_status llmrt_mpi_barrier(llmrt_error *err) {
-    LLMRT_TRY(llmrt_mpi_world(NULL, NULL, err));
+static llmrt_status mpi_barrier(llmrt_error *err) {
+    LLMRT_TRY(mpi_world(NULL, NULL, err));
     if (g_world_size <= 1 || !mpi_active()) return LLMRT_OK;
     int rc = MPI_Barrier(MPI_COMM_WORLD);
     return rc == MPI_SUCCESS ? LLMRT_OK : mpi_fail(err, rc, "%s: %s", "MPI_Barrier");
 }
 
-void llmrt_mpi_finalize(void) {
+static void mpi_finalize(void) {
     pthread_mutex_lock(&g_world_mu);
     bool run = g_we_initialised && !g_finalised && g_n_pending == 0 && mpi_active();
     g_finalised = g_finalised || run;
@@ -110,7 +135,7 @@ void llmrt_mpi_finalize(void) {
     if (run) MPI_Finalize();
 }
 
-void llmrt_mpi_abort(int code) {
+static void mpi_abort(int code) {
     if (mpi_active()) MPI_Abort(MPI_COMM_WORLD, code);
 }
 
@@ -332,15 +357,15 @@ static const llmrt_comm_ops mpi_ops = {
     .destroy        = mpi_destroy,
 };
 
-llmrt_status llmrt_comm_mpi_create(int32_t group, int32_t size, double timeout_s,
-                                   llmrt_comm **out, llmrt_error *err) {
+static llmrt_status mpi_comm_create(int32_t group, int32_t size, double timeout_s,
+                                    llmrt_comm **out, llmrt_error *err) {
     *out = NULL;
     int32_t wr, ws;
-    LLMRT_TRY(llmrt_mpi_world(&wr, &ws, err));
+    LLMRT_TRY(mpi_world(&wr, &ws, err));
     if (!mpi_active())
         return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
-                         "MPI communicator: this process was not started by mpirun/srun "
-                         "(OMPI_COMM_WORLD_SIZE, PMI_SIZE and PMIX_RANK are unset)");
+                         "MPI communicator: MPI is not initialised (or already finalised) in "
+                         "this process");
     if (size < 1 || group < 0 || (int64_t)(group + 1) * size > ws || wr / size != group)
         return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
                          "MPI communicator: world rank %d of %d is not in group %d of size %d "
@@ -378,31 +403,59 @@ llmrt_status llmrt_comm_mpi_create(int32_t group, int32_t size, double timeout_s
     return LLMRT_OK;
 }
 
-#else /* !LLMRT_HAVE_MPI: a single process, no MPI */
+/* ------------------------------------------------------------------------------------------ */
+/* the node-local rank, and the module's entry point                                          */
+/* ------------------------------------------------------------------------------------------ */
 
-llmrt_status llmrt_mpi_world(int32_t *rank, int32_t *size, llmrt_error *err) {
-    (void)err;
-    if (rank) *rank = 0;
-    if (size) *size = 1;
-    return LLMRT_OK;
+/* The rank among the job's processes sharing this node: the standard way, MPI_COMM_TYPE_SHARED
+ * (no launcher-specific environment variables). Collective over MPI_COMM_WORLD the first time. */
+static llmrt_status mpi_local_rank(int32_t *local_rank, int32_t *local_size, llmrt_error *err) {
+    LLMRT_TRY(mpi_world(NULL, NULL, err));
+    pthread_mutex_lock(&g_world_mu);
+    llmrt_status st = LLMRT_OK;
+    if (!g_local_known && mpi_active()) {
+        MPI_Comm node = MPI_COMM_NULL;
+        int      rc   = MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, g_world_rank,
+                                            MPI_INFO_NULL, &node);
+        if (rc != MPI_SUCCESS) {
+            st = mpi_fail(err, rc, "%s: %s", "MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)");
+            goto out;
+        }
+        int r = 0, n = 1;
+        MPI_Comm_rank(node, &r);
+        MPI_Comm_size(node, &n);
+        MPI_Comm_free(&node);
+        g_local_rank = r;
+        g_local_size = n;
+    }
+    g_local_known = true;
+out:
+    if (st == LLMRT_OK) {
+        if (local_rank) *local_rank = g_local_rank;
+        if (local_size) *local_size = g_local_size;
+    }
+    pthread_mutex_unlock(&g_world_mu);
+    return st;
 }
 
-llmrt_status llmrt_mpi_barrier(llmrt_error *err) {
-    (void)err;
-    return LLMRT_OK;
+static const llmrt_mpi_module g_module = {
+    .struct_size = sizeof(llmrt_mpi_module),
+    .abi         = LLMRT_MPI_MODULE_ABI,
+    .world       = mpi_world,
+    .barrier     = mpi_barrier,
+    .finalize    = mpi_finalize,
+    .abort       = mpi_abort,
+    .comm_create = mpi_comm_create,
+    .local_rank  = mpi_local_rank,
+};
+
+EXPORT const llmrt_mpi_module *llmrt_mpi_module_v1(const llmrt_mpi_host *host);
+
+EXPORT const llmrt_mpi_module *llmrt_mpi_module_v1(const llmrt_mpi_host *host) {
+    if (!host || host->struct_size < sizeof(llmrt_mpi_host) || host->abi != LLMRT_MPI_MODULE_ABI ||
+        host->sizeof_comm != sizeof(llmrt_comm) || host->sizeof_comm_ops != sizeof(llmrt_comm_ops) ||
+        host->sizeof_error != sizeof(llmrt_error))
+        return NULL;
+    g_host = host;
+    return &g_module;
 }
-
-void llmrt_mpi_finalize(void) {}
-
-void llmrt_mpi_abort(int code) { (void)code; }
-
-llmrt_status llmrt_comm_mpi_create(int32_t group, int32_t size, double timeout_s,
-                                   llmrt_comm **out, llmrt_error *err) {
-    (void)group, (void)size, (void)timeout_s;
-    *out = NULL;
-    return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
-                     "MPI communicator: llmrt was built without MPI (install libopenmpi-dev and "
-                     "reconfigure)");
-}
-
-#endif

@@ -2,6 +2,8 @@
  * in this process; and ending it. */
 #include "tp_internal.h"
 
+#include "../comm/comm_mpi_module.h" /* llmrt_mpi_local_rank */
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,23 +59,18 @@ void tp_exec_destroy(llmrt_executor *ex) {
     free(te);
 }
 
-/* The device of this process's rank in a multi-process CUDA job: its node-local rank. */
-static int local_device(int32_t world_rank) {
-    const char *vars[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID"};
-    int local = world_rank;
-    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
-        const char *v = getenv(vars[i]);
-        if (v && *v) {
-            local = atoi(v);
-            break;
-        }
-    }
+/* The device of this process's rank in a multi-process CUDA job: its node-local rank (MPI's
+ * shared-memory split of the world, whatever the launcher), modulo the visible devices. */
+static llmrt_status local_device(int *device, llmrt_error *err) {
+    int32_t local = 0, local_size = 1;
+    LLMRT_TRY(llmrt_mpi_local_rank(&local, &local_size, err));
     int n = 1;
 #ifdef LLMRT_HAVE_CUDA
     n = llmrt_backend_cuda_device_count();
     if (n < 1) n = 1;
 #endif
-    return local % n;
+    *device = local % n;
+    return LLMRT_OK;
 }
 
 static llmrt_status load_multi_process(const char *path, const llmrt_model_params *p,
@@ -87,7 +84,8 @@ static llmrt_status load_multi_process(const char *path, const llmrt_model_param
                          "(launch a multiple of %d)",
                          N, world_size, N);
     int32_t group = world_rank / N, rank = world_rank % N;
-    int device = p->device == LLMRT_DEVICE_CUDA ? local_device(world_rank) : 0;
+    int device = 0;
+    if (p->device == LLMRT_DEVICE_CUDA) LLMRT_TRY(local_device(&device, err));
     llmrt_rank_model *m = NULL;
     LLMRT_TRY(llmrt_model_load_rank(path, p, N, rank, device, &m, err));
     double timeout = llmrt_comm_default_timeout();
