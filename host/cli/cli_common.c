@@ -5,8 +5,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "../exec/comm/comm.h"
 #include "cli.h"
+#include "llmrt_experimental.h"
 
 #ifndef LLMRT_DEFAULT_MODEL
 #define LLMRT_DEFAULT_MODEL ""
@@ -81,9 +81,8 @@ llmrt_model *cli_load_model(const char *path, int n_threads, llmrt_load_format f
         if (s != LLMRT_OK)
             fprintf(stderr, "llmrt: %s: %s\n", llmrt_status_str(s), llmrt_last_error());
         llmrt_model_destroy(m);
-        llmrt_error err = {0};
-        if (s == LLMRT_OK && cli_follower_barrier && llmrt_mpi_barrier(&err) != LLMRT_OK) {
-            fprintf(stderr, "llmrt: %s\n", err.msg);
+        if (s == LLMRT_OK && cli_follower_barrier && llmrt_mpi_world_barrier() != LLMRT_OK) {
+            fprintf(stderr, "llmrt: %s\n", llmrt_last_error());
             s = LLMRT_ERR_BACKEND;
         }
         cli_exit(s == LLMRT_OK ? 0 : 1);
@@ -94,8 +93,8 @@ llmrt_model *cli_load_model(const char *path, int n_threads, llmrt_load_format f
 _Noreturn void cli_exit(int code) {
     fflush(stdout);
     fflush(stderr);
-    if (code != 0) llmrt_mpi_abort(code); /* returns when this is no MPI job */
-    llmrt_mpi_finalize();
+    if (code != 0) llmrt_mpi_world_abort(code); /* returns when this is no MPI job */
+    llmrt_mpi_world_finalize();
     exit(code);
 }
 

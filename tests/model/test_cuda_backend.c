@@ -49,6 +49,7 @@
 #include "golden.h"
 #include "gptq_golden.h"
 #include "model/model.h"
+#include "llmrt_experimental.h"
 #include "test_util.h"
 
 #define TOL_F16   3e-2
