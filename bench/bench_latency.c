@@ -14,6 +14,7 @@
 #include "../host/cli/cli.h"
 #include "bench.h"
 #include "bench_report.h"
+#include "llmrt_experimental.h"
 
 typedef struct stats {
     double mean, sd;

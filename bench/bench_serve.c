@@ -15,10 +15,11 @@
 
 #include "../host/cli/cli.h"
 #include "../host/cli/cli_options.h"
-#include "../host/core/json_util.h"
+#include "../host/cli/cli_json.h"
 #include "bench.h"
 #include "bench_metrics.h"
 #include "bench_report.h"
+#include "llmrt_experimental.h"
 
 typedef enum { OUT_TABLE, OUT_JSON, OUT_CSV } out_format;
 
@@ -75,10 +76,10 @@ static int load_dataset(const char *path, int32_t n_max, int32_t default_out, re
     while (cnt < n_max && (got = getline(&line, &cap, f)) >= 0) {
         lineno++;
         if (got <= 1) continue;
-        cJSON      *root = NULL;
-        llmrt_error err  = {0};
-        if (llmrt_json_parse(line, (uint64_t)got, path, &root, &err) != LLMRT_OK) {
-            fprintf(stderr, "llmrt bench: %s line %d: %s\n", path, lineno, err.msg);
+        cJSON *root = NULL;
+        char   jerr[512];
+        if (cli_json_parse(line, (size_t)got, path, &root, jerr, sizeof jerr) != 0) {
+            fprintf(stderr, "llmrt bench: %s line %d: %s\n", path, lineno, jerr);
             continue;
         }
         const cJSON *p  = cJSON_GetObjectItem(root, "prompt");

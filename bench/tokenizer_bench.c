@@ -5,14 +5,13 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
-#include "format/gguf.h"
-#include "tokenizer/tokenizer.h"
+#include "llmrt_experimental.h"
 
 int bench_tokenizer_main(int argc, char **argv);
 
@@ -42,29 +41,6 @@ static char *read_file(const char *path, size_t *len) {
     return buf;
 }
 
-static llmrt_tokenizer *load(const char *path, const char *config, llmrt_error *err) {
-    llmrt_tokenizer *tk = NULL;
-    size_t           n  = strlen(path);
-    struct stat      st;
-    char             buf[4096];
-    if (n > 5 && !strcmp(path + n - 5, ".gguf")) {
-        llmrt_gguf_file f;
-        if (llmrt_gguf_open(path, &f, err) != LLMRT_OK) return NULL;
-        llmrt_status s = llmrt_tokenizer_load_gguf(&f, &tk, err);
-        llmrt_gguf_close(&f);
-        return s == LLMRT_OK ? tk : NULL;
-    }
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-        /* a checkpoint directory: tokenizer.json + tokenizer_config.json */
-        snprintf(buf, sizeof buf, "%s/tokenizer_config.json", path);
-        static char cfg[4096];
-        if (!config && stat(buf, &st) == 0) config = strcpy(cfg, buf);
-        snprintf(buf, sizeof buf, "%s/tokenizer.json", path);
-        path = buf;
-    }
-    return llmrt_tokenizer_load_hf(path, config, &tk, err) == LLMRT_OK ? tk : NULL;
-}
-
 int bench_tokenizer_main(int argc, char **argv) {
     const char *tok_path = NULL, *text_path = NULL, *config = NULL;
     double      min_time = 1.0;
@@ -87,11 +63,10 @@ int bench_tokenizer_main(int argc, char **argv) {
                 "  thread; prints the median of N repetitions of at least SECONDS each (default 5 x 1 s).\n");
         return 2;
     }
-    llmrt_error      err;
-    double           t0 = now_s();
-    llmrt_tokenizer *tk = load(tok_path, config, &err);
-    if (!tk) {
-        fprintf(stderr, "llmrt bench tokenizer: %s\n", err.msg);
+    double                t0 = now_s();
+    llmrt_text_tokenizer *tk = NULL;
+    if (llmrt_text_tokenizer_load(tok_path, config, &tk) != LLMRT_OK) {
+        fprintf(stderr, "llmrt bench tokenizer: %s\n", llmrt_last_error());
         return 1;
     }
     double load_s = now_s() - t0;
@@ -99,39 +74,66 @@ int bench_tokenizer_main(int argc, char **argv) {
     char  *text   = read_file(text_path, &len);
     if (!text) {
         fprintf(stderr, "llmrt bench tokenizer: cannot read %s\n", text_path);
-        llmrt_tokenizer_destroy(tk);
+        llmrt_text_tokenizer_destroy(tk);
         return 1;
     }
-    int32_t *ids = NULL;
-    int64_t  n   = 0;
-    if (llmrt_tokenizer_encode(tk, text, len, false, false, &ids, &n, &err) != LLMRT_OK) {
-        fprintf(stderr, "llmrt bench tokenizer: %s\n", err.msg);
+    /* the size query, then the ids; the timed encodes write into a buffer of that size */
+    int32_t  n   = 0;
+    int32_t *ids = NULL, *scratch = NULL;
+    llmrt_status s = llmrt_text_tokenizer_encode(tk, text, len, false, false, NULL, 0, &n);
+    if (s == LLMRT_ERR_BUFFER_TOO_SMALL || (s == LLMRT_OK && n == 0)) {
+        size_t cap = n > 0 ? (size_t)n : 1;
+        ids        = malloc(cap * sizeof *ids);
+        scratch    = malloc(cap * sizeof *scratch);
+        s = ids && scratch ? llmrt_text_tokenizer_encode(tk, text, len, false, false, ids, n, &n)
+                           : LLMRT_ERR_OUT_OF_MEMORY;
+    }
+    if (s != LLMRT_OK) {
+        fprintf(stderr, "llmrt bench tokenizer: %s\n",
+                s == LLMRT_ERR_OUT_OF_MEMORY && !(ids && scratch) ? "out of memory" : llmrt_last_error());
+        free(ids);
+        free(scratch);
         free(text);
-        llmrt_tokenizer_destroy(tk);
+        llmrt_text_tokenizer_destroy(tk);
+        return 1;
+    }
+    /* decoded text: the source's bytes, give or take normalisation; sized by a query */
+    size_t dec_cap = 0;
+    s              = llmrt_text_tokenizer_decode(tk, ids, n, false, NULL, 0, &dec_cap);
+    char *dec_buf  = NULL;
+    if (s == LLMRT_ERR_BUFFER_TOO_SMALL && dec_cap < SIZE_MAX) {
+        dec_buf = malloc(++dec_cap);
+        s       = dec_buf ? LLMRT_OK : LLMRT_ERR_OUT_OF_MEMORY;
+    }
+    if (s != LLMRT_OK) {
+        fprintf(stderr, "llmrt bench tokenizer: %s\n",
+                s == LLMRT_ERR_OUT_OF_MEMORY ? "out of memory" : llmrt_last_error());
+        free(ids);
+        free(scratch);
+        free(text);
+        llmrt_text_tokenizer_destroy(tk);
         return 1;
     }
     double *enc = calloc((size_t)reps, sizeof *enc), *dec = calloc((size_t)reps, sizeof *dec);
     double *str = calloc((size_t)reps, sizeof *str);
-    int     rc  = 0;
+    int     rc  = enc && dec && str ? 0 : 1;
     for (int r = 0; r < reps && rc == 0; r++) {
         /* encode: as many whole-text calls as fit in min_time */
         long   iters = 0;
         double start = now_s(), el;
         do {
-            int32_t *v = NULL;
-            int64_t  m = 0;
-            if (llmrt_tokenizer_encode(tk, text, len, false, false, &v, &m, &err) != LLMRT_OK) rc = 1;
-            free(v);
+            int32_t m = 0;
+            if (llmrt_text_tokenizer_encode(tk, text, len, false, false, scratch, n, &m) != LLMRT_OK)
+                rc = 1;
             iters++;
         } while ((el = now_s() - start) < min_time && rc == 0);
         enc[r] = el / (double)iters;
         iters  = 0;
         start  = now_s();
         do {
-            char  *s = NULL;
             size_t sl;
-            if (llmrt_tokenizer_decode(tk, ids, n, false, &s, &sl, &err) != LLMRT_OK) rc = 1;
-            free(s);
+            if (llmrt_text_tokenizer_decode(tk, ids, n, false, dec_buf, dec_cap, &sl) != LLMRT_OK)
+                rc = 1;
             iters++;
         } while ((el = now_s() - start) < min_time && rc == 0);
         dec[r] = el / (double)iters;
@@ -139,14 +141,14 @@ int bench_tokenizer_main(int argc, char **argv) {
         iters = 0;
         start = now_s();
         do {
-            llmrt_detokenizer *d = NULL;
-            const char        *delta;
-            size_t             dl;
-            if (llmrt_detokenizer_create(tk, false, &d, &err) != LLMRT_OK) rc = 1;
-            for (int64_t i = 0; i < n && rc == 0; i++)
-                if (llmrt_detokenizer_push(d, ids[i], &delta, &dl, &err) != LLMRT_OK) rc = 1;
-            if (rc == 0 && llmrt_detokenizer_flush(d, &delta, &dl, &err) != LLMRT_OK) rc = 1;
-            llmrt_detokenizer_destroy(d);
+            llmrt_text_detokenizer *d = NULL;
+            const char             *delta;
+            size_t                  dl;
+            if (llmrt_text_detokenizer_create_from_tokenizer(tk, false, &d) != LLMRT_OK) rc = 1;
+            for (int32_t i = 0; i < n && rc == 0; i++)
+                if (llmrt_text_detokenizer_push(d, ids[i], &delta, &dl) != LLMRT_OK) rc = 1;
+            if (rc == 0 && llmrt_text_detokenizer_flush(d, &delta, &dl) != LLMRT_OK) rc = 1;
+            llmrt_text_detokenizer_destroy(d);
             iters++;
         } while ((el = now_s() - start) < min_time && rc == 0);
         str[r] = el / (double)iters;
@@ -156,7 +158,8 @@ int bench_tokenizer_main(int argc, char **argv) {
         qsort(dec, (size_t)reps, sizeof *dec, cmp_double);
         qsort(str, (size_t)reps, sizeof *str, cmp_double);
         double e = enc[reps / 2], d = dec[reps / 2], sd = str[reps / 2];
-        printf("tokenizer: %s (%d ids, loaded in %.3f s)\n", tok_path, llmrt_tokenizer_vocab_size(tk), load_s);
+        printf("tokenizer: %s (%d ids, loaded in %.3f s)\n", tok_path,
+               llmrt_text_tokenizer_vocab_size(tk), load_s);
         printf("text:      %s (%zu bytes -> %lld tokens)\n", text_path, len, (long long)n);
         printf("encode:    %8.2f MB/s  %8.3f M tokens/s  (%.1f us per text, median of %d)\n",
                (double)len / e / 1e6, (double)n / e / 1e6, e * 1e6, reps);
@@ -165,13 +168,15 @@ int bench_tokenizer_main(int argc, char **argv) {
         printf("stream:    %8.2f MB/s  %8.3f M tokens/s  (%.2f us per token, detokenizer push)\n",
                (double)len / sd / 1e6, (double)n / sd / 1e6, sd * 1e6 / (double)(n ? n : 1));
     } else {
-        fprintf(stderr, "llmrt bench tokenizer: %s\n", err.msg);
+        fprintf(stderr, "llmrt bench tokenizer: %s\n", enc && dec && str ? llmrt_last_error() : "out of memory");
     }
     free(enc);
     free(dec);
     free(str);
+    free(dec_buf);
     free(ids);
+    free(scratch);
     free(text);
-    llmrt_tokenizer_destroy(tk);
+    llmrt_text_tokenizer_destroy(tk);
     return rc;
 }

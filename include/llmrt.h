@@ -146,74 +146,8 @@ typedef struct llmrt_model_info {
 /* Fills `info` (whose struct_size the caller sets). */
 LLMRT_API llmrt_status llmrt_model_get_info(const llmrt_model *model, llmrt_model_info *info);
 
-/* Tensor parallel across processes: every process of a group loads the model with the same
- * params; the group's rank 0 (the leader: llmrt_model_get_info's tp_rank == 0) is the model the
- * caller drives (KV caches, forwards, engines). Every other rank must call this, which serves
- * the leader's KV-cache and forward requests (they arrive over MPI) until the leader destroys
- * its model; then it returns LLMRT_OK and the caller destroys this model. It returns an error
- * when the group fails (a collective timed out or a rank died); the process should then exit
- * non-zero. On the leader, or without TP, it returns LLMRT_ERR_INVALID_ARG. */
-LLMRT_API llmrt_status llmrt_model_tp_follow(llmrt_model *model);
-
-/* Time the leader spent in all-reduce collectives since the model was loaded. */
-typedef struct llmrt_tp_stats {
-    uint32_t struct_size;  /* set by the caller                                                */
-    int64_t  n_all_reduce; /* collectives called by the leader (2 per layer per forward)      */
-    int64_t  bytes;        /* payload bytes per rank summed over those calls                   */
-    double   seconds;      /* host wall time inside them (incl. waiting for slower ranks)      */
-    int64_t  n_forwards;
-} llmrt_tp_stats;
-LLMRT_API llmrt_status llmrt_model_get_tp_stats(const llmrt_model *model, llmrt_tp_stats *out);
-
-/* ------------------------------------------------------------------------------------------ */
-/* KV cache + low-level forward on a packed batch                                             */
-/* ------------------------------------------------------------------------------------------ */
-
-/* A paged KV pool: `n_blocks` blocks of `block_size` token slots, for every layer. Which blocks
- * belong to which sequence is the caller's business (block tables in llmrt_batch); the engine
- * (later API) manages this for you. */
-typedef struct llmrt_kv_cache llmrt_kv_cache;
-
-typedef struct llmrt_kv_cache_params {
-    uint32_t struct_size;
-    int32_t  block_size; /* tokens per block; default 16                                     */
-    int32_t  n_blocks;   /* blocks in the pool; 0 = derive from max_tokens / max_bytes      */
-    int64_t  max_tokens; /* budget in tokens (used when n_blocks == 0 and > 0)              */
-    int64_t  max_bytes;  /* budget in bytes  (used when n_blocks == 0 and max_tokens == 0)  */
-} llmrt_kv_cache_params;
-
-LLMRT_API llmrt_kv_cache_params llmrt_kv_cache_default_params(void);
-LLMRT_API llmrt_status llmrt_kv_cache_create(llmrt_model *model, const llmrt_kv_cache_params *params,
-                                             llmrt_kv_cache **out);
-LLMRT_API void         llmrt_kv_cache_destroy(llmrt_kv_cache *kv);
-LLMRT_API int32_t      llmrt_kv_cache_n_blocks(const llmrt_kv_cache *kv);
-LLMRT_API int32_t      llmrt_kv_cache_block_size(const llmrt_kv_cache *kv);
-/* Bytes of KV storage per token slot (all layers, K and V). */
-LLMRT_API int64_t      llmrt_kv_cache_bytes_per_token(const llmrt_kv_cache *kv);
-
-/* A packed batch: the new tokens of several sequences, concatenated. Token i belongs to sequence
- * seq_ids[i] and sits at position positions[i]; its K/V are written to the slot of that position
- * in the sequence's block table, and it attends to positions 0..positions[i] of its sequence,
- * which must all be written (now or by an earlier forward). Tokens may appear in any order. */
-typedef struct llmrt_batch {
-    int32_t        n_tokens;
-    const int32_t *tokens;             /* [n_tokens] token ids                                */
-    const int32_t *positions;          /* [n_tokens] position of each token in its sequence   */
-    const int32_t *seq_ids;            /* [n_tokens] index 0..n_seqs-1 of the token's sequence */
-    int32_t        n_seqs;
-    int32_t        max_blocks_per_seq; /* row stride of block_tables                          */
-    const int32_t *block_tables;       /* [n_seqs, max_blocks_per_seq] block ids, -1 = unused */
-    int32_t        n_outputs;          /* rows of logits wanted                               */
-    const int32_t *output_tokens;      /* [n_outputs] indices into tokens whose logits to
-                                          return; NULL = the last token (in batch order) of
-                                          each sequence, in sequence order                    */
-} llmrt_batch;
-
-/* Runs the model on `batch` and writes logits[n_outputs][vocab_size] (float32) into `logits`,
- * whose capacity in floats is `logits_capacity`. The batch is validated first (ids, positions,
- * block ids, outputs); on a validation error nothing is written to the cache. */
-LLMRT_API llmrt_status llmrt_forward(llmrt_kv_cache *kv, const llmrt_batch *batch, float *logits,
-                                     int64_t logits_capacity);
+/* Tensor-parallel followers (llmrt_model_tp_follow), TP statistics and the low-level forward on a
+ * packed batch over a caller-managed KV cache: see llmrt_experimental.h. */
 
 /* ------------------------------------------------------------------------------------------ */
 /* Tokenizer and chat templates (the model's own; loaded with it)                             */

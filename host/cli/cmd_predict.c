@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "llmrt_experimental.h"
 
 /* SmolLM2's chat template applied to "What is the capital of France?" (with its default system
  * prompt), as token ids: the default prompt when --tokens is not given. */

@@ -4,6 +4,7 @@
 #define LLMRT_CORE_ERROR_H
 
 #include "llmrt.h"
+#include "llmrt_experimental.h" /* the library implements the experimental calls too */
 
 #define LLMRT_ERROR_MSG_MAX 512
 

@@ -5,7 +5,7 @@
 #ifndef LLMRT_EXEC_FORWARD_H
 #define LLMRT_EXEC_FORWARD_H
 
-#include "llmrt.h"
+#include "llmrt_experimental.h" /* llmrt_batch */
 
 #include "../core/error.h"
 #include "../model/model.h"

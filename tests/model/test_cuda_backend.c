@@ -50,6 +50,7 @@
 #include "gptq_golden.h"
 #include "api/api_model.h" /* the public model: its rank's backend */
 #include "model/model.h"
+#include "llmrt_experimental.h"
 #include "test_util.h"
 
 #define TOL_F16   3e-2

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "golden.h"
+#include "llmrt_experimental.h"
 #include "test_util.h"
 
 #define TINY_VOCAB 320

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "golden.h"
+#include "llmrt_experimental.h"
 #include "test_util.h"
 
 #define BLOCK_SIZE 16

@@ -15,6 +15,7 @@
 
 #include "format/gguf.h"
 #include "format/safetensors.h"
+#include "llmrt_experimental.h"
 #include "test_util.h"
 
 #define TINY LLMRT_TEST_DATA_DIR "/tiny"

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "golden.h"
+#include "llmrt_experimental.h"
 #include "test_util.h"
 
 #define HF_TOL   1e-4

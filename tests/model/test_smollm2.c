@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "golden.h"
+#include "llmrt_experimental.h"
 #include "test_util.h"
 
 #define REL_TOL 1e-4

@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "llmrt.h"
+#include "llmrt_experimental.h"
 #include "llmrt_test_hooks.h"
 #include "packed_run.h"
 #include "test_util.h"

@@ -50,7 +50,7 @@ def test_library_lookup_order(monkeypatch, tmp_path):
 _LAYOUT_C = r"""
 #include <stddef.h>
 #include <stdio.h>
-#include "llmrt.h"
+#include "llmrt_experimental.h"
 #define S(T) printf("%s sizeof %zu\n", #T, sizeof(T));
 #define F(T, f) printf("%s %s %zu\n", #T, #f, offsetof(T, f));
 int main(void) {
