@@ -29,7 +29,7 @@ double engine_now(void) {
 /* create / destroy                                                                              */
 /* --------------------------------------------------------------------------------------------- */
 
-llmrt_engine_params llmrt_engine_default_params(void) {
+llmrt_engine_params engine_default_params(void) {
     return (llmrt_engine_params){
         .struct_size        = sizeof(llmrt_engine_params),
         .block_size         = 16,
@@ -46,7 +46,7 @@ llmrt_status engine_create(llmrt_rank_model *model, llmrt_executor *exec,
                            const llmrt_engine_params *params, llmrt_engine **out,
                            llmrt_error *err) {
     *out = NULL;
-    llmrt_engine_params p = llmrt_engine_default_params();
+    llmrt_engine_params p = engine_default_params();
     if (params) {
         if (params->struct_size < sizeof(uint32_t) || params->struct_size > sizeof p)
             return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
@@ -93,7 +93,7 @@ llmrt_status engine_create(llmrt_rank_model *model, llmrt_executor *exec,
         if (s == LLMRT_ERR_INVALID_ARG) s = LLMRT_ERR_NO_KV_SPACE;
         if (err) err->status = s;
         llmrt_err_prefix(err, "llmrt_engine_create");
-        llmrt_engine_destroy(e);
+        engine_destroy(e);
         return s;
     }
     /* size activations and the backend's per-batch buffers for the engine's largest step now,
@@ -102,12 +102,12 @@ llmrt_status engine_create(llmrt_rank_model *model, llmrt_executor *exec,
     if (s != LLMRT_OK) {
         llmrt_err_prefix(err, "llmrt_engine_create: batches of %d tokens, %d outputs",
                          p.max_batched_tokens, p.max_seqs);
-        llmrt_engine_destroy(e);
+        engine_destroy(e);
         return s;
     }
     e->bm = llmrt_bm_create(n_blocks, p.block_size, p.prefix_caching);
     if (!e->bm) {
-        llmrt_engine_destroy(e);
+        engine_destroy(e);
         return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "llmrt_engine_create: out of memory");
     }
     *out = e;
@@ -120,9 +120,9 @@ static void free_list(request_list *l) {
     memset(l, 0, sizeof *l);
 }
 
-void llmrt_engine_destroy(llmrt_engine *e) {
+void engine_destroy(llmrt_engine *e) {
     if (!e) return;
-    llmrt_engine_stop_loop(e);
+    engine_stop_loop(e);
     free_list(&e->incoming);
     free_list(&e->waiting);
     free_list(&e->running);
@@ -142,25 +142,22 @@ void llmrt_engine_destroy(llmrt_engine *e) {
 /* submit / abort                                                                                */
 /* --------------------------------------------------------------------------------------------- */
 
-llmrt_status llmrt_engine_submit(llmrt_engine *e, const llmrt_prompt *prompt,
-                                 const llmrt_sampling_params *params, uint64_t *request_id) {
-    if (!e || !prompt || !request_id)
-        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG,
-                                  "llmrt_engine_submit: engine, prompt and request_id are required");
+llmrt_status engine_submit(llmrt_engine *e, const llmrt_prompt *prompt,
+                           const llmrt_sampling_params *params, uint64_t *request_id,
+                           llmrt_error *err) {
     *request_id  = 0;
-    llmrt_error err = {0};
     request    *r   = NULL;
-    llmrt_status s  = engine_make_request(e, prompt, params, &r, &err);
-    if (s != LLMRT_OK) return llmrt_err_publish(&err);
+    llmrt_status s  = engine_make_request(e, prompt, params, &r, err);
+    if (s != LLMRT_OK) return s;
     pthread_mutex_lock(&e->mu);
     if (e->dead_status != LLMRT_OK) {
-        s = llmrt_err(&err, LLMRT_ERR_DEAD, "llmrt_engine_submit: the engine is dead: %s",
+        s = llmrt_err(err, LLMRT_ERR_DEAD, "llmrt_engine_submit: the engine is dead: %s",
                       e->dead_message);
     } else {
         r->id      = e->next_id++;
         r->arrival = r->id;
         if (!request_list_push(&e->incoming, r))
-            s = llmrt_err(&err, LLMRT_ERR_OUT_OF_MEMORY, "llmrt_engine_submit: out of memory");
+            s = llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "llmrt_engine_submit: out of memory");
     }
     if (s == LLMRT_OK) {
         *request_id = r->id;
@@ -168,15 +165,11 @@ llmrt_status llmrt_engine_submit(llmrt_engine *e, const llmrt_prompt *prompt,
         pthread_cond_broadcast(&e->cv);
     }
     pthread_mutex_unlock(&e->mu);
-    if (s != LLMRT_OK) {
-        request_free(r);
-        return llmrt_err_publish(&err);
-    }
-    return LLMRT_OK;
+    if (s != LLMRT_OK) request_free(r);
+    return s;
 }
 
-llmrt_status llmrt_engine_abort(llmrt_engine *e, uint64_t id) {
-    if (!e) return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG, "llmrt_engine_abort: engine is NULL");
+llmrt_status engine_abort(llmrt_engine *e, uint64_t id, llmrt_error *err) {
     pthread_mutex_lock(&e->mu);
     llmrt_status s = LLMRT_OK;
     if (id == 0 || id >= e->next_id) {
@@ -196,14 +189,13 @@ llmrt_status llmrt_engine_abort(llmrt_engine *e, uint64_t id) {
     }
     pthread_mutex_unlock(&e->mu);
     if (s == LLMRT_ERR_NOT_FOUND)
-        return llmrt_err_set_last(s, "llmrt_engine_abort: request %llu was never submitted",
-                                  (unsigned long long)id);
-    if (s != LLMRT_OK) return llmrt_err_set_last(s, "llmrt_engine_abort: out of memory");
+        return llmrt_err(err, s, "llmrt_engine_abort: request %llu was never submitted",
+                         (unsigned long long)id);
+    if (s != LLMRT_OK) return llmrt_err(err, s, "llmrt_engine_abort: out of memory");
     return LLMRT_OK;
 }
 
-int32_t llmrt_engine_pending(llmrt_engine *e) {
-    if (!e) return 0;
+int32_t engine_pending(llmrt_engine *e) {
     pthread_mutex_lock(&e->mu);
     int32_t n = e->metrics.n_waiting + e->metrics.n_running;
     pthread_mutex_unlock(&e->mu);
@@ -269,13 +261,13 @@ static void enter_dead_state(llmrt_engine *e, const char *message) {
 }
 
 static llmrt_status collect_outputs(llmrt_engine *e, const llmrt_output **outputs,
-                                    int32_t *n_outputs) {
+                                    int32_t *n_outputs, llmrt_error *err) {
     int32_t n = 0;
     for (int32_t i = 0; i < e->running.n; i++) n += e->running.items[i]->n_out > 0;
     n += e->finished.n;
     if (n > e->cap_outputs) {
         llmrt_output *o = realloc(e->outputs, (size_t)n * sizeof *o);
-        if (!o) return llmrt_err_set_last(LLMRT_ERR_OUT_OF_MEMORY, "llmrt_engine_step: out of memory");
+        if (!o) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "llmrt_engine_step: out of memory");
         e->outputs     = o;
         e->cap_outputs = n;
     }
@@ -337,29 +329,31 @@ static void publish_metrics(llmrt_engine *e) {
     pthread_mutex_unlock(&e->mu);
 }
 
-llmrt_status llmrt_engine_step(llmrt_engine *e, const llmrt_output **outputs, int32_t *n_outputs) {
-    if (!e || !outputs || !n_outputs)
-        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG, "llmrt_engine_step: NULL argument");
+llmrt_status engine_step(llmrt_engine *e, const llmrt_output **outputs, int32_t *n_outputs,
+                         llmrt_error *err) {
     *outputs   = NULL;
     *n_outputs = 0;
     if (e->dead_status != LLMRT_OK)
-        return llmrt_err_set_last(LLMRT_ERR_DEAD, "llmrt_engine_step: the engine is dead: %s",
-                                  e->dead_message);
+        return llmrt_err(err, LLMRT_ERR_DEAD, "llmrt_engine_step: the engine is dead: %s",
+                         e->dead_message);
     /* outputs of the previous step are no longer referenced by the caller */
     for (int32_t i = 0; i < e->finished.n; i++) request_free(e->finished.items[i]);
     e->finished.n = 0;
     for (int32_t i = 0; i < e->running.n; i++) request_out_reset(e->running.items[i]);
 
     take_incoming_and_aborts(e);
-    llmrt_error  err = {0};
-    llmrt_status s   = engine_run_step(e, &err);
-    if (s == LLMRT_ERR_DEAD) enter_dead_state(e, err.msg);
+    llmrt_error  step_err = {0};
+    llmrt_status s        = engine_run_step(e, &step_err);
+    if (s == LLMRT_ERR_DEAD) enter_dead_state(e, step_err.msg);
     /* aborts that arrived during the forward win over this step's results (vLLM #29987) */
     take_incoming_and_aborts(e);
     e->metrics.steps++;
     publish_metrics(e);
-    llmrt_status so = collect_outputs(e, outputs, n_outputs);
-    if (s != LLMRT_OK) return llmrt_err_publish(&err);
+    llmrt_status so = collect_outputs(e, outputs, n_outputs, err);
+    if (s != LLMRT_OK) {
+        if (err) *err = step_err;
+        return s;
+    }
     return so;
 }
 
@@ -367,41 +361,17 @@ llmrt_status llmrt_engine_step(llmrt_engine *e, const llmrt_output **outputs, in
 /* metrics                                                                                       */
 /* --------------------------------------------------------------------------------------------- */
 
-llmrt_status llmrt_engine_get_metrics(llmrt_engine *e, llmrt_engine_metrics *m) {
-    if (!e || !m) return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG, "llmrt_engine_get_metrics: NULL");
-    uint32_t size = m->struct_size;
-    if (size < sizeof(uint32_t) + sizeof(int32_t) || size > sizeof *m)
-        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG,
-                                  "llmrt_engine_get_metrics: struct_size %u is invalid", size);
+void engine_get_metrics(llmrt_engine *e, llmrt_engine_metrics *out) {
     pthread_mutex_lock(&e->mu);
     llmrt_engine_metrics snap = e->snapshot;
     snap.n_waiting            = e->metrics.n_waiting; /* submits since the last step count too */
     snap.healthy              = e->dead_status == LLMRT_OK;
     pthread_mutex_unlock(&e->mu);
     if (snap.kv_blocks_total == 0) { /* before the first step */
-        llmrt_bm_stats st    = {0};
-        st.n_blocks          = e->kv_blocks;
-        snap.kv_blocks_total = snap.kv_blocks_free = st.n_blocks;
+        snap.kv_blocks_total = snap.kv_blocks_free = e->kv_blocks;
         llmrt_histogram_init(&snap.ttft);
         llmrt_histogram_init(&snap.itl);
         llmrt_histogram_init(&snap.e2e);
     }
-    snap.struct_size = size;
-    memcpy(m, &snap, size);
-    return LLMRT_OK;
-}
-
-llmrt_status llmrt_engine_metrics_prometheus(llmrt_engine *e, char *text, size_t capacity,
-                                             size_t *len) {
-    if (!e || !len || (capacity && !text))
-        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG,
-                                  "llmrt_engine_metrics_prometheus: NULL argument");
-    llmrt_engine_metrics m = {.struct_size = sizeof m};
-    LLMRT_TRY(llmrt_engine_get_metrics(e, &m));
-    size_t need = llmrt_metrics_format_prometheus(&m, text, capacity);
-    *len        = need;
-    if (need >= capacity)
-        return llmrt_err_set_last(LLMRT_ERR_BUFFER_TOO_SMALL,
-                                  "llmrt_engine_metrics_prometheus: %zu bytes needed", need + 1);
-    return LLMRT_OK;
+    *out = snap;
 }

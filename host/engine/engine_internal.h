@@ -67,10 +67,27 @@ struct llmrt_engine {
 };
 
 double       engine_now(void);
+/* The engine's calls behind the public ones (api/engine_api.c checks the arguments and
+ * publishes errors). Thread rules as in llmrt.h: submit, abort, pending and get_metrics from any
+ * thread; step (or the loop thread) from one. */
+llmrt_engine_params engine_default_params(void);
 /* An engine over `exec` (the model's; borrowed) and its leader rank `model`. */
 llmrt_status engine_create(llmrt_rank_model *model, llmrt_executor *exec,
                            const llmrt_engine_params *params, llmrt_engine **out,
                            llmrt_error *err);
+void         engine_destroy(llmrt_engine *e);
+llmrt_status engine_submit(llmrt_engine *e, const llmrt_prompt *prompt,
+                           const llmrt_sampling_params *params, uint64_t *request_id,
+                           llmrt_error *err);
+llmrt_status engine_abort(llmrt_engine *e, uint64_t id, llmrt_error *err);
+int32_t      engine_pending(llmrt_engine *e);
+llmrt_status engine_step(llmrt_engine *e, const llmrt_output **outputs, int32_t *n_outputs,
+                         llmrt_error *err);
+void         engine_get_metrics(llmrt_engine *e, llmrt_engine_metrics *out);
+/* engine_loop.c */
+llmrt_status engine_start_loop(llmrt_engine *e, llmrt_output_callback callback,
+                               void *callback_data, llmrt_error *err);
+void         engine_stop_loop(llmrt_engine *e);
 llmrt_status engine_make_request(llmrt_engine *e, const llmrt_prompt *prompt,
                                  const llmrt_sampling_params *params, request **out,
                                  llmrt_error *err);
