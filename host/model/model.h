@@ -61,6 +61,12 @@ struct llmrt_model {
 
     pthread_mutex_t forward_lock; /* one forward at a time per model (backend scratch) */
     llmrt_error     last_error;
+
+    /* load options and what they caused (model_load.c; added by the params/fallback work, kept
+     * in one block) */
+    bool    allow_fallback;    /* llmrt_model_params.allow_fallback */
+    int32_t n_fallbacks;       /* 4-bit matrices dequantised because the backend cannot run them */
+    char    fallback_why[112]; /* the backend's reason for the first of them */
 };
 
 /* Takes ownership of a malloc'd host buffer (freed with the model). Frees it on failure. */

@@ -25,9 +25,12 @@
 
 static llmrt_device device = LLMRT_DEVICE_CPU;
 
+static double tp_timeout_s; /* llmrt_model_params.tp_timeout_s of load_tp (0 = default) */
+
 static llmrt_model *load_tp(const char *path, int tp) {
     llmrt_model_params mp = llmrt_model_default_params();
     mp.n_threads          = 1;
+    mp.tp_timeout_s       = tp_timeout_s;
     mp.device             = device;
     mp.tensor_parallel    = tp;
     llmrt_model *m        = NULL;
@@ -164,10 +167,10 @@ static void check_shape_errors(void) {
 /* An injected failure of rank 1 in its 3rd forward. */
 static void check_fault(const char *kind) {
     setenv("LLMRT_TP_FAULT", kind, 1);
-    setenv("LLMRT_TP_TIMEOUT_S", "2", 1);
+    tp_timeout_s = 2;
     llmrt_model *m = load_tp(LLMRT_TEST_DATA_DIR "/tiny/llama_f32", 2);
     unsetenv("LLMRT_TP_FAULT");
-    unsetenv("LLMRT_TP_TIMEOUT_S");
+    tp_timeout_s = 0;
     if (!m) return;
     llmrt_engine_params ep = llmrt_engine_default_params();
     ep.kv_tokens = 512;
