@@ -14,10 +14,13 @@
 #define BLOCK 16 /* KV block size of the runs */
 #endif
 
+static bool load_allow_fallback; /* llmrt_model_params.allow_fallback of load() */
+
 static llmrt_model *load(const char *path, int threads, int no_q4) {
     llmrt_model_params mp = llmrt_model_default_params();
     mp.n_threads          = threads;
     mp.dequantize_weights = no_q4 != 0;
+    mp.allow_fallback     = load_allow_fallback;
     llmrt_model *m = NULL;
     CHECK_STATUS(llmrt_model_load(path, &mp, &m), LLMRT_OK, NULL);
     return m;
