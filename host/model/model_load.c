@@ -481,11 +481,7 @@ static llmrt_status create_backend(const llmrt_model_params *p, int device, llmr
     (void)device;
 #endif
     static const char *const isa[] = {NULL, "avx512", "avx2", "generic"};
-    llmrt_status s = llmrt_backend_cpu_create(p->n_threads, isa[p->cpu_isa], be, err);
-    if (s == LLMRT_OK)
-        llmrt_log(LLMRT_LOG_INFO, "cpu backend: %d threads%s%s", p->n_threads,
-                  p->cpu_isa ? ", kernels at most " : "", p->cpu_isa ? isa[p->cpu_isa] : "");
-    return s;
+    return llmrt_backend_cpu_create(p->n_threads, isa[p->cpu_isa], be, err);
 }
 
 /* Checks everything about the arguments that needs no file. */

@@ -14,7 +14,8 @@
  *      tolerance (golden batch vs HF; decode vs the CPU backend: 40 steps GGUF, 8 steps GPTQ).
  *      With bf16 activations (which the 4-bit kernels decline) a GPTQ load fails with
  *      LLMRT_ERR_UNSUPPORTED naming the tensor, unless allow_fallback: then it loads dequantised,
- *      llmrt_model_info reports the fallback and one WARN message is logged.
+ *      llmrt_model_info reports the fallback and one WARN message is logged. The tiny GGUF
+ *      fixtures' k/v projections (32 rows) need allow_fallback too (reported the same way).
  *   1b. A random-weight Llama with head dim 64 (GQA 2:1): one-batch and chunked prefill and
  *      decode against the CPU, through the flash attention kernels (attention.h).
  *   2. SmolLM2-135M (the golden chat prompt, 32 greedy tokens): the tokens of the CPU backend and
@@ -356,7 +357,26 @@ static void test_q4_models(void) {
             CHECK_MSG(0, "cannot load golden %s", gguf[i]);
             continue;
         }
+        /* the tiny fixtures' k/v projections have 32 output rows, which the 4-bit kernels do
+         * not take (N % 64): without allow_fallback the load fails naming the first; with it
+         * they load dequantised (the rest 4-bit) and llmrt_model_info reports them */
+        llmrt_model_params p = llmrt_model_default_params();
+        p.device             = LLMRT_DEVICE_CUDA;
+        llmrt_model *bad     = NULL;
+        CHECK_STATUS(llmrt_model_load(g.model_path, &p, &bad), LLMRT_ERR_UNSUPPORTED,
+                     "tensor model.layers.0.self_attn.k_proj.weight: the cuda backend cannot run");
+        CHECK(bad == NULL);
+        g_allow_fallback = true;
+        llmrt_model *m   = load(g.model_path, LLMRT_DEVICE_CUDA);
+        llmrt_model_info info = {.struct_size = sizeof info};
+        if (m) llmrt_model_get_info(m, &info);
+        CHECK_MSG(m && info.n_fallbacks == 2 * info.n_layers &&
+                      strstr(info.fallback, "q4->f16 dequantised") == info.fallback &&
+                      strstr(info.fallback, "multiple of 64") != NULL,
+                  "%s: %d fallbacks: %s", gguf[i], info.n_fallbacks, info.fallback);
+        llmrt_model_destroy(m);
         test_golden_model(&g, gguf[i], "f16", true, 40);
+        g_allow_fallback = false;
         golden_free(&g);
     }
     /* every GPTQ fixture with a golden (group sizes 32/128/-1, act-order, sym/asym, v1/v2) */

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "../../core/half.h"
+#include "../../core/log.h"
 #include "../../core/thread_pool.h"
 #include "../backend.h"
 #include "cpu_kernels.h"
@@ -635,5 +636,6 @@ llmrt_status llmrt_backend_cpu_create(int n_threads, const char *force_isa, llmr
         return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
     }
     *out = be;
+    llmrt_log(LLMRT_LOG_INFO, "cpu backend: %d threads, %s kernels", c->n_threads, c->k.isa);
     return LLMRT_OK;
 }
