@@ -31,6 +31,10 @@ static llmrt_model *load_tp(const char *path, int tp) {
     llmrt_model_params mp = llmrt_model_default_params();
     mp.n_threads          = 1;
     mp.tp_timeout_s       = tp_timeout_s;
+    /* CUDA: the tiny fixtures' 4-bit k/v projections and tp slices (32 rows and fewer) are below
+     * the 4-bit kernels' 64-row tiles and run dequantised, as they did before allow_fallback
+     * existed; the CPU runs every one of them 4-bit and must not fall back */
+    mp.allow_fallback     = device == LLMRT_DEVICE_CUDA;
     mp.device             = device;
     mp.tensor_parallel    = tp;
     llmrt_model *m        = NULL;
