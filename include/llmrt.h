@@ -155,7 +155,7 @@ typedef struct llmrt_model_params {
     /* Microseconds a CPU rank spins at a pending collective before it sleeps between polls
      * (spinning saves a wake-up when every rank has a core; sleeping gives the core away when
      * the machine is oversubscribed); -1 = the default, 1000; 0 = never spin; at most 10^7.
-     * The MPI communicator of a process takes the value of the last TP model it loaded. */
+     * Process-wide: the CPU communicators use the value of the TP model loaded last. */
     int32_t           tp_spin_us;
     llmrt_activation_dtype activation_dtype; /* CUDA activations; default AUTO (fp16)        */
     llmrt_cpu_isa     cpu_isa;     /* CPU kernel set; default AUTO                            */
@@ -163,11 +163,12 @@ typedef struct llmrt_model_params {
      * on the CPU (the backend's activation type on CUDA), instead of running the quantised
      * kernels: a comparison mode. Default false. */
     bool              dequantize_weights;
-    /* What to do with a weight the backend cannot run as stored (e.g. a 4-bit matrix on the CUDA
-     * backend with bf16 activations, or a shape its 4-bit kernels do not take): false (the
-     * default) fails the load with LLMRT_ERR_UNSUPPORTED naming the tensor, the backend and the
-     * reason; true dequantises it at load (more memory, slower) and reports it in
-     * llmrt_model_info's n_fallbacks / fallback. */
+    /* What to do with a 4-bit matrix the backend cannot run as stored (e.g. on the CUDA backend
+     * with bf16 activations, or a shape its 4-bit kernels do not take): false (the default)
+     * fails the load with LLMRT_ERR_UNSUPPORTED naming the tensor, the backend and the reason;
+     * true dequantises it at load (more memory, slower), logs a warning and reports it in
+     * llmrt_model_info's n_fallbacks / fallback. (GGUF Q8_0 matrices on the CUDA backend, which
+     * has no 8-bit kernels, are still converted to its activation type without this switch.) */
     bool              allow_fallback;
 } llmrt_model_params;
 

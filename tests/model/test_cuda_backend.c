@@ -358,8 +358,9 @@ static void test_q4_models(void) {
             continue;
         }
         /* the tiny fixtures' k/v projections have 32 output rows, which the 4-bit kernels do
-         * not take (N % 64): without allow_fallback the load fails naming the first; with it
-         * they load dequantised (the rest 4-bit) and llmrt_model_info reports them */
+         * not take (N % 64), nor the MLP's widths: without allow_fallback the load fails naming
+         * the first; with it they load dequantised (the rest 4-bit) and llmrt_model_info
+         * reports them */
         llmrt_model_params p = llmrt_model_default_params();
         p.device             = LLMRT_DEVICE_CUDA;
         llmrt_model *bad     = NULL;
@@ -370,9 +371,11 @@ static void test_q4_models(void) {
         llmrt_model *m   = load(g.model_path, LLMRT_DEVICE_CUDA);
         llmrt_model_info info = {.struct_size = sizeof info};
         if (m) llmrt_model_get_info(m, &info);
-        CHECK_MSG(m && info.n_fallbacks == 2 * info.n_layers &&
-                      strstr(info.fallback, "q4->f16 dequantised") == info.fallback &&
-                      strstr(info.fallback, "multiple of 64") != NULL,
+        char want[64];
+        snprintf(want, sizeof want, "q4->f16 dequantised: %d matrices (", info.n_fallbacks);
+        CHECK_MSG(m && info.n_fallbacks >= 2 * info.n_layers && /* k, v; gate/up/down of F%64 */
+                      strstr(info.fallback, want) == info.fallback &&
+                      strstr(info.fallback, "must be a multiple of") != NULL,
                   "%s: %d fallbacks: %s", gguf[i], info.n_fallbacks, info.fallback);
         llmrt_model_destroy(m);
         test_golden_model(&g, gguf[i], "f16", true, 40);
@@ -494,6 +497,45 @@ static void test_random_hd64(void) {
 #ifdef LLMRT_TEST_EXPECT_FLASH
         CHECK(st.flash_attention > 0 && st.naive_attention == 0);
 #endif
+        /* the backend declares its attention kernels (`supports`), chosen at reserve */
+        char           why[256] = "";
+        llmrt_op_query q = {.op = LLMRT_BOP_FLASH_ATTENTION, .dtype = gpu->be->act_dtype,
+                            .head_dim = 64, .n_heads = 4, .n_kv_heads = 2};
+        bool flash64 = gpu->be->ops->supports(gpu->be, &q, why, sizeof why);
+#ifdef LLMRT_TEST_EXPECT_FLASH
+        CHECK_MSG(flash64, "flash attention declined for head_dim 64: %s", why);
+#endif
+        q.head_dim = 96;
+        CHECK(!gpu->be->ops->supports(gpu->be, &q, why, sizeof why) && why[0] != 0);
+        q.op = LLMRT_BOP_ATTENTION;
+        CHECK(gpu->be->ops->supports(gpu->be, &q, why, sizeof why));
+        q.op = LLMRT_BOP_FLASH_ATTENTION;
+        CHECK(!cpu->be->ops->supports(cpu->be, &q, why, sizeof why));
+        q.op = LLMRT_BOP_ATTENTION;
+        CHECK(cpu->be->ops->supports(cpu->be, &q, why, sizeof why));
+        /* the naive kernel forced before any forward (llmrt_cuda_options.naive_attention): the
+         * choice made at reserve holds for every forward */
+        llmrt_model *naive = NULL;
+        CHECK_STATUS(llmrt_model_load(path, &p, &naive), LLMRT_OK, NULL);
+        llmrt_cuda_options forced = {.naive_attention = true};
+        if (naive && llmrt_backend_cuda_set_test_options(naive->be, &forced)) {
+            double e3;
+            CHECK(decode(naive, prompt, n_prompt, n_gen, ref_tok, tok, lg) == LLMRT_OK);
+            compare_runs("hd64 random, naive attention", ref_tok, ref_lg, tok, lg, n_gen, V,
+                         TOL_F16, true, &e3);
+            llmrt_cuda_backend_stats sn;
+            CHECK(llmrt_backend_cuda_stats(naive->be, &sn));
+            CHECK_MSG(sn.flash_attention == 0 && sn.naive_attention > 0,
+                      "forced naive: %lld flash, %lld naive", (long long)sn.flash_attention,
+                      (long long)sn.naive_attention);
+            /* too late once a forward ran */
+            CHECK(!llmrt_backend_cuda_set_test_options(naive->be, &forced));
+            printf("hd64 random, naive attention forced: max|err| %.2e, %lld naive calls\n", e3,
+                   (long long)sn.naive_attention);
+        } else {
+            CHECK_MSG(0, "could not force the naive attention");
+        }
+        llmrt_model_destroy(naive);
         free(ref_lg);
         free(lg);
     }
