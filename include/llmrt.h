@@ -11,8 +11,11 @@
  *  - Every fallible call returns `llmrt_status` (LLMRT_OK == 0). Status values are never
  *    renumbered; new ones may be added. `llmrt_status_str()` names a status and
  *    `llmrt_last_error()` gives the message of the last failed call *on the calling thread*
- *    (it names the file, tensor, key or argument at fault). Handles also keep their own last error.
+ *    (it names the file, tensor, key or argument at fault). There is no per-handle error: read
+ *    llmrt_last_error() on the thread that made the failing call, before its next failing call.
  *  - The library never exits or aborts on bad input: a malformed file or argument is a status.
+ *  - The library prints nothing and reads no environment variable: options are params fields,
+ *    and diagnostics go to the callback installed with llmrt_log_set() (none by default).
  *  - Memory returned by the library is owned by the library unless a comment says otherwise.
  *  - Token ids and positions are int32_t; byte and element counts are int64_t / size_t.
  */
@@ -73,6 +76,29 @@ LLMRT_API const char *llmrt_status_str(llmrt_status status);
 LLMRT_API const char *llmrt_last_error(void);
 
 /* ------------------------------------------------------------------------------------------ */
+/* Logging                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef enum llmrt_log_level {
+    LLMRT_LOG_ERROR = 0,
+    LLMRT_LOG_WARN  = 1, /* something the caller should know: e.g. a weight fallback at load */
+    LLMRT_LOG_INFO  = 2, /* what the library decided: backend, kernels, memory at load       */
+    LLMRT_LOG_DEBUG = 3,
+} llmrt_log_level;
+
+/* Receives one message (UTF-8, no trailing newline, valid during the call). It may be called
+ * from any thread the library runs on, concurrently: it must be thread-safe. It must not call
+ * llmrt_log_set. */
+typedef void (*llmrt_log_callback)(llmrt_log_level level, const char *message, void *user_data);
+
+/* Sends the library's messages of level <= min_level (ERROR is the most severe) to `callback`
+ * with `user_data`. NULL callback (the default) = silent: the library never writes to stdout or
+ * stderr itself. Process-wide; thread-safe (a message being delivered while this is called may
+ * still reach the previous callback). */
+LLMRT_API void llmrt_log_set(llmrt_log_level min_level, llmrt_log_callback callback,
+                             void *user_data);
+
+/* ------------------------------------------------------------------------------------------ */
 /* Model                                                                                      */
 /* ------------------------------------------------------------------------------------------ */
 
@@ -89,9 +115,27 @@ typedef enum llmrt_load_format {
 typedef enum llmrt_device {
     LLMRT_DEVICE_CPU  = 0,
     LLMRT_DEVICE_CUDA = 1, /* CUDA device 0 (CUDA_VISIBLE_DEVICES selects it); fp16 activations,
-                              bf16 with the environment variable LLMRT_CUDA_DTYPE=bf16. A build
+                              bf16 with activation_dtype = LLMRT_ACTIVATION_BF16. A build
                               without CUDA, or a machine without a device: LLMRT_ERR_UNSUPPORTED */
 } llmrt_device;
+
+/* Activation (and KV cache) type of the CUDA backend. The CPU backend always computes in fp32
+ * and ignores this field. */
+typedef enum llmrt_activation_dtype {
+    LLMRT_ACTIVATION_AUTO = 0, /* the backend's default: fp16 on CUDA                          */
+    LLMRT_ACTIVATION_F16  = 1,
+    LLMRT_ACTIVATION_BF16 = 2, /* for checkpoints with weights outside the fp16 range          */
+    LLMRT_ACTIVATION_F32  = 3, /* a reference mode for tests and debugging (fp32 weights too)  */
+} llmrt_activation_dtype;
+
+/* Kernel set of the CPU backend. A set the CPU lacks falls back to the best one it has below
+ * it (AVX512 -> AVX2 -> GENERIC). */
+typedef enum llmrt_cpu_isa {
+    LLMRT_CPU_ISA_AUTO    = 0, /* the best the CPU has                                          */
+    LLMRT_CPU_ISA_AVX512  = 1,
+    LLMRT_CPU_ISA_AVX2    = 2,
+    LLMRT_CPU_ISA_GENERIC = 3, /* portable C                                                    */
+} llmrt_cpu_isa;
 
 typedef struct llmrt_model_params {
     uint32_t          struct_size; /* sizeof(llmrt_model_params), set by the default function */
@@ -104,6 +148,28 @@ typedef struct llmrt_model_params {
      * NCCL or MPI all-reduce); otherwise the ranks are threads of this process (CUDA: devices
      * 0..N-1, NCCL; CPU: N backends sharing the threads). See llmrt_model_tp_follow. */
     int32_t           tensor_parallel;
+    /* -- fields added after 0.1.0 (a smaller struct_size gives them their defaults) -- */
+    /* Seconds a tensor-parallel collective may take before the group is aborted and the step
+     * fails on every rank; <= 0 = the default, 120. */
+    double            tp_timeout_s;
+    /* Microseconds a CPU rank spins at a pending collective before it sleeps between polls
+     * (spinning saves a wake-up when every rank has a core; sleeping gives the core away when
+     * the machine is oversubscribed); -1 = the default, 1000; 0 = never spin; at most 10^7.
+     * Process-wide: the CPU communicators use the value of the TP model loaded last. */
+    int32_t           tp_spin_us;
+    llmrt_activation_dtype activation_dtype; /* CUDA activations; default AUTO (fp16)        */
+    llmrt_cpu_isa     cpu_isa;     /* CPU kernel set; default AUTO                            */
+    /* Dequantise 4-bit (GPTQ, GGUF Q4_0/Q4_1) and 8-bit (GGUF Q8_0) matrices at load, to fp32
+     * on the CPU (the backend's activation type on CUDA), instead of running the quantised
+     * kernels: a comparison mode. Default false. */
+    bool              dequantize_weights;
+    /* What to do with a 4-bit matrix the backend cannot run as stored (e.g. on the CUDA backend
+     * with bf16 activations, or a shape its 4-bit kernels do not take): false (the default)
+     * fails the load with LLMRT_ERR_UNSUPPORTED naming the tensor, the backend and the reason;
+     * true dequantises it at load (more memory, slower), logs a warning and reports it in
+     * llmrt_model_info's n_fallbacks / fallback. (GGUF Q8_0 matrices on the CUDA backend, which
+     * has no 8-bit kernels, are still converted to its activation type without this switch.) */
+    bool              allow_fallback;
 } llmrt_model_params;
 
 LLMRT_API llmrt_model_params llmrt_model_default_params(void);
@@ -141,6 +207,12 @@ typedef struct llmrt_model_info {
     int32_t  tp_size;                 /* tensor-parallel ranks (1 = off)                      */
     int32_t  tp_rank;                 /* this process's rank in its group (0 = the leader)    */
     char     tp_comm[8];              /* "local", "mpi", "nccl"; "" without TP                */
+    /* -- fields added after 0.1.0 -- */
+    int32_t  n_fallbacks;             /* matrices loaded other than as stored because the
+                                         backend cannot run them (allow_fallback), 0 = none    */
+    char     fallback[128];           /* a summary of them, e.g. "q4->f16 dequantised: 168
+                                         matrices (the 4-bit kernels take fp16 activations
+                                         only)"; "" when n_fallbacks == 0                      */
 } llmrt_model_info;
 
 /* Fills `info` (whose struct_size the caller sets). */

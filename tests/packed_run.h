@@ -1,5 +1,6 @@
 /* Running a model over golden token sequences, shared by the 4-bit tests (test_q4_gguf.c,
- * test_gptq.c): load with a thread count and the LLMRT_NO_Q4 switch, and the logits of every
+ * test_gptq.c): load with a thread count and the dequantize_weights switch (LLMRT_NO_Q4 of
+ * the command line), and the logits of every
  * position in one batch or in chunked steps that interleave the sequences. */
 #ifndef LLMRT_TEST_PACKED_RUN_H
 #define LLMRT_TEST_PACKED_RUN_H
@@ -14,13 +15,15 @@
 #define BLOCK 16 /* KV block size of the runs */
 #endif
 
+static bool load_allow_fallback; /* llmrt_model_params.allow_fallback of load() */
+
 static llmrt_model *load(const char *path, int threads, int no_q4) {
-    if (no_q4) setenv("LLMRT_NO_Q4", "1", 1);
     llmrt_model_params mp = llmrt_model_default_params();
-    mp.n_threads = threads;
+    mp.n_threads          = threads;
+    mp.dequantize_weights = no_q4 != 0;
+    mp.allow_fallback     = load_allow_fallback;
     llmrt_model *m = NULL;
     CHECK_STATUS(llmrt_model_load(path, &mp, &m), LLMRT_OK, NULL);
-    unsetenv("LLMRT_NO_Q4");
     return m;
 }
 

@@ -106,6 +106,8 @@ llmrt_status llmrt_model_get_info(const llmrt_model *model, llmrt_model_info *in
     full.tp_size       = ex->tp_size;
     full.tp_rank       = ex->tp_rank;
     snprintf(full.tp_comm, sizeof full.tp_comm, "%s", ex->comm_kind);
+    full.n_fallbacks = m->n_fallbacks;
+    llmrt_rank_model_fallback_summary(m, full.fallback, sizeof full.fallback);
     memcpy(info, &full, size);
     return LLMRT_OK;
 }

@@ -10,6 +10,7 @@
 #define LLMRT_BACKEND_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "../core/error.h"
@@ -61,6 +62,34 @@ typedef struct llmrt_attn_shape {
     float   scale;      /* 1/sqrt(hd) */
 } llmrt_attn_shape;
 
+/* Capability queries (`supports`): a backend declares what it can run, and callers ask before
+ * committing to a path (the loader before uploading a weight, the CUDA backend's reserve before
+ * choosing an attention kernel), instead of discovering it from a failing call. */
+typedef enum llmrt_backend_op {
+    /* matmul (and logits) with a weight stored as `dtype` [n, k] (LLMRT_DTYPE_Q4: the internal
+     * 4-bit format of q4.h, as weight_upload_q4 would receive it, with group_size / has_perm;
+     * other dtypes: as weight_upload would receive them) */
+    LLMRT_BOP_MATMUL = 0,
+    /* attention over the paged KV cache (any kernel) for head_dim / n_heads / n_kv_heads with
+     * activations of `dtype` (the backend's act_dtype) */
+    LLMRT_BOP_ATTENTION = 1,
+    /* the fused flash-style attention kernels (tensor cores, online softmax) for that shape;
+     * when false, LLMRT_BOP_ATTENTION's other kernel serves it (a declared path, not a
+     * failure: see the CUDA backend) */
+    LLMRT_BOP_FLASH_ATTENTION = 2,
+} llmrt_backend_op;
+
+typedef struct llmrt_op_query {
+    llmrt_backend_op op;
+    llmrt_dtype      dtype;
+    /* LLMRT_BOP_MATMUL */
+    int64_t n, k;        /* rows (output features), cols (stored input features) */
+    int64_t group_size;  /* Q4: columns per scale group                         */
+    bool    has_perm;    /* Q4: an act-order column permutation                 */
+    /* LLMRT_BOP_ATTENTION, LLMRT_BOP_FLASH_ATTENTION */
+    int32_t head_dim, n_heads, n_kv_heads;
+} llmrt_op_query;
+
 typedef struct llmrt_backend llmrt_backend;
 
 typedef struct llmrt_backend_ops {
@@ -78,12 +107,19 @@ typedef struct llmrt_backend_ops {
     /* Makes a 4-bit weight (the internal format, model/q4.h) usable by matmul, repacked into
      * the backend's kernel layout (dtype LLMRT_DTYPE_Q4). `host` need not outlive the call.
      * A padded tensor-parallel slice (host->x_cols < cols; q4.h) reads x [T, x_cols] and 0 for
-     * perm -1 columns.
-     * (optional: NULL when the backend has no 4-bit kernels; the loader then dequantises.) */
+     * perm -1 columns. The loader calls it only for weights `supports` accepts (LLMRT_BOP_MATMUL,
+     * LLMRT_DTYPE_Q4). (optional: NULL when the backend has no 4-bit kernels; its `supports`
+     * then declines every Q4 matmul.) */
     llmrt_status (*weight_upload_q4)(llmrt_backend *be, const llmrt_q4_host *host,
                                      llmrt_bweight *out, llmrt_error *err);
     void (*weight_free)(llmrt_backend *be, llmrt_bweight *w);
     bool (*supports_weight)(const llmrt_backend *be, llmrt_dtype dtype);
+    /* Whether the backend runs `q` (see llmrt_op_query); when not, a NUL-terminated reason
+     * ("the 4-bit kernels take fp16 activations only") in why[why_cap] (why may be NULL).
+     * Pure: no allocation, no device work; the answer for a query never changes for a backend
+     * instance. An upload or op that `supports` accepts fails only for resources (memory) or a
+     * device fault. */
+    bool (*supports)(const llmrt_backend *be, const llmrt_op_query *q, char *why, size_t why_cap);
 
     /* Inverse RoPE frequencies [hd/2] (after scaling), set once per model. */
     llmrt_status (*rope_init)(llmrt_backend *be, const float *inv_freq, int32_t half_dim,
@@ -156,7 +192,8 @@ struct llmrt_backend {
 };
 
 /* The CPU backend: fp32 activations, f32/f16/bf16/Q8_0 weights used in place, 4-bit weights
- * repacked (cpu/q4_kernels.h). force_isa is for tests ("generic", "avx2", NULL = best). */
+ * repacked (cpu/q4_kernels.h). force_isa: "generic", "avx2", "avx512" (a set the CPU lacks falls
+ * back to the best below it) or NULL = the best the CPU has. */
 llmrt_status llmrt_backend_cpu_create(int n_threads, const char *force_isa, llmrt_backend **out,
                                       llmrt_error *err);
 

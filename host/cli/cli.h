@@ -42,7 +42,24 @@ extern bool cli_follower_barrier;
 int cli_parse_tp(const char *arg);
 #define CLI_TP_USAGE "      --tp N              tensor-parallel ranks (default 1; mpirun -np N for processes)\n"
 
-/* Loads a model with the common options (cli_device, cli_tp), printing the library's message
+/* Model-load options of every command (flags of the common options; the environment variables
+ * below are conveniences read by cli_load_model when the flag is not given; the library itself
+ * reads none). -1 = not set. */
+typedef struct cli_load_opts {
+    int  activation_dtype; /* --cuda-dtype f16|bf16|f32, else $LLMRT_CUDA_DTYPE */
+    int  cpu_isa;          /* --cpu-isa avx512|avx2|generic, else $LLMRT_CPU_ISA */
+    int  dequantize;       /* --dequantize, else $LLMRT_NO_Q4=1 */
+    bool no_fallback;      /* --no-fallback: a weight the backend cannot run fails the load
+                            * (default: dequantise it, with a warning) */
+    int  log_level;        /* --verbose: LLMRT_LOG_DEBUG; default LLMRT_LOG_WARN */
+} cli_load_opts;
+extern cli_load_opts cli_load;
+/* "f16"/"bf16"/"f32" -> llmrt_activation_dtype, "avx512"/"avx2"/"generic" -> llmrt_cpu_isa;
+ * -1 when unknown. */
+int cli_activation_dtype_of(const char *s);
+int cli_cpu_isa_of(const char *s);
+
+/* Loads a model with the common options (cli_device, cli_tp, cli_load), printing the library's message
  * on failure. A tensor-parallel rank other than 0 of a multi-process group never returns: it
  * serves the leader's forwards (llmrt_model_tp_follow) and exits, 0 when the leader finished
  * normally. */

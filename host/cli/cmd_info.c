@@ -38,6 +38,8 @@ int cli_info(int argc, char **argv) {
     printf("eos:              ");
     for (int k = 0; k < i.n_eos_token_ids; k++) printf(" %d", i.eos_token_ids[k]);
     printf("\n");
+    printf("backend:           %s (%s)\n", i.backend, i.device_name);
+    if (i.n_fallbacks > 0) printf("fallback:          %s\n", i.fallback);
     llmrt_model_destroy(model);
     return 0;
 }

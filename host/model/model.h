@@ -61,6 +61,12 @@ struct llmrt_rank_model {
     bool    no_q4;             /* LLMRT_NO_Q4=1: 4-bit matrices are dequantised to f32 at load */
     int64_t n_params;
     int64_t weight_bytes;
+
+    /* load options and what they caused (model_load.c; added by the params/fallback work, kept
+     * in one block) */
+    bool    allow_fallback;    /* llmrt_model_params.allow_fallback */
+    int32_t n_fallbacks;       /* 4-bit matrices dequantised because the backend cannot run them */
+    char    fallback_why[112]; /* the backend's reason for the first of them */
 };
 
 /* Takes ownership of a malloc'd host buffer (freed with the model). Frees it on failure. */
@@ -115,6 +121,10 @@ llmrt_status llmrt_model_load_weights(struct llmrt_rank_model *m, const llmrt_we
 llmrt_status llmrt_model_load_rank(const char *path, const llmrt_model_params *params,
                                    int32_t tp_size, int32_t tp_rank, int device,
                                    struct llmrt_rank_model **out, llmrt_error *err);
+
+/* The 4-bit matrices dequantised at load because the backend cannot run them (allow_fallback),
+ * as one line for llmrt_model_info ("" when none). */
+void llmrt_rank_model_fallback_summary(const struct llmrt_rank_model *m, char *buf, size_t cap);
 
 /* Frees a rank model (NULL: no-op). */
 void llmrt_rank_model_destroy(struct llmrt_rank_model *m);

@@ -9,6 +9,7 @@
 
 #include "../core/checked_math.h"
 #include "../core/half.h"
+#include "../core/log.h"
 #include "../tokenizer/tokenizer.h"
 #include "model.h"
 #include "shard_slice.h"
@@ -65,11 +66,6 @@ static const char *dtype_format_name(llmrt_dtype t) {
     }
 }
 
-static bool env_no_q4(void) {
-    const char *v = getenv("LLMRT_NO_Q4");
-    return v && *v && strcmp(v, "0") != 0;
-}
-
 /* Uploads the fp32 bias [N] of a matrix (none when bias is NULL). */
 static llmrt_status upload_bias(struct llmrt_rank_model *m, const float *bias, int64_t N,
                                 llmrt_bweight *out, llmrt_error *err) {
@@ -83,9 +79,11 @@ static llmrt_status upload_bias(struct llmrt_rank_model *m, const float *bias, i
     return LLMRT_OK;
 }
 
-/* Uploads a 4-bit matrix: repacked by the backend when it has 4-bit kernels (and accepts the
- * shape), else dequantised to fp32 at load by the reference formula (columns back in input
- * order). Uploads the bias too. */
+/* Uploads a 4-bit matrix: repacked by the backend when its `supports` accepts the matrix, else
+ * (with allow_fallback, or always under dequantize_weights) dequantised to fp32 at load by the
+ * reference formula (columns back in input order); without allow_fallback a matrix the backend
+ * cannot run fails the load with LLMRT_ERR_UNSUPPORTED naming the tensor, the backend and the
+ * reason. Uploads the bias too. */
 static llmrt_status load_q4(struct llmrt_rank_model *m, const llmrt_weight_source *src,
                             const char *name, const llmrt_q4_tensor *qt, llmrt_bweight *out,
                             llmrt_error *err) {
@@ -94,20 +92,38 @@ static llmrt_status load_q4(struct llmrt_rank_model *m, const llmrt_weight_sourc
     int64_t              N = q->rows, K = q->cols, G = K / q->group_size;
     bool                 done = false;
     bool padded = q->x_cols && q->x_cols != q->cols; /* a padded TP slice (q4.h) */
-    if (!m->no_q4 && be->ops->weight_upload_q4) {
-        llmrt_error  e2 = {0};
-        llmrt_status s  = be->ops->weight_upload_q4(be, q, out, &e2);
-        if (s == LLMRT_OK) {
+    if (!m->no_q4) {
+        char           why[256] = "";
+        llmrt_op_query query    = {.op = LLMRT_BOP_MATMUL, .dtype = LLMRT_DTYPE_Q4, .n = N,
+                                   .k = K, .group_size = q->group_size,
+                                   .has_perm = q->perm != NULL};
+        bool can = be->ops->weight_upload_q4 != NULL;
+        if (!can) snprintf(why, sizeof why, "it has no 4-bit kernels");
+        else if (be->ops->supports) can = be->ops->supports(be, &query, why, sizeof why);
+        if (can) {
+            llmrt_status s = be->ops->weight_upload_q4(be, q, out, err);
+            if (s != LLMRT_OK) {
+                llmrt_err_prefix(err, "%s: tensor %s", src->what, name);
+                return s;
+            }
             done = true;
             note_format(m, "q4");
             m->weight_bytes += N * (K / 2) +
                                N * G * (q->zero_kind == LLMRT_Q4_ZERO_INT ? 3 : 4) +
                                (q->perm ? K * 4 : 0);
-        } else if (s != LLMRT_ERR_UNSUPPORTED) {
-            if (err) *err = e2;
-            llmrt_err_prefix(err, "%s: tensor %s", src->what, name);
-            return s;
-        } /* else: shapes the backend's kernels do not take run dequantised */
+        } else if (!m->allow_fallback) {
+            return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                             "%s: tensor %s: the %s backend cannot run this 4-bit matrix "
+                             "[%lld, %lld] (group size %lld%s): %s (set allow_fallback in "
+                             "llmrt_model_params to dequantise it at load)",
+                             src->what, name, be->name, (long long)N, (long long)K,
+                             (long long)q->group_size, q->perm ? ", act-order" : "", why);
+        } else {
+            if (m->n_fallbacks++ == 0)
+                snprintf(m->fallback_why, sizeof m->fallback_why, "%s", why);
+            llmrt_log(LLMRT_LOG_DEBUG, "%s: tensor %s: 4-bit -> %s dequantised at load: %s",
+                      src->what, name, dtype_format_name(be->act_dtype), why);
+        }
     }
     if (!done) {
         /* [N, Kx] in input order; a padded TP slice's padding columns (perm -1) add nothing */
@@ -361,6 +377,13 @@ llmrt_model_params llmrt_model_default_params(void) {
         .device      = LLMRT_DEVICE_CPU,
         .n_threads   = 0,
         .random_seed = 0,
+        .tensor_parallel    = 0,
+        .tp_timeout_s       = 0,  /* the communicators' default, 120 s */
+        .tp_spin_us         = -1, /* the communicators' default, 1000 us */
+        .activation_dtype   = LLMRT_ACTIVATION_AUTO,
+        .cpu_isa            = LLMRT_CPU_ISA_AUTO,
+        .dequantize_weights = false,
+        .allow_fallback     = false,
     };
 }
 
@@ -438,20 +461,16 @@ static llmrt_status upload_rope(struct llmrt_rank_model *m, llmrt_error *err) {
 }
 
 /* The backend of params->device. CUDA: device index `device` (0 unless a TP driver places
- * ranks; CUDA_VISIBLE_DEVICES selects what 0 is), fp16 activations, or bf16 with
- * LLMRT_CUDA_DTYPE=bf16 (f32: a reference mode for tests). */
+ * ranks; CUDA_VISIBLE_DEVICES selects what 0 is), fp16 activations unless activation_dtype says
+ * bf16 (or f32: a reference mode for tests). CPU: the kernel set of cpu_isa. */
 static llmrt_status create_backend(const llmrt_model_params *p, int device, llmrt_backend **be,
                                    llmrt_error *err) {
 #ifdef LLMRT_HAVE_CUDA
     if (p->device == LLMRT_DEVICE_CUDA) {
-        const char *dt  = getenv("LLMRT_CUDA_DTYPE");
-        llmrt_dtype act = LLMRT_DTYPE_F16;
-        if (dt && !strcmp(dt, "bf16")) act = LLMRT_DTYPE_BF16;
-        else if (dt && !strcmp(dt, "f32")) act = LLMRT_DTYPE_F32; /* reference mode */
-        else if (dt && *dt && strcmp(dt, "f16") != 0)
-            return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
-                             "llmrt_model_load: LLMRT_CUDA_DTYPE=%s (use f16, bf16 or f32)", dt);
-        llmrt_status s = llmrt_backend_cuda_create(device, act, be, err);
+        llmrt_cuda_options o = {.act_dtype = LLMRT_DTYPE_F16};
+        if (p->activation_dtype == LLMRT_ACTIVATION_BF16) o.act_dtype = LLMRT_DTYPE_BF16;
+        else if (p->activation_dtype == LLMRT_ACTIVATION_F32) o.act_dtype = LLMRT_DTYPE_F32;
+        llmrt_status s = llmrt_backend_cuda_create(device, &o, be, err);
         if (s != LLMRT_OK && device == 0) llmrt_err_prefix(err, "llmrt_model_load: LLMRT_DEVICE_CUDA");
         else if (s != LLMRT_OK)
             llmrt_err_prefix(err, "llmrt_model_load: LLMRT_DEVICE_CUDA device %d", device);
@@ -460,7 +479,8 @@ static llmrt_status create_backend(const llmrt_model_params *p, int device, llmr
 #else
     (void)device;
 #endif
-    return llmrt_backend_cpu_create(p->n_threads, getenv("LLMRT_CPU_ISA"), be, err);
+    static const char *const isa[] = {NULL, "avx512", "avx2", "generic"};
+    return llmrt_backend_cpu_create(p->n_threads, isa[p->cpu_isa], be, err);
 }
 
 /* Checks everything about the arguments that needs no file. */
@@ -476,6 +496,21 @@ static llmrt_status check_load_args(const llmrt_model_params *p,
                          "llmrt_model_load: LLMRT_DEVICE_CUDA: this build has no CUDA "
                          "backend (configure with -DLLMRT_CUDA=nvcc)");
 #endif
+    if ((int)p->activation_dtype < LLMRT_ACTIVATION_AUTO ||
+        (int)p->activation_dtype > LLMRT_ACTIVATION_F32)
+        return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
+                         "llmrt_model_load: activation_dtype %d is unknown", (int)p->activation_dtype);
+    if ((int)p->cpu_isa < LLMRT_CPU_ISA_AUTO || (int)p->cpu_isa > LLMRT_CPU_ISA_GENERIC)
+        return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "llmrt_model_load: cpu_isa %d is unknown",
+                         (int)p->cpu_isa);
+    if (p->tp_spin_us < -1 || p->tp_spin_us > 10000000)
+        return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
+                         "llmrt_model_load: tp_spin_us %d is out of range (-1 = default, 0..10^7)",
+                         p->tp_spin_us);
+    if (p->tp_timeout_s != p->tp_timeout_s || p->tp_timeout_s > 1e9)
+        return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
+                         "llmrt_model_load: tp_timeout_s %g is out of range (<= 0 = default)",
+                         p->tp_timeout_s);
     if (p->n_threads < 0 || p->n_threads > 1024)
         return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
                          "llmrt_model_load: n_threads %d is out of range", p->n_threads);
@@ -503,7 +538,8 @@ llmrt_status llmrt_model_load_rank(const char *path, const llmrt_model_params *p
     struct llmrt_rank_model *m = calloc(1, sizeof *m);
     if (!m) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "llmrt_model_load: out of memory");
     snprintf(m->source_path, sizeof m->source_path, "%s", path);
-    m->no_q4      = env_no_q4();
+    m->no_q4          = p.dequantize_weights;
+    m->allow_fallback = p.allow_fallback;
     m->shard.size = tp_size; /* the weight walk computes the rest of the plan */
     m->shard.rank = tp_rank;
 
@@ -520,6 +556,10 @@ llmrt_status llmrt_model_load_rank(const char *path, const llmrt_model_params *p
                           (int)fmt);
         }
     }
+    if (s == LLMRT_OK && m->n_fallbacks > 0)
+        llmrt_log(LLMRT_LOG_WARN, "%s: q4->%s dequantised at load: %d matrices (the %s backend: %s)",
+                  path, dtype_format_name(m->be->act_dtype), m->n_fallbacks, m->be->name,
+                  m->fallback_why);
     if (s == LLMRT_OK) s = upload_rope(m, err);
     if (s == LLMRT_OK && p.load_format != LLMRT_LOAD_RANDOM) {
         bool gguf = m->gguf.file.data != NULL;
@@ -534,4 +574,12 @@ llmrt_status llmrt_model_load_rank(const char *path, const llmrt_model_params *p
     }
     *out = m;
     return LLMRT_OK;
+}
+
+void llmrt_rank_model_fallback_summary(const struct llmrt_rank_model *m, char *buf, size_t cap) {
+    if (cap == 0) return;
+    buf[0] = 0;
+    if (m->n_fallbacks > 0)
+        snprintf(buf, cap, "q4->%s dequantised: %d matrices (%.80s)",
+                 dtype_format_name(m->be->act_dtype), m->n_fallbacks, m->fallback_why);
 }

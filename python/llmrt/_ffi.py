@@ -71,6 +71,21 @@ LLMRT_LOAD_RANDOM = 3
 LLMRT_DEVICE_CPU = 0
 LLMRT_DEVICE_CUDA = 1
 
+LLMRT_ACTIVATION_AUTO = 0
+LLMRT_ACTIVATION_F16 = 1
+LLMRT_ACTIVATION_BF16 = 2
+LLMRT_ACTIVATION_F32 = 3
+
+LLMRT_CPU_ISA_AUTO = 0
+LLMRT_CPU_ISA_AVX512 = 1
+LLMRT_CPU_ISA_AVX2 = 2
+LLMRT_CPU_ISA_GENERIC = 3
+
+LLMRT_LOG_ERROR = 0
+LLMRT_LOG_WARN = 1
+LLMRT_LOG_INFO = 2
+LLMRT_LOG_DEBUG = 3
+
 LLMRT_KV_PREEMPT = 0
 LLMRT_KV_RESERVE = 1
 
@@ -95,6 +110,12 @@ class llmrt_model_params(Structure):
         ("n_threads", c_int32),
         ("random_seed", c_uint64),
         ("tensor_parallel", c_int32),
+        ("tp_timeout_s", c_double),
+        ("tp_spin_us", c_int32),
+        ("activation_dtype", c_enum),
+        ("cpu_isa", c_enum),
+        ("dequantize_weights", c_bool),
+        ("allow_fallback", c_bool),
     ]
 
 
@@ -125,6 +146,8 @@ class llmrt_model_info(Structure):
         ("tp_size", c_int32),
         ("tp_rank", c_int32),
         ("tp_comm", c_char * 8),
+        ("n_fallbacks", c_int32),
+        ("fallback", c_char * 128),
     ]
 
 
@@ -310,12 +333,14 @@ llmrt_engine_p = c_void_p
 
 llmrt_output_callback = CFUNCTYPE(None, POINTER(llmrt_output), c_void_p)
 llmrt_text_callback = CFUNCTYPE(None, POINTER(c_char), c_size_t, c_void_p)
+llmrt_log_callback = CFUNCTYPE(None, c_enum, c_char_p, c_void_p)
 
 # name: (restype, argtypes)
 _FUNCTIONS = {
     "llmrt_version": (c_int32, []),
     "llmrt_status_str": (c_char_p, [c_enum]),
     "llmrt_last_error": (c_char_p, []),
+    "llmrt_log_set": (None, [c_enum, llmrt_log_callback, c_void_p]),
     # model
     "llmrt_model_default_params": (llmrt_model_params, []),
     "llmrt_model_load": (c_enum, [c_char_p, POINTER(llmrt_model_params), POINTER(llmrt_model_p)]),

@@ -12,6 +12,10 @@
  *      every GPTQ fixture of tests/data/gptq (group sizes 32 / 128 / -1, act-order, sym / asym,
  *      v1 / v2): each must load 4-bit ("q4" in weight_format) and pass the checks of 1 at the fp16
  *      tolerance (golden batch vs HF; decode vs the CPU backend: 40 steps GGUF, 8 steps GPTQ).
+ *      With bf16 activations (which the 4-bit kernels decline) a GPTQ load fails with
+ *      LLMRT_ERR_UNSUPPORTED naming the tensor, unless allow_fallback: then it loads dequantised,
+ *      llmrt_model_info reports the fallback and one WARN message is logged. The tiny GGUF
+ *      fixtures' k/v projections (32 rows) need allow_fallback too (reported the same way).
  *   1b. A random-weight Llama with head dim 64 (GQA 2:1): one-batch and chunked prefill and
  *      decode against the CPU, through the flash attention kernels (attention.h).
  *   2. SmolLM2-135M (the golden chat prompt, 32 greedy tokens): the tokens of the CPU backend and
@@ -21,13 +25,13 @@
  *      naming it, and the backend stays usable; `--oom` (run with CUSIM_MEM_BYTES=256K): the
  *      model load fails naming the tensor that did not fit. `--no-device` (CUSIM_DEVICE_COUNT=0):
  *      LLMRT_ERR_UNSUPPORTED.
- *   4. `--fault`: a sticky fault injected at the third forward (LLMRT_CUDA_INJECT_FAULT=step3):
+ *   4. `--fault`: a sticky fault injected at the third forward (llmrt_cuda_options.inject_fault_at):
  *      the engine step fails with LLMRT_ERR_DEAD, its requests end with FINISH_ERROR, and every
  *      later call fails with LLMRT_ERR_DEAD and the original fault's message. Its own process:
  *      a sticky fault poisons the CUDA context of the whole process.
  *
  * Tolerances. A logits row passes with max |cuda - ref| <= TOL * max |ref|:
- *   fp32 reference mode (LLMRT_CUDA_DTYPE=f32): TOL 1e-4, the CPU backend's own bound against
+ *   fp32 reference mode (activation_dtype F32): TOL 1e-4, the CPU backend's own bound against
  *     HF; measured 3e-6..1e-5. It proves the backend's logic apart from fp16 rounding.
  *   fp16 activations: TOL 3e-2. Activations are rounded to fp16 (2^-11 relative) about ten times
  *     a layer, weights once; accumulation and the residual stream are fp32. Measured: the random
@@ -65,10 +69,22 @@ static double now_s(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* llmrt_model_params of load(): the CUDA activations and the fallback switch */
+static llmrt_activation_dtype g_act = LLMRT_ACTIVATION_AUTO;
+static bool                   g_allow_fallback;
+
+static llmrt_activation_dtype act_of(const char *dtype) {
+    return !strcmp(dtype, "bf16") ? LLMRT_ACTIVATION_BF16
+           : !strcmp(dtype, "f32") ? LLMRT_ACTIVATION_F32
+                                   : LLMRT_ACTIVATION_F16;
+}
+
 static llmrt_model *load(const char *path, llmrt_device device) {
     llmrt_model_params p = llmrt_model_default_params();
     p.device             = device;
     p.n_threads          = 2;
+    p.activation_dtype   = g_act;
+    p.allow_fallback     = g_allow_fallback;
     llmrt_model *m       = NULL;
     llmrt_status s       = llmrt_model_load(path, &p, &m);
     CHECK_MSG(s == LLMRT_OK, "load %s on %s: %s %s", path, device == LLMRT_DEVICE_CUDA ? "cuda" : "cpu",
@@ -256,9 +272,9 @@ static double golden_batch(llmrt_model *m, const golden *g) {
  * generated after a 20-token prompt (teacher-forced, then free-running greedy). */
 static void test_golden_model(golden *g, const char *name, const char *dtype, bool expect_q4,
                               int32_t n_gen) {
-    setenv("LLMRT_CUDA_DTYPE", dtype, 1);
+    g_act = act_of(dtype);
     llmrt_model *cpu = load(g->model_path, LLMRT_DEVICE_CPU), *gpu = load(g->model_path, LLMRT_DEVICE_CUDA);
-    unsetenv("LLMRT_CUDA_DTYPE");
+    g_act = LLMRT_ACTIVATION_AUTO;
     double tol = !strcmp(dtype, "f32") ? TOL_F32 : !strcmp(dtype, "bf16") ? TOL_BF16 : TOL_F16;
     char   what[128];
     snprintf(what, sizeof what, "%s (%s)", name, dtype);
@@ -312,6 +328,19 @@ static void test_tiny(const char *golden_name, const char *dtype) {
     golden_free(&g);
 }
 
+/* The library's WARN messages during a load (llmrt_log_set). */
+typedef struct log_capture {
+    int  n_warn;
+    char last[512];
+} log_capture;
+
+static void capture_log(llmrt_log_level level, const char *msg, void *data) {
+    log_capture *c = data;
+    if (level != LLMRT_LOG_WARN) return;
+    c->n_warn++;
+    snprintf(c->last, sizeof c->last, "%s", msg);
+}
+
 /* --------------------------------------------------------------------------------------------- */
 /* 1c. 4-bit models: GGUF Q4_0 / Q4_1 and every GPTQ fixture, through the 4-bit kernels           */
 /* --------------------------------------------------------------------------------------------- */
@@ -330,7 +359,29 @@ static void test_q4_models(void) {
             CHECK_MSG(0, "cannot load golden %s", gguf[i]);
             continue;
         }
+        /* the tiny fixtures' k/v projections have 32 output rows, which the 4-bit kernels do
+         * not take (N % 64), nor the MLP's widths: without allow_fallback the load fails naming
+         * the first; with it they load dequantised (the rest 4-bit) and llmrt_model_info
+         * reports them */
+        llmrt_model_params p = llmrt_model_default_params();
+        p.device             = LLMRT_DEVICE_CUDA;
+        llmrt_model *bad     = NULL;
+        CHECK_STATUS(llmrt_model_load(g.model_path, &p, &bad), LLMRT_ERR_UNSUPPORTED,
+                     "tensor model.layers.0.self_attn.k_proj.weight: the cuda backend cannot run");
+        CHECK(bad == NULL);
+        g_allow_fallback = true;
+        llmrt_model *m   = load(g.model_path, LLMRT_DEVICE_CUDA);
+        llmrt_model_info info = {.struct_size = sizeof info};
+        if (m) llmrt_model_get_info(m, &info);
+        char want[64];
+        snprintf(want, sizeof want, "q4->f16 dequantised: %d matrices (", info.n_fallbacks);
+        CHECK_MSG(m && info.n_fallbacks >= 2 * info.n_layers && /* k, v; gate/up/down of F%64 */
+                      strstr(info.fallback, want) == info.fallback &&
+                      strstr(info.fallback, "must be a multiple of") != NULL,
+                  "%s: %d fallbacks: %s", gguf[i], info.n_fallbacks, info.fallback);
+        llmrt_model_destroy(m);
         test_golden_model(&g, gguf[i], "f16", true, 40);
+        g_allow_fallback = false;
         golden_free(&g);
     }
     /* every GPTQ fixture with a golden (group sizes 32/128/-1, act-order, sym/asym, v1/v2) */
@@ -350,18 +401,45 @@ static void test_q4_models(void) {
         char name[128];
         snprintf(name, sizeof name, "gptq %.*s", (int)(len - 5), e->d_name);
         test_golden_model(&g, name, "f16", quantized, 8);
-        if (quantized && n == 0) { /* bf16 activations: the 4-bit kernels decline (UNSUPPORTED),
-                                    * the loader's dequantised path runs instead */
-            setenv("LLMRT_CUDA_DTYPE", "bf16", 1);
-            llmrt_model *m = load(g.model_path, LLMRT_DEVICE_CUDA);
-            unsetenv("LLMRT_CUDA_DTYPE");
+        if (quantized && n == 0) { /* bf16 activations: the 4-bit kernels decline (supports),
+                                    * so the load fails unless allow_fallback, which runs the
+                                    * loader's dequantised path and reports it */
+            llmrt_model_params p = llmrt_model_default_params();
+            p.device             = LLMRT_DEVICE_CUDA;
+            p.activation_dtype   = LLMRT_ACTIVATION_BF16;
+            llmrt_model *bad     = NULL;
+            CHECK_STATUS(llmrt_model_load(g.model_path, &p, &bad), LLMRT_ERR_UNSUPPORTED,
+                         "tensor model.layers.0.");
+            const char *msg = llmrt_last_error();
+            CHECK_MSG(strstr(msg, "cuda backend") && strstr(msg, "fp16 activations") &&
+                          strstr(msg, "allow_fallback"),
+                      "%s (bf16, no fallback): %s", name, msg);
+            printf("%s (bf16, no fallback): %s\n", name, msg);
+            CHECK(bad == NULL);
+            llmrt_model_destroy(bad);
+            log_capture cap = {0};
+            llmrt_log_set(LLMRT_LOG_WARN, capture_log, &cap);
+            g_act            = LLMRT_ACTIVATION_BF16;
+            g_allow_fallback = true;
+            llmrt_model *m   = load(g.model_path, LLMRT_DEVICE_CUDA);
+            g_act            = LLMRT_ACTIVATION_AUTO;
+            llmrt_log_set(LLMRT_LOG_ERROR, NULL, NULL);
             llmrt_model_info info = {.struct_size = sizeof info};
             if (m) llmrt_model_get_info(m, &info);
             CHECK_MSG(m && strstr(info.weight_format, "q4") == NULL,
                       "%s (bf16): expected the dequantised fallback, weights are %s", name,
                       m ? info.weight_format : "(not loaded)");
+            CHECK_MSG(m && info.n_fallbacks > 0 &&
+                          strstr(info.fallback, "q4->bf16 dequantised") != NULL &&
+                          strstr(info.fallback, "fp16 activations") != NULL,
+                      "%s (bf16): fallback %d \"%s\"", name, info.n_fallbacks, info.fallback);
+            CHECK_MSG(cap.n_warn == 1 && strstr(cap.last, "q4->bf16 dequantised"),
+                      "%s (bf16): %d warnings, last \"%s\"", name, cap.n_warn, cap.last);
+            printf("%s (bf16, allow_fallback): %d fallbacks: %s\n", name, info.n_fallbacks,
+                   info.fallback);
             llmrt_model_destroy(m);
             test_golden_model(&g, name, "bf16", false, 8);
+            g_allow_fallback = false;
         }
         golden_free(&g);
         n += quantized;
@@ -421,6 +499,45 @@ static void test_random_hd64(void) {
 #ifdef LLMRT_TEST_EXPECT_FLASH
         CHECK(st.flash_attention > 0 && st.naive_attention == 0);
 #endif
+        /* the backend declares its attention kernels (`supports`), chosen at reserve */
+        char           why[256] = "";
+        llmrt_op_query q = {.op = LLMRT_BOP_FLASH_ATTENTION, .dtype = gpu->be->act_dtype,
+                            .head_dim = 64, .n_heads = 4, .n_kv_heads = 2};
+        bool flash64 = gpu->be->ops->supports(gpu->be, &q, why, sizeof why);
+#ifdef LLMRT_TEST_EXPECT_FLASH
+        CHECK_MSG(flash64, "flash attention declined for head_dim 64: %s", why);
+#endif
+        q.head_dim = 96;
+        CHECK(!gpu->be->ops->supports(gpu->be, &q, why, sizeof why) && why[0] != 0);
+        q.op = LLMRT_BOP_ATTENTION;
+        CHECK(gpu->be->ops->supports(gpu->be, &q, why, sizeof why));
+        q.op = LLMRT_BOP_FLASH_ATTENTION;
+        CHECK(!cpu->be->ops->supports(cpu->be, &q, why, sizeof why));
+        q.op = LLMRT_BOP_ATTENTION;
+        CHECK(cpu->be->ops->supports(cpu->be, &q, why, sizeof why));
+        /* the naive kernel forced before any forward (llmrt_cuda_options.naive_attention): the
+         * choice made at reserve holds for every forward */
+        llmrt_model *naive = NULL;
+        CHECK_STATUS(llmrt_model_load(path, &p, &naive), LLMRT_OK, NULL);
+        llmrt_cuda_options forced = {.naive_attention = true};
+        if (naive && llmrt_backend_cuda_set_test_options(naive->be, &forced)) {
+            double e3;
+            CHECK(decode(naive, prompt, n_prompt, n_gen, ref_tok, tok, lg) == LLMRT_OK);
+            compare_runs("hd64 random, naive attention", ref_tok, ref_lg, tok, lg, n_gen, V,
+                         TOL_F16, true, &e3);
+            llmrt_cuda_backend_stats sn;
+            CHECK(llmrt_backend_cuda_stats(naive->be, &sn));
+            CHECK_MSG(sn.flash_attention == 0 && sn.naive_attention > 0,
+                      "forced naive: %lld flash, %lld naive", (long long)sn.flash_attention,
+                      (long long)sn.naive_attention);
+            /* too late once a forward ran */
+            CHECK(!llmrt_backend_cuda_set_test_options(naive->be, &forced));
+            printf("hd64 random, naive attention forced: max|err| %.2e, %lld naive calls\n", e3,
+                   (long long)sn.naive_attention);
+        } else {
+            CHECK_MSG(0, "could not force the naive attention");
+        }
+        llmrt_model_destroy(naive);
         free(ref_lg);
         free(lg);
     }
@@ -559,10 +676,10 @@ static llmrt_status forward_one(llmrt_kv_cache *kv, int32_t position, float *lg)
 static int run_sticky_fault(void) {
     char path[2048];
     snprintf(path, sizeof path, "%s/tiny/llama_f32", LLMRT_TEST_DATA_DIR);
-    setenv("LLMRT_CUDA_INJECT_FAULT", "step3", 1);
     llmrt_model *m = load(path, LLMRT_DEVICE_CUDA);
-    unsetenv("LLMRT_CUDA_INJECT_FAULT");
     if (!m) return test_summary("test_cuda_backend --fault");
+    llmrt_cuda_options fault = {.inject_fault_at = 3}; /* before any forward */
+    CHECK(llmrt_backend_cuda_set_test_options(m->be, &fault));
     llmrt_kv_cache *kv = make_kv(m, 4); /* for direct forwards after the fault */
     llmrt_engine   *e  = NULL;
     CHECK_STATUS(llmrt_engine_create(m, NULL, &e), LLMRT_OK, NULL);

@@ -12,7 +12,9 @@
  *    sym/asym, checkpoint_format gptq (v1: zero - 1 stored per nibble, nibble 15 reads as 16) and
  *    gptq_v2, group sizes 32 and -1, act-order with a non-monotonic g_idx, config in config.json
  *    or quantize_config.json, fp16 or fp32 scales, quantized lm_head, an lm_head bias. Each is
- *    Group size 16 (valid GPTQ, not a multiple of the CPU kernels' 32) loads dequantised.
+ *    Group size 16 (valid GPTQ, not a multiple of the CPU kernels' 32): the load fails with
+ *    LLMRT_ERR_UNSUPPORTED naming the tensor, and with allow_fallback loads dequantised,
+ *    reported in llmrt_model_info (n_fallbacks, fallback) and by one WARN log message.
  *    Each is compared with an fp32 HF checkpoint of the weights this test dequantises itself from
  * the values it packed (w = s * (q - z)): identical logits bit for bit without act-order (the 4-bit
  * kernels dequantise exactly and sum in the fp32 path's order), within 1e-5 * max |logit| with
@@ -443,6 +445,17 @@ static int32_t seq_a[] = {1,   287, 25, 102, 49, 202, 169, 9,  77, 310, 5,  64, 
                           200, 3,   44, 45,  46, 250, 251, 17, 18, 19,  20, 21};
 static int32_t seq_b[] = {1, 42, 171, 273, 214, 94, 23, 159, 260, 275, 239};
 
+/* WARN messages of the library (llmrt_log_set) */
+static int  n_warnings;
+static char last_warning[512];
+
+static void count_warning(llmrt_log_level level, const char *msg, void *data) {
+    (void)data;
+    if (level != LLMRT_LOG_WARN) return;
+    n_warnings++;
+    snprintf(last_warning, sizeof last_warning, "%s", msg);
+}
+
 static void test_built(const char *label, qopts o) {
     entries q, ref;
     build(&o, &q, &ref);
@@ -456,7 +469,38 @@ static void test_built(const char *label, qopts o) {
     int64_t n = 36 * V;
     float *lq = malloc((size_t)n * 4), *lr = malloc((size_t)n * 4), *ld = malloc((size_t)n * 4);
     float *lc = malloc((size_t)n * 4);
+    /* group sizes the CPU kernels do not take: the load fails naming the tensor unless
+     * allow_fallback, which dequantises them, reports it in llmrt_model_info and logs a WARN */
+    bool cpu_q4 = o.gs % 32 == 0 || o.gs == -1;
+    if (!cpu_q4) {
+        llmrt_model_params mp = llmrt_model_default_params();
+        mp.n_threads          = 1;
+        llmrt_model *bad      = NULL;
+        CHECK_STATUS(llmrt_model_load(qdir, &mp, &bad), LLMRT_ERR_UNSUPPORTED,
+                     "tensor model.layers.0.self_attn.q_proj.weight: the cpu backend cannot run");
+        CHECK(bad == NULL);
+        printf("%-28s without allow_fallback: %s\n", label, llmrt_last_error());
+        load_allow_fallback = true;
+        llmrt_log_set(LLMRT_LOG_WARN, count_warning, NULL);
+    }
     llmrt_model *mr = load(rdir, 1, 0), *mq = load(qdir, 1, 0), *md = load(qdir, 1, 1);
+    if (!cpu_q4) {
+        llmrt_log_set(LLMRT_LOG_ERROR, NULL, NULL);
+        load_allow_fallback = false;
+        llmrt_model_info info = {.struct_size = sizeof info};
+        if (mq) llmrt_model_get_info(mq, &info);
+        char want[64];
+        snprintf(want, sizeof want, "q4->f32 dequantised: %d matrices (", info.n_fallbacks);
+        /* every linear of the 3 layers (7 each), the lm_head too when it is quantized */
+        CHECK_MSG(mq && info.n_fallbacks >= 7 * 3 && strstr(info.fallback, want) == info.fallback &&
+                      strstr(info.fallback, "multiples of 32") != NULL,
+                  "%s: n_fallbacks %d, fallback \"%s\"", label, info.n_fallbacks, info.fallback);
+        CHECK_MSG(n_warnings == 1 && strstr(last_warning, "q4->f32 dequantised at load"),
+                  "%s: %d warnings, last \"%s\"", label, n_warnings, last_warning);
+        if (md) llmrt_model_get_info(md, &info); /* dequantize_weights: asked for, no fallback */
+        CHECK(md && info.n_fallbacks == 0 && info.fallback[0] == 0);
+        n_warnings = 0;
+    }
     if (mr && mq && md) {
         char fmt[32], fmtd[32];
         weight_format(mq, fmt, sizeof fmt);

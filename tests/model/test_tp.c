@@ -27,9 +27,16 @@
 
 static llmrt_device device = LLMRT_DEVICE_CPU;
 
+static double tp_timeout_s; /* llmrt_model_params.tp_timeout_s of load_tp (0 = default) */
+
 static llmrt_model *load_tp(const char *path, int tp) {
     llmrt_model_params mp = llmrt_model_default_params();
     mp.n_threads          = 1;
+    mp.tp_timeout_s       = tp_timeout_s;
+    /* CUDA: the tiny fixtures' 4-bit k/v projections and tp slices (32 rows and fewer) are below
+     * the 4-bit kernels' 64-row tiles and run dequantised, as they did before allow_fallback
+     * existed; the CPU runs every one of them 4-bit and must not fall back */
+    mp.allow_fallback     = device == LLMRT_DEVICE_CUDA;
     mp.device             = device;
     mp.tensor_parallel    = tp;
     llmrt_model *m        = NULL;
@@ -173,9 +180,9 @@ static void check_fault(const char *kind) {
     static llmrt_tp_fault fault;
     fault = strstr(kind, "hang") ? LLMRT_TP_FAULT_HANG : LLMRT_TP_FAULT_ERROR;
     llmrt_test_set_tp_fault_hook(rank1_forward3, &fault);
-    setenv("LLMRT_TP_TIMEOUT_S", "2", 1);
+    tp_timeout_s = 2;
     llmrt_model *m = load_tp(LLMRT_TEST_DATA_DIR "/tiny/llama_f32", 2);
-    unsetenv("LLMRT_TP_TIMEOUT_S");
+    tp_timeout_s = 0;
     if (!m) return;
     llmrt_engine_params ep = llmrt_engine_default_params();
     ep.kv_tokens = 512;

@@ -7,7 +7,8 @@
  *  - abort from one rank releases the others (in all_reduce and in broadcast_host) promptly and
  *    every later call fails at once with the reason;
  *  - ranks in different collectives (different sizes) fail instead of pairing up;
- *  - llmrt_comm_default_timeout, and the MPI entry points outside mpirun.
+ *  - llmrt_comm_default_timeout / llmrt_comm_timeout and the spin setting (params, never the
+ *    environment), and the MPI entry points outside mpirun.
  * Checks run on the main thread (CHECK is not thread-safe): the rank threads record results. */
 #include <pthread.h>
 #include <stdlib.h>
@@ -338,13 +339,23 @@ static void test_args_and_entry_points(void) {
                 LLMRT_ERR_INVALID_ARG, "root 1");
     comms[0]->ops->destroy(comms[0]);
 
+    /* the timeout and spin come from params (llmrt_model_params.tp_timeout_s / tp_spin_us),
+     * never from the environment */
     unsetenv("LLMRT_TP_TIMEOUT_S");
     CHECK(llmrt_comm_default_timeout() == 120);
+    CHECK(llmrt_comm_timeout(0) == 120 && llmrt_comm_timeout(-1) == 120);
+    CHECK(llmrt_comm_timeout(7.5) == 7.5);
     setenv("LLMRT_TP_TIMEOUT_S", "7.5", 1);
-    CHECK(llmrt_comm_default_timeout() == 7.5);
-    setenv("LLMRT_TP_TIMEOUT_S", "soon", 1);
     CHECK(llmrt_comm_default_timeout() == 120);
+    CHECK(llmrt_comm_timeout(0) == 120);
     unsetenv("LLMRT_TP_TIMEOUT_S");
+    CHECK(llmrt_comm_spin_ns() == 1000 * 1000);
+    llmrt_comm_set_spin_us(0);
+    CHECK(llmrt_comm_spin_ns() == 0);
+    llmrt_comm_set_spin_us(250);
+    CHECK(llmrt_comm_spin_ns() == 250 * 1000);
+    llmrt_comm_set_spin_us(-1);
+    CHECK(llmrt_comm_spin_ns() == 1000 * 1000);
 
     /* outside mpirun: a job of one process, no MPI communicator */
     int32_t wr = -1, ws = -1;

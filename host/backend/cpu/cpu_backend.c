@@ -14,10 +14,13 @@
  * Determinism: every output element is computed by one task with a fixed reduction order, so the
  * result of a token never depends on the batch it is in or on the number of threads. */
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../core/half.h"
+#include "../../core/log.h"
 #include "../../core/thread_pool.h"
 #include "../backend.h"
 #include "cpu_kernels.h"
@@ -101,6 +104,45 @@ static llmrt_status cpu_download_f32(llmrt_backend *be, float *host, const void 
 static bool cpu_supports_weight(const llmrt_backend *be, llmrt_dtype dtype) {
     return dtype == LLMRT_DTYPE_F32 || dtype == LLMRT_DTYPE_F16 || dtype == LLMRT_DTYPE_BF16 ||
            dtype == LLMRT_DTYPE_Q8_0;
+}
+
+__attribute__((format(printf, 3, 4))) static bool decline(char *why, size_t cap,
+                                                          const char *fmt, ...) {
+    if (why && cap) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(why, cap, fmt, ap);
+        va_end(ap);
+    }
+    return false;
+}
+
+/* Everything the CPU has kernels for: f32/f16/bf16 matrices, Q8_0 with K % 32 == 0, 4-bit
+ * matrices whose K and group size are multiples of the nibble block (q4_kernels.h), and the
+ * attention of any head dim (one fp32 kernel; there is no separate flash kernel). */
+static bool cpu_supports(const llmrt_backend *be, const llmrt_op_query *q, char *why, size_t cap) {
+    if (why && cap) why[0] = 0;
+    switch (q->op) {
+    case LLMRT_BOP_MATMUL:
+        if (q->dtype == LLMRT_DTYPE_Q4) {
+            if (q->k % LLMRT_CPU_Q4_BLOCK != 0 || q->group_size % LLMRT_CPU_Q4_BLOCK != 0)
+                return decline(why, cap,
+                               "the cpu 4-bit kernels need K (%lld) and the group size (%lld) to "
+                               "be multiples of 32",
+                               (long long)q->k, (long long)q->group_size);
+            return true;
+        }
+        if (q->dtype == LLMRT_DTYPE_Q8_0 && q->k % 32 != 0)
+            return decline(why, cap, "Q8_0 weight with %lld columns (a multiple of 32 needed)",
+                           (long long)q->k);
+        if (!cpu_supports_weight(be, q->dtype))
+            return decline(why, cap, "weight dtype %s not supported", llmrt_dtype_name(q->dtype));
+        return true;
+    case LLMRT_BOP_ATTENTION: return q->head_dim > 0;
+    case LLMRT_BOP_FLASH_ATTENTION:
+        return decline(why, cap, "the cpu backend has one attention kernel");
+    }
+    return decline(why, cap, "unknown op %d", (int)q->op);
 }
 
 static llmrt_status grow_wconv(cpu_ctx *c, int64_t K, llmrt_error *err) {
@@ -549,6 +591,7 @@ static const llmrt_backend_ops cpu_ops = {
     .weight_upload_q4 = cpu_weight_upload_q4,
     .weight_free     = cpu_weight_free,
     .supports_weight = cpu_supports_weight,
+    .supports        = cpu_supports,
     .rope_init       = cpu_rope_init,
     .begin_batch     = cpu_begin_batch,
     .embed           = cpu_embed,
@@ -594,5 +637,6 @@ llmrt_status llmrt_backend_cpu_create(int n_threads, const char *force_isa, llmr
         return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
     }
     *out = be;
+    llmrt_log(LLMRT_LOG_INFO, "cpu backend: %d threads, %s kernels", c->n_threads, c->k.isa);
     return LLMRT_OK;
 }

@@ -1,7 +1,7 @@
 /* The CUDA backend: the backend interface (backend.h) over the plain-C launchers and device layer
  * of cuda/ (llmrt_cuda.h). This file never includes a CUDA header.
  *
- * Numerics. Activations are fp16 (bf16 with LLMRT_CUDA_DTYPE=bf16), every kernel computes in
+ * Numerics. Activations are fp16 (bf16 with llmrt_cuda_options.act_dtype), every kernel computes in
  * fp32. The residual stream (x) stays in fp32 (resid_bytes 4): it is summed over every layer,
  * and keeping it in fp16 would round the running sum 2 * n_layers times. Weights are stored in
  * the activation dtype: f16/bf16/f32 checkpoints are converted once at upload (half the memory
@@ -28,11 +28,13 @@
  * once with LLMRT_ERR_DEAD and the message of the original fault (no hang, no abort). */
 #include "cuda_backend.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../core/half.h"
+#include "../../core/log.h"
 #include "llmrt_cuda.h"
 #include "q4_matmul.h"
 #ifdef LLMRT_CUDA_HAVE_FLASH_ATTN
@@ -43,6 +45,8 @@
 #define DECODE_MAX_SPLITS   16                 /* split-KV partials the decode workspace holds */
 #define F16_OVERFLOW        65520.0f           /* |x| >= this rounds to inf in fp16 */
 #define LLMRT_CUDA_Q4_MAX_SHAPES 32            /* distinct 4-bit matrix shapes reserve sizes for */
+#define DECODE_MAX_GROUP    16                 /* query heads per kv head the split-KV decode
+                                                  kernel takes (attention.h) */
 
 typedef struct cuda_ctx {
     llmrt_cuda_dev  *dev;
@@ -55,7 +59,7 @@ typedef struct cuda_ctx {
     char         dead_msg[LLMRT_ERROR_MSG_MAX];
     llmrt_status pending; /* first failure of a void op since the last status call */
     char         pending_msg[LLMRT_ERROR_MSG_MAX];
-    int64_t      fault_at; /* LLMRT_CUDA_INJECT_FAULT=stepN: N, else 0 */
+    int64_t      fault_at; /* llmrt_cuda_options.inject_fault_at: N, else 0 */
 
     /* rope */
     float  *inv_freq; /* device [half] */
@@ -75,8 +79,13 @@ typedef struct cuda_ctx {
     int32_t max_ctx;     /* largest ctx_len of an entry */
     bool    all_decode;  /* every entry has one token */
 
-    /* attention */
-    bool    flash_ok;        /* the attention.h kernels take this model's shape */
+    /* attention: the kernel is chosen once per shape, by reserve (before any forward; see
+     * choose_attention), never changed by a forward */
+    bool    naive_forced;    /* llmrt_cuda_options.naive_attention */
+    bool    attn_chosen;
+    llmrt_attn_shape attn_shape; /* the shape the choice was made for */
+    bool    flash;           /* the attention.h kernels serve this shape (prefill and mixed) */
+    bool    flash_decode;    /* ... and their split-KV decode kernel serves decode-only steps */
     void   *decode_ws;       /* split-KV workspace */
     uint64_t decode_ws_bytes;
     int64_t decode_cap;      /* entries the workspace holds */
@@ -207,6 +216,72 @@ static bool cuda_supports_weight(const llmrt_backend *be, llmrt_dtype dtype) {
     return dtype == LLMRT_DTYPE_F32 || dtype == LLMRT_DTYPE_F16 || dtype == LLMRT_DTYPE_BF16;
 }
 
+__attribute__((format(printf, 3, 4))) static bool decline(char *why, size_t cap,
+                                                          const char *fmt, ...) {
+    if (why && cap) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(why, cap, fmt, ap);
+        va_end(ap);
+    }
+    return false;
+}
+
+/* What this instance runs:
+ *  - matmul: f32/f16/bf16 weights (converted to the activation dtype at upload) of shapes within
+ *    the GEMM's int range; 4-bit weights on the 4-bit kernels when the activations are fp16 (the
+ *    kernels run fp16 mma) and llmrt_cuda_q4_check takes the shape.
+ *  - attention: the naive kernel takes any head dim up to 256 (rope_init's bound too); the
+ *    flash kernels (attention.h) take the head dims and dtypes they are instantiated for
+ *    (llmrt_cuda_attention_check on the shape alone), fp16/bf16 only, unless the naive kernel
+ *    was forced. */
+static bool cuda_supports(const llmrt_backend *be, const llmrt_op_query *q, char *why,
+                          size_t cap) {
+    const cuda_ctx *c = ctx_of(be);
+    if (why && cap) why[0] = 0;
+    switch (q->op) {
+    case LLMRT_BOP_MATMUL:
+        if (q->n <= 0 || q->k <= 0 || q->n > INT32_MAX || q->k > INT32_MAX)
+            return decline(why, cap, "weight shape [%lld, %lld] outside the GEMM's int range",
+                           (long long)q->n, (long long)q->k);
+        if (q->dtype == LLMRT_DTYPE_Q4) {
+            if (c->act != LLMRT_CUDA_F16)
+                return decline(why, cap, "the 4-bit kernels take fp16 activations only (%s here)",
+                               llmrt_dtype_name(c->act_dtype));
+            char msg[256] = "";
+            if (llmrt_cuda_q4_check(q->n, q->k, (int32_t)q->group_size, msg, sizeof msg) != 0)
+                return decline(why, cap, "%s", msg);
+            return true;
+        }
+        if (!cuda_supports_weight(be, q->dtype))
+            return decline(why, cap, "weight dtype %s not supported", llmrt_dtype_name(q->dtype));
+        return true;
+    case LLMRT_BOP_ATTENTION:
+        if (q->head_dim < 2 || q->head_dim > 256 || q->head_dim % 2)
+            return decline(why, cap, "head_dim %d is not supported (even, 2..256)", q->head_dim);
+        return true;
+    case LLMRT_BOP_FLASH_ATTENTION: {
+#ifdef LLMRT_CUDA_HAVE_FLASH_ATTN
+        if (c->naive_forced) return decline(why, cap, "the naive attention kernel was forced");
+        if (c->act == LLMRT_CUDA_F32)
+            return decline(why, cap, "the flash kernels take fp16/bf16 activations only");
+        llmrt_cuda_attn_args a = {
+            .n_seqs = 0, .n_tokens = 0, .n_heads = q->n_heads, .n_kv_heads = q->n_kv_heads,
+            .head_dim = q->head_dim, .block_size = 1, .max_blocks = 1, .scale = 1.0f,
+            .dtype = c->act == LLMRT_CUDA_BF16 ? LLMRT_CUDA_ATTN_BF16 : LLMRT_CUDA_ATTN_F16,
+        };
+        char msg[256] = "";
+        if (llmrt_cuda_attention_check(&a, "flash attention", msg, sizeof msg) != 0)
+            return decline(why, cap, "%s", msg);
+        return true;
+#else
+        return decline(why, cap, "this build has no flash attention kernels");
+#endif
+    }
+    }
+    return decline(why, cap, "unknown op %d", (int)q->op);
+}
+
 /* Converts n host elements of `src_t` into the activation dtype (host bits). */
 static llmrt_status convert_chunk(const cuda_ctx *c, void *dst, llmrt_dtype src_t,
                                   const void *src, int64_t n, int64_t first, int64_t cols,
@@ -220,7 +295,7 @@ static llmrt_status convert_chunk(const cuda_ctx *c, void *dst, llmrt_dtype src_
                 return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
                                  "cuda backend: weight value %g at [%lld, %lld] is outside the "
                                  "fp16 range (|w| <= 65504); use bf16 activations "
-                                 "(LLMRT_CUDA_DTYPE=bf16)", (double)v,
+                                 "(activation_dtype LLMRT_ACTIVATION_BF16)", (double)v,
                                  (long long)((first + i) / cols), (long long)((first + i) % cols));
             ((uint16_t *)dst)[i] = llmrt_f32_to_f16(v);
         } else if (c->act == LLMRT_CUDA_BF16) {
@@ -289,9 +364,9 @@ static void cuda_weight_free(llmrt_backend *be, llmrt_bweight *w) {
 
 /* The internal 4-bit format (model/q4.h) repacked on the host into the layout of the q4 kernels
  * (cuda/q4_matmul.h: mma fragment order, magic-number nibble interleave, scales per 64-column
- * block) and uploaded as one buffer; aux holds its view. Shapes the kernels do not take, and
- * activations other than fp16 (the GEMM runs fp16 mma), are LLMRT_ERR_UNSUPPORTED: the loader
- * then dequantises to the fp16 cuBLAS path. */
+ * block) and uploaded as one buffer; aux holds its view. The loader asks `supports` first;
+ * shapes the kernels do not take, and activations other than fp16 (the GEMM runs fp16 mma),
+ * are still LLMRT_ERR_UNSUPPORTED here for direct callers. */
 static llmrt_status cuda_weight_upload_q4(llmrt_backend *be, const llmrt_q4_host *h,
                                           llmrt_bweight *out, llmrt_error *err) {
     cuda_ctx *c = ctx_of(be);
@@ -455,6 +530,36 @@ static llmrt_status grow_plan(cuda_ctx *c, int64_t tokens, int64_t outputs, int6
     return LLMRT_OK;
 }
 
+/* Chooses the attention kernels for `shape` through `supports`, once per shape and before any
+ * forward (reserve runs when the KV cache is created): the flash kernels (attention.h) when they
+ * take the head dim and dtype, their split-KV decode kernel for decode-only steps when it also
+ * takes the GQA group, else the naive kernel. The naive kernel is a declared path, not a
+ * fallback: it is a correct implementation of the same op (the reference the flash kernels are
+ * tested against), so it is logged at INFO and not reported in llmrt_model_info's fallback
+ * field. A forward never changes the choice. */
+static void choose_attention(llmrt_backend *be, const llmrt_attn_shape *s) {
+    cuda_ctx *c = ctx_of(be);
+    if (c->attn_chosen && c->attn_shape.head_dim == s->head_dim &&
+        c->attn_shape.n_heads == s->n_heads && c->attn_shape.n_kv_heads == s->n_kv_heads)
+        return;
+    llmrt_op_query q = {.op = LLMRT_BOP_FLASH_ATTENTION, .dtype = c->act_dtype,
+                        .head_dim = s->head_dim, .n_heads = s->n_heads,
+                        .n_kv_heads = s->n_kv_heads};
+    char why[256] = "";
+    c->flash        = cuda_supports(be, &q, why, sizeof why);
+    c->flash_decode = c->flash && s->n_kv_heads > 0 &&
+                      s->n_heads / s->n_kv_heads <= DECODE_MAX_GROUP;
+    c->attn_shape   = *s;
+    c->attn_chosen  = true;
+    if (c->flash)
+        llmrt_log(LLMRT_LOG_INFO, "cuda backend: flash attention for head_dim %d (%s), %s decode",
+                  s->head_dim, llmrt_dtype_name(c->act_dtype),
+                  c->flash_decode ? "split-KV" : "prefill-kernel");
+    else
+        llmrt_log(LLMRT_LOG_INFO, "cuda backend: naive attention for head_dim %d (%s): %s",
+                  s->head_dim, llmrt_dtype_name(c->act_dtype), why);
+}
+
 static llmrt_status cuda_reserve(llmrt_backend *be, int64_t max_tokens, int64_t max_outputs,
                                  int64_t max_seqs, int64_t max_blocks,
                                  const llmrt_attn_shape *shape, llmrt_error *err) {
@@ -462,9 +567,10 @@ static llmrt_status cuda_reserve(llmrt_backend *be, int64_t max_tokens, int64_t 
     LLMRT_TRY(check_state(c, err));
     LLMRT_TRY(grow_plan(c, max_tokens, max_outputs, max_seqs * max_blocks, err));
     LLMRT_TRY(q4_ws_grow(c, q4_ws_need(c, max_tokens > max_outputs ? max_tokens : max_outputs), err));
+    choose_attention(be, shape);
 #ifdef LLMRT_CUDA_HAVE_FLASH_ATTN
     /* decode steps have one entry per output row (each decoding sequence has one) */
-    if (c->flash_ok && max_outputs > c->decode_cap) {
+    if (c->flash_decode && max_outputs > c->decode_cap) {
         uint64_t bytes = llmrt_cuda_attention_decode_workspace_bytes(
             (int32_t)max_outputs, shape->n_heads, shape->head_dim, DECODE_MAX_SPLITS);
         if (bytes > 0) {
@@ -477,8 +583,6 @@ static llmrt_status cuda_reserve(llmrt_backend *be, int64_t max_tokens, int64_t 
             c->decode_cap      = max_outputs;
         }
     }
-#else
-    (void)shape;
 #endif
     return LLMRT_OK;
 }
@@ -621,9 +725,11 @@ static void cuda_attention(llmrt_backend *be, void *out, const void *q, const vo
                            const void *v_cache, const llmrt_attn_shape *s) {
     cuda_ctx *c = ctx_of(be);
     if (skip(c)) return;
+    if (!c->attn_chosen) choose_attention(be, s); /* a caller that never reserved */
 #ifdef LLMRT_CUDA_HAVE_FLASH_ATTN
-    if (c->flash_ok) {
-        bool decode = c->all_decode && c->decode_ws && c->n_entries <= c->decode_cap;
+    if (c->flash) {
+        bool decode = c->flash_decode && c->all_decode && c->decode_ws &&
+                      c->n_entries <= c->decode_cap;
         llmrt_cuda_attn_args a = {
             .q = q, .out = out, .k_cache = k_cache, .v_cache = v_cache,
             .block_tables = PLAN(c, off_tables, int32_t), .q_start = PLAN(c, off_q_start, int32_t),
@@ -643,15 +749,14 @@ static void cuda_attention(llmrt_backend *be, void *out, const void *q, const vo
             c->stats.flash_attention++;
             return;
         }
-        if (rc != LLMRT_CUDA_ATTN_ESHAPE) {
-            char what[320];
-            snprintf(what, sizeof what, "attention: %s", msg);
-            note_failure(c, rc == LLMRT_CUDA_ATTN_ECUDA ? llmrt_cuda_check_last(c->dev, what)
-                                                        : LLMRT_CUDA_ERR_INVALID,
-                         what);
-            return;
-        }
-        c->flash_ok = false; /* a head dim / dtype they do not instantiate: the naive kernel */
+        /* the shape was accepted when the kernel was chosen: any refusal now is a failure of
+         * this forward (never a switch to another kernel mid-run) */
+        char what[320];
+        snprintf(what, sizeof what, "attention: %s", msg);
+        note_failure(c, rc == LLMRT_CUDA_ATTN_ECUDA ? llmrt_cuda_check_last(c->dev, what)
+                                                    : LLMRT_CUDA_ERR_INVALID,
+                     what);
+        return;
     }
 #endif
     c->stats.naive_attention++;
@@ -753,6 +858,7 @@ static const llmrt_backend_ops cuda_ops = {
     .weight_upload_q4 = cuda_weight_upload_q4,
     .weight_free      = cuda_weight_free,
     .supports_weight  = cuda_supports_weight,
+    .supports         = cuda_supports,
     .rope_init        = cuda_rope_init,
     .begin_batch      = cuda_begin_batch,
     .embed            = cuda_embed,
@@ -780,16 +886,22 @@ bool llmrt_backend_cuda_stats(const llmrt_backend *be, llmrt_cuda_backend_stats 
     return true;
 }
 
-static int64_t parse_fault_step(const char *v) {
-    if (!v || strncmp(v, "step", 4) != 0) return 0;
-    char     *end;
-    long long n = strtoll(v + 4, &end, 10);
-    return (*end == 0 && n > 0) ? (int64_t)n : 0;
+bool llmrt_backend_cuda_set_test_options(llmrt_backend *be, const llmrt_cuda_options *opts) {
+    if (!be || be->ops != &cuda_ops || !opts) return false;
+    cuda_ctx *c = ctx_of(be);
+    if (c->stats.forwards > 0) return false;
+    c->fault_at     = opts->inject_fault_at > 0 ? opts->inject_fault_at : 0;
+    c->naive_forced = opts->naive_attention;
+    c->attn_chosen  = false; /* chosen again by the next reserve */
+    return true;
 }
 
-llmrt_status llmrt_backend_cuda_create(int device, llmrt_dtype act_dtype, llmrt_backend **out,
-                                       llmrt_error *err) {
+llmrt_status llmrt_backend_cuda_create(int device, const llmrt_cuda_options *opts,
+                                       llmrt_backend **out, llmrt_error *err) {
     *out = NULL;
+    llmrt_cuda_options o = opts ? *opts : (llmrt_cuda_options){0};
+    llmrt_dtype act_dtype = o.act_dtype;
+    if (act_dtype == LLMRT_DTYPE_INVALID) act_dtype = LLMRT_DTYPE_F16; /* unset: the default */
     if (act_dtype != LLMRT_DTYPE_F16 && act_dtype != LLMRT_DTYPE_BF16 && act_dtype != LLMRT_DTYPE_F32)
         return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
                          "cuda backend: activations must be f16, bf16 or f32, not %s",
@@ -814,11 +926,8 @@ llmrt_status llmrt_backend_cuda_create(int device, llmrt_dtype act_dtype, llmrt_
     c->act       = act_dtype == LLMRT_DTYPE_BF16  ? LLMRT_CUDA_BF16
                    : act_dtype == LLMRT_DTYPE_F32 ? LLMRT_CUDA_F32
                                                   : LLMRT_CUDA_F16;
-    c->fault_at  = parse_fault_step(getenv("LLMRT_CUDA_INJECT_FAULT"));
-#ifdef LLMRT_CUDA_HAVE_FLASH_ATTN
-    /* the flash kernels take fp16/bf16; LLMRT_CUDA_NAIVE_ATTENTION=1 forces the reference */
-    c->flash_ok = c->act != LLMRT_CUDA_F32 && getenv("LLMRT_CUDA_NAIVE_ATTENTION") == NULL;
-#endif
+    c->fault_at     = o.inject_fault_at > 0 ? o.inject_fault_at : 0;
+    c->naive_forced = o.naive_attention;
     snprintf(c->stats.device_name, sizeof c->stats.device_name, "%s", llmrt_cuda_dev_name(c->dev));
     be->ops         = &cuda_ops;
     be->name        = "cuda";
@@ -828,5 +937,7 @@ llmrt_status llmrt_backend_cuda_create(int device, llmrt_dtype act_dtype, llmrt_
     be->stream      = c->stream;
     be->ctx         = c;
     *out            = be;
+    llmrt_log(LLMRT_LOG_INFO, "cuda backend: device %d (%s), %s activations", device,
+              c->stats.device_name, llmrt_dtype_name(act_dtype));
     return LLMRT_OK;
 }

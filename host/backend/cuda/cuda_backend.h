@@ -9,13 +9,29 @@
 
 #include "../backend.h"
 
-/* Creates the backend on CUDA device `device` with activations of `act_dtype`
- * (LLMRT_DTYPE_F16, the default, LLMRT_DTYPE_BF16, or LLMRT_DTYPE_F32: a reference mode with fp32
- * weights, activations and KV cache, and the naive attention, for tests and debugging). LLMRT_ERR_UNSUPPORTED when there is no
- * usable device (the message says why). Test hook: LLMRT_CUDA_INJECT_FAULT=stepN makes the N-th
- * begin_batch (1-based) launch an out-of-bounds kernel, a sticky fault. */
-llmrt_status llmrt_backend_cuda_create(int device, llmrt_dtype act_dtype, llmrt_backend **out,
-                                       llmrt_error *err);
+/* Options of a CUDA backend instance. */
+typedef struct llmrt_cuda_options {
+    /* activations: LLMRT_DTYPE_F16 (also when LLMRT_DTYPE_INVALID, i.e. left 0),
+     * LLMRT_DTYPE_BF16, or LLMRT_DTYPE_F32: a reference mode with fp32 weights, activations and
+     * KV cache, and the naive attention, for tests and debugging */
+    llmrt_dtype act_dtype;
+    /* tests and debugging: run the naive attention kernel for every shape (`supports` then
+     * declines LLMRT_BOP_FLASH_ATTENTION) */
+    bool        naive_attention;
+    /* tests: the N-th begin_batch (1-based) launches an out-of-bounds kernel, a sticky fault;
+     * 0 = off */
+    int64_t     inject_fault_at;
+} llmrt_cuda_options;
+
+/* Creates the backend on CUDA device `device` with `opts` (NULL = fp16, no test hooks).
+ * LLMRT_ERR_UNSUPPORTED when there is no usable device (the message says why). */
+llmrt_status llmrt_backend_cuda_create(int device, const llmrt_cuda_options *opts,
+                                       llmrt_backend **out, llmrt_error *err);
+
+/* Test hooks on a backend that has run no forward yet (e.g. the backend of a model just loaded):
+ * the test-only fields of `opts` (naive_attention, inject_fault_at) replace the instance's;
+ * act_dtype is ignored. false when `be` is not a CUDA backend or already ran a forward. */
+bool llmrt_backend_cuda_set_test_options(llmrt_backend *be, const llmrt_cuda_options *opts);
 
 /* Number of CUDA devices this build can use (0 without a device or driver). */
 int llmrt_backend_cuda_device_count(void);

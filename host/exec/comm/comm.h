@@ -66,14 +66,21 @@ struct llmrt_comm {
     void                 *ctx;
 };
 
-/* Default per-collective timeout: LLMRT_TP_TIMEOUT_S (seconds) when set, else 120. */
+/* The default per-collective timeout: 120 s. */
 double llmrt_comm_default_timeout(void);
+/* `timeout_s` when > 0 (llmrt_model_params.tp_timeout_s), else the default. */
+double llmrt_comm_timeout(double timeout_s);
 
 /* How long a host communicator (local, mpi) spins, yielding, on a pending collective before it
- * sleeps between polls: LLMRT_TP_SPIN_US (microseconds) when set, else the default of comm.c.
+ * sleeps between polls: the value last given to llmrt_comm_set_spin_us (the TP loader passes
+ * llmrt_model_params.tp_spin_us before it creates a group's communicators), else the default of
+ * comm.c (1000 us). Process-wide: the communicators read it at every collective (comm_mpi.c has
+ * no per-communicator setting yet), so groups loaded with different values share the last one.
  * Spinning saves a wake-up per collective when every rank has a core; sleeping gives the core
  * away when the machine is oversubscribed. */
 int64_t llmrt_comm_spin_ns(void);
+/* spin_us < 0: the default; 0: never spin; clamped to 10^7. */
+void    llmrt_comm_set_spin_us(int32_t spin_us);
 
 /* In-process group of `size` ranks (threads), comms[size] out, comms[r]->rank = r. */
 llmrt_status llmrt_comm_local_create_all(int32_t size, double timeout_s, llmrt_comm **comms,

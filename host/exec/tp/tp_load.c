@@ -88,7 +88,8 @@ static llmrt_status load_multi_process(const char *path, const llmrt_model_param
     if (p->device == LLMRT_DEVICE_CUDA) LLMRT_TRY(local_device(&device, err));
     llmrt_rank_model *m = NULL;
     LLMRT_TRY(llmrt_model_load_rank(path, p, N, rank, device, &m, err));
-    double timeout = llmrt_comm_default_timeout();
+    double timeout = llmrt_comm_timeout(p->tp_timeout_s);
+    llmrt_comm_set_spin_us(p->tp_spin_us);
     llmrt_comm *comm = NULL;
     llmrt_status s =
         p->device == LLMRT_DEVICE_CUDA
@@ -144,7 +145,8 @@ static llmrt_status load_in_process(const char *path, const llmrt_model_params *
         s = llmrt_model_load_rank(path, &rp, N, r, r, &models[r], err);
         if (s != LLMRT_OK) llmrt_err_prefix(err, "tensor parallel rank %d", r);
     }
-    double timeout = llmrt_comm_default_timeout();
+    double timeout = llmrt_comm_timeout(p->tp_timeout_s);
+    llmrt_comm_set_spin_us(p->tp_spin_us);
     if (s == LLMRT_OK) {
         if (p->device == LLMRT_DEVICE_CUDA) {
             int *devices = calloc((size_t)N, sizeof *devices);
