@@ -92,9 +92,9 @@ static llmrt_status mpi_world(int32_t *rank, int32_t *size, llmrt_error *err) {
             inited           = 1;
             atexit(mpi_finalize);
             if (provided < MPI_THREAD_MULTIPLE)
-                fprintf(stderr, "llmrt: warning: the MPI library provides thread level %d, not "
-                                "MPI_THREAD_MULTIPLE; call the communicators from one thread\n",
-                        provided);
+                g_host->log(LLMRT_LOG_WARN, "the MPI library provides thread level %d, not "
+                                            "MPI_THREAD_MULTIPLE; call the communicators from "
+                                            "one thread", provided);
         }
         if (inited) {
             int r = 0, n = 1;

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "comm.h"
+#include "../../core/log.h"
 #include "comm_mpi_module.h"
 
 #ifndef LLMRT_MPI_MODULE_RELDIR
@@ -45,6 +46,7 @@ static const llmrt_mpi_host g_host = {
     .dtype_name           = llmrt_dtype_name,
     .comm_default_timeout = llmrt_comm_default_timeout,
     .comm_spin_ns         = llmrt_comm_spin_ns,
+    .log                  = llmrt_log,
 };
 
 /* Whether a launcher (mpirun/mpiexec of Open MPI or MPICH, srun) started this process: then MPI

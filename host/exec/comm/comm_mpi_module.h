@@ -29,6 +29,8 @@ typedef struct llmrt_mpi_host {
     const char *(*dtype_name)(llmrt_dtype t);
     double (*comm_default_timeout)(void);
     int64_t (*comm_spin_ns)(void);
+    /* the library's log (core/log.h): the module prints nothing itself */
+    void (*log)(llmrt_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 } llmrt_mpi_host;
 
 /* What the module gives the core (see comm.h for each). */
