@@ -197,4 +197,9 @@ struct llmrt_backend {
 llmrt_status llmrt_backend_cpu_create(int n_threads, const char *force_isa, llmrt_backend **out,
                                       llmrt_error *err);
 
+/* For supports(): writes the reason (printf-style) into why[cap] when why is non-NULL and returns
+ * false, so an implementation can `return llmrt_backend_decline(why, cap, "...", ...);`. */
+bool llmrt_backend_decline(char *why, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 #endif

@@ -106,16 +106,6 @@ static bool cpu_supports_weight(const llmrt_backend *be, llmrt_dtype dtype) {
            dtype == LLMRT_DTYPE_Q8_0;
 }
 
-__attribute__((format(printf, 3, 4))) static bool decline(char *why, size_t cap,
-                                                          const char *fmt, ...) {
-    if (why && cap) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(why, cap, fmt, ap);
-        va_end(ap);
-    }
-    return false;
-}
 
 /* Everything the CPU has kernels for: f32/f16/bf16 matrices, Q8_0 with K % 32 == 0, 4-bit
  * matrices whose K and group size are multiples of the nibble block (q4_kernels.h), and the
@@ -126,23 +116,23 @@ static bool cpu_supports(const llmrt_backend *be, const llmrt_op_query *q, char 
     case LLMRT_BOP_MATMUL:
         if (q->dtype == LLMRT_DTYPE_Q4) {
             if (q->k % LLMRT_CPU_Q4_BLOCK != 0 || q->group_size % LLMRT_CPU_Q4_BLOCK != 0)
-                return decline(why, cap,
+                return llmrt_backend_decline(why, cap,
                                "the cpu 4-bit kernels need K (%lld) and the group size (%lld) to "
                                "be multiples of 32",
                                (long long)q->k, (long long)q->group_size);
             return true;
         }
         if (q->dtype == LLMRT_DTYPE_Q8_0 && q->k % 32 != 0)
-            return decline(why, cap, "Q8_0 weight with %lld columns (a multiple of 32 needed)",
+            return llmrt_backend_decline(why, cap, "Q8_0 weight with %lld columns (a multiple of 32 needed)",
                            (long long)q->k);
         if (!cpu_supports_weight(be, q->dtype))
-            return decline(why, cap, "weight dtype %s not supported", llmrt_dtype_name(q->dtype));
+            return llmrt_backend_decline(why, cap, "weight dtype %s not supported", llmrt_dtype_name(q->dtype));
         return true;
     case LLMRT_BOP_ATTENTION: return q->head_dim > 0;
     case LLMRT_BOP_FLASH_ATTENTION:
-        return decline(why, cap, "the cpu backend has one attention kernel");
+        return llmrt_backend_decline(why, cap, "the cpu backend has one attention kernel");
     }
-    return decline(why, cap, "unknown op %d", (int)q->op);
+    return llmrt_backend_decline(why, cap, "unknown op %d", (int)q->op);
 }
 
 static llmrt_status grow_wconv(cpu_ctx *c, int64_t K, llmrt_error *err) {

@@ -216,16 +216,6 @@ static bool cuda_supports_weight(const llmrt_backend *be, llmrt_dtype dtype) {
     return dtype == LLMRT_DTYPE_F32 || dtype == LLMRT_DTYPE_F16 || dtype == LLMRT_DTYPE_BF16;
 }
 
-__attribute__((format(printf, 3, 4))) static bool decline(char *why, size_t cap,
-                                                          const char *fmt, ...) {
-    if (why && cap) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(why, cap, fmt, ap);
-        va_end(ap);
-    }
-    return false;
-}
 
 /* What this instance runs:
  *  - matmul: f32/f16/bf16 weights (converted to the activation dtype at upload) of shapes within
@@ -242,29 +232,29 @@ static bool cuda_supports(const llmrt_backend *be, const llmrt_op_query *q, char
     switch (q->op) {
     case LLMRT_BOP_MATMUL:
         if (q->n <= 0 || q->k <= 0 || q->n > INT32_MAX || q->k > INT32_MAX)
-            return decline(why, cap, "weight shape [%lld, %lld] outside the GEMM's int range",
+            return llmrt_backend_decline(why, cap, "weight shape [%lld, %lld] outside the GEMM's int range",
                            (long long)q->n, (long long)q->k);
         if (q->dtype == LLMRT_DTYPE_Q4) {
             if (c->act != LLMRT_CUDA_F16)
-                return decline(why, cap, "the 4-bit kernels take fp16 activations only (%s here)",
+                return llmrt_backend_decline(why, cap, "the 4-bit kernels take fp16 activations only (%s here)",
                                llmrt_dtype_name(c->act_dtype));
             char msg[256] = "";
             if (llmrt_cuda_q4_check(q->n, q->k, (int32_t)q->group_size, msg, sizeof msg) != 0)
-                return decline(why, cap, "%s", msg);
+                return llmrt_backend_decline(why, cap, "%s", msg);
             return true;
         }
         if (!cuda_supports_weight(be, q->dtype))
-            return decline(why, cap, "weight dtype %s not supported", llmrt_dtype_name(q->dtype));
+            return llmrt_backend_decline(why, cap, "weight dtype %s not supported", llmrt_dtype_name(q->dtype));
         return true;
     case LLMRT_BOP_ATTENTION:
         if (q->head_dim < 2 || q->head_dim > 256 || q->head_dim % 2)
-            return decline(why, cap, "head_dim %d is not supported (even, 2..256)", q->head_dim);
+            return llmrt_backend_decline(why, cap, "head_dim %d is not supported (even, 2..256)", q->head_dim);
         return true;
     case LLMRT_BOP_FLASH_ATTENTION: {
 #ifdef LLMRT_CUDA_HAVE_FLASH_ATTN
-        if (c->naive_forced) return decline(why, cap, "the naive attention kernel was forced");
+        if (c->naive_forced) return llmrt_backend_decline(why, cap, "the naive attention kernel was forced");
         if (c->act == LLMRT_CUDA_F32)
-            return decline(why, cap, "the flash kernels take fp16/bf16 activations only");
+            return llmrt_backend_decline(why, cap, "the flash kernels take fp16/bf16 activations only");
         llmrt_cuda_attn_args a = {
             .n_seqs = 0, .n_tokens = 0, .n_heads = q->n_heads, .n_kv_heads = q->n_kv_heads,
             .head_dim = q->head_dim, .block_size = 1, .max_blocks = 1, .scale = 1.0f,
@@ -272,14 +262,14 @@ static bool cuda_supports(const llmrt_backend *be, const llmrt_op_query *q, char
         };
         char msg[256] = "";
         if (llmrt_cuda_attention_check(&a, "flash attention", msg, sizeof msg) != 0)
-            return decline(why, cap, "%s", msg);
+            return llmrt_backend_decline(why, cap, "%s", msg);
         return true;
 #else
-        return decline(why, cap, "this build has no flash attention kernels");
+        return llmrt_backend_decline(why, cap, "this build has no flash attention kernels");
 #endif
     }
     }
-    return decline(why, cap, "unknown op %d", (int)q->op);
+    return llmrt_backend_decline(why, cap, "unknown op %d", (int)q->op);
 }
 
 /* Converts n host elements of `src_t` into the activation dtype (host bits). */
