@@ -294,10 +294,10 @@ llmrt_cuda_status llmrt_cuda_inject_fault(llmrt_cuda_dev *d) {
   cudaError_t e = cudaGetLastError();  // cusim: the argument check faults at the launch
   if (e == cudaSuccess) e = cudaStreamSynchronize(d->stream);  // a GPU: at the next sync, now
   if (e == cudaSuccess) {
-    set_msg(d, "injected fault (LLMRT_CUDA_INJECT_FAULT): the out-of-bounds write did not fault");
+    set_msg(d, "injected fault (llmrt_cuda_options.inject_fault_at): the out-of-bounds write did not fault");
     return LLMRT_CUDA_ERR_FAILED;
   }
-  return fail(d, e, "injected fault (LLMRT_CUDA_INJECT_FAULT)");
+  return fail(d, e, "injected fault (llmrt_cuda_options.inject_fault_at)");
 }
 
 }  // extern "C"

@@ -1,7 +1,7 @@
 /* GGUF files of the llama architecture: config from `llama.*` metadata, weights from the tensor
  * table under llama.cpp's names. Q4_0 / Q4_1 matrices load losslessly into the internal 4-bit
  * format (get_q4: group 32; Q4_0 w = d*(q-8) as an INT zero 8, Q4_1 w = d*q + m as a FLOAT
- * offset); the embedding table, Q8_0 tensors and everything under LLMRT_NO_Q4=1 are dequantized
+ * offset); the embedding table, Q8_0 tensors and everything under dequantize_weights are dequantized
  * to fp32 at load with each format's reference formula.
  * llama.cpp's converter permutes the rows of Q and K so that RoPE rotates interleaved pairs;
  * we undo that here so the forward uses HF's rotate-half layout for every format. */

@@ -58,7 +58,7 @@ struct llmrt_rank_model {
 
     char    source_path[1024];
     char    weight_format[16]; /* the distinct formats of the matrices, "+"-joined: "f32+q4" */
-    bool    no_q4;             /* LLMRT_NO_Q4=1: 4-bit matrices are dequantised to f32 at load */
+    bool    no_q4;             /* params.dequantize_weights: 4-bit matrices dequantised to f32 at load */
     int64_t n_params;
     int64_t weight_bytes;
 
