@@ -501,37 +501,37 @@ static void test_random_hd64(void) {
 #endif
         /* the backend declares its attention kernels (`supports`), chosen at reserve */
         char           why[256] = "";
-        llmrt_op_query q = {.op = LLMRT_BOP_FLASH_ATTENTION, .dtype = gpu->be->act_dtype,
+        llmrt_op_query q = {.op = LLMRT_BOP_FLASH_ATTENTION, .dtype = gpu->rank->be->act_dtype,
                             .head_dim = 64, .n_heads = 4, .n_kv_heads = 2};
-        bool flash64 = gpu->be->ops->supports(gpu->be, &q, why, sizeof why);
+        bool flash64 = gpu->rank->be->ops->supports(gpu->rank->be, &q, why, sizeof why);
 #ifdef LLMRT_TEST_EXPECT_FLASH
         CHECK_MSG(flash64, "flash attention declined for head_dim 64: %s", why);
 #endif
         q.head_dim = 96;
-        CHECK(!gpu->be->ops->supports(gpu->be, &q, why, sizeof why) && why[0] != 0);
+        CHECK(!gpu->rank->be->ops->supports(gpu->rank->be, &q, why, sizeof why) && why[0] != 0);
         q.op = LLMRT_BOP_ATTENTION;
-        CHECK(gpu->be->ops->supports(gpu->be, &q, why, sizeof why));
+        CHECK(gpu->rank->be->ops->supports(gpu->rank->be, &q, why, sizeof why));
         q.op = LLMRT_BOP_FLASH_ATTENTION;
-        CHECK(!cpu->be->ops->supports(cpu->be, &q, why, sizeof why));
+        CHECK(!cpu->rank->be->ops->supports(cpu->rank->be, &q, why, sizeof why));
         q.op = LLMRT_BOP_ATTENTION;
-        CHECK(cpu->be->ops->supports(cpu->be, &q, why, sizeof why));
+        CHECK(cpu->rank->be->ops->supports(cpu->rank->be, &q, why, sizeof why));
         /* the naive kernel forced before any forward (llmrt_cuda_options.naive_attention): the
          * choice made at reserve holds for every forward */
         llmrt_model *naive = NULL;
         CHECK_STATUS(llmrt_model_load(path, &p, &naive), LLMRT_OK, NULL);
         llmrt_cuda_options forced = {.naive_attention = true};
-        if (naive && llmrt_backend_cuda_set_test_options(naive->be, &forced)) {
+        if (naive && llmrt_backend_cuda_set_test_options(naive->rank->be, &forced)) {
             double e3;
             CHECK(decode(naive, prompt, n_prompt, n_gen, ref_tok, tok, lg) == LLMRT_OK);
             compare_runs("hd64 random, naive attention", ref_tok, ref_lg, tok, lg, n_gen, V,
                          TOL_F16, true, &e3);
             llmrt_cuda_backend_stats sn;
-            CHECK(llmrt_backend_cuda_stats(naive->be, &sn));
+            CHECK(llmrt_backend_cuda_stats(naive->rank->be, &sn));
             CHECK_MSG(sn.flash_attention == 0 && sn.naive_attention > 0,
                       "forced naive: %lld flash, %lld naive", (long long)sn.flash_attention,
                       (long long)sn.naive_attention);
             /* too late once a forward ran */
-            CHECK(!llmrt_backend_cuda_set_test_options(naive->be, &forced));
+            CHECK(!llmrt_backend_cuda_set_test_options(naive->rank->be, &forced));
             printf("hd64 random, naive attention forced: max|err| %.2e, %lld naive calls\n", e3,
                    (long long)sn.naive_attention);
         } else {
@@ -679,7 +679,7 @@ static int run_sticky_fault(void) {
     llmrt_model *m = load(path, LLMRT_DEVICE_CUDA);
     if (!m) return test_summary("test_cuda_backend --fault");
     llmrt_cuda_options fault = {.inject_fault_at = 3}; /* before any forward */
-    CHECK(llmrt_backend_cuda_set_test_options(m->be, &fault));
+    CHECK(llmrt_backend_cuda_set_test_options(m->rank->be, &fault));
     llmrt_kv_cache *kv = make_kv(m, 4); /* for direct forwards after the fault */
     llmrt_engine   *e  = NULL;
     CHECK_STATUS(llmrt_engine_create(m, NULL, &e), LLMRT_OK, NULL);
