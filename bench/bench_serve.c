@@ -15,10 +15,10 @@
 
 #include "../host/cli/cli.h"
 #include "../host/cli/cli_options.h"
-#include "../host/cli/cli_json.h"
 #include "bench.h"
 #include "bench_metrics.h"
 #include "bench_report.h"
+#include "bench_workload.h"
 #include "llmrt_experimental.h"
 
 typedef enum { OUT_TABLE, OUT_JSON, OUT_CSV } out_format;
@@ -41,77 +41,6 @@ typedef struct serve_result {
     double        roofline_gbps;   /* achieved weight + KV read bandwidth during the run */
 } serve_result;
 
-typedef struct req_spec {
-    int32_t *ids;
-    int32_t  n_ids;
-    char    *text;
-    int32_t  max_tokens;
-} req_spec;
-
-static uint64_t rng_next(uint64_t *s) {
-    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
-    return *s >> 33;
-}
-
-static int32_t pick(uint64_t *s, int32_t lo, int32_t hi) {
-    return lo + (hi > lo ? (int32_t)(rng_next(s) % (uint64_t)(hi - lo + 1)) : 0);
-}
-
-/* --------------------------------------------------------------------------------------------- */
-/* workload                                                                                      */
-/* --------------------------------------------------------------------------------------------- */
-
-static int load_dataset(const char *path, int32_t n_max, int32_t default_out, req_spec **out,
-                        int32_t *n) {
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        fprintf(stderr, "llmrt bench: cannot open %s\n", path);
-        return -1;
-    }
-    char   *line = NULL;
-    size_t  cap  = 0;
-    ssize_t got;
-    int32_t cnt = 0, lineno = 0;
-    req_spec *specs = calloc((size_t)n_max, sizeof *specs);
-    while (cnt < n_max && (got = getline(&line, &cap, f)) >= 0) {
-        lineno++;
-        if (got <= 1) continue;
-        cJSON *root = NULL;
-        char   jerr[512];
-        if (cli_json_parse(line, (size_t)got, path, &root, jerr, sizeof jerr) != 0) {
-            fprintf(stderr, "llmrt bench: %s line %d: %s\n", path, lineno, jerr);
-            continue;
-        }
-        const cJSON *p  = cJSON_GetObjectItem(root, "prompt");
-        const cJSON *ol = cJSON_GetObjectItem(root, "output_len");
-        if (cJSON_IsString(p)) {
-            specs[cnt].text       = strdup(p->valuestring);
-            specs[cnt].max_tokens = cJSON_IsNumber(ol) && ol->valueint > 0 ? ol->valueint : default_out;
-            cnt++;
-        } else {
-            fprintf(stderr, "llmrt bench: %s line %d: no \"prompt\" string\n", path, lineno);
-        }
-        cJSON_Delete(root);
-    }
-    free(line);
-    fclose(f);
-    *out = specs;
-    *n   = cnt;
-    return cnt > 0 ? 0 : -1;
-}
-
-static req_spec *make_random(const serve_cfg *cfg, int32_t vocab) {
-    req_spec *specs = calloc((size_t)cfg->num_prompts, sizeof *specs);
-    uint64_t  s     = cfg->seed * 2654435761u + 1;
-    for (int32_t i = 0; i < cfg->num_prompts; i++) {
-        specs[i].n_ids      = pick(&s, cfg->in_min, cfg->in_max);
-        specs[i].max_tokens = pick(&s, cfg->out_min, cfg->out_max);
-        specs[i].ids        = malloc((size_t)specs[i].n_ids * sizeof(int32_t));
-        for (int32_t k = 0; k < specs[i].n_ids; k++) specs[i].ids[k] = (int32_t)(rng_next(&s) % (uint64_t)vocab);
-    }
-    return specs;
-}
-
 /* --------------------------------------------------------------------------------------------- */
 /* the run                                                                                       */
 /* --------------------------------------------------------------------------------------------- */
@@ -127,16 +56,9 @@ static int run_load(llmrt_model *model, const cli_common *common, const serve_cf
     sp.ignore_eos            = !cfg->dataset || sp.ignore_eos;
     bench_timeline *tl       = calloc((size_t)n, sizeof *tl);
     double         *arrival  = calloc((size_t)n, sizeof *arrival);
-    uint64_t        s        = cfg->seed + 7;
-    double          t        = 0;
-    for (int32_t i = 0; i < n; i++) {
-        if (cfg->rate > 0) { /* exponential inter-arrival times: a Poisson process */
-            double u = ((double)rng_next(&s) + 0.5) / 2147483648.0;
-            t += -log(u) / cfg->rate;
-        }
-        arrival[i] = t;
+    bench_workload_arrivals(n, cfg->rate, cfg->seed, arrival);
+    for (int32_t i = 0; i < n; i++)
         tl[i].t_tokens = malloc((size_t)(specs[i].max_tokens + 1) * sizeof(double));
-    }
     double  t0 = cli_now();
     int32_t next = 0, inflight = 0, done = 0, rc = 0;
     while (done < n) {
@@ -388,12 +310,13 @@ static int serve_or_sweep(int argc, char **argv, bool sweep) {
         req_spec *specs = NULL;
         int32_t   n     = run.num_prompts;
         if (run.dataset) {
-            if (load_dataset(run.dataset, run.num_prompts, run.out_max, &specs, &n) < 0) {
+            if (bench_workload_dataset(run.dataset, run.num_prompts, run.out_max, &specs, &n) < 0) {
                 rc = 1;
                 break;
             }
         } else {
-            specs = make_random(&run, ctx.info.vocab_size);
+            specs = bench_workload_random(run.num_prompts, run.in_min, run.in_max, run.out_min,
+                                          run.out_max, run.seed, ctx.info.vocab_size);
         }
         serve_result res = {0};
         rc               = run_load(model, &c, &run, specs, n, &res) < 0 ? 1 : 0;
@@ -409,11 +332,7 @@ static int serve_or_sweep(int argc, char **argv, bool sweep) {
             }
             fflush(f);
         }
-        for (int32_t i = 0; i < n; i++) {
-            free(specs[i].ids);
-            free(specs[i].text);
-        }
-        free(specs);
+        bench_workload_free(specs, n);
     }
     if (fmt == OUT_JSON) fprintf(f, "\n  ]\n}\n");
     if (fmt == OUT_TABLE)

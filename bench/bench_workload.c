@@ -1,0 +1,93 @@
+/* The serving workload (moved out of bench_serve.c unchanged, so that the in-process and the HTTP
+ * modes of `llmrt bench serve` draw the same prompts and arrivals from the same seeds). */
+#include "bench_workload.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+
+#include "../host/cli/cli_json.h"
+
+static uint64_t rng_next(uint64_t *s) {
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    return *s >> 33;
+}
+
+static int32_t pick(uint64_t *s, int32_t lo, int32_t hi) {
+    return lo + (hi > lo ? (int32_t)(rng_next(s) % (uint64_t)(hi - lo + 1)) : 0);
+}
+
+int bench_workload_dataset(const char *path, int32_t n_max, int32_t default_out, req_spec **out,
+                           int32_t *n) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "llmrt bench: cannot open %s\n", path);
+        return -1;
+    }
+    char   *line = NULL;
+    size_t  cap  = 0;
+    ssize_t got;
+    int32_t cnt = 0, lineno = 0;
+    req_spec *specs = calloc((size_t)n_max, sizeof *specs);
+    while (cnt < n_max && (got = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        if (got <= 1) continue;
+        cJSON *root = NULL;
+        char   jerr[512];
+        if (cli_json_parse(line, (size_t)got, path, &root, jerr, sizeof jerr) != 0) {
+            fprintf(stderr, "llmrt bench: %s line %d: %s\n", path, lineno, jerr);
+            continue;
+        }
+        const cJSON *p  = cJSON_GetObjectItem(root, "prompt");
+        const cJSON *ol = cJSON_GetObjectItem(root, "output_len");
+        if (cJSON_IsString(p)) {
+            specs[cnt].text       = strdup(p->valuestring);
+            specs[cnt].max_tokens = cJSON_IsNumber(ol) && ol->valueint > 0 ? ol->valueint : default_out;
+            cnt++;
+        } else {
+            fprintf(stderr, "llmrt bench: %s line %d: no \"prompt\" string\n", path, lineno);
+        }
+        cJSON_Delete(root);
+    }
+    free(line);
+    fclose(f);
+    *out = specs;
+    *n   = cnt;
+    return cnt > 0 ? 0 : -1;
+}
+
+req_spec *bench_workload_random(int32_t num_prompts, int32_t in_min, int32_t in_max,
+                                int32_t out_min, int32_t out_max, uint64_t seed, int32_t vocab) {
+    req_spec *specs = calloc((size_t)num_prompts, sizeof *specs);
+    uint64_t  s     = seed * 2654435761u + 1;
+    for (int32_t i = 0; i < num_prompts; i++) {
+        specs[i].n_ids      = pick(&s, in_min, in_max);
+        specs[i].max_tokens = pick(&s, out_min, out_max);
+        specs[i].ids        = malloc((size_t)specs[i].n_ids * sizeof(int32_t));
+        for (int32_t k = 0; k < specs[i].n_ids; k++) specs[i].ids[k] = (int32_t)(rng_next(&s) % (uint64_t)vocab);
+    }
+    return specs;
+}
+
+void bench_workload_arrivals(int32_t n, double rate, uint64_t seed, double *arrival) {
+    uint64_t s = seed + 7;
+    double   t = 0;
+    for (int32_t i = 0; i < n; i++) {
+        if (rate > 0) { /* exponential inter-arrival times: a Poisson process */
+            double u = ((double)rng_next(&s) + 0.5) / 2147483648.0;
+            t += -log(u) / rate;
+        }
+        arrival[i] = t;
+    }
+}
+
+void bench_workload_free(req_spec *specs, int32_t n) {
+    if (!specs) return;
+    for (int32_t i = 0; i < n; i++) {
+        free(specs[i].ids);
+        free(specs[i].text);
+    }
+    free(specs);
+}

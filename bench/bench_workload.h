@@ -1,0 +1,27 @@
+/* The serving workload shared by `llmrt bench serve` in process and over HTTP (--base-url):
+ * the same options and seeds give the same prompts, output lengths and arrival times. */
+#ifndef LLMRT_BENCH_WORKLOAD_H
+#define LLMRT_BENCH_WORKLOAD_H
+
+#include <stdint.h>
+
+typedef struct req_spec {
+    int32_t *ids;        /* random prompt token ids (NULL for a dataset prompt) */
+    int32_t  n_ids;
+    char    *text;       /* dataset prompt (NULL for random ids) */
+    int32_t  max_tokens; /* output length */
+} req_spec;
+
+/* num_prompts prompts of random ids in [0, vocab): lengths uniform in [in_min, in_max], output
+ * lengths uniform in [out_min, out_max], from `seed`. */
+req_spec *bench_workload_random(int32_t num_prompts, int32_t in_min, int32_t in_max,
+                                int32_t out_min, int32_t out_max, uint64_t seed, int32_t vocab);
+/* At most n_max prompts from a JSONL file ({"prompt": "...", "output_len": n}); -1 when none. */
+int bench_workload_dataset(const char *path, int32_t n_max, int32_t default_out, req_spec **out,
+                           int32_t *n);
+/* Arrival times (seconds from the start) of n requests: all 0 when rate <= 0, else a Poisson
+ * process of `rate` requests/s from `seed`. */
+void bench_workload_arrivals(int32_t n, double rate, uint64_t seed, double *arrival);
+void bench_workload_free(req_spec *specs, int32_t n);
+
+#endif
