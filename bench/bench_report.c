@@ -178,3 +178,12 @@ void bench_context_json(FILE *f, const bench_context *c) {
                "\"peak_source\": \"%s\"",
             bench_kv_bytes_per_token(&c->info), c->peak_gbps, c->peak_gflops, c->peak_source);
 }
+
+void bench_machine_string(char *buf, size_t n) {
+    machine(buf, n);
+}
+
+void bench_command_print(FILE *f, int argc, char **argv, bool json) {
+    bench_context c = {.argc = argc, .argv = argv};
+    command(f, &c, json);
+}

@@ -4,6 +4,7 @@
 #ifndef LLMRT_BENCH_REPORT_H
 #define LLMRT_BENCH_REPORT_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "llmrt.h"
@@ -30,6 +31,11 @@ void bench_context_measure(bench_context *c);
 void bench_context_print(FILE *f, const bench_context *c);
 /* JSON members (no braces): "command", "machine", "git_revision", "model", ... */
 void bench_context_json(FILE *f, const bench_context *c);
+
+/* For reports without a local model (`bench serve --base-url`): the machine line ("CPU, N cores,
+ * OS arch") and the command line ("llmrt bench ...", a JSON string when json). */
+void bench_machine_string(char *buf, size_t n);
+void bench_command_print(FILE *f, int argc, char **argv, bool json);
 
 /* fp32 FMA throughput in GFLOP/s with n threads (register-resident loop). */
 double bench_flops_probe(int n_threads);

@@ -216,6 +216,9 @@ static void usage(FILE *f, bool sweep) {
             "  --seed S                 workload seed (default 0)\n"
             "  --format table|json|csv  (default table)    -o, --output FILE\n",
             sweep ? "sweep" : "serve");
+    if (!sweep)
+        fprintf(f, "  --base-url URL           an OpenAI-compatible server over HTTP instead "
+                   "(llmrt bench serve --base-url URL --help)\n");
     if (sweep)
         fprintf(f, "  --concurrency LIST       sweep max concurrency (default 1,4,16,64)\n"
                    "  --input-lens LIST        sweep prompt length instead\n");
@@ -351,7 +354,13 @@ static int serve_or_sweep(int argc, char **argv, bool sweep) {
     return rc;
 }
 
+int bench_http_serve_main(int argc, char **argv); /* bench_http.c */
+
 int bench_serve_main(int argc, char **argv) {
+    /* --base-url: an OpenAI-compatible server over HTTP instead of the engine in process */
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--base-url") || !strncmp(argv[i], "--base-url=", 11))
+            return bench_http_serve_main(argc, argv);
     return serve_or_sweep(argc, argv, false);
 }
 
