@@ -395,7 +395,7 @@ static void print_errors(FILE *f, const err_table *t) {
     for (int i = 0; i < t->n; i++) {
         bool http = t->key[i][0] >= '0' && t->key[i][0] <= '9';
         fprintf(f, "llmrt bench: %d request(s) failed %s%s%s: %s\n", t->count[i],
-                http ? "with HTTP " : "(", t->key[i], http ? "" : " error",
+                http ? "with HTTP " : "(", t->key[i], http ? "" : " error)",
                 t->example[i][0] ? t->example[i] : "(no body)");
     }
 }
@@ -461,6 +461,8 @@ static void usage(FILE *f) {
             "  --temperature T          sent with every request (default 0)\n"
             "  --connect-timeout S      per connection (default 10)    --request-timeout S (default 600)\n"
             "  --format table|json|csv  (default table)    -o, --output FILE\n");
+    if (!http_client_version()[0])
+        fprintf(f, "(this llmrt was built without libcurl: --base-url needs libcurl)\n");
 }
 
 int bench_http_serve_main(int argc, char **argv) {
