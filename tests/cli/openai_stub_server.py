@@ -115,6 +115,7 @@ def main():
     ap.add_argument("--no-usage", action="store_true")
     ap.add_argument("--delay-ms", type=float, default=5.0)
     args = ap.parse_args()
+    ThreadingHTTPServer.request_queue_size = 256  # listen backlog: the default 5 drops SYNs at concurrency 64
     srv = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(args))
     srv.daemon_threads = True
     with open(args.port_file + ".tmp", "w") as f:
