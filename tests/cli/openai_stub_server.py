@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A tiny OpenAI-compatible server for the benchmark's HTTP client tests (standard library only).
 
-    openai_stub_server.py --port-file FILE [--fail-every N] [--no-usage] [--delay-ms MS]
+    openai_stub_server.py --port-file FILE [--fail-every N] [--no-usage] [--delay-ms MS] [--crlf] [--split]
 
 Listens on 127.0.0.1 on a free port and writes the port to FILE. POST /v1/completions and
 /v1/chat/completions stream (SSE) max_tokens tokens ("tok" each) in chunks of 1, 2, 1, 2, ...
@@ -9,7 +9,8 @@ tokens, DELAY ms apart, then a usage chunk (unless --no-usage, or the request di
 with stream_options.include_usage) and `data: [DONE]`. Chat streams start with a role-only delta
 (no content), as OpenAI's do. --fail-every N: every Nth request (2nd, 4th, ... for N = 2) gets an
 HTTP 500 with a JSON error body. GET /v1/models lists "stub-model". Non-streaming requests get a
-400 (the benchmark always streams).
+400 (the benchmark always streams). --crlf ends lines with CRLF; --split sends every event in
+two writes (the client's SSE parser must join lines across reads).
 """
 import argparse
 import json
@@ -79,8 +80,17 @@ def make_handler(args):
             obj = "chat.completion.chunk" if chat else "text_completion"
 
             def send(payload):
-                self.wfile.write(b"data: " + payload.encode() + b"\n\n")
-                self.wfile.flush()
+                eol = b"\r\n" if args.crlf else b"\n"
+                event = b"data: " + payload.encode() + eol + eol
+                if args.split:  # the event in two writes, apart in time: the client must join them
+                    half = len(event) // 2 + 1  # a CRLF split between its CR and LF at the end
+                    for part in (event[:half], event[half:]):
+                        self.wfile.write(part)
+                        self.wfile.flush()
+                        time.sleep(0.002)
+                else:
+                    self.wfile.write(event)
+                    self.wfile.flush()
 
             def chunk(text, finish=None):
                 if chat:
@@ -114,6 +124,8 @@ def main():
     ap.add_argument("--fail-every", type=int, default=0)
     ap.add_argument("--no-usage", action="store_true")
     ap.add_argument("--delay-ms", type=float, default=5.0)
+    ap.add_argument("--crlf", action="store_true", help="end SSE lines with CRLF")
+    ap.add_argument("--split", action="store_true", help="send each event in two writes")
     args = ap.parse_args()
     ThreadingHTTPServer.request_queue_size = 256  # listen backlog: the default 5 drops SYNs at concurrency 64
     srv = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(args))

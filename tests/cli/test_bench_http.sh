@@ -2,7 +2,8 @@
 # llmrt bench serve --base-url against a stub OpenAI-compatible server (tests/cli/openai_stub_server.py,
 # Python standard library): a clean run (counts, token totals from the usage block, TTFT/ITL), a
 # run where every second request gets HTTP 500 (failures counted by status, no crash), a stream
-# without usage blocks (tokens counted by chunks), the chat endpoint, and an unreachable port
+# without usage blocks (tokens counted by chunks), CRLF line ends with events split across reads,
+# the chat endpoint, and an unreachable port
 # (a clear error, non-zero exit, no hang). usage: test_bench_http.sh LLMRT_BINARY
 # Exit 77 (skipped) when the binary was built without libcurl.
 set -euo pipefail
@@ -51,6 +52,9 @@ grep -q "failed with HTTP 500" "$dir/half.err"
 # 3. no usage blocks: tokens counted by chunks (4 tokens stream as chunks of 1, 2, 1)
 start_stub --no-usage
 timeout 120 "$bin" "${run[@]}" --base-url "http://127.0.0.1:$port/v1/" -o "$dir/chunks.json"
+# 3b. CRLF line ends, every event split across two writes
+start_stub --crlf --split
+timeout 120 "$bin" "${run[@]}" --base-url "http://127.0.0.1:$port" -o "$dir/crlf.json"
 # 4. the chat endpoint (text prompts from the word list), table output
 start_stub
 timeout 120 "$bin" bench serve --num-prompts 4 --concurrency 2 --input-len 6 --output-len 3 \
@@ -105,6 +109,9 @@ assert half["total_output_tokens"] == 16
 ch = json.load(open(f"{d}/chunks.json"))["results"][0]
 assert ch["completed"] == 8 and ch["token_count_source"] == "chunks", ch
 assert ch["total_output_tokens"] == 24, ch["total_output_tokens"]  # 3 chunks a request
+
+cr = json.load(open(f"{d}/crlf.json"))["results"][0]
+assert cr["completed"] == 8 and cr["total_output_tokens"] == 32 and cr["token_count_source"] == "usage", cr
 
 down = json.load(open(f"{d}/down2.json"))["results"][0]
 assert down["completed"] == 0 and down["failed"] == 8 and down["errors"] == {"connection": 8}, down
