@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A tiny OpenAI-compatible server for the benchmark's HTTP client tests (standard library only).
 
-    openai_stub_server.py --port-file FILE [--fail-every N] [--no-usage] [--delay-ms MS] [--crlf] [--split]
+    openai_stub_server.py --port-file FILE [--fail-every N] [--no-usage] [--delay-ms MS] [--crlf] [--split] [--record FILE]
 
 Listens on 127.0.0.1 on a free port and writes the port to FILE. POST /v1/completions and
 /v1/chat/completions stream (SSE) max_tokens tokens ("tok" each) in chunks of 1, 2, 1, 2, ...
@@ -10,7 +10,8 @@ with stream_options.include_usage) and `data: [DONE]`. Chat streams start with a
 (no content), as OpenAI's do. --fail-every N: every Nth request (2nd, 4th, ... for N = 2) gets an
 HTTP 500 with a JSON error body. GET /v1/models lists "stub-model". Non-streaming requests get a
 400 (the benchmark always streams). --crlf ends lines with CRLF; --split sends every event in
-two writes (the client's SSE parser must join lines across reads).
+two writes (the client's SSE parser must join lines across reads). --record FILE appends each
+streamed request's prompt, max_tokens, ignore_eos and temperature to FILE (JSONL).
 """
 import argparse
 import json
@@ -68,6 +69,11 @@ def make_handler(args):
                 self.send_json(404, {"error": {"message": f"model {req.get('model')!r} not served"}})
                 return
             prompt = req["messages"][-1]["content"] if chat else req.get("prompt")
+            if args.record:
+                with lock, open(args.record, "a") as f:
+                    f.write(json.dumps({"prompt": prompt, "max_tokens": req.get("max_tokens"),
+                                        "ignore_eos": req.get("ignore_eos"),
+                                        "temperature": req.get("temperature")}) + "\n")
             n_prompt = len(prompt) if isinstance(prompt, list) else len(str(prompt).split())
             max_tokens = int(req.get("max_tokens", 16))
             usage = (req.get("stream_options") or {}).get("include_usage") and not args.no_usage
@@ -124,6 +130,7 @@ def main():
     ap.add_argument("--fail-every", type=int, default=0)
     ap.add_argument("--no-usage", action="store_true")
     ap.add_argument("--delay-ms", type=float, default=5.0)
+    ap.add_argument("--record", help="append every streamed request's prompt (JSONL) to this file")
     ap.add_argument("--crlf", action="store_true", help="end SSE lines with CRLF")
     ap.add_argument("--split", action="store_true", help="send each event in two writes")
     args = ap.parse_args()

@@ -61,6 +61,19 @@ timeout 120 "$bin" bench serve --num-prompts 4 --concurrency 2 --input-len 6 --o
     --base-url "http://127.0.0.1:$port" --endpoint /v1/chat/completions --model stub-model \
     > "$dir/chat.txt"
 grep -q "TTFT p50" "$dir/chat.txt"
+# 4b. the workload: with -m, random ids from the model's vocabulary, the lengths asked for, and
+# the same prompts for the same --workload-seed (another seed: others); text prompts detokenized
+model=$here/../data/tiny/llama_f32
+start_stub --record "$dir/rec1.jsonl"
+wl=(bench serve --num-prompts 6 --concurrency 3 --input-len 5:9 --output-len 2:4 -m "$model" -t 1)
+timeout 120 "$bin" "${wl[@]}" --base-url "http://127.0.0.1:$port" > /dev/null 2>&1
+start_stub --record "$dir/rec2.jsonl"
+timeout 120 "$bin" "${wl[@]}" --base-url "http://127.0.0.1:$port" > /dev/null 2>&1
+start_stub --record "$dir/rec3.jsonl"
+timeout 120 "$bin" "${wl[@]}" --workload-seed 5 --base-url "http://127.0.0.1:$port" > /dev/null 2>&1
+start_stub --record "$dir/rec4.jsonl"
+timeout 120 "$bin" "${wl[@]}" --prompt-format text --base-url "http://127.0.0.1:$port" > /dev/null 2>&1
+vocab=$("$bin" info -m "$model" 2>/dev/null | sed -n 's/^vocab:[[:space:]]*\([0-9]*\).*/\1/p' | head -1)
 # 5. an unreachable port: the stub's, after it is gone
 stop_stub
 set +e
@@ -75,9 +88,20 @@ set -e
 grep -q "cannot reach http://127.0.0.1:$port" "$dir/down.err" || { cat "$dir/down.err" >&2; exit 1; }
 grep -q "connection error" "$dir/down2.err" || { cat "$dir/down2.err" >&2; exit 1; }
 
-python3 - "$dir" "$port" <<'PY'
+python3 - "$dir" "$port" "${vocab:-0}" <<'PY'
 import json, sys
-d, port = sys.argv[1], sys.argv[2]
+d, port, vocab = sys.argv[1], sys.argv[2], int(sys.argv[3])
+rec = [sorted(json.dumps(json.loads(l)) for l in open(f"{d}/rec{i}.jsonl")) for i in (1, 2, 3, 4)]
+assert vocab > 0, "llmrt info printed no vocab size"
+assert len(rec[0]) == 6 and rec[0] == rec[1], "the same seed must send the same requests"
+assert rec[0] != rec[2], "another seed must send other prompts"
+for l in rec[0]:
+    r = json.loads(l)
+    assert 5 <= len(r["prompt"]) <= 9 and all(isinstance(i, int) and i >= 0 for i in r["prompt"]), r
+    assert max(r["prompt"]) < vocab, (vocab, r)
+    assert 2 <= r["max_tokens"] <= 4 and r["ignore_eos"] is True and r["temperature"] == 0, r
+assert all(isinstance(json.loads(l)["prompt"], str) for l in rec[3])
+assert sorted(json.loads(l)["max_tokens"] for l in rec[3]) == sorted(json.loads(l)["max_tokens"] for l in rec[0])
 fields = ["duration", "completed", "failed", "total_input_tokens", "total_output_tokens",
           "request_throughput", "request_goodput", "output_throughput", "total_token_throughput"]
 for m in ["ttft", "tpot", "itl", "e2el"]:
