@@ -101,6 +101,25 @@ static void one(const int32_t *prompt, int32_t n_prompt, llmrt_sampling_params s
     llmrt_engine_destroy(e);
 }
 
+static void test_greedy(int32_t n_prompt);
+
+/* The same on an in-process tensor-parallel group (tp 2): the copy-on-write copy runs on every
+ * rank (the tail is not recomputed: prompt_tokens counts the prompt once). */
+static void test_tp(void) {
+    char path[2048];
+    snprintf(path, sizeof path, "%s/tiny/llama_f32", LLMRT_TEST_DATA_DIR);
+    llmrt_model_params mp = llmrt_model_default_params();
+    mp.n_threads          = 1;
+    mp.tensor_parallel    = 2;
+    llmrt_model *one_rank = tiny;
+    CHECK_STATUS(llmrt_model_load(path, &mp, &tiny), LLMRT_OK, NULL);
+    if (tiny) {
+        test_greedy(37);
+        llmrt_model_destroy(tiny);
+    }
+    tiny = one_rank;
+}
+
 static void test_greedy(int32_t n_prompt) {
     int32_t prompt[64];
     make_prompt(prompt, n_prompt, 7);
@@ -280,6 +299,7 @@ int main(void) {
     test_greedy(32); /* ends on a block boundary: nothing to copy */
     test_greedy(5);  /* inside the first block */
     test_seeded();
+    test_tp();
     test_abort();
     test_pressure();
     test_errors();
