@@ -220,13 +220,13 @@ llmrt_status engine_make_request(llmrt_engine *e, const llmrt_prompt *prompt,
     if (sp.n > 1) {
         r->fork = calloc((size_t)sp.n - 1, sizeof *r->fork);
         if (!r->fork) s = llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+        int64_t bs = e->params.block_size, seq_blocks = (r->max_total + bs - 1) / bs;
         if (s == LLMRT_OK && e->params.policy == LLMRT_KV_RESERVE &&
-            r->max_total * sp.n > (int64_t)e->kv_blocks * e->params.block_size)
+            seq_blocks * sp.n > e->kv_blocks)
             s = llmrt_err(err, LLMRT_ERR_NO_KV_SPACE,
-                          "llmrt_engine_submit: n = %d sequences need %lld KV slots (prompt + "
-                          "max_tokens each, reserve policy), the pool holds %lld; raise the KV "
-                          "budget", sp.n, (long long)(r->max_total * sp.n),
-                          (long long)e->kv_blocks * e->params.block_size);
+                          "llmrt_engine_submit: n = %d sequences need %lld KV blocks (prompt + "
+                          "max_tokens each, reserve policy), the pool holds %d; raise the KV "
+                          "budget", sp.n, (long long)(seq_blocks * sp.n), e->kv_blocks);
         for (int32_t i = 1; i < sp.n && s == LLMRT_OK; i++) {
             llmrt_sampling_params ci = sp;
             ci.n                     = 1;

@@ -148,6 +148,10 @@ static void fork_sequences(llmrt_engine *e, request *r, const float *row) {
         if (!c) continue;
         int64_t have  = (int64_t)c->blocks.n * bs;
         c->n_computed = r->n_computed < have ? r->n_computed : have;
+        /* reserve policy: the sequence takes its blocks to max_tokens now (the planner admitted
+         * the request only with room for them); if they are gone it ends at the next step */
+        if (e->params.policy == LLMRT_KV_RESERVE)
+            (void)llmrt_bm_ensure(e->bm, &c->blocks, c->max_total);
         memcpy(tmp, row, (size_t)vocab * sizeof *tmp);
         engine_sample_and_advance(e, c, tmp);
     }

@@ -257,6 +257,49 @@ static void test_pressure(void) {
     llmrt_engine_destroy(e);
 }
 
+/* The reserve policy: n = 2 requests are admitted with room for both sequences, never cut
+ * short; one that can never fit is refused at submit. */
+static void test_reserve(void) {
+    llmrt_engine_params p = llmrt_engine_default_params();
+    p.kv_tokens           = 16 * 10;
+    p.policy              = LLMRT_KV_RESERVE;
+    llmrt_engine *e       = NULL;
+    CHECK_STATUS(llmrt_engine_create(tiny, &p, &e), LLMRT_OK, NULL);
+    if (!e) return;
+    int32_t prompt[3][40];
+    llmrt_sampling_params sp = llmrt_sampling_default_params();
+    sp.temperature           = 0.0f;
+    sp.max_tokens            = 30;
+    sp.ignore_eos            = true;
+    sp.n                     = 2;
+    uint64_t ids[3];
+    seqs     out[3];
+    memset(out, 0, sizeof out);
+    for (int32_t r = 0; r < 3; r++) { /* 40 + 30 tokens: 5 blocks a sequence, 10 a request */
+        make_prompt(prompt[r], 40, 50 + (uint64_t)r);
+        ids[r] = submit(e, prompt[r], 40, &sp);
+    }
+    for (int32_t step = 0; step < 10000; step++) {
+        const llmrt_output *o;
+        int32_t             n = 0;
+        CHECK_STATUS(llmrt_engine_step(e, &o, &n), LLMRT_OK, NULL);
+        for (int32_t r = 0; r < 3; r++) collect(&out[r], ids[r], o, n);
+        if (n == 0 && llmrt_engine_pending(e) == 0) break;
+    }
+    for (int32_t r = 0; r < 3; r++)
+        for (int32_t i = 0; i < 2; i++)
+            CHECK_MSG(out[r].n_final[i] == 1 && out[r].n_tokens[i] == 30 &&
+                          out[r].finish[i] == LLMRT_FINISH_LENGTH,
+                      "reserve: request %d index %d: %d tokens, finish %d", r, i,
+                      out[r].n_tokens[i], (int)out[r].finish[i]);
+    CHECK(blocks_used(e, NULL) == 0);
+    sp.n = 3; /* 15 blocks > 10 */
+    llmrt_prompt pr = {.struct_size = sizeof pr, .tokens = prompt[0], .n_tokens = 40};
+    uint64_t     id;
+    CHECK_STATUS(llmrt_engine_submit(e, &pr, &sp, &id), LLMRT_ERR_NO_KV_SPACE, "n = 3");
+    llmrt_engine_destroy(e);
+}
+
 static void test_errors(void) {
     llmrt_engine *e = make_engine();
     if (!e) return;
@@ -322,6 +365,7 @@ int main(int argc, char **argv) {
     test_tp();
     test_abort();
     test_pressure();
+    test_reserve();
     test_errors();
     llmrt_model_destroy(tiny);
     return test_summary("test_engine_n");
