@@ -286,7 +286,8 @@ typedef struct llmrt_sampling_params {
                                                default 1. The prompt is prefilled once and its
                                                KV blocks shared (copy-on-write). Sequence i
                                                samples with seed + i when has_seed. Anything else
-                                               is LLMRT_ERR_INVALID_ARG. See llmrt_output.index. */
+                                               is LLMRT_ERR_INVALID_ARG. See llmrt_output.index;
+                                               the metrics' n_running counts sequences. */
 } llmrt_sampling_params;
 
 /* Library defaults (temperature 1, top_p 1, top_k off, max_tokens 256, ...). */

@@ -2,7 +2,8 @@
  * the planner ended, packs the planned sequences into one batch (tokens, positions, block
  * tables, the rows whose logits are needed), runs it on the executor, and commits the result:
  * KV blocks registered for the prefix cache, then one sampled token per finished chunk through
- * the output processor. */
+ * the output processor. A request of n > 1 sequences forks after its prompt's last chunk
+ * (fork_sequences: shared prompt blocks, copy-on-write of the partial one). */
 #include <stdlib.h>
 #include <string.h>
 
