@@ -281,6 +281,13 @@ typedef struct llmrt_sampling_params {
     bool                has_seed;
     bool                ignore_eos;
     bool                skip_special_tokens; /* in text output; default true                    */
+    /* -- fields added after 0.1.0 (a smaller struct_size gives them their defaults) -- */
+    int32_t             n;                  /* sequences to generate from the prompt, 1..64;
+                                               default 1. The prompt is prefilled once and its
+                                               KV blocks shared (copy-on-write). Sequence i
+                                               samples with seed + i when has_seed. Anything else
+                                               is LLMRT_ERR_INVALID_ARG. See llmrt_output.index;
+                                               the metrics' n_running counts sequences. */
 } llmrt_sampling_params;
 
 /* Library defaults (temperature 1, top_p 1, top_k off, max_tokens 256, ...). */
@@ -362,7 +369,11 @@ typedef enum llmrt_finish_reason {
     LLMRT_FINISH_ERROR  = 4, /* see status / error_message                                  */
 } llmrt_finish_reason;
 
-/* One request's progress in one step. Pointers are owned by the engine and stay valid until the
+/* One request's progress in one step. With n > 1 (llmrt_sampling_params.n) one request id covers
+ * n sequences and each output is one sequence's (`index`, 0..n-1): its own tokens, text,
+ * logprobs and finish. Each index finishes exactly once; the request is over when all n have
+ * finished. llmrt_engine_abort ends all n (each reports LLMRT_FINISH_ABORT unless already
+ * finished). n_prompt_tokens / n_cached_tokens are the shared prompt's. Pointers are owned by the engine and stay valid until the
  * next llmrt_engine_step call (or the next callback of the loop). struct_size is the library's
  * sizeof(llmrt_output): step through the array returned by llmrt_engine_step with it, so a
  * caller compiled against an older header keeps working when fields are added at the end. */
@@ -388,6 +399,8 @@ typedef struct llmrt_output {
     double              t_submit;        /* seconds, CLOCK_MONOTONIC                         */
     double              t_first_token;   /* 0 until the first token                          */
     double              t_now;           /* when this output was made                        */
+    /* -- fields added after 0.1.0 -- */
+    int32_t             index;           /* which of the request's n sequences, 0-based      */
 } llmrt_output;
 
 /* Runs one scheduling step: every running decode plus prefill chunks up to max_batched_tokens,
@@ -445,7 +458,8 @@ LLMRT_API llmrt_status llmrt_engine_metrics_prometheus(llmrt_engine *engine, cha
                                                        size_t capacity, size_t *len);
 
 /* Blocking convenience: submits one request to `engine`, steps until it finishes, and calls
- * `on_text` with each text delta (may be NULL). The full result is summarised in *result
+ * `on_text` with each text delta (may be NULL). One sequence only: params->n > 1 is
+ * LLMRT_ERR_INVALID_ARG (use llmrt_engine_submit / llmrt_engine_step). The full result is summarised in *result
  * (optional). Must not be used while the engine's loop thread runs. */
 typedef struct llmrt_generate_result {
     uint32_t            struct_size;

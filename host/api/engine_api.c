@@ -2,6 +2,7 @@
  * engine (engine/), errors published as the calling thread's llmrt_last_error(). The engine runs
  * on the model's executor (local or tensor parallel) and reads the leader rank's config,
  * tokenizer and defaults. */
+#include <stddef.h>
 #include <string.h>
 
 #include "../engine/engine_internal.h"
@@ -113,6 +114,11 @@ llmrt_status llmrt_generate(llmrt_engine *e, const llmrt_prompt *prompt,
         return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG,
                                   "llmrt_generate: result->struct_size %u is invalid",
                                   result->struct_size);
+    if (params && params->struct_size >= offsetof(llmrt_sampling_params, n) + sizeof params->n &&
+        params->struct_size <= sizeof *params && params->n != 1)
+        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG,
+                                  "llmrt_generate: params->n = %d; llmrt_generate makes one "
+                                  "sequence (use llmrt_engine_submit for n > 1)", params->n);
     uint64_t id;
     LLMRT_TRY(llmrt_engine_submit(e, prompt, params, &id));
     llmrt_generate_result res = {.struct_size = sizeof res};

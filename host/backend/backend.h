@@ -175,6 +175,11 @@ typedef struct llmrt_backend_ops {
      * When NULL the forward runs matmul into an activation buffer and download_f32. */
     llmrt_status (*logits)(llmrt_backend *be, float *host, void *scratch, const void *x,
                            int64_t rows, const llmrt_bweight *w, llmrt_error *err);
+    /* Copies `bytes` (a multiple of act_bytes) of backend memory from src to dst (regions that do
+     * not overlap), in stream order: the KV blocks of a copy-on-write fork. NULL when the backend
+     * cannot (the executor's copy_blocks is then unsupported). */
+    llmrt_status (*copy)(llmrt_backend *be, void *dst, const void *src, uint64_t bytes,
+                         llmrt_error *err);
 } llmrt_backend_ops;
 
 struct llmrt_backend {

@@ -4,9 +4,12 @@
  *   {"custom_id": "a3", "prompt_token_ids": [1, 2, 3]}
  * with optional sampling fields (max_tokens, temperature, top_p, top_k, min_p, seed, stop,
  * stop_token_ids, presence_penalty, frequency_penalty, repetition_penalty, ignore_eos,
- * logprobs), at the top level or inside an OpenAI-batch style "body" object.
+ * logprobs, n), at the top level or inside an OpenAI-batch style "body" object.
  * Output: one JSON line per input line, {"custom_id", "response": {...}, "error": null} or
- * {"custom_id", "response": null, "error": {"code", "message"}} for a bad line.
+ * {"custom_id", "response": null, "error": {"code", "message"}} for a bad line. With "n" > 1
+ * the response also lists "choices": [{"index", "text", "finish_reason", "completion_tokens"}]
+ * (one per sequence, like OpenAI's n); its "text" and "finish_reason" are choice 0's and its
+ * "completion_tokens" the sum over the choices.
  * Robustness: every output line is written whole with one write(2) in append mode; on start the
  * output is read, a torn last line (a kill mid-write) is cut off, and custom_ids already present
  * are skipped, so an interrupted job resumes without loss or duplicates. */
@@ -37,10 +40,16 @@ typedef struct job_line {
     llmrt_sampling_params sp;
     const char           *stops[MAX_STOPS];
     int32_t              *stop_ids;
-    /* output */
-    char                 *text;
-    size_t                len, cap;
-    int32_t               n_prompt, n_gen;
+    /* output: one choice per sequence (llmrt_output.index) */
+    struct batch_choice {
+        char               *text;
+        size_t              len, cap;
+        int32_t             n_gen;
+        llmrt_finish_reason finish;
+        char               *error; /* the first error's message */
+    } *ch;
+    int32_t               n_ch, n_done;
+    int32_t               n_prompt;
 } job_line;
 
 /* --------------------------------------------------------------------------------------------- */
@@ -119,17 +128,32 @@ static int write_error(int fd, const char *custom_id, int64_t line_no, const cha
     return rc;
 }
 
-static int write_result(int fd, const job_line *j, llmrt_finish_reason finish, const char *err) {
+static int write_result(int fd, const job_line *j) {
     static const char *reasons[] = {"none", "stop", "length", "abort", "error"};
-    if (finish == LLMRT_FINISH_ERROR)
-        return write_error(fd, j->custom_id, j->line_no, "generation_error", err);
+    for (int32_t i = 0; i < j->n_ch; i++)
+        if (j->ch[i].finish == LLMRT_FINISH_ERROR)
+            return write_error(fd, j->custom_id, j->line_no, "generation_error",
+                               j->ch[i].error ? j->ch[i].error : "");
+    int32_t total = 0;
+    for (int32_t i = 0; i < j->n_ch; i++) total += j->ch[i].n_gen;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "custom_id", j->custom_id);
     cJSON *r = cJSON_AddObjectToObject(o, "response");
-    cJSON_AddStringToObject(r, "text", j->text ? j->text : "");
-    cJSON_AddStringToObject(r, "finish_reason", reasons[finish]);
+    cJSON_AddStringToObject(r, "text", j->ch[0].text ? j->ch[0].text : "");
+    cJSON_AddStringToObject(r, "finish_reason", reasons[j->ch[0].finish]);
     cJSON_AddNumberToObject(r, "prompt_tokens", j->n_prompt);
-    cJSON_AddNumberToObject(r, "completion_tokens", j->n_gen);
+    cJSON_AddNumberToObject(r, "completion_tokens", total);
+    if (j->n_ch > 1) {
+        cJSON *cs = cJSON_AddArrayToObject(r, "choices");
+        for (int32_t i = 0; i < j->n_ch; i++) {
+            cJSON *c = cJSON_CreateObject();
+            cJSON_AddNumberToObject(c, "index", i);
+            cJSON_AddStringToObject(c, "text", j->ch[i].text ? j->ch[i].text : "");
+            cJSON_AddStringToObject(c, "finish_reason", reasons[j->ch[i].finish]);
+            cJSON_AddNumberToObject(c, "completion_tokens", j->ch[i].n_gen);
+            cJSON_AddItemToArray(cs, c);
+        }
+    }
     cJSON_AddNullToObject(o, "error");
     int rc = write_line(fd, o);
     cJSON_Delete(o);
@@ -146,7 +170,11 @@ static void job_free(job_line *j) {
     free(j->msgs);
     free(j->ids);
     free(j->stop_ids);
-    free(j->text);
+    for (int32_t i = 0; i < j->n_ch; i++) {
+        free(j->ch[i].text);
+        free(j->ch[i].error);
+    }
+    free(j->ch);
     free(j);
 }
 
@@ -203,6 +231,7 @@ static const char *parse_job(job_line *j, const llmrt_sampling_params *defaults,
         {"repetition_penalty", &j->sp.repetition_penalty, NULL},
         {"top_k", NULL, &j->sp.top_k},               {"max_tokens", NULL, &j->sp.max_tokens},
         {"min_tokens", NULL, &j->sp.min_tokens},     {"logprobs", NULL, &j->sp.n_logprobs},
+        {"n", NULL, &j->sp.n},
     };
     for (size_t k = 0; k < sizeof fields / sizeof fields[0]; k++) {
         const cJSON *v = cJSON_GetObjectItem(src, fields[k].key);
@@ -235,6 +264,14 @@ static const char *parse_job(job_line *j, const llmrt_sampling_params *defaults,
         for (const cJSON *v = sids->child; v; v = v->next) j->stop_ids[k++] = v->valueint;
         j->sp.stop_token_ids   = j->stop_ids;
         j->sp.n_stop_token_ids = n;
+    }
+    /* the engine checks n; the choices exist for any n it accepts */
+    j->n_ch = j->sp.n >= 1 && j->sp.n <= 64 ? j->sp.n : 1;
+    j->ch   = calloc((size_t)j->n_ch, sizeof *j->ch);
+    if (!j->ch) {
+        j->n_ch = 0;
+        snprintf(msg, msg_size, "out of memory");
+        return NULL;
     }
     return "ok";
 }
@@ -392,18 +429,23 @@ int cli_batch(int argc, char **argv) {
         for (int32_t k = 0; k < n_out; k++) {
             const llmrt_output *out = &outs[k];
             job_line           *j   = out->user_data;
-            if (j->len + out->text_len + 1 > j->cap) {
-                j->cap  = (j->len + out->text_len + 1) * 2;
-                j->text = realloc(j->text, j->cap);
+            struct batch_choice *chc = &j->ch[out->index >= 0 && out->index < j->n_ch ? out->index : 0];
+            if (chc->len + out->text_len + 1 > chc->cap) {
+                chc->cap  = (chc->len + out->text_len + 1) * 2;
+                chc->text = realloc(chc->text, chc->cap);
             }
-            memcpy(j->text + j->len, out->text, out->text_len);
-            j->len += out->text_len;
-            j->text[j->len] = 0;
+            memcpy(chc->text + chc->len, out->text, out->text_len);
+            chc->len += out->text_len;
+            chc->text[chc->len] = 0;
             j->n_prompt     = out->n_prompt_tokens;
-            j->n_gen        = out->n_generated;
+            chc->n_gen        = out->n_generated;
             tokens += out->n_tokens;
             if (out->finish != LLMRT_FINISH_NONE) {
-                write_result(fd, j, out->finish, out->error_message);
+                chc->finish = out->finish;
+                if (out->finish == LLMRT_FINISH_ERROR && !chc->error)
+                    chc->error = strdup(out->error_message);
+                if (++j->n_done < j->n_ch) continue; /* the line waits for all n sequences */
+                write_result(fd, j);
                 finished++;
                 inflight--;
                 job_free(j);

@@ -282,6 +282,34 @@ void llmrt_bm_commit(llmrt_block_manager *bm, llmrt_seq_blocks *sb, const int32_
     }
 }
 
+bool llmrt_bm_fork(llmrt_block_manager *bm, const llmrt_seq_blocks *src, llmrt_seq_blocks *dst,
+                   int64_t n_tokens, bool copy_partial, int32_t *partial_src,
+                   int32_t *partial_dst) {
+    *partial_src = *partial_dst = NO_BLOCK;
+    if (dst->n != 0 || n_tokens < 0) return false;
+    int64_t full64 = n_tokens / bm->block_size;
+    int32_t full   = (int32_t)(full64 < src->n ? full64 : src->n);
+    if (src->n_hashed > full) return false; /* forks at the computed end only */
+    bool partial   = copy_partial && n_tokens % bm->block_size != 0 && full < src->n;
+    int32_t n      = full + (partial ? 1 : 0);
+    if (partial && llmrt_bm_available(bm) < 1) return false;
+    if (!table_reserve(dst, n > 0 ? n : 1)) return false;
+    for (int32_t i = 0; i < full; i++) {
+        int32_t b = src->ids[i];
+        bm->ref[b]++; /* src holds it: never cached or free here */
+        dst->ids[i] = b;
+    }
+    if (partial) {
+        *partial_src    = src->ids[full];
+        *partial_dst    = take_block(bm);
+        dst->ids[full]  = *partial_dst;
+    }
+    dst->n         = n;
+    dst->n_hashed  = src->n_hashed;
+    dst->last_hash = src->last_hash;
+    return true;
+}
+
 void llmrt_bm_release(llmrt_block_manager *bm, llmrt_seq_blocks *sb) {
     /* release in reverse so a sequence's tail blocks are evicted before its prefix */
     for (int32_t i = sb->n - 1; i >= 0; i--) {

@@ -60,6 +60,19 @@ bool llmrt_bm_ensure(llmrt_block_manager *bm, llmrt_seq_blocks *sb, int64_t n_to
 void llmrt_bm_commit(llmrt_block_manager *bm, llmrt_seq_blocks *sb, const int32_t *tokens,
                      int64_t n_computed);
 
+/* Forks `src`, whose first n_tokens tokens have KV, into the empty table `dst` (n > 1
+ * sequences of one prompt): dst references src's full blocks among them (reference counts + 1,
+ * never written again by either) and, when n_tokens ends inside a block and copy_partial is set,
+ * gets a fresh block of its own for that partial block (copy-on-write: the caller copies the
+ * KV of *partial_src into *partial_dst before either sequence writes it). Otherwise (or when
+ * n_tokens ends on a block boundary) *partial_src = *partial_dst = -1 and dst covers the full
+ * blocks only: the caller recomputes the tail. The prefix-cache chain state is inherited.
+ * All or nothing: false (dst unchanged, empty) when the pool has no block for the copy or on
+ * allocation failure. */
+bool llmrt_bm_fork(llmrt_block_manager *bm, const llmrt_seq_blocks *src, llmrt_seq_blocks *dst,
+                   int64_t n_tokens, bool copy_partial, int32_t *partial_src,
+                   int32_t *partial_dst);
+
 /* Drops the table's references and empties it (blocks freed exactly once). */
 void llmrt_bm_release(llmrt_block_manager *bm, llmrt_seq_blocks *sb);
 

@@ -156,6 +156,7 @@ llmrt_status engine_submit(llmrt_engine *e, const llmrt_prompt *prompt,
     } else {
         r->id      = e->next_id++;
         r->arrival = r->id;
+        for (int32_t i = 0; i < r->n_fork; i++) r->fork[i]->id = r->fork[i]->arrival = r->id;
         if (!request_list_push(&e->incoming, r))
             s = llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "llmrt_engine_submit: out of memory");
     }
@@ -229,9 +230,10 @@ static void take_incoming_and_aborts(llmrt_engine *e) {
         memcpy(local, e->aborts + e->n_aborts - n, (size_t)n * sizeof *local);
         e->n_aborts -= n;
         pthread_mutex_unlock(&e->mu);
-        for (int32_t i = 0; i < n; i++) {
-            request *r = find_live(e, local[i]);
-            if (r) engine_finish(e, r, LLMRT_FINISH_ABORT, LLMRT_OK, NULL);
+        for (int32_t i = 0; i < n; i++) { /* every live sequence of the id (n > 1) */
+            request *r;
+            while ((r = find_live(e, local[i])) != NULL)
+                engine_finish(e, r, LLMRT_FINISH_ABORT, LLMRT_OK, NULL);
         }
         pthread_mutex_lock(&e->mu);
     }
@@ -301,6 +303,7 @@ static llmrt_status collect_outputs(llmrt_engine *e, const llmrt_output **output
                 .t_submit        = r->t_submit,
                 .t_first_token   = r->t_first,
                 .t_now           = now,
+                .index           = r->index,
             };
         }
     }

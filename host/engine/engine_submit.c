@@ -198,13 +198,61 @@ static llmrt_status setup_stops(const struct llmrt_rank_model *m, request *r,
 /* the request                                                                                   */
 /* --------------------------------------------------------------------------------------------- */
 
+static llmrt_status make_one(llmrt_engine *e, const llmrt_prompt *prompt,
+                             const llmrt_sampling_params *params, request **out,
+                             llmrt_error *err);
+
+#define MAX_N 64
+
 llmrt_status engine_make_request(llmrt_engine *e, const llmrt_prompt *prompt,
                                  const llmrt_sampling_params *params, request **out,
                                  llmrt_error *err) {
+    *out = NULL;
+    llmrt_sampling_params sp;
+    LLMRT_TRY(read_sampling(params, &sp, err));
+    if (sp.n < 1 || sp.n > MAX_N)
+        return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
+                         "llmrt_engine_submit: n %d must be in [1, %d]", sp.n, MAX_N);
+    /* sequence 0 prefills the prompt; 1..n-1 wait in its fork list (request.h) */
+    request     *r = NULL;
+    llmrt_status s = make_one(e, prompt, &sp, &r, err);
+    if (s != LLMRT_OK) return s;
+    if (sp.n > 1) {
+        r->fork = calloc((size_t)sp.n - 1, sizeof *r->fork);
+        if (!r->fork) s = llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+        int64_t bs = e->params.block_size, seq_blocks = (r->max_total + bs - 1) / bs;
+        if (s == LLMRT_OK && e->params.policy == LLMRT_KV_RESERVE &&
+            seq_blocks * sp.n > e->kv_blocks)
+            s = llmrt_err(err, LLMRT_ERR_NO_KV_SPACE,
+                          "llmrt_engine_submit: n = %d sequences need %lld KV blocks (prompt + "
+                          "max_tokens each, reserve policy), the pool holds %d; raise the KV "
+                          "budget", sp.n, (long long)(seq_blocks * sp.n), e->kv_blocks);
+        for (int32_t i = 1; i < sp.n && s == LLMRT_OK; i++) {
+            llmrt_sampling_params ci = sp;
+            ci.n                     = 1;
+            ci.seed                  = sp.seed + (uint64_t)i;
+            request *c               = NULL;
+            s = make_one(e, prompt, &ci, &c, err);
+            if (s != LLMRT_OK) break;
+            c->index              = i;
+            c->t_submit           = r->t_submit;
+            r->fork[r->n_fork++]  = c;
+        }
+    }
+    if (s != LLMRT_OK) {
+        request_free(r);
+        return s;
+    }
+    *out = r;
+    return LLMRT_OK;
+}
+
+static llmrt_status make_one(llmrt_engine *e, const llmrt_prompt *prompt,
+                             const llmrt_sampling_params *params, request **out,
+                             llmrt_error *err) {
     *out                          = NULL;
     const struct llmrt_rank_model *m   = e->model;
-    llmrt_sampling_params     sp;
-    LLMRT_TRY(read_sampling(params, &sp, err));
+    llmrt_sampling_params     sp = *params;
     if (prompt->struct_size < sizeof(uint32_t) || prompt->struct_size > sizeof(llmrt_prompt))
         return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
                          "llmrt_engine_submit: prompt->struct_size %u is invalid (set it to "
@@ -289,5 +337,6 @@ llmrt_sampling_params llmrt_sampling_default_params(void) {
         .repetition_penalty  = 1.0f,
         .max_tokens          = 256,
         .skip_special_tokens = true,
+        .n                   = 1,
     };
 }

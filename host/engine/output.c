@@ -130,10 +130,21 @@ void engine_finish(llmrt_engine *e, request *r, llmrt_finish_reason why, llmrt_s
         flush_text(r);
     }
     double now = engine_now();
-    llmrt_histogram_observe(&e->metrics.e2e, now - r->t_submit);
-    e->metrics.requests_finished++;
-    if (why == LLMRT_FINISH_ABORT) e->metrics.requests_aborted++;
+    if (r->index == 0) { /* per request, not per sequence (n > 1) */
+        llmrt_histogram_observe(&e->metrics.e2e, now - r->t_submit);
+        e->metrics.requests_finished++;
+        if (why == LLMRT_FINISH_ABORT) e->metrics.requests_aborted++;
+    }
+    /* sequences not yet forked from it (n > 1) end the same way: each index finishes once */
+    request **forks = r->fork;
+    int32_t   n_fork = r->n_fork;
+    r->fork   = NULL;
+    r->n_fork = 0;
     if (!request_list_push(&e->finished, r)) request_free(r); /* cannot report it; never leak it */
     e->touched_finished = true;
+    for (int32_t k = 0; k < n_fork; k++) {
+        forks[k]->state = REQUEST_WAITING;
+        engine_finish(e, forks[k], why, status, message);
+    }
+    free(forks);
 }
-

@@ -160,6 +160,21 @@ void llmrt_plan_step(planner_state *st, step_plan *p) {
         int64_t n_new = r->n_tokens - r->n_computed;
         if (n_new > budget) n_new = budget;
         int64_t need = st->policy == LLMRT_KV_RESERVE ? r->max_total : r->n_computed + n_new;
+        /* reserve policy, n > 1: the sequences forked after the prompt need their own blocks
+         * past the prompt's full ones; admit only while the pool has them too (they are taken
+         * at the fork, so a later admission may still use them first: best effort) */
+        int32_t fork_need = 0;
+        if (st->policy == LLMRT_KV_RESERVE && r->n_fork > 0) {
+            int32_t bs = llmrt_bm_block_size(st->bm);
+            fork_need  = r->n_fork * (int32_t)((r->max_total + bs - 1) / bs - r->n_prompt / bs);
+        }
+        if (fork_need > 0 &&
+            llmrt_bm_available(st->bm) - llmrt_bm_blocks_needed(st->bm, &r->blocks, need) <
+                fork_need) {
+            llmrt_bm_release(st->bm, &r->blocks);
+            r->n_computed = r->n_cached = 0;
+            break;
+        }
         if (!llmrt_bm_ensure(st->bm, &r->blocks, need)) {
             bool admitted = false;
             if (st->running->n == 0 && st->policy == LLMRT_KV_PREEMPT) {

@@ -18,6 +18,8 @@ void request_free(request *r) {
     free(r->out_top_logprobs);
     free(r->out_text);
     free(r->blocks.ids);
+    for (int32_t i = 0; i < r->n_fork; i++) request_free(r->fork[i]);
+    free(r->fork);
     free(r);
 }
 

@@ -62,9 +62,19 @@ typedef struct request {
     char                error_message[256];
 
     double t_submit, t_first, t_last;
+
+    /* n > 1 (llmrt_sampling_params.n): every sequence is a request of the same id. The first
+     * (index 0) prefills the prompt; the others are made at submit (own sampler seeded seed + i,
+     * detokenizer, stop matcher, a copy of the prompt) and wait in `fork` until the prompt's last
+     * chunk is computed, when they take the prompt's KV blocks (shared full blocks, a copy of the
+     * partial last one) and run as ordinary requests. */
+    int32_t   index;   /* which of the request's sequences, 0-based */
+    struct request **fork; /* [n_fork] sequences 1..n-1 not yet forked (owned; NULL once forked) */
+    int32_t   n_fork;
 } request;
 
-/* Frees everything the request owns except its blocks (release those first). */
+/* Frees everything the request owns except its blocks (release those first), and its unforked
+ * sequences. */
 void request_free(request *r);
 /* Appends a token to the request's token list. */
 llmrt_status request_push_token(request *r, int32_t token, llmrt_error *err);

@@ -2,7 +2,8 @@
  * the planner ended, packs the planned sequences into one batch (tokens, positions, block
  * tables, the rows whose logits are needed), runs it on the executor, and commits the result:
  * KV blocks registered for the prefix cache, then one sampled token per finished chunk through
- * the output processor. */
+ * the output processor. A request of n > 1 sequences forks after its prompt's last chunk
+ * (fork_sequences: shared prompt blocks, copy-on-write of the partial one). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -84,6 +85,85 @@ static llmrt_status build_batch(llmrt_engine *e, const step_plan *p, llmrt_error
 }
 
 /* --------------------------------------------------------------------------------------------- */
+/* n > 1: forking the prompt into n sequences                                                    */
+/* --------------------------------------------------------------------------------------------- */
+
+/* r's prompt is computed and `row` holds its last logits: its waiting sequences 1..n-1 take the
+ * prompt's KV (full blocks shared, the partial last block copied on the executor: copy-on-write)
+ * and sample their first token from the same logits, each with its own sampler. When the
+ * executor cannot copy (or the pool has no block for a copy) a sequence shares the full blocks
+ * only and recomputes the partial tail at its next step. */
+static void fork_sequences(llmrt_engine *e, request *r, const float *row) {
+    int32_t   vocab  = e->model->cfg.vocab_size;
+    int32_t   bs     = e->params.block_size;
+    request **forks  = r->fork;
+    int32_t   n      = r->n_fork;
+    r->fork          = NULL;
+    r->n_fork        = 0;
+    float   *tmp     = malloc((size_t)vocab * sizeof *tmp);
+    int32_t *src     = malloc((size_t)n * sizeof *src);
+    int32_t *dst     = malloc((size_t)n * sizeof *dst);
+    bool    *copied  = calloc((size_t)n, sizeof *copied);
+    bool     ok_mem  = tmp && src && dst && copied;
+    bool     can_copy = ok_mem && e->exec->ops->copy_blocks != NULL;
+    int32_t  n_copy  = 0;
+    for (int32_t i = 0; i < n; i++) {
+        request *c = forks[i];
+        int32_t  ps = -1, pd = -1;
+        bool     ok = can_copy && llmrt_bm_fork(e->bm, &r->blocks, &c->blocks, r->n_computed,
+                                                true, &ps, &pd);
+        if (!ok && ok_mem)
+            ok = llmrt_bm_fork(e->bm, &r->blocks, &c->blocks, r->n_computed, false, &ps, &pd);
+        c->state          = REQUEST_RUNNING;
+        c->n_cached       = r->n_cached;
+        c->prefix_counted = true;
+        c->n_preemptions  = 0;
+        if (!ok || !request_list_push(&e->running, c)) {
+            llmrt_bm_release(e->bm, &c->blocks);
+            c->state = REQUEST_WAITING;
+            forks[i] = NULL;
+            engine_finish(e, c, LLMRT_FINISH_ERROR, LLMRT_ERR_OUT_OF_MEMORY,
+                          "out of memory forking the sequence");
+            continue;
+        }
+        if (pd >= 0) {
+            src[n_copy] = ps;
+            dst[n_copy] = pd;
+            n_copy++;
+            copied[i] = true;
+        }
+    }
+    if (n_copy > 0) {
+        llmrt_error  cerr = {0};
+        llmrt_status s    = e->exec->ops->copy_blocks(e->exec, e->kv, src, dst, n_copy, &cerr);
+        if (s != LLMRT_OK) /* recompute the tails instead */
+            for (int32_t i = 0; i < n; i++) {
+                if (!forks[i] || !copied[i]) continue;
+                int32_t ps, pd;
+                llmrt_bm_release(e->bm, &forks[i]->blocks);
+                llmrt_bm_fork(e->bm, &r->blocks, &forks[i]->blocks, r->n_computed, false, &ps, &pd);
+            }
+    }
+    for (int32_t i = 0; i < n; i++) {
+        request *c = forks[i];
+        if (!c) continue;
+        int64_t have  = (int64_t)c->blocks.n * bs;
+        c->n_computed = r->n_computed < have ? r->n_computed : have;
+        /* reserve policy: the sequence takes its blocks to max_tokens now (the planner admitted
+         * the request only with room for them); if they are gone it ends at the next step */
+        if (e->params.policy == LLMRT_KV_RESERVE)
+            (void)llmrt_bm_ensure(e->bm, &c->blocks, c->max_total);
+        memcpy(tmp, row, (size_t)vocab * sizeof *tmp);
+        engine_sample_and_advance(e, c, tmp);
+    }
+    free(tmp);
+    free(src);
+    free(dst);
+    free(copied);
+    free(forks);
+}
+
+/* --------------------------------------------------------------------------------------------- */
 /* a step                                                                                        */
 /* --------------------------------------------------------------------------------------------- */
 
@@ -138,8 +218,11 @@ llmrt_status engine_run_step(llmrt_engine *e, llmrt_error *err) {
                                              : r->n_prompt - r->n_computed);
         r->n_computed += p->seq_new[i];
         llmrt_bm_commit(e->bm, &r->blocks, r->tokens, r->n_computed);
-        if (b->seq_out_row[i] >= 0)
-            engine_sample_and_advance(e, r, b->logits + (int64_t)b->seq_out_row[i] * vocab);
+        if (b->seq_out_row[i] >= 0) {
+            float *row = b->logits + (int64_t)b->seq_out_row[i] * vocab;
+            if (r->n_fork > 0) fork_sequences(e, r, row); /* before r's sampler touches row */
+            engine_sample_and_advance(e, r, row);
+        }
     }
     return LLMRT_OK;
 }

@@ -2,6 +2,7 @@
  * backend's per-batch state is shared by every cache of the model). */
 #include <stdlib.h>
 
+#include "../model/model.h"
 #include "executor.h"
 
 typedef struct local_exec {
@@ -48,6 +49,43 @@ static llmrt_status local_forward(llmrt_executor *ex, llmrt_exec_kv *kv, const l
     return s;
 }
 
+llmrt_status llmrt_rank_kv_copy_blocks(llmrt_rank_kv *kv, const int32_t *src, const int32_t *dst,
+                                       int32_t n, llmrt_error *err) {
+    llmrt_backend *be = kv->model->be;
+    if (!be->ops->copy)
+        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED, "copy_blocks: the %s backend cannot copy",
+                         be->name);
+    int32_t  n_layers = kv->model->cfg.n_layers;
+    /* one layer's K (or V) of one block: block_size slots of this rank's kv heads */
+    uint64_t blk = (uint64_t)(kv->pool.bytes_per_token / (2 * n_layers)) *
+                   (uint64_t)kv->pool.block_size;
+    for (int32_t i = 0; i < n; i++) {
+        if (src[i] < 0 || src[i] >= kv->pool.n_blocks || dst[i] < 0 ||
+            dst[i] >= kv->pool.n_blocks || src[i] == dst[i])
+            return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
+                             "copy_blocks: block %d -> %d outside [0, %d) or onto itself", src[i],
+                             dst[i], kv->pool.n_blocks);
+        for (int32_t l = 0; l < n_layers; l++) {
+            LLMRT_TRY(be->ops->copy(be, (char *)kv->pool.k[l] + (uint64_t)dst[i] * blk,
+                                    (const char *)kv->pool.k[l] + (uint64_t)src[i] * blk, blk,
+                                    err));
+            LLMRT_TRY(be->ops->copy(be, (char *)kv->pool.v[l] + (uint64_t)dst[i] * blk,
+                                    (const char *)kv->pool.v[l] + (uint64_t)src[i] * blk, blk,
+                                    err));
+        }
+    }
+    return LLMRT_OK;
+}
+
+static llmrt_status local_copy_blocks(llmrt_executor *ex, llmrt_exec_kv *kv, const int32_t *src,
+                                      const int32_t *dst, int32_t n, llmrt_error *err) {
+    local_exec *le = (local_exec *)ex;
+    pthread_mutex_lock(&le->lock);
+    llmrt_status s = llmrt_rank_kv_copy_blocks(kv->leader, src, dst, n, err);
+    pthread_mutex_unlock(&le->lock);
+    return s;
+}
+
 static void local_destroy(llmrt_executor *ex) {
     local_exec *le = (local_exec *)ex;
     pthread_mutex_destroy(&le->lock);
@@ -59,6 +97,7 @@ static const llmrt_executor_ops local_ops = {
     .kv_destroy = local_kv_destroy,
     .reserve    = local_reserve,
     .forward    = local_forward,
+    .copy_blocks = local_copy_blocks,
     .destroy    = local_destroy,
 };
 

@@ -35,6 +35,12 @@ typedef struct llmrt_executor_ops {
      * later call fails the same way. */
     llmrt_status (*forward)(llmrt_executor *ex, llmrt_exec_kv *kv, const llmrt_batch *batch,
                             float *logits, int64_t logits_capacity, llmrt_error *err);
+    /* (optional) Copies the K and V of every layer of block src[i] into block dst[i] (i < n) on
+     * every rank, before any later forward reads them (a copy-on-write fork of a sequence's
+     * partial last block). LLMRT_ERR_UNSUPPORTED when a rank's backend cannot copy (the engine
+     * then recomputes the block instead). NULL: unsupported. */
+    llmrt_status (*copy_blocks)(llmrt_executor *ex, llmrt_exec_kv *kv, const int32_t *src,
+                                const int32_t *dst, int32_t n, llmrt_error *err);
     /* (optional) A follower rank of a multi-process group: serves the leader until it ends. */
     llmrt_status (*follow)(llmrt_executor *ex, llmrt_error *err);
     /* (optional) Time in collectives. */
@@ -51,6 +57,10 @@ struct llmrt_executor {
     const char               *comm_kind; /* "local", "mpi", "nccl"; "" alone */
     void                     *impl;
 };
+
+/* One rank's part of copy_blocks (exec_local.c): blocks src[i] -> dst[i] of every layer. */
+llmrt_status llmrt_rank_kv_copy_blocks(llmrt_rank_kv *kv, const int32_t *src, const int32_t *dst,
+                                       int32_t n, llmrt_error *err);
 
 /* The executor of one rank in this process, running `model` (borrowed). */
 llmrt_status llmrt_executor_local_create(llmrt_rank_model *model, llmrt_executor **out,

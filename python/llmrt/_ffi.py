@@ -203,6 +203,7 @@ class llmrt_sampling_params(Structure):
         ("has_seed", c_bool),
         ("ignore_eos", c_bool),
         ("skip_special_tokens", c_bool),
+        ("n", c_int32),
     ]
 
 
@@ -259,6 +260,7 @@ class llmrt_output(Structure):
         ("t_submit", c_double),
         ("t_first_token", c_double),
         ("t_now", c_double),
+        ("index", c_int32),
     ]
 
 

@@ -168,7 +168,7 @@ class _Request:
 
     __slots__ = ("key", "request_id", "prompt", "prompt_token_ids", "want_logprobs", "streaming",
                  "detached", "text_parts", "token_ids", "logprobs", "cumulative_logprob", "finish",
-                 "status", "error_message", "queue", "metrics")
+                 "status", "error_message", "queue", "metrics", "index", "others")
 
     def __init__(self, key: int, prompt: Optional[str], prompt_token_ids: Optional[list[int]],
                  want_logprobs: bool, streaming: bool):
@@ -188,28 +188,39 @@ class _Request:
         self.error_message = ""
         self.queue: collections.deque = collections.deque()
         self.metrics = RequestMetrics()
+        # SamplingParams.n > 1: this object is sequence 0; sequences 1..n-1 (same request id,
+        # llmrt_output.index) collect into `others`
+        self.index = 0
+        self.others: list["_Request"] = []
+
+    def sequences(self) -> list["_Request"]:
+        return [self, *self.others]
 
     @property
     def finished(self) -> bool:
-        return self.finish != _ffi.LLMRT_FINISH_NONE
+        """Every sequence of the request has finished."""
+        return all(q.finish != _ffi.LLMRT_FINISH_NONE for q in self.sequences())
 
     def raise_if_error(self) -> None:
-        if self.finish == _ffi.LLMRT_FINISH_ERROR:
-            status = self.status or Status.INTERNAL
-            raise error_for_status(status, self.error_message or
-                                   f"request {self.request_id} failed")
+        for q in self.sequences():
+            if q.finish == _ffi.LLMRT_FINISH_ERROR:
+                status = q.status or Status.INTERNAL
+                raise error_for_status(status, q.error_message or
+                                       f"request {self.request_id} failed")
 
     def result(self) -> RequestOutput:
-        reason = FINISH_REASONS.get(self.finish)
-        out = CompletionOutput(
-            index=0,
-            text="".join(self.text_parts),
-            token_ids=list(self.token_ids),
-            cumulative_logprob=self.cumulative_logprob,
-            logprobs=list(self.logprobs) if self.logprobs is not None else None,
-            finish_reason=reason,
-        )
-        return RequestOutput(self.request_id, self.prompt, self.prompt_token_ids, [out],
+        outs = [
+            CompletionOutput(
+                index=q.index,
+                text="".join(q.text_parts),
+                token_ids=list(q.token_ids),
+                cumulative_logprob=q.cumulative_logprob,
+                logprobs=list(q.logprobs) if q.logprobs is not None else None,
+                finish_reason=FINISH_REASONS.get(q.finish),
+            )
+            for q in self.sequences()
+        ]
+        return RequestOutput(self.request_id, self.prompt, self.prompt_token_ids, outs,
                              self.finished, self.metrics)
 
 
@@ -301,6 +312,9 @@ class RequestStream:
 # ------------------------------------------------------------------------------------------------
 
 _PromptType = Union[str, Sequence[int], Mapping[str, Any]]
+
+# outputs of a library whose llmrt_output is shorter than this have no `index` (always 0)
+_OUTPUT_INDEX_END = _ffi.llmrt_output.index.offset + ctypes.sizeof(ctypes.c_int32)
 
 
 class LLM:
@@ -593,8 +607,15 @@ class LLM:
         pr.priority = to_int32("priority", priority)
         key = next(self._keys)
         pr.user_data = key
+        if streaming and sp.n != 1:
+            raise InvalidArgument("SamplingParams.n must be 1 for a stream (use generate for "
+                                  "n > 1)")
         req = _Request(key, prompt_text, ids if messages is None else None, want_logprobs,
                        streaming)
+        for i in range(1, min(max(sp.n, 1), 64)):
+            q = _Request(key, prompt_text, req.prompt_token_ids, want_logprobs, False)
+            q.index = i
+            req.others.append(q)
         with self._requests_lock:
             self._requests[key] = req
         rid = ctypes.c_uint64(0)
@@ -654,11 +675,18 @@ class LLM:
         key = o.user_data or 0
         with self._requests_lock:
             req = self._requests.get(key)
-        if req is None or req.detached:
+        if req is not None:
+            # the sequence of an n > 1 request (an older library has no index: 0)
+            index = o.index if o.struct_size >= _OUTPUT_INDEX_END else 0
+            top = req
+            if 0 < index <= len(req.others):
+                req = req.others[index - 1]
+        if req is None or top.detached:
             if req is not None and o.finish != _ffi.LLMRT_FINISH_NONE:
                 req.finish = o.finish
-                with self._requests_lock:
-                    self._requests.pop(key, None)
+                if top.finished:
+                    with self._requests_lock:
+                        self._requests.pop(key, None)
             return
         nt = o.n_tokens
         toks = [o.tokens[i] for i in range(nt)] if nt else []
@@ -673,7 +701,17 @@ class LLM:
         req.token_ids.extend(toks)
         if text:
             req.text_parts.append(text)
-        m = req.metrics
+        m = top.metrics
+        finished = o.finish != _ffi.LLMRT_FINISH_NONE
+        if req is not top:  # the request's metrics follow sequence 0; the prompt is shared
+            if finished:
+                req.status = o.status
+                req.error_message = (o.error_message or b"").decode("utf-8", "replace")
+            req.finish = o.finish
+            if finished and top.finished:
+                with self._requests_lock:
+                    self._requests.pop(key, None)
+            return
         m.n_prompt_tokens = o.n_prompt_tokens
         m.n_cached_tokens = o.n_cached_tokens
         m.n_generated = o.n_generated
@@ -695,7 +733,7 @@ class LLM:
                     n_generated=o.n_generated,
                 ))
         req.finish = o.finish  # last: a waiter that sees finished sees everything above
-        if finished:
+        if finished and top.finished:
             with self._requests_lock:
                 self._requests.pop(key, None)
 

@@ -33,7 +33,9 @@ class SamplingParams:
     end generation (not included in the text).  stop_token_ids: extra token ids that end it (the
     model's EOS ids always do unless ignore_eos).  logprobs: None = no logprobs; n >= 0 = the
     sampled token's logprob plus the top n (at most 20) per token.  skip_special_tokens: leave
-    special tokens out of the text.
+    special tokens out of the text.  n: sequences generated from the prompt (1..64), returned as
+    RequestOutput.outputs[0..n-1]; the prompt is computed once and its KV cache shared; with a
+    seed, sequence i samples with seed + i.
     """
 
     temperature: Optional[float] = None
@@ -51,6 +53,7 @@ class SamplingParams:
     ignore_eos: bool = False
     logprobs: Optional[int] = None
     skip_special_tokens: bool = True
+    n: int = 1
 
     def __post_init__(self) -> None:
         self._checked()
@@ -73,6 +76,7 @@ class SamplingParams:
         out["logprobs"] = _int_field("logprobs", self.logprobs, _INT32_MIN, _INT32_MAX)
         out["ignore_eos"] = _bool_field("ignore_eos", self.ignore_eos)
         out["skip_special_tokens"] = _bool_field("skip_special_tokens", self.skip_special_tokens)
+        out["n"] = _int_field("n", self.n, _INT32_MIN, _INT32_MAX, allow_none=False)
 
         stop = self.stop
         if stop is None:
@@ -123,6 +127,7 @@ class SamplingParams:
         p.n_logprobs = 0 if v["logprobs"] is None else v["logprobs"]
         p.ignore_eos = v["ignore_eos"]
         p.skip_special_tokens = v["skip_special_tokens"]
+        p.n = v["n"]
 
         keep: list = []
         ids = v["stop_token_ids"]

@@ -623,8 +623,73 @@ static void test_stress(void) {
     llmrt_bm_destroy(bm);
 }
 
+/* n > 1: forks share the full blocks (reference counts), copy-on-write of the partial block,
+ * release in any order frees each block exactly once; commits continue the inherited chain. */
+static void test_fork(void) {
+    for (int pc = 0; pc < 2; pc++) {
+        llmrt_block_manager *bm = llmrt_bm_create(8, BS, pc == 1);
+        int32_t              tok[16];
+        fill_tokens(tok, 16, 100);
+        llmrt_seq_blocks a = {0}, b = {0}, c = {0};
+        CHECK(llmrt_bm_ensure(bm, &a, 10)); /* 3 blocks: 2 full + 2 tokens in the third */
+        llmrt_bm_commit(bm, &a, tok, 10);
+        int32_t ps = 0, pd = 0;
+        CHECK(llmrt_bm_fork(bm, &a, &b, 10, true, &ps, &pd));
+        CHECK(b.n == 3 && b.ids[0] == a.ids[0] && b.ids[1] == a.ids[1]);
+        CHECK(ps == a.ids[2] && pd == b.ids[2] && pd != ps);
+        CHECK(b.n_hashed == a.n_hashed && b.last_hash == a.last_hash);
+        CHECK_STATS(bm, 4, 0, 4);
+        CHECK_BM(bm, &a, &b);
+        /* without copy: the full blocks only */
+        CHECK(llmrt_bm_fork(bm, &a, &c, 10, false, &ps, &pd));
+        CHECK(c.n == 2 && ps == -1 && pd == -1);
+        CHECK_STATS(bm, 4, 0, 4);
+        CHECK_BM(bm, &a, &b, &c);
+        /* a non-empty destination is refused, unchanged */
+        CHECK(!llmrt_bm_fork(bm, &a, &c, 10, true, &ps, &pd) && c.n == 2);
+        /* each grows privately past the fork */
+        CHECK(llmrt_bm_ensure(bm, &b, 13));
+        CHECK(llmrt_bm_ensure(bm, &c, 11));
+        CHECK(ids_distinct(&b, &c) || b.ids[0] == c.ids[0]);
+        CHECK(b.ids[3] != c.ids[2] && c.ids[2] != a.ids[2]);
+        int32_t tb[16];
+        memcpy(tb, tok, sizeof tb);
+        tb[10] = 7; /* b's own continuation */
+        llmrt_bm_commit(bm, &b, tb, 13);
+        CHECK_BM(bm, &a, &b, &c);
+        /* release in any order: each block exactly once */
+        llmrt_bm_release(bm, &a);
+        CHECK_BM(bm, &b, &c);
+        llmrt_bm_release(bm, &b);
+        CHECK_BM(bm, &c);
+        llmrt_bm_release(bm, &c);
+        CHECK_BM_NONE(bm);
+        CHECK(llmrt_bm_get_stats(bm).n_used == 0);
+        llmrt_bm_destroy(bm);
+    }
+    /* the copy needs a block: all or nothing when the pool is dry */
+    llmrt_block_manager *bm = llmrt_bm_create(3, BS, false);
+    llmrt_seq_blocks     a = {0}, b = {0};
+    int32_t              ps, pd;
+    CHECK(llmrt_bm_ensure(bm, &a, 10));
+    CHECK(!llmrt_bm_fork(bm, &a, &b, 10, true, &ps, &pd) && b.n == 0 && pd == -1);
+    CHECK_BM(bm, &a);
+    CHECK(llmrt_bm_fork(bm, &a, &b, 10, false, &ps, &pd) && b.n == 2);
+    /* on a block boundary nothing is copied */
+    llmrt_seq_blocks c = {0};
+    CHECK(llmrt_bm_fork(bm, &a, &c, 8, true, &ps, &pd) && c.n == 2 && pd == -1);
+    CHECK_BM(bm, &a, &b, &c);
+    llmrt_bm_release(bm, &b);
+    llmrt_bm_release(bm, &a);
+    llmrt_bm_release(bm, &c);
+    CHECK_BM_NONE(bm);
+    CHECK_STATS(bm, 0, 0, 3);
+    llmrt_bm_destroy(bm);
+}
+
 int main(void) {
     test_create_args();
+    test_fork();
     test_allocation();
     test_prefix_sharing();
     test_match_cap();

@@ -93,6 +93,14 @@ static llmrt_status cpu_upload(llmrt_backend *be, void *dst, const void *host, u
     return LLMRT_OK;
 }
 
+static llmrt_status cpu_copy(llmrt_backend *be, void *dst, const void *src, uint64_t bytes,
+                             llmrt_error *err) {
+    (void)be;
+    (void)err;
+    memcpy(dst, src, (size_t)bytes);
+    return LLMRT_OK;
+}
+
 static llmrt_status cpu_download_f32(llmrt_backend *be, float *host, const void *act, int64_t n,
                                      llmrt_error *err) {
     memcpy(host, act, (size_t)n * sizeof(float));
@@ -595,6 +603,7 @@ static const llmrt_backend_ops cpu_ops = {
     .gather_outputs  = cpu_gather_outputs,
     .download_f32    = cpu_download_f32,
     .upload          = cpu_upload,
+    .copy            = cpu_copy,
 };
 
 llmrt_status llmrt_backend_cpu_create(int n_threads, const char *force_isa, llmrt_backend **out,

@@ -817,6 +817,21 @@ static llmrt_status cuda_download_f32(llmrt_backend *be, float *host, const void
     return check_state(c, err);
 }
 
+static llmrt_status cuda_copy(llmrt_backend *be, void *dst, const void *src, uint64_t bytes,
+                              llmrt_error *err) {
+    cuda_ctx *c = ctx_of(be);
+    LLMRT_TRY(check_state(c, err));
+    if (!bytes) return LLMRT_OK;
+    if (bytes % (uint64_t)be->act_bytes)
+        return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "copy: %llu bytes is not whole elements",
+                         (unsigned long long)bytes);
+    /* device to device in stream order: a same-dtype convert is a plain element copy */
+    int rc = llmrt_cuda_convert(c->stream, dst, c->act, src, c->act,
+                                (int64_t)(bytes / (uint64_t)be->act_bytes));
+    if (rc) return fail(c, llmrt_cuda_check(c->dev, rc, "copy"), err, "copy");
+    return LLMRT_OK;
+}
+
 /* --------------------------------------------------------------------------------------------- */
 /* lifecycle                                                                                     */
 /* --------------------------------------------------------------------------------------------- */
@@ -862,6 +877,7 @@ static const llmrt_backend_ops cuda_ops = {
     .gather_outputs   = cuda_gather_outputs,
     .download_f32     = cuda_download_f32,
     .upload           = cuda_upload,
+    .copy             = cuda_copy,
     .reserve          = cuda_reserve,
     .logits           = cuda_logits,
 };

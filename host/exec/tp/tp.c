@@ -174,6 +174,31 @@ static llmrt_status tp_forward(llmrt_executor *ex, llmrt_exec_kv *kv, const llmr
     return s;
 }
 
+/* In-process groups copy on every rank's cache; a multi-process group has no message for it
+ * (UNSUPPORTED: the engine recomputes the block). */
+static llmrt_status tp_copy_blocks(llmrt_executor *ex, llmrt_exec_kv *kv, const int32_t *src,
+                                   const int32_t *dst, int32_t n, llmrt_error *err) {
+    tp_exec *te = ex->impl;
+    tp_twins *tw = kv->ranks;
+    if (te->self->multi_process)
+        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                         "copy_blocks: not in a multi-process tensor-parallel group");
+    pthread_mutex_lock(&te->lock);
+    llmrt_status s = te->dead ? group_dead(te, err) : LLMRT_OK;
+    /* every rank's backend must copy, or none is asked (a partial copy is harmless: the blocks
+     * are unreferenced until the engine's fork succeeds) */
+    for (int32_t r = 0; r < te->self->size && s == LLMRT_OK; r++)
+        if (!te->ranks[r]->model->be->ops->copy)
+            s = llmrt_err(err, LLMRT_ERR_UNSUPPORTED, "copy_blocks: rank %d cannot copy", r);
+    if (s == LLMRT_OK) s = llmrt_rank_kv_copy_blocks(kv->leader, src, dst, n, err);
+    for (int32_t r = 1; r < te->self->size && s == LLMRT_OK; r++) {
+        s = llmrt_rank_kv_copy_blocks(tw->peer_kv[r - 1], src, dst, n, err);
+        if (s != LLMRT_OK) llmrt_err_prefix(err, "tensor parallel rank %d", r);
+    }
+    pthread_mutex_unlock(&te->lock);
+    return s;
+}
+
 static llmrt_status tp_follow_op(llmrt_executor *ex, llmrt_error *err) {
     tp_exec *te = ex->impl;
     if (te->self->rank == 0 || !te->self->multi_process)
@@ -199,6 +224,7 @@ const llmrt_executor_ops tp_exec_ops = {
     .kv_destroy = tp_kv_destroy,
     .reserve = tp_reserve,
     .forward = tp_forward,
+    .copy_blocks = tp_copy_blocks,
     .follow = tp_follow_op,
     .stats = tp_stats,
     .destroy = tp_exec_destroy,
