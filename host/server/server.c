@@ -586,10 +586,8 @@ static enum MHD_Result handle_metrics(struct MHD_Connection *c) {
     static const char head[] = "# HELP llmrt_http_requests_total HTTP responses by status code.\n"
                                "# TYPE llmrt_http_requests_total counter\n";
     sbuf_add(&b, head, sizeof head - 1);
-    count_code(200); /* this response, counted before it is written */
-    atomic_fetch_sub(&S.http_codes[200], 1);
     for (int code = 100; code < 600; code++) {
-        long n = atomic_load(&S.http_codes[code]) + (code == 200);
+        long n = atomic_load(&S.http_codes[code]) + (code == 200); /* + this response */
         if (!n) continue;
         char line[96];
         int  k = snprintf(line, sizeof line, "llmrt_http_requests_total{code=\"%d\"} %ld\n", code, n);
