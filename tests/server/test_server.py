@@ -273,8 +273,9 @@ def test_disconnect_aborts(srv):
     assert m["llmrt_requests_aborted_total"] == aborted + 1
 
 
-def test_sigterm_drains():
-    s = Server()
+def test_limits_and_sigterm_drain():
+    # --drain-timeout: slow (sanitizer) builds must not hit it
+    s = Server("--drain-timeout", "300", "--max-concurrency", "1")
     try:
         c = s.conn()
         c.request("POST", "/v1/completions",
@@ -283,6 +284,9 @@ def test_sigterm_drains():
                   headers={"Authorization": "Bearer " + KEY, "Content-Type": "application/json"})
         r = c.getresponse()
         got = r.read1(4096)
+        # one request in flight at most: the next one is told to come back
+        status, text, resp = s.request("POST", "/v1/completions", {"prompt": "x", "max_tokens": 2})
+        assert status == 429 and resp.getheader("Retry-After") and json.loads(text)["error"]
         s.proc.send_signal(signal.SIGTERM)
         time.sleep(0.2)
         status, _, resp = s.request("POST", "/v1/completions", {"prompt": "x", "max_tokens": 2})
