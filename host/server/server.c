@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <math.h>
 #include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -726,6 +727,17 @@ static enum MHD_Result handle_detokenize(struct MHD_Connection *c, const srv_req
     return send_json(c, 200, o);
 }
 
+/* Whether the peer of a connection closed it (a pipelined next request is not a close). */
+static bool client_gone(int fd) {
+    if (fd < 0) return false;
+    struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
+    if (poll(&p, 1, 0) <= 0) return false;
+    if (p.revents & (POLLHUP | POLLERR | POLLRDHUP)) return true;
+    char b;
+    ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 /* Chat / completions: submit the job's sequences, then answer (non-streaming: wait here). */
 static enum MHD_Result handle_generate(struct MHD_Connection *c, conn *cn, srv_request *req) {
     pthread_mutex_lock(&S.mu);
@@ -820,11 +832,24 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, conn *cn, srv_r
         count_code(200);
         return rc;
     }
+    /* Non-streaming: wait here (this connection's own thread). MHD does not watch the socket
+     * meanwhile, so look at it each half second: a client that hung up is aborted. */
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    int fd = ci ? ci->connect_fd : -1;
+    double next_look = now_s() + 0.5;
     pthread_mutex_lock(&j->mu);
     while (j->n_done < j->n_seq && !atomic_load(&S.hard_stop)) {
         struct timespec ts;
         deadline_in(&ts, 0.5);
         pthread_cond_timedwait(&j->cv, &j->mu, &ts);
+        if (now_s() >= next_look) {
+            next_look = now_s() + 0.5;
+            if (client_gone(fd)) {
+                pthread_mutex_unlock(&j->mu);
+                abort_job(j);
+                return MHD_NO; /* closes the connection; on_completed frees the rest */
+            }
+        }
     }
     bool complete = j->n_done == j->n_seq;
     const char *err = NULL;

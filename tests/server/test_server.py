@@ -273,6 +273,23 @@ def test_disconnect_aborts(srv):
     assert m["llmrt_requests_aborted_total"] == aborted + 1
 
 
+def test_disconnect_non_streaming_aborts(srv):
+    kv_idle = srv.metrics()["llmrt_kv_blocks_used"]
+    aborted = srv.metrics()["llmrt_requests_aborted_total"]
+    c = srv.conn()
+    c.request("POST", "/v1/completions",
+              body=json.dumps({"prompt": "Once upon a time", "max_tokens": 3000,
+                               "ignore_eos": True}),
+              headers={"Authorization": "Bearer " + KEY, "Content-Type": "application/json"})
+    deadline = time.time() + 10
+    while srv.metrics()["llmrt_requests_running"] == 0 and time.time() < deadline:
+        time.sleep(0.05)
+    c.sock.shutdown(2)
+    c.close()
+    m = wait_idle(srv, kv_idle)
+    assert m["llmrt_requests_aborted_total"] == aborted + 1
+
+
 def test_limits_and_sigterm_drain():
     # --drain-timeout: slow (sanitizer) builds must not hit it
     s = Server("--drain-timeout", "300", "--max-concurrency", "1")
