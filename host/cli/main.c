@@ -4,6 +4,7 @@
 
 #include "../../bench/bench.h"
 #include "cli.h"
+#include "../server/server.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -13,6 +14,7 @@ static void usage(FILE *f) {
             "  generate  generate text from a prompt (or a file of prompts), streamed\n"
             "  chat      interactive multi-turn chat (also reads piped stdin)\n"
             "  batch     batch generation job: JSONL in, JSONL out, resumable\n"
+            "  serve     OpenAI-compatible HTTP server (chat/completions, streaming, metrics)\n"
             "  tokenize  print the token ids and pieces of a text\n"
             "  predict   run the model on token ids; print next-token predictions and greedy\n"
             "            continuation\n"
@@ -37,6 +39,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "generate")) cli_exit(cli_generate(argc - 1, argv + 1));
     if (!strcmp(argv[1], "chat")) cli_exit(cli_chat(argc - 1, argv + 1));
     if (!strcmp(argv[1], "batch")) cli_exit(cli_batch(argc - 1, argv + 1));
+    if (!strcmp(argv[1], "serve")) cli_exit(cli_serve(argc - 1, argv + 1));
     if (!strcmp(argv[1], "tokenize")) cli_exit(cli_tokenize(argc - 1, argv + 1));
     if (!strcmp(argv[1], "predict")) cli_exit(cli_predict(argc - 1, argv + 1));
     if (!strcmp(argv[1], "info")) cli_exit(cli_info(argc - 1, argv + 1));

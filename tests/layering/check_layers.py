@@ -32,6 +32,7 @@ LAYERS = [
     ("host/api/", "api", 9),
     ("include/", "public", -1),  # open to every layer
     ("host/cli/", "tools", 10),
+    ("host/server/", "tools", 10),
     ("bench/", "tools", 10),
 ]
 TOOLS = "tools"

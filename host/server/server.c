@@ -1,0 +1,1168 @@
+/* llmrt serve: an OpenAI-compatible HTTP server over the engine, on libmicrohttpd.
+ *
+ * Threads. One engine loop thread (llmrt_engine_start_loop) steps the model and delivers every
+ * output to on_output(), which only appends the new text / logprobs to the request's sequence
+ * under the request's mutex and signals its condition variable. HTTP threads never call
+ * llmrt_engine_step: they parse, submit (llmrt_engine_submit is thread-safe), wait on the
+ * request's condition variable and format the answer.
+ *
+ * libmicrohttpd mode: MHD_USE_THREAD_PER_CONNECTION (+ its internal polling thread, poll() rather
+ * than select(), so descriptors above FD_SETSIZE work). A streaming response is a
+ * MHD_create_response_from_callback whose reader blocks on the request's queue (a timed wait, so
+ * a shutdown is noticed); with a thread per connection that block holds only its own
+ * connection, never another client, and a non-streaming request may simply wait in its handler.
+ * The cost is one thread per open connection, bounded by MHD_OPTION_CONNECTION_LIMIT, and idle or
+ * slow clients are cut by MHD_OPTION_CONNECTION_TIMEOUT (--timeout). (A thread-pool mode would
+ * need suspend/resume plumbing for every stream; this is the robust first slice.)
+ *
+ * A client that goes away mid-stream: the next write fails, MHD ends the request and calls
+ * on_completed(), which aborts the request's unfinished sequences in the engine (their KV blocks
+ * return to the pool). Lifetime: a job is reference-counted, one reference for the HTTP side and
+ * one per submitted sequence, dropped by the sequence's final output (the engine gives each
+ * request exactly one, an abort included).
+ *
+ * Shutdown: SIGTERM/SIGINT are taken by sigwait() on the main thread; new requests get 503, the
+ * requests in flight may finish for up to --drain-timeout seconds, then the rest are cut, the
+ * daemon and the loop stop and the command exits 0. */
+#ifdef LLMRT_HAVE_MHD
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <netdb.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+#include <microhttpd.h>
+
+#include "../cli/cli.h"
+#include "../cli/cli_json.h"
+#include "../cli/cli_options.h"
+#include "llmrt.h"
+#include "server.h"
+#include "server_request.h"
+
+/* ---------------------------------------------------------------------------------------- */
+/* Small helpers                                                                            */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct sbuf {
+    char  *p;
+    size_t len, cap;
+} sbuf;
+
+static bool sbuf_add(sbuf *b, const void *s, size_t n) {
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (b->len + n + 1 > cap) cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (!np) return false;
+        b->p   = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = 0;
+    return true;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void deadline_in(struct timespec *ts, double seconds) {
+    clock_gettime(CLOCK_REALTIME, ts);
+    double      ns = ts->tv_nsec + seconds * 1e9;
+    ts->tv_sec += (time_t)(ns / 1e9);
+    ts->tv_nsec = (long)fmod(ns, 1e9);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Server state                                                                             */
+/* ---------------------------------------------------------------------------------------- */
+
+static struct {
+    llmrt_model          *model;
+    llmrt_engine         *engine;
+    llmrt_sampling_params base;
+    const char           *chat_template;
+    char                  name[256];
+    const char           *api_key;
+    int32_t               max_context, vocab_size;
+    long                  max_concurrency;
+    size_t                max_body;
+    pthread_mutex_t       mu;        /* in_flight, draining */
+    pthread_cond_t        cv;
+    long                  in_flight; /* generation requests accepted and not completed */
+    atomic_bool           draining;  /* new requests: 503 */
+    atomic_bool           hard_stop; /* drain time over: cut the rest */
+    atomic_long           http_codes[600];
+    atomic_ulong          next_id;
+} S = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+/* One engine request: sequence `index` of a job (choice index). */
+typedef struct srv_seq {
+    struct srv_job     *job;
+    int32_t             index, prompt_index;
+    uint64_t            id;
+    sbuf                text;
+    int32_t            *tok;      /* [n_lp] */
+    float              *lp;       /* [n_lp] */
+    int32_t            *top_ids;  /* [n_lp * n_top] */
+    float              *top_lps;
+    int32_t             n_lp, cap_lp, n_top;
+    llmrt_finish_reason finish;
+    char                error[256];
+    int32_t             n_prompt, n_cached, n_gen;
+    /* streaming cursors */
+    size_t              text_sent;
+    int32_t             lp_sent;
+    bool                finish_sent;
+} srv_seq;
+
+enum { PH_ROLE, PH_DELTAS, PH_TAIL, PH_END };
+
+typedef struct srv_job {
+    pthread_mutex_t mu;
+    pthread_cond_t  cv;
+    int             refs;
+    srv_request     req;
+    int32_t         n_seq, n_done;
+    srv_seq        *seqs;
+    char            id[48];
+    long            created;
+    /* streaming */
+    int             phase;
+    sbuf            out;
+    size_t          out_off;
+} srv_job;
+
+static void job_unref(srv_job *j) {
+    pthread_mutex_lock(&j->mu);
+    int left = --j->refs;
+    pthread_mutex_unlock(&j->mu);
+    if (left) return;
+    for (int32_t i = 0; i < j->n_seq; i++) {
+        srv_seq *s = &j->seqs[i];
+        free(s->text.p);
+        free(s->tok);
+        free(s->lp);
+        free(s->top_ids);
+        free(s->top_lps);
+    }
+    free(j->seqs);
+    free(j->out.p);
+    srv_request_free(&j->req);
+    pthread_mutex_destroy(&j->mu);
+    pthread_cond_destroy(&j->cv);
+    free(j);
+}
+
+/* The engine loop thread: append, signal; nothing slow. */
+static void on_output(const llmrt_output *o, void *data) {
+    (void)data;
+    srv_seq *s = o->user_data;
+    srv_job *j = s->job;
+    pthread_mutex_lock(&j->mu);
+    sbuf_add(&s->text, o->text, o->text_len);
+    if (o->logprobs && o->n_tokens > 0 && j->req.logprobs) {
+        int32_t need = s->n_lp + o->n_tokens;
+        if (need > s->cap_lp) {
+            int32_t cap = s->cap_lp ? s->cap_lp : 64;
+            while (cap < need) cap *= 2;
+            int32_t nt  = o->n_top > 0 ? o->n_top : 0;
+            int32_t *t  = realloc(s->tok, (size_t)cap * sizeof *t);
+            if (t) s->tok = t;
+            float *l = realloc(s->lp, (size_t)cap * sizeof *l);
+            if (l) s->lp = l;
+            int32_t *ti = nt ? realloc(s->top_ids, (size_t)cap * nt * sizeof *ti) : s->top_ids;
+            if (ti) s->top_ids = ti;
+            float *tl = nt ? realloc(s->top_lps, (size_t)cap * nt * sizeof *tl) : s->top_lps;
+            if (tl) s->top_lps = tl;
+            if (t && l && (!nt || (ti && tl))) s->cap_lp = cap;
+        }
+        if (need <= s->cap_lp) {
+            if (o->n_top > 0 && o->top_ids && o->top_logprobs) s->n_top = o->n_top;
+            for (int32_t k = 0; k < o->n_tokens; k++) {
+                s->tok[s->n_lp + k] = o->tokens[k];
+                s->lp[s->n_lp + k]  = o->logprobs[k];
+                if (s->n_top > 0 && o->n_top == s->n_top) {
+                    memcpy(&s->top_ids[(size_t)(s->n_lp + k) * s->n_top],
+                           &o->top_ids[(size_t)k * o->n_top], (size_t)o->n_top * sizeof(int32_t));
+                    memcpy(&s->top_lps[(size_t)(s->n_lp + k) * s->n_top],
+                           &o->top_logprobs[(size_t)k * o->n_top], (size_t)o->n_top * sizeof(float));
+                }
+            }
+            s->n_lp = need;
+        }
+    }
+    s->n_prompt = o->n_prompt_tokens;
+    s->n_cached = o->n_cached_tokens;
+    s->n_gen    = o->n_generated;
+    bool done   = o->finish != LLMRT_FINISH_NONE && s->finish == LLMRT_FINISH_NONE;
+    if (done) {
+        s->finish = o->finish;
+        if (o->finish == LLMRT_FINISH_ERROR)
+            snprintf(s->error, sizeof s->error, "%s", o->error_message ? o->error_message : "");
+        j->n_done++;
+    }
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    if (done) job_unref(j);
+}
+
+static void abort_job(srv_job *j) {
+    for (int32_t i = 0; i < j->n_seq; i++) {
+        pthread_mutex_lock(&j->mu);
+        bool live = j->seqs[i].id && j->seqs[i].finish == LLMRT_FINISH_NONE;
+        uint64_t id = j->seqs[i].id;
+        pthread_mutex_unlock(&j->mu);
+        if (live) llmrt_engine_abort(S.engine, id);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* JSON building                                                                            */
+/* ---------------------------------------------------------------------------------------- */
+
+static const char *finish_str(llmrt_finish_reason f) {
+    switch (f) {
+    case LLMRT_FINISH_STOP: return "stop";
+    case LLMRT_FINISH_LENGTH: return "length";
+    case LLMRT_FINISH_ABORT: return "abort";
+    case LLMRT_FINISH_ERROR: return "error";
+    default: return NULL;
+    }
+}
+
+/* The text of one token, valid UTF-8 (invalid bytes become U+FFFD), and its raw bytes. */
+static void token_text(int32_t id, char *out, size_t cap, unsigned char *raw, size_t *n_raw) {
+    char   tmp[256];
+    size_t len = 0;
+    if (llmrt_detokenize(S.model, &id, 1, false, tmp, sizeof tmp, &len) != LLMRT_OK) len = 0;
+    if (len >= sizeof tmp) len = sizeof tmp - 1;
+    memcpy(raw, tmp, len);
+    *n_raw   = len;
+    size_t o = 0;
+    for (size_t i = 0; i < len && o + 4 < cap;) {
+        size_t n = 1;
+        unsigned char c = (unsigned char)tmp[i];
+        if (c >= 0xf0) n = 4;
+        else if (c >= 0xe0) n = 3;
+        else if (c >= 0xc0) n = 2;
+        if (i + n <= len && cli_utf8_valid(tmp + i, n)) {
+            memcpy(out + o, tmp + i, n);
+            o += n;
+            i += n;
+        } else {
+            memcpy(out + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            i++;
+        }
+    }
+    out[o] = 0;
+}
+
+static cJSON *chat_token_json(int32_t id, float lp) {
+    char          text[800];
+    unsigned char raw[256];
+    size_t        n_raw;
+    token_text(id, text, sizeof text, raw, &n_raw);
+    cJSON *t = cJSON_CreateObject();
+    cJSON_AddStringToObject(t, "token", text);
+    cJSON_AddNumberToObject(t, "logprob", lp);
+    cJSON *bytes = cJSON_AddArrayToObject(t, "bytes");
+    for (size_t i = 0; i < n_raw; i++) cJSON_AddItemToArray(bytes, cJSON_CreateNumber(raw[i]));
+    return t;
+}
+
+/* Logprobs of tokens [from, to) of a sequence: chat or completions shape. */
+static cJSON *logprobs_json(const srv_job *j, const srv_seq *s, int32_t from, int32_t to,
+                            size_t text_offset) {
+    if (!j->req.logprobs) return cJSON_CreateNull();
+    cJSON *lp = cJSON_CreateObject();
+    if (j->req.kind == SRV_CHAT) {
+        cJSON *content = cJSON_AddArrayToObject(lp, "content");
+        for (int32_t k = from; k < to; k++) {
+            cJSON *t   = chat_token_json(s->tok[k], s->lp[k]);
+            cJSON *top = cJSON_AddArrayToObject(t, "top_logprobs");
+            for (int32_t m = 0; m < s->n_top && m < j->req.n_logprobs; m++)
+                cJSON_AddItemToArray(top, chat_token_json(s->top_ids[(size_t)k * s->n_top + m],
+                                                          s->top_lps[(size_t)k * s->n_top + m]));
+            cJSON_AddItemToArray(content, t);
+        }
+        return lp;
+    }
+    cJSON *tokens = cJSON_AddArrayToObject(lp, "tokens");
+    cJSON *tlps   = cJSON_AddArrayToObject(lp, "token_logprobs");
+    cJSON *tops   = cJSON_AddArrayToObject(lp, "top_logprobs");
+    cJSON *offs   = cJSON_AddArrayToObject(lp, "text_offset");
+    size_t off    = text_offset;
+    for (int32_t k = from; k < to; k++) {
+        char          text[800];
+        unsigned char raw[256];
+        size_t        n_raw;
+        token_text(s->tok[k], text, sizeof text, raw, &n_raw);
+        cJSON_AddItemToArray(tokens, cJSON_CreateString(text));
+        cJSON_AddItemToArray(tlps, cJSON_CreateNumber(s->lp[k]));
+        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)off));
+        off += n_raw;
+        cJSON *top = cJSON_CreateObject();
+        for (int32_t m = 0; m < s->n_top && m < j->req.n_logprobs; m++) {
+            token_text(s->top_ids[(size_t)k * s->n_top + m], text, sizeof text, raw, &n_raw);
+            cJSON_AddNumberToObject(top, text, s->top_lps[(size_t)k * s->n_top + m]);
+        }
+        cJSON_AddItemToArray(tops, top);
+    }
+    return lp;
+}
+
+static cJSON *usage_json(const srv_job *j) {
+    int64_t prompt = 0, cached = 0, gen = 0;
+    for (int32_t i = 0; i < j->n_seq; i++) {
+        const srv_seq *s = &j->seqs[i];
+        if (i % j->req.n == 0) {
+            prompt += s->n_prompt;
+            cached += s->n_cached;
+        }
+        gen += s->n_gen;
+    }
+    cJSON *u = cJSON_CreateObject();
+    cJSON_AddNumberToObject(u, "prompt_tokens", (double)prompt);
+    cJSON_AddNumberToObject(u, "completion_tokens", (double)gen);
+    cJSON_AddNumberToObject(u, "total_tokens", (double)(prompt + gen));
+    cJSON *d = cJSON_AddObjectToObject(u, "prompt_tokens_details");
+    cJSON_AddNumberToObject(d, "cached_tokens", (double)cached);
+    return u;
+}
+
+static cJSON *envelope(const srv_job *j, bool chunk) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", j->id);
+    cJSON_AddStringToObject(o, "object", j->req.kind == SRV_CHAT
+                                             ? (chunk ? "chat.completion.chunk" : "chat.completion")
+                                             : "text_completion");
+    cJSON_AddNumberToObject(o, "created", (double)j->created);
+    cJSON_AddStringToObject(o, "model", S.name);
+    return o;
+}
+
+/* The whole non-streaming answer. */
+static cJSON *final_json(const srv_job *j) {
+    cJSON *o       = envelope(j, false);
+    cJSON *choices = cJSON_AddArrayToObject(o, "choices");
+    for (int32_t i = 0; i < j->n_seq; i++) {
+        const srv_seq *s = &j->seqs[i];
+        cJSON         *c = cJSON_CreateObject();
+        cJSON_AddNumberToObject(c, "index", s->index);
+        if (j->req.kind == SRV_CHAT) {
+            cJSON *m = cJSON_AddObjectToObject(c, "message");
+            cJSON_AddStringToObject(m, "role", "assistant");
+            cJSON_AddStringToObject(m, "content", s->text.p ? s->text.p : "");
+        } else {
+            cJSON_AddStringToObject(c, "text", s->text.p ? s->text.p : "");
+        }
+        cJSON_AddItemToObject(c, "logprobs", logprobs_json(j, s, 0, s->n_lp, 0));
+        const char *f = finish_str(s->finish);
+        cJSON_AddItemToObject(c, "finish_reason", f ? cJSON_CreateString(f) : cJSON_CreateNull());
+        cJSON_AddItemToArray(choices, c);
+    }
+    cJSON_AddItemToObject(o, "usage", usage_json(j));
+    return o;
+}
+
+static void emit(srv_job *j, cJSON *o) {
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!text) return;
+    sbuf_add(&j->out, "data: ", 6);
+    sbuf_add(&j->out, text, strlen(text));
+    sbuf_add(&j->out, "\n\n", 2);
+    free(text);
+}
+
+/* One streaming chunk for sequence s: a delta (text/logprobs), or the finish. */
+static cJSON *chunk_json(const srv_job *j, const srv_seq *s, const char *role, const char *text,
+                         size_t text_len, cJSON *logprobs, const char *finish) {
+    cJSON *o       = envelope(j, true);
+    cJSON *choices = cJSON_AddArrayToObject(o, "choices");
+    cJSON *c       = cJSON_CreateObject();
+    cJSON_AddNumberToObject(c, "index", s->index);
+    if (j->req.kind == SRV_CHAT) {
+        cJSON *d = cJSON_AddObjectToObject(c, "delta");
+        if (role) cJSON_AddStringToObject(d, "role", role);
+        if (text) {
+            char *t = strndup(text, text_len);
+            cJSON_AddStringToObject(d, "content", t ? t : "");
+            free(t);
+        }
+    } else {
+        char *t = strndup(text ? text : "", text ? text_len : 0);
+        cJSON_AddStringToObject(c, "text", t ? t : "");
+        free(t);
+    }
+    cJSON_AddItemToObject(c, "logprobs", logprobs ? logprobs : cJSON_CreateNull());
+    cJSON_AddItemToObject(c, "finish_reason", finish ? cJSON_CreateString(finish) : cJSON_CreateNull());
+    cJSON_AddItemToArray(choices, c);
+    if (j->req.include_usage) cJSON_AddNullToObject(o, "usage");
+    return o;
+}
+
+/* Turns what the engine delivered since the last call into SSE bytes in j->out (j->mu held).
+ * Returns whether anything was produced. */
+static bool produce(srv_job *j) {
+    size_t before = j->out.len;
+    if (j->phase == PH_ROLE) {
+        if (j->req.kind == SRV_CHAT)
+            for (int32_t i = 0; i < j->n_seq; i++)
+                emit(j, chunk_json(j, &j->seqs[i], "assistant", "", 0, NULL, NULL));
+        j->phase = PH_DELTAS;
+    }
+    if (j->phase == PH_DELTAS) {
+        int32_t finished = 0;
+        for (int32_t i = 0; i < j->n_seq; i++) {
+            srv_seq *s = &j->seqs[i];
+            if (s->text.len > s->text_sent || s->n_lp > s->lp_sent) {
+                cJSON *lp = j->req.logprobs ? logprobs_json(j, s, s->lp_sent, s->n_lp, s->text_sent)
+                                            : NULL;
+                emit(j, chunk_json(j, s, NULL, s->text.p + s->text_sent, s->text.len - s->text_sent,
+                                   lp, NULL));
+                s->text_sent = s->text.len;
+                s->lp_sent   = s->n_lp;
+            }
+            if (s->finish != LLMRT_FINISH_NONE && !s->finish_sent) {
+                if (s->finish == LLMRT_FINISH_ERROR) {
+                    cJSON *e  = cJSON_CreateObject();
+                    cJSON *ee = cJSON_AddObjectToObject(e, "error");
+                    cJSON_AddStringToObject(ee, "message", s->error);
+                    cJSON_AddStringToObject(ee, "type", "server_error");
+                    emit(j, e);
+                }
+                emit(j, chunk_json(j, s, NULL, j->req.kind == SRV_CHAT ? NULL : "", 0, NULL,
+                                   finish_str(s->finish)));
+                s->finish_sent = true;
+            }
+            if (s->finish_sent) finished++;
+        }
+        if (finished == j->n_seq) j->phase = PH_TAIL;
+    }
+    if (j->phase == PH_TAIL) {
+        if (j->req.include_usage) {
+            cJSON *o = envelope(j, true);
+            cJSON_AddArrayToObject(o, "choices");
+            cJSON_AddItemToObject(o, "usage", usage_json(j));
+            emit(j, o);
+        }
+        sbuf_add(&j->out, "data: [DONE]\n\n", 14);
+        j->phase = PH_END;
+    }
+    return j->out.len > before;
+}
+
+/* MHD content reader of a stream (its connection's own thread). */
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
+    (void)pos;
+    srv_job *j = cls;
+    pthread_mutex_lock(&j->mu);
+    for (;;) {
+        if (j->out.len > j->out_off) {
+            size_t n = j->out.len - j->out_off;
+            if (n > max) n = max;
+            memcpy(buf, j->out.p + j->out_off, n);
+            j->out_off += n;
+            if (j->out_off == j->out.len) j->out.len = j->out_off = 0;
+            pthread_mutex_unlock(&j->mu);
+            return (ssize_t)n;
+        }
+        if (j->phase == PH_END) {
+            pthread_mutex_unlock(&j->mu);
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        }
+        if (atomic_load(&S.hard_stop)) {
+            pthread_mutex_unlock(&j->mu);
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+        if (produce(j)) continue;
+        struct timespec ts;
+        deadline_in(&ts, 0.5);
+        pthread_cond_timedwait(&j->cv, &j->mu, &ts);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* HTTP                                                                                     */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct conn {
+    sbuf     body;
+    bool     too_big;
+    srv_job *job;
+    bool     in_flight;
+} conn;
+
+static void count_code(unsigned code) {
+    if (code < 600) atomic_fetch_add(&S.http_codes[code], 1);
+}
+
+static enum MHD_Result send_bytes(struct MHD_Connection *c, unsigned code, const char *ctype,
+                                  const char *text, size_t len, int retry_after) {
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, (void *)text, MHD_RESPMEM_MUST_COPY);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", ctype);
+    if (retry_after > 0) {
+        char v[16];
+        snprintf(v, sizeof v, "%d", retry_after);
+        MHD_add_response_header(r, "Retry-After", v);
+    }
+    if (code == 401) MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
+    enum MHD_Result rc = MHD_queue_response(c, code, r);
+    MHD_destroy_response(r);
+    count_code(code);
+    return rc;
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, unsigned code, cJSON *o) {
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!text) return send_bytes(c, 500, "text/plain", "out of memory\n", 14, 0);
+    enum MHD_Result rc = send_bytes(c, code, "application/json", text, strlen(text), 0);
+    free(text);
+    return rc;
+}
+
+static enum MHD_Result send_error_ra(struct MHD_Connection *c, unsigned code, const char *type,
+                                     const char *message, const char *param, const char *ecode,
+                                     int retry_after) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON *e = cJSON_AddObjectToObject(o, "error");
+    cJSON_AddStringToObject(e, "message", message);
+    cJSON_AddStringToObject(e, "type", type);
+    cJSON_AddItemToObject(e, "param", param && *param ? cJSON_CreateString(param) : cJSON_CreateNull());
+    cJSON_AddItemToObject(e, "code", ecode ? cJSON_CreateString(ecode) : cJSON_CreateNull());
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!text) return send_bytes(c, 500, "text/plain", "out of memory\n", 14, 0);
+    enum MHD_Result rc = send_bytes(c, code, "application/json", text, strlen(text), retry_after);
+    free(text);
+    return rc;
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *c, unsigned code, const char *type,
+                                  const char *message, const char *param, const char *ecode) {
+    return send_error_ra(c, code, type, message, param, ecode, 0);
+}
+
+static bool authorized(struct MHD_Connection *c) {
+    if (!S.api_key) return true;
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    if (!h || strncmp(h, "Bearer ", 7)) return false;
+    const char *got = h + 7;
+    size_t      a = strlen(got), b = strlen(S.api_key);
+    /* constant time in the key's content: every byte of the longer string is looked at */
+    unsigned char diff = a != b;
+    size_t        n    = a > b ? a : b;
+    for (size_t i = 0; i < n; i++)
+        diff |= (unsigned char)((i < a ? got[i] : 0) ^ (i < b ? S.api_key[i] : 0));
+    return diff == 0;
+}
+
+static enum MHD_Result handle_metrics(struct MHD_Connection *c) {
+    size_t len = 0;
+    llmrt_engine_metrics_prometheus(S.engine, NULL, 0, &len);
+    sbuf b = {0};
+    char *text = malloc(len + 1);
+    if (text && llmrt_engine_metrics_prometheus(S.engine, text, len + 1, &len) == LLMRT_OK)
+        sbuf_add(&b, text, len);
+    free(text);
+    static const char head[] = "# HELP llmrt_http_requests_total HTTP responses by status code.\n"
+                               "# TYPE llmrt_http_requests_total counter\n";
+    sbuf_add(&b, head, sizeof head - 1);
+    for (int code = 100; code < 600; code++) {
+        long n = atomic_load(&S.http_codes[code]) + (code == 200); /* + this response */
+        if (!n) continue;
+        char line[96];
+        int  k = snprintf(line, sizeof line, "llmrt_http_requests_total{code=\"%d\"} %ld\n", code, n);
+        sbuf_add(&b, line, (size_t)k);
+    }
+    pthread_mutex_lock(&S.mu);
+    long inflight = S.in_flight;
+    pthread_mutex_unlock(&S.mu);
+    char line[160];
+    int  k = snprintf(line, sizeof line,
+                      "# HELP llmrt_http_requests_in_flight Generation requests being served.\n"
+                      "# TYPE llmrt_http_requests_in_flight gauge\n"
+                      "llmrt_http_requests_in_flight %ld\n", inflight);
+    sbuf_add(&b, line, (size_t)k);
+    enum MHD_Result rc =
+        send_bytes(c, 200, "text/plain; version=0.0.4; charset=utf-8", b.p ? b.p : "", b.len, 0);
+    free(b.p);
+    return rc;
+}
+
+static enum MHD_Result handle_models(struct MHD_Connection *c) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "object", "list");
+    cJSON *data = cJSON_AddArrayToObject(o, "data");
+    cJSON *m    = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "id", S.name);
+    cJSON_AddStringToObject(m, "object", "model");
+    cJSON_AddNumberToObject(m, "created", (double)time(NULL));
+    cJSON_AddStringToObject(m, "owned_by", "llmrt");
+    cJSON_AddNumberToObject(m, "max_model_len", S.max_context);
+    cJSON_AddItemToArray(data, m);
+    return send_json(c, 200, o);
+}
+
+extern const char srv_openapi_json[];
+
+static enum MHD_Result bad_model(struct MHD_Connection *c, const srv_request *req) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "The model `%.200s` does not exist (this server serves `%.200s`).",
+             req->model, S.name);
+    return send_error(c, 404, "invalid_request_error", msg, "model", "model_not_found");
+}
+
+static enum MHD_Result handle_tokenize(struct MHD_Connection *c, const srv_request *req) {
+    char   *text = NULL;
+    size_t  len  = 0;
+    bool    parse_special = false;
+    if (req->n_messages) {
+        llmrt_chat_message *msgs = calloc((size_t)req->n_messages, sizeof *msgs);
+        if (!msgs) return send_error(c, 500, "server_error", "out of memory", NULL, NULL);
+        for (int32_t i = 0; i < req->n_messages; i++)
+            msgs[i] = (llmrt_chat_message){req->roles[i], req->contents[i]};
+        llmrt_status st = llmrt_chat_apply_template(S.model, S.chat_template, msgs, req->n_messages,
+                                                    req->add_generation_prompt, NULL, 0, &len);
+        if (st == LLMRT_OK || st == LLMRT_ERR_BUFFER_TOO_SMALL) {
+            text = malloc(len + 1);
+            st   = text ? llmrt_chat_apply_template(S.model, S.chat_template, msgs, req->n_messages,
+                                                    req->add_generation_prompt, text, len + 1, &len)
+                        : LLMRT_ERR_OUT_OF_MEMORY;
+        }
+        free(msgs);
+        if (st != LLMRT_OK) {
+            free(text);
+            return send_error(c, 400, "invalid_request_error", llmrt_last_error(), "messages", NULL);
+        }
+        parse_special = true; /* the template's own markers */
+    } else {
+        text = strdup(req->prompts[0].text);
+        len  = req->prompts[0].text_len;
+        if (!text) return send_error(c, 500, "server_error", "out of memory", NULL, NULL);
+    }
+    int32_t      n  = 0;
+    llmrt_status st = llmrt_tokenize(S.model, text, len, req->add_special_tokens, parse_special, NULL,
+                                     0, &n);
+    int32_t *ids = NULL;
+    if (st == LLMRT_OK || st == LLMRT_ERR_BUFFER_TOO_SMALL) {
+        ids = malloc(((size_t)n + 1) * sizeof *ids);
+        st  = ids ? llmrt_tokenize(S.model, text, len, req->add_special_tokens, parse_special, ids,
+                                   n, &n)
+                  : LLMRT_ERR_OUT_OF_MEMORY;
+    }
+    free(text);
+    if (st != LLMRT_OK) {
+        free(ids);
+        return send_error(c, 400, "invalid_request_error", llmrt_last_error(), "prompt", NULL);
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "count", n);
+    cJSON_AddNumberToObject(o, "max_model_len", S.max_context);
+    cJSON *arr = cJSON_AddArrayToObject(o, "tokens");
+    for (int32_t i = 0; i < n; i++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(ids[i]));
+    if (req->return_token_strs) {
+        cJSON *strs = cJSON_AddArrayToObject(o, "token_strs");
+        for (int32_t i = 0; i < n; i++) {
+            char          t[800];
+            unsigned char raw[256];
+            size_t        n_raw;
+            token_text(ids[i], t, sizeof t, raw, &n_raw);
+            cJSON_AddItemToArray(strs, cJSON_CreateString(t));
+        }
+    } else {
+        cJSON_AddNullToObject(o, "token_strs");
+    }
+    free(ids);
+    return send_json(c, 200, o);
+}
+
+static enum MHD_Result handle_detokenize(struct MHD_Connection *c, const srv_request *req) {
+    for (int32_t i = 0; i < req->n_tokens; i++)
+        if (req->tokens[i] >= S.vocab_size) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "token id %d is out of range (vocabulary size %d)",
+                     req->tokens[i], S.vocab_size);
+            return send_error(c, 400, "invalid_request_error", msg, "tokens", NULL);
+        }
+    size_t       len = 0;
+    llmrt_status st  = llmrt_detokenize(S.model, req->tokens, req->n_tokens, false, NULL, 0, &len);
+    char        *text = NULL;
+    if (st == LLMRT_OK || st == LLMRT_ERR_BUFFER_TOO_SMALL) {
+        text = malloc(len + 1);
+        st   = text ? llmrt_detokenize(S.model, req->tokens, req->n_tokens, false, text, len + 1, &len)
+                    : LLMRT_ERR_OUT_OF_MEMORY;
+    }
+    if (st != LLMRT_OK) {
+        free(text);
+        return send_error(c, 400, "invalid_request_error", llmrt_last_error(), "tokens", NULL);
+    }
+    text[len] = 0;
+    if (!cli_utf8_valid(text, len)) { /* a cut multi-byte character: keep the JSON valid */
+        for (size_t i = 0; i < len; i++)
+            if ((unsigned char)text[i] >= 0x80) text[i] = '?';
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "prompt", text);
+    free(text);
+    return send_json(c, 200, o);
+}
+
+/* Whether the peer of a connection closed it (a pipelined next request is not a close). */
+static bool client_gone(int fd) {
+    if (fd < 0) return false;
+    struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
+    if (poll(&p, 1, 0) <= 0) return false;
+    if (p.revents & (POLLHUP | POLLERR | POLLRDHUP)) return true;
+    char b;
+    ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* Chat / completions: submit the job's sequences, then answer (non-streaming: wait here). */
+static enum MHD_Result handle_generate(struct MHD_Connection *c, conn *cn, srv_request *req) {
+    pthread_mutex_lock(&S.mu);
+    if (S.in_flight >= S.max_concurrency) {
+        pthread_mutex_unlock(&S.mu);
+        srv_request_free(req);
+        return send_error_ra(c, 429, "rate_limit_error",
+                             "too many requests in flight (--max-concurrency); retry later", NULL,
+                             NULL, 1);
+    }
+    S.in_flight++;
+    cn->in_flight = true;
+    pthread_mutex_unlock(&S.mu);
+
+    srv_job *j = calloc(1, sizeof *j);
+    int32_t  n_prompts = req->kind == SRV_CHAT ? 1 : req->n_prompts;
+    if (!j || !(j->seqs = calloc((size_t)n_prompts * req->n, sizeof *j->seqs))) {
+        free(j);
+        srv_request_free(req);
+        return send_error(c, 500, "server_error", "out of memory", NULL, NULL);
+    }
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_cond_init(&j->cv, NULL);
+    j->req     = *req;
+    memset(req, 0, sizeof *req);
+    j->n_seq   = n_prompts * j->req.n;
+    j->refs    = 1;
+    j->created = (long)time(NULL);
+    snprintf(j->id, sizeof j->id, "%s-%lx%08lx", j->req.kind == SRV_CHAT ? "chatcmpl" : "cmpl",
+             (unsigned long)atomic_fetch_add(&S.next_id, 1) + 1, (unsigned long)j->created);
+    cn->job = j;
+
+    llmrt_chat_message *msgs = NULL;
+    if (j->req.kind == SRV_CHAT) {
+        msgs = calloc((size_t)j->req.n_messages, sizeof *msgs);
+        if (!msgs) return send_error(c, 500, "server_error", "out of memory", NULL, NULL);
+        for (int32_t i = 0; i < j->req.n_messages; i++)
+            msgs[i] = (llmrt_chat_message){j->req.roles[i], j->req.contents[i]};
+    }
+    for (int32_t i = 0; i < j->n_seq; i++) {
+        srv_seq *s      = &j->seqs[i];
+        s->job          = j;
+        s->index        = i;
+        s->prompt_index = i / j->req.n;
+        llmrt_prompt p  = {.struct_size = sizeof p, .chat_template = S.chat_template, .user_data = s};
+        if (msgs) {
+            p.messages   = msgs;
+            p.n_messages = j->req.n_messages;
+        } else if (j->req.prompts[s->prompt_index].text) {
+            p.text     = j->req.prompts[s->prompt_index].text;
+            p.text_len = j->req.prompts[s->prompt_index].text_len;
+        } else {
+            p.tokens   = j->req.prompts[s->prompt_index].ids;
+            p.n_tokens = j->req.prompts[s->prompt_index].n_ids;
+        }
+        llmrt_sampling_params sp = srv_request_sampling(&j->req, &S.base, i % j->req.n);
+        pthread_mutex_lock(&j->mu);
+        j->refs++; /* the sequence's, dropped by its final output */
+        pthread_mutex_unlock(&j->mu);
+        uint64_t     id;
+        llmrt_status st = llmrt_engine_submit(S.engine, &p, &sp, &id);
+        if (st != LLMRT_OK) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", llmrt_last_error());
+            pthread_mutex_lock(&j->mu);
+            j->refs--;
+            pthread_mutex_unlock(&j->mu);
+            free(msgs);
+            abort_job(j);
+            bool dead = st == LLMRT_ERR_DEAD;
+            return send_error(c, dead ? 503 : 400, dead ? "server_error" : "invalid_request_error",
+                              msg, dead ? NULL : (j->req.kind == SRV_CHAT ? "messages" : "prompt"),
+                              NULL);
+        }
+        pthread_mutex_lock(&j->mu);
+        s->id = id;
+        pthread_mutex_unlock(&j->mu);
+    }
+    free(msgs);
+
+    if (j->req.stream) {
+        struct MHD_Response *r =
+            MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_reader, j, NULL);
+        if (!r) {
+            abort_job(j);
+            return MHD_NO;
+        }
+        MHD_add_response_header(r, "Content-Type", "text/event-stream");
+        MHD_add_response_header(r, "Cache-Control", "no-cache");
+        enum MHD_Result rc = MHD_queue_response(c, 200, r);
+        MHD_destroy_response(r);
+        count_code(200);
+        return rc;
+    }
+    /* Non-streaming: wait here (this connection's own thread). MHD does not watch the socket
+     * meanwhile, so look at it each half second: a client that hung up is aborted. */
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    int fd = ci ? ci->connect_fd : -1;
+    double next_look = now_s() + 0.5;
+    pthread_mutex_lock(&j->mu);
+    while (j->n_done < j->n_seq && !atomic_load(&S.hard_stop)) {
+        struct timespec ts;
+        deadline_in(&ts, 0.5);
+        pthread_cond_timedwait(&j->cv, &j->mu, &ts);
+        if (now_s() >= next_look) {
+            next_look = now_s() + 0.5;
+            if (client_gone(fd)) {
+                pthread_mutex_unlock(&j->mu);
+                abort_job(j);
+                return MHD_NO; /* closes the connection; on_completed frees the rest */
+            }
+        }
+    }
+    bool complete = j->n_done == j->n_seq;
+    const char *err = NULL;
+    for (int32_t i = 0; i < j->n_seq; i++)
+        if (j->seqs[i].finish == LLMRT_FINISH_ERROR) err = j->seqs[i].error;
+    cJSON *o = complete && !err ? final_json(j) : NULL;
+    char errbuf[256];
+    snprintf(errbuf, sizeof errbuf, "%s", err ? err : "");
+    pthread_mutex_unlock(&j->mu);
+    if (!complete) {
+        abort_job(j);
+        return send_error(c, 503, "server_error", "the server is shutting down", NULL, NULL);
+    }
+    if (err) return send_error(c, 500, "server_error", errbuf, NULL, NULL);
+    return send_json(c, 200, o);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls) {
+    (void)cls;
+    (void)version;
+    conn *cn = *con_cls;
+    if (!cn) {
+        if (!(cn = calloc(1, sizeof *cn))) return MHD_NO;
+        *con_cls = cn;
+        return MHD_YES;
+    }
+    if (*upload_size) { /* the body, in pieces: kept up to the limit, the rest discarded */
+        if (!cn->too_big && cn->body.len + *upload_size > S.max_body) {
+            cn->too_big = true;
+            free(cn->body.p);
+            cn->body = (sbuf){0};
+        }
+        if (!cn->too_big && !sbuf_add(&cn->body, upload, *upload_size)) cn->too_big = true;
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    bool get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
+    if (!strcmp(url, "/health")) {
+        if (!get) goto not_allowed;
+        llmrt_engine_metrics m = {.struct_size = sizeof m};
+        bool ok = llmrt_engine_get_metrics(S.engine, &m) == LLMRT_OK && m.healthy &&
+                  !atomic_load(&S.draining);
+        return ok ? send_bytes(c, 200, "text/plain", "ok\n", 3, 0)
+                  : send_bytes(c, 503, "text/plain", "unavailable\n", 12, 0);
+    }
+    if (!strcmp(url, "/metrics")) return get ? handle_metrics(c) : send_error(c, 405, "invalid_request_error", "use GET", NULL, NULL);
+    if (!strcmp(url, "/openapi.json"))
+        return get ? send_bytes(c, 200, "application/json", srv_openapi_json,
+                                strlen(srv_openapi_json), 0)
+                   : send_error(c, 405, "invalid_request_error", "use GET", NULL, NULL);
+    srv_kind kind;
+    bool     known = true;
+    if (!strcmp(url, "/v1/chat/completions")) kind = SRV_CHAT;
+    else if (!strcmp(url, "/v1/completions")) kind = SRV_COMPLETION;
+    else if (!strcmp(url, "/tokenize")) kind = SRV_TOKENIZE;
+    else if (!strcmp(url, "/detokenize")) kind = SRV_DETOKENIZE;
+    else if (!strcmp(url, "/v1/models")) kind = SRV_CHAT, known = false;
+    else {
+        char msg[320];
+        snprintf(msg, sizeof msg, "no route %.256s", url);
+        return send_error(c, 404, "invalid_request_error", msg, NULL, "not_found");
+    }
+    if (!authorized(c))
+        return send_error(c, 401, "invalid_request_error", "Incorrect API key provided.", NULL,
+                          "invalid_api_key");
+    if (!known) return get ? handle_models(c) : send_error(c, 405, "invalid_request_error", "use GET", NULL, NULL);
+    if (!post) goto not_allowed;
+    if (atomic_load(&S.draining))
+        return send_error_ra(c, 503, "server_error", "the server is shutting down", NULL, NULL, 5);
+    if (cn->too_big) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "the request body exceeds %zu bytes (--max-body-bytes)", S.max_body);
+        return send_error(c, 413, "invalid_request_error", msg, NULL, NULL);
+    }
+    srv_request req;
+    char        param[128], msg[512];
+    if (srv_request_parse(cn->body.p ? cn->body.p : "", cn->body.len, kind, &req, param,
+                          sizeof param, msg, sizeof msg) < 0)
+        return send_error(c, 400, "invalid_request_error", msg, param, NULL);
+    if (req.model && strcmp(req.model, S.name)) {
+        enum MHD_Result rc = bad_model(c, &req);
+        srv_request_free(&req);
+        return rc;
+    }
+    enum MHD_Result rc;
+    if (kind == SRV_TOKENIZE) rc = handle_tokenize(c, &req);
+    else if (kind == SRV_DETOKENIZE) rc = handle_detokenize(c, &req);
+    else return handle_generate(c, cn, &req); /* owns req */
+    srv_request_free(&req);
+    return rc;
+not_allowed:
+    return send_error(c, 405, "invalid_request_error", "method not allowed", NULL, NULL);
+}
+
+/* The request is over (answered, failed, or the client went away). */
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode why) {
+    (void)cls;
+    (void)c;
+    (void)why;
+    conn *cn = *con_cls;
+    if (!cn) return;
+    if (cn->job) {
+        abort_job(cn->job); /* unfinished sequences only: a client that left frees its blocks */
+        job_unref(cn->job);
+    }
+    if (cn->in_flight) {
+        pthread_mutex_lock(&S.mu);
+        S.in_flight--;
+        pthread_cond_broadcast(&S.cv);
+        pthread_mutex_unlock(&S.mu);
+    }
+    free(cn->body.p);
+    free(cn);
+    *con_cls = NULL;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* The command                                                                              */
+/* ---------------------------------------------------------------------------------------- */
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: llmrt serve [options]\n"
+               "An OpenAI-compatible HTTP server: POST /v1/chat/completions, /v1/completions,\n"
+               "/tokenize, /detokenize; GET /v1/models, /health, /metrics, /openapi.json.\n"
+               "      --host H              address to listen on (default 127.0.0.1)\n"
+               "      --port P              TCP port (default 8000; 0 = any free port)\n"
+               "      --api-key KEY         require Authorization: Bearer KEY on /v1/*,\n"
+               "                            /tokenize and /detokenize\n"
+               "      --served-model-name N the model name clients use (default: the model\n"
+               "                            file or directory name)\n"
+               "      --max-concurrency N   generation requests in flight; more get 429\n"
+               "                            (default 256)\n"
+               "      --max-body-bytes N    request body limit; more gets 413 (default 1048576)\n"
+               "      --timeout S           idle connection timeout in seconds (default 60)\n"
+               "      --drain-timeout S     on SIGTERM/SIGINT, let requests in flight finish for\n"
+               "                            up to S seconds (default 30), then exit 0\n"
+               "  -h, --help\n"
+               "Sampling options are the defaults of requests that do not set a field.\n");
+    cli_common_usage(f);
+}
+
+static int parse_num(const char *arg, const char *name, long long lo, long long hi, long long *out) {
+    char *end;
+    errno       = 0;
+    long long v = strtoll(arg, &end, 10);
+    if (errno || end == arg || *end || v < lo || v > hi) {
+        fprintf(stderr, "llmrt serve: --%s must be an integer in [%lld, %lld], got \"%s\"\n", name,
+                lo, hi, arg);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_serve(int argc, char **argv) {
+    cli_common c;
+    cli_common_init(&c);
+    const char *host = "127.0.0.1", *name = NULL;
+    long long   port = 8000, max_conc = 256, max_body = 1 << 20, timeout = 60, drain = 30;
+    enum { O_HOST = 2000, O_PORT, O_KEY, O_NAME, O_CONC, O_BODY, O_TIMEOUT, O_DRAIN };
+    static const struct option own[] = {
+        {"host", required_argument, 0, O_HOST},
+        {"port", required_argument, 0, O_PORT},
+        {"api-key", required_argument, 0, O_KEY},
+        {"served-model-name", required_argument, 0, O_NAME},
+        {"max-concurrency", required_argument, 0, O_CONC},
+        {"max-body-bytes", required_argument, 0, O_BODY},
+        {"timeout", required_argument, 0, O_TIMEOUT},
+        {"drain-timeout", required_argument, 0, O_DRAIN},
+        {"help", no_argument, 0, 'h'},
+    };
+    const struct option *opts = cli_options_with(own, sizeof own / sizeof own[0]);
+    int                  o;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "m:t:n:h", opts, NULL)) != -1) {
+        int r = cli_common_parse(&c, o, optarg);
+        if (r < 0) return 2;
+        if (r > 0) continue;
+        switch (o) {
+        case O_HOST: host = optarg; break;
+        case O_PORT: if (parse_num(optarg, "port", 0, 65535, &port) < 0) return 2; break;
+        case O_KEY: S.api_key = optarg; break;
+        case O_NAME: name = optarg; break;
+        case O_CONC: if (parse_num(optarg, "max-concurrency", 1, 1 << 20, &max_conc) < 0) return 2; break;
+        case O_BODY: if (parse_num(optarg, "max-body-bytes", 1, (long long)1 << 32, &max_body) < 0) return 2; break;
+        case O_TIMEOUT: if (parse_num(optarg, "timeout", 1, 86400, &timeout) < 0) return 2; break;
+        case O_DRAIN: if (parse_num(optarg, "drain-timeout", 0, 86400, &drain) < 0) return 2; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "llmrt serve: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (S.api_key && !*S.api_key) {
+        fprintf(stderr, "llmrt serve: --api-key must not be empty\n");
+        return 2;
+    }
+    S.max_concurrency = (long)max_conc;
+    S.max_body        = (size_t)max_body;
+    S.chat_template   = c.chat_template;
+    if (name) {
+        snprintf(S.name, sizeof S.name, "%s", name);
+    } else {
+        char path[4096];
+        snprintf(path, sizeof path, "%s", c.model_path ? c.model_path : "model");
+        size_t n = strlen(path);
+        while (n > 1 && path[n - 1] == '/') path[--n] = 0;
+        const char *base = strrchr(path, '/');
+        snprintf(S.name, sizeof S.name, "%s", base ? base + 1 : path);
+    }
+
+    /* Resolve the address before the (slow) model load. */
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *ai = NULL;
+    char port_s[16];
+    snprintf(port_s, sizeof port_s, "%lld", port);
+    int gai = getaddrinfo(host, port_s, &hints, &ai);
+    if (gai || !ai) {
+        fprintf(stderr, "llmrt serve: cannot resolve --host %s: %s\n", host, gai_strerror(gai));
+        return 2;
+    }
+
+    /* SIGTERM/SIGINT go to sigwait() below; every thread started from here on inherits the mask.
+     * SIGPIPE: a write to a closed socket is an error return, not a death. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    S.model = cli_load_model(c.model_path, c.threads, c.load_format);
+    if (!S.model) {
+        freeaddrinfo(ai);
+        return 1;
+    }
+    llmrt_model_info info = {.struct_size = sizeof info};
+    llmrt_model_get_info(S.model, &info);
+    S.max_context = info.max_context;
+    S.vocab_size  = info.vocab_size;
+    if (llmrt_engine_create(S.model, &c.engine, &S.engine) != LLMRT_OK) {
+        fprintf(stderr, "llmrt serve: %s\n", llmrt_last_error());
+        llmrt_model_destroy(S.model);
+        freeaddrinfo(ai);
+        return 1;
+    }
+    S.base = cli_common_sampling(&c, S.model);
+    if (llmrt_engine_start_loop(S.engine, on_output, NULL) != LLMRT_OK) {
+        fprintf(stderr, "llmrt serve: %s\n", llmrt_last_error());
+        llmrt_engine_destroy(S.engine);
+        llmrt_model_destroy(S.model);
+        freeaddrinfo(ai);
+        return 1;
+    }
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                     MHD_USE_POLL | MHD_USE_ERROR_LOG;
+    if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
+    struct MHD_Daemon *d = MHD_start_daemon(
+        flags, (uint16_t)port, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)timeout, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, NULL, MHD_OPTION_CONNECTION_LIMIT, (unsigned)2048, MHD_OPTION_END);
+    freeaddrinfo(ai);
+    if (!d) {
+        fprintf(stderr, "llmrt serve: cannot listen on %s:%lld: %s\n", host, port, strerror(errno));
+        llmrt_engine_destroy(S.engine);
+        llmrt_model_destroy(S.model);
+        return 1;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    unsigned bound = di ? di->port : (unsigned)port;
+    fprintf(stderr, "llmrt serve: listening on http://%s%s%s:%u (model %s)\n",
+            strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", bound, S.name);
+    fflush(stderr);
+
+    int sig = 0;
+    while (sigwait(&sigs, &sig) != 0) {}
+    fprintf(stderr, "llmrt serve: %s: draining (up to %lld s)\n",
+            sig == SIGTERM ? "SIGTERM" : "SIGINT", drain);
+    atomic_store(&S.draining, true);
+    double end = now_s() + (double)drain;
+    pthread_mutex_lock(&S.mu);
+    while (S.in_flight > 0 && now_s() < end) {
+        struct timespec ts;
+        deadline_in(&ts, 0.1);
+        pthread_cond_timedwait(&S.cv, &S.mu, &ts);
+    }
+    long left = S.in_flight;
+    pthread_mutex_unlock(&S.mu);
+    if (left) fprintf(stderr, "llmrt serve: drain timeout: cutting %ld request(s)\n", left);
+    atomic_store(&S.hard_stop, true);
+    MHD_stop_daemon(d); /* joins the connection threads; on_completed aborts what is left */
+    llmrt_engine_stop_loop(S.engine);
+    llmrt_engine_destroy(S.engine);
+    llmrt_model_destroy(S.model);
+    fprintf(stderr, "llmrt serve: stopped\n");
+    return 0;
+}
+
+#else /* built without libmicrohttpd */
+#include <stdio.h>
+
+#include "server.h"
+
+int cli_serve(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "llmrt serve: this build has no HTTP server (libmicrohttpd-dev was not found "
+                    "at configure time; .ci/setup installs it)\n");
+    return 2;
+}
+#endif

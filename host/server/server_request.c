@@ -1,0 +1,438 @@
+/* llmrt serve: request-body parsing and validation (see server_request.h). */
+#include "server_request.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../cli/cli_json.h"
+
+typedef struct perr {
+    char  *param, *msg;
+    size_t param_size, msg_size;
+} perr;
+
+static int fail(perr *e, const char *param, const char *fmt, ...) {
+    snprintf(e->param, e->param_size, "%s", param);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, e->msg_size, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static char *dup_n(const char *s, size_t n) {
+    char *d = malloc(n + 1);
+    if (d) {
+        memcpy(d, s, n);
+        d[n] = 0;
+    }
+    return d;
+}
+
+/* The fields each endpoint accepts; anything else is a 400 naming it. */
+static const char *const chat_fields[] = {
+    "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k",
+    "min_p", "presence_penalty", "frequency_penalty", "repetition_penalty", "seed", "stop", "n",
+    "logprobs", "top_logprobs", "ignore_eos", "min_tokens", "stream", "stream_options", "user", NULL};
+static const char *const completion_fields[] = {
+    "model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "min_p", "presence_penalty",
+    "frequency_penalty", "repetition_penalty", "seed", "stop", "n", "logprobs", "ignore_eos",
+    "min_tokens", "stream", "stream_options", "user", NULL};
+static const char *const tokenize_fields[] = {
+    "model", "prompt", "messages", "add_special_tokens", "add_generation_prompt",
+    "return_token_strs", NULL};
+static const char *const detokenize_fields[] = {"model", "tokens", NULL};
+
+static bool in_list(const char *const *list, const char *name) {
+    for (; *list; list++)
+        if (!strcmp(*list, name)) return true;
+    return false;
+}
+
+static int get_number(perr *e, const cJSON *v, const char *name, double lo, double hi, float *out,
+                      bool *has) {
+    if (!v || cJSON_IsNull(v)) return 0;
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+        return fail(e, name, "'%s' must be a number", name);
+    if (v->valuedouble < lo || v->valuedouble > hi)
+        return fail(e, name, "'%s' must be in [%g, %g], got %g", name, lo, hi, v->valuedouble);
+    *out = (float)v->valuedouble;
+    *has = true;
+    return 0;
+}
+
+static int get_int(perr *e, const cJSON *v, const char *name, double lo, double hi, int64_t *out,
+                   bool *has) {
+    if (!v || cJSON_IsNull(v)) return 0;
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || floor(v->valuedouble) != v->valuedouble)
+        return fail(e, name, "'%s' must be an integer", name);
+    if (v->valuedouble < lo || v->valuedouble > hi)
+        return fail(e, name, "'%s' must be in [%.0f, %.0f], got %.0f", name, lo, hi, v->valuedouble);
+    *out = (int64_t)v->valuedouble;
+    if (has) *has = true;
+    return 0;
+}
+
+static int get_bool(perr *e, const cJSON *v, const char *name, bool *out) {
+    if (!v || cJSON_IsNull(v)) return 0;
+    if (!cJSON_IsBool(v)) return fail(e, name, "'%s' must be a boolean", name);
+    *out = cJSON_IsTrue(v);
+    return 0;
+}
+
+/* A string that is valid UTF-8 with no NUL (cJSON strings end at the first NUL). */
+static int get_text(perr *e, const cJSON *v, const char *name, char **out, size_t *len) {
+    if (!cJSON_IsString(v) || !v->valuestring) return fail(e, name, "'%s' must be a string", name);
+    size_t n = strlen(v->valuestring);
+    if (!cli_utf8_valid(v->valuestring, n)) return fail(e, name, "'%s' is not valid UTF-8", name);
+    if (!(*out = dup_n(v->valuestring, n))) return fail(e, name, "out of memory");
+    if (len) *len = n;
+    return 0;
+}
+
+static int get_ids(perr *e, const cJSON *v, const char *name, int32_t **out, int32_t *n_out) {
+    int32_t n = cJSON_GetArraySize(v);
+    if (n < 1 || n > (1 << 20)) return fail(e, name, "'%s' must hold 1 to 1048576 token ids", name);
+    int32_t *ids = malloc((size_t)n * sizeof *ids);
+    if (!ids) return fail(e, name, "out of memory");
+    int32_t i = 0;
+    for (const cJSON *c = v->child; c; c = c->next, i++) {
+        int64_t x;
+        if (!cJSON_IsNumber(c) || get_int(e, c, name, 0, 2147483647.0, &x, NULL) < 0) {
+            free(ids);
+            return fail(e, name, "'%s' must be a list of non-negative integer token ids", name);
+        }
+        ids[i] = (int32_t)x;
+    }
+    *out   = ids;
+    *n_out = n;
+    return 0;
+}
+
+static int parse_messages(perr *e, const cJSON *v, srv_request *r) {
+    if (!cJSON_IsArray(v)) return fail(e, "messages", "'messages' must be a list");
+    int32_t n = cJSON_GetArraySize(v);
+    if (n < 1 || n > 4096) return fail(e, "messages", "'messages' must hold 1 to 4096 messages");
+    r->roles    = calloc((size_t)n, sizeof *r->roles);
+    r->contents = calloc((size_t)n, sizeof *r->contents);
+    if (!r->roles || !r->contents) return fail(e, "messages", "out of memory");
+    r->n_messages = n;
+    int32_t i     = 0;
+    char    name[96];
+    for (const cJSON *m = v->child; m; m = m->next, i++) {
+        snprintf(name, sizeof name, "messages[%d]", i);
+        if (!cJSON_IsObject(m)) return fail(e, name, "'%s' must be an object", name);
+        for (const cJSON *f = m->child; f; f = f->next) {
+            if (strcmp(f->string, "role") && strcmp(f->string, "content")) {
+                snprintf(name, sizeof name, "messages[%d].%.40s", i, f->string);
+                return fail(e, name, "'%s' is not supported", name);
+            }
+        }
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+        snprintf(name, sizeof name, "messages[%d].role", i);
+        if (!cJSON_IsString(role) ||
+            (strcmp(role->valuestring, "system") && strcmp(role->valuestring, "user") &&
+             strcmp(role->valuestring, "assistant") && strcmp(role->valuestring, "developer")))
+            return fail(e, name, "'%s' must be \"system\", \"developer\", \"user\" or \"assistant\"",
+                        name);
+        r->roles[i] = strdup(strcmp(role->valuestring, "developer") ? role->valuestring : "system");
+        if (!r->roles[i]) return fail(e, name, "out of memory");
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
+        snprintf(name, sizeof name, "messages[%d].content", i);
+        if (cJSON_IsString(content)) {
+            if (get_text(e, content, name, &r->contents[i], NULL) < 0) return -1;
+            continue;
+        }
+        if (!cJSON_IsArray(content))
+            return fail(e, name, "'%s' must be a string or a list of text parts", name);
+        /* content parts: [{type: "text", text: "..."}], concatenated */
+        size_t len = 0, cap = 64;
+        char  *buf = malloc(cap);
+        if (!buf) return fail(e, name, "out of memory");
+        buf[0]    = 0;
+        int32_t j = 0;
+        for (const cJSON *p = content->child; p; p = p->next, j++) {
+            snprintf(name, sizeof name, "messages[%d].content[%d]", i, j);
+            const cJSON *type = cJSON_IsObject(p) ? cJSON_GetObjectItemCaseSensitive(p, "type") : NULL;
+            const cJSON *text = cJSON_IsObject(p) ? cJSON_GetObjectItemCaseSensitive(p, "text") : NULL;
+            if (!cJSON_IsString(type) || strcmp(type->valuestring, "text")) {
+                free(buf);
+                snprintf(name, sizeof name, "messages[%d].content[%d].type", i, j);
+                return fail(e, name, "'%s' must be \"text\" (only text parts are supported)", name);
+            }
+            if (cJSON_GetArraySize(p) != 2 || !cJSON_IsString(text)) {
+                free(buf);
+                return fail(e, name, "'%s' must be {\"type\": \"text\", \"text\": STRING}", name);
+            }
+            size_t n_text = strlen(text->valuestring);
+            if (!cli_utf8_valid(text->valuestring, n_text)) {
+                free(buf);
+                return fail(e, name, "'%s' is not valid UTF-8", name);
+            }
+            if (len + n_text + 1 > cap) {
+                while (len + n_text + 1 > cap) cap *= 2;
+                char *nb = realloc(buf, cap);
+                if (!nb) {
+                    free(buf);
+                    return fail(e, name, "out of memory");
+                }
+                buf = nb;
+            }
+            memcpy(buf + len, text->valuestring, n_text + 1);
+            len += n_text;
+        }
+        r->contents[i] = buf;
+    }
+    return 0;
+}
+
+static int parse_prompt(perr *e, const cJSON *v, srv_request *r) {
+    const char *name = "prompt";
+    if (cJSON_IsString(v)) {
+        r->prompts = calloc(1, sizeof *r->prompts);
+        if (!r->prompts) return fail(e, name, "out of memory");
+        r->n_prompts = 1;
+        return get_text(e, v, name, &r->prompts[0].text, &r->prompts[0].text_len);
+    }
+    if (!cJSON_IsArray(v) || !v->child)
+        return fail(e, name, "'prompt' must be a string, a list of strings, a list of token ids or "
+                             "a list of token-id lists (non-empty)");
+    if (cJSON_IsNumber(v->child)) { /* one prompt as token ids */
+        r->prompts = calloc(1, sizeof *r->prompts);
+        if (!r->prompts) return fail(e, name, "out of memory");
+        r->n_prompts = 1;
+        return get_ids(e, v, name, &r->prompts[0].ids, &r->prompts[0].n_ids);
+    }
+    int32_t n = cJSON_GetArraySize(v);
+    if (n > SRV_MAX_PROMPT) return fail(e, name, "'prompt' may hold %d prompts at most", SRV_MAX_PROMPT);
+    r->prompts = calloc((size_t)n, sizeof *r->prompts);
+    if (!r->prompts) return fail(e, name, "out of memory");
+    r->n_prompts = n;
+    int32_t i    = 0;
+    for (const cJSON *c = v->child; c; c = c->next, i++) {
+        if (cJSON_IsString(c)) {
+            if (get_text(e, c, name, &r->prompts[i].text, &r->prompts[i].text_len) < 0) return -1;
+        } else if (cJSON_IsArray(c)) {
+            if (get_ids(e, c, name, &r->prompts[i].ids, &r->prompts[i].n_ids) < 0) return -1;
+        } else {
+            return fail(e, name, "'prompt' list items must all be strings or all be token-id lists");
+        }
+        if ((r->prompts[i].text != NULL) != (r->prompts[0].text != NULL))
+            return fail(e, name, "'prompt' list items must all be strings or all be token-id lists");
+    }
+    return 0;
+}
+
+static int parse_stop(perr *e, const cJSON *v, srv_request *r) {
+    if (!v || cJSON_IsNull(v)) return 0;
+    if (cJSON_IsString(v)) {
+        if (!v->valuestring[0]) return fail(e, "stop", "'stop' strings must not be empty");
+        if (get_text(e, v, "stop", &r->stop[0], NULL) < 0) return -1;
+        r->n_stop = 1;
+        return 0;
+    }
+    if (!cJSON_IsArray(v)) return fail(e, "stop", "'stop' must be a string or a list of strings");
+    if (cJSON_GetArraySize(v) > SRV_MAX_STOPS)
+        return fail(e, "stop", "'stop' may hold %d strings at most", SRV_MAX_STOPS);
+    r->n_stop = 0;
+    for (const cJSON *c = v->child; c; c = c->next) {
+        if (!cJSON_IsString(c) || !c->valuestring[0])
+            return fail(e, "stop", "'stop' must be a list of non-empty strings");
+        if (get_text(e, c, "stop", &r->stop[r->n_stop], NULL) < 0) return -1;
+        r->n_stop++;
+    }
+    return 0;
+}
+
+static int parse_fields(perr *e, const cJSON *root, srv_kind kind, srv_request *r) {
+    if (!cJSON_IsObject(root)) return fail(e, "", "the request body must be a JSON object");
+    const char *const *allowed = kind == SRV_CHAT         ? chat_fields
+                                 : kind == SRV_COMPLETION ? completion_fields
+                                 : kind == SRV_TOKENIZE   ? tokenize_fields
+                                                          : detokenize_fields;
+    for (const cJSON *f = root->child; f; f = f->next)
+        if (!in_list(allowed, f->string)) {
+            char name[64];
+            snprintf(name, sizeof name, "%.60s", f->string);
+            return fail(e, name, "'%s' is not supported by this server", name);
+        }
+#define FIELD(n) cJSON_GetObjectItemCaseSensitive(root, n)
+    const cJSON *v;
+    if ((v = FIELD("model")) && !cJSON_IsNull(v))
+        if (get_text(e, v, "model", &r->model, NULL) < 0) return -1;
+    if (kind == SRV_DETOKENIZE) {
+        v = FIELD("tokens");
+        if (!cJSON_IsArray(v)) return fail(e, "tokens", "'tokens' must be a list of token ids");
+        if (!v->child) return 0;
+        return get_ids(e, v, "tokens", &r->tokens, &r->n_tokens);
+    }
+    if (kind == SRV_TOKENIZE) {
+        const cJSON *p = FIELD("prompt"), *m = FIELD("messages");
+        if (!!p == !!m) return fail(e, "prompt", "give exactly one of 'prompt' or 'messages'");
+        if (p) {
+            if (!cJSON_IsString(p)) return fail(e, "prompt", "'prompt' must be a string");
+            r->prompts = calloc(1, sizeof *r->prompts);
+            if (!r->prompts) return fail(e, "prompt", "out of memory");
+            r->n_prompts = 1;
+            if (get_text(e, p, "prompt", &r->prompts[0].text, &r->prompts[0].text_len) < 0) return -1;
+        } else if (parse_messages(e, m, r) < 0) {
+            return -1;
+        }
+        r->add_special_tokens = !m; /* vLLM: true for a prompt, false for messages */
+        v                     = FIELD("add_special_tokens");
+        if (v && !cJSON_IsNull(v)) r->has_add_special_tokens = true;
+        if (get_bool(e, v, "add_special_tokens", &r->add_special_tokens) < 0) return -1;
+        r->add_generation_prompt = true;
+        if (get_bool(e, FIELD("add_generation_prompt"), "add_generation_prompt",
+                     &r->add_generation_prompt) < 0)
+            return -1;
+        return get_bool(e, FIELD("return_token_strs"), "return_token_strs", &r->return_token_strs);
+    }
+    if (kind == SRV_CHAT) {
+        if (!FIELD("messages")) return fail(e, "messages", "'messages' is required");
+        if (parse_messages(e, FIELD("messages"), r) < 0) return -1;
+    } else {
+        if (!FIELD("prompt")) return fail(e, "prompt", "'prompt' is required");
+        if (parse_prompt(e, FIELD("prompt"), r) < 0) return -1;
+    }
+    int64_t x;
+    if (get_number(e, FIELD("temperature"), "temperature", 0, 2, &r->temperature, &r->has_temperature) < 0 ||
+        get_number(e, FIELD("top_p"), "top_p", 1e-9, 1, &r->top_p, &r->has_top_p) < 0 ||
+        get_number(e, FIELD("min_p"), "min_p", 0, 1, &r->min_p, &r->has_min_p) < 0 ||
+        get_number(e, FIELD("presence_penalty"), "presence_penalty", -2, 2, &r->presence_penalty,
+                   &r->has_presence) < 0 ||
+        get_number(e, FIELD("frequency_penalty"), "frequency_penalty", -2, 2, &r->frequency_penalty,
+                   &r->has_frequency) < 0 ||
+        get_number(e, FIELD("repetition_penalty"), "repetition_penalty", 1e-6, 10,
+                   &r->repetition_penalty, &r->has_repetition) < 0)
+        return -1;
+    bool has = false;
+    if (get_int(e, FIELD("top_k"), "top_k", -1, 1 << 30, &x, &has) < 0) return -1;
+    if (has) r->top_k = (int32_t)x, r->has_top_k = true;
+    const char *max_name = "max_tokens";
+    v                    = FIELD("max_tokens");
+    if (kind == SRV_CHAT && FIELD("max_completion_tokens") && !cJSON_IsNull(FIELD("max_completion_tokens"))) {
+        max_name = "max_completion_tokens";
+        v        = FIELD("max_completion_tokens");
+    }
+    has = false;
+    if (get_int(e, v, max_name, 1, 1 << 30, &x, &has) < 0) return -1;
+    if (has) r->max_tokens = (int32_t)x, r->has_max_tokens = true;
+    has = false;
+    if (get_int(e, FIELD("min_tokens"), "min_tokens", 0, 1 << 30, &x, &has) < 0) return -1;
+    if (has) r->min_tokens = (int32_t)x, r->has_min_tokens = true;
+    if (r->has_min_tokens && r->has_max_tokens && r->min_tokens > r->max_tokens)
+        return fail(e, "min_tokens", "'min_tokens' must not exceed '%s'", max_name);
+    if (get_int(e, FIELD("seed"), "seed", -9.2e18, 9.2e18, &r->seed, &r->has_seed) < 0) return -1;
+    r->n = 1;
+    has  = false;
+    if (get_int(e, FIELD("n"), "n", 1, SRV_MAX_N, &x, &has) < 0) return -1;
+    if (has) r->n = (int32_t)x;
+    if (parse_stop(e, FIELD("stop"), r) < 0) return -1;
+    if (kind == SRV_CHAT) {
+        if (get_bool(e, FIELD("logprobs"), "logprobs", &r->logprobs) < 0) return -1;
+        has = false;
+        if (get_int(e, FIELD("top_logprobs"), "top_logprobs", 0, 20, &x, &has) < 0) return -1;
+        if (has) {
+            if (!r->logprobs)
+                return fail(e, "top_logprobs", "'top_logprobs' needs 'logprobs': true");
+            r->n_logprobs = (int32_t)x;
+        }
+    } else {
+        has = false;
+        if (get_int(e, FIELD("logprobs"), "logprobs", 0, 20, &x, &has) < 0) return -1;
+        if (has) r->logprobs = true, r->n_logprobs = (int32_t)x;
+    }
+    if (get_bool(e, FIELD("ignore_eos"), "ignore_eos", &r->ignore_eos) < 0 ||
+        get_bool(e, FIELD("stream"), "stream", &r->stream) < 0)
+        return -1;
+    if ((v = FIELD("stream_options")) && !cJSON_IsNull(v)) {
+        if (!r->stream) return fail(e, "stream_options", "'stream_options' needs 'stream': true");
+        if (!cJSON_IsObject(v)) return fail(e, "stream_options", "'stream_options' must be an object");
+        for (const cJSON *f = v->child; f; f = f->next)
+            if (strcmp(f->string, "include_usage")) {
+                char name[80];
+                snprintf(name, sizeof name, "stream_options.%.50s", f->string);
+                return fail(e, name, "'%s' is not supported by this server", name);
+            }
+        if (get_bool(e, cJSON_GetObjectItemCaseSensitive(v, "include_usage"),
+                     "stream_options.include_usage", &r->include_usage) < 0)
+            return -1;
+    }
+    if ((v = FIELD("user")) && !cJSON_IsNull(v) && !cJSON_IsString(v))
+        return fail(e, "user", "'user' must be a string");
+#undef FIELD
+    return 0;
+}
+
+int srv_request_parse(const char *body, size_t len, srv_kind kind, srv_request *req, char *param,
+                      size_t param_size, char *msg, size_t msg_size) {
+    memset(req, 0, sizeof *req);
+    req->kind   = kind;
+    req->n_stop = -1;
+    req->n      = 1;
+    perr   e    = {param, msg, param_size, msg_size};
+    cJSON *root = NULL;
+    char   why[256];
+    if (param_size) param[0] = 0;
+    if (cli_json_parse(body, len, "the request body", &root, why, sizeof why) < 0) {
+        fail(&e, "", "%s", why);
+        return -1;
+    }
+    int rc = parse_fields(&e, root, kind, req);
+    cJSON_Delete(root);
+    if (rc < 0) srv_request_free(req);
+    return rc;
+}
+
+void srv_request_free(srv_request *r) {
+    free(r->model);
+    for (int32_t i = 0; i < r->n_messages; i++) {
+        if (r->roles) free(r->roles[i]);
+        if (r->contents) free(r->contents[i]);
+    }
+    free(r->roles);
+    free(r->contents);
+    for (int32_t i = 0; i < r->n_prompts; i++) {
+        free(r->prompts[i].text);
+        free(r->prompts[i].ids);
+    }
+    free(r->prompts);
+    free(r->tokens);
+    for (int32_t i = 0; i < SRV_MAX_STOPS; i++) free(r->stop[i]);
+    srv_kind kind = r->kind;
+    memset(r, 0, sizeof *r);
+    r->kind   = kind;
+    r->n_stop = -1;
+}
+
+llmrt_sampling_params srv_request_sampling(const srv_request *r, const llmrt_sampling_params *base,
+                                           int32_t index) {
+    llmrt_sampling_params p = *base;
+    if (r->has_temperature) p.temperature = r->temperature;
+    if (r->has_top_p) p.top_p = r->top_p;
+    if (r->has_top_k) p.top_k = r->top_k;
+    if (r->has_min_p) p.min_p = r->min_p;
+    if (r->has_presence) p.presence_penalty = r->presence_penalty;
+    if (r->has_frequency) p.frequency_penalty = r->frequency_penalty;
+    if (r->has_repetition) p.repetition_penalty = r->repetition_penalty;
+    if (r->has_max_tokens) p.max_tokens = r->max_tokens;
+    if (r->has_min_tokens) p.min_tokens = r->min_tokens;
+    if (r->has_seed) {
+        p.has_seed = true;
+        p.seed     = (uint64_t)r->seed + (uint64_t)index;
+    } else if (p.has_seed) {
+        p.seed += (uint64_t)index;
+    }
+    if (r->n_stop >= 0) {
+        p.stop   = r->n_stop ? (const char *const *)r->stop : NULL;
+        p.n_stop = r->n_stop;
+    }
+    if (r->ignore_eos) p.ignore_eos = true;
+    p.n_logprobs = r->logprobs ? r->n_logprobs : 0;
+    if (p.min_tokens > p.max_tokens) p.min_tokens = p.max_tokens;
+    return p;
+}

@@ -1,0 +1,73 @@
+/* llmrt serve: the request-body parser and validator of the OpenAI-compatible endpoints. JSON text
+ * in, a parsed request or an OpenAI-style error (message + the offending field) out; no HTTP and
+ * no model here, so the libFuzzer harness (tests/fuzz/fuzz_server_request.c) drives it directly. */
+#ifndef LLMRT_SERVER_REQUEST_H
+#define LLMRT_SERVER_REQUEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "llmrt.h"
+
+typedef enum srv_kind {
+    SRV_CHAT       = 0, /* POST /v1/chat/completions */
+    SRV_COMPLETION = 1, /* POST /v1/completions      */
+    SRV_TOKENIZE   = 2, /* POST /tokenize (vLLM)      */
+    SRV_DETOKENIZE = 3, /* POST /detokenize (vLLM)    */
+} srv_kind;
+
+#define SRV_MAX_N      16  /* n at most */
+#define SRV_MAX_STOPS  16  /* stop strings at most */
+#define SRV_MAX_PROMPT 64  /* prompts of one completions request at most */
+
+/* One prompt of a completions request: text, or token ids. */
+typedef struct srv_prompt {
+    char    *text;  /* NUL-terminated, valid UTF-8; NULL when ids are given */
+    size_t   text_len;
+    int32_t *ids;
+    int32_t  n_ids;
+} srv_prompt;
+
+typedef struct srv_request {
+    srv_kind kind;
+    char    *model;                   /* NULL when not given */
+    /* chat (and /tokenize with messages) */
+    int32_t  n_messages;
+    char   **roles, **contents;       /* [n_messages], owned */
+    /* completions (and /tokenize with prompt) */
+    int32_t     n_prompts;
+    srv_prompt *prompts;              /* [n_prompts] */
+    /* /detokenize */
+    int32_t *tokens;
+    int32_t  n_tokens;
+    /* /tokenize */
+    bool add_special_tokens, has_add_special_tokens, add_generation_prompt, return_token_strs;
+    /* sampling: has_* = given in the body (else the server's defaults) */
+    bool    has_temperature, has_top_p, has_top_k, has_min_p, has_presence, has_frequency,
+            has_repetition, has_max_tokens, has_seed, has_min_tokens;
+    float   temperature, top_p, min_p, presence_penalty, frequency_penalty, repetition_penalty;
+    int32_t top_k, max_tokens, min_tokens;
+    int64_t seed;
+    int32_t n_stop;                   /* -1: not given */
+    char   *stop[SRV_MAX_STOPS];
+    int32_t n;                        /* 1..SRV_MAX_N */
+    bool    logprobs;                 /* chat: logprobs; completions: logprobs given */
+    int32_t n_logprobs;               /* chat: top_logprobs; completions: logprobs (0..20) */
+    bool    ignore_eos, stream, include_usage;
+} srv_request;
+
+/* Parses and validates body[0..len) for `kind`. 0 on success (*req owns its strings: free with
+ * srv_request_free); -1 on a client error: msg says why and param names the field ("" when it is
+ * the body as a whole). Never crashes on any bytes. */
+int  srv_request_parse(const char *body, size_t len, srv_kind kind, srv_request *req, char *param,
+                       size_t param_size, char *msg, size_t msg_size);
+void srv_request_free(srv_request *req);
+
+/* The engine's sampling params for sequence `index` (0..n-1) of the request: `base` (the server's
+ * defaults) with the request's fields on top; a seed s becomes s + index. The stop pointers point
+ * into req (or base). */
+llmrt_sampling_params srv_request_sampling(const srv_request *req, const llmrt_sampling_params *base,
+                                           int32_t index);
+
+#endif

@@ -1,0 +1,322 @@
+"""`llmrt serve` end to end: a real server process on a free port, driven by the real `openai`
+Python client (PyPI) and by raw HTTP (http.client) where the client cannot say what is checked.
+
+Environment: LLMRT_BIN (the llmrt command), LLMRT_SERVER_MODEL (a model with a tokenizer and a chat
+template; the tests' default SmolLM2 GGUF). Run by ctest (tests/CMakeLists.txt, label model)."""
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+
+import openai
+import pytest
+
+BIN = os.environ.get("LLMRT_BIN", "build/llmrt")
+MODEL = os.environ.get("LLMRT_SERVER_MODEL", "")
+KEY = "sk-llmrt-test"
+NAME = "smol"
+
+if not MODEL or not os.path.exists(MODEL):
+    pytest.skip("no model (LLMRT_SERVER_MODEL)", allow_module_level=True)
+
+
+class Server:
+    def __init__(self, *extra):
+        self.proc = subprocess.Popen(
+            [BIN, "serve", "-m", MODEL, "--port", "0", "-t", "2", "--api-key", KEY,
+             "--served-model-name", NAME, "--max-body-bytes", "65536", *extra],
+            stderr=subprocess.PIPE, text=True)
+        self.log = []
+        deadline = time.time() + 60
+        self.port = None
+        while time.time() < deadline:
+            line = self.proc.stderr.readline()
+            if not line:
+                break
+            self.log.append(line)
+            m = re.search(r"listening on http://127\.0\.0\.1:(\d+) \(model (.*)\)", line)
+            if m:
+                self.port = int(m.group(1))
+                assert m.group(2) == NAME
+                break
+        assert self.port, "server did not start:\n" + "".join(self.log)
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def client(self, key=KEY):
+        return openai.OpenAI(base_url=self.base + "/v1", api_key=key, max_retries=0, timeout=60)
+
+    def conn(self):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+
+    def request(self, method, path, body=None, key=KEY, raw=None):
+        c = self.conn()
+        headers = {"Content-Type": "application/json"}
+        if key:
+            headers["Authorization"] = "Bearer " + key
+        data = raw if raw is not None else (json.dumps(body) if body is not None else None)
+        c.request(method, path, body=data, headers=headers)
+        r = c.getresponse()
+        text = r.read().decode()
+        c.close()
+        return r.status, text, r
+
+    def metrics(self):
+        _, text, _ = self.request("GET", "/metrics")
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                k, v = line.rsplit(" ", 1)
+                out[k] = float(v)
+        return out
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="module")
+def srv():
+    s = Server()
+    yield s
+    assert s.stop() == 0
+
+
+MSG = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def test_chat(srv):
+    r = srv.client().chat.completions.create(model=NAME, messages=MSG, max_tokens=16, temperature=0)
+    assert r.object == "chat.completion" and r.model == NAME
+    assert r.choices[0].index == 0 and r.choices[0].message.role == "assistant"
+    assert "Paris" in r.choices[0].message.content
+    assert r.choices[0].finish_reason in ("stop", "length")
+    assert r.usage.prompt_tokens > 0 and 0 < r.usage.completion_tokens <= 16
+    assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+    # the same conversation again: its prompt comes from the prefix cache
+    r2 = srv.client().chat.completions.create(model=NAME, messages=MSG, max_tokens=4, temperature=0)
+    assert r2.usage.prompt_tokens_details.cached_tokens > 0
+
+
+def test_chat_content_parts(srv):
+    msgs = [{"role": "system", "content": "Be brief."},
+            {"role": "user", "content": [{"type": "text", "text": "What is the capital of "},
+                                         {"type": "text", "text": "France?"}]}]
+    r = srv.client().chat.completions.create(model=NAME, messages=msgs, max_tokens=12, temperature=0)
+    assert r.choices[0].message.content
+
+
+def test_chat_stream(srv):
+    chunks = list(srv.client().chat.completions.create(
+        model=NAME, messages=MSG, max_tokens=16, temperature=0, stream=True,
+        stream_options={"include_usage": True}))
+    assert chunks[0].object == "chat.completion.chunk"
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    finals = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finals in (["stop"], ["length"])
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens > 0
+    full = srv.client().chat.completions.create(model=NAME, messages=MSG, max_tokens=16, temperature=0)
+    assert text == full.choices[0].message.content
+
+
+def test_completions(srv):
+    c = srv.client()
+    r = c.completions.create(model=NAME, prompt="The capital of France is", max_tokens=8, temperature=0)
+    assert r.object == "text_completion" and r.choices[0].text
+    streamed = "".join(ch.choices[0].text for ch in c.completions.create(
+        model=NAME, prompt="The capital of France is", max_tokens=8, temperature=0, stream=True)
+        if ch.choices)
+    assert streamed == r.choices[0].text
+    # a list of prompts, and token ids
+    r = c.completions.create(model=NAME, prompt=["Hello", "One, two,"], max_tokens=3, temperature=0)
+    assert sorted(ch.index for ch in r.choices) == [0, 1]
+    _, text, _ = srv.request("POST", "/tokenize", {"prompt": "The capital of France is",
+                                                   "add_special_tokens": False})
+    ids = json.loads(text)["tokens"]
+    r2 = c.completions.create(model=NAME, prompt=ids, max_tokens=8, temperature=0)
+    assert r2.choices[0].text == c.completions.create(
+        model=NAME, prompt="The capital of France is", max_tokens=8, temperature=0).choices[0].text
+
+
+def test_n3(srv):
+    r = srv.client().chat.completions.create(model=NAME, messages=MSG, max_tokens=6, n=3,
+                                             temperature=1, seed=7)
+    assert sorted(c.index for c in r.choices) == [0, 1, 2]
+    chunks = list(srv.client().completions.create(model=NAME, prompt="Once upon a time", n=3,
+                                                   max_tokens=4, seed=3, stream=True))
+    assert {c.choices[0].index for c in chunks if c.choices} == {0, 1, 2}
+
+
+def test_logprobs(srv):
+    r = srv.client().chat.completions.create(model=NAME, messages=MSG, max_tokens=6, temperature=0,
+                                             logprobs=True, top_logprobs=3)
+    content = r.choices[0].logprobs.content
+    assert len(content) == r.usage.completion_tokens
+    for t in content:
+        assert t.logprob <= 0 and len(t.top_logprobs) == 3
+        assert t.top_logprobs[0].logprob >= t.top_logprobs[-1].logprob
+    # greedy: the chosen token is the most likely one
+    assert content[0].token == content[0].top_logprobs[0].token
+    r = srv.client().completions.create(model=NAME, prompt="The capital of France is",
+                                        max_tokens=4, temperature=0, logprobs=2)
+    lp = r.choices[0].logprobs
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == 4
+    assert "".join(lp.tokens) == r.choices[0].text
+
+
+def test_stop_strings(srv):
+    c = srv.client()
+    full = c.completions.create(model=NAME, prompt="1, 2, 3, 4,", max_tokens=16, temperature=0)
+    text = full.choices[0].text
+    assert len(text) > 4
+    stop = text[3:5]
+    r = c.completions.create(model=NAME, prompt="1, 2, 3, 4,", max_tokens=16, temperature=0,
+                             stop=[stop, "never-there"])
+    assert r.choices[0].finish_reason == "stop"
+    assert r.choices[0].text == text[:text.index(stop)]
+
+
+def test_seed(srv):
+    c = srv.client()
+    kw = dict(model=NAME, messages=MSG, max_tokens=12, temperature=1.0, seed=1234)
+    a = c.chat.completions.create(**kw).choices[0].message.content
+    b = c.chat.completions.create(**kw).choices[0].message.content
+    assert a == b
+
+
+def test_errors(srv):
+    c = srv.client()
+    with pytest.raises(openai.BadRequestError) as e:
+        c.chat.completions.create(model=NAME, messages=MSG, response_format={"type": "json_object"})
+    assert "response_format" in str(e.value) and e.value.body["param"] == "response_format"
+    with pytest.raises(openai.BadRequestError) as e:
+        c.chat.completions.create(model=NAME, messages=MSG, temperature=5)
+    assert e.value.body["param"] == "temperature"
+    with pytest.raises(openai.NotFoundError) as e:
+        c.chat.completions.create(model="gpt-4o", messages=MSG)
+    assert e.value.code == "model_not_found"
+    with pytest.raises(openai.AuthenticationError):
+        srv.client(key="sk-wrong").chat.completions.create(model=NAME, messages=MSG)
+    status, _, _ = srv.request("POST", "/v1/completions", {"prompt": "x"}, key=None)
+    assert status == 401
+    status, text, _ = srv.request("POST", "/v1/completions", raw="{\"prompt\": ")
+    assert status == 400 and json.loads(text)["error"]["message"]
+
+
+def test_body_too_large(srv):
+    status, text, _ = srv.request("POST", "/v1/completions", raw="x" * 200000)
+    assert status == 413 and "error" in json.loads(text)
+
+
+def test_endpoints(srv):
+    status, text, _ = srv.request("GET", "/health", key=None)
+    assert status == 200
+    assert [m.id for m in srv.client().models.list()] == [NAME]
+    m = srv.metrics()
+    assert "llmrt_requests_running" in m and "llmrt_kv_blocks_used" in m
+    assert any(k.startswith('llmrt_http_requests_total{code="200"}') for k in m)
+    status, text, _ = srv.request("GET", "/openapi.json", key=None)
+    doc = json.loads(text)
+    assert doc["openapi"].startswith("3.") and "/v1/chat/completions" in doc["paths"]
+
+
+def test_tokenize_round_trip(srv):
+    text = "Hello, world! Ünïcödé ✓"
+    status, body, _ = srv.request("POST", "/tokenize", {"model": NAME, "prompt": text,
+                                                        "add_special_tokens": False,
+                                                        "return_token_strs": True})
+    assert status == 200
+    tok = json.loads(body)
+    assert tok["count"] == len(tok["tokens"]) == len(tok["token_strs"]) and tok["max_model_len"] > 0
+    status, body, _ = srv.request("POST", "/detokenize", {"tokens": tok["tokens"]})
+    assert status == 200 and json.loads(body)["prompt"] == text
+    status, body, _ = srv.request("POST", "/tokenize", {"messages": MSG})
+    assert status == 200 and json.loads(body)["count"] > 5
+
+
+def wait_idle(srv, kv_idle, seconds=5.0):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        m = srv.metrics()
+        if m["llmrt_requests_running"] == 0 and m["llmrt_requests_waiting"] == 0 and \
+                m["llmrt_kv_blocks_used"] == kv_idle:
+            return m
+        time.sleep(0.1)
+    pytest.fail(f"the request was not freed: {m}")
+
+
+def test_disconnect_aborts(srv):
+    kv_idle = srv.metrics()["llmrt_kv_blocks_used"]
+    aborted = srv.metrics()["llmrt_requests_aborted_total"]
+    c = srv.conn()
+    c.request("POST", "/v1/chat/completions",
+              body=json.dumps({"messages": MSG, "max_tokens": 3000, "ignore_eos": True,
+                               "stream": True}),
+              headers={"Authorization": "Bearer " + KEY, "Content-Type": "application/json"})
+    r = c.getresponse()
+    assert r.status == 200
+    got = b""
+    while got.count(b"data: ") < 4:
+        got += r.read1(4096)
+    c.sock.shutdown(2)
+    c.close()
+    m = wait_idle(srv, kv_idle)
+    assert m["llmrt_requests_aborted_total"] == aborted + 1
+
+
+def test_disconnect_non_streaming_aborts(srv):
+    kv_idle = srv.metrics()["llmrt_kv_blocks_used"]
+    aborted = srv.metrics()["llmrt_requests_aborted_total"]
+    c = srv.conn()
+    c.request("POST", "/v1/completions",
+              body=json.dumps({"prompt": "Once upon a time", "max_tokens": 3000,
+                               "ignore_eos": True}),
+              headers={"Authorization": "Bearer " + KEY, "Content-Type": "application/json"})
+    deadline = time.time() + 10
+    while srv.metrics()["llmrt_requests_running"] == 0 and time.time() < deadline:
+        time.sleep(0.05)
+    c.sock.shutdown(2)
+    c.close()
+    m = wait_idle(srv, kv_idle)
+    assert m["llmrt_requests_aborted_total"] == aborted + 1
+
+
+def test_limits_and_sigterm_drain():
+    # --drain-timeout: slow (sanitizer) builds must not hit it
+    s = Server("--drain-timeout", "300", "--max-concurrency", "1")
+    try:
+        c = s.conn()
+        c.request("POST", "/v1/completions",
+                  body=json.dumps({"prompt": "Once upon a time", "max_tokens": 48,
+                                   "ignore_eos": True, "stream": True}),
+                  headers={"Authorization": "Bearer " + KEY, "Content-Type": "application/json"})
+        r = c.getresponse()
+        got = r.read1(4096)
+        # one request in flight at most: the next one is told to come back
+        status, text, resp = s.request("POST", "/v1/completions", {"prompt": "x", "max_tokens": 2})
+        assert status == 429 and resp.getheader("Retry-After") and json.loads(text)["error"]
+        s.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        status, _, resp = s.request("POST", "/v1/completions", {"prompt": "x", "max_tokens": 2})
+        assert status == 503
+        while True:
+            more = r.read1(4096)
+            if not more:
+                break
+            got += more
+        events = [e for e in got.decode().split("\n\n") if e]
+        assert events[-1] == "data: [DONE]"
+        last = json.loads(events[-2][len("data: "):])
+        assert last["choices"][0]["finish_reason"] == "length"
+        assert s.proc.wait(30) == 0
+    finally:
+        s.stop()
