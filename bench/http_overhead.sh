@@ -2,7 +2,9 @@
 # HTTP overhead of `llmrt serve`: the same workload (random prompts, fixed seed) through the
 # in-process engine (`llmrt bench serve`) and over HTTP against `llmrt serve` on this machine
 # (`llmrt bench serve --base-url`), at each concurrency; prints output tok/s of both and the
-# ratio. The server and the in-process run use the same threads and engine options.
+# ratio. The server and the in-process run use the same threads and engine options. Each
+# concurrency level gets a fresh server: its prefix cache would otherwise hold the previous
+# level's prompts (workload seeds overlap) and skip their prefill.
 #
 # usage: bench/http_overhead.sh [LLMRT] [CONCURRENCIES] [extra workload args...]
 #   default: ./build/llmrt 1,16,64 --num-prompts 64 --input-len 64 --output-len 32 -t 2
@@ -15,28 +17,33 @@ work=("$@")
 threads=(-t 2)
 dir=$(mktemp -d)
 server=""
-cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"; }
+cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; wait 2>/dev/null; [ -n "${KEEP_DIR:-}" ] && cp "$dir"/*.json "$KEEP_DIR"/ 2>/dev/null; rm -rf "$dir"; }
 trap cleanup EXIT
 
-"$bin" serve --port 0 "${threads[@]}" 2>"$dir/server.log" &
-server=$!
-for _ in $(seq 1 600); do
-    grep -q 'listening on' "$dir/server.log" && break
-    sleep 0.1
-done
-url=$(grep -o 'http://[0-9.]*:[0-9]*' "$dir/server.log" | head -1)
-[ -n "$url" ] || { cat "$dir/server.log"; echo "server did not start" >&2; exit 1; }
+start_server() {
+    [ -n "$server" ] && { kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true; }
+    : >"$dir/server.log"
+    "$bin" serve --port 0 "${threads[@]}" 2>"$dir/server.log" &
+    server=$!
+    for _ in $(seq 1 600); do
+        grep -q 'listening on' "$dir/server.log" && break
+        sleep 0.1
+    done
+    url=$(grep -o 'http://[0-9.]*:[0-9]*' "$dir/server.log" | head -1)
+    [ -n "$url" ] || { cat "$dir/server.log"; echo "server did not start" >&2; exit 1; }
+}
 
 echo "# cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores"
-echo "# workload: ${work[*]}; server ${threads[*]} at $url; in-process ${threads[*]}"
+echo "# workload: ${work[*]}; server and in-process: ${threads[*]}, engine defaults; a fresh server per level"
 printf "%11s %18s %14s %7s\n" concurrency "in-process tok/s" "HTTP tok/s" ratio
 IFS=, read -ra cs <<<"$concs"
-tok_s() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['output_throughput'])" "$1"; }
+tok_s() { python3 -c "import json,sys; d = json.load(open(sys.argv[1])); print((d['results'][0] if 'results' in d else d)['output_throughput'])" "$1"; }
 for c in "${cs[@]}"; do
-    "$bin" bench serve "${work[@]}" "${threads[@]}" --max-concurrency "$c" --format json \
-        -o "$dir/in.json" >/dev/null 2>&1
-    "$bin" bench serve --base-url "$url" "${work[@]}" --max-concurrency "$c" --format json \
-        -o "$dir/http.json" >/dev/null 2>&1
+    start_server
+    "$bin" bench serve "${work[@]}" "${threads[@]}" --max-concurrency "$c" \
+        --format json -o "$dir/in.json" >/dev/null 2>&1
+    "$bin" bench serve --base-url "$url" "${work[@]}" --max-concurrency "$c" \
+        --format json -o "$dir/http.json" >/dev/null 2>&1
     a=$(tok_s "$dir/in.json")
     b=$(tok_s "$dir/http.json")
     python3 -c "import sys; a,b=float(sys.argv[2]),float(sys.argv[3]); print(f'{int(sys.argv[1]):>11} {a:>18.1f} {b:>14.1f} {b/a:>7.3f}')" "$c" "$a" "$b"
