@@ -450,6 +450,11 @@ typedef struct llmrt_engine_metrics {
     llmrt_histogram e2e;                  /* submit -> finish                 */
     bool            healthy;              /* false once a sticky backend fault made the
                                              engine dead (every call fails: recreate it) */
+    /* -- fields added after 0.1.0 (a smaller struct_size gets only the fields it holds) -- */
+    llmrt_histogram tpot;       /* per request generating >= 2 tokens, at finish:
+                                   (e2e - ttft) / (generated - 1)                      */
+    llmrt_histogram queue_time; /* submit -> first admission by the scheduler, once per
+                                   request (a preempted request's re-admission is not) */
 } llmrt_engine_metrics;
 
 LLMRT_API llmrt_status llmrt_engine_get_metrics(llmrt_engine *engine, llmrt_engine_metrics *m);

@@ -88,6 +88,8 @@ llmrt_status engine_create(llmrt_rank_model *model, llmrt_executor *exec,
     llmrt_histogram_init(&e->metrics.ttft);
     llmrt_histogram_init(&e->metrics.itl);
     llmrt_histogram_init(&e->metrics.e2e);
+    llmrt_histogram_init(&e->metrics.tpot);
+    llmrt_histogram_init(&e->metrics.queue_time);
     s = exec->ops->kv_create(exec, n_blocks, p.block_size, &e->kv, err);
     if (s != LLMRT_OK) {
         if (s == LLMRT_ERR_INVALID_ARG) s = LLMRT_ERR_NO_KV_SPACE;

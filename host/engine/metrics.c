@@ -84,6 +84,11 @@ size_t llmrt_metrics_format_prometheus(const llmrt_engine_metrics *m, char *text
     put_histogram(&w, "llmrt_time_to_first_token_seconds", "Submit to first token.", &m->ttft);
     put_histogram(&w, "llmrt_inter_token_latency_seconds", "Gap between tokens of a request.", &m->itl);
     put_histogram(&w, "llmrt_e2e_request_latency_seconds", "Submit to finish.", &m->e2e);
+    put_histogram(&w, "llmrt_time_per_output_token_seconds",
+                  "Per request generating at least 2 tokens: (e2e - ttft) / (generated - 1).",
+                  &m->tpot);
+    put_histogram(&w, "llmrt_request_queue_time_seconds",
+                  "Submit to first admission by the scheduler.", &m->queue_time);
     if (capacity > 0) text[w.len < capacity ? w.len : capacity - 1] = 0;
     return w.len;
 }

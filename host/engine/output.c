@@ -132,6 +132,9 @@ void engine_finish(llmrt_engine *e, request *r, llmrt_finish_reason why, llmrt_s
     double now = engine_now();
     if (r->index == 0) { /* per request, not per sequence (n > 1) */
         llmrt_histogram_observe(&e->metrics.e2e, now - r->t_submit);
+        int64_t n_generated = r->n_tokens - r->n_prompt;
+        if (n_generated >= 2 && r->t_first > 0) /* time per output token after the first */
+            llmrt_histogram_observe(&e->metrics.tpot, (now - r->t_first) / (double)(n_generated - 1));
         e->metrics.requests_finished++;
         if (why == LLMRT_FINISH_ABORT) e->metrics.requests_aborted++;
     }

@@ -62,6 +62,7 @@ typedef struct request {
     char                error_message[256];
 
     double t_submit, t_first, t_last;
+    double t_admitted; /* first admission by the planner (0: not yet; queue_time metric) */
 
     /* n > 1 (llmrt_sampling_params.n): every sequence is a request of the same id. The first
      * (index 0) prefills the prompt; the others are made at submit (own sampler seeded seed + i,

@@ -181,6 +181,17 @@ llmrt_status engine_run_step(llmrt_engine *e, llmrt_error *err) {
     e->metrics.preemptions += p->n_preempted;
     e->metrics.prefix_cache_queries += p->prefix_queries;
     e->metrics.prefix_cache_hits += p->prefix_hits;
+    /* queue time: the planner is pure, so the first admission is recorded here, once per request
+     * (sequences n > 1 share index 0's; a preempted request's re-admission does not count) */
+    if (p->n_seqs > 0) {
+        double now = engine_now();
+        for (int32_t i = 0; i < p->n_seqs; i++) {
+            request *r = p->seq_req[i];
+            if (r->t_admitted > 0) continue;
+            r->t_admitted = now;
+            if (r->index == 0) llmrt_histogram_observe(&e->metrics.queue_time, now - r->t_submit);
+        }
+    }
     for (int32_t i = 0; i < p->n_finished; i++)
         engine_finish(e, p->finished[i].r, p->finished[i].why, p->finished[i].status,
                       p->finished[i].message);

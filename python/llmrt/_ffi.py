@@ -295,6 +295,8 @@ class llmrt_engine_metrics(Structure):
         ("itl", llmrt_histogram),
         ("e2e", llmrt_histogram),
         ("healthy", c_bool),
+        ("tpot", llmrt_histogram),
+        ("queue_time", llmrt_histogram),
     ]
 
 

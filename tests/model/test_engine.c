@@ -310,6 +310,10 @@ static void test_preemption(void) {
     CHECK_MSG(sum == m.preemptions, "outputs report %lld preemptions, metrics %lld",
               (long long)sum, (long long)m.preemptions);
     CHECK(m.kv_blocks_total == 8 && m.kv_blocks_used == 0);
+    /* queue time once per request, however often it was preempted and re-admitted */
+    CHECK_MSG(m.queue_time.n == N_PRESS && m.tpot.n == N_PRESS,
+              "queue_time n %lld, tpot n %lld, want %d", (long long)m.queue_time.n,
+              (long long)m.tpot.n, N_PRESS);
     printf("preemption: %lld preemptions, %lld steps\n", (long long)m.preemptions,
            (long long)m.steps);
 
@@ -1096,6 +1100,10 @@ static void test_metrics_api(void) {
     CHECK_STATUS(llmrt_engine_get_metrics(e, &m), LLMRT_OK, NULL);
     CHECK(m.n_waiting == 0 && m.n_running == 0 && m.kv_blocks_total == 512);
     CHECK(m.kv_blocks_used == 0x5a5a5a5a);
+    memset(&m, 0x5a, sizeof m); /* a struct from before tpot / queue_time */
+    m.struct_size = (uint32_t)offsetof(llmrt_engine_metrics, tpot);
+    CHECK_STATUS(llmrt_engine_get_metrics(e, &m), LLMRT_OK, NULL);
+    CHECK(m.healthy && m.tpot.n == 0x5a5a5a5a5a5a5a5aLL && m.queue_time.n == 0x5a5a5a5a5a5a5a5aLL);
     m = get_metrics(e); /* before any step */
     CHECK(m.kv_blocks_total == 512 && m.kv_blocks_free == 512 && m.steps == 0);
     CHECK(m.ttft.n == 0 && isinf(m.ttft.upper[LLMRT_HISTOGRAM_BUCKETS - 1]));
@@ -1111,6 +1119,21 @@ static void test_metrics_api(void) {
     CHECK(m.itl.n == m.generation_tokens - 2);
     CHECK(m.prompt_tokens == mix_specs[2].n_prompt + mix_specs[4].n_prompt);
     CHECK(m.ttft.count[LLMRT_HISTOGRAM_BUCKETS - 1] == 2);
+    /* tpot: both generated >= 2 tokens; sum over requests of tpot * (generated - 1) is
+     * sum(e2e - ttft) */
+    CHECK(r[0].n_tokens >= 2 && r[1].n_tokens >= 2);
+    CHECK(m.tpot.n == 2 && m.tpot.count[LLMRT_HISTOGRAM_BUCKETS - 1] == 2 && m.tpot.sum > 0);
+    {
+        int32_t g_min = r[0].n_tokens < r[1].n_tokens ? r[0].n_tokens : r[1].n_tokens;
+        int32_t g_max = r[0].n_tokens < r[1].n_tokens ? r[1].n_tokens : r[0].n_tokens;
+        double  decode = m.e2e.sum - m.ttft.sum;
+        CHECK_MSG(m.tpot.sum * (g_min - 1) <= decode * (1 + 1e-6) + 1e-9 &&
+                      m.tpot.sum * (g_max - 1) >= decode * (1 - 1e-6) - 1e-9,
+                  "tpot sum %g, e2e - ttft %g, generated %d..%d", m.tpot.sum, decode, g_min, g_max);
+    }
+    /* queue time: once per request, before its first token */
+    CHECK(m.queue_time.n == 2 && m.queue_time.sum >= 0 && m.queue_time.sum <= m.ttft.sum);
+    CHECK(m.queue_time.count[LLMRT_HISTOGRAM_BUCKETS - 1] == 2);
 
     size_t len = 0;
     CHECK_STATUS(llmrt_engine_metrics_prometheus(e, NULL, 0, &len), LLMRT_ERR_BUFFER_TOO_SMALL, NULL);
@@ -1143,6 +1166,12 @@ static void test_metrics_api(void) {
     CHECK(strstr(buf, "llmrt_time_to_first_token_seconds_count 2\n") != NULL);
     CHECK(strstr(buf, "llmrt_e2e_request_latency_seconds_bucket{le=\"0.001\"}") != NULL);
     CHECK(strstr(buf, "llmrt_inter_token_latency_seconds_sum ") != NULL);
+    CHECK(strstr(buf, "# TYPE llmrt_time_per_output_token_seconds histogram\n") != NULL);
+    CHECK(strstr(buf, "llmrt_time_per_output_token_seconds_bucket{le=\"+Inf\"} 2\n") != NULL);
+    CHECK(strstr(buf, "llmrt_time_per_output_token_seconds_count 2\n") != NULL);
+    CHECK(strstr(buf, "# HELP llmrt_request_queue_time_seconds ") != NULL);
+    CHECK(strstr(buf, "# TYPE llmrt_request_queue_time_seconds histogram\n") != NULL);
+    CHECK(strstr(buf, "llmrt_request_queue_time_seconds_count 2\n") != NULL);
     free(buf);
     llmrt_engine_destroy(e);
 }
