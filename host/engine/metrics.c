@@ -57,7 +57,7 @@ size_t llmrt_metrics_format_prometheus(const llmrt_engine_metrics *m, char *text
               "backend fault (restart it).", m->healthy ? 1.0 : 0.0);
     put_value(&w, "llmrt_requests_waiting", "gauge", "Requests queued.", m->n_waiting);
     put_value(&w, "llmrt_requests_running", "gauge", "Requests running.", m->n_running);
-    put_value(&w, "llmrt_kv_blocks_total", "gauge", "KV cache blocks in the pool.", m->kv_blocks_total);
+    put_value(&w, "llmrt_kv_blocks_capacity", "gauge", "KV cache blocks in the pool.", m->kv_blocks_total);
     put_value(&w, "llmrt_kv_blocks_used", "gauge", "KV blocks referenced by requests.", m->kv_blocks_used);
     put_value(&w, "llmrt_kv_blocks_cached", "gauge", "Free KV blocks holding a reusable prefix.",
               m->kv_blocks_cached);

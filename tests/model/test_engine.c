@@ -1159,7 +1159,7 @@ static void test_metrics_api(void) {
     CHECK(buf[need] == '#');
     CHECK_STATUS(llmrt_engine_metrics_prometheus(e, buf, need + 1, &got), LLMRT_OK, NULL);
     CHECK(got == need && strlen(buf) == need && buf[need + 1] == '#');
-    CHECK(strstr(buf, "# TYPE llmrt_kv_blocks_total gauge\nllmrt_kv_blocks_total 512\n") != NULL);
+    CHECK(strstr(buf, "# TYPE llmrt_kv_blocks_capacity gauge\nllmrt_kv_blocks_capacity 512\n") != NULL);
     CHECK(strstr(buf, "llmrt_requests_finished_total 2\n") != NULL);
     CHECK(strstr(buf, "# TYPE llmrt_time_to_first_token_seconds histogram") != NULL);
     CHECK(strstr(buf, "llmrt_time_to_first_token_seconds_bucket{le=\"+Inf\"} 2\n") != NULL);

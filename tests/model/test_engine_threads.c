@@ -230,7 +230,7 @@ static void *metrics_poller(void *arg) {
             s    = llmrt_engine_metrics_prometheus(engine, text, cap, &len);
         }
         if (s != LLMRT_OK || !text || strlen(text) != len ||
-            !strstr(text, "llmrt_kv_blocks_total ") ||
+            !strstr(text, "llmrt_kv_blocks_capacity ") ||
             !strstr(text, "llmrt_e2e_request_latency_seconds_bucket{le=\"+Inf\"}"))
             n_metric_bad++;
         n_metric_polls++;

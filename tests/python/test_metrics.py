@@ -20,7 +20,7 @@ def test_metrics_count_a_batch():
         assert len(buckets) == 16 and buckets[-1][1] == 2
         assert [c for _, c in buckets] == sorted(c for _, c in buckets)  # cumulative
         text = llm.metrics_prometheus()
-        assert "llmrt_kv_blocks_total 32" in text
+        assert "llmrt_kv_blocks_capacity 32" in text
         assert "# TYPE" in text and text.endswith("\n")
 
 
