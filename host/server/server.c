@@ -17,9 +17,10 @@
  *
  * A client that goes away mid-stream: the next write fails, MHD ends the request and calls
  * on_completed(), which aborts the request's unfinished sequences in the engine (their KV blocks
- * return to the pool). Lifetime: a job is reference-counted, one reference for the HTTP side and
- * one per submitted sequence, dropped by the sequence's final output (the engine gives each
- * request exactly one, an abort included).
+ * return to the pool). n choices are one engine request per prompt with sampling n (the prompt
+ * is prefilled once; llmrt_output.index is the choice). Lifetime: a job is reference-counted, one
+ * reference for the HTTP side and one per sequence, dropped by the sequence's final output (the
+ * engine gives each index exactly one, an abort included).
  *
  * Shutdown: SIGTERM/SIGINT are taken by sigwait() on the main thread; new requests get 503, the
  * requests in flight may finish for up to --drain-timeout seconds, then the rest are cut, the
@@ -170,8 +171,9 @@ static void job_unref(srv_job *j) {
 /* The engine loop thread: append, signal; nothing slow. */
 static void on_output(const llmrt_output *o, void *data) {
     (void)data;
-    srv_seq *s = o->user_data;
+    srv_seq *s = o->user_data; /* the prompt's first sequence; the engine's index picks ours */
     srv_job *j = s->job;
+    if (o->index > 0 && o->index < j->req.n) s += o->index;
     pthread_mutex_lock(&j->mu);
     sbuf_add(&s->text, o->text, o->text_len);
     if (o->logprobs && o->n_tokens > 0 && j->req.logprobs) {
@@ -221,9 +223,13 @@ static void on_output(const llmrt_output *o, void *data) {
 }
 
 static void abort_job(srv_job *j) {
-    for (int32_t i = 0; i < j->n_seq; i++) {
+    /* one engine request per prompt (its n sequences share the id): abort it once */
+    for (int32_t i = 0; i < j->n_seq; i += j->req.n) {
         pthread_mutex_lock(&j->mu);
-        bool live = j->seqs[i].id && j->seqs[i].finish == LLMRT_FINISH_NONE;
+        bool live = false;
+        for (int32_t k = i; k < i + j->req.n && k < j->n_seq; k++)
+            live |= j->seqs[k].finish == LLMRT_FINISH_NONE;
+        live = live && j->seqs[i].id;
         uint64_t id = j->seqs[i].id;
         pthread_mutex_unlock(&j->mu);
         if (live) llmrt_engine_abort(S.engine, id);
@@ -778,10 +784,15 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, conn *cn, srv_r
             msgs[i] = (llmrt_chat_message){j->req.roles[i], j->req.contents[i]};
     }
     for (int32_t i = 0; i < j->n_seq; i++) {
+        j->seqs[i].job          = j;
+        j->seqs[i].index        = i;
+        j->seqs[i].prompt_index = i / j->req.n;
+    }
+    /* One engine request per prompt with sampling n: the prompt is prefilled once and its KV
+     * shared by the n sequences (seed + k for sequence k, as before); output.index picks the
+     * choice. */
+    for (int32_t i = 0; i < j->n_seq; i += j->req.n) {
         srv_seq *s      = &j->seqs[i];
-        s->job          = j;
-        s->index        = i;
-        s->prompt_index = i / j->req.n;
         llmrt_prompt p  = {.struct_size = sizeof p, .chat_template = S.chat_template, .user_data = s};
         if (msgs) {
             p.messages   = msgs;
@@ -793,9 +804,11 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, conn *cn, srv_r
             p.tokens   = j->req.prompts[s->prompt_index].ids;
             p.n_tokens = j->req.prompts[s->prompt_index].n_ids;
         }
-        llmrt_sampling_params sp = srv_request_sampling(&j->req, &S.base, i % j->req.n);
+        llmrt_sampling_params sp = srv_request_sampling(&j->req, &S.base, 0);
+        sp.struct_size           = sizeof sp;
+        sp.n                     = j->req.n;
         pthread_mutex_lock(&j->mu);
-        j->refs++; /* the sequence's, dropped by its final output */
+        j->refs += j->req.n; /* one per sequence, dropped by its final output */
         pthread_mutex_unlock(&j->mu);
         uint64_t     id;
         llmrt_status st = llmrt_engine_submit(S.engine, &p, &sp, &id);
@@ -803,7 +816,7 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, conn *cn, srv_r
             char msg[512];
             snprintf(msg, sizeof msg, "%s", llmrt_last_error());
             pthread_mutex_lock(&j->mu);
-            j->refs--;
+            j->refs -= j->req.n;
             pthread_mutex_unlock(&j->mu);
             free(msgs);
             abort_job(j);
@@ -813,7 +826,7 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, conn *cn, srv_r
                               NULL);
         }
         pthread_mutex_lock(&j->mu);
-        s->id = id;
+        for (int32_t k = i; k < i + j->req.n; k++) j->seqs[k].id = id;
         pthread_mutex_unlock(&j->mu);
     }
     free(msgs);

@@ -154,6 +154,15 @@ def test_n3(srv):
     chunks = list(srv.client().completions.create(model=NAME, prompt="Once upon a time", n=3,
                                                    max_tokens=4, seed=3, stream=True))
     assert {c.choices[0].index for c in chunks if c.choices} == {0, 1, 2}
+    # n = 3 is one engine request: the prompt is prefilled once, not three times
+    before = srv.metrics()["llmrt_prompt_tokens_total"]
+    r = srv.client().completions.create(model=NAME, prompt="Zebras in Oslo count %d stars" % time.time_ns(),
+                                        n=3, max_tokens=5, temperature=1, seed=11)
+    computed = srv.metrics()["llmrt_prompt_tokens_total"] - before
+    assert sorted(c.index for c in r.choices) == [0, 1, 2]
+    assert computed == r.usage.prompt_tokens - r.usage.prompt_tokens_details.cached_tokens
+    assert computed < 2 * r.usage.prompt_tokens
+    assert r.usage.completion_tokens == r.usage.total_tokens - r.usage.prompt_tokens >= 3
 
 
 def test_logprobs(srv):
