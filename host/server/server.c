@@ -28,6 +28,7 @@
 #ifdef LLMRT_HAVE_MHD
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <netdb.h>
 #include <poll.h>
@@ -39,6 +40,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
@@ -47,6 +49,7 @@
 #include "../cli/cli_json.h"
 #include "../cli/cli_options.h"
 #include "llmrt.h"
+#include "redact.h"
 #include "server.h"
 #include "server_request.h"
 
@@ -108,7 +111,14 @@ static struct {
     atomic_bool           hard_stop; /* drain time over: cut the rest */
     atomic_long           http_codes[600];
     atomic_ulong          next_id;
-} S = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    /* --log-requests: one JSON line per finished request, one write() each under log_mu */
+    int                   log_fd;        /* -1: off */
+    bool                  log_text;      /* --log-text: prompt/messages and completion text */
+    srv_redactor         *redactor;      /* --log-redact */
+    pthread_mutex_t       log_mu;
+    atomic_bool           log_failed;    /* a failed write was reported (once) */
+} S = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .log_fd = -1,
+       .log_mu = PTHREAD_MUTEX_INITIALIZER};
 
 /* One engine request: sequence `index` of a job (choice index). */
 typedef struct srv_seq {
@@ -141,6 +151,7 @@ typedef struct srv_job {
     srv_seq        *seqs;
     char            id[48];
     long            created;
+    double          t_first; /* the first token of any sequence (CLOCK_MONOTONIC), 0: none */
     /* streaming */
     int             phase;
     sbuf            out;
@@ -210,6 +221,8 @@ static void on_output(const llmrt_output *o, void *data) {
     s->n_prompt = o->n_prompt_tokens;
     s->n_cached = o->n_cached_tokens;
     s->n_gen    = o->n_generated;
+    if (o->t_first_token > 0 && (j->t_first == 0 || o->t_first_token < j->t_first))
+        j->t_first = o->t_first_token;
     bool done   = o->finish != LLMRT_FINISH_NONE && s->finish == LLMRT_FINISH_NONE;
     if (done) {
         s->finish = o->finish;
@@ -513,10 +526,133 @@ typedef struct conn {
     bool     too_big;
     srv_job *job;
     bool     in_flight;
+    /* the request log */
+    double   t_start;
+    unsigned status;
+    bool     log;         /* an API route (not /health, /metrics, /openapi.json) */
+    char     endpoint[64];
+    char     client[80];
 } conn;
+
+/* The connection being answered on this thread (a thread per connection): its status is noted. */
+static _Thread_local conn *tl_conn;
 
 static void count_code(unsigned code) {
     if (code < 600) atomic_fetch_add(&S.http_codes[code], 1);
+    if (tl_conn) tl_conn->status = code;
+}
+
+/* --log-text --log-redact: a string as logged. */
+static cJSON *log_string(const char *text, size_t len) {
+    if (!S.redactor) {
+        char *t = strndup(text ? text : "", text ? len : 0);
+        cJSON *o = cJSON_CreateString(t ? t : "");
+        free(t);
+        return o;
+    }
+    char  *r = srv_redact(S.redactor, text ? text : "", text ? len : 0, NULL);
+    cJSON *o = cJSON_CreateString(r ? r : "[REDACTION FAILED]");
+    free(r);
+    return o;
+}
+
+static void log_write_failed(const char *why) {
+    if (!atomic_exchange(&S.log_failed, true))
+        fprintf(stderr, "llmrt serve: --log-requests: write failed: %s (further failures are not "
+                        "reported)\n", why);
+}
+
+/* One JSON line for a finished request (on_completed, the connection's thread). */
+static void log_request(conn *cn) {
+    double end = now_s();
+    cJSON *o   = cJSON_CreateObject();
+    srv_job *j = cn->job;
+    char     id[48];
+    if (j) snprintf(id, sizeof id, "%s", j->id);
+    else snprintf(id, sizeof id, "req-%lx", (unsigned long)atomic_fetch_add(&S.next_id, 1) + 1);
+    cJSON_AddStringToObject(o, "id", id);
+    struct timespec rt;
+    clock_gettime(CLOCK_REALTIME, &rt);
+    struct tm tm;
+    gmtime_r(&rt.tv_sec, &tm);
+    char when[80];
+    snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, rt.tv_nsec / 1000000);
+    cJSON_AddStringToObject(o, "time", when);
+    cJSON_AddStringToObject(o, "endpoint", cn->endpoint);
+    cJSON_AddStringToObject(o, "model", S.name);
+    cJSON_AddNumberToObject(o, "status", cn->status);
+    int64_t prompt = 0, cached = 0, gen = 0;
+    cJSON  *reasons = cJSON_CreateArray();
+    double  t_first = 0;
+    if (j) {
+        pthread_mutex_lock(&j->mu);
+        for (int32_t i = 0; i < j->n_seq; i++) {
+            const srv_seq *q = &j->seqs[i];
+            if (i % j->req.n == 0) {
+                prompt += q->n_prompt;
+                cached += q->n_cached;
+            }
+            gen += q->n_gen;
+            const char *f = finish_str(q->finish);
+            cJSON_AddItemToArray(reasons, f ? cJSON_CreateString(f) : cJSON_CreateNull());
+        }
+        t_first = j->t_first;
+        pthread_mutex_unlock(&j->mu);
+    }
+    cJSON_AddNumberToObject(o, "prompt_tokens", (double)prompt);
+    cJSON_AddNumberToObject(o, "completion_tokens", (double)gen);
+    cJSON_AddNumberToObject(o, "cached_tokens", (double)cached);
+    if (t_first > 0) cJSON_AddNumberToObject(o, "ttft_ms", round((t_first - cn->t_start) * 1e4) / 10);
+    else cJSON_AddNullToObject(o, "ttft_ms");
+    cJSON_AddNumberToObject(o, "e2e_ms", round((end - cn->t_start) * 1e4) / 10);
+    cJSON_AddItemToObject(o, "finish_reasons", reasons);
+    cJSON_AddStringToObject(o, "client", cn->client);
+    if (S.log_text && j) {
+        pthread_mutex_lock(&j->mu);
+        if (j->req.kind == SRV_CHAT) {
+            cJSON *msgs = cJSON_AddArrayToObject(o, "messages");
+            for (int32_t i = 0; i < j->req.n_messages; i++) {
+                cJSON *m = cJSON_CreateObject();
+                cJSON_AddStringToObject(m, "role", j->req.roles[i]);
+                const char *t = j->req.contents[i];
+                cJSON_AddItemToObject(m, "content", log_string(t, t ? strlen(t) : 0));
+                cJSON_AddItemToArray(msgs, m);
+            }
+        } else {
+            cJSON *ps = cJSON_AddArrayToObject(o, "prompt");
+            for (int32_t i = 0; i < j->req.n_prompts; i++) {
+                const srv_prompt *p = &j->req.prompts[i];
+                if (p->text) {
+                    cJSON_AddItemToArray(ps, log_string(p->text, p->text_len));
+                } else {
+                    cJSON *ids = cJSON_CreateArray();
+                    for (int32_t k = 0; k < p->n_ids; k++)
+                        cJSON_AddItemToArray(ids, cJSON_CreateNumber(p->ids[k]));
+                    cJSON_AddItemToArray(ps, ids);
+                }
+            }
+        }
+        cJSON *cs = cJSON_AddArrayToObject(o, "completions");
+        for (int32_t i = 0; i < j->n_seq; i++)
+            cJSON_AddItemToArray(cs, log_string(j->seqs[i].text.p, j->seqs[i].text.len));
+        pthread_mutex_unlock(&j->mu);
+    }
+    char *line = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!line) {
+        log_write_failed("out of memory");
+        return;
+    }
+    size_t n = strlen(line);
+    line[n] = '\n'; /* over the NUL: the line is written as one piece */
+    pthread_mutex_lock(&S.log_mu);
+    ssize_t w = write(S.log_fd, line, n + 1);
+    int     e = errno;
+    pthread_mutex_unlock(&S.log_mu);
+    free(line);
+    if (w < 0) log_write_failed(strerror(e));
+    else if ((size_t)w != n + 1) log_write_failed("short write");
 }
 
 static enum MHD_Result send_bytes(struct MHD_Connection *c, unsigned code, const char *ctype,
@@ -888,9 +1024,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     conn *cn = *con_cls;
     if (!cn) {
         if (!(cn = calloc(1, sizeof *cn))) return MHD_NO;
+        cn->t_start = now_s();
+        snprintf(cn->endpoint, sizeof cn->endpoint, "%s", url);
+        cn->log = S.log_fd >= 0 && strcmp(url, "/health") && strcmp(url, "/metrics") &&
+                  strcmp(url, "/openapi.json");
+        const union MHD_ConnectionInfo *ai =
+            cn->log ? MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS) : NULL;
+        if (ai && ai->client_addr) {
+            char h[64] = "", p[16] = "";
+            socklen_t len = ai->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                                    : sizeof(struct sockaddr_in);
+            if (!getnameinfo(ai->client_addr, len, h, sizeof h, p, sizeof p,
+                             NI_NUMERICHOST | NI_NUMERICSERV))
+                snprintf(cn->client, sizeof cn->client, "%s%s%s:%s", strchr(h, ':') ? "[" : "", h,
+                         strchr(h, ':') ? "]" : "", p);
+        }
         *con_cls = cn;
         return MHD_YES;
     }
+    tl_conn = cn;
     if (*upload_size) { /* the body, in pieces: kept up to the limit, the rest discarded */
         if (!cn->too_big && cn->body.len + *upload_size > S.max_body) {
             cn->too_big = true;
@@ -967,6 +1119,11 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     (void)why;
     conn *cn = *con_cls;
     if (!cn) return;
+    if (tl_conn == cn) tl_conn = NULL;
+    if (cn->log) {
+        if (!cn->status) cn->status = 499; /* no answer was queued: the client went away */
+        log_request(cn);
+    }
     if (cn->job) {
         abort_job(cn->job); /* unfinished sequences only: a client that left frees its blocks */
         job_unref(cn->job);
@@ -1002,6 +1159,12 @@ static void usage(FILE *f) {
                "      --timeout S           idle connection timeout in seconds (default 60)\n"
                "      --drain-timeout S     on SIGTERM/SIGINT, let requests in flight finish for\n"
                "                            up to S seconds (default 30), then exit 0\n"
+               "      --log-requests FILE   append one JSON line per finished API request (id,\n"
+               "                            time, endpoint, model, status, token counts,\n"
+               "                            ttft_ms, e2e_ms, finish_reasons, client); no text\n"
+               "      --log-text            also log the prompt/messages and completion text\n"
+               "      --log-redact          with --log-text: e-mail addresses, phone numbers\n"
+               "                            and ID-like numbers become [EMAIL] [PHONE] [ID]\n"
                "  -h, --help\n"
                "Sampling options are the defaults of requests that do not set a field.\n");
     cli_common_usage(f);
@@ -1023,9 +1186,11 @@ static int parse_num(const char *arg, const char *name, long long lo, long long 
 int cli_serve(int argc, char **argv) {
     cli_common c;
     cli_common_init(&c);
-    const char *host = "127.0.0.1", *name = NULL;
+    const char *host = "127.0.0.1", *name = NULL, *log_path = NULL;
+    bool        log_text = false, log_redact = false;
     long long   port = 8000, max_conc = 256, max_body = 1 << 20, timeout = 60, drain = 30;
-    enum { O_HOST = 2000, O_PORT, O_KEY, O_NAME, O_CONC, O_BODY, O_TIMEOUT, O_DRAIN };
+    enum { O_HOST = 2000, O_PORT, O_KEY, O_NAME, O_CONC, O_BODY, O_TIMEOUT, O_DRAIN, O_LOG, O_LOG_TEXT,
+           O_LOG_REDACT };
     static const struct option own[] = {
         {"host", required_argument, 0, O_HOST},
         {"port", required_argument, 0, O_PORT},
@@ -1035,6 +1200,9 @@ int cli_serve(int argc, char **argv) {
         {"max-body-bytes", required_argument, 0, O_BODY},
         {"timeout", required_argument, 0, O_TIMEOUT},
         {"drain-timeout", required_argument, 0, O_DRAIN},
+        {"log-requests", required_argument, 0, O_LOG},
+        {"log-text", no_argument, 0, O_LOG_TEXT},
+        {"log-redact", no_argument, 0, O_LOG_REDACT},
         {"help", no_argument, 0, 'h'},
     };
     const struct option *opts = cli_options_with(own, sizeof own / sizeof own[0]);
@@ -1053,6 +1221,9 @@ int cli_serve(int argc, char **argv) {
         case O_BODY: if (parse_num(optarg, "max-body-bytes", 1, (long long)1 << 32, &max_body) < 0) return 2; break;
         case O_TIMEOUT: if (parse_num(optarg, "timeout", 1, 86400, &timeout) < 0) return 2; break;
         case O_DRAIN: if (parse_num(optarg, "drain-timeout", 0, 86400, &drain) < 0) return 2; break;
+        case O_LOG: log_path = optarg; break;
+        case O_LOG_TEXT: log_text = true; break;
+        case O_LOG_REDACT: log_redact = true; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -1064,6 +1235,29 @@ int cli_serve(int argc, char **argv) {
     if (S.api_key && !*S.api_key) {
         fprintf(stderr, "llmrt serve: --api-key must not be empty\n");
         return 2;
+    }
+    if ((log_text || log_redact) && !log_path) {
+        fprintf(stderr, "llmrt serve: --log-text and --log-redact need --log-requests FILE\n");
+        return 2;
+    }
+    if (log_redact && !log_text)
+        fprintf(stderr, "llmrt serve: --log-redact has no effect without --log-text (no text is "
+                        "logged)\n");
+    if (log_path) {
+        if (log_text && log_redact) {
+            char err[256];
+            if (!(S.redactor = srv_redactor_create(err, sizeof err))) {
+                fprintf(stderr, "llmrt serve: --log-redact: %s\n", err);
+                return 1;
+            }
+        }
+        S.log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        if (S.log_fd < 0) {
+            fprintf(stderr, "llmrt serve: --log-requests %s: %s\n", log_path, strerror(errno));
+            srv_redactor_destroy(S.redactor);
+            return 1;
+        }
+        S.log_text = log_text;
     }
     S.max_concurrency = (long)max_conc;
     S.max_body        = (size_t)max_body;
@@ -1162,6 +1356,8 @@ int cli_serve(int argc, char **argv) {
     llmrt_engine_stop_loop(S.engine);
     llmrt_engine_destroy(S.engine);
     llmrt_model_destroy(S.model);
+    if (S.log_fd >= 0) close(S.log_fd);
+    srv_redactor_destroy(S.redactor);
     fprintf(stderr, "llmrt serve: stopped\n");
     return 0;
 }

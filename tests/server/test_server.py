@@ -329,3 +329,68 @@ def test_limits_and_sigterm_drain():
         assert s.proc.wait(30) == 0
     finally:
         s.stop()
+
+
+LOG_FIELDS = {"id", "time", "endpoint", "model", "status", "prompt_tokens", "completion_tokens",
+              "cached_tokens", "ttft_ms", "e2e_ms", "finish_reasons", "client"}
+PII = "mail me at jane.doe@example.com or +44 20 7946 0958, id 123-45-6789"
+
+
+def read_log(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f.read().splitlines()]
+
+
+def test_request_log(tmp_path):
+    path = tmp_path / "requests.jsonl"
+    s = Server("--log-requests", str(path))
+    try:
+        r = s.client().chat.completions.create(model=NAME, messages=[{"role": "user", "content": PII}],
+                                               max_tokens=4, temperature=0)
+        s.client().completions.create(model=NAME, prompt="Hello", max_tokens=3, n=2, temperature=0)
+        assert s.request("POST", "/v1/completions", raw="{not json")[0] == 400
+        s.metrics()  # monitoring endpoints are not logged
+    finally:
+        assert s.stop() == 0
+    lines = read_log(path)
+    assert len(lines) == 3, lines
+    for line in lines:
+        assert set(line) == LOG_FIELDS, line  # no text without --log-text
+        assert line["model"] == NAME and line["client"].startswith("127.0.0.1:")
+    chat, comp, bad = lines
+    assert chat["id"] == r.id and chat["endpoint"] == "/v1/chat/completions"
+    assert chat["status"] == 200 and chat["prompt_tokens"] == r.usage.prompt_tokens
+    assert chat["completion_tokens"] == r.usage.completion_tokens
+    assert chat["finish_reasons"] == [r.choices[0].finish_reason]
+    assert 0 < chat["ttft_ms"] <= chat["e2e_ms"]
+    assert comp["endpoint"] == "/v1/completions" and len(comp["finish_reasons"]) == 2
+    assert bad["status"] == 400 and bad["completion_tokens"] == 0 and bad["ttft_ms"] is None
+    assert "jane" not in path.read_text()
+
+
+def test_request_log_text_redacted(tmp_path):
+    path = tmp_path / "requests.jsonl"
+    s = Server("--log-requests", str(path), "--log-text", "--log-redact")
+    try:
+        s.client().chat.completions.create(model=NAME, messages=[{"role": "user", "content": PII}],
+                                           max_tokens=4, temperature=0)
+        s.client().completions.create(model=NAME, prompt="Write to jane.doe@example.com", max_tokens=3,
+                                      temperature=0)
+    finally:
+        assert s.stop() == 0
+    raw = path.read_text()
+    for original in ("jane.doe", "example.com", "7946", "0958", "123-45-6789"):
+        assert original not in raw
+    chat, comp = read_log(path)
+    assert chat["messages"] == [{"role": "user",
+                                 "content": "mail me at [EMAIL] or [PHONE], id [ID]"}]
+    assert len(chat["completions"]) == 1 and isinstance(chat["completions"][0], str)
+    assert comp["prompt"] == ["Write to [EMAIL]"]
+    # --log-text alone keeps the text as it was
+    path2 = tmp_path / "plain.jsonl"
+    s = Server("--log-requests", str(path2), "--log-text")
+    try:
+        s.client().completions.create(model=NAME, prompt=PII, max_tokens=2, temperature=0)
+    finally:
+        assert s.stop() == 0
+    assert read_log(path2)[0]["prompt"] == [PII]
