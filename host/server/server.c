@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -533,6 +534,80 @@ typedef struct conn {
     char     endpoint[64];
     char     client[80];
 } conn;
+
+/* Slow headers (slowloris). MHD's --timeout is an idle timeout: a client sending a header byte
+ * every second never trips it and holds a thread forever. So every connection is watched from
+ * its start (MHD_CONNECTION_NOTIFY_STARTED) until its request's headers are complete (the first
+ * on_request call), and again from the end of each request (keep-alive) to the next one's
+ * headers; one whose headers take longer than --timeout seconds is shut down (shutdown(2): its
+ * own thread then sees the end of the stream and MHD closes it). The entry is removed at
+ * MHD_CONNECTION_NOTIFY_CLOSED, before MHD closes the descriptor, so a reused one is never hit. */
+typedef struct watch {
+    int           fd;
+    double        since; /* waiting for headers since; 0: a request is being handled */
+    struct watch *next;
+} watch;
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t  cv;
+    watch          *head;
+    double          limit;
+    bool            stop;
+} W = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static void watch_set(int fd, double since) {
+    pthread_mutex_lock(&W.mu);
+    for (watch *w = W.head; w; w = w->next)
+        if (w->fd == fd) w->since = since;
+    pthread_mutex_unlock(&W.mu);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+    (void)cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        watch *w = ci ? calloc(1, sizeof *w) : NULL;
+        if (!w) return;
+        w->fd    = ci->connect_fd;
+        w->since = now_s();
+        pthread_mutex_lock(&W.mu);
+        w->next = W.head;
+        W.head  = w;
+        pthread_mutex_unlock(&W.mu);
+        *socket_context = w;
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context) {
+        pthread_mutex_lock(&W.mu);
+        for (watch **pp = &W.head; *pp; pp = &(*pp)->next)
+            if (*pp == *socket_context) {
+                *pp = (*pp)->next;
+                break;
+            }
+        pthread_mutex_unlock(&W.mu);
+        free(*socket_context);
+        *socket_context = NULL;
+    }
+}
+
+static void *watchdog(void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&W.mu);
+    while (!W.stop) {
+        struct timespec ts;
+        deadline_in(&ts, 0.25);
+        pthread_cond_timedwait(&W.cv, &W.mu, &ts);
+        double now = now_s();
+        for (watch *w = W.head; w; w = w->next)
+            if (w->since > 0 && now - w->since > W.limit) {
+                shutdown(w->fd, SHUT_RDWR);
+                w->since = 0;
+            }
+    }
+    pthread_mutex_unlock(&W.mu);
+    return NULL;
+}
 
 /* The connection being answered on this thread (a thread per connection): its status is noted. */
 static _Thread_local conn *tl_conn;
@@ -1039,6 +1114,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                 snprintf(cn->client, sizeof cn->client, "%s%s%s:%s", strchr(h, ':') ? "[" : "", h,
                          strchr(h, ':') ? "]" : "", p);
         }
+        const union MHD_ConnectionInfo *fi =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (fi) watch_set(fi->connect_fd, 0); /* the headers are in */
         *con_cls = cn;
         return MHD_YES;
     }
@@ -1091,6 +1169,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         snprintf(msg, sizeof msg, "the request body exceeds %zu bytes (--max-body-bytes)", S.max_body);
         return send_error(c, 413, "invalid_request_error", msg, NULL, NULL);
     }
+    /* a JSON body: a Content-Type other than application/json (parameters aside) is refused;
+     * none at all is taken as JSON */
+    const char *ctype = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+    if (ctype) {
+        while (*ctype == ' ' || *ctype == '\t') ctype++;
+        size_t n = strcspn(ctype, "; \t");
+        if (n != 16 || strncasecmp(ctype, "application/json", 16)) {
+            char m[200];
+            snprintf(m, sizeof m, "Content-Type must be application/json, got \"%.100s\"", ctype);
+            return send_error(c, 400, "invalid_request_error", m, NULL, "invalid_content_type");
+        }
+    }
     srv_request req;
     char        param[128], msg[512];
     if (srv_request_parse(cn->body.p ? cn->body.p : "", cn->body.len, kind, &req, param,
@@ -1115,10 +1205,11 @@ not_allowed:
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode why) {
     (void)cls;
-    (void)c;
     (void)why;
     conn *cn = *con_cls;
     if (!cn) return;
+    const union MHD_ConnectionInfo *fi = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (fi) watch_set(fi->connect_fd, now_s()); /* keep-alive: the next request's headers */
     if (tl_conn == cn) tl_conn = NULL;
     if (cn->log) {
         if (!cn->status) cn->status = 499; /* no answer was queued: the client went away */
@@ -1322,7 +1413,10 @@ int cli_serve(int argc, char **argv) {
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, (uint16_t)port, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)timeout, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, NULL, MHD_OPTION_CONNECTION_LIMIT, (unsigned)2048, MHD_OPTION_END);
+        on_completed, NULL, MHD_OPTION_CONNECTION_LIMIT, (unsigned)2048,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
+        /* a thread per connection: small stacks (the handlers keep little on theirs) */
+        MHD_OPTION_THREAD_STACK_SIZE, (size_t)512 * 1024, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!d) {
         fprintf(stderr, "llmrt serve: cannot listen on %s:%lld: %s\n", host, port, strerror(errno));
@@ -1330,6 +1424,9 @@ int cli_serve(int argc, char **argv) {
         llmrt_model_destroy(S.model);
         return 1;
     }
+    W.limit = (double)timeout;
+    pthread_t wd;
+    bool      wd_started = pthread_create(&wd, NULL, watchdog, NULL) == 0;
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     unsigned bound = di ? di->port : (unsigned)port;
     fprintf(stderr, "llmrt serve: listening on http://%s%s%s:%u (model %s)\n",
@@ -1353,6 +1450,13 @@ int cli_serve(int argc, char **argv) {
     if (left) fprintf(stderr, "llmrt serve: drain timeout: cutting %ld request(s)\n", left);
     atomic_store(&S.hard_stop, true);
     MHD_stop_daemon(d); /* joins the connection threads; on_completed aborts what is left */
+    if (wd_started) {
+        pthread_mutex_lock(&W.mu);
+        W.stop = true;
+        pthread_cond_broadcast(&W.cv);
+        pthread_mutex_unlock(&W.mu);
+        pthread_join(wd, NULL);
+    }
     llmrt_engine_stop_loop(S.engine);
     llmrt_engine_destroy(S.engine);
     llmrt_model_destroy(S.model);

@@ -394,3 +394,70 @@ def test_request_log_text_redacted(tmp_path):
     finally:
         assert s.stop() == 0
     assert read_log(path2)[0]["prompt"] == [PII]
+
+
+def test_idle_connections(srv):
+    # 300 connections open and silent: a request still gets its answer at once
+    import socket
+    socks = []
+    try:
+        for _ in range(300):
+            socks.append(socket.create_connection(("127.0.0.1", srv.port), timeout=10))
+        t = time.time()
+        r = srv.client().chat.completions.create(model=NAME, messages=MSG, max_tokens=4, temperature=0)
+        assert r.choices[0].message.content and time.time() - t < 5
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_slowloris_cut_by_timeout():
+    import socket
+    s = Server("--timeout", "2")
+    try:
+        slow = socket.create_connection(("127.0.0.1", s.port), timeout=1)
+        head = (b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"X-Slow: " + b"a" * 100)
+        t0, closed = time.time(), None
+        for i, byte in enumerate(head):
+            try:
+                slow.send(bytes([byte]))
+                if slow.recv(64) == b"":
+                    closed = time.time() - t0
+                    break
+            except socket.timeout:
+                pass
+            except OSError:
+                closed = time.time() - t0
+                break
+            if i == 1:  # meanwhile the server answers others
+                r = s.client().completions.create(model=NAME, prompt="Hi", max_tokens=2)
+                assert r.choices[0].text is not None
+            if time.time() - t0 > 10:
+                break
+        assert closed is not None and closed < 6, closed
+        slow.close()
+        assert s.request("GET", "/health")[0] == 200
+    finally:
+        assert s.stop() == 0
+
+
+def test_bad_body_and_content_type(srv):
+    for raw in ("{not json", "[1, 2]", "", "\xff\xfe"):
+        status, text, _ = srv.request("POST", "/v1/chat/completions", raw=raw.encode("latin-1"))
+        err = json.loads(text)["error"]
+        assert status == 400 and err["message"] and err["type"] == "invalid_request_error", raw
+    c = srv.conn()
+    c.request("POST", "/v1/chat/completions", body=json.dumps({"messages": MSG}),
+              headers={"Authorization": "Bearer " + KEY, "Content-Type": "text/plain"})
+    r = c.getresponse()
+    err = json.loads(r.read())["error"]
+    assert r.status == 400 and "Content-Type" in err["message"] and err["type"] == "invalid_request_error"
+    c.close()
+    # parameters after the media type are fine
+    c = srv.conn()
+    c.request("POST", "/v1/completions", body=json.dumps({"prompt": "x", "max_tokens": 1}),
+              headers={"Authorization": "Bearer " + KEY,
+                       "Content-Type": "application/json; charset=utf-8"})
+    assert c.getresponse().status == 200
+    c.close()
