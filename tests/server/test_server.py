@@ -399,13 +399,20 @@ def test_request_log_text_redacted(tmp_path):
 def test_idle_connections(srv):
     # 300 connections open and silent: a request still gets its answer at once
     import socket
+    def rss_kib():
+        with open(f"/proc/{srv.proc.pid}/status") as f:
+            return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+
     socks = []
+    before = rss_kib()
     try:
         for _ in range(300):
             socks.append(socket.create_connection(("127.0.0.1", srv.port), timeout=10))
         t = time.time()
         r = srv.client().chat.completions.create(model=NAME, messages=MSG, max_tokens=4, temperature=0)
         assert r.choices[0].message.content and time.time() - t < 5
+        # a thread each, on small stacks: far below 1 MiB per idle connection
+        assert rss_kib() - before < 300 * 1024, (before, rss_kib())
     finally:
         for s in socks:
             s.close()
