@@ -468,3 +468,16 @@ def test_bad_body_and_content_type(srv):
                        "Content-Type": "application/json; charset=utf-8"})
     assert c.getresponse().status == 200
     c.close()
+
+
+def test_request_log_write_failure():
+    # every write fails (ENOSPC): said once on stderr, the server keeps answering
+    s = Server("--log-requests", "/dev/full")
+    try:
+        for _ in range(3):
+            r = s.client().completions.create(model=NAME, prompt="Hi", max_tokens=2)
+            assert r.choices
+    finally:
+        assert s.stop() == 0
+    err = s.proc.stderr.read()
+    assert err.count("--log-requests: write failed") == 1, err
