@@ -17,9 +17,10 @@
  *
  * A client that goes away mid-stream: the next write fails, MHD ends the request and calls
  * on_completed(), which aborts the request's unfinished sequences in the engine (their KV blocks
- * return to the pool). Lifetime: a job is reference-counted, one reference for the HTTP side and
- * one per submitted sequence, dropped by the sequence's final output (the engine gives each
- * request exactly one, an abort included).
+ * return to the pool). n choices are one engine request per prompt with sampling n (the prompt
+ * is prefilled once; llmrt_output.index is the choice). Lifetime: a job is reference-counted, one
+ * reference for the HTTP side and one per sequence, dropped by the sequence's final output (the
+ * engine gives each index exactly one, an abort included).
  *
  * Shutdown: SIGTERM/SIGINT are taken by sigwait() on the main thread; new requests get 503, the
  * requests in flight may finish for up to --drain-timeout seconds, then the rest are cut, the
@@ -27,6 +28,7 @@
 #ifdef LLMRT_HAVE_MHD
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <netdb.h>
 #include <poll.h>
@@ -36,8 +38,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
@@ -46,6 +50,7 @@
 #include "../cli/cli_json.h"
 #include "../cli/cli_options.h"
 #include "llmrt.h"
+#include "redact.h"
 #include "server.h"
 #include "server_request.h"
 
@@ -107,7 +112,14 @@ static struct {
     atomic_bool           hard_stop; /* drain time over: cut the rest */
     atomic_long           http_codes[600];
     atomic_ulong          next_id;
-} S = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    /* --log-requests: one JSON line per finished request, one write() each under log_mu */
+    int                   log_fd;        /* -1: off */
+    bool                  log_text;      /* --log-text: prompt/messages and completion text */
+    srv_redactor         *redactor;      /* --log-redact */
+    pthread_mutex_t       log_mu;
+    atomic_bool           log_failed;    /* a failed write was reported (once) */
+} S = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .log_fd = -1,
+       .log_mu = PTHREAD_MUTEX_INITIALIZER};
 
 /* One engine request: sequence `index` of a job (choice index). */
 typedef struct srv_seq {
@@ -140,6 +152,7 @@ typedef struct srv_job {
     srv_seq        *seqs;
     char            id[48];
     long            created;
+    double          t_first; /* the first token of any sequence (CLOCK_MONOTONIC), 0: none */
     /* streaming */
     int             phase;
     sbuf            out;
@@ -170,8 +183,9 @@ static void job_unref(srv_job *j) {
 /* The engine loop thread: append, signal; nothing slow. */
 static void on_output(const llmrt_output *o, void *data) {
     (void)data;
-    srv_seq *s = o->user_data;
+    srv_seq *s = o->user_data; /* the prompt's first sequence; the engine's index picks ours */
     srv_job *j = s->job;
+    if (o->index > 0 && o->index < j->req.n) s += o->index;
     pthread_mutex_lock(&j->mu);
     sbuf_add(&s->text, o->text, o->text_len);
     if (o->logprobs && o->n_tokens > 0 && j->req.logprobs) {
@@ -208,6 +222,8 @@ static void on_output(const llmrt_output *o, void *data) {
     s->n_prompt = o->n_prompt_tokens;
     s->n_cached = o->n_cached_tokens;
     s->n_gen    = o->n_generated;
+    if (o->t_first_token > 0 && (j->t_first == 0 || o->t_first_token < j->t_first))
+        j->t_first = o->t_first_token;
     bool done   = o->finish != LLMRT_FINISH_NONE && s->finish == LLMRT_FINISH_NONE;
     if (done) {
         s->finish = o->finish;
@@ -221,9 +237,13 @@ static void on_output(const llmrt_output *o, void *data) {
 }
 
 static void abort_job(srv_job *j) {
-    for (int32_t i = 0; i < j->n_seq; i++) {
+    /* one engine request per prompt (its n sequences share the id): abort it once */
+    for (int32_t i = 0; i < j->n_seq; i += j->req.n) {
         pthread_mutex_lock(&j->mu);
-        bool live = j->seqs[i].id && j->seqs[i].finish == LLMRT_FINISH_NONE;
+        bool live = false;
+        for (int32_t k = i; k < i + j->req.n && k < j->n_seq; k++)
+            live |= j->seqs[k].finish == LLMRT_FINISH_NONE;
+        live = live && j->seqs[i].id;
         uint64_t id = j->seqs[i].id;
         pthread_mutex_unlock(&j->mu);
         if (live) llmrt_engine_abort(S.engine, id);
@@ -507,10 +527,207 @@ typedef struct conn {
     bool     too_big;
     srv_job *job;
     bool     in_flight;
+    /* the request log */
+    double   t_start;
+    unsigned status;
+    bool     log;         /* an API route (not /health, /metrics, /openapi.json) */
+    char     endpoint[64];
+    char     client[80];
 } conn;
+
+/* Slow headers (slowloris). MHD's --timeout is an idle timeout: a client sending a header byte
+ * every second never trips it and holds a thread forever. So every connection is watched from
+ * its start (MHD_CONNECTION_NOTIFY_STARTED) until its request's headers are complete (the first
+ * on_request call), and again from the end of each request (keep-alive) to the next one's
+ * headers; one whose headers take longer than --timeout seconds is shut down (shutdown(2): its
+ * own thread then sees the end of the stream and MHD closes it). The entry is removed at
+ * MHD_CONNECTION_NOTIFY_CLOSED, before MHD closes the descriptor, so a reused one is never hit. */
+typedef struct watch {
+    int           fd;
+    double        since; /* waiting for headers since; 0: a request is being handled */
+    struct watch *next;
+} watch;
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t  cv;
+    watch          *head;
+    double          limit;
+    bool            stop;
+} W = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static void watch_set(int fd, double since) {
+    pthread_mutex_lock(&W.mu);
+    for (watch *w = W.head; w; w = w->next)
+        if (w->fd == fd) w->since = since;
+    pthread_mutex_unlock(&W.mu);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+    (void)cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        watch *w = ci ? calloc(1, sizeof *w) : NULL;
+        if (!w) return;
+        w->fd    = ci->connect_fd;
+        w->since = now_s();
+        pthread_mutex_lock(&W.mu);
+        w->next = W.head;
+        W.head  = w;
+        pthread_mutex_unlock(&W.mu);
+        *socket_context = w;
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context) {
+        pthread_mutex_lock(&W.mu);
+        for (watch **pp = &W.head; *pp; pp = &(*pp)->next)
+            if (*pp == *socket_context) {
+                *pp = (*pp)->next;
+                break;
+            }
+        pthread_mutex_unlock(&W.mu);
+        free(*socket_context);
+        *socket_context = NULL;
+    }
+}
+
+static void *watchdog(void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&W.mu);
+    while (!W.stop) {
+        struct timespec ts;
+        deadline_in(&ts, 0.25);
+        pthread_cond_timedwait(&W.cv, &W.mu, &ts);
+        double now = now_s();
+        for (watch *w = W.head; w; w = w->next)
+            if (w->since > 0 && now - w->since > W.limit) {
+                shutdown(w->fd, SHUT_RDWR);
+                w->since = 0;
+            }
+    }
+    pthread_mutex_unlock(&W.mu);
+    return NULL;
+}
+
+/* The connection being answered on this thread (a thread per connection): its status is noted. */
+static _Thread_local conn *tl_conn;
 
 static void count_code(unsigned code) {
     if (code < 600) atomic_fetch_add(&S.http_codes[code], 1);
+    if (tl_conn) tl_conn->status = code;
+}
+
+/* --log-text --log-redact: a string as logged. */
+static cJSON *log_string(const char *text, size_t len) {
+    if (!S.redactor) {
+        char *t = strndup(text ? text : "", text ? len : 0);
+        cJSON *o = cJSON_CreateString(t ? t : "");
+        free(t);
+        return o;
+    }
+    char  *r = srv_redact(S.redactor, text ? text : "", text ? len : 0, NULL);
+    cJSON *o = cJSON_CreateString(r ? r : "[REDACTION FAILED]");
+    free(r);
+    return o;
+}
+
+static void log_write_failed(const char *why) {
+    if (!atomic_exchange(&S.log_failed, true))
+        fprintf(stderr, "llmrt serve: --log-requests: write failed: %s (further failures are not "
+                        "reported)\n", why);
+}
+
+/* One JSON line for a finished request (on_completed, the connection's thread). */
+static void log_request(conn *cn) {
+    double end = now_s();
+    cJSON *o   = cJSON_CreateObject();
+    srv_job *j = cn->job;
+    char     id[48];
+    if (j) snprintf(id, sizeof id, "%s", j->id);
+    else snprintf(id, sizeof id, "req-%lx", (unsigned long)atomic_fetch_add(&S.next_id, 1) + 1);
+    cJSON_AddStringToObject(o, "id", id);
+    struct timespec rt;
+    clock_gettime(CLOCK_REALTIME, &rt);
+    struct tm tm;
+    gmtime_r(&rt.tv_sec, &tm);
+    char when[80];
+    snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, rt.tv_nsec / 1000000);
+    cJSON_AddStringToObject(o, "time", when);
+    cJSON_AddStringToObject(o, "endpoint", cn->endpoint);
+    cJSON_AddStringToObject(o, "model", S.name);
+    cJSON_AddNumberToObject(o, "status", cn->status);
+    int64_t prompt = 0, cached = 0, gen = 0;
+    cJSON  *reasons = cJSON_CreateArray();
+    double  t_first = 0;
+    if (j) {
+        pthread_mutex_lock(&j->mu);
+        for (int32_t i = 0; i < j->n_seq; i++) {
+            const srv_seq *q = &j->seqs[i];
+            if (i % j->req.n == 0) {
+                prompt += q->n_prompt;
+                cached += q->n_cached;
+            }
+            gen += q->n_gen;
+            const char *f = finish_str(q->finish);
+            cJSON_AddItemToArray(reasons, f ? cJSON_CreateString(f) : cJSON_CreateNull());
+        }
+        t_first = j->t_first;
+        pthread_mutex_unlock(&j->mu);
+    }
+    cJSON_AddNumberToObject(o, "prompt_tokens", (double)prompt);
+    cJSON_AddNumberToObject(o, "completion_tokens", (double)gen);
+    cJSON_AddNumberToObject(o, "cached_tokens", (double)cached);
+    if (t_first > 0) cJSON_AddNumberToObject(o, "ttft_ms", round((t_first - cn->t_start) * 1e4) / 10);
+    else cJSON_AddNullToObject(o, "ttft_ms");
+    cJSON_AddNumberToObject(o, "e2e_ms", round((end - cn->t_start) * 1e4) / 10);
+    cJSON_AddItemToObject(o, "finish_reasons", reasons);
+    cJSON_AddStringToObject(o, "client", cn->client);
+    if (S.log_text && j) {
+        pthread_mutex_lock(&j->mu);
+        if (j->req.kind == SRV_CHAT) {
+            cJSON *msgs = cJSON_AddArrayToObject(o, "messages");
+            for (int32_t i = 0; i < j->req.n_messages; i++) {
+                cJSON *m = cJSON_CreateObject();
+                cJSON_AddStringToObject(m, "role", j->req.roles[i]);
+                const char *t = j->req.contents[i];
+                cJSON_AddItemToObject(m, "content", log_string(t, t ? strlen(t) : 0));
+                cJSON_AddItemToArray(msgs, m);
+            }
+        } else {
+            cJSON *ps = cJSON_AddArrayToObject(o, "prompt");
+            for (int32_t i = 0; i < j->req.n_prompts; i++) {
+                const srv_prompt *p = &j->req.prompts[i];
+                if (p->text) {
+                    cJSON_AddItemToArray(ps, log_string(p->text, p->text_len));
+                } else {
+                    cJSON *ids = cJSON_CreateArray();
+                    for (int32_t k = 0; k < p->n_ids; k++)
+                        cJSON_AddItemToArray(ids, cJSON_CreateNumber(p->ids[k]));
+                    cJSON_AddItemToArray(ps, ids);
+                }
+            }
+        }
+        cJSON *cs = cJSON_AddArrayToObject(o, "completions");
+        for (int32_t i = 0; i < j->n_seq; i++)
+            cJSON_AddItemToArray(cs, log_string(j->seqs[i].text.p, j->seqs[i].text.len));
+        pthread_mutex_unlock(&j->mu);
+    }
+    char *line = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!line) {
+        log_write_failed("out of memory");
+        return;
+    }
+    size_t n = strlen(line);
+    line[n] = '\n'; /* over the NUL: the line is written as one piece */
+    pthread_mutex_lock(&S.log_mu);
+    ssize_t w = write(S.log_fd, line, n + 1);
+    int     e = errno;
+    pthread_mutex_unlock(&S.log_mu);
+    free(line);
+    if (w < 0) log_write_failed(strerror(e));
+    else if ((size_t)w != n + 1) log_write_failed("short write");
 }
 
 static enum MHD_Result send_bytes(struct MHD_Connection *c, unsigned code, const char *ctype,
@@ -778,10 +995,15 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, conn *cn, srv_r
             msgs[i] = (llmrt_chat_message){j->req.roles[i], j->req.contents[i]};
     }
     for (int32_t i = 0; i < j->n_seq; i++) {
+        j->seqs[i].job          = j;
+        j->seqs[i].index        = i;
+        j->seqs[i].prompt_index = i / j->req.n;
+    }
+    /* One engine request per prompt with sampling n: the prompt is prefilled once and its KV
+     * shared by the n sequences (seed + k for sequence k, as before); output.index picks the
+     * choice. */
+    for (int32_t i = 0; i < j->n_seq; i += j->req.n) {
         srv_seq *s      = &j->seqs[i];
-        s->job          = j;
-        s->index        = i;
-        s->prompt_index = i / j->req.n;
         llmrt_prompt p  = {.struct_size = sizeof p, .chat_template = S.chat_template, .user_data = s};
         if (msgs) {
             p.messages   = msgs;
@@ -793,9 +1015,11 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, conn *cn, srv_r
             p.tokens   = j->req.prompts[s->prompt_index].ids;
             p.n_tokens = j->req.prompts[s->prompt_index].n_ids;
         }
-        llmrt_sampling_params sp = srv_request_sampling(&j->req, &S.base, i % j->req.n);
+        llmrt_sampling_params sp = srv_request_sampling(&j->req, &S.base, 0);
+        sp.struct_size           = sizeof sp;
+        sp.n                     = j->req.n;
         pthread_mutex_lock(&j->mu);
-        j->refs++; /* the sequence's, dropped by its final output */
+        j->refs += j->req.n; /* one per sequence, dropped by its final output */
         pthread_mutex_unlock(&j->mu);
         uint64_t     id;
         llmrt_status st = llmrt_engine_submit(S.engine, &p, &sp, &id);
@@ -803,7 +1027,7 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, conn *cn, srv_r
             char msg[512];
             snprintf(msg, sizeof msg, "%s", llmrt_last_error());
             pthread_mutex_lock(&j->mu);
-            j->refs--;
+            j->refs -= j->req.n;
             pthread_mutex_unlock(&j->mu);
             free(msgs);
             abort_job(j);
@@ -813,7 +1037,7 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, conn *cn, srv_r
                               NULL);
         }
         pthread_mutex_lock(&j->mu);
-        s->id = id;
+        for (int32_t k = i; k < i + j->req.n; k++) j->seqs[k].id = id;
         pthread_mutex_unlock(&j->mu);
     }
     free(msgs);
@@ -875,9 +1099,28 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     conn *cn = *con_cls;
     if (!cn) {
         if (!(cn = calloc(1, sizeof *cn))) return MHD_NO;
+        cn->t_start = now_s();
+        snprintf(cn->endpoint, sizeof cn->endpoint, "%s", url);
+        cn->log = S.log_fd >= 0 && strcmp(url, "/health") && strcmp(url, "/metrics") &&
+                  strcmp(url, "/openapi.json");
+        const union MHD_ConnectionInfo *ai =
+            cn->log ? MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS) : NULL;
+        if (ai && ai->client_addr) {
+            char h[64] = "", p[16] = "";
+            socklen_t len = ai->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                                    : sizeof(struct sockaddr_in);
+            if (!getnameinfo(ai->client_addr, len, h, sizeof h, p, sizeof p,
+                             NI_NUMERICHOST | NI_NUMERICSERV))
+                snprintf(cn->client, sizeof cn->client, "%s%s%s:%s", strchr(h, ':') ? "[" : "", h,
+                         strchr(h, ':') ? "]" : "", p);
+        }
+        const union MHD_ConnectionInfo *fi =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (fi) watch_set(fi->connect_fd, 0); /* the headers are in */
         *con_cls = cn;
         return MHD_YES;
     }
+    tl_conn = cn;
     if (*upload_size) { /* the body, in pieces: kept up to the limit, the rest discarded */
         if (!cn->too_big && cn->body.len + *upload_size > S.max_body) {
             cn->too_big = true;
@@ -926,6 +1169,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         snprintf(msg, sizeof msg, "the request body exceeds %zu bytes (--max-body-bytes)", S.max_body);
         return send_error(c, 413, "invalid_request_error", msg, NULL, NULL);
     }
+    /* a JSON body: a Content-Type other than application/json (parameters aside) is refused;
+     * none at all is taken as JSON */
+    const char *ctype = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+    if (ctype) {
+        while (*ctype == ' ' || *ctype == '\t') ctype++;
+        size_t n = strcspn(ctype, "; \t");
+        if (n != 16 || strncasecmp(ctype, "application/json", 16)) {
+            char m[200];
+            snprintf(m, sizeof m, "Content-Type must be application/json, got \"%.100s\"", ctype);
+            return send_error(c, 400, "invalid_request_error", m, NULL, "invalid_content_type");
+        }
+    }
     srv_request req;
     char        param[128], msg[512];
     if (srv_request_parse(cn->body.p ? cn->body.p : "", cn->body.len, kind, &req, param,
@@ -950,10 +1205,16 @@ not_allowed:
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode why) {
     (void)cls;
-    (void)c;
     (void)why;
     conn *cn = *con_cls;
     if (!cn) return;
+    const union MHD_ConnectionInfo *fi = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (fi) watch_set(fi->connect_fd, now_s()); /* keep-alive: the next request's headers */
+    if (tl_conn == cn) tl_conn = NULL;
+    if (cn->log) {
+        if (!cn->status) cn->status = 499; /* no answer was queued: the client went away */
+        log_request(cn);
+    }
     if (cn->job) {
         abort_job(cn->job); /* unfinished sequences only: a client that left frees its blocks */
         job_unref(cn->job);
@@ -989,6 +1250,12 @@ static void usage(FILE *f) {
                "      --timeout S           idle connection timeout in seconds (default 60)\n"
                "      --drain-timeout S     on SIGTERM/SIGINT, let requests in flight finish for\n"
                "                            up to S seconds (default 30), then exit 0\n"
+               "      --log-requests FILE   append one JSON line per finished API request (id,\n"
+               "                            time, endpoint, model, status, token counts,\n"
+               "                            ttft_ms, e2e_ms, finish_reasons, client); no text\n"
+               "      --log-text            also log the prompt/messages and completion text\n"
+               "      --log-redact          with --log-text: e-mail addresses, phone numbers\n"
+               "                            and ID-like numbers become [EMAIL] [PHONE] [ID]\n"
                "  -h, --help\n"
                "Sampling options are the defaults of requests that do not set a field.\n");
     cli_common_usage(f);
@@ -1010,9 +1277,11 @@ static int parse_num(const char *arg, const char *name, long long lo, long long 
 int cli_serve(int argc, char **argv) {
     cli_common c;
     cli_common_init(&c);
-    const char *host = "127.0.0.1", *name = NULL;
+    const char *host = "127.0.0.1", *name = NULL, *log_path = NULL;
+    bool        log_text = false, log_redact = false;
     long long   port = 8000, max_conc = 256, max_body = 1 << 20, timeout = 60, drain = 30;
-    enum { O_HOST = 2000, O_PORT, O_KEY, O_NAME, O_CONC, O_BODY, O_TIMEOUT, O_DRAIN };
+    enum { O_HOST = 2000, O_PORT, O_KEY, O_NAME, O_CONC, O_BODY, O_TIMEOUT, O_DRAIN, O_LOG, O_LOG_TEXT,
+           O_LOG_REDACT };
     static const struct option own[] = {
         {"host", required_argument, 0, O_HOST},
         {"port", required_argument, 0, O_PORT},
@@ -1022,6 +1291,9 @@ int cli_serve(int argc, char **argv) {
         {"max-body-bytes", required_argument, 0, O_BODY},
         {"timeout", required_argument, 0, O_TIMEOUT},
         {"drain-timeout", required_argument, 0, O_DRAIN},
+        {"log-requests", required_argument, 0, O_LOG},
+        {"log-text", no_argument, 0, O_LOG_TEXT},
+        {"log-redact", no_argument, 0, O_LOG_REDACT},
         {"help", no_argument, 0, 'h'},
     };
     const struct option *opts = cli_options_with(own, sizeof own / sizeof own[0]);
@@ -1040,6 +1312,9 @@ int cli_serve(int argc, char **argv) {
         case O_BODY: if (parse_num(optarg, "max-body-bytes", 1, (long long)1 << 32, &max_body) < 0) return 2; break;
         case O_TIMEOUT: if (parse_num(optarg, "timeout", 1, 86400, &timeout) < 0) return 2; break;
         case O_DRAIN: if (parse_num(optarg, "drain-timeout", 0, 86400, &drain) < 0) return 2; break;
+        case O_LOG: log_path = optarg; break;
+        case O_LOG_TEXT: log_text = true; break;
+        case O_LOG_REDACT: log_redact = true; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -1051,6 +1326,29 @@ int cli_serve(int argc, char **argv) {
     if (S.api_key && !*S.api_key) {
         fprintf(stderr, "llmrt serve: --api-key must not be empty\n");
         return 2;
+    }
+    if ((log_text || log_redact) && !log_path) {
+        fprintf(stderr, "llmrt serve: --log-text and --log-redact need --log-requests FILE\n");
+        return 2;
+    }
+    if (log_redact && !log_text)
+        fprintf(stderr, "llmrt serve: --log-redact has no effect without --log-text (no text is "
+                        "logged)\n");
+    if (log_path) {
+        if (log_text && log_redact) {
+            char err[256];
+            if (!(S.redactor = srv_redactor_create(err, sizeof err))) {
+                fprintf(stderr, "llmrt serve: --log-redact: %s\n", err);
+                return 1;
+            }
+        }
+        S.log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        if (S.log_fd < 0) {
+            fprintf(stderr, "llmrt serve: --log-requests %s: %s\n", log_path, strerror(errno));
+            srv_redactor_destroy(S.redactor);
+            return 1;
+        }
+        S.log_text = log_text;
     }
     S.max_concurrency = (long)max_conc;
     S.max_body        = (size_t)max_body;
@@ -1115,7 +1413,10 @@ int cli_serve(int argc, char **argv) {
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, (uint16_t)port, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)timeout, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, NULL, MHD_OPTION_CONNECTION_LIMIT, (unsigned)2048, MHD_OPTION_END);
+        on_completed, NULL, MHD_OPTION_CONNECTION_LIMIT, (unsigned)2048,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
+        /* a thread per connection: small stacks (the handlers keep little on theirs) */
+        MHD_OPTION_THREAD_STACK_SIZE, (size_t)512 * 1024, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!d) {
         fprintf(stderr, "llmrt serve: cannot listen on %s:%lld: %s\n", host, port, strerror(errno));
@@ -1123,6 +1424,9 @@ int cli_serve(int argc, char **argv) {
         llmrt_model_destroy(S.model);
         return 1;
     }
+    W.limit = (double)timeout;
+    pthread_t wd;
+    bool      wd_started = pthread_create(&wd, NULL, watchdog, NULL) == 0;
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     unsigned bound = di ? di->port : (unsigned)port;
     fprintf(stderr, "llmrt serve: listening on http://%s%s%s:%u (model %s)\n",
@@ -1146,9 +1450,18 @@ int cli_serve(int argc, char **argv) {
     if (left) fprintf(stderr, "llmrt serve: drain timeout: cutting %ld request(s)\n", left);
     atomic_store(&S.hard_stop, true);
     MHD_stop_daemon(d); /* joins the connection threads; on_completed aborts what is left */
+    if (wd_started) {
+        pthread_mutex_lock(&W.mu);
+        W.stop = true;
+        pthread_cond_broadcast(&W.cv);
+        pthread_mutex_unlock(&W.mu);
+        pthread_join(wd, NULL);
+    }
     llmrt_engine_stop_loop(S.engine);
     llmrt_engine_destroy(S.engine);
     llmrt_model_destroy(S.model);
+    if (S.log_fd >= 0) close(S.log_fd);
+    srv_redactor_destroy(S.redactor);
     fprintf(stderr, "llmrt serve: stopped\n");
     return 0;
 }

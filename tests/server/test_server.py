@@ -154,6 +154,15 @@ def test_n3(srv):
     chunks = list(srv.client().completions.create(model=NAME, prompt="Once upon a time", n=3,
                                                    max_tokens=4, seed=3, stream=True))
     assert {c.choices[0].index for c in chunks if c.choices} == {0, 1, 2}
+    # n = 3 is one engine request: the prompt is prefilled once, not three times
+    before = srv.metrics()["llmrt_prompt_tokens_total"]
+    r = srv.client().completions.create(model=NAME, prompt="Zebras in Oslo count %d stars" % time.time_ns(),
+                                        n=3, max_tokens=5, temperature=1, seed=11)
+    computed = srv.metrics()["llmrt_prompt_tokens_total"] - before
+    assert sorted(c.index for c in r.choices) == [0, 1, 2]
+    assert computed == r.usage.prompt_tokens - r.usage.prompt_tokens_details.cached_tokens
+    assert computed < 2 * r.usage.prompt_tokens
+    assert r.usage.completion_tokens == r.usage.total_tokens - r.usage.prompt_tokens >= 3
 
 
 def test_logprobs(srv):
@@ -320,3 +329,155 @@ def test_limits_and_sigterm_drain():
         assert s.proc.wait(30) == 0
     finally:
         s.stop()
+
+
+LOG_FIELDS = {"id", "time", "endpoint", "model", "status", "prompt_tokens", "completion_tokens",
+              "cached_tokens", "ttft_ms", "e2e_ms", "finish_reasons", "client"}
+PII = "mail me at jane.doe@example.com or +44 20 7946 0958, id 123-45-6789"
+
+
+def read_log(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f.read().splitlines()]
+
+
+def test_request_log(tmp_path):
+    path = tmp_path / "requests.jsonl"
+    s = Server("--log-requests", str(path))
+    try:
+        r = s.client().chat.completions.create(model=NAME, messages=[{"role": "user", "content": PII}],
+                                               max_tokens=4, temperature=0)
+        s.client().completions.create(model=NAME, prompt="Hello", max_tokens=3, n=2, temperature=0)
+        assert s.request("POST", "/v1/completions", raw="{not json")[0] == 400
+        s.metrics()  # monitoring endpoints are not logged
+    finally:
+        assert s.stop() == 0
+    lines = read_log(path)
+    assert len(lines) == 3, lines
+    for line in lines:
+        assert set(line) == LOG_FIELDS, line  # no text without --log-text
+        assert line["model"] == NAME and line["client"].startswith("127.0.0.1:")
+    chat, comp, bad = lines
+    assert chat["id"] == r.id and chat["endpoint"] == "/v1/chat/completions"
+    assert chat["status"] == 200 and chat["prompt_tokens"] == r.usage.prompt_tokens
+    assert chat["completion_tokens"] == r.usage.completion_tokens
+    assert chat["finish_reasons"] == [r.choices[0].finish_reason]
+    assert 0 < chat["ttft_ms"] <= chat["e2e_ms"]
+    assert comp["endpoint"] == "/v1/completions" and len(comp["finish_reasons"]) == 2
+    assert bad["status"] == 400 and bad["completion_tokens"] == 0 and bad["ttft_ms"] is None
+    assert "jane" not in path.read_text()
+
+
+def test_request_log_text_redacted(tmp_path):
+    path = tmp_path / "requests.jsonl"
+    s = Server("--log-requests", str(path), "--log-text", "--log-redact")
+    try:
+        s.client().chat.completions.create(model=NAME, messages=[{"role": "user", "content": PII}],
+                                           max_tokens=4, temperature=0)
+        s.client().completions.create(model=NAME, prompt="Write to jane.doe@example.com", max_tokens=3,
+                                      temperature=0)
+    finally:
+        assert s.stop() == 0
+    raw = path.read_text()
+    for original in ("jane.doe", "example.com", "7946", "0958", "123-45-6789"):
+        assert original not in raw
+    chat, comp = read_log(path)
+    assert chat["messages"] == [{"role": "user",
+                                 "content": "mail me at [EMAIL] or [PHONE], id [ID]"}]
+    assert len(chat["completions"]) == 1 and isinstance(chat["completions"][0], str)
+    assert comp["prompt"] == ["Write to [EMAIL]"]
+    # --log-text alone keeps the text as it was
+    path2 = tmp_path / "plain.jsonl"
+    s = Server("--log-requests", str(path2), "--log-text")
+    try:
+        s.client().completions.create(model=NAME, prompt=PII, max_tokens=2, temperature=0)
+    finally:
+        assert s.stop() == 0
+    assert read_log(path2)[0]["prompt"] == [PII]
+
+
+def test_idle_connections(srv):
+    # 300 connections open and silent: a request still gets its answer at once
+    import socket
+    def rss_kib():
+        with open(f"/proc/{srv.proc.pid}/status") as f:
+            return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+
+    socks = []
+    before = rss_kib()
+    try:
+        for _ in range(300):
+            socks.append(socket.create_connection(("127.0.0.1", srv.port), timeout=10))
+        t = time.time()
+        r = srv.client().chat.completions.create(model=NAME, messages=MSG, max_tokens=4, temperature=0)
+        assert r.choices[0].message.content and time.time() - t < 5
+        # a thread each, on small stacks: far below 1 MiB per idle connection
+        assert rss_kib() - before < 300 * 1024, (before, rss_kib())
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_slowloris_cut_by_timeout():
+    import socket
+    s = Server("--timeout", "2")
+    try:
+        slow = socket.create_connection(("127.0.0.1", s.port), timeout=1)
+        head = (b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"X-Slow: " + b"a" * 100)
+        t0, closed = time.time(), None
+        for i, byte in enumerate(head):
+            try:
+                slow.send(bytes([byte]))
+                if slow.recv(64) == b"":
+                    closed = time.time() - t0
+                    break
+            except socket.timeout:
+                pass
+            except OSError:
+                closed = time.time() - t0
+                break
+            if i == 1:  # meanwhile the server answers others
+                r = s.client().completions.create(model=NAME, prompt="Hi", max_tokens=2)
+                assert r.choices[0].text is not None
+            if time.time() - t0 > 10:
+                break
+        assert closed is not None and closed < 6, closed
+        slow.close()
+        assert s.request("GET", "/health")[0] == 200
+    finally:
+        assert s.stop() == 0
+
+
+def test_bad_body_and_content_type(srv):
+    for raw in ("{not json", "[1, 2]", "", "\xff\xfe"):
+        status, text, _ = srv.request("POST", "/v1/chat/completions", raw=raw.encode("latin-1"))
+        err = json.loads(text)["error"]
+        assert status == 400 and err["message"] and err["type"] == "invalid_request_error", raw
+    c = srv.conn()
+    c.request("POST", "/v1/chat/completions", body=json.dumps({"messages": MSG}),
+              headers={"Authorization": "Bearer " + KEY, "Content-Type": "text/plain"})
+    r = c.getresponse()
+    err = json.loads(r.read())["error"]
+    assert r.status == 400 and "Content-Type" in err["message"] and err["type"] == "invalid_request_error"
+    c.close()
+    # parameters after the media type are fine
+    c = srv.conn()
+    c.request("POST", "/v1/completions", body=json.dumps({"prompt": "x", "max_tokens": 1}),
+              headers={"Authorization": "Bearer " + KEY,
+                       "Content-Type": "application/json; charset=utf-8"})
+    assert c.getresponse().status == 200
+    c.close()
+
+
+def test_request_log_write_failure():
+    # every write fails (ENOSPC): said once on stderr, the server keeps answering
+    s = Server("--log-requests", "/dev/full")
+    try:
+        for _ in range(3):
+            r = s.client().completions.create(model=NAME, prompt="Hi", max_tokens=2)
+            assert r.choices
+    finally:
+        assert s.stop() == 0
+    err = s.proc.stderr.read()
+    assert err.count("--log-requests: write failed") == 1, err
