@@ -16,22 +16,9 @@ work=("$@")
 [ ${#work[@]} -gt 0 ] || work=(--num-prompts 64 --input-len 64 --output-len 32)
 threads=(-t 2)
 dir=$(mktemp -d)
-server=""
-cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; wait 2>/dev/null; [ -n "${KEEP_DIR:-}" ] && cp "$dir"/*.json "$KEEP_DIR"/ 2>/dev/null; rm -rf "$dir"; }
+source "$(cd "$(dirname "$0")" && pwd)/llmrt_server.sh"
+cleanup() { stop_server; [ -n "${KEEP_DIR:-}" ] && cp "$dir"/*.json "$KEEP_DIR"/ 2>/dev/null; rm -rf "$dir"; }
 trap cleanup EXIT
-
-start_server() {
-    [ -n "$server" ] && { kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true; }
-    : >"$dir/server.log"
-    "$bin" serve --port 0 "${threads[@]}" 2>"$dir/server.log" &
-    server=$!
-    for _ in $(seq 1 600); do
-        grep -q 'listening on' "$dir/server.log" && break
-        sleep 0.1
-    done
-    url=$(grep -o 'http://[0-9.]*:[0-9]*' "$dir/server.log" | head -1)
-    [ -n "$url" ] || { cat "$dir/server.log"; echo "server did not start" >&2; exit 1; }
-}
 
 echo "# cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores"
 echo "# workload: ${work[*]}; server and in-process: ${threads[*]}, engine defaults; a fresh server per level"

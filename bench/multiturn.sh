@@ -13,28 +13,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 args=("$@")
 threads=(-t 2)
 dir=$(mktemp -d)
-server=""
-stop_server() {
-    if [ -n "$server" ]; then
-        kill "$server" 2>/dev/null || true
-        wait "$server" 2>/dev/null || true
-        server=""
-    fi
-}
+source "$here/llmrt_server.sh"
 trap 'stop_server; rm -rf "$dir"' EXIT
-
-start_server() {
-    stop_server
-    : >"$dir/server.log"
-    "$bin" serve --port 0 "${threads[@]}" "$@" 2>"$dir/server.log" &
-    server=$!
-    for _ in $(seq 1 600); do
-        grep -q 'listening on' "$dir/server.log" && break
-        sleep 0.1
-    done
-    url=$(grep -o 'http://[0-9.]*:[0-9]*' "$dir/server.log" | head -1)
-    [ -n "$url" ] || { cat "$dir/server.log"; echo "server did not start" >&2; exit 1; }
-}
 
 echo "# cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores; server ${threads[*]}, engine defaults"
 for mode in on off; do
