@@ -404,38 +404,6 @@ static void print_errors(FILE *f, const err_table *t) {
 /* command line                                                                                  */
 /* --------------------------------------------------------------------------------------------- */
 
-static int parse_range(const char *arg, int32_t *lo, int32_t *hi) {
-    int a, b;
-    if (sscanf(arg, "%d:%d", &a, &b) == 2 && a >= 1 && b >= a) {
-        *lo = a;
-        *hi = b;
-        return 0;
-    }
-    if (sscanf(arg, "%d", &a) == 1 && a >= 1) {
-        *lo = *hi = a;
-        return 0;
-    }
-    fprintf(stderr, "llmrt bench: \"%s\" is not N or MIN:MAX (>= 1)\n", arg);
-    return -1;
-}
-
-static int parse_slo(const char *arg, bench_slo *slo) {
-    char *copy = strdup(arg), *save = NULL;
-    int   rc   = 0;
-    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        double v;
-        char   key[16];
-        if (sscanf(tok, "%15[a-z]:%lf", key, &v) != 2 || v <= 0) rc = -1;
-        else if (!strcmp(key, "ttft")) slo->ttft_ms = v;
-        else if (!strcmp(key, "tpot")) slo->tpot_ms = v;
-        else if (!strcmp(key, "e2el")) slo->e2el_ms = v;
-        else rc = -1;
-    }
-    free(copy);
-    if (rc) fprintf(stderr, "llmrt bench: --goodput takes ttft:MS,tpot:MS,e2el:MS\n");
-    return rc;
-}
-
 static void usage(FILE *f) {
     fprintf(f,
             "usage: llmrt bench serve --base-url http://HOST:PORT [options]\n"
@@ -507,12 +475,12 @@ int bench_http_serve_main(int argc, char **argv) {
         switch (o) {
         case O_NAME: cfg.model_name = optarg; break;
         case O_NUM: cfg.num_prompts = atoi(optarg); break;
-        case O_IN: if (parse_range(optarg, &cfg.in_min, &cfg.in_max)) bad = 2; break;
-        case O_OUT: if (parse_range(optarg, &cfg.out_min, &cfg.out_max)) bad = 2; break;
+        case O_IN: if (bench_parse_range(optarg, &cfg.in_min, &cfg.in_max)) bad = 2; break;
+        case O_OUT: if (bench_parse_range(optarg, &cfg.out_min, &cfg.out_max)) bad = 2; break;
         case O_DATA: cfg.dataset = optarg; break;
         case O_RATE: cfg.rate = atof(optarg); break;
         case O_CONC: cfg.concurrency = atoi(optarg); break;
-        case O_GOOD: if (parse_slo(optarg, &cfg.slo)) bad = 2; break;
+        case O_GOOD: if (bench_parse_slo(optarg, &cfg.slo)) bad = 2; break;
         case O_WSEED: cfg.seed = strtoull(optarg, NULL, 10); break;
         case O_FMT:
             fmt = !strcmp(optarg, "json") ? OUT_JSON : !strcmp(optarg, "csv") ? OUT_CSV : OUT_TABLE;

@@ -91,3 +91,39 @@ void bench_workload_free(req_spec *specs, int32_t n) {
     }
     free(specs);
 }
+
+/* --------------------------------------------------------------------------------------------- */
+/* options shared by both modes                                                                  */
+/* --------------------------------------------------------------------------------------------- */
+
+int bench_parse_range(const char *arg, int32_t *lo, int32_t *hi) {
+    int a, b;
+    if (sscanf(arg, "%d:%d", &a, &b) == 2 && a >= 1 && b >= a) {
+        *lo = a;
+        *hi = b;
+        return 0;
+    }
+    if (sscanf(arg, "%d", &a) == 1 && a >= 1) {
+        *lo = *hi = a;
+        return 0;
+    }
+    fprintf(stderr, "llmrt bench: \"%s\" is not N or MIN:MAX (>= 1)\n", arg);
+    return -1;
+}
+
+int bench_parse_slo(const char *arg, bench_slo *slo) {
+    char  *copy = strdup(arg), *save = NULL;
+    int    rc   = copy ? 0 : -1;
+    for (char *tok = copy ? strtok_r(copy, ",", &save) : NULL; tok; tok = strtok_r(NULL, ",", &save)) {
+        double v;
+        char   key[16];
+        if (sscanf(tok, "%15[a-z]:%lf", key, &v) != 2 || v <= 0) rc = -1;
+        else if (!strcmp(key, "ttft")) slo->ttft_ms = v;
+        else if (!strcmp(key, "tpot")) slo->tpot_ms = v;
+        else if (!strcmp(key, "e2el")) slo->e2el_ms = v;
+        else rc = -1;
+    }
+    free(copy);
+    if (rc) fprintf(stderr, "llmrt bench: --goodput takes ttft:MS,tpot:MS,e2el:MS\n");
+    return rc;
+}

@@ -5,6 +5,8 @@
 
 #include <stdint.h>
 
+#include "bench_metrics.h" /* bench_slo */
+
 typedef struct req_spec {
     int32_t *ids;        /* random prompt token ids (NULL for a dataset prompt) */
     int32_t  n_ids;
@@ -23,5 +25,10 @@ int bench_workload_dataset(const char *path, int32_t n_max, int32_t default_out,
  * process of `rate` requests/s from `seed`. */
 void bench_workload_arrivals(int32_t n, double rate, uint64_t seed, double *arrival);
 void bench_workload_free(req_spec *specs, int32_t n);
+
+/* --input-len / --output-len: "N" or "MIN:MAX" (>= 1); -1 with a message on stderr. */
+int bench_parse_range(const char *arg, int32_t *lo, int32_t *hi);
+/* --goodput: "ttft:MS,tpot:MS,e2el:MS" (any subset, each > 0); -1 with a message on stderr. */
+int bench_parse_slo(const char *arg, bench_slo *slo);
 
 #endif

@@ -4,7 +4,7 @@
 # (`llmrt bench serve --base-url`), at each concurrency; prints output tok/s of both and the
 # ratio. The server and the in-process run use the same threads and engine options. Each
 # concurrency level gets a fresh server: its prefix cache would otherwise hold the previous
-# level's prompts (workload seeds overlap) and skip their prefill.
+# level's prompts (the same --workload-seed gives the same prompts) and skip their prefill.
 #
 # usage: bench/http_overhead.sh [LLMRT] [CONCURRENCIES] [extra workload args...]
 #   default: ./build/llmrt 1,16,64 --num-prompts 64 --input-len 64 --output-len 32 -t 2
