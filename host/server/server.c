@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -527,6 +528,7 @@ typedef struct conn {
     bool     too_big;
     srv_job *job;
     bool     in_flight;
+    int      fd; /* the socket while its request is still arriving (watched), else -1 */
     /* the request log */
     double   t_start;
     unsigned status;
@@ -535,12 +537,13 @@ typedef struct conn {
     char     client[80];
 } conn;
 
-/* Slow headers (slowloris). MHD's --timeout is an idle timeout: a client sending a header byte
- * every second never trips it and holds a thread forever. So every connection is watched from
- * its start (MHD_CONNECTION_NOTIFY_STARTED) until its request's headers are complete (the first
- * on_request call), and again from the end of each request (keep-alive) to the next one's
- * headers; one whose headers take longer than --timeout seconds is shut down (shutdown(2): its
- * own thread then sees the end of the stream and MHD closes it). The entry is removed at
+/* Slow requests (slowloris). MHD's --timeout is an idle timeout: a client sending a header or
+ * body byte every second never trips it and holds a thread forever. So every connection is
+ * watched from its start (MHD_CONNECTION_NOTIFY_STARTED) until its request is complete, headers
+ * and body (the on_request call with no more upload data), and again from the end of each
+ * request (keep-alive) to the next one's end; one whose request takes longer than --timeout
+ * seconds to arrive is shut down (shutdown(2): its own thread then sees the end of the stream
+ * and MHD closes it). The entry is removed at
  * MHD_CONNECTION_NOTIFY_CLOSED, before MHD closes the descriptor, so a reused one is never hit. */
 typedef struct watch {
     int           fd;
@@ -588,6 +591,20 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         pthread_mutex_unlock(&W.mu);
         free(*socket_context);
         *socket_context = NULL;
+    }
+}
+
+/* A connection is a descriptor (and a thread): the common soft limit of 1024 descriptors would
+ * refuse clients long before the 2048-connection cap, so the soft limit goes up to what the hard
+ * one allows, as nginx's worker_rlimit_nofile does. Best effort: a refusal keeps the old limit. */
+static void raise_open_files_limit(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > 65536 ? 65536 : rl.rlim_max;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+        rl.rlim_cur = want;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            fprintf(stderr, "llmrt serve: cannot raise the open-files limit: %s\n", strerror(errno));
     }
 }
 
@@ -1116,7 +1133,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         }
         const union MHD_ConnectionInfo *fi =
             MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-        if (fi) watch_set(fi->connect_fd, 0); /* the headers are in */
+        cn->fd   = fi ? fi->connect_fd : -1; /* still watched: the body must arrive in time too */
         *con_cls = cn;
         return MHD_YES;
     }
@@ -1130,6 +1147,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (!cn->too_big && !sbuf_add(&cn->body, upload, *upload_size)) cn->too_big = true;
         *upload_size = 0;
         return MHD_YES;
+    }
+    if (cn->fd >= 0) { /* the whole request is in: what follows is ours to take time over */
+        watch_set(cn->fd, 0);
+        cn->fd = -1;
     }
     bool get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
     if (!strcmp(url, "/health")) {
@@ -1383,6 +1404,7 @@ int cli_serve(int argc, char **argv) {
     sigaddset(&sigs, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
+    raise_open_files_limit();
 
     S.model = cli_load_model(c.model_path, c.threads, c.load_format);
     if (!S.model) {

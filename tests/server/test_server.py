@@ -24,11 +24,11 @@ if not MODEL or not os.path.exists(MODEL):
 
 
 class Server:
-    def __init__(self, *extra):
+    def __init__(self, *extra, env=None):
         self.proc = subprocess.Popen(
             [BIN, "serve", "-m", MODEL, "--port", "0", "-t", "2", "--api-key", KEY,
              "--served-model-name", NAME, "--max-body-bytes", "65536", *extra],
-            stderr=subprocess.PIPE, text=True)
+            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
         self.log = []
         deadline = time.time() + 60
         self.port = None
@@ -397,8 +397,12 @@ def test_request_log_text_redacted(tmp_path):
 
 
 def test_idle_connections(srv):
-    # 300 connections open and silent: a request still gets its answer at once
+    # 1,000 connections open and silent: a request still gets its answer at once
+    import resource
     import socket
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1100:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
     def rss_kib():
         with open(f"/proc/{srv.proc.pid}/status") as f:
             return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
@@ -406,13 +410,17 @@ def test_idle_connections(srv):
     socks = []
     before = rss_kib()
     try:
-        for _ in range(300):
+        for _ in range(1000):
             socks.append(socket.create_connection(("127.0.0.1", srv.port), timeout=10))
         t = time.time()
         r = srv.client().chat.completions.create(model=NAME, messages=MSG, max_tokens=4, temperature=0)
-        assert r.choices[0].message.content and time.time() - t < 5
+        assert r.choices[0].message.content and time.time() - t < 10
         # a thread each, on small stacks: far below 1 MiB per idle connection
-        assert rss_kib() - before < 300 * 1024, (before, rss_kib())
+        assert rss_kib() - before < 1000 * 256, (before, rss_kib())
+        # and every one of them is still served: a request on the last one opened
+        last = socks[-1]
+        last.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert last.recv(64).startswith(b"HTTP/1.1 200")
     finally:
         for s in socks:
             s.close()
@@ -445,6 +453,58 @@ def test_slowloris_cut_by_timeout():
         assert closed is not None and closed < 6, closed
         slow.close()
         assert s.request("GET", "/health")[0] == 200
+        # the same with complete headers and a body that trickles in
+        slow = socket.create_connection(("127.0.0.1", s.port), timeout=1)
+        slow.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Authorization: Bearer " + KEY.encode() + b"\r\nContent-Length: 200\r\n\r\n")
+        t0, closed = time.time(), None
+        while time.time() - t0 < 10:
+            try:
+                slow.send(b" ")
+                if slow.recv(64) == b"":
+                    closed = time.time() - t0
+                    break
+            except socket.timeout:
+                pass
+            except OSError:
+                closed = time.time() - t0
+                break
+        assert closed is not None and closed < 6, closed
+        slow.close()
+        assert s.request("GET", "/health")[0] == 200
+    finally:
+        assert s.stop() == 0
+
+
+def test_engine_dead():
+    # A tensor-parallel rank fails for good (the test build's LLMRT_TP_FAULT: rank 1 errors in its
+    # 4th forward, a sticky fault): the stream in flight ends with an error event, /health turns
+    # 503, new requests get a 503 naming the cause, /metrics says llmrt_engine_healthy 0, and
+    # SIGTERM still ends the process cleanly.
+    s = Server("--tp", "2", "--device", "cpu", env={"LLMRT_TP_FAULT": "1:4:error"})
+    try:
+        assert s.request("GET", "/health")[0] == 200
+        assert s.metrics()["llmrt_engine_healthy"] == 1
+        stream = s.client().completions.create(model=NAME, prompt="Once upon a time",
+                                               max_tokens=32, stream=True,
+                                               extra_body={"ignore_eos": True})
+        text, failed = "", None
+        try:
+            for chunk in stream:
+                text += chunk.choices[0].text if chunk.choices else ""
+        except openai.APIError as e:  # the client raises on an SSE "error" event
+            failed = str(e)
+        assert failed and "injected fault" in failed, (text, failed)
+        assert s.request("GET", "/health")[0] == 503
+        assert s.metrics()["llmrt_engine_healthy"] == 0
+        for path, body in (("/v1/completions", {"prompt": "x", "max_tokens": 2}),
+                           ("/v1/chat/completions", {"messages": MSG, "max_tokens": 2}),
+                           ("/v1/completions", {"prompt": "x", "max_tokens": 2, "stream": True})):
+            status, text, _ = s.request("POST", path, body)
+            err = json.loads(text)["error"]
+            assert status == 503 and "dead" in err["message"] and err["type"] == "server_error"
+        # what needs no engine still works
+        assert s.request("POST", "/tokenize", {"prompt": "hi"})[0] == 200
     finally:
         assert s.stop() == 0
 
