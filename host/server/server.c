@@ -104,6 +104,7 @@ static struct {
     char                  name[256];
     const char           *api_key;
     int32_t               max_context, vocab_size;
+    char                 *openapi; /* GET /openapi.json, with the model's limits */
     long                  max_concurrency;
     size_t                max_body;
     pthread_mutex_t       mu;        /* in_flight, draining */
@@ -774,9 +775,9 @@ static enum MHD_Result send_json(struct MHD_Connection *c, unsigned code, cJSON 
     return rc;
 }
 
-static enum MHD_Result send_error_ra(struct MHD_Connection *c, unsigned code, const char *type,
-                                     const char *message, const char *param, const char *ecode,
-                                     int retry_after) {
+/* {"error": {"message", "type", "param", "code"}} as OpenAI sends it; malloc'd, NULL: no memory */
+static char *error_text(const char *type, const char *message, const char *param,
+                        const char *ecode) {
     cJSON *o = cJSON_CreateObject();
     cJSON *e = cJSON_AddObjectToObject(o, "error");
     cJSON_AddStringToObject(e, "message", message);
@@ -785,9 +786,35 @@ static enum MHD_Result send_error_ra(struct MHD_Connection *c, unsigned code, co
     cJSON_AddItemToObject(e, "code", ecode ? cJSON_CreateString(ecode) : cJSON_CreateNull());
     char *text = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
+    return text;
+}
+
+static enum MHD_Result send_error_ra(struct MHD_Connection *c, unsigned code, const char *type,
+                                     const char *message, const char *param, const char *ecode,
+                                     int retry_after) {
+    char *text = error_text(type, message, param, ecode);
     if (!text) return send_bytes(c, 500, "text/plain", "out of memory\n", 14, 0);
     enum MHD_Result rc = send_bytes(c, code, "application/json", text, strlen(text), retry_after);
     free(text);
+    return rc;
+}
+
+/* 405 with the Allow header RFC 9110 requires (allow: "GET" or "POST", the route's one method) */
+static enum MHD_Result method_not_allowed(struct MHD_Connection *c, const char *allow) {
+    char msg[64];
+    snprintf(msg, sizeof msg, "method not allowed: use %s", allow);
+    char *text = error_text("invalid_request_error", msg, NULL, NULL);
+    struct MHD_Response *r =
+        text ? MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE) : NULL;
+    if (!r) {
+        free(text);
+        return send_bytes(c, 500, "text/plain", "out of memory\n", 14, 0);
+    }
+    MHD_add_response_header(r, "Content-Type", "application/json");
+    MHD_add_response_header(r, "Allow", allow);
+    enum MHD_Result rc = MHD_queue_response(c, 405, r);
+    MHD_destroy_response(r);
+    count_code(405);
     return rc;
 }
 
@@ -857,7 +884,6 @@ static enum MHD_Result handle_models(struct MHD_Connection *c) {
     return send_json(c, 200, o);
 }
 
-extern const char srv_openapi_json[];
 
 static enum MHD_Result bad_model(struct MHD_Connection *c, const srv_request *req) {
     char msg[512];
@@ -1154,18 +1180,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     bool get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
     if (!strcmp(url, "/health")) {
-        if (!get) goto not_allowed;
+        if (!get) return method_not_allowed(c, "GET");
         llmrt_engine_metrics m = {.struct_size = sizeof m};
         bool ok = llmrt_engine_get_metrics(S.engine, &m) == LLMRT_OK && m.healthy &&
                   !atomic_load(&S.draining);
         return ok ? send_bytes(c, 200, "text/plain", "ok\n", 3, 0)
                   : send_bytes(c, 503, "text/plain", "unavailable\n", 12, 0);
     }
-    if (!strcmp(url, "/metrics")) return get ? handle_metrics(c) : send_error(c, 405, "invalid_request_error", "use GET", NULL, NULL);
+    if (!strcmp(url, "/metrics")) return get ? handle_metrics(c) : method_not_allowed(c, "GET");
     if (!strcmp(url, "/openapi.json"))
-        return get ? send_bytes(c, 200, "application/json", srv_openapi_json,
-                                strlen(srv_openapi_json), 0)
-                   : send_error(c, 405, "invalid_request_error", "use GET", NULL, NULL);
+        return get ? send_bytes(c, 200, "application/json", S.openapi, strlen(S.openapi), 0)
+                   : method_not_allowed(c, "GET");
     srv_kind kind;
     bool     known = true;
     if (!strcmp(url, "/v1/chat/completions")) kind = SRV_CHAT;
@@ -1181,7 +1206,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (!authorized(c))
         return send_error(c, 401, "invalid_request_error", "Incorrect API key provided.", NULL,
                           "invalid_api_key");
-    if (!known) return get ? handle_models(c) : send_error(c, 405, "invalid_request_error", "use GET", NULL, NULL);
+    if (!known) return get ? handle_models(c) : method_not_allowed(c, "GET");
     if (!post) goto not_allowed;
     if (atomic_load(&S.draining))
         return send_error_ra(c, 503, "server_error", "the server is shutting down", NULL, NULL, 5);
@@ -1219,7 +1244,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     srv_request_free(&req);
     return rc;
 not_allowed:
-    return send_error(c, 405, "invalid_request_error", "method not allowed", NULL, NULL);
+    return method_not_allowed(c, "POST");
 }
 
 /* The request is over (answered, failed, or the client went away). */
@@ -1415,6 +1440,12 @@ int cli_serve(int argc, char **argv) {
     llmrt_model_get_info(S.model, &info);
     S.max_context = info.max_context;
     S.vocab_size  = info.vocab_size;
+    if (!(S.openapi = srv_openapi_document(S.vocab_size))) {
+        fprintf(stderr, "llmrt serve: out of memory\n");
+        llmrt_model_destroy(S.model);
+        freeaddrinfo(ai);
+        return 1;
+    }
     if (llmrt_engine_create(S.model, &c.engine, &S.engine) != LLMRT_OK) {
         fprintf(stderr, "llmrt serve: %s\n", llmrt_last_error());
         llmrt_model_destroy(S.model);

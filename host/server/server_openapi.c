@@ -1,115 +1,38 @@
-/* llmrt serve: GET /openapi.json, a hand-written OpenAPI 3 document of what the server serves.
- * Generated once from a Python dict (kept minified); edit both the server and this when a
- * field or route changes. */
-const char srv_openapi_json[] =
-    "{\"openapi\":\"3.0.3\",\"info\":{\"title\":\"llmrt serve\",\"version\":\"0.1.0\",\"description\":\"OpenAI-compati"
-    "ble API of the llmrt inference runtime. Fields not listed are rejected with 400.\"},\"paths\":{\"/v1"
-    "/chat/completions\":{\"post\":{\"summary\":\"Chat completion (stream: true gives text/event-stream chu"
-    "nks)\",\"operationId\":\"createChatCompletion\",\"requestBody\":{\"required\":true,\"content\":{\"applicatio"
-    "n/json\":{\"schema\":{\"$ref\":\"#/components/schemas/ChatRequest\"}}}},\"responses\":{\"200\":{\"descriptio"
-    "n\":\"a chat.completion, or SSE chat.completion.chunk events ending with data: [DONE]\",\"content\":{"
-    "\"application/json\":{\"schema\":{\"$ref\":\"#/components/schemas/Completion\"}},\"text/event-stream\":{\"s"
-    "chema\":{\"type\":\"string\"}}}},\"400\":{\"description\":\"error\",\"content\":{\"application/json\":{\"schema\""
-    ":{\"$ref\":\"#/components/schemas/Error\"}}}},\"401\":{\"description\":\"error\",\"content\":{\"application/j"
-    "son\":{\"schema\":{\"$ref\":\"#/components/schemas/Error\"}}}},\"404\":{\"description\":\"error\",\"content\":{"
-    "\"application/json\":{\"schema\":{\"$ref\":\"#/components/schemas/Error\"}}}},\"413\":{\"description\":\"erro"
-    "r\",\"content\":{\"application/json\":{\"schema\":{\"$ref\":\"#/components/schemas/Error\"}}}},\"429\":{\"desc"
-    "ription\":\"error\",\"content\":{\"application/json\":{\"schema\":{\"$ref\":\"#/components/schemas/Error\"}}}"
-    "},\"503\":{\"description\":\"error\",\"content\":{\"application/json\":{\"schema\":{\"$ref\":\"#/components/sch"
-    "emas/Error\"}}}}}}},\"/v1/completions\":{\"post\":{\"summary\":\"Text completion\",\"operationId\":\"createC"
-    "ompletion\",\"requestBody\":{\"required\":true,\"content\":{\"application/json\":{\"schema\":{\"$ref\":\"#/com"
-    "ponents/schemas/CompletionRequest\"}}}},\"responses\":{\"200\":{\"description\":\"a text_completion, or "
-    "SSE events ending with data: [DONE]\",\"content\":{\"application/json\":{\"schema\":{\"$ref\":\"#/componen"
-    "ts/schemas/Completion\"}},\"text/event-stream\":{\"schema\":{\"type\":\"string\"}}}},\"400\":{\"description\""
-    ":\"error\",\"content\":{\"application/json\":{\"schema\":{\"$ref\":\"#/components/schemas/Error\"}}}},\"401\":"
-    "{\"description\":\"error\",\"content\":{\"application/json\":{\"schema\":{\"$ref\":\"#/components/schemas/Err"
-    "or\"}}}},\"404\":{\"description\":\"error\",\"content\":{\"application/json\":{\"schema\":{\"$ref\":\"#/componen"
-    "ts/schemas/Error\"}}}},\"413\":{\"description\":\"error\",\"content\":{\"application/json\":{\"schema\":{\"$re"
-    "f\":\"#/components/schemas/Error\"}}}},\"429\":{\"description\":\"error\",\"content\":{\"application/json\":{"
-    "\"schema\":{\"$ref\":\"#/components/schemas/Error\"}}}},\"503\":{\"description\":\"error\",\"content\":{\"appli"
-    "cation/json\":{\"schema\":{\"$ref\":\"#/components/schemas/Error\"}}}}}}},\"/v1/models\":{\"get\":{\"summary"
-    "\":\"The served model\",\"operationId\":\"listModels\",\"responses\":{\"200\":{\"description\":\"model list\",\""
-    "content\":{\"application/json\":{\"schema\":{\"type\":\"object\",\"required\":[\"object\",\"data\"],\"properties"
-    "\":{\"object\":{\"type\":\"string\"},\"data\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"id\""
-    ":{\"type\":\"string\"},\"object\":{\"type\":\"string\"},\"created\":{\"type\":\"integer\"},\"owned_by\":{\"type\":\"s"
-    "tring\"},\"max_model_len\":{\"type\":\"integer\"}}}}}}}}},\"401\":{\"description\":\"error\",\"content\":{\"appl"
-    "ication/json\":{\"schema\":{\"$ref\":\"#/components/schemas/Error\"}}}}}}},\"/health\":{\"get\":{\"summary\":"
-    "\"200 when the engine is healthy, 503 when it is dead or the server is draining\",\"operationId\":\"h"
-    "ealth\",\"responses\":{\"200\":{\"description\":\"ok\",\"content\":{\"text/plain\":{\"schema\":{\"type\":\"string\""
-    "}}}},\"503\":{\"description\":\"unavailable\",\"content\":{\"text/plain\":{\"schema\":{\"type\":\"string\"}}}}}}"
-    "},\"/metrics\":{\"get\":{\"summary\":\"Prometheus text exposition (llmrt_ prefix)\",\"operationId\":\"metri"
-    "cs\",\"responses\":{\"200\":{\"description\":\"metrics\",\"content\":{\"text/plain\":{\"schema\":{\"type\":\"strin"
-    "g\"}}}}}}},\"/tokenize\":{\"post\":{\"summary\":\"Tokenize a prompt or chat messages (vLLM shape)\",\"oper"
-    "ationId\":\"tokenize\",\"requestBody\":{\"required\":true,\"content\":{\"application/json\":{\"schema\":{\"typ"
-    "e\":\"object\",\"additionalProperties\":false,\"properties\":{\"model\":{\"type\":\"string\"},\"prompt\":{\"type"
-    "\":\"string\"},\"messages\":{\"type\":\"array\",\"minItems\":1,\"items\":{\"$ref\":\"#/components/schemas/Messag"
-    "e\"}},\"add_special_tokens\":{\"type\":\"boolean\"},\"add_generation_prompt\":{\"type\":\"boolean\"},\"return_"
-    "token_strs\":{\"type\":\"boolean\"}}}}}},\"responses\":{\"200\":{\"description\":\"tokens\",\"content\":{\"appli"
-    "cation/json\":{\"schema\":{\"type\":\"object\",\"required\":[\"count\",\"max_model_len\",\"tokens\"],\"propertie"
-    "s\":{\"count\":{\"type\":\"integer\"},\"max_model_len\":{\"type\":\"integer\"},\"tokens\":{\"type\":\"array\",\"item"
-    "s\":{\"type\":\"integer\"}},\"token_strs\":{\"type\":\"array\",\"nullable\":true,\"items\":{\"type\":\"string\"}}}}"
-    "}}},\"400\":{\"description\":\"error\",\"content\":{\"application/json\":{\"schema\":{\"$ref\":\"#/components/s"
-    "chemas/Error\"}}}},\"401\":{\"description\":\"error\",\"content\":{\"application/json\":{\"schema\":{\"$ref\":\""
-    "#/components/schemas/Error\"}}}},\"404\":{\"description\":\"error\",\"content\":{\"application/json\":{\"sch"
-    "ema\":{\"$ref\":\"#/components/schemas/Error\"}}}},\"413\":{\"description\":\"error\",\"content\":{\"applicati"
-    "on/json\":{\"schema\":{\"$ref\":\"#/components/schemas/Error\"}}}},\"503\":{\"description\":\"error\",\"conten"
-    "t\":{\"application/json\":{\"schema\":{\"$ref\":\"#/components/schemas/Error\"}}}}}}},\"/detokenize\":{\"pos"
-    "t\":{\"summary\":\"Token ids to text (vLLM shape)\",\"operationId\":\"detokenize\",\"requestBody\":{\"requir"
-    "ed\":true,\"content\":{\"application/json\":{\"schema\":{\"type\":\"object\",\"required\":[\"tokens\"],\"additio"
-    "nalProperties\":false,\"properties\":{\"model\":{\"type\":\"string\"},\"tokens\":{\"type\":\"array\",\"items\":{\""
-    "type\":\"integer\",\"minimum\":0}}}}}}},\"responses\":{\"200\":{\"description\":\"text\",\"content\":{\"applicat"
-    "ion/json\":{\"schema\":{\"type\":\"object\",\"required\":[\"prompt\"],\"properties\":{\"prompt\":{\"type\":\"strin"
-    "g\"}}}}}},\"400\":{\"description\":\"error\",\"content\":{\"application/json\":{\"schema\":{\"$ref\":\"#/compone"
-    "nts/schemas/Error\"}}}},\"401\":{\"description\":\"error\",\"content\":{\"application/json\":{\"schema\":{\"$r"
-    "ef\":\"#/components/schemas/Error\"}}}},\"404\":{\"description\":\"error\",\"content\":{\"application/json\":"
-    "{\"schema\":{\"$ref\":\"#/components/schemas/Error\"}}}},\"413\":{\"description\":\"error\",\"content\":{\"appl"
-    "ication/json\":{\"schema\":{\"$ref\":\"#/components/schemas/Error\"}}}},\"503\":{\"description\":\"error\",\"c"
-    "ontent\":{\"application/json\":{\"schema\":{\"$ref\":\"#/components/schemas/Error\"}}}}}}},\"/openapi.json"
-    "\":{\"get\":{\"summary\":\"This document\",\"operationId\":\"openapi\",\"responses\":{\"200\":{\"description\":\"O"
-    "penAPI 3 document\",\"content\":{\"application/json\":{\"schema\":{\"type\":\"object\"}}}}}}}},\"components\""
-    ":{\"securitySchemes\":{\"bearer\":{\"type\":\"http\",\"scheme\":\"bearer\",\"description\":\"when the server ru"
-    "ns with --api-key\"}},\"schemas\":{\"Message\":{\"type\":\"object\",\"required\":[\"role\",\"content\"],\"additi"
-    "onalProperties\":false,\"properties\":{\"role\":{\"type\":\"string\",\"enum\":[\"system\",\"developer\",\"user\","
-    "\"assistant\"]},\"content\":{\"oneOf\":[{\"type\":\"string\"},{\"type\":\"array\",\"items\":{\"type\":\"object\",\"re"
-    "quired\":[\"type\",\"text\"],\"additionalProperties\":false,\"properties\":{\"type\":{\"type\":\"string\",\"enum"
-    "\":[\"text\"]},\"text\":{\"type\":\"string\"}}}}]}}},\"ChatRequest\":{\"type\":\"object\",\"required\":[\"messages"
-    "\"],\"additionalProperties\":false,\"properties\":{\"max_tokens\":{\"type\":\"integer\",\"minimum\":1},\"tempe"
-    "rature\":{\"type\":\"number\",\"minimum\":0,\"maximum\":2},\"top_p\":{\"type\":\"number\",\"exclusiveMinimum\":0,"
-    "\"maximum\":1},\"top_k\":{\"type\":\"integer\",\"minimum\":-1},\"min_p\":{\"type\":\"number\",\"minimum\":0,\"maxim"
-    "um\":1},\"presence_penalty\":{\"type\":\"number\",\"minimum\":-2,\"maximum\":2},\"frequency_penalty\":{\"type\""
-    ":\"number\",\"minimum\":-2,\"maximum\":2},\"repetition_penalty\":{\"type\":\"number\",\"exclusiveMinimum\":0,\""
-    "maximum\":10},\"seed\":{\"type\":\"integer\"},\"stop\":{\"oneOf\":[{\"type\":\"string\",\"minLength\":1},{\"type\":"
-    "\"array\",\"maxItems\":16,\"items\":{\"type\":\"string\",\"minLength\":1}}]},\"n\":{\"type\":\"integer\",\"minimum\""
-    ":1,\"maximum\":16},\"ignore_eos\":{\"type\":\"boolean\"},\"min_tokens\":{\"type\":\"integer\",\"minimum\":0},\"st"
-    "ream\":{\"type\":\"boolean\"},\"stream_options\":{\"type\":\"object\",\"additionalProperties\":false,\"propert"
-    "ies\":{\"include_usage\":{\"type\":\"boolean\"}}},\"user\":{\"type\":\"string\"},\"model\":{\"type\":\"string\"},\"m"
-    "essages\":{\"type\":\"array\",\"minItems\":1,\"items\":{\"$ref\":\"#/components/schemas/Message\"}},\"max_comp"
-    "letion_tokens\":{\"type\":\"integer\",\"minimum\":1},\"logprobs\":{\"type\":\"boolean\"},\"top_logprobs\":{\"typ"
-    "e\":\"integer\",\"minimum\":0,\"maximum\":20}}},\"CompletionRequest\":{\"type\":\"object\",\"required\":[\"promp"
-    "t\"],\"additionalProperties\":false,\"properties\":{\"max_tokens\":{\"type\":\"integer\",\"minimum\":1},\"temp"
-    "erature\":{\"type\":\"number\",\"minimum\":0,\"maximum\":2},\"top_p\":{\"type\":\"number\",\"exclusiveMinimum\":0"
-    ",\"maximum\":1},\"top_k\":{\"type\":\"integer\",\"minimum\":-1},\"min_p\":{\"type\":\"number\",\"minimum\":0,\"maxi"
-    "mum\":1},\"presence_penalty\":{\"type\":\"number\",\"minimum\":-2,\"maximum\":2},\"frequency_penalty\":{\"type"
-    "\":\"number\",\"minimum\":-2,\"maximum\":2},\"repetition_penalty\":{\"type\":\"number\",\"exclusiveMinimum\":0,"
-    "\"maximum\":10},\"seed\":{\"type\":\"integer\"},\"stop\":{\"oneOf\":[{\"type\":\"string\",\"minLength\":1},{\"type\""
-    ":\"array\",\"maxItems\":16,\"items\":{\"type\":\"string\",\"minLength\":1}}]},\"n\":{\"type\":\"integer\",\"minimum"
-    "\":1,\"maximum\":16},\"ignore_eos\":{\"type\":\"boolean\"},\"min_tokens\":{\"type\":\"integer\",\"minimum\":0},\"s"
-    "tream\":{\"type\":\"boolean\"},\"stream_options\":{\"type\":\"object\",\"additionalProperties\":false,\"proper"
-    "ties\":{\"include_usage\":{\"type\":\"boolean\"}}},\"user\":{\"type\":\"string\"},\"model\":{\"type\":\"string\"},\""
-    "prompt\":{\"oneOf\":[{\"type\":\"string\"},{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"minItems\":1},{\"ty"
-    "pe\":\"array\",\"items\":{\"type\":\"integer\",\"minimum\":0},\"minItems\":1},{\"type\":\"array\",\"items\":{\"type\""
-    ":\"array\",\"items\":{\"type\":\"integer\",\"minimum\":0},\"minItems\":1},\"minItems\":1}]},\"logprobs\":{\"type\""
-    ":\"integer\",\"minimum\":0,\"maximum\":20}}},\"Completion\":{\"type\":\"object\",\"required\":[\"id\",\"object\",\""
-    "created\",\"model\",\"choices\",\"usage\"],\"properties\":{\"id\":{\"type\":\"string\"},\"object\":{\"type\":\"strin"
-    "g\",\"enum\":[\"chat.completion\",\"text_completion\"]},\"created\":{\"type\":\"integer\"},\"model\":{\"type\":\"s"
-    "tring\"},\"choices\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"required\":[\"index\",\"finish_reason\"],"
-    "\"properties\":{\"index\":{\"type\":\"integer\"},\"text\":{\"type\":\"string\"},\"message\":{\"type\":\"object\",\"pr"
-    "operties\":{\"role\":{\"type\":\"string\"},\"content\":{\"type\":\"string\"}}},\"logprobs\":{\"type\":\"object\",\"n"
-    "ullable\":true},\"finish_reason\":{\"type\":\"string\",\"nullable\":true,\"enum\":[\"stop\",\"length\",\"abort\","
-    "\"error\",null]}}}},\"usage\":{\"$ref\":\"#/components/schemas/Usage\"}}},\"Usage\":{\"type\":\"object\",\"requ"
-    "ired\":[\"prompt_tokens\",\"completion_tokens\",\"total_tokens\"],\"properties\":{\"prompt_tokens\":{\"type\""
-    ":\"integer\"},\"completion_tokens\":{\"type\":\"integer\"},\"total_tokens\":{\"type\":\"integer\"},\"prompt_tok"
-    "ens_details\":{\"type\":\"object\",\"properties\":{\"cached_tokens\":{\"type\":\"integer\"}}}}},\"Error\":{\"typ"
-    "e\":\"object\",\"required\":[\"error\"],\"properties\":{\"error\":{\"type\":\"object\",\"required\":[\"message\",\"t"
-    "ype\"],\"properties\":{\"message\":{\"type\":\"string\"},\"type\":{\"type\":\"string\"},\"param\":{\"type\":\"string"
-    "\",\"nullable\":true},\"code\":{\"type\":\"string\",\"nullable\":true}}}}}}}}";
+/* GET /openapi.json: the document of host/server/openapi.json (compiled in as srv_openapi_json
+ * by cmake/embed_text.cmake) with the loaded model's limits filled in, so that a schema-driven
+ * client (schemathesis, a generated SDK) knows which token ids are valid: each
+ * `"x-llmrt-maximum": "token_id"` member becomes `"maximum": <vocab_size - 1>`.
+ *
+ * A text substitution, not a cJSON round trip: cJSON prints numbers with 15 significant digits,
+ * which would turn the seed bound 9007199254740991 into 9.00719925474099e+15 and make the
+ * document disagree with the server by one. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server.h"
+
+extern const char srv_openapi_json[];
+
+#define TOKEN_ID_MARK "\"x-llmrt-maximum\": \"token_id\""
+
+char *srv_openapi_document(int32_t vocab_size) {
+    char bound[48];
+    int  nb = snprintf(bound, sizeof bound, "\"maximum\": %d", vocab_size - 1);
+    size_t mark = strlen(TOKEN_ID_MARK), n_marks = 0, len = strlen(srv_openapi_json);
+    for (const char *p = srv_openapi_json; (p = strstr(p, TOKEN_ID_MARK)); p += mark) n_marks++;
+    /* the bound (< 48 bytes) is at most a few bytes longer than the mark: no overflow here */
+    char *out = malloc(len + n_marks * (size_t)nb + 1);
+    if (!out) return NULL;
+    char       *w = out;
+    const char *p = srv_openapi_json, *hit;
+    while ((hit = strstr(p, TOKEN_ID_MARK))) {
+        memcpy(w, p, (size_t)(hit - p));
+        w += hit - p;
+        memcpy(w, bound, (size_t)nb);
+        w += nb;
+        p = hit + mark;
+    }
+    strcpy(w, p);
+    return out;
+}

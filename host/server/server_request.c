@@ -300,7 +300,7 @@ static int parse_fields(perr *e, const cJSON *root, srv_kind kind, srv_request *
     }
     int64_t x;
     if (get_number(e, FIELD("temperature"), "temperature", 0, 2, &r->temperature, &r->has_temperature) < 0 ||
-        get_number(e, FIELD("top_p"), "top_p", 1e-9, 1, &r->top_p, &r->has_top_p) < 0 ||
+        get_number(e, FIELD("top_p"), "top_p", 0, 1, &r->top_p, &r->has_top_p) < 0 ||
         get_number(e, FIELD("min_p"), "min_p", 0, 1, &r->min_p, &r->has_min_p) < 0 ||
         get_number(e, FIELD("presence_penalty"), "presence_penalty", -2, 2, &r->presence_penalty,
                    &r->has_presence) < 0 ||
@@ -309,24 +309,38 @@ static int parse_fields(perr *e, const cJSON *root, srv_kind kind, srv_request *
         get_number(e, FIELD("repetition_penalty"), "repetition_penalty", 1e-6, 10,
                    &r->repetition_penalty, &r->has_repetition) < 0)
         return -1;
+    /* top_p in (0, 1] as vLLM takes it. Any top_p at or below the top token's probability keeps
+     * just that token, and that probability is at least 1/vocabulary, far above 1e-9: so raising
+     * a smaller top_p (5e-324 is a valid JSON number, and 0 as a float) to 1e-9 changes nothing. */
+    if (r->has_top_p) {
+        const cJSON *tp = FIELD("top_p");
+        if (tp->valuedouble <= 0) return fail(e, "top_p", "'top_p' must be > 0 and <= 1");
+        if (r->top_p < 1e-9f) r->top_p = 1e-9f;
+    }
     bool has = false;
     if (get_int(e, FIELD("top_k"), "top_k", -1, 1 << 30, &x, &has) < 0) return -1;
     if (has) r->top_k = (int32_t)x, r->has_top_k = true;
+    /* chat: max_completion_tokens (OpenAI's newer name) wins over max_tokens; both are checked */
     const char *max_name = "max_tokens";
-    v                    = FIELD("max_tokens");
-    if (kind == SRV_CHAT && FIELD("max_completion_tokens") && !cJSON_IsNull(FIELD("max_completion_tokens"))) {
-        max_name = "max_completion_tokens";
-        v        = FIELD("max_completion_tokens");
-    }
-    has = false;
-    if (get_int(e, v, max_name, 1, 1 << 30, &x, &has) < 0) return -1;
+    has                  = false;
+    if (get_int(e, FIELD("max_tokens"), "max_tokens", 1, 1 << 30, &x, &has) < 0) return -1;
     if (has) r->max_tokens = (int32_t)x, r->has_max_tokens = true;
+    if (kind == SRV_CHAT) {
+        has = false;
+        if (get_int(e, FIELD("max_completion_tokens"), "max_completion_tokens", 1, 1 << 30, &x,
+                    &has) < 0)
+            return -1;
+        if (has) r->max_tokens = (int32_t)x, r->has_max_tokens = true, max_name = "max_completion_tokens";
+    }
     has = false;
     if (get_int(e, FIELD("min_tokens"), "min_tokens", 0, 1 << 30, &x, &has) < 0) return -1;
     if (has) r->min_tokens = (int32_t)x, r->has_min_tokens = true;
     if (r->has_min_tokens && r->has_max_tokens && r->min_tokens > r->max_tokens)
         return fail(e, "min_tokens", "'min_tokens' must not exceed '%s'", max_name);
-    if (get_int(e, FIELD("seed"), "seed", -9.2e18, 9.2e18, &r->seed, &r->has_seed) < 0) return -1;
+    /* seed: JSON numbers arrive as doubles, exact up to 2^53; past that two seeds would collide */
+    if (get_int(e, FIELD("seed"), "seed", -9007199254740991.0, 9007199254740991.0, &r->seed,
+                &r->has_seed) < 0)
+        return -1;
     r->n = 1;
     has  = false;
     if (get_int(e, FIELD("n"), "n", 1, SRV_MAX_N, &x, &has) < 0) return -1;
