@@ -12,11 +12,12 @@
 # Example (the options after the URLs go to both runs, so both see the same prompts):
 #   bench/serve_vs_peer.sh http://127.0.0.1:8000 http://127.0.0.1:8001 \
 #       -m MODEL.gguf --num-prompts 32 --input-len 128 --output-len 64 --concurrency 4
-# Prints one line per server (completed, failed, output tok/s, TTFT p50, TPOT p50, ITL p50) and
+# Prints one line per server (completed, failed, output tokens, output tok/s, requests/s, TTFT
+# p50/p99, TPOT p50, ITL p50) and
 # the ratios A/B of output tok/s (above 1: A is faster) and TTFT p50 (below 1: A answers sooner).
 set -euo pipefail
 if [ $# -lt 2 ]; then
-    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 url_a=$1 url_b=$2
@@ -42,7 +43,8 @@ done
 python3 - "$dir" "$rounds" "$url_a" "$url_b" <<'PY'
 import json, statistics, sys
 d, rounds, urls = sys.argv[1], int(sys.argv[2]), {"A": sys.argv[3], "B": sys.argv[4]}
-keys = ["output_throughput", "median_ttft_ms", "median_tpot_ms", "median_itl_ms"]
+keys = ["output_throughput", "median_ttft_ms", "p99_ttft_ms", "median_tpot_ms", "median_itl_ms",
+        "request_throughput"]
 med = {}
 for name in "AB":
     rs = [json.load(open(f"{d}/{name}.{r}.json")) for r in range(1, rounds + 1)]
@@ -50,14 +52,16 @@ for name in "AB":
     med[name] = {k: statistics.median(r[k] for r in res) for k in keys}
     med[name]["completed"] = sum(r["completed"] for r in res)
     med[name]["failed"] = sum(r["failed"] for r in res)
+    med[name]["out_tokens"] = sum(r["total_output_tokens"] for r in res)
     med[name]["model"] = rs[0]["model_id"]
     med[name]["source"] = res[0].get("token_count_source", "?")
-print(f"{'':2} {'url':32} {'model':24} {'done':>5} {'fail':>5} {'out tok/s':>10} "
-      f"{'TTFT p50':>10} {'TPOT p50':>10} {'ITL p50':>10}  tokens from")
+print(f"{'':2} {'url':28} {'model':12} {'done':>5} {'fail':>5} {'out tok':>8} {'out tok/s':>10} "
+      f"{'req/s':>7} {'TTFT p50':>10} {'TTFT p99':>10} {'TPOT p50':>10} {'ITL p50':>10}  tokens from")
 for name in "AB":
     m = med[name]
-    print(f"{name:2} {urls[name][:32]:32} {str(m['model'])[:24]:24} {m['completed']:5d} {m['failed']:5d} "
-          f"{m['output_throughput']:10.1f} {m['median_ttft_ms']:8.1f}ms {m['median_tpot_ms']:8.1f}ms "
+    print(f"{name:2} {urls[name][:28]:28} {str(m['model'])[:12]:12} {m['completed']:5d} {m['failed']:5d} "
+          f"{m['out_tokens']:8d} {m['output_throughput']:10.1f} {m['request_throughput']:7.2f} "
+          f"{m['median_ttft_ms']:8.1f}ms {m['p99_ttft_ms']:8.1f}ms {m['median_tpot_ms']:8.1f}ms "
           f"{m['median_itl_ms']:8.1f}ms  {m['source']}")
 a, b = med["A"], med["B"]
 ratio = lambda x, y: x / y if y else float("nan")

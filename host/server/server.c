@@ -105,6 +105,7 @@ static struct {
     const char           *api_key;
     int32_t               max_context, vocab_size;
     char                 *openapi; /* GET /openapi.json, with the model's limits */
+    double                keepalive_s; /* a stream with no event this long gets ": keep-alive" */
     long                  max_concurrency;
     size_t                max_body;
     pthread_mutex_t       mu;        /* in_flight, draining */
@@ -490,10 +491,19 @@ static bool produce(srv_job *j) {
     return j->out.len > before;
 }
 
-/* MHD content reader of a stream (its connection's own thread). */
+/* MHD content reader of a stream (its connection's own thread).
+ *
+ * Keep-alive: MHD counts the time this reader blocks as idle time, so a stream queued behind
+ * others (or a long prefill) for longer than --timeout would be closed the moment its first
+ * event is ready. So after S.keepalive_s seconds without an event the reader sends an SSE
+ * comment (": keep-alive", which SSE clients ignore; sse-starlette, under llama-cpp-python's
+ * server, sends the same kind of ping). It also finds a vanished client (the write fails) while
+ * the request still waits, and a client that stops reading is still cut by --timeout because
+ * nothing more can be written to it. */
 static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
     (void)pos;
-    srv_job *j = cls;
+    srv_job *j      = cls;
+    double   waited = now_s();
     pthread_mutex_lock(&j->mu);
     for (;;) {
         if (j->out.len > j->out_off) {
@@ -514,6 +524,12 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }
         if (produce(j)) continue;
+        static const char ping[] = ": keep-alive\n\n";
+        if (now_s() - waited >= S.keepalive_s && max >= sizeof ping - 1) {
+            pthread_mutex_unlock(&j->mu);
+            memcpy(buf, ping, sizeof ping - 1);
+            return (ssize_t)(sizeof ping - 1);
+        }
         struct timespec ts;
         deadline_in(&ts, 0.5);
         pthread_cond_timedwait(&j->cv, &j->mu, &ts);
@@ -1478,6 +1494,8 @@ int cli_serve(int argc, char **argv) {
         return 1;
     }
     W.limit = (double)timeout;
+    /* well inside --timeout, at most every 15 s as sse-starlette's default ping */
+    S.keepalive_s = (double)timeout / 2 < 15 ? (double)timeout / 2 : 15;
     pthread_t wd;
     bool      wd_started = pthread_create(&wd, NULL, watchdog, NULL) == 0;
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);

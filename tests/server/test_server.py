@@ -541,3 +541,26 @@ def test_request_log_write_failure():
         assert s.stop() == 0
     err = s.proc.stderr.read()
     assert err.count("--log-requests: write failed") == 1, err
+
+
+def test_stream_queued_longer_than_timeout():
+    # --timeout is for idle clients, not for requests waiting their turn: with one sequence at a
+    # time, a stream queued behind another for longer than --timeout still gets all its events
+    # (the server sends SSE ": keep-alive" comments meanwhile, which clients ignore)
+    import threading
+    s = Server("--timeout", "2", "--max-seqs", "1")
+    try:
+        first = threading.Thread(target=lambda: s.client().completions.create(
+            model=NAME, prompt="Once upon a time", max_tokens=500, extra_body={"ignore_eos": True}))
+        first.start()
+        time.sleep(0.5)
+        t0, text, finish = time.time(), "", None
+        for chunk in s.client().completions.create(model=NAME, prompt="Hi", max_tokens=4,
+                                                   stream=True, temperature=0):
+            text += chunk.choices[0].text
+            finish = chunk.choices[0].finish_reason or finish
+        first.join()
+        # it did wait past --timeout (else the test proves nothing), and it is all there
+        assert time.time() - t0 > 2.5 and finish == "length" and text, (time.time() - t0, text)
+    finally:
+        assert s.stop() == 0
