@@ -117,3 +117,32 @@ ids = collections.Counter(r["custom_id"] for r in out)
 assert not [k for k, c in ids.items() if c > 1] and len(out) == int(sys.argv[2]), ids
 print(f"ok   resumed data-parallel batch: {len(out)} records, each custom_id once")
 PY
+
+# 4. `llmrt serve` under mpirun (rank 0 serves, rank 1 follows): the greedy completion equals
+#    one process's, and SIGTERM (mpirun forwards it to every rank) lets rank 0 drain and stop.
+#    mpirun's own status after a SIGTERM is 1 whatever the ranks do (Open MPI), so the ranks'
+#    messages are what is checked.
+if [ -n "$smol" ] && [ -f "$smol" ] && "$bin" serve --help >/dev/null 2>&1; then
+    want=$("$bin" generate -m "$smol" -p "The capital of France is" -n 8 --temperature 0 -t 1 \
+           --device cpu 2>/dev/null)
+    # mpiexec itself in the background (not the mpirun function: $! would be its subshell)
+    "$mpiexec" --oversubscribe --allow-run-as-root -np 2 "$bin" serve -m "$smol" --tp 2 -t 1 \
+        --device cpu --port 0 2>"$dir/serve.err" &
+    mp=$!
+    port=""
+    for _ in $(seq 1 600); do
+        port=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$dir/serve.err" | grep -o '[0-9]*$' || true)
+        [ -n "$port" ] && break
+        sleep 0.1
+    done
+    [ -n "$port" ] || { kill $mp; cat "$dir/serve.err"; fail "serve under mpirun did not start"; }
+    got=$(curl -sf "http://127.0.0.1:$port/v1/completions" -H 'Content-Type: application/json' \
+          -d '{"prompt": "The capital of France is", "max_tokens": 8, "temperature": 0}' |
+          python3 -c 'import json,sys; print(json.load(sys.stdin)["choices"][0]["text"])') ||
+        { kill $mp; fail "serve under mpirun: no completion"; }
+    [ "$got" = "$want" ] || { kill $mp; fail "serve tp 2 under mpirun: '$got' != one process '$want'"; }
+    kill -TERM $mp
+    timeout 120 tail --pid=$mp -f /dev/null || { kill -KILL $mp; fail "serve under mpirun: no exit after SIGTERM"; }
+    grep -q "llmrt serve: stopped" "$dir/serve.err" || { cat "$dir/serve.err"; fail "serve under mpirun: no clean stop"; }
+    echo "ok   serve under mpirun -np 2 --tp 2: '$got', SIGTERM drained and stopped"
+fi
