@@ -24,7 +24,12 @@
  *
  * Shutdown: SIGTERM/SIGINT are taken by sigwait() on the main thread; new requests get 503, the
  * requests in flight may finish for up to --drain-timeout seconds, then the rest are cut, the
- * daemon and the loop stop and the command exits 0. */
+ * daemon and the loop stop and the command exits 0.
+ *
+ * Files: this one (state, jobs, HTTP routing and handlers, request log, the command);
+ * server_stream.c (answer JSON, SSE events); server_guard.c (slow requests, descriptors);
+ * server_request.c (request JSON -> srv_request); server_openapi.c (GET /openapi.json);
+ * redact.c (--log-redact); server_internal.h (what they share). */
 #ifdef LLMRT_HAVE_MHD
 #include <arpa/inet.h>
 #include <errno.h>
@@ -39,7 +44,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -53,18 +57,15 @@
 #include "llmrt.h"
 #include "redact.h"
 #include "server.h"
+#include "server_internal.h"
 #include "server_request.h"
 
 /* ---------------------------------------------------------------------------------------- */
 /* Small helpers                                                                            */
 /* ---------------------------------------------------------------------------------------- */
 
-typedef struct sbuf {
-    char  *p;
-    size_t len, cap;
-} sbuf;
 
-static bool sbuf_add(sbuf *b, const void *s, size_t n) {
+bool sbuf_add(sbuf *b, const void *s, size_t n) {
     if (b->len + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
         while (b->len + n + 1 > cap) cap *= 2;
@@ -79,13 +80,13 @@ static bool sbuf_add(sbuf *b, const void *s, size_t n) {
     return true;
 }
 
-static double now_s(void) {
+double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static void deadline_in(struct timespec *ts, double seconds) {
+void deadline_in(struct timespec *ts, double seconds) {
     clock_gettime(CLOCK_REALTIME, ts);
     double      ns = ts->tv_nsec + seconds * 1e9;
     ts->tv_sec += (time_t)(ns / 1e9);
@@ -96,71 +97,8 @@ static void deadline_in(struct timespec *ts, double seconds) {
 /* Server state                                                                             */
 /* ---------------------------------------------------------------------------------------- */
 
-static struct {
-    llmrt_model          *model;
-    llmrt_engine         *engine;
-    llmrt_sampling_params base;
-    const char           *chat_template;
-    char                  name[256];
-    const char           *api_key;
-    int32_t               max_context, vocab_size;
-    char                 *openapi; /* GET /openapi.json, with the model's limits */
-    double                keepalive_s; /* a stream with no event this long gets ": keep-alive" */
-    long                  max_concurrency;
-    size_t                max_body;
-    pthread_mutex_t       mu;        /* in_flight, draining */
-    pthread_cond_t        cv;
-    long                  in_flight; /* generation requests accepted and not completed */
-    atomic_bool           draining;  /* new requests: 503 */
-    atomic_bool           hard_stop; /* drain time over: cut the rest */
-    atomic_long           http_codes[600];
-    atomic_ulong          next_id;
-    /* --log-requests: one JSON line per finished request, one write() each under log_mu */
-    int                   log_fd;        /* -1: off */
-    bool                  log_text;      /* --log-text: prompt/messages and completion text */
-    srv_redactor         *redactor;      /* --log-redact */
-    pthread_mutex_t       log_mu;
-    atomic_bool           log_failed;    /* a failed write was reported (once) */
-} S = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .log_fd = -1,
-       .log_mu = PTHREAD_MUTEX_INITIALIZER};
-
-/* One engine request: sequence `index` of a job (choice index). */
-typedef struct srv_seq {
-    struct srv_job     *job;
-    int32_t             index, prompt_index;
-    uint64_t            id;
-    sbuf                text;
-    int32_t            *tok;      /* [n_lp] */
-    float              *lp;       /* [n_lp] */
-    int32_t            *top_ids;  /* [n_lp * n_top] */
-    float              *top_lps;
-    int32_t             n_lp, cap_lp, n_top;
-    llmrt_finish_reason finish;
-    char                error[256];
-    int32_t             n_prompt, n_cached, n_gen;
-    /* streaming cursors */
-    size_t              text_sent;
-    int32_t             lp_sent;
-    bool                finish_sent;
-} srv_seq;
-
-enum { PH_ROLE, PH_DELTAS, PH_TAIL, PH_END };
-
-typedef struct srv_job {
-    pthread_mutex_t mu;
-    pthread_cond_t  cv;
-    int             refs;
-    srv_request     req;
-    int32_t         n_seq, n_done;
-    srv_seq        *seqs;
-    char            id[48];
-    long            created;
-    double          t_first; /* the first token of any sequence (CLOCK_MONOTONIC), 0: none */
-    /* streaming */
-    int             phase;
-    sbuf            out;
-    size_t          out_off;
-} srv_job;
+srv_state S = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .log_fd = -1,
+               .log_mu = PTHREAD_MUTEX_INITIALIZER};
 
 static void job_unref(srv_job *j) {
     pthread_mutex_lock(&j->mu);
@@ -253,288 +191,6 @@ static void abort_job(srv_job *j) {
     }
 }
 
-/* ---------------------------------------------------------------------------------------- */
-/* JSON building                                                                            */
-/* ---------------------------------------------------------------------------------------- */
-
-static const char *finish_str(llmrt_finish_reason f) {
-    switch (f) {
-    case LLMRT_FINISH_STOP: return "stop";
-    case LLMRT_FINISH_LENGTH: return "length";
-    case LLMRT_FINISH_ABORT: return "abort";
-    case LLMRT_FINISH_ERROR: return "error";
-    default: return NULL;
-    }
-}
-
-/* The text of one token, valid UTF-8 (invalid bytes become U+FFFD), and its raw bytes. */
-static void token_text(int32_t id, char *out, size_t cap, unsigned char *raw, size_t *n_raw) {
-    char   tmp[256];
-    size_t len = 0;
-    if (llmrt_detokenize(S.model, &id, 1, false, tmp, sizeof tmp, &len) != LLMRT_OK) len = 0;
-    if (len >= sizeof tmp) len = sizeof tmp - 1;
-    memcpy(raw, tmp, len);
-    *n_raw   = len;
-    size_t o = 0;
-    for (size_t i = 0; i < len && o + 4 < cap;) {
-        size_t n = 1;
-        unsigned char c = (unsigned char)tmp[i];
-        if (c >= 0xf0) n = 4;
-        else if (c >= 0xe0) n = 3;
-        else if (c >= 0xc0) n = 2;
-        if (i + n <= len && cli_utf8_valid(tmp + i, n)) {
-            memcpy(out + o, tmp + i, n);
-            o += n;
-            i += n;
-        } else {
-            memcpy(out + o, "\xef\xbf\xbd", 3);
-            o += 3;
-            i++;
-        }
-    }
-    out[o] = 0;
-}
-
-static cJSON *chat_token_json(int32_t id, float lp) {
-    char          text[800];
-    unsigned char raw[256];
-    size_t        n_raw;
-    token_text(id, text, sizeof text, raw, &n_raw);
-    cJSON *t = cJSON_CreateObject();
-    cJSON_AddStringToObject(t, "token", text);
-    cJSON_AddNumberToObject(t, "logprob", lp);
-    cJSON *bytes = cJSON_AddArrayToObject(t, "bytes");
-    for (size_t i = 0; i < n_raw; i++) cJSON_AddItemToArray(bytes, cJSON_CreateNumber(raw[i]));
-    return t;
-}
-
-/* Logprobs of tokens [from, to) of a sequence: chat or completions shape. */
-static cJSON *logprobs_json(const srv_job *j, const srv_seq *s, int32_t from, int32_t to,
-                            size_t text_offset) {
-    if (!j->req.logprobs) return cJSON_CreateNull();
-    cJSON *lp = cJSON_CreateObject();
-    if (j->req.kind == SRV_CHAT) {
-        cJSON *content = cJSON_AddArrayToObject(lp, "content");
-        for (int32_t k = from; k < to; k++) {
-            cJSON *t   = chat_token_json(s->tok[k], s->lp[k]);
-            cJSON *top = cJSON_AddArrayToObject(t, "top_logprobs");
-            for (int32_t m = 0; m < s->n_top && m < j->req.n_logprobs; m++)
-                cJSON_AddItemToArray(top, chat_token_json(s->top_ids[(size_t)k * s->n_top + m],
-                                                          s->top_lps[(size_t)k * s->n_top + m]));
-            cJSON_AddItemToArray(content, t);
-        }
-        return lp;
-    }
-    cJSON *tokens = cJSON_AddArrayToObject(lp, "tokens");
-    cJSON *tlps   = cJSON_AddArrayToObject(lp, "token_logprobs");
-    cJSON *tops   = cJSON_AddArrayToObject(lp, "top_logprobs");
-    cJSON *offs   = cJSON_AddArrayToObject(lp, "text_offset");
-    size_t off    = text_offset;
-    for (int32_t k = from; k < to; k++) {
-        char          text[800];
-        unsigned char raw[256];
-        size_t        n_raw;
-        token_text(s->tok[k], text, sizeof text, raw, &n_raw);
-        cJSON_AddItemToArray(tokens, cJSON_CreateString(text));
-        cJSON_AddItemToArray(tlps, cJSON_CreateNumber(s->lp[k]));
-        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)off));
-        off += n_raw;
-        cJSON *top = cJSON_CreateObject();
-        for (int32_t m = 0; m < s->n_top && m < j->req.n_logprobs; m++) {
-            token_text(s->top_ids[(size_t)k * s->n_top + m], text, sizeof text, raw, &n_raw);
-            cJSON_AddNumberToObject(top, text, s->top_lps[(size_t)k * s->n_top + m]);
-        }
-        cJSON_AddItemToArray(tops, top);
-    }
-    return lp;
-}
-
-static cJSON *usage_json(const srv_job *j) {
-    int64_t prompt = 0, cached = 0, gen = 0;
-    for (int32_t i = 0; i < j->n_seq; i++) {
-        const srv_seq *s = &j->seqs[i];
-        if (i % j->req.n == 0) {
-            prompt += s->n_prompt;
-            cached += s->n_cached;
-        }
-        gen += s->n_gen;
-    }
-    cJSON *u = cJSON_CreateObject();
-    cJSON_AddNumberToObject(u, "prompt_tokens", (double)prompt);
-    cJSON_AddNumberToObject(u, "completion_tokens", (double)gen);
-    cJSON_AddNumberToObject(u, "total_tokens", (double)(prompt + gen));
-    cJSON *d = cJSON_AddObjectToObject(u, "prompt_tokens_details");
-    cJSON_AddNumberToObject(d, "cached_tokens", (double)cached);
-    return u;
-}
-
-static cJSON *envelope(const srv_job *j, bool chunk) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "id", j->id);
-    cJSON_AddStringToObject(o, "object", j->req.kind == SRV_CHAT
-                                             ? (chunk ? "chat.completion.chunk" : "chat.completion")
-                                             : "text_completion");
-    cJSON_AddNumberToObject(o, "created", (double)j->created);
-    cJSON_AddStringToObject(o, "model", S.name);
-    return o;
-}
-
-/* The whole non-streaming answer. */
-static cJSON *final_json(const srv_job *j) {
-    cJSON *o       = envelope(j, false);
-    cJSON *choices = cJSON_AddArrayToObject(o, "choices");
-    for (int32_t i = 0; i < j->n_seq; i++) {
-        const srv_seq *s = &j->seqs[i];
-        cJSON         *c = cJSON_CreateObject();
-        cJSON_AddNumberToObject(c, "index", s->index);
-        if (j->req.kind == SRV_CHAT) {
-            cJSON *m = cJSON_AddObjectToObject(c, "message");
-            cJSON_AddStringToObject(m, "role", "assistant");
-            cJSON_AddStringToObject(m, "content", s->text.p ? s->text.p : "");
-        } else {
-            cJSON_AddStringToObject(c, "text", s->text.p ? s->text.p : "");
-        }
-        cJSON_AddItemToObject(c, "logprobs", logprobs_json(j, s, 0, s->n_lp, 0));
-        const char *f = finish_str(s->finish);
-        cJSON_AddItemToObject(c, "finish_reason", f ? cJSON_CreateString(f) : cJSON_CreateNull());
-        cJSON_AddItemToArray(choices, c);
-    }
-    cJSON_AddItemToObject(o, "usage", usage_json(j));
-    return o;
-}
-
-static void emit(srv_job *j, cJSON *o) {
-    char *text = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    if (!text) return;
-    sbuf_add(&j->out, "data: ", 6);
-    sbuf_add(&j->out, text, strlen(text));
-    sbuf_add(&j->out, "\n\n", 2);
-    free(text);
-}
-
-/* One streaming chunk for sequence s: a delta (text/logprobs), or the finish. */
-static cJSON *chunk_json(const srv_job *j, const srv_seq *s, const char *role, const char *text,
-                         size_t text_len, cJSON *logprobs, const char *finish) {
-    cJSON *o       = envelope(j, true);
-    cJSON *choices = cJSON_AddArrayToObject(o, "choices");
-    cJSON *c       = cJSON_CreateObject();
-    cJSON_AddNumberToObject(c, "index", s->index);
-    if (j->req.kind == SRV_CHAT) {
-        cJSON *d = cJSON_AddObjectToObject(c, "delta");
-        if (role) cJSON_AddStringToObject(d, "role", role);
-        if (text) {
-            char *t = strndup(text, text_len);
-            cJSON_AddStringToObject(d, "content", t ? t : "");
-            free(t);
-        }
-    } else {
-        char *t = strndup(text ? text : "", text ? text_len : 0);
-        cJSON_AddStringToObject(c, "text", t ? t : "");
-        free(t);
-    }
-    cJSON_AddItemToObject(c, "logprobs", logprobs ? logprobs : cJSON_CreateNull());
-    cJSON_AddItemToObject(c, "finish_reason", finish ? cJSON_CreateString(finish) : cJSON_CreateNull());
-    cJSON_AddItemToArray(choices, c);
-    if (j->req.include_usage) cJSON_AddNullToObject(o, "usage");
-    return o;
-}
-
-/* Turns what the engine delivered since the last call into SSE bytes in j->out (j->mu held).
- * Returns whether anything was produced. */
-static bool produce(srv_job *j) {
-    size_t before = j->out.len;
-    if (j->phase == PH_ROLE) {
-        if (j->req.kind == SRV_CHAT)
-            for (int32_t i = 0; i < j->n_seq; i++)
-                emit(j, chunk_json(j, &j->seqs[i], "assistant", "", 0, NULL, NULL));
-        j->phase = PH_DELTAS;
-    }
-    if (j->phase == PH_DELTAS) {
-        int32_t finished = 0;
-        for (int32_t i = 0; i < j->n_seq; i++) {
-            srv_seq *s = &j->seqs[i];
-            if (s->text.len > s->text_sent || s->n_lp > s->lp_sent) {
-                cJSON *lp = j->req.logprobs ? logprobs_json(j, s, s->lp_sent, s->n_lp, s->text_sent)
-                                            : NULL;
-                emit(j, chunk_json(j, s, NULL, s->text.p + s->text_sent, s->text.len - s->text_sent,
-                                   lp, NULL));
-                s->text_sent = s->text.len;
-                s->lp_sent   = s->n_lp;
-            }
-            if (s->finish != LLMRT_FINISH_NONE && !s->finish_sent) {
-                if (s->finish == LLMRT_FINISH_ERROR) {
-                    cJSON *e  = cJSON_CreateObject();
-                    cJSON *ee = cJSON_AddObjectToObject(e, "error");
-                    cJSON_AddStringToObject(ee, "message", s->error);
-                    cJSON_AddStringToObject(ee, "type", "server_error");
-                    emit(j, e);
-                }
-                emit(j, chunk_json(j, s, NULL, j->req.kind == SRV_CHAT ? NULL : "", 0, NULL,
-                                   finish_str(s->finish)));
-                s->finish_sent = true;
-            }
-            if (s->finish_sent) finished++;
-        }
-        if (finished == j->n_seq) j->phase = PH_TAIL;
-    }
-    if (j->phase == PH_TAIL) {
-        if (j->req.include_usage) {
-            cJSON *o = envelope(j, true);
-            cJSON_AddArrayToObject(o, "choices");
-            cJSON_AddItemToObject(o, "usage", usage_json(j));
-            emit(j, o);
-        }
-        sbuf_add(&j->out, "data: [DONE]\n\n", 14);
-        j->phase = PH_END;
-    }
-    return j->out.len > before;
-}
-
-/* MHD content reader of a stream (its connection's own thread).
- *
- * Keep-alive: MHD counts the time this reader blocks as idle time, so a stream queued behind
- * others (or a long prefill) for longer than --timeout would be closed the moment its first
- * event is ready. So after S.keepalive_s seconds without an event the reader sends an SSE
- * comment (": keep-alive", which SSE clients ignore; sse-starlette, under llama-cpp-python's
- * server, sends the same kind of ping). It also finds a vanished client (the write fails) while
- * the request still waits, and a client that stops reading is still cut by --timeout because
- * nothing more can be written to it. */
-static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
-    (void)pos;
-    srv_job *j      = cls;
-    double   waited = now_s();
-    pthread_mutex_lock(&j->mu);
-    for (;;) {
-        if (j->out.len > j->out_off) {
-            size_t n = j->out.len - j->out_off;
-            if (n > max) n = max;
-            memcpy(buf, j->out.p + j->out_off, n);
-            j->out_off += n;
-            if (j->out_off == j->out.len) j->out.len = j->out_off = 0;
-            pthread_mutex_unlock(&j->mu);
-            return (ssize_t)n;
-        }
-        if (j->phase == PH_END) {
-            pthread_mutex_unlock(&j->mu);
-            return MHD_CONTENT_READER_END_OF_STREAM;
-        }
-        if (atomic_load(&S.hard_stop)) {
-            pthread_mutex_unlock(&j->mu);
-            return MHD_CONTENT_READER_END_WITH_ERROR;
-        }
-        if (produce(j)) continue;
-        static const char ping[] = ": keep-alive\n\n";
-        if (now_s() - waited >= S.keepalive_s && max >= sizeof ping - 1) {
-            pthread_mutex_unlock(&j->mu);
-            memcpy(buf, ping, sizeof ping - 1);
-            return (ssize_t)(sizeof ping - 1);
-        }
-        struct timespec ts;
-        deadline_in(&ts, 0.5);
-        pthread_cond_timedwait(&j->cv, &j->mu, &ts);
-    }
-}
 
 /* ---------------------------------------------------------------------------------------- */
 /* HTTP                                                                                     */
@@ -554,94 +210,6 @@ typedef struct conn {
     char     client[80];
 } conn;
 
-/* Slow requests (slowloris). MHD's --timeout is an idle timeout: a client sending a header or
- * body byte every second never trips it and holds a thread forever. So every connection is
- * watched from its start (MHD_CONNECTION_NOTIFY_STARTED) until its request is complete, headers
- * and body (the on_request call with no more upload data), and again from the end of each
- * request (keep-alive) to the next one's end; one whose request takes longer than --timeout
- * seconds to arrive is shut down (shutdown(2): its own thread then sees the end of the stream
- * and MHD closes it). The entry is removed at
- * MHD_CONNECTION_NOTIFY_CLOSED, before MHD closes the descriptor, so a reused one is never hit. */
-typedef struct watch {
-    int           fd;
-    double        since; /* waiting for headers since; 0: a request is being handled */
-    struct watch *next;
-} watch;
-
-static struct {
-    pthread_mutex_t mu;
-    pthread_cond_t  cv;
-    watch          *head;
-    double          limit;
-    bool            stop;
-} W = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
-
-static void watch_set(int fd, double since) {
-    pthread_mutex_lock(&W.mu);
-    for (watch *w = W.head; w; w = w->next)
-        if (w->fd == fd) w->since = since;
-    pthread_mutex_unlock(&W.mu);
-}
-
-static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
-                          enum MHD_ConnectionNotificationCode code) {
-    (void)cls;
-    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-        const union MHD_ConnectionInfo *ci =
-            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-        watch *w = ci ? calloc(1, sizeof *w) : NULL;
-        if (!w) return;
-        w->fd    = ci->connect_fd;
-        w->since = now_s();
-        pthread_mutex_lock(&W.mu);
-        w->next = W.head;
-        W.head  = w;
-        pthread_mutex_unlock(&W.mu);
-        *socket_context = w;
-    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context) {
-        pthread_mutex_lock(&W.mu);
-        for (watch **pp = &W.head; *pp; pp = &(*pp)->next)
-            if (*pp == *socket_context) {
-                *pp = (*pp)->next;
-                break;
-            }
-        pthread_mutex_unlock(&W.mu);
-        free(*socket_context);
-        *socket_context = NULL;
-    }
-}
-
-/* A connection is a descriptor (and a thread): the common soft limit of 1024 descriptors would
- * refuse clients long before the 2048-connection cap, so the soft limit goes up to what the hard
- * one allows, as nginx's worker_rlimit_nofile does. Best effort: a refusal keeps the old limit. */
-static void raise_open_files_limit(void) {
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
-    rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > 65536 ? 65536 : rl.rlim_max;
-    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
-        rl.rlim_cur = want;
-        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-            fprintf(stderr, "llmrt serve: cannot raise the open-files limit: %s\n", strerror(errno));
-    }
-}
-
-static void *watchdog(void *arg) {
-    (void)arg;
-    pthread_mutex_lock(&W.mu);
-    while (!W.stop) {
-        struct timespec ts;
-        deadline_in(&ts, 0.25);
-        pthread_cond_timedwait(&W.cv, &W.mu, &ts);
-        double now = now_s();
-        for (watch *w = W.head; w; w = w->next)
-            if (w->since > 0 && now - w->since > W.limit) {
-                shutdown(w->fd, SHUT_RDWR);
-                w->since = 0;
-            }
-    }
-    pthread_mutex_unlock(&W.mu);
-    return NULL;
-}
 
 /* The connection being answered on this thread (a thread per connection): its status is noted. */
 static _Thread_local conn *tl_conn;
@@ -703,7 +271,7 @@ static void log_request(conn *cn) {
                 cached += q->n_cached;
             }
             gen += q->n_gen;
-            const char *f = finish_str(q->finish);
+            const char *f = srv_finish_str(q->finish);
             cJSON_AddItemToArray(reasons, f ? cJSON_CreateString(f) : cJSON_CreateNull());
         }
         t_first = j->t_first;
@@ -962,7 +530,7 @@ static enum MHD_Result handle_tokenize(struct MHD_Connection *c, const srv_reque
             char          t[800];
             unsigned char raw[256];
             size_t        n_raw;
-            token_text(ids[i], t, sizeof t, raw, &n_raw);
+            srv_token_text(ids[i], t, sizeof t, raw, &n_raw);
             cJSON_AddItemToArray(strs, cJSON_CreateString(t));
         }
     } else {
@@ -1103,7 +671,7 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, conn *cn, srv_r
 
     if (j->req.stream) {
         struct MHD_Response *r =
-            MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_reader, j, NULL);
+            MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, srv_stream_reader, j, NULL);
         if (!r) {
             abort_job(j);
             return MHD_NO;
@@ -1138,7 +706,7 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, conn *cn, srv_r
     const char *err = NULL;
     for (int32_t i = 0; i < j->n_seq; i++)
         if (j->seqs[i].finish == LLMRT_FINISH_ERROR) err = j->seqs[i].error;
-    cJSON *o = complete && !err ? final_json(j) : NULL;
+    cJSON *o = complete && !err ? srv_final_json(j) : NULL;
     char errbuf[256];
     snprintf(errbuf, sizeof errbuf, "%s", err ? err : "");
     pthread_mutex_unlock(&j->mu);
@@ -1191,7 +759,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     if (cn->fd >= 0) { /* the whole request is in: what follows is ours to take time over */
-        watch_set(cn->fd, 0);
+        srv_guard_request_arrived(cn->fd);
         cn->fd = -1;
     }
     bool get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
@@ -1271,7 +839,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     conn *cn = *con_cls;
     if (!cn) return;
     const union MHD_ConnectionInfo *fi = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (fi) watch_set(fi->connect_fd, now_s()); /* keep-alive: the next request's headers */
+    if (fi) srv_guard_await_request(fi->connect_fd); /* keep-alive: the next request */
     if (tl_conn == cn) tl_conn = NULL;
     if (cn->log) {
         if (!cn->status) cn->status = 499; /* no answer was queued: the client went away */
@@ -1445,7 +1013,7 @@ int cli_serve(int argc, char **argv) {
     sigaddset(&sigs, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
-    raise_open_files_limit();
+    srv_raise_open_files_limit();
 
     S.model = cli_load_model(c.model_path, c.threads, c.load_format);
     if (!S.model) {
@@ -1483,7 +1051,7 @@ int cli_serve(int argc, char **argv) {
         flags, (uint16_t)port, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)timeout, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, NULL, MHD_OPTION_CONNECTION_LIMIT, (unsigned)2048,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
+        MHD_OPTION_NOTIFY_CONNECTION, srv_guard_on_connection, NULL,
         /* a thread per connection: small stacks (the handlers keep little on theirs) */
         MHD_OPTION_THREAD_STACK_SIZE, (size_t)512 * 1024, MHD_OPTION_END);
     freeaddrinfo(ai);
@@ -1493,11 +1061,9 @@ int cli_serve(int argc, char **argv) {
         llmrt_model_destroy(S.model);
         return 1;
     }
-    W.limit = (double)timeout;
+    bool guard_started = srv_guard_start((double)timeout);
     /* well inside --timeout, at most every 15 s as sse-starlette's default ping */
     S.keepalive_s = (double)timeout / 2 < 15 ? (double)timeout / 2 : 15;
-    pthread_t wd;
-    bool      wd_started = pthread_create(&wd, NULL, watchdog, NULL) == 0;
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     unsigned bound = di ? di->port : (unsigned)port;
     fprintf(stderr, "llmrt serve: listening on http://%s%s%s:%u (model %s)\n",
@@ -1521,13 +1087,7 @@ int cli_serve(int argc, char **argv) {
     if (left) fprintf(stderr, "llmrt serve: drain timeout: cutting %ld request(s)\n", left);
     atomic_store(&S.hard_stop, true);
     MHD_stop_daemon(d); /* joins the connection threads; on_completed aborts what is left */
-    if (wd_started) {
-        pthread_mutex_lock(&W.mu);
-        W.stop = true;
-        pthread_cond_broadcast(&W.cv);
-        pthread_mutex_unlock(&W.mu);
-        pthread_join(wd, NULL);
-    }
+    if (guard_started) srv_guard_stop();
     llmrt_engine_stop_loop(S.engine);
     llmrt_engine_destroy(S.engine);
     llmrt_model_destroy(S.model);
