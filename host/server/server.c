@@ -264,14 +264,9 @@ static void log_request(conn *cn) {
     double  t_first = 0;
     if (j) {
         pthread_mutex_lock(&j->mu);
+        srv_job_token_counts(j, &prompt, &cached, &gen);
         for (int32_t i = 0; i < j->n_seq; i++) {
-            const srv_seq *q = &j->seqs[i];
-            if (i % j->req.n == 0) {
-                prompt += q->n_prompt;
-                cached += q->n_cached;
-            }
-            gen += q->n_gen;
-            const char *f = srv_finish_str(q->finish);
+            const char *f = srv_finish_str(j->seqs[i].finish);
             cJSON_AddItemToArray(reasons, f ? cJSON_CreateString(f) : cJSON_CreateNull());
         }
         t_first = j->t_first;

@@ -107,6 +107,8 @@ typedef struct srv_job {
 const char *srv_finish_str(llmrt_finish_reason f);
 /* The text of one token, valid UTF-8 (invalid bytes become U+FFFD), and its raw bytes. */
 void srv_token_text(int32_t id, char *out, size_t cap, unsigned char *raw, size_t *n_raw);
+/* Prompt, cached-prompt and generated tokens of a job (its mutex held, or the job finished). */
+void srv_job_token_counts(const srv_job *j, int64_t *prompt, int64_t *cached, int64_t *gen);
 /* The whole non-streaming answer (chat.completion / text_completion). */
 cJSON *srv_final_json(const srv_job *j);
 /* MHD content reader of a streaming answer: SSE events as the engine delivers them. */

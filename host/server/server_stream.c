@@ -104,16 +104,21 @@ static cJSON *logprobs_json(const srv_job *j, const srv_seq *s, int32_t from, in
     return lp;
 }
 
-static cJSON *usage_json(const srv_job *j) {
-    int64_t prompt = 0, cached = 0, gen = 0;
+void srv_job_token_counts(const srv_job *j, int64_t *prompt, int64_t *cached, int64_t *gen) {
+    *prompt = *cached = *gen = 0;
     for (int32_t i = 0; i < j->n_seq; i++) {
         const srv_seq *s = &j->seqs[i];
-        if (i % j->req.n == 0) {
-            prompt += s->n_prompt;
-            cached += s->n_cached;
+        if (i % j->req.n == 0) { /* the n choices of a prompt share its prefill */
+            *prompt += s->n_prompt;
+            *cached += s->n_cached;
         }
-        gen += s->n_gen;
+        *gen += s->n_gen;
     }
+}
+
+static cJSON *usage_json(const srv_job *j) {
+    int64_t prompt, cached, gen;
+    srv_job_token_counts(j, &prompt, &cached, &gen);
     cJSON *u = cJSON_CreateObject();
     cJSON_AddNumberToObject(u, "prompt_tokens", (double)prompt);
     cJSON_AddNumberToObject(u, "completion_tokens", (double)gen);

@@ -426,51 +426,51 @@ def test_idle_connections(srv):
             s.close()
 
 
-def test_slowloris_cut_by_timeout():
+def trickle_until_cut(port, opening, pieces, meanwhile=None, limit_s=10):
+    """Sends `opening`, then one piece of `pieces` (an iterable of bytes) per second-ish: the
+    seconds until the server closed the connection, or None when it never did within limit_s.
+    `meanwhile()` runs once, after the first piece (the server must still answer others)."""
     import socket
+    slow = socket.create_connection(("127.0.0.1", port), timeout=1)
+    t0 = time.time()
+    try:
+        slow.sendall(opening)
+        for i, piece in enumerate(pieces):
+            try:
+                slow.send(piece)
+                if slow.recv(64) == b"":
+                    return time.time() - t0
+            except socket.timeout:
+                pass
+            except OSError:
+                return time.time() - t0
+            if i == 0 and meanwhile:
+                meanwhile()
+            if time.time() - t0 > limit_s:
+                return None
+        return None
+    finally:
+        slow.close()
+
+
+def test_slowloris_cut_by_timeout():
+    import itertools
     s = Server("--timeout", "2")
     try:
-        slow = socket.create_connection(("127.0.0.1", s.port), timeout=1)
+        def others_served():
+            r = s.client().completions.create(model=NAME, prompt="Hi", max_tokens=2)
+            assert r.choices[0].text is not None
+        # headers that never end, one byte a second
         head = (b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                 b"X-Slow: " + b"a" * 100)
-        t0, closed = time.time(), None
-        for i, byte in enumerate(head):
-            try:
-                slow.send(bytes([byte]))
-                if slow.recv(64) == b"":
-                    closed = time.time() - t0
-                    break
-            except socket.timeout:
-                pass
-            except OSError:
-                closed = time.time() - t0
-                break
-            if i == 1:  # meanwhile the server answers others
-                r = s.client().completions.create(model=NAME, prompt="Hi", max_tokens=2)
-                assert r.choices[0].text is not None
-            if time.time() - t0 > 10:
-                break
+        closed = trickle_until_cut(s.port, b"", (bytes([b]) for b in head), others_served)
         assert closed is not None and closed < 6, closed
-        slow.close()
         assert s.request("GET", "/health")[0] == 200
-        # the same with complete headers and a body that trickles in
-        slow = socket.create_connection(("127.0.0.1", s.port), timeout=1)
-        slow.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Authorization: Bearer " + KEY.encode() + b"\r\nContent-Length: 200\r\n\r\n")
-        t0, closed = time.time(), None
-        while time.time() - t0 < 10:
-            try:
-                slow.send(b" ")
-                if slow.recv(64) == b"":
-                    closed = time.time() - t0
-                    break
-            except socket.timeout:
-                pass
-            except OSError:
-                closed = time.time() - t0
-                break
+        # complete headers, then a body that trickles in
+        opening = (b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                   b"Authorization: Bearer " + KEY.encode() + b"\r\nContent-Length: 200\r\n\r\n")
+        closed = trickle_until_cut(s.port, opening, itertools.repeat(b" ", 200))
         assert closed is not None and closed < 6, closed
-        slow.close()
         assert s.request("GET", "/health")[0] == 200
     finally:
         assert s.stop() == 0
