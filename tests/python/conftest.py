@@ -1,9 +1,11 @@
 """Fixtures for the Python binding tests. They run against the *installed* package
-(`pip install python/`), so `import llmrt` must not resolve to the source tree by accident: pytest's
+(`pip install .` from the root), so `import llmrt` must not resolve to the source tree by accident: pytest's
 rootdir-relative imports put tests/python on sys.path, never python/.
 
-The shared library: $LLMRT_LIBRARY if set, else this checkout's build/libllmrt.so (set here so
-that a non-editable install, which lives outside the checkout, still finds it)."""
+The shared library: $LLMRT_LIBRARY if set; else the one the installed package bundles (a wheel
+built by the root pyproject.toml: then nothing is set, so the package finds its own, as a user's
+would); else this checkout's build/libllmrt.so (set here so that a package installed without a
+library, outside the checkout, still finds one)."""
 
 import importlib.util
 import json
@@ -16,8 +18,11 @@ REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data"
 GOLDEN = DATA / "golden"
 
+_spec = importlib.util.find_spec("llmrt")
+BUNDLED = (_spec is not None and _spec.origin is not None
+           and (Path(_spec.origin).parent / "libllmrt.so").is_file())
 _lib = REPO / "build" / "libllmrt.so"
-if "LLMRT_LIBRARY" not in os.environ and _lib.exists():
+if "LLMRT_LIBRARY" not in os.environ and not BUNDLED and _lib.exists():
     os.environ["LLMRT_LIBRARY"] = str(_lib)
 
 import llmrt  # noqa: E402  (after LLMRT_LIBRARY is set)

@@ -86,7 +86,7 @@ def test_struct_layouts_match_the_header(tmp_path):
 
 def test_installed_package_is_current():
     """A regular (non-editable) install is a copy: after editing python/llmrt, reinstall it
-    (pip install python/) or these tests run the old code."""
+    (pip install . from the root) or these tests run the old code."""
     installed = Path(llmrt.__file__).resolve().parent
     source = REPO / "python" / "llmrt"
     if installed == source or not source.is_dir():
@@ -95,4 +95,63 @@ def test_installed_package_is_current():
              if not (installed / p.name).is_file()
              or (installed / p.name).read_bytes() != p.read_bytes()]
     assert not stale, f"installed llmrt at {installed} differs from python/llmrt in {stale}: " \
-                      "run `pip install python/`"
+                      "run `pip install .` from the repository root"
+
+
+# --- the wheel (root pyproject.toml: scikit-build-core builds and bundles the library) ----------
+
+from conftest import BUNDLED  # noqa: E402
+
+
+@pytest.mark.skipif(not BUNDLED, reason="this installation has no bundled library (not a wheel)")
+def test_wheel_uses_its_own_library():
+    assert "LLMRT_LIBRARY" not in os.environ
+    pkg = Path(llmrt.__file__).resolve().parent
+    assert Path(llmrt.library_path()).resolve() == (pkg / "libllmrt.so").resolve()
+    assert _ffi.candidate_paths()[0] == str(pkg / "libllmrt.so")
+
+
+@pytest.mark.skipif(not BUNDLED, reason="this installation has no bundled library (not a wheel)")
+def test_wheel_console_script_runs_the_bundled_command():
+    exe = shutil.which("llmrt", path=os.path.dirname(os.sys.executable))
+    assert exe, "the wheel's `llmrt` console script is not next to this python"
+    out = subprocess.run([exe, "generate", "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "usage: llmrt generate" in out.stdout + out.stderr
+
+
+def test_device_argument_checked():
+    with pytest.raises(llmrt.InvalidArgument, match="device must be"):
+        llmrt.LLM(str(REPO / "tests" / "data" / "tiny" / "llama_f32"), device="tpu")
+
+
+def _cuda_load_error():
+    try:
+        llmrt.LLM(str(REPO / "tests" / "data" / "tiny" / "llama_f32"), device="cuda", threads=1).close()
+        return ""
+    except llmrt.LLMRTError as e:
+        return str(e)
+
+
+def test_device_auto_falls_back_to_cpu_or_uses_cuda():
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        llm = llmrt.LLM(str(REPO / "tests" / "data" / "tiny" / "llama_f32"), threads=1)
+    try:
+        dev = llm._model.device
+        assert dev in ("cpu", "cuda")
+        cuda_build = "no CUDA backend" not in _cuda_load_error()
+        if dev == "cpu" and cuda_build:  # a CUDA build without a device: said, not silent
+            assert any("running on the CPU" in str(w.message) for w in caught)
+        if not cuda_build:  # a CPU-only build: the CPU as a matter of course
+            assert dev == "cpu" and not any("running on the CPU" in str(w.message) for w in caught)
+    finally:
+        llm.close()
+
+
+def test_default_model(smollm2_file):
+    llm = llmrt.LLM(threads=2, kv_tokens=1024)
+    try:
+        assert os.path.samefile(llm._model.path, smollm2_file)
+    finally:
+        llm.close()
