@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 BIN = os.environ.get("LLMRT_BIN", "build/llmrt")
@@ -56,7 +57,9 @@ def main():
            "--seed", os.environ.get("LLMRT_ST_SEED", "20261206"),
            "--request-timeout", "120", "--max-response-time", "600", "--no-color"]
     print(" ".join(cmd), flush=True)
-    rc = subprocess.call(cmd, env={**os.environ, "SCHEMATHESIS_HOOKS": ""})
+    # in a scratch directory: schemathesis leaves a .schemathesis/ cache where it runs
+    with tempfile.TemporaryDirectory() as scratch:
+        rc = subprocess.call(cmd, env={**os.environ, "SCHEMATHESIS_HOOKS": ""}, cwd=scratch)
     alive = srv.poll() is None
     srv.send_signal(signal.SIGTERM)
     try:
