@@ -24,6 +24,7 @@
 #include "../../core/thread_pool.h"
 #include "../backend.h"
 #include "cpu_kernels.h"
+#include "i8_gemm.h"
 #include "q4_kernels.h"
 
 #define MATMUL_ROWS_PER_TASK 16 /* weight rows per task: a multiple of LLMRT_CPU_TILE_N      */
@@ -39,6 +40,11 @@ typedef struct cpu_ctx {
     llmrt_cpu_kernels    k;
     llmrt_cpu_q4_kernels q4k; /* 4-bit kernels of the same ISA (bit-identical to k.dot_tile) */
     int                  n_threads;
+    /* LLMRT_CPU_MATMUL_INT8: int8 kernels (i8k.isa == NULL: unavailable, the fp32 path stays)
+     * and the batch's quantised activations, sized by begin_batch */
+    llmrt_cpu_i8_kernels i8k;
+    llmrt_cpu_xq         xq;
+    int64_t              xq_cap; /* bytes of xq.q */
 
     /* per-thread scratch */
     float  **wconv;       /* [n_threads][MATMUL_ROWS_PER_TASK * max_k] converted weight rows */
@@ -171,7 +177,25 @@ static llmrt_status cpu_weight_upload(llmrt_backend *be, llmrt_dtype dtype, int6
     /* scratch for converting MATMUL_ROWS_PER_TASK rows of this K is sized here, not per step */
     LLMRT_TRY(grow_wconv(ctx_of(be), cols, err));
     *out = (llmrt_bweight){.dtype = dtype, .rows = rows, .cols = cols, .data = (void *)host};
+    if (dtype == LLMRT_DTYPE_Q8_0 && ctx_of(be)->i8k.isa) {
+        /* int8 mode: panels next to the rows, which embed() still reads in place */
+        llmrt_cpu_i8w *i8 = calloc(1, sizeof *i8);
+        if (!i8) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
+        llmrt_status s = llmrt_cpu_i8w_from_q8_0(host, rows, cols, i8, err);
+        if (s != LLMRT_OK) {
+            free(i8);
+            return s;
+        }
+        out->aux = i8;
+    }
     return LLMRT_OK;
+}
+
+static void free_q4(llmrt_cpu_q4 *q) {
+    if (q->i8) llmrt_cpu_i8w_free(q->i8);
+    free(q->i8);
+    llmrt_cpu_q4_free(q);
+    free(q);
 }
 
 /* 4-bit weights are repacked into the CPU layout (q4_kernels.h); `data` points at the packed
@@ -183,9 +207,14 @@ static llmrt_status cpu_weight_upload_q4(llmrt_backend *be, const llmrt_q4_host 
     if (!q) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
     llmrt_status s = llmrt_cpu_q4_pack(host, q, err);
     if (s == LLMRT_OK) s = grow_wconv(c, host->cols, err);
+    if (s == LLMRT_OK && c->i8k.isa) {
+        /* int8 mode: the panels as well (the fp32 path keeps the 4-bit layout) */
+        q->i8 = calloc(1, sizeof *q->i8);
+        s     = q->i8 ? llmrt_cpu_i8w_from_q4(q, q->i8, err)
+                      : llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
+    }
     if (s != LLMRT_OK) {
-        llmrt_cpu_q4_free(q);
-        free(q);
+        free_q4(q);
         return s;
     }
     if (q->perm && q->cols > c->perm_k_max) c->perm_k_max = q->cols;
@@ -195,8 +224,9 @@ static llmrt_status cpu_weight_upload_q4(llmrt_backend *be, const llmrt_q4_host 
 }
 
 static void cpu_weight_free(llmrt_backend *be, llmrt_bweight *w) {
-    if (w->dtype == LLMRT_DTYPE_Q4 && w->aux) {
-        llmrt_cpu_q4_free(w->aux);
+    if (w->dtype == LLMRT_DTYPE_Q4 && w->aux) free_q4(w->aux);
+    if (w->dtype == LLMRT_DTYPE_Q8_0 && w->aux) {
+        llmrt_cpu_i8w_free(w->aux);
         free(w->aux);
     }
     memset(w, 0, sizeof *w); /* the model owns the host memory of the other dtypes */
@@ -290,6 +320,21 @@ static llmrt_status cpu_begin_batch(llmrt_backend *be, const llmrt_batch_plan *p
         }
         c->xperm_cap = T * c->perm_k_max;
     }
+    if (c->i8k.isa && T * c->wconv_k > c->xq_cap) {
+        /* int8 activations of the widest matrix (wconv_k: the largest K uploaded) */
+        free(c->xq.q);
+        free(c->xq.d);
+        free(c->xq.s);
+        int64_t blocks = T * c->wconv_k / 32;
+        c->xq.q        = malloc((size_t)(T * c->wconv_k));
+        c->xq.d        = malloc((size_t)blocks * sizeof(float));
+        c->xq.s        = malloc((size_t)blocks * sizeof(float));
+        c->xq_cap      = T * c->wconv_k;
+        if (!c->xq.q || !c->xq.d || !c->xq.s) {
+            c->xq_cap = 0;
+            return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
+        }
+    }
     if ((int64_t)max_pos + 1 > c->scores_cap) {
         int64_t cap = (int64_t)max_pos + 1;
         for (int t = 0; t < c->n_threads; t++) {
@@ -377,6 +422,7 @@ typedef struct matmul_job {
     int64_t              rows;
     const llmrt_bweight *w;
     int64_t              rows_per_task; /* weight rows per task: a multiple of 16 */
+    const llmrt_cpu_i8w *i8; /* int8 panels to use (x quantised into c->xq), or NULL */
 } matmul_job;
 
 /* out[t, n0 + r] for every token t and r < nn from nn fp32 weight rows (row stride K). */
@@ -403,7 +449,9 @@ static void matmul_task(void *p, int64_t task, int thread) {
     int64_t           n0 = task * j->rows_per_task;
     int64_t           nn = N - n0 < j->rows_per_task ? N - n0 : j->rows_per_task;
     const int64_t     GT = LLMRT_CPU_Q4_GEMV_T; /* tokens per fused kernel call */
-    if (j->w->dtype == LLMRT_DTYPE_Q4) {
+    if (j->i8) {
+        c->i8k.gemm(j->out + n0, N, &c->xq, j->rows, j->i8, n0, (int)nn);
+    } else if (j->w->dtype == LLMRT_DTYPE_Q4) {
         const llmrt_cpu_q4 *q = j->w->aux;
         if (c->q4k.gemv && j->rows <= FUSED_MAX_T) {
             /* dequantised in registers per 4 rows x 4 tokens, bit-identical to the path below */
@@ -460,10 +508,21 @@ static void cpu_matmul(llmrt_backend *be, void *out, const void *x, int64_t rows
                 c->xperm[t * K + k] = perm[k] >= 0 ? xf[t * Kx + perm[k]] : 0.0f;
         job.x = c->xperm;
     }
+    if (w->dtype == LLMRT_DTYPE_Q4) job.i8 = ((const llmrt_cpu_q4 *)w->aux)->i8;
+    else if (w->dtype == LLMRT_DTYPE_Q8_0) job.i8 = w->aux;
+    if (job.i8 && c->xq_cap >= rows * w->cols) {
+        /* int8 mode at every batch size (a token's result then depends on no other token);
+         * x is quantised once here, the tasks share it */
+        c->xq.K = w->cols;
+        c->i8k.quantize(&c->xq, job.x, w->cols, rows); /* x or xperm: rows of K */
+    } else {
+        job.i8 = NULL;
+    }
     /* the fused kernels (no scratch) take ~4 tasks per thread; the rest 16 rows (scratch size) */
-    bool fused = rows <= FUSED_MAX_T &&
-                 ((w->dtype == LLMRT_DTYPE_Q4 && c->q4k.gemv) ||
-                  (w->dtype == LLMRT_DTYPE_Q8_0 && c->q4k.q8_gemv));
+    bool fused = job.i8 ||
+                 (rows <= FUSED_MAX_T &&
+                  ((w->dtype == LLMRT_DTYPE_Q4 && c->q4k.gemv) ||
+                   (w->dtype == LLMRT_DTYPE_Q8_0 && c->q4k.q8_gemv)));
     job.rows_per_task = MATMUL_ROWS_PER_TASK;
     if (fused) {
         int64_t per = (w->rows + 4 * c->n_threads - 1) / (4 * c->n_threads);
@@ -567,6 +626,9 @@ static void cpu_destroy(llmrt_backend *be) {
         free(c->wconv);
         free(c->scores);
         free(c->xperm);
+        free(c->xq.q);
+        free(c->xq.d);
+        free(c->xq.s);
         free(c->inv_freq);
         free(c->tokens);
         free(c->positions);
@@ -608,6 +670,12 @@ static const llmrt_backend_ops cpu_ops = {
 
 llmrt_status llmrt_backend_cpu_create(int n_threads, const char *force_isa, llmrt_backend **out,
                                       llmrt_error *err) {
+    return llmrt_backend_cpu_create_opts(n_threads, force_isa, NULL, out, err);
+}
+
+llmrt_status llmrt_backend_cpu_create_opts(int n_threads, const char *force_isa,
+                                           const llmrt_cpu_options *opt, llmrt_backend **out,
+                                           llmrt_error *err) {
     *out              = NULL;
     llmrt_backend *be = calloc(1, sizeof *be);
     cpu_ctx       *c  = calloc(1, sizeof *c);
@@ -623,6 +691,12 @@ llmrt_status llmrt_backend_cpu_create(int n_threads, const char *force_isa, llmr
     be->ctx       = c;
     c->k          = llmrt_cpu_kernels_select(force_isa);
     c->q4k        = llmrt_cpu_q4_kernels_for(c->k.isa);
+    if (opt && opt->matmul_mode == LLMRT_CPU_MATMUL_INT8) {
+        c->i8k = llmrt_cpu_i8_kernels_for(c->k.isa);
+        if (!c->i8k.isa)
+            llmrt_log(LLMRT_LOG_WARN, "cpu backend: no int8 kernels for the %s kernel set (AVX512-VNNI "
+                      "needed); matmuls stay fp32", c->k.isa);
+    }
     c->pool       = llmrt_thread_pool_create(n_threads);
     if (!c->pool) {
         cpu_destroy(be);
@@ -636,6 +710,7 @@ llmrt_status llmrt_backend_cpu_create(int n_threads, const char *force_isa, llmr
         return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
     }
     *out = be;
-    llmrt_log(LLMRT_LOG_INFO, "cpu backend: %d threads, %s kernels", c->n_threads, c->k.isa);
+    llmrt_log(LLMRT_LOG_INFO, "cpu backend: %d threads, %s kernels%s", c->n_threads, c->k.isa,
+              c->i8k.isa ? ", int8 matmuls" : "");
     return LLMRT_OK;
 }
