@@ -137,6 +137,18 @@ typedef enum llmrt_cpu_isa {
     LLMRT_CPU_ISA_GENERIC = 3, /* portable C                                                    */
 } llmrt_cpu_isa;
 
+/* Arithmetic of the CPU backend's matmuls. EXACT keeps fp32 activations and one fixed reduction
+ * order per output, so a token's result is bit-identical whatever batch it runs in (the engine's
+ * batch invariance). INT8 quantises the activations of matmuls with 4-bit or Q8_0 weights to int8
+ * per 32-column block (as llama.cpp does) and runs integer dot products on AVX512-VNNI: 2-3x the
+ * matmul rate, still independent of the batch, but not the same numbers as EXACT (logits move by
+ * ~1e-2; see bench/results/cpu_gemm_before_after.txt). Other weights, and CPUs without
+ * AVX512-VNNI, stay exact. */
+typedef enum llmrt_cpu_matmul {
+    LLMRT_CPU_MATMUL_EXACT = 0, /* the default */
+    LLMRT_CPU_MATMUL_INT8  = 1,
+} llmrt_cpu_matmul;
+
 typedef struct llmrt_model_params {
     uint32_t          struct_size; /* sizeof(llmrt_model_params), set by the default function */
     llmrt_load_format load_format;
@@ -170,6 +182,7 @@ typedef struct llmrt_model_params {
      * llmrt_model_info's n_fallbacks / fallback. (GGUF Q8_0 matrices on the CUDA backend, which
      * has no 8-bit kernels, are still converted to its activation type without this switch.) */
     bool              allow_fallback;
+    llmrt_cpu_matmul  cpu_matmul;  /* CPU matmul arithmetic; default EXACT                    */
 } llmrt_model_params;
 
 LLMRT_API llmrt_model_params llmrt_model_default_params(void);

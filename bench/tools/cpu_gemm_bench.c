@@ -28,7 +28,7 @@ int main(int argc, char **argv) {
     int64_t M = 64, N = 1536, K = 576;
     int threads = 1, reps = 20;
     const char *isa = NULL, *formats = "f32,f16,bf16,q8_0,q4";
-    llmrt_cpu_matmul_mode mode = LLMRT_CPU_MATMUL_EXACT;
+    llmrt_cpu_matmul mode = LLMRT_CPU_MATMUL_EXACT;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-M") && i + 1 < argc) M = atoll(argv[++i]);
         else if (!strcmp(argv[i], "-N") && i + 1 < argc) N = atoll(argv[++i]);

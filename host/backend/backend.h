@@ -202,20 +202,11 @@ struct llmrt_backend {
 llmrt_status llmrt_backend_cpu_create(int n_threads, const char *force_isa, llmrt_backend **out,
                                       llmrt_error *err);
 
-/* Arithmetic of the CPU matmuls. EXACT (the default) keeps the backend's promise: fp32
- * activations, every output computed with one fixed reduction order whatever the batch, so a
- * token's result is bit-identical at M = 1 and M = 512. INT8 trades that for speed on the 4-bit
- * and Q8_0 weights of batches of at least LLMRT_CPU_GEMM_MIN_M tokens: activations are quantised
- * to int8 per 32-column block (llama.cpp's q8 activations) and the dot products run on
- * AVX512-VNNI; smaller batches (decode of few sequences) stay exact, so a token's result then
- * depends on the size of the batch it is in. */
-typedef enum llmrt_cpu_matmul_mode {
-    LLMRT_CPU_MATMUL_EXACT = 0,
-    LLMRT_CPU_MATMUL_INT8  = 1,
-} llmrt_cpu_matmul_mode;
-
+/* Options of the CPU backend. matmul_mode (llmrt_cpu_matmul, llmrt.h): EXACT (fp32, the
+ * default) or INT8 (int8 activations for 4-bit and Q8_0 weights at every batch size, so a
+ * token's result still depends on no other token; cpu/i8_gemm.h). */
 typedef struct llmrt_cpu_options {
-    llmrt_cpu_matmul_mode matmul_mode;
+    llmrt_cpu_matmul matmul_mode; /* llmrt.h */
 } llmrt_cpu_options;
 
 /* llmrt_backend_cpu_create with options (NULL: the defaults). */

@@ -49,6 +49,7 @@ typedef struct cli_load_opts {
     int  activation_dtype; /* --cuda-dtype f16|bf16|f32, else $LLMRT_CUDA_DTYPE */
     int  cpu_isa;          /* --cpu-isa avx512|avx2|generic, else $LLMRT_CPU_ISA */
     int  dequantize;       /* --dequantize, else $LLMRT_NO_Q4=1 */
+    int  cpu_matmul;       /* --cpu-matmul exact|int8 */
     bool no_fallback;      /* --no-fallback: a weight the backend cannot run fails the load
                             * (default: dequantise it, with a warning) */
     int  log_level;        /* --verbose: LLMRT_LOG_DEBUG; default LLMRT_LOG_WARN */

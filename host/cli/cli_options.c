@@ -11,7 +11,7 @@ enum {
     OPT_MAX_BATCHED, OPT_MAX_SEQS, OPT_POLICY, OPT_NO_PREFIX, OPT_TEMP, OPT_TOP_K, OPT_TOP_P,
     OPT_MIN_P, OPT_REPEAT, OPT_PRESENCE, OPT_FREQUENCY, OPT_SEED, OPT_MAX_TOKENS, OPT_STOP,
     OPT_IGNORE_EOS, OPT_CHAT_TEMPLATE, OPT_MIN_TOKENS, OPT_DEVICE, OPT_TP, OPT_DEQUANTIZE,
-    OPT_CUDA_DTYPE, OPT_CPU_ISA, OPT_NO_FALLBACK, OPT_VERBOSE,
+    OPT_CUDA_DTYPE, OPT_CPU_ISA, OPT_NO_FALLBACK, OPT_VERBOSE, OPT_CPU_MATMUL,
 };
 
 /* indexes into sampling_set */
@@ -26,6 +26,7 @@ const struct option cli_common_options[] = {
     {"dequantize", no_argument, 0, OPT_DEQUANTIZE},
     {"cuda-dtype", required_argument, 0, OPT_CUDA_DTYPE},
     {"cpu-isa", required_argument, 0, OPT_CPU_ISA},
+    {"cpu-matmul", required_argument, 0, OPT_CPU_MATMUL},
     {"no-fallback", no_argument, 0, OPT_NO_FALLBACK},
     {"verbose", no_argument, 0, OPT_VERBOSE},
     {"kv-tokens", required_argument, 0, OPT_KV_TOKENS},
@@ -99,6 +100,8 @@ void cli_common_usage(FILE *f) {
             "                              (default: $LLMRT_CUDA_DTYPE)\n"
             "      --cpu-isa I             CPU kernels: avx512 | avx2 | generic (default: the\n"
             "                              best the CPU has, or $LLMRT_CPU_ISA)\n"
+            "      --cpu-matmul M          CPU matmuls: exact (fp32, batch invariant; default) |\n"
+            "                              int8 (int8 activations for 4-bit/Q8_0 weights, VNNI)\n"
             "      --dequantize            dequantize 4-bit/8-bit weights at load ($LLMRT_NO_Q4=1)\n"
             "      --no-fallback           fail when the backend cannot run a weight as stored\n"
             "                              (default: dequantize it at load, with a warning)\n"
@@ -181,6 +184,14 @@ int cli_common_parse(cli_common *c, int opt, const char *arg) {
     case OPT_CPU_ISA:
         if ((cli_load.cpu_isa = cli_cpu_isa_of(arg)) < 0) {
             fprintf(stderr, "llmrt: --cpu-isa must be avx512, avx2 or generic, got \"%s\"\n", arg);
+            return -1;
+        }
+        return 1;
+    case OPT_CPU_MATMUL:
+        if (!strcmp(arg, "exact")) cli_load.cpu_matmul = LLMRT_CPU_MATMUL_EXACT;
+        else if (!strcmp(arg, "int8")) cli_load.cpu_matmul = LLMRT_CPU_MATMUL_INT8;
+        else {
+            fprintf(stderr, "llmrt: --cpu-matmul must be exact or int8, got \"%s\"\n", arg);
             return -1;
         }
         return 1;

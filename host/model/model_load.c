@@ -384,6 +384,7 @@ llmrt_model_params llmrt_model_default_params(void) {
         .cpu_isa            = LLMRT_CPU_ISA_AUTO,
         .dequantize_weights = false,
         .allow_fallback     = false,
+        .cpu_matmul         = LLMRT_CPU_MATMUL_EXACT,
     };
 }
 
@@ -480,7 +481,8 @@ static llmrt_status create_backend(const llmrt_model_params *p, int device, llmr
     (void)device;
 #endif
     static const char *const isa[] = {NULL, "avx512", "avx2", "generic"};
-    return llmrt_backend_cpu_create(p->n_threads, isa[p->cpu_isa], be, err);
+    llmrt_cpu_options        o     = {.matmul_mode = p->cpu_matmul};
+    return llmrt_backend_cpu_create_opts(p->n_threads, isa[p->cpu_isa], &o, be, err);
 }
 
 /* Checks everything about the arguments that needs no file. */
@@ -503,6 +505,9 @@ static llmrt_status check_load_args(const llmrt_model_params *p,
     if ((int)p->cpu_isa < LLMRT_CPU_ISA_AUTO || (int)p->cpu_isa > LLMRT_CPU_ISA_GENERIC)
         return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "llmrt_model_load: cpu_isa %d is unknown",
                          (int)p->cpu_isa);
+    if ((int)p->cpu_matmul < LLMRT_CPU_MATMUL_EXACT || (int)p->cpu_matmul > LLMRT_CPU_MATMUL_INT8)
+        return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "llmrt_model_load: cpu_matmul %d is unknown",
+                         (int)p->cpu_matmul);
     if (p->tp_spin_us < -1 || p->tp_spin_us > 10000000)
         return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
                          "llmrt_model_load: tp_spin_us %d is out of range (-1 = default, 0..10^7)",

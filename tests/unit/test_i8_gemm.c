@@ -30,7 +30,7 @@ static float frand(void) { /* [-1, 1) */
 #define MAX_T 70
 static const int Ms[] = {1, 3, 5, 16, 17, 70};
 
-static llmrt_backend *make_backend(int threads, const char *isa, llmrt_cpu_matmul_mode mode) {
+static llmrt_backend *make_backend(int threads, const char *isa, llmrt_cpu_matmul mode) {
     llmrt_backend    *be  = NULL;
     llmrt_error       err = {0};
     llmrt_cpu_options opt = {.matmul_mode = mode};
