@@ -119,8 +119,10 @@ typedef enum llmrt_device {
                               without CUDA, or a machine without a device: LLMRT_ERR_UNSUPPORTED */
 } llmrt_device;
 
-/* Activation (and KV cache) type of the CUDA backend. The CPU backend always computes in fp32
- * and ignores this field. */
+/* Activation (and KV cache) type of the CUDA backend. The CPU backend computes in fp32, except
+ * that BF16 there rounds the activations of matmuls with bf16 weights to bf16 and runs them on
+ * AVX512-BF16 (~2x the fp32 rate; a token's result still depends on no other token of the
+ * batch, but differs from the fp32 path); the other values are ignored on the CPU. */
 typedef enum llmrt_activation_dtype {
     LLMRT_ACTIVATION_AUTO = 0, /* the backend's default: fp16 on CUDA                          */
     LLMRT_ACTIVATION_F16  = 1,
@@ -169,7 +171,8 @@ typedef struct llmrt_model_params {
      * the machine is oversubscribed); -1 = the default, 1000; 0 = never spin; at most 10^7.
      * Process-wide: the CPU communicators use the value of the TP model loaded last. */
     int32_t           tp_spin_us;
-    llmrt_activation_dtype activation_dtype; /* CUDA activations; default AUTO (fp16)        */
+    llmrt_activation_dtype activation_dtype; /* CUDA activations; default AUTO (fp16); CPU:
+                                              * BF16 = bf16 matmuls for bf16 weights         */
     llmrt_cpu_isa     cpu_isa;     /* CPU kernel set; default AUTO                            */
     /* Dequantise 4-bit (GPTQ, GGUF Q4_0/Q4_1) and 8-bit (GGUF Q8_0) matrices at load, to fp32
      * on the CPU (the backend's activation type on CUDA), instead of running the quantised

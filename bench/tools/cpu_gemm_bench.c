@@ -3,7 +3,9 @@
  * cannot give. A development tool, not a test (timings are not asserted anywhere).
  *
  * usage: cpu_gemm_bench [-M 64] [-N 1536] [-K 576] [-t THREADS] [-r REPS] [--isa avx512|avx2|generic]
- *                       [--int8] [--formats f32,f16,bf16,q8_0,q4] */
+ *                       [--int8] [--bf16] [--formats f32,f16,bf16,q8_0,q4]
+ * --int8: int8 activations for q8_0 / q4 (AVX512-VNNI); --bf16: bf16 activations for bf16. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,11 +26,20 @@ static float frand(void) {
     return (float)((double)(rng >> 40) / 8388608.0 - 1.0);
 }
 
+/* name is one of the comma-separated entries of list */
+static bool in_list(const char *list, const char *name) {
+    size_t n = strlen(name);
+    for (const char *p = list; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+        if (strncmp(p, name, n) == 0 && (p[n] == ',' || p[n] == 0)) return true;
+    return false;
+}
+
 int main(int argc, char **argv) {
     int64_t M = 64, N = 1536, K = 576;
     int threads = 1, reps = 20;
     const char *isa = NULL, *formats = "f32,f16,bf16,q8_0,q4";
     llmrt_cpu_matmul mode = LLMRT_CPU_MATMUL_EXACT;
+    bool             bf16 = false; /* bf16 activations for bf16 weights */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-M") && i + 1 < argc) M = atoll(argv[++i]);
         else if (!strcmp(argv[i], "-N") && i + 1 < argc) N = atoll(argv[++i]);
@@ -38,15 +49,16 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--isa") && i + 1 < argc) isa = argv[++i];
         else if (!strcmp(argv[i], "--formats") && i + 1 < argc) formats = argv[++i];
         else if (!strcmp(argv[i], "--int8")) mode = LLMRT_CPU_MATMUL_INT8;
+        else if (!strcmp(argv[i], "--bf16")) bf16 = true;
         else {
             fprintf(stderr, "usage: %s [-M m] [-N n] [-K k] [-t threads] [-r reps] [--isa I] "
-                            "[--int8] [--formats f32,f16,bf16,q8_0,q4]\n", argv[0]);
+                            "[--int8] [--bf16] [--formats f32,f16,bf16,q8_0,q4]\n", argv[0]);
             return 2;
         }
     }
     llmrt_backend *be = NULL;
     llmrt_error err = {0};
-    llmrt_cpu_options opt = {.matmul_mode = mode};
+    llmrt_cpu_options opt = {.matmul_mode = mode, .bf16_activations = bf16};
     if (llmrt_backend_cpu_create_opts(threads, isa, &opt, &be, &err) != LLMRT_OK) {
         fprintf(stderr, "backend: %s\n", err.msg);
         return 1;
@@ -79,13 +91,13 @@ int main(int argc, char **argv) {
                         .qs = qs, .scales = sc, .offsets = of};
     float inv = 1.0f;
     be->ops->rope_init(be, &inv, 1, &err);
-    printf("# M=%lld N=%lld K=%lld threads=%d reps=%d mode=%s\n", (long long)M, (long long)N,
-           (long long)K, threads, reps, mode == LLMRT_CPU_MATMUL_INT8 ? "int8" : "exact");
+    printf("# M=%lld N=%lld K=%lld threads=%d reps=%d mode=%s%s\n", (long long)M, (long long)N,
+           (long long)K, threads, reps, mode == LLMRT_CPU_MATMUL_INT8 ? "int8" : "exact", bf16 ? " bf16-activations" : "");
     static const struct { const char *name; llmrt_dtype dt; } fm[] = {
         {"f32", LLMRT_DTYPE_F32}, {"f16", LLMRT_DTYPE_F16}, {"bf16", LLMRT_DTYPE_BF16},
         {"q8_0", LLMRT_DTYPE_Q8_0}, {"q4", LLMRT_DTYPE_Q4}};
     for (size_t f = 0; f < sizeof fm / sizeof fm[0]; f++) {
-        if (!strstr(formats, fm[f].name)) continue;
+        if (!in_list(formats, fm[f].name)) continue;
         llmrt_bweight w = {0};
         llmrt_status s;
         if (fm[f].dt == LLMRT_DTYPE_Q4) s = be->ops->weight_upload_q4(be, &qh, &w, &err);

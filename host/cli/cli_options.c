@@ -101,7 +101,8 @@ void cli_common_usage(FILE *f) {
             "      --cpu-isa I             CPU kernels: avx512 | avx2 | generic (default: the\n"
             "                              best the CPU has, or $LLMRT_CPU_ISA)\n"
             "      --cpu-matmul M          CPU matmuls: exact (fp32, batch invariant; default) |\n"
-            "                              int8 (int8 activations for 4-bit/Q8_0 weights, VNNI)\n"
+            "                              int8 (int8 activations x 4-bit/Q8_0 weights, VNNI) |\n"
+            "                              bf16 (bf16 activations x bf16 weights) | int8,bf16\n"
             "      --dequantize            dequantize 4-bit/8-bit weights at load ($LLMRT_NO_Q4=1)\n"
             "      --no-fallback           fail when the backend cannot run a weight as stored\n"
             "                              (default: dequantize it at load, with a warning)\n"
@@ -187,11 +188,17 @@ int cli_common_parse(cli_common *c, int opt, const char *arg) {
             return -1;
         }
         return 1;
-    case OPT_CPU_MATMUL:
-        if (!strcmp(arg, "exact")) cli_load.cpu_matmul = LLMRT_CPU_MATMUL_EXACT;
-        else if (!strcmp(arg, "int8")) cli_load.cpu_matmul = LLMRT_CPU_MATMUL_INT8;
-        else {
-            fprintf(stderr, "llmrt: --cpu-matmul must be exact or int8, got \"%s\"\n", arg);
+    case OPT_CPU_MATMUL: /* exact | int8 | bf16 | int8,bf16 */
+        if (!strcmp(arg, "exact")) {
+            cli_load.cpu_matmul = LLMRT_CPU_MATMUL_EXACT;
+        } else if (!strcmp(arg, "int8") || !strcmp(arg, "bf16") || !strcmp(arg, "int8,bf16") ||
+                   !strcmp(arg, "bf16,int8")) {
+            cli_load.cpu_matmul = strstr(arg, "int8") ? LLMRT_CPU_MATMUL_INT8 : LLMRT_CPU_MATMUL_EXACT;
+            /* bf16 activations are the params' activation_dtype (also the CUDA one) */
+            if (strstr(arg, "bf16")) cli_load.activation_dtype = LLMRT_ACTIVATION_BF16;
+        } else {
+            fprintf(stderr, "llmrt: --cpu-matmul must be exact, int8, bf16 or int8,bf16, got \"%s\"\n",
+                    arg);
             return -1;
         }
         return 1;

@@ -481,7 +481,8 @@ static llmrt_status create_backend(const llmrt_model_params *p, int device, llmr
     (void)device;
 #endif
     static const char *const isa[] = {NULL, "avx512", "avx2", "generic"};
-    llmrt_cpu_options        o     = {.matmul_mode = p->cpu_matmul};
+    llmrt_cpu_options        o     = {.matmul_mode      = p->cpu_matmul,
+                                      .bf16_activations = p->activation_dtype == LLMRT_ACTIVATION_BF16};
     return llmrt_backend_cpu_create_opts(p->n_threads, isa[p->cpu_isa], &o, be, err);
 }
 

@@ -24,6 +24,7 @@
 #include "../../core/thread_pool.h"
 #include "../backend.h"
 #include "cpu_kernels.h"
+#include "bf16_gemm.h"
 #include "i8_gemm.h"
 #include "q4_kernels.h"
 
@@ -45,6 +46,11 @@ typedef struct cpu_ctx {
     llmrt_cpu_i8_kernels i8k;
     llmrt_cpu_xq         xq;
     int64_t              xq_cap; /* bytes of xq.q */
+    /* bf16 activations (llmrt_cpu_options.bf16_activations): kernels (isa NULL: off) and the
+     * batch's activations rounded to bf16, sized by begin_batch */
+    llmrt_cpu_bf16_kernels bf16k;
+    uint16_t              *xbf;
+    int64_t                xbf_cap; /* elements */
 
     /* per-thread scratch */
     float  **wconv;       /* [n_threads][MATMUL_ROWS_PER_TASK * max_k] converted weight rows */
@@ -335,6 +341,15 @@ static llmrt_status cpu_begin_batch(llmrt_backend *be, const llmrt_batch_plan *p
             return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
         }
     }
+    if (c->bf16k.isa && T * c->wconv_k > c->xbf_cap) {
+        free(c->xbf);
+        c->xbf_cap = 0;
+        if (posix_memalign((void **)&c->xbf, 64, (size_t)(T * c->wconv_k) * 2) != 0) {
+            c->xbf = NULL;
+            return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
+        }
+        c->xbf_cap = T * c->wconv_k;
+    }
     if ((int64_t)max_pos + 1 > c->scores_cap) {
         int64_t cap = (int64_t)max_pos + 1;
         for (int t = 0; t < c->n_threads; t++) {
@@ -423,7 +438,25 @@ typedef struct matmul_job {
     const llmrt_bweight *w;
     int64_t              rows_per_task; /* weight rows per task: a multiple of 16 */
     const llmrt_cpu_i8w *i8; /* int8 panels to use (x quantised into c->xq), or NULL */
+    bool                 bf16; /* bf16 weights times c->xbf (x rounded to bf16) */
 } matmul_job;
+
+/* out[t, n0 + r] for every token t and r < nn from bf16 weight rows and the bf16 activations */
+static void matmul_rows_bf16(const cpu_ctx *c, const matmul_job *j, int64_t n0, int64_t nn) {
+    int64_t         N = j->w->rows, K = j->w->cols;
+    const uint16_t *wrows = (const uint16_t *)j->w->data + n0 * K;
+    for (int64_t t0 = 0; t0 < j->rows; t0 += MATMUL_TOKENS_BLOCK) {
+        int64_t t_end = t0 + MATMUL_TOKENS_BLOCK < j->rows ? t0 + MATMUL_TOKENS_BLOCK : j->rows;
+        for (int64_t r = 0; r < nn; r += 4) {
+            int n_n = nn - r < 4 ? (int)(nn - r) : 4;
+            for (int64_t t = t0; t < t_end; t += 4) {
+                int n_t = t_end - t < 4 ? (int)(t_end - t) : 4;
+                c->bf16k.dot_tile(j->out + t * N + n0 + r, N, c->xbf + t * K, K, n_t,
+                                  wrows + r * K, K, n_n, K);
+            }
+        }
+    }
+}
 
 /* out[t, n0 + r] for every token t and r < nn from nn fp32 weight rows (row stride K). */
 static void matmul_rows_f32(const cpu_ctx *c, const matmul_job *j, int64_t n0, int64_t nn,
@@ -451,6 +484,8 @@ static void matmul_task(void *p, int64_t task, int thread) {
     const int64_t     GT = LLMRT_CPU_Q4_GEMV_T; /* tokens per fused kernel call */
     if (j->i8) {
         c->i8k.gemm(j->out + n0, N, &c->xq, j->rows, j->i8, n0, (int)nn);
+    } else if (j->bf16) {
+        matmul_rows_bf16(c, j, n0, nn);
     } else if (j->w->dtype == LLMRT_DTYPE_Q4) {
         const llmrt_cpu_q4 *q = j->w->aux;
         if (c->q4k.gemv && j->rows <= FUSED_MAX_T) {
@@ -517,6 +552,10 @@ static void cpu_matmul(llmrt_backend *be, void *out, const void *x, int64_t rows
         c->i8k.quantize(&c->xq, job.x, w->cols, rows); /* x or xperm: rows of K */
     } else {
         job.i8 = NULL;
+    }
+    if (w->dtype == LLMRT_DTYPE_BF16 && c->bf16k.isa && c->xbf_cap >= rows * w->cols) {
+        job.bf16 = true; /* x rounded to bf16 once here, the tasks share it */
+        c->bf16k.to_bf16(c->xbf, x, rows * w->cols);
     }
     /* the fused kernels (no scratch) take ~4 tasks per thread; the rest 16 rows (scratch size) */
     bool fused = job.i8 ||
@@ -629,6 +668,7 @@ static void cpu_destroy(llmrt_backend *be) {
         free(c->xq.q);
         free(c->xq.d);
         free(c->xq.s);
+        free(c->xbf);
         free(c->inv_freq);
         free(c->tokens);
         free(c->positions);
@@ -710,7 +750,13 @@ llmrt_status llmrt_backend_cpu_create_opts(int n_threads, const char *force_isa,
         return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
     }
     *out = be;
-    llmrt_log(LLMRT_LOG_INFO, "cpu backend: %d threads, %s kernels%s", c->n_threads, c->k.isa,
-              c->i8k.isa ? ", int8 matmuls" : "");
+    if (opt && opt->bf16_activations) {
+        c->bf16k = llmrt_cpu_bf16_kernels_for(c->k.isa);
+        if (!c->bf16k.isa)
+            llmrt_log(LLMRT_LOG_WARN, "cpu backend: no bf16 kernels for the %s kernel set "
+                      "(AVX512-BF16 needed); bf16 weights stay fp32 math", c->k.isa);
+    }
+    llmrt_log(LLMRT_LOG_INFO, "cpu backend: %d threads, %s kernels%s%s", c->n_threads, c->k.isa,
+              c->i8k.isa ? ", int8 matmuls" : "", c->bf16k.isa ? ", bf16 activations" : "");
     return LLMRT_OK;
 }

@@ -1,5 +1,5 @@
-/* Repacking 4-bit and Q8_0 weights into the int8 panels of i8_gemm.h at load, and the choice of
- * int8 kernel variant. Baseline x86-64 code (runs once per weight). */
+/* Repacking 4-bit and Q8_0 weights into the int8 panels of i8_gemm.h at load. Baseline x86-64
+ * code (runs once per weight). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,12 +93,4 @@ llmrt_status llmrt_cpu_i8w_from_q8_0(const uint8_t *rows, int64_t N, int64_t K, 
 void llmrt_cpu_i8w_free(llmrt_cpu_i8w *w) {
     free(w->data);
     memset(w, 0, sizeof *w);
-}
-
-llmrt_cpu_i8_kernels llmrt_cpu_i8_kernels_for(const char *isa) {
-    __builtin_cpu_init();
-    if (isa && strcmp(isa, "avx512") == 0 && __builtin_cpu_supports("avx512vnni"))
-        return llmrt_cpu_i8_kernels_avx512();
-    if (isa && strcmp(isa, "generic") == 0) return llmrt_cpu_i8_kernels_generic();
-    return (llmrt_cpu_i8_kernels){0};
 }
