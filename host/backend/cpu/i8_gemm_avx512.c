@@ -40,69 +40,92 @@ static inline __m512i bcast4(const int8_t *p) {
     return _mm512_set1_epi32(v);
 }
 
-/* One 4 x 2 tile: tokens xt[0..3] (rows of xq->q; repeated pointers for a partial tile), panels
- * p0, p1; results to out rows of the tokens < n_t, columns under the masks. */
+/* The accumulators are named, not arrays: GCC keeps a 2-D __m512 array indexed in loops on the
+ * stack. a<t><p>: int32 sums of token t, panel p over one block; f<t><p>: the fp32 result. */
+#define DP_NIB(T)                                                                                  \
+    do {                                                                                           \
+        __m512i xa = bcast4(xp##T + 8 * jj), xb = bcast4(xp##T + 8 * jj + 4);                      \
+        a##T##0    = _mm512_dpbusd_epi32(a##T##0, l0, xa);                                         \
+        a##T##1    = _mm512_dpbusd_epi32(a##T##1, l1, xa);                                         \
+        a##T##0    = _mm512_dpbusd_epi32(a##T##0, h0, xb);                                         \
+        a##T##1    = _mm512_dpbusd_epi32(a##T##1, h1, xb);                                         \
+    } while (0)
+
+#define DP_BYTE(T)                                                                                 \
+    do {                                                                                           \
+        __m512i xa = bcast4(xp##T + 4 * j);                                                        \
+        a##T##0    = _mm512_dpbusd_epi32(a##T##0, u0, xa);                                         \
+        a##T##1    = _mm512_dpbusd_epi32(a##T##1, u1, xa);                                         \
+    } while (0)
+
+/* acc = fma((float)dot, sc * d, acc); acc = fma(off, s, acc): the generic kernel's sequence */
+#define SCALE(T)                                                                                   \
+    do {                                                                                           \
+        __m512 d = _mm512_set1_ps(dq[T]), s = _mm512_set1_ps(sq[T]);                               \
+        f##T##0  = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a##T##0), _mm512_mul_ps(sc0, d), f##T##0);   \
+        f##T##1  = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a##T##1), _mm512_mul_ps(sc1, d), f##T##1);   \
+        f##T##0  = _mm512_fmadd_ps(of0, s, f##T##0);                                               \
+        f##T##1  = _mm512_fmadd_ps(of1, s, f##T##1);                                               \
+    } while (0)
+
+#define STORE(T)                                                                                   \
+    do {                                                                                           \
+        if ((T) < n_t) {                                                                           \
+            _mm512_mask_storeu_ps(out + (T)*ldo, m0, f##T##0);                                     \
+            _mm512_mask_storeu_ps(out + (T)*ldo + LLMRT_CPU_I8_PANEL, m1, f##T##1);                \
+        }                                                                                          \
+    } while (0)
+
+/* One 4 x 2 tile: tokens tok[0..3] (repeated for a partial tile), panels p0, p1; results to the
+ * out rows of the tokens < n_t, columns under the masks. */
 static void tile(float *out, int64_t ldo, const llmrt_cpu_xq *xq, const int64_t tok[MR], int n_t,
                  const llmrt_cpu_i8w *w, const uint8_t *p0, const uint8_t *p1, __mmask16 m0,
                  __mmask16 m1) {
     int64_t       K = w->cols, nb = K / 32;
     int64_t       u_bytes = w->nibbles ? 256 : 512;
     const __m512i lo4     = _mm512_set1_epi8(0x0f);
-    __m512        f[MR][NR];
-    for (int t = 0; t < MR; t++)
-        for (int p = 0; p < NR; p++) f[t][p] = _mm512_setzero_ps();
-    const int8_t *xr[MR];
-    for (int t = 0; t < MR; t++) xr[t] = xq->q + tok[t] * K;
+    __m512        f00 = _mm512_setzero_ps(), f01 = f00, f10 = f00, f11 = f00, f20 = f00, f21 = f00,
+           f30 = f00, f31 = f00;
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *b0 = p0 + b * w->block_bytes, *b1 = p1 + b * w->block_bytes;
-        __m512i        a[MR][NR];
-        for (int t = 0; t < MR; t++)
-            for (int p = 0; p < NR; p++) a[t][p] = _mm512_setzero_si512();
+        const int8_t  *xp0 = xq->q + tok[0] * K + b * 32, *xp1 = xq->q + tok[1] * K + b * 32;
+        const int8_t  *xp2 = xq->q + tok[2] * K + b * 32, *xp3 = xq->q + tok[3] * K + b * 32;
+        __m512i        a00 = _mm512_setzero_si512(), a01 = a00, a10 = a00, a11 = a00, a20 = a00,
+                a21 = a00, a30 = a00, a31 = a00;
         if (w->nibbles) {
             for (int jj = 0; jj < 4; jj++) {
                 __m512i r0 = _mm512_load_si512(b0 + 64 * jj), r1 = _mm512_load_si512(b1 + 64 * jj);
                 __m512i l0 = _mm512_and_si512(r0, lo4), l1 = _mm512_and_si512(r1, lo4);
                 __m512i h0 = _mm512_and_si512(_mm512_srli_epi16(r0, 4), lo4);
                 __m512i h1 = _mm512_and_si512(_mm512_srli_epi16(r1, 4), lo4);
-#pragma GCC unroll 4
-                for (int t = 0; t < MR; t++) {
-                    __m512i x0 = bcast4(xr[t] + b * 32 + 8 * jj);
-                    __m512i x1 = bcast4(xr[t] + b * 32 + 8 * jj + 4);
-                    a[t][0]    = _mm512_dpbusd_epi32(a[t][0], l0, x0);
-                    a[t][1]    = _mm512_dpbusd_epi32(a[t][1], l1, x0);
-                    a[t][0]    = _mm512_dpbusd_epi32(a[t][0], h0, x1);
-                    a[t][1]    = _mm512_dpbusd_epi32(a[t][1], h1, x1);
-                }
+                DP_NIB(0);
+                DP_NIB(1);
+                DP_NIB(2);
+                DP_NIB(3);
             }
         } else {
             for (int j = 0; j < 8; j++) {
                 __m512i u0 = _mm512_load_si512(b0 + 64 * j), u1 = _mm512_load_si512(b1 + 64 * j);
-#pragma GCC unroll 4
-                for (int t = 0; t < MR; t++) {
-                    __m512i x0 = bcast4(xr[t] + b * 32 + 4 * j);
-                    a[t][0]    = _mm512_dpbusd_epi32(a[t][0], u0, x0);
-                    a[t][1]    = _mm512_dpbusd_epi32(a[t][1], u1, x0);
-                }
+                DP_BYTE(0);
+                DP_BYTE(1);
+                DP_BYTE(2);
+                DP_BYTE(3);
             }
         }
         const float *fs0 = (const float *)(b0 + u_bytes), *fs1 = (const float *)(b1 + u_bytes);
-        __m512 sc[NR] = {_mm512_load_ps(fs0), _mm512_load_ps(fs1)};
-        __m512 of[NR] = {_mm512_load_ps(fs0 + 16), _mm512_load_ps(fs1 + 16)};
-#pragma GCC unroll 4
-        for (int t = 0; t < MR; t++) {
-            __m512 d = _mm512_set1_ps(xq->d[tok[t] * nb + b]);
-            __m512 s = _mm512_set1_ps(xq->s[tok[t] * nb + b]);
-            for (int p = 0; p < NR; p++) {
-                f[t][p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a[t][p]), _mm512_mul_ps(sc[p], d),
-                                          f[t][p]);
-                f[t][p] = _mm512_fmadd_ps(of[p], s, f[t][p]);
-            }
-        }
+        __m512       sc0 = _mm512_load_ps(fs0), sc1 = _mm512_load_ps(fs1);
+        __m512       of0 = _mm512_load_ps(fs0 + 16), of1 = _mm512_load_ps(fs1 + 16);
+        float        dq[MR], sq[MR];
+        for (int t = 0; t < MR; t++) dq[t] = xq->d[tok[t] * nb + b], sq[t] = xq->s[tok[t] * nb + b];
+        SCALE(0);
+        SCALE(1);
+        SCALE(2);
+        SCALE(3);
     }
-    for (int t = 0; t < n_t; t++) {
-        _mm512_mask_storeu_ps(out + t * ldo, m0, f[t][0]);
-        _mm512_mask_storeu_ps(out + t * ldo + LLMRT_CPU_I8_PANEL, m1, f[t][1]);
-    }
+    STORE(0);
+    STORE(1);
+    STORE(2);
+    STORE(3);
 }
 
 static void gemm_avx512(float *out, int64_t ldo, const llmrt_cpu_xq *xq, int64_t M,
