@@ -11,8 +11,15 @@
  * larger (about 4 per thread): a decode step runs ~200 matmuls of a few tens of µs, and taking
  * 16-row tasks from one shared counter cost as much as the second core gained.
  *
+ * Reduced precision, opt-in (llmrt_cpu_options): int8 activations for 4-bit and Q8_0 weights on
+ * AVX512-VNNI (i8_gemm.h: panels repacked at load, x quantised once per matmul) and bf16
+ * activations for bf16 weights on AVX512-BF16 (bf16_gemm.h). Why the exact fp32 path has no
+ * separate GEMM kernel: its 4x4 tiles already run at the fp32 FMA rate of the core (~90 GFLOP/s
+ * on Zen 4, tests/tools/cpu_gemm_bench), so batches go faster only with cheaper arithmetic.
+ *
  * Determinism: every output element is computed by one task with a fixed reduction order, so the
- * result of a token never depends on the batch it is in or on the number of threads. */
+ * result of a token never depends on the batch it is in or on the number of threads (in the
+ * reduced-precision modes too, which are used at every batch size). */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
