@@ -128,6 +128,50 @@ static void tile(float *out, int64_t ldo, const llmrt_cpu_xq *xq, const int64_t 
     STORE(3);
 }
 
+/* One token x 2 panels (a batch's last 1-3 tokens, and decode of one sequence): the 4-token tile
+ * would compute 3 copies for nothing. Two int32 chains per panel (even and odd quads) keep the
+ * vpdpbusd latency covered; integer sums are exact, so the bits equal the 4-token tile's. */
+static void tile1(float *out, const llmrt_cpu_xq *xq, int64_t t, const llmrt_cpu_i8w *w,
+                  const uint8_t *p0, const uint8_t *p1, __mmask16 m0, __mmask16 m1) {
+    int64_t       K = w->cols, nb = K / 32;
+    int64_t       u_bytes = w->nibbles ? 256 : 512;
+    const __m512i lo4     = _mm512_set1_epi8(0x0f);
+    __m512        f0 = _mm512_setzero_ps(), f1 = f0;
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *b0 = p0 + b * w->block_bytes, *b1 = p1 + b * w->block_bytes;
+        const int8_t  *xp = xq->q + t * K + b * 32;
+        __m512i        e0 = _mm512_setzero_si512(), e1 = e0, o0 = e0, o1 = e0;
+        if (w->nibbles) {
+            for (int jj = 0; jj < 4; jj++) {
+                __m512i r0 = _mm512_load_si512(b0 + 64 * jj), r1 = _mm512_load_si512(b1 + 64 * jj);
+                __m512i xa = bcast4(xp + 8 * jj), xb = bcast4(xp + 8 * jj + 4);
+                e0 = _mm512_dpbusd_epi32(e0, _mm512_and_si512(r0, lo4), xa);
+                e1 = _mm512_dpbusd_epi32(e1, _mm512_and_si512(r1, lo4), xa);
+                o0 = _mm512_dpbusd_epi32(o0, _mm512_and_si512(_mm512_srli_epi16(r0, 4), lo4), xb);
+                o1 = _mm512_dpbusd_epi32(o1, _mm512_and_si512(_mm512_srli_epi16(r1, 4), lo4), xb);
+            }
+        } else {
+            for (int j = 0; j < 8; j += 2) {
+                __m512i xa = bcast4(xp + 4 * j), xb = bcast4(xp + 4 * j + 4);
+                e0 = _mm512_dpbusd_epi32(e0, _mm512_load_si512(b0 + 64 * j), xa);
+                e1 = _mm512_dpbusd_epi32(e1, _mm512_load_si512(b1 + 64 * j), xa);
+                o0 = _mm512_dpbusd_epi32(o0, _mm512_load_si512(b0 + 64 * j + 64), xb);
+                o1 = _mm512_dpbusd_epi32(o1, _mm512_load_si512(b1 + 64 * j + 64), xb);
+            }
+        }
+        const float *fs0 = (const float *)(b0 + u_bytes), *fs1 = (const float *)(b1 + u_bytes);
+        __m512       d = _mm512_set1_ps(xq->d[t * nb + b]), s = _mm512_set1_ps(xq->s[t * nb + b]);
+        f0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(e0, o0)),
+                             _mm512_mul_ps(_mm512_load_ps(fs0), d), f0);
+        f1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(e1, o1)),
+                             _mm512_mul_ps(_mm512_load_ps(fs1), d), f1);
+        f0 = _mm512_fmadd_ps(_mm512_load_ps(fs0 + 16), s, f0);
+        f1 = _mm512_fmadd_ps(_mm512_load_ps(fs1 + 16), s, f1);
+    }
+    _mm512_mask_storeu_ps(out, m0, f0);
+    _mm512_mask_storeu_ps(out + LLMRT_CPU_I8_PANEL, m1, f1);
+}
+
 static void gemm_avx512(float *out, int64_t ldo, const llmrt_cpu_xq *xq, int64_t M,
                         const llmrt_cpu_i8w *w, int64_t n0, int n_rows) {
     const int P = LLMRT_CPU_I8_PANEL;
@@ -140,12 +184,12 @@ static void gemm_avx512(float *out, int64_t ldo, const llmrt_cpu_xq *xq, int64_t
         __mmask16      m1 = left >= 2 * P ? (__mmask16)0xffff
                             : left > P    ? (__mmask16)((1u << (left - P)) - 1)
                                           : 0;
-        for (int64_t t = 0; t < M; t += MR) {
-            int     n_t = M - t < MR ? (int)(M - t) : MR;
-            int64_t tok[MR];
-            for (int i = 0; i < MR; i++) tok[i] = t + (i < n_t ? i : 0);
-            tile(out + t * ldo + r, ldo, xq, tok, n_t, w, p0, p1, m0, m1);
+        int64_t t = 0;
+        for (; t + MR <= M; t += MR) {
+            int64_t tok[MR] = {t, t + 1, t + 2, t + 3};
+            tile(out + t * ldo + r, ldo, xq, tok, MR, w, p0, p1, m0, m1);
         }
+        for (; t < M; t++) tile1(out + t * ldo + r, xq, t, w, p0, p1, m0, m1);
     }
 }
 
