@@ -289,13 +289,17 @@ static llmrt_status load_norm(struct llmrt_rank_model *m, const llmrt_weight_sou
 static llmrt_status embedding_rows_view(struct llmrt_rank_model *m, int64_t r0, int64_t n,
                                         llmrt_bweight *out, llmrt_error *err) {
     const llmrt_bweight *t = &m->tok_embd;
-    *out = *t;
-    if (r0 == 0 && n == t->rows) return LLMRT_OK;
+    if (r0 == 0 && n == t->rows) {
+        *out = *t;
+        return LLMRT_OK;
+    }
     int64_t be = llmrt_dtype_block_elems(t->dtype), bb = llmrt_dtype_block_bytes(t->dtype);
+    /* checked before *out is filled: on failure the caller frees out as its own */
     if (t->aux || be < 1 || bb < 1 || t->cols % be != 0)
         return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
                          "tied lm_head: the embedding table (%s) cannot be split by rows",
                          llmrt_dtype_name(t->dtype));
+    *out = *t;
     out->data = (char *)t->data + r0 * (t->cols / be) * bb;
     out->rows = n;
     return LLMRT_OK;

@@ -9,7 +9,9 @@
  *    rounding (1e-5 * sum|w x|). The mean relative error is printed.
  * 2. bitwise: the avx512 kernels equal the portable ones; a token's output does not depend on
  *    the batch (M tokens vs the token alone) nor on the thread count.
- * 3. a kernel set without int8 kernels (avx2) keeps the exact fp32 path. */
+ * 3. a row view of an uploaded Q8_0 table (the tied lm_head slice of a tensor-parallel rank)
+ *    gives those rows of the whole table's result;
+ * 4. a kernel set without int8 kernels (avx2) keeps the exact fp32 path. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -223,6 +225,37 @@ static void test_variant(const char *isa) {
     ref_be->ops->destroy(ref_be);
 }
 
+/* A row view of an uploaded Q8_0 table (the loader's tied lm_head slice: same rows, data at an
+ * offset, not uploaded itself) uses the table's panels: equal to those rows of the whole. */
+static void test_row_view(const char *isa) {
+    llmrt_backend *be = make_backend(2, isa, LLMRT_CPU_MATMUL_INT8);
+    int64_t        N = 70, K = 96, rb = K / 32 * 34, r0s[] = {0, 16, 32, 48}, T = 6;
+    uint8_t       *d = malloc((size_t)(N * rb));
+    for (int64_t i = 0; i < N * rb; i++) d[i] = (uint8_t)(urand() & 0x3f);
+    q8src         s = {d, N, K};
+    llmrt_bweight w;
+    up_q8(be, &w, &s);
+    float *x = malloc((size_t)(T * K) * 4), *full = malloc((size_t)(T * N) * 4);
+    float *part = malloc((size_t)(T * N) * 4);
+    for (int64_t i = 0; i < T * K; i++) x[i] = frand();
+    run_matmul(be, &w, x, (int32_t)T, full);
+    for (size_t i = 0; i < sizeof r0s / sizeof r0s[0]; i++) {
+        int64_t       r0 = r0s[i], n = N - r0 - (i % 2 ? 5 : 0);
+        llmrt_bweight v  = w;
+        v.data           = d + r0 * rb;
+        v.rows           = n;
+        run_matmul(be, &v, x, (int32_t)T, part);
+        int bad = 0;
+        for (int64_t t = 0; t < T; t++)
+            bad += memcmp(part + t * n, full + t * N + r0, (size_t)n * 4) != 0;
+        CHECK_MSG(bad == 0, "%s: Q8_0 row view at %lld: %d tokens differ from the whole", isa,
+                  (long long)r0, bad);
+    }
+    be->ops->weight_free(be, &w);
+    be->ops->destroy(be);
+    free(d), free(x), free(full), free(part);
+}
+
 /* avx2 has no int8 kernels: INT8 mode keeps its exact fp32 path (bit for bit) */
 static void test_fallback(void) {
     llmrt_backend *a = make_backend(1, "avx2", LLMRT_CPU_MATMUL_INT8);
@@ -250,6 +283,8 @@ int main(void) {
     test_variant("generic");
     if (llmrt_cpu_i8_kernels_for("avx512").isa) test_variant("avx512");
     else printf("avx512 int8 kernels: not on this CPU (AVX512-VNNI), skipped\n");
+    test_row_view("generic");
+    if (llmrt_cpu_i8_kernels_for("avx512").isa) test_row_view("avx512");
     test_fallback();
     printf("int8 matmul: worst mean relative error vs fp64 %.3g\n", worst_rel);
     return test_summary("test_i8_gemm");

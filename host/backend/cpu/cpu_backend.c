@@ -53,6 +53,15 @@ typedef struct cpu_ctx {
     llmrt_cpu_i8_kernels i8k;
     llmrt_cpu_xq         xq;
     int64_t              xq_cap; /* bytes of xq.q */
+    /* int8 panels of the Q8_0 matrices, found by address: the loader makes row views of the
+     * embedding table (a tied lm_head, or its vocab-parallel slice), which share its rows and
+     * so its panels (at a row offset), and must not own anything */
+    struct q8_panels {
+        const uint8_t *data;  /* the uploaded rows */
+        int64_t        rows, cols;
+        llmrt_cpu_i8w  w;
+    }      *q8;
+    int32_t n_q8, q8_cap;
     /* bf16 activations (llmrt_cpu_options.bf16_activations): kernels (isa NULL: off) and the
      * batch's activations rounded to bf16, sized by begin_batch */
     llmrt_cpu_bf16_kernels bf16k;
@@ -190,16 +199,20 @@ static llmrt_status cpu_weight_upload(llmrt_backend *be, llmrt_dtype dtype, int6
     /* scratch for converting MATMUL_ROWS_PER_TASK rows of this K is sized here, not per step */
     LLMRT_TRY(grow_wconv(ctx_of(be), cols, err));
     *out = (llmrt_bweight){.dtype = dtype, .rows = rows, .cols = cols, .data = (void *)host};
-    if (dtype == LLMRT_DTYPE_Q8_0 && ctx_of(be)->i8k.isa) {
+    cpu_ctx *c = ctx_of(be);
+    if (dtype == LLMRT_DTYPE_Q8_0 && c->i8k.isa) {
         /* int8 mode: panels next to the rows, which embed() still reads in place */
-        llmrt_cpu_i8w *i8 = calloc(1, sizeof *i8);
-        if (!i8) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
-        llmrt_status s = llmrt_cpu_i8w_from_q8_0(host, rows, cols, i8, err);
-        if (s != LLMRT_OK) {
-            free(i8);
-            return s;
+        if (c->n_q8 == c->q8_cap) {
+            int32_t cap = c->q8_cap ? 2 * c->q8_cap : 4;
+            void   *n   = realloc(c->q8, (size_t)cap * sizeof *c->q8);
+            if (!n) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
+            c->q8     = n;
+            c->q8_cap = cap;
         }
-        out->aux = i8;
+        struct q8_panels *e = &c->q8[c->n_q8];
+        *e = (struct q8_panels){.data = host, .rows = rows, .cols = cols};
+        LLMRT_TRY(llmrt_cpu_i8w_from_q8_0(host, rows, cols, &e->w, err));
+        c->n_q8++;
     }
     return LLMRT_OK;
 }
@@ -238,10 +251,13 @@ static llmrt_status cpu_weight_upload_q4(llmrt_backend *be, const llmrt_q4_host 
 
 static void cpu_weight_free(llmrt_backend *be, llmrt_bweight *w) {
     if (w->dtype == LLMRT_DTYPE_Q4 && w->aux) free_q4(w->aux);
-    if (w->dtype == LLMRT_DTYPE_Q8_0 && w->aux) {
-        llmrt_cpu_i8w_free(w->aux);
-        free(w->aux);
-    }
+    cpu_ctx *c = ctx_of(be);
+    for (int32_t i = 0; w->dtype == LLMRT_DTYPE_Q8_0 && i < c->n_q8; i++)
+        if (c->q8[i].data == w->data && c->q8[i].rows == w->rows) {
+            llmrt_cpu_i8w_free(&c->q8[i].w);
+            c->q8[i] = c->q8[--c->n_q8];
+            break;
+        }
     memset(w, 0, sizeof *w); /* the model owns the host memory of the other dtypes */
 }
 
@@ -445,6 +461,7 @@ typedef struct matmul_job {
     const llmrt_bweight *w;
     int64_t              rows_per_task; /* weight rows per task: a multiple of 16 */
     const llmrt_cpu_i8w *i8; /* int8 panels to use (x quantised into c->xq), or NULL */
+    int64_t              i8_row0; /* row of the panels that is row 0 of w (a row view) */
     bool                 bf16; /* bf16 weights times c->xbf (x rounded to bf16) */
 } matmul_job;
 
@@ -490,7 +507,7 @@ static void matmul_task(void *p, int64_t task, int thread) {
     int64_t           nn = N - n0 < j->rows_per_task ? N - n0 : j->rows_per_task;
     const int64_t     GT = LLMRT_CPU_Q4_GEMV_T; /* tokens per fused kernel call */
     if (j->i8) {
-        c->i8k.gemm(j->out + n0, N, &c->xq, j->rows, j->i8, n0, (int)nn);
+        c->i8k.gemm(j->out + n0, N, &c->xq, j->rows, j->i8, j->i8_row0 + n0, (int)nn);
     } else if (j->bf16) {
         matmul_rows_bf16(c, j, n0, nn);
     } else if (j->w->dtype == LLMRT_DTYPE_Q4) {
@@ -534,6 +551,23 @@ static void matmul_task(void *p, int64_t task, int thread) {
     }
 }
 
+/* The int8 panels holding the rows of a Q8_0 weight (the weight itself or a row view of one
+ * whose first row starts a panel), and the panel row of its row 0; NULL if none. */
+static const llmrt_cpu_i8w *q8_panels_of(const cpu_ctx *c, const llmrt_bweight *w, int64_t *row0) {
+    int64_t row_bytes = w->cols / 32 * 34;
+    for (int32_t i = 0; i < c->n_q8; i++) {
+        const struct q8_panels *e = &c->q8[i];
+        if (e->cols != w->cols || (const uint8_t *)w->data < e->data) continue;
+        int64_t off = (const uint8_t *)w->data - e->data;
+        if (off % row_bytes != 0) continue;
+        int64_t r0 = off / row_bytes;
+        if (r0 + w->rows > e->rows || r0 % LLMRT_CPU_I8_PANEL != 0) continue;
+        *row0 = r0;
+        return &e->w;
+    }
+    return NULL;
+}
+
 static void cpu_matmul(llmrt_backend *be, void *out, const void *x, int64_t rows,
                        const llmrt_bweight *w) {
     cpu_ctx   *c   = ctx_of(be);
@@ -551,7 +585,7 @@ static void cpu_matmul(llmrt_backend *be, void *out, const void *x, int64_t rows
         job.x = c->xperm;
     }
     if (w->dtype == LLMRT_DTYPE_Q4) job.i8 = ((const llmrt_cpu_q4 *)w->aux)->i8;
-    else if (w->dtype == LLMRT_DTYPE_Q8_0) job.i8 = w->aux;
+    else if (w->dtype == LLMRT_DTYPE_Q8_0) job.i8 = q8_panels_of(c, w, &job.i8_row0);
     if (job.i8 && c->xq_cap >= rows * w->cols) {
         /* int8 mode at every batch size (a token's result then depends on no other token);
          * x is quantised once here, the tasks share it */
@@ -676,6 +710,8 @@ static void cpu_destroy(llmrt_backend *be) {
         free(c->xq.d);
         free(c->xq.s);
         free(c->xbf);
+        for (int32_t i = 0; i < c->n_q8; i++) llmrt_cpu_i8w_free(&c->q8[i].w);
+        free(c->q8);
         free(c->inv_freq);
         free(c->tokens);
         free(c->positions);
