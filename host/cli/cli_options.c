@@ -17,6 +17,22 @@ enum {
 /* indexes into sampling_set */
 enum { SET_TEMP, SET_TOP_K, SET_TOP_P, SET_MIN_P, SET_REPEAT, SET_PRESENCE, SET_FREQUENCY };
 
+int cli_parse_cpu_matmul(const char *arg) { /* exact | int8 | bf16 | int8,bf16 */
+    if (!strcmp(arg, "exact")) {
+        cli_load.cpu_matmul = LLMRT_CPU_MATMUL_EXACT;
+    } else if (!strcmp(arg, "int8") || !strcmp(arg, "bf16") || !strcmp(arg, "int8,bf16") ||
+               !strcmp(arg, "bf16,int8")) {
+        cli_load.cpu_matmul = strstr(arg, "int8") ? LLMRT_CPU_MATMUL_INT8 : LLMRT_CPU_MATMUL_EXACT;
+        /* bf16 activations are the params' activation_dtype (also the CUDA one) */
+        if (strstr(arg, "bf16")) cli_load.activation_dtype = LLMRT_ACTIVATION_BF16;
+    } else {
+        fprintf(stderr, "llmrt: --cpu-matmul must be exact, int8, bf16 or int8,bf16, got \"%s\"\n",
+                arg);
+        return -1;
+    }
+    return 0;
+}
+
 const struct option cli_common_options[] = {
     {"model", required_argument, 0, OPT_MODEL},
     {"load-format", required_argument, 0, OPT_LOAD_FORMAT},
@@ -188,20 +204,7 @@ int cli_common_parse(cli_common *c, int opt, const char *arg) {
             return -1;
         }
         return 1;
-    case OPT_CPU_MATMUL: /* exact | int8 | bf16 | int8,bf16 */
-        if (!strcmp(arg, "exact")) {
-            cli_load.cpu_matmul = LLMRT_CPU_MATMUL_EXACT;
-        } else if (!strcmp(arg, "int8") || !strcmp(arg, "bf16") || !strcmp(arg, "int8,bf16") ||
-                   !strcmp(arg, "bf16,int8")) {
-            cli_load.cpu_matmul = strstr(arg, "int8") ? LLMRT_CPU_MATMUL_INT8 : LLMRT_CPU_MATMUL_EXACT;
-            /* bf16 activations are the params' activation_dtype (also the CUDA one) */
-            if (strstr(arg, "bf16")) cli_load.activation_dtype = LLMRT_ACTIVATION_BF16;
-        } else {
-            fprintf(stderr, "llmrt: --cpu-matmul must be exact, int8, bf16 or int8,bf16, got \"%s\"\n",
-                    arg);
-            return -1;
-        }
-        return 1;
+    case OPT_CPU_MATMUL: return cli_parse_cpu_matmul(arg) < 0 ? -1 : 1;
     case OPT_KV_TOKENS:
         if (parse_long(arg, "kv-tokens", 1, (long long)1 << 40, &v) < 0) return -1;
         c->engine.kv_tokens = v;
