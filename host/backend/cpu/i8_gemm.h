@@ -57,10 +57,10 @@ void llmrt_cpu_i8w_free(llmrt_cpu_i8w *w);
 
 typedef struct llmrt_cpu_i8_kernels {
     const char *isa; /* NULL: none on this CPU */
-    /* x [M, ldx] (first K columns) -> xq rows 0..M-1 */
+    /* x [M, ldx] (its first xq->K columns) -> xq rows 0..M-1 */
     void (*quantize)(llmrt_cpu_xq *xq, const float *x, int64_t ldx, int64_t M);
-    /* out[t * ldo + r] = row n0 + r of W times token t of xq, for t < M and r < n_rows, n0 a
-     * multiple of 16; rows n0 .. n0 + n_rows - 1 must exist in W's panels. */
+    /* out [M, ldo] (columns 0 .. n_rows - 1) = xq [M, K] · W[n0 .. n0 + n_rows)ᵀ: out[t * ldo + r]
+     * is panel row n0 + r of W times token t, n0 a multiple of 16, rows within W's panels. */
     void (*gemm)(float *out, int64_t ldo, const llmrt_cpu_xq *xq, int64_t M,
                  const llmrt_cpu_i8w *w, int64_t n0, int n_rows);
 } llmrt_cpu_i8_kernels;
