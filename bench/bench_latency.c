@@ -104,7 +104,8 @@ static void usage(FILE *f) {
                "      --format F        table | json | csv (default table)\n"
                "      --device D        cuda | cpu (default: cuda when a device is present)\n"
                "      --tp N            tensor-parallel ranks (mpirun -np N for processes); the\n"
-               "                        all-reduce time per forward is reported\n",
+               "                        all-reduce time per forward is reported\n"
+               "      --cpu-matmul M    exact (default) | int8 | bf16 | int8,bf16 (llmrt --help)\n",
             cli_default_model());
 }
 
@@ -125,6 +126,7 @@ int bench_latency_main(int argc, char **argv) {
         {"reps", required_argument, 0, 'r'},  {"threads", required_argument, 0, 't'},
         {"load-format", required_argument, 0, 'f'}, {"format", required_argument, 0, 'F'},
         {"device", required_argument, 0, 'D'}, {"tp", required_argument, 0, 'T'},
+        {"cpu-matmul", required_argument, 0, 'M'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int c;
     optind = 1;
@@ -148,6 +150,9 @@ int bench_latency_main(int argc, char **argv) {
             break;
         case 'T':
             if (cli_parse_tp(optarg) < 0) return 2;
+            break;
+        case 'M':
+            if (cli_parse_cpu_matmul(optarg) < 0) return 2;
             break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;

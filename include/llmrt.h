@@ -119,8 +119,10 @@ typedef enum llmrt_device {
                               without CUDA, or a machine without a device: LLMRT_ERR_UNSUPPORTED */
 } llmrt_device;
 
-/* Activation (and KV cache) type of the CUDA backend. The CPU backend always computes in fp32
- * and ignores this field. */
+/* Activation (and KV cache) type of the CUDA backend. The CPU backend computes in fp32, except
+ * that BF16 there rounds the activations of matmuls with bf16 weights to bf16 and runs them on
+ * AVX512-BF16 (~2x the fp32 rate; a token's result still depends on no other token of the
+ * batch, but differs from the fp32 path); the other values are ignored on the CPU. */
 typedef enum llmrt_activation_dtype {
     LLMRT_ACTIVATION_AUTO = 0, /* the backend's default: fp16 on CUDA                          */
     LLMRT_ACTIVATION_F16  = 1,
@@ -136,6 +138,18 @@ typedef enum llmrt_cpu_isa {
     LLMRT_CPU_ISA_AVX2    = 2,
     LLMRT_CPU_ISA_GENERIC = 3, /* portable C                                                    */
 } llmrt_cpu_isa;
+
+/* Arithmetic of the CPU backend's matmuls. EXACT keeps fp32 activations and one fixed reduction
+ * order per output, so a token's result is bit-identical whatever batch it runs in (the engine's
+ * batch invariance). INT8 quantises the activations of matmuls with 4-bit or Q8_0 weights to int8
+ * per 32-column block (as llama.cpp does) and runs integer dot products on AVX512-VNNI: 2-3x the
+ * matmul rate, still independent of the batch, but not the same numbers as EXACT (logits move by
+ * ~1e-2; see bench/results/cpu_gemm_before_after.txt). Other weights, and CPUs without
+ * AVX512-VNNI, stay exact. */
+typedef enum llmrt_cpu_matmul {
+    LLMRT_CPU_MATMUL_EXACT = 0, /* the default */
+    LLMRT_CPU_MATMUL_INT8  = 1,
+} llmrt_cpu_matmul;
 
 typedef struct llmrt_model_params {
     uint32_t          struct_size; /* sizeof(llmrt_model_params), set by the default function */
@@ -157,7 +171,8 @@ typedef struct llmrt_model_params {
      * the machine is oversubscribed); -1 = the default, 1000; 0 = never spin; at most 10^7.
      * Process-wide: the CPU communicators use the value of the TP model loaded last. */
     int32_t           tp_spin_us;
-    llmrt_activation_dtype activation_dtype; /* CUDA activations; default AUTO (fp16)        */
+    llmrt_activation_dtype activation_dtype; /* CUDA activations; default AUTO (fp16); CPU:
+                                              * BF16 = bf16 matmuls for bf16 weights         */
     llmrt_cpu_isa     cpu_isa;     /* CPU kernel set; default AUTO                            */
     /* Dequantise 4-bit (GPTQ, GGUF Q4_0/Q4_1) and 8-bit (GGUF Q8_0) matrices at load, to fp32
      * on the CPU (the backend's activation type on CUDA), instead of running the quantised
@@ -170,6 +185,7 @@ typedef struct llmrt_model_params {
      * llmrt_model_info's n_fallbacks / fallback. (GGUF Q8_0 matrices on the CUDA backend, which
      * has no 8-bit kernels, are still converted to its activation type without this switch.) */
     bool              allow_fallback;
+    llmrt_cpu_matmul  cpu_matmul;  /* CPU matmul arithmetic; default EXACT                    */
 } llmrt_model_params;
 
 LLMRT_API llmrt_model_params llmrt_model_default_params(void);

@@ -202,6 +202,21 @@ struct llmrt_backend {
 llmrt_status llmrt_backend_cpu_create(int n_threads, const char *force_isa, llmrt_backend **out,
                                       llmrt_error *err);
 
+/* Options of the CPU backend. matmul_mode (llmrt_cpu_matmul, llmrt.h): EXACT (fp32, the
+ * default) or INT8 (int8 activations for 4-bit and Q8_0 weights at every batch size, so a
+ * token's result still depends on no other token; cpu/i8_gemm.h). */
+typedef struct llmrt_cpu_options {
+    llmrt_cpu_matmul matmul_mode; /* llmrt.h */
+    /* bf16 weights times activations rounded to bf16 (AVX512-BF16; cpu/bf16_gemm.h) instead of
+     * fp32 math: llmrt_model_params.activation_dtype = BF16 on the CPU */
+    bool             bf16_activations;
+} llmrt_cpu_options;
+
+/* llmrt_backend_cpu_create with options (NULL: the defaults). */
+llmrt_status llmrt_backend_cpu_create_opts(int n_threads, const char *force_isa,
+                                           const llmrt_cpu_options *opt, llmrt_backend **out,
+                                           llmrt_error *err);
+
 /* For supports(): writes the reason (printf-style) into why[cap] when why is non-NULL and returns
  * false, so an implementation can `return llmrt_backend_decline(why, cap, "...", ...);`. */
 bool llmrt_backend_decline(char *why, size_t cap, const char *fmt, ...)

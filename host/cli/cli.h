@@ -49,6 +49,7 @@ typedef struct cli_load_opts {
     int  activation_dtype; /* --cuda-dtype f16|bf16|f32, else $LLMRT_CUDA_DTYPE */
     int  cpu_isa;          /* --cpu-isa avx512|avx2|generic, else $LLMRT_CPU_ISA */
     int  dequantize;       /* --dequantize, else $LLMRT_NO_Q4=1 */
+    int  cpu_matmul;       /* --cpu-matmul exact|int8 */
     bool no_fallback;      /* --no-fallback: a weight the backend cannot run fails the load
                             * (default: dequantise it, with a warning) */
     int  log_level;        /* --verbose: LLMRT_LOG_DEBUG; default LLMRT_LOG_WARN */
@@ -58,6 +59,9 @@ extern cli_load_opts cli_load;
  * -1 when unknown. */
 int cli_activation_dtype_of(const char *s);
 int cli_cpu_isa_of(const char *s);
+/* --cpu-matmul exact|int8|bf16|int8,bf16 into cli_load (cpu_matmul, activation_dtype); -1 with a
+ * message on stderr when unknown. */
+int cli_parse_cpu_matmul(const char *arg);
 
 /* Loads a model with the common options (cli_device, cli_tp, cli_load), printing the library's message
  * on failure. A tensor-parallel rank other than 0 of a multi-process group never returns: it

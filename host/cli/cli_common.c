@@ -79,7 +79,7 @@ int32_t cli_parse_int_list(const char *text, const char *what, int32_t **out) {
     return n;
 }
 
-cli_load_opts cli_load = {.activation_dtype = -1, .cpu_isa = -1, .dequantize = -1,
+cli_load_opts cli_load = {.activation_dtype = -1, .cpu_isa = -1, .dequantize = -1, .cpu_matmul = -1,
                           .log_level = LLMRT_LOG_WARN};
 
 int cli_activation_dtype_of(const char *s) {
@@ -122,6 +122,7 @@ static int apply_env(llmrt_model_params *p) {
     if (cli_load.cpu_isa >= 0) p->cpu_isa = (llmrt_cpu_isa)cli_load.cpu_isa;
     else if ((v = getenv("LLMRT_CPU_ISA")) && *v && cli_cpu_isa_of(v) >= 0)
         p->cpu_isa = (llmrt_cpu_isa)cli_cpu_isa_of(v); /* anything else: the best (as before) */
+    if (cli_load.cpu_matmul >= 0) p->cpu_matmul = (llmrt_cpu_matmul)cli_load.cpu_matmul;
     if (cli_load.dequantize >= 0) p->dequantize_weights = cli_load.dequantize;
     else p->dequantize_weights = (v = getenv("LLMRT_NO_Q4")) && *v && strcmp(v, "0") != 0;
     if ((v = getenv("LLMRT_TP_TIMEOUT_S")) && *v) {

@@ -11,11 +11,27 @@ enum {
     OPT_MAX_BATCHED, OPT_MAX_SEQS, OPT_POLICY, OPT_NO_PREFIX, OPT_TEMP, OPT_TOP_K, OPT_TOP_P,
     OPT_MIN_P, OPT_REPEAT, OPT_PRESENCE, OPT_FREQUENCY, OPT_SEED, OPT_MAX_TOKENS, OPT_STOP,
     OPT_IGNORE_EOS, OPT_CHAT_TEMPLATE, OPT_MIN_TOKENS, OPT_DEVICE, OPT_TP, OPT_DEQUANTIZE,
-    OPT_CUDA_DTYPE, OPT_CPU_ISA, OPT_NO_FALLBACK, OPT_VERBOSE,
+    OPT_CUDA_DTYPE, OPT_CPU_ISA, OPT_NO_FALLBACK, OPT_VERBOSE, OPT_CPU_MATMUL,
 };
 
 /* indexes into sampling_set */
 enum { SET_TEMP, SET_TOP_K, SET_TOP_P, SET_MIN_P, SET_REPEAT, SET_PRESENCE, SET_FREQUENCY };
+
+int cli_parse_cpu_matmul(const char *arg) { /* exact | int8 | bf16 | int8,bf16 */
+    if (!strcmp(arg, "exact")) {
+        cli_load.cpu_matmul = LLMRT_CPU_MATMUL_EXACT;
+    } else if (!strcmp(arg, "int8") || !strcmp(arg, "bf16") || !strcmp(arg, "int8,bf16") ||
+               !strcmp(arg, "bf16,int8")) {
+        cli_load.cpu_matmul = strstr(arg, "int8") ? LLMRT_CPU_MATMUL_INT8 : LLMRT_CPU_MATMUL_EXACT;
+        /* bf16 activations are the params' activation_dtype (also the CUDA one) */
+        if (strstr(arg, "bf16")) cli_load.activation_dtype = LLMRT_ACTIVATION_BF16;
+    } else {
+        fprintf(stderr, "llmrt: --cpu-matmul must be exact, int8, bf16 or int8,bf16, got \"%s\"\n",
+                arg);
+        return -1;
+    }
+    return 0;
+}
 
 const struct option cli_common_options[] = {
     {"model", required_argument, 0, OPT_MODEL},
@@ -26,6 +42,7 @@ const struct option cli_common_options[] = {
     {"dequantize", no_argument, 0, OPT_DEQUANTIZE},
     {"cuda-dtype", required_argument, 0, OPT_CUDA_DTYPE},
     {"cpu-isa", required_argument, 0, OPT_CPU_ISA},
+    {"cpu-matmul", required_argument, 0, OPT_CPU_MATMUL},
     {"no-fallback", no_argument, 0, OPT_NO_FALLBACK},
     {"verbose", no_argument, 0, OPT_VERBOSE},
     {"kv-tokens", required_argument, 0, OPT_KV_TOKENS},
@@ -99,6 +116,9 @@ void cli_common_usage(FILE *f) {
             "                              (default: $LLMRT_CUDA_DTYPE)\n"
             "      --cpu-isa I             CPU kernels: avx512 | avx2 | generic (default: the\n"
             "                              best the CPU has, or $LLMRT_CPU_ISA)\n"
+            "      --cpu-matmul M          CPU matmuls: exact (fp32, batch invariant; default) |\n"
+            "                              int8 (int8 activations x 4-bit/Q8_0 weights, VNNI) |\n"
+            "                              bf16 (bf16 activations x bf16 weights) | int8,bf16\n"
             "      --dequantize            dequantize 4-bit/8-bit weights at load ($LLMRT_NO_Q4=1)\n"
             "      --no-fallback           fail when the backend cannot run a weight as stored\n"
             "                              (default: dequantize it at load, with a warning)\n"
@@ -184,6 +204,7 @@ int cli_common_parse(cli_common *c, int opt, const char *arg) {
             return -1;
         }
         return 1;
+    case OPT_CPU_MATMUL: return cli_parse_cpu_matmul(arg) < 0 ? -1 : 1;
     case OPT_KV_TOKENS:
         if (parse_long(arg, "kv-tokens", 1, (long long)1 << 40, &v) < 0) return -1;
         c->engine.kv_tokens = v;

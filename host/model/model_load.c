@@ -289,13 +289,17 @@ static llmrt_status load_norm(struct llmrt_rank_model *m, const llmrt_weight_sou
 static llmrt_status embedding_rows_view(struct llmrt_rank_model *m, int64_t r0, int64_t n,
                                         llmrt_bweight *out, llmrt_error *err) {
     const llmrt_bweight *t = &m->tok_embd;
-    *out = *t;
-    if (r0 == 0 && n == t->rows) return LLMRT_OK;
+    if (r0 == 0 && n == t->rows) {
+        *out = *t;
+        return LLMRT_OK;
+    }
     int64_t be = llmrt_dtype_block_elems(t->dtype), bb = llmrt_dtype_block_bytes(t->dtype);
+    /* checked before *out is filled: on failure the caller frees out as its own */
     if (t->aux || be < 1 || bb < 1 || t->cols % be != 0)
         return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
                          "tied lm_head: the embedding table (%s) cannot be split by rows",
                          llmrt_dtype_name(t->dtype));
+    *out = *t;
     out->data = (char *)t->data + r0 * (t->cols / be) * bb;
     out->rows = n;
     return LLMRT_OK;
@@ -384,6 +388,7 @@ llmrt_model_params llmrt_model_default_params(void) {
         .cpu_isa            = LLMRT_CPU_ISA_AUTO,
         .dequantize_weights = false,
         .allow_fallback     = false,
+        .cpu_matmul         = LLMRT_CPU_MATMUL_EXACT,
     };
 }
 
@@ -480,7 +485,9 @@ static llmrt_status create_backend(const llmrt_model_params *p, int device, llmr
     (void)device;
 #endif
     static const char *const isa[] = {NULL, "avx512", "avx2", "generic"};
-    return llmrt_backend_cpu_create(p->n_threads, isa[p->cpu_isa], be, err);
+    llmrt_cpu_options        o     = {.matmul_mode      = p->cpu_matmul,
+                                      .bf16_activations = p->activation_dtype == LLMRT_ACTIVATION_BF16};
+    return llmrt_backend_cpu_create_opts(p->n_threads, isa[p->cpu_isa], &o, be, err);
 }
 
 /* Checks everything about the arguments that needs no file. */
@@ -503,6 +510,9 @@ static llmrt_status check_load_args(const llmrt_model_params *p,
     if ((int)p->cpu_isa < LLMRT_CPU_ISA_AUTO || (int)p->cpu_isa > LLMRT_CPU_ISA_GENERIC)
         return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "llmrt_model_load: cpu_isa %d is unknown",
                          (int)p->cpu_isa);
+    if ((int)p->cpu_matmul < LLMRT_CPU_MATMUL_EXACT || (int)p->cpu_matmul > LLMRT_CPU_MATMUL_INT8)
+        return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "llmrt_model_load: cpu_matmul %d is unknown",
+                         (int)p->cpu_matmul);
     if (p->tp_spin_us < -1 || p->tp_spin_us > 10000000)
         return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
                          "llmrt_model_load: tp_spin_us %d is out of range (-1 = default, 0..10^7)",

@@ -117,6 +117,7 @@ class llmrt_model_params(Structure):
         ("cpu_isa", c_enum),
         ("dequantize_weights", c_bool),
         ("allow_fallback", c_bool),
+        ("cpu_matmul", c_enum),
     ]
 
 

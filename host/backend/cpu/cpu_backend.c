@@ -11,8 +11,15 @@
  * larger (about 4 per thread): a decode step runs ~200 matmuls of a few tens of µs, and taking
  * 16-row tasks from one shared counter cost as much as the second core gained.
  *
+ * Reduced precision, opt-in (llmrt_cpu_options): int8 activations for 4-bit and Q8_0 weights on
+ * AVX512-VNNI (i8_gemm.h: panels repacked at load, x quantised once per matmul) and bf16
+ * activations for bf16 weights on AVX512-BF16 (bf16_gemm.h). Why the exact fp32 path has no
+ * separate GEMM kernel: its 4x4 tiles already run at the fp32 FMA rate of the core (~90 GFLOP/s
+ * on Zen 4, tests/tools/cpu_gemm_bench), so batches go faster only with cheaper arithmetic.
+ *
  * Determinism: every output element is computed by one task with a fixed reduction order, so the
- * result of a token never depends on the batch it is in or on the number of threads. */
+ * result of a token never depends on the batch it is in or on the number of threads (in the
+ * reduced-precision modes too, which are used at every batch size). */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,6 +31,8 @@
 #include "../../core/thread_pool.h"
 #include "../backend.h"
 #include "cpu_kernels.h"
+#include "bf16_gemm.h"
+#include "i8_gemm.h"
 #include "q4_kernels.h"
 
 #define MATMUL_ROWS_PER_TASK 16 /* weight rows per task: a multiple of LLMRT_CPU_TILE_N      */
@@ -39,6 +48,25 @@ typedef struct cpu_ctx {
     llmrt_cpu_kernels    k;
     llmrt_cpu_q4_kernels q4k; /* 4-bit kernels of the same ISA (bit-identical to k.dot_tile) */
     int                  n_threads;
+    /* LLMRT_CPU_MATMUL_INT8: int8 kernels (i8k.isa == NULL: unavailable, the fp32 path stays)
+     * and the batch's quantised activations, sized by begin_batch */
+    llmrt_cpu_i8_kernels i8k;
+    llmrt_cpu_xq         xq;
+    int64_t              xq_cap; /* bytes of xq.q */
+    /* int8 panels of the Q8_0 matrices, found by address: the loader makes row views of the
+     * embedding table (a tied lm_head, or its vocab-parallel slice), which share its rows and
+     * so its panels (at a row offset), and must not own anything */
+    struct q8_panels {
+        const uint8_t *data;  /* the uploaded rows */
+        int64_t        rows, cols;
+        llmrt_cpu_i8w  w;
+    }      *q8;
+    int32_t n_q8, q8_cap;
+    /* bf16 activations (llmrt_cpu_options.bf16_activations): kernels (isa NULL: off) and the
+     * batch's activations rounded to bf16, sized by begin_batch */
+    llmrt_cpu_bf16_kernels bf16k;
+    uint16_t              *xbf;
+    int64_t                xbf_cap; /* elements */
 
     /* per-thread scratch */
     float  **wconv;       /* [n_threads][MATMUL_ROWS_PER_TASK * max_k] converted weight rows */
@@ -171,7 +199,29 @@ static llmrt_status cpu_weight_upload(llmrt_backend *be, llmrt_dtype dtype, int6
     /* scratch for converting MATMUL_ROWS_PER_TASK rows of this K is sized here, not per step */
     LLMRT_TRY(grow_wconv(ctx_of(be), cols, err));
     *out = (llmrt_bweight){.dtype = dtype, .rows = rows, .cols = cols, .data = (void *)host};
+    cpu_ctx *c = ctx_of(be);
+    if (dtype == LLMRT_DTYPE_Q8_0 && c->i8k.isa) {
+        /* int8 mode: panels next to the rows, which embed() still reads in place */
+        if (c->n_q8 == c->q8_cap) {
+            int32_t cap = c->q8_cap ? 2 * c->q8_cap : 4;
+            void   *n   = realloc(c->q8, (size_t)cap * sizeof *c->q8);
+            if (!n) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
+            c->q8     = n;
+            c->q8_cap = cap;
+        }
+        struct q8_panels *e = &c->q8[c->n_q8];
+        *e = (struct q8_panels){.data = host, .rows = rows, .cols = cols};
+        LLMRT_TRY(llmrt_cpu_i8w_from_q8_0(host, rows, cols, &e->w, err));
+        c->n_q8++;
+    }
     return LLMRT_OK;
+}
+
+static void free_q4(llmrt_cpu_q4 *q) {
+    if (q->i8) llmrt_cpu_i8w_free(q->i8);
+    free(q->i8);
+    llmrt_cpu_q4_free(q);
+    free(q);
 }
 
 /* 4-bit weights are repacked into the CPU layout (q4_kernels.h); `data` points at the packed
@@ -183,9 +233,14 @@ static llmrt_status cpu_weight_upload_q4(llmrt_backend *be, const llmrt_q4_host 
     if (!q) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
     llmrt_status s = llmrt_cpu_q4_pack(host, q, err);
     if (s == LLMRT_OK) s = grow_wconv(c, host->cols, err);
+    if (s == LLMRT_OK && c->i8k.isa) {
+        /* int8 mode: the panels as well (the fp32 path keeps the 4-bit layout) */
+        q->i8 = calloc(1, sizeof *q->i8);
+        s     = q->i8 ? llmrt_cpu_i8w_from_q4(q, q->i8, err)
+                      : llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
+    }
     if (s != LLMRT_OK) {
-        llmrt_cpu_q4_free(q);
-        free(q);
+        free_q4(q);
         return s;
     }
     if (q->perm && q->cols > c->perm_k_max) c->perm_k_max = q->cols;
@@ -195,10 +250,14 @@ static llmrt_status cpu_weight_upload_q4(llmrt_backend *be, const llmrt_q4_host 
 }
 
 static void cpu_weight_free(llmrt_backend *be, llmrt_bweight *w) {
-    if (w->dtype == LLMRT_DTYPE_Q4 && w->aux) {
-        llmrt_cpu_q4_free(w->aux);
-        free(w->aux);
-    }
+    if (w->dtype == LLMRT_DTYPE_Q4 && w->aux) free_q4(w->aux);
+    cpu_ctx *c = ctx_of(be);
+    for (int32_t i = 0; w->dtype == LLMRT_DTYPE_Q8_0 && i < c->n_q8; i++)
+        if (c->q8[i].data == w->data && c->q8[i].rows == w->rows) {
+            llmrt_cpu_i8w_free(&c->q8[i].w);
+            c->q8[i] = c->q8[--c->n_q8];
+            break;
+        }
     memset(w, 0, sizeof *w); /* the model owns the host memory of the other dtypes */
 }
 
@@ -290,6 +349,30 @@ static llmrt_status cpu_begin_batch(llmrt_backend *be, const llmrt_batch_plan *p
         }
         c->xperm_cap = T * c->perm_k_max;
     }
+    if (c->i8k.isa && T * c->wconv_k > c->xq_cap) {
+        /* int8 activations of the widest matrix (wconv_k: the largest K uploaded) */
+        free(c->xq.q);
+        free(c->xq.d);
+        free(c->xq.s);
+        int64_t blocks = T * c->wconv_k / 32;
+        c->xq.q        = malloc((size_t)(T * c->wconv_k));
+        c->xq.d        = malloc((size_t)blocks * sizeof(float));
+        c->xq.s        = malloc((size_t)blocks * sizeof(float));
+        c->xq_cap      = T * c->wconv_k;
+        if (!c->xq.q || !c->xq.d || !c->xq.s) {
+            c->xq_cap = 0;
+            return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
+        }
+    }
+    if (c->bf16k.isa && T * c->wconv_k > c->xbf_cap) {
+        free(c->xbf);
+        c->xbf_cap = 0;
+        if (posix_memalign((void **)&c->xbf, 64, (size_t)(T * c->wconv_k) * 2) != 0) {
+            c->xbf = NULL;
+            return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
+        }
+        c->xbf_cap = T * c->wconv_k;
+    }
     if ((int64_t)max_pos + 1 > c->scores_cap) {
         int64_t cap = (int64_t)max_pos + 1;
         for (int t = 0; t < c->n_threads; t++) {
@@ -377,7 +460,27 @@ typedef struct matmul_job {
     int64_t              rows;
     const llmrt_bweight *w;
     int64_t              rows_per_task; /* weight rows per task: a multiple of 16 */
+    const llmrt_cpu_i8w *i8; /* int8 panels to use (x quantised into c->xq), or NULL */
+    int64_t              i8_row0; /* row of the panels that is row 0 of w (a row view) */
+    bool                 bf16; /* bf16 weights times c->xbf (x rounded to bf16) */
 } matmul_job;
+
+/* out[t, n0 + r] for every token t and r < nn from bf16 weight rows and the bf16 activations */
+static void matmul_rows_bf16(const cpu_ctx *c, const matmul_job *j, int64_t n0, int64_t nn) {
+    int64_t         N = j->w->rows, K = j->w->cols;
+    const uint16_t *wrows = (const uint16_t *)j->w->data + n0 * K;
+    for (int64_t t0 = 0; t0 < j->rows; t0 += MATMUL_TOKENS_BLOCK) {
+        int64_t t_end = t0 + MATMUL_TOKENS_BLOCK < j->rows ? t0 + MATMUL_TOKENS_BLOCK : j->rows;
+        for (int64_t r = 0; r < nn; r += 4) {
+            int n_n = nn - r < 4 ? (int)(nn - r) : 4;
+            for (int64_t t = t0; t < t_end; t += 4) {
+                int n_t = t_end - t < 4 ? (int)(t_end - t) : 4;
+                c->bf16k.dot_tile(j->out + t * N + n0 + r, N, c->xbf + t * K, K, n_t,
+                                  wrows + r * K, K, n_n, K);
+            }
+        }
+    }
+}
 
 /* out[t, n0 + r] for every token t and r < nn from nn fp32 weight rows (row stride K). */
 static void matmul_rows_f32(const cpu_ctx *c, const matmul_job *j, int64_t n0, int64_t nn,
@@ -403,7 +506,11 @@ static void matmul_task(void *p, int64_t task, int thread) {
     int64_t           n0 = task * j->rows_per_task;
     int64_t           nn = N - n0 < j->rows_per_task ? N - n0 : j->rows_per_task;
     const int64_t     GT = LLMRT_CPU_Q4_GEMV_T; /* tokens per fused kernel call */
-    if (j->w->dtype == LLMRT_DTYPE_Q4) {
+    if (j->i8) {
+        c->i8k.gemm(j->out + n0, N, &c->xq, j->rows, j->i8, j->i8_row0 + n0, (int)nn);
+    } else if (j->bf16) {
+        matmul_rows_bf16(c, j, n0, nn);
+    } else if (j->w->dtype == LLMRT_DTYPE_Q4) {
         const llmrt_cpu_q4 *q = j->w->aux;
         if (c->q4k.gemv && j->rows <= FUSED_MAX_T) {
             /* dequantised in registers per 4 rows x 4 tokens, bit-identical to the path below */
@@ -444,6 +551,23 @@ static void matmul_task(void *p, int64_t task, int thread) {
     }
 }
 
+/* The int8 panels holding the rows of a Q8_0 weight (the weight itself or a row view of one
+ * whose first row starts a panel), and the panel row of its row 0; NULL if none. */
+static const llmrt_cpu_i8w *q8_panels_of(const cpu_ctx *c, const llmrt_bweight *w, int64_t *row0) {
+    int64_t row_bytes = w->cols / 32 * 34;
+    for (int32_t i = 0; i < c->n_q8; i++) {
+        const struct q8_panels *e = &c->q8[i];
+        if (e->cols != w->cols || (const uint8_t *)w->data < e->data) continue;
+        int64_t off = (const uint8_t *)w->data - e->data;
+        if (off % row_bytes != 0) continue;
+        int64_t r0 = off / row_bytes;
+        if (r0 + w->rows > e->rows || r0 % LLMRT_CPU_I8_PANEL != 0) continue;
+        *row0 = r0;
+        return &e->w;
+    }
+    return NULL;
+}
+
 static void cpu_matmul(llmrt_backend *be, void *out, const void *x, int64_t rows,
                        const llmrt_bweight *w) {
     cpu_ctx   *c   = ctx_of(be);
@@ -460,10 +584,25 @@ static void cpu_matmul(llmrt_backend *be, void *out, const void *x, int64_t rows
                 c->xperm[t * K + k] = perm[k] >= 0 ? xf[t * Kx + perm[k]] : 0.0f;
         job.x = c->xperm;
     }
+    if (w->dtype == LLMRT_DTYPE_Q4) job.i8 = ((const llmrt_cpu_q4 *)w->aux)->i8;
+    else if (w->dtype == LLMRT_DTYPE_Q8_0) job.i8 = q8_panels_of(c, w, &job.i8_row0);
+    if (job.i8 && c->xq_cap >= rows * w->cols) {
+        /* int8 mode at every batch size (a token's result then depends on no other token);
+         * x is quantised once here, the tasks share it */
+        c->xq.K = w->cols;
+        c->i8k.quantize(&c->xq, job.x, w->cols, rows); /* x or xperm: rows of K */
+    } else {
+        job.i8 = NULL;
+    }
+    if (w->dtype == LLMRT_DTYPE_BF16 && c->bf16k.isa && c->xbf_cap >= rows * w->cols) {
+        job.bf16 = true; /* x rounded to bf16 once here, the tasks share it */
+        c->bf16k.to_bf16(c->xbf, x, rows * w->cols);
+    }
     /* the fused kernels (no scratch) take ~4 tasks per thread; the rest 16 rows (scratch size) */
-    bool fused = rows <= FUSED_MAX_T &&
-                 ((w->dtype == LLMRT_DTYPE_Q4 && c->q4k.gemv) ||
-                  (w->dtype == LLMRT_DTYPE_Q8_0 && c->q4k.q8_gemv));
+    bool fused = job.i8 ||
+                 (rows <= FUSED_MAX_T &&
+                  ((w->dtype == LLMRT_DTYPE_Q4 && c->q4k.gemv) ||
+                   (w->dtype == LLMRT_DTYPE_Q8_0 && c->q4k.q8_gemv)));
     job.rows_per_task = MATMUL_ROWS_PER_TASK;
     if (fused) {
         int64_t per = (w->rows + 4 * c->n_threads - 1) / (4 * c->n_threads);
@@ -567,6 +706,12 @@ static void cpu_destroy(llmrt_backend *be) {
         free(c->wconv);
         free(c->scores);
         free(c->xperm);
+        free(c->xq.q);
+        free(c->xq.d);
+        free(c->xq.s);
+        free(c->xbf);
+        for (int32_t i = 0; i < c->n_q8; i++) llmrt_cpu_i8w_free(&c->q8[i].w);
+        free(c->q8);
         free(c->inv_freq);
         free(c->tokens);
         free(c->positions);
@@ -608,6 +753,12 @@ static const llmrt_backend_ops cpu_ops = {
 
 llmrt_status llmrt_backend_cpu_create(int n_threads, const char *force_isa, llmrt_backend **out,
                                       llmrt_error *err) {
+    return llmrt_backend_cpu_create_opts(n_threads, force_isa, NULL, out, err);
+}
+
+llmrt_status llmrt_backend_cpu_create_opts(int n_threads, const char *force_isa,
+                                           const llmrt_cpu_options *opt, llmrt_backend **out,
+                                           llmrt_error *err) {
     *out              = NULL;
     llmrt_backend *be = calloc(1, sizeof *be);
     cpu_ctx       *c  = calloc(1, sizeof *c);
@@ -623,6 +774,12 @@ llmrt_status llmrt_backend_cpu_create(int n_threads, const char *force_isa, llmr
     be->ctx       = c;
     c->k          = llmrt_cpu_kernels_select(force_isa);
     c->q4k        = llmrt_cpu_q4_kernels_for(c->k.isa);
+    if (opt && opt->matmul_mode == LLMRT_CPU_MATMUL_INT8) {
+        c->i8k = llmrt_cpu_i8_kernels_for(c->k.isa);
+        if (!c->i8k.isa)
+            llmrt_log(LLMRT_LOG_WARN, "cpu backend: no int8 kernels for the %s kernel set (AVX512-VNNI "
+                      "needed); matmuls stay fp32", c->k.isa);
+    }
     c->pool       = llmrt_thread_pool_create(n_threads);
     if (!c->pool) {
         cpu_destroy(be);
@@ -636,6 +793,13 @@ llmrt_status llmrt_backend_cpu_create(int n_threads, const char *force_isa, llmr
         return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
     }
     *out = be;
-    llmrt_log(LLMRT_LOG_INFO, "cpu backend: %d threads, %s kernels", c->n_threads, c->k.isa);
+    if (opt && opt->bf16_activations) {
+        c->bf16k = llmrt_cpu_bf16_kernels_for(c->k.isa);
+        if (!c->bf16k.isa)
+            llmrt_log(LLMRT_LOG_WARN, "cpu backend: no bf16 kernels for the %s kernel set "
+                      "(AVX512-BF16 needed); bf16 weights stay fp32 math", c->k.isa);
+    }
+    llmrt_log(LLMRT_LOG_INFO, "cpu backend: %d threads, %s kernels%s%s", c->n_threads, c->k.isa,
+              c->i8k.isa ? ", int8 matmuls" : "", c->bf16k.isa ? ", bf16 activations" : "");
     return LLMRT_OK;
 }

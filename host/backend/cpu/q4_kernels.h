@@ -48,6 +48,7 @@ typedef struct llmrt_cpu_q4 {
     int32_t *perm;       /* [K] act-order gather (-1: padding, reads 0), or NULL */
     int64_t x_cols;      /* input width (row stride of x): K, or less for a padded slice */
     void *mem;           /* one allocation holding data and perm */
+    struct llmrt_cpu_i8w *i8; /* the int8 panels of LLMRT_CPU_MATMUL_INT8 (i8_gemm.h), or NULL */
 } llmrt_cpu_q4;
 
 /* Rows of W one gemv call produces at most: one tile. */

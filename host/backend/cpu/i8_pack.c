@@ -1,0 +1,96 @@
+/* Repacking 4-bit and Q8_0 weights into the int8 panels of i8_gemm.h at load. Baseline x86-64
+ * code (runs once per weight). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../core/half.h"
+#include "i8_gemm.h"
+
+static llmrt_status i8w_alloc(llmrt_cpu_i8w *out, int64_t N, int64_t K, bool nibbles,
+                              llmrt_error *err) {
+    memset(out, 0, sizeof *out);
+    if (N <= 0 || K <= 0 || K % 32 != 0)
+        return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "cpu backend: int8 panels of [%lld, %lld]",
+                         (long long)N, (long long)K);
+    out->rows        = N;
+    out->cols        = K;
+    out->nibbles     = nibbles;
+    out->block_bytes = (nibbles ? 256 : 512) + 2 * LLMRT_CPU_I8_PANEL * (int64_t)sizeof(float);
+    out->panel_bytes = K / 32 * out->block_bytes;
+    int64_t n_panels = (N + LLMRT_CPU_I8_PANEL - 1) / LLMRT_CPU_I8_PANEL;
+    size_t  bytes    = (size_t)(n_panels * out->panel_bytes);
+    if (posix_memalign((void **)&out->data, 64, bytes) != 0) {
+        out->data = NULL;
+        return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: cannot allocate %zu bytes",
+                         bytes);
+    }
+    memset(out->data, 0, bytes); /* rows past N: zero weights, zero scales and offsets */
+    return LLMRT_OK;
+}
+
+/* Block b of panel row n: where its unsigned byte for column c (0..31) goes. */
+static void put_u(const llmrt_cpu_i8w *w, int64_t n, int64_t b, int c, uint8_t u) {
+    uint8_t *blk = w->data + (n / LLMRT_CPU_I8_PANEL) * w->panel_bytes + b * w->block_bytes;
+    int      r = (int)(n % LLMRT_CPU_I8_PANEL), j = c / 4, i = c % 4;
+    if (w->nibbles)
+        blk[(j / 2) * 64 + 4 * r + i] |= (uint8_t)(u << (4 * (j % 2)));
+    else
+        blk[j * 64 + 4 * r + i] = u;
+}
+
+static void put_scale(const llmrt_cpu_i8w *w, int64_t n, int64_t b, float sc, float off) {
+    uint8_t *blk = w->data + (n / LLMRT_CPU_I8_PANEL) * w->panel_bytes + b * w->block_bytes;
+    float   *f   = (float *)(blk + (w->nibbles ? 256 : 512));
+    int      r   = (int)(n % LLMRT_CPU_I8_PANEL);
+    f[r]                      = sc;
+    f[LLMRT_CPU_I8_PANEL + r] = off;
+}
+
+llmrt_status llmrt_cpu_i8w_from_q4(const llmrt_cpu_q4 *q, llmrt_cpu_i8w *out, llmrt_error *err) {
+    LLMRT_TRY(i8w_alloc(out, q->rows, q->cols, true, err));
+    int64_t bpg = q->group_size / LLMRT_CPU_Q4_BLOCK;
+    for (int64_t n = 0; n < q->rows; n++) {
+        const uint8_t *tile = q->data + (n / 4) * q->tile_bytes;
+        int            slot = (int)(n % 4);
+        for (int64_t g = 0; g < q->n_groups; g++) {
+            const uint8_t *grp = tile + g * q->group_bytes;
+            uint16_t       s16, z16;
+            memcpy(&s16, grp + 2 * slot, 2);
+            memcpy(&z16, grp + 8 + 2 * slot, 2);
+            float s = llmrt_f16_to_f32(s16), z = llmrt_f16_to_f32(z16);
+            float off = q->zero_kind == LLMRT_Q4_ZERO_INT ? -(s * z) : z;
+            for (int64_t bb = 0; bb < bpg; bb++) {
+                int64_t        b  = g * bpg + bb;
+                const uint8_t *qs = grp + 16 + 64 * bb + 16 * slot;
+                put_scale(out, n, b, s, off);
+                for (int c = 0; c < 16; c++) {
+                    uint8_t v = qs[llmrt_cpu_q4_byte_of(c)];
+                    put_u(out, n, b, c, v & 0x0f);
+                    put_u(out, n, b, c + 16, v >> 4);
+                }
+            }
+        }
+    }
+    return LLMRT_OK;
+}
+
+llmrt_status llmrt_cpu_i8w_from_q8_0(const uint8_t *rows, int64_t N, int64_t K, llmrt_cpu_i8w *out,
+                                     llmrt_error *err) {
+    LLMRT_TRY(i8w_alloc(out, N, K, false, err));
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t b = 0; b < K / 32; b++) {
+            const uint8_t *blk = rows + (n * (K / 32) + b) * 34;
+            uint16_t       d16;
+            memcpy(&d16, blk, 2);
+            float d = llmrt_f16_to_f32(d16);
+            put_scale(out, n, b, d, -128.0f * d); /* exact: a power-of-two multiple */
+            for (int c = 0; c < 32; c++) put_u(out, n, b, c, (uint8_t)((int8_t)blk[2 + c] + 128));
+        }
+    return LLMRT_OK;
+}
+
+void llmrt_cpu_i8w_free(llmrt_cpu_i8w *w) {
+    free(w->data);
+    memset(w, 0, sizeof *w);
+}

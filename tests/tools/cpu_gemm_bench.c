@@ -1,0 +1,143 @@
+/* Times the CPU backend's matmul alone (out [M, N] = x [M, K] · Wᵀ) for each weight format, at
+ * the shapes of a model's layers, and prints GFLOP/s: the inner-loop view that `llmrt bench serve`
+ * cannot give. A development tool, not a test (timings are not asserted anywhere).
+ *
+ * usage: cpu_gemm_bench [-M 64] [-N 1536] [-K 576] [-t THREADS] [-r REPS] [--isa avx512|avx2|generic]
+ *                       [--int8] [--bf16] [--formats f32,f16,bf16,q8_0,q4]
+ * --int8: int8 activations for q8_0 / q4 (AVX512-VNNI); --bf16: bf16 activations for bf16. */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend/backend.h"
+#include "core/half.h"
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static uint64_t rng = 0x243f6a8885a308d3ull;
+static float frand(void) {
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((double)(rng >> 40) / 8388608.0 - 1.0);
+}
+
+/* name is one of the comma-separated entries of list */
+static bool in_list(const char *list, const char *name) {
+    size_t n = strlen(name);
+    for (const char *p = list; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+        if (strncmp(p, name, n) == 0 && (p[n] == ',' || p[n] == 0)) return true;
+    return false;
+}
+
+int main(int argc, char **argv) {
+    int64_t M = 64, N = 1536, K = 576;
+    int threads = 1, reps = 20;
+    const char *isa = NULL, *formats = "f32,f16,bf16,q8_0,q4";
+    llmrt_cpu_matmul mode = LLMRT_CPU_MATMUL_EXACT;
+    bool             bf16 = false; /* bf16 activations for bf16 weights */
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-M") && i + 1 < argc) M = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "-N") && i + 1 < argc) N = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "-K") && i + 1 < argc) K = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "-t") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "-r") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--isa") && i + 1 < argc) isa = argv[++i];
+        else if (!strcmp(argv[i], "--formats") && i + 1 < argc) formats = argv[++i];
+        else if (!strcmp(argv[i], "--int8")) mode = LLMRT_CPU_MATMUL_INT8;
+        else if (!strcmp(argv[i], "--bf16")) bf16 = true;
+        else {
+            fprintf(stderr, "usage: %s [-M m] [-N n] [-K k] [-t threads] [-r reps] [--isa I] "
+                            "[--int8] [--bf16] [--formats f32,f16,bf16,q8_0,q4]\n", argv[0]);
+            return 2;
+        }
+    }
+    llmrt_backend *be = NULL;
+    llmrt_error err = {0};
+    llmrt_cpu_options opt = {.matmul_mode = mode, .bf16_activations = bf16};
+    if (llmrt_backend_cpu_create_opts(threads, isa, &opt, &be, &err) != LLMRT_OK) {
+        fprintf(stderr, "backend: %s\n", err.msg);
+        return 1;
+    }
+    float *x = malloc((size_t)(M * K) * 4), *out = malloc((size_t)(M * N) * 4);
+    float *wf = malloc((size_t)(N * K) * 4);
+    uint16_t *wh = malloc((size_t)(N * K) * 2), *wb = malloc((size_t)(N * K) * 2);
+    uint8_t *w8 = malloc((size_t)(N * (K / 32) * 34 + 64));
+    for (int64_t i = 0; i < M * K; i++) x[i] = frand();
+    for (int64_t i = 0; i < N * K; i++) {
+        wf[i] = frand() * 0.05f;
+        wh[i] = llmrt_f32_to_f16(wf[i]);
+        wb[i] = llmrt_f32_to_bf16(wf[i]);
+    }
+    for (int64_t r = 0; r < N; r++)
+        for (int64_t b = 0; b < K / 32; b++) {
+            uint8_t *blk = w8 + (r * (K / 32) + b) * 34;
+            uint16_t d = llmrt_f32_to_f16(0.002f);
+            memcpy(blk, &d, 2);
+            for (int i = 0; i < 32; i++) blk[2 + i] = (uint8_t)(int8_t)(frand() * 127);
+        }
+    uint8_t *qs = malloc((size_t)(N * K / 2));
+    uint16_t *sc = malloc((size_t)(N * (K / 32)) * 2), *of = malloc((size_t)(N * (K / 32)) * 2);
+    for (int64_t i = 0; i < N * K / 2; i++) qs[i] = (uint8_t)(frand() * 128 + 128);
+    for (int64_t i = 0; i < N * (K / 32); i++) {
+        sc[i] = llmrt_f32_to_f16(0.01f + 0.001f * frand());
+        of[i] = llmrt_f32_to_f16(-0.08f * frand());
+    }
+    llmrt_q4_host qh = {.rows = N, .cols = K, .group_size = 32, .zero_kind = LLMRT_Q4_ZERO_FLOAT,
+                        .qs = qs, .scales = sc, .offsets = of};
+    float inv = 1.0f;
+    be->ops->rope_init(be, &inv, 1, &err);
+    printf("# M=%lld N=%lld K=%lld threads=%d reps=%d mode=%s%s\n", (long long)M, (long long)N,
+           (long long)K, threads, reps, mode == LLMRT_CPU_MATMUL_INT8 ? "int8" : "exact", bf16 ? " bf16-activations" : "");
+    static const struct { const char *name; llmrt_dtype dt; } fm[] = {
+        {"f32", LLMRT_DTYPE_F32}, {"f16", LLMRT_DTYPE_F16}, {"bf16", LLMRT_DTYPE_BF16},
+        {"q8_0", LLMRT_DTYPE_Q8_0}, {"q4", LLMRT_DTYPE_Q4}};
+    for (size_t f = 0; f < sizeof fm / sizeof fm[0]; f++) {
+        if (!in_list(formats, fm[f].name)) continue;
+        llmrt_bweight w = {0};
+        llmrt_status s;
+        if (fm[f].dt == LLMRT_DTYPE_Q4) s = be->ops->weight_upload_q4(be, &qh, &w, &err);
+        else {
+            const void *src = fm[f].dt == LLMRT_DTYPE_F32 ? (const void *)wf
+                              : fm[f].dt == LLMRT_DTYPE_F16 ? (const void *)wh
+                              : fm[f].dt == LLMRT_DTYPE_BF16 ? (const void *)wb : (const void *)w8;
+            s = be->ops->weight_upload(be, fm[f].dt, N, K, src, &w, &err);
+        }
+        if (s != LLMRT_OK) {
+            printf("%-5s upload failed: %s\n", fm[f].name, err.msg);
+            continue;
+        }
+        /* a batch of M tokens of one sequence at positions 0.. (sizes the backend's scratch) */
+        int32_t *tok = calloc((size_t)M, 4), *pos = calloc((size_t)M, 4), *seq = calloc((size_t)M, 4);
+        int64_t *slots = calloc((size_t)M, 8);
+        int32_t  table = 0, outs = 0;
+        for (int64_t t = 0; t < M; t++) pos[t] = (int32_t)t, slots[t] = t;
+        llmrt_batch_plan plan = {.n_tokens = (int32_t)M, .tokens = tok, .positions = pos,
+                                 .seq_of = seq, .slots = slots, .n_seqs = 1, .max_blocks = 1,
+                                 .block_tables = &table, .n_outputs = 1, .output_rows = &outs};
+        if (be->ops->begin_batch(be, &plan, &err) != LLMRT_OK) {
+            printf("begin_batch: %s\n", err.msg);
+            return 1;
+        }
+        free(tok), free(pos), free(seq), free(slots);
+        be->ops->matmul(be, out, x, M, &w); /* warm-up */
+        double best = 1e30, sum = 0;
+        for (int r = 0; r < reps; r++) {
+            double t0 = now_s();
+            be->ops->matmul(be, out, x, M, &w);
+            double t = now_s() - t0;
+            sum += t;
+            if (t < best) best = t;
+        }
+        double flop = 2.0 * (double)M * (double)N * (double)K;
+        printf("%-5s best %8.3f ms  %7.1f GFLOP/s   mean %8.3f ms  %7.1f GFLOP/s\n", fm[f].name,
+               best * 1e3, flop / best / 1e9, sum / reps * 1e3, flop / (sum / reps) / 1e9);
+        be->ops->weight_free(be, &w);
+    }
+    be->ops->destroy(be);
+    return 0;
+}
