@@ -65,6 +65,7 @@ typedef struct attn_job {
     float                      *out;
     const float                *q, *k_cache, *v_cache;
     int32_t                     n_heads, n_kv_heads, head_dim, block_size, n_tiles;
+    int32_t                     n_parts, part_heads; /* a GQA group wider than a tile is split */
     float                       scale;
     const llmrt_cpu_attn_batch *b;
 } attn_job;
@@ -73,19 +74,22 @@ static void attn_task(void *p, int64_t task, int thread) {
     const attn_job *j = p;
     /* tiles late in the batch see the longest history: run them first so the last tasks to be
      * claimed are the short ones (a prefill's work grows with the tile index) */
-    int32_t  tile = j->n_tiles - 1 - (int32_t)(task / j->n_kv_heads);
-    int32_t  kvh  = (int32_t)(task % j->n_kv_heads);
+    int64_t  per_tile = (int64_t)j->n_kv_heads * j->n_parts;
+    int32_t  tile = j->n_tiles - 1 - (int32_t)(task / per_tile);
+    int32_t  kvh  = (int32_t)(task % per_tile / j->n_parts), part = (int32_t)(task % j->n_parts);
     int32_t  t0 = j->a->tiles[tile], t1 = j->a->tiles[tile + 1];
     int32_t  G = j->n_heads / j->n_kv_heads, hd = j->head_dim;
+    int32_t  h0 = part * j->part_heads;
+    int32_t  nh = G - h0 < j->part_heads ? G - h0 : j->part_heads;
     int64_t  q_ld = (int64_t)j->n_heads * hd, kv_ld = (int64_t)j->n_kv_heads * hd;
-    int64_t  row0 = (int64_t)t0 * q_ld + (int64_t)kvh * G * hd;
+    int64_t  row0 = (int64_t)t0 * q_ld + ((int64_t)kvh * G + h0) * hd;
     llmrt_cpu_attn_tile t = {
         .q          = j->q + row0,
         .out        = j->out + row0,
         .q_ld       = q_ld,
         .pos        = j->b->positions + t0,
         .n_tok      = t1 - t0,
-        .group      = G,
+        .group      = nh,
         .head_dim   = hd,
         .k          = j->k_cache + (int64_t)kvh * hd,
         .v          = j->v_cache + (int64_t)kvh * hd,
@@ -106,7 +110,9 @@ llmrt_status llmrt_cpu_attention(llmrt_cpu_attn *a, llmrt_thread_pool *pool, flo
     if (a->scratch_cap < llmrt_cpu_attn_scratch_floats(head_dim) || a->tiles_cap < T + 1)
         return LLMRT_ERR_OUT_OF_MEMORY;
     int32_t G       = n_heads / n_kv_heads;
-    int32_t max_tok = LLMRT_CPU_ATTN_MAX_ROWS / G > 0 ? LLMRT_CPU_ATTN_MAX_ROWS / G : 1;
+    int32_t n_parts = (G + LLMRT_CPU_ATTN_MAX_ROWS - 1) / LLMRT_CPU_ATTN_MAX_ROWS;
+    int32_t part_h  = (G + n_parts - 1) / n_parts;
+    int32_t max_tok = LLMRT_CPU_ATTN_MAX_ROWS / part_h;
     /* a tile: consecutive tokens of one sequence at increasing positions (prefill chunks are
      * packed that way; anything else just makes shorter tiles) */
     int32_t n_tiles = 0;
@@ -118,7 +124,8 @@ llmrt_status llmrt_cpu_attention(llmrt_cpu_attn *a, llmrt_thread_pool *pool, flo
     a->tiles[n_tiles] = T;
     attn_job job = {.a = a, .out = out, .q = q, .k_cache = k_cache, .v_cache = v_cache,
                     .n_heads = n_heads, .n_kv_heads = n_kv_heads, .head_dim = head_dim,
-                    .block_size = block_size, .n_tiles = n_tiles, .scale = scale, .b = b};
-    llmrt_thread_pool_run(pool, (int64_t)n_tiles * n_kv_heads, attn_task, &job);
+                    .block_size = block_size, .n_tiles = n_tiles, .n_parts = n_parts,
+                    .part_heads = part_h, .scale = scale, .b = b};
+    llmrt_thread_pool_run(pool, (int64_t)n_tiles * n_kv_heads * n_parts, attn_task, &job);
     return LLMRT_OK;
 }
