@@ -97,7 +97,7 @@ void bench_context_measure(bench_context *c) {
         return;
     }
     int t          = c->threads > 0 ? c->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
-    c->peak_gbps   = bench_membw(t, (size_t)1 << 30, 0, 3);
+    c->peak_gbps   = bench_membw(t, (size_t)1 << 30, BENCH_MEMBW_READ, 3);
     c->peak_gflops = bench_flops_probe(t);
     c->peak_source = "measured (read bandwidth probe, fp32 FMA probe)";
 }

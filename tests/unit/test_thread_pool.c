@@ -1,5 +1,7 @@
 /* The thread pool runs every task exactly once per job, over many consecutive jobs (the workers
- * spin between jobs, then sleep), for pool sizes 1..4 and task counts around the pool size. */
+ * poll between jobs, then sleep), for pool sizes 1..4 (more threads than this machine's cores
+ * included) and task counts around the pool size, with tasks slow enough now and then that the
+ * caller parks waiting for them. */
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -11,10 +13,14 @@ typedef struct {
     atomic_int *hits;
     int         n_threads;
     atomic_int  bad_thread;
+    int         slow;
 } job;
 
 static void task(void *p, int64_t i, int thread) {
     job *j = p;
+    /* now and then a task outlasts the caller's polling, so it parks on the futex and the
+     * worker finishing the last task must wake it */
+    if (j->slow && i % 7 == 3) usleep(200);
     atomic_fetch_add(&j->hits[i], 1);
     if (thread < 0 || thread >= j->n_threads) atomic_store(&j->bad_thread, 1);
 }
@@ -27,7 +33,7 @@ int main(void) {
         for (int rep = 0; rep < 200; rep++) {
             int64_t     n    = sizes[rep % 7];
             atomic_int *hits = calloc((size_t)(n ? n : 1), sizeof *hits);
-            job         j    = {.hits = hits, .n_threads = n_threads};
+            job         j    = {.hits = hits, .n_threads = n_threads, .slow = rep % 3 == 1};
             atomic_init(&j.bad_thread, 0);
             llmrt_thread_pool_run(pool, n, task, &j);
             int wrong = 0;

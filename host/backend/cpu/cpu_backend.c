@@ -30,6 +30,7 @@
 #include "../../core/log.h"
 #include "../../core/thread_pool.h"
 #include "../backend.h"
+#include "attention_cpu.h"
 #include "cpu_kernels.h"
 #include "bf16_gemm.h"
 #include "i8_gemm.h"
@@ -71,8 +72,7 @@ typedef struct cpu_ctx {
     /* per-thread scratch */
     float  **wconv;       /* [n_threads][MATMUL_ROWS_PER_TASK * max_k] converted weight rows */
     int64_t  wconv_k;     /* K capacity of wconv */
-    float  **scores;      /* [n_threads][scores_cap] attention probabilities */
-    int64_t  scores_cap;
+    llmrt_cpu_attn attn;  /* tiled attention: its kernel, scratch and tile list */
 
     /* act-order 4-bit weights: x gathered into stored column order */
     float  *xperm;        /* [xperm_cap] */
@@ -145,7 +145,8 @@ static bool cpu_supports_weight(const llmrt_backend *be, llmrt_dtype dtype) {
 
 /* Everything the CPU has kernels for: f32/f16/bf16 matrices, Q8_0 with K % 32 == 0, 4-bit
  * matrices whose K and group size are multiples of the nibble block (q4_kernels.h), and the
- * attention of any head dim (one fp32 kernel; there is no separate flash kernel). */
+ * attention of any head dim (one tiled online-softmax fp32 kernel, attention_cpu.h; the
+ * FLASH_ATTENTION op names the GPU's separate tensor-core kernels). */
 static bool cpu_supports(const llmrt_backend *be, const llmrt_op_query *q, char *why, size_t cap) {
     if (why && cap) why[0] = 0;
     switch (q->op) {
@@ -329,10 +330,8 @@ static llmrt_status cpu_begin_batch(llmrt_backend *be, const llmrt_batch_plan *p
     c->n_outputs  = plan->n_outputs;
 
     /* Angles in fp32 as HF computes them (position * inv_freq), cos/sin of that angle. */
-    int32_t max_pos = 0;
     for (int64_t t = 0; t < T; t++) {
         int32_t pos = c->positions[t];
-        if (pos > max_pos) max_pos = pos;
         for (int32_t i = 0; i < c->half_dim; i++) {
             float angle                        = (float)pos * c->inv_freq[i];
             c->rope_cos[t * c->half_dim + i] = (float)cos((double)angle);
@@ -373,16 +372,8 @@ static llmrt_status cpu_begin_batch(llmrt_backend *be, const llmrt_batch_plan *p
         }
         c->xbf_cap = T * c->wconv_k;
     }
-    if ((int64_t)max_pos + 1 > c->scores_cap) {
-        int64_t cap = (int64_t)max_pos + 1;
-        for (int t = 0; t < c->n_threads; t++) {
-            float *n = realloc(c->scores[t], (size_t)cap * sizeof(float));
-            if (!n) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
-            c->scores[t] = n;
-        }
-        c->scores_cap = cap;
-    }
-    return LLMRT_OK;
+    /* attention scratch for this batch (head_dim = 2 * half_dim: Llama rotates whole heads) */
+    return llmrt_cpu_attn_reserve(&c->attn, T, 2 * c->half_dim, err);
 }
 
 /* --------------------------------------------------------------------------------------------- */
@@ -641,53 +632,26 @@ static void cpu_rope_kv_write(llmrt_backend *be, void *q, void *k, const void *v
     }
 }
 
-typedef struct attn_job {
-    cpu_ctx                *c;
-    float                  *out;
-    const float            *q, *k_cache, *v_cache;
-    const llmrt_attn_shape *s;
-    int32_t                 block_size;
-} attn_job;
-
-/* One (token, head): softmax over positions 0..pos of its sequence, in position order. */
-static void attn_task(void *p, int64_t task, int thread) {
-    const attn_job *j   = p;
-    const cpu_ctx  *c   = j->c;
-    int32_t         Hq  = j->s->n_heads, hd = j->s->head_dim;
-    int32_t         t   = (int32_t)(task / Hq), h = (int32_t)(task % Hq);
-    int32_t         kvh = h / (Hq / j->s->n_kv_heads);
-    int64_t         kv_w = (int64_t)j->s->n_kv_heads * hd;
-    int32_t         pos = c->positions[t];
-    const int32_t  *table = c->block_tables + (int64_t)c->seq_of[t] * c->max_blocks;
-    const float    *qv    = j->q + (int64_t)t * Hq * hd + (int64_t)h * hd;
-    float          *sc    = c->scores[thread];
-    float           mx    = -INFINITY;
-    for (int32_t p_ = 0; p_ <= pos; p_++) {
-        int64_t slot = (int64_t)table[p_ / j->block_size] * j->block_size + p_ % j->block_size;
-        float   v    = c->k.dot(qv, j->k_cache + slot * kv_w + (int64_t)kvh * hd, hd) * j->s->scale;
-        sc[p_]       = v;
-        if (v > mx) mx = v;
-    }
-    float sum = 0.0f;
-    for (int32_t p_ = 0; p_ <= pos; p_++) {
-        sc[p_] = expf(sc[p_] - mx);
-        sum += sc[p_];
-    }
-    float *o = j->out + (int64_t)t * Hq * hd + (int64_t)h * hd;
-    memset(o, 0, (size_t)hd * sizeof(float));
-    float inv = 1.0f / sum;
-    for (int32_t p_ = 0; p_ <= pos; p_++) {
-        int64_t slot = (int64_t)table[p_ / j->block_size] * j->block_size + p_ % j->block_size;
-        c->k.axpy(o, sc[p_] * inv, j->v_cache + slot * kv_w + (int64_t)kvh * hd, hd);
-    }
-}
-
 static void cpu_attention(llmrt_backend *be, void *out, const void *q, const void *k_cache,
                           const void *v_cache, const llmrt_attn_shape *s) {
-    cpu_ctx *c = ctx_of(be);
-    attn_job job = {.c = c, .out = out, .q = q, .k_cache = k_cache, .v_cache = v_cache, .s = s,
-                    .block_size = s->block_size};
-    llmrt_thread_pool_run(c->pool, (int64_t)c->n_tokens * s->n_heads, attn_task, &job);
+    cpu_ctx             *c = ctx_of(be);
+    llmrt_cpu_attn_batch b = {.positions = c->positions, .seq_of = c->seq_of,
+                              .block_tables = c->block_tables, .n_tokens = c->n_tokens,
+                              .max_blocks = c->max_blocks};
+    llmrt_error          err = {0};
+    llmrt_status st = llmrt_cpu_attention(&c->attn, c->pool, out, q, k_cache, v_cache, s->n_heads,
+                                          s->n_kv_heads, s->head_dim, s->block_size, s->scale, &b);
+    if (st != LLMRT_OK) { /* begin_batch reserved for head_dim = 2 * half_dim; grow for another */
+        st = llmrt_cpu_attn_reserve(&c->attn, c->n_tokens, s->head_dim, &err);
+        if (st == LLMRT_OK)
+            st = llmrt_cpu_attention(&c->attn, c->pool, out, q, k_cache, v_cache, s->n_heads,
+                                     s->n_kv_heads, s->head_dim, s->block_size, s->scale, &b);
+    }
+    if (st != LLMRT_OK) { /* the op cannot fail: make the failure visible in the logits */
+        llmrt_log(LLMRT_LOG_ERROR, "cpu attention: out of memory");
+        float *o = out;
+        for (int64_t i = 0; i < (int64_t)c->n_tokens * s->n_heads * s->head_dim; i++) o[i] = NAN;
+    }
 }
 
 /* --------------------------------------------------------------------------------------------- */
@@ -701,10 +665,9 @@ static void cpu_destroy(llmrt_backend *be) {
         llmrt_thread_pool_destroy(c->pool);
         for (int t = 0; t < c->n_threads; t++) {
             if (c->wconv) free(c->wconv[t]);
-            if (c->scores) free(c->scores[t]);
         }
         free(c->wconv);
-        free(c->scores);
+        llmrt_cpu_attn_free(&c->attn);
         free(c->xperm);
         free(c->xq.q);
         free(c->xq.d);
@@ -787,8 +750,8 @@ llmrt_status llmrt_backend_cpu_create_opts(int n_threads, const char *force_isa,
     }
     c->n_threads = llmrt_thread_pool_size(c->pool);
     c->wconv     = calloc((size_t)c->n_threads, sizeof *c->wconv);
-    c->scores    = calloc((size_t)c->n_threads, sizeof *c->scores);
-    if (!c->wconv || !c->scores) {
+    llmrt_error aerr = {0};
+    if (!c->wconv || llmrt_cpu_attn_init(&c->attn, c->k.isa, c->n_threads, &aerr) != LLMRT_OK) {
         cpu_destroy(be);
         return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
     }

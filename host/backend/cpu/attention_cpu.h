@@ -1,0 +1,93 @@
+/* Attention over the paged KV cache on the CPU, flash-style: the batch is cut into query tiles
+ * (consecutive tokens of one sequence at increasing positions, up to LLMRT_CPU_ATTN_MAX_ROWS
+ * (token, head) rows, every query head of one GQA group), and one task runs one (tile, KV head):
+ * it streams the sequence's K/V once, LLMRT_CPU_ATTN_CHUNK positions at a time, with an online
+ * softmax (running max and sum per row, output rescaled when the max grows). The old kernel read
+ * the whole K/V history once per (token, head), so prefill cost grew with the prompt squared in
+ * memory traffic too.
+ *
+ * Batch invariance: a row's arithmetic never depends on the tile it is in. KV chunks start at
+ * absolute positions that are multiples of the chunk width, every score is a sequential FMA
+ * over d, every output element o = o * alpha, then o = fma(p_j, v_jd, o) for j in order; rows
+ * of a tile only share loads. A chunk position beyond a row's own position gets p = 0 exactly,
+ * which leaves o, l and m unchanged. So a token gives the same bits alone (decode), in any
+ * prefill chunk, or next to other sequences. Different ISAs round differently (each is tested
+ * against an fp64 reference). */
+#ifndef LLMRT_BACKEND_CPU_ATTENTION_CPU_H
+#define LLMRT_BACKEND_CPU_ATTENTION_CPU_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../../core/error.h"
+#include "../../core/thread_pool.h"
+
+/* (token, head) rows per tile: 16 tokens of a 3-way GQA group. Enough rows to amortise the K
+ * chunk transpose and keep the V rows hot; few enough that q, out and P stay in L1/L2 and that a
+ * 128-token prompt still gives each thread several tasks. */
+#define LLMRT_CPU_ATTN_MAX_ROWS 48
+/* KV positions per online-softmax step (one AVX-512 vector of scores; AVX2 uses two halves) */
+#define LLMRT_CPU_ATTN_CHUNK 16
+
+/* One (query tile, KV head). Rows are (token i, head g) with r = i * group + g. */
+typedef struct llmrt_cpu_attn_tile {
+    const float   *q;          /* row (i, g) at q + i * q_ld + g * head_dim: [n_tok, group, hd]   */
+    float         *out;        /* same layout as q (q_ld apart per token)                         */
+    int64_t        q_ld;       /* floats between tokens: Hq * hd                                  */
+    const int32_t *pos;        /* [n_tok] strictly increasing positions                           */
+    int32_t        n_tok;      /* tokens in the tile (n_tok * group <= MAX_ROWS)                 */
+    int32_t        group;      /* query heads per KV head                                         */
+    int32_t        head_dim;
+    const float   *k, *v;      /* cache base + KV head offset: position p at k + slot(p) * kv_ld */
+    int64_t        kv_ld;      /* floats between cache slots: Hkv * hd                            */
+    const int32_t *table;      /* [>= pos / block_size + 1] block ids of the sequence             */
+    int32_t        block_size; /* tokens per KV block                                             */
+    float          scale;      /* 1/sqrt(hd)                                                      */
+} llmrt_cpu_attn_tile;
+
+/* Runs one tile; scratch holds llmrt_cpu_attn_scratch_floats(head_dim) floats, 64-byte aligned. */
+typedef void (*llmrt_cpu_attn_tile_fn)(const llmrt_cpu_attn_tile *t, float *scratch);
+
+size_t llmrt_cpu_attn_scratch_floats(int32_t head_dim);
+
+/* per-ISA tile kernels; `for` picks by the name llmrt_cpu_kernels_select chose ("avx512",
+ * "avx2", anything else: generic) */
+void                   llmrt_cpu_attn_tile_generic(const llmrt_cpu_attn_tile *t, float *scratch);
+void                   llmrt_cpu_attn_tile_avx2(const llmrt_cpu_attn_tile *t, float *scratch);
+void                   llmrt_cpu_attn_tile_avx512(const llmrt_cpu_attn_tile *t, float *scratch);
+llmrt_cpu_attn_tile_fn llmrt_cpu_attn_tile_for(const char *isa);
+
+/* Per-backend state: the kernel, per-thread scratch and the tile list, sized by reserve (called
+ * from begin_batch, where a failure can be reported) so the forward allocates nothing. */
+typedef struct llmrt_cpu_attn {
+    llmrt_cpu_attn_tile_fn tile;
+    int                    n_threads;
+    float                **scratch;     /* [n_threads][scratch_cap]                           */
+    size_t                 scratch_cap; /* floats                                              */
+    int32_t               *tiles;       /* [tiles_cap] first token of each tile, then the end */
+    int64_t                tiles_cap;
+} llmrt_cpu_attn;
+
+llmrt_status llmrt_cpu_attn_init(llmrt_cpu_attn *a, const char *isa, int n_threads,
+                                 llmrt_error *err);
+void         llmrt_cpu_attn_free(llmrt_cpu_attn *a);
+llmrt_status llmrt_cpu_attn_reserve(llmrt_cpu_attn *a, int64_t n_tokens, int32_t head_dim,
+                                    llmrt_error *err);
+
+/* out [T, Hq, hd] = softmax(q Kᵀ * scale, causal to each token's position) V over the paged
+ * cache of the token's sequence. q [T, Hq, hd]; k_cache, v_cache [slots, Hkv, hd];
+ * positions, seq_of [T]; block_tables [n_seqs, max_blocks]. Needs a prior reserve for T and hd
+ * (returns LLMRT_ERR_OUT_OF_MEMORY, output untouched, otherwise). */
+typedef struct llmrt_cpu_attn_batch {
+    const int32_t *positions;    /* [T] */
+    const int32_t *seq_of;       /* [T] */
+    const int32_t *block_tables; /* [n_seqs, max_blocks] */
+    int32_t        n_tokens, max_blocks;
+} llmrt_cpu_attn_batch;
+
+llmrt_status llmrt_cpu_attention(llmrt_cpu_attn *a, llmrt_thread_pool *pool, float *out,
+                                 const float *q, const float *k_cache, const float *v_cache,
+                                 int32_t n_heads, int32_t n_kv_heads, int32_t head_dim,
+                                 int32_t block_size, float scale, const llmrt_cpu_attn_batch *b);
+
+#endif

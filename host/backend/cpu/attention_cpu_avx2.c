@@ -1,0 +1,188 @@
+/* AVX2/FMA tile kernel of the CPU attention (attention_cpu.h), compiled with -mavx2 -mfma. The
+ * structure of the AVX-512 kernel with 8-lane vectors: a 16-position chunk is two halves, K is
+ * transposed by 8x8 blocks, 4 rows share each kt load in the scores and each V load in P·V.
+ * The softmax bookkeeping of a row (max, sum over 16 lanes) is scalar, in lane order. */
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "attention_cpu.h"
+
+#define W      LLMRT_CPU_ATTN_CHUNK /* 16: two ymm of scores */
+#define S_ROWS 4
+#define V_ROWS 4
+#define V_COLS 4 /* ymm of output columns per P·V pass (32 floats) */
+
+static inline const float *kv_row(const llmrt_cpu_attn_tile *t, const float *base, int32_t p) {
+    int64_t slot = (int64_t)t->table[p / t->block_size] * t->block_size + p % t->block_size;
+    return base + slot * t->kv_ld;
+}
+
+static inline float *row_ptr(float *base, const llmrt_cpu_attn_tile *t, int32_t r) {
+    return base + (r / t->group) * t->q_ld + (r % t->group) * t->head_dim;
+}
+
+/* e^x for x <= 0, as the AVX-512 kernel computes it (clamp at -87, degree-6 polynomial), with
+ * 2^n built in the exponent field (n >= -126 after the clamp). */
+static inline __m256 exp_neg(__m256 x) {
+    x        = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r        = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 720);
+    p        = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+    p        = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p        = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p        = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p        = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p        = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+/* kt[d * 16 + h * 8 + j] = rows[h * 8 + j][d]: 8x8 transposes in registers, scalar tail. */
+static void transpose_k(float *kt, const float *const rows[W], int32_t hd) {
+    int32_t d0 = 0;
+    for (; d0 + 8 <= hd; d0 += 8)
+        for (int h = 0; h < 2; h++) {
+            const float *const *rw = rows + 8 * h;
+            __m256 r[8], t[8];
+            for (int j = 0; j < 8; j++) r[j] = _mm256_loadu_ps(rw[j] + d0);
+            for (int j = 0; j < 8; j += 2) {
+                t[j]     = _mm256_unpacklo_ps(r[j], r[j + 1]);
+                t[j + 1] = _mm256_unpackhi_ps(r[j], r[j + 1]);
+            }
+            for (int j = 0; j < 8; j += 4) {
+                r[j]     = _mm256_shuffle_ps(t[j], t[j + 2], 0x44);
+                r[j + 1] = _mm256_shuffle_ps(t[j], t[j + 2], 0xEE);
+                r[j + 2] = _mm256_shuffle_ps(t[j + 1], t[j + 3], 0x44);
+                r[j + 3] = _mm256_shuffle_ps(t[j + 1], t[j + 3], 0xEE);
+            }
+            for (int j = 0; j < 4; j++) {
+                t[j]     = _mm256_permute2f128_ps(r[j], r[j + 4], 0x20);
+                t[j + 4] = _mm256_permute2f128_ps(r[j], r[j + 4], 0x31);
+            }
+            for (int j = 0; j < 8; j++) _mm256_storeu_ps(kt + (size_t)(d0 + j) * W + 8 * h, t[j]);
+        }
+    for (; d0 < hd; d0++)
+        for (int j = 0; j < W; j++) kt[(size_t)d0 * W + j] = rows[j][d0];
+}
+
+/* s[2i], s[2i+1] = the two halves of row i's scores, sequential over d */
+static inline void scores4(__m256 *s, const float *const *q, const float *kt, int32_t hd) {
+    for (int i = 0; i < 2 * S_ROWS; i++) s[i] = _mm256_setzero_ps();
+    for (int32_t d = 0; d < hd; d++) {
+        __m256 k0 = _mm256_loadu_ps(kt + (size_t)d * W), k1 = _mm256_loadu_ps(kt + (size_t)d * W + 8);
+#pragma GCC unroll 4
+        for (int i = 0; i < S_ROWS; i++) {
+            __m256 qb    = _mm256_broadcast_ss(q[i] + d);
+            s[2 * i]     = _mm256_fmadd_ps(qb, k0, s[2 * i]);
+            s[2 * i + 1] = _mm256_fmadd_ps(qb, k1, s[2 * i + 1]);
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void pv(float *const *o, const float *p,
+                                                      const float *alpha, const float *const *v,
+                                                      int32_t nv, int32_t d0, const __m256i *cm,
+                                                      int NR) {
+    __m256 acc[V_ROWS][V_COLS];
+#pragma GCC unroll 4
+    for (int i = 0; i < NR; i++) {
+        __m256 a = _mm256_set1_ps(alpha[i]);
+#pragma GCC unroll 4
+        for (int c = 0; c < V_COLS; c++)
+            acc[i][c] = _mm256_mul_ps(_mm256_maskload_ps(o[i] + d0 + 8 * c, cm[c]), a);
+    }
+    for (int32_t j = 0; j < nv; j++) {
+        __m256 vv[V_COLS];
+#pragma GCC unroll 4
+        for (int c = 0; c < V_COLS; c++) vv[c] = _mm256_maskload_ps(v[j] + d0 + 8 * c, cm[c]);
+#pragma GCC unroll 4
+        for (int i = 0; i < NR; i++) {
+            __m256 pb = _mm256_broadcast_ss(p + i * W + j);
+#pragma GCC unroll 4
+            for (int c = 0; c < V_COLS; c++) acc[i][c] = _mm256_fmadd_ps(pb, vv[c], acc[i][c]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < NR; i++)
+#pragma GCC unroll 4
+        for (int c = 0; c < V_COLS; c++) _mm256_maskstore_ps(o[i] + d0 + 8 * c, cm[c], acc[i][c]);
+}
+
+void llmrt_cpu_attn_tile_avx2(const llmrt_cpu_attn_tile *t, float *scratch) {
+    const int32_t hd = t->head_dim, G = t->group, R = t->n_tok * G;
+    const size_t  rows_pad = (LLMRT_CPU_ATTN_MAX_ROWS + 15) / 16 * 16;
+    float        *kt = scratch;
+    float        *p  = kt + (size_t)hd * W;
+    float        *m  = p + rows_pad * W, *l = m + rows_pad, *alpha = l + rows_pad;
+    const float  *qr[LLMRT_CPU_ATTN_MAX_ROWS + S_ROWS];
+    float        *orow[LLMRT_CPU_ATTN_MAX_ROWS + V_ROWS];
+    for (int32_t r = 0; r < R; r++) {
+        qr[r]   = row_ptr((float *)t->q, t, r);
+        orow[r] = row_ptr(t->out, t, r);
+        memset(orow[r], 0, (size_t)hd * sizeof(float));
+        m[r] = -INFINITY, l[r] = 0.0f;
+    }
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    int32_t       last = t->pos[t->n_tok - 1], i0 = 0;
+    for (int32_t c0 = 0; c0 <= last; c0 += W) {
+        while (t->pos[i0] < c0) i0++;
+        int32_t      nv = last - c0 + 1 < W ? last - c0 + 1 : W;
+        const float *kr[W], *vr[W];
+        for (int32_t j = 0; j < W; j++) {
+            kr[j] = kv_row(t, t->k, c0 + (j < nv ? j : 0));
+            vr[j] = kv_row(t, t->v, c0 + (j < nv ? j : 0));
+        }
+        transpose_k(kt, kr, hd);
+        int32_t r0 = i0 * G;
+        for (int32_t r = r0; r < R; r += S_ROWS) {
+            int32_t      n = R - r < S_ROWS ? R - r : S_ROWS;
+            const float *qg[S_ROWS];
+            for (int i = 0; i < S_ROWS; i++) qg[i] = qr[r + (i < n ? i : 0)];
+            __m256 s[2 * S_ROWS];
+            scores4(s, qg, kt, hd);
+            for (int i = 0; i < n; i++) {
+                int32_t ri = r + i;
+                int32_t nr = t->pos[ri / G] - c0 + 1 < W ? t->pos[ri / G] - c0 + 1 : W;
+                float   sv[W] __attribute__((aligned(32)));
+                __m256  sc = _mm256_set1_ps(t->scale);
+                _mm256_store_ps(sv, _mm256_mul_ps(s[2 * i], sc));
+                _mm256_store_ps(sv + 8, _mm256_mul_ps(s[2 * i + 1], sc));
+                float mx = m[ri];
+                for (int j = 0; j < nr; j++) mx = sv[j] > mx ? sv[j] : mx;
+                __m256  mv = _mm256_set1_ps(mx);
+                __m256i n0 = _mm256_set1_epi32(nr);
+                __m256  e0 = _mm256_and_ps(exp_neg(_mm256_sub_ps(_mm256_load_ps(sv), mv)),
+                                           _mm256_castsi256_ps(_mm256_cmpgt_epi32(n0, lane)));
+                __m256  e1 = _mm256_and_ps(
+                    exp_neg(_mm256_sub_ps(_mm256_load_ps(sv + 8), mv)),
+                    _mm256_castsi256_ps(_mm256_cmpgt_epi32(n0, _mm256_add_epi32(lane, _mm256_set1_epi32(8)))));
+                float *pr = p + (size_t)ri * W;
+                _mm256_storeu_ps(pr, e0);
+                _mm256_storeu_ps(pr + 8, e1);
+                float sum = 0.0f;
+                for (int j = 0; j < W; j++) sum += pr[j];
+                float a   = expf(m[ri] - mx);
+                l[ri]     = l[ri] * a + sum;
+                m[ri]     = mx;
+                alpha[ri] = a;
+            }
+        }
+        for (int32_t d0 = 0; d0 < hd; d0 += 8 * V_COLS) {
+            __m256i cm[V_COLS];
+            for (int c = 0; c < V_COLS; c++)
+                cm[c] = _mm256_cmpgt_epi32(_mm256_set1_epi32(hd - d0 - 8 * c), lane);
+            int32_t r = r0;
+            for (; r + V_ROWS <= R; r += V_ROWS)
+                pv(orow + r, p + (size_t)r * W, alpha + r, vr, nv, d0, cm, V_ROWS);
+            for (; r < R; r++) pv(orow + r, p + (size_t)r * W, alpha + r, vr, nv, d0, cm, 1);
+        }
+    }
+    for (int32_t r = 0; r < R; r++) {
+        float inv = 1.0f / l[r];
+        for (int32_t d = 0; d < hd; d++) orow[r][d] *= inv;
+    }
+}

@@ -1,0 +1,64 @@
+/* Portable C tile kernel of the CPU attention (attention_cpu.h): the same chunked online softmax
+ * as the SIMD variants, written plainly. Each row's arithmetic (scores summed over d in order,
+ * o = o * alpha then o += p_j * v_j for j in order) does not depend on the other rows. */
+#include <math.h>
+#include <string.h>
+
+#include "attention_cpu.h"
+
+#define W LLMRT_CPU_ATTN_CHUNK
+
+static const float *kv_row(const llmrt_cpu_attn_tile *t, const float *base, int32_t p) {
+    int64_t slot = (int64_t)t->table[p / t->block_size] * t->block_size + p % t->block_size;
+    return base + slot * t->kv_ld;
+}
+
+void llmrt_cpu_attn_tile_generic(const llmrt_cpu_attn_tile *t, float *scratch) {
+    const int32_t hd = t->head_dim, G = t->group, R = t->n_tok * G;
+    float        *kt = scratch;          /* [hd, W]: K of the chunk, transposed */
+    float        *p  = kt + (size_t)hd * W; /* [R, W] probabilities of the chunk */
+    for (int32_t r = 0; r < R; r++) memset(t->out + (r / G) * t->q_ld + (r % G) * hd, 0, (size_t)hd * sizeof(float));
+    float m[LLMRT_CPU_ATTN_MAX_ROWS], l[LLMRT_CPU_ATTN_MAX_ROWS], alpha[LLMRT_CPU_ATTN_MAX_ROWS];
+    for (int32_t r = 0; r < R; r++) m[r] = -INFINITY, l[r] = 0.0f;
+    int32_t last = t->pos[t->n_tok - 1], i0 = 0;
+    for (int32_t c0 = 0; c0 <= last; c0 += W) {
+        while (t->pos[i0] < c0) i0++; /* tokens before the chunk are done with it */
+        int32_t      nv = last - c0 + 1 < W ? last - c0 + 1 : W;
+        const float *vr[W];
+        for (int32_t j = 0; j < nv; j++) {
+            const float *kr = kv_row(t, t->k, c0 + j);
+            vr[j]           = kv_row(t, t->v, c0 + j);
+            for (int32_t d = 0; d < hd; d++) kt[d * W + j] = kr[d];
+        }
+        for (int32_t r = i0 * G; r < R; r++) {
+            const float *qr = t->q + (r / G) * t->q_ld + (r % G) * hd;
+            int32_t      nr = t->pos[r / G] - c0 + 1 < W ? t->pos[r / G] - c0 + 1 : W;
+            float        s[W], mx = m[r];
+            for (int32_t j = 0; j < nr; j++) {
+                float acc = 0.0f;
+                for (int32_t d = 0; d < hd; d++) acc += qr[d] * kt[d * W + j];
+                s[j] = acc * t->scale;
+                if (s[j] > mx) mx = s[j];
+            }
+            float a = expf(m[r] - mx), sum = 0.0f;
+            for (int32_t j = 0; j < W; j++) {
+                p[r * W + j] = j < nr ? expf(s[j] - mx) : 0.0f;
+                sum += p[r * W + j];
+            }
+            l[r]     = l[r] * a + sum;
+            m[r]     = mx;
+            alpha[r] = a;
+        }
+        for (int32_t r = i0 * G; r < R; r++) {
+            float *o = t->out + (r / G) * t->q_ld + (r % G) * hd;
+            for (int32_t d = 0; d < hd; d++) o[d] *= alpha[r];
+            for (int32_t j = 0; j < nv; j++)
+                for (int32_t d = 0; d < hd; d++) o[d] += p[r * W + j] * vr[j][d];
+        }
+    }
+    for (int32_t r = 0; r < R; r++) {
+        float *o   = t->out + (r / G) * t->q_ld + (r % G) * hd;
+        float  inv = 1.0f / l[r];
+        for (int32_t d = 0; d < hd; d++) o[d] *= inv;
+    }
+}
