@@ -182,11 +182,15 @@ static void on_event(void *user, const char *data, size_t len, double t) {
                                    : cJSON_GetObjectItem(c0, "text");
         if (cJSON_IsString(txt) && txt->valuestring[0]) {
             bench_timeline *tl = r->tl;
-            if (tl->n_tokens == r->cap) {
-                r->cap       = 2 * r->cap + 8;
-                tl->t_tokens = realloc(tl->t_tokens, (size_t)r->cap * sizeof(double));
+            if (tl->n_tokens == r->cap) { /* a server sending more events than max_tokens */
+                int32_t cap = r->cap <= (INT32_MAX - 8) / 2 ? 2 * r->cap + 8 : INT32_MAX;
+                double *tt  = cap > r->cap ? realloc(tl->t_tokens, (size_t)cap * sizeof(double)) : NULL;
+                if (tt) {
+                    tl->t_tokens = tt;
+                    r->cap       = cap;
+                }
             }
-            tl->t_tokens[tl->n_tokens++] = t;
+            if (tl->n_tokens < r->cap) tl->t_tokens[tl->n_tokens++] = t; /* else: not timed */
         }
     }
     cJSON_Delete(j);
@@ -279,6 +283,19 @@ static int run_http(const http_cfg *cfg, const char *url, const req_spec *specs,
     double         *arrival = calloc((size_t)n, sizeof *arrival);
     char          **bodies  = calloc((size_t)n, sizeof *bodies);
     run_state       st      = {.reqs = calloc((size_t)n, sizeof(hreq))};
+    bool            ok      = tl && arrival && bodies && st.reqs;
+    for (int32_t i = 0; ok && i < n; i++)
+        ok = (tl[i].t_tokens = bench_alloc_token_times(specs[i].max_tokens)) != NULL;
+    if (!ok) {
+        fprintf(stderr, "llmrt bench: out of memory for %d requests\n", n);
+        for (int32_t i = 0; tl && i < n; i++) free(tl[i].t_tokens);
+        free(tl);
+        free(arrival);
+        free(bodies);
+        free(st.reqs);
+        http_client_destroy(client);
+        return -1;
+    }
     bench_workload_arrivals(n, cfg->rate, cfg->seed, arrival);
     for (int32_t i = 0; i < n; i++) { /* bodies before the clock starts */
         hreq *r          = &st.reqs[i];
@@ -286,7 +303,6 @@ static int run_http(const http_cfg *cfg, const char *url, const req_spec *specs,
         r->cap           = specs[i].max_tokens + 1;
         r->chat          = cfg->chat;
         r->n_prompt_sent = specs[i].n_ids;
-        tl[i].t_tokens   = malloc((size_t)r->cap * sizeof(double));
         bodies[i]        = request_body(cfg, &specs[i], model);
     }
     double  t0 = cli_now();

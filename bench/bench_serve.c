@@ -56,9 +56,18 @@ static int run_load(llmrt_model *model, const cli_common *common, const serve_cf
     sp.ignore_eos            = !cfg->dataset || sp.ignore_eos;
     bench_timeline *tl       = calloc((size_t)n, sizeof *tl);
     double         *arrival  = calloc((size_t)n, sizeof *arrival);
+    bool            alloc_ok = tl && arrival;
+    for (int32_t i = 0; alloc_ok && i < n; i++)
+        alloc_ok = (tl[i].t_tokens = bench_alloc_token_times(specs[i].max_tokens)) != NULL;
+    if (!alloc_ok) {
+        fprintf(stderr, "llmrt bench: out of memory for %d requests' timelines\n", n);
+        for (int32_t i = 0; tl && i < n; i++) free(tl[i].t_tokens);
+        free(tl);
+        free(arrival);
+        llmrt_engine_destroy(engine);
+        return -1;
+    }
     bench_workload_arrivals(n, cfg->rate, cfg->seed, arrival);
-    for (int32_t i = 0; i < n; i++)
-        tl[i].t_tokens = malloc((size_t)(specs[i].max_tokens + 1) * sizeof(double));
     double  t0 = cli_now();
     int32_t next = 0, inflight = 0, done = 0, rc = 0;
     while (done < n) {

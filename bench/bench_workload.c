@@ -9,6 +9,8 @@
 #include <sys/types.h>
 
 #include "../host/cli/cli_json.h"
+#include "../host/core/checked_math.h"
+#include "../host/core/regular_file.h"
 
 static uint64_t rng_next(uint64_t *s) {
     *s = *s * 6364136223846793005ull + 1442695040888963407ull;
@@ -19,38 +21,76 @@ static int32_t pick(uint64_t *s, int32_t lo, int32_t hi) {
     return lo + (hi > lo ? (int32_t)(rng_next(s) % (uint64_t)(hi - lo + 1)) : 0);
 }
 
+double *bench_alloc_token_times(int32_t max_tokens) {
+    uint64_t n, bytes;
+    if (max_tokens < 0 || !ck_add_u64((uint64_t)max_tokens, 1, &n) ||
+        !ck_mul_u64(n, sizeof(double), &bytes) || bytes > SIZE_MAX) {
+        fprintf(stderr, "llmrt bench: %d output tokens is out of range\n", max_tokens);
+        return NULL;
+    }
+    double *t = malloc((size_t)bytes);
+    if (!t) fprintf(stderr, "llmrt bench: out of memory for %d output tokens\n", max_tokens);
+    return t;
+}
+
+/* One dataset line into *spec; -1 with a message naming path, line and field. */
+static int dataset_line(const char *path, int32_t lineno, const char *line, size_t len,
+                        int32_t default_out, req_spec *spec) {
+    cJSON *root = NULL;
+    char   msg[512];
+    if (cli_json_parse(line, len, path, &root, msg, sizeof msg) != 0) {
+        fprintf(stderr, "llmrt bench: %s line %d: %s\n", path, lineno, msg);
+        return -1;
+    }
+    const cJSON *p  = cJSON_GetObjectItem(root, "prompt");
+    const cJSON *ol = cJSON_GetObjectItem(root, "output_len");
+    int64_t      out_len = default_out;
+    int          rc      = 0;
+    if (!cJSON_IsString(p)) {
+        fprintf(stderr, "llmrt bench: %s line %d: no \"prompt\" string\n", path, lineno);
+        rc = -1;
+    } else if (ol && !cJSON_IsNull(ol) &&
+               cli_json_int(ol, "output_len", 1, BENCH_MAX_OUTPUT_LEN, &out_len, msg, sizeof msg)) {
+        fprintf(stderr, "llmrt bench: %s line %d: %s\n", path, lineno, msg);
+        rc = -1;
+    } else if (!(spec->text = strdup(p->valuestring))) {
+        fprintf(stderr, "llmrt bench: %s line %d: out of memory\n", path, lineno);
+        rc = -1;
+    } else {
+        spec->max_tokens = (int32_t)out_len;
+    }
+    cJSON_Delete(root);
+    return rc;
+}
+
 int bench_workload_dataset(const char *path, int32_t n_max, int32_t default_out, req_spec **out,
                            int32_t *n) {
-    FILE *f = fopen(path, "r");
+    *out = NULL;
+    *n   = 0;
+    llmrt_error err = {0};
+    FILE       *f   = llmrt_fopen_regular_file(path, &err);
     if (!f) {
-        fprintf(stderr, "llmrt bench: cannot open %s\n", path);
+        fprintf(stderr, "llmrt bench: --dataset %s\n", err.msg);
+        return -1;
+    }
+    req_spec *specs = n_max > 0 ? calloc((size_t)n_max, sizeof *specs) : NULL;
+    if (!specs) {
+        fprintf(stderr, "llmrt bench: cannot hold %d prompts\n", n_max);
+        fclose(f);
         return -1;
     }
     char   *line = NULL;
     size_t  cap  = 0;
     ssize_t got;
-    int32_t cnt = 0, lineno = 0;
-    req_spec *specs = calloc((size_t)n_max, sizeof *specs);
+    int32_t cnt = 0, lineno = 0, bad = 0;
     while (cnt < n_max && (got = getline(&line, &cap, f)) >= 0) {
         lineno++;
         if (got <= 1) continue;
-        cJSON *root = NULL;
-        char   jerr[512];
-        if (cli_json_parse(line, (size_t)got, path, &root, jerr, sizeof jerr) != 0) {
-            fprintf(stderr, "llmrt bench: %s line %d: %s\n", path, lineno, jerr);
-            continue;
-        }
-        const cJSON *p  = cJSON_GetObjectItem(root, "prompt");
-        const cJSON *ol = cJSON_GetObjectItem(root, "output_len");
-        if (cJSON_IsString(p)) {
-            specs[cnt].text       = strdup(p->valuestring);
-            specs[cnt].max_tokens = cJSON_IsNumber(ol) && ol->valueint > 0 ? ol->valueint : default_out;
-            cnt++;
-        } else {
-            fprintf(stderr, "llmrt bench: %s line %d: no \"prompt\" string\n", path, lineno);
-        }
-        cJSON_Delete(root);
+        if (dataset_line(path, lineno, line, (size_t)got, default_out, &specs[cnt]) == 0) cnt++;
+        else bad++;
     }
+    if (ferror(f)) fprintf(stderr, "llmrt bench: reading %s failed\n", path);
+    if (bad) fprintf(stderr, "llmrt bench: %s: %d bad lines skipped\n", path, bad);
     free(line);
     fclose(f);
     *out = specs;

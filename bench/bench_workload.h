@@ -18,7 +18,18 @@ typedef struct req_spec {
  * lengths uniform in [out_min, out_max], from `seed`. */
 req_spec *bench_workload_random(int32_t num_prompts, int32_t in_min, int32_t in_max,
                                 int32_t out_min, int32_t out_max, uint64_t seed, int32_t vocab);
-/* At most n_max prompts from a JSONL file ({"prompt": "...", "output_len": n}); -1 when none. */
+/* The largest output_len a dataset line may ask for: it sizes a per-request array of token
+ * times, so it is bounded before any allocation (far above any model's context). */
+#define BENCH_MAX_OUTPUT_LEN (1 << 20)
+
+/* Per-token timestamps for a request of up to max_tokens tokens (+1 for the last event), with
+ * overflow-checked size math; NULL (with a message) when out of memory or out of range. */
+double *bench_alloc_token_times(int32_t max_tokens);
+
+/* At most n_max prompts from a JSONL file ({"prompt": "...", "output_len": n}); -1 when none.
+ * The file must be a regular file (a FIFO would block). A line that is not JSON, has no prompt
+ * string, or an output_len that is not an integer in [1, BENCH_MAX_OUTPUT_LEN] is skipped with a
+ * message naming the file, line and field. */
 int bench_workload_dataset(const char *path, int32_t n_max, int32_t default_out, req_spec **out,
                            int32_t *n);
 /* Arrival times (seconds from the start) of n requests: all 0 when rate <= 0, else a Poisson
