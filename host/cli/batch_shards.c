@@ -8,8 +8,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "batch_output.h"
 #include "id_set.h"
 #include "llmrt_experimental.h"
+#include "../core/regular_file.h"
 
 int batch_shards_init(batch_shards *s, const char *out_path, int32_t tp) {
     if (llmrt_mpi_world_info(&s->world_rank, &s->world_size) != LLMRT_OK) {
@@ -37,9 +39,10 @@ bool batch_shards_owns(const batch_shards *s, int64_t line_no) {
     return !s->on || (line_no - 1) % s->n_groups == s->group;
 }
 
-/* Reads a whole file (NUL-terminated); NULL when it does not exist. */
+/* Reads a whole file (NUL-terminated); NULL when it does not exist or is not a regular file. */
 static char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
+    if (llmrt_probe_regular_file(path, NULL) <= 0) return NULL;
+    FILE *f = llmrt_fopen_regular_file(path, NULL);
     if (!f) return NULL;
     size_t cap = 1 << 16, n = 0;
     char  *buf = malloc(cap);
@@ -84,9 +87,11 @@ int batch_shards_merge(const batch_shards *s, const char *out_path) {
     char  *have = read_all(out_path, &len);
     if (have) collect_ids(have, &ids);
     free(have);
-    int fd = open(out_path, O_WRONLY | O_APPEND | O_CREAT, 0644);
-    int rc = fd >= 0 ? 0 : -1;
-    int64_t merged = 0;
+    /* the same checked, whole-record appends as the job's (a failure names the file, keeps
+     * the complete records and leaves the shards for a rerun to merge) */
+    batch_output out;
+    int          rc     = batch_output_open(&out, out_path);
+    int64_t      merged = 0;
     for (int32_t g = 0; g < s->n_groups && rc == 0; g++) {
         char path[4200];
         snprintf(path, sizeof path, "%s.dp%d-of-%d", out_path, g, s->n_groups);
@@ -100,17 +105,14 @@ int batch_shards_merge(const batch_shards *s, const char *out_path) {
             bool         dup = cJSON_IsString(id) && id_set_has(&ids, id->valuestring);
             if (!dup && cJSON_IsString(id)) id_set_add(&ids, id->valuestring);
             cJSON_Delete(o);
-            *end = '\n';
-            /* one write per line, as the job writes them */
-            if (!dup && write(fd, line, (size_t)(end - line) + 1) != end - line + 1) rc = -1;
+            if (!dup && batch_output_write(&out, line) != 0) rc = -1;
             merged += !dup;
         }
         free(text);
-        if (rc == 0 && fdatasync(fd) == 0) unlink(path);
+        if (rc == 0 && batch_output_sync(&out, true) == 0) unlink(path);
     }
-    if (fd >= 0) close(fd);
-    if (rc != 0) fprintf(stderr, "llmrt batch: merging the shards into %s: %s\n", out_path,
-                         strerror(errno));
+    if (batch_output_close(&out) != 0) rc = -1;
+    if (rc != 0) fprintf(stderr, "llmrt batch: merging the shards into %s failed\n", out_path);
     else fprintf(stderr, "llmrt batch: merged %lld lines of %d shards into %s\n",
                  (long long)merged, s->n_groups, out_path);
     id_set_free(&ids);

