@@ -552,6 +552,7 @@ int bench_http_serve_main(int argc, char **argv) {
     snprintf(models_url, sizeof models_url, "%s/v1/models", base);
 
     /* a local model only when -m was given: its vocabulary and tokenizer */
+    if (cfg.dataset && bench_workload_check_dataset(cfg.dataset) != 0) return 1;
     llmrt_model *model     = NULL;
     bool         model_arg = c.model_path != default_model && c.model_path && *c.model_path;
     if (model_arg) {

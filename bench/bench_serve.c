@@ -256,6 +256,7 @@ static int serve_or_sweep(int argc, char **argv, bool sweep) {
         n_values  = cli_parse_int_list(len_list ? len_list : conc_list, sweep_key, &values);
         if (n_values <= 0) return 2;
     }
+    if (cfg.dataset && bench_workload_check_dataset(cfg.dataset) != 0) return 1;
     llmrt_model *model = cli_load_model(c.model_path, c.threads, c.load_format);
     if (!model) return 1;
     bench_context ctx = {.argc = argc, .argv = argv, .model_path = c.model_path,

@@ -63,6 +63,15 @@ static int dataset_line(const char *path, int32_t lineno, const char *line, size
     return rc;
 }
 
+int bench_workload_check_dataset(const char *path) {
+    llmrt_error err = {0};
+    int         is  = llmrt_probe_regular_file(path, &err);
+    if (is == 1) return 0;
+    if (is == 0) fprintf(stderr, "llmrt bench: --dataset %s: no such file\n", path);
+    else fprintf(stderr, "llmrt bench: --dataset %s\n", err.msg);
+    return -1;
+}
+
 int bench_workload_dataset(const char *path, int32_t n_max, int32_t default_out, req_spec **out,
                            int32_t *n) {
     *out = NULL;

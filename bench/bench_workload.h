@@ -32,6 +32,9 @@ double *bench_alloc_token_times(int32_t max_tokens);
  * message naming the file, line and field. */
 int bench_workload_dataset(const char *path, int32_t n_max, int32_t default_out, req_spec **out,
                            int32_t *n);
+/* Checks --dataset before the model is loaded and the machine probed (seconds): it must be a
+ * regular file. -1 with a message naming it. */
+int bench_workload_check_dataset(const char *path);
 /* Arrival times (seconds from the start) of n requests: all 0 when rate <= 0, else a Poisson
  * process of `rate` requests/s from `seed`. */
 void bench_workload_arrivals(int32_t n, double rate, uint64_t seed, double *arrival);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -121,17 +122,42 @@ int batch_output_scan(const char *path, id_set *done) {
 /* appending                                                                                     */
 /* --------------------------------------------------------------------------------------------- */
 
-int batch_output_open(batch_output *o, const char *path) {
+int batch_output_open(batch_output *o, const char *path, id_set *done) {
     *o = (batch_output){.path = path, .fd = -1, .last_sync = cli_now()};
-    o->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    struct stat st;
-    if (o->fd < 0 || fstat(o->fd, &st) != 0) {
+    /* O_NONBLOCK: a FIFO at the path must not block the open (it is refused below) */
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0644);
+    if (fd < 0) {
         fprintf(stderr, "llmrt batch: cannot open %s: %s\n", path, strerror(errno));
-        if (o->fd >= 0) close(o->fd);
-        o->fd = -1;
         return -1;
     }
-    o->committed = st.st_size; /* batch_output_scan left only complete records */
+    struct stat st;
+    int         flags = fcntl(fd, F_GETFL);
+    if (fstat(fd, &st) != 0 || flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+        fprintf(stderr, "llmrt batch: cannot open %s: %s\n", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        fprintf(stderr, "llmrt batch: %s is %s; --output must be a regular file (it is read "
+                        "back to resume)\n", path, llmrt_file_kind(st.st_mode));
+        close(fd);
+        return -1;
+    }
+    /* two jobs appending to one output would both redo the same lines: duplicates */
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        fprintf(stderr, "llmrt batch: %s: %s\n", path,
+                errno == EWOULDBLOCK ? "another llmrt batch job is writing it"
+                                     : strerror(errno));
+        close(fd);
+        return -1;
+    }
+    /* under the lock: validate, cut a torn tail, then count only complete records */
+    if (batch_output_scan(path, done) != 0 || fstat(fd, &st) != 0) {
+        close(fd);
+        return -1;
+    }
+    o->fd        = fd;
+    o->committed = st.st_size;
     return 0;
 }
 

@@ -37,8 +37,10 @@ typedef struct batch_output {
  * is not a regular file, or is damaged before its last line. */
 int batch_output_scan(const char *path, id_set *done);
 
-/* Opens `path` for appending (creating it). -1 with a message on stderr. */
-int batch_output_open(batch_output *o, const char *path);
+/* Opens `path` for appending (creating it), takes an exclusive flock(2) on it for the life of
+ * the job (a second job on the same output is refused: it would redo the same lines), then
+ * batch_output_scan()s it into `done`. -1 with a message on stderr. */
+int batch_output_open(batch_output *o, const char *path, id_set *done);
 
 /* Appends one record (`json` without its newline). 0, or -1 with a message on stderr and the
  * file cut back to its last complete record; after a failure every later call fails too. */

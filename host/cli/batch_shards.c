@@ -64,18 +64,6 @@ static char *read_all(const char *path, size_t *len) {
     return buf;
 }
 
-/* Adds the custom_id of every complete line of `text` to `ids`. */
-static void collect_ids(char *text, id_set *ids) {
-    for (char *line = text, *end; (end = strchr(line, '\n')) != NULL; line = end + 1) {
-        *end           = 0;
-        cJSON       *o  = cJSON_Parse(line);
-        const cJSON *id = cJSON_GetObjectItem(o, "custom_id");
-        if (cJSON_IsString(id)) id_set_add(ids, id->valuestring);
-        cJSON_Delete(o);
-        *end = '\n';
-    }
-}
-
 int batch_shards_merge(const batch_shards *s, const char *out_path) {
     if (llmrt_mpi_world_barrier() != LLMRT_OK) {
         fprintf(stderr, "llmrt batch --data-parallel: %s\n", llmrt_last_error());
@@ -83,14 +71,11 @@ int batch_shards_merge(const batch_shards *s, const char *out_path) {
     }
     if (s->world_rank != 0) return 0;
     id_set ids = {0};
-    size_t len  = 0;
-    char  *have = read_all(out_path, &len);
-    if (have) collect_ids(have, &ids);
-    free(have);
+    size_t len = 0;
     /* the same checked, whole-record appends as the job's (a failure names the file, keeps
      * the complete records and leaves the shards for a rerun to merge) */
     batch_output out;
-    int          rc     = batch_output_open(&out, out_path);
+    int          rc     = batch_output_open(&out, out_path, &ids); /* ids: those already in it */
     int64_t      merged = 0;
     for (int32_t g = 0; g < s->n_groups && rc == 0; g++) {
         char path[4200];

@@ -451,18 +451,18 @@ int cli_batch(int argc, char **argv) {
     /* the input first: the scan below creates and may cut the output */
     FILE *in = open_input(in_path, outputs, 2);
     if (!in) return 1;
-    /* done in an earlier run: in the output (merged), or in this group's shard */
-    id_set done_ids = {0};
-    if ((shards.on && batch_output_scan(write_path, &done_ids) < 0) ||
-        batch_output_scan(out_path, &done_ids) < 0) {
+    /* done in an earlier run: in the output (merged), or in this group's shard; the file this
+     * process appends to is locked against a second job before it is read */
+    id_set       done_ids = {0};
+    batch_writer w        = {.ordered = ordered};
+    if ((shards.on && batch_output_scan(out_path, &done_ids) < 0) ||
+        batch_output_open(&w.out, write_path, &done_ids) < 0) {
         id_set_free(&done_ids);
         fclose(in);
         return 1;
     }
     cli_follower_barrier = shards.on; /* followers of a TP group join the end-of-job barrier */
-    batch_writer  w      = {.ordered = ordered};
-    bool          opened = batch_output_open(&w.out, write_path) == 0;
-    llmrt_model  *model  = opened ? cli_load_model(c.model_path, c.threads, c.load_format) : NULL;
+    llmrt_model  *model  = cli_load_model(c.model_path, c.threads, c.load_format);
     llmrt_engine *engine = NULL;
     int           rc     = 1;
     char         *line   = NULL;

@@ -55,7 +55,9 @@ lines1=$(wc -l < "$out")
 [ "$lines1" -gt 0 ] && [ "$lines1" -lt $n ] || fail "$lines1 records after the limit"
 echo "ok: the file-size limit stopped the job with exit 1 after $lines1 whole records"
 # a run killed with SIGKILL mid-job (no limit), then a resume
-run --output "$out" --max-concurrency 2 2>/dev/null &
+# (the binary itself in the background, so that $! is llmrt and not a wrapper)
+"$bin" batch -m "$model" --input "$dir/in.jsonl" --quiet -t 1 --output "$out" --max-concurrency 2 \
+    2>/dev/null &
 pid=$!
 for _ in $(seq 1 3000); do
     [ "$(wc -l < "$out")" -ge $((lines1 + 3)) ] && break
@@ -67,6 +69,21 @@ echo "killed at $(wc -l < "$out") records"
 run --output "$out" 2> "$dir/err3" || fail "the resume failed: $(cat "$dir/err3")"
 check_complete "$out" || fail "after the resume"
 echo "ok: limit, kill -9, resume -> every custom_id exactly once"
+
+# a second job on an output that another holds (flock(1) takes the same lock) is refused
+if command -v flock > /dev/null; then
+    flock -x "$out" sleep 3 &
+    holder=$!
+    sleep 0.5
+    set +e
+    run --output "$out" 2> "$dir/err_lock"; rc=$?
+    set -e
+    kill $holder 2>/dev/null || true
+    wait $holder 2>/dev/null || true
+    [ $rc -ne 0 ] && grep -q "another llmrt batch job is writing" "$dir/err_lock" ||
+        fail "a second job on a locked output was not refused: $(cat "$dir/err_lock")"
+    echo "ok: a second job on the same output is refused"
+fi
 
 # 3. a torn line in the middle: refused, naming line 3
 head -n 2 "$out" > "$dir/mid.jsonl"
