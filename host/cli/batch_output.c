@@ -124,14 +124,19 @@ int batch_output_scan(const char *path, id_set *done) {
 
 int batch_output_open(batch_output *o, const char *path, id_set *done) {
     *o = (batch_output){.path = path, .fd = -1, .last_sync = cli_now()};
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) { /* checked on the descriptor too */
+        fprintf(stderr, "llmrt batch: %s is %s; --output must be a regular file (it is read "
+                        "back to resume)\n", path, llmrt_file_kind(st.st_mode));
+        return -1;
+    }
     /* O_NONBLOCK: a FIFO at the path must not block the open (it is refused below) */
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0644);
     if (fd < 0) {
         fprintf(stderr, "llmrt batch: cannot open %s: %s\n", path, strerror(errno));
         return -1;
     }
-    struct stat st;
-    int         flags = fcntl(fd, F_GETFL);
+    int flags = fcntl(fd, F_GETFL);
     if (fstat(fd, &st) != 0 || flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
         fprintf(stderr, "llmrt batch: cannot open %s: %s\n", path, strerror(errno));
         close(fd);
