@@ -606,6 +606,11 @@ int bench_http_serve_main(int argc, char **argv) {
     } else {
         specs = bench_workload_random(cfg.num_prompts, cfg.in_min, cfg.in_max, cfg.out_min,
                                       cfg.out_max, cfg.seed, cfg.vocab);
+        if (!specs) {
+            if (model) llmrt_model_destroy(model);
+            free(listing);
+            return 1;
+        }
     }
 
     http_run_result res = {0};

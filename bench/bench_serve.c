@@ -298,6 +298,10 @@ static int serve_or_sweep(int argc, char **argv, bool sweep) {
         } else {
             specs = bench_workload_random(run.num_prompts, run.in_min, run.in_max, run.out_min,
                                           run.out_max, run.seed, ctx.info.vocab_size);
+            if (!specs) {
+                rc = 1;
+                break;
+            }
         }
         serve_result res = {0};
         rc               = run_load(model, &c, &run, specs, n, &res) < 0 ? 1 : 0;

@@ -50,7 +50,7 @@ static int dataset_line(const char *path, int32_t lineno, const char *line, size
         fprintf(stderr, "llmrt bench: %s line %d: no \"prompt\" string\n", path, lineno);
         rc = -1;
     } else if (ol && !cJSON_IsNull(ol) &&
-               cli_json_int(ol, "output_len", 1, BENCH_MAX_OUTPUT_LEN, &out_len, msg, sizeof msg)) {
+               cli_json_int(ol, "output_len", 1, BENCH_MAX_LEN, &out_len, msg, sizeof msg)) {
         fprintf(stderr, "llmrt bench: %s line %d: %s\n", path, lineno, msg);
         rc = -1;
     } else if (!(spec->text = strdup(p->valuestring))) {
@@ -109,14 +109,21 @@ int bench_workload_dataset(const char *path, int32_t n_max, int32_t default_out,
 
 req_spec *bench_workload_random(int32_t num_prompts, int32_t in_min, int32_t in_max,
                                 int32_t out_min, int32_t out_max, uint64_t seed, int32_t vocab) {
-    req_spec *specs = calloc((size_t)num_prompts, sizeof *specs);
+    req_spec *specs = num_prompts > 0 ? calloc((size_t)num_prompts, sizeof *specs) : NULL;
     uint64_t  s     = seed * 2654435761u + 1;
-    for (int32_t i = 0; i < num_prompts; i++) {
+    for (int32_t i = 0; specs && i < num_prompts; i++) {
         specs[i].n_ids      = pick(&s, in_min, in_max);
         specs[i].max_tokens = pick(&s, out_min, out_max);
-        specs[i].ids        = malloc((size_t)specs[i].n_ids * sizeof(int32_t));
+        /* calloc checks n * size for overflow */
+        specs[i].ids        = calloc(specs[i].n_ids > 0 ? (size_t)specs[i].n_ids : 1, sizeof(int32_t));
+        if (!specs[i].ids) {
+            bench_workload_free(specs, num_prompts);
+            specs = NULL;
+            break;
+        }
         for (int32_t k = 0; k < specs[i].n_ids; k++) specs[i].ids[k] = (int32_t)(rng_next(&s) % (uint64_t)vocab);
     }
+    if (!specs) fprintf(stderr, "llmrt bench: out of memory for %d random prompts\n", num_prompts);
     return specs;
 }
 
@@ -147,16 +154,17 @@ void bench_workload_free(req_spec *specs, int32_t n) {
 
 int bench_parse_range(const char *arg, int32_t *lo, int32_t *hi) {
     int a, b;
-    if (sscanf(arg, "%d:%d", &a, &b) == 2 && a >= 1 && b >= a) {
+    if (sscanf(arg, "%d:%d", &a, &b) == 2 && a >= 1 && b >= a && b <= BENCH_MAX_LEN) {
         *lo = a;
         *hi = b;
         return 0;
     }
-    if (sscanf(arg, "%d", &a) == 1 && a >= 1) {
+    if (sscanf(arg, "%d", &a) == 1 && a >= 1 && a <= BENCH_MAX_LEN) {
         *lo = *hi = a;
         return 0;
     }
-    fprintf(stderr, "llmrt bench: \"%s\" is not N or MIN:MAX (>= 1)\n", arg);
+    fprintf(stderr, "llmrt bench: \"%s\" is not N or MIN:MAX (1 <= MIN <= MAX <= %d)\n", arg,
+            BENCH_MAX_LEN);
     return -1;
 }
 
