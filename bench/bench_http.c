@@ -21,6 +21,7 @@
 #include <cjson/cJSON.h>
 
 #include "../host/cli/cli.h"
+#include "../host/cli/cli_json.h"
 #include "../host/cli/cli_options.h"
 #include "bench_metrics.h"
 #include "bench_report.h"
@@ -169,11 +170,26 @@ static void on_event(void *user, const char *data, size_t len, double t) {
     if (cJSON_IsObject(u)) {
         const cJSON *ct = cJSON_GetObjectItem(u, "completion_tokens");
         const cJSON *pt = cJSON_GetObjectItem(u, "prompt_tokens");
-        if (cJSON_IsNumber(ct)) {
-            r->usage_completion = (int64_t)ct->valuedouble;
-            r->have_usage       = true;
+        /* a server's numbers are outside input too: range-checked before conversion */
+        char    msg[200];
+        int64_t v;
+        if (ct && !cJSON_IsNull(ct)) {
+            if (cli_json_int(ct, "usage.completion_tokens", 0, INT32_MAX, &v, msg, sizeof msg) == 0) {
+                r->usage_completion = v;
+                r->have_usage       = true;
+            } else if (!r->stream_error) {
+                snprintf(r->err, sizeof r->err, "bad usage in the stream: %s", msg);
+                r->stream_error = true;
+            }
         }
-        if (cJSON_IsNumber(pt)) r->usage_prompt = (int64_t)pt->valuedouble;
+        if (pt && !cJSON_IsNull(pt)) {
+            if (cli_json_int(pt, "usage.prompt_tokens", 0, INT32_MAX, &v, msg, sizeof msg) == 0) {
+                r->usage_prompt = v;
+            } else if (!r->stream_error) {
+                snprintf(r->err, sizeof r->err, "bad usage in the stream: %s", msg);
+                r->stream_error = true;
+            }
+        }
     }
     const cJSON *choices = cJSON_GetObjectItem(j, "choices");
     const cJSON *c0      = cJSON_IsArray(choices) ? cJSON_GetArrayItem(choices, 0) : NULL;
