@@ -46,16 +46,19 @@ static char *read_whole(int fd, const char *path, off_t size) {
 }
 
 /* Checks one complete line (NUL-terminated, without its newline); NULL when it is a valid
- * record (its custom_id added to `done`), else why not. */
-static const char *check_record(const char *line, id_set *done) {
+ * record (its custom_id added to `in_file` and `done`), else why not. Repeats are looked for
+ * within this file only: a data-parallel shard may repeat ids of the merged output (the merge
+ * drops them). */
+static const char *check_record(const char *line, id_set *in_file, id_set *done) {
     if (!line[0]) return "empty line";
     cJSON *root = cJSON_Parse(line);
     if (!root) return "not valid JSON";
     const cJSON *id     = cJSON_GetObjectItemCaseSensitive(root, "custom_id");
     const char  *reason = NULL;
     if (!cJSON_IsObject(root) || !cJSON_IsString(id)) reason = "no string \"custom_id\"";
-    else if (id_set_has(done, id->valuestring)) reason = "repeats a custom_id of an earlier line";
-    else if (!id_set_add(done, id->valuestring)) reason = "out of memory";
+    else if (id_set_has(in_file, id->valuestring)) reason = "repeats a custom_id of an earlier line";
+    else if (!id_set_add(in_file, id->valuestring) || !id_set_add(done, id->valuestring))
+        reason = "out of memory";
     cJSON_Delete(root);
     return reason;
 }
@@ -85,11 +88,12 @@ int batch_output_scan(const char *path, id_set *done) {
     }
     int     rc      = 0;
     int64_t line_no = 0;
+    id_set  in_file = {0};
     char   *line    = buf, *end;
     for (; rc == 0 && (end = memchr(line, '\n', (size_t)(buf + st.st_size - line))); line = end + 1) {
         line_no++;
         *end               = 0;
-        const char *reason = check_record(line, done);
+        const char *reason = check_record(line, &in_file, done);
         if (reason) {
             fprintf(stderr, "llmrt batch: %s line %lld: %s. Only the last line can be torn by an "
                             "interrupted write; damage before it is not repaired (that would drop "
@@ -111,6 +115,7 @@ int batch_output_scan(const char *path, id_set *done) {
         }
     }
     free(buf);
+    id_set_free(&in_file);
     if (close(fd) != 0 && rc == 0) {
         fprintf(stderr, "llmrt batch: closing %s: %s\n", path, strerror(errno));
         rc = -1;

@@ -365,6 +365,15 @@ static FILE *open_input(const char *in_path, const char *const *outputs, int n_o
     return in;
 }
 
+/* Whether this process is a follower rank of a tensor-parallel group under mpirun: it only
+ * serves its leader's steps (cli_load_model never returns there), so it must not open, lock or
+ * repair the output its leader writes. */
+static bool is_tp_follower(void) {
+    int32_t rank = 0, size = 1;
+    if (cli_tp <= 1 || llmrt_mpi_world_info(&rank, &size) != LLMRT_OK) return false;
+    return size > 1 && rank % cli_tp != 0;
+}
+
 /* Appends `more` bytes of generated text to a choice; -1 when out of memory. */
 static int append_text(struct batch_choice *chc, const char *text, size_t more) {
     uint64_t need;
@@ -454,9 +463,9 @@ int cli_batch(int argc, char **argv) {
     /* done in an earlier run: in the output (merged), or in this group's shard; the file this
      * process appends to is locked against a second job before it is read */
     id_set       done_ids = {0};
-    batch_writer w        = {.ordered = ordered};
-    if ((shards.on && batch_output_scan(out_path, &done_ids) < 0) ||
-        batch_output_open(&w.out, write_path, &done_ids) < 0) {
+    batch_writer w        = {.ordered = ordered, .out = {.fd = -1}};
+    if (!is_tp_follower() && ((shards.on && batch_output_scan(out_path, &done_ids) < 0) ||
+                              batch_output_open(&w.out, write_path, &done_ids) < 0)) {
         id_set_free(&done_ids);
         fclose(in);
         return 1;
