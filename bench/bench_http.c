@@ -678,7 +678,11 @@ int bench_http_serve_main(int argc, char **argv) {
             fprintf(f, "%s%s:%d", i ? ";" : "", res.errs.key[i], res.errs.count[i]);
         fprintf(f, "\n");
     }
-    if (f && out_path) fclose(f);
+    /* a results file on a full disk must not pass for a finished run */
+    if (f && out_path && (ferror(f) | fclose(f)) != 0) {
+        fprintf(stderr, "llmrt bench: writing %s failed\n", out_path);
+        rc = 1;
+    }
     bench_workload_free(specs, n);
     free(listing);
     if (model) llmrt_model_destroy(model);

@@ -330,7 +330,11 @@ static int serve_or_sweep(int argc, char **argv, bool sweep) {
                 ctx.info.tp_size, ctx.info.tp_comm, (long long)tps.n_forwards,
                 (double)tps.n_all_reduce / (double)tps.n_forwards,
                 1e3 * tps.seconds / (double)tps.n_forwards);
-    if (out_path) fclose(f);
+    /* a results file on a full disk must not pass for a finished run */
+    if (out_path && (ferror(f) | fclose(f)) != 0) {
+        fprintf(stderr, "llmrt bench: writing %s failed\n", out_path);
+        rc = 1;
+    }
     free(values);
     llmrt_model_destroy(model);
     return rc;

@@ -183,7 +183,11 @@ llmrt_model *cli_load_model(const char *path, int n_threads, llmrt_load_format f
 }
 
 _Noreturn void cli_exit(int code) {
-    fflush(stdout);
+    /* output lost to a full disk or a closed pipe must not end with status 0 */
+    if ((fflush(stdout) != 0 || ferror(stdout)) && code == 0) {
+        fprintf(stderr, "llmrt: writing the standard output failed: %s\n", strerror(errno));
+        code = 1;
+    }
     fflush(stderr);
     if (code != 0) llmrt_mpi_world_abort(code); /* returns when this is no MPI job */
     llmrt_mpi_world_finalize();

@@ -6,7 +6,8 @@
 #     a resume without the limit: every custom_id exactly once, every line valid JSON;
 #  3. a torn line in the MIDDLE of the output: resume refuses, naming the line; a torn LAST line
 #     is repaired;
-#  4. --ordered: the records come out in input order.
+#  4. --ordered: the records come out in input order;
+#  5. `generate > /dev/full` exits 1 (every command checks its standard output at exit).
 # usage: test_batch_write_errors.sh LLMRT_BINARY MODEL
 set -euo pipefail
 bin=$1 model=$2
@@ -119,4 +120,11 @@ ids = [json.loads(l)["custom_id"] for l in open(sys.argv[1])]
 assert ids == [f"r{i}" for i in range(1, int(sys.argv[2]) + 1)], ids[:10]
 PY
 echo "ok: --ordered writes in input order"
-echo "4 passed, 0 failed"
+# 5. the same rule for the other commands' standard output: lost output is not success
+set +e
+timeout 60 "$bin" generate -m "$model" --tokens 1,2,3 -n 4 -t 1 > /dev/full 2> "$dir/err7"; rc=$?
+set -e
+[ $rc -eq 1 ] && grep -q "writing the standard output failed" "$dir/err7" ||
+    fail "generate > /dev/full exited $rc: $(cat "$dir/err7")"
+echo "ok: generate > /dev/full -> exit 1"
+echo "5 passed, 0 failed"
