@@ -8,9 +8,9 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include "../host/cli/cli.h"
 #include "../host/cli/cli_json.h"
-#include "../host/core/checked_math.h"
-#include "../host/core/regular_file.h"
+#include "llmrt_experimental.h"
 
 static uint64_t rng_next(uint64_t *s) {
     *s = *s * 6364136223846793005ull + 1442695040888963407ull;
@@ -22,13 +22,13 @@ static int32_t pick(uint64_t *s, int32_t lo, int32_t hi) {
 }
 
 double *bench_alloc_token_times(int32_t max_tokens) {
-    uint64_t n, bytes;
-    if (max_tokens < 0 || !ck_add_u64((uint64_t)max_tokens, 1, &n) ||
-        !ck_mul_u64(n, sizeof(double), &bytes) || bytes > SIZE_MAX) {
+    size_t n, bytes; /* (max_tokens + 1) * sizeof(double), overflow-checked */
+    if (max_tokens < 0 || __builtin_add_overflow((size_t)max_tokens, 1, &n) ||
+        __builtin_mul_overflow(n, sizeof(double), &bytes)) {
         fprintf(stderr, "llmrt bench: %d output tokens is out of range\n", max_tokens);
         return NULL;
     }
-    double *t = malloc((size_t)bytes);
+    double *t = malloc(bytes);
     if (!t) fprintf(stderr, "llmrt bench: out of memory for %d output tokens\n", max_tokens);
     return t;
 }
@@ -64,22 +64,20 @@ static int dataset_line(const char *path, int32_t lineno, const char *line, size
 }
 
 int bench_workload_check_dataset(const char *path) {
-    llmrt_error err = {0};
-    int         is  = llmrt_probe_regular_file(path, &err);
-    if (is == 1) return 0;
-    if (is == 0) fprintf(stderr, "llmrt bench: --dataset %s: no such file\n", path);
-    else fprintf(stderr, "llmrt bench: --dataset %s\n", err.msg);
-    return -1;
+    int present = 0;
+    if (llmrt_file_probe_regular(path, &present) != LLMRT_OK)
+        fprintf(stderr, "llmrt bench: --dataset %s\n", llmrt_last_error());
+    else if (!present) fprintf(stderr, "llmrt bench: --dataset %s: no such file\n", path);
+    return present ? 0 : -1;
 }
 
 int bench_workload_dataset(const char *path, int32_t n_max, int32_t default_out, req_spec **out,
                            int32_t *n) {
     *out = NULL;
     *n   = 0;
-    llmrt_error err = {0};
-    FILE       *f   = llmrt_fopen_regular_file(path, &err);
+    FILE *f = cli_fopen_regular(path);
     if (!f) {
-        fprintf(stderr, "llmrt bench: --dataset %s\n", err.msg);
+        fprintf(stderr, "llmrt bench: --dataset %s\n", llmrt_last_error());
         return -1;
     }
     req_spec *specs = n_max > 0 ? calloc((size_t)n_max, sizeof *specs) : NULL;

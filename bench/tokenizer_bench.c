@@ -12,7 +12,7 @@
 #include <time.h>
 
 #include "llmrt_experimental.h"
-#include "../host/core/regular_file.h"
+#include "../host/cli/cli.h"
 
 int bench_tokenizer_main(int argc, char **argv);
 
@@ -28,10 +28,9 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 static char *read_file(const char *path, size_t *len) {
-    llmrt_error err = {0};
-    FILE       *f   = llmrt_fopen_regular_file(path, &err);
+    FILE *f = cli_fopen_regular(path);
     if (!f) {
-        fprintf(stderr, "llmrt bench tokenizer: %s\n", err.msg);
+        fprintf(stderr, "llmrt bench tokenizer: %s\n", llmrt_last_error());
         return NULL;
     }
     size_t cap = 1 << 16, n = 0;

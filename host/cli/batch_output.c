@@ -10,9 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../core/checked_math.h"
-#include "../core/regular_file.h"
 #include "cli.h"
+#include "llmrt_experimental.h"
 
 /* --------------------------------------------------------------------------------------------- */
 /* resume scan                                                                                   */
@@ -20,12 +19,12 @@
 
 /* Reads the whole file; NULL with a message on stderr. */
 static char *read_whole(int fd, const char *path, off_t size) {
-    uint64_t bytes;
-    if (size < 0 || !ck_add_u64((uint64_t)size, 1, &bytes) || bytes > SIZE_MAX) {
+    size_t bytes;
+    if (size < 0 || (uint64_t)size >= SIZE_MAX || __builtin_add_overflow((size_t)size, 1, &bytes)) {
         fprintf(stderr, "llmrt batch: %s: too large to read back\n", path);
         return NULL;
     }
-    char *buf = malloc((size_t)bytes);
+    char *buf = malloc(bytes);
     if (!buf) {
         fprintf(stderr, "llmrt batch: %s: out of memory reading it back\n", path);
         return NULL;
@@ -76,8 +75,8 @@ int batch_output_scan(const char *path, id_set *done) {
         return -1;
     }
     if (!S_ISREG(st.st_mode)) {
-        fprintf(stderr, "llmrt batch: %s is %s; --output must be a regular file (it is read "
-                        "back to resume)\n", path, llmrt_file_kind(st.st_mode));
+        fprintf(stderr, "llmrt batch: %s: not a regular file; --output must be one (it is read "
+                        "back to resume)\n", path);
         close(fd);
         return -1;
     }
@@ -129,12 +128,13 @@ int batch_output_scan(const char *path, id_set *done) {
 
 int batch_output_open(batch_output *o, const char *path, id_set *done) {
     *o = (batch_output){.path = path, .fd = -1, .last_sync = cli_now()};
-    struct stat st;
-    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) { /* checked on the descriptor too */
-        fprintf(stderr, "llmrt batch: %s is %s; --output must be a regular file (it is read "
-                        "back to resume)\n", path, llmrt_file_kind(st.st_mode));
+    int present = 0; /* checked on the descriptor too */
+    if (llmrt_file_probe_regular(path, &present) != LLMRT_OK) {
+        fprintf(stderr, "llmrt batch: %s; --output must be a regular file (it is read back to "
+                        "resume)\n", llmrt_last_error());
         return -1;
     }
+    struct stat st;
     /* O_NONBLOCK: a FIFO at the path must not block the open (it is refused below) */
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0644);
     if (fd < 0) {
@@ -148,8 +148,8 @@ int batch_output_open(batch_output *o, const char *path, id_set *done) {
         return -1;
     }
     if (!S_ISREG(st.st_mode)) {
-        fprintf(stderr, "llmrt batch: %s is %s; --output must be a regular file (it is read "
-                        "back to resume)\n", path, llmrt_file_kind(st.st_mode));
+        fprintf(stderr, "llmrt batch: %s: not a regular file; --output must be one (it is read "
+                        "back to resume)\n", path);
         close(fd);
         return -1;
     }
@@ -187,9 +187,9 @@ static int fail_write(batch_output *o, int err) {
 int batch_output_write(batch_output *o, const char *json) {
     if (o->failed || o->fd < 0) return -1;
     size_t   n = strlen(json);
-    uint64_t total;
-    if (!ck_add_u64(n, 1, &total) || total > SIZE_MAX) return fail_write(o, EOVERFLOW);
-    char *line = malloc((size_t)total);
+    size_t total;
+    if (__builtin_add_overflow(n, 1, &total)) return fail_write(o, EOVERFLOW);
+    char *line = malloc(total);
     if (!line) return fail_write(o, ENOMEM);
     memcpy(line, json, n);
     line[n] = '\n';
@@ -198,7 +198,7 @@ int batch_output_write(batch_output *o, const char *json) {
     size_t off = 0;
     int    err = 0;
     while (off < total) {
-        ssize_t w = write(o->fd, line + off, (size_t)total - off);
+        ssize_t w = write(o->fd, line + off, total - off);
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0) {
             err = w < 0 ? errno : EIO;

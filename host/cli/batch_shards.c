@@ -9,9 +9,9 @@
 #include <unistd.h>
 
 #include "batch_output.h"
+#include "cli.h"
 #include "id_set.h"
 #include "llmrt_experimental.h"
-#include "../core/regular_file.h"
 
 int batch_shards_init(batch_shards *s, const char *out_path, int32_t tp) {
     if (llmrt_mpi_world_info(&s->world_rank, &s->world_size) != LLMRT_OK) {
@@ -41,8 +41,9 @@ bool batch_shards_owns(const batch_shards *s, int64_t line_no) {
 
 /* Reads a whole file (NUL-terminated); NULL when it does not exist or is not a regular file. */
 static char *read_all(const char *path, size_t *len) {
-    if (llmrt_probe_regular_file(path, NULL) <= 0) return NULL;
-    FILE *f = llmrt_fopen_regular_file(path, NULL);
+    int present = 0;
+    if (llmrt_file_probe_regular(path, &present) != LLMRT_OK || !present) return NULL;
+    FILE *f = cli_fopen_regular(path);
     if (!f) return NULL;
     size_t cap = 1 << 16, n = 0;
     char  *buf = malloc(cap);

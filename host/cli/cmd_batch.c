@@ -32,9 +32,8 @@
 #include "cli_options.h"
 #include "batch_shards.h"
 #include "batch_output.h"
-#include "../core/checked_math.h"
-#include "../core/regular_file.h"
 #include "id_set.h"
+#include "llmrt_experimental.h"
 
 #define MAX_STOPS 16
 
@@ -341,10 +340,9 @@ static void progress(int64_t done, int64_t total, int64_t tokens, double elapsed
  * records, or cut the input down as a torn output): compared by st_dev/st_ino, so another path
  * or a hard link to the same file is caught too. NULL with a message. */
 static FILE *open_input(const char *in_path, const char *const *outputs, int n_outputs) {
-    llmrt_error err = {0};
-    FILE       *in  = llmrt_fopen_regular_file(in_path, &err);
+    FILE *in = cli_fopen_regular(in_path);
     if (!in) {
-        fprintf(stderr, "llmrt batch: --input %s\n", err.msg);
+        fprintf(stderr, "llmrt batch: --input %s\n", llmrt_last_error());
         return NULL;
     }
     struct stat in_st, out_st;
@@ -376,14 +374,15 @@ static bool is_tp_follower(void) {
 
 /* Appends `more` bytes of generated text to a choice; -1 when out of memory. */
 static int append_text(struct batch_choice *chc, const char *text, size_t more) {
-    uint64_t need;
-    if (!ck_add_u64(chc->len, more, &need) || !ck_add_u64(need, 1, &need) || need > SIZE_MAX / 2)
+    size_t need; /* len + more + 1, overflow-checked (the tools do not include host/core) */
+    if (__builtin_add_overflow(chc->len, more, &need) || __builtin_add_overflow(need, 1, &need) ||
+        need > SIZE_MAX / 2)
         return -1;
     if (need > chc->cap) {
-        char *t = realloc(chc->text, (size_t)need * 2);
+        char *t = realloc(chc->text, need * 2);
         if (!t) return -1;
         chc->text = t;
-        chc->cap  = (size_t)need * 2;
+        chc->cap  = need * 2;
     }
     memcpy(chc->text + chc->len, text, more);
     chc->len += more;
