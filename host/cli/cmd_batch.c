@@ -294,10 +294,22 @@ static const char *parse_job(job_line *j, const llmrt_sampling_params *defaults,
     if (cJSON_IsBool(ie)) j->sp.ignore_eos = cJSON_IsTrue(ie);
     const cJSON *stop = cJSON_GetObjectItem(src, "stop");
     j->sp.n_stop      = 0;
-    if (cJSON_IsString(stop)) j->stops[j->sp.n_stop++] = stop->valuestring;
-    else if (cJSON_IsArray(stop))
-        for (const cJSON *s = stop->child; s && j->sp.n_stop < MAX_STOPS; s = s->next)
-            if (cJSON_IsString(s)) j->stops[j->sp.n_stop++] = s->valuestring;
+    if (cJSON_IsString(stop)) {
+        j->stops[j->sp.n_stop++] = stop->valuestring;
+    } else if (cJSON_IsArray(stop)) {
+        /* refused rather than cut short or skipped: a dropped stop string changes the output */
+        for (const cJSON *s = stop->child; s; s = s->next) {
+            if (!cJSON_IsString(s) || j->sp.n_stop == MAX_STOPS) {
+                snprintf(msg, msg_size, "\"stop\" must be a string or at most %d strings",
+                         MAX_STOPS);
+                return NULL;
+            }
+            j->stops[j->sp.n_stop++] = s->valuestring;
+        }
+    } else if (stop && !cJSON_IsNull(stop)) {
+        snprintf(msg, msg_size, "\"stop\" must be a string or at most %d strings", MAX_STOPS);
+        return NULL;
+    }
     j->sp.stop = j->sp.n_stop ? j->stops : NULL;
     const cJSON *sids = cJSON_GetObjectItem(src, "stop_token_ids");
     if (cJSON_IsArray(sids) && cJSON_GetArraySize(sids) > 0) {

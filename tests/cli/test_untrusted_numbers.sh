@@ -27,6 +27,7 @@ cat > "$dir/in.jsonl" <<'JSONL'
 {"custom_id": "stopids", "prompt_token_ids": [1, 2], "stop_token_ids": [2.5]}
 {"custom_id": "n", "body": {"prompt_token_ids": [1, 2], "n": 1e300}}
 {"custom_id": "ok2", "prompt_token_ids": [1, 2, 3], "max_tokens": 3}
+{"custom_id": "stopnum", "prompt_token_ids": [1, 2], "stop": [1e300]}
 JSONL
 status=0
 timeout 120 "$bin" batch -m "$model" --input "$dir/in.jsonl" --output "$dir/out.jsonl" --quiet \
@@ -42,7 +43,7 @@ want = {  # custom_id -> (line, text the message must hold)
     "temp": (8, '"temperature" must be a finite number'), "seedneg": (9, '"seed" must be an integer'),
     "seedbig": (10, '"seed" must be an integer'), "ids": (11, '"prompt_token_ids[1]"'),
     "idsneg": (12, '"prompt_token_ids[1]"'), "stopids": (13, '"stop_token_ids[0]"'),
-    "n": (14, '"n" must be an integer'),
+    "n": (14, '"n" must be an integer'), "stopnum": (16, '"stop" must be a string'),
 }
 for cid, (line, text) in want.items():
     r = recs.get(cid)
@@ -51,7 +52,7 @@ for cid, (line, text) in want.items():
     assert r["line"] == line and f"line {line}" in msg and text in msg, f"{cid}: {r}"
 for cid in ("ok1", "ok2"):
     assert recs[cid]["error"] is None and recs[cid]["response"]["completion_tokens"] == 3, recs[cid]
-assert len(recs) == 15, len(recs)
+assert len(recs) == 16, len(recs)
 print(f"ok: batch: {len(want)} error records naming field and line, the good lines complete")
 PY
 
