@@ -130,8 +130,8 @@ int batch_output_open(batch_output *o, const char *path, id_set *done) {
     *o = (batch_output){.path = path, .fd = -1, .last_sync = cli_now()};
     int present = 0; /* checked on the descriptor too */
     if (llmrt_file_probe_regular(path, &present) != LLMRT_OK) {
-        fprintf(stderr, "llmrt batch: %s; --output must be a regular file (it is read back to "
-                        "resume)\n", llmrt_last_error());
+        fprintf(stderr, "llmrt batch: --output %s (it is read back to resume)\n",
+                llmrt_last_error());
         return -1;
     }
     struct stat st;

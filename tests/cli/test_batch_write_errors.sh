@@ -71,16 +71,16 @@ run --output "$out" 2> "$dir/err3" || fail "the resume failed: $(cat "$dir/err3"
 check_complete "$out" || fail "after the resume"
 echo "ok: limit, kill -9, resume -> every custom_id exactly once"
 
-# a second job on an output that another holds (flock(1) takes the same lock) is refused
+# a second job on an output that another holds (flock(1) takes the same lock, here in this
+# shell on descriptor 9, so no background process and no race) is refused
 if command -v flock > /dev/null; then
-    flock -x "$out" sleep 3 &
-    holder=$!
-    sleep 0.5
+    exec 9>> "$out"
+    flock -x 9
     set +e
-    run --output "$out" 2> "$dir/err_lock"; rc=$?
+    run --output "$out" 2> "$dir/err_lock" 9>&-; rc=$?
     set -e
-    kill $holder 2>/dev/null || true
-    wait $holder 2>/dev/null || true
+    flock -u 9
+    exec 9>&-
     [ $rc -ne 0 ] && grep -q "another llmrt batch job is writing" "$dir/err_lock" ||
         fail "a second job on a locked output was not refused: $(cat "$dir/err_lock")"
     echo "ok: a second job on the same output is refused"
