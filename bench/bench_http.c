@@ -21,6 +21,7 @@
 #include <cjson/cJSON.h>
 
 #include "../host/cli/cli.h"
+#include "../host/cli/cli_json.h"
 #include "../host/cli/cli_options.h"
 #include "bench_metrics.h"
 #include "bench_report.h"
@@ -169,11 +170,26 @@ static void on_event(void *user, const char *data, size_t len, double t) {
     if (cJSON_IsObject(u)) {
         const cJSON *ct = cJSON_GetObjectItem(u, "completion_tokens");
         const cJSON *pt = cJSON_GetObjectItem(u, "prompt_tokens");
-        if (cJSON_IsNumber(ct)) {
-            r->usage_completion = (int64_t)ct->valuedouble;
-            r->have_usage       = true;
+        /* a server's numbers are outside input too: range-checked before conversion */
+        char    msg[200];
+        int64_t v;
+        if (ct && !cJSON_IsNull(ct)) {
+            if (cli_json_int(ct, "usage.completion_tokens", 0, INT32_MAX, &v, msg, sizeof msg) == 0) {
+                r->usage_completion = v;
+                r->have_usage       = true;
+            } else if (!r->stream_error) {
+                snprintf(r->err, sizeof r->err, "bad usage in the stream: %s", msg);
+                r->stream_error = true;
+            }
         }
-        if (cJSON_IsNumber(pt)) r->usage_prompt = (int64_t)pt->valuedouble;
+        if (pt && !cJSON_IsNull(pt)) {
+            if (cli_json_int(pt, "usage.prompt_tokens", 0, INT32_MAX, &v, msg, sizeof msg) == 0) {
+                r->usage_prompt = v;
+            } else if (!r->stream_error) {
+                snprintf(r->err, sizeof r->err, "bad usage in the stream: %s", msg);
+                r->stream_error = true;
+            }
+        }
     }
     const cJSON *choices = cJSON_GetObjectItem(j, "choices");
     const cJSON *c0      = cJSON_IsArray(choices) ? cJSON_GetArrayItem(choices, 0) : NULL;
@@ -182,11 +198,15 @@ static void on_event(void *user, const char *data, size_t len, double t) {
                                    : cJSON_GetObjectItem(c0, "text");
         if (cJSON_IsString(txt) && txt->valuestring[0]) {
             bench_timeline *tl = r->tl;
-            if (tl->n_tokens == r->cap) {
-                r->cap       = 2 * r->cap + 8;
-                tl->t_tokens = realloc(tl->t_tokens, (size_t)r->cap * sizeof(double));
+            if (tl->n_tokens == r->cap) { /* a server sending more events than max_tokens */
+                int32_t cap = r->cap <= (INT32_MAX - 8) / 2 ? 2 * r->cap + 8 : INT32_MAX;
+                double *tt  = cap > r->cap ? realloc(tl->t_tokens, (size_t)cap * sizeof(double)) : NULL;
+                if (tt) {
+                    tl->t_tokens = tt;
+                    r->cap       = cap;
+                }
             }
-            tl->t_tokens[tl->n_tokens++] = t;
+            if (tl->n_tokens < r->cap) tl->t_tokens[tl->n_tokens++] = t; /* else: not timed */
         }
     }
     cJSON_Delete(j);
@@ -279,6 +299,19 @@ static int run_http(const http_cfg *cfg, const char *url, const req_spec *specs,
     double         *arrival = calloc((size_t)n, sizeof *arrival);
     char          **bodies  = calloc((size_t)n, sizeof *bodies);
     run_state       st      = {.reqs = calloc((size_t)n, sizeof(hreq))};
+    bool            ok      = tl && arrival && bodies && st.reqs;
+    for (int32_t i = 0; ok && i < n; i++)
+        ok = (tl[i].t_tokens = bench_alloc_token_times(specs[i].max_tokens)) != NULL;
+    if (!ok) {
+        fprintf(stderr, "llmrt bench: out of memory for %d requests\n", n);
+        for (int32_t i = 0; tl && i < n; i++) free(tl[i].t_tokens);
+        free(tl);
+        free(arrival);
+        free(bodies);
+        free(st.reqs);
+        http_client_destroy(client);
+        return -1;
+    }
     bench_workload_arrivals(n, cfg->rate, cfg->seed, arrival);
     for (int32_t i = 0; i < n; i++) { /* bodies before the clock starts */
         hreq *r          = &st.reqs[i];
@@ -286,7 +319,6 @@ static int run_http(const http_cfg *cfg, const char *url, const req_spec *specs,
         r->cap           = specs[i].max_tokens + 1;
         r->chat          = cfg->chat;
         r->n_prompt_sent = specs[i].n_ids;
-        tl[i].t_tokens   = malloc((size_t)r->cap * sizeof(double));
         bodies[i]        = request_body(cfg, &specs[i], model);
     }
     double  t0 = cli_now();
@@ -536,6 +568,7 @@ int bench_http_serve_main(int argc, char **argv) {
     snprintf(models_url, sizeof models_url, "%s/v1/models", base);
 
     /* a local model only when -m was given: its vocabulary and tokenizer */
+    if (cfg.dataset && bench_workload_check_dataset(cfg.dataset) != 0) return 1;
     llmrt_model *model     = NULL;
     bool         model_arg = c.model_path != default_model && c.model_path && *c.model_path;
     if (model_arg) {
@@ -589,6 +622,11 @@ int bench_http_serve_main(int argc, char **argv) {
     } else {
         specs = bench_workload_random(cfg.num_prompts, cfg.in_min, cfg.in_max, cfg.out_min,
                                       cfg.out_max, cfg.seed, cfg.vocab);
+        if (!specs) {
+            if (model) llmrt_model_destroy(model);
+            free(listing);
+            return 1;
+        }
     }
 
     http_run_result res = {0};
@@ -640,7 +678,11 @@ int bench_http_serve_main(int argc, char **argv) {
             fprintf(f, "%s%s:%d", i ? ";" : "", res.errs.key[i], res.errs.count[i]);
         fprintf(f, "\n");
     }
-    if (f && out_path) fclose(f);
+    /* a results file on a full disk must not pass for a finished run */
+    if (f && out_path && (ferror(f) | fclose(f)) != 0) {
+        fprintf(stderr, "llmrt bench: writing %s failed\n", out_path);
+        rc = 1;
+    }
     bench_workload_free(specs, n);
     free(listing);
     if (model) llmrt_model_destroy(model);

@@ -56,9 +56,18 @@ static int run_load(llmrt_model *model, const cli_common *common, const serve_cf
     sp.ignore_eos            = !cfg->dataset || sp.ignore_eos;
     bench_timeline *tl       = calloc((size_t)n, sizeof *tl);
     double         *arrival  = calloc((size_t)n, sizeof *arrival);
+    bool            alloc_ok = tl && arrival;
+    for (int32_t i = 0; alloc_ok && i < n; i++)
+        alloc_ok = (tl[i].t_tokens = bench_alloc_token_times(specs[i].max_tokens)) != NULL;
+    if (!alloc_ok) {
+        fprintf(stderr, "llmrt bench: out of memory for %d requests' timelines\n", n);
+        for (int32_t i = 0; tl && i < n; i++) free(tl[i].t_tokens);
+        free(tl);
+        free(arrival);
+        llmrt_engine_destroy(engine);
+        return -1;
+    }
     bench_workload_arrivals(n, cfg->rate, cfg->seed, arrival);
-    for (int32_t i = 0; i < n; i++)
-        tl[i].t_tokens = malloc((size_t)(specs[i].max_tokens + 1) * sizeof(double));
     double  t0 = cli_now();
     int32_t next = 0, inflight = 0, done = 0, rc = 0;
     while (done < n) {
@@ -247,6 +256,7 @@ static int serve_or_sweep(int argc, char **argv, bool sweep) {
         n_values  = cli_parse_int_list(len_list ? len_list : conc_list, sweep_key, &values);
         if (n_values <= 0) return 2;
     }
+    if (cfg.dataset && bench_workload_check_dataset(cfg.dataset) != 0) return 1;
     llmrt_model *model = cli_load_model(c.model_path, c.threads, c.load_format);
     if (!model) return 1;
     bench_context ctx = {.argc = argc, .argv = argv, .model_path = c.model_path,
@@ -288,6 +298,10 @@ static int serve_or_sweep(int argc, char **argv, bool sweep) {
         } else {
             specs = bench_workload_random(run.num_prompts, run.in_min, run.in_max, run.out_min,
                                           run.out_max, run.seed, ctx.info.vocab_size);
+            if (!specs) {
+                rc = 1;
+                break;
+            }
         }
         serve_result res = {0};
         rc               = run_load(model, &c, &run, specs, n, &res) < 0 ? 1 : 0;
@@ -316,7 +330,11 @@ static int serve_or_sweep(int argc, char **argv, bool sweep) {
                 ctx.info.tp_size, ctx.info.tp_comm, (long long)tps.n_forwards,
                 (double)tps.n_all_reduce / (double)tps.n_forwards,
                 1e3 * tps.seconds / (double)tps.n_forwards);
-    if (out_path) fclose(f);
+    /* a results file on a full disk must not pass for a finished run */
+    if (out_path && (ferror(f) | fclose(f)) != 0) {
+        fprintf(stderr, "llmrt bench: writing %s failed\n", out_path);
+        rc = 1;
+    }
     free(values);
     llmrt_model_destroy(model);
     return rc;

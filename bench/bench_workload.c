@@ -8,7 +8,9 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include "../host/cli/cli.h"
 #include "../host/cli/cli_json.h"
+#include "llmrt_experimental.h"
 
 static uint64_t rng_next(uint64_t *s) {
     *s = *s * 6364136223846793005ull + 1442695040888963407ull;
@@ -19,38 +21,83 @@ static int32_t pick(uint64_t *s, int32_t lo, int32_t hi) {
     return lo + (hi > lo ? (int32_t)(rng_next(s) % (uint64_t)(hi - lo + 1)) : 0);
 }
 
+double *bench_alloc_token_times(int32_t max_tokens) {
+    size_t n, bytes; /* (max_tokens + 1) * sizeof(double), overflow-checked */
+    if (max_tokens < 0 || __builtin_add_overflow((size_t)max_tokens, 1, &n) ||
+        __builtin_mul_overflow(n, sizeof(double), &bytes)) {
+        fprintf(stderr, "llmrt bench: %d output tokens is out of range\n", max_tokens);
+        return NULL;
+    }
+    double *t = malloc(bytes);
+    if (!t) fprintf(stderr, "llmrt bench: out of memory for %d output tokens\n", max_tokens);
+    return t;
+}
+
+/* One dataset line into *spec; -1 with a message naming path, line and field. */
+static int dataset_line(const char *path, int32_t lineno, const char *line, size_t len,
+                        int32_t default_out, req_spec *spec) {
+    cJSON *root = NULL;
+    char   msg[512];
+    if (cli_json_parse(line, len, path, &root, msg, sizeof msg) != 0) {
+        fprintf(stderr, "llmrt bench: %s line %d: %s\n", path, lineno, msg);
+        return -1;
+    }
+    const cJSON *p  = cJSON_GetObjectItem(root, "prompt");
+    const cJSON *ol = cJSON_GetObjectItem(root, "output_len");
+    int64_t      out_len = default_out;
+    int          rc      = 0;
+    if (!cJSON_IsString(p)) {
+        fprintf(stderr, "llmrt bench: %s line %d: no \"prompt\" string\n", path, lineno);
+        rc = -1;
+    } else if (ol && !cJSON_IsNull(ol) &&
+               cli_json_int(ol, "output_len", 1, BENCH_MAX_LEN, &out_len, msg, sizeof msg)) {
+        fprintf(stderr, "llmrt bench: %s line %d: %s\n", path, lineno, msg);
+        rc = -1;
+    } else if (!(spec->text = strdup(p->valuestring))) {
+        fprintf(stderr, "llmrt bench: %s line %d: out of memory\n", path, lineno);
+        rc = -1;
+    } else {
+        spec->max_tokens = (int32_t)out_len;
+    }
+    cJSON_Delete(root);
+    return rc;
+}
+
+int bench_workload_check_dataset(const char *path) {
+    int present = 0;
+    if (llmrt_file_probe_regular(path, &present) != LLMRT_OK)
+        fprintf(stderr, "llmrt bench: --dataset %s\n", llmrt_last_error());
+    else if (!present) fprintf(stderr, "llmrt bench: --dataset %s: no such file\n", path);
+    return present ? 0 : -1;
+}
+
 int bench_workload_dataset(const char *path, int32_t n_max, int32_t default_out, req_spec **out,
                            int32_t *n) {
-    FILE *f = fopen(path, "r");
+    *out = NULL;
+    *n   = 0;
+    FILE *f = cli_fopen_regular(path);
     if (!f) {
-        fprintf(stderr, "llmrt bench: cannot open %s\n", path);
+        fprintf(stderr, "llmrt bench: --dataset %s\n", llmrt_last_error());
+        return -1;
+    }
+    req_spec *specs = n_max > 0 ? calloc((size_t)n_max, sizeof *specs) : NULL;
+    if (!specs) {
+        fprintf(stderr, "llmrt bench: cannot hold %d prompts\n", n_max);
+        fclose(f);
         return -1;
     }
     char   *line = NULL;
     size_t  cap  = 0;
     ssize_t got;
-    int32_t cnt = 0, lineno = 0;
-    req_spec *specs = calloc((size_t)n_max, sizeof *specs);
+    int32_t cnt = 0, lineno = 0, bad = 0;
     while (cnt < n_max && (got = getline(&line, &cap, f)) >= 0) {
         lineno++;
         if (got <= 1) continue;
-        cJSON *root = NULL;
-        char   jerr[512];
-        if (cli_json_parse(line, (size_t)got, path, &root, jerr, sizeof jerr) != 0) {
-            fprintf(stderr, "llmrt bench: %s line %d: %s\n", path, lineno, jerr);
-            continue;
-        }
-        const cJSON *p  = cJSON_GetObjectItem(root, "prompt");
-        const cJSON *ol = cJSON_GetObjectItem(root, "output_len");
-        if (cJSON_IsString(p)) {
-            specs[cnt].text       = strdup(p->valuestring);
-            specs[cnt].max_tokens = cJSON_IsNumber(ol) && ol->valueint > 0 ? ol->valueint : default_out;
-            cnt++;
-        } else {
-            fprintf(stderr, "llmrt bench: %s line %d: no \"prompt\" string\n", path, lineno);
-        }
-        cJSON_Delete(root);
+        if (dataset_line(path, lineno, line, (size_t)got, default_out, &specs[cnt]) == 0) cnt++;
+        else bad++;
     }
+    if (ferror(f)) fprintf(stderr, "llmrt bench: reading %s failed\n", path);
+    if (bad) fprintf(stderr, "llmrt bench: %s: %d bad lines skipped\n", path, bad);
     free(line);
     fclose(f);
     *out = specs;
@@ -60,14 +107,21 @@ int bench_workload_dataset(const char *path, int32_t n_max, int32_t default_out,
 
 req_spec *bench_workload_random(int32_t num_prompts, int32_t in_min, int32_t in_max,
                                 int32_t out_min, int32_t out_max, uint64_t seed, int32_t vocab) {
-    req_spec *specs = calloc((size_t)num_prompts, sizeof *specs);
+    req_spec *specs = num_prompts > 0 ? calloc((size_t)num_prompts, sizeof *specs) : NULL;
     uint64_t  s     = seed * 2654435761u + 1;
-    for (int32_t i = 0; i < num_prompts; i++) {
+    for (int32_t i = 0; specs && i < num_prompts; i++) {
         specs[i].n_ids      = pick(&s, in_min, in_max);
         specs[i].max_tokens = pick(&s, out_min, out_max);
-        specs[i].ids        = malloc((size_t)specs[i].n_ids * sizeof(int32_t));
+        /* calloc checks n * size for overflow */
+        specs[i].ids        = calloc(specs[i].n_ids > 0 ? (size_t)specs[i].n_ids : 1, sizeof(int32_t));
+        if (!specs[i].ids) {
+            bench_workload_free(specs, num_prompts);
+            specs = NULL;
+            break;
+        }
         for (int32_t k = 0; k < specs[i].n_ids; k++) specs[i].ids[k] = (int32_t)(rng_next(&s) % (uint64_t)vocab);
     }
+    if (!specs) fprintf(stderr, "llmrt bench: out of memory for %d random prompts\n", num_prompts);
     return specs;
 }
 
@@ -98,16 +152,17 @@ void bench_workload_free(req_spec *specs, int32_t n) {
 
 int bench_parse_range(const char *arg, int32_t *lo, int32_t *hi) {
     int a, b;
-    if (sscanf(arg, "%d:%d", &a, &b) == 2 && a >= 1 && b >= a) {
+    if (sscanf(arg, "%d:%d", &a, &b) == 2 && a >= 1 && b >= a && b <= BENCH_MAX_LEN) {
         *lo = a;
         *hi = b;
         return 0;
     }
-    if (sscanf(arg, "%d", &a) == 1 && a >= 1) {
+    if (sscanf(arg, "%d", &a) == 1 && a >= 1 && a <= BENCH_MAX_LEN) {
         *lo = *hi = a;
         return 0;
     }
-    fprintf(stderr, "llmrt bench: \"%s\" is not N or MIN:MAX (>= 1)\n", arg);
+    fprintf(stderr, "llmrt bench: \"%s\" is not N or MIN:MAX (1 <= MIN <= MAX <= %d)\n", arg,
+            BENCH_MAX_LEN);
     return -1;
 }
 

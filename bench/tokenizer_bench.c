@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "llmrt_experimental.h"
+#include "../host/cli/cli.h"
 
 int bench_tokenizer_main(int argc, char **argv);
 
@@ -27,14 +28,22 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
+    FILE *f = cli_fopen_regular(path);
+    if (!f) {
+        fprintf(stderr, "llmrt bench tokenizer: %s\n", llmrt_last_error());
+        return NULL;
+    }
     size_t cap = 1 << 16, n = 0;
     char  *buf = malloc(cap);
     size_t r;
     while (buf && (r = fread(buf + n, 1, cap - n, f)) > 0) {
         n += r;
-        if (n == cap) buf = realloc(buf, cap *= 2);
+        if (n == cap) {
+            char *b2 = cap <= SIZE_MAX / 2 ? realloc(buf, cap * 2) : NULL;
+            if (!b2) free(buf);
+            buf = b2;
+            cap *= 2;
+        }
     }
     fclose(f);
     *len = n;

@@ -169,6 +169,19 @@ LLMRT_API llmrt_status llmrt_text_detokenizer_flush(llmrt_text_detokenizer *deto
 LLMRT_API void         llmrt_text_detokenizer_destroy(llmrt_text_detokenizer *detok);
 
 /* ------------------------------------------------------------------------------------------ */
+/* Input files (the tools open theirs as the library opens models, configs and tokenizers)     */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Opens `path` read-only (O_CLOEXEC, blocking reads) into *fd when it is a regular file. A FIFO,
+ * socket, device or directory is refused before anything is read and without blocking (a FIFO
+ * with no writer would block the open or the first read forever): LLMRT_ERR_IO, with
+ * llmrt_last_error() naming the path and what it is. The caller closes *fd. */
+LLMRT_API llmrt_status llmrt_file_open_regular(const char *path, int *fd);
+/* For optional files: *present is 1 when `path` is a regular file, 0 when nothing is there.
+ * Anything else at the path (or a failing stat) is LLMRT_ERR_IO naming it. */
+LLMRT_API llmrt_status llmrt_file_probe_regular(const char *path, int *present);
+
+/* ------------------------------------------------------------------------------------------ */
 /* The MPI job (data-parallel tools)                                                          */
 /* ------------------------------------------------------------------------------------------ */
 

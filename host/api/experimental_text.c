@@ -12,6 +12,7 @@
 #include "../format/gguf.h"
 #include "api_model.h"
 #include "../tokenizer/tokenizer.h"
+#include "../core/regular_file.h"
 
 struct llmrt_text_tokenizer {
     llmrt_tokenizer *tk;
@@ -42,10 +43,9 @@ static llmrt_status join_path(const char *fn, const char *dir, const char *name,
 /* Whether the regular file at `path` starts with the GGUF magic; -1 (last error set, naming the
  * file) when it cannot be opened or read. */
 static int is_gguf_file(const char *fn, const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return llmrt_err_set_last(LLMRT_ERR_IO, "%s: cannot open %s: %s", fn, path, strerror(errno)),
-               -1;
+    llmrt_error open_err = {0};
+    FILE       *f        = llmrt_fopen_regular_file(path, &open_err);
+    if (!f) return llmrt_err_set_last(LLMRT_ERR_IO, "%s: %s", fn, open_err.msg), -1;
     char   magic[4] = {0};
     size_t got      = fread(magic, 1, sizeof magic, f);
     int    bad      = ferror(f);

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "batch_output.h"
+#include "cli.h"
 #include "id_set.h"
 #include "llmrt_experimental.h"
 
@@ -37,9 +39,11 @@ bool batch_shards_owns(const batch_shards *s, int64_t line_no) {
     return !s->on || (line_no - 1) % s->n_groups == s->group;
 }
 
-/* Reads a whole file (NUL-terminated); NULL when it does not exist. */
+/* Reads a whole file (NUL-terminated); NULL when it does not exist or is not a regular file. */
 static char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
+    int present = 0;
+    if (llmrt_file_probe_regular(path, &present) != LLMRT_OK || !present) return NULL;
+    FILE *f = cli_fopen_regular(path);
     if (!f) return NULL;
     size_t cap = 1 << 16, n = 0;
     char  *buf = malloc(cap);
@@ -61,18 +65,6 @@ static char *read_all(const char *path, size_t *len) {
     return buf;
 }
 
-/* Adds the custom_id of every complete line of `text` to `ids`. */
-static void collect_ids(char *text, id_set *ids) {
-    for (char *line = text, *end; (end = strchr(line, '\n')) != NULL; line = end + 1) {
-        *end           = 0;
-        cJSON       *o  = cJSON_Parse(line);
-        const cJSON *id = cJSON_GetObjectItem(o, "custom_id");
-        if (cJSON_IsString(id)) id_set_add(ids, id->valuestring);
-        cJSON_Delete(o);
-        *end = '\n';
-    }
-}
-
 int batch_shards_merge(const batch_shards *s, const char *out_path) {
     if (llmrt_mpi_world_barrier() != LLMRT_OK) {
         fprintf(stderr, "llmrt batch --data-parallel: %s\n", llmrt_last_error());
@@ -80,13 +72,12 @@ int batch_shards_merge(const batch_shards *s, const char *out_path) {
     }
     if (s->world_rank != 0) return 0;
     id_set ids = {0};
-    size_t len  = 0;
-    char  *have = read_all(out_path, &len);
-    if (have) collect_ids(have, &ids);
-    free(have);
-    int fd = open(out_path, O_WRONLY | O_APPEND | O_CREAT, 0644);
-    int rc = fd >= 0 ? 0 : -1;
-    int64_t merged = 0;
+    size_t len = 0;
+    /* the same checked, whole-record appends as the job's (a failure names the file, keeps
+     * the complete records and leaves the shards for a rerun to merge) */
+    batch_output out;
+    int          rc     = batch_output_open(&out, out_path, &ids); /* ids: those already in it */
+    int64_t      merged = 0;
     for (int32_t g = 0; g < s->n_groups && rc == 0; g++) {
         char path[4200];
         snprintf(path, sizeof path, "%s.dp%d-of-%d", out_path, g, s->n_groups);
@@ -100,17 +91,14 @@ int batch_shards_merge(const batch_shards *s, const char *out_path) {
             bool         dup = cJSON_IsString(id) && id_set_has(&ids, id->valuestring);
             if (!dup && cJSON_IsString(id)) id_set_add(&ids, id->valuestring);
             cJSON_Delete(o);
-            *end = '\n';
-            /* one write per line, as the job writes them */
-            if (!dup && write(fd, line, (size_t)(end - line) + 1) != end - line + 1) rc = -1;
+            if (!dup && batch_output_write(&out, line) != 0) rc = -1;
             merged += !dup;
         }
         free(text);
-        if (rc == 0 && fdatasync(fd) == 0) unlink(path);
+        if (rc == 0 && batch_output_sync(&out, true) == 0) unlink(path);
     }
-    if (fd >= 0) close(fd);
-    if (rc != 0) fprintf(stderr, "llmrt batch: merging the shards into %s: %s\n", out_path,
-                         strerror(errno));
+    if (batch_output_close(&out) != 0) rc = -1;
+    if (rc != 0) fprintf(stderr, "llmrt batch: merging the shards into %s failed\n", out_path);
     else fprintf(stderr, "llmrt batch: merged %lld lines of %d shards into %s\n",
                  (long long)merged, s->n_groups, out_path);
     id_set_free(&ids);

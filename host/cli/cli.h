@@ -79,4 +79,9 @@ void cli_install_test_hooks(void);
 /* Monotonic seconds. */
 double cli_now(void);
 
+/* Opens an input file as a read-only stream if it is a regular file (llmrt_file_open_regular: a
+ * FIFO, device or directory is refused before reading, never blocks); NULL with
+ * llmrt_last_error() naming the path. */
+FILE *cli_fopen_regular(const char *path);
+
 #endif

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "llmrt_experimental.h"
@@ -32,9 +33,9 @@ static void find_default_model(void) {
     char line[sizeof default_model_path];
     if (fgets(line, sizeof line, p)) {
         line[strcspn(line, "\r\n")] = '\0';
-        FILE *f = line[0] ? fopen(line, "rb") : NULL; /* the package without its file: not found */
-        if (f) {
-            fclose(f);
+        /* the package without its file (or with something else there): not found */
+        int present = 0;
+        if (line[0] && llmrt_file_probe_regular(line, &present) == LLMRT_OK && present) {
             snprintf(default_model_path, sizeof default_model_path, "%s", line);
         }
     }
@@ -184,11 +185,25 @@ llmrt_model *cli_load_model(const char *path, int n_threads, llmrt_load_format f
 }
 
 _Noreturn void cli_exit(int code) {
-    fflush(stdout);
+    /* output lost to a full disk or a closed pipe must not end with status 0 */
+    if ((fflush(stdout) != 0 || ferror(stdout)) && code == 0) {
+        fprintf(stderr, "llmrt: writing the standard output failed: %s\n", strerror(errno));
+        code = 1;
+    }
     fflush(stderr);
     if (code != 0) llmrt_mpi_world_abort(code); /* returns when this is no MPI job */
     llmrt_mpi_world_finalize();
     exit(code);
+}
+
+FILE *cli_fopen_regular(const char *path) {
+    int fd = -1;
+    if (llmrt_file_open_regular(path, &fd) != LLMRT_OK) return NULL;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd); /* only out of memory; the caller's message says "cannot open" */
+    }
+    return f;
 }
 
 double cli_now(void) {

@@ -1,5 +1,6 @@
 #include "cli_json.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,5 +104,40 @@ int cli_json_parse(const char *text, size_t len, const char *what, cJSON **out, 
         return -1;
     }
     *out = root;
+    return 0;
+}
+
+int cli_json_int(const cJSON *v, const char *field, int64_t min, int64_t max, int64_t *out,
+                 char *msg, size_t msg_size) {
+    if (!cJSON_IsNumber(v)) {
+        snprintf(msg, msg_size, "\"%s\" must be a number (an integer in [%lld, %lld])", field,
+                 (long long)min, (long long)max);
+        return -1;
+    }
+    double d = v->valuedouble;
+    /* compare as doubles before converting: (int64_t)1e300 is undefined behaviour; min and max
+     * are well inside 2^53 for every caller, so their conversions to double are exact */
+    if (!isfinite(d) || d != floor(d) || d < (double)min || d > (double)max) {
+        snprintf(msg, msg_size, "\"%s\" must be an integer in [%lld, %lld], got %.17g", field,
+                 (long long)min, (long long)max, d);
+        return -1;
+    }
+    *out = (int64_t)d;
+    return 0;
+}
+
+int cli_json_float(const cJSON *v, const char *field, double min, double max, float *out,
+                   char *msg, size_t msg_size) {
+    if (!cJSON_IsNumber(v)) {
+        snprintf(msg, msg_size, "\"%s\" must be a number", field);
+        return -1;
+    }
+    double d = v->valuedouble;
+    if (!isfinite(d) || d < min || d > max) {
+        snprintf(msg, msg_size, "\"%s\" must be a finite number in [%g, %g], got %.17g", field,
+                 min, max, d);
+        return -1;
+    }
+    *out = (float)d;
     return 0;
 }

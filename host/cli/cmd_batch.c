@@ -10,12 +10,17 @@
  * the response also lists "choices": [{"index", "text", "finish_reason", "completion_tokens"}]
  * (one per sequence, like OpenAI's n); its "text" and "finish_reason" are choice 0's and its
  * "completion_tokens" the sum over the choices.
- * Robustness: every output line is written whole with one write(2) in append mode; on start the
- * output is read, a torn last line (a kill mid-write) is cut off, and custom_ids already present
- * are skipped, so an interrupted job resumes without loss or duplicates. */
+ * Robustness (batch_output.h has the contract): every record is one write(2) in append mode,
+ * checked; a failed write cuts the file back to its last complete record and stops the job with
+ * exit 1. On start the whole output is validated: a torn last line (a kill mid-write) is cut off,
+ * damage before it is refused naming the line, and custom_ids already present are skipped, so
+ * an interrupted job resumes without loss or duplicates. --ordered writes in input order. */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <float.h>
+#include <stdint.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,13 +31,16 @@
 #include "cli_json.h"
 #include "cli_options.h"
 #include "batch_shards.h"
+#include "batch_output.h"
 #include "id_set.h"
+#include "llmrt_experimental.h"
 
 #define MAX_STOPS 16
 
 typedef struct job_line {
     char                 *custom_id;
     int64_t               line_no;
+    int64_t               seq; /* place among the records of this run, for --ordered */
     cJSON                *root;
     llmrt_prompt          prompt;
     llmrt_chat_message   *msgs;
@@ -53,69 +61,12 @@ typedef struct job_line {
 } job_line;
 
 /* --------------------------------------------------------------------------------------------- */
-/* resume: ids already in the output                                                             */
+/* output records                                                                                */
 /* --------------------------------------------------------------------------------------------- */
 
-/* Cuts a torn last line off and collects the custom_ids of the complete lines. */
-static int scan_output(const char *path, id_set *done) {
-    int fd = open(path, O_RDWR | O_CREAT, 0644);
-    if (fd < 0) return -1;
-    struct stat st;
-    fstat(fd, &st);
-    char   *buf  = malloc((size_t)st.st_size + 1);
-    ssize_t got  = st.st_size ? read(fd, buf, (size_t)st.st_size) : 0;
-    if (got < 0) got = 0;
-    buf[got]     = 0;
-    off_t keep   = got;
-    while (keep > 0 && buf[keep - 1] != '\n') keep--;
-    if (keep != got) {
-        fprintf(stderr, "llmrt batch: %s ends with a partial line (interrupted write): removed\n", path);
-        if (ftruncate(fd, keep) != 0) {
-            close(fd);
-            free(buf);
-            return -1;
-        }
-    }
-    close(fd);
-    for (char *line = buf, *end; line < buf + keep; line = end + 1) {
-        end  = strchr(line, '\n');
-        *end = 0;
-        cJSON *root = cJSON_Parse(line);
-        const cJSON *id = cJSON_GetObjectItem(root, "custom_id");
-        if (cJSON_IsString(id)) id_set_add(done, id->valuestring);
-        cJSON_Delete(root);
-    }
-    free(buf);
-    return 0;
-}
-
-/* --------------------------------------------------------------------------------------------- */
-/* output                                                                                        */
-/* --------------------------------------------------------------------------------------------- */
-
-static int write_line(int fd, cJSON *obj) {
-    char *s = cJSON_PrintUnformatted(obj);
-    if (!s) return -1;
-    size_t n    = strlen(s);
-    char  *line = malloc(n + 2);
-    memcpy(line, s, n);
-    line[n++] = '\n';
-    /* one write of the whole line: a kill can leave it out but never half of it in a later
-     * line's place (and a torn tail from a full disk is cut off on resume) */
-    size_t off = 0;
-    while (off < n) {
-        ssize_t w = write(fd, line + off, n - off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) break;
-        off += (size_t)w;
-    }
-    free(line);
-    cJSON_free(s);
-    return off == n ? 0 : -1;
-}
-
-static int write_error(int fd, const char *custom_id, int64_t line_no, const char *code,
-                       const char *message) {
+/* Each returns the record as a malloc'd JSON text (cJSON_free), NULL when out of memory. */
+static char *format_error(const char *custom_id, int64_t line_no, const char *code,
+                          const char *message) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "custom_id", custom_id);
     cJSON_AddNumberToObject(o, "line", (double)line_no);
@@ -123,17 +74,17 @@ static int write_error(int fd, const char *custom_id, int64_t line_no, const cha
     cJSON *e = cJSON_AddObjectToObject(o, "error");
     cJSON_AddStringToObject(e, "code", code);
     cJSON_AddStringToObject(e, "message", message);
-    int rc = write_line(fd, o);
+    char *s = cJSON_PrintUnformatted(o); /* NULL if any Add above failed */
     cJSON_Delete(o);
-    return rc;
+    return s;
 }
 
-static int write_result(int fd, const job_line *j) {
+static char *format_result(const job_line *j) {
     static const char *reasons[] = {"none", "stop", "length", "abort", "error"};
     for (int32_t i = 0; i < j->n_ch; i++)
         if (j->ch[i].finish == LLMRT_FINISH_ERROR)
-            return write_error(fd, j->custom_id, j->line_no, "generation_error",
-                               j->ch[i].error ? j->ch[i].error : "");
+            return format_error(j->custom_id, j->line_no, "generation_error",
+                                j->ch[i].error ? j->ch[i].error : "");
     int32_t total = 0;
     for (int32_t i = 0; i < j->n_ch; i++) total += j->ch[i].n_gen;
     cJSON *o = cJSON_CreateObject();
@@ -151,13 +102,81 @@ static int write_result(int fd, const job_line *j) {
             cJSON_AddStringToObject(c, "text", j->ch[i].text ? j->ch[i].text : "");
             cJSON_AddStringToObject(c, "finish_reason", reasons[j->ch[i].finish]);
             cJSON_AddNumberToObject(c, "completion_tokens", j->ch[i].n_gen);
-            cJSON_AddItemToArray(cs, c);
+            if (!cJSON_AddItemToArray(cs, c)) cJSON_Delete(c);
         }
     }
     cJSON_AddNullToObject(o, "error");
-    int rc = write_line(fd, o);
+    char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
-    return rc;
+    return s;
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* the writer: completion order, or input order with --ordered                                   */
+/* --------------------------------------------------------------------------------------------- */
+
+typedef struct held_record {
+    int64_t seq;  /* the record's place in input order */
+    char   *json; /* cJSON_free */
+} held_record;
+
+typedef struct batch_writer {
+    batch_output out;
+    bool         ordered;
+    int64_t      next_seq;       /* --ordered: the record to write next */
+    held_record *held;           /* --ordered: finished records waiting for an earlier one */
+    int32_t      n_held, cap_held;
+} batch_writer;
+
+static int write_held_in_order(batch_writer *w) {
+    for (bool found = true; found;) {
+        found = false;
+        for (int32_t i = 0; i < w->n_held; i++) {
+            if (w->held[i].seq != w->next_seq) continue;
+            int rc = batch_output_write(&w->out, w->held[i].json);
+            cJSON_free(w->held[i].json);
+            w->held[i] = w->held[--w->n_held];
+            if (rc != 0) return -1;
+            w->next_seq++;
+            found = true;
+            break;
+        }
+    }
+    return 0;
+}
+
+/* Hands record `seq` (owned; NULL = formatting ran out of memory) to the output. -1 when the
+ * job must stop (the reason is on stderr). */
+static int emit_record(batch_writer *w, int64_t seq, char *json) {
+    if (!json) {
+        fprintf(stderr, "\nllmrt batch: out of memory formatting a record\n");
+        return -1;
+    }
+    if (!w->ordered) {
+        int rc = batch_output_write(&w->out, json);
+        cJSON_free(json);
+        return rc;
+    }
+    if (w->n_held == w->cap_held) {
+        int32_t      cap = w->cap_held ? w->cap_held * 2 : 64;
+        held_record *h   = realloc(w->held, (size_t)cap * sizeof *h);
+        if (!h) {
+            cJSON_free(json);
+            fprintf(stderr, "\nllmrt batch: out of memory holding records for --ordered\n");
+            return -1;
+        }
+        w->held     = h;
+        w->cap_held = cap;
+    }
+    w->held[w->n_held++] = (held_record){seq, json};
+    return write_held_in_order(w);
+}
+
+static void writer_free(batch_writer *w) {
+    for (int32_t i = 0; i < w->n_held; i++) cJSON_free(w->held[i].json);
+    free(w->held);
+    w->held   = NULL;
+    w->n_held = 0;
 }
 
 /* --------------------------------------------------------------------------------------------- */
@@ -178,6 +197,18 @@ static void job_free(job_line *j) {
     free(j);
 }
 
+/* A token id from element k of array `field`: an integer in [0, INT32_MAX] (the engine checks it
+ * against the vocabulary). */
+static int token_id_at(const cJSON *v, const char *field, int32_t k, int32_t *out, char *msg,
+                       size_t msg_size) {
+    char    name[64];
+    int64_t x;
+    snprintf(name, sizeof name, "%s[%d]", field, k);
+    if (cli_json_int(v, name, 0, INT32_MAX, &x, msg, msg_size) != 0) return -1;
+    *out = (int32_t)x;
+    return 0;
+}
+
 /* Reads the request fields; returns NULL and fills msg for a bad line. */
 static const char *parse_job(job_line *j, const llmrt_sampling_params *defaults, char *msg,
                              size_t msg_size) {
@@ -194,6 +225,10 @@ static const char *parse_job(job_line *j, const llmrt_sampling_params *defaults,
     } else if (cJSON_IsArray(msgs) && cJSON_GetArraySize(msgs) > 0) {
         int32_t n = cJSON_GetArraySize(msgs), k = 0;
         j->msgs   = calloc((size_t)n, sizeof *j->msgs);
+        if (!j->msgs) {
+            snprintf(msg, msg_size, "out of memory for %d messages", n);
+            return NULL;
+        }
         for (const cJSON *m = msgs->child; m; m = m->next, k++) {
             const cJSON *role = cJSON_GetObjectItem(m, "role"), *content = cJSON_GetObjectItem(m, "content");
             if (!cJSON_IsString(role) || !cJSON_IsString(content)) {
@@ -206,14 +241,13 @@ static const char *parse_job(job_line *j, const llmrt_sampling_params *defaults,
         j->prompt.n_messages = n;
     } else if (cJSON_IsArray(ids) && cJSON_GetArraySize(ids) > 0) {
         int32_t n = cJSON_GetArraySize(ids), k = 0;
-        j->ids    = malloc((size_t)n * sizeof *j->ids);
-        for (const cJSON *v = ids->child; v; v = v->next) {
-            if (!cJSON_IsNumber(v)) {
-                snprintf(msg, msg_size, "prompt_token_ids must hold integers");
-                return NULL;
-            }
-            j->ids[k++] = v->valueint;
+        j->ids    = calloc((size_t)n, sizeof *j->ids);
+        if (!j->ids) {
+            snprintf(msg, msg_size, "out of memory for %d prompt_token_ids", n);
+            return NULL;
         }
+        for (const cJSON *v = ids->child; v; v = v->next, k++)
+            if (token_id_at(v, "prompt_token_ids", k, &j->ids[k], msg, msg_size) != 0) return NULL;
         j->prompt.tokens   = j->ids;
         j->prompt.n_tokens = n;
     } else {
@@ -236,32 +270,57 @@ static const char *parse_job(job_line *j, const llmrt_sampling_params *defaults,
     for (size_t k = 0; k < sizeof fields / sizeof fields[0]; k++) {
         const cJSON *v = cJSON_GetObjectItem(src, fields[k].key);
         if (!v || cJSON_IsNull(v)) continue;
-        if (!cJSON_IsNumber(v)) {
-            snprintf(msg, msg_size, "\"%s\" must be a number", fields[k].key);
+        /* conversion-safe ranges only: what the values mean (max_tokens >= 1, top_p in
+         * (0, 1], ...) is the engine's check at submit, reported as its error */
+        int64_t x;
+        if (fields[k].f) {
+            if (cli_json_float(v, fields[k].key, -FLT_MAX, FLT_MAX, fields[k].f, msg, msg_size))
+                return NULL;
+        } else if (cli_json_int(v, fields[k].key, INT32_MIN, INT32_MAX, &x, msg, msg_size)) {
             return NULL;
+        } else {
+            *fields[k].i = (int32_t)x;
         }
-        if (fields[k].f) *fields[k].f = (float)v->valuedouble;
-        else *fields[k].i = v->valuedouble > 2e9 ? 2000000000 : (int32_t)v->valuedouble;
     }
     const cJSON *seed = cJSON_GetObjectItem(src, "seed");
-    if (cJSON_IsNumber(seed)) {
-        j->sp.seed     = (uint64_t)seed->valuedouble;
+    if (seed && !cJSON_IsNull(seed)) {
+        /* 2^53: the largest integer a JSON number (a double) carries exactly */
+        int64_t x;
+        if (cli_json_int(seed, "seed", 0, INT64_C(9007199254740992), &x, msg, msg_size)) return NULL;
+        j->sp.seed     = (uint64_t)x;
         j->sp.has_seed = true;
     }
     const cJSON *ie = cJSON_GetObjectItem(src, "ignore_eos");
     if (cJSON_IsBool(ie)) j->sp.ignore_eos = cJSON_IsTrue(ie);
     const cJSON *stop = cJSON_GetObjectItem(src, "stop");
     j->sp.n_stop      = 0;
-    if (cJSON_IsString(stop)) j->stops[j->sp.n_stop++] = stop->valuestring;
-    else if (cJSON_IsArray(stop))
-        for (const cJSON *s = stop->child; s && j->sp.n_stop < MAX_STOPS; s = s->next)
-            if (cJSON_IsString(s)) j->stops[j->sp.n_stop++] = s->valuestring;
+    if (cJSON_IsString(stop)) {
+        j->stops[j->sp.n_stop++] = stop->valuestring;
+    } else if (cJSON_IsArray(stop)) {
+        /* refused rather than cut short or skipped: a dropped stop string changes the output */
+        for (const cJSON *s = stop->child; s; s = s->next) {
+            if (!cJSON_IsString(s) || j->sp.n_stop == MAX_STOPS) {
+                snprintf(msg, msg_size, "\"stop\" must be a string or at most %d strings",
+                         MAX_STOPS);
+                return NULL;
+            }
+            j->stops[j->sp.n_stop++] = s->valuestring;
+        }
+    } else if (stop && !cJSON_IsNull(stop)) {
+        snprintf(msg, msg_size, "\"stop\" must be a string or at most %d strings", MAX_STOPS);
+        return NULL;
+    }
     j->sp.stop = j->sp.n_stop ? j->stops : NULL;
     const cJSON *sids = cJSON_GetObjectItem(src, "stop_token_ids");
     if (cJSON_IsArray(sids) && cJSON_GetArraySize(sids) > 0) {
         int32_t n = cJSON_GetArraySize(sids), k = 0;
-        j->stop_ids = malloc((size_t)n * sizeof *j->stop_ids);
-        for (const cJSON *v = sids->child; v; v = v->next) j->stop_ids[k++] = v->valueint;
+        j->stop_ids = calloc((size_t)n, sizeof *j->stop_ids);
+        if (!j->stop_ids) {
+            snprintf(msg, msg_size, "out of memory for %d stop_token_ids", n);
+            return NULL;
+        }
+        for (const cJSON *v = sids->child; v; v = v->next, k++)
+            if (token_id_at(v, "stop_token_ids", k, &j->stop_ids[k], msg, msg_size) != 0) return NULL;
         j->sp.stop_token_ids   = j->stop_ids;
         j->sp.n_stop_token_ids = n;
     }
@@ -289,17 +348,71 @@ static void progress(int64_t done, int64_t total, int64_t tokens, double elapsed
     if (final) fputc('\n', stderr);
 }
 
+/* The input, opened as a regular file, and not the output (the job would read back its own
+ * records, or cut the input down as a torn output): compared by st_dev/st_ino, so another path
+ * or a hard link to the same file is caught too. NULL with a message. */
+static FILE *open_input(const char *in_path, const char *const *outputs, int n_outputs) {
+    FILE *in = cli_fopen_regular(in_path);
+    if (!in) {
+        fprintf(stderr, "llmrt batch: --input %s\n", llmrt_last_error());
+        return NULL;
+    }
+    struct stat in_st, out_st;
+    if (fstat(fileno(in), &in_st) != 0) {
+        fprintf(stderr, "llmrt batch: cannot stat %s: %s\n", in_path, strerror(errno));
+        fclose(in);
+        return NULL;
+    }
+    for (int i = 0; i < n_outputs; i++) {
+        if (stat(outputs[i], &out_st) == 0 && out_st.st_dev == in_st.st_dev &&
+            out_st.st_ino == in_st.st_ino) {
+            fprintf(stderr, "llmrt batch: --input %s and the output %s are the same file\n",
+                    in_path, outputs[i]);
+            fclose(in);
+            return NULL;
+        }
+    }
+    return in;
+}
+
+/* Whether this process is a follower rank of a tensor-parallel group under mpirun: it only
+ * serves its leader's steps (cli_load_model never returns there), so it must not open, lock or
+ * repair the output its leader writes. */
+static bool is_tp_follower(void) {
+    int32_t rank = 0, size = 1;
+    if (cli_tp <= 1 || llmrt_mpi_world_info(&rank, &size) != LLMRT_OK) return false;
+    return size > 1 && rank % cli_tp != 0;
+}
+
+/* Appends `more` bytes of generated text to a choice; -1 when out of memory. */
+static int append_text(struct batch_choice *chc, const char *text, size_t more) {
+    size_t need; /* len + more + 1, overflow-checked (the tools do not include host/core) */
+    if (__builtin_add_overflow(chc->len, more, &need) || __builtin_add_overflow(need, 1, &need) ||
+        need > SIZE_MAX / 2)
+        return -1;
+    if (need > chc->cap) {
+        char *t = realloc(chc->text, need * 2);
+        if (!t) return -1;
+        chc->text = t;
+        chc->cap  = need * 2;
+    }
+    memcpy(chc->text + chc->len, text, more);
+    chc->len += more;
+    chc->text[chc->len] = 0;
+    return 0;
+}
+
 int cli_batch(int argc, char **argv) {
     cli_common c;
     cli_common_init(&c);
     const char *in_path = NULL, *out_path = NULL;
     int32_t     max_conc = 0;
-    bool        quiet    = false, data_parallel = false;
-    enum { O_IN = 2000, O_OUT, O_CONC, O_QUIET, O_DP };
+    bool        quiet    = false, data_parallel = false, ordered = false;
+    enum { O_IN = 2000, O_OUT, O_CONC, O_QUIET, O_DP, O_ORDERED };
     static const struct option own[] = {
         {"input", required_argument, 0, O_IN},           {"output", required_argument, 0, O_OUT},
         {"max-concurrency", required_argument, 0, O_CONC}, {"quiet", no_argument, 0, O_QUIET},
-        {"data-parallel", no_argument, 0, O_DP},
+        {"data-parallel", no_argument, 0, O_DP},         {"ordered", no_argument, 0, O_ORDERED},
         {"help", no_argument, 0, 'h'},
     };
     const struct option *opts = cli_options_with(own, sizeof own / sizeof own[0]);
@@ -314,14 +427,26 @@ int cli_batch(int argc, char **argv) {
         else if (o == O_CONC) max_conc = atoi(optarg);
         else if (o == O_QUIET) quiet = true;
         else if (o == O_DP) data_parallel = true;
+        else if (o == O_ORDERED) ordered = true;
         else {
             FILE *f = o == 'h' ? stdout : stderr;
             fprintf(f, "usage: llmrt batch -m MODEL --input in.jsonl --output out.jsonl [options]\n"
                        "      --max-concurrency N  requests in flight (default: --max-seqs)\n"
+                       "      --ordered            write the records in input order (finished ones\n"
+                       "                           wait for earlier ones); a rerun appends the rest\n"
+                       "                           in input order, so a job run with --ordered\n"
+                       "                           throughout gives an input-ordered file\n"
                        "      --quiet              no progress bar\n"
                        "      --data-parallel      under mpirun -np R: deal the lines to the R / --tp\n"
                        "                           groups of ranks, each writing OUTPUT.dpG-of-N;\n"
-                       "                           rank 0 merges them into OUTPUT at the end\n");
+                       "                           rank 0 merges them into OUTPUT at the end\n"
+                       "  Output: one JSON line per input line, written with one write(2) as it\n"
+                       "  finishes and fdatasync'd every %d records or %.0f s and at the end. A\n"
+                       "  failed write (disk full, file too large) stops the job with exit 1; the\n"
+                       "  file keeps every complete record. Rerun the same command to resume: the\n"
+                       "  output is validated (a torn last line is removed, damage before it is\n"
+                       "  refused naming the line) and custom_ids already in it are skipped.\n",
+                    BATCH_SYNC_RECORDS, BATCH_SYNC_SECONDS);
             cli_common_usage(f);
             return o == 'h' ? 0 : 2;
         }
@@ -330,27 +455,38 @@ int cli_batch(int argc, char **argv) {
         fprintf(stderr, "llmrt batch: --input and --output are required\n");
         return 2;
     }
+    if (ordered && data_parallel) {
+        fprintf(stderr, "llmrt batch: --ordered and --data-parallel do not combine (the shards "
+                        "are merged one after another, not in input order)\n");
+        return 2;
+    }
     if (max_conc <= 0) max_conc = c.engine.max_seqs;
+    /* a file-size limit (RLIMIT_FSIZE) then fails the write with EFBIG, reported and stopped
+     * like a full disk, instead of killing the job mid-record */
+    signal(SIGXFSZ, SIG_IGN);
     batch_shards shards = {0};
     if (data_parallel && batch_shards_init(&shards, out_path, cli_tp) < 0) return 2;
     const char *write_path = shards.on ? shards.shard_path : out_path;
-    /* done in an earlier run: in the output (merged), or in this group's shard */
-    id_set done_ids = {0};
-    if ((shards.on && scan_output(write_path, &done_ids) < 0) ||
-        scan_output(out_path, &done_ids) < 0) {
-        fprintf(stderr, "llmrt batch: cannot open %s: %s\n", write_path, strerror(errno));
+    const char *outputs[]  = {out_path, write_path};
+    /* the input first: the scan below creates and may cut the output */
+    FILE *in = open_input(in_path, outputs, 2);
+    if (!in) return 1;
+    /* done in an earlier run: in the output (merged), or in this group's shard; the file this
+     * process appends to is locked against a second job before it is read */
+    id_set       done_ids = {0};
+    batch_writer w        = {.ordered = ordered, .out = {.fd = -1}};
+    if (!is_tp_follower() && ((shards.on && batch_output_scan(out_path, &done_ids) < 0) ||
+                              batch_output_open(&w.out, write_path, &done_ids) < 0)) {
+        id_set_free(&done_ids);
+        fclose(in);
         return 1;
     }
     cli_follower_barrier = shards.on; /* followers of a TP group join the end-of-job barrier */
-    FILE *in = fopen(in_path, "r");
-    if (!in) {
-        fprintf(stderr, "llmrt batch: cannot open %s: %s\n", in_path, strerror(errno));
-        return 1;
-    }
-    int fd = open(write_path, O_WRONLY | O_APPEND | O_CREAT, 0644);
-    llmrt_model  *model  = fd >= 0 ? cli_load_model(c.model_path, c.threads, c.load_format) : NULL;
+    llmrt_model  *model  = cli_load_model(c.model_path, c.threads, c.load_format);
     llmrt_engine *engine = NULL;
     int           rc     = 1;
+    char         *line   = NULL;
+    id_set        seen   = {0}; /* custom_ids taken in this run (duplicates in the input) */
     if (!model || llmrt_engine_create(model, &c.engine, &engine) != LLMRT_OK) {
         if (model) fprintf(stderr, "llmrt batch: %s\n", llmrt_last_error());
         goto done;
@@ -358,18 +494,28 @@ int cli_batch(int argc, char **argv) {
     llmrt_sampling_params defaults = cli_common_sampling(&c, model);
     /* count lines for the progress bar */
     int64_t total = 0, skipped = 0, finished = 0, tokens = 0, line_no = 0, inflight = 0;
-    char   *line  = NULL;
-    size_t  cap   = 0;
+    int64_t next_seq = 0;
+    size_t  cap      = 0;
     ssize_t got;
     for (int64_t ln = 1; (got = getline(&line, &cap, in)) >= 0; ln++)
         total += got > 1 && batch_shards_owns(&shards, ln);
+    if (ferror(in)) {
+        fprintf(stderr, "llmrt batch: reading %s: %s\n", in_path, strerror(errno));
+        goto done;
+    }
     rewind(in);
-    id_set seen = {0}; /* custom_ids taken in this run (duplicates in the input) */
-    double t0   = cli_now();
-    bool   eof  = false;
+    double t0  = cli_now();
+    bool   eof = false;
+    /* --ordered holds finished records behind a slow earlier one: bound them as well as the
+     * requests in flight, so memory stays bounded */
+    int64_t max_outstanding = ordered ? 4 * (int64_t)max_conc : (int64_t)max_conc;
     while (!eof || inflight > 0) {
-        while (!eof && inflight < max_conc) {
+        while (!eof && inflight < max_conc && inflight + w.n_held < max_outstanding) {
             if ((got = getline(&line, &cap, in)) < 0) {
+                if (ferror(in)) {
+                    fprintf(stderr, "\nllmrt batch: reading %s: %s\n", in_path, strerror(errno));
+                    goto done;
+                }
                 eof = true;
                 break;
             }
@@ -377,7 +523,11 @@ int cli_batch(int argc, char **argv) {
             while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r')) line[--got] = 0;
             if (got == 0 || !batch_shards_owns(&shards, line_no)) continue;
             job_line *j = calloc(1, sizeof *j);
-            j->line_no  = line_no;
+            if (!j) {
+                fprintf(stderr, "\nllmrt batch: out of memory at line %lld\n", (long long)line_no);
+                goto done;
+            }
+            j->line_no = line_no;
             char msg[768];
             char jerr[512];
             char fallback_id[32];
@@ -389,6 +539,11 @@ int cli_batch(int argc, char **argv) {
                 const cJSON *id = cJSON_GetObjectItem(j->root, "custom_id");
                 j->custom_id    = strdup(cJSON_IsString(id) ? id->valuestring : fallback_id);
                 if (!cJSON_IsString(id)) snprintf(msg, sizeof msg, "no string \"custom_id\"");
+            }
+            if (!j->custom_id) {
+                fprintf(stderr, "\nllmrt batch: out of memory at line %lld\n", (long long)line_no);
+                job_free(j);
+                goto done;
             }
             if (id_set_has(&done_ids, j->custom_id)) { /* done in an earlier run */
                 skipped++;
@@ -403,21 +558,32 @@ int cli_batch(int argc, char **argv) {
                 job_free(j);
                 continue;
             }
-            id_set_add(&seen, j->custom_id);
+            if (!id_set_add(&seen, j->custom_id)) {
+                fprintf(stderr, "\nllmrt batch: out of memory at line %lld\n", (long long)line_no);
+                job_free(j);
+                goto done;
+            }
+            j->seq = next_seq++;
             uint64_t     rid;
-            llmrt_status st = LLMRT_OK;
+            llmrt_status st  = LLMRT_OK;
+            char        *rec = NULL;
             if (!j->root || !cJSON_IsString(cJSON_GetObjectItem(j->root, "custom_id")) ||
                 !parse_job(j, &defaults, msg, sizeof msg)) {
-                write_error(fd, j->custom_id, line_no, "invalid_request", msg);
-                finished++;
-                job_free(j);
+                char where[800];
+                if (j->root) snprintf(where, sizeof where, "line %lld: %s", (long long)line_no, msg);
+                else snprintf(where, sizeof where, "%s", msg);
+                if (!quiet) fprintf(stderr, "\nllmrt batch: %s %s\n", in_path, where);
+                rec = format_error(j->custom_id, line_no, "invalid_request", where);
             } else if ((st = llmrt_engine_submit(engine, &j->prompt, &j->sp, &rid)) != LLMRT_OK) {
-                write_error(fd, j->custom_id, line_no, llmrt_status_str(st), llmrt_last_error());
-                finished++;
-                job_free(j);
+                rec = format_error(j->custom_id, line_no, llmrt_status_str(st), llmrt_last_error());
             } else {
                 inflight++;
+                continue;
             }
+            int64_t seq = j->seq;
+            finished++;
+            job_free(j);
+            if (emit_record(&w, seq, rec) != 0) goto done;
         }
         if (inflight == 0) continue;
         const llmrt_output *outs;
@@ -430,40 +596,46 @@ int cli_batch(int argc, char **argv) {
             const llmrt_output *out = &outs[k];
             job_line           *j   = out->user_data;
             struct batch_choice *chc = &j->ch[out->index >= 0 && out->index < j->n_ch ? out->index : 0];
-            if (chc->len + out->text_len + 1 > chc->cap) {
-                chc->cap  = (chc->len + out->text_len + 1) * 2;
-                chc->text = realloc(chc->text, chc->cap);
+            if (append_text(chc, out->text, out->text_len) != 0) {
+                fprintf(stderr, "\nllmrt batch: out of memory for the text of line %lld\n",
+                        (long long)j->line_no);
+                goto done;
             }
-            memcpy(chc->text + chc->len, out->text, out->text_len);
-            chc->len += out->text_len;
-            chc->text[chc->len] = 0;
             j->n_prompt     = out->n_prompt_tokens;
             chc->n_gen        = out->n_generated;
             tokens += out->n_tokens;
             if (out->finish != LLMRT_FINISH_NONE) {
                 chc->finish = out->finish;
                 if (out->finish == LLMRT_FINISH_ERROR && !chc->error)
-                    chc->error = strdup(out->error_message);
+                    chc->error = strdup(out->error_message ? out->error_message : "");
                 if (++j->n_done < j->n_ch) continue; /* the line waits for all n sequences */
-                write_result(fd, j);
+                char   *rec = format_result(j);
+                int64_t seq = j->seq;
                 finished++;
                 inflight--;
                 job_free(j);
+                if (emit_record(&w, seq, rec) != 0) goto done;
             }
         }
         if (!quiet) progress(finished, total, tokens, cli_now() - t0, false);
     }
+    if (w.n_held > 0) { /* cannot happen: every seq is emitted once */
+        fprintf(stderr, "llmrt batch: internal error: %d records held back\n", w.n_held);
+        goto done;
+    }
+    if (batch_output_close(&w.out) != 0) goto done;
     if (!quiet) progress(finished, total, tokens, cli_now() - t0, true);
-    fdatasync(fd);
     fprintf(stderr, "llmrt batch: %lld lines, %lld already done, %lld tokens in %.1f s\n",
             (long long)total, (long long)skipped, (long long)tokens, cli_now() - t0);
     rc = 0;
 done:
+    /* on failure too: whatever complete records were written stay, synced */
+    if (batch_output_close(&w.out) != 0) rc = 1;
+    writer_free(&w);
     free(line);
     id_set_free(&seen);
     id_set_free(&done_ids);
     fclose(in);
-    if (fd >= 0) close(fd);
     llmrt_engine_destroy(engine);
     llmrt_model_destroy(model); /* a TP group's followers return from serving it */
     if (rc == 0 && shards.on && batch_shards_merge(&shards, out_path) != 0) rc = 1;

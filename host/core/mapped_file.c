@@ -9,15 +9,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "regular_file.h"
+
 llmrt_status llmrt_mapped_file_open(const char *path, llmrt_mapped_file *out, llmrt_error *err) {
     memset(out, 0, sizeof *out);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return llmrt_err(err, LLMRT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return llmrt_err(err, LLMRT_ERR_IO, "%s: not a regular file", path);
-    }
+    int         fd = llmrt_open_regular_file(path, &st, err);
+    if (fd < 0) return err ? err->status : LLMRT_ERR_IO;
     out->size = (uint64_t)st.st_size;
     if (out->size > 0) {
         void *p = mmap(NULL, (size_t)out->size, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -46,8 +44,8 @@ void llmrt_mapped_file_close(llmrt_mapped_file *file) {
 llmrt_status llmrt_read_text_file(const char *path, uint64_t max_bytes, char **out, uint64_t *len,
                                   llmrt_error *err) {
     *out   = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return llmrt_err(err, LLMRT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    FILE *f = llmrt_fopen_regular_file(path, err);
+    if (!f) return err ? err->status : LLMRT_ERR_IO;
     if (fseek(f, 0, SEEK_END) != 0) {
         fclose(f);
         return llmrt_err(err, LLMRT_ERR_IO, "%s: cannot seek", path);

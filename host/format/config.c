@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../core/json_util.h"
+#include "../core/regular_file.h"
 
 #define CONFIG_MAX_BYTES (4u << 20)
 #define MAX_DIM          (1 << 20)  /* bigger than any real hidden / ffn size */
@@ -181,9 +182,9 @@ llmrt_status llmrt_config_load_hf_dir(const char *dir, llmrt_model_config *cfg, 
     if (s != LLMRT_OK) return s;
 
     snprintf(path, sizeof path, "%s/generation_config.json", dir);
-    FILE *probe = fopen(path, "rb");
-    if (!probe) return LLMRT_OK; /* optional */
-    fclose(probe);
+    int present = llmrt_probe_regular_file(path, err);
+    if (present < 0) return LLMRT_ERR_IO;
+    if (present == 0) return LLMRT_OK; /* optional */
     LLMRT_TRY(llmrt_json_parse_file(path, CONFIG_MAX_BYTES, &root, err));
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);

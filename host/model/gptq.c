@@ -11,6 +11,7 @@
 #include "../core/checked_math.h"
 #include "../core/half.h"
 #include "../core/json_util.h"
+#include "../core/regular_file.h"
 
 #define CONFIG_MAX_BYTES (4u << 20)
 
@@ -104,9 +105,9 @@ llmrt_status llmrt_gptq_config_load(const char *dir, llmrt_gptq_config *cfg, llm
     }
     cJSON_Delete(root);
     snprintf(path, sizeof path, "%s/quantize_config.json", dir);
-    FILE *probe = fopen(path, "rb");
-    if (!probe) return LLMRT_OK; /* not quantized */
-    fclose(probe);
+    int present = llmrt_probe_regular_file(path, err);
+    if (present < 0) return LLMRT_ERR_IO;
+    if (present == 0) return LLMRT_OK; /* not quantized */
     LLMRT_TRY(llmrt_json_parse_file(path, CONFIG_MAX_BYTES, &root, err));
     s = llmrt_gptq_config_parse(root, path, cfg, err);
     cJSON_Delete(root);

@@ -10,6 +10,7 @@
 #include "../core/json_util.h"
 #include "gptq.h"
 #include "model.h"
+#include "../core/regular_file.h"
 
 #define INDEX_MAX_BYTES (64u << 20)
 
@@ -145,10 +146,11 @@ llmrt_status llmrt_model_open_hf(struct llmrt_rank_model *m, const char *dir, ll
     LLMRT_TRY(llmrt_gptq_config_load(dir, &hs.gptq, err));
     char      path[4096];
     snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
-    FILE        *probe = fopen(path, "rb");
+    int          sharded = llmrt_probe_regular_file(path, err);
     llmrt_status s;
-    if (probe) {
-        fclose(probe);
+    if (sharded < 0) {
+        s = LLMRT_ERR_IO;
+    } else if (sharded) {
         s = open_shards(m, &hs, path, err);
     } else {
         snprintf(path, sizeof path, "%s/model.safetensors", dir);

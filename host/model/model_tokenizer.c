@@ -9,6 +9,7 @@
 #include "../core/json_util.h"
 #include "../tokenizer/tokenizer.h"
 #include "model.h"
+#include "../core/regular_file.h"
 
 static const llmrt_tokenizer *sort_tk; /* qsort has no context argument; load is serialised */
 
@@ -43,9 +44,12 @@ llmrt_status llmrt_model_load_tokenizer(struct llmrt_rank_model *m, const char *
         char json[4096], cfg[4096];
         snprintf(json, sizeof json, "%s/tokenizer.json", path);
         snprintf(cfg, sizeof cfg, "%s/tokenizer_config.json", path);
-        if (access(json, R_OK) != 0) return LLMRT_OK; /* none */
-        LLMRT_TRY(llmrt_tokenizer_load_hf(json, access(cfg, R_OK) == 0 ? cfg : NULL, &m->tokenizer,
-                                          err));
+        /* absent: no tokenizer; present but a FIFO, a directory, ...: an error naming it */
+        int has_json = llmrt_probe_regular_file(json, err);
+        int has_cfg  = has_json > 0 ? llmrt_probe_regular_file(cfg, err) : 0;
+        if (has_json < 0 || has_cfg < 0) return LLMRT_ERR_IO;
+        if (has_json == 0) return LLMRT_OK; /* none */
+        LLMRT_TRY(llmrt_tokenizer_load_hf(json, has_cfg ? cfg : NULL, &m->tokenizer, err));
     }
     if (llmrt_tokenizer_vocab_size(m->tokenizer) > m->cfg.vocab_size)
         return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH,
@@ -60,7 +64,9 @@ llmrt_status llmrt_model_load_generation_defaults(struct llmrt_rank_model *m, co
     if (!dir) return LLMRT_OK;
     char path[4096];
     snprintf(path, sizeof path, "%s/generation_config.json", dir);
-    if (access(path, R_OK) != 0) return LLMRT_OK;
+    int present = llmrt_probe_regular_file(path, err);
+    if (present < 0) return LLMRT_ERR_IO;
+    if (present == 0) return LLMRT_OK; /* optional */
     cJSON *root;
     LLMRT_TRY(llmrt_json_parse_file(path, 1u << 20, &root, err));
     llmrt_sampling_params *d = &m->gen_defaults;

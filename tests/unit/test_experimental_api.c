@@ -9,9 +9,12 @@
  *  - the MPI job calls outside a launcher (rank 0 of 1, barrier a no-op).
  * tests/model/test_experimental_smollm2.c compares with llmrt_tokenize / llmrt_detokenize on a
  * real model. */
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "llmrt_experimental.h"
 #include "test_util.h"
@@ -314,8 +317,40 @@ static void test_mpi_world(void) {
     llmrt_mpi_world_finalize(); /* idempotent */
 }
 
+/* A FIFO (with no writer: opening it for reading would block), a directory, nothing, and a
+ * regular file; each answer comes at once. */
+static void test_regular_files(void) {
+    char dir[] = "/tmp/llmrt_regular_XXXXXX", fifo[64], file[64];
+    if (!mkdtemp(dir)) return;
+    snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+    snprintf(file, sizeof file, "%s/file", dir);
+    CHECK(mkfifo(fifo, 0600) == 0);
+    FILE *f = fopen(file, "w");
+    CHECK(f && fputs("x", f) >= 0 && fclose(f) == 0);
+    int fd = 7, present = 7;
+    CHECK_STATUS(llmrt_file_open_regular(fifo, &fd), LLMRT_ERR_IO, "FIFO");
+    CHECK(fd == -1);
+    CHECK_STATUS(llmrt_file_open_regular(dir, &fd), LLMRT_ERR_IO, "directory");
+    CHECK_STATUS(llmrt_file_open_regular(file, NULL), LLMRT_ERR_INVALID_ARG, "NULL");
+    CHECK_STATUS(llmrt_file_probe_regular(fifo, &present), LLMRT_ERR_IO, "FIFO");
+    CHECK_STATUS(llmrt_file_probe_regular(dir, &present), LLMRT_ERR_IO, "directory");
+    CHECK_STATUS(llmrt_file_probe_regular(file, &present), LLMRT_OK, NULL);
+    CHECK(present == 1);
+    CHECK_STATUS(llmrt_file_open_regular(file, &fd), LLMRT_OK, NULL);
+    char c = 0;
+    CHECK(fd >= 0 && read(fd, &c, 1) == 1 && c == 'x'); /* blocking again after the check */
+    if (fd >= 0) close(fd);
+    unlink(file);
+    CHECK_STATUS(llmrt_file_probe_regular(file, &present), LLMRT_OK, NULL);
+    CHECK(present == 0);
+    CHECK_STATUS(llmrt_file_open_regular(file, &fd), LLMRT_ERR_IO, "No such file");
+    unlink(fifo);
+    rmdir(dir);
+}
+
 int main(void) {
     CHECK(LLMRT_EXPERIMENTAL_VERSION >= 1);
+    test_regular_files();
     test_load_errors();
     /* a directory (tokenizer_config.json picked up), and the file with the config named */
     test_tokenizer("mistral dir", TOKDIR "/mistral", NULL, TOKDIR "/mistral/tokenizer.json",
