@@ -78,6 +78,27 @@ for (fn, arch, used, spill), name in zip(sorted(rows), names):
     print(f"{arch} {name[:90]}: {used}; {spill}")
 PY
 
+step "the CUDA wheel (CMAKE_ARGS=-DLLMRT_CUDA=nvcc, sm_80) installed and imported: no device here, so LLM() runs on the CPU and says so"
+rm -rf build-pyvenv-cuda
+python3 -m venv --system-site-packages build-pyvenv-cuda
+CMAKE_ARGS="-DLLMRT_CUDA=nvcc -DCMAKE_CUDA_ARCHITECTURES=80" \
+    build-pyvenv-cuda/bin/python -m pip install -q -C build-dir=build-wheel-cuda .
+(repo=$PWD; cd /tmp && env -u LLMRT_LIBRARY "$repo/build-pyvenv-cuda/bin/python" - "$repo" <<'PY'
+import sys, warnings
+import llmrt
+tiny = sys.argv[1] + "/tests/data/tiny/llama_f32"
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    llm = llmrt.LLM(tiny, threads=1)
+said = [str(w.message) for w in caught if "running on the CPU" in str(w.message)]
+print(f"CUDA wheel: library {llmrt.library_path()}, device {llm._model.device}; notice: {said}")
+assert llmrt.library_path().startswith(sys.prefix), "not the wheel's own library"
+assert llm._model.device == "cuda" or said, "a CUDA build fell back to the CPU silently"
+out = llm.generate([[1, 2, 3]], llmrt.SamplingParams(max_tokens=2, temperature=0))
+assert len(out[0].outputs[0].token_ids) == 2
+PY
+)
+
 step "fuzz (libFuzzer, bounded runs)"
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DLLMRT_SANITIZE=ON \
     -DLLMRT_FUZZ=ON >/dev/null
