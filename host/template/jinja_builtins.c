@@ -521,7 +521,7 @@ bool jinja_test(jctx *c, const char *name, jval *v, jval **args, size_t n_args) 
 /* Filters                                                                                     */
 /* ------------------------------------------------------------------------------------------ */
 
-static const char *const FILTERS[] = {"trim", "tojson", "length", "count", "upper", "lower",
+static const char *const FILTERS[] = {"trim", "escape", "e", "tojson", "length", "count", "upper", "lower",
     "capitalize", "title", "items", "first", "last", "join", "default", "d", "replace", "string",
     "int", "float", "list", "map", "select", "reject", "selectattr", "rejectattr", "unique", "sort",
     "indent", "round", "abs", "safe", "reverse", "dictsort", "sum", "min", "max", "wordcount", NULL};
@@ -584,7 +584,16 @@ static jval *select_filter(jctx *c, jval *seq, bargs *a, bool attr_mode, bool ke
 jval *jinja_filter(jctx *c, const char *name, jval *v, jval **args, size_t n_args,
                    const char **kw_names, jval **kw_vals, size_t n_kw) {
     bargs a = {args, n_args, kw_names, kw_vals, n_kw};
-    if (!strcmp(name, "safe")) return v;
+    if (!strcmp(name, "safe")) {
+        jval *s = ja_alloc(&c->arena, sizeof *s);
+        *s = *(v->t == JV_UNDEF ? jv_str(c, "", 0) : jv_to_str(c, v));
+        s->u.str.safe = true;
+        return s;
+    }
+    /* jinja2's select/reject/map start with `if value:`: a falsy input is an empty result */
+    if (!jv_truthy(v) && (!strcmp(name, "select") || !strcmp(name, "reject") || !strcmp(name, "selectattr") ||
+                          !strcmp(name, "rejectattr") || !strcmp(name, "map")))
+        return jv_list(c, 0);
     if (!strcmp(name, "default") || !strcmp(name, "d")) {
         jval *dv = arg(&a, 0, "default_value"), *boolean = arg(&a, 1, "boolean");
         bool  use = v->t == JV_UNDEF || (boolean && jv_truthy(boolean) && !jv_truthy(v));
@@ -758,6 +767,13 @@ jval *jinja_filter(jctx *c, const char *name, jval *v, jval **args, size_t n_arg
     /* string filters: the operand as str (undefined is "") */
     jval *s = v->t == JV_UNDEF ? jv_str(c, "", 0) : jv_to_str(c, v);
     if (!strcmp(name, "trim")) return strip(c, s, arg(&a, 0, "chars"), true, true);
+    if (!strcmp(name, "escape") || !strcmp(name, "e")) {
+        if (s->u.str.safe) return s;
+        jval *e = ja_alloc(&c->arena, sizeof *e);
+        *e = *jinja_html_escape(c, s);
+        e->u.str.safe = true;
+        return e;
+    }
     if (!strcmp(name, "upper")) return ascii_map(c, s, 1);
     if (!strcmp(name, "lower")) return ascii_map(c, s, 0);
     if (!strcmp(name, "capitalize")) return ascii_map(c, s, 2);

@@ -97,10 +97,33 @@ static bool contains(jctx *c, jval *hay, jval *needle) {
     }
 }
 
+/* markupsafe.escape: & < > " ' as HTML entities; an entity for content bytes is content. */
+jval *jinja_html_escape(jctx *c, jval *v) {
+    jsink  s = {0};
+    size_t run = 0, n = v->u.str.len;
+    for (size_t i = 0; i <= n; i++) {
+        char        ch  = i < n ? v->u.str.s[i] : 0;
+        const char *ent = i == n ? NULL : ch == '&' ? "&amp;" : ch == '<' ? "&lt;" : ch == '>' ? "&gt;"
+                        : ch == '"' ? "&#34;" : ch == '\'' ? "&#39;" : NULL;
+        if (i == n || ent) {
+            jsink_put_sub(c, &s, v, run, i);
+            if (ent) jsink_put(c, &s, ent, strlen(ent), v->u.str.nsp > 0);
+            run = i + 1;
+        }
+    }
+    return jsink_to_str(c, &s);
+}
+
 static jval *arith(jctx *c, jop op, jval *a, jval *b) {
     static const char *const sym[] = {[OP_ADD] = "+", [OP_SUB] = "-", [OP_MUL] = "*", [OP_DIV] = "/",
                                       [OP_FLOORDIV] = "//", [OP_MOD] = "%", [OP_POW] = "**"};
-    if (op == OP_ADD && a->t == JV_STR && b->t == JV_STR) return concat_str(c, a, b);
+    if (op == OP_ADD && a->t == JV_STR && b->t == JV_STR) {
+        if (!a->u.str.safe && !b->u.str.safe) return concat_str(c, a, b);
+        /* Markup + str escapes the str, and so does str + Markup */
+        jval *r = concat_str(c, a->u.str.safe ? a : jinja_html_escape(c, a), b->u.str.safe ? b : jinja_html_escape(c, b));
+        r->u.str.safe = true;
+        return r;
+    }
     if (op == OP_ADD && a->t == JV_LIST && b->t == JV_LIST) {
         uint64_t n;
         if (!ck_add_u64(a->u.list.n, b->u.list.n, &n)) jinja_fail(c, LLMRT_ERR_ABORTED, "list too large");
@@ -206,11 +229,10 @@ static jval *slice_value(jctx *c, jval *obj, jval *vs, jval *ve, jval *vstep) {
         if (obj->t == JV_UNDEF) return jv_undef(c, "slice");
         jinja_fail(c, LLMRT_ERR_INVALID_ARG, "'%s' object is not subscriptable", jv_type_name(obj));
     }
-    for (jval *x = vs;; x = x == vs ? ve : vstep) {
-        if (x && x->t != JV_INT && x->t != JV_NONE && x->t != JV_BOOL)
+    jval *bounds[3] = {vs, ve, vstep};
+    for (int k = 0; k < 3; k++)
+        if (bounds[k] && bounds[k]->t != JV_INT && bounds[k]->t != JV_NONE)
             jinja_fail(c, LLMRT_ERR_INVALID_ARG, "slice indices must be integers or None");
-        if (x == vstep) break;
-    }
     int64_t n    = obj->t == JV_LIST ? (int64_t)obj->u.list.n : (int64_t)jv_utf8_count(obj->u.str.s, obj->u.str.len);
     int64_t step = (vstep && vstep->t == JV_INT) ? vstep->u.i : 1;
     if (step == 0) jinja_fail(c, LLMRT_ERR_INVALID_ARG, "slice step cannot be zero");
@@ -509,7 +531,7 @@ static flow exec_stmt(jctx *c, jscope *sc, const jnode *n, jsink *out) {
         }
         return FLOW_NORMAL;
     }
-    case N_SET_BLOCK: {
+    case N_SET_BLOCK: case N_FILTER_BLOCK: {
         jsink body = {0};
         exec_body(c, sc, n->args, n->n_args, &body);
         jval *v = jsink_to_str(c, &body);
@@ -518,7 +540,8 @@ static flow exec_stmt(jctx *c, jscope *sc, const jnode *n, jsink *out) {
         size_t       depth = 0;
         for (const jnode *f = n->b; f && depth < 64; f = f->a) chain[depth++] = f;
         while (depth > 0) v = eval_filter(c, sc, chain[--depth], v);
-        scope_set(c, sc, n->names[0], v);
+        if (n->kind == N_FILTER_BLOCK) emit(c, out, v);
+        else scope_set(c, sc, n->names[0], v);
         return FLOW_NORMAL;
     }
     case N_MACRO: {

@@ -63,6 +63,7 @@ struct jval {
             size_t       len;
             const jspan *sp;  /* sorted, disjoint, non-empty */
             size_t       nsp;
+            bool         safe; /* markupsafe.Markup (the `safe` filter): `+` escapes the other side */
         } str;
         struct {
             jval  **items;
@@ -93,7 +94,7 @@ typedef enum jnode_kind {
     N_LITERAL, N_NAME, N_LIST, N_DICT, N_ATTR, N_INDEX, N_SLICE, N_CALL, N_FILTER, N_TEST,
     N_UNARY, N_BINARY, N_COND,
     /* statements */
-    N_TEXT, N_OUTPUT, N_IF, N_FOR, N_SET, N_SET_BLOCK, N_MACRO, N_BREAK, N_CONTINUE, N_BLOCK
+    N_TEXT, N_OUTPUT, N_IF, N_FOR, N_SET, N_SET_BLOCK, N_FILTER_BLOCK, N_MACRO, N_BREAK, N_CONTINUE, N_BLOCK
 } jnode_kind;
 
 typedef enum jop {
@@ -234,6 +235,8 @@ jval *jinja_call_macro(jctx *c, jval *fn, jval **args, size_t n_args, const char
                        jval **kw_vals, size_t n_kw);
 void  jinja_step(jctx *c);
 jval *jinja_lookup(jscope *sc, const char *name);
+/* markupsafe.escape (the result is not marked safe; callers decide) */
+jval *jinja_html_escape(jctx *c, jval *v);
 
 /* builtins (jinja_builtins.c) */
 jval *jinja_filter(jctx *c, const char *name, jval *v, jval **args, size_t n_args,

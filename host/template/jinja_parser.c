@@ -595,6 +595,28 @@ static jnode *parse_set(parser *p) {
     return n;
 }
 
+/* {% filter name(args) | name2 %}...{% endfilter %}: the body's text through the filters */
+static jnode *parse_filter_block(parser *p) {
+    jnode *n    = node(p, N_FILTER_BLOCK);
+    jnode *filt = NULL;
+    do {
+        jnode *f = node(p, N_FILTER);
+        f->a     = filt;
+        f->name  = expect_name(p);
+        if (!jinja_has_filter(f->name)) pfail(p, LLMRT_ERR_UNSUPPORTED, "line %d: unsupported filter '%s'", f->name);
+        if (accept_op(p, "(")) parse_call_args(p, f);
+        filt = f;
+    } while (accept_op(p, "|"));
+    n->b = filt;
+    expect_block_end(p);
+    static const char *const ends[] = {"endfilter", NULL};
+    jnode *body = parse_body(p, ends);
+    n->args = body->args, n->n_args = body->n_args;
+    p->i++;
+    expect_block_end(p);
+    return n;
+}
+
 static jnode *parse_macro(parser *p) {
     jnode *n = node(p, N_MACRO);
     n->name  = expect_name(p);
@@ -628,6 +650,7 @@ static jnode *parse_statement(parser *p) {
     if (!strcmp(kw, "if")) return parse_if(p);
     if (!strcmp(kw, "set")) return parse_set(p);
     if (!strcmp(kw, "macro")) return parse_macro(p);
+    if (!strcmp(kw, "filter")) return parse_filter_block(p);
     if (!strcmp(kw, "break") || !strcmp(kw, "continue")) {
         jnode *n = node(p, kw[0] == 'b' ? N_BREAK : N_CONTINUE);
         expect_block_end(p);
@@ -680,7 +703,7 @@ static jnode *parse_body(parser *p, const char *const *ends) {
             const jtok *kw = peek(p, 1);
             if (kw->kind == T_NAME &&
                 (!strcmp(kw->s, "endfor") || !strcmp(kw->s, "endif") || !strcmp(kw->s, "else") ||
-                 !strcmp(kw->s, "elif") || !strcmp(kw->s, "endmacro") || !strcmp(kw->s, "endset") ||
+                 !strcmp(kw->s, "elif") || !strcmp(kw->s, "endmacro") || !strcmp(kw->s, "endset") || !strcmp(kw->s, "endfilter") ||
                  !strcmp(kw->s, "endgeneration"))) {
                 p->i++;
                 pfail(p, LLMRT_ERR_FORMAT, "line %d: unexpected '{%% %s %%}'", kw->s);
