@@ -262,6 +262,10 @@ static llmrt_status load(const cJSON *root, const cJSON *cfg, const char *what,
         llmrt_tokenizer_destroy(tk);
         return st;
     }
+    if ((st = tk_parse_chat_template(tk, err)) != LLMRT_OK) {
+        llmrt_tokenizer_destroy(tk);
+        return st;
+    }
     *out = tk;
     return LLMRT_OK;
 }
