@@ -312,6 +312,7 @@ static jval *call_method(jctx *c, jval *self, const char *name, bargs *a) {
                 else if (name[0] == 'v') l->u.list.items[i] = self->u.dict.vals[i];
                 else {
                     jval *pair = jv_list(c, 2);
+                    pair->u.list.tuple = true;
                     pair->u.list.items[0] = self->u.dict.keys[i];
                     pair->u.list.items[1] = self->u.dict.vals[i];
                     l->u.list.items[i] = pair;

@@ -344,6 +344,7 @@ jval *jinja_eval(jctx *c, jscope *sc, const jnode *n) {
     case N_LIST: {
         jval *l = jv_list(c, n->n_args);
         for (size_t i = 0; i < n->n_args; i++) l->u.list.items[i] = jinja_eval(c, sc, n->args[i]);
+        l->u.list.tuple = n->negated; /* N_LIST reuses `negated` for "is a tuple" */
         return l;
     }
     case N_DICT: {

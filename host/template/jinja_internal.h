@@ -68,6 +68,7 @@ struct jval {
         struct {
             jval  **items;
             size_t  n;
+            bool    tuple; /* prints as (a, b): dict.items() pairs, literal tuples */
         } list;
         struct { /* also JV_NS (the one mutable kind) */
             jval  **keys;
@@ -107,7 +108,7 @@ typedef struct jnode {
     jnode_kind kind;
     int        line;
     jop        op;
-    bool       negated;    /* N_TEST: `is not` */
+    bool       negated;    /* N_TEST: `is not`; N_LIST: a tuple */
     const char *name;      /* N_NAME, N_ATTR, N_FILTER, N_TEST, N_MACRO, N_SET target */
     const char *attr;      /* N_SET: `ns.attr` target attribute */
     jval       *lit;       /* N_LITERAL, N_TEXT */

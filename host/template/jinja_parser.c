@@ -201,7 +201,9 @@ static jnode *parse_primary(parser *p) {
     }
     if (accept_op(p, "(")) {
         if (accept_op(p, ")")) { /* empty tuple */
-            return node(p, N_LIST);
+            jnode *tup = node(p, N_LIST);
+            tup->negated = true;
+            return tup;
         }
         jnode *e = parse_expr(p);
         if (is_op(cur(p), ",")) { /* a tuple: a list for our purposes */
@@ -213,6 +215,7 @@ static jnode *parse_primary(parser *p) {
             }
             e       = node(p, N_LIST);
             e->args = items.v, e->n_args = items.n;
+            e->negated = true; /* a tuple */
         }
         expect_op(p, ")");
         return e;
@@ -471,6 +474,7 @@ static jnode *parse_tuple_expr(parser *p) {
     }
     jnode *n = node(p, N_LIST);
     n->args = items.v, n->n_args = items.n;
+    n->negated = true; /* a tuple */
     return n;
 }
 
@@ -676,7 +680,9 @@ static jnode *parse_body(parser *p, const char *const *ends) {
         if (t->kind == T_EOF) {
             if (ends) {
                 char what[64];
-                snprintf(what, sizeof what, "{%% %s %%}", ends[0]);
+                size_t last = 0; /* the closer (endif, endfor...) is the last of the list */
+                while (ends[last + 1]) last++;
+                snprintf(what, sizeof what, "{%% %s %%}", ends[last]);
                 pfail(p, LLMRT_ERR_FORMAT, "line %d: the template ends before %s", ja_strndup(p->arena, what, strlen(what)));
             }
             break;

@@ -492,12 +492,13 @@ void jv_repr(jctx *c, jsink *s, const jval *v) {
     case JV_FLOAT: float_repr(v->u.f, buf, sizeof buf); put_cstr(c, s, buf); return;
     case JV_STR: str_repr(c, s, v); return;
     case JV_LIST:
-        put_cstr(c, s, "[");
+        put_cstr(c, s, v->u.list.tuple ? "(" : "[");
         for (size_t i = 0; i < v->u.list.n; i++) {
             if (i) put_cstr(c, s, ", ");
             jv_repr(c, s, v->u.list.items[i]);
         }
-        put_cstr(c, s, "]");
+        if (v->u.list.tuple && v->u.list.n == 1) put_cstr(c, s, ",");
+        put_cstr(c, s, v->u.list.tuple ? ")" : "]");
         return;
     case JV_DICT:
         put_cstr(c, s, "{");
