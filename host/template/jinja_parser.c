@@ -17,7 +17,11 @@ typedef struct parser {
     ja_arena    *arena;
     const jtok  *t;
     size_t       n, i;
+    int          depth; /* nesting of expressions and blocks: bounded, so a hostile template
+                         * cannot exhaust the C stack here or in the evaluator */
 } parser;
+
+#define MAX_NESTING 200
 
 _Noreturn static void pfail(parser *p, llmrt_status st, const char *fmt, const char *a) {
     llmrt_err(p->arena->err, st, fmt, p->t[p->i].line, a);
@@ -349,6 +353,7 @@ static jnode *parse_filters(parser *p, jnode *e) {
 }
 
 static jnode *parse_unary(parser *p, bool with_filter) {
+    if (++p->depth > MAX_NESTING) pfail(p, LLMRT_ERR_UNSUPPORTED, "line %d: expressions nested deeper than %s", "200");
     jnode *e;
     if (is_op(cur(p), "-") || is_op(cur(p), "+")) {
         jnode *n = node(p, N_UNARY);
@@ -361,6 +366,7 @@ static jnode *parse_unary(parser *p, bool with_filter) {
     }
     e = parse_postfix(p, e);
     if (with_filter) e = parse_filters(p, e);
+    p->depth--;
     return e;
 }
 
@@ -429,10 +435,12 @@ static jnode *parse_compare(parser *p) {
 
 static jnode *parse_not(parser *p) {
     if (is_name(cur(p), "not")) {
+        if (++p->depth > MAX_NESTING) pfail(p, LLMRT_ERR_UNSUPPORTED, "line %d: expressions nested deeper than %s", "200");
         jnode *n = node(p, N_UNARY);
         p->i++;
         n->op = OP_NOT;
         n->a  = parse_not(p);
+        p->depth--;
         return n;
     }
     return parse_compare(p);
@@ -451,6 +459,7 @@ static jnode *parse_or(parser *p) {
 }
 
 static jnode *parse_expr(parser *p) {
+    if (++p->depth > MAX_NESTING) pfail(p, LLMRT_ERR_UNSUPPORTED, "line %d: expressions nested deeper than %s", "200");
     jnode *e = parse_or(p);
     while (accept_name(p, "if")) {
         jnode *n = node(p, N_COND);
@@ -459,6 +468,7 @@ static jnode *parse_expr(parser *p) {
         n->c     = accept_name(p, "else") ? parse_expr(p) : NULL;
         e        = n;
     }
+    p->depth--;
     return e;
 }
 
@@ -490,6 +500,8 @@ static void expect_block_end(parser *p) {
 /* Parses statements until a {% name %} with name in `ends` (NULL-terminated); leaves the
  * position on that name. At the top level (ends == NULL) runs to the end. */
 static jnode *parse_body(parser *p, const char *const *ends);
+static jnode *parse_statement_inner(parser *p);
+static jnode *parse_if_inner(parser *p);
 
 static bool at_end_tag(parser *p, const char *const *ends) {
     if (!ends || cur(p)->kind != T_BLOCK_BEGIN) return false;
@@ -535,6 +547,14 @@ static jnode *parse_for(parser *p) {
 }
 
 static jnode *parse_if(parser *p) {
+    /* elif chains recurse here, not through parse_statement */
+    if (++p->depth > MAX_NESTING) pfail(p, LLMRT_ERR_UNSUPPORTED, "line %d: if/elif chain longer than %s", "200");
+    jnode *n = parse_if_inner(p);
+    p->depth--;
+    return n;
+}
+
+static jnode *parse_if_inner(parser *p) {
     jnode *n = node(p, N_IF);
     n->a     = parse_expr(p);
     expect_block_end(p);
@@ -646,6 +666,13 @@ static jnode *parse_macro(parser *p) {
 }
 
 static jnode *parse_statement(parser *p) {
+    if (++p->depth > MAX_NESTING) pfail(p, LLMRT_ERR_UNSUPPORTED, "line %d: blocks nested deeper than %s", "200");
+    jnode *n = parse_statement_inner(p);
+    p->depth--;
+    return n;
+}
+
+static jnode *parse_statement_inner(parser *p) {
     p->i++; /* {% */
     if (cur(p)->kind != T_NAME) pfail(p, LLMRT_ERR_FORMAT, "line %d: expected a statement name, got '%s'", tok_desc(p));
     const char *kw = cur(p)->s;

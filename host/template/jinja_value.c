@@ -355,7 +355,14 @@ double jv_as_double(const jval *v) {
     return v->t == JV_FLOAT ? v->u.f : v->t == JV_INT ? (double)v->u.i : v->t == JV_BOOL ? (double)v->u.b : 0.0;
 }
 
-bool jv_equal(const jval *a, const jval *b) {
+static bool equal_at(const jval *a, const jval *b, int depth);
+
+bool jv_equal(const jval *a, const jval *b) { return equal_at(a, b, 0); }
+
+/* Nested beyond 512 levels (only a template building lists in a loop gets there) compares
+ * unequal rather than recursing without bound. */
+static bool equal_at(const jval *a, const jval *b, int depth) {
+    if (depth > 512) return false;
     if (jv_is_number(a) && jv_is_number(b)) {
         if (a->t != JV_FLOAT && b->t != JV_FLOAT)
             return (a->t == JV_INT ? a->u.i : a->u.b) == (b->t == JV_INT ? b->u.i : b->u.b);
@@ -368,20 +375,25 @@ bool jv_equal(const jval *a, const jval *b) {
     case JV_LIST:
         if (a->u.list.n != b->u.list.n) return false;
         for (size_t i = 0; i < a->u.list.n; i++)
-            if (!jv_equal(a->u.list.items[i], b->u.list.items[i])) return false;
+            if (!equal_at(a->u.list.items[i], b->u.list.items[i], depth + 1)) return false;
         return true;
     case JV_DICT:
         if (a->u.dict.n != b->u.dict.n) return false;
         for (size_t i = 0; i < a->u.dict.n; i++) {
             const jval *o = jv_dict_get_v(b, a->u.dict.keys[i]);
-            if (!o || !jv_equal(a->u.dict.vals[i], o)) return false;
+            if (!o || !equal_at(a->u.dict.vals[i], o, depth + 1)) return false;
         }
         return true;
     default: return a == b;
     }
 }
 
-int jv_compare(jctx *c, const jval *a, const jval *b) {
+static int compare_at(jctx *c, const jval *a, const jval *b, int depth);
+
+int jv_compare(jctx *c, const jval *a, const jval *b) { return compare_at(c, a, b, 0); }
+
+static int compare_at(jctx *c, const jval *a, const jval *b, int depth) {
+    if (depth > 512) jinja_fail(c, LLMRT_ERR_INVALID_ARG, "values nested too deeply to compare");
     if (jv_is_number(a) && jv_is_number(b)) {
         if (a->t == JV_INT && b->t == JV_INT) return (a->u.i > b->u.i) - (a->u.i < b->u.i);
         double x = jv_as_double(a), y = jv_as_double(b);
@@ -396,7 +408,7 @@ int jv_compare(jctx *c, const jval *a, const jval *b) {
     if (a->t == JV_LIST && b->t == JV_LIST) {
         for (size_t i = 0; i < a->u.list.n && i < b->u.list.n; i++) {
             if (jv_equal(a->u.list.items[i], b->u.list.items[i])) continue;
-            return jv_compare(c, a->u.list.items[i], b->u.list.items[i]);
+            return compare_at(c, a->u.list.items[i], b->u.list.items[i], depth + 1);
         }
         return (a->u.list.n > b->u.list.n) - (a->u.list.n < b->u.list.n);
     }
@@ -481,8 +493,13 @@ static void str_repr(jctx *c, jsink *s, const jval *v) {
     jsink_put(c, s, &q, 1, false);
 }
 
-void jv_repr(jctx *c, jsink *s, const jval *v) {
+static void repr_at(jctx *c, jsink *s, const jval *v, int depth);
+
+void jv_repr(jctx *c, jsink *s, const jval *v) { repr_at(c, s, v, 0); }
+
+static void repr_at(jctx *c, jsink *s, const jval *v, int depth) {
     jinja_step(c);
+    if (depth > 512) jinja_fail(c, LLMRT_ERR_INVALID_ARG, "value nested too deeply to print");
     char buf[64];
     switch (v->t) {
     case JV_UNDEF: return;
@@ -495,7 +512,7 @@ void jv_repr(jctx *c, jsink *s, const jval *v) {
         put_cstr(c, s, v->u.list.tuple ? "(" : "[");
         for (size_t i = 0; i < v->u.list.n; i++) {
             if (i) put_cstr(c, s, ", ");
-            jv_repr(c, s, v->u.list.items[i]);
+            repr_at(c, s, v->u.list.items[i], depth + 1);
         }
         if (v->u.list.tuple && v->u.list.n == 1) put_cstr(c, s, ",");
         put_cstr(c, s, v->u.list.tuple ? ")" : "]");
@@ -504,9 +521,9 @@ void jv_repr(jctx *c, jsink *s, const jval *v) {
         put_cstr(c, s, "{");
         for (size_t i = 0; i < v->u.dict.n; i++) {
             if (i) put_cstr(c, s, ", ");
-            jv_repr(c, s, v->u.dict.keys[i]);
+            repr_at(c, s, v->u.dict.keys[i], depth + 1);
             put_cstr(c, s, ": ");
-            jv_repr(c, s, v->u.dict.vals[i]);
+            repr_at(c, s, v->u.dict.vals[i], depth + 1);
         }
         put_cstr(c, s, "}");
         return;

@@ -237,6 +237,20 @@ static void test_budgets(void) {
     t = render_full("{% macro r(k) %}{{ r(k) }}{% endmacro %}{{ r(1) }}", NULL, NULL, &err);
     CHECK(t == NULL && err.status == LLMRT_ERR_ABORTED && strstr(err.msg, "recursion"));
     free(t);
+    /* nesting is bounded at parse time (the C stack) and for values built in loops */
+    char deep[1300] = "{{ ";
+    for (int i = 0; i < 300; i++) strcat(deep, "(");
+    strcat(deep, "1");
+    for (int i = 0; i < 300; i++) strcat(deep, ")");
+    strcat(deep, " }}");
+    t = render_full(deep, NULL, NULL, &err);
+    CHECK(t == NULL && err.status == LLMRT_ERR_UNSUPPORTED && strstr(err.msg, "nested"));
+    free(t);
+    t = render_full("{% set ns = namespace(x=1) %}{% for i in range(600) %}{% set ns.x = [ns.x] %}"
+                    "{% endfor %}{{ ns.x }}",
+                    NULL, NULL, &err);
+    CHECK(t == NULL && err.status == LLMRT_ERR_INVALID_ARG && strstr(err.msg, "nested"));
+    free(t);
 }
 
 /* Whether output bytes [b, e) are inside one content span. */
