@@ -245,7 +245,7 @@ static jval *join(jctx *c, jval *seq, jval *sep, const char *attr);
 
 static const char *const STR_METHODS[] = {"strip", "lstrip", "rstrip", "split", "startswith",
     "endswith", "upper", "lower", "replace", "title", "capitalize", "find", "rfind", "join",
-    "count", "isdigit", "isalpha", "isspace", "splitlines", NULL};
+    "count", "isdigit", "isalpha", "isspace", "format", NULL};
 static const char *const DICT_METHODS[] = {"items", "keys", "values", "get", NULL};
 
 static bool in_names(const char *const *names, const char *name) {
@@ -301,6 +301,48 @@ static jval *attr_path(jctx *c, jval *obj, const char *path) {
         p = dot + 1;
     }
     return obj;
+}
+
+/* str.format with {}, {N} and {name} fields and {{ }} escapes; format specs and conversions
+ * (':', '!') are not implemented and fail. Arguments keep their taint. */
+static jval *str_format(jctx *c, jval *self, bargs *a) {
+    jsink       o = {0};
+    const char *p = self->u.str.s;
+    size_t      n = self->u.str.len, run = 0, auto_idx = 0;
+    for (size_t i = 0; i < n; i++) {
+        jinja_step(c);
+        if ((p[i] == '{' || p[i] == '}') && i + 1 < n && p[i + 1] == p[i]) {
+            jsink_put_sub(c, &o, self, run, i + 1);
+            run = ++i + 1;
+            continue;
+        }
+        if (p[i] == '}') jinja_fail(c, LLMRT_ERR_INVALID_ARG, "Single '}' encountered in format string");
+        if (p[i] != '{') continue;
+        const char *close = memchr(p + i, '}', n - i);
+        if (!close) jinja_fail(c, LLMRT_ERR_INVALID_ARG, "Single '{' encountered in format string");
+        jsink_put_sub(c, &o, self, run, i);
+        size_t      fb = i + 1, fe = (size_t)(close - p);
+        jval       *v  = NULL;
+        if (memchr(p + fb, ':', fe - fb) || memchr(p + fb, '!', fe - fb) || memchr(p + fb, '.', fe - fb) ||
+            memchr(p + fb, '[', fe - fb))
+            jinja_fail(c, LLMRT_ERR_INVALID_ARG, "str.format: format specs are not supported");
+        if (fe == fb) {
+            v = auto_idx < a->n_pos ? a->pos[auto_idx] : NULL;
+            auto_idx++;
+        } else if (isdigit((unsigned char)p[fb])) {
+            size_t k = (size_t)strtoull(p + fb, NULL, 10);
+            v = k < a->n_pos ? a->pos[k] : NULL;
+        } else {
+            for (size_t k = 0; k < a->n_kw; k++)
+                if (strlen(a->kw_names[k]) == fe - fb && !memcmp(a->kw_names[k], p + fb, fe - fb)) v = a->kw_vals[k];
+        }
+        if (!v) jinja_fail(c, LLMRT_ERR_INVALID_ARG, "str.format: no argument for field %zu", auto_idx);
+        if (v->t != JV_UNDEF) jsink_put_str(c, &o, jv_to_str(c, v));
+        i   = fe;
+        run = fe + 1;
+    }
+    jsink_put_sub(c, &o, self, run, n);
+    return jsink_to_str(c, &o);
 }
 
 static jval *call_method(jctx *c, jval *self, const char *name, bargs *a) {
@@ -365,6 +407,7 @@ static jval *call_method(jctx *c, jval *self, const char *name, bargs *a) {
         }
         return jv_int(c, name[0] == 'c' ? count : found);
     }
+    if (!strcmp(name, "format")) return str_format(c, self, a);
     if (!strcmp(name, "join")) {
         jval *seq = arg(a, 0, NULL);
         if (!seq) jinja_fail(c, LLMRT_ERR_INVALID_ARG, "join takes an iterable");
@@ -480,7 +523,7 @@ bool jinja_test(jctx *c, const char *name, jval *v, jval **args, size_t n_args) 
     if (!strcmp(name, "mapping")) return v->t == JV_DICT;
     /* jinja2's Undefined is iterable and has __len__/__getitem__ */
     if (!strcmp(name, "iterable")) return v->t == JV_STR || v->t == JV_LIST || v->t == JV_DICT || v->t == JV_UNDEF;
-    if (!strcmp(name, "sequence")) return v->t == JV_STR || v->t == JV_LIST || v->t == JV_DICT || v->t == JV_UNDEF;
+    if (!strcmp(name, "sequence")) return v->t == JV_STR || (v->t == JV_LIST && !v->u.list.gen) || v->t == JV_DICT || v->t == JV_UNDEF;
     if (!strcmp(name, "boolean")) return v->t == JV_BOOL;
     if (!strcmp(name, "true")) return v->t == JV_BOOL && v->u.b;
     if (!strcmp(name, "false")) return v->t == JV_BOOL && !v->u.b;
@@ -542,6 +585,7 @@ static jval *join(jctx *c, jval *seq, jval *sep, const char *attr) {
 }
 
 static int64_t length_of(jctx *c, jval *v) {
+    if (v->t == JV_LIST && v->u.list.gen) jinja_fail(c, LLMRT_ERR_INVALID_ARG, "object of type 'generator' has no len()");
     switch (v->t) {
     case JV_STR: return (int64_t)jv_utf8_count(v->u.str.s, v->u.str.len);
     case JV_LIST: return (int64_t)v->u.list.n;
@@ -582,8 +626,26 @@ static jval *select_filter(jctx *c, jval *seq, bargs *a, bool attr_mode, bool ke
     return out;
 }
 
+static jval *filter_impl(jctx *c, const char *name, jval *v, jval **args, size_t n_args,
+                         const char **kw_names, jval **kw_vals, size_t n_kw);
+
+/* jinja2's map, select, reject, selectattr, rejectattr, unique and items yield generators */
 jval *jinja_filter(jctx *c, const char *name, jval *v, jval **args, size_t n_args,
                    const char **kw_names, jval **kw_vals, size_t n_kw) {
+    jval *r = filter_impl(c, name, v, args, n_args, kw_names, kw_vals, n_kw);
+    if (r->t == JV_LIST && (!strcmp(name, "map") || !strcmp(name, "select") || !strcmp(name, "reject") ||
+                            !strcmp(name, "selectattr") || !strcmp(name, "rejectattr") ||
+                            !strcmp(name, "unique") || !strcmp(name, "items"))) {
+        jval *g = ja_alloc(&c->arena, sizeof *g);
+        *g = *r;
+        g->u.list.gen = true, g->u.list.tuple = false;
+        return g;
+    }
+    return r;
+}
+
+static jval *filter_impl(jctx *c, const char *name, jval *v, jval **args, size_t n_args,
+                         const char **kw_names, jval **kw_vals, size_t n_kw) {
     bargs a = {args, n_args, kw_names, kw_vals, n_kw};
     if (!strcmp(name, "safe")) {
         jval *s = ja_alloc(&c->arena, sizeof *s);
@@ -605,7 +667,6 @@ jval *jinja_filter(jctx *c, const char *name, jval *v, jval **args, size_t n_arg
     if (!strcmp(name, "tojson")) {
         jval *ind = arg(&a, 1, "indent"), *seps = arg(&a, 2, "separators"), *sk = arg(&a, 3, "sort_keys");
         jval *ea = arg(&a, 0, "ensure_ascii");
-        if (ea && jv_truthy(ea)) jinja_fail(c, LLMRT_ERR_INVALID_ARG, "tojson: ensure_ascii=True is not supported");
         bool    has_indent = ind && ind->t != JV_NONE;
         int64_t indent     = has_indent ? want_int(c, ind, "tojson indent") : 0;
         if (indent < 0) indent = 0;
@@ -615,7 +676,7 @@ jval *jinja_filter(jctx *c, const char *name, jval *v, jval **args, size_t n_arg
             key_sep  = want_str(c, seps->u.list.items[1], "separators")->u.str.s;
         }
         jsink o = {0};
-        jv_tojson(c, &o, v, indent, has_indent, item_sep, key_sep, sk && jv_truthy(sk), 0);
+        jv_tojson(c, &o, v, indent, has_indent, item_sep, key_sep, sk && jv_truthy(sk), ea && jv_truthy(ea), 0);
         return jsink_to_str(c, &o);
     }
     if (!strcmp(name, "items")) {
@@ -623,9 +684,17 @@ jval *jinja_filter(jctx *c, const char *name, jval *v, jval **args, size_t n_arg
         if (v->t != JV_DICT) jinja_fail(c, LLMRT_ERR_INVALID_ARG, "items filter expects a mapping, got %s", jv_type_name(v));
         return call_method(c, v, "items", &a);
     }
-    if (!strcmp(name, "list")) return jinja_iterable_list(c, v);
+    if (!strcmp(name, "list")) {
+        jval *l = jinja_iterable_list(c, v);
+        if (!l->u.list.gen && !l->u.list.tuple) return l;
+        jval *copy = ja_alloc(&c->arena, sizeof *copy);
+        *copy = *l;
+        copy->u.list.gen = copy->u.list.tuple = false;
+        return copy;
+    }
     if (!strcmp(name, "first") || !strcmp(name, "last")) {
         jval *l = jinja_iterable_list(c, v);
+        if (name[0] == 'l' && l->u.list.gen) jinja_fail(c, LLMRT_ERR_INVALID_ARG, "'generator' object is not reversible");
         if (l->u.list.n == 0) return jv_undef(c, name);
         return l->u.list.items[name[0] == 'f' ? 0 : l->u.list.n - 1];
     }

@@ -124,7 +124,7 @@ static jval *arith(jctx *c, jop op, jval *a, jval *b) {
         r->u.str.safe = true;
         return r;
     }
-    if (op == OP_ADD && a->t == JV_LIST && b->t == JV_LIST) {
+    if (op == OP_ADD && a->t == JV_LIST && b->t == JV_LIST && !a->u.list.gen && !b->u.list.gen) {
         uint64_t n;
         if (!ck_add_u64(a->u.list.n, b->u.list.n, &n)) jinja_fail(c, LLMRT_ERR_ABORTED, "list too large");
         jval *l = jv_list(c, (size_t)n);
@@ -202,6 +202,8 @@ static jval *arith(jctx *c, jop op, jval *a, jval *b) {
 static jval *index_value(jctx *c, jval *obj, jval *key) {
     if (obj->t == JV_UNDEF)
         jinja_fail(c, LLMRT_ERR_INVALID_ARG, "'%s' is undefined", obj->u.undef_name ? obj->u.undef_name : "value");
+    if (obj->t == JV_LIST && obj->u.list.gen)
+        jinja_fail(c, LLMRT_ERR_INVALID_ARG, "'generator' object is not subscriptable");
     if ((obj->t == JV_LIST || obj->t == JV_STR) && (key->t == JV_INT || key->t == JV_BOOL)) {
         int64_t i = key->t == JV_INT ? key->u.i : key->u.b;
         size_t  n = obj->t == JV_LIST ? obj->u.list.n : jv_utf8_count(obj->u.str.s, obj->u.str.len);
@@ -225,7 +227,7 @@ static jval *index_value(jctx *c, jval *obj, jval *key) {
 
 /* Python slice indices for a sequence of n: start/stop clamped, step != 0. */
 static jval *slice_value(jctx *c, jval *obj, jval *vs, jval *ve, jval *vstep) {
-    if (obj->t != JV_LIST && obj->t != JV_STR) {
+    if ((obj->t != JV_LIST && obj->t != JV_STR) || (obj->t == JV_LIST && obj->u.list.gen)) {
         if (obj->t == JV_UNDEF) return jv_undef(c, "slice");
         jinja_fail(c, LLMRT_ERR_INVALID_ARG, "'%s' object is not subscriptable", jv_type_name(obj));
     }

@@ -69,6 +69,8 @@ struct jval {
             jval  **items;
             size_t  n;
             bool    tuple; /* prints as (a, b): dict.items() pairs, literal tuples */
+            bool    gen;   /* a Python generator (map, select*, reject*, unique, items filter):
+                            * iterable and always true, but no len(), no index, no JSON */
         } list;
         struct { /* also JV_NS (the one mutable kind) */
             jval  **keys;
@@ -218,7 +220,8 @@ jval       *jv_to_str(jctx *c, jval *v);
 void        jv_repr(jctx *c, jsink *s, const jval *v);
 /* HF tojson: json.dumps(ensure_ascii=False, indent, separators, sort_keys). */
 void        jv_tojson(jctx *c, jsink *s, const jval *v, int64_t indent, bool has_indent,
-                      const char *item_sep, const char *key_sep, bool sort_keys, int level);
+                      const char *item_sep, const char *key_sep, bool sort_keys, bool ensure_ascii,
+                      int level);
 jval       *jv_from_json(jctx *c, const cJSON *j, bool tainted);
 size_t      jv_utf8_count(const char *s, size_t len);
 /* Byte offset of code point index cp (clamped to len). */

@@ -331,6 +331,8 @@ jval *jv_from_json(jctx *c, const cJSON *j, bool tainted) {
 /* ------------------------------------------------------------------------------------------ */
 
 const char *jv_type_name(const jval *v) {
+    if (v->t == JV_LIST && v->u.list.gen) return "generator";
+    if (v->t == JV_LIST && v->u.list.tuple) return "tuple";
     static const char *const names[] = {"Undefined", "NoneType", "bool", "int", "float", "str",
                                         "list", "dict", "Namespace", "function"};
     return names[v->t];
@@ -343,7 +345,7 @@ bool jv_truthy(const jval *v) {
     case JV_INT: return v->u.i != 0;
     case JV_FLOAT: return v->u.f != 0.0;
     case JV_STR: return v->u.str.len > 0;
-    case JV_LIST: return v->u.list.n > 0;
+    case JV_LIST: return v->u.list.gen || v->u.list.n > 0;
     case JV_DICT: return v->u.dict.n > 0;
     default: return true;
     }
@@ -369,6 +371,7 @@ static bool equal_at(const jval *a, const jval *b, int depth) {
         return jv_as_double(a) == jv_as_double(b);
     }
     if (a->t != b->t) return false;
+    if (a->t == JV_LIST && (a->u.list.gen || b->u.list.gen)) return a == b;
     switch (a->t) {
     case JV_UNDEF: case JV_NONE: return true;
     case JV_STR: return a->u.str.len == b->u.str.len && memcmp(a->u.str.s, b->u.str.s, a->u.str.len) == 0;
@@ -509,6 +512,10 @@ static void repr_at(jctx *c, jsink *s, const jval *v, int depth) {
     case JV_FLOAT: float_repr(v->u.f, buf, sizeof buf); put_cstr(c, s, buf); return;
     case JV_STR: str_repr(c, s, v); return;
     case JV_LIST:
+        if (v->u.list.gen) { /* Python prints an address here; no template relies on it */
+            put_cstr(c, s, "<generator object>");
+            return;
+        }
         put_cstr(c, s, v->u.list.tuple ? "(" : "[");
         for (size_t i = 0; i < v->u.list.n; i++) {
             if (i) put_cstr(c, s, ", ");
@@ -543,7 +550,18 @@ jval *jv_to_str(jctx *c, jval *v) {
 /* tojson: Python json.dumps(x, ensure_ascii=False, indent, separators, sort_keys)             */
 /* ------------------------------------------------------------------------------------------ */
 
-static void json_string(jctx *c, jsink *s, const jval *v) {
+/* Decodes the UTF-8 code point at p[0..n) (valid input: JSON/template strings are UTF-8). */
+static uint32_t utf8_cp(const unsigned char *p, size_t n, size_t *len) {
+    unsigned char b = p[0];
+    size_t        k = b < 0x80 ? 1 : b < 0xe0 ? 2 : b < 0xf0 ? 3 : 4;
+    if (k > n) k = n;
+    uint32_t cp = k == 1 ? b : k == 2 ? (b & 0x1fu) : k == 3 ? (b & 0x0fu) : (b & 0x07u);
+    for (size_t i = 1; i < k; i++) cp = (cp << 6) | (p[i] & 0x3fu);
+    *len = k;
+    return cp;
+}
+
+static void json_string(jctx *c, jsink *s, const jval *v, bool ensure_ascii) {
     put_cstr(c, s, "\"");
     const char *p   = v->u.str.s;
     size_t      n   = v->u.str.len, run = 0;
@@ -551,8 +569,18 @@ static void json_string(jctx *c, jsink *s, const jval *v) {
     for (size_t i = 0; i <= n; i++) {
         unsigned char ch  = i < n ? (unsigned char)p[i] : 0;
         const char   *esc = NULL;
-        char          buf[8];
-        if (i < n) {
+        char          buf[16];
+        size_t        skip = 1;
+        if (i < n && ensure_ascii && ch >= 0x80) { /* \uXXXX, surrogate pairs above U+FFFF */
+            uint32_t cp = utf8_cp((const unsigned char *)p + i, n - i, &skip);
+            if (cp >= 0x10000) {
+                cp -= 0x10000;
+                snprintf(buf, sizeof buf, "\\u%04x\\u%04x", 0xd800 + (cp >> 10), 0xdc00 + (cp & 0x3ff));
+            } else {
+                snprintf(buf, sizeof buf, "\\u%04x", cp);
+            }
+            esc = buf;
+        } else if (i < n) {
             if (ch == '"') esc = "\\\"";
             else if (ch == '\\') esc = "\\\\";
             else if (ch == '\n') esc = "\\n";
@@ -569,6 +597,7 @@ static void json_string(jctx *c, jsink *s, const jval *v) {
             jsink_put_sub(c, s, v, run, i);
             /* an escape of content bytes is content too */
             if (esc) jsink_put(c, s, esc, strlen(esc), any);
+            i += skip - 1;
             run = i + 1;
         }
     }
@@ -584,7 +613,8 @@ static void newline_indent(jctx *c, jsink *s, int64_t indent, int level) {
 }
 
 void jv_tojson(jctx *c, jsink *s, const jval *v, int64_t indent, bool has_indent,
-               const char *item_sep, const char *key_sep, bool sort_keys, int level) {
+               const char *item_sep, const char *key_sep, bool sort_keys, bool ensure_ascii,
+               int level) {
     jinja_step(c);
     if (level > 512) jinja_fail(c, LLMRT_ERR_INVALID_ARG, "tojson: nesting too deep");
     char buf[64];
@@ -597,14 +627,15 @@ void jv_tojson(jctx *c, jsink *s, const jval *v, int64_t indent, bool has_indent
         else if (isinf(v->u.f)) put_cstr(c, s, v->u.f < 0 ? "-Infinity" : "Infinity");
         else { float_repr(v->u.f, buf, sizeof buf); put_cstr(c, s, buf); }
         return;
-    case JV_STR: json_string(c, s, v); return;
+    case JV_STR: json_string(c, s, v, ensure_ascii); return;
     case JV_LIST:
+        if (v->u.list.gen) break; /* not JSON serializable in Python either */
         if (v->u.list.n == 0) { put_cstr(c, s, "[]"); return; }
         put_cstr(c, s, "[");
         for (size_t i = 0; i < v->u.list.n; i++) {
             if (i) put_cstr(c, s, item_sep);
             if (has_indent) newline_indent(c, s, indent, level + 1);
-            jv_tojson(c, s, v->u.list.items[i], indent, has_indent, item_sep, key_sep, sort_keys, level + 1);
+            jv_tojson(c, s, v->u.list.items[i], indent, has_indent, item_sep, key_sep, sort_keys, ensure_ascii, level + 1);
         }
         if (has_indent) newline_indent(c, s, indent, level);
         put_cstr(c, s, "]");
@@ -626,14 +657,14 @@ void jv_tojson(jctx *c, jsink *s, const jval *v, int64_t indent, bool has_indent
             const jval *k = v->u.dict.keys[order[i]];
             if (i) put_cstr(c, s, item_sep);
             if (has_indent) newline_indent(c, s, indent, level + 1);
-            if (k->t == JV_STR) json_string(c, s, k);
+            if (k->t == JV_STR) json_string(c, s, k, ensure_ascii);
             else if (k->t == JV_INT || k->t == JV_FLOAT || k->t == JV_BOOL || k->t == JV_NONE) {
                 put_cstr(c, s, "\"");
-                jv_tojson(c, s, k, 0, false, item_sep, key_sep, false, level + 1);
+                jv_tojson(c, s, k, 0, false, item_sep, key_sep, false, ensure_ascii, level + 1);
                 put_cstr(c, s, "\"");
             } else jinja_fail(c, LLMRT_ERR_INVALID_ARG, "tojson: keys must be str, int, float, bool or None, not %s", jv_type_name(k));
             put_cstr(c, s, key_sep);
-            jv_tojson(c, s, v->u.dict.vals[order[i]], indent, has_indent, item_sep, key_sep, sort_keys, level + 1);
+            jv_tojson(c, s, v->u.dict.vals[order[i]], indent, has_indent, item_sep, key_sep, sort_keys, ensure_ascii, level + 1);
         }
         if (has_indent) newline_indent(c, s, indent, level);
         put_cstr(c, s, "}");

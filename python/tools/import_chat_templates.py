@@ -8,6 +8,9 @@ llama.cpp, which keeps verbatim copies of models' Hugging Face chat templates:
     tokenizer_config.json chat_template they quote (cases marked "modified" are skipped).
 The llama.cpp tree used: the vendor/llama.cpp directory of the llama-cpp-python 0.3.36 sdist
 (`pip download --no-deps --no-binary :all: llama-cpp-python==0.3.36`).
+Five more come from this repository's tests/data/chat_golden/*.json (the family goldens of
+python/tools/make_chat_golden.py, which names their origin: SmolLM2's GGUF, the Llama 3
+tokenizer fixture, Llama-2-7b-chat-hf, Mistral-7B-Instruct v0.2 and the original v0.1).
 
     import_chat_templates.py LLAMA_CPP_DIR OUT_DIR
 
@@ -39,7 +42,13 @@ FROM_FILES = {
     "meetkai-functionary-medium-v3.2": "meetkai/functionary-medium-v3.2",
     "CohereForAI-c4ai-command-r-plus-tool_use": "CohereForAI/c4ai-command-r-plus (tool_use)",
     "HuggingFaceTB-SmolLM3-3B": "HuggingFaceTB/SmolLM3-3B",
+    "CohereForAI-c4ai-command-r7b-12-2024-tool_use": "CohereForAI/c4ai-command-r7b-12-2024 (tool_use)",
+    "deepseek-ai-DeepSeek-V3.1": "deepseek-ai/DeepSeek-V3.1",
+    "openai-gpt-oss-120b": "openai/gpt-oss-120b",
+    "Mistral-Small-3.2-24B-Instruct-2506": "mistralai/Mistral-Small-3.2-24B-Instruct-2506",
 }
+# Repositories above that llama.cpp's models/templates/README.md does not list (SmolLM3,
+# granite-3.3, gpt-oss-120b, Mistral-Small-3.2) are named after the file llama.cpp stores.
 
 # test case name in tests/test-chat-template.cpp -> (our file name, Hugging Face repository)
 FROM_TESTS = {
@@ -54,6 +63,15 @@ FROM_TESTS = {
     "Phi-3-mini": ("microsoft-Phi-3-mini-4k-instruct", "microsoft/Phi-3-mini-4k-instruct"),
     "ibm-granite/granite-3.0-8b-instruct": ("ibm-granite-granite-3.0-8b-instruct", "ibm-granite/granite-3.0-8b-instruct"),
     "bofenghuang/vigogne-2-70b-chat": ("bofenghuang-vigogne-2-70b-chat", "bofenghuang/vigogne-2-70b-chat"),
+}
+
+
+# tests/data/chat_golden/<family>.json -> our file names of its templates[0], templates[1], ...
+FROM_CHAT_GOLDEN = {
+    "chatml": ["HuggingFaceTB-SmolLM2-135M-Instruct"],
+    "llama3": ["meta-llama-Meta-Llama-3-8B-Instruct"],
+    "llama2": ["meta-llama-Llama-2-7b-chat-hf"],
+    "mistral": ["mistralai-Mistral-7B-Instruct-v0.2", "mistralai-Mistral-7B-Instruct-v0.1-original"],
 }
 
 
@@ -96,6 +114,17 @@ def main():
             f.write(c_unescape(m.group(2)))
         sources[fname] = {"repo": repo, "file": "tokenizer_config.json chat_template",
                           "via": via + 'tests/test-chat-template.cpp, case "' + name + '"'}
+    golden_dir = os.path.join(os.path.dirname(os.path.abspath(out)), "chat_golden")
+    for fam, names in FROM_CHAT_GOLDEN.items():
+        with open(os.path.join(golden_dir, fam + ".json"), encoding="utf-8") as f:
+            templates = json.load(f)["templates"]
+        for i, fname in enumerate(names):
+            with open(os.path.join(out, fname + ".jinja"), "w", encoding="utf-8", newline="") as f:
+                f.write(templates[i]["chat_template"])
+            sources[fname] = {"repo": templates[i]["source"],
+                              "file": "tokenizer_config.json chat_template / GGUF tokenizer.chat_template",
+                              "via": f"tests/data/chat_golden/{fam}.json templates[{i}] "
+                                     "(python/tools/make_chat_golden.py)"}
     missing = set(v[0] for v in FROM_TESTS.values()) - set(sources)
     if missing:
         sys.exit(f"not found in test-chat-template.cpp: {sorted(missing)}")

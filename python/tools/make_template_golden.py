@@ -12,7 +12,8 @@ records the exception instead of text; the C side must then fail too.
 Each case records the exact variables the template sees (messages, tools, documents,
 add_generation_prompt and the special-token strings), so the C test passes the same JSON.
 
-    /tmp/tfvenv/bin/python python/tools/make_template_golden.py   (needs transformers, jinja2)
+    /tmp/tfvenv/bin/python python/tools/make_template_golden.py [TEMPLATE_DIR OUT.json]
+    (needs transformers and jinja2; the arguments try templates outside the corpus)
 """
 import datetime as _dt
 import json
@@ -92,6 +93,9 @@ def tokens_for(name):
 
 
 def main():
+    global TEMPLATES, OUT
+    if len(sys.argv) == 3:
+        TEMPLATES, OUT = sys.argv[1], sys.argv[2]
     tok_json = os.path.join(ROOT, "tests", "data", "tokenizers", "llama3", "tokenizer.json")
     names = sorted(f[:-6] for f in os.listdir(TEMPLATES) if f.endswith(".jinja"))
     cases = []

@@ -179,6 +179,12 @@ static void test_filters_and_tests(void) {
            "x y|hixx|['a', 'b', '', 'c']|['a', 'b']|TrueTrue|HIhi|aXcabc|2|Big Cat|a-b");
     EXPECT("{{ d.get('a') }} {{ d.get('z', 9) }} {{ d.keys() | list }} {{ d.values() | list }}",
            "1 9 ['b', 'a'] [2, 1]");
+    EXPECT("{{ '{}-{}'.format(1, 'a') }} {{ '{1}{0}'.format('x', 'y') }} {{ '{k}{{}}'.format(k=n) }}",
+           "1-a yx 7{}");
+    EXPECT("{{ {'k': 'é😀'} | tojson(ensure_ascii=true) }}", "{\"k\": \"\\u00e9\\ud83d\\ude00\"}");
+    /* map/select/... are generators in jinja2: true even when empty, no len(), no JSON */
+    EXPECT("{{ 'yes' if items | select('gt', 5) else 'no' }} {{ items | select('odd') | list | length }}",
+           "yes 2");
     /* Markup (`safe`) + str escapes the str, as markupsafe does */
     EXPECT("{{ '<b>' | safe + '<i>' }} {{ '<b>' ~ '<i>' | safe }}", "<b>&lt;i&gt; <b><i>");
 }
@@ -196,6 +202,9 @@ static void test_undefined(void) {
     EXPECT_ERROR("{{ raise_exception('Roles must alternate') }}", LLMRT_ERR_INVALID_ARG,
                  "Roles must alternate");
     EXPECT_ERROR("line1\n{{ 1 // 0 }}", LLMRT_ERR_INVALID_ARG, "line 2");
+    EXPECT_ERROR("{{ items | select('odd') | length }}", LLMRT_ERR_INVALID_ARG, "generator");
+    EXPECT_ERROR("{{ items | map('string') | tojson }}", LLMRT_ERR_INVALID_ARG, "generator");
+    EXPECT_ERROR("{{ (items | reject('odd'))[0] }}", LLMRT_ERR_INVALID_ARG, "not subscriptable");
 }
 
 static void test_parse_errors(void) {
