@@ -445,6 +445,10 @@ jval *jinja_call_builtin(jctx *c, jval *fn, jval **args, size_t n_args, const ch
                          jval **kw_vals, size_t n_kw) {
     bargs a = {args, n_args, kw_names, kw_vals, n_kw};
     if (fn->u.fn.kind == JF_METHOD) return call_method(c, fn->u.fn.self, fn->u.fn.name, &a);
+    if (fn->u.fn.kind == JF_LOOP_CYCLE) {
+        if (n_args == 0) jinja_fail(c, LLMRT_ERR_INVALID_ARG, "no items for cycling given");
+        return args[(size_t)fn->u.fn.self->u.i % n_args];
+    }
     const char *name = fn->u.fn.name;
     if (!strcmp(name, "raise_exception")) {
         jval *m = n_args ? jv_to_str(c, args[0]) : jv_str(c, "", 0);

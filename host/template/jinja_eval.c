@@ -474,6 +474,12 @@ static jval *loop_object(jctx *c, jval *items, size_t i, size_t n) {
     SETK("depth0", jv_int(c, 0));
     SETK("previtem", i > 0 ? items->u.list.items[i - 1] : jv_undef(c, "loop.previtem"));
     SETK("nextitem", i + 1 < n ? items->u.list.items[i + 1] : jv_undef(c, "loop.nextitem"));
+    jval *cycle        = ja_alloc(&c->arena, sizeof *cycle); /* loop.cycle(a, b, ...) */
+    cycle->t           = JV_FUNC;
+    cycle->u.fn.kind   = JF_LOOP_CYCLE;
+    cycle->u.fn.name   = "loop.cycle";
+    cycle->u.fn.self   = jv_int(c, (int64_t)i);
+    SETK("cycle", cycle);
 #undef SETK
     return d;
 }

@@ -22,6 +22,10 @@ struct ja_chunk {
 #define JA_CHUNK_MIN ((size_t)64 * 1024)
 
 void *ja_alloc(ja_arena *a, size_t n) {
+    if (n > SIZE_MAX / 2) { /* no rounding overflow below; far beyond any cap anyway */
+        llmrt_err(a->err, LLMRT_ERR_ABORTED, "chat template: an allocation of %zu bytes is too large", n);
+        longjmp(*a->fail, 1);
+    }
     n = (n + 15) & ~(size_t)15;
     if (n == 0) n = 16;
     ja_chunk *c = a->head;

@@ -112,6 +112,7 @@ static void test_statements(void) {
     EXPECT("{% for x in items %}{{ loop.previtem is defined }}{{ loop.nextitem | default('-') }},"
            "{% endfor %}",
            "False1,True2,True-,");
+    EXPECT("{% for x in items %}{{ loop.cycle('a', 'b') }}{% endfor %}", "aba");
     EXPECT("{% for x in items if x > 1 %}{{ x }}{{ loop.length }}{% endfor %}", "3222");
     EXPECT("{% for x in [] %}a{% else %}empty{% endfor %}", "empty");
     EXPECT("{% for x in items %}{% if x == 1 %}{% continue %}{% endif %}{% if x == 2 %}{% break %}"
