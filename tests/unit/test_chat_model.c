@@ -136,6 +136,32 @@ static void test_template_errors(void) {
     }
 }
 
+/* chat_template.jinja next to tokenizer.json replaces tokenizer_config.json's template */
+static void test_template_file(void) {
+    char json[256], jinja[256];
+    snprintf(json, sizeof json, "%s/tokenizer.json", tmp_dir);
+    snprintf(jinja, sizeof jinja, "%s/chat_template.jinja", tmp_dir);
+    CHECK(symlink(TOK_DIR "/tokenizer.json", json) == 0);
+    FILE *f = fopen(jinja, "w");
+    if (f) {
+        fputs("{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}", f);
+        fclose(f);
+    }
+    llmrt_error      err = {0};
+    llmrt_tokenizer *tk  = NULL;
+    CHECK(llmrt_tokenizer_load_hf(json, TOK_DIR "/tokenizer_config.json", &tk, &err) == LLMRT_OK);
+    if (tk) {
+        llmrt_chat_message  msgs[] = {{"user", "hi"}};
+        llmrt_chat_rendered r;
+        CHECK(llmrt_chat_render_model(tk, NULL, msgs, 1, true, &r, &err) == LLMRT_OK);
+        CHECK_MSG(r.text && strcmp(r.text, "[user] hi\n") == 0, "%s", r.text);
+        llmrt_chat_rendered_free(&r);
+        llmrt_tokenizer_destroy(tk);
+    }
+    unlink(jinja);
+    unlink(json);
+}
+
 int main(void) {
     if (!mkdtemp(tmp_dir)) {
         perror("mkdtemp");
@@ -143,6 +169,7 @@ int main(void) {
     }
     test_own_template();
     test_template_errors();
+    test_template_file();
     char path[256];
     snprintf(path, sizeof path, "%s/tokenizer_config.json", tmp_dir);
     unlink(path);
