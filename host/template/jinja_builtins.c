@@ -463,13 +463,14 @@ jval *jinja_call_builtin(jctx *c, jval *fn, jval **args, size_t n_args, const ch
         if (step == 0) jinja_fail(c, LLMRT_ERR_INVALID_ARG, "range() arg 3 must not be zero");
         uint64_t count = 0;
         if (step > 0 && start < stop) count = ((uint64_t)stop - (uint64_t)start - 1) / (uint64_t)step + 1;
-        if (step < 0 && start > stop) count = ((uint64_t)start - (uint64_t)stop - 1) / (uint64_t)(-(step + 1) + 1) + 1;
+        if (step < 0 && start > stop) count = ((uint64_t)start - (uint64_t)stop - 1) / ((uint64_t)(-(step + 1)) + 1) + 1;
         /* the sandbox caps ranges at MAX_RANGE (100000) */
         if (count > 100000) jinja_fail(c, LLMRT_ERR_INVALID_ARG, "range too big");
         jval *l = jv_list(c, (size_t)count);
         for (uint64_t i = 0; i < count; i++) {
             jinja_step(c);
-            l->u.list.items[i] = jv_int(c, start + (int64_t)i * step);
+            /* in unsigned arithmetic: i * step may exceed int64 while start + i * step does not */
+            l->u.list.items[i] = jv_int(c, (int64_t)((uint64_t)start + i * (uint64_t)step));
         }
         return l;
     }
@@ -864,7 +865,7 @@ static jval *filter_impl(jctx *c, const char *name, jval *v, jval **args, size_t
         else {
             int64_t width = w ? want_int(c, w, "indent") : 4;
             if (width < 0) width = 0;
-            if ((uint64_t)width > c->arena.cap) jinja_fail(c, LLMRT_ERR_ABORTED, "indent too wide");
+            if (c->arena.cap && (uint64_t)width > c->arena.cap) jinja_fail(c, LLMRT_ERR_ABORTED, "indent too wide");
             char *sp = ja_alloc(&c->arena, (size_t)width + 1);
             memset(sp, ' ', (size_t)width);
             ind = jv_str(c, sp, (size_t)width);

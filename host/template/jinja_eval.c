@@ -137,7 +137,7 @@ static jval *arith(jctx *c, jop op, jval *a, jval *b) {
         int64_t k = a->t == JV_INT ? a->u.i : b->u.i;
         jsink   out = {0};
         uint64_t total;
-        if (k > 0 && (!ck_mul_u64(s->u.str.len, (uint64_t)k, &total) || total > c->arena.cap))
+        if (k > 0 && (!ck_mul_u64(s->u.str.len, (uint64_t)k, &total) || (c->arena.cap && total > c->arena.cap)))
             jinja_fail(c, LLMRT_ERR_ABORTED, "string repetition too large");
         for (int64_t i = 0; i < k; i++) {
             jinja_step(c);

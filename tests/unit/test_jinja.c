@@ -137,6 +137,9 @@ static void test_statements(void) {
            "{% endmacro %}{{ fact(3) }}",
            "3*2*1");
     EXPECT("{% generation %}gen{% endgeneration %}", "gen");
+    EXPECT("{{ range(-9223372036854775807 - 1, 9223372036854775807, 9223372036854775807) | list }} "
+           "{{ range(3, -9223372036854775807 - 1, -9223372036854775807 - 1) | list }}",
+           "[-9223372036854775808, -1, 9223372036854775806] [3, -9223372036854775805]");
     EXPECT("{% for i in range(3) %}{{ i }}{% endfor %}{% for i in range(5, 1, -2) %}{{ i }}{% endfor %}",
            "01253");
 }
