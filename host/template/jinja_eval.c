@@ -520,7 +520,8 @@ static flow exec_stmt(jctx *c, jscope *sc, const jnode *n, jsink *out) {
             jinja_fail(c, LLMRT_ERR_ABORTED, "the output exceeds its cap of %zu bytes", c->params->max_output_bytes);
         return FLOW_NORMAL;
     case N_OUTPUT: emit(c, out, jinja_eval(c, sc, n->a)); return FLOW_NORMAL;
-    case N_BLOCK: return exec_body(c, sc, n->args, n->n_args, out);
+    case N_BLOCK: /* `negated`: a {% generation %} body, which has its own scope */
+        return exec_body(c, n->negated ? scope_new(c, sc) : sc, n->args, n->n_args, out);
     case N_IF:
         if (jv_truthy(jinja_eval(c, sc, n->a))) return exec_body(c, sc, n->args, n->n_args, out);
         return exec_body(c, sc, n->args2, n->n_args2, out);

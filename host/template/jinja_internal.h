@@ -110,7 +110,7 @@ typedef struct jnode {
     jnode_kind kind;
     int        line;
     jop        op;
-    bool       negated;    /* N_TEST: `is not`; N_LIST: a tuple */
+    bool       negated;    /* N_TEST: `is not`; N_LIST: a tuple; N_BLOCK: its own scope */
     const char *name;      /* N_NAME, N_ATTR, N_FILTER, N_TEST, N_MACRO, N_SET target */
     const char *attr;      /* N_SET: `ns.attr` target attribute */
     jval       *lit;       /* N_LITERAL, N_TEXT */

@@ -693,6 +693,7 @@ static jnode *parse_statement_inner(parser *p) {
         jnode *body = parse_body(p, ends);
         p->i++;
         expect_block_end(p);
+        body->negated = true; /* HF runs it as a call block: its own scope */
         return body;
     }
     p->i--;

@@ -468,6 +468,16 @@ static void float_repr(double f, char *out, size_t cap) {
 
 static void put_cstr(jctx *c, jsink *s, const char *p) { jsink_put(c, s, p, strlen(p), false); }
 
+/* Code points Python's str.isprintable() rejects beyond ASCII (a subset of categories Cc, Cf,
+ * Zs, Zl, Zp that text actually contains): repr() escapes them. */
+static bool unprintable_cp(uint32_t cp) {
+    return (cp >= 0x80 && cp <= 0xa0) || cp == 0xad || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200f) ||
+           (cp >= 0x2028 && cp <= 0x202f) || (cp >= 0x205f && cp <= 0x2064) || cp == 0x3000 ||
+           cp == 0xfeff;
+}
+
+static uint32_t utf8_cp(const unsigned char *p, size_t n, size_t *len);
+
 /* Python repr(str): single quotes unless the text has ' and no ". */
 static void str_repr(jctx *c, jsink *s, const jval *v) {
     const char *p = v->u.str.s;
@@ -479,7 +489,8 @@ static void str_repr(jctx *c, jsink *s, const jval *v) {
     for (size_t i = 0; i <= n; i++) {
         unsigned char ch = i < n ? (unsigned char)p[i] : 0;
         const char   *esc = NULL;
-        char          buf[8];
+        char          buf[16];
+        size_t        skip = 1;
         if (i < n) {
             if (ch == '\\') esc = "\\\\";
             else if (ch == '\n') esc = "\\n";
@@ -489,11 +500,20 @@ static void str_repr(jctx *c, jsink *s, const jval *v) {
             else if (ch < 0x20 || ch == 0x7f) {
                 snprintf(buf, sizeof buf, "\\x%02x", ch);
                 esc = buf;
+            } else if (ch >= 0xc2) {
+                uint32_t cp = utf8_cp((const unsigned char *)p + i, n - i, &skip);
+                if (unprintable_cp(cp)) {
+                    snprintf(buf, sizeof buf, cp < 0x100 ? "\\x%02x" : "\\u%04x", cp);
+                    esc = buf;
+                } else {
+                    skip = 1;
+                }
             }
         }
         if (i == n || esc) {
             jsink_put_sub(c, s, v, run, i);
-            if (esc) put_cstr(c, s, esc);
+            if (esc) jsink_put(c, s, esc, strlen(esc), v->u.str.nsp > 0);
+            i += skip - 1;
             run = i + 1;
         }
     }

@@ -136,7 +136,9 @@ static void test_statements(void) {
     EXPECT("{% macro fact(k) %}{% if k <= 1 %}1{% else %}{{ k }}*{{ fact(k - 1) }}{% endif %}"
            "{% endmacro %}{{ fact(3) }}",
            "3*2*1");
-    EXPECT("{% generation %}gen{% endgeneration %}", "gen");
+    EXPECT("{% set g = 1 %}{% generation %}gen{% set g = 2 %}{{ g }}{% endgeneration %}{{ g }}", "gen21");
+    EXPECT("{{ ['a\xc2\xa0" "b', 'tab\\t', '\xe2\x80\xa8', '\xc3\xa9\xe4\xb8\x96'] }}",
+           "['a\\xa0b', 'tab\\t', '\\u2028', '\xc3\xa9\xe4\xb8\x96']");
     EXPECT("{{ range(-9223372036854775807 - 1, 9223372036854775807, 9223372036854775807) | list }} "
            "{{ range(3, -9223372036854775807 - 1, -9223372036854775807 - 1) | list }}",
            "[-9223372036854775808, -1, 9223372036854775806] [3, -9223372036854775805]");
