@@ -70,6 +70,12 @@ CONVERSATIONS = {
                   {"role": "tool", "name": "get_weather", "tool_call_id": "call_1",
                    "content": "{\"temperature\": 22}"},
                   {"role": "assistant", "content": "It is 22 degrees."}],
+    "assistant_last": [{"role": "user", "content": "Say hi"}, {"role": "assistant", "content": "Hi!"}],
+    "empty": [{"role": "system", "content": ""}, {"role": "user", "content": ""}],
+    "two_users": [{"role": "user", "content": "first"}, {"role": "user", "content": "second"}],
+    "long": [{"role": "system", "content": "Count."}] + [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i}\n\n  with  spaces "}
+        for i in range(7)],
 }
 WITH_TOOLS = {"tools", "tool_call"}
 
