@@ -7,10 +7,10 @@
  * implement fails there, naming the construct and the line. Rendering is bounded: a step budget,
  * an output cap and a memory cap (llmrt_jinja_params); exceeding one is an error, never a hang.
  *
- * Special-token safety: strings that come from message content (everything under
- * messages[i].content of the variables) carry taint spans through slicing, strip, replace,
- * concatenation, joins, macros and tojson; the output lists the bytes that came from them, so the
- * tokenizer can parse those with special tokens OFF. */
+ * Special-token safety: strings that come from the messages (every string value under the
+ * `messages` variable: contents and their parts, roles, names, tool calls) carry taint spans
+ * through slicing, strip, replace, concatenation, joins, macros and tojson; the output lists the
+ * bytes that came from them, so the tokenizer can parse those with special tokens OFF. */
 #ifndef LLMRT_TEMPLATE_JINJA_H
 #define LLMRT_TEMPLATE_JINJA_H
 
@@ -57,8 +57,8 @@ llmrt_status llmrt_jinja_parse(const char *src, size_t len, const char *what,
                                llmrt_jinja_template **out, llmrt_error *err);
 void         llmrt_jinja_template_free(llmrt_jinja_template *t);
 
-/* Renders with the variables of a JSON object (messages, tools, bos_token, ...). Strings under
- * messages[i].content are content (tainted). A JSON null is Python's None. Errors:
+/* Renders with the variables of a JSON object (messages, tools, bos_token, ...). String values
+ * under `messages` are content (tainted). A JSON null is Python's None. Errors:
  * LLMRT_ERR_INVALID_ARG when the template raises (raise_exception's message) or fails
  * (undefined attribute, type error: jinja2 would raise too), LLMRT_ERR_ABORTED when a budget is
  * exceeded (named), LLMRT_ERR_OUT_OF_MEMORY. On error *out is zeroed. */

@@ -669,26 +669,11 @@ llmrt_status llmrt_jinja_render(const llmrt_jinja_template *t, const cJSON *vars
     for (const cJSON *e = vars ? vars->child : NULL; e; e = e->next) {
         if (!e->string) continue;
         jval *v;
-        if (strcmp(e->string, "messages") == 0 && cJSON_IsArray(e)) {
-            /* message content (and everything under it) is the user's text: tainted */
-            size_t n = (size_t)cJSON_GetArraySize(e), i = 0;
-            v        = jv_list(c, n);
-            for (const cJSON *m = e->child; m && i < n; m = m->next, i++) {
-                if (!cJSON_IsObject(m)) {
-                    v->u.list.items[i] = jv_from_json(c, m, false);
-                    continue;
-                }
-                jval *d = jv_dict(c, (size_t)cJSON_GetArraySize(m));
-                for (const cJSON *f = m->child; f; f = f->next) {
-                    const char *k = f->string ? f->string : "";
-                    jv_dict_set(c, d, jv_str(c, k, strlen(k)),
-                                jv_from_json(c, f, strcmp(k, "content") == 0));
-                }
-                v->u.list.items[i] = d;
-            }
-        } else {
-            v = jv_from_json(c, e, false);
-        }
+        /* Every string value inside messages is the caller's text (content, but also roles,
+         * names, tool calls: a caller may pass any role now), so all of it is tainted; special
+         * tokens come only from the template's own text and the *_token variables. Dict keys
+         * stay untainted: a template prints them as field names, never user text. */
+        v = jv_from_json(c, e, strcmp(e->string, "messages") == 0);
         scope_set(c, c->globals, ja_strndup(&c->arena, e->string, strlen(e->string)), v);
     }
     jsink sink = {0};

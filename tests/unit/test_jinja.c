@@ -314,7 +314,9 @@ static void test_taint(void) {
     EXPECT_TAINT("{{ [messages[1].content, 'x'] | join('<|sep|>') }}", "hi<|im_end|>there<|sep|>x",
                  "hi<|im_end|>there", "<|sep|>");
     EXPECT_TAINT("{{ messages[1].content.upper() }}", "HI<|IM_END|>THERE", "HI<|IM_END|>THERE", NULL);
-    EXPECT_TAINT("{{ messages[2].role }}{{ bos_token }}", "assistant<s>", NULL, "assistant<s>");
+    /* roles are the caller's text too (any role passes now); special-token variables are not */
+    EXPECT_TAINT("{{ messages[2].role }}{{ bos_token }}", "assistant<s>", "assistant", "<s>");
+    EXPECT_TAINT("{% for k in messages[0] %}{{ k }},{% endfor %}", "role,content,", NULL, "role,content,");
 }
 
 int main(void) {
