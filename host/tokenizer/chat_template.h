@@ -74,7 +74,8 @@ struct llmrt_tokenizer;
  * variables HF passes: messages (each {"role", "content"}; any role the template accepts,
  * "tool" included), add_generation_prompt, tools = documents = None, and the special-token
  * strings bos_token, eos_token, pad_token the tokenizer has. Content spans: every byte that
- * came from a message's content, after the template's slicing, stripping and concatenation.
+ * came from the messages (contents and roles: both are the caller's text), after the
+ * template's slicing, stripping and concatenation.
  * Errors: LLMRT_ERR_UNSUPPORTED for an unknown family name or a model without a template
  * (the message suggests --chat-template); the template's parse error (it failed to parse at
  * load; there is no silent fallback to a family); LLMRT_ERR_INVALID_ARG for no messages, NULL
