@@ -50,6 +50,37 @@ static bool covered(const llmrt_jinja_output *o, size_t b, size_t e) {
     return false;
 }
 
+/* Every message content (a string of 6+ bytes, or a text part) that shows up verbatim in the
+ * output must show up at least once inside a content span. */
+static void check_contents_covered(const llmrt_jinja_output *o, const cJSON *vars, const char *label) {
+    const cJSON *m;
+    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(vars, "messages")) {
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
+        const cJSON *parts[16];
+        int          n = 0;
+        if (cJSON_IsString(content)) parts[n++] = content;
+        const cJSON *part;
+        if (cJSON_IsArray(content))
+            cJSON_ArrayForEach(part, content) if (n < 16) parts[n++] = cJSON_GetObjectItemCaseSensitive(part, "text");
+        for (int k = 0; k < n; k++) {
+            if (!cJSON_IsString(parts[k])) continue;
+            /* trimmed: the byte next to a stripped content may be the template's own space */
+            const char *b = parts[k]->valuestring, *e = b + strlen(b);
+            while (b < e && (*b == ' ' || *b == '\n')) b++;
+            while (e > b && (e[-1] == ' ' || e[-1] == '\n')) e--;
+            if (e - b < 6) continue;
+            char text[256];
+            snprintf(text, sizeof text, "%.*s", (int)(e - b), b);
+            bool seen = false, ok = false;
+            for (const char *p = strstr(o->text, text); p; p = strstr(p + 1, text)) {
+                seen = true;
+                ok |= covered(o, (size_t)(p - o->text), (size_t)(p - o->text) + strlen(text));
+            }
+            CHECK_MSG(!seen || ok, "%s: content \"%s\" is in the output but not a content span", label, text);
+        }
+    }
+}
+
 static void check_spans(const llmrt_jinja_output *o, const char *label, const char *conversation) {
     size_t prev = 0;
     for (size_t k = 0; k < o->n_spans; k++) {
@@ -130,6 +161,7 @@ int main(int argc, char **argv) {
                 CHECK_MSG(same, "%s: output differs\n--- expected\n%s\n--- got\n%s\n---", label,
                           expected->valuestring, out.text);
                 check_spans(&out, label, conv);
+                check_contents_covered(&out, cJSON_GetObjectItemCaseSensitive(c, "vars"), label);
             }
         }
         llmrt_jinja_output_free(&out);
