@@ -125,6 +125,11 @@ static void test_statements(void) {
     EXPECT("{% set ns = namespace(c=0) %}{% for x in items %}{% set ns.c = ns.c + x %}{% endfor %}"
            "{{ ns.c }}",
            "6");
+    /* each iteration starts from the enclosing scope again */
+    EXPECT("{% set x = 0 %}{% for i in [1, 2] %}[{{ x }}]{% set x = i %}({{ x }}){% endfor %}{{ x }}",
+           "[0](1)[0](2)0");
+    EXPECT("{% for i in [1, 2] %}{% if i == 1 %}{% set y = 5 %}{% endif %}[{{ y }}]{% endfor %}",
+           "[5][]");
     EXPECT("{% set a, b = [1, 2] %}{{ b }}{{ a }}", "21");
     EXPECT("{% set block %}  x {{ n }} {% endset %}[{{ block }}]", "[  x 7 ]");
     EXPECT("{% set t | trim %}  x  {% endset %}[{{ t }}]", "[x]");
