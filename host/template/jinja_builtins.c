@@ -538,14 +538,27 @@ bool jinja_test(jctx *c, const char *name, jval *v, jval **args, size_t n_args) 
         jval *m = ascii_map(c, v, name[0] == 'l' ? 0 : 1);
         return jv_equal(m, v);
     }
+    /* value % 2 == 1, value % num == 0 with Python's modulo (floats too) */
     if (!strcmp(name, "odd") || !strcmp(name, "even")) {
+        if (!jv_is_number(v)) jinja_fail(c, LLMRT_ERR_INVALID_ARG, "%s expects a number, got %s", name, jv_type_name(v));
+        if (v->t == JV_FLOAT) {
+            double m = fmod(v->u.f, 2.0);
+            if (m < 0) m += 2.0;
+            return name[0] == 'o' ? m == 1.0 : m == 0.0;
+        }
         int64_t i = want_int(c, v, name);
         return (i % 2 != 0) == (name[0] == 'o');
     }
     if (!x) jinja_fail(c, LLMRT_ERR_INVALID_ARG, "test '%s' takes an argument", name);
     if (!strcmp(name, "divisibleby")) {
+        if (!jv_is_number(v) || !jv_is_number(x)) jinja_fail(c, LLMRT_ERR_INVALID_ARG, "divisibleby expects numbers");
+        if (v->t == JV_FLOAT || x->t == JV_FLOAT) {
+            if (jv_as_double(x) == 0.0) jinja_fail(c, LLMRT_ERR_INVALID_ARG, "float modulo");
+            return fmod(jv_as_double(v), jv_as_double(x)) == 0.0;
+        }
         int64_t d = want_int(c, x, name);
         if (d == 0) jinja_fail(c, LLMRT_ERR_INVALID_ARG, "integer division or modulo by zero");
+        if (d == -1) return true;
         return want_int(c, v, name) % d == 0;
     }
     if (!strcmp(name, "equalto") || !strcmp(name, "eq") || !strcmp(name, "==")) return jv_equal(v, x);
@@ -804,8 +817,10 @@ static jval *filter_impl(jctx *c, const char *name, jval *v, jval **args, size_t
         jval   *pr = arg(&a, 0, "precision"), *me = arg(&a, 1, "method");
         int64_t p  = pr ? want_int(c, pr, "round") : 0;
         if (!jv_is_number(v)) jinja_fail(c, LLMRT_ERR_INVALID_ARG, "round expects a number");
-        double x = jv_as_double(v), m = pow(10.0, (double)p);
         const char *method = me ? want_str(c, me, "round")->u.str.s : "common";
+        /* Python's round() of an int (or bool) is that int; floor/ceil go through floats */
+        if (v->t != JV_FLOAT && !strcmp(method, "common") && p >= 0) return jv_int(c, v->t == JV_INT ? v->u.i : v->u.b);
+        double x = jv_as_double(v), m = pow(10.0, (double)p);
         double r = !strcmp(method, "floor") ? floor(x * m) / m : !strcmp(method, "ceil") ? ceil(x * m) / m : nearbyint(x * m) / m;
         return jv_float(c, r);
     }
@@ -859,6 +874,8 @@ static jval *filter_impl(jctx *c, const char *name, jval *v, jval **args, size_t
         return replace(c, s, jv_to_str(c, o), jv_to_str(c, n), cnt && cnt->t != JV_NONE ? want_int(c, cnt, "replace") : -1);
     }
     if (!strcmp(name, "indent")) {
+        /* jinja2 does `s += "\n"` without converting: anything but a string raises */
+        if (v->t != JV_STR) jinja_fail(c, LLMRT_ERR_INVALID_ARG, "unsupported operand type(s) for +=: '%s' and 'str'", jv_type_name(v));
         jval *w = arg(&a, 0, "width"), *first = arg(&a, 1, "first"), *blank = arg(&a, 2, "blank");
         jval *ind;
         if (w && w->t == JV_STR) ind = w;

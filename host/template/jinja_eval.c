@@ -132,9 +132,10 @@ static jval *arith(jctx *c, jop op, jval *a, jval *b) {
         for (size_t i = 0; i < b->u.list.n; i++) l->u.list.items[a->u.list.n + i] = b->u.list.items[i];
         return l;
     }
-    if (op == OP_MUL && ((a->t == JV_STR && b->t == JV_INT) || (a->t == JV_INT && b->t == JV_STR))) {
-        jval   *s = a->t == JV_STR ? a : b;
-        int64_t k = a->t == JV_INT ? a->u.i : b->u.i;
+    if (op == OP_MUL && ((a->t == JV_STR && (b->t == JV_INT || b->t == JV_BOOL)) ||
+                         ((a->t == JV_INT || a->t == JV_BOOL) && b->t == JV_STR))) {
+        jval   *s = a->t == JV_STR ? a : b, *num = a->t == JV_STR ? b : a;
+        int64_t k = num->t == JV_INT ? num->u.i : num->u.b;
         jsink   out = {0};
         uint64_t total;
         if (k > 0 && (!ck_mul_u64(s->u.str.len, (uint64_t)k, &total) || (c->arena.cap && total > c->arena.cap)))
@@ -202,8 +203,9 @@ static jval *arith(jctx *c, jop op, jval *a, jval *b) {
 static jval *index_value(jctx *c, jval *obj, jval *key) {
     if (obj->t == JV_UNDEF)
         jinja_fail(c, LLMRT_ERR_INVALID_ARG, "'%s' is undefined", obj->u.undef_name ? obj->u.undef_name : "value");
-    if (obj->t == JV_LIST && obj->u.list.gen)
-        jinja_fail(c, LLMRT_ERR_INVALID_ARG, "'generator' object is not subscriptable");
+    /* jinja2's getitem turns Python's TypeError/LookupError (a generator, an int, a bad key)
+     * into Undefined; only Undefined itself raises */
+    if (obj->t == JV_LIST && obj->u.list.gen) return jv_undef(c, "item");
     if ((obj->t == JV_LIST || obj->t == JV_STR) && (key->t == JV_INT || key->t == JV_BOOL)) {
         int64_t i = key->t == JV_INT ? key->u.i : key->u.b;
         size_t  n = obj->t == JV_LIST ? obj->u.list.n : jv_utf8_count(obj->u.str.s, obj->u.str.len);
@@ -227,19 +229,22 @@ static jval *index_value(jctx *c, jval *obj, jval *key) {
 
 /* Python slice indices for a sequence of n: start/stop clamped, step != 0. */
 static jval *slice_value(jctx *c, jval *obj, jval *vs, jval *ve, jval *vstep) {
-    if ((obj->t != JV_LIST && obj->t != JV_STR) || (obj->t == JV_LIST && obj->u.list.gen)) {
-        if (obj->t == JV_UNDEF) return jv_undef(c, "slice");
-        jinja_fail(c, LLMRT_ERR_INVALID_ARG, "'%s' object is not subscriptable", jv_type_name(obj));
-    }
+    if (obj->t == JV_UNDEF)
+        jinja_fail(c, LLMRT_ERR_INVALID_ARG, "'%s' is undefined", obj->u.undef_name ? obj->u.undef_name : "value");
+    /* as for an index: what Python rejects with a TypeError is Undefined in jinja2 */
+    if ((obj->t != JV_LIST && obj->t != JV_STR) || (obj->t == JV_LIST && obj->u.list.gen))
+        return jv_undef(c, "slice");
     jval *bounds[3] = {vs, ve, vstep};
     for (int k = 0; k < 3; k++)
-        if (bounds[k] && bounds[k]->t != JV_INT && bounds[k]->t != JV_NONE)
-            jinja_fail(c, LLMRT_ERR_INVALID_ARG, "slice indices must be integers or None");
+        if (bounds[k] && bounds[k]->t != JV_INT && bounds[k]->t != JV_NONE && bounds[k]->t != JV_BOOL)
+            return jv_undef(c, "slice");
     int64_t n    = obj->t == JV_LIST ? (int64_t)obj->u.list.n : (int64_t)jv_utf8_count(obj->u.str.s, obj->u.str.len);
-    int64_t step = (vstep && vstep->t == JV_INT) ? vstep->u.i : 1;
+    int64_t step = (vstep && vstep->t == JV_INT) ? vstep->u.i : (vstep && vstep->t == JV_BOOL) ? vstep->u.b : 1;
     if (step == 0) jinja_fail(c, LLMRT_ERR_INVALID_ARG, "slice step cannot be zero");
     if (step == INT64_MIN) step = -INT64_MAX;
     int64_t start, stop;
+    if (vs && vs->t == JV_BOOL) vs = jv_int(c, vs->u.b);
+    if (ve && ve->t == JV_BOOL) ve = jv_int(c, ve->u.b);
     bool    has_s = vs && vs->t == JV_INT, has_e = ve && ve->t == JV_INT;
     if (step > 0) {
         start = has_s ? vs->u.i : 0;

@@ -215,7 +215,12 @@ static void test_undefined(void) {
     EXPECT_ERROR("line1\n{{ 1 // 0 }}", LLMRT_ERR_INVALID_ARG, "line 2");
     EXPECT_ERROR("{{ items | select('odd') | length }}", LLMRT_ERR_INVALID_ARG, "generator");
     EXPECT_ERROR("{{ items | map('string') | tojson }}", LLMRT_ERR_INVALID_ARG, "generator");
-    EXPECT_ERROR("{{ (items | reject('odd'))[0] }}", LLMRT_ERR_INVALID_ARG, "not subscriptable");
+    /* jinja2's getitem: Python TypeErrors (a generator, an int) are Undefined, not errors */
+    EXPECT("[{{ (items | reject('odd'))[0] }}][{{ (3)[1:] }}][{{ n[0] }}][{{ 'ab' * true }}]", "[][][][ab]");
+    EXPECT_ERROR("{{ nope[1:] }}", LLMRT_ERR_INVALID_ARG, "undefined");
+    EXPECT_ERROR("{{ n | indent }}", LLMRT_ERR_INVALID_ARG, "+=");
+    EXPECT("{{ 2.5 is divisibleby 2 }} {{ 4.0 is divisibleby 2 }} {{ 3.0 is odd }} {{ 7 | round }}",
+           "False True True 7");
 }
 
 static void test_parse_errors(void) {
