@@ -122,26 +122,73 @@ static jval *strip(jctx *c, jval *s, const jval *chars, bool left, bool right) {
     return substr(c, s, b, e);
 }
 
-static jval *ascii_map(jctx *c, jval *s, int mode /* 0 lower 1 upper 2 capitalize 3 title(py) 4 title(jinja) */) {
-    jval *r = substr(c, s, 0, s->u.str.len);
-    char *p = (char *)r->u.str.s;
-    bool  at_start = true;
+/* Python's case mapping for the two-byte UTF-8 letters whose mapping keeps two bytes: Latin-1,
+ * Latin Extended-A, Greek (without accents or the final-sigma rule) and Cyrillic. Returns the
+ * mapped code point, or cp itself; *cased tells whether cp is a cased letter (title()'s word
+ * logic). Code points outside these ranges pass through unchanged, which keeps every string's
+ * byte length and so its taint spans. */
+static uint32_t map_case_2byte(uint32_t cp, bool upper, bool *cased) {
+    bool pair_even_upper = (cp >= 0x100 && cp <= 0x137) || (cp >= 0x14a && cp <= 0x177);
+    bool pair_odd_upper  = (cp >= 0x139 && cp <= 0x148) || (cp >= 0x179 && cp <= 0x17e);
+    *cased = true;
+    if ((cp >= 0xc0 && cp <= 0xde && cp != 0xd7)) return upper ? cp : cp + 0x20;
+    if ((cp >= 0xe0 && cp <= 0xfe && cp != 0xf7)) return upper ? cp - 0x20 : cp;
+    if (cp == 0xff) return upper ? 0x178 : cp;
+    if (cp == 0x178) return upper ? cp : 0xff;
+    if ((pair_even_upper || pair_odd_upper) && cp != 0x130 && cp != 0x131) {
+        bool is_upper = pair_even_upper ? (cp % 2 == 0) : (cp % 2 == 1);
+        if (upper) return is_upper ? cp : cp - 1;
+        return is_upper ? cp + 1 : cp;
+    }
+    if (cp >= 0x391 && cp <= 0x3a9 && cp != 0x3a2) return upper ? cp : cp + 0x20;
+    if (cp >= 0x3b1 && cp <= 0x3c9) return upper ? (cp == 0x3c2 ? 0x3a3 : cp - 0x20) : cp;
+    if (cp >= 0x410 && cp <= 0x42f) return upper ? cp : cp + 0x20;
+    if (cp >= 0x430 && cp <= 0x44f) return upper ? cp - 0x20 : cp;
+    if (cp >= 0x400 && cp <= 0x40f) return upper ? cp : cp + 0x50;
+    if (cp >= 0x450 && cp <= 0x45f) return upper ? cp - 0x50 : cp;
+    *cased = cp == 0xb5 || cp == 0xdf || (cp >= 0x100 && cp <= 0x17f) || (cp >= 0x370 && cp <= 0x3ff) ||
+             (cp >= 0x400 && cp <= 0x4ff);
+    return cp;
+}
+
+/* mode: 0 lower, 1 upper, 2 capitalize, 3 str.title(), 4 jinja2's title filter */
+static jval *ascii_map(jctx *c, jval *s, int mode) {
+    jval          *r        = substr(c, s, 0, s->u.str.len);
+    unsigned char *p        = (unsigned char *)r->u.str.s;
+    bool           at_start = true;
     for (size_t i = 0; i < r->u.str.len; i++) {
-        unsigned char ch = (unsigned char)p[i];
-        bool          alpha = isalpha(ch) != 0;
+        unsigned char ch = p[i];
+        bool          up;
         switch (mode) {
-        case 0: p[i] = (char)tolower(ch); break;
-        case 1: p[i] = (char)toupper(ch); break;
-        case 2: p[i] = (char)(i == 0 ? toupper(ch) : tolower(ch)); break;
-        case 3: /* Python str.title: upper after a non-letter, lower after a letter */
-            p[i] = (char)(at_start ? toupper(ch) : tolower(ch));
-            at_start = !alpha && ch < 0x80;
-            break;
-        case 4: /* jinja2 title filter: words split at runs of - whitespace ( { [ < */
-            p[i] = (char)(at_start ? toupper(ch) : tolower(ch));
-            at_start = ch == '-' || isspace(ch) || ch == '(' || ch == '{' || ch == '[' || ch == '<';
-            break;
+        case 0: up = false; break;
+        case 1: up = true; break;
+        case 2: up = i == 0; break;
+        default: up = at_start; break;
         }
+        if (ch < 0x80) {
+            bool alpha = isalpha(ch) != 0;
+            p[i]       = (unsigned char)(up ? toupper(ch) : tolower(ch));
+            if (mode == 3) at_start = !alpha;
+            if (mode == 4) at_start = ch == '-' || isspace(ch) || ch == '(' || ch == '{' || ch == '[' || ch == '<';
+            continue;
+        }
+        if (ch >= 0xc2 && ch <= 0xd3 && i + 1 < r->u.str.len && (p[i + 1] & 0xc0) == 0x80) {
+            uint32_t cp = ((uint32_t)(ch & 0x1f) << 6) | (p[i + 1] & 0x3f);
+            bool     cased;
+            uint32_t m = map_case_2byte(cp, up, &cased);
+            if (cp == 0xdf && up) { /* German sharp s: "SS", still two bytes */
+                p[i] = 'S', p[i + 1] = 'S';
+            } else if (m != cp) {
+                p[i] = (unsigned char)(0xc0 | (m >> 6)), p[i + 1] = (unsigned char)(0x80 | (m & 0x3f));
+            }
+            i++;
+            if (mode == 3) at_start = !cased;
+            if (mode == 4) at_start = cp == 0x85 || cp == 0xa0;
+            continue;
+        }
+        /* other code points: no mapping; for title(), an uncased character ends a word */
+        if ((ch & 0xc0) != 0x80 && mode == 3) at_start = true;
+        if ((ch & 0xc0) != 0x80 && mode == 4) at_start = false;
     }
     return r;
 }

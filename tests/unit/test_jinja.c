@@ -154,7 +154,13 @@ static void test_statements(void) {
 static void test_filters_and_tests(void) {
     EXPECT("[{{ messages[0].content | trim }}] [{{ '--x--' | trim('-') }}]", "[Be brief.] [x]");
     EXPECT("{{ word | upper }} {{ 'hELLo wOrld' | capitalize }} {{ 'hello big-world' | title }}",
-           "HéLLO WöRLD Hello world Hello Big-World");
+           "HÉLLO WÖRLD Hello world Hello Big-World");
+    EXPECT("{{ '\xc3\x87" "a va \xc3\x9f \xce\xb1\xce\xb2 \xd0\x9f\xd1\x80\xd0\xb8' | upper }} "
+           "{{ '\xc3\x87" "A \xd0\x9f\xd0\xa0\xd0\x98 \xc4\x80\xc5\xb9' | lower }} "
+           "{{ '\xc3\xa9t\xc3\xa9 \xe4\xb8\x96" "a'.title() }}",
+           "\xc3\x87" "A VA SS \xce\x91\xce\x92 \xd0\x9f\xd0\xa0\xd0\x98 "
+           "\xc3\xa7" "a \xd0\xbf\xd1\x80\xd0\xb8 \xc4\x81\xc5\xba "
+           "\xc3\x89t\xc3\xa9 \xe4\xb8\x96" "A");
     EXPECT("{{ items | length }} {{ word | length }} {{ items | first }} {{ items | last }}",
            "3 11 3 2");
     EXPECT("{{ items | join(', ') }} {{ people | map(attribute='name') | join }}", "3, 1, 2 BoalCy");
