@@ -231,13 +231,14 @@ static jval *index_value(jctx *c, jval *obj, jval *key) {
 static jval *slice_value(jctx *c, jval *obj, jval *vs, jval *ve, jval *vstep) {
     if (obj->t == JV_UNDEF)
         jinja_fail(c, LLMRT_ERR_INVALID_ARG, "'%s' is undefined", obj->u.undef_name ? obj->u.undef_name : "value");
-    /* as for an index: what Python rejects with a TypeError is Undefined in jinja2 */
+    /* unlike an index, jinja2 compiles a slice to Python's own obj[a:b:c]: a TypeError raises */
+    if (obj->t == JV_DICT || obj->t == JV_NS) jinja_fail(c, LLMRT_ERR_INVALID_ARG, "unhashable type: 'slice'");
     if ((obj->t != JV_LIST && obj->t != JV_STR) || (obj->t == JV_LIST && obj->u.list.gen))
-        return jv_undef(c, "slice");
+        jinja_fail(c, LLMRT_ERR_INVALID_ARG, "'%s' object is not subscriptable", jv_type_name(obj));
     jval *bounds[3] = {vs, ve, vstep};
     for (int k = 0; k < 3; k++)
         if (bounds[k] && bounds[k]->t != JV_INT && bounds[k]->t != JV_NONE && bounds[k]->t != JV_BOOL)
-            return jv_undef(c, "slice");
+            jinja_fail(c, LLMRT_ERR_INVALID_ARG, "slice indices must be integers or None");
     int64_t n    = obj->t == JV_LIST ? (int64_t)obj->u.list.n : (int64_t)jv_utf8_count(obj->u.str.s, obj->u.str.len);
     int64_t step = (vstep && vstep->t == JV_INT) ? vstep->u.i : (vstep && vstep->t == JV_BOOL) ? vstep->u.b : 1;
     if (step == 0) jinja_fail(c, LLMRT_ERR_INVALID_ARG, "slice step cannot be zero");

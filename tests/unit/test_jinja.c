@@ -222,7 +222,10 @@ static void test_undefined(void) {
     EXPECT_ERROR("{{ items | select('odd') | length }}", LLMRT_ERR_INVALID_ARG, "generator");
     EXPECT_ERROR("{{ items | map('string') | tojson }}", LLMRT_ERR_INVALID_ARG, "generator");
     /* jinja2's getitem: Python TypeErrors (a generator, an int) are Undefined, not errors */
-    EXPECT("[{{ (items | reject('odd'))[0] }}][{{ (3)[1:] }}][{{ n[0] }}][{{ 'ab' * true }}]", "[][][][ab]");
+    EXPECT("[{{ (items | reject('odd'))[0] }}][{{ n[0] }}][{{ d[0] }}][{{ 'ab' * true }}]", "[][][][ab]");
+    /* ...but a slice is Python's own obj[a:b]: a TypeError raises */
+    EXPECT_ERROR("{{ n[1:] }}", LLMRT_ERR_INVALID_ARG, "not subscriptable");
+    EXPECT_ERROR("{{ d[::-1] }}", LLMRT_ERR_INVALID_ARG, "unhashable");
     EXPECT_ERROR("{{ nope[1:] }}", LLMRT_ERR_INVALID_ARG, "undefined");
     EXPECT_ERROR("{{ n | indent }}", LLMRT_ERR_INVALID_ARG, "+=");
     EXPECT("{{ 2.5 is divisibleby 2 }} {{ 4.0 is divisibleby 2 }} {{ 3.0 is odd }} {{ 7 | round }}",
