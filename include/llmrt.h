@@ -259,13 +259,17 @@ LLMRT_API llmrt_status llmrt_detokenize(const llmrt_model *model, const int32_t 
 LLMRT_API const char  *llmrt_token_piece(const llmrt_model *model, int32_t id);
 
 typedef struct llmrt_chat_message {
-    const char *role;    /* "system", "user" or "assistant" */
+    const char *role;    /* "system", "user", "assistant", "tool" or any role the model's
+                            template accepts */
     const char *content; /* UTF-8 */
 } llmrt_chat_message;
 
-/* Renders messages with the model's chat template (recognised by family: "chatml", "llama2",
- * "llama3", "mistral"), or the family named by `template_name` (NULL = the model's). An
- * unrecognised template is LLMRT_ERR_UNSUPPORTED with a message suggesting template_name. */
+/* Renders messages with the model's own Jinja chat template (run by llmrt's interpreter, byte
+ * for byte what HF apply_chat_template renders), or with the built-in family named by
+ * `template_name` ("chatml", "llama2", "llama3", "mistral"; NULL = the model's template). A model
+ * without a template needs template_name (LLMRT_ERR_UNSUPPORTED otherwise); a template that does
+ * not parse is reported with its line (LLMRT_ERR_FORMAT / LLMRT_ERR_UNSUPPORTED); a template that
+ * raises (raise_exception) is LLMRT_ERR_INVALID_ARG with its message. */
 LLMRT_API llmrt_status llmrt_chat_apply_template(const llmrt_model *model, const char *template_name,
                                                  const llmrt_chat_message *messages,
                                                  int32_t n_messages, bool add_generation_prompt,

@@ -82,29 +82,13 @@ llmrt_status llmrt_chat_apply_template(const llmrt_model *model, const char *tem
     const llmrt_rank_model *m = model ? model->rank : NULL;
     if (!m || !len || (capacity && !text))
         return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG, "llmrt_chat_apply_template: bad arguments");
-    const char       *tmpl   = m->tokenizer ? llmrt_tokenizer_chat_template(m->tokenizer) : NULL;
-    llmrt_chat_family family = template_name ? llmrt_chat_family_from_name(template_name)
-                                             : llmrt_chat_detect_family(tmpl);
-    if (family == LLMRT_CHAT_UNKNOWN) {
-        if (template_name)
-            return llmrt_err_set_last(LLMRT_ERR_UNSUPPORTED,
-                                      "chat template \"%s\" is unknown; choose chatml, llama2, "
-                                      "llama3 or mistral", template_name);
-        return llmrt_err_set_last(LLMRT_ERR_UNSUPPORTED,
-                                  "%s: the chat template is %s; choose one by name (chatml, llama2, "
-                                  "llama3, mistral)", m->source_path,
-                                  tmpl ? "not recognised" : "missing");
-    }
-    const char *bos = "", *eos = "";
-    if (m->tokenizer) {
-        int32_t b = llmrt_tokenizer_bos(m->tokenizer), e = llmrt_tokenizer_eos(m->tokenizer);
-        if (b >= 0) bos = llmrt_tokenizer_piece(m->tokenizer, b);
-        if (e >= 0) eos = llmrt_tokenizer_piece(m->tokenizer, e);
-    }
+    if (!m->tokenizer)
+        return llmrt_err_set_last(LLMRT_ERR_UNSUPPORTED, "%s: the model has no tokenizer",
+                                  m->source_path);
     llmrt_error         err = {0};
     llmrt_chat_rendered r   = {0};
-    if (llmrt_chat_render(family, messages, n_messages, add_generation_prompt, bos, eos, &r, &err) !=
-        LLMRT_OK)
+    if (llmrt_chat_render_model(m->tokenizer, template_name, messages, n_messages,
+                                add_generation_prompt, &r, &err) != LLMRT_OK)
         return llmrt_err_publish(&err);
     *len           = r.len;
     llmrt_status s = LLMRT_OK;

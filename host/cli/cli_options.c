@@ -138,7 +138,7 @@ void cli_common_usage(FILE *f) {
             "      --min-tokens N          ignore stop tokens before N tokens\n"
             "      --stop STR              stop string (repeatable), not printed\n"
             "      --ignore-eos            keep going past end-of-sequence tokens\n"
-            "      --chat-template NAME    chatml | llama2 | llama3 | mistral (default: detect)\n",
+            "      --chat-template NAME    chatml | llama2 | llama3 | mistral instead of the model's own template\n",
             cli_default_model()[0] ? cli_default_model() : "none installed");
 }
 

@@ -85,22 +85,9 @@ llmrt_status engine_encode_chat(const struct llmrt_rank_model *m, const char *te
 
 static llmrt_status tokenize_messages(const struct llmrt_rank_model *m, const llmrt_prompt *p,
                                       int32_t **ids, int64_t *n_ids, llmrt_error *err) {
-    llmrt_chat_family family =
-        p->chat_template ? llmrt_chat_family_from_name(p->chat_template)
-                         : llmrt_chat_detect_family(llmrt_tokenizer_chat_template(m->tokenizer));
-    if (family == LLMRT_CHAT_UNKNOWN)
-        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
-                         p->chat_template ? "chat template \"%s\" is unknown; choose chatml, llama2, "
-                                            "llama3 or mistral"
-                                          : "%sthe model's chat template is not recognised; name "
-                                            "one with chat_template (chatml, llama2, llama3, mistral)",
-                         p->chat_template ? p->chat_template : "");
-    int32_t     bos = llmrt_tokenizer_bos(m->tokenizer), eos = llmrt_tokenizer_eos(m->tokenizer);
-    const char *bos_s = bos >= 0 ? llmrt_tokenizer_piece(m->tokenizer, bos) : "";
-    const char *eos_s = eos >= 0 ? llmrt_tokenizer_piece(m->tokenizer, eos) : "";
     llmrt_chat_rendered r = {0};
-    LLMRT_TRY(llmrt_chat_render(family, p->messages, p->n_messages,
-                                true, bos_s, eos_s, &r, err));
+    LLMRT_TRY(llmrt_chat_render_model(m->tokenizer, p->chat_template, p->messages, p->n_messages,
+                                      true, &r, err));
     llmrt_status s = engine_encode_chat(m, r.text, r.len, r.content_spans, r.n_spans, ids, n_ids, err);
     llmrt_chat_rendered_free(&r);
     return s;

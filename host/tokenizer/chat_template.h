@@ -1,7 +1,8 @@
-/* Chat templates: renders a conversation into a prompt string for the known model families,
- * reproducing each family's Hugging Face Jinja chat_template byte for byte (see
- * python/tools/make_chat_golden.py for the reference templates and their origins). There is no
- * Jinja engine: a model's chat_template string is only used to recognise its family.
+/* Chat templates: renders a conversation into a prompt string. A model's own Jinja
+ * chat_template runs in the Jinja interpreter (template/jinja.h), byte-identical to HF
+ * apply_chat_template (llmrt_chat_render_model). The built-in family renderers below reproduce
+ * four families' templates in C (see python/tools/make_chat_golden.py); they serve as
+ * `--chat-template NAME` overrides and for models that ship no template.
  *
  * Special-token safety: the rendered prompt records which byte ranges are message content. Those
  * must be tokenized with special-token parsing OFF, everything else (the template's scaffolding:
@@ -65,6 +66,25 @@ typedef struct llmrt_chat_rendered {
 llmrt_status llmrt_chat_render(llmrt_chat_family family, const llmrt_chat_message *msgs,
                                int32_t n_msgs, bool add_generation_prompt, const char *bos_token,
                                const char *eos_token, llmrt_chat_rendered *out, llmrt_error *err);
+
+struct llmrt_tokenizer;
+
+/* Renders msgs for a model: with the family named `family_name` when it is non-NULL (an
+ * override), else with the model's own chat template through the Jinja interpreter, given the
+ * variables HF passes: messages (each {"role", "content"}; any role the template accepts,
+ * "tool" included), add_generation_prompt, tools = documents = None, and the special-token
+ * strings bos_token, eos_token, pad_token the tokenizer has. Content spans: every byte that
+ * came from the messages (contents and roles: both are the caller's text), after the
+ * template's slicing, stripping and concatenation.
+ * Errors: LLMRT_ERR_UNSUPPORTED for an unknown family name or a model without a template
+ * (the message suggests --chat-template); the template's parse error (it failed to parse at
+ * load; there is no silent fallback to a family); LLMRT_ERR_INVALID_ARG for no messages, NULL
+ * fields, or when the template raises (raise_exception's message) or fails as jinja2 would;
+ * LLMRT_ERR_ABORTED when the render exceeds its step/output/memory budget. */
+llmrt_status llmrt_chat_render_model(const struct llmrt_tokenizer *tk, const char *family_name,
+                                     const llmrt_chat_message *msgs, int32_t n_msgs,
+                                     bool add_generation_prompt, llmrt_chat_rendered *out,
+                                     llmrt_error *err);
 
 /* Frees what llmrt_chat_render allocated and zeroes *r. Accepts NULL and a zeroed struct. */
 void llmrt_chat_rendered_free(llmrt_chat_rendered *r);

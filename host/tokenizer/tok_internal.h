@@ -136,7 +136,15 @@ struct llmrt_tokenizer {
 
     int32_t bos, eos, eot, pad;
     char   *chat_template;
+    /* chat_template parsed once at load (template/jinja.h), or why it failed to parse: the load
+     * succeeds (plain text still works) and rendering a chat reports chat_template_error */
+    struct llmrt_jinja_template *chat_jinja;
+    llmrt_error                  chat_template_error;
 };
+
+/* Parses tk->chat_template (if any) into tk->chat_jinja, or records the parse error in
+ * tk->chat_template_error (and logs it). Fails only when out of memory. */
+llmrt_status tk_parse_chat_template(llmrt_tokenizer *tk, llmrt_error *err);
 
 /* ---- loading helpers (tokenizer.c) -------------------------------------------------------- */
 

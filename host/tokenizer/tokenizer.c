@@ -4,6 +4,8 @@
 #include <string.h>
 
 #include "tok_internal.h"
+#include "core/log.h"
+#include "template/jinja.h"
 #include "unicode.h"
 
 char *tk_strndup(const char *s, size_t len) {
@@ -168,6 +170,7 @@ void llmrt_tokenizer_destroy(llmrt_tokenizer *tk) {
     free(tk->prefix_ids);
     free(tk->suffix_ids);
     free(tk->chat_template);
+    llmrt_jinja_template_free(tk->chat_jinja);
     free(tk->unk_missing);
     free(tk->name);
     tk_strmap_free(&tk->vocab);
@@ -212,4 +215,32 @@ int32_t llmrt_tokenizer_token_id(const llmrt_tokenizer *tk, const char *piece) {
 
 const char *llmrt_tokenizer_chat_template(const llmrt_tokenizer *tk) {
     return tk ? tk->chat_template : NULL;
+}
+
+llmrt_status tk_parse_chat_template(llmrt_tokenizer *tk, llmrt_error *err) {
+    if (!tk->chat_template) return LLMRT_OK;
+    llmrt_error  perr = {0};
+    char         what[256];
+    snprintf(what, sizeof what, "%s: chat_template", tk->name);
+    llmrt_status st = llmrt_jinja_parse(tk->chat_template, strlen(tk->chat_template), what,
+                                        &tk->chat_jinja, &perr);
+    if (st == LLMRT_ERR_OUT_OF_MEMORY) return llmrt_err(err, st, "%s", perr.msg);
+    if (st != LLMRT_OK) {
+        tk->chat_template_error = perr;
+        llmrt_log(LLMRT_LOG_WARN, "%s (chats need --chat-template NAME)", perr.msg);
+    }
+    return LLMRT_OK;
+}
+
+llmrt_status llmrt_tokenizer_chat_jinja(const llmrt_tokenizer *tk,
+                                        const struct llmrt_jinja_template **tpl,
+                                        llmrt_error *err) {
+    *tpl = NULL;
+    if (!tk || !tk->chat_template)
+        return llmrt_err(err, LLMRT_ERR_NOT_FOUND, "%s: the model has no chat template",
+                         tk ? tk->name : "tokenizer");
+    if (!tk->chat_jinja)
+        return llmrt_err(err, tk->chat_template_error.status, "%s", tk->chat_template_error.msg);
+    *tpl = tk->chat_jinja;
+    return LLMRT_OK;
 }

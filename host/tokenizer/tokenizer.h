@@ -71,6 +71,13 @@ int32_t     llmrt_tokenizer_token_id(const llmrt_tokenizer *tk, const char *piec
 /* The Jinja chat_template string of tokenizer_config.json / tokenizer.chat_template; NULL if
  * none (rendering lives in chat_template.c). */
 const char *llmrt_tokenizer_chat_template(const llmrt_tokenizer *tk);
+/* The chat template parsed at load (once; immutable, shared by every render). Errors:
+ * LLMRT_ERR_NOT_FOUND when the model has none; the parse error (LLMRT_ERR_FORMAT or
+ * LLMRT_ERR_UNSUPPORTED, naming the construct and line) when it did not parse. */
+struct llmrt_jinja_template;
+llmrt_status llmrt_tokenizer_chat_jinja(const llmrt_tokenizer *tk,
+                                        const struct llmrt_jinja_template **tpl,
+                                        llmrt_error *err);
 
 /* Streaming detokenizer: turns ids, one at a time, into text deltas whose concatenation equals
  * llmrt_tokenizer_decode of all the ids. A delta never ends inside a UTF-8 sequence: while the

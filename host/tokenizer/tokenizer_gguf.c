@@ -241,6 +241,10 @@ llmrt_status llmrt_tokenizer_load_gguf(const llmrt_gguf_file *f, llmrt_tokenizer
         llmrt_tokenizer_destroy(tk);
         return st;
     }
+    if ((st = tk_parse_chat_template(tk, err)) != LLMRT_OK) {
+        llmrt_tokenizer_destroy(tk);
+        return st;
+    }
     *out = tk;
     return LLMRT_OK;
 }

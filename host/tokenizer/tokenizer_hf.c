@@ -2,6 +2,8 @@
  * changes tokenization is either implemented or rejected with LLMRT_ERR_UNSUPPORTED naming it;
  * padding and truncation are batch-shaping options of HF's encode and are ignored. */
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/json_util.h"
@@ -10,6 +12,7 @@
 
 /* tokenizer.json files run to tens of MB (Llama 3's is 9 MB) */
 #define TK_MAX_JSON_BYTES ((uint64_t)1 << 30)
+#define TK_MAX_TEMPLATE_BYTES ((uint64_t)16 << 20) /* chat_template.jinja */
 
 typedef struct pending_added {
     int32_t     id;
@@ -253,12 +256,25 @@ static llmrt_status load_root(hf_ctx *c, const cJSON *root, const cJSON *cfg) {
 }
 
 static llmrt_status load(const cJSON *root, const cJSON *cfg, const char *what,
-                         const char *config_what, llmrt_tokenizer **out, llmrt_error *err) {
+                         const char *config_what, char *template_file, llmrt_tokenizer **out,
+                         llmrt_error *err) {
     llmrt_tokenizer *tk = tk_alloc(what);
-    if (!tk) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "%s: out of memory", what);
+    if (!tk) {
+        free(template_file);
+        return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "%s: out of memory", what);
+    }
     hf_ctx       c  = {.tk = tk, .what = what, .config_what = config_what, .err = err};
     llmrt_status st = load_root(&c, root, cfg);
     if (st != LLMRT_OK) {
+        free(template_file);
+        llmrt_tokenizer_destroy(tk);
+        return st;
+    }
+    if (template_file) { /* chat_template.jinja wins over tokenizer_config.json, as in HF */
+        free(tk->chat_template);
+        tk->chat_template = template_file;
+    }
+    if ((st = tk_parse_chat_template(tk, err)) != LLMRT_OK) {
         llmrt_tokenizer_destroy(tk);
         return st;
     }
@@ -275,9 +291,46 @@ llmrt_status llmrt_tokenizer_load_hf_text(const char *json, size_t len, const ch
     what = what ? what : "tokenizer.json";
     cJSON *root;
     LLMRT_TRY(llmrt_json_parse(json ? json : "", len, what, &root, err));
-    llmrt_status st = load(root, NULL, what, NULL, out, err);
+    llmrt_status st = load(root, NULL, what, NULL, NULL, out, err);
     cJSON_Delete(root);
     return st;
+}
+
+/* Newer HF checkpoints keep the chat template in chat_template.jinja next to tokenizer.json
+ * (transformers prefers it over tokenizer_config.json's chat_template). *out: its text, or NULL
+ * when there is no such file. */
+static llmrt_status read_template_file(const char *tokenizer_json_path, char **out,
+                                       llmrt_error *err) {
+    *out = NULL;
+    const char *slash = strrchr(tokenizer_json_path, '/');
+    size_t      dir   = slash ? (size_t)(slash - tokenizer_json_path) + 1 : 0;
+    char        path[4096];
+    if (dir + sizeof "chat_template.jinja" > sizeof path) return LLMRT_OK;
+    memcpy(path, tokenizer_json_path, dir);
+    memcpy(path + dir, "chat_template.jinja", sizeof "chat_template.jinja");
+    FILE *f = fopen(path, "rb");
+    if (!f) return LLMRT_OK;
+    long n = -1;
+    if (fseek(f, 0, SEEK_END) == 0) n = ftell(f);
+    if (n < 0 || (uint64_t)n > TK_MAX_TEMPLATE_BYTES || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: unreadable or larger than %llu bytes", path,
+                         (unsigned long long)TK_MAX_TEMPLATE_BYTES);
+    }
+    char *text = malloc((size_t)n + 1);
+    if (!text) {
+        fclose(f);
+        return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+    }
+    size_t got = fread(text, 1, (size_t)n, f);
+    fclose(f);
+    if (got != (size_t)n || memchr(text, '\0', (size_t)n)) {
+        free(text);
+        return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: short read or a NUL byte", path);
+    }
+    text[n] = '\0';
+    *out    = text;
+    return LLMRT_OK;
 }
 
 llmrt_status llmrt_tokenizer_load_hf(const char *tokenizer_json_path,
@@ -291,9 +344,12 @@ llmrt_status llmrt_tokenizer_load_hf(const char *tokenizer_json_path,
     cJSON *root = NULL, *cfg = NULL;
     LLMRT_TRY(llmrt_json_parse_file(tokenizer_json_path, TK_MAX_JSON_BYTES, &root, err));
     llmrt_status st = LLMRT_OK;
+    char        *template_file = NULL;
     if (tokenizer_config_path)
         st = llmrt_json_parse_file(tokenizer_config_path, TK_MAX_JSON_BYTES, &cfg, err);
-    if (st == LLMRT_OK) st = load(root, cfg, tokenizer_json_path, tokenizer_config_path, out, err);
+    if (st == LLMRT_OK) st = read_template_file(tokenizer_json_path, &template_file, err);
+    if (st == LLMRT_OK)
+        st = load(root, cfg, tokenizer_json_path, tokenizer_config_path, template_file, out, err);
     cJSON_Delete(root);
     cJSON_Delete(cfg);
     return st;

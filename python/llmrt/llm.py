@@ -51,7 +51,7 @@ ENGINE_ARGS = {
     "prefix_caching": "reuse KV blocks of a shared prompt prefix (default True)",
     "load_format": '"auto" (default), "hf", "gguf" or "random"',
     "random_seed": 'seed of load_format="random" weights',
-    "chat_template": "default chat template family for chat() (None = the model's)",
+    "chat_template": "built-in template family for chat() instead of the model's own (None = the model's)",
     "device": '"auto" (default: CUDA when this build and machine have it, else the CPU; a '
               'RuntimeWarning when a CUDA build finds no device), "cpu" or "cuda"',
 }
@@ -876,8 +876,9 @@ class LLM:
              chat_template: Optional[str] = None,
              priority: Union[int, Sequence[int]] = 0) -> list[RequestOutput]:
         """Generates the assistant's reply to a conversation ([{"role", "content"}, ...]) or to
-        each of a list of conversations. The messages are rendered with the model's chat template
-        (or the family named by chat_template: "chatml", "llama2", "llama3", "mistral") with the
+        each of a list of conversations. The messages are rendered with the model's own Jinja chat
+        template (or the built-in family named by chat_template: "chatml", "llama2", "llama3",
+        "mistral") with the
         generation prompt appended; special-token strings inside message contents stay literal.
         Returns one RequestOutput per conversation."""
         convs = self._conversation_list(messages)

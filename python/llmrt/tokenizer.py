@@ -83,9 +83,9 @@ class Tokenizer:
     def apply_chat_template(self, messages: Sequence[Any], add_generation_prompt: bool = True,
                             chat_template: Optional[str] = None,
                             tokenize: bool = False) -> Union[str, list[int]]:
-        """Renders ``messages`` ([{"role": "system"|"user"|"assistant", "content": str}, ...]) with
-        the model's chat template, or the family named by ``chat_template`` ("chatml", "llama2",
-        "llama3", "mistral"). With tokenize=True, returns the ids of the rendered text encoded
+        """Renders ``messages`` ([{"role": "system"|"user"|"assistant"|"tool", "content": str}, ...])
+        with the model's own Jinja chat template (as HF apply_chat_template does), or the built-in
+        family named by ``chat_template`` ("chatml", "llama2", "llama3", "mistral"). With tokenize=True, returns the ids of the rendered text encoded
         with special-token parsing on and no added BOS (as HF does); LLM.chat() instead keeps
         special-token strings inside message contents literal."""
         arr, n, keep = messages_array(messages)

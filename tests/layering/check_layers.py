@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks that every #include in the C/CUDA sources points down the layer stack (docs/ARCHITECTURE.md).
 
-    core -> format -> tokenizer -> backend (+ cuda/ kernels) -> model -> exec/comm -> exec
+    core -> format -> template -> tokenizer -> backend (+ cuda/ kernels) -> model -> exec/comm -> exec
          -> exec/tp -> engine -> api  ->  cli, bench (tools: include/ headers only)
 
 A file may include headers of its own layer or of a lower one; include/ (the public contract)
@@ -21,6 +21,7 @@ import tempfile
 LAYERS = [
     ("host/core/", "core", 0),
     ("host/format/", "format", 1),
+    ("host/template/", "template", 1.5),  # the Jinja interpreter: chat templates need it
     ("host/tokenizer/", "tokenizer", 2),
     ("host/backend/", "backend", 3),
     ("cuda/", "backend", 3),  # the kernels and cusim: below the host backend glue
