@@ -62,24 +62,34 @@ static const char *check_record(const char *line, id_set *in_file, id_set *done)
     return reason;
 }
 
-int batch_output_scan(const char *path, id_set *done) {
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0644);
+/* Opens the output with `access` (O_RDWR / O_WRONLY | O_APPEND), creating it, and checks it is
+ * a regular file: O_NONBLOCK so that a FIFO at the path cannot block the open (it is refused),
+ * cleared again after the check. *st: its fstat. -1 (said on stderr) or the descriptor. */
+static int open_output_file(const char *path, int access, struct stat *st) {
+    int fd = open(path, access | O_CREAT | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0644);
     if (fd < 0) {
         fprintf(stderr, "llmrt batch: cannot open %s: %s\n", path, strerror(errno));
         return -1;
     }
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        fprintf(stderr, "llmrt batch: cannot stat %s: %s\n", path, strerror(errno));
+    int flags = fcntl(fd, F_GETFL);
+    if (fstat(fd, st) != 0 || flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+        fprintf(stderr, "llmrt batch: cannot open %s: %s\n", path, strerror(errno));
         close(fd);
         return -1;
     }
-    if (!S_ISREG(st.st_mode)) {
+    if (!S_ISREG(st->st_mode)) {
         fprintf(stderr, "llmrt batch: %s: not a regular file; --output must be one (it is read "
                         "back to resume)\n", path);
         close(fd);
         return -1;
     }
+    return fd;
+}
+
+int batch_output_scan(const char *path, id_set *done) {
+    struct stat st;
+    int         fd = open_output_file(path, O_RDWR, &st);
+    if (fd < 0) return -1;
     char *buf = read_whole(fd, path, st.st_size);
     if (!buf) {
         close(fd);
@@ -135,24 +145,8 @@ int batch_output_open(batch_output *o, const char *path, id_set *done) {
         return -1;
     }
     struct stat st;
-    /* O_NONBLOCK: a FIFO at the path must not block the open (it is refused below) */
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0644);
-    if (fd < 0) {
-        fprintf(stderr, "llmrt batch: cannot open %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    int flags = fcntl(fd, F_GETFL);
-    if (fstat(fd, &st) != 0 || flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
-        fprintf(stderr, "llmrt batch: cannot open %s: %s\n", path, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        fprintf(stderr, "llmrt batch: %s: not a regular file; --output must be one (it is read "
-                        "back to resume)\n", path);
-        close(fd);
-        return -1;
-    }
+    int         fd = open_output_file(path, O_WRONLY | O_APPEND, &st);
+    if (fd < 0) return -1;
     /* two jobs appending to one output would both redo the same lines: duplicates */
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         fprintf(stderr, "llmrt batch: %s: %s\n", path,
