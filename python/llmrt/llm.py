@@ -23,6 +23,7 @@ from ._handle import (
     to_int32,
     token_array,
 )
+from . import llama_style
 from .errors import InternalError, InvalidArgument, LLMRTError, Status, check, error_for_status
 from .sampling import SamplingParams
 from .tokenizer import Tokenizer
@@ -55,6 +56,19 @@ ENGINE_ARGS = {
     "device": '"auto" (default: CUDA when this build and machine have it, else the CPU; a '
               'RuntimeWarning when a CUDA build finds no device), "cpu" or "cuda"',
 }
+
+
+def _progress_bar(use_tqdm: Any, total: int) -> Any:
+    """None, or a tqdm-like bar over `total` requests (see LLM.generate's use_tqdm)."""
+    if not use_tqdm or total <= 1:
+        return None
+    if callable(use_tqdm):
+        return use_tqdm(total=total, desc="Processed prompts")
+    try:
+        from tqdm import tqdm
+    except ImportError as e:
+        raise InvalidArgument("use_tqdm=True needs the tqdm package (pip install tqdm)") from e
+    return tqdm(total=total, desc="Processed prompts")
 
 
 def default_model() -> str:
@@ -781,16 +795,28 @@ class LLM:
         except LLMRTError:
             return None
 
-    def _run(self, reqs: list[_Request]) -> list[RequestOutput]:
-        """Steps until every request in ``reqs`` has finished; aborts them on any exception."""
+    def _run(self, reqs: list[_Request], use_tqdm: Any = False) -> list[RequestOutput]:
+        """Steps until every request in ``reqs`` has finished; aborts them on any exception.
+        use_tqdm: True shows a tqdm bar of finished requests (tqdm must be installed), a callable
+        is used as tqdm's replacement (vLLM's contract: called with total= and desc=)."""
+        bar = _progress_bar(use_tqdm, len(reqs))
         try:
             pending = [r for r in reqs if not r.finished]
+            done = len(reqs) - len(pending)
+            if bar is not None and done:
+                bar.update(done)
             while pending:
                 self._step(watch=pending)
                 pending = [r for r in pending if not r.finished]
+                if bar is not None and len(reqs) - len(pending) > done:
+                    bar.update(len(reqs) - len(pending) - done)
+                    done = len(reqs) - len(pending)
         except BaseException:
             self._cancel(reqs)
             raise
+        finally:
+            if bar is not None:
+                bar.close()
         for r in reqs:
             r.raise_if_error()
         return [r.result() for r in reqs]
@@ -838,13 +864,15 @@ class LLM:
 
     def generate(self, prompts: Union[_PromptType, Sequence[_PromptType]],
                  sampling_params: Union[SamplingParams, Sequence[SamplingParams], None] = None,
-                 *, priority: Union[int, Sequence[int]] = 0) -> list[RequestOutput]:
+                 *, priority: Union[int, Sequence[int]] = 0,
+                 use_tqdm: Any = False) -> list[RequestOutput]:
         """Generates for a batch of prompts, all submitted at once and stepped until done.
 
         prompts: a str, a list of str, a list of token ids, a list of token-id lists, or
         vLLM-style dicts {"prompt": str} / {"prompt_token_ids": [...]}. Text is tokenized with
         the tokenizer's special tokens added (BOS where the model uses one) and special-token
-        strings kept literal. sampling_params: one for all or one per prompt. Returns one
+        strings kept literal. sampling_params: one for all or one per prompt. use_tqdm: a
+        progress bar of finished requests (True: tqdm's; a callable: that one). Returns one
         RequestOutput per prompt, in input order."""
         plist = self._prompt_list(prompts)
         if not plist:
@@ -856,7 +884,7 @@ class LLM:
             text, ids = self._normalize_prompt(p, i)
             items.append(dict(prompt_text=text, ids=ids, messages=None, chat_template=None,
                               params=self._params_for(sp), priority=prio, streaming=False))
-        return self._run(self._submit_all(items))
+        return self._run(self._submit_all(items), use_tqdm)
 
     def stream(self, prompt: _PromptType, sampling_params: Optional[SamplingParams] = None, *,
                priority: int = 0) -> RequestStream:
@@ -874,7 +902,8 @@ class LLM:
     def chat(self, messages: Sequence[Any],
              sampling_params: Union[SamplingParams, Sequence[SamplingParams], None] = None, *,
              chat_template: Optional[str] = None,
-             priority: Union[int, Sequence[int]] = 0) -> list[RequestOutput]:
+             priority: Union[int, Sequence[int]] = 0,
+             use_tqdm: Any = False) -> list[RequestOutput]:
         """Generates the assistant's reply to a conversation ([{"role", "content"}, ...]) or to
         each of a list of conversations. The messages are rendered with the model's own Jinja chat
         template (or the built-in family named by chat_template: "chatml", "llama2", "llama3",
@@ -890,7 +919,21 @@ class LLM:
             items.append(dict(prompt_text=self._rendered(conv, chat_template), ids=None,
                               messages=conv, chat_template=tmpl, params=self._params_for(sp),
                               priority=prio, streaming=False))
-        return self._run(self._submit_all(items))
+        return self._run(self._submit_all(items), use_tqdm)
+
+    # -- llama-cpp-python's habits (llama_style.py): OpenAI-shaped dicts --------------------------
+
+    def __call__(self, prompt: Union[str, Sequence[int]], **kwargs: Any) -> Any:
+        """``llm("prompt", max_tokens=32)``: create_completion, as llama-cpp-python's Llama."""
+        return llama_style.create_completion(self, prompt, **kwargs)
+
+    def create_completion(self, prompt: Union[str, Sequence[int]], **kwargs: Any) -> Any:
+        """A ``text_completion`` dict (or, stream=True, an iterator of chunk dicts)."""
+        return llama_style.create_completion(self, prompt, **kwargs)
+
+    def create_chat_completion(self, messages: Sequence[dict], **kwargs: Any) -> Any:
+        """A ``chat.completion`` dict (or, stream=True, an iterator of chat.completion.chunk)."""
+        return llama_style.create_chat_completion(self, messages, **kwargs)
 
     def chat_stream(self, messages: Sequence[Any], sampling_params: Optional[SamplingParams] = None,
                     *, chat_template: Optional[str] = None, priority: int = 0) -> RequestStream:
