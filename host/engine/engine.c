@@ -85,11 +85,8 @@ llmrt_status engine_create(llmrt_rank_model *model, llmrt_executor *exec,
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     e->next_id = 1;
-    llmrt_histogram_init(&e->metrics.ttft);
-    llmrt_histogram_init(&e->metrics.itl);
-    llmrt_histogram_init(&e->metrics.e2e);
-    llmrt_histogram_init(&e->metrics.tpot);
-    llmrt_histogram_init(&e->metrics.queue_time);
+    llmrt_engine_metrics_init_histograms(&e->metrics);
+    llmrt_engine_metrics_init_histograms(&e->snapshot); /* what a reader sees before step 1 */
     s = exec->ops->kv_create(exec, n_blocks, p.block_size, &e->kv, err);
     if (s != LLMRT_OK) {
         if (s == LLMRT_ERR_INVALID_ARG) s = LLMRT_ERR_NO_KV_SPACE;
@@ -372,11 +369,7 @@ void engine_get_metrics(llmrt_engine *e, llmrt_engine_metrics *out) {
     snap.n_waiting            = e->metrics.n_waiting; /* submits since the last step count too */
     snap.healthy              = e->dead_status == LLMRT_OK;
     pthread_mutex_unlock(&e->mu);
-    if (snap.kv_blocks_total == 0) { /* before the first step */
+    if (snap.kv_blocks_total == 0) /* before the first step */
         snap.kv_blocks_total = snap.kv_blocks_free = e->kv_blocks;
-        llmrt_histogram_init(&snap.ttft);
-        llmrt_histogram_init(&snap.itl);
-        llmrt_histogram_init(&snap.e2e);
-    }
     *out = snap;
 }

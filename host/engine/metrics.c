@@ -15,6 +15,14 @@ void llmrt_histogram_init(llmrt_histogram *h) {
     memcpy(h->upper, bucket_bounds, sizeof bucket_bounds);
 }
 
+void llmrt_engine_metrics_init_histograms(llmrt_engine_metrics *m) {
+    llmrt_histogram_init(&m->ttft);
+    llmrt_histogram_init(&m->itl);
+    llmrt_histogram_init(&m->e2e);
+    llmrt_histogram_init(&m->tpot);
+    llmrt_histogram_init(&m->queue_time);
+}
+
 void llmrt_histogram_observe(llmrt_histogram *h, double seconds) {
     for (int i = 0; i < LLMRT_HISTOGRAM_BUCKETS; i++)
         if (seconds <= h->upper[i]) h->count[i]++; /* cumulative, as Prometheus exposes them */

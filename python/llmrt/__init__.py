@@ -37,6 +37,7 @@ from .llm import (
     RequestStream,
     StreamOutput,
 )
+from .async_llm import AsyncLLM
 from .sampling import SamplingParams
 from .tokenizer import Tokenizer
 
@@ -60,6 +61,7 @@ def library_path() -> str:
 
 __all__ = [
     "LLM",
+    "AsyncLLM",
     "SamplingParams",
     "Tokenizer",
     "RequestOutput",

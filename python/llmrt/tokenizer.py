@@ -102,6 +102,27 @@ class Tokenizer:
             return self.encode(text, add_special=False, parse_special=True)
         return text
 
+    # -- Hugging Face conveniences -----------------------------------------------------------------
+
+    @property
+    def eos_token_id(self) -> Optional[int]:
+        """The first end-of-sequence id (HF's eos_token_id), None when the model has none."""
+        return self._eos[0] if self._eos else None
+
+    def __call__(self, text: Union[str, Sequence[str]], add_special_tokens: bool = True) -> dict:
+        """HF's ``tokenizer(text)``: {"input_ids": ids, "attention_mask": ones} for one text, or
+        lists of them for a list of texts (no padding)."""
+        if isinstance(text, (list, tuple)):
+            ids = [self.encode(t, add_special=add_special_tokens) for t in text]
+            return {"input_ids": ids, "attention_mask": [[1] * len(x) for x in ids]}
+        ids = self.encode(text, add_special=add_special_tokens)
+        return {"input_ids": ids, "attention_mask": [1] * len(ids)}
+
+    def batch_decode(self, sequences: Sequence[Sequence[int]],
+                     skip_special_tokens: bool = True) -> list[str]:
+        """HF's batch_decode: decode() of each sequence."""
+        return [self.decode(s, skip_special=skip_special_tokens) for s in sequences]
+
     def __repr__(self) -> str:
         return f"Tokenizer(vocab_size={self._vocab_size})"
 

@@ -45,3 +45,20 @@ def test_engine_args_reach_the_engine():
         assert [len(o.outputs[0].token_ids) for o in outs] == [20] * 5
         m = llm.metrics()
         assert m["preemptions"] == 0 and m["prefix_cache_hits"] == 0
+
+
+def test_every_histogram_has_its_bounds_before_and_after_the_first_step():
+    # the same bucket bounds at all times (Prometheus requires it): increasing, last +inf
+    import math
+    with llmrt.LLM(DATA / "tiny" / "llama_f32", kv_tokens=512, threads=1) as llm:
+        for when in ("before", "after"):
+            m = llm.metrics()
+            hists = {k: v for k, v in m.items() if isinstance(v, dict) and "buckets" in v}
+            assert set(hists) >= {"ttft", "itl", "e2e", "tpot", "queue_time"}
+            for name, h in hists.items():
+                bounds = [b for b, _ in h["buckets"]]
+                assert bounds[0] > 0 and bounds == sorted(set(bounds)) and math.isinf(bounds[-1]), \
+                    (when, name, bounds)
+            text = llm.metrics_prometheus()
+            assert 'le="0"}' not in text, when
+            llm.generate([[1, 2, 3]], greedy(3, ignore_eos=True))
