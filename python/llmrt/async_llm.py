@@ -79,12 +79,10 @@ class AsyncLLM:
             self._cv.notify()
         try:
             while True:
-                while req.queue:
-                    item = req.queue.popleft()
-                    if item is None:  # the error marker, after the deltas before it
-                        req.raise_if_error()
-                        continue
+                item = req.next_delta()
+                while item is not None:
                     yield item
+                    item = req.next_delta()
                 if req.finished or req.detached:
                     return
                 if self._error is not None:

@@ -232,6 +232,17 @@ class _Request:
         """Every sequence of the request has finished."""
         return all(q.finish != _ffi.LLMRT_FINISH_NONE for q in self.sequences())
 
+    def next_delta(self) -> Optional["StreamOutput"]:
+        """The oldest undelivered StreamOutput, or None when none is queued; raises the request's
+        error at the error marker (queued after the deltas that came before it)."""
+        while self.queue:
+            item = self.queue.popleft()
+            if item is None:
+                self.raise_if_error()
+                continue
+            return item
+        return None
+
     def raise_if_error(self) -> None:
         for q in self.sequences():
             if q.finish == _ffi.LLMRT_FINISH_ERROR:
@@ -293,11 +304,8 @@ class RequestStream:
     def __next__(self) -> StreamOutput:
         req = self._req
         while True:
-            if req.queue:
-                item = req.queue.popleft()
-                if item is None:  # the error marker, after the deltas before it
-                    req.raise_if_error()
-                    continue
+            item = req.next_delta()
+            if item is not None:
                 return item
             if req.finished or req.detached:
                 raise StopIteration
