@@ -212,12 +212,19 @@ int llmrt_thread_pool_size(const llmrt_thread_pool *pool) {
 
 static void run_job(llmrt_thread_pool *pool, int64_t base, uint32_t n, llmrt_task_fn task,
                     void *ctx) {
+    uint32_t gen = atomic_load_explicit(&pool->generation, memory_order_relaxed) + 1;
+    /* Close the previous job's claims before its fields change: a worker late on that job may
+     * have read its exhausted claim (i == old n) and be about to read n_tasks; were the new n
+     * visible with the old claim still in place, its claim of task i would succeed, run a task
+     * that is not one and count it in `done` (which then overshoots n: the caller waited
+     * forever). With the claim moved to the new generation first, that CAS fails. Index
+     * UINT32_MAX: nothing to claim until the job is published below. */
+    atomic_store(&pool->claim, ((uint64_t)gen << 32) | UINT32_MAX);
     atomic_store_explicit(&pool->task, task, memory_order_relaxed);
     atomic_store_explicit(&pool->ctx, ctx, memory_order_relaxed);
     atomic_store_explicit(&pool->base, base, memory_order_relaxed);
     atomic_store_explicit(&pool->n_tasks, n, memory_order_relaxed);
     atomic_store_explicit(&pool->done, 0, memory_order_relaxed);
-    uint32_t gen = atomic_load_explicit(&pool->generation, memory_order_relaxed) + 1;
     atomic_store_explicit(&pool->claim, (uint64_t)gen << 32, memory_order_release);
     atomic_store_explicit(&pool->caller_cpu, sched_getcpu(), memory_order_relaxed);
     atomic_store(&pool->generation, gen); /* seq_cst: ordered before the read of sleepers */

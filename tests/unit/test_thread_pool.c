@@ -46,6 +46,24 @@ int main(void) {
         }
         llmrt_thread_pool_destroy(pool);
     }
+    /* Back-to-back jobs of alternating sizes, no pause between them: a worker late on an
+     * exhausted job must not claim a task of the next one through the old job's claim (it once
+     * did when the next job was larger: a task ran twice, `done` overshot and the caller waited
+     * forever -- a hang that ctest's timeout turns into a failure). */
+    llmrt_thread_pool *pool = llmrt_thread_pool_create(3);
+    CHECK(pool != NULL);
+    int twice = 0;
+    for (int rep = 0; rep < 100000 && pool; rep++) {
+        int64_t    n = rep % 2 ? 9 : 2;
+        atomic_int hits[9];
+        for (int i = 0; i < 9; i++) atomic_init(&hits[i], 0);
+        job j = {.hits = hits, .n_threads = 3};
+        atomic_init(&j.bad_thread, 0);
+        llmrt_thread_pool_run(pool, n, task, &j);
+        for (int64_t i = 0; i < n; i++) twice += atomic_load(&hits[i]) != 1;
+    }
+    CHECK_MSG(twice == 0, "back-to-back jobs: %d tasks not run exactly once", twice);
+    llmrt_thread_pool_destroy(pool);
     llmrt_thread_pool_destroy(NULL);
     return test_summary("test_thread_pool");
 }
