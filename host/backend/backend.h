@@ -42,7 +42,15 @@ typedef struct llmrt_batch_plan {
     const int32_t *block_tables;/* [n_seqs, max_blocks] */
     int32_t        n_outputs;
     const int32_t *output_rows; /* [n_outputs] token indices whose logits are wanted */
+    /* LoRA (lora_apply): the adapter slot of each token, -1 = none, and the scale its request
+     * asked for; both NULL when no token of the batch has an adapter */
+    const int32_t *lora_slot;   /* [T] */
+    const float   *lora_scale;  /* [T] */
 } llmrt_batch_plan;
+
+/* One projection's LoRA adapters, one per slot, as a backend holds them (lora_table_*): slot s
+ * holds A_s [r_s, k] and B_s [n, r_s] (r_s = 0: empty). Defined by each backend. */
+typedef struct llmrt_blora_table llmrt_blora_table;
 
 /* Geometry of one layer's paged KV pool: K and V each [n_blocks, block_size, Hkv, hd]. */
 typedef struct llmrt_kv_geometry {
@@ -180,6 +188,25 @@ typedef struct llmrt_backend_ops {
      * cannot (the executor's copy_blocks is then unsupported). */
     llmrt_status (*copy)(llmrt_backend *be, void *dst, const void *src, uint64_t bytes,
                          llmrt_error *err);
+
+    /* -- LoRA adapters served per request (optional: all four NULL when the backend has none;
+     * the engine then refuses adapters that are not merged at load) -- */
+    /* An empty table of n_slots slots for a projection out = x[T, k] · Wᵀ with n outputs. */
+    llmrt_status (*lora_table_create)(llmrt_backend *be, int32_t n_slots, int64_t n, int64_t k,
+                                      llmrt_blora_table **out, llmrt_error *err);
+    /* Fills `slot` with A [rank, k] and B [n, rank] (fp32 host arrays, copied and converted to
+     * the backend's storage: they need not outlive the call); rank 0 empties it (a, b NULL).
+     * Never called while a forward that reads the table runs. */
+    llmrt_status (*lora_table_set)(llmrt_backend *be, llmrt_blora_table *t, int32_t slot,
+                                   int32_t rank, const float *a, const float *b,
+                                   llmrt_error *err);
+    void (*lora_table_destroy)(llmrt_backend *be, llmrt_blora_table *t);
+    /* out[t, :] += lora_scale[t] * (x[t, :] · A_sᵀ) · B_sᵀ for every row t of the batch whose
+     * lora_slot[t] = s (begin_batch's plan) names a filled slot; other rows are untouched.
+     * x [rows, k], out [rows, n], rows = T. A row's result depends on no other row (a fixed
+     * reduction order), so the batch-invariance of the CPU backend holds with adapters. */
+    void (*lora_apply)(llmrt_backend *be, void *out, const void *x, int64_t rows,
+                       const llmrt_blora_table *t);
 } llmrt_backend_ops;
 
 struct llmrt_backend {
