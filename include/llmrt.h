@@ -186,6 +186,15 @@ typedef struct llmrt_model_params {
      * has no 8-bit kernels, are still converted to its activation type without this switch.) */
     bool              allow_fallback;
     llmrt_cpu_matmul  cpu_matmul;  /* CPU matmul arithmetic; default EXACT                    */
+    /* LoRA adapters folded into the weights at load (zero per-token cost): n_loras paths (PEFT
+     * directories or GGUF adapters) and their scales (NULL = 1.0 each), read during the call
+     * only. W' = W + scale * (alpha / r) * B A, in the weight's own dtype. A base whose adapted
+     * matrices are quantised (4-bit, Q8_0) cannot hold the sum: the adapters are then kept
+     * unmerged and an engine of the model applies them to every request that names no adapter
+     * of its own (llmrt_model_info's lora_unmerged says so; one adapter at most). */
+    const char *const *lora_paths;
+    const float       *lora_scales;
+    int32_t            n_loras;
 } llmrt_model_params;
 
 LLMRT_API llmrt_model_params llmrt_model_default_params(void);
@@ -229,6 +238,9 @@ typedef struct llmrt_model_info {
     char     fallback[128];           /* a summary of them, e.g. "q4->f16 dequantised: 168
                                          matrices (the 4-bit kernels take fp16 activations
                                          only)"; "" when n_fallbacks == 0                      */
+    int32_t  n_lora_merged;           /* adapters of lora_paths folded into the weights       */
+    int32_t  n_lora_unmerged;         /* adapters of lora_paths kept unmerged (a quantised
+                                         base): applied per token by an engine of the model   */
 } llmrt_model_info;
 
 /* Fills `info` (whose struct_size the caller sets). */
@@ -341,6 +353,10 @@ typedef struct llmrt_engine_params {
     int32_t         max_seqs;           /* running requests at most; default 64               */
     llmrt_kv_policy policy;
     bool            prefix_caching;     /* default true                                       */
+    /* -- LoRA adapters served per request (llmrt_engine_lora_load); fields added after 0.1.0 -- */
+    int32_t         max_loras;          /* adapters resident at once (executor slots); 8       */
+    int64_t         max_lora_bytes;     /* bytes of resident adapters (fp32 A and B); 0 = no
+                                           limit beyond max_loras                            */
 } llmrt_engine_params;
 
 LLMRT_API llmrt_engine_params llmrt_engine_default_params(void);
@@ -366,6 +382,11 @@ typedef struct llmrt_prompt {
     const char               *chat_template; /* family name overriding the model's, or NULL   */
     int32_t                   priority;      /* lower runs first; FCFS within a priority      */
     void                     *user_data;     /* returned in every output of the request       */
+    /* -- fields added after 0.1.0 (a smaller struct_size leaves them off) -- */
+    const char               *lora_adapter;  /* name of an adapter registered with
+                                                llmrt_engine_lora_load, or NULL = the base model */
+    float                     lora_scale;    /* multiplies the adapter's delta (on top of its
+                                                alpha / r); 0 = 1.0                             */
 } llmrt_prompt;
 
 /* Queues a request; on success *request_id identifies it (ids start at 1). Errors (bad params,
@@ -380,6 +401,38 @@ LLMRT_API llmrt_status llmrt_engine_submit(llmrt_engine *engine, const llmrt_pro
  * LLMRT_FINISH_ABORT (unless it had already finished). Idempotent: aborting a finished or already
  * aborted request is LLMRT_OK. An id never issued is LLMRT_ERR_NOT_FOUND. */
 LLMRT_API llmrt_status llmrt_engine_abort(llmrt_engine *engine, uint64_t request_id);
+
+/* LoRA adapters served per request (vLLM's multi-LoRA): `path` is a PEFT directory
+ * (adapter_config.json + adapter_model.safetensors) or a llama.cpp GGUF adapter, read and
+ * checked against the model on the calling thread (the engine keeps stepping meanwhile), then
+ * registered as `name` (printable, no spaces or quotes, < 128 bytes) for llmrt_prompt's
+ * lora_adapter. One batch mixes requests of different adapters and none; an adapter is copied
+ * into one of the engine's max_loras slots when a request needs it, evicting the least recently
+ * used one no running request uses. Errors name the file and the field (LLMRT_ERR_UNSUPPORTED
+ * for DoRA, modules_to_save, embedding / lm_head adapters; LLMRT_ERR_MODEL_MISMATCH for shapes).
+ * Any thread. */
+LLMRT_API llmrt_status llmrt_engine_lora_load(llmrt_engine *engine, const char *name,
+                                              const char *path);
+/* Unregisters `name`: requests already submitted with it finish with it; new ones naming it
+ * fail with LLMRT_ERR_NOT_FOUND. Any thread. */
+LLMRT_API llmrt_status llmrt_engine_lora_unload(llmrt_engine *engine, const char *name);
+
+typedef struct llmrt_lora_info {
+    uint32_t struct_size;      /* set by the caller to sizeof(llmrt_lora_info)               */
+    char     name[128];
+    char     path[1024];
+    int32_t  max_rank;         /* largest rank of its projections                            */
+    int32_t  n_modules;        /* adapted projections (layers x targets)                     */
+    uint64_t bytes;            /* fp32 bytes of its A and B matrices                         */
+    bool     resident;         /* in a slot now                                              */
+    uint64_t n_requests;       /* requests submitted with it                                 */
+    uint64_t n_generated;      /* tokens they generated                                      */
+    uint64_t n_loads;          /* times copied into a slot                                   */
+} llmrt_lora_info;
+
+/* Fills out[0 .. min(n, cap)) with the registered adapters in load order and returns n, the
+ * number registered (out may be NULL with cap 0 to count). -1 on a bad argument. */
+LLMRT_API int32_t llmrt_engine_lora_list(llmrt_engine *engine, llmrt_lora_info *out, int32_t cap);
 
 typedef enum llmrt_finish_reason {
     LLMRT_FINISH_NONE   = 0, /* still running                                               */

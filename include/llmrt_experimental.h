@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 /* Revision of this header; bumped whenever a declaration below changes. */
-#define LLMRT_EXPERIMENTAL_VERSION 1
+#define LLMRT_EXPERIMENTAL_VERSION 2 /* 2: llmrt_batch gained lora_slots, lora_scales */
 
 /* ------------------------------------------------------------------------------------------ */
 /* Tensor parallel: followers and statistics                                                  */
@@ -98,6 +98,10 @@ typedef struct llmrt_batch {
     const int32_t *output_tokens;      /* [n_outputs] indices into tokens whose logits to
                                           return; NULL = the last token (in batch order) of
                                           each sequence, in sequence order                    */
+    /* LoRA adapters served per request (an engine with adapters fills these; NULL = none):
+     * the adapter slot of each token (-1 = none) and the scale applied to its delta */
+    const int32_t *lora_slots;         /* [n_tokens] */
+    const float   *lora_scales;        /* [n_tokens] */
 } llmrt_batch;
 
 /* Runs the model on `batch` and writes logits[n_outputs][vocab_size] (float32) into `logits`,

@@ -46,6 +46,31 @@ llmrt_status llmrt_engine_abort(llmrt_engine *e, uint64_t id) {
     return published(engine_abort(e, id, &err), &err);
 }
 
+llmrt_status llmrt_engine_lora_load(llmrt_engine *e, const char *name, const char *path) {
+    if (!e || !name || !path)
+        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG,
+                                  "llmrt_engine_lora_load: engine, name and path are required");
+    llmrt_error err = {0};
+    llmrt_status s  = engine_lora_load(e, name, path, &err);
+    if (s != LLMRT_OK) llmrt_err_prefix(&err, "llmrt_engine_lora_load(\"%.64s\")", name);
+    return published(s, &err);
+}
+
+llmrt_status llmrt_engine_lora_unload(llmrt_engine *e, const char *name) {
+    if (!e || !name)
+        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG,
+                                  "llmrt_engine_lora_unload: engine and name are required");
+    llmrt_error err = {0};
+    return published(engine_lora_unload(e, name, &err), &err);
+}
+
+int32_t llmrt_engine_lora_list(llmrt_engine *e, llmrt_lora_info *out, int32_t cap) {
+    if (!e || cap < 0 || (cap > 0 && !out)) return -1;
+    for (int32_t i = 0; i < cap; i++)
+        if (out[i].struct_size < sizeof(uint32_t) + sizeof out[i].name) return -1;
+    return engine_lora_list(e, out, cap);
+}
+
 int32_t llmrt_engine_pending(llmrt_engine *e) {
     return e ? engine_pending(e) : 0;
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../exec/tp/tp.h"
+#include "../model/lora_merge.h"
 #include "api_model.h"
 #ifdef LLMRT_HAVE_CUDA
 #include "../backend/cuda/cuda_backend.h"
@@ -107,6 +108,10 @@ llmrt_status llmrt_model_get_info(const llmrt_model *model, llmrt_model_info *in
     full.tp_rank       = ex->tp_rank;
     snprintf(full.tp_comm, sizeof full.tp_comm, "%s", ex->comm_kind);
     full.n_fallbacks = m->n_fallbacks;
+    if (m->merge) {
+        full.n_lora_merged   = m->merge->mode == 1 ? m->merge->n : 0;
+        full.n_lora_unmerged = m->merge->mode == 2 ? m->merge->n : 0;
+    }
     llmrt_rank_model_fallback_summary(m, full.fallback, sizeof full.fallback);
     memcpy(info, &full, size);
     return LLMRT_OK;

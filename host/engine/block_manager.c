@@ -13,6 +13,7 @@ struct llmrt_block_manager {
     uint64_t *hash;     /* [n_blocks] chain hash when registered */
     int32_t *parent;    /* [n_blocks] previous block of the chain when registered (NO_BLOCK first) */
     uint32_t *gen;       /* [n_blocks] bumped at each registration of the block              */
+    uint64_t *ns;        /* [n_blocks] KV namespace the block was computed in (llmrt_seq_blocks.ns) */
     uint32_t *parent_gen;/* [n_blocks] gen of the parent when this block was registered: a
                             parent evicted and re-registered with other content no longer
                             matches, so a hit never depends on the hash alone               */
@@ -59,11 +60,11 @@ static uint32_t gen_of(const llmrt_block_manager *bm, int32_t b) {
 }
 
 static int32_t index_find(const llmrt_block_manager *bm, uint64_t h, int32_t parent,
-                          const int32_t *tokens) {
+                          uint64_t ns, const int32_t *tokens) {
     for (uint32_t s = slot_of(bm, h);; s = (s + 1) & bm->slot_mask) {
         int32_t b = bm->slots[s];
         if (b == NO_BLOCK) return NO_BLOCK;
-        if (bm->hash[b] == h && bm->parent[b] == parent &&
+        if (bm->hash[b] == h && bm->parent[b] == parent && bm->ns[b] == ns &&
             bm->parent_gen[b] == gen_of(bm, parent) &&
             memcmp(bm->tokens + (int64_t)b * bm->block_size, tokens,
                    (size_t)bm->block_size * sizeof(int32_t)) == 0)
@@ -128,6 +129,7 @@ void llmrt_bm_destroy(llmrt_block_manager *bm) {
     free(bm->parent);
     free(bm->gen);
     free(bm->parent_gen);
+    free(bm->ns);
     free(bm->tokens);
     free(bm->free_stack);
     free(bm->lru_prev);
@@ -152,12 +154,13 @@ llmrt_block_manager *llmrt_bm_create(int32_t n_blocks, int32_t block_size, bool 
     bm->parent     = calloc((size_t)n_blocks, sizeof *bm->parent);
     bm->gen        = calloc((size_t)n_blocks, sizeof *bm->gen);
     bm->parent_gen = calloc((size_t)n_blocks, sizeof *bm->parent_gen);
+    bm->ns         = calloc((size_t)n_blocks, sizeof *bm->ns);
     bm->tokens     = prefix_caching ? calloc((size_t)n_blocks * block_size, sizeof *bm->tokens) : NULL;
     bm->free_stack = malloc((size_t)n_blocks * sizeof *bm->free_stack);
     bm->lru_prev   = malloc((size_t)n_blocks * sizeof *bm->lru_prev);
     bm->lru_next   = malloc((size_t)n_blocks * sizeof *bm->lru_next);
     bm->slots      = malloc((size_t)n_slots * sizeof *bm->slots);
-    if (!bm->ref || !bm->hashed || !bm->hash || !bm->parent || !bm->gen || !bm->parent_gen ||
+    if (!bm->ref || !bm->hashed || !bm->hash || !bm->parent || !bm->gen || !bm->parent_gen || !bm->ns ||
         (prefix_caching && !bm->tokens) ||
         !bm->free_stack || !bm->lru_prev || !bm->lru_next || !bm->slots) {
         llmrt_bm_destroy(bm);
@@ -218,14 +221,14 @@ int64_t llmrt_bm_match_prefix(llmrt_block_manager *bm, llmrt_seq_blocks *sb, con
     if (!bm->prefix_caching || sb->n != 0 || n_tokens < 1) return 0;
     /* at least one token must remain to compute: only blocks fully inside [0, n_tokens - 1) */
     int64_t  max_blocks = (n_tokens - 1) / bm->block_size;
-    uint64_t h          = 0;
+    uint64_t h          = mix64(sb->ns); /* each namespace (adapter) its own chains */
     int32_t  parent     = NO_BLOCK, matched = 0;
     bm->prefix_queries += n_tokens;
     if (!table_reserve(sb, (int32_t)(max_blocks > 0 ? max_blocks : 1))) return 0;
     for (int64_t i = 0; i < max_blocks; i++) {
         const int32_t *blk_tokens = tokens + i * bm->block_size;
         uint64_t       hi         = chain_hash(h, blk_tokens, bm->block_size);
-        int32_t        b          = index_find(bm, hi, parent, blk_tokens);
+        int32_t        b          = index_find(bm, hi, parent, sb->ns, blk_tokens);
         if (b == NO_BLOCK) break;
         if (bm->ref[b]++ == 0) lru_unlink(bm, b);
         sb->ids[matched++] = b;
@@ -259,6 +262,7 @@ void llmrt_bm_commit(llmrt_block_manager *bm, llmrt_seq_blocks *sb, const int32_
     if (!bm->prefix_caching) return;
     int64_t full = n_computed / bm->block_size;
     if (full > sb->n) full = sb->n;
+    if (sb->n_hashed == 0) sb->last_hash = mix64(sb->ns); /* the chain's root */
     for (int64_t i = sb->n_hashed; i < full; i++) {
         const int32_t *blk_tokens = tokens + i * bm->block_size;
         int32_t        b          = sb->ids[i];
@@ -267,8 +271,9 @@ void llmrt_bm_commit(llmrt_block_manager *bm, llmrt_seq_blocks *sb, const int32_
         /* If an equal block is already registered (another sequence computed the same prefix at
          * the same time), ours stays private; the chain continues from the registered one only
          * for lookups, so later blocks of ours register under our own parent id. */
-        if (!bm->hashed[b] && index_find(bm, h, parent, blk_tokens) == NO_BLOCK) {
+        if (!bm->hashed[b] && index_find(bm, h, parent, sb->ns, blk_tokens) == NO_BLOCK) {
             bm->hash[b]       = h;
+            bm->ns[b]         = sb->ns;
             bm->parent[b]     = parent;
             bm->parent_gen[b] = gen_of(bm, parent);
             bm->gen[b]++;
@@ -307,6 +312,7 @@ bool llmrt_bm_fork(llmrt_block_manager *bm, const llmrt_seq_blocks *src, llmrt_s
     dst->n         = n;
     dst->n_hashed  = src->n_hashed;
     dst->last_hash = src->last_hash;
+    dst->ns        = src->ns;
     return true;
 }
 

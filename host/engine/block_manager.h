@@ -25,6 +25,9 @@ typedef struct llmrt_seq_blocks {
     int32_t  n, cap;
     int32_t  n_hashed;   /* leading blocks registered in (or taken from) the prefix cache */
     uint64_t last_hash;  /* chain hash of block n_hashed - 1 */
+    uint64_t ns;         /* KV namespace: blocks are shared only within one (0: the base model;
+                          * the engine gives each LoRA adapter and scale its own), set before
+                          * the first llmrt_bm_match_prefix */
 } llmrt_seq_blocks;
 
 typedef struct llmrt_bm_stats {

@@ -14,6 +14,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "../core/log.h"
+#include "../model/lora_merge.h"
 #include "../model/model.h"
 #include "../tokenizer/tokenizer.h"
 #include "engine_internal.h"
@@ -39,7 +41,26 @@ llmrt_engine_params engine_default_params(void) {
         .max_seqs           = 64,
         .policy             = LLMRT_KV_PREEMPT,
         .prefix_caching     = true,
+        .max_loras          = 8,
+        .max_lora_bytes     = 0,
     };
+}
+
+/* A quantised base cannot hold its load-time adapter (lora_merge.h): this engine applies it to
+ * every request that names no adapter of its own. */
+static llmrt_status serve_unmerged_adapter(llmrt_engine *e, llmrt_error *err) {
+    const llmrt_lora_merge *g = e->model->merge;
+    if (!g || g->mode != 2 || g->n == 0) return LLMRT_OK;
+    if (g->n > 1)
+        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                         "%d LoRA adapters on a quantised base: one can be applied unmerged, "
+                         "load the others per request", g->n);
+    LLMRT_TRY(engine_lora_load(e, "base-lora", g->paths[0], err));
+    LLMRT_TRY(lora_registry_acquire(&e->lora, "base-lora", &e->default_adapter, err));
+    e->default_scale = g->scales[0];
+    llmrt_log(LLMRT_LOG_INFO, "the base model is quantised: LoRA adapter %s is applied per token "
+              "(unmerged) to requests that name no adapter", g->paths[0]);
+    return LLMRT_OK;
 }
 
 llmrt_status engine_create(llmrt_rank_model *model, llmrt_executor *exec,
@@ -61,6 +82,10 @@ llmrt_status engine_create(llmrt_rank_model *model, llmrt_executor *exec,
         return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
                          "llmrt_engine_create: max_batched_tokens and max_seqs must be >= 1, "
                          "policy PREEMPT or RESERVE, budgets >= 0");
+    if (p.max_loras < 1 || p.max_loras > 1024 || p.max_lora_bytes < 0)
+        return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
+                         "llmrt_engine_create: max_loras %d outside [1, 1024] or max_lora_bytes "
+                         "%lld < 0", p.max_loras, (long long)p.max_lora_bytes);
     if (p.block_size < 1 || p.block_size > 4096)
         return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
                          "llmrt_engine_create: block_size %d outside [1, 4096]", p.block_size);
@@ -84,6 +109,7 @@ llmrt_status engine_create(llmrt_rank_model *model, llmrt_executor *exec,
     e->kv_blocks = n_blocks;
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
+    lora_registry_init(&e->lora, p.max_loras, p.max_lora_bytes);
     e->next_id = 1;
     llmrt_engine_metrics_init_histograms(&e->metrics);
     llmrt_engine_metrics_init_histograms(&e->snapshot); /* what a reader sees before step 1 */
@@ -109,6 +135,12 @@ llmrt_status engine_create(llmrt_rank_model *model, llmrt_executor *exec,
         engine_destroy(e);
         return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "llmrt_engine_create: out of memory");
     }
+    s = serve_unmerged_adapter(e, err);
+    if (s != LLMRT_OK) {
+        llmrt_err_prefix(err, "llmrt_engine_create");
+        engine_destroy(e);
+        return s;
+    }
     *out = e;
     return LLMRT_OK;
 }
@@ -128,6 +160,14 @@ void engine_destroy(llmrt_engine *e) {
     free_list(&e->finished);
     free(e->aborts);
     free(e->outputs);
+    /* the model outlives the engine: empty the slots this engine filled (another engine of the
+     * model may serve adapters later) */
+    for (int32_t i = 0; i < e->lora.n_slots && e->lora.slots; i++) {
+        llmrt_error ignored = {0};
+        if (e->lora.slots[i]) e->exec->ops->lora_set(e->exec, i, NULL, NULL, &ignored);
+    }
+    lora_adapter_release(e->default_adapter);
+    lora_registry_destroy(&e->lora);
     engine_batch_free(&e->batch);
     llmrt_step_plan_free(&e->plan);
     llmrt_bm_destroy(e->bm);
@@ -135,6 +175,49 @@ void engine_destroy(llmrt_engine *e) {
     pthread_cond_destroy(&e->cv);
     pthread_mutex_destroy(&e->mu);
     free(e);
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* LoRA adapters                                                                                 */
+/* --------------------------------------------------------------------------------------------- */
+
+llmrt_status engine_lora_load(llmrt_engine *e, const char *name, const char *path,
+                              llmrt_error *err) {
+    llmrt_lora_file f = {0};
+    /* read and checked here, on the caller's thread: the engine keeps stepping meanwhile */
+    LLMRT_TRY(llmrt_lora_file_load(path, &e->model->cfg, &f, err));
+    llmrt_status s = lora_registry_add(&e->lora, e->exec, name, path, &f, err);
+    llmrt_lora_file_free(&f); /* moved on success */
+    return s;
+}
+
+llmrt_status engine_lora_unload(llmrt_engine *e, const char *name, llmrt_error *err) {
+    return lora_registry_remove(&e->lora, name, err);
+}
+
+int32_t engine_lora_list(llmrt_engine *e, llmrt_lora_info *out, int32_t cap) {
+    lora_registry *reg = &e->lora;
+    pthread_mutex_lock(&reg->mu);
+    int32_t n = reg->n;
+    for (int32_t i = 0; i < n && i < cap; i++) {
+        const lora_adapter *a = reg->list[i];
+        llmrt_lora_info     info = {.struct_size = sizeof info};
+        snprintf(info.name, sizeof info.name, "%s", a->name);
+        snprintf(info.path, sizeof info.path, "%s", a->path);
+        info.max_rank    = a->file.max_rank;
+        info.n_modules   = a->file.n_pairs;
+        info.bytes       = a->file.bytes;
+        info.resident    = a->slot >= 0;
+        info.n_requests  = a->n_requests;
+        info.n_generated = a->n_generated;
+        info.n_loads     = a->n_loads;
+        uint32_t size    = out[i].struct_size; /* the caller's struct, possibly older */
+        if (size > sizeof info) size = sizeof info;
+        memcpy(&out[i], &info, size);
+        out[i].struct_size = size;
+    }
+    pthread_mutex_unlock(&reg->mu);
+    return n;
 }
 
 /* --------------------------------------------------------------------------------------------- */

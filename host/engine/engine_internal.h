@@ -14,6 +14,7 @@
 #include "../core/error.h"
 #include "../exec/executor.h"
 #include "block_manager.h"
+#include "lora_registry.h"
 #include "llmrt.h"
 #include "planner.h"
 #include "request.h"
@@ -25,6 +26,9 @@ typedef struct engine_batch {
     int32_t *tables;                       /* [n_seqs, max_blocks] */
     int32_t *output_tokens;                /* [n_outputs] */
     int32_t *seq_out_row; /* [n_seqs] logits row, -1 when the chunk does not end the sequence */
+    int32_t *lora_slots;  /* [T] adapter slot of each token (-1: none)                   */
+    float   *lora_scales; /* [T]                                                           */
+    bool     has_lora;    /* a token of this step has an adapter                            */
     float   *logits;      /* [n_outputs, vocab] */
     int64_t  cap_tokens, cap_seqs, cap_tables, cap_logits;
 } engine_batch;
@@ -36,6 +40,11 @@ struct llmrt_engine {
     int32_t              kv_blocks;
     llmrt_engine_params  params;
     llmrt_block_manager *bm;
+    lora_registry        lora;     /* adapters served per request (own lock) */
+    /* the model's unmerged load-time adapter (a quantised base), applied to requests that
+     * name none (a reference; NULL: none) */
+    lora_adapter        *default_adapter;
+    float                default_scale;
 
     /* step thread only */
     request_list  waiting;  /* by (priority, arrival) when picked */
@@ -84,6 +93,11 @@ int32_t      engine_pending(llmrt_engine *e);
 llmrt_status engine_step(llmrt_engine *e, const llmrt_output **outputs, int32_t *n_outputs,
                          llmrt_error *err);
 void         engine_get_metrics(llmrt_engine *e, llmrt_engine_metrics *out);
+/* lora_registry.h behind llmrt_engine_lora_load / _unload / _list */
+llmrt_status engine_lora_load(llmrt_engine *e, const char *name, const char *path,
+                              llmrt_error *err);
+llmrt_status engine_lora_unload(llmrt_engine *e, const char *name, llmrt_error *err);
+int32_t      engine_lora_list(llmrt_engine *e, llmrt_lora_info *out, int32_t cap);
 /* engine_loop.c */
 llmrt_status engine_start_loop(llmrt_engine *e, llmrt_output_callback callback,
                                void *callback_data, llmrt_error *err);

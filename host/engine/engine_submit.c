@@ -2,6 +2,7 @@
  * chat messages through the chat template), validation of every field against the model and
  * the KV pool, and the per-request sampler / detokenizer / stop-string state. Runs on the
  * submitting thread; touches no engine state but read-only configuration. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -234,6 +235,26 @@ llmrt_status engine_make_request(llmrt_engine *e, const llmrt_prompt *prompt,
     return LLMRT_OK;
 }
 
+/* The prompt's LoRA adapter (a reference) and scale; its KV lives in a namespace of its own, so
+ * the prefix cache never shares blocks between adapters or scales. */
+static llmrt_status setup_adapter(llmrt_engine *e, request *r, const llmrt_prompt *p,
+                                  llmrt_error *err) {
+    if (!p->lora_adapter && !e->default_adapter) return LLMRT_OK;
+    float scale = p->lora_scale == 0.0f ? 1.0f : p->lora_scale;
+    if (!p->lora_adapter) scale = e->default_scale;
+    if (!isfinite(scale) || fabsf(scale) > 1e4f)
+        return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
+                         "llmrt_engine_submit: lora_scale %g must be finite and in [-1e4, 1e4]",
+                         (double)p->lora_scale);
+    if (p->lora_adapter) LLMRT_TRY(lora_registry_acquire(&e->lora, p->lora_adapter, &r->adapter, err));
+    else r->adapter = lora_adapter_retain(e->default_adapter);
+    r->lora_scale = scale;
+    uint32_t bits;
+    memcpy(&bits, &scale, sizeof bits);
+    r->blocks.ns = ((uint64_t)r->adapter->uid << 32) | bits; /* nonzero: uid >= 1 */
+    return LLMRT_OK;
+}
+
 static llmrt_status make_one(llmrt_engine *e, const llmrt_prompt *prompt,
                              const llmrt_sampling_params *params, request **out,
                              llmrt_error *err) {
@@ -273,8 +294,10 @@ static llmrt_status make_one(llmrt_engine *e, const llmrt_prompt *prompt,
     };
     r->max_tokens = sp.max_tokens;
     r->min_tokens = sp.min_tokens;
+    r->lora_scale = 1.0f;
 
     llmrt_status s = llmrt_sampling_validate(&r->sampling, err);
+    if (s == LLMRT_OK) s = setup_adapter(e, r, &p, err);
     if (s == LLMRT_OK) s = setup_stops(m, r, &sp, err);
     int32_t *ids   = NULL;
     int64_t  n_ids = 0;

@@ -152,6 +152,15 @@ void llmrt_plan_step(planner_state *st, step_plan *p) {
     while (!preempted_now && budget > 0 && st->running->n < st->max_seqs && st->waiting->n > 0) {
         int32_t  w = next_waiting(st->waiting);
         request *r = st->waiting->items[w];
+        const char *why  = NULL;
+        plan_gate   gate = st->gate ? st->gate(st->gate_ctx, r, st->running, &why) : PLAN_ADMIT;
+        if (gate == PLAN_WAIT) break;
+        if (gate == PLAN_FAIL) {
+            request_list_remove_at(st->waiting, w);
+            end_request(st, p, r, LLMRT_FINISH_ERROR, LLMRT_ERR_INVALID_ARG,
+                        why ? why : "the request cannot be admitted");
+            continue;
+        }
         if (r->blocks.n == 0) {
             r->n_computed = llmrt_bm_match_prefix(st->bm, &r->blocks, r->tokens, r->n_tokens);
             /* a preempted request may match its own generated tokens: report prompt tokens */

@@ -23,6 +23,14 @@ bool    request_list_push(request_list *l, request *r);
 void    request_list_remove_at(request_list *l, int32_t i);
 int32_t request_list_find(const request_list *l, const request *r);
 
+/* An admission gate's answer for a waiting request (e.g. whether its LoRA adapter is, or
+ * could be made, resident). */
+typedef enum plan_gate {
+    PLAN_ADMIT = 0, /* it may run */
+    PLAN_WAIT  = 1, /* not now: admissions stop for this step (order is kept)     */
+    PLAN_FAIL  = 2, /* never: the planner ends it with the reason given           */
+} plan_gate;
+
 /* What the planner reads and updates. */
 typedef struct planner_state {
     request_list        *waiting; /* picked by (priority, arrival) */
@@ -31,6 +39,10 @@ typedef struct planner_state {
     int32_t              max_batched_tokens;
     int32_t              max_seqs;
     llmrt_kv_policy      policy;
+    /* (optional) asked before a waiting request is admitted; *why: a message that stays valid
+     * until the request is finished */
+    plan_gate (*gate)(void *ctx, request *r, const request_list *running, const char **why);
+    void     *gate_ctx;
 } planner_state;
 
 /* A request the planner ended: the engine finishes it with this reason. */

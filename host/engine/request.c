@@ -20,6 +20,7 @@ void request_free(request *r) {
     free(r->blocks.ids);
     for (int32_t i = 0; i < r->n_fork; i++) request_free(r->fork[i]);
     free(r->fork);
+    lora_adapter_release(r->adapter);
     free(r);
 }
 

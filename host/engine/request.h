@@ -9,6 +9,7 @@
 
 #include "../core/error.h"
 #include "block_manager.h"
+#include "lora_registry.h"
 #include "llmrt.h"
 #include "sampler.h"
 #include "stop_matcher.h"
@@ -60,6 +61,11 @@ typedef struct request {
     llmrt_finish_reason finish;
     llmrt_status        finish_status;
     char                error_message[256];
+
+    /* LoRA: the adapter it runs with (a reference; NULL: the base model) and its scale */
+    lora_adapter *adapter;
+    float         lora_scale;
+    char          lora_error[200]; /* why its adapter cannot be made resident (planner gate) */
 
     double t_submit, t_first, t_last;
     double t_admitted; /* first admission by the planner (0: not yet; queue_time metric) */

@@ -4,6 +4,7 @@
  * KV blocks registered for the prefix cache, then one sampled token per finished chunk through
  * the output processor. A request of n > 1 sequences forks after its prompt's last chunk
  * (fork_sequences: shared prompt blocks, copy-on-write of the partial one). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +23,8 @@ void engine_batch_free(engine_batch *b) {
     free(b->tables);
     free(b->output_tokens);
     free(b->seq_out_row);
+    free(b->lora_slots);
+    free(b->lora_scales);
     free(b->logits);
     memset(b, 0, sizeof *b);
 }
@@ -58,6 +61,10 @@ static llmrt_status build_batch(llmrt_engine *e, const step_plan *p, llmrt_error
     ok            = ok && grow((void **)&b->seq_ids, &c_tok, T, 4);
     c_tok         = b->cap_tokens;
     ok            = ok && grow((void **)&b->output_tokens, &c_tok, T, 4);
+    c_tok         = b->cap_tokens;
+    ok            = ok && grow((void **)&b->lora_slots, &c_tok, T, 4);
+    c_tok         = b->cap_tokens;
+    ok            = ok && grow((void **)&b->lora_scales, &c_tok, T, 4);
     if (ok) b->cap_tokens = c_tok;
     ok = ok && grow((void **)&b->seq_out_row, &b->cap_seqs, p->n_seqs, 4);
     ok = ok && grow((void **)&b->tables, &b->cap_tables, (int64_t)p->n_seqs * b->max_blocks, 4);
@@ -65,12 +72,18 @@ static llmrt_status build_batch(llmrt_engine *e, const step_plan *p, llmrt_error
     if (!ok) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "llmrt_engine_step: out of memory");
     int32_t t = 0;
     b->n_outputs = 0;
+    b->has_lora  = false;
     for (int32_t s = 0; s < p->n_seqs; s++) {
         request *r = p->seq_req[s];
+        /* the planner made every admitted request's adapter resident: its slot is >= 0 */
+        int32_t  slot = r->adapter ? r->adapter->slot : -1;
+        b->has_lora |= slot >= 0;
         for (int32_t k = 0; k < p->seq_new[s]; k++, t++) {
-            b->tokens[t]    = r->tokens[r->n_computed + k];
-            b->positions[t] = (int32_t)(r->n_computed + k);
-            b->seq_ids[t]   = s;
+            b->tokens[t]      = r->tokens[r->n_computed + k];
+            b->positions[t]   = (int32_t)(r->n_computed + k);
+            b->seq_ids[t]     = s;
+            b->lora_slots[t]  = slot;
+            b->lora_scales[t] = r->lora_scale;
         }
         int32_t *row = b->tables + (int64_t)s * b->max_blocks;
         for (int32_t k = 0; k < b->max_blocks; k++) row[k] = k < r->blocks.n ? r->blocks.ids[k] : -1;
@@ -167,8 +180,34 @@ static void fork_sequences(llmrt_engine *e, request *r, const float *row) {
 /* a step                                                                                        */
 /* --------------------------------------------------------------------------------------------- */
 
+/* The planner's admission gate: a request with an adapter runs only once the adapter is in a
+ * slot; the adapters of running requests are never evicted for it. */
+static plan_gate lora_gate(void *ctx, request *r, const request_list *running, const char **why) {
+    llmrt_engine *e = ctx;
+    if (!r->adapter) return PLAN_ADMIT;
+    lora_adapter *stack_used[64] = {0}, **used = stack_used;
+    if (running->n > 64 && !(used = malloc((size_t)running->n * sizeof *used))) {
+        *why = "out of memory";
+        return PLAN_FAIL;
+    }
+    int32_t n_used = 0;
+    for (int32_t i = 0; i < running->n; i++)
+        if (running->items[i]->adapter) used[n_used++] = running->items[i]->adapter;
+    llmrt_error err = {0};
+    lora_admit  a = lora_registry_make_resident(&e->lora, e->exec, r->adapter, used, n_used, &err);
+    if (used != stack_used) free(used);
+    if (a == LORA_FAIL) {
+        snprintf(r->lora_error, sizeof r->lora_error, "%.190s", err.msg);
+        *why = r->lora_error;
+        return PLAN_FAIL;
+    }
+    return a == LORA_ADMIT ? PLAN_ADMIT : PLAN_WAIT;
+}
+
 llmrt_status engine_run_step(llmrt_engine *e, llmrt_error *err) {
     planner_state st = {
+        .gate               = lora_gate,
+        .gate_ctx           = e,
         .waiting            = &e->waiting,
         .running            = &e->running,
         .bm                 = e->bm,
@@ -211,6 +250,8 @@ llmrt_status engine_run_step(llmrt_engine *e, llmrt_error *err) {
             .block_tables       = b->tables,
             .n_outputs          = b->n_outputs,
             .output_tokens      = b->output_tokens,
+            .lora_slots         = b->has_lora ? b->lora_slots : NULL,
+            .lora_scales        = b->has_lora ? b->lora_scales : NULL,
         };
         s = e->exec->ops->forward(e->exec, e->kv, &fb, b->logits, b->cap_logits, err);
         if (s != LLMRT_OK) llmrt_err_prefix(err, "llmrt_engine_step: forward failed");

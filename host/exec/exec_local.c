@@ -2,6 +2,7 @@
  * backend's per-batch state is shared by every cache of the model). */
 #include <stdlib.h>
 
+#include "../model/lora_slots.h"
 #include "../model/model.h"
 #include "executor.h"
 
@@ -86,6 +87,24 @@ static llmrt_status local_copy_blocks(llmrt_executor *ex, llmrt_exec_kv *kv, con
     return s;
 }
 
+static llmrt_status local_lora_init(llmrt_executor *ex, int32_t n_slots, llmrt_error *err) {
+    local_exec *le = (local_exec *)ex;
+    pthread_mutex_lock(&le->lock);
+    llmrt_status s = llmrt_rank_lora_init(ex->model, n_slots, err);
+    pthread_mutex_unlock(&le->lock);
+    return s;
+}
+
+static llmrt_status local_lora_set(llmrt_executor *ex, int32_t slot, const char *path,
+                                   const llmrt_lora_file *f, llmrt_error *err) {
+    (void)path;
+    local_exec *le = (local_exec *)ex;
+    pthread_mutex_lock(&le->lock);
+    llmrt_status s = llmrt_rank_lora_set(ex->model, slot, f, err);
+    pthread_mutex_unlock(&le->lock);
+    return s;
+}
+
 static void local_destroy(llmrt_executor *ex) {
     local_exec *le = (local_exec *)ex;
     pthread_mutex_destroy(&le->lock);
@@ -98,6 +117,8 @@ static const llmrt_executor_ops local_ops = {
     .reserve    = local_reserve,
     .forward    = local_forward,
     .copy_blocks = local_copy_blocks,
+    .lora_init  = local_lora_init,
+    .lora_set   = local_lora_set,
     .destroy    = local_destroy,
 };
 

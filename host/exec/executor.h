@@ -10,6 +10,7 @@
 
 #include <pthread.h>
 
+#include "../format/lora_file.h"
 #include "forward.h"
 
 typedef struct llmrt_executor llmrt_executor;
@@ -41,6 +42,14 @@ typedef struct llmrt_executor_ops {
      * then recomputes the block instead). NULL: unsupported. */
     llmrt_status (*copy_blocks)(llmrt_executor *ex, llmrt_exec_kv *kv, const int32_t *src,
                                 const int32_t *dst, int32_t n, llmrt_error *err);
+    /* (optional: NULL = no adapters per request) LoRA adapter slots on every rank: lora_init
+     * gives each rank n_slots empty slots (once); lora_set loads each rank's part of adapter
+     * `f`, read from `path`, into `slot` (f NULL: empties it). Both wait for a forward in
+     * flight; a forward never sees a half-set slot. A multi-process group's followers read
+     * `path` themselves. */
+    llmrt_status (*lora_init)(llmrt_executor *ex, int32_t n_slots, llmrt_error *err);
+    llmrt_status (*lora_set)(llmrt_executor *ex, int32_t slot, const char *path,
+                             const llmrt_lora_file *f, llmrt_error *err);
     /* (optional) A follower rank of a multi-process group: serves the leader until it ends. */
     llmrt_status (*follow)(llmrt_executor *ex, llmrt_error *err);
     /* (optional) Time in collectives. */

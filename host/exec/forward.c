@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../core/checked_math.h"
+#include "../model/lora_slots.h"
 #include "forward.h"
 
 /* --------------------------------------------------------------------------------------------- */
@@ -241,6 +242,18 @@ static llmrt_status validate_batch(const llmrt_rank_kv *kv, const llmrt_batch *b
                                  "llmrt_forward: output_tokens[%d] = %d is outside [0, %d)", i,
                                  b->output_tokens[i], b->n_tokens);
     }
+    if (b->lora_slots) {
+        int32_t n_slots = kv->model->lora ? kv->model->lora->n_slots : 0;
+        for (int32_t t = 0; t < b->n_tokens; t++) {
+            if (b->lora_slots[t] < -1 || b->lora_slots[t] >= n_slots)
+                return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
+                                 "llmrt_forward: lora_slots[%d] = %d is outside [-1, %d)", t,
+                                 b->lora_slots[t], n_slots);
+            if (!b->lora_scales || !isfinite(b->lora_scales[t]))
+                return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
+                                 "llmrt_forward: lora_scales[%d] must be a finite number", t);
+        }
+    }
     int64_t need;
     if (!check_capacity || n_outputs == 0) return LLMRT_OK;
     if (!ck_mul_i64(n_outputs, c->vocab_size, &need) || !logits || capacity < need)
@@ -315,7 +328,7 @@ static llmrt_status plan_outputs(llmrt_rank_kv *kv, const llmrt_batch *b, const 
  * down projections give partial sums that `coll` all-reduces over the group (the Megatron
  * split: 2 all-reduces of [T, D] per layer), and the vocab-parallel lm_head's rows are gathered
  * into the leader's logits. n_out == 0: the layers only (KV written, no logits). */
-static llmrt_status run_layers(llmrt_rank_kv *kv, int64_t T, int64_t n_out,
+static llmrt_status run_layers(llmrt_rank_kv *kv, int64_t T, int64_t n_out, bool with_lora,
                                const llmrt_collectives *coll, float *logits, llmrt_error *err) {
     llmrt_rank_model         *m  = kv->model;
     const llmrt_model_config *c  = &m->cfg;
@@ -331,6 +344,12 @@ static llmrt_status run_layers(llmrt_rank_kv *kv, int64_t T, int64_t n_out,
         .scale      = 1.0f / sqrtf((float)c->head_dim),
     };
 
+    bool lora = with_lora && m->lora; /* lora_apply per projection: out += delta of its slot */
+#define LORA(out, in, target)                                                                      \
+    do {                                                                                           \
+        if (lora) op->lora_apply(be, out, in, T, llmrt_rank_lora_table(m, l, target));             \
+    } while (0)
+
     op->embed(be, w->x, &m->tok_embd);                                   /* x [T, D] */
     for (int32_t l = 0; l < c->n_layers; l++) {
         const llmrt_layer_weights *L = &m->layers[l];
@@ -338,19 +357,27 @@ static llmrt_status run_layers(llmrt_rank_kv *kv, int64_t T, int64_t n_out,
         if (l == 0) op->rmsnorm(be, w->h, w->x, L->attn_norm, D, c->rms_norm_eps);
         else op->add_rmsnorm(be, w->x, w->down, w->h, L->attn_norm, D, c->rms_norm_eps);
         op->matmul(be, w->q, w->h, T, &L->wq);                           /* q [T, Hq*hd]  */
+        LORA(w->q, w->h, LLMRT_LORA_Q);
         op->matmul(be, w->kx, w->h, T, &L->wk);                          /* k [T, Hkv*hd] */
+        LORA(w->kx, w->h, LLMRT_LORA_K);
         op->matmul(be, w->vx, w->h, T, &L->wv);                          /* v [T, Hkv*hd] */
+        LORA(w->vx, w->h, LLMRT_LORA_V);
         op->rope_kv_write(be, w->q, w->kx, w->vx, k_cache, v_cache, &shape);
         op->attention(be, w->attn, w->q, k_cache, v_cache, &shape);      /* [T, Hq*hd] */
         op->matmul(be, w->o, w->attn, T, &L->wo);                        /* o [T, D] */
+        LORA(w->o, w->attn, LLMRT_LORA_O); /* row-parallel: a partial sum, like o */
         if (coll) LLMRT_TRY(coll->all_reduce(coll->ctx, w->o, T * D, err));
         op->add_rmsnorm(be, w->x, w->o, w->h, L->ffn_norm, D, c->rms_norm_eps);
         op->matmul(be, w->gate, w->h, T, &L->w_gate);                    /* [T, F] */
+        LORA(w->gate, w->h, LLMRT_LORA_GATE);
         op->matmul(be, w->up, w->h, T, &L->w_up);                        /* [T, F] */
+        LORA(w->up, w->h, LLMRT_LORA_UP);
         op->swiglu(be, w->gate, w->gate, w->up, F);
         op->matmul(be, w->down, w->gate, T, &L->w_down);                 /* [T, D] */
+        LORA(w->down, w->gate, LLMRT_LORA_DOWN);
         if (coll) LLMRT_TRY(coll->all_reduce(coll->ctx, w->down, T * D, err));
     }
+#undef LORA
     op->add(be, w->x, w->down, D);
     if (n_out == 0) return LLMRT_OK; /* prompt chunks only: no logits row is computed */
     op->rmsnorm(be, w->h, w->x, m->output_norm, D, c->rms_norm_eps);
@@ -431,9 +458,12 @@ llmrt_status llmrt_rank_forward(llmrt_rank_kv *kv, const llmrt_batch *batch,
             .block_tables = batch->block_tables,
             .n_outputs    = (int32_t)n_out,
             .output_rows  = out_rows,
+            .lora_slot    = batch->lora_slots,
+            .lora_scale   = batch->lora_slots ? batch->lora_scales : NULL,
         };
         s = m->be->ops->begin_batch(m->be, &plan, err);
     }
-    if (s == LLMRT_OK) s = run_layers(kv, batch->n_tokens, n_out, coll, logits, err);
+    if (s == LLMRT_OK)
+        s = run_layers(kv, batch->n_tokens, n_out, batch->lora_slots != NULL, coll, logits, err);
     return s;
 }

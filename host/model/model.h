@@ -67,6 +67,17 @@ struct llmrt_rank_model {
     bool    allow_fallback;    /* llmrt_model_params.allow_fallback */
     int32_t n_fallbacks;       /* 4-bit matrices dequantised because the backend cannot run them */
     char    fallback_why[112]; /* the backend's reason for the first of them */
+
+    /* LoRA adapters served per request: this rank's slots (lora_slots.h), NULL until the
+     * engine asks for them */
+    struct llmrt_rank_lora *lora;
+
+    /* LoRA adapters of the load params (lora_merge.h): merged into the weights while they
+     * load, or kept whole (a quantised base) for the engine to apply to every request */
+    struct llmrt_lora_merge *merge;
+    const char *const       *load_lora_paths; /* the load params' (borrowed during the load) */
+    const float             *load_lora_scales;
+    int32_t                  load_n_loras;
 };
 
 /* Takes ownership of a malloc'd host buffer (freed with the model). Frees it on failure. */

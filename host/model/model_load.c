@@ -11,6 +11,8 @@
 #include "../core/half.h"
 #include "../core/log.h"
 #include "../tokenizer/tokenizer.h"
+#include "lora_merge.h"
+#include "lora_slots.h"
 #include "model.h"
 #include "shard_slice.h"
 #ifdef LLMRT_HAVE_CUDA
@@ -215,16 +217,26 @@ static llmrt_status load_q4_split(struct llmrt_rank_model *m, const llmrt_weight
     }
 }
 
+/* Layer l's projection `target` when the matrix is one a LoRA may adapt, else l = -1. */
+typedef struct lora_site {
+    int32_t           layer;
+    llmrt_lora_target target;
+} lora_site;
+
+static const lora_site NOT_ADAPTED = {-1, LLMRT_LORA_Q};
+
 static llmrt_status load_matrix(struct llmrt_rank_model *m, const llmrt_weight_source *src,
                                 const char *name, int64_t rows, int64_t cols, bool allow_q4,
-                                const matrix_split *sp, llmrt_bweight *out, llmrt_error *err) {
+                                const matrix_split *sp, lora_site site, llmrt_bweight *out,
+                                llmrt_error *err) {
+    bool adapted = site.layer >= 0 && llmrt_lora_merge_targets(m, site.layer, site.target);
     if (allow_q4 && src->get_q4) {
         llmrt_q4_tensor qt    = {0};
         bool            found = false;
         LLMRT_TRY(src->get_q4(src->ctx, m, name, rows, cols, &qt, &found, err));
         if (found) {
-            llmrt_status s = LLMRT_OK;
-            if (qt.q.rows != rows || qt.q.cols != cols)
+            llmrt_status s = adapted ? llmrt_lora_merge_check(m, name, true, err) : LLMRT_OK;
+            if (s == LLMRT_OK && (qt.q.rows != rows || qt.q.cols != cols))
                 s = llmrt_err(err, LLMRT_ERR_INTERNAL, "%s: tensor %s: 4-bit shape mismatch",
                               src->what, name);
             if (s == LLMRT_OK) s = load_q4_split(m, src, name, &qt, sp, out, err);
@@ -247,6 +259,17 @@ static llmrt_status load_matrix(struct llmrt_rank_model *m, const llmrt_weight_s
         llmrt_err_prefix(err, "%s: tensor %s (tp %d, rank %d)", src->what, name, m->shard.size,
                          m->shard.rank);
         return s;
+    }
+    if (adapted) {
+        bool quantised = t.dtype != LLMRT_DTYPE_F32 && t.dtype != LLMRT_DTYPE_F16 &&
+                         t.dtype != LLMRT_DTYPE_BF16;
+        s = llmrt_lora_merge_check(m, name, quantised, err);
+        if (s == LLMRT_OK && m->merge->mode == 1)
+            s = llmrt_lora_merge_tensor(m, site.layer, site.target, &t, err);
+        if (s != LLMRT_OK) {
+            llmrt_err_prefix(err, "%s: tensor %s: merging LoRA adapters", src->what, name);
+            return s;
+        }
     }
     s = m->be->ops->weight_upload(m->be, t.dtype, t.rows, t.cols, t.data, out, err);
     if (s != LLMRT_OK) {
@@ -331,24 +354,26 @@ llmrt_status llmrt_model_load_weights(struct llmrt_rank_model *m, const llmrt_we
     if (!m->layers) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
 
     /* the embedding table is read by rows (embed): never 4-bit; replicated on every rank */
+    LLMRT_TRY(llmrt_lora_merge_open(m, m->load_lora_paths, m->load_lora_scales, m->load_n_loras,
+                                    err));
     LLMRT_TRY(load_matrix(m, src, "model.embed_tokens.weight", V, D, false, &NO_SPLIT,
-                          &m->tok_embd, err));
+                          NOT_ADAPTED, &m->tok_embd, err));
     char name[128];
     for (int32_t l = 0; l < c->n_layers; l++) {
         llmrt_layer_weights *L = &m->layers[l];
 #define LAYER_NAME(suffix) (snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix), name)
-#define LINEAR(suffix, rows, cols, split, out)                                                     \
-    load_matrix(m, src, LAYER_NAME(suffix), rows, cols, true, split, out, err)
+#define LINEAR(suffix, rows, cols, split, target, out)                                             \
+    load_matrix(m, src, LAYER_NAME(suffix), rows, cols, true, split, (lora_site){l, target}, out, err)
         LLMRT_TRY(load_norm(m, src, LAYER_NAME("input_layernorm.weight"), D, &L->attn_norm, err));
-        LLMRT_TRY(LINEAR("self_attn.q_proj.weight", qw, D, &q_split, &L->wq));
-        LLMRT_TRY(LINEAR("self_attn.k_proj.weight", kw, D, &kv_split, &L->wk));
-        LLMRT_TRY(LINEAR("self_attn.v_proj.weight", kw, D, &kv_split, &L->wv));
-        LLMRT_TRY(LINEAR("self_attn.o_proj.weight", D, qw, &o_split, &L->wo));
+        LLMRT_TRY(LINEAR("self_attn.q_proj.weight", qw, D, &q_split, LLMRT_LORA_Q, &L->wq));
+        LLMRT_TRY(LINEAR("self_attn.k_proj.weight", kw, D, &kv_split, LLMRT_LORA_K, &L->wk));
+        LLMRT_TRY(LINEAR("self_attn.v_proj.weight", kw, D, &kv_split, LLMRT_LORA_V, &L->wv));
+        LLMRT_TRY(LINEAR("self_attn.o_proj.weight", D, qw, &o_split, LLMRT_LORA_O, &L->wo));
         LLMRT_TRY(load_norm(m, src, LAYER_NAME("post_attention_layernorm.weight"), D, &L->ffn_norm,
                             err));
-        LLMRT_TRY(LINEAR("mlp.gate_proj.weight", F, D, &up_split, &L->w_gate));
-        LLMRT_TRY(LINEAR("mlp.up_proj.weight", F, D, &up_split, &L->w_up));
-        LLMRT_TRY(LINEAR("mlp.down_proj.weight", D, F, &dn_split, &L->w_down));
+        LLMRT_TRY(LINEAR("mlp.gate_proj.weight", F, D, &up_split, LLMRT_LORA_GATE, &L->w_gate));
+        LLMRT_TRY(LINEAR("mlp.up_proj.weight", F, D, &up_split, LLMRT_LORA_UP, &L->w_up));
+        LLMRT_TRY(LINEAR("mlp.down_proj.weight", D, F, &dn_split, LLMRT_LORA_DOWN, &L->w_down));
 #undef LINEAR
 #undef LAYER_NAME
     }
@@ -361,7 +386,8 @@ llmrt_status llmrt_model_load_weights(struct llmrt_rank_model *m, const llmrt_we
         m->lm_head_borrowed = true;
     } else {
         matrix_split lm_split = {rows, sh->vocab0, sh->vocab, true};
-        LLMRT_TRY(load_matrix(m, src, "lm_head.weight", V, D, true, &lm_split, &m->lm_head, err));
+        LLMRT_TRY(load_matrix(m, src, "lm_head.weight", V, D, true, &lm_split, NOT_ADAPTED,
+                              &m->lm_head, err));
     }
     return LLMRT_OK;
 }
@@ -415,6 +441,8 @@ static bool is_dir(const char *path) {
 void llmrt_rank_model_destroy(struct llmrt_rank_model *m) {
     if (!m) return;
     if (m->be) {
+        llmrt_rank_lora_free(m);
+        llmrt_lora_merge_free(m);
         if (m->layers) {
             for (int32_t l = 0; l < m->cfg.n_layers; l++) {
                 llmrt_layer_weights *L = &m->layers[l];
@@ -549,6 +577,9 @@ llmrt_status llmrt_model_load_rank(const char *path, const llmrt_model_params *p
     if (!m) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "llmrt_model_load: out of memory");
     snprintf(m->source_path, sizeof m->source_path, "%s", path);
     m->no_q4          = p.dequantize_weights;
+    m->load_lora_paths  = p.lora_paths;
+    m->load_lora_scales = p.lora_scales;
+    m->load_n_loras     = p.n_loras;
     m->allow_fallback = p.allow_fallback;
     m->shard.size = tp_size; /* the weight walk computes the rest of the plan */
     m->shard.rank = tp_rank;
@@ -570,6 +601,9 @@ llmrt_status llmrt_model_load_rank(const char *path, const llmrt_model_params *p
         llmrt_log(LLMRT_LOG_WARN, "%s: q4->%s dequantised at load: %d matrices (the %s backend: %s)",
                   path, dtype_format_name(m->be->act_dtype), m->n_fallbacks, m->be->name,
                   m->fallback_why);
+    if (s == LLMRT_OK) llmrt_lora_merge_done(m);
+    m->load_lora_paths  = NULL; /* the caller's: not kept past the load */
+    m->load_lora_scales = NULL;
     if (s == LLMRT_OK) s = upload_rope(m, err);
     if (s == LLMRT_OK && p.load_format != LLMRT_LOAD_RANDOM) {
         bool gguf = m->gguf.file.data != NULL;

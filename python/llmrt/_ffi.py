@@ -174,6 +174,8 @@ class llmrt_batch(Structure):
         ("block_tables", POINTER(c_int32)),
         ("n_outputs", c_int32),
         ("output_tokens", POINTER(c_int32)),
+        ("lora_slots", POINTER(c_int32)),
+        ("lora_scales", POINTER(c_float)),
     ]
 
 

@@ -10,7 +10,7 @@ int llmrt_experimental_header_compiles_as_c(void);
 int llmrt_experimental_header_compiles_as_c(void) {
     llmrt_kv_cache_params kp = llmrt_kv_cache_default_params();
     llmrt_tp_stats        ts = {sizeof ts, 0, 0, 0.0, 0};
-    llmrt_batch           b  = {0, 0, 0, 0, 0, 0, 0, 0, 0};
+    llmrt_batch           b  = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
     llmrt_text_tokenizer   *tok   = 0;
     llmrt_text_detokenizer *detok = 0;
     int32_t rank = 0, size = 1;

@@ -34,6 +34,7 @@
 #include "cpu_kernels.h"
 #include "bf16_gemm.h"
 #include "i8_gemm.h"
+#include "lora_cpu.h"
 #include "q4_kernels.h"
 
 #define MATMUL_ROWS_PER_TASK 16 /* weight rows per task: a multiple of LLMRT_CPU_TILE_N      */
@@ -89,6 +90,11 @@ typedef struct cpu_ctx {
     int64_t *slots;
     float   *rope_cos, *rope_sin; /* [T, half] */
     int64_t  batch_cap, tables_cap, outputs_cap;
+    /* the batch's LoRA slot and scale per token (has_lora false: no adapter in the batch) */
+    int32_t *lora_slot;
+    float   *lora_scale;
+    int64_t  lora_cap;
+    bool     has_lora;
 } cpu_ctx;
 
 static cpu_ctx *ctx_of(llmrt_backend *be) {
@@ -328,6 +334,18 @@ static llmrt_status cpu_begin_batch(llmrt_backend *be, const llmrt_batch_plan *p
     c->n_seqs     = plan->n_seqs;
     c->max_blocks = plan->max_blocks;
     c->n_outputs  = plan->n_outputs;
+    c->has_lora   = plan->lora_slot && plan->lora_scale;
+    if (c->has_lora) {
+        /* both grow from the shared capacity; it advances only when both did */
+        int64_t cap_slot = c->lora_cap, cap_scale = c->lora_cap;
+        int     ok = grow((void **)&c->lora_slot, &cap_slot, T, sizeof(int32_t)) &&
+                 grow((void **)&c->lora_scale, &cap_scale, T, sizeof(float));
+        if (ok) c->lora_cap = cap_slot;
+        if (!ok)
+            return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
+        memcpy(c->lora_slot, plan->lora_slot, (size_t)T * sizeof(int32_t));
+        memcpy(c->lora_scale, plan->lora_scale, (size_t)T * sizeof(float));
+    }
 
     /* Angles in fp32 as HF computes them (position * inv_freq), cos/sin of that angle. */
     for (int64_t t = 0; t < T; t++) {
@@ -655,6 +673,35 @@ static void cpu_attention(llmrt_backend *be, void *out, const void *q, const voi
 }
 
 /* --------------------------------------------------------------------------------------------- */
+/* LoRA adapters per request (lora_cpu.c)                                                        */
+/* --------------------------------------------------------------------------------------------- */
+
+static llmrt_status cpu_lora_table_create(llmrt_backend *be, int32_t n_slots, int64_t n, int64_t k,
+                                          llmrt_blora_table **out, llmrt_error *err) {
+    (void)be;
+    return llmrt_cpu_lora_table_create(n_slots, n, k, out, err);
+}
+
+static llmrt_status cpu_lora_table_set(llmrt_backend *be, llmrt_blora_table *t, int32_t slot,
+                                       int32_t rank, const float *a, const float *b,
+                                       llmrt_error *err) {
+    (void)be;
+    return llmrt_cpu_lora_table_set(t, slot, rank, a, b, err);
+}
+
+static void cpu_lora_table_destroy(llmrt_backend *be, llmrt_blora_table *t) {
+    (void)be;
+    llmrt_cpu_lora_table_destroy(t);
+}
+
+static void cpu_lora_apply(llmrt_backend *be, void *out, const void *x, int64_t rows,
+                           const llmrt_blora_table *t) {
+    cpu_ctx *c = ctx_of(be);
+    if (!c->has_lora || rows > c->n_tokens) return;
+    llmrt_cpu_lora_apply(c->pool, &c->k, out, x, rows, c->lora_slot, c->lora_scale, t);
+}
+
+/* --------------------------------------------------------------------------------------------- */
 /* lifecycle                                                                                     */
 /* --------------------------------------------------------------------------------------------- */
 
@@ -684,6 +731,8 @@ static void cpu_destroy(llmrt_backend *be) {
         free(c->output_rows);
         free(c->rope_cos);
         free(c->rope_sin);
+        free(c->lora_slot);
+        free(c->lora_scale);
         free(c);
     }
     free(be);
@@ -712,6 +761,10 @@ static const llmrt_backend_ops cpu_ops = {
     .download_f32    = cpu_download_f32,
     .upload          = cpu_upload,
     .copy            = cpu_copy,
+    .lora_table_create  = cpu_lora_table_create,
+    .lora_table_set     = cpu_lora_table_set,
+    .lora_table_destroy = cpu_lora_table_destroy,
+    .lora_apply         = cpu_lora_apply,
 };
 
 llmrt_status llmrt_backend_cpu_create(int n_threads, const char *force_isa, llmrt_backend **out,

@@ -3,6 +3,8 @@
  * listed in tp_internal.h. */
 #include "tp_internal.h"
 
+#include "../../model/lora_slots.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,6 +201,54 @@ static llmrt_status tp_copy_blocks(llmrt_executor *ex, llmrt_exec_kv *kv, const 
     return s;
 }
 
+/* --------------------------------------------------------------------------------------------- */
+/* LoRA slots on every rank                                                                      */
+/* --------------------------------------------------------------------------------------------- */
+
+static llmrt_status tp_lora_init(llmrt_executor *ex, int32_t n_slots, llmrt_error *err) {
+    tp_exec *te = ex->impl;
+    pthread_mutex_lock(&te->lock);
+    llmrt_status s = te->dead ? group_dead(te, err) : LLMRT_OK;
+    if (s == LLMRT_OK) s = llmrt_rank_lora_init(ex->model, n_slots, err);
+    if (s == LLMRT_OK && te->self->multi_process) {
+        tp_msg msg = {.op = TP_OP_LORA_INIT, .a = n_slots};
+        s = tp_send(te->self, &msg, err);
+        if (s != LLMRT_OK) mark_dead(te, err);
+    }
+    for (int32_t r = 1; r < te->self->size && s == LLMRT_OK && !te->self->multi_process; r++) {
+        s = llmrt_rank_lora_init(te->ranks[r]->model, n_slots, err);
+        if (s != LLMRT_OK) llmrt_err_prefix(err, "tensor parallel rank %d", r);
+    }
+    pthread_mutex_unlock(&te->lock);
+    return s;
+}
+
+static llmrt_status tp_lora_set(llmrt_executor *ex, int32_t slot, const char *path,
+                                const llmrt_lora_file *f, llmrt_error *err) {
+    tp_exec *te = ex->impl;
+    size_t path_len = f && path ? strlen(path) : 0;
+    if (f && (path_len == 0 || path_len > 4096))
+        return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "LoRA adapter path of %zu bytes", path_len);
+    pthread_mutex_lock(&te->lock);
+    llmrt_status s = te->dead ? group_dead(te, err) : LLMRT_OK;
+    if (s == LLMRT_OK) s = llmrt_rank_lora_set(ex->model, slot, f, err);
+    if (s == LLMRT_OK && te->self->multi_process) {
+        /* the followers read the file themselves; one that cannot leaves the group unusable */
+        tp_msg msg = {.op = TP_OP_LORA_SET, .a = slot, .b = (int64_t)path_len};
+        s = tp_send(te->self, &msg, err);
+        if (s == LLMRT_OK && path_len)
+            s = te->self->comm->ops->broadcast_host(te->self->comm, (void *)path, path_len, 0,
+                                                    err);
+        if (s != LLMRT_OK) mark_dead(te, err);
+    }
+    for (int32_t r = 1; r < te->self->size && s == LLMRT_OK && !te->self->multi_process; r++) {
+        s = llmrt_rank_lora_set(te->ranks[r]->model, slot, f, err);
+        if (s != LLMRT_OK) llmrt_err_prefix(err, "tensor parallel rank %d", r);
+    }
+    pthread_mutex_unlock(&te->lock);
+    return s;
+}
+
 static llmrt_status tp_follow_op(llmrt_executor *ex, llmrt_error *err) {
     tp_exec *te = ex->impl;
     if (te->self->rank == 0 || !te->self->multi_process)
@@ -225,6 +275,8 @@ const llmrt_executor_ops tp_exec_ops = {
     .reserve = tp_reserve,
     .forward = tp_forward,
     .copy_blocks = tp_copy_blocks,
+    .lora_init = tp_lora_init,
+    .lora_set = tp_lora_set,
     .follow = tp_follow_op,
     .stats = tp_stats,
     .destroy = tp_exec_destroy,

@@ -80,8 +80,13 @@ typedef enum tp_op {
     TP_OP_KV_DESTROY,
     TP_OP_FORWARD, /* then one payload: tokens, positions, seq_ids [T], block tables
                     * [n_seqs * max_blocks], output rows [n_outputs] (int32); a = 1 when the
-                    * batch lists its output rows (n_outputs of them, possibly 0) */
+                    * batch lists its output rows (n_outputs of them, possibly 0); b = 1 when
+                    * it carries LoRA slots and scales: then lora_slots [T] (int32) and
+                    * lora_scales [T] (fp32 bits) follow */
     TP_OP_SHUTDOWN,
+    TP_OP_LORA_INIT, /* a = slots per rank */
+    TP_OP_LORA_SET,  /* a = slot, b = bytes of the adapter's path (0: empty the slot), then
+                      * the path: each follower reads the adapter itself */
 } tp_op;
 
 typedef struct tp_msg {

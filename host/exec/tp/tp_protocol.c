@@ -3,6 +3,8 @@
  * control plane, and every follower process serves them in order in tp_follow. */
 #include "tp_internal.h"
 
+#include "../../model/lora_slots.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,7 +17,8 @@ llmrt_status tp_send(tp_rank *tp, tp_msg *msg, llmrt_error *err) {
 }
 
 static int64_t tp_forward_payload_ints(const tp_msg *m) {
-    return 3 * (int64_t)m->n_tokens + (int64_t)m->n_seqs * m->max_blocks + m->n_outputs;
+    return 3 * (int64_t)m->n_tokens + (int64_t)m->n_seqs * m->max_blocks + m->n_outputs +
+           (m->b ? 2 * (int64_t)m->n_tokens : 0);
 }
 
 llmrt_status tp_send_forward(tp_rank *tp, int32_t kv_id, const llmrt_batch *b,
@@ -26,7 +29,8 @@ llmrt_status tp_send_forward(tp_rank *tp, int32_t kv_id, const llmrt_batch *b,
                   .n_seqs = b->n_seqs,
                   .max_blocks = b->max_blocks_per_seq,
                   .n_outputs = b->output_tokens ? b->n_outputs : 0,
-                  .a = b->output_tokens != NULL};
+                  .a = b->output_tokens != NULL,
+                  .b = b->lora_slots != NULL};
     int64_t n = tp_forward_payload_ints(&msg); /* sizes were validated: no overflow */
     int32_t *buf = malloc((size_t)n * sizeof *buf);
     if (!buf) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "tensor parallel: out of memory");
@@ -37,6 +41,11 @@ llmrt_status tp_send_forward(tp_rank *tp, int32_t kv_id, const llmrt_batch *b,
     memcpy(p, b->block_tables, (size_t)b->n_seqs * (size_t)b->max_blocks_per_seq * 4);
     p += (int64_t)b->n_seqs * b->max_blocks_per_seq;
     if (msg.n_outputs) memcpy(p, b->output_tokens, (size_t)msg.n_outputs * 4);
+    p += msg.n_outputs;
+    if (msg.b) {
+        memcpy(p, b->lora_slots, (size_t)b->n_tokens * 4), p += b->n_tokens;
+        memcpy(p, b->lora_scales, (size_t)b->n_tokens * 4);
+    }
     llmrt_status s = tp_send(tp, &msg, err);
     if (s == LLMRT_OK) s = tp->comm->ops->broadcast_host(tp->comm, buf, (uint64_t)n * 4, 0, err);
     free(buf);
@@ -80,14 +89,35 @@ static llmrt_status follow_forward(tp_rank *tp, const tp_msg *msg, llmrt_rank_kv
             b.positions = buf + msg->n_tokens;
             b.seq_ids = buf + 2 * (int64_t)msg->n_tokens;
             b.block_tables = buf + 3 * (int64_t)msg->n_tokens;
+            const int32_t *rest = b.block_tables + (int64_t)msg->n_seqs * msg->max_blocks;
             if (msg->a) {
-                b.output_tokens = b.block_tables + (int64_t)msg->n_seqs * msg->max_blocks;
+                b.output_tokens = rest;
                 b.n_outputs = msg->n_outputs;
+            }
+            rest += msg->n_outputs;
+            if (msg->b) {
+                b.lora_slots = rest;
+                b.lora_scales = (const float *)(rest + msg->n_tokens);
             }
             s = tp_rank_forward(tp, kv, &b, NULL, 0, err);
         }
     }
     free(buf);
+    return s;
+}
+
+/* Serves one LoRA slot request: the adapter's path, read and loaded into this rank's slot. */
+static llmrt_status follow_lora_set(tp_rank *tp, const tp_msg *msg, llmrt_error *err) {
+    if (msg->a < 0 || msg->a > INT32_MAX || msg->b < 0 || msg->b > 4096)
+        return llmrt_err(err, LLMRT_ERR_BACKEND, "tensor parallel: malformed LoRA request");
+    char path[4097] = {0};
+    if (msg->b > 0)
+        LLMRT_TRY(tp->comm->ops->broadcast_host(tp->comm, path, (uint64_t)msg->b, 0, err));
+    if (msg->b == 0) return llmrt_rank_lora_set(tp->model, (int32_t)msg->a, NULL, err);
+    llmrt_lora_file f = {0};
+    LLMRT_TRY(llmrt_lora_file_load(path, &tp->model->cfg, &f, err));
+    llmrt_status s = llmrt_rank_lora_set(tp->model, (int32_t)msg->a, &f, err);
+    llmrt_lora_file_free(&f);
     return s;
 }
 
@@ -139,6 +169,14 @@ llmrt_status tp_follow(tp_exec *te, llmrt_error *errp) {
             break;
         case TP_OP_SHUTDOWN:
             done = true;
+            break;
+        case TP_OP_LORA_INIT:
+            s = msg.a < 1 || msg.a > INT32_MAX
+                    ? llmrt_err(&err, LLMRT_ERR_BACKEND, "tensor parallel: malformed LoRA request")
+                    : llmrt_rank_lora_init(m, (int32_t)msg.a, &err);
+            break;
+        case TP_OP_LORA_SET:
+            s = follow_lora_set(tp, &msg, &err);
             break;
         default:
             s = llmrt_err(&err, LLMRT_ERR_BACKEND, "tensor parallel: unknown request %d", msg.op);
