@@ -414,8 +414,10 @@ static void test_peft_regex_target(void) {
     tensors ts = {0};
     add_pair(&ts, 1, 1, 2, "F32", "");
     add_pair(&ts, 1, 3, 2, "F32", "");
-    const char *dir = peft_dir("{\"r\":2,\"lora_alpha\":3,"
-                               "\"target_modules\":\".*\\\\.layers\\\\.1\\\\.self_attn\\\\.(k|o)_proj\"}",
+    /* the "|model\\.layers\\.0" alternative matches a prefix of layer 0's names, not a whole
+     * name: with fullmatch it targets nothing */
+    const char *dir = peft_dir("{\"r\":2,\"lora_alpha\":3,\"target_modules\":"
+                               "\".*\\\\.layers\\\\.1\\\\.self_attn\\\\.(k|o)_proj|model\\\\.layers\\\\.0\"}",
                                &ts);
     llmrt_lora_file f;
     if (load_ok(dir, &f)) {
@@ -512,8 +514,19 @@ static void test_peft_layers_to_transform(void) {
             llmrt_lora_file_free(&f);
         }
     }
-    /* a layer outside layers_to_transform holds tensors */
+    /* a name equal to an entry is targeted without the layer filter; a suffix match is filtered */
     add_pair(&ts, 0, 0, 2, "F32", "");
+    llmrt_lora_file f;
+    if (load_ok(peft_dir("{\"r\":2,\"lora_alpha\":2,\"target_modules\":[\"q_proj\","
+                         "\"model.layers.0.self_attn.q_proj\"],\"layers_to_transform\":[1]}",
+                         &ts),
+                &f)) {
+        CHECK(f.n_pairs == 2);
+        check_pair(&f, 0, 0, 2, 1.0f);
+        check_pair(&f, 1, 0, 2, 1.0f);
+        llmrt_lora_file_free(&f);
+    }
+    /* a layer outside layers_to_transform holds tensors */
     EXPECT_FAIL2(peft_dir(configs[0], &ts), LLMRT_ERR_MODEL_MISMATCH,
                  "model.layers.0.self_attn.q_proj", "does not target");
     /* a layers_pattern that matches no module name: nothing is targeted */
@@ -521,6 +534,32 @@ static void test_peft_layers_to_transform(void) {
                          "\"layers_pattern\":\"h\"}",
                          &ts),
                 LLMRT_ERR_MODEL_MISMATCH, "does not target");
+    tensors_free(&ts);
+}
+
+/* exclude_modules (a list: equal or suffix; a string: fullmatch) removes modules first */
+static void test_peft_exclude(void) {
+    tensors ts = {0};
+    add_pair(&ts, 0, 0, 2, "F32", "");
+    const char *configs[] = {
+        "{\"r\":2,\"lora_alpha\":2,\"target_modules\":[\"q_proj\",\"o_proj\"],"
+        "\"exclude_modules\":[\"o_proj\",\"model.layers.1.self_attn.q_proj\"]}",
+        "{\"r\":2,\"lora_alpha\":2,\"target_modules\":[\"q_proj\",\"o_proj\"],"
+        "\"exclude_modules\":\".*o_proj|model\\\\.layers\\\\.1\\\\..*\"}",
+    };
+    for (int i = 0; i < 2; i++) {
+        llmrt_lora_file f;
+        if (load_ok(peft_dir(configs[i], &ts), &f)) {
+            CHECK(f.n_pairs == 1);
+            check_pair(&f, 0, 0, 2, 1.0f);
+            llmrt_lora_file_free(&f);
+        }
+    }
+    /* without the exclusion, layer 1 q_proj and both o_proj are targeted and missing */
+    EXPECT_FAIL(peft_dir("{\"r\":2,\"target_modules\":[\"q_proj\",\"o_proj\"],"
+                         "\"exclude_modules\":[\"o_proj\"]}",
+                         &ts),
+                LLMRT_ERR_MODEL_MISMATCH, "layers.1.self_attn.q_proj.lora_A.weight is missing");
     tensors_free(&ts);
 }
 
@@ -865,6 +904,7 @@ int main(void) {
     test_peft_patterns();
     test_peft_rslora();
     test_peft_layers_to_transform();
+    test_peft_exclude();
     test_peft_dtypes_and_adapter_name();
     test_peft_unsupported_config();
     test_peft_bad_tensors();
