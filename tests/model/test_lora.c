@@ -134,9 +134,12 @@ static void compare(const char *what, const lora_golden *g, const float *ours, d
     printf("%-44s max|err| %.3g (max|logit| %.3g)\n", what, max_err, max_ref);
 }
 
+static int32_t load_tp = 0; /* tensor_parallel of load() */
+
 static llmrt_model *load(const char *base, const char *merge_path, bool dequantize) {
     llmrt_model_params mp = llmrt_model_default_params();
     mp.n_threads          = 2;
+    mp.tensor_parallel    = load_tp;
     mp.dequantize_weights = dequantize;
     const char *paths[1]  = {merge_path};
     if (merge_path) mp.lora_paths = paths, mp.n_loras = 1;
@@ -176,7 +179,7 @@ static void test_golden(const char *name) {
         llmrt_model *m = load(base, NULL, false);
         if (m && set_slot(m, adapter)) {
             float *ours = run(m, &g, 1, 1.0f);
-            snprintf(label, sizeof label, "%s %s unmerged", name, kind);
+            snprintf(label, sizeof label, "%s %s unmerged%s", name, kind, load_tp ? " tp2" : "");
             compare(label, &g, ours, REL_TOL);
             free(ours);
             /* scale 0.0 on slot 1 must give the base model's logits exactly */
@@ -194,7 +197,7 @@ static void test_golden(const char *name) {
             llmrt_model_get_info(m, &info);
             CHECK_MSG(info.n_lora_merged == 1, "%s: n_lora_merged %d", name, info.n_lora_merged);
             float *ours = run(m, &g, -1, 1.0f);
-            snprintf(label, sizeof label, "%s %s merged", name, kind);
+            snprintf(label, sizeof label, "%s %s merged%s", name, kind, load_tp ? " tp2" : "");
             compare(label, &g, ours, REL_TOL);
             free(ours);
         }
@@ -415,6 +418,11 @@ int main(void) {
     static const char *const tiny[] = {"tiny_r8_all", "tiny_r16_qv", "tiny_r64_rslora",
                                        "tiny_pattern", "tiny_layers"};
     for (size_t i = 0; i < sizeof tiny / sizeof tiny[0]; i++) test_golden(tiny[i]);
+    /* tensor parallel (ranks as threads): A and B split as their base layer is */
+    load_tp = 2;
+    test_golden("tiny_r8_all");
+    test_golden("tiny_pattern");
+    load_tp = 0;
     test_golden("smollm2_qv");
     test_golden("smollm2_all");
     test_unmerged_on_q4();
