@@ -43,6 +43,7 @@ llmrt_status llmrt_lora_merge_open(llmrt_rank_model *m, const char *const *paths
                              "llmrt_model_load: lora_paths[%d] is NULL or lora_scales[%d] = %g is "
                              "not a finite number in [-1e4, 1e4]", i, i, (double)s);
         g->paths[i] = strdup(paths[i]);
+        g->n        = i + 1; /* what llmrt_lora_merge_free releases */
         if (!g->paths[i]) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
         llmrt_status st = llmrt_lora_file_load(paths[i], &m->cfg, &g->files[i], err);
         if (st != LLMRT_OK) {
@@ -50,7 +51,6 @@ llmrt_status llmrt_lora_merge_open(llmrt_rank_model *m, const char *const *paths
             return st;
         }
         g->scales[i] = s;
-        g->n         = i + 1;
     }
     return LLMRT_OK;
 }

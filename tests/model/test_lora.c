@@ -258,7 +258,7 @@ static llmrt_engine *engine_with(llmrt_model *m, int32_t max_loras, int32_t n_ad
     llmrt_engine *e        = NULL;
     CHECK_STATUS(llmrt_engine_create(m, &ep, &e), LLMRT_OK, NULL);
     for (int32_t i = 0; e && i < n_adapters; i++) {
-        char name[8];
+        char name[16];
         snprintf(name, sizeof name, "a%d", i);
         CHECK_STATUS(llmrt_engine_lora_load(e, name, data(tiny_adapters[i])), LLMRT_OK, name);
     }
