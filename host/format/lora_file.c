@@ -43,6 +43,7 @@
 #define LORA_PATTERN_MAX_BYTES 4096       /* one regular expression from the config */
 #define LORA_MATCH_LIMIT       100000     /* PCRE2 backtracking budget per match */
 #define LORA_DEPTH_LIMIT       1000
+#define LORA_HEAP_LIMIT_KIB    16384
 #define LORA_MAX_LAYERS        4096 /* slots are allocated per layer before any file is read */
 
 // --- targets ----------------------------------------------------------------------------------
@@ -539,6 +540,7 @@ static llmrt_status peft_parse_config(peft_config *c, const char *path, llmrt_er
     if (!c->mctx) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
     pcre2_set_match_limit(c->mctx, LORA_MATCH_LIMIT);
     pcre2_set_depth_limit(c->mctx, LORA_DEPTH_LIMIT);
+    pcre2_set_heap_limit(c->mctx, LORA_HEAP_LIMIT_KIB);
     LLMRT_TRY(peft_check_unsupported(c, err));
     c->r     = 8; /* LoraConfig's defaults */
     c->alpha = 8;
