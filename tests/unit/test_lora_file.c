@@ -92,7 +92,8 @@ static void target_shape(int t, int64_t *n, int64_t *k) {
 static void add_pair(tensors *ts, int layer, int t, int r, const char *dtype, const char *seg) {
     int64_t n, k;
     target_shape(t, &n, &k);
-    float *a = malloc(sizeof(float) * (size_t)(r * k)), *b = malloc(sizeof(float) * (size_t)(n * r));
+    float *a = malloc(sizeof(float) * (size_t)(r * k));
+    float *b = malloc(sizeof(float) * (size_t)(n * r));
     for (int64_t i = 0; i < r; i++)
         for (int64_t j = 0; j < k; j++) a[i * k + j] = val(layer, t, 0, i, j);
     for (int64_t i = 0; i < n; i++)
@@ -229,7 +230,8 @@ static void gadd(gfile *g, const char *name, uint32_t type, uint64_t rows, uint6
     t->type   = type;
     t->ne0    = cols;
     t->ne1    = rows;
-    t->nbytes = type == 2 ? (size_t)(rows * cols / 32 * 18) : (size_t)(rows * cols) * (type ? 2 : 4);
+    t->nbytes = type == 2 ? (size_t)(rows * cols / 32 * 18)
+                          : (size_t)(rows * cols) * (type ? 2 : 4);
     t->data   = calloc(t->nbytes + 1, 1);
     for (uint64_t i = 0; v && type != 2 && i < rows * cols; i++) {
         uint16_t h = type == 1 ? llmrt_f32_to_f16(v[i]) : llmrt_f32_to_bf16(v[i]);
@@ -252,7 +254,8 @@ static void permute_rows(const float *in, float *out, int64_t n_head, int64_t hd
 static void gadd_pair(gfile *g, int layer, int t, int r, uint32_t type) {
     int64_t n, k;
     target_shape(t, &n, &k);
-    float *a = malloc(sizeof(float) * (size_t)(r * k)), *b = malloc(sizeof(float) * (size_t)(n * r));
+    float *a = malloc(sizeof(float) * (size_t)(r * k));
+    float *b = malloc(sizeof(float) * (size_t)(n * r));
     float *bp = malloc(sizeof(float) * (size_t)(n * r));
     for (int64_t i = 0; i < r; i++)
         for (int64_t j = 0; j < k; j++) a[i * k + j] = val(layer, t, 0, i, j);
@@ -417,7 +420,8 @@ static void test_peft_regex_target(void) {
     /* the "|model\\.layers\\.0" alternative matches a prefix of layer 0's names, not a whole
      * name: with fullmatch it targets nothing */
     const char *dir = peft_dir("{\"r\":2,\"lora_alpha\":3,\"target_modules\":"
-                               "\".*\\\\.layers\\\\.1\\\\.self_attn\\\\.(k|o)_proj|model\\\\.layers\\\\.0\"}",
+                               "\".*\\\\.layers\\\\.1\\\\.self_attn\\\\.(k|o)_proj"
+                               "|model\\\\.layers\\\\.0\"}",
                                &ts);
     llmrt_lora_file f;
     if (load_ok(dir, &f)) {
