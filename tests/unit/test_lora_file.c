@@ -412,6 +412,38 @@ static void test_peft_list_targets(void) {
     tensors_free(&ts);
 }
 
+/* adapter_config.json as PEFT 0.13 writes it (every field present, most null or empty) */
+static void test_peft_real_config(void) {
+    tensors ts = {0};
+    for (int l = 0; l < 2; l++) {
+        add_pair(&ts, l, 0, 8, "BF16", "");
+        add_pair(&ts, l, 2, 8, "BF16", "");
+    }
+    const char *dir = peft_dir(
+        "{\n  \"alpha_pattern\": {},\n  \"auto_mapping\": null,\n"
+        "  \"base_model_name_or_path\": \"HuggingFaceTB/SmolLM2-135M\",\n  \"bias\": \"none\",\n"
+        "  \"fan_in_fan_out\": false,\n  \"inference_mode\": true,\n"
+        "  \"init_lora_weights\": true,\n  \"layer_replication\": null,\n"
+        "  \"layers_pattern\": null,\n  \"layers_to_transform\": null,\n"
+        "  \"loftq_config\": {},\n  \"lora_alpha\": 16,\n  \"lora_dropout\": 0.05,\n"
+        "  \"megatron_config\": null,\n  \"megatron_core\": \"megatron.core\",\n"
+        "  \"modules_to_save\": null,\n  \"peft_type\": \"LORA\",\n  \"r\": 8,\n"
+        "  \"rank_pattern\": {},\n  \"revision\": null,\n"
+        "  \"target_modules\": [\n    \"v_proj\",\n    \"q_proj\"\n  ],\n"
+        "  \"task_type\": \"CAUSAL_LM\",\n  \"use_dora\": false,\n  \"use_rslora\": false\n}\n",
+        &ts);
+    llmrt_lora_file f;
+    if (load_ok(dir, &f)) {
+        CHECK(f.n_pairs == 4 && f.max_rank == 8);
+        for (int l = 0; l < 2; l++) {
+            check_pair(&f, l, 0, 8, 2.0f);
+            check_pair(&f, l, 2, 8, 2.0f);
+        }
+        llmrt_lora_file_free(&f);
+    }
+    tensors_free(&ts);
+}
+
 /* A string target_modules is re.fullmatch on the module name: "k_proj" alone matches nothing. */
 static void test_peft_regex_target(void) {
     tensors ts = {0};
@@ -904,6 +936,7 @@ int main(void) {
         return 1;
     }
     test_peft_list_targets();
+    test_peft_real_config();
     test_peft_regex_target();
     test_peft_patterns();
     test_peft_rslora();
