@@ -9,8 +9,9 @@
  * ("model.layers.3.self_attn.q_proj"):
  *   - target_modules a string: re.fullmatch(target_modules, name) ("all-linear": every
  *     projection); a list: name equals an entry, or ends with "." + entry, and then, when
- *     layers_to_transform is set, the layer index found by re.match(".*\.{layers_pattern}\.(\d+)\.")
- *     (".*\.[^.]*\.(\d+)\." without layers_pattern) must be (in) layers_to_transform;
+ *     layers_to_transform is set, the layer index found by
+ *     re.match(".*\.{layers_pattern}\.(\d+)\.") (".*\.[^.]*\.(\d+)\." without layers_pattern)
+ *     must be (in) layers_to_transform;
  *   - exclude_modules (same forms) removes modules first;
  *   - rank_pattern / alpha_pattern: the first key (in file order) with
  *     re.match("(.*\.)?({key})$", name) gives the module's r / lora_alpha.
@@ -43,6 +44,7 @@
 #define LORA_PATTERN_MAX_BYTES 4096       /* one regular expression from the config */
 #define LORA_MATCH_LIMIT       100000     /* PCRE2 backtracking budget per match */
 #define LORA_DEPTH_LIMIT       1000
+#define LORA_HEAP_LIMIT_KIB    16384
 #define LORA_MAX_LAYERS        4096 /* slots are allocated per layer before any file is read */
 
 // --- targets ----------------------------------------------------------------------------------
@@ -64,7 +66,8 @@ const char *llmrt_lora_target_name(llmrt_lora_target t) {
 void llmrt_lora_target_shape(const llmrt_model_config *cfg, llmrt_lora_target t, int64_t *n,
                              int64_t *k) {
     int64_t d = cfg->hidden_size, f = cfg->intermediate_size;
-    int64_t q = (int64_t)cfg->n_heads * cfg->head_dim, kv = (int64_t)cfg->n_kv_heads * cfg->head_dim;
+    int64_t q = (int64_t)cfg->n_heads * cfg->head_dim;
+    int64_t kv = (int64_t)cfg->n_kv_heads * cfg->head_dim;
     int64_t shape[LLMRT_LORA_N_TARGETS][2] = {{q, d}, {kv, d}, {kv, d}, {d, q},
                                                {f, d}, {f, d}, {d, f}};
     bool ok = (unsigned)t < LLMRT_LORA_N_TARGETS;
@@ -128,21 +131,22 @@ static llmrt_status check_slot(const lora_load *L, int64_t layer, int t, const l
     llmrt_lora_target_shape(L->cfg, (llmrt_lora_target)t, &n, &k);
     if (s->a.cols != (uint64_t)k)
         return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH,
-                         "%s: tensor %.200s has shape %s; layer %lld %s of the model has in-features "
-                         "%lld, so lora_A must be %s", L->path, s->a.name,
+                         "%s: tensor %.200s has shape %s; layer %lld %s of the model has "
+                         "in-features %lld, so lora_A must be %s", L->path, s->a.name,
                          shape_str(L, s->a.rows, s->a.cols, got, sizeof got), (long long)layer,
                          TARGET_NAME[t], (long long)k,
                          shape_str(L, s->a.rows, (uint64_t)k, want, sizeof want));
     if (s->b.rows != (uint64_t)n)
         return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH,
-                         "%s: tensor %.200s has shape %s; layer %lld %s of the model has out-features "
-                         "%lld, so lora_B must be %s", L->path, s->b.name,
+                         "%s: tensor %.200s has shape %s; layer %lld %s of the model has "
+                         "out-features %lld, so lora_B must be %s", L->path, s->b.name,
                          shape_str(L, s->b.rows, s->b.cols, got, sizeof got), (long long)layer,
                          TARGET_NAME[t], (long long)n,
                          shape_str(L, (uint64_t)n, s->b.cols, want, sizeof want));
     if (s->a.rows != s->b.cols)
         return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH,
-                         "%s: tensors %.200s (rank %llu) and %.200s (rank %llu) disagree on the rank",
+                         "%s: tensors %.200s (rank %llu) and %.200s (rank %llu) disagree on the "
+                         "rank",
                          L->path, s->a.name, (unsigned long long)s->a.rows, s->b.name,
                          (unsigned long long)s->b.cols);
     uint64_t r = s->a.rows;
@@ -461,8 +465,8 @@ static llmrt_status peft_parse_modules(peft_config *c, const char *key, bool req
 }
 
 static bool json_integer(const cJSON *v) {
-    return cJSON_IsNumber(v) && isfinite(v->valuedouble) && v->valuedouble == floor(v->valuedouble) &&
-           fabs(v->valuedouble) < 9007199254740992.0;
+    double d = v ? v->valuedouble : 0;
+    return cJSON_IsNumber(v) && isfinite(d) && d == floor(d) && fabs(d) < 9007199254740992.0;
 }
 
 static llmrt_status peft_parse_layers(peft_config *c, llmrt_error *err) {
@@ -539,6 +543,7 @@ static llmrt_status peft_parse_config(peft_config *c, const char *path, llmrt_er
     if (!c->mctx) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
     pcre2_set_match_limit(c->mctx, LORA_MATCH_LIMIT);
     pcre2_set_depth_limit(c->mctx, LORA_DEPTH_LIMIT);
+    pcre2_set_heap_limit(c->mctx, LORA_HEAP_LIMIT_KIB);
     LLMRT_TRY(peft_check_unsupported(c, err));
     c->r     = 8; /* LoraConfig's defaults */
     c->alpha = 8;
@@ -849,8 +854,8 @@ static bool gguf_parse_name(const char *name, int64_t *layer, int *target, bool 
     if (!skip(&p, "blk.") || !parse_layer(&p, layer) || !skip(&p, ".")) return false;
     for (int t = 0; t < LLMRT_LORA_N_TARGETS; t++) {
         const char *q = p;
-        if (skip(&q, GGUF_TARGET_NAME[t]) && skip(&q, ".weight.lora_") && (*q == 'a' || *q == 'b') &&
-            q[1] == 0) {
+        if (skip(&q, GGUF_TARGET_NAME[t]) && skip(&q, ".weight.lora_") &&
+            (*q == 'a' || *q == 'b') && q[1] == 0) {
             *target = t;
             *is_b   = *q == 'b';
             return true;
@@ -933,7 +938,8 @@ static llmrt_status check_config(const char *path, const llmrt_model_config *cfg
     if (cfg->n_layers < 1 || cfg->n_layers > LORA_MAX_LAYERS || cfg->hidden_size < 1 ||
         cfg->intermediate_size < 1 || cfg->n_heads < 1 || cfg->n_kv_heads < 1 || cfg->head_dim < 1)
         return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "%s: the model config is not valid for a LoRA "
-                         "adapter (n_layers %d, hidden %d, intermediate %d, heads %d/%d, head_dim %d)",
+                         "adapter (n_layers %d, hidden %d, intermediate %d, heads %d/%d, "
+                         "head_dim %d)",
                          path, cfg->n_layers, cfg->hidden_size, cfg->intermediate_size,
                          cfg->n_heads, cfg->n_kv_heads, cfg->head_dim);
     return LLMRT_OK;

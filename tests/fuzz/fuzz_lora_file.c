@@ -21,6 +21,15 @@
 
 static char dir[64], config_path[96], st_path[96], bin_path[96], gguf_path[96];
 
+/* libFuzzer ends with exit(): the reused files go with it */
+static void cleanup(void) {
+    unlink(config_path);
+    unlink(st_path);
+    unlink(bin_path);
+    unlink(gguf_path);
+    rmdir(dir);
+}
+
 static void setup(void) {
     snprintf(dir, sizeof dir, "/tmp/fuzz_lora_file_XXXXXX");
     if (!mkdtemp(dir)) __builtin_trap();
@@ -28,6 +37,7 @@ static void setup(void) {
     snprintf(st_path, sizeof st_path, "%s/adapter_model.safetensors", dir);
     snprintf(bin_path, sizeof bin_path, "%s/adapter_model.bin", dir);
     snprintf(gguf_path, sizeof gguf_path, "%s.gguf", dir);
+    atexit(cleanup);
 }
 
 static void write_all(const char *path, const uint8_t *data, size_t n) {

@@ -92,7 +92,8 @@ static void target_shape(int t, int64_t *n, int64_t *k) {
 static void add_pair(tensors *ts, int layer, int t, int r, const char *dtype, const char *seg) {
     int64_t n, k;
     target_shape(t, &n, &k);
-    float *a = malloc(sizeof(float) * (size_t)(r * k)), *b = malloc(sizeof(float) * (size_t)(n * r));
+    float *a = malloc(sizeof(float) * (size_t)(r * k));
+    float *b = malloc(sizeof(float) * (size_t)(n * r));
     for (int64_t i = 0; i < r; i++)
         for (int64_t j = 0; j < k; j++) a[i * k + j] = val(layer, t, 0, i, j);
     for (int64_t i = 0; i < n; i++)
@@ -229,7 +230,8 @@ static void gadd(gfile *g, const char *name, uint32_t type, uint64_t rows, uint6
     t->type   = type;
     t->ne0    = cols;
     t->ne1    = rows;
-    t->nbytes = type == 2 ? (size_t)(rows * cols / 32 * 18) : (size_t)(rows * cols) * (type ? 2 : 4);
+    t->nbytes = type == 2 ? (size_t)(rows * cols / 32 * 18)
+                          : (size_t)(rows * cols) * (type ? 2 : 4);
     t->data   = calloc(t->nbytes + 1, 1);
     for (uint64_t i = 0; v && type != 2 && i < rows * cols; i++) {
         uint16_t h = type == 1 ? llmrt_f32_to_f16(v[i]) : llmrt_f32_to_bf16(v[i]);
@@ -252,7 +254,8 @@ static void permute_rows(const float *in, float *out, int64_t n_head, int64_t hd
 static void gadd_pair(gfile *g, int layer, int t, int r, uint32_t type) {
     int64_t n, k;
     target_shape(t, &n, &k);
-    float *a = malloc(sizeof(float) * (size_t)(r * k)), *b = malloc(sizeof(float) * (size_t)(n * r));
+    float *a = malloc(sizeof(float) * (size_t)(r * k));
+    float *b = malloc(sizeof(float) * (size_t)(n * r));
     float *bp = malloc(sizeof(float) * (size_t)(n * r));
     for (int64_t i = 0; i < r; i++)
         for (int64_t j = 0; j < k; j++) a[i * k + j] = val(layer, t, 0, i, j);
@@ -409,6 +412,38 @@ static void test_peft_list_targets(void) {
     tensors_free(&ts);
 }
 
+/* adapter_config.json as PEFT 0.13 writes it (every field present, most null or empty) */
+static void test_peft_real_config(void) {
+    tensors ts = {0};
+    for (int l = 0; l < 2; l++) {
+        add_pair(&ts, l, 0, 8, "BF16", "");
+        add_pair(&ts, l, 2, 8, "BF16", "");
+    }
+    const char *dir = peft_dir(
+        "{\n  \"alpha_pattern\": {},\n  \"auto_mapping\": null,\n"
+        "  \"base_model_name_or_path\": \"HuggingFaceTB/SmolLM2-135M\",\n  \"bias\": \"none\",\n"
+        "  \"fan_in_fan_out\": false,\n  \"inference_mode\": true,\n"
+        "  \"init_lora_weights\": true,\n  \"layer_replication\": null,\n"
+        "  \"layers_pattern\": null,\n  \"layers_to_transform\": null,\n"
+        "  \"loftq_config\": {},\n  \"lora_alpha\": 16,\n  \"lora_dropout\": 0.05,\n"
+        "  \"megatron_config\": null,\n  \"megatron_core\": \"megatron.core\",\n"
+        "  \"modules_to_save\": null,\n  \"peft_type\": \"LORA\",\n  \"r\": 8,\n"
+        "  \"rank_pattern\": {},\n  \"revision\": null,\n"
+        "  \"target_modules\": [\n    \"v_proj\",\n    \"q_proj\"\n  ],\n"
+        "  \"task_type\": \"CAUSAL_LM\",\n  \"use_dora\": false,\n  \"use_rslora\": false\n}\n",
+        &ts);
+    llmrt_lora_file f;
+    if (load_ok(dir, &f)) {
+        CHECK(f.n_pairs == 4 && f.max_rank == 8);
+        for (int l = 0; l < 2; l++) {
+            check_pair(&f, l, 0, 8, 2.0f);
+            check_pair(&f, l, 2, 8, 2.0f);
+        }
+        llmrt_lora_file_free(&f);
+    }
+    tensors_free(&ts);
+}
+
 /* A string target_modules is re.fullmatch on the module name: "k_proj" alone matches nothing. */
 static void test_peft_regex_target(void) {
     tensors ts = {0};
@@ -417,7 +452,8 @@ static void test_peft_regex_target(void) {
     /* the "|model\\.layers\\.0" alternative matches a prefix of layer 0's names, not a whole
      * name: with fullmatch it targets nothing */
     const char *dir = peft_dir("{\"r\":2,\"lora_alpha\":3,\"target_modules\":"
-                               "\".*\\\\.layers\\\\.1\\\\.self_attn\\\\.(k|o)_proj|model\\\\.layers\\\\.0\"}",
+                               "\".*\\\\.layers\\\\.1\\\\.self_attn\\\\.(k|o)_proj"
+                               "|model\\\\.layers\\\\.0\"}",
                                &ts);
     llmrt_lora_file f;
     if (load_ok(dir, &f)) {
@@ -900,6 +936,7 @@ int main(void) {
         return 1;
     }
     test_peft_list_targets();
+    test_peft_real_config();
     test_peft_regex_target();
     test_peft_patterns();
     test_peft_rslora();
