@@ -1,0 +1,267 @@
+// lora.cu: batched multi-LoRA shrink / expand kernels (see lora.h for the op and the two paths).
+//
+// shrink (grid: tiles x rank groups of 16; 4 warps, 4 ranks per warp):
+//   The block stages its tile's x rows, kChunkK columns at a time, in shared memory as fp32; each
+//   warp streams its 4 rows of A_s straight from global memory (lane l reads column k ≡ l mod 32:
+//   32 consecutive elements per warp load) and keeps acc[MR rows][4 ranks] per lane, so an A
+//   element serves the MR rows of the tile from a register. The 32 lane partials of every output
+//   are summed by the xor butterfly at the end (llmrt_warp_sum).
+// expand (grid: tiles x column blocks of 128; one thread per column, MR rows each):
+//   B_s [n, r] is read kChunkR ranks at a time as a [128 cols][kChunkR] tile into shared memory
+//   (padded rows: the column-per-thread reads are conflict-free), tmp rows of the tile beside it;
+//   each thread chains fmaf over j in order for each of its MR rows.
+// The per-output arithmetic does not depend on MR (see lora.h): MR = 1 is the decode GEMV, MR = 4
+// and 16 the prefill tiles. fmaf is explicit so that nvcc (which contracts a*b+c) and g++ under
+// cusim (which does not) compute the same thing.
+//
+// Not yet: tensor cores (mma.m16n8k16 for the 16-row tiles) and vector loads (k and r are not
+// multiples of 8 in general; rows would need the aligned fast path and a scalar tail).
+#include "llmrt_dtype.cuh"
+#include "lora.h"
+
+namespace lora {
+
+constexpr int kThreads = 128;             // both kernels
+constexpr int kWarps = kThreads / 32;
+constexpr int kRanksPerWarp = 4;
+constexpr int kRanksPerBlock = kWarps * kRanksPerWarp;  // shrink: 16 ranks per block
+constexpr int kChunkK = 256;              // shrink: x columns staged per step (a multiple of 32)
+constexpr int kCols = kThreads;           // expand: output columns per block
+constexpr int kChunkR = 32;               // expand: ranks of B staged per step
+static_assert(kChunkK % 32 == 0, "a lane keeps its k ≡ lane (mod 32) across chunks");
+static_assert(LLMRT_CUDA_LORA_MAX_RANK % kRanksPerBlock == 0, "whole rank groups");
+
+// The tile this block serves: rows [row0, row0 + rows) of one slot, or false (nothing to do).
+struct Tile {
+  int64_t row0;
+  int rows;
+  llmrt_cuda_lora_slot d;
+};
+
+__device__ __forceinline__ bool load_tile(Tile &t, const llmrt_cuda_lora_slot *slots, int n_slots,
+                                          const int32_t *row_slot, const int32_t *tile_row,
+                                          const int32_t *tile_len) {
+  t.row0 = tile_row ? tile_row[blockIdx.x] : (int64_t)blockIdx.x;
+  t.rows = tile_row ? tile_len[blockIdx.x] : 1;
+  const int s = row_slot[t.row0];
+  if (s < 0 || s >= n_slots) return false;
+  t.d = slots[s];
+  return t.d.rank > 0;
+}
+
+template <class T, int MR>
+__global__ void __launch_bounds__(kThreads)
+    lora_shrink_kernel(float *__restrict__ tmp,                    // [rows, ld_tmp] fp32
+                       int ld_tmp,
+                       const T *__restrict__ x,                    // [rows, k]
+                       int64_t k,
+                       const llmrt_cuda_lora_slot *__restrict__ slots,  // [n_slots]
+                       int n_slots,
+                       const int32_t *__restrict__ row_slot,       // [rows]
+                       const int32_t *__restrict__ tile_row,       // [tiles] or NULL (1 row each)
+                       const int32_t *__restrict__ tile_len) {     // [tiles]
+  __shared__ float xs[MR][kChunkK];
+  Tile t;
+  if (!load_tile(t, slots, n_slots, row_slot, tile_row, tile_len)) return;  // block-uniform
+  const int rank = t.d.rank;
+  const int j_block = blockIdx.y * kRanksPerBlock;
+  if (j_block >= rank) return;  // block-uniform: a rank group past this slot's rank
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int jw = j_block + warp * kRanksPerWarp;  // this warp's ranks jw .. jw+3 (those < rank)
+  const T *A = static_cast<const T *>(t.d.a);
+  const T *xt = x + t.row0 * k;
+
+  float acc[MR][kRanksPerWarp];
+  LLMRT_UNROLL
+  for (int m = 0; m < MR; m++)
+    LLMRT_UNROLL
+    for (int r = 0; r < kRanksPerWarp; r++) acc[m][r] = 0.0f;
+
+  for (int64_t kc = 0; kc < k; kc += kChunkK) {
+    const int kn = k - kc < kChunkK ? (int)(k - kc) : kChunkK;
+    __syncthreads();  // the previous chunk is consumed
+    for (int i = threadIdx.x; i < MR * kChunkK; i += kThreads) {
+      const int m = i / kChunkK, kk = i % kChunkK;
+      xs[m][kk] = m < t.rows && kk < kn ? llmrt_to_f32(xt[m * k + kc + kk]) : 0.0f;
+    }
+    __syncthreads();
+    if (jw < rank) {  // warp-uniform
+      for (int kk = lane; kk < kn; kk += 32) {
+        float a[kRanksPerWarp];
+        LLMRT_UNROLL
+        for (int r = 0; r < kRanksPerWarp; r++)
+          a[r] = jw + r < rank ? llmrt_to_f32(A[(int64_t)(jw + r) * k + kc + kk]) : 0.0f;
+        LLMRT_UNROLL
+        for (int m = 0; m < MR; m++) {
+          const float xv = xs[m][kk];
+          LLMRT_UNROLL
+          for (int r = 0; r < kRanksPerWarp; r++) acc[m][r] = fmaf(xv, a[r], acc[m][r]);
+        }
+      }
+    }
+  }
+  if (jw >= rank) return;  // warp-uniform, after the last barrier
+  LLMRT_UNROLL
+  for (int m = 0; m < MR; m++)
+    LLMRT_UNROLL
+    for (int r = 0; r < kRanksPerWarp; r++) {
+      const float v = llmrt_warp_sum(acc[m][r]);
+      if (lane == 0 && m < t.rows && jw + r < rank) tmp[(t.row0 + m) * ld_tmp + jw + r] = v;
+    }
+}
+
+template <class T, int MR>
+__global__ void __launch_bounds__(kThreads)
+    lora_expand_kernel(T *__restrict__ out,                        // [rows, n]
+                       int64_t n,
+                       const float *__restrict__ tmp,              // [rows, ld_tmp] fp32
+                       int ld_tmp,
+                       const llmrt_cuda_lora_slot *__restrict__ slots,  // [n_slots]
+                       int n_slots,
+                       const int32_t *__restrict__ row_slot,       // [rows]
+                       const float *__restrict__ row_scale,        // [rows]
+                       const int32_t *__restrict__ tile_row,       // [tiles] or NULL (1 row each)
+                       const int32_t *__restrict__ tile_len) {     // [tiles]
+  __shared__ float bs[kCols][kChunkR + 1];  // +1: thread c reads row c, conflict-free
+  __shared__ float ts[MR][kChunkR];
+  Tile t;
+  if (!load_tile(t, slots, n_slots, row_slot, tile_row, tile_len)) return;  // block-uniform
+  const int rank = t.d.rank;
+  const int64_t c0 = (int64_t)blockIdx.y * kCols;
+  const int cols = n - c0 < kCols ? (int)(n - c0) : kCols;
+  const T *B = static_cast<const T *>(t.d.b) + c0 * rank;  // rows c0 .. c0+cols of B
+  const int tid = threadIdx.x;
+
+  float acc[MR];
+  LLMRT_UNROLL
+  for (int m = 0; m < MR; m++) acc[m] = 0.0f;
+
+  for (int jc = 0; jc < rank; jc += kChunkR) {
+    const int jn = rank - jc < kChunkR ? rank - jc : kChunkR;
+    __syncthreads();  // the previous chunk is consumed
+    // consecutive threads read consecutive ranks of a row (the whole tile is contiguous when
+    // jn == rank)
+    for (int i = tid; i < cols * jn; i += kThreads) {
+      const int c = i / jn, jj = i % jn;
+      bs[c][jj] = llmrt_to_f32(B[(int64_t)c * rank + jc + jj]);
+    }
+    for (int i = tid; i < MR * jn; i += kThreads) {
+      const int m = i / jn, jj = i % jn;
+      ts[m][jj] = m < t.rows ? tmp[(t.row0 + m) * ld_tmp + jc + jj] : 0.0f;
+    }
+    __syncthreads();
+    if (tid < cols) {
+      for (int jj = 0; jj < jn; jj++) {
+        const float b = bs[tid][jj];
+        LLMRT_UNROLL
+        for (int m = 0; m < MR; m++) acc[m] = fmaf(ts[m][jj], b, acc[m]);
+      }
+    }
+  }
+  if (tid >= cols) return;
+  LLMRT_UNROLL
+  for (int m = 0; m < MR; m++) {
+    if (m < t.rows) {
+      T *o = out + (t.row0 + m) * n + c0 + tid;
+      *o = llmrt_from_f32<T>(fmaf(row_scale[t.row0 + m], acc[m], llmrt_to_f32(*o)));
+    }
+  }
+}
+
+// Argument checks shared by the launchers (the kernels trust them).
+static bool args_ok(const llmrt_cuda_lora_args *a) {
+  return a && a->n >= 1 && a->k >= 1 && a->n_rows >= 0 && a->slots && a->n_slots >= 0 &&
+         a->max_rank >= 0 && a->max_rank <= LLMRT_CUDA_LORA_MAX_RANK && a->tmp &&
+         a->ld_tmp >= a->max_rank && a->row_slot && a->row_scale && a->out && a->x &&
+         (a->n + kCols - 1) / kCols <= 65535 &&
+         (!a->tile_row || (a->tile_len && a->n_class[0] >= 0 && a->n_class[1] >= 0 &&
+                           a->n_class[2] >= 0 &&
+                           (int64_t)a->n_class[0] + a->n_class[1] + a->n_class[2] <= a->n_rows));
+}
+
+// Launches KERNEL<T, MR> for each class of tiles (or MR = 1 over every row without tiles).
+#define LORA_LAUNCH_CLASSES(KERNEL, T, grid_y, ...)                                                \
+  do {                                                                                             \
+    if (!a->tile_row) {                                                                            \
+      LAUNCH((KERNEL<T, 1>), dim3((unsigned)a->n_rows, grid_y), kThreads, 0, s, __VA_ARGS__,       \
+             (const int32_t *)nullptr, (const int32_t *)nullptr);                                  \
+      break;                                                                                       \
+    }                                                                                              \
+    const int32_t *tr = a->tile_row, *tl = a->tile_len;                                            \
+    if (a->n_class[0])                                                                             \
+      LAUNCH((KERNEL<T, LLMRT_CUDA_LORA_TILE_ROWS>), dim3((unsigned)a->n_class[0], grid_y),        \
+             kThreads, 0, s, __VA_ARGS__, tr, tl);                                                 \
+    tr += a->n_class[0], tl += a->n_class[0];                                                      \
+    if (a->n_class[1])                                                                             \
+      LAUNCH((KERNEL<T, 4>), dim3((unsigned)a->n_class[1], grid_y), kThreads, 0, s, __VA_ARGS__,   \
+             tr, tl);                                                                              \
+    tr += a->n_class[1], tl += a->n_class[1];                                                      \
+    if (a->n_class[2])                                                                             \
+      LAUNCH((KERNEL<T, 1>), dim3((unsigned)a->n_class[2], grid_y), kThreads, 0, s, __VA_ARGS__,   \
+             tr, tl);                                                                              \
+  } while (0)
+
+}  // namespace lora
+
+using namespace lora;
+
+extern "C" int llmrt_cuda_lora_shrink(void *stream, const llmrt_cuda_lora_args *a) {
+  if (!args_ok(a)) return (int)cudaErrorInvalidValue;
+  if (a->n_rows == 0 || a->max_rank == 0) return 0;
+  cudaStream_t s = (cudaStream_t)stream;
+  const unsigned gy = (unsigned)((a->max_rank + kRanksPerBlock - 1) / kRanksPerBlock);
+  LLMRT_DISPATCH(a->dtype, T,
+                 LORA_LAUNCH_CLASSES(lora_shrink_kernel, T, gy, a->tmp, a->ld_tmp,
+                                     (const T *)a->x, a->k, a->slots, a->n_slots, a->row_slot))
+  return (int)cudaGetLastError();
+}
+
+extern "C" int llmrt_cuda_lora_expand(void *stream, const llmrt_cuda_lora_args *a) {
+  if (!args_ok(a)) return (int)cudaErrorInvalidValue;
+  if (a->n_rows == 0 || a->max_rank == 0) return 0;
+  cudaStream_t s = (cudaStream_t)stream;
+  const unsigned gy = (unsigned)((a->n + kCols - 1) / kCols);
+  LLMRT_DISPATCH(a->dtype, T,
+                 LORA_LAUNCH_CLASSES(lora_expand_kernel, T, gy, (T *)a->out, a->n,
+                                     (const float *)a->tmp, a->ld_tmp, a->slots, a->n_slots,
+                                     a->row_slot, a->row_scale))
+  return (int)cudaGetLastError();
+}
+
+extern "C" int llmrt_cuda_lora_apply(void *stream, const llmrt_cuda_lora_args *a) {
+  int rc = llmrt_cuda_lora_shrink(stream, a);
+  return rc ? rc : llmrt_cuda_lora_expand(stream, a);
+}
+
+extern "C" int32_t llmrt_cuda_lora_tiles(const int32_t *row_slot, int32_t n_rows, int32_t *tile_row,
+                                         int32_t *tile_len, int32_t n_class[3]) {
+  // two passes over the runs: count the tiles of each class, then place them
+  int32_t at[3] = {0, 0, 0};
+  for (int pass = 0; pass < 2; pass++) {
+    int32_t cnt[3] = {0, 0, 0};
+    for (int32_t t = 0; t < n_rows;) {
+      const int32_t s = row_slot[t];
+      int32_t end = t + 1;
+      while (end < n_rows && row_slot[end] == s) end++;
+      if (s >= 0) {
+        for (int32_t r = t; r < end; r += LLMRT_CUDA_LORA_TILE_ROWS) {
+          const int32_t len = end - r < LLMRT_CUDA_LORA_TILE_ROWS ? end - r : LLMRT_CUDA_LORA_TILE_ROWS;
+          const int cls = len > 4 ? LLMRT_CUDA_LORA_TILE16 : len > 1 ? LLMRT_CUDA_LORA_TILE4
+                                                                    : LLMRT_CUDA_LORA_TILE1;
+          if (pass == 1) {
+            tile_row[at[cls] + cnt[cls]] = r;
+            tile_len[at[cls] + cnt[cls]] = len;
+          }
+          cnt[cls]++;
+        }
+      }
+      t = end;
+    }
+    if (pass == 0) {
+      n_class[0] = cnt[0], n_class[1] = cnt[1], n_class[2] = cnt[2];
+      at[1] = cnt[0];
+      at[2] = cnt[0] + cnt[1];
+    }
+  }
+  return n_class[0] + n_class[1] + n_class[2];
+}
