@@ -271,6 +271,10 @@ template <class T> void test_dtype(bool all_shapes) {
     check_case(r, tb, b17, "segments, k = 577");
     check_case(r, tb, b70, "prefill + decode mix");
   }
+  {
+    Table<T> tb(r, 1, 1, ranks);  // the smallest projection
+    check_case(r, tb, b17, "k = n = 1");
+  }
 }
 
 // The largest ranks: one slot of rank 1000 (63 rank groups, 32 rank chunks with a partial last)
@@ -296,10 +300,44 @@ void test_tiles() {
   CHECK(llmrt_cuda_lora_tiles(none.data(), 2, tr.data(), tl.data(), nc) == 0 && nc[0] + nc[1] + nc[2] == 0);
 }
 
+// Arguments no kernel takes are refused before anything is launched.
 void test_invalid() {
   llmrt_cuda_lora_args a = {};
   CHECK(llmrt_cuda_lora_apply(nullptr, &a) == (int)cudaErrorInvalidValue);  // no pointers
   CHECK(llmrt_cuda_lora_apply(nullptr, nullptr) == (int)cudaErrorInvalidValue);
+  float *f = dev_alloc<float>(64);
+  a.dtype = LLMRT_CUDA_F16;
+  a.out = f;
+  a.x = f;
+  a.n = a.k = 8;
+  a.n_rows = 2;
+  a.slots = (const llmrt_cuda_lora_slot *)f;
+  a.n_slots = 1;
+  a.max_rank = 16;
+  a.tmp = f;
+  a.ld_tmp = 16;
+  a.row_slot = (const int32_t *)f;
+  a.row_scale = f;
+  llmrt_cuda_lora_args b = a;
+  b.ld_tmp = 15;  // a row of tmp shorter than the rank
+  CHECK(llmrt_cuda_lora_shrink(nullptr, &b) == (int)cudaErrorInvalidValue);
+  b = a;
+  b.max_rank = LLMRT_CUDA_LORA_MAX_RANK + 1;
+  b.ld_tmp = b.max_rank;
+  CHECK(llmrt_cuda_lora_expand(nullptr, &b) == (int)cudaErrorInvalidValue);
+  b = a;
+  b.dtype = (llmrt_cuda_dtype)7;
+  CHECK(llmrt_cuda_lora_apply(nullptr, &b) == (int)cudaErrorInvalidValue);
+  b = a;
+  b.tile_row = (const int32_t *)f;  // tiles without their lengths
+  CHECK(llmrt_cuda_lora_apply(nullptr, &b) == (int)cudaErrorInvalidValue);
+  b.tile_len = (const int32_t *)f;
+  b.n_class[1] = 3;  // more tiles than rows
+  CHECK(llmrt_cuda_lora_apply(nullptr, &b) == (int)cudaErrorInvalidValue);
+  b = a;
+  b.n_rows = 0;  // an empty batch: nothing to do
+  CHECK(llmrt_cuda_lora_apply(nullptr, &b) == 0);
+  cudaFree(f);
 }
 
 }  // namespace
