@@ -1,15 +1,19 @@
 // lora.cu: batched multi-LoRA shrink / expand kernels (see lora.h for the op and the two paths).
 //
-// shrink (grid: tiles x rank groups of 16; 4 warps, 4 ranks per warp):
-//   The block stages its tile's x rows, kChunkK columns at a time, in shared memory as fp32; each
+// shrink (grid: tiles x rank groups of 16 x k splits of LLMRT_CUDA_LORA_SPLIT_K; 4 warps, 4 ranks
+// per warp):
+//   The split count depends on k alone (a decode row of a rank-16 adapter still spreads over
+//   k / 512 blocks), so the order stays fixed per output. The block stages its tile's x rows of its
+//   split, kChunkK columns at a time, in shared memory as fp32; each
 //   warp streams its 4 rows of A_s straight from global memory (lane l reads column k ≡ l mod 32:
 //   32 consecutive elements per warp load) and keeps acc[MR rows][4 ranks] per lane, so an A
 //   element serves the MR rows of the tile from a register. The 32 lane partials of every output
-//   are summed by the xor butterfly at the end (llmrt_warp_sum).
+//   are summed by the xor butterfly at the end (llmrt_warp_sum) into tmp[t, split, j].
 // expand (grid: tiles x column blocks of 128; one thread per column, MR rows each):
 //   B_s [n, r] is read kChunkR ranks at a time as a [128 cols][kChunkR] tile into shared memory
-//   (padded rows: the column-per-thread reads are conflict-free), tmp rows of the tile beside it;
-//   each thread chains fmaf over j in order for each of its MR rows.
+//   (padded rows: the column-per-thread reads are conflict-free), tmp rows of the tile beside it
+//   (the split partials summed in split order as they are staged); each thread chains fmaf over j
+//   in order for each of its MR rows.
 // The per-output arithmetic does not depend on MR (see lora.h): MR = 1 is the decode GEMV, MR = 4
 // and 16 the prefill tiles. fmaf is explicit so that nvcc (which contracts a*b+c) and g++ under
 // cusim (which does not) compute the same thing.
@@ -29,6 +33,7 @@ constexpr int kChunkK = 256;              // shrink: x columns staged per step (
 constexpr int kCols = kThreads;           // expand: output columns per block
 constexpr int kChunkR = 32;               // expand: ranks of B staged per step
 static_assert(kChunkK % 32 == 0, "a lane keeps its k ≡ lane (mod 32) across chunks");
+static_assert(LLMRT_CUDA_LORA_SPLIT_K % kChunkK == 0, "whole chunks per split");
 static_assert(LLMRT_CUDA_LORA_MAX_RANK % kRanksPerBlock == 0, "whole rank groups");
 
 // The tile this block serves: rows [row0, row0 + rows) of one slot, or false (nothing to do).
@@ -51,7 +56,7 @@ __device__ __forceinline__ bool load_tile(Tile &t, const llmrt_cuda_lora_slot *s
 
 template <class T, int MR>
 __global__ void __launch_bounds__(kThreads)
-    lora_shrink_kernel(float *__restrict__ tmp,                    // [rows, ld_tmp] fp32
+    lora_shrink_kernel(float *__restrict__ tmp,                    // [rows, splits, ld_tmp] fp32
                        int ld_tmp,
                        const T *__restrict__ x,                    // [rows, k]
                        int64_t k,
@@ -70,6 +75,8 @@ __global__ void __launch_bounds__(kThreads)
   const int jw = j_block + warp * kRanksPerWarp;  // this warp's ranks jw .. jw+3 (those < rank)
   const T *A = static_cast<const T *>(t.d.a);
   const T *xt = x + t.row0 * k;
+  const int split = blockIdx.z, splits = gridDim.z;
+  const int64_t k_end = k < (int64_t)(split + 1) * LLMRT_CUDA_LORA_SPLIT_K ? k : (int64_t)(split + 1) * LLMRT_CUDA_LORA_SPLIT_K;
 
   float acc[MR][kRanksPerWarp];
   LLMRT_UNROLL
@@ -77,8 +84,8 @@ __global__ void __launch_bounds__(kThreads)
     LLMRT_UNROLL
     for (int r = 0; r < kRanksPerWarp; r++) acc[m][r] = 0.0f;
 
-  for (int64_t kc = 0; kc < k; kc += kChunkK) {
-    const int kn = k - kc < kChunkK ? (int)(k - kc) : kChunkK;
+  for (int64_t kc = (int64_t)split * LLMRT_CUDA_LORA_SPLIT_K; kc < k_end; kc += kChunkK) {
+    const int kn = k_end - kc < kChunkK ? (int)(k_end - kc) : kChunkK;
     __syncthreads();  // the previous chunk is consumed
     for (int i = threadIdx.x; i < MR * kChunkK; i += kThreads) {
       const int m = i / kChunkK, kk = i % kChunkK;
@@ -106,7 +113,8 @@ __global__ void __launch_bounds__(kThreads)
     LLMRT_UNROLL
     for (int r = 0; r < kRanksPerWarp; r++) {
       const float v = llmrt_warp_sum(acc[m][r]);
-      if (lane == 0 && m < t.rows && jw + r < rank) tmp[(t.row0 + m) * ld_tmp + jw + r] = v;
+      if (lane == 0 && m < t.rows && jw + r < rank)
+        tmp[((t.row0 + m) * splits + split) * ld_tmp + jw + r] = v;
     }
 }
 
@@ -114,8 +122,9 @@ template <class T, int MR>
 __global__ void __launch_bounds__(kThreads)
     lora_expand_kernel(T *__restrict__ out,                        // [rows, n]
                        int64_t n,
-                       const float *__restrict__ tmp,              // [rows, ld_tmp] fp32
+                       const float *__restrict__ tmp,              // [rows, splits, ld_tmp] fp32
                        int ld_tmp,
+                       int splits,
                        const llmrt_cuda_lora_slot *__restrict__ slots,  // [n_slots]
                        int n_slots,
                        const int32_t *__restrict__ row_slot,       // [rows]
@@ -147,7 +156,12 @@ __global__ void __launch_bounds__(kThreads)
     }
     for (int i = tid; i < MR * jn; i += kThreads) {
       const int m = i / jn, jj = i % jn;
-      ts[m][jj] = m < t.rows ? tmp[(t.row0 + m) * ld_tmp + jc + jj] : 0.0f;
+      float v = 0.0f;
+      if (m < t.rows) {
+        const float *p = tmp + (t.row0 + m) * splits * ld_tmp + jc + jj;
+        for (int sp = 0; sp < splits; sp++) v += p[(int64_t)sp * ld_tmp];  // split order: fixed per k
+      }
+      ts[m][jj] = v;
     }
     __syncthreads();
     if (tid < cols) {
@@ -173,32 +187,32 @@ static bool args_ok(const llmrt_cuda_lora_args *a) {
   return a && a->n >= 1 && a->k >= 1 && a->n_rows >= 0 && a->slots && a->n_slots >= 0 &&
          a->max_rank >= 0 && a->max_rank <= LLMRT_CUDA_LORA_MAX_RANK && a->tmp &&
          a->ld_tmp >= a->max_rank && a->row_slot && a->row_scale && a->out && a->x &&
-         (a->n + kCols - 1) / kCols <= 65535 &&
+         (a->n + kCols - 1) / kCols <= 65535 && llmrt_cuda_lora_splits(a->k) <= 65535 &&
          (!a->tile_row || (a->tile_len && a->n_class[0] >= 0 && a->n_class[1] >= 0 &&
                            a->n_class[2] >= 0 &&
                            (int64_t)a->n_class[0] + a->n_class[1] + a->n_class[2] <= a->n_rows));
 }
 
-// Launches KERNEL<T, MR> for each class of tiles (or MR = 1 over every row without tiles).
-#define LORA_LAUNCH_CLASSES(KERNEL, T, grid_y, ...)                                                \
+// Launches KERNEL<T, MR> over grid (tiles, gy, gz) for each class of tiles (or MR = 1 over every
+// row when there are no tiles).
+#define LORA_LAUNCH_CLASSES(KERNEL, T, gy, gz, ...)                                                \
   do {                                                                                             \
     if (!a->tile_row) {                                                                            \
-      LAUNCH((KERNEL<T, 1>), dim3((unsigned)a->n_rows, grid_y), kThreads, 0, s, __VA_ARGS__,       \
+      LAUNCH((KERNEL<T, 1>), dim3((unsigned)a->n_rows, gy, gz), kThreads, 0, s, __VA_ARGS__,       \
              (const int32_t *)nullptr, (const int32_t *)nullptr);                                  \
       break;                                                                                       \
     }                                                                                              \
     const int32_t *tr = a->tile_row, *tl = a->tile_len;                                            \
-    if (a->n_class[0])                                                                             \
-      LAUNCH((KERNEL<T, LLMRT_CUDA_LORA_TILE_ROWS>), dim3((unsigned)a->n_class[0], grid_y),        \
-             kThreads, 0, s, __VA_ARGS__, tr, tl);                                                 \
-    tr += a->n_class[0], tl += a->n_class[0];                                                      \
-    if (a->n_class[1])                                                                             \
-      LAUNCH((KERNEL<T, 4>), dim3((unsigned)a->n_class[1], grid_y), kThreads, 0, s, __VA_ARGS__,   \
-             tr, tl);                                                                              \
-    tr += a->n_class[1], tl += a->n_class[1];                                                      \
-    if (a->n_class[2])                                                                             \
-      LAUNCH((KERNEL<T, 1>), dim3((unsigned)a->n_class[2], grid_y), kThreads, 0, s, __VA_ARGS__,   \
-             tr, tl);                                                                              \
+    const int32_t *nc = a->n_class;                                                                \
+    if (nc[0])                                                                                     \
+      LAUNCH((KERNEL<T, LLMRT_CUDA_LORA_TILE_ROWS>), dim3((unsigned)nc[0], gy, gz), kThreads, 0,   \
+             s, __VA_ARGS__, tr, tl);                                                              \
+    if (nc[1])                                                                                     \
+      LAUNCH((KERNEL<T, 4>), dim3((unsigned)nc[1], gy, gz), kThreads, 0, s, __VA_ARGS__,           \
+             tr + nc[0], tl + nc[0]);                                                              \
+    if (nc[2])                                                                                     \
+      LAUNCH((KERNEL<T, 1>), dim3((unsigned)nc[2], gy, gz), kThreads, 0, s, __VA_ARGS__,           \
+             tr + nc[0] + nc[1], tl + nc[0] + nc[1]);                                              \
   } while (0)
 
 }  // namespace lora
@@ -210,8 +224,9 @@ extern "C" int llmrt_cuda_lora_shrink(void *stream, const llmrt_cuda_lora_args *
   if (a->n_rows == 0 || a->max_rank == 0) return 0;
   cudaStream_t s = (cudaStream_t)stream;
   const unsigned gy = (unsigned)((a->max_rank + kRanksPerBlock - 1) / kRanksPerBlock);
+  const unsigned gz = (unsigned)llmrt_cuda_lora_splits(a->k);
   LLMRT_DISPATCH(a->dtype, T,
-                 LORA_LAUNCH_CLASSES(lora_shrink_kernel, T, gy, a->tmp, a->ld_tmp,
+                 LORA_LAUNCH_CLASSES(lora_shrink_kernel, T, gy, gz, a->tmp, a->ld_tmp,
                                      (const T *)a->x, a->k, a->slots, a->n_slots, a->row_slot))
   return (int)cudaGetLastError();
 }
@@ -222,8 +237,9 @@ extern "C" int llmrt_cuda_lora_expand(void *stream, const llmrt_cuda_lora_args *
   cudaStream_t s = (cudaStream_t)stream;
   const unsigned gy = (unsigned)((a->n + kCols - 1) / kCols);
   LLMRT_DISPATCH(a->dtype, T,
-                 LORA_LAUNCH_CLASSES(lora_expand_kernel, T, gy, (T *)a->out, a->n,
-                                     (const float *)a->tmp, a->ld_tmp, a->slots, a->n_slots,
+                 LORA_LAUNCH_CLASSES(lora_expand_kernel, T, gy, 1u, (T *)a->out, a->n,
+                                     (const float *)a->tmp, a->ld_tmp,
+                                     (int)llmrt_cuda_lora_splits(a->k), a->slots, a->n_slots,
                                      a->row_slot, a->row_scale))
   return (int)cudaGetLastError();
 }
@@ -231,6 +247,10 @@ extern "C" int llmrt_cuda_lora_expand(void *stream, const llmrt_cuda_lora_args *
 extern "C" int llmrt_cuda_lora_apply(void *stream, const llmrt_cuda_lora_args *a) {
   int rc = llmrt_cuda_lora_shrink(stream, a);
   return rc ? rc : llmrt_cuda_lora_expand(stream, a);
+}
+
+extern "C" int32_t llmrt_cuda_lora_splits(int64_t k) {
+  return k < 1 ? 1 : (int32_t)((k + LLMRT_CUDA_LORA_SPLIT_K - 1) / LLMRT_CUDA_LORA_SPLIT_K);
 }
 
 extern "C" int32_t llmrt_cuda_lora_tiles(const int32_t *row_slot, int32_t n_rows, int32_t *tile_row,

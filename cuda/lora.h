@@ -4,8 +4,9 @@
  *     out[t, :] += row_scale[t] * (x[t, :] · A_sᵀ) · B_sᵀ      A_s [r_s, k], B_s [n, r_s]
  *
  * in two kernels (lora.cu):
- *   shrink:  tmp[t, 0..r_s) = x[t, :] · A_sᵀ                  (fp32 [n_rows, ld_tmp])
- *   expand:  out[t, :]     += row_scale[t] * tmp[t, 0..r_s) · B_sᵀ
+ *   shrink:  tmp[t, p, 0..r_s) = x[t, K_p] · A_s[:, K_p]ᵀ     (fp32 [n_rows, splits, ld_tmp])
+ *            for the fixed splits K_p of k (LLMRT_CUDA_LORA_SPLIT_K columns each)
+ *   expand:  out[t, :]     += row_scale[t] * (Σ_p tmp[t, p, 0..r_s)) · B_sᵀ
  * Each row reads its slot's A/B pointers and rank from a device array of descriptors, so rows of
  * different adapters (and rows without one) share one launch.
  *
@@ -14,9 +15,10 @@
  *   - tiles of up to LLMRT_CUDA_LORA_TILE_ROWS consecutive rows of one slot (prefill: the
  *     runner packs each sequence's tokens contiguously): the same kernels with the rows of the
  *     tile in registers, so every A and B element loaded serves all rows of the tile.
- * Both compute each output with the same fp32 operations in the same order (shrink: lane l of a
- * warp sums k ≡ l (mod 32) in increasing k by fmaf, then an xor butterfly over the 32 lanes;
- * expand: fmaf over j = 0 .. r_s-1 in order, then out = fmaf(scale, acc, out)), so a row's
+ * Both compute each output with the same fp32 operations in the same order (shrink: in each k
+ * split, lane l of a warp sums k ≡ l (mod 32) in increasing k by fmaf, then an xor butterfly over
+ * the 32 lanes; expand: the split partials summed in split order, then fmaf over j = 0 .. r_s-1
+ * in order, then out = fmaf(scale, acc, out)), so a row's
  * result is bit-identical whichever path, tile or batch it is computed in (batch invariance).
  *
  * x, out, A and B have the activation dtype (F16, BF16, or F32); all arithmetic is fp32.
@@ -36,6 +38,7 @@ extern "C" {
 
 #define LLMRT_CUDA_LORA_MAX_RANK  1024 /* largest rank of a slot */
 #define LLMRT_CUDA_LORA_TILE_ROWS 16   /* rows of the largest tile */
+#define LLMRT_CUDA_LORA_SPLIT_K   512  /* input features per shrink block (k splits) */
 
 /* One slot of a table, as the kernels read it (device memory, an array of n_slots). */
 typedef struct llmrt_cuda_lora_slot {
@@ -44,6 +47,9 @@ typedef struct llmrt_cuda_lora_slot {
     int32_t     rank; /* 0: empty (a, b unused) */
     int32_t     pad_;
 } llmrt_cuda_lora_slot;
+
+/* The k splits of the shrink: ceil(k / LLMRT_CUDA_LORA_SPLIT_K) (1 for k < 1). */
+int32_t llmrt_cuda_lora_splits(int64_t k);
 
 /* Row tiles of a batch: classes of tiles by their kernel, each class contiguous in tile_row /
  * tile_len, in this order: up to 16 rows, up to 4 rows, 1 row. */
@@ -58,7 +64,7 @@ typedef struct llmrt_cuda_lora_args {
     const llmrt_cuda_lora_slot *slots; /* [n_slots] device */
     int32_t          n_slots;
     int32_t          max_rank;    /* >= the rank of every slot a row names (sizes the grid) */
-    float           *tmp;         /* [n_rows, ld_tmp] device fp32 scratch */
+    float           *tmp;         /* [n_rows, llmrt_cuda_lora_splits(k), ld_tmp] device fp32 */
     int32_t          ld_tmp;      /* >= max_rank */
     const int32_t   *row_slot;    /* [n_rows] device: slot of each row, < 0 or >= n_slots: none */
     const float     *row_scale;   /* [n_rows] device */

@@ -1,11 +1,13 @@
 // test_lora.cu: the batched multi-LoRA kernels (lora.cu) against an fp64 reference computed here,
-// over irregular shapes (k, n = 13, 72, 200, 577: not multiples of 8/16/32), ranks 1, 7, 16, 33,
+// over irregular shapes (k, n = 1, 13, 72, 200, 577, 1100: not multiples of 8/16/32; k over 1, 2
+// and 3 shrink splits of 512), ranks 1, 7, 16, 33,
 // 64 (and 1000 at the end), batches of T = 1, 3, 17, 70 rows mixing slots, rows without an
 // adapter (-1), rows naming an empty slot or a slot past the table, and runs of 1..26 rows (tiles
 // of every class: 16, 4 and 1 rows), in fp16, bf16 and fp32.
 //
 // Checks
-//   - shrink: tmp[t, j] against sum_k x·A in fp64 from the stored (rounded) x and A;
+//   - shrink: the sum of the split partials tmp[t, :, j] against sum_k x·A in fp64 from the stored
+//     (rounded) x and A;
 //   - apply: out[t, c] against out0 + scale · sum_j (x·A_j) · B_cj in fp64 from the stored inputs;
 //     rows without a filled slot are bit-identical to their input; guard regions around out stay
 //     intact (no write past the buffer);
@@ -13,8 +15,8 @@
 //     itself give bit-identical rows (lora.h: a fixed per-output order).
 //
 // Tolerances (|got - ref| <= rel · |ref| + acc · mag; mag = the same sum over |terms|):
-//   tmp (fp32 output):  rel 0, acc 1e-5 (fp32 sums of up to 577 products in another order:
-//                       <= ~577 · 2^-24 ≈ 3.4e-5 worst case, ~1e-6 typical);
+//   tmp (fp32 output):  rel 0, acc 1e-5 (fp32 sums of up to 512 products in another order:
+//                       <= ~512 · 2^-24 ≈ 3e-5 worst case, ~1e-6 typical);
 //   out fp32:           rel 1e-6, acc 1e-5;
 //   out fp16:           rel 2^-11 (one rounding of the output to fp16) + acc 1e-4 (the fp32
 //                       shrink/expand sums; x, A, B enter as the stored fp16 values, exactly);
@@ -101,8 +103,9 @@ std::vector<T> run(const Table<T> &tb, const Batch &bt, const std::vector<T> &x,
   T *out = out_base + kGuard;
   CUDA_OK(cudaMemcpy(out, out0.data(), out0.size() * sizeof(T), cudaMemcpyHostToDevice));
   T *xd = to_dev(x);
-  float *tmp = dev_alloc<float>((size_t)Tn * ld_tmp);
-  CUDA_OK(cudaMemset(tmp, 0xff, (size_t)Tn * ld_tmp * sizeof(float)));  // NaN: unwritten
+  const size_t tmp_n = (size_t)Tn * llmrt_cuda_lora_splits(tb.k) * ld_tmp;
+  float *tmp = dev_alloc<float>(tmp_n);
+  CUDA_OK(cudaMemset(tmp, 0xff, tmp_n * sizeof(float)));  // NaN: unwritten
   int32_t *slot_d = to_dev(bt.slot);
   float *scale_d = to_dev(bt.scale);
   std::vector<int32_t> tr(Tn), tl(Tn);
@@ -132,7 +135,7 @@ std::vector<T> run(const Table<T> &tb, const Batch &bt, const std::vector<T> &x,
   }
   CHECK(llmrt_cuda_lora_shrink(nullptr, &a) == 0);
   KERNEL_OK();
-  if (tmp_out) *tmp_out = to_host(tmp, (size_t)Tn * ld_tmp);
+  if (tmp_out) *tmp_out = to_host(tmp, tmp_n);
   CHECK(llmrt_cuda_lora_expand(nullptr, &a) == 0);
   KERNEL_OK();
   std::vector<T> got = to_host(out, out0.size());
@@ -188,7 +191,10 @@ template <class T> void check_case(Rng &r, const Table<T> &tb, const Batch &bt, 
       }
       h[j] = acc;
       hmag[j] = mag;
-      const double got = tmp[(size_t)t * ld_tmp + j], err = fabs(got - acc);
+      const int sp = llmrt_cuda_lora_splits(k);
+      double got = 0;  // the split partials (each a fp32 sum) in split order
+      for (int p = 0; p < sp; p++) got += tmp[((size_t)t * sp + p) * ld_tmp + j];
+      const double err = fabs(got - acc);
       worst_tmp = std::max(worst_tmp, err / (mag + 1e-30));
       if (!(err <= 1e-5 * mag + 1e-30)) bad_tmp++;
     }
@@ -270,6 +276,10 @@ template <class T> void test_dtype(bool all_shapes) {
     Table<T> tb(r, 13, 577, ranks);
     check_case(r, tb, b17, "segments, k = 577");
     check_case(r, tb, b70, "prefill + decode mix");
+  }
+  {
+    Table<T> tb(r, 13, 1100, ranks);  // 3 k splits, the last partial
+    check_case(r, tb, b17, "segments, k = 1100");
   }
   {
     Table<T> tb(r, 1, 1, ranks);  // the smallest projection

@@ -104,12 +104,15 @@ typedef struct cuda_ctx {
     llmrt_cuda_q4_weight q4_shapes[LLMRT_CUDA_Q4_MAX_SHAPES]; /* distinct (N, K, gs, perm?) */
 
     /* LoRA (section "LoRA adapters"): the batch's rows with an adapter, as tiles (plan arrays
-     * lora_tile_row / lora_tile_len, cuda/lora.h), and the shrink's fp32 scratch [T, lora_ld] */
+     * lora_tile_row / lora_tile_len, cuda/lora.h), and the shrink's fp32 scratch
+     * [T, k splits, lora_ld] */
     bool     lora_active;      /* the batch plan has lora_slot and some table holds an adapter */
     bool     lora_tiled;       /* some tile has several rows: run the tile list, else per row */
     int32_t  lora_class[3];    /* tiles of each class (llmrt_cuda_lora_tiles) */
     int32_t  lora_max_rank;    /* largest rank set in any table so far (never shrinks) */
-    int32_t  lora_ld;          /* row stride of lora_tmp for this batch (lora_max_rank) */
+    int32_t  lora_max_splits;  /* most k splits of any table so far (llmrt_cuda_lora_splits) */
+    int32_t  lora_ld;          /* lora_max_rank when the batch began: tmp's rank stride */
+    int32_t  lora_splits;      /* lora_max_splits when the batch began */
     float   *lora_tmp;         /* device fp32 [lora_tmp_cap] */
     int64_t  lora_tmp_cap;     /* floats */
 
@@ -578,7 +581,7 @@ static llmrt_status cuda_reserve(llmrt_backend *be, int64_t max_tokens, int64_t 
     LLMRT_TRY(check_state(c, err));
     LLMRT_TRY(grow_plan(c, max_tokens, max_outputs, max_seqs * max_blocks, err));
     LLMRT_TRY(q4_ws_grow(c, q4_ws_need(c, max_tokens > max_outputs ? max_tokens : max_outputs), err));
-    LLMRT_TRY(lora_tmp_grow(c, max_tokens * c->lora_max_rank, err));
+    LLMRT_TRY(lora_tmp_grow(c, max_tokens * c->lora_max_splits * c->lora_max_rank, err));
     choose_attention(be, shape);
 #ifdef LLMRT_CUDA_HAVE_FLASH_ATTN
     /* decode steps have one entry per output row (each decoding sequence has one) */
@@ -901,12 +904,14 @@ static llmrt_status lora_begin_batch(cuda_ctx *c, const llmrt_batch_plan *plan, 
     int32_t n_tiles = llmrt_cuda_lora_tiles(plan->lora_slot, T, (int32_t *)(h + c->off_lora_tile_row),
                                             (int32_t *)(h + c->off_lora_tile_len), c->lora_class);
     if (n_tiles == 0) return LLMRT_OK; /* no row has an adapter */
-    if ((int64_t)T * c->lora_max_rank > c->lora_tmp_cap) {
+    int64_t need = (int64_t)T * c->lora_max_splits * c->lora_max_rank;
+    if (need > c->lora_tmp_cap) {
         int64_t before = c->stats.device_allocs;
-        LLMRT_TRY(lora_tmp_grow(c, (int64_t)T * c->lora_max_rank, err));
+        LLMRT_TRY(lora_tmp_grow(c, need, err));
         c->stats.batch_allocs += c->stats.device_allocs - before;
     }
     c->lora_ld     = c->lora_max_rank;
+    c->lora_splits = c->lora_max_splits;
     c->lora_tiled  = c->lora_class[LLMRT_CUDA_LORA_TILE16] + c->lora_class[LLMRT_CUDA_LORA_TILE4] > 0;
     c->lora_active = true;
     return LLMRT_OK;
@@ -934,8 +939,14 @@ static llmrt_status cuda_lora_table_create(llmrt_backend *be, int32_t n_slots, i
     t->n_slots = n_slots;
     t->n       = n;
     t->k       = k;
-    uint64_t     bytes = (uint64_t)n_slots * sizeof *t->desc;
-    llmrt_status s     = dev_alloc(c, bytes, (void **)&t->desc_dev, err);
+    uint64_t     bytes  = (uint64_t)n_slots * sizeof *t->desc;
+    int32_t      splits = llmrt_cuda_lora_splits(k);
+    llmrt_status s      = LLMRT_OK;
+    if (splits > c->lora_max_splits) { /* the scratch of a reserved batch, see lora_table_set */
+        s = lora_tmp_grow(c, c->cap_tokens * splits * c->lora_max_rank, err);
+        if (s == LLMRT_OK) c->lora_max_splits = splits;
+    }
+    if (s == LLMRT_OK) s = dev_alloc(c, bytes, (void **)&t->desc_dev, err);
     if (s == LLMRT_OK) { /* every slot empty */
         llmrt_cuda_status st = llmrt_cuda_upload(c->dev, t->desc_dev, t->desc, bytes, 1);
         if (st != LLMRT_CUDA_OK) s = fail(c, st, err, "lora_table_create");
@@ -984,7 +995,7 @@ static llmrt_status cuda_lora_table_set(llmrt_backend *be, llmrt_blora_table *t,
         /* the scratch holds every batch the plan was reserved for at the new largest rank, so
          * begin_batch allocates nothing */
         if (s == LLMRT_OK && rank > c->lora_max_rank)
-            s = lora_tmp_grow(c, c->cap_tokens * rank, err);
+            s = lora_tmp_grow(c, c->cap_tokens * c->lora_max_splits * rank, err);
         if (s == LLMRT_OK) s = dev_alloc(c, (uint64_t)((n_a + n_b) * ab), &dev, err);
         if (s == LLMRT_OK) {
             llmrt_cuda_status st =
@@ -1032,10 +1043,11 @@ static void cuda_lora_apply(llmrt_backend *be, void *out, const void *x, int64_t
                             const llmrt_blora_table *t) {
     cuda_ctx *c = ctx_of(be);
     if (skip(c) || !c->lora_active || t->max_rank == 0) return;
-    if (rows != c->n_tokens || t->max_rank > c->lora_ld) {
+    if (rows != c->n_tokens || t->max_rank > c->lora_ld ||
+        llmrt_cuda_lora_splits(t->k) > c->lora_splits) {
         note_failure(c, LLMRT_CUDA_ERR_INVALID,
                      rows != c->n_tokens ? "lora_apply: rows differ from the batch's tokens"
-                                         : "lora_apply: a slot was filled after begin_batch");
+                                         : "lora_apply: a table was filled after begin_batch");
         return;
     }
     llmrt_cuda_lora_args a = {
