@@ -22,6 +22,14 @@
  * into pinned memory and uploads it with one asynchronous copy; the ops only enqueue work; the
  * only host synchronisation of a step is the logits download at its end.
  *
+ * LoRA. Adapters served per request (lora_table_*, lora_apply) run the batched shrink/expand
+ * kernels of cuda/lora.cu: a table is one descriptor per slot in device memory (A/B pointers in
+ * the activation dtype, rank), so rows of different adapters share a launch. begin_batch stages
+ * each token's slot and scale with the plan, and the runs of consecutive rows of one slot as
+ * tiles (prefill), or none when every run has one row (decode: the per-row GEMV); both paths give
+ * the same bits for a row. The shrink's fp32 scratch is sized when a table is created or filled
+ * (and by reserve) for the reserved batch at the largest rank, so lora_apply allocates nothing.
+ *
  * Errors. Ops without a status record their first failure; the next call that returns a status
  * (the logits download at the end of the forward) reports it. A sticky CUDA fault (illegal
  * address, launch failure, ...) puts the backend in a dead state: every later call fails at
