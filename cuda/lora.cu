@@ -34,6 +34,15 @@ constexpr int kCols = kThreads;           // expand: output columns per block
 constexpr int kChunkR = 32;               // expand: ranks of B staged per step
 static_assert(kChunkK % 32 == 0, "a lane keeps its k ≡ lane (mod 32) across chunks");
 static_assert(LLMRT_CUDA_LORA_SPLIT_K % kChunkK == 0, "whole chunks per split");
+
+// Dynamic shared memory of each kernel (the simulator keeps static __shared__ arrays in TLS,
+// which a dlopen'ed libllmrt could not hold: cusim.md): below 48 KB, no opt-in.
+template <int MR> constexpr size_t shrink_smem() { return sizeof(float) * MR * kChunkK; }  // xs
+template <int MR> constexpr size_t expand_smem() {  // bs [kCols][kChunkR + 1], ts [MR][kChunkR]
+  return sizeof(float) * (kCols * (kChunkR + 1) + MR * kChunkR);
+}
+static_assert(shrink_smem<LLMRT_CUDA_LORA_TILE_ROWS>() <= 48 * 1024, "no opt-in needed");
+static_assert(expand_smem<LLMRT_CUDA_LORA_TILE_ROWS>() <= 48 * 1024, "no opt-in needed");
 static_assert(LLMRT_CUDA_LORA_MAX_RANK % kRanksPerBlock == 0, "whole rank groups");
 
 // The tile this block serves: rows [row0, row0 + rows) of one slot, or false (nothing to do).
@@ -65,7 +74,8 @@ __global__ void __launch_bounds__(kThreads)
                        const int32_t *__restrict__ row_slot,       // [rows]
                        const int32_t *__restrict__ tile_row,       // [tiles] or NULL (1 row each)
                        const int32_t *__restrict__ tile_len) {     // [tiles]
-  __shared__ float xs[MR][kChunkK];
+  DYN_SMEM(float, smem);
+  float(*xs)[kChunkK] = reinterpret_cast<float(*)[kChunkK]>(smem);  // [MR][kChunkK]
   Tile t;
   if (!load_tile(t, slots, n_slots, row_slot, tile_row, tile_len)) return;  // block-uniform
   const int rank = t.d.rank;
@@ -131,8 +141,10 @@ __global__ void __launch_bounds__(kThreads)
                        const float *__restrict__ row_scale,        // [rows]
                        const int32_t *__restrict__ tile_row,       // [tiles] or NULL (1 row each)
                        const int32_t *__restrict__ tile_len) {     // [tiles]
-  __shared__ float bs[kCols][kChunkR + 1];  // +1: thread c reads row c, conflict-free
-  __shared__ float ts[MR][kChunkR];
+  DYN_SMEM(float, smem);
+  float(*bs)[kChunkR + 1] = reinterpret_cast<float(*)[kChunkR + 1]>(smem);  // [kCols][kChunkR + 1]:
+                                                       // +1, thread c reads row c conflict-free
+  float(*ts)[kChunkR] = reinterpret_cast<float(*)[kChunkR]>(smem + kCols * (kChunkR + 1));  // [MR]
   Tile t;
   if (!load_tile(t, slots, n_slots, row_slot, tile_row, tile_len)) return;  // block-uniform
   const int rank = t.d.rank;
@@ -195,23 +207,23 @@ static bool args_ok(const llmrt_cuda_lora_args *a) {
 
 // Launches KERNEL<T, MR> over grid (tiles, gy, gz) for each class of tiles (or MR = 1 over every
 // row when there are no tiles).
-#define LORA_LAUNCH_CLASSES(KERNEL, T, gy, gz, ...)                                                \
+#define LORA_LAUNCH_CLASSES(KERNEL, SMEM, T, gy, gz, ...)                                          \
   do {                                                                                             \
     if (!a->tile_row) {                                                                            \
-      LAUNCH((KERNEL<T, 1>), dim3((unsigned)a->n_rows, gy, gz), kThreads, 0, s, __VA_ARGS__,       \
+      LAUNCH((KERNEL<T, 1>), dim3((unsigned)a->n_rows, gy, gz), kThreads, SMEM<1>(), s, __VA_ARGS__,\
              (const int32_t *)nullptr, (const int32_t *)nullptr);                                  \
       break;                                                                                       \
     }                                                                                              \
     const int32_t *tr = a->tile_row, *tl = a->tile_len;                                            \
     const int32_t *nc = a->n_class;                                                                \
     if (nc[0])                                                                                     \
-      LAUNCH((KERNEL<T, LLMRT_CUDA_LORA_TILE_ROWS>), dim3((unsigned)nc[0], gy, gz), kThreads, 0,   \
-             s, __VA_ARGS__, tr, tl);                                                              \
+      LAUNCH((KERNEL<T, LLMRT_CUDA_LORA_TILE_ROWS>), dim3((unsigned)nc[0], gy, gz), kThreads,      \
+             SMEM<LLMRT_CUDA_LORA_TILE_ROWS>(), s, __VA_ARGS__, tr, tl);                           \
     if (nc[1])                                                                                     \
-      LAUNCH((KERNEL<T, 4>), dim3((unsigned)nc[1], gy, gz), kThreads, 0, s, __VA_ARGS__,           \
+      LAUNCH((KERNEL<T, 4>), dim3((unsigned)nc[1], gy, gz), kThreads, SMEM<4>(), s, __VA_ARGS__,   \
              tr + nc[0], tl + nc[0]);                                                              \
     if (nc[2])                                                                                     \
-      LAUNCH((KERNEL<T, 1>), dim3((unsigned)nc[2], gy, gz), kThreads, 0, s, __VA_ARGS__,           \
+      LAUNCH((KERNEL<T, 1>), dim3((unsigned)nc[2], gy, gz), kThreads, SMEM<1>(), s, __VA_ARGS__,   \
              tr + nc[0] + nc[1], tl + nc[0] + nc[1]);                                              \
   } while (0)
 
@@ -226,7 +238,7 @@ extern "C" int llmrt_cuda_lora_shrink(void *stream, const llmrt_cuda_lora_args *
   const unsigned gy = (unsigned)((a->max_rank + kRanksPerBlock - 1) / kRanksPerBlock);
   const unsigned gz = (unsigned)llmrt_cuda_lora_splits(a->k);
   LLMRT_DISPATCH(a->dtype, T,
-                 LORA_LAUNCH_CLASSES(lora_shrink_kernel, T, gy, gz, a->tmp, a->ld_tmp,
+                 LORA_LAUNCH_CLASSES(lora_shrink_kernel, shrink_smem, T, gy, gz, a->tmp, a->ld_tmp,
                                      (const T *)a->x, a->k, a->slots, a->n_slots, a->row_slot))
   return (int)cudaGetLastError();
 }
@@ -237,7 +249,7 @@ extern "C" int llmrt_cuda_lora_expand(void *stream, const llmrt_cuda_lora_args *
   cudaStream_t s = (cudaStream_t)stream;
   const unsigned gy = (unsigned)((a->n + kCols - 1) / kCols);
   LLMRT_DISPATCH(a->dtype, T,
-                 LORA_LAUNCH_CLASSES(lora_expand_kernel, T, gy, 1u, (T *)a->out, a->n,
+                 LORA_LAUNCH_CLASSES(lora_expand_kernel, expand_smem, T, gy, 1u, (T *)a->out, a->n,
                                      (const float *)a->tmp, a->ld_tmp,
                                      (int)llmrt_cuda_lora_splits(a->k), a->slots, a->n_slots,
                                      a->row_slot, a->row_scale))
