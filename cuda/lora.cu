@@ -1,27 +1,34 @@
-// lora.cu: batched multi-LoRA shrink / expand kernels (see lora.h for the op and the two paths).
+// lora.cu: batched multi-LoRA shrink / expand kernels (see lora.h for the op and the paths).
 //
-// shrink (grid: tiles x rank groups of 16 x k splits of LLMRT_CUDA_LORA_SPLIT_K; 4 warps, 4 ranks
-// per warp):
-//   The split count depends on k alone (a decode row of a rank-16 adapter still spreads over
-//   k / 512 blocks), so the order stays fixed per output. The block stages its tile's x rows of its
-//   split, kChunkK columns at a time, in shared memory as fp32; each
-//   warp streams its 4 rows of A_s straight from global memory (lane l reads column k ≡ l mod 32:
-//   32 consecutive elements per warp load) and keeps acc[MR rows][4 ranks] per lane, so an A
-//   element serves the MR rows of the tile from a register. The 32 lane partials of every output
-//   are summed by the xor butterfly at the end (llmrt_warp_sum) into tmp[t, split, j].
-// expand (grid: tiles x column blocks of 128; one thread per column, MR rows each):
-//   B_s [n, r] is read kChunkR ranks at a time as a [128 cols][kChunkR] tile into shared memory
-//   (padded rows: the column-per-thread reads are conflict-free), tmp rows of the tile beside it
-//   (the split partials summed in split order as they are staged); each thread chains fmaf over j
-//   in order for each of its MR rows.
-// The per-output arithmetic does not depend on MR (see lora.h): MR = 1 is the decode GEMV, MR = 4
-// and 16 the prefill tiles. fmaf is explicit so that nvcc (which contracts a*b+c) and g++ under
-// cusim (which does not) compute the same thing.
+// shrink, fp16 / bf16 (lora_shrink_mma_kernel; grid: tiles x rank groups of 16 x k splits of
+// LLMRT_CUDA_LORA_SPLIT_K): tensor cores (mma.m16n8k16, fp32 accumulation), ONE kernel for every
+// tile of 1 to 16 rows (the mma's M; a decode row is a tile of one), so the arithmetic of a row
+// never depends on its tile. Details at the kernel.
+// shrink, fp32 (the reference mode; lora_shrink_kernel<float, MR>, same grid; 4 warps, 4 ranks
+//   per warp): the block stages its tile's x rows of its split, kChunkK columns at a time, in
+//   shared memory; each warp streams its 4 rows of A_s straight from global memory (lane l reads
+//   column k ≡ l mod 32: 32 consecutive elements per warp load) and keeps acc[MR rows][4 ranks]
+//   per lane, so an A element serves the MR rows of the tile from a register. The 32 lane
+//   partials of every output are summed by the xor butterfly at the end (llmrt_warp_sum).
+// The split count depends on k alone (a decode row of a rank-16 adapter still spreads over
+// k / 512 blocks), so the order of every sum stays fixed per output; tmp[t, split, j] holds the
+// split partials.
+// expand, every dtype (lora_expand_kernel<T, MR>; grid: tiles x column blocks of 128; one thread
+//   per column, MR rows each): B_s [n, r] is read kChunkR ranks at a time as a [128 cols][kChunkR]
+//   tile into shared memory (padded rows: the column-per-thread reads are conflict-free), tmp rows
+//   of the tile beside it (the split partials summed in split order as they are staged); each
+//   thread chains fmaf over j in order for each of its MR rows. fp32 FMA on purpose: tmp stays
+//   fp32 (an mma would round it to 16 bits first).
+// The FMA kernels' per-output arithmetic does not depend on MR (see lora.h): MR = 1 is the decode
+// GEMV, MR = 4 and 16 the prefill tiles. fmaf is explicit so that nvcc (which contracts a*b+c) and
+// g++ under cusim (which does not) compute the same thing.
 //
-// Not yet: tensor cores (mma.m16n8k16 for the 16-row tiles) and vector loads (k and r are not
-// multiples of 8 in general; rows would need the aligned fast path and a scalar tail).
+// Not yet: shared-memory staging (cp.async + ldmatrix) of the mma shrink's fragments, which are
+// gathered with 16-bit global loads (k and r are not multiples of 8 in general), and vector loads
+// in the expand.
 #include "llmrt_dtype.cuh"
 #include "lora.h"
+#include "ptx_ops.cuh"
 
 namespace lora {
 
@@ -126,6 +133,96 @@ __global__ void __launch_bounds__(kThreads)
       if (lane == 0 && m < t.rows && jw + r < rank)
         tmp[((t.row0 + m) * splits + split) * ld_tmp + jw + r] = v;
     }
+}
+
+// ---- shrink on tensor cores (fp16 / bf16) -----------------------------------------------------
+// One kernel for every tile (1 to 16 rows: the mma's M; absent rows are zeros), so a row's bits do
+// not depend on its tile. Grid (tiles, rank groups of 16, k splits); warp w takes the k16 steps
+// w, w + 4, ... of the split (m16n8k16 x 2 n-tiles = 16 ranks, fp32 accumulation in step order),
+// then the 4 warp partials are summed in warp order through shared memory. Fragments are gathered
+// from global memory with 16-bit loads (k need not be even: no alignment to rely on).
+template <class T> struct MmaElem;
+template <> struct MmaElem<__half> {
+  static __device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+    mma_m16n8k16_f16f32(d, a, b, d);
+  }
+};
+template <> struct MmaElem<__nv_bfloat16> {
+  static __device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+    mma_m16n8k16_bf16f32(d, a, b, d);
+  }
+};
+
+constexpr int kMmaRows = 16;                          // mma M
+constexpr size_t kMmaSmem = sizeof(float) * kWarps * kMmaRows * kRanksPerBlock;  // warp partials
+static_assert(LLMRT_CUDA_LORA_TILE_ROWS == kMmaRows, "a tile is one mma row block");
+static_assert(LLMRT_CUDA_LORA_SPLIT_K % (16 * kWarps) == 0, "whole k16 steps per warp");
+
+// Two 16-bit elements p[0], p[1] (each only when ok0 / ok1, else 0) as one register.
+__device__ __forceinline__ uint32_t pair_bits(const uint16_t *p, bool ok0, bool ok1) {
+  return (uint32_t)(ok0 ? p[0] : 0) | (uint32_t)(ok1 ? p[1] : 0) << 16;
+}
+
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    lora_shrink_mma_kernel(float *__restrict__ tmp,                    // [rows, splits, ld_tmp] fp32
+                           int ld_tmp,
+                           const T *__restrict__ x,                    // [rows, k]
+                           int64_t k,
+                           const llmrt_cuda_lora_slot *__restrict__ slots,  // [n_slots]
+                           int n_slots,
+                           const int32_t *__restrict__ row_slot,       // [rows]
+                           const int32_t *__restrict__ tile_row,       // [tiles] or NULL (1 row each)
+                           const int32_t *__restrict__ tile_len) {     // [tiles]
+  DYN_SMEM(float, red);  // [kWarps][kMmaRows][kRanksPerBlock]
+  Tile t;
+  if (!load_tile(t, slots, n_slots, row_slot, tile_row, tile_len)) return;  // block-uniform
+  const int rank = t.d.rank;
+  const int j_block = blockIdx.y * kRanksPerBlock;
+  if (j_block >= rank) return;  // block-uniform
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
+  const int split = blockIdx.z, splits = gridDim.z;
+  const int64_t k_begin = (int64_t)split * LLMRT_CUDA_LORA_SPLIT_K;
+  const int64_t k_end = k < k_begin + LLMRT_CUDA_LORA_SPLIT_K ? k : k_begin + LLMRT_CUDA_LORA_SPLIT_K;
+  const uint16_t *xs = reinterpret_cast<const uint16_t *>(x) + t.row0 * k;
+  const uint16_t *As = reinterpret_cast<const uint16_t *>(t.d.a);
+  // this lane's fragment rows: x rows g, g + 8 of the tile; A rows (ranks) of n-tiles 0 and 1
+  const bool r_lo = g < t.rows, r_hi = g + 8 < t.rows;
+  const uint16_t *x_lo = xs + (int64_t)g * k, *x_hi = xs + (int64_t)(g + 8) * k;
+  const int j0 = j_block + g, j1 = j_block + 8 + g;
+  const uint16_t *a0 = As + (int64_t)j0 * k, *a1 = As + (int64_t)j1 * k;
+
+  float c[2][4] = {{0, 0, 0, 0}, {0, 0, 0, 0}};
+  for (int64_t k0 = k_begin + 16 * warp; k0 < k_end; k0 += 16 * kWarps) {  // warp-uniform
+    const int64_t ka = k0 + 2 * tq, kb = ka + 8;  // columns of this lane: ka, ka+1, kb, kb+1
+    const bool ka0 = ka < k_end, ka1 = ka + 1 < k_end, kb0 = kb < k_end, kb1 = kb + 1 < k_end;
+    uint32_t a[4];
+    a[0] = pair_bits(x_lo + ka, r_lo && ka0, r_lo && ka1);
+    a[1] = pair_bits(x_hi + ka, r_hi && ka0, r_hi && ka1);
+    a[2] = pair_bits(x_lo + kb, r_lo && kb0, r_lo && kb1);
+    a[3] = pair_bits(x_hi + kb, r_hi && kb0, r_hi && kb1);
+    uint32_t b0[2], b1[2];
+    b0[0] = pair_bits(a0 + ka, j0 < rank && ka0, j0 < rank && ka1);
+    b0[1] = pair_bits(a0 + kb, j0 < rank && kb0, j0 < rank && kb1);
+    b1[0] = pair_bits(a1 + ka, j1 < rank && ka0, j1 < rank && ka1);
+    b1[1] = pair_bits(a1 + kb, j1 < rank && kb0, j1 < rank && kb1);
+    MmaElem<T>::mma(c[0], a, b0);
+    MmaElem<T>::mma(c[1], a, b1);
+  }
+  // c[nt][i]: row g + 8 [i >= 2], rank nt * 8 + 2 tq + (i & 1)
+  LLMRT_UNROLL
+  for (int nt = 0; nt < 2; nt++)
+    LLMRT_UNROLL
+    for (int i = 0; i < 4; i++)
+      red[(warp * kMmaRows + g + 8 * (i >> 1)) * kRanksPerBlock + nt * 8 + 2 * tq + (i & 1)] = c[nt][i];
+  __syncthreads();
+  for (int o = threadIdx.x; o < kMmaRows * kRanksPerBlock; o += kThreads) {
+    const int m = o / kRanksPerBlock, j = j_block + o % kRanksPerBlock;
+    if (m >= t.rows || j >= rank) continue;
+    float v = red[o];
+    for (int w = 1; w < kWarps; w++) v += red[w * kMmaRows * kRanksPerBlock + o];  // warp order
+    tmp[((t.row0 + m) * splits + split) * ld_tmp + j] = v;
+  }
 }
 
 template <class T, int MR>
@@ -237,9 +334,22 @@ extern "C" int llmrt_cuda_lora_shrink(void *stream, const llmrt_cuda_lora_args *
   cudaStream_t s = (cudaStream_t)stream;
   const unsigned gy = (unsigned)((a->max_rank + kRanksPerBlock - 1) / kRanksPerBlock);
   const unsigned gz = (unsigned)llmrt_cuda_lora_splits(a->k);
-  LLMRT_DISPATCH(a->dtype, T,
-                 LORA_LAUNCH_CLASSES(lora_shrink_kernel, shrink_smem, T, gy, gz, a->tmp, a->ld_tmp,
-                                     (const T *)a->x, a->k, a->slots, a->n_slots, a->row_slot))
+  if (a->dtype == LLMRT_CUDA_F16 || a->dtype == LLMRT_CUDA_BF16) {  // tensor cores, every tile
+    const unsigned gx = a->tile_row ? (unsigned)(a->n_class[0] + a->n_class[1] + a->n_class[2])
+                                    : (unsigned)a->n_rows;
+    if (gx == 0) return 0;
+    if (a->dtype == LLMRT_CUDA_F16)
+      LAUNCH(lora_shrink_mma_kernel<__half>, dim3(gx, gy, gz), kThreads, kMmaSmem, s, a->tmp, a->ld_tmp,
+             (const __half *)a->x, a->k, a->slots, a->n_slots, a->row_slot, a->tile_row, a->tile_len);
+    else
+      LAUNCH(lora_shrink_mma_kernel<__nv_bfloat16>, dim3(gx, gy, gz), kThreads, kMmaSmem, s, a->tmp,
+             a->ld_tmp, (const __nv_bfloat16 *)a->x, a->k, a->slots, a->n_slots, a->row_slot, a->tile_row,
+             a->tile_len);
+    return (int)cudaGetLastError();
+  }
+  if (a->dtype != LLMRT_CUDA_F32) return (int)cudaErrorInvalidValue;
+  LORA_LAUNCH_CLASSES(lora_shrink_kernel, shrink_smem, float, gy, gz, a->tmp, a->ld_tmp, (const float *)a->x,
+                      a->k, a->slots, a->n_slots, a->row_slot);
   return (int)cudaGetLastError();
 }
 

@@ -10,16 +10,20 @@
  * Each row reads its slot's A/B pointers and rank from a device array of descriptors, so rows of
  * different adapters (and rows without one) share one launch.
  *
- * Two paths, chosen per tile of rows from the batch (llmrt_cuda_lora_tiles, on the host):
+ * Rows are served per tile (llmrt_cuda_lora_tiles, on the host):
  *   - single rows (decode: rows of different slots, few rows): a gather GEMV, one block per row;
  *   - tiles of up to LLMRT_CUDA_LORA_TILE_ROWS consecutive rows of one slot (prefill: the
- *     runner packs each sequence's tokens contiguously): the same kernels with the rows of the
- *     tile in registers, so every A and B element loaded serves all rows of the tile.
- * Both compute each output with the same fp32 operations in the same order (shrink: in each k
- * split, lane l of a warp sums k ≡ l (mod 32) in increasing k by fmaf, then an xor butterfly over
- * the 32 lanes; expand: the split partials summed in split order, then fmaf over j = 0 .. r_s-1
- * in order, then out = fmaf(scale, acc, out)), so a row's
- * result is bit-identical whichever path, tile or batch it is computed in (batch invariance).
+ *     runner packs each sequence's tokens contiguously): every A and B element loaded serves all
+ *     rows of the tile.
+ * A row's result is bit-identical whichever tile or batch it is computed in (batch invariance):
+ *   shrink, fp16/bf16: one tensor-core kernel (mma.m16n8k16, fp32 accumulation) for tiles of 1 to
+ *     16 rows (a row's products and sums are the same instructions in the same order whatever
+ *     the other rows of its tile hold); k is cut into fixed splits, each summed in k16 steps per
+ *     warp, the 4 warps in warp order;
+ *   shrink, fp32: lane l of a warp sums k ≡ l (mod 32) of each split in increasing k by fmaf, then
+ *     an xor butterfly over the 32 lanes, the same code for every tile size;
+ *   expand: the split partials summed in split order, then fmaf over j = 0 .. r_s-1 in order,
+ *     then out = fmaf(scale, acc, out), the same code for every tile size.
  *
  * x, out, A and B have the activation dtype (F16, BF16, or F32); all arithmetic is fp32.
  * Launchers follow llmrt_cuda.h: asynchronous on `stream`, no allocation, no synchronisation;
