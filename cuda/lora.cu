@@ -93,7 +93,8 @@ __global__ void __launch_bounds__(kThreads)
   const T *A = static_cast<const T *>(t.d.a);
   const T *xt = x + t.row0 * k;
   const int split = blockIdx.z, splits = gridDim.z;
-  const int64_t k_end = k < (int64_t)(split + 1) * LLMRT_CUDA_LORA_SPLIT_K ? k : (int64_t)(split + 1) * LLMRT_CUDA_LORA_SPLIT_K;
+  const int64_t k_split_end = (int64_t)(split + 1) * LLMRT_CUDA_LORA_SPLIT_K;
+  const int64_t k_end = k < k_split_end ? k : k_split_end;
 
   float acc[MR][kRanksPerWarp];
   LLMRT_UNROLL

@@ -3,7 +3,8 @@
 // and 3 shrink splits of 512), ranks 1, 7, 16, 33,
 // 64 (and 1000 at the end), batches of T = 1, 3, 17, 70 rows mixing slots, rows without an
 // adapter (-1), rows naming an empty slot or a slot past the table, and runs of 1..26 rows (tiles
-// of every class: 16, 4 and 1 rows), in fp16, bf16 and fp32.
+// of every class: 16, 4 and 1 rows), in fp16 and bf16 (the tensor-core shrink) and fp32 (the FMA
+// shrink).
 //
 // Checks
 //   - shrink: the sum of the split partials tmp[t, :, j] against sum_k x·A in fp64 from the stored
@@ -177,7 +178,8 @@ template <class T> void check_case(Rng &r, const Table<T> &tb, const Batch &bt, 
       if (!same_bits(gemv[t * n + c], tiled[t * n + c])) variant++;
     if (!tb.filled(s)) {
       for (int64_t c = 0; c < n; c++)
-        untouched_bad += !same_bits(gemv[t * n + c], out0[t * n + c]) + !same_bits(tiled[t * n + c], out0[t * n + c]);
+        untouched_bad += !same_bits(gemv[t * n + c], out0[t * n + c]) +
+                         !same_bits(tiled[t * n + c], out0[t * n + c]);
       continue;
     }
     const int rk = tb.ranks[s];
