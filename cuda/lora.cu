@@ -45,7 +45,7 @@ static_assert(LLMRT_CUDA_LORA_SPLIT_K % kChunkK == 0, "whole chunks per split");
 // Dynamic shared memory of each kernel (the simulator keeps static __shared__ arrays in TLS,
 // which a dlopen'ed libllmrt could not hold: cusim.md): below 48 KB, no opt-in.
 template <int MR> constexpr size_t shrink_smem() { return sizeof(float) * MR * kChunkK; }  // xs
-template <int MR> constexpr size_t expand_smem() {  // bs [kCols][kChunkR + 1], ts [MR][kChunkR]
+template <int MR> constexpr size_t expand_smem() {  // bs [kCols][kChunkR + 1], ts [kChunkR][MR]
   return sizeof(float) * (kCols * (kChunkR + 1) + MR * kChunkR);
 }
 static_assert(shrink_smem<LLMRT_CUDA_LORA_TILE_ROWS>() <= 48 * 1024, "no opt-in needed");
@@ -242,7 +242,9 @@ __global__ void __launch_bounds__(kThreads)
   DYN_SMEM(float, smem);
   float(*bs)[kChunkR + 1] = reinterpret_cast<float(*)[kChunkR + 1]>(smem);  // [kCols][kChunkR + 1]:
                                                        // +1, thread c reads row c conflict-free
-  float(*ts)[kChunkR] = reinterpret_cast<float(*)[kChunkR]>(smem + kCols * (kChunkR + 1));  // [MR]
+  // ts [kChunkR][MR]: a rank's MR values side by side, read as float4 (the offset is 16-byte aligned)
+  float(*ts)[MR] = reinterpret_cast<float(*)[MR]>(smem + kCols * (kChunkR + 1));
+  static_assert(kCols * (kChunkR + 1) % 4 == 0, "ts 16-byte aligned");
   Tile t;
   if (!load_tile(t, slots, n_slots, row_slot, tile_row, tile_len)) return;  // block-uniform
   const int rank = t.d.rank;
@@ -264,21 +266,21 @@ __global__ void __launch_bounds__(kThreads)
       const int c = i / jn, jj = i % jn;
       bs[c][jj] = llmrt_to_f32(B[(int64_t)c * rank + jc + jj]);
     }
-    for (int i = tid; i < MR * jn; i += kThreads) {
+    for (int i = tid; i < MR * jn; i += kThreads) {  // consecutive threads: consecutive ranks
       const int m = i / jn, jj = i % jn;
       float v = 0.0f;
       if (m < t.rows) {
         const float *p = tmp + (t.row0 + m) * splits * ld_tmp + jc + jj;
         for (int sp = 0; sp < splits; sp++) v += p[(int64_t)sp * ld_tmp];  // split order: fixed per k
       }
-      ts[m][jj] = v;
+      ts[jj][m] = v;
     }
     __syncthreads();
     if (tid < cols) {
       for (int jj = 0; jj < jn; jj++) {
         const float b = bs[tid][jj];
         LLMRT_UNROLL
-        for (int m = 0; m < MR; m++) acc[m] = fmaf(ts[m][jj], b, acc[m]);
+        for (int m = 0; m < MR; m++) acc[m] = fmaf(ts[jj][m], b, acc[m]);
       }
     }
   }
