@@ -158,6 +158,32 @@ def make_gguf(out_dir: str, name: str, seqs, hf_logits: np.ndarray) -> None:
                       "generator_script": SCRIPT, "reference": ref})
 
 
+def make_window_greedy(out_dir: str) -> None:
+    """golden/mistral_window_f32_greedy.json: HF greedy decoding of mistral_window_f32 (window 8)
+    from a 6-token prompt for 40 new tokens (the sequence ends 5.75 windows past its start), with
+    each step's top-1 / top-2 margin. The engine's sliding-window test must reproduce the tokens
+    with a KV pool that cannot hold the sequence."""
+    import json
+    ref = mtm.load_hf(os.path.join(out_dir, "tiny", "mistral_window_f32"))
+    prompt = [mtm.BOS, 17, 250, 3, 99, 141]
+    ids = list(prompt)
+    margins = []
+    with torch.no_grad():
+        for _ in range(40):
+            lg = ref(input_ids=torch.tensor([ids]), use_cache=False).logits[0, -1].float()
+            top2 = torch.topk(lg, 2).values
+            margins.append(round(float(top2[0] - top2[1]), 6))
+            ids.append(int(lg.argmax()))
+    j = {"model_dir": "tiny/mistral_window_f32", "sliding_window": WINDOW, "prompt": prompt,
+         "tokens": ids[len(prompt):], "top1_top2_margin": margins,
+         "min_top1_top2_margin": min(margins), "generator": mtm.versions(),
+         "reference": "HF transformers MistralForCausalLM, dtype=float32, eager attention, "
+                      "greedy, whole sequence recomputed at every step (no KV cache)"}
+    with open(os.path.join(out_dir, "golden", "mistral_window_f32_greedy.json"), "w") as f:
+        json.dump(j, f, indent=1)
+        f.write("\n")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -171,6 +197,7 @@ def main(argv=None) -> int:
         hf = make_hf(a.out, name, seqs)
         if MODELS[name][4]:
             make_gguf(a.out, name, seqs, hf)
+    make_window_greedy(a.out)
     return 0
 
 
