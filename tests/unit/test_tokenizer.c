@@ -15,6 +15,7 @@
 #include "format/gguf.h"
 #include "test_util.h"
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/unicode.h"
 
 #define TOKDIR    LLMRT_TEST_DATA_DIR "/tokenizers"
 #define GOLDENDIR LLMRT_TEST_DATA_DIR "/tokenizer_golden"
@@ -430,6 +431,38 @@ static void test_threads(const llmrt_tokenizer *tk, const char *label) {
     free(ids);
 }
 
+/* The NFC normalizer (Qwen2's) against unicodedata.normalize("NFC", ...) on
+ * tests/data/tokenizer_golden/nfc.json (python/tools/make_unicode_nfc.py): random mixes of
+ * marks, jamo, composites, exclusions and singletons, and every decomposable code point between
+ * "a" and two marks out of canonical order. */
+static void test_nfc(void) {
+    cJSON      *root = NULL;
+    llmrt_error err  = {0};
+    if (llmrt_json_parse_file(GOLDENDIR "/nfc.json", 1 << 24, &root, &err) != LLMRT_OK) {
+        CHECK_MSG(0, "%s", err.msg);
+        return;
+    }
+    int n = 0, bad = 0;
+    for (const cJSON *c = cJSON_GetObjectItem(root, "cases")->child; c; c = c->next, n++) {
+        size_t in_len, want_len;
+        char  *in   = unhex(cJSON_GetObjectItem(c, "in_hex")->valuestring, &in_len);
+        char  *want = unhex(cJSON_GetObjectItem(c, "nfc_hex")->valuestring, &want_len);
+        tk_buf out  = {0};
+        CHECK(tk_nfc(in, in_len, &out));
+        if (out.n != want_len || memcmp(out.p, want, want_len) != 0) {
+            if (bad++ < 5)
+                CHECK_MSG(0, "NFC case %d: %zu bytes, want %zu (input %s)", n, out.n, want_len,
+                          cJSON_GetObjectItem(c, "in_hex")->valuestring);
+        }
+        free(out.p);
+        free(in);
+        free(want);
+    }
+    CHECK_MSG(bad == 0 && n > 2000, "NFC: %d of %d cases differ", bad, n);
+    printf("NFC: %d/%d cases identical to unicodedata\n", n - bad, n);
+    cJSON_Delete(root);
+}
+
 int main(void) {
     llmrt_error      err;
     llmrt_tokenizer *mistral = NULL, *llama3 = NULL, *smol = NULL;
@@ -442,12 +475,17 @@ int main(void) {
     run_golden(mistral, GOLDENDIR "/mistral.json", "mistral", exact);
     run_golden(llama3, GOLDENDIR "/llama3.json", "llama3", exact);
     test_api(mistral, llama3);
+    test_nfc();
     test_threads(llama3, "llama3");
     test_threads(mistral, "mistral");
 
     /* synthetic pipelines (Metaspace "first", Split behaviours, ByteLevel prefix space, ...) */
-    static const char *const synth[] = {"synth_metaspace", "synth_split", "synth_bytelevel"};
-    for (int i = 0; i < 3; i++) {
+    /* synth_qwen2: Qwen2's pipeline (NFC, its Split regex with single digits, ByteLevel without
+     * regex, byte-level BPE, <|im_start|>-style specials): no Qwen2 tokenizer.json is available
+     * offline, so its exact pre-tokenizer runs over a BPE trained on the corpus */
+    static const char *const synth[] = {"synth_metaspace", "synth_split", "synth_bytelevel",
+                                        "synth_qwen2"};
+    for (int i = 0; i < 4; i++) {
         char path[512], golden[512];
         snprintf(path, sizeof path, GOLDENDIR "/%s.tokenizer.json", synth[i]);
         snprintf(golden, sizeof golden, GOLDENDIR "/%s.json", synth[i]);
