@@ -271,17 +271,20 @@ static llmrt_tokenizer *gguf_from_mistral(const llmrt_tokenizer *hf, gbuf *b, ll
     return tk;
 }
 
-/* Llama 3's vocabulary and merges as a GGUF "gpt2" tokenizer with pre "llama-bpe". */
-static llmrt_tokenizer *gguf_from_llama3(const llmrt_tokenizer *hf, gbuf *b, llmrt_gguf_file *f) {
+/* A byte-level BPE tokenizer.json's vocabulary and merges as a GGUF "gpt2" tokenizer with
+ * tokenizer.ggml.pre `pre` (Llama 3: "llama-bpe"; Qwen2: "qwen2"). */
+static llmrt_tokenizer *gguf_from_bytelevel(const llmrt_tokenizer *hf, const char *json_path,
+                                            const char *pre, int32_t bos, int32_t eos, gbuf *b,
+                                            llmrt_gguf_file *f) {
     llmrt_error err;
     cJSON      *root = NULL;
-    CHECK_MSG(llmrt_json_parse_file(TOKDIR "/llama3/tokenizer.json", 64 << 20, &root, &err) == LLMRT_OK, "%s", err.msg);
+    CHECK_MSG(llmrt_json_parse_file(json_path, 64 << 20, &root, &err) == LLMRT_OK, "%s", err.msg);
     if (!root) return NULL;
     const cJSON *merges = cJSON_GetObjectItem(cJSON_GetObjectItem(root, "model"), "merges");
     int32_t      n      = llmrt_tokenizer_vocab_size(hf);
     *b                  = gguf_begin();
     kv_str(b, "tokenizer.ggml.model", "gpt2");
-    kv_str(b, "tokenizer.ggml.pre", "llama-bpe");
+    kv_str(b, "tokenizer.ggml.pre", pre);
     kv_tokens_from(b, hf);
     kv_arr_begin(b, "tokenizer.ggml.token_type", 5, (uint64_t)n);
     for (int32_t i = 0; i < n; i++) {
@@ -295,13 +298,13 @@ static llmrt_tokenizer *gguf_from_llama3(const llmrt_tokenizer *hf, gbuf *b, llm
         else snprintf(buf, sizeof buf, "%s %s", m->child->valuestring, m->child->next->valuestring);
         gstr(b, buf, strlen(buf));
     }
-    kv_u32(b, "tokenizer.ggml.bos_token_id", 128000);
-    kv_u32(b, "tokenizer.ggml.eos_token_id", 128001);
-    kv_bool(b, "tokenizer.ggml.add_bos_token", false); /* this tokenizer.json adds none */
+    kv_u32(b, "tokenizer.ggml.bos_token_id", (uint32_t)bos);
+    kv_u32(b, "tokenizer.ggml.eos_token_id", (uint32_t)eos);
+    kv_bool(b, "tokenizer.ggml.add_bos_token", false); /* these tokenizer.json add none */
     gguf_end(b);
     cJSON_Delete(root);
     llmrt_tokenizer *tk = NULL;
-    CHECK_MSG(llmrt_gguf_parse(b->p, b->n, "llama3-mem.gguf", f, &err) == LLMRT_OK, "%s", err.msg);
+    CHECK_MSG(llmrt_gguf_parse(b->p, b->n, "bytelevel-mem.gguf", f, &err) == LLMRT_OK, "%s", err.msg);
     CHECK_MSG(llmrt_tokenizer_load_gguf(f, &tk, &err) == LLMRT_OK, "%s", err.msg);
     return tk;
 }
@@ -513,18 +516,33 @@ int main(void) {
     }
 
     /* GGUF path == tokenizer.json path, on the same vocabularies */
-    gbuf             b1 = {0}, b2 = {0};
-    llmrt_gguf_file  f1, f2;
+    gbuf             b1 = {0}, b2 = {0}, b3 = {0};
+    llmrt_gguf_file  f1, f2, f3;
     llmrt_tokenizer *gm = gguf_from_mistral(mistral, &b1, &f1);
     if (gm) run_golden(gm, GOLDENDIR "/mistral.json", "mistral (gguf llama/spm)", exact);
-    llmrt_tokenizer *gl = gguf_from_llama3(llama3, &b2, &f2);
+    llmrt_tokenizer *gl = gguf_from_bytelevel(llama3, TOKDIR "/llama3/tokenizer.json", "llama-bpe",
+                                              128000, 128001, &b2, &f2);
     if (gl) run_golden(gl, GOLDENDIR "/llama3.json", "llama3 (gguf gpt2/llama-bpe)", exact);
+    /* Qwen2's GGUF pipeline (pre "qwen2": NFC + its regex) on the synth_qwen2 vocabulary */
+    llmrt_tokenizer *qhf = NULL, *gq = NULL;
+    CHECK_MSG(llmrt_tokenizer_load_hf(GOLDENDIR "/synth_qwen2.tokenizer.json", NULL, &qhf, &err) ==
+                  LLMRT_OK, "%s", err.msg);
+    if (qhf) {
+        int32_t eot = llmrt_tokenizer_token_id(qhf, "<|endoftext|>");
+        gq = gguf_from_bytelevel(qhf, GOLDENDIR "/synth_qwen2.tokenizer.json", "qwen2", eot, eot,
+                                 &b3, &f3);
+        if (gq) run_golden(gq, GOLDENDIR "/synth_qwen2.json", "synth_qwen2 (gguf gpt2/qwen2)", exact);
+        llmrt_gguf_close(&f3);
+    }
+    llmrt_tokenizer_destroy(gq);
+    llmrt_tokenizer_destroy(qhf);
     llmrt_tokenizer_destroy(gm);
     llmrt_tokenizer_destroy(gl);
     llmrt_gguf_close(&f1);
     llmrt_gguf_close(&f2);
     free(b1.p);
     free(b2.p);
+    free(b3.p);
 
     llmrt_tokenizer_destroy(smol);
     llmrt_tokenizer_destroy(mistral);
