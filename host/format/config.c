@@ -308,6 +308,7 @@ void llmrt_config_rope_inv_freq(const llmrt_model_config *cfg, double *inv_freq)
                 f = (1.0 - smooth) * f / cfg->rope_factor + smooth * f;
             }
         }
+        if (cfg->rope_freq_factors) f /= (double)cfg->rope_freq_factors[i];
         inv_freq[i] = f;
     }
 }

@@ -35,6 +35,10 @@ typedef struct llmrt_model_config {
     double          rope_low_freq_factor;
     double          rope_high_freq_factor;
     int32_t         rope_original_max_pos;
+    /* GGUF rope_freqs.weight [head_dim / 2] (llama.cpp bakes Llama 3.1's llama3 scaling into
+     * it): inv_freq[i] is divided by factor i. NULL: none. Points into the model's mapped GGUF,
+     * valid while the model lives. */
+    const float    *rope_freq_factors;
     bool            tie_word_embeddings;
     int32_t         bos_token_id; /* -1 when none */
     int32_t         n_eos;

@@ -88,10 +88,29 @@ llmrt_status llmrt_config_from_gguf(const llmrt_gguf_file *f, llmrt_model_config
                          "%s: %s.rope.scaling.type \"%.*s\" is not supported", f->path,
                          cfg->architecture, (int)(scaling.len > 64 ? 64 : scaling.len), scaling.ptr);
     }
-    if (llmrt_gguf_find_tensor(f, "rope_freqs.weight"))
-        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
-                         "%s: tensor rope_freqs.weight (Llama 3.1 rope scaling in GGUF) is not "
-                         "supported yet; load the HF checkpoint instead", f->path);
+    /* Llama 3.1+ (llama3 rope scaling): llama.cpp's converter writes the per-pair divisors
+     * 1 / ((1 - smooth) / factor + smooth) (1 for fast pairs, factor for slow ones) as a tensor;
+     * llama.cpp divides each pair's angle by it, which is HF's llama3 inverse frequency */
+    const llmrt_gguf_tensor *rf = llmrt_gguf_find_tensor(f, "rope_freqs.weight");
+    if (rf) {
+        int32_t half = cfg->head_dim / 2;
+        if (rf->dtype != LLMRT_DTYPE_F32 || rf->n_dims != 1 || rf->ne[0] != (uint64_t)half ||
+            rf->nbytes < (uint64_t)half * 4)
+            return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH,
+                             "%s: tensor rope_freqs.weight must be F32 [%d] (head_dim / 2)",
+                             f->path, half);
+        if (cfg->rope_type != LLMRT_ROPE_DEFAULT)
+            return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                             "%s: tensor rope_freqs.weight with %s.rope.scaling.type is not "
+                             "supported", f->path, cfg->architecture);
+        const float *ff = (const float *)rf->data;
+        for (int32_t i = 0; i < half; i++)
+            if (!(ff[i] > 0) || !isfinite(ff[i]))
+                return llmrt_err(err, LLMRT_ERR_FORMAT,
+                                 "%s: rope_freqs.weight[%d] = %g must be finite and > 0",
+                                 f->path, i, (double)ff[i]);
+        cfg->rope_freq_factors = ff;
+    }
     /* llama (Mistral v0.1): a window smaller than the context restricts attention; llama.cpp's
      * qwen2 has no window (HF: use_sliding_window false) */
     if (llama) {

@@ -21,7 +21,8 @@ Quantisation uses ``gguf.quants.quantize`` (the gguf package's port of ggml's
 reference row quantisers).
 
 Only the small subset needed for llmrt fixtures is supported (no tokenizer
-conversion beyond optional bos/eos ids, no llama3 rope_freqs tensor, no MoE).
+conversion beyond optional bos/eos ids, no MoE); llama3 rope scaling is written as
+llama.cpp does, a rope_freqs.weight tensor.
 
 Used by make_tiny_models.py; can also be run directly:
 
@@ -130,6 +131,28 @@ def _rope_params(cfg: dict) -> tuple[float, dict | None]:
     return float(theta), scaling
 
 
+def llama3_rope_freqs(theta: float, head_dim: int, scaling: dict) -> np.ndarray:
+    """llama.cpp convert_hf_to_gguf.py LlamaModel.generate_extra_tensors: the llama3 scaling
+    as per-pair divisors of the angle (tensor rope_freqs.weight, F32 [head_dim / 2])."""
+    import math
+    freqs = 1.0 / (np.float32(theta) ** (np.arange(0, head_dim, 2, dtype=np.float32) / head_dim))
+    factor = scaling.get("factor", 8.0)
+    low, high = scaling.get("low_freq_factor", 1.0), scaling.get("high_freq_factor", 4.0)
+    old_ctx = scaling.get("original_max_position_embeddings", 8192)
+    low_wavelen, high_wavelen = old_ctx / low, old_ctx / high
+    out = []
+    for freq in freqs:
+        wavelen = 2 * math.pi / freq
+        if wavelen < high_wavelen:
+            out.append(1)
+        elif wavelen > low_wavelen:
+            out.append(factor)
+        else:
+            smooth = (old_ctx / wavelen - low) / (high - low)
+            out.append(1 / ((1 - smooth) / factor + smooth))
+    return np.array(out, dtype=np.float32)
+
+
 def convert(hf_dir: str, out_path: str, wtype: str, name: str | None = None,
             arch: str = "llama") -> None:
     """arch "llama" (Llama, Mistral; a sliding_window smaller than the context is written as
@@ -143,6 +166,7 @@ def convert(hf_dir: str, out_path: str, wtype: str, name: str | None = None,
     n_kv = cfg.get("num_key_value_heads", n_head)
     head_dim = cfg.get("head_dim") or cfg["hidden_size"] // n_head
     theta, scaling = _rope_params(cfg)
+    rope_freqs = None
 
     w = gguf.GGUFWriter(out_path, arch)
     w.add_type(gguf.GGUFType.MODEL)
@@ -164,6 +188,8 @@ def convert(hf_dir: str, out_path: str, wtype: str, name: str | None = None,
         if rt == "linear":
             w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
             w.add_rope_scaling_factor(float(scaling["factor"]))
+        elif rt == "llama3":
+            rope_freqs = llama3_rope_freqs(theta, head_dim, scaling)
         else:
             raise NotImplementedError(f"rope scaling {rt!r} not supported by this converter")
     window = cfg.get("sliding_window")
@@ -182,6 +208,8 @@ def convert(hf_dir: str, out_path: str, wtype: str, name: str | None = None,
     if eos is not None:
         w.add_eos_token_id(int(eos))
 
+    if rope_freqs is not None:
+        w.add_tensor("rope_freqs.weight", rope_freqs)
     for tname, t in hf_to_gguf_tensors(cfg, sd, arch):
         t = np.ascontiguousarray(t, dtype=np.float32)
         if t.ndim == 1 or qtype == GGMLQuantizationType.F32:

@@ -18,15 +18,17 @@ tiny/<model>/ (HF save_pretrained, config.json in the transformers-4 style as on
                        sequences), untied.
     llama32_tied_f32   Llama 3.2 style: tied embeddings, rope llama3 (factor 32, low 1, high 4,
                        original 8192), rope_theta 500000, max_position_embeddings 131072.
-tiny/<model>.gguf: qwen2_f32 (architecture qwen2, no Q/K permutation), llama_bias_f32 and
-    mistral_window_f32 (architecture llama, Q/K rows and biases permuted as llama.cpp does;
-    llama.attention.sliding_window 8), all F32, written by hf_to_gguf.py.
+tiny/<model>.gguf: qwen2_f32 (architecture qwen2, no Q/K permutation), llama_bias_f32,
+    mistral_window_f32 and llama32_tied_f32 (architecture llama, Q/K rows and biases permuted as
+    llama.cpp does; llama.attention.sliding_window 8; the llama3 scaling as llama.cpp's
+    rope_freqs.weight tensor), all F32, written by hf_to_gguf.py.
 golden/<name>.json + .logits.f32: the make_tiny_models.py format.
 
 Reference: the HF model evaluated in float32 (eager attention) on each whole sequence. GGUF
 goldens: transformers' own GGUF loader (which un-permutes Q/K for llama only) for qwen2 and
-llama_bias; transformers' GGUF loader ignores llama.attention.sliding_window, so the window
-model's GGUF golden is the HF model's logits (the F32 GGUF holds the same weights); the script
+llama_bias; transformers' GGUF loader ignores llama.attention.sliding_window and
+rope_freqs.weight, so the window and Llama 3.2 models' GGUF goldens are the HF model's logits
+(the F32 GGUF holds the same weights); the script
 checks every F32 GGUF golden against its HF golden (max |diff| < 1e-4).
 """
 
@@ -74,7 +76,7 @@ MODELS = {
                                             "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                                             "original_max_position_embeddings": 8192},
                               tie_word_embeddings=True),
-                         2004, None),
+                         2004, "llama"),
 }
 
 
@@ -131,14 +133,14 @@ def make_gguf(out_dir: str, name: str, seqs, hf_logits: np.ndarray) -> None:
     path = os.path.join(out_dir, "tiny", fn)
     hf_to_gguf.convert(os.path.join(out_dir, "tiny", name), path, "f32",
                        name=f"llmrt tiny {name}", arch=arch)
-    if name == "mistral_window_f32":
+    if name in ("mistral_window_f32", "llama32_tied_f32"):
         n = 0
         logits = []
         for s in seqs:
             logits.append(hf_logits[n:n + len(s) * mtm.VOCAB].reshape(len(s), mtm.VOCAB))
             n += len(s) * mtm.VOCAB
-        ref = ("the HF golden tiny/mistral_window_f32 (same f32 weights; transformers' GGUF "
-               "loader ignores llama.attention.sliding_window)")
+        ref = ("the HF golden tiny/%s (same f32 weights; transformers' GGUF loader ignores "
+               "llama.attention.sliding_window and rope_freqs.weight)" % name)
     else:
         # the HF config given explicitly: transformers' GGUF config mapping for qwen2 drops
         # attention.key_length (head_dim != hidden / heads); the tensors still come from the GGUF

@@ -820,7 +820,8 @@ int main(int argc, char **argv) {
      * head dim 16), Llama 3.2 tied + llama3 rope, and the GGUF conversions */
     static const char *const variants[] = {"qwen2_f32",          "llama_bias_f32",
                                            "mistral_window_f32", "llama32_tied_f32",
-                                           "qwen2_f32_gguf",     "mistral_window_f32_gguf"};
+                                           "qwen2_f32_gguf",     "mistral_window_f32_gguf",
+                                           "llama32_tied_f32_gguf"};
     for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
         test_tiny(variants[i], "f32");
         test_tiny(variants[i], "f16");

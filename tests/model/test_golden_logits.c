@@ -24,9 +24,10 @@ static const char *const models[] = {
     "llama_q4_1_gguf",
     /* the variants of issue 16 (python/tools/make_variant_models.py): Qwen2 (q/k/v biases,
      * tied, theta 1e6), Llama attention_bias + mlp_bias, Mistral sliding_window 8 (< the 23-
-     * and 40-token sequences), Llama 3.2-style tied + llama3 rope; their F32 GGUFs */
+     * and 40-token sequences), Llama 3.2-style tied + llama3 rope; their F32 GGUFs (the llama3
+     * scaling as llama.cpp's rope_freqs.weight) */
     "qwen2_f32",       "llama_bias_f32",      "mistral_window_f32", "llama32_tied_f32",
-    "qwen2_f32_gguf",  "llama_bias_f32_gguf", "mistral_window_f32_gguf",
+    "qwen2_f32_gguf",  "llama_bias_f32_gguf", "mistral_window_f32_gguf", "llama32_tied_f32_gguf",
 };
 
 typedef struct layout {
