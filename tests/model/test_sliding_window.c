@@ -10,7 +10,9 @@
  *      first sequence then drops, evictions, preemption under a 12-block pool): every sequence
  *      gives the golden tokens, and the pool is whole when the engine is idle;
  *   4. the same prompt submitted again after the first finished (a prefix hit on cached blocks
- *      the window dropped earlier): the golden tokens again. */
+ *      the window dropped earlier): the golden tokens again;
+ *   5. n = 2 of a 22-token prompt prefilled in chunks of 4 in a 10-block pool (blocks dropped
+ *      before the fork): both sequences equal the single run in a big pool. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,18 +24,24 @@
 
 static int32_t prompt[16], n_prompt, want[GEN];
 
-static llmrt_engine *make_engine(llmrt_model *m, int64_t kv_tokens) {
+static llmrt_engine *make_engine_chunked(llmrt_model *m, int64_t kv_tokens, int32_t max_batched) {
     llmrt_engine_params p = llmrt_engine_default_params();
     p.block_size          = 4;
     p.kv_tokens           = kv_tokens;
+    if (max_batched > 0) p.max_batched_tokens = max_batched;
     llmrt_engine *e       = NULL;
     CHECK_STATUS(llmrt_engine_create(m, &p, &e), LLMRT_OK, NULL);
     return e;
 }
 
-static uint64_t submit(llmrt_engine *e, const int32_t *toks, int32_t n) {
+static llmrt_engine *make_engine(llmrt_model *m, int64_t kv_tokens) {
+    return make_engine_chunked(m, kv_tokens, 0);
+}
+
+static uint64_t submit_n(llmrt_engine *e, const int32_t *toks, int32_t n, int32_t n_seqs) {
     llmrt_prompt          p  = {.struct_size = sizeof p, .tokens = toks, .n_tokens = n};
     llmrt_sampling_params sp = llmrt_sampling_default_params();
+    sp.n                     = n_seqs;
     sp.temperature           = 0.0f;
     sp.max_tokens            = GEN;
     sp.ignore_eos            = true;
@@ -42,8 +50,13 @@ static uint64_t submit(llmrt_engine *e, const int32_t *toks, int32_t n) {
     return id;
 }
 
+static uint64_t submit(llmrt_engine *e, const int32_t *toks, int32_t n) {
+    return submit_n(e, toks, n, 1);
+}
+
 typedef struct run {
     uint64_t id;
+    int32_t  index; /* which of the request's n sequences */
     int32_t  tokens[GEN + 8], n;
     int      finished;
 } run;
@@ -59,7 +72,7 @@ static int32_t run_all(llmrt_engine *e, run *runs, int32_t n_runs, int64_t *pree
         if (s != LLMRT_OK) break;
         for (int32_t i = 0; i < n; i++)
             for (int32_t r = 0; r < n_runs; r++) {
-                if (runs[r].id != outs[i].request_id) continue;
+                if (runs[r].id != outs[i].request_id || runs[r].index != outs[i].index) continue;
                 for (int32_t k = 0; k < outs[i].n_tokens && runs[r].n < GEN + 8; k++)
                     runs[r].tokens[runs[r].n++] = outs[i].tokens[k];
                 if (outs[i].finish != LLMRT_FINISH_NONE) runs[r].finished++;
@@ -156,6 +169,28 @@ int main(void) {
     for (int i = 0; i < 3; i++) check_golden(&many[i], "one of three equal prompts in 12 blocks");
     CHECK(many[3].finished == 1 && many[3].n == GEN);
     printf("four requests in 12 blocks of 4: golden tokens, %lld preemptions\n", (long long)pre);
+    llmrt_engine_destroy(e);
+
+    /* 5. n = 2 from a 22-token prompt prefilled in chunks of 4 (blocks below the window are
+     * dropped before the fork: the forked sequence inherits the dropped entries), in 10 blocks:
+     * both sequences give the tokens of the same prompt run alone in a big pool */
+    int32_t long_prompt[22];
+    for (int i = 0; i < 22; i++) long_prompt[i] = (i * 37 + 11) % 320;
+    e          = make_engine(m, 512);
+    run ref    = {0};
+    ref.id     = submit(e, long_prompt, 22);
+    run_all(e, &ref, 1, NULL);
+    llmrt_engine_destroy(e);
+    CHECK(ref.finished == 1 && ref.n == GEN);
+    e         = make_engine_chunked(m, 40, 4);
+    run two[2] = {{0}};
+    two[0].id = two[1].id = submit_n(e, long_prompt, 22, 2);
+    two[1].index          = 1;
+    run_all(e, two, 2, NULL);
+    for (int i = 0; i < 2; i++)
+        CHECK_MSG(two[i].finished == 1 && two[i].n == GEN &&
+                      memcmp(two[i].tokens, ref.tokens, sizeof(int32_t) * GEN) == 0,
+                  "n = 2, sequence %d: %d tokens, differ from the single run", i, two[i].n);
     llmrt_engine_destroy(e);
     llmrt_model_destroy(m);
     return test_summary("test_sliding_window");
