@@ -246,10 +246,14 @@ static int parse_lora(job_line *j, const cJSON *src, const batch_models *bm, cha
     cli_common_prompt_lora(c, &j->prompt);
     const cJSON *lora = cJSON_GetObjectItem(src, "lora"), *model = cJSON_GetObjectItem(src, "model");
     if (lora && !cJSON_IsNull(lora)) {
-        if (!cJSON_IsString(lora) || cli_lora_module_find(c, lora->valuestring) < 0) {
+        if (!cJSON_IsString(lora)) {
+            snprintf(msg, msg_size, "\"lora\" must be the name of a --lora-module adapter");
+            return -1;
+        }
+        if (cli_lora_module_find(c, lora->valuestring) < 0) {
             module_names(c, names, sizeof names);
-            snprintf(msg, msg_size, "\"lora\" must name a --lora-module adapter (%.300s)",
-                     c->n_lora_modules ? names : "none was given");
+            snprintf(msg, msg_size, "\"lora\": \"%.120s\" is not a --lora-module adapter (%.300s)",
+                     lora->valuestring, c->n_lora_modules ? names : "none was given");
             return -1;
         }
         j->prompt.lora_adapter = lora->valuestring;
