@@ -372,23 +372,20 @@ static int parse_lora_module(cli_common *c, const char *arg) { /* NAME=PATH */
         fprintf(stderr, "llmrt: at most %d --lora-module adapters\n", CLI_MAX_LORAS);
         return -1;
     }
-    char *name = strndup(arg, (size_t)(eq - arg));
-    if (!name) {
-        fprintf(stderr, "llmrt: --lora-module: out of memory\n");
-        return -1;
-    }
-    if (cli_lora_module_find(c, name) >= 0) {
-        fprintf(stderr, "llmrt: --lora-module %s: the name \"%s\" is given twice\n", arg, name);
-        free(name);
+    cli_lora_module *m = &c->lora_modules[c->n_lora_modules];
+    memcpy(m->name, arg, (size_t)(eq - arg)); /* < 128 bytes: checked above */
+    m->name[eq - arg] = 0;
+    m->path           = eq + 1;
+    if (cli_lora_module_find(c, m->name) >= 0) {
+        fprintf(stderr, "llmrt: --lora-module %s: the name \"%s\" is given twice\n", arg, m->name);
         return -1;
     }
     struct stat st;
-    if (stat(eq + 1, &st) != 0) {
-        fprintf(stderr, "llmrt: --lora-module %s: %s: %s\n", arg, eq + 1, strerror(errno));
-        free(name);
+    if (stat(m->path, &st) != 0) {
+        fprintf(stderr, "llmrt: --lora-module %s: %s: %s\n", arg, m->path, strerror(errno));
         return -1;
     }
-    c->lora_modules[c->n_lora_modules++] = (cli_lora_module){name, eq + 1};
+    c->n_lora_modules++;
     return 1;
 }
 

@@ -12,8 +12,8 @@
 
 /* --lora-module NAME=PATH: an adapter registered on the engine at start, chosen per request. */
 typedef struct cli_lora_module {
-    const char *name; /* strdup'd (kept for the process's lifetime) */
-    const char *path;
+    char        name[128]; /* printable ASCII, no spaces or quotes (checked at parse) */
+    const char *path;      /* points into argv */
 } cli_lora_module;
 
 typedef struct cli_common {
