@@ -62,6 +62,11 @@ echo "unmerged:    $unmerged"
     ok "merged (fp32 base) = unmerged greedy text, and differs from the base" ||
     bad "merged \"$merged\" vs unmerged \"$unmerged\""
 
+# a path with ':' in it: SCALE only when what follows the last ':' is a number
+cp -r "$tmp/a" "$tmp/a:v2"
+[ "$(gen --lora "$tmp/a:v2")" = "$with_lora" ] && [ "$(gen --lora "$tmp/a:v2:1")" = "$with_lora" ] &&
+    ok "--lora DIR:v2 and DIR:v2:1 take the directory \"a:v2\"" || bad "--lora with ':' in the path"
+
 # --- 3: batch ------------------------------------------------------------------------------------
 name=$(basename "$model")
 cat > "$tmp/in.jsonl" <<EOF
