@@ -188,7 +188,8 @@ typedef struct llmrt_model_params {
     llmrt_cpu_matmul  cpu_matmul;  /* CPU matmul arithmetic; default EXACT                    */
     /* LoRA adapters folded into the weights at load (zero per-token cost): n_loras paths (PEFT
      * directories or GGUF adapters) and their scales (NULL = 1.0 each), read during the call
-     * only. W' = W + scale * (alpha / r) * B A, in the weight's own dtype. A base whose adapted
+     * only. W' = W + scale * (alpha / r) * B A, stored fp32 (the backend converts it as any
+     * fp32 weight; an f16/bf16 sum would round the delta away). A base whose adapted
      * matrices are quantised (4-bit, Q8_0) cannot hold the sum: the adapters are then kept
      * unmerged and an engine of the model applies them to every request that names no adapter
      * of its own (llmrt_model_info's lora_unmerged says so; one adapter at most). */

@@ -162,9 +162,9 @@ void engine_destroy(llmrt_engine *e) {
     free(e->outputs);
     /* the model outlives the engine: empty the slots this engine filled (another engine of the
      * model may serve adapters later) */
-    for (int32_t i = 0; i < e->lora.n_slots && e->lora.slots; i++) {
+    if (e->lora.slots_ready) {
         llmrt_error ignored = {0};
-        if (e->lora.slots[i]) e->exec->ops->lora_set(e->exec, i, NULL, NULL, &ignored);
+        e->exec->ops->lora_init(e->exec, 0, &ignored);
     }
     lora_adapter_release(e->default_adapter);
     lora_registry_destroy(&e->lora);

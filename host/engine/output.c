@@ -78,6 +78,7 @@ void engine_sample_and_advance(llmrt_engine *e, request *r, float *logits) {
         engine_finish(e, r, LLMRT_FINISH_ERROR, err.status, err.msg);
         return;
     }
+    lora_adapter_count_tokens(r->adapter, 1);
     double  now         = engine_now();
     int64_t n_generated = r->n_tokens - r->n_prompt;
     if (n_generated == 1) {

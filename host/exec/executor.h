@@ -43,7 +43,7 @@ typedef struct llmrt_executor_ops {
     llmrt_status (*copy_blocks)(llmrt_executor *ex, llmrt_exec_kv *kv, const int32_t *src,
                                 const int32_t *dst, int32_t n, llmrt_error *err);
     /* (optional: NULL = no adapters per request) LoRA adapter slots on every rank: lora_init
-     * gives each rank n_slots empty slots (once); lora_set loads each rank's part of adapter
+     * gives each rank n_slots empty slots (0: frees them, for the next engine); lora_set loads each rank's part of adapter
      * `f`, read from `path`, into `slot` (f NULL: empties it). Both wait for a forward in
      * flight; a forward never sees a half-set slot. A multi-process group's followers read
      * `path` themselves. */

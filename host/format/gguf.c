@@ -53,6 +53,19 @@ static const ggml_traits GGML_TRAITS[] = {
 // clang-format on
 #define GGML_N_TYPES (sizeof GGML_TRAITS / sizeof GGML_TRAITS[0])
 
+const char *llmrt_gguf_ggml_type_name(uint32_t ggml_type) {
+    return ggml_type < GGML_N_TYPES && GGML_TRAITS[ggml_type].name ? GGML_TRAITS[ggml_type].name
+                                                                   : "unknown";
+}
+
+/* Within each head, GGUF interleaves the two rotate-half halves ((j, s) -> 2j + s); HF keeps
+ * them apart (s * hd/2 + j). */
+int64_t llmrt_gguf_qk_row(int64_t hf_row, int64_t head_dim) {
+    int64_t head = hf_row / head_dim, in = hf_row % head_dim, half = head_dim / 2;
+    int64_t s = in / half, j = in % half;
+    return head * head_dim + 2 * j + s;
+}
+
 static const char *gguf_type_name(uint32_t t) {
     static const char *const names[] = {"UINT8",  "INT8",    "UINT16", "INT16",  "UINT32",
                                         "INT32",  "FLOAT32", "BOOL",   "STRING", "ARRAY",

@@ -90,4 +90,12 @@ llmrt_status llmrt_gguf_get_str(const llmrt_gguf_file *f, const char *key, bool 
 llmrt_status llmrt_gguf_get_arr(const llmrt_gguf_file *f, const char *key, llmrt_gguf_type elem,
                                 bool required, const llmrt_gguf_kv **out, llmrt_error *err);
 
+/* "Q4_0", "BF16", ... for a ggml tensor type (llmrt_gguf_tensor.ggml_type); "unknown" otherwise. */
+const char *llmrt_gguf_ggml_type_name(uint32_t ggml_type);
+
+/* llama.cpp's converter permutes the rows of the Q and K projections (and of a LoRA adapter's
+ * q/k lora_b) so that RoPE rotates interleaved pairs: the GGUF row holding HF row `hf_row` of a
+ * matrix whose heads are `head_dim` (even) rows each. */
+int64_t llmrt_gguf_qk_row(int64_t hf_row, int64_t head_dim);
+
 #endif

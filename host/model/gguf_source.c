@@ -174,14 +174,6 @@ static void dequant_row(llmrt_dtype t, const uint8_t *src, float *dst, int64_t c
     }
 }
 
-/* HF row of GGUF-permuted row r: within each head, GGUF interleaves the two rotate-half
- * halves ((j, s) -> 2j + s); HF keeps them apart (s * hd/2 + j). */
-static int64_t gguf_row_for_hf_row(int64_t hf_row, int64_t head_dim) {
-    int64_t head = hf_row / head_dim, in = hf_row % head_dim, half = head_dim / 2;
-    int64_t s = in / half, j = in % half;
-    return head * head_dim + 2 * j + s;
-}
-
 /* Finds the GGUF tensor of `hf_name` and checks its shape; *t = NULL when absent. */
 static llmrt_status find_checked(struct llmrt_rank_model *m, const char *hf_name, int64_t rows,
                                  int64_t cols, const llmrt_gguf_tensor **t, int *permute_heads,
@@ -249,7 +241,7 @@ static llmrt_status gguf_get(void *ctx, struct llmrt_rank_model *m, const char *
         return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "%s: out of memory converting %s", f->path,
                          name);
     for (int64_t r = 0; r < nrows; r++) {
-        int64_t        src_row = permute_heads > 0 ? gguf_row_for_hf_row(r, head_dim) : r;
+        int64_t        src_row = permute_heads > 0 ? llmrt_gguf_qk_row(r, head_dim) : r;
         const uint8_t *src     = t->data + (uint64_t)src_row * row_src;
         uint8_t       *dst     = keep_q8 ? buf + (uint64_t)r * row_src
                                          : buf + (uint64_t)r * (uint64_t)ncols * elem;
@@ -296,7 +288,7 @@ static llmrt_status gguf_get_q4(void *ctx, struct llmrt_rank_model *m, const cha
     uint16_t *offs   = scales + g_b; /* Q4_1 offsets m */
     uint8_t  *zeros  = (uint8_t *)offs; /* Q4_0: zero points 8 */
     for (int64_t r = 0; r < rows; r++) {
-        int64_t        src_row = permute_heads > 0 ? gguf_row_for_hf_row(r, head_dim) : r;
+        int64_t        src_row = permute_heads > 0 ? llmrt_gguf_qk_row(r, head_dim) : r;
         const uint8_t *src     = t->data + (uint64_t)src_row * row_src;
         uint8_t       *dst     = qs + (uint64_t)r * (uint64_t)(cols / 2);
         for (int64_t b = 0; b < G; b++, src += block, dst += 16) {

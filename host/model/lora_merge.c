@@ -43,6 +43,7 @@ llmrt_status llmrt_lora_merge_open(llmrt_rank_model *m, const char *const *paths
                              "llmrt_model_load: lora_paths[%d] is NULL or lora_scales[%d] = %g is "
                              "not a finite number in [-1e4, 1e4]", i, i, (double)s);
         g->paths[i] = strdup(paths[i]);
+        g->n        = i + 1; /* what llmrt_lora_merge_free releases */
         if (!g->paths[i]) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
         llmrt_status st = llmrt_lora_file_load(paths[i], &m->cfg, &g->files[i], err);
         if (st != LLMRT_OK) {
@@ -50,7 +51,6 @@ llmrt_status llmrt_lora_merge_open(llmrt_rank_model *m, const char *const *paths
             return st;
         }
         g->scales[i] = s;
-        g->n         = i + 1;
     }
     return LLMRT_OK;
 }
@@ -87,14 +87,6 @@ static float load_elem(const llmrt_host_tensor *t, int64_t i) {
     }
 }
 
-static void store_elem(llmrt_dtype d, void *data, int64_t i, float v) {
-    switch (d) {
-    case LLMRT_DTYPE_F16: ((uint16_t *)data)[i] = llmrt_f32_to_f16(v); break;
-    case LLMRT_DTYPE_BF16: ((uint16_t *)data)[i] = llmrt_f32_to_bf16(v); break;
-    default: ((float *)data)[i] = v; break;
-    }
-}
-
 llmrt_status llmrt_lora_merge_tensor(llmrt_rank_model *m, int32_t l, llmrt_lora_target target,
                                      llmrt_host_tensor *t, llmrt_error *err) {
     const llmrt_lora_merge *g = m->merge;
@@ -109,8 +101,7 @@ llmrt_status llmrt_lora_merge_tensor(llmrt_rank_model *m, int32_t l, llmrt_lora_
     int64_t r0 = cols ? 0 : start, c0 = cols ? start : 0; /* the slice's origin in W */
     int64_t full_n, full_k;
     llmrt_lora_target_shape(&m->cfg, target, &full_n, &full_k);
-    size_t   esz   = t->dtype == LLMRT_DTYPE_F32 ? 4 : 2;
-    void    *out   = malloc((size_t)(N * K) * esz);
+    float   *out   = malloc((size_t)(N * K) * sizeof *out);
     float   *row   = malloc((size_t)K * sizeof *row);
     if (!out || !row) {
         free(out), free(row);
@@ -127,12 +118,12 @@ llmrt_status llmrt_lora_merge_tensor(llmrt_rank_model *m, int32_t l, llmrt_lora_
                 for (int64_t k = 0; k < K; k++) row[k] += coef * a[k];
             }
         }
-        for (int64_t k = 0; k < K; k++)
-            store_elem(t->dtype, out, n * K + k, load_elem(t, n * K + k) + row[k]);
+        for (int64_t k = 0; k < K; k++) out[n * K + k] = load_elem(t, n * K + k) + row[k];
     }
     free(row);
     LLMRT_TRY(llmrt_model_keep_host(m, out, err));
-    t->data = out;
+    t->data  = out;
+    t->dtype = LLMRT_DTYPE_F32;
     m->merge->n_merged_matrices++;
     return LLMRT_OK;
 }

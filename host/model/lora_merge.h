@@ -1,6 +1,8 @@
 /* LoRA adapters given at load (llmrt_model_params.lora_paths): folded into each adapted matrix
- * as it loads, W' = W + sum_i scale_i * (alpha_i / r_i) * B_i A_i, in the matrix's own dtype
- * (fp32 math, one rounding at the end). This rank's slice of W gets the same slice of the delta
+ * as it loads, W' = W + sum_i scale_i * (alpha_i / r_i) * B_i A_i, kept in fp32 whatever the
+ * matrix's dtype (an f16/bf16 W' rounds the delta away: a r64 adapter on an f16 base was off
+ * PEFT by 3.5e-3 of the largest logit, fp32 by < 1e-5); the backend converts at upload as for
+ * any fp32 weight (CUDA: to its activation dtype). This rank's slice of W gets the same slice of the delta
  * (lora_slots.h's split). A quantised matrix (4-bit, Q8_0) cannot hold the sum: the first
  * adapted matrix decides — quantised, and no adapter is merged; the adapters are kept
  * (`unmerged`) for an engine to apply per token; dense, and a later quantised adapted matrix is
@@ -33,7 +35,7 @@ llmrt_status llmrt_lora_merge_check(llmrt_rank_model *m, const char *name, bool 
                                     llmrt_error *err);
 
 /* Merging mode: *t (this rank's slice of layer l's projection t, dense F32/F16/BF16) replaced by
- * a merged copy the model keeps. */
+ * a merged fp32 copy the model keeps. */
 llmrt_status llmrt_lora_merge_tensor(llmrt_rank_model *m, int32_t l, llmrt_lora_target target,
                                      llmrt_host_tensor *t, llmrt_error *err);
 

@@ -32,18 +32,20 @@ void llmrt_rank_lora_free(llmrt_rank_model *m) {
 
 llmrt_status llmrt_rank_lora_init(llmrt_rank_model *m, int32_t n_slots, llmrt_error *err) {
     const llmrt_backend_ops *op = m->be->ops;
+    if (n_slots == 0) { /* the engine that made them is gone */
+        llmrt_rank_lora_free(m);
+        return LLMRT_OK;
+    }
     if (!op->lora_table_create || !op->lora_table_set || !op->lora_apply)
         return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
                          "the %s backend has no LoRA kernels: adapters can only be merged at "
                          "load (--lora)", m->be->name);
-    if (m->lora) { /* a later engine of the model: the slots are reused once every one is empty */
-        for (int32_t i = 0; i < m->lora->n_slots; i++)
-            if (m->lora->slot_rank[i] > 0 || m->lora->n_slots != n_slots)
-                return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
-                                 "the model's LoRA slots are in use by another engine (%d slots; "
-                                 "this one asks for %d)", m->lora->n_slots, n_slots);
-        return LLMRT_OK;
-    }
+    if (m->lora) /* two engines of one model cannot both serve adapters */
+        return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
+                         "the model's LoRA slots are in use by another engine of the model");
+    if (n_slots == 0) return LLMRT_OK;
+    if (n_slots < 0 || n_slots > 1024)
+        return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "%d LoRA slots outside [1, 1024]", n_slots);
     llmrt_rank_lora *L = calloc(1, sizeof *L);
     if (!L) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
     m->lora       = L;

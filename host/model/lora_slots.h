@@ -18,8 +18,9 @@ typedef struct llmrt_rank_lora {
     uint64_t           *slot_bytes; /* [n_slots] fp32 bytes this rank holds for the slot */
 } llmrt_rank_lora;
 
-/* Gives m n_slots empty adapter slots (m->lora). LLMRT_ERR_UNSUPPORTED naming the backend when
- * it has no LoRA kernels. */
+/* Gives m n_slots empty adapter slots (m->lora); 0 frees them. LLMRT_ERR_UNSUPPORTED naming
+ * the backend when it has no LoRA kernels; INVALID_ARG when m already has slots (another engine
+ * serves adapters). */
 llmrt_status llmrt_rank_lora_init(llmrt_rank_model *m, int32_t n_slots, llmrt_error *err);
 
 /* Loads this rank's part of adapter `f` into `slot` (NULL: empties the slot). The adapter must

@@ -22,6 +22,14 @@
  * into pinned memory and uploads it with one asynchronous copy; the ops only enqueue work; the
  * only host synchronisation of a step is the logits download at its end.
  *
+ * LoRA. Adapters served per request (lora_table_*, lora_apply) run the batched shrink/expand
+ * kernels of cuda/lora.cu: a table is one descriptor per slot in device memory (A/B pointers in
+ * the activation dtype, rank), so rows of different adapters share a launch. begin_batch stages
+ * each token's slot and scale with the plan, and the runs of consecutive rows of one slot as
+ * tiles (prefill), or none when every run has one row (decode: the per-row GEMV); both paths give
+ * the same bits for a row. The shrink's fp32 scratch is sized when a table is created or filled
+ * (and by reserve) for the reserved batch at the largest rank, so lora_apply allocates nothing.
+ *
  * Errors. Ops without a status record their first failure; the next call that returns a status
  * (the logits download at the end of the forward) reports it. A sticky CUDA fault (illegal
  * address, launch failure, ...) puts the backend in a dead state: every later call fails at
@@ -36,6 +44,7 @@
 #include "../../core/half.h"
 #include "../../core/log.h"
 #include "llmrt_cuda.h"
+#include "lora.h"
 #include "q4_matmul.h"
 #ifdef LLMRT_CUDA_HAVE_FLASH_ATTN
 #include "attention.h"
@@ -70,7 +79,8 @@ typedef struct cuda_ctx {
     void   *plan_dev, *plan_host;
     int64_t cap_tokens, cap_outputs, cap_table;
     int64_t off_tokens, off_positions, off_seq_of, off_out_rows, off_q_start, off_q_len,
-            off_ctx_len, off_seq_slot, off_tables; /* bytes; slots at 0 */
+            off_ctx_len, off_seq_slot, off_lora_slot, off_lora_scale, off_lora_tile_row,
+            off_lora_tile_len, off_tables; /* bytes; slots at 0 */
     bool    plan_in_flight; /* the staging buffer may still be read by a pending copy */
 
     /* current batch */
@@ -100,6 +110,19 @@ typedef struct cuda_ctx {
     uint64_t q4_ws_bytes;
     int32_t  n_q4_shapes;
     llmrt_cuda_q4_weight q4_shapes[LLMRT_CUDA_Q4_MAX_SHAPES]; /* distinct (N, K, gs, perm?) */
+
+    /* LoRA (section "LoRA adapters"): the batch's rows with an adapter, as tiles (plan arrays
+     * lora_tile_row / lora_tile_len, cuda/lora.h), and the shrink's fp32 scratch
+     * [T, k splits, lora_ld] */
+    bool     lora_active;      /* the batch plan has lora_slot and some table holds an adapter */
+    bool     lora_tiled;       /* some tile has several rows: run the tile list, else per row */
+    int32_t  lora_class[3];    /* tiles of each class (llmrt_cuda_lora_tiles) */
+    int32_t  lora_max_rank;    /* largest rank set in any table so far (never shrinks) */
+    int32_t  lora_max_splits;  /* most k splits of any table so far (llmrt_cuda_lora_splits) */
+    int32_t  lora_ld;          /* lora_max_rank when the batch began: tmp's rank stride */
+    int32_t  lora_splits;      /* lora_max_splits when the batch began */
+    float   *lora_tmp;         /* device fp32 [lora_tmp_cap] */
+    int64_t  lora_tmp_cap;     /* floats */
 
     llmrt_cuda_backend_stats stats;
 } cuda_ctx;
@@ -480,6 +503,11 @@ static llmrt_status cuda_rope_init(llmrt_backend *be, const float *inv_freq, int
 /* per-batch state                                                                               */
 /* --------------------------------------------------------------------------------------------- */
 
+/* (section "LoRA adapters") */
+static llmrt_status lora_begin_batch(cuda_ctx *c, const llmrt_batch_plan *plan, char *h,
+                                     llmrt_error *err);
+static llmrt_status lora_tmp_grow(cuda_ctx *c, int64_t floats, llmrt_error *err);
+
 static int64_t align8(int64_t x) {
     return (x + 7) & ~(int64_t)7;
 }
@@ -509,6 +537,10 @@ static llmrt_status grow_plan(cuda_ctx *c, int64_t tokens, int64_t outputs, int6
     c->off_q_len      = off, off += tokens * 4;
     c->off_ctx_len    = off, off += tokens * 4;
     c->off_seq_slot   = off, off += tokens * 4;
+    c->off_lora_slot  = off, off += tokens * 4;
+    c->off_lora_scale = off, off += tokens * 4;
+    c->off_lora_tile_row = off, off += tokens * 4;
+    c->off_lora_tile_len = off, off += tokens * 4;
     c->off_out_rows   = off, off += outputs * 4;
     c->off_tables     = off, off += table * 4;
     LLMRT_TRY(dev_alloc(c, (uint64_t)off, &c->plan_dev, err));
@@ -557,6 +589,7 @@ static llmrt_status cuda_reserve(llmrt_backend *be, int64_t max_tokens, int64_t 
     LLMRT_TRY(check_state(c, err));
     LLMRT_TRY(grow_plan(c, max_tokens, max_outputs, max_seqs * max_blocks, err));
     LLMRT_TRY(q4_ws_grow(c, q4_ws_need(c, max_tokens > max_outputs ? max_tokens : max_outputs), err));
+    LLMRT_TRY(lora_tmp_grow(c, max_tokens * c->lora_max_splits * c->lora_max_rank, err));
     choose_attention(be, shape);
 #ifdef LLMRT_CUDA_HAVE_FLASH_ATTN
     /* decode steps have one entry per output row (each decoding sequence has one) */
@@ -604,6 +637,7 @@ static llmrt_status cuda_begin_batch(llmrt_backend *be, const llmrt_batch_plan *
     memcpy(h + c->off_seq_of, plan->seq_of, (size_t)T * 4);
     memcpy(h + c->off_out_rows, plan->output_rows, (size_t)plan->n_outputs * 4);
     memcpy(h + c->off_tables, plan->block_tables, (size_t)n_table * 4);
+    LLMRT_TRY(lora_begin_batch(c, plan, h, err));
     /* Attention entries for the varlen kernels: maximal runs of tokens of one sequence at
      * consecutive positions, in batch order (the engine's batches give one run per sequence;
      * any other order still works, as more, shorter runs). */
@@ -833,6 +867,211 @@ static llmrt_status cuda_copy(llmrt_backend *be, void *dst, const void *src, uin
 }
 
 /* --------------------------------------------------------------------------------------------- */
+/* LoRA adapters                                                                                 */
+/* --------------------------------------------------------------------------------------------- */
+
+/* A table: one descriptor per slot in device memory (what the kernels read: A/B pointers and
+ * rank, cuda/lora.h), a host mirror of it, and per slot one device buffer holding A [r, k] then
+ * B [n, r] in the activation dtype. */
+struct llmrt_blora_table {
+    int32_t               n_slots;
+    int64_t               n, k;     /* out = x[T, k] · Wᵀ with n outputs */
+    llmrt_cuda_lora_slot *desc;     /* host [n_slots] */
+    llmrt_cuda_lora_slot *desc_dev; /* device [n_slots] */
+    void                **buf;      /* host [n_slots]: the device buffer of each slot, or NULL */
+    int32_t               max_rank; /* largest rank now in the table */
+};
+
+/* Grows the shrink's scratch to `floats` (never shrinks). Queued kernels may still read the old
+ * one: wait for the stream before freeing it. */
+static llmrt_status lora_tmp_grow(cuda_ctx *c, int64_t floats, llmrt_error *err) {
+    if (floats <= c->lora_tmp_cap) return LLMRT_OK;
+    if (c->lora_tmp) {
+        llmrt_cuda_status st = llmrt_cuda_sync(c->dev);
+        if (st != LLMRT_CUDA_OK) return fail(c, st, err, "LoRA scratch");
+        dev_free(c, c->lora_tmp);
+        c->lora_tmp     = NULL;
+        c->lora_tmp_cap = 0;
+    }
+    LLMRT_TRY(dev_alloc(c, (uint64_t)floats * sizeof(float), (void **)&c->lora_tmp, err));
+    c->lora_tmp_cap = floats;
+    return LLMRT_OK;
+}
+
+/* begin_batch's part: the slots and scales into the staged plan, the tiles of the rows with an
+ * adapter, the scratch for T rows of the largest rank. */
+static llmrt_status lora_begin_batch(cuda_ctx *c, const llmrt_batch_plan *plan, char *h,
+                                     llmrt_error *err) {
+    c->lora_active = false;
+    if (!plan->lora_slot || c->lora_max_rank == 0) return LLMRT_OK;
+    if (!plan->lora_scale)
+        return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "begin_batch: lora_slot without lora_scale");
+    int32_t T = plan->n_tokens;
+    memcpy(h + c->off_lora_slot, plan->lora_slot, (size_t)T * 4);
+    memcpy(h + c->off_lora_scale, plan->lora_scale, (size_t)T * 4);
+    int32_t n_tiles = llmrt_cuda_lora_tiles(plan->lora_slot, T, (int32_t *)(h + c->off_lora_tile_row),
+                                            (int32_t *)(h + c->off_lora_tile_len), c->lora_class);
+    if (n_tiles == 0) return LLMRT_OK; /* no row has an adapter */
+    int64_t need = (int64_t)T * c->lora_max_splits * c->lora_max_rank;
+    if (need > c->lora_tmp_cap) {
+        int64_t before = c->stats.device_allocs;
+        LLMRT_TRY(lora_tmp_grow(c, need, err));
+        c->stats.batch_allocs += c->stats.device_allocs - before;
+    }
+    c->lora_ld     = c->lora_max_rank;
+    c->lora_splits = c->lora_max_splits;
+    c->lora_tiled  = c->lora_class[LLMRT_CUDA_LORA_TILE16] + c->lora_class[LLMRT_CUDA_LORA_TILE4] > 0;
+    c->lora_active = true;
+    return LLMRT_OK;
+}
+
+static llmrt_status cuda_lora_table_create(llmrt_backend *be, int32_t n_slots, int64_t n, int64_t k,
+                                           llmrt_blora_table **out, llmrt_error *err) {
+    cuda_ctx *c = ctx_of(be);
+    *out = NULL;
+    LLMRT_TRY(check_state(c, err));
+    if (n_slots < 1 || n < 1 || k < 1 || n > INT32_MAX || k > INT32_MAX)
+        return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
+                         "lora_table_create: %d slots of [%lld, %lld] (need >= 1 slot, 1 <= n, k "
+                         "<= 2^31-1)", n_slots, (long long)n, (long long)k);
+    llmrt_blora_table *t = calloc(1, sizeof *t);
+    if (t) {
+        t->desc = calloc((size_t)n_slots, sizeof *t->desc);
+        t->buf  = calloc((size_t)n_slots, sizeof *t->buf);
+    }
+    if (!t || !t->desc || !t->buf) {
+        if (t) free(t->desc), free(t->buf);
+        free(t);
+        return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "lora_table_create: out of host memory");
+    }
+    t->n_slots = n_slots;
+    t->n       = n;
+    t->k       = k;
+    uint64_t     bytes  = (uint64_t)n_slots * sizeof *t->desc;
+    int32_t      splits = llmrt_cuda_lora_splits(k);
+    llmrt_status s      = LLMRT_OK;
+    if (splits > c->lora_max_splits) { /* the scratch of a reserved batch, see lora_table_set */
+        s = lora_tmp_grow(c, c->cap_tokens * splits * c->lora_max_rank, err);
+        if (s == LLMRT_OK) c->lora_max_splits = splits;
+    }
+    if (s == LLMRT_OK) s = dev_alloc(c, bytes, (void **)&t->desc_dev, err);
+    if (s == LLMRT_OK) { /* every slot empty */
+        llmrt_cuda_status st = llmrt_cuda_upload(c->dev, t->desc_dev, t->desc, bytes, 1);
+        if (st != LLMRT_CUDA_OK) s = fail(c, st, err, "lora_table_create");
+    }
+    if (s != LLMRT_OK) {
+        dev_free(c, t->desc_dev);
+        free(t->desc);
+        free(t->buf);
+        free(t);
+        return s;
+    }
+    *out = t;
+    return LLMRT_OK;
+}
+
+/* Fills (or, rank 0, empties) a slot: the new buffer is uploaded and its descriptor written
+ * before the old buffer is freed, so a failure leaves the slot as it was. */
+static llmrt_status cuda_lora_table_set(llmrt_backend *be, llmrt_blora_table *t, int32_t slot,
+                                        int32_t rank, const float *a, const float *b,
+                                        llmrt_error *err) {
+    cuda_ctx *c = ctx_of(be);
+    LLMRT_TRY(check_state(c, err));
+    if (slot < 0 || slot >= t->n_slots)
+        return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "lora_table_set: slot %d outside [0, %d)",
+                         slot, t->n_slots);
+    if (rank < 0 || rank > LLMRT_CUDA_LORA_MAX_RANK)
+        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                         "lora_table_set: rank %d is not supported (0..%d)", rank,
+                         LLMRT_CUDA_LORA_MAX_RANK);
+    if (rank > 0 && (!a || !b))
+        return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "lora_table_set: rank %d without A or B", rank);
+    int64_t n_a = (int64_t)rank * t->k, n_b = t->n * rank, ab = be->act_bytes;
+    void   *dev = NULL;
+    llmrt_status s = LLMRT_OK;
+    if (rank > 0) {
+        /* a full-size staging copy: adapters are small (r·(n + k) elements) */
+        char *staging = malloc((size_t)((n_a + n_b) * ab));
+        if (!staging)
+            return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "lora_table_set: out of host memory");
+        s = convert_chunk(c, staging, LLMRT_DTYPE_F32, a, n_a, 0, t->k, err);
+        if (s != LLMRT_OK) llmrt_err_prefix(err, "LoRA A of slot %d", slot);
+        if (s == LLMRT_OK) {
+            s = convert_chunk(c, staging + n_a * ab, LLMRT_DTYPE_F32, b, n_b, 0, rank, err);
+            if (s != LLMRT_OK) llmrt_err_prefix(err, "LoRA B of slot %d", slot);
+        }
+        /* the scratch holds every batch the plan was reserved for at the new largest rank, so
+         * begin_batch allocates nothing */
+        if (s == LLMRT_OK && rank > c->lora_max_rank)
+            s = lora_tmp_grow(c, c->cap_tokens * c->lora_max_splits * rank, err);
+        if (s == LLMRT_OK) s = dev_alloc(c, (uint64_t)((n_a + n_b) * ab), &dev, err);
+        if (s == LLMRT_OK) {
+            llmrt_cuda_status st =
+                llmrt_cuda_upload(c->dev, dev, staging, (uint64_t)((n_a + n_b) * ab), 1);
+            if (st != LLMRT_CUDA_OK) s = fail(c, st, err, "lora_table_set: upload");
+        }
+        free(staging);
+    }
+    llmrt_cuda_lora_slot d = {.a = dev, .b = dev ? (char *)dev + n_a * ab : NULL, .rank = rank};
+    if (s == LLMRT_OK) {
+        llmrt_cuda_status st =
+            llmrt_cuda_upload(c->dev, &t->desc_dev[slot], &d, sizeof d, 1);
+        if (st != LLMRT_CUDA_OK) s = fail(c, st, err, "lora_table_set: descriptor");
+    }
+    if (s != LLMRT_OK) {
+        dev_free(c, dev);
+        return s;
+    }
+    if (t->buf[slot]) { /* a kernel queued before this call may still read it */
+        llmrt_cuda_status st = llmrt_cuda_sync(c->dev);
+        if (st != LLMRT_CUDA_OK) note_failure(c, st, "lora_table_set");
+        dev_free(c, t->buf[slot]);
+    }
+    t->buf[slot]  = dev;
+    t->desc[slot] = d;
+    t->max_rank   = 0;
+    for (int32_t i = 0; i < t->n_slots; i++)
+        if (t->desc[i].rank > t->max_rank) t->max_rank = t->desc[i].rank;
+    if (rank > c->lora_max_rank) c->lora_max_rank = rank;
+    return LLMRT_OK;
+}
+
+static void cuda_lora_table_destroy(llmrt_backend *be, llmrt_blora_table *t) {
+    if (!t) return;
+    cuda_ctx *c = ctx_of(be);
+    if (!c->dead) (void)llmrt_cuda_sync(c->dev); /* no queued kernel reads the table */
+    for (int32_t i = 0; i < t->n_slots; i++) dev_free(c, t->buf[i]);
+    dev_free(c, t->desc_dev);
+    free(t->desc);
+    free(t->buf);
+    free(t);
+}
+
+static void cuda_lora_apply(llmrt_backend *be, void *out, const void *x, int64_t rows,
+                            const llmrt_blora_table *t) {
+    cuda_ctx *c = ctx_of(be);
+    if (skip(c) || !c->lora_active || t->max_rank == 0) return;
+    if (rows != c->n_tokens || t->max_rank > c->lora_ld ||
+        llmrt_cuda_lora_splits(t->k) > c->lora_splits) {
+        note_failure(c, LLMRT_CUDA_ERR_INVALID,
+                     rows != c->n_tokens ? "lora_apply: rows differ from the batch's tokens"
+                                         : "lora_apply: a table was filled after begin_batch");
+        return;
+    }
+    llmrt_cuda_lora_args a = {
+        .dtype = c->act, .out = out, .x = x, .n = t->n, .k = t->k, .n_rows = c->n_tokens,
+        .slots = t->desc_dev, .n_slots = t->n_slots, .max_rank = t->max_rank,
+        .tmp = c->lora_tmp, .ld_tmp = c->lora_ld,
+        .row_slot = PLAN(c, off_lora_slot, int32_t), .row_scale = PLAN(c, off_lora_scale, float),
+        /* decode steps (every tile one row) run the per-row GEMV over the batch's rows */
+        .tile_row = c->lora_tiled ? PLAN(c, off_lora_tile_row, int32_t) : NULL,
+        .tile_len = c->lora_tiled ? PLAN(c, off_lora_tile_len, int32_t) : NULL,
+        .n_class = {c->lora_class[0], c->lora_class[1], c->lora_class[2]},
+    };
+    launched(c, llmrt_cuda_lora_apply(c->stream, &a), "lora_apply");
+}
+
+/* --------------------------------------------------------------------------------------------- */
 /* lifecycle                                                                                     */
 /* --------------------------------------------------------------------------------------------- */
 
@@ -847,6 +1086,7 @@ static void cuda_destroy(llmrt_backend *be) {
             dev_free(c, c->decode_ws);
             dev_free(c, c->f32_scratch);
             dev_free(c, c->q4_ws);
+            dev_free(c, c->lora_tmp);
             llmrt_cuda_host_free(c->dev, c->plan_host);
             llmrt_cuda_dev_destroy(c->dev);
         }
@@ -880,6 +1120,10 @@ static const llmrt_backend_ops cuda_ops = {
     .copy             = cuda_copy,
     .reserve          = cuda_reserve,
     .logits           = cuda_logits,
+    .lora_table_create  = cuda_lora_table_create,
+    .lora_table_set     = cuda_lora_table_set,
+    .lora_table_destroy = cuda_lora_table_destroy,
+    .lora_apply         = cuda_lora_apply,
 };
 
 int llmrt_backend_cuda_device_count(void) {

@@ -171,7 +171,7 @@ llmrt_status tp_follow(tp_exec *te, llmrt_error *errp) {
             done = true;
             break;
         case TP_OP_LORA_INIT:
-            s = msg.a < 1 || msg.a > INT32_MAX
+            s = msg.a < 0 || msg.a > 1024
                     ? llmrt_err(&err, LLMRT_ERR_BACKEND, "tensor parallel: malformed LoRA request")
                     : llmrt_rank_lora_init(m, (int32_t)msg.a, &err);
             break;
