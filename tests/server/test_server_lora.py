@@ -148,12 +148,7 @@ def test_metrics_per_adapter(srv):
     _, text, _ = srv.request("GET", "/metrics")
     assert "# TYPE llmrt_lora_requests_total counter" in text
     assert "# TYPE llmrt_lora_resident gauge" in text
-    generated = m['llmrt_lora_generated_tokens_total{adapter="a"}']
-    if generated == 0:
-        # the engine never calls lora_adapter_count_tokens (host/engine/lora_registry.c), so
-        # llmrt_lora_info.n_generated stays 0: an engine bug, reported, not the server's
-        pytest.xfail("llmrt_lora_info.n_generated is never counted by the engine")
-    assert generated >= 16
+    assert m['llmrt_lora_generated_tokens_total{adapter="a"}'] >= 16
 
 
 def test_runtime_updates_need_the_flag(adapters):
