@@ -1059,11 +1059,11 @@ static void usage(FILE *f) {
                "      --log-text            also log the prompt/messages and completion text\n"
                "      --log-redact          with --log-text: e-mail addresses, phone numbers\n"
                "                            and ID-like numbers become [EMAIL] [PHONE] [ID]\n"
-               "      --lora-module NAME=PATH  serve a LoRA adapter as model NAME (repeatable):\n"
-               "                            \"model\": NAME selects it; /v1/models lists it\n"
                "      --allow-lora-runtime-updates  enable POST /v1/load_lora_adapter\n"
                "                            {\"lora_name\", \"lora_path\"} and\n"
                "                            /v1/unload_lora_adapter {\"lora_name\"} (vLLM's)\n"
+               "LoRA: each --lora-module NAME=PATH (below) is served as model NAME: \"model\": NAME\n"
+               "selects it and /v1/models lists it.\n"
                "  -h, --help\n"
                "Sampling options are the defaults of requests that do not set a field.\n");
     cli_common_usage(f);
