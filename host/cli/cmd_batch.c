@@ -10,10 +10,10 @@
  * (--lora-module NAME=PATH): "lora": "NAME" (and "lora_scale") runs the line with that adapter;
  * as in vLLM, a "model" equal to an adapter's name selects it and the base model's name (the -m
  * path or its last component) selects none, any other "model" is an error record; without
- * --lora-module, "model" is not looked at. Lines naming none get --lora-name's. With "n" > 1
- * the response also lists "choices": [{"index", "text", "finish_reason", "completion_tokens"}]
- * (one per sequence, like OpenAI's n); its "text" and "finish_reason" are choice 0's and its
- * "completion_tokens" the sum over the choices.
+ * --lora-module, "model" is not looked at; "lora" wins over "model". Lines naming none get
+ * --lora-name's. With "n" > 1 the response also lists "choices": [{"index", "text",
+ * "finish_reason", "completion_tokens"}] (one per sequence, like OpenAI's n); its "text" and
+ * "finish_reason" are choice 0's and its "completion_tokens" the sum over the choices.
  * Robustness (batch_output.h has the contract): every record is one write(2) in append mode,
  * checked; a failed write cuts the file back to its last complete record and stops the job with
  * exit 1. On start the whole output is validated: a torn last line (a kill mid-write) is cut off,
