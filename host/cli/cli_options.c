@@ -150,7 +150,7 @@ void cli_common_usage(FILE *f) {
             "      --lora-name NAME        run the prompts with --lora-module NAME\n"
             "      --lora-scale X          multiply its delta by X (default 1)\n"
             "      --max-loras N           adapters resident at once (default 8)\n"
-            "      --max-lora-bytes N      bytes of resident adapters (fp32; default 0 = no limit)\n"
+            "      --max-lora-bytes N      bytes of resident adapters (fp32; 0 = no limit)\n"
             "sampling (defaults: the model's generation_config.json, else vLLM's):\n"
             "      --temperature T         0 = greedy\n"
             "      --top-k K  --top-p P  --min-p P\n"

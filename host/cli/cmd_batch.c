@@ -234,7 +234,8 @@ static void module_names(const cli_common *c, char *out, size_t cap) {
     size_t len = 0;
     out[0]     = 0;
     for (int32_t i = 0; i < c->n_lora_modules && len < cap; i++)
-        len += (size_t)snprintf(out + len, cap - len, "%s%s", i ? ", " : "", c->lora_modules[i].name);
+        len += (size_t)snprintf(out + len, cap - len, "%s%s", i ? ", " : "",
+                                c->lora_modules[i].name);
 }
 
 /* The line's adapter into j->prompt: "lora" (+ "lora_scale"), else a "model" naming one (vLLM),
@@ -244,7 +245,8 @@ static int parse_lora(job_line *j, const cJSON *src, const batch_models *bm, cha
     const cli_common *c = bm->c;
     char              names[512];
     cli_common_prompt_lora(c, &j->prompt);
-    const cJSON *lora = cJSON_GetObjectItem(src, "lora"), *model = cJSON_GetObjectItem(src, "model");
+    const cJSON *lora  = cJSON_GetObjectItem(src, "lora");
+    const cJSON *model = cJSON_GetObjectItem(src, "model");
     if (lora && !cJSON_IsNull(lora)) {
         if (!cJSON_IsString(lora)) {
             snprintf(msg, msg_size, "\"lora\" must be the name of a --lora-module adapter");
@@ -272,8 +274,9 @@ static int parse_lora(job_line *j, const cJSON *src, const batch_models *bm, cha
             j->prompt.lora_scale   = 0;
         } else {
             module_names(c, names, sizeof names);
-            snprintf(msg, msg_size, "\"model\": \"%.120s\" is neither the base model (\"%.120s\") "
-                                    "nor a --lora-module adapter (%.300s)", m, bm->base_name, names);
+            snprintf(msg, msg_size,
+                     "\"model\": \"%.120s\" is neither the base model (\"%.120s\") nor a "
+                     "--lora-module adapter (%.300s)", m, bm->base_name, names);
             return -1;
         }
     }

@@ -293,7 +293,8 @@ static int parse_fields(perr *e, const cJSON *root, srv_kind kind, srv_request *
         }
 #define FIELD(n) cJSON_GetObjectItemCaseSensitive(root, n)
     const cJSON *v;
-    if (kind == SRV_LOAD_LORA || kind == SRV_UNLOAD_LORA) return parse_lora_fields(e, root, kind, r);
+    if (kind == SRV_LOAD_LORA || kind == SRV_UNLOAD_LORA)
+        return parse_lora_fields(e, root, kind, r);
     if ((v = FIELD("model")) && !cJSON_IsNull(v))
         if (get_text(e, v, "model", &r->model, NULL) < 0) return -1;
     if (kind == SRV_DETOKENIZE) {
