@@ -154,7 +154,8 @@ def test_metrics_per_adapter(srv):
 def test_runtime_updates_need_the_flag(adapters):
     s = Server("--lora-module", f"a={adapters['a']}")
     try:
-        for path, body in (("/v1/load_lora_adapter", {"lora_name": "b", "lora_path": adapters["b"]}),
+        for path, body in (("/v1/load_lora_adapter", {"lora_name": "b",
+                                                       "lora_path": adapters["b"]}),
                            ("/v1/unload_lora_adapter", {"lora_name": "a"})):
             status, text, _ = s.request("POST", path, body)
             assert status == 404 and "--allow-lora-runtime-updates" in text
@@ -169,9 +170,10 @@ def test_runtime_updates_need_the_flag(adapters):
 def test_bad_lora_module_fails_at_start(adapters, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    for args, word in (([f"--lora-module", f"x={empty}"], str(empty)),
-                       ([f"--lora-module", f"{NAME}={adapters['a']}"], "--lora-module"),
-                       (["--lora-module", f"a={adapters['a']}", "--lora-name", "a"], "--lora-name")):
+    a = adapters["a"]
+    for args, word in ((["--lora-module", f"x={empty}"], str(empty)),
+                       (["--lora-module", f"{NAME}={a}"], "--lora-module"),
+                       (["--lora-module", f"a={a}", "--lora-name", "a"], "--lora-name")):
         p = subprocess.run([BIN, "serve", "-m", MODEL, "--port", "0", "-t", "2",
                             "--served-model-name", NAME, *args],
                            capture_output=True, text=True, timeout=120)

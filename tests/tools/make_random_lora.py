@@ -129,7 +129,8 @@ def write_safetensors(path, tensors, dtype):
     header, blobs, off = {"__metadata__": {"format": "pt"}}, [], 0
     for name, a in tensors:
         st_dtype, raw = _encode(a, dtype)
-        header[name] = {"dtype": st_dtype, "shape": list(a.shape), "data_offsets": [off, off + len(raw)]}
+        header[name] = {"dtype": st_dtype, "shape": list(a.shape),
+                        "data_offsets": [off, off + len(raw)]}
         blobs.append(raw)
         off += len(raw)
     text = json.dumps(header, separators=(",", ":")).encode()

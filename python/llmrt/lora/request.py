@@ -1,4 +1,4 @@
-"""LoRARequest: which LoRA adapter a request runs with (vLLM's ``vllm.lora.request.LoRARequest``)."""
+"""LoRARequest: the LoRA adapter a request runs with (vLLM's ``vllm.lora.request.LoRARequest``)."""
 
 from __future__ import annotations
 
