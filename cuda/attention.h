@@ -15,7 +15,8 @@
  *   Sequences         the batch is packed ("varlen"): sequence i owns q rows
  *                     q_start[i] .. q_start[i] + q_len[i] - 1, its new tokens at positions
  *                     ctx_len[i] - q_len[i] .. ctx_len[i] - 1 (already written into the cache),
- *                     and attends causally: token j sees positions 0 .. ctx_len - q_len + j.
+ *                     and attends causally: token j sees positions 0 .. ctx_len - q_len + j
+ *                     (only the last `window` of them when window > 0).
  *
  * Errors: every launcher validates its arguments before launching anything. On failure it
  * returns a negative LLMRT_CUDA_ATTN_E* code and writes a NUL-terminated message into err
@@ -72,6 +73,9 @@ typedef struct llmrt_cuda_attn_args {
     int32_t max_ctx_len; /* decode: an upper bound of ctx_len (split heuristic; 0 = unknown) */
     float scale;         /* softmax scale, usually 1/sqrt(head_dim) */
     int32_t dtype;       /* llmrt_cuda_attn_dtype */
+    int32_t window;      /* sliding window W > 0: the token at position p attends to positions
+                          * (p - W, p] only, and block-table entries of blocks wholly below
+                          * p - W + 1 are never read (they may be -1); 0: no window */
     /* -- decode only -- */
     void *workspace;        /* split-KV partials; llmrt_cuda_attention_decode_workspace_bytes */
     size_t workspace_bytes; /* its size */

@@ -121,10 +121,16 @@ __device__ __forceinline__ int imin(int a, int b) {
     return a < b ? a : b;
 }
 
-// The tiles [begin, end) of split `split` of a context of ctx tokens; shared by the attention and
-// the combine kernel, which derives from it how many splits hold tokens.
-__device__ __forceinline__ int tiles_per_split(int ctx, int n_splits) {
-    const int n_tiles = (ctx + kTileTokens - 1) / kTileTokens;
+// The first tile the token at position ctx - 1 reads: 0, or under a sliding window W the tile
+// of its first key ctx - W.
+__device__ __forceinline__ int first_tile(int ctx, int window) {
+    return window > 0 && ctx > window ? (ctx - window) / kTileTokens : 0;
+}
+
+// The tiles [first + split * per, ...) of split `split` of a context of ctx tokens; shared by the
+// attention and the combine kernel, which derives from it how many splits hold tokens.
+__device__ __forceinline__ int tiles_per_split(int ctx, int window, int n_splits) {
+    const int n_tiles = (ctx + kTileTokens - 1) / kTileTokens - first_tile(ctx, window);
     return (n_tiles + n_splits - 1) / n_splits;
 }
 
@@ -145,6 +151,7 @@ __global__ void __launch_bounds__(DecodeTraits<HD>::kThreads)
                        int block_size,                           // tokens per KV block
                        int max_blocks,                           // block_tables row stride
                        float scale_log2,                         // softmax scale * log2(e)
+                       int window,                               // sliding window (0: none)
                        float *__restrict__ part_o,   // [n_splits, n_seqs, Hq, HD] (when > 1 split)
                        float *__restrict__ part_lse) // [n_splits, n_seqs, Hq] log2-sum-exp2
 {
@@ -164,8 +171,10 @@ __global__ void __launch_bounds__(DecodeTraits<HD>::kThreads)
 
     const int ctx = ctx_len[seq];
     const int n_tiles = (ctx + BN - 1) / BN;
-    const int per = tiles_per_split(ctx, n_splits);
-    const int t_begin = split * per, t_end = imin(n_tiles, t_begin + per);
+    const int per = tiles_per_split(ctx, window, n_splits);
+    const int t_begin = first_tile(ctx, window) + split * per, t_end = imin(n_tiles, t_begin + per);
+    // keys below lo are outside the window: masked, and never loaded (their blocks may be freed)
+    const int lo = window > 0 && ctx > window ? ctx - window : 0;
     if (t_begin >= t_end) return; // a short context needs fewer splits; the combine knows
 
     // -- the group's query rows -> shared (rows >= group zero-filled) ---------------------------
@@ -186,13 +195,13 @@ __global__ void __launch_bounds__(DecodeTraits<HD>::kThreads)
         ATTN_UNROLL
         for (int i = 0; i < Tr::kLoadPasses; i++) {
             const int pos = t * BN + ld_row + i * Tr::kLoadRows;
-            blk[i] = pos < ctx ? __ldg(btab + pos / block_size) : -1;
+            blk[i] = pos < ctx && pos >= lo ? __ldg(btab + pos / block_size) : -1;
         }
     };
     auto issue_kv = [&](int t) {
         if (t < t_end) {
-            unsigned char *dk = s_k + (t % S) * Tr::kTileBytes;
-            unsigned char *dv = s_v + (t % S) * Tr::kTileBytes;
+            unsigned char *dk = s_k + ((t - t_begin) % S) * Tr::kTileBytes;
+            unsigned char *dv = s_v + ((t - t_begin) % S) * Tr::kTileBytes;
             ATTN_UNROLL
             for (int i = 0; i < Tr::kLoadPasses; i++) {
                 const int r = ld_row + i * Tr::kLoadRows;
@@ -236,8 +245,8 @@ __global__ void __launch_bounds__(DecodeTraits<HD>::kThreads)
         cp_async_wait<S - 2>();
         __syncthreads();
         issue_kv(t + S - 1);
-        const unsigned char *ks = s_k + (t % S) * Tr::kTileBytes;
-        const unsigned char *vs = s_v + (t % S) * Tr::kTileBytes;
+        const unsigned char *ks = s_k + ((t - t_begin) % S) * Tr::kTileBytes;
+        const unsigned char *vs = s_v + ((t - t_begin) % S) * Tr::kTileBytes;
 
         // S = Q K_wᵀ: 16 heads x this warp's 16 tokens
         float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
@@ -250,12 +259,15 @@ __global__ void __launch_bounds__(DecodeTraits<HD>::kThreads)
             E::mma(s[0], qf[kk], b0);
             E::mma(s[1], qf[kk], b1);
         }
-        if (t == n_tiles - 1) { // only the last tile reaches past the context
+        // only the last tile reaches past the context, only the first below the window
+        if (t == n_tiles - 1 || (lo > 0 && t * BN < lo)) {
             ATTN_UNROLL
             for (int n = 0; n < 2; n++) {
                 ATTN_UNROLL
-                for (int i = 0; i < 4; i++)
-                    if (t * BN + warp * 16 + n * 8 + 2 * tq + (i & 1) >= ctx) s[n][i] = -INFINITY;
+                for (int i = 0; i < 4; i++) {
+                    const int key = t * BN + warp * 16 + n * 8 + 2 * tq + (i & 1);
+                    if (key >= ctx || key < lo) s[n][i] = -INFINITY;
+                }
             }
         }
 
@@ -328,7 +340,8 @@ __global__ void __launch_bounds__(DecodeTraits<HD>::kThreads)
         ATTN_UNROLL
         for (int w = 0; w < Tr::kWarps; w++)
             m = fmaxf(m, s_ml[(w * Tr::kRows + row) * 2]);
-        // m is finite: the split's first tile holds its first token, which no warp 0 row masks
+        // m is finite: every split holds a token of the window, which some warp does not mask
+        // (a warp whose keys are all masked has m = -inf, l = 0, o = 0: weight 0)
         float num = 0.f, den = 0.f;
         ATTN_UNROLL
         for (int w = 0; w < Tr::kWarps; w++) {
@@ -357,12 +370,13 @@ __global__ void __launch_bounds__(HD)
                                const int32_t *__restrict__ ctx_len, // [n_seqs]
                                int n_seqs,                          // = gridDim.y
                                int n_heads,                         // Hq (= gridDim.x)
-                               int n_splits) {                      // splits of the attention grid
+                               int n_splits,                        // splits of the attention grid
+                               int window) {                        // sliding window (0: none)
     const int d = threadIdx.x, h = blockIdx.x, seq = blockIdx.y;
     const int ctx = ctx_len[seq];
-    const int per = tiles_per_split(ctx, n_splits);
-    const int n_valid =
-        ((ctx + kTileTokens - 1) / kTileTokens + per - 1) / per; // splits with tokens
+    const int per = tiles_per_split(ctx, window, n_splits);
+    const int n_valid = ((ctx + kTileTokens - 1) / kTileTokens - first_tile(ctx, window) + per - 1) /
+                        per; // splits with tokens
     float m = -INFINITY;
     for (int sp = 0; sp < n_valid; sp++)
         m = fmaxf(m, part_lse[((int64_t)sp * n_seqs + seq) * n_heads + h]);
@@ -481,14 +495,14 @@ int launch_decode(const llmrt_cuda_attn_args *a, cudaStream_t stream, char *err,
            Tr::kSmemBytes, stream, static_cast<const T *>(a->q), static_cast<T *>(a->out),
            static_cast<const T *>(a->k_cache), static_cast<const T *>(a->v_cache), a->block_tables,
            a->q_start, a->ctx_len, a->seq_slot, (int)a->n_seqs, (int)a->n_heads, (int)a->n_kv_heads,
-           (int)a->block_size, (int)a->max_blocks, a->scale * 1.4426950408889634f, part_o,
-           part_lse);
+           (int)a->block_size, (int)a->max_blocks, a->scale * 1.4426950408889634f,
+           (int)a->window, part_o, part_lse);
     cudaError_t e = cudaGetLastError();
     if (e == cudaSuccess && n_splits > 1) {
         LAUNCH((attn_decode_combine_kernel<T, HD>), dim3(a->n_heads, a->n_seqs), HD, 0, stream,
                static_cast<const float *>(part_o), static_cast<const float *>(part_lse),
                static_cast<T *>(a->out), a->q_start, a->ctx_len, (int)a->n_seqs, (int)a->n_heads,
-               n_splits);
+               n_splits, (int)a->window);
         e = cudaGetLastError();
     }
     if (e != cudaSuccess)

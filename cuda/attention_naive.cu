@@ -1,6 +1,6 @@
 // attention_naive.cu: the reference attention over the paged KV cache. One warp per (token,
 // query head); lane l owns the head dimensions l, l + 32, ...; positions 0..pos of the token's
-// sequence are visited in order with an online softmax (running max, rescaled sum and output),
+// sequence (the last `window` of them under a sliding window) are visited in order with an online softmax (running max, rescaled sum and output),
 // each score a warp-wide dot product. fp32 math. Slow (one shuffle reduction per position) but
 // simple, any head dim up to 256 and any block size: it runs the head dims the flash kernels
 // (attention.h) do not instantiate, and serves as their end-to-end cross-check.
@@ -18,7 +18,8 @@ __global__ void attention_naive_kernel(T *out,                      // [T, Hq*hd
                                        const int32_t *seq_of,       // [T] block-table row
                                        const int32_t *block_tables,  // [n_seqs, max_blocks]
                                        int32_t max_blocks, int32_t n_tokens, int32_t Hq, int32_t Hkv, int32_t hd,
-                                       int32_t block_size, float scale) {
+                                       int32_t block_size, float scale,
+                                       int32_t window) { // sliding window W > 0: keys (pos - W, pos]
   const int64_t item = (int64_t)blockIdx.x * ATTN_NAIVE_WARPS + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (item >= (int64_t)n_tokens * Hq) return;  // the whole warp leaves together
@@ -35,7 +36,7 @@ LLMRT_UNROLL
   const int32_t pos = positions[t];
   const int32_t *table = block_tables + (int64_t)seq_of[t] * max_blocks;
   float m = -INFINITY, l = 0.0f;
-  for (int32_t p = 0; p <= pos; p++) {
+  for (int32_t p = window > 0 && pos >= window ? pos - window + 1 : 0; p <= pos; p++) {
     const int64_t slot = (int64_t)table[p / block_size] * block_size + p % block_size;
     const T *kr = k_cache + slot * kv_w + (int64_t)kvh * hd;
     const T *vr = v_cache + slot * kv_w + (int64_t)kvh * hd;
@@ -70,10 +71,10 @@ extern "C" int llmrt_cuda_attention_naive(void *stream, llmrt_cuda_dtype t, void
                                           const void *k_cache, const void *v_cache, const int32_t *positions,
                                           const int32_t *seq_of, const int32_t *block_tables, int32_t max_blocks,
                                           int32_t n_tokens, int32_t Hq, int32_t Hkv, int32_t hd, int32_t block_size,
-                                          float scale) {
+                                          float scale, int32_t window) {
   if (n_tokens <= 0) return n_tokens == 0 ? 0 : (int)cudaErrorInvalidValue;
   if (Hq <= 0 || Hkv <= 0 || Hq % Hkv || hd <= 0 || hd > 32 * ATTN_NAIVE_MAX_DPL || block_size <= 0 ||
-      max_blocks <= 0)
+      max_blocks <= 0 || window < 0)
     return (int)cudaErrorInvalidValue;
   cudaStream_t s = (cudaStream_t)stream;
   const int64_t items = (int64_t)n_tokens * Hq;
@@ -82,6 +83,6 @@ extern "C" int llmrt_cuda_attention_naive(void *stream, llmrt_cuda_dtype t, void
   LLMRT_DISPATCH(t, T,
       LAUNCH(attention_naive_kernel<T>, (unsigned)blocks, 32 * ATTN_NAIVE_WARPS, 0, s, (T *)out, (const T *)q,
              (const T *)k_cache, (const T *)v_cache, positions, seq_of, block_tables, max_blocks, n_tokens, Hq, Hkv,
-             hd, block_size, scale))
+             hd, block_size, scale, window))
   return (int)cudaGetLastError();
 }

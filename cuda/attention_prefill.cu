@@ -13,7 +13,8 @@
 //                      l = l·exp2((m − m')·c) + rowsum P; O = O·exp2((m − m')·c) + P V
 //   O += P V           P converted to f16/bf16 in registers and reused as the A operand
 //                      (the S accumulator layout is the A fragment layout); V via ldmatrix.trans
-// KV tiles entirely above the causal diagonal are never loaded; element masks are applied only on
+// KV tiles entirely above the causal diagonal (or below a sliding window) are never loaded;
+// element masks are applied only on
 // tiles that cross the diagonal (or the end of the context). Rows of the tile past q_len, and KV
 // rows past ctx_len, are zero-filled by cp.async (src-size 0), so NaN in unused cache slots never
 // reaches an mma (0·NaN would poison a whole output row).
@@ -170,7 +171,8 @@ __global__ void __launch_bounds__(PrefillTraits<HD>::kThreads, PrefillTraits<HD>
                         int n_kv_heads,                           // Hkv
                         int block_size,                           // tokens per KV block
                         int max_blocks,                           // block_tables row stride
-                        float scale_log2) {                       // softmax scale * log2(e)
+                        float scale_log2,                         // softmax scale * log2(e)
+                        int window) {                             // sliding window (0: none)
     using Tr = PrefillTraits<HD>;
     using E = AttnElem<T>;
     constexpr int BM = Tr::kBlockM, BN = Tr::kBlockN, S = Tr::kStages, CH = Tr::kChunks;
@@ -195,6 +197,10 @@ __global__ void __launch_bounds__(PrefillTraits<HD>::kThreads, PrefillTraits<HD>
     const int p_first = ctx - qlen + m0;    // position of the tile's first row
     const int p_last = p_first + rows - 1;  // ... and of its last valid row
     const int n_kv_tiles = p_last / BN + 1; // KV tiles above the diagonal: never loaded
+    // Sliding window W: row p sees keys (p - W, p]. Tiles wholly below the first row's window
+    // are never loaded, nor are keys below it (zero-filled: their blocks may be freed).
+    const int lo_first = window > 0 && p_first >= window ? p_first - window + 1 : 0;
+    const int t_first = lo_first / BN;
     const int64_t row_stride = (int64_t)n_heads * HD;
     const T *q_tile = q + ((int64_t)(q_start[seq] + m0) * n_heads + head) * HD;
     const int32_t *btab = block_tables + (int64_t)seq_slot[seq] * max_blocks;
@@ -217,13 +223,15 @@ __global__ void __launch_bounds__(PrefillTraits<HD>::kThreads, PrefillTraits<HD>
         ATTN_UNROLL
         for (int i = 0; i < Tr::kLoadPasses; i++) {
             const int pos = t * BN + ld_row + i * Tr::kLoadRows;
-            blk[i] = pos < ctx ? __ldg(btab + pos / block_size) : -1;
+            blk[i] = pos < ctx && pos >= lo_first ? __ldg(btab + pos / block_size) : -1;
         }
     };
-    auto issue_kv = [&](int t) { // tile t into stage t % S; always commits (uniform counting)
+    // tile t into stage (t - t_first) % S (the first tiles fill stages 0.., as without a window:
+    // stage S-1 holds Q until it is in registers); always commits (uniform counting)
+    auto issue_kv = [&](int t) {
         if (t < n_kv_tiles) {
-            unsigned char *dk = s_k + (t % S) * Tr::kTileBytes;
-            unsigned char *dv = s_v + (t % S) * Tr::kTileBytes;
+            unsigned char *dk = s_k + ((t - t_first) % S) * Tr::kTileBytes;
+            unsigned char *dv = s_v + ((t - t_first) % S) * Tr::kTileBytes;
             ATTN_UNROLL
             for (int i = 0; i < Tr::kLoadPasses; i++) {
                 const int r = ld_row + i * Tr::kLoadRows;
@@ -244,10 +252,10 @@ __global__ void __launch_bounds__(PrefillTraits<HD>::kThreads, PrefillTraits<HD>
         cp_async_commit();
     };
 
-    fetch_blocks(0);
+    fetch_blocks(t_first);
     ATTN_UNROLL
     for (int t = 0; t < S - 1; t++)
-        issue_kv(t);
+        issue_kv(t_first + t);
 
     // -- Q fragments into registers (A operand, 16 rows of this warp x HD) -----------------------
     cp_async_wait<S - 1>(); // the Q group (oldest) has landed for this thread ...
@@ -265,12 +273,12 @@ __global__ void __launch_bounds__(PrefillTraits<HD>::kThreads, PrefillTraits<HD>
     float row_l[2] = {0.f, 0.f};                // running sum of P, this thread's columns only
     const int pos_r0 = p_first + warp * 16 + g; // positions of this thread's two rows
 
-    for (int t = 0; t < n_kv_tiles; t++) {
+    for (int t = t_first; t < n_kv_tiles; t++) {
         cp_async_wait<S - 2>(); // tile t landed (this thread's copies) ...
         __syncthreads();        // ... everyone's; and everyone is done with tile t - 1's stage
         issue_kv(t + S - 1);    // refill the stage tile t - 1 used
-        const unsigned char *ks = s_k + (t % S) * Tr::kTileBytes;
-        const unsigned char *vs = s_v + (t % S) * Tr::kTileBytes;
+        const unsigned char *ks = s_k + ((t - t_first) % S) * Tr::kTileBytes;
+        const unsigned char *vs = s_v + ((t - t_first) % S) * Tr::kTileBytes;
 
         // S = Q Kᵀ: 16 x BN per warp. ldmatrix.x4 matrices: (n 0-7, k lo), (n 0-7, k hi),
         // (n 8-15, k lo), (n 8-15, k hi) -> B fragments of two 8-column blocks.
@@ -291,14 +299,16 @@ __global__ void __launch_bounds__(PrefillTraits<HD>::kThreads, PrefillTraits<HD>
             }
         }
 
-        // Causal / end-of-context mask, only where the tile crosses the first row's position.
-        if (t * BN + BN - 1 > p_first) {
+        // Causal / end-of-context mask, only where the tile crosses the first row's position;
+        // window mask where the tile reaches below the last row's window (key <= p - W).
+        if (t * BN + BN - 1 > p_first || (window > 0 && t * BN <= p_last - window)) {
             ATTN_UNROLL
             for (int n = 0; n < BN / 8; n++) {
                 ATTN_UNROLL
                 for (int i = 0; i < 4; i++) {
                     const int key = t * BN + n * 8 + 2 * tq + (i & 1);
-                    if (key > pos_r0 + 8 * (i >> 1)) s[n][i] = -INFINITY;
+                    const int pr = pos_r0 + 8 * (i >> 1);
+                    if (key > pr || (window > 0 && key <= pr - window)) s[n][i] = -INFINITY;
                 }
             }
         }
@@ -422,7 +432,7 @@ int launch_prefill(const llmrt_cuda_attn_args *a, cudaStream_t stream, char *err
            static_cast<const T *>(a->k_cache), static_cast<const T *>(a->v_cache), a->block_tables,
            a->q_start, a->q_len, a->ctx_len, a->seq_slot, (int)a->n_seqs, (int)a->n_heads,
            (int)a->n_kv_heads, (int)a->block_size, (int)a->max_blocks,
-           a->scale * 1.4426950408889634f);
+           a->scale * 1.4426950408889634f, (int)a->window);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess)
         return fail(err, err_size, LLMRT_CUDA_ATTN_ECUDA, "attention prefill: launch failed: %s",
@@ -457,6 +467,9 @@ extern "C" int llmrt_cuda_attention_check(const llmrt_cuda_attn_args *a, const c
     if (a->block_size < 1 || a->max_blocks < 1)
         return pf::fail(err, err_size, LLMRT_CUDA_ATTN_EARG,
                         "%s: block_size %d / max_blocks %d < 1", who, a->block_size, a->max_blocks);
+    if (a->window < 0)
+        return pf::fail(err, err_size, LLMRT_CUDA_ATTN_EARG, "%s: window %d < 0", who,
+                        (int)a->window);
     if (!(a->scale > 0.f) || !std::isfinite(a->scale))
         return pf::fail(err, err_size, LLMRT_CUDA_ATTN_EARG, "%s: scale %g must be finite and > 0",
                         who, (double)a->scale);

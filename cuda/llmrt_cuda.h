@@ -144,13 +144,15 @@ int llmrt_cuda_swiglu(void *stream, llmrt_cuda_dtype t, void *out, const void *g
  * · K[0..positions[t]]ᵀ) · V of sequence seq_of[t], whose block-table row is
  * block_tables[seq_of[t] * max_blocks ..]. q, out [T, Hq*hd]; caches [n_slots, Hkv*hd];
  * dtype t (F16, BF16, F32); hd <= 256, Hq a multiple of Hkv. Slow but simple: for head dims the
- * flash kernels (attention.h) do not instantiate, and as the kernels' test reference. */
+ * flash kernels (attention.h) do not instantiate, and as the kernels' test reference.
+ * window > 0: a sliding window, token t sees positions (positions[t] - window, positions[t]]
+ * only (the blocks below are never read). */
 int llmrt_cuda_attention_naive(void *stream, llmrt_cuda_dtype t, void *out, const void *q,
                                const void *k_cache, const void *v_cache,
                                const int32_t *positions, const int32_t *seq_of,
                                const int32_t *block_tables, int32_t max_blocks, int32_t n_tokens,
                                int32_t Hq, int32_t Hkv, int32_t hd, int32_t block_size,
-                               float scale);
+                               float scale, int32_t window);
 
 #ifdef __cplusplus
 }

@@ -109,6 +109,8 @@ struct Problem {
     // shape
     int Hq = 0, Hkv = 0, hd = 0, bs = 16, dtype = LLMRT_CUDA_ATTN_F16;
     float amp = 2.5f; // q and k uniform in [-amp, amp): scores std ~ amp^2 / 3 (peaked softmax)
+    int window = 0;   // sliding window W > 0: position p sees (p - W, p]; the blocks wholly below
+                      // every query's window are "freed": their slots hold NaN, never to be read
     std::vector<Seq> seqs;
     // host copies (element bits)
     int T = 0, n_blocks = 0, max_blocks = 0, n_rows = 0;
@@ -187,6 +189,17 @@ struct Problem {
                         fast ? tv[(off + e * 5) & 4095] : f_to_elem(rng.sym(1.0f), dtype);
                 }
             }
+        // sliding window: a sequence's blocks below its first query's window, as the engine
+        // frees them (here: NaN, unowned, so that a kernel that reads one fails)
+        for (int i = 0; i < n && window > 0; i++) {
+            const int p0 = ctx[i] - q_len[i], lo = p0 >= window ? p0 - window + 1 : 0;
+            for (int p = 0; p < lo / bs * bs; p++) {
+                const int64_t sl = slot_of(i, p);
+                owned[sl] = 0;
+                for (size_t e = 0; e < tok; e++)
+                    kc[sl * tok + e] = vc[sl * tok + e] = nan_elem(dtype);
+            }
+        }
         q.resize((size_t)T * row_elems());
         for (auto &x : q)
             x = f_to_elem(rng.sym(amp), dtype);
@@ -260,6 +273,7 @@ struct Problem {
         a.max_ctx_len = mc;
         a.scale = 1.0f / sqrtf((float)hd);
         a.dtype = dtype;
+        a.window = window;
         return a;
     }
 
@@ -288,11 +302,12 @@ struct Problem {
         const double scale = 1.0 / std::sqrt((double)hd);
         const size_t tok = (size_t)Hkv * hd;
         const int kvh = h / (Hq / Hkv), pos = ctx[i] - q_len[i] + j, t = q_start[i] + j;
+        const int lo = window > 0 && pos >= window ? pos - window + 1 : 0;
         std::vector<double> qd(hd), s((size_t)pos + 1);
         for (int d = 0; d < hd; d++)
             qd[d] = elem_to_f(q[((size_t)t * Hq + h) * hd + d], dtype);
         double mx = -INFINITY;
-        for (int k = 0; k <= pos; k++) {
+        for (int k = lo; k <= pos; k++) {
             const uint16_t *kr = &kc[(size_t)slot_of(i, k) * tok + kvh * hd];
             double acc = 0;
             for (int d = 0; d < hd; d++)
@@ -303,7 +318,7 @@ struct Problem {
         double l = 0;
         for (int d = 0; d < hd; d++)
             ref[d] = lp[d] = 0;
-        for (int k = 0; k <= pos; k++) {
+        for (int k = lo; k <= pos; k++) {
             const double p = std::exp(s[k] - mx), pr = round_elem(p, dtype);
             l += p;
             const uint16_t *vr = &vc[(size_t)slot_of(i, k) * tok + kvh * hd];

@@ -30,6 +30,7 @@ struct Case {
     int Hq, Hkv, hd, bs, dtype;
     std::vector<int> ctx; // one new token each: past = ctx - 1
     std::vector<int> forced_splits;
+    int window = 0; // sliding window (0: none)
 };
 
 static void run_case(const Case &c, uint64_t seed, bool nan_swap_check) {
@@ -39,6 +40,7 @@ static void run_case(const Case &c, uint64_t seed, bool nan_swap_check) {
     pb.hd = c.hd;
     pb.bs = c.bs;
     pb.dtype = c.dtype;
+    pb.window = c.window;
     for (int x : c.ctx)
         pb.seqs.push_back({1, x - 1});
     pb.build(seed);
@@ -302,6 +304,10 @@ int main() {
         {"GQA 3 (SmolLM2-like) bs 8", 9, 3, 64, 8, F16, {77, 200}, {1, 3}},
         {"bf16 GQA 4", 4, 1, 128, 32, BF16, {250, 33}, {1, 4}},
         {"one long sequence: heuristic splits", 4, 1, 64, 16, F16, {520}, {1}},
+        // sliding windows (issue 16): splits over the window's tiles only, masks at its edge
+        {"window 100 GQA 4", 8, 2, 128, 16, F16, {1, 50, 101, 300, 520}, {1, 2, 3}, 100},
+        {"window 64 bf16 bs 32", 4, 1, 64, 32, BF16, {64, 65, 129, 250}, {1, 4}, 64},
+        {"window 1", 2, 2, 64, 16, F16, {1, 2, 200}, {1, 2}, 1},
     };
     // clang-format on
     int i = 0;

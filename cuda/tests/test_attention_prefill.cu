@@ -22,6 +22,7 @@ struct Case {
     int Hq, Hkv, hd, bs, dtype;
     std::vector<Seq> seqs;
     float amp;
+    int window = 0; // sliding window (0: none)
 };
 
 static bool run_case(const Case &c, uint64_t seed, bool nan_swap_check) {
@@ -32,6 +33,7 @@ static bool run_case(const Case &c, uint64_t seed, bool nan_swap_check) {
     pb.bs = c.bs;
     pb.dtype = c.dtype;
     pb.amp = c.amp;
+    pb.window = c.window;
     pb.seqs = c.seqs;
     pb.build(seed);
     pb.to_device();
@@ -158,6 +160,13 @@ int main() {
         {"sharp softmax (amp 4)", 4, 1, 128, 16, F16, {{96, 40}}, 4.0f},
         {"bf16 mixed batch, GQA 4", 8, 2, 128, 16, BF16, {{33, 0}, {1, 200}, {70, 16}}, 2.5f},
         {"bf16 hd 64", 4, 4, 64, 32, BF16, {{64, 64}}, 2.5f},
+        // sliding windows (issue 16): tiles below the window skipped, masks at its lower edge,
+        // the freed blocks below every window NaN
+        {"window 40: prompt, chunk past 300, decode", 4, 2, 64, 16, F16,
+         {{130, 0}, {65, 300}, {1, 200}}, 2.5f, 40},
+        {"window 1", 2, 1, 64, 16, F16, {{20, 0}, {1, 70}}, 2.5f, 1},
+        {"window 100 bf16 bs 48", 8, 2, 128, 48, BF16, {{150, 10}, {3, 260}}, 2.5f, 100},
+        {"window 64 (one tile)", 2, 2, 128, 16, F16, {{70, 64}, {1, 127}}, 2.5f, 64},
     };
     // clang-format on
     int i = 0;

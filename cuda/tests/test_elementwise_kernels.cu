@@ -368,7 +368,7 @@ template <class T> void test_attention(int n_seqs, int T_, int Hq, int Hkv, int 
   int32_t *d_pos = to_dev(pos), *d_seq = to_dev(seq), *d_table = to_dev(table);
   Guarded<T> out((size_t)T_ * qw);
   CUDA_OK((cudaError_t)llmrt_cuda_attention_naive(nullptr, dt_of<T>(), out.p(), d_q, d_kc, d_vc, d_pos, d_seq, d_table,
-                                                  max_blocks, T_, Hq, Hkv, hd, bs, scale));
+                                                  max_blocks, T_, Hq, Hkv, hd, bs, scale, 0));
   KERNEL_OK();
   std::vector<double> ref((size_t)T_ * qw);
   for (int t = 0; t < T_; t++)
@@ -552,6 +552,6 @@ int main() {
   // closed dispatch: an unknown dtype launches nothing
   CHECK(llmrt_cuda_swiglu(nullptr, (llmrt_cuda_dtype)7, nullptr, nullptr, nullptr, 4) == (int)cudaErrorInvalidValue);
   CHECK(llmrt_cuda_attention_naive(nullptr, LLMRT_CUDA_F16, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
-                                   nullptr, 1, 1, 4, 4, 512, 16, 1.0f) == (int)cudaErrorInvalidValue);
+                                   nullptr, 1, 1, 4, 4, 512, 16, 1.0f, 0) == (int)cudaErrorInvalidValue);
   return test_summary("test_elementwise_kernels");
 }

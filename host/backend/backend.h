@@ -68,6 +68,9 @@ typedef struct llmrt_attn_shape {
     int32_t head_dim;
     int32_t block_size; /* tokens per KV block */
     float   scale;      /* 1/sqrt(hd) */
+    int32_t window;     /* sliding window W > 0: a token at position p attends to positions
+                         * (p - W, p] only, and the table entries of blocks wholly below
+                         * p - W + 1 may be -1 (freed: never read); 0: no window */
 } llmrt_attn_shape;
 
 /* Capability queries (`supports`): a backend declares what it can run, and callers ask before
@@ -153,8 +156,8 @@ typedef struct llmrt_backend_ops {
      * token's slot. Angles come from the inverse frequencies given to rope_init. */
     void (*rope_kv_write)(llmrt_backend *be, void *q, void *k, const void *v, void *k_cache,
                           void *v_cache, const llmrt_attn_shape *shape);
-    /* out[T, Hq*hd] = softmax(q Kᵀ * scale, causal to each token's position) V over the paged
-     * cache of the token's sequence. */
+    /* out[T, Hq*hd] = softmax(q Kᵀ * scale, causal to each token's position and within
+     * shape->window when it is > 0) V over the paged cache of the token's sequence. */
     void (*attention)(llmrt_backend *be, void *out, const void *q, const void *k_cache,
                       const void *v_cache, const llmrt_attn_shape *shape);
     /* out[T, F] = silu(gate) * up */

@@ -267,6 +267,8 @@ void llmrt_bm_commit(llmrt_block_manager *bm, llmrt_seq_blocks *sb, const int32_
         const int32_t *blk_tokens = tokens + i * bm->block_size;
         int32_t        b          = sb->ids[i];
         int32_t        parent     = i > 0 ? sb->ids[i - 1] : NO_BLOCK;
+        /* a dropped block (sliding window) or one whose parent was dropped: the chain ends */
+        if (b == NO_BLOCK || (i > 0 && parent == NO_BLOCK)) break;
         uint64_t       h          = chain_hash(sb->last_hash, blk_tokens, bm->block_size);
         /* If an equal block is already registered (another sequence computed the same prefix at
          * the same time), ours stays private; the chain continues from the registered one only
@@ -301,8 +303,8 @@ bool llmrt_bm_fork(llmrt_block_manager *bm, const llmrt_seq_blocks *src, llmrt_s
     if (!table_reserve(dst, n > 0 ? n : 1)) return false;
     for (int32_t i = 0; i < full; i++) {
         int32_t b = src->ids[i];
-        bm->ref[b]++; /* src holds it: never cached or free here */
-        dst->ids[i] = b;
+        if (b != NO_BLOCK) bm->ref[b]++; /* src holds it: never cached or free here */
+        dst->ids[i] = b;                 /* a block src dropped is dropped for dst too */
     }
     if (partial) {
         *partial_src    = src->ids[full];
@@ -310,20 +312,37 @@ bool llmrt_bm_fork(llmrt_block_manager *bm, const llmrt_seq_blocks *src, llmrt_s
         dst->ids[full]  = *partial_dst;
     }
     dst->n         = n;
+    dst->n_dropped = src->n_dropped < n ? src->n_dropped : n;
     dst->n_hashed  = src->n_hashed;
     dst->last_hash = src->last_hash;
     dst->ns        = src->ns;
     return true;
 }
 
+static void unref_block(llmrt_block_manager *bm, int32_t b) {
+    if (--bm->ref[b] > 0) return;
+    if (bm->hashed[b]) lru_push_tail(bm, b);
+    else bm->free_stack[bm->n_free++] = b;
+}
+
+int32_t llmrt_bm_drop_before(llmrt_block_manager *bm, llmrt_seq_blocks *sb, int64_t keep_from) {
+    int64_t upto = keep_from > 0 ? keep_from / bm->block_size : 0;
+    if (upto > sb->n) upto = sb->n;
+    int32_t dropped = 0;
+    for (int32_t i = sb->n_dropped; i < upto; i++) {
+        if (sb->ids[i] == NO_BLOCK) continue; /* dropped by the sequence it was forked from */
+        unref_block(bm, sb->ids[i]);
+        sb->ids[i] = NO_BLOCK;
+        dropped++;
+    }
+    if (upto > sb->n_dropped) sb->n_dropped = (int32_t)upto;
+    return dropped;
+}
+
 void llmrt_bm_release(llmrt_block_manager *bm, llmrt_seq_blocks *sb) {
     /* release in reverse so a sequence's tail blocks are evicted before its prefix */
-    for (int32_t i = sb->n - 1; i >= 0; i--) {
-        int32_t b = sb->ids[i];
-        if (--bm->ref[b] > 0) continue;
-        if (bm->hashed[b]) lru_push_tail(bm, b);
-        else bm->free_stack[bm->n_free++] = b;
-    }
+    for (int32_t i = sb->n - 1; i >= 0; i--)
+        if (sb->ids[i] != NO_BLOCK) unref_block(bm, sb->ids[i]);
     free(sb->ids);
     memset(sb, 0, sizeof *sb);
 }
@@ -351,7 +370,8 @@ const char *llmrt_bm_check(const llmrt_block_manager *bm, const llmrt_seq_blocks
     }
     const char *problem = NULL;
     for (int32_t s = 0; s < n_live; s++)
-        for (int32_t i = 0; i < live[s]->n; i++) count[live[s]->ids[i]]++;
+        for (int32_t i = 0; i < live[s]->n; i++)
+            if (live[s]->ids[i] != NO_BLOCK) count[live[s]->ids[i]]++;
     for (int32_t i = 0; i < bm->n_free && !problem; i++) {
         int32_t b = bm->free_stack[i];
         if (where[b]) problem = "a block is on the free list twice";

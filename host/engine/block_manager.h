@@ -28,6 +28,7 @@ typedef struct llmrt_seq_blocks {
     uint64_t ns;         /* KV namespace: blocks are shared only within one (0: the base model;
                           * the engine gives each LoRA adapter and scale its own), set before
                           * the first llmrt_bm_match_prefix */
+    int32_t  n_dropped;  /* leading entries dropped by llmrt_bm_drop_before (ids -1) */
 } llmrt_seq_blocks;
 
 typedef struct llmrt_bm_stats {
@@ -75,6 +76,19 @@ void llmrt_bm_commit(llmrt_block_manager *bm, llmrt_seq_blocks *sb, const int32_
 bool llmrt_bm_fork(llmrt_block_manager *bm, const llmrt_seq_blocks *src, llmrt_seq_blocks *dst,
                    int64_t n_tokens, bool copy_partial, int32_t *partial_src,
                    int32_t *partial_dst);
+
+/* Sliding-window attention (a token at position p reads positions (p - W, p] only): drops the
+ * table's leading blocks that hold no position >= keep_from, i.e. blocks [0, keep_from / bs),
+ * which no later token of the sequence attends to when keep_from = n_computed - W + 1 (the
+ * first position the next token reads). Their entries become -1, so the sequence can never use
+ * them again (the forward never reads an entry below a token's window), and each block goes
+ * back to the pool exactly as a released one: cached when registered in the prefix cache (its
+ * KV is still right for the prefix it was computed for, so a hit by another sequence stays
+ * correct; hits take only registered blocks whose whole chain is verified), free otherwise.
+ * Prefix-cache rule: commit registers no block whose predecessor was dropped (the chain's
+ * parent is gone), so a sequence stops adding blocks to the cache from that point; blocks it
+ * registered before stay valid. Returns the number of blocks dropped by this call. */
+int32_t llmrt_bm_drop_before(llmrt_block_manager *bm, llmrt_seq_blocks *sb, int64_t keep_from);
 
 /* Drops the table's references and empties it (blocks freed exactly once). */
 void llmrt_bm_release(llmrt_block_manager *bm, llmrt_seq_blocks *sb);

@@ -119,6 +119,12 @@ void llmrt_plan_step(planner_state *st, step_plan *p) {
     p->n_seqs = p->n_tokens = p->n_finished = p->n_preempted = 0;
     p->prefix_queries = p->prefix_hits = 0;
 
+    /* sliding window: blocks no running sequence can attend to again go back first */
+    for (int32_t i = 0; st->sliding_window > 0 && i < st->running->n; i++) {
+        request *r = st->running->items[i];
+        llmrt_bm_drop_before(st->bm, &r->blocks, r->n_computed - st->sliding_window + 1);
+    }
+
     /* running requests first (oldest first), preempting the newest when blocks run out */
     for (int32_t i = 0; i < st->running->n && budget > 0; i++) {
         request *r     = st->running->items[i];

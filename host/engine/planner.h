@@ -43,6 +43,11 @@ typedef struct planner_state {
      * until the request is finished */
     plan_gate (*gate)(void *ctx, request *r, const request_list *running, const char **why);
     void     *gate_ctx;
+    /* the model's sliding window W (0: none): before planning, each running request's leading
+     * blocks below its next token's window (positions < n_computed - W + 1) go back to the
+     * pool (llmrt_bm_drop_before), so a sequence needs about W / block_size + 2 blocks however
+     * long it runs */
+    int32_t   sliding_window;
 } planner_state;
 
 /* A request the planner ended: the engine finishes it with this reason. */

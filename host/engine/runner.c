@@ -214,6 +214,7 @@ llmrt_status engine_run_step(llmrt_engine *e, llmrt_error *err) {
         .max_batched_tokens = e->params.max_batched_tokens,
         .max_seqs           = e->params.max_seqs,
         .policy             = e->params.policy,
+        .sliding_window     = e->model->cfg.sliding_window,
     };
     step_plan *p = &e->plan;
     llmrt_plan_step(&st, p);

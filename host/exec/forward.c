@@ -167,7 +167,8 @@ static llmrt_status reserve_workspace(llmrt_rank_kv *kv, int64_t T, int64_t n_ou
         if (max_blocks > kv->pool.n_blocks) max_blocks = kv->pool.n_blocks;
         llmrt_attn_shape shape = {.n_heads = sh->n_heads, .n_kv_heads = sh->n_kv_heads,
                                   .head_dim = c->head_dim, .block_size = kv->pool.block_size,
-                                  .scale = 1.0f / sqrtf((float)c->head_dim)};
+                                  .scale = 1.0f / sqrtf((float)c->head_dim),
+                                  .window = c->sliding_window};
         llmrt_status s = be->ops->reserve(be, T, n_out, T, max_blocks, &shape, err);
         if (s != LLMRT_OK) {
             free_workspace(kv);
@@ -223,9 +224,12 @@ static llmrt_status validate_batch(const llmrt_rank_kv *kv, const llmrt_batch *b
                              "block table holds %lld tokens)", t, pos,
                              (long long)(max_pos < c->max_context ? max_pos : c->max_context),
                              c->max_context, (long long)max_pos);
-        /* every position the token attends to must have a block */
+        /* every position the token attends to must have a block (under a sliding window W:
+         * positions (pos - W, pos] only; the engine frees the blocks below) */
         const int32_t *table = b->block_tables + (int64_t)seq * b->max_blocks_per_seq;
-        for (int32_t blk = 0; blk <= pos / kv->pool.block_size; blk++)
+        int32_t        lo    = c->sliding_window > 0 && pos >= c->sliding_window
+                                   ? pos - c->sliding_window + 1 : 0;
+        for (int32_t blk = lo / kv->pool.block_size; blk <= pos / kv->pool.block_size; blk++)
             if (table[blk] < 0)
                 return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
                                  "llmrt_forward: sequence %d has no block for positions %d..%d "
@@ -342,6 +346,7 @@ static llmrt_status run_layers(llmrt_rank_kv *kv, int64_t T, int64_t n_out, bool
         .head_dim   = c->head_dim,
         .block_size = kv->pool.block_size,
         .scale      = 1.0f / sqrtf((float)c->head_dim),
+        .window     = c->sliding_window,
     };
 
     bool lora = with_lora && m->lora; /* lora_apply per projection: out += delta of its slot */

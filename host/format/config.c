@@ -95,6 +95,64 @@ static llmrt_dtype dtype_from_torch(const char *s) {
     return LLMRT_DTYPE_INVALID;
 }
 
+/* The fields of a Llama-family config.json that change the math beyond the dimensions: the
+ * biases, the sliding window, the activation. A value we do not implement is refused by name;
+ * nothing that changes the result is ignored. */
+static llmrt_status parse_variant(const cJSON *root, bool qwen2, llmrt_model_config *cfg,
+                                  const char *what, llmrt_error *err) {
+    const char *act = NULL;
+    LLMRT_TRY(llmrt_json_get_string(root, "hidden_act", false, &act, what, err));
+    if (act && strcmp(act, "silu") != 0)
+        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                         "%s: hidden_act \"%s\" is not supported (supported: silu)", what, act);
+    double partial = 1.0;
+    LLMRT_TRY(llmrt_json_get_double(root, "partial_rotary_factor", false, &partial, what, err));
+    if (partial != 1.0)
+        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                         "%s: partial_rotary_factor %g is not supported (RoPE on every dim only)",
+                         what, partial);
+    int64_t tp = 1;
+    LLMRT_TRY(llmrt_json_get_int(root, "pretraining_tp", false, 0, 1 << 20, &tp, what, err));
+    /* pretraining_tp > 1 only splits HF's matmuls (same math up to rounding): accepted */
+    if (qwen2) {
+        /* Qwen2: q/k/v biases always, none on o or the MLP (Qwen2Attention, Qwen2MLP) */
+        cfg->qkv_bias = true;
+        bool use_window = false;
+        LLMRT_TRY(llmrt_json_get_bool(root, "use_sliding_window", false, &use_window, what, err));
+        if (use_window)
+            return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                             "%s: use_sliding_window true (Qwen2's window on the layers from "
+                             "max_window_layers) is not supported", what);
+        const cJSON *types = cJSON_GetObjectItemCaseSensitive(root, "layer_types");
+        for (const cJSON *t = cJSON_IsArray(types) ? types->child : NULL; t; t = t->next)
+            if (!cJSON_IsString(t) || strcmp(t->valuestring, "full_attention") != 0)
+                return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                                 "%s: layer_types other than \"full_attention\" are not "
+                                 "supported", what);
+        return LLMRT_OK;
+    }
+    bool attn_bias = false;
+    LLMRT_TRY(llmrt_json_get_bool(root, "attention_bias", false, &attn_bias, what, err));
+    LLMRT_TRY(llmrt_json_get_bool(root, "mlp_bias", false, &cfg->mlp_bias, what, err));
+    cfg->qkv_bias = cfg->o_bias = attn_bias;
+    /* Mistral v0.1's sliding window (a window >= the context changes nothing) */
+    int64_t window = 0;
+    /* bound below 2^63: a double at INT64_MAX rounds to 2^63, which int64_t cannot hold */
+    LLMRT_TRY(llmrt_json_get_int(root, "sliding_window", false, 0, INT64_C(1) << 53, &window, what,
+                                 err));
+    if (window > 0 && window < cfg->max_context) cfg->sliding_window = (int32_t)window;
+    const cJSON *types = cJSON_GetObjectItemCaseSensitive(root, "layer_types");
+    for (const cJSON *t = cJSON_IsArray(types) ? types->child : NULL; t; t = t->next) {
+        bool full = cJSON_IsString(t) && !strcmp(t->valuestring, "full_attention");
+        bool slid = cJSON_IsString(t) && !strcmp(t->valuestring, "sliding_attention");
+        if (!(full && !cfg->sliding_window) && !(slid && cfg->sliding_window))
+            return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                             "%s: layer_types mixing full and sliding attention are not supported",
+                             what);
+    }
+    return LLMRT_OK;
+}
+
 static llmrt_status parse_hf_root(const cJSON *root, const char *what, llmrt_model_config *cfg,
                                   llmrt_error *err) {
     if (!cJSON_IsObject(root))
@@ -109,11 +167,12 @@ static llmrt_status parse_hf_root(const cJSON *root, const char *what, llmrt_mod
     if (!arch)
         return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH,
                          "%s: no \"architectures\" or \"model_type\" key", what);
+    bool qwen2 = !strcmp(arch, "Qwen2ForCausalLM") || !strcmp(arch, "qwen2");
     if (strcmp(arch, "LlamaForCausalLM") && strcmp(arch, "MistralForCausalLM") &&
-        strcmp(arch, "llama") && strcmp(arch, "mistral"))
+        strcmp(arch, "llama") && strcmp(arch, "mistral") && !qwen2)
         return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
                          "%s: architecture \"%s\" is not supported (supported: "
-                         "LlamaForCausalLM, MistralForCausalLM)", what, arch);
+                         "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)", what, arch);
     snprintf(cfg->architecture, sizeof cfg->architecture, "%s", arch);
 
     LLMRT_TRY(llmrt_json_get_i32(root, "vocab_size", true, 1, MAX_VOCAB, &cfg->vocab_size, what, err));
@@ -150,16 +209,7 @@ static llmrt_status parse_hf_root(const cJSON *root, const char *what, llmrt_mod
     LLMRT_TRY(llmrt_json_get_string(root, "torch_dtype", false, &torch_dtype, what, err));
     if (!torch_dtype) LLMRT_TRY(llmrt_json_get_string(root, "dtype", false, &torch_dtype, what, err));
     cfg->torch_dtype = dtype_from_torch(torch_dtype);
-    /* Mistral's sliding window changes attention only past the window; refuse silently-wrong
-     * results rather than ignore it. */
-    int64_t window = 0;
-    /* bound below 2^63: a double at INT64_MAX rounds to 2^63, which int64_t cannot hold */
-    LLMRT_TRY(llmrt_json_get_int(root, "sliding_window", false, 0, INT64_C(1) << 53, &window, what,
-                                 err));
-    if (window > 0 && window < cfg->max_context)
-        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
-                         "%s: sliding_window %lld < max_position_embeddings is not supported",
-                         what, (long long)window);
+    LLMRT_TRY(parse_variant(root, qwen2, cfg, what, err));
     return llmrt_config_validate(cfg, what, err);
 }
 
@@ -258,6 +308,7 @@ void llmrt_config_rope_inv_freq(const llmrt_model_config *cfg, double *inv_freq)
                 f = (1.0 - smooth) * f / cfg->rope_factor + smooth * f;
             }
         }
+        if (cfg->rope_freq_factors) f /= (double)cfg->rope_freq_factors[i];
         inv_freq[i] = f;
     }
 }

@@ -18,7 +18,8 @@ typedef enum llmrt_rope_type {
 } llmrt_rope_type;
 
 typedef struct llmrt_model_config {
-    char            architecture[32]; /* "LlamaForCausalLM", "MistralForCausalLM", "llama" */
+    char            architecture[32]; /* "LlamaForCausalLM", "MistralForCausalLM",
+                                        * "Qwen2ForCausalLM", GGUF "llama" / "qwen2" */
     int32_t         vocab_size;
     int32_t         hidden_size;       /* D */
     int32_t         intermediate_size; /* F */
@@ -34,11 +35,22 @@ typedef struct llmrt_model_config {
     double          rope_low_freq_factor;
     double          rope_high_freq_factor;
     int32_t         rope_original_max_pos;
+    /* GGUF rope_freqs.weight [head_dim / 2] (llama.cpp bakes Llama 3.1's llama3 scaling into
+     * it): inv_freq[i] is divided by factor i. NULL: none. Points into the model's mapped GGUF,
+     * valid while the model lives. */
+    const float    *rope_freq_factors;
     bool            tie_word_embeddings;
     int32_t         bos_token_id; /* -1 when none */
     int32_t         n_eos;
     int32_t         eos_token_ids[LLMRT_MAX_EOS_IDS];
     llmrt_dtype     torch_dtype; /* declared checkpoint dtype (informational) */
+    /* Variants of the Llama layer (issue 16). Each bias flag says the checkpoint must hold the
+     * .bias tensors of those projections, and a bias tensor without its flag is an error. */
+    bool            qkv_bias;       /* q/k/v_proj.bias: Llama/Mistral attention_bias, Qwen2 */
+    bool            o_bias;         /* o_proj.bias: Llama/Mistral attention_bias (not Qwen2)  */
+    bool            mlp_bias;       /* gate/up/down_proj.bias: Llama mlp_bias                  */
+    int32_t         sliding_window; /* W > 0: a token at position p attends to positions
+                                     * (p - W, p] only (HF: kv_idx > q_idx - W); 0: none     */
 } llmrt_model_config;
 
 /* Parses config.json text (what = file path for messages). */

@@ -1,10 +1,11 @@
-/* GGUF files of the llama architecture: config from `llama.*` metadata, weights from the tensor
- * table under llama.cpp's names. Q4_0 / Q4_1 matrices load losslessly into the internal 4-bit
+/* GGUF files of the llama and qwen2 architectures: config from `llama.*` / `qwen2.*` metadata,
+ * weights from the tensor table under llama.cpp's names (biases `blk.N.attn_q.bias`, ...). Q4_0 / Q4_1 matrices load losslessly into the internal 4-bit
  * format (get_q4: group 32; Q4_0 w = d*(q-8) as an INT zero 8, Q4_1 w = d*q + m as a FLOAT
  * offset); the embedding table, Q8_0 tensors and everything under dequantize_weights are dequantized
  * to fp32 at load with each format's reference formula.
  * llama.cpp's converter permutes the rows of Q and K so that RoPE rotates interleaved pairs;
- * we undo that here so the forward uses HF's rotate-half layout for every format. */
+ * we undo that here so the forward uses HF's rotate-half layout for every format. Its qwen2
+ * converter (Qwen2Model) does not permute: those rows are used as stored. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,55 +37,95 @@ static llmrt_status get_f64(const llmrt_gguf_file *f, const char *key, double *o
     return llmrt_gguf_get_f64(f, key, false, out, err);
 }
 
+/* arch-prefixed key: "llama.block_count", "qwen2.block_count" */
+#define KEY(suffix) (snprintf(key, sizeof key, "%s.%s", cfg->architecture, suffix), key)
+
 llmrt_status llmrt_config_from_gguf(const llmrt_gguf_file *f, llmrt_model_config *cfg,
                                     llmrt_error *err) {
     memset(cfg, 0, sizeof *cfg);
     llmrt_gguf_str arch = {0};
+    char           key[96];
     LLMRT_TRY(llmrt_gguf_get_str(f, "general.architecture", true, &arch, err));
-    if (arch.len != 5 || memcmp(arch.ptr, "llama", 5) != 0)
+    bool llama = arch.len == 5 && memcmp(arch.ptr, "llama", 5) == 0;
+    bool qwen2 = arch.len == 5 && memcmp(arch.ptr, "qwen2", 5) == 0;
+    if (!llama && !qwen2)
         return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
-                         "%s: general.architecture \"%.*s\" is not supported (supported: llama)",
-                         f->path, (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
-    snprintf(cfg->architecture, sizeof cfg->architecture, "llama");
-    LLMRT_TRY(get_i32(f, "llama.embedding_length", true, 1, 1 << 20, &cfg->hidden_size, err));
-    LLMRT_TRY(get_i32(f, "llama.feed_forward_length", true, 1, 1 << 20, &cfg->intermediate_size, err));
-    LLMRT_TRY(get_i32(f, "llama.block_count", true, 1, 1024, &cfg->n_layers, err));
-    LLMRT_TRY(get_i32(f, "llama.attention.head_count", true, 1, 1024, &cfg->n_heads, err));
+                         "%s: general.architecture \"%.*s\" is not supported (supported: llama, "
+                         "qwen2)", f->path, (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
+    snprintf(cfg->architecture, sizeof cfg->architecture, "%s", llama ? "llama" : "qwen2");
+    LLMRT_TRY(get_i32(f, KEY("embedding_length"), true, 1, 1 << 20, &cfg->hidden_size, err));
+    LLMRT_TRY(get_i32(f, KEY("feed_forward_length"), true, 1, 1 << 20, &cfg->intermediate_size, err));
+    LLMRT_TRY(get_i32(f, KEY("block_count"), true, 1, 1024, &cfg->n_layers, err));
+    LLMRT_TRY(get_i32(f, KEY("attention.head_count"), true, 1, 1024, &cfg->n_heads, err));
     cfg->n_kv_heads = cfg->n_heads;
-    LLMRT_TRY(get_i32(f, "llama.attention.head_count_kv", false, 1, 1024, &cfg->n_kv_heads, err));
+    LLMRT_TRY(get_i32(f, KEY("attention.head_count_kv"), false, 1, 1024, &cfg->n_kv_heads, err));
     cfg->max_context = 2048;
-    LLMRT_TRY(get_i32(f, "llama.context_length", false, 1, INT32_MAX, &cfg->max_context, err));
+    LLMRT_TRY(get_i32(f, KEY("context_length"), false, 1, INT32_MAX, &cfg->max_context, err));
     if (cfg->hidden_size % cfg->n_heads == 0) cfg->head_dim = cfg->hidden_size / cfg->n_heads;
-    LLMRT_TRY(get_i32(f, "llama.attention.key_length", false, 1, 4096, &cfg->head_dim, err));
+    LLMRT_TRY(get_i32(f, KEY("attention.key_length"), false, 1, 4096, &cfg->head_dim, err));
     int32_t rope_dims = cfg->head_dim;
-    LLMRT_TRY(get_i32(f, "llama.rope.dimension_count", false, 1, 4096, &rope_dims, err));
+    LLMRT_TRY(get_i32(f, KEY("rope.dimension_count"), false, 1, 4096, &rope_dims, err));
     if (rope_dims != cfg->head_dim)
         return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
-                         "%s: llama.rope.dimension_count %d != head dim %d (partial RoPE) is not "
-                         "supported", f->path, rope_dims, cfg->head_dim);
+                         "%s: %s.rope.dimension_count %d != head dim %d (partial RoPE) is not "
+                         "supported", f->path, cfg->architecture, rope_dims, cfg->head_dim);
     double eps = 1e-5;
-    LLMRT_TRY(get_f64(f, "llama.attention.layer_norm_rms_epsilon", &eps, err));
+    LLMRT_TRY(get_f64(f, KEY("attention.layer_norm_rms_epsilon"), &eps, err));
     cfg->rms_norm_eps = (float)eps;
     cfg->rope_theta   = 10000.0;
-    LLMRT_TRY(get_f64(f, "llama.rope.freq_base", &cfg->rope_theta, err));
+    LLMRT_TRY(get_f64(f, KEY("rope.freq_base"), &cfg->rope_theta, err));
 
     llmrt_gguf_str scaling = {0};
-    LLMRT_TRY(llmrt_gguf_get_str(f, "llama.rope.scaling.type", false, &scaling, err));
+    LLMRT_TRY(llmrt_gguf_get_str(f, KEY("rope.scaling.type"), false, &scaling, err));
     if (scaling.len == 6 && memcmp(scaling.ptr, "linear", 6) == 0) {
         cfg->rope_type = LLMRT_ROPE_LINEAR;
-        LLMRT_TRY(llmrt_gguf_get_f64(f, "llama.rope.scaling.factor", true, &cfg->rope_factor, err));
+        LLMRT_TRY(llmrt_gguf_get_f64(f, KEY("rope.scaling.factor"), true, &cfg->rope_factor, err));
         if (!(cfg->rope_factor > 0))
-            return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: llama.rope.scaling.factor must be > 0",
-                             f->path);
+            return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: %s.rope.scaling.factor must be > 0",
+                             f->path, cfg->architecture);
     } else if (scaling.len && !(scaling.len == 4 && memcmp(scaling.ptr, "none", 4) == 0)) {
         return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
-                         "%s: llama.rope.scaling.type \"%.*s\" is not supported", f->path,
-                         (int)(scaling.len > 64 ? 64 : scaling.len), scaling.ptr);
+                         "%s: %s.rope.scaling.type \"%.*s\" is not supported", f->path,
+                         cfg->architecture, (int)(scaling.len > 64 ? 64 : scaling.len), scaling.ptr);
     }
-    if (llmrt_gguf_find_tensor(f, "rope_freqs.weight"))
-        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
-                         "%s: tensor rope_freqs.weight (Llama 3.1 rope scaling in GGUF) is not "
-                         "supported yet; load the HF checkpoint instead", f->path);
+    /* Llama 3.1+ (llama3 rope scaling): llama.cpp's converter writes the per-pair divisors
+     * 1 / ((1 - smooth) / factor + smooth) (1 for fast pairs, factor for slow ones) as a tensor;
+     * llama.cpp divides each pair's angle by it, which is HF's llama3 inverse frequency */
+    const llmrt_gguf_tensor *rf = llmrt_gguf_find_tensor(f, "rope_freqs.weight");
+    if (rf) {
+        int32_t half = cfg->head_dim / 2;
+        if (rf->dtype != LLMRT_DTYPE_F32 || rf->n_dims != 1 || rf->ne[0] != (uint64_t)half ||
+            rf->nbytes < (uint64_t)half * 4)
+            return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH,
+                             "%s: tensor rope_freqs.weight must be F32 [%d] (head_dim / 2)",
+                             f->path, half);
+        if (cfg->rope_type != LLMRT_ROPE_DEFAULT)
+            return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                             "%s: tensor rope_freqs.weight with %s.rope.scaling.type is not "
+                             "supported", f->path, cfg->architecture);
+        const float *ff = (const float *)rf->data;
+        for (int32_t i = 0; i < half; i++)
+            if (!(ff[i] > 0) || !isfinite(ff[i]))
+                return llmrt_err(err, LLMRT_ERR_FORMAT,
+                                 "%s: rope_freqs.weight[%d] = %g must be finite and > 0",
+                                 f->path, i, (double)ff[i]);
+        cfg->rope_freq_factors = ff;
+    }
+    /* llama (Mistral v0.1): a window smaller than the context restricts attention; llama.cpp's
+     * qwen2 has no window (HF: use_sliding_window false) */
+    if (llama) {
+        int32_t window = 0;
+        LLMRT_TRY(get_i32(f, KEY("attention.sliding_window"), false, 0, INT32_MAX, &window, err));
+        if (window > 0 && window < cfg->max_context) cfg->sliding_window = window;
+    }
+    /* biases: qwen2 always has q/k/v ones (and no others); llama has whichever the checkpoint
+     * had (llama.cpp's loader takes them when present), read from layer 0's tensors. The loader
+     * then requires them in every layer and refuses any bias outside these flags. */
+    cfg->qkv_bias = qwen2 || llmrt_gguf_find_tensor(f, "blk.0.attn_q.bias");
+    cfg->o_bias   = llama && llmrt_gguf_find_tensor(f, "blk.0.attn_output.bias");
+    cfg->mlp_bias = llama && (llmrt_gguf_find_tensor(f, "blk.0.ffn_gate.bias") ||
+                              llmrt_gguf_find_tensor(f, "blk.0.ffn_up.bias") ||
+                              llmrt_gguf_find_tensor(f, "blk.0.ffn_down.bias"));
 
     /* vocabulary size: the key, else the embedding's row count */
     const llmrt_gguf_tensor *embd = llmrt_gguf_find_tensor(f, "token_embd.weight");
@@ -92,7 +133,7 @@ llmrt_status llmrt_config_from_gguf(const llmrt_gguf_file *f, llmrt_model_config
         return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH, "%s: tensor token_embd.weight is missing",
                          f->path);
     cfg->vocab_size = embd->n_dims == 2 && embd->ne[1] <= (1u << 22) ? (int32_t)embd->ne[1] : 0;
-    LLMRT_TRY(get_i32(f, "llama.vocab_size", false, 1, 1 << 22, &cfg->vocab_size, err));
+    LLMRT_TRY(get_i32(f, KEY("vocab_size"), false, 1, 1 << 22, &cfg->vocab_size, err));
     cfg->tie_word_embeddings = llmrt_gguf_find_tensor(f, "output.weight") == NULL;
 
     cfg->bos_token_id = -1;
@@ -105,12 +146,14 @@ llmrt_status llmrt_config_from_gguf(const llmrt_gguf_file *f, llmrt_model_config
     if (eot >= 0 && eot != eos) cfg->eos_token_ids[cfg->n_eos++] = eot;
     return llmrt_config_validate(cfg, f->path, err);
 }
+#undef KEY
 
 /* --------------------------------------------------------------------------------------------- */
 /* tensors                                                                                       */
 /* --------------------------------------------------------------------------------------------- */
 
-/* HF name -> GGUF name, e.g. model.layers.3.mlp.up_proj.weight -> blk.3.ffn_up.weight.
+/* HF name -> GGUF name, e.g. model.layers.3.mlp.up_proj.weight -> blk.3.ffn_up.weight (and
+ * model.layers.3.self_attn.q_proj.bias -> blk.3.attn_q.bias).
  * Returns the number of KV/Q heads whose rows need un-permuting (0 for none), or -1 unknown. */
 static int gguf_name_of(const llmrt_model_config *c, const char *hf, char *out, size_t n) {
     static const struct {
@@ -125,7 +168,19 @@ static int gguf_name_of(const llmrt_model_config *c, const char *hf, char *out, 
         {"mlp.gate_proj.weight", "ffn_gate.weight"},
         {"mlp.up_proj.weight", "ffn_up.weight"},
         {"mlp.down_proj.weight", "ffn_down.weight"},
+        /* biases: the q/k ones are permuted like their weights' rows (llama.cpp's LlamaModel
+         * permutes q_proj.bias and k_proj.bias too) */
+        {"self_attn.q_proj.bias", "attn_q.bias"},
+        {"self_attn.k_proj.bias", "attn_k.bias"},
+        {"self_attn.v_proj.bias", "attn_v.bias"},
+        {"self_attn.o_proj.bias", "attn_output.bias"},
+        {"mlp.gate_proj.bias", "ffn_gate.bias"},
+        {"mlp.up_proj.bias", "ffn_up.bias"},
+        {"mlp.down_proj.bias", "ffn_down.bias"},
     };
+    /* llama.cpp permutes Q/K rows for the llama architecture only; qwen2 (NEOX RoPE) keeps
+     * HF's rotate-half order */
+    bool permuted = strcmp(c->architecture, "llama") == 0;
     if (!strcmp(hf, "model.embed_tokens.weight")) return snprintf(out, n, "token_embd.weight"), 0;
     if (!strcmp(hf, "model.norm.weight")) return snprintf(out, n, "output_norm.weight"), 0;
     if (!strcmp(hf, "lm_head.weight")) return snprintf(out, n, "output.weight"), 0;
@@ -134,8 +189,9 @@ static int gguf_name_of(const llmrt_model_config *c, const char *hf, char *out, 
         for (size_t i = 0; i < sizeof layer_map / sizeof layer_map[0]; i++) {
             if (strcmp(hf + used, layer_map[i].hf_suffix) != 0) continue;
             snprintf(out, n, "blk.%d.%s", layer, layer_map[i].gguf_suffix);
-            if (i == 1) return c->n_heads;
-            if (i == 2) return c->n_kv_heads;
+            if (!permuted) return 0;
+            if (i == 1 || i == 9) return c->n_heads;
+            if (i == 2 || i == 10) return c->n_kv_heads;
             return 0;
         }
     }
@@ -228,6 +284,23 @@ static llmrt_status gguf_get(void *ctx, struct llmrt_rank_model *m, const char *
     if ((!quantized || keep_q8) && permute_heads == 0) { /* used in place from the mapping */
         out->dtype = t->dtype;
         out->data  = t->data;
+        return LLMRT_OK;
+    }
+    if (cols == 0 && permute_heads > 0) { /* a Q/K bias: its elements move like the rows */
+        if (quantized)
+            return llmrt_err(err, LLMRT_ERR_UNSUPPORTED, "%s: tensor %s: a quantized bias is not "
+                             "supported", f->path, name);
+        uint64_t es  = (uint64_t)llmrt_dtype_block_bytes(t->dtype);
+        uint8_t *buf = malloc((size_t)rows * es);
+        if (!buf)
+            return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "%s: out of memory converting %s",
+                             f->path, name);
+        for (int64_t r = 0; r < rows; r++)
+            memcpy(buf + (uint64_t)r * es, t->data + (uint64_t)llmrt_gguf_qk_row(r, head_dim) * es,
+                   (size_t)es);
+        LLMRT_TRY(llmrt_model_keep_host(m, buf, err));
+        out->dtype = t->dtype;
+        out->data  = buf;
         return LLMRT_OK;
     }
     uint64_t row_src = t->nbytes / (uint64_t)nrows; /* bytes of one source row */

@@ -225,6 +225,68 @@ typedef struct lora_site {
 
 static const lora_site NOT_ADAPTED = {-1, LLMRT_LORA_Q};
 
+/* The config flag that says whether layer projection `target` has a bias, and its name. */
+static bool bias_expected(const llmrt_model_config *c, llmrt_lora_target target,
+                          const char **flag) {
+    switch (target) {
+    case LLMRT_LORA_Q:
+    case LLMRT_LORA_K:
+    case LLMRT_LORA_V:
+        *flag = "attention_bias (or the Qwen2 architecture)";
+        return c->qkv_bias;
+    case LLMRT_LORA_O: *flag = "attention_bias"; return c->o_bias;
+    default: *flag = "mlp_bias"; return c->mlp_bias;
+    }
+}
+
+/* The bias of the layer matrix `name` ("....q_proj.weight" -> "....q_proj.bias", [rows] in the
+ * source): required when the config's flag says so, an error when present without the flag
+ * (never skipped). This rank keeps its rows of a column-parallel bias and, of a row-parallel
+ * one, the whole bias on the rank with keep_bias only (the partial sums are added up once). */
+static llmrt_status load_bias(struct llmrt_rank_model *m, const llmrt_weight_source *src,
+                              const char *name, int64_t rows, const matrix_split *sp,
+                              lora_site site, llmrt_bweight *out, llmrt_error *err) {
+    const char *flag     = NULL;
+    bool        expected = bias_expected(&m->cfg, site.target, &flag);
+    char        bname[160];
+    size_t      len = strlen(name);
+    if (len < 7 || len - 7 + 6 >= sizeof bname || strcmp(name + len - 7, ".weight") != 0)
+        return llmrt_err(err, LLMRT_ERR_INTERNAL, "%s: no bias name for %s", src->what, name);
+    snprintf(bname, sizeof bname, "%.*s.bias", (int)(len - 7), name);
+    llmrt_host_tensor t     = {0};
+    bool              found = false;
+    LLMRT_TRY(src->get(src->ctx, m, bname, rows, 0, true, &t, &found, err));
+    if (!expected && found)
+        return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH,
+                         "%s: tensor %s is present but the config has no %s (a bias is never "
+                         "ignored)", src->what, bname, flag);
+    if (!expected) return LLMRT_OK;
+    if (!found)
+        return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH, "%s: tensor %s is missing (the config "
+                         "sets %s)", src->what, bname, flag);
+    if (t.rows != rows || t.cols != 0)
+        return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH, "%s: tensor %s must have shape [%lld]",
+                         src->what, bname, (long long)rows);
+    if (!sp->keep_bias) return LLMRT_OK;
+    if (t.dtype != LLMRT_DTYPE_F32 && t.dtype != LLMRT_DTYPE_F16 && t.dtype != LLMRT_DTYPE_BF16)
+        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED, "%s: tensor %s has dtype %s (supported: "
+                         "F32, F16, BF16)", src->what, bname, llmrt_dtype_name(t.dtype));
+    int64_t r0 = sp->kind == SPLIT_ROWS ? sp->start : 0;
+    int64_t n  = sp->kind == SPLIT_ROWS ? sp->count : rows;
+    float  *f32 = malloc((size_t)(n ? n : 1) * sizeof(float));
+    if (!f32) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+    for (int64_t i = 0; i < n; i++) {
+        int64_t j = r0 + i;
+        if (t.dtype == LLMRT_DTYPE_F32) f32[i] = ((const float *)t.data)[j];
+        else if (t.dtype == LLMRT_DTYPE_F16) f32[i] = llmrt_f16_to_f32(((const uint16_t *)t.data)[j]);
+        else f32[i] = llmrt_bf16_to_f32(((const uint16_t *)t.data)[j]);
+    }
+    llmrt_status s = upload_bias(m, f32, n, out, err);
+    free(f32);
+    if (s != LLMRT_OK) llmrt_err_prefix(err, "%s: tensor %s", src->what, bname);
+    return s;
+}
+
 static llmrt_status load_matrix(struct llmrt_rank_model *m, const llmrt_weight_source *src,
                                 const char *name, int64_t rows, int64_t cols, bool allow_q4,
                                 const matrix_split *sp, lora_site site, llmrt_bweight *out,
@@ -239,8 +301,13 @@ static llmrt_status load_matrix(struct llmrt_rank_model *m, const llmrt_weight_s
             if (s == LLMRT_OK && (qt.q.rows != rows || qt.q.cols != cols))
                 s = llmrt_err(err, LLMRT_ERR_INTERNAL, "%s: tensor %s: 4-bit shape mismatch",
                               src->what, name);
+            /* a GPTQ Linear carries its own bias (P.bias, used as stored); otherwise the bias
+             * is a tensor of its own (GGUF blk.N.*.bias) */
+            bool own_bias = qt.bias != NULL;
             if (s == LLMRT_OK) s = load_q4_split(m, src, name, &qt, sp, out, err);
             llmrt_q4_tensor_release(&qt);
+            if (s == LLMRT_OK && !own_bias && site.layer >= 0)
+                s = load_bias(m, src, name, rows, sp, site, out, err);
             return s;
         }
     }
@@ -279,7 +346,7 @@ static llmrt_status load_matrix(struct llmrt_rank_model *m, const llmrt_weight_s
     note_format(m, dtype_format_name(t.dtype));
     m->n_params += t.rows * t.cols;
     m->weight_bytes += t.rows * (t.cols / llmrt_dtype_block_elems(t.dtype)) * dtype_bytes(t.dtype);
-    return LLMRT_OK;
+    return site.layer >= 0 ? load_bias(m, src, name, rows, sp, site, out, err) : LLMRT_OK;
 }
 
 /* Norm weights are tiny: converted to fp32 and copied into backend memory. */

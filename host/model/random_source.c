@@ -33,6 +33,10 @@ static uint64_t hash_name(const char *s) {
 static llmrt_status random_get(void *ctx, struct llmrt_rank_model *m, const char *name, int64_t rows,
                                int64_t cols, bool optional, llmrt_host_tensor *out, bool *found,
                                llmrt_error *err) {
+    if (optional) { /* the only optional tensors are biases: a random model has none */
+        *found = false;
+        return LLMRT_OK;
+    }
     const random_source *rs    = ctx;
     bool                 norm  = cols == 0;
     llmrt_dtype          dtype = norm ? LLMRT_DTYPE_F32 : rs->dtype;

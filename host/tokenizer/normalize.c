@@ -1,15 +1,18 @@
-/* Normalizers (HF semantics): Prepend (only to non-empty text) and Replace (every
- * non-overlapping occurrence of a literal or regex pattern). A Sequence is a flat op list.
- * Unicode normalization forms (NFC, NFKC, ...) are not implemented; the loader rejects them. */
+/* Normalizers (HF semantics): Prepend (only to non-empty text), Replace (every
+ * non-overlapping occurrence of a literal or regex pattern) and NFC (Qwen2; unicode_nfc.c). A
+ * Sequence is a flat op list. The other normalization forms (NFD, NFKC, NFKD) are not
+ * implemented; the loader rejects them. */
 #include <string.h>
 
 #include "tok_internal.h"
+#include "unicode.h"
 
 static llmrt_status oom(tk_enc *e) {
     return llmrt_err(e->err, LLMRT_ERR_OUT_OF_MEMORY, "tokenizer: out of memory");
 }
 
 static llmrt_status apply(tk_enc *e, const tk_norm_op *op, const char *s, size_t len, tk_buf *dst) {
+    if (op->type == TK_NORM_NFC) return tk_nfc(s, len, dst) ? LLMRT_OK : oom(e);
     if (op->type == TK_NORM_PREPEND) {
         if (len && !tk_buf_append(dst, op->content, op->content_len)) return oom(e);
         return tk_buf_append(dst, s, len) ? LLMRT_OK : oom(e);

@@ -30,5 +30,7 @@ llmrt_status tk_regex_find(const tk_regex *re, tk_match_scratch *ms, const char 
 extern const char TK_REGEX_GPT2[];
 /* Llama 3's Split regex (tokenizer.ggml.pre "llama-bpe" / "llama3"). */
 extern const char TK_REGEX_LLAMA3[];
+/* Qwen2 / Qwen2.5's Split regex: Llama 3's with single digits (tokenizer.ggml.pre "qwen2"). */
+extern const char TK_REGEX_QWEN2[];
 
 #endif

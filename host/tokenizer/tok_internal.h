@@ -40,7 +40,7 @@ typedef enum tk_split_behavior {
 typedef enum tk_prepend_scheme { TK_PREPEND_ALWAYS, TK_PREPEND_FIRST, TK_PREPEND_NEVER } tk_prepend_scheme;
 
 typedef struct tk_norm_op {
-    enum { TK_NORM_PREPEND, TK_NORM_REPLACE } type;
+    enum { TK_NORM_PREPEND, TK_NORM_REPLACE, TK_NORM_NFC } type;
     tk_pattern pat;     /* REPLACE */
     char      *content; /* PREPEND: the prefix; REPLACE: the replacement */
     size_t     content_len;

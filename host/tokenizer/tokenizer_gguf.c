@@ -4,7 +4,7 @@
  *    by scores with <0xNN> byte fallback, decoder Replace("▁" -> " ") + ByteFallback + Fuse +
  *    Strip(1 leading space): the pipeline of HF's Llama-2 / Mistral tokenizer.json.
  *  - "gpt2" (byte-level BPE with merges): pre-tokenizer chosen by tokenizer.ggml.pre, ByteLevel
- *    decoder.
+ *    decoder ("qwen2": NFC first, as HF's Qwen2 tokenizer.json; llama.cpp skips it).
  * token_type: 2 unknown and 3 control become special added tokens (parsed only with
  * parse_special), 4 user-defined become non-special added tokens (always parsed), as in
  * llama.cpp's tokenizer_st_partition. */
@@ -56,9 +56,18 @@ static llmrt_status gpt2_pipeline(const llmrt_gguf_file *f, llmrt_tokenizer *tk,
         LLMRT_TRY(regex_op(tk, TK_REGEX_LLAMA3, &split, err));
         LLMRT_TRY(add_op_pre(tk, split, err));
         tk->ignore_merges = true;
+    } else if (!strcmp(name, "qwen2")) {
+        /* HF Qwen2 / Qwen2.5: NFC + Split(regex, Isolated) + ByteLevel(use_regex=false) */
+        tk->norm = calloc(1, sizeof *tk->norm);
+        if (!tk->norm) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "%s: out of memory", tk->name);
+        tk->norm[0].type = TK_NORM_NFC;
+        tk->n_norm       = 1;
+        tk_pretok_op split = {.type = TK_PRE_SPLIT, .behavior = TK_SPLIT_ISOLATED};
+        LLMRT_TRY(regex_op(tk, TK_REGEX_QWEN2, &split, err));
+        LLMRT_TRY(add_op_pre(tk, split, err));
     } else {
         return fail(f, err, LLMRT_ERR_UNSUPPORTED, "unsupported tokenizer.ggml.pre ",
-                    strcat(quoted, " (known: default, gpt2, llama-bpe, llama3, smollm)"));
+                    strcat(quoted, " (known: default, gpt2, llama-bpe, llama3, qwen2, smollm)"));
     }
     LLMRT_TRY(add_op_pre(tk, bl, err));
     tk->dec = calloc(1, sizeof *tk->dec);

@@ -152,9 +152,14 @@ static llmrt_status normalizer(hf_ctx *c, const cJSON *n, int depth) {
         return LLMRT_OK;
     }
     bool prepend = strcmp(type, "Prepend") == 0, replace = strcmp(type, "Replace") == 0;
-    if (!prepend && !replace) return hf_unsupported(c, "normalizer \"%.40s\"", type);
+    bool nfc     = strcmp(type, "NFC") == 0;
+    if (!prepend && !replace && !nfc) return hf_unsupported(c, "normalizer \"%.40s\"", type);
     tk_norm_op *op = push_op(c, (void **)&tk->norm, &tk->n_norm, sizeof *op);
     if (!op) return c->err->status;
+    if (nfc) { /* Qwen2 / Qwen2.5 */
+        op->type = TK_NORM_NFC;
+        return LLMRT_OK;
+    }
     const char *s = NULL;
     size_t      len = 0;
     if (prepend) {

@@ -36,6 +36,10 @@ size_t tk_utf8_valid_prefix(const char *s, size_t len);
 /* Unicode White_Space (what Rust's char::is_whitespace tests). */
 bool tk_is_whitespace(uint32_t cp);
 
+/* Appends the Unicode NFC form of s[0..len) (unicode_nfc.c; invalid UTF-8 bytes copied as is).
+ * Returns false on allocation failure. */
+bool tk_nfc(const char *s, size_t len, tk_buf *out);
+
 /* GPT-2 bytes_to_unicode: the printable character standing for each byte in byte-level BPE. */
 extern const uint16_t tk_byte_to_cp[256];
 /* Inverse: byte of a byte-level character, or -1 if cp stands for no byte. */

@@ -21,7 +21,8 @@ Quantisation uses ``gguf.quants.quantize`` (the gguf package's port of ggml's
 reference row quantisers).
 
 Only the small subset needed for llmrt fixtures is supported (no tokenizer
-conversion beyond optional bos/eos ids, no llama3 rope_freqs tensor, no MoE).
+conversion beyond optional bos/eos ids, no MoE); llama3 rope scaling is written as
+llama.cpp does, a rope_freqs.weight tensor.
 
 Used by make_tiny_models.py; can also be run directly:
 
@@ -85,25 +86,34 @@ def load_hf_state_dict(hf_dir: str) -> dict[str, np.ndarray]:
     return out
 
 
-def hf_to_gguf_tensors(cfg: dict, sd: dict[str, np.ndarray]) -> list[tuple[str, np.ndarray]]:
-    """Map HF Llama tensor names to GGUF names (in llama.cpp's order), permuting Q/K."""
+def hf_to_gguf_tensors(cfg: dict, sd: dict[str, np.ndarray],
+                       arch: str = "llama") -> list[tuple[str, np.ndarray]]:
+    """Map HF Llama tensor names to GGUF names (in llama.cpp's order). The llama architecture
+    permutes the rows of Q and K, weights and biases (LlamaModel.modify_tensors:
+    q_proj.weight/q_proj.bias, k_proj.weight/k_proj.bias); qwen2 (Qwen2Model, NEOX RoPE in
+    llama.cpp) keeps HF's order. Biases (.bias) follow their weight, under the same GGUF name
+    with the .bias suffix."""
     n_head = cfg["num_attention_heads"]
     n_kv = cfg.get("num_key_value_heads", n_head)
+    perm = arch == "llama"
+    pq = (lambda w: permute(w, n_head, n_head)) if perm else (lambda w: w)
+    pk = (lambda w: permute(w, n_head, n_kv)) if perm else (lambda w: w)
     out = [("token_embd.weight", sd["model.embed_tokens.weight"])]
+    lin = [("self_attn.q_proj", "attn_q", pq), ("self_attn.k_proj", "attn_k", pk),
+           ("self_attn.v_proj", "attn_v", None), ("self_attn.o_proj", "attn_output", None),
+           ("mlp.gate_proj", "ffn_gate", None), ("mlp.up_proj", "ffn_up", None),
+           ("mlp.down_proj", "ffn_down", None)]
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
         b = f"blk.{i}."
-        out += [
-            (b + "attn_norm.weight", sd[p + "input_layernorm.weight"]),
-            (b + "attn_q.weight", permute(sd[p + "self_attn.q_proj.weight"], n_head, n_head)),
-            (b + "attn_k.weight", permute(sd[p + "self_attn.k_proj.weight"], n_head, n_kv)),
-            (b + "attn_v.weight", sd[p + "self_attn.v_proj.weight"]),
-            (b + "attn_output.weight", sd[p + "self_attn.o_proj.weight"]),
-            (b + "ffn_norm.weight", sd[p + "post_attention_layernorm.weight"]),
-            (b + "ffn_gate.weight", sd[p + "mlp.gate_proj.weight"]),
-            (b + "ffn_up.weight", sd[p + "mlp.up_proj.weight"]),
-            (b + "ffn_down.weight", sd[p + "mlp.down_proj.weight"]),
-        ]
+        out.append((b + "attn_norm.weight", sd[p + "input_layernorm.weight"]))
+        for hf, gg, fn in lin:
+            if hf == "mlp.gate_proj":
+                out.append((b + "ffn_norm.weight", sd[p + "post_attention_layernorm.weight"]))
+            for suffix in ("weight", "bias"):
+                key = p + hf + "." + suffix
+                if key in sd:
+                    out.append((b + gg + "." + suffix, fn(sd[key]) if fn else sd[key]))
     out.append(("output_norm.weight", sd["model.norm.weight"]))
     if "lm_head.weight" in sd and not cfg.get("tie_word_embeddings", False):
         out.append(("output.weight", sd["lm_head.weight"]))
@@ -121,7 +131,32 @@ def _rope_params(cfg: dict) -> tuple[float, dict | None]:
     return float(theta), scaling
 
 
-def convert(hf_dir: str, out_path: str, wtype: str, name: str | None = None) -> None:
+def llama3_rope_freqs(theta: float, head_dim: int, scaling: dict) -> np.ndarray:
+    """llama.cpp convert_hf_to_gguf.py LlamaModel.generate_extra_tensors: the llama3 scaling
+    as per-pair divisors of the angle (tensor rope_freqs.weight, F32 [head_dim / 2])."""
+    import math
+    freqs = 1.0 / (np.float32(theta) ** (np.arange(0, head_dim, 2, dtype=np.float32) / head_dim))
+    factor = scaling.get("factor", 8.0)
+    low, high = scaling.get("low_freq_factor", 1.0), scaling.get("high_freq_factor", 4.0)
+    old_ctx = scaling.get("original_max_position_embeddings", 8192)
+    low_wavelen, high_wavelen = old_ctx / low, old_ctx / high
+    out = []
+    for freq in freqs:
+        wavelen = 2 * math.pi / freq
+        if wavelen < high_wavelen:
+            out.append(1)
+        elif wavelen > low_wavelen:
+            out.append(factor)
+        else:
+            smooth = (old_ctx / wavelen - low) / (high - low)
+            out.append(1 / ((1 - smooth) / factor + smooth))
+    return np.array(out, dtype=np.float32)
+
+
+def convert(hf_dir: str, out_path: str, wtype: str, name: str | None = None,
+            arch: str = "llama") -> None:
+    """arch "llama" (Llama, Mistral; a sliding_window smaller than the context is written as
+    llama.attention.sliding_window) or "qwen2" (keys qwen2.*, no Q/K permutation)."""
     with open(os.path.join(hf_dir, "config.json")) as f:
         cfg = json.load(f)
     sd = load_hf_state_dict(hf_dir)
@@ -131,8 +166,9 @@ def convert(hf_dir: str, out_path: str, wtype: str, name: str | None = None) -> 
     n_kv = cfg.get("num_key_value_heads", n_head)
     head_dim = cfg.get("head_dim") or cfg["hidden_size"] // n_head
     theta, scaling = _rope_params(cfg)
+    rope_freqs = None
 
-    w = gguf.GGUFWriter(out_path, "llama")
+    w = gguf.GGUFWriter(out_path, arch)
     w.add_type(gguf.GGUFType.MODEL)
     w.add_name(name or os.path.basename(os.path.normpath(hf_dir)))
     w.add_vocab_size(cfg["vocab_size"])
@@ -152,8 +188,15 @@ def convert(hf_dir: str, out_path: str, wtype: str, name: str | None = None) -> 
         if rt == "linear":
             w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
             w.add_rope_scaling_factor(float(scaling["factor"]))
+        elif rt == "llama3":
+            rope_freqs = llama3_rope_freqs(theta, head_dim, scaling)
         else:
             raise NotImplementedError(f"rope scaling {rt!r} not supported by this converter")
+    window = cfg.get("sliding_window")
+    if arch == "qwen2" and not cfg.get("use_sliding_window", False):
+        window = None
+    if window is not None and window < cfg["max_position_embeddings"]:
+        w.add_sliding_window(int(window))
     w.add_file_type(ftype)
     if qtype not in (GGMLQuantizationType.F32, GGMLQuantizationType.F16):
         w.add_quantization_version(gguf.GGML_QUANT_VERSION)
@@ -165,7 +208,9 @@ def convert(hf_dir: str, out_path: str, wtype: str, name: str | None = None) -> 
     if eos is not None:
         w.add_eos_token_id(int(eos))
 
-    for tname, t in hf_to_gguf_tensors(cfg, sd):
+    if rope_freqs is not None:
+        w.add_tensor("rope_freqs.weight", rope_freqs)
+    for tname, t in hf_to_gguf_tensors(cfg, sd, arch):
         t = np.ascontiguousarray(t, dtype=np.float32)
         if t.ndim == 1 or qtype == GGMLQuantizationType.F32:
             w.add_tensor(tname, t)
@@ -187,8 +232,9 @@ def main(argv=None) -> int:
     ap.add_argument("out")
     ap.add_argument("--type", default="f32", choices=sorted(TYPES))
     ap.add_argument("--name", default=None)
+    ap.add_argument("--arch", default="llama", choices=["llama", "qwen2"])
     a = ap.parse_args(argv)
-    convert(a.hf_dir, a.out, a.type, a.name)
+    convert(a.hf_dir, a.out, a.type, a.name, a.arch)
     return 0
 
 

@@ -227,6 +227,31 @@ def synth_bytelevel():
     return tok, False  # add_prefix_space adds a space
 
 
+# Qwen2 / Qwen2.5's pre-tokenizer regex, as in their tokenizer.json (Split, behavior Isolated)
+QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"
+                 r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def synth_qwen2():
+    """Qwen2's tokenizer pipeline (no Qwen2 tokenizer.json is available offline): NFC, the Split
+    regex above (single digits), ByteLevel without its own regex, byte-level BPE trained on the
+    corpus, ByteLevel decoder, and Qwen2's special tokens (<|endoftext|>, <|im_start|>,
+    <|im_end|>), no BOS."""
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_PATTERN), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)
+    train(tok, 800, [], pre_tokenizers.ByteLevel.alphabet())
+    tok.post_processor = processors.ByteLevel(add_prefix_space=False, trim_offsets=False,
+                                              use_regex=False)
+    tok.add_special_tokens([AddedToken("<|endoftext|>", normalized=False),
+                            AddedToken("<|im_start|>", normalized=False),
+                            AddedToken("<|im_end|>", normalized=False)])
+    return tok, True
+
+
 def run(tok, name, source, out_dir, flags, lossless=True):
     cases = []
     for cname, raw in corpus():
@@ -333,7 +358,7 @@ def main():
         tok = Tokenizer.from_file(os.path.join(tdir, name, "tokenizer.json"))
         run(tok, name, "tests/data/tokenizers/%s/tokenizer.json" % name, args.out, flags)
     for name, make in (("synth_metaspace", synth_metaspace), ("synth_split", synth_split),
-                       ("synth_bytelevel", synth_bytelevel)):
+                       ("synth_bytelevel", synth_bytelevel), ("synth_qwen2", synth_qwen2)):
         tok, lossless = make()
         tok.save(os.path.join(args.out, name + ".tokenizer.json"))
         # reload: the test loads the file, so the ids must come from the file

@@ -17,7 +17,10 @@
  *      llmrt_model_info reports the fallback and one WARN message is logged. The tiny GGUF
  *      fixtures' k/v projections (32 rows) need allow_fallback too (reported the same way).
  *   1b. A random-weight Llama with head dim 64 (GQA 2:1): one-batch and chunked prefill and
- *      decode against the CPU, through the flash attention kernels (attention.h).
+ *      decode against the CPU, through the flash attention kernels (attention.h); 1d. the same
+ *      with a Mistral sliding window of 24 over a 100-token prompt (window past the first KV
+ *      tile in prefill and decode). The issue-16 variants (Qwen2, biases, the window model,
+ *      Llama 3.2) run through 1 like the other tiny models.
  *   2. SmolLM2-135M (the golden chat prompt, 32 greedy tokens): the tokens of the CPU backend and
  *      of the HF golden, logits within tolerance of the CPU backend's at every step (skipped
  *      where the model is not installed).
@@ -547,6 +550,63 @@ static void test_random_hd64(void) {
     rmdir(dir);
 }
 
+/* 1d. A random-weight Mistral with head dim 64 and sliding_window 24 (issue 16): prompt 100,
+ * 20 greedy steps, so the window starts past the first 64-token KV tile in prefill (flash) and
+ * decode (split-KV) alike; one-batch and chunked prefill against the CPU backend. */
+static void test_random_hd64_window(void) {
+    char dir[256], path[512];
+    snprintf(dir, sizeof dir, "/tmp/llmrt_test_cuda_w_%d", (int)getpid());
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    mkdir(dir, 0700);
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        CHECK_MSG(0, "cannot write %s", path);
+        return;
+    }
+    fprintf(f, "{\"architectures\": [\"MistralForCausalLM\"], \"model_type\": \"mistral\", "
+               "\"hidden_size\": 256, \"intermediate_size\": 512, \"num_attention_heads\": 4, "
+               "\"num_key_value_heads\": 2, \"head_dim\": 64, \"num_hidden_layers\": 2, "
+               "\"vocab_size\": 512, \"max_position_embeddings\": 512, \"rms_norm_eps\": 1e-5, "
+               "\"rope_theta\": 10000.0, \"tie_word_embeddings\": true, \"bos_token_id\": 1, "
+               "\"eos_token_id\": 2, \"sliding_window\": 24}\n");
+    fclose(f);
+    llmrt_model_params p = llmrt_model_default_params();
+    p.load_format        = LLMRT_LOAD_RANDOM;
+    p.random_seed        = 11;
+    p.n_threads          = 2;
+    llmrt_model *cpu = NULL, *gpu = NULL;
+    CHECK_STATUS(llmrt_model_load(path, &p, &cpu), LLMRT_OK, NULL);
+    p.device = LLMRT_DEVICE_CUDA;
+    CHECK_STATUS(llmrt_model_load(path, &p, &gpu), LLMRT_OK, NULL);
+    if (cpu && gpu) {
+        CHECK(cpu->rank->cfg.sliding_window == 24);
+        int32_t V = 512, n_prompt = 100, n_gen = 20, prompt[100], ref_tok[32], tok[32];
+        for (int32_t i = 0; i < n_prompt; i++) prompt[i] = (i * 53 + 7) % V;
+        float *ref_lg = malloc((size_t)n_gen * V * 4), *lg = malloc((size_t)n_gen * V * 4);
+        CHECK(decode(cpu, prompt, n_prompt, n_gen, NULL, ref_tok, ref_lg) == LLMRT_OK);
+        double e1, e2;
+        CHECK(decode(gpu, prompt, n_prompt, n_gen, ref_tok, tok, lg) == LLMRT_OK);
+        compare_runs("hd64 window 24", ref_tok, ref_lg, tok, lg, n_gen, V, TOL_F16, true, &e1);
+        CHECK(decode_chunked(gpu, prompt, n_prompt, n_gen, ref_tok, tok, lg, 13) == LLMRT_OK);
+        compare_runs("hd64 window 24, chunked prefill", ref_tok, ref_lg, tok, lg, n_gen, V,
+                     TOL_F16, true, &e2);
+        llmrt_cuda_backend_stats st;
+        CHECK(llmrt_backend_cuda_stats(gpu->rank->be, &st));
+        printf("hd64 window 24: max|err| %.2e (one-batch prefill), %.2e (chunks of 13) of "
+               "max|logit|; attention: %lld flash, %lld naive calls\n", e1, e2,
+               (long long)st.flash_attention, (long long)st.naive_attention);
+#ifdef LLMRT_TEST_EXPECT_FLASH
+        CHECK(st.flash_attention > 0 && st.naive_attention == 0);
+#endif
+        free(ref_lg);
+        free(lg);
+    }
+    llmrt_model_destroy(cpu);
+    llmrt_model_destroy(gpu);
+    remove(path);
+    rmdir(dir);
+}
+
 /* --------------------------------------------------------------------------------------------- */
 /* 2. SmolLM2                                                                                    */
 /* --------------------------------------------------------------------------------------------- */
@@ -756,8 +816,19 @@ int main(int argc, char **argv) {
         test_tiny(tiny[i], "f16");
     }
     test_tiny("llama3_bf16_sharded", "bf16");
+    /* the Llama-family variants (issue 16): biases, Qwen2, the sliding window (naive kernel:
+     * head dim 16), Llama 3.2 tied + llama3 rope, and the GGUF conversions */
+    static const char *const variants[] = {"qwen2_f32",          "llama_bias_f32",
+                                           "mistral_window_f32", "llama32_tied_f32",
+                                           "qwen2_f32_gguf",     "mistral_window_f32_gguf",
+                                           "llama32_tied_f32_gguf"};
+    for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
+        test_tiny(variants[i], "f32");
+        test_tiny(variants[i], "f16");
+    }
     test_q4_models();
     test_random_hd64();
+    test_random_hd64_window();
     double t1 = now_s();
     test_kv_oom();
     /* 32 tokens (cusim: ~25 s, the prefill of 37 tokens and 31 decode steps of 135M parameters

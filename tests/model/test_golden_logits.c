@@ -1,6 +1,7 @@
 /* Logits of the tiny fixture models (HF safetensors f32/f16/bf16 sharded, Mistral, GGUF
- * F32/F16/Q8_0/Q4_0/Q4_1) against golden logits from HF transformers
- * (python/tools/make_tiny_models.py), for several sequences in packed batches:
+ * F32/F16/Q8_0/Q4_0/Q4_1; the Qwen2 / bias / sliding-window / Llama 3.2 variants) against
+ * golden logits from HF transformers (python/tools/make_tiny_models.py,
+ * make_variant_models.py), for several sequences in packed batches:
  *   1. every sequence whole, all in one batch;
  *   2. chunked: each step mixes prompt chunks and single-token steps of different sequences,
  *      with blocks handed out out of order (paged KV), over 1 and 2 threads.
@@ -21,6 +22,12 @@ static const char *const models[] = {
     "llama_f32",       "llama3_bf16_sharded", "llama_linear_f16", "mistral_f32",
     "llama_f32_gguf",  "llama_f16_gguf",      "llama_q8_0_gguf",  "llama_q4_0_gguf",
     "llama_q4_1_gguf",
+    /* the variants of issue 16 (python/tools/make_variant_models.py): Qwen2 (q/k/v biases,
+     * tied, theta 1e6), Llama attention_bias + mlp_bias, Mistral sliding_window 8 (< the 23-
+     * and 40-token sequences), Llama 3.2-style tied + llama3 rope; their F32 GGUFs (the llama3
+     * scaling as llama.cpp's rope_freqs.weight) */
+    "qwen2_f32",       "llama_bias_f32",      "mistral_window_f32", "llama32_tied_f32",
+    "qwen2_f32_gguf",  "llama_bias_f32_gguf", "mistral_window_f32_gguf", "llama32_tied_f32_gguf",
 };
 
 typedef struct layout {

@@ -213,6 +213,60 @@ static void test_tied_and_missing(void) {
     rm_tree(dir);
 }
 
+/* Issue 16: a bias is never skipped. attention_bias / mlp_bias true requires every bias (the
+ * message names the tensor and the flag); a bias present while its flag is false is refused;
+ * Qwen2's q/k/v biases are required; a math-changing field we do not implement is refused. */
+static void test_biases(void) {
+    char dir[64];
+    CHECK(make_copy("llama_bias_f32", dir));
+    CHECK(rewrite_safetensors(dir, "model.safetensors", "model.layers.1.mlp.down_proj.bias", NULL,
+                              NULL));
+    expect_load(dir, LLMRT_LOAD_AUTO, LLMRT_ERR_MODEL_MISMATCH, "model.layers.1.mlp.down_proj.bias",
+                "missing", "mlp_bias");
+    rm_tree(dir);
+    CHECK(make_copy("llama_bias_f32", dir));
+    CHECK(replace_in_file(dir, "config.json", "\"mlp_bias\": true", "\"mlp_bias\": false"));
+    expect_load(dir, LLMRT_LOAD_AUTO, LLMRT_ERR_MODEL_MISMATCH, "model.layers.0.mlp.gate_proj.bias",
+                "present", "mlp_bias");
+    rm_tree(dir);
+    CHECK(make_copy("llama_bias_f32", dir));
+    CHECK(replace_in_file(dir, "config.json", "\"attention_bias\": true",
+                          "\"attention_bias\": false"));
+    expect_load(dir, LLMRT_LOAD_AUTO, LLMRT_ERR_MODEL_MISMATCH,
+                "model.layers.0.self_attn.q_proj.bias", "present", "attention_bias");
+    rm_tree(dir);
+    CHECK(make_copy("llama_bias_f32", dir));
+    CHECK(rewrite_safetensors(dir, "model.safetensors", "model.layers.0.self_attn.o_proj.bias",
+                              NULL, NULL));
+    expect_load(dir, LLMRT_LOAD_AUTO, LLMRT_ERR_MODEL_MISMATCH,
+                "model.layers.0.self_attn.o_proj.bias", "missing", "attention_bias");
+    rm_tree(dir);
+    CHECK(make_copy("qwen2_f32", dir));
+    CHECK(rewrite_safetensors(dir, "model.safetensors", "model.layers.1.self_attn.k_proj.bias",
+                              NULL, NULL));
+    expect_load(dir, LLMRT_LOAD_AUTO, LLMRT_ERR_MODEL_MISMATCH,
+                "model.layers.1.self_attn.k_proj.bias", "missing", NULL);
+    rm_tree(dir);
+    CHECK(make_copy("qwen2_f32", dir));
+    CHECK(replace_in_file(dir, "config.json", "\"hidden_act\": \"silu\"",
+                          "\"hidden_act\": \"gelu_pytorch_tanh\""));
+    expect_load(dir, LLMRT_LOAD_AUTO, LLMRT_ERR_UNSUPPORTED, "hidden_act", "gelu_pytorch_tanh",
+                NULL);
+    rm_tree(dir);
+    CHECK(make_copy("qwen2_f32", dir));
+    CHECK(replace_in_file(dir, "config.json", "\"use_sliding_window\": false",
+                          "\"use_sliding_window\": true"));
+    expect_load(dir, LLMRT_LOAD_AUTO, LLMRT_ERR_UNSUPPORTED, "use_sliding_window", NULL, NULL);
+    rm_tree(dir);
+    /* a Llama checkpoint without biases but attention_bias true: the first bias is missing */
+    CHECK(make_copy("llama_f32", dir));
+    CHECK(replace_in_file(dir, "config.json", "\"attention_bias\": false",
+                          "\"attention_bias\": true"));
+    expect_load(dir, LLMRT_LOAD_AUTO, LLMRT_ERR_MODEL_MISMATCH,
+                "model.layers.0.self_attn.q_proj.bias", "missing", NULL);
+    rm_tree(dir);
+}
+
 static void test_wrong_dtype(void) {
     char dir[64];
     CHECK(make_copy("llama_f32", dir));
@@ -684,6 +738,7 @@ static void test_forward_validation(llmrt_model *m) {
 int main(void) {
     test_config_tensor_mismatch();
     test_tied_and_missing();
+    test_biases();
     test_wrong_dtype();
     test_sharded();
     test_truncated();

@@ -262,6 +262,12 @@ int main(int argc, char **argv) {
     check_model(LLMRT_TEST_DATA_DIR "/gptq/g32_act_asym_v2", tp24, 2);
     check_model(LLMRT_TEST_DATA_DIR "/gptq/g128_noact_asym_v1", tp24, 2);
     check_model(LLMRT_TEST_DATA_DIR "/gptq/gm1_noact_sym_v2", tp2, 1);
+    /* issue 16's variants: q/k/v/o + MLP biases (column-parallel ones sliced, row-parallel ones
+     * on rank 0), Qwen2 (q/k/v biases, tied), the sliding window, a biased GGUF */
+    check_model(LLMRT_TEST_DATA_DIR "/tiny/llama_bias_f32", tp24, 2);
+    check_model(LLMRT_TEST_DATA_DIR "/tiny/qwen2_f32", tp24, 2);
+    check_model(LLMRT_TEST_DATA_DIR "/tiny/mistral_window_f32", tp2, 1);
+    check_model(LLMRT_TEST_DATA_DIR "/tiny/llama_bias_f32.gguf", tp2, 1);
     check_shape_errors();
     check_fault("1:3:error");
     check_fault("1:3:hang");

@@ -687,8 +687,58 @@ static void test_fork(void) {
     llmrt_bm_destroy(bm);
 }
 
+/* Sliding window (llmrt_bm_drop_before): the leading blocks below keep_from go back to the pool
+ * exactly once (registered ones cached, still hit by a new sequence with the same prefix),
+ * their entries become -1, the table keeps growing by new blocks only, commit registers no
+ * block whose predecessor was dropped, a fork inherits the dropped entries, and release skips
+ * them. */
+static void test_drop_before(void) {
+    llmrt_block_manager *bm = llmrt_bm_create(6, BS, true);
+    int32_t              tok[40];
+    fill_tokens(tok, 40, 300);
+    llmrt_seq_blocks a = {0};
+    CHECK(llmrt_bm_ensure(bm, &a, 10)); /* blocks 0..2 */
+    llmrt_bm_commit(bm, &a, tok, 10);   /* 0, 1 registered */
+    int32_t first = a.ids[0], second = a.ids[1];
+    CHECK(llmrt_bm_drop_before(bm, &a, 3) == 0); /* block 0 holds position 3: kept */
+    CHECK(llmrt_bm_drop_before(bm, &a, 5) == 1); /* positions 0..3 below 5: block 0 */
+    CHECK(a.ids[0] == -1 && a.n_dropped == 1 && a.n == 3);
+    CHECK(llmrt_bm_drop_before(bm, &a, 5) == 0); /* idempotent */
+    CHECK_STATS(bm, 2, 1, 3);                    /* block 0 registered: cached */
+    CHECK_BM(bm, &a);
+    /* a new sequence with the same prompt still hits the dropped (cached) block 0 and block 1 */
+    llmrt_seq_blocks b = {0};
+    CHECK(llmrt_bm_match_prefix(bm, &b, tok, 10) == 8);
+    CHECK(b.ids[0] == first && b.ids[1] == second);
+    CHECK_BM(bm, &a, &b);
+    llmrt_bm_release(bm, &b);
+    /* growth allocates only the new blocks: 3 live + 1 */
+    CHECK(llmrt_bm_blocks_needed(bm, &a, 16) == 1);
+    CHECK(llmrt_bm_ensure(bm, &a, 16));
+    CHECK(llmrt_bm_drop_before(bm, &a, 12) == 2); /* blocks 1, 2 */
+    CHECK(a.ids[1] == -1 && a.ids[2] == -1 && a.n_dropped == 3);
+    /* block 2 was never registered (commit stopped at 10 tokens); block 3's predecessor is
+     * dropped: commit registers neither */
+    llmrt_bm_commit(bm, &a, tok, 16);
+    CHECK(a.n_hashed == 2);
+    CHECK_BM(bm, &a);
+    /* a fork past the drop shares the live full block and inherits the dropped entries */
+    llmrt_seq_blocks c = {0};
+    int32_t          ps, pd;
+    CHECK(llmrt_bm_fork(bm, &a, &c, 16, true, &ps, &pd));
+    CHECK(c.n == 4 && c.ids[0] == -1 && c.ids[2] == -1 && c.ids[3] == a.ids[3] && c.n_dropped == 3);
+    CHECK_BM(bm, &a, &c);
+    llmrt_bm_release(bm, &a);
+    CHECK_BM(bm, &c);
+    llmrt_bm_release(bm, &c);
+    CHECK_BM_NONE(bm);
+    CHECK(llmrt_bm_get_stats(bm).n_used == 0);
+    llmrt_bm_destroy(bm);
+}
+
 int main(void) {
     test_create_args();
+    test_drop_before();
     test_fork();
     test_allocation();
     test_prefix_sharing();

@@ -335,8 +335,25 @@ static void test_unsupported(void) {
                          "{\"type\": \"longrope\", \"short_factor\": [1.0],"
                          " \"long_factor\": [2.0]}"),
               err, LLMRT_ERR_UNSUPPORTED, "longrope");
-    CHECK_ERROR(parse_edit(&c, &err, "sliding_window", "128"), err, LLMRT_ERR_UNSUPPORTED,
-              "sliding_window");
+    /* the variants (issue 16): a sliding window is kept, biases flagged, the rest refused */
+    CHECK(parse_edit(&c, &err, "sliding_window", "128") == LLMRT_OK);
+    CHECK(c.sliding_window == 128 && !c.qkv_bias && !c.o_bias && !c.mlp_bias);
+    CHECK(parse_edit(&c, &err, "sliding_window", "1000000") == LLMRT_OK);
+    CHECK(c.sliding_window == 0); /* >= the context: no window */
+    CHECK(parse_edit(&c, &err, "attention_bias", "true") == LLMRT_OK);
+    CHECK(c.qkv_bias && c.o_bias && !c.mlp_bias);
+    CHECK(parse_edit(&c, &err, "mlp_bias", "true") == LLMRT_OK);
+    CHECK(!c.qkv_bias && !c.o_bias && c.mlp_bias);
+    CHECK_ERROR(parse_edit(&c, &err, "hidden_act", "\"gelu\""), err, LLMRT_ERR_UNSUPPORTED,
+              "hidden_act");
+    CHECK_ERROR(parse_edit(&c, &err, "partial_rotary_factor", "0.5"), err, LLMRT_ERR_UNSUPPORTED,
+              "partial_rotary_factor");
+    CHECK(parse_edit(&c, &err, "architectures", "[\"Qwen2ForCausalLM\"]") == LLMRT_OK);
+    CHECK(c.qkv_bias && !c.o_bias && !c.mlp_bias && c.sliding_window == 0);
+    text = config_with("architectures", "[\"Qwen2ForCausalLM\"]", "use_sliding_window", "true",
+                       NULL);
+    CHECK_ERROR(parse_text(text, &c, &err), err, LLMRT_ERR_UNSUPPORTED, "use_sliding_window");
+    free(text);
     /* a window too big to represent is no window at all (and no undefined conversion) */
     CHECK_ERROR(parse_edit(&c, &err, "sliding_window", "9223372036854775807"), err,
               LLMRT_ERR_FORMAT, "sliding_window");

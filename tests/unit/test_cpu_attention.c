@@ -3,7 +3,9 @@
  * lengths, chunk and block boundaries, GQA ratios 1/3/4, head_dim 64/128 and odd ones, paged
  * blocks in shuffled order, prompt chunks that start mid-sequence, decode tokens), and batch
  * invariance: each token's output is bit-identical whether it is computed in the full mixed
- * batch, alone, in other prompt chunkings, or with another number of threads. */
+ * batch, alone, in other prompt chunkings, or with another number of threads. Also under a
+ * sliding window (a token at p sees (p - W, p]), with the blocks below every query's window
+ * filled with NaN: a kernel that read them would fail the reference. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +15,11 @@
 #include "test_util.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static int32_t  g_window; /* the sliding window of the current test_shape (0: none) */
+
+static int32_t lo_of(int32_t p) {
+    return g_window > 0 && p >= g_window ? p - g_window + 1 : 0;
+}
 static float    frand(void) {
     rng = rng * 6364136223846793005ull + 1442695040888963407ull;
     return (float)((rng >> 40) / 8388608.0 - 1.0);
@@ -89,7 +96,7 @@ static void run(const setup *s, llmrt_cpu_attn *a, llmrt_thread_pool *pool, int 
                               .n_tokens = T, .max_blocks = s->max_blocks};
     for (int64_t i = 0; i < T * w; i++) out[i] = NAN;
     CHECK(llmrt_cpu_attention(a, pool, out, q, s->k, s->v, s->Hq, s->Hkv, s->hd, s->bs,
-                              (float)(1.0 / sqrt((double)s->hd)), &b) == LLMRT_OK);
+                              (float)(1.0 / sqrt((double)s->hd)), g_window, &b) == LLMRT_OK);
     free(q);
 }
 
@@ -102,17 +109,17 @@ static double check_ref(const setup *s, int T, const int32_t *seqs, const int32_
         for (int h = 0; h < s->Hq; h++) {
             const float *qv = q_of(s, seqs[t], pos[t]) + h * s->hd;
             double       mx = -INFINITY, sum = 0;
-            for (int32_t p = 0; p <= pos[t]; p++) {
+            for (int32_t p = lo_of(pos[t]); p <= pos[t]; p++) {
                 const float *kv = kv_of(s, s->k, seqs[t], p, h / G);
                 double       d  = 0;
                 for (int i = 0; i < s->hd; i++) d += (double)qv[i] * kv[i];
                 sc[p] = d * scale;
                 if (sc[p] > mx) mx = sc[p];
             }
-            for (int32_t p = 0; p <= pos[t]; p++) sum += (sc[p] = exp(sc[p] - mx));
+            for (int32_t p = lo_of(pos[t]); p <= pos[t]; p++) sum += (sc[p] = exp(sc[p] - mx));
             for (int i = 0; i < s->hd; i++) {
                 double o = 0;
-                for (int32_t p = 0; p <= pos[t]; p++)
+                for (int32_t p = lo_of(pos[t]); p <= pos[t]; p++)
                     o += sc[p] * kv_of(s, s->v, seqs[t], p, h / G)[i];
                 double e = fabs(o / sum - out[((int64_t)t * s->Hq + h) * s->hd + i]);
                 if (!(e <= worst)) worst = e; /* NaN sticks */
@@ -126,7 +133,8 @@ static int same_bits(const float *a, const float *b, int64_t n) {
     return memcmp(a, b, (size_t)n * sizeof(float)) == 0;
 }
 
-static void test_shape(const char *isa, int32_t Hq, int32_t Hkv, int32_t hd, int32_t bs) {
+static void test_shape_w(const char *isa, int32_t Hq, int32_t Hkv, int32_t hd, int32_t bs,
+                         int32_t window) {
     /* seq 0: a prompt of 37 tokens from position 0; seq 1: a chunk of 23 tokens starting at
      * position 50 (positions 0..49 already cached); seq 2: one decode token at position 100;
      * seq 3: a one-token prompt; seq 4: a 16-token chunk on a chunk boundary (32..47);
@@ -138,6 +146,15 @@ static void test_shape(const char *isa, int32_t Hq, int32_t Hkv, int32_t hd, int
     int32_t seqs[256], pos[256], T = 0;
     for (int q = 0; q < MAX_SEQS; q++)
         for (int32_t p = first[q]; p < lens[q]; p++) seqs[T] = q, pos[T] = p, T++;
+    g_window = window;
+    for (int q = 0; q < MAX_SEQS && window > 0; q++) /* freed blocks: poison */
+        for (int32_t blk = 0; (blk + 1) * bs <= lo_of(first[q]); blk++)
+            for (int32_t p = blk * bs; p < (blk + 1) * bs; p++)
+                for (int h = 0; h < Hkv; h++)
+                    for (int i = 0; i < hd; i++) {
+                        ((float *)kv_of(&s, s.k, q, p, h))[i] = NAN;
+                        ((float *)kv_of(&s, s.v, q, p, h))[i] = NAN;
+                    }
     int64_t w = (int64_t)Hq * hd;
     float  *full = malloc((size_t)(T * w) * sizeof(float)), *part = malloc((size_t)(T * w) * sizeof(float));
 
@@ -148,7 +165,8 @@ static void test_shape(const char *isa, int32_t Hq, int32_t Hkv, int32_t hd, int
 
     run(&s, &a, pool3, T, seqs, pos, full);
     double e = check_ref(&s, T, seqs, pos, full);
-    CHECK_MSG(e < 2e-5, "%s Hq %d Hkv %d hd %d bs %d: max |err| %g vs fp64", isa, Hq, Hkv, hd, bs, e);
+    CHECK_MSG(e < 2e-5, "%s Hq %d Hkv %d hd %d bs %d window %d: max |err| %g vs fp64", isa, Hq,
+              Hkv, hd, bs, window, e);
 
     /* one thread: the same bits */
     run(&s, &a, pool1, T, seqs, pos, part);
@@ -192,6 +210,11 @@ static void test_shape(const char *isa, int32_t Hq, int32_t Hkv, int32_t hd, int
     free(full);
     free(part);
     setup_free(&s);
+    g_window = 0;
+}
+
+static void test_shape(const char *isa, int32_t Hq, int32_t Hkv, int32_t hd, int32_t bs) {
+    test_shape_w(isa, Hq, Hkv, hd, bs, 0);
 }
 
 int main(void) {
@@ -209,6 +232,12 @@ int main(void) {
         test_shape(isas[i], 3, 1, 36, 5);    /* hd with a vector tail, odd block size   */
         test_shape(isas[i], 48, 1, 16, 16);  /* one token fills a tile (G = MAX_ROWS)  */
         test_shape(isas[i], 100, 1, 16, 16); /* a group wider than a tile: split by heads */
+        /* sliding windows: smaller than a chunk, across chunks, not a multiple of anything,
+         * wider than some sequences */
+        test_shape_w(isas[i], 4, 2, 64, 4, 8);
+        test_shape_w(isas[i], 9, 3, 64, 16, 20);
+        test_shape_w(isas[i], 6, 2, 36, 5, 33);
+        test_shape_w(isas[i], 8, 2, 128, 7, 1);
     }
     return test_summary("test_cpu_attention");
 }

@@ -15,6 +15,7 @@
 #include "format/gguf.h"
 #include "test_util.h"
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/unicode.h"
 
 #define TOKDIR    LLMRT_TEST_DATA_DIR "/tokenizers"
 #define GOLDENDIR LLMRT_TEST_DATA_DIR "/tokenizer_golden"
@@ -270,17 +271,20 @@ static llmrt_tokenizer *gguf_from_mistral(const llmrt_tokenizer *hf, gbuf *b, ll
     return tk;
 }
 
-/* Llama 3's vocabulary and merges as a GGUF "gpt2" tokenizer with pre "llama-bpe". */
-static llmrt_tokenizer *gguf_from_llama3(const llmrt_tokenizer *hf, gbuf *b, llmrt_gguf_file *f) {
+/* A byte-level BPE tokenizer.json's vocabulary and merges as a GGUF "gpt2" tokenizer with
+ * tokenizer.ggml.pre `pre` (Llama 3: "llama-bpe"; Qwen2: "qwen2"). */
+static llmrt_tokenizer *gguf_from_bytelevel(const llmrt_tokenizer *hf, const char *json_path,
+                                            const char *pre, int32_t bos, int32_t eos, gbuf *b,
+                                            llmrt_gguf_file *f) {
     llmrt_error err;
     cJSON      *root = NULL;
-    CHECK_MSG(llmrt_json_parse_file(TOKDIR "/llama3/tokenizer.json", 64 << 20, &root, &err) == LLMRT_OK, "%s", err.msg);
+    CHECK_MSG(llmrt_json_parse_file(json_path, 64 << 20, &root, &err) == LLMRT_OK, "%s", err.msg);
     if (!root) return NULL;
     const cJSON *merges = cJSON_GetObjectItem(cJSON_GetObjectItem(root, "model"), "merges");
     int32_t      n      = llmrt_tokenizer_vocab_size(hf);
     *b                  = gguf_begin();
     kv_str(b, "tokenizer.ggml.model", "gpt2");
-    kv_str(b, "tokenizer.ggml.pre", "llama-bpe");
+    kv_str(b, "tokenizer.ggml.pre", pre);
     kv_tokens_from(b, hf);
     kv_arr_begin(b, "tokenizer.ggml.token_type", 5, (uint64_t)n);
     for (int32_t i = 0; i < n; i++) {
@@ -294,13 +298,13 @@ static llmrt_tokenizer *gguf_from_llama3(const llmrt_tokenizer *hf, gbuf *b, llm
         else snprintf(buf, sizeof buf, "%s %s", m->child->valuestring, m->child->next->valuestring);
         gstr(b, buf, strlen(buf));
     }
-    kv_u32(b, "tokenizer.ggml.bos_token_id", 128000);
-    kv_u32(b, "tokenizer.ggml.eos_token_id", 128001);
-    kv_bool(b, "tokenizer.ggml.add_bos_token", false); /* this tokenizer.json adds none */
+    kv_u32(b, "tokenizer.ggml.bos_token_id", (uint32_t)bos);
+    kv_u32(b, "tokenizer.ggml.eos_token_id", (uint32_t)eos);
+    kv_bool(b, "tokenizer.ggml.add_bos_token", false); /* these tokenizer.json add none */
     gguf_end(b);
     cJSON_Delete(root);
     llmrt_tokenizer *tk = NULL;
-    CHECK_MSG(llmrt_gguf_parse(b->p, b->n, "llama3-mem.gguf", f, &err) == LLMRT_OK, "%s", err.msg);
+    CHECK_MSG(llmrt_gguf_parse(b->p, b->n, "bytelevel-mem.gguf", f, &err) == LLMRT_OK, "%s", err.msg);
     CHECK_MSG(llmrt_tokenizer_load_gguf(f, &tk, &err) == LLMRT_OK, "%s", err.msg);
     return tk;
 }
@@ -430,6 +434,38 @@ static void test_threads(const llmrt_tokenizer *tk, const char *label) {
     free(ids);
 }
 
+/* The NFC normalizer (Qwen2's) against unicodedata.normalize("NFC", ...) on
+ * tests/data/tokenizer_golden/nfc.json (python/tools/make_unicode_nfc.py): random mixes of
+ * marks, jamo, composites, exclusions and singletons, and every decomposable code point between
+ * "a" and two marks out of canonical order. */
+static void test_nfc(void) {
+    cJSON      *root = NULL;
+    llmrt_error err  = {0};
+    if (llmrt_json_parse_file(GOLDENDIR "/nfc.json", 1 << 24, &root, &err) != LLMRT_OK) {
+        CHECK_MSG(0, "%s", err.msg);
+        return;
+    }
+    int n = 0, bad = 0;
+    for (const cJSON *c = cJSON_GetObjectItem(root, "cases")->child; c; c = c->next, n++) {
+        size_t in_len, want_len;
+        char  *in   = unhex(cJSON_GetObjectItem(c, "in_hex")->valuestring, &in_len);
+        char  *want = unhex(cJSON_GetObjectItem(c, "nfc_hex")->valuestring, &want_len);
+        tk_buf out  = {0};
+        CHECK(tk_nfc(in, in_len, &out));
+        if (out.n != want_len || memcmp(out.p, want, want_len) != 0) {
+            if (bad++ < 5)
+                CHECK_MSG(0, "NFC case %d: %zu bytes, want %zu (input %s)", n, out.n, want_len,
+                          cJSON_GetObjectItem(c, "in_hex")->valuestring);
+        }
+        free(out.p);
+        free(in);
+        free(want);
+    }
+    CHECK_MSG(bad == 0 && n > 2000, "NFC: %d of %d cases differ", bad, n);
+    printf("NFC: %d/%d cases identical to unicodedata\n", n - bad, n);
+    cJSON_Delete(root);
+}
+
 int main(void) {
     llmrt_error      err;
     llmrt_tokenizer *mistral = NULL, *llama3 = NULL, *smol = NULL;
@@ -442,12 +478,17 @@ int main(void) {
     run_golden(mistral, GOLDENDIR "/mistral.json", "mistral", exact);
     run_golden(llama3, GOLDENDIR "/llama3.json", "llama3", exact);
     test_api(mistral, llama3);
+    test_nfc();
     test_threads(llama3, "llama3");
     test_threads(mistral, "mistral");
 
     /* synthetic pipelines (Metaspace "first", Split behaviours, ByteLevel prefix space, ...) */
-    static const char *const synth[] = {"synth_metaspace", "synth_split", "synth_bytelevel"};
-    for (int i = 0; i < 3; i++) {
+    /* synth_qwen2: Qwen2's pipeline (NFC, its Split regex with single digits, ByteLevel without
+     * regex, byte-level BPE, <|im_start|>-style specials): no Qwen2 tokenizer.json is available
+     * offline, so its exact pre-tokenizer runs over a BPE trained on the corpus */
+    static const char *const synth[] = {"synth_metaspace", "synth_split", "synth_bytelevel",
+                                        "synth_qwen2"};
+    for (int i = 0; i < 4; i++) {
         char path[512], golden[512];
         snprintf(path, sizeof path, GOLDENDIR "/%s.tokenizer.json", synth[i]);
         snprintf(golden, sizeof golden, GOLDENDIR "/%s.json", synth[i]);
@@ -475,18 +516,33 @@ int main(void) {
     }
 
     /* GGUF path == tokenizer.json path, on the same vocabularies */
-    gbuf             b1 = {0}, b2 = {0};
-    llmrt_gguf_file  f1, f2;
+    gbuf             b1 = {0}, b2 = {0}, b3 = {0};
+    llmrt_gguf_file  f1, f2, f3;
     llmrt_tokenizer *gm = gguf_from_mistral(mistral, &b1, &f1);
     if (gm) run_golden(gm, GOLDENDIR "/mistral.json", "mistral (gguf llama/spm)", exact);
-    llmrt_tokenizer *gl = gguf_from_llama3(llama3, &b2, &f2);
+    llmrt_tokenizer *gl = gguf_from_bytelevel(llama3, TOKDIR "/llama3/tokenizer.json", "llama-bpe",
+                                              128000, 128001, &b2, &f2);
     if (gl) run_golden(gl, GOLDENDIR "/llama3.json", "llama3 (gguf gpt2/llama-bpe)", exact);
+    /* Qwen2's GGUF pipeline (pre "qwen2": NFC + its regex) on the synth_qwen2 vocabulary */
+    llmrt_tokenizer *qhf = NULL, *gq = NULL;
+    CHECK_MSG(llmrt_tokenizer_load_hf(GOLDENDIR "/synth_qwen2.tokenizer.json", NULL, &qhf, &err) ==
+                  LLMRT_OK, "%s", err.msg);
+    if (qhf) {
+        int32_t eot = llmrt_tokenizer_token_id(qhf, "<|endoftext|>");
+        gq = gguf_from_bytelevel(qhf, GOLDENDIR "/synth_qwen2.tokenizer.json", "qwen2", eot, eot,
+                                 &b3, &f3);
+        if (gq) run_golden(gq, GOLDENDIR "/synth_qwen2.json", "synth_qwen2 (gguf gpt2/qwen2)", exact);
+        llmrt_gguf_close(&f3);
+    }
+    llmrt_tokenizer_destroy(gq);
+    llmrt_tokenizer_destroy(qhf);
     llmrt_tokenizer_destroy(gm);
     llmrt_tokenizer_destroy(gl);
     llmrt_gguf_close(&f1);
     llmrt_gguf_close(&f2);
     free(b1.p);
     free(b2.p);
+    free(b3.p);
 
     llmrt_tokenizer_destroy(smol);
     llmrt_tokenizer_destroy(mistral);

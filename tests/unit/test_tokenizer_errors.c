@@ -101,8 +101,9 @@ static void test_json(void) {
     CHECK_ERR(load_text(doc(MODEL_OK, "\"normalizer\":{\"type\":\"NFKC\"}")), LLMRT_ERR_UNSUPPORTED,
               "unsupported normalizer \"NFKC\"");
     CHECK_ERR(load_text(doc(MODEL_OK, "\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Prepend\","
-                                      "\"prepend\":\"x\"},{\"type\":\"NFC\"}]}")),
-              LLMRT_ERR_UNSUPPORTED, "\"NFC\"");
+                                      "\"prepend\":\"x\"},{\"type\":\"NFD\"}]}")),
+              LLMRT_ERR_UNSUPPORTED, "\"NFD\"");
+    CHECK_ERR(load_text(doc(MODEL_OK, "\"normalizer\":{\"type\":\"NFC\"}")), LLMRT_OK, ""); /* Qwen2 */
     CHECK_ERR(load_text(doc(MODEL_OK, "\"normalizer\":{\"type\":\"Lowercase\"}")), LLMRT_ERR_UNSUPPORTED, "Lowercase");
     CHECK_ERR(load_text(doc(MODEL_OK, "\"normalizer\":{\"type\":\"Replace\",\"content\":\"x\"}")), LLMRT_ERR_FORMAT, "pattern");
     CHECK_ERR(load_text(doc(MODEL_OK, "\"normalizer\":{\"type\":\"Prepend\"}")), LLMRT_ERR_FORMAT, "prepend");
@@ -305,7 +306,7 @@ static llmrt_status load_gguf(int variant) {
     gu64(&b, 0);
     gu64(&b, 0);
     kv_str(&b, "tokenizer.ggml.model", variant == 1 ? "t5" : "gpt2");
-    kv_str(&b, "tokenizer.ggml.pre", variant == 2 ? "qwen2" : "smollm");
+    kv_str(&b, "tokenizer.ggml.pre", variant == 2 ? "deepseek-coder" : "smollm");
     if (variant != 3) kv_strs(&b, "tokenizer.ggml.tokens", TOKS, 5);
     int32_t types[5] = {1, 1, 1, 1, variant == 4 ? 9 : 3};
     kv_i32s(&b, "tokenizer.ggml.token_type", types, variant == 5 ? 4 : 5);
@@ -337,7 +338,7 @@ static llmrt_status load_gguf(int variant) {
 static void test_gguf(void) {
     CHECK_ERR(load_gguf(0), LLMRT_OK, "");
     CHECK_ERR(load_gguf(1), LLMRT_ERR_UNSUPPORTED, "tokenizer.ggml.model \"t5\"");
-    CHECK_ERR(load_gguf(2), LLMRT_ERR_UNSUPPORTED, "tokenizer.ggml.pre \"qwen2\"");
+    CHECK_ERR(load_gguf(2), LLMRT_ERR_UNSUPPORTED, "tokenizer.ggml.pre \"deepseek-coder\"");
     CHECK_ERR(load_gguf(3), LLMRT_ERR_MODEL_MISMATCH, "tokenizer.ggml.tokens");
     CHECK_ERR(load_gguf(4), LLMRT_ERR_FORMAT, "token_type 9");
     CHECK_ERR(load_gguf(5), LLMRT_ERR_FORMAT, "token_type length");

@@ -64,7 +64,7 @@ typedef struct attn_job {
     llmrt_cpu_attn             *a;
     float                      *out;
     const float                *q, *k_cache, *v_cache;
-    int32_t                     n_heads, n_kv_heads, head_dim, block_size, n_tiles;
+    int32_t                     n_heads, n_kv_heads, head_dim, block_size, n_tiles, window;
     int32_t                     n_parts, part_heads; /* a GQA group wider than a tile is split */
     float                       scale;
     const llmrt_cpu_attn_batch *b;
@@ -97,6 +97,7 @@ static void attn_task(void *p, int64_t task, int thread) {
         .table      = j->b->block_tables + (int64_t)j->b->seq_of[t0] * j->b->max_blocks,
         .block_size = j->block_size,
         .scale      = j->scale,
+        .window     = j->window,
     };
     j->a->tile(&t, j->a->scratch[thread]);
 }
@@ -104,7 +105,8 @@ static void attn_task(void *p, int64_t task, int thread) {
 llmrt_status llmrt_cpu_attention(llmrt_cpu_attn *a, llmrt_thread_pool *pool, float *out,
                                  const float *q, const float *k_cache, const float *v_cache,
                                  int32_t n_heads, int32_t n_kv_heads, int32_t head_dim,
-                                 int32_t block_size, float scale, const llmrt_cpu_attn_batch *b) {
+                                 int32_t block_size, float scale, int32_t window,
+                                 const llmrt_cpu_attn_batch *b) {
     int32_t T = b->n_tokens;
     if (T <= 0) return LLMRT_OK;
     if (a->scratch_cap < llmrt_cpu_attn_scratch_floats(head_dim) || a->tiles_cap < T + 1)
@@ -125,7 +127,7 @@ llmrt_status llmrt_cpu_attention(llmrt_cpu_attn *a, llmrt_thread_pool *pool, flo
     attn_job job = {.a = a, .out = out, .q = q, .k_cache = k_cache, .v_cache = v_cache,
                     .n_heads = n_heads, .n_kv_heads = n_kv_heads, .head_dim = head_dim,
                     .block_size = block_size, .n_tiles = n_tiles, .n_parts = n_parts,
-                    .part_heads = part_h, .scale = scale, .b = b};
+                    .part_heads = part_h, .scale = scale, .window = window, .b = b};
     llmrt_thread_pool_run(pool, (int64_t)n_tiles * n_kv_heads * n_parts, attn_task, &job);
     return LLMRT_OK;
 }

@@ -11,7 +11,8 @@
  * over d, every output element o = o * alpha, then o = fma(p_j, v_jd, o) for j in order; rows
  * of a tile only share loads. A chunk position beyond a row's own position gets p = 0 exactly,
  * which leaves o, l and m unchanged. So a token gives the same bits alone (decode), in any
- * prefill chunk, or next to other sequences. Different ISAs round differently (each is tested
+ * prefill chunk, or next to other sequences. Under a sliding window the same holds: a row runs
+ * exactly the chunks that meet (p - W, p], and positions below p - W + 1 get p = 0 too. Different ISAs round differently (each is tested
  * against an fp64 reference). */
 #ifndef LLMRT_BACKEND_CPU_ATTENTION_CPU_H
 #define LLMRT_BACKEND_CPU_ATTENTION_CPU_H
@@ -43,7 +44,17 @@ typedef struct llmrt_cpu_attn_tile {
     const int32_t *table;      /* [>= pos / block_size + 1] block ids of the sequence             */
     int32_t        block_size; /* tokens per KV block                                             */
     float          scale;      /* 1/sqrt(hd)                                                      */
+    int32_t        window;     /* W > 0: the row at position p sees positions (p - W, p] only    */
 } llmrt_cpu_attn_tile;
+
+/* The first position a row at position p attends to: p - W + 1 under a sliding window W
+ * (HF: kv_idx > q_idx - W), else 0. Rows of a tile have increasing positions, so their first
+ * positions increase too: the rows that need a chunk [c0, c0 + CHUNK) are a contiguous range
+ * (position >= c0 and first position < c0 + CHUNK), and a chunk's positions below the first
+ * row's first position are never read (they may be in blocks the engine has freed). */
+static inline int32_t llmrt_cpu_attn_lo(const llmrt_cpu_attn_tile *t, int32_t p) {
+    return t->window > 0 && p >= t->window ? p - t->window + 1 : 0;
+}
 
 /* Runs one tile; scratch holds llmrt_cpu_attn_scratch_floats(head_dim) floats, 64-byte aligned. */
 typedef void (*llmrt_cpu_attn_tile_fn)(const llmrt_cpu_attn_tile *t, float *scratch);
@@ -74,7 +85,8 @@ void         llmrt_cpu_attn_free(llmrt_cpu_attn *a);
 llmrt_status llmrt_cpu_attn_reserve(llmrt_cpu_attn *a, int64_t n_tokens, int32_t head_dim,
                                     llmrt_error *err);
 
-/* out [T, Hq, hd] = softmax(q Kᵀ * scale, causal to each token's position) V over the paged
+/* out [T, Hq, hd] = softmax(q Kᵀ * scale, causal to each token's position, within the sliding
+ * window when window > 0) V over the paged
  * cache of the token's sequence. q [T, Hq, hd]; k_cache, v_cache [slots, Hkv, hd];
  * positions, seq_of [T]; block_tables [n_seqs, max_blocks]. Needs a prior reserve for T and hd
  * (returns LLMRT_ERR_OUT_OF_MEMORY, output untouched, otherwise). */
@@ -88,6 +100,7 @@ typedef struct llmrt_cpu_attn_batch {
 llmrt_status llmrt_cpu_attention(llmrt_cpu_attn *a, llmrt_thread_pool *pool, float *out,
                                  const float *q, const float *k_cache, const float *v_cache,
                                  int32_t n_heads, int32_t n_kv_heads, int32_t head_dim,
-                                 int32_t block_size, float scale, const llmrt_cpu_attn_batch *b);
+                                 int32_t block_size, float scale, int32_t window,
+                                 const llmrt_cpu_attn_batch *b);
 
 #endif

@@ -127,19 +127,25 @@ void llmrt_cpu_attn_tile_avx2(const llmrt_cpu_attn_tile *t, float *scratch) {
         m[r] = -INFINITY, l[r] = 0.0f;
     }
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    int32_t       last = t->pos[t->n_tok - 1], i0 = 0;
-    for (int32_t c0 = 0; c0 <= last; c0 += W) {
+    int32_t       last = t->pos[t->n_tok - 1], i0 = 0, i1 = 0;
+    for (int32_t c0 = llmrt_cpu_attn_lo(t, t->pos[0]) / W * W; c0 <= last; c0 += W) {
         while (t->pos[i0] < c0) i0++;
-        int32_t      nv = last - c0 + 1 < W ? last - c0 + 1 : W;
+        while (i1 < t->n_tok && llmrt_cpu_attn_lo(t, t->pos[i1]) < c0 + W) i1++;
+        if (i1 <= i0) continue;
+        int32_t      R1  = i1 * G; /* rows [i0 * G, R1) need this chunk (attention_cpu.h) */
+        int32_t      jlo = llmrt_cpu_attn_lo(t, t->pos[i0]) - c0;
+        int32_t      nv  = last - c0 + 1 < W ? last - c0 + 1 : W;
         const float *kr[W], *vr[W];
-        for (int32_t j = 0; j < W; j++) {
-            kr[j] = kv_row(t, t->k, c0 + (j < nv ? j : 0));
-            vr[j] = kv_row(t, t->v, c0 + (j < nv ? j : 0));
+        if (jlo < 0) jlo = 0;
+        for (int32_t j = 0; j < W; j++) { /* outside [jlo, nv): a valid row, p = 0 */
+            int32_t jj = j < jlo || j >= nv ? jlo : j;
+            kr[j] = kv_row(t, t->k, c0 + jj);
+            vr[j] = kv_row(t, t->v, c0 + jj);
         }
         transpose_k(kt, kr, hd);
         int32_t r0 = i0 * G;
-        for (int32_t r = r0; r < R; r += S_ROWS) {
-            int32_t      n = R - r < S_ROWS ? R - r : S_ROWS;
+        for (int32_t r = r0; r < R1; r += S_ROWS) {
+            int32_t      n = R1 - r < S_ROWS ? R1 - r : S_ROWS;
             const float *qg[S_ROWS];
             for (int i = 0; i < S_ROWS; i++) qg[i] = qr[r + (i < n ? i : 0)];
             __m256 s[2 * S_ROWS];
@@ -147,19 +153,24 @@ void llmrt_cpu_attn_tile_avx2(const llmrt_cpu_attn_tile *t, float *scratch) {
             for (int i = 0; i < n; i++) {
                 int32_t ri = r + i;
                 int32_t nr = t->pos[ri / G] - c0 + 1 < W ? t->pos[ri / G] - c0 + 1 : W;
+                int32_t jl = llmrt_cpu_attn_lo(t, t->pos[ri / G]) - c0;
                 float   sv[W] __attribute__((aligned(32)));
+                if (jl < 0) jl = 0;
                 __m256  sc = _mm256_set1_ps(t->scale);
                 _mm256_store_ps(sv, _mm256_mul_ps(s[2 * i], sc));
                 _mm256_store_ps(sv + 8, _mm256_mul_ps(s[2 * i + 1], sc));
                 float mx = m[ri];
-                for (int j = 0; j < nr; j++) mx = sv[j] > mx ? sv[j] : mx;
+                for (int j = jl; j < nr; j++) mx = sv[j] > mx ? sv[j] : mx;
                 __m256  mv = _mm256_set1_ps(mx);
-                __m256i n0 = _mm256_set1_epi32(nr);
-                __m256  e0 = _mm256_and_ps(exp_neg(_mm256_sub_ps(_mm256_load_ps(sv), mv)),
-                                           _mm256_castsi256_ps(_mm256_cmpgt_epi32(n0, lane)));
-                __m256  e1 = _mm256_and_ps(
-                    exp_neg(_mm256_sub_ps(_mm256_load_ps(sv + 8), mv)),
-                    _mm256_castsi256_ps(_mm256_cmpgt_epi32(n0, _mm256_add_epi32(lane, _mm256_set1_epi32(8)))));
+                __m256i n0 = _mm256_set1_epi32(nr), l0 = _mm256_set1_epi32(jl);
+                __m256i hi = _mm256_add_epi32(lane, _mm256_set1_epi32(8));
+                /* lanes j in [jl, nr) */
+                __m256  k0 = _mm256_castsi256_ps(_mm256_andnot_si256(
+                    _mm256_cmpgt_epi32(l0, lane), _mm256_cmpgt_epi32(n0, lane)));
+                __m256  k1 = _mm256_castsi256_ps(_mm256_andnot_si256(
+                    _mm256_cmpgt_epi32(l0, hi), _mm256_cmpgt_epi32(n0, hi)));
+                __m256  e0 = _mm256_and_ps(exp_neg(_mm256_sub_ps(_mm256_load_ps(sv), mv)), k0);
+                __m256  e1 = _mm256_and_ps(exp_neg(_mm256_sub_ps(_mm256_load_ps(sv + 8), mv)), k1);
                 float *pr = p + (size_t)ri * W;
                 _mm256_storeu_ps(pr, e0);
                 _mm256_storeu_ps(pr + 8, e1);
@@ -176,9 +187,9 @@ void llmrt_cpu_attn_tile_avx2(const llmrt_cpu_attn_tile *t, float *scratch) {
             for (int c = 0; c < V_COLS; c++)
                 cm[c] = _mm256_cmpgt_epi32(_mm256_set1_epi32(hd - d0 - 8 * c), lane);
             int32_t r = r0;
-            for (; r + V_ROWS <= R; r += V_ROWS)
+            for (; r + V_ROWS <= R1; r += V_ROWS)
                 pv(orow + r, p + (size_t)r * W, alpha + r, vr, nv, d0, cm, V_ROWS);
-            for (; r < R; r++) pv(orow + r, p + (size_t)r * W, alpha + r, vr, nv, d0, cm, 1);
+            for (; r < R1; r++) pv(orow + r, p + (size_t)r * W, alpha + r, vr, nv, d0, cm, 1);
         }
     }
     for (int32_t r = 0; r < R; r++) {

@@ -135,19 +135,25 @@ void llmrt_cpu_attn_tile_avx512(const llmrt_cpu_attn_tile *t, float *scratch) {
         m[r] = -INFINITY, l[r] = 0.0f;
     }
     /* a short last group repeats its first row; the repeats' results are dropped */
-    int32_t last = t->pos[t->n_tok - 1], i0 = 0;
-    for (int32_t c0 = 0; c0 <= last; c0 += W) {
+    int32_t last = t->pos[t->n_tok - 1], i0 = 0, i1 = 0;
+    for (int32_t c0 = llmrt_cpu_attn_lo(t, t->pos[0]) / W * W; c0 <= last; c0 += W) {
         while (t->pos[i0] < c0) i0++; /* tokens before the chunk are done with it */
-        int32_t      nv = last - c0 + 1 < W ? last - c0 + 1 : W;
+        while (i1 < t->n_tok && llmrt_cpu_attn_lo(t, t->pos[i1]) < c0 + W) i1++; /* reach it */
+        if (i1 <= i0) continue;
+        int32_t      R1  = i1 * G; /* rows [i0 * G, R1) need this chunk (attention_cpu.h) */
+        int32_t      jlo = llmrt_cpu_attn_lo(t, t->pos[i0]) - c0;
+        int32_t      nv  = last - c0 + 1 < W ? last - c0 + 1 : W;
         const float *kr[W], *vr[W];
-        for (int32_t j = 0; j < W; j++) { /* positions past the last valid one read a valid row */
-            kr[j] = kv_row(t, t->k, c0 + (j < nv ? j : 0));
-            vr[j] = kv_row(t, t->v, c0 + (j < nv ? j : 0));
+        if (jlo < 0) jlo = 0;
+        for (int32_t j = 0; j < W; j++) { /* outside [jlo, nv): a valid row, p = 0 */
+            int32_t jj = j < jlo || j >= nv ? jlo : j;
+            kr[j] = kv_row(t, t->k, c0 + jj);
+            vr[j] = kv_row(t, t->v, c0 + jj);
         }
         transpose_k(kt, kr, hd);
         int32_t r0 = i0 * G;
-        for (int32_t r = r0; r < R; r += S_ROWS) {
-            int32_t      n = R - r < S_ROWS ? R - r : S_ROWS;
+        for (int32_t r = r0; r < R1; r += S_ROWS) {
+            int32_t      n = R1 - r < S_ROWS ? R1 - r : S_ROWS;
             const float *qg[S_ROWS];
             for (int i = 0; i < S_ROWS; i++) qg[i] = qr[r + (i < n ? i : 0)];
             __m512 s[S_ROWS];
@@ -156,7 +162,8 @@ void llmrt_cpu_attn_tile_avx512(const llmrt_cpu_attn_tile *t, float *scratch) {
             for (int i = 0; i < n; i++) {
                 int32_t   ri  = r + i;
                 int32_t   nr  = t->pos[ri / G] - c0 + 1 < W ? t->pos[ri / G] - c0 + 1 : W;
-                __mmask16 ok  = (__mmask16)((1u << nr) - 1);
+                int32_t   jl  = llmrt_cpu_attn_lo(t, t->pos[ri / G]) - c0;
+                __mmask16 ok  = (__mmask16)(((1u << nr) - 1) & ~((1u << (jl > 0 ? jl : 0)) - 1));
                 __m512    sc  = _mm512_mul_ps(s[i], _mm512_set1_ps(t->scale));
                 float     cmx = _mm512_mask_reduce_max_ps(ok, sc);
                 float     mx  = cmx > m[ri] ? cmx : m[ri];
@@ -175,9 +182,9 @@ void llmrt_cpu_attn_tile_avx512(const llmrt_cpu_attn_tile *t, float *scratch) {
                 cm[c] = left >= 16 ? (__mmask16)0xffff : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
             }
             int32_t r = r0;
-            for (; r + V_ROWS <= R; r += V_ROWS)
+            for (; r + V_ROWS <= R1; r += V_ROWS)
                 pv(orow + r, p + (size_t)r * W, alpha + r, vr, nv, d0, cm, V_ROWS);
-            for (; r < R; r++) pv(orow + r, p + (size_t)r * W, alpha + r, vr, nv, d0, cm, 1);
+            for (; r < R1; r++) pv(orow + r, p + (size_t)r * W, alpha + r, vr, nv, d0, cm, 1);
         }
     }
     for (int32_t r = 0; r < R; r++) {

@@ -20,21 +20,28 @@ void llmrt_cpu_attn_tile_generic(const llmrt_cpu_attn_tile *t, float *scratch) {
     for (int32_t r = 0; r < R; r++) memset(t->out + (r / G) * t->q_ld + (r % G) * hd, 0, (size_t)hd * sizeof(float));
     float m[LLMRT_CPU_ATTN_MAX_ROWS], l[LLMRT_CPU_ATTN_MAX_ROWS], alpha[LLMRT_CPU_ATTN_MAX_ROWS];
     for (int32_t r = 0; r < R; r++) m[r] = -INFINITY, l[r] = 0.0f;
-    int32_t last = t->pos[t->n_tok - 1], i0 = 0;
-    for (int32_t c0 = 0; c0 <= last; c0 += W) {
+    int32_t last = t->pos[t->n_tok - 1], i0 = 0, i1 = 0;
+    for (int32_t c0 = llmrt_cpu_attn_lo(t, t->pos[0]) / W * W; c0 <= last; c0 += W) {
         while (t->pos[i0] < c0) i0++; /* tokens before the chunk are done with it */
-        int32_t      nv = last - c0 + 1 < W ? last - c0 + 1 : W;
+        while (i1 < t->n_tok && llmrt_cpu_attn_lo(t, t->pos[i1]) < c0 + W) i1++; /* reach it */
+        if (i1 <= i0) continue;
+        int32_t      R1  = i1 * G;
+        int32_t      jlo = llmrt_cpu_attn_lo(t, t->pos[i0]) - c0; /* below: never read */
+        int32_t      nv  = last - c0 + 1 < W ? last - c0 + 1 : W;
         const float *vr[W];
+        if (jlo < 0) jlo = 0;
         for (int32_t j = 0; j < nv; j++) {
-            const float *kr = kv_row(t, t->k, c0 + j);
-            vr[j]           = kv_row(t, t->v, c0 + j);
+            const float *kr = kv_row(t, t->k, c0 + (j < jlo ? jlo : j));
+            vr[j]           = kv_row(t, t->v, c0 + (j < jlo ? jlo : j));
             for (int32_t d = 0; d < hd; d++) kt[d * W + j] = kr[d];
         }
-        for (int32_t r = i0 * G; r < R; r++) {
+        for (int32_t r = i0 * G; r < R1; r++) {
             const float *qr = t->q + (r / G) * t->q_ld + (r % G) * hd;
             int32_t      nr = t->pos[r / G] - c0 + 1 < W ? t->pos[r / G] - c0 + 1 : W;
+            int32_t      jl = llmrt_cpu_attn_lo(t, t->pos[r / G]) - c0;
             float        s[W], mx = m[r];
-            for (int32_t j = 0; j < nr; j++) {
+            if (jl < 0) jl = 0;
+            for (int32_t j = jl; j < nr; j++) {
                 float acc = 0.0f;
                 for (int32_t d = 0; d < hd; d++) acc += qr[d] * kt[d * W + j];
                 s[j] = acc * t->scale;
@@ -42,14 +49,14 @@ void llmrt_cpu_attn_tile_generic(const llmrt_cpu_attn_tile *t, float *scratch) {
             }
             float a = expf(m[r] - mx), sum = 0.0f;
             for (int32_t j = 0; j < W; j++) {
-                p[r * W + j] = j < nr ? expf(s[j] - mx) : 0.0f;
+                p[r * W + j] = j >= jl && j < nr ? expf(s[j] - mx) : 0.0f;
                 sum += p[r * W + j];
             }
             l[r]     = l[r] * a + sum;
             m[r]     = mx;
             alpha[r] = a;
         }
-        for (int32_t r = i0 * G; r < R; r++) {
+        for (int32_t r = i0 * G; r < R1; r++) {
             float *o = t->out + (r / G) * t->q_ld + (r % G) * hd;
             for (int32_t d = 0; d < hd; d++) o[d] *= alpha[r];
             for (int32_t j = 0; j < nv; j++)

@@ -658,12 +658,14 @@ static void cpu_attention(llmrt_backend *be, void *out, const void *q, const voi
                               .max_blocks = c->max_blocks};
     llmrt_error          err = {0};
     llmrt_status st = llmrt_cpu_attention(&c->attn, c->pool, out, q, k_cache, v_cache, s->n_heads,
-                                          s->n_kv_heads, s->head_dim, s->block_size, s->scale, &b);
+                                          s->n_kv_heads, s->head_dim, s->block_size, s->scale,
+                                          s->window, &b);
     if (st != LLMRT_OK) { /* begin_batch reserved for head_dim = 2 * half_dim; grow for another */
         st = llmrt_cpu_attn_reserve(&c->attn, c->n_tokens, s->head_dim, &err);
         if (st == LLMRT_OK)
             st = llmrt_cpu_attention(&c->attn, c->pool, out, q, k_cache, v_cache, s->n_heads,
-                                     s->n_kv_heads, s->head_dim, s->block_size, s->scale, &b);
+                                     s->n_kv_heads, s->head_dim, s->block_size, s->scale,
+                                          s->window, &b);
     }
     if (st != LLMRT_OK) { /* the op cannot fail: make the failure visible in the logits */
         llmrt_log(LLMRT_LOG_ERROR, "cpu attention: out of memory");

@@ -765,6 +765,7 @@ static void cuda_attention(llmrt_backend *be, void *out, const void *q, const vo
             .dtype = c->act == LLMRT_CUDA_BF16 ? LLMRT_CUDA_ATTN_BF16 : LLMRT_CUDA_ATTN_F16,
             .workspace = decode ? c->decode_ws : NULL,
             .workspace_bytes = decode ? c->decode_ws_bytes : 0, .num_splits = 0,
+            .window = s->window,
         };
         char msg[256] = "";
         int  rc = decode ? llmrt_cuda_attention_decode(&a, c->stream, msg, sizeof msg)
@@ -788,7 +789,7 @@ static void cuda_attention(llmrt_backend *be, void *out, const void *q, const vo
                                            PLAN(c, off_positions, int32_t),
                                            PLAN(c, off_seq_of, int32_t), PLAN(c, off_tables, int32_t),
                                            c->max_blocks, c->n_tokens, s->n_heads, s->n_kv_heads,
-                                           s->head_dim, s->block_size, s->scale),
+                                           s->head_dim, s->block_size, s->scale, s->window),
              "attention");
 }
 
