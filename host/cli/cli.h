@@ -42,6 +42,8 @@ extern bool cli_follower_barrier;
 int cli_parse_tp(const char *arg);
 #define CLI_TP_USAGE "      --tp N              tensor-parallel ranks (default 1; mpirun -np N for processes)\n"
 
+#define CLI_MAX_LORAS 64 /* --lora and --lora-module adapters at most, each */
+
 /* Model-load options of every command (flags of the common options; the environment variables
  * below are conveniences read by cli_load_model when the flag is not given; the library itself
  * reads none). -1 = not set. */
@@ -53,6 +55,11 @@ typedef struct cli_load_opts {
     bool no_fallback;      /* --no-fallback: a weight the backend cannot run fails the load
                             * (default: dequantise it, with a warning) */
     int  log_level;        /* --verbose: LLMRT_LOG_DEBUG; default LLMRT_LOG_WARN */
+    /* --lora PATH[:SCALE] (repeatable): adapters folded into the weights at load
+     * (llmrt_model_params.lora_paths), or kept unmerged on a quantised base */
+    const char *lora_paths[CLI_MAX_LORAS]; /* strdup'd, kept for the process's lifetime */
+    float       lora_scales[CLI_MAX_LORAS];
+    int32_t     n_loras;
 } cli_load_opts;
 extern cli_load_opts cli_load;
 /* "f16"/"bf16"/"f32" -> llmrt_activation_dtype, "avx512"/"avx2"/"generic" -> llmrt_cpu_isa;
@@ -62,6 +69,13 @@ int cli_cpu_isa_of(const char *s);
 /* --cpu-matmul exact|int8|bf16|int8,bf16 into cli_load (cpu_matmul, activation_dtype); -1 with a
  * message on stderr when unknown. */
 int cli_parse_cpu_matmul(const char *arg);
+/* --lora PATH[:SCALE] into cli_load: SCALE is what follows the last ':' when it parses as a whole
+ * number (finite, in [-1e4, 1e4]); otherwise the whole argument is the path. The path must exist.
+ * -1 with a message naming the option on stderr. */
+int cli_parse_lora(const char *arg);
+/* One line on stderr saying how the --lora adapters were applied (merged / kept unmerged);
+ * nothing without --lora. */
+void cli_report_lora(const llmrt_model_info *info);
 
 /* Loads a model with the common options (cli_device, cli_tp, cli_load), printing the library's message
  * on failure. A tensor-parallel rank other than 0 of a multi-process group never returns: it

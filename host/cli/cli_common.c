@@ -1,9 +1,11 @@
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -97,6 +99,68 @@ int cli_cpu_isa_of(const char *s) {
     return -1;
 }
 
+int cli_parse_lora(const char *arg) {
+    if (cli_load.n_loras == CLI_MAX_LORAS) {
+        fprintf(stderr, "llmrt: at most %d --lora adapters\n", CLI_MAX_LORAS);
+        return -1;
+    }
+    /* the last ':' starts SCALE only when the rest is a number: "dir:v2" stays a path */
+    const char *colon    = strrchr(arg, ':');
+    size_t      path_len = strlen(arg);
+    double      scale    = 1.0;
+    bool        tail_num = false;
+    if (colon && colon[1]) {
+        char *end;
+        errno    = 0;
+        double v = strtod(colon + 1, &end);
+        if (end != colon + 1 && *end == '\0') {
+            tail_num = true;
+            if (errno == ERANGE || !isfinite(v) || v < -1e4 || v > 1e4) {
+                fprintf(stderr, "llmrt: --lora %s: SCALE \"%s\" must be a finite number in "
+                                "[-1e4, 1e4]\n", arg, colon + 1);
+                return -1;
+            }
+            scale    = v;
+            path_len = (size_t)(colon - arg);
+        }
+    }
+    if (path_len == 0) {
+        fprintf(stderr, "llmrt: --lora needs PATH[:SCALE], got \"%s\"\n", arg);
+        return -1;
+    }
+    char *path = strndup(arg, path_len);
+    if (!path) {
+        fprintf(stderr, "llmrt: --lora: out of memory\n");
+        return -1;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        int e = errno;
+        fprintf(stderr, "llmrt: --lora %s: %s%s%s%s\n", path, strerror(e),
+                colon && !tail_num ? " (what follows the last ':', \"" : "",
+                colon && !tail_num ? colon + 1 : "",
+                colon && !tail_num ? "\", is not a number, so it was taken as part of the path)"
+                                   : "");
+        free(path);
+        return -1;
+    }
+    cli_load.lora_paths[cli_load.n_loras]  = path;
+    cli_load.lora_scales[cli_load.n_loras] = (float)scale;
+    cli_load.n_loras++;
+    return 0;
+}
+
+void cli_report_lora(const llmrt_model_info *info) {
+    if (cli_load.n_loras == 0) return;
+    if (info->n_lora_merged > 0)
+        fprintf(stderr, "llmrt: --lora: %d adapter%s merged into the weights\n",
+                info->n_lora_merged, info->n_lora_merged == 1 ? "" : "s");
+    if (info->n_lora_unmerged > 0)
+        fprintf(stderr, "llmrt: --lora: %d adapter%s kept unmerged (quantised base weights): "
+                        "applied per token to every request that names no adapter\n",
+                info->n_lora_unmerged, info->n_lora_unmerged == 1 ? "" : "s");
+}
+
 /* The library's messages: WARN and above (DEBUG with --verbose) on stderr. */
 static void log_to_stderr(llmrt_log_level level, const char *msg, void *data) {
     (void)data;
@@ -137,6 +201,11 @@ static int apply_env(llmrt_model_params *p) {
         if (end != v && *end == '\0' && us >= 0 && us <= 10000000) p->tp_spin_us = (int32_t)us;
     }
     p->allow_fallback = !cli_load.no_fallback;
+    if (cli_load.n_loras > 0) {
+        p->lora_paths  = cli_load.lora_paths;
+        p->lora_scales = cli_load.lora_scales;
+        p->n_loras     = cli_load.n_loras;
+    }
     return 0;
 }
 
@@ -169,7 +238,8 @@ llmrt_model *cli_load_model(const char *path, int n_threads, llmrt_load_format f
         return NULL;
     }
     llmrt_model_info info = {.struct_size = sizeof info};
-    if (llmrt_model_get_info(m, &info) == LLMRT_OK && info.tp_rank != 0) {
+    bool             have_info = llmrt_model_get_info(m, &info) == LLMRT_OK;
+    if (have_info && info.tp_rank != 0) {
         /* a follower rank: the leader (rank 0) runs the command */
         s = llmrt_model_tp_follow(m);
         if (s != LLMRT_OK)
@@ -181,6 +251,7 @@ llmrt_model *cli_load_model(const char *path, int n_threads, llmrt_load_format f
         }
         cli_exit(s == LLMRT_OK ? 0 : 1);
     }
+    if (have_info) cli_report_lora(&info);
     return m;
 }
 

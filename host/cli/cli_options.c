@@ -1,7 +1,9 @@
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "cli_options.h"
@@ -11,8 +13,12 @@ enum {
     OPT_MAX_BATCHED, OPT_MAX_SEQS, OPT_POLICY, OPT_NO_PREFIX, OPT_TEMP, OPT_TOP_K, OPT_TOP_P,
     OPT_MIN_P, OPT_REPEAT, OPT_PRESENCE, OPT_FREQUENCY, OPT_SEED, OPT_MAX_TOKENS, OPT_STOP,
     OPT_IGNORE_EOS, OPT_CHAT_TEMPLATE, OPT_MIN_TOKENS, OPT_DEVICE, OPT_TP, OPT_DEQUANTIZE,
-    OPT_CUDA_DTYPE, OPT_CPU_ISA, OPT_NO_FALLBACK, OPT_VERBOSE, OPT_CPU_MATMUL,
+    OPT_CUDA_DTYPE, OPT_CPU_ISA, OPT_NO_FALLBACK, OPT_VERBOSE, OPT_CPU_MATMUL, OPT_LORA,
+    OPT_LORA_MODULE, OPT_MAX_LORAS, OPT_MAX_LORA_BYTES, OPT_LORA_NAME, OPT_LORA_SCALE,
 };
+
+static int lora_unsupported(const char *opt);
+static int parse_lora_module(cli_common *c, const char *arg);
 
 /* indexes into sampling_set */
 enum { SET_TEMP, SET_TOP_K, SET_TOP_P, SET_MIN_P, SET_REPEAT, SET_PRESENCE, SET_FREQUENCY };
@@ -64,6 +70,12 @@ const struct option cli_common_options[] = {
     {"stop", required_argument, 0, OPT_STOP},
     {"ignore-eos", no_argument, 0, OPT_IGNORE_EOS},
     {"chat-template", required_argument, 0, OPT_CHAT_TEMPLATE},
+    {"lora", required_argument, 0, OPT_LORA},
+    {"lora-module", required_argument, 0, OPT_LORA_MODULE},
+    {"max-loras", required_argument, 0, OPT_MAX_LORAS},
+    {"max-lora-bytes", required_argument, 0, OPT_MAX_LORA_BYTES},
+    {"lora-name", required_argument, 0, OPT_LORA_NAME},
+    {"lora-scale", required_argument, 0, OPT_LORA_SCALE},
 };
 const int cli_common_n_options = sizeof cli_common_options / sizeof cli_common_options[0];
 
@@ -129,6 +141,16 @@ void cli_common_usage(FILE *f) {
             "      --max-seqs N            concurrent requests (default 64)\n"
             "      --kv-policy P           preempt (default) | reserve\n"
             "      --no-prefix-cache       disable prefix caching\n"
+            "LoRA adapters (PEFT directories or GGUF adapters):\n"
+            "      --lora PATH[:SCALE]     merge an adapter into the weights at load (repeatable,\n"
+            "                              up to %d; a quantised base keeps one unmerged and\n"
+            "                              applies it to requests that name no adapter)\n"
+            "      --lora-module NAME=PATH register an adapter on the engine, chosen per request\n"
+            "                              (repeatable; generate, chat, batch, serve)\n"
+            "      --lora-name NAME        run the prompts with --lora-module NAME\n"
+            "      --lora-scale X          multiply its delta by X (default 1)\n"
+            "      --max-loras N           adapters resident at once (default 8)\n"
+            "      --max-lora-bytes N      bytes of resident adapters (fp32; 0 = no limit)\n"
             "sampling (defaults: the model's generation_config.json, else vLLM's):\n"
             "      --temperature T         0 = greedy\n"
             "      --top-k K  --top-p P  --min-p P\n"
@@ -139,7 +161,7 @@ void cli_common_usage(FILE *f) {
             "      --stop STR              stop string (repeatable), not printed\n"
             "      --ignore-eos            keep going past end-of-sequence tokens\n"
             "      --chat-template NAME    chatml | llama2 | llama3 | mistral instead of the model's own template\n",
-            cli_default_model()[0] ? cli_default_model() : "none installed");
+            cli_default_model()[0] ? cli_default_model() : "none installed", CLI_MAX_LORAS);
 }
 
 static int parse_long(const char *arg, const char *name, long long lo, long long hi, long long *out) {
@@ -277,8 +299,127 @@ int cli_common_parse(cli_common *c, int opt, const char *arg) {
         return 1;
     case OPT_IGNORE_EOS: c->sampling.ignore_eos = true; return 1;
     case OPT_CHAT_TEMPLATE: c->chat_template = arg; return 1;
+    case OPT_LORA: return cli_parse_lora(arg) < 0 ? -1 : 1;
+    case OPT_LORA_MODULE: return parse_lora_module(c, arg);
+    case OPT_MAX_LORAS:
+        if (parse_long(arg, "max-loras", 1, 1024, &v) < 0) return -1;
+        c->engine.max_loras = (int32_t)v;
+        return 1;
+    case OPT_MAX_LORA_BYTES:
+        if (parse_long(arg, "max-lora-bytes", 0, (long long)1 << 50, &v) < 0) return -1;
+        c->engine.max_lora_bytes = v;
+        return 1;
+    case OPT_LORA_NAME:
+        if (!c->lora_modules_ok) return lora_unsupported("--lora-name");
+        c->lora_name = arg;
+        return 1;
+    case OPT_LORA_SCALE: {
+        char *end;
+        errno    = 0;
+        double x = strtod(arg, &end);
+        if (errno || end == arg || *end || !isfinite(x) || x < -1e4 || x > 1e4 || x == 0) {
+            fprintf(stderr, "llmrt: --lora-scale must be a non-zero finite number in [-1e4, 1e4], "
+                            "got \"%s\"\n", arg);
+            return -1;
+        }
+        c->lora_scale = (float)x;
+        return 1;
+    }
     }
     return 0;
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* LoRA adapters served per request                                                              */
+/* --------------------------------------------------------------------------------------------- */
+
+static int lora_unsupported(const char *opt) {
+    fprintf(stderr, "llmrt: %s is not supported by this command (generate, chat, batch and serve "
+                    "take it)\n", opt);
+    return -1;
+}
+
+/* What llmrt_engine_lora_load accepts as a name: printable ASCII, no spaces or quotes, < 128
+ * bytes (checked here too, so that the message names the option). */
+static bool lora_name_ok(const char *name, size_t len) {
+    if (len == 0 || len >= 128) return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)name[i];
+        if (ch <= ' ' || ch >= 0x7f || ch == '"' || ch == '\'' || ch == '\\') return false;
+    }
+    return true;
+}
+
+int32_t cli_lora_module_find(const cli_common *c, const char *name) {
+    for (int32_t i = 0; i < c->n_lora_modules; i++)
+        if (!strcmp(c->lora_modules[i].name, name)) return i;
+    return -1;
+}
+
+static int parse_lora_module(cli_common *c, const char *arg) { /* NAME=PATH */
+    if (!c->lora_modules_ok) return lora_unsupported("--lora-module");
+    const char *eq = strchr(arg, '=');
+    if (!eq || eq == arg || !eq[1]) {
+        fprintf(stderr, "llmrt: --lora-module must be NAME=PATH, got \"%s\"\n", arg);
+        return -1;
+    }
+    if (!lora_name_ok(arg, (size_t)(eq - arg))) {
+        fprintf(stderr, "llmrt: --lora-module %s: NAME must be 1 to 127 printable characters "
+                        "without spaces or quotes\n", arg);
+        return -1;
+    }
+    if (c->n_lora_modules == CLI_MAX_LORAS) {
+        fprintf(stderr, "llmrt: at most %d --lora-module adapters\n", CLI_MAX_LORAS);
+        return -1;
+    }
+    cli_lora_module *m = &c->lora_modules[c->n_lora_modules];
+    memcpy(m->name, arg, (size_t)(eq - arg)); /* < 128 bytes: checked above */
+    m->name[eq - arg] = 0;
+    m->path           = eq + 1;
+    if (cli_lora_module_find(c, m->name) >= 0) {
+        fprintf(stderr, "llmrt: --lora-module %s: the name \"%s\" is given twice\n", arg, m->name);
+        return -1;
+    }
+    struct stat st;
+    if (stat(m->path, &st) != 0) {
+        fprintf(stderr, "llmrt: --lora-module %s: %s: %s\n", arg, m->path, strerror(errno));
+        return -1;
+    }
+    c->n_lora_modules++;
+    return 1;
+}
+
+llmrt_engine *cli_engine_create(const cli_common *c, llmrt_model *model, const char *who) {
+    if (c->lora_name && cli_lora_module_find(c, c->lora_name) < 0) {
+        fprintf(stderr, "%s: --lora-name %s: no --lora-module of that name\n", who, c->lora_name);
+        return NULL;
+    }
+    if (c->lora_scale != 0 && !c->lora_name) {
+        fprintf(stderr, "%s: --lora-scale needs --lora-name\n", who);
+        return NULL;
+    }
+    llmrt_engine *engine = NULL;
+    if (llmrt_engine_create(model, &c->engine, &engine) != LLMRT_OK) {
+        fprintf(stderr, "%s: %s\n", who, llmrt_last_error());
+        return NULL;
+    }
+    for (int32_t i = 0; i < c->n_lora_modules; i++) {
+        const cli_lora_module *m = &c->lora_modules[i];
+        llmrt_status           s = llmrt_engine_lora_load(engine, m->name, m->path);
+        if (s != LLMRT_OK) {
+            fprintf(stderr, "%s: --lora-module %s=%s: %s: %s\n", who, m->name, m->path,
+                    llmrt_status_str(s), llmrt_last_error());
+            llmrt_engine_destroy(engine);
+            return NULL;
+        }
+    }
+    return engine;
+}
+
+void cli_common_prompt_lora(const cli_common *c, llmrt_prompt *p) {
+    if (!c->lora_name) return;
+    p->lora_adapter = c->lora_name;
+    p->lora_scale   = c->lora_scale;
 }
 
 llmrt_sampling_params cli_common_sampling(const cli_common *c, const llmrt_model *model) {

@@ -6,10 +6,14 @@
  * stop_token_ids, presence_penalty, frequency_penalty, repetition_penalty, ignore_eos,
  * logprobs, n), at the top level or inside an OpenAI-batch style "body" object.
  * Output: one JSON line per input line, {"custom_id", "response": {...}, "error": null} or
- * {"custom_id", "response": null, "error": {"code", "message"}} for a bad line. With "n" > 1
- * the response also lists "choices": [{"index", "text", "finish_reason", "completion_tokens"}]
- * (one per sequence, like OpenAI's n); its "text" and "finish_reason" are choice 0's and its
- * "completion_tokens" the sum over the choices.
+ * {"custom_id", "response": null, "error": {"code", "message"}} for a bad line. LoRA adapters
+ * (--lora-module NAME=PATH): "lora": "NAME" (and "lora_scale") runs the line with that adapter;
+ * as in vLLM, a "model" equal to an adapter's name selects it and the base model's name (the -m
+ * path or its last component) selects none, any other "model" is an error record; without
+ * --lora-module, "model" is not looked at; "lora" wins over "model". Lines naming none get
+ * --lora-name's. With "n" > 1 the response also lists "choices": [{"index", "text",
+ * "finish_reason", "completion_tokens"}] (one per sequence, like OpenAI's n); its "text" and
+ * "finish_reason" are choice 0's and its "completion_tokens" the sum over the choices.
  * Robustness (batch_output.h has the contract): every record is one write(2) in append mode,
  * checked; a failed write cuts the file back to its last complete record and stops the job with
  * exit 1. On start the whole output is validated: a torn last line (a kill mid-write) is cut off,
@@ -209,9 +213,91 @@ static int token_id_at(const cJSON *v, const char *field, int32_t k, int32_t *ou
     return 0;
 }
 
+/* What selects a line's adapter: the --lora-module names and the base model's names. */
+typedef struct batch_models {
+    const cli_common *c;
+    char              base_name[256]; /* the -m path's last component, as `llmrt serve` names it */
+} batch_models;
+
+static void batch_models_init(batch_models *bm, const cli_common *c) {
+    bm->c = c;
+    char path[4096];
+    snprintf(path, sizeof path, "%s", c->model_path ? c->model_path : "");
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') path[--n] = 0;
+    const char *base = strrchr(path, '/');
+    snprintf(bm->base_name, sizeof bm->base_name, "%s", base ? base + 1 : path);
+}
+
+/* "a, b, c": the --lora-module names, for messages. */
+static void module_names(const cli_common *c, char *out, size_t cap) {
+    size_t len = 0;
+    out[0]     = 0;
+    for (int32_t i = 0; i < c->n_lora_modules && len < cap; i++)
+        len += (size_t)snprintf(out + len, cap - len, "%s%s", i ? ", " : "",
+                                c->lora_modules[i].name);
+}
+
+/* The line's adapter into j->prompt: "lora" (+ "lora_scale"), else a "model" naming one (vLLM),
+ * else --lora-name. -1 with msg for a bad line. */
+static int parse_lora(job_line *j, const cJSON *src, const batch_models *bm, char *msg,
+                      size_t msg_size) {
+    const cli_common *c = bm->c;
+    char              names[512];
+    cli_common_prompt_lora(c, &j->prompt);
+    const cJSON *lora  = cJSON_GetObjectItem(src, "lora");
+    const cJSON *model = cJSON_GetObjectItem(src, "model");
+    if (lora && !cJSON_IsNull(lora)) {
+        if (!cJSON_IsString(lora)) {
+            snprintf(msg, msg_size, "\"lora\" must be the name of a --lora-module adapter");
+            return -1;
+        }
+        if (cli_lora_module_find(c, lora->valuestring) < 0) {
+            module_names(c, names, sizeof names);
+            snprintf(msg, msg_size, "\"lora\": \"%.120s\" is not a --lora-module adapter (%.300s)",
+                     lora->valuestring, c->n_lora_modules ? names : "none was given");
+            return -1;
+        }
+        j->prompt.lora_adapter = lora->valuestring;
+        j->prompt.lora_scale   = 0;
+    } else if (model && !cJSON_IsNull(model) && c->n_lora_modules > 0) {
+        if (!cJSON_IsString(model)) {
+            snprintf(msg, msg_size, "\"model\" must be a string");
+            return -1;
+        }
+        const char *m = model->valuestring;
+        if (cli_lora_module_find(c, m) >= 0) {
+            j->prompt.lora_adapter = m;
+            j->prompt.lora_scale   = 0;
+        } else if (!strcmp(m, bm->base_name) || (c->model_path && !strcmp(m, c->model_path))) {
+            j->prompt.lora_adapter = NULL;
+            j->prompt.lora_scale   = 0;
+        } else {
+            module_names(c, names, sizeof names);
+            snprintf(msg, msg_size,
+                     "\"model\": \"%.120s\" is neither the base model (\"%.120s\") nor a "
+                     "--lora-module adapter (%.300s)", m, bm->base_name, names);
+            return -1;
+        }
+    }
+    const cJSON *ls = cJSON_GetObjectItem(src, "lora_scale");
+    if (ls && !cJSON_IsNull(ls)) {
+        float x;
+        if (cli_json_float(ls, "lora_scale", -1e4, 1e4, &x, msg, msg_size)) return -1;
+        if (x == 0 || !j->prompt.lora_adapter) {
+            snprintf(msg, msg_size, x == 0 ? "\"lora_scale\" must be non-zero"
+                                           : "\"lora_scale\" needs an adapter (\"lora\", a "
+                                             "\"model\" naming one, or --lora-name)");
+            return -1;
+        }
+        j->prompt.lora_scale = x;
+    }
+    return 0;
+}
+
 /* Reads the request fields; returns NULL and fills msg for a bad line. */
-static const char *parse_job(job_line *j, const llmrt_sampling_params *defaults, char *msg,
-                             size_t msg_size) {
+static const char *parse_job(job_line *j, const llmrt_sampling_params *defaults,
+                             const batch_models *bm, char *msg, size_t msg_size) {
     const cJSON *root = j->root, *body = cJSON_GetObjectItem(root, "body");
     const cJSON *src  = cJSON_IsObject(body) ? body : root;
     j->sp             = *defaults;
@@ -324,6 +410,7 @@ static const char *parse_job(job_line *j, const llmrt_sampling_params *defaults,
         j->sp.stop_token_ids   = j->stop_ids;
         j->sp.n_stop_token_ids = n;
     }
+    if (parse_lora(j, src, bm, msg, msg_size) < 0) return NULL;
     /* the engine checks n; the choices exist for any n it accepts */
     j->n_ch = j->sp.n >= 1 && j->sp.n <= 64 ? j->sp.n : 1;
     j->ch   = calloc((size_t)j->n_ch, sizeof *j->ch);
@@ -405,6 +492,7 @@ static int append_text(struct batch_choice *chc, const char *text, size_t more) 
 int cli_batch(int argc, char **argv) {
     cli_common c;
     cli_common_init(&c);
+    c.lora_modules_ok   = true;
     const char *in_path = NULL, *out_path = NULL;
     int32_t     max_conc = 0;
     bool        quiet    = false, data_parallel = false, ordered = false;
@@ -487,11 +575,10 @@ int cli_batch(int argc, char **argv) {
     int           rc     = 1;
     char         *line   = NULL;
     id_set        seen   = {0}; /* custom_ids taken in this run (duplicates in the input) */
-    if (!model || llmrt_engine_create(model, &c.engine, &engine) != LLMRT_OK) {
-        if (model) fprintf(stderr, "llmrt batch: %s\n", llmrt_last_error());
-        goto done;
-    }
+    if (!model || !(engine = cli_engine_create(&c, model, "llmrt batch"))) goto done;
     llmrt_sampling_params defaults = cli_common_sampling(&c, model);
+    batch_models          models;
+    batch_models_init(&models, &c);
     /* count lines for the progress bar */
     int64_t total = 0, skipped = 0, finished = 0, tokens = 0, line_no = 0, inflight = 0;
     int64_t next_seq = 0;
@@ -568,7 +655,7 @@ int cli_batch(int argc, char **argv) {
             llmrt_status st  = LLMRT_OK;
             char        *rec = NULL;
             if (!j->root || !cJSON_IsString(cJSON_GetObjectItem(j->root, "custom_id")) ||
-                !parse_job(j, &defaults, msg, sizeof msg)) {
+                !parse_job(j, &defaults, &models, msg, sizeof msg)) {
                 char where[800];
                 if (j->root) snprintf(where, sizeof where, "line %lld: %s", (long long)line_no, msg);
                 else snprintf(where, sizeof where, "%s", msg);

@@ -64,6 +64,7 @@ static int32_t history_tokens(llmrt_model *model, const char *tmpl, const chat_s
 int cli_chat(int argc, char **argv) {
     cli_common c;
     cli_common_init(&c);
+    c.lora_modules_ok  = true;
     const char *system = NULL;
     enum { OPT_SYSTEM = 2000 };
     static const struct option own[] = {{"system", required_argument, 0, OPT_SYSTEM},
@@ -86,9 +87,8 @@ int cli_chat(int argc, char **argv) {
     }
     llmrt_model *model = cli_load_model(c.model_path, c.threads, c.load_format);
     if (!model) return 1;
-    llmrt_engine *engine = NULL;
-    if (llmrt_engine_create(model, &c.engine, &engine) != LLMRT_OK) {
-        fprintf(stderr, "llmrt chat: %s\n", llmrt_last_error());
+    llmrt_engine *engine = cli_engine_create(&c, model, "llmrt chat");
+    if (!engine) {
         llmrt_model_destroy(model);
         return 1;
     }
@@ -135,6 +135,7 @@ int cli_chat(int argc, char **argv) {
         }
         llmrt_prompt p = {.struct_size = sizeof p, .messages = st.msgs, .n_messages = st.n,
                           .chat_template = c.chat_template};
+        cli_common_prompt_lora(&c, &p);
         st.reply_len = 0;
         if (st.reply) st.reply[0] = 0;
         llmrt_generate_result res = {.struct_size = sizeof res};

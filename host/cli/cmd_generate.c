@@ -80,6 +80,7 @@ static void append(gen_req *r, const char *s, size_t n) {
 int cli_generate(int argc, char **argv) {
     cli_common c;
     cli_common_init(&c);
+    c.lora_modules_ok  = true;
     const char *prompt = NULL, *file = NULL, *ids_text = NULL, *system = NULL;
     bool        chat   = false;
     enum { OPT_TOKENS = 2000, OPT_CHAT, OPT_SYSTEM };
@@ -128,10 +129,7 @@ int cli_generate(int argc, char **argv) {
     int          rc    = 1;
     llmrt_engine *engine = NULL;
     if (!model) goto done;
-    if (llmrt_engine_create(model, &c.engine, &engine) != LLMRT_OK) {
-        fprintf(stderr, "llmrt generate: %s\n", llmrt_last_error());
-        goto done;
-    }
+    if (!(engine = cli_engine_create(&c, model, "llmrt generate"))) goto done;
     llmrt_sampling_params sp = cli_common_sampling(&c, model);
     double t_start = cli_now();
     for (int i = 0; i < n; i++) {
@@ -151,9 +149,9 @@ int cli_generate(int argc, char **argv) {
             p.text_len = strlen(reqs[i].prompt);
         }
         p.user_data = &reqs[i];
+        cli_common_prompt_lora(&c, &p);
         if (llmrt_engine_submit(engine, &p, &sp, &reqs[i].id) != LLMRT_OK) {
-            fprintf(stderr, "llmrt generate: prompt %d: %s: %s\n", i + 1,
-                    llmrt_status_str(LLMRT_ERR_INVALID_ARG), llmrt_last_error());
+            fprintf(stderr, "llmrt generate: prompt %d: %s\n", i + 1, llmrt_last_error());
             goto done;
         }
     }

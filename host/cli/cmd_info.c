@@ -10,6 +10,7 @@ int cli_info(int argc, char **argv) {
     const char *model_path = cli_default_model();
     static const struct option opts[] = {{"model", required_argument, 0, 'm'},
                                          {"device", required_argument, 0, 'D'},
+                                         {"lora", required_argument, 0, 'L'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     int c;
@@ -18,8 +19,11 @@ int cli_info(int argc, char **argv) {
     while ((c = getopt_long(argc, argv, "m:h", opts, NULL)) != -1) {
         if (c == 'm') model_path = optarg;
         else if (c == 'D' && cli_parse_device(optarg) == 0) continue;
-        else {
-            fprintf(c == 'h' ? stdout : stderr, "usage: llmrt info [-m MODEL] [--device cuda|cpu]\n");
+        else if (c == 'L') {
+            if (cli_parse_lora(optarg) < 0) return 2;
+        } else {
+            fprintf(c == 'h' ? stdout : stderr,
+                    "usage: llmrt info [-m MODEL] [--device cuda|cpu] [--lora PATH[:SCALE]]...\n");
             return c == 'h' ? 0 : 2;
         }
     }
@@ -40,6 +44,11 @@ int cli_info(int argc, char **argv) {
     printf("\n");
     printf("backend:           %s (%s)\n", i.backend, i.device_name);
     if (i.n_fallbacks > 0) printf("fallback:          %s\n", i.fallback);
+    if (i.n_lora_merged > 0 || i.n_lora_unmerged > 0)
+        printf("lora:              %d merged into the weights, %d kept unmerged%s\n",
+               i.n_lora_merged, i.n_lora_unmerged,
+               i.n_lora_unmerged > 0 ? " (quantised base: applied per token by an engine to "
+                                       "requests that name no adapter)" : "");
     llmrt_model_destroy(model);
     return 0;
 }

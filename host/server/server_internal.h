@@ -33,6 +33,12 @@ void   deadline_in(struct timespec *ts, double seconds); /* CLOCK_REALTIME now +
 /* Server state                                                                             */
 /* ---------------------------------------------------------------------------------------- */
 
+/* A LoRA adapter served as a model name (--lora-module, POST /v1/load_lora_adapter). */
+typedef struct srv_adapter {
+    char name[128];
+    char path[1024];
+} srv_adapter;
+
 typedef struct srv_state {
     llmrt_model          *model;
     llmrt_engine         *engine;
@@ -58,6 +64,12 @@ typedef struct srv_state {
     srv_redactor         *redactor;      /* --log-redact */
     pthread_mutex_t       log_mu;
     atomic_bool           log_failed;    /* a failed write was reported (once) */
+    /* LoRA adapters served as model names (vLLM's --lora-modules), under lora_mu */
+    const char           *model_path;    /* the base model's root in /v1/models */
+    bool                  allow_lora_updates; /* --allow-lora-runtime-updates: load/unload routes */
+    pthread_mutex_t       lora_mu;
+    srv_adapter          *adapters;
+    int32_t               n_adapters, cap_adapters;
 } srv_state;
 
 extern srv_state S; /* the one server of the process (server.c) */

@@ -45,6 +45,8 @@ static const char *const tokenize_fields[] = {
     "model", "prompt", "messages", "add_special_tokens", "add_generation_prompt",
     "return_token_strs", NULL};
 static const char *const detokenize_fields[] = {"model", "tokens", NULL};
+static const char *const load_lora_fields[]   = {"lora_name", "lora_path", NULL};
+static const char *const unload_lora_fields[] = {"lora_name", "lora_int_id", NULL};
 
 static bool in_list(const char *const *list, const char *name) {
     for (; *list; list++)
@@ -247,12 +249,42 @@ static int parse_stop(perr *e, const cJSON *v, srv_request *r) {
     return 0;
 }
 
+/* {"lora_name", "lora_path"} of /v1/load_lora_adapter; {"lora_name", "lora_int_id"} of
+ * /v1/unload_lora_adapter (lora_int_id, vLLM's, is accepted and not used). */
+static int parse_lora_fields(perr *e, const cJSON *root, srv_kind kind, srv_request *r) {
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(root, "lora_name");
+    if (!cJSON_IsString(name)) return fail(e, "lora_name", "'lora_name' (a string) is required");
+    size_t n = strlen(name->valuestring);
+    bool   ok = n > 0 && n < 128;
+    for (size_t i = 0; ok && i < n; i++) {
+        unsigned char ch = (unsigned char)name->valuestring[i];
+        ok = ch > ' ' && ch < 0x7f && ch != '"' && ch != '\'' && ch != '\\';
+    }
+    if (!ok)
+        return fail(e, "lora_name", "'lora_name' must be 1 to 127 printable ASCII characters "
+                                    "without spaces, quotes or backslashes");
+    if (get_text(e, name, "lora_name", &r->lora_name, NULL) < 0) return -1;
+    if (kind == SRV_UNLOAD_LORA) {
+        int64_t id;
+        return get_int(e, cJSON_GetObjectItemCaseSensitive(root, "lora_int_id"), "lora_int_id",
+                       -9007199254740991.0, 9007199254740991.0, &id, NULL);
+    }
+    const cJSON *path = cJSON_GetObjectItemCaseSensitive(root, "lora_path");
+    if (!cJSON_IsString(path) || !path->valuestring[0])
+        return fail(e, "lora_path", "'lora_path' (a non-empty string) is required");
+    if (strlen(path->valuestring) >= 1024)
+        return fail(e, "lora_path", "'lora_path' must be shorter than 1024 bytes");
+    return get_text(e, path, "lora_path", &r->lora_path, NULL);
+}
+
 static int parse_fields(perr *e, const cJSON *root, srv_kind kind, srv_request *r) {
     if (!cJSON_IsObject(root)) return fail(e, "", "the request body must be a JSON object");
-    const char *const *allowed = kind == SRV_CHAT         ? chat_fields
-                                 : kind == SRV_COMPLETION ? completion_fields
-                                 : kind == SRV_TOKENIZE   ? tokenize_fields
-                                                          : detokenize_fields;
+    const char *const *allowed = kind == SRV_CHAT          ? chat_fields
+                                 : kind == SRV_COMPLETION  ? completion_fields
+                                 : kind == SRV_TOKENIZE    ? tokenize_fields
+                                 : kind == SRV_LOAD_LORA   ? load_lora_fields
+                                 : kind == SRV_UNLOAD_LORA ? unload_lora_fields
+                                                           : detokenize_fields;
     for (const cJSON *f = root->child; f; f = f->next)
         if (!in_list(allowed, f->string)) {
             char name[64];
@@ -261,6 +293,8 @@ static int parse_fields(perr *e, const cJSON *root, srv_kind kind, srv_request *
         }
 #define FIELD(n) cJSON_GetObjectItemCaseSensitive(root, n)
     const cJSON *v;
+    if (kind == SRV_LOAD_LORA || kind == SRV_UNLOAD_LORA)
+        return parse_lora_fields(e, root, kind, r);
     if ((v = FIELD("model")) && !cJSON_IsNull(v))
         if (get_text(e, v, "model", &r->model, NULL) < 0) return -1;
     if (kind == SRV_DETOKENIZE) {
@@ -416,6 +450,8 @@ void srv_request_free(srv_request *r) {
     }
     free(r->prompts);
     free(r->tokens);
+    free(r->lora_name);
+    free(r->lora_path);
     for (int32_t i = 0; i < SRV_MAX_STOPS; i++) free(r->stop[i]);
     srv_kind kind = r->kind;
     memset(r, 0, sizeof *r);

@@ -15,6 +15,8 @@ typedef enum srv_kind {
     SRV_COMPLETION = 1, /* POST /v1/completions      */
     SRV_TOKENIZE   = 2, /* POST /tokenize (vLLM)      */
     SRV_DETOKENIZE = 3, /* POST /detokenize (vLLM)    */
+    SRV_LOAD_LORA   = 4, /* POST /v1/load_lora_adapter (vLLM; --allow-lora-runtime-updates)   */
+    SRV_UNLOAD_LORA = 5, /* POST /v1/unload_lora_adapter (vLLM; --allow-lora-runtime-updates) */
 } srv_kind;
 
 #define SRV_MAX_N      16  /* n at most */
@@ -55,6 +57,9 @@ typedef struct srv_request {
     bool    logprobs;                 /* chat: logprobs; completions: logprobs given */
     int32_t n_logprobs;               /* chat: top_logprobs; completions: logprobs (0..20) */
     bool    ignore_eos, stream, include_usage;
+    /* /v1/load_lora_adapter, /v1/unload_lora_adapter */
+    char   *lora_name;                /* printable ASCII, no spaces or quotes, < 128 bytes */
+    char   *lora_path;                /* load only */
 } srv_request;
 
 /* Parses and validates body[0..len) for `kind`. 0 on success (*req owns its strings: free with

@@ -135,7 +135,8 @@ static cJSON *envelope(const srv_job *j, bool chunk) {
                                              ? (chunk ? "chat.completion.chunk" : "chat.completion")
                                              : "text_completion");
     cJSON_AddNumberToObject(o, "created", (double)j->created);
-    cJSON_AddStringToObject(o, "model", S.name);
+    /* the name the client asked for: the base model's or an adapter's (vLLM) */
+    cJSON_AddStringToObject(o, "model", j->req.model ? j->req.model : S.name);
     return o;
 }
 

@@ -38,6 +38,7 @@ from .llm import (
     StreamOutput,
 )
 from .async_llm import AsyncLLM
+from .lora import LoRARequest
 from .sampling import SamplingParams
 from .tokenizer import Tokenizer
 
@@ -62,6 +63,7 @@ def library_path() -> str:
 __all__ = [
     "LLM",
     "AsyncLLM",
+    "LoRARequest",
     "SamplingParams",
     "Tokenizer",
     "RequestOutput",

@@ -118,6 +118,9 @@ class llmrt_model_params(Structure):
         ("dequantize_weights", c_bool),
         ("allow_fallback", c_bool),
         ("cpu_matmul", c_enum),
+        ("lora_paths", POINTER(c_char_p)),
+        ("lora_scales", POINTER(c_float)),
+        ("n_loras", c_int32),
     ]
 
 
@@ -150,6 +153,8 @@ class llmrt_model_info(Structure):
         ("tp_comm", c_char * 8),
         ("n_fallbacks", c_int32),
         ("fallback", c_char * 128),
+        ("n_lora_merged", c_int32),
+        ("n_lora_unmerged", c_int32),
     ]
 
 
@@ -221,6 +226,8 @@ class llmrt_engine_params(Structure):
         ("max_seqs", c_int32),
         ("policy", c_enum),
         ("prefix_caching", c_bool),
+        ("max_loras", c_int32),
+        ("max_lora_bytes", c_int64),
     ]
 
 
@@ -236,6 +243,23 @@ class llmrt_prompt(Structure):
         ("chat_template", c_char_p),
         ("priority", c_int32),
         ("user_data", c_void_p),
+        ("lora_adapter", c_char_p),
+        ("lora_scale", c_float),
+    ]
+
+
+class llmrt_lora_info(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("name", c_char * 128),
+        ("path", c_char * 1024),
+        ("max_rank", c_int32),
+        ("n_modules", c_int32),
+        ("bytes", c_uint64),
+        ("resident", c_bool),
+        ("n_requests", c_uint64),
+        ("n_generated", c_uint64),
+        ("n_loads", c_uint64),
     ]
 
 
@@ -327,6 +351,7 @@ STRUCTS = {
         llmrt_sampling_params,
         llmrt_engine_params,
         llmrt_prompt,
+        llmrt_lora_info,
         llmrt_output,
         llmrt_histogram,
         llmrt_engine_metrics,
@@ -396,6 +421,9 @@ _FUNCTIONS = {
         [llmrt_engine_p, POINTER(llmrt_prompt), POINTER(llmrt_sampling_params), POINTER(c_uint64)],
     ),
     "llmrt_engine_abort": (c_enum, [llmrt_engine_p, c_uint64]),
+    "llmrt_engine_lora_load": (c_enum, [llmrt_engine_p, c_char_p, c_char_p]),
+    "llmrt_engine_lora_unload": (c_enum, [llmrt_engine_p, c_char_p]),
+    "llmrt_engine_lora_list": (c_int32, [llmrt_engine_p, POINTER(llmrt_lora_info), c_int32]),
     "llmrt_engine_step": (
         c_enum, [llmrt_engine_p, POINTER(POINTER(llmrt_output)), POINTER(c_int32)]
     ),

@@ -16,6 +16,7 @@ from typing import Any, AsyncIterator, Optional, Sequence, Union
 
 from .errors import LLMRTError
 from .llm import LLM, StreamOutput, _Request
+from .lora.request import LoRARequest
 from .sampling import SamplingParams
 
 
@@ -100,19 +101,22 @@ class AsyncLLM:
                     self._cv.notify()
 
     async def generate(self, prompt: Any, sampling_params: Optional[SamplingParams] = None, *,
-                       priority: int = 0) -> AsyncIterator[StreamOutput]:
+                       priority: int = 0,
+                       lora_request: Optional[LoRARequest] = None) -> AsyncIterator[StreamOutput]:
         """Streams one prompt (as LLM.stream takes it): StreamOutput deltas, the last with
-        finished=True."""
-        stream = self.llm.stream(prompt, sampling_params, priority=priority)
+        finished=True. lora_request: a LoRARequest (the LLM needs enable_lora=True); its first
+        use reads the adapter on the calling thread."""
+        stream = self.llm.stream(prompt, sampling_params, priority=priority,
+                                 lora_request=lora_request)
         async for out in self._follow(stream):
             yield out
 
     async def chat(self, messages: Sequence[Any], sampling_params: Optional[SamplingParams] = None,
-                   *, chat_template: Optional[str] = None,
-                   priority: int = 0) -> AsyncIterator[StreamOutput]:
+                   *, chat_template: Optional[str] = None, priority: int = 0,
+                   lora_request: Optional[LoRARequest] = None) -> AsyncIterator[StreamOutput]:
         """Streams the reply to one conversation (as LLM.chat_stream)."""
         stream = self.llm.chat_stream(messages, sampling_params, chat_template=chat_template,
-                                      priority=priority)
+                                      priority=priority, lora_request=lora_request)
         async for out in self._follow(stream):
             yield out
 

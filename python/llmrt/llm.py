@@ -25,6 +25,7 @@ from ._handle import (
 )
 from . import llama_style
 from .errors import InternalError, InvalidArgument, LLMRTError, Status, check, error_for_status
+from .lora.request import LoRARequest
 from .sampling import SamplingParams
 from .tokenizer import Tokenizer
 
@@ -55,6 +56,10 @@ ENGINE_ARGS = {
     "chat_template": "built-in template family for chat() instead of the model's own (None = the model's)",
     "device": '"auto" (default: CUDA when this build and machine have it, else the CPU; a '
               'RuntimeWarning when a CUDA build finds no device), "cpu" or "cuda"',
+    "enable_lora": "accept lora_request= (LoRARequest) in generate / chat / stream (default False)",
+    "max_loras": "LoRA adapters resident in the engine at once (default 8)",
+    "max_lora_bytes": "bytes of resident LoRA adapters, fp32 A and B (default 0 = no limit)",
+    "max_lora_rank": "refuse adapters of a larger rank (vLLM's; default None = any rank)",
 }
 
 
@@ -187,6 +192,8 @@ class ModelInfo:
     n_params: int
     weight_bytes: int
     tie_word_embeddings: bool
+    n_lora_merged: int = 0
+    n_lora_unmerged: int = 0
 
 
 # ------------------------------------------------------------------------------------------------
@@ -408,6 +415,17 @@ class LLM:
             ep.policy = KV_POLICIES[pol]
         if "prefix_caching" in engine_args:
             ep.prefix_caching = to_bool("prefix_caching", engine_args["prefix_caching"])
+        # LoRA adapters served per request (LoRARequest): loaded on first use, then reused
+        self._enable_lora = to_bool("enable_lora", engine_args.get("enable_lora", False))
+        if "max_loras" in engine_args:
+            ep.max_loras = to_int("max_loras", engine_args["max_loras"], 1, 1024)
+        if "max_lora_bytes" in engine_args:
+            ep.max_lora_bytes = to_int("max_lora_bytes", engine_args["max_lora_bytes"], 0,
+                                       2**63 - 1)
+        rank = engine_args.get("max_lora_rank")
+        self._max_lora_rank = None if rank is None else to_int("max_lora_rank", rank, 1, 2**31 - 1)
+        self._loras: dict[str, LoRARequest] = {}
+        self._lora_lock = threading.Lock()
 
         if model is None:
             model = default_model()
@@ -493,6 +511,8 @@ class LLM:
             n_params=i.n_params,
             weight_bytes=i.weight_bytes,
             tie_word_embeddings=bool(i.tie_word_embeddings),
+            n_lora_merged=i.n_lora_merged,
+            n_lora_unmerged=i.n_lora_unmerged,
         )
 
     @property
@@ -598,6 +618,78 @@ class LLM:
         check(Status.BUFFER_TOO_SMALL)
         raise AssertionError("unreachable")
 
+    # -- LoRA adapters ---------------------------------------------------------------------------
+
+    def _lora_for(self, lr: Optional[LoRARequest]) -> Optional[tuple]:
+        """(adapter name as bytes, scale) for a request's LoRARequest, loading the adapter into the
+        engine on its first use; None for the base model."""
+        if lr is None:
+            return None
+        if not isinstance(lr, LoRARequest):
+            raise InvalidArgument(f"lora_request must be a LoRARequest (llmrt.lora), got "
+                                  f"{type(lr).__name__}")
+        if not self._enable_lora:
+            raise InvalidArgument(f"LoRARequest({lr.lora_name!r}): LoRA is not enabled; create "
+                                  "the LLM with enable_lora=True")
+        with self._lora_lock:
+            known = self._loras.get(lr.lora_name)
+            if known is None:
+                self._lora_load(lr)
+                self._loras[lr.lora_name] = lr
+            elif os.path.realpath(known.lora_path) != os.path.realpath(lr.lora_path):
+                raise InvalidArgument(
+                    f"LoRARequest({lr.lora_name!r}): already loaded from {known.lora_path!r}, "
+                    f"now given {lr.lora_path!r} (use another lora_name, or remove_lora first)")
+        return lr.lora_name.encode(), lr.lora_scale
+
+    def _lora_load(self, lr: LoRARequest) -> None:
+        eng = self._engine_ptr()
+        name = lr.lora_name.encode()
+        status = self._lib.llmrt_engine_lora_load(eng, name, os.fsencode(lr.lora_path))
+        if status != Status.OK:
+            raw = self._lib.llmrt_last_error()
+            why = raw.decode("utf-8", "replace") if raw else "llmrt_engine_lora_load failed"
+            raise error_for_status(status, f"LoRARequest(lora_name={lr.lora_name!r}, "
+                                           f"lora_path={lr.lora_path!r}): {why}")
+        if self._max_lora_rank is not None:
+            info = next((i for i in self.list_loras() if i["name"] == lr.lora_name), None)
+            if info is not None and info["max_rank"] > self._max_lora_rank:
+                self._lib.llmrt_engine_lora_unload(eng, name)
+                raise InvalidArgument(
+                    f"LoRARequest(lora_name={lr.lora_name!r}, lora_path={lr.lora_path!r}): rank "
+                    f"{info['max_rank']} exceeds max_lora_rank {self._max_lora_rank}")
+
+    def list_loras(self) -> list[dict]:
+        """The adapters registered in the engine (llmrt_engine_lora_list), in load order: dicts
+        with name, path, max_rank, n_modules, bytes, resident, n_requests, n_generated, n_loads."""
+        eng = self._engine_ptr()
+        n = self._lib.llmrt_engine_lora_list(eng, None, 0)
+        if n < 0:
+            raise InternalError("llmrt_engine_lora_list failed")
+        arr = (_ffi.llmrt_lora_info * max(n, 1))()
+        for i in range(n):
+            arr[i].struct_size = ctypes.sizeof(_ffi.llmrt_lora_info)
+        got = min(self._lib.llmrt_engine_lora_list(eng, arr, n), n)
+        out = []
+        for i in range(max(got, 0)):
+            a = arr[i]
+            out.append(dict(name=a.name.decode("utf-8", "replace"),
+                            path=a.path.decode("utf-8", "replace"), max_rank=a.max_rank,
+                            n_modules=a.n_modules, bytes=a.bytes, resident=bool(a.resident),
+                            n_requests=a.n_requests, n_generated=a.n_generated,
+                            n_loads=a.n_loads))
+        return out
+
+    def remove_lora(self, lora: Union[str, LoRARequest]) -> bool:
+        """Unregisters an adapter loaded through a LoRARequest (by name or request): requests
+        already running with it finish with it. False when it was not loaded."""
+        name = lora.lora_name if isinstance(lora, LoRARequest) else lora
+        with self._lora_lock:
+            if self._loras.pop(name, None) is None:
+                return False
+            check(self._lib.llmrt_engine_lora_unload(self._engine_ptr(), name.encode()))
+        return True
+
     # -- submitting ------------------------------------------------------------------------------
 
     def _params_for(self, sp: Optional[SamplingParams]) -> tuple:
@@ -630,10 +722,14 @@ class LLM:
 
     def _submit(self, *, prompt_text: Optional[str], ids: Optional[list[int]],
                 messages: Optional[Sequence[Any]], chat_template: Optional[bytes],
-                params: tuple, priority: int, streaming: bool) -> _Request:
+                params: tuple, priority: int, streaming: bool,
+                lora: Optional[tuple] = None) -> _Request:
         sp, keep, want_logprobs = params
         pr = _ffi.llmrt_prompt()
         pr.struct_size = ctypes.sizeof(pr)
+        if lora is not None:  # (name bytes, scale) from _lora_for
+            pr.lora_adapter = lora[0]
+            pr.lora_scale = lora[1]
         if messages is not None:
             arr, n, mkeep = messages_array(messages)
             keep = (keep, arr, mkeep)
@@ -873,29 +969,35 @@ class LLM:
     def generate(self, prompts: Union[_PromptType, Sequence[_PromptType]],
                  sampling_params: Union[SamplingParams, Sequence[SamplingParams], None] = None,
                  *, priority: Union[int, Sequence[int]] = 0,
-                 use_tqdm: Any = False) -> list[RequestOutput]:
+                 use_tqdm: Any = False,
+                 lora_request: Union[LoRARequest, Sequence[Optional[LoRARequest]], None] = None,
+                 ) -> list[RequestOutput]:
         """Generates for a batch of prompts, all submitted at once and stepped until done.
 
         prompts: a str, a list of str, a list of token ids, a list of token-id lists, or
         vLLM-style dicts {"prompt": str} / {"prompt_token_ids": [...]}. Text is tokenized with
         the tokenizer's special tokens added (BOS where the model uses one) and special-token
         strings kept literal. sampling_params: one for all or one per prompt. use_tqdm: a
-        progress bar of finished requests (True: tqdm's; a callable: that one). Returns one
-        RequestOutput per prompt, in input order."""
+        progress bar of finished requests (True: tqdm's; a callable: that one). lora_request: a
+        LoRARequest for all prompts, or a list with one (or None: the base model) per prompt; the
+        LLM needs enable_lora=True. Returns one RequestOutput per prompt, in input order."""
         plist = self._prompt_list(prompts)
         if not plist:
             return []
         sps = self._per_prompt(sampling_params, len(plist), "sampling_params")
         prios = self._per_prompt(priority, len(plist), "priority")
+        loras = [self._lora_for(lr)
+                 for lr in self._per_prompt(lora_request, len(plist), "lora_request")]
         items = []
-        for i, (p, sp, prio) in enumerate(zip(plist, sps, prios)):
+        for i, (p, sp, prio, lora) in enumerate(zip(plist, sps, prios, loras)):
             text, ids = self._normalize_prompt(p, i)
             items.append(dict(prompt_text=text, ids=ids, messages=None, chat_template=None,
-                              params=self._params_for(sp), priority=prio, streaming=False))
+                              params=self._params_for(sp), priority=prio, streaming=False,
+                              lora=lora))
         return self._run(self._submit_all(items), use_tqdm)
 
     def stream(self, prompt: _PromptType, sampling_params: Optional[SamplingParams] = None, *,
-               priority: int = 0) -> RequestStream:
+               priority: int = 0, lora_request: Optional[LoRARequest] = None) -> RequestStream:
         """Submits one request (errors are raised here) and returns an iterator over its progress:
         StreamOutput deltas (new text, new token ids), the last one with finished=True and the
         finish reason."""
@@ -904,29 +1006,34 @@ class LLM:
         text, ids = self._normalize_prompt(prompt, 0)
         req = self._submit(prompt_text=text, ids=ids, messages=None, chat_template=None,
                            params=self._params_for(sampling_params), priority=priority,
-                           streaming=True)
+                           streaming=True, lora=self._lora_for(lora_request))
         return RequestStream(self, req)
 
     def chat(self, messages: Sequence[Any],
              sampling_params: Union[SamplingParams, Sequence[SamplingParams], None] = None, *,
              chat_template: Optional[str] = None,
              priority: Union[int, Sequence[int]] = 0,
-             use_tqdm: Any = False) -> list[RequestOutput]:
+             use_tqdm: Any = False,
+             lora_request: Union[LoRARequest, Sequence[Optional[LoRARequest]], None] = None,
+             ) -> list[RequestOutput]:
         """Generates the assistant's reply to a conversation ([{"role", "content"}, ...]) or to
         each of a list of conversations. The messages are rendered with the model's own Jinja chat
         template (or the built-in family named by chat_template: "chatml", "llama2", "llama3",
         "mistral") with the
         generation prompt appended; special-token strings inside message contents stay literal.
-        Returns one RequestOutput per conversation."""
+        lora_request: as generate's, one per conversation. Returns one RequestOutput per
+        conversation."""
         convs = self._conversation_list(messages)
         sps = self._per_prompt(sampling_params, len(convs), "sampling_params")
         prios = self._per_prompt(priority, len(convs), "priority")
+        loras = [self._lora_for(lr)
+                 for lr in self._per_prompt(lora_request, len(convs), "lora_request")]
         tmpl = template_name(chat_template) if chat_template is not None else self._chat_template
         items = []
-        for conv, sp, prio in zip(convs, sps, prios):
+        for conv, sp, prio, lora in zip(convs, sps, prios, loras):
             items.append(dict(prompt_text=self._rendered(conv, chat_template), ids=None,
                               messages=conv, chat_template=tmpl, params=self._params_for(sp),
-                              priority=prio, streaming=False))
+                              priority=prio, streaming=False, lora=lora))
         return self._run(self._submit_all(items), use_tqdm)
 
     # -- llama-cpp-python's habits (llama_style.py): OpenAI-shaped dicts --------------------------
@@ -944,13 +1051,14 @@ class LLM:
         return llama_style.create_chat_completion(self, messages, **kwargs)
 
     def chat_stream(self, messages: Sequence[Any], sampling_params: Optional[SamplingParams] = None,
-                    *, chat_template: Optional[str] = None, priority: int = 0) -> RequestStream:
+                    *, chat_template: Optional[str] = None, priority: int = 0,
+                    lora_request: Optional[LoRARequest] = None) -> RequestStream:
         """chat() for one conversation, streamed like stream()."""
         tmpl = template_name(chat_template) if chat_template is not None else self._chat_template
         req = self._submit(prompt_text=self._rendered(messages, chat_template), ids=None,
                            messages=messages, chat_template=tmpl,
                            params=self._params_for(sampling_params), priority=priority,
-                           streaming=True)
+                           streaming=True, lora=self._lora_for(lora_request))
         return RequestStream(self, req)
 
     # -- helpers ---------------------------------------------------------------------------------

@@ -37,7 +37,9 @@ def main():
         print("schemathesis is not installed (pip install schemathesis; .ci/setup does)")
         return 1
     srv = subprocess.Popen([BIN, "serve", "-m", MODEL, "--port", "0", "-t", "2", "--api-key", KEY,
-                            "--kv-tokens", "256", "--max-body-bytes", "65536"],
+                            "--kv-tokens", "256", "--max-body-bytes", "65536",
+                            # the LoRA load/unload routes too (generated paths name no adapter)
+                            "--allow-lora-runtime-updates"],
                            stderr=subprocess.PIPE, text=True)
     port, deadline = None, time.time() + 60
     while time.time() < deadline and port is None:
