@@ -2,6 +2,7 @@
 # Tensor parallel across processes (CPU backend, MPI all-reduce), through the llmrt command:
 #  1. greedy tokens under mpirun -np 2 / -np 4 (--tp 2 / 4) equal one process at tp 1, for a
 #     dense tiny model, GPTQ checkpoints with act-order on and off, and SmolLM2 when installed;
+#     SmolLM2 with LoRA adapters (per request, and given at load) at tp 2 equal to tp 1;
 #  2. a rank that fails mid-step (injected: hangs, exits, or reports an error) stops the whole
 #     job with a non-zero status and a message within the timeout (3 s here), never a hang;
 #  3. a data-parallel batch job over 2 processes (and 2 groups of tp 2 over 4 processes) writes
@@ -29,6 +30,34 @@ for m in "${models[@]}"; do
         echo "ok   $(basename "$m") tp $np: $got"
     done
 done
+
+# 1b. LoRA under MPI: the followers read the adapter file themselves and hold their slice (A
+# and B split as their layer); an adapter per request (--lora-module) and one given at load on
+# the 4-bit base (--lora: kept unmerged, applied to every request) give tp 1's greedy text
+if [ -n "$smol" ] && [ -f "$smol" ]; then
+    # gen [mpirun N] -- EXTRA OPTIONS: the greedy text of a fixed prompt
+    gen() {
+        local pre=()
+        while [ "$1" != "--" ]; do pre+=("$1"); shift; done
+        shift
+        "${pre[@]}" "$bin" generate -m "$smol" --tokens 504,3575,282,4649,314 -n 10 \
+            --temperature 0 --ignore-eos -t 1 --device cpu "$@" 2>"$dir/err"
+    }
+    base=$(gen --)
+    # a random adapter strong enough to change the greedy text (PEFT's fixtures barely do)
+    python3 "$(dirname "$0")/../tools/make_random_lora.py" --base "$smol" --out "$dir/lora" --r 8 \
+        --alpha 16 --targets q_proj,v_proj,down_proj --seed 1 --b-std 0.1 >/dev/null
+    for how in "--lora-module a=$dir/lora --lora-name a" "--lora $dir/lora"; do
+        # shellcheck disable=SC2086
+        ref=$(gen -- $how) || { cat "$dir/err"; fail "lora ($how) at tp 1"; }
+        [ "$ref" != "$base" ] || fail "lora ($how): the adapter changes nothing"
+        # shellcheck disable=SC2086
+        got=$(gen "$mpiexec" --oversubscribe --allow-run-as-root -np 2 -- $how --tp 2) ||
+            { cat "$dir/err"; fail "lora ($how) tp 2"; }
+        [ "$got" = "$ref" ] || fail "lora ($how) tp 2 under mpirun: '$got' != tp 1 '$ref'"
+        echo "ok   lora ($how) tp 2 under mpirun"
+    done
+fi
 
 # bad arguments: clear messages, non-zero status
 set +e
