@@ -192,7 +192,8 @@ typedef struct llmrt_model_params {
      * fp32 weight; an f16/bf16 sum would round the delta away). A base whose adapted
      * matrices are quantised (4-bit, Q8_0) cannot hold the sum: the adapters are then kept
      * unmerged and an engine of the model applies them to every request that names no adapter
-     * of its own (llmrt_model_info's lora_unmerged says so; one adapter at most). */
+     * of its own (llmrt_model_info.n_lora_unmerged says so; one adapter at most on such a base:
+     * more is LLMRT_ERR_UNSUPPORTED at load). */
     const char *const *lora_paths;
     const float       *lora_scales;
     int32_t            n_loras;

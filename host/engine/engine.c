@@ -51,12 +51,12 @@ llmrt_engine_params engine_default_params(void) {
 static llmrt_status serve_unmerged_adapter(llmrt_engine *e, llmrt_error *err) {
     const llmrt_lora_merge *g = e->model->merge;
     if (!g || g->mode != 2 || g->n == 0) return LLMRT_OK;
-    if (g->n > 1)
-        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
-                         "%d LoRA adapters on a quantised base: one can be applied unmerged, "
-                         "load the others per request", g->n);
-    LLMRT_TRY(engine_lora_load(e, "base-lora", g->paths[0], err));
-    LLMRT_TRY(lora_registry_acquire(&e->lora, "base-lora", &e->default_adapter, err));
+    llmrt_lora_file f = {0};
+    LLMRT_TRY(llmrt_lora_file_load(g->paths[0], &e->model->cfg, &f, err));
+    llmrt_status s = lora_registry_add_unlisted(&e->lora, e->exec, "the model's --lora adapter",
+                                                g->paths[0], &f, &e->default_adapter, err);
+    llmrt_lora_file_free(&f); /* moved on success */
+    LLMRT_TRY(s);
     e->default_scale = g->scales[0];
     llmrt_log(LLMRT_LOG_INFO, "the base model is quantised: LoRA adapter %s is applied per token "
               "(unmerged) to requests that name no adapter", g->paths[0]);

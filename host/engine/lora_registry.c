@@ -50,59 +50,88 @@ static int32_t find(const lora_registry *reg, const char *name) {
     return -1;
 }
 
+/* Under reg->mu: the executor's slots exist (made at the first adapter). */
+static llmrt_status ensure_slots(lora_registry *reg, llmrt_executor *ex, llmrt_error *err) {
+    if (reg->slots_ready) return LLMRT_OK;
+    reg->slots = calloc((size_t)reg->n_slots, sizeof *reg->slots);
+    if (!reg->slots) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+    llmrt_status s = ex->ops->lora_init(ex, reg->n_slots, err);
+    if (s == LLMRT_OK) reg->slots_ready = true;
+    else free(reg->slots), reg->slots = NULL;
+    return s;
+}
+
+/* A new adapter holding `file` (moved), or NULL with err set; under reg->mu. */
+static lora_adapter *create(lora_registry *reg, llmrt_executor *ex, const char *name,
+                            const char *path, llmrt_lora_file *file, llmrt_error *err) {
+    if (strlen(path) >= sizeof ((lora_adapter *)0)->path) {
+        llmrt_err(err, LLMRT_ERR_INVALID_ARG, "LoRA adapter path longer than %zu bytes",
+                  sizeof ((lora_adapter *)0)->path - 1);
+        return NULL;
+    }
+    if (!ex->ops->lora_init || !ex->ops->lora_set) {
+        llmrt_err(err, LLMRT_ERR_UNSUPPORTED, "this executor serves no LoRA adapters per request");
+        return NULL;
+    }
+    if (reg->max_bytes > 0 && (int64_t)file->bytes > reg->max_bytes) {
+        llmrt_err(err, LLMRT_ERR_INVALID_ARG,
+                  "LoRA adapter \"%s\" holds %llu bytes, more than max_lora_bytes %lld", name,
+                  (unsigned long long)file->bytes, (long long)reg->max_bytes);
+        return NULL;
+    }
+    if (ensure_slots(reg, ex, err) != LLMRT_OK) return NULL;
+    lora_adapter *a = calloc(1, sizeof *a);
+    if (!a) {
+        llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+        return NULL;
+    }
+    a->reg  = reg;
+    a->uid  = ++reg->next_uid;
+    a->slot = -1;
+    a->refs = 1;
+    snprintf(a->name, sizeof a->name, "%s", name);
+    snprintf(a->path, sizeof a->path, "%s", path);
+    a->file = *file;
+    memset(file, 0, sizeof *file);
+    return a;
+}
+
 llmrt_status lora_registry_add(lora_registry *reg, llmrt_executor *ex, const char *name,
                                const char *path, llmrt_lora_file *file, llmrt_error *err) {
     if (!valid_name(name))
         return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
                          "LoRA adapter name \"%.64s\" must be 1-%d printable characters without "
                          "spaces or quotes", name, LORA_NAME_MAX - 1);
-    if (strlen(path) >= sizeof ((lora_adapter *)0)->path)
-        return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "LoRA adapter path longer than %zu bytes",
-                         sizeof ((lora_adapter *)0)->path - 1);
-    if (!ex->ops->lora_init || !ex->ops->lora_set)
-        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
-                         "this executor serves no LoRA adapters per request");
-    lora_adapter *a = calloc(1, sizeof *a);
-    if (!a) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
     pthread_mutex_lock(&reg->mu);
     llmrt_status s = LLMRT_OK;
     if (find(reg, name) >= 0)
         s = llmrt_err(err, LLMRT_ERR_INVALID_ARG, "a LoRA adapter named \"%s\" is already loaded",
                       name);
-    if (s == LLMRT_OK && reg->max_bytes > 0 && (int64_t)file->bytes > reg->max_bytes)
-        s = llmrt_err(err, LLMRT_ERR_INVALID_ARG,
-                      "LoRA adapter \"%s\" holds %llu bytes, more than max_lora_bytes %lld", name,
-                      (unsigned long long)file->bytes, (long long)reg->max_bytes);
-    if (s == LLMRT_OK && !reg->slots_ready) {
-        reg->slots = calloc((size_t)reg->n_slots, sizeof *reg->slots);
-        s = reg->slots ? ex->ops->lora_init(ex, reg->n_slots, err)
-                       : llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
-        if (s == LLMRT_OK) reg->slots_ready = true;
-        else free(reg->slots), reg->slots = NULL;
-    }
     if (s == LLMRT_OK && reg->n == reg->cap) {
         int32_t        cap = reg->cap ? 2 * reg->cap : 8;
         lora_adapter **l   = realloc(reg->list, (size_t)cap * sizeof *l);
         if (l) reg->list = l, reg->cap = cap;
         else s = llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
     }
-    if (s != LLMRT_OK) {
-        pthread_mutex_unlock(&reg->mu);
-        free(a);
-        return s;
+    lora_adapter *a = s == LLMRT_OK ? create(reg, ex, name, path, file, err) : NULL;
+    if (a) {
+        a->registered       = true;
+        reg->list[reg->n++] = a;
+    } else if (s == LLMRT_OK) {
+        s = err ? err->status : LLMRT_ERR_INTERNAL;
     }
-    a->reg        = reg;
-    a->uid        = ++reg->next_uid;
-    a->slot       = -1;
-    a->refs       = 1;
-    a->registered = true;
-    snprintf(a->name, sizeof a->name, "%s", name);
-    snprintf(a->path, sizeof a->path, "%s", path);
-    a->file = *file;
-    memset(file, 0, sizeof *file);
-    reg->list[reg->n++] = a;
     pthread_mutex_unlock(&reg->mu);
-    return LLMRT_OK;
+    return s;
+}
+
+llmrt_status lora_registry_add_unlisted(lora_registry *reg, llmrt_executor *ex, const char *what,
+                                        const char *path, llmrt_lora_file *file,
+                                        lora_adapter **out, llmrt_error *err) {
+    pthread_mutex_lock(&reg->mu);
+    *out = create(reg, ex, what, path, file, err);
+    if (*out) (*out)->unlisted = true;
+    pthread_mutex_unlock(&reg->mu);
+    return *out ? LLMRT_OK : (err ? err->status : LLMRT_ERR_INTERNAL);
 }
 
 llmrt_status lora_registry_remove(lora_registry *reg, const char *name, llmrt_error *err) {
@@ -186,8 +215,8 @@ static llmrt_status evict(lora_registry *reg, llmrt_executor *ex, int32_t i, llm
     return LLMRT_OK;
 }
 
-/* Under reg->mu: the slot to evict next, unregistered adapters first, then least recently
- * used; -1 when every resident adapter is in use. */
+/* Under reg->mu: the slot to evict next, unloaded adapters first, then least recently used;
+ * -1 when every resident adapter is in use. */
 static int32_t victim(const lora_registry *reg, lora_adapter *const *used, int32_t n_used) {
     int32_t best = -1;
     for (int32_t i = 0; i < reg->n_slots; i++) {
@@ -198,9 +227,8 @@ static int32_t victim(const lora_registry *reg, lora_adapter *const *used, int32
             continue;
         }
         const lora_adapter *b = reg->slots[best];
-        if ((!a->registered && b->registered) ||
-            (a->registered == b->registered && a->last_used < b->last_used))
-            best = i;
+        bool a_gone = !a->registered && !a->unlisted, b_gone = !b->registered && !b->unlisted;
+        if ((a_gone && !b_gone) || (a_gone == b_gone && a->last_used < b->last_used)) best = i;
     }
     return best;
 }

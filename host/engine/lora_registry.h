@@ -29,6 +29,7 @@ typedef struct lora_adapter {
     int32_t  slot;       /* executor slot holding it, -1 when not resident */
     int32_t  refs;       /* requests holding it, + 1 while registered, + 1 while resident */
     bool     registered;
+    bool     unlisted;   /* lora_registry_add_unlisted's: never named, never unloaded */
     uint64_t last_used;  /* registry clock at its last admission */
     uint64_t n_requests; /* metrics: requests submitted with it, tokens they generated */
     uint64_t n_generated;
@@ -58,6 +59,12 @@ void lora_registry_destroy(lora_registry *reg);
  * valid name; UNSUPPORTED when the executor serves no adapters. */
 llmrt_status lora_registry_add(lora_registry *reg, llmrt_executor *ex, const char *name,
                                const char *path, llmrt_lora_file *file, llmrt_error *err);
+/* An adapter no request can name (the model's unmerged load-time adapter, which the engine
+ * applies to requests that name none): not listed, not selectable, paged like the others.
+ * *out holds the caller's reference (release it with lora_adapter_release). */
+llmrt_status lora_registry_add_unlisted(lora_registry *reg, llmrt_executor *ex, const char *what,
+                                        const char *path, llmrt_lora_file *file,
+                                        lora_adapter **out, llmrt_error *err);
 /* Removes `name`: new requests can no longer name it; those holding it finish. */
 llmrt_status lora_registry_remove(lora_registry *reg, const char *name, llmrt_error *err);
 

@@ -70,6 +70,11 @@ bool llmrt_lora_merge_targets(const llmrt_rank_model *m, int32_t l, llmrt_lora_t
 llmrt_status llmrt_lora_merge_check(llmrt_rank_model *m, const char *name, bool quantised,
                                     llmrt_error *err) {
     llmrt_lora_merge *g = m->merge;
+    if (g->mode == 0 && quantised && g->n > 1)
+        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                         "%s is quantised: a LoRA cannot be merged into it, and of the %d "
+                         "adapters given one can be applied unmerged; load the others per "
+                         "request (llmrt_engine_lora_load, --lora-module)", name, g->n);
     if (g->mode == 0) g->mode = quantised ? 2 : 1;
     if (g->mode == 1 && quantised)
         return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,

@@ -206,7 +206,9 @@ static void test_golden(const char *name) {
     golden_close(&g);
 }
 
-/* A quantised base keeps a load-time adapter unmerged and says so. */
+/* A quantised base keeps a load-time adapter unmerged and says so; its engine applies it to
+ * requests that name no adapter without giving it a name (a user's adapter may take any); two
+ * such adapters are refused at load. */
 static void test_unmerged_on_q4(void) {
     llmrt_model *m = load(LLMRT_DEFAULT_MODEL, data("lora/smollm2_qv"), false);
     if (!m) return;
@@ -214,7 +216,18 @@ static void test_unmerged_on_q4(void) {
     llmrt_model_get_info(m, &info);
     CHECK_MSG(info.n_lora_unmerged == 1 && info.n_lora_merged == 0,
               "q4 base: merged %d unmerged %d", info.n_lora_merged, info.n_lora_unmerged);
+    llmrt_engine_params ep = llmrt_engine_default_params();
+    llmrt_engine       *e  = NULL;
+    CHECK_STATUS(llmrt_engine_create(m, &ep, &e), LLMRT_OK, NULL);
+    CHECK(e && llmrt_engine_lora_list(e, NULL, 0) == 0);
+    CHECK_STATUS(llmrt_engine_lora_load(e, "base-lora", data("lora/smollm2_all")), LLMRT_OK, NULL);
+    llmrt_engine_destroy(e);
     llmrt_model_destroy(m);
+    llmrt_model_params mp = llmrt_model_default_params();
+    const char *two[2] = {data("lora/smollm2_qv"), data("lora/smollm2_all")};
+    mp.lora_paths = two, mp.n_loras = 2;
+    CHECK_STATUS(llmrt_model_load(LLMRT_DEFAULT_MODEL, &mp, &m), LLMRT_ERR_UNSUPPORTED,
+                 "one can be applied unmerged");
 }
 
 /* 3: adapters that must be refused, with the field named. */
