@@ -11,7 +11,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
-    srv_kind    kind = (srv_kind)(data[0] % 4);
+    srv_kind    kind = (srv_kind)(data[0] % 6); /* every endpoint, the LoRA load/unload too */
     srv_request req;
     char        param[128], msg[512];
     if (srv_request_parse((const char *)data + 1, size - 1, kind, &req, param, sizeof param, msg,
@@ -24,6 +24,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         req.n_logprobs < 0 || req.n_logprobs > 20)
         __builtin_trap();
     if (kind == SRV_CHAT && (req.n_messages < 1 || !req.roles || !req.contents)) __builtin_trap();
+    if ((kind == SRV_LOAD_LORA || kind == SRV_UNLOAD_LORA) && (!req.lora_name || !req.lora_name[0]))
+        __builtin_trap();
+    if (kind == SRV_LOAD_LORA && (!req.lora_path || !req.lora_path[0])) __builtin_trap();
     if (kind == SRV_COMPLETION && (req.n_prompts < 1 || req.n_prompts > SRV_MAX_PROMPT))
         __builtin_trap();
     for (int32_t i = 0; i < req.n_messages; i++)
