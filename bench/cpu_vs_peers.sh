@@ -169,7 +169,7 @@ for d in fp32 bf16; do
             vllm_start "${TDTYPE[$d]}" "$log" "$hf" --enforce-eager && have_vllm=1
         fi
     fi
-    A=() B=()
+    A=() B=() Q=()
     for r in $(seq 1 "$ROUNDS"); do
         cmd=("$LLMRT" bench serve -m "$hf" -t "$THREADS" --num-prompts $NP --input-len $IN --output-len $OUT
              --max-concurrency $NP --no-prefix-cache "${mm[@]}" --format json)
@@ -185,11 +185,14 @@ for d in fp32 bf16; do
             [ -n "$b" ] || { say "!! vLLM round failed (log $log)"; have_vllm=0; vllm_stop; }
         fi
         B+=("$b")
+        Q+=("$(ratio "$a" "$b" | tr -d x)")
         say "round $r: llmrt $(fmt "$a" fail) output tok/s   vLLM $(fmt "$b") output tok/s   (load $(cut -d' ' -f1 /proc/loadavg))"
     done
     ma=$(median "${A[@]}") mb=$(median "${B[@]}")
     SERVE_MED[$d]=$ma
-    say "median: llmrt $ma   vLLM $mb output tok/s   ratio llmrt/vLLM $(ratio "$ma" "$mb")"
+    say "median: llmrt $ma   vLLM $mb output tok/s   ratio llmrt/vLLM $(ratio "$ma" "$mb") (of the medians; median of the per-round ratios $(python3 -c 'import statistics,sys
+v=[float(x) for x in sys.argv[1:] if x.replace(".","",1).isdigit()]
+print(f"{statistics.median(v):.2f}x" if v else "n/a")' "${Q[@]}"))"
 
     say "### $d batch 1, $ROUNDS alternating rounds (decode: steps 2..64; vLLM: generate(max_tokens=64) minus generate(max_tokens=1))"
     declare -A LP=() LG=() VPP=() VPG=()
@@ -258,7 +261,7 @@ EOF
     for r in $(seq 1 "$ROUNDS"); do
         g=("$LLMRT" generate -m "$hf" -t "$THREADS" --tokens "$ids" -n 64 --ignore-eos --temperature 0)
         l=("$LLMRT" bench latency -m "$hf" -p 128 -n 64 -r 1 -t "$THREADS" --format json)
-        [ $r = 1 ] && say "\$ ${g[*]:0:6} <128 ids> ${g[*]:7}" && say "\$ ${l[*]}"
+        [ $r = 1 ] && say "\$ ${g[*]:0:7} <the 128 ids of bench_llamacpp.py's prompt> ${g[*]:8}" && say "\$ ${l[*]}"
         line=$("${g[@]}" 2>&1 >/dev/null | grep -E '^\[.*\] prompt')
         GP+=("$(printf '%s' "$line" | sed -n 's/.*prompt [0-9]* tokens, \([0-9.]*\) tok\/s.*/\1/p')")
         GG+=("$(printf '%s' "$line" | sed -n 's/.*generation [0-9]* tokens, \([0-9.]*\) tok\/s.*/\1/p')")
