@@ -172,7 +172,7 @@ int bench_parse_slo(const char *arg, bench_slo *slo) {
     for (char *tok = copy ? strtok_r(copy, ",", &save) : NULL; tok; tok = strtok_r(NULL, ",", &save)) {
         double v;
         char   key[16];
-        if (sscanf(tok, "%15[a-z]:%lf", key, &v) != 2 || v <= 0) rc = -1;
+        if (sscanf(tok, "%15[a-z]:%lf", key, &v) != 2 || !(v > 0) || !isfinite(v)) rc = -1;
         else if (!strcmp(key, "ttft")) slo->ttft_ms = v;
         else if (!strcmp(key, "tpot")) slo->tpot_ms = v;
         else if (!strcmp(key, "e2el")) slo->e2el_ms = v;

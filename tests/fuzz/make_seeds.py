@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the small valid seed files of the fuzz corpora (stdlib only; each file < 4 KB).
+"""Writes the small valid seed files of the fuzz corpora (stdlib only; each file < 8 KB).
 
     python3 tests/fuzz/make_seeds.py   # from the repository root
 """
@@ -133,5 +133,113 @@ def main():
         print(path, len(blob))
 
 
+def vocab_seeds():
+    """fuzz_gguf_vocab: GGUF files holding only a tokenizer (tokenizer.ggml.*), both models."""
+    d = os.path.join(HERE, "corpus", "fuzz_gguf_vocab")
+    os.makedirs(d, exist_ok=True)
+    byte_toks = ["<0x%02X>" % b for b in range(256)]
+    spm_toks = ["<unk>", "<s>", "</s>"] + byte_toks + ["\u2581", "\u2581a", "b", "c", "ab", "<|im_end|>"]
+    spm_types = [2, 3, 3] + [6] * 256 + [1, 1, 1, 1, 1, 4]
+    spm = [
+        ("tokenizer.ggml.model", T_STR, "llama"),
+        ("tokenizer.ggml.tokens", T_ARR, (T_STR, spm_toks)),
+        ("tokenizer.ggml.scores", T_ARR, (T_F32, [0.0] * 259 + [-1.0, -2.0, -3.0, -4.0, -5.0, 0.0])),
+        ("tokenizer.ggml.token_type", T_ARR, (T_I32, spm_types)),
+        ("tokenizer.ggml.bos_token_id", T_U32, 1),
+        ("tokenizer.ggml.eos_token_id", T_U32, 2),
+        ("tokenizer.ggml.unknown_token_id", T_U32, 0),
+        ("tokenizer.ggml.add_bos_token", T_BOOL, True),
+        ("tokenizer.chat_template", T_STR,
+         "{{ bos_token }}{% for m in messages %}[{{ m['role'] }}] {{ m['content'] | trim }}\n"
+         "{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}"),
+    ]
+    gpt2_toks = ["a", "b", "c", "ab", "abc", "\u0120", "\u0120a", "<|endoftext|>", "1", "2"]
+    gpt2 = [
+        ("tokenizer.ggml.model", T_STR, "gpt2"),
+        ("tokenizer.ggml.pre", T_STR, "qwen2"),
+        ("tokenizer.ggml.tokens", T_ARR, (T_STR, gpt2_toks)),
+        ("tokenizer.ggml.token_type", T_ARR, (T_I32, [1] * 7 + [3, 1, 1])),
+        ("tokenizer.ggml.merges", T_ARR, (T_STR, ["a b", "ab c", "\u0120 a"])),
+        ("tokenizer.ggml.eos_token_id", T_U32, 7),
+        ("tokenizer.ggml.eot_token_id", T_I32, 7),
+        ("tokenizer.ggml.padding_token_id", T_I32, -1),
+        ("tokenizer.chat_template", T_STR,
+         "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+         "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"),
+    ]
+    seeds = {
+        "spm.gguf": gguf(spm, []),
+        "gpt2_qwen2.gguf": gguf(gpt2, []),
+        "gpt2_llama3.gguf": gguf([(k, t, "llama-bpe" if k == "tokenizer.ggml.pre" else v)
+                                  for k, t, v in gpt2 if k != "tokenizer.chat_template"], []),
+        "gpt2_smollm.gguf": gguf([(k, t, "smollm" if k == "tokenizer.ggml.pre" else v)
+                                  for k, t, v in gpt2], []),
+        "gpt2_default.gguf": gguf([kv for kv in gpt2 if kv[0] != "tokenizer.ggml.pre"], []),
+        "spm_min.gguf": gguf([("tokenizer.ggml.model", T_STR, "llama"),
+                              ("tokenizer.ggml.tokens", T_ARR, (T_STR, ["<unk>", "<s>", "a"])),
+                              ("tokenizer.ggml.bos_token_id", T_U32, 1)], []),
+    }
+    for name, blob in seeds.items():
+        assert len(blob) < 8192, name
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(blob)
+        print(name, len(blob))
+
+
+def text_seeds():
+    """fuzz_batch_request (flag byte + one JSONL line), fuzz_bench_dataset (a dataset file) and
+    fuzz_cli_options (argv joined by NUL bytes after a selector byte)."""
+    batch = {
+        "prompt": {"custom_id": "a1", "prompt": "hello", "max_tokens": 8, "temperature": 0.5,
+                   "top_p": 0.9, "top_k": 40, "min_p": 0.05, "seed": 42, "stop": ["\n", "END"],
+                   "stop_token_ids": [2, 7], "ignore_eos": True, "logprobs": 2, "n": 3},
+        "messages": {"custom_id": "a2", "body": {"messages": [{"role": "system", "content": "s"},
+                     {"role": "user", "content": "hi"}], "presence_penalty": 0.5,
+                     "frequency_penalty": -0.5, "repetition_penalty": 1.1, "min_tokens": 1}},
+        "ids": {"custom_id": "a3", "prompt_token_ids": [1, 2, 3], "stop": "x", "seed": 0},
+        "lora": {"custom_id": "a4", "prompt": "p", "lora": "b", "lora_scale": 0.5},
+        "model": {"custom_id": "a5", "prompt": "p", "model": "base", "max_tokens": 1e300},
+        "bad": {"custom_id": "a6", "prompt_token_ids": [1.5, -1], "stop": 123, "top_k": "12"},
+    }
+    d = os.path.join(HERE, "corpus", "fuzz_batch_request")
+    os.makedirs(d, exist_ok=True)
+    for name, obj in batch.items():
+        flags = b"\x03" if name in ("lora", "model") else b"\x00"
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(flags + json.dumps(obj).encode())
+    d = os.path.join(HERE, "corpus", "fuzz_bench_dataset")
+    os.makedirs(d, exist_ok=True)
+    datasets = {
+        "jsonl": b'{"prompt": "hello there", "output_len": 16}\n{"prompt": "x", "max_tokens": 4}\n'
+                 b'{"prompt": "y"}\n\n{"prompt": 5}\n{"output_len": 1e300, "prompt": "z"}\n',
+        "sharegpt": json.dumps([{"conversations": [{"from": "human", "value": "hi"},
+                                                   {"from": "gpt", "value": "hello you"}]}]).encode(),
+    }
+    for name, blob in datasets.items():
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(blob)
+    d = os.path.join(HERE, "corpus", "fuzz_chat_template")  # the family renderers' input layout
+    for fam in range(1, 5):  # roles: system, user, assistant, user
+        with open(os.path.join(d, "family_%d" % fam), "wb") as f:
+            f.write(bytes([fam, 0x83, 0x08, 0x03]) + b"be brief  hi <|im_end|> [INST]ok </s> again!")
+    d = os.path.join(HERE, "corpus", "fuzz_cli_options")
+    os.makedirs(d, exist_ok=True)
+    argvs = {
+        "sampling": ["--temperature", "0.7", "--top-p", "0.9", "--top-k", "40", "--seed", "1",
+                     "--max-tokens", "16", "--stop", "x", "--ignore-eos"],
+        "engine": ["-m", "model.gguf", "--threads", "2", "--device", "cpu", "--tp", "1",
+                   "--max-batch", "4", "--cpu-matmul", "int8,bf16"],
+        "lora": ["--lora-module", "a=/x/a", "--lora-module", "b=/x/b", "--lora-name", "a",
+                 "--lora-scale", "0.5", "--lora", "/x/c:0.5"],
+        "bad": ["--seed", "xyz", "--top-k", "-5", "--temperature", "nan", "--tp", "0"],
+    }
+    for name, argv in argvs.items():
+        for sel in range(2):
+            with open(os.path.join(d, "%s_%d" % (name, sel)), "wb") as f:
+                f.write(bytes([sel]) + b"\0".join(a.encode() for a in argv))
+
+
 if __name__ == "__main__":
     main()
+    vocab_seeds()
+    text_seeds()
