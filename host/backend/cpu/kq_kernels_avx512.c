@@ -40,68 +40,125 @@ static inline __m512i shr(__m512i v, int n) {
     return _mm512_srl_epi32(v, _mm_cvtsi32_si128(n));
 }
 
-static void q45k_block(const uint8_t *b, float *y, const int five) {
-    float          d = f16_at(b), dmin = f16_at(b + 2);
-    const uint8_t *scales = b + 4, *qh = b + 16, *qs = b + (five ? 48 : 16);
-    const __m512i  m4 = _mm512_set1_epi32(0x0f), one = _mm512_set1_epi32(1);
-    __m512i        hb[2];
-    if (five) {
-        hb[0] = load16_u8(qh);
-        hb[1] = load16_u8(qh + 16);
-    }
+/* Q4_K / Q5_K by table lookup (as the 4-bit kernels, q4_kernels_avx512.c): per row and
+ * sub-block the 16 (Q4_K) or 32 (Q5_K) possible weights (d*sc)*q - dmin*m are computed once,
+ * with the reference's rounding, into one or two zmm; vpermps (low 4 index bits) or vpermt2ps
+ * (low 5) then picks each weight. The index of element l of sub-block s is the byte of qs
+ * widened to a dword (vpermps ignores the high nibble for even s; odd s shifts it down), and for
+ * Q5_K bit s of qh[l] moved to bit 4 and merged by one ternary-logic op. Per 16 weights: a
+ * widening load, at most two shifts, one merge and one permute. */
+typedef struct k45_scales {
+    float d1[8], m1[8]; /* d*sc, dmin*m of the 8 sub-blocks */
+} k45_scales;
+
+static inline void k45_scales_of(const uint8_t *b, k45_scales *o) {
+    float d = f16_at(b), dmin = f16_at(b + 2);
     for (int s = 0; s < 8; s++) {
         uint8_t sc, m;
-        llmrt_ggml_k4_scale_min(s, scales, &sc, &m);
-        __m512 d1 = _mm512_set1_ps(d * (float)sc), m1 = _mm512_set1_ps(dmin * (float)m);
-        for (int h = 0; h < 2; h++) {
-            __m512i q = load16_u8(qs + 32 * (s / 2) + 16 * h);
-            q         = (s & 1) ? _mm512_srli_epi32(q, 4) : _mm512_and_si512(q, m4);
-            if (five)
-                q = _mm512_or_si512(q, _mm512_slli_epi32(_mm512_and_si512(shr(hb[h], s), one), 4));
-            __m512 w = _mm512_sub_ps(opaque(_mm512_mul_ps(d1, _mm512_cvtepi32_ps(q))), m1);
-            _mm512_storeu_ps(y + 32 * s + 16 * h, w);
+        llmrt_ggml_k4_scale_min(s, b + 4, &sc, &m);
+        o->d1[s] = d * (float)sc;
+        o->m1[s] = dmin * (float)m;
+    }
+}
+
+static inline __attribute__((always_inline)) void
+k45_regs(const uint8_t *b, const k45_scales *sc, int s, const int five, const __m512i qh[2],
+         __m512 *w0, __m512 *w1) {
+    const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    __m512       d1 = _mm512_set1_ps(sc->d1[s]), m1 = _mm512_set1_ps(sc->m1[s]);
+    __m512       t0 = _mm512_sub_ps(opaque(_mm512_mul_ps(iota, d1)), m1), t1 = t0;
+    if (five)
+        t1 = _mm512_sub_ps(opaque(_mm512_mul_ps(_mm512_add_ps(iota, _mm512_set1_ps(16.0f)), d1)),
+                           m1);
+    const uint8_t *qs = b + (five ? 48 : 16) + 32 * (s / 2);
+    __m512         w[2];
+    for (int h = 0; h < 2; h++) {
+        __m512i q = load16_u8(qs + 16 * h);
+        if (s & 1) q = _mm512_srli_epi32(q, 4);
+        if (five) {
+            __m512i hs = s <= 4 ? _mm512_sll_epi32(qh[h], _mm_cvtsi32_si128(4 - s))
+                                : _mm512_srl_epi32(qh[h], _mm_cvtsi32_si128(s - 4));
+            /* c ? a : b per bit (imm 0xe4): bits 0-3 from q, bit 4 (and above: ignored) from hs */
+            q    = _mm512_ternarylogic_epi32(q, hs, _mm512_set1_epi32(0x0f), 0xe4);
+            w[h] = _mm512_permutex2var_ps(t0, q, t1);
+        } else {
+            w[h] = _mm512_permutexvar_ps(q, t0);
         }
     }
+    *w0 = w[0];
+    *w1 = w[1];
+}
+
+static void q45k_block(const uint8_t *b, float *y, const int five) {
+    k45_scales sc;
+    k45_scales_of(b, &sc);
+    __m512i qh[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
+    if (five) qh[0] = load16_u8(b + 16), qh[1] = load16_u8(b + 32);
+    for (int s = 0; s < 8; s++) {
+        __m512 w0, w1;
+        k45_regs(b, &sc, s, five, qh, &w0, &w1);
+        _mm512_storeu_ps(y + 32 * s, w0);
+        _mm512_storeu_ps(y + 32 * s + 16, w1);
+    }
+}
+
+/* Q6_K: 16 weights (h, c, half) of a block, computed directly: low nibble from ql, bits 2c, 2c+1
+ * of qh moved to bits 4-5 and merged, minus 32, times d*sc (one rounding, as the reference). */
+static inline __attribute__((always_inline)) __m512 q6k_regs(const uint8_t *b, __m512i qhv,
+                                                             float ds, int h, int c, int half) {
+    __m512i lo = load16_u8(b + 64 * h + 32 * (c & 1) + 16 * half);
+    if (c >= 2) lo = _mm512_srli_epi32(lo, 4);
+    __m512i hs = c < 2 ? _mm512_sll_epi32(qhv, _mm_cvtsi32_si128(4 - 2 * c))
+                       : _mm512_srl_epi32(qhv, _mm_cvtsi32_si128(2 * c - 4));
+    __m512i q  = _mm512_ternarylogic_epi32(lo, hs, _mm512_set1_epi32(0x0f), 0xe4);
+    q          = _mm512_sub_epi32(_mm512_and_si512(q, _mm512_set1_epi32(0x3f)), _mm512_set1_epi32(32));
+    return _mm512_mul_ps(_mm512_set1_ps(ds), _mm512_cvtepi32_ps(q));
 }
 
 static void q6k_block(const uint8_t *b, float *y) {
-    const uint8_t *ql = b, *qh = b + 128;
-    const int8_t  *sc = (const int8_t *)(b + 192);
-    float          d  = f16_at(b + 208);
-    const __m512i  m4 = _mm512_set1_epi32(0x0f), m2 = _mm512_set1_epi32(3);
-    const __m512i  off = _mm512_set1_epi32(32);
+    const int8_t *sc = (const int8_t *)(b + 192);
+    float         d  = f16_at(b + 208);
     for (int h = 0; h < 2; h++)
-        for (int c = 0; c < 4; c++)
-            for (int half = 0; half < 2; half++) {
-                int     v0 = 128 * h + 32 * c + 16 * half;
-                __m512i lo = load16_u8(ql + 64 * h + 32 * (c & 1) + 16 * half);
-                lo         = c < 2 ? _mm512_and_si512(lo, m4) : _mm512_srli_epi32(lo, 4);
-                __m512i hi = _mm512_and_si512(shr(load16_u8(qh + 32 * h + 16 * half), 2 * c), m2);
-                __m512i q  = _mm512_sub_epi32(_mm512_or_si512(lo, _mm512_slli_epi32(hi, 4)), off);
-                __m512  ds = _mm512_set1_ps(d * (float)sc[v0 / 16]);
-                _mm512_storeu_ps(y + v0, _mm512_mul_ps(ds, _mm512_cvtepi32_ps(q)));
+        for (int half = 0; half < 2; half++) {
+            __m512i qhv = load16_u8(b + 128 + 32 * h + 16 * half);
+            for (int c = 0; c < 4; c++) {
+                int v0 = 128 * h + 32 * c + 16 * half;
+                _mm512_storeu_ps(y + v0, q6k_regs(b, qhv, d * (float)sc[v0 / 16], h, c, half));
             }
+        }
+}
+
+/* The 32 weights of a Q5_0 / Q5_1 block as two vectors (elements 0-15, 16-31). Byte ops first:
+ * the low and high nibbles of the 16 bytes are elements 0-15 and 16-31, and each of the 32 bits
+ * of qh becomes 0x10 in its element's byte through a byte mask move (AVX512BW/VL). */
+static inline __attribute__((always_inline)) void q5x_regs(const uint8_t *b, const int has_min,
+                                                           __m512 *w0, __m512 *w1) {
+    float    d = f16_at(b);
+    uint32_t qh;
+    memcpy(&qh, b + (has_min ? 4 : 2), 4);
+    const __m128i m4 = _mm_set1_epi8(0x0f), h16 = _mm_set1_epi8(0x10);
+    __m128i       qs = _mm_loadu_si128((const __m128i *)(b + (has_min ? 8 : 6)));
+    __m128i       lo = _mm_or_si128(_mm_and_si128(qs, m4), _mm_maskz_mov_epi8((__mmask16)qh, h16));
+    __m128i       hi = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(qs, 4), m4),
+                                    _mm_maskz_mov_epi8((__mmask16)(qh >> 16), h16));
+    __m512        dv = _mm512_set1_ps(d);
+    if (has_min) {
+        __m512 mv = _mm512_set1_ps(f16_at(b + 2));
+        *w0 = _mm512_add_ps(opaque(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(lo)), dv)), mv);
+        *w1 = _mm512_add_ps(opaque(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(hi)), dv)), mv);
+    } else { /* q - 16 in -16..15: int8 */
+        lo  = _mm_sub_epi8(lo, h16);
+        hi  = _mm_sub_epi8(hi, h16);
+        *w0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo)), dv);
+        *w1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi)), dv);
+    }
 }
 
 static void q5x_block(const uint8_t *b, float *y, const int has_min) {
-    float    d = f16_at(b), m = has_min ? f16_at(b + 2) : 0.0f;
-    uint32_t qh;
-    memcpy(&qh, b + (has_min ? 4 : 2), 4);
-    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    const __m512i m4 = _mm512_set1_epi32(0x0f), one = _mm512_set1_epi32(1);
-    __m512i       raw = load16_u8(b + (has_min ? 8 : 6)), hv = _mm512_set1_epi32((int)qh);
-    __m512i       h0 = _mm512_and_si512(_mm512_srlv_epi32(hv, iota), one);
-    __m512i h1 = _mm512_and_si512(_mm512_srlv_epi32(hv, _mm512_add_epi32(iota, _mm512_set1_epi32(16))), one);
-    __m512i q[2] = {_mm512_or_si512(_mm512_and_si512(raw, m4), _mm512_slli_epi32(h0, 4)),
-                    _mm512_or_si512(_mm512_srli_epi32(raw, 4), _mm512_slli_epi32(h1, 4))};
-    __m512  dv = _mm512_set1_ps(d), mv = _mm512_set1_ps(m);
-    for (int i = 0; i < 2; i++) {
-        __m512 w = has_min ? _mm512_add_ps(opaque(_mm512_mul_ps(_mm512_cvtepi32_ps(q[i]), dv)), mv)
-                           : _mm512_mul_ps(_mm512_cvtepi32_ps(
-                                               _mm512_sub_epi32(q[i], _mm512_set1_epi32(16))),
-                                           dv);
-        _mm512_storeu_ps(y + 16 * i, w);
-    }
+    __m512 w0, w1;
+    q5x_regs(b, has_min, &w0, &w1);
+    _mm512_storeu_ps(y, w0);
+    _mm512_storeu_ps(y + 16, w1);
 }
 
 static inline void dequant_block(llmrt_dtype t, const uint8_t *b, float *y) {
@@ -161,10 +218,141 @@ gemv_tile(llmrt_dtype t, float *out, int64_t ldo, const float *x, int64_t ldx, c
             if (r < n_n) out[i * ldo + r] = _mm512_reduce_add_ps(acc[i][r]) + 0.0f;
 }
 
+/* Q5_0 / Q5_1: NT tokens x up to 4 rows with the weights in registers (as the Q8_0 gemv of
+ * q4_kernels_avx512.c: rows past n_n repeat row 0 and are not stored; the 4 rows' region two
+ * tiles ahead is prefetched in step). Same values and accumulation order as gemv_tile. */
+static inline __attribute__((always_inline)) void
+q5_gemv_tile(float *out, int64_t ldo, const float *x, int64_t ldx, const int NT, const int MIN,
+             const uint8_t *w, int64_t row_bytes, int n_n, int64_t K) {
+    const int      bb = MIN ? 24 : 22;
+    const uint8_t *wr[4];
+    for (int r = 0; r < 4; r++) wr[r] = w + (r < n_n ? r : 0) * row_bytes;
+    __m512 acc[4][4];
+#pragma GCC unroll 4
+    for (int i = 0; i < NT; i++)
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) acc[i][r] = _mm512_setzero_ps();
+    int64_t        nb = K / 32, pf_step = (4 * row_bytes + nb - 1) / nb;
+    const uint8_t *pf = w + 8 * row_bytes;
+    for (int64_t b = 0; b < nb; b++, pf += pf_step) {
+        for (int64_t o = 0; o < pf_step; o += 64) _mm_prefetch((const char *)pf + o, _MM_HINT_T0);
+        __m512 w0[4], w1[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) q5x_regs(wr[r] + bb * b, MIN, &w0[r], &w1[r]);
+#pragma GCC unroll 4
+        for (int i = 0; i < NT; i++) {
+            __m512 xv = _mm512_loadu_ps(x + i * ldx + 32 * b);
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) acc[i][r] = _mm512_fmadd_ps(xv, w0[r], acc[i][r]);
+            xv = _mm512_loadu_ps(x + i * ldx + 32 * b + 16);
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) acc[i][r] = _mm512_fmadd_ps(xv, w1[r], acc[i][r]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < NT; i++)
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++)
+            if (r < n_n) out[i * ldo + r] = _mm512_reduce_add_ps(acc[i][r]) + 0.0f;
+}
+
+/* Q4_K / Q5_K / Q6_K: NT tokens x up to 4 rows, weights in registers (rows past n_n repeat
+ * row 0 and are not stored). Accumulation in k order, as gemv_tile. */
+static inline __attribute__((always_inline)) void
+kq_gemv_tile(float *out, int64_t ldo, const float *x, int64_t ldx, const int NT, const int TYPE,
+             const uint8_t *w, int64_t row_bytes, int n_n, int64_t K) {
+    const int      bb = TYPE == 4 ? 144 : TYPE == 5 ? 176 : 210;
+    const uint8_t *wr[4];
+    for (int r = 0; r < 4; r++) wr[r] = w + (r < n_n ? r : 0) * row_bytes;
+    __m512 acc[4][4];
+#pragma GCC unroll 4
+    for (int i = 0; i < NT; i++)
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) acc[i][r] = _mm512_setzero_ps();
+    int64_t        nb = K / 256, pf_step = (4 * row_bytes + nb - 1) / nb;
+    const uint8_t *pf = w + 8 * row_bytes;
+    for (int64_t b = 0; b < nb; b++, pf += pf_step) {
+        for (int64_t o = 0; o < pf_step; o += 64) _mm_prefetch((const char *)pf + o, _MM_HINT_T0);
+        const float *xb = x + 256 * b;
+        if (TYPE == 6) {
+            float ds[4][16];
+            for (int r = 0; r < 4; r++) {
+                const uint8_t *blk = wr[r] + bb * b;
+                float          d   = f16_at(blk + 208);
+                for (int i = 0; i < 16; i++) ds[r][i] = d * (float)((const int8_t *)(blk + 192))[i];
+            }
+            for (int h = 0; h < 2; h++) {
+                __m512i qhv[4][2];
+#pragma GCC unroll 4
+                for (int r = 0; r < 4; r++)
+                    for (int half = 0; half < 2; half++)
+                        qhv[r][half] = load16_u8(wr[r] + bb * b + 128 + 32 * h + 16 * half);
+                for (int c = 0; c < 4; c++)
+#pragma GCC unroll 2
+                    for (int half = 0; half < 2; half++) {
+                        int    v0 = 128 * h + 32 * c + 16 * half;
+                        __m512 wv[4];
+#pragma GCC unroll 4
+                        for (int r = 0; r < 4; r++)
+                            wv[r] = q6k_regs(wr[r] + bb * b, qhv[r][half], ds[r][v0 / 16], h, c, half);
+#pragma GCC unroll 4
+                        for (int i = 0; i < NT; i++) {
+                            __m512 xv = _mm512_loadu_ps(xb + i * ldx + v0);
+#pragma GCC unroll 4
+                            for (int r = 0; r < 4; r++) acc[i][r] = _mm512_fmadd_ps(xv, wv[r], acc[i][r]);
+                        }
+                    }
+            }
+        } else {
+            k45_scales sc[4];
+            __m512i    qh[4][2];
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) {
+                k45_scales_of(wr[r] + bb * b, &sc[r]);
+                if (TYPE == 5) {
+                    qh[r][0] = load16_u8(wr[r] + bb * b + 16);
+                    qh[r][1] = load16_u8(wr[r] + bb * b + 32);
+                }
+            }
+            for (int s = 0; s < 8; s++) {
+                __m512 w0[4], w1[4];
+#pragma GCC unroll 4
+                for (int r = 0; r < 4; r++)
+                    k45_regs(wr[r] + bb * b, &sc[r], s, TYPE == 5, qh[r], &w0[r], &w1[r]);
+#pragma GCC unroll 4
+                for (int i = 0; i < NT; i++) {
+                    __m512 xv = _mm512_loadu_ps(xb + i * ldx + 32 * s);
+#pragma GCC unroll 4
+                    for (int r = 0; r < 4; r++) acc[i][r] = _mm512_fmadd_ps(xv, w0[r], acc[i][r]);
+                    xv = _mm512_loadu_ps(xb + i * ldx + 32 * s + 16);
+#pragma GCC unroll 4
+                    for (int r = 0; r < 4; r++) acc[i][r] = _mm512_fmadd_ps(xv, w1[r], acc[i][r]);
+                }
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < NT; i++)
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++)
+            if (r < n_n) out[i * ldo + r] = _mm512_reduce_add_ps(acc[i][r]) + 0.0f;
+}
+
 #define GEMV_VARIANT(NT)                                                                           \
     static void gemv_##NT(llmrt_dtype t, float *out, int64_t ldo, const float *x, int64_t ldx,     \
                           const uint8_t *w, int64_t row_bytes, int n_n, int64_t K) {               \
-        gemv_tile(t, out, ldo, x, ldx, NT, w, row_bytes, n_n, K);                                  \
+        if (t == LLMRT_DTYPE_Q5_0)                                                                 \
+            q5_gemv_tile(out, ldo, x, ldx, NT, 0, w, row_bytes, n_n, K);                           \
+        else if (t == LLMRT_DTYPE_Q5_1)                                                            \
+            q5_gemv_tile(out, ldo, x, ldx, NT, 1, w, row_bytes, n_n, K);                           \
+        else if (t == LLMRT_DTYPE_Q4_K)                                                            \
+            kq_gemv_tile(out, ldo, x, ldx, NT, 4, w, row_bytes, n_n, K);                           \
+        else if (t == LLMRT_DTYPE_Q5_K)                                                            \
+            kq_gemv_tile(out, ldo, x, ldx, NT, 5, w, row_bytes, n_n, K);                           \
+        else if (t == LLMRT_DTYPE_Q6_K)                                                            \
+            kq_gemv_tile(out, ldo, x, ldx, NT, 6, w, row_bytes, n_n, K);                           \
+        else                                                                                       \
+            gemv_tile(t, out, ldo, x, ldx, NT, w, row_bytes, n_n, K);                              \
     }
 GEMV_VARIANT(1)
 GEMV_VARIANT(2)
