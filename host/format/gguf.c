@@ -361,9 +361,8 @@ static llmrt_status read_tensor_info(rd *r, const llmrt_gguf_file *f, llmrt_gguf
     LLMRT_TRY(rd_u32(r, &t->ggml_type, "ggml type"));
     if (t->ggml_type >= GGML_N_TYPES) return rd_fail(r, "invalid ggml type %u", t->ggml_type);
     const ggml_traits *tr = &GGML_TRAITS[t->ggml_type];
-    if (tr->blck == 0)
-        return rd_fail(r, "ggml type %s (%u) is not supported",
-                       tr->name ? tr->name : "unknown", t->ggml_type);
+    if (tr->blck == 0) /* types removed from GGUF (Q4_2, Q4_0_4_4, ...): they have no name here */
+        return rd_fail(r, "unsupported ggml type %u (removed from GGUF)", t->ggml_type);
     if (t->ne[0] % tr->blck != 0)
         return rd_fail(r, "ne[0] = %llu is not a multiple of the %s block size %u",
                        (unsigned long long)t->ne[0], tr->name, tr->blck);
