@@ -15,6 +15,8 @@
 #   LLAMA_PY=/tmp/lcpvenv/bin/python   a python with llama-cpp-python
 #   GGUF_PY=python3                a python with torch, transformers, gguf (only to make files)
 #   PROMPT=128 GEN=64 REPS=3 THREADS=1,2 TYPES="q4_k_m q5_k_m q6_k q8_0"
+#   DUMP=build/tests/logits_dump   for the closing accuracy table (python/tools/kquant_accuracy.py:
+#                                  llmrt vs llama.cpp logits on each file and on the F32 file)
 # SmolLM2's hidden size 576 is not a multiple of 256: in its K-quant files only ffn_down (K=1536)
 # gets the K type; the other matrices fall back to Q5_0/Q5_1/Q8_0 (llama.cpp's choice).
 set -euo pipefail
@@ -32,7 +34,6 @@ for t in $types; do [ -f "$dir/smollm2_$t.gguf" ] || missing=1; done
 if [ $missing = 1 ]; then
     "$gpy" "$root/python/tools/make_kquant_golden.py" --skip-tiny --smollm2-out "$dir" \
         --llamacpp-python "$lpy" >"$dir.make.log" 2>&1 || { tail -20 "$dir.make.log"; exit 1; }
-    rm -f "$dir/smollm2_f32.gguf"
 fi
 
 echo "# CPU: $(lscpu | sed -n 's/^Model name: *//p') ($(nproc) cores); $(date -u '+%F %H:%M UTC')"
@@ -50,3 +51,13 @@ for t in $types; do
     "$bin" bench latency -m "$f" -p "$p" -n "$n" -r 1 -t "${th##*,}" 2>/dev/null |
         grep -E '^ *threads|^ +[0-9]+ +[0-9]+|^# roofline' | sed 's/^/    llmrt: /'
 done
+
+dump=${DUMP:-$root/build/tests/logits_dump}
+if [ -x "$dump" ]; then
+    echo
+    echo "## logits, llmrt vs llama.cpp on the same files"
+    files=()
+    [ -f "$dir/smollm2_f32.gguf" ] && files+=("$dir/smollm2_f32.gguf")
+    for t in $types; do files+=("$dir/smollm2_$t.gguf"); done
+    "$lpy" "$root/python/tools/kquant_accuracy.py" --dump "$dump" "${files[@]}" 2>/dev/null
+fi
