@@ -128,30 +128,35 @@ static void q6k_block(const uint8_t *b, float *y) {
         }
 }
 
-/* The 32 weights of a Q5_0 / Q5_1 block as two vectors (elements 0-15, 16-31). Byte ops first:
- * the low and high nibbles of the 16 bytes are elements 0-15 and 16-31, and each of the 32 bits
- * of qh becomes 0x10 in its element's byte through a byte mask move (AVX512BW/VL). */
+/* The 32 weights of a Q5_0 / Q5_1 block as two vectors (elements 0-15, 16-31), by table lookup:
+ * the 32 possible weights (q - 16) * d (or q * d + m) are computed into two zmm with the
+ * reference's rounding, and vpermt2ps (low 5 index bits) picks them. Index of element j: its
+ * nibble (the byte widened to a dword; the high nibble shifted down for j >= 16) in bits 0-3,
+ * and bit j of qh rotated to bit 4 (vprolvd by 4 - j) merged in by one ternary-logic op. */
 static inline __attribute__((always_inline)) void q5x_regs(const uint8_t *b, const int has_min,
                                                            __m512 *w0, __m512 *w1) {
-    float    d = f16_at(b);
-    uint32_t qh;
-    memcpy(&qh, b + (has_min ? 4 : 2), 4);
-    const __m128i m4 = _mm_set1_epi8(0x0f), h16 = _mm_set1_epi8(0x10);
-    __m128i       qs = _mm_loadu_si128((const __m128i *)(b + (has_min ? 8 : 6)));
-    __m128i       lo = _mm_or_si128(_mm_and_si128(qs, m4), _mm_maskz_mov_epi8((__mmask16)qh, h16));
-    __m128i       hi = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(qs, 4), m4),
-                                    _mm_maskz_mov_epi8((__mmask16)(qh >> 16), h16));
-    __m512        dv = _mm512_set1_ps(d);
+    const __m512  lo16 = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512  hi16 = _mm512_add_ps(lo16, _mm512_set1_ps(16.0f));
+    const __m512i rot0 = _mm512_setr_epi32(4, 3, 2, 1, 0, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21);
+    const __m512i rot1 = _mm512_sub_epi32(rot0, _mm512_set1_epi32(16)); /* mod 32 in vprolvd */
+    const __m512i m4   = _mm512_set1_epi32(0x0f);
+    __m512        dv   = _mm512_set1_ps(f16_at(b)), t0, t1;
     if (has_min) {
         __m512 mv = _mm512_set1_ps(f16_at(b + 2));
-        *w0 = _mm512_add_ps(opaque(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(lo)), dv)), mv);
-        *w1 = _mm512_add_ps(opaque(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(hi)), dv)), mv);
-    } else { /* q - 16 in -16..15: int8 */
-        lo  = _mm_sub_epi8(lo, h16);
-        hi  = _mm_sub_epi8(hi, h16);
-        *w0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo)), dv);
-        *w1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi)), dv);
+        t0        = _mm512_add_ps(opaque(_mm512_mul_ps(lo16, dv)), mv);
+        t1        = _mm512_add_ps(opaque(_mm512_mul_ps(hi16, dv)), mv);
+    } else { /* (float)(q - 16) exactly: the constants -16..15 */
+        t0 = _mm512_mul_ps(_mm512_sub_ps(lo16, _mm512_set1_ps(16.0f)), dv);
+        t1 = _mm512_mul_ps(lo16, dv);
     }
+    const uint8_t *qs = b + (has_min ? 8 : 6);
+    __m512i        qh = _mm512_set1_epi32(*(const int32_t *)(const void *)(b + (has_min ? 4 : 2)));
+    __m512i        raw = load16_u8(qs);
+    __m512i i0 = _mm512_ternarylogic_epi32(raw, _mm512_rolv_epi32(qh, rot0), m4, 0xe4);
+    __m512i i1 = _mm512_ternarylogic_epi32(_mm512_srli_epi32(raw, 4), _mm512_rolv_epi32(qh, rot1),
+                                           m4, 0xe4);
+    *w0 = _mm512_permutex2var_ps(t0, i0, t1);
+    *w1 = _mm512_permutex2var_ps(t0, i1, t1);
 }
 
 static void q5x_block(const uint8_t *b, float *y, const int has_min) {
