@@ -390,7 +390,10 @@ def main(argv=None) -> int:
     os.makedirs(tdir, exist_ok=True)
     os.makedirs(gdir, exist_ok=True)
     seqs = sequences()
-    gen = {"script": SCRIPT, "gguf": getattr(gguf, "__version__", "")}
+    from importlib.metadata import version
+    gen = {"script": SCRIPT, "llama-cpp-python": "", "gguf": version("gguf"),
+           "torch": version("torch"), "transformers": version("transformers"),
+           "numpy": np.__version__}
     with tempfile.TemporaryDirectory() as td:
         if a.skip_tiny:
             files = []
