@@ -12,7 +12,10 @@
  * 2. bitwise: each ISA's dequant_row equals the reference llmrt_ggml_dequant_row; an output does
  *    not depend on T (fused gemv up to 32 tokens, dequant_row + fp32 tiles above), nor on the
  *    thread count (1 vs 3); the packed weight equals the same weights uploaded as fp32.
- * 3. the backend's refusals: K not a multiple of the block. */
+ * 3. the backend's refusals: K not a multiple of the block.
+ * 4. tensor-parallel slices (model/shard_slice.h): rows of whole blocks are views; block-aligned
+ *    column slices copy whole blocks and dequantise to the matching columns of the whole matrix;
+ *    a slice cutting a block fails naming the type. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +25,8 @@
 #include "backend/cpu/kq_kernels.h"
 #include "core/half.h"
 #include "format/ggml_quants.h"
+#include "model/model.h"
+#include "model/shard_slice.h"
 #include "test_util.h"
 
 static uint64_t rng = 0x2545f4914f6cdd1dull;
@@ -275,8 +280,47 @@ static void test_refusals(void) {
     be->ops->destroy(be);
 }
 
+static void test_slices(void) {
+    static const llmrt_dtype types[] = {LLMRT_DTYPE_Q4_K, LLMRT_DTYPE_Q6_K, LLMRT_DTYPE_Q5_0};
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        llmrt_dtype t  = types[ti];
+        int64_t     be = llmrt_dtype_block_elems(t), bb = llmrt_dtype_block_bytes(t);
+        int64_t     N = 6, K = 4 * be, rb = 4 * bb;
+        uint8_t    *w = malloc((size_t)(N * rb));
+        float      *full = malloc((size_t)(N * K) * 4), *part = malloc((size_t)(N * K) * 4);
+        for (int64_t i = 0; i < N * 4; i++) random_block(t, w + i * bb);
+        llmrt_ggml_dequant_row(t, w, full, N * K); /* rows are consecutive blocks */
+        llmrt_host_tensor       h = {.dtype = t, .rows = N, .cols = K, .data = w}, o;
+        struct llmrt_rank_model m;
+        memset(&m, 0, sizeof m);
+        llmrt_error err = {0};
+        /* rows [2, 5): a view */
+        CHECK(llmrt_slice_host_rows(&h, 2, 3, &o, &err) == LLMRT_OK);
+        CHECK(o.data == w + 2 * rb && o.dtype == t && o.rows == 3);
+        /* columns [be, 3 be): whole blocks */
+        CHECK_MSG(llmrt_slice_host_cols(&m, &h, be, 2 * be, &o, &err) == LLMRT_OK, "%s", err.msg);
+        CHECK(o.dtype == t && o.cols == 2 * be);
+        for (int64_t r = 0; r < N; r++) {
+            llmrt_ggml_dequant_row(t, (const uint8_t *)o.data + r * 2 * bb, part, 2 * be);
+            CHECK_MSG(memcmp(part, full + r * K + be, (size_t)(2 * be) * 4) == 0,
+                      "%s column slice row %lld", llmrt_dtype_name(t), (long long)r);
+        }
+        /* a slice inside a block */
+        CHECK_ERROR(llmrt_slice_host_cols(&m, &h, be / 2, be, &o, &err), err,
+                    LLMRT_ERR_UNSUPPORTED, llmrt_dtype_name(t));
+        CHECK_MSG(strstr(err.msg, be == 256 ? "whole 256-column blocks" : "whole 32-column blocks"),
+                  "%s", err.msg);
+        for (int64_t i = 0; i < m.n_host_buffers; i++) free(m.host_buffers[i]);
+        free(m.host_buffers);
+        free(w);
+        free(full);
+        free(part);
+    }
+}
+
 int main(void) {
     test_refusals();
+    test_slices();
     const char *isas[] = {NULL /* best */, "avx2", "generic"};
     const char *names[3];
     for (int i = 0; i < 3; i++) names[i] = llmrt_cpu_kernels_select(isas[i]).isa;
