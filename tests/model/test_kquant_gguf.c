@@ -9,10 +9,11 @@
  *      (fp32) path's bit for bit (documented bound: PATH_TOL * max|logit|);
  *   3. vs an fp64 forward over the dequantised weights (HF transformers in float64):
  *      max |ours - fp64| <= FP64_TOL * max |logit| (fp32 activations: summation-order level);
- *   4. vs llama.cpp's own logits on the file: max |ours - llama.cpp| <= LLAMACPP_TOL * max|logit|.
- *      llama.cpp quantises the activations to Q8_K / Q8_0 / Q8_1 for its quantised dot products,
- *      so its logits differ from exact math by that rounding; on these files its max deviation
- *      from the fp64 reference is 4-5 % of max|logit| (the golden's numbers), ours ~1e-6;
+ *   4. vs llama.cpp's own logits on the file: max |ours - llama.cpp| <= tol(type) * max|logit|
+ *      (TYPES below: 5.5-7 %). llama.cpp quantises the activations to Q8_K / Q8_0 / Q8_1 for its
+ *      quantised dot products, so its logits differ from exact math by that rounding; on these
+ *      random-weight files its max deviation from the fp64 reference is 4-5.5 % of max|logit|,
+ *      ours ~1e-6 (on its F32 file, without that rounding, llama.cpp is within 0.16 %);
  *   5. batch invariance: chunked steps (1 and 2 threads) equal the one-batch run bit for bit.
  * Errors: tensor parallel 2 cuts the 256-column blocks (o_proj / down_proj K = 256 into 128) ->
  * the load fails naming the type and tp; a truncated file and a K-quant tensor with K = 128 ->
@@ -30,14 +31,21 @@
 #include "llmrt_experimental.h"
 #include "test_util.h"
 
-#define FP64_TOL     1e-4
-#define LLAMACPP_TOL 0.08
-#define PATH_TOL     1e-5
+#define FP64_TOL 1e-5
+#define PATH_TOL 1e-5
 #define BLOCK        16
 
 #include "packed_run.h"
 
-static const char *const TYPES[] = {"q4_k_m", "q5_k_m", "q6_k", "q5_0", "q5_1", "q3_k_m", "q2_k"};
+/* max |ours - llama.cpp| / max|logit| allowed per file: measured (llama.cpp 0.3.36) 4.2 %, 4.7 %,
+ * 3.8 %, 4.1 %, 4.2 %, 4.2 %, 5.5 %, plus ~1.5 points. The same quantity for llama.cpp's own
+ * F32 file of this model (no weight or activation quantisation) is 0.16 %: the rest is its
+ * activation rounding, which ours lacks (ours vs the fp64 forward: ~1e-6 relative). */
+static const struct {
+    const char *type;
+    double      llamacpp_tol;
+} TYPES[] = {{"q4_k_m", 0.06}, {"q5_k_m", 0.06}, {"q6_k", 0.055}, {"q5_0", 0.06},
+             {"q5_1", 0.06},   {"q3_k_m", 0.06}, {"q2_k", 0.07}};
 
 static uint64_t fnv1a64(const void *p, size_t n, uint64_t h) {
     const uint8_t *b = p;
@@ -88,7 +96,7 @@ static void check_dequant(const char *label, const char *path, const cJSON *hash
     llmrt_gguf_close(&f);
 }
 
-static void test_file(const char *type) {
+static void test_file(const char *type, double llamacpp_tol) {
     char   name[64], lname[80];
     golden g, gl;
     snprintf(name, sizeof name, "llama_k256_%s", type);
@@ -137,8 +145,8 @@ static void test_file(const char *type) {
             CHECK_MSG(e_path <= PATH_TOL * r_path, "%s: packed vs fp32 path %.3g", type, e_path);
             CHECK_MSG(e64 <= FP64_TOL * r64, "%s: vs fp64 %.3g > %.0e * %.3g", type, e64,
                       FP64_TOL, r64);
-            CHECK_MSG(elc <= LLAMACPP_TOL * rlc, "%s: vs llama.cpp %.3g > %.2f * %.3g", type, elc,
-                      LLAMACPP_TOL, rlc);
+            CHECK_MSG(elc <= llamacpp_tol * rlc, "%s: vs llama.cpp %.3g > %.3f * %.3g", type, elc,
+                      llamacpp_tol, rlc);
         }
         CHECK_STATUS(run_all(m, g.n_seqs, g.seq_ids, g.seq_len, chunk_pattern, N_CHUNKS, g.vocab,
                              chunked), LLMRT_OK, NULL);
@@ -213,7 +221,8 @@ static void test_bad_files(void) {
 }
 
 int main(void) {
-    for (size_t i = 0; i < sizeof TYPES / sizeof TYPES[0]; i++) test_file(TYPES[i]);
+    for (size_t i = 0; i < sizeof TYPES / sizeof TYPES[0]; i++)
+        test_file(TYPES[i].type, TYPES[i].llamacpp_tol);
     test_tp_error();
     test_bad_files();
     return test_summary("test_kquant_gguf");
