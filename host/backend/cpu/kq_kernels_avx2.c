@@ -76,25 +76,34 @@ static void q6k_block(const uint8_t *b, float *y) {
             }
 }
 
+/* Each of the 32 bits of x as a byte 0xff / 0x00 (byte i <- bit i): byte i of the broadcast
+ * holds bits 8(i/8) .. 8(i/8)+7 after the shuffle; or-ing every bit but bit i%8 and comparing
+ * with all-ones tests that one bit. */
+static inline __m256i bits_to_bytes(uint32_t x) {
+    const __m256i pick = _mm256_setr_epi64x(0, 0x0101010101010101ll, 0x0202020202020202ll,
+                                            0x0303030303030303ll);
+    const __m256i others = _mm256_set1_epi64x(0x7fbfdfeff7fbfdfell);
+    __m256i       v      = _mm256_shuffle_epi8(_mm256_set1_epi32((int)x), pick);
+    return _mm256_cmpeq_epi8(_mm256_or_si256(v, others), _mm256_set1_epi8(-1));
+}
+
+/* Q5_0 / Q5_1: the 32 five-bit values as bytes (nibbles of elements 0-15 then 16-31, the fifth
+ * bits from qh), widened 8 at a time. */
 static void q5x_block(const uint8_t *b, float *y, const int has_min) {
     float    d = f16_at(b), m = has_min ? f16_at(b + 2) : 0.0f;
     uint32_t qh;
     memcpy(&qh, b + (has_min ? 4 : 2), 4);
-    const uint8_t *qs   = b + (has_min ? 8 : 6);
-    const __m256i  iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    const __m256i  m4 = _mm256_set1_epi32(0x0f), one = _mm256_set1_epi32(1);
-    __m256i        hv = _mm256_set1_epi32((int)qh);
-    __m256         dv = _mm256_set1_ps(d), mv = _mm256_set1_ps(m);
+    __m128i qs  = _mm_loadu_si128((const __m128i *)(b + (has_min ? 8 : 6)));
+    __m128i m4  = _mm_set1_epi8(0x0f);
+    __m256i nib = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(qs, 4), m4), _mm_and_si128(qs, m4));
+    __m256i q   = _mm256_or_si256(nib, _mm256_and_si256(bits_to_bytes(qh), _mm256_set1_epi8(0x10)));
+    if (!has_min) q = _mm256_sub_epi8(q, _mm256_set1_epi8(16)); /* -16..15 */
+    __m256  dv = _mm256_set1_ps(d), mv = _mm256_set1_ps(m);
+    __m128i half[2] = {_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1)};
     for (int e = 0; e < 4; e++) { /* elements 8e .. 8e + 7 */
-        __m256i raw = load8_u8(qs + 8 * (e & 1));
-        __m256i q   = e < 2 ? _mm256_and_si256(raw, m4) : _mm256_srli_epi32(raw, 4);
-        __m256i hb  = _mm256_and_si256(
-            _mm256_srlv_epi32(hv, _mm256_add_epi32(iota, _mm256_set1_epi32(8 * e))), one);
-        q        = _mm256_or_si256(q, _mm256_slli_epi32(hb, 4));
-        __m256 w = has_min ? _mm256_add_ps(opaque(_mm256_mul_ps(_mm256_cvtepi32_ps(q), dv)), mv)
-                           : _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(
-                                               q, _mm256_set1_epi32(16))),
-                                           dv);
+        __m128i  h8 = e & 1 ? _mm_srli_si128(half[e / 2], 8) : half[e / 2];
+        __m256   f  = _mm256_cvtepi32_ps(has_min ? _mm256_cvtepu8_epi32(h8) : _mm256_cvtepi8_epi32(h8));
+        __m256   w  = has_min ? _mm256_add_ps(opaque(_mm256_mul_ps(f, dv)), mv) : _mm256_mul_ps(f, dv);
         _mm256_storeu_ps(y + 8 * e, w);
     }
 }
@@ -127,14 +136,17 @@ gemv_tile(llmrt_dtype t, float *out, int64_t ldo, const float *x, int64_t ldx, c
         for (int r = 0; r < 4; r++)
             acc[i][r] = _mm256_setzero_ps();
     for (int r = n_n; r < 4; r++) memset(buf[r], 0, sizeof buf[r]);
-    for (int64_t k0 = 0, b = 0; k0 < K; k0 += be, b++) {
+    /* chunks of 256 columns (8 blocks of the 32-element types when K allows): the per-chunk
+     * overhead is paid once per 256 weights and row */
+    int64_t nbc = (be == 32 && K % 256 == 0) ? 8 : 1, chunk = nbc * be;
+    for (int64_t k0 = 0, b = 0; k0 < K; k0 += chunk, b += nbc) {
         for (int r = 0; r < n_n; r++) {
             const uint8_t *blk = w + r * row_bytes + b * bb;
-            for (int64_t o = 0; o < bb; o += 64)
-                _mm_prefetch((const char *)blk + 4 * bb + o, _MM_HINT_T0);
-            dequant_block(t, blk, buf[r]);
+            for (int64_t o = 0; o < nbc * bb; o += 64)
+                _mm_prefetch((const char *)blk + 4 * nbc * bb + o, _MM_HINT_T0);
+            for (int64_t i = 0; i < nbc; i++) dequant_block(t, blk + i * bb, buf[r] + i * be);
         }
-        for (int64_t j = 0; j < be; j += 8) {
+        for (int64_t j = 0; j < chunk; j += 8) {
             __m256 wv[4];
 #pragma GCC unroll 4
             for (int r = 0; r < 4; r++) wv[r] = _mm256_load_ps(buf[r] + j);
