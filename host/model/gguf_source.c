@@ -207,6 +207,10 @@ static llmrt_status gguf_get(void *ctx, struct llmrt_rank_model *m, const char *
                          "%s: tensor %s: the %s backend has no %s kernels (set allow_fallback or "
                          "dequantize_weights in llmrt_model_params to dequantise it at load)",
                          f->path, name, m->be->name, llmrt_dtype_name(t->dtype));
+    if (packed && cols != 0 && !keep_q8 && !m->no_q4 && strcmp(name, "token_embd.weight") != 0 &&
+        m->n_fallbacks++ == 0)
+        snprintf(m->fallback_why, sizeof m->fallback_why, "the %s backend has no %s kernels",
+                 m->be->name, llmrt_dtype_name(t->dtype));
     if ((!quantized || keep_q8) && permute_heads == 0) { /* used in place from the mapping */
         out->dtype = t->dtype;
         out->data  = t->data;
