@@ -158,7 +158,9 @@ static inline __attribute__((always_inline)) void q5x_regs(const uint8_t *b, con
         t1 = _mm512_mul_ps(lo16, dv);
     }
     const uint8_t *qs = b + (has_min ? 8 : 6);
-    __m512i        qh = _mm512_set1_epi32(*(const int32_t *)(const void *)(b + (has_min ? 4 : 2)));
+    uint32_t       qh32;
+    memcpy(&qh32, b + (has_min ? 4 : 2), 4); /* unaligned: blocks are 22 / 24 bytes */
+    __m512i qh = _mm512_set1_epi32((int)qh32);
     __m512i        raw = load16_u8(qs);
     __m512i i0 = _mm512_ternarylogic_epi32(raw, _mm512_rolv_epi32(qh, rot0), m4, 0xe4);
     __m512i i1 = _mm512_ternarylogic_epi32(_mm512_srli_epi32(raw, 4), _mm512_rolv_epi32(qh, rot1),
