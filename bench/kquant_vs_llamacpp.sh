@@ -13,7 +13,8 @@
 #                requantisation, fine for speed). Default /tmp/llmrt-kquant-smollm2.
 #   LLMRT=build/llmrt              the llmrt binary
 #   LLAMA_PY=/tmp/lcpvenv/bin/python   a python with llama-cpp-python
-#   GGUF_PY=python3                a python with torch, transformers, gguf (only to make files)
+#   GGUF_PY=python3                a python with torch, transformers, gguf: makes the files, and
+#                                  the fp64 reference of the closing accuracy table
 #   PROMPT=128 GEN=64 REPS=3 THREADS=1,2 TYPES="q4_k_m q5_k_m q6_k q8_0"
 #   DUMP=build/tests/logits_dump   for the closing accuracy table (python/tools/kquant_accuracy.py:
 #                                  llmrt vs llama.cpp logits on each file and on the F32 file)
@@ -26,6 +27,7 @@ root=$(cd "$here/.." && pwd)
 bin=${LLMRT:-$root/build/llmrt}
 lpy=${LLAMA_PY:-/tmp/lcpvenv/bin/python}
 gpy=${GGUF_PY:-python3}
+[ -z "${GGUF_PY:-}" ] && [ -x /tmp/peftvenv/bin/python ] && gpy=/tmp/peftvenv/bin/python
 types=${TYPES:-q4_k_m q5_k_m q6_k q8_0}
 p=${PROMPT:-128} n=${GEN:-64} r=${REPS:-3} th=${THREADS:-1,2}
 
@@ -59,5 +61,7 @@ if [ -x "$dump" ]; then
     files=()
     [ -f "$dir/smollm2_f32.gguf" ] && files+=("$dir/smollm2_f32.gguf")
     for t in $types; do files+=("$dir/smollm2_$t.gguf"); done
-    "$lpy" "$root/python/tools/kquant_accuracy.py" --dump "$dump" "${files[@]}" 2>/dev/null
+    hf=()
+    "$gpy" -c 'import torch, transformers, gguf' 2>/dev/null && hf=(--hf-python "$gpy")
+    "$lpy" "$root/python/tools/kquant_accuracy.py" --dump "$dump" "${hf[@]}" "${files[@]}" 2>/dev/null
 fi
