@@ -2,8 +2,9 @@
  * -mf16c).
  *
  * Dequantisation, 16 weights per vector, always with the reference's rounding steps (a K-quant
- * sub-block's d*sc and dmin*m are the same scalar fp32 products as in ggml_quants.c; opaque()
- * keeps GCC from contracting a product and the following add into one fma):
+ * sub-block's d*sc and dmin*m are the same fp32 products as in ggml_quants.c; a product and the
+ * following add become one fma only where the product is exact, so that the fma's single
+ * rounding is the reference's second one):
  * - Q4_K, Q5_K, Q5_0, Q5_1 by table lookup: per row and (sub-)block the 16 or 32 possible weights
  *   are computed once into one or two zmm, and vpermps / vpermt2ps pick them by an index built
  *   from the nibble (a widening byte load) and, for the 5-bit types, the fifth bit moved to bit 4
@@ -23,7 +24,7 @@
  * get_scale_min_k4 per sub-block cost a third of the Q4_K gemv), and the sub-block loops are
  * unrolled so that every shift is an immediate.
  * Measured on this Zen 4 (1 thread, 1536 x 1536, one token, best of 30; Q8_0 19.4 for scale):
- * Q5_0 14.2, Q5_1 11.4, Q4_K 15.4, Q5_K 11.0, Q6_K 12.4 G weights/s. The first version (every
+ * Q5_0 14.2, Q5_1 12.7, Q4_K 15.9, Q5_K 12.4, Q6_K 12.4 G weights/s. The first version (every
  * type through the buffer) gave 13.5 / 11.2 / 6.8 / 6.2 / 5.7. */
 #include <immintrin.h>
 #include <string.h>
@@ -85,10 +86,11 @@ k45_regs(const uint8_t *b, const k45_scales *sc, int s, const int five, const __
          __m512 *w0, __m512 *w1) {
     const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     __m512       d1 = _mm512_set1_ps(sc->v[s]), m1 = _mm512_set1_ps(sc->v[8 + s]);
-    __m512       t0 = _mm512_sub_ps(opaque(_mm512_mul_ps(iota, d1)), m1), t1 = t0;
-    if (five)
-        t1 = _mm512_sub_ps(opaque(_mm512_mul_ps(_mm512_add_ps(iota, _mm512_set1_ps(16.0f)), d1)),
-                           m1);
+    /* one fused multiply-subtract is the reference's two roundings: d*sc has at most 11 + 6
+     * significant bits, times q (5 bits) at most 22, so (d*sc)*q is exact in fp32 and only the
+     * subtraction rounds */
+    __m512 t0 = _mm512_fmsub_ps(iota, d1, m1), t1 = t0;
+    if (five) t1 = _mm512_fmsub_ps(_mm512_add_ps(iota, _mm512_set1_ps(16.0f)), d1, m1);
     const uint8_t *qs = b + (five ? 48 : 16) + 32 * (s / 2);
     __m512         w[2];
     for (int h = 0; h < 2; h++) {
@@ -162,8 +164,9 @@ static inline __attribute__((always_inline)) void q5x_regs(const uint8_t *b, con
     __m512        dv   = _mm512_set1_ps(f16_at(b)), t0, t1;
     if (has_min) {
         __m512 mv = _mm512_set1_ps(f16_at(b + 2));
-        t0        = _mm512_add_ps(opaque(_mm512_mul_ps(lo16, dv)), mv);
-        t1        = _mm512_add_ps(opaque(_mm512_mul_ps(hi16, dv)), mv);
+        /* q*d is exact (5 + 11 significant bits): the fma rounds once, as q*d + m does */
+        t0 = _mm512_fmadd_ps(lo16, dv, mv);
+        t1 = _mm512_fmadd_ps(hi16, dv, mv);
     } else { /* (float)(q - 16) exactly: the constants -16..15 */
         t0 = _mm512_mul_ps(_mm512_sub_ps(lo16, _mm512_set1_ps(16.0f)), dv);
         t1 = _mm512_mul_ps(lo16, dv);
