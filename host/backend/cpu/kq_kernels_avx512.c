@@ -32,12 +32,6 @@
 #include "../../format/ggml_quants.h"
 #include "kq_kernels.h"
 
-/* Keeps GCC from contracting a product and a following add into one fma. */
-static inline __m512 opaque(__m512 v) {
-    __asm__("" : "+v"(v));
-    return v;
-}
-
 static inline float f16_at(const uint8_t *p) {
     uint16_t h;
     memcpy(&h, p, 2);
