@@ -4,7 +4,9 @@
  * keeps GCC from contracting a product and the following add into an fma), Q2_K and Q3_K by the
  * scalar reference (format/ggml_quants.c), into an L1 buffer; gemv then mirrors dot_tile of
  * cpu_kernels_avx2.c (one 8-lane accumulator per output, k in steps of 8, hsum256 + the empty
- * tail), so it is bit-identical to dequant_row + dot_tile. */
+ * tail), so it is bit-identical to dequant_row + dot_tile. One gemv copy per type, with its
+ * dequantiser inlined (1 thread, 1536 x 1536, T=1 on this Zen 4 forced to AVX2: Q5_0 4.1 -> 6.8,
+ * Q4_K 5.4 -> 6.8 G weights/s; Q8_0 13.5). */
 #include <immintrin.h>
 #include <string.h>
 
@@ -38,7 +40,7 @@ static inline __m256i shr(__m256i v, int n) {
     return _mm256_srl_epi32(v, _mm_cvtsi32_si128(n));
 }
 
-static void q45k_block(const uint8_t *b, float *y, const int five) {
+static inline __attribute__((always_inline)) void q45k_block(const uint8_t *b, float *y, const int five) {
     float          d = f16_at(b), dmin = f16_at(b + 2);
     const uint8_t *qh = b + 16, *qs = b + (five ? 48 : 16);
     const __m256i  m4 = _mm256_set1_epi32(0x0f), one = _mm256_set1_epi32(1);
@@ -58,7 +60,7 @@ static void q45k_block(const uint8_t *b, float *y, const int five) {
     }
 }
 
-static void q6k_block(const uint8_t *b, float *y) {
+static inline __attribute__((always_inline)) void q6k_block(const uint8_t *b, float *y) {
     const int8_t *sc = (const int8_t *)(b + 192);
     float         d  = f16_at(b + 208);
     const __m256i m4 = _mm256_set1_epi32(0x0f), m2 = _mm256_set1_epi32(3);
@@ -89,7 +91,7 @@ static inline __m256i bits_to_bytes(uint32_t x) {
 
 /* Q5_0 / Q5_1: the 32 five-bit values as bytes (nibbles of elements 0-15 then 16-31, the fifth
  * bits from qh), widened 8 at a time. */
-static void q5x_block(const uint8_t *b, float *y, const int has_min) {
+static inline __attribute__((always_inline)) void q5x_block(const uint8_t *b, float *y, const int has_min) {
     float    d = f16_at(b), m = has_min ? f16_at(b + 2) : 0.0f;
     uint32_t qh;
     memcpy(&qh, b + (has_min ? 4 : 2), 4);
@@ -108,7 +110,7 @@ static void q5x_block(const uint8_t *b, float *y, const int has_min) {
     }
 }
 
-static inline void dequant_block(llmrt_dtype t, const uint8_t *b, float *y) {
+static inline __attribute__((always_inline)) void dequant_block(llmrt_dtype t, const uint8_t *b, float *y) {
     switch (t) {
     case LLMRT_DTYPE_Q4_K: q45k_block(b, y, 0); break;
     case LLMRT_DTYPE_Q5_K: q45k_block(b, y, 1); break;
@@ -168,7 +170,14 @@ gemv_tile(llmrt_dtype t, float *out, int64_t ldo, const float *x, int64_t ldx, c
 #define GEMV_VARIANT(NT)                                                                           \
     static void gemv_##NT(llmrt_dtype t, float *out, int64_t ldo, const float *x, int64_t ldx,     \
                           const uint8_t *w, int64_t row_bytes, int n_n, int64_t K) {               \
-        gemv_tile(t, out, ldo, x, ldx, NT, w, row_bytes, n_n, K);                                  \
+        switch (t) { /* one copy per type: the dequantiser inlined into the loop */              \
+        case LLMRT_DTYPE_Q4_K: gemv_tile(LLMRT_DTYPE_Q4_K, out, ldo, x, ldx, NT, w, row_bytes, n_n, K); break; \
+        case LLMRT_DTYPE_Q5_K: gemv_tile(LLMRT_DTYPE_Q5_K, out, ldo, x, ldx, NT, w, row_bytes, n_n, K); break; \
+        case LLMRT_DTYPE_Q6_K: gemv_tile(LLMRT_DTYPE_Q6_K, out, ldo, x, ldx, NT, w, row_bytes, n_n, K); break; \
+        case LLMRT_DTYPE_Q5_0: gemv_tile(LLMRT_DTYPE_Q5_0, out, ldo, x, ldx, NT, w, row_bytes, n_n, K); break; \
+        case LLMRT_DTYPE_Q5_1: gemv_tile(LLMRT_DTYPE_Q5_1, out, ldo, x, ldx, NT, w, row_bytes, n_n, K); break; \
+        default: gemv_tile(t, out, ldo, x, ldx, NT, w, row_bytes, n_n, K); break;                 \
+        }                                                                                          \
     }
 GEMV_VARIANT(1)
 GEMV_VARIANT(2)
