@@ -15,6 +15,8 @@
  *      random-weight files its max deviation from the fp64 reference is 4-5.5 % of max|logit|,
  *      ours ~1e-6 (on its F32 file, without that rounding, llama.cpp is within 0.16 %);
  *   5. batch invariance: chunked steps (1 and 2 threads) equal the one-batch run bit for bit.
+ * Tensor parallel 2 on the Q5_0 / Q5_1 files (32-column blocks: the 128-column slices are whole
+ * blocks) matches tp 1 within PATH_TOL * max|logit|.
  * Errors: tensor parallel 2 cuts the 256-column blocks (o_proj / down_proj K = 256 into 128) ->
  * the load fails naming the type and tp; a truncated file and a K-quant tensor with K = 128 ->
  * errors naming what is wrong. */
@@ -177,6 +179,40 @@ static void test_tp_error(void) {
     llmrt_model_destroy(m);
 }
 
+/* tensor parallel 2 on the Q5_0 / Q5_1 files: o_proj / down_proj split into 128-column slices
+ * of whole 32-blocks, q/k/v/gate/up and the Q6_K lm_head by rows: the logits match tp 1 up to the
+ * all-reduce's summation order */
+static void test_tp_q5(const char *type) {
+    char   name[64];
+    golden g;
+    snprintf(name, sizeof name, "llama_k256_%s", type);
+    if (golden_load(name, &g) != 0) return;
+    int64_t rows = 0;
+    for (int32_t s = 0; s < g.n_seqs; s++) rows += g.seq_len[s];
+    size_t       bytes = (size_t)(rows * g.vocab) * sizeof(float);
+    float       *one = malloc(bytes), *two = malloc(bytes);
+    llmrt_model *m1 = load(g.model_path, 1, 0);
+    CHECK_STATUS(run_all(m1, g.n_seqs, g.seq_ids, g.seq_len, NULL, 0, g.vocab, one), LLMRT_OK,
+                 NULL);
+    llmrt_model_destroy(m1);
+    llmrt_model_params mp = llmrt_model_default_params();
+    mp.tensor_parallel    = 2;
+    llmrt_model *m2       = NULL;
+    CHECK_STATUS(llmrt_model_load(g.model_path, &mp, &m2), LLMRT_OK, NULL);
+    if (m2) {
+        CHECK_STATUS(run_all(m2, g.n_seqs, g.seq_ids, g.seq_len, NULL, 0, g.vocab, two), LLMRT_OK,
+                     NULL);
+        double e, r;
+        golden_compare(two, one, rows * g.vocab, &e, &r);
+        printf("%-8s tp 2 vs tp 1: max|diff| %.3g (max|logit| %.3g)\n", type, e, r);
+        CHECK_MSG(e <= PATH_TOL * r, "%s: tp 2 vs tp 1 %.3g", type, e);
+        llmrt_model_destroy(m2);
+    }
+    free(one);
+    free(two);
+    golden_free(&g);
+}
+
 static uint8_t *read_all(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
@@ -224,6 +260,8 @@ int main(void) {
     for (size_t i = 0; i < sizeof TYPES / sizeof TYPES[0]; i++)
         test_file(TYPES[i].type, TYPES[i].llamacpp_tol);
     test_tp_error();
+    test_tp_q5("q5_0");
+    test_tp_q5("q5_1");
     test_bad_files();
     return test_summary("test_kquant_gguf");
 }
