@@ -10,8 +10,9 @@
  * (gemv: a block of 4 rows dequantised into an L1 buffer, then multiplied with up to 4 tokens'
  * activations), from dequant_row + dot_tile (prefill) or from the fp32 weights the loader makes
  * under dequantize_weights: results never depend on the batch, the thread count or the path.
- * Q2_K and Q3_K use the scalar reference dequantisation on every ISA (they fit the machinery; not
- * worth SIMD code while no file we test is mostly Q2_K/Q3_K). */
+ * Q2_K and Q3_K take the buffered path on every ISA (SIMD dequantisation on AVX-512, the scalar
+ * reference on AVX2 and generic); the other types have fused register kernels on AVX-512
+ * (kq_kernels_avx512.c). */
 #ifndef LLMRT_BACKEND_CPU_KQ_KERNELS_H
 #define LLMRT_BACKEND_CPU_KQ_KERNELS_H
 

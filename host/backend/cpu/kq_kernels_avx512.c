@@ -11,11 +11,13 @@
  *   and merged by one ternary-logic op;
  * - Q6_K directly (6-bit values have 64 possible weights: too many for a register table): low
  *   nibble, two high bits merged, minus 32, int -> fp32, times d*sc;
- * - Q2_K, Q3_K: the scalar reference.
+ * - Q2_K, Q3_K directly: 2-bit values shifted out of qs (plus Q3_K's high bit), int -> fp32,
+ *   then (d*sc)*q - dmin*m as one fma (Q2_K: the product is exact) or (d*sc)*q.
  *
  * gemv: 4 rows x up to 4 tokens. Q4_K/Q5_K/Q6_K/Q5_0/Q5_1 keep the weights in registers (as the
  * Q8_0 gemv of q4_kernels_avx512.c, with the region two tiles ahead prefetched in step); Q2_K and
- * Q3_K are dequantised block by block into an L1 buffer first. Each output has one 16-lane
+ * Q3_K are dequantised block by block into an L1 buffer first (1 thread, T=1: Q2_K 18, Q3_K 9
+ * GFLOP/s with SIMD dequantisation, 1.6 / 1.1 with the scalar reference). Each output has one 16-lane
  * accumulator updated with _mm512_fmadd_ps(x, w, acc) for k = 0, 16, 32, ... and reduced with
  * _mm512_reduce_add_ps (+ the empty tail), as dot_tile of cpu_kernels_avx512.c, so it is
  * bit-identical to dequant_row + dot_tile.
@@ -184,6 +186,46 @@ static void q5x_block(const uint8_t *b, float *y, const int has_min) {
     _mm512_storeu_ps(y + 16, w1);
 }
 
+/* Q2_K: 16 sub-blocks of 16, w = (d*sc)*q - dmin*m with q 2 bits: (d*sc)*q is exact (11 + 4 +
+ * 2 significant bits), so one fused multiply-subtract rounds as the reference's subtraction.
+ * Element v = 16s + i: byte 32(s/8) + 16(s%2) + i of qs, bits 2((s%8)/2). */
+static void q2k_block(const uint8_t *b, float *y) {
+    __m512i sc = load16_u8(b);
+    __m512  dl = _mm512_mul_ps(_mm512_set1_ps(f16_at(b + 80)),
+                               _mm512_cvtepi32_ps(_mm512_and_si512(sc, _mm512_set1_epi32(15))));
+    __m512  ml = _mm512_mul_ps(_mm512_set1_ps(f16_at(b + 82)),
+                               _mm512_cvtepi32_ps(_mm512_srli_epi32(sc, 4)));
+    float   dls[16], mls[16];
+    _mm512_storeu_ps(dls, dl);
+    _mm512_storeu_ps(mls, ml);
+#pragma GCC unroll 16
+    for (int s = 0; s < 16; s++) {
+        __m512i q = load16_u8(b + 16 + 32 * (s / 8) + 16 * (s % 2));
+        q         = _mm512_and_si512(_mm512_srli_epi32(q, 2 * ((s % 8) / 2)), _mm512_set1_epi32(3));
+        _mm512_storeu_ps(y + 16 * s, _mm512_fmsub_ps(_mm512_cvtepi32_ps(q), _mm512_set1_ps(dls[s]),
+                                                     _mm512_set1_ps(mls[s])));
+    }
+}
+
+/* Q3_K: w = (d*(sc-32))*q, q = 2 low bits | the hmask bit << 2, minus 4 (one rounding). */
+static void q3k_block(const uint8_t *b, float *y) {
+    int8_t sc[16];
+    llmrt_ggml_q3k_scales(b + 96, sc);
+    __m512 dl = _mm512_mul_ps(_mm512_set1_ps(f16_at(b + 108)),
+                              _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)sc))));
+    float  dls[16];
+    _mm512_storeu_ps(dls, dl);
+#pragma GCC unroll 16
+    for (int s = 0; s < 16; s++) {
+        __m512i q = load16_u8(b + 32 + 32 * (s / 8) + 16 * (s % 2));
+        q         = _mm512_and_si512(_mm512_srli_epi32(q, 2 * ((s % 8) / 2)), _mm512_set1_epi32(3));
+        __m512i h = _mm512_and_si512(_mm512_srli_epi32(load16_u8(b + 16 * (s % 2)), s / 2),
+                                     _mm512_set1_epi32(1));
+        q = _mm512_sub_epi32(_mm512_or_si512(q, _mm512_slli_epi32(h, 2)), _mm512_set1_epi32(4));
+        _mm512_storeu_ps(y + 16 * s, _mm512_mul_ps(_mm512_set1_ps(dls[s]), _mm512_cvtepi32_ps(q)));
+    }
+}
+
 static inline void dequant_block(llmrt_dtype t, const uint8_t *b, float *y) {
     switch (t) {
     case LLMRT_DTYPE_Q4_K: q45k_block(b, y, 0); break;
@@ -191,6 +233,8 @@ static inline void dequant_block(llmrt_dtype t, const uint8_t *b, float *y) {
     case LLMRT_DTYPE_Q6_K: q6k_block(b, y); break;
     case LLMRT_DTYPE_Q5_0: q5x_block(b, y, 0); break;
     case LLMRT_DTYPE_Q5_1: q5x_block(b, y, 1); break;
+    case LLMRT_DTYPE_Q2_K: q2k_block(b, y); break;
+    case LLMRT_DTYPE_Q3_K: q3k_block(b, y); break;
     default: llmrt_ggml_dequant_block(t, b, y); break;
     }
 }
