@@ -41,18 +41,24 @@ static void q5_x(const uint8_t *b, float *y, bool has_min) {
     }
 }
 
+/* Q2_K / Q3_K: element v = 128n + 32j + 16h + i (sub-block s = v/16 = 8n + 2j + h) takes bits 2j
+ * of qs[32n + 16h + i]; Q3_K's high bit is bit v/32 = 4n + j of hmask[16h + i]. Loops in that
+ * order (no division per element). */
 static void q2_k(const uint8_t *b, float *y) {
     const uint8_t *sc = b, *qs = b + 16;
     float          d = f16_at(b + 80), dmin = f16_at(b + 82);
-    for (int s = 0; s < 16; s++) {
-        float dl = d * (float)(sc[s] & 0x0f), ml = dmin * (float)(sc[s] >> 4);
-        for (int i = 0; i < 16; i++) {
-            int   v  = 16 * s + i;
-            int   q  = (qs[32 * (v / 128) + v % 32] >> (2 * ((v % 128) / 32))) & 3;
-            float dq = dl * (float)q;
-            y[v]     = dq - ml;
-        }
-    }
+    for (int n = 0; n < 2; n++)
+        for (int j = 0; j < 4; j++)
+            for (int h = 0; h < 2; h++) {
+                int            s  = 8 * n + 2 * j + h;
+                float          dl = d * (float)(sc[s] & 0x0f), ml = dmin * (float)(sc[s] >> 4);
+                const uint8_t *q  = qs + 32 * n + 16 * h;
+                float         *o  = y + 16 * s;
+                for (int i = 0; i < 16; i++) {
+                    float dq = dl * (float)((q[i] >> (2 * j)) & 3);
+                    o[i]     = dq - ml;
+                }
+            }
 }
 
 static void q3_k(const uint8_t *b, float *y) {
@@ -60,15 +66,18 @@ static void q3_k(const uint8_t *b, float *y) {
     float          d = f16_at(b + 108);
     int8_t         sc[16];
     llmrt_ggml_q3k_scales(b + 96, sc);
-    for (int s = 0; s < 16; s++) {
-        float dl = d * (float)sc[s];
-        for (int i = 0; i < 16; i++) {
-            int v = 16 * s + i;
-            int q = (qs[32 * (v / 128) + v % 32] >> (2 * ((v % 128) / 32))) & 3;
-            q -= (hm[v % 32] >> (v / 32)) & 1 ? 0 : 4;
-            y[v] = dl * (float)q;
-        }
-    }
+    for (int n = 0; n < 2; n++)
+        for (int j = 0; j < 4; j++)
+            for (int h = 0; h < 2; h++) {
+                int            s  = 8 * n + 2 * j + h;
+                float          dl = d * (float)sc[s];
+                const uint8_t *q = qs + 32 * n + 16 * h, *m = hm + 16 * h;
+                float         *o = y + 16 * s;
+                for (int i = 0; i < 16; i++) {
+                    int v = ((q[i] >> (2 * j)) & 3) - (((m[i] >> (4 * n + j)) & 1) ? 0 : 4);
+                    o[i]  = dl * (float)v;
+                }
+            }
 }
 
 static void q45_k(const uint8_t *b, float *y, bool five) {
@@ -88,17 +97,21 @@ static void q45_k(const uint8_t *b, float *y, bool five) {
     }
 }
 
+/* Q6_K: element v = 128h + 32c + l. */
 static void q6_k(const uint8_t *b, float *y) {
-    const uint8_t *ql = b, *qh = b + 128;
-    const int8_t  *sc = (const int8_t *)(b + 192);
-    float          d  = f16_at(b + 208);
-    for (int v = 0; v < 256; v++) {
-        int h = v / 128, c = (v % 128) / 32, l = v % 32;
-        int lo = ql[64 * h + l + 32 * (c & 1)];
-        int q  = ((c < 2 ? lo & 0x0f : lo >> 4) | ((qh[32 * h + l] >> (2 * c)) & 3) << 4) - 32;
-        float ds = d * (float)sc[v / 16];
-        y[v]     = ds * (float)q;
-    }
+    const int8_t *sc = (const int8_t *)(b + 192);
+    float         d  = f16_at(b + 208);
+    for (int h = 0; h < 2; h++)
+        for (int c = 0; c < 4; c++) {
+            const uint8_t *ql = b + 64 * h + 32 * (c & 1), *qh = b + 128 + 32 * h;
+            float          ds[2] = {d * (float)sc[8 * h + 2 * c], d * (float)sc[8 * h + 2 * c + 1]};
+            float         *o     = y + 128 * h + 32 * c;
+            for (int l = 0; l < 32; l++) {
+                int lo = c < 2 ? ql[l] & 0x0f : ql[l] >> 4;
+                int q  = (lo | ((qh[l] >> (2 * c)) & 3) << 4) - 32;
+                o[l]   = ds[l / 16] * (float)q;
+            }
+        }
 }
 
 void llmrt_ggml_dequant_block(llmrt_dtype t, const uint8_t *b, float *y) {
