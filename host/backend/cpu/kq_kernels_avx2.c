@@ -1,12 +1,14 @@
 /* AVX2 + FMA kernels for packed GGUF blocks (kq_kernels.h; compiled with -mavx2 -mfma -mf16c).
  * Q4_K, Q5_K, Q6_K, Q5_0 and Q5_1 blocks are dequantised 8 weights at a time (bytes widened to
- * dwords, shifts and masks, int -> fp32, the scale with the reference's rounding steps; opaque()
- * keeps GCC from contracting a product and the following add into an fma), Q2_K and Q3_K by the
- * scalar reference (format/ggml_quants.c), into an L1 buffer; gemv then mirrors dot_tile of
- * cpu_kernels_avx2.c (one 8-lane accumulator per output, k in steps of 8, hsum256 + the empty
- * tail), so it is bit-identical to dequant_row + dot_tile. One gemv copy per type, with its
- * dequantiser inlined (1 thread, 1536 x 1536, T=1 on this Zen 4 forced to AVX2: Q5_0 4.1 -> 6.8,
- * Q4_K 5.4 -> 6.8 G weights/s; Q8_0 13.5). */
+ * dwords, shifts and masks, int -> fp32, the scale with the reference's rounding steps: opaque()
+ * keeps GCC from contracting a product and the following add into an fma, except where the
+ * product is exact and the fma's single rounding is the reference's), Q2_K and Q3_K by the scalar
+ * reference (format/ggml_quants.c). gemv: Q5_0 / Q5_1 in registers; the other types through an
+ * L1 buffer of 4 rows x 256 columns. Both mirror dot_tile of cpu_kernels_avx2.c (one 8-lane
+ * accumulator per output, k in steps of 8, hsum256 + the empty tail), so they are bit-identical
+ * to dequant_row + dot_tile. One gemv copy per type with its dequantiser inlined.
+ * 1 thread, 1536 x 1536, one token, this Zen 4 forced to AVX2 (cpu_gemm_bench -M 1 --isa avx2):
+ * q5_0 19.6, q5_1 19.5, q4_k 13.6, q5_k 11.1, q6_k 9.9, q8_0 27.5 GFLOP/s. */
 #include <immintrin.h>
 #include <string.h>
 
@@ -90,8 +92,10 @@ static inline __m256i bits_to_bytes(uint32_t x) {
 }
 
 /* Q5_0 / Q5_1: the 32 five-bit values as bytes (nibbles of elements 0-15 then 16-31, the fifth
- * bits from qh), widened 8 at a time. */
-static inline __attribute__((always_inline)) void q5x_block(const uint8_t *b, float *y, const int has_min) {
+ * bits from qh), widened 8 at a time into w[0..3] (elements 8e .. 8e + 7). Q5_1's q*d is exact
+ * (5 + 11 significant bits), so q*d + m as one fma rounds as the reference's addition. */
+static inline __attribute__((always_inline)) void q5x_regs(const uint8_t *b, const int has_min,
+                                                           __m256 w[4]) {
     float    d = f16_at(b), m = has_min ? f16_at(b + 2) : 0.0f;
     uint32_t qh;
     memcpy(&qh, b + (has_min ? 4 : 2), 4);
@@ -102,12 +106,19 @@ static inline __attribute__((always_inline)) void q5x_block(const uint8_t *b, fl
     if (!has_min) q = _mm256_sub_epi8(q, _mm256_set1_epi8(16)); /* -16..15 */
     __m256  dv = _mm256_set1_ps(d), mv = _mm256_set1_ps(m);
     __m128i half[2] = {_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1)};
-    for (int e = 0; e < 4; e++) { /* elements 8e .. 8e + 7 */
-        __m128i  h8 = e & 1 ? _mm_srli_si128(half[e / 2], 8) : half[e / 2];
-        __m256   f  = _mm256_cvtepi32_ps(has_min ? _mm256_cvtepu8_epi32(h8) : _mm256_cvtepi8_epi32(h8));
-        __m256   w  = has_min ? _mm256_add_ps(opaque(_mm256_mul_ps(f, dv)), mv) : _mm256_mul_ps(f, dv);
-        _mm256_storeu_ps(y + 8 * e, w);
+#pragma GCC unroll 4
+    for (int e = 0; e < 4; e++) {
+        __m128i h8 = e & 1 ? _mm_srli_si128(half[e / 2], 8) : half[e / 2];
+        __m256  f  = _mm256_cvtepi32_ps(has_min ? _mm256_cvtepu8_epi32(h8) : _mm256_cvtepi8_epi32(h8));
+        w[e]       = has_min ? _mm256_fmadd_ps(f, dv, mv) : _mm256_mul_ps(f, dv);
     }
+}
+
+static inline __attribute__((always_inline)) void q5x_block(const uint8_t *b, float *y,
+                                                            const int has_min) {
+    __m256 w[4];
+    q5x_regs(b, has_min, w);
+    for (int e = 0; e < 4; e++) _mm256_storeu_ps(y + 8 * e, w[e]);
 }
 
 static inline __attribute__((always_inline)) void dequant_block(llmrt_dtype t, const uint8_t *b, float *y) {
@@ -167,6 +178,42 @@ gemv_tile(llmrt_dtype t, float *out, int64_t ldo, const float *x, int64_t ldx, c
             if (r < n_n) out[i * ldo + r] = hsum256(acc[i][r]) + 0.0f;
 }
 
+/* Q5_0 / Q5_1 with the weights in registers (rows past n_n repeat row 0, not stored; the 4
+ * rows' region two tiles ahead prefetched in step). Same values and order as gemv_tile. */
+static inline __attribute__((always_inline)) void
+q5_gemv_tile(float *out, int64_t ldo, const float *x, int64_t ldx, const int NT, const int MIN,
+             const uint8_t *w, int64_t row_bytes, int n_n, int64_t K) {
+    const int      bb = MIN ? 24 : 22;
+    const uint8_t *wr[4];
+    for (int r = 0; r < 4; r++) wr[r] = w + (r < n_n ? r : 0) * row_bytes;
+    __m256 acc[4][4];
+#pragma GCC unroll 4
+    for (int i = 0; i < NT; i++)
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) acc[i][r] = _mm256_setzero_ps();
+    int64_t        nb = K / 32, pf_step = (4 * row_bytes + nb - 1) / nb;
+    const uint8_t *pf = w + 8 * row_bytes;
+    for (int64_t b = 0; b < nb; b++, pf += pf_step) {
+        for (int64_t o = 0; o < pf_step; o += 64) _mm_prefetch((const char *)pf + o, _MM_HINT_T0);
+        __m256 wv[4][4];
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) q5x_regs(wr[r] + bb * b, MIN, wv[r]);
+#pragma GCC unroll 4
+        for (int e = 0; e < 4; e++)
+#pragma GCC unroll 4
+            for (int i = 0; i < NT; i++) {
+                __m256 xv = _mm256_loadu_ps(x + i * ldx + 32 * b + 8 * e);
+#pragma GCC unroll 4
+                for (int r = 0; r < 4; r++) acc[i][r] = _mm256_fmadd_ps(xv, wv[r][e], acc[i][r]);
+            }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < NT; i++)
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++)
+            if (r < n_n) out[i * ldo + r] = hsum256(acc[i][r]) + 0.0f;
+}
+
 #define GEMV_VARIANT(NT)                                                                           \
     static void gemv_##NT(llmrt_dtype t, float *out, int64_t ldo, const float *x, int64_t ldx,     \
                           const uint8_t *w, int64_t row_bytes, int n_n, int64_t K) {               \
@@ -174,8 +221,8 @@ gemv_tile(llmrt_dtype t, float *out, int64_t ldo, const float *x, int64_t ldx, c
         case LLMRT_DTYPE_Q4_K: gemv_tile(LLMRT_DTYPE_Q4_K, out, ldo, x, ldx, NT, w, row_bytes, n_n, K); break; \
         case LLMRT_DTYPE_Q5_K: gemv_tile(LLMRT_DTYPE_Q5_K, out, ldo, x, ldx, NT, w, row_bytes, n_n, K); break; \
         case LLMRT_DTYPE_Q6_K: gemv_tile(LLMRT_DTYPE_Q6_K, out, ldo, x, ldx, NT, w, row_bytes, n_n, K); break; \
-        case LLMRT_DTYPE_Q5_0: gemv_tile(LLMRT_DTYPE_Q5_0, out, ldo, x, ldx, NT, w, row_bytes, n_n, K); break; \
-        case LLMRT_DTYPE_Q5_1: gemv_tile(LLMRT_DTYPE_Q5_1, out, ldo, x, ldx, NT, w, row_bytes, n_n, K); break; \
+        case LLMRT_DTYPE_Q5_0: q5_gemv_tile(out, ldo, x, ldx, NT, 0, w, row_bytes, n_n, K); break;  \
+        case LLMRT_DTYPE_Q5_1: q5_gemv_tile(out, ldo, x, ldx, NT, 1, w, row_bytes, n_n, K); break;  \
         default: gemv_tile(t, out, ldo, x, ldx, NT, w, row_bytes, n_n, K); break;                 \
         }                                                                                          \
     }
