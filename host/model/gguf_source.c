@@ -197,29 +197,29 @@ static llmrt_status gguf_get(void *ctx, struct llmrt_rank_model *m, const char *
      * them (the lm_head of SmolLM2: 4x fewer bytes per decode step than fp32); same values as
      * the reference dequantisation (format/ggml_quants.h) */
     bool packed  = llmrt_ggml_is_packed(t->dtype);
-    bool keep_q8 = (t->dtype == LLMRT_DTYPE_Q8_0 || packed) && cols != 0 && !m->no_q4 &&
+    bool keep_blocks = (t->dtype == LLMRT_DTYPE_Q8_0 || packed) && cols != 0 && !m->no_q4 &&
                    m->be->ops->supports_weight(m->be, t->dtype);
     /* a backend without kernels for a packed type: dequantised only when asked to (the
      * embedding table, read by rows, always may be) */
-    if (packed && cols != 0 && !keep_q8 && !m->no_q4 && !m->allow_fallback &&
+    if (packed && cols != 0 && !keep_blocks && !m->no_q4 && !m->allow_fallback &&
         strcmp(name, "token_embd.weight") != 0)
         return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
                          "%s: tensor %s: the %s backend has no %s kernels (set allow_fallback or "
                          "dequantize_weights in llmrt_model_params to dequantise it at load)",
                          f->path, name, m->be->name, llmrt_dtype_name(t->dtype));
-    if (packed && cols != 0 && !keep_q8 && !m->no_q4 && strcmp(name, "token_embd.weight") != 0 &&
+    if (packed && cols != 0 && !keep_blocks && !m->no_q4 && strcmp(name, "token_embd.weight") != 0 &&
         m->n_fallbacks++ == 0)
         snprintf(m->fallback_why, sizeof m->fallback_why, "the %s backend has no %s kernels",
                  m->be->name, llmrt_dtype_name(t->dtype));
-    if ((!quantized || keep_q8) && permute_heads == 0) { /* used in place from the mapping */
+    if ((!quantized || keep_blocks) && permute_heads == 0) { /* used in place from the mapping */
         out->dtype = t->dtype;
         out->data  = t->data;
         return LLMRT_OK;
     }
     uint64_t row_src = t->nbytes / (uint64_t)nrows; /* bytes of one source row */
-    uint64_t elem    = quantized && !keep_q8 ? 4 : (uint64_t)llmrt_dtype_block_bytes(t->dtype);
+    uint64_t elem    = quantized && !keep_blocks ? 4 : (uint64_t)llmrt_dtype_block_bytes(t->dtype);
     uint64_t bytes;
-    if (keep_q8) bytes = (uint64_t)nrows * row_src; /* permuted copy of whole rows */
+    if (keep_blocks) bytes = (uint64_t)nrows * row_src; /* permuted copy of whole rows */
     else if (!ck_mul_u64((uint64_t)nrows * (uint64_t)ncols, elem, &bytes))
         return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: tensor %s is too large", f->path, name);
     uint8_t *buf = malloc(bytes ? (size_t)bytes : 1);
@@ -229,13 +229,13 @@ static llmrt_status gguf_get(void *ctx, struct llmrt_rank_model *m, const char *
     for (int64_t r = 0; r < nrows; r++) {
         int64_t        src_row = permute_heads > 0 ? llmrt_gguf_qk_row(r, head_dim) : r;
         const uint8_t *src     = t->data + (uint64_t)src_row * row_src;
-        uint8_t       *dst     = keep_q8 ? buf + (uint64_t)r * row_src
+        uint8_t       *dst     = keep_blocks ? buf + (uint64_t)r * row_src
                                          : buf + (uint64_t)r * (uint64_t)ncols * elem;
-        if (quantized && !keep_q8) llmrt_ggml_dequant_row(t->dtype, src, (float *)dst, ncols);
+        if (quantized && !keep_blocks) llmrt_ggml_dequant_row(t->dtype, src, (float *)dst, ncols);
         else memcpy(dst, src, (size_t)row_src);
     }
     LLMRT_TRY(llmrt_model_keep_host(m, buf, err));
-    out->dtype = quantized && !keep_q8 ? LLMRT_DTYPE_F32 : t->dtype;
+    out->dtype = quantized && !keep_blocks ? LLMRT_DTYPE_F32 : t->dtype;
     out->data  = buf;
     return LLMRT_OK;
 }
