@@ -1,14 +1,16 @@
 /* AVX2 + FMA kernels for packed GGUF blocks (kq_kernels.h; compiled with -mavx2 -mfma -mf16c).
  * Q4_K, Q5_K, Q6_K, Q5_0 and Q5_1 blocks are dequantised 8 weights at a time (bytes widened to
- * dwords, shifts and masks, int -> fp32, the scale with the reference's rounding steps: opaque()
- * keeps GCC from contracting a product and the following add into an fma, except where the
- * product is exact and the fma's single rounding is the reference's), Q2_K and Q3_K by the scalar
- * reference (format/ggml_quants.c). gemv: Q5_0 / Q5_1 in registers; the other types through an
- * L1 buffer of 4 rows x 256 columns. Both mirror dot_tile of cpu_kernels_avx2.c (one 8-lane
- * accumulator per output, k in steps of 8, hsum256 + the empty tail), so they are bit-identical
- * to dequant_row + dot_tile. One gemv copy per type with its dequantiser inlined.
+ * dwords, shifts and masks, int -> fp32, then the scale with the reference's rounding: a product
+ * and the following add become one fma only where the product is exact, Q5_1's q*d and the
+ * K-quants' (d*sc)*q, so that its single rounding is the reference's second one); Q2_K and Q3_K
+ * by the scalar reference (format/ggml_quants.c). gemv: Q5_0, Q5_1, Q4_K and Q5_K in registers;
+ * the others through an L1 buffer of 4 rows x 256 columns. Both mirror dot_tile of
+ * cpu_kernels_avx2.c (one 8-lane accumulator per output, k in steps of 8, hsum256 + the empty
+ * tail), so they are bit-identical to dequant_row + dot_tile. One gemv copy per type with its
+ * dequantiser inlined.
  * 1 thread, 1536 x 1536, one token, this Zen 4 forced to AVX2 (cpu_gemm_bench -M 1 --isa avx2):
- * q5_0 19.6, q5_1 19.5, q4_k 13.6, q5_k 11.1, q6_k 9.9, q8_0 27.5 GFLOP/s. */
+ * q5_0 19.6, q5_1 19.5, q4_k 24.1, q5_k 16.1, q6_k 9.8, q8_0 27.4 GFLOP/s (buffered first
+ * version: 6.9, 6.3, 11.0, 10.4, 9.6). */
 #include <immintrin.h>
 #include <string.h>
 
@@ -42,23 +44,48 @@ static inline __m256i shr(__m256i v, int n) {
     return _mm256_srl_epi32(v, _mm_cvtsi32_si128(n));
 }
 
-static inline __attribute__((always_inline)) void q45k_block(const uint8_t *b, float *y, const int five) {
-    float          d = f16_at(b), dmin = f16_at(b + 2);
-    const uint8_t *qh = b + 16, *qs = b + (five ? 48 : 16);
-    const __m256i  m4 = _mm256_set1_epi32(0x0f), one = _mm256_set1_epi32(1);
+/* Q4_K / Q5_K: the 8 (d*sc, dmin*m) of a block, unpacked word-wise (as kq_kernels_avx512.c) and
+ * scaled 8 at a time: v[0..7] = d*sc, v[8..15] = dmin*m. */
+static inline __attribute__((always_inline)) void k45_scales_of(const uint8_t *b, float v[16]) {
+    uint32_t a, bw, c;
+    memcpy(&a, b + 4, 4);
+    memcpy(&bw, b + 8, 4);
+    memcpy(&c, b + 12, 4);
+    uint32_t sc_lo = a & 0x3f3f3f3fu, m_lo = bw & 0x3f3f3f3fu;
+    uint32_t sc_hi = (c & 0x0f0f0f0fu) | ((a >> 2) & 0x30303030u);
+    uint32_t m_hi  = ((c >> 4) & 0x0f0f0f0fu) | ((bw >> 2) & 0x30303030u);
+    __m256   scv   = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_setr_epi32((int)sc_lo, (int)sc_hi, 0, 0)));
+    __m256   mv    = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_setr_epi32((int)m_lo, (int)m_hi, 0, 0)));
+    _mm256_storeu_ps(v, _mm256_mul_ps(_mm256_set1_ps(f16_at(b)), scv));
+    _mm256_storeu_ps(v + 8, _mm256_mul_ps(_mm256_set1_ps(f16_at(b + 2)), mv));
+}
+
+/* The 32 weights of sub-block s as w[0..3] (8 each). (d*sc)*q is exact (at most 11 + 6 + 5
+ * significant bits), so one fused multiply-subtract rounds as the reference's subtraction. */
+static inline __attribute__((always_inline)) void k45_regs(const uint8_t *b, const float *sc, int s,
+                                                           const int five, __m256 w[4]) {
+    const uint8_t *qs = b + (five ? 48 : 16) + 32 * (s / 2);
+    __m256         d1 = _mm256_set1_ps(sc[s]), m1 = _mm256_set1_ps(sc[8 + s]);
+#pragma GCC unroll 4
+    for (int e = 0; e < 4; e++) {
+        __m256i q = load8_u8(qs + 8 * e);
+        q = (s & 1) ? _mm256_srli_epi32(q, 4) : _mm256_and_si256(q, _mm256_set1_epi32(0x0f));
+        if (five)
+            q = _mm256_or_si256(q, _mm256_slli_epi32(_mm256_and_si256(shr(load8_u8(b + 16 + 8 * e), s),
+                                                                      _mm256_set1_epi32(1)), 4));
+        w[e] = _mm256_fmsub_ps(_mm256_cvtepi32_ps(q), d1, m1);
+    }
+}
+
+static inline __attribute__((always_inline)) void q45k_block(const uint8_t *b, float *y,
+                                                             const int five) {
+    float sc[16];
+    k45_scales_of(b, sc);
+#pragma GCC unroll 8
     for (int s = 0; s < 8; s++) {
-        uint8_t sc, m;
-        llmrt_ggml_k4_scale_min(s, b + 4, &sc, &m);
-        __m256 d1 = _mm256_set1_ps(d * (float)sc), m1 = _mm256_set1_ps(dmin * (float)m);
-        for (int h = 0; h < 4; h++) {
-            __m256i q = load8_u8(qs + 32 * (s / 2) + 8 * h);
-            q         = (s & 1) ? _mm256_srli_epi32(q, 4) : _mm256_and_si256(q, m4);
-            if (five)
-                q = _mm256_or_si256(
-                    q, _mm256_slli_epi32(_mm256_and_si256(shr(load8_u8(qh + 8 * h), s), one), 4));
-            __m256 w = _mm256_sub_ps(opaque(_mm256_mul_ps(d1, _mm256_cvtepi32_ps(q))), m1);
-            _mm256_storeu_ps(y + 32 * s + 8 * h, w);
-        }
+        __m256 w[4];
+        k45_regs(b, sc, s, five, w);
+        for (int e = 0; e < 4; e++) _mm256_storeu_ps(y + 32 * s + 8 * e, w[e]);
     }
 }
 
@@ -214,12 +241,53 @@ q5_gemv_tile(float *out, int64_t ldo, const float *x, int64_t ldx, const int NT,
             if (r < n_n) out[i * ldo + r] = hsum256(acc[i][r]) + 0.0f;
 }
 
+/* Q4_K / Q5_K with the weights in registers, as q5_gemv_tile. */
+static inline __attribute__((always_inline)) void
+k45_gemv_tile(float *out, int64_t ldo, const float *x, int64_t ldx, const int NT, const int FIVE,
+              const uint8_t *w, int64_t row_bytes, int n_n, int64_t K) {
+    const int      bb = FIVE ? 176 : 144;
+    const uint8_t *wr[4];
+    for (int r = 0; r < 4; r++) wr[r] = w + (r < n_n ? r : 0) * row_bytes;
+    __m256 acc[4][4];
+#pragma GCC unroll 4
+    for (int i = 0; i < NT; i++)
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) acc[i][r] = _mm256_setzero_ps();
+    int64_t        nb = K / 256, pf_step = (4 * row_bytes + nb - 1) / nb;
+    const uint8_t *pf = w + 8 * row_bytes;
+    for (int64_t b = 0; b < nb; b++, pf += pf_step) {
+        for (int64_t o = 0; o < pf_step; o += 64) _mm_prefetch((const char *)pf + o, _MM_HINT_T0);
+        float sc[4][16];
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) k45_scales_of(wr[r] + bb * b, sc[r]);
+#pragma GCC unroll 8
+        for (int s = 0; s < 8; s++) {
+            __m256 wv[4][4];
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) k45_regs(wr[r] + bb * b, sc[r], s, FIVE, wv[r]);
+#pragma GCC unroll 4
+            for (int e = 0; e < 4; e++)
+#pragma GCC unroll 4
+                for (int i = 0; i < NT; i++) {
+                    __m256 xv = _mm256_loadu_ps(x + i * ldx + 256 * b + 32 * s + 8 * e);
+#pragma GCC unroll 4
+                    for (int r = 0; r < 4; r++) acc[i][r] = _mm256_fmadd_ps(xv, wv[r][e], acc[i][r]);
+                }
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < NT; i++)
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++)
+            if (r < n_n) out[i * ldo + r] = hsum256(acc[i][r]) + 0.0f;
+}
+
 #define GEMV_VARIANT(NT)                                                                           \
     static void gemv_##NT(llmrt_dtype t, float *out, int64_t ldo, const float *x, int64_t ldx,     \
                           const uint8_t *w, int64_t row_bytes, int n_n, int64_t K) {               \
         switch (t) { /* one copy per type: the dequantiser inlined into the loop */              \
-        case LLMRT_DTYPE_Q4_K: gemv_tile(LLMRT_DTYPE_Q4_K, out, ldo, x, ldx, NT, w, row_bytes, n_n, K); break; \
-        case LLMRT_DTYPE_Q5_K: gemv_tile(LLMRT_DTYPE_Q5_K, out, ldo, x, ldx, NT, w, row_bytes, n_n, K); break; \
+        case LLMRT_DTYPE_Q4_K: k45_gemv_tile(out, ldo, x, ldx, NT, 0, w, row_bytes, n_n, K); break; \
+        case LLMRT_DTYPE_Q5_K: k45_gemv_tile(out, ldo, x, ldx, NT, 1, w, row_bytes, n_n, K); break; \
         case LLMRT_DTYPE_Q6_K: gemv_tile(LLMRT_DTYPE_Q6_K, out, ldo, x, ldx, NT, w, row_bytes, n_n, K); break; \
         case LLMRT_DTYPE_Q5_0: q5_gemv_tile(out, ldo, x, ldx, NT, 0, w, row_bytes, n_n, K); break;  \
         case LLMRT_DTYPE_Q5_1: q5_gemv_tile(out, ldo, x, ldx, NT, 1, w, row_bytes, n_n, K); break;  \
