@@ -25,11 +25,6 @@ static inline float hsum256(__m256 v) { /* as cpu_kernels_avx2.c */
     return _mm_cvtss_f32(lo);
 }
 
-static inline __m256 opaque(__m256 v) {
-    __asm__("" : "+x"(v));
-    return v;
-}
-
 static inline float f16_at(const uint8_t *p) {
     uint16_t h;
     memcpy(&h, p, 2);
