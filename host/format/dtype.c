@@ -9,6 +9,9 @@ const char *llmrt_dtype_name(llmrt_dtype t) {
         [LLMRT_DTYPE_U64] = "U64",         [LLMRT_DTYPE_BOOL] = "BOOL", [LLMRT_DTYPE_F8_E4M3] = "F8_E4M3",
         [LLMRT_DTYPE_F8_E5M2] = "F8_E5M2", [LLMRT_DTYPE_Q8_0] = "Q8_0", [LLMRT_DTYPE_Q4_0] = "Q4_0",
         [LLMRT_DTYPE_Q4_1] = "Q4_1",       [LLMRT_DTYPE_Q4] = "Q4",
+        [LLMRT_DTYPE_Q5_0] = "Q5_0", [LLMRT_DTYPE_Q5_1] = "Q5_1", [LLMRT_DTYPE_Q2_K] = "Q2_K",
+        [LLMRT_DTYPE_Q3_K] = "Q3_K", [LLMRT_DTYPE_Q4_K] = "Q4_K", [LLMRT_DTYPE_Q5_K] = "Q5_K",
+        [LLMRT_DTYPE_Q6_K] = "Q6_K",
     };
     return (t > 0 && t < LLMRT_DTYPE_COUNT && names[t]) ? names[t] : "invalid";
 }

@@ -34,11 +34,11 @@ typedef struct ggml_traits {
 static const ggml_traits GGML_TRAITS[] = {
     [0] = {"F32", 1, 4, LLMRT_DTYPE_F32},       [1] = {"F16", 1, 2, LLMRT_DTYPE_F16},
     [2] = {"Q4_0", 32, 18, LLMRT_DTYPE_Q4_0},   [3] = {"Q4_1", 32, 20, LLMRT_DTYPE_Q4_1},
-    [6] = {"Q5_0", 32, 22, 0},                  [7] = {"Q5_1", 32, 24, 0},
+    [6] = {"Q5_0", 32, 22, LLMRT_DTYPE_Q5_0},                  [7] = {"Q5_1", 32, 24, LLMRT_DTYPE_Q5_1},
     [8] = {"Q8_0", 32, 34, LLMRT_DTYPE_Q8_0},   [9] = {"Q8_1", 32, 36, 0},
-    [10] = {"Q2_K", 256, 84, 0},                [11] = {"Q3_K", 256, 110, 0},
-    [12] = {"Q4_K", 256, 144, 0},               [13] = {"Q5_K", 256, 176, 0},
-    [14] = {"Q6_K", 256, 210, 0},               [15] = {"Q8_K", 256, 292, 0},
+    [10] = {"Q2_K", 256, 84, LLMRT_DTYPE_Q2_K},                [11] = {"Q3_K", 256, 110, LLMRT_DTYPE_Q3_K},
+    [12] = {"Q4_K", 256, 144, LLMRT_DTYPE_Q4_K},               [13] = {"Q5_K", 256, 176, LLMRT_DTYPE_Q5_K},
+    [14] = {"Q6_K", 256, 210, LLMRT_DTYPE_Q6_K},               [15] = {"Q8_K", 256, 292, 0},
     [16] = {"IQ2_XXS", 256, 66, 0},             [17] = {"IQ2_XS", 256, 74, 0},
     [18] = {"IQ3_XXS", 256, 98, 0},             [19] = {"IQ1_S", 256, 50, 0},
     [20] = {"IQ4_NL", 32, 18, 0},               [21] = {"IQ3_S", 256, 110, 0},
@@ -361,7 +361,8 @@ static llmrt_status read_tensor_info(rd *r, const llmrt_gguf_file *f, llmrt_gguf
     LLMRT_TRY(rd_u32(r, &t->ggml_type, "ggml type"));
     if (t->ggml_type >= GGML_N_TYPES) return rd_fail(r, "invalid ggml type %u", t->ggml_type);
     const ggml_traits *tr = &GGML_TRAITS[t->ggml_type];
-    if (tr->blck == 0) return rd_fail(r, "unsupported ggml type %u", t->ggml_type);
+    if (tr->blck == 0) /* types removed from GGUF (Q4_2, Q4_0_4_4, ...): they have no name here */
+        return rd_fail(r, "unsupported ggml type %u (removed from GGUF)", t->ggml_type);
     if (t->ne[0] % tr->blck != 0)
         return rd_fail(r, "ne[0] = %llu is not a multiple of the %s block size %u",
                        (unsigned long long)t->ne[0], tr->name, tr->blck);

@@ -12,6 +12,8 @@
  * Act-order (GPTQ desc_act, a non-monotonic g_idx): the columns are stored permuted so every
  * group is contiguous: stored column j is original column perm[j] (perm = stable argsort of
  * g_idx), and the kernels read x[perm[j]] for column j. perm is NULL when the order is natural.
+ * GGUF Q4_K does not map onto this format losslessly (its sub-block scales d*sc are fp32 products,
+ * not fp16 values): it stays packed with the other K-quants (format/ggml_quants.h).
  * Padding (model/shard_slice.c): a row-parallel slice whose groups hold unequal numbers of its
  * columns (act-order, or a slice cutting groups) pads every group to one size with columns of
  * perm -1: the kernels read 0 for them, so they add nothing whatever their nibbles. */

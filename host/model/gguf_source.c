@@ -1,8 +1,10 @@
 /* GGUF files of the llama and qwen2 architectures: config from `llama.*` / `qwen2.*` metadata,
  * weights from the tensor table under llama.cpp's names (biases `blk.N.attn_q.bias`, ...). Q4_0 / Q4_1 matrices load losslessly into the internal 4-bit
  * format (get_q4: group 32; Q4_0 w = d*(q-8) as an INT zero 8, Q4_1 w = d*q + m as a FLOAT
- * offset); the embedding table, Q8_0 tensors and everything under dequantize_weights are dequantized
- * to fp32 at load with each format's reference formula.
+ * offset); Q8_0, Q5_0, Q5_1 and the K-quants (Q2_K..Q6_K, the mixed files llama.cpp writes as
+ * Q4_K_M etc.) stay in their GGUF blocks for a backend that reads them (format/ggml_quants.h), and
+ * everything else (a backend without those kernels under allow_fallback, dequantize_weights) is
+ * dequantized to fp32 at load with each format's reference formula.
  * llama.cpp's converter permutes the rows of Q and K so that RoPE rotates interleaved pairs;
  * we undo that here so the forward uses HF's rotate-half layout for every format. Its qwen2
  * converter (Qwen2Model) does not permute: those rows are used as stored. */
@@ -13,6 +15,7 @@
 
 #include "../core/checked_math.h"
 #include "../core/half.h"
+#include "../format/ggml_quants.h"
 #include "model.h"
 
 /* --------------------------------------------------------------------------------------------- */
@@ -198,38 +201,6 @@ static int gguf_name_of(const llmrt_model_config *c, const char *hf, char *out, 
     return -1;
 }
 
-/* Dequantizes one row of `cols` elements (cols % 32 == 0, checked by the parser). */
-static void dequant_row(llmrt_dtype t, const uint8_t *src, float *dst, int64_t cols) {
-    int64_t nb = cols / 32;
-    for (int64_t b = 0; b < nb; b++, dst += 32) {
-        uint16_t d16, m16;
-        memcpy(&d16, src, 2);
-        float d = llmrt_f16_to_f32(d16);
-        if (t == LLMRT_DTYPE_Q8_0) {
-            const int8_t *q = (const int8_t *)(src + 2);
-            for (int j = 0; j < 32; j++) dst[j] = d * (float)q[j];
-            src += 34;
-        } else if (t == LLMRT_DTYPE_Q4_0) {
-            const uint8_t *q = src + 2;
-            for (int j = 0; j < 16; j++) {
-                dst[j]      = d * (float)((q[j] & 0x0f) - 8);
-                dst[j + 16] = d * (float)((q[j] >> 4) - 8);
-            }
-            src += 18;
-        } else { /* Q4_1 */
-            memcpy(&m16, src + 2, 2);
-            float          m = llmrt_f16_to_f32(m16);
-            const uint8_t *q = src + 4;
-            for (int j = 0; j < 16; j++) {
-                float lo = d * (float)(q[j] & 0x0f), hi = d * (float)(q[j] >> 4);
-                dst[j]      = lo + m;
-                dst[j + 16] = hi + m;
-            }
-            src += 20;
-        }
-    }
-}
-
 /* Finds the GGUF tensor of `hf_name` and checks its shape; *t = NULL when absent. */
 static llmrt_status find_checked(struct llmrt_rank_model *m, const char *hf_name, int64_t rows,
                                  int64_t cols, const llmrt_gguf_tensor **t, int *permute_heads,
@@ -250,8 +221,9 @@ static llmrt_status find_checked(struct llmrt_rank_model *m, const char *hf_name
                          (long long)(cols ? cols : rows), (long long)(cols ? rows : 1));
     if ((*t)->dtype == LLMRT_DTYPE_INVALID)
         return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
-                         "%s: tensor %s has ggml type %u (supported: F32, F16, BF16, Q8_0, Q4_0, "
-                         "Q4_1)", f->path, name, (*t)->ggml_type);
+                         "%s: tensor %s: %s is not supported (supported: F32, F16, BF16, Q8_0, "
+                         "Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)", f->path, name,
+                         llmrt_gguf_ggml_type_name((*t)->ggml_type));
     if (*permute_heads > 0 && rows % ((int64_t)*permute_heads * 2) != 0)
         return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH, "%s: tensor %s rows %lld do not split "
                          "into %d heads of even size", f->path, name, (long long)rows,
@@ -277,11 +249,25 @@ static llmrt_status gguf_get(void *ctx, struct llmrt_rank_model *m, const char *
     bool    quantized = llmrt_dtype_block_elems(t->dtype) > 1;
     out->rows         = rows;
     out->cols         = cols;
-    /* Q8_0 matrices stay Q8_0 when the backend reads it (the lm_head of SmolLM2: 4x fewer
-     * bytes per decode step than fp32); same values, w = d * q */
-    bool keep_q8 = t->dtype == LLMRT_DTYPE_Q8_0 && cols != 0 && !m->no_q4 &&
-                   m->be->ops->supports_weight(m->be, LLMRT_DTYPE_Q8_0);
-    if ((!quantized || keep_q8) && permute_heads == 0) { /* used in place from the mapping */
+    /* Q8_0, Q5_0/Q5_1 and K-quant matrices stay in their GGUF blocks when the backend reads
+     * them (the lm_head of SmolLM2: 4x fewer bytes per decode step than fp32); same values as
+     * the reference dequantisation (format/ggml_quants.h) */
+    bool packed  = llmrt_ggml_is_packed(t->dtype);
+    bool keep_blocks = (t->dtype == LLMRT_DTYPE_Q8_0 || packed) && cols != 0 && !m->no_q4 &&
+                   m->be->ops->supports_weight(m->be, t->dtype);
+    /* a backend without kernels for a packed type: dequantised only when asked to (the
+     * embedding table, read by rows, always may be) */
+    if (packed && cols != 0 && !keep_blocks && !m->no_q4 && !m->allow_fallback &&
+        strcmp(name, "token_embd.weight") != 0)
+        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                         "%s: tensor %s: the %s backend has no %s kernels (set allow_fallback or "
+                         "dequantize_weights in llmrt_model_params to dequantise it at load)",
+                         f->path, name, m->be->name, llmrt_dtype_name(t->dtype));
+    if (packed && cols != 0 && !keep_blocks && !m->no_q4 && strcmp(name, "token_embd.weight") != 0 &&
+        m->n_fallbacks++ == 0)
+        snprintf(m->fallback_why, sizeof m->fallback_why, "the %s backend has no %s kernels",
+                 m->be->name, llmrt_dtype_name(t->dtype));
+    if ((!quantized || keep_blocks) && permute_heads == 0) { /* used in place from the mapping */
         out->dtype = t->dtype;
         out->data  = t->data;
         return LLMRT_OK;
@@ -304,9 +290,9 @@ static llmrt_status gguf_get(void *ctx, struct llmrt_rank_model *m, const char *
         return LLMRT_OK;
     }
     uint64_t row_src = t->nbytes / (uint64_t)nrows; /* bytes of one source row */
-    uint64_t elem    = quantized && !keep_q8 ? 4 : (uint64_t)llmrt_dtype_block_bytes(t->dtype);
+    uint64_t elem    = quantized && !keep_blocks ? 4 : (uint64_t)llmrt_dtype_block_bytes(t->dtype);
     uint64_t bytes;
-    if (keep_q8) bytes = (uint64_t)nrows * row_src; /* permuted copy of whole rows */
+    if (keep_blocks) bytes = (uint64_t)nrows * row_src; /* permuted copy of whole rows */
     else if (!ck_mul_u64((uint64_t)nrows * (uint64_t)ncols, elem, &bytes))
         return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: tensor %s is too large", f->path, name);
     uint8_t *buf = malloc(bytes ? (size_t)bytes : 1);
@@ -316,13 +302,13 @@ static llmrt_status gguf_get(void *ctx, struct llmrt_rank_model *m, const char *
     for (int64_t r = 0; r < nrows; r++) {
         int64_t        src_row = permute_heads > 0 ? llmrt_gguf_qk_row(r, head_dim) : r;
         const uint8_t *src     = t->data + (uint64_t)src_row * row_src;
-        uint8_t       *dst     = keep_q8 ? buf + (uint64_t)r * row_src
+        uint8_t       *dst     = keep_blocks ? buf + (uint64_t)r * row_src
                                          : buf + (uint64_t)r * (uint64_t)ncols * elem;
-        if (quantized && !keep_q8) dequant_row(t->dtype, src, (float *)dst, ncols);
+        if (quantized && !keep_blocks) llmrt_ggml_dequant_row(t->dtype, src, (float *)dst, ncols);
         else memcpy(dst, src, (size_t)row_src);
     }
     LLMRT_TRY(llmrt_model_keep_host(m, buf, err));
-    out->dtype = quantized && !keep_q8 ? LLMRT_DTYPE_F32 : t->dtype;
+    out->dtype = quantized && !keep_blocks ? LLMRT_DTYPE_F32 : t->dtype;
     out->data  = buf;
     return LLMRT_OK;
 }

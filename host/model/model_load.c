@@ -64,6 +64,13 @@ static const char *dtype_format_name(llmrt_dtype t) {
     case LLMRT_DTYPE_F16: return "f16";
     case LLMRT_DTYPE_BF16: return "bf16";
     case LLMRT_DTYPE_Q8_0: return "q8_0";
+    case LLMRT_DTYPE_Q5_0: return "q5_0";
+    case LLMRT_DTYPE_Q5_1: return "q5_1";
+    case LLMRT_DTYPE_Q2_K: return "q2_k";
+    case LLMRT_DTYPE_Q3_K: return "q3_k";
+    case LLMRT_DTYPE_Q4_K: return "q4_k";
+    case LLMRT_DTYPE_Q5_K: return "q5_k";
+    case LLMRT_DTYPE_Q6_K: return "q6_k";
     default: return llmrt_dtype_name(t);
     }
 }

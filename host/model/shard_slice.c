@@ -13,7 +13,7 @@
 #define Q4_SLICE_ALIGN 32
 
 /* --------------------------------------------------------------------------------------------- */
-/* dense (F32/F16/BF16, GGUF Q8_0 blocks of 32 along K)                                           */
+/* dense (F32/F16/BF16, GGUF blocks along K: Q8_0, Q5_0/Q5_1, K-quants)                          */
 /* --------------------------------------------------------------------------------------------- */
 
 /* Bytes of one row of `cols` elements of `dtype`; false when cols is not whole blocks. */
@@ -48,9 +48,13 @@ llmrt_status llmrt_slice_host_cols(struct llmrt_rank_model *m, const llmrt_host_
     bool        blocked = blk > 1;
     bool        aligned = c0 % blk == 0 && n % blk == 0;
     llmrt_dtype dtype   = blocked && !aligned ? LLMRT_DTYPE_F32 : t->dtype;
-    if (blocked && t->dtype != LLMRT_DTYPE_Q8_0)
-        return llmrt_err(err, LLMRT_ERR_INTERNAL, "%s matrices cannot be sliced",
-                         llmrt_dtype_name(t->dtype));
+    /* Q5_0/Q5_1/K-quant blocks are cut only between blocks: a slice inside one would need the
+     * whole block's scales (the loader's error adds the tensor, tp and rank) */
+    if (blocked && t->dtype != LLMRT_DTYPE_Q8_0 && !aligned)
+        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                         "%s matrix split by input columns [%lld, +%lld): tensor parallel slices "
+                         "of %s must be whole %lld-column blocks", llmrt_dtype_name(t->dtype),
+                         (long long)c0, (long long)n, llmrt_dtype_name(t->dtype), (long long)blk);
     uint64_t src_row, dst_row, bytes;
     if (!row_bytes_of(t->dtype, t->cols, &src_row) || !row_bytes_of(dtype, n, &dst_row) ||
         !ck_mul_u64(dst_row, (uint64_t)t->rows, &bytes) || bytes > (uint64_t)SIZE_MAX / 2)
@@ -65,8 +69,8 @@ llmrt_status llmrt_slice_host_cols(struct llmrt_rank_model *m, const llmrt_host_
         if (!blocked) { /* plain types: a contiguous run of each row */
             int64_t eb = llmrt_dtype_block_bytes(t->dtype);
             memcpy(dst, src + c0 * eb, (size_t)(n * eb));
-        } else if (aligned) { /* whole Q8_0 blocks */
-            memcpy(dst, src + (c0 / 32) * 34, (size_t)dst_row);
+        } else if (aligned) { /* whole blocks (Q8_0, Q5_x, K-quants) */
+            memcpy(dst, src + (c0 / blk) * llmrt_dtype_block_bytes(t->dtype), (size_t)dst_row);
         } else { /* Q8_0 cut inside a block: w = d * q, as the Q8_0 kernels dequantise */
             float *f = (float *)dst;
             for (int64_t j = 0; j < n; j++) {

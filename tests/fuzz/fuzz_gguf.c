@@ -1,11 +1,13 @@
 /* libFuzzer harness: the GGUF reader must reject any malformed input with a status, never crash,
  * leak, allocate by an unchecked count or read outside the buffer. Accepted files are walked
  * (metadata strings and arrays, tensor data) and the getters exercised so that ASan checks that
- * every pointer handed out lies inside the input. */
+ * every pointer handed out lies inside the input; the first block of each block-quantised tensor
+ * is dequantised (format/ggml_quants.h) from whatever bytes it holds. */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "format/ggml_quants.h"
 #include "format/gguf.h"
 
 static volatile uint8_t sink;
@@ -54,6 +56,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (int64_t t = 0; t < f.n_tensors; t++) {
         if (llmrt_gguf_find_tensor(&f, f.tensors[t].name) != &f.tensors[t]) __builtin_trap();
         touch(f.tensors[t].data, f.tensors[t].nbytes);
+        /* block types: the first block dequantised from whatever bytes it holds (the reference
+         * dequantisers must stay inside the block the parser sized) */
+        const llmrt_gguf_tensor *ti = &f.tensors[t];
+        if (llmrt_ggml_is_block(ti->dtype) && ti->nbytes >= (uint64_t)llmrt_dtype_block_bytes(ti->dtype)) {
+            float blk[256];
+            llmrt_ggml_dequant_block(ti->dtype, ti->data, blk);
+            touch(blk, sizeof blk[0]);
+        }
     }
     llmrt_gguf_close(&f);
     return 0;

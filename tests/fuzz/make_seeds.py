@@ -43,7 +43,9 @@ T_U8, T_I8, T_U16, T_I16, T_U32, T_I32, T_F32, T_BOOL, T_STR, T_ARR, T_U64, T_I6
 SCALAR_FMT = {T_U8: "B", T_I8: "b", T_U16: "H", T_I16: "h", T_U32: "I", T_I32: "i", T_F32: "f",
               T_BOOL: "?", T_U64: "Q", T_I64: "q", T_F64: "d"}
 GGML = {"F32": (0, 1, 4), "F16": (1, 1, 2), "Q4_0": (2, 32, 18), "Q4_1": (3, 32, 20),
-        "Q8_0": (8, 32, 34), "BF16": (30, 1, 2), "Q4_K": (12, 256, 144)}
+        "Q8_0": (8, 32, 34), "BF16": (30, 1, 2), "Q4_K": (12, 256, 144), "Q5_0": (6, 32, 22),
+        "Q5_1": (7, 32, 24), "Q2_K": (10, 256, 84), "Q3_K": (11, 256, 110), "Q5_K": (13, 256, 176),
+        "Q6_K": (14, 256, 210)}
 
 
 def gstr(s):
@@ -125,6 +127,16 @@ def main():
         [("general.alignment", T_U32, 64), ("general.name", T_STR, "t")],
         [("a", "Q4_1", [32]), ("b", "BF16", [2, 2, 2, 2]), ("c", "Q4_K", [256])],
         version=2, alignment=64)
+    # every K-quant and Q5 type llmrt reads packed (a llama.cpp Q4_K_M / Q3_K_M file's mix)
+    seeds[os.path.join(gg_dir, "kquants.gguf")] = gguf(
+        [("general.architecture", T_STR, "llama"), ("general.file_type", T_U32, 15)],
+        [("blk.0.attn_q.weight", "Q4_K", [256, 2]), ("blk.0.attn_v.weight", "Q6_K", [256, 1]),
+         ("blk.0.ffn_up.weight", "Q5_K", [256, 1]), ("blk.0.ffn_gate.weight", "Q3_K", [256, 1]),
+         ("blk.0.ffn_down.weight", "Q2_K", [256, 1]), ("output.weight", "Q5_0", [64, 2]),
+         ("token_embd.weight", "Q5_1", [32, 3])])
+    # a K-quant tensor whose K (128) is not a multiple of its 256-element block: rejected
+    seeds[os.path.join(gg_dir, "q4_k_k128.gguf")] = gguf(
+        [("general.architecture", T_STR, "llama")], [("blk.0.ffn_down.weight", "Q4_K", [128, 4])])
     seeds[os.path.join(gg_dir, "no_tensors.gguf")] = gguf([("general.architecture", T_STR, "x")], [])
     for path, blob in seeds.items():
         assert len(blob) < 4096, path

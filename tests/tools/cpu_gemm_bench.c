@@ -3,8 +3,10 @@
  * cannot give. A development tool, not a test (timings are not asserted anywhere).
  *
  * usage: cpu_gemm_bench [-M 64] [-N 1536] [-K 576] [-t THREADS] [-r REPS] [--isa avx512|avx2|generic]
- *                       [--int8] [--bf16] [--formats f32,f16,bf16,q8_0,q4]
- * --int8: int8 activations for q8_0 / q4 (AVX512-VNNI); --bf16: bf16 activations for bf16. */
+ *                       [--int8] [--bf16] [--formats f32,f16,bf16,q8_0,q4,q5_0,q5_1,q4_k,...]
+ * --int8: int8 activations for q8_0 / q4 (AVX512-VNNI); --bf16: bf16 activations for bf16.
+ * The GGUF packed formats (q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k; random blocks with small
+ * scales) run when listed; K must be a multiple of their block (256 for the K-quants). */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +15,7 @@
 
 #include "backend/backend.h"
 #include "core/half.h"
+#include "format/ggml_quants.h"
 
 static double now_s(void) {
     struct timespec t;
@@ -52,7 +55,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--bf16")) bf16 = true;
         else {
             fprintf(stderr, "usage: %s [-M m] [-N n] [-K k] [-t threads] [-r reps] [--isa I] "
-                            "[--int8] [--bf16] [--formats f32,f16,bf16,q8_0,q4]\n", argv[0]);
+                            "[--int8] [--bf16] [--formats f32,f16,bf16,q8_0,q4,q5_0,q4_k,...]\n", argv[0]);
             return 2;
         }
     }
@@ -95,13 +98,30 @@ int main(int argc, char **argv) {
            (long long)K, threads, reps, mode == LLMRT_CPU_MATMUL_INT8 ? "int8" : "exact", bf16 ? " bf16-activations" : "");
     static const struct { const char *name; llmrt_dtype dt; } fm[] = {
         {"f32", LLMRT_DTYPE_F32}, {"f16", LLMRT_DTYPE_F16}, {"bf16", LLMRT_DTYPE_BF16},
-        {"q8_0", LLMRT_DTYPE_Q8_0}, {"q4", LLMRT_DTYPE_Q4}};
+        {"q8_0", LLMRT_DTYPE_Q8_0}, {"q4", LLMRT_DTYPE_Q4},     {"q5_0", LLMRT_DTYPE_Q5_0},
+        {"q5_1", LLMRT_DTYPE_Q5_1}, {"q2_k", LLMRT_DTYPE_Q2_K}, {"q3_k", LLMRT_DTYPE_Q3_K},
+        {"q4_k", LLMRT_DTYPE_Q4_K}, {"q5_k", LLMRT_DTYPE_Q5_K}, {"q6_k", LLMRT_DTYPE_Q6_K}};
     for (size_t f = 0; f < sizeof fm / sizeof fm[0]; f++) {
         if (!in_list(formats, fm[f].name)) continue;
         llmrt_bweight w = {0};
         llmrt_status s;
+        uint8_t *packed = NULL;
         if (fm[f].dt == LLMRT_DTYPE_Q4) s = be->ops->weight_upload_q4(be, &qh, &w, &err);
-        else {
+        else if (llmrt_ggml_is_packed(fm[f].dt)) {
+            /* random bytes; every fp16 field of a block set to a small scale */
+            int64_t be_ = llmrt_dtype_block_elems(fm[f].dt), bb = llmrt_dtype_block_bytes(fm[f].dt);
+            int64_t nb  = K % be_ ? 0 : N * (K / be_);
+            packed      = malloc((size_t)(nb * bb + 1));
+            for (int64_t i = 0; i < nb * bb; i++) packed[i] = (uint8_t)(frand() * 128 + 128);
+            int f16_at[2] = {0, 2}; /* Q5_x, Q4_K, Q5_K: d (and m / dmin) first */
+            if (fm[f].dt == LLMRT_DTYPE_Q2_K) f16_at[0] = 80, f16_at[1] = 82;
+            if (fm[f].dt == LLMRT_DTYPE_Q3_K) f16_at[0] = f16_at[1] = 108;
+            if (fm[f].dt == LLMRT_DTYPE_Q6_K) f16_at[0] = f16_at[1] = 208;
+            uint16_t d = llmrt_f32_to_f16(0.001f);
+            for (int64_t b = 0; b < nb; b++)
+                for (int j = 0; j < 2; j++) memcpy(packed + b * bb + f16_at[j], &d, 2);
+            s = be->ops->weight_upload(be, fm[f].dt, N, K, packed, &w, &err);
+        } else {
             const void *src = fm[f].dt == LLMRT_DTYPE_F32 ? (const void *)wf
                               : fm[f].dt == LLMRT_DTYPE_F16 ? (const void *)wh
                               : fm[f].dt == LLMRT_DTYPE_BF16 ? (const void *)wb : (const void *)w8;
@@ -137,6 +157,7 @@ int main(int argc, char **argv) {
         printf("%-5s best %8.3f ms  %7.1f GFLOP/s   mean %8.3f ms  %7.1f GFLOP/s\n", fm[f].name,
                best * 1e3, flop / best / 1e9, sum / reps * 1e3, flop / (sum / reps) / 1e9);
         be->ops->weight_free(be, &w);
+        free(packed);
     }
     be->ops->destroy(be);
     return 0;

@@ -118,7 +118,7 @@ static const tspec VALID_TENSORS[] = {
     {"token_embd.weight", 2, {4, 3}, 0, 0},          /* F32, 48 bytes */
     {"blk.0.attn_q.weight", 2, {64, 2}, 8, 64},      /* Q8_0, 4 blocks = 136 bytes */
     {"output_norm.weight", 1, {5}, 1, 256},          /* F16, 10 bytes */
-    {"blk.0.ffn_down.weight", 2, {256, 1}, 12, 320}, /* Q4_K: parsed, dtype INVALID, 144 bytes */
+    {"blk.0.ffn_down.weight", 2, {256, 1}, 12, 320}, /* Q4_K, 144 bytes */
 };
 #define N_VALID_KV 16
 
@@ -154,7 +154,7 @@ static void check_tensors(const llmrt_gguf_file *f, const uint8_t *base) {
     CHECK(f->n_tensors == 4);
     if (f->n_tensors != 4) return;
     static const llmrt_dtype dtypes[] = {LLMRT_DTYPE_F32, LLMRT_DTYPE_Q8_0, LLMRT_DTYPE_F16,
-                                         LLMRT_DTYPE_INVALID};
+                                         LLMRT_DTYPE_Q4_K};
     static const uint64_t nbytes[] = {48, 136, 10, 144};
     for (int i = 0; i < 4; i++) {
         const llmrt_gguf_tensor *t = &f->tensors[i];

@@ -34,6 +34,8 @@
 #include "cpu_kernels.h"
 #include "bf16_gemm.h"
 #include "i8_gemm.h"
+#include "kq_kernels.h"
+#include "../../format/ggml_quants.h"
 #include "lora_cpu.h"
 #include "q4_kernels.h"
 
@@ -49,6 +51,7 @@ typedef struct cpu_ctx {
     llmrt_thread_pool   *pool;
     llmrt_cpu_kernels    k;
     llmrt_cpu_q4_kernels q4k; /* 4-bit kernels of the same ISA (bit-identical to k.dot_tile) */
+    llmrt_cpu_kq_kernels kqk; /* packed GGUF block kernels (Q5_x, K-quants), same ISA */
     int                  n_threads;
     /* LLMRT_CPU_MATMUL_INT8: int8 kernels (i8k.isa == NULL: unavailable, the fp32 path stays)
      * and the batch's quantised activations, sized by begin_batch */
@@ -141,11 +144,12 @@ static llmrt_status cpu_download_f32(llmrt_backend *be, float *host, const void 
     return LLMRT_OK;
 }
 
-/* Q8_0 (GGUF blocks, rows of K/32 blocks of 34 bytes, K % 32 == 0) is read in place too:
- * the GGUF loader hands over embedding tables and matrices stored that way. */
+/* Q8_0 (GGUF blocks, rows of K/32 blocks of 34 bytes, K % 32 == 0) is read in place too, and so
+ * are Q5_0/Q5_1 and the K-quants (kq_kernels.h, K a multiple of their block): the GGUF loader
+ * hands over embedding tables and matrices stored that way. */
 static bool cpu_supports_weight(const llmrt_backend *be, llmrt_dtype dtype) {
     return dtype == LLMRT_DTYPE_F32 || dtype == LLMRT_DTYPE_F16 || dtype == LLMRT_DTYPE_BF16 ||
-           dtype == LLMRT_DTYPE_Q8_0;
+           dtype == LLMRT_DTYPE_Q8_0 || llmrt_ggml_is_packed(dtype);
 }
 
 
@@ -165,9 +169,11 @@ static bool cpu_supports(const llmrt_backend *be, const llmrt_op_query *q, char 
                                (long long)q->k, (long long)q->group_size);
             return true;
         }
-        if (q->dtype == LLMRT_DTYPE_Q8_0 && q->k % 32 != 0)
-            return llmrt_backend_decline(why, cap, "Q8_0 weight with %lld columns (a multiple of 32 needed)",
-                           (long long)q->k);
+        if ((q->dtype == LLMRT_DTYPE_Q8_0 || llmrt_ggml_is_packed(q->dtype)) &&
+            q->k % llmrt_dtype_block_elems(q->dtype) != 0)
+            return llmrt_backend_decline(why, cap, "%s weight with %lld columns (a multiple of %d "
+                           "needed)", llmrt_dtype_name(q->dtype), (long long)q->k,
+                           llmrt_dtype_block_elems(q->dtype));
         if (!cpu_supports_weight(be, q->dtype))
             return llmrt_backend_decline(why, cap, "weight dtype %s not supported", llmrt_dtype_name(q->dtype));
         return true;
@@ -199,10 +205,11 @@ static llmrt_status cpu_weight_upload(llmrt_backend *be, llmrt_dtype dtype, int6
     if (!cpu_supports_weight(be, dtype))
         return llmrt_err(err, LLMRT_ERR_UNSUPPORTED, "cpu backend: weight dtype %s not supported",
                          llmrt_dtype_name(dtype));
-    if (dtype == LLMRT_DTYPE_Q8_0 && cols % 32 != 0)
+    if ((dtype == LLMRT_DTYPE_Q8_0 || llmrt_ggml_is_packed(dtype)) &&
+        cols % llmrt_dtype_block_elems(dtype) != 0)
         return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
-                         "cpu backend: Q8_0 weight with %lld columns (a multiple of 32 needed)",
-                         (long long)cols);
+                         "cpu backend: %s weight with %lld columns (a multiple of %d needed)",
+                         llmrt_dtype_name(dtype), (long long)cols, llmrt_dtype_block_elems(dtype));
     /* scratch for converting MATMUL_ROWS_PER_TASK rows of this K is sized here, not per step */
     LLMRT_TRY(grow_wconv(ctx_of(be), cols, err));
     *out = (llmrt_bweight){.dtype = dtype, .rows = rows, .cols = cols, .data = (void *)host};
@@ -407,7 +414,15 @@ static void row_to_f32(const cpu_ctx *c, float *dst, const llmrt_bweight *w, int
     case LLMRT_DTYPE_Q8_0:
         c->q4k.q8_dequant_row(dst, (const uint8_t *)w->data + row * (K / 32) * 34, K);
         break;
-    default: memset(dst, 0, (size_t)K * 4); break; /* unreachable: upload rejects other dtypes */
+    default:
+        if (llmrt_ggml_is_packed(w->dtype)) {
+            int64_t row_bytes = K / llmrt_dtype_block_elems(w->dtype) *
+                                llmrt_dtype_block_bytes(w->dtype);
+            c->kqk.dequant_row(w->dtype, dst, (const uint8_t *)w->data + row * row_bytes, K);
+        } else {
+            memset(dst, 0, (size_t)K * 4); /* unreachable: upload rejects other dtypes */
+        }
+        break;
     }
 }
 
@@ -546,6 +561,18 @@ static void matmul_task(void *p, int64_t task, int thread) {
                                w0 + r * row_bytes, row_bytes, n_n, K);
             }
         }
+    } else if (llmrt_ggml_is_packed(j->w->dtype) && c->kqk.gemv && j->rows <= FUSED_MAX_T) {
+        llmrt_dtype    t         = j->w->dtype;
+        int64_t        row_bytes = K / llmrt_dtype_block_elems(t) * llmrt_dtype_block_bytes(t);
+        const uint8_t *w0        = (const uint8_t *)j->w->data + n0 * row_bytes;
+        for (int64_t r = 0; r < nn; r += LLMRT_CPU_Q4_GEMV_N) {
+            int n_n = nn - r < LLMRT_CPU_Q4_GEMV_N ? (int)(nn - r) : LLMRT_CPU_Q4_GEMV_N;
+            for (int64_t t0 = 0; t0 < j->rows; t0 += LLMRT_CPU_Q4_GEMV_T) {
+                int n_t = (int)(j->rows - t0 < GT ? j->rows - t0 : GT);
+                c->kqk.gemv(t, j->out + t0 * N + n0 + r, N, j->x + t0 * K, K, n_t,
+                            w0 + r * row_bytes, row_bytes, n_n, K);
+            }
+        }
     } else if (j->w->dtype == LLMRT_DTYPE_F32) {
         matmul_rows_f32(c, j, n0, nn, (const float *)j->w->data + n0 * K);
     } else {
@@ -611,7 +638,8 @@ static void cpu_matmul(llmrt_backend *be, void *out, const void *x, int64_t rows
     bool fused = job.i8 ||
                  (rows <= FUSED_MAX_T &&
                   ((w->dtype == LLMRT_DTYPE_Q4 && c->q4k.gemv) ||
-                   (w->dtype == LLMRT_DTYPE_Q8_0 && c->q4k.q8_gemv)));
+                   (w->dtype == LLMRT_DTYPE_Q8_0 && c->q4k.q8_gemv) ||
+                   (llmrt_ggml_is_packed(w->dtype) && c->kqk.gemv)));
     job.rows_per_task = MATMUL_ROWS_PER_TASK;
     if (fused) {
         int64_t per = (w->rows + 4 * c->n_threads - 1) / (4 * c->n_threads);
@@ -792,6 +820,7 @@ llmrt_status llmrt_backend_cpu_create_opts(int n_threads, const char *force_isa,
     be->ctx       = c;
     c->k          = llmrt_cpu_kernels_select(force_isa);
     c->q4k        = llmrt_cpu_q4_kernels_for(c->k.isa);
+    c->kqk        = llmrt_cpu_kq_kernels_for(c->k.isa);
     if (opt && opt->matmul_mode == LLMRT_CPU_MATMUL_INT8) {
         c->i8k = llmrt_cpu_i8_kernels_for(c->k.isa);
         if (!c->i8k.isa)
