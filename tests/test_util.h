@@ -56,6 +56,18 @@ static int test_n_passed, test_n_failed;
                       (err).msg, (needle));                                                        \
     } while (0)
 
+#ifdef LLMRT_TEST_DATA_DIR
+/* tests/data/REL as an absolute path; four buffers in turn, so up to four paths can be used in
+ * one call */
+static inline const char *test_data_path(const char *rel) {
+    static char buf[4][2048];
+    static int  next;
+    char       *p = buf[next++ % 4];
+    snprintf(p, sizeof buf[0], "%s/%s", LLMRT_TEST_DATA_DIR, rel);
+    return p;
+}
+#endif
+
 static inline int test_summary(const char *name) {
     printf("%s: %d passed, %d failed\n", name, test_n_passed, test_n_failed);
     return test_n_failed == 0 ? 0 : 1;

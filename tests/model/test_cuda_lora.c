@@ -18,13 +18,6 @@
 #define N_SEQ  3
 #define N_STEP 12
 
-static const char *data(const char *rel) {
-    static char buf[4][2048];
-    static int  next;
-    char       *p = buf[next++ % 4];
-    snprintf(p, sizeof buf[0], "%s/%s", LLMRT_TEST_DATA_DIR, rel);
-    return p;
-}
 
 static llmrt_model *load(llmrt_device dev, llmrt_activation_dtype act) {
     llmrt_model_params p = llmrt_model_default_params();
@@ -32,16 +25,16 @@ static llmrt_model *load(llmrt_device dev, llmrt_activation_dtype act) {
     p.n_threads          = 2;
     p.activation_dtype   = act;
     llmrt_model *m       = NULL;
-    CHECK_STATUS(llmrt_model_load(data("tiny/llama_f32"), &p, &m), LLMRT_OK, NULL);
+    CHECK_STATUS(llmrt_model_load(test_data_path("tiny/llama_f32"), &p, &m), LLMRT_OK, NULL);
     return m;
 }
 
 static bool set_slot(llmrt_model *m, int32_t slot, const char *adapter) {
     llmrt_error     err = {0};
     llmrt_lora_file f   = {0};
-    bool ok = (!adapter || llmrt_lora_file_load(data(adapter), &m->rank->cfg, &f, &err) == LLMRT_OK) &&
+    bool ok = (!adapter || llmrt_lora_file_load(test_data_path(adapter), &m->rank->cfg, &f, &err) == LLMRT_OK) &&
               (m->rank->lora || m->exec->ops->lora_init(m->exec, 3, &err) == LLMRT_OK) &&
-              m->exec->ops->lora_set(m->exec, slot, adapter ? data(adapter) : NULL,
+              m->exec->ops->lora_set(m->exec, slot, adapter ? test_data_path(adapter) : NULL,
                                      adapter ? &f : NULL, &err) == LLMRT_OK;
     CHECK_MSG(ok, "slot %d <- %s: %s", slot, adapter ? adapter : "(empty)", err.msg);
     llmrt_lora_file_free(&f);
@@ -137,7 +130,7 @@ int main(void) {
     llmrt_model_params p = llmrt_model_default_params();
     p.device             = LLMRT_DEVICE_CUDA;
     llmrt_model *probe   = NULL;
-    if (llmrt_model_load(data("tiny/llama_f32"), &p, &probe) == LLMRT_ERR_UNSUPPORTED) {
+    if (llmrt_model_load(test_data_path("tiny/llama_f32"), &p, &probe) == LLMRT_ERR_UNSUPPORTED) {
         printf("test_cuda_lora: no CUDA device: %s\n", llmrt_last_error());
         return 77;
     }

@@ -21,14 +21,6 @@
 
 #define REL_TOL 1e-4
 
-/* tests/data/REL; four buffers in turn, so two paths can be in one call */
-static const char *data(const char *rel) {
-    static char buf[4][2048];
-    static int  next;
-    char       *p = buf[next++ % 4];
-    snprintf(p, sizeof buf[0], "%s/%s", LLMRT_TEST_DATA_DIR, rel);
-    return p;
-}
 
 typedef struct lora_golden {
     cJSON   *root;
@@ -169,11 +161,11 @@ static void test_golden(const char *name) {
     }
     char base[2048], adapter[2048], label[128];
     const char *model_dir = gstr(&g, "model_dir");
-    snprintf(base, sizeof base, "%s", model_dir ? data(model_dir) : LLMRT_DEFAULT_MODEL);
+    snprintf(base, sizeof base, "%s", model_dir ? test_data_path(model_dir) : LLMRT_DEFAULT_MODEL);
     const char *files[2] = {gstr(&g, "adapter_dir"), gstr(&g, "adapter_gguf")};
     for (int f = 0; f < 2; f++) {
         if (!files[f]) continue;
-        snprintf(adapter, sizeof adapter, "%s", data(files[f]));
+        snprintf(adapter, sizeof adapter, "%s", test_data_path(files[f]));
         const char *kind = f ? "gguf" : "peft";
         /* unmerged: per-token slots on the base as stored (SmolLM2: 4-bit) */
         llmrt_model *m = load(base, NULL, false);
@@ -210,7 +202,7 @@ static void test_golden(const char *name) {
  * requests that name no adapter without giving it a name (a user's adapter may take any); two
  * such adapters are refused at load. */
 static void test_unmerged_on_q4(void) {
-    llmrt_model *m = load(LLMRT_DEFAULT_MODEL, data("lora/smollm2_qv"), false);
+    llmrt_model *m = load(LLMRT_DEFAULT_MODEL, test_data_path("lora/smollm2_qv"), false);
     if (!m) return;
     llmrt_model_info info = {.struct_size = sizeof info};
     llmrt_model_get_info(m, &info);
@@ -220,11 +212,11 @@ static void test_unmerged_on_q4(void) {
     llmrt_engine       *e  = NULL;
     CHECK_STATUS(llmrt_engine_create(m, &ep, &e), LLMRT_OK, NULL);
     CHECK(e && llmrt_engine_lora_list(e, NULL, 0) == 0);
-    CHECK_STATUS(llmrt_engine_lora_load(e, "base-lora", data("lora/smollm2_all")), LLMRT_OK, NULL);
+    CHECK_STATUS(llmrt_engine_lora_load(e, "base-lora", test_data_path("lora/smollm2_all")), LLMRT_OK, NULL);
     llmrt_engine_destroy(e);
     llmrt_model_destroy(m);
     llmrt_model_params mp = llmrt_model_default_params();
-    const char *two[2] = {data("lora/smollm2_qv"), data("lora/smollm2_all")};
+    const char *two[2] = {test_data_path("lora/smollm2_qv"), test_data_path("lora/smollm2_all")};
     mp.lora_paths = two, mp.n_loras = 2;
     CHECK_STATUS(llmrt_model_load(LLMRT_DEFAULT_MODEL, &mp, &m), LLMRT_ERR_UNSUPPORTED,
                  "one can be applied unmerged");
@@ -245,11 +237,11 @@ static void test_bad(void) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         llmrt_model_params mp    = llmrt_model_default_params();
-        const char        *p[1]  = {data(cases[i].dir)};
+        const char        *p[1]  = {test_data_path(cases[i].dir)};
         mp.lora_paths            = p;
         mp.n_loras               = 1;
         llmrt_model *m           = NULL;
-        CHECK_STATUS(llmrt_model_load(data("tiny/llama_f32"), &mp, &m), cases[i].want,
+        CHECK_STATUS(llmrt_model_load(test_data_path("tiny/llama_f32"), &mp, &m), cases[i].want,
                      cases[i].needle);
         CHECK(m == NULL);
         llmrt_model_destroy(m);
@@ -273,7 +265,7 @@ static llmrt_engine *engine_with(llmrt_model *m, int32_t max_loras, int32_t n_ad
     for (int32_t i = 0; e && i < n_adapters; i++) {
         char name[16];
         snprintf(name, sizeof name, "a%d", i);
-        CHECK_STATUS(llmrt_engine_lora_load(e, name, data(tiny_adapters[i])), LLMRT_OK, name);
+        CHECK_STATUS(llmrt_engine_lora_load(e, name, test_data_path(tiny_adapters[i])), LLMRT_OK, name);
     }
     return e;
 }
@@ -319,7 +311,7 @@ static void run_requests(llmrt_engine *e, int32_t n, const char *const *names, c
 }
 
 static void test_mixed_batch(void) {
-    llmrt_model *m = load(data("tiny/llama_f32"), NULL, false);
+    llmrt_model *m = load(test_data_path("tiny/llama_f32"), NULL, false);
     llmrt_engine *e = m ? engine_with(m, 8, 4) : NULL;
     if (!e) return;
     const char *names[16];
@@ -333,7 +325,7 @@ static void test_mixed_batch(void) {
         run_requests(e, 1, &names[i], &which, alone, NULL);
         differ_alone += memcmp(batch[i], alone[0], sizeof alone[0]) != 0;
         if (names[i]) { /* the same request, alone, with the adapter merged into the weights */
-            llmrt_model  *mm = load(data("tiny/llama_f32"), data(tiny_adapters[i % 5]), false);
+            llmrt_model  *mm = load(test_data_path("tiny/llama_f32"), test_data_path(tiny_adapters[i % 5]), false);
             llmrt_engine *me = mm ? engine_with(mm, 1, 0) : NULL;
             const char   *none[1] = {NULL};
             memset(alone, 0xff, sizeof alone);
@@ -371,9 +363,9 @@ static void test_mixed_batch(void) {
     llmrt_prompt p = {.struct_size = sizeof p, .tokens = ids, .n_tokens = 3, .lora_adapter = "zz"};
     uint64_t id;
     CHECK_STATUS(llmrt_engine_submit(e, &p, &sp, &id), LLMRT_ERR_NOT_FOUND, "a0, a1");
-    CHECK_STATUS(llmrt_engine_lora_load(e, "a0", data(tiny_adapters[0])), LLMRT_ERR_INVALID_ARG,
+    CHECK_STATUS(llmrt_engine_lora_load(e, "a0", test_data_path(tiny_adapters[0])), LLMRT_ERR_INVALID_ARG,
                  "already loaded");
-    CHECK_STATUS(llmrt_engine_lora_load(e, "bad name", data(tiny_adapters[0])),
+    CHECK_STATUS(llmrt_engine_lora_load(e, "bad name", test_data_path(tiny_adapters[0])),
                  LLMRT_ERR_INVALID_ARG, "name");
     llmrt_engine_destroy(e);
     llmrt_model_destroy(m);
@@ -381,7 +373,7 @@ static void test_mixed_batch(void) {
 
 /* 2 slots serving 5 adapters over time; unloading while requests run. */
 static void test_eviction_and_unload(void) {
-    llmrt_model  *m  = load(data("tiny/llama_f32"), NULL, false);
+    llmrt_model  *m  = load(test_data_path("tiny/llama_f32"), NULL, false);
     llmrt_engine *e2 = m ? engine_with(m, 2, 5) : NULL;
     if (!e2) return;
     const char *names[10];
