@@ -8,7 +8,7 @@
 void lora_registry_init(lora_registry *reg, int32_t n_slots, int64_t max_bytes) {
     memset(reg, 0, sizeof *reg);
     pthread_mutex_init(&reg->mu, NULL);
-    reg->n_slots   = n_slots;
+    reg->n_slots = n_slots;
     reg->max_bytes = max_bytes;
 }
 
@@ -56,17 +56,19 @@ static llmrt_status ensure_slots(lora_registry *reg, llmrt_executor *ex, llmrt_e
     reg->slots = calloc((size_t)reg->n_slots, sizeof *reg->slots);
     if (!reg->slots) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
     llmrt_status s = ex->ops->lora_init(ex, reg->n_slots, err);
-    if (s == LLMRT_OK) reg->slots_ready = true;
-    else free(reg->slots), reg->slots = NULL;
+    if (s == LLMRT_OK)
+        reg->slots_ready = true;
+    else
+        free(reg->slots), reg->slots = NULL;
     return s;
 }
 
 /* A new adapter holding `file` (moved), or NULL with err set; under reg->mu. */
 static lora_adapter *create(lora_registry *reg, llmrt_executor *ex, const char *name,
                             const char *path, llmrt_lora_file *file, llmrt_error *err) {
-    if (strlen(path) >= sizeof ((lora_adapter *)0)->path) {
+    if (strlen(path) >= sizeof((lora_adapter *)0)->path) {
         llmrt_err(err, LLMRT_ERR_INVALID_ARG, "LoRA adapter path longer than %zu bytes",
-                  sizeof ((lora_adapter *)0)->path - 1);
+                  sizeof((lora_adapter *)0)->path - 1);
         return NULL;
     }
     if (!ex->ops->lora_init || !ex->ops->lora_set) {
@@ -85,8 +87,8 @@ static lora_adapter *create(lora_registry *reg, llmrt_executor *ex, const char *
         llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
         return NULL;
     }
-    a->reg  = reg;
-    a->uid  = ++reg->next_uid;
+    a->reg = reg;
+    a->uid = ++reg->next_uid;
     a->slot = -1;
     a->refs = 1;
     snprintf(a->name, sizeof a->name, "%s", name);
@@ -101,21 +103,24 @@ llmrt_status lora_registry_add(lora_registry *reg, llmrt_executor *ex, const cha
     if (!valid_name(name))
         return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
                          "LoRA adapter name \"%.64s\" must be 1-%d printable characters without "
-                         "spaces or quotes", name, LORA_NAME_MAX - 1);
+                         "spaces or quotes",
+                         name, LORA_NAME_MAX - 1);
     pthread_mutex_lock(&reg->mu);
     llmrt_status s = LLMRT_OK;
     if (find(reg, name) >= 0)
         s = llmrt_err(err, LLMRT_ERR_INVALID_ARG, "a LoRA adapter named \"%s\" is already loaded",
                       name);
     if (s == LLMRT_OK && reg->n == reg->cap) {
-        int32_t        cap = reg->cap ? 2 * reg->cap : 8;
-        lora_adapter **l   = realloc(reg->list, (size_t)cap * sizeof *l);
-        if (l) reg->list = l, reg->cap = cap;
-        else s = llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+        int32_t cap = reg->cap ? 2 * reg->cap : 8;
+        lora_adapter **l = realloc(reg->list, (size_t)cap * sizeof *l);
+        if (l)
+            reg->list = l, reg->cap = cap;
+        else
+            s = llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
     }
     lora_adapter *a = s == LLMRT_OK ? create(reg, ex, name, path, file, err) : NULL;
     if (a) {
-        a->registered       = true;
+        a->registered = true;
         reg->list[reg->n++] = a;
     } else if (s == LLMRT_OK) {
         s = err ? err->status : LLMRT_ERR_INTERNAL;
@@ -125,8 +130,8 @@ llmrt_status lora_registry_add(lora_registry *reg, llmrt_executor *ex, const cha
 }
 
 llmrt_status lora_registry_add_unlisted(lora_registry *reg, llmrt_executor *ex, const char *what,
-                                        const char *path, llmrt_lora_file *file,
-                                        lora_adapter **out, llmrt_error *err) {
+                                        const char *path, llmrt_lora_file *file, lora_adapter **out,
+                                        llmrt_error *err) {
     pthread_mutex_lock(&reg->mu);
     *out = create(reg, ex, what, path, file, err);
     if (*out) (*out)->unlisted = true;
@@ -163,8 +168,8 @@ llmrt_status lora_registry_acquire(lora_registry *reg, const char *name, lora_ad
         pthread_mutex_unlock(&reg->mu);
         return LLMRT_OK;
     }
-    char   loaded[256] = "";
-    size_t len         = 0;
+    char loaded[256] = "";
+    size_t len = 0;
     for (int32_t j = 0; j < reg->n && len + 2 < sizeof loaded; j++)
         len += (size_t)snprintf(loaded + len, sizeof loaded - len, "%s%s", j ? ", " : "",
                                 reg->list[j]->name);
@@ -205,7 +210,7 @@ static bool in_use(const lora_adapter *a, lora_adapter *const *used, int32_t n) 
 /* Under reg->mu: empties slot i (its adapter is in no running request). */
 static llmrt_status evict(lora_registry *reg, llmrt_executor *ex, int32_t i, llmrt_error *err) {
     lora_adapter *a = reg->slots[i];
-    llmrt_status  s = ex->ops->lora_set(ex, i, NULL, NULL, err);
+    llmrt_status s = ex->ops->lora_set(ex, i, NULL, NULL, err);
     if (s != LLMRT_OK) return s;
     reg->slots[i] = NULL;
     reg->resident_bytes -= (int64_t)a->file.bytes;
@@ -247,8 +252,8 @@ lora_admit lora_registry_make_resident(lora_registry *reg, llmrt_executor *ex, l
         int32_t free_slot = -1;
         for (int32_t i = 0; i < reg->n_slots && free_slot < 0; i++)
             if (!reg->slots[i]) free_slot = i;
-        bool fits = reg->max_bytes <= 0 ||
-                    reg->resident_bytes + (int64_t)a->file.bytes <= reg->max_bytes;
+        bool fits =
+            reg->max_bytes <= 0 || reg->resident_bytes + (int64_t)a->file.bytes <= reg->max_bytes;
         if (free_slot >= 0 && fits) {
             if (ex->ops->lora_set(ex, free_slot, a->path, &a->file, err) != LLMRT_OK) {
                 llmrt_err_prefix(err, "LoRA adapter \"%s\" (%s)", a->name, a->path);

@@ -18,21 +18,21 @@
 #define N_SEQ  3
 #define N_STEP 12
 
-
 static llmrt_model *load(llmrt_device dev, llmrt_activation_dtype act) {
     llmrt_model_params p = llmrt_model_default_params();
-    p.device             = dev;
-    p.n_threads          = 2;
-    p.activation_dtype   = act;
-    llmrt_model *m       = NULL;
+    p.device = dev;
+    p.n_threads = 2;
+    p.activation_dtype = act;
+    llmrt_model *m = NULL;
     CHECK_STATUS(llmrt_model_load(test_data_path("tiny/llama_f32"), &p, &m), LLMRT_OK, NULL);
     return m;
 }
 
 static bool set_slot(llmrt_model *m, int32_t slot, const char *adapter) {
-    llmrt_error     err = {0};
-    llmrt_lora_file f   = {0};
-    bool ok = (!adapter || llmrt_lora_file_load(test_data_path(adapter), &m->rank->cfg, &f, &err) == LLMRT_OK) &&
+    llmrt_error err = {0};
+    llmrt_lora_file f = {0};
+    bool ok = (!adapter || llmrt_lora_file_load(test_data_path(adapter), &m->rank->cfg, &f, &err) ==
+                               LLMRT_OK) &&
               (m->rank->lora || m->exec->ops->lora_init(m->exec, 3, &err) == LLMRT_OK) &&
               m->exec->ops->lora_set(m->exec, slot, adapter ? test_data_path(adapter) : NULL,
                                      adapter ? &f : NULL, &err) == LLMRT_OK;
@@ -51,18 +51,24 @@ static float *run(llmrt_model *m, const int32_t *slots, const float *scales, int
     llmrt_kv_cache *kv = NULL;
     if (llmrt_kv_cache_create(m, &kp, &kv) != LLMRT_OK) return NULL;
     int32_t table[N_SEQ * 2] = {5, 0, 3, 1, 4, 2};
-    float  *out = calloc((size_t)(N_STEP + 1) * N_SEQ * vocab, sizeof(float));
+    float *out = calloc((size_t)(N_STEP + 1) * N_SEQ * vocab, sizeof(float));
     int32_t tok[64], pos[64], seq[64], sl[64];
-    float   sc[64];
+    float sc[64];
     int32_t T = 0;
     for (int32_t s = 0; s < N_SEQ; s++)
         for (int32_t k = 0; k < lens[s]; k++, T++) {
             tok[T] = 1 + (s * 53 + k * 19) % 300, pos[T] = k, seq[T] = s;
             sl[T] = slots[s], sc[T] = scales[s];
         }
-    llmrt_batch b = {.n_tokens = T, .tokens = tok, .positions = pos, .seq_ids = seq,
-                     .n_seqs = N_SEQ, .max_blocks_per_seq = 2, .block_tables = table,
-                     .lora_slots = sl, .lora_scales = sc};
+    llmrt_batch b = {.n_tokens = T,
+                     .tokens = tok,
+                     .positions = pos,
+                     .seq_ids = seq,
+                     .n_seqs = N_SEQ,
+                     .max_blocks_per_seq = 2,
+                     .block_tables = table,
+                     .lora_slots = sl,
+                     .lora_scales = sc};
     llmrt_status st = llmrt_forward(kv, &b, out, (int64_t)N_SEQ * vocab);
     for (int32_t step = 1; step <= N_STEP && st == LLMRT_OK; step++) {
         for (int32_t s = 0; s < N_SEQ; s++) {
@@ -98,20 +104,21 @@ static void test_act(llmrt_activation_dtype act, const char *name, double tol) {
         !set_slot(gpu, 0, "lora/tiny_r8_all") || !set_slot(gpu, 1, "lora/tiny_r16_qv"))
         goto out;
     int32_t slots[N_SEQ] = {0, 1, -1};
-    float   scales[N_SEQ] = {1.0f, 0.5f, 1.0f};
-    float  *c = run(cpu, slots, scales, vocab), *g = run(gpu, slots, scales, vocab);
-    char    what[96];
+    float scales[N_SEQ] = {1.0f, 0.5f, 1.0f};
+    float *c = run(cpu, slots, scales, vocab), *g = run(gpu, slots, scales, vocab);
+    char what[96];
     snprintf(what, sizeof what, "%s: slots 0, 1, none", name);
     compare(what, g, c, vocab, tol);
     /* the adapters matter: the slot rows differ from the base model's */
     int32_t none[N_SEQ] = {-1, -1, -1};
-    float  *base = run(gpu, none, scales, vocab);
-    double  e = 0, ref = 0;
+    float *base = run(gpu, none, scales, vocab);
+    double e = 0, ref = 0;
     if (base && g) golden_compare(g, base, vocab, &e, &ref);
-    CHECK_MSG(e > 0.1 * ref, "%s: the adapter barely changes the logits (%.3g of %.3g)", name, e, ref);
+    CHECK_MSG(e > 0.1 * ref, "%s: the adapter barely changes the logits (%.3g of %.3g)", name, e,
+              ref);
     /* scale 0 on a filled slot is the base model, bit for bit */
-    float   zero[N_SEQ] = {0.0f, 0.0f, 0.0f};
-    float  *z = run(gpu, slots, zero, vocab);
+    float zero[N_SEQ] = {0.0f, 0.0f, 0.0f};
+    float *z = run(gpu, slots, zero, vocab);
     CHECK_MSG(z && base && memcmp(z, base, (size_t)(N_STEP + 1) * N_SEQ * vocab * 4) == 0,
               "%s: scale 0 is not the base model", name);
     /* refill slot 0 with the other adapter, empty slot 1 */
@@ -128,8 +135,8 @@ out:
 
 int main(void) {
     llmrt_model_params p = llmrt_model_default_params();
-    p.device             = LLMRT_DEVICE_CUDA;
-    llmrt_model *probe   = NULL;
+    p.device = LLMRT_DEVICE_CUDA;
+    llmrt_model *probe = NULL;
     if (llmrt_model_load(test_data_path("tiny/llama_f32"), &p, &probe) == LLMRT_ERR_UNSUPPORTED) {
         printf("test_cuda_lora: no CUDA device: %s\n", llmrt_last_error());
         return 77;

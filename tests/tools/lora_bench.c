@@ -42,15 +42,17 @@ static int run_batch(llmrt_engine *e, int32_t b, int32_t p_len, int32_t n_out, i
     uint64_t rng = 12345;
     llmrt_sampling_params sp = llmrt_sampling_default_params();
     sp.temperature = 0;
-    sp.max_tokens  = n_out;
-    sp.ignore_eos  = true;
+    sp.max_tokens = n_out;
+    sp.ignore_eos = true;
     double t0 = now_s();
     for (int32_t i = 0; i < b; i++) {
         for (int32_t k = 0; k < p_len; k++) {
             rng = rng * 6364136223846793005ull + 1442695040888963407ull;
             ids[k] = (int32_t)((rng >> 33) % (uint64_t)vocab);
         }
-        llmrt_prompt p = {.struct_size = sizeof p, .tokens = ids, .n_tokens = p_len,
+        llmrt_prompt p = {.struct_size = sizeof p,
+                          .tokens = ids,
+                          .n_tokens = p_len,
                           .lora_adapter = mix > 0 ? names[i % mix] : NULL};
         uint64_t id;
         if (llmrt_engine_submit(e, &p, &sp, &id) != LLMRT_OK) {
@@ -62,16 +64,17 @@ static int run_batch(llmrt_engine *e, int32_t b, int32_t p_len, int32_t n_out, i
     free(ids);
     int32_t firsts = 0, done = 0;
     int64_t after_first = 0;
-    double  t_first = 0;
+    double t_first = 0;
     while (done < b) {
         const llmrt_output *o;
-        int32_t             n;
+        int32_t n;
         if (llmrt_engine_step(e, &o, &n) != LLMRT_OK) {
             fprintf(stderr, "lora_bench: step: %s\n", llmrt_last_error());
             return -1;
         }
         for (int32_t i = 0; i < n; i++) {
-            const llmrt_output *oi = (const llmrt_output *)((const char *)o + (size_t)i * o->struct_size);
+            const llmrt_output *oi =
+                (const llmrt_output *)((const char *)o + (size_t)i * o->struct_size);
             if (oi->n_tokens > 0 && oi->n_generated == oi->n_tokens) {
                 firsts++;
                 after_first += oi->n_tokens - 1;
@@ -84,14 +87,14 @@ static int run_batch(llmrt_engine *e, int32_t b, int32_t p_len, int32_t n_out, i
     }
     double t1 = now_s();
     res->prefill_tok_s = (double)b * p_len / (t_first - t0);
-    res->decode_tok_s  = (double)(b * (n_out - 1)) / (t1 - t_first);
+    res->decode_tok_s = (double)(b * (n_out - 1)) / (t1 - t_first);
     (void)after_first;
     return 0;
 }
 
 static void print_cpu(void) {
     FILE *f = fopen("/proc/cpuinfo", "r");
-    char  line[512];
+    char line[512];
     while (f && fgets(line, sizeof line, f))
         if (strncmp(line, "model name", 10) == 0) {
             printf("cpu: %s", strchr(line, ':') + 2);
@@ -102,20 +105,37 @@ static void print_cpu(void) {
 
 int main(int argc, char **argv) {
     const char *model_path = NULL, *adapters = NULL, *mix_list = "0,1,4,16";
-    int32_t     b = 16, p_len = 128, n_out = 64, threads = 0, rounds = 3;
+    int32_t b = 16, p_len = 128, n_out = 64, threads = 0, rounds = 3;
     static const struct option opts[] = {{"mix", required_argument, NULL, 'x'}, {0}};
     int c;
     while ((c = getopt_long(argc, argv, "m:a:b:p:n:t:r:", opts, NULL)) != -1) {
         switch (c) {
-        case 'm': model_path = optarg; break;
-        case 'a': adapters = optarg; break;
-        case 'b': b = atoi(optarg); break;
-        case 'p': p_len = atoi(optarg); break;
-        case 'n': n_out = atoi(optarg); break;
-        case 't': threads = atoi(optarg); break;
-        case 'r': rounds = atoi(optarg); break;
-        case 'x': mix_list = optarg; break;
-        default: return 2;
+        case 'm':
+            model_path = optarg;
+            break;
+        case 'a':
+            adapters = optarg;
+            break;
+        case 'b':
+            b = atoi(optarg);
+            break;
+        case 'p':
+            p_len = atoi(optarg);
+            break;
+        case 'n':
+            n_out = atoi(optarg);
+            break;
+        case 't':
+            threads = atoi(optarg);
+            break;
+        case 'r':
+            rounds = atoi(optarg);
+            break;
+        case 'x':
+            mix_list = optarg;
+            break;
+        default:
+            return 2;
         }
     }
     if (!model_path || !adapters || b < 1 || p_len < 1 || n_out < 2 || rounds < 1 || rounds > 50) {
@@ -124,11 +144,12 @@ int main(int argc, char **argv) {
         return 2;
     }
     int32_t mixes[8], n_mix = 0;
-    for (const char *s = mix_list; s && *s && n_mix < 8; s = strchr(s, ',') ? strchr(s, ',') + 1 : NULL)
+    for (const char *s = mix_list; s && *s && n_mix < 8;
+         s = strchr(s, ',') ? strchr(s, ',') + 1 : NULL)
         mixes[n_mix++] = atoi(s);
     llmrt_model_params mp = llmrt_model_default_params();
-    mp.n_threads          = threads;
-    llmrt_model *model    = NULL;
+    mp.n_threads = threads;
+    llmrt_model *model = NULL;
     if (llmrt_model_load(model_path, &mp, &model) != LLMRT_OK) {
         fprintf(stderr, "lora_bench: %s\n", llmrt_last_error());
         return 1;
@@ -136,11 +157,11 @@ int main(int argc, char **argv) {
     llmrt_model_info info = {.struct_size = sizeof info};
     llmrt_model_get_info(model, &info);
     llmrt_engine_params ep = llmrt_engine_default_params();
-    ep.max_seqs            = b;
-    ep.max_loras           = 16;
-    ep.prefix_caching      = false; /* every round recomputes its prompts */
-    ep.kv_tokens           = (int64_t)b * (p_len + n_out + 16);
-    llmrt_engine *e        = NULL;
+    ep.max_seqs = b;
+    ep.max_loras = 16;
+    ep.prefix_caching = false; /* every round recomputes its prompts */
+    ep.kv_tokens = (int64_t)b * (p_len + n_out + 16);
+    llmrt_engine *e = NULL;
     if (llmrt_engine_create(model, &ep, &e) != LLMRT_OK) {
         fprintf(stderr, "lora_bench: %s\n", llmrt_last_error());
         return 1;
@@ -148,9 +169,9 @@ int main(int argc, char **argv) {
     print_cpu();
     printf("model: %s (%s), batch %d, prompt %d, output %d, %d rounds\n", model_path,
            info.weight_format, b, p_len, n_out, rounds);
-    char    names[16][16];
+    char names[16][16];
     int32_t n_adapters = 0;
-    char   *list = strdup(adapters);
+    char *list = strdup(adapters);
     for (char *tok = strtok(list, ","); tok && n_adapters < 16; tok = strtok(NULL, ",")) {
         snprintf(names[n_adapters], sizeof names[0], "a%d", n_adapters);
         double t0 = now_s();
@@ -158,9 +179,10 @@ int main(int argc, char **argv) {
             fprintf(stderr, "lora_bench: %s\n", llmrt_last_error());
             return 1;
         }
-        double          dt  = now_s() - t0;
+        double dt = now_s() - t0;
         llmrt_lora_info li[16];
-        for (int i = 0; i < 16; i++) li[i].struct_size = sizeof li[i];
+        for (int i = 0; i < 16; i++)
+            li[i].struct_size = sizeof li[i];
         llmrt_engine_lora_list(e, li, 16);
         printf("adapter %s: %s, rank %d, %d modules, %.1f MB fp32, loaded in %.1f ms\n",
                names[n_adapters], tok, li[n_adapters].max_rank, li[n_adapters].n_modules,
@@ -168,12 +190,12 @@ int main(int argc, char **argv) {
         n_adapters++;
     }
     free(list);
-    double (*pre)[50] = calloc(8, sizeof *pre), (*dec)[50] = calloc(8, sizeof *dec);
+    double(*pre)[50] = calloc(8, sizeof *pre), (*dec)[50] = calloc(8, sizeof *dec);
     run_result warm;
     run_batch(e, b, p_len, 4, 0, names, info.vocab_size, &warm); /* warm-up */
     for (int r = 0; r < rounds; r++)
         for (int i = 0; i < n_mix; i++) {
-            int32_t    mix = mixes[i] <= n_adapters ? mixes[i] : n_adapters;
+            int32_t mix = mixes[i] <= n_adapters ? mixes[i] : n_adapters;
             run_result res;
             if (run_batch(e, b, p_len, n_out, mix, names, info.vocab_size, &res) != 0) return 1;
             pre[i][r] = res.prefill_tok_s;
@@ -185,8 +207,8 @@ int main(int argc, char **argv) {
     for (int i = 0; i < n_mix; i++) {
         double p = median(pre[i], rounds), d = median(dec[i], rounds);
         if (i == 0) base_dec = d;
-        printf("%-18d %14.1f %14.1f %16.2f\n", mixes[i] <= n_adapters ? mixes[i] : n_adapters, p,
-               d, base_dec / d);
+        printf("%-18d %14.1f %14.1f %16.2f\n", mixes[i] <= n_adapters ? mixes[i] : n_adapters, p, d,
+               base_dec / d);
     }
     free(pre);
     free(dec);

@@ -16,7 +16,7 @@ static float frand(void) { /* uniform [-1, 1) */
 
 typedef struct ref_slot {
     int32_t rank;
-    float  *a, *b; /* [r, k], [n, r] */
+    float *a, *b; /* [r, k], [n, r] */
 } ref_slot;
 
 /* out[t] += scale[t] * (x[t] Aᵀ) Bᵀ in fp64 for rows with a filled slot */
@@ -27,15 +27,17 @@ static void reference(double *out, const float *x, int64_t T, int64_t n, int64_t
         int32_t s = slot[t];
         if (s < 0 || s >= n_slots || slots[s].rank == 0) continue;
         const ref_slot *rs = &slots[s];
-        double          tmp[128];
+        double tmp[128];
         for (int32_t r = 0; r < rs->rank; r++) {
             double acc = 0;
-            for (int64_t j = 0; j < k; j++) acc += (double)x[t * k + j] * rs->a[r * k + j];
+            for (int64_t j = 0; j < k; j++)
+                acc += (double)x[t * k + j] * rs->a[r * k + j];
             tmp[r] = acc;
         }
         for (int64_t i = 0; i < n; i++) {
             double acc = 0;
-            for (int32_t r = 0; r < rs->rank; r++) acc += tmp[r] * rs->b[i * rs->rank + r];
+            for (int32_t r = 0; r < rs->rank; r++)
+                acc += tmp[r] * rs->b[i * rs->rank + r];
             out[t * n + i] += scale[t] * acc;
         }
     }
@@ -43,7 +45,7 @@ static void reference(double *out, const float *x, int64_t T, int64_t n, int64_t
 
 static void check_shape(const llmrt_cpu_kernels *kern, llmrt_thread_pool *pool, int64_t T,
                         int64_t n, int64_t k, const int32_t *ranks, int32_t n_slots) {
-    llmrt_error        err = {0};
+    llmrt_error err = {0};
     llmrt_blora_table *tab = NULL;
     CHECK(llmrt_cpu_lora_table_create(n_slots, n, k, &tab, &err) == LLMRT_OK);
     ref_slot *slots = calloc((size_t)n_slots, sizeof *slots);
@@ -52,19 +54,22 @@ static void check_shape(const llmrt_cpu_kernels *kern, llmrt_thread_pool *pool, 
         if (!ranks[s]) continue;
         slots[s].a = malloc((size_t)(ranks[s] * k) * sizeof(float));
         slots[s].b = malloc((size_t)(ranks[s] * n) * sizeof(float));
-        for (int64_t i = 0; i < ranks[s] * k; i++) slots[s].a[i] = frand() * 0.2f;
-        for (int64_t i = 0; i < ranks[s] * n; i++) slots[s].b[i] = frand() * 0.2f;
-        CHECK(llmrt_cpu_lora_table_set(tab, s, ranks[s], slots[s].a, slots[s].b, &err) ==
-              LLMRT_OK);
+        for (int64_t i = 0; i < ranks[s] * k; i++)
+            slots[s].a[i] = frand() * 0.2f;
+        for (int64_t i = 0; i < ranks[s] * n; i++)
+            slots[s].b[i] = frand() * 0.2f;
+        CHECK(llmrt_cpu_lora_table_set(tab, s, ranks[s], slots[s].a, slots[s].b, &err) == LLMRT_OK);
     }
-    float   *x = malloc((size_t)(T * k) * sizeof *x), *out = malloc((size_t)(T * n) * sizeof *out);
-    double  *ref = malloc((size_t)(T * n) * sizeof *ref);
+    float *x = malloc((size_t)(T * k) * sizeof *x), *out = malloc((size_t)(T * n) * sizeof *out);
+    double *ref = malloc((size_t)(T * n) * sizeof *ref);
     int32_t *slot = malloc((size_t)T * sizeof *slot);
-    float   *scale = malloc((size_t)T * sizeof *scale);
-    for (int64_t i = 0; i < T * k; i++) x[i] = frand();
-    for (int64_t i = 0; i < T * n; i++) out[i] = frand(), ref[i] = out[i];
+    float *scale = malloc((size_t)T * sizeof *scale);
+    for (int64_t i = 0; i < T * k; i++)
+        x[i] = frand();
+    for (int64_t i = 0; i < T * n; i++)
+        out[i] = frand(), ref[i] = out[i];
     for (int64_t t = 0; t < T; t++) {
-        slot[t]  = (int32_t)(t % (n_slots + 2)) - 1; /* -1, 0 .. n_slots - 1, n_slots (none) */
+        slot[t] = (int32_t)(t % (n_slots + 2)) - 1; /* -1, 0 .. n_slots - 1, n_slots (none) */
         scale[t] = 0.5f + (float)(t % 3);
     }
     reference(ref, x, T, n, k, slot, scale, slots, n_slots);
@@ -80,11 +85,13 @@ static void check_shape(const llmrt_cpu_kernels *kern, llmrt_thread_pool *pool, 
 
     /* row independence: each row alone gives the same bits as in the batch */
     float *alone = malloc((size_t)n * sizeof *alone);
-    int    differ = 0;
+    int differ = 0;
     for (int64_t t = 0; t < T; t++) {
-        for (int64_t i = 0; i < n; i++) alone[i] = 0.25f;
+        for (int64_t i = 0; i < n; i++)
+            alone[i] = 0.25f;
         float *batch_row = malloc((size_t)(T * n) * sizeof *batch_row);
-        for (int64_t i = 0; i < T * n; i++) batch_row[i] = 0.25f;
+        for (int64_t i = 0; i < T * n; i++)
+            batch_row[i] = 0.25f;
         llmrt_cpu_lora_apply(pool, kern, alone, x + t * k, 1, slot + t, scale + t, tab);
         llmrt_cpu_lora_apply(pool, kern, batch_row, x, T, slot, scale, tab);
         differ += memcmp(alone, batch_row + t * n, (size_t)n * sizeof(float)) != 0;
@@ -94,24 +101,27 @@ static void check_shape(const llmrt_cpu_kernels *kern, llmrt_thread_pool *pool, 
 
     /* emptying a slot turns its rows off */
     CHECK(llmrt_cpu_lora_table_set(tab, 0, 0, NULL, NULL, &err) == LLMRT_OK);
-    for (int64_t i = 0; i < n; i++) alone[i] = 1.0f;
+    for (int64_t i = 0; i < n; i++)
+        alone[i] = 1.0f;
     int32_t zero = 0;
-    float   one  = 1.0f;
+    float one = 1.0f;
     llmrt_cpu_lora_apply(pool, kern, alone, x, 1, &zero, &one, tab);
     int changed = 0;
-    for (int64_t i = 0; i < n; i++) changed += alone[i] != 1.0f;
+    for (int64_t i = 0; i < n; i++)
+        changed += alone[i] != 1.0f;
     CHECK_MSG(changed == 0, "an emptied slot still changed %d outputs", changed);
 
     free(alone);
     free(x), free(out), free(ref), free(slot), free(scale);
-    for (int32_t s = 0; s < n_slots; s++) free(slots[s].a), free(slots[s].b);
+    for (int32_t s = 0; s < n_slots; s++)
+        free(slots[s].a), free(slots[s].b);
     free(slots);
     llmrt_cpu_lora_table_destroy(tab);
 }
 
 int main(void) {
     llmrt_thread_pool *pool = llmrt_thread_pool_create(2);
-    const char        *isas[] = {"generic", "avx2", "avx512"};
+    const char *isas[] = {"generic", "avx2", "avx512"};
     for (int i = 0; i < 3; i++) {
         llmrt_cpu_kernels k = llmrt_cpu_kernels_select(isas[i]);
         if (strcmp(k.isa, isas[i]) != 0) continue; /* the CPU lacks it */
@@ -125,7 +135,7 @@ int main(void) {
     }
 
     /* bad arguments are errors, not crashes */
-    llmrt_error        err = {0};
+    llmrt_error err = {0};
     llmrt_blora_table *tab = NULL;
     CHECK_ERROR(llmrt_cpu_lora_table_create(0, 4, 4, &tab, &err), err, LLMRT_ERR_INVALID_ARG,
                 "lora table");

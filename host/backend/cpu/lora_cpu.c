@@ -9,13 +9,13 @@
 
 typedef struct lora_slot {
     int32_t rank; /* 0: empty */
-    float  *a;    /* [rank, k] */
-    float  *bt;   /* [rank, n]: B transposed */
+    float *a;     /* [rank, k] */
+    float *bt;    /* [rank, n]: B transposed */
 } lora_slot;
 
 struct llmrt_blora_table {
-    int32_t   n_slots;
-    int64_t   n, k;
+    int32_t n_slots;
+    int64_t n, k;
     lora_slot slots[];
 };
 
@@ -28,9 +28,9 @@ llmrt_status llmrt_cpu_lora_table_create(int32_t n_slots, int64_t n, int64_t k,
     llmrt_blora_table *t = calloc(1, sizeof *t + (size_t)n_slots * sizeof(lora_slot));
     if (!t) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "lora table: out of memory");
     t->n_slots = n_slots;
-    t->n       = n;
-    t->k       = k;
-    *out       = t;
+    t->n = n;
+    t->k = k;
+    *out = t;
     return LLMRT_OK;
 }
 
@@ -49,7 +49,7 @@ llmrt_status llmrt_cpu_lora_table_set(llmrt_blora_table *t, int32_t slot, int32_
     lora_slot *s = &t->slots[slot];
     clear_slot(s);
     if (rank == 0) return LLMRT_OK;
-    s->a  = malloc((size_t)rank * (size_t)t->k * sizeof(float));
+    s->a = malloc((size_t)rank * (size_t)t->k * sizeof(float));
     s->bt = malloc((size_t)rank * (size_t)t->n * sizeof(float));
     if (!s->a || !s->bt) {
         clear_slot(s);
@@ -58,40 +58,43 @@ llmrt_status llmrt_cpu_lora_table_set(llmrt_blora_table *t, int32_t slot, int32_
     }
     memcpy(s->a, a, (size_t)rank * (size_t)t->k * sizeof(float));
     for (int64_t n = 0; n < t->n; n++)
-        for (int32_t j = 0; j < rank; j++) s->bt[(int64_t)j * t->n + n] = b[n * rank + j];
+        for (int32_t j = 0; j < rank; j++)
+            s->bt[(int64_t)j * t->n + n] = b[n * rank + j];
     s->rank = rank;
     return LLMRT_OK;
 }
 
 void llmrt_cpu_lora_table_destroy(llmrt_blora_table *t) {
     if (!t) return;
-    for (int32_t i = 0; i < t->n_slots; i++) clear_slot(&t->slots[i]);
+    for (int32_t i = 0; i < t->n_slots; i++)
+        clear_slot(&t->slots[i]);
     free(t);
 }
 
 typedef struct apply_job {
     const llmrt_cpu_kernels *k;
-    float                   *out;
-    const float             *x;
-    const int32_t           *slot;
-    const float             *scale;
+    float *out;
+    const float *x;
+    const int32_t *slot;
+    const float *scale;
     const llmrt_blora_table *t;
 } apply_job;
 
 /* One row: shrink (r dot products over k), then expand (r axpys over n), in a fixed order. */
 static void apply_row(void *p, int64_t row, int thread) {
     (void)thread;
-    const apply_job         *j = p;
+    const apply_job *j = p;
     const llmrt_blora_table *t = j->t;
-    int32_t                  s = j->slot[row];
+    int32_t s = j->slot[row];
     if (s < 0 || s >= t->n_slots || t->slots[s].rank == 0) return;
     const lora_slot *ls = &t->slots[s];
-    float            tmp[LLMRT_LORA_MAX_RANK];
-    const float     *x   = j->x + row * t->k;
-    float           *out = j->out + row * t->n;
+    float tmp[LLMRT_LORA_MAX_RANK];
+    const float *x = j->x + row * t->k;
+    float *out = j->out + row * t->n;
     for (int32_t r = 0; r < ls->rank; r++)
         tmp[r] = j->scale[row] * j->k->dot(x, ls->a + (int64_t)r * t->k, t->k);
-    for (int32_t r = 0; r < ls->rank; r++) j->k->axpy(out, tmp[r], ls->bt + (int64_t)r * t->n, t->n);
+    for (int32_t r = 0; r < ls->rank; r++)
+        j->k->axpy(out, tmp[r], ls->bt + (int64_t)r * t->n, t->n);
 }
 
 void llmrt_cpu_lora_apply(llmrt_thread_pool *pool, const llmrt_cpu_kernels *k, float *out,
