@@ -238,16 +238,16 @@ static int32_t victim(const lora_registry *reg, lora_adapter *const *used, int32
     return best;
 }
 
-lora_admit lora_registry_make_resident(lora_registry *reg, llmrt_executor *ex, lora_adapter *a,
+plan_gate lora_registry_make_resident(lora_registry *reg, llmrt_executor *ex, lora_adapter *a,
                                        lora_adapter *const *used, int32_t n_used,
                                        llmrt_error *err) {
     pthread_mutex_lock(&reg->mu);
     a->last_used = ++reg->clock;
     if (a->slot >= 0) {
         pthread_mutex_unlock(&reg->mu);
-        return LORA_ADMIT;
+        return PLAN_ADMIT;
     }
-    lora_admit out = LORA_WAIT;
+    plan_gate out = PLAN_WAIT;
     for (;;) {
         int32_t free_slot = -1;
         for (int32_t i = 0; i < reg->n_slots && free_slot < 0; i++)
@@ -257,7 +257,7 @@ lora_admit lora_registry_make_resident(lora_registry *reg, llmrt_executor *ex, l
         if (free_slot >= 0 && fits) {
             if (ex->ops->lora_set(ex, free_slot, a->path, &a->file, err) != LLMRT_OK) {
                 llmrt_err_prefix(err, "LoRA adapter \"%s\" (%s)", a->name, a->path);
-                out = LORA_FAIL;
+                out = PLAN_FAIL;
                 break;
             }
             reg->slots[free_slot] = a;
@@ -265,13 +265,13 @@ lora_admit lora_registry_make_resident(lora_registry *reg, llmrt_executor *ex, l
             a->slot = free_slot;
             a->refs++;
             a->n_loads++;
-            out = LORA_ADMIT;
+            out = PLAN_ADMIT;
             break;
         }
         int32_t v = victim(reg, used, n_used);
         if (v < 0) break; /* everything resident is running: wait for a request to finish */
         if (evict(reg, ex, v, err) != LLMRT_OK) {
-            out = LORA_FAIL;
+            out = PLAN_FAIL;
             break;
         }
     }

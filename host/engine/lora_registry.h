@@ -14,6 +14,7 @@
 
 #include "../exec/executor.h"
 #include "../format/lora_file.h"
+#include "plan_gate.h"
 
 #define LORA_NAME_MAX 128
 
@@ -76,19 +77,15 @@ lora_adapter *lora_adapter_retain(lora_adapter *a);
 /* Drops a request's reference (NULL: no-op). */
 void lora_adapter_release(lora_adapter *a);
 
-typedef enum lora_admit {
-    LORA_ADMIT = 0, /* resident: the request may run */
-    LORA_WAIT  = 1, /* no slot or budget free now (every resident adapter is in use) */
-    LORA_FAIL  = 2, /* can never be resident (err says why) */
-} lora_admit;
 
 /* Step thread: makes `a` resident (evicting adapters no request in `in_use[n_in_use]` holds),
- * loading it into a free executor slot. */
-lora_admit lora_registry_make_resident(lora_registry *reg, llmrt_executor *ex, lora_adapter *a,
+ * loading it into a free executor slot. The planner's answer: PLAN_ADMIT (resident), PLAN_WAIT
+ * (no slot or budget free now: every resident adapter is in use), PLAN_FAIL (err says why). */
+plan_gate lora_registry_make_resident(lora_registry *reg, llmrt_executor *ex, lora_adapter *a,
                                        lora_adapter *const *in_use, int32_t n_in_use,
                                        llmrt_error *err);
 
-/* Adds generated tokens to a's metrics (any thread). */
+/* Adds a finished sequence's generated tokens to a's metrics (any thread; NULL: no-op). */
 void lora_adapter_count_tokens(lora_adapter *a, int64_t n);
 
 #endif

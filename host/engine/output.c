@@ -78,7 +78,6 @@ void engine_sample_and_advance(llmrt_engine *e, request *r, float *logits) {
         engine_finish(e, r, LLMRT_FINISH_ERROR, err.status, err.msg);
         return;
     }
-    lora_adapter_count_tokens(r->adapter, 1);
     double  now         = engine_now();
     int64_t n_generated = r->n_tokens - r->n_prompt;
     if (n_generated == 1) {
@@ -130,6 +129,8 @@ void engine_finish(llmrt_engine *e, request *r, llmrt_finish_reason why, llmrt_s
     } else if (!r->text_stopped) {
         flush_text(r);
     }
+    /* the adapter's metric, once per sequence: no lock on the per-token path */
+    lora_adapter_count_tokens(r->adapter, r->n_tokens - r->n_prompt);
     double now = engine_now();
     if (r->index == 0) { /* per request, not per sequence (n > 1) */
         llmrt_histogram_observe(&e->metrics.e2e, now - r->t_submit);

@@ -12,6 +12,7 @@
 #define LLMRT_ENGINE_PLANNER_H
 
 #include "block_manager.h"
+#include "plan_gate.h"
 #include "request.h"
 
 typedef struct request_list {
@@ -23,13 +24,6 @@ bool    request_list_push(request_list *l, request *r);
 void    request_list_remove_at(request_list *l, int32_t i);
 int32_t request_list_find(const request_list *l, const request *r);
 
-/* An admission gate's answer for a waiting request (e.g. whether its LoRA adapter is, or
- * could be made, resident). */
-typedef enum plan_gate {
-    PLAN_ADMIT = 0, /* it may run */
-    PLAN_WAIT  = 1, /* not now: admissions stop for this step (order is kept)     */
-    PLAN_FAIL  = 2, /* never: the planner ends it with the reason given           */
-} plan_gate;
 
 /* What the planner reads and updates. */
 typedef struct planner_state {

@@ -194,14 +194,14 @@ static plan_gate lora_gate(void *ctx, request *r, const request_list *running, c
     for (int32_t i = 0; i < running->n; i++)
         if (running->items[i]->adapter) used[n_used++] = running->items[i]->adapter;
     llmrt_error err = {0};
-    lora_admit  a = lora_registry_make_resident(&e->lora, e->exec, r->adapter, used, n_used, &err);
+    plan_gate   a = lora_registry_make_resident(&e->lora, e->exec, r->adapter, used, n_used, &err);
     if (used != stack_used) free(used);
-    if (a == LORA_FAIL) {
+    if (a == PLAN_FAIL) {
         snprintf(r->lora_error, sizeof r->lora_error, "%.190s", err.msg);
         *why = r->lora_error;
         return PLAN_FAIL;
     }
-    return a == LORA_ADMIT ? PLAN_ADMIT : PLAN_WAIT;
+    return a;
 }
 
 llmrt_status engine_run_step(llmrt_engine *e, llmrt_error *err) {
