@@ -25,7 +25,7 @@ for r in $(seq 1 "$rounds"); do
         bin=$a
         [ $which = B ] && bin=$b
         "$bin" bench latency "${args[@]}" 2>/dev/null |
-            awk -v w=$which -v r="$r" '/^ +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ /{print w, r, $1, $5, $8}' \
+            awk -v w=$which -v r="$r" '/^ +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ /{print w, r, $1, $6, $9}' \
             >>"$out/rows"
     done
 done

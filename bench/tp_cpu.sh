@@ -10,7 +10,7 @@ common=(bench latency "${margs[@]}" --device cpu -p 64 -n 64 -r 2 --format csv)
 export OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_rmaps_base_oversubscribe=1
 run() { # label, command...: prints "label prompt_tps gen_tps" from the csv row
     local label=$1; shift
-    "$@" 2>/dev/null | awk -F, -v l="$label" 'NR == 2 { printf "%s %s %s\n", l, $5, $7 }'
+    "$@" 2>/dev/null | awk -F, -v l="$label" 'NR == 2 { printf "%s %s %s\n", l, $6, $8 }'
 }
 echo "# $(date -u +%FT%TZ) $(uname -n) $(nproc) cores: $bin ${common[*]}"
 for r in $(seq 1 "$rounds"); do

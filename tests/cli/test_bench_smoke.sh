@@ -6,7 +6,13 @@ bin=$1 model=$2
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 common=(-m "$model" -t 1)
-"$bin" bench latency "${common[@]}" -p 16 -n 8 -r 2 -t 1 --format json > "$dir/latency.json"
+"$bin" bench latency "${common[@]}" -p 16,19 -b 1,3 -n 8 -r 2 -t 1 --format json > "$dir/latency.json"
+# a case beyond the model's context is refused, naming the options, before anything runs
+if "$bin" bench latency "${common[@]}" -p 16 -n 1000000 -r 1 > "$dir/ctx.out" 2> "$dir/ctx.err"; then
+    echo "FAIL: bench latency ran a case longer than the model's context"; exit 1
+fi
+grep -q "exceed the model's context" "$dir/ctx.err" || { cat "$dir/ctx.err"; exit 1; }
+[ ! -s "$dir/ctx.out" ] || { echo "FAIL: output before the context check"; exit 1; }
 "$bin" bench serve "${common[@]}" --num-prompts 6 --input-len 8:24 --output-len 4:12 \
     --request-rate 200 --goodput ttft:50,tpot:10 --format json > "$dir/serve.json"
 "$bin" bench serve "${common[@]}" --num-prompts 4 --format csv > "$dir/serve.csv"
@@ -29,12 +35,14 @@ lat = json.load(open(f"{d}/latency.json"))
 for k in context + ["results"]:
     assert k in lat, f"latency json lacks {k}"
 for r in lat["results"]:
-    for k in ["threads", "n_prompt", "n_gen", "depth", "prompt_tps_mean", "prompt_tps_std",
+    for k in ["threads", "batch", "n_prompt", "n_gen", "depth", "prompt_tps_mean", "prompt_tps_std",
               "gen_tps_mean", "gen_tps_std", "ttft_ms_mean", "tpot_ms_mean", "e2e_ms_mean",
-              "bytes_per_token", "achieved_gbps", "fraction_of_peak_bandwidth",
+              "bytes_per_step", "achieved_gbps", "fraction_of_peak_bandwidth",
               "prefill_flops_per_token", "achieved_prefill_gflops"]:
         assert k in r, f"latency result lacks {k}"
     assert r["gen_tps_mean"] > 0 and r["prompt_tps_mean"] > 0
+assert sorted((r["batch"], r["n_prompt"]) for r in lat["results"]) == \
+    [(1, 16), (1, 19), (3, 16), (3, 19)], lat["results"]
 s = json.load(open(f"{d}/serve.json"))
 for k in context:
     assert k in s, f"serve json lacks {k}"
