@@ -96,6 +96,31 @@ __device__ __forceinline__ void dequant_word(uint32_t q, int j, const GroupConst
     }
 }
 
+// Split-K without a second kernel. Every split CTA of an output tile writes its fp32 partial,
+// then arrives at the tile's counter; the CTA that arrives last sums the partials of all splits in
+// split order (the order the former finalize kernel used, so results are bit-identical to it),
+// adds the bias and writes the output, and puts the counter back to 0 for the next call. No CTA
+// waits for another (a serial, Marlin-style chain would cost one L2 round trip per split, several
+// microseconds at decode, where the whole GEMV takes a few): the only cost is the last CTA's
+// re-read of the partials, from L2. The counters live at the head of the workspace
+// (kMaxSplitTiles ints, zeroed once by the caller: llmrt_cuda_q4_workspace_init) and are only
+// ever written by this protocol, so they are zero between calls.
+constexpr int kMaxSplitTiles = 4096; // plans with more output tiles than this do not split K
+
+// Called by every thread of the CTA after it wrote its partial: true in the CTA that arrived last.
+__device__ __forceinline__ bool arrive_last(int *counter, int splits) {
+    __shared__ int last;
+    __threadfence(); // this CTA's partial is visible device-wide before the arrival
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        last = atomicAdd(counter, 1) == splits - 1;
+        if (last) *counter = 0; // every split has arrived: nobody else touches it in this call
+    }
+    __syncthreads();
+    if (last) __threadfence(); // order the reads of the other CTAs' partials after the arrival
+    return last;
+}
+
 // Arguments of the internal launchers (q4_matmul.cu fills them).
 struct Problem {
     const __half *x;        // [M, ldx] fp16 (stored column order for the GEMM; original for the GEMV)
@@ -107,6 +132,7 @@ struct Problem {
     const float *bias;      // [N] or NULL
     void *out;              // [M, N] fp16 or fp32 (out_f32)
     float *partial;         // [splits, M, N] fp32 when splits > 1
+    int *tile_counters;     // [kMaxSplitTiles] zero on entry and on exit, when splits > 1
     int out_f32;
     int M, N, K, group_size, zero_float;
     int splits;             // K splits (grid z of the GEMM, y of the GEMV)

@@ -14,7 +14,8 @@
 // MT m16 tiles (ldmatrix.x4), so a dequantised weight serves BM rows.
 // Grid (M tiles, N tiles, splits): the M tiles of one N tile are adjacent in launch order so its
 // weights come from DRAM once and from L2 after. With few tiles (small M or N) K is split so all
-// SMs get work; split CTAs write fp32 partials that q4_matmul.cu's finalize sums in order.
+// SMs get work; split CTAs write fp32 partials and the last CTA of each output tile to finish
+// sums them in split order (q4_common.cuh: arrive_last; no second kernel).
 // Rows past M are zero-filled by cp.async (src-size 0) and never written; column blocks past N
 // (N % 256 != 0) are zero-filled and skipped by their warp (warp-uniform).
 #include "q4_common.cuh"
@@ -43,15 +44,24 @@ __device__ __forceinline__ int swz(int r, int c) {
     return r * (kBK * 2) + ((c ^ (r & 7)) << 4);
 }
 
+// out[at], out[at + 1] = v0, v1 (+ bias[n], bias[n + 1]) as fp32 or fp16.
+__device__ __forceinline__ void write_out2(void *out, int out_f32, const float *bias, size_t at, int n,
+                                           float v0, float v1) {
+    if (bias) v0 += bias[n], v1 += bias[n + 1];
+    if (out_f32) *reinterpret_cast<float2 *>(static_cast<float *>(out) + at) = make_float2(v0, v1);
+    else *reinterpret_cast<__half2 *>(static_cast<__half *>(out) + at) = __floats2half2_rn(v0, v1);
+}
+
 template <int MT, bool ZF>
 __global__ void __launch_bounds__(kThreads)
     q4_gemm_kernel(const __half *__restrict__ x,      // [M, K] (stored column order)
                    const uint4 *__restrict__ qweight, // [K/16, N/64, 32]
                    const uint4 *__restrict__ scales,  // [G, N/64, 8]
                    const uint4 *__restrict__ zoff,    // [G, N/64, 8]
-                   const float *__restrict__ bias,    // [N] or NULL (splits == 1)
-                   void *__restrict__ out,            // [M, N] fp16 or fp32 (splits == 1)
+                   const float *__restrict__ bias,    // [N] or NULL
+                   void *__restrict__ out,            // [M, N] fp16 or fp32
                    float *__restrict__ partial,       // [splits, M, N] (splits > 1)
+                   int *__restrict__ tile_counters,   // [M tiles x N tiles] zero (splits > 1)
                    int out_f32, int M, int N, int K, int gs) {
     using Tr = GemmTraits<MT>;
     constexpr int BM = Tr::kBM;
@@ -150,29 +160,39 @@ __global__ void __launch_bounds__(kThreads)
     cp_async_wait<0>(); // only empty groups remain; leave nothing pending
 
     // ---- epilogue: c_i at row g + 8·(i >= 2), column 2t + (i & 1) of each n8 tile -------------
-    if (!warp_active) return;
-    Q4_UNROLL
-    for (int mt = 0; mt < MT; mt++)
+    // (every warp reaches arrive_last below, also one whose column block is past N)
+    if (warp_active) {
         Q4_UNROLL
-        for (int c = 0; c < 8; c++) {
-            const int n = (nb0 + warp) * kBlockN + 8 * c + 2 * t; // n8 tile c = 2j + h: cols 16j + 8h
+        for (int mt = 0; mt < MT; mt++)
             Q4_UNROLL
-            for (int half = 0; half < 2; half++) {
-                const int m = m0 + mt * 16 + g + 8 * half;
-                if (m >= M) continue;
-                float v0 = acc[mt][c][2 * half], v1 = acc[mt][c][2 * half + 1];
-                if (splits > 1) {
-                    *reinterpret_cast<float2 *>(partial + ((size_t)split * M + m) * N + n) = make_float2(v0, v1);
-                    continue;
+            for (int c = 0; c < 8; c++) {
+                const int n = (nb0 + warp) * kBlockN + 8 * c + 2 * t; // n8 tile c = 2j + h: cols 16j + 8h
+                Q4_UNROLL
+                for (int half = 0; half < 2; half++) {
+                    const int m = m0 + mt * 16 + g + 8 * half;
+                    if (m >= M) continue;
+                    const float v0 = acc[mt][c][2 * half], v1 = acc[mt][c][2 * half + 1];
+                    if (splits > 1)
+                        *reinterpret_cast<float2 *>(partial + ((size_t)split * M + m) * N + n) =
+                            make_float2(v0, v1);
+                    else
+                        write_out2(out, out_f32, bias, (size_t)m * N + n, n, v0, v1);
                 }
-                if (bias) v0 += bias[n], v1 += bias[n + 1];
-                if (out_f32)
-                    *reinterpret_cast<float2 *>(static_cast<float *>(out) + (size_t)m * N + n) = make_float2(v0, v1);
-                else
-                    *reinterpret_cast<__half2 *>(static_cast<__half *>(out) + (size_t)m * N + n) =
-                        __floats2half2_rn(v0, v1);
             }
+    }
+    if (splits == 1 || !arrive_last(tile_counters + blockIdx.y * gridDim.x + blockIdx.x, splits)) return;
+    // the last split of this tile: [BM rows][kBN columns] as float2 pairs, split order
+    const int n_cols = (N - nb0 * kBlockN < kBN ? N - nb0 * kBlockN : kBN) / 2;
+    for (int i = tid; i < BM * n_cols; i += kThreads) {
+        const int m = m0 + i / n_cols, n = nb0 * kBlockN + 2 * (i % n_cols);
+        if (m >= M) continue;
+        float2 v = __ldcg(reinterpret_cast<const float2 *>(partial + (size_t)m * N + n));
+        for (int s = 1; s < splits; s++) {
+            const float2 w = __ldcg(reinterpret_cast<const float2 *>(partial + ((size_t)s * M + m) * N + n));
+            v.x += w.x, v.y += w.y;
         }
+        write_out2(out, out_f32, bias, (size_t)m * N + n, n, v.x, v.y);
+    }
 }
 
 template <int MT, bool ZF> int launch_mt(const Problem &p, const GemmPlan &plan, cudaStream_t stream) {
@@ -185,7 +205,7 @@ template <int MT, bool ZF> int launch_mt(const Problem &p, const GemmPlan &plan,
     const int BM = GemmTraits<MT>::kBM;
     const dim3 grid((unsigned)((p.M + BM - 1) / BM), (unsigned)((p.N + kBN - 1) / kBN), (unsigned)plan.splits);
     LAUNCH((q4_gemm_kernel<MT, ZF>), grid, kThreads, smem, stream, p.x, p.qweight, p.scales, p.zoff,
-           p.bias, p.out, p.partial, p.out_f32, p.M, p.N, p.K, p.group_size);
+           p.bias, p.out, p.partial, p.tile_counters, p.out_f32, p.M, p.N, p.K, p.group_size);
     return (int)cudaGetLastError();
 }
 
@@ -213,13 +233,14 @@ GemmPlan gemm_plan(int M, int N, int K, int sm_count) {
     int splits = sm_count / tiles;
     const int max_splits = KT / 4 < 16 ? KT / 4 : 16;
     if (splits > max_splits) splits = max_splits;
+    if (tiles > kMaxSplitTiles) splits = 1; // one counter per output tile
     plan.splits = splits < 1 ? 1 : splits;
     return plan;
 }
 
 int gemm_launch(const Problem &p, const GemmPlan &plan, cudaStream_t stream) {
     using namespace gm;
-    if (plan.splits > 1 && !p.partial) return (int)cudaErrorInvalidValue;
+    if (plan.splits > 1 && (!p.partial || !p.tile_counters)) return (int)cudaErrorInvalidValue;
     return p.zero_float ? launch_zf<true>(p, plan, stream) : launch_zf<false>(p, plan, stream);
 }
 

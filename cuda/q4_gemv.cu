@@ -9,8 +9,9 @@
 // reads weights from global memory, kUnroll 16-byte loads in flight per lane before any math.
 // A lane holds 8 columns x 4 k rows per tile: partial dot products per column, summed over the
 // 4 lanes of a column by two xor shuffles, then over the 4 warps in shared memory. With
-// splits > 1 (too few column blocks to fill the GPU), CTAs write fp32 partials [splits, M, N]
-// that q4_matmul.cu's finalize kernel sums in a fixed order (deterministic), adding the bias.
+// splits > 1 (too few column blocks to fill the GPU), CTAs write fp32 partials [splits, M, N] and
+// the last CTA of a column block to finish sums them in split order, adding the bias
+// (q4_common.cuh: arrive_last; deterministic, and no second kernel).
 #include "q4_common.cuh"
 
 namespace q4 {
@@ -37,6 +38,14 @@ template <int MR> __host__ __device__ constexpr int unroll_for() {
     return MR >= 8 ? 4 : 8;
 }
 
+// out[at] = v (+ bias[n]) as fp32 or fp16.
+__device__ __forceinline__ void write_out(void *out, int out_f32, const float *bias, size_t at, int n,
+                                          float v) {
+    if (bias) v += bias[n];
+    if (out_f32) static_cast<float *>(out)[at] = v;
+    else static_cast<__half *>(out)[at] = __float2half_rn(v);
+}
+
 template <int MR, bool ZF>
 __global__ void __launch_bounds__(kThreads)
     q4_gemv_kernel(const __half *__restrict__ x,        // [M, ldx]
@@ -47,6 +56,7 @@ __global__ void __launch_bounds__(kThreads)
                    const float *__restrict__ bias,      // [N] or NULL
                    void *__restrict__ out,              // [M, N] fp16 or fp32 (splits == 1)
                    float *__restrict__ partial,         // [splits, M, N] (splits > 1)
+                   int *__restrict__ tile_counters,     // [N/64] zero (splits > 1)
                    int out_f32, int M, int N, int K, int gs,
                    int tiles_per_cta,                   // k16 tiles of each CTA
                    int ldx) {                           // row stride of x (K without perm)
@@ -176,6 +186,7 @@ __global__ void __launch_bounds__(kThreads)
             for (int i = 0; i < 8; i++) red[(warp * MR + m) * kBlockN + g + 8 * i] = acc[m][i];
     }
     __syncthreads();
+    const int splits = gridDim.y;
     for (int i = tid; i < MR * kBlockN; i += kThreads) {
         const int m = i / kBlockN, c = i % kBlockN;
         if (m >= M) continue;
@@ -183,22 +194,23 @@ __global__ void __launch_bounds__(kThreads)
         Q4_UNROLL
         for (int w = 0; w < kWarps; w++) v += red[(w * MR + m) * kBlockN + c];
         const int n = nb * kBlockN + c;
-        if (gridDim.y > 1) {
-            partial[((size_t)split * M + m) * N + n] = v;
-        } else {
-            if (bias) v += bias[n];
-            if (out_f32)
-                static_cast<float *>(out)[(size_t)m * N + n] = v;
-            else
-                static_cast<__half *>(out)[(size_t)m * N + n] = __float2half_rn(v);
-        }
+        if (splits > 1) partial[((size_t)split * M + m) * N + n] = v;
+        else write_out(out, out_f32, bias, (size_t)m * N + n, n, v);
+    }
+    if (splits == 1 || !arrive_last(tile_counters + nb, splits)) return;
+    for (int i = tid; i < MR * kBlockN; i += kThreads) { // the last split: the block's sums
+        const int m = i / kBlockN, n = nb * kBlockN + i % kBlockN;
+        if (m >= M) continue;
+        float v = __ldcg(partial + (size_t)m * N + n);
+        for (int s = 1; s < splits; s++) v += __ldcg(partial + ((size_t)s * M + m) * N + n);
+        write_out(out, out_f32, bias, (size_t)m * N + n, n, v);
     }
 }
 
 template <int MR, bool ZF> int launch_mr(const Problem &p, const GemvPlan &plan, cudaStream_t stream) {
     const dim3 grid((unsigned)(p.N / kBlockN), (unsigned)plan.splits);
     LAUNCH((q4_gemv_kernel<MR, ZF>), grid, kThreads, plan.smem, stream, p.x, p.perm, p.qweight,
-           p.scales, p.zoff, p.bias, p.out, p.partial, p.out_f32, p.M, p.N, p.K, p.group_size,
+           p.scales, p.zoff, p.bias, p.out, p.partial, p.tile_counters, p.out_f32, p.M, p.N, p.K, p.group_size,
            plan.tiles_per_cta, p.ldx);
     return (int)cudaGetLastError();
 }
@@ -239,7 +251,9 @@ GemvPlan gemv_plan(int M, int N, int K, int gs, int sm_count) {
 
 int gemv_launch(const Problem &p, const GemvPlan &plan, cudaStream_t stream) {
     using namespace gv;
-    if (p.M < 1 || p.M > plan.mr || plan.smem > kSmemCap) return (int)cudaErrorInvalidValue;
+    if (p.M < 1 || p.M > plan.mr || plan.smem > kSmemCap ||
+        (plan.splits > 1 && (!p.partial || !p.tile_counters || p.N / kBlockN > kMaxSplitTiles)))
+        return (int)cudaErrorInvalidValue;
     return p.zero_float ? launch_zf<true>(p, plan, stream) : launch_zf<false>(p, plan, stream);
 }
 

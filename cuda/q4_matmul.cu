@@ -1,11 +1,16 @@
 // q4_matmul.cu: the launcher of the 4-bit matmul (q4_matmul.h): validates, picks the kernel
 // (GEMV q4_gemv.cu for M <= 8, tensor-core GEMM q4_gemm.cu above), carves the workspace, and owns
-// the two helper kernels: the act-order gather of x's columns (GEMM only: the GEMM needs the
-// groups contiguous along K; the GEMV gathers while staging x) and the split-K finalize.
+// the act-order gather of x's columns (GEMM only: the GEMM needs the groups contiguous along K;
+// the GEMV gathers while staging x). One launch per matmul without act-order: split-K partials
+// are summed by the last CTA of each output tile (q4_common.cuh: arrive_last), not by a second
+// kernel.
 //
-// Workspace (one caller-provided buffer, 256-byte aligned pieces):
-//   partial  fp32 [splits, M, N]  when the kernel splits K (splits > 1)
-//   xperm    fp16 [M, K]          GEMM with act-order: x[:, perm]
+// Workspace (one caller-provided buffer, 256-byte aligned pieces; none at all when neither of
+// the last two is needed):
+//   counters int32 [kMaxSplitTiles] split-K tile counters: zero before the first call
+//                                   (llmrt_cuda_q4_workspace_init) and after every call
+//   partial  fp32 [splits, M, N]    when the kernel splits K (splits > 1)
+//   xperm    fp16 [M, K]            GEMM with act-order: x[:, perm]
 // Determinism: for a given (M, N, K, device) the kernel, the splits and every summation order are
 // fixed, so results are reproducible run to run. They are not batch invariant: a row's result
 // depends on M (GEMV vs GEMM, and the split count), unlike the CPU backend.
@@ -18,36 +23,6 @@ constexpr int kFinThreads = 256;
 
 uint64_t align256(uint64_t x) {
     return (x + 255) / 256 * 256;
-}
-
-// out[m, n] = sum over s of partial[s, m, n] (in s order) + bias[n]. Grid (column quads / 256,
-// M): 4 columns per thread (N % 64 == 0), no 64-bit index division.
-template <class TO>
-__global__ void __launch_bounds__(kFinThreads)
-    q4_finalize_kernel(const float *__restrict__ partial, // [splits, M, N]
-                       int splits,
-                       const float *__restrict__ bias,    // [N] or NULL
-                       TO *__restrict__ out,              // [M, N]
-                       int M, int N) {
-    const int c4 = blockIdx.x * blockDim.x + threadIdx.x, m = blockIdx.y;
-    if (c4 >= N / 4) return;
-    const size_t at = (size_t)m * N + 4 * c4, stride = (size_t)M * N;
-    float4 v = *reinterpret_cast<const float4 *>(partial + at);
-    for (int s = 1; s < splits; s++) {
-        const float4 w = *reinterpret_cast<const float4 *>(partial + s * stride + at);
-        v.x += w.x, v.y += w.y, v.z += w.z, v.w += w.w;
-    }
-    if (bias) {
-        const float4 b = reinterpret_cast<const float4 *>(bias)[c4];
-        v.x += b.x, v.y += b.y, v.z += b.z, v.w += b.w;
-    }
-    if constexpr (sizeof(TO) == 4) {
-        *reinterpret_cast<float4 *>(out + at) = v;
-    } else {
-        __half2 *o = reinterpret_cast<__half2 *>(out + at);
-        o[0] = __floats2half2_rn(v.x, v.y);
-        o[1] = __floats2half2_rn(v.z, v.w);
-    }
 }
 
 // xp[m, j] = x[m, perm[j]] (0 for a padding column, perm -1). Grid (K / 256, M).
@@ -82,7 +57,7 @@ struct Plan {
     GemvPlan gv;
     GemmPlan gm;
     int splits;
-    uint64_t partial_bytes, xperm_bytes, total;
+    uint64_t counter_bytes, partial_bytes, xperm_bytes, total;
 };
 
 Plan make_plan(int64_t M, const llmrt_cuda_q4_weight *w, llmrt_cuda_q4_path path) {
@@ -98,7 +73,9 @@ Plan make_plan(int64_t M, const llmrt_cuda_q4_weight *w, llmrt_cuda_q4_path path
         if (w->perm) p.xperm_bytes = align256((uint64_t)M * (uint64_t)w->K * 2);
     }
     if (p.splits > 1) p.partial_bytes = align256((uint64_t)p.splits * (uint64_t)M * (uint64_t)w->N * 4);
-    p.total = p.partial_bytes + p.xperm_bytes;
+    // the counters head every non-empty workspace, so that no other piece ever overwrites them
+    if (p.partial_bytes + p.xperm_bytes > 0) p.counter_bytes = align256(4 * (uint64_t)kMaxSplitTiles);
+    p.total = p.counter_bytes + p.partial_bytes + p.xperm_bytes;
     return p;
 }
 
@@ -142,8 +119,9 @@ extern "C" int llmrt_cuda_q4_matmul(void *stream, void *out, llmrt_cuda_dtype ou
     p.group_size = w->group_size;
     p.zero_float = w->zero_float;
     p.splits = plan.splits;
-    p.partial = plan.splits > 1 ? static_cast<float *>(ws) : nullptr;
-    if (plan.splits > 1) p.bias = nullptr; // the finalize adds it
+    p.tile_counters = plan.splits > 1 ? static_cast<int *>(ws) : nullptr;
+    p.partial = plan.splits > 1 ? reinterpret_cast<float *>(static_cast<char *>(ws) + plan.counter_bytes)
+                                : nullptr;
 
     int rc;
     if (plan.gemv) {
@@ -151,7 +129,8 @@ extern "C" int llmrt_cuda_q4_matmul(void *stream, void *out, llmrt_cuda_dtype ou
         rc = q4::gemv_launch(p, plan.gv, st);
     } else {
         if (w->perm) {
-            __half *xp = reinterpret_cast<__half *>(static_cast<char *>(ws) + plan.partial_bytes);
+            __half *xp = reinterpret_cast<__half *>(static_cast<char *>(ws) + plan.counter_bytes +
+                                                    plan.partial_bytes);
             LAUNCH(q4::mm::q4_gather_cols_kernel, q4::mm::grid_for(w->K, M), q4::mm::kFinThreads, 0, st,
                    p.x, w->perm, xp, p.K, p.ldx);
             if ((rc = (int)cudaGetLastError()) != 0) return rc;
@@ -159,13 +138,13 @@ extern "C" int llmrt_cuda_q4_matmul(void *stream, void *out, llmrt_cuda_dtype ou
         }
         rc = q4::gemm_launch(p, plan.gm, st);
     }
-    if (rc || plan.splits == 1) return rc;
-    const dim3 grid = q4::mm::grid_for(w->N / 4, M);
-    if (p.out_f32)
-        LAUNCH(q4::mm::q4_finalize_kernel<float>, grid, q4::mm::kFinThreads, 0, st, p.partial, plan.splits,
-               bias, static_cast<float *>(out), p.M, p.N);
-    else
-        LAUNCH(q4::mm::q4_finalize_kernel<__half>, grid, q4::mm::kFinThreads, 0, st, p.partial,
-               plan.splits, bias, static_cast<__half *>(out), p.M, p.N);
-    return (int)cudaGetLastError();
+    return rc;
+}
+
+extern "C" int llmrt_cuda_q4_workspace_init(void *stream, void *ws, uint64_t ws_bytes) {
+    if (!ws || ws_bytes == 0) return 0; // nothing to zero: calls that need counters need a workspace
+    const uint64_t n = ws_bytes < q4::mm::align256(4 * (uint64_t)q4::kMaxSplitTiles)
+                           ? ws_bytes
+                           : q4::mm::align256(4 * (uint64_t)q4::kMaxSplitTiles);
+    return (int)cudaMemsetAsync(ws, 0, n, static_cast<cudaStream_t>(stream));
 }

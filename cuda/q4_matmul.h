@@ -21,7 +21,7 @@
  *   zoff     fp16 [G, N/64, 8, 8], same order: the zero z as fp16 (integer kind) or the offset m.
  *   perm     int32 [K] or absent.
  * Shapes taken: N % 64 == 0, K % 64 == 0, group_size 32 or a multiple of 64 dividing K,
- * N, K < 2^31. Anything else: llmrt_cuda_q4_check returns non-zero with a message and the
+ * N <= 262144, K < 2^31. Anything else: llmrt_cuda_q4_check returns non-zero with a message and the
  * caller keeps its dequantised fp16 path.
  *
  * Launchers follow llmrt_cuda.h: asynchronous on `stream`, allocate nothing, never synchronise;
@@ -83,8 +83,15 @@ llmrt_cuda_q4_weight llmrt_cuda_q4_view(const void *dev, int64_t N, int64_t K, i
                                         int zero_float, int has_perm);
 
 /* Workspace bytes llmrt_cuda_q4_matmul needs for M rows of x and this weight on the current
- * device (split-K partials, the act-order gather of x); 0 when it needs none. */
+ * device (split-K tile counters and partials, the act-order gather of x); 0 when it needs none.
+ * A workspace is zeroed once by llmrt_cuda_q4_workspace_init after it is allocated; the calls
+ * leave its counters at zero, so it serves any number of calls (of any shape) after that, as long
+ * as they run one after another (one stream). */
 uint64_t llmrt_cuda_q4_workspace_bytes(int64_t M, const llmrt_cuda_q4_weight *w);
+
+/* Zeroes the head of a new workspace (the split-K tile counters) on `stream`: once, after
+ * allocating it, before its first llmrt_cuda_q4_matmul. Returns a cudaError_t as int. */
+int llmrt_cuda_q4_workspace_init(void *stream, void *ws, uint64_t ws_bytes);
 
 /* Kernel choice (for tests and benchmarks; the backend passes AUTO). */
 typedef enum llmrt_cuda_q4_path {
@@ -96,7 +103,8 @@ typedef enum llmrt_cuda_q4_path {
 
 /* out[M, N] (out_t F16 or F32) = x[M, K] (fp16, original column order) · Wᵀ (+ bias[N] fp32 when
  * not NULL), fp32 accumulation; 1 <= M <= 65535. ws: workspace of at least llmrt_cuda_q4_workspace_bytes(M, w)
- * bytes (NULL when that is 0), 256-byte aligned. */
+ * bytes (NULL when that is 0), 256-byte aligned, initialised by llmrt_cuda_q4_workspace_init.
+ * One kernel launch (two with act-order on the GEMM path: the gather of x's columns). */
 int llmrt_cuda_q4_matmul(void *stream, void *out, llmrt_cuda_dtype out_t, const void *x,
                          int64_t M, const llmrt_cuda_q4_weight *w, const float *bias, void *ws,
                          uint64_t ws_bytes, llmrt_cuda_q4_path path);

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "q4_common.cuh" // kMaxSplitTiles
 #include "q4_matmul.h"
 
 namespace {
@@ -37,6 +38,8 @@ extern "C" int llmrt_cuda_q4_check(int64_t N, int64_t K, int32_t group_size, cha
         why = "N and K must lie in 1 .. 2^31 - 1";
     else if (N % 64 != 0)
         why = "N (output features) must be a multiple of 64 (the 64-column fragment blocks)";
+    else if (N / 64 > q4::kMaxSplitTiles)
+        why = "N (output features) must be at most 262144 (64 x the split-K tile counters)";
     else if (K % 64 != 0)
         why = "K (input features) must be a multiple of 64 (the GEMM's k tile)";
     else if (group_size <= 0 || K % group_size != 0 || (group_size != 32 && group_size % 64 != 0))

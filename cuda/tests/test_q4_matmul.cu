@@ -172,6 +172,10 @@ void run(const Case &c, const HostQ4 &h, const DevQ4 &d, Rng &rng, int M, llmrt_
     CUDA_OK(cudaMemset(dout, 0xff, out_bytes)); // NaN: an unwritten output fails
     const uint64_t ws_bytes = llmrt_cuda_q4_workspace_bytes_path(M, &d.w, path);
     void *ws = ws_bytes ? dev_alloc<unsigned char>(ws_bytes) : nullptr;
+    if (ws) { // garbage everywhere but in the split-K counters, which init zeroes
+        CUDA_OK(cudaMemset(ws, 0x5a, ws_bytes));
+        CHECK(llmrt_cuda_q4_workspace_init(nullptr, ws, ws_bytes) == 0);
+    }
     const auto t0 = std::chrono::steady_clock::now();
     const int rc = llmrt_cuda_q4_matmul(nullptr, dout, c.out_f32 ? LLMRT_CUDA_F32 : LLMRT_CUDA_F16, dx, M, &d.w,
                                         dbias, ws, ws_bytes, path);
@@ -205,6 +209,21 @@ void run(const Case &c, const HostQ4 &h, const DevQ4 &d, Rng &rng, int M, llmrt_
            c.out_f32 ? "f32" : "f16", M, pn, mean_rel, max_rel, max_ref, (unsigned long long)ws_bytes, ms);
     CHECKF(ok, "%s N=%lld K=%lld M=%d: mean rel %.3g (<= %.0e), max %.3g (<= %.0e), finite %d",
            kind_name(c.kind), (long long)c.N, (long long)c.K, M, mean_rel, kMeanRelTol, max_rel, kMaxTol, finite);
+    if (ws) { // the counters are back at zero, and a second call on the same workspace is identical
+        const size_t head = (size_t)std::min<uint64_t>(ws_bytes, 4 * 4096);
+        std::vector<unsigned char> h0 = to_host(static_cast<unsigned char *>(ws), head);
+        CHECKF(std::all_of(h0.begin(), h0.end(), [](unsigned char b) { return b == 0; }),
+               "split-K counters not zero after the call (N=%lld K=%lld M=%d)", (long long)c.N,
+               (long long)c.K, M);
+        std::vector<unsigned char> first = to_host(static_cast<unsigned char *>(dout), out_bytes);
+        CUDA_OK(cudaMemset(dout, 0xff, out_bytes));
+        CHECK(llmrt_cuda_q4_matmul(nullptr, dout, c.out_f32 ? LLMRT_CUDA_F32 : LLMRT_CUDA_F16, dx, M, &d.w,
+                                   dbias, ws, ws_bytes, path) == 0);
+        CUDA_OK(cudaDeviceSynchronize());
+        std::vector<unsigned char> second = to_host(static_cast<unsigned char *>(dout), out_bytes);
+        CHECKF(first == second, "second call on the same workspace differs (N=%lld K=%lld M=%d)",
+               (long long)c.N, (long long)c.K, M);
+    }
     cudaFree(dx);
     cudaFree(dbias);
     cudaFree(dout);
@@ -222,6 +241,9 @@ void test_errors() {
     printf("rejected: %s\n", msg);
     CHECK(llmrt_cuda_q4_check(64, 192, 96, msg, sizeof msg) != 0);
     CHECK(llmrt_cuda_q4_check(64, 192, 128, msg, sizeof msg) != 0); // does not divide K
+    CHECK(llmrt_cuda_q4_check(262144, 128, 32, msg, sizeof msg) == 0);
+    CHECK(llmrt_cuda_q4_check(262144 + 64, 128, 32, msg, sizeof msg) != 0 && strstr(msg, "262144"));
+    printf("rejected: %s\n", msg);
 
     // launcher: a too-small workspace, a forced GEMV above 8 rows, a bad out dtype -> nothing launched
     Rng rng(7);

@@ -54,6 +54,7 @@ void bench(cublasHandle_t h, int N, int K, int M, int reps, FILE *json) {
     __half *dout = dev_alloc<__half>((size_t)M * N);
     const uint64_t ws_bytes = llmrt_cuda_q4_workspace_bytes(M, &w);
     void *ws = ws_bytes ? dev_alloc<unsigned char>(ws_bytes) : nullptr;
+    CHECK(llmrt_cuda_q4_workspace_init(nullptr, ws, ws_bytes) == 0);
 
     cudaEvent_t e0, e1;
     CUDA_OK(cudaEventCreate(&e0));

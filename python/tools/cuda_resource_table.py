@@ -160,8 +160,6 @@ LAUNCHES = {
         "launch code: kThreads = 128; dynamic smem from gemv_plan (shape-dependent, <= 48 KB)",
         [("q4_gemv.cu", "constexpr int kWarps = 4;"), ("q4_gemv.cu", "constexpr int kThreads = kWarps * 32;"),
          ("q4_gemv.cu", "grid, kThreads, plan.smem, stream,")]),
-    "q4_finalize_kernel": (lambda t: 256, lambda t: 0, "launch code: kFinThreads = 256",
-                           [("q4_matmul.cu", "constexpr int kFinThreads = 256;")]),
     "q4_gather_cols_kernel": (lambda t: 256, lambda t: 0, "launch code: kFinThreads = 256",
                               [("q4_matmul.cu", "q4::mm::kFinThreads, 0, st,")]),
 }

@@ -26,8 +26,10 @@ run_layers + host/backend/cuda/cuda_backend.c; the splits from the launchers' ow
   write); attention (split-KV decode kernel, + combine kernel when it picks > 1 split); o
   projection; add_rmsnorm; gate, up projections; swiglu; down projection.
   A projection is one cuBLAS call for fp16 (taken as --cublas-kernels launches, default 1) and for
-  4-bit the GEMV (M <= 8) or GEMM kernel plus q4_finalize_kernel when it splits K (no act-order
-  gather: desc_act false). Per step: embed; the final add, rmsnorm, gather_outputs and lm_head
+  4-bit the GEMV (M <= 8) or GEMM kernel alone: split-K partials are summed by the last CTA of each
+  tile (cuda/q4_common.cuh arrive_last). --q4-finalize counts the separate q4_finalize_kernel the
+  launcher ran after every split-K call before that change (git dc34ebc and earlier). No act-order
+  gather: desc_act false. Per step: embed; the final add, rmsnorm, gather_outputs and lm_head
   (cuBLAS, fp16 in both formats); and 2 copies: the batch plan upload and the logits download.
 
 Launch costs: --launch-us (eager launch, and each copy or graph launch) and --graph-node-us (one
@@ -79,19 +81,21 @@ def attn_splits(units, ctx, sms, ctas_per_sm):
     return next(s for s in range(1, cap + 1) if eff(s) >= 0.95 * best)
 
 
-def q4_launches(M, N, K, sms):
-    """Kernels of one llmrt_cuda_q4_matmul call: the GEMV or GEMM, + finalize when split."""
+def q4_launches(M, N, K, sms, finalize=False):
+    """Kernels of one llmrt_cuda_q4_matmul call: the GEMV or GEMM (+ the former finalize kernel
+    when split and `finalize`)."""
     if M <= GEMV_MAX_M:
         _, splits = gemv_plan(M, N, K, GROUP, sms)
     else:
         _, splits = gemm_plan(M, N, K, sms)
-    return 1 + (splits > 1)
+    return 1 + (finalize and splits > 1)
 
 
-def launches(fmt, batch, ctx, gpu, cublas_kernels):
+def launches(fmt, batch, ctx, gpu, cublas_kernels, q4_finalize=False):
     """(kernels per layer, kernels per step, copies per step, attention splits)."""
     sms = GPUS[gpu][1]
-    proj = sum(cublas_kernels if fmt == "fp16" else q4_launches(batch, n, k, sms) for _, n, k in PROJ)
+    proj = sum(cublas_kernels if fmt == "fp16" else q4_launches(batch, n, k, sms, q4_finalize)
+               for _, n, k in PROJ)
     splits = attn_splits(batch * KV_HEADS, ctx, sms, DECODE_CTAS_PER_SM[gpu])
     per_layer = 1 + 1 + (1 + (splits > 1)) + 1 + 1 + proj  # norm, rope_kv, attention, norm, swiglu
     # embed; after the layers: add, rmsnorm, gather_outputs, lm_head (fp16 cuBLAS)
@@ -155,6 +159,9 @@ def main():
                     help="fraction of the datasheet HBM bandwidth the kernels reach (1.0)")
     ap.add_argument("--cublas-kernels", type=int, default=1,
                     help="kernels one fp16 cuBLAS projection launches (assumed 1)")
+    ap.add_argument("--q4-finalize", action="store_true",
+                    help="count the split-K finalize kernel the 4-bit launcher ran before "
+                         "the last-CTA reduction (git dc34ebc and earlier)")
     a = ap.parse_args()
     if a.ctx < 1 or any(b < 1 for b in a.batch) or a.cublas_kernels < 1 or a.bw_fraction > 1:
         ap.error("--ctx, --batch and --cublas-kernels must be >= 1, --bw-fraction <= 1")
@@ -186,15 +193,16 @@ def main():
           "GPTQ 4-bit g128 in the backend's repacked format (fp16 scale + zero offset per group; "
           "embeddings and lm_head fp16).")
     print("- launches counted from host/exec/forward.c + host/backend/cuda/cuda_backend.c "
-          f"(fp16 projection = {a.cublas_kernels} cuBLAS kernel(s); 4-bit = GEMV/GEMM + split-K "
-          "finalize; attention = split-KV decode + combine when split) + 2 copies per step (plan "
+          f"(fp16 projection = {a.cublas_kernels} cuBLAS kernel(s); 4-bit = GEMV/GEMM"
+          + (" + split-K finalize" if a.q4_finalize else ", split-K summed in-kernel") + "; attention = split-KV decode + combine when split) + 2 copies per step (plan "
           "upload, logits download); after: + 1 graph launch.")
     print("- tok/s = batch / t_step; % of bound = (bytes / bandwidth) / t_step.")
     print()
     print("Kernels one decode layer launches (in order): (add_)rmsnorm; q, k, v projections; "
           "rope_kv; attn_decode (+ attn_decode_combine when split); o projection; add_rmsnorm; gate, "
           "up projections; swiglu; down projection. A projection: fp16 = cuBLAS; 4-bit = q4_gemv "
-          "(batch <= 8) or q4_gemm, + q4_finalize when split-K (always, at these shapes). Per step "
+          "(batch <= 8) or q4_gemm" + (", + q4_finalize when split-K (always, at these shapes)"
+                                       if a.q4_finalize else "") + ". Per step "
           "besides the layers: embed, add, rmsnorm, gather_outputs, lm_head (cuBLAS).")
     print()
     print("| GPU | weights | batch | GB read / step (weights + KV) | HBM time ms | kernels / layer "
@@ -206,7 +214,8 @@ def main():
             for b in a.batch:
                 wb, kv = bytes_per_step(fmt, b, a.ctx)
                 t_mem = (wb + kv) / (bw * a.bw_fraction) * 1e3  # ms
-                per_layer, kernels, copies, splits = launches(fmt, b, a.ctx, gpu, a.cublas_kernels)
+                per_layer, kernels, copies, splits = launches(fmt, b, a.ctx, gpu, a.cublas_kernels,
+                                                              a.q4_finalize)
                 before = t_mem + (kernels + copies) * launch_us * 1e-3
                 after = t_mem + (kernels * node_us + (1 + copies) * launch_us) * 1e-3
                 t_bound = (wb + kv) / bw * 1e3

@@ -9,7 +9,7 @@ kernel and for cuBLAS on fp16 weights.
 
 Bytes, 4-bit: the packed weights N*K/2, the fp16 scales and zeros 2 * 2 * N * K/gs, x M*K*2 and
 out M*N*2 (compulsory DRAM traffic). The split-K partials (2 * splits * M * N * 4: written, then
-read by the finalize kernel) are listed apart: they are L2-resident at these sizes (<= a few MB
+read by the last CTA of each tile) are listed apart: they are L2-resident at these sizes (<= a few MB
 against 40-50 MB of L2), so they cost L2, not DRAM, bandwidth. Bytes, fp16: N*K*2 + x + out.
 
 Usage: python3 python/tools/q4_roofline.py [--group-size 128]

@@ -76,7 +76,8 @@ def main():
         # decode model: Llama-2-7B kernel counts and bytes, hand-counted from forward.c
         assert dtm.launches("fp16", 1, 512, "H100 SXM", 1) == (13, 32 * 13 + 5, 2, 2)
         assert dtm.launches("fp16", 32, 512, "H100 SXM", 1) == (12, 32 * 12 + 5, 2, 1)
-        assert dtm.launches("4-bit", 1, 512, "A100-80GB SXM", 1)[0] == 6 + 7 * 2  # split-K finalize
+        assert dtm.launches("4-bit", 1, 512, "A100-80GB SXM", 1)[0] == 6 + 7  # split-K in-kernel
+        assert dtm.launches("4-bit", 1, 512, "A100-80GB SXM", 1, True)[0] == 6 + 7 * 2  # + finalize
         wb, kv = dtm.bytes_per_step("fp16", 1, 512)
         assert abs(wb - 13.21e9) < 0.01e9 and kv == 512 * 32 * 2 * 32 * 128 * 2, (wb, kv)
         wb4, _ = dtm.bytes_per_step("4-bit", 1, 512)

@@ -449,6 +449,9 @@ static llmrt_status q4_ws_grow(cuda_ctx *c, uint64_t need, llmrt_error *err) {
     }
     LLMRT_TRY(dev_alloc(c, need, &c->q4_ws, err));
     c->q4_ws_bytes = need;
+    /* the split-K tile counters at its head start at zero (the kernels leave them so) */
+    int rc = llmrt_cuda_q4_workspace_init(c->stream, c->q4_ws, need);
+    if (rc) return fail(c, llmrt_cuda_check(c->dev, rc, "4-bit workspace"), err, "4-bit workspace");
     return LLMRT_OK;
 }
 
