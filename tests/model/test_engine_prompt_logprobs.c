@@ -338,8 +338,12 @@ int main(int argc, char **argv) {
     test_n_and_k0();
     test_errors();
     llmrt_model_destroy(tiny);
-    if (cuda) { /* fp16 activations: logprobs within fp16's error, the top order not compared */
-        tol = 5e-2f;
+    if (cuda) {
+        /* fp16 activations: a logprob is a logit minus the log-sum-exp, so its error is at most
+         * twice the logits', which test_cuda_backend.c holds within 3e-2 of max|logit| (10 on
+         * this model). Seen under cusim: 0.09; a wrong row or position is off by whole units.
+         * The top order is not compared. */
+        tol = 0.2f;
         check_top = false;
         if (load(true, LLMRT_ACTIVATION_F16)) {
             test_chunked_and_prefix_cached();
