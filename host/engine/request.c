@@ -17,6 +17,9 @@ void request_free(request *r) {
     free(r->out_top_ids);
     free(r->out_top_logprobs);
     free(r->out_text);
+    free(r->prompt_lp);
+    free(r->prompt_top_ids);
+    free(r->prompt_top_lp);
     free(r->blocks.ids);
     for (int32_t i = 0; i < r->n_fork; i++) request_free(r->fork[i]);
     free(r->fork);

@@ -62,6 +62,14 @@ typedef struct request {
     llmrt_status        finish_status;
     char                error_message[256];
 
+    /* prompt logprobs (llmrt_sampling_params.prompt_logprobs; sequence 0 only): filled from
+     * the prompt chunks' logits rows, delivered once with the first generated token */
+    float   *prompt_lp;      /* [n_prompt] log p(prompt[i] | prompt[0..i)); [0] = NaN; NULL: off */
+    int32_t *prompt_top_ids; /* [n_prompt * n_prompt_top] (-1 where none)                      */
+    float   *prompt_top_lp;  /* [n_prompt * n_prompt_top]                                      */
+    int32_t  n_prompt_top;
+    bool     prompt_lp_sent;
+
     /* LoRA: the adapter it runs with (a reference; NULL: the base model) and its scale */
     lora_adapter *adapter;
     float         lora_scale;
@@ -79,6 +87,12 @@ typedef struct request {
     struct request **fork; /* [n_fork] sequences 1..n-1 not yet forked (owned; NULL once forked) */
     int32_t   n_fork;
 } request;
+
+/* The request wants prompt logprobs and has generated nothing yet: every prompt token of its
+ * chunks needs a logits row, and a prefix-cache hit (no logits) must not replace them. */
+static inline bool request_needs_prompt_logits(const request *r) {
+    return r->prompt_lp != NULL && r->n_tokens == r->n_prompt;
+}
 
 /* Frees everything the request owns except its blocks (release those first), and its unforked
  * sequences. */

@@ -23,6 +23,8 @@ void engine_batch_free(engine_batch *b) {
     free(b->tables);
     free(b->output_tokens);
     free(b->seq_out_row);
+    free(b->seq_lp_row);
+    free(b->seq_lp_n);
     free(b->lora_slots);
     free(b->lora_scales);
     free(b->logits);
@@ -66,9 +68,19 @@ static llmrt_status build_batch(llmrt_engine *e, const step_plan *p, llmrt_error
     c_tok         = b->cap_tokens;
     ok            = ok && grow((void **)&b->lora_scales, &c_tok, T, 4);
     if (ok) b->cap_tokens = c_tok;
-    ok = ok && grow((void **)&b->seq_out_row, &b->cap_seqs, p->n_seqs, 4);
+    int64_t c_seq = b->cap_seqs;
+    ok            = ok && grow((void **)&b->seq_out_row, &c_seq, p->n_seqs, 4);
+    c_seq         = b->cap_seqs;
+    ok            = ok && grow((void **)&b->seq_lp_row, &c_seq, p->n_seqs, 4);
+    c_seq         = b->cap_seqs;
+    ok            = ok && grow((void **)&b->seq_lp_n, &c_seq, p->n_seqs, 4);
+    if (ok) b->cap_seqs = c_seq;
     ok = ok && grow((void **)&b->tables, &b->cap_tables, (int64_t)p->n_seqs * b->max_blocks, 4);
-    ok = ok && grow((void **)&b->logits, &b->cap_logits, (int64_t)p->n_seqs * vocab, 4);
+    /* logits rows: one per sequence, plus one per prompt token of prompt-logprobs chunks */
+    int64_t rows = p->n_seqs;
+    for (int32_t s = 0; s < p->n_seqs; s++)
+        if (request_needs_prompt_logits(p->seq_req[s])) rows += p->seq_new[s];
+    ok = ok && grow((void **)&b->logits, &b->cap_logits, rows * vocab, 4);
     if (!ok) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "llmrt_engine_step: out of memory");
     int32_t t = 0;
     b->n_outputs = 0;
@@ -78,12 +90,21 @@ static llmrt_status build_batch(llmrt_engine *e, const step_plan *p, llmrt_error
         /* the planner made every admitted request's adapter resident: its slot is >= 0 */
         int32_t  slot = r->adapter ? r->adapter->slot : -1;
         b->has_lora |= slot >= 0;
+        bool prompt_rows = request_needs_prompt_logits(r);
+        b->seq_lp_row[s] = b->n_outputs;
+        b->seq_lp_n[s]   = 0;
         for (int32_t k = 0; k < p->seq_new[s]; k++, t++) {
             b->tokens[t]      = r->tokens[r->n_computed + k];
             b->positions[t]   = (int32_t)(r->n_computed + k);
             b->seq_ids[t]     = s;
             b->lora_slots[t]  = slot;
             b->lora_scales[t] = r->lora_scale;
+            /* this token's logits give the next prompt token's logprob (rows stay in order:
+             * the prompt's last token, the sampling row, comes after them) */
+            if (prompt_rows && r->n_computed + k + 1 < r->n_prompt) {
+                b->output_tokens[b->n_outputs++] = t;
+                b->seq_lp_n[s]++;
+            }
         }
         int32_t *row = b->tables + (int64_t)s * b->max_blocks;
         for (int32_t k = 0; k < b->max_blocks; k++) row[k] = k < r->blocks.n ? r->blocks.ids[k] : -1;
@@ -95,6 +116,19 @@ static llmrt_status build_batch(llmrt_engine *e, const step_plan *p, llmrt_error
         }
     }
     return LLMRT_OK;
+}
+
+/* Prompt logprobs of sequence s's chunk (before r->n_computed advances): row j of its rows is
+ * the logits after prompt token n_computed + j, which score prompt token n_computed + j + 1. */
+static void record_prompt_logprobs(llmrt_engine *e, request *r, int32_t s) {
+    const engine_batch *b     = &e->batch;
+    int32_t             vocab = e->model->cfg.vocab_size, k = r->n_prompt_top;
+    for (int32_t j = 0; j < b->seq_lp_n[s]; j++) {
+        const float *row = b->logits + (int64_t)(b->seq_lp_row[s] + j) * vocab;
+        int64_t      pos = r->n_computed + j + 1;
+        llmrt_logprobs_of(row, vocab, r->tokens[pos], k, &r->prompt_lp[pos],
+                          r->prompt_top_ids + pos * k, r->prompt_top_lp + pos * k);
+    }
 }
 
 /* --------------------------------------------------------------------------------------------- */
@@ -269,6 +303,7 @@ llmrt_status engine_run_step(llmrt_engine *e, llmrt_error *err) {
             e->metrics.prompt_tokens += (r->n_computed + p->seq_new[i] < r->n_prompt
                                              ? p->seq_new[i]
                                              : r->n_prompt - r->n_computed);
+        if (b->seq_lp_n[i] > 0) record_prompt_logprobs(e, r, i);
         r->n_computed += p->seq_new[i];
         llmrt_bm_commit(e->bm, &r->blocks, r->tokens, r->n_computed);
         if (b->seq_out_row[i] >= 0) {

@@ -452,6 +452,36 @@ llmrt_status llmrt_sampler_accept(llmrt_sampler *s, int32_t token, llmrt_error *
     return LLMRT_OK;
 }
 
+/* Raw log-sum-exp of logits[V] (0 when the maximum is not finite) and the n_top best tokens
+ * as logprobs: what both the sampler and prompt logprobs report. */
+static double raw_logprobs(const float *logits, int32_t V, int32_t n_top, int32_t *top_ids,
+                           float *top_logprobs, int32_t *n_out) {
+    double lse = 0.0;
+    float  m;
+    argmax(logits, V, &m);
+    if (isfinite(m)) {
+        double sum = 0.0;
+        for (int64_t i = 0; i < V; i += BLOCK) sum += block_sum(logits, i, V, m, 1.0f, 0.0f);
+        lse = (double)m + log(sum);
+    }
+    cand top[LLMRT_SAMPLER_MAX_LOGPROBS];
+    *n_out = (int32_t)select_top(logits, V, n_top, top);
+    for (int32_t i = 0; i < *n_out; i++) {
+        top_ids[i]      = top[i].id;
+        top_logprobs[i] = (float)((double)top[i].l - lse);
+    }
+    return lse;
+}
+
+void llmrt_logprobs_of(const float *logits, int32_t vocab, int32_t token, int32_t n_top,
+                       float *logprob, int32_t *top_ids, float *top_logprobs) {
+    if (n_top > LLMRT_SAMPLER_MAX_LOGPROBS) n_top = LLMRT_SAMPLER_MAX_LOGPROBS;
+    int32_t n   = 0;
+    double  lse = raw_logprobs(logits, vocab, n_top, top_ids, top_logprobs, &n);
+    *logprob    = logits[token] != logits[token] ? -INFINITY
+                                                 : (float)((double)logits[token] - lse);
+}
+
 llmrt_status llmrt_sampler_sample(llmrt_sampler *s, float *logits, llmrt_sample_result *res,
                                   llmrt_error *err) {
     const int32_t V = s->vocab, n_top = s->cfg.n_logprobs;
@@ -461,21 +491,7 @@ llmrt_status llmrt_sampler_sample(llmrt_sampler *s, float *logits, llmrt_sample_
     memset(res, 0, sizeof *res);
 
     double lse = 0.0; /* raw log-sum-exp, before anything touches the logits */
-    if (want_lp) {
-        float m;
-        argmax(logits, V, &m);
-        if (isfinite(m)) {
-            double sum = 0.0;
-            for (int64_t i = 0; i < V; i += BLOCK) sum += block_sum(logits, i, V, m, 1.0f, 0.0f);
-            lse = (double)m + log(sum);
-        }
-        cand top[LLMRT_SAMPLER_MAX_LOGPROBS];
-        res->n_top = (int32_t)select_top(logits, V, n_top, top);
-        for (int32_t i = 0; i < res->n_top; i++) {
-            res->top_ids[i]      = top[i].id;
-            res->top_logprobs[i] = (float)((double)top[i].l - lse);
-        }
-    }
+    if (want_lp) lse = raw_logprobs(logits, V, n_top, res->top_ids, res->top_logprobs, &res->n_top);
 
     if (s->penalized) apply_penalties(s, logits);
     int32_t      token;

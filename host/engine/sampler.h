@@ -94,6 +94,12 @@ uint64_t llmrt_sampler_seed(const llmrt_sampler *s);
 llmrt_status llmrt_sampler_sample(llmrt_sampler *s, float *logits, llmrt_sample_result *res,
                                   llmrt_error *err);
 
+/* The raw logprob of `token` under logits[vocab] (log_softmax, as the sampler reports a sampled
+ * token's) and the n_top (clamped to LLMRT_SAMPLER_MAX_LOGPROBS) most likely tokens, descending,
+ * ties by id: prompt logprobs. logits is only read. */
+void llmrt_logprobs_of(const float *logits, int32_t vocab, int32_t token, int32_t n_top,
+                       float *logprob, int32_t *top_ids, float *top_logprobs);
+
 /* Records an externally chosen token as generated (forced tokens, replay after recompute),
  * without drawing randomness. */
 llmrt_status llmrt_sampler_accept(llmrt_sampler *s, int32_t token, llmrt_error *err);

@@ -213,6 +213,8 @@ class llmrt_sampling_params(Structure):
         ("ignore_eos", c_bool),
         ("skip_special_tokens", c_bool),
         ("n", c_int32),
+        ("n_prompt_logprobs", c_int32),
+        ("prompt_logprobs", c_bool),
     ]
 
 
@@ -289,6 +291,12 @@ class llmrt_output(Structure):
         ("t_first_token", c_double),
         ("t_now", c_double),
         ("index", c_int32),
+        ("prompt_token_ids", POINTER(c_int32)),
+        ("prompt_logprobs", POINTER(c_float)),
+        ("prompt_top_ids", POINTER(c_int32)),
+        ("prompt_top_logprobs", POINTER(c_float)),
+        ("n_prompt_logprobs", c_int32),
+        ("n_prompt_top", c_int32),
     ]
 
 

@@ -143,11 +143,17 @@ class RequestMetrics:
         return self.t_finish - self.t_submit if self.t_finish else None
 
 
+PromptLogprobs = list[Optional[dict[int, Logprob]]]
+
+
 @dataclass
 class RequestOutput:
     """The result of one request (vLLM's RequestOutput). prompt is None for a token-id prompt;
     for chat it is the rendered template. prompt_token_ids is None for chat requests (the engine
-    tokenizes the messages itself; metrics.n_prompt_tokens gives their number)."""
+    tokenizes the messages itself; metrics.n_prompt_tokens gives their number).
+    prompt_logprobs (SamplingParams.prompt_logprobs=k): one entry per prompt token, None for the
+    first (no context), else {token id: Logprob} with the prompt token and the top k; None when
+    not asked for."""
 
     request_id: int
     prompt: Optional[str]
@@ -155,6 +161,7 @@ class RequestOutput:
     outputs: list[CompletionOutput]
     finished: bool
     metrics: RequestMetrics = field(default_factory=RequestMetrics)
+    prompt_logprobs: Optional[PromptLogprobs] = None
 
 
 @dataclass
@@ -169,6 +176,7 @@ class StreamOutput:
     finished: bool
     finish_reason: Optional[str]
     n_generated: int
+    prompt_logprobs: Optional[PromptLogprobs] = None  # on the delta that carries them
 
 
 @dataclass(frozen=True)
@@ -206,7 +214,8 @@ class _Request:
 
     __slots__ = ("key", "request_id", "prompt", "prompt_token_ids", "want_logprobs", "streaming",
                  "detached", "text_parts", "token_ids", "logprobs", "cumulative_logprob", "finish",
-                 "status", "error_message", "queue", "metrics", "index", "others")
+                 "status", "error_message", "queue", "metrics", "index", "others",
+                 "prompt_logprobs")
 
     def __init__(self, key: int, prompt: Optional[str], prompt_token_ids: Optional[list[int]],
                  want_logprobs: bool, streaming: bool):
@@ -230,6 +239,7 @@ class _Request:
         # llmrt_output.index) collect into `others`
         self.index = 0
         self.others: list["_Request"] = []
+        self.prompt_logprobs: Optional[PromptLogprobs] = None
 
     def sequences(self) -> list["_Request"]:
         return [self, *self.others]
@@ -270,7 +280,7 @@ class _Request:
             for q in self.sequences()
         ]
         return RequestOutput(self.request_id, self.prompt, self.prompt_token_ids, outs,
-                             self.finished, self.metrics)
+                             self.finished, self.metrics, self.prompt_logprobs)
 
 
 class RequestStream:
@@ -361,6 +371,7 @@ _PromptType = Union[str, Sequence[int], Mapping[str, Any]]
 
 # outputs of a library whose llmrt_output is shorter than this have no `index` (always 0)
 _OUTPUT_INDEX_END = _ffi.llmrt_output.index.offset + ctypes.sizeof(ctypes.c_int32)
+_OUTPUT_PROMPT_LP_END = _ffi.llmrt_output.n_prompt_top.offset + ctypes.sizeof(ctypes.c_int32)
 
 
 class LLM:
@@ -842,6 +853,10 @@ class LLM:
             req.text_parts.append(text)
         m = top.metrics
         finished = o.finish != _ffi.LLMRT_FINISH_NONE
+        plps = None
+        if o.struct_size >= _OUTPUT_PROMPT_LP_END and o.n_prompt_logprobs > 0 and o.prompt_logprobs:
+            plps = self._prompt_logprobs(o)
+            top.prompt_logprobs = plps
         if req is not top:  # the request's metrics follow sequence 0; the prompt is shared
             if finished:
                 req.status = o.status
@@ -869,7 +884,7 @@ class LLM:
                 req.queue.append(StreamOutput(
                     request_id=req.request_id or o.request_id, text=text, token_ids=toks,
                     logprobs=lps, finished=finished, finish_reason=FINISH_REASONS.get(o.finish),
-                    n_generated=o.n_generated,
+                    n_generated=o.n_generated, prompt_logprobs=plps,
                 ))
         req.finish = o.finish  # last: a waiter that sees finished sees everything above
         if finished and top.finished:
@@ -886,6 +901,25 @@ class LLM:
         if tok not in d:
             d = {tok: Logprob(lp, None, self._piece_text(tk, tok)), **d}
         return d
+
+    def _prompt_logprobs(self, o: _ffi.llmrt_output) -> PromptLogprobs:
+        """llmrt_output's prompt logprobs as vLLM's list: None, then one dict per prompt token
+        (the token itself first when it is not among the top k, as _token_logprobs)."""
+        n, k = o.n_prompt_logprobs, o.n_prompt_top if o.prompt_top_ids else 0
+        tk = self.tokenizer if self._has_tokenizer() else None
+        out: PromptLogprobs = [None]
+        for i in range(1, n):
+            d: dict[int, Logprob] = {}
+            for j in range(k):
+                tid = o.prompt_top_ids[i * k + j]
+                if tid >= 0:
+                    d[tid] = Logprob(o.prompt_top_logprobs[i * k + j], j + 1,
+                                     self._piece_text(tk, tid))
+            tok = o.prompt_token_ids[i]
+            if tok not in d:
+                d = {tok: Logprob(o.prompt_logprobs[i], None, self._piece_text(tk, tok)), **d}
+            out.append(d)
+        return out
 
     def _has_tokenizer(self) -> bool:
         return self._lib.llmrt_token_piece(self._model.ptr, 0) is not None

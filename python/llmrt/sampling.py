@@ -35,7 +35,10 @@ class SamplingParams:
     sampled token's logprob plus the top n (at most 20) per token.  skip_special_tokens: leave
     special tokens out of the text.  n: sequences generated from the prompt (1..64), returned as
     RequestOutput.outputs[0..n-1]; the prompt is computed once and its KV cache shared; with a
-    seed, sequence i samples with seed + i.
+    seed, sequence i samples with seed + i.  prompt_logprobs: None = off; k >= 0 (at most 20) =
+    RequestOutput.prompt_logprobs, per prompt token its logprob given the tokens before it plus
+    the top k (the first entry None, as vLLM); such a request does not use the prefix cache
+    (a cached prefix has no logits), so its whole prompt is computed.
     """
 
     temperature: Optional[float] = None
@@ -54,6 +57,7 @@ class SamplingParams:
     logprobs: Optional[int] = None
     skip_special_tokens: bool = True
     n: int = 1
+    prompt_logprobs: Optional[int] = None
 
     def __post_init__(self) -> None:
         self._checked()
@@ -74,6 +78,8 @@ class SamplingParams:
             out[name] = _int_field(name, getattr(self, name), _INT32_MIN, _INT32_MAX)
         out["seed"] = _int_field("seed", self.seed, 0, _UINT64_MAX)
         out["logprobs"] = _int_field("logprobs", self.logprobs, _INT32_MIN, _INT32_MAX)
+        out["prompt_logprobs"] = _int_field("prompt_logprobs", self.prompt_logprobs, 0,
+                                            _INT32_MAX)
         out["ignore_eos"] = _bool_field("ignore_eos", self.ignore_eos)
         out["skip_special_tokens"] = _bool_field("skip_special_tokens", self.skip_special_tokens)
         out["n"] = _int_field("n", self.n, _INT32_MIN, _INT32_MAX, allow_none=False)
@@ -128,6 +134,8 @@ class SamplingParams:
         p.ignore_eos = v["ignore_eos"]
         p.skip_special_tokens = v["skip_special_tokens"]
         p.n = v["n"]
+        p.prompt_logprobs = v["prompt_logprobs"] is not None
+        p.n_prompt_logprobs = v["prompt_logprobs"] or 0
 
         keep: list = []
         ids = v["stop_token_ids"]

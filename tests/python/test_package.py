@@ -155,3 +155,47 @@ def test_default_model(smollm2_file):
         assert os.path.samefile(llm._model.path, smollm2_file)
     finally:
         llm.close()
+
+
+# --- typing: PEP 561 marker and annotations on the whole public API -----------------------------
+
+_DUNDERS = {"__init__", "__call__", "__iter__", "__next__", "__enter__", "__exit__", "__aiter__",
+            "__anext__", "__aenter__", "__aexit__"}
+
+
+def test_py_typed_installed():
+    assert (Path(llmrt.__file__).resolve().parent / "py.typed").is_file()
+
+
+def test_public_api_is_fully_annotated():
+    """Every parameter and return of every public function and method (llmrt.__all__) has a type
+    hint, so type checkers see the package as typed (py.typed) rather than as Any."""
+    import inspect
+
+    missing, seen = [], 0
+
+    def check(name, fn):
+        nonlocal seen
+        sig = inspect.signature(fn)
+        seen += 1
+        for p in sig.parameters.values():
+            if p.name not in ("self", "cls") and p.annotation is inspect.Parameter.empty:
+                missing.append(f"{name}({p.name})")
+        if sig.return_annotation is inspect.Signature.empty and not name.endswith("__init__"):
+            missing.append(f"{name} -> ?")
+
+    for n in llmrt.__all__:
+        obj = getattr(llmrt, n)
+        if inspect.isfunction(obj):
+            check(n, obj)
+        if not inspect.isclass(obj) or issubclass(obj, BaseException):
+            continue
+        for m, f in vars(obj).items():
+            if m.startswith("_") and m not in _DUNDERS:
+                continue
+            f = f.__func__ if isinstance(f, (staticmethod, classmethod)) else f
+            f = f.fget if isinstance(f, property) else f
+            if inspect.isfunction(f):
+                check(f"{n}.{m}", f)
+    assert seen > 50  # the walk reached the API
+    assert not missing, f"public API without type hints: {missing}"
