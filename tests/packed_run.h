@@ -27,7 +27,7 @@ static llmrt_model *load(const char *path, int threads, int no_q4) {
     return m;
 }
 
-static void weight_format(llmrt_model *m, char *out, size_t n) {
+static inline void weight_format(llmrt_model *m, char *out, size_t n) {
     llmrt_model_info info = {.struct_size = sizeof info};
     out[0] = 0;
     if (m && llmrt_model_get_info(m, &info) == LLMRT_OK) snprintf(out, n, "%s", info.weight_format);

@@ -356,7 +356,7 @@ static llmrt_status read_tensor_info(rd *r, const llmrt_gguf_file *f, llmrt_gguf
     LLMRT_TRY(rd_name(r, "tensor name", &t->name));
     r->ctx_kind = "tensor";
     r->ctx_name = t->name;
-    uint64_t n_elems;
+    uint64_t n_elems = 0; /* set by read_shape (gcc cannot see it) */
     LLMRT_TRY(read_shape(r, t, &n_elems));
     LLMRT_TRY(rd_u32(r, &t->ggml_type, "ggml type"));
     if (t->ggml_type >= GGML_N_TYPES) return rd_fail(r, "invalid ggml type %u", t->ggml_type);

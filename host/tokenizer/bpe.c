@@ -190,7 +190,7 @@ static llmrt_status word_from_chars(tk_enc *e, const char *s, size_t len, size_t
             }
         }
         if (tk->unk_id >= 0 || tk->unk_missing) {
-            int32_t u;
+            int32_t u = -1; /* set by unk_id on success */
             LLMRT_TRY(unk_id(e, &u));
             if (pending_unk >= 0 && tk->fuse_unk) {
                 pending_len += (uint32_t)cl;
