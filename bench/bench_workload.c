@@ -10,6 +10,7 @@
 
 #include "../host/cli/cli.h"
 #include "../host/cli/cli_json.h"
+#include "../host/cli/request_fields.h"
 #include "llmrt_experimental.h"
 
 static uint64_t rng_next(uint64_t *s) {
@@ -42,22 +43,34 @@ static int dataset_line(const char *path, int32_t lineno, const char *line, size
         fprintf(stderr, "llmrt bench: %s line %d: %s\n", path, lineno, msg);
         return -1;
     }
-    const cJSON *p  = cJSON_GetObjectItem(root, "prompt");
-    const cJSON *ol = cJSON_GetObjectItem(root, "output_len");
-    int64_t      out_len = default_out;
-    int          rc      = 0;
-    if (!cJSON_IsString(p)) {
+    /* {"prompt", "output_len"}; the one unknown-field policy (host/cli/request_fields.h) */
+    static const char *const fields[] = {"prompt", "output_len", NULL};
+    const cJSON *p  = cJSON_GetObjectItemCaseSensitive(root, "prompt");
+    const cJSON *ol = cJSON_GetObjectItemCaseSensitive(root, "output_len");
+    char         field[64];
+    req_values   val = {0};
+    int          rc  = 0;
+    if (!cJSON_IsObject(root) ||
+        req_check_fields(root, false, fields, field, sizeof field, msg, sizeof msg) < 0) {
+        fprintf(stderr, "llmrt bench: %s line %d: %s\n", path, lineno,
+                cJSON_IsObject(root) ? msg : "not a JSON object");
+        rc = -1;
+    } else if (!cJSON_IsString(p)) {
         fprintf(stderr, "llmrt bench: %s line %d: no \"prompt\" string\n", path, lineno);
         rc = -1;
-    } else if (ol && !cJSON_IsNull(ol) &&
-               cli_json_int(ol, "output_len", 1, BENCH_MAX_LEN, &out_len, msg, sizeof msg)) {
+    } else if (req_read_json(REQ_MAX_TOKENS, "output_len", ol, &val, msg, sizeof msg) < 0 ||
+               (val.has[REQ_MAX_TOKENS] && val.i[REQ_MAX_TOKENS] > BENCH_MAX_LEN)) {
+        if (val.has[REQ_MAX_TOKENS])
+            snprintf(msg, sizeof msg, "\"output_len\" must be an integer in [1, %d]",
+                     BENCH_MAX_LEN);
         fprintf(stderr, "llmrt bench: %s line %d: %s\n", path, lineno, msg);
         rc = -1;
     } else if (!(spec->text = strdup(p->valuestring))) {
         fprintf(stderr, "llmrt bench: %s line %d: out of memory\n", path, lineno);
         rc = -1;
     } else {
-        spec->max_tokens = (int32_t)out_len;
+        /* in [1, BENCH_MAX_LEN]: checked */
+        spec->max_tokens = val.has[REQ_MAX_TOKENS] ? (int32_t)val.i[REQ_MAX_TOKENS] : default_out;
     }
     cJSON_Delete(root);
     return rc;
