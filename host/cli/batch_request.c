@@ -172,9 +172,13 @@ const char *batch_parse_job(job_line *j, const llmrt_sampling_params *defaults,
         for (const cJSON *m = msgs->child; m; m = m->next, k++) {
             static const char *const message_fields[] = {"role", "content", NULL};
             const cJSON *role = cJSON_GetObjectItem(m, "role"), *content = cJSON_GetObjectItem(m, "content");
-            if (!cJSON_IsObject(m) ||
-                req_check_fields(m, false, message_fields, field, sizeof field, msg, msg_size) < 0 ||
-                !cJSON_IsString(role) || !cJSON_IsString(content)) {
+            char         why[300];
+            if (cJSON_IsObject(m) &&
+                req_check_fields(m, false, message_fields, field, sizeof field, why, sizeof why) < 0) {
+                snprintf(msg, msg_size, "messages[%d]: %s", k, why);
+                return NULL;
+            }
+            if (!cJSON_IsObject(m) || !cJSON_IsString(role) || !cJSON_IsString(content)) {
                 snprintf(msg, msg_size, "messages[%d] needs string \"role\" and \"content\"", k);
                 return NULL;
             }

