@@ -34,6 +34,9 @@ cat > "$dir/in.jsonl" <<'JSONL'
 {"custom_id": "lp-big", "prompt_token_ids": [1, 2], "logprobs": 21}
 {"custom_id": "topp-zero", "prompt_token_ids": [1, 2], "top_p": 0}
 {"custom_id": "a\u0000b", "prompt_token_ids": [1, 2]}
+{"custom_id": "line-22", "prompt_token_ids": [1, 2], "max_tokens": 1}
+not json: its error record must not take the custom_id "line-22" of the line above
+{"custom_id": 5, "prompt_token_ids": [1, 2]}
 {"custom_id": "ok-body", "method": "POST", "url": "/v1/completions", "body": {"prompt_token_ids": [1, 2, 3], "max_completion_tokens": 2, "ignore_eos": true, "temperature": 0, "stop": null}}
 JSONL
 status=0
@@ -42,7 +45,10 @@ timeout 120 "$bin" batch -m "$model" --input "$dir/in.jsonl" --output "$dir/out.
 [ $status -eq 0 ] || fail "batch exited $status: $(cat "$dir/err")"
 python3 - "$dir/out.jsonl" <<'PY' || fail "batch error records"
 import json, sys
-recs = {r["custom_id"]: r for r in map(json.loads, open(sys.argv[1]))}
+# a line without a string custom_id: "custom_id": null and its "line" (a made-up id such as
+# "line-22" collided with a real one: one of the two records was dropped)
+recs = {r["custom_id"] if r["custom_id"] is not None else ("line", r["line"]): r
+        for r in map(json.loads, open(sys.argv[1]))}
 want = {  # custom_id -> (line, text the message must hold)
     "sid-str": (2, '"stop_token_ids[0]" must be a number'),
     "sid-notlist": (3, '"stop_token_ids" must be a list'),
@@ -61,7 +67,9 @@ want = {  # custom_id -> (line, text the message must hold)
     "n-bool": (16, '"n" must be a number'),
     "lp-big": (17, '"logprobs" must be an integer in [0, 20]'),
     "topp-zero": (18, '"top_p" must be a finite number in (0, 1]'),
-    "line-19": (19, "\\u0000"),
+    ("line", 19): (19, "\\u0000"),
+    ("line", 21): (21, "invalid JSON"),
+    ("line", 22): (22, 'no string "custom_id"'),
 }
 for cid, (line, text) in want.items():
     r = recs.get(cid)
@@ -71,7 +79,8 @@ for cid, (line, text) in want.items():
 assert recs["ok"]["error"] is None and recs["ok"]["response"]["completion_tokens"] == 3, recs["ok"]
 ob = recs["ok-body"]
 assert ob["error"] is None and ob["response"]["completion_tokens"] == 2, ob  # max_completion_tokens
-assert len(recs) == 20, sorted(recs)
+assert recs["line-22"]["error"] is None, recs["line-22"]
+assert len(recs) == 23, sorted(map(str, recs))
 print(f"ok: batch: {len(want)} wrongly typed / unknown / NUL fields refused naming field and line")
 PY
 
