@@ -342,7 +342,7 @@ static int run_http(const http_cfg *cfg, const char *url, const req_spec *specs,
             next++;
         }
         if (st.inflight == 0) {
-            if (next < n) usleep((useconds_t)((arrival[next] - now) * 1e6) + 1);
+            if (next < n) usleep(bench_wait_us(arrival[next] - now));
             continue;
         }
         int wait_ms = 100;
@@ -515,7 +515,7 @@ int bench_http_serve_main(int argc, char **argv) {
         case O_OUT: if (bench_parse_range("--output-len", optarg, &cfg.out_min, &cfg.out_max)) bad = 2; break;
         case O_DATA: cfg.dataset = optarg; break;
         case O_RATE:
-            if (cli_arg_double("--request-rate", optarg, 0, BENCH_MAX_RATE, &cfg.rate)) bad = 2;
+            if (bench_parse_rate(optarg, &cfg.rate)) bad = 2;
             break;
         case O_CONC:
             if (cli_arg_i32("--max-concurrency", optarg, 0, 1 << 20, &cfg.concurrency)) bad = 2;

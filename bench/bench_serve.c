@@ -96,7 +96,7 @@ static int run_load(llmrt_model *model, const cli_common *common, const serve_cf
             next++;
         }
         if (inflight == 0) {
-            if (next < n) usleep((useconds_t)((arrival[next] - now) * 1e6) + 1);
+            if (next < n) usleep(bench_wait_us(arrival[next] - now));
             continue;
         }
         const llmrt_output *outs;
@@ -236,7 +236,7 @@ static int serve_or_sweep(int argc, char **argv, bool sweep) {
         case O_OUT: if (bench_parse_range("--output-len", optarg, &cfg.out_min, &cfg.out_max)) return 2; break;
         case O_DATA: cfg.dataset = optarg; break;
         case O_RATE:
-            if (cli_arg_double("--request-rate", optarg, 0, BENCH_MAX_RATE, &cfg.rate)) return 2;
+            if (bench_parse_rate(optarg, &cfg.rate)) return 2;
             break;
         case O_CONC:
             if (cli_arg_i32("--max-concurrency", optarg, 0, 1 << 20, &cfg.max_concurrency)) return 2;

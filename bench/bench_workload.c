@@ -200,3 +200,21 @@ int bench_parse_format(const char *arg, int *fmt) {
     static const char *const names[] = {"table", "json", "csv", NULL};
     return cli_arg_enum("--format", arg, names, fmt);
 }
+
+unsigned bench_wait_us(double seconds) {
+    if (!(seconds > 0)) return 1;
+    if (seconds >= 0.1) return 100000;
+    return (unsigned)(seconds * 1e6) + 1; /* < 100000: in range */
+}
+
+int bench_parse_rate(const char *arg, double *rate) {
+    double r;
+    if (cli_arg_double("--request-rate", arg, 0, BENCH_MAX_RATE, &r) < 0) return -1;
+    if (r > 0 && r < 1e-3) {
+        fprintf(stderr, "llmrt: --request-rate must be 0 (all at once) or at least 1e-3 "
+                        "requests/s, got \"%s\"\n", arg);
+        return -1;
+    }
+    *rate = r;
+    return 0;
+}

@@ -55,6 +55,13 @@ int bench_parse_range(const char *opt, const char *arg, int32_t *lo, int32_t *hi
 /* --goodput: "ttft:MS,tpot:MS,e2el:MS" (any subset, each a finite number > 0, nothing else);
  * -1 with a message on stderr. */
 int bench_parse_slo(const char *arg, bench_slo *slo);
+/* Microseconds to sleep until an arrival `seconds` away: at most 0.1 s (the caller looks
+ * again), at least 1; the conversion is range-checked (an arrival far off, from a tiny
+ * --request-rate, overflowed it). */
+unsigned bench_wait_us(double seconds);
+/* --request-rate: 0 (all at once) or a finite rate in [1e-3, BENCH_MAX_RATE] requests/s;
+ * -1 with a message on stderr. */
+int bench_parse_rate(const char *arg, double *rate);
 /* --format table|json|csv: *fmt = 0, 1 or 2; -1 with a message on stderr. */
 int bench_parse_format(const char *arg, int *fmt);
 

@@ -87,6 +87,7 @@ for mode in serve sweep; do
     refused "--request-rate" bench $mode "${m[@]}" --request-rate nan
     refused "--request-rate" bench $mode "${m[@]}" --request-rate -1
     refused "--request-rate" bench $mode "${m[@]}" --request-rate 5/s
+    refused "--request-rate" bench $mode "${m[@]}" --request-rate 1e-300
     refused "--num-prompts" bench $mode "${m[@]}" --num-prompts 0
     refused "--num-prompts" bench $mode "${m[@]}" --num-prompts 1e9
     refused "--max-concurrency" bench $mode "${m[@]}" --max-concurrency -1
