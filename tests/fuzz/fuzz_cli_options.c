@@ -62,7 +62,7 @@ static void check_globals(void) {
 }
 
 static void check_common(const cli_common *c) {
-    if (c->threads < 0 || c->threads > 1024 || c->n_stops < 0 || c->n_stops > CLI_MAX_STOPS) __builtin_trap();
+    if (c->threads < 0 || c->threads > CLI_MAX_THREADS || c->n_stops < 0 || c->n_stops > CLI_MAX_STOPS) __builtin_trap();
     for (int32_t i = 0; i < c->n_stops; i++)
         if (!c->stops[i]) __builtin_trap();
     if (c->n_lora_modules < 0 || c->n_lora_modules > CLI_MAX_LORAS) __builtin_trap();
