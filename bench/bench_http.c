@@ -21,6 +21,7 @@
 #include <cjson/cJSON.h>
 
 #include "../host/cli/cli.h"
+#include "../host/cli/cli_args.h"
 #include "../host/cli/cli_json.h"
 #include "../host/cli/cli_options.h"
 #include "bench_metrics.h"
@@ -341,7 +342,7 @@ static int run_http(const http_cfg *cfg, const char *url, const req_spec *specs,
             next++;
         }
         if (st.inflight == 0) {
-            if (next < n) usleep((useconds_t)((arrival[next] - now) * 1e6) + 1);
+            if (next < n) usleep(bench_wait_us(arrival[next] - now));
             continue;
         }
         int wait_ms = 100;
@@ -474,6 +475,7 @@ int bench_http_serve_main(int argc, char **argv) {
                     .out_min = 64, .out_max = 64, .vocab = 0, .connect_timeout_s = 10,
                     .request_timeout_s = 600, .api_key = getenv("OPENAI_API_KEY")};
     out_format  fmt        = OUT_TABLE;
+    int         fmt_index  = 0;
     const char *out_path   = NULL;
     int         prompt_opt = -1; /* not given */
     enum { O_NUM = 3000, O_IN, O_OUT, O_DATA, O_RATE, O_CONC, O_GOOD, O_WSEED, O_FMT, O_URL,
@@ -506,32 +508,51 @@ int bench_http_serve_main(int argc, char **argv) {
         if (r != 0) continue;
         switch (o) {
         case O_NAME: cfg.model_name = optarg; break;
-        case O_NUM: cfg.num_prompts = atoi(optarg); break;
-        case O_IN: if (bench_parse_range(optarg, &cfg.in_min, &cfg.in_max)) bad = 2; break;
-        case O_OUT: if (bench_parse_range(optarg, &cfg.out_min, &cfg.out_max)) bad = 2; break;
+        case O_NUM:
+            if (cli_arg_i32("--num-prompts", optarg, 1, BENCH_MAX_PROMPTS, &cfg.num_prompts)) bad = 2;
+            break;
+        case O_IN: if (bench_parse_range("--input-len", optarg, &cfg.in_min, &cfg.in_max)) bad = 2; break;
+        case O_OUT: if (bench_parse_range("--output-len", optarg, &cfg.out_min, &cfg.out_max)) bad = 2; break;
         case O_DATA: cfg.dataset = optarg; break;
-        case O_RATE: cfg.rate = atof(optarg); break;
-        case O_CONC: cfg.concurrency = atoi(optarg); break;
+        case O_RATE:
+            if (bench_parse_rate(optarg, &cfg.rate)) bad = 2;
+            break;
+        case O_CONC:
+            if (cli_arg_i32("--max-concurrency", optarg, 0, 1 << 20, &cfg.concurrency)) bad = 2;
+            break;
         case O_GOOD: if (bench_parse_slo(optarg, &cfg.slo)) bad = 2; break;
-        case O_WSEED: cfg.seed = strtoull(optarg, NULL, 10); break;
+        case O_WSEED:
+            if (cli_arg_u64("--workload-seed", optarg, UINT64_MAX, &cfg.seed)) bad = 2;
+            break;
         case O_FMT:
-            fmt = !strcmp(optarg, "json") ? OUT_JSON : !strcmp(optarg, "csv") ? OUT_CSV : OUT_TABLE;
+            if (bench_parse_format(optarg, &fmt_index)) bad = 2;
+            else fmt = (out_format)fmt_index;
             break;
         case 'o': out_path = optarg; break;
         case O_URL: cfg.base_url = optarg; break;
         case O_EP: cfg.endpoint = optarg; break;
         case O_KEY: cfg.api_key = optarg; break;
-        case O_PF:
-            if (!strcmp(optarg, "ids")) prompt_opt = PROMPT_IDS;
-            else if (!strcmp(optarg, "text")) prompt_opt = PROMPT_TEXT;
-            else {
-                fprintf(stderr, "llmrt bench: --prompt-format ids|text\n");
-                bad = 2;
-            }
+        case O_PF: {
+            static const char *const names[] = {"ids", "text", NULL};
+            int                      i;
+            if (cli_arg_enum("--prompt-format", optarg, names, &i)) bad = 2;
+            else prompt_opt = i == 0 ? PROMPT_IDS : PROMPT_TEXT;
             break;
-        case O_VOCAB: cfg.vocab = atoi(optarg); break;
-        case O_CTO: cfg.connect_timeout_s = atof(optarg); break;
-        case O_RTO: cfg.request_timeout_s = atof(optarg); break;
+        }
+        case O_VOCAB:
+            if (cli_arg_i32("--vocab-size", optarg, 1, 1 << 30, &cfg.vocab)) bad = 2;
+            break;
+        /* seconds, converted to milliseconds in a long by http_client.c: bounded first */
+        case O_CTO:
+            if (cli_arg_double("--connect-timeout", optarg, 0, BENCH_MAX_TIMEOUT_S,
+                               &cfg.connect_timeout_s))
+                bad = 2;
+            break;
+        case O_RTO:
+            if (cli_arg_double("--request-timeout", optarg, 0, BENCH_MAX_TIMEOUT_S,
+                               &cfg.request_timeout_s))
+                bad = 2;
+            break;
         case 'h': usage(stdout); free(opts); return 0;
         default: usage(stderr); bad = 2; break;
         }
@@ -540,11 +561,6 @@ int bench_http_serve_main(int argc, char **argv) {
     if (bad) return bad;
     if (!cfg.base_url || strncmp(cfg.base_url, "http", 4)) {
         fprintf(stderr, "llmrt bench: --base-url http://HOST:PORT\n");
-        return 2;
-    }
-    if (cfg.num_prompts < 1 || cfg.concurrency < 0 || cfg.rate < 0 || cfg.vocab < 0) {
-        fprintf(stderr, "llmrt bench: --num-prompts >= 1, --concurrency >= 0, --request-rate >= 0, "
-                        "--vocab-size >= 1\n");
         return 2;
     }
     cfg.chat = strstr(cfg.endpoint, "chat") != NULL;

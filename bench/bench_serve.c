@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "../host/cli/cli.h"
+#include "../host/cli/cli_args.h"
 #include "../host/cli/cli_options.h"
 #include "bench.h"
 #include "bench_metrics.h"
@@ -95,7 +96,7 @@ static int run_load(llmrt_model *model, const cli_common *common, const serve_cf
             next++;
         }
         if (inflight == 0) {
-            if (next < n) usleep((useconds_t)((arrival[next] - now) * 1e6) + 1);
+            if (next < n) usleep(bench_wait_us(arrival[next] - now));
             continue;
         }
         const llmrt_output *outs;
@@ -207,7 +208,8 @@ static int serve_or_sweep(int argc, char **argv, bool sweep) {
     cli_common_init(&c);
     c.sampling.temperature = 0; /* benchmark greedy unless asked */
     serve_cfg  cfg = {.num_prompts = 32, .in_min = 128, .in_max = 128, .out_min = 64, .out_max = 64};
-    out_format fmt = OUT_TABLE;
+    out_format fmt       = OUT_TABLE;
+    int        fmt_index = 0;
     const char *out_path = NULL, *conc_list = "1,4,16,64", *len_list = NULL;
     enum { O_NUM = 3000, O_IN, O_OUT, O_DATA, O_RATE, O_CONC, O_GOOD, O_WSEED, O_FMT, O_SWC, O_SWL };
     static const struct option own[] = {
@@ -227,16 +229,25 @@ static int serve_or_sweep(int argc, char **argv, bool sweep) {
         if (r < 0) return 2;
         if (r > 0) continue;
         switch (o) {
-        case O_NUM: cfg.num_prompts = atoi(optarg); break;
-        case O_IN: if (bench_parse_range(optarg, &cfg.in_min, &cfg.in_max)) return 2; break;
-        case O_OUT: if (bench_parse_range(optarg, &cfg.out_min, &cfg.out_max)) return 2; break;
+        case O_NUM:
+            if (cli_arg_i32("--num-prompts", optarg, 1, BENCH_MAX_PROMPTS, &cfg.num_prompts)) return 2;
+            break;
+        case O_IN: if (bench_parse_range("--input-len", optarg, &cfg.in_min, &cfg.in_max)) return 2; break;
+        case O_OUT: if (bench_parse_range("--output-len", optarg, &cfg.out_min, &cfg.out_max)) return 2; break;
         case O_DATA: cfg.dataset = optarg; break;
-        case O_RATE: cfg.rate = atof(optarg); break;
-        case O_CONC: cfg.max_concurrency = atoi(optarg); break;
+        case O_RATE:
+            if (bench_parse_rate(optarg, &cfg.rate)) return 2;
+            break;
+        case O_CONC:
+            if (cli_arg_i32("--max-concurrency", optarg, 0, 1 << 20, &cfg.max_concurrency)) return 2;
+            break;
         case O_GOOD: if (bench_parse_slo(optarg, &cfg.slo)) return 2; break;
-        case O_WSEED: cfg.seed = strtoull(optarg, NULL, 10); break;
+        case O_WSEED:
+            if (cli_arg_u64("--workload-seed", optarg, UINT64_MAX, &cfg.seed)) return 2;
+            break;
         case O_FMT:
-            fmt = !strcmp(optarg, "json") ? OUT_JSON : !strcmp(optarg, "csv") ? OUT_CSV : OUT_TABLE;
+            if (bench_parse_format(optarg, &fmt_index)) return 2;
+            else fmt = (out_format)fmt_index;
             break;
         case 'o': out_path = optarg; break;
         case O_SWC: conc_list = optarg; break;
@@ -245,15 +256,12 @@ static int serve_or_sweep(int argc, char **argv, bool sweep) {
         default: usage(stderr, sweep); return 2;
         }
     }
-    if (cfg.num_prompts < 1 || cfg.max_concurrency < 0 || cfg.rate < 0) {
-        fprintf(stderr, "llmrt bench: --num-prompts >= 1, --max-concurrency >= 0, --request-rate >= 0\n");
-        return 2;
-    }
     int32_t *values = NULL, n_values = 1;
     const char *sweep_key = NULL;
     if (sweep) {
         sweep_key = len_list ? "input_len" : "max_concurrency";
-        n_values  = cli_parse_int_list(len_list ? len_list : conc_list, sweep_key, &values);
+        n_values  = len_list ? cli_arg_int_list("--input-lens", len_list, 1, BENCH_MAX_LEN, 4096, &values)
+                             : cli_arg_int_list("--concurrency", conc_list, 1, 1 << 20, 4096, &values);
         if (n_values <= 0) return 2;
     }
     if (cfg.dataset && bench_workload_check_dataset(cfg.dataset) != 0) return 1;

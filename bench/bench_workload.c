@@ -9,7 +9,9 @@
 #include <sys/types.h>
 
 #include "../host/cli/cli.h"
+#include "../host/cli/cli_args.h"
 #include "../host/cli/cli_json.h"
+#include "../host/cli/request_fields.h"
 #include "llmrt_experimental.h"
 
 static uint64_t rng_next(uint64_t *s) {
@@ -42,22 +44,34 @@ static int dataset_line(const char *path, int32_t lineno, const char *line, size
         fprintf(stderr, "llmrt bench: %s line %d: %s\n", path, lineno, msg);
         return -1;
     }
-    const cJSON *p  = cJSON_GetObjectItem(root, "prompt");
-    const cJSON *ol = cJSON_GetObjectItem(root, "output_len");
-    int64_t      out_len = default_out;
-    int          rc      = 0;
-    if (!cJSON_IsString(p)) {
+    /* {"prompt", "output_len"}; the one unknown-field policy (host/cli/request_fields.h) */
+    static const char *const fields[] = {"prompt", "output_len", NULL};
+    const cJSON *p  = cJSON_GetObjectItemCaseSensitive(root, "prompt");
+    const cJSON *ol = cJSON_GetObjectItemCaseSensitive(root, "output_len");
+    char         field[64];
+    req_values   val = {0};
+    int          rc  = 0;
+    if (!cJSON_IsObject(root) ||
+        req_check_fields(root, false, fields, field, sizeof field, msg, sizeof msg) < 0) {
+        fprintf(stderr, "llmrt bench: %s line %d: %s\n", path, lineno,
+                cJSON_IsObject(root) ? msg : "not a JSON object");
+        rc = -1;
+    } else if (!cJSON_IsString(p)) {
         fprintf(stderr, "llmrt bench: %s line %d: no \"prompt\" string\n", path, lineno);
         rc = -1;
-    } else if (ol && !cJSON_IsNull(ol) &&
-               cli_json_int(ol, "output_len", 1, BENCH_MAX_LEN, &out_len, msg, sizeof msg)) {
+    } else if (req_read_json(REQ_MAX_TOKENS, "output_len", ol, &val, msg, sizeof msg) < 0 ||
+               (val.has[REQ_MAX_TOKENS] && val.i[REQ_MAX_TOKENS] > BENCH_MAX_LEN)) {
+        if (val.has[REQ_MAX_TOKENS])
+            snprintf(msg, sizeof msg, "\"output_len\" must be an integer in [1, %d]",
+                     BENCH_MAX_LEN);
         fprintf(stderr, "llmrt bench: %s line %d: %s\n", path, lineno, msg);
         rc = -1;
     } else if (!(spec->text = strdup(p->valuestring))) {
         fprintf(stderr, "llmrt bench: %s line %d: out of memory\n", path, lineno);
         rc = -1;
     } else {
-        spec->max_tokens = (int32_t)out_len;
+        /* in [1, BENCH_MAX_LEN]: checked */
+        spec->max_tokens = val.has[REQ_MAX_TOKENS] ? (int32_t)val.i[REQ_MAX_TOKENS] : default_out;
     }
     cJSON_Delete(root);
     return rc;
@@ -150,35 +164,57 @@ void bench_workload_free(req_spec *specs, int32_t n) {
 /* options shared by both modes                                                                  */
 /* --------------------------------------------------------------------------------------------- */
 
-int bench_parse_range(const char *arg, int32_t *lo, int32_t *hi) {
-    int a, b;
-    if (sscanf(arg, "%d:%d", &a, &b) == 2 && a >= 1 && b >= a && b <= BENCH_MAX_LEN) {
-        *lo = a;
-        *hi = b;
-        return 0;
-    }
-    if (sscanf(arg, "%d", &a) == 1 && a >= 1 && a <= BENCH_MAX_LEN) {
-        *lo = *hi = a;
-        return 0;
-    }
-    fprintf(stderr, "llmrt bench: \"%s\" is not N or MIN:MAX (1 <= MIN <= MAX <= %d)\n", arg,
-            BENCH_MAX_LEN);
-    return -1;
+int bench_parse_range(const char *opt, const char *arg, int32_t *lo, int32_t *hi) {
+    return cli_arg_range(opt, arg, 1, BENCH_MAX_LEN, lo, hi);
 }
 
 int bench_parse_slo(const char *arg, bench_slo *slo) {
-    char  *copy = strdup(arg), *save = NULL;
-    int    rc   = copy ? 0 : -1;
-    for (char *tok = copy ? strtok_r(copy, ",", &save) : NULL; tok; tok = strtok_r(NULL, ",", &save)) {
+    char *copy = strdup(arg), *save = NULL;
+    int   rc   = copy && copy[0] ? 0 : -1;
+    for (char *tok = copy ? strtok_r(copy, ",", &save) : NULL; tok && rc == 0;
+         tok = strtok_r(NULL, ",", &save)) {
+        char  *colon = strchr(tok, ':');
         double v;
-        char   key[16];
-        if (sscanf(tok, "%15[a-z]:%lf", key, &v) != 2 || !(v > 0) || !isfinite(v)) rc = -1;
-        else if (!strcmp(key, "ttft")) slo->ttft_ms = v;
-        else if (!strcmp(key, "tpot")) slo->tpot_ms = v;
-        else if (!strcmp(key, "e2el")) slo->e2el_ms = v;
+        if (!colon) {
+            rc = -1;
+            break;
+        }
+        *colon = 0;
+        char opt[48];
+        snprintf(opt, sizeof opt, "--goodput %.20s", tok);
+        if (cli_arg_double(opt, colon + 1, 1e-9, 1e12, &v) < 0) rc = -1;
+        else if (!strcmp(tok, "ttft")) slo->ttft_ms = v;
+        else if (!strcmp(tok, "tpot")) slo->tpot_ms = v;
+        else if (!strcmp(tok, "e2el")) slo->e2el_ms = v;
         else rc = -1;
     }
+    /* strtok_r skips empty items: ",," and a trailing comma are refused here */
+    if (rc == 0 && (arg[0] == ',' || arg[strlen(arg) - 1] == ',' || strstr(arg, ",,"))) rc = -1;
     free(copy);
-    if (rc) fprintf(stderr, "llmrt bench: --goodput takes ttft:MS,tpot:MS,e2el:MS\n");
+    if (rc) fprintf(stderr, "llmrt bench: --goodput takes ttft:MS,tpot:MS,e2el:MS (each > 0), got "
+                            "\"%s\"\n", arg);
     return rc;
+}
+
+int bench_parse_format(const char *arg, int *fmt) {
+    static const char *const names[] = {"table", "json", "csv", NULL};
+    return cli_arg_enum("--format", arg, names, fmt);
+}
+
+unsigned bench_wait_us(double seconds) {
+    if (!(seconds > 0)) return 1;
+    if (seconds >= 0.1) return 100000;
+    return (unsigned)(seconds * 1e6) + 1; /* < 100000: in range */
+}
+
+int bench_parse_rate(const char *arg, double *rate) {
+    double r;
+    if (cli_arg_double("--request-rate", arg, 0, BENCH_MAX_RATE, &r) < 0) return -1;
+    if (r > 0 && r < 1e-3) {
+        fprintf(stderr, "llmrt: --request-rate must be 0 (all at once) or at least 1e-3 "
+                        "requests/s, got \"%s\"\n", arg);
+        return -1;
+    }
+    *rate = r;
+    return 0;
 }

@@ -42,9 +42,27 @@ int bench_workload_check_dataset(const char *path);
 void bench_workload_arrivals(int32_t n, double rate, uint64_t seed, double *arrival);
 void bench_workload_free(req_spec *specs, int32_t n);
 
-/* --input-len / --output-len: "N" or "MIN:MAX" (1 <= MIN <= MAX <= BENCH_MAX_LEN); -1 with a message on stderr. */
-int bench_parse_range(const char *arg, int32_t *lo, int32_t *hi);
-/* --goodput: "ttft:MS,tpot:MS,e2el:MS" (any subset, each > 0); -1 with a message on stderr. */
+/* Bounds of the other options (host/cli/cli_args.h checks every value against its range):
+ * prompts per run (each holds a spec and per-token timestamps), arrivals per second, HTTP
+ * timeouts in seconds (converted to milliseconds in a long). */
+#define BENCH_MAX_PROMPTS   (1 << 24)
+#define BENCH_MAX_RATE      1e9
+#define BENCH_MAX_TIMEOUT_S 1e7
+
+/* --input-len / --output-len: "N" or "MIN:MAX" (1 <= MIN <= MAX <= BENCH_MAX_LEN, the whole
+ * argument); -1 with a message naming `opt` on stderr. */
+int bench_parse_range(const char *opt, const char *arg, int32_t *lo, int32_t *hi);
+/* --goodput: "ttft:MS,tpot:MS,e2el:MS" (any subset, each a finite number > 0, nothing else);
+ * -1 with a message on stderr. */
 int bench_parse_slo(const char *arg, bench_slo *slo);
+/* Microseconds to sleep until an arrival `seconds` away: at most 0.1 s (the caller looks
+ * again), at least 1; the conversion is range-checked (an arrival far off, from a tiny
+ * --request-rate, overflowed it). */
+unsigned bench_wait_us(double seconds);
+/* --request-rate: 0 (all at once) or a finite rate in [1e-3, BENCH_MAX_RATE] requests/s;
+ * -1 with a message on stderr. */
+int bench_parse_rate(const char *arg, double *rate);
+/* --format table|json|csv: *fmt = 0, 1 or 2; -1 with a message on stderr. */
+int bench_parse_format(const char *arg, int *fmt);
 
 #endif

@@ -13,6 +13,7 @@
 
 #include "llmrt_experimental.h"
 #include "../host/cli/cli.h"
+#include "../host/cli/cli_args.h"
 
 int bench_tokenizer_main(int argc, char **argv);
 
@@ -56,14 +57,17 @@ int bench_tokenizer_main(int argc, char **argv) {
     int         reps     = 5;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--config") && i + 1 < argc) config = argv[++i];
-        else if (!strcmp(argv[i], "--time") && i + 1 < argc) min_time = atof(argv[++i]);
-        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--time") && i + 1 < argc) {
+            if (cli_arg_double("--time", argv[++i], 1e-6, 3600, &min_time) < 0) return 2;
+        } else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
+            if (cli_arg_int("--reps", argv[++i], 1, 1000, &reps) < 0) return 2;
+        }
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) tok_path = text_path = NULL, i = argc;
         else if (!tok_path) tok_path = argv[i];
         else if (!text_path) text_path = argv[i];
         else tok_path = NULL, i = argc;
     }
-    if (!tok_path || !text_path || reps < 1 || reps > 1000 || !(min_time > 0)) {
+    if (!tok_path || !text_path) {
         fprintf(stderr,
                 "usage: llmrt bench tokenizer TOKENIZER TEXT_FILE [--config tokenizer_config.json]\n"
                 "                             [--time SECONDS_PER_REP] [--reps N]\n"

@@ -3,6 +3,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,20 +45,42 @@ static char *read_whole(int fd, const char *path, off_t size) {
     return buf;
 }
 
+char *batch_record_key(const char *custom_id, int64_t line_no) {
+    size_t n   = custom_id ? strlen(custom_id) + 2 : 24;
+    char  *key = malloc(n);
+    if (key && custom_id) snprintf(key, n, "i%s", custom_id);
+    else if (key) snprintf(key, n, "l%lld", (long long)line_no);
+    return key;
+}
+
+char *batch_record_key_of(const cJSON *record) {
+    const cJSON *id   = cJSON_GetObjectItemCaseSensitive(record, "custom_id");
+    const cJSON *line = cJSON_GetObjectItemCaseSensitive(record, "line");
+    if (!cJSON_IsObject(record)) return NULL;
+    if (cJSON_IsString(id)) return batch_record_key(id->valuestring, 0);
+    /* a JSON number is a double: compared as one before the conversion */
+    if (cJSON_IsNull(id) && cJSON_IsNumber(line) && line->valuedouble >= 1 &&
+        line->valuedouble <= 9007199254740991.0 && floor(line->valuedouble) == line->valuedouble)
+        return batch_record_key(NULL, (int64_t)line->valuedouble);
+    return NULL;
+}
+
 /* Checks one complete line (NUL-terminated, without its newline); NULL when it is a valid
- * record (its custom_id added to `in_file` and `done`), else why not. Repeats are looked for
- * within this file only: a data-parallel shard may repeat ids of the merged output (the merge
+ * record (its key added to `in_file` and `done`), else why not. Repeats are looked for within
+ * this file only: a data-parallel shard may repeat records of the merged output (the merge
  * drops them). */
 static const char *check_record(const char *line, id_set *in_file, id_set *done) {
     if (!line[0]) return "empty line";
     cJSON *root = cJSON_Parse(line);
     if (!root) return "not valid JSON";
-    const cJSON *id     = cJSON_GetObjectItemCaseSensitive(root, "custom_id");
-    const char  *reason = NULL;
-    if (!cJSON_IsObject(root) || !cJSON_IsString(id)) reason = "no string \"custom_id\"";
-    else if (id_set_has(in_file, id->valuestring)) reason = "repeats a custom_id of an earlier line";
-    else if (!id_set_add(in_file, id->valuestring) || !id_set_add(done, id->valuestring))
-        reason = "out of memory";
+    char       *key    = batch_record_key_of(root);
+    const char *reason = NULL;
+    if (!key) reason = "no string \"custom_id\" (nor a null one with its input \"line\")";
+    else if (id_set_has(in_file, key))
+        reason = key[0] == 'i' ? "repeats a custom_id of an earlier line"
+                               : "repeats the record of an input line of an earlier line";
+    else if (!id_set_add(in_file, key) || !id_set_add(done, key)) reason = "out of memory";
+    free(key);
     cJSON_Delete(root);
     return reason;
 }

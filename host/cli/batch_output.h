@@ -8,7 +8,8 @@
  * - fdatasync(2) every BATCH_SYNC_RECORDS records or BATCH_SYNC_SECONDS seconds, whichever comes
  *   first, and at the end (so a power loss costs at most that much, and resume redoes it);
  * - on start the whole existing file is validated: every line a JSON object with a string
- *   custom_id, no custom_id twice. A torn last line (an interrupted write) is cut off; damage
+ *   custom_id (or, for an input line that had none, "custom_id": null and its "line"), no
+ *   record twice. A torn last line (an interrupted write) is cut off; damage
  *   anywhere else is refused with the line number, since repairing it would drop records. */
 #ifndef LLMRT_CLI_BATCH_OUTPUT_H
 #define LLMRT_CLI_BATCH_OUTPUT_H
@@ -19,6 +20,8 @@
 #include <sys/types.h>
 
 #include "id_set.h"
+
+#include <cjson/cJSON.h>
 
 #define BATCH_SYNC_RECORDS 64
 #define BATCH_SYNC_SECONDS 5.0
@@ -32,8 +35,17 @@ typedef struct batch_output {
     bool        failed;          /* a write failed: the job must stop */
 } batch_output;
 
-/* Validates (and repairs a torn tail of) the existing file at `path`, adding its custom_ids to
- * `done`; a missing file is empty. -1 with a message on stderr when the file cannot be read,
+/* The key of a record in the sets of done and seen records: "i" + its custom_id, or, for an
+ * input line without a string custom_id (its error record has "custom_id": null), "l" + its
+ * line number; the prefixes keep any custom_id ("line-7" too) apart from any line. malloc'd;
+ * NULL when out of memory. */
+char *batch_record_key(const char *custom_id, int64_t line_no);
+/* The key of an output record (a parsed line); NULL when it has neither a string custom_id nor
+ * a null one with an integer "line" >= 1, or when out of memory. */
+char *batch_record_key_of(const cJSON *record);
+
+/* Validates (and repairs a torn tail of) the existing file at `path`, adding its records' keys
+ * (batch_record_key) to `done`; a missing file is empty. -1 with a message on stderr when the file cannot be read,
  * is not a regular file, or is damaged before its last line. */
 int batch_output_scan(const char *path, id_set *done);
 

@@ -1,12 +1,12 @@
 /* The request fields of one `llmrt batch` input line: see batch_request.h. */
 #include "batch_request.h"
 
-#include <float.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli_json.h"
+#include "request_fields.h"
 
 void batch_job_free(job_line *j) {
     free(j->custom_id);
@@ -110,16 +110,55 @@ static int parse_lora(job_line *j, const cJSON *src, const batch_models *bm, cha
     return 0;
 }
 
+/* The fields of a line beside the request's own (OpenAI's batch format: "method", "url",
+ * "body"), and the request's own fields beside the sampling parameters. */
+#define BODY_FIELDS                                                                             \
+    "prompt", "messages", "prompt_token_ids", "model", "lora", "lora_scale", "stop",             \
+        "stop_token_ids", "max_completion_tokens"
+static const char *const line_fields[]      = {"custom_id", "method", "url", "body", NULL};
+static const char *const body_fields[]      = {BODY_FIELDS, NULL};
+static const char *const line_fields_flat[] = {"custom_id", "method", "url", BODY_FIELDS, NULL};
+
 /* Reads the request fields; returns NULL and fills msg for a bad line. */
 const char *batch_parse_job(job_line *j, const llmrt_sampling_params *defaults,
                             const batch_models *bm, char *msg, size_t msg_size) {
     const cJSON *root = j->root, *body = cJSON_GetObjectItem(root, "body");
     const cJSON *src  = cJSON_IsObject(body) ? body : root;
+    char         field[64]; /* the field a check names (its message holds it too) */
+    if (body && !cJSON_IsObject(body)) {
+        snprintf(msg, msg_size, "\"body\" must be an object");
+        return NULL;
+    }
     j->sp             = *defaults;
     j->prompt         = (llmrt_prompt){.struct_size = sizeof j->prompt, .user_data = j};
     const cJSON *prompt = cJSON_GetObjectItem(src, "prompt");
     const cJSON *msgs   = cJSON_GetObjectItem(src, "messages");
     const cJSON *ids    = cJSON_GetObjectItem(src, "prompt_token_ids");
+    /* the unknown-field policy (request_fields.h); a line without "body" holds the body's
+     * fields itself */
+    if (req_check_fields(root, src == root, src == root ? line_fields_flat : line_fields, field,
+                         sizeof field, msg, msg_size) < 0 ||
+        (src != root &&
+         req_check_fields(src, true, body_fields, field, sizeof field, msg, msg_size) < 0))
+        return NULL;
+    int n_forms = (prompt && !cJSON_IsNull(prompt)) + (msgs && !cJSON_IsNull(msgs)) +
+                  (ids && !cJSON_IsNull(ids));
+    if (n_forms > 1) {
+        snprintf(msg, msg_size, "give one of \"prompt\", \"messages\" or \"prompt_token_ids\"");
+        return NULL;
+    }
+    if (prompt && !cJSON_IsNull(prompt) && !cJSON_IsString(prompt)) {
+        snprintf(msg, msg_size, "\"prompt\" must be a string");
+        return NULL;
+    }
+    if (msgs && !cJSON_IsNull(msgs) && (!cJSON_IsArray(msgs) || !msgs->child)) {
+        snprintf(msg, msg_size, "\"messages\" must be a non-empty list of messages");
+        return NULL;
+    }
+    if (ids && !cJSON_IsNull(ids) && (!cJSON_IsArray(ids) || !ids->child)) {
+        snprintf(msg, msg_size, "\"prompt_token_ids\" must be a non-empty list of token ids");
+        return NULL;
+    }
     if (cJSON_IsString(prompt)) {
         j->prompt.text     = prompt->valuestring;
         j->prompt.text_len = strlen(prompt->valuestring);
@@ -131,8 +170,15 @@ const char *batch_parse_job(job_line *j, const llmrt_sampling_params *defaults,
             return NULL;
         }
         for (const cJSON *m = msgs->child; m; m = m->next, k++) {
+            static const char *const message_fields[] = {"role", "content", NULL};
             const cJSON *role = cJSON_GetObjectItem(m, "role"), *content = cJSON_GetObjectItem(m, "content");
-            if (!cJSON_IsString(role) || !cJSON_IsString(content)) {
+            char         why[300];
+            if (cJSON_IsObject(m) &&
+                req_check_fields(m, false, message_fields, field, sizeof field, why, sizeof why) < 0) {
+                snprintf(msg, msg_size, "messages[%d]: %s", k, why);
+                return NULL;
+            }
+            if (!cJSON_IsObject(m) || !cJSON_IsString(role) || !cJSON_IsString(content)) {
                 snprintf(msg, msg_size, "messages[%d] needs string \"role\" and \"content\"", k);
                 return NULL;
             }
@@ -155,44 +201,13 @@ const char *batch_parse_job(job_line *j, const llmrt_sampling_params *defaults,
         snprintf(msg, msg_size, "needs \"prompt\" (string), \"messages\" or \"prompt_token_ids\"");
         return NULL;
     }
-    struct {
-        const char *key;
-        float      *f;
-        int32_t    *i;
-    } fields[] = {
-        {"temperature", &j->sp.temperature, NULL},   {"top_p", &j->sp.top_p, NULL},
-        {"min_p", &j->sp.min_p, NULL},               {"presence_penalty", &j->sp.presence_penalty, NULL},
-        {"frequency_penalty", &j->sp.frequency_penalty, NULL},
-        {"repetition_penalty", &j->sp.repetition_penalty, NULL},
-        {"top_k", NULL, &j->sp.top_k},               {"max_tokens", NULL, &j->sp.max_tokens},
-        {"min_tokens", NULL, &j->sp.min_tokens},     {"logprobs", NULL, &j->sp.n_logprobs},
-        {"n", NULL, &j->sp.n},
-    };
-    for (size_t k = 0; k < sizeof fields / sizeof fields[0]; k++) {
-        const cJSON *v = cJSON_GetObjectItem(src, fields[k].key);
-        if (!v || cJSON_IsNull(v)) continue;
-        /* conversion-safe ranges only: what the values mean (max_tokens >= 1, top_p in
-         * (0, 1], ...) is the engine's check at submit, reported as its error */
-        int64_t x;
-        if (fields[k].f) {
-            if (cli_json_float(v, fields[k].key, -FLT_MAX, FLT_MAX, fields[k].f, msg, msg_size))
-                return NULL;
-        } else if (cli_json_int(v, fields[k].key, INT32_MIN, INT32_MAX, &x, msg, msg_size)) {
-            return NULL;
-        } else {
-            *fields[k].i = (int32_t)x;
-        }
-    }
-    const cJSON *seed = cJSON_GetObjectItem(src, "seed");
-    if (seed && !cJSON_IsNull(seed)) {
-        /* 2^53: the largest integer a JSON number (a double) carries exactly */
-        int64_t x;
-        if (cli_json_int(seed, "seed", 0, INT64_C(9007199254740992), &x, msg, msg_size)) return NULL;
-        j->sp.seed     = (uint64_t)x;
-        j->sp.has_seed = true;
-    }
-    const cJSON *ie = cJSON_GetObjectItem(src, "ignore_eos");
-    if (cJSON_IsBool(ie)) j->sp.ignore_eos = cJSON_IsTrue(ie);
+    /* the sampling parameters: request_fields.c's table (types, ranges, conversions) */
+    req_values val = {0};
+    if (req_read_all(src, &val, field, sizeof field, msg, msg_size) < 0) return NULL;
+    const cJSON *mct = cJSON_GetObjectItem(src, "max_completion_tokens"); /* OpenAI's newer name */
+    if (req_read_json(REQ_MAX_TOKENS, "max_completion_tokens", mct, &val, msg, msg_size) < 0)
+        return NULL;
+    req_apply(&val, &j->sp);
     const cJSON *stop = cJSON_GetObjectItem(src, "stop");
     j->sp.n_stop      = 0;
     if (cJSON_IsString(stop)) {
@@ -213,6 +228,10 @@ const char *batch_parse_job(job_line *j, const llmrt_sampling_params *defaults,
     }
     j->sp.stop = j->sp.n_stop ? j->stops : NULL;
     const cJSON *sids = cJSON_GetObjectItem(src, "stop_token_ids");
+    if (sids && !cJSON_IsNull(sids) && !cJSON_IsArray(sids)) {
+        snprintf(msg, msg_size, "\"stop_token_ids\" must be a list of token ids");
+        return NULL;
+    }
     if (cJSON_IsArray(sids) && cJSON_GetArraySize(sids) > 0) {
         int32_t n = cJSON_GetArraySize(sids), k = 0;
         j->stop_ids = calloc((size_t)n, sizeof *j->stop_ids);

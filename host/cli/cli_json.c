@@ -80,6 +80,17 @@ int cli_json_parse(const char *text, size_t len, const char *what, cJSON **out, 
         snprintf(msg, msg_size, "%s: JSON contains a NUL byte", what);
         return -1;
     }
+    /* "\u0000" decodes to a NUL, where cJSON's strings end: a custom_id or prompt holding one
+     * would come back cut short. A backslash occurs only inside strings, and the character
+     * after it is skipped, so "\\u0000" (a backslash, then text) is not taken for one. */
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (text[i] != '\\') continue;
+        if (len - i >= 6 && !memcmp(text + i + 1, "u0000", 5)) {
+            snprintf(msg, msg_size, "%s: a JSON string holds \\u0000 (a NUL character)", what);
+            return -1;
+        }
+        i++;
+    }
     const char *end  = NULL;
     cJSON      *root = cJSON_ParseWithLengthOpts(text ? text : "", len, &end, false);
     if (!root) {

@@ -1,6 +1,7 @@
 /* Strict JSON parsing for the tools' untrusted input lines (batch jobs, bench datasets), on cJSON:
- * valid UTF-8, no NUL byte, nothing but whitespace after the value, no duplicate object key at
- * any depth. */
+ * valid UTF-8, no NUL byte and no \u0000 escape (cJSON's strings end at a NUL: the value would
+ * come back cut short), nothing but whitespace after the value, no duplicate object key at any
+ * depth. */
 #ifndef LLMRT_CLI_JSON_H
 #define LLMRT_CLI_JSON_H
 

@@ -6,7 +6,9 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "cli_args.h"
 #include "cli_options.h"
+#include "request_fields.h"
 
 enum {
     OPT_MODEL = 1000, OPT_LOAD_FORMAT, OPT_THREADS, OPT_KV_TOKENS, OPT_BLOCK_SIZE,
@@ -82,30 +84,18 @@ const int cli_common_n_options = sizeof cli_common_options / sizeof cli_common_o
 int cli_device = CLI_DEVICE_AUTO;
 
 int cli_parse_device(const char *arg) {
-    if (!strcmp(arg, "cuda")) cli_device = LLMRT_DEVICE_CUDA;
-    else if (!strcmp(arg, "cpu")) cli_device = LLMRT_DEVICE_CPU;
-    else if (!strcmp(arg, "auto")) cli_device = CLI_DEVICE_AUTO;
-    else {
-        fprintf(stderr, "llmrt: --device must be cuda, cpu or auto, got \"%s\"\n", arg);
-        return -1;
-    }
+    static const char *const names[]   = {"cuda", "cpu", "auto", NULL};
+    static const int         devices[] = {LLMRT_DEVICE_CUDA, LLMRT_DEVICE_CPU, CLI_DEVICE_AUTO};
+    int                      i;
+    if (cli_arg_enum("--device", arg, names, &i) < 0) return -1;
+    cli_device = devices[i];
     return 0;
 }
 
 int  cli_tp               = 1;
 bool cli_follower_barrier = false;
 
-int cli_parse_tp(const char *arg) {
-    char *end;
-    errno  = 0;
-    long v = strtol(arg, &end, 10);
-    if (errno || end == arg || *end || v < 1 || v > 256) {
-        fprintf(stderr, "llmrt: --tp must be an integer in [1, 256], got \"%s\"\n", arg);
-        return -1;
-    }
-    cli_tp = (int)v;
-    return 0;
-}
+int cli_parse_tp(const char *arg) { return cli_arg_int("--tp", arg, 1, 256, &cli_tp); }
 
 void cli_common_init(cli_common *c) {
     memset(c, 0, sizeof *c);
@@ -165,27 +155,23 @@ void cli_common_usage(FILE *f) {
 }
 
 static int parse_long(const char *arg, const char *name, long long lo, long long hi, long long *out) {
-    char *end;
-    errno       = 0;
-    long long v = strtoll(arg, &end, 10);
-    if (errno || end == arg || *end || v < lo || v > hi) {
-        fprintf(stderr, "llmrt: --%s must be an integer in [%lld, %lld], got \"%s\"\n", name, lo, hi,
-                arg);
-        return -1;
-    }
+    char    opt[64];
+    int64_t v;
+    snprintf(opt, sizeof opt, "--%s", name);
+    if (cli_arg_i64(opt, arg, lo, hi, &v) < 0) return -1;
     *out = v;
     return 1;
 }
 
-static int parse_float(const char *arg, const char *name, float *out) {
-    char *end;
-    errno   = 0;
-    float v = strtof(arg, &end);
-    if (errno || end == arg || *end) {
-        fprintf(stderr, "llmrt: --%s must be a number, got \"%s\"\n", name, arg);
-        return -1;
-    }
-    *out = v;
+/* A sampling option: request_fields.c's type and range for it (the same as a batch line's or a
+ * request body's field). */
+static int parse_sampling(cli_common *c, req_id id, int set_index, const char *arg) {
+    req_values v = {0};
+    if (req_read_option(id, arg, &v) < 0) return -1;
+    llmrt_sampling_params one = c->sampling;
+    req_apply(&v, &one);
+    c->sampling = one;
+    if (set_index >= 0) c->sampling_set[set_index] = true;
     return 1;
 }
 
@@ -194,19 +180,18 @@ int cli_common_parse(cli_common *c, int opt, const char *arg) {
     switch (opt) {
     case 'm':
     case OPT_MODEL: c->model_path = arg; return 1;
-    case OPT_LOAD_FORMAT:
-        if (!strcmp(arg, "auto")) c->load_format = LLMRT_LOAD_AUTO;
-        else if (!strcmp(arg, "hf")) c->load_format = LLMRT_LOAD_HF;
-        else if (!strcmp(arg, "gguf")) c->load_format = LLMRT_LOAD_GGUF;
-        else if (!strcmp(arg, "random")) c->load_format = LLMRT_LOAD_RANDOM;
-        else {
-            fprintf(stderr, "llmrt: --load-format must be auto, hf, gguf or random\n");
-            return -1;
-        }
+    case OPT_LOAD_FORMAT: {
+        static const char *const names[] = {"auto", "hf", "gguf", "random", NULL};
+        static const llmrt_load_format formats[] = {LLMRT_LOAD_AUTO, LLMRT_LOAD_HF, LLMRT_LOAD_GGUF,
+                                                    LLMRT_LOAD_RANDOM};
+        int i;
+        if (cli_arg_enum("--load-format", arg, names, &i) < 0) return -1;
+        c->load_format = formats[i];
         return 1;
+    }
     case 't':
     case OPT_THREADS:
-        if (parse_long(arg, "threads", 0, 1024, &v) < 0) return -1;
+        if (parse_long(arg, "threads", 0, CLI_MAX_THREADS, &v) < 0) return -1;
         c->threads = (int)v;
         return 1;
     case OPT_DEVICE: return cli_parse_device(arg) < 0 ? -1 : 1;
@@ -243,53 +228,33 @@ int cli_common_parse(cli_common *c, int opt, const char *arg) {
         if (parse_long(arg, "max-seqs", 1, 65536, &v) < 0) return -1;
         c->engine.max_seqs = (int32_t)v;
         return 1;
-    case OPT_POLICY:
-        if (!strcmp(arg, "preempt")) c->engine.policy = LLMRT_KV_PREEMPT;
-        else if (!strcmp(arg, "reserve")) c->engine.policy = LLMRT_KV_RESERVE;
-        else {
-            fprintf(stderr, "llmrt: --kv-policy must be preempt or reserve\n");
-            return -1;
-        }
+    case OPT_POLICY: {
+        static const char *const names[] = {"preempt", "reserve", NULL};
+        int i;
+        if (cli_arg_enum("--kv-policy", arg, names, &i) < 0) return -1;
+        c->engine.policy = i == 0 ? LLMRT_KV_PREEMPT : LLMRT_KV_RESERVE;
         return 1;
+    }
     case OPT_NO_PREFIX: c->engine.prefix_caching = false; return 1;
-    case OPT_TEMP: c->sampling_set[SET_TEMP] = true; return parse_float(arg, "temperature", &c->sampling.temperature);
-    case OPT_TOP_P: c->sampling_set[SET_TOP_P] = true; return parse_float(arg, "top-p", &c->sampling.top_p);
-    case OPT_MIN_P: c->sampling_set[SET_MIN_P] = true; return parse_float(arg, "min-p", &c->sampling.min_p);
-    case OPT_REPEAT:
-        c->sampling_set[SET_REPEAT] = true;
-        return parse_float(arg, "repeat-penalty", &c->sampling.repetition_penalty);
-    case OPT_PRESENCE:
-        c->sampling_set[SET_PRESENCE] = true;
-        return parse_float(arg, "presence-penalty", &c->sampling.presence_penalty);
-    case OPT_FREQUENCY:
-        c->sampling_set[SET_FREQUENCY] = true;
-        return parse_float(arg, "frequency-penalty", &c->sampling.frequency_penalty);
-    case OPT_TOP_K:
-        if (parse_long(arg, "top-k", -1, 1 << 30, &v) < 0) return -1;
-        c->sampling_set[SET_TOP_K] = true;
-        c->sampling.top_k          = (int32_t)v;
-        return 1;
+    case OPT_TEMP: return parse_sampling(c, REQ_TEMPERATURE, SET_TEMP, arg);
+    case OPT_TOP_P: return parse_sampling(c, REQ_TOP_P, SET_TOP_P, arg);
+    case OPT_MIN_P: return parse_sampling(c, REQ_MIN_P, SET_MIN_P, arg);
+    case OPT_REPEAT: return parse_sampling(c, REQ_REPETITION_PENALTY, SET_REPEAT, arg);
+    case OPT_PRESENCE: return parse_sampling(c, REQ_PRESENCE_PENALTY, SET_PRESENCE, arg);
+    case OPT_FREQUENCY: return parse_sampling(c, REQ_FREQUENCY_PENALTY, SET_FREQUENCY, arg);
+    case OPT_TOP_K: return parse_sampling(c, REQ_TOP_K, SET_TOP_K, arg);
     case OPT_SEED: {
-        char *end;
-        errno                = 0;
-        unsigned long long s = strtoull(arg, &end, 10);
-        if (errno || end == arg || *end) {
-            fprintf(stderr, "llmrt: --seed must be a non-negative integer\n");
-            return -1;
-        }
+        /* the command line takes any 64-bit seed; a sign is refused (strtoull turned "-1" into
+         * 2^64 - 1) */
+        uint64_t s;
+        if (cli_arg_u64("--seed", arg, UINT64_MAX, &s) < 0) return -1;
         c->sampling.seed     = s;
         c->sampling.has_seed = true;
         return 1;
     }
     case 'n':
-    case OPT_MAX_TOKENS:
-        if (parse_long(arg, "max-tokens", 1, 1 << 30, &v) < 0) return -1;
-        c->sampling.max_tokens = (int32_t)v;
-        return 1;
-    case OPT_MIN_TOKENS:
-        if (parse_long(arg, "min-tokens", 0, 1 << 30, &v) < 0) return -1;
-        c->sampling.min_tokens = (int32_t)v;
-        return 1;
+    case OPT_MAX_TOKENS: return parse_sampling(c, REQ_MAX_TOKENS, -1, arg);
+    case OPT_MIN_TOKENS: return parse_sampling(c, REQ_MIN_TOKENS, -1, arg);
     case OPT_STOP:
         if (c->n_stops == CLI_MAX_STOPS) {
             fprintf(stderr, "llmrt: at most %d --stop strings\n", CLI_MAX_STOPS);
@@ -314,12 +279,10 @@ int cli_common_parse(cli_common *c, int opt, const char *arg) {
         c->lora_name = arg;
         return 1;
     case OPT_LORA_SCALE: {
-        char *end;
-        errno    = 0;
-        double x = strtod(arg, &end);
-        if (errno || end == arg || *end || !isfinite(x) || x < -1e4 || x > 1e4 || x == 0) {
-            fprintf(stderr, "llmrt: --lora-scale must be a non-zero finite number in [-1e4, 1e4], "
-                            "got \"%s\"\n", arg);
+        double x;
+        if (cli_arg_double("--lora-scale", arg, -1e4, 1e4, &x) < 0) return -1;
+        if (x == 0) {
+            fprintf(stderr, "llmrt: --lora-scale must be non-zero\n");
             return -1;
         }
         c->lora_scale = (float)x;

@@ -4,9 +4,11 @@
  *   {"custom_id": "a3", "prompt_token_ids": [1, 2, 3]}
  * with optional sampling fields (max_tokens, temperature, top_p, top_k, min_p, seed, stop,
  * stop_token_ids, presence_penalty, frequency_penalty, repetition_penalty, ignore_eos,
- * logprobs, n), at the top level or inside an OpenAI-batch style "body" object.
+ * logprobs, n, max_completion_tokens), at the top level or inside an OpenAI-batch style "body"
+ * object; types and ranges are request_fields.c's, and an unknown field is an error record.
  * Output: one JSON line per input line, {"custom_id", "response": {...}, "error": null} or
- * {"custom_id", "response": null, "error": {"code", "message"}} for a bad line. LoRA adapters
+ * {"custom_id", "line", "response": null, "error": {"code", "message"}} for a bad line; a line
+ * without a string custom_id gets "custom_id": null (its "line" says which). LoRA adapters
  * (--lora-module NAME=PATH): "lora": "NAME" (and "lora_scale") runs the line with that adapter;
  * as in vLLM, a "model" equal to an adapter's name selects it and the base model's name (the -m
  * path or its last component) selects none, any other "model" is an error record; without
@@ -32,6 +34,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cli_args.h"
 #include "cli_json.h"
 #include "cli_options.h"
 #include "batch_request.h"
@@ -48,7 +51,10 @@
 static char *format_error(const char *custom_id, int64_t line_no, const char *code,
                           const char *message) {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "custom_id", custom_id);
+    /* a line without a string custom_id: null, and the line says which (a made-up id could
+     * be another line's custom_id) */
+    if (custom_id) cJSON_AddStringToObject(o, "custom_id", custom_id);
+    else cJSON_AddNullToObject(o, "custom_id");
     cJSON_AddNumberToObject(o, "line", (double)line_no);
     cJSON_AddNullToObject(o, "response");
     cJSON *e = cJSON_AddObjectToObject(o, "error");
@@ -255,7 +261,9 @@ int cli_batch(int argc, char **argv) {
         if (r > 0) continue;
         if (o == O_IN) in_path = optarg;
         else if (o == O_OUT) out_path = optarg;
-        else if (o == O_CONC) max_conc = atoi(optarg);
+        else if (o == O_CONC) {
+            if (cli_arg_int("--max-concurrency", optarg, 1, 1 << 20, &max_conc) < 0) return 2;
+        }
         else if (o == O_QUIET) quiet = true;
         else if (o == O_DP) data_parallel = true;
         else if (o == O_ORDERED) ordered = true;
@@ -360,35 +368,42 @@ int cli_batch(int argc, char **argv) {
             j->line_no = line_no;
             char msg[768];
             char jerr[512];
-            char fallback_id[32];
-            snprintf(fallback_id, sizeof fallback_id, "line-%lld", (long long)line_no);
             if (cli_json_parse(line, (size_t)got, in_path, &j->root, jerr, sizeof jerr) != 0) {
-                j->custom_id = strdup(fallback_id);
                 snprintf(msg, sizeof msg, "line %lld: %.600s", (long long)line_no, jerr);
             } else {
-                const cJSON *id = cJSON_GetObjectItem(j->root, "custom_id");
-                j->custom_id    = strdup(cJSON_IsString(id) ? id->valuestring : fallback_id);
+                const cJSON *id = cJSON_GetObjectItemCaseSensitive(j->root, "custom_id");
+                if (cJSON_IsString(id) && !(j->custom_id = strdup(id->valuestring))) {
+                    fprintf(stderr, "\nllmrt batch: out of memory at line %lld\n", (long long)line_no);
+                    batch_job_free(j);
+                    goto done;
+                }
                 if (!cJSON_IsString(id)) snprintf(msg, sizeof msg, "no string \"custom_id\"");
             }
-            if (!j->custom_id) {
+            /* done and seen records are keyed by custom_id, or by line when there is none */
+            char *key = batch_record_key(j->custom_id, line_no);
+            if (!key) {
                 fprintf(stderr, "\nllmrt batch: out of memory at line %lld\n", (long long)line_no);
                 batch_job_free(j);
                 goto done;
             }
-            if (id_set_has(&done_ids, j->custom_id)) { /* done in an earlier run */
+            if (id_set_has(&done_ids, key)) { /* done in an earlier run */
                 skipped++;
                 finished++;
+                free(key);
                 batch_job_free(j);
                 continue;
             }
-            if (id_set_has(&seen, j->custom_id)) {
+            if (id_set_has(&seen, key)) {
                 fprintf(stderr, "\nllmrt batch: line %lld repeats custom_id \"%s\": skipped\n",
                         (long long)line_no, j->custom_id);
                 finished++;
+                free(key);
                 batch_job_free(j);
                 continue;
             }
-            if (!id_set_add(&seen, j->custom_id)) {
+            bool added = id_set_add(&seen, key);
+            free(key);
+            if (!added) {
                 fprintf(stderr, "\nllmrt batch: out of memory at line %lld\n", (long long)line_no);
                 batch_job_free(j);
                 goto done;
@@ -397,7 +412,7 @@ int cli_batch(int argc, char **argv) {
             uint64_t     rid;
             llmrt_status st  = LLMRT_OK;
             char        *rec = NULL;
-            if (!j->root || !cJSON_IsString(cJSON_GetObjectItem(j->root, "custom_id")) ||
+            if (!j->root || !j->custom_id ||
                 !batch_parse_job(j, &defaults, &models, msg, sizeof msg)) {
                 char where[800];
                 if (j->root) snprintf(where, sizeof where, "line %lld: %s", (long long)line_no, msg);

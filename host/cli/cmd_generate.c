@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cli_args.h"
 #include "cli_options.h"
 
 typedef struct gen_req {
@@ -123,7 +124,11 @@ int cli_generate(int argc, char **argv) {
         reqs = calloc(1, sizeof *reqs);
         n    = 1;
         if (prompt) reqs[0].prompt = strdup(prompt);
-        else if ((n_ids = cli_parse_int_list(ids_text, "--tokens", &ids)) <= 0) return 2;
+        else if ((n_ids = cli_arg_int_list("--tokens", ids_text, 0, INT32_MAX, CLI_MAX_PROMPT_IDS,
+                                           &ids)) <= 0) {
+            free(reqs);
+            return 2;
+        }
     }
     llmrt_model *model = cli_load_model(c.model_path, c.threads, c.load_format);
     int          rc    = 1;

@@ -3,11 +3,13 @@
  * arrives with the tokenizer; this command is the raw-ids view of the same forward.) */
 #include <getopt.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "cli_args.h"
 #include "llmrt_experimental.h"
 
 /* SmolLM2's chat template applied to "What is the capital of France?" (with its default system
@@ -83,9 +85,15 @@ int cli_predict(int argc, char **argv) {
         switch (c) {
         case 'm': model_path = optarg; break;
         case 'p': ids_text = optarg; break;
-        case 'n': n_predict = atoi(optarg); break;
-        case 'k': top = atoi(optarg); break;
-        case 't': threads = atoi(optarg); break;
+        case 'n':
+            if (cli_arg_int("--n-predict", optarg, 0, 1 << 20, &n_predict) < 0) return 2;
+            break;
+        case 'k':
+            if (cli_arg_int("--top", optarg, 0, INT32_MAX, &top) < 0) return 2;
+            break;
+        case 't':
+            if (cli_arg_int("--threads", optarg, 0, CLI_MAX_THREADS, &threads) < 0) return 2;
+            break;
         case 'f':
             format = parse_format(optarg);
             if ((int)format < 0) {
@@ -103,17 +111,10 @@ int cli_predict(int argc, char **argv) {
         default: usage(stderr); return 2;
         }
     }
-    if (n_predict < 0 || n_predict > 1 << 20 || top < 0 || threads < 0) {
-        fprintf(stderr, "llmrt predict: -n, --top and -t must be non-negative\n");
-        return 2;
-    }
     int32_t *prompt   = NULL;
-    int32_t  n_prompt = cli_parse_int_list(ids_text, "--tokens", &prompt);
-    if (n_prompt <= 0) {
-        if (n_prompt == 0) fprintf(stderr, "llmrt predict: --tokens is empty\n");
-        free(prompt);
-        return 2;
-    }
+    int32_t  n_prompt = cli_arg_int_list("--tokens", ids_text, 0, INT32_MAX, CLI_MAX_PROMPT_IDS,
+                                         &prompt);
+    if (n_prompt <= 0) return 2;
     llmrt_model *model = cli_load_model(model_path, threads, format);
     if (!model) {
         free(prompt);

@@ -67,9 +67,11 @@ static llmrt_status parse_rope_scaling(const cJSON *root, llmrt_model_config *cf
         return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
                          "%s: %s type \"%s\" is not supported (supported: linear, llama3)",
                          what, key, type);
+    char field[64];
     LLMRT_TRY(llmrt_json_get_double(rs, "factor", true, &cfg->rope_factor, what, err));
-    if (!(cfg->rope_factor > 0))
-        return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: %s.factor must be > 0", what, key);
+    snprintf(field, sizeof field, "%s.factor", key);
+    LLMRT_TRY(llmrt_config_check_real(cfg->rope_factor, 0, false, LLMRT_MAX_ROPE_FACTOR, what, field,
+                                      err));
     if (strcmp(type, "linear") == 0) {
         cfg->rope_type = LLMRT_ROPE_LINEAR;
     } else {
@@ -80,6 +82,12 @@ static llmrt_status parse_rope_scaling(const cJSON *root, llmrt_model_config *cf
                                         what, err));
         LLMRT_TRY(llmrt_json_get_i32(rs, "original_max_position_embeddings", true, 1, INT32_MAX,
                                      &cfg->rope_original_max_pos, what, err));
+        snprintf(field, sizeof field, "%s.low_freq_factor", key);
+        LLMRT_TRY(llmrt_config_check_real(cfg->rope_low_freq_factor, 0, false, LLMRT_MAX_ROPE_FACTOR,
+                                          what, field, err));
+        snprintf(field, sizeof field, "%s.high_freq_factor", key);
+        LLMRT_TRY(llmrt_config_check_real(cfg->rope_high_freq_factor, 0, false, LLMRT_MAX_ROPE_FACTOR,
+                                          what, field, err));
         if (!(cfg->rope_high_freq_factor > cfg->rope_low_freq_factor))
             return llmrt_err(err, LLMRT_ERR_FORMAT,
                              "%s: %s needs high_freq_factor > low_freq_factor", what, key);
@@ -186,18 +194,22 @@ static llmrt_status parse_hf_root(const cJSON *root, const char *what, llmrt_mod
     cfg->n_kv_heads = cfg->n_heads;
     LLMRT_TRY(llmrt_json_get_i32(root, "num_key_value_heads", false, 1, MAX_HEADS,
                                  &cfg->n_kv_heads, what, err));
-    if (cfg->hidden_size % cfg->n_heads == 0) cfg->head_dim = cfg->hidden_size / cfg->n_heads;
     LLMRT_TRY(llmrt_json_get_i32(root, "head_dim", false, 1, MAX_HEAD_DIM, &cfg->head_dim, what,
                                  err));
+    LLMRT_TRY(llmrt_config_head_dim(cfg, cfg->head_dim > 0, what, "hidden_size",
+                                    "num_attention_heads", "head_dim", err));
     cfg->max_context = 2048;
     LLMRT_TRY(llmrt_json_get_i32(root, "max_position_embeddings", false, 1, INT32_MAX,
                                  &cfg->max_context, what, err));
     double eps = 1e-6;
     LLMRT_TRY(llmrt_json_get_double(root, "rms_norm_eps", false, &eps, what, err));
-    cfg->rms_norm_eps = (float)eps;
+    LLMRT_TRY(llmrt_config_check_real(eps, 0, false, 1, what, "rms_norm_eps", err));
+    cfg->rms_norm_eps = (float)eps; /* in (0, 1]: checked */
     cfg->rope_theta   = 10000.0;
     LLMRT_TRY(llmrt_json_get_double(root, "rope_theta", false, &cfg->rope_theta, what, err));
     LLMRT_TRY(parse_rope_scaling(root, cfg, what, err));
+    LLMRT_TRY(llmrt_config_check_real(cfg->rope_theta, 0, false, LLMRT_MAX_ROPE_THETA, what,
+                                      "rope_theta", err));
     LLMRT_TRY(llmrt_json_get_bool(root, "tie_word_embeddings", false, &cfg->tie_word_embeddings,
                                   what, err));
     cfg->bos_token_id = -1;
@@ -254,11 +266,39 @@ llmrt_status llmrt_config_load_hf_dir(const char *dir, llmrt_model_config *cfg, 
     return s;
 }
 
+llmrt_status llmrt_config_check_real(double v, double lo, bool lo_closed, double hi,
+                                     const char *what, const char *field, llmrt_error *err) {
+    if (isfinite(v) && (lo_closed ? v >= lo : v > lo) && v <= hi) return LLMRT_OK;
+    return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: %s must be a finite number in %s%g, %g], got %g",
+                     what, field, lo_closed ? "[" : "(", lo, hi, v);
+}
+
+llmrt_status llmrt_config_head_dim(llmrt_model_config *cfg, bool head_dim_given, const char *what,
+                                   const char *hidden_field, const char *heads_field,
+                                   const char *head_dim_field, llmrt_error *err) {
+    if (head_dim_given) return LLMRT_OK;
+    if (cfg->n_heads <= 0 || cfg->hidden_size % cfg->n_heads != 0)
+        return llmrt_err(err, LLMRT_ERR_FORMAT,
+                         "%s: %s %d is not a multiple of %s %d, and no %s is given to say the "
+                         "head dimension", what, hidden_field, cfg->hidden_size, heads_field,
+                         cfg->n_heads, head_dim_field);
+    cfg->head_dim = cfg->hidden_size / cfg->n_heads;
+    return LLMRT_OK;
+}
+
 llmrt_status llmrt_config_validate(const llmrt_model_config *cfg, const char *what,
                                    llmrt_error *err) {
-    if (cfg->vocab_size <= 0 || cfg->hidden_size <= 0 || cfg->intermediate_size <= 0 ||
-        cfg->n_layers <= 0 || cfg->n_heads <= 0 || cfg->n_kv_heads <= 0 || cfg->head_dim <= 0)
-        return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: model dimensions must be positive", what);
+    const struct {
+        const char *name;
+        int32_t     v;
+    } dims[] = {{"vocab_size", cfg->vocab_size},          {"hidden_size", cfg->hidden_size},
+                {"intermediate_size", cfg->intermediate_size}, {"num_hidden_layers", cfg->n_layers},
+                {"num_attention_heads", cfg->n_heads},    {"num_key_value_heads", cfg->n_kv_heads},
+                {"head_dim", cfg->head_dim}};
+    for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++)
+        if (dims[i].v <= 0)
+            return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: %s must be positive, got %d", what,
+                             dims[i].name, dims[i].v);
     if (cfg->n_heads % cfg->n_kv_heads != 0)
         return llmrt_err(err, LLMRT_ERR_FORMAT,
                          "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d",
@@ -273,9 +313,14 @@ llmrt_status llmrt_config_validate(const llmrt_model_config *cfg, const char *wh
     if ((int64_t)cfg->n_heads * cfg->head_dim > MAX_DIM)
         return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: num_attention_heads * head_dim too large",
                          what);
-    if (!(cfg->rms_norm_eps > 0) || !(cfg->rope_theta > 0))
-        return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: rms_norm_eps and rope_theta must be > 0",
-                         what);
+    /* the readers check these under the file's own key names; a config built otherwise (a
+     * random model's params) is checked here */
+    LLMRT_TRY(llmrt_config_check_real(cfg->rms_norm_eps, 0, false, 1, what, "rms_norm_eps", err));
+    LLMRT_TRY(llmrt_config_check_real(cfg->rope_theta, 0, false, LLMRT_MAX_ROPE_THETA, what,
+                                      "rope_theta", err));
+    if (cfg->rope_type != LLMRT_ROPE_DEFAULT)
+        LLMRT_TRY(llmrt_config_check_real(cfg->rope_factor, 0, false, LLMRT_MAX_ROPE_FACTOR, what,
+                                          "rope scaling factor", err));
     if (cfg->max_context <= 0)
         return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: max_position_embeddings must be > 0", what);
     if (cfg->bos_token_id >= cfg->vocab_size)

@@ -59,6 +59,19 @@ llmrt_status llmrt_config_parse_hf(const char *json, uint64_t len, const char *w
 /* Reads dir/config.json and, when present, dir/generation_config.json (its bos/eos ids win). */
 llmrt_status llmrt_config_load_hf_dir(const char *dir, llmrt_model_config *cfg, llmrt_error *err);
 /* Range and consistency checks shared by every source. */
+#define LLMRT_MAX_ROPE_THETA  1e12 /* RoPE bases in use reach 1e8; powf(theta) stays finite */
+#define LLMRT_MAX_ROPE_FACTOR 1e6  /* context scaling factors (linear, llama3) */
+
+/* A real-valued config field that reaches the math: finite, > lo (or >= lo when lo_closed) and
+ * <= hi, checked before any conversion to float; else LLMRT_ERR_FORMAT naming `field` (the key
+ * as the file spells it: "rope_theta", "llama.rope.freq_base"). */
+llmrt_status llmrt_config_check_real(double v, double lo, bool lo_closed, double hi,
+                                     const char *what, const char *field, llmrt_error *err);
+/* head_dim from hidden / heads when the file gives no head dimension: the heads must divide the
+ * hidden size, else LLMRT_ERR_FORMAT naming the three fields (their names in this file). */
+llmrt_status llmrt_config_head_dim(llmrt_model_config *cfg, bool head_dim_given, const char *what,
+                                   const char *hidden_field, const char *heads_field,
+                                   const char *head_dim_field, llmrt_error *err);
 llmrt_status llmrt_config_validate(const llmrt_model_config *cfg, const char *what,
                                    llmrt_error *err);
 /* Inverse frequencies of RoPE after scaling: inv_freq[i] for i < head_dim/2 (HF semantics). */

@@ -64,8 +64,14 @@ llmrt_status llmrt_config_from_gguf(const llmrt_gguf_file *f, llmrt_model_config
     LLMRT_TRY(get_i32(f, KEY("attention.head_count_kv"), false, 1, 1024, &cfg->n_kv_heads, err));
     cfg->max_context = 2048;
     LLMRT_TRY(get_i32(f, KEY("context_length"), false, 1, INT32_MAX, &cfg->max_context, err));
-    if (cfg->hidden_size % cfg->n_heads == 0) cfg->head_dim = cfg->hidden_size / cfg->n_heads;
     LLMRT_TRY(get_i32(f, KEY("attention.key_length"), false, 1, 4096, &cfg->head_dim, err));
+    {
+        char hidden_key[96], heads_key[96];
+        snprintf(hidden_key, sizeof hidden_key, "%s.embedding_length", cfg->architecture);
+        snprintf(heads_key, sizeof heads_key, "%s.attention.head_count", cfg->architecture);
+        LLMRT_TRY(llmrt_config_head_dim(cfg, cfg->head_dim > 0, f->path, hidden_key, heads_key,
+                                        KEY("attention.key_length"), err));
+    }
     int32_t rope_dims = cfg->head_dim;
     LLMRT_TRY(get_i32(f, KEY("rope.dimension_count"), false, 1, 4096, &rope_dims, err));
     if (rope_dims != cfg->head_dim)
@@ -74,18 +80,20 @@ llmrt_status llmrt_config_from_gguf(const llmrt_gguf_file *f, llmrt_model_config
                          "supported", f->path, cfg->architecture, rope_dims, cfg->head_dim);
     double eps = 1e-5;
     LLMRT_TRY(get_f64(f, KEY("attention.layer_norm_rms_epsilon"), &eps, err));
-    cfg->rms_norm_eps = (float)eps;
+    LLMRT_TRY(llmrt_config_check_real(eps, 0, false, 1, f->path, key, err));
+    cfg->rms_norm_eps = (float)eps; /* in (0, 1]: checked */
     cfg->rope_theta   = 10000.0;
     LLMRT_TRY(get_f64(f, KEY("rope.freq_base"), &cfg->rope_theta, err));
+    LLMRT_TRY(llmrt_config_check_real(cfg->rope_theta, 0, false, LLMRT_MAX_ROPE_THETA, f->path,
+                                      key, err));
 
     llmrt_gguf_str scaling = {0};
     LLMRT_TRY(llmrt_gguf_get_str(f, KEY("rope.scaling.type"), false, &scaling, err));
     if (scaling.len == 6 && memcmp(scaling.ptr, "linear", 6) == 0) {
         cfg->rope_type = LLMRT_ROPE_LINEAR;
         LLMRT_TRY(llmrt_gguf_get_f64(f, KEY("rope.scaling.factor"), true, &cfg->rope_factor, err));
-        if (!(cfg->rope_factor > 0))
-            return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: %s.rope.scaling.factor must be > 0",
-                             f->path, cfg->architecture);
+        LLMRT_TRY(llmrt_config_check_real(cfg->rope_factor, 0, false, LLMRT_MAX_ROPE_FACTOR,
+                                          f->path, key, err));
     } else if (scaling.len && !(scaling.len == 4 && memcmp(scaling.ptr, "none", 4) == 0)) {
         return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
                          "%s: %s.rope.scaling.type \"%.*s\" is not supported", f->path,
@@ -147,6 +155,19 @@ llmrt_status llmrt_config_from_gguf(const llmrt_gguf_file *f, llmrt_model_config
     int32_t eot = -1;
     LLMRT_TRY(get_i32(f, "tokenizer.ggml.eot_token_id", false, 0, 1 << 22, &eot, err));
     if (eot >= 0 && eot != eos) cfg->eos_token_ids[cfg->n_eos++] = eot;
+    /* a layer's tensors past block_count would be left out of the forward: the file does not
+     * hold the model its metadata describes */
+    for (int64_t i = 0; i < f->n_tensors; i++) {
+        const char *name = f->tensors[i].name;
+        if (strncmp(name, "blk.", 4) != 0 || name[4] < '0' || name[4] > '9') continue;
+        char *end;
+        long  layer = strtol(name + 4, &end, 10);
+        if (*end == '.' && layer >= cfg->n_layers)
+            return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH,
+                             "%s: tensor %s belongs to layer %ld, but %s is %d (layers 0..%d)",
+                             f->path, name, layer, KEY("block_count"), cfg->n_layers,
+                             cfg->n_layers - 1);
+    }
     return llmrt_config_validate(cfg, f->path, err);
 }
 #undef KEY

@@ -140,6 +140,27 @@ static llmrt_status open_shards(struct llmrt_rank_model *m, hf_source *hs, const
     return LLMRT_OK;
 }
 
+/* A layer's tensors past num_hidden_layers would be left out of the forward: the checkpoint does
+ * not hold the model config.json describes. */
+static llmrt_status check_layer_count(const struct llmrt_rank_model *m, llmrt_error *err) {
+    static const char prefix[] = "model.layers.";
+    const size_t      plen     = sizeof prefix - 1;
+    for (int32_t f = 0; f < m->n_st_files; f++)
+        for (int64_t i = 0; i < m->st_files[f].n_tensors; i++) {
+            const char *name = m->st_files[f].tensors[i].name;
+            if (strncmp(name, prefix, plen) != 0 || name[plen] < '0' || name[plen] > '9') continue;
+            char *end;
+            long  layer = strtol(name + plen, &end, 10);
+            if (*end == '.' && layer >= m->cfg.n_layers)
+                return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH,
+                                 "%s: tensor %s belongs to layer %ld, but config.json "
+                                 "num_hidden_layers is %d (layers 0..%d)",
+                                 m->st_files[f].path, name, layer, m->cfg.n_layers,
+                                 m->cfg.n_layers - 1);
+        }
+    return LLMRT_OK;
+}
+
 llmrt_status llmrt_model_open_hf(struct llmrt_rank_model *m, const char *dir, llmrt_error *err) {
     LLMRT_TRY(llmrt_config_load_hf_dir(dir, &m->cfg, err));
     hf_source hs = {.dir = dir};
@@ -159,6 +180,7 @@ llmrt_status llmrt_model_open_hf(struct llmrt_rank_model *m, const char *dir, ll
                                   : llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
         if (s == LLMRT_OK) m->n_st_files = 1;
     }
+    if (s == LLMRT_OK) s = check_layer_count(m, err);
     if (s == LLMRT_OK) {
         llmrt_weight_source src = {.ctx = &hs, .what = dir, .get = hf_get, .get_q4 = hf_get_q4};
         s = llmrt_model_load_weights(m, &src, err);

@@ -51,6 +51,7 @@
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
 
+#include "../cli/cli_args.h"
 #include "../cli/cli.h"
 #include "../cli/cli_json.h"
 #include "../cli/cli_options.h"
@@ -1074,15 +1075,12 @@ static void usage(FILE *f) {
     cli_common_usage(f);
 }
 
+/* --NAME: the shared checked parser (host/cli/cli_args.c) */
 static int parse_num(const char *arg, const char *name, long long lo, long long hi, long long *out) {
-    char *end;
-    errno       = 0;
-    long long v = strtoll(arg, &end, 10);
-    if (errno || end == arg || *end || v < lo || v > hi) {
-        fprintf(stderr, "llmrt serve: --%s must be an integer in [%lld, %lld], got \"%s\"\n", name,
-                lo, hi, arg);
-        return -1;
-    }
+    char    opt[64];
+    int64_t v;
+    snprintf(opt, sizeof opt, "--%s", name);
+    if (cli_arg_i64(opt, arg, lo, hi, &v) < 0) return -1;
     *out = v;
     return 0;
 }

@@ -48,24 +48,6 @@ static const char *const detokenize_fields[] = {"model", "tokens", NULL};
 static const char *const load_lora_fields[]   = {"lora_name", "lora_path", NULL};
 static const char *const unload_lora_fields[] = {"lora_name", "lora_int_id", NULL};
 
-static bool in_list(const char *const *list, const char *name) {
-    for (; *list; list++)
-        if (!strcmp(*list, name)) return true;
-    return false;
-}
-
-static int get_number(perr *e, const cJSON *v, const char *name, double lo, double hi, float *out,
-                      bool *has) {
-    if (!v || cJSON_IsNull(v)) return 0;
-    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
-        return fail(e, name, "'%s' must be a number", name);
-    if (v->valuedouble < lo || v->valuedouble > hi)
-        return fail(e, name, "'%s' must be in [%g, %g], got %g", name, lo, hi, v->valuedouble);
-    *out = (float)v->valuedouble;
-    *has = true;
-    return 0;
-}
-
 static int get_int(perr *e, const cJSON *v, const char *name, double lo, double hi, int64_t *out,
                    bool *has) {
     if (!v || cJSON_IsNull(v)) return 0;
@@ -285,12 +267,11 @@ static int parse_fields(perr *e, const cJSON *root, srv_kind kind, srv_request *
                                  : kind == SRV_LOAD_LORA   ? load_lora_fields
                                  : kind == SRV_UNLOAD_LORA ? unload_lora_fields
                                                            : detokenize_fields;
-    for (const cJSON *f = root->child; f; f = f->next)
-        if (!in_list(allowed, f->string)) {
-            char name[64];
-            snprintf(name, sizeof name, "%.60s", f->string);
-            return fail(e, name, "'%s' is not supported by this server", name);
-        }
+    /* the one unknown-field policy (request_fields.h): refused, naming the field */
+    char field_name[64], why_unknown[256];
+    if (req_check_fields(root, false, allowed, field_name, sizeof field_name, why_unknown,
+                         sizeof why_unknown) < 0)
+        return fail(e, field_name, "%s", why_unknown);
 #define FIELD(n) cJSON_GetObjectItemCaseSensitive(root, n)
     const cJSON *v;
     if (kind == SRV_LOAD_LORA || kind == SRV_UNLOAD_LORA)
@@ -332,71 +313,46 @@ static int parse_fields(perr *e, const cJSON *root, srv_kind kind, srv_request *
         if (!FIELD("prompt")) return fail(e, "prompt", "'prompt' is required");
         if (parse_prompt(e, FIELD("prompt"), r) < 0) return -1;
     }
-    int64_t x;
-    if (get_number(e, FIELD("temperature"), "temperature", 0, 2, &r->temperature, &r->has_temperature) < 0 ||
-        get_number(e, FIELD("top_p"), "top_p", 0, 1, &r->top_p, &r->has_top_p) < 0 ||
-        get_number(e, FIELD("min_p"), "min_p", 0, 1, &r->min_p, &r->has_min_p) < 0 ||
-        get_number(e, FIELD("presence_penalty"), "presence_penalty", -2, 2, &r->presence_penalty,
-                   &r->has_presence) < 0 ||
-        get_number(e, FIELD("frequency_penalty"), "frequency_penalty", -2, 2, &r->frequency_penalty,
-                   &r->has_frequency) < 0 ||
-        get_number(e, FIELD("repetition_penalty"), "repetition_penalty", 1e-6, 10,
-                   &r->repetition_penalty, &r->has_repetition) < 0)
-        return -1;
-    /* top_p in (0, 1] as vLLM takes it. Any top_p at or below the top token's probability keeps
-     * just that token, and that probability is at least 1/vocabulary, far above 1e-9: so raising
-     * a smaller top_p (5e-324 is a valid JSON number, and 0 as a float) to 1e-9 changes nothing. */
-    if (r->has_top_p) {
-        const cJSON *tp = FIELD("top_p");
-        if (tp->valuedouble <= 0) return fail(e, "top_p", "'top_p' must be > 0 and <= 1");
-        if (r->top_p < 1e-9f) r->top_p = 1e-9f;
+    /* the sampling parameters: request_fields.c's table (types, ranges, conversions) */
+    req_values *pv = &r->params;
+    char        why[300];
+    for (int id = 0; id < REQ_N_FIELDS; id++) {
+        if (id == REQ_LOGPROBS) continue; /* below: the endpoints differ */
+        const char *name = req_fields[id].name;
+        if (req_read_json((req_id)id, NULL, FIELD(name), pv, why, sizeof why) < 0)
+            return fail(e, name, "%s", why);
     }
-    bool has = false;
-    if (get_int(e, FIELD("top_k"), "top_k", -1, 1 << 30, &x, &has) < 0) return -1;
-    if (has) r->top_k = (int32_t)x, r->has_top_k = true;
     /* chat: max_completion_tokens (OpenAI's newer name) wins over max_tokens; both are checked */
     const char *max_name = "max_tokens";
-    has                  = false;
-    if (get_int(e, FIELD("max_tokens"), "max_tokens", 1, 1 << 30, &x, &has) < 0) return -1;
-    if (has) r->max_tokens = (int32_t)x, r->has_max_tokens = true;
-    if (kind == SRV_CHAT) {
-        has = false;
-        if (get_int(e, FIELD("max_completion_tokens"), "max_completion_tokens", 1, 1 << 30, &x,
-                    &has) < 0)
-            return -1;
-        if (has) r->max_tokens = (int32_t)x, r->has_max_tokens = true, max_name = "max_completion_tokens";
+    if (kind == SRV_CHAT && (v = FIELD("max_completion_tokens")) && !cJSON_IsNull(v)) {
+        max_name = "max_completion_tokens";
+        if (req_read_json(REQ_MAX_TOKENS, max_name, v, pv, why, sizeof why) < 0)
+            return fail(e, max_name, "%s", why);
     }
-    has = false;
-    if (get_int(e, FIELD("min_tokens"), "min_tokens", 0, 1 << 30, &x, &has) < 0) return -1;
-    if (has) r->min_tokens = (int32_t)x, r->has_min_tokens = true;
-    if (r->has_min_tokens && r->has_max_tokens && r->min_tokens > r->max_tokens)
+    if (pv->has[REQ_MIN_TOKENS] && pv->has[REQ_MAX_TOKENS] &&
+        pv->i[REQ_MIN_TOKENS] > pv->i[REQ_MAX_TOKENS])
         return fail(e, "min_tokens", "'min_tokens' must not exceed '%s'", max_name);
-    /* seed: JSON numbers arrive as doubles, exact up to 2^53; past that two seeds would collide */
-    if (get_int(e, FIELD("seed"), "seed", -9007199254740991.0, 9007199254740991.0, &r->seed,
-                &r->has_seed) < 0)
-        return -1;
-    r->n = 1;
-    has  = false;
-    if (get_int(e, FIELD("n"), "n", 1, SRV_MAX_N, &x, &has) < 0) return -1;
-    if (has) r->n = (int32_t)x;
+    r->n = pv->has[REQ_N] ? (int32_t)pv->i[REQ_N] : 1;
+    if (r->n > SRV_MAX_N) return fail(e, "n", "'n' must be in [1, %d] here, got %d", SRV_MAX_N, r->n);
     if (parse_stop(e, FIELD("stop"), r) < 0) return -1;
     if (kind == SRV_CHAT) {
         if (get_bool(e, FIELD("logprobs"), "logprobs", &r->logprobs) < 0) return -1;
-        has = false;
-        if (get_int(e, FIELD("top_logprobs"), "top_logprobs", 0, 20, &x, &has) < 0) return -1;
-        if (has) {
+        if (req_read_json(REQ_LOGPROBS, "top_logprobs", FIELD("top_logprobs"), pv, why,
+                          sizeof why) < 0)
+            return fail(e, "top_logprobs", "%s", why);
+        if (pv->has[REQ_LOGPROBS]) {
             if (!r->logprobs)
                 return fail(e, "top_logprobs", "'top_logprobs' needs 'logprobs': true");
-            r->n_logprobs = (int32_t)x;
+            r->n_logprobs = (int32_t)pv->i[REQ_LOGPROBS];
         }
     } else {
-        has = false;
-        if (get_int(e, FIELD("logprobs"), "logprobs", 0, 20, &x, &has) < 0) return -1;
-        if (has) r->logprobs = true, r->n_logprobs = (int32_t)x;
+        if (req_read_json(REQ_LOGPROBS, NULL, FIELD("logprobs"), pv, why, sizeof why) < 0)
+            return fail(e, "logprobs", "%s", why);
+        if (pv->has[REQ_LOGPROBS]) r->logprobs = true, r->n_logprobs = (int32_t)pv->i[REQ_LOGPROBS];
     }
-    if (get_bool(e, FIELD("ignore_eos"), "ignore_eos", &r->ignore_eos) < 0 ||
-        get_bool(e, FIELD("stream"), "stream", &r->stream) < 0)
-        return -1;
+    pv->has[REQ_LOGPROBS] = false; /* applied by srv_request_sampling from r->n_logprobs */
+    r->ignore_eos         = pv->has[REQ_IGNORE_EOS] && pv->b[REQ_IGNORE_EOS];
+    if (get_bool(e, FIELD("stream"), "stream", &r->stream) < 0) return -1;
     if ((v = FIELD("stream_options")) && !cJSON_IsNull(v)) {
         if (!r->stream) return fail(e, "stream_options", "'stream_options' needs 'stream': true");
         if (!cJSON_IsObject(v)) return fail(e, "stream_options", "'stream_options' must be an object");
@@ -461,27 +417,15 @@ void srv_request_free(srv_request *r) {
 
 llmrt_sampling_params srv_request_sampling(const srv_request *r, const llmrt_sampling_params *base,
                                            int32_t index) {
-    llmrt_sampling_params p = *base;
-    if (r->has_temperature) p.temperature = r->temperature;
-    if (r->has_top_p) p.top_p = r->top_p;
-    if (r->has_top_k) p.top_k = r->top_k;
-    if (r->has_min_p) p.min_p = r->min_p;
-    if (r->has_presence) p.presence_penalty = r->presence_penalty;
-    if (r->has_frequency) p.frequency_penalty = r->frequency_penalty;
-    if (r->has_repetition) p.repetition_penalty = r->repetition_penalty;
-    if (r->has_max_tokens) p.max_tokens = r->max_tokens;
-    if (r->has_min_tokens) p.min_tokens = r->min_tokens;
-    if (r->has_seed) {
-        p.has_seed = true;
-        p.seed     = (uint64_t)r->seed + (uint64_t)index;
-    } else if (p.has_seed) {
-        p.seed += (uint64_t)index;
-    }
+    llmrt_sampling_params p   = *base;
+    req_values            val = r->params;
+    val.has[REQ_N]            = false; /* one sequence per engine request: the server fans out */
+    req_apply(&val, &p);
+    if (p.has_seed) p.seed += (uint64_t)index; /* sequence i of a seeded request: seed + i */
     if (r->n_stop >= 0) {
         p.stop   = r->n_stop ? (const char *const *)r->stop : NULL;
         p.n_stop = r->n_stop;
     }
-    if (r->ignore_eos) p.ignore_eos = true;
     p.n_logprobs = r->logprobs ? r->n_logprobs : 0;
     if (p.min_tokens > p.max_tokens) p.min_tokens = p.max_tokens;
     return p;

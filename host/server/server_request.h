@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../cli/request_fields.h"
 #include "llmrt.h"
 
 typedef enum srv_kind {
@@ -45,15 +46,12 @@ typedef struct srv_request {
     int32_t  n_tokens;
     /* /tokenize */
     bool add_special_tokens, has_add_special_tokens, add_generation_prompt, return_token_strs;
-    /* sampling: has_* = given in the body (else the server's defaults) */
-    bool    has_temperature, has_top_p, has_top_k, has_min_p, has_presence, has_frequency,
-            has_repetition, has_max_tokens, has_seed, has_min_tokens;
-    float   temperature, top_p, min_p, presence_penalty, frequency_penalty, repetition_penalty;
-    int32_t top_k, max_tokens, min_tokens;
-    int64_t seed;
+    /* sampling parameters given in the body (request_fields.h: its table, types and ranges); the
+     * server's defaults for the others */
+    req_values params;
     int32_t n_stop;                   /* -1: not given */
     char   *stop[SRV_MAX_STOPS];
-    int32_t n;                        /* 1..SRV_MAX_N */
+    int32_t n;                        /* 1..SRV_MAX_N (also in params) */
     bool    logprobs;                 /* chat: logprobs; completions: logprobs given */
     int32_t n_logprobs;               /* chat: top_logprobs; completions: logprobs (0..20) */
     bool    ignore_eos, stream, include_usage;

@@ -1,6 +1,7 @@
 /* tokenizer.json: normalizer, pre_tokenizer, decoder and post_processor sections -> op lists.
  * Sequences are flattened. Each type that is not implemented is rejected by name. */
 #include <stdarg.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -322,6 +323,16 @@ static llmrt_status append_id(hf_ctx *c, int32_t **v, int32_t *n, int64_t id, co
     return LLMRT_OK;
 }
 
+/* append_id of a JSON number: integral and in range before the conversion (a double out of an
+ * int64's range converts with undefined behaviour) */
+static llmrt_status append_json_id(hf_ctx *c, int32_t **v, int32_t *n, const cJSON *id,
+                                   const char *where) {
+    double d = id->valuedouble;
+    if (!cJSON_IsNumber(id) || !isfinite(d) || d != floor(d) || d < 0 || d > 2147483647.0)
+        return hf_bad(c, "%s: token id %g is not an integer in [0, 2147483647]", where, d);
+    return append_id(c, v, n, (int64_t)d, where);
+}
+
 static llmrt_status template_processing(hf_ctx *c, const cJSON *p) {
     llmrt_tokenizer *tk      = c->tk;
     const cJSON     *single  = hf_get(p, "single");
@@ -348,8 +359,8 @@ static llmrt_status template_processing(hf_ctx *c, const cJSON *p) {
         if (!cJSON_IsArray(ids)) return hf_bad(c, "%s: special token \"%.80s\" has no \"ids\"", where, name);
         for (const cJSON *id = ids->child; id; id = id->next) {
             if (!cJSON_IsNumber(id)) return hf_bad(c, "%s: ids of \"%.80s\" must be numbers", where, name);
-            if (seen_a) LLMRT_TRY(append_id(c, &tk->suffix_ids, &tk->n_suffix, (int64_t)id->valuedouble, where));
-            else LLMRT_TRY(append_id(c, &tk->prefix_ids, &tk->n_prefix, (int64_t)id->valuedouble, where));
+            if (seen_a) LLMRT_TRY(append_json_id(c, &tk->suffix_ids, &tk->n_suffix, id, where));
+            else LLMRT_TRY(append_json_id(c, &tk->prefix_ids, &tk->n_prefix, id, where));
         }
     }
     if (!seen_a) return hf_bad(c, "%s: \"single\" lacks sequence A", where);
@@ -363,8 +374,8 @@ static llmrt_status cls_sep(hf_ctx *c, const cJSON *p, const char *type) {
     if (!cJSON_IsArray(cls) || cJSON_GetArraySize(cls) != 2 || !cJSON_IsNumber(cls->child->next) ||
         !cJSON_IsArray(sep) || cJSON_GetArraySize(sep) != 2 || !cJSON_IsNumber(sep->child->next))
         return hf_bad(c, "post_processor %s: \"cls\" and \"sep\" must be [token, id]", type);
-    LLMRT_TRY(append_id(c, &tk->prefix_ids, &tk->n_prefix, (int64_t)cls->child->next->valuedouble, type));
-    return append_id(c, &tk->suffix_ids, &tk->n_suffix, (int64_t)sep->child->next->valuedouble, type);
+    LLMRT_TRY(append_json_id(c, &tk->prefix_ids, &tk->n_prefix, cls->child->next, type));
+    return append_json_id(c, &tk->suffix_ids, &tk->n_suffix, sep->child->next, type);
 }
 
 static llmrt_status post_processor(hf_ctx *c, const cJSON *p, int depth) {

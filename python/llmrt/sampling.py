@@ -15,6 +15,26 @@ from .errors import InvalidArgument
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 _UINT64_MAX = 2**64 - 1
 
+# The request parameters' ranges: host/cli/request_fields.c's table, the same for batch lines,
+# `llmrt serve` bodies (openapi.json) and the command-line options (tests/python/
+# test_request_fields.py checks that the two agree). name -> (low, high, low excluded). Checked
+# before a value is converted to C (a double out of a float's range converts with undefined
+# behaviour). The seed is not here: a Python int carries any 64-bit seed exactly (JSON numbers
+# stop at 2^53).
+_RANGES: dict = {
+    "temperature": (0, 2, False),
+    "top_p": (0, 1, True),
+    "top_k": (-1, 2**30, False),
+    "min_p": (0, 1, False),
+    "repetition_penalty": (1e-6, 10, False),
+    "presence_penalty": (-2, 2, False),
+    "frequency_penalty": (-2, 2, False),
+    "max_tokens": (1, 2**30, False),
+    "min_tokens": (0, 2**30, False),
+    "n": (1, 64, False),
+    "logprobs": (0, 20, False),
+}
+
 
 @dataclass
 class SamplingParams:
@@ -23,11 +43,13 @@ class SamplingParams:
     A field left at ``None`` takes the model's default: the checkpoint's generation_config.json
     where it sets one (temperature, top_p, top_k, repetition_penalty), else llmrt's library
     default (temperature 1.0, top_p 1.0, top_k off, repetition_penalty 1.0, max_tokens 256).
-    Types are checked here; ranges are checked by the library when the request is submitted, and
-    a bad value raises :class:`llmrt.InvalidArgument` naming the field.
+    Types are checked here; ranges when the request is submitted (the request parameters' ranges,
+    the same as ``llmrt batch`` and ``llmrt serve`` take), and a bad value raises
+    :class:`llmrt.InvalidArgument` naming the field.
 
-    temperature: 0 = greedy.  top_p: (0, 1], 1 = off.  top_k: -1 or 0 = off.  min_p: [0, 1].
-    repetition_penalty: > 0, 1 = off (prompt and output tokens).  presence_penalty /
+    temperature: [0, 2], 0 = greedy.  top_p: (0, 1], 1 = off.  top_k: -1 or 0 = off.
+    min_p: [0, 1].
+    repetition_penalty: [1e-6, 10], 1 = off (prompt and output tokens).  presence_penalty /
     frequency_penalty: [-2, 2] on output tokens.  max_tokens: >= 1.  min_tokens: stop tokens and
     strings are ignored before this many.  seed: makes sampling reproducible.  stop: strings that
     end generation (not included in the text).  stop_token_ids: extra token ids that end it (the
@@ -121,6 +143,13 @@ class SamplingParams:
         """(llmrt_sampling_params, keepalive): the fields set here over ``defaults``. Keep the
         second element alive as long as the struct is used (it owns the arrays it points to)."""
         v = self._checked()
+        for name, (lo, hi, lo_open) in _RANGES.items():
+            x = v[name]
+            if x is None:
+                continue
+            if not (math.isfinite(x) and (x > lo if lo_open else x >= lo) and x <= hi):
+                raise InvalidArgument(f"SamplingParams.{name} = {x!r} is out of range "
+                                      f"{'(' if lo_open else '['}{lo}, {hi}]")
         p = _ffi.llmrt_sampling_params.from_buffer_copy(defaults)
         p.struct_size = ctypes.sizeof(_ffi.llmrt_sampling_params)
         for name in ("temperature", "top_p", "top_k", "min_p", "repetition_penalty",

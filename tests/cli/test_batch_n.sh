@@ -26,6 +26,6 @@ assert all(c["text"] == one["text"] and c["finish_reason"] == "length" and c["co
 assert three["completion_tokens"] == 36 and three["prompt_tokens"] == 19, three
 assert three["text"] == one["text"] and three["finish_reason"] == "length"
 assert len(sampled["choices"]) == 2 and sampled["completion_tokens"] == 16, sampled
-assert recs["bad-n"]["response"] is None and "n 65" in recs["bad-n"]["error"]["message"], recs["bad-n"]
+assert recs["bad-n"]["response"] is None and '"n" must be an integer in [1, 64], got 65' in recs["bad-n"]["error"]["message"], recs["bad-n"]
 print("ok")
 PY

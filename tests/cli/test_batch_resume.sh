@@ -37,15 +37,17 @@ import json, sys, collections
 lines = open(sys.argv[1]).read().splitlines()
 n = int(sys.argv[2])
 recs = [json.loads(l) for l in lines]          # every line is whole JSON
-ids = collections.Counter(r["custom_id"] for r in recs)
+# a line without a custom_id (line 7: not JSON) has "custom_id": null and its "line"
+key = lambda r: r["custom_id"] if r["custom_id"] is not None else ("line", r["line"])
+ids = collections.Counter(key(r) for r in recs)
 dups = [k for k, c in ids.items() if c > 1]
 assert not dups, f"duplicated custom_ids: {dups}"
 assert len(recs) == n, f"{len(recs)} records for {n} lines"
-errors = {r["custom_id"]: r["error"] for r in recs if r["error"]}
-assert set(errors) == {"line-7", "r9"}, f"error records: {errors}"
+errors = {key(r): r["error"] for r in recs if r["error"]}
+assert set(errors) == {("line", 7), "r9"}, f"error records: {errors}"
 assert "top_p" in errors["r9"]["message"], errors["r9"]
 ok = [r for r in recs if not r["error"]]
 assert all(r["response"]["completion_tokens"] == 200 for r in ok), "wrong lengths"
-print(f"{len(recs)} records, each custom_id once; errors for {sorted(errors)}")
+print(f"{len(recs)} records, each custom_id once; errors for {sorted(map(str, errors))}")
 PY
 echo "1 passed, 0 failed"

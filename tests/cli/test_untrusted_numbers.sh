@@ -35,11 +35,13 @@ timeout 120 "$bin" batch -m "$model" --input "$dir/in.jsonl" --output "$dir/out.
 [ $status -eq 0 ] || fail "batch exited $status: $(cat "$dir/err")"
 python3 - "$dir/out.jsonl" <<'PY' || fail "batch error records"
 import json, sys
-recs = {r["custom_id"]: r for r in map(json.loads, open(sys.argv[1]))}
+# a line without a custom_id (not JSON) has "custom_id": null and its "line"
+recs = {r["custom_id"] if r["custom_id"] is not None else ("line", r["line"]): r
+        for r in map(json.loads, open(sys.argv[1]))}
 want = {  # custom_id -> (line, text the message must hold)
     "big": (2, '"max_tokens" must be an integer'), "neg": (3, '"max_tokens" must be an integer'),
     "frac": (4, '"max_tokens" must be an integer'), "str": (5, '"max_tokens" must be a number'),
-    "inf": (6, '"top_k" must be an integer'), "line-7": (7, "invalid JSON"),
+    "inf": (6, '"top_k" must be an integer'), ("line", 7): (7, "invalid JSON"),
     "temp": (8, '"temperature" must be a finite number'), "seedneg": (9, '"seed" must be an integer'),
     "seedbig": (10, '"seed" must be an integer'), "ids": (11, '"prompt_token_ids[1]"'),
     "idsneg": (12, '"prompt_token_ids[1]"'), "stopids": (13, '"stop_token_ids[0]"'),

@@ -20,7 +20,9 @@
 
 #include "bench_workload.h"
 #include "cli/cli.h"
+#include "cli/cli_args.h"
 #include "cli/cli_options.h"
+#include "cli/request_fields.h"
 
 #define MAX_ARGS 64
 
@@ -60,7 +62,7 @@ static void check_globals(void) {
 }
 
 static void check_common(const cli_common *c) {
-    if (c->threads < 0 || c->threads > 1024 || c->n_stops < 0 || c->n_stops > CLI_MAX_STOPS) __builtin_trap();
+    if (c->threads < 0 || c->threads > CLI_MAX_THREADS || c->n_stops < 0 || c->n_stops > CLI_MAX_STOPS) __builtin_trap();
     for (int32_t i = 0; i < c->n_stops; i++)
         if (!c->stops[i]) __builtin_trap();
     if (c->n_lora_modules < 0 || c->n_lora_modules > CLI_MAX_LORAS) __builtin_trap();
@@ -81,10 +83,36 @@ static void check_common(const cli_common *c) {
 static void single(const char *arg) {
     int32_t *ids = NULL;
     int32_t  n   = cli_parse_int_list(arg, "--tokens", &ids);
-    if (n < -1 || (n < 0 && ids) || (n > 0 && !ids)) __builtin_trap();
+    if (n < -1 || n == 0 || (n < 0 && ids) || (n > 0 && !ids)) __builtin_trap();
+    for (int32_t i = 0; i < n; i++)
+        if (ids[i] < 1 || ids[i] > CLI_MAX_THREADS) __builtin_trap();
     free(ids);
+    /* the checked single values (host/cli/cli_args.c): a refusal leaves the output alone */
+    int64_t i64 = -7;
+    if (cli_arg_i64("--x", arg, -5, 5, &i64) == 0 ? (i64 < -5 || i64 > 5) : i64 != -7)
+        __builtin_trap();
+    uint64_t u64 = 7;
+    if (cli_arg_u64("--x", arg, 1000, &u64) == 0 ? u64 > 1000 : u64 != 7) __builtin_trap();
+    double d = -7;
+    if (cli_arg_double("--x", arg, -1, 1, &d) == 0 ? !(d >= -1 && d <= 1) : d != -7)
+        __builtin_trap();
+    static const char *const names[] = {"table", "json", "csv", NULL};
+    int                      e       = -7;
+    if (cli_arg_enum("--x", arg, names, &e) == 0 ? (e < 0 || e > 2) : e != -7) __builtin_trap();
+    /* one table parameter per argument, picked by its length: all of them on every argument
+     * spent the run formatting refusals (below 500 execs/s) */
+    {
+        int        id = (int)(strlen(arg) % REQ_N_FIELDS);
+        req_values v;
+        memset(&v, 0, sizeof v);
+        if (req_read_option((req_id)id, arg, &v) == 0 && req_fields[id].kind != REQ_BOOL) {
+            double x = req_fields[id].kind == REQ_INTEGER ? (double)v.i[id] : v.num[id];
+            if (!v.has[id] || !(x >= req_fields[id].lo && x <= req_fields[id].hi))
+                __builtin_trap();
+        }
+    }
     int32_t lo = -7, hi = -7;
-    if (bench_parse_range(arg, &lo, &hi) == 0) {
+    if (bench_parse_range("--input-len", arg, &lo, &hi) == 0) {
         if (lo < 1 || hi < lo || hi > BENCH_MAX_LEN) __builtin_trap();
     } else if (lo != -7 || hi != -7) {
         __builtin_trap(); /* a refused range leaves the outputs alone */

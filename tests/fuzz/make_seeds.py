@@ -212,6 +212,13 @@ def text_seeds():
         "lora": {"custom_id": "a4", "prompt": "p", "lora": "b", "lora_scale": 0.5},
         "model": {"custom_id": "a5", "prompt": "p", "model": "base", "max_tokens": 1e300},
         "bad": {"custom_id": "a6", "prompt_token_ids": [1.5, -1], "stop": 123, "top_k": "12"},
+        # the request-parameter layer (host/cli/request_fields.c): types, unknown fields, aliases
+        "types": {"custom_id": "a7", "prompt": "p", "ignore_eos": "yes", "stop_token_ids": ["a"],
+                  "n": True, "seed": -5, "top_p": 0, "logprobs": 21},
+        "unknown": {"custom_id": "a8", "method": "POST", "url": "/v1/completions",
+                    "body": {"prompt": "p", "max_completion_tokens": 4, "max_token": 3}},
+        "nul": {"custom_id": "a\u0000b", "prompt": "p", "messages": [{"role": "user",
+                "content": "x", "name": "n"}]},
     }
     d = os.path.join(HERE, "corpus", "fuzz_batch_request")
     os.makedirs(d, exist_ok=True)
@@ -244,6 +251,10 @@ def text_seeds():
         "lora": ["--lora-module", "a=/x/a", "--lora-module", "b=/x/b", "--lora-name", "a",
                  "--lora-scale", "0.5", "--lora", "/x/c:0.5"],
         "bad": ["--seed", "xyz", "--top-k", "-5", "--temperature", "nan", "--tp", "0"],
+        # the checked option parsers (host/cli/cli_args.c)
+        "checked": ["--seed", "-1", "--tokens", "", "--input-len", "10:2", "--goodput",
+                    "ttft:5,,tpot:nan", "--load-format", "onnx", "--kv-policy", "fifo",
+                    "--max-tokens", "1e3", "--top-p", "0", "-t", " 4", "--tokens", "1,-3,"],
     }
     for name, argv in argvs.items():
         for sel in range(2):

@@ -138,6 +138,9 @@ static void test_config_tensor_mismatch(void) {
                     "[320, 64]", "[300, 64]");
     config_mismatch("\"num_hidden_layers\": 3", "\"num_hidden_layers\": 4",
                     "model.layers.3.input_layernorm.weight", "missing", NULL);
+    /* tensors of a layer past num_hidden_layers would be left out: refused (issue 18, class 6) */
+    config_mismatch("\"num_hidden_layers\": 3", "\"num_hidden_layers\": 2", "model.layers.2.",
+                    "num_hidden_layers is 2", NULL);
 }
 
 /* Rewrites dir/name from its parsed tensors: `drop` left out, `retype` given dtype `dtype`. */
@@ -401,6 +404,9 @@ typedef struct gguf_edit {
     const char *tensor;     /* tensor whose shape / type change             */
     uint64_t    ne0, ne1;   /* its new shape (0: unchanged)                 */
     int         ggml_type;  /* its new ggml type (-1: unchanged)            */
+    const char *set_key;    /* numeric metadata key given a new value       */
+    double      set_value;  /* (floats as they are, integers converted)     */
+    const char *rename_from, *rename_to; /* a tensor renamed (prefix match) */
 } gguf_edit;
 
 /* Writes dst from src's parse with `e` applied; tensor data are copied unchanged. */
@@ -425,6 +431,12 @@ static bool rewrite_gguf(const char *src, const char *dst, const gguf_edit *e) {
         if (e->drop_key && strcmp(kv.key, e->drop_key) == 0) continue;
         if (e->arch && strcmp(kv.key, "general.architecture") == 0)
             kv.v.str = (llmrt_gguf_str){e->arch, strlen(e->arch)};
+        if (e->set_key && strcmp(kv.key, e->set_key) == 0) {
+            if (kv.type == LLMRT_GGUF_FLOAT32 || kv.type == LLMRT_GGUF_FLOAT64)
+                kv.v.f64 = e->set_value;
+            else
+                kv.v.i64 = (int64_t)e->set_value;
+        }
         put_str(&b, kv.key, strlen(kv.key));
         put_u32(&b, kv.type);
         put_value(&b, &kv);
@@ -434,6 +446,11 @@ static bool rewrite_gguf(const char *src, const char *dst, const gguf_edit *e) {
         bool              hit = e->tensor && strcmp(t.name, e->tensor) == 0;
         if (hit && e->ne0) t.ne[0] = e->ne0, t.ne[1] = e->ne1;
         if (hit && e->ggml_type >= 0) t.ggml_type = (uint32_t)e->ggml_type;
+        char renamed[256];
+        if (e->rename_from && !strncmp(t.name, e->rename_from, strlen(e->rename_from))) {
+            snprintf(renamed, sizeof renamed, "%s%s", e->rename_to, t.name + strlen(e->rename_from));
+            t.name = renamed;
+        }
         put_str(&b, t.name, strlen(t.name));
         put_u32(&b, (uint32_t)t.n_dims);
         for (int d = 0; d < t.n_dims; d++) put_u64(&b, t.ne[d]);
@@ -473,6 +490,24 @@ static void test_gguf(void) {
                 LLMRT_ERR_MODEL_MISMATCH, "blk.0.attn_q.weight", "[32, 128]");
     expect_gguf(&(gguf_edit){.tensor = "blk.1.ffn_up.weight", .ggml_type = 26 /* I32 */},
                 LLMRT_ERR_UNSUPPORTED, "blk.1.ffn_up.weight", NULL);
+    /* issue 18 class 6: metadata that reaches the math is refused by its key */
+    static const double bad_theta[] = {INFINITY, NAN, 0, -5, 1e13};
+    for (size_t i = 0; i < sizeof bad_theta / sizeof bad_theta[0]; i++)
+        expect_gguf(&(gguf_edit){.ggml_type = -1, .set_key = "llama.rope.freq_base",
+                                 .set_value = bad_theta[i]},
+                    LLMRT_ERR_FORMAT, "llama.rope.freq_base", "finite");
+    expect_gguf(&(gguf_edit){.ggml_type = -1, .set_key = "llama.attention.layer_norm_rms_epsilon",
+                             .set_value = INFINITY},
+                LLMRT_ERR_FORMAT, "llama.attention.layer_norm_rms_epsilon", NULL);
+    /* layer tensors past block_count: block_count lowered, and a layer's tensors renamed past it */
+    expect_gguf(&(gguf_edit){.ggml_type = -1, .set_key = "llama.block_count", .set_value = 1},
+                LLMRT_ERR_MODEL_MISMATCH, "blk.1.", "llama.block_count is 1");
+    expect_gguf(&(gguf_edit){.ggml_type = -1, .rename_from = "blk.1.", .rename_to = "blk.7."},
+                LLMRT_ERR_MODEL_MISMATCH, "blk.7.", "llama.block_count");
+    /* heads that do not divide the hidden size (and no key_length): named, not "dimensions" */
+    expect_gguf(&(gguf_edit){.ggml_type = -1, .set_key = "llama.attention.head_count",
+                             .set_value = 3, .drop_key = "llama.attention.key_length"},
+                LLMRT_ERR_FORMAT, "llama.embedding_length", "llama.attention.head_count");
 }
 
 // --- API misuse -------------------------------------------------------------------------------

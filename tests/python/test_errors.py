@@ -66,9 +66,18 @@ def test_sampling_param_types(kw, field):
 
 
 def test_failed_batch_submits_nothing(tiny):
+    # a value out of its range is refused before anything is submitted
     before = tiny.metrics()
     with pytest.raises(llmrt.InvalidArgument, match="top_p"):
         tiny.generate([[1, 2], [1, 3]], [greedy(4), llmrt.SamplingParams(top_p=0.0)])
+    after = tiny.metrics()
+    assert after["n_waiting"] == after["n_running"] == 0
+    assert after["requests_finished"] == before["requests_finished"]
+    # one the library refuses at submit (min_tokens > max_tokens): the first, submitted, aborted
+    before = after
+    with pytest.raises(llmrt.InvalidArgument, match="min_tokens"):
+        tiny.generate([[1, 2], [1, 3]],
+                      [greedy(4), llmrt.SamplingParams(max_tokens=2, min_tokens=5)])
     after = tiny.metrics()
     assert after["n_waiting"] == after["n_running"] == 0
     assert after["requests_finished"] == before["requests_finished"] + 1  # the first, aborted

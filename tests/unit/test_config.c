@@ -52,6 +52,24 @@ static llmrt_status parse_edit(llmrt_model_config *cfg, llmrt_error *err, const 
     return s;
 }
 
+/* The base config with key's value replaced by raw JSON text, written as is (cJSON prints a
+ * number such as 1e999, which parses as inf, as null). */
+static llmrt_status parse_raw(llmrt_model_config *cfg, llmrt_error *err, const char *key,
+                              const char *raw) {
+    char        *text = config_with(key, "\"@RAW@\"", NULL);
+    char        *at   = strstr(text, "\"@RAW@\"");
+    size_t       n    = strlen(text) + strlen(raw) + 1;
+    char        *out  = malloc(n);
+    llmrt_status s    = LLMRT_ERR_OUT_OF_MEMORY;
+    if (at && out) {
+        snprintf(out, n, "%.*s%s%s", (int)(at - text), text, raw, at + strlen("\"@RAW@\""));
+        s = parse_text(out, cfg, err);
+    }
+    free(out);
+    free(text);
+    return s;
+}
+
 // --- valid configs ----------------------------------------------------------------------------
 
 static void test_valid_llama(void) {
@@ -313,8 +331,21 @@ static void test_bad_fields(void) {
               LLMRT_ERR_UNSUPPORTED, "eos_token_id");
     CHECK_ERROR(parse_edit(&c, &err, "eos_token_id", "[1, 2, 3, 4, 5, 6, 7, 8]"), err, LLMRT_OK, "");
     CHECK(c.n_eos == 8);
-    /* hidden 66 / 4 heads and no head_dim: no head size can be derived */
-    CHECK_ERROR(parse_edit(&c, &err, "hidden_size", "66"), err, LLMRT_ERR_FORMAT, "");
+    /* hidden 66 / 4 heads and no head_dim: no head size can be derived; the message names the
+     * fields (it said "model dimensions must be positive") */
+    CHECK_ERROR(parse_edit(&c, &err, "hidden_size", "66"), err, LLMRT_ERR_FORMAT,
+                "hidden_size 66 is not a multiple of num_attention_heads 4");
+    /* values that reach the math: finite and in range, refused by name before any float
+     * conversion (1e999 parses as inf) */
+    CHECK_ERROR(parse_raw(&c, &err, "rope_theta", "1e999"), err, LLMRT_ERR_FORMAT, "rope_theta");
+    CHECK_ERROR(parse_edit(&c, &err, "rope_theta", "-5"), err, LLMRT_ERR_FORMAT, "rope_theta");
+    CHECK_ERROR(parse_edit(&c, &err, "rms_norm_eps", "1e300"), err, LLMRT_ERR_FORMAT,
+                "rms_norm_eps");
+    CHECK_ERROR(parse_edit(&c, &err, "rms_norm_eps", "0"), err, LLMRT_ERR_FORMAT, "rms_norm_eps");
+    CHECK_ERROR(parse_raw(&c, &err, "rope_scaling", "{\"rope_type\": \"linear\", \"factor\": 1e999}"),
+                err, LLMRT_ERR_FORMAT, "\"factor\" must be a finite number");
+    CHECK_ERROR(parse_raw(&c, &err, "rope_scaling", "{\"rope_type\": \"linear\", \"factor\": -2}"),
+                err, LLMRT_ERR_FORMAT, "rope_scaling.factor");
 }
 
 static void test_unsupported(void) {

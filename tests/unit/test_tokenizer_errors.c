@@ -142,6 +142,14 @@ static void test_json(void) {
                                       "{\"SpecialToken\":{\"id\":\"<s>\"}},{\"Sequence\":{\"id\":\"A\"}}],"
                                       "\"special_tokens\":{\"<s>\":{\"id\":\"<s>\",\"ids\":[99],\"tokens\":[\"<s>\"]}}}")),
               LLMRT_ERR_FORMAT, "99");
+    /* an id past int64 (1e300, -1e300): refused before the conversion (issue 18, class 3) */
+    CHECK_ERR(load_text(doc(MODEL_OK, "\"post_processor\":{\"type\":\"TemplateProcessing\",\"single\":["
+                                      "{\"SpecialToken\":{\"id\":\"<s>\"}},{\"Sequence\":{\"id\":\"A\"}}],"
+                                      "\"special_tokens\":{\"<s>\":{\"id\":\"<s>\",\"ids\":[1e300],\"tokens\":[\"<s>\"]}}}")),
+              LLMRT_ERR_FORMAT, "not an integer");
+    CHECK_ERR(load_text(doc(MODEL_OK, "\"post_processor\":{\"type\":\"RobertaProcessing\",\"cls\":[\"<s>\",-1e300],"
+                                      "\"sep\":[\"</s>\",2]}")),
+              LLMRT_ERR_FORMAT, "not an integer");
     CHECK_ERR(load_text(doc(MODEL_OK, "\"post_processor\":{\"type\":\"TemplateProcessing\",\"single\":[],"
                                       "\"special_tokens\":{}}")),
               LLMRT_ERR_FORMAT, "sequence A");
