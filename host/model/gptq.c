@@ -174,6 +174,23 @@ static llmrt_status check_dtype(const char *file, const char *prefix, const char
                      want_int ? "I32" : "F16, BF16, F32");
 }
 
+/* A v1 ("gptq") qzeros word as v2 (the zero points themselves). The writers store v1 as
+ * v2 - 0x11111111 on the whole 32-bit word: GPTQModel packs the raw zero points and, for
+ * format "gptq", subtracts 0x11111111 from each int32 word (convert_gptq_v2_to_v1_format_module,
+ * gptqmodel/utils/model.py; 0x01010101 for 8 bits), so a zero of 0 becomes nibble 0xF and
+ * borrows 1 from the next nibble up. Its loader, and transformers/optimum through it, add the
+ * constant back to the word (convert_gptq_v1_to_v2_format_module), which undoes every borrow:
+ * the word-wise add is the exact inverse and gives every zero in 0..15. Reading each nibble + 1
+ * instead (AutoGPTQ's qlinear_cuda torch fallback) gives 16 for a zero of 0 and one too many for
+ * the nibble above it. AutoGPTQ 0.7's own pack is lossy there (it ORs (zero - 1) as uint32
+ * shifted into the word, so a zero of 0 sets every higher nibble of the word to 0xF): such a
+ * word has no exact reading; the word-wise add gives 0 for the zero that was 0 and 1 for the
+ * higher columns of the word, as GPTQModel and transformers read it. No borrow happens when no
+ * zero is 0 (always true for sym checkpoints, whose zeros are 8), and then both readings agree. */
+static uint32_t gptq_v1_to_v2_word(const llmrt_gptq_config *cfg, uint32_t word) {
+    return cfg->v2 ? word : word + 0x11111111u; /* modulo 2^32, as on the int32 tensor */
+}
+
 void llmrt_q4_tensor_release(llmrt_q4_tensor *t) {
     free(t->mem);
     free(t->bias);
@@ -328,8 +345,7 @@ llmrt_status llmrt_gptq_convert(const llmrt_gptq_config *cfg, const char *file, 
                 scales[n * G + g] = h;
             }
             uint32_t zw = rd_u32(t->qzeros->data, (uint64_t)(g * (N / pack) + n / pack));
-            uint32_t zst = (zw >> (4 * (n % pack))) & 0x0f;
-            zeros[n * G + g] = (uint8_t)(cfg->v2 ? zst : zst + 1);
+            zeros[n * G + g] = (uint8_t)((gptq_v1_to_v2_word(cfg, zw) >> (4 * (n % pack))) & 0x0f);
         }
 
     if (t->bias) {

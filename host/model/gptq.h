@@ -5,11 +5,13 @@
  * Dequantisation (AutoGPTQ's torch fallback), K = in_features, N = out_features:
  *   q[k][n]   = (qweight[k/8][n] >> 4*(k%8)) & 15          qweight int32 [K/8, N]
  *   zst[g][n] = (qzeros[g][n/8]  >> 4*(n%8)) & 15          qzeros  int32 [G, N/8]
- *   z         = zst + 1 (checkpoint_format "gptq", v1: per nibble, so 15 gives 16) | zst (gptq_v2)
+ *   z         = zst (gptq_v2) | for checkpoint_format "gptq" (v1), the nibble of the whole word
+ *               qzeros[g][n/8] + 0x11111111 (mod 2^32): v1 is v2 - 0x11111111 word-wise, a zero
+ *               of 0 borrowing from the next nibble (GPTQModel, transformers; gptq.c says why)
  *   w[k][n]   = scales[g_idx[k]][n] * (q[k][n] - z[g_idx[k]][n])    scales fp16 [G, N]
  * Internal format: row n of W = column n of the above; qs[n][j] = q[perm[j]][n] with
  * perm = stable argsort(g_idx) when g_idx is not k / group_size (act-order), so each group's
- * group_size columns are contiguous; zeros are INT (they hold 1..16 for v1, 0..15 for v2). */
+ * group_size columns are contiguous; zeros are INT (0..15). */
 #ifndef LLMRT_MODEL_GPTQ_H
 #define LLMRT_MODEL_GPTQ_H
 

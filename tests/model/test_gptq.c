@@ -9,8 +9,8 @@
  *    there is no golden at all.
  * 2. Checkpoints built here in C from tests/data/tiny/llama_f32 with round-to-nearest GPTQ
  *    quantization written in the exact AutoGPTQ/GPTQModel layout (reference/kernels.md §3):
- *    sym/asym, checkpoint_format gptq (v1: zero - 1 stored per nibble, nibble 15 reads as 16) and
- *    gptq_v2, group sizes 32 and -1, act-order with a non-monotonic g_idx, config in config.json
+ *    sym/asym, checkpoint_format gptq (v1: packed zero words minus 0x11111111, GPTQModel's way;
+ *    every asym one holds zero points of 0, whose nibbles borrow from the next) and gptq_v2, group sizes 32 and -1, act-order with a non-monotonic g_idx, config in config.json
  *    or quantize_config.json, fp16 or fp32 scales, quantized lm_head, an lm_head bias. Each is
  *    Group size 16 (valid GPTQ, not a multiple of the CPU kernels' 32): the load fails with
  *    LLMRT_ERR_UNSUPPORTED naming the tensor, and with allow_fallback loads dequantised,
@@ -39,6 +39,7 @@
 #define BLOCK   16
 
 static uint64_t rng = 0x2545F4914F6CDD1Dull;
+static int64_t n_zero0; /* v1 zero points of 0 packed by quantize_linear (borrows) */
 static uint32_t urand(void) {
     rng = rng * 6364136223846793005ull + 1442695040888963407ull;
     return (uint32_t)(rng >> 33);
@@ -309,6 +310,9 @@ static void quantize_linear(entries *es, const char *prefix, const float *W, int
                 sv = 2 * am / 15;
                 zv = 8;
             } else {
+                /* zero points of 0 (in the middle and at the top nibble of a qzeros word), so
+                 * that v1 packing borrows across nibbles and out of the word */
+                if (n % 8 == 2 || n % 8 == 7) mn = 0;
                 sv = (mx - mn) / 15;
                 zv = (int)lrintf(-mn / (sv > 0 ? sv : 1));
             }
@@ -322,13 +326,17 @@ static void quantize_linear(entries *es, const char *prefix, const float *W, int
             else
                 memcpy(sc->data + 2 * (g * N + n), &h, 2);
         }
-    /* qzeros: per nibble, v1 stores z - 1 (so z = 0 is stored as 15 and reads back as 16) */
+    /* qzeros: the zero points packed 8 to a word; v1 then subtracts 0x11111111 from each word
+     * (GPTQModel's v2 -> v1 conversion: a zero of 0 becomes 0xF and borrows from the next) */
     for (int64_t g = 0; g < G; g++)
         for (int64_t n = 0; n < N; n++) {
-            uint32_t st = (uint32_t)(o->v2 ? z[g * N + n] : z[g * N + n] - 1) & 15;
             wr32(qz->data, g * (N / 8) + n / 8,
-                 rd32(qz->data, g * (N / 8) + n / 8) | st << (4 * (n % 8)));
+                 rd32(qz->data, g * (N / 8) + n / 8) | (uint32_t)z[g * N + n] << (4 * (n % 8)));
+            n_zero0 += !o->v2 && z[g * N + n] == 0;
         }
+    if (!o->v2)
+        for (int64_t i = 0; i < G * (N / 8); i++)
+            wr32(qz->data, i, rd32(qz->data, i) - 0x11111111u);
     for (int64_t k = 0; k < K; k++)
         for (int64_t n = 0; n < N; n++) {
             int64_t g = gidx[k];
@@ -343,8 +351,7 @@ static void quantize_linear(entries *es, const char *prefix, const float *W, int
         for (int64_t n = 0; n < N; n++) {
             int64_t g = (int32_t)rd32(gi->data, k);
             uint32_t q = (rd32(qw->data, (k / 8) * N + n) >> (4 * (k % 8))) & 15;
-            uint32_t zst = (rd32(qz->data, g * (N / 8) + n / 8) >> (4 * (n % 8))) & 15;
-            float zf = (float)(o->v2 ? zst : zst + 1);
+            float zf = (float)z[g * N + n]; /* the zero point itself, before packing */
             float sv = s[g * N + n];
             deq[n * K + k] = sv * ((float)q - zf);
         }
@@ -458,7 +465,11 @@ static void count_warning(llmrt_log_level level, const char *msg, void *data) {
 
 static void test_built(const char *label, qopts o) {
     entries q, ref;
+    n_zero0 = 0;
     build(&o, &q, &ref);
+    /* every asym v1 checkpoint holds zero points of 0 (their words borrow), the rest none */
+    CHECK_MSG((n_zero0 > 0) == (!o.sym && !o.v2), "%s: %lld v1 zero points of 0", label,
+              (long long)n_zero0);
     char qdir[1024], rdir[1024];
     snprintf(qdir, sizeof qdir, "%s/%s", tmp_root, label);
     snprintf(rdir, sizeof rdir, "%s/%s_ref", tmp_root, label);

@@ -29,7 +29,7 @@ from .packing import (  # noqa: F401
     unpack_qweight,
     unpack_qzeros,
     unpack_qzeros_raw,
-    v1_overflow_mask,
+    pack_qzeros_autogptq,
     v1_to_v2_gptqmodel,
 )
 
@@ -42,6 +42,6 @@ __all__ = [
     "unpack_qweight",
     "unpack_qzeros",
     "unpack_qzeros_raw",
-    "v1_overflow_mask",
+    "pack_qzeros_autogptq",
     "v1_to_v2_gptqmodel",
 ]

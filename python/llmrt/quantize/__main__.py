@@ -100,7 +100,6 @@ def main(argv=None) -> int:
         print(json.dumps({"out": os.path.abspath(a.out), "options": options_dict(opts),
                           "quantize_seconds": round(opts.stats.get("quantize_seconds", 0), 2),
                           "zero_points_of_0": opts.stats.get("zero_points_of_0", 0),
-                          "v1_zero_overflow_entries": opts.stats.get("v1_zero_overflow_entries", 0),
                           "total_seconds": round(dt, 2)}, indent=1))
     return 0
 

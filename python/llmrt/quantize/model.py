@@ -351,11 +351,10 @@ def quantize_dir(model_dir: str, out_dir: str, samples: list[torch.Tensor],
     save_quantized(model, results, model_dir, out_dir, opts)
     opts.stats["zero_points_of_0"] = sum(int((r.zeros == 0).sum()) for r in results.values())
     if opts.checkpoint_format == "gptq" and opts.stats["zero_points_of_0"]:
-        hit = sum(int(packing.v1_overflow_mask(r.zeros.numpy()).sum()) for r in results.values())
-        opts.stats["v1_zero_overflow_entries"] = hit
-        _log(opts, f"warning: {opts.stats['zero_points_of_0']} zero points of 0 were stored in "
-                   f"v1 format; AutoGPTQ's packing overflows them into {hit} (group, column) "
-                   "zero nibbles (read as z = 16). Use --format gptq_v2 to avoid this.")
+        _log(opts, f"note: {opts.stats['zero_points_of_0']} zero points of 0 were stored in v1 "
+                   "format: their qzeros words borrow (GPTQModel's v1); loaders that read each "
+                   "nibble + 1 (AutoGPTQ's torch fallback) get them wrong. --format gptq_v2 "
+                   "has no such case.")
     return results
 
 

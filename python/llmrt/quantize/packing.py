@@ -19,19 +19,19 @@ g_idx      int32    [K]          group of input row k (``k // gs`` unless act-or
 Dequantisation (kernels.md §3)::
 
     w[k][n] = scales[g_idx[k]][n] * (q[k][n] - z[g_idx[k]][n])
-    z = stored nibble + 1  (checkpoint_format "gptq", v1)   -- may be 16, see below
-    z = stored nibble      (checkpoint_format "gptq_v2")
+    z = nibble of (word + 0x11111111 mod 2^32)  (checkpoint_format "gptq", v1; see below)
+    z = stored nibble                           (checkpoint_format "gptq_v2")
 
-**v1 and an asym zero of 0.** AutoGPTQ's ``pack`` writes ``zeros - 1`` cast to uint32 and ORs
-it in shifted by 4·j. A zero point of 0 becomes 0xFFFFFFFF; shifted left by 4·j (and truncated
-to 32 bits) it sets nibbles j..7 of that word to 0xF. So the zero point of that column *and of
-every higher column of the same 8-column word* reads back as stored 15, i.e. z = 16 under the
-reference formula (``z = stored + 1``, no masking): w = s·(q − 16) ≤ −s for every q, a large
-error. ``pack_qzeros(..., "gptq")`` reproduces this bit for bit (``v1_overflow_mask`` tells which
-(g, n) are hit). Loaders disagree on such words: AutoGPTQ's torch fallback and ExLlama use
-z = stored + 1 = 16; GPTQModel converts v1 to v2 by adding 0x11111111 to the whole int32 word,
-so the carries turn the F nibbles into 0, 1, 1, ... (``v1_to_v2_gptqmodel``). The llmrt fixtures
-follow the reference formula (z = 16). ``gptq_v2`` stores raw zeros and has no such case.
+**v1 and an asym zero of 0.** v1 is v2 minus 0x11111111 on each whole int32 word, as GPTQModel
+writes it (it packs the raw zero points, then ``convert_gptq_v2_to_v1_format_module`` subtracts
+the constant from the int32 tensor) and as GPTQModel / transformers / optimum read it back
+(``convert_gptq_v1_to_v2_format_module`` adds it). A zero of 0 becomes nibble 0xF and borrows 1
+from the nibble above; the word-wise add undoes every borrow, so v1 round-trips exactly
+(``pack_qzeros`` / ``unpack_qzeros``; llmrt's loader reads it the same way, host/model/gptq.c).
+Reading each nibble + 1 instead (AutoGPTQ's ``qlinear_cuda`` torch fallback) gives 16 for that
+zero. AutoGPTQ 0.7's own ``pack`` is lossy there: it ORs ``zeros - 1`` as uint32 shifted by 4·j,
+so a zero of 0 sets nibbles j..7 of its word to 0xF (``pack_qzeros_autogptq``); the word-wise
+read of such a word gives 0, 1, 1, ... from that column up. ``gptq_v2`` stores raw zeros.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ BITS = 4
 PACK = 32 // BITS  # values per int32 word
 MAXQ = (1 << BITS) - 1
 FORMATS = ("gptq", "gptq_v2")
+V1_WORD_OFFSET = 0x11111111  # v1 qzeros word = v2 word - this (mod 2^32)
 
 
 def _check_format(fmt: str) -> str:
@@ -101,26 +102,42 @@ def unpack_qweight(qweight: np.ndarray) -> np.ndarray:
     return q.reshape(w.shape[0] * PACK, w.shape[1]).astype(np.uint8)
 
 
-def pack_qzeros(zeros: np.ndarray, fmt: str) -> np.ndarray:
-    """Integer zero points [G, N] (0..15; N a multiple of 8) -> qzeros int32 [G, N/8].
-
-    "gptq_v2": raw zero nibbles. "gptq" (v1): AutoGPTQ's ``pack`` exactly: ``zeros - 1`` as
-    uint32 (0 -> 0xFFFFFFFF), each OR-ed in shifted left by 4·j within a 32-bit word, so a zero of
-    0 sets nibbles j..7 of its word to 0xF (see the module docstring)."""
-    _check_format(fmt)
+def _check_zeros(zeros: np.ndarray) -> np.ndarray:
     z = np.asarray(zeros)
     if z.ndim != 2 or z.shape[1] % PACK:
         raise ValueError(f"zeros must be [G, N] with N % {PACK} == 0, got {z.shape}")
     if z.size and (z.min() < 0 or z.max() > MAXQ):
         raise ValueError("zero points must be in 0..15")
-    z = z.astype(np.int64)
-    if fmt == "gptq":
-        z = (z - 1) & 0xFFFFFFFF  # numpy's float -> uint32 cast of -1.0 in AutoGPTQ
+    return z.astype(np.int64)
+
+
+def _pack_words(z: np.ndarray) -> np.ndarray:
+    """int64 [G, N] nibble values (may exceed 4 bits: masked by the word) -> int64 words."""
     z = z.reshape(z.shape[0], z.shape[1] // PACK, PACK)
     words = np.zeros(z.shape[:2], dtype=np.int64)
     for j in range(PACK):
         words |= (z[:, :, j] << (BITS * j)) & 0xFFFFFFFF
+    return words
+
+
+def pack_qzeros(zeros: np.ndarray, fmt: str) -> np.ndarray:
+    """Integer zero points [G, N] (0..15; N a multiple of 8) -> qzeros int32 [G, N/8].
+
+    "gptq_v2": raw zero nibbles. "gptq" (v1): GPTQModel's writing, the v2 words minus
+    0x11111111 modulo 2^32 (a zero of 0 borrows from the nibble above; see the module
+    docstring). Exact: ``unpack_qzeros(pack_qzeros(z, fmt), fmt) == z``."""
+    _check_format(fmt)
+    words = _pack_words(_check_zeros(zeros))
+    if fmt == "gptq":
+        words = (words - V1_WORD_OFFSET) & 0xFFFFFFFF
     return _to_i32(words)
+
+
+def pack_qzeros_autogptq(zeros: np.ndarray) -> np.ndarray:
+    """AutoGPTQ 0.7's v1 ``pack`` (lossy for a zero of 0): ``zeros - 1`` as uint32, each OR-ed in
+    shifted left by 4·j within a 32-bit word, so a zero of 0 sets nibbles j..7 to 0xF."""
+    z = (_check_zeros(zeros) - 1) & 0xFFFFFFFF
+    return _to_i32(_pack_words(z))
 
 
 def unpack_qzeros_raw(qzeros: np.ndarray) -> np.ndarray:
@@ -132,26 +149,19 @@ def unpack_qzeros_raw(qzeros: np.ndarray) -> np.ndarray:
 
 
 def unpack_qzeros(qzeros: np.ndarray, fmt: str) -> np.ndarray:
-    """qzeros -> zero points z int16 [G, N] of the reference formula: stored + 1 for v1 (so
-    0..16), stored for v2 (0..15)."""
+    """qzeros -> zero points z int16 [G, N] (0..15): the nibbles of the words, v1 words first
+    plus 0x11111111 (``v1_to_v2_gptqmodel``)."""
     _check_format(fmt)
-    z = unpack_qzeros_raw(qzeros).astype(np.int16)
-    return z + 1 if fmt == "gptq" else z
-
-
-def v1_overflow_mask(zeros: np.ndarray) -> np.ndarray:
-    """bool [G, N]: the (g, n) whose v1-stored zero nibble is forced to 0xF by a zero of 0 at
-    the same or a lower column of the same 8-column word (AutoGPTQ pack semantics)."""
-    z = np.asarray(zeros).reshape(np.shape(zeros)[0], -1, PACK)
-    hit = np.logical_or.accumulate(z == 0, axis=2)
-    return hit.reshape(np.shape(zeros))
+    if fmt == "gptq":
+        qzeros = v1_to_v2_gptqmodel(qzeros)
+    return unpack_qzeros_raw(qzeros).astype(np.int16)
 
 
 def v1_to_v2_gptqmodel(qzeros: np.ndarray) -> np.ndarray:
     """GPTQModel's v1 -> v2 conversion at load: ``qzeros += 0x11111111`` on the int32 words
-    (carries propagate between nibbles; only equal to per-nibble +1 when no nibble is 0xF)."""
+    (carries propagate between nibbles, undoing the borrows of ``pack_qzeros(..., "gptq")``)."""
     w = np.asarray(qzeros).astype(np.int32).view(np.uint32).astype(np.int64)
-    return _to_i32(w + 0x11111111)
+    return _to_i32(w + V1_WORD_OFFSET)
 
 
 def dequantize(qweight: np.ndarray, qzeros: np.ndarray, scales: np.ndarray,
@@ -160,7 +170,7 @@ def dequantize(qweight: np.ndarray, qzeros: np.ndarray, scales: np.ndarray,
     """Reference dequantisation -> W [N, K] in ``nn.Linear`` layout (out = x · Wᵀ).
 
     ``w[k][n] = scales[g_idx[k]][n] * (q[k][n] - z[g_idx[k]][n])``. The product of an fp16 scale
-    and an integer in -16..15 is exact in float32, so float32 and float64 give the same values.
+    and an integer in -15..15 is exact in float32, so float32 and float64 give the same values.
     Without g_idx (very old checkpoints) g_idx = k // group_size; group_size is then required
     unless there is a single group. K need not be a multiple of the group size: G = ceil(K / gs)
     and the last group is shorter (e.g. K = 576 with gs = 128 in SmolLM2-135M)."""
