@@ -34,10 +34,10 @@ llmrt_status llmrt_gptq_config_parse(const cJSON *qc, const char *what, llmrt_gp
                          method);
     int32_t bits = 0;
     LLMRT_TRY(llmrt_json_get_i32(qc, "bits", true, INT32_MIN, INT32_MAX, &bits, what, err));
-    if (bits == 2 || bits == 3 || bits == 8)
+    if (bits == 2 || bits == 3)
         return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
-                         "%s: bits = %d is not supported (supported: 4)", what, bits);
-    if (bits != 4)
+                         "%s: bits = %d is not supported (supported: 4, 8)", what, bits);
+    if (bits != 4 && bits != 8)
         return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: bits = %d is invalid (GPTQ uses 2, 3, 4 or 8)",
                          what, bits);
     cfg->bits = bits;
@@ -80,6 +80,18 @@ llmrt_status llmrt_gptq_config_parse(const cJSON *qc, const char *what, llmrt_gp
         return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
                          "%s: pack_dtype \"%.64s\" is not supported (supported: int32)", what,
                          pack);
+    const char *base = NULL;
+    LLMRT_TRY(llmrt_json_get_string(qc, "model_file_base_name", false, &base, what, err));
+    if (base) { /* a file of the checkpoint directory: no path, no hidden or empty name */
+        size_t len = strlen(base);
+        if (len == 0 || len + sizeof ".safetensors" > sizeof cfg->weights_file ||
+            strchr(base, '/') || strchr(base, '\\') || base[0] == '.')
+            return llmrt_err(err, LLMRT_ERR_FORMAT,
+                             "%s: model_file_base_name \"%.64s\" must name a file in the "
+                             "checkpoint directory (no path, at most %zu characters)",
+                             what, base, sizeof cfg->weights_file - sizeof ".safetensors");
+        snprintf(cfg->weights_file, sizeof cfg->weights_file, "%s.safetensors", base);
+    }
     const cJSON *dyn = cJSON_GetObjectItemCaseSensitive(qc, "dynamic");
     if (dyn && !cJSON_IsNull(dyn) && !(cJSON_IsObject(dyn) && !dyn->child))
         return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
@@ -125,7 +137,7 @@ static uint32_t rd_u32(const uint8_t *p, uint64_t i) {
 }
 
 /* Element i of a float tensor (F16, BF16 or F32) as fp32. */
-static float rd_float(const llmrt_st_tensor *t, uint64_t i) {
+float llmrt_gptq_rd_float(const llmrt_st_tensor *t, uint64_t i) {
     uint16_t h;
     float f;
     switch (t->dtype) {
@@ -141,7 +153,7 @@ static float rd_float(const llmrt_st_tensor *t, uint64_t i) {
     }
 }
 
-static llmrt_status check_shape(const char *file, const char *prefix, const char *suffix,
+llmrt_status llmrt_gptq_check_shape(const char *file, const char *prefix, const char *suffix,
                                 const llmrt_st_tensor *t, int n_dims, uint64_t d0, uint64_t d1,
                                 llmrt_error *err) {
     if (!t)
@@ -163,7 +175,7 @@ static llmrt_status check_shape(const char *file, const char *prefix, const char
                      (unsigned long long)d0);
 }
 
-static llmrt_status check_dtype(const char *file, const char *prefix, const char *suffix,
+llmrt_status llmrt_gptq_check_dtype(const char *file, const char *prefix, const char *suffix,
                                 const llmrt_st_tensor *t, bool want_int, llmrt_error *err) {
     bool ok = want_int ? (t->dtype == LLMRT_DTYPE_I32 || t->dtype == LLMRT_DTYPE_U32)
                        : (t->dtype == LLMRT_DTYPE_F16 || t->dtype == LLMRT_DTYPE_BF16 ||
@@ -220,21 +232,21 @@ llmrt_status llmrt_gptq_convert(const llmrt_gptq_config *cfg, const char *file, 
                          file, prefix, (long long)K, (long long)gs);
     int64_t G = K / gs;
 
-    LLMRT_TRY(check_shape(file, prefix, "qweight", t->qweight, 2, (uint64_t)(K / pack), (uint64_t)N,
+    LLMRT_TRY(llmrt_gptq_check_shape(file, prefix, "qweight", t->qweight, 2, (uint64_t)(K / pack), (uint64_t)N,
                           err));
-    LLMRT_TRY(check_dtype(file, prefix, "qweight", t->qweight, true, err));
+    LLMRT_TRY(llmrt_gptq_check_dtype(file, prefix, "qweight", t->qweight, true, err));
     LLMRT_TRY(
-        check_shape(file, prefix, "qzeros", t->qzeros, 2, (uint64_t)G, (uint64_t)(N / pack), err));
-    LLMRT_TRY(check_dtype(file, prefix, "qzeros", t->qzeros, true, err));
-    LLMRT_TRY(check_shape(file, prefix, "scales", t->scales, 2, (uint64_t)G, (uint64_t)N, err));
-    LLMRT_TRY(check_dtype(file, prefix, "scales", t->scales, false, err));
+        llmrt_gptq_check_shape(file, prefix, "qzeros", t->qzeros, 2, (uint64_t)G, (uint64_t)(N / pack), err));
+    LLMRT_TRY(llmrt_gptq_check_dtype(file, prefix, "qzeros", t->qzeros, true, err));
+    LLMRT_TRY(llmrt_gptq_check_shape(file, prefix, "scales", t->scales, 2, (uint64_t)G, (uint64_t)N, err));
+    LLMRT_TRY(llmrt_gptq_check_dtype(file, prefix, "scales", t->scales, false, err));
     if (t->g_idx) {
-        LLMRT_TRY(check_shape(file, prefix, "g_idx", t->g_idx, 1, (uint64_t)K, 0, err));
-        LLMRT_TRY(check_dtype(file, prefix, "g_idx", t->g_idx, true, err));
+        LLMRT_TRY(llmrt_gptq_check_shape(file, prefix, "g_idx", t->g_idx, 1, (uint64_t)K, 0, err));
+        LLMRT_TRY(llmrt_gptq_check_dtype(file, prefix, "g_idx", t->g_idx, true, err));
     }
     if (t->bias) {
-        LLMRT_TRY(check_shape(file, prefix, "bias", t->bias, 1, (uint64_t)N, 0, err));
-        LLMRT_TRY(check_dtype(file, prefix, "bias", t->bias, false, err));
+        LLMRT_TRY(llmrt_gptq_check_shape(file, prefix, "bias", t->bias, 1, (uint64_t)N, 0, err));
+        LLMRT_TRY(llmrt_gptq_check_dtype(file, prefix, "bias", t->bias, false, err));
     }
 
     /* one allocation: qs [N, K/2], scales [N, G] fp16, zeros [N, G] u8, perm [K], counts [G] */
@@ -333,7 +345,7 @@ llmrt_status llmrt_gptq_convert(const llmrt_gptq_config *cfg, const char *file, 
             if (t->scales->dtype == LLMRT_DTYPE_F16) {
                 memcpy(&scales[n * G + g], t->scales->data + 2 * i, 2);
             } else {
-                float f = rd_float(t->scales, i);
+                float f = llmrt_gptq_rd_float(t->scales, i);
                 uint16_t h = llmrt_f32_to_f16(f);
                 if (llmrt_f16_to_f32(h) != f) {
                     free(mem);
@@ -356,7 +368,7 @@ llmrt_status llmrt_gptq_convert(const llmrt_gptq_config *cfg, const char *file, 
                              prefix);
         }
         for (int64_t n = 0; n < N; n++)
-            out->bias[n] = rd_float(t->bias, (uint64_t)n);
+            out->bias[n] = llmrt_gptq_rd_float(t->bias, (uint64_t)n);
     }
     out->mem = mem;
     out->q = (llmrt_q4_host){
