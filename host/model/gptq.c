@@ -92,11 +92,7 @@ llmrt_status llmrt_gptq_config_parse(const cJSON *qc, const char *what, llmrt_gp
                              what, base, sizeof cfg->weights_file - sizeof ".safetensors");
         snprintf(cfg->weights_file, sizeof cfg->weights_file, "%s.safetensors", base);
     }
-    const cJSON *dyn = cJSON_GetObjectItemCaseSensitive(qc, "dynamic");
-    if (dyn && !cJSON_IsNull(dyn) && !(cJSON_IsObject(dyn) && !dyn->child))
-        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
-                         "%s: \"dynamic\" per-module quantization overrides are not supported",
-                         what);
+    LLMRT_TRY(llmrt_gptq_dynamic_parse(cJSON_GetObjectItemCaseSensitive(qc, "dynamic"), cfg, err));
     cfg->enabled = true;
     return LLMRT_OK;
 }

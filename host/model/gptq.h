@@ -23,6 +23,18 @@
 #include "model.h"
 #include "../format/safetensors.h"
 
+/* One GPTQModel "dynamic" rule: "[+:|-:]regex" -> overrides for the modules it matches (Python
+ * re.match: anchored at the start only; the first matching rule in file order decides). */
+#define LLMRT_GPTQ_MAX_DYNAMIC 32
+typedef struct llmrt_gptq_override {
+    char    regex[384];    /* POSIX extended regex, "^(...)": Python's \d, \w, \s translated */
+    char    pattern[160];  /* as written (truncated), for messages */
+    bool    negative;      /* "-:": the matched modules are not quantized */
+    int32_t bits;          /* 0: the base config's */
+    int32_t group_size;    /* 0: the base config's */
+    int8_t  sym, desc_act; /* -1: the base config's */
+} llmrt_gptq_override;
+
 typedef struct llmrt_gptq_config {
     bool enabled;       /* a GPTQ quantization config was found */
     int32_t bits;       /* 4 (gptq.c: the internal 4-bit format) or 8 (gptq8.h) */
@@ -34,13 +46,28 @@ typedef struct llmrt_gptq_config {
     char weights_file[256]; /* quantize_config.json "model_file_base_name" + ".safetensors"
                              * (older AutoGPTQ exports), or "" */
     char what[4200];    /* where the config came from, for messages */
+    int32_t             n_dynamic; /* GPTQModel "dynamic" per-module overrides */
+    llmrt_gptq_override dynamic[LLMRT_GPTQ_MAX_DYNAMIC];
 } llmrt_gptq_config;
 
 /* Parses a quantization config object (config.json "quantization_config" or the whole
  * quantize_config.json). Rejects other quant_methods, bits other than 4 and 8, bad group sizes,
- * unknown checkpoint formats, non-int32 packing and GPTQModel "dynamic" overrides. */
+ * unknown checkpoint formats and non-int32 packing; parses GPTQModel "dynamic" overrides
+ * (gptq_dynamic.c). */
 llmrt_status llmrt_gptq_config_parse(const cJSON *qc, const char *what, llmrt_gptq_config *cfg,
                                      llmrt_error *err);
+
+/* GPTQModel "dynamic" (an object of rules, gptq_dynamic.c): every pattern must compile and
+ * every override be a supported bits / group_size / sym / desc_act; keys that only steer the
+ * quantiser (damp_percent, ...) are ignored, keys that change the file layout (format,
+ * pack_dtype, quant_method) are refused unless equal to the base config's. */
+llmrt_status llmrt_gptq_dynamic_parse(const cJSON *dyn, llmrt_gptq_config *cfg, llmrt_error *err);
+
+/* The config that applies to Linear `module` ("model.layers.1.mlp.down_proj", "lm_head"): the
+ * base one with the first matching dynamic rule's overrides; *excluded when that rule is
+ * negative ("-:": the module is stored unquantized). */
+void llmrt_gptq_config_for(const llmrt_gptq_config *cfg, const char *module,
+                           llmrt_gptq_config *out, bool *excluded);
 
 /* Reads config.json's "quantization_config", else quantize_config.json, in `dir`.
  * cfg->enabled is false when there is neither. */

@@ -21,6 +21,7 @@ typedef struct hf_source {
     cJSON      *weight_map; /* index.json "weight_map" (name -> shard file), NULL if single file */
     cJSON      *index_root;
     llmrt_gptq_config gptq;
+    llmrt_gptq_config module; /* gptq with the dynamic overrides of the Linear being loaded */
 } hf_source;
 
 static const llmrt_st_tensor *find_tensor(const struct llmrt_rank_model *m, const hf_source *hs,
@@ -60,6 +61,21 @@ static void find_gptq(const struct llmrt_rank_model *m, const hf_source *hs, con
 #undef FIND
 }
 
+/* The GPTQ config of the Linear whose weight is `hf_name` (dynamic overrides applied), in
+ * hs->module; NULL when a negative dynamic rule excludes it (stored unquantized). */
+static const llmrt_gptq_config *module_config(hf_source *hs, const char *hf_name) {
+    char prefix[256];
+    bool excluded = false;
+    if (!linear_prefix(hf_name, prefix, sizeof prefix)) return NULL;
+    llmrt_gptq_config_for(&hs->gptq, prefix, &hs->module, &excluded);
+    return excluded ? NULL : &hs->module;
+}
+
+static int32_t module_bits(hf_source *hs, const char *hf_name) {
+    const llmrt_gptq_config *c = module_config(hs, hf_name);
+    return c ? c->bits : 0;
+}
+
 /* An 8-bit GPTQ matrix (gptq8.h): Q8_0 blocks when exact and the backend reads them, else fp32
  * under allow_fallback / dequantize_weights (counted as a fallback), else an error naming it. */
 static llmrt_status hf_get_gptq8(hf_source *hs, struct llmrt_rank_model *m, const char *name,
@@ -75,10 +91,15 @@ static llmrt_status hf_get_gptq8(hf_source *hs, struct llmrt_rank_model *m, cons
     if (!t.qweight)
         return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH, "%s: tensor %s (or %s.qweight) is missing",
                          hs->dir, name, prefix);
+    const llmrt_gptq_config *cfg = module_config(hs, name);
+    if (!cfg)
+        return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH, "%s: tensor %s: a \"-:\" dynamic rule says "
+                         "%s is not quantized, but the file stores %s.qweight",
+                         file, name, prefix, prefix);
     bool q8_ok = !m->no_q4 && m->be->ops->supports_weight(m->be, LLMRT_DTYPE_Q8_0);
     void *buf = NULL;
     llmrt_dtype dt;
-    LLMRT_TRY(llmrt_gptq8_convert(&hs->gptq, file, prefix, &t, rows, cols, q8_ok,
+    LLMRT_TRY(llmrt_gptq8_convert(cfg, file, prefix, &t, rows, cols, q8_ok,
                                   m->allow_fallback || m->no_q4, &buf, &dt, why, sizeof why, err));
     LLMRT_TRY(llmrt_model_keep_host(m, buf, err));
     if (dt != LLMRT_DTYPE_Q8_0 && !m->no_q4 && m->n_fallbacks++ == 0)
@@ -94,7 +115,7 @@ static llmrt_status hf_get(void *ctx, struct llmrt_rank_model *m, const char *na
     hf_source             *hs   = ctx;
     const char            *file = hs->dir;
     const llmrt_st_tensor *t    = find_tensor(m, hs, name, &file);
-    if (!t && cols && hs->gptq.enabled && hs->gptq.bits == 8)
+    if (!t && cols && hs->gptq.enabled && module_bits(hs, name) == 8)
         return hf_get_gptq8(hs, m, name, rows, cols, out, found, err);
     *found                      = t != NULL;
     if (!t) {
@@ -134,8 +155,12 @@ static llmrt_status hf_get_q4(void *ctx, struct llmrt_rank_model *m, const char 
                          "%s: tensor %s is quantized but the checkpoint has no quantization_config "
                          "(config.json) or quantize_config.json", file, tname);
     }
-    if (hs->gptq.bits != 4) return LLMRT_OK; /* 8-bit: `get` converts it (gptq8.h) */
-    LLMRT_TRY(llmrt_gptq_convert(&hs->gptq, file, prefix, &t, rows, cols, out, err));
+    const llmrt_gptq_config *cfg = module_config(hs, name);
+    if (!cfg)
+        return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH, "%s: tensor %s.qweight: a \"-:\" dynamic "
+                         "rule says %s is not quantized", file, prefix, prefix);
+    if (cfg->bits != 4) return LLMRT_OK; /* 8-bit: `get` converts it (gptq8.h) */
+    LLMRT_TRY(llmrt_gptq_convert(cfg, file, prefix, &t, rows, cols, out, err));
     *found = true;
     return LLMRT_OK;
 }

@@ -24,7 +24,11 @@ and tests/data/gptq/golden/peer_<variant>.{json,logits.f32}. Variants (VARIANTS 
 asym with zero points of 0 (the word borrow), one of them as an older AutoGPTQ export (weights
 in gptq_model-4bit-32g.safetensors named by quantize_config.json's model_file_base_name, no
 quantization_config in config.json); 8-bit sym (group 32 / 128 / -1, v1 and v2: exactly Q8_0),
-8-bit asym v1 with zero points of 0 and 8-bit act-order (dequantised at load).
+8-bit asym v1 with zero points of 0 and 8-bit act-order (dequantised at load); and a 4-bit model
+with GPTQModel "dynamic" overrides (DYNAMIC: an 8-bit group-32 lm_head, 8-bit layer-0 MLP, an
+unquantized layer-1 down_proj, a 4-bit group-32 layer-0 down_proj whose rule comes before the
+layer-0 MLP one, group-32 q/k projections). The JSON files keep GPTQModel's key order (the first
+matching dynamic rule decides).
 """
 
 from __future__ import annotations
@@ -58,6 +62,17 @@ VARIANTS = [
     ("peer_b8_g32_asym_v1", 8, 32, False, False, "gptq", "f32", None),
     ("peer_b8_g64_act_sym_v1", 8, 64, True, True, "gptq", "f32", None),
 ]
+
+# GPTQModel "dynamic" per-module overrides on a 4-bit base (first matching rule wins, "-:" =
+# left unquantized; lm_head quantized): resolved per module by GPTQModel's own dynamic_get.
+DYNAMIC_NAME = "peer_b4_g128_asym_v1_dynamic"
+DYNAMIC = {
+    "+:lm_head": {"bits": 8, "group_size": 32, "sym": True},
+    r"-:model\.layers\.1\.mlp\.down_proj": {},
+    r"model\.layers\.0\.mlp\.down_proj": {"group_size": 32},  # first match wins over the next
+    r"+:.*\.0\.mlp\..*": {"bits": 8, "group_size": 64, "sym": True},
+    r"+:model\.layers\.\d+\.self_attn\.[qk]_proj": {"group_size": 32},
+}
 
 
 def rtn_params(w: np.ndarray, gidx: np.ndarray, groups: int, bits: int, sym: bool):
@@ -120,11 +135,15 @@ def quantize_linear(name, w, bits, gs, act, sym, fmt, rng):
     return out, deq, int((zeros == 0).sum())
 
 
-def quant_config(bits, gs, act, sym, fmt) -> dict:
+def make_qconfig(bits, gs, act, sym, fmt, dynamic=None):
     from gptqmodel.quantization import FORMAT, QuantizeConfig
-    q = QuantizeConfig(bits=bits, group_size=gs, desc_act=act, sym=sym,
-                       format=FORMAT.GPTQ if fmt == "gptq" else FORMAT.GPTQ_V2)
-    d = q.to_dict()
+    return QuantizeConfig(bits=bits, group_size=gs, desc_act=act, sym=sym,
+                          format=FORMAT.GPTQ if fmt == "gptq" else FORMAT.GPTQ_V2,
+                          dynamic=dynamic, lm_head=dynamic is not None)
+
+
+def quant_config(bits, gs, act, sym, fmt, dynamic=None) -> dict:
+    d = make_qconfig(bits, gs, act, sym, fmt, dynamic).to_dict()
     d.setdefault("meta", {}).pop("offload_to_disk_path", None)  # a temporary directory
     return d
 
@@ -144,32 +163,42 @@ def main(argv=None) -> int:
     with open(os.path.join(bdir, "config.json")) as fh:
         cfg = json.load(fh)
     seqs = fx.sequences()
-    for name, bits, gs, act, sym, fmt, expect, base_name in VARIANTS:
+    todo = [v + (None,) for v in VARIANTS]
+    todo.append((DYNAMIC_NAME, 4, 128, False, False, "gptq", ["q4", "q8_0", "f16"], None,
+                 DYNAMIC))
+    for name, bits, gs, act, sym, fmt, expect, base_name, dynamic in todo:
         rng = np.random.RandomState(SEED_PERM)
         vdir = os.path.join(a.out, name)
         if os.path.exists(vdir):
             shutil.rmtree(vdir)
         os.makedirs(vdir)
+        qcfg = make_qconfig(bits, gs, act, sym, fmt, dynamic)
+        modules = [f"model.layers.{i}.{lin}" for i in range(cfg["num_hidden_layers"])
+                   for lin in LINEARS] + (["lm_head"] if dynamic else [])
         tensors, deq, n_zero0 = {}, {}, 0
+        quantized = {}
+        for p in modules:  # GPTQModel's resolution of the dynamic rules
+            if qcfg.dynamic_get(p) is False:
+                continue
+            quantized[p] = (qcfg.dynamic_get(p, "bits", bits), qcfg.dynamic_get(p, "group_size", gs),
+                            qcfg.dynamic_get(p, "desc_act", act), qcfg.dynamic_get(p, "sym", sym))
         for key, v in base.items():
-            if not any(key.endswith(lin + ".weight") for lin in LINEARS):
+            if key.removesuffix(".weight") not in quantized:
                 tensors[key] = torch.from_numpy(np.ascontiguousarray(v))
                 deq[key] = v.astype(np.float64)
-        for layer in range(cfg["num_hidden_layers"]):
-            for lin in LINEARS:
-                p = f"model.layers.{layer}.{lin}"
-                t, d, z0 = quantize_linear(p, base[p + ".weight"].astype(np.float32), bits, gs,
-                                           act, sym, fmt, rng)
-                tensors.update(t)
-                deq[p + ".weight"] = d
-                if bits == 4:  # llmrt.quantize's reader (word-wise v1) agrees with GPTQModel's
-                    mine = packing.dequantize(*(t[p + s].numpy() for s in (
-                        ".qweight", ".qzeros", ".scales", ".g_idx")), fmt)
-                    assert np.array_equal(mine, d), f"{name} {p}: packing.dequantize differs"
-                n_zero0 += z0
-        if not sym and fmt == "gptq":
+        for p, (mb, mg, ma, ms) in quantized.items():
+            t, d, z0 = quantize_linear(p, base[p + ".weight"].astype(np.float32), mb, mg, ma, ms,
+                                       fmt, rng)
+            tensors.update(t)
+            deq[p + ".weight"] = d
+            n_zero0 += z0
+            if mb == 4:  # llmrt.quantize's reader (word-wise v1) agrees with GPTQModel's
+                mine = packing.dequantize(*(t[p + s].numpy() for s in (
+                    ".qweight", ".qzeros", ".scales", ".g_idx")), fmt)
+                assert np.array_equal(mine, d), f"{name} {p}: packing.dequantize differs"
+        if not sym and fmt == "gptq" and not dynamic:
             assert n_zero0 > 0, f"{name}: no zero point of 0 to borrow"
-        qc = quant_config(bits, gs, act, sym, fmt)
+        qc = quant_config(bits, gs, act, sym, fmt, dynamic)
         vcfg = dict(cfg)
         if base_name:  # an older AutoGPTQ export: quantize_config.json only, named weights
             qc["model_file_base_name"] = base_name
@@ -180,10 +209,10 @@ def main(argv=None) -> int:
         save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(vdir, fname),
                   metadata={"format": "pt"})
         with open(os.path.join(vdir, "config.json"), "w") as fh:
-            json.dump(vcfg, fh, indent=2, sort_keys=True)
+            json.dump(vcfg, fh, indent=2)  # GPTQModel's key order: dynamic rules are ordered
             fh.write("\n")
         with open(os.path.join(vdir, "quantize_config.json"), "w") as fh:
-            json.dump(qc, fh, indent=2, sort_keys=True)
+            json.dump(qc, fh, indent=2)
             fh.write("\n")
         logits = [fx.numpy_forward(deq, cfg, s) for s in seqs]
         j = fx.write_golden(os.path.join(a.out, "golden"), name, seqs, logits, {
@@ -191,6 +220,8 @@ def main(argv=None) -> int:
             "quantization": {k: qc[k] for k in ("bits", "group_size", "desc_act", "sym",
                                                 "checkpoint_format")},
             "expect_weight_format": expect,
+            "dynamic_resolved": {p: dict(zip(("bits", "group_size", "desc_act", "sym"), v))
+                                 for p, v in quantized.items()} if dynamic else None,
             "writer": f"gptqmodel {gptqmodel.__version__} TorchLinear.pack + "
                       "convert_gptq_v2_to_v1_format_module (v1); scales/zeros: round-to-nearest "
                       "per group (" + SCRIPT + ")",

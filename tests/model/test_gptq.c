@@ -79,6 +79,7 @@ static void test_goldens(void) {
          * packed) or f32 (8-bit asym / act-order, dequantised at load under allow_fallback) */
         const cJSON *ef     = cJSON_GetObjectItem(g.root, "expect_weight_format");
         const char  *expect = cJSON_IsString(ef) ? ef->valuestring : "q4";
+        if (cJSON_IsArray(ef)) expect = ""; /* a mix: each element is checked below */
         if (strcmp(expect, "f32") == 0) { /* refused without allow_fallback, naming a tensor */
             llmrt_model_params mp  = llmrt_model_default_params();
             llmrt_model       *bad = NULL;
@@ -97,6 +98,10 @@ static void test_goldens(void) {
             if (quantized)
                 CHECK_MSG(strstr(fmt, expect) != NULL, "%s: weights are %s, expected %s",
                           e->d_name, fmt, expect);
+            for (const cJSON *x = cJSON_IsArray(ef) ? ef->child : NULL; x; x = x->next)
+                CHECK_MSG(cJSON_IsString(x) && strstr(fmt, x->valuestring) != NULL,
+                          "%s: weights are %s, expected %s among them", e->d_name, fmt,
+                          cJSON_IsString(x) ? x->valuestring : "?");
             double max_err, max_ref, e_deq = 0;
             if (threads == 1) {
                 CHECK_STATUS(run_all(m, g.n_seqs, g.seq_ids, g.seq_len, NULL, 0, g.vocab, whole),
@@ -649,7 +654,35 @@ static void test_errors(void) {
     expect_error("pack_int16", &base, bad, LLMRT_ERR_UNSUPPORTED, "pack_dtype");
     snprintf(bad, sizeof bad,
              "{\"bits\": 4, \"group_size\": 32, \"dynamic\": {\"-:.*down.*\": {}}}");
-    expect_error("dynamic", &base, bad, LLMRT_ERR_UNSUPPORTED, "dynamic");
+    expect_error("dynamic_excludes", &base, bad, LLMRT_ERR_MODEL_MISMATCH,
+                 "model.layers.0.mlp.down_proj.qweight: a \"-:\" dynamic rule says "
+                 "model.layers.0.mlp.down_proj is not quantized");
+    snprintf(bad, sizeof bad,
+             "{\"bits\": 4, \"group_size\": 32, \"dynamic\": {\"+:.*?down\": {\"bits\": 8}}}");
+    expect_error("dynamic_lazy", &base, bad, LLMRT_ERR_UNSUPPORTED,
+                 "dynamic \"+:.*?down\": the pattern is not supported");
+    snprintf(bad, sizeof bad,
+             "{\"bits\": 4, \"group_size\": 32, \"dynamic\": {\"lm_head\": {\"bits\": 3}}}");
+    expect_error("dynamic_bits3", &base, bad, LLMRT_ERR_UNSUPPORTED,
+                 "dynamic \"lm_head\": bits = 3 is not supported");
+    snprintf(bad, sizeof bad,
+             "{\"bits\": 4, \"group_size\": 32, \"dynamic\": {\".*\\\\.1\\\\..*\": "
+             "{\"format\": \"gptq_v2\"}}}");
+    expect_error("dynamic_format", &base, bad, LLMRT_ERR_UNSUPPORTED,
+                 "format \"gptq_v2\" differs from the base config's \"gptq\"");
+    snprintf(bad, sizeof bad,
+             "{\"bits\": 4, \"group_size\": 32, \"dynamic\": [\"lm_head\"]}");
+    expect_error("dynamic_array", &base, bad, LLMRT_ERR_FORMAT, "\"dynamic\" must be an object");
+    /* an 8-bit override of a 4-bit Linear: its tensors are 4-bit-shaped */
+    snprintf(bad, sizeof bad,
+             "{\"bits\": 4, \"group_size\": 32, \"dynamic\": {\"+:model\\\\.layers\\\\.1"
+             "\\\\.mlp\\\\.down_proj\": {\"bits\": 8}}}");
+    expect_error("dynamic_bits8", &base, bad, LLMRT_ERR_MODEL_MISMATCH,
+                 DOWN ".qweight has shape [20, 64], expected [40, 64]");
+    snprintf(bad, sizeof bad,
+             "{\"bits\": 4, \"group_size\": 32, \"model_file_base_name\": \"../model\"}");
+    expect_error("base_name_path", &base, bad, LLMRT_ERR_FORMAT,
+                 "model_file_base_name \"../model\" must name a file in the checkpoint directory");
     /* group_size 96 does not divide q_proj's K = 64 */
     snprintf(bad, sizeof bad, "{\"bits\": 4, \"group_size\": 96}");
     expect_error(
