@@ -3,6 +3,8 @@
  * file and the tensor or key. */
 #include "gptq.h"
 
+#include "awq.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,10 +30,11 @@ llmrt_status llmrt_gptq_config_parse(const cJSON *qc, const char *what, llmrt_gp
                          what);
     const char *method = NULL;
     LLMRT_TRY(llmrt_json_get_string(qc, "quant_method", false, &method, what, err));
+    if (method && strcasecmp(method, "awq") == 0) return llmrt_awq_config_parse(qc, what, cfg, err);
     if (method && strcasecmp(method, "gptq") != 0)
         return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
-                         "%s: quant_method \"%.64s\" is not supported (supported: gptq)", what,
-                         method);
+                         "%s: quant_method \"%.64s\" is not supported (supported: gptq, awq)",
+                         what, method);
     int32_t bits = 0;
     LLMRT_TRY(llmrt_json_get_i32(qc, "bits", true, INT32_MIN, INT32_MAX, &bits, what, err));
     if (bits == 2 || bits == 3)

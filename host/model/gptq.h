@@ -43,6 +43,7 @@ typedef struct llmrt_gptq_config {
     bool sym;           /* informational: the zeros are always read */
     bool v2;            /* checkpoint_format "gptq_v2" (zeros stored as is) */
     bool lm_head;       /* lm_head is quantized too */
+    bool awq;           /* quant_method "awq" (awq.h): AutoAWQ GEMM packing, not GPTQ's */
     char weights_file[256]; /* quantize_config.json "model_file_base_name" + ".safetensors"
                              * (older AutoGPTQ exports), or "" */
     char what[4200];    /* where the config came from, for messages */

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../core/json_util.h"
+#include "awq.h"
 #include "gptq.h"
 #include "gptq8.h"
 #include "model.h"
@@ -160,7 +161,8 @@ static llmrt_status hf_get_q4(void *ctx, struct llmrt_rank_model *m, const char 
         return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH, "%s: tensor %s.qweight: a \"-:\" dynamic "
                          "rule says %s is not quantized", file, prefix, prefix);
     if (cfg->bits != 4) return LLMRT_OK; /* 8-bit: `get` converts it (gptq8.h) */
-    LLMRT_TRY(llmrt_gptq_convert(cfg, file, prefix, &t, rows, cols, out, err));
+    if (cfg->awq) LLMRT_TRY(llmrt_awq_convert(cfg, file, prefix, &t, rows, cols, out, err));
+    else LLMRT_TRY(llmrt_gptq_convert(cfg, file, prefix, &t, rows, cols, out, err));
     *found = true;
     return LLMRT_OK;
 }

@@ -646,7 +646,22 @@ static void test_errors(void) {
     snprintf(bad, sizeof bad, "{\"quant_method\": \"gptq\", \"bits\": 4}");
     expect_error("no_group", &base, bad, LLMRT_ERR_MODEL_MISMATCH, "group_size");
     snprintf(bad, sizeof bad, "{\"quant_method\": \"awq\", \"bits\": 4, \"group_size\": 32}");
-    expect_error("awq", &base, bad, LLMRT_ERR_UNSUPPORTED, "awq");
+    expect_error("awq_gptq_tensors", &base, bad, LLMRT_ERR_MODEL_MISMATCH,
+                 "q_proj.qweight has shape [8, 64], expected [64, 8]");
+    snprintf(bad, sizeof bad,
+             "{\"quant_method\": \"awq\", \"bits\": 4, \"group_size\": 32, \"version\": "
+             "\"gemv\"}");
+    expect_error("awq_gemv", &base, bad, LLMRT_ERR_UNSUPPORTED,
+                 "AWQ version \"gemv\" is not supported (supported: gemm)");
+    snprintf(bad, sizeof bad,
+             "{\"quant_method\": \"awq\", \"w_bit\": 4, \"q_group_size\": 32, "
+             "\"zero_point\": false}");
+    expect_error("awq_no_zero", &base, bad, LLMRT_ERR_UNSUPPORTED, "AWQ zero_point = false");
+    snprintf(bad, sizeof bad, "{\"quant_method\": \"awq\", \"w_bit\": 3, \"q_group_size\": 32}");
+    expect_error("awq_bits3", &base, bad, LLMRT_ERR_UNSUPPORTED, "AWQ bits = 3");
+    snprintf(bad, sizeof bad, "{\"quant_method\": \"awq\", \"w_bit\": 4}");
+    expect_error("awq_no_group", &base, bad, LLMRT_ERR_MODEL_MISMATCH,
+                 "\"group_size\" (or \"q_group_size\") is missing");
     snprintf(bad, sizeof bad,
              "{\"bits\": 4, \"group_size\": 32, \"checkpoint_format\": \"marlin\"}");
     expect_error("marlin", &base, bad, LLMRT_ERR_UNSUPPORTED, "marlin");
