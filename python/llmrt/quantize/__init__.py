@@ -1,4 +1,4 @@
-"""llmrt.quantize: GPTQ / RTN 4-bit quantizer writing standard GPTQ checkpoints.
+"""llmrt.quantize: GPTQ / RTN 4- and 8-bit quantizer writing standard GPTQ checkpoints.
 
     python -m llmrt.quantize --model HF_DIR --out OUT_DIR --bits 4 --group-size 128 \\
         [--desc-act] [--sym|--asym] [--format gptq|gptq_v2] [--method gptq|rtn] \\
