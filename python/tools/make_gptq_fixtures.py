@@ -25,6 +25,8 @@ g{32,128,m1}_{act,noact}_{sym,asym}_{v1,v2}/
                           sym/asym, checkpoint_format "gptq" (v1) / "gptq_v2". Files:
                           model.safetensors, config.json (with "quantization_config"),
                           quantize_config.json. lm_head, embeddings and norms fp16.
+q8_g32_noact_sym_v1/, q8_g64_act_asym_v1/
+                          base quantised to 8 bits by the same quantizer (--bits 8), v1.
 golden/<name>.json        {"model_dir": "gptq/<name>", "vocab_size": 320, "sequences",
                            "logits_file", "reference", "argmax", "top1_top2_margin", ...}
 golden/<name>.logits.f32  little-endian float32 rows, one per position (sequence 0 positions
@@ -78,6 +80,9 @@ CONFIG = dict(vocab_size=VOCAB, hidden_size=128, intermediate_size=384, num_hidd
               eos_token_id=EOS, hidden_act="silu", tie_word_embeddings=False)
 
 GROUPS = {"g32": 32, "g128": 128, "gm1": -1}
+# name, group size, act-order, sym, format, how llmrt loads it
+VARIANTS_8BIT = [("q8_g32_noact_sym_v1", 32, False, True, "gptq", "q8_0"),
+                 ("q8_g64_act_asym_v1", 64, True, False, "gptq", "f32")]
 
 
 def variants():
@@ -422,6 +427,40 @@ def main(argv=None) -> int:
         worst = max(info["rel_weight_error"].values())
         print(f"{name}: {time.time() - t1:.1f} s, zeros of 0: {info['zero_points_of_0']}, "
               f"v1 borrows: {len(info['v1_zero_borrows'])}, max rel weight err {worst:.3f}")
+
+    # 8-bit (--bits 8): sym natural order (llmrt loads it as Q8_0) and asym act-order v1 with
+    # zero points of 0 (dequantised at load under allow_fallback)
+    for name, gs, act, sym, fmt, expect in VARIANTS_8BIT:
+        if only and name not in only:
+            continue
+        vdir = os.path.join(a.out, name)
+        if os.path.exists(vdir):
+            shutil.rmtree(vdir)
+        opts = QuantizeOptions(bits=8, group_size=gs, desc_act=act, sym=sym,
+                               checkpoint_format=fmt, method="gptq", damp_percent=0.01, log=False)
+        results = quantize_dir(bdir, vdir, samples, opts)
+        for fn in os.listdir(vdir):
+            if fn not in ("model.safetensors", "config.json", "quantize_config.json"):
+                os.remove(os.path.join(vdir, fn))
+        t = checkpoint.load_tensors(vdir)
+        n_zero0 = 0
+        for mod, r in results.items():  # the stored tensors read back to the quantizer's output
+            w = checkpoint.dequantize_layer(t, mod, fmt, bits=8)
+            assert np.array_equal(w, r.Q.double().numpy()), f"{name} {mod}"
+            n_zero0 += int((r.zeros == 0).sum())
+        assert sym or n_zero0 > 0, f"{name}: no zero point of 0"
+        vcfg = json.load(open(os.path.join(vdir, "config.json")))
+        deq = checkpoint.dequantize_checkpoint(vdir)
+        qc = vcfg["quantization_config"]
+        write_golden(gdir, name, seqs, [numpy_forward(deq, vcfg, s) for s in seqs], {
+            "model_dir": f"gptq/{name}", "base_model_dir": "gptq/base", "model_type": "llama",
+            "quantization": {k: qc[k] for k in ("bits", "group_size", "desc_act", "sym",
+                                                "checkpoint_format")},
+            "expect_weight_format": expect,
+            "reference": REFERENCE.replace("0x11111111", "0x01010101 (8 bits)"),
+            "zero_points_of_0": n_zero0,
+        })
+        print(f"{name}: zeros of 0: {n_zero0}")
 
     if not only:
         v1_asym = [n for n in summary if n.endswith("_asym_v1")]
