@@ -80,8 +80,8 @@ static int32_t module_bits(hf_source *hs, const char *hf_name) {
 /* An 8-bit GPTQ matrix (gptq8.h): Q8_0 blocks when exact and the backend reads them, else fp32
  * under allow_fallback / dequantize_weights (counted as a fallback), else an error naming it. */
 static llmrt_status hf_get_gptq8(hf_source *hs, struct llmrt_rank_model *m, const char *name,
-                                 int64_t rows, int64_t cols, llmrt_host_tensor *out, bool *found,
-                                 llmrt_error *err) {
+                                 int64_t rows, int64_t cols, bool optional,
+                                 llmrt_host_tensor *out, bool *found, llmrt_error *err) {
     char               prefix[256], why[96];
     const char        *file = hs->dir;
     llmrt_gptq_tensors t;
@@ -89,6 +89,7 @@ static llmrt_status hf_get_gptq8(hf_source *hs, struct llmrt_rank_model *m, cons
     if (!linear_prefix(name, prefix, sizeof prefix))
         return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH, "%s: tensor %s is missing", hs->dir, name);
     find_gptq(m, hs, prefix, &t, &file);
+    if (!t.qweight && optional) return LLMRT_OK;
     if (!t.qweight)
         return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH, "%s: tensor %s (or %s.qweight) is missing",
                          hs->dir, name, prefix);
@@ -117,7 +118,7 @@ static llmrt_status hf_get(void *ctx, struct llmrt_rank_model *m, const char *na
     const char            *file = hs->dir;
     const llmrt_st_tensor *t    = find_tensor(m, hs, name, &file);
     if (!t && cols && hs->gptq.enabled && module_bits(hs, name) == 8)
-        return hf_get_gptq8(hs, m, name, rows, cols, out, found, err);
+        return hf_get_gptq8(hs, m, name, rows, cols, optional, out, found, err);
     *found                      = t != NULL;
     if (!t) {
         if (optional) return LLMRT_OK;
