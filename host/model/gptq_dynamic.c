@@ -4,8 +4,9 @@
  * bare regex; a module takes the overrides of the first key in file order whose regex matches
  * its name with Python's re.match (anchored at the start, not at the end); "-:" means the module
  * was left unquantized. The regexes are evaluated here as POSIX extended regexes: Python's \d,
- * \w and \s become their bracket classes; anything POSIX cannot compile (lazy quantifiers,
- * look-arounds, (?...) groups) is refused naming the pattern, never silently mismatched. */
+ * \w and \s become their bracket classes; what POSIX lacks (lazy quantifiers, look-arounds,
+ * (?...) groups) and what could make compiling costly (counted or stacked repetition) is refused
+ * naming the pattern, never silently mismatched. */
 #include <regex.h>
 #include <stdio.h>
 #include <string.h>
@@ -13,7 +14,10 @@
 #include "../core/json_util.h"
 #include "gptq.h"
 
-/* Python re pattern -> "^(...)" POSIX ERE; false when it uses what POSIX lacks. */
+/* Python re pattern -> "^(...)" POSIX ERE; false when it uses what POSIX lacks or what could
+ * make regcomp costly: no (?...), no lazy or stacked quantifiers ("a*?", "a++"), no counted
+ * repetition ("{n,m}": glibc expands it, so nested counts would blow up memory). Inside a
+ * bracket expression Python's escapes become literal characters or POSIX classes. */
 static bool translate(const char *py, char *out, size_t cap) {
     size_t o = 0;
 #define PUT(str)                                                                                   \
@@ -24,10 +28,50 @@ static bool translate(const char *py, char *out, size_t cap) {
         o += l_;                                                                                   \
     } while (0)
     PUT("^(");
+    bool quantified = true; /* the previous token is a quantifier (or nothing: "^(") */
     for (const char *p = py; *p; p++) {
+        if (*p == '[') { /* bracket expression: copied to its closing ']' */
+            PUT("[");
+            p++;
+            if (*p == '^') {
+                PUT("^");
+                p++;
+            }
+            if (*p == ']') { /* a leading ']' is literal in both */
+                PUT("]");
+                p++;
+            }
+            for (; *p && *p != ']'; p++) {
+                if (*p == '[') return false; /* POSIX classes/collating elements differ */
+                if (*p != '\\') {
+                    char one[2] = {*p, 0};
+                    PUT(one);
+                    continue;
+                }
+                char c = *++p;
+                if (c == 'd')
+                    PUT("0-9");
+                else if (c == 'w')
+                    PUT("A-Za-z0-9_");
+                else if (c == 's')
+                    PUT("[:space:]");
+                else if (c && strchr(".*+?(){}|/$", c)) {
+                    char one[2] = {c, 0}; /* literal in a POSIX bracket */
+                    PUT(one);
+                } else {
+                    return false; /* \], \^, \-, \\, \D, ... */
+                }
+            }
+            if (*p != ']') return false;
+            PUT("]");
+            quantified = false;
+            continue;
+        }
+        if (*p == '{') return false;
+        bool quant = *p == '*' || *p == '+' || *p == '?';
+        if (quant && quantified) return false;        /* "a*?", "a++", "(*", "|+" */
         if (p[0] == '(' && p[1] == '?') return false; /* (?:...), look-arounds, flags */
-        if ((p[0] == '*' || p[0] == '+' || p[0] == '?' || p[0] == '}') && p[1] == '?')
-            return false; /* lazy quantifier */
+        quantified = quant || *p == '(' || *p == '|';
         if (p[0] == '\\' && p[1]) {
             char c = p[1];
             p++;
@@ -107,7 +151,8 @@ llmrt_status llmrt_gptq_dynamic_parse(const cJSON *dyn, llmrt_gptq_config *cfg, 
         if (!translate(rx, o->regex, sizeof o->regex) || !compiles(o->regex))
             return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
                              "%s: dynamic \"%.120s\": the pattern is not supported (POSIX "
-                             "extended regex plus \\d \\w \\s; no lazy quantifiers or (?...))",
+                             "extended regex plus \\d \\w \\s; no lazy, stacked or counted "
+                             "repetition, no (?...))",
                              what, key);
         if (!cJSON_IsObject(e))
             return llmrt_err(err, LLMRT_ERR_FORMAT,

@@ -677,6 +677,20 @@ static void test_errors(void) {
     expect_error("dynamic_lazy", &base, bad, LLMRT_ERR_UNSUPPORTED,
                  "dynamic \"+:.*?down\": the pattern is not supported");
     snprintf(bad, sizeof bad,
+             "{\"bits\": 4, \"group_size\": 32, \"dynamic\": {\"a{1,3}\": {}, \"b++\": {}}}");
+    expect_error("dynamic_counted", &base, bad, LLMRT_ERR_UNSUPPORTED,
+                 "dynamic \"a{1,3}\": the pattern is not supported");
+    snprintf(bad, sizeof bad,
+             "{\"bits\": 4, \"group_size\": 32, \"dynamic\": {\"b++\": {}}}");
+    expect_error("dynamic_stacked", &base, bad, LLMRT_ERR_UNSUPPORTED,
+                 "dynamic \"b++\": the pattern is not supported");
+    /* bracket expressions with Python escapes: layer 1's down_proj (\d and a literal '.') */
+    snprintf(bad, sizeof bad,
+             "{\"bits\": 4, \"group_size\": 32, \"dynamic\": {\"+:model[.]layers[\\\\.]"
+             "[\\\\d]\\\\.mlp\\\\.down_proj\": {\"bits\": 8}}}");
+    expect_error("dynamic_bracket", &base, bad, LLMRT_ERR_MODEL_MISMATCH,
+                 "model.layers.0.mlp.down_proj.qweight has shape [20, 64], expected [40, 64]");
+    snprintf(bad, sizeof bad,
              "{\"bits\": 4, \"group_size\": 32, \"dynamic\": {\"lm_head\": {\"bits\": 3}}}");
     expect_error("dynamic_bits3", &base, bad, LLMRT_ERR_UNSUPPORTED,
                  "dynamic \"lm_head\": bits = 3 is not supported");
