@@ -1,28 +1,34 @@
-/* GPTQ checkpoints (host/model/gptq.c):
+/* GPTQ and AWQ checkpoints (host/model/gptq.c, gptq8.c, gptq_dynamic.c, awq.c):
  *
  * 1. Goldens: every checkpoint of tests/data/gptq/ that has a golden file in
- *    tests/data/gptq/golden/ (python/tools/make_gptq_fixtures.py; the format of the JSON files
- *    in tests/data/golden) loads 4-bit when the golden names a "quantization", and its logits
- *    are within 1e-4 * max |logit| of the reference (test_golden_logits' tolerance) and within
- *    1e-5 * max |logit| of LLMRT_NO_Q4=1 (dequantised at load), one batch and chunked,
- *    bit-identical between the two (batch invariance), 1 and 2 threads. The test fails if
- *    there is no golden at all.
+ *    tests/data/gptq/golden/ (python/tools/make_gptq_fixtures.py, make_gptq_peer_fixtures.py,
+ *    make_awq_peer_fixtures.py; the format of the JSON files in tests/data/golden) loads in the
+ *    weight format its golden's "expect_weight_format" names (default q4; q8_0; f32 = 8-bit
+ *    dequantised, refused without allow_fallback), and its logits are within 1e-4 * max |logit|
+ *    of the reference (test_golden_logits' tolerance) and within 1e-5 * max |logit| of
+ *    LLMRT_NO_Q4=1 (dequantised at load), one batch and chunked, bit-identical between the two
+ *    (batch invariance), 1 and 2 threads. The test fails if there is no golden at all.
  * 2. Checkpoints built here in C from tests/data/tiny/llama_f32 with round-to-nearest GPTQ
  *    quantization written in the exact AutoGPTQ/GPTQModel layout (reference/kernels.md §3):
  *    sym/asym, checkpoint_format gptq (v1: packed zero words minus 0x11111111, GPTQModel's way;
- *    every asym one holds zero points of 0, whose nibbles borrow from the next) and gptq_v2, group sizes 32 and -1, act-order with a non-monotonic g_idx, config in config.json
- *    or quantize_config.json, fp16 or fp32 scales, quantized lm_head, an lm_head bias. Each is
- *    Group size 16 (valid GPTQ, not a multiple of the CPU kernels' 32): the load fails with
+ *    every asym one holds zero points of 0, whose nibbles borrow from the next) and gptq_v2,
+ *    group sizes 32 and -1, act-order with a non-monotonic g_idx, config in config.json or
+ *    quantize_config.json, fp16 or fp32 scales, quantized lm_head, an lm_head bias. Group size
+ *    16 (valid GPTQ, not a multiple of the CPU kernels' 32): the load fails with
  *    LLMRT_ERR_UNSUPPORTED naming the tensor, and with allow_fallback loads dequantised,
- *    reported in llmrt_model_info (n_fallbacks, fallback) and by one WARN log message.
- *    Each is compared with an fp32 HF checkpoint of the weights this test dequantises itself from
- * the values it packed (w = s * (q - z)): identical logits bit for bit without act-order (the 4-bit
- * kernels dequantise exactly and sum in the fp32 path's order), within 1e-5 * max |logit| with
- * act-order (the columns are summed in permuted order). LLMRT_NO_Q4=1 (dequantised at load) must
- * agree the same way.
+ *    reported in llmrt_model_info (n_fallbacks, fallback) and by one WARN log message. Each is
+ *    compared with an fp32 HF checkpoint of the weights this test dequantises itself from the
+ *    values it packed (w = s * (q - z)): identical logits bit for bit without act-order (the
+ *    4-bit kernels dequantise exactly and sum in the fp32 path's order), within 1e-5 * max
+ *    |logit| with act-order (the columns are summed in permuted order). LLMRT_NO_Q4=1
+ *    (dequantised at load) must agree the same way.
  * 3. Loader errors, each naming the tensor or key: bad bits, bad group size, g_idx out of range,
  *    a group with the wrong number of rows, wrong scales shape, missing qzeros, wrong dtype,
- *    qweight without a quantization config, other quant methods and formats. */
+ *    qweight without a quantization config, other quant methods and formats, AWQ versions,
+ *    GPTQModel "dynamic" rules (unsupported patterns and keys, an override that changes the
+ *    tensor shapes, an excluded module stored quantized), model_file_base_name with a path.
+ * 4. Bad 8-bit GPTQ and AWQ files (a peer fixture with one tensor broken) and a missing
+ *    model_file_base_name file: errors naming the tensor or file. */
 #include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
@@ -786,6 +792,125 @@ static void test_errors(void) {
     free_entries(&base);
 }
 
+/* --------------------------------------------------------------------------------------------- */
+/* 4. bad 8-bit GPTQ and AWQ files: a peer-written fixture with one tensor broken                */
+/* --------------------------------------------------------------------------------------------- */
+
+static entries read_entries(const char *path) {
+    entries       es  = {0};
+    llmrt_st_file f;
+    llmrt_error   err = {0};
+    CHECK_MSG(llmrt_safetensors_open(path, &f, &err) == LLMRT_OK, "%s: %s", path, err.msg);
+    for (int64_t i = 0; i < f.n_tensors; i++) {
+        const llmrt_st_tensor *t = &f.tensors[i];
+        entry *e = add(&es, t->name, llmrt_dtype_name(t->dtype), t->n_dims, (int64_t)t->shape[0],
+                       t->n_dims > 1 ? (int64_t)t->shape[1] : 0, 1);
+        free(e->data);
+        e->bytes = t->nbytes;
+        e->data  = malloc(t->nbytes ? t->nbytes : 1);
+        memcpy(e->data, t->data, t->nbytes);
+    }
+    llmrt_safetensors_close(&f);
+    return es;
+}
+
+/* `fixture` (tests/data/gptq/NAME) with its tensors replaced by `es` (and its config.json
+ * replaced by `config` when not NULL) must fail to load with `want` and a message holding
+ * `needle`. */
+static void expect_peer_error(const char *label, const char *fixture, const entries *es,
+                              const char *config, llmrt_status want, const char *needle) {
+    char dir[1024], path[1200], src[1200];
+    snprintf(dir, sizeof dir, "%s/err_%s", tmp_root, label);
+    make_dir(dir);
+    snprintf(src, sizeof src, "%s/gptq/%s/config.json", LLMRT_TEST_DATA_DIR, fixture);
+    char *text = config ? NULL : read_text(src);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    write_text(path, config ? config : text);
+    free(text);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    write_safetensors(path, es);
+    llmrt_model_params mp = llmrt_model_default_params();
+    mp.n_threads          = 1;
+    mp.allow_fallback     = true; /* the errors must come from the checks, not the fallback */
+    llmrt_model *m        = NULL;
+    CHECK_STATUS(llmrt_model_load(dir, &mp, &m), want, needle);
+    CHECK(m == NULL);
+    printf("error %-14s -> %s\n", label, llmrt_last_error());
+    llmrt_model_destroy(m);
+}
+
+#define Q8  "peer_b8_g32_sym_v1"
+#define AWQ "awq_g64"
+#define GATE0 "model.layers.0.mlp.gate_proj"
+
+static void test_peer_errors(void) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/gptq/%s/model.safetensors", LLMRT_TEST_DATA_DIR, Q8);
+    entries q8 = read_entries(path);
+    /* gate_proj: N = 384, K = 128, group 32 -> qweight [32, 384], qzeros [4, 96] */
+    entries e = copy_entries(&q8);
+    find_entry(&e, GATE0 ".qzeros")->shape[1] = 48;
+    find_entry(&e, GATE0 ".qzeros")->bytes /= 2;
+    expect_peer_error("q8_qzeros", Q8, &e, NULL, LLMRT_ERR_MODEL_MISMATCH,
+                      GATE0 ".qzeros has shape [4, 48], expected [4, 96]");
+    free_entries(&e);
+    e = copy_entries(&q8);
+    int32_t big = 7;
+    memcpy(find_entry(&e, GATE0 ".g_idx")->data + 4 * 5, &big, 4);
+    expect_peer_error("q8_g_idx", Q8, &e, NULL, LLMRT_ERR_MODEL_MISMATCH,
+                      GATE0 ".g_idx[5] = 7 is outside [0, 4)");
+    free_entries(&e);
+    e = copy_entries(&q8);
+    snprintf(find_entry(&e, GATE0 ".scales")->dtype, 8, "I16");
+    expect_peer_error("q8_scales", Q8, &e, NULL, LLMRT_ERR_UNSUPPORTED,
+                      GATE0 ".scales has dtype I16 (supported: F16, BF16, F32)");
+    free_entries(&e);
+    e = copy_entries(&q8);
+    remove_entry(&e, GATE0 ".qweight");
+    expect_peer_error("q8_no_qweight", Q8, &e, NULL, LLMRT_ERR_MODEL_MISMATCH,
+                      "tensor " GATE0 ".weight (or " GATE0 ".qweight) is missing");
+    free_entries(&e);
+    free_entries(&q8);
+
+    snprintf(path, sizeof path, "%s/gptq/%s/model.safetensors", LLMRT_TEST_DATA_DIR, AWQ);
+    entries awq = read_entries(path);
+    /* AWQ gate_proj: qweight [128, 48], qzeros [2, 48], scales [2, 384] */
+    e = copy_entries(&awq);
+    find_entry(&e, GATE0 ".qweight")->shape[0] = 64;
+    find_entry(&e, GATE0 ".qweight")->bytes /= 2;
+    expect_peer_error("awq_qweight", AWQ, &e, NULL, LLMRT_ERR_MODEL_MISMATCH,
+                      GATE0 ".qweight has shape [64, 48], expected [128, 48]");
+    free_entries(&e);
+    e = copy_entries(&awq);
+    add(&e, GATE0 ".g_idx", "I32", 1, 128, 0, 4);
+    expect_peer_error("awq_g_idx", AWQ, &e, NULL, LLMRT_ERR_MODEL_MISMATCH,
+                      GATE0 ".g_idx: AWQ checkpoints have no g_idx");
+    free_entries(&e);
+    free_entries(&awq);
+
+    /* model_file_base_name names a file that is not there: the open fails naming it */
+    snprintf(path, sizeof path, "%s/gptq/%s/quantize_config.json", LLMRT_TEST_DATA_DIR,
+             "peer_b4_g128_act_asym_v1");
+    char *qc = read_text(path);
+    char dir[1024], p2[1200];
+    snprintf(dir, sizeof dir, "%s/err_base_name_missing", tmp_root);
+    make_dir(dir);
+    snprintf(p2, sizeof p2, "%s/quantize_config.json", dir);
+    write_text(p2, qc);
+    free(qc);
+    snprintf(path, sizeof path, "%s/gptq/%s/config.json", LLMRT_TEST_DATA_DIR,
+             "peer_b4_g128_act_asym_v1");
+    char *cfg = read_text(path);
+    snprintf(p2, sizeof p2, "%s/config.json", dir);
+    write_text(p2, cfg);
+    free(cfg);
+    llmrt_model_params mp = llmrt_model_default_params();
+    llmrt_model       *m  = NULL;
+    CHECK_STATUS(llmrt_model_load(dir, &mp, &m), LLMRT_ERR_IO, "gptq_model-4bit-128g.safetensors");
+    printf("error %-14s -> %s\n", "base_name_gone", llmrt_last_error());
+    llmrt_model_destroy(m);
+}
+
 int main(void) {
     snprintf(tmp_root, sizeof tmp_root, "%s/test_gptq_XXXXXX",
              getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
@@ -804,6 +929,7 @@ int main(void) {
                (qopts){.gs = 32, .sym = 1, .lm_head = 1, .lm_bias = 1, .config_in_json = 1});
     test_built("g16_sym_v1_dequantised", (qopts){.gs = 16, .sym = 1, .config_in_json = 1});
     test_errors();
+    test_peer_errors();
     test_goldens();
     char cmd[1100];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_root);
