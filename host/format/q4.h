@@ -6,8 +6,8 @@
  * weight. Columns are grouped in runs of `group_size` along K (G = K / group_size groups; a
  * GPTQ group_size of -1 becomes group_size = K). Per (row, group) there is one fp16 scale and one
  * zero term, and every source dequantises exactly by its own reference formula:
- *   zero_kind INT   (GPTQ sym/asym, GGUF Q4_0):  w = scale * (q - zero),  zero in 0..16 (u8: a
- *                   GPTQ v1 stored nibble of 15 reads as 16, AutoGPTQ's per-nibble + 1)
+ *   zero_kind INT   (GPTQ sym/asym, GGUF Q4_0):  w = scale * (q - zero),  zero in 0..16 (u8;
+ *                   the sources write 0..15: a GPTQ v1 word is read back word-wise, gptq.c)
  *   zero_kind FLOAT (GGUF Q4_1):                 w = scale * q + offset,  offset fp16
  * Act-order (GPTQ desc_act, a non-monotonic g_idx): the columns are stored permuted so every
  * group is contiguous: stored column j is original column perm[j] (perm = stable argsort of

@@ -3,6 +3,8 @@
  * file and the tensor or key. */
 #include "gptq.h"
 
+#include "awq.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,16 +30,17 @@ llmrt_status llmrt_gptq_config_parse(const cJSON *qc, const char *what, llmrt_gp
                          what);
     const char *method = NULL;
     LLMRT_TRY(llmrt_json_get_string(qc, "quant_method", false, &method, what, err));
+    if (method && strcasecmp(method, "awq") == 0) return llmrt_awq_config_parse(qc, what, cfg, err);
     if (method && strcasecmp(method, "gptq") != 0)
         return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
-                         "%s: quant_method \"%.64s\" is not supported (supported: gptq)", what,
-                         method);
+                         "%s: quant_method \"%.64s\" is not supported (supported: gptq, awq)",
+                         what, method);
     int32_t bits = 0;
     LLMRT_TRY(llmrt_json_get_i32(qc, "bits", true, INT32_MIN, INT32_MAX, &bits, what, err));
-    if (bits == 2 || bits == 3 || bits == 8)
+    if (bits == 2 || bits == 3)
         return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
-                         "%s: bits = %d is not supported (supported: 4)", what, bits);
-    if (bits != 4)
+                         "%s: bits = %d is not supported (supported: 4, 8)", what, bits);
+    if (bits != 4 && bits != 8)
         return llmrt_err(err, LLMRT_ERR_FORMAT, "%s: bits = %d is invalid (GPTQ uses 2, 3, 4 or 8)",
                          what, bits);
     cfg->bits = bits;
@@ -80,11 +83,19 @@ llmrt_status llmrt_gptq_config_parse(const cJSON *qc, const char *what, llmrt_gp
         return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
                          "%s: pack_dtype \"%.64s\" is not supported (supported: int32)", what,
                          pack);
-    const cJSON *dyn = cJSON_GetObjectItemCaseSensitive(qc, "dynamic");
-    if (dyn && !cJSON_IsNull(dyn) && !(cJSON_IsObject(dyn) && !dyn->child))
-        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
-                         "%s: \"dynamic\" per-module quantization overrides are not supported",
-                         what);
+    const char *base = NULL;
+    LLMRT_TRY(llmrt_json_get_string(qc, "model_file_base_name", false, &base, what, err));
+    if (base) { /* a file of the checkpoint directory: no path, no hidden or empty name */
+        size_t len = strlen(base);
+        if (len == 0 || len + sizeof ".safetensors" > sizeof cfg->weights_file ||
+            strchr(base, '/') || strchr(base, '\\') || base[0] == '.')
+            return llmrt_err(err, LLMRT_ERR_FORMAT,
+                             "%s: model_file_base_name \"%.64s\" must name a file in the "
+                             "checkpoint directory (no path, at most %zu characters)",
+                             what, base, sizeof cfg->weights_file - sizeof ".safetensors");
+        snprintf(cfg->weights_file, sizeof cfg->weights_file, "%s.safetensors", base);
+    }
+    LLMRT_TRY(llmrt_gptq_dynamic_parse(cJSON_GetObjectItemCaseSensitive(qc, "dynamic"), cfg, err));
     cfg->enabled = true;
     return LLMRT_OK;
 }
@@ -125,7 +136,7 @@ static uint32_t rd_u32(const uint8_t *p, uint64_t i) {
 }
 
 /* Element i of a float tensor (F16, BF16 or F32) as fp32. */
-static float rd_float(const llmrt_st_tensor *t, uint64_t i) {
+float llmrt_gptq_rd_float(const llmrt_st_tensor *t, uint64_t i) {
     uint16_t h;
     float f;
     switch (t->dtype) {
@@ -141,7 +152,7 @@ static float rd_float(const llmrt_st_tensor *t, uint64_t i) {
     }
 }
 
-static llmrt_status check_shape(const char *file, const char *prefix, const char *suffix,
+llmrt_status llmrt_gptq_check_shape(const char *file, const char *prefix, const char *suffix,
                                 const llmrt_st_tensor *t, int n_dims, uint64_t d0, uint64_t d1,
                                 llmrt_error *err) {
     if (!t)
@@ -163,7 +174,7 @@ static llmrt_status check_shape(const char *file, const char *prefix, const char
                      (unsigned long long)d0);
 }
 
-static llmrt_status check_dtype(const char *file, const char *prefix, const char *suffix,
+llmrt_status llmrt_gptq_check_dtype(const char *file, const char *prefix, const char *suffix,
                                 const llmrt_st_tensor *t, bool want_int, llmrt_error *err) {
     bool ok = want_int ? (t->dtype == LLMRT_DTYPE_I32 || t->dtype == LLMRT_DTYPE_U32)
                        : (t->dtype == LLMRT_DTYPE_F16 || t->dtype == LLMRT_DTYPE_BF16 ||
@@ -172,6 +183,23 @@ static llmrt_status check_dtype(const char *file, const char *prefix, const char
     return llmrt_err(err, LLMRT_ERR_UNSUPPORTED, "%s: tensor %s.%s has dtype %s (supported: %s)",
                      file, prefix, suffix, llmrt_dtype_name(t->dtype),
                      want_int ? "I32" : "F16, BF16, F32");
+}
+
+/* A v1 ("gptq") qzeros word as v2 (the zero points themselves). The writers store v1 as
+ * v2 - 0x11111111 on the whole 32-bit word: GPTQModel packs the raw zero points and, for
+ * format "gptq", subtracts 0x11111111 from each int32 word (convert_gptq_v2_to_v1_format_module,
+ * gptqmodel/utils/model.py; 0x01010101 for 8 bits), so a zero of 0 becomes nibble 0xF and
+ * borrows 1 from the next nibble up. Its loader, and transformers/optimum through it, add the
+ * constant back to the word (convert_gptq_v1_to_v2_format_module), which undoes every borrow:
+ * the word-wise add is the exact inverse and gives every zero in 0..15. Reading each nibble + 1
+ * instead (AutoGPTQ's qlinear_cuda torch fallback) gives 16 for a zero of 0 and one too many for
+ * the nibble above it. AutoGPTQ 0.7's own pack is lossy there (it ORs (zero - 1) as uint32
+ * shifted into the word, so a zero of 0 sets every higher nibble of the word to 0xF): such a
+ * word has no exact reading; the word-wise add gives 0 for the zero that was 0 and 1 for the
+ * higher columns of the word, as GPTQModel and transformers read it. No borrow happens when no
+ * zero is 0 (always true for sym checkpoints, whose zeros are 8), and then both readings agree. */
+static uint32_t gptq_v1_to_v2_word(const llmrt_gptq_config *cfg, uint32_t word) {
+    return cfg->v2 ? word : word + 0x11111111u; /* modulo 2^32, as on the int32 tensor */
 }
 
 void llmrt_q4_tensor_release(llmrt_q4_tensor *t) {
@@ -203,21 +231,21 @@ llmrt_status llmrt_gptq_convert(const llmrt_gptq_config *cfg, const char *file, 
                          file, prefix, (long long)K, (long long)gs);
     int64_t G = K / gs;
 
-    LLMRT_TRY(check_shape(file, prefix, "qweight", t->qweight, 2, (uint64_t)(K / pack), (uint64_t)N,
+    LLMRT_TRY(llmrt_gptq_check_shape(file, prefix, "qweight", t->qweight, 2, (uint64_t)(K / pack), (uint64_t)N,
                           err));
-    LLMRT_TRY(check_dtype(file, prefix, "qweight", t->qweight, true, err));
+    LLMRT_TRY(llmrt_gptq_check_dtype(file, prefix, "qweight", t->qweight, true, err));
     LLMRT_TRY(
-        check_shape(file, prefix, "qzeros", t->qzeros, 2, (uint64_t)G, (uint64_t)(N / pack), err));
-    LLMRT_TRY(check_dtype(file, prefix, "qzeros", t->qzeros, true, err));
-    LLMRT_TRY(check_shape(file, prefix, "scales", t->scales, 2, (uint64_t)G, (uint64_t)N, err));
-    LLMRT_TRY(check_dtype(file, prefix, "scales", t->scales, false, err));
+        llmrt_gptq_check_shape(file, prefix, "qzeros", t->qzeros, 2, (uint64_t)G, (uint64_t)(N / pack), err));
+    LLMRT_TRY(llmrt_gptq_check_dtype(file, prefix, "qzeros", t->qzeros, true, err));
+    LLMRT_TRY(llmrt_gptq_check_shape(file, prefix, "scales", t->scales, 2, (uint64_t)G, (uint64_t)N, err));
+    LLMRT_TRY(llmrt_gptq_check_dtype(file, prefix, "scales", t->scales, false, err));
     if (t->g_idx) {
-        LLMRT_TRY(check_shape(file, prefix, "g_idx", t->g_idx, 1, (uint64_t)K, 0, err));
-        LLMRT_TRY(check_dtype(file, prefix, "g_idx", t->g_idx, true, err));
+        LLMRT_TRY(llmrt_gptq_check_shape(file, prefix, "g_idx", t->g_idx, 1, (uint64_t)K, 0, err));
+        LLMRT_TRY(llmrt_gptq_check_dtype(file, prefix, "g_idx", t->g_idx, true, err));
     }
     if (t->bias) {
-        LLMRT_TRY(check_shape(file, prefix, "bias", t->bias, 1, (uint64_t)N, 0, err));
-        LLMRT_TRY(check_dtype(file, prefix, "bias", t->bias, false, err));
+        LLMRT_TRY(llmrt_gptq_check_shape(file, prefix, "bias", t->bias, 1, (uint64_t)N, 0, err));
+        LLMRT_TRY(llmrt_gptq_check_dtype(file, prefix, "bias", t->bias, false, err));
     }
 
     /* one allocation: qs [N, K/2], scales [N, G] fp16, zeros [N, G] u8, perm [K], counts [G] */
@@ -316,7 +344,7 @@ llmrt_status llmrt_gptq_convert(const llmrt_gptq_config *cfg, const char *file, 
             if (t->scales->dtype == LLMRT_DTYPE_F16) {
                 memcpy(&scales[n * G + g], t->scales->data + 2 * i, 2);
             } else {
-                float f = rd_float(t->scales, i);
+                float f = llmrt_gptq_rd_float(t->scales, i);
                 uint16_t h = llmrt_f32_to_f16(f);
                 if (llmrt_f16_to_f32(h) != f) {
                     free(mem);
@@ -328,8 +356,7 @@ llmrt_status llmrt_gptq_convert(const llmrt_gptq_config *cfg, const char *file, 
                 scales[n * G + g] = h;
             }
             uint32_t zw = rd_u32(t->qzeros->data, (uint64_t)(g * (N / pack) + n / pack));
-            uint32_t zst = (zw >> (4 * (n % pack))) & 0x0f;
-            zeros[n * G + g] = (uint8_t)(cfg->v2 ? zst : zst + 1);
+            zeros[n * G + g] = (uint8_t)((gptq_v1_to_v2_word(cfg, zw) >> (4 * (n % pack))) & 0x0f);
         }
 
     if (t->bias) {
@@ -340,7 +367,7 @@ llmrt_status llmrt_gptq_convert(const llmrt_gptq_config *cfg, const char *file, 
                              prefix);
         }
         for (int64_t n = 0; n < N; n++)
-            out->bias[n] = rd_float(t->bias, (uint64_t)n);
+            out->bias[n] = llmrt_gptq_rd_float(t->bias, (uint64_t)n);
     }
     out->mem = mem;
     out->q = (llmrt_q4_host){

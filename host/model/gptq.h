@@ -5,11 +5,13 @@
  * Dequantisation (AutoGPTQ's torch fallback), K = in_features, N = out_features:
  *   q[k][n]   = (qweight[k/8][n] >> 4*(k%8)) & 15          qweight int32 [K/8, N]
  *   zst[g][n] = (qzeros[g][n/8]  >> 4*(n%8)) & 15          qzeros  int32 [G, N/8]
- *   z         = zst + 1 (checkpoint_format "gptq", v1: per nibble, so 15 gives 16) | zst (gptq_v2)
+ *   z         = zst (gptq_v2) | for checkpoint_format "gptq" (v1), the nibble of the whole word
+ *               qzeros[g][n/8] + 0x11111111 (mod 2^32): v1 is v2 - 0x11111111 word-wise, a zero
+ *               of 0 borrowing from the next nibble (GPTQModel, transformers; gptq.c says why)
  *   w[k][n]   = scales[g_idx[k]][n] * (q[k][n] - z[g_idx[k]][n])    scales fp16 [G, N]
  * Internal format: row n of W = column n of the above; qs[n][j] = q[perm[j]][n] with
  * perm = stable argsort(g_idx) when g_idx is not k / group_size (act-order), so each group's
- * group_size columns are contiguous; zeros are INT (they hold 1..16 for v1, 0..15 for v2). */
+ * group_size columns are contiguous; zeros are INT (0..15). */
 #ifndef LLMRT_MODEL_GPTQ_H
 #define LLMRT_MODEL_GPTQ_H
 
@@ -21,22 +23,52 @@
 #include "model.h"
 #include "../format/safetensors.h"
 
+/* One GPTQModel "dynamic" rule: "[+:|-:]regex" -> overrides for the modules it matches (Python
+ * re.match: anchored at the start only; the first matching rule in file order decides). */
+#define LLMRT_GPTQ_MAX_DYNAMIC 32
+typedef struct llmrt_gptq_override {
+    char    regex[384];    /* POSIX extended regex, "^(...)": Python's \d, \w, \s translated */
+    char    pattern[160];  /* as written (truncated), for messages */
+    bool    negative;      /* "-:": the matched modules are not quantized */
+    int32_t bits;          /* 0: the base config's */
+    int32_t group_size;    /* 0: the base config's */
+    int8_t  sym, desc_act; /* -1: the base config's */
+} llmrt_gptq_override;
+
 typedef struct llmrt_gptq_config {
     bool enabled;       /* a GPTQ quantization config was found */
-    int32_t bits;       /* 4 */
+    int32_t bits;       /* 4 (gptq.c: the internal 4-bit format) or 8 (gptq8.h) */
     int32_t group_size; /* -1 (one group over K) or > 0 */
     bool desc_act;      /* informational: g_idx is always honoured */
     bool sym;           /* informational: the zeros are always read */
     bool v2;            /* checkpoint_format "gptq_v2" (zeros stored as is) */
     bool lm_head;       /* lm_head is quantized too */
+    bool awq;           /* quant_method "awq" (awq.h): AutoAWQ GEMM packing, not GPTQ's */
+    char weights_file[256]; /* quantize_config.json "model_file_base_name" + ".safetensors"
+                             * (older AutoGPTQ exports), or "" */
     char what[4200];    /* where the config came from, for messages */
+    int32_t             n_dynamic; /* GPTQModel "dynamic" per-module overrides */
+    llmrt_gptq_override dynamic[LLMRT_GPTQ_MAX_DYNAMIC];
 } llmrt_gptq_config;
 
 /* Parses a quantization config object (config.json "quantization_config" or the whole
- * quantize_config.json). Rejects other quant_methods, bits other than 4, bad group sizes,
- * unknown checkpoint formats, non-int32 packing and GPTQModel "dynamic" overrides. */
+ * quantize_config.json). Rejects other quant_methods, bits other than 4 and 8, bad group sizes,
+ * unknown checkpoint formats and non-int32 packing; parses GPTQModel "dynamic" overrides
+ * (gptq_dynamic.c). */
 llmrt_status llmrt_gptq_config_parse(const cJSON *qc, const char *what, llmrt_gptq_config *cfg,
                                      llmrt_error *err);
+
+/* GPTQModel "dynamic" (an object of rules, gptq_dynamic.c): every pattern must compile and
+ * every override be a supported bits / group_size / sym / desc_act; keys that only steer the
+ * quantiser (damp_percent, ...) are ignored, keys that change the file layout (format,
+ * pack_dtype, quant_method) are refused unless equal to the base config's. */
+llmrt_status llmrt_gptq_dynamic_parse(const cJSON *dyn, llmrt_gptq_config *cfg, llmrt_error *err);
+
+/* The config that applies to Linear `module` ("model.layers.1.mlp.down_proj", "lm_head"): the
+ * base one with the first matching dynamic rule's overrides; *excluded when that rule is
+ * negative ("-:": the module is stored unquantized). */
+void llmrt_gptq_config_for(const llmrt_gptq_config *cfg, const char *module,
+                           llmrt_gptq_config *out, bool *excluded);
 
 /* Reads config.json's "quantization_config", else quantize_config.json, in `dir`.
  * cfg->enabled is false when there is neither. */
@@ -48,11 +80,20 @@ typedef struct llmrt_gptq_tensors {
     const llmrt_st_tensor *qweight, *qzeros, *scales, *g_idx, *bias;
 } llmrt_gptq_tensors;
 
-/* Validates the tensors of Linear `prefix` (e.g. "model.layers.0.mlp.up_proj") against
+/* Validates the tensors of 4-bit Linear `prefix` (e.g. "model.layers.0.mlp.up_proj") against
  * N = out_features, K = in_features and converts them. Errors name `file` and the tensor:
  * LLMRT_ERR_MODEL_MISMATCH for shapes, counts and ranges, LLMRT_ERR_UNSUPPORTED for dtypes. */
 llmrt_status llmrt_gptq_convert(const llmrt_gptq_config *cfg, const char *file, const char *prefix,
                                 const llmrt_gptq_tensors *t, int64_t N, int64_t K,
                                 llmrt_q4_tensor *out, llmrt_error *err);
+
+/* Shared with gptq8.c: tensor `prefix.suffix` must exist with n_dims dims [d0(, d1)]; must be
+ * an integer (I32/U32) or a float (F16/BF16/F32) tensor; element i of a float tensor as fp32. */
+llmrt_status llmrt_gptq_check_shape(const char *file, const char *prefix, const char *suffix,
+                                    const llmrt_st_tensor *t, int n_dims, uint64_t d0, uint64_t d1,
+                                    llmrt_error *err);
+llmrt_status llmrt_gptq_check_dtype(const char *file, const char *prefix, const char *suffix,
+                                    const llmrt_st_tensor *t, bool want_int, llmrt_error *err);
+float        llmrt_gptq_rd_float(const llmrt_st_tensor *t, uint64_t i);
 
 #endif

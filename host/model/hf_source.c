@@ -1,14 +1,17 @@
-/* HF checkpoint directories: config.json (+ generation_config.json) and model.safetensors or
- * shards listed in model.safetensors.index.json. Every shard is mapped and validated up front.
+/* HF checkpoint directories: config.json (+ generation_config.json) and model.safetensors (or
+ * the file a GPTQ quantize_config.json names by model_file_base_name) or shards listed in
+ * model.safetensors.index.json. Every shard is mapped and validated up front.
  * GPTQ checkpoints (a quantization config in config.json or quantize_config.json, gptq.h) store
  * each quantized Linear as P.qweight / P.qzeros / P.scales / P.g_idx (/ P.bias): get_q4 converts
- * those into the internal 4-bit format. */
+ * 4-bit ones into the internal 4-bit format, `get` 8-bit ones into Q8_0 or fp32 (gptq8.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../core/json_util.h"
+#include "awq.h"
 #include "gptq.h"
+#include "gptq8.h"
 #include "model.h"
 #include "../core/regular_file.h"
 
@@ -19,6 +22,7 @@ typedef struct hf_source {
     cJSON      *weight_map; /* index.json "weight_map" (name -> shard file), NULL if single file */
     cJSON      *index_root;
     llmrt_gptq_config gptq;
+    llmrt_gptq_config module; /* gptq with the dynamic overrides of the Linear being loaded */
 } hf_source;
 
 static const llmrt_st_tensor *find_tensor(const struct llmrt_rank_model *m, const hf_source *hs,
@@ -33,12 +37,88 @@ static const llmrt_st_tensor *find_tensor(const struct llmrt_rank_model *m, cons
     return NULL;
 }
 
+/* "model.layers.0.mlp.up_proj.weight" -> "model.layers.0.mlp.up_proj" */
+static bool linear_prefix(const char *hf_name, char *out, size_t n) {
+    size_t len = strlen(hf_name);
+    if (len < 8 || strcmp(hf_name + len - 7, ".weight") != 0 || len - 7 >= n) return false;
+    memcpy(out, hf_name, len - 7);
+    out[len - 7] = 0;
+    return true;
+}
+
+/* The tensors of quantized Linear `prefix` (t->qweight NULL when it is not stored quantized). */
+static void find_gptq(const struct llmrt_rank_model *m, const hf_source *hs, const char *prefix,
+                      llmrt_gptq_tensors *t, const char **file) {
+    char        tname[300];
+    const char *other = *file;
+    memset(t, 0, sizeof *t);
+#define FIND(field, suffix, where)                                                                 \
+    (snprintf(tname, sizeof tname, "%s." suffix, prefix), t->field = find_tensor(m, hs, tname, where))
+    FIND(qweight, "qweight", file);
+    FIND(qzeros, "qzeros", &other);
+    FIND(scales, "scales", &other);
+    FIND(g_idx, "g_idx", &other);
+    FIND(bias, "bias", &other);
+#undef FIND
+}
+
+/* The GPTQ config of the Linear whose weight is `hf_name` (dynamic overrides applied), in
+ * hs->module; NULL when a negative dynamic rule excludes it (stored unquantized). */
+static const llmrt_gptq_config *module_config(hf_source *hs, const char *hf_name) {
+    char prefix[256];
+    bool excluded = false;
+    if (!linear_prefix(hf_name, prefix, sizeof prefix)) return NULL;
+    llmrt_gptq_config_for(&hs->gptq, prefix, &hs->module, &excluded);
+    return excluded ? NULL : &hs->module;
+}
+
+static int32_t module_bits(hf_source *hs, const char *hf_name) {
+    const llmrt_gptq_config *c = module_config(hs, hf_name);
+    return c ? c->bits : 0;
+}
+
+/* An 8-bit GPTQ matrix (gptq8.h): Q8_0 blocks when exact and the backend reads them, else fp32
+ * under allow_fallback / dequantize_weights (counted as a fallback), else an error naming it. */
+static llmrt_status hf_get_gptq8(hf_source *hs, struct llmrt_rank_model *m, const char *name,
+                                 int64_t rows, int64_t cols, bool optional,
+                                 llmrt_host_tensor *out, bool *found, llmrt_error *err) {
+    char               prefix[256], why[96];
+    const char        *file = hs->dir;
+    llmrt_gptq_tensors t;
+    *found = false;
+    if (!linear_prefix(name, prefix, sizeof prefix))
+        return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH, "%s: tensor %s is missing", hs->dir, name);
+    find_gptq(m, hs, prefix, &t, &file);
+    if (!t.qweight && optional) return LLMRT_OK;
+    if (!t.qweight)
+        return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH, "%s: tensor %s (or %s.qweight) is missing",
+                         hs->dir, name, prefix);
+    const llmrt_gptq_config *cfg = module_config(hs, name);
+    if (!cfg)
+        return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH, "%s: tensor %s: a \"-:\" dynamic rule says "
+                         "%s is not quantized, but the file stores %s.qweight",
+                         file, name, prefix, prefix);
+    bool q8_ok = !m->no_q4 && m->be->ops->supports_weight(m->be, LLMRT_DTYPE_Q8_0);
+    void *buf = NULL;
+    llmrt_dtype dt;
+    LLMRT_TRY(llmrt_gptq8_convert(cfg, file, prefix, &t, rows, cols, q8_ok,
+                                  m->allow_fallback || m->no_q4, &buf, &dt, why, sizeof why, err));
+    LLMRT_TRY(llmrt_model_keep_host(m, buf, err));
+    if (dt != LLMRT_DTYPE_Q8_0 && !m->no_q4 && m->n_fallbacks++ == 0)
+        snprintf(m->fallback_why, sizeof m->fallback_why, "8-bit GPTQ: %s", why);
+    *out   = (llmrt_host_tensor){.dtype = dt, .rows = rows, .cols = cols, .data = buf};
+    *found = true;
+    return LLMRT_OK;
+}
+
 static llmrt_status hf_get(void *ctx, struct llmrt_rank_model *m, const char *name, int64_t rows,
                            int64_t cols, bool optional, llmrt_host_tensor *out, bool *found,
                            llmrt_error *err) {
     hf_source             *hs   = ctx;
     const char            *file = hs->dir;
     const llmrt_st_tensor *t    = find_tensor(m, hs, name, &file);
+    if (!t && cols && hs->gptq.enabled && module_bits(hs, name) == 8)
+        return hf_get_gptq8(hs, m, name, rows, cols, optional, out, found, err);
     *found                      = t != NULL;
     if (!t) {
         if (optional) return LLMRT_OK;
@@ -61,15 +141,6 @@ static llmrt_status hf_get(void *ctx, struct llmrt_rank_model *m, const char *na
     return LLMRT_OK;
 }
 
-/* "model.layers.0.mlp.up_proj.weight" -> "model.layers.0.mlp.up_proj" */
-static bool linear_prefix(const char *hf_name, char *out, size_t n) {
-    size_t len = strlen(hf_name);
-    if (len < 8 || strcmp(hf_name + len - 7, ".weight") != 0 || len - 7 >= n) return false;
-    memcpy(out, hf_name, len - 7);
-    out[len - 7] = 0;
-    return true;
-}
-
 static llmrt_status hf_get_q4(void *ctx, struct llmrt_rank_model *m, const char *name, int64_t rows,
                               int64_t cols, llmrt_q4_tensor *out, bool *found, llmrt_error *err) {
     hf_source *hs = ctx;
@@ -77,24 +148,22 @@ static llmrt_status hf_get_q4(void *ctx, struct llmrt_rank_model *m, const char 
     char prefix[256], tname[300];
     if (!linear_prefix(name, prefix, sizeof prefix)) return LLMRT_OK;
     const char            *file = hs->dir;
-    llmrt_gptq_tensors     t    = {0};
-    snprintf(tname, sizeof tname, "%s.qweight", prefix);
-    t.qweight = find_tensor(m, hs, tname, &file);
+    llmrt_gptq_tensors     t;
+    find_gptq(m, hs, prefix, &t, &file);
     if (!t.qweight) return LLMRT_OK; /* stored unquantized (or missing: get reports it) */
-    if (!hs->gptq.enabled)
+    if (!hs->gptq.enabled) {
+        snprintf(tname, sizeof tname, "%s.qweight", prefix);
         return llmrt_err(err, LLMRT_ERR_FORMAT,
                          "%s: tensor %s is quantized but the checkpoint has no quantization_config "
                          "(config.json) or quantize_config.json", file, tname);
-    const char *other = file;
-#define FIND(field, suffix)                                                                        \
-    (snprintf(tname, sizeof tname, "%s." suffix, prefix),                                          \
-     t.field = find_tensor(m, hs, tname, &other))
-    FIND(qzeros, "qzeros");
-    FIND(scales, "scales");
-    FIND(g_idx, "g_idx");
-    FIND(bias, "bias");
-#undef FIND
-    LLMRT_TRY(llmrt_gptq_convert(&hs->gptq, file, prefix, &t, rows, cols, out, err));
+    }
+    const llmrt_gptq_config *cfg = module_config(hs, name);
+    if (!cfg)
+        return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH, "%s: tensor %s.qweight: a \"-:\" dynamic "
+                         "rule says %s is not quantized", file, prefix, prefix);
+    if (cfg->bits != 4) return LLMRT_OK; /* 8-bit: `get` converts it (gptq8.h) */
+    if (cfg->awq) LLMRT_TRY(llmrt_awq_convert(cfg, file, prefix, &t, rows, cols, out, err));
+    else LLMRT_TRY(llmrt_gptq_convert(cfg, file, prefix, &t, rows, cols, out, err));
     *found = true;
     return LLMRT_OK;
 }
@@ -174,7 +243,14 @@ llmrt_status llmrt_model_open_hf(struct llmrt_rank_model *m, const char *dir, ll
     } else if (sharded) {
         s = open_shards(m, &hs, path, err);
     } else {
+        /* older AutoGPTQ exports name their one file in quantize_config.json (gptq.h); a
+         * model.safetensors next to it wins (llmrt.quantize writes the base name "model") */
         snprintf(path, sizeof path, "%s/model.safetensors", dir);
+        if (hs.gptq.weights_file[0]) {
+            int plain = llmrt_probe_regular_file(path, err);
+            if (plain < 0) return LLMRT_ERR_IO;
+            if (!plain) snprintf(path, sizeof path, "%s/%s", dir, hs.gptq.weights_file);
+        }
         m->st_files = calloc(1, sizeof *m->st_files);
         s           = m->st_files ? llmrt_safetensors_open(path, &m->st_files[0], err)
                                   : llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");

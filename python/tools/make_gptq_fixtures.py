@@ -25,6 +25,8 @@ g{32,128,m1}_{act,noact}_{sym,asym}_{v1,v2}/
                           sym/asym, checkpoint_format "gptq" (v1) / "gptq_v2". Files:
                           model.safetensors, config.json (with "quantization_config"),
                           quantize_config.json. lm_head, embeddings and norms fp16.
+q8_g32_noact_sym_v1/, q8_g64_act_asym_v1/
+                          base quantised to 8 bits by the same quantizer (--bits 8), v1.
 golden/<name>.json        {"model_dir": "gptq/<name>", "vocab_size": 320, "sequences",
                            "logits_file", "reference", "argmax", "top1_top2_margin", ...}
 golden/<name>.logits.f32  little-endian float32 rows, one per position (sequence 0 positions
@@ -32,16 +34,15 @@ golden/<name>.logits.f32  little-endian float32 rows, one per position (sequence
                           lengths 1, 9, 30 (bos 1 first). Also golden/base.* for the base model.
 
 Reference for the goldens: each checkpoint is dequantised by the formula of kernels.md §3
-(w[k][n] = scales[g_idx[k]][n] · (q[k][n] − z[g_idx[k]][n]), z = stored nibble + 1 for v1,
-stored for v2; llmrt.quantize.packing.dequantize) and run through ``numpy_forward`` below, a
-Llama forward in float64 written independently of llmrt and checked here against HF
-transformers (float64) on the base model.
+(w[k][n] = scales[g_idx[k]][n] · (q[k][n] − z[g_idx[k]][n]), z = stored; for v1 the nibble of the
+qzeros word plus 0x11111111, GPTQModel's reading; llmrt.quantize.packing.dequantize) and run
+through ``numpy_forward`` below, a Llama forward in float64 written independently of llmrt and
+checked here against HF transformers (float64) on the base model.
 
-Zero points of 0 in v1 asym checkpoints: AutoGPTQ's pack stores zero − 1 = −1 as 0xFFFFFFFF
-shifted left by 4·j, which sets nibbles j..7 of that qzeros word to 0xF; the reference formula
-then reads z = 16 for that column and every higher column of the same 8-column word (w =
-s·(q − 16)). The goldens include that corruption; each golden JSON lists the hit
-(layer, group, column) in "v1_zero_overflow".
+Zero points of 0 in v1 asym checkpoints: llmrt.quantize writes v1 as GPTQModel does (the packed
+zero words minus 0x11111111), so a zero of 0 is nibble 0xF borrowing from the nibble above; the
+word-wise add reads it back exactly. Each golden JSON lists them in "v1_zero_borrows"
+([module, group, column]).
 """
 
 from __future__ import annotations
@@ -79,6 +80,9 @@ CONFIG = dict(vocab_size=VOCAB, hidden_size=128, intermediate_size=384, num_hidd
               eos_token_id=EOS, hidden_act="silu", tie_word_embeddings=False)
 
 GROUPS = {"g32": 32, "g128": 128, "gm1": -1}
+# name, group size, act-order, sym, format, how llmrt loads it
+VARIANTS_8BIT = [("q8_g32_noact_sym_v1", 32, False, True, "gptq", "q8_0"),
+                 ("q8_g64_act_asym_v1", 64, True, False, "gptq", "f32")]
 
 
 def variants():
@@ -308,9 +312,10 @@ def write_golden(gdir: str, name: str, seqs, logits, extra: dict) -> dict:
 
 REFERENCE = ("numpy float64 Llama forward (make_gptq_fixtures.numpy_forward, checked against HF "
              "transformers float64 on gptq/base) over the checkpoint dequantised by kernels.md §3: "
-             "w[k][n] = scales[g_idx[k]][n] * (q[k][n] - z[g_idx[k]][n]), z = stored nibble + 1 "
-             "for checkpoint_format gptq (v1, so 16 where a zero of 0 overflowed), stored nibble for "
-             "gptq_v2; fp16 embeddings/norms/lm_head upcast; whole sequence, logits at every position")
+             "w[k][n] = scales[g_idx[k]][n] * (q[k][n] - z[g_idx[k]][n]), z = the nibble of "
+             "qzeros word + 0x11111111 (mod 2^32) for checkpoint_format gptq (v1, GPTQModel's "
+             "reading: a zero of 0 borrowed from the next nibble), stored nibble for gptq_v2; "
+             "fp16 embeddings/norms/lm_head upcast; whole sequence, logits at every position")
 
 
 # ----------------------------------------------------------------------------- checks
@@ -318,7 +323,7 @@ REFERENCE = ("numpy float64 Llama forward (make_gptq_fixtures.numpy_forward, che
 def check_variant(vdir: str, name: str, gs: int, act: bool, sym: bool, fmt: str, results,
                   base: dict) -> dict:
     t = checkpoint.load_tensors(vdir)
-    info = {"v1_zero_overflow": [], "zero_points_of_0": 0, "g_idx_monotonic": {},
+    info = {"v1_zero_borrows": [], "zero_points_of_0": 0, "g_idx_monotonic": {},
             "rel_weight_error": {}}
     for mod, r in sorted(results.items()):
         gi = t[mod + ".g_idx"]
@@ -343,17 +348,12 @@ def check_variant(vdir: str, name: str, gs: int, act: bool, sym: bool, fmt: str,
         w = checkpoint.dequantize_layer(t, mod, fmt)
         Q = r.Q.double().numpy()
         if fmt == "gptq" and nz0:
-            hit = packing.v1_overflow_mask(zeros)
+            # a zero of 0 is stored as nibble 0xF and borrows from the next nibble up
+            hit = zeros == 0
             for g, n in zip(*np.nonzero(hit)):
-                info["v1_zero_overflow"].append([mod, int(g), int(n), int(zeros[g, n])])
+                info["v1_zero_borrows"].append([mod, int(g), int(n)])
             assert np.all(stored[hit] == 15)
-            bad_cols = np.zeros((w.shape[0], w.shape[1]), dtype=bool)  # [N, K]
-            gidx = gi.astype(np.int64)
-            bad_cols[:, :] = hit[gidx].T
-            assert np.array_equal(w[~bad_cols], Q[~bad_cols]), f"{name} {mod}"
-            assert not np.allclose(w[bad_cols], Q[bad_cols])
-        else:
-            assert np.array_equal(w, Q), f"{name} {mod}: stored != quantizer output"
+        assert np.array_equal(w, Q), f"{name} {mod}: stored != quantizer output"
         W0 = base[mod + ".weight"].astype(np.float64)
         info["rel_weight_error"][mod] = float(np.linalg.norm(Q - W0) / np.linalg.norm(W0))
     if act and gs != -1:
@@ -420,17 +420,51 @@ def main(argv=None) -> int:
                            f"bos first)",
             "reference": REFERENCE,
             "zero_points_of_0": info["zero_points_of_0"],
-            "v1_zero_overflow": info["v1_zero_overflow"],
+            "v1_zero_borrows": info["v1_zero_borrows"],
             "rel_weight_error": info["rel_weight_error"],
         })
         summary[name] = info
         worst = max(info["rel_weight_error"].values())
         print(f"{name}: {time.time() - t1:.1f} s, zeros of 0: {info['zero_points_of_0']}, "
-              f"v1 overflow hits: {len(info['v1_zero_overflow'])}, max rel weight err {worst:.3f}")
+              f"v1 borrows: {len(info['v1_zero_borrows'])}, max rel weight err {worst:.3f}")
+
+    # 8-bit (--bits 8): sym natural order (llmrt loads it as Q8_0) and asym act-order v1 with
+    # zero points of 0 (dequantised at load under allow_fallback)
+    for name, gs, act, sym, fmt, expect in VARIANTS_8BIT:
+        if only and name not in only:
+            continue
+        vdir = os.path.join(a.out, name)
+        if os.path.exists(vdir):
+            shutil.rmtree(vdir)
+        opts = QuantizeOptions(bits=8, group_size=gs, desc_act=act, sym=sym,
+                               checkpoint_format=fmt, method="gptq", damp_percent=0.01, log=False)
+        results = quantize_dir(bdir, vdir, samples, opts)
+        for fn in os.listdir(vdir):
+            if fn not in ("model.safetensors", "config.json", "quantize_config.json"):
+                os.remove(os.path.join(vdir, fn))
+        t = checkpoint.load_tensors(vdir)
+        n_zero0 = 0
+        for mod, r in results.items():  # the stored tensors read back to the quantizer's output
+            w = checkpoint.dequantize_layer(t, mod, fmt, bits=8)
+            assert np.array_equal(w, r.Q.double().numpy()), f"{name} {mod}"
+            n_zero0 += int((r.zeros == 0).sum())
+        assert sym or n_zero0 > 0, f"{name}: no zero point of 0"
+        vcfg = json.load(open(os.path.join(vdir, "config.json")))
+        deq = checkpoint.dequantize_checkpoint(vdir)
+        qc = vcfg["quantization_config"]
+        write_golden(gdir, name, seqs, [numpy_forward(deq, vcfg, s) for s in seqs], {
+            "model_dir": f"gptq/{name}", "base_model_dir": "gptq/base", "model_type": "llama",
+            "quantization": {k: qc[k] for k in ("bits", "group_size", "desc_act", "sym",
+                                                "checkpoint_format")},
+            "expect_weight_format": expect,
+            "reference": REFERENCE.replace("0x11111111", "0x01010101 (8 bits)"),
+            "zero_points_of_0": n_zero0,
+        })
+        print(f"{name}: zeros of 0: {n_zero0}")
 
     if not only:
         v1_asym = [n for n in summary if n.endswith("_asym_v1")]
-        assert any(summary[n]["v1_zero_overflow"] for n in v1_asym), "no v1 zero-0 case"
+        assert any(summary[n]["v1_zero_borrows"] for n in v1_asym), "no v1 zero-0 case"
     total = 0
     for root, _, files in os.walk(a.out):
         total += sum(os.path.getsize(os.path.join(root, fn)) for fn in files)

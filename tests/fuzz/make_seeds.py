@@ -262,7 +262,37 @@ def text_seeds():
                 f.write(bytes([sel]) + b"\0".join(a.encode() for a in argv))
 
 
+def quant_config_seeds():
+    """GPTQ / AWQ quantization configs as GPTQModel, AutoGPTQ, AutoAWQ and transformers write
+    them (host/model/gptq.c, awq.c, gptq_dynamic.c)."""
+    d = os.path.join(HERE, "corpus", "fuzz_quant_config")
+    os.makedirs(d, exist_ok=True)
+    seeds = {
+        "gptqmodel_v1": {"bits": 4, "group_size": 128, "desc_act": True, "sym": False,
+                         "lm_head": False, "quant_method": "gptq", "checkpoint_format": "gptq",
+                         "pack_dtype": "int32", "meta": {"quantizer": ["gptqmodel:7.7.0"]}},
+        "gptq_8bit_v2": {"bits": 8, "group_size": -1, "sym": True, "format": "gptq_v2"},
+        "autogptq_base_name": {"bits": 4, "group_size": 128, "desc_act": False,
+                               "model_file_base_name": "gptq_model-4bit-128g"},
+        "dynamic": {"bits": 4, "group_size": 128, "sym": False, "lm_head": True,
+                    "dynamic": {"+:lm_head": {"bits": 8, "group_size": 32, "sym": True},
+                                r"-:model\.layers\.1\.mlp\.down_proj": {},
+                                r"+:.*\.0\.mlp\..*": {"bits": 8, "group_size": 64},
+                                r"model\.layers\.\d+\.self_attn\.[qk]_proj": {"desc_act": True},
+                                "+:(?i)bad": {}}},
+        "awq_transformers": {"quant_method": "awq", "bits": 4, "group_size": 128,
+                             "zero_point": True, "version": "gemm",
+                             "modules_to_not_convert": None},
+        "awq_autoawq": {"quant_method": "awq", "w_bit": 4, "q_group_size": 64,
+                        "zero_point": True, "version": "GEMM"},
+    }
+    for name, obj in seeds.items():
+        with open(os.path.join(d, name + ".json"), "w") as f:
+            json.dump(obj, f)
+
+
 if __name__ == "__main__":
     main()
     vocab_seeds()
     text_seeds()
+    quant_config_seeds()

@@ -1,28 +1,34 @@
-/* GPTQ checkpoints (host/model/gptq.c):
+/* GPTQ and AWQ checkpoints (host/model/gptq.c, gptq8.c, gptq_dynamic.c, awq.c):
  *
  * 1. Goldens: every checkpoint of tests/data/gptq/ that has a golden file in
- *    tests/data/gptq/golden/ (python/tools/make_gptq_fixtures.py; the format of the JSON files
- *    in tests/data/golden) loads 4-bit when the golden names a "quantization", and its logits
- *    are within 1e-4 * max |logit| of the reference (test_golden_logits' tolerance) and within
- *    1e-5 * max |logit| of LLMRT_NO_Q4=1 (dequantised at load), one batch and chunked,
- *    bit-identical between the two (batch invariance), 1 and 2 threads. The test fails if
- *    there is no golden at all.
+ *    tests/data/gptq/golden/ (python/tools/make_gptq_fixtures.py, make_gptq_peer_fixtures.py,
+ *    make_awq_peer_fixtures.py; the format of the JSON files in tests/data/golden) loads in the
+ *    weight format its golden's "expect_weight_format" names (default q4; q8_0; f32 = 8-bit
+ *    dequantised, refused without allow_fallback), and its logits are within 1e-4 * max |logit|
+ *    of the reference (test_golden_logits' tolerance) and within 1e-5 * max |logit| of
+ *    LLMRT_NO_Q4=1 (dequantised at load), one batch and chunked, bit-identical between the two
+ *    (batch invariance), 1 and 2 threads. The test fails if there is no golden at all.
  * 2. Checkpoints built here in C from tests/data/tiny/llama_f32 with round-to-nearest GPTQ
  *    quantization written in the exact AutoGPTQ/GPTQModel layout (reference/kernels.md §3):
- *    sym/asym, checkpoint_format gptq (v1: zero - 1 stored per nibble, nibble 15 reads as 16) and
- *    gptq_v2, group sizes 32 and -1, act-order with a non-monotonic g_idx, config in config.json
- *    or quantize_config.json, fp16 or fp32 scales, quantized lm_head, an lm_head bias. Each is
- *    Group size 16 (valid GPTQ, not a multiple of the CPU kernels' 32): the load fails with
+ *    sym/asym, checkpoint_format gptq (v1: packed zero words minus 0x11111111, GPTQModel's way;
+ *    every asym one holds zero points of 0, whose nibbles borrow from the next) and gptq_v2,
+ *    group sizes 32 and -1, act-order with a non-monotonic g_idx, config in config.json or
+ *    quantize_config.json, fp16 or fp32 scales, quantized lm_head, an lm_head bias. Group size
+ *    16 (valid GPTQ, not a multiple of the CPU kernels' 32): the load fails with
  *    LLMRT_ERR_UNSUPPORTED naming the tensor, and with allow_fallback loads dequantised,
- *    reported in llmrt_model_info (n_fallbacks, fallback) and by one WARN log message.
- *    Each is compared with an fp32 HF checkpoint of the weights this test dequantises itself from
- * the values it packed (w = s * (q - z)): identical logits bit for bit without act-order (the 4-bit
- * kernels dequantise exactly and sum in the fp32 path's order), within 1e-5 * max |logit| with
- * act-order (the columns are summed in permuted order). LLMRT_NO_Q4=1 (dequantised at load) must
- * agree the same way.
+ *    reported in llmrt_model_info (n_fallbacks, fallback) and by one WARN log message. Each is
+ *    compared with an fp32 HF checkpoint of the weights this test dequantises itself from the
+ *    values it packed (w = s * (q - z)): identical logits bit for bit without act-order (the
+ *    4-bit kernels dequantise exactly and sum in the fp32 path's order), within 1e-5 * max
+ *    |logit| with act-order (the columns are summed in permuted order). LLMRT_NO_Q4=1
+ *    (dequantised at load) must agree the same way.
  * 3. Loader errors, each naming the tensor or key: bad bits, bad group size, g_idx out of range,
  *    a group with the wrong number of rows, wrong scales shape, missing qzeros, wrong dtype,
- *    qweight without a quantization config, other quant methods and formats. */
+ *    qweight without a quantization config, other quant methods and formats, AWQ versions,
+ *    GPTQModel "dynamic" rules (unsupported patterns and keys, an override that changes the
+ *    tensor shapes, an excluded module stored quantized), model_file_base_name with a path.
+ * 4. Bad 8-bit GPTQ and AWQ files (a peer fixture with one tensor broken) and a missing
+ *    model_file_base_name file: errors naming the tensor or file. */
 #include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +45,7 @@
 #define BLOCK   16
 
 static uint64_t rng = 0x2545F4914F6CDD1Dull;
+static int64_t n_zero0; /* v1 zero points of 0 packed by quantize_linear (borrows) */
 static uint32_t urand(void) {
     rng = rng * 6364136223846793005ull + 1442695040888963407ull;
     return (uint32_t)(rng >> 33);
@@ -74,14 +81,33 @@ static void test_goldens(void) {
         float *whole = calloc((size_t)(total * g.vocab), 4),
               *chunked = calloc((size_t)(total * g.vocab), 4);
         bool quantized = cJSON_GetObjectItem(g.root, "quantization") != NULL;
+        /* the peer-written goldens say how the matrices must load: q4, q8_0 (8-bit sym kept
+         * packed) or f32 (8-bit asym / act-order, dequantised at load under allow_fallback) */
+        const cJSON *ef     = cJSON_GetObjectItem(g.root, "expect_weight_format");
+        const char  *expect = cJSON_IsString(ef) ? ef->valuestring : "q4";
+        if (cJSON_IsArray(ef)) expect = ""; /* a mix: each element is checked below */
+        if (strcmp(expect, "f32") == 0) { /* refused without allow_fallback, naming a tensor */
+            llmrt_model_params mp  = llmrt_model_default_params();
+            llmrt_model       *bad = NULL;
+            mp.n_threads           = 1;
+            CHECK_STATUS(llmrt_model_load(g.model_path, &mp, &bad), LLMRT_ERR_UNSUPPORTED,
+                         "does not map onto Q8_0");
+            CHECK(bad == NULL);
+            printf("%-26s without allow_fallback: %s\n", e->d_name, llmrt_last_error());
+        }
+        load_allow_fallback = strcmp(expect, "f32") == 0;
         for (int threads = 1; threads <= 2 && total == g.n_rows; threads++) {
             llmrt_model *m = load(g.model_path, threads, 0);
             if (!m) break;
             char fmt[32];
             weight_format(m, fmt, sizeof fmt);
             if (quantized)
-                CHECK_MSG(strstr(fmt, "q4") != NULL, "%s: weights are %s, expected 4-bit",
-                          e->d_name, fmt);
+                CHECK_MSG(strstr(fmt, expect) != NULL, "%s: weights are %s, expected %s",
+                          e->d_name, fmt, expect);
+            for (const cJSON *x = cJSON_IsArray(ef) ? ef->child : NULL; x; x = x->next)
+                CHECK_MSG(cJSON_IsString(x) && strstr(fmt, x->valuestring) != NULL,
+                          "%s: weights are %s, expected %s among them", e->d_name, fmt,
+                          cJSON_IsString(x) ? x->valuestring : "?");
             double max_err, max_ref, e_deq = 0;
             if (threads == 1) {
                 CHECK_STATUS(run_all(m, g.n_seqs, g.seq_ids, g.seq_len, NULL, 0, g.vocab, whole),
@@ -115,6 +141,7 @@ static void test_goldens(void) {
                       threads);
             llmrt_model_destroy(m);
         }
+        load_allow_fallback = false;
         free(whole);
         free(chunked);
         golden_free(&g);
@@ -309,6 +336,9 @@ static void quantize_linear(entries *es, const char *prefix, const float *W, int
                 sv = 2 * am / 15;
                 zv = 8;
             } else {
+                /* zero points of 0 (in the middle and at the top nibble of a qzeros word), so
+                 * that v1 packing borrows across nibbles and out of the word */
+                if (n % 8 == 2 || n % 8 == 7) mn = 0;
                 sv = (mx - mn) / 15;
                 zv = (int)lrintf(-mn / (sv > 0 ? sv : 1));
             }
@@ -322,13 +352,17 @@ static void quantize_linear(entries *es, const char *prefix, const float *W, int
             else
                 memcpy(sc->data + 2 * (g * N + n), &h, 2);
         }
-    /* qzeros: per nibble, v1 stores z - 1 (so z = 0 is stored as 15 and reads back as 16) */
+    /* qzeros: the zero points packed 8 to a word; v1 then subtracts 0x11111111 from each word
+     * (GPTQModel's v2 -> v1 conversion: a zero of 0 becomes 0xF and borrows from the next) */
     for (int64_t g = 0; g < G; g++)
         for (int64_t n = 0; n < N; n++) {
-            uint32_t st = (uint32_t)(o->v2 ? z[g * N + n] : z[g * N + n] - 1) & 15;
             wr32(qz->data, g * (N / 8) + n / 8,
-                 rd32(qz->data, g * (N / 8) + n / 8) | st << (4 * (n % 8)));
+                 rd32(qz->data, g * (N / 8) + n / 8) | (uint32_t)z[g * N + n] << (4 * (n % 8)));
+            n_zero0 += !o->v2 && z[g * N + n] == 0;
         }
+    if (!o->v2)
+        for (int64_t i = 0; i < G * (N / 8); i++)
+            wr32(qz->data, i, rd32(qz->data, i) - 0x11111111u);
     for (int64_t k = 0; k < K; k++)
         for (int64_t n = 0; n < N; n++) {
             int64_t g = gidx[k];
@@ -343,8 +377,7 @@ static void quantize_linear(entries *es, const char *prefix, const float *W, int
         for (int64_t n = 0; n < N; n++) {
             int64_t g = (int32_t)rd32(gi->data, k);
             uint32_t q = (rd32(qw->data, (k / 8) * N + n) >> (4 * (k % 8))) & 15;
-            uint32_t zst = (rd32(qz->data, g * (N / 8) + n / 8) >> (4 * (n % 8))) & 15;
-            float zf = (float)(o->v2 ? zst : zst + 1);
+            float zf = (float)z[g * N + n]; /* the zero point itself, before packing */
             float sv = s[g * N + n];
             deq[n * K + k] = sv * ((float)q - zf);
         }
@@ -458,7 +491,11 @@ static void count_warning(llmrt_log_level level, const char *msg, void *data) {
 
 static void test_built(const char *label, qopts o) {
     entries q, ref;
+    n_zero0 = 0;
     build(&o, &q, &ref);
+    /* every asym v1 checkpoint holds zero points of 0 (their words borrow), the rest none */
+    CHECK_MSG((n_zero0 > 0) == (!o.sym && !o.v2), "%s: %lld v1 zero points of 0", label,
+              (long long)n_zero0);
     char qdir[1024], rdir[1024];
     snprintf(qdir, sizeof qdir, "%s/%s", tmp_root, label);
     snprintf(rdir, sizeof rdir, "%s/%s_ref", tmp_root, label);
@@ -615,7 +652,22 @@ static void test_errors(void) {
     snprintf(bad, sizeof bad, "{\"quant_method\": \"gptq\", \"bits\": 4}");
     expect_error("no_group", &base, bad, LLMRT_ERR_MODEL_MISMATCH, "group_size");
     snprintf(bad, sizeof bad, "{\"quant_method\": \"awq\", \"bits\": 4, \"group_size\": 32}");
-    expect_error("awq", &base, bad, LLMRT_ERR_UNSUPPORTED, "awq");
+    expect_error("awq_gptq_tensors", &base, bad, LLMRT_ERR_MODEL_MISMATCH,
+                 "q_proj.qweight has shape [8, 64], expected [64, 8]");
+    snprintf(bad, sizeof bad,
+             "{\"quant_method\": \"awq\", \"bits\": 4, \"group_size\": 32, \"version\": "
+             "\"gemv\"}");
+    expect_error("awq_gemv", &base, bad, LLMRT_ERR_UNSUPPORTED,
+                 "AWQ version \"gemv\" is not supported (supported: gemm)");
+    snprintf(bad, sizeof bad,
+             "{\"quant_method\": \"awq\", \"w_bit\": 4, \"q_group_size\": 32, "
+             "\"zero_point\": false}");
+    expect_error("awq_no_zero", &base, bad, LLMRT_ERR_UNSUPPORTED, "AWQ zero_point = false");
+    snprintf(bad, sizeof bad, "{\"quant_method\": \"awq\", \"w_bit\": 3, \"q_group_size\": 32}");
+    expect_error("awq_bits3", &base, bad, LLMRT_ERR_UNSUPPORTED, "AWQ bits = 3");
+    snprintf(bad, sizeof bad, "{\"quant_method\": \"awq\", \"w_bit\": 4}");
+    expect_error("awq_no_group", &base, bad, LLMRT_ERR_MODEL_MISMATCH,
+                 "\"group_size\" (or \"q_group_size\") is missing");
     snprintf(bad, sizeof bad,
              "{\"bits\": 4, \"group_size\": 32, \"checkpoint_format\": \"marlin\"}");
     expect_error("marlin", &base, bad, LLMRT_ERR_UNSUPPORTED, "marlin");
@@ -623,7 +675,49 @@ static void test_errors(void) {
     expect_error("pack_int16", &base, bad, LLMRT_ERR_UNSUPPORTED, "pack_dtype");
     snprintf(bad, sizeof bad,
              "{\"bits\": 4, \"group_size\": 32, \"dynamic\": {\"-:.*down.*\": {}}}");
-    expect_error("dynamic", &base, bad, LLMRT_ERR_UNSUPPORTED, "dynamic");
+    expect_error("dynamic_excludes", &base, bad, LLMRT_ERR_MODEL_MISMATCH,
+                 "model.layers.0.mlp.down_proj.qweight: a \"-:\" dynamic rule says "
+                 "model.layers.0.mlp.down_proj is not quantized");
+    snprintf(bad, sizeof bad,
+             "{\"bits\": 4, \"group_size\": 32, \"dynamic\": {\"+:.*?down\": {\"bits\": 8}}}");
+    expect_error("dynamic_lazy", &base, bad, LLMRT_ERR_UNSUPPORTED,
+                 "dynamic \"+:.*?down\": the pattern is not supported");
+    snprintf(bad, sizeof bad,
+             "{\"bits\": 4, \"group_size\": 32, \"dynamic\": {\"a{1,3}\": {}, \"b++\": {}}}");
+    expect_error("dynamic_counted", &base, bad, LLMRT_ERR_UNSUPPORTED,
+                 "dynamic \"a{1,3}\": the pattern is not supported");
+    snprintf(bad, sizeof bad,
+             "{\"bits\": 4, \"group_size\": 32, \"dynamic\": {\"b++\": {}}}");
+    expect_error("dynamic_stacked", &base, bad, LLMRT_ERR_UNSUPPORTED,
+                 "dynamic \"b++\": the pattern is not supported");
+    /* bracket expressions with Python escapes: layer 1's down_proj (\d and a literal '.') */
+    snprintf(bad, sizeof bad,
+             "{\"bits\": 4, \"group_size\": 32, \"dynamic\": {\"+:model[.]layers[\\\\.]"
+             "[\\\\d]\\\\.mlp\\\\.down_proj\": {\"bits\": 8}}}");
+    expect_error("dynamic_bracket", &base, bad, LLMRT_ERR_MODEL_MISMATCH,
+                 "model.layers.0.mlp.down_proj.qweight has shape [20, 64], expected [40, 64]");
+    snprintf(bad, sizeof bad,
+             "{\"bits\": 4, \"group_size\": 32, \"dynamic\": {\"lm_head\": {\"bits\": 3}}}");
+    expect_error("dynamic_bits3", &base, bad, LLMRT_ERR_UNSUPPORTED,
+                 "dynamic \"lm_head\": bits = 3 is not supported");
+    snprintf(bad, sizeof bad,
+             "{\"bits\": 4, \"group_size\": 32, \"dynamic\": {\".*\\\\.1\\\\..*\": "
+             "{\"format\": \"gptq_v2\"}}}");
+    expect_error("dynamic_format", &base, bad, LLMRT_ERR_UNSUPPORTED,
+                 "format \"gptq_v2\" differs from the base config's \"gptq\"");
+    snprintf(bad, sizeof bad,
+             "{\"bits\": 4, \"group_size\": 32, \"dynamic\": [\"lm_head\"]}");
+    expect_error("dynamic_array", &base, bad, LLMRT_ERR_FORMAT, "\"dynamic\" must be an object");
+    /* an 8-bit override of a 4-bit Linear: its tensors are 4-bit-shaped */
+    snprintf(bad, sizeof bad,
+             "{\"bits\": 4, \"group_size\": 32, \"dynamic\": {\"+:model\\\\.layers\\\\.1"
+             "\\\\.mlp\\\\.down_proj\": {\"bits\": 8}}}");
+    expect_error("dynamic_bits8", &base, bad, LLMRT_ERR_MODEL_MISMATCH,
+                 DOWN ".qweight has shape [20, 64], expected [40, 64]");
+    snprintf(bad, sizeof bad,
+             "{\"bits\": 4, \"group_size\": 32, \"model_file_base_name\": \"../model\"}");
+    expect_error("base_name_path", &base, bad, LLMRT_ERR_FORMAT,
+                 "model_file_base_name \"../model\" must name a file in the checkpoint directory");
     /* group_size 96 does not divide q_proj's K = 64 */
     snprintf(bad, sizeof bad, "{\"bits\": 4, \"group_size\": 96}");
     expect_error(
@@ -698,6 +792,125 @@ static void test_errors(void) {
     free_entries(&base);
 }
 
+/* --------------------------------------------------------------------------------------------- */
+/* 4. bad 8-bit GPTQ and AWQ files: a peer-written fixture with one tensor broken                */
+/* --------------------------------------------------------------------------------------------- */
+
+static entries read_entries(const char *path) {
+    entries       es  = {0};
+    llmrt_st_file f;
+    llmrt_error   err = {0};
+    CHECK_MSG(llmrt_safetensors_open(path, &f, &err) == LLMRT_OK, "%s: %s", path, err.msg);
+    for (int64_t i = 0; i < f.n_tensors; i++) {
+        const llmrt_st_tensor *t = &f.tensors[i];
+        entry *e = add(&es, t->name, llmrt_dtype_name(t->dtype), t->n_dims, (int64_t)t->shape[0],
+                       t->n_dims > 1 ? (int64_t)t->shape[1] : 0, 1);
+        free(e->data);
+        e->bytes = t->nbytes;
+        e->data  = malloc(t->nbytes ? t->nbytes : 1);
+        memcpy(e->data, t->data, t->nbytes);
+    }
+    llmrt_safetensors_close(&f);
+    return es;
+}
+
+/* `fixture` (tests/data/gptq/NAME) with its tensors replaced by `es` (and its config.json
+ * replaced by `config` when not NULL) must fail to load with `want` and a message holding
+ * `needle`. */
+static void expect_peer_error(const char *label, const char *fixture, const entries *es,
+                              const char *config, llmrt_status want, const char *needle) {
+    char dir[1024], path[1200], src[1200];
+    snprintf(dir, sizeof dir, "%s/err_%s", tmp_root, label);
+    make_dir(dir);
+    snprintf(src, sizeof src, "%s/gptq/%s/config.json", LLMRT_TEST_DATA_DIR, fixture);
+    char *text = config ? NULL : read_text(src);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    write_text(path, config ? config : text);
+    free(text);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    write_safetensors(path, es);
+    llmrt_model_params mp = llmrt_model_default_params();
+    mp.n_threads          = 1;
+    mp.allow_fallback     = true; /* the errors must come from the checks, not the fallback */
+    llmrt_model *m        = NULL;
+    CHECK_STATUS(llmrt_model_load(dir, &mp, &m), want, needle);
+    CHECK(m == NULL);
+    printf("error %-14s -> %s\n", label, llmrt_last_error());
+    llmrt_model_destroy(m);
+}
+
+#define Q8  "peer_b8_g32_sym_v1"
+#define AWQ "awq_g64"
+#define GATE0 "model.layers.0.mlp.gate_proj"
+
+static void test_peer_errors(void) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/gptq/%s/model.safetensors", LLMRT_TEST_DATA_DIR, Q8);
+    entries q8 = read_entries(path);
+    /* gate_proj: N = 384, K = 128, group 32 -> qweight [32, 384], qzeros [4, 96] */
+    entries e = copy_entries(&q8);
+    find_entry(&e, GATE0 ".qzeros")->shape[1] = 48;
+    find_entry(&e, GATE0 ".qzeros")->bytes /= 2;
+    expect_peer_error("q8_qzeros", Q8, &e, NULL, LLMRT_ERR_MODEL_MISMATCH,
+                      GATE0 ".qzeros has shape [4, 48], expected [4, 96]");
+    free_entries(&e);
+    e = copy_entries(&q8);
+    int32_t big = 7;
+    memcpy(find_entry(&e, GATE0 ".g_idx")->data + 4 * 5, &big, 4);
+    expect_peer_error("q8_g_idx", Q8, &e, NULL, LLMRT_ERR_MODEL_MISMATCH,
+                      GATE0 ".g_idx[5] = 7 is outside [0, 4)");
+    free_entries(&e);
+    e = copy_entries(&q8);
+    snprintf(find_entry(&e, GATE0 ".scales")->dtype, 8, "I16");
+    expect_peer_error("q8_scales", Q8, &e, NULL, LLMRT_ERR_UNSUPPORTED,
+                      GATE0 ".scales has dtype I16 (supported: F16, BF16, F32)");
+    free_entries(&e);
+    e = copy_entries(&q8);
+    remove_entry(&e, GATE0 ".qweight");
+    expect_peer_error("q8_no_qweight", Q8, &e, NULL, LLMRT_ERR_MODEL_MISMATCH,
+                      "tensor " GATE0 ".weight (or " GATE0 ".qweight) is missing");
+    free_entries(&e);
+    free_entries(&q8);
+
+    snprintf(path, sizeof path, "%s/gptq/%s/model.safetensors", LLMRT_TEST_DATA_DIR, AWQ);
+    entries awq = read_entries(path);
+    /* AWQ gate_proj: qweight [128, 48], qzeros [2, 48], scales [2, 384] */
+    e = copy_entries(&awq);
+    find_entry(&e, GATE0 ".qweight")->shape[0] = 64;
+    find_entry(&e, GATE0 ".qweight")->bytes /= 2;
+    expect_peer_error("awq_qweight", AWQ, &e, NULL, LLMRT_ERR_MODEL_MISMATCH,
+                      GATE0 ".qweight has shape [64, 48], expected [128, 48]");
+    free_entries(&e);
+    e = copy_entries(&awq);
+    add(&e, GATE0 ".g_idx", "I32", 1, 128, 0, 4);
+    expect_peer_error("awq_g_idx", AWQ, &e, NULL, LLMRT_ERR_MODEL_MISMATCH,
+                      GATE0 ".g_idx: AWQ checkpoints have no g_idx");
+    free_entries(&e);
+    free_entries(&awq);
+
+    /* model_file_base_name names a file that is not there: the open fails naming it */
+    snprintf(path, sizeof path, "%s/gptq/%s/quantize_config.json", LLMRT_TEST_DATA_DIR,
+             "peer_b4_g128_act_asym_v1");
+    char *qc = read_text(path);
+    char dir[1024], p2[1200];
+    snprintf(dir, sizeof dir, "%s/err_base_name_missing", tmp_root);
+    make_dir(dir);
+    snprintf(p2, sizeof p2, "%s/quantize_config.json", dir);
+    write_text(p2, qc);
+    free(qc);
+    snprintf(path, sizeof path, "%s/gptq/%s/config.json", LLMRT_TEST_DATA_DIR,
+             "peer_b4_g128_act_asym_v1");
+    char *cfg = read_text(path);
+    snprintf(p2, sizeof p2, "%s/config.json", dir);
+    write_text(p2, cfg);
+    free(cfg);
+    llmrt_model_params mp = llmrt_model_default_params();
+    llmrt_model       *m  = NULL;
+    CHECK_STATUS(llmrt_model_load(dir, &mp, &m), LLMRT_ERR_IO, "gptq_model-4bit-128g.safetensors");
+    printf("error %-14s -> %s\n", "base_name_gone", llmrt_last_error());
+    llmrt_model_destroy(m);
+}
+
 int main(void) {
     snprintf(tmp_root, sizeof tmp_root, "%s/test_gptq_XXXXXX",
              getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
@@ -716,6 +929,7 @@ int main(void) {
                (qopts){.gs = 32, .sym = 1, .lm_head = 1, .lm_bias = 1, .config_in_json = 1});
     test_built("g16_sym_v1_dequantised", (qopts){.gs = 16, .sym = 1, .config_in_json = 1});
     test_errors();
+    test_peer_errors();
     test_goldens();
     char cmd[1100];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_root);

@@ -262,6 +262,10 @@ int main(int argc, char **argv) {
     check_model(LLMRT_TEST_DATA_DIR "/gptq/g32_act_asym_v2", tp24, 2);
     check_model(LLMRT_TEST_DATA_DIR "/gptq/g128_noact_asym_v1", tp24, 2);
     check_model(LLMRT_TEST_DATA_DIR "/gptq/gm1_noact_sym_v2", tp2, 1);
+    /* issue 17: 8-bit GPTQ as Q8_0 (sliced as Q8_0), AWQ as 4-bit, a GPTQModel "dynamic" mix */
+    check_model(LLMRT_TEST_DATA_DIR "/gptq/peer_b8_g32_sym_v1", tp24, 2);
+    check_model(LLMRT_TEST_DATA_DIR "/gptq/awq_g64", tp24, 2);
+    check_model(LLMRT_TEST_DATA_DIR "/gptq/peer_b4_g128_asym_v1_dynamic", tp2, 1);
     /* issue 16's variants: q/k/v/o + MLP biases (column-parallel ones sliced, row-parallel ones
      * on rank 0), Qwen2 (q/k/v biases, tied), the sliding window, a biased GGUF */
     check_model(LLMRT_TEST_DATA_DIR "/tiny/llama_bias_f32", tp24, 2);

@@ -1,4 +1,4 @@
-"""llmrt.quantize: GPTQ / RTN 4-bit quantizer writing standard GPTQ checkpoints.
+"""llmrt.quantize: GPTQ / RTN 4- and 8-bit quantizer writing standard GPTQ checkpoints.
 
     python -m llmrt.quantize --model HF_DIR --out OUT_DIR --bits 4 --group-size 128 \\
         [--desc-act] [--sym|--asym] [--format gptq|gptq_v2] [--method gptq|rtn] \\
@@ -29,7 +29,7 @@ from .packing import (  # noqa: F401
     unpack_qweight,
     unpack_qzeros,
     unpack_qzeros_raw,
-    v1_overflow_mask,
+    pack_qzeros_autogptq,
     v1_to_v2_gptqmodel,
 )
 
@@ -42,6 +42,6 @@ __all__ = [
     "unpack_qweight",
     "unpack_qzeros",
     "unpack_qzeros_raw",
-    "v1_overflow_mask",
+    "pack_qzeros_autogptq",
     "v1_to_v2_gptqmodel",
 ]

@@ -1,4 +1,4 @@
-"""python -m llmrt.quantize: quantise a Hugging Face Llama-family checkpoint to GPTQ 4-bit.
+"""python -m llmrt.quantize: quantise a Hugging Face Llama-family checkpoint to GPTQ 4- or 8-bit.
 
 Runs on the CPU; needs torch, transformers and a tokenizer in the model dir (unless
 --calib-random is given). Writes OUT_DIR/model.safetensors, config.json (with
@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--model", required=True, help="HF checkpoint directory (config.json, "
                     "*.safetensors, tokenizer)")
     ap.add_argument("--out", required=True, help="output directory")
-    ap.add_argument("--bits", type=int, default=4, choices=[4])
+    ap.add_argument("--bits", type=int, default=4, choices=[4, 8])
     ap.add_argument("--group-size", type=int, default=128,
                     help="columns per group along K: 32, 64, 128, ... or -1 (one group)")
     ap.add_argument("--desc-act", action="store_true",
@@ -100,7 +100,6 @@ def main(argv=None) -> int:
         print(json.dumps({"out": os.path.abspath(a.out), "options": options_dict(opts),
                           "quantize_seconds": round(opts.stats.get("quantize_seconds", 0), 2),
                           "zero_points_of_0": opts.stats.get("zero_points_of_0", 0),
-                          "v1_zero_overflow_entries": opts.stats.get("v1_zero_overflow_entries", 0),
                           "total_seconds": round(dt, 2)}, indent=1))
     return 0
 

@@ -123,24 +123,26 @@ def quantized_prefixes(tensors: dict[str, np.ndarray]) -> list[str]:
 
 
 def dequantize_layer(tensors: dict[str, np.ndarray], prefix: str, fmt: str,
-                     dtype=np.float64, group_size: int | None = None) -> np.ndarray:
+                     dtype=np.float64, group_size: int | None = None,
+                     bits: int = 4) -> np.ndarray:
     return packing.dequantize(tensors[prefix + ".qweight"], tensors[prefix + ".qzeros"],
                               tensors[prefix + ".scales"], tensors.get(prefix + ".g_idx"), fmt,
-                              dtype=dtype, group_size=group_size)
+                              dtype=dtype, group_size=group_size, bits=bits)
 
 
 def dequantize_checkpoint(model_dir: str, dtype=np.float64) -> dict[str, np.ndarray]:
     """State dict with every quantised Linear replaced by its dequantised ``.weight`` [N, K]."""
     qc = gptq_config(model_dir)
     fmt = checkpoint_format(qc)
-    if qc.get("bits", 4) != 4:
-        raise ValueError(f"only 4-bit GPTQ is supported, got bits={qc.get('bits')}")
+    bits = qc.get("bits", 4)
+    if bits not in (4, 8):
+        raise ValueError(f"only 4- and 8-bit GPTQ are supported, got bits={bits}")
     t = load_tensors(model_dir)
     out: dict[str, np.ndarray] = {}
     pref = quantized_prefixes(t)
     skip = set()
     for p in pref:
-        out[p + ".weight"] = dequantize_layer(t, p, fmt, dtype, qc.get("group_size"))
+        out[p + ".weight"] = dequantize_layer(t, p, fmt, dtype, qc.get("group_size"), bits)
         skip.update(p + s for s in (".qweight", ".qzeros", ".scales", ".g_idx"))
     for k, v in t.items():
         if k not in skip:

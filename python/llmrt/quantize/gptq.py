@@ -20,7 +20,7 @@ import math
 
 import torch
 
-MAXQ = 15
+MAXQ = 15  # 4 bits; Quantizer(bits=8) uses 255
 
 
 class Quantizer:
@@ -30,8 +30,11 @@ class Quantizer:
     (AutoGPTQ: a group with no negative value keeps xmin = 0, so s = max/15 with z = 8 and values
     above 7·s clip). asym: s = (max(x,0) − min(x,0)) / 15, z = round(−min(x,0) / s)."""
 
-    def __init__(self, sym: bool):
+    def __init__(self, sym: bool, bits: int = 4):
+        if bits not in (4, 8):
+            raise ValueError(f"bits must be 4 or 8, got {bits!r}")
         self.sym = sym
+        self.maxq = (1 << bits) - 1
         self.scale = None
         self.zero = None
 
@@ -47,12 +50,12 @@ class Quantizer:
         both0 = (xmin == 0) & (xmax == 0)
         xmin = torch.where(both0, torch.full_like(xmin, -1), xmin)
         xmax = torch.where(both0, torch.full_like(xmax, 1), xmax)
-        scale = (xmax - xmin) / MAXQ
+        scale = (xmax - xmin) / self.maxq
         scale = scale.half().float().clamp_min(2.0 ** -24)  # exactly the stored fp16 value
         if self.sym:
-            zero = torch.full_like(scale, (MAXQ + 1) // 2)
+            zero = torch.full_like(scale, (self.maxq + 1) // 2)
         else:
-            zero = torch.round(-xmin / scale).clamp(0, MAXQ)
+            zero = torch.round(-xmin / scale).clamp(0, self.maxq)
         self.scale = scale.reshape(-1, 1)
         self.zero = zero.reshape(-1, 1)
 
@@ -60,8 +63,8 @@ class Quantizer:
         return self.scale is not None
 
     def quantize_int(self, x: torch.Tensor) -> torch.Tensor:
-        """x [rows, c] -> integer codes (float tensor) in 0..15."""
-        return torch.clamp(torch.round(x / self.scale) + self.zero, 0, MAXQ)
+        """x [rows, c] -> integer codes (float tensor) in 0..maxq."""
+        return torch.clamp(torch.round(x / self.scale) + self.zero, 0, self.maxq)
 
     def dequant(self, q: torch.Tensor) -> torch.Tensor:
         return self.scale * (q - self.zero)
@@ -113,10 +116,10 @@ class GPTQ:
 
     def fasterquant(self, group_size: int = 128, sym: bool = True, blocksize: int = 128,
                     percdamp: float = 0.01, actorder: bool = False,
-                    static_groups: bool = False) -> QuantResult:
+                    static_groups: bool = False, bits: int = 4) -> QuantResult:
         W = self.W.clone()
         K = self.columns
-        quantizer = Quantizer(sym)
+        quantizer = Quantizer(sym, bits)
         quantizer.find_params(W)  # the single group of group_size == -1
 
         H = self.H
@@ -130,7 +133,7 @@ class GPTQ:
         groups = []
         if static_groups and group_size != -1:
             for i in range(0, K, group_size):
-                qz = Quantizer(sym)
+                qz = Quantizer(sym, bits)
                 qz.find_params(W[:, i:i + group_size])
                 scale.append(qz.scale)
                 zero.append(qz.zero)
@@ -213,13 +216,13 @@ class GPTQ:
                            float(Losses.sum()))
 
 
-def rtn(weight: torch.Tensor, group_size: int, sym: bool) -> QuantResult:
+def rtn(weight: torch.Tensor, group_size: int, sym: bool, bits: int = 4) -> QuantResult:
     """Round-to-nearest per group (no calibration), same Quantizer and layout."""
     W = weight.detach().float()
     N, K = W.shape
     gs = group_size if group_size != -1 else K
     scale, zero, Qi, Q = [], [], torch.zeros_like(W), torch.zeros_like(W)
-    qz = Quantizer(sym)
+    qz = Quantizer(sym, bits)
     with _one_thread():
         for i in range(0, K, gs):
             qz.find_params(W[:, i:i + gs])

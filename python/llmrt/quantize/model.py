@@ -1,4 +1,4 @@
-"""Quantise a Hugging Face Llama-family checkpoint to GPTQ 4-bit, layer by layer (needs torch,
+"""Quantise a Hugging Face Llama-family checkpoint to GPTQ 4- or 8-bit, layer by layer (needs torch,
 transformers, safetensors).
 
 The driver follows AutoGPTQ's ``BaseGPTQForCausalLM.quantize``: the inputs of decoder layer 0
@@ -54,8 +54,8 @@ class QuantizeOptions:
     stats: dict = field(default_factory=dict)
 
     def validate(self) -> None:
-        if self.bits != 4:
-            raise ValueError("only bits=4 is supported")
+        if self.bits not in (4, 8):
+            raise ValueError("bits must be 4 or 8")
         if self.group_size not in (-1,) and (self.group_size <= 0 or self.group_size % 8):
             raise ValueError("group_size must be -1 or a positive multiple of 8")
         if self.checkpoint_format not in packing.FORMATS:
@@ -143,10 +143,10 @@ def _run_layer(layer, h: torch.Tensor, kw: dict) -> torch.Tensor:
 
 def _quantize_linear(lin: torch.nn.Linear, g: GPTQ | None, opts: QuantizeOptions) -> QuantResult:
     if opts.method == "rtn":
-        return rtn(lin.weight, opts.group_size, opts.sym)
+        return rtn(lin.weight, opts.group_size, opts.sym, opts.bits)
     return g.fasterquant(group_size=opts.group_size, sym=opts.sym, blocksize=opts.blocksize,
                          percdamp=opts.damp_percent, actorder=opts.desc_act,
-                         static_groups=opts.static_groups)
+                         static_groups=opts.static_groups, bits=opts.bits)
 
 
 def _is_llama_layer(layer, kws) -> bool:
@@ -284,11 +284,11 @@ def quantize_model(model, samples: list[torch.Tensor], opts: QuantizeOptions) ->
     return results
 
 
-def pack_result(r: QuantResult, fmt: str) -> dict[str, np.ndarray]:
+def pack_result(r: QuantResult, fmt: str, bits: int = 4) -> dict[str, np.ndarray]:
     q = r.q.numpy().T  # [K, N]
     return {
-        "qweight": packing.pack_qweight(q),
-        "qzeros": packing.pack_qzeros(r.zeros.numpy(), fmt),
+        "qweight": packing.pack_qweight(q, bits),
+        "qzeros": packing.pack_qzeros(r.zeros.numpy(), fmt, bits),
         "scales": r.scales.numpy().astype(np.float16),
         "g_idx": r.g_idx.numpy().astype(np.int32),
     }
@@ -309,7 +309,7 @@ def save_quantized(model, results: dict[str, QuantResult], src_dir: str, out_dir
             continue
         mod = name[:-len(".weight")] if name.endswith(".weight") else None
         if mod is not None and mod in results:
-            for k, v in pack_result(results[mod], opts.checkpoint_format).items():
+            for k, v in pack_result(results[mod], opts.checkpoint_format, opts.bits).items():
                 tensors[f"{mod}.{k}"] = v
             continue
         tensors[name] = t.detach().to(torch.float16).numpy()  # incl. P.bias of quantised P
@@ -351,11 +351,10 @@ def quantize_dir(model_dir: str, out_dir: str, samples: list[torch.Tensor],
     save_quantized(model, results, model_dir, out_dir, opts)
     opts.stats["zero_points_of_0"] = sum(int((r.zeros == 0).sum()) for r in results.values())
     if opts.checkpoint_format == "gptq" and opts.stats["zero_points_of_0"]:
-        hit = sum(int(packing.v1_overflow_mask(r.zeros.numpy()).sum()) for r in results.values())
-        opts.stats["v1_zero_overflow_entries"] = hit
-        _log(opts, f"warning: {opts.stats['zero_points_of_0']} zero points of 0 were stored in "
-                   f"v1 format; AutoGPTQ's packing overflows them into {hit} (group, column) "
-                   "zero nibbles (read as z = 16). Use --format gptq_v2 to avoid this.")
+        _log(opts, f"note: {opts.stats['zero_points_of_0']} zero points of 0 were stored in v1 "
+                   "format: their qzeros words borrow (GPTQModel's v1); loaders that read each "
+                   "nibble + 1 (AutoGPTQ's torch fallback) get them wrong. --format gptq_v2 "
+                   "has no such case.")
     return results
 
 

@@ -1,4 +1,4 @@
-"""GPTQ 4-bit tensor layout: packing, unpacking and the reference dequantisation (numpy only).
+"""GPTQ 4- and 8-bit tensor layout: packing, unpacking, reference dequantisation (numpy only).
 
 This module is the single place that knows the bit layout of a GPTQ checkpoint
 (see shared/reference/kernels.md §3; AutoGPTQ ``qlinear_cuda.QuantLinear.pack`` / its torch
@@ -16,32 +16,43 @@ scales     float16  [G, N]
 g_idx      int32    [K]          group of input row k (``k // gs`` unless act-order)
 =========  =======  ===========  ==================================================================
 
+At 8 bits (``bits=8``) the same with bytes: qweight [K/4, N], qzeros [G, N/4], byte j of a word.
+
 Dequantisation (kernels.md §3)::
 
     w[k][n] = scales[g_idx[k]][n] * (q[k][n] - z[g_idx[k]][n])
-    z = stored nibble + 1  (checkpoint_format "gptq", v1)   -- may be 16, see below
-    z = stored nibble      (checkpoint_format "gptq_v2")
+    z = nibble of (word + 0x11111111 mod 2^32)  (checkpoint_format "gptq", v1; see below)
+    z = stored nibble                           (checkpoint_format "gptq_v2")
 
-**v1 and an asym zero of 0.** AutoGPTQ's ``pack`` writes ``zeros - 1`` cast to uint32 and ORs
-it in shifted by 4·j. A zero point of 0 becomes 0xFFFFFFFF; shifted left by 4·j (and truncated
-to 32 bits) it sets nibbles j..7 of that word to 0xF. So the zero point of that column *and of
-every higher column of the same 8-column word* reads back as stored 15, i.e. z = 16 under the
-reference formula (``z = stored + 1``, no masking): w = s·(q − 16) ≤ −s for every q, a large
-error. ``pack_qzeros(..., "gptq")`` reproduces this bit for bit (``v1_overflow_mask`` tells which
-(g, n) are hit). Loaders disagree on such words: AutoGPTQ's torch fallback and ExLlama use
-z = stored + 1 = 16; GPTQModel converts v1 to v2 by adding 0x11111111 to the whole int32 word,
-so the carries turn the F nibbles into 0, 1, 1, ... (``v1_to_v2_gptqmodel``). The llmrt fixtures
-follow the reference formula (z = 16). ``gptq_v2`` stores raw zeros and has no such case.
+**v1 and an asym zero of 0.** v1 is v2 minus 0x11111111 on each whole int32 word, as GPTQModel
+writes it (it packs the raw zero points, then ``convert_gptq_v2_to_v1_format_module`` subtracts
+the constant from the int32 tensor) and as GPTQModel / transformers / optimum read it back
+(``convert_gptq_v1_to_v2_format_module`` adds it). A zero of 0 becomes nibble 0xF and borrows 1
+from the nibble above; the word-wise add undoes every borrow, so v1 round-trips exactly
+(``pack_qzeros`` / ``unpack_qzeros``; llmrt's loader reads it the same way, host/model/gptq.c).
+Reading each nibble + 1 instead (AutoGPTQ's ``qlinear_cuda`` torch fallback) gives 16 for that
+zero. AutoGPTQ 0.7's own ``pack`` is lossy there: it ORs ``zeros - 1`` as uint32 shifted by 4·j,
+so a zero of 0 sets nibbles j..7 of its word to 0xF (``pack_qzeros_autogptq``); the word-wise
+read of such a word gives 0, 1, 1, ... from that column up. ``gptq_v2`` stores raw zeros.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-BITS = 4
-PACK = 32 // BITS  # values per int32 word
+BITS = 4  # the default; every function takes bits = 4 or 8
+PACK = 32 // BITS  # values per int32 word at 4 bits
 MAXQ = (1 << BITS) - 1
 FORMATS = ("gptq", "gptq_v2")
+V1_WORD_OFFSET = 0x11111111  # v1 qzeros word = v2 word - this (mod 2^32), 4 bits
+V1_WORD_OFFSETS = {4: 0x11111111, 8: 0x01010101}  # GPTQModel's constants per bit width
+
+
+def _layout(bits: int) -> tuple[int, int]:
+    """(values per int32 word, largest code) of a bit width."""
+    if bits not in V1_WORD_OFFSETS:
+        raise ValueError(f"bits must be 4 or 8, got {bits!r}")
+    return 32 // bits, (1 << bits) - 1
 
 
 def _check_format(fmt: str) -> str:
@@ -79,94 +90,112 @@ def act_order_g_idx(perm: np.ndarray, group_size: int) -> np.ndarray:
     return (np.arange(k, dtype=np.int64) // gs)[invperm].astype(np.int32)
 
 
-def pack_qweight(q: np.ndarray) -> np.ndarray:
-    """q [K, N] integers in 0..15 (K a multiple of 8) -> qweight int32 [K/8, N]."""
+def pack_qweight(q: np.ndarray, bits: int = BITS) -> np.ndarray:
+    """q [K, N] integers in 0..2^bits-1 (K a multiple of 32/bits) -> qweight int32
+    [K*bits/32, N]: field j (LSB first) of qweight[r][n] = q[r*32/bits + j][n]."""
+    pack, maxq = _layout(bits)
     q = np.asarray(q)
-    if q.ndim != 2 or q.shape[0] % PACK:
-        raise ValueError(f"q must be [K, N] with K % {PACK} == 0, got {q.shape}")
-    if q.size and (q.min() < 0 or q.max() > MAXQ):
-        raise ValueError("q values must be in 0..15")
-    q = q.astype(np.int64).reshape(q.shape[0] // PACK, PACK, q.shape[1])
+    if q.ndim != 2 or q.shape[0] % pack:
+        raise ValueError(f"q must be [K, N] with K % {pack} == 0, got {q.shape}")
+    if q.size and (q.min() < 0 or q.max() > maxq):
+        raise ValueError(f"q values must be in 0..{maxq}")
+    q = q.astype(np.int64).reshape(q.shape[0] // pack, pack, q.shape[1])
     words = np.zeros((q.shape[0], q.shape[2]), dtype=np.int64)
-    for j in range(PACK):
-        words |= q[:, j, :] << (BITS * j)
+    for j in range(pack):
+        words |= q[:, j, :] << (bits * j)
     return _to_i32(words)
 
 
-def unpack_qweight(qweight: np.ndarray) -> np.ndarray:
-    """qweight int32 [K/8, N] -> q uint8 [K, N]."""
+def unpack_qweight(qweight: np.ndarray, bits: int = BITS) -> np.ndarray:
+    """qweight int32 [K*bits/32, N] -> q uint8 [K, N]."""
+    pack, maxq = _layout(bits)
     w = np.asarray(qweight).astype(np.int32).view(np.uint32)
-    shifts = (BITS * np.arange(PACK, dtype=np.uint32))[None, :, None]
-    q = (w[:, None, :] >> shifts) & MAXQ
-    return q.reshape(w.shape[0] * PACK, w.shape[1]).astype(np.uint8)
+    shifts = (bits * np.arange(pack, dtype=np.uint32))[None, :, None]
+    q = (w[:, None, :] >> shifts) & maxq
+    return q.reshape(w.shape[0] * pack, w.shape[1]).astype(np.uint8)
 
 
-def pack_qzeros(zeros: np.ndarray, fmt: str) -> np.ndarray:
-    """Integer zero points [G, N] (0..15; N a multiple of 8) -> qzeros int32 [G, N/8].
-
-    "gptq_v2": raw zero nibbles. "gptq" (v1): AutoGPTQ's ``pack`` exactly: ``zeros - 1`` as
-    uint32 (0 -> 0xFFFFFFFF), each OR-ed in shifted left by 4·j within a 32-bit word, so a zero of
-    0 sets nibbles j..7 of its word to 0xF (see the module docstring)."""
-    _check_format(fmt)
+def _check_zeros(zeros: np.ndarray, bits: int) -> np.ndarray:
+    pack, maxq = _layout(bits)
     z = np.asarray(zeros)
-    if z.ndim != 2 or z.shape[1] % PACK:
-        raise ValueError(f"zeros must be [G, N] with N % {PACK} == 0, got {z.shape}")
-    if z.size and (z.min() < 0 or z.max() > MAXQ):
-        raise ValueError("zero points must be in 0..15")
-    z = z.astype(np.int64)
-    if fmt == "gptq":
-        z = (z - 1) & 0xFFFFFFFF  # numpy's float -> uint32 cast of -1.0 in AutoGPTQ
-    z = z.reshape(z.shape[0], z.shape[1] // PACK, PACK)
+    if z.ndim != 2 or z.shape[1] % pack:
+        raise ValueError(f"zeros must be [G, N] with N % {pack} == 0, got {z.shape}")
+    if z.size and (z.min() < 0 or z.max() > maxq):
+        raise ValueError(f"zero points must be in 0..{maxq}")
+    return z.astype(np.int64)
+
+
+def _pack_words(z: np.ndarray, bits: int) -> np.ndarray:
+    """int64 [G, N] field values (may exceed the width: masked by the word) -> int64 words."""
+    pack, _ = _layout(bits)
+    z = z.reshape(z.shape[0], z.shape[1] // pack, pack)
     words = np.zeros(z.shape[:2], dtype=np.int64)
-    for j in range(PACK):
-        words |= (z[:, :, j] << (BITS * j)) & 0xFFFFFFFF
+    for j in range(pack):
+        words |= (z[:, :, j] << (bits * j)) & 0xFFFFFFFF
+    return words
+
+
+def pack_qzeros(zeros: np.ndarray, fmt: str, bits: int = BITS) -> np.ndarray:
+    """Integer zero points [G, N] (0..2^bits-1; N a multiple of 32/bits) -> qzeros int32
+    [G, N*bits/32].
+
+    "gptq_v2": raw zero fields. "gptq" (v1): GPTQModel's writing, the v2 words minus
+    0x11111111 (0x01010101 at 8 bits) modulo 2^32 (a zero of 0 borrows from the field above;
+    see the module docstring). Exact: ``unpack_qzeros(pack_qzeros(z, fmt), fmt) == z``."""
+    _check_format(fmt)
+    words = _pack_words(_check_zeros(zeros, bits), bits)
+    if fmt == "gptq":
+        words = (words - V1_WORD_OFFSETS[bits]) & 0xFFFFFFFF
     return _to_i32(words)
 
 
-def unpack_qzeros_raw(qzeros: np.ndarray) -> np.ndarray:
-    """qzeros int32 [G, N/8] -> stored nibbles uint8 [G, N] (no v1 offset)."""
+def pack_qzeros_autogptq(zeros: np.ndarray) -> np.ndarray:
+    """AutoGPTQ 0.7's v1 ``pack`` (lossy for a zero of 0): ``zeros - 1`` as uint32, each OR-ed in
+    shifted left by 4·j within a 32-bit word, so a zero of 0 sets nibbles j..7 to 0xF."""
+    z = (_check_zeros(zeros, BITS) - 1) & 0xFFFFFFFF
+    return _to_i32(_pack_words(z, BITS))
+
+
+def unpack_qzeros_raw(qzeros: np.ndarray, bits: int = BITS) -> np.ndarray:
+    """qzeros int32 [G, N*bits/32] -> stored fields uint8 [G, N] (no v1 offset)."""
+    pack, maxq = _layout(bits)
     w = np.asarray(qzeros).astype(np.int32).view(np.uint32)
-    shifts = (BITS * np.arange(PACK, dtype=np.uint32))[None, None, :]
-    z = (w[:, :, None] >> shifts) & MAXQ
-    return z.reshape(w.shape[0], w.shape[1] * PACK).astype(np.uint8)
+    shifts = (bits * np.arange(pack, dtype=np.uint32))[None, None, :]
+    z = (w[:, :, None] >> shifts) & maxq
+    return z.reshape(w.shape[0], w.shape[1] * pack).astype(np.uint8)
 
 
-def unpack_qzeros(qzeros: np.ndarray, fmt: str) -> np.ndarray:
-    """qzeros -> zero points z int16 [G, N] of the reference formula: stored + 1 for v1 (so
-    0..16), stored for v2 (0..15)."""
+def unpack_qzeros(qzeros: np.ndarray, fmt: str, bits: int = BITS) -> np.ndarray:
+    """qzeros -> zero points z int16 [G, N] (0..2^bits-1): the fields of the words, v1 words
+    first plus 0x11111111 / 0x01010101 (``v1_to_v2_gptqmodel``)."""
     _check_format(fmt)
-    z = unpack_qzeros_raw(qzeros).astype(np.int16)
-    return z + 1 if fmt == "gptq" else z
+    if fmt == "gptq":
+        qzeros = v1_to_v2_gptqmodel(qzeros, bits)
+    return unpack_qzeros_raw(qzeros, bits).astype(np.int16)
 
 
-def v1_overflow_mask(zeros: np.ndarray) -> np.ndarray:
-    """bool [G, N]: the (g, n) whose v1-stored zero nibble is forced to 0xF by a zero of 0 at
-    the same or a lower column of the same 8-column word (AutoGPTQ pack semantics)."""
-    z = np.asarray(zeros).reshape(np.shape(zeros)[0], -1, PACK)
-    hit = np.logical_or.accumulate(z == 0, axis=2)
-    return hit.reshape(np.shape(zeros))
-
-
-def v1_to_v2_gptqmodel(qzeros: np.ndarray) -> np.ndarray:
-    """GPTQModel's v1 -> v2 conversion at load: ``qzeros += 0x11111111`` on the int32 words
-    (carries propagate between nibbles; only equal to per-nibble +1 when no nibble is 0xF)."""
+def v1_to_v2_gptqmodel(qzeros: np.ndarray, bits: int = BITS) -> np.ndarray:
+    """GPTQModel's v1 -> v2 conversion at load: ``qzeros += 0x11111111`` (0x01010101 at 8 bits)
+    on the int32 words (carries propagate between fields, undoing the borrows of
+    ``pack_qzeros(..., "gptq")``)."""
+    _layout(bits)
     w = np.asarray(qzeros).astype(np.int32).view(np.uint32).astype(np.int64)
-    return _to_i32(w + 0x11111111)
+    return _to_i32(w + V1_WORD_OFFSETS[bits])
 
 
 def dequantize(qweight: np.ndarray, qzeros: np.ndarray, scales: np.ndarray,
                g_idx: np.ndarray | None, fmt: str, dtype=np.float64,
-               group_size: int | None = None) -> np.ndarray:
+               group_size: int | None = None, bits: int = BITS) -> np.ndarray:
     """Reference dequantisation -> W [N, K] in ``nn.Linear`` layout (out = x · Wᵀ).
 
     ``w[k][n] = scales[g_idx[k]][n] * (q[k][n] - z[g_idx[k]][n])``. The product of an fp16 scale
-    and an integer in -16..15 is exact in float32, so float32 and float64 give the same values.
+    and an integer in -255..255 is exact in float32, so float32 and float64 give the same values.
     Without g_idx (very old checkpoints) g_idx = k // group_size; group_size is then required
     unless there is a single group. K need not be a multiple of the group size: G = ceil(K / gs)
     and the last group is shorter (e.g. K = 576 with gs = 128 in SmolLM2-135M)."""
-    q = unpack_qweight(qweight)
+    q = unpack_qweight(qweight, bits)
     k, n = q.shape
-    z = unpack_qzeros(qzeros, fmt)
+    z = unpack_qzeros(qzeros, fmt, bits)
     s = np.asarray(scales)
     g = z.shape[0]
     if s.shape != (g, n) or z.shape != (g, n):
@@ -183,7 +212,7 @@ def dequantize(qweight: np.ndarray, qzeros: np.ndarray, scales: np.ndarray,
     return np.ascontiguousarray(w.T)
 
 
-def quantize_rtn_groups(w: np.ndarray, group_size: int, sym: bool):
+def quantize_rtn_groups(w: np.ndarray, group_size: int, sym: bool, bits: int = BITS):
     """Round-to-nearest reference in numpy (AutoGPTQ ``Quantizer.find_params`` per group, scales
     rounded to fp16 first). w [N, K] -> (q [K, N] uint8, scales fp16 [G, N], zeros int [G, N])."""
     w = np.asarray(w, dtype=np.float32)
@@ -195,17 +224,18 @@ def quantize_rtn_groups(w: np.ndarray, group_size: int, sym: bool):
     zeros = np.zeros((g, n), dtype=np.int64)
     for gi in range(g):
         blk = w[:, gi * gs:(gi + 1) * gs]
-        s, z = find_params_np(blk, sym)
+        s, z = find_params_np(blk, sym, bits)
         scales[gi] = s.astype(np.float16)
         zeros[gi] = z
-        qq = np.clip(np.round(blk / s[:, None]) + z[:, None], 0, MAXQ)
+        qq = np.clip(np.round(blk / s[:, None]) + z[:, None], 0, _layout(bits)[1])
         q[gi * gs:(gi + 1) * gs] = qq.T.astype(np.uint8)
     return q, scales, zeros
 
 
-def find_params_np(x: np.ndarray, sym: bool):
+def find_params_np(x: np.ndarray, sym: bool, bits: int = BITS):
     """numpy twin of ``llmrt.quantize.gptq.Quantizer.find_params`` (rows = output channels):
     returns (scale float32 [rows] already rounded to fp16, zero int64 [rows])."""
+    maxq = _layout(bits)[1]
     x = np.asarray(x, dtype=np.float32)
     xmin = np.minimum(x.min(axis=1), 0).astype(np.float32)
     xmax = np.maximum(x.max(axis=1), 0).astype(np.float32)
@@ -216,10 +246,10 @@ def find_params_np(x: np.ndarray, sym: bool):
     both0 = (xmin == 0) & (xmax == 0)
     xmin = np.where(both0, np.float32(-1), xmin)
     xmax = np.where(both0, np.float32(1), xmax)
-    scale = ((xmax - xmin) / np.float32(MAXQ)).astype(np.float32)
+    scale = ((xmax - xmin) / np.float32(maxq)).astype(np.float32)
     scale = np.maximum(scale.astype(np.float16).astype(np.float32), np.float32(2.0 ** -24))
     if sym:
-        zero = np.full(scale.shape, (MAXQ + 1) // 2, dtype=np.int64)
+        zero = np.full(scale.shape, (maxq + 1) // 2, dtype=np.int64)
     else:
-        zero = np.clip(np.round(-xmin / scale), 0, MAXQ).astype(np.int64)
+        zero = np.clip(np.round(-xmin / scale), 0, maxq).astype(np.int64)
     return scale, zero
