@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "../host/cli/cli.h"
+#include "../host/cli/cli_args.h"
 #include "bench.h"
 #include "bench_report.h"
 #include "llmrt_experimental.h"
@@ -194,39 +195,6 @@ typedef struct latency_row {
     double       ar_calls, ar_bytes, ar_ms; /* tensor parallel: all-reduce per forward (leader) */
 } latency_row;
 
-/* Parses a non-negative int option with a range; -1 after printing a message naming it. */
-static int parse_count(const char *text, const char *opt, int32_t lo, int32_t hi, int32_t *out) {
-    char     *end;
-    long long v = strtoll(text, &end, 10);
-    if (end == text || *end || v < lo || v > hi) {
-        fprintf(stderr, "llmrt bench latency: %s: \"%s\" is not an integer in [%d, %d]\n", opt,
-                text, lo, hi);
-        return -1;
-    }
-    *out = (int32_t)v;
-    return 0;
-}
-
-/* A comma-separated list of ints in [lo, hi]; its length, or -1 after a message. */
-static int32_t parse_list(const char *text, const char *opt, int32_t lo, int32_t hi,
-                          int32_t **out) {
-    int32_t n = cli_parse_int_list(text, opt, out);
-    if (n == 0) fprintf(stderr, "llmrt bench latency: %s: empty list\n", opt);
-    for (int32_t i = 0; i < n; i++)
-        if ((*out)[i] < lo || (*out)[i] > hi) {
-            fprintf(stderr, "llmrt bench latency: %s: %d is outside [%d, %d]\n", opt, (*out)[i],
-                    lo, hi);
-            n = -1;
-            break;
-        }
-    if (n <= 0) {
-        free(*out);
-        *out = NULL;
-        return -1;
-    }
-    return n;
-}
-
 /* Runs warm-ups + reps of one case and fills its row; 0 on success. */
 static int measure_case(llmrt_model *model, bench_context *ctx, int32_t warmup, int32_t reps,
                         latency_row *row) {
@@ -333,31 +301,26 @@ int bench_latency_main(int argc, char **argv) {
         case 'm': model_path = optarg; break;
         case 'p': prompt_text = optarg; break;
         case 'b': batch_text = optarg; break;
-        case 'n': bad = parse_count(optarg, "-n/--gen", 2, 1 << 20, &G); break;
-        case 'd': bad = parse_count(optarg, "-d/--depth", 0, 1 << 24, &depth); break;
-        case 'r': bad = parse_count(optarg, "-r/--reps", 1, 1000, &reps); break;
-        case 'w': bad = parse_count(optarg, "-w/--warmup", 0, 100, &warmup); break;
+        case 'n': bad = cli_arg_i32("-n/--gen", optarg, 2, 1 << 20, &G); break;
+        case 'd': bad = cli_arg_i32("-d/--depth", optarg, 0, 1 << 24, &depth); break;
+        case 'r': bad = cli_arg_i32("-r/--reps", optarg, 1, 1000, &reps); break;
+        case 'w': bad = cli_arg_i32("-w/--warmup", optarg, 0, 100, &warmup); break;
         case 't': threads_text = optarg; break;
-        case 'F':
-            if (strcmp(optarg, "table") && strcmp(optarg, "json") && strcmp(optarg, "csv")) {
-                fprintf(stderr, "llmrt bench latency: --format: \"%s\" is not table, json or "
-                                "csv\n", optarg);
-                bad = -1;
-            }
-            format = optarg;
+        case 'F': {
+            static const char *const formats[] = {"table", "json", "csv", NULL};
+            int i = 0;
+            bad   = cli_arg_enum("--format", optarg, formats, &i);
+            format = formats[i];
             break;
-        case 'f':
-            fmt = !strcmp(optarg, "random") ? LLMRT_LOAD_RANDOM
-                  : !strcmp(optarg, "hf")   ? LLMRT_LOAD_HF
-                  : !strcmp(optarg, "gguf") ? LLMRT_LOAD_GGUF
-                  : !strcmp(optarg, "auto") ? LLMRT_LOAD_AUTO
-                                            : (llmrt_load_format)-1;
-            if ((int)fmt < 0) {
-                fprintf(stderr, "llmrt bench latency: --load-format: \"%s\" is not auto, hf, gguf "
-                                "or random\n", optarg);
-                bad = -1;
-            }
+        }
+        case 'f': {
+            /* in llmrt_load_format order */
+            static const char *const loads[] = {"auto", "hf", "gguf", "random", NULL};
+            int i = 0;
+            bad   = cli_arg_enum("--load-format", optarg, loads, &i);
+            fmt   = (llmrt_load_format)i;
             break;
+        }
         case 'D': bad = cli_parse_device(optarg) < 0 ? -1 : 0; break;
         case 'T': bad = cli_parse_tp(optarg) < 0 ? -1 : 0; break;
         case 'M': bad = cli_parse_cpu_matmul(optarg) < 0 ? -1 : 0; break;
@@ -372,9 +335,10 @@ int bench_latency_main(int argc, char **argv) {
     }
     bool     json = !strcmp(format, "json"), csv = !strcmp(format, "csv");
     int32_t *threads = NULL, *prompts = NULL, *batches = NULL;
-    int32_t  n_thr = parse_list(threads_text, "-t/--threads", 1, 4096, &threads);
-    int32_t  n_p   = n_thr > 0 ? parse_list(prompt_text, "-p/--prompt", 1, 1 << 24, &prompts) : -1;
-    int32_t  n_b   = n_p > 0 ? parse_list(batch_text, "-b/--batch", 1, 4096, &batches) : -1;
+    int32_t  n_thr = cli_arg_int_list("-t/--threads", threads_text, 1, 4096, 256, &threads);
+    int32_t  n_p   = n_thr > 0 ? cli_arg_int_list("-p/--prompt", prompt_text, 1, 1 << 24, 256, &prompts)
+                               : -1;
+    int32_t  n_b   = n_p > 0 ? cli_arg_int_list("-b/--batch", batch_text, 1, 4096, 256, &batches) : -1;
     if (n_b <= 0) {
         free(threads);
         free(prompts);
@@ -467,7 +431,7 @@ int bench_latency_main(int argc, char **argv) {
 int bench_membw_main(int argc, char **argv) {
     const char *threads_text = argc > 1 ? argv[1] : "1,2";
     int32_t    *threads      = NULL;
-    int32_t     n            = parse_list(threads_text, "threads", 1, 4096, &threads);
+    int32_t     n            = cli_arg_int_list("threads", threads_text, 1, 4096, 256, &threads);
     if (n <= 0) {
         fprintf(stderr, "usage: llmrt bench membw [THREADS,...]\n");
         return 2;

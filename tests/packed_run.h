@@ -17,7 +17,7 @@
 
 static bool load_allow_fallback; /* llmrt_model_params.allow_fallback of load() */
 
-static llmrt_model *load(const char *path, int threads, int no_q4) {
+static inline llmrt_model *load(const char *path, int threads, int no_q4) {
     llmrt_model_params mp = llmrt_model_default_params();
     mp.n_threads          = threads;
     mp.dequantize_weights = no_q4 != 0;

@@ -100,6 +100,18 @@ done
 refused "--concurrency" bench sweep "${m[@]}" --concurrency 1,0
 refused "--concurrency" bench sweep "${m[@]}" --concurrency ''
 refused "--input-lens" bench sweep "${m[@]}" --input-lens 8,-8
+# bench latency (bench/bench_latency.c): lists, counts, enums
+refused "-p/--prompt" bench latency "${m[@]}" -p 0
+refused "-p/--prompt" bench latency "${m[@]}" -p 16,,32
+refused "-b/--batch" bench latency "${m[@]}" -b x
+refused "-b/--batch" bench latency "${m[@]}" -b ''
+refused "-t/--threads" bench latency "${m[@]}" -t -1
+refused "-n/--gen" bench latency "${m[@]}" -n 1
+refused "-d/--depth" bench latency "${m[@]}" -d 1e3
+refused "-r/--reps" bench latency "${m[@]}" -r 0
+refused "-w/--warmup" bench latency "${m[@]}" -w -1
+refused "--format" bench latency "${m[@]}" --format xml
+refused "--load-format" bench latency "${m[@]}" --load-format pickle
 refused "threads" bench membw 0
 refused "threads" bench membw -1
 refused "threads" bench membw 1,,2
