@@ -105,7 +105,9 @@ static void usage(FILE *f) {
                "      --device D        cuda | cpu (default: cuda when a device is present)\n"
                "      --tp N            tensor-parallel ranks (mpirun -np N for processes); the\n"
                "                        all-reduce time per forward is reported\n"
-               "      --cpu-matmul M    exact (default) | int8 | bf16 | int8,bf16 (llmrt --help)\n",
+               "      --cpu-matmul M    exact (default) | int8 | bf16 | int8,bf16 (llmrt --help)\n"
+               "      --enforce-eager   CUDA: decode without CUDA graphs (alias --no-cuda-graphs;\n"
+               "                        default: graphs), to compare the two\n",
             cli_default_model());
 }
 
@@ -127,6 +129,7 @@ int bench_latency_main(int argc, char **argv) {
         {"load-format", required_argument, 0, 'f'}, {"format", required_argument, 0, 'F'},
         {"device", required_argument, 0, 'D'}, {"tp", required_argument, 0, 'T'},
         {"cpu-matmul", required_argument, 0, 'M'},
+        {"enforce-eager", no_argument, 0, 'E'}, {"no-cuda-graphs", no_argument, 0, 'E'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int c;
     optind = 1;
@@ -154,6 +157,7 @@ int bench_latency_main(int argc, char **argv) {
         case 'M':
             if (cli_parse_cpu_matmul(optarg) < 0) return 2;
             break;
+        case 'E': cli_load.enforce_eager = true; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
