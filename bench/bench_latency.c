@@ -229,6 +229,7 @@ int bench_latency_main(int argc, char **argv) {
         free(ttft);
         free(tpot);
         free(e2e);
+        llmrt_model_get_info(model, &ctx.info); /* after the runs: the decode steps graphs ran */
         llmrt_model_destroy(model);
     }
     if (rc == 0) {
