@@ -14,7 +14,9 @@
  *   2. Kernel launches per decode layer: the graph of a one-sequence decode step of the same
  *      model with 1 and with 3 layers; (nodes(3) - nodes(1)) / 2 is the per-layer count, and the
  *      eager model's launch counter must give the same figure (printed; the number used by the
- *      issue's modelled decode time, bench/results/cuda_launches_per_layer.md).
+ *      issue's modelled decode time, bench/results/cuda_launches_per_layer.md), and the split-KV
+ *      count a Llama-2-7B layer gets per bucket on this device (a count > 1 adds the combine
+ *      kernel to its layer).
  * The decode split-KV count follows the bucket in both paths (decode_splits), which is what
  * makes 1 exact; the references for correctness against the CPU are test_cuda_backend's. */
 #include <stdlib.h>
@@ -23,6 +25,7 @@
 #include <unistd.h>
 
 #include "api/api_model.h" /* the public model: its rank's backend */
+#include "attention.h"     /* cuda/: the decode split count of a Llama-2-7B layer */
 #include "backend/cuda/cuda_backend.h"
 #include "llmrt_experimental.h"
 #include "model/model.h"
@@ -265,6 +268,44 @@ static void test_launches_per_layer(void) {
            (long long)(n3 - n1) / 2, (long long)(n1 - (n3 - n1) / 2), (long long)n1, (long long)n3);
 }
 
+/* The decode split count of a Llama-2-7B layer (32 KV heads of 128, a 4096-token capacity) for
+ * some buckets, as decode_splits asks attention.h: > 1 adds the combine kernel to a layer. */
+static void print_llama2_7b_splits(void) {
+    static int32_t buf[64] __attribute__((aligned(256))); /* never dereferenced: a count only */
+    char line[256] = "";
+    static const int32_t buckets[] = {1, 8, 32, 64};
+    for (size_t i = 0; i < sizeof buckets / sizeof buckets[0]; i++) {
+        llmrt_cuda_attn_args a = {.q = buf,
+                                  .out = buf,
+                                  .k_cache = buf,
+                                  .v_cache = buf,
+                                  .block_tables = buf,
+                                  .q_start = buf,
+                                  .q_len = buf,
+                                  .ctx_len = buf,
+                                  .seq_slot = buf,
+                                  .n_seqs = buckets[i],
+                                  .n_tokens = buckets[i],
+                                  .n_heads = 32,
+                                  .n_kv_heads = 32,
+                                  .head_dim = 128,
+                                  .block_size = 16,
+                                  .max_blocks = 256,
+                                  .max_ctx_len = 4096,
+                                  .scale = 0.08838834764f,
+                                  .dtype = LLMRT_CUDA_ATTN_F16,
+                                  .workspace = buf,
+                                  .workspace_bytes =
+                                      llmrt_cuda_attention_decode_workspace_bytes(64, 32, 128, 16)};
+        char err[256] = "";
+        int n = llmrt_cuda_attention_decode_num_splits(&a, err, sizeof err);
+        CHECK_MSG(n >= 1, "decode splits: %s", err);
+        size_t used = strlen(line);
+        snprintf(line + used, sizeof line - used, "%sbucket %d: %d", i ? ", " : "", buckets[i], n);
+    }
+    printf("Llama-2-7B layer decode splits (capacity 4096): %s\n", line);
+}
+
 int main(void) {
     if (llmrt_backend_cuda_device_count() == 0) {
         printf("SKIP: no CUDA device\n");
@@ -275,6 +316,7 @@ int main(void) {
     test_bit_exact(LLMRT_TEST_DATA_DIR "/tiny/llama_f16.gguf", false,
                    "tiny llama_f16.gguf (naive)");
     test_launches_per_layer();
+    print_llama2_7b_splits();
     char cfg[512];
     snprintf(cfg, sizeof cfg, "%s/config.json", g_dir);
     remove(cfg);
