@@ -1121,6 +1121,7 @@ static llmrt_status graph_logits(cuda_ctx *c, float *host, void *scratch, const 
         c->stats.graph_nodes = nodes;
     } else {
         c->graph_mode = GRAPH_OFF;
+        if (skip(c)) return check_state(c, err); /* failed before the step (not fingerprinted) */
         if (!c->graphs[slot].exec || c->graphs[slot].hash != c->graph_hash) {
             graphs_clear(c);
             return llmrt_err(err, LLMRT_ERR_INTERNAL,
