@@ -51,6 +51,10 @@ typedef struct llmrt_batch_plan {
      * backend's decode graphs; its activations then hold rows up to the padded batch size,
      * within the reservation) */
     bool           may_capture;
+    /* What the ops' buffers belong to (the forward's KV cache and workspace): a graph recorded
+     * under one key is never replayed under another; and the KV block size (slots' unit) */
+    const void    *capture_key;
+    int32_t        block_size;
 } llmrt_batch_plan;
 
 /* One projection's LoRA adapters, one per slot, as a backend holds them (lora_table_*): slot s

@@ -11,6 +11,8 @@
  *      captured and replayed graphs and rebuilt them after the reallocation, and the eager
  *      model must have run none. A replay with stale arguments (positions, lengths, tables),
  *      padding that leaks into a real row, or a missed rebuild changes the bits.
+ *   1b. Two KV caches of one model used in turn (each step of a bucket records the graph anew for
+ *      the other cache's buffers): still bit for bit, and no step fails.
  *   2. Kernel launches per decode layer: the graph of a one-sequence decode step of the same
  *      model with 1 and with 3 layers; (nodes(3) - nodes(1)) / 2 is the per-layer count, and the
  *      eager model's launch counter must give the same figure (printed; the number used by the
@@ -227,6 +229,37 @@ static void test_bit_exact(const char *path, bool random, const char *name) {
     llmrt_model_destroy(me);
 }
 
+/* 1b: two caches per model, decode steps alternating between them. */
+static void test_two_caches(const char *path) {
+    llmrt_model *mg = load(path, true, false), *me = load(path, true, true);
+    if (mg && me) {
+        seqs S[2];
+        for (int32_t c = 0; c < 2; c++)
+            for (int32_t s = 0; s < N_SEQ; s++)
+                for (int32_t b = 0; b < SEQ_BLK; b++)
+                    S[c].table[s][b] = s * SEQ_BLK + b;
+        llmrt_kv_cache *kg[2] = {make_kv(mg), make_kv(mg)}, *ke[2] = {make_kv(me), make_kv(me)};
+        bool ok = kg[0] && kg[1] && ke[0] && ke[1] && prefill(kg[0], ke[0], &S[0], 512) &&
+                  prefill(kg[1], ke[1], &S[1], 512);
+        int32_t ones[N_SEQ] = {1, 1, 1, 1, 1, 1}, order[N_SEQ] = {0, 1, 2, 3, 4, 5};
+        static const int32_t sizes[] = {3, 3, 2, 2, 3, 3};
+        for (size_t i = 0; ok && i < sizeof sizes / sizeof sizes[0]; i++)
+            ok = step(kg[i % 2], ke[i % 2], &S[i % 2], order, sizes[i], ones, 512,
+                      "two caches in turn");
+        llmrt_cuda_backend_stats st = stats_of(mg);
+        printf("two KV caches in turn: %s (%lld captures, %lld replays)\n",
+               ok ? "bit for bit" : "MISMATCH", (long long)st.graph_captures,
+               (long long)st.graph_replays);
+        CHECK(st.graph_captures == 6 && st.graph_replays == 0);
+        for (int32_t c = 0; c < 2; c++) {
+            llmrt_kv_cache_destroy(kg[c]);
+            llmrt_kv_cache_destroy(ke[c]);
+        }
+    }
+    llmrt_model_destroy(mg);
+    llmrt_model_destroy(me);
+}
+
 /* Launches of one decode step of one sequence: (graph nodes, eager launcher calls). */
 static void decode_launches(int n_layers, int64_t *nodes, int64_t *launches) {
     *nodes = *launches = -1;
@@ -313,6 +346,7 @@ int main(void) {
     }
     const char *path = write_config(2);
     if (path) test_bit_exact(path, true, "random hd64 (flash kernels)");
+    if (path) test_two_caches(path);
     test_bit_exact(LLMRT_TEST_DATA_DIR "/tiny/llama_f16.gguf", false,
                    "tiny llama_f16.gguf (naive)");
     test_launches_per_layer();

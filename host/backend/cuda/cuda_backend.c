@@ -132,9 +132,11 @@ typedef struct cuda_ctx {
     int32_t  graph_slot;       /* the current graph step's bucket index (bucket 2^slot)       */
     int32_t  graph_real;       /* the current graph step's tokens before padding              */
     uint64_t graph_hash;       /* fingerprint of the current step's ops so far                */
+    const void *graph_key;     /* the current graph step's plan->capture_key                  */
     struct {
-        void    *exec;  /* instantiated graph (cudaGraphExec_t) or NULL */
-        uint64_t hash;  /* fingerprint of the ops it recorded           */
+        void       *exec; /* instantiated graph (cudaGraphExec_t) or NULL        */
+        uint64_t    hash; /* fingerprint of the ops it recorded                  */
+        const void *key;  /* plan->capture_key of its step (the KV cache)        */
     } graphs[GRAPH_MAX_BUCKETS];
 
     llmrt_cuda_backend_stats stats;
@@ -965,10 +967,11 @@ static llmrt_status cuda_copy(llmrt_backend *be, void *dst, const void *src, uin
  * 1, 2, 4, 8, ... up to the reservation (reserve's max_tokens and max_outputs):
  *  - begin_batch (graph_plan) pads the batch to its bucket B: the plan arrays live at fixed
  *    offsets of the device plan buffer and are uploaded by the step's one async copy as always;
- *    the block tables are repacked at a fixed stride (reserve's max_blocks); a padding row reads
- *    the context of the batch's first sequence (valid blocks whatever the window), embeds token 0
- *    and writes no KV (slot -1: rope_kv.cu skips it); its rows are never downloaded. Every row's
- *    result depends on its own inputs only, so padding changes no real row.
+ *    the block tables are repacked at a fixed stride (reserve's max_blocks); a padding row embeds
+ *    token 0, attends to one key (an extra table row pointing at the block that holds the first
+ *    token's new KV, a live block whatever the window) and writes no KV (slot -1: rope_kv.cu
+ *    skips it); its rows are never downloaded. Every row's result depends on its own inputs
+ *    only, so padding changes no real row, and a padding row costs one key of attention.
  *  - The first step of a bucket captures the ops (stream capture: recorded, not run), the logits
  *    op ends the capture, instantiates the graph and launches it; later steps of the bucket
  *    replay it (the ops only check that they are the recorded ones: a fingerprint of every op
@@ -980,7 +983,8 @@ static llmrt_status cuda_copy(llmrt_backend *be, void *dst, const void *src, uin
  *    sequence in order, and every step with llmrt_cuda_options.enforce_eager.
  *  - Every graph is dropped (and captured again on the bucket's next step) when device memory is
  *    freed (the KV cache or a workspace reallocated: a graph holds their addresses) and when
- *    reserve sets new bounds. A capture that fails (a prohibited call during it) fails that step
+ *    reserve sets new bounds; a step of another KV cache (plan->capture_key) records its
+ *    bucket's graph anew (two caches used in turn re-capture every step: correct, not fast). A capture that fails (a prohibited call during it) fails that step
  *    and turns graphs off for the backend, with a warning.
  * The decode attention's split count follows the bucket in both paths (decode_splits), so replay
  * and eager decode agree to the bit. */
@@ -1048,7 +1052,8 @@ static int64_t graph_plan(cuda_ctx *c, const llmrt_batch_plan *plan, char *h) {
     int64_t B = (int64_t)1 << (slot < GRAPH_MAX_BUCKETS ? slot : 0), G = c->graph_stride;
     bool ok = c->graphs_on && plan->may_capture && !c->lora_active && plan->n_outputs == T &&
               slot < GRAPH_MAX_BUCKETS && B <= c->cap_tokens && B <= c->cap_outputs && G > 0 &&
-              plan->max_blocks <= G && (int64_t)plan->n_seqs * G <= c->cap_table;
+              plan->max_blocks <= G && (int64_t)(plan->n_seqs + 1) * G <= c->cap_table &&
+              plan->capture_key && plan->block_size > 0;
     for (int32_t t = 0; ok && t < T; t++) ok = plan->output_rows[t] == t;
     if (!ok) {
         c->stats.graph_eager++;
@@ -1060,22 +1065,28 @@ static int64_t graph_plan(cuda_ctx *c, const llmrt_batch_plan *plan, char *h) {
     int32_t *q_start = (int32_t *)(h + c->off_q_start), *q_len = (int32_t *)(h + c->off_q_len);
     int32_t *ctx_len = (int32_t *)(h + c->off_ctx_len), *seq_slot = (int32_t *)(h + c->off_seq_slot);
     int32_t *table = (int32_t *)(h + c->off_tables);
-    for (int64_t t = T; t < B; t++) { /* padding rows: the first sequence's context, no KV write */
-        slots[t]    = -1;
-        tokens[t]   = 0;
-        pos[t]      = pos[0];
-        seq_of[t]   = seq_of[0];
-        rows[t]     = (int32_t)t;
-        q_start[t]  = (int32_t)t;
-        q_len[t]    = 1;
-        ctx_len[t]  = ctx_len[0];
-        seq_slot[t] = seq_slot[0];
-    }
-    /* block tables at the fixed stride G (entries past a row's own are never read) */
-    memset(table, 0xff, (size_t)(plan->n_seqs * G) * 4);
+    /* block tables at the fixed stride G (entries past a row's own are never read), plus one
+     * row for the padding: its entry 0 is the block the first token's own KV went to (held by
+     * a running sequence, whatever the window) */
+    int32_t pad_row = plan->n_seqs;
+    memset(table, 0xff, (size_t)((int64_t)(pad_row + 1) * G) * 4);
     for (int32_t r = 0; r < plan->n_seqs; r++)
         memcpy(table + (int64_t)r * G, plan->block_tables + (int64_t)r * plan->max_blocks,
                (size_t)plan->max_blocks * 4);
+    table[(int64_t)pad_row * G] =
+        plan->block_tables[(int64_t)seq_slot[0] * plan->max_blocks + pos[0] / plan->block_size];
+    for (int64_t t = T; t < B; t++) { /* padding rows: one key (position 0 of the padding row),
+                                       * token 0, no KV write */
+        slots[t]    = -1;
+        tokens[t]   = 0;
+        pos[t]      = 0;
+        seq_of[t]   = pad_row;
+        rows[t]     = (int32_t)t;
+        q_start[t]  = (int32_t)t;
+        q_len[t]    = 1;
+        ctx_len[t]  = 1;
+        seq_slot[t] = pad_row;
+    }
     c->n_tokens   = (int32_t)B;
     c->n_outputs  = (int32_t)B;
     c->n_entries  = (int32_t)B;
@@ -1084,9 +1095,13 @@ static int64_t graph_plan(cuda_ctx *c, const llmrt_batch_plan *plan, char *h) {
     c->graph_real = T;
     c->graph_slot = slot;
     c->graph_hash = 0xcbf29ce484222325ULL;
-    c->graph_mode = c->graphs[slot].exec ? GRAPH_REPLAY : GRAPH_CAPTURE;
+    c->graph_key  = plan->capture_key;
+    /* another KV cache's graph is not replayed: this step records the bucket's graph anew */
+    c->graph_mode = c->graphs[slot].exec && c->graphs[slot].key == plan->capture_key
+                        ? GRAPH_REPLAY
+                        : GRAPH_CAPTURE;
     (void)graph_op(c, 0, NULL, NULL, NULL, B << 32 | G, 0);
-    return c->off_tables + (int64_t)plan->n_seqs * G * 4;
+    return c->off_tables + (int64_t)(pad_row + 1) * G * 4;
 }
 
 /* The logits op of a graph step: records the lm_head and instantiates the graph (capture), or
@@ -1115,8 +1130,10 @@ static llmrt_status graph_logits(cuda_ctx *c, float *host, void *scratch, const 
                       "run eagerly from now on: %s", llmrt_cuda_dev_message(c->dev));
             return fail(c, ce, err, "decode graph capture");
         }
+        llmrt_cuda_graph_destroy(c->dev, c->graphs[slot].exec); /* another cache's, if any */
         c->graphs[slot].exec = exec;
         c->graphs[slot].hash = c->graph_hash;
+        c->graphs[slot].key  = c->graph_key;
         c->stats.graph_captures++;
         c->stats.graph_nodes = nodes;
     } else {
