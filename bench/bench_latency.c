@@ -182,7 +182,9 @@ static void usage(FILE *f) {
                "      --device D        cuda | cpu (default: cuda when a device is present)\n"
                "      --tp N            tensor-parallel ranks (mpirun -np N for processes); the\n"
                "                        all-reduce time per forward is reported\n"
-               "      --cpu-matmul M    exact (default) | int8 | bf16 | int8,bf16 (llmrt --help)\n",
+               "      --cpu-matmul M    exact (default) | int8 | bf16 | int8,bf16 (llmrt --help)\n"
+               "      --enforce-eager   CUDA: decode without CUDA graphs (alias --no-cuda-graphs;\n"
+               "                        default: graphs), to compare the two\n",
             cli_default_model());
 }
 
@@ -292,6 +294,7 @@ int bench_latency_main(int argc, char **argv) {
         {"load-format", required_argument, 0, 'f'}, {"format", required_argument, 0, 'F'},
         {"device", required_argument, 0, 'D'}, {"tp", required_argument, 0, 'T'},
         {"cpu-matmul", required_argument, 0, 'M'},
+        {"enforce-eager", no_argument, 0, 'E'}, {"no-cuda-graphs", no_argument, 0, 'E'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int c;
     optind = 1;
@@ -324,6 +327,7 @@ int bench_latency_main(int argc, char **argv) {
         case 'D': bad = cli_parse_device(optarg) < 0 ? -1 : 0; break;
         case 'T': bad = cli_parse_tp(optarg) < 0 ? -1 : 0; break;
         case 'M': bad = cli_parse_cpu_matmul(optarg) < 0 ? -1 : 0; break;
+        case 'E': cli_load.enforce_eager = true; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -382,6 +386,7 @@ int bench_latency_main(int argc, char **argv) {
                 /* a failing case (e.g. its KV cache does not fit) is reported; the rest run */
                 if (measure_case(model, &ctx, warmup, reps, row) != 0) failed++;
             }
+        llmrt_model_get_info(model, &ctx.info); /* after the runs: the decode steps graphs ran */
         llmrt_model_destroy(model);
     }
     if (rc == 0) {

@@ -151,6 +151,9 @@ void bench_context_print(FILE *f, const bench_context *c) {
             c->engine.block_size, c->engine.policy == LLMRT_KV_RESERVE ? "reserve" : "preempt",
             c->engine.prefix_caching ? "on" : "off", c->engine.max_batched_tokens,
             c->engine.max_seqs);
+    fprintf(f, "# decode steps: %s, %lld of them run from a graph\n",
+            c->info.cuda_graphs ? "CUDA graphs (one per batch bucket)" : "eager (not CUDA, or --enforce-eager)",
+            (long long)c->info.cuda_graph_replays);
     fprintf(f, "# KV cache: %.0f bytes per token (%d-byte K and V elements, all layers)\n",
             bench_kv_bytes_per_token(&c->info), c->info.kv_elem_bytes);
     fprintf(f, "# roofline reference, %s: bandwidth %.2f GB/s, %.1f GFLOP/s\n", c->peak_source,

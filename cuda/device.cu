@@ -287,6 +287,45 @@ llmrt_cuda_status llmrt_cuda_gemm(llmrt_cuda_dev *d, void *out, llmrt_cuda_dtype
                                                                                 : LLMRT_CUDA_ERR_FAILED;
 }
 
+// ---- CUDA graphs of the device's stream ----
+// Thread-local mode: a prohibited call of this thread (a synchronisation, an allocation) during
+// the capture invalidates it, while other threads (another model's loader) are not affected.
+llmrt_cuda_status llmrt_cuda_capture_begin(llmrt_cuda_dev *d) {
+  bind(d);
+  cudaError_t e = cudaStreamBeginCapture(d->stream, cudaStreamCaptureModeThreadLocal);
+  return e == cudaSuccess ? LLMRT_CUDA_OK : fail(d, e, "cudaStreamBeginCapture");
+}
+
+llmrt_cuda_status llmrt_cuda_capture_end(llmrt_cuda_dev *d, void **graph, int64_t *n_nodes) {
+  *graph = nullptr;
+  *n_nodes = 0;
+  bind(d);
+  cudaGraph_t g = nullptr;
+  cudaError_t e = cudaStreamEndCapture(d->stream, &g);
+  if (e != cudaSuccess) return fail(d, e, "cudaStreamEndCapture");
+  size_t n = 0;
+  cudaGraphExec_t x = nullptr;
+  e = cudaGraphGetNodes(g, nullptr, &n);
+  if (e == cudaSuccess) e = cudaGraphInstantiate(&x, g, 0);
+  (void)cudaGraphDestroy(g);  // the executable graph does not need it
+  if (e != cudaSuccess) return fail(d, e, "cudaGraphInstantiate");
+  *graph = (void *)x;
+  *n_nodes = (int64_t)n;
+  return LLMRT_CUDA_OK;
+}
+
+llmrt_cuda_status llmrt_cuda_graph_launch(llmrt_cuda_dev *d, void *graph) {
+  bind(d);
+  cudaError_t e = cudaGraphLaunch((cudaGraphExec_t)graph, d->stream);
+  return e == cudaSuccess ? LLMRT_CUDA_OK : fail(d, e, "cudaGraphLaunch");
+}
+
+void llmrt_cuda_graph_destroy(llmrt_cuda_dev *d, void *graph) {
+  if (!graph) return;
+  bind(d);
+  if (cudaGraphExecDestroy((cudaGraphExec_t)graph) != cudaSuccess) (void)cudaGetLastError();
+}
+
 llmrt_cuda_status llmrt_cuda_inject_fault(llmrt_cuda_dev *d) {
   bind(d);
   int *bad = reinterpret_cast<int *>(static_cast<uintptr_t>(0x10));  // no allocation owns it

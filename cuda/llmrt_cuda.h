@@ -91,6 +91,17 @@ llmrt_cuda_status llmrt_cuda_gemm(llmrt_cuda_dev *d, void *out, llmrt_cuda_dtype
                                   const void *x, const void *w, llmrt_cuda_dtype in, int64_t rows,
                                   int64_t N, int64_t K);
 
+/* CUDA graphs of the device's stream (the backend's decode steps). capture_begin starts a
+ * thread-local stream capture: the launchers, GEMMs and async copies enqueued on the stream until
+ * capture_end are recorded, not run; a synchronisation or allocation by this thread meanwhile
+ * invalidates the capture, and capture_end then fails (LLMRT_CUDA_ERR_FAILED, message set).
+ * capture_end instantiates the graph: *graph (a cudaGraphExec_t) and its node count. A launch
+ * replays the nodes with the kernel arguments of the capture and the memory of the replay. */
+llmrt_cuda_status llmrt_cuda_capture_begin(llmrt_cuda_dev *d);
+llmrt_cuda_status llmrt_cuda_capture_end(llmrt_cuda_dev *d, void **graph, int64_t *n_nodes);
+llmrt_cuda_status llmrt_cuda_graph_launch(llmrt_cuda_dev *d, void *graph);
+void              llmrt_cuda_graph_destroy(llmrt_cuda_dev *d, void *graph); /* NULL: no-op */
+
 /* Test hook: launches a kernel that writes through an address no allocation owns (a real
  * out-of-bounds access) and waits for it: returns LLMRT_CUDA_ERR_STICKY (the context is dead). */
 llmrt_cuda_status llmrt_cuda_inject_fault(llmrt_cuda_dev *d);
@@ -127,7 +138,8 @@ int llmrt_cuda_add_bias(void *stream, void *out, llmrt_cuda_dtype t, const float
 /* rope_kv.cu: for each token t < T at position positions[t] writing KV slot slots[t]:
  * rotates q[t, Hq*hd] and k[t, Hkv*hd] in place (HF rotate-half: pairs (i, i + hd/2),
  * angle = (float)position * inv_freq[i] in fp32, cos/sin by sincosf), then writes the rotated
- * k and v[t, Hkv*hd] into k_cache / v_cache [n_slots, Hkv*hd] at row slots[t].
+ * k and v[t, Hkv*hd] into k_cache / v_cache [n_slots, Hkv*hd] at row slots[t] (slots[t] < 0:
+ * no cache write, the padding rows of a decode graph).
  * q, k, v and the caches have dtype t (F16, BF16 or F32); inv_freq fp32 [hd/2]; hd even. */
 int llmrt_cuda_rope_kv(void *stream, llmrt_cuda_dtype t, void *q, void *k, const void *v,
                        void *k_cache, void *v_cache, const int32_t *positions,

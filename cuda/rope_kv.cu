@@ -14,7 +14,8 @@ __global__ void rope_kv_kernel(T *q,                     // [T, Hq*hd]   rotated
                                T *k_cache,               // [n_slots, Hkv*hd]
                                T *v_cache,               // [n_slots, Hkv*hd]
                                const int32_t *positions,  // [T]
-                               const int64_t *slots,      // [T] cache row of each token
+                               const int64_t *slots,      // [T] cache row of each token; < 0: no
+                                                          // cache write (a decode graph's padding row)
                                const float *inv_freq,     // [hd/2]
                                int32_t Hq, int32_t Hkv, int32_t hd) {
   const int64_t t = blockIdx.x;
@@ -33,12 +34,13 @@ __global__ void rope_kv_kernel(T *q,                     // [T, Hq*hd]   rotated
     const T y1 = llmrt_from_f32<T>(x1 * cs - x2 * sn), y2 = llmrt_from_f32<T>(x2 * cs + x1 * sn);
     base[j] = y1;
     base[j + hh] = y2;
-    if (!is_q) {
+    if (!is_q && slot >= 0) {
       T *kc = k_cache + slot * kw + (int64_t)(head - Hq) * hd;
       kc[j] = y1;
       kc[j + hh] = y2;
     }
   }
+  if (slot < 0) return;
   for (int64_t i = threadIdx.x; i < kw; i += blockDim.x) v_cache[slot * kw + i] = v[t * kw + i];
 }
 

@@ -197,6 +197,11 @@ typedef struct llmrt_model_params {
     const char *const *lora_paths;
     const float       *lora_scales;
     int32_t            n_loras;
+    /* CUDA: run every decode step eagerly, one launch per kernel (vLLM's enforce_eager). Default
+     * false: a decode-only step runs as one CUDA graph of the whole forward per batch-size bucket
+     * (1, 2, 4, ...; the batch padded up to it), captured on the bucket's first step. Ignored on
+     * the CPU. */
+    bool               enforce_eager;
 } llmrt_model_params;
 
 LLMRT_API llmrt_model_params llmrt_model_default_params(void);
@@ -243,6 +248,11 @@ typedef struct llmrt_model_info {
     int32_t  n_lora_merged;           /* adapters of lora_paths folded into the weights       */
     int32_t  n_lora_unmerged;         /* adapters of lora_paths kept unmerged (a quantised
                                          base): applied per token by an engine of the model   */
+    bool     cuda_graphs;             /* decode steps run as CUDA graphs (a CUDA model without
+                                         enforce_eager or tensor parallel, and no capture has
+                                         failed); false on the CPU                            */
+    int64_t  cuda_graph_replays;      /* decode steps run by a graph so far (captures
+                                         included)                                            */
 } llmrt_model_info;
 
 /* Fills `info` (whose struct_size the caller sets). */

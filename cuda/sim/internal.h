@@ -10,6 +10,8 @@
 #include <functional>
 #include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 namespace cusim {
 
@@ -48,6 +50,35 @@ uint64_t enqueue(Lock &lk, Stream *s, std::function<void(Lock &)> fn);
 void flush(Lock &lk, Stream *s, uint64_t upto);
 uint64_t stream_enqueued(const Stream *s);
 uint64_t stream_executed(const Stream *s);
+
+// ---- stream capture (runtime.cpp hooks, graph.cpp API) ----
+// A capture sequence on one stream: while it is active, enqueue() appends the stream's operations
+// here instead of running them; cudaStreamEndCapture turns them into a graph.
+struct Capture {
+  Stream *s = nullptr;
+  cudaStreamCaptureMode mode = cudaStreamCaptureModeGlobal;
+  std::thread::id owner;  // the thread that began it
+  unsigned long long id = 0;
+  bool invalid = false;   // a prohibited call invalidated it: cudaStreamEndCapture fails
+  std::string why;        // what invalidated it
+  std::vector<std::function<void(Lock &)>> nodes;  // in stream order
+};
+Capture *stream_capture(const Stream *s);  // the stream's active capture, or nullptr
+void set_stream_capture(Stream *s, Capture *c);
+// Marks `c` invalid (first reason wins) and reports it.
+void invalidate_capture(Capture *c, const std::string &why);
+// For a stream-ordered call on `s`: cudaErrorStreamCaptureInvalidated if s's capture was
+// invalidated; cudaErrorStreamCaptureImplicit (invalidating the captures concerned) if s is the
+// legacy default stream while a blocking stream of its device captures; else cudaSuccess.
+cudaError_t capture_gate(Lock &lk, Stream *s, const char *api);
+// For a "potentially unsafe" call (cudaMalloc, cudaFree, synchronous copies...): prohibited when
+// this thread captures in a mode other than relaxed, or (in this thread's global mode) another
+// thread captures in global mode, as cudaThreadExchangeStreamCaptureMode documents. Then the
+// capture is invalidated and cudaErrorStreamCaptureUnsupported returned.
+cudaError_t unsafe_call(Lock &lk, const char *api);
+// For a synchronisation that waits for `s` (or every stream of its device when s is the device's
+// default stream and `whole_device`): waiting for a capturing stream is never allowed.
+cudaError_t sync_gate(Lock &lk, Stream *s, bool whole_device, const char *api);
 
 }  // namespace cusim
 

@@ -231,6 +231,8 @@ ncclResult_t post(CollKind kind, const void *send, void *recv, size_t count, ncc
   if (!s) return bad(api, "invalid stream", ncclInvalidArgument);
   if (cusim::stream_device(s) != comm->device)
     return bad(api, fmt("stream of device %d used with a communicator of device %d", cusim::stream_device(s), comm->device));
+  if (cusim::stream_capture(s))  // NCCL can be captured on hardware; cusim's rendezvous cannot be replayed
+    return bad(api, "a collective inside a stream capture is not simulated", ncclInvalidUsage);
   uint64_t seq = comm->next_seq++;
   std::shared_ptr<Coll> &c = q.colls[seq];
   if (!c) {

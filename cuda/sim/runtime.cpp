@@ -25,6 +25,7 @@ struct Stream {
   uint64_t enqueued = 0, executed = 0;
   bool busy = false;
   std::thread::id owner;
+  Capture *cap = nullptr;  // the active stream capture (graph.cpp), or none
 };
 
 namespace {
@@ -33,6 +34,7 @@ struct Event {
   Stream *s = nullptr;
   uint64_t pos = 0, gen = 0;  // gen: which cudaEventRecord the pending timestamp belongs to
   bool timing = true;
+  bool captured = false;      // last recorded inside a stream capture (a graph node, not a time)
   double t_ms = -1;
 };
 
@@ -68,6 +70,7 @@ std::once_flag g_once;
 
 thread_local int t_dev = 0;
 thread_local cudaError_t t_last = cudaSuccess;
+thread_local cudaStreamCaptureMode t_capture_mode = cudaStreamCaptureModeGlobal;  // this thread's
 
 std::mutex g_report_mu;
 std::string g_last_message;
@@ -235,7 +238,16 @@ cudaError_t check_copy(const char *api, void *dst, const void *src, size_t n, cu
 cudaError_t copy_async(Lock &lk, const char *api, void *dst, const void *src, size_t n, cudaMemcpyKind kind,
                        Stream *s, bool sync) {
   if (cudaError_t e = check_copy(api, dst, src, n, kind)) return e;
+  if (cudaError_t e = capture_gate(lk, s, api)) return ret(e);
   if (n == 0) return cudaSuccess;
+  // A graph replays a copy from its pointers, so cusim's staging of pageable sources (and the
+  // synchronous completion into pageable destinations) cannot be part of one: capture copies
+  // between device and pinned memory only.
+  if (s->cap && (mem_kind(src, n) == MEM_NONE || mem_kind(dst, n) == MEM_NONE)) {
+    invalidate_capture(s->cap, fmt("%s of %zu bytes from/to pageable host memory during stream capture", api, n));
+    return api_fail(cudaErrorStreamCaptureUnsupported, api,
+                    "pageable host memory in a stream capture (use pinned memory: cudaMallocHost)");
+  }
   std::shared_ptr<std::vector<unsigned char>> staged;
   if (mem_kind(src, n) == MEM_NONE) {
     staged = std::make_shared<std::vector<unsigned char>>((const unsigned char *)src, (const unsigned char *)src + n);
@@ -256,6 +268,7 @@ cudaError_t copy_async(Lock &lk, const char *api, void *dst, const void *src, si
 cudaError_t memset_async(const char *api, void *p, int v, size_t n, Stream *s, Lock &lk) {
   if (n && mem_kind(p, n) != MEM_DEVICE)
     return api_fail(cudaErrorInvalidValue, api, "[%p, +%zu) is not device memory (%s)", p, n, mem_describe(p, n).c_str());
+  if (cudaError_t e = capture_gate(lk, s, api)) return ret(e);
   int dev = s->device;
   enqueue(lk, s, [p, v, n, dev](Lock &) {
     if (!R.devs[(size_t)dev].sticky) memset(p, v, n);
@@ -360,6 +373,10 @@ Stream *get_stream(cudaStream_t h, cudaError_t *err) {
 }
 
 uint64_t enqueue(Lock &lk, Stream *s, std::function<void(Lock &)> fn) {
+  if (s->cap) {  // recorded into the capture's graph, not run (dropped once it is invalid)
+    if (!s->cap->invalid) s->cap->nodes.push_back(std::move(fn));
+    return s->enqueued;
+  }
   Device &d = R.devs[(size_t)s->device];
   auto wait_on = [s](Stream *t) {
     uint64_t pos = t->enqueued;
@@ -402,6 +419,67 @@ void flush(Lock &lk, Stream *s, uint64_t upto) {
   }
 }
 
+// ---- stream capture: the rules of cudaStreamBeginCapture / cudaThreadExchangeStreamCaptureMode ----
+Capture *stream_capture(const Stream *s) { return s->cap; }
+void set_stream_capture(Stream *s, Capture *c) { s->cap = c; }
+
+void invalidate_capture(Capture *c, const std::string &why) {
+  if (c->invalid) return;
+  c->invalid = true;
+  c->why = why;
+  c->nodes.clear();
+  report(fmt("stream capture %llu on stream %p invalidated: %s", c->id, (void *)c->s, why.c_str()));
+}
+
+cudaError_t capture_gate(Lock &, Stream *s, const char *api) {
+  if (s->cap && s->cap->invalid) return cudaErrorStreamCaptureInvalidated;
+  if (s->is_default) {  // the legacy stream would wait for (and be waited on by) blocking streams
+    bool hit = false;
+    for (Stream *t : R.devs[(size_t)s->device].streams)
+      if (t->cap && t->blocking) {
+        invalidate_capture(t->cap, fmt("%s on the legacy default stream: an implicit dependency on the capture", api));
+        hit = true;
+      }
+    if (hit) {
+      report(fmt("%s: the legacy default stream while a blocking stream captures (cudaErrorStreamCaptureImplicit)", api));
+      return cudaErrorStreamCaptureImplicit;
+    }
+  }
+  return cudaSuccess;
+}
+
+cudaError_t unsafe_call(Lock &, const char *api) {
+  const std::thread::id me = std::this_thread::get_id();
+  bool hit = false;
+  for (Stream *t : R.streams) {
+    Capture *c = t->cap;
+    if (!c) continue;
+    bool mine = c->owner == me && c->mode != cudaStreamCaptureModeRelaxed &&
+                t_capture_mode != cudaStreamCaptureModeRelaxed;
+    bool other_global = c->owner != me && c->mode == cudaStreamCaptureModeGlobal &&
+                        t_capture_mode == cudaStreamCaptureModeGlobal;
+    if (mine || other_global) {
+      invalidate_capture(c, fmt("%s, a potentially unsafe call, during the capture", api));
+      hit = true;
+    }
+  }
+  if (!hit) return cudaSuccess;
+  report(fmt("%s: not permitted while a stream captures (cudaErrorStreamCaptureUnsupported)", api));
+  return cudaErrorStreamCaptureUnsupported;
+}
+
+cudaError_t sync_gate(Lock &, Stream *s, bool whole_device, const char *api) {
+  bool hit = false;
+  for (Stream *t : R.devs[(size_t)s->device].streams)
+    if (t->cap && (t == s || whole_device)) {
+      invalidate_capture(t->cap, fmt("%s waits for a capturing stream", api));
+      hit = true;
+    }
+  if (!hit) return cudaSuccess;
+  report(fmt("%s: cannot wait for a stream that is capturing (cudaErrorStreamCaptureUnsupported)", api));
+  return cudaErrorStreamCaptureUnsupported;
+}
+
 cudaError_t submit_launch(LaunchSpec &spec) {
   struct Guard {  // frees the closure unless the launch is enqueued
     LaunchSpec *s;
@@ -440,6 +518,7 @@ cudaError_t submit_launch(LaunchSpec &spec) {
   if (s->device != t_dev)
     return api_fail(cudaErrorInvalidResourceHandle, site.c_str(), "stream belongs to device %d, current device is %d",
                     s->device, t_dev);
+  if (cudaError_t ge = capture_gate(lk, s, site.c_str())) return ret(ge);
   if (R.check_args)
     for (int i = 0; i < spec.nptr; i++) {
       const void *p = spec.ptr_args[i];
@@ -480,6 +559,15 @@ const char *cusim_last_error_message(void) {
 }
 
 }  // extern "C"
+
+cudaError_t cudaThreadExchangeStreamCaptureMode(cudaStreamCaptureMode *mode) {
+  if (!mode || (*mode != cudaStreamCaptureModeGlobal && *mode != cudaStreamCaptureModeThreadLocal &&
+                *mode != cudaStreamCaptureModeRelaxed))
+    return api_fail(cudaErrorInvalidValue, "cudaThreadExchangeStreamCaptureMode", "mode %d is not a capture mode",
+                    mode ? (int)*mode : -1);
+  std::swap(*mode, t_capture_mode);
+  return cudaSuccess;
+}
 
 // ---- devices ----
 cudaError_t cudaGetDeviceCount(int *count) {
@@ -558,6 +646,7 @@ cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total) {
 
 cudaError_t cudaDeviceSynchronize(void) {
   CUR_DEVICE(d);
+  if (cudaError_t e = sync_gate(lk, d->def, true, "cudaDeviceSynchronize")) return ret(e);
   flush_device(lk, *d);
   return ret(d->sticky);
 }
@@ -662,6 +751,14 @@ cudaError_t cudaPeekAtLastError(void) {
   X(cudaErrorIllegalInstruction, "an illegal instruction was encountered")                         \
   X(cudaErrorInvalidDeviceFunction, "invalid device function")                                     \
   X(cudaErrorNotSupported, "operation not supported")                                              \
+  X(cudaErrorIllegalState, "operation not permitted in current state")                             \
+  X(cudaErrorStreamCaptureUnsupported, "operation not permitted when stream is capturing")         \
+  X(cudaErrorStreamCaptureInvalidated, "operation failed due to a previous error during capture")  \
+  X(cudaErrorStreamCaptureUnmatched, "capture was not initiated in this stream")                   \
+  X(cudaErrorStreamCaptureIsolation, "dependency created on uncaptured work in another stream")    \
+  X(cudaErrorStreamCaptureImplicit, "operation would make the legacy stream depend on a capturing blocking stream") \
+  X(cudaErrorCapturedEvent, "operation not permitted on an event last recorded in a capturing stream") \
+  X(cudaErrorStreamCaptureWrongThread, "attempt to terminate a thread-local capture sequence from another thread") \
   X(cudaErrorUnknown, "unknown error")
 
 const char *cudaGetErrorString(cudaError_t e) {
@@ -682,6 +779,7 @@ const char *cudaGetErrorName(cudaError_t e) {
 static cudaError_t alloc_common(void **p, size_t size, int kind, const char *api) {
   CUR_DEVICE(d);
   if (!p) return ret(cudaErrorInvalidValue);
+  if (cudaError_t e = unsafe_call(lk, api)) return ret(e);
   if (kind == MEM_DEVICE && size > d->total - d->used) {
     *p = nullptr;
     return api_fail(cudaErrorMemoryAllocation, api, "%zu bytes requested, %zu of %zu free on device %d (CUSIM_MEM_BYTES)",
@@ -702,6 +800,7 @@ static cudaError_t alloc_common(void **p, size_t size, int kind, const char *api
 static cudaError_t free_common(void *p, int kind, const char *api) {
   CUR_DEVICE(d);
   if (!p) return cudaSuccess;
+  if (cudaError_t e = unsafe_call(lk, api)) return ret(e);
   auto it = R.allocs.find((uintptr_t)p);
   if (it == R.allocs.end() || it->second.kind != kind || !it->second.owned)
     return api_fail(cudaErrorInvalidValue, api, "%p is not the start of a live %s allocation (%s)", p,
@@ -775,6 +874,7 @@ cudaError_t cudaPointerGetAttributes(cudaPointerAttributes *a, const void *p) {
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind kind) {
   CUR_DEVICE(d);
   // on the legacy default stream; returns when the data is where the caller can use it
+  if (cudaError_t e = unsafe_call(lk, "cudaMemcpy")) return ret(e);
   return copy_async(lk, "cudaMemcpy", dst, src, n, kind, d->def, true);
 }
 
@@ -826,6 +926,11 @@ cudaError_t cudaMemcpyToSymbolAsync(const void *symbol, const void *src, size_t 
   cudaError_t e;
   Stream *s = get_stream(stream, &e);
   if (!s) return ret(e);
+  if (cudaError_t ge = capture_gate(lk, s, "cudaMemcpyToSymbolAsync")) return ret(ge);
+  if (s->cap) {  // staged from pageable memory: see copy_async
+    invalidate_capture(s->cap, "cudaMemcpyToSymbolAsync during stream capture");
+    return api_fail(cudaErrorStreamCaptureUnsupported, "cudaMemcpyToSymbolAsync", "not simulated inside a capture");
+  }
   auto staged = std::make_shared<std::vector<unsigned char>>((const unsigned char *)src, (const unsigned char *)src + n);
   void *dst = (char *)const_cast<void *>(symbol) + off;
   enqueue(lk, s, [dst, staged](Lock &) { memcpy(dst, staged->data(), staged->size()); });
@@ -876,6 +981,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   cudaError_t e;
   Stream *s = get_stream(stream, &e);
   if (!s) return ret(e);
+  if (cudaError_t ge = sync_gate(lk, s, false, "cudaStreamSynchronize")) return ret(ge);
   flush(lk, s, s->enqueued);
   return ret(R.devs[(size_t)s->device].sticky);
 }
@@ -906,6 +1012,7 @@ cudaError_t cudaLaunchHostFunc(cudaStream_t stream, cudaHostFn_t fn, void *user)
   cudaError_t e;
   Stream *s = get_stream(stream, &e);
   if (!s) return ret(e);
+  if (cudaError_t ge = capture_gate(lk, s, "cudaLaunchHostFunc")) return ret(ge);
   enqueue(lk, s, [fn, user](Lock &l) {
     l.unlock();  // the callback may not call CUDA, but it may take the caller's locks
     fn(user);
@@ -942,9 +1049,12 @@ cudaError_t cudaEventRecord(cudaEvent_t ev, cudaStream_t stream) {
   cudaError_t err;
   Stream *s = get_stream(stream, &err);
   if (!s) return ret(err);
+  if (cudaError_t ge = capture_gate(lk, s, "cudaEventRecord")) return ret(ge);
   e->s = s;
   e->t_ms = -1;
   uint64_t gen = ++e->gen;
+  e->captured = s->cap != nullptr;
+  if (e->captured) return cudaSuccess;  // an event-record node: no time, never waited on from outside
   e->pos = enqueue(lk, s, [e, gen](Lock &) {
     if (R.events.count(e) && e->gen == gen) e->t_ms = now_ms();
   });
@@ -956,6 +1066,8 @@ cudaError_t cudaEventSynchronize(cudaEvent_t ev) {
   Lock lk(R.mu);
   Event *e = get_event(ev);
   if (!e) return api_fail(cudaErrorInvalidResourceHandle, "cudaEventSynchronize", "%p is not a live event", (void *)ev);
+  if (e->captured)
+    return api_fail(cudaErrorCapturedEvent, "cudaEventSynchronize", "the event was last recorded inside a stream capture");
   if (!e->s) return cudaSuccess;
   flush(lk, e->s, e->pos);
   return ret(R.devs[(size_t)e->s->device].sticky);
@@ -969,6 +1081,8 @@ cudaError_t cudaEventQuery(cudaEvent_t ev) {
     init();
     Lock lk(R.mu);
     Event *e = get_event(ev);
+    if (e && e->captured)
+      return api_fail(cudaErrorCapturedEvent, "cudaEventQuery", "the event was last recorded inside a stream capture");
     if (e && e->s && e->s->executed < e->pos && e->s->busy && e->s->owner != std::this_thread::get_id())
       return cudaErrorNotReady;
   }
@@ -992,6 +1106,16 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t ev, unsigned in
   cudaError_t err;
   Stream *s = get_stream(stream, &err);
   if (!s) return ret(err);
+  if (cudaError_t ge = capture_gate(lk, s, "cudaStreamWaitEvent")) return ret(ge);
+  if (e->captured && e->s != s)  // CUDA forks the capture into `s`; cusim captures one stream
+    return api_fail(cudaErrorStreamCaptureUnsupported, "cudaStreamWaitEvent",
+                    "a wait on an event recorded in another stream's capture (cross-stream capture is not simulated)");
+  if (e->captured) return cudaSuccess;  // in-stream order already holds
+  if (s->cap && e->s) {
+    invalidate_capture(s->cap, "cudaStreamWaitEvent on an event recorded outside the capture");
+    return api_fail(cudaErrorStreamCaptureIsolation, "cudaStreamWaitEvent",
+                    "a capturing stream cannot wait for an event recorded outside its capture");
+  }
   if (!e->s) return cudaSuccess;  // never recorded: nothing to wait for
   Stream *t = e->s;
   uint64_t pos = e->pos;

@@ -100,8 +100,11 @@ llmrt_status llmrt_model_get_info(const llmrt_model *model, llmrt_model_info *in
     snprintf(full.device_name, sizeof full.device_name, "cpu");
 #ifdef LLMRT_HAVE_CUDA
     llmrt_cuda_backend_stats cuda_stats;
-    if (llmrt_backend_cuda_stats(m->be, &cuda_stats))
+    if (llmrt_backend_cuda_stats(m->be, &cuda_stats)) {
         snprintf(full.device_name, sizeof full.device_name, "%.63s", cuda_stats.device_name);
+        full.cuda_graphs        = cuda_stats.graphs_on && ex->tp_size <= 1;
+        full.cuda_graph_replays = cuda_stats.graph_replays + cuda_stats.graph_captures;
+    }
 #endif
     full.kv_elem_bytes = m->be->act_bytes;
     full.tp_size       = ex->tp_size;

@@ -46,6 +46,15 @@ typedef struct llmrt_batch_plan {
      * asked for; both NULL when no token of the batch has an adapter */
     const int32_t *lora_slot;   /* [T] */
     const float   *lora_scale;  /* [T] */
+    /* The forward runs no host work between this batch's ops (no collectives of a group), so a
+     * backend may record them into a CUDA graph and run them at the logits op (the CUDA
+     * backend's decode graphs; its activations then hold rows up to the padded batch size,
+     * within the reservation) */
+    bool           may_capture;
+    /* What the ops' buffers belong to (the forward's KV cache and workspace): a graph recorded
+     * under one key is never replayed under another; and the KV block size (slots' unit) */
+    const void    *capture_key;
+    int32_t        block_size;
 } llmrt_batch_plan;
 
 /* One projection's LoRA adapters, one per slot, as a backend holds them (lora_table_*): slot s
@@ -177,7 +186,10 @@ typedef struct llmrt_backend_ops {
      * to max_tokens tokens, max_outputs output rows and max_seqs sequences of at most
      * max_blocks blocks, so that begin_batch allocates nothing for batches within these bounds.
      * Called by the KV cache at creation and whenever a batch outgrows the reservation (never
-     * by a decode-only step: its batch is never larger than the step before it). */
+     * by a decode-only step: its batch is never larger than the step before it). The
+     * activation buffers the forward passes to the ops hold max_tokens rows (max_outputs for
+     * the output rows and logits), whatever the batch: a backend may compute padding rows in
+     * them. */
     llmrt_status (*reserve)(llmrt_backend *be, int64_t max_tokens, int64_t max_outputs,
                             int64_t max_seqs, int64_t max_blocks, const llmrt_attn_shape *shape,
                             llmrt_error *err);

@@ -59,6 +59,8 @@ typedef struct cli_load_opts {
     int  cpu_matmul;       /* --cpu-matmul exact|int8 */
     bool no_fallback;      /* --no-fallback: a weight the backend cannot run fails the load
                             * (default: dequantise it, with a warning) */
+    bool enforce_eager;    /* --enforce-eager / --no-cuda-graphs: CUDA decode steps without
+                            * graphs (llmrt_model_params.enforce_eager) */
     int  log_level;        /* --verbose: LLMRT_LOG_DEBUG; default LLMRT_LOG_WARN */
     /* --lora PATH[:SCALE] (repeatable): adapters folded into the weights at load
      * (llmrt_model_params.lora_paths), or kept unmerged on a quantised base */

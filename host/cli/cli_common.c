@@ -174,6 +174,7 @@ static int apply_env(llmrt_model_params *p) {
         if (end != v && *end == '\0' && us >= 0 && us <= 10000000) p->tp_spin_us = (int32_t)us;
     }
     p->allow_fallback = !cli_load.no_fallback;
+    p->enforce_eager  = cli_load.enforce_eager;
     if (cli_load.n_loras > 0) {
         p->lora_paths  = cli_load.lora_paths;
         p->lora_scales = cli_load.lora_scales;

@@ -17,6 +17,7 @@ enum {
     OPT_IGNORE_EOS, OPT_CHAT_TEMPLATE, OPT_MIN_TOKENS, OPT_DEVICE, OPT_TP, OPT_DEQUANTIZE,
     OPT_CUDA_DTYPE, OPT_CPU_ISA, OPT_NO_FALLBACK, OPT_VERBOSE, OPT_CPU_MATMUL, OPT_LORA,
     OPT_LORA_MODULE, OPT_MAX_LORAS, OPT_MAX_LORA_BYTES, OPT_LORA_NAME, OPT_LORA_SCALE,
+    OPT_ENFORCE_EAGER,
 };
 
 static int lora_unsupported(const char *opt);
@@ -52,6 +53,8 @@ const struct option cli_common_options[] = {
     {"cpu-isa", required_argument, 0, OPT_CPU_ISA},
     {"cpu-matmul", required_argument, 0, OPT_CPU_MATMUL},
     {"no-fallback", no_argument, 0, OPT_NO_FALLBACK},
+    {"enforce-eager", no_argument, 0, OPT_ENFORCE_EAGER},
+    {"no-cuda-graphs", no_argument, 0, OPT_ENFORCE_EAGER},
     {"verbose", no_argument, 0, OPT_VERBOSE},
     {"kv-tokens", required_argument, 0, OPT_KV_TOKENS},
     {"block-size", required_argument, 0, OPT_BLOCK_SIZE},
@@ -124,6 +127,8 @@ void cli_common_usage(FILE *f) {
             "      --dequantize            dequantize 4-bit/8-bit weights at load ($LLMRT_NO_Q4=1)\n"
             "      --no-fallback           fail when the backend cannot run a weight as stored\n"
             "                              (default: dequantize it at load, with a warning)\n"
+            "      --enforce-eager         CUDA: decode without CUDA graphs (alias\n"
+            "                              --no-cuda-graphs; default: one graph per batch bucket)\n"
             "      --verbose               the library's info and debug messages on stderr\n"
             "      --kv-tokens N           KV cache budget in tokens (default 8192)\n"
             "      --block-size N          tokens per KV block (default 16)\n"
@@ -198,6 +203,7 @@ int cli_common_parse(cli_common *c, int opt, const char *arg) {
     case OPT_TP: return cli_parse_tp(arg) < 0 ? -1 : 1;
     case OPT_DEQUANTIZE: cli_load.dequantize = 1; return 1;
     case OPT_NO_FALLBACK: cli_load.no_fallback = true; return 1;
+    case OPT_ENFORCE_EAGER: cli_load.enforce_eager = true; return 1;
     case OPT_VERBOSE: cli_load.log_level = LLMRT_LOG_DEBUG; return 1;
     case OPT_CUDA_DTYPE:
         if ((cli_load.activation_dtype = cli_activation_dtype_of(arg)) < 0) {

@@ -465,6 +465,9 @@ llmrt_status llmrt_rank_forward(llmrt_rank_kv *kv, const llmrt_batch *batch,
             .output_rows  = out_rows,
             .lora_slot    = batch->lora_slots,
             .lora_scale   = batch->lora_slots ? batch->lora_scales : NULL,
+            .may_capture  = coll == NULL, /* collectives are host work between the ops */
+            .capture_key  = kv,
+            .block_size   = kv->pool.block_size,
         };
         s = m->be->ops->begin_batch(m->be, &plan, err);
     }

@@ -489,6 +489,7 @@ llmrt_model_params llmrt_model_default_params(void) {
         .dequantize_weights = false,
         .allow_fallback     = false,
         .cpu_matmul         = LLMRT_CPU_MATMUL_EXACT,
+        .enforce_eager      = false, /* CUDA decode graphs on */
     };
 }
 
@@ -574,7 +575,7 @@ static llmrt_status create_backend(const llmrt_model_params *p, int device, llmr
                                    llmrt_error *err) {
 #ifdef LLMRT_HAVE_CUDA
     if (p->device == LLMRT_DEVICE_CUDA) {
-        llmrt_cuda_options o = {.act_dtype = LLMRT_DTYPE_F16};
+        llmrt_cuda_options o = {.act_dtype = LLMRT_DTYPE_F16, .enforce_eager = p->enforce_eager};
         if (p->activation_dtype == LLMRT_ACTIVATION_BF16) o.act_dtype = LLMRT_DTYPE_BF16;
         else if (p->activation_dtype == LLMRT_ACTIVATION_F32) o.act_dtype = LLMRT_DTYPE_F32;
         llmrt_status s = llmrt_backend_cuda_create(device, &o, be, err);

@@ -121,6 +121,7 @@ class llmrt_model_params(Structure):
         ("lora_paths", POINTER(c_char_p)),
         ("lora_scales", POINTER(c_float)),
         ("n_loras", c_int32),
+        ("enforce_eager", c_bool),
     ]
 
 
@@ -155,6 +156,8 @@ class llmrt_model_info(Structure):
         ("fallback", c_char * 128),
         ("n_lora_merged", c_int32),
         ("n_lora_unmerged", c_int32),
+        ("cuda_graphs", c_bool),
+        ("cuda_graph_replays", c_int64),
     ]
 
 

@@ -56,6 +56,7 @@
 #define LLMRT_CUDA_Q4_MAX_SHAPES 32            /* distinct 4-bit matrix shapes reserve sizes for */
 #define DECODE_MAX_GROUP    16                 /* query heads per kv head the split-KV decode
                                                   kernel takes (attention.h) */
+#define GRAPH_MAX_BUCKETS   16                 /* decode graph buckets 1, 2, 4, ... 2^15 */
 
 typedef struct cuda_ctx {
     llmrt_cuda_dev  *dev;
@@ -124,12 +125,38 @@ typedef struct cuda_ctx {
     float   *lora_tmp;         /* device fp32 [lora_tmp_cap] */
     int64_t  lora_tmp_cap;     /* floats */
 
+    /* decode graphs (section "decode graphs") */
+    bool     graphs_on;        /* not llmrt_cuda_options.enforce_eager, and no capture failed */
+    int32_t  graph_stride;     /* reserve's max_blocks: the block-table stride of graph steps */
+    int      graph_mode;       /* GRAPH_OFF, or the current forward's GRAPH_CAPTURE / _REPLAY */
+    int32_t  graph_slot;       /* the current graph step's bucket index (bucket 2^slot)       */
+    int32_t  graph_real;       /* the current graph step's tokens before padding              */
+    uint64_t graph_hash;       /* fingerprint of the current step's ops so far                */
+    const void *graph_key;     /* the current graph step's plan->capture_key                  */
+    struct {
+        void       *exec; /* instantiated graph (cudaGraphExec_t) or NULL        */
+        uint64_t    hash; /* fingerprint of the ops it recorded                  */
+        const void *key;  /* plan->capture_key of its step (the KV cache)        */
+    } graphs[GRAPH_MAX_BUCKETS];
+
     llmrt_cuda_backend_stats stats;
 } cuda_ctx;
 
 static cuda_ctx *ctx_of(const llmrt_backend *be) {
     return (cuda_ctx *)be->ctx;
 }
+
+/* (section "decode graphs") */
+enum { GRAPH_OFF = 0, GRAPH_CAPTURE = 1, GRAPH_REPLAY = 2 };
+static void     graphs_clear(cuda_ctx *c);
+static void     graph_abandon(cuda_ctx *c, const char *why);
+static int64_t  graph_plan(cuda_ctx *c, const llmrt_batch_plan *plan, char *h);
+static bool     graph_op(cuda_ctx *c, int op, const void *a, const void *b, const void *w,
+                         int64_t n, float f);
+static int64_t  graph_rows(const cuda_ctx *c, int64_t rows);
+static int32_t  graph_bucket_slot(int64_t n);
+static llmrt_status graph_logits(cuda_ctx *c, float *host, void *scratch, const void *x,
+                                 int64_t rows, const llmrt_bweight *w, llmrt_error *err);
 
 /* --------------------------------------------------------------------------------------------- */
 /* failures                                                                                      */
@@ -167,8 +194,10 @@ static void note_failure(cuda_ctx *c, llmrt_cuda_status st, const char *what) {
     }
 }
 
-/* The status every call returns once the backend is dead, or a pending failure (cleared). */
+/* The status every call returns once the backend is dead, or a pending failure (cleared). A
+ * status call in the middle of a graph step (between begin_batch and logits) ends the step. */
 static llmrt_status check_state(cuda_ctx *c, llmrt_error *err) {
+    if (c->graph_mode != GRAPH_OFF) graph_abandon(c, "a backend call between the ops of a graph step");
     if (c->dead)
         return llmrt_err(err, LLMRT_ERR_DEAD,
                          "cuda backend is dead after a sticky CUDA fault (restart the process): %s",
@@ -197,6 +226,7 @@ static bool skip(const cuda_ctx *c) {
 
 /* Checks a launcher's return value. */
 static void launched(cuda_ctx *c, int rc, const char *what) {
+    c->stats.launches++;
     if (rc) note_failure(c, llmrt_cuda_check(c->dev, rc, what), what);
 }
 
@@ -215,6 +245,7 @@ static llmrt_status dev_alloc(cuda_ctx *c, uint64_t bytes, void **out, llmrt_err
 
 static void dev_free(cuda_ctx *c, void *p) {
     if (!p) return;
+    graphs_clear(c); /* a graph may hold p as a kernel argument */
     llmrt_cuda_free(c->dev, p);
     c->stats.device_frees++;
 }
@@ -590,6 +621,8 @@ static llmrt_status cuda_reserve(llmrt_backend *be, int64_t max_tokens, int64_t 
                                  const llmrt_attn_shape *shape, llmrt_error *err) {
     cuda_ctx *c = ctx_of(be);
     LLMRT_TRY(check_state(c, err));
+    graphs_clear(c); /* new bounds: new buffers, a new table stride */
+    c->graph_stride = max_blocks > INT32_MAX ? INT32_MAX : (int32_t)max_blocks;
     LLMRT_TRY(grow_plan(c, max_tokens, max_outputs, max_seqs * max_blocks, err));
     LLMRT_TRY(q4_ws_grow(c, q4_ws_need(c, max_tokens > max_outputs ? max_tokens : max_outputs), err));
     LLMRT_TRY(lora_tmp_grow(c, max_tokens * c->lora_max_splits * c->lora_max_rank, err));
@@ -670,10 +703,22 @@ static llmrt_status cuda_begin_batch(llmrt_backend *be, const llmrt_batch_plan *
     c->n_entries  = n;
     c->max_ctx    = max_ctx;
     c->all_decode = all_decode;
-    llmrt_cuda_status st =
-        llmrt_cuda_upload(c->dev, c->plan_dev, c->plan_host, (uint64_t)(c->off_tables + n_table * 4), 0);
-    if (st != LLMRT_CUDA_OK) return fail(c, st, err, "begin_batch: plan upload");
+    /* a decode step within a bucket: padded plan (graph_plan), then recorded or replayed */
+    int64_t upload = graph_plan(c, plan, h);
+    if (upload == 0) upload = c->off_tables + n_table * 4;
+    llmrt_cuda_status st = llmrt_cuda_upload(c->dev, c->plan_dev, c->plan_host, (uint64_t)upload, 0);
+    if (st != LLMRT_CUDA_OK) {
+        c->graph_mode = GRAPH_OFF;
+        return fail(c, st, err, "begin_batch: plan upload");
+    }
     c->plan_in_flight = true;
+    if (c->graph_mode == GRAPH_CAPTURE) {
+        st = llmrt_cuda_capture_begin(c->dev);
+        if (st != LLMRT_CUDA_OK) {
+            c->graph_mode = GRAPH_OFF;
+            return fail(c, st, err, "begin_batch: decode graph capture");
+        }
+    }
     return LLMRT_OK;
 }
 
@@ -685,7 +730,7 @@ static llmrt_status cuda_begin_batch(llmrt_backend *be, const llmrt_batch_plan *
 
 static void cuda_embed(llmrt_backend *be, void *out, const llmrt_bweight *table) {
     cuda_ctx *c = ctx_of(be);
-    if (skip(c)) return;
+    if (skip(c) || graph_op(c, 1, out, table->data, NULL, table->cols, 0)) return;
     launched(c, llmrt_cuda_embed(c->stream, out, LLMRT_CUDA_F32, table->data, c->act,
                                  PLAN(c, off_tokens, int32_t), c->n_tokens, table->cols),
              "embed");
@@ -694,7 +739,7 @@ static void cuda_embed(llmrt_backend *be, void *out, const llmrt_bweight *table)
 static void cuda_rmsnorm(llmrt_backend *be, void *out, const void *x, const void *w, int64_t D,
                          float eps) {
     cuda_ctx *c = ctx_of(be);
-    if (skip(c)) return;
+    if (skip(c) || graph_op(c, 2, out, x, w, D, eps)) return;
     /* x is the fp32 residual (not written without a delta) */
     launched(c, llmrt_cuda_add_rmsnorm(c->stream, out, c->act, (float *)x, NULL, c->act, w,
                                        c->n_tokens, D, eps),
@@ -705,6 +750,8 @@ static void cuda_add_rmsnorm(llmrt_backend *be, void *x, const void *delta, void
                              const void *w, int64_t D, float eps) {
     cuda_ctx *c = ctx_of(be);
     if (skip(c)) return;
+    bool replay = graph_op(c, 3, x, delta, out, D, eps);
+    if (graph_op(c, 3, w, NULL, NULL, 0, 0) || replay) return; /* (both fingerprinted) */
     launched(c, llmrt_cuda_add_rmsnorm(c->stream, out, c->act, x, delta, c->act, w, c->n_tokens,
                                        D, eps),
              "add_rmsnorm");
@@ -712,14 +759,16 @@ static void cuda_add_rmsnorm(llmrt_backend *be, void *x, const void *delta, void
 
 static void cuda_add(llmrt_backend *be, void *x, const void *delta, int64_t D) {
     cuda_ctx *c = ctx_of(be);
-    if (skip(c)) return;
+    if (skip(c) || graph_op(c, 4, x, delta, NULL, D, 0)) return;
     launched(c, llmrt_cuda_add(c->stream, x, delta, c->act, (int64_t)c->n_tokens * D), "add");
 }
 
 static void cuda_matmul(llmrt_backend *be, void *out, const void *x, int64_t rows,
                         const llmrt_bweight *w) {
     cuda_ctx *c = ctx_of(be);
-    if (skip(c)) return;
+    rows = graph_rows(c, rows); /* a graph step's padded batch */
+    if (skip(c) || graph_op(c, 5, out, x, w->data, rows, 0)) return;
+    c->stats.launches++;
     if (w->dtype == LLMRT_DTYPE_Q4) { /* the bias is fused into the 4-bit kernels */
         note_failure(c, q4_matmul(c, out, c->act, x, rows, w, "4-bit matmul"), "4-bit matmul");
         return;
@@ -738,6 +787,8 @@ static void cuda_rope_kv_write(llmrt_backend *be, void *q, void *k, const void *
                                void *v_cache, const llmrt_attn_shape *s) {
     cuda_ctx *c = ctx_of(be);
     if (skip(c)) return;
+    bool replay = graph_op(c, 6, q, k, v, s->n_heads, 0);
+    if (graph_op(c, 6, k_cache, v_cache, NULL, s->n_kv_heads, 0) || replay) return;
     if (s->head_dim != 2 * c->half_dim) {
         note_failure(c, LLMRT_CUDA_ERR_INVALID, "rope_kv_write: head_dim differs from rope_init");
         return;
@@ -748,10 +799,37 @@ static void cuda_rope_kv_write(llmrt_backend *be, void *q, void *k, const void *
              "rope_kv_write");
 }
 
+#ifdef LLMRT_CUDA_HAVE_FLASH_ATTN
+/* The split-KV count of a decode step, chosen by attention.h's heuristic for the step's bucket
+ * (its batch size rounded up to a power of two) and a sequence's whole KV capacity (the
+ * reservation's table width), not for this batch's size and longest context: a graph recorded for
+ * a bucket and an eager step of any batch in it then run the same split count, so graph replay
+ * and eager decode give the same bits, and a sequence's result does not depend on the other
+ * sequences' lengths. Short contexts leave the later splits empty (their CTAs exit at once).
+ * 0 (the heuristic on the batch itself) when the reservation is unknown. */
+static int32_t decode_splits(cuda_ctx *c, const llmrt_attn_shape *s,
+                             const llmrt_cuda_attn_args *a) {
+    if (c->graph_stride <= 0) return 0;
+    llmrt_cuda_attn_args q = *a;
+    int32_t slot = graph_bucket_slot(c->n_entries);
+    q.n_seqs      = slot < GRAPH_MAX_BUCKETS ? 1 << slot : c->n_entries;
+    int64_t cap   = (int64_t)c->graph_stride * s->block_size;
+    q.max_ctx_len = cap > INT32_MAX ? INT32_MAX : (int32_t)cap;
+    q.num_splits  = 0;
+    char msg[256] = "";
+    int  n        = llmrt_cuda_attention_decode_num_splits(&q, msg, sizeof msg);
+    return n > 0 ? n : 0;
+}
+#endif
+
 static void cuda_attention(llmrt_backend *be, void *out, const void *q, const void *k_cache,
                            const void *v_cache, const llmrt_attn_shape *s) {
     cuda_ctx *c = ctx_of(be);
     if (skip(c)) return;
+    bool replay = graph_op(c, 7, out, q, k_cache, s->n_heads, s->scale);
+    if (graph_op(c, 7, v_cache, NULL, NULL, (int64_t)s->window << 32 | (uint32_t)s->head_dim, 0) ||
+        replay)
+        return;
     if (!c->attn_chosen) choose_attention(be, s); /* a caller that never reserved */
 #ifdef LLMRT_CUDA_HAVE_FLASH_ATTN
     if (c->flash) {
@@ -770,6 +848,8 @@ static void cuda_attention(llmrt_backend *be, void *out, const void *q, const vo
             .workspace_bytes = decode ? c->decode_ws_bytes : 0, .num_splits = 0,
             .window = s->window,
         };
+        if (decode) a.num_splits = decode_splits(c, s, &a); /* 0: the heuristic */
+        c->stats.launches += 1 + (decode && a.num_splits > 1); /* + the split-KV combine */
         char msg[256] = "";
         int  rc = decode ? llmrt_cuda_attention_decode(&a, c->stream, msg, sizeof msg)
                          : llmrt_cuda_attention_prefill(&a, c->stream, msg, sizeof msg);
@@ -798,37 +878,48 @@ static void cuda_attention(llmrt_backend *be, void *out, const void *q, const vo
 
 static void cuda_swiglu(llmrt_backend *be, void *out, const void *gate, const void *up, int64_t F) {
     cuda_ctx *c = ctx_of(be);
-    if (skip(c)) return;
+    if (skip(c) || graph_op(c, 8, out, gate, up, F, 0)) return;
     launched(c, llmrt_cuda_swiglu(c->stream, c->act, out, gate, up, (int64_t)c->n_tokens * F),
              "swiglu");
 }
 
 static void cuda_gather_outputs(llmrt_backend *be, void *out, const void *x, int64_t D) {
     cuda_ctx *c = ctx_of(be);
-    if (skip(c)) return;
+    if (skip(c) || graph_op(c, 9, out, x, NULL, D, 0)) return;
     launched(c, llmrt_cuda_gather_rows(c->stream, c->act, out, x, PLAN(c, off_out_rows, int32_t),
                                        c->n_outputs, D),
              "gather_outputs");
 }
 
-/* The forward's last call: lm_head in fp32, then the one host synchronisation of the step. */
+/* Enqueues the lm_head in fp32: scratch[rows, N] = x · Wᵀ (+ bias); *what names a failure. */
+static llmrt_cuda_status lm_head_enqueue(cuda_ctx *c, void *scratch, const void *x, int64_t rows,
+                                         const llmrt_bweight *w, const char **what) {
+    llmrt_cuda_status st;
+    c->stats.launches++;
+    if (w->dtype == LLMRT_DTYPE_Q4) { /* 4-bit lm_head (GPTQ lm_head: true), bias fused */
+        *what = "4-bit lm_head";
+        return q4_matmul(c, scratch, LLMRT_CUDA_F32, x, rows, w, "4-bit lm_head");
+    }
+    *what = "lm_head";
+    st    = llmrt_cuda_gemm(c->dev, scratch, LLMRT_CUDA_F32, x, w->data, c->act, rows, w->rows,
+                            w->cols);
+    if (st != LLMRT_CUDA_OK || !w->bias) return st;
+    *what = "lm_head bias";
+    c->stats.launches++;
+    int rc = llmrt_cuda_add_bias(c->stream, scratch, LLMRT_CUDA_F32, w->bias, rows, w->rows);
+    return rc ? llmrt_cuda_check(c->dev, rc, "lm_head bias") : LLMRT_CUDA_OK;
+}
+
+/* The forward's last call: lm_head in fp32, then the one host synchronisation of the step (a
+ * graph step records the lm_head too, then launches its graph: graph_logits). */
 static llmrt_status cuda_logits(llmrt_backend *be, float *host, void *scratch, const void *x,
                                 int64_t rows, const llmrt_bweight *w, llmrt_error *err) {
     cuda_ctx *c = ctx_of(be);
+    if (c->graph_mode != GRAPH_OFF) return graph_logits(c, host, scratch, x, rows, w, err);
     LLMRT_TRY(check_state(c, err));
-    llmrt_cuda_status st;
-    if (w->dtype == LLMRT_DTYPE_Q4) { /* 4-bit lm_head (GPTQ lm_head: true), bias fused */
-        st = q4_matmul(c, scratch, LLMRT_CUDA_F32, x, rows, w, "4-bit lm_head");
-        if (st != LLMRT_CUDA_OK) return fail(c, st, err, "4-bit lm_head");
-    } else {
-        st = llmrt_cuda_gemm(c->dev, scratch, LLMRT_CUDA_F32, x, w->data, c->act, rows, w->rows,
-                             w->cols);
-        if (st != LLMRT_CUDA_OK) return fail(c, st, err, "lm_head");
-    }
-    if (w->bias && w->dtype != LLMRT_DTYPE_Q4) {
-        int rc = llmrt_cuda_add_bias(c->stream, scratch, LLMRT_CUDA_F32, w->bias, rows, w->rows);
-        if (rc) return fail(c, llmrt_cuda_check(c->dev, rc, "lm_head bias"), err, "lm_head bias");
-    }
+    const char       *what = "lm_head";
+    llmrt_cuda_status st   = lm_head_enqueue(c, scratch, x, rows, w, &what);
+    if (st != LLMRT_CUDA_OK) return fail(c, st, err, what);
     st = llmrt_cuda_download(c->dev, host, scratch, (uint64_t)(rows * w->rows) * sizeof(float));
     if (st != LLMRT_CUDA_OK) return fail(c, st, err, "logits download");
     c->plan_in_flight = false;
@@ -868,6 +959,204 @@ static llmrt_status cuda_copy(llmrt_backend *be, void *dst, const void *src, uin
                                 (int64_t)(bytes / (uint64_t)be->act_bytes));
     if (rc) return fail(c, llmrt_cuda_check(c->dev, rc, "copy"), err, "copy");
     return LLMRT_OK;
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* decode graphs                                                                                 */
+/* --------------------------------------------------------------------------------------------- */
+
+/* A decode-only step (every sequence one new token, its logits row wanted) runs as one CUDA graph
+ * of the whole forward (every layer, the final norm and the lm_head) per bucket of batch sizes
+ * 1, 2, 4, 8, ... up to the reservation (reserve's max_tokens and max_outputs):
+ *  - begin_batch (graph_plan) pads the batch to its bucket B: the plan arrays live at fixed
+ *    offsets of the device plan buffer and are uploaded by the step's one async copy as always;
+ *    the block tables are repacked at a fixed stride (reserve's max_blocks); a padding row embeds
+ *    token 0, attends to one key (an extra table row pointing at the block that holds the first
+ *    token's new KV, a live block whatever the window) and writes no KV (slot -1: rope_kv.cu
+ *    skips it); its rows are never downloaded. Every row's result depends on its own inputs
+ *    only, so padding changes no real row, and a padding row costs one key of attention.
+ *  - The first step of a bucket captures the ops (stream capture: recorded, not run), the logits
+ *    op ends the capture, instantiates the graph and launches it; later steps of the bucket
+ *    replay it (the ops only check that they are the recorded ones: a fingerprint of every op
+ *    and argument, compared at the logits op) after the plan upload: one async copy, one graph
+ *    launch, one logits download.
+ *  - Eager instead: prefill and mixed steps, a batch larger than the largest bucket, rows with a
+ *    LoRA adapter (the per-token tiles change every step), a step of a tensor-parallel group
+ *    (plan->may_capture: collectives run between the ops), output rows other than one per
+ *    sequence in order, and every step with llmrt_cuda_options.enforce_eager.
+ *  - Every graph is dropped (and captured again on the bucket's next step) when device memory is
+ *    freed (the KV cache or a workspace reallocated: a graph holds their addresses) and when
+ *    reserve sets new bounds; a step of another KV cache (plan->capture_key) records its
+ *    bucket's graph anew (two caches used in turn re-capture every step: correct, not fast). A capture that fails (a prohibited call during it) fails that step
+ *    and turns graphs off for the backend, with a warning.
+ * The decode attention's split count follows the bucket in both paths (decode_splits), so replay
+ * and eager decode agree to the bit. */
+
+static int32_t graph_bucket_slot(int64_t n) {
+    int32_t slot = 0;
+    while (slot < GRAPH_MAX_BUCKETS && ((int64_t)1 << slot) < n) slot++;
+    return slot;
+}
+
+static void graphs_clear(cuda_ctx *c) {
+    bool any = false;
+    for (int32_t i = 0; i < GRAPH_MAX_BUCKETS; i++) {
+        if (!c->graphs[i].exec) continue;
+        llmrt_cuda_graph_destroy(c->dev, c->graphs[i].exec);
+        c->graphs[i].exec = NULL;
+        any               = true;
+    }
+    if (any) c->stats.graph_rebuilds++;
+}
+
+/* Ends a graph step that did not reach its logits op (the recorded ops are dropped); with `why`,
+ * the step's loss becomes the pending failure. */
+static void graph_abandon(cuda_ctx *c, const char *why) {
+    if (c->graph_mode == GRAPH_CAPTURE) {
+        void   *exec  = NULL;
+        int64_t nodes = 0;
+        if (llmrt_cuda_capture_end(c->dev, &exec, &nodes) == LLMRT_CUDA_OK)
+            llmrt_cuda_graph_destroy(c->dev, exec);
+    }
+    c->graph_mode = GRAPH_OFF;
+    if (why && c->pending == LLMRT_OK) {
+        c->pending = LLMRT_ERR_INTERNAL;
+        snprintf(c->pending_msg, sizeof c->pending_msg, "decode graph step interrupted: %s", why);
+    }
+}
+
+/* FNV-1a over one op's identity and arguments; true when the op must not launch (a replay). */
+static bool graph_op(cuda_ctx *c, int op, const void *a, const void *b, const void *w, int64_t n,
+                     float f) {
+    if (c->graph_mode == GRAPH_OFF) return false;
+    uint32_t fb;
+    memcpy(&fb, &f, sizeof fb);
+    uint64_t v[] = {(uint64_t)op, (uint64_t)(uintptr_t)a, (uint64_t)(uintptr_t)b,
+                    (uint64_t)(uintptr_t)w, (uint64_t)n, fb};
+    uint64_t h   = c->graph_hash;
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+        for (int k = 0; k < 8; k++) h = (h ^ ((v[i] >> (8 * k)) & 0xff)) * 0x100000001b3ULL;
+    c->graph_hash = h;
+    return c->graph_mode == GRAPH_REPLAY;
+}
+
+/* A graph step's matmuls run over the padded batch. */
+static int64_t graph_rows(const cuda_ctx *c, int64_t rows) {
+    return c->graph_mode != GRAPH_OFF && rows == c->graph_real ? c->n_tokens : rows;
+}
+
+/* begin_batch's part: whether this step runs as a graph; if so, pads the staged plan (h) to the
+ * bucket and returns the bytes to upload, else 0 (graph_mode GRAPH_OFF). */
+static int64_t graph_plan(cuda_ctx *c, const llmrt_batch_plan *plan, char *h) {
+    c->graph_mode = GRAPH_OFF;
+    int32_t T = plan->n_tokens;
+    if (!c->all_decode || c->n_entries != T) return 0; /* prefill or mixed: eager */
+    int32_t slot = graph_bucket_slot(T);
+    int64_t B = (int64_t)1 << (slot < GRAPH_MAX_BUCKETS ? slot : 0), G = c->graph_stride;
+    bool ok = c->graphs_on && plan->may_capture && !c->lora_active && plan->n_outputs == T &&
+              slot < GRAPH_MAX_BUCKETS && B <= c->cap_tokens && B <= c->cap_outputs && G > 0 &&
+              plan->max_blocks <= G && (int64_t)(plan->n_seqs + 1) * G <= c->cap_table &&
+              plan->capture_key && plan->block_size > 0;
+    for (int32_t t = 0; ok && t < T; t++) ok = plan->output_rows[t] == t;
+    if (!ok) {
+        c->stats.graph_eager++;
+        return 0;
+    }
+    int64_t *slots = (int64_t *)h;
+    int32_t *tokens = (int32_t *)(h + c->off_tokens), *pos = (int32_t *)(h + c->off_positions);
+    int32_t *seq_of = (int32_t *)(h + c->off_seq_of), *rows = (int32_t *)(h + c->off_out_rows);
+    int32_t *q_start = (int32_t *)(h + c->off_q_start), *q_len = (int32_t *)(h + c->off_q_len);
+    int32_t *ctx_len = (int32_t *)(h + c->off_ctx_len), *seq_slot = (int32_t *)(h + c->off_seq_slot);
+    int32_t *table = (int32_t *)(h + c->off_tables);
+    /* block tables at the fixed stride G (entries past a row's own are never read), plus one
+     * row for the padding: its entry 0 is the block the first token's own KV went to (held by
+     * a running sequence, whatever the window) */
+    int32_t pad_row = plan->n_seqs;
+    memset(table, 0xff, (size_t)((int64_t)(pad_row + 1) * G) * 4);
+    for (int32_t r = 0; r < plan->n_seqs; r++)
+        memcpy(table + (int64_t)r * G, plan->block_tables + (int64_t)r * plan->max_blocks,
+               (size_t)plan->max_blocks * 4);
+    table[(int64_t)pad_row * G] =
+        plan->block_tables[(int64_t)seq_slot[0] * plan->max_blocks + pos[0] / plan->block_size];
+    for (int64_t t = T; t < B; t++) { /* padding rows: one key (position 0 of the padding row),
+                                       * token 0, no KV write */
+        slots[t]    = -1;
+        tokens[t]   = 0;
+        pos[t]      = 0;
+        seq_of[t]   = pad_row;
+        rows[t]     = (int32_t)t;
+        q_start[t]  = (int32_t)t;
+        q_len[t]    = 1;
+        ctx_len[t]  = 1;
+        seq_slot[t] = pad_row;
+    }
+    c->n_tokens   = (int32_t)B;
+    c->n_outputs  = (int32_t)B;
+    c->n_entries  = (int32_t)B;
+    c->max_blocks = (int32_t)G;
+    c->max_ctx    = 0; /* a kernel argument of the graph: not this step's value (0 = unknown) */
+    c->graph_real = T;
+    c->graph_slot = slot;
+    c->graph_hash = 0xcbf29ce484222325ULL;
+    c->graph_key  = plan->capture_key;
+    /* another KV cache's graph is not replayed: this step records the bucket's graph anew */
+    c->graph_mode = c->graphs[slot].exec && c->graphs[slot].key == plan->capture_key
+                        ? GRAPH_REPLAY
+                        : GRAPH_CAPTURE;
+    (void)graph_op(c, 0, NULL, NULL, NULL, B << 32 | G, 0);
+    return c->off_tables + (int64_t)(pad_row + 1) * G * 4;
+}
+
+/* The logits op of a graph step: records the lm_head and instantiates the graph (capture), or
+ * checks the step's fingerprint (replay); launches the graph; downloads the real rows. */
+static llmrt_status graph_logits(cuda_ctx *c, float *host, void *scratch, const void *x,
+                                 int64_t rows, const llmrt_bweight *w, llmrt_error *err) {
+    int32_t slot = c->graph_slot;
+    int64_t B    = c->n_outputs;
+    bool    capture = c->graph_mode == GRAPH_CAPTURE;
+    (void)graph_op(c, 10, scratch, x, w->data, B, 0);
+    if (capture) {
+        const char       *what = "lm_head";
+        llmrt_cuda_status st   = skip(c) ? LLMRT_CUDA_OK : lm_head_enqueue(c, scratch, x, B, w, &what);
+        void             *exec = NULL;
+        int64_t           nodes = 0;
+        llmrt_cuda_status ce    = llmrt_cuda_capture_end(c->dev, &exec, &nodes);
+        c->graph_mode           = GRAPH_OFF;
+        if (st != LLMRT_CUDA_OK || skip(c)) { /* an op failed: its message first */
+            llmrt_cuda_graph_destroy(c->dev, exec);
+            return st != LLMRT_CUDA_OK ? fail(c, st, err, what) : check_state(c, err);
+        }
+        if (ce != LLMRT_CUDA_OK) {
+            c->graphs_on       = false;
+            c->stats.graphs_on = false;
+            llmrt_log(LLMRT_LOG_WARN, "cuda backend: decode graph capture failed, decode steps "
+                      "run eagerly from now on: %s", llmrt_cuda_dev_message(c->dev));
+            return fail(c, ce, err, "decode graph capture");
+        }
+        llmrt_cuda_graph_destroy(c->dev, c->graphs[slot].exec); /* another cache's, if any */
+        c->graphs[slot].exec = exec;
+        c->graphs[slot].hash = c->graph_hash;
+        c->graphs[slot].key  = c->graph_key;
+        c->stats.graph_captures++;
+        c->stats.graph_nodes = nodes;
+    } else {
+        c->graph_mode = GRAPH_OFF;
+        if (skip(c)) return check_state(c, err); /* failed before the step (not fingerprinted) */
+        if (!c->graphs[slot].exec || c->graphs[slot].hash != c->graph_hash) {
+            graphs_clear(c);
+            return llmrt_err(err, LLMRT_ERR_INTERNAL,
+                             "cuda backend: the ops of a decode step differ from those its graph "
+                             "recorded (bucket %lld); every graph dropped", (long long)B);
+        }
+        c->stats.graph_replays++;
+    }
+    c->stats.graph_bucket = (int32_t)B;
+    llmrt_cuda_status st  = llmrt_cuda_graph_launch(c->dev, c->graphs[slot].exec);
+    if (st != LLMRT_CUDA_OK) return fail(c, st, err, "decode graph launch");
+    st = llmrt_cuda_download(c->dev, host, scratch, (uint64_t)(rows * w->rows) * sizeof(float));
+    if (st != LLMRT_CUDA_OK) return fail(c, st, err, "logits download");
+    c->plan_in_flight = false;
+    return check_state(c, err);
 }
 
 /* --------------------------------------------------------------------------------------------- */
@@ -1084,6 +1373,8 @@ static void cuda_destroy(llmrt_backend *be) {
     cuda_ctx *c = ctx_of(be);
     if (c) {
         if (c->dev) {
+            graph_abandon(c, NULL);
+            graphs_clear(c);
             if (!c->dead) (void)llmrt_cuda_sync(c->dev);
             dev_free(c, c->inv_freq);
             dev_free(c, c->plan_dev);
@@ -1182,6 +1473,8 @@ llmrt_status llmrt_backend_cuda_create(int device, const llmrt_cuda_options *opt
                                                   : LLMRT_CUDA_F16;
     c->fault_at     = o.inject_fault_at > 0 ? o.inject_fault_at : 0;
     c->naive_forced = o.naive_attention;
+    c->graphs_on    = !o.enforce_eager;
+    c->stats.graphs_on = c->graphs_on;
     snprintf(c->stats.device_name, sizeof c->stats.device_name, "%s", llmrt_cuda_dev_name(c->dev));
     be->ops         = &cuda_ops;
     be->name        = "cuda";

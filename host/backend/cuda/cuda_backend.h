@@ -21,6 +21,10 @@ typedef struct llmrt_cuda_options {
     /* tests: the N-th begin_batch (1-based) launches an out-of-bounds kernel, a sticky fault;
      * 0 = off */
     int64_t     inject_fault_at;
+    /* run every decode step eagerly, without CUDA graphs (llmrt_model_params.enforce_eager);
+     * false (the default): decode-only steps run as one graph per batch-size bucket (see the
+     * section "decode graphs" of cuda_backend.c) */
+    bool        enforce_eager;
 } llmrt_cuda_options;
 
 /* Creates the backend on CUDA device `device` with `opts` (NULL = fp16, no test hooks).
@@ -44,6 +48,18 @@ typedef struct llmrt_cuda_backend_stats {
     int64_t forwards;         /* begin_batch calls */
     int64_t flash_attention;  /* attention calls served by the attention.h kernels */
     int64_t naive_attention;  /* attention calls served by attention_naive.cu */
+    /* launches: kernel launcher and GEMM calls enqueued (eagerly or into a graph being captured;
+     * a split-KV decode attention counts its combine kernel too); a replayed graph adds nothing */
+    int64_t launches;
+    /* decode graphs (section "decode graphs" of cuda_backend.c) */
+    int64_t graph_captures;   /* decode steps captured into a new graph (and run by it)      */
+    int64_t graph_replays;    /* decode steps run by replaying a graph                       */
+    int64_t graph_eager;      /* decode-only steps that ran eagerly (no bucket, LoRA, TP...) */
+    int64_t graph_rebuilds;   /* times every graph was dropped (KV / buffers reallocated)    */
+    int64_t graph_nodes;      /* nodes of the last captured graph: the kernels, GEMMs and
+                               * copies of one whole decode step (cudaGraphGetNodes)         */
+    int32_t graph_bucket;     /* bucket (padded batch size) of the last graph step, 0 = none */
+    bool    graphs_on;        /* decode graphs enabled (not enforce_eager, no failed capture) */
     bool    dead;             /* a sticky fault happened: every call fails with LLMRT_ERR_DEAD */
     char    dead_message[512];
     char    device_name[256];
