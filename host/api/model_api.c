@@ -7,6 +7,7 @@
 
 #include "../exec/tp/tp.h"
 #include "../model/lora_merge.h"
+#include "../format/kv_quant.h"
 #include "api_model.h"
 #ifdef LLMRT_HAVE_CUDA
 #include "../backend/cuda/cuda_backend.h"
@@ -103,7 +104,7 @@ llmrt_status llmrt_model_get_info(const llmrt_model *model, llmrt_model_info *in
     if (llmrt_backend_cuda_stats(m->be, &cuda_stats))
         snprintf(full.device_name, sizeof full.device_name, "%.63s", cuda_stats.device_name);
 #endif
-    full.kv_elem_bytes = m->be->act_bytes;
+    full.kv_elem_bytes = llmrt_kv_dtype_is_8bit(m->kv_dtype) ? 1 : m->be->act_bytes;
     full.tp_size       = ex->tp_size;
     full.tp_rank       = ex->tp_rank;
     snprintf(full.tp_comm, sizeof full.tp_comm, "%s", ex->comm_kind);

@@ -11,15 +11,27 @@
 #include <string.h>
 
 #include "attention_cpu.h"
+#include "attention_cpu_kv.h"
 
 #define W      LLMRT_CPU_ATTN_CHUNK /* 16: one zmm of scores */
 #define S_ROWS 8                    /* rows per score group   */
 #define V_ROWS 4                    /* rows per P·V group     */
 #define V_COLS 4                    /* zmm of output columns per P·V pass (64 floats) */
 
-static inline const float *kv_row(const llmrt_cpu_attn_tile *t, const float *base, int32_t p) {
-    int64_t slot = (int64_t)t->table[p / t->block_size] * t->block_size + p % t->block_size;
-    return base + slot * t->kv_ld;
+/* dst[n] = scale * value(codes[n]): int8 sign-extended 16 at a time, fp8 e4m3 by a gather from
+ * the 256-entry table (e4m3 has no conversion instruction before AVX10.2); masked tail. */
+static void dequant_row(float *dst, const uint8_t *codes, float scale, int32_t n, llmrt_dtype kv,
+                        const float *lut) {
+    __m512 s = _mm512_set1_ps(scale);
+    for (int32_t i = 0; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m128i   c = _mm_maskz_loadu_epi8(k, codes + i);
+        __m512    x = kv == LLMRT_DTYPE_I8
+                          ? _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(c))
+                          : _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k,
+                                                     _mm512_cvtepu8_epi32(c), lut, 4);
+        _mm512_mask_storeu_ps(dst + i, k, _mm512_mul_ps(x, s));
+    }
 }
 
 static inline float *row_ptr(float *base, const llmrt_cpu_attn_tile *t, int32_t r) {
@@ -145,11 +157,8 @@ void llmrt_cpu_attn_tile_avx512(const llmrt_cpu_attn_tile *t, float *scratch) {
         int32_t      nv  = last - c0 + 1 < W ? last - c0 + 1 : W;
         const float *kr[W], *vr[W];
         if (jlo < 0) jlo = 0;
-        for (int32_t j = 0; j < W; j++) { /* outside [jlo, nv): a valid row, p = 0 */
-            int32_t jj = j < jlo || j >= nv ? jlo : j;
-            kr[j] = kv_row(t, t->k, c0 + jj);
-            vr[j] = kv_row(t, t->v, c0 + jj);
-        }
+        /* outside [jlo, nv): a valid row, p = 0 */
+        llmrt_cpu_attn_chunk_rows(t, c0, jlo, nv, kr, vr, scratch, dequant_row);
         transpose_k(kt, kr, hd);
         int32_t r0 = i0 * G;
         for (int32_t r = r0; r < R1; r += S_ROWS) {

@@ -270,6 +270,10 @@ static bool cuda_supports(const llmrt_backend *be, const llmrt_op_query *q, char
             return llmrt_backend_decline(why, cap, "weight dtype %s not supported", llmrt_dtype_name(q->dtype));
         return true;
     case LLMRT_BOP_ATTENTION:
+        if (q->kv_dtype != LLMRT_DTYPE_INVALID && q->kv_dtype != c->act_dtype)
+            return llmrt_backend_decline(why, cap, "the cuda attention kernels read a KV cache "
+                                         "of the activation dtype only (%s asked)",
+                                         llmrt_dtype_name(q->kv_dtype));
         if (q->head_dim < 2 || q->head_dim > 256 || q->head_dim % 2)
             return llmrt_backend_decline(why, cap, "head_dim %d is not supported (even, 2..256)", q->head_dim);
         return true;
