@@ -105,7 +105,8 @@ static void usage(FILE *f) {
                "      --device D        cuda | cpu (default: cuda when a device is present)\n"
                "      --tp N            tensor-parallel ranks (mpirun -np N for processes); the\n"
                "                        all-reduce time per forward is reported\n"
-               "      --cpu-matmul M    exact (default) | int8 | bf16 | int8,bf16 (llmrt --help)\n",
+               "      --cpu-matmul M    exact (default) | int8 | bf16 | int8,bf16 (llmrt --help)\n"
+               "      --kv-cache-dtype T  auto (default) | int8 | fp8 | fp8_e4m3 (llmrt --help)\n",
             cli_default_model());
 }
 
@@ -127,6 +128,7 @@ int bench_latency_main(int argc, char **argv) {
         {"load-format", required_argument, 0, 'f'}, {"format", required_argument, 0, 'F'},
         {"device", required_argument, 0, 'D'}, {"tp", required_argument, 0, 'T'},
         {"cpu-matmul", required_argument, 0, 'M'},
+        {"kv-cache-dtype", required_argument, 0, 'K'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int c;
     optind = 1;
@@ -153,6 +155,13 @@ int bench_latency_main(int argc, char **argv) {
             break;
         case 'M':
             if (cli_parse_cpu_matmul(optarg) < 0) return 2;
+            break;
+        case 'K':
+            if ((cli_load.kv_cache_dtype = cli_kv_cache_dtype_of(optarg)) < 0) {
+                fprintf(stderr, "llmrt bench latency: --kv-cache-dtype must be auto, int8, fp8 or "
+                                "fp8_e4m3, got \"%s\"\n", optarg);
+                return 2;
+            }
             break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
@@ -199,7 +208,8 @@ int bench_latency_main(int argc, char **argv) {
             row->pp = stats_of(pp, reps), row->tg = stats_of(tg, reps);
             row->ttft = stats_of(ttft, reps), row->tpot = stats_of(tpot, reps);
             row->e2e = stats_of(e2e, reps);
-            /* decode reads every weight once, plus K and V of the context (fp32 on the CPU) */
+            /* decode reads every weight once, plus K and V of the context (fp32 on the CPU
+             * unless --kv-cache-dtype says 8 bits) */
             double kv_bytes = bench_kv_bytes_per_token(&ctx.info) * (depth + P + G / 2.0);
             row->bytes      = (double)ctx.info.weight_bytes + kv_bytes;
             row->gbps       = row->tg.mean * row->bytes / 1e9;
