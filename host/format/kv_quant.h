@@ -52,7 +52,7 @@ static inline float llmrt_kv_scale(const uint8_t *slot, int32_t n_kv_heads, int3
 /* fp8 e4m3 (OCP "E4M3FN": bias 7, no infinities, 0x7F = NaN): round to nearest even, saturating
  * at ±448; NaN in gives the NaN code. */
 uint8_t llmrt_fp8_e4m3_from_float(float x);
-float   llmrt_fp8_e4m3_to_float(uint8_t code);
+float llmrt_fp8_e4m3_to_float(uint8_t code);
 /* decode table of all 256 codes (built once, thread-safe) */
 const float *llmrt_fp8_e4m3_table(void);
 

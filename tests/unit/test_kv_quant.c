@@ -11,10 +11,10 @@
 
 static void test_fp8_anchors(void) {
     CHECK(llmrt_fp8_e4m3_to_float(0x00) == 0.0f);
-    CHECK(llmrt_fp8_e4m3_to_float(0x38) == 1.0f);      /* E = 7, m = 0 */
-    CHECK(llmrt_fp8_e4m3_to_float(0x7E) == 448.0f);    /* the largest finite value */
-    CHECK(llmrt_fp8_e4m3_to_float(0x08) == 0x1p-6f);   /* the smallest normal */
-    CHECK(llmrt_fp8_e4m3_to_float(0x01) == 0x1p-9f);   /* the smallest subnormal */
+    CHECK(llmrt_fp8_e4m3_to_float(0x38) == 1.0f);    /* E = 7, m = 0 */
+    CHECK(llmrt_fp8_e4m3_to_float(0x7E) == 448.0f);  /* the largest finite value */
+    CHECK(llmrt_fp8_e4m3_to_float(0x08) == 0x1p-6f); /* the smallest normal */
+    CHECK(llmrt_fp8_e4m3_to_float(0x01) == 0x1p-9f); /* the smallest subnormal */
     CHECK(llmrt_fp8_e4m3_to_float(0x07) == 7 * 0x1p-9f);
     CHECK(llmrt_fp8_e4m3_to_float(0xC0) == -2.0f);
     CHECK(isnan(llmrt_fp8_e4m3_to_float(0x7F)) && isnan(llmrt_fp8_e4m3_to_float(0xFF)));
@@ -28,7 +28,7 @@ static void test_fp8_anchors(void) {
 
 static void test_fp8_round_trip_and_ties(void) {
     const float *t = llmrt_fp8_e4m3_table();
-    int          ok_rt = 1, ok_tie = 1, ok_mono = 1;
+    int ok_rt = 1, ok_tie = 1, ok_mono = 1;
     for (int c = 0; c < 256; c++) {
         if ((c & 0x7F) == 0x7F) continue;
         ok_rt &= llmrt_fp8_e4m3_from_float(t[c]) == c || (c == 0x80 && t[c] == 0.0f);
@@ -36,8 +36,8 @@ static void test_fp8_round_trip_and_ties(void) {
     }
     for (int c = 0; c < 0x7E; c++) { /* positive neighbours c, c + 1 */
         ok_mono &= t[c] < t[c + 1];
-        float mid  = 0.5f * (t[c] + t[c + 1]); /* exact: both have few bits */
-        int   even = c % 2 == 0 ? c : c + 1;
+        float mid = 0.5f * (t[c] + t[c + 1]); /* exact: both have few bits */
+        int even = c % 2 == 0 ? c : c + 1;
         ok_tie &= llmrt_fp8_e4m3_from_float(mid) == even;
         ok_tie &= llmrt_fp8_e4m3_from_float(-mid) == (0x80 | even);
         /* just off the midpoint: the nearer code */
@@ -50,9 +50,9 @@ static void test_fp8_round_trip_and_ties(void) {
 }
 
 static void test_int8_head(void) {
-    float   x[5] = {-2.54f, 1.27f, 0.0f, 0.01f, 2.54f};
+    float x[5] = {-2.54f, 1.27f, 0.0f, 0.01f, 2.54f};
     uint8_t q[5];
-    float   s = llmrt_kv_quantise_head(q, x, 5, LLMRT_DTYPE_I8);
+    float s = llmrt_kv_quantise_head(q, x, 5, LLMRT_DTYPE_I8);
     CHECK(fabsf(s - 0.02f) < 1e-7f);
     CHECK((int8_t)q[0] == -127 && (int8_t)q[1] == 64 && q[2] == 0 && (int8_t)q[3] == 0 &&
           (int8_t)q[4] == 127); /* 1.27 / 0.02 = 63.5 -> 64 (nearest; float rounding) */
@@ -68,7 +68,8 @@ static void test_int8_head(void) {
 static void test_slot_layout(void) {
     /* Hkv 3, hd 6: 18 codes then 3 scales, 30 bytes; scales at unaligned offset 18 */
     float x[18];
-    for (int i = 0; i < 18; i++) x[i] = (float)(i - 7) * (i / 6 + 1);
+    for (int i = 0; i < 18; i++)
+        x[i] = (float)(i - 7) * (i / 6 + 1);
     CHECK(llmrt_kv_slot_bytes(LLMRT_DTYPE_I8, 3, 6, 4) == 30);
     CHECK(llmrt_kv_slot_bytes(LLMRT_DTYPE_F32, 3, 6, 4) == 72);
     uint8_t row[31];
@@ -77,7 +78,8 @@ static void test_slot_layout(void) {
     CHECK(row[30] == 0xAB);
     for (int h = 0; h < 3; h++) {
         float amax = 0;
-        for (int i = 0; i < 6; i++) amax = fmaxf(amax, fabsf(x[h * 6 + i]));
+        for (int i = 0; i < 6; i++)
+            amax = fmaxf(amax, fabsf(x[h * 6 + i]));
         float s = llmrt_kv_scale(row, 3, 6, h);
         CHECK_MSG(s == amax / 448.0f, "head %d scale %g, want %g", h, s, amax / 448.0f);
         float back[6];

@@ -37,16 +37,16 @@ llmrt_cpu_attn_chunk_rows(const llmrt_cpu_attn_tile *t, int32_t c0, int32_t jlo,
     if (t->kv_dtype == LLMRT_DTYPE_F32) {
         for (int32_t j = 0; j < W; j++) {
             int64_t slot = llmrt_cpu_attn_slot(t, c0 + (j < jlo || j >= nv ? jlo : j));
-            kr[j]        = t->k + slot * t->kv_ld;
-            vr[j]        = t->v + slot * t->kv_ld;
+            kr[j] = t->k + slot * t->kv_ld;
+            vr[j] = t->v + slot * t->kv_ld;
         }
         return;
     }
     float *kd = llmrt_cpu_attn_deq(t, scratch), *vd = kd + (size_t)W * hd; /* [W, hd] each */
     for (int32_t j = jlo; j < nv; j++) {
-        int64_t        off = llmrt_cpu_attn_slot(t, c0 + j) * t->kv_ld;
+        int64_t off = llmrt_cpu_attn_slot(t, c0 + j) * t->kv_ld;
         const uint8_t *kc = t->k8 + off, *vc = t->v8 + off;
-        float          ks, vs;
+        float ks, vs;
         memcpy(&ks, kc + t->scale_off, sizeof ks);
         memcpy(&vs, vc + t->scale_off, sizeof vs);
         dequant(kd + (size_t)j * hd, kc, ks, hd, t->kv_dtype, t->fp8_lut);
@@ -54,8 +54,8 @@ llmrt_cpu_attn_chunk_rows(const llmrt_cpu_attn_tile *t, int32_t c0, int32_t jlo,
     }
     for (int32_t j = 0; j < W; j++) {
         int32_t jj = j < jlo || j >= nv ? jlo : j;
-        kr[j]      = kd + (size_t)jj * hd;
-        vr[j]      = vd + (size_t)jj * hd;
+        kr[j] = kd + (size_t)jj * hd;
+        vr[j] = vd + (size_t)jj * hd;
     }
 }
 
