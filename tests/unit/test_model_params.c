@@ -86,14 +86,14 @@ int main(void) {
     m                = load(&p, Q4_GGUF);
     info_of(m, &info);
     CHECK(info.kv_elem_bytes == 1);
-    llmrt_kv_cache       *kv = NULL;
-    llmrt_kv_cache_params kp = llmrt_kv_cache_default_params();
-    kp.max_tokens            = 32;
-    CHECK(m && llmrt_kv_cache_create(m, &kp, &kv) == LLMRT_OK);
-    CHECK_MSG(llmrt_kv_cache_bytes_per_token(kv) ==
+    llmrt_kv_cache       *kv8 = NULL;
+    llmrt_kv_cache_params kp8 = llmrt_kv_cache_default_params();
+    kp8.max_tokens            = 32;
+    CHECK(m && llmrt_kv_cache_create(m, &kp8, &kv8) == LLMRT_OK);
+    CHECK_MSG(llmrt_kv_cache_bytes_per_token(kv8) ==
                   2LL * info.n_layers * info.n_kv_heads * (info.head_dim + 4),
-              "int8 KV: %lld bytes per token", (long long)llmrt_kv_cache_bytes_per_token(kv));
-    llmrt_kv_cache_destroy(kv);
+              "int8 KV: %lld bytes per token", (long long)llmrt_kv_cache_bytes_per_token(kv8));
+    llmrt_kv_cache_destroy(kv8);
     llmrt_model_destroy(m);
     setenv("LLMRT_NO_Q4", "1", 1);
     p.dequantize_weights = false;
