@@ -78,12 +78,12 @@ float llmrt_kv_quantise_head(uint8_t *codes, const float *x, int32_t n, llmrt_dt
     return scale;
 }
 
-void llmrt_kv_quantise_slot(uint8_t *slot, const float *x, int32_t n_kv_heads, int32_t head_dim,
-                            llmrt_dtype kv) {
-    for (int32_t h = 0; h < n_kv_heads; h++) {
-        float s = llmrt_kv_quantise_head(slot + (int64_t)h * head_dim, x + (int64_t)h * head_dim,
-                                         head_dim, kv);
-        memcpy(slot + (int64_t)n_kv_heads * head_dim + 4 * (int64_t)h, &s, sizeof s);
+void llmrt_kv_quantise_token(uint8_t *pool, const llmrt_kv8_layout *l, int64_t slot, const float *x,
+                             llmrt_dtype kv) {
+    for (int32_t h = 0; h < l->n_kv_heads; h++) {
+        float s = llmrt_kv_quantise_head(pool + llmrt_kv8_codes_off(l, slot, h),
+                                         x + (int64_t)h * l->head_dim, l->head_dim, kv);
+        memcpy(pool + llmrt_kv8_scale_off(l, slot, h), &s, sizeof s);
     }
 }
 

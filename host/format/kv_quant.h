@@ -12,10 +12,13 @@
  *  - the absmax maps onto the type's largest finite value (int8 127, e4m3 448), so nothing clips.
  * The price is 4 bytes per hd bytes of codes (6 % at hd = 64, 3 % at hd = 128).
  *
- * Layout of one layer's K (or V) pool, per token slot: [Hkv * hd codes | Hkv fp32 scales], so a
- * slot is Hkv * (hd + 4) bytes and a block of block_size slots stays contiguous (a copy-on-write
- * fork copies it in one piece, as with fp32/fp16 caches). Scales are read with memcpy: a slot
- * need not be 4-byte aligned when Hkv * hd is not a multiple of 4. */
+ * Layout of one layer's K (or V) pool, per block of block_size token slots: the codes
+ * [block_size, Hkv, hd] (1 byte each), then the scales [block_size, Hkv] (fp32). A block stays
+ * one contiguous piece of bs * Hkv * (hd + 4) bytes, so a copy-on-write fork copies it as before;
+ * the codes of a (slot, head) are hd consecutive bytes, 16-byte aligned when hd and the pool are
+ * (GPU kernels load them in 16-byte pieces), and the scales of a block sit together. Scales are
+ * read with memcpy on the CPU: they are 4-byte aligned only when bs * Hkv * hd is a multiple of 4
+ * (always at hd % 4 == 0). */
 #ifndef LLMRT_FORMAT_KV_QUANT_H
 #define LLMRT_FORMAT_KV_QUANT_H
 
@@ -41,11 +44,29 @@ static inline int64_t llmrt_kv_slot_bytes(llmrt_dtype kv, int32_t n_kv_heads, in
     return (int64_t)n_kv_heads * head_dim * elem_bytes;
 }
 
-/* The scale of head h in a slot row that starts at `slot` (layout above). */
-static inline float llmrt_kv_scale(const uint8_t *slot, int32_t n_kv_heads, int32_t head_dim,
-                                   int32_t h) {
+/* Where one layer's 8-bit pool keeps a (slot, head): slot = block * block_size + offset. */
+typedef struct llmrt_kv8_layout {
+    int32_t block_size, n_kv_heads, head_dim;
+} llmrt_kv8_layout;
+
+static inline int64_t llmrt_kv8_block_bytes(const llmrt_kv8_layout *l) {
+    return (int64_t)l->block_size * l->n_kv_heads * (l->head_dim + 4);
+}
+/* byte offset of the hd codes of (slot, h) */
+static inline int64_t llmrt_kv8_codes_off(const llmrt_kv8_layout *l, int64_t slot, int32_t h) {
+    int64_t b = slot / l->block_size, o = slot % l->block_size;
+    return b * llmrt_kv8_block_bytes(l) + (o * l->n_kv_heads + h) * l->head_dim;
+}
+/* byte offset of the fp32 scale of (slot, h) */
+static inline int64_t llmrt_kv8_scale_off(const llmrt_kv8_layout *l, int64_t slot, int32_t h) {
+    int64_t b = slot / l->block_size, o = slot % l->block_size;
+    return b * llmrt_kv8_block_bytes(l) + (int64_t)l->block_size * l->n_kv_heads * l->head_dim +
+           (o * l->n_kv_heads + h) * 4;
+}
+static inline float llmrt_kv8_scale(const uint8_t *pool, const llmrt_kv8_layout *l, int64_t slot,
+                                    int32_t h) {
     float s;
-    memcpy(&s, slot + (int64_t)n_kv_heads * head_dim + 4 * (int64_t)h, sizeof s);
+    memcpy(&s, pool + llmrt_kv8_scale_off(l, slot, h), sizeof s);
     return s;
 }
 
@@ -60,9 +81,9 @@ const float *llmrt_fp8_e4m3_table(void);
  * absmax / type max (0 for an all-zero head: every code 0). */
 float llmrt_kv_quantise_head(uint8_t *codes, const float *x, int32_t n, llmrt_dtype kv);
 
-/* Writes one token's K (or V) x[Hkv, hd] into the slot row `slot` (layout above). */
-void llmrt_kv_quantise_slot(uint8_t *slot, const float *x, int32_t n_kv_heads, int32_t head_dim,
-                            llmrt_dtype kv);
+/* Writes one token's K (or V) x[Hkv, hd] into `slot` of the 8-bit pool (layout above). */
+void llmrt_kv_quantise_token(uint8_t *pool, const llmrt_kv8_layout *l, int64_t slot, const float *x,
+                             llmrt_dtype kv);
 
 /* x[n] = scale * decode(codes[n]): the portable reference of the kernels' dequantisation. */
 void llmrt_kv_dequantise_head(float *x, const uint8_t *codes, float scale, int32_t n,

@@ -42,8 +42,8 @@ typedef struct setup {
     int32_t  seq_len[MAX_SEQS]; /* positions held in the cache per sequence */
     int32_t *tables;            /* [n_seqs, max_blocks] shuffled block ids  */
     float   *k, *v;             /* [n_blocks * bs, Hkv, hd]                 */
-    uint8_t *k8, *v8;           /* 8-bit g_kv: [n_blocks * bs] slot rows of k, v; k, v then
-                                 * hold the values the codes stand for */
+    uint8_t *k8, *v8;           /* 8-bit g_kv: k, v as 8-bit pools (format/kv_quant.h); k, v
+                                 * then hold the values the codes stand for */
     float   *q;                 /* [n_seqs, max_len, Hq, hd]: q of (seq, position) */
     int32_t  max_len;
 } setup;
@@ -139,34 +139,33 @@ static double check_ref(const setup *s, int T, const int32_t *seqs, const int32_
     return worst;
 }
 
-/* The cache as 8-bit slot rows (g_kv); k and v become the values the codes stand for, after a
+/* The cache as 8-bit pools (g_kv); k and v become the values the codes stand for, after a
  * check that they are within the rounding bound of the type: int8 half a step of absmax / 127;
  * e4m3 2^-4 relative (3 mantissa bits, round to nearest), or half a subnormal step (2^-10 of
  * the scale) near 0. Poisoned (NaN) slots must read back as NaN. */
 static void quantise_cache(setup *s) {
-    int64_t n_slots = (int64_t)s->n_seqs * s->max_blocks * s->bs, w = (int64_t)s->Hkv * s->hd;
-    int64_t row = llmrt_kv_slot_bytes(g_kv, s->Hkv, s->hd, 1);
-    double  worst = 0;
-    int     nan_ok = 1;
-    float  *src[2] = {s->k, s->v};
+    int64_t          n_slots = (int64_t)s->n_seqs * s->max_blocks * s->bs;
+    int64_t          w       = (int64_t)s->Hkv * s->hd;
+    llmrt_kv8_layout l       = {s->bs, s->Hkv, s->hd};
+    double           worst   = 0;
+    int              nan_ok  = 1;
+    float           *src[2]  = {s->k, s->v};
     for (int kv = 0; kv < 2; kv++) {
-        uint8_t *q = malloc((size_t)(n_slots * row));
+        uint8_t *q = malloc((size_t)(n_slots / s->bs * llmrt_kv8_block_bytes(&l)));
         for (int64_t sl = 0; sl < n_slots; sl++) {
-            float   *x = src[kv] + sl * w;
-            uint8_t *r = q + sl * row;
-            llmrt_kv_quantise_slot(r, x, s->Hkv, s->hd, g_kv);
+            float *x = src[kv] + sl * w;
+            llmrt_kv_quantise_token(q, &l, sl, x, g_kv);
             for (int h = 0; h < s->Hkv; h++) {
-                float  deq[256], sc = llmrt_kv_scale(r, s->Hkv, s->hd, h);
+                float  deq[256], sc = llmrt_kv8_scale(q, &l, sl, h);
                 float *xh = x + (int64_t)h * s->hd;
-                llmrt_kv_dequantise_head(deq, r + (int64_t)h * s->hd, sc, s->hd, g_kv);
+                llmrt_kv_dequantise_head(deq, q + llmrt_kv8_codes_off(&l, sl, h), sc, s->hd, g_kv);
                 for (int i = 0; i < s->hd; i++) {
                     if (xh[i] != xh[i]) {
                         nan_ok &= deq[i] != deq[i];
                         continue;
                     }
-                    double bound = g_kv == LLMRT_DTYPE_I8
-                                       ? 0.5 * sc
-                                       : fmax(fabs(xh[i]) / 16, sc * 0x1p-10);
+                    double bound = g_kv == LLMRT_DTYPE_I8 ? 0.5 * sc
+                                                          : fmax(fabs(xh[i]) / 16, sc * 0x1p-10);
                     double e = fabs((double)deq[i] - xh[i]) / (bound * (1 + 1e-4) + 1e-30);
                     if (!(e <= worst)) worst = e;
                     xh[i] = deq[i];

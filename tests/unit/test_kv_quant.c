@@ -2,7 +2,7 @@
  * "E4M3FN": bias 7, 3 mantissa bits, subnormals below 2^-6, 0x7F/0xFF NaN, no infinity): fixed
  * anchors, every code decodes and re-encodes to itself, the midpoint between two neighbours
  * rounds to the even code, values past 448 saturate. int8 absmax quantisation of known heads,
- * the slot layout, and the zero / NaN heads. */
+ * the block layout, and the zero / NaN heads. */
 #include <math.h>
 #include <string.h>
 
@@ -65,25 +65,31 @@ static void test_int8_head(void) {
     CHECK_MSG(isnan(back[0]) && isnan(back[2]), "a NaN head must read back as NaN");
 }
 
-static void test_slot_layout(void) {
-    /* Hkv 3, hd 6: 18 codes then 3 scales, 30 bytes; scales at unaligned offset 18 */
+static void test_block_layout(void) {
+    /* bs 2, Hkv 3, hd 6: a block is 2 x 3 x 6 codes then 2 x 3 scales (48 bytes); slot 3 is
+     * block 1 offset 1; its scales sit at the unaligned offset 48 + 36 + 12 */
+    llmrt_kv8_layout l = {2, 3, 6};
+    CHECK(llmrt_kv8_block_bytes(&l) == 60);
+    CHECK(llmrt_kv8_codes_off(&l, 3, 2) == 60 + (1 * 3 + 2) * 6);
+    CHECK(llmrt_kv8_scale_off(&l, 3, 2) == 60 + 36 + (1 * 3 + 2) * 4);
+    CHECK(llmrt_kv_slot_bytes(LLMRT_DTYPE_I8, 3, 6, 4) == 30);
+    CHECK(llmrt_kv_slot_bytes(LLMRT_DTYPE_F32, 3, 6, 4) == 72);
     float x[18];
     for (int i = 0; i < 18; i++)
         x[i] = (float)(i - 7) * (i / 6 + 1);
-    CHECK(llmrt_kv_slot_bytes(LLMRT_DTYPE_I8, 3, 6, 4) == 30);
-    CHECK(llmrt_kv_slot_bytes(LLMRT_DTYPE_F32, 3, 6, 4) == 72);
-    uint8_t row[31];
-    row[30] = 0xAB;
-    llmrt_kv_quantise_slot(row, x, 3, 6, LLMRT_DTYPE_F8_E4M3);
-    CHECK(row[30] == 0xAB);
+    uint8_t pool[121];
+    memset(pool, 0xAB, sizeof pool);
+    llmrt_kv_quantise_token(pool, &l, 3, x, LLMRT_DTYPE_F8_E4M3);
+    CHECK(pool[120] == 0xAB && pool[59] == 0xAB); /* nothing outside block 1 written */
     for (int h = 0; h < 3; h++) {
         float amax = 0;
         for (int i = 0; i < 6; i++)
             amax = fmaxf(amax, fabsf(x[h * 6 + i]));
-        float s = llmrt_kv_scale(row, 3, 6, h);
+        float s = llmrt_kv8_scale(pool, &l, 3, h);
         CHECK_MSG(s == amax / 448.0f, "head %d scale %g, want %g", h, s, amax / 448.0f);
         float back[6];
-        llmrt_kv_dequantise_head(back, row + h * 6, s, 6, LLMRT_DTYPE_F8_E4M3);
+        llmrt_kv_dequantise_head(back, pool + llmrt_kv8_codes_off(&l, 3, h), s, 6,
+                                 LLMRT_DTYPE_F8_E4M3);
         for (int i = 0; i < 6; i++)
             CHECK(fabsf(back[i] - x[h * 6 + i]) <= fabsf(x[h * 6 + i]) / 16 + s * 0x1p-10f);
     }
@@ -93,6 +99,6 @@ int main(void) {
     test_fp8_anchors();
     test_fp8_round_trip_and_ties();
     test_int8_head();
-    test_slot_layout();
+    test_block_layout();
     return test_summary("test_kv_quant");
 }

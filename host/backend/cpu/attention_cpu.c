@@ -106,10 +106,13 @@ static void attn_task(void *p, int64_t task, int thread) {
         .window     = j->window,
     };
     if (llmrt_kv_dtype_is_8bit(j->kv_dtype)) {
-        t.kv_ld     = llmrt_kv_slot_bytes(j->kv_dtype, j->n_kv_heads, hd, 1);
-        t.k8        = (const uint8_t *)j->k_cache + (int64_t)kvh * hd;
-        t.v8        = (const uint8_t *)j->v_cache + (int64_t)kvh * hd;
-        t.scale_off = (int64_t)(j->n_kv_heads - kvh) * hd + 4 * (int64_t)kvh;
+        llmrt_kv8_layout l = {j->block_size, j->n_kv_heads, hd};
+        t.kv_ld            = kv_ld;
+        t.block_bytes      = llmrt_kv8_block_bytes(&l);
+        t.k8               = (const uint8_t *)j->k_cache + (int64_t)kvh * hd;
+        t.v8               = (const uint8_t *)j->v_cache + (int64_t)kvh * hd;
+        t.scale_off        = llmrt_kv8_scale_off(&l, 0, kvh) - (int64_t)kvh * hd;
+        t.scale_ld         = 4 * (int64_t)j->n_kv_heads;
         t.fp8_lut   = j->fp8_lut;
     } else {
         t.k = (const float *)j->k_cache + (int64_t)kvh * hd;

@@ -42,9 +42,12 @@ typedef struct llmrt_cpu_attn_tile {
     int32_t        head_dim;
     llmrt_dtype    kv_dtype;   /* F32: the cache is k, v; I8 / F8_E4M3: k8, v8 (format/kv_quant.h) */
     const float   *k, *v;      /* F32 cache base + KV head offset: position p at k + slot(p) * kv_ld */
-    const uint8_t *k8, *v8;    /* 8-bit cache base + the head's codes: p at k8 + slot(p) * kv_ld */
-    int64_t        kv_ld;      /* between cache slots: Hkv * hd floats (F32), Hkv * (hd + 4) bytes */
-    int64_t        scale_off;  /* 8-bit: bytes from a head's codes to its fp32 scale in the slot */
+    const uint8_t *k8, *v8;    /* 8-bit pool base + h * hd: the head's codes at offset 0 of block 0 */
+    int64_t        kv_ld;      /* F32: floats between cache slots (Hkv * hd); 8-bit: code bytes
+                                * between the slots of a block (Hkv * hd)                      */
+    int64_t        block_bytes;/* 8-bit: bytes of a block (format/kv_quant.h)                  */
+    int64_t        scale_off;  /* 8-bit: from k8 to the head's scale at (block 0, slot 0)      */
+    int64_t        scale_ld;   /* 8-bit: bytes between the scales of a block's slots (4 * Hkv) */
     const float   *fp8_lut;    /* F8_E4M3: the 256 code values (llmrt_fp8_e4m3_table)           */
     const int32_t *table;      /* [>= pos / block_size + 1] block ids of the sequence             */
     int32_t        block_size; /* tokens per KV block                                             */
@@ -95,7 +98,7 @@ llmrt_status llmrt_cpu_attn_reserve(llmrt_cpu_attn *a, int64_t n_tokens, int32_t
 /* out [T, Hq, hd] = softmax(q Kᵀ * scale, causal to each token's position, within the sliding
  * window when window > 0) V over the paged
  * cache of the token's sequence. q [T, Hq, hd]; k_cache, v_cache [slots, Hkv, hd] fp32 when
- * kv_dtype is F32, else 8-bit slot rows [slots, Hkv * (hd + 4) bytes] (format/kv_quant.h),
+ * kv_dtype is F32, else 8-bit blocks of codes and scales (format/kv_quant.h),
  * dequantised a chunk at a time inside the tile kernels;
  * positions, seq_of [T]; block_tables [n_seqs, max_blocks]. Needs a prior reserve for T and hd
  * (returns LLMRT_ERR_OUT_OF_MEMORY, output untouched, otherwise). */

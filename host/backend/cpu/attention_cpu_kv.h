@@ -44,11 +44,13 @@ llmrt_cpu_attn_chunk_rows(const llmrt_cpu_attn_tile *t, int32_t c0, int32_t jlo,
     }
     float *kd = llmrt_cpu_attn_deq(t, scratch), *vd = kd + (size_t)W * hd; /* [W, hd] each */
     for (int32_t j = jlo; j < nv; j++) {
-        int64_t off = llmrt_cpu_attn_slot(t, c0 + j) * t->kv_ld;
-        const uint8_t *kc = t->k8 + off, *vc = t->v8 + off;
+        int32_t p = c0 + j;
+        int64_t blk = (int64_t)t->table[p / t->block_size] * t->block_bytes;
+        int64_t o = p % t->block_size;
+        const uint8_t *kc = t->k8 + blk + o * t->kv_ld, *vc = t->v8 + blk + o * t->kv_ld;
         float ks, vs;
-        memcpy(&ks, kc + t->scale_off, sizeof ks);
-        memcpy(&vs, vc + t->scale_off, sizeof vs);
+        memcpy(&ks, t->k8 + blk + t->scale_off + o * t->scale_ld, sizeof ks);
+        memcpy(&vs, t->v8 + blk + t->scale_off + o * t->scale_ld, sizeof vs);
         dequant(kd + (size_t)j * hd, kc, ks, hd, t->kv_dtype, t->fp8_lut);
         dequant(vd + (size_t)j * hd, vc, vs, hd, t->kv_dtype, t->fp8_lut);
     }

@@ -680,11 +680,9 @@ static void cpu_rope_kv_write(llmrt_backend *be, void *q, void *k, const void *v
         for (int32_t h = 0; h < s->n_kv_heads; h++) rope_rotate(kt + (int64_t)h * hd, cs, sn, half);
         const float *vt = (const float *)v + t * kv_w;
         if (llmrt_kv_dtype_is_8bit(s->kv_dtype)) {
-            int64_t row = llmrt_kv_slot_bytes(s->kv_dtype, s->n_kv_heads, hd, 1);
-            llmrt_kv_quantise_slot((uint8_t *)k_cache + c->slots[t] * row, kt, s->n_kv_heads, hd,
-                                   s->kv_dtype);
-            llmrt_kv_quantise_slot((uint8_t *)v_cache + c->slots[t] * row, vt, s->n_kv_heads, hd,
-                                   s->kv_dtype);
+            llmrt_kv8_layout l = {s->block_size, s->n_kv_heads, hd};
+            llmrt_kv_quantise_token(k_cache, &l, c->slots[t], kt, s->kv_dtype);
+            llmrt_kv_quantise_token(v_cache, &l, c->slots[t], vt, s->kv_dtype);
             continue;
         }
         memcpy((float *)k_cache + c->slots[t] * kv_w, kt, (size_t)kv_w * sizeof(float));
