@@ -15,8 +15,8 @@
  * Layout of one layer's K (or V) pool, per block of block_size token slots: the codes
  * [block_size, Hkv, hd] (1 byte each), then the scales [block_size, Hkv] (fp32). A block stays
  * one contiguous piece of bs * Hkv * (hd + 4) bytes, so a copy-on-write fork copies it as before;
- * the codes of a (slot, head) are hd consecutive bytes, 16-byte aligned when hd and the pool are
- * (GPU kernels load them in 16-byte pieces), and the scales of a block sit together. Scales are
+ * the codes of a (slot, head) are hd consecutive bytes, 4-byte aligned when hd % 4 == 0 (what the
+ * GPU kernels ask: cuda/kv8.cuh), and the scales of a block sit together. Scales are
  * read with memcpy on the CPU: they are 4-byte aligned only when bs * Hkv * hd is a multiple of 4
  * (always at hd % 4 == 0). */
 #ifndef LLMRT_FORMAT_KV_QUANT_H
