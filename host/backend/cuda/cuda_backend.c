@@ -248,7 +248,8 @@ static bool cuda_supports_weight(const llmrt_backend *be, llmrt_dtype dtype) {
  *  - attention: the naive kernel takes any head dim up to 256 (rope_init's bound too); the
  *    flash kernels (attention.h) take the head dims and dtypes they are instantiated for
  *    (llmrt_cuda_attention_check on the shape alone), fp16/bf16 only, unless the naive kernel
- *    was forced. */
+ *    was forced. Every kernel also reads an 8-bit KV cache (kv_dtype I8 / F8_E4M3, cuda/kv8.cuh)
+ *    when head_dim % 4 == 0. */
 static bool cuda_supports(const llmrt_backend *be, const llmrt_op_query *q, char *why,
                           size_t cap) {
     const cuda_ctx *c = ctx_of(be);
