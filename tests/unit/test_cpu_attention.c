@@ -154,6 +154,7 @@ static void quantise_cache(setup *s) {
         uint8_t *q = malloc((size_t)(n_slots / s->bs * llmrt_kv8_block_bytes(&l)));
         for (int64_t sl = 0; sl < n_slots; sl++) {
             float *x = src[kv] + sl * w;
+            for (int64_t e = 3; e < w; e += 7) x[e] *= 1e-5f; /* tiny values: fp8 subnormals */
             llmrt_kv_quantise_token(q, &l, sl, x, g_kv);
             for (int h = 0; h < s->Hkv; h++) {
                 float  deq[256], sc = llmrt_kv8_scale(q, &l, sl, h);

@@ -14,18 +14,26 @@
 #define V_ROWS 4
 #define V_COLS 4 /* ymm of output columns per P·V pass (32 floats) */
 
-/* dst[n] = scale * value(codes[n]): int8 sign-extended 8 at a time, fp8 e4m3 by a gather from
- * the 256-entry table (e4m3 has no conversion instruction before AVX10.2). */
+/* dst[n] = scale * value(codes[n]), 8 at a time, scalar tail. int8: sign-extended. fp8 e4m3:
+ * its bits moved into an fp16 and converted exactly by vcvtph2ps (see the AVX-512 kernel), then
+ * times scale * 2^8 (exact): the same product as scale * value. */
 static void dequant_row(float *dst, const uint8_t *codes, float scale, int32_t n, llmrt_dtype kv,
                         const float *lut) {
-    __m256  s = _mm256_set1_ps(scale);
-    int32_t i = 0;
+    const __m256  s   = _mm256_set1_ps(scale), s8 = _mm256_set1_ps(scale * 256.0f);
+    const __m128i sgn = _mm_set1_epi16(0x80), mag = _mm_set1_epi16(0x7F);
+    int32_t       i   = 0;
     for (; i + 8 <= n; i += 8) {
         __m128i c = _mm_loadl_epi64((const __m128i *)(codes + i));
-        __m256  x = kv == LLMRT_DTYPE_I8
-                        ? _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(c))
-                        : _mm256_i32gather_ps(lut, _mm256_cvtepu8_epi32(c), 4);
-        _mm256_storeu_ps(dst + i, _mm256_mul_ps(x, s));
+        __m256  x;
+        if (kv == LLMRT_DTYPE_I8) {
+            x = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(c)), s);
+        } else {
+            __m128i h = _mm_cvtepu8_epi16(c);
+            h = _mm_or_si128(_mm_slli_epi16(_mm_and_si128(h, sgn), 8),
+                             _mm_slli_epi16(_mm_and_si128(h, mag), 7));
+            x = _mm256_mul_ps(_mm256_cvtph_ps(h), s8);
+        }
+        _mm256_storeu_ps(dst + i, x);
     }
     for (; i < n; i++)
         dst[i] = scale * (kv == LLMRT_DTYPE_I8 ? (float)(int8_t)codes[i] : lut[codes[i]]);
