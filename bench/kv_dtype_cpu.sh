@@ -4,6 +4,8 @@
 # latency: a 16-token prompt after DEPTHS context tokens, 33 generated, decode tok/s over steps
 # 2..33). ROUNDS rounds alternate the dtypes (the machine is shared: each round sees the same
 # neighbours for every dtype); the table gives the median of the rounds' means. SmolLM2 by default.
+# Then the attention kernel alone per dtype (build/tests/kv_attn_bench: one layer, 1 thread, the
+# minimum over alternating repetitions) at each depth.
 #
 #   bench/kv_dtype_cpu.sh [BUILD_DIR] [MODEL] [ROUNDS] [THREADS] [DEPTHS]
 set -euo pipefail
@@ -48,3 +50,7 @@ for d in depths:
         print(f"{k:9} {d:>6} {kvb:>11.0f} {kvb * int(d) / 1e6:>15.1f} {med:>22.2f} "
               f"{med / base[d]:>7.2f}x {' '.join(f'{t:.2f}' for t in tg):>30}")
 PY
+for d in $depths; do
+    echo "command: $build/tests/kv_attn_bench -n $d -r 60"
+    "$build/tests/kv_attn_bench" -n "$d" -r 60
+done
