@@ -184,7 +184,9 @@ static void usage(FILE *f) {
                "                        all-reduce time per forward is reported\n"
                "      --cpu-matmul M    exact (default) | int8 | bf16 | int8,bf16 (llmrt --help)\n"
                "      --enforce-eager   CUDA: decode without CUDA graphs (alias --no-cuda-graphs;\n"
-               "                        default: graphs), to compare the two\n",
+               "                        default: graphs), to compare the two\n"
+
+               "      --kv-cache-dtype T  auto (default) | int8 | fp8 | fp8_e4m3 (llmrt --help)\n",
             cli_default_model());
 }
 
@@ -295,6 +297,7 @@ int bench_latency_main(int argc, char **argv) {
         {"device", required_argument, 0, 'D'}, {"tp", required_argument, 0, 'T'},
         {"cpu-matmul", required_argument, 0, 'M'},
         {"enforce-eager", no_argument, 0, 'E'}, {"no-cuda-graphs", no_argument, 0, 'E'},
+        {"kv-cache-dtype", required_argument, 0, 'K'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int c;
     optind = 1;
@@ -328,6 +331,13 @@ int bench_latency_main(int argc, char **argv) {
         case 'T': bad = cli_parse_tp(optarg) < 0 ? -1 : 0; break;
         case 'M': bad = cli_parse_cpu_matmul(optarg) < 0 ? -1 : 0; break;
         case 'E': cli_load.enforce_eager = true; break;
+        case 'K': {
+            static const char *const kvs[] = {"auto", "int8", "fp8", "fp8_e4m3", NULL};
+            int i = 0;
+            bad = cli_arg_enum("--kv-cache-dtype", optarg, kvs, &i);
+            if (!bad) cli_load.kv_cache_dtype = cli_kv_cache_dtype_of(kvs[i]);
+            break;
+        }
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

@@ -103,7 +103,8 @@ void bench_context_measure(bench_context *c) {
 }
 
 double bench_kv_bytes_per_token(const llmrt_model_info *i) {
-    return 2.0 * i->n_layers * i->n_kv_heads * i->head_dim * (i->kv_elem_bytes ? i->kv_elem_bytes : 4);
+    int eb = i->kv_elem_bytes ? i->kv_elem_bytes : 4; /* 1: 8-bit codes + an fp32 scale per head */
+    return 2.0 * i->n_layers * i->n_kv_heads * (eb == 1 ? i->head_dim + 4 : i->head_dim * eb);
 }
 
 static void machine(char *buf, size_t n) {

@@ -80,6 +80,10 @@ typedef struct llmrt_cuda_attn_args {
     void *workspace;        /* split-KV partials; llmrt_cuda_attention_decode_workspace_bytes */
     size_t workspace_bytes; /* its size */
     int32_t num_splits;     /* 0: heuristic; > 0: force this many KV splits (tests, tuning) */
+    /* -- both (added with the 8-bit KV cache; 0 keeps the layout above) -- */
+    int32_t kv; /* llmrt_cuda_kv (llmrt_cuda.h): 0 = k_cache/v_cache hold `dtype` as above;
+                 * INT8 / FP8: they are 8-bit pools (cuda/kv8.cuh), dequantised to `dtype` as
+                 * the kernels load them */
 } llmrt_cuda_attn_args;
 
 /* Validates what both launchers rely on (NULL pointers, 16-byte alignment of q/out/caches,

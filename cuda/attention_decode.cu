@@ -16,7 +16,9 @@
 //     16 rows are too few to split Q), keeps its own online-softmax state, and the four warp
 //     states are merged through shared memory at the end with the same LSE formula.
 // K/V tiles stream through a cp.async ring exactly as in attention_prefill.cu (same swizzle,
-// same zero-fill past the context so NaN in unused slots never reaches an mma).
+// same zero-fill past the context so NaN in unused slots never reaches an mma). An 8-bit cache
+// (KV = LLMRT_CUDA_KV_INT8 / FP8, cuda/kv8.cuh) is dequantised to T as its pieces are loaded
+// (plain loads and 16-byte shared stores into the same ring): the math is the fp16/bf16 path.
 #include "attention.h"
 
 #include <cmath>
@@ -28,6 +30,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include "kv8.cuh"
 #include "launch.cuh"
 #include "ptx_ops.cuh"
 
@@ -135,12 +138,13 @@ __device__ __forceinline__ int tiles_per_split(int ctx, int window, int n_splits
 }
 
 // ---- the attention kernel -----------------------------------------------------------------------
-template <class T, int HD>
+template <class T, int HD, int KV>
 __global__ void __launch_bounds__(DecodeTraits<HD>::kThreads)
     attn_decode_kernel(const T *__restrict__ q,                  // [T, Hq, HD]
                        T *__restrict__ out,                      // [T, Hq, HD] (when 1 split)
-                       const T *__restrict__ k_cache,            // [n_blocks, bs, Hkv, HD]
-                       const T *__restrict__ v_cache,            // [n_blocks, bs, Hkv, HD]
+                       const void *__restrict__ k_cache,         // [n_blocks, bs, Hkv, HD] T,
+                                                                 // or an 8-bit pool (kv8.cuh)
+                       const void *__restrict__ v_cache,         // the same for V
                        const int32_t *__restrict__ block_tables, // [rows, max_blocks]
                        const int32_t *__restrict__ q_start,      // [n_seqs] q row of each sequence
                        const int32_t *__restrict__ ctx_len,      // [n_seqs]
@@ -189,6 +193,7 @@ __global__ void __launch_bounds__(DecodeTraits<HD>::kThreads)
 
     // -- K/V loader (see attention_prefill.cu) ---------------------------------------------------
     const int32_t *btab = block_tables + (int64_t)seq_slot[seq] * max_blocks;
+    const kv8::Layout L8 = {block_size, n_kv_heads, HD}; // 8-bit pools only
     const int ld_row = tid / CH, ld_chunk = tid % CH;
     int blk[Tr::kLoadPasses];
     auto fetch_blocks = [&](int t) {
@@ -209,12 +214,20 @@ __global__ void __launch_bounds__(DecodeTraits<HD>::kThreads)
                 if (blk[i] >= 0) {
                     const int pos = t * BN + r;
                     const int64_t slot = (int64_t)blk[i] * block_size + pos % block_size;
-                    const int64_t e = (slot * n_kv_heads + kvh) * HD + ld_chunk * 8;
-                    cp_async_cg16(dk + off, k_cache + e);
-                    cp_async_cg16(dv + off, v_cache + e);
-                } else {
+                    if constexpr (KV == LLMRT_CUDA_KV_ACT) {
+                        const int64_t e = (slot * n_kv_heads + kvh) * HD + ld_chunk * 8;
+                        cp_async_cg16(dk + off, static_cast<const T *>(k_cache) + e);
+                        cp_async_cg16(dv + off, static_cast<const T *>(v_cache) + e);
+                    } else {
+                        kv8::load_piece<T, KV>(dk + off, k_cache, L8, slot, kvh, ld_chunk);
+                        kv8::load_piece<T, KV>(dv + off, v_cache, L8, slot, kvh, ld_chunk);
+                    }
+                } else if constexpr (KV == LLMRT_CUDA_KV_ACT) {
                     cp_async_cg16(dk + off, k_cache, 0);
                     cp_async_cg16(dv + off, v_cache, 0);
+                } else {
+                    kv8::zero_piece(dk + off);
+                    kv8::zero_piece(dv + off);
                 }
             }
             fetch_blocks(t + 1);
@@ -441,7 +454,7 @@ int choose_splits(int64_t units, int max_ctx, int n_sm, int ctas_per_sm, int ws_
 }
 
 // Resolves the split count for `a` (validated) on the current device: > 0, or a negative code.
-template <class T, int HD>
+template <class T, int HD, int KV>
 int plan_splits(const llmrt_cuda_attn_args *a, char *err, size_t err_size) {
     using Tr = DecodeTraits<HD>;
     const size_t per_split = split_bytes(a->n_seqs, a->n_heads, HD);
@@ -459,13 +472,13 @@ int plan_splits(const llmrt_cuda_attn_args *a, char *err, size_t err_size) {
     cudaError_t e = cudaGetDevice(&dev);
     if (e == cudaSuccess) e = cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev);
     if (e == cudaSuccess && Tr::kSmemBytes > 48 * 1024)
-        e = cudaFuncSetAttribute(attn_decode_kernel<T, HD>,
+        e = cudaFuncSetAttribute(attn_decode_kernel<T, HD, KV>,
                                  cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSmemBytes);
     if (e == cudaSuccess)
         // (the C entry point: cuda_runtime.h's template goes through ...WithFlags, which cusim
         // does not provide)
         e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-            &ctas, reinterpret_cast<const void *>(attn_decode_kernel<T, HD>), Tr::kThreads,
+            &ctas, reinterpret_cast<const void *>(attn_decode_kernel<T, HD, KV>), Tr::kThreads,
             Tr::kSmemBytes);
     if (e != cudaSuccess)
         return fail(err, err_size, LLMRT_CUDA_ATTN_ECUDA,
@@ -473,14 +486,15 @@ int plan_splits(const llmrt_cuda_attn_args *a, char *err, size_t err_size) {
     return choose_splits((int64_t)a->n_seqs * a->n_kv_heads, a->max_ctx_len, n_sm, ctas, ws_cap);
 }
 
-template <class T, int HD>
+template <class T, int HD, int KV>
 int launch_decode(const llmrt_cuda_attn_args *a, cudaStream_t stream, char *err, size_t err_size) {
     using Tr = DecodeTraits<HD>;
-    const int n_splits = plan_splits<T, HD>(a, err, err_size);
+    const int n_splits = plan_splits<T, HD, KV>(a, err, err_size);
     if (n_splits < 0) return n_splits;
     if (Tr::kSmemBytes > 48 * 1024) { // per kernel and device; cheap, so every launch
-        cudaError_t e = cudaFuncSetAttribute(
-            attn_decode_kernel<T, HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSmemBytes);
+        cudaError_t e = cudaFuncSetAttribute(attn_decode_kernel<T, HD, KV>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             Tr::kSmemBytes);
         if (e != cudaSuccess)
             return fail(err, err_size, LLMRT_CUDA_ATTN_ECUDA,
                         "attention decode: cannot allow %d bytes of shared memory: %s",
@@ -491,9 +505,9 @@ int launch_decode(const llmrt_cuda_attn_args *a, cudaStream_t stream, char *err,
         part_o = static_cast<float *>(a->workspace);
         part_lse = part_o + (size_t)n_splits * a->n_seqs * a->n_heads * HD;
     }
-    LAUNCH((attn_decode_kernel<T, HD>), dim3(n_splits, a->n_kv_heads, a->n_seqs), Tr::kThreads,
-           Tr::kSmemBytes, stream, static_cast<const T *>(a->q), static_cast<T *>(a->out),
-           static_cast<const T *>(a->k_cache), static_cast<const T *>(a->v_cache), a->block_tables,
+    LAUNCH((attn_decode_kernel<T, HD, KV>), dim3(n_splits, a->n_kv_heads, a->n_seqs),
+           Tr::kThreads, Tr::kSmemBytes, stream, static_cast<const T *>(a->q),
+           static_cast<T *>(a->out), a->k_cache, a->v_cache, a->block_tables,
            a->q_start, a->ctx_len, a->seq_slot, (int)a->n_seqs, (int)a->n_heads, (int)a->n_kv_heads,
            (int)a->block_size, (int)a->max_blocks, a->scale * 1.4426950408889634f,
            (int)a->window, part_o, part_lse);
@@ -547,16 +561,34 @@ extern "C" size_t llmrt_cuda_attention_decode_workspace_bytes(int32_t max_seqs, 
     return (size_t)max_splits * dec::split_bytes(max_seqs, n_heads, head_dim);
 }
 
+namespace {
+namespace dec {
+// Closed dispatch over the cache's storage for one (T, HD) (kv checked by check_decode).
+template <class T, int HD>
+int plan_splits_kv(const llmrt_cuda_attn_args *a, char *err, size_t err_size) {
+    if (a->kv == LLMRT_CUDA_KV_INT8) return plan_splits<T, HD, LLMRT_CUDA_KV_INT8>(a, err, err_size);
+    if (a->kv == LLMRT_CUDA_KV_FP8) return plan_splits<T, HD, LLMRT_CUDA_KV_FP8>(a, err, err_size);
+    return plan_splits<T, HD, LLMRT_CUDA_KV_ACT>(a, err, err_size);
+}
+template <class T, int HD>
+int launch_decode_kv(const llmrt_cuda_attn_args *a, cudaStream_t s, char *err, size_t err_size) {
+    if (a->kv == LLMRT_CUDA_KV_INT8) return launch_decode<T, HD, LLMRT_CUDA_KV_INT8>(a, s, err, err_size);
+    if (a->kv == LLMRT_CUDA_KV_FP8) return launch_decode<T, HD, LLMRT_CUDA_KV_FP8>(a, s, err, err_size);
+    return launch_decode<T, HD, LLMRT_CUDA_KV_ACT>(a, s, err, err_size);
+}
+} // namespace dec
+} // namespace
+
 extern "C" int llmrt_cuda_attention_decode_num_splits(const llmrt_cuda_attn_args *a, char *err,
                                                       size_t err_size) {
     if (int rc = dec::check_decode(a, err, err_size)) return rc;
     if (a->n_seqs == 0) return 1;
     const bool bf16 = a->dtype == LLMRT_CUDA_ATTN_BF16;
     if (a->head_dim == 64)
-        return bf16 ? dec::plan_splits<__nv_bfloat16, 64>(a, err, err_size)
-                    : dec::plan_splits<__half, 64>(a, err, err_size);
-    return bf16 ? dec::plan_splits<__nv_bfloat16, 128>(a, err, err_size)
-                : dec::plan_splits<__half, 128>(a, err, err_size);
+        return bf16 ? dec::plan_splits_kv<__nv_bfloat16, 64>(a, err, err_size)
+                    : dec::plan_splits_kv<__half, 64>(a, err, err_size);
+    return bf16 ? dec::plan_splits_kv<__nv_bfloat16, 128>(a, err, err_size)
+                : dec::plan_splits_kv<__half, 128>(a, err, err_size);
 }
 
 extern "C" int llmrt_cuda_attention_decode(const llmrt_cuda_attn_args *a, void *stream, char *err,
@@ -567,8 +599,8 @@ extern "C" int llmrt_cuda_attention_decode(const llmrt_cuda_attn_args *a, void *
     // Closed dispatch over (dtype, head_dim); anything else was rejected with a message.
     const bool bf16 = a->dtype == LLMRT_CUDA_ATTN_BF16;
     if (a->head_dim == 64)
-        return bf16 ? dec::launch_decode<__nv_bfloat16, 64>(a, s, err, err_size)
-                    : dec::launch_decode<__half, 64>(a, s, err, err_size);
-    return bf16 ? dec::launch_decode<__nv_bfloat16, 128>(a, s, err, err_size)
-                : dec::launch_decode<__half, 128>(a, s, err, err_size);
+        return bf16 ? dec::launch_decode_kv<__nv_bfloat16, 64>(a, s, err, err_size)
+                    : dec::launch_decode_kv<__half, 64>(a, s, err, err_size);
+    return bf16 ? dec::launch_decode_kv<__nv_bfloat16, 128>(a, s, err, err_size)
+                : dec::launch_decode_kv<__half, 128>(a, s, err, err_size);
 }

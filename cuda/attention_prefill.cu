@@ -33,6 +33,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include "kv8.cuh"
 #include "launch.cuh"
 #include "ptx_ops.cuh"
 
@@ -155,12 +156,13 @@ __device__ __forceinline__ int find_q_tile(const int32_t *__restrict__ q_len, in
 }
 
 // ---- the kernel ---------------------------------------------------------------------------------
-template <class T, int HD>
+template <class T, int HD, int KV>
 __global__ void __launch_bounds__(PrefillTraits<HD>::kThreads, PrefillTraits<HD>::kMinBlocks)
     attn_prefill_kernel(const T *__restrict__ q,                  // [T, Hq, HD]
                         T *__restrict__ out,                      // [T, Hq, HD]
-                        const T *__restrict__ k_cache,            // [n_blocks, bs, Hkv, HD]
-                        const T *__restrict__ v_cache,            // [n_blocks, bs, Hkv, HD]
+                        const void *__restrict__ k_cache,         // [n_blocks, bs, Hkv, HD] T, or
+                                                                  // an 8-bit pool (kv8.cuh)
+                        const void *__restrict__ v_cache,         // the same for V
                         const int32_t *__restrict__ block_tables, // [rows, max_blocks]
                         const int32_t *__restrict__ q_start,      // [n_seqs]
                         const int32_t *__restrict__ q_len,        // [n_seqs]
@@ -218,6 +220,7 @@ __global__ void __launch_bounds__(PrefillTraits<HD>::kThreads, PrefillTraits<HD>
     // Block ids for the next tile are fetched one tile ahead (blk[]), so the block-table load
     // latency hides behind the current tile's math instead of stalling the cp.async issue.
     const int ld_row = tid / CH, ld_chunk = tid % CH;
+    const kv8::Layout L8 = {block_size, n_kv_heads, HD}; // 8-bit pools only
     int blk[Tr::kLoadPasses];
     auto fetch_blocks = [&](int t) {
         ATTN_UNROLL
@@ -239,12 +242,20 @@ __global__ void __launch_bounds__(PrefillTraits<HD>::kThreads, PrefillTraits<HD>
                 if (blk[i] >= 0) {
                     const int pos = t * BN + r;
                     const int64_t slot = (int64_t)blk[i] * block_size + pos % block_size;
-                    const int64_t e = (slot * n_kv_heads + kvh) * HD + ld_chunk * 8;
-                    cp_async_cg16(dk + off, k_cache + e);
-                    cp_async_cg16(dv + off, v_cache + e);
-                } else { // past the context: zeros, never the slot's (maybe NaN) contents
-                    cp_async_cg16(dk + off, k_cache, 0);
-                    cp_async_cg16(dv + off, v_cache, 0);
+                    if constexpr (KV == LLMRT_CUDA_KV_ACT) {
+                        const int64_t e = (slot * n_kv_heads + kvh) * HD + ld_chunk * 8;
+                        cp_async_cg16(dk + off, static_cast<const T *>(k_cache) + e);
+                        cp_async_cg16(dv + off, static_cast<const T *>(v_cache) + e);
+                    } else { // an 8-bit pool: dequantised into the same ring (kv8.cuh)
+                        kv8::load_piece<T, KV>(dk + off, k_cache, L8, slot, kvh, ld_chunk);
+                        kv8::load_piece<T, KV>(dv + off, v_cache, L8, slot, kvh, ld_chunk);
+                    }
+                } else if constexpr (KV == LLMRT_CUDA_KV_ACT) { // past the context: zeros,
+                    cp_async_cg16(dk + off, k_cache, 0);     // never the slot's (maybe NaN)
+                    cp_async_cg16(dv + off, v_cache, 0);     // contents
+                } else {
+                    kv8::zero_piece(dk + off);
+                    kv8::zero_piece(dv + off);
                 }
             }
             fetch_blocks(t + 1);
@@ -410,10 +421,10 @@ int fail(char *err, size_t err_size, int code, const char *fmt, ...) {
     return code;
 }
 
-template <class T, int HD>
+template <class T, int HD, int KV>
 int launch_prefill(const llmrt_cuda_attn_args *a, cudaStream_t stream, char *err, size_t err_size) {
     using Tr = PrefillTraits<HD>;
-    auto kernel = attn_prefill_kernel<T, HD>;
+    auto kernel = attn_prefill_kernel<T, HD, KV>;
     // Above 48 KB of dynamic shared memory needs an opt-in per kernel and device; it is a cheap
     // host call (FA2 makes it every launch too), so no per-device caching state is kept.
     if (Tr::kSmemBytes > 48 * 1024) {
@@ -427,9 +438,9 @@ int launch_prefill(const llmrt_cuda_attn_args *a, cudaStream_t stream, char *err
     // sum_i ceil(q_len_i / BM) < T / BM + n_seqs: an upper bound of the tiles without reading
     // q_len on the host.
     const int64_t tiles = ((int64_t)a->n_tokens + Tr::kBlockM - 1) / Tr::kBlockM + a->n_seqs;
-    LAUNCH((attn_prefill_kernel<T, HD>), dim3((unsigned)tiles, (unsigned)a->n_heads), Tr::kThreads,
-           Tr::kSmemBytes, stream, static_cast<const T *>(a->q), static_cast<T *>(a->out),
-           static_cast<const T *>(a->k_cache), static_cast<const T *>(a->v_cache), a->block_tables,
+    LAUNCH((attn_prefill_kernel<T, HD, KV>), dim3((unsigned)tiles, (unsigned)a->n_heads),
+           Tr::kThreads, Tr::kSmemBytes, stream, static_cast<const T *>(a->q),
+           static_cast<T *>(a->out), a->k_cache, a->v_cache, a->block_tables,
            a->q_start, a->q_len, a->ctx_len, a->seq_slot, (int)a->n_seqs, (int)a->n_heads,
            (int)a->n_kv_heads, (int)a->block_size, (int)a->max_blocks,
            a->scale * 1.4426950408889634f, (int)a->window);
@@ -442,6 +453,14 @@ int launch_prefill(const llmrt_cuda_attn_args *a, cudaStream_t stream, char *err
 
 bool aligned16(const void *p) {
     return ((uintptr_t)p & 15) == 0;
+}
+
+// Closed dispatch over the cache's storage for one (T, HD) (kv checked by the caller).
+template <class T, int HD>
+int launch_prefill_kv(const llmrt_cuda_attn_args *a, cudaStream_t s, char *err, size_t err_size) {
+    if (a->kv == LLMRT_CUDA_KV_INT8) return launch_prefill<T, HD, LLMRT_CUDA_KV_INT8>(a, s, err, err_size);
+    if (a->kv == LLMRT_CUDA_KV_FP8) return launch_prefill<T, HD, LLMRT_CUDA_KV_FP8>(a, s, err, err_size);
+    return launch_prefill<T, HD, LLMRT_CUDA_KV_ACT>(a, s, err, err_size);
 }
 
 } // namespace pf
@@ -470,6 +489,9 @@ extern "C" int llmrt_cuda_attention_check(const llmrt_cuda_attn_args *a, const c
     if (a->window < 0)
         return pf::fail(err, err_size, LLMRT_CUDA_ATTN_EARG, "%s: window %d < 0", who,
                         (int)a->window);
+    if (a->kv != LLMRT_CUDA_KV_ACT && a->kv != LLMRT_CUDA_KV_INT8 && a->kv != LLMRT_CUDA_KV_FP8)
+        return pf::fail(err, err_size, LLMRT_CUDA_ATTN_ESHAPE,
+                        "%s: kv %d unsupported (0 = dtype, 1 = int8, 2 = fp8)", who, (int)a->kv);
     if (!(a->scale > 0.f) || !std::isfinite(a->scale))
         return pf::fail(err, err_size, LLMRT_CUDA_ATTN_EARG, "%s: scale %g must be finite and > 0",
                         who, (double)a->scale);
@@ -511,8 +533,8 @@ extern "C" int llmrt_cuda_attention_prefill(const llmrt_cuda_attn_args *a, void 
     // rejected above with a message.
     const bool bf16 = a->dtype == LLMRT_CUDA_ATTN_BF16;
     if (a->head_dim == 64)
-        return bf16 ? pf::launch_prefill<__nv_bfloat16, 64>(a, s, err, err_size)
-                    : pf::launch_prefill<__half, 64>(a, s, err, err_size);
-    return bf16 ? pf::launch_prefill<__nv_bfloat16, 128>(a, s, err, err_size)
-                : pf::launch_prefill<__half, 128>(a, s, err, err_size);
+        return bf16 ? pf::launch_prefill_kv<__nv_bfloat16, 64>(a, s, err, err_size)
+                    : pf::launch_prefill_kv<__half, 64>(a, s, err, err_size);
+    return bf16 ? pf::launch_prefill_kv<__nv_bfloat16, 128>(a, s, err, err_size)
+                : pf::launch_prefill_kv<__half, 128>(a, s, err, err_size);
 }

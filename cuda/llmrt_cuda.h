@@ -28,6 +28,15 @@ typedef enum llmrt_cuda_dtype {
     LLMRT_CUDA_BF16 = 2,
 } llmrt_cuda_dtype;
 
+/* Storage of a KV pool: the activation dtype (caches [n_slots, Hkv*hd] of that type), or 8-bit
+ * codes with an fp32 scale per (token, kv head) in the block layout of cuda/kv8.cuh (the same as
+ * host/format/kv_quant.h). */
+typedef enum llmrt_cuda_kv {
+    LLMRT_CUDA_KV_ACT  = 0,
+    LLMRT_CUDA_KV_INT8 = 1,
+    LLMRT_CUDA_KV_FP8  = 2, /* e4m3 */
+} llmrt_cuda_kv;
+
 typedef enum llmrt_cuda_status {
     LLMRT_CUDA_OK            = 0,
     LLMRT_CUDA_ERR_NO_DEVICE = 1, /* no device, no driver, or device index out of range        */
@@ -145,6 +154,13 @@ int llmrt_cuda_rope_kv(void *stream, llmrt_cuda_dtype t, void *q, void *k, const
                        void *k_cache, void *v_cache, const int32_t *positions,
                        const int64_t *slots, const float *inv_freq, int32_t n_tokens, int32_t Hq,
                        int32_t Hkv, int32_t hd);
+/* rope_kv.cu: the same rotation, with the caches 8-bit pools (kv INT8 or FP8, block_size tokens
+ * per block; cuda/kv8.cuh): each (token, kv head) of the rotated k and of v is quantised by its
+ * absmax into codes and a scale. hd % 4 == 0 and hd <= 256. */
+int llmrt_cuda_rope_kv8(void *stream, llmrt_cuda_dtype t, llmrt_cuda_kv kv, void *q, void *k,
+                        const void *v, void *k_pool, void *v_pool, const int32_t *positions,
+                        const int64_t *slots, const float *inv_freq, int32_t n_tokens,
+                        int32_t Hq, int32_t Hkv, int32_t hd, int32_t block_size);
 
 /* swiglu.cu: out[n] = silu(gate[n]) * up[n] = gate / (1 + exp(-gate)) * up, in fp32 (dtype t
  * for all three: F16, BF16 or F32); out may alias gate or up. */
@@ -165,6 +181,14 @@ int llmrt_cuda_attention_naive(void *stream, llmrt_cuda_dtype t, void *out, cons
                                const int32_t *block_tables, int32_t max_blocks, int32_t n_tokens,
                                int32_t Hq, int32_t Hkv, int32_t hd, int32_t block_size,
                                float scale, int32_t window);
+/* attention_naive.cu: the same over 8-bit pools (kv INT8 or FP8, cuda/kv8.cuh; hd % 4 == 0),
+ * each K/V value dequantised as scale * code in fp32 as it is read. */
+int llmrt_cuda_attention_naive_kv8(void *stream, llmrt_cuda_dtype t, llmrt_cuda_kv kv, void *out,
+                                   const void *q, const void *k_pool, const void *v_pool,
+                                   const int32_t *positions, const int32_t *seq_of,
+                                   const int32_t *block_tables, int32_t max_blocks,
+                                   int32_t n_tokens, int32_t Hq, int32_t Hkv, int32_t hd,
+                                   int32_t block_size, float scale, int32_t window);
 
 #ifdef __cplusplus
 }

@@ -151,6 +151,17 @@ typedef enum llmrt_cpu_matmul {
     LLMRT_CPU_MATMUL_INT8  = 1,
 } llmrt_cpu_matmul;
 
+/* Storage of the KV cache (vLLM's --kv-cache-dtype). The 8-bit types keep one fp32 scale per
+ * (token, KV head) next to the codes (its absmax maps onto the type's largest value), quantise K
+ * and V when they are written and dequantise them inside the attention kernels: a quarter of the
+ * fp32 CPU cache's bytes (+4 bytes per head_dim codes), half of the fp16 CUDA one. Logits move
+ * (README: KV cache dtypes gives the error and greedy agreement measured on SmolLM2). */
+typedef enum llmrt_kv_cache_dtype {
+    LLMRT_KV_CACHE_AUTO     = 0, /* the activation type: fp32 on the CPU, fp16/bf16 on CUDA  */
+    LLMRT_KV_CACHE_INT8     = 1, /* symmetric int8 codes -127..127                           */
+    LLMRT_KV_CACHE_FP8_E4M3 = 2, /* OCP fp8 e4m3 ("e4m3fn", largest 448)                     */
+} llmrt_kv_cache_dtype;
+
 typedef struct llmrt_model_params {
     uint32_t          struct_size; /* sizeof(llmrt_model_params), set by the default function */
     llmrt_load_format load_format;
@@ -202,6 +213,9 @@ typedef struct llmrt_model_params {
      * (1, 2, 4, ...; the batch padded up to it), captured on the bucket's first step. Ignored on
      * the CPU. */
     bool               enforce_eager;
+    /* How every KV cache of the model stores K and V; default AUTO. A backend without kernels
+     * for the type fails the load with LLMRT_ERR_UNSUPPORTED naming kv_cache_dtype. */
+    llmrt_kv_cache_dtype kv_cache_dtype;
 } llmrt_model_params;
 
 LLMRT_API llmrt_model_params llmrt_model_default_params(void);
@@ -235,7 +249,9 @@ typedef struct llmrt_model_info {
     bool     tie_word_embeddings;
     char     backend[16];             /* "cpu" or "cuda"                                      */
     char     device_name[64];         /* e.g. "NVIDIA H100 80GB HBM3"; "cpu" on the CPU       */
-    int32_t  kv_elem_bytes;           /* bytes per K/V element in the cache (4 cpu, 2 cuda)   */
+    int32_t  kv_elem_bytes;           /* bytes per K/V element in the cache (4 cpu, 2 cuda; 1
+                                       * with an 8-bit kv_cache_dtype, plus a 4-byte scale per
+                                       * token and KV head)                                   */
     int32_t  tp_size;                 /* tensor-parallel ranks (1 = off)                      */
     int32_t  tp_rank;                 /* this process's rank in its group (0 = the leader)    */
     char     tp_comm[8];              /* "local", "mpi", "nccl"; "" without TP                */

@@ -61,7 +61,8 @@ typedef struct llmrt_batch_plan {
  * holds A_s [r_s, k] and B_s [n, r_s] (r_s = 0: empty). Defined by each backend. */
 typedef struct llmrt_blora_table llmrt_blora_table;
 
-/* Geometry of one layer's paged KV pool: K and V each [n_blocks, block_size, Hkv, hd]. */
+/* Geometry of one layer's paged KV pool: K and V each [n_blocks, block_size, Hkv, hd] (an
+ * 8-bit pool: [n_blocks, block_size] slot rows of format/kv_quant.h). */
 typedef struct llmrt_kv_geometry {
     int32_t n_layers;
     int32_t n_blocks;
@@ -80,6 +81,9 @@ typedef struct llmrt_attn_shape {
     int32_t window;     /* sliding window W > 0: a token at position p attends to positions
                          * (p - W, p] only, and the table entries of blocks wholly below
                          * p - W + 1 may be -1 (freed: never read); 0: no window */
+    llmrt_dtype kv_dtype; /* the KV pool's storage: INVALID (0) = the activation dtype; I8 or
+                           * F8_E4M3 = 8-bit codes with a scale per (token, KV head)
+                           * (format/kv_quant.h), when `supports` accepts it */
 } llmrt_attn_shape;
 
 /* Capability queries (`supports`): a backend declares what it can run, and callers ask before
@@ -91,7 +95,8 @@ typedef enum llmrt_backend_op {
      * other dtypes: as weight_upload would receive them) */
     LLMRT_BOP_MATMUL = 0,
     /* attention over the paged KV cache (any kernel) for head_dim / n_heads / n_kv_heads with
-     * activations of `dtype` (the backend's act_dtype) */
+     * activations of `dtype` (the backend's act_dtype) and a pool stored as kv_dtype
+     * (llmrt_attn_shape.kv_dtype: 0 = the activation dtype) */
     LLMRT_BOP_ATTENTION = 1,
     /* the fused flash-style attention kernels (tensor cores, online softmax) for that shape;
      * when false, LLMRT_BOP_ATTENTION's other kernel serves it (a declared path, not a
@@ -108,6 +113,7 @@ typedef struct llmrt_op_query {
     bool    has_perm;    /* Q4: an act-order column permutation                 */
     /* LLMRT_BOP_ATTENTION, LLMRT_BOP_FLASH_ATTENTION */
     int32_t head_dim, n_heads, n_kv_heads;
+    llmrt_dtype kv_dtype; /* LLMRT_BOP_ATTENTION: the pool's storage (0 = the activation dtype) */
 } llmrt_op_query;
 
 typedef struct llmrt_backend llmrt_backend;
@@ -162,7 +168,8 @@ typedef struct llmrt_backend_ops {
     void (*matmul)(llmrt_backend *be, void *out, const void *x, int64_t rows, const llmrt_bweight *w);
     /* Applies RoPE (HF rotate-half pairs i, i + hd/2) to q[T, Hq*hd] and k[T, Hkv*hd] in place at
      * each token's position and writes k and v[T, Hkv*hd] into the layer's KV pool at each
-     * token's slot. Angles come from the inverse frequencies given to rope_init. */
+     * token's slot (quantised when shape->kv_dtype is 8-bit). Angles come from the inverse
+     * frequencies given to rope_init. */
     void (*rope_kv_write)(llmrt_backend *be, void *q, void *k, const void *v, void *k_cache,
                           void *v_cache, const llmrt_attn_shape *shape);
     /* out[T, Hq*hd] = softmax(q Kᵀ * scale, causal to each token's position and within

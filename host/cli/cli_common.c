@@ -56,12 +56,20 @@ int32_t cli_parse_int_list(const char *text, const char *what, int32_t **out) {
 }
 
 cli_load_opts cli_load = {.activation_dtype = -1, .cpu_isa = -1, .dequantize = -1, .cpu_matmul = -1,
+                          .kv_cache_dtype = -1,
                           .log_level = LLMRT_LOG_WARN};
 
 int cli_activation_dtype_of(const char *s) {
     if (!strcmp(s, "f16")) return LLMRT_ACTIVATION_F16;
     if (!strcmp(s, "bf16")) return LLMRT_ACTIVATION_BF16;
     if (!strcmp(s, "f32")) return LLMRT_ACTIVATION_F32;
+    return -1;
+}
+
+int cli_kv_cache_dtype_of(const char *s) {
+    if (!strcmp(s, "auto")) return LLMRT_KV_CACHE_AUTO;
+    if (!strcmp(s, "int8")) return LLMRT_KV_CACHE_INT8;
+    if (!strcmp(s, "fp8") || !strcmp(s, "fp8_e4m3")) return LLMRT_KV_CACHE_FP8_E4M3;
     return -1;
 }
 
@@ -161,6 +169,8 @@ static int apply_env(llmrt_model_params *p) {
     else if ((v = getenv("LLMRT_CPU_ISA")) && *v && cli_cpu_isa_of(v) >= 0)
         p->cpu_isa = (llmrt_cpu_isa)cli_cpu_isa_of(v); /* anything else: the best (as before) */
     if (cli_load.cpu_matmul >= 0) p->cpu_matmul = (llmrt_cpu_matmul)cli_load.cpu_matmul;
+    if (cli_load.kv_cache_dtype >= 0)
+        p->kv_cache_dtype = (llmrt_kv_cache_dtype)cli_load.kv_cache_dtype;
     if (cli_load.dequantize >= 0) p->dequantize_weights = cli_load.dequantize;
     else p->dequantize_weights = (v = getenv("LLMRT_NO_Q4")) && *v && strcmp(v, "0") != 0;
     if ((v = getenv("LLMRT_TP_TIMEOUT_S")) && *v) {

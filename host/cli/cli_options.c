@@ -18,6 +18,7 @@ enum {
     OPT_CUDA_DTYPE, OPT_CPU_ISA, OPT_NO_FALLBACK, OPT_VERBOSE, OPT_CPU_MATMUL, OPT_LORA,
     OPT_LORA_MODULE, OPT_MAX_LORAS, OPT_MAX_LORA_BYTES, OPT_LORA_NAME, OPT_LORA_SCALE,
     OPT_ENFORCE_EAGER,
+    OPT_KV_CACHE_DTYPE,
 };
 
 static int lora_unsupported(const char *opt);
@@ -52,6 +53,7 @@ const struct option cli_common_options[] = {
     {"cuda-dtype", required_argument, 0, OPT_CUDA_DTYPE},
     {"cpu-isa", required_argument, 0, OPT_CPU_ISA},
     {"cpu-matmul", required_argument, 0, OPT_CPU_MATMUL},
+    {"kv-cache-dtype", required_argument, 0, OPT_KV_CACHE_DTYPE},
     {"no-fallback", no_argument, 0, OPT_NO_FALLBACK},
     {"enforce-eager", no_argument, 0, OPT_ENFORCE_EAGER},
     {"no-cuda-graphs", no_argument, 0, OPT_ENFORCE_EAGER},
@@ -124,6 +126,8 @@ void cli_common_usage(FILE *f) {
             "      --cpu-matmul M          CPU matmuls: exact (fp32, batch invariant; default) |\n"
             "                              int8 (int8 activations x 4-bit/Q8_0 weights, VNNI) |\n"
             "                              bf16 (bf16 activations x bf16 weights) | int8,bf16\n"
+            "      --kv-cache-dtype T      KV cache storage: auto (the activation type; default) |\n"
+            "                              int8 | fp8 (= fp8_e4m3), a scale per token and head\n"
             "      --dequantize            dequantize 4-bit/8-bit weights at load ($LLMRT_NO_Q4=1)\n"
             "      --no-fallback           fail when the backend cannot run a weight as stored\n"
             "                              (default: dequantize it at load, with a warning)\n"
@@ -218,6 +222,13 @@ int cli_common_parse(cli_common *c, int opt, const char *arg) {
         }
         return 1;
     case OPT_CPU_MATMUL: return cli_parse_cpu_matmul(arg) < 0 ? -1 : 1;
+    case OPT_KV_CACHE_DTYPE:
+        if ((cli_load.kv_cache_dtype = cli_kv_cache_dtype_of(arg)) < 0) {
+            fprintf(stderr, "llmrt: --kv-cache-dtype must be auto, int8, fp8 or fp8_e4m3, got "
+                            "\"%s\"\n", arg);
+            return -1;
+        }
+        return 1;
     case OPT_KV_TOKENS:
         if (parse_long(arg, "kv-tokens", 1, (long long)1 << 40, &v) < 0) return -1;
         c->engine.kv_tokens = v;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../core/checked_math.h"
+#include "../format/kv_quant.h"
 #include "../model/lora_slots.h"
 #include "forward.h"
 
@@ -32,8 +33,9 @@ static void free_workspace(llmrt_rank_kv *kv) {
 }
 
 int64_t llmrt_rank_kv_bytes_per_token(const llmrt_rank_model *m) {
-    return 2 * (int64_t)m->cfg.n_layers * m->shard.n_kv_heads * m->cfg.head_dim *
-           m->be->act_bytes;
+    return 2 * (int64_t)m->cfg.n_layers *
+           llmrt_kv_slot_bytes(m->kv_dtype, m->shard.n_kv_heads, m->cfg.head_dim,
+                               m->be->act_bytes);
 }
 
 llmrt_status llmrt_kv_budget_blocks(int32_t block_size, int64_t n_blocks, int64_t max_tokens,
@@ -76,11 +78,28 @@ void llmrt_rank_kv_destroy(llmrt_rank_kv *kv) {
 static llmrt_status reserve_workspace(llmrt_rank_kv *kv, int64_t T, int64_t n_out,
                                       llmrt_error *err);
 
+/* The attention shape of this rank's layers over this pool: what the backend's reserve chooses
+ * its kernels for and what every forward passes, so the two never disagree. */
+static llmrt_attn_shape attn_shape_of(const llmrt_rank_kv *kv) {
+    const llmrt_rank_model *m = kv->model;
+    return (llmrt_attn_shape){
+        .n_heads    = m->shard.n_heads,
+        .n_kv_heads = m->shard.n_kv_heads,
+        .head_dim   = m->cfg.head_dim,
+        .block_size = kv->pool.block_size,
+        .scale      = 1.0f / sqrtf((float)m->cfg.head_dim),
+        .window     = m->cfg.sliding_window,
+        .kv_dtype   = llmrt_kv_dtype_is_8bit(m->kv_dtype) ? m->kv_dtype : LLMRT_DTYPE_INVALID,
+    };
+}
+
 llmrt_status llmrt_rank_kv_create(llmrt_rank_model *model, int32_t n_blocks, int32_t block_size,
                                   llmrt_rank_kv **out, llmrt_error *errp) {
     const llmrt_model_config *c  = &model->cfg;
     llmrt_backend            *be = model->be;
-    int64_t kv_w = (int64_t)model->shard.n_kv_heads * c->head_dim;
+    /* one slot of one layer's K (or V): Hkv * hd activations, or an 8-bit slot row */
+    int64_t slot_bytes = llmrt_kv_slot_bytes(model->kv_dtype, model->shard.n_kv_heads,
+                                             c->head_dim, be->act_bytes);
     *out = NULL;
     llmrt_rank_kv *kv = calloc(1, sizeof *kv);
     if (!kv) return llmrt_err(errp, LLMRT_ERR_OUT_OF_MEMORY, "llmrt_kv_cache_create: out of memory");
@@ -94,8 +113,7 @@ llmrt_status llmrt_rank_kv_create(llmrt_rank_model *model, int32_t n_blocks, int
     llmrt_status s  = (kv->pool.k && kv->pool.v)
                           ? LLMRT_OK
                           : llmrt_err(&err, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
-    uint64_t layer_bytes = (uint64_t)n_blocks * (uint64_t)block_size * (uint64_t)kv_w *
-                           (uint64_t)be->act_bytes;
+    uint64_t layer_bytes = (uint64_t)n_blocks * (uint64_t)block_size * (uint64_t)slot_bytes;
     for (int32_t l = 0; l < c->n_layers && s == LLMRT_OK; l++) {
         s = be->ops->alloc(be, layer_bytes, &kv->pool.k[l], &err);
         if (s == LLMRT_OK) s = be->ops->alloc(be, layer_bytes, &kv->pool.v[l], &err);
@@ -165,11 +183,8 @@ static llmrt_status reserve_workspace(llmrt_rank_kv *kv, int64_t T, int64_t n_ou
         int64_t bs = kv->pool.block_size;
         int64_t max_blocks = ((int64_t)c->max_context + bs - 1) / bs;
         if (max_blocks > kv->pool.n_blocks) max_blocks = kv->pool.n_blocks;
-        llmrt_attn_shape shape = {.n_heads = sh->n_heads, .n_kv_heads = sh->n_kv_heads,
-                                  .head_dim = c->head_dim, .block_size = kv->pool.block_size,
-                                  .scale = 1.0f / sqrtf((float)c->head_dim),
-                                  .window = c->sliding_window};
-        llmrt_status s = be->ops->reserve(be, T, n_out, T, max_blocks, &shape, err);
+        llmrt_attn_shape shape = attn_shape_of(kv);
+        llmrt_status     s     = be->ops->reserve(be, T, n_out, T, max_blocks, &shape, err);
         if (s != LLMRT_OK) {
             free_workspace(kv);
             return s;
@@ -340,14 +355,7 @@ static llmrt_status run_layers(llmrt_rank_kv *kv, int64_t T, int64_t n_out, bool
     const llmrt_backend_ops  *op = be->ops;
     llmrt_workspace          *w  = &kv->ws;
     int64_t                   D  = c->hidden_size, F = m->shard.ffn;
-    llmrt_attn_shape          shape = {
-        .n_heads    = m->shard.n_heads,
-        .n_kv_heads = m->shard.n_kv_heads,
-        .head_dim   = c->head_dim,
-        .block_size = kv->pool.block_size,
-        .scale      = 1.0f / sqrtf((float)c->head_dim),
-        .window     = c->sliding_window,
-    };
+    llmrt_attn_shape          shape = attn_shape_of(kv);
 
     bool lora = with_lora && m->lora; /* lora_apply per projection: out += delta of its slot */
 #define LORA(out, in, target)                                                                      \

@@ -11,7 +11,8 @@
 #include "../model/model.h"
 
 /* The paged KV pool of one rank: K and V of every layer, each [n_blocks * block_size,
- * Hkv_rank * hd] in the backend's activation type. */
+ * Hkv_rank * hd] in the backend's activation type, or [n_blocks * block_size] 8-bit slot rows
+ * (model kv_dtype I8 / F8_E4M3: format/kv_quant.h). */
 typedef struct llmrt_kv_pool {
     int32_t n_blocks;
     int32_t block_size;

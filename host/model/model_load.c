@@ -490,6 +490,7 @@ llmrt_model_params llmrt_model_default_params(void) {
         .allow_fallback     = false,
         .cpu_matmul         = LLMRT_CPU_MATMUL_EXACT,
         .enforce_eager      = false, /* CUDA decode graphs on */
+        .kv_cache_dtype     = LLMRT_KV_CACHE_AUTO,
     };
 }
 
@@ -593,6 +594,25 @@ static llmrt_status create_backend(const llmrt_model_params *p, int device, llmr
     return llmrt_backend_cpu_create_opts(p->n_threads, isa[p->cpu_isa], &o, be, err);
 }
 
+/* The KV pool's storage for kv_cache_dtype on the model's backend: the activation dtype (AUTO) or
+ * an 8-bit type the backend's attention supports (asked before any weight is read, so a backend
+ * without the kernels fails fast and by name). */
+static llmrt_status choose_kv_dtype(struct llmrt_rank_model *m, llmrt_kv_cache_dtype kv,
+                                    llmrt_error *err) {
+    m->kv_dtype = m->be->act_dtype;
+    if (kv == LLMRT_KV_CACHE_AUTO) return LLMRT_OK;
+    llmrt_dtype    dt = kv == LLMRT_KV_CACHE_INT8 ? LLMRT_DTYPE_I8 : LLMRT_DTYPE_F8_E4M3;
+    llmrt_op_query q  = {.op = LLMRT_BOP_ATTENTION, .dtype = m->be->act_dtype, .head_dim = 64,
+                         .n_heads = 1, .n_kv_heads = 1, .kv_dtype = dt};
+    char           why[160] = "";
+    if (!m->be->ops->supports(m->be, &q, why, sizeof why))
+        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                         "llmrt_model_load: kv_cache_dtype %s: the %s backend declines it (%s)",
+                         kv == LLMRT_KV_CACHE_INT8 ? "int8" : "fp8_e4m3", m->be->name, why);
+    m->kv_dtype = dt;
+    return LLMRT_OK;
+}
+
 /* Checks everything about the arguments that needs no file. */
 static llmrt_status check_load_args(const llmrt_model_params *p,
                                     int32_t tp_size, int32_t tp_rank, int device,
@@ -616,6 +636,11 @@ static llmrt_status check_load_args(const llmrt_model_params *p,
     if ((int)p->cpu_matmul < LLMRT_CPU_MATMUL_EXACT || (int)p->cpu_matmul > LLMRT_CPU_MATMUL_INT8)
         return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "llmrt_model_load: cpu_matmul %d is unknown",
                          (int)p->cpu_matmul);
+    if ((int)p->kv_cache_dtype < LLMRT_KV_CACHE_AUTO ||
+        (int)p->kv_cache_dtype > LLMRT_KV_CACHE_FP8_E4M3)
+        return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
+                         "llmrt_model_load: kv_cache_dtype %d is unknown (0 auto, 1 int8, "
+                         "2 fp8_e4m3)", (int)p->kv_cache_dtype);
     if (p->tp_spin_us < -1 || p->tp_spin_us > 10000000)
         return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
                          "llmrt_model_load: tp_spin_us %d is out of range (-1 = default, 0..10^7)",
@@ -660,6 +685,7 @@ llmrt_status llmrt_model_load_rank(const char *path, const llmrt_model_params *p
     m->shard.rank = tp_rank;
 
     llmrt_status s = create_backend(&p, device, &m->be, err);
+    if (s == LLMRT_OK) s = choose_kv_dtype(m, p.kv_cache_dtype, err);
     if (s == LLMRT_OK) {
         llmrt_load_format fmt = p.load_format;
         if (fmt == LLMRT_LOAD_AUTO) fmt = is_dir(path) ? LLMRT_LOAD_HF : LLMRT_LOAD_GGUF;

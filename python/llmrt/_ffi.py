@@ -77,6 +77,10 @@ LLMRT_ACTIVATION_F16 = 1
 LLMRT_ACTIVATION_BF16 = 2
 LLMRT_ACTIVATION_F32 = 3
 
+LLMRT_KV_CACHE_AUTO = 0
+LLMRT_KV_CACHE_INT8 = 1
+LLMRT_KV_CACHE_FP8_E4M3 = 2
+
 LLMRT_CPU_ISA_AUTO = 0
 LLMRT_CPU_ISA_AVX512 = 1
 LLMRT_CPU_ISA_AVX2 = 2
@@ -122,6 +126,7 @@ class llmrt_model_params(Structure):
         ("lora_scales", POINTER(c_float)),
         ("n_loras", c_int32),
         ("enforce_eager", c_bool),
+        ("kv_cache_dtype", c_enum),
     ]
 
 

@@ -22,6 +22,10 @@ LOAD_FORMATS = {
 }
 
 
+# vLLM's --kv-cache-dtype names (llmrt_kv_cache_dtype)
+KV_CACHE_DTYPES = {"auto": _ffi.LLMRT_KV_CACHE_AUTO, "int8": _ffi.LLMRT_KV_CACHE_INT8,
+                   "fp8": _ffi.LLMRT_KV_CACHE_FP8_E4M3, "fp8_e4m3": _ffi.LLMRT_KV_CACHE_FP8_E4M3}
+
 # device= of LLM(): "auto" tries CUDA and falls back to the CPU (a RuntimeWarning when this is a
 # CUDA build that found no device; silently in a CPU-only build)
 DEVICES = {"auto": _ffi.LLMRT_DEVICE_CUDA, "cpu": _ffi.LLMRT_DEVICE_CPU,
@@ -33,7 +37,8 @@ class ModelHandle:
     reference (a Tokenizer) fail cleanly instead of touching freed memory."""
 
     def __init__(self, path: str | os.PathLike, *, load_format: str = "auto", threads: int = 0,
-                 random_seed: int = 0, tensor_parallel: int = 1, device: str = "auto"):
+                 random_seed: int = 0, tensor_parallel: int = 1, device: str = "auto",
+                 kv_cache_dtype: str = "auto"):
         self.lib = _ffi.load_library()
         self._ptr: int | None = None
         self._lock = threading.Lock()
@@ -48,6 +53,10 @@ class ModelHandle:
             )
         if device not in DEVICES:
             raise InvalidArgument(f'device must be "auto", "cpu" or "cuda", got {device!r}')
+        if kv_cache_dtype not in KV_CACHE_DTYPES:
+            raise InvalidArgument(
+                f"kv_cache_dtype must be one of {', '.join(KV_CACHE_DTYPES)}, got {kv_cache_dtype!r}"
+            )
         self.path = path
         params = _ffi.by_value("llmrt_model_default_params")
         params.struct_size = ctypes.sizeof(_ffi.llmrt_model_params)
@@ -56,6 +65,7 @@ class ModelHandle:
         params.n_threads = to_int32("threads", threads)
         params.random_seed = to_int("random_seed", random_seed, 0, 2**64 - 1)
         params.tensor_parallel = to_int32("tensor_parallel_size", tensor_parallel)
+        params.kv_cache_dtype = KV_CACHE_DTYPES[kv_cache_dtype]
         out = _ffi.llmrt_model_p()
         status = self.lib.llmrt_model_load(os.fsencode(path), ctypes.byref(params), ctypes.byref(out))
         if status == _ffi.LLMRT_ERR_UNSUPPORTED and device == "auto":

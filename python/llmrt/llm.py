@@ -50,6 +50,8 @@ ENGINE_ARGS = {
     "max_batched_tokens": "tokens per engine step, decodes + prefill chunks (default 512)",
     "max_seqs": "running requests at most (default 64)",
     "kv_policy": '"preempt" (default) or "reserve"',
+    "kv_cache_dtype": '"auto" (default: the activation type), "int8" or "fp8" (= "fp8_e4m3"): '
+                      "8-bit K/V with a scale per token and KV head (vLLM's kv_cache_dtype)",
     "prefix_caching": "reuse KV blocks of a shared prompt prefix (default True)",
     "load_format": '"auto" (default), "hf", "gguf" or "random"',
     "random_seed": 'seed of load_format="random" weights',
@@ -447,6 +449,7 @@ class LLM:
             threads=engine_args.get("threads", 0),
             random_seed=engine_args.get("random_seed", 0),
             tensor_parallel=engine_args.get("tensor_parallel_size", 1),
+            kv_cache_dtype=engine_args.get("kv_cache_dtype", "auto"),
         )
         try:
             out = _ffi.llmrt_engine_p()

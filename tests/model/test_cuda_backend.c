@@ -20,7 +20,8 @@
  *      decode against the CPU, through the flash attention kernels (attention.h); 1d. the same
  *      with a Mistral sliding window of 24 over a 100-token prompt (window past the first KV
  *      tile in prefill and decode). The issue-16 variants (Qwen2, biases, the window model,
- *      Llama 3.2) run through 1 like the other tiny models.
+ *      Llama 3.2) run through 1 like the other tiny models. 1e. The hd 64 Llama with an int8 and
+ *      an fp8 KV cache against the CPU backend with the same cache.
  *   2. SmolLM2-135M (the golden chat prompt, 32 greedy tokens): the tokens of the CPU backend and
  *      of the HF golden, logits within tolerance of the CPU backend's at every step (skipped
  *      where the model is not installed).
@@ -625,6 +626,90 @@ static void test_random_hd64_window(void) {
     rmdir(dir);
 }
 
+/* 1e. The 8-bit KV cache (kv_cache_dtype INT8 / FP8_E4M3, cuda/kv8.cuh): the random hd 64 Llama
+ * of 1b, 45-token prompt and 20 greedy steps, one-batch and chunked prefill, teacher-forced on
+ * the CPU backend's tokens with the same 8-bit cache. Both backends quantise each (token, kv
+ * head) by its absmax, so they differ by their activations' rounding plus the odd code that
+ * rounding moves across a step: held to the fp16 tolerance (fp16 activations) and, in fp32
+ * mode, to a quarter of what the 8-bit cache itself moves the CPU's logits (the quantisation
+ * effect), so the backends agree on it. */
+static void test_random_hd64_kv8(void) {
+    char dir[256], path[512];
+    snprintf(dir, sizeof dir, "/tmp/llmrt_test_cuda_kv8_%d", (int)getpid());
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    mkdir(dir, 0700);
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        CHECK_MSG(0, "cannot write %s", path);
+        return;
+    }
+    fprintf(f, "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
+               "\"hidden_size\": 256, \"intermediate_size\": 512, \"num_attention_heads\": 4, "
+               "\"num_key_value_heads\": 2, \"head_dim\": 64, \"num_hidden_layers\": 2, "
+               "\"vocab_size\": 512, \"max_position_embeddings\": 512, \"rms_norm_eps\": 1e-5, "
+               "\"rope_theta\": 10000.0, \"tie_word_embeddings\": true, \"bos_token_id\": 1, "
+               "\"eos_token_id\": 2}\n");
+    fclose(f);
+    static const llmrt_kv_cache_dtype kvs[] = {LLMRT_KV_CACHE_INT8, LLMRT_KV_CACHE_FP8_E4M3};
+    int32_t V = 512, n_prompt = 45, n_gen = 20, prompt[45], ref_tok[32], tok[32], auto_tok[32];
+    for (int32_t i = 0; i < n_prompt; i++) prompt[i] = (i * 37 + 11) % V;
+    float *ref_lg = malloc((size_t)n_gen * V * 4), *lg = malloc((size_t)n_gen * V * 4);
+    for (size_t k = 0; k < 2; k++) {
+        const char        *kname = kvs[k] == LLMRT_KV_CACHE_INT8 ? "int8" : "fp8";
+        llmrt_model_params p     = llmrt_model_default_params();
+        p.load_format            = LLMRT_LOAD_RANDOM;
+        p.random_seed            = 7;
+        p.n_threads              = 2;
+        llmrt_model *cpu = NULL, *cpu8 = NULL, *gpu8 = NULL, *gpu8_f32 = NULL;
+        CHECK_STATUS(llmrt_model_load(path, &p, &cpu), LLMRT_OK, NULL);
+        p.kv_cache_dtype = kvs[k];
+        CHECK_STATUS(llmrt_model_load(path, &p, &cpu8), LLMRT_OK, NULL);
+        p.device = LLMRT_DEVICE_CUDA;
+        CHECK_STATUS(llmrt_model_load(path, &p, &gpu8), LLMRT_OK, NULL);
+        p.activation_dtype = LLMRT_ACTIVATION_F32;
+        CHECK_STATUS(llmrt_model_load(path, &p, &gpu8_f32), LLMRT_OK, NULL);
+        if (!cpu || !cpu8 || !gpu8 || !gpu8_f32) goto next;
+        {
+            double quant = 0, e16, e16c, e32;
+            CHECK(decode(cpu8, prompt, n_prompt, n_gen, NULL, ref_tok, ref_lg) == LLMRT_OK);
+            /* the quantisation effect: the default cache on the CPU along the same tokens */
+            CHECK(decode(cpu, prompt, n_prompt, n_gen, ref_tok, auto_tok, lg) == LLMRT_OK);
+            for (int32_t i = 0; i < n_gen; i++) {
+                double e = row_err(lg + (int64_t)i * V, ref_lg + (int64_t)i * V, V);
+                if (e > quant) quant = e;
+            }
+            char what[96];
+            snprintf(what, sizeof what, "hd64 %s KV, fp16", kname);
+            CHECK(decode(gpu8, prompt, n_prompt, n_gen, ref_tok, tok, lg) == LLMRT_OK);
+            compare_runs(what, ref_tok, ref_lg, tok, lg, n_gen, V, TOL_F16, true, &e16);
+            snprintf(what, sizeof what, "hd64 %s KV, fp16, chunked prefill", kname);
+            CHECK(decode_chunked(gpu8, prompt, n_prompt, n_gen, ref_tok, tok, lg, 13) == LLMRT_OK);
+            compare_runs(what, ref_tok, ref_lg, tok, lg, n_gen, V, TOL_F16, true, &e16c);
+            snprintf(what, sizeof what, "hd64 %s KV, fp32 mode", kname);
+            CHECK(decode(gpu8_f32, prompt, n_prompt, n_gen, ref_tok, tok, lg) == LLMRT_OK);
+            double tol32 = 0.25 * quant > TOL_F32 ? 0.25 * quant : TOL_F32;
+            compare_runs(what, ref_tok, ref_lg, tok, lg, n_gen, V, tol32, true, &e32);
+            CHECK_MSG(quant > 0, "%s: the 8-bit cache did not change the CPU's logits", kname);
+            llmrt_cuda_backend_stats st;
+            CHECK(llmrt_backend_cuda_stats(gpu8->rank->be, &st));
+            printf("hd64 %s KV vs the CPU's %s KV: max|err| %.2e (fp16), %.2e (fp16, chunks of "
+                   "13), %.2e (fp32 mode; the 8-bit cache itself moves the CPU's logits by "
+                   "%.2e) of max|logit|; attention: %lld flash, %lld naive calls\n",
+                   kname, kname, e16, e16c, e32, quant, (long long)st.flash_attention,
+                   (long long)st.naive_attention);
+        }
+    next:
+        llmrt_model_destroy(cpu);
+        llmrt_model_destroy(cpu8);
+        llmrt_model_destroy(gpu8);
+        llmrt_model_destroy(gpu8_f32);
+    }
+    free(ref_lg);
+    free(lg);
+    remove(path);
+    rmdir(dir);
+}
+
 /* --------------------------------------------------------------------------------------------- */
 /* 2. SmolLM2                                                                                    */
 /* --------------------------------------------------------------------------------------------- */
@@ -847,6 +932,7 @@ int main(int argc, char **argv) {
     test_q4_models();
     test_random_hd64();
     test_random_hd64_window();
+    test_random_hd64_kv8();
     double t1 = now_s();
     test_kv_oom();
     /* 32 tokens (cusim: ~25 s, the prefill of 37 tokens and 31 decode steps of 135M parameters

@@ -96,6 +96,27 @@ def test_engine_args():
         llmrt.LLM(path, load_format="onnx")
     with pytest.raises(llmrt.InvalidArgument, match="threads"):
         llmrt.LLM(path, threads="many")
+    with pytest.raises(llmrt.InvalidArgument, match="kv_cache_dtype"):
+        llmrt.LLM(path, kv_cache_dtype="fp4")
+
+
+def test_kv_cache_dtype():
+    """An 8-bit KV cache: the same engine API; greedy tokens close to the default cache's (the
+    tiny model's logits move by a few % of their range: test_kv_dtype_smollm2.c), and not
+    identical logits (the 8-bit path ran)."""
+    path = DATA / "tiny" / "llama_f32"
+    prompt = {"prompt_token_ids": [1, 17, 42, 99, 5, 230, 64, 11]}
+    sp = llmrt.SamplingParams(temperature=0, max_tokens=8, ignore_eos=True, logprobs=1)
+    with llmrt.LLM(path, threads=1) as ref_llm:
+        ref = ref_llm.generate([prompt], sp)[0].outputs[0]
+    for kv in ("int8", "fp8", "fp8_e4m3"):
+        with llmrt.LLM(path, threads=1, kv_cache_dtype=kv) as llm:
+            out = llm.generate([prompt], sp)[0].outputs[0]
+        assert len(out.token_ids) == 8
+        assert out.token_ids[0] == ref.token_ids[0], kv
+        first_ref = ref.logprobs[0][ref.token_ids[0]].logprob
+        first = out.logprobs[0][out.token_ids[0]].logprob
+        assert first != first_ref and abs(first - first_ref) < 0.5, (kv, first, first_ref)
 
 
 def test_prompt_errors(tiny):

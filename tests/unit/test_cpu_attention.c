@@ -5,17 +5,22 @@
  * invariance: each token's output is bit-identical whether it is computed in the full mixed
  * batch, alone, in other prompt chunkings, or with another number of threads. Also under a
  * sliding window (a token at p sees (p - W, p]), with the blocks below every query's window
- * filled with NaN: a kernel that read them would fail the reference. */
+ * filled with NaN: a kernel that read them would fail the reference. All of it again with the
+ * cache in int8 and fp8 e4m3 (format/kv_quant.h): the reference then runs on the values the
+ * codes stand for (so the kernels' dequantisation and paging are checked at fp32 tolerance), and
+ * those values are checked against the unquantised ones within the type's rounding bound. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend/cpu/attention_cpu.h"
 #include "backend/cpu/cpu_kernels.h"
 #include "core/thread_pool.h"
+#include "format/kv_quant.h"
 #include "test_util.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 static int32_t  g_window; /* the sliding window of the current test_shape (0: none) */
+static llmrt_dtype g_kv = LLMRT_DTYPE_F32; /* the cache dtype of the current test_shape */
 
 static int32_t lo_of(int32_t p) {
     return g_window > 0 && p >= g_window ? p - g_window + 1 : 0;
@@ -37,6 +42,8 @@ typedef struct setup {
     int32_t  seq_len[MAX_SEQS]; /* positions held in the cache per sequence */
     int32_t *tables;            /* [n_seqs, max_blocks] shuffled block ids  */
     float   *k, *v;             /* [n_blocks * bs, Hkv, hd]                 */
+    uint8_t *k8, *v8;           /* 8-bit g_kv: k, v as 8-bit pools (format/kv_quant.h); k, v
+                                 * then hold the values the codes stand for */
     float   *q;                 /* [n_seqs, max_len, Hq, hd]: q of (seq, position) */
     int32_t  max_len;
 } setup;
@@ -72,6 +79,8 @@ static void setup_free(setup *s) {
     free(s->tables);
     free(s->k);
     free(s->v);
+    free(s->k8);
+    free(s->v8);
     free(s->q);
 }
 
@@ -95,7 +104,8 @@ static void run(const setup *s, llmrt_cpu_attn *a, llmrt_thread_pool *pool, int 
     llmrt_cpu_attn_batch b = {.positions = pos, .seq_of = seqs, .block_tables = s->tables,
                               .n_tokens = T, .max_blocks = s->max_blocks};
     for (int64_t i = 0; i < T * w; i++) out[i] = NAN;
-    CHECK(llmrt_cpu_attention(a, pool, out, q, s->k, s->v, s->Hq, s->Hkv, s->hd, s->bs,
+    const void *k = s->k8 ? (const void *)s->k8 : s->k, *v = s->v8 ? (const void *)s->v8 : s->v;
+    CHECK(llmrt_cpu_attention(a, pool, out, q, k, v, g_kv, s->Hq, s->Hkv, s->hd, s->bs,
                               (float)(1.0 / sqrt((double)s->hd)), g_window, &b) == LLMRT_OK);
     free(q);
 }
@@ -129,6 +139,49 @@ static double check_ref(const setup *s, int T, const int32_t *seqs, const int32_
     return worst;
 }
 
+/* The cache as 8-bit pools (g_kv); k and v become the values the codes stand for, after a
+ * check that they are within the rounding bound of the type: int8 half a step of absmax / 127;
+ * e4m3 2^-4 relative (3 mantissa bits, round to nearest), or half a subnormal step (2^-10 of
+ * the scale) near 0. Poisoned (NaN) slots must read back as NaN. */
+static void quantise_cache(setup *s) {
+    int64_t          n_slots = (int64_t)s->n_seqs * s->max_blocks * s->bs;
+    int64_t          w       = (int64_t)s->Hkv * s->hd;
+    llmrt_kv8_layout l       = {s->bs, s->Hkv, s->hd};
+    double           worst   = 0;
+    int              nan_ok  = 1;
+    float           *src[2]  = {s->k, s->v};
+    for (int kv = 0; kv < 2; kv++) {
+        uint8_t *q = malloc((size_t)(n_slots / s->bs * llmrt_kv8_block_bytes(&l)));
+        for (int64_t sl = 0; sl < n_slots; sl++) {
+            float *x = src[kv] + sl * w;
+            for (int64_t e = 3; e < w; e += 7) x[e] *= 1e-5f; /* tiny values: fp8 subnormals */
+            llmrt_kv_quantise_token(q, &l, sl, x, g_kv);
+            for (int h = 0; h < s->Hkv; h++) {
+                float  deq[256], sc = llmrt_kv8_scale(q, &l, sl, h);
+                float *xh = x + (int64_t)h * s->hd;
+                llmrt_kv_dequantise_head(deq, q + llmrt_kv8_codes_off(&l, sl, h), sc, s->hd, g_kv);
+                for (int i = 0; i < s->hd; i++) {
+                    if (xh[i] != xh[i]) {
+                        nan_ok &= deq[i] != deq[i];
+                        continue;
+                    }
+                    double bound = g_kv == LLMRT_DTYPE_I8 ? 0.5 * sc
+                                                          : fmax(fabs(xh[i]) / 16, sc * 0x1p-10);
+                    double e = fabs((double)deq[i] - xh[i]) / (bound * (1 + 1e-4) + 1e-30);
+                    if (!(e <= worst)) worst = e;
+                    xh[i] = deq[i];
+                }
+            }
+        }
+        if (kv == 0) s->k8 = q;
+        else s->v8 = q;
+    }
+    CHECK_MSG(worst <= 1.0, "%s quantisation error %g x the rounding bound",
+              llmrt_dtype_name(g_kv), worst);
+    CHECK_MSG(nan_ok, "%s: a NaN written to the cache did not read back as NaN",
+              llmrt_dtype_name(g_kv));
+}
+
 static int same_bits(const float *a, const float *b, int64_t n) {
     return memcmp(a, b, (size_t)n * sizeof(float)) == 0;
 }
@@ -155,6 +208,7 @@ static void test_shape_w(const char *isa, int32_t Hq, int32_t Hkv, int32_t hd, i
                         ((float *)kv_of(&s, s.k, q, p, h))[i] = NAN;
                         ((float *)kv_of(&s, s.v, q, p, h))[i] = NAN;
                     }
+    if (g_kv != LLMRT_DTYPE_F32) quantise_cache(&s);
     int64_t w = (int64_t)Hq * hd;
     float  *full = malloc((size_t)(T * w) * sizeof(float)), *part = malloc((size_t)(T * w) * sizeof(float));
 
@@ -165,8 +219,8 @@ static void test_shape_w(const char *isa, int32_t Hq, int32_t Hkv, int32_t hd, i
 
     run(&s, &a, pool3, T, seqs, pos, full);
     double e = check_ref(&s, T, seqs, pos, full);
-    CHECK_MSG(e < 2e-5, "%s Hq %d Hkv %d hd %d bs %d window %d: max |err| %g vs fp64", isa, Hq,
-              Hkv, hd, bs, window, e);
+    CHECK_MSG(e < 2e-5, "%s kv %s Hq %d Hkv %d hd %d bs %d window %d: max |err| %g vs fp64",
+              isa, llmrt_dtype_name(g_kv), Hq, Hkv, hd, bs, window, e);
 
     /* one thread: the same bits */
     run(&s, &a, pool1, T, seqs, pos, part);
@@ -219,7 +273,10 @@ static void test_shape(const char *isa, int32_t Hq, int32_t Hkv, int32_t hd, int
 
 int main(void) {
     static const char *isas[] = {"avx512", "avx2", "generic"};
+    static const llmrt_dtype kvs[] = {LLMRT_DTYPE_F32, LLMRT_DTYPE_I8, LLMRT_DTYPE_F8_E4M3};
+    for (size_t k = 0; k < sizeof kvs / sizeof kvs[0]; k++)
     for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
+        g_kv = kvs[k];
         /* run only the paths this CPU has (select falls back to generic for missing ones) */
         if (strcmp(llmrt_cpu_kernels_select(isas[i]).isa, isas[i]) != 0) {
             printf("%s: not supported here, skipped\n", isas[i]);

@@ -33,6 +33,7 @@ int main(void) {
     CHECK(d.tp_timeout_s == 0 && d.tp_spin_us == -1);
     CHECK(d.activation_dtype == LLMRT_ACTIVATION_AUTO && d.cpu_isa == LLMRT_CPU_ISA_AUTO);
     CHECK(!d.dequantize_weights && !d.allow_fallback);
+    CHECK(d.kv_cache_dtype == LLMRT_KV_CACHE_AUTO);
     /* the new fields start past the 0.1.0 struct's end (its padding included) */
     CHECK(offsetof(llmrt_model_params, tp_timeout_s) >=
           ((offsetof(llmrt_model_params, tensor_parallel) + sizeof(int32_t) + 7) & ~(size_t)7));
@@ -58,6 +59,9 @@ int main(void) {
     p                  = d;
     p.activation_dtype = (llmrt_activation_dtype)-2;
     CHECK_STATUS(llmrt_model_load(Q4_GGUF, &p, &bad), LLMRT_ERR_INVALID_ARG, "activation_dtype");
+    p                = d;
+    p.kv_cache_dtype = (llmrt_kv_cache_dtype)3;
+    CHECK_STATUS(llmrt_model_load(Q4_GGUF, &p, &bad), LLMRT_ERR_INVALID_ARG, "kv_cache_dtype");
     p            = d;
     p.tp_spin_us = -5;
     CHECK_STATUS(llmrt_model_load(Q4_GGUF, &p, &bad), LLMRT_ERR_INVALID_ARG, "tp_spin_us");
@@ -72,6 +76,24 @@ int main(void) {
     CHECK_MSG(strstr(info.weight_format, "q4") == NULL, "dequantize_weights: %s",
               info.weight_format);
     CHECK(info.n_fallbacks == 0); /* asked for: not a fallback */
+    llmrt_model_destroy(m);
+
+    /* an 8-bit KV cache: 1-byte elements in the info, and a pool of Hkv * (hd + 4) bytes per
+     * layer's K (and V) slot */
+    p                = d;
+    p.n_threads      = 1;
+    p.kv_cache_dtype = LLMRT_KV_CACHE_INT8;
+    m                = load(&p, Q4_GGUF);
+    info_of(m, &info);
+    CHECK(info.kv_elem_bytes == 1);
+    llmrt_kv_cache       *kv8 = NULL;
+    llmrt_kv_cache_params kp8 = llmrt_kv_cache_default_params();
+    kp8.max_tokens            = 32;
+    CHECK(m && llmrt_kv_cache_create(m, &kp8, &kv8) == LLMRT_OK);
+    CHECK_MSG(llmrt_kv_cache_bytes_per_token(kv8) ==
+                  2LL * info.n_layers * info.n_kv_heads * (info.head_dim + 4),
+              "int8 KV: %lld bytes per token", (long long)llmrt_kv_cache_bytes_per_token(kv8));
+    llmrt_kv_cache_destroy(kv8);
     llmrt_model_destroy(m);
     setenv("LLMRT_NO_Q4", "1", 1);
     p.dequantize_weights = false;

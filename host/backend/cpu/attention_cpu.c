@@ -2,14 +2,18 @@
  * attention_cpu_{generic,avx2,avx512}.c. */
 #include "attention_cpu.h"
 
+#include "../../format/kv_quant.h"
+
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 size_t llmrt_cpu_attn_scratch_floats(int32_t head_dim) {
-    /* kt [hd, CHUNK] | p [MAX_ROWS, CHUNK] | m, l, alpha [MAX_ROWS] each, 16-float aligned */
+    /* kt [hd, CHUNK] | p [MAX_ROWS, CHUNK] | m, l, alpha [MAX_ROWS] each, 16-float aligned |
+     * dequantised K, V rows [2, CHUNK, hd] (8-bit caches) */
     size_t rows = (LLMRT_CPU_ATTN_MAX_ROWS + 15) / 16 * 16;
-    return (size_t)head_dim * LLMRT_CPU_ATTN_CHUNK + rows * LLMRT_CPU_ATTN_CHUNK + 3 * rows;
+    return (size_t)head_dim * LLMRT_CPU_ATTN_CHUNK + rows * LLMRT_CPU_ATTN_CHUNK + 3 * rows +
+           2 * (size_t)head_dim * LLMRT_CPU_ATTN_CHUNK;
 }
 
 llmrt_cpu_attn_tile_fn llmrt_cpu_attn_tile_for(const char *isa) {
@@ -63,7 +67,10 @@ llmrt_status llmrt_cpu_attn_reserve(llmrt_cpu_attn *a, int64_t n_tokens, int32_t
 typedef struct attn_job {
     llmrt_cpu_attn             *a;
     float                      *out;
-    const float                *q, *k_cache, *v_cache;
+    const float                *q;
+    const void                 *k_cache, *v_cache;
+    llmrt_dtype                 kv_dtype;
+    const float                *fp8_lut;
     int32_t                     n_heads, n_kv_heads, head_dim, block_size, n_tiles, window;
     int32_t                     n_parts, part_heads; /* a GQA group wider than a tile is split */
     float                       scale;
@@ -91,24 +98,39 @@ static void attn_task(void *p, int64_t task, int thread) {
         .n_tok      = t1 - t0,
         .group      = nh,
         .head_dim   = hd,
-        .k          = j->k_cache + (int64_t)kvh * hd,
-        .v          = j->v_cache + (int64_t)kvh * hd,
+        .kv_dtype   = j->kv_dtype,
         .kv_ld      = kv_ld,
         .table      = j->b->block_tables + (int64_t)j->b->seq_of[t0] * j->b->max_blocks,
         .block_size = j->block_size,
         .scale      = j->scale,
         .window     = j->window,
     };
+    if (llmrt_kv_dtype_is_8bit(j->kv_dtype)) {
+        llmrt_kv8_layout l = {j->block_size, j->n_kv_heads, hd};
+        t.kv_ld            = kv_ld;
+        t.block_bytes      = llmrt_kv8_block_bytes(&l);
+        t.k8               = (const uint8_t *)j->k_cache + (int64_t)kvh * hd;
+        t.v8               = (const uint8_t *)j->v_cache + (int64_t)kvh * hd;
+        t.scale_off        = llmrt_kv8_scale_off(&l, 0, kvh) - (int64_t)kvh * hd;
+        t.scale_ld         = 4 * (int64_t)j->n_kv_heads;
+        t.fp8_lut   = j->fp8_lut;
+    } else {
+        t.k = (const float *)j->k_cache + (int64_t)kvh * hd;
+        t.v = (const float *)j->v_cache + (int64_t)kvh * hd;
+    }
     j->a->tile(&t, j->a->scratch[thread]);
 }
 
 llmrt_status llmrt_cpu_attention(llmrt_cpu_attn *a, llmrt_thread_pool *pool, float *out,
-                                 const float *q, const float *k_cache, const float *v_cache,
+                                 const float *q, const void *k_cache, const void *v_cache,
+                                 llmrt_dtype kv_dtype,
                                  int32_t n_heads, int32_t n_kv_heads, int32_t head_dim,
                                  int32_t block_size, float scale, int32_t window,
                                  const llmrt_cpu_attn_batch *b) {
     int32_t T = b->n_tokens;
     if (T <= 0) return LLMRT_OK;
+    if (kv_dtype != LLMRT_DTYPE_F32 && !llmrt_kv_dtype_is_8bit(kv_dtype))
+        return LLMRT_ERR_INVALID_ARG;
     if (a->scratch_cap < llmrt_cpu_attn_scratch_floats(head_dim) || a->tiles_cap < T + 1)
         return LLMRT_ERR_OUT_OF_MEMORY;
     int32_t G       = n_heads / n_kv_heads;
@@ -125,6 +147,8 @@ llmrt_status llmrt_cpu_attention(llmrt_cpu_attn *a, llmrt_thread_pool *pool, flo
     }
     a->tiles[n_tiles] = T;
     attn_job job = {.a = a, .out = out, .q = q, .k_cache = k_cache, .v_cache = v_cache,
+                    .kv_dtype = kv_dtype,
+                    .fp8_lut  = kv_dtype == LLMRT_DTYPE_F8_E4M3 ? llmrt_fp8_e4m3_table() : NULL,
                     .n_heads = n_heads, .n_kv_heads = n_kv_heads, .head_dim = head_dim,
                     .block_size = block_size, .n_tiles = n_tiles, .n_parts = n_parts,
                     .part_heads = part_h, .scale = scale, .window = window, .b = b};

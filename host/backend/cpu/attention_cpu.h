@@ -22,6 +22,7 @@
 
 #include "../../core/error.h"
 #include "../../core/thread_pool.h"
+#include "../../format/dtype.h"
 
 /* (token, head) rows per tile: 16 tokens of a 3-way GQA group. Enough rows to amortise the K
  * chunk transpose and keep the V rows hot; few enough that q, out and P stay in L1/L2 and that a
@@ -39,8 +40,15 @@ typedef struct llmrt_cpu_attn_tile {
     int32_t        n_tok;      /* tokens in the tile (n_tok * group <= MAX_ROWS)                 */
     int32_t        group;      /* query heads per KV head                                         */
     int32_t        head_dim;
-    const float   *k, *v;      /* cache base + KV head offset: position p at k + slot(p) * kv_ld */
-    int64_t        kv_ld;      /* floats between cache slots: Hkv * hd                            */
+    llmrt_dtype    kv_dtype;   /* F32: the cache is k, v; I8 / F8_E4M3: k8, v8 (format/kv_quant.h) */
+    const float   *k, *v;      /* F32 cache base + KV head offset: position p at k + slot(p) * kv_ld */
+    const uint8_t *k8, *v8;    /* 8-bit pool base + h * hd: the head's codes at offset 0 of block 0 */
+    int64_t        kv_ld;      /* F32: floats between cache slots (Hkv * hd); 8-bit: code bytes
+                                * between the slots of a block (Hkv * hd)                      */
+    int64_t        block_bytes;/* 8-bit: bytes of a block (format/kv_quant.h)                  */
+    int64_t        scale_off;  /* 8-bit: from k8 to the head's scale at (block 0, slot 0)      */
+    int64_t        scale_ld;   /* 8-bit: bytes between the scales of a block's slots (4 * Hkv) */
+    const float   *fp8_lut;    /* F8_E4M3: the 256 code values (llmrt_fp8_e4m3_table)           */
     const int32_t *table;      /* [>= pos / block_size + 1] block ids of the sequence             */
     int32_t        block_size; /* tokens per KV block                                             */
     float          scale;      /* 1/sqrt(hd)                                                      */
@@ -56,7 +64,9 @@ static inline int32_t llmrt_cpu_attn_lo(const llmrt_cpu_attn_tile *t, int32_t p)
     return t->window > 0 && p >= t->window ? p - t->window + 1 : 0;
 }
 
-/* Runs one tile; scratch holds llmrt_cpu_attn_scratch_floats(head_dim) floats, 64-byte aligned. */
+/* Runs one tile; scratch holds llmrt_cpu_attn_scratch_floats(head_dim) floats, 64-byte aligned
+ * (the last 2 * CHUNK * hd of them hold the dequantised K and V rows of a chunk of an 8-bit
+ * cache: attention_cpu_kv.h). */
 typedef void (*llmrt_cpu_attn_tile_fn)(const llmrt_cpu_attn_tile *t, float *scratch);
 
 size_t llmrt_cpu_attn_scratch_floats(int32_t head_dim);
@@ -87,7 +97,9 @@ llmrt_status llmrt_cpu_attn_reserve(llmrt_cpu_attn *a, int64_t n_tokens, int32_t
 
 /* out [T, Hq, hd] = softmax(q Kᵀ * scale, causal to each token's position, within the sliding
  * window when window > 0) V over the paged
- * cache of the token's sequence. q [T, Hq, hd]; k_cache, v_cache [slots, Hkv, hd];
+ * cache of the token's sequence. q [T, Hq, hd]; k_cache, v_cache [slots, Hkv, hd] fp32 when
+ * kv_dtype is F32, else 8-bit blocks of codes and scales (format/kv_quant.h),
+ * dequantised a chunk at a time inside the tile kernels;
  * positions, seq_of [T]; block_tables [n_seqs, max_blocks]. Needs a prior reserve for T and hd
  * (returns LLMRT_ERR_OUT_OF_MEMORY, output untouched, otherwise). */
 typedef struct llmrt_cpu_attn_batch {
@@ -98,7 +110,8 @@ typedef struct llmrt_cpu_attn_batch {
 } llmrt_cpu_attn_batch;
 
 llmrt_status llmrt_cpu_attention(llmrt_cpu_attn *a, llmrt_thread_pool *pool, float *out,
-                                 const float *q, const float *k_cache, const float *v_cache,
+                                 const float *q, const void *k_cache, const void *v_cache,
+                                 llmrt_dtype kv_dtype,
                                  int32_t n_heads, int32_t n_kv_heads, int32_t head_dim,
                                  int32_t block_size, float scale, int32_t window,
                                  const llmrt_cpu_attn_batch *b);

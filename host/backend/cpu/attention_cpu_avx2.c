@@ -7,15 +7,36 @@
 #include <string.h>
 
 #include "attention_cpu.h"
+#include "attention_cpu_kv.h"
 
 #define W      LLMRT_CPU_ATTN_CHUNK /* 16: two ymm of scores */
 #define S_ROWS 4
 #define V_ROWS 4
 #define V_COLS 4 /* ymm of output columns per P·V pass (32 floats) */
 
-static inline const float *kv_row(const llmrt_cpu_attn_tile *t, const float *base, int32_t p) {
-    int64_t slot = (int64_t)t->table[p / t->block_size] * t->block_size + p % t->block_size;
-    return base + slot * t->kv_ld;
+/* dst[n] = scale * value(codes[n]), 8 at a time, scalar tail. int8: sign-extended. fp8 e4m3:
+ * its bits moved into an fp16 and converted exactly by vcvtph2ps (see the AVX-512 kernel), then
+ * times scale * 2^8 (exact): the same product as scale * value. */
+static void dequant_row(float *dst, const uint8_t *codes, float scale, int32_t n, llmrt_dtype kv,
+                        const float *lut) {
+    const __m256  s   = _mm256_set1_ps(scale), s8 = _mm256_set1_ps(scale * 256.0f);
+    const __m128i sgn = _mm_set1_epi16(0x80), mag = _mm_set1_epi16(0x7F);
+    int32_t       i   = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128i c = _mm_loadl_epi64((const __m128i *)(codes + i));
+        __m256  x;
+        if (kv == LLMRT_DTYPE_I8) {
+            x = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(c)), s);
+        } else {
+            __m128i h = _mm_cvtepu8_epi16(c);
+            h = _mm_or_si128(_mm_slli_epi16(_mm_and_si128(h, sgn), 8),
+                             _mm_slli_epi16(_mm_and_si128(h, mag), 7));
+            x = _mm256_mul_ps(_mm256_cvtph_ps(h), s8);
+        }
+        _mm256_storeu_ps(dst + i, x);
+    }
+    for (; i < n; i++)
+        dst[i] = scale * (kv == LLMRT_DTYPE_I8 ? (float)(int8_t)codes[i] : lut[codes[i]]);
 }
 
 static inline float *row_ptr(float *base, const llmrt_cpu_attn_tile *t, int32_t r) {
@@ -137,11 +158,8 @@ void llmrt_cpu_attn_tile_avx2(const llmrt_cpu_attn_tile *t, float *scratch) {
         int32_t      nv  = last - c0 + 1 < W ? last - c0 + 1 : W;
         const float *kr[W], *vr[W];
         if (jlo < 0) jlo = 0;
-        for (int32_t j = 0; j < W; j++) { /* outside [jlo, nv): a valid row, p = 0 */
-            int32_t jj = j < jlo || j >= nv ? jlo : j;
-            kr[j] = kv_row(t, t->k, c0 + jj);
-            vr[j] = kv_row(t, t->v, c0 + jj);
-        }
+        /* outside [jlo, nv): a valid row, p = 0 */
+        llmrt_cpu_attn_chunk_rows(t, c0, jlo, nv, kr, vr, scratch, dequant_row);
         transpose_k(kt, kr, hd);
         int32_t r0 = i0 * G;
         for (int32_t r = r0; r < R1; r += S_ROWS) {

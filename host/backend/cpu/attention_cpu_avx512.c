@@ -11,15 +11,37 @@
 #include <string.h>
 
 #include "attention_cpu.h"
+#include "attention_cpu_kv.h"
 
 #define W      LLMRT_CPU_ATTN_CHUNK /* 16: one zmm of scores */
 #define S_ROWS 8                    /* rows per score group   */
 #define V_ROWS 4                    /* rows per P·V group     */
 #define V_COLS 4                    /* zmm of output columns per P·V pass (64 floats) */
 
-static inline const float *kv_row(const llmrt_cpu_attn_tile *t, const float *base, int32_t p) {
-    int64_t slot = (int64_t)t->table[p / t->block_size] * t->block_size + p % t->block_size;
-    return base + slot * t->kv_ld;
+/* dst[n] = scale * value(codes[n]), 16 at a time (masked tail). int8: sign-extended. fp8 e4m3:
+ * its bits moved into an fp16 (sign to bit 15, exponent and mantissa shifted left by 7: the
+ * same value / 2^8, subnormals included, since fp16's bias is 8 more) and converted exactly by
+ * vcvtph2ps; scale * 2^8 is exact, so the product rounds as scale * value does (the portable
+ * kernel's table lookup; the NaN code 0x7F, which the quantiser never writes, reads as 480). */
+static void dequant_row(float *dst, const uint8_t *codes, float scale, int32_t n, llmrt_dtype kv,
+                        const float *lut) {
+    (void)lut;
+    const __m512  s   = _mm512_set1_ps(scale), s8 = _mm512_set1_ps(scale * 256.0f);
+    const __m256i sgn = _mm256_set1_epi16(0x80), mag = _mm256_set1_epi16(0x7F);
+    for (int32_t i = 0; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m128i   c = _mm_maskz_loadu_epi8(k, codes + i);
+        __m512    x;
+        if (kv == LLMRT_DTYPE_I8) {
+            x = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(c)), s);
+        } else {
+            __m256i h = _mm256_cvtepu8_epi16(c);
+            h = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(h, sgn), 8),
+                                _mm256_slli_epi16(_mm256_and_si256(h, mag), 7));
+            x = _mm512_mul_ps(_mm512_cvtph_ps(h), s8);
+        }
+        _mm512_mask_storeu_ps(dst + i, k, x);
+    }
 }
 
 static inline float *row_ptr(float *base, const llmrt_cpu_attn_tile *t, int32_t r) {
@@ -145,11 +167,8 @@ void llmrt_cpu_attn_tile_avx512(const llmrt_cpu_attn_tile *t, float *scratch) {
         int32_t      nv  = last - c0 + 1 < W ? last - c0 + 1 : W;
         const float *kr[W], *vr[W];
         if (jlo < 0) jlo = 0;
-        for (int32_t j = 0; j < W; j++) { /* outside [jlo, nv): a valid row, p = 0 */
-            int32_t jj = j < jlo || j >= nv ? jlo : j;
-            kr[j] = kv_row(t, t->k, c0 + jj);
-            vr[j] = kv_row(t, t->v, c0 + jj);
-        }
+        /* outside [jlo, nv): a valid row, p = 0 */
+        llmrt_cpu_attn_chunk_rows(t, c0, jlo, nv, kr, vr, scratch, dequant_row);
         transpose_k(kt, kr, hd);
         int32_t r0 = i0 * G;
         for (int32_t r = r0; r < R1; r += S_ROWS) {

@@ -5,12 +5,16 @@
 #include <string.h>
 
 #include "attention_cpu.h"
+#include "attention_cpu_kv.h"
 
 #define W LLMRT_CPU_ATTN_CHUNK
 
-static const float *kv_row(const llmrt_cpu_attn_tile *t, const float *base, int32_t p) {
-    int64_t slot = (int64_t)t->table[p / t->block_size] * t->block_size + p % t->block_size;
-    return base + slot * t->kv_ld;
+static void dequant_row(float *dst, const uint8_t *codes, float scale, int32_t n, llmrt_dtype kv,
+                        const float *lut) {
+    if (kv == LLMRT_DTYPE_I8)
+        for (int32_t i = 0; i < n; i++) dst[i] = scale * (float)(int8_t)codes[i];
+    else
+        for (int32_t i = 0; i < n; i++) dst[i] = scale * lut[codes[i]];
 }
 
 void llmrt_cpu_attn_tile_generic(const llmrt_cpu_attn_tile *t, float *scratch) {
@@ -28,13 +32,11 @@ void llmrt_cpu_attn_tile_generic(const llmrt_cpu_attn_tile *t, float *scratch) {
         int32_t      R1  = i1 * G;
         int32_t      jlo = llmrt_cpu_attn_lo(t, t->pos[i0]) - c0; /* below: never read */
         int32_t      nv  = last - c0 + 1 < W ? last - c0 + 1 : W;
-        const float *vr[W];
+        const float *kr[W], *vr[W];
         if (jlo < 0) jlo = 0;
-        for (int32_t j = 0; j < nv; j++) {
-            const float *kr = kv_row(t, t->k, c0 + (j < jlo ? jlo : j));
-            vr[j]           = kv_row(t, t->v, c0 + (j < jlo ? jlo : j));
-            for (int32_t d = 0; d < hd; d++) kt[d * W + j] = kr[d];
-        }
+        llmrt_cpu_attn_chunk_rows(t, c0, jlo, nv, kr, vr, scratch, dequant_row);
+        for (int32_t j = 0; j < nv; j++)
+            for (int32_t d = 0; d < hd; d++) kt[d * W + j] = kr[j][d];
         for (int32_t r = i0 * G; r < R1; r++) {
             const float *qr = t->q + (r / G) * t->q_ld + (r % G) * hd;
             int32_t      nr = t->pos[r / G] - c0 + 1 < W ? t->pos[r / G] - c0 + 1 : W;

@@ -30,6 +30,7 @@
 #include "../../core/log.h"
 #include "../../core/thread_pool.h"
 #include "../backend.h"
+#include "../../format/kv_quant.h"
 #include "attention_cpu.h"
 #include "cpu_kernels.h"
 #include "bf16_gemm.h"
@@ -177,7 +178,12 @@ static bool cpu_supports(const llmrt_backend *be, const llmrt_op_query *q, char 
         if (!cpu_supports_weight(be, q->dtype))
             return llmrt_backend_decline(why, cap, "weight dtype %s not supported", llmrt_dtype_name(q->dtype));
         return true;
-    case LLMRT_BOP_ATTENTION: return q->head_dim > 0;
+    case LLMRT_BOP_ATTENTION:
+        if (q->kv_dtype != LLMRT_DTYPE_INVALID && q->kv_dtype != LLMRT_DTYPE_F32 &&
+            !llmrt_kv_dtype_is_8bit(q->kv_dtype))
+            return llmrt_backend_decline(why, cap, "KV cache dtype %s not supported (f32, i8, "
+                                         "f8_e4m3)", llmrt_dtype_name(q->kv_dtype));
+        return q->head_dim > 0;
     case LLMRT_BOP_FLASH_ATTENTION:
         return llmrt_backend_decline(why, cap, "the cpu backend has one attention kernel");
     }
@@ -672,9 +678,15 @@ static void cpu_rope_kv_write(llmrt_backend *be, void *q, void *k, const void *v
         float       *qt = (float *)q + t * q_w, *kt = (float *)k + t * kv_w;
         for (int32_t h = 0; h < s->n_heads; h++) rope_rotate(qt + (int64_t)h * hd, cs, sn, half);
         for (int32_t h = 0; h < s->n_kv_heads; h++) rope_rotate(kt + (int64_t)h * hd, cs, sn, half);
+        const float *vt = (const float *)v + t * kv_w;
+        if (llmrt_kv_dtype_is_8bit(s->kv_dtype)) {
+            llmrt_kv8_layout l = {s->block_size, s->n_kv_heads, hd};
+            llmrt_kv_quantise_token(k_cache, &l, c->slots[t], kt, s->kv_dtype);
+            llmrt_kv_quantise_token(v_cache, &l, c->slots[t], vt, s->kv_dtype);
+            continue;
+        }
         memcpy((float *)k_cache + c->slots[t] * kv_w, kt, (size_t)kv_w * sizeof(float));
-        memcpy((float *)v_cache + c->slots[t] * kv_w, (const float *)v + t * kv_w,
-               (size_t)kv_w * sizeof(float));
+        memcpy((float *)v_cache + c->slots[t] * kv_w, vt, (size_t)kv_w * sizeof(float));
     }
 }
 
@@ -685,18 +697,19 @@ static void cpu_attention(llmrt_backend *be, void *out, const void *q, const voi
                               .block_tables = c->block_tables, .n_tokens = c->n_tokens,
                               .max_blocks = c->max_blocks};
     llmrt_error          err = {0};
-    llmrt_status st = llmrt_cpu_attention(&c->attn, c->pool, out, q, k_cache, v_cache, s->n_heads,
-                                          s->n_kv_heads, s->head_dim, s->block_size, s->scale,
-                                          s->window, &b);
+    llmrt_dtype          kv  = s->kv_dtype ? s->kv_dtype : LLMRT_DTYPE_F32;
+    llmrt_status st = llmrt_cpu_attention(&c->attn, c->pool, out, q, k_cache, v_cache, kv,
+                                          s->n_heads, s->n_kv_heads, s->head_dim, s->block_size,
+                                          s->scale, s->window, &b);
     if (st != LLMRT_OK) { /* begin_batch reserved for head_dim = 2 * half_dim; grow for another */
         st = llmrt_cpu_attn_reserve(&c->attn, c->n_tokens, s->head_dim, &err);
         if (st == LLMRT_OK)
-            st = llmrt_cpu_attention(&c->attn, c->pool, out, q, k_cache, v_cache, s->n_heads,
-                                     s->n_kv_heads, s->head_dim, s->block_size, s->scale,
-                                          s->window, &b);
+            st = llmrt_cpu_attention(&c->attn, c->pool, out, q, k_cache, v_cache, kv,
+                                     s->n_heads, s->n_kv_heads, s->head_dim, s->block_size,
+                                     s->scale, s->window, &b);
     }
     if (st != LLMRT_OK) { /* the op cannot fail: make the failure visible in the logits */
-        llmrt_log(LLMRT_LOG_ERROR, "cpu attention: out of memory");
+        llmrt_log(LLMRT_LOG_ERROR, "cpu attention: %s", llmrt_status_str(st));
         float *o = out;
         for (int64_t i = 0; i < (int64_t)c->n_tokens * s->n_heads * s->head_dim; i++) o[i] = NAN;
     }

@@ -43,6 +43,7 @@
 
 #include "../../core/half.h"
 #include "../../core/log.h"
+#include "../../format/kv_quant.h"
 #include "llmrt_cuda.h"
 #include "lora.h"
 #include "q4_matmul.h"
@@ -278,7 +279,8 @@ static bool cuda_supports_weight(const llmrt_backend *be, llmrt_dtype dtype) {
  *  - attention: the naive kernel takes any head dim up to 256 (rope_init's bound too); the
  *    flash kernels (attention.h) take the head dims and dtypes they are instantiated for
  *    (llmrt_cuda_attention_check on the shape alone), fp16/bf16 only, unless the naive kernel
- *    was forced. */
+ *    was forced. Every kernel also reads an 8-bit KV cache (kv_dtype I8 / F8_E4M3, cuda/kv8.cuh)
+ *    when head_dim % 4 == 0. */
 static bool cuda_supports(const llmrt_backend *be, const llmrt_op_query *q, char *why,
                           size_t cap) {
     const cuda_ctx *c = ctx_of(be);
@@ -301,6 +303,14 @@ static bool cuda_supports(const llmrt_backend *be, const llmrt_op_query *q, char
             return llmrt_backend_decline(why, cap, "weight dtype %s not supported", llmrt_dtype_name(q->dtype));
         return true;
     case LLMRT_BOP_ATTENTION:
+        if (q->kv_dtype != LLMRT_DTYPE_INVALID && q->kv_dtype != c->act_dtype &&
+            !llmrt_kv_dtype_is_8bit(q->kv_dtype))
+            return llmrt_backend_decline(why, cap, "KV cache dtype %s not supported (the "
+                                         "activation dtype, i8, f8_e4m3)",
+                                         llmrt_dtype_name(q->kv_dtype));
+        if (llmrt_kv_dtype_is_8bit(q->kv_dtype) && q->head_dim % 4)
+            return llmrt_backend_decline(why, cap, "an 8-bit KV cache needs head_dim %% 4 == 0 "
+                                         "(%d)", q->head_dim);
         if (q->head_dim < 2 || q->head_dim > 256 || q->head_dim % 2)
             return llmrt_backend_decline(why, cap, "head_dim %d is not supported (even, 2..256)", q->head_dim);
         return true;
@@ -596,11 +606,12 @@ static llmrt_status grow_plan(cuda_ctx *c, int64_t tokens, int64_t outputs, int6
 static void choose_attention(llmrt_backend *be, const llmrt_attn_shape *s) {
     cuda_ctx *c = ctx_of(be);
     if (c->attn_chosen && c->attn_shape.head_dim == s->head_dim &&
-        c->attn_shape.n_heads == s->n_heads && c->attn_shape.n_kv_heads == s->n_kv_heads)
+        c->attn_shape.n_heads == s->n_heads && c->attn_shape.n_kv_heads == s->n_kv_heads &&
+        c->attn_shape.kv_dtype == s->kv_dtype)
         return;
     llmrt_op_query q = {.op = LLMRT_BOP_FLASH_ATTENTION, .dtype = c->act_dtype,
                         .head_dim = s->head_dim, .n_heads = s->n_heads,
-                        .n_kv_heads = s->n_kv_heads};
+                        .n_kv_heads = s->n_kv_heads, .kv_dtype = s->kv_dtype};
     char why[256] = "";
     c->flash        = cuda_supports(be, &q, why, sizeof why);
     c->flash_decode = c->flash && s->n_kv_heads > 0 &&
@@ -783,6 +794,31 @@ static void cuda_matmul(llmrt_backend *be, void *out, const void *x, int64_t row
         launched(c, llmrt_cuda_add_bias(c->stream, out, c->act, w->bias, rows, w->rows), "bias");
 }
 
+/* -- the 8-bit KV cache (kv_dtype I8 / F8_E4M3: cuda/kv8.cuh) -- */
+static llmrt_cuda_kv kv8_of(llmrt_dtype kv) {
+    return kv == LLMRT_DTYPE_I8 ? LLMRT_CUDA_KV_INT8 : LLMRT_CUDA_KV_FP8;
+}
+
+static void rope_kv8_write(cuda_ctx *c, void *q, void *k, const void *v, void *k_pool,
+                           void *v_pool, const llmrt_attn_shape *s) {
+    launched(c, llmrt_cuda_rope_kv8(c->stream, c->act, kv8_of(s->kv_dtype), q, k, v, k_pool,
+                                    v_pool, PLAN(c, off_positions, int32_t),
+                                    (const int64_t *)c->plan_dev /* slots at offset 0 */,
+                                    c->inv_freq, c->n_tokens, s->n_heads, s->n_kv_heads,
+                                    s->head_dim, s->block_size),
+             "rope_kv_write");
+}
+
+static void attention_naive_kv8(cuda_ctx *c, void *out, const void *q, const void *k_pool,
+                                const void *v_pool, const llmrt_attn_shape *s) {
+    launched(c, llmrt_cuda_attention_naive_kv8(
+                    c->stream, c->act, kv8_of(s->kv_dtype), out, q, k_pool, v_pool,
+                    PLAN(c, off_positions, int32_t), PLAN(c, off_seq_of, int32_t),
+                    PLAN(c, off_tables, int32_t), c->max_blocks, c->n_tokens, s->n_heads,
+                    s->n_kv_heads, s->head_dim, s->block_size, s->scale, s->window),
+             "attention");
+}
+
 static void cuda_rope_kv_write(llmrt_backend *be, void *q, void *k, const void *v, void *k_cache,
                                void *v_cache, const llmrt_attn_shape *s) {
     cuda_ctx *c = ctx_of(be);
@@ -791,6 +827,10 @@ static void cuda_rope_kv_write(llmrt_backend *be, void *q, void *k, const void *
     if (graph_op(c, 6, k_cache, v_cache, NULL, s->n_kv_heads, 0) || replay) return;
     if (s->head_dim != 2 * c->half_dim) {
         note_failure(c, LLMRT_CUDA_ERR_INVALID, "rope_kv_write: head_dim differs from rope_init");
+        return;
+    }
+    if (llmrt_kv_dtype_is_8bit(s->kv_dtype)) {
+        rope_kv8_write(c, q, k, v, k_cache, v_cache, s);
         return;
     }
     launched(c, llmrt_cuda_rope_kv(c->stream, c->act, q, k, v, k_cache, v_cache,
@@ -847,6 +887,8 @@ static void cuda_attention(llmrt_backend *be, void *out, const void *q, const vo
             .workspace = decode ? c->decode_ws : NULL,
             .workspace_bytes = decode ? c->decode_ws_bytes : 0, .num_splits = 0,
             .window = s->window,
+            .kv = llmrt_kv_dtype_is_8bit(s->kv_dtype) ? (int32_t)kv8_of(s->kv_dtype)
+                                                      : LLMRT_CUDA_KV_ACT,
         };
         if (decode) a.num_splits = decode_splits(c, s, &a); /* 0: the heuristic */
         c->stats.launches += 1 + (decode && a.num_splits > 1); /* + the split-KV combine */
@@ -868,6 +910,10 @@ static void cuda_attention(llmrt_backend *be, void *out, const void *q, const vo
     }
 #endif
     c->stats.naive_attention++;
+    if (llmrt_kv_dtype_is_8bit(s->kv_dtype)) {
+        attention_naive_kv8(c, out, q, k_cache, v_cache, s);
+        return;
+    }
     launched(c, llmrt_cuda_attention_naive(c->stream, c->act, out, q, k_cache, v_cache,
                                            PLAN(c, off_positions, int32_t),
                                            PLAN(c, off_seq_of, int32_t), PLAN(c, off_tables, int32_t),

@@ -1,0 +1,64 @@
+/* The K and V rows of one chunk of the CPU attention as fp32 rows (attention_cpu.h), shared by
+ * the tile kernels: pointers into the cache when it holds fp32, else rows dequantised into the
+ * scratch's last 2 * CHUNK * hd floats. Each ISA file includes this header and passes its own row
+ * dequantiser, so the conversion runs with that file's vector instructions. Dequantising a whole
+ * chunk once per tile (not per query row) shares the work among the tile's rows: G rows of a
+ * decode token, up to MAX_ROWS of a prompt tile. */
+#ifndef LLMRT_ATTENTION_CPU_KV_H
+#define LLMRT_ATTENTION_CPU_KV_H
+
+#include <string.h>
+
+#include "attention_cpu.h"
+
+/* dst[n] = scale * value(codes[n]) for kv I8 (int8 codes) or F8_E4M3 (lut[256] values) */
+typedef void (*llmrt_cpu_kv_dequant_fn)(float *dst, const uint8_t *codes, float scale, int32_t n,
+                                        llmrt_dtype kv, const float *lut);
+
+static inline int64_t llmrt_cpu_attn_slot(const llmrt_cpu_attn_tile *t, int32_t p) {
+    return (int64_t)t->table[p / t->block_size] * t->block_size + p % t->block_size;
+}
+
+/* The scratch floats after which the dequantised rows start (llmrt_cpu_attn_scratch_floats). */
+static inline float *llmrt_cpu_attn_deq(const llmrt_cpu_attn_tile *t, float *scratch) {
+    size_t rows = (LLMRT_CPU_ATTN_MAX_ROWS + 15) / 16 * 16;
+    return scratch + (size_t)t->head_dim * LLMRT_CPU_ATTN_CHUNK + rows * LLMRT_CPU_ATTN_CHUNK +
+           3 * rows;
+}
+
+/* kr[j], vr[j] for j < CHUNK: the rows of position c0 + j for j in [jlo, nv), of position
+ * c0 + jlo elsewhere (a valid row whose probability the kernels set to 0; positions outside
+ * [jlo, nv) may lie in freed blocks and are never read). */
+static inline __attribute__((always_inline)) void
+llmrt_cpu_attn_chunk_rows(const llmrt_cpu_attn_tile *t, int32_t c0, int32_t jlo, int32_t nv,
+                          const float **kr, const float **vr, float *scratch,
+                          llmrt_cpu_kv_dequant_fn dequant) {
+    const int32_t W = LLMRT_CPU_ATTN_CHUNK, hd = t->head_dim;
+    if (t->kv_dtype == LLMRT_DTYPE_F32) {
+        for (int32_t j = 0; j < W; j++) {
+            int64_t slot = llmrt_cpu_attn_slot(t, c0 + (j < jlo || j >= nv ? jlo : j));
+            kr[j] = t->k + slot * t->kv_ld;
+            vr[j] = t->v + slot * t->kv_ld;
+        }
+        return;
+    }
+    float *kd = llmrt_cpu_attn_deq(t, scratch), *vd = kd + (size_t)W * hd; /* [W, hd] each */
+    for (int32_t j = jlo; j < nv; j++) {
+        int32_t p = c0 + j;
+        int64_t blk = (int64_t)t->table[p / t->block_size] * t->block_bytes;
+        int64_t o = p % t->block_size;
+        const uint8_t *kc = t->k8 + blk + o * t->kv_ld, *vc = t->v8 + blk + o * t->kv_ld;
+        float ks, vs;
+        memcpy(&ks, t->k8 + blk + t->scale_off + o * t->scale_ld, sizeof ks);
+        memcpy(&vs, t->v8 + blk + t->scale_off + o * t->scale_ld, sizeof vs);
+        dequant(kd + (size_t)j * hd, kc, ks, hd, t->kv_dtype, t->fp8_lut);
+        dequant(vd + (size_t)j * hd, vc, vs, hd, t->kv_dtype, t->fp8_lut);
+    }
+    for (int32_t j = 0; j < W; j++) {
+        int32_t jj = j < jlo || j >= nv ? jlo : j;
+        kr[j] = kd + (size_t)jj * hd;
+        vr[j] = vd + (size_t)jj * hd;
+    }
+}
+
+#endif
