@@ -87,8 +87,8 @@ LAUNCHES = {
          (PF, "static constexpr int kThreads = kWarps * 32;"),
          (PF, "static constexpr int kStages = HD == 64 ? 3 : 2;"),
          (PF, "static constexpr int kSmemBytes = 2 * kStages * kTileBytes;"),
-         (PF, "LAUNCH((attn_prefill_kernel<T, HD>), dim3((unsigned)tiles, (unsigned)a->n_heads), "
-              "Tr::kThreads, Tr::kSmemBytes,")]),
+         (PF, "LAUNCH((attn_prefill_kernel<T, HD, KV>), dim3((unsigned)tiles, (unsigned)a->n_heads),"),
+         (PF, "Tr::kThreads, Tr::kSmemBytes, stream, static_cast<const T *>(a->q),")]),
     "attn_decode_kernel": (
         lambda t: 128, lambda t: decode_smem(int(t[1])),
         "traits DecodeTraits<HD>: kThreads = 4 warps, kSmemBytes = Q + max(K/V ring, merge)",
