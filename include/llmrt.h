@@ -120,9 +120,11 @@ typedef enum llmrt_device {
 } llmrt_device;
 
 /* Activation (and KV cache) type of the CUDA backend. The CPU backend computes in fp32, except
- * that BF16 there rounds the activations of matmuls with bf16 weights to bf16 and runs them on
- * AVX512-BF16 (~2x the fp32 rate; a token's result still depends on no other token of the
- * batch, but differs from the fp32 path); the other values are ignored on the CPU. */
+ * that BF16 there runs the matmuls with f32, f16 or bf16 weights in bf16 on AVX512-BF16: the
+ * weights rounded to bf16 at load (packed copies next to them), the activations rounded per
+ * matmul, fp32 accumulation (~2x the fp32 rate; a token's result still depends on no other token
+ * of the batch, but differs from the fp32 path by the bf16 rounding); the other values are
+ * ignored on the CPU. */
 typedef enum llmrt_activation_dtype {
     LLMRT_ACTIVATION_AUTO = 0, /* the backend's default: fp16 on CUDA                          */
     LLMRT_ACTIVATION_F16  = 1,

@@ -1,10 +1,12 @@
-/* How far the int8 CPU matmul (llmrt_model_params.cpu_matmul = INT8) moves a model's logits from
- * the exact fp32 path: the same texts, teacher-forced, through both, every position's logits
- * compared (max and mean |diff|, top-1 agreement), then greedy continuations compared token by
- * token. Public API only (plus llmrt_forward, experimental).
+/* How far a reduced-precision CPU matmul moves a model's logits from the exact fp32 path: int8
+ * (llmrt_model_params.cpu_matmul = INT8, the default) or bf16 (activation_dtype = BF16). The same
+ * texts, teacher-forced, through both, every position's logits compared (max and mean |diff|,
+ * top-1 agreement), then greedy continuations compared token by token. Public API only (plus
+ * llmrt_forward, experimental).
  *
- * usage: cpu_matmul_accuracy MODEL [THREADS] */
+ * usage: cpu_matmul_accuracy MODEL [THREADS] [int8|bf16] */
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,10 +35,11 @@ typedef struct run {
     int32_t         vocab;
 } run;
 
-static int open_run(run *r, const char *path, int threads, llmrt_cpu_matmul mode) {
+static int open_run(run *r, const char *path, int threads, llmrt_cpu_matmul mode, bool bf16) {
     llmrt_model_params p = llmrt_model_default_params();
     p.n_threads          = threads;
     p.cpu_matmul         = mode;
+    if (bf16) p.activation_dtype = LLMRT_ACTIVATION_BF16;
     if (llmrt_model_load(path, &p, &r->m) != LLMRT_OK) return -1;
     llmrt_model_info info = {.struct_size = sizeof info};
     llmrt_model_get_info(r->m, &info);
@@ -84,13 +87,20 @@ static int greedy(run *r, const int32_t *ids, int32_t n, int32_t G, int32_t *out
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s MODEL [THREADS]\n", argv[0]);
+        fprintf(stderr, "usage: %s MODEL [THREADS] [int8|bf16]\n", argv[0]);
         return 2;
     }
-    int threads = argc > 2 ? atoi(argv[2]) : 0;
+    int  threads = argc > 2 ? atoi(argv[2]) : 0;
+    bool bf16    = argc > 3 && strcmp(argv[3], "bf16") == 0;
+    if (argc > 3 && !bf16 && strcmp(argv[3], "int8") != 0) {
+        fprintf(stderr, "%s: the mode must be int8 or bf16, got \"%s\"\n", argv[0], argv[3]);
+        return 2;
+    }
+    printf("exact vs %s\n", bf16 ? "bf16 (activation_dtype BF16)" : "int8 (cpu_matmul INT8)");
     run a, b;
-    if (open_run(&a, argv[1], threads, LLMRT_CPU_MATMUL_EXACT) != 0 ||
-        open_run(&b, argv[1], threads, LLMRT_CPU_MATMUL_INT8) != 0) {
+    if (open_run(&a, argv[1], threads, LLMRT_CPU_MATMUL_EXACT, false) != 0 ||
+        open_run(&b, argv[1], threads, bf16 ? LLMRT_CPU_MATMUL_EXACT : LLMRT_CPU_MATMUL_INT8,
+                 bf16) != 0) {
         fprintf(stderr, "load: %s\n", llmrt_last_error());
         return 1;
     }

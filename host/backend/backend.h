@@ -256,8 +256,9 @@ llmrt_status llmrt_backend_cpu_create(int n_threads, const char *force_isa, llmr
  * token's result still depends on no other token; cpu/i8_gemm.h). */
 typedef struct llmrt_cpu_options {
     llmrt_cpu_matmul matmul_mode; /* llmrt.h */
-    /* bf16 weights times activations rounded to bf16 (AVX512-BF16; cpu/bf16_gemm.h) instead of
-     * fp32 math: llmrt_model_params.activation_dtype = BF16 on the CPU */
+    /* f32/f16/bf16 weights rounded to bf16 (packed at load) times activations rounded to bf16
+     * (AVX512-BF16; cpu/bf16_gemm.h) instead of fp32 math: llmrt_model_params.activation_dtype =
+     * BF16 on the CPU */
     bool             bf16_activations;
 } llmrt_cpu_options;
 

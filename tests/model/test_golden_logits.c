@@ -7,7 +7,15 @@
  *      with blocks handed out out of order (paged KV), over 1 and 2 threads.
  * Tolerance: max |ours - HF| <= 1e-4 * max |HF logit| (fp32 activations; the checkpoints' f16 /
  * bf16 / quantized weights were evaluated in fp32 by the reference too).
- * Batch invariance: the chunked run must equal the one-batch run bit for bit. */
+ * Batch invariance: the chunked run must equal the one-batch run bit for bit.
+ * The same again in the CPU's bf16 matmul mode (activation_dtype = BF16: f32/f16/bf16 weights and
+ * the activations rounded to bf16, backend/cpu/bf16_gemm.h), against the same fp32 golden logits
+ * with the tolerance of bf16 rounding compounded over the layers of these random-weight models:
+ * max |diff| <= 8e-2 * max |logit|. Observed 0.3-5.6% here; HF transformers itself run in bf16
+ * (dtype=torch.bfloat16) is 4.4-8.9% off its fp32 logits on llama_f32, llama32_tied_f32,
+ * qwen2_f32 and llama3_bf16_sharded; a wrong panel, tail or row view gives errors of the order
+ * of the logits (the per-matmul bound is test_bf16_gemm's). Batch invariance stays bit-exact.
+ * On a CPU without AVX512-BF16 the mode is the exact path and passes trivially. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +25,7 @@
 
 #define BLOCK_SIZE 16
 #define REL_TOL    1e-4
+#define REL_TOL_BF16 8e-2
 
 static const char *const models[] = {
     "llama_f32",       "llama3_bf16_sharded", "llama_linear_f16", "mistral_f32",
@@ -100,15 +109,15 @@ static llmrt_status run_step(llmrt_kv_cache *kv, const golden *g, const layout *
 }
 
 static void check_against_golden(const char *name, const char *how, const golden *g,
-                                 const float *ours) {
+                                 const float *ours, double tol) {
     double max_err, max_ref;
     golden_compare(ours, g->logits, g->n_rows * g->vocab, &max_err, &max_ref);
-    CHECK_MSG(max_err <= REL_TOL * max_ref, "%s (%s): max |err| %.3g > %.1e * max |logit| %.3g",
-              name, how, max_err, REL_TOL, max_ref);
+    CHECK_MSG(max_err <= tol * max_ref, "%s (%s): max |err| %.3g > %.1e * max |logit| %.3g",
+              name, how, max_err, tol, max_ref);
     printf("%-22s %-18s max|err| %.3g  (max|logit| %.3g)\n", name, how, max_err, max_ref);
 }
 
-static void test_model(const char *name) {
+static void test_model(const char *name, bool bf16) {
     golden g;
     if (golden_load(name, &g) != 0) {
         CHECK_MSG(0, "cannot load golden %s", name);
@@ -119,10 +128,12 @@ static void test_model(const char *name) {
     int64_t n_floats = g.n_rows * g.vocab;
     float  *whole    = calloc((size_t)n_floats, sizeof(float));
     float  *chunked  = calloc((size_t)n_floats, sizeof(float));
+    double  tol      = bf16 ? REL_TOL_BF16 : REL_TOL;
 
     for (int threads = 1; threads <= 2; threads++) {
         llmrt_model_params mp = llmrt_model_default_params();
         mp.n_threads          = threads;
+        if (bf16) mp.activation_dtype = LLMRT_ACTIVATION_BF16;
         llmrt_model *model    = NULL;
         CHECK_STATUS(llmrt_model_load(g.model_path, &mp, &model), LLMRT_OK, NULL);
         if (!model) break;
@@ -140,7 +151,7 @@ static void test_model(const char *name) {
         for (int32_t s = 0; s < g.n_seqs; s++) to[s] = g.seq_len[s];
         if (threads == 1) {
             CHECK_STATUS(run_step(kv, &g, &L, from, to, whole), LLMRT_OK, NULL);
-            check_against_golden(name, "one batch", &g, whole);
+            check_against_golden(name, bf16 ? "bf16, one batch" : "one batch", &g, whole, tol);
         }
 
         /* 2. chunks of varying size per sequence and step: prompt chunks and single tokens mix */
@@ -162,8 +173,8 @@ static void test_model(const char *name) {
             step++;
         }
         char how[32];
-        snprintf(how, sizeof how, "chunked, %d thr", threads);
-        check_against_golden(name, how, &g, chunked);
+        snprintf(how, sizeof how, "%schunked, %d thr", bf16 ? "bf16, " : "", threads);
+        check_against_golden(name, how, &g, chunked, tol);
         CHECK_MSG(memcmp(whole, chunked, (size_t)n_floats * sizeof(float)) == 0,
                   "%s: chunked logits (%d threads) differ from the one-batch run: the result of a "
                   "token depends on its batch", name, threads);
@@ -177,6 +188,7 @@ static void test_model(const char *name) {
 }
 
 int main(void) {
-    for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) test_model(models[i]);
+    for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) test_model(models[i], false);
+    for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) test_model(models[i], true);
     return test_summary("test_golden_logits");
 }

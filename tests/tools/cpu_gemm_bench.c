@@ -3,8 +3,11 @@
  * cannot give. A development tool, not a test (timings are not asserted anywhere).
  *
  * usage: cpu_gemm_bench [-M 64] [-N 1536] [-K 576] [-t THREADS] [-r REPS] [--isa avx512|avx2|generic]
- *                       [--int8] [--bf16] [--formats f32,f16,bf16,q8_0,q4,q5_0,q5_1,q4_k,...]
- * --int8: int8 activations for q8_0 / q4 (AVX512-VNNI); --bf16: bf16 activations for bf16.
+ *                       [--int8] [--bf16] [--peak] [--formats f32,f16,bf16,q8_0,q4,q5_0,q5_1,q4_k,...]
+ * --int8: int8 activations for q8_0 / q4 (AVX512-VNNI); --bf16: the bf16 matmul mode (f32, f16
+ * and bf16 weights; AVX512-BF16). --peak first prints the core's arithmetic peak, measured: 12
+ * independent register-resident chains of zmm vfmadd231ps (32 flop each) and of vdpbf16ps (64),
+ * one thread, best of 5 (the roofline the GEMM rates are read against).
  * The GGUF packed formats (q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k; random blocks with small
  * scales) run when listed; K must be a multiple of their block (256 for the K-quants). */
 #include <stdbool.h>
@@ -12,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <immintrin.h>
 
 #include "backend/backend.h"
 #include "core/half.h"
@@ -22,6 +27,35 @@ static double now_s(void) {
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
+
+/* instructions per second of 12 independent chains of `op` on zmm registers (1 thread, best of 5;
+ * the chains never leave the registers, so this is the issue rate of the FP pipes) */
+#define R12(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+#define PROBE(NAME, INIT_B, OP)                                                                    \
+    __attribute__((target("avx512f,avx512bf16"))) static double NAME(void) {                      \
+        double best = 0;                                                                           \
+        for (int r = 0; r < 5; r++) {                                                              \
+            _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wunused\"")          \
+            R12(DECL) INIT_B;                                                                      \
+            _Pragma("GCC diagnostic pop") __asm__ volatile("" : "+v"(b), "+v"(c));                \
+            const long n  = 20000000;                                                              \
+            double     t0 = now_s();                                                               \
+            for (long k = 0; k < n; k++) { R12(OP) }                                               \
+            double t = now_s() - t0;                                                               \
+            float  s = 0;                                                                          \
+            R12(SUM)                                                                               \
+            if (s == 1.2345f) puts(""); /* keeps the chains live */                               \
+            if (12.0 * n / t > best) best = 12.0 * n / t;                                          \
+        }                                                                                          \
+        return best;                                                                               \
+    }
+#define DECL(i) __m512 a##i = _mm512_set1_ps((float)(i));
+#define SUM(i)  s += _mm512_reduce_add_ps(a##i);
+#define FMA(i)  a##i = _mm512_fmadd_ps(a##i, b, c);
+#define DPBF(i) a##i = _mm512_dpbf16_ps(a##i, b, c);
+PROBE(fma_rate, __m512 b = _mm512_set1_ps(1.0000001f); __m512 c = _mm512_set1_ps(1e-9f), FMA)
+PROBE(dpbf16_rate, __m512bh b = (__m512bh)_mm512_set1_epi16(0x3f80);
+      __m512bh c = (__m512bh)_mm512_set1_epi16(0x3000), DPBF)
 
 static uint64_t rng = 0x243f6a8885a308d3ull;
 static float frand(void) {
@@ -42,7 +76,8 @@ int main(int argc, char **argv) {
     int threads = 1, reps = 20;
     const char *isa = NULL, *formats = "f32,f16,bf16,q8_0,q4";
     llmrt_cpu_matmul mode = LLMRT_CPU_MATMUL_EXACT;
-    bool             bf16 = false; /* bf16 activations for bf16 weights */
+    bool             bf16 = false; /* the bf16 matmul mode */
+    bool             peak = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-M") && i + 1 < argc) M = atoll(argv[++i]);
         else if (!strcmp(argv[i], "-N") && i + 1 < argc) N = atoll(argv[++i]);
@@ -53,11 +88,24 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--formats") && i + 1 < argc) formats = argv[++i];
         else if (!strcmp(argv[i], "--int8")) mode = LLMRT_CPU_MATMUL_INT8;
         else if (!strcmp(argv[i], "--bf16")) bf16 = true;
+        else if (!strcmp(argv[i], "--peak")) peak = true;
         else {
             fprintf(stderr, "usage: %s [-M m] [-N n] [-K k] [-t threads] [-r reps] [--isa I] "
-                            "[--int8] [--bf16] [--formats f32,f16,bf16,q8_0,q4,q5_0,q4_k,...]\n", argv[0]);
+                            "[--int8] [--bf16] [--peak] [--formats f32,f16,bf16,q8_0,q4,q5_0,q4_k,...]\n", argv[0]);
             return 2;
         }
+    }
+    __builtin_cpu_init();
+    if (peak && __builtin_cpu_supports("avx512f")) {
+        double f = fma_rate();
+        printf("# peak, 1 thread: zmm vfmadd231ps %.2f G/s = %.1f GFLOP/s", f / 1e9, f * 32 / 1e9);
+        if (__builtin_cpu_supports("avx512bf16")) {
+            double d = dpbf16_rate();
+            printf("; zmm vdpbf16ps %.2f G/s = %.1f GFLOP/s", d / 1e9, d * 64 / 1e9);
+        }
+        printf("\n");
+    } else if (peak) {
+        printf("# peak: no AVX-512 on this CPU, no probe\n");
     }
     llmrt_backend *be = NULL;
     llmrt_error err = {0};
@@ -95,7 +143,7 @@ int main(int argc, char **argv) {
     float inv = 1.0f;
     be->ops->rope_init(be, &inv, 1, &err);
     printf("# M=%lld N=%lld K=%lld threads=%d reps=%d mode=%s%s\n", (long long)M, (long long)N,
-           (long long)K, threads, reps, mode == LLMRT_CPU_MATMUL_INT8 ? "int8" : "exact", bf16 ? " bf16-activations" : "");
+           (long long)K, threads, reps, mode == LLMRT_CPU_MATMUL_INT8 ? "int8" : "exact", bf16 ? " bf16-matmuls" : "");
     static const struct { const char *name; llmrt_dtype dt; } fm[] = {
         {"f32", LLMRT_DTYPE_F32}, {"f16", LLMRT_DTYPE_F16}, {"bf16", LLMRT_DTYPE_BF16},
         {"q8_0", LLMRT_DTYPE_Q8_0}, {"q4", LLMRT_DTYPE_Q4},     {"q5_0", LLMRT_DTYPE_Q5_0},

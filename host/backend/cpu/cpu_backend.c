@@ -13,9 +13,11 @@
  *
  * Reduced precision, opt-in (llmrt_cpu_options): int8 activations for 4-bit and Q8_0 weights on
  * AVX512-VNNI (i8_gemm.h: panels repacked at load, x quantised once per matmul) and bf16
- * activations for bf16 weights on AVX512-BF16 (bf16_gemm.h). Why the exact fp32 path has no
- * separate GEMM kernel: its 4x4 tiles already run at the fp32 FMA rate of the core (~90 GFLOP/s
- * on Zen 4, tests/tools/cpu_gemm_bench), so batches go faster only with cheaper arithmetic.
+ * weights and activations for f32/f16/bf16 weights on AVX512-BF16 (bf16_gemm.h: 32-row panels
+ * repacked at load, x rounded once per matmul). Why the exact fp32 path has no separate GEMM
+ * kernel: its 4x4 tiles already run at the fp32 FMA rate of the core (~90 GFLOP/s on Zen 4, one
+ * zmm FMA per cycle; tests/tools/cpu_gemm_bench --peak), so batches go faster only with cheaper
+ * arithmetic.
  *
  * Determinism: every output element is computed by one task with a fixed reduction order, so the
  * result of a token never depends on the batch it is in or on the number of threads (in the
@@ -68,11 +70,19 @@ typedef struct cpu_ctx {
         llmrt_cpu_i8w  w;
     }      *q8;
     int32_t n_q8, q8_cap;
-    /* bf16 activations (llmrt_cpu_options.bf16_activations): kernels (isa NULL: off) and the
-     * batch's activations rounded to bf16, sized by begin_batch */
+    /* bf16 matmuls (llmrt_cpu_options.bf16_activations): kernels (isa NULL: off), the batch's
+     * activations rounded to bf16 (rows of kp, sized by begin_batch), and the bf16 panels of the
+     * f32/f16/bf16 matrices, found by address like the Q8_0 ones (row views share them) */
     llmrt_cpu_bf16_kernels bf16k;
     uint16_t              *xbf;
     int64_t                xbf_cap; /* elements */
+    struct bf16_panels {
+        const void     *data; /* the uploaded rows */
+        llmrt_dtype     dtype;
+        int64_t         rows, cols;
+        llmrt_cpu_bf16w w;
+    }      *bfp;
+    int32_t n_bfp, bfp_cap;
 
     /* per-thread scratch */
     float  **wconv;       /* [n_threads][MATMUL_ROWS_PER_TASK * max_k] converted weight rows */
@@ -234,6 +244,21 @@ static llmrt_status cpu_weight_upload(llmrt_backend *be, llmrt_dtype dtype, int6
         LLMRT_TRY(llmrt_cpu_i8w_from_q8_0(host, rows, cols, &e->w, err));
         c->n_q8++;
     }
+    if (c->bf16k.isa && (dtype == LLMRT_DTYPE_F32 || dtype == LLMRT_DTYPE_F16 ||
+                         dtype == LLMRT_DTYPE_BF16)) {
+        /* bf16 mode: panels next to the rows, which embed() still reads in place */
+        if (c->n_bfp == c->bfp_cap) {
+            int32_t cap = c->bfp_cap ? 2 * c->bfp_cap : 16;
+            void   *n   = realloc(c->bfp, (size_t)cap * sizeof *c->bfp);
+            if (!n) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
+            c->bfp     = n;
+            c->bfp_cap = cap;
+        }
+        struct bf16_panels *e = &c->bfp[c->n_bfp];
+        *e = (struct bf16_panels){.data = host, .dtype = dtype, .rows = rows, .cols = cols};
+        LLMRT_TRY(llmrt_cpu_bf16w_pack(dtype, host, rows, cols, &e->w, err));
+        c->n_bfp++;
+    }
     return LLMRT_OK;
 }
 
@@ -276,6 +301,12 @@ static void cpu_weight_free(llmrt_backend *be, llmrt_bweight *w) {
         if (c->q8[i].data == w->data && c->q8[i].rows == w->rows) {
             llmrt_cpu_i8w_free(&c->q8[i].w);
             c->q8[i] = c->q8[--c->n_q8];
+            break;
+        }
+    for (int32_t i = 0; i < c->n_bfp; i++)
+        if (c->bfp[i].data == w->data && c->bfp[i].dtype == w->dtype && c->bfp[i].rows == w->rows) {
+            llmrt_cpu_bf16w_free(&c->bfp[i].w);
+            c->bfp[i] = c->bfp[--c->n_bfp];
             break;
         }
     memset(w, 0, sizeof *w); /* the model owns the host memory of the other dtypes */
@@ -394,14 +425,14 @@ static llmrt_status cpu_begin_batch(llmrt_backend *be, const llmrt_batch_plan *p
             return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
         }
     }
-    if (c->bf16k.isa && T * c->wconv_k > c->xbf_cap) {
+    if (c->bf16k.isa && T * (c->wconv_k + 1) > c->xbf_cap) {
         free(c->xbf);
         c->xbf_cap = 0;
-        if (posix_memalign((void **)&c->xbf, 64, (size_t)(T * c->wconv_k) * 2) != 0) {
+        if (posix_memalign((void **)&c->xbf, 64, (size_t)(T * (c->wconv_k + 1)) * 2) != 0) {
             c->xbf = NULL;
             return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
         }
-        c->xbf_cap = T * c->wconv_k;
+        c->xbf_cap = T * (c->wconv_k + 1); /* rows of kp <= K + 1 */
     }
     /* attention scratch for this batch (head_dim = 2 * half_dim: Llama rotates whole heads) */
     return llmrt_cpu_attn_reserve(&c->attn, T, 2 * c->half_dim, err);
@@ -492,25 +523,9 @@ typedef struct matmul_job {
     int64_t              rows_per_task; /* weight rows per task: a multiple of 16 */
     const llmrt_cpu_i8w *i8; /* int8 panels to use (x quantised into c->xq), or NULL */
     int64_t              i8_row0; /* row of the panels that is row 0 of w (a row view) */
-    bool                 bf16; /* bf16 weights times c->xbf (x rounded to bf16) */
+    const llmrt_cpu_bf16w *bf16; /* bf16 panels to use (x rounded into c->xbf), or NULL */
+    int64_t                bf16_row0; /* row of the panels that is row 0 of w (a row view) */
 } matmul_job;
-
-/* out[t, n0 + r] for every token t and r < nn from bf16 weight rows and the bf16 activations */
-static void matmul_rows_bf16(const cpu_ctx *c, const matmul_job *j, int64_t n0, int64_t nn) {
-    int64_t         N = j->w->rows, K = j->w->cols;
-    const uint16_t *wrows = (const uint16_t *)j->w->data + n0 * K;
-    for (int64_t t0 = 0; t0 < j->rows; t0 += MATMUL_TOKENS_BLOCK) {
-        int64_t t_end = t0 + MATMUL_TOKENS_BLOCK < j->rows ? t0 + MATMUL_TOKENS_BLOCK : j->rows;
-        for (int64_t r = 0; r < nn; r += 4) {
-            int n_n = nn - r < 4 ? (int)(nn - r) : 4;
-            for (int64_t t = t0; t < t_end; t += 4) {
-                int n_t = t_end - t < 4 ? (int)(t_end - t) : 4;
-                c->bf16k.dot_tile(j->out + t * N + n0 + r, N, c->xbf + t * K, K, n_t,
-                                  wrows + r * K, K, n_n, K);
-            }
-        }
-    }
-}
 
 /* out[t, n0 + r] for every token t and r < nn from nn fp32 weight rows (row stride K). */
 static void matmul_rows_f32(const cpu_ctx *c, const matmul_job *j, int64_t n0, int64_t nn,
@@ -539,7 +554,7 @@ static void matmul_task(void *p, int64_t task, int thread) {
     if (j->i8) {
         c->i8k.gemm(j->out + n0, N, &c->xq, j->rows, j->i8, j->i8_row0 + n0, (int)nn);
     } else if (j->bf16) {
-        matmul_rows_bf16(c, j, n0, nn);
+        c->bf16k.gemm(j->out + n0, N, c->xbf, j->rows, j->bf16, j->bf16_row0 + n0, (int)nn);
     } else if (j->w->dtype == LLMRT_DTYPE_Q4) {
         const llmrt_cpu_q4 *q = j->w->aux;
         if (c->q4k.gemv && j->rows <= FUSED_MAX_T) {
@@ -610,6 +625,25 @@ static const llmrt_cpu_i8w *q8_panels_of(const cpu_ctx *c, const llmrt_bweight *
     return NULL;
 }
 
+/* The bf16 panels holding the rows of an f32/f16/bf16 weight (the weight itself or a row view
+ * of one whose first row starts a panel), and the panel row of its row 0; NULL if none. */
+static const llmrt_cpu_bf16w *bf16_panels_of(const cpu_ctx *c, const llmrt_bweight *w,
+                                             int64_t *row0) {
+    int64_t row_bytes = w->cols * (w->dtype == LLMRT_DTYPE_F32 ? 4 : 2);
+    for (int32_t i = 0; i < c->n_bfp; i++) {
+        const struct bf16_panels *e = &c->bfp[i];
+        if (e->dtype != w->dtype || e->cols != w->cols || (const char *)w->data < (const char *)e->data)
+            continue;
+        int64_t off = (const char *)w->data - (const char *)e->data;
+        if (off % row_bytes != 0) continue;
+        int64_t r0 = off / row_bytes;
+        if (r0 + w->rows > e->rows || r0 % LLMRT_CPU_BF16_PANEL != 0) continue;
+        *row0 = r0;
+        return &e->w;
+    }
+    return NULL;
+}
+
 static void cpu_matmul(llmrt_backend *be, void *out, const void *x, int64_t rows,
                        const llmrt_bweight *w) {
     cpu_ctx   *c   = ctx_of(be);
@@ -636,9 +670,14 @@ static void cpu_matmul(llmrt_backend *be, void *out, const void *x, int64_t rows
     } else {
         job.i8 = NULL;
     }
-    if (w->dtype == LLMRT_DTYPE_BF16 && c->bf16k.isa && c->xbf_cap >= rows * w->cols) {
-        job.bf16 = true; /* x rounded to bf16 once here, the tasks share it */
-        c->bf16k.to_bf16(c->xbf, x, rows * w->cols);
+    if (c->bf16k.isa && (w->dtype == LLMRT_DTYPE_F32 || w->dtype == LLMRT_DTYPE_F16 ||
+                         w->dtype == LLMRT_DTYPE_BF16))
+        job.bf16 = bf16_panels_of(c, w, &job.bf16_row0);
+    if (job.bf16 && c->xbf_cap >= rows * job.bf16->kp) {
+        /* bf16 mode at every batch size; x is rounded once here, the tasks share it */
+        c->bf16k.to_bf16(c->xbf, x, rows, w->cols, job.bf16->kp);
+    } else {
+        job.bf16 = NULL;
     }
     /* the fused kernels (no scratch) take ~4 tasks per thread; the rest 16 rows (scratch size) */
     bool fused = job.i8 ||
@@ -647,7 +686,12 @@ static void cpu_matmul(llmrt_backend *be, void *out, const void *x, int64_t rows
                    (w->dtype == LLMRT_DTYPE_Q8_0 && c->q4k.q8_gemv) ||
                    (llmrt_ggml_is_packed(w->dtype) && c->kqk.gemv)));
     job.rows_per_task = MATMUL_ROWS_PER_TASK;
-    if (fused) {
+    if (job.bf16) {
+        /* whole panels, ~4 tasks per thread as for the fused kernels */
+        const int64_t P   = LLMRT_CPU_BF16_PANEL;
+        int64_t       per = (w->rows + 4 * c->n_threads - 1) / (4 * c->n_threads);
+        job.rows_per_task = (per + P - 1) / P * P;
+    } else if (fused) {
         int64_t per = (w->rows + 4 * c->n_threads - 1) / (4 * c->n_threads);
         per         = (per + MATMUL_ROWS_PER_TASK - 1) / MATMUL_ROWS_PER_TASK * MATMUL_ROWS_PER_TASK;
         if (per > job.rows_per_task) job.rows_per_task = per;
@@ -765,6 +809,8 @@ static void cpu_destroy(llmrt_backend *be) {
         free(c->xbf);
         for (int32_t i = 0; i < c->n_q8; i++) llmrt_cpu_i8w_free(&c->q8[i].w);
         free(c->q8);
+        for (int32_t i = 0; i < c->n_bfp; i++) llmrt_cpu_bf16w_free(&c->bfp[i].w);
+        free(c->bfp);
         free(c->inv_freq);
         free(c->tokens);
         free(c->positions);
@@ -860,6 +906,6 @@ llmrt_status llmrt_backend_cpu_create_opts(int n_threads, const char *force_isa,
                       "(AVX512-BF16 needed); bf16 weights stay fp32 math", c->k.isa);
     }
     llmrt_log(LLMRT_LOG_INFO, "cpu backend: %d threads, %s kernels%s%s", c->n_threads, c->k.isa,
-              c->i8k.isa ? ", int8 matmuls" : "", c->bf16k.isa ? ", bf16 activations" : "");
+              c->i8k.isa ? ", int8 matmuls" : "", c->bf16k.isa ? ", bf16 matmuls" : "");
     return LLMRT_OK;
 }
