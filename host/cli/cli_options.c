@@ -125,7 +125,7 @@ void cli_common_usage(FILE *f) {
             "                              best the CPU has, or $LLMRT_CPU_ISA)\n"
             "      --cpu-matmul M          CPU matmuls: exact (fp32, batch invariant; default) |\n"
             "                              int8 (int8 activations x 4-bit/Q8_0 weights, VNNI) |\n"
-            "                              bf16 (bf16 activations x bf16 weights) | int8,bf16\n"
+            "                              bf16 (bf16 x f32/f16/bf16 weights, AVX512-BF16) | int8,bf16\n"
             "      --kv-cache-dtype T      KV cache storage: auto (the activation type; default) |\n"
             "                              int8 | fp8 (= fp8_e4m3), a scale per token and head\n"
             "      --dequantize            dequantize 4-bit/8-bit weights at load ($LLMRT_NO_Q4=1)\n"
