@@ -149,14 +149,11 @@ llmrt_status llmrt_awq_convert(const llmrt_gptq_config *cfg, const char *file, c
                 zeros[(PACK * c + ORDER[i]) * G + g] = (uint8_t)((w >> (4 * i)) & 0x0f);
         }
     if (t->bias) {
-        out->bias = malloc((size_t)N * sizeof(float));
-        if (!out->bias) {
+        llmrt_status bs = llmrt_gptq_bias_f32(t->bias, N, file, prefix, &out->bias, err);
+        if (bs != LLMRT_OK) {
             free(mem);
-            return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "%s: out of memory converting %s", file,
-                             prefix);
+            return bs;
         }
-        for (int64_t n = 0; n < N; n++)
-            out->bias[n] = llmrt_gptq_rd_float(t->bias, (uint64_t)n);
     }
     out->mem = mem;
     out->q = (llmrt_q4_host){

@@ -208,13 +208,9 @@ void llmrt_q4_tensor_release(llmrt_q4_tensor *t) {
     memset(t, 0, sizeof *t);
 }
 
-llmrt_status llmrt_gptq_convert(const llmrt_gptq_config *cfg, const char *file, const char *prefix,
-                                const llmrt_gptq_tensors *t, int64_t N, int64_t K,
-                                llmrt_q4_tensor *out, llmrt_error *err) {
-    memset(out, 0, sizeof *out);
-    if (N <= 0 || K <= 0)
-        return llmrt_err(err, LLMRT_ERR_INTERNAL, "%s: %s: empty matrix", file, prefix);
-    const int pack = 32 / 4; /* 4-bit values per int32 */
+llmrt_status llmrt_gptq_check_dims(const llmrt_gptq_config *cfg, const char *file,
+                                   const char *prefix, int64_t N, int64_t K, int pack,
+                                   int64_t *gs_out, llmrt_error *err) {
     if (K % pack != 0)
         return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH,
                          "%s: tensor %s.qweight: in_features %lld is not a multiple of %d", file,
@@ -229,6 +225,29 @@ llmrt_status llmrt_gptq_convert(const llmrt_gptq_config *cfg, const char *file, 
                          "%s: %s: in_features %lld is not a multiple of group_size %lld (each "
                          "group must hold exactly group_size rows)",
                          file, prefix, (long long)K, (long long)gs);
+    *gs_out = gs;
+    return LLMRT_OK;
+}
+
+llmrt_status llmrt_gptq_bias_f32(const llmrt_st_tensor *bias, int64_t N, const char *file,
+                                 const char *prefix, float **out, llmrt_error *err) {
+    *out = malloc((size_t)N * sizeof(float));
+    if (!*out)
+        return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "%s: out of memory converting %s", file,
+                         prefix);
+    for (int64_t n = 0; n < N; n++) (*out)[n] = llmrt_gptq_rd_float(bias, (uint64_t)n);
+    return LLMRT_OK;
+}
+
+llmrt_status llmrt_gptq_convert(const llmrt_gptq_config *cfg, const char *file, const char *prefix,
+                                const llmrt_gptq_tensors *t, int64_t N, int64_t K,
+                                llmrt_q4_tensor *out, llmrt_error *err) {
+    memset(out, 0, sizeof *out);
+    if (N <= 0 || K <= 0)
+        return llmrt_err(err, LLMRT_ERR_INTERNAL, "%s: %s: empty matrix", file, prefix);
+    const int pack = 32 / 4; /* 4-bit values per int32 */
+    int64_t   gs;
+    LLMRT_TRY(llmrt_gptq_check_dims(cfg, file, prefix, N, K, pack, &gs, err));
     int64_t G = K / gs;
 
     LLMRT_TRY(llmrt_gptq_check_shape(file, prefix, "qweight", t->qweight, 2, (uint64_t)(K / pack), (uint64_t)N,
@@ -360,14 +379,11 @@ llmrt_status llmrt_gptq_convert(const llmrt_gptq_config *cfg, const char *file, 
         }
 
     if (t->bias) {
-        out->bias = malloc((size_t)N * sizeof(float));
-        if (!out->bias) {
+        llmrt_status bs = llmrt_gptq_bias_f32(t->bias, N, file, prefix, &out->bias, err);
+        if (bs != LLMRT_OK) {
             free(mem);
-            return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "%s: out of memory converting %s", file,
-                             prefix);
+            return bs;
         }
-        for (int64_t n = 0; n < N; n++)
-            out->bias[n] = llmrt_gptq_rd_float(t->bias, (uint64_t)n);
     }
     out->mem = mem;
     out->q = (llmrt_q4_host){

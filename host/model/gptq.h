@@ -95,5 +95,13 @@ llmrt_status llmrt_gptq_check_shape(const char *file, const char *prefix, const 
 llmrt_status llmrt_gptq_check_dtype(const char *file, const char *prefix, const char *suffix,
                                     const llmrt_st_tensor *t, bool want_int, llmrt_error *err);
 float        llmrt_gptq_rd_float(const llmrt_st_tensor *t, uint64_t i);
+/* Shared with gptq8.c: in_features a multiple of `pack` (values per int32 word), out_features a
+ * multiple of `pack`, in_features a multiple of the group size; *gs = the group size in rows. */
+llmrt_status llmrt_gptq_check_dims(const llmrt_gptq_config *cfg, const char *file,
+                                   const char *prefix, int64_t N, int64_t K, int pack, int64_t *gs,
+                                   llmrt_error *err);
+/* Shared with awq.c: a checked [N] bias tensor as a malloc'd fp32 array (*out). */
+llmrt_status llmrt_gptq_bias_f32(const llmrt_st_tensor *bias, int64_t N, const char *file,
+                                 const char *prefix, float **out, llmrt_error *err);
 
 #endif

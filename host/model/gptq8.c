@@ -49,20 +49,8 @@ llmrt_status llmrt_gptq8_convert(const llmrt_gptq_config *cfg, const char *file,
     if (why && why_cap) why[0] = 0;
     if (N <= 0 || K <= 0)
         return llmrt_err(err, LLMRT_ERR_INTERNAL, "%s: %s: empty matrix", file, prefix);
-    if (K % PACK != 0)
-        return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH,
-                         "%s: tensor %s.qweight: in_features %lld is not a multiple of %d", file,
-                         prefix, (long long)K, PACK);
-    if (N % PACK != 0)
-        return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH,
-                         "%s: tensor %s.qzeros: out_features %lld is not a multiple of %d", file,
-                         prefix, (long long)N, PACK);
-    int64_t gs = cfg->group_size == -1 ? K : cfg->group_size;
-    if (gs <= 0 || K % gs != 0)
-        return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH,
-                         "%s: %s: in_features %lld is not a multiple of group_size %lld (each "
-                         "group must hold exactly group_size rows)",
-                         file, prefix, (long long)K, (long long)gs);
+    int64_t gs;
+    LLMRT_TRY(llmrt_gptq_check_dims(cfg, file, prefix, N, K, PACK, &gs, err));
     int64_t G = K / gs;
     LLMRT_TRY(llmrt_gptq_check_shape(file, prefix, "qweight", t->qweight, 2, (uint64_t)(K / PACK),
                                      (uint64_t)N, err));
