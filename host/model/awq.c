@@ -127,19 +127,11 @@ llmrt_status llmrt_awq_convert(const llmrt_gptq_config *cfg, const char *file, c
     for (int64_t g = 0; g < G; g++)
         for (int64_t n = 0; n < N; n++) {
             uint64_t i = (uint64_t)(g * N + n);
-            if (t->scales->dtype == LLMRT_DTYPE_F16) {
-                memcpy(&scales[n * G + g], t->scales->data + 2 * i, 2);
-            } else {
-                float f = llmrt_gptq_rd_float(t->scales, i);
-                uint16_t h = llmrt_f32_to_f16(f);
-                if (llmrt_f16_to_f32(h) != f) {
-                    free(mem);
-                    return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
-                                     "%s: tensor %s.scales[%lld][%lld] = %g is not exactly "
-                                     "representable in fp16",
-                                     file, prefix, (long long)g, (long long)n, (double)f);
-                }
-                scales[n * G + g] = h;
+            llmrt_status ss = llmrt_gptq_scale_f16(t->scales, i, g, n, file, prefix,
+                                                   &scales[n * G + g], err);
+            if (ss != LLMRT_OK) {
+                free(mem);
+                return ss;
             }
         }
     for (int64_t g = 0; g < G; g++)

@@ -229,6 +229,24 @@ llmrt_status llmrt_gptq_check_dims(const llmrt_gptq_config *cfg, const char *fil
     return LLMRT_OK;
 }
 
+llmrt_status llmrt_gptq_scale_f16(const llmrt_st_tensor *scales, uint64_t i, int64_t g, int64_t n,
+                                  const char *file, const char *prefix, uint16_t *out,
+                                  llmrt_error *err) {
+    if (scales->dtype == LLMRT_DTYPE_F16) {
+        memcpy(out, scales->data + 2 * i, 2);
+        return LLMRT_OK;
+    }
+    float    f = llmrt_gptq_rd_float(scales, i);
+    uint16_t h = llmrt_f32_to_f16(f);
+    if (llmrt_f16_to_f32(h) != f)
+        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                         "%s: tensor %s.scales[%lld][%lld] = %g is not exactly representable in "
+                         "fp16",
+                         file, prefix, (long long)g, (long long)n, (double)f);
+    *out = h;
+    return LLMRT_OK;
+}
+
 llmrt_status llmrt_gptq_bias_f32(const llmrt_st_tensor *bias, int64_t N, const char *file,
                                  const char *prefix, float **out, llmrt_error *err) {
     *out = malloc((size_t)N * sizeof(float));
@@ -360,19 +378,11 @@ llmrt_status llmrt_gptq_convert(const llmrt_gptq_config *cfg, const char *file, 
     for (int64_t g = 0; g < G; g++)
         for (int64_t n = 0; n < N; n++) {
             uint64_t i = (uint64_t)(g * N + n);
-            if (t->scales->dtype == LLMRT_DTYPE_F16) {
-                memcpy(&scales[n * G + g], t->scales->data + 2 * i, 2);
-            } else {
-                float f = llmrt_gptq_rd_float(t->scales, i);
-                uint16_t h = llmrt_f32_to_f16(f);
-                if (llmrt_f16_to_f32(h) != f) {
-                    free(mem);
-                    return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
-                                     "%s: tensor %s.scales[%lld][%lld] = %g is not exactly "
-                                     "representable in fp16",
-                                     file, prefix, (long long)g, (long long)n, (double)f);
-                }
-                scales[n * G + g] = h;
+            llmrt_status ss = llmrt_gptq_scale_f16(t->scales, i, g, n, file, prefix,
+                                                   &scales[n * G + g], err);
+            if (ss != LLMRT_OK) {
+                free(mem);
+                return ss;
             }
             uint32_t zw = rd_u32(t->qzeros->data, (uint64_t)(g * (N / pack) + n / pack));
             zeros[n * G + g] = (uint8_t)((gptq_v1_to_v2_word(cfg, zw) >> (4 * (n % pack))) & 0x0f);

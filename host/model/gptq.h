@@ -100,6 +100,11 @@ float        llmrt_gptq_rd_float(const llmrt_st_tensor *t, uint64_t i);
 llmrt_status llmrt_gptq_check_dims(const llmrt_gptq_config *cfg, const char *file,
                                    const char *prefix, int64_t N, int64_t K, int pack, int64_t *gs,
                                    llmrt_error *err);
+/* Shared with awq.c: element i = (g, n) of a checked scales tensor as fp16 bits, refused when an
+ * fp32/bf16 scale is not exactly an fp16 value (the 4-bit format holds fp16 scales). */
+llmrt_status llmrt_gptq_scale_f16(const llmrt_st_tensor *scales, uint64_t i, int64_t g, int64_t n,
+                                  const char *file, const char *prefix, uint16_t *out,
+                                  llmrt_error *err);
 /* Shared with awq.c: a checked [N] bias tensor as a malloc'd fp32 array (*out). */
 llmrt_status llmrt_gptq_bias_f32(const llmrt_st_tensor *bias, int64_t N, const char *file,
                                  const char *prefix, float **out, llmrt_error *err);
