@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "api_model.h"
+#include "llmrt_experimental.h"
 #include "../tokenizer/chat_template.h"
 #include "../tokenizer/tokenizer.h"
 
@@ -75,6 +76,21 @@ const char *llmrt_token_piece(const llmrt_model *model, int32_t id) {
     return llmrt_tokenizer_piece(m->tokenizer, id);
 }
 
+/* Copies a render into the caller's buffer under the size protocol and frees it. */
+static llmrt_status deliver_render(llmrt_chat_rendered *r, const char *fn, char *text,
+                                   size_t capacity, size_t *len) {
+    *len           = r->len;
+    llmrt_status s = LLMRT_OK;
+    if (r->len >= capacity) {
+        s = llmrt_err_set_last(LLMRT_ERR_BUFFER_TOO_SMALL, "%s: %zu bytes needed", fn, r->len + 1);
+    } else {
+        memcpy(text, r->text, r->len);
+        text[r->len] = 0;
+    }
+    llmrt_chat_rendered_free(r);
+    return s;
+}
+
 llmrt_status llmrt_chat_apply_template(const llmrt_model *model, const char *template_name,
                                        const llmrt_chat_message *messages, int32_t n_messages,
                                        bool add_generation_prompt, char *text, size_t capacity,
@@ -90,17 +106,32 @@ llmrt_status llmrt_chat_apply_template(const llmrt_model *model, const char *tem
     if (llmrt_chat_render_model(m->tokenizer, template_name, messages, n_messages,
                                 add_generation_prompt, &r, &err) != LLMRT_OK)
         return llmrt_err_publish(&err);
-    *len           = r.len;
-    llmrt_status s = LLMRT_OK;
-    if (r.len >= capacity) {
-        s = llmrt_err_set_last(LLMRT_ERR_BUFFER_TOO_SMALL,
-                               "llmrt_chat_apply_template: %zu bytes needed", r.len + 1);
-    } else {
-        memcpy(text, r.text, r.len);
-        text[r.len] = 0;
-    }
-    llmrt_chat_rendered_free(&r);
-    return s;
+    return deliver_render(&r, "llmrt_chat_apply_template", text, capacity, len);
+}
+
+llmrt_status llmrt_chat_apply_template_json(const llmrt_model *model, const char *template_name,
+                                            const char *messages_json, const char *tools_json,
+                                            bool add_generation_prompt, char *text,
+                                            size_t capacity, size_t *len) {
+    const llmrt_rank_model *m = model ? model->rank : NULL;
+    if (!m || !len || (capacity && !text) || !messages_json)
+        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG,
+                                  "llmrt_chat_apply_template_json: bad arguments (model, "
+                                  "messages_json and len are required)");
+    if (!m->tokenizer)
+        return llmrt_err_set_last(LLMRT_ERR_UNSUPPORTED, "%s: the model has no tokenizer",
+                                  m->source_path);
+    llmrt_error         err = {0};
+    llmrt_chat_rendered r   = {0};
+    if (llmrt_chat_render_json(m->tokenizer, template_name, messages_json, tools_json,
+                               add_generation_prompt, &r, &err) != LLMRT_OK)
+        return llmrt_err_publish(&err);
+    return deliver_render(&r, "llmrt_chat_apply_template_json", text, capacity, len);
+}
+
+bool llmrt_chat_template_takes_parts(const llmrt_model *model, const char *template_name) {
+    const llmrt_rank_model *m = model ? model->rank : NULL;
+    return m && m->tokenizer && llmrt_chat_template_iterates_content(m->tokenizer, template_name);
 }
 
 llmrt_sampling_params llmrt_model_sampling_defaults(const llmrt_model *model) {
