@@ -41,7 +41,7 @@ static size_t expr_len(const char *s, size_t n) {
     return n;
 }
 
-static bool template_iterates_content(const char *src) {
+bool llmrt_chat_source_iterates_content(const char *src) {
     char vars[MAX_VARS][64];
     int n_vars = 0;
     for (const char *p = strstr(src, "{%"); p; p = strstr(p, "{%")) {
@@ -80,5 +80,5 @@ static bool template_iterates_content(const char *src) {
 bool llmrt_chat_template_iterates_content(const llmrt_tokenizer *tk, const char *family_name) {
     if (family_name || !tk) return false;
     const char *src = llmrt_tokenizer_chat_template(tk);
-    return src && template_iterates_content(src);
+    return src && llmrt_chat_source_iterates_content(src);
 }

@@ -113,6 +113,8 @@ llmrt_status llmrt_chat_render_json(const struct llmrt_tokenizer *tk, const char
  * or a variable set from one of those (`{% set c = message['content'] %}`). False for a family
  * name and for a model without a template. */
 bool llmrt_chat_template_iterates_content(const struct llmrt_tokenizer *tk, const char *family_name);
+/* The same rule on a template source (NUL-terminated). */
+bool llmrt_chat_source_iterates_content(const char *src);
 
 /* Frees what llmrt_chat_render allocated and zeroes *r. Accepts NULL and a zeroed struct. */
 void llmrt_chat_rendered_free(llmrt_chat_rendered *r);
