@@ -658,8 +658,9 @@ static enum MHD_Result handle_tokenize(struct MHD_Connection *c, const srv_reque
     if (req->n_messages) {
         const char  *msgs = chat_messages_json(req);
         llmrt_status st   = llmrt_chat_apply_template_json(S.model, S.chat_template, msgs,
-                                                           req->tools_json, req->add_generation_prompt,
-                                                           NULL, 0, &len);
+                                                           req->tools_json,
+                                                           req->add_generation_prompt, NULL, 0,
+                                                           &len);
         if (st == LLMRT_OK || st == LLMRT_ERR_BUFFER_TOO_SMALL) {
             text = malloc(len + 1);
             st   = text ? llmrt_chat_apply_template_json(S.model, S.chat_template, msgs,

@@ -234,7 +234,8 @@ static int parse_message(perr *e, const cJSON *m, int32_t i, srv_request *r, cJS
     snprintf(name, sizeof name, "messages[%d].role", i);
     static const char *const roles[] = {"system", "developer", "user", "assistant", "tool"};
     bool known = false;
-    for (int k = 0; k < 5 && cJSON_IsString(role); k++) known |= !strcmp(role->valuestring, roles[k]);
+    for (int k = 0; k < 5 && cJSON_IsString(role); k++)
+        known |= !strcmp(role->valuestring, roles[k]);
     if (!known)
         return fail(e, name, "'%s' must be \"system\", \"developer\", \"user\", \"assistant\" or "
                              "\"tool\"", name);
@@ -276,8 +277,8 @@ static int parse_message(perr *e, const cJSON *m, int32_t i, srv_request *r, cJS
         snprintf(name, sizeof name, "messages[%d].tool_calls", i);
         if (!assistant) return fail(e, name, "'%s' is only allowed on assistant messages", name);
         if (parse_tool_calls(e, calls, i, out) < 0) return -1;
-        cJSON_AddItemToObject(out_flat, "tool_calls",
-                              cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(out, "tool_calls"), true));
+        const cJSON *parsed = cJSON_GetObjectItemCaseSensitive(out, "tool_calls");
+        cJSON_AddItemToObject(out_flat, "tool_calls", cJSON_Duplicate(parsed, true));
     }
     const cJSON *call_id = cJSON_GetObjectItemCaseSensitive(m, "tool_call_id");
     snprintf(name, sizeof name, "messages[%d].tool_call_id", i);
@@ -380,9 +381,9 @@ static int parse_tool_choice(perr *e, const cJSON *v) {
     if (cJSON_IsString(v) && (!strcmp(v->valuestring, "none") || !strcmp(v->valuestring, "auto")))
         return 0;
     if (cJSON_IsString(v) && !strcmp(v->valuestring, "required"))
-        return fail(e, "tool_choice", "'tool_choice' \"required\" is not supported: llmrt serve has "
-                                      "no tool-call parser (tool calls come back as text content); "
-                                      "use \"auto\" or \"none\"");
+        return fail(e, "tool_choice",
+                    "'tool_choice' \"required\" is not supported: llmrt serve has no tool-call "
+                    "parser (tool calls come back as text content); use \"auto\" or \"none\"");
     if (cJSON_IsObject(v))
         return fail(e, "tool_choice", "'tool_choice' naming a function is not supported: llmrt "
                                       "serve has no tool-call parser (tool calls come back as text "

@@ -680,8 +680,9 @@ llmrt_status llmrt_jinja_render(const llmrt_jinja_template *t, const cJSON *vars
          * tokens come only from the template's own text and the *_token variables. Dict keys
          * stay untainted: a template prints them as field names, never user text. The tools
          * (descriptions, parameter names) and documents come from the caller too. */
-        v = jv_from_json(c, e, strcmp(e->string, "messages") == 0 || strcmp(e->string, "tools") == 0 ||
-                                   strcmp(e->string, "documents") == 0);
+        bool callers = !strcmp(e->string, "messages") || !strcmp(e->string, "tools") ||
+                       !strcmp(e->string, "documents");
+        v = jv_from_json(c, e, callers);
         scope_set(c, c->globals, ja_strndup(&c->arena, e->string, strlen(e->string)), v);
     }
     jsink sink = {0};

@@ -23,14 +23,17 @@ static cJSON *make_vars(const llmrt_tokenizer *tk, cJSON *messages, cJSON *tools
         return NULL;
     }
     cJSON_AddItemToObject(v, "messages", messages);
-    if (tools) cJSON_AddItemToObject(v, "tools", tools);
-    else if (!cJSON_AddNullToObject(v, "tools")) goto oom;
+    if (tools)
+        cJSON_AddItemToObject(v, "tools", tools);
+    else if (!cJSON_AddNullToObject(v, "tools"))
+        goto oom;
     if (!cJSON_AddNullToObject(v, "documents") ||
         !cJSON_AddBoolToObject(v, "add_generation_prompt", agp))
         goto oom;
     const char *names[] = {"bos_token", "eos_token", "pad_token"};
-    const char *vals[]  = {token_str(tk, llmrt_tokenizer_bos(tk)), token_str(tk, llmrt_tokenizer_eos(tk)),
-                           token_str(tk, llmrt_tokenizer_pad(tk))};
+    const char *vals[] = {token_str(tk, llmrt_tokenizer_bos(tk)),
+                          token_str(tk, llmrt_tokenizer_eos(tk)),
+                          token_str(tk, llmrt_tokenizer_pad(tk))};
     for (int k = 0; k < 3; k++)
         if (vals[k] && !cJSON_AddStringToObject(v, names[k], vals[k])) goto oom;
     return v;
@@ -44,7 +47,8 @@ static cJSON *messages_to_json(const llmrt_chat_message *msgs, int32_t n) {
     cJSON *list = cJSON_CreateArray();
     for (int32_t i = 0; list && i < n; i++) {
         cJSON *m = cJSON_CreateObject();
-        if (!m || !cJSON_AddItemToArray(list, m) || !cJSON_AddStringToObject(m, "role", msgs[i].role) ||
+        if (!m || !cJSON_AddItemToArray(list, m) ||
+            !cJSON_AddStringToObject(m, "role", msgs[i].role) ||
             !cJSON_AddStringToObject(m, "content", msgs[i].content)) {
             if (m && !m->prev) cJSON_Delete(m);
             cJSON_Delete(list);
@@ -59,17 +63,18 @@ static llmrt_status model_template(const llmrt_tokenizer *tk, const llmrt_jinja_
                                    llmrt_error *err) {
     llmrt_status st = llmrt_tokenizer_chat_jinja(tk, tpl, err);
     if (st == LLMRT_ERR_NOT_FOUND)
-        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED, "the model has no chat template; " FAMILY_HINT);
+        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                         "the model has no chat template; " FAMILY_HINT);
     return st;
 }
 
 /* Runs the template on vars (freed here) into out. */
-static llmrt_status render_vars(const llmrt_jinja_template *tpl, cJSON *vars, llmrt_chat_rendered *out,
-                                llmrt_error *err) {
+static llmrt_status render_vars(const llmrt_jinja_template *tpl, cJSON *vars,
+                                llmrt_chat_rendered *out, llmrt_error *err) {
     if (!vars) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "chat render: out of memory");
     llmrt_jinja_output o;
-    llmrt_jinja_params p  = llmrt_jinja_default_params();
-    llmrt_status       st = llmrt_jinja_render(tpl, vars, &p, &o, err);
+    llmrt_jinja_params p = llmrt_jinja_default_params();
+    llmrt_status st = llmrt_jinja_render(tpl, vars, &p, &o, err);
     cJSON_Delete(vars);
     if (st != LLMRT_OK) return st;
     if (o.n_spans > INT32_MAX) {
@@ -85,8 +90,8 @@ static llmrt_status render_vars(const llmrt_jinja_template *tpl, cJSON *vars, ll
     for (size_t k = 0; k < o.n_spans; k++)
         out->content_spans[k] = (llmrt_chat_span){o.spans[k].begin, o.spans[k].end};
     out->n_spans = (int32_t)o.n_spans;
-    out->text    = o.text;
-    out->len     = o.len;
+    out->text = o.text;
+    out->len = o.len;
     free(o.spans);
     return LLMRT_OK;
 }
@@ -95,7 +100,7 @@ llmrt_status llmrt_chat_render_json_vars(const llmrt_tokenizer *tk, cJSON *messa
                                          bool add_generation_prompt, llmrt_chat_rendered *out,
                                          llmrt_error *err) {
     const llmrt_jinja_template *tpl = NULL;
-    llmrt_status                st  = model_template(tk, &tpl, err);
+    llmrt_status st = model_template(tk, &tpl, err);
     if (st != LLMRT_OK) {
         cJSON_Delete(messages), cJSON_Delete(tools);
         return st;
@@ -108,8 +113,8 @@ static llmrt_status render_family(const llmrt_tokenizer *tk, const char *family_
                                   llmrt_chat_rendered *out, llmrt_error *err) {
     llmrt_chat_family fam = llmrt_chat_family_from_name(family_name);
     if (fam == LLMRT_CHAT_UNKNOWN)
-        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED, "chat template \"%s\" is unknown; " FAMILY_HINT,
-                         family_name);
+        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                         "chat template \"%s\" is unknown; " FAMILY_HINT, family_name);
     int32_t b = llmrt_tokenizer_bos(tk), e = llmrt_tokenizer_eos(tk);
     return llmrt_chat_render(fam, msgs, n_msgs, agp, b >= 0 ? llmrt_tokenizer_piece(tk, b) : "",
                              e >= 0 ? llmrt_tokenizer_piece(tk, e) : "", out, err);
@@ -126,13 +131,14 @@ llmrt_status llmrt_chat_render_model(const llmrt_tokenizer *tk, const char *fami
     const llmrt_jinja_template *tpl = NULL;
     LLMRT_TRY(model_template(tk, &tpl, err));
     if (n_msgs <= 0 || msgs == NULL)
-        return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "chat render: no messages (n_messages = %d)", n_msgs);
+        return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "chat render: no messages (n_messages = %d)",
+                         n_msgs);
     for (int32_t i = 0; i < n_msgs; i++) {
         if (msgs[i].role == NULL)
             return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "chat message %d: role is NULL", i);
         if (msgs[i].content == NULL)
-            return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "chat message %d (%.40s): content is NULL", i,
-                             msgs[i].role);
+            return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "chat message %d (%.40s): content is NULL",
+                             i, msgs[i].role);
     }
     cJSON *list = messages_to_json(msgs, n_msgs);
     if (!list) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "chat render: out of memory");

@@ -112,7 +112,8 @@ llmrt_status llmrt_chat_render_json(const struct llmrt_tokenizer *tk, const char
  * `{% for X in EXPR %}` whose EXPR is `<...>['content']`, `<...>["content"]`, `<...>.content`,
  * or a variable set from one of those (`{% set c = message['content'] %}`). False for a family
  * name and for a model without a template. */
-bool llmrt_chat_template_iterates_content(const struct llmrt_tokenizer *tk, const char *family_name);
+bool llmrt_chat_template_iterates_content(const struct llmrt_tokenizer *tk,
+                                          const char *family_name);
 /* The same rule on a template source (NUL-terminated). */
 bool llmrt_chat_source_iterates_content(const char *src);
 
