@@ -317,6 +317,23 @@ LLMRT_API llmrt_status llmrt_chat_apply_template(const llmrt_model *model, const
                                                  int32_t n_messages, bool add_generation_prompt,
                                                  char *text, size_t capacity, size_t *len);
 
+/* As llmrt_chat_apply_template, with the conversation as OpenAI/HF JSON, passed to the model's
+ * template exactly as HF's apply_chat_template(messages, tools=tools) passes it:
+ * `messages_json` a non-empty JSON array of message objects, each with a string "role"; content
+ * a string, a list of parts ({"type": "text", "text": ...}, ...) or null; tool_calls,
+ * tool_call_id, name and any other field kept as given. `tools_json` a JSON array of tools
+ * (NULL or "null" = none). Both are UTF-8 JSON texts of at most 64 MiB nested at most 64 deep.
+ * Bad JSON or a bad field is LLMRT_ERR_INVALID_ARG naming the index and field
+ * ("messages[1].role: must be a string"). A built-in family (`template_name`) renders only role
+ * + string or text-part content (parts joined with "\n") and no tools: anything else is
+ * LLMRT_ERR_INVALID_ARG naming the field. Other errors and the size protocol as above. */
+LLMRT_API llmrt_status llmrt_chat_apply_template_json(const llmrt_model *model,
+                                                      const char *template_name,
+                                                      const char *messages_json,
+                                                      const char *tools_json,
+                                                      bool add_generation_prompt, char *text,
+                                                      size_t capacity, size_t *len);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Sampling                                                                                   */
 /* ------------------------------------------------------------------------------------------ */
@@ -407,7 +424,7 @@ LLMRT_API llmrt_status llmrt_engine_create(llmrt_model *model, const llmrt_engin
 /* Stops the loop thread if running; in-flight requests are dropped (no callbacks). */
 LLMRT_API void         llmrt_engine_destroy(llmrt_engine *engine);
 
-/* What to generate from: exactly one of tokens, text or messages. */
+/* What to generate from: exactly one of tokens, text, messages or messages_json. */
 typedef struct llmrt_prompt {
     uint32_t                  struct_size;
     const int32_t            *tokens;        /* token ids (used as given)                     */
@@ -426,6 +443,10 @@ typedef struct llmrt_prompt {
                                                 llmrt_engine_lora_load, or NULL = the base model */
     float                     lora_scale;    /* multiplies the adapter's delta (on top of its
                                                 alpha / r); 0 = 1.0                             */
+    /* chat as OpenAI/HF JSON (llmrt_chat_apply_template_json), instead of messages: the
+     * conversation and its tools (NULL = none), rendered with the generation prompt */
+    const char               *messages_json;
+    const char               *tools_json;
 } llmrt_prompt;
 
 /* Queues a request; on success *request_id identifies it (ids start at 1). Errors (bad params,

@@ -111,6 +111,17 @@ LLMRT_API llmrt_status llmrt_forward(llmrt_kv_cache *kv, const llmrt_batch *batc
                                      int64_t logits_capacity);
 
 /* ------------------------------------------------------------------------------------------ */
+/* Chat content format                                                                        */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Whether the chat template (the model's own; a family name `template_name` never) iterates over
+ * a message's content, i.e. takes OpenAI content-part lists as they are; otherwise a server
+ * joins text parts into one string first. vLLM's "content format" detection, done on the
+ * template source: a `{% for x in EXPR %}` with EXPR ending in ['content'], ["content"] or
+ * .content, or a variable set from one. False for a model without a tokenizer or template. */
+LLMRT_API bool llmrt_chat_template_takes_parts(const llmrt_model *model, const char *template_name);
+
+/* ------------------------------------------------------------------------------------------ */
 /* Standalone tokenizer (no model, no weights)                                                */
 /* ------------------------------------------------------------------------------------------ */
 

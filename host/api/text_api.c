@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "api_model.h"
+#include "llmrt_experimental.h"
 #include "../tokenizer/chat_template.h"
 #include "../tokenizer/tokenizer.h"
 
@@ -15,8 +16,9 @@ static llmrt_status need_tokenizer(const llmrt_rank_model *m, const char *fn) {
     return LLMRT_OK;
 }
 
-llmrt_status llmrt_tokenize(const llmrt_model *model, const char *text, size_t len, bool add_special,
-                            bool parse_special, int32_t *ids, int32_t capacity, int32_t *n) {
+llmrt_status llmrt_tokenize(const llmrt_model *model, const char *text, size_t len,
+                            bool add_special, bool parse_special, int32_t *ids, int32_t capacity,
+                            int32_t *n) {
     const llmrt_rank_model *m = model ? model->rank : NULL;
     LLMRT_TRY(need_tokenizer(m, "llmrt_tokenize"));
     if (!n || (len && !text) || capacity < 0 || (capacity > 0 && !ids))
@@ -24,8 +26,8 @@ llmrt_status llmrt_tokenize(const llmrt_model *model, const char *text, size_t l
                                   "llmrt_tokenize: n is required; text and ids must be set when "
                                   "their sizes are non-zero");
     llmrt_error err = {0};
-    int32_t    *out = NULL;
-    int64_t     cnt = 0;
+    int32_t *out = NULL;
+    int64_t cnt = 0;
     if (llmrt_tokenizer_encode(m->tokenizer, text ? text : "", len, add_special, parse_special,
                                &out, &cnt, &err) != LLMRT_OK)
         return llmrt_err_publish(&err);
@@ -38,7 +40,8 @@ llmrt_status llmrt_tokenize(const llmrt_model *model, const char *text, size_t l
             s = llmrt_err_set_last(LLMRT_ERR_BUFFER_TOO_SMALL,
                                    "llmrt_tokenize: %lld tokens do not fit in %d", (long long)cnt,
                                    capacity);
-        else if (cnt) memcpy(ids, out, (size_t)cnt * sizeof *ids);
+        else if (cnt)
+            memcpy(ids, out, (size_t)cnt * sizeof *ids);
     }
     free(out);
     return s;
@@ -51,11 +54,12 @@ llmrt_status llmrt_detokenize(const llmrt_model *model, const int32_t *ids, int3
     if (!len || n_ids < 0 || (n_ids && !ids) || (capacity && !text))
         return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG, "llmrt_detokenize: bad arguments");
     llmrt_error err = {0};
-    char       *out = NULL;
-    size_t      cnt = 0;
-    if (llmrt_tokenizer_decode(m->tokenizer, ids, n_ids, skip_special, &out, &cnt, &err) != LLMRT_OK)
+    char *out = NULL;
+    size_t cnt = 0;
+    if (llmrt_tokenizer_decode(m->tokenizer, ids, n_ids, skip_special, &out, &cnt, &err) !=
+        LLMRT_OK)
         return llmrt_err_publish(&err);
-    *len           = cnt;
+    *len = cnt;
     llmrt_status s = LLMRT_OK;
     if (cnt >= capacity) { /* the text and its NUL must fit, as for every size-protocol call */
         s = llmrt_err_set_last(LLMRT_ERR_BUFFER_TOO_SMALL,
@@ -71,8 +75,24 @@ llmrt_status llmrt_detokenize(const llmrt_model *model, const int32_t *ids, int3
 
 const char *llmrt_token_piece(const llmrt_model *model, int32_t id) {
     const llmrt_rank_model *m = model ? model->rank : NULL;
-    if (!m || !m->tokenizer || id < 0 || id >= llmrt_tokenizer_vocab_size(m->tokenizer)) return NULL;
+    if (!m || !m->tokenizer || id < 0 || id >= llmrt_tokenizer_vocab_size(m->tokenizer))
+        return NULL;
     return llmrt_tokenizer_piece(m->tokenizer, id);
+}
+
+/* Copies a render into the caller's buffer under the size protocol and frees it. */
+static llmrt_status deliver_render(llmrt_chat_rendered *r, const char *fn, char *text,
+                                   size_t capacity, size_t *len) {
+    *len = r->len;
+    llmrt_status s = LLMRT_OK;
+    if (r->len >= capacity) {
+        s = llmrt_err_set_last(LLMRT_ERR_BUFFER_TOO_SMALL, "%s: %zu bytes needed", fn, r->len + 1);
+    } else {
+        memcpy(text, r->text, r->len);
+        text[r->len] = 0;
+    }
+    llmrt_chat_rendered_free(r);
+    return s;
 }
 
 llmrt_status llmrt_chat_apply_template(const llmrt_model *model, const char *template_name,
@@ -81,26 +101,42 @@ llmrt_status llmrt_chat_apply_template(const llmrt_model *model, const char *tem
                                        size_t *len) {
     const llmrt_rank_model *m = model ? model->rank : NULL;
     if (!m || !len || (capacity && !text))
-        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG, "llmrt_chat_apply_template: bad arguments");
+        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG,
+                                  "llmrt_chat_apply_template: bad arguments");
     if (!m->tokenizer)
         return llmrt_err_set_last(LLMRT_ERR_UNSUPPORTED, "%s: the model has no tokenizer",
                                   m->source_path);
-    llmrt_error         err = {0};
-    llmrt_chat_rendered r   = {0};
+    llmrt_error err = {0};
+    llmrt_chat_rendered r = {0};
     if (llmrt_chat_render_model(m->tokenizer, template_name, messages, n_messages,
                                 add_generation_prompt, &r, &err) != LLMRT_OK)
         return llmrt_err_publish(&err);
-    *len           = r.len;
-    llmrt_status s = LLMRT_OK;
-    if (r.len >= capacity) {
-        s = llmrt_err_set_last(LLMRT_ERR_BUFFER_TOO_SMALL,
-                               "llmrt_chat_apply_template: %zu bytes needed", r.len + 1);
-    } else {
-        memcpy(text, r.text, r.len);
-        text[r.len] = 0;
-    }
-    llmrt_chat_rendered_free(&r);
-    return s;
+    return deliver_render(&r, "llmrt_chat_apply_template", text, capacity, len);
+}
+
+llmrt_status llmrt_chat_apply_template_json(const llmrt_model *model, const char *template_name,
+                                            const char *messages_json, const char *tools_json,
+                                            bool add_generation_prompt, char *text, size_t capacity,
+                                            size_t *len) {
+    const llmrt_rank_model *m = model ? model->rank : NULL;
+    if (!m || !len || (capacity && !text) || !messages_json)
+        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG,
+                                  "llmrt_chat_apply_template_json: bad arguments (model, "
+                                  "messages_json and len are required)");
+    if (!m->tokenizer)
+        return llmrt_err_set_last(LLMRT_ERR_UNSUPPORTED, "%s: the model has no tokenizer",
+                                  m->source_path);
+    llmrt_error err = {0};
+    llmrt_chat_rendered r = {0};
+    if (llmrt_chat_render_json(m->tokenizer, template_name, messages_json, tools_json,
+                               add_generation_prompt, &r, &err) != LLMRT_OK)
+        return llmrt_err_publish(&err);
+    return deliver_render(&r, "llmrt_chat_apply_template_json", text, capacity, len);
+}
+
+bool llmrt_chat_template_takes_parts(const llmrt_model *model, const char *template_name) {
+    const llmrt_rank_model *m = model ? model->rank : NULL;
+    return m && m->tokenizer && llmrt_chat_template_iterates_content(m->tokenizer, template_name);
 }
 
 llmrt_sampling_params llmrt_model_sampling_defaults(const llmrt_model *model) {

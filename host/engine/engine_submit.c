@@ -87,8 +87,12 @@ llmrt_status engine_encode_chat(const struct llmrt_rank_model *m, const char *te
 static llmrt_status tokenize_messages(const struct llmrt_rank_model *m, const llmrt_prompt *p,
                                       int32_t **ids, int64_t *n_ids, llmrt_error *err) {
     llmrt_chat_rendered r = {0};
-    LLMRT_TRY(llmrt_chat_render_model(m->tokenizer, p->chat_template, p->messages, p->n_messages,
-                                      true, &r, err));
+    if (p->messages_json)
+        LLMRT_TRY(llmrt_chat_render_json(m->tokenizer, p->chat_template, p->messages_json,
+                                         p->tools_json, true, &r, err));
+    else
+        LLMRT_TRY(llmrt_chat_render_model(m->tokenizer, p->chat_template, p->messages,
+                                          p->n_messages, true, &r, err));
     llmrt_status s = engine_encode_chat(m, r.text, r.len, r.content_spans, r.n_spans, ids, n_ids, err);
     llmrt_chat_rendered_free(&r);
     return s;
@@ -97,11 +101,14 @@ static llmrt_status tokenize_messages(const struct llmrt_rank_model *m, const ll
 static llmrt_status tokenize_prompt(const struct llmrt_rank_model *m, const llmrt_prompt *p,
                                     int32_t **ids, int64_t *n_ids, llmrt_error *err) {
     int kinds = (p->tokens != NULL || p->n_tokens > 0) + (p->text != NULL) +
-                (p->messages != NULL || p->n_messages > 0);
+                (p->messages != NULL || p->n_messages > 0) + (p->messages_json != NULL);
     if (kinds != 1)
         return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
-                         "llmrt_engine_submit: the prompt needs exactly one of tokens, text or "
-                         "messages");
+                         "llmrt_engine_submit: the prompt needs exactly one of tokens, text, "
+                         "messages or messages_json");
+    if (p->tools_json && !p->messages_json)
+        return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
+                         "llmrt_engine_submit: prompt.tools_json needs prompt.messages_json");
     if (p->tokens || p->n_tokens > 0) {
         if (!p->tokens || p->n_tokens < 1)
             return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
@@ -122,7 +129,7 @@ static llmrt_status tokenize_prompt(const struct llmrt_rank_model *m, const llmr
                          "llmrt_engine_submit: the model has no tokenizer; submit token ids");
     if (p->text) return llmrt_tokenizer_encode(m->tokenizer, p->text, p->text_len, true, false, ids,
                                                n_ids, err);
-    if (!p->messages || p->n_messages < 1)
+    if (!p->messages_json && (!p->messages || p->n_messages < 1))
         return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
                          "llmrt_engine_submit: prompt.messages needs n_messages >= 1");
     return tokenize_messages(m, p, ids, n_ids, err);

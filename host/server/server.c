@@ -56,6 +56,7 @@
 #include "../cli/cli_json.h"
 #include "../cli/cli_options.h"
 #include "llmrt.h"
+#include "llmrt_experimental.h"
 #include "redact.h"
 #include "server.h"
 #include "server_internal.h"
@@ -641,24 +642,33 @@ static enum MHD_Result bad_model(struct MHD_Connection *c, const srv_request *re
     return send_error(c, 404, "invalid_request_error", msg, "model", "model_not_found");
 }
 
+/* The messages as the model's template takes them: content-part lists as given when the
+ * template iterates over content, else joined into strings (vLLM's "content format" rule;
+ * llmrt_chat_template_takes_parts). */
+static const char *chat_messages_json(const srv_request *req) {
+    if (req->has_content_parts && !llmrt_chat_template_takes_parts(S.model, S.chat_template))
+        return req->messages_flat_json;
+    return req->messages_json;
+}
+
 static enum MHD_Result handle_tokenize(struct MHD_Connection *c, const srv_request *req) {
     char   *text = NULL;
     size_t  len  = 0;
     bool    parse_special = false;
     if (req->n_messages) {
-        llmrt_chat_message *msgs = calloc((size_t)req->n_messages, sizeof *msgs);
-        if (!msgs) return send_error(c, 500, "server_error", "out of memory", NULL, NULL);
-        for (int32_t i = 0; i < req->n_messages; i++)
-            msgs[i] = (llmrt_chat_message){req->roles[i], req->contents[i]};
-        llmrt_status st = llmrt_chat_apply_template(S.model, S.chat_template, msgs, req->n_messages,
-                                                    req->add_generation_prompt, NULL, 0, &len);
+        const char  *msgs = chat_messages_json(req);
+        llmrt_status st   = llmrt_chat_apply_template_json(S.model, S.chat_template, msgs,
+                                                           req->tools_json,
+                                                           req->add_generation_prompt, NULL, 0,
+                                                           &len);
         if (st == LLMRT_OK || st == LLMRT_ERR_BUFFER_TOO_SMALL) {
             text = malloc(len + 1);
-            st   = text ? llmrt_chat_apply_template(S.model, S.chat_template, msgs, req->n_messages,
-                                                    req->add_generation_prompt, text, len + 1, &len)
+            st   = text ? llmrt_chat_apply_template_json(S.model, S.chat_template, msgs,
+                                                         req->tools_json,
+                                                         req->add_generation_prompt, text,
+                                                         len + 1, &len)
                         : LLMRT_ERR_OUT_OF_MEMORY;
         }
-        free(msgs);
         if (st != LLMRT_OK) {
             free(text);
             return send_error(c, 400, "invalid_request_error", llmrt_last_error(), "messages", NULL);
@@ -779,13 +789,7 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, conn *cn, srv_r
              (unsigned long)atomic_fetch_add(&S.next_id, 1) + 1, (unsigned long)j->created);
     cn->job = j;
 
-    llmrt_chat_message *msgs = NULL;
-    if (j->req.kind == SRV_CHAT) {
-        msgs = calloc((size_t)j->req.n_messages, sizeof *msgs);
-        if (!msgs) return send_error(c, 500, "server_error", "out of memory", NULL, NULL);
-        for (int32_t i = 0; i < j->req.n_messages; i++)
-            msgs[i] = (llmrt_chat_message){j->req.roles[i], j->req.contents[i]};
-    }
+    const char *msgs = j->req.kind == SRV_CHAT ? chat_messages_json(&j->req) : NULL;
     for (int32_t i = 0; i < j->n_seq; i++) {
         j->seqs[i].job          = j;
         j->seqs[i].index        = i;
@@ -800,8 +804,8 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, conn *cn, srv_r
         /* "model" names the base model (checked by the router) or an adapter */
         if (j->req.model && strcmp(j->req.model, S.name)) p.lora_adapter = j->req.model;
         if (msgs) {
-            p.messages   = msgs;
-            p.n_messages = j->req.n_messages;
+            p.messages_json = msgs;
+            p.tools_json    = j->req.tools_json;
         } else if (j->req.prompts[s->prompt_index].text) {
             p.text     = j->req.prompts[s->prompt_index].text;
             p.text_len = j->req.prompts[s->prompt_index].text_len;
@@ -823,7 +827,6 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, conn *cn, srv_r
             pthread_mutex_lock(&j->mu);
             j->refs -= j->req.n;
             pthread_mutex_unlock(&j->mu);
-            free(msgs);
             abort_job(j);
             if (st == LLMRT_ERR_NOT_FOUND && p.lora_adapter) /* unloaded since the router's look */
                 return bad_model(c, &j->req);
@@ -836,7 +839,6 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, conn *cn, srv_r
         for (int32_t k = i; k < i + j->req.n; k++) j->seqs[k].id = id;
         pthread_mutex_unlock(&j->mu);
     }
-    free(msgs);
 
     if (j->req.stream) {
         struct MHD_Response *r =

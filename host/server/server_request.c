@@ -36,14 +36,15 @@ static char *dup_n(const char *s, size_t n) {
 static const char *const chat_fields[] = {
     "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k",
     "min_p", "presence_penalty", "frequency_penalty", "repetition_penalty", "seed", "stop", "n",
-    "logprobs", "top_logprobs", "ignore_eos", "min_tokens", "stream", "stream_options", "user", NULL};
+    "logprobs", "top_logprobs", "ignore_eos", "min_tokens", "stream", "stream_options", "user",
+    "tools", "tool_choice", NULL};
 static const char *const completion_fields[] = {
     "model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "min_p", "presence_penalty",
     "frequency_penalty", "repetition_penalty", "seed", "stop", "n", "logprobs", "ignore_eos",
     "min_tokens", "stream", "stream_options", "user", NULL};
 static const char *const tokenize_fields[] = {
     "model", "prompt", "messages", "add_special_tokens", "add_generation_prompt",
-    "return_token_strs", NULL};
+    "return_token_strs", "tools", NULL};
 static const char *const detokenize_fields[] = {"model", "tokens", NULL};
 static const char *const load_lora_fields[]   = {"lora_name", "lora_path", NULL};
 static const char *const unload_lora_fields[] = {"lora_name", "lora_int_id", NULL};
@@ -96,81 +97,298 @@ static int get_ids(perr *e, const cJSON *v, const char *name, int32_t **out, int
     return 0;
 }
 
+/* A string field of at most max_len bytes, valid UTF-8 (msg names it). */
+static int check_string(perr *e, const cJSON *v, const char *name, size_t max_len) {
+    if (!cJSON_IsString(v) || !v->valuestring) return fail(e, name, "'%s' must be a string", name);
+    size_t n = strlen(v->valuestring);
+    if (n > max_len) return fail(e, name, "'%s' must be at most %zu bytes", name, max_len);
+    if (!cli_utf8_valid(v->valuestring, n)) return fail(e, name, "'%s' is not valid UTF-8", name);
+    return 0;
+}
+
+/* Refuses any key of object v outside allowed[], naming "<prefix>.<key>". */
+static int only_keys(perr *e, const cJSON *v, const char *prefix, const char *const *allowed) {
+    for (const cJSON *f = v->child; f; f = f->next) {
+        bool ok = false;
+        for (int k = 0; allowed[k] && !ok; k++) ok = !strcmp(f->string, allowed[k]);
+        if (!ok) {
+            char name[160];
+            snprintf(name, sizeof name, "%s.%.40s", prefix, f->string);
+            return fail(e, name, "'%s' is not supported", name);
+        }
+    }
+    return 0;
+}
+
+/* content parts: [{type: "text", text: "..."}], checked; *flat = the texts joined with "\n"
+ * (vLLM's "string" content format for templates that do not iterate over parts). */
+static int parse_parts(perr *e, const cJSON *content, int32_t i, char **flat) {
+    char   name[96];
+    size_t len = 0, cap = 64;
+    char  *buf = malloc(cap);
+    if (!buf) return fail(e, "messages", "out of memory");
+    buf[0]    = 0;
+    int32_t j = 0;
+    for (const cJSON *p = content->child; p; p = p->next, j++) {
+        snprintf(name, sizeof name, "messages[%d].content[%d]", i, j);
+        const cJSON *type = cJSON_IsObject(p) ? cJSON_GetObjectItemCaseSensitive(p, "type") : NULL;
+        const cJSON *text = cJSON_IsObject(p) ? cJSON_GetObjectItemCaseSensitive(p, "text") : NULL;
+        if (!cJSON_IsString(type) || strcmp(type->valuestring, "text")) {
+            free(buf);
+            snprintf(name, sizeof name, "messages[%d].content[%d].type", i, j);
+            return fail(e, name, "'%s' must be \"text\" (only text parts are supported)", name);
+        }
+        if (cJSON_GetArraySize(p) != 2 || !cJSON_IsString(text)) {
+            free(buf);
+            return fail(e, name, "'%s' must be {\"type\": \"text\", \"text\": STRING}", name);
+        }
+        size_t n_text = strlen(text->valuestring);
+        if (!cli_utf8_valid(text->valuestring, n_text)) {
+            free(buf);
+            return fail(e, name, "'%s' is not valid UTF-8", name);
+        }
+        size_t need = len + (j > 0) + n_text + 1;
+        if (need > cap) {
+            while (need > cap) cap *= 2;
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                free(buf);
+                return fail(e, name, "out of memory");
+            }
+            buf = nb;
+        }
+        if (j > 0) buf[len++] = '\n';
+        memcpy(buf + len, text->valuestring, n_text + 1);
+        len += n_text;
+    }
+    *flat = buf;
+    return 0;
+}
+
+/* tool_calls of an assistant message: [{id, type: "function", function: {name, arguments}}];
+ * arguments (a JSON object as a string, OpenAI's form) becomes the object itself in `out`,
+ * as vLLM hands it to templates (they print tool_call.arguments | tojson). */
+static int parse_tool_calls(perr *e, const cJSON *v, int32_t i, cJSON *out) {
+    char name[128];
+    snprintf(name, sizeof name, "messages[%d].tool_calls", i);
+    if (!cJSON_IsArray(v)) return fail(e, name, "'%s' must be a list", name);
+    int32_t n = cJSON_GetArraySize(v);
+    if (n < 1 || n > 128) return fail(e, name, "'%s' must hold 1 to 128 tool calls", name);
+    cJSON *calls = cJSON_AddArrayToObject(out, "tool_calls");
+    if (!calls) return fail(e, name, "out of memory");
+    static const char *const call_keys[] = {"id", "type", "function", NULL};
+    static const char *const fn_keys[]   = {"name", "arguments", NULL};
+    int32_t j = 0;
+    for (const cJSON *c = v->child; c; c = c->next, j++) {
+        char at[160], field[200];
+        snprintf(at, sizeof at, "messages[%d].tool_calls[%d]", i, j);
+        if (!cJSON_IsObject(c)) return fail(e, at, "'%s' must be an object", at);
+        if (only_keys(e, c, at, call_keys) < 0) return -1;
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(c, "id");
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(c, "type");
+        const cJSON *fn = cJSON_GetObjectItemCaseSensitive(c, "function");
+        snprintf(field, sizeof field, "%s.id", at);
+        if (check_string(e, id, field, 256) < 0) return -1;
+        snprintf(field, sizeof field, "%s.type", at);
+        if (!cJSON_IsString(type) || strcmp(type->valuestring, "function"))
+            return fail(e, field, "'%s' must be \"function\"", field);
+        snprintf(field, sizeof field, "%s.function", at);
+        if (!cJSON_IsObject(fn)) return fail(e, field, "'%s' must be an object", field);
+        if (only_keys(e, fn, field, fn_keys) < 0) return -1;
+        const cJSON *fname = cJSON_GetObjectItemCaseSensitive(fn, "name");
+        const cJSON *args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
+        snprintf(field, sizeof field, "%s.function.name", at);
+        if (check_string(e, fname, field, 256) < 0) return -1;
+        snprintf(field, sizeof field, "%s.function.arguments", at);
+        if (check_string(e, args, field, (size_t)1 << 24) < 0) return -1;
+        cJSON *parsed = cJSON_Parse(args->valuestring);
+        if (!cJSON_IsObject(parsed)) {
+            cJSON_Delete(parsed);
+            return fail(e, field, "'%s' must be a JSON object encoded as a string", field);
+        }
+        cJSON *call = cJSON_CreateObject(), *f = cJSON_CreateObject();
+        if (!call || !f || !cJSON_AddItemToArray(calls, call)) {
+            cJSON_Delete(call), cJSON_Delete(f), cJSON_Delete(parsed);
+            return fail(e, at, "out of memory");
+        }
+        cJSON_AddStringToObject(call, "id", id->valuestring);
+        cJSON_AddStringToObject(call, "type", "function");
+        cJSON_AddItemToObject(call, "function", f);
+        cJSON_AddStringToObject(f, "name", fname->valuestring);
+        cJSON_AddItemToObject(f, "arguments", parsed);
+    }
+    return 0;
+}
+
+static const char *const message_keys[] = {"role", "content", "name", "tool_calls", "tool_call_id",
+                                           NULL};
+
+/* One message into out (the template's form) and its role and flat text into r. */
+static int parse_message(perr *e, const cJSON *m, int32_t i, srv_request *r, cJSON *out,
+                         cJSON *out_flat) {
+    char name[96];
+    snprintf(name, sizeof name, "messages[%d]", i);
+    if (!cJSON_IsObject(m)) return fail(e, name, "'%s' must be an object", name);
+    if (only_keys(e, m, name, message_keys) < 0) return -1;
+    const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+    snprintf(name, sizeof name, "messages[%d].role", i);
+    static const char *const roles[] = {"system", "developer", "user", "assistant", "tool"};
+    bool known = false;
+    for (int k = 0; k < 5 && cJSON_IsString(role); k++)
+        known |= !strcmp(role->valuestring, roles[k]);
+    if (!known)
+        return fail(e, name, "'%s' must be \"system\", \"developer\", \"user\", \"assistant\" or "
+                             "\"tool\"", name);
+    const char *rs = strcmp(role->valuestring, "developer") ? role->valuestring : "system";
+    bool assistant = !strcmp(rs, "assistant"), tool = !strcmp(rs, "tool");
+    if (!(r->roles[i] = strdup(rs))) return fail(e, name, "out of memory");
+    cJSON_AddStringToObject(out, "role", rs);
+    cJSON_AddStringToObject(out_flat, "role", rs);
+
+    const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
+    const cJSON *calls   = cJSON_GetObjectItemCaseSensitive(m, "tool_calls");
+    bool has_calls = calls != NULL; /* null too: the schema allows no null here */
+    snprintf(name, sizeof name, "messages[%d].content", i);
+    if (cJSON_IsString(content)) {
+        if (get_text(e, content, name, &r->contents[i], NULL) < 0) return -1;
+        cJSON_AddStringToObject(out, "content", r->contents[i]);
+        cJSON_AddStringToObject(out_flat, "content", r->contents[i]);
+    } else if (cJSON_IsArray(content)) {
+        if (parse_parts(e, content, i, &r->contents[i]) < 0) return -1;
+        cJSON_AddItemToObject(out, "content", cJSON_Duplicate(content, true));
+        cJSON_AddStringToObject(out_flat, "content", r->contents[i]);
+        r->has_content_parts = true;
+    } else if ((!content || cJSON_IsNull(content)) && assistant && has_calls) {
+        if (!(r->contents[i] = strdup(""))) return fail(e, name, "out of memory");
+        cJSON_AddNullToObject(out, "content");
+        cJSON_AddNullToObject(out_flat, "content");
+    } else {
+        return fail(e, name, "'%s' must be a string or a list of text parts (null only for an "
+                             "assistant message with tool_calls)", name);
+    }
+    const cJSON *nm = cJSON_GetObjectItemCaseSensitive(m, "name");
+    if (nm && !cJSON_IsNull(nm)) {
+        snprintf(name, sizeof name, "messages[%d].name", i);
+        if (check_string(e, nm, name, 256) < 0) return -1;
+        cJSON_AddStringToObject(out, "name", nm->valuestring);
+        cJSON_AddStringToObject(out_flat, "name", nm->valuestring);
+    }
+    if (has_calls) {
+        snprintf(name, sizeof name, "messages[%d].tool_calls", i);
+        if (!assistant) return fail(e, name, "'%s' is only allowed on assistant messages", name);
+        if (parse_tool_calls(e, calls, i, out) < 0) return -1;
+        const cJSON *parsed = cJSON_GetObjectItemCaseSensitive(out, "tool_calls");
+        cJSON_AddItemToObject(out_flat, "tool_calls", cJSON_Duplicate(parsed, true));
+    }
+    const cJSON *call_id = cJSON_GetObjectItemCaseSensitive(m, "tool_call_id");
+    snprintf(name, sizeof name, "messages[%d].tool_call_id", i);
+    if (call_id && !tool) return fail(e, name, "'%s' is only allowed on tool messages", name);
+    if (call_id) {
+        if (check_string(e, call_id, name, 256) < 0) return -1;
+        cJSON_AddStringToObject(out, "tool_call_id", call_id->valuestring);
+        cJSON_AddStringToObject(out_flat, "tool_call_id", call_id->valuestring);
+    } else if (tool) {
+        return fail(e, name, "'%s' (a string) is required on tool messages", name);
+    }
+    return 0;
+}
+
 static int parse_messages(perr *e, const cJSON *v, srv_request *r) {
     if (!cJSON_IsArray(v)) return fail(e, "messages", "'messages' must be a list");
     int32_t n = cJSON_GetArraySize(v);
     if (n < 1 || n > 4096) return fail(e, "messages", "'messages' must hold 1 to 4096 messages");
     r->roles    = calloc((size_t)n, sizeof *r->roles);
     r->contents = calloc((size_t)n, sizeof *r->contents);
-    if (!r->roles || !r->contents) return fail(e, "messages", "out of memory");
+    cJSON *list = cJSON_CreateArray(), *flat = cJSON_CreateArray();
+    if (!r->roles || !r->contents || !list || !flat) {
+        cJSON_Delete(list), cJSON_Delete(flat);
+        return fail(e, "messages", "out of memory");
+    }
     r->n_messages = n;
     int32_t i     = 0;
-    char    name[96];
-    for (const cJSON *m = v->child; m; m = m->next, i++) {
-        snprintf(name, sizeof name, "messages[%d]", i);
-        if (!cJSON_IsObject(m)) return fail(e, name, "'%s' must be an object", name);
-        for (const cJSON *f = m->child; f; f = f->next) {
-            if (strcmp(f->string, "role") && strcmp(f->string, "content")) {
-                snprintf(name, sizeof name, "messages[%d].%.40s", i, f->string);
-                return fail(e, name, "'%s' is not supported", name);
-            }
+    int     rc    = 0;
+    for (const cJSON *m = v->child; m && rc == 0; m = m->next, i++) {
+        cJSON *o = cJSON_CreateObject(), *of = cJSON_CreateObject();
+        if (!o || !of || !cJSON_AddItemToArray(list, o) || !cJSON_AddItemToArray(flat, of)) {
+            if (o && !o->prev) cJSON_Delete(o);
+            if (of && !of->prev) cJSON_Delete(of);
+            rc = fail(e, "messages", "out of memory");
+            break;
         }
-        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
-        snprintf(name, sizeof name, "messages[%d].role", i);
-        if (!cJSON_IsString(role) ||
-            (strcmp(role->valuestring, "system") && strcmp(role->valuestring, "user") &&
-             strcmp(role->valuestring, "assistant") && strcmp(role->valuestring, "developer")))
-            return fail(e, name, "'%s' must be \"system\", \"developer\", \"user\" or \"assistant\"",
-                        name);
-        r->roles[i] = strdup(strcmp(role->valuestring, "developer") ? role->valuestring : "system");
-        if (!r->roles[i]) return fail(e, name, "out of memory");
-        const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
-        snprintf(name, sizeof name, "messages[%d].content", i);
-        if (cJSON_IsString(content)) {
-            if (get_text(e, content, name, &r->contents[i], NULL) < 0) return -1;
-            continue;
-        }
-        if (!cJSON_IsArray(content))
-            return fail(e, name, "'%s' must be a string or a list of text parts", name);
-        /* content parts: [{type: "text", text: "..."}], concatenated */
-        size_t len = 0, cap = 64;
-        char  *buf = malloc(cap);
-        if (!buf) return fail(e, name, "out of memory");
-        buf[0]    = 0;
-        int32_t j = 0;
-        for (const cJSON *p = content->child; p; p = p->next, j++) {
-            snprintf(name, sizeof name, "messages[%d].content[%d]", i, j);
-            const cJSON *type = cJSON_IsObject(p) ? cJSON_GetObjectItemCaseSensitive(p, "type") : NULL;
-            const cJSON *text = cJSON_IsObject(p) ? cJSON_GetObjectItemCaseSensitive(p, "text") : NULL;
-            if (!cJSON_IsString(type) || strcmp(type->valuestring, "text")) {
-                free(buf);
-                snprintf(name, sizeof name, "messages[%d].content[%d].type", i, j);
-                return fail(e, name, "'%s' must be \"text\" (only text parts are supported)", name);
-            }
-            if (cJSON_GetArraySize(p) != 2 || !cJSON_IsString(text)) {
-                free(buf);
-                return fail(e, name, "'%s' must be {\"type\": \"text\", \"text\": STRING}", name);
-            }
-            size_t n_text = strlen(text->valuestring);
-            if (!cli_utf8_valid(text->valuestring, n_text)) {
-                free(buf);
-                return fail(e, name, "'%s' is not valid UTF-8", name);
-            }
-            if (len + n_text + 1 > cap) {
-                while (len + n_text + 1 > cap) cap *= 2;
-                char *nb = realloc(buf, cap);
-                if (!nb) {
-                    free(buf);
-                    return fail(e, name, "out of memory");
-                }
-                buf = nb;
-            }
-            memcpy(buf + len, text->valuestring, n_text + 1);
-            len += n_text;
-        }
-        r->contents[i] = buf;
+        rc = parse_message(e, m, i, r, o, of);
     }
+    if (rc == 0) {
+        r->messages_json      = cJSON_PrintUnformatted(list);
+        r->messages_flat_json = cJSON_PrintUnformatted(flat);
+        if (!r->messages_json || !r->messages_flat_json) rc = fail(e, "messages", "out of memory");
+    }
+    cJSON_Delete(list), cJSON_Delete(flat);
+    return rc;
+}
+
+/* tools: [{type: "function", function: {name, description?, parameters?, strict?}}], 1..128;
+ * kept as JSON text for the template. */
+static int parse_tools(perr *e, const cJSON *v, srv_request *r) {
+    if (!v || cJSON_IsNull(v)) return 0;
+    if (!cJSON_IsArray(v)) return fail(e, "tools", "'tools' must be a list of function tools");
+    int32_t n = cJSON_GetArraySize(v);
+    if (n < 1 || n > 128) return fail(e, "tools", "'tools' must hold 1 to 128 tools");
+    static const char *const tool_keys[] = {"type", "function", NULL};
+    static const char *const fn_keys[]   = {"name", "description", "parameters", "strict", NULL};
+    int32_t i = 0;
+    for (const cJSON *t = v->child; t; t = t->next, i++) {
+        char at[64], field[128];
+        snprintf(at, sizeof at, "tools[%d]", i);
+        if (!cJSON_IsObject(t)) return fail(e, at, "'%s' must be an object", at);
+        if (only_keys(e, t, at, tool_keys) < 0) return -1;
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(t, "type");
+        const cJSON *fn   = cJSON_GetObjectItemCaseSensitive(t, "function");
+        snprintf(field, sizeof field, "%s.type", at);
+        if (!cJSON_IsString(type) || strcmp(type->valuestring, "function"))
+            return fail(e, field, "'%s' must be \"function\"", field);
+        snprintf(field, sizeof field, "%s.function", at);
+        if (!cJSON_IsObject(fn)) return fail(e, field, "'%s' must be an object", field);
+        if (only_keys(e, fn, field, fn_keys) < 0) return -1;
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
+        snprintf(field, sizeof field, "%s.function.name", at);
+        if (check_string(e, name, field, 64) < 0) return -1;
+        bool ok = name->valuestring[0] != 0;
+        for (const char *c = name->valuestring; *c && ok; c++)
+            ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+                 *c == '_' || *c == '-';
+        if (!ok) return fail(e, field, "'%s' must be 1 to 64 of a-z, A-Z, 0-9, _ and -", field);
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(fn, "description");
+        snprintf(field, sizeof field, "%s.function.description", at);
+        if (d && !cJSON_IsNull(d) && check_string(e, d, field, (size_t)1 << 20) < 0) return -1;
+        const cJSON *p = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
+        snprintf(field, sizeof field, "%s.function.parameters", at);
+        if (p && !cJSON_IsNull(p) && !cJSON_IsObject(p))
+            return fail(e, field, "'%s' must be a JSON Schema object", field);
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(fn, "strict");
+        snprintf(field, sizeof field, "%s.function.strict", at);
+        if (st && !cJSON_IsNull(st) && !cJSON_IsBool(st))
+            return fail(e, field, "'%s' must be a boolean", field);
+    }
+    if (!(r->tools_json = cJSON_PrintUnformatted(v))) return fail(e, "tools", "out of memory");
     return 0;
+}
+
+/* tool_choice: "none" or "auto" (the template sees the tools either way, and whatever the model
+ * writes comes back as text content: there is no tool-call parser, as vLLM without
+ * --enable-auto-tool-choice). "required" and a named function would need one: refused. */
+static int parse_tool_choice(perr *e, const cJSON *v) {
+    if (!v || cJSON_IsNull(v)) return 0;
+    if (cJSON_IsString(v) && (!strcmp(v->valuestring, "none") || !strcmp(v->valuestring, "auto")))
+        return 0;
+    if (cJSON_IsString(v) && !strcmp(v->valuestring, "required"))
+        return fail(e, "tool_choice",
+                    "'tool_choice' \"required\" is not supported: llmrt serve has no tool-call "
+                    "parser (tool calls come back as text content); use \"auto\" or \"none\"");
+    if (cJSON_IsObject(v))
+        return fail(e, "tool_choice", "'tool_choice' naming a function is not supported: llmrt "
+                                      "serve has no tool-call parser (tool calls come back as text "
+                                      "content); use \"auto\" or \"none\"");
+    return fail(e, "tool_choice", "'tool_choice' must be \"none\" or \"auto\"");
 }
 
 static int parse_prompt(perr *e, const cJSON *v, srv_request *r) {
@@ -296,6 +514,8 @@ static int parse_fields(perr *e, const cJSON *root, srv_kind kind, srv_request *
         } else if (parse_messages(e, m, r) < 0) {
             return -1;
         }
+        if (FIELD("tools") && !m) return fail(e, "tools", "'tools' needs 'messages'");
+        if (parse_tools(e, FIELD("tools"), r) < 0) return -1;
         r->add_special_tokens = !m; /* vLLM: true for a prompt, false for messages */
         v                     = FIELD("add_special_tokens");
         if (v && !cJSON_IsNull(v)) r->has_add_special_tokens = true;
@@ -309,6 +529,8 @@ static int parse_fields(perr *e, const cJSON *root, srv_kind kind, srv_request *
     if (kind == SRV_CHAT) {
         if (!FIELD("messages")) return fail(e, "messages", "'messages' is required");
         if (parse_messages(e, FIELD("messages"), r) < 0) return -1;
+        if (parse_tools(e, FIELD("tools"), r) < 0) return -1;
+        if (parse_tool_choice(e, FIELD("tool_choice")) < 0) return -1;
     } else {
         if (!FIELD("prompt")) return fail(e, "prompt", "'prompt' is required");
         if (parse_prompt(e, FIELD("prompt"), r) < 0) return -1;
@@ -400,6 +622,9 @@ void srv_request_free(srv_request *r) {
     }
     free(r->roles);
     free(r->contents);
+    free(r->messages_json);
+    free(r->messages_flat_json);
+    free(r->tools_json);
     for (int32_t i = 0; i < r->n_prompts; i++) {
         free(r->prompts[i].text);
         free(r->prompts[i].ids);

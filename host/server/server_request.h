@@ -37,7 +37,14 @@ typedef struct srv_request {
     char    *model;                   /* NULL when not given */
     /* chat (and /tokenize with messages) */
     int32_t  n_messages;
-    char   **roles, **contents;       /* [n_messages], owned */
+    char   **roles, **contents;       /* [n_messages], owned; contents: text parts joined with
+                                         "\n", "" for an assistant message of tool calls only */
+    /* the messages for the template (llmrt_chat_apply_template_json): as given (content-part
+     * lists kept; tool_calls' arguments parsed into objects; "developer" -> "system"), and the
+     * same with part lists joined into strings, for templates that do not iterate over parts */
+    char    *messages_json, *messages_flat_json;
+    bool     has_content_parts;
+    char    *tools_json;              /* the tools array, or NULL */
     /* completions (and /tokenize with prompt) */
     int32_t     n_prompts;
     srv_prompt *prompts;              /* [n_prompts] */

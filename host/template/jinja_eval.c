@@ -678,8 +678,11 @@ llmrt_status llmrt_jinja_render(const llmrt_jinja_template *t, const cJSON *vars
         /* Every string value inside messages is the caller's text (content, but also roles,
          * names, tool calls: a caller may pass any role now), so all of it is tainted; special
          * tokens come only from the template's own text and the *_token variables. Dict keys
-         * stay untainted: a template prints them as field names, never user text. */
-        v = jv_from_json(c, e, strcmp(e->string, "messages") == 0);
+         * stay untainted: a template prints them as field names, never user text. The tools
+         * (descriptions, parameter names) and documents come from the caller too. */
+        bool callers = !strcmp(e->string, "messages") || !strcmp(e->string, "tools") ||
+                       !strcmp(e->string, "documents");
+        v = jv_from_json(c, e, callers);
         scope_set(c, c->globals, ja_strndup(&c->arena, e->string, strlen(e->string)), v);
     }
     jsink sink = {0};

@@ -68,6 +68,7 @@ llmrt_status llmrt_chat_render(llmrt_chat_family family, const llmrt_chat_messag
                                const char *eos_token, llmrt_chat_rendered *out, llmrt_error *err);
 
 struct llmrt_tokenizer;
+struct cJSON;
 
 /* Renders msgs for a model: with the family named `family_name` when it is non-NULL (an
  * override), else with the model's own chat template through the Jinja interpreter, given the
@@ -85,6 +86,36 @@ llmrt_status llmrt_chat_render_model(const struct llmrt_tokenizer *tk, const cha
                                      const llmrt_chat_message *msgs, int32_t n_msgs,
                                      bool add_generation_prompt, llmrt_chat_rendered *out,
                                      llmrt_error *err);
+
+/* Renders with the model's own template (family names are handled by llmrt_chat_render_json):
+ * `messages` (a JSON array of message objects, checked by the caller) and `tools` (an array, or
+ * NULL = None) are passed to the template as they are; both are taken over (freed here). */
+llmrt_status llmrt_chat_render_json_vars(const struct llmrt_tokenizer *tk, struct cJSON *messages,
+                                         struct cJSON *tools, bool add_generation_prompt,
+                                         llmrt_chat_rendered *out, llmrt_error *err);
+
+/* Renders an OpenAI/HF conversation given as JSON text, as HF's apply_chat_template(messages,
+ * tools=tools) does: messages_json a non-empty array of objects with a string "role" (content a
+ * string, a list of parts or null; tool_calls, tool_call_id, name and any other field passed
+ * through), tools_json an array (NULL or "null" = None). The text is parsed with a size limit
+ * (64 MiB) and a nesting limit (64); errors are LLMRT_ERR_INVALID_ARG naming the index and field
+ * ("messages[2].role"). With a family name only role + string or text-part content (parts
+ * joined with "\n") can be rendered, and no tools: anything else is refused by name. */
+llmrt_status llmrt_chat_render_json(const struct llmrt_tokenizer *tk, const char *family_name,
+                                    const char *messages_json, const char *tools_json,
+                                    bool add_generation_prompt, llmrt_chat_rendered *out,
+                                    llmrt_error *err);
+
+/* Whether the model's template iterates over a message's content (it takes OpenAI content-part
+ * lists) rather than printing it as a string: vLLM's "content format" detection
+ * (chat_utils._detect_content_format, on the jinja2 AST) done on the template source: a
+ * `{% for X in EXPR %}` whose EXPR is `<...>['content']`, `<...>["content"]`, `<...>.content`,
+ * or a variable set from one of those (`{% set c = message['content'] %}`). False for a family
+ * name and for a model without a template. */
+bool llmrt_chat_template_iterates_content(const struct llmrt_tokenizer *tk,
+                                          const char *family_name);
+/* The same rule on a template source (NUL-terminated). */
+bool llmrt_chat_source_iterates_content(const char *src);
 
 /* Frees what llmrt_chat_render allocated and zeroes *r. Accepts NULL and a zeroed struct. */
 void llmrt_chat_rendered_free(llmrt_chat_rendered *r);

@@ -255,6 +255,8 @@ class llmrt_prompt(Structure):
         ("user_data", c_void_p),
         ("lora_adapter", c_char_p),
         ("lora_scale", c_float),
+        ("messages_json", c_char_p),
+        ("tools_json", c_char_p),
     ]
 
 
@@ -422,6 +424,11 @@ _FUNCTIONS = {
         c_enum,
         [llmrt_model_p, c_char_p, POINTER(llmrt_chat_message), c_int32, c_bool, POINTER(c_char),
          c_size_t, POINTER(c_size_t)],
+    ),
+    "llmrt_chat_apply_template_json": (
+        c_enum,
+        [llmrt_model_p, c_char_p, c_char_p, c_char_p, c_bool, POINTER(c_char), c_size_t,
+         POINTER(c_size_t)],
     ),
     # sampling
     "llmrt_sampling_default_params": (llmrt_sampling_params, []),

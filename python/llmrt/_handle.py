@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import ctypes
+import json
 import numbers
 import os
 import threading
 import warnings
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -184,6 +185,41 @@ def messages_array(messages: Any) -> tuple:
         arr[i].role = rb
         arr[i].content = cb
     return arr, len(messages), keep
+
+
+def chat_json(messages: Any, tools: Any) -> Optional[tuple]:
+    """(messages_json, tools_json or None) for llmrt_chat_apply_template_json when the
+    conversation needs it: tools, or a message that is more than a string role and a string
+    content (content-part lists, None content, tool_calls, tool_call_id, name, ...); None when
+    messages_array's {"role", "content"} form says it all. The messages go to the template as
+    they are, as HF apply_chat_template(messages, tools=tools) passes them."""
+    if tools is not None:
+        if isinstance(tools, (str, bytes, Mapping)) or not isinstance(tools, Sequence):
+            raise InvalidArgument(f"tools must be a list of tool dicts, got {type(tools).__name__}")
+        for i, t in enumerate(tools):
+            if not isinstance(t, Mapping):
+                raise InvalidArgument(f"tools[{i}] must be a dict (a JSON schema), got "
+                                      f"{type(t).__name__}")
+    simple = isinstance(messages, Sequence) and not isinstance(messages, (str, bytes)) and all(
+        isinstance(m, Mapping) and set(m) <= {"role", "content"}
+        and isinstance(m.get("content"), str) for m in messages)
+    if tools is None and simple:
+        return None
+    if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Sequence):
+        raise InvalidArgument(
+            f"messages must be a list of message dicts, got {type(messages).__name__}")
+    if not messages:
+        raise InvalidArgument("messages is empty")
+    for i, m in enumerate(messages):
+        if not isinstance(m, Mapping):
+            raise InvalidArgument(f"messages[{i}] must be a dict, got {type(m).__name__}")
+    try:
+        mj = json.dumps(list(messages), ensure_ascii=False, allow_nan=False).encode("utf-8")
+        tj = None if tools is None else json.dumps(list(tools), ensure_ascii=False,
+                                                   allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError) as e:  # UnicodeEncodeError (lone surrogates) included
+        raise InvalidArgument(f"messages and tools must be JSON-serialisable text: {e}") from None
+    return mj, tj
 
 
 def template_name(name: Any) -> bytes | None:

@@ -113,10 +113,11 @@ class AsyncLLM:
 
     async def chat(self, messages: Sequence[Any], sampling_params: Optional[SamplingParams] = None,
                    *, chat_template: Optional[str] = None, priority: int = 0,
-                   lora_request: Optional[LoRARequest] = None) -> AsyncIterator[StreamOutput]:
+                   lora_request: Optional[LoRARequest] = None,
+                   tools: Optional[Sequence[dict]] = None) -> AsyncIterator[StreamOutput]:
         """Streams the reply to one conversation (as LLM.chat_stream)."""
         stream = self.llm.chat_stream(messages, sampling_params, chat_template=chat_template,
-                                      priority=priority, lora_request=lora_request)
+                                      priority=priority, lora_request=lora_request, tools=tools)
         async for out in self._follow(stream):
             yield out
 

@@ -86,15 +86,23 @@ def create_chat_completion(llm: "LLM", messages: Sequence[dict], *, max_tokens: 
                            presence_penalty: float = 0.0, frequency_penalty: float = 0.0,
                            stop: Union[str, Sequence[str], None] = None,
                            seed: Optional[int] = None,
-                           stream: bool = False) -> Union[dict, Iterator[dict]]:
+                           stream: bool = False,
+                           tools: Optional[Sequence[dict]] = None,
+                           tool_choice: Union[str, dict, None] = None) -> Union[dict, Iterator[dict]]:
     """A chat completion as llama-cpp-python's ``Llama.create_chat_completion`` returns it (the
-    model's own chat template renders the messages)."""
+    model's own chat template renders the messages, and the tools when given). tool_choice:
+    None, "auto" or "none"; a tool call the model writes comes back as text content (there is
+    no tool-call parser), so "required" and a named function are refused."""
+    if tool_choice is not None and tool_choice not in ("auto", "none"):
+        raise InvalidArgument(
+            f"tool_choice {tool_choice!r} is not supported: there is no tool-call parser (tool "
+            'calls come back as text content); use "auto" or "none"')
     sp = _sampling(max_tokens, temperature, top_p, top_k, min_p, repeat_penalty,
                    presence_penalty, frequency_penalty, stop, seed)
     cid, created, model = f"chatcmpl-{next(_ids)}", int(time.time()), _model_name(llm)
     if stream:
-        return _stream_chat(llm, messages, sp, cid, created, model)
-    out = llm.chat(list(messages), sp)[0]
+        return _stream_chat(llm, messages, sp, cid, created, model, tools)
+    out = llm.chat(list(messages), sp, tools=tools)[0]
     seq = out.outputs[0]
     return {"id": cid, "object": "chat.completion", "created": created, "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": seq.text},
@@ -103,13 +111,13 @@ def create_chat_completion(llm: "LLM", messages: Sequence[dict], *, max_tokens: 
 
 
 def _stream_chat(llm: "LLM", messages: Sequence[dict], sp: SamplingParams, cid: str, created: int,
-                 model: str) -> Iterator[dict]:
+                 model: str, tools: Optional[Sequence[dict]] = None) -> Iterator[dict]:
     def chunk(delta: dict, finish: Optional[str]) -> dict:
         return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                 "choices": [{"index": 0, "delta": delta, "logprobs": None,
                              "finish_reason": finish}]}
 
-    with llm.chat_stream(list(messages), sp) as s:
+    with llm.chat_stream(list(messages), sp, tools=tools) as s:
         yield chunk({"role": "assistant"}, None)
         for d in s:
             if d.text:

@@ -16,6 +16,7 @@ import numpy as np
 from . import _ffi
 from ._handle import (
     ModelHandle,
+    chat_json,
     messages_array,
     template_name,
     to_bool,
@@ -737,14 +738,19 @@ class LLM:
     def _submit(self, *, prompt_text: Optional[str], ids: Optional[list[int]],
                 messages: Optional[Sequence[Any]], chat_template: Optional[bytes],
                 params: tuple, priority: int, streaming: bool,
-                lora: Optional[tuple] = None) -> _Request:
+                lora: Optional[tuple] = None, tools: Optional[Sequence[dict]] = None) -> _Request:
         sp, keep, want_logprobs = params
         pr = _ffi.llmrt_prompt()
         pr.struct_size = ctypes.sizeof(pr)
         if lora is not None:  # (name bytes, scale) from _lora_for
             pr.lora_adapter = lora[0]
             pr.lora_scale = lora[1]
-        if messages is not None:
+        as_json = chat_json(messages, tools) if messages is not None else None
+        if as_json is not None:  # tools, tool messages, content-part lists: as HF passes them
+            keep = (keep, as_json)
+            pr.messages_json, pr.tools_json = as_json
+            pr.chat_template = chat_template
+        elif messages is not None:
             arr, n, mkeep = messages_array(messages)
             keep = (keep, arr, mkeep)
             pr.messages = ctypes.cast(arr, ctypes.POINTER(_ffi.llmrt_chat_message))
@@ -1049,6 +1055,7 @@ class LLM:
     def chat(self, messages: Sequence[Any],
              sampling_params: Union[SamplingParams, Sequence[SamplingParams], None] = None, *,
              chat_template: Optional[str] = None,
+             tools: Optional[Sequence[dict]] = None,
              priority: Union[int, Sequence[int]] = 0,
              use_tqdm: Any = False,
              lora_request: Union[LoRARequest, Sequence[Optional[LoRARequest]], None] = None,
@@ -1058,8 +1065,12 @@ class LLM:
         template (or the built-in family named by chat_template: "chatml", "llama2", "llama3",
         "mistral") with the
         generation prompt appended; special-token strings inside message contents stay literal.
-        lora_request: as generate's, one per conversation. Returns one RequestOutput per
-        conversation."""
+        lora_request: as generate's, one per conversation. tools (a list of JSON-schema dicts,
+        for every conversation) and messages with more than a role and a string content
+        (content-part lists, tool_calls, "tool" messages with tool_call_id, name) go to the
+        template as HF apply_chat_template(messages, tools=tools) passes them; a tool call the
+        model writes comes back as text (there is no tool-call parser). Returns one RequestOutput
+        per conversation."""
         convs = self._conversation_list(messages)
         sps = self._per_prompt(sampling_params, len(convs), "sampling_params")
         prios = self._per_prompt(priority, len(convs), "priority")
@@ -1068,9 +1079,9 @@ class LLM:
         tmpl = template_name(chat_template) if chat_template is not None else self._chat_template
         items = []
         for conv, sp, prio, lora in zip(convs, sps, prios, loras):
-            items.append(dict(prompt_text=self._rendered(conv, chat_template), ids=None,
+            items.append(dict(prompt_text=self._rendered(conv, chat_template, tools), ids=None,
                               messages=conv, chat_template=tmpl, params=self._params_for(sp),
-                              priority=prio, streaming=False, lora=lora))
+                              priority=prio, streaming=False, lora=lora, tools=tools))
         return self._run(self._submit_all(items), use_tqdm)
 
     # -- llama-cpp-python's habits (llama_style.py): OpenAI-shaped dicts --------------------------
@@ -1089,21 +1100,23 @@ class LLM:
 
     def chat_stream(self, messages: Sequence[Any], sampling_params: Optional[SamplingParams] = None,
                     *, chat_template: Optional[str] = None, priority: int = 0,
-                    lora_request: Optional[LoRARequest] = None) -> RequestStream:
+                    lora_request: Optional[LoRARequest] = None,
+                    tools: Optional[Sequence[dict]] = None) -> RequestStream:
         """chat() for one conversation, streamed like stream()."""
         tmpl = template_name(chat_template) if chat_template is not None else self._chat_template
-        req = self._submit(prompt_text=self._rendered(messages, chat_template), ids=None,
+        req = self._submit(prompt_text=self._rendered(messages, chat_template, tools), ids=None,
                            messages=messages, chat_template=tmpl,
                            params=self._params_for(sampling_params), priority=priority,
-                           streaming=True, lora=self._lora_for(lora_request))
+                           streaming=True, lora=self._lora_for(lora_request), tools=tools)
         return RequestStream(self, req)
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    def _rendered(self, conv: Sequence[Any], chat_template: Optional[str]) -> Optional[str]:
+    def _rendered(self, conv: Sequence[Any], chat_template: Optional[str],
+                  tools: Optional[Sequence[dict]] = None) -> Optional[str]:
         name = chat_template if chat_template is not None else self._chat_template_str
         try:
-            return self.tokenizer.apply_chat_template(conv, True, name)
+            return self.tokenizer.apply_chat_template(conv, True, name, tools=tools)
         except LLMRTError:
             return None  # the submit reports the problem with the engine's own message
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctypes
 from typing import Any, Optional, Sequence, Union
 
-from ._handle import ModelHandle, messages_array, sized_text_call, template_name, to_bool, token_array
+from ._handle import ModelHandle, chat_json, messages_array, sized_text_call, template_name, to_bool, token_array
 from .errors import InvalidArgument, Status, check
 
 
@@ -82,21 +82,34 @@ class Tokenizer:
 
     def apply_chat_template(self, messages: Sequence[Any], add_generation_prompt: bool = True,
                             chat_template: Optional[str] = None,
-                            tokenize: bool = False) -> Union[str, list[int]]:
-        """Renders ``messages`` ([{"role": "system"|"user"|"assistant"|"tool", "content": str}, ...])
-        with the model's own Jinja chat template (as HF apply_chat_template does), or the built-in
-        family named by ``chat_template`` ("chatml", "llama2", "llama3", "mistral"). With tokenize=True, returns the ids of the rendered text encoded
+                            tokenize: bool = False, tools: Optional[Sequence[dict]] = None,
+                            ) -> Union[str, list[int]]:
+        """Renders ``messages`` with the model's own Jinja chat template as HF
+        ``apply_chat_template(messages, tools=tools)`` does: messages are dicts with a "role" and
+        any other fields the template reads (content as a str, a list of parts or None;
+        tool_calls; tool_call_id; name); tools a list of JSON-schema dicts. ``chat_template``
+        names a built-in family instead ("chatml", "llama2", "llama3", "mistral"; role + text
+        content only, no tools). With tokenize=True, returns the ids of the rendered text encoded
         with special-token parsing on and no added BOS (as HF does); LLM.chat() instead keeps
         special-token strings inside message contents literal."""
-        arr, n, keep = messages_array(messages)
         name = template_name(chat_template)
         agp = to_bool("add_generation_prompt", add_generation_prompt)
-        guess = 256 + sum(len(k) for k in keep) * 2
-        raw = sized_text_call(
-            lambda buf, cap, ln: self._lib.llmrt_chat_apply_template(self._model.ptr, name, arr, n,
-                                                                     agp, buf, cap, ln),
-            guess,
-        )
+        as_json = chat_json(messages, tools)
+        if as_json is not None:
+            mj, tj = as_json
+            raw = sized_text_call(
+                lambda buf, cap, ln: self._lib.llmrt_chat_apply_template_json(
+                    self._model.ptr, name, mj, tj, agp, buf, cap, ln),
+                256 + 2 * (len(mj) + len(tj or b"")),
+            )
+        else:
+            arr, n, keep = messages_array(messages)
+            guess = 256 + sum(len(k) for k in keep) * 2
+            raw = sized_text_call(
+                lambda buf, cap, ln: self._lib.llmrt_chat_apply_template(self._model.ptr, name, arr,
+                                                                         n, agp, buf, cap, ln),
+                guess,
+            )
         text = raw.decode("utf-8", "replace")
         if tokenize:
             return self.encode(text, add_special=False, parse_special=True)

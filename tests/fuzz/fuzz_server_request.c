@@ -23,6 +23,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (req.kind != kind || req.n < 1 || req.n > SRV_MAX_N || req.n_stop > SRV_MAX_STOPS ||
         req.n_logprobs < 0 || req.n_logprobs > 20)
         __builtin_trap();
+    /* a chat request carries its messages for the template (as given and flattened) */
+    if (kind == SRV_CHAT && (!req.messages_json || !req.messages_flat_json || req.n_messages < 1))
+        __builtin_trap();
     if (kind == SRV_CHAT && (req.n_messages < 1 || !req.roles || !req.contents)) __builtin_trap();
     if ((kind == SRV_LOAD_LORA || kind == SRV_UNLOAD_LORA) && (!req.lora_name || !req.lora_name[0]))
         __builtin_trap();

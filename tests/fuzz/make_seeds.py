@@ -262,6 +262,48 @@ def text_seeds():
                 f.write(bytes([sel]) + b"\0".join(a.encode() for a in argv))
 
 
+def chat_json_seeds():
+    """fuzz_chat_json (messages JSON [0x1e tools JSON]) and fuzz_server_request chat bodies with
+    tools, tool calls, tool results and content parts (endpoint byte 0 = chat, 2 = tokenize)."""
+    tool = {"type": "function", "function": {"name": "get_weather", "description": "Weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                           "required": ["city"]}}}
+    call = {"id": "call_1", "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+    convo = [{"role": "system", "content": "Be brief."},
+             {"role": "user", "content": [{"type": "text", "text": "Weather"},
+                                          {"type": "text", "text": " in <|eot_id|> Paris?"}]},
+             {"role": "assistant", "content": None, "tool_calls": [call]},
+             {"role": "tool", "tool_call_id": "call_1", "name": "get_weather", "content": "22"}]
+    hf_convo = json.loads(json.dumps(convo))
+    hf_convo[2]["tool_calls"][0]["function"]["arguments"] = {"city": "Paris"}
+    seeds = {
+        "tools": json.dumps(hf_convo).encode() + b"\x1e" + json.dumps([tool]).encode(),
+        "plain": json.dumps([{"role": "user", "content": "hi"}]).encode(),
+        "parts_only": json.dumps(convo[:2]).encode(),
+        "bad_role": b'[{"role": 1, "content": "x"}]\x1e[1]',
+        "deep": b'[{"role": "user", "content": "x", "e": ' + b"[" * 80 + b"]" * 80 + b"}]",
+        "template": b"{% for m in messages %}{% set c = m['content'] %}{% for p in c %}"
+                    b"{{ p.text }}{% endfor %}{% endfor %}",
+    }
+    d = os.path.join(HERE, "corpus", "fuzz_chat_json")
+    os.makedirs(d, exist_ok=True)
+    for name, blob in seeds.items():
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(blob)
+    bodies = {
+        "chat_tools": (0, {"messages": convo, "tools": [tool], "tool_choice": "auto"}),
+        "chat_tool_required": (0, {"messages": convo[:2], "tools": [tool], "tool_choice": "required"}),
+        "chat_tool_bad": (0, {"messages": [convo[0], {"role": "assistant", "tool_calls": [
+            dict(call, function={"name": "f", "arguments": "[1]"})]}], "tools": [dict(tool, x=1)]}),
+        "tokenize_tools": (2, {"messages": convo, "tools": [tool], "add_generation_prompt": False}),
+    }
+    d = os.path.join(HERE, "corpus", "fuzz_server_request")
+    for name, (kind, body) in bodies.items():
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(bytes([kind]) + json.dumps(body).encode())
+
+
 def quant_config_seeds():
     """GPTQ / AWQ quantization configs as GPTQModel, AutoGPTQ, AutoAWQ and transformers write
     them (host/model/gptq.c, awq.c, gptq_dynamic.c)."""
@@ -295,4 +337,5 @@ if __name__ == "__main__":
     main()
     vocab_seeds()
     text_seeds()
+    chat_json_seeds()
     quant_config_seeds()
