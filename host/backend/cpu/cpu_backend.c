@@ -35,6 +35,7 @@
 #include "bf16_gemm.h"
 #include "i8_gemm.h"
 #include "kq_kernels.h"
+#include "kq_q8_kernels.h"
 #include "../../format/ggml_quants.h"
 #include "lora_cpu.h"
 #include "q4_kernels.h"
@@ -58,6 +59,11 @@ typedef struct cpu_ctx {
     llmrt_cpu_i8_kernels i8k;
     llmrt_cpu_xq         xq;
     int64_t              xq_cap; /* bytes of xq.q */
+    /* ... and for Q4_K / Q5_K / Q6_K weights: int8 activations per 256 columns (kq_q8_kernels.h;
+     * kq8k.isa == NULL: not int8 mode) */
+    llmrt_cpu_kq8_kernels kq8k;
+    llmrt_cpu_xq8k        xk;
+    int64_t               xk_cap; /* bytes of xk.q */
     /* int8 panels of the Q8_0 matrices, found by address: the loader makes row views of the
      * embedding table (a tied lm_head, or its vocab-parallel slice), which share its rows and
      * so its panels (at a row offset), and must not own anything */
@@ -388,6 +394,20 @@ static llmrt_status cpu_begin_batch(llmrt_backend *be, const llmrt_batch_plan *p
             return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
         }
     }
+    if (c->kq8k.isa && T * c->wconv_k > c->xk_cap) {
+        free(c->xk.q);
+        free(c->xk.d);
+        free(c->xk.bsums);
+        int64_t n  = T * c->wconv_k;
+        c->xk.q     = malloc((size_t)n);
+        c->xk.d     = malloc((size_t)(n / LLMRT_CPU_KQ8_BLOCK + 1) * sizeof(float));
+        c->xk.bsums = malloc((size_t)(n / 16 + 1) * sizeof(int16_t));
+        c->xk_cap   = n;
+        if (!c->xk.q || !c->xk.d || !c->xk.bsums) {
+            c->xk_cap = 0;
+            return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
+        }
+    }
     if (c->bf16k.isa && T * c->wconv_k > c->xbf_cap) {
         free(c->xbf);
         c->xbf_cap = 0;
@@ -487,6 +507,7 @@ typedef struct matmul_job {
     const llmrt_cpu_i8w *i8; /* int8 panels to use (x quantised into c->xq), or NULL */
     int64_t              i8_row0; /* row of the panels that is row 0 of w (a row view) */
     bool                 bf16; /* bf16 weights times c->xbf (x rounded to bf16) */
+    bool                 kq8;  /* K-quant weights times c->xk (x quantised per 256 columns) */
 } matmul_job;
 
 /* out[t, n0 + r] for every token t and r < nn from bf16 weight rows and the bf16 activations */
@@ -532,6 +553,15 @@ static void matmul_task(void *p, int64_t task, int thread) {
     const int64_t     GT = LLMRT_CPU_Q4_GEMV_T; /* tokens per fused kernel call */
     if (j->i8) {
         c->i8k.gemm(j->out + n0, N, &c->xq, j->rows, j->i8, j->i8_row0 + n0, (int)nn);
+    } else if (j->kq8) {
+        llmrt_dtype    t         = j->w->dtype;
+        int64_t        row_bytes = K / llmrt_dtype_block_elems(t) * llmrt_dtype_block_bytes(t);
+        const uint8_t *w0        = (const uint8_t *)j->w->data + n0 * row_bytes;
+        for (int64_t r = 0; r < nn; r += 4) {
+            int n_n = nn - r < 4 ? (int)(nn - r) : 4;
+            c->kq8k.gemm(t, j->out + n0 + r, N, &c->xk, j->rows, w0 + r * row_bytes, row_bytes,
+                         n_n);
+        }
     } else if (j->bf16) {
         matmul_rows_bf16(c, j, n0, nn);
     } else if (j->w->dtype == LLMRT_DTYPE_Q4) {
@@ -630,12 +660,18 @@ static void cpu_matmul(llmrt_backend *be, void *out, const void *x, int64_t rows
     } else {
         job.i8 = NULL;
     }
+    if (c->kq8k.isa && llmrt_cpu_kq8_takes(w->dtype) && c->xk_cap >= rows * w->cols) {
+        /* int8 mode, K-quant weights: x quantised once here (q8_K), the tasks share it */
+        c->xk.K = w->cols;
+        c->kq8k.quantize(&c->xk, x, w->cols, rows);
+        job.kq8 = true;
+    }
     if (w->dtype == LLMRT_DTYPE_BF16 && c->bf16k.isa && c->xbf_cap >= rows * w->cols) {
         job.bf16 = true; /* x rounded to bf16 once here, the tasks share it */
         c->bf16k.to_bf16(c->xbf, x, rows * w->cols);
     }
     /* the fused kernels (no scratch) take ~4 tasks per thread; the rest 16 rows (scratch size) */
-    bool fused = job.i8 ||
+    bool fused = job.i8 || job.kq8 ||
                  (rows <= FUSED_MAX_T &&
                   ((w->dtype == LLMRT_DTYPE_Q4 && c->q4k.gemv) ||
                    (w->dtype == LLMRT_DTYPE_Q8_0 && c->q4k.q8_gemv) ||
@@ -749,6 +785,9 @@ static void cpu_destroy(llmrt_backend *be) {
         free(c->xq.q);
         free(c->xq.d);
         free(c->xq.s);
+        free(c->xk.q);
+        free(c->xk.d);
+        free(c->xk.bsums);
         free(c->xbf);
         for (int32_t i = 0; i < c->n_q8; i++) llmrt_cpu_i8w_free(&c->q8[i].w);
         free(c->q8);
@@ -822,10 +861,12 @@ llmrt_status llmrt_backend_cpu_create_opts(int n_threads, const char *force_isa,
     c->q4k        = llmrt_cpu_q4_kernels_for(c->k.isa);
     c->kqk        = llmrt_cpu_kq_kernels_for(c->k.isa);
     if (opt && opt->matmul_mode == LLMRT_CPU_MATMUL_INT8) {
-        c->i8k = llmrt_cpu_i8_kernels_for(c->k.isa);
+        c->i8k  = llmrt_cpu_i8_kernels_for(c->k.isa);
+        c->kq8k = llmrt_cpu_kq8_kernels_for(c->k.isa); /* every kernel set has them */
         if (!c->i8k.isa)
-            llmrt_log(LLMRT_LOG_WARN, "cpu backend: no int8 kernels for the %s kernel set (AVX512-VNNI "
-                      "needed); matmuls stay fp32", c->k.isa);
+            llmrt_log(LLMRT_LOG_WARN, "cpu backend: no int8 kernels for 4-bit/Q8_0 weights with the "
+                      "%s kernel set (AVX512-VNNI needed); those matmuls stay fp32 (K-quants: %s "
+                      "int8 kernels)", c->k.isa, c->kq8k.isa);
     }
     c->pool       = llmrt_thread_pool_create(n_threads);
     if (!c->pool) {

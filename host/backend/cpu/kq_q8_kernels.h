@@ -1,0 +1,60 @@
+/* The CPU backend's K-quant matmul with int8 activations (LLMRT_CPU_MATMUL_INT8 only): GGUF
+ * Q4_K, Q5_K and Q6_K weights, read in place in their file layout (format/ggml_quants.h), times
+ * activations quantised the way llama.cpp quantises them for these types ("q8_K"):
+ *
+ *   per token and 256-column block b: amax = max|x|, max = the x of largest |x| (first one),
+ *   iscale = -127 / max, q = round-to-nearest-even(iscale * x) (at most 127), d_b = 1 / iscale,
+ *   bsums[16 b + j] = sum of q over columns 16 j .. 16 j + 15 of the block (int16);
+ *   an all-zero block has d_b = 0 and q = 0.
+ *
+ * Per block, the weight's integer part is dotted with q exactly in int32 (the weights' small
+ * integers times q; the per-sub-block scales sc and mins m multiplied in as integers):
+ *   Q4_K / Q5_K  S_b = sum_s sc[s] * dot(q_w[s], q[s])        M_b = sum_s m[s] * bsum32[s]
+ *                w . x ~= sum_b (d * d_b) * S_b - (dmin * d_b) * M_b
+ *   Q6_K         S_b = sum_j sc[j] * (dot(q6[j], q[j]) - 32 * bsums[j])   (j: 16 sub-blocks of
+ *                16; q6 the unsigned 6-bit values)     w . x ~= sum_b (d * d_b) * S_b
+ * and the blocks are accumulated in block order, in fp32, as
+ *   acc = fmaf((float)S_b, d * d_b, acc); acc = fmaf((float)-M_b, dmin * d_b, acc)
+ * (d, dmin the block's fp16 scales as fp32; each product rounded to fp32 once). Every ISA variant
+ * computes exactly that, so they all give the same bits, and a token's result depends on no
+ * other token of the batch nor on the thread count. The error against the exact fp32 path is
+ * that of rounding x to int8 per 256 columns: |x - d_b q| <= |d_b| / 2. */
+#ifndef LLMRT_BACKEND_CPU_KQ_Q8_KERNELS_H
+#define LLMRT_BACKEND_CPU_KQ_Q8_KERNELS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../../format/dtype.h"
+
+#define LLMRT_CPU_KQ8_BLOCK 256 /* columns per activation block (QK_K) */
+
+/* Activations of M tokens quantised per 256-column block (q8_K). */
+typedef struct llmrt_cpu_xq8k {
+    int8_t *q;      /* [M, K] */
+    float *d;       /* [M, K / 256] block scales */
+    int16_t *bsums; /* [M, K / 16] sums of q per 16 columns */
+    int64_t K;      /* a multiple of 256 */
+} llmrt_cpu_xq8k;
+
+/* True for the weight types these kernels take (Q4_K, Q5_K, Q6_K). */
+bool llmrt_cpu_kq8_takes(llmrt_dtype t);
+
+typedef struct llmrt_cpu_kq8_kernels {
+    const char *isa; /* "avx512" (VNNI), "avx2", "generic" */
+    /* x [M, ldx] (its first xq->K columns) -> xq rows 0..M-1 */
+    void (*quantize)(llmrt_cpu_xq8k *xq, const float *x, int64_t ldx, int64_t M);
+    /* out[t * ldo + r] = x_t . W[r] for tokens t < M of xq and rows r < n_rows <= 4 of W (type t,
+     * rows of xq->K / 256 blocks at w + r * row_bytes) */
+    void (*gemm)(llmrt_dtype type, float *out, int64_t ldo, const llmrt_cpu_xq8k *xq, int64_t M,
+                 const uint8_t *w, int64_t row_bytes, int n_rows);
+} llmrt_cpu_kq8_kernels;
+
+/* The best variant this CPU runs for a kernel set's isa: "avx512" on a CPU with AVX512-VNNI,
+ * else "avx2" when the set is avx512 or avx2, else the portable one. */
+llmrt_cpu_kq8_kernels llmrt_cpu_kq8_kernels_for(const char *isa);
+llmrt_cpu_kq8_kernels llmrt_cpu_kq8_kernels_generic(void);
+llmrt_cpu_kq8_kernels llmrt_cpu_kq8_kernels_avx2(void);
+llmrt_cpu_kq8_kernels llmrt_cpu_kq8_kernels_avx512(void);
+
+#endif

@@ -1,0 +1,192 @@
+/* AVX512-VNNI K-quant x q8_K kernels (kq_q8_kernels.h; compiled with -mavx512f/bw/vl/dq
+ * -mavx512vnni -mfma -mf16c). 64 unsigned weight bytes times 64 int8 activations per vpdpbusd
+ * (4 products into each of 16 dwords: at most 4 * 63 * 127 = 32004, an int16), then vpdpwssd
+ * multiplies every dword by its sub-block's scale (the dword read as an int16 pair (value, sign)
+ * against the word pair (scale, 0)) and accumulates, one instruction each.
+ *
+ * Layouts per zmm:
+ *   Q4_K / Q5_K  64 bytes of qs hold sub-blocks (2i, 2i+2) (low nibbles of bytes 0-31 | 32-63)
+ *                and (2i+1, 2i+3) (high nibbles), i = 0, 2; the activations are loaded to match
+ *                (two 32-byte halves); Q5_K's fifth bit is one vptestmb against a per-half bit
+ *                mask and a masked add of 16.
+ *   Q6_K         64 bytes of ql hold 64 consecutive weights (low nibbles: elements 128h + 0..63,
+ *                high: 128h + 64..127), qh (32 bytes, both halves) shifted per half by vpsllvw /
+ *                vpsrlvw so that the right two bits land at bits 4-5.
+ * The block's int32 sums S_b and M_b are reduced horizontally and accumulated in fp32 exactly
+ * as the portable kernel does (same bits). */
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "../../format/ggml_quants.h"
+#include "kq_q8_kernels.h"
+#include "kq_q8_scales.h"
+
+static inline float f16_at(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+static inline __m256i load256(const void *p) {
+    return _mm256_loadu_si256((const __m256i *)p);
+}
+
+/* two 32-byte pieces as one zmm (low, high) */
+static inline __m512i load2x256(const void *lo, const void *hi) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(load256(lo)), load256(hi), 1);
+}
+
+/* (sum of the 16 lanes of s, sum of the 8 lanes of m) */
+static inline void hsum2(__m512i s, __m256i m, int32_t *S, int32_t *M) {
+    __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
+    __m256i h = _mm256_hadd_epi32(s8, m); /* s01 s23 m01 m23 | s45 s67 m45 m67 */
+    __m128i x = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+    x = _mm_hadd_epi32(x, x);
+    *S = _mm_cvtsi128_si32(x);
+    *M = _mm_extract_epi32(x, 1);
+}
+
+/* The activations of a block in the Q4_K / Q5_K sub-block pairing: (0, 2), (1, 3), (4, 6),
+ * (5, 7); computed once per token and block, shared by every row. */
+typedef struct q45_x {
+    __m512i v[4];
+} q45_x;
+
+static inline q45_x q45_x_of(const int8_t *q) {
+    q45_x x;
+    x.v[0] = load2x256(q, q + 64);
+    x.v[1] = load2x256(q + 32, q + 96);
+    x.v[2] = load2x256(q + 128, q + 192);
+    x.v[3] = load2x256(q + 160, q + 224);
+    return x;
+}
+
+static inline __attribute__((always_inline)) void q45k_block(const uint8_t *b, const q45_x *x,
+                                                             const int16_t *bs, const int five,
+                                                             int32_t *S, int32_t *M) {
+    uint64_t sc8, m8;
+    llmrt_kq8_scales_mins(b, &sc8, &m8);
+    __m512i sc = _mm512_cvtepu8_epi32(_mm_cvtsi64_si128((int64_t)sc8)); /* dword s = sc[s] */
+    __m256i mm = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((int64_t)m8));
+    mm = _mm256_or_si256(mm, _mm256_slli_epi32(mm, 16)); /* (m, m) word pairs */
+    __m256i msum = _mm256_madd_epi16(load256(bs), mm);   /* m[s] * bsum32[s] */
+
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const uint8_t *qs = b + (five ? 48 : 16);
+    __m512i qh = five ? _mm512_broadcast_i64x4(load256(b + 16)) : _mm512_setzero_si512();
+    __m512i acc = _mm512_setzero_si512();
+#pragma GCC unroll 2
+    for (int i = 0; i < 2; i++) {
+        __m512i raw = _mm512_loadu_si512(qs + 64 * i);
+        __m512i w[2] = {_mm512_and_si512(raw, m4), _mm512_and_si512(_mm512_srli_epi16(raw, 4), m4)};
+#pragma GCC unroll 2
+        for (int n = 0; n < 2; n++) {
+            int sa = 4 * i + n, sb = sa + 2; /* sub-blocks in the low / high half */
+            if (five) {
+                __m512i bit = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << sa)),
+                                                 _mm256_set1_epi8((char)(1 << sb)), 1);
+                __mmask64 k = _mm512_test_epi8_mask(qh, bit);
+                w[n] = _mm512_mask_add_epi8(w[n], k, w[n], _mm512_set1_epi8(16));
+            }
+            __m512i idx = _mm512_inserti64x4(_mm512_set1_epi32(sa), _mm256_set1_epi32(sb), 1);
+            __m512i scv = _mm512_permutexvar_epi32(idx, sc);
+            __m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[n], x->v[2 * i + n]);
+            acc = _mm512_dpwssd_epi32(acc, dp, scv);
+        }
+    }
+    hsum2(acc, msum, S, M);
+}
+
+static inline __attribute__((always_inline)) int32_t q6k_block(const uint8_t *b, const int8_t *q,
+                                                               const int16_t *bs) {
+    __m128i sc16 = _mm_loadu_si128((const __m128i *)(b + 192));
+    /* dword j = (sc[j], 0) as a word pair: the high word must be 0, not the sign */
+    __m512i sc = _mm512_and_si512(_mm512_cvtepi8_epi32(sc16), _mm512_set1_epi32(0xffff));
+    __m256i corr = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc16), load256(bs));
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+    /* per 16-bit lane of the low / high 32 bytes: c = 0 | 1 take qh << 4 | << 2, c = 2 | 3
+     * take qh >> 0 | >> 2 (bits 2c, 2c + 1 to bits 4, 5) */
+    const __m512i shl = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+    const __m512i shr = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+    __m512i acc = _mm512_setzero_si512();
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+        __m512i ql = _mm512_loadu_si512(b + 64 * h);
+        __m512i qh = _mm512_broadcast_i64x4(load256(b + 128 + 32 * h));
+        __m512i w0 = _mm512_or_si512(_mm512_and_si512(ql, m4),
+                                     _mm512_and_si512(_mm512_sllv_epi16(qh, shl), m30));
+        __m512i w1 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                                     _mm512_and_si512(_mm512_srlv_epi16(qh, shr), m30));
+        /* dword lane l of w0 covers elements 128h + 4l .. +3: sub-block 8h + l / 4 */
+        __m512i idx0 = _mm512_srli_epi32(
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), 2);
+        idx0 = _mm512_add_epi32(idx0, _mm512_set1_epi32(8 * h));
+        __m512i idx1 = _mm512_add_epi32(idx0, _mm512_set1_epi32(4));
+        __m512i d0 =
+            _mm512_dpbusd_epi32(_mm512_setzero_si512(), w0, _mm512_loadu_si512(q + 128 * h));
+        __m512i d1 =
+            _mm512_dpbusd_epi32(_mm512_setzero_si512(), w1, _mm512_loadu_si512(q + 128 * h + 64));
+        acc = _mm512_dpwssd_epi32(acc, d0, _mm512_permutexvar_epi32(idx0, sc));
+        acc = _mm512_dpwssd_epi32(acc, d1, _mm512_permutexvar_epi32(idx1, sc));
+    }
+    int32_t S, C;
+    hsum2(acc, corr, &S, &C);
+    return S - 32 * C;
+}
+
+static inline __attribute__((always_inline)) void gemm_type(const int TYPE, float *out, int64_t ldo,
+                                                            const llmrt_cpu_xq8k *xq, int64_t M,
+                                                            const uint8_t *w, int64_t row_bytes,
+                                                            int n_rows) {
+    const int bb = TYPE == 4 ? 144 : TYPE == 5 ? 176 : 210;
+    int64_t nb = xq->K / 256;
+    for (int64_t t = 0; t < M; t++) {
+        const int8_t *q = xq->q + t * xq->K;
+        const float *dx = xq->d + t * nb;
+        const int16_t *bs = xq->bsums + t * (xq->K / 16);
+        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        for (int64_t b = 0; b < nb; b++) {
+            q45_x xb;
+            if (TYPE != 6) xb = q45_x_of(q + 256 * b);
+            for (int r = 0; r < n_rows; r++) {
+                const uint8_t *blk = w + r * row_bytes + b * bb;
+                _mm_prefetch((const char *)blk + 4 * bb, _MM_HINT_T0);
+                _mm_prefetch((const char *)blk + 4 * bb + 64, _MM_HINT_T0);
+                _mm_prefetch((const char *)blk + 4 * bb + 128, _MM_HINT_T0);
+                if (TYPE == 6) {
+                    int32_t S = q6k_block(blk, q + 256 * b, bs + 16 * b);
+                    float dd = f16_at(blk + 208) * dx[b];
+                    acc[r] = fmaf((float)S, dd, acc[r]);
+                } else {
+                    int32_t S, Mn;
+                    q45k_block(blk, &xb, bs + 16 * b, TYPE == 5, &S, &Mn);
+                    float dd = f16_at(blk) * dx[b], dm = f16_at(blk + 2) * dx[b];
+                    acc[r] = fmaf((float)S, dd, acc[r]);
+                    acc[r] = fmaf((float)-Mn, dm, acc[r]);
+                }
+            }
+        }
+        for (int r = 0; r < n_rows; r++)
+            out[t * ldo + r] = acc[r];
+    }
+}
+
+static void gemm_avx512(llmrt_dtype type, float *out, int64_t ldo, const llmrt_cpu_xq8k *xq,
+                        int64_t M, const uint8_t *w, int64_t row_bytes, int n_rows) {
+    if (type == LLMRT_DTYPE_Q4_K)
+        gemm_type(4, out, ldo, xq, M, w, row_bytes, n_rows);
+    else if (type == LLMRT_DTYPE_Q5_K)
+        gemm_type(5, out, ldo, xq, M, w, row_bytes, n_rows);
+    else
+        gemm_type(6, out, ldo, xq, M, w, row_bytes, n_rows);
+}
+
+static void quantize_avx512(llmrt_cpu_xq8k *xq, const float *x, int64_t ldx, int64_t M) {
+    llmrt_cpu_kq8_kernels_generic().quantize(xq, x, ldx, M); /* ~1 % of a matmul: scalar */
+}
+
+llmrt_cpu_kq8_kernels llmrt_cpu_kq8_kernels_avx512(void) {
+    return (llmrt_cpu_kq8_kernels){
+        .isa = "avx512", .quantize = quantize_avx512, .gemm = gemm_avx512};
+}
