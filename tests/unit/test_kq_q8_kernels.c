@@ -12,7 +12,9 @@
  * 3. bitwise: every variant equals the portable one; a token's output is the same in a batch of
  *    M as alone;
  * 4. through the backend (INT8 mode, 1 and 2 threads, rows over several tasks): the same bits as
- *    the kernel; EXACT mode untouched (its result is not the int8 one). */
+ *    the kernel; EXACT mode untouched (its result is not the int8 one);
+ * 5. Q5_0 / Q5_1 in INT8 mode, which the backend repacks into the int8 panels of i8_gemm.h
+ *    (test_q5_panels below). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -264,6 +266,95 @@ static void test_backend(llmrt_dtype t) {
     free(got);
 }
 
+/* Q5_0 / Q5_1 in int8 mode: repacked into the int8 panels of i8_gemm.h (x per 32 columns).
+ * Against fp64 over the exact weights: |err| <= sum_k |w_k| d_block(k) / 2 (the activation
+ * rounding, d = max|x_block| / 127) + 1e-5 sum |w x|; the avx512 (VNNI) kernel equals the
+ * portable one bit for bit, for 1 and 2 threads, and the last token alone equals its row of
+ * the batch. */
+static void test_q5_panels(llmrt_dtype t) {
+    const int K = 608, N = 37, M = 5; /* K: 19 blocks of 32; N: partial 16-row panels */
+    int64_t bb = llmrt_dtype_block_bytes(t), row_bytes = K / 32 * bb;
+    uint8_t *w = malloc((size_t)(N * row_bytes));
+    float *x = malloc((size_t)(M * K) * sizeof(float)), *deq = malloc(K * sizeof(float));
+    float *got[4], *alone = malloc(N * sizeof(float));
+    for (int i = 0; i < N * row_bytes; i++)
+        w[i] = (uint8_t)urand();
+    for (int r = 0; r < N; r++)
+        for (int b = 0; b < K / 32; b++) {
+            put_f16(w + r * row_bytes + b * bb, 0.01f * frand());
+            if (t == LLMRT_DTYPE_Q5_1) put_f16(w + r * row_bytes + b * bb + 2, 0.1f * frand());
+        }
+    for (int i = 0; i < M * K; i++)
+        x[i] = frand();
+    const char *isas[2] = {"generic", NULL}; /* NULL: the best kernel set */
+    int n_runs = 0;
+    for (int v = 0; v < 2; v++)
+        for (int threads = 1; threads <= 2; threads++) {
+            llmrt_backend *be = NULL;
+            llmrt_error err = {0};
+            llmrt_cpu_options opt = {.matmul_mode = LLMRT_CPU_MATMUL_INT8};
+            CHECK(llmrt_backend_cpu_create_opts(threads, isas[v], &opt, &be, &err) == LLMRT_OK);
+            if (!be) continue;
+            float inv = 1.0f;
+            be->ops->rope_init(be, &inv, 1, &err);
+            llmrt_bweight bw;
+            CHECK(be->ops->weight_upload(be, t, N, K, w, &bw, &err) == LLMRT_OK);
+            got[n_runs] = malloc((size_t)(M * N) * sizeof(float));
+            run_backend(be, &bw, x, M, got[n_runs]);
+            run_backend(be, &bw, x + (M - 1) * K, 1, alone);
+            CHECK_MSG(memcmp(alone, got[n_runs] + (M - 1) * N, N * sizeof(float)) == 0,
+                      "%s int8: token alone differs from the batch", llmrt_dtype_name(t));
+            if (n_runs > 0)
+                CHECK_MSG(memcmp(got[n_runs], got[0], (size_t)(M * N) * sizeof(float)) == 0,
+                          "%s int8: %s / %d threads differs from generic / 1 thread",
+                          llmrt_dtype_name(t), isas[v] ? isas[v] : "best", threads);
+            n_runs++;
+            be->ops->weight_free(be, &bw);
+            be->ops->destroy(be);
+        }
+    double worst = 0.0;
+    for (int r = 0; r < N; r++) {
+        llmrt_ggml_dequant_row(t, w + r * row_bytes, deq, K);
+        for (int tk = 0; tk < M && n_runs; tk++) {
+            double ref = 0.0, bound = 0.0, abs_sum = 0.0;
+            for (int b = 0; b < K / 32; b++) {
+                double amax = 0.0, wsum = 0.0;
+                for (int j = 0; j < 32; j++) {
+                    int k = 32 * b + j;
+                    /* exact weight: Q5_0 d (q - 16) is exact in fp32; Q5_1 d q + m in fp64 */
+                    double wk = deq[k];
+                    if (t == LLMRT_DTYPE_Q5_1) {
+                        const uint8_t *blk = w + r * row_bytes + b * bb;
+                        uint32_t qh;
+                        memcpy(&qh, blk + 4, 4);
+                        int q = (j < 16 ? blk[8 + j] & 15 : blk[8 + j - 16] >> 4) |
+                                (int)((qh >> j) & 1) << 4;
+                        wk = f16_at(blk) * q + f16_at(blk + 2);
+                    }
+                    double xk = x[tk * K + k];
+                    ref += wk * xk;
+                    abs_sum += fabs(wk * xk);
+                    wsum += fabs(wk);
+                    if (fabs(xk) > amax) amax = fabs(xk);
+                }
+                bound += wsum * amax / 127.0 / 2.0;
+            }
+            double e = fabs(got[0][tk * N + r] - ref);
+            CHECK_MSG(e <= bound + 1e-5 * abs_sum, "%s int8 t=%d r=%d: %.6g vs fp64 %.6g",
+                      llmrt_dtype_name(t), tk, r, got[0][tk * N + r], ref);
+            if (bound > 0 && e / bound > worst) worst = e / bound;
+        }
+    }
+    printf("%s int8 panels: worst |err| / activation-rounding bound %.3f (%d runs)\n",
+           llmrt_dtype_name(t), worst, n_runs);
+    for (int i = 0; i < n_runs; i++)
+        free(got[i]);
+    free(w);
+    free(x);
+    free(deq);
+    free(alone);
+}
+
 int main(void) {
     variants[n_variants++] = llmrt_cpu_kq8_kernels_generic();
     llmrt_cpu_kq8_kernels a2 = llmrt_cpu_kq8_kernels_for("avx2");
@@ -283,6 +374,8 @@ int main(void) {
                     test_shape(types[ti], Ks[ki], Ns[ni], Ms[mi]);
         test_backend(types[ti]);
     }
+    test_q5_panels(LLMRT_DTYPE_Q5_0);
+    test_q5_panels(LLMRT_DTYPE_Q5_1);
     CHECK(!llmrt_cpu_kq8_takes(LLMRT_DTYPE_Q8_0) && !llmrt_cpu_kq8_takes(LLMRT_DTYPE_Q3_K));
     printf("worst |err| / sum|terms| vs fp64: %.3g\n", worst_rel);
     return test_summary("kq_q8_kernels");

@@ -11,8 +11,10 @@
  * larger (about 4 per thread): a decode step runs ~200 matmuls of a few tens of µs, and taking
  * 16-row tasks from one shared counter cost as much as the second core gained.
  *
- * Reduced precision, opt-in (llmrt_cpu_options): int8 activations for 4-bit and Q8_0 weights on
- * AVX512-VNNI (i8_gemm.h: panels repacked at load, x quantised once per matmul) and bf16
+ * Reduced precision, opt-in (llmrt_cpu_options): int8 activations for 4-bit, Q8_0, Q5_0 and Q5_1
+ * weights on AVX512-VNNI (i8_gemm.h: panels repacked at load, x quantised once per matmul, per 32
+ * columns), for Q4_K / Q5_K / Q6_K weights read in place (kq_q8_kernels.h: x per 256 columns;
+ * AVX512-VNNI, AVX2 or portable) and bf16
  * activations for bf16 weights on AVX512-BF16 (bf16_gemm.h). Why the exact fp32 path has no
  * separate GEMM kernel: its 4x4 tiles already run at the fp32 FMA rate of the core (~90 GFLOP/s
  * on Zen 4, tests/tools/cpu_gemm_bench), so batches go faster only with cheaper arithmetic.
@@ -64,10 +66,11 @@ typedef struct cpu_ctx {
     llmrt_cpu_kq8_kernels kq8k;
     llmrt_cpu_xq8k        xk;
     int64_t               xk_cap; /* bytes of xk.q */
-    /* int8 panels of the Q8_0 matrices, found by address: the loader makes row views of the
+    /* int8 panels of the Q8_0 / Q5_0 / Q5_1 matrices, found by address: the loader makes row views of the
      * embedding table (a tied lm_head, or its vocab-parallel slice), which share its rows and
      * so its panels (at a row offset), and must not own anything */
     struct q8_panels {
+        llmrt_dtype    dtype; /* Q8_0, Q5_0 or Q5_1 */
         const uint8_t *data;  /* the uploaded rows */
         int64_t        rows, cols;
         llmrt_cpu_i8w  w;
@@ -205,6 +208,11 @@ static llmrt_status grow_wconv(cpu_ctx *c, int64_t K, llmrt_error *err) {
     return LLMRT_OK;
 }
 
+/* GGUF block types with 32-column blocks that int8 mode repacks into int8 panels (i8_gemm.h) */
+static bool i8_panel_type(llmrt_dtype t) {
+    return t == LLMRT_DTYPE_Q8_0 || t == LLMRT_DTYPE_Q5_0 || t == LLMRT_DTYPE_Q5_1;
+}
+
 static llmrt_status cpu_weight_upload(llmrt_backend *be, llmrt_dtype dtype, int64_t rows,
                                       int64_t cols, const void *host, llmrt_bweight *out,
                                       llmrt_error *err) {
@@ -220,7 +228,7 @@ static llmrt_status cpu_weight_upload(llmrt_backend *be, llmrt_dtype dtype, int6
     LLMRT_TRY(grow_wconv(ctx_of(be), cols, err));
     *out = (llmrt_bweight){.dtype = dtype, .rows = rows, .cols = cols, .data = (void *)host};
     cpu_ctx *c = ctx_of(be);
-    if (dtype == LLMRT_DTYPE_Q8_0 && c->i8k.isa) {
+    if (i8_panel_type(dtype) && c->i8k.isa) {
         /* int8 mode: panels next to the rows, which embed() still reads in place */
         if (c->n_q8 == c->q8_cap) {
             int32_t cap = c->q8_cap ? 2 * c->q8_cap : 4;
@@ -230,8 +238,12 @@ static llmrt_status cpu_weight_upload(llmrt_backend *be, llmrt_dtype dtype, int6
             c->q8_cap = cap;
         }
         struct q8_panels *e = &c->q8[c->n_q8];
-        *e = (struct q8_panels){.data = host, .rows = rows, .cols = cols};
-        LLMRT_TRY(llmrt_cpu_i8w_from_q8_0(host, rows, cols, &e->w, err));
+        *e = (struct q8_panels){.dtype = dtype, .data = host, .rows = rows, .cols = cols};
+        if (dtype == LLMRT_DTYPE_Q8_0)
+            LLMRT_TRY(llmrt_cpu_i8w_from_q8_0(host, rows, cols, &e->w, err));
+        else
+            LLMRT_TRY(llmrt_cpu_i8w_from_q5(host, rows, cols, dtype == LLMRT_DTYPE_Q5_1, &e->w,
+                                            err));
         c->n_q8++;
     }
     return LLMRT_OK;
@@ -272,7 +284,7 @@ static llmrt_status cpu_weight_upload_q4(llmrt_backend *be, const llmrt_q4_host 
 static void cpu_weight_free(llmrt_backend *be, llmrt_bweight *w) {
     if (w->dtype == LLMRT_DTYPE_Q4 && w->aux) free_q4(w->aux);
     cpu_ctx *c = ctx_of(be);
-    for (int32_t i = 0; w->dtype == LLMRT_DTYPE_Q8_0 && i < c->n_q8; i++)
+    for (int32_t i = 0; i8_panel_type(w->dtype) && i < c->n_q8; i++)
         if (c->q8[i].data == w->data && c->q8[i].rows == w->rows) {
             llmrt_cpu_i8w_free(&c->q8[i].w);
             c->q8[i] = c->q8[--c->n_q8];
@@ -620,10 +632,10 @@ static void matmul_task(void *p, int64_t task, int thread) {
 /* The int8 panels holding the rows of a Q8_0 weight (the weight itself or a row view of one
  * whose first row starts a panel), and the panel row of its row 0; NULL if none. */
 static const llmrt_cpu_i8w *q8_panels_of(const cpu_ctx *c, const llmrt_bweight *w, int64_t *row0) {
-    int64_t row_bytes = w->cols / 32 * 34;
+    int64_t row_bytes = w->cols / 32 * llmrt_dtype_block_bytes(w->dtype);
     for (int32_t i = 0; i < c->n_q8; i++) {
         const struct q8_panels *e = &c->q8[i];
-        if (e->cols != w->cols || (const uint8_t *)w->data < e->data) continue;
+        if (e->dtype != w->dtype || e->cols != w->cols || (const uint8_t *)w->data < e->data) continue;
         int64_t off = (const uint8_t *)w->data - e->data;
         if (off % row_bytes != 0) continue;
         int64_t r0 = off / row_bytes;
@@ -651,7 +663,7 @@ static void cpu_matmul(llmrt_backend *be, void *out, const void *x, int64_t rows
         job.x = c->xperm;
     }
     if (w->dtype == LLMRT_DTYPE_Q4) job.i8 = ((const llmrt_cpu_q4 *)w->aux)->i8;
-    else if (w->dtype == LLMRT_DTYPE_Q8_0) job.i8 = q8_panels_of(c, w, &job.i8_row0);
+    else if (i8_panel_type(w->dtype)) job.i8 = q8_panels_of(c, w, &job.i8_row0);
     if (job.i8 && c->xq_cap >= rows * w->cols) {
         /* int8 mode at every batch size (a token's result then depends on no other token);
          * x is quantised once here, the tasks share it */
