@@ -13,8 +13,7 @@
  *    M as alone;
  * 4. through the backend (INT8 mode, 1 and 2 threads, rows over several tasks): the same bits as
  *    the kernel; EXACT mode untouched (its result is not the int8 one);
- * 5. Q5_0 / Q5_1 in INT8 mode, which the backend repacks into the int8 panels of i8_gemm.h
- *    (test_q5_panels below). */
+ * 5. Q5_0 / Q5_1 in INT8 mode (q5_gemm, int8 activations per 32 columns; test_q5 below). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -266,12 +265,13 @@ static void test_backend(llmrt_dtype t) {
     free(got);
 }
 
-/* Q5_0 / Q5_1 in int8 mode: repacked into the int8 panels of i8_gemm.h (x per 32 columns).
+/* Q5_0 / Q5_1 in int8 mode: read in place by q5_gemm with the activations of i8_gemm.h (x per
+ * 32 columns).
  * Against fp64 over the exact weights: |err| <= sum_k |w_k| d_block(k) / 2 (the activation
  * rounding, d = max|x_block| / 127) + 1e-5 sum |w x|; the avx512 (VNNI) kernel equals the
  * portable one bit for bit, for 1 and 2 threads, and the last token alone equals its row of
  * the batch. */
-static void test_q5_panels(llmrt_dtype t) {
+static void test_q5(llmrt_dtype t) {
     const int K = 608, N = 37, M = 5; /* K: 19 blocks of 32; N: partial 16-row panels */
     int64_t bb = llmrt_dtype_block_bytes(t), row_bytes = K / 32 * bb;
     uint8_t *w = malloc((size_t)(N * row_bytes));
@@ -345,8 +345,8 @@ static void test_q5_panels(llmrt_dtype t) {
             if (bound > 0 && e / bound > worst) worst = e / bound;
         }
     }
-    printf("%s int8 panels: worst |err| / activation-rounding bound %.3f (%d runs)\n",
-           llmrt_dtype_name(t), worst, n_runs);
+    printf("%s int8: worst |err| / activation-rounding bound %.3f (%d runs)\n", llmrt_dtype_name(t),
+           worst, n_runs);
     for (int i = 0; i < n_runs; i++)
         free(got[i]);
     free(w);
@@ -374,8 +374,8 @@ int main(void) {
                     test_shape(types[ti], Ks[ki], Ns[ni], Ms[mi]);
         test_backend(types[ti]);
     }
-    test_q5_panels(LLMRT_DTYPE_Q5_0);
-    test_q5_panels(LLMRT_DTYPE_Q5_1);
+    test_q5(LLMRT_DTYPE_Q5_0);
+    test_q5(LLMRT_DTYPE_Q5_1);
     CHECK(!llmrt_cpu_kq8_takes(LLMRT_DTYPE_Q8_0) && !llmrt_cpu_kq8_takes(LLMRT_DTYPE_Q3_K));
     printf("worst |err| / sum|terms| vs fp64: %.3g\n", worst_rel);
     return test_summary("kq_q8_kernels");

@@ -11,10 +11,10 @@
  * larger (about 4 per thread): a decode step runs ~200 matmuls of a few tens of µs, and taking
  * 16-row tasks from one shared counter cost as much as the second core gained.
  *
- * Reduced precision, opt-in (llmrt_cpu_options): int8 activations for 4-bit, Q8_0, Q5_0 and Q5_1
- * weights on AVX512-VNNI (i8_gemm.h: panels repacked at load, x quantised once per matmul, per 32
- * columns), for Q4_K / Q5_K / Q6_K weights read in place (kq_q8_kernels.h: x per 256 columns;
- * AVX512-VNNI, AVX2 or portable) and bf16
+ * Reduced precision, opt-in (llmrt_cpu_options): int8 activations for 4-bit and Q8_0 weights on
+ * AVX512-VNNI (i8_gemm.h: panels repacked at load, x quantised once per matmul, per 32 columns),
+ * for Q5_0 / Q5_1 read in place with those activations, and for Q4_K / Q5_K / Q6_K read in place
+ * (kq_q8_kernels.h: x per 256 columns; AVX512-VNNI, AVX2 or portable), and bf16
  * activations for bf16 weights on AVX512-BF16 (bf16_gemm.h). Why the exact fp32 path has no
  * separate GEMM kernel: its 4x4 tiles already run at the fp32 FMA rate of the core (~90 GFLOP/s
  * on Zen 4, tests/tools/cpu_gemm_bench), so batches go faster only with cheaper arithmetic.
@@ -66,11 +66,10 @@ typedef struct cpu_ctx {
     llmrt_cpu_kq8_kernels kq8k;
     llmrt_cpu_xq8k        xk;
     int64_t               xk_cap; /* bytes of xk.q */
-    /* int8 panels of the Q8_0 / Q5_0 / Q5_1 matrices, found by address: the loader makes row views of the
+    /* int8 panels of the Q8_0 matrices, found by address: the loader makes row views of the
      * embedding table (a tied lm_head, or its vocab-parallel slice), which share its rows and
      * so its panels (at a row offset), and must not own anything */
     struct q8_panels {
-        llmrt_dtype    dtype; /* Q8_0, Q5_0 or Q5_1 */
         const uint8_t *data;  /* the uploaded rows */
         int64_t        rows, cols;
         llmrt_cpu_i8w  w;
@@ -208,11 +207,6 @@ static llmrt_status grow_wconv(cpu_ctx *c, int64_t K, llmrt_error *err) {
     return LLMRT_OK;
 }
 
-/* GGUF block types with 32-column blocks that int8 mode repacks into int8 panels (i8_gemm.h) */
-static bool i8_panel_type(llmrt_dtype t) {
-    return t == LLMRT_DTYPE_Q8_0 || t == LLMRT_DTYPE_Q5_0 || t == LLMRT_DTYPE_Q5_1;
-}
-
 static llmrt_status cpu_weight_upload(llmrt_backend *be, llmrt_dtype dtype, int64_t rows,
                                       int64_t cols, const void *host, llmrt_bweight *out,
                                       llmrt_error *err) {
@@ -228,7 +222,7 @@ static llmrt_status cpu_weight_upload(llmrt_backend *be, llmrt_dtype dtype, int6
     LLMRT_TRY(grow_wconv(ctx_of(be), cols, err));
     *out = (llmrt_bweight){.dtype = dtype, .rows = rows, .cols = cols, .data = (void *)host};
     cpu_ctx *c = ctx_of(be);
-    if (i8_panel_type(dtype) && c->i8k.isa) {
+    if (dtype == LLMRT_DTYPE_Q8_0 && c->i8k.isa) {
         /* int8 mode: panels next to the rows, which embed() still reads in place */
         if (c->n_q8 == c->q8_cap) {
             int32_t cap = c->q8_cap ? 2 * c->q8_cap : 4;
@@ -238,12 +232,8 @@ static llmrt_status cpu_weight_upload(llmrt_backend *be, llmrt_dtype dtype, int6
             c->q8_cap = cap;
         }
         struct q8_panels *e = &c->q8[c->n_q8];
-        *e = (struct q8_panels){.dtype = dtype, .data = host, .rows = rows, .cols = cols};
-        if (dtype == LLMRT_DTYPE_Q8_0)
-            LLMRT_TRY(llmrt_cpu_i8w_from_q8_0(host, rows, cols, &e->w, err));
-        else
-            LLMRT_TRY(llmrt_cpu_i8w_from_q5(host, rows, cols, dtype == LLMRT_DTYPE_Q5_1, &e->w,
-                                            err));
+        *e = (struct q8_panels){.data = host, .rows = rows, .cols = cols};
+        LLMRT_TRY(llmrt_cpu_i8w_from_q8_0(host, rows, cols, &e->w, err));
         c->n_q8++;
     }
     return LLMRT_OK;
@@ -284,7 +274,7 @@ static llmrt_status cpu_weight_upload_q4(llmrt_backend *be, const llmrt_q4_host 
 static void cpu_weight_free(llmrt_backend *be, llmrt_bweight *w) {
     if (w->dtype == LLMRT_DTYPE_Q4 && w->aux) free_q4(w->aux);
     cpu_ctx *c = ctx_of(be);
-    for (int32_t i = 0; i8_panel_type(w->dtype) && i < c->n_q8; i++)
+    for (int32_t i = 0; w->dtype == LLMRT_DTYPE_Q8_0 && i < c->n_q8; i++)
         if (c->q8[i].data == w->data && c->q8[i].rows == w->rows) {
             llmrt_cpu_i8w_free(&c->q8[i].w);
             c->q8[i] = c->q8[--c->n_q8];
@@ -520,6 +510,7 @@ typedef struct matmul_job {
     int64_t              i8_row0; /* row of the panels that is row 0 of w (a row view) */
     bool                 bf16; /* bf16 weights times c->xbf (x rounded to bf16) */
     bool                 kq8;  /* K-quant weights times c->xk (x quantised per 256 columns) */
+    bool                 q5;   /* Q5_0 / Q5_1 weights times c->xq (x quantised per 32 columns) */
 } matmul_job;
 
 /* out[t, n0 + r] for every token t and r < nn from bf16 weight rows and the bf16 activations */
@@ -565,14 +556,18 @@ static void matmul_task(void *p, int64_t task, int thread) {
     const int64_t     GT = LLMRT_CPU_Q4_GEMV_T; /* tokens per fused kernel call */
     if (j->i8) {
         c->i8k.gemm(j->out + n0, N, &c->xq, j->rows, j->i8, j->i8_row0 + n0, (int)nn);
-    } else if (j->kq8) {
+    } else if (j->kq8 || j->q5) {
         llmrt_dtype    t         = j->w->dtype;
         int64_t        row_bytes = K / llmrt_dtype_block_elems(t) * llmrt_dtype_block_bytes(t);
         const uint8_t *w0        = (const uint8_t *)j->w->data + n0 * row_bytes;
         for (int64_t r = 0; r < nn; r += 4) {
             int n_n = nn - r < 4 ? (int)(nn - r) : 4;
-            c->kq8k.gemm(t, j->out + n0 + r, N, &c->xk, j->rows, w0 + r * row_bytes, row_bytes,
-                         n_n);
+            if (j->kq8)
+                c->kq8k.gemm(t, j->out + n0 + r, N, &c->xk, j->rows, w0 + r * row_bytes,
+                             row_bytes, n_n);
+            else
+                c->kq8k.q5_gemm(t, j->out + n0 + r, N, &c->xq, j->rows, w0 + r * row_bytes,
+                                row_bytes, n_n);
         }
     } else if (j->bf16) {
         matmul_rows_bf16(c, j, n0, nn);
@@ -632,10 +627,10 @@ static void matmul_task(void *p, int64_t task, int thread) {
 /* The int8 panels holding the rows of a Q8_0 weight (the weight itself or a row view of one
  * whose first row starts a panel), and the panel row of its row 0; NULL if none. */
 static const llmrt_cpu_i8w *q8_panels_of(const cpu_ctx *c, const llmrt_bweight *w, int64_t *row0) {
-    int64_t row_bytes = w->cols / 32 * llmrt_dtype_block_bytes(w->dtype);
+    int64_t row_bytes = w->cols / 32 * 34;
     for (int32_t i = 0; i < c->n_q8; i++) {
         const struct q8_panels *e = &c->q8[i];
-        if (e->dtype != w->dtype || e->cols != w->cols || (const uint8_t *)w->data < e->data) continue;
+        if (e->cols != w->cols || (const uint8_t *)w->data < e->data) continue;
         int64_t off = (const uint8_t *)w->data - e->data;
         if (off % row_bytes != 0) continue;
         int64_t r0 = off / row_bytes;
@@ -663,7 +658,7 @@ static void cpu_matmul(llmrt_backend *be, void *out, const void *x, int64_t rows
         job.x = c->xperm;
     }
     if (w->dtype == LLMRT_DTYPE_Q4) job.i8 = ((const llmrt_cpu_q4 *)w->aux)->i8;
-    else if (i8_panel_type(w->dtype)) job.i8 = q8_panels_of(c, w, &job.i8_row0);
+    else if (w->dtype == LLMRT_DTYPE_Q8_0) job.i8 = q8_panels_of(c, w, &job.i8_row0);
     if (job.i8 && c->xq_cap >= rows * w->cols) {
         /* int8 mode at every batch size (a token's result then depends on no other token);
          * x is quantised once here, the tasks share it */
@@ -678,12 +673,19 @@ static void cpu_matmul(llmrt_backend *be, void *out, const void *x, int64_t rows
         c->kq8k.quantize(&c->xk, x, w->cols, rows);
         job.kq8 = true;
     }
+    if (c->i8k.isa && c->kq8k.q5_gemm && c->xq_cap >= rows * w->cols &&
+        (w->dtype == LLMRT_DTYPE_Q5_0 || w->dtype == LLMRT_DTYPE_Q5_1)) {
+        /* int8 mode, Q5_0 / Q5_1 read in place: x per 32 columns as for the panels */
+        c->xq.K = w->cols;
+        c->i8k.quantize(&c->xq, x, w->cols, rows);
+        job.q5 = true;
+    }
     if (w->dtype == LLMRT_DTYPE_BF16 && c->bf16k.isa && c->xbf_cap >= rows * w->cols) {
         job.bf16 = true; /* x rounded to bf16 once here, the tasks share it */
         c->bf16k.to_bf16(c->xbf, x, rows * w->cols);
     }
     /* the fused kernels (no scratch) take ~4 tasks per thread; the rest 16 rows (scratch size) */
-    bool fused = job.i8 || job.kq8 ||
+    bool fused = job.i8 || job.kq8 || job.q5 ||
                  (rows <= FUSED_MAX_T &&
                   ((w->dtype == LLMRT_DTYPE_Q4 && c->q4k.gemv) ||
                    (w->dtype == LLMRT_DTYPE_Q8_0 && c->q4k.q8_gemv) ||

@@ -1,4 +1,4 @@
-/* The CPU backend's int8 matmul (LLMRT_CPU_MATMUL_INT8, backend.h): 4-bit, Q8_0 and Q5_0/Q5_1 weights
+/* The CPU backend's int8 matmul (LLMRT_CPU_MATMUL_INT8, backend.h): 4-bit and Q8_0 weights
  * times activations quantised to int8, integer dot products on AVX512-VNNI (vpdpbusd).
  *
  * Weights are repacked at load into 16-row panels (one zmm lane per weight row, so a broadcast
@@ -11,8 +11,7 @@
  *   sc[16]   fp32 scale of each row;
  *   off[16]  fp32 offset of each row;
  * so that w[r][k] = sc[r] * u[r][k] + off[r] for every source: GGUF Q4_1 (w = d*q + m: off = m),
- * zero-point 4-bit (GPTQ, Q4_0: w = s*(q - z): off = -s*z), Q8_0 (w = d*q: off = -128*d),
- * GGUF Q5_0 / Q5_1 (bytes 0..31: w = d*(q - 16): off = -16*d; w = d*q + m: off = m).
+ * zero-point 4-bit (GPTQ, Q4_0: w = s*(q - z): off = -s*z), Q8_0 (w = d*q: off = -128*d).
  *
  * Activations of a token are quantised per 32-column block like llama.cpp's q8_0 activations:
  * d = max|x| / 127, q = round-to-nearest-even(x / d) (x * (1/d) in fp32), and s = d * sum(q).
@@ -54,10 +53,6 @@ llmrt_status llmrt_cpu_i8w_from_q4(const llmrt_cpu_q4 *w, llmrt_cpu_i8w *out, ll
 /* rows [N, K / 32 * 34 bytes] of GGUF Q8_0 blocks (fp16 d, 32 int8) */
 llmrt_status llmrt_cpu_i8w_from_q8_0(const uint8_t *rows, int64_t N, int64_t K, llmrt_cpu_i8w *out,
                                      llmrt_error *err);
-/* rows [N, K / 32 * 22 (Q5_0) or 24 (Q5_1) bytes] of GGUF Q5_0 / Q5_1 blocks (ggml_quants.h):
- * u = the 5-bit q, sc = d, off = -16 d (Q5_0, exact) or m (Q5_1) */
-llmrt_status llmrt_cpu_i8w_from_q5(const uint8_t *rows, int64_t N, int64_t K, bool has_min,
-                                   llmrt_cpu_i8w *out, llmrt_error *err);
 void llmrt_cpu_i8w_free(llmrt_cpu_i8w *w);
 
 typedef struct llmrt_cpu_i8_kernels {

@@ -1,4 +1,4 @@
-/* Repacking 4-bit, Q8_0 and Q5_0/Q5_1 weights into the int8 panels of i8_gemm.h at load. Baseline x86-64
+/* Repacking 4-bit and Q8_0 weights into the int8 panels of i8_gemm.h at load. Baseline x86-64
  * code (runs once per weight). */
 #include <math.h>
 #include <stdlib.h>
@@ -86,30 +86,6 @@ llmrt_status llmrt_cpu_i8w_from_q8_0(const uint8_t *rows, int64_t N, int64_t K, 
             float d = llmrt_f16_to_f32(d16);
             put_scale(out, n, b, d, -128.0f * d); /* exact: a power-of-two multiple */
             for (int c = 0; c < 32; c++) put_u(out, n, b, c, (uint8_t)((int8_t)blk[2 + c] + 128));
-        }
-    return LLMRT_OK;
-}
-
-llmrt_status llmrt_cpu_i8w_from_q5(const uint8_t *rows, int64_t N, int64_t K, bool has_min,
-                                   llmrt_cpu_i8w *out, llmrt_error *err) {
-    LLMRT_TRY(i8w_alloc(out, N, K, false, err));
-    int64_t bb = has_min ? 24 : 22;
-    for (int64_t n = 0; n < N; n++)
-        for (int64_t b = 0; b < K / 32; b++) {
-            const uint8_t *blk = rows + (n * (K / 32) + b) * bb;
-            uint16_t       d16, m16;
-            uint32_t       qh;
-            memcpy(&d16, blk, 2);
-            memcpy(&m16, blk + 2, 2);
-            memcpy(&qh, blk + (has_min ? 4 : 2), 4);
-            const uint8_t *qs = blk + (has_min ? 8 : 6);
-            float          d  = llmrt_f16_to_f32(d16);
-            /* Q5_0: w = d * (q - 16), the offset -16 d exact; Q5_1: w = d * q + m */
-            put_scale(out, n, b, d, has_min ? llmrt_f16_to_f32(m16) : -16.0f * d);
-            for (int c = 0; c < 32; c++) {
-                int q = (c < 16 ? qs[c] & 0x0f : qs[c - 16] >> 4) | (int)((qh >> c) & 1) << 4;
-                put_u(out, n, b, c, (uint8_t)q);
-            }
         }
     return LLMRT_OK;
 }

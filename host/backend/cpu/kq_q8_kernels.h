@@ -40,6 +40,18 @@ typedef struct llmrt_cpu_xq8k {
 /* True for the weight types these kernels take (Q4_K, Q5_K, Q6_K). */
 bool llmrt_cpu_kq8_takes(llmrt_dtype t);
 
+/* Q5_0 / Q5_1 (32-column blocks) under LLMRT_CPU_MATMUL_INT8 take the int8 activations of
+ * i8_gemm.h (per 32 columns: q, d, s = d * sum q) and are read in place, u = the 5-bit value
+ * (0..31), w = d * u + off with off = -16 d (Q5_0, exact) or m (Q5_1). Arithmetic, per row and
+ * token: 8 fp32 lanes L[l] (l: columns 4l .. 4l + 3 of every block) and an offset sum O,
+ *   per block b in order: dp_l = sum of the 4 u * q (exact), L[l] = fmaf((float)dp_l,
+ *   d * d_b, L[l]); O = fmaf(off, s_b, O);
+ *   out = ((L0 + L4) + (L2 + L6)) + ((L1 + L5) + (L3 + L7)) + O
+ * (the SIMD variants' lanes and reduction order), so every variant gives the same bits. Read in
+ * place rather than repacked into i8_gemm.h's byte panels: a decode step streams the weights
+ * from memory, and the panels would double the bytes of a 5-bit weight. */
+struct llmrt_cpu_xq;
+
 typedef struct llmrt_cpu_kq8_kernels {
     const char *isa; /* "avx512" (VNNI), "avx2", "generic" */
     /* x [M, ldx] (its first xq->K columns) -> xq rows 0..M-1 */
@@ -48,6 +60,10 @@ typedef struct llmrt_cpu_kq8_kernels {
      * rows of xq->K / 256 blocks at w + r * row_bytes) */
     void (*gemm)(llmrt_dtype type, float *out, int64_t ldo, const llmrt_cpu_xq8k *xq, int64_t M,
                  const uint8_t *w, int64_t row_bytes, int n_rows);
+    /* Q5_0 / Q5_1: out[t * ldo + r] = x_t . W[r] for tokens t < M of xq (i8_gemm.h) and rows
+     * r < n_rows <= 4 (xq->K / 32 blocks at w + r * row_bytes) */
+    void (*q5_gemm)(llmrt_dtype type, float *out, int64_t ldo, const struct llmrt_cpu_xq *xq,
+                    int64_t M, const uint8_t *w, int64_t row_bytes, int n_rows);
 } llmrt_cpu_kq8_kernels;
 
 /* The best variant this CPU runs for a kernel set's isa: "avx512" on a CPU with AVX512-VNNI,

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "../../format/ggml_quants.h"
+#include "i8_gemm.h"
 #include "kq_q8_kernels.h"
 #include "kq_q8_scales.h"
 
@@ -186,7 +187,91 @@ static void quantize_avx512(llmrt_cpu_xq8k *xq, const float *x, int64_t ldx, int
     llmrt_cpu_kq8_kernels_generic().quantize(xq, x, ldx, M); /* ~1 % of a matmul: scalar */
 }
 
+/* Q5_0 / Q5_1 (kq_q8_kernels.h): per block the 16 nibble bytes widened to 32 (low | high
+ * nibbles), the fifth bits added as 16 under the qh mask, one vpdpbusd into 8 dwords (lane l:
+ * columns 4l .. 4l + 3), one fma per lane; NT tokens x 4 rows in flight (rows past n_rows
+ * repeat row 0, not stored). */
+static inline __attribute__((always_inline)) void q5_tile(const int MIN, float *out, int64_t ldo,
+                                                          const llmrt_cpu_xq *xq, int64_t t0,
+                                                          const int NT, const uint8_t *w,
+                                                          int64_t row_bytes, int n_rows) {
+    const int bb = MIN ? 24 : 22;
+    int64_t nb = xq->K / 32;
+    const uint8_t *wr[4];
+    for (int r = 0; r < 4; r++)
+        wr[r] = w + (r < n_rows ? r : 0) * row_bytes;
+    __m256 L[4][4];
+    float O[4][4];
+#pragma GCC unroll 4
+    for (int i = 0; i < NT; i++)
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++)
+            L[i][r] = _mm256_setzero_ps(), O[i][r] = 0.0f;
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i wv[4];
+        float d[4], off[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            const uint8_t *blk = wr[r] + b * bb;
+            _mm_prefetch((const char *)blk + 8 * bb, _MM_HINT_T0);
+            __m128i v = _mm_loadu_si128((const __m128i *)(blk + (MIN ? 8 : 6)));
+            uint32_t qh;
+            memcpy(&qh, blk + (MIN ? 4 : 2), 4);
+            __m256i u =
+                _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m4), _mm_and_si128(v, m4));
+            wv[r] = _mm256_mask_add_epi8(u, _cvtu32_mask32(qh), u, _mm256_set1_epi8(16));
+            d[r] = f16_at(blk);
+            off[r] = MIN ? f16_at(blk + 2) : -16.0f * d[r];
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < NT; i++) {
+            int64_t t = t0 + i;
+            __m256i xv = load256(xq->q + t * xq->K + 32 * b);
+            float dx = xq->d[t * nb + b], sx = xq->s[t * nb + b];
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) {
+                __m256i dp = _mm256_dpbusd_epi32(_mm256_setzero_si256(), wv[r], xv);
+                L[i][r] =
+                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp), _mm256_set1_ps(d[r] * dx), L[i][r]);
+                O[i][r] = fmaf(off[r], sx, O[i][r]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < NT; i++)
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            if (r >= n_rows) continue;
+            __m128i dummy;
+            (void)dummy;
+            __m128 a =
+                _mm_add_ps(_mm256_castps256_ps128(L[i][r]), _mm256_extractf128_ps(L[i][r], 1));
+            __m128 h = _mm_add_ps(a, _mm_movehl_ps(a, a)); /* (a0 + a2), (a1 + a3) */
+            float s = _mm_cvtss_f32(h) + _mm_cvtss_f32(_mm_shuffle_ps(h, h, 1));
+            out[(t0 + i) * ldo + r] = s + O[i][r];
+        }
+}
+
+static void q5_gemm_avx512(llmrt_dtype type, float *out, int64_t ldo, const llmrt_cpu_xq *xq,
+                           int64_t M, const uint8_t *w, int64_t row_bytes, int n_rows) {
+    int MIN = type == LLMRT_DTYPE_Q5_1;
+    int64_t t = 0;
+    for (; t + 4 <= M; t += 4)
+        if (MIN)
+            q5_tile(1, out, ldo, xq, t, 4, w, row_bytes, n_rows);
+        else
+            q5_tile(0, out, ldo, xq, t, 4, w, row_bytes, n_rows);
+    for (; t < M; t++)
+        if (MIN)
+            q5_tile(1, out, ldo, xq, t, 1, w, row_bytes, n_rows);
+        else
+            q5_tile(0, out, ldo, xq, t, 1, w, row_bytes, n_rows);
+}
+
 llmrt_cpu_kq8_kernels llmrt_cpu_kq8_kernels_avx512(void) {
-    return (llmrt_cpu_kq8_kernels){
-        .isa = "avx512", .quantize = quantize_avx512, .gemm = gemm_avx512};
+    return (llmrt_cpu_kq8_kernels){.isa = "avx512",
+                                   .quantize = quantize_avx512,
+                                   .gemm = gemm_avx512,
+                                   .q5_gemm = q5_gemm_avx512};
 }

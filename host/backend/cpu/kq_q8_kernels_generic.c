@@ -6,6 +6,7 @@
 
 #include "../../core/half.h"
 #include "../../format/ggml_quants.h"
+#include "i8_gemm.h"
 #include "kq_q8_kernels.h"
 
 bool llmrt_cpu_kq8_takes(llmrt_dtype t) {
@@ -97,9 +98,42 @@ static void gemm_generic(llmrt_dtype type, float *out, int64_t ldo, const llmrt_
     }
 }
 
+static void q5_gemm_generic(llmrt_dtype type, float *out, int64_t ldo, const llmrt_cpu_xq *xq,
+                            int64_t M, const uint8_t *w, int64_t row_bytes, int n_rows) {
+    int64_t nb = xq->K / 32;
+    int has_min = type == LLMRT_DTYPE_Q5_1, bb = has_min ? 24 : 22;
+    for (int64_t t = 0; t < M; t++)
+        for (int r = 0; r < n_rows; r++) {
+            float L[8] = {0}, O = 0.0f;
+            for (int64_t b = 0; b < nb; b++) {
+                const uint8_t *blk = w + r * row_bytes + b * bb, *qs = blk + (has_min ? 8 : 6);
+                const int8_t *q = xq->q + t * xq->K + 32 * b;
+                uint32_t qh;
+                memcpy(&qh, blk + (has_min ? 4 : 2), 4);
+                float d = f16_at(blk), sd = d * xq->d[t * nb + b];
+                float off = has_min ? f16_at(blk + 2) : -16.0f * d;
+                for (int l = 0; l < 8; l++) {
+                    int32_t dp = 0;
+                    for (int i = 0; i < 4; i++) {
+                        int j = 4 * l + i;
+                        int u = (j < 16 ? qs[j] & 0x0f : qs[j - 16] >> 4) | (int)((qh >> j) & 1)
+                                                                                << 4;
+                        dp += u * q[j];
+                    }
+                    L[l] = fmaf((float)dp, sd, L[l]);
+                }
+                O = fmaf(off, xq->s[t * nb + b], O);
+            }
+            float lo = (L[0] + L[4]) + (L[2] + L[6]), hi = (L[1] + L[5]) + (L[3] + L[7]);
+            out[t * ldo + r] = (lo + hi) + O;
+        }
+}
+
 llmrt_cpu_kq8_kernels llmrt_cpu_kq8_kernels_generic(void) {
-    return (llmrt_cpu_kq8_kernels){
-        .isa = "generic", .quantize = quantize_generic, .gemm = gemm_generic};
+    return (llmrt_cpu_kq8_kernels){.isa = "generic",
+                                   .quantize = quantize_generic,
+                                   .gemm = gemm_generic,
+                                   .q5_gemm = q5_gemm_generic};
 }
 
 /* Baseline code: it runs before anything knows what the CPU has. */
