@@ -271,8 +271,8 @@ static void test_backend(llmrt_dtype t) {
  * rounding, d = max|x_block| / 127) + 1e-5 sum |w x|; the avx512 (VNNI) kernel equals the
  * portable one bit for bit, for 1 and 2 threads, and the last token alone equals its row of
  * the batch. */
-static void test_q5(llmrt_dtype t) {
-    const int K = 608, N = 37, M = 5; /* K: 19 blocks of 32; N: partial 16-row panels */
+static void test_q5(llmrt_dtype t, int K) {
+    const int N = 37, M = 5; /* N: partial 4-row groups; K: odd and even block counts */
     int64_t bb = llmrt_dtype_block_bytes(t), row_bytes = K / 32 * bb;
     uint8_t *w = malloc((size_t)(N * row_bytes));
     float *x = malloc((size_t)(M * K) * sizeof(float)), *deq = malloc(K * sizeof(float));
@@ -345,8 +345,8 @@ static void test_q5(llmrt_dtype t) {
             if (bound > 0 && e / bound > worst) worst = e / bound;
         }
     }
-    printf("%s int8: worst |err| / activation-rounding bound %.3f (%d runs)\n", llmrt_dtype_name(t),
-           worst, n_runs);
+    printf("%s K=%d int8: worst |err| / activation-rounding bound %.3f (%d runs)\n",
+           llmrt_dtype_name(t), K, worst, n_runs);
     for (int i = 0; i < n_runs; i++)
         free(got[i]);
     free(w);
@@ -374,8 +374,10 @@ int main(void) {
                     test_shape(types[ti], Ks[ki], Ns[ni], Ms[mi]);
         test_backend(types[ti]);
     }
-    test_q5(LLMRT_DTYPE_Q5_0);
-    test_q5(LLMRT_DTYPE_Q5_1);
+    for (int K = 576; K <= 608; K += 32) { /* 18 and 19 blocks */
+        test_q5(LLMRT_DTYPE_Q5_0, K);
+        test_q5(LLMRT_DTYPE_Q5_1, K);
+    }
     CHECK(!llmrt_cpu_kq8_takes(LLMRT_DTYPE_Q8_0) && !llmrt_cpu_kq8_takes(LLMRT_DTYPE_Q3_K));
     printf("worst |err| / sum|terms| vs fp64: %.3g\n", worst_rel);
     return test_summary("kq_q8_kernels");

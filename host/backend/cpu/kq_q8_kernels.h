@@ -43,10 +43,11 @@ bool llmrt_cpu_kq8_takes(llmrt_dtype t);
 /* Q5_0 / Q5_1 (32-column blocks) under LLMRT_CPU_MATMUL_INT8 take the int8 activations of
  * i8_gemm.h (per 32 columns: q, d, s = d * sum q) and are read in place, u = the 5-bit value
  * (0..31), w = d * u + off with off = -16 d (Q5_0, exact) or m (Q5_1). Arithmetic, per row and
- * token: 8 fp32 lanes L[l] (l: columns 4l .. 4l + 3 of every block) and an offset sum O,
- *   per block b in order: dp_l = sum of the 4 u * q (exact), L[l] = fmaf((float)dp_l,
- *   d * d_b, L[l]); O = fmaf(off, s_b, O);
- *   out = ((L0 + L4) + (L2 + L6)) + ((L1 + L5) + (L3 + L7)) + O
+ * token: fp32 lanes L[p][l] (p = b % 2, l: columns 4l .. 4l + 3 of block b) and offset sums O[p],
+ *   per block b in order: dp_l = sum of the 4 u * q (exact), L[p][l] = fmaf((float)dp_l,
+ *   d * d_b, L[p][l]); O[p] = fmaf(off, s_b, O[p]);
+ *   M_l = L[0][l] + L[1][l];
+ *   out = (((M0 + M4) + (M2 + M6)) + ((M1 + M5) + (M3 + M7))) + (O[0] + O[1])
  * (the SIMD variants' lanes and reduction order), so every variant gives the same bits. Read in
  * place rather than repacked into i8_gemm.h's byte panels: a decode step streams the weights
  * from memory, and the panels would double the bytes of a 5-bit weight. */

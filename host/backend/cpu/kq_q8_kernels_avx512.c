@@ -187,54 +187,103 @@ static void quantize_avx512(llmrt_cpu_xq8k *xq, const float *x, int64_t ldx, int
     llmrt_cpu_kq8_kernels_generic().quantize(xq, x, ldx, M); /* ~1 % of a matmul: scalar */
 }
 
-/* Q5_0 / Q5_1 (kq_q8_kernels.h): per block the 16 nibble bytes widened to 32 (low | high
- * nibbles), the fifth bits added as 16 under the qh mask, one vpdpbusd into 8 dwords (lane l:
- * columns 4l .. 4l + 3), one fma per lane; NT tokens x 4 rows in flight (rows past n_rows
- * repeat row 0, not stored). */
+/* Q5_0 / Q5_1 (kq_q8_kernels.h), two blocks per zmm (lanes 0-7: block b, even; 8-15: b + 1):
+ * the two blocks' 16 nibble bytes widened to 64 (low | high nibbles of each), the fifth bits
+ * added as 16 under the two qh words as one 64-bit mask, one vpdpbusd, one fma with the two
+ * blocks' d * d_b; the offsets as an fma on a 2-lane vector. NT tokens x 4 rows in flight (rows
+ * past n_rows repeat row 0, not stored). An odd last block goes to lanes 0-7 alone. */
+static inline __m128 f16_pair(const uint8_t *a, const uint8_t *b) {
+    uint16_t x, y;
+    memcpy(&x, a, 2);
+    memcpy(&y, b, 2);
+    return _mm_cvtph_ps(_mm_cvtsi32_si128((int)(x | (uint32_t)y << 16))); /* x, y, 0, 0 */
+}
+
+static inline __m128 f32_pair(const float *p) {
+    return _mm_castpd_ps(_mm_load_sd((const double *)p)); /* p[0], p[1], 0, 0 */
+}
+
 static inline __attribute__((always_inline)) void q5_tile(const int MIN, float *out, int64_t ldo,
                                                           const llmrt_cpu_xq *xq, int64_t t0,
                                                           const int NT, const uint8_t *w,
                                                           int64_t row_bytes, int n_rows) {
-    const int bb = MIN ? 24 : 22;
+    const int bb = MIN ? 24 : 22, qs_at = MIN ? 8 : 6, qh_at = MIN ? 4 : 2;
     int64_t nb = xq->K / 32;
     const uint8_t *wr[4];
     for (int r = 0; r < 4; r++)
         wr[r] = w + (r < n_rows ? r : 0) * row_bytes;
-    __m256 L[4][4];
-    float O[4][4];
+    __m512 L[4][4];
+    __m128 O[4][4];
 #pragma GCC unroll 4
     for (int i = 0; i < NT; i++)
 #pragma GCC unroll 4
         for (int r = 0; r < 4; r++)
-            L[i][r] = _mm256_setzero_ps(), O[i][r] = 0.0f;
-    const __m128i m4 = _mm_set1_epi8(0x0f);
-    for (int64_t b = 0; b < nb; b++) {
-        __m256i wv[4];
-        float d[4], off[4];
+            L[i][r] = _mm512_setzero_ps(), O[i][r] = _mm_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const __m512i pick2 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi32(1), 1);
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        __m512i wv[4];
+        __m128 d2[4], off2[4];
 #pragma GCC unroll 4
         for (int r = 0; r < 4; r++) {
-            const uint8_t *blk = wr[r] + b * bb;
-            _mm_prefetch((const char *)blk + 8 * bb, _MM_HINT_T0);
-            __m128i v = _mm_loadu_si128((const __m128i *)(blk + (MIN ? 8 : 6)));
-            uint32_t qh;
-            memcpy(&qh, blk + (MIN ? 4 : 2), 4);
-            __m256i u =
-                _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m4), _mm_and_si128(v, m4));
-            wv[r] = _mm256_mask_add_epi8(u, _cvtu32_mask32(qh), u, _mm256_set1_epi8(16));
-            d[r] = f16_at(blk);
-            off[r] = MIN ? f16_at(blk + 2) : -16.0f * d[r];
+            const uint8_t *b0 = wr[r] + b * bb, *b1 = b0 + bb;
+            _mm_prefetch((const char *)b0 + 8 * bb, _MM_HINT_T0);
+            __m256i v = _mm256_inserti128_si256(
+                _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(b0 + qs_at))),
+                _mm_loadu_si128((const __m128i *)(b1 + qs_at)), 1);
+            __m256i lo = _mm256_and_si256(v, m4),
+                    hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+            /* (lo0, lo1, hi0, hi1) -> (lo0, hi0, lo1, hi1) in 128-bit pieces */
+            __m512i u =
+                _mm512_shuffle_i64x2(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1),
+                                     _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1), 0xd8);
+            uint32_t h0, h1;
+            memcpy(&h0, b0 + qh_at, 4);
+            memcpy(&h1, b1 + qh_at, 4);
+            wv[r] = _mm512_mask_add_epi8(u, _cvtu64_mask64(h0 | (uint64_t)h1 << 32), u,
+                                         _mm512_set1_epi8(16));
+            d2[r] = f16_pair(b0, b1);
+            off2[r] = MIN ? f16_pair(b0 + 2, b1 + 2) : _mm_mul_ps(_mm_set1_ps(-16.0f), d2[r]);
         }
 #pragma GCC unroll 4
         for (int i = 0; i < NT; i++) {
             int64_t t = t0 + i;
-            __m256i xv = load256(xq->q + t * xq->K + 32 * b);
-            float dx = xq->d[t * nb + b], sx = xq->s[t * nb + b];
+            __m512i xv = _mm512_loadu_si512(xq->q + t * xq->K + 32 * b);
+            __m128 dx2 = f32_pair(xq->d + t * nb + b), sx2 = f32_pair(xq->s + t * nb + b);
 #pragma GCC unroll 4
             for (int r = 0; r < 4; r++) {
-                __m256i dp = _mm256_dpbusd_epi32(_mm256_setzero_si256(), wv[r], xv);
-                L[i][r] =
-                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp), _mm256_set1_ps(d[r] * dx), L[i][r]);
-                O[i][r] = fmaf(off[r], sx, O[i][r]);
+                __m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv[r], xv);
+                __m512 sd =
+                    _mm512_permutexvar_ps(pick2, _mm512_castps128_ps512(_mm_mul_ps(d2[r], dx2)));
+                L[i][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), sd, L[i][r]);
+                O[i][r] = _mm_fmadd_ps(off2[r], sx2, O[i][r]);
+            }
+        }
+    }
+    if (b < nb) { /* odd last block: lanes 0-7 and offset lane 0 */
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            const uint8_t *blk = wr[r] + b * bb;
+            __m128i v = _mm_loadu_si128((const __m128i *)(blk + qs_at));
+            uint32_t qh;
+            memcpy(&qh, blk + qh_at, 4);
+            __m256i u =
+                _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), _mm256_castsi256_si128(m4)),
+                                 _mm_and_si128(v, _mm256_castsi256_si128(m4)));
+            u = _mm256_mask_add_epi8(u, _cvtu32_mask32(qh), u, _mm256_set1_epi8(16));
+            float d = f16_at(blk), off = MIN ? f16_at(blk + 2) : -16.0f * d;
+#pragma GCC unroll 4
+            for (int i = 0; i < NT; i++) {
+                int64_t t = t0 + i;
+                __m256i dp = _mm256_dpbusd_epi32(_mm256_setzero_si256(), u,
+                                                 load256(xq->q + t * xq->K + 32 * b));
+                __m256 l =
+                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp), _mm256_set1_ps(d * xq->d[t * nb + b]),
+                                    _mm512_castps512_ps256(L[i][r]));
+                L[i][r] = _mm512_insertf32x8(L[i][r], l, 0);
+                O[i][r] = _mm_fmadd_ps(_mm_set_ss(off), _mm_set_ss(xq->s[t * nb + b]),
+                                       O[i][r]); /* lanes 1-3: + 0 * 0 */
             }
         }
     }
@@ -243,13 +292,13 @@ static inline __attribute__((always_inline)) void q5_tile(const int MIN, float *
 #pragma GCC unroll 4
         for (int r = 0; r < 4; r++) {
             if (r >= n_rows) continue;
-            __m128i dummy;
-            (void)dummy;
-            __m128 a =
-                _mm_add_ps(_mm256_castps256_ps128(L[i][r]), _mm256_extractf128_ps(L[i][r], 1));
+            __m256 m =
+                _mm256_add_ps(_mm512_castps512_ps256(L[i][r]), _mm512_extractf32x8_ps(L[i][r], 1));
+            __m128 a = _mm_add_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
             __m128 h = _mm_add_ps(a, _mm_movehl_ps(a, a)); /* (a0 + a2), (a1 + a3) */
             float s = _mm_cvtss_f32(h) + _mm_cvtss_f32(_mm_shuffle_ps(h, h, 1));
-            out[(t0 + i) * ldo + r] = s + O[i][r];
+            float o = _mm_cvtss_f32(O[i][r]) + _mm_cvtss_f32(_mm_shuffle_ps(O[i][r], O[i][r], 1));
+            out[(t0 + i) * ldo + r] = s + o;
         }
 }
 

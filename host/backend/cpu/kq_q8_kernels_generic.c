@@ -104,7 +104,7 @@ static void q5_gemm_generic(llmrt_dtype type, float *out, int64_t ldo, const llm
     int has_min = type == LLMRT_DTYPE_Q5_1, bb = has_min ? 24 : 22;
     for (int64_t t = 0; t < M; t++)
         for (int r = 0; r < n_rows; r++) {
-            float L[8] = {0}, O = 0.0f;
+            float L[2][8] = {{0}}, O[2] = {0.0f, 0.0f}; /* [block parity] */
             for (int64_t b = 0; b < nb; b++) {
                 const uint8_t *blk = w + r * row_bytes + b * bb, *qs = blk + (has_min ? 8 : 6);
                 const int8_t *q = xq->q + t * xq->K + 32 * b;
@@ -120,12 +120,15 @@ static void q5_gemm_generic(llmrt_dtype type, float *out, int64_t ldo, const llm
                                                                                 << 4;
                         dp += u * q[j];
                     }
-                    L[l] = fmaf((float)dp, sd, L[l]);
+                    L[b & 1][l] = fmaf((float)dp, sd, L[b & 1][l]);
                 }
-                O = fmaf(off, xq->s[t * nb + b], O);
+                O[b & 1] = fmaf(off, xq->s[t * nb + b], O[b & 1]);
             }
-            float lo = (L[0] + L[4]) + (L[2] + L[6]), hi = (L[1] + L[5]) + (L[3] + L[7]);
-            out[t * ldo + r] = (lo + hi) + O;
+            float m[8];
+            for (int l = 0; l < 8; l++)
+                m[l] = L[0][l] + L[1][l];
+            float lo = (m[0] + m[4]) + (m[2] + m[6]), hi = (m[1] + m[5]) + (m[3] + m[7]);
+            out[t * ldo + r] = (lo + hi) + (O[0] + O[1]);
         }
 }
 
