@@ -154,7 +154,7 @@ static void test_shape(llmrt_dtype t, int K, int N, int M) {
             for (int64_t tk = 0; tk < M; tk++)
                 for (int r = 0; r < N; r++) {
                     const uint8_t *row = w + r * row_bytes;
-                    double ref = 0.0, abs_sum = 0.0, ref32 = 0.0, abs32 = 0.0;
+                    double ref = 0.0, abs_sum = 0.0, ref32 = 0.0;
                     llmrt_ggml_dequant_row(t, row, deq, K);
                     for (int k = 0; k < K; k++) {
                         double a, m, xk = (double)xq.d[tk * nb + k / 256] * xq.q[tk * K + k];
@@ -162,7 +162,6 @@ static void test_shape(llmrt_dtype t, int K, int N, int M) {
                         ref += (a - m) * xk;
                         abs_sum += (fabs(a) + fabs(m)) * fabs(xk);
                         ref32 += (double)deq[k] * xk;
-                        abs32 += fabs((double)deq[k] * xk);
                     }
                     double got = out[v][tk * N + r], err = fabs(got - ref);
                     double tol = (double)(nb + 3) * ldexp(1.0, -23) * abs_sum + 1e-30;

@@ -81,7 +81,7 @@ static inline __attribute__((always_inline)) int32_t q6k_block(const uint8_t *b,
     for (int h = 0; h < 2; h++) {
         /* the 8 scales of this half in both lanes (words), then per 32 elements (c) sub-blocks
          * 8h + 2c (low lane) and 8h + 2c + 1 (high lane) */
-        __m256i sh = _mm256_permute4x64_epi64(scw, h ? 0xee : 0x44);
+        __m256i sh = h ? _mm256_permute4x64_epi64(scw, 0xee) : _mm256_permute4x64_epi64(scw, 0x44);
         __m256i ql0 = load256(b + 64 * h), ql1 = load256(b + 64 * h + 32);
         __m256i qh = load256(b + 128 + 32 * h);
 #pragma GCC unroll 4

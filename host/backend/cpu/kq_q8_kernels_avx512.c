@@ -200,7 +200,8 @@ static inline __m128 f16_pair(const uint8_t *a, const uint8_t *b) {
 }
 
 static inline __m128 f32_pair(const float *p) {
-    return _mm_castpd_ps(_mm_load_sd((const double *)p)); /* p[0], p[1], 0, 0 */
+    /* p[0], p[1], 0, 0 (movq: an unaligned 8-byte load, p need only be float-aligned) */
+    return _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)p));
 }
 
 static inline __attribute__((always_inline)) void q5_tile(const int MIN, float *out, int64_t ldo,
