@@ -16,6 +16,7 @@
 #   GGUF_PY=python3                a python with torch, transformers, gguf: makes the files, and
 #                                  the fp64 reference of the closing accuracy table
 #   PROMPT=128 GEN=64 REPS=3 THREADS=1,2 TYPES="q4_k_m q5_k_m q6_k q8_0"
+#   MATMUL=exact,int8              llmrt's --cpu-matmul modes, each run in every repetition
 #   DUMP=build/tests/logits_dump   for the closing accuracy table (python/tools/kquant_accuracy.py:
 #                                  llmrt vs llama.cpp logits on each file and on the F32 file)
 # SmolLM2's hidden size 576 is not a multiple of 256: in its K-quant files only ffn_down (K=1536)
@@ -29,7 +30,7 @@ lpy=${LLAMA_PY:-/tmp/lcpvenv/bin/python}
 gpy=${GGUF_PY:-python3}
 [ -z "${GGUF_PY:-}" ] && [ -x /tmp/peftvenv/bin/python ] && gpy=/tmp/peftvenv/bin/python
 types=${TYPES:-q4_k_m q5_k_m q6_k q8_0}
-p=${PROMPT:-128} n=${GEN:-64} r=${REPS:-3} th=${THREADS:-1,2}
+p=${PROMPT:-128} n=${GEN:-64} r=${REPS:-3} th=${THREADS:-1,2} mm=${MATMUL:-exact,int8}
 
 missing=0
 for t in $types; do [ -f "$dir/smollm2_$t.gguf" ] || missing=1; done
@@ -42,16 +43,19 @@ echo "# CPU: $(lscpu | sed -n 's/^Model name: *//p') ($(nproc) cores); $(date -u
 echo "# CPU flags: $(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx|fma|f16c|amx)' | tr '\n' ' ')"
 echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine makes every figure noisy)"
 echo "# llmrt $(git -C "$root" rev-parse --short HEAD), llama-cpp-python $("$lpy" -c 'import llama_cpp;print(llama_cpp.__version__)')"
-echo "# prompt $p tokens, $n generated, $r repetitions, threads $th; tok/s mean ± sd (median, best)"
+echo "# prompt $p tokens, $n generated, $r repetitions, threads $th, llmrt --cpu-matmul $mm; tok/s mean ± sd (median, best)"
 for t in $types; do
     f="$dir/smollm2_$t.gguf"
     echo
     echo "## $t ($(du -m "$f" | cut -f1) MB)"
     "$lpy" "$root/python/tools/bench_llamacpp.py" -m "$f" -p "$p" -n "$n" -r "$r" -t "$th" \
-        --llmrt "$bin" 2>/dev/null | grep -v '^# llama.cpp via\|^# prompt'
-    # llmrt alone once more for its bytes/token and bandwidth columns
-    "$bin" bench latency -m "$f" -p "$p" -n "$n" -r 1 -t "${th##*,}" 2>/dev/null |
-        grep -E '^ *threads|^ +[0-9]+ +[0-9]+|^# roofline' | sed 's/^/    llmrt: /'
+        --llmrt "$bin" --llmrt-matmul "$mm" 2>/dev/null | grep -v '^# llama.cpp via\|^# prompt'
+    # llmrt alone once more per mode for its bytes/token and bandwidth columns
+    for m in ${mm//,/ }; do
+        "$bin" bench latency -m "$f" -p "$p" -n "$n" -r 1 -t "${th##*,}" --cpu-matmul "$m" \
+            2>/dev/null | grep -E '^ *threads|^ +[0-9]+ +[0-9]+|^# roofline' |
+            sed "s/^/    llmrt $m: /"
+    done
 done
 
 dump=${DUMP:-$root/build/tests/logits_dump}

@@ -143,11 +143,15 @@ typedef enum llmrt_cpu_isa {
 
 /* Arithmetic of the CPU backend's matmuls. EXACT keeps fp32 activations and one fixed reduction
  * order per output, so a token's result is bit-identical whatever batch it runs in (the engine's
- * batch invariance). INT8 quantises the activations of matmuls with 4-bit or Q8_0 weights to int8
- * per 32-column block (as llama.cpp does) and runs integer dot products on AVX512-VNNI: 2-3x the
- * matmul rate, still independent of the batch, but not the same numbers as EXACT (logits move by
- * ~1e-2; see bench/results/cpu_gemm_before_after.txt). Other weights, and CPUs without
- * AVX512-VNNI, stay exact. */
+ * batch invariance). INT8 quantises the activations of matmuls with 4-bit, Q8_0, Q5_0 or Q5_1
+ * weights to int8 per 32-column block, and with Q4_K, Q5_K or Q6_K weights per 256-column block
+ * (llama.cpp's q8_K), as llama.cpp does, and runs integer dot products (AVX512-VNNI; the K-quants
+ * also AVX2 or portable C, same bits): 2-3x the matmul rate, still independent of the batch and
+ * the thread count, but not the same numbers as EXACT (logits move by ~1e-2, see
+ * bench/results/cpu_gemm_before_after.txt; on llama.cpp-written K-quant / Q5 files of a tiny
+ * random Llama, max |int8 - exact| is 0.7-4.7 % of max|logit|, tests/model/test_kquant_gguf.c).
+ * Other weights (f32/f16/bf16, Q2_K, Q3_K), and 4-bit/Q8_0/Q5 on CPUs without AVX512-VNNI, stay
+ * exact. */
 typedef enum llmrt_cpu_matmul {
     LLMRT_CPU_MATMUL_EXACT = 0, /* the default */
     LLMRT_CPU_MATMUL_INT8  = 1,

@@ -2,6 +2,7 @@
  * every product and sum is rounded on its own, as in llama.cpp's scalar dequantize_row_*. */
 #include "ggml_quants.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "../core/half.h"
@@ -152,4 +153,39 @@ void llmrt_ggml_dequant_block(llmrt_dtype t, const uint8_t *b, float *y) {
 void llmrt_ggml_dequant_row(llmrt_dtype t, const uint8_t *row, float *out, int64_t n) {
     int64_t be = llmrt_dtype_block_elems(t), bb = llmrt_dtype_block_bytes(t);
     for (int64_t i = 0; i + be <= n; i += be, row += bb) llmrt_ggml_dequant_block(t, row, out + i);
+}
+
+/* round-to-nearest-even of |v| < 2^22, as llama.cpp's nearest_int (the 1.5 * 2^23 trick) */
+static int nearest_int(float v) {
+    float   t = v + 12582912.0f;
+    int32_t i;
+    memcpy(&i, &t, 4);
+    return (i & 0x007fffff) - 0x00400000;
+}
+
+void llmrt_ggml_quantize_q8_K(const float *x, int64_t n, int8_t *q, float *d, int16_t *bsums) {
+    for (int64_t b = 0; b < n / 256; b++, x += 256, q += 256, bsums += 16) {
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < 256; j++) {
+            float ax = fabsf(x[j]);
+            if (ax > amax) amax = ax, max = x[j];
+        }
+        if (amax == 0.0f) {
+            d[b] = 0.0f;
+            memset(q, 0, 256);
+            memset(bsums, 0, 16 * sizeof *bsums);
+            continue;
+        }
+        float iscale = -127.0f / max;
+        for (int j = 0; j < 256; j++) {
+            int v = nearest_int(iscale * x[j]);
+            q[j]  = (int8_t)(v > 127 ? 127 : v);
+        }
+        for (int j = 0; j < 16; j++) {
+            int sum = 0;
+            for (int i = 0; i < 16; i++) sum += q[16 * j + i];
+            bsums[j] = (int16_t)sum;
+        }
+        d[b] = 1.0f / iscale;
+    }
 }

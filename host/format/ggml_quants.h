@@ -55,6 +55,13 @@ void llmrt_ggml_dequant_block(llmrt_dtype t, const uint8_t *blk, float *out);
 /* A row of n elements (a multiple of the block) into out[n]. */
 void llmrt_ggml_dequant_row(llmrt_dtype t, const uint8_t *row, float *out, int64_t n);
 
+/* llama.cpp's activation quantisation for the K-quant dot products (quantize_row_q8_K_ref), for
+ * n elements (a multiple of 256) of x: per 256-block b, with max the element of largest |x| (the
+ * first such), iscale = -127 / max, q = round-to-nearest-even(iscale * x) capped at 127,
+ * d[b] = 1 / iscale, bsums[16 b + j] the sum of q over elements 16 j .. 16 j + 15; a block of
+ * zeros gives d = 0 and q = 0. */
+void llmrt_ggml_quantize_q8_K(const float *x, int64_t n, int8_t *q, float *d, int16_t *bsums);
+
 /* The 6-bit scale and min of sub-block s (0..7) of a Q4_K / Q5_K block's 12 scale bytes. */
 static inline void llmrt_ggml_k4_scale_min(int s, const uint8_t *q, uint8_t *sc, uint8_t *m) {
     if (s < 4) {

@@ -11,6 +11,9 @@ taken, e.g.
 
     python3 python/tools/bench_llamacpp.py -p 128 -n 64 -r 5 -t 1,2 --llmrt ./build/llmrt
 
+--llmrt-matmul exact,int8 runs llmrt once per listed `--cpu-matmul` mode in every repetition
+(rows "llmrt int8" etc.), all interleaved with llama.cpp the same way.
+
 Tokens are fixed ids (not text), so the tokenizers play no part. llama.cpp's context is reset
 between repetitions; one warm-up run per thread count is discarded.
 """
@@ -44,9 +47,10 @@ def llamacpp_once(llm, prompt, n_gen):
     return len(prompt) / (t1 - t0), n_gen / (t2 - t1)
 
 
-def llmrt_once(binary, model, p, n, threads):
+def llmrt_once(binary, model, p, n, threads, matmul="exact"):
     out = subprocess.run([binary, "bench", "latency", "-m", model, "-p", str(p), "-n", str(n),
-                          "-r", "1", "-t", str(threads), "--format", "json"],
+                          "-r", "1", "-t", str(threads), "--format", "json",
+                          "--cpu-matmul", matmul],
                          check=True, capture_output=True, text=True).stdout
     r = json.loads(out)["results"][0]
     return r["prompt_tps_mean"], r["gen_tps_mean"]
@@ -65,6 +69,8 @@ def main():
     ap.add_argument("-r", "--reps", type=int, default=3)
     ap.add_argument("-t", "--threads", default="1,2")
     ap.add_argument("--llmrt", default="", help="llmrt binary to run interleaved with llama.cpp")
+    ap.add_argument("--llmrt-matmul", default="exact",
+                    help="comma-separated --cpu-matmul modes of llmrt, each run every repetition")
     args = ap.parse_args()
     import llama_cpp
 
@@ -77,22 +83,27 @@ def main():
                               n_batch=max(args.prompt, 32), n_ubatch=max(args.prompt, 32),
                               n_threads=th, n_threads_batch=th, verbose=False)
         llamacpp_once(llm, prompt, min(args.gen, 8))  # warm-up
-        res = {"llama.cpp": ([], []), "llmrt": ([], [])}
+        modes = args.llmrt_matmul.split(",") if args.llmrt else []
+        names = {m: "llmrt" if m == "exact" else f"llmrt {m}" for m in modes}
+        res = {"llama.cpp": ([], [])}
+        res.update({names[m]: ([], []) for m in modes})
         for _ in range(args.reps):
             a, b = llamacpp_once(llm, prompt, args.gen)
             res["llama.cpp"][0].append(a)
             res["llama.cpp"][1].append(b)
-            if args.llmrt:
-                a, b = llmrt_once(args.llmrt, args.model, args.prompt, args.gen, th)
-                res["llmrt"][0].append(a)
-                res["llmrt"][1].append(b)
+            for m in modes:
+                a, b = llmrt_once(args.llmrt, args.model, args.prompt, args.gen, th, m)
+                res[names[m]][0].append(a)
+                res[names[m]][1].append(b)
+        w = max(len(n) for n in res)
         for name, (pp, tg) in res.items():
             if pp:
-                print(f"{name:>9} threads {th}: prompt tok/s {summary(pp)}   gen tok/s {summary(tg)}")
-        if args.llmrt:
-            rp = statistics.median(res["llmrt"][0]) / statistics.median(res["llama.cpp"][0])
-            rg = statistics.median(res["llmrt"][1]) / statistics.median(res["llama.cpp"][1])
-            print(f"    ratio threads {th}: prompt {rp:.2f}x   gen {rg:.2f}x (llmrt / llama.cpp, medians)")
+                print(f"{name:>{w}} threads {th}: prompt tok/s {summary(pp)}   gen tok/s {summary(tg)}")
+        for m in modes:
+            n = names[m]
+            rp = statistics.median(res[n][0]) / statistics.median(res["llama.cpp"][0])
+            rg = statistics.median(res[n][1]) / statistics.median(res["llama.cpp"][1])
+            print(f"    ratio {n} threads {th}: prompt {rp:.2f}x   gen {rg:.2f}x (/ llama.cpp, medians)")
         sys.stdout.flush()
         del llm
 

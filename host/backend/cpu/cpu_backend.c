@@ -12,12 +12,13 @@
  * 16-row tasks from one shared counter cost as much as the second core gained.
  *
  * Reduced precision, opt-in (llmrt_cpu_options): int8 activations for 4-bit and Q8_0 weights on
- * AVX512-VNNI (i8_gemm.h: panels repacked at load, x quantised once per matmul) and bf16
- * weights and activations for f32/f16/bf16 weights on AVX512-BF16 (bf16_gemm.h: 32-row panels
- * repacked at load, x rounded once per matmul). Why the exact fp32 path has no separate GEMM
- * kernel: its 4x4 tiles already run at the fp32 FMA rate of the core (~90 GFLOP/s on Zen 4, one
- * zmm FMA per cycle; tests/tools/cpu_gemm_bench --peak), so batches go faster only with cheaper
- * arithmetic.
+ * AVX512-VNNI (i8_gemm.h: panels repacked at load, x quantised once per matmul, per 32 columns),
+ * for Q5_0 / Q5_1 read in place with those activations, and for Q4_K / Q5_K / Q6_K read in place
+ * (kq_q8_kernels.h: x per 256 columns; AVX512-VNNI, AVX2 or portable); and bf16 weights and
+ * activations for f32/f16/bf16 weights on AVX512-BF16 (bf16_gemm.h: 32-row panels repacked at
+ * load, x rounded once per matmul). Why the exact fp32 path has no separate GEMM kernel: its 4x4
+ * tiles already run at the fp32 FMA rate of the core (~90 GFLOP/s on Zen 4, one zmm FMA per
+ * cycle; tests/tools/cpu_gemm_bench --peak), so batches go faster only with cheaper arithmetic.
  *
  * Determinism: every output element is computed by one task with a fixed reduction order, so the
  * result of a token never depends on the batch it is in or on the number of threads (in the
@@ -38,6 +39,7 @@
 #include "bf16_gemm.h"
 #include "i8_gemm.h"
 #include "kq_kernels.h"
+#include "kq_q8_kernels.h"
 #include "../../format/ggml_quants.h"
 #include "lora_cpu.h"
 #include "q4_kernels.h"
@@ -61,6 +63,11 @@ typedef struct cpu_ctx {
     llmrt_cpu_i8_kernels i8k;
     llmrt_cpu_xq         xq;
     int64_t              xq_cap; /* bytes of xq.q */
+    /* ... and for Q4_K / Q5_K / Q6_K weights: int8 activations per 256 columns (kq_q8_kernels.h;
+     * kq8k.isa == NULL: not int8 mode) */
+    llmrt_cpu_kq8_kernels kq8k;
+    llmrt_cpu_xq8k        xk;
+    int64_t               xk_cap; /* bytes of xk.q */
     /* int8 panels of the Q8_0 matrices, found by address: the loader makes row views of the
      * embedding table (a tied lm_head, or its vocab-parallel slice), which share its rows and
      * so its panels (at a row offset), and must not own anything */
@@ -425,6 +432,20 @@ static llmrt_status cpu_begin_batch(llmrt_backend *be, const llmrt_batch_plan *p
             return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
         }
     }
+    if (c->kq8k.isa && T * c->wconv_k > c->xk_cap) {
+        free(c->xk.q);
+        free(c->xk.d);
+        free(c->xk.bsums);
+        int64_t n  = T * c->wconv_k;
+        c->xk.q     = malloc((size_t)n);
+        c->xk.d     = malloc((size_t)(n / LLMRT_CPU_KQ8_BLOCK + 1) * sizeof(float));
+        c->xk.bsums = malloc((size_t)(n / 16 + 1) * sizeof(int16_t));
+        c->xk_cap   = n;
+        if (!c->xk.q || !c->xk.d || !c->xk.bsums) {
+            c->xk_cap = 0;
+            return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
+        }
+    }
     if (c->bf16k.isa && T * (c->wconv_k + 1) > c->xbf_cap) {
         free(c->xbf);
         c->xbf_cap = 0;
@@ -525,6 +546,8 @@ typedef struct matmul_job {
     int64_t              i8_row0; /* row of the panels that is row 0 of w (a row view) */
     const llmrt_cpu_bf16w *bf16; /* bf16 panels to use (x rounded into c->xbf), or NULL */
     int64_t                bf16_row0; /* row of the panels that is row 0 of w (a row view) */
+    bool                   kq8;  /* K-quant weights times c->xk (x quantised per 256 columns) */
+    bool                   q5;   /* Q5_0 / Q5_1 weights times c->xq (x quantised per 32 columns) */
 } matmul_job;
 
 /* out[t, n0 + r] for every token t and r < nn from nn fp32 weight rows (row stride K). */
@@ -553,6 +576,19 @@ static void matmul_task(void *p, int64_t task, int thread) {
     const int64_t     GT = LLMRT_CPU_Q4_GEMV_T; /* tokens per fused kernel call */
     if (j->i8) {
         c->i8k.gemm(j->out + n0, N, &c->xq, j->rows, j->i8, j->i8_row0 + n0, (int)nn);
+    } else if (j->kq8 || j->q5) {
+        llmrt_dtype    t         = j->w->dtype;
+        int64_t        row_bytes = K / llmrt_dtype_block_elems(t) * llmrt_dtype_block_bytes(t);
+        const uint8_t *w0        = (const uint8_t *)j->w->data + n0 * row_bytes;
+        for (int64_t r = 0; r < nn; r += 4) {
+            int n_n = nn - r < 4 ? (int)(nn - r) : 4;
+            if (j->kq8)
+                c->kq8k.gemm(t, j->out + n0 + r, N, &c->xk, j->rows, w0 + r * row_bytes,
+                             row_bytes, n_n);
+            else
+                c->kq8k.q5_gemm(t, j->out + n0 + r, N, &c->xq, j->rows, w0 + r * row_bytes,
+                                row_bytes, n_n);
+        }
     } else if (j->bf16) {
         c->bf16k.gemm(j->out + n0, N, c->xbf, j->rows, j->bf16, j->bf16_row0 + n0, (int)nn);
     } else if (j->w->dtype == LLMRT_DTYPE_Q4) {
@@ -670,6 +706,19 @@ static void cpu_matmul(llmrt_backend *be, void *out, const void *x, int64_t rows
     } else {
         job.i8 = NULL;
     }
+    if (c->kq8k.isa && llmrt_cpu_kq8_takes(w->dtype) && c->xk_cap >= rows * w->cols) {
+        /* int8 mode, K-quant weights: x quantised once here (q8_K), the tasks share it */
+        c->xk.K = w->cols;
+        c->kq8k.quantize(&c->xk, x, w->cols, rows);
+        job.kq8 = true;
+    }
+    if (c->i8k.isa && c->kq8k.q5_gemm && c->xq_cap >= rows * w->cols &&
+        (w->dtype == LLMRT_DTYPE_Q5_0 || w->dtype == LLMRT_DTYPE_Q5_1)) {
+        /* int8 mode, Q5_0 / Q5_1 read in place: x per 32 columns as for the panels */
+        c->xq.K = w->cols;
+        c->i8k.quantize(&c->xq, x, w->cols, rows);
+        job.q5 = true;
+    }
     if (c->bf16k.isa && (w->dtype == LLMRT_DTYPE_F32 || w->dtype == LLMRT_DTYPE_F16 ||
                          w->dtype == LLMRT_DTYPE_BF16))
         job.bf16 = bf16_panels_of(c, w, &job.bf16_row0);
@@ -680,7 +729,7 @@ static void cpu_matmul(llmrt_backend *be, void *out, const void *x, int64_t rows
         job.bf16 = NULL;
     }
     /* the fused kernels (no scratch) take ~4 tasks per thread; the rest 16 rows (scratch size) */
-    bool fused = job.i8 ||
+    bool fused = job.i8 || job.kq8 || job.q5 ||
                  (rows <= FUSED_MAX_T &&
                   ((w->dtype == LLMRT_DTYPE_Q4 && c->q4k.gemv) ||
                    (w->dtype == LLMRT_DTYPE_Q8_0 && c->q4k.q8_gemv) ||
@@ -806,6 +855,9 @@ static void cpu_destroy(llmrt_backend *be) {
         free(c->xq.q);
         free(c->xq.d);
         free(c->xq.s);
+        free(c->xk.q);
+        free(c->xk.d);
+        free(c->xk.bsums);
         free(c->xbf);
         for (int32_t i = 0; i < c->n_q8; i++) llmrt_cpu_i8w_free(&c->q8[i].w);
         free(c->q8);
@@ -881,10 +933,12 @@ llmrt_status llmrt_backend_cpu_create_opts(int n_threads, const char *force_isa,
     c->q4k        = llmrt_cpu_q4_kernels_for(c->k.isa);
     c->kqk        = llmrt_cpu_kq_kernels_for(c->k.isa);
     if (opt && opt->matmul_mode == LLMRT_CPU_MATMUL_INT8) {
-        c->i8k = llmrt_cpu_i8_kernels_for(c->k.isa);
+        c->i8k  = llmrt_cpu_i8_kernels_for(c->k.isa);
+        c->kq8k = llmrt_cpu_kq8_kernels_for(c->k.isa); /* every kernel set has them */
         if (!c->i8k.isa)
-            llmrt_log(LLMRT_LOG_WARN, "cpu backend: no int8 kernels for the %s kernel set (AVX512-VNNI "
-                      "needed); matmuls stay fp32", c->k.isa);
+            llmrt_log(LLMRT_LOG_WARN, "cpu backend: no int8 kernels for 4-bit/Q8_0 weights with the "
+                      "%s kernel set (AVX512-VNNI needed); those matmuls stay fp32 (K-quants: %s "
+                      "int8 kernels)", c->k.isa, c->kq8k.isa);
     }
     c->pool       = llmrt_thread_pool_create(n_threads);
     if (!c->pool) {
