@@ -23,7 +23,7 @@ NEEDED = [
 # ... and what may come with it besides (documentation, the formatter's settings, metadata).
 ALLOWED = NEEDED + ["PKG-INFO", "docs/*.md", "bench/README.md", ".clang-format", ".gitignore"]
 # Never: tests and fixtures, CI, scripts, benchmark results, build trees, caches, binaries.
-FORBIDDEN = ["tests/*", ".ci/*", "bench/results/*", "bench/tools/*", "bench/*.sh", "bench/*.py",
+FORBIDDEN = ["tests/*", ".ci/*", "bench/results/*", "bench/tools/*", "bench/configs/*", "bench/*.sh", "bench/*.py",
              "python/tools/*", "cuda/tests/*", "build*", "*/__pycache__/*", "*.pyc", "*.o",
              "*.so", "*.a", "*.gguf", "*.safetensors", "*.egg-info/*", ".git/*"]
 MAX_BYTES = 2 << 20  # compressed; the sources are ~0.7 MB
