@@ -33,9 +33,11 @@ typedef struct stats {
 
 static stats stats_of(const double *v, int n) {
     stats s = {0, 0};
-    for (int i = 0; i < n; i++) s.mean += v[i];
+    for (int i = 0; i < n; i++)
+        s.mean += v[i];
     s.mean /= n;
-    for (int i = 0; i < n; i++) s.sd += (v[i] - s.mean) * (v[i] - s.mean);
+    for (int i = 0; i < n; i++)
+        s.sd += (v[i] - s.mean) * (v[i] - s.mean);
     s.sd = n > 1 ? sqrt(s.sd / (n - 1)) : 0.0;
     return s;
 }
@@ -65,7 +67,7 @@ static uint64_t next_random(uint64_t *seed) {
 /* The buffers of one repetition: sized for the largest forward (max(d, P, B x block) tokens). */
 typedef struct run_buffers {
     int32_t *tok, *pos, *seq, *table;
-    float   *logits;
+    float *logits;
 } run_buffers;
 
 static void run_buffers_free(run_buffers *b) {
@@ -83,7 +85,7 @@ static int run_once(llmrt_model *model, const llmrt_model_info *info, const late
     llmrt_kv_cache_params kp = llmrt_kv_cache_default_params();
     const int32_t bs = kp.block_size, per_seq = (total + bs - 1) / bs, n_full = shared / bs;
     const int32_t own = per_seq - n_full, tail = shared - n_full * bs;
-    kp.n_blocks       = per_seq + (B - 1) * own;
+    kp.n_blocks = per_seq + (B - 1) * own;
     llmrt_kv_cache *kv = NULL;
     if (llmrt_kv_cache_create(model, &kp, &kv) != LLMRT_OK) {
         fprintf(stderr, "llmrt bench latency: batch %d, %d-token context: %s\n", B, total,
@@ -93,10 +95,10 @@ static int run_once(llmrt_model *model, const llmrt_model_info *info, const late
     int32_t n_max = c->depth > c->prompt ? c->depth : c->prompt;
     if (n_max < B * bs) n_max = B * bs;
     run_buffers buf = {
-        .tok    = malloc((size_t)n_max * sizeof(int32_t)),
-        .pos    = malloc((size_t)n_max * sizeof(int32_t)),
-        .seq    = malloc((size_t)n_max * sizeof(int32_t)),
-        .table  = malloc((size_t)B * per_seq * sizeof(int32_t)),
+        .tok = malloc((size_t)n_max * sizeof(int32_t)),
+        .pos = malloc((size_t)n_max * sizeof(int32_t)),
+        .seq = malloc((size_t)n_max * sizeof(int32_t)),
+        .table = malloc((size_t)B * per_seq * sizeof(int32_t)),
         .logits = malloc((size_t)B * info->vocab_size * sizeof(float)),
     };
     if (!buf.tok || !buf.pos || !buf.seq || !buf.table || !buf.logits) {
@@ -121,17 +123,22 @@ static int run_once(llmrt_model *model, const llmrt_model_info *info, const late
     for (int32_t i = 0; i < shared; i++)
         ctx_tok[i] = (int32_t)(next_random(&seed) % (uint64_t)info->vocab_size);
     memset(buf.seq, 0, (size_t)n_max * sizeof(int32_t));
-    llmrt_batch  b = {.tokens = buf.tok, .positions = buf.pos, .seq_ids = buf.seq, .n_seqs = 1,
-                      .max_blocks_per_seq = per_seq, .block_tables = buf.table};
+    llmrt_batch b = {.tokens = buf.tok,
+                     .positions = buf.pos,
+                     .seq_ids = buf.seq,
+                     .n_seqs = 1,
+                     .max_blocks_per_seq = per_seq,
+                     .block_tables = buf.table};
     llmrt_status s = LLMRT_OK;
     /* sequence 0: the context depth (not timed), then the prompt (timed) */
     for (int phase = 0; phase < 2 && s == LLMRT_OK; phase++) {
         int32_t first = phase == 0 ? 0 : c->depth, n = phase == 0 ? c->depth : c->prompt;
         if (n == 0) continue;
-        for (int32_t i = 0; i < n; i++) buf.tok[i] = ctx_tok[first + i], buf.pos[i] = first + i;
+        for (int32_t i = 0; i < n; i++)
+            buf.tok[i] = ctx_tok[first + i], buf.pos[i] = first + i;
         b.n_tokens = n;
-        double t0  = cli_now();
-        s          = llmrt_forward(kv, &b, buf.logits, info->vocab_size);
+        double t0 = cli_now();
+        s = llmrt_forward(kv, &b, buf.logits, info->vocab_size);
         if (phase == 1) out->ttft_s = cli_now() - t0;
     }
     int32_t first_token = argmax(buf.logits, info->vocab_size);
@@ -147,16 +154,18 @@ static int run_once(llmrt_model *model, const llmrt_model_info *info, const late
     }
     /* G decode steps of B tokens, one per sequence */
     double step_time = 0.0;
-    for (int32_t q = 0; q < B; q++) buf.tok[q] = first_token, buf.seq[q] = q;
+    for (int32_t q = 0; q < B; q++)
+        buf.tok[q] = first_token, buf.seq[q] = q;
     for (int32_t i = 0; i < c->gen && s == LLMRT_OK; i++) {
         for (int32_t q = 0; q < B; q++) {
             buf.pos[q] = shared + i;
-            if (i > 0) buf.tok[q] = argmax(buf.logits + (size_t)q * info->vocab_size, info->vocab_size);
+            if (i > 0)
+                buf.tok[q] = argmax(buf.logits + (size_t)q * info->vocab_size, info->vocab_size);
         }
         llmrt_batch step = b;
         step.n_tokens = B, step.n_seqs = B;
         double t0 = cli_now();
-        s         = llmrt_forward(kv, &step, buf.logits, (int64_t)B * info->vocab_size);
+        s = llmrt_forward(kv, &step, buf.logits, (int64_t)B * info->vocab_size);
         if (i > 0) step_time += cli_now() - t0; /* step 1 may still warm caches */
     }
     out->step_s = c->gen > 1 ? step_time / (c->gen - 1) : 0.0;
@@ -168,35 +177,36 @@ static int run_once(llmrt_model *model, const llmrt_model_info *info, const late
 }
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: llmrt bench latency [options]\n"
-               "  -m, --model PATH      model (default: %s)\n"
-               "      --load-format F   auto | hf | gguf | random\n"
-               "  -p, --prompt LIST     prompt tokens, comma-separated (default 128)\n"
-               "  -b, --batch LIST      sequences decoding together, comma-separated (default 1)\n"
-               "  -n, --gen N           generated tokens per sequence (default 32, >= 2)\n"
-               "  -d, --depth N         context tokens before the prompt (default 0)\n"
-               "  -r, --reps N          timed repetitions per case (default 3)\n"
-               "  -w, --warmup N        untimed runs before them (default 1)\n"
-               "  -t, --threads LIST    comma-separated thread counts (default 1,2)\n"
-               "      --format F        table | json | csv (default table)\n"
-               "      --device D        cuda | cpu (default: cuda when a device is present)\n"
-               "      --tp N            tensor-parallel ranks (mpirun -np N for processes); the\n"
-               "                        all-reduce time per forward is reported\n"
-               "      --cpu-matmul M    exact (default) | int8 | bf16 | int8,bf16 (llmrt --help)\n"
-               "      --enforce-eager   CUDA: decode without CUDA graphs (alias --no-cuda-graphs;\n"
-               "                        default: graphs), to compare the two\n"
+    fprintf(f,
+            "usage: llmrt bench latency [options]\n"
+            "  -m, --model PATH      model (default: %s)\n"
+            "      --load-format F   auto | hf | gguf | random\n"
+            "  -p, --prompt LIST     prompt tokens, comma-separated (default 128)\n"
+            "  -b, --batch LIST      sequences decoding together, comma-separated (default 1)\n"
+            "  -n, --gen N           generated tokens per sequence (default 32, >= 2)\n"
+            "  -d, --depth N         context tokens before the prompt (default 0)\n"
+            "  -r, --reps N          timed repetitions per case (default 3)\n"
+            "  -w, --warmup N        untimed runs before them (default 1)\n"
+            "  -t, --threads LIST    comma-separated thread counts (default 1,2)\n"
+            "      --format F        table | json | csv (default table)\n"
+            "      --device D        cuda | cpu (default: cuda when a device is present)\n"
+            "      --tp N            tensor-parallel ranks (mpirun -np N for processes); the\n"
+            "                        all-reduce time per forward is reported\n"
+            "      --cpu-matmul M    exact (default) | int8 | bf16 | int8,bf16 (llmrt --help)\n"
+            "      --enforce-eager   CUDA: decode without CUDA graphs (alias --no-cuda-graphs;\n"
+            "                        default: graphs), to compare the two\n"
 
-               "      --kv-cache-dtype T  auto (default) | int8 | fp8 | fp8_e4m3 (llmrt --help)\n",
+            "      --kv-cache-dtype T  auto (default) | int8 | fp8 | fp8_e4m3 (llmrt --help)\n",
             cli_default_model());
 }
 
 typedef struct latency_row {
-    int32_t      threads;
+    int32_t threads;
     latency_case c;
-    bool         ok;
-    stats        pp, tg, ttft, tpot;
-    double       bytes, gbps, peak_gbps, flops_per_token, gflops, peak_gflops;
-    double       ar_calls, ar_bytes, ar_ms; /* tensor parallel: all-reduce per forward (leader) */
+    bool ok;
+    stats pp, tg, ttft, tpot;
+    double bytes, gbps, peak_gbps, flops_per_token, gflops, peak_gflops;
+    double ar_calls, ar_bytes, ar_ms; /* tensor parallel: all-reduce per forward (leader) */
 } latency_row;
 
 /* Runs warm-ups + reps of one case and fills its row; 0 on success. */
@@ -205,15 +215,15 @@ static int measure_case(llmrt_model *model, bench_context *ctx, int32_t warmup, 
     const latency_case *c = &row->c;
     double *pp = calloc((size_t)reps, sizeof *pp), *tg = calloc((size_t)reps, sizeof *tg);
     double *ttft = calloc((size_t)reps, sizeof *ttft), *tpot = calloc((size_t)reps, sizeof *tpot);
-    int     rc   = pp && tg && ttft && tpot ? 0 : -1;
+    int rc = pp && tg && ttft && tpot ? 0 : -1;
     for (int r = -warmup; r < reps && rc == 0; r++) {
         latency_sample smp = {0};
         rc = run_once(model, &ctx->info, c, 0x5eed + (uint64_t)(r + warmup), &smp);
         if (rc != 0 || r < 0) continue;
         ttft[r] = 1e3 * smp.ttft_s;
         tpot[r] = 1e3 * smp.step_s;
-        pp[r]   = c->prompt / smp.ttft_s;
-        tg[r]   = c->batch / smp.step_s;
+        pp[r] = c->prompt / smp.ttft_s;
+        tg[r] = c->batch / smp.step_s;
     }
     if (rc == 0) {
         row->ok = true;
@@ -223,20 +233,20 @@ static int measure_case(llmrt_model *model, bench_context *ctx, int32_t warmup, 
         double ctx_tokens = c->depth + c->prompt + c->gen / 2.0;
         row->bytes = (double)ctx->info.weight_bytes +
                      c->batch * bench_kv_bytes_per_token(&ctx->info) * ctx_tokens;
-        row->gbps  = row->bytes / (row->tpot.mean / 1e3) / 1e9;
+        row->gbps = row->bytes / (row->tpot.mean / 1e3) / 1e9;
         /* prefill: 2 FLOPs per weight per token + attention (QK and PV: 4 * ctx * heads * hd
          * per layer, ctx averaging depth + P/2) */
         row->flops_per_token = 2.0 * (double)ctx->info.n_params +
                                4.0 * ctx->info.n_layers * ctx->info.n_heads * ctx->info.head_dim *
                                    (c->depth + c->prompt / 2.0);
-        row->gflops      = row->pp.mean * row->flops_per_token / 1e9;
-        row->peak_gbps   = ctx->peak_gbps;
+        row->gflops = row->pp.mean * row->flops_per_token / 1e9;
+        row->peak_gbps = ctx->peak_gbps;
         row->peak_gflops = ctx->peak_gflops;
         llmrt_tp_stats tps = {.struct_size = sizeof tps};
         if (llmrt_model_get_tp_stats(model, &tps) == LLMRT_OK && tps.n_forwards > 0) {
             row->ar_calls = (double)tps.n_all_reduce / (double)tps.n_forwards;
             row->ar_bytes = (double)tps.bytes / (double)tps.n_forwards;
-            row->ar_ms    = 1e3 * tps.seconds / (double)tps.n_forwards;
+            row->ar_ms = 1e3 * tps.seconds / (double)tps.n_forwards;
         }
     }
     free(pp);
@@ -268,8 +278,8 @@ static void print_row(const latency_row *r, bool json, bool csv, bool first) {
                "\"fraction_of_peak_flops\": %.4f}",
                first ? "" : ",", r->threads, c->batch, c->prompt, c->gen, c->depth, r->pp.mean,
                r->pp.sd, r->tg.mean, r->tg.sd, r->ttft.mean, r->ttft.sd, r->tpot.mean, r->tpot.sd,
-               r->ttft.mean + r->tpot.mean * (c->gen - 1), r->bytes, r->gbps, r->peak_gbps, fb, r->flops_per_token, r->gflops, r->peak_gflops,
-               ff);
+               r->ttft.mean + r->tpot.mean * (c->gen - 1), r->bytes, r->gbps, r->peak_gbps, fb,
+               r->flops_per_token, r->gflops, r->peak_gflops, ff);
     else if (csv)
         printf("%d,%d,%d,%d,%d,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%.0f,%.3f,%.4f,%.0f,%.3f,%.4f\n",
                r->threads, c->batch, c->prompt, c->gen, c->depth, r->pp.mean, r->pp.sd, r->tg.mean,
@@ -286,36 +296,59 @@ static void print_row(const latency_row *r, bool json, bool csv, bool first) {
 int bench_latency_main(int argc, char **argv) {
     const char *model_path = cli_default_model(), *threads_text = "1,2", *format = "table";
     const char *prompt_text = "128", *batch_text = "1";
-    int32_t     G = 32, depth = 0, reps = 3, warmup = 1;
+    int32_t G = 32, depth = 0, reps = 3, warmup = 1;
     llmrt_load_format fmt = LLMRT_LOAD_AUTO;
-    static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'}, {"prompt", required_argument, 0, 'p'},
-        {"batch", required_argument, 0, 'b'}, {"gen", required_argument, 0, 'n'},
-        {"depth", required_argument, 0, 'd'}, {"reps", required_argument, 0, 'r'},
-        {"warmup", required_argument, 0, 'w'}, {"threads", required_argument, 0, 't'},
-        {"load-format", required_argument, 0, 'f'}, {"format", required_argument, 0, 'F'},
-        {"device", required_argument, 0, 'D'}, {"tp", required_argument, 0, 'T'},
-        {"cpu-matmul", required_argument, 0, 'M'},
-        {"enforce-eager", no_argument, 0, 'E'}, {"no-cuda-graphs", no_argument, 0, 'E'},
-        {"kv-cache-dtype", required_argument, 0, 'K'},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    static const struct option opts[] = {{"model", required_argument, 0, 'm'},
+                                         {"prompt", required_argument, 0, 'p'},
+                                         {"batch", required_argument, 0, 'b'},
+                                         {"gen", required_argument, 0, 'n'},
+                                         {"depth", required_argument, 0, 'd'},
+                                         {"reps", required_argument, 0, 'r'},
+                                         {"warmup", required_argument, 0, 'w'},
+                                         {"threads", required_argument, 0, 't'},
+                                         {"load-format", required_argument, 0, 'f'},
+                                         {"format", required_argument, 0, 'F'},
+                                         {"device", required_argument, 0, 'D'},
+                                         {"tp", required_argument, 0, 'T'},
+                                         {"cpu-matmul", required_argument, 0, 'M'},
+                                         {"enforce-eager", no_argument, 0, 'E'},
+                                         {"no-cuda-graphs", no_argument, 0, 'E'},
+                                         {"kv-cache-dtype", required_argument, 0, 'K'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:p:b:n:d:r:w:t:h", opts, NULL)) != -1) {
         int bad = 0;
         switch (c) {
-        case 'm': model_path = optarg; break;
-        case 'p': prompt_text = optarg; break;
-        case 'b': batch_text = optarg; break;
-        case 'n': bad = cli_arg_i32("-n/--gen", optarg, 2, 1 << 20, &G); break;
-        case 'd': bad = cli_arg_i32("-d/--depth", optarg, 0, 1 << 24, &depth); break;
-        case 'r': bad = cli_arg_i32("-r/--reps", optarg, 1, 1000, &reps); break;
-        case 'w': bad = cli_arg_i32("-w/--warmup", optarg, 0, 100, &warmup); break;
-        case 't': threads_text = optarg; break;
+        case 'm':
+            model_path = optarg;
+            break;
+        case 'p':
+            prompt_text = optarg;
+            break;
+        case 'b':
+            batch_text = optarg;
+            break;
+        case 'n':
+            bad = cli_arg_i32("-n/--gen", optarg, 2, 1 << 20, &G);
+            break;
+        case 'd':
+            bad = cli_arg_i32("-d/--depth", optarg, 0, 1 << 24, &depth);
+            break;
+        case 'r':
+            bad = cli_arg_i32("-r/--reps", optarg, 1, 1000, &reps);
+            break;
+        case 'w':
+            bad = cli_arg_i32("-w/--warmup", optarg, 0, 100, &warmup);
+            break;
+        case 't':
+            threads_text = optarg;
+            break;
         case 'F': {
             static const char *const formats[] = {"table", "json", "csv", NULL};
             int i = 0;
-            bad   = cli_arg_enum("--format", optarg, formats, &i);
+            bad = cli_arg_enum("--format", optarg, formats, &i);
             format = formats[i];
             break;
         }
@@ -323,14 +356,22 @@ int bench_latency_main(int argc, char **argv) {
             /* in llmrt_load_format order */
             static const char *const loads[] = {"auto", "hf", "gguf", "random", NULL};
             int i = 0;
-            bad   = cli_arg_enum("--load-format", optarg, loads, &i);
-            fmt   = (llmrt_load_format)i;
+            bad = cli_arg_enum("--load-format", optarg, loads, &i);
+            fmt = (llmrt_load_format)i;
             break;
         }
-        case 'D': bad = cli_parse_device(optarg) < 0 ? -1 : 0; break;
-        case 'T': bad = cli_parse_tp(optarg) < 0 ? -1 : 0; break;
-        case 'M': bad = cli_parse_cpu_matmul(optarg) < 0 ? -1 : 0; break;
-        case 'E': cli_load.enforce_eager = true; break;
+        case 'D':
+            bad = cli_parse_device(optarg) < 0 ? -1 : 0;
+            break;
+        case 'T':
+            bad = cli_parse_tp(optarg) < 0 ? -1 : 0;
+            break;
+        case 'M':
+            bad = cli_parse_cpu_matmul(optarg) < 0 ? -1 : 0;
+            break;
+        case 'E':
+            cli_load.enforce_eager = true;
+            break;
         case 'K': {
             static const char *const kvs[] = {"auto", "int8", "fp8", "fp8_e4m3", NULL};
             int i = 0;
@@ -338,8 +379,12 @@ int bench_latency_main(int argc, char **argv) {
             if (!bad) cli_load.kv_cache_dtype = cli_kv_cache_dtype_of(kvs[i]);
             break;
         }
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
         if (bad) return 2;
     }
@@ -347,12 +392,12 @@ int bench_latency_main(int argc, char **argv) {
         fprintf(stderr, "llmrt bench latency: unexpected argument \"%s\"\n", argv[optind]);
         return 2;
     }
-    bool     json = !strcmp(format, "json"), csv = !strcmp(format, "csv");
+    bool json = !strcmp(format, "json"), csv = !strcmp(format, "csv");
     int32_t *threads = NULL, *prompts = NULL, *batches = NULL;
-    int32_t  n_thr = cli_arg_int_list("-t/--threads", threads_text, 1, 4096, 256, &threads);
-    int32_t  n_p   = n_thr > 0 ? cli_arg_int_list("-p/--prompt", prompt_text, 1, 1 << 24, 256, &prompts)
-                               : -1;
-    int32_t  n_b   = n_p > 0 ? cli_arg_int_list("-b/--batch", batch_text, 1, 4096, 256, &batches) : -1;
+    int32_t n_thr = cli_arg_int_list("-t/--threads", threads_text, 1, 4096, 256, &threads);
+    int32_t n_p =
+        n_thr > 0 ? cli_arg_int_list("-p/--prompt", prompt_text, 1, 1 << 24, 256, &prompts) : -1;
+    int32_t n_b = n_p > 0 ? cli_arg_int_list("-b/--batch", batch_text, 1, 4096, 256, &batches) : -1;
     if (n_b <= 0) {
         free(threads);
         free(prompts);
@@ -364,10 +409,10 @@ int bench_latency_main(int argc, char **argv) {
         free(threads), free(prompts), free(batches);
         return 2;
     }
-    int32_t       n_rows = n_thr * n_b * n_p;
-    latency_row  *rows   = calloc((size_t)n_rows, sizeof *rows);
-    bench_context ctx    = {.argc = argc, .argv = argv, .model_path = model_path};
-    ctx.engine           = llmrt_engine_default_params();
+    int32_t n_rows = n_thr * n_b * n_p;
+    latency_row *rows = calloc((size_t)n_rows, sizeof *rows);
+    bench_context ctx = {.argc = argc, .argv = argv, .model_path = model_path};
+    ctx.engine = llmrt_engine_default_params();
     int rc = rows ? 0 : 1, failed = 0;
     for (int32_t ti = 0; ti < n_thr && rc == 0; ti++) {
         llmrt_model *model = cli_load_model(model_path, threads[ti], fmt);
@@ -380,9 +425,11 @@ int bench_latency_main(int argc, char **argv) {
         /* a case beyond the model's context is refused before anything runs */
         for (int32_t pi = 0; pi < n_p && rc == 0; pi++)
             if ((int64_t)depth + prompts[pi] + G > ctx.info.max_context) {
-                fprintf(stderr, "llmrt bench latency: -d %d + -p %d + -n %d = %lld tokens exceed "
-                                "the model's context of %d (max_position_embeddings)\n", depth,
-                        prompts[pi], G, (long long)depth + prompts[pi] + G, ctx.info.max_context);
+                fprintf(stderr,
+                        "llmrt bench latency: -d %d + -p %d + -n %d = %lld tokens exceed "
+                        "the model's context of %d (max_position_embeddings)\n",
+                        depth, prompts[pi], G, (long long)depth + prompts[pi] + G,
+                        ctx.info.max_context);
                 rc = 2;
             }
         ctx.threads = threads[ti];
@@ -390,9 +437,9 @@ int bench_latency_main(int argc, char **argv) {
         for (int32_t bi = 0; bi < n_b && rc == 0; bi++)
             for (int32_t pi = 0; pi < n_p; pi++) {
                 latency_row *row = &rows[(ti * n_b + bi) * n_p + pi];
-                row->threads     = threads[ti];
-                row->c = (latency_case){.batch = batches[bi], .depth = depth, .prompt = prompts[pi],
-                                        .gen = G};
+                row->threads = threads[ti];
+                row->c = (latency_case){
+                    .batch = batches[bi], .depth = depth, .prompt = prompts[pi], .gen = G};
                 /* a failing case (e.g. its KV cache does not fit) is reported; the rest run */
                 if (measure_case(model, &ctx, warmup, reps, row) != 0) failed++;
             }
@@ -445,18 +492,20 @@ int bench_latency_main(int argc, char **argv) {
 
 int bench_membw_main(int argc, char **argv) {
     const char *threads_text = argc > 1 ? argv[1] : "1,2";
-    int32_t    *threads      = NULL;
-    int32_t     n            = cli_arg_int_list("threads", threads_text, 1, 4096, 256, &threads);
+    int32_t *threads = NULL;
+    int32_t n = cli_arg_int_list("threads", threads_text, 1, 4096, 256, &threads);
     if (n <= 0) {
         fprintf(stderr, "usage: llmrt bench membw [THREADS,...]\n");
         return 2;
     }
     /* read: the roofline reference; the other columns are second methods (bench/membw.c) */
-    printf("# llmrt bench membw: 1 GiB of buffers per probe, best of 5 taken in turns, GB/s\n"
-           "# read: SIMD loads, 8 accumulators per thread (the roofline reference)\n"
-           "# copy: non-temporal stores, read + write bytes; triad: a = b + s c, STREAM's 3 arrays\n"
-           "# read-scalar: the probe before issue 21 (8 scalar sums), for comparison\n"
-           "%8s %10s %10s %10s %12s\n", "threads", "read", "copy", "triad", "read-scalar");
+    printf(
+        "# llmrt bench membw: 1 GiB of buffers per probe, best of 5 taken in turns, GB/s\n"
+        "# read: SIMD loads, 8 accumulators per thread (the roofline reference)\n"
+        "# copy: non-temporal stores, read + write bytes; triad: a = b + s c, STREAM's 3 arrays\n"
+        "# read-scalar: the probe before issue 21 (8 scalar sums), for comparison\n"
+        "%8s %10s %10s %10s %12s\n",
+        "threads", "read", "copy", "triad", "read-scalar");
     static const int modes[4] = {BENCH_MEMBW_READ, BENCH_MEMBW_COPY, BENCH_MEMBW_TRIAD,
                                  BENCH_MEMBW_READ_SCALAR};
     for (int32_t i = 0; i < n; i++) {
