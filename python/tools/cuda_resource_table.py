@@ -133,6 +133,10 @@ LAUNCHES = {
         lambda t: row_threads((HEADS + KV_HEADS) * HEAD_DIM // 2), lambda t: 0,
         f"launch code: llmrt_row_threads((Hq + Hkv) * hd/2), Hq = Hkv = {HEADS}, hd = {HEAD_DIM}",
         [("rope_kv.cu", "const int threads = llmrt_row_threads((int64_t)(Hq + Hkv) * (hd / 2));")]),
+    "kv8_write_kernel": (
+        lambda t: 128, lambda t: 0, "launch code: 32 * KV8_WARPS (4), no dynamic smem",
+        [("rope_kv.cu", "#define KV8_WARPS 4"),
+         ("rope_kv.cu", "(unsigned)blocks, 32 * KV8_WARPS, 0, s, (const T *)k,")]),
     "lora_shrink_kernel": (
         lambda t: 128, lambda t: 4 * int(t[1]) * 256,
         "launch code: kThreads = 128, shrink_smem<MR>() = 4 * MR * kChunkK (256)",
@@ -321,7 +325,8 @@ def main():
           "checks that the source it read them from is unchanged.")
     print("- template arguments: element types as f16/bf16/f32, head dim (attention), rows per "
           "instance MR / m16 tiles MT (q4_gemv / q4_gemm, LoRA), ZF: 1 = float offsets "
-          "(w = s·q + m), 0 = integer zeros (w = s·(q - z)).")
+          "(w = s·q + m), 0 = integer zeros (w = s·(q - z)); KV (attention, kv8_write, last): the KV "
+          "cache type, 0 = the activation type, 1 = int8, 2 = fp8 e4m3 (llmrt_cuda_kv_dtype).")
     print()
     print(f"Kernel instances: {len(table)}, architectures: {', '.join(archs)}. Spilling: "
           f"{', '.join(spills) if spills else 'none (0 bytes spill stores and loads everywhere)'}.")
