@@ -107,8 +107,10 @@ PY
 )
 
 step "fuzz (libFuzzer, bounded runs)"
-CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DLLMRT_SANITIZE=ON \
-    -DLLMRT_FUZZ=ON >/dev/null
+# -O1 as libFuzzer's documentation builds its targets: asserts stay on (Debug), and the harnesses
+# run 1.3-1.9x more inputs per second than at -O0 (fuzz_tokenizer_encode, alternating 45 s runs)
+CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-g -O1" \
+    -DLLMRT_SANITIZE=ON -DLLMRT_FUZZ=ON >/dev/null
 cmake --build build-fuzz -j "$jobs"
 (cd build-fuzz && ctest --output-on-failure -j "$jobs" -L fuzz)
 
