@@ -153,6 +153,10 @@ LLMRT_API llmrt_status llmrt_text_tokenizer_decode(const llmrt_text_tokenizer *t
                                                    const int32_t *ids, int32_t n_ids,
                                                    bool skip_special, char *text, size_t capacity,
                                                    size_t *len);
+/* The BOS and EOS ids of the tokenizer (tokenizer_config.json's bos_token / eos_token, or the
+ * GGUF's tokenizer.ggml.bos/eos_token_id); -1 when it has none or for NULL. */
+LLMRT_API int32_t      llmrt_text_tokenizer_bos(const llmrt_text_tokenizer *tok);
+LLMRT_API int32_t      llmrt_text_tokenizer_eos(const llmrt_text_tokenizer *tok);
 /* The raw vocabulary string of a token (NULL if out of range); owned by the tokenizer. */
 LLMRT_API const char  *llmrt_text_tokenizer_token_piece(const llmrt_text_tokenizer *tok, int32_t id);
 

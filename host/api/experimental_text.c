@@ -191,6 +191,14 @@ llmrt_status llmrt_text_tokenizer_decode(const llmrt_text_tokenizer *tok, const 
     return s;
 }
 
+int32_t llmrt_text_tokenizer_bos(const llmrt_text_tokenizer *tok) {
+    return tok && tok->tk ? llmrt_tokenizer_bos(tok->tk) : -1;
+}
+
+int32_t llmrt_text_tokenizer_eos(const llmrt_text_tokenizer *tok) {
+    return tok && tok->tk ? llmrt_tokenizer_eos(tok->tk) : -1;
+}
+
 const char *llmrt_text_tokenizer_token_piece(const llmrt_text_tokenizer *tok, int32_t id) {
     if (!tok || !tok->tk || id < 0 || id >= llmrt_tokenizer_vocab_size(tok->tk)) return NULL;
     return llmrt_tokenizer_piece(tok->tk, id);
