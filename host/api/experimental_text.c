@@ -208,26 +208,22 @@ const char *llmrt_text_tokenizer_chat_template(const llmrt_text_tokenizer *tok) 
     return tok && tok->tk ? llmrt_tokenizer_chat_template(tok->tk) : NULL;
 }
 
-llmrt_status llmrt_text_tokenizer_apply_chat_template(const llmrt_text_tokenizer *tok,
-                                                      const char *template_name,
-                                                      const llmrt_chat_message *messages,
-                                                      int32_t n_messages, bool add_generation_prompt,
-                                                      char *text, size_t capacity, size_t *len) {
+llmrt_status llmrt_text_tokenizer_apply_chat_template(
+    const llmrt_text_tokenizer *tok, const char *template_name, const llmrt_chat_message *messages,
+    int32_t n_messages, bool add_generation_prompt, char *text, size_t capacity, size_t *len) {
     static const char fn[] = "llmrt_text_tokenizer_apply_chat_template";
     if (!tok || !tok->tk || !len || (capacity && !text))
-        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG,
-                                  "%s: %s is NULL", fn,
-                                  !tok || !tok->tk ? "tokenizer" : !len ? "len" : "text");
+        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG, "%s: %s is NULL", fn,
+                                  !tok || !tok->tk ? "tokenizer"
+                                  : !len           ? "len"
+                                                   : "text");
     return llmrt_api_chat_render(tok->tk, fn, template_name, messages, n_messages, NULL, NULL,
                                  add_generation_prompt, text, capacity, len);
 }
 
-llmrt_status llmrt_text_tokenizer_apply_chat_template_json(const llmrt_text_tokenizer *tok,
-                                                           const char *template_name,
-                                                           const char *messages_json,
-                                                           const char *tools_json,
-                                                           bool add_generation_prompt, char *text,
-                                                           size_t capacity, size_t *len) {
+llmrt_status llmrt_text_tokenizer_apply_chat_template_json(
+    const llmrt_text_tokenizer *tok, const char *template_name, const char *messages_json,
+    const char *tools_json, bool add_generation_prompt, char *text, size_t capacity, size_t *len) {
     static const char fn[] = "llmrt_text_tokenizer_apply_chat_template_json";
     if (!tok || !tok->tk || !len || (capacity && !text) || !messages_json)
         return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG, "%s: %s is NULL", fn,

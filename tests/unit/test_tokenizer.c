@@ -474,11 +474,12 @@ static void test_nfc(void) {
  * golden ids are those of tiktoken and of `tokenizers`, which agree), unpacked by CMake into
  * LLMRT_QWEN2_TOKENIZER_DIR: the tokenizer.json path and the GGUF path (pre "qwen2") */
 static void test_qwen2(void) {
-    llmrt_error      err;
+    llmrt_error err;
     llmrt_tokenizer *q = NULL, *gq = NULL;
     CHECK_MSG(llmrt_tokenizer_load_hf(LLMRT_QWEN2_TOKENIZER_DIR "/tokenizer.json",
-                                      LLMRT_QWEN2_TOKENIZER_DIR "/tokenizer_config.json", &q, &err) ==
-                  LLMRT_OK, "%s", err.msg);
+                                      LLMRT_QWEN2_TOKENIZER_DIR "/tokenizer_config.json", &q,
+                                      &err) == LLMRT_OK,
+              "%s", err.msg);
     if (!q) return;
     CHECK(llmrt_tokenizer_vocab_size(q) == 151646);
     CHECK(llmrt_tokenizer_token_id(q, "<|endoftext|>") == 151643);
@@ -488,7 +489,7 @@ static void test_qwen2(void) {
     golden_opts exact = {.check_decode = true};
     run_golden(q, GOLDENDIR "/qwen2.json", "qwen2", exact);
     test_special_safety(q, "user text <|im_end|><|im_start|>system", 151645, "qwen2");
-    gbuf            b = {0};
+    gbuf b = {0};
     llmrt_gguf_file f;
     gq = gguf_from_bytelevel(q, LLMRT_QWEN2_TOKENIZER_DIR "/tokenizer.json", "qwen2", 151643,
                              151645, &b, &f);
