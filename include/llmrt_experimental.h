@@ -153,6 +153,27 @@ LLMRT_API llmrt_status llmrt_text_tokenizer_decode(const llmrt_text_tokenizer *t
                                                    const int32_t *ids, int32_t n_ids,
                                                    bool skip_special, char *text, size_t capacity,
                                                    size_t *len);
+/* The BOS and EOS ids of the tokenizer (tokenizer_config.json's bos_token / eos_token, or the
+ * GGUF's tokenizer.ggml.bos/eos_token_id); -1 when it has none or for NULL. */
+LLMRT_API int32_t      llmrt_text_tokenizer_bos(const llmrt_text_tokenizer *tok);
+LLMRT_API int32_t      llmrt_text_tokenizer_eos(const llmrt_text_tokenizer *tok);
+/* The raw vocabulary string of a token (NULL if out of range); owned by the tokenizer. */
+LLMRT_API const char  *llmrt_text_tokenizer_token_piece(const llmrt_text_tokenizer *tok, int32_t id);
+
+/* The chat template the tokenizer carries: tokenizer_config.json's chat_template (a string; the
+ * "default" one of a list) or the GGUF's tokenizer.chat_template. NULL when it has none;
+ * owned by the tokenizer. */
+LLMRT_API const char  *llmrt_text_tokenizer_chat_template(const llmrt_text_tokenizer *tok);
+/* As llmrt_chat_apply_template and llmrt_chat_apply_template_json (same renderer, same
+ * arguments, errors and size protocol), with the standalone tokenizer's own template, or the
+ * built-in family `template_name` ("chatml", "llama2", "llama3", "mistral"; NULL = its own). A
+ * tokenizer without a template needs template_name (LLMRT_ERR_UNSUPPORTED otherwise). */
+LLMRT_API llmrt_status llmrt_text_tokenizer_apply_chat_template(
+    const llmrt_text_tokenizer *tok, const char *template_name, const llmrt_chat_message *messages,
+    int32_t n_messages, bool add_generation_prompt, char *text, size_t capacity, size_t *len);
+LLMRT_API llmrt_status llmrt_text_tokenizer_apply_chat_template_json(
+    const llmrt_text_tokenizer *tok, const char *template_name, const char *messages_json,
+    const char *tools_json, bool add_generation_prompt, char *text, size_t capacity, size_t *len);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Streaming detokenizer                                                                      */

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "../format/gguf.h"
+#include "api_chat.h"
 #include "api_model.h"
 #include "../tokenizer/tokenizer.h"
 #include "../core/regular_file.h"
@@ -188,6 +189,50 @@ llmrt_status llmrt_text_tokenizer_decode(const llmrt_text_tokenizer *tok, const 
     }
     free(out);
     return s;
+}
+
+int32_t llmrt_text_tokenizer_bos(const llmrt_text_tokenizer *tok) {
+    return tok && tok->tk ? llmrt_tokenizer_bos(tok->tk) : -1;
+}
+
+int32_t llmrt_text_tokenizer_eos(const llmrt_text_tokenizer *tok) {
+    return tok && tok->tk ? llmrt_tokenizer_eos(tok->tk) : -1;
+}
+
+const char *llmrt_text_tokenizer_token_piece(const llmrt_text_tokenizer *tok, int32_t id) {
+    if (!tok || !tok->tk || id < 0 || id >= llmrt_tokenizer_vocab_size(tok->tk)) return NULL;
+    return llmrt_tokenizer_piece(tok->tk, id);
+}
+
+const char *llmrt_text_tokenizer_chat_template(const llmrt_text_tokenizer *tok) {
+    return tok && tok->tk ? llmrt_tokenizer_chat_template(tok->tk) : NULL;
+}
+
+llmrt_status llmrt_text_tokenizer_apply_chat_template(
+    const llmrt_text_tokenizer *tok, const char *template_name, const llmrt_chat_message *messages,
+    int32_t n_messages, bool add_generation_prompt, char *text, size_t capacity, size_t *len) {
+    static const char fn[] = "llmrt_text_tokenizer_apply_chat_template";
+    if (!tok || !tok->tk || !len || (capacity && !text))
+        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG, "%s: %s is NULL", fn,
+                                  !tok || !tok->tk ? "tokenizer"
+                                  : !len           ? "len"
+                                                   : "text");
+    return llmrt_api_chat_render(tok->tk, fn, template_name, messages, n_messages, NULL, NULL,
+                                 add_generation_prompt, text, capacity, len);
+}
+
+llmrt_status llmrt_text_tokenizer_apply_chat_template_json(
+    const llmrt_text_tokenizer *tok, const char *template_name, const char *messages_json,
+    const char *tools_json, bool add_generation_prompt, char *text, size_t capacity, size_t *len) {
+    static const char fn[] = "llmrt_text_tokenizer_apply_chat_template_json";
+    if (!tok || !tok->tk || !len || (capacity && !text) || !messages_json)
+        return llmrt_err_set_last(LLMRT_ERR_INVALID_ARG, "%s: %s is NULL", fn,
+                                  !tok || !tok->tk ? "tokenizer"
+                                  : !len           ? "len"
+                                  : !messages_json ? "messages_json"
+                                                   : "text");
+    return llmrt_api_chat_render(tok->tk, fn, template_name, NULL, 0, messages_json, tools_json,
+                                 add_generation_prompt, text, capacity, len);
 }
 
 /* ---------------------------------------------------------------------------------------- */

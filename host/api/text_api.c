@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api_chat.h"
 #include "api_model.h"
 #include "llmrt_experimental.h"
 #include "../tokenizer/chat_template.h"
@@ -95,6 +96,22 @@ static llmrt_status deliver_render(llmrt_chat_rendered *r, const char *fn, char 
     return s;
 }
 
+llmrt_status llmrt_api_chat_render(const llmrt_tokenizer *tk, const char *fn,
+                                   const char *template_name, const llmrt_chat_message *messages,
+                                   int32_t n_messages, const char *messages_json,
+                                   const char *tools_json, bool add_generation_prompt, char *text,
+                                   size_t capacity, size_t *len) {
+    llmrt_error err = {0};
+    llmrt_chat_rendered r = {0};
+    llmrt_status st = messages_json
+                          ? llmrt_chat_render_json(tk, template_name, messages_json, tools_json,
+                                                   add_generation_prompt, &r, &err)
+                          : llmrt_chat_render_model(tk, template_name, messages, n_messages,
+                                                    add_generation_prompt, &r, &err);
+    if (st != LLMRT_OK) return llmrt_err_publish(&err); /* its messages name the field */
+    return deliver_render(&r, fn, text, capacity, len);
+}
+
 llmrt_status llmrt_chat_apply_template(const llmrt_model *model, const char *template_name,
                                        const llmrt_chat_message *messages, int32_t n_messages,
                                        bool add_generation_prompt, char *text, size_t capacity,
@@ -106,12 +123,9 @@ llmrt_status llmrt_chat_apply_template(const llmrt_model *model, const char *tem
     if (!m->tokenizer)
         return llmrt_err_set_last(LLMRT_ERR_UNSUPPORTED, "%s: the model has no tokenizer",
                                   m->source_path);
-    llmrt_error err = {0};
-    llmrt_chat_rendered r = {0};
-    if (llmrt_chat_render_model(m->tokenizer, template_name, messages, n_messages,
-                                add_generation_prompt, &r, &err) != LLMRT_OK)
-        return llmrt_err_publish(&err);
-    return deliver_render(&r, "llmrt_chat_apply_template", text, capacity, len);
+    return llmrt_api_chat_render(m->tokenizer, "llmrt_chat_apply_template", template_name, messages,
+                                 n_messages, NULL, NULL, add_generation_prompt, text, capacity,
+                                 len);
 }
 
 llmrt_status llmrt_chat_apply_template_json(const llmrt_model *model, const char *template_name,
@@ -126,12 +140,9 @@ llmrt_status llmrt_chat_apply_template_json(const llmrt_model *model, const char
     if (!m->tokenizer)
         return llmrt_err_set_last(LLMRT_ERR_UNSUPPORTED, "%s: the model has no tokenizer",
                                   m->source_path);
-    llmrt_error err = {0};
-    llmrt_chat_rendered r = {0};
-    if (llmrt_chat_render_json(m->tokenizer, template_name, messages_json, tools_json,
-                               add_generation_prompt, &r, &err) != LLMRT_OK)
-        return llmrt_err_publish(&err);
-    return deliver_render(&r, "llmrt_chat_apply_template_json", text, capacity, len);
+    return llmrt_api_chat_render(m->tokenizer, "llmrt_chat_apply_template_json", template_name,
+                                 NULL, 0, messages_json, tools_json, add_generation_prompt, text,
+                                 capacity, len);
 }
 
 bool llmrt_chat_template_takes_parts(const llmrt_model *model, const char *template_name) {

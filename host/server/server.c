@@ -60,6 +60,7 @@
 #include "redact.h"
 #include "server.h"
 #include "server_internal.h"
+#include "server_log.h"
 #include "server_request.h"
 
 /* ---------------------------------------------------------------------------------------- */
@@ -223,16 +224,8 @@ static void count_code(unsigned code) {
 
 /* --log-text --log-redact: a string as logged. */
 static cJSON *log_string(const char *text, size_t len) {
-    if (!S.redactor) {
-        char *t = strndup(text ? text : "", text ? len : 0);
-        cJSON *o = cJSON_CreateString(t ? t : "");
-        free(t);
-        return o;
-    }
-    char  *r = srv_redact(S.redactor, text ? text : "", text ? len : 0, NULL);
-    cJSON *o = cJSON_CreateString(r ? r : "[REDACTION FAILED]");
-    free(r);
-    return o;
+    cJSON *o = srv_log_string(S.redactor, text, len);
+    return o ? o : cJSON_CreateNull();
 }
 
 static void log_write_failed(const char *why) {
@@ -285,14 +278,9 @@ static void log_request(conn *cn) {
     if (S.log_text && j) {
         pthread_mutex_lock(&j->mu);
         if (j->req.kind == SRV_CHAT) {
-            cJSON *msgs = cJSON_AddArrayToObject(o, "messages");
-            for (int32_t i = 0; i < j->req.n_messages; i++) {
-                cJSON *m = cJSON_CreateObject();
-                cJSON_AddStringToObject(m, "role", j->req.roles[i]);
-                const char *t = j->req.contents[i];
-                cJSON_AddItemToObject(m, "content", log_string(t, t ? strlen(t) : 0));
-                cJSON_AddItemToArray(msgs, m);
-            }
+            /* roles, content text, tool calls and tool-call ids, each string as logged */
+            cJSON *msgs = srv_log_messages(&j->req, S.redactor);
+            cJSON_AddItemToObject(o, "messages", msgs ? msgs : cJSON_CreateNull());
         } else {
             cJSON *ps = cJSON_AddArrayToObject(o, "prompt");
             for (int32_t i = 0; i < j->req.n_prompts; i++) {
@@ -1064,7 +1052,8 @@ static void usage(FILE *f) {
                "      --log-requests FILE   append one JSON line per finished API request (id,\n"
                "                            time, endpoint, model, status, token counts,\n"
                "                            ttft_ms, e2e_ms, finish_reasons, client); no text\n"
-               "      --log-text            also log the prompt/messages and completion text\n"
+               "      --log-text            also log the prompt/messages (tool calls and tool\n"
+               "                            results too) and completion text\n"
                "      --log-redact          with --log-text: e-mail addresses, phone numbers\n"
                "                            and ID-like numbers become [EMAIL] [PHONE] [ID]\n"
                "      --allow-lora-runtime-updates  enable POST /v1/load_lora_adapter\n"

@@ -64,7 +64,8 @@ static llmrt_status model_template(const llmrt_tokenizer *tk, const llmrt_jinja_
     llmrt_status st = llmrt_tokenizer_chat_jinja(tk, tpl, err);
     if (st == LLMRT_ERR_NOT_FOUND)
         return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
-                         "the model has no chat template; " FAMILY_HINT);
+                         "no chat template (the tokenizer_config.json has no chat_template, or the "
+                         "GGUF no tokenizer.chat_template); " FAMILY_HINT);
     return st;
 }
 

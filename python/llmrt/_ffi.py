@@ -381,6 +381,7 @@ STRUCTS = {
 llmrt_model_p = c_void_p
 llmrt_kv_cache_p = c_void_p
 llmrt_engine_p = c_void_p
+llmrt_text_tokenizer_p = c_void_p
 
 llmrt_output_callback = CFUNCTYPE(None, POINTER(llmrt_output), c_void_p)
 llmrt_text_callback = CFUNCTYPE(None, POINTER(c_char), c_size_t, c_void_p)
@@ -428,6 +429,34 @@ _FUNCTIONS = {
     "llmrt_chat_apply_template_json": (
         c_enum,
         [llmrt_model_p, c_char_p, c_char_p, c_char_p, c_bool, POINTER(c_char), c_size_t,
+         POINTER(c_size_t)],
+    ),
+    # standalone tokenizer (llmrt_experimental.h)
+    "llmrt_text_tokenizer_load": (c_enum, [c_char_p, c_char_p, POINTER(llmrt_text_tokenizer_p)]),
+    "llmrt_text_tokenizer_destroy": (None, [llmrt_text_tokenizer_p]),
+    "llmrt_text_tokenizer_vocab_size": (c_int32, [llmrt_text_tokenizer_p]),
+    "llmrt_text_tokenizer_bos": (c_int32, [llmrt_text_tokenizer_p]),
+    "llmrt_text_tokenizer_eos": (c_int32, [llmrt_text_tokenizer_p]),
+    "llmrt_text_tokenizer_encode": (
+        c_enum,
+        [llmrt_text_tokenizer_p, c_char_p, c_size_t, c_bool, c_bool, POINTER(c_int32), c_int32,
+         POINTER(c_int32)],
+    ),
+    "llmrt_text_tokenizer_decode": (
+        c_enum,
+        [llmrt_text_tokenizer_p, POINTER(c_int32), c_int32, c_bool, POINTER(c_char), c_size_t,
+         POINTER(c_size_t)],
+    ),
+    "llmrt_text_tokenizer_token_piece": (c_char_p, [llmrt_text_tokenizer_p, c_int32]),
+    "llmrt_text_tokenizer_chat_template": (c_char_p, [llmrt_text_tokenizer_p]),
+    "llmrt_text_tokenizer_apply_chat_template": (
+        c_enum,
+        [llmrt_text_tokenizer_p, c_char_p, POINTER(llmrt_chat_message), c_int32, c_bool,
+         POINTER(c_char), c_size_t, POINTER(c_size_t)],
+    ),
+    "llmrt_text_tokenizer_apply_chat_template_json": (
+        c_enum,
+        [llmrt_text_tokenizer_p, c_char_p, c_char_p, c_char_p, c_bool, POINTER(c_char), c_size_t,
          POINTER(c_size_t)],
     ),
     # sampling

@@ -118,6 +118,48 @@ class ModelHandle:
         return info
 
 
+class TextTokenizerHandle:
+    """Owns one llmrt_text_tokenizer (a tokenizer loaded without a model: tokenizer.json, a
+    directory holding it, or a GGUF file's vocabulary)."""
+
+    def __init__(self, path: str | os.PathLike, config_path: str | os.PathLike | None = None):
+        self.lib = _ffi.load_library()
+        self._ptr: int | None = None
+        self._lock = threading.Lock()
+        path = os.fspath(path)
+        if not isinstance(path, str) or not path or "\x00" in path:
+            raise InvalidArgument(f"path must be a non-empty path without NUL, got {path!r}")
+        cfg = None
+        if config_path is not None:
+            cfg = os.fspath(config_path)
+            if not isinstance(cfg, str) or not cfg or "\x00" in cfg:
+                raise InvalidArgument(f"config_path must be a non-empty path, got {cfg!r}")
+        out = ctypes.c_void_p()
+        check(self.lib.llmrt_text_tokenizer_load(path.encode(), cfg.encode() if cfg else None,
+                                                 ctypes.byref(out)))
+        self._ptr = out.value
+        self.path = path
+
+    @property
+    def ptr(self) -> int:
+        p = self._ptr
+        if p is None:
+            raise LLMRTError("the tokenizer is closed", Status.INVALID_ARG)
+        return p
+
+    def close(self) -> None:
+        with self._lock:
+            p, self._ptr = self._ptr, None
+        if p is not None:
+            self.lib.llmrt_text_tokenizer_destroy(p)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown
+            pass
+
+
 # ------------------------------------------------------------------------------------------------
 # conversions
 # ------------------------------------------------------------------------------------------------

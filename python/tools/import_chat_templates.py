@@ -8,14 +8,19 @@ llama.cpp, which keeps verbatim copies of models' Hugging Face chat templates:
     tokenizer_config.json chat_template they quote (cases marked "modified" are skipped).
 The llama.cpp tree used: the vendor/llama.cpp directory of the llama-cpp-python 0.3.36 sdist
 (`pip download --no-deps --no-binary :all: llama-cpp-python==0.3.36`).
+Two more come from the same sdist's llama_cpp/llama_chat_format.py (its Python constants, each
+under a "# Source: <URL of the model's tokenizer_config.json>" comment): Mixtral-8x7B-Instruct
+and Meta-Llama-3-8B-Instruct's updated template (the one with add_generation_prompt).
 Five more come from this repository's tests/data/chat_golden/*.json (the family goldens of
 python/tools/make_chat_golden.py, which names their origin: SmolLM2's GGUF, the Llama 3
 tokenizer fixture, Llama-2-7b-chat-hf, Mistral-7B-Instruct v0.2 and the original v0.1).
 
-    import_chat_templates.py LLAMA_CPP_DIR OUT_DIR
+    import_chat_templates.py LLAMA_CPP_DIR OUT_DIR [LLAMA_CHAT_FORMAT_PY]
 
-writes OUT_DIR/<name>.jinja and OUT_DIR/SOURCES.json ({name: {"repo", "file", "via"}}).
+(LLAMA_CHAT_FORMAT_PY defaults to LLAMA_CPP_DIR/../../llama_cpp/llama_chat_format.py) writes
+OUT_DIR/<name>.jinja and OUT_DIR/SOURCES.json ({name: {"repo", "file", "via"[, "url"]}}).
 """
+import ast
 import json
 import os
 import re
@@ -64,6 +69,34 @@ FROM_TESTS = {
     "ibm-granite/granite-3.0-8b-instruct": ("ibm-granite-granite-3.0-8b-instruct", "ibm-granite/granite-3.0-8b-instruct"),
     "bofenghuang/vigogne-2-70b-chat": ("bofenghuang-vigogne-2-70b-chat", "bofenghuang/vigogne-2-70b-chat"),
 }
+
+# constant in llama-cpp-python's llama_cpp/llama_chat_format.py -> (our file name, repository)
+FROM_CHAT_FORMAT = {
+    "MIXTRAL_INSTRUCT_CHAT_TEMPLATE": ("mistralai-Mixtral-8x7B-Instruct-v0.1",
+                                       "mistralai/Mixtral-8x7B-Instruct-v0.1"),
+    "LLAMA3_INSTRUCT_CHAT_TEMPLATE": ("meta-llama-Meta-Llama-3-8B-Instruct-updated",
+                                      "meta-llama/Meta-Llama-3-8B-Instruct (updated revision)"),
+}
+
+
+def chat_format_templates(path):
+    """{constant: (template, source URL)} of the string constants named in FROM_CHAT_FORMAT."""
+    with open(path, encoding="utf-8") as f:
+        src = f.read()
+    lines = src.split("\n")
+    found = {}
+    for node in ast.parse(src).body:
+        if (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+                and node.targets[0].id in FROM_CHAT_FORMAT and isinstance(node.value, ast.Constant)):
+            above = lines[node.lineno - 2]
+            m = re.match(r"# Source: (\S+)", above)
+            if not m:
+                sys.exit(f"{path}:{node.lineno}: no '# Source:' line above {node.targets[0].id}")
+            found[node.targets[0].id] = (node.value.value, m.group(1))
+    missing = set(FROM_CHAT_FORMAT) - set(found)
+    if missing:
+        sys.exit(f"{path}: not found: {sorted(missing)}")
+    return found
 
 
 # tests/data/chat_golden/<family>.json -> our file names of its templates[0], templates[1], ...
@@ -114,6 +147,15 @@ def main():
             f.write(c_unescape(m.group(2)))
         sources[fname] = {"repo": repo, "file": "tokenizer_config.json chat_template",
                           "via": via + 'tests/test-chat-template.cpp, case "' + name + '"'}
+    chat_format = (sys.argv[3] if len(sys.argv) > 3 else
+                   os.path.join(src, "..", "..", "llama_cpp", "llama_chat_format.py"))
+    for const, (text, url) in chat_format_templates(chat_format).items():
+        fname, repo = FROM_CHAT_FORMAT[const]
+        with open(os.path.join(out, fname + ".jinja"), "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        sources[fname] = {"repo": repo, "file": "tokenizer_config.json chat_template",
+                          "via": "llama-cpp-python 0.3.36 sdist, llama_cpp/llama_chat_format.py " + const,
+                          "url": url}
     golden_dir = os.path.join(os.path.dirname(os.path.abspath(out)), "chat_golden")
     for fam, names in FROM_CHAT_GOLDEN.items():
         with open(os.path.join(golden_dir, fam + ".json"), encoding="utf-8") as f:

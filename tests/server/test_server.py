@@ -376,12 +376,27 @@ def test_request_log_text_redacted(tmp_path):
                                            max_tokens=4, temperature=0)
         s.client().completions.create(model=NAME, prompt="Write to jane.doe@example.com", max_tokens=3,
                                       temperature=0)
+        # an assistant's tool call and the tool's result: logged, and redacted too
+        status, text, _ = s.request("POST", "/v1/chat/completions", {
+            "model": NAME, "max_tokens": 2, "temperature": 0, "messages": [
+                {"role": "user", "content": "Mail Jane"},
+                {"role": "assistant", "content": "ok", "tool_calls": [{
+                    "id": "call_1", "type": "function", "function": {
+                        "name": "send_mail", "arguments": json.dumps(
+                            {"to": "jane.doe@example.com", "phone": "+44 20 7946 0958"})}}]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "sent, id 123-45-6789"}]})
+        assert status == 200, text
     finally:
         assert s.stop() == 0
     raw = path.read_text()
     for original in ("jane.doe", "example.com", "7946", "0958", "123-45-6789"):
         assert original not in raw
-    chat, comp = read_log(path)
+    chat, comp, tool_chat = read_log(path)
+    call = tool_chat["messages"][1]["tool_calls"][0]
+    assert call["id"] == "call_1" and call["function"]["name"] == "send_mail"
+    assert call["function"]["arguments"] == {"to": "[EMAIL]", "phone": "[PHONE]"}
+    assert tool_chat["messages"][2] == {"role": "tool", "content": "sent, id [ID]",
+                                        "tool_call_id": "call_1"}
     assert chat["messages"] == [{"role": "user",
                                  "content": "mail me at [EMAIL] or [PHONE], id [ID]"}]
     assert len(chat["completions"]) == 1 and isinstance(chat["completions"][0], str)
