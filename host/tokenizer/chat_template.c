@@ -10,11 +10,6 @@
 
 #define FAMILY_HINT "choose one with --chat-template chatml|llama2|llama3|mistral"
 
-/* SmolLM2's template inserts this system turn when the conversation does not start with one. */
-static const char SMOLLM2_DEFAULT_SYSTEM[] =
-    "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging "
-    "Face<|im_end|>\n";
-
 /* ------------------------------------------------------------------------------------------ */
 /* Family names and detection                                                                  */
 /* ------------------------------------------------------------------------------------------ */
@@ -247,17 +242,17 @@ static llmrt_status check_alternation(llmrt_chat_family fam, const chat_role *ro
 /* Renderers                                                                                   */
 /* ------------------------------------------------------------------------------------------ */
 
-/* SmolLM2 (GGUF tokenizer.chat_template):
- *   {% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}
- *   {{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging
- *   Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' +
+/* Plain ChatML, as teknium/OpenHermes-2.5-Mistral-7B publishes it
+ * (tests/data/chat_templates/teknium-OpenHermes-2.5-Mistral-7B.jinja):
+ *   {% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' +
  *   message['content'] + '<|im_end|>' + '\n'}}{% endfor %}
  *   {% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}
- * Any role order is accepted; contents are not stripped. */
-static void render_chatml(builder *b, const llmrt_chat_message *msgs, const chat_role *roles,
-                          int32_t n, bool agp) {
+ * No system turn is added when the conversation has none: this renderer serves any ChatML model
+ * (llama.cpp's and vLLM's "chatml" add none either). SmolLM2's template, which inserts its own
+ * default system prompt, ships in its GGUF and runs in the Jinja interpreter. Any role order is
+ * accepted; contents are not stripped. */
+static void render_chatml(builder *b, const llmrt_chat_message *msgs, int32_t n, bool agp) {
     for (int32_t i = 0; i < n; i++) {
-        if (i == 0 && roles[0] != ROLE_SYSTEM) scaffold(b, SMOLLM2_DEFAULT_SYSTEM);
         scaffold(b, "<|im_start|>");
         scaffold(b, msgs[i].role);
         scaffold(b, "\n");
@@ -377,7 +372,7 @@ llmrt_status llmrt_chat_render(llmrt_chat_family family, const llmrt_chat_messag
     builder b = {0};
     switch (family) {
     case LLMRT_CHAT_CHATML:
-        render_chatml(&b, msgs, roles, n_msgs, add_generation_prompt);
+        render_chatml(&b, msgs, n_msgs, add_generation_prompt);
         break;
     case LLMRT_CHAT_LLAMA3:
         render_llama3(&b, msgs, n_msgs, bos);

