@@ -198,8 +198,8 @@ static void test_gguf(void) {
           strstr(llmrt_text_tokenizer_chat_template(tok), "<|im_start|>"));
     cJSON *doc = NULL;
     llmrt_error err = {0};
-    CHECK(llmrt_json_parse_file(LLMRT_TEST_DATA_DIR "/chat_golden/smollm2_gguf.json", 16 << 20, &doc,
-                                &err) == LLMRT_OK);
+    CHECK(llmrt_json_parse_file(LLMRT_TEST_DATA_DIR "/chat_golden/smollm2_gguf.json", 16 << 20,
+                                &doc, &err) == LLMRT_OK);
     int n = 0;
     const cJSON *c;
     cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(doc, "cases")) {
