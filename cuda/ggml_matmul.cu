@@ -258,6 +258,7 @@ struct RunEmbed {
     }
 };
 
+constexpr int64_t kMaxN = 65535LL * kBN;
 constexpr int kElemsOf[LLMRT_CUDA_GGML_N_TYPES] = {32, 32, 32, 256, 256, 256, 256, 256};
 constexpr int kBytesOf[LLMRT_CUDA_GGML_N_TYPES] = {34, 22, 24, 84, 110, 144, 176, 210};
 const char *const kNameOf[LLMRT_CUDA_GGML_N_TYPES] = {"Q8_0", "Q5_0", "Q5_1", "Q2_K",
@@ -283,12 +284,13 @@ extern "C" int llmrt_cuda_ggml_check(int t, int64_t N, int64_t K, char *msg, siz
         return 1;
     }
     const int E = ggml::kElemsOf[t];
-    if (N < 1 || K < 1 || N > INT32_MAX || K > INT32_MAX || K % E != 0) {
+    // N: the GEMM's grid has ceil(N / 64) CTAs along y (at most 65535)
+    if (N < 1 || K < 1 || N > ggml::kMaxN || K > INT32_MAX || K % E != 0) {
         if (msg && cap)
             snprintf(msg, cap,
-                     "%s weight [%lld, %lld]: the CUDA kernels take 1 <= N, K <= 2^31 - 1 with K a "
-                     "multiple of the %d-element block",
-                     ggml::kNameOf[t], (long long)N, (long long)K, E);
+                     "%s weight [%lld, %lld]: the CUDA kernels take 1 <= N <= %lld and "
+                     "1 <= K <= 2^31 - 1 with K a multiple of the %d-element block",
+                     ggml::kNameOf[t], (long long)N, (long long)K, (long long)ggml::kMaxN, E);
         return 1;
     }
     return 0;

@@ -49,9 +49,9 @@ int32_t llmrt_cuda_ggml_block_elems(int t);
 int32_t llmrt_cuda_ggml_block_bytes(int t);
 const char *llmrt_cuda_ggml_type_name(int t);
 
-/* 0 when the kernels take W [N, K] of type t (1 <= N <= INT32_MAX, 1 <= K <= INT32_MAX, K a whole
- * number of blocks), else non-zero with a message naming what is wrong in msg (cap; msg may be
- * NULL). */
+/* 0 when the kernels take W [N, K] of type t (1 <= N <= 65535 * 64, 1 <= K <= INT32_MAX, K a
+ * whole number of blocks), else non-zero with a message naming what is wrong in msg (cap; msg
+ * may be NULL). */
 int llmrt_cuda_ggml_check(int t, int64_t N, int64_t K, char *msg, size_t cap);
 
 /* Bytes of W [N, K] of type t (0 when llmrt_cuda_ggml_check refuses it). */

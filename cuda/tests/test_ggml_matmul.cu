@@ -209,6 +209,8 @@ void test_errors() {
     CHECKF(strstr(msg, "Q4_K") && strstr(msg, "256"), "message: %s", msg);
     CHECK(llmrt_cuda_ggml_check(LLMRT_CUDA_GGML_N_TYPES, 64, 256, msg, sizeof msg) != 0);
     CHECK(llmrt_cuda_ggml_check(LLMRT_CUDA_GGML_Q8_0, 0, 32, msg, sizeof msg) != 0);
+    CHECK(llmrt_cuda_ggml_check(LLMRT_CUDA_GGML_Q8_0, 65535 * 64, 32, msg, sizeof msg) == 0);
+    CHECK(llmrt_cuda_ggml_check(LLMRT_CUDA_GGML_Q8_0, 65535 * 64 + 1, 32, msg, sizeof msg) != 0);
     CHECK(llmrt_cuda_ggml_check(LLMRT_CUDA_GGML_Q6_K, 7, 512, msg, sizeof msg) == 0);
     CHECK(llmrt_cuda_ggml_bytes(LLMRT_CUDA_GGML_Q6_K, 7, 512) == 7 * 2 * 210);
     CHECK(llmrt_cuda_ggml_bytes(LLMRT_CUDA_GGML_Q6_K, 7, 500) == 0);
