@@ -1,13 +1,16 @@
 // ggml_matmul.cu: the GGUF block-type kernels of ggml_matmul.h (GEMV for decode, tensor-core GEMM
 // for prefill, the embedding gather) and their launchers, one template instance per type
-// (ggml_blocks.cuh).
+// (ggml_blocks.cuh) and activation type A (__half or __nv_bfloat16).
 #include <cstdio>
+#include <type_traits>
 
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include "ggml_blocks.cuh"
 #include "launch.cuh"
+#include "llmrt_dtype.cuh"
 #include "ptx_ops.cuh"
 
 namespace ggml {
@@ -16,30 +19,33 @@ constexpr int kThreads = 128; // 4 warps in every kernel here
 constexpr int kWarps = kThreads / 32;
 constexpr int kMaxGemvM = LLMRT_CUDA_GGML_GEMV_MAX_M;
 
-// out[at] = v (+ bias[n]) as fp32 or fp16.
+// out[at] = v (+ bias[n]) as fp32 or the activation type A.
+template <class A>
 __device__ __forceinline__ void write_out(void *out, int out_f32, const float *bias, size_t at,
                                           int n, float v) {
     if (bias) v += bias[n];
     if (out_f32)
         static_cast<float *>(out)[at] = v;
     else
-        static_cast<__half *>(out)[at] = __float2half_rn(v);
+        static_cast<A *>(out)[at] = llmrt_from_f32<A>(v);
 }
 
-__device__ __forceinline__ uint32_t h2_bits(__half2 h) {
+// The bits of (lo, hi) rounded to A: one 32-bit register of an mma operand.
+template <class A> __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+    const A h[2] = {llmrt_from_f32<A>(lo), llmrt_from_f32<A>(hi)};
     uint32_t u;
-    memcpy(&u, &h, 4);
+    memcpy(&u, static_cast<const void *>(h), 4);
     return u;
 }
 
-// Sixteen fp16 values of x (16-byte aligned: K is a multiple of 32) as fp32.
-__device__ __forceinline__ void load_x16(const __half *p, float (&v)[16]) {
+// Sixteen values of x (16-byte aligned: K is a multiple of 32) as fp32.
+template <class A> __device__ __forceinline__ void load_x16(const A *p, float (&v)[16]) {
     const uint4 raw[2] = {reinterpret_cast<const uint4 *>(p)[0],
                           reinterpret_cast<const uint4 *>(p)[1]};
-    __half h[16];
+    A h[16];
     memcpy(static_cast<void *>(h), raw, sizeof raw);
     for (int i = 0; i < 16; i++)
-        v[i] = __half2float(h[i]);
+        v[i] = llmrt_to_f32(h[i]);
 }
 
 // ---- GEMV (M <= 8) ------------------------------------------------------------------------------
@@ -47,12 +53,12 @@ __device__ __forceinline__ void load_x16(const __half *p, float (&v)[16]) {
 // K-quants 16 lanes cover one 256-element block, so a warp reads two adjacent blocks at a time),
 // dequantises each once into fp32 and uses it for all M rows of x. No barriers: a warp past N
 // returns at once.
-template <int T>
+template <int T, class A>
 __global__ void __launch_bounds__(kThreads)
-    ggml_gemv_kernel(const __half *__restrict__ x,   // [M, K]
+    ggml_gemv_kernel(const A *__restrict__ x,        // [M, K]
                      const uint8_t *__restrict__ w,  // [N, K / E blocks]
                      const float *__restrict__ bias, // [N] or NULL
-                     void *__restrict__ out,         // [M, N] fp16 or fp32
+                     void *__restrict__ out,         // [M, N] A or fp32
                      int out_f32, int M, int N, int K) {
     using Blk = Block<T>;
     constexpr int kPieces = Blk::kElems / 16; // 16-element pieces per block
@@ -71,7 +77,7 @@ __global__ void __launch_bounds__(kThreads)
         for (int m = 0; m < kMaxGemvM; m++) {
             if (m >= M) break;
             float xv[16];
-            load_x16(x + (size_t)m * K + (size_t)p * 16, xv);
+            load_x16<A>(x + (size_t)m * K + (size_t)p * 16, xv);
             float s = 0.0f;
             GGML_UNROLL
             for (int i = 0; i < 16; i++)
@@ -86,7 +92,7 @@ __global__ void __launch_bounds__(kThreads)
         GGML_UNROLL
         for (int o = 16; o > 0; o >>= 1)
             v += __shfl_xor_sync(0xffffffffu, v, o);
-        if (lane == 0) write_out(out, out_f32, bias, (size_t)m * N + n, n, v);
+        if (lane == 0) write_out<A>(out, out_f32, bias, (size_t)m * N + n, n, v);
     }
 }
 
@@ -113,17 +119,17 @@ template <int MT> struct GemmTraits {
     static_assert(kBN * (kBK / 16) == kThreads, "B tile: one piece per thread");
 };
 
-template <int T, int MT>
+template <int T, int MT, class A>
 __global__ void __launch_bounds__(kThreads, kGemmMinBlocks)
-    ggml_gemm_kernel(const __half *__restrict__ x,   // [M, K]
+    ggml_gemm_kernel(const A *__restrict__ x,        // [M, K]
                      const uint8_t *__restrict__ w,  // [N, K / E blocks]
                      const float *__restrict__ bias, // [N] or NULL
                      void *__restrict__ out,         // [M, N] fp16 or fp32
                      int out_f32, int M, int N, int K) {
     using Blk = Block<T>;
     constexpr int BM = GemmTraits<MT>::kBM;
-    DYN_SMEM(__half, smem);
-    __half *sa = smem, *sb = smem + BM * kLd;
+    DYN_SMEM(A, smem);
+    A *sa = smem, *sb = smem + BM * kLd;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int g = lane >> 2, t = lane & 3;
     const int m0 = blockIdx.x * BM, n0 = blockIdx.y * kBN;
@@ -164,7 +170,7 @@ __global__ void __launch_bounds__(kThreads, kGemmMinBlocks)
             uint32_t hv[8];
             GGML_UNROLL
             for (int i = 0; i < 8; i++)
-                hv[i] = b_ok ? h2_bits(__floats2half2_rn(wv[2 * i], wv[2 * i + 1])) : 0u;
+                hv[i] = b_ok ? pack2<A>(wv[2 * i], wv[2 * i + 1]) : 0u;
             uint4 *dst = reinterpret_cast<uint4 *>(sb + bn * kLd + 16 * bh);
             dst[0] = make_uint4(hv[0], hv[1], hv[2], hv[3]);
             dst[1] = make_uint4(hv[4], hv[5], hv[6], hv[7]);
@@ -178,8 +184,13 @@ __global__ void __launch_bounds__(kThreads, kGemmMinBlocks)
             for (int mt = 0; mt < MT; mt++) {
                 uint32_t a[4];
                 ldmatrix_x4(a, sa + (mt * 16 + a_row) * kLd + kk + a_col);
-                mma_m16n8k16_f16f32(acc[mt][0], a, b[0], acc[mt][0]);
-                mma_m16n8k16_f16f32(acc[mt][1], a, b[1], acc[mt][1]);
+                if constexpr (std::is_same<A, __half>::value) {
+                    mma_m16n8k16_f16f32(acc[mt][0], a, b[0], acc[mt][0]);
+                    mma_m16n8k16_f16f32(acc[mt][1], a, b[1], acc[mt][1]);
+                } else {
+                    mma_m16n8k16_bf16f32(acc[mt][0], a, b[0], acc[mt][0]);
+                    mma_m16n8k16_bf16f32(acc[mt][1], a, b[1], acc[mt][1]);
+                }
             }
         }
         __syncthreads(); // the tiles are refilled next step
@@ -192,7 +203,7 @@ __global__ void __launch_bounds__(kThreads, kGemmMinBlocks)
         GGML_UNROLL
     for (int i = 0; i < 4; i++) {
         const int m = m0 + mt * 16 + g + 8 * (i >> 1), n = n0 + warp * 16 + 8 * j + 2 * t + (i & 1);
-        if (m < M && n < N) write_out(out, out_f32, bias, (size_t)m * N + n, n, acc[mt][j][i]);
+        if (m < M && n < N) write_out<A>(out, out_f32, bias, (size_t)m * N + n, n, acc[mt][j][i]);
     }
 }
 
@@ -218,34 +229,38 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 struct MatmulArgs {
-    const __half *x;
+    const void *x; // A [M, K]
     const uint8_t *w;
     const float *bias;
     void *out;
     int out_f32, M, N, K;
-    bool gemv;
+    bool gemv, bf16;
     cudaStream_t stream;
 };
 
-template <int T, int MT> int launch_gemm(const MatmulArgs &a) {
+template <int T, int MT, class A> int launch_gemm(const MatmulArgs &a) {
     constexpr int BM = GemmTraits<MT>::kBM;
     const dim3 grid((unsigned)((a.M + BM - 1) / BM), (unsigned)((a.N + kBN - 1) / kBN));
-    LAUNCH((ggml_gemm_kernel<T, MT>), grid, kThreads, GemmTraits<MT>::kSmemBytes, a.stream, a.x,
-           a.w, a.bias, a.out, a.out_f32, a.M, a.N, a.K);
+    LAUNCH((ggml_gemm_kernel<T, MT, A>), grid, kThreads, GemmTraits<MT>::kSmemBytes, a.stream,
+           static_cast<const A *>(a.x), a.w, a.bias, a.out, a.out_f32, a.M, a.N, a.K);
     return (int)cudaGetLastError();
+}
+
+template <int T, class A> int launch_matmul(const MatmulArgs &a) {
+    if (a.gemv) {
+        LAUNCH((ggml_gemv_kernel<T, A>), (a.N + kWarps - 1) / kWarps, kThreads, 0, a.stream,
+               static_cast<const A *>(a.x), a.w, a.bias, a.out, a.out_f32, a.M, a.N, a.K);
+        return (int)cudaGetLastError();
+    }
+    // MT: the smallest of 1, 2, 4 m16 tiles that covers M (above 64 rows: 64-row tiles)
+    return a.M <= 16   ? launch_gemm<T, 1, A>(a)
+           : a.M <= 32 ? launch_gemm<T, 2, A>(a)
+                       : launch_gemm<T, 4, A>(a);
 }
 
 struct RunMatmul {
     template <int T> static int run(const MatmulArgs *a) {
-        if (a->gemv) {
-            LAUNCH((ggml_gemv_kernel<T>), (a->N + kWarps - 1) / kWarps, kThreads, 0, a->stream,
-                   a->x, a->w, a->bias, a->out, a->out_f32, a->M, a->N, a->K);
-            return (int)cudaGetLastError();
-        }
-        // MT: the smallest of 1, 2, 4 m16 tiles that covers M (above 64 rows: 64-row tiles)
-        return a->M <= 16   ? launch_gemm<T, 1>(*a)
-               : a->M <= 32 ? launch_gemm<T, 2>(*a)
-                            : launch_gemm<T, 4>(*a);
+        return a->bf16 ? launch_matmul<T, __nv_bfloat16>(*a) : launch_matmul<T, __half>(*a);
     }
 };
 
@@ -302,24 +317,20 @@ extern "C" uint64_t llmrt_cuda_ggml_bytes(int t, int64_t N, int64_t K) {
 }
 
 extern "C" int llmrt_cuda_ggml_matmul(void *stream, void *out, llmrt_cuda_dtype out_t,
-                                      const void *x, int64_t M, const void *w, int t, int64_t N,
-                                      int64_t K, const float *bias, llmrt_cuda_ggml_path path) {
+                                      const void *x, llmrt_cuda_dtype x_t, int64_t M, const void *w,
+                                      int t, int64_t N, int64_t K, const float *bias,
+                                      llmrt_cuda_ggml_path path) {
     if (!out || !x || !w || M < 1 || M > 65535 || llmrt_cuda_ggml_check(t, N, K, nullptr, 0) != 0 ||
-        (out_t != LLMRT_CUDA_F16 && out_t != LLMRT_CUDA_F32))
+        (x_t != LLMRT_CUDA_F16 && x_t != LLMRT_CUDA_BF16) ||
+        (out_t != x_t && out_t != LLMRT_CUDA_F32))
         return (int)cudaErrorInvalidValue;
     const bool gemv =
         path == LLMRT_CUDA_GGML_GEMV || (path == LLMRT_CUDA_GGML_AUTO && M <= ggml::kMaxGemvM);
     if (gemv && M > ggml::kMaxGemvM) return (int)cudaErrorInvalidValue;
-    const ggml::MatmulArgs a = {static_cast<const __half *>(x),
-                                static_cast<const uint8_t *>(w),
-                                bias,
-                                out,
-                                out_t == LLMRT_CUDA_F32,
-                                (int)M,
-                                (int)N,
-                                (int)K,
-                                gemv,
-                                (cudaStream_t)stream};
+    ggml::MatmulArgs a;
+    a.x = x, a.w = static_cast<const uint8_t *>(w), a.bias = bias, a.out = out;
+    a.out_f32 = out_t == LLMRT_CUDA_F32, a.M = (int)M, a.N = (int)N, a.K = (int)K;
+    a.gemv = gemv, a.bf16 = x_t == LLMRT_CUDA_BF16, a.stream = (cudaStream_t)stream;
     return ggml::dispatch<ggml::RunMatmul>(t, &a);
 }
 

@@ -10,11 +10,13 @@
  *
  * Kernels (ggml_matmul.cu, one template per type):
  *   GEMV, M <= 8 rows of x (decode): one warp per weight row, the lanes stride over the row's
- *        16-element pieces, dequantise each into fp32 registers and multiply with the fp16 x rows
+ *        16-element pieces, dequantise each into fp32 registers and multiply with the x rows
  *        (fp32 accumulation, exactly the reference weights).
  *   GEMM, M > 8 (prefill): a CTA computes a (16·MT) x 64 tile of out; per 32-deep k step it stages
- *        x as fp16 and the weight tile dequantised to fp16 in shared memory and runs
- *        mma.m16n8k16 (ptx_ops.cuh) with fp32 accumulators. The weights are rounded once to fp16.
+ *        x and the weight tile dequantised to the activation type in shared memory and runs
+ *        mma.m16n8k16 (ptx_ops.cuh) with fp32 accumulators. The weights are rounded once to
+ *        fp16 (bf16 with bf16 activations).
+ * Activations (x, and out unless fp32): fp16 or bf16.
  *   embed: rows of the table (a quantised token_embd) dequantised to fp32.
  *
  * Launchers follow llmrt_cuda.h: asynchronous on `stream`, allocate nothing, never synchronise,
@@ -65,11 +67,12 @@ typedef enum llmrt_cuda_ggml_path {
 } llmrt_cuda_ggml_path;
 #define LLMRT_CUDA_GGML_GEMV_MAX_M 8
 
-/* out[M, N] (out_t F16 or F32) = x[M, K] (fp16) · Wᵀ (+ bias[N] fp32 when not NULL), fp32
- * accumulation; 1 <= M <= 65535; w: the device copy of the GGUF blocks (layout above). */
+/* out[M, N] (out_t: x_t or F32) = x[M, K] (x_t: F16 or BF16) · Wᵀ (+ bias[N] fp32 when not
+ * NULL), fp32 accumulation; 1 <= M <= 65535; w: the device copy of the GGUF blocks (layout
+ * above). */
 int llmrt_cuda_ggml_matmul(void *stream, void *out, llmrt_cuda_dtype out_t, const void *x,
-                           int64_t M, const void *w, int t, int64_t N, int64_t K, const float *bias,
-                           llmrt_cuda_ggml_path path);
+                           llmrt_cuda_dtype x_t, int64_t M, const void *w, int t, int64_t N,
+                           int64_t K, const float *bias, llmrt_cuda_ggml_path path);
 
 /* out[i, :] (fp32 [n_tokens, D]) = row tokens[i] of the table (type t, [V, D] blocks), tokens on
  * the device, each in [0, V). */

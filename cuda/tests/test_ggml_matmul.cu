@@ -7,8 +7,9 @@
 // 200 (not multiples of the GEMM's 64-column tile; 200 also leaves a GEMV CTA with idle warps),
 // K = 1, 2 and 3 blocks (96 / 160 columns for the 32-element types: odd numbers of 32-deep k
 // steps), M = 1, 3, 8 (GEMV), 9, 33, 70 (GEMM: 1, 2 and 4 m16 tiles per CTA, partial tiles, two M
-// tiles), the GEMM forced at M = 1 and 8; fp16 and fp32 output, bias on/off; the embedding gather
-// of chosen rows; argument errors.
+// tiles), the GEMM forced at M = 1 and 8; fp16 and fp32 output, bias on/off; bf16 activations
+// (M = 2, 7: GEMV; 12, 40: GEMM; bf16 and fp32 output); the embedding gather of chosen rows;
+// argument errors.
 //
 // Tolerances, the same for every type because the error sources are the same:
 //   GEMV: the weights are the reference's fp32 values (same formula, same rounding order; nvcc may
@@ -17,6 +18,9 @@
 //   GEMM: each dequantised weight is rounded once to fp16 (2^-12 relative), then fp32 mma
 //         accumulation: mean|out − ref| / mean|ref| <= 1e-3 and max|out − ref| <= 2e-3 · max|ref|
 //         (test_q4_matmul's criterion).
+//   bf16 activations (the reference gets the same bf16 x): GEMV with bf16 output 4e-3 (its final
+//         rounding, 2^-8 relative); GEMM: the weights rounded to bf16 (2^-9 relative, 8x fp16's):
+//         8x the fp16 bounds, mean 8e-3 and max 1.6e-2.
 //   embed: max|out − ref| <= 1e-6 · max|ref| per row (exactly equal under cusim).
 // The test also corrupts one scale byte on the device and checks that the comparison then fails.
 #include "../ggml_matmul.cu"
@@ -50,6 +54,22 @@ uint16_t f16_bits(float v) {
     uint16_t u;
     memcpy(&u, &h, 2);
     return u;
+}
+
+// The 16-bit activation of value v in fp16 or bf16, and back.
+uint16_t act_bits(float v, bool bf16) {
+    if (!bf16) return f16_bits(v);
+    __nv_bfloat16 h = __float2bfloat16_rn(v);
+    uint16_t u;
+    memcpy(&u, &h, 2);
+    return u;
+}
+float act_val(uint16_t u, bool bf16) {
+    if (!bf16) return llmrt_f16_to_f32(u);
+    const uint32_t f = (uint32_t)u << 16;
+    float v;
+    memcpy(&v, &f, 4);
+    return v;
 }
 
 llmrt_dtype host_dtype(int t) {
@@ -113,10 +133,10 @@ struct Err {
     double mean_rel, max_rel;
 };
 
-// out (fp16 or fp32 on the device) vs fp64 x · dequant(W)ᵀ (+ bias).
+// out (the activation type or fp32 on the device) vs fp64 x · dequant(W)ᵀ (+ bias).
 Err compare(const std::vector<float> &wf, const std::vector<uint16_t> &x,
-            const std::vector<float> &bias, const void *dout, bool out_f32, int M, int64_t N,
-            int64_t K) {
+            const std::vector<float> &bias, const void *dout, bool out_f32, bool bf16, int M,
+            int64_t N, int64_t K) {
     std::vector<float> got((size_t)(M * N));
     if (out_f32) {
         CUDA_OK(cudaMemcpy(got.data(), dout, got.size() * 4, cudaMemcpyDeviceToHost));
@@ -124,15 +144,15 @@ Err compare(const std::vector<float> &wf, const std::vector<uint16_t> &x,
         std::vector<uint16_t> h((size_t)(M * N));
         CUDA_OK(cudaMemcpy(h.data(), dout, h.size() * 2, cudaMemcpyDeviceToHost));
         for (size_t i = 0; i < h.size(); i++)
-            got[i] = llmrt_f16_to_f32(h[i]);
+            got[i] = act_val(h[i], bf16);
     }
     double sum_err = 0, sum_ref = 0, max_err = 0, max_ref = 0;
     for (int m = 0; m < M; m++)
         for (int64_t n = 0; n < N; n++) {
             double r = bias.empty() ? 0.0 : bias[(size_t)n];
             for (int64_t k = 0; k < K; k++)
-                r += (double)llmrt_f16_to_f32(x[(size_t)(m * K + k)]) *
-                     (double)wf[(size_t)(n * K + k)];
+                r +=
+                    (double)act_val(x[(size_t)(m * K + k)], bf16) * (double)wf[(size_t)(n * K + k)];
             const double e = fabs((double)got[(size_t)(m * N + n)] - r);
             sum_err += e, sum_ref += fabs(r);
             max_err = std::max(max_err, e), max_ref = std::max(max_ref, fabs(r));
@@ -140,15 +160,15 @@ Err compare(const std::vector<float> &wf, const std::vector<uint16_t> &x,
     return {sum_err / std::max(sum_ref, 1e-30), max_err / std::max(max_ref, 1e-30)};
 }
 
-double g_worst_gemv = 0, g_worst_gemm_mean = 0, g_worst_gemm_max = 0;
+double g_worst_gemv = 0, g_worst_gemm_mean[2] = {0, 0}, g_worst_gemm_max[2] = {0, 0};
 
-// One matmul; returns whether it met its tolerance.
+// One matmul (fp16 activations, or bf16); returns whether it met its tolerance.
 bool run(int t, const std::vector<uint8_t> &w, const std::vector<float> &wf, const void *dw,
          int64_t N, int64_t K, int M, llmrt_cuda_ggml_path path, bool out_f32, bool with_bias,
-         Lcg &rng, bool expect_pass) {
+         Lcg &rng, bool expect_pass, bool bf16 = false) {
     std::vector<uint16_t> x((size_t)(M * K));
     for (auto &v : x)
-        v = f16_bits(rng.uniform(-1.0f, 1.0f));
+        v = act_bits(rng.uniform(-1.0f, 1.0f), bf16);
     std::vector<float> bias;
     if (with_bias)
         for (int64_t n = 0; n < N; n++)
@@ -156,26 +176,32 @@ bool run(int t, const std::vector<uint8_t> &w, const std::vector<float> &wf, con
     uint16_t *dx = to_dev(x);
     float *dbias = with_bias ? to_dev(bias) : nullptr;
     void *dout = dev_alloc<float>((size_t)(M * N));
-    const int rc = llmrt_cuda_ggml_matmul(nullptr, dout, out_f32 ? LLMRT_CUDA_F32 : LLMRT_CUDA_F16,
-                                          dx, M, dw, t, N, K, dbias, path);
+    const llmrt_cuda_dtype act = bf16 ? LLMRT_CUDA_BF16 : LLMRT_CUDA_F16;
+    const int rc = llmrt_cuda_ggml_matmul(nullptr, dout, out_f32 ? LLMRT_CUDA_F32 : act, dx, act, M,
+                                          dw, t, N, K, dbias, path);
     CHECKF(rc == 0, "%s launch rc %d", llmrt_cuda_ggml_type_name(t), rc);
     CUDA_OK(cudaDeviceSynchronize());
-    const Err e = compare(wf, x, bias, dout, out_f32, M, N, K);
+    const Err e = compare(wf, x, bias, dout, out_f32, bf16, M, N, K);
     const bool gemv = path == LLMRT_CUDA_GGML_GEMV || (path == LLMRT_CUDA_GGML_AUTO && M <= 8);
     bool ok;
     if (gemv) {
-        const double tol = out_f32 ? 1e-5 : 1e-3;
+        const double tol = out_f32 ? 1e-5 : bf16 ? 4e-3 : 1e-3;
         ok = e.max_rel <= tol;
         if (expect_pass && out_f32) g_worst_gemv = std::max(g_worst_gemv, e.max_rel);
     } else {
-        ok = e.mean_rel <= 1e-3 && e.max_rel <= 2e-3;
-        if (expect_pass) g_worst_gemm_mean = std::max(g_worst_gemm_mean, e.mean_rel);
-        if (expect_pass) g_worst_gemm_max = std::max(g_worst_gemm_max, e.max_rel);
+        const double scale = bf16 ? 8 : 1; // bf16 rounds the weights to 8 bits, fp16 to 11
+        ok = e.mean_rel <= 1e-3 * scale && e.max_rel <= 2e-3 * scale;
+        if (expect_pass) g_worst_gemm_mean[bf16] = std::max(g_worst_gemm_mean[bf16], e.mean_rel);
+        if (expect_pass) g_worst_gemm_max[bf16] = std::max(g_worst_gemm_max[bf16], e.max_rel);
     }
     if (expect_pass)
-        CHECKF(ok, "%s N %lld K %lld M %d %s %s%s: mean rel %.2e, max %.2e of max|ref|",
+        CHECKF(ok, "%s N %lld K %lld M %d %s %s x, %s out%s: mean rel %.2e, max %.2e of max|ref|",
                llmrt_cuda_ggml_type_name(t), (long long)N, (long long)K, M, gemv ? "GEMV" : "GEMM",
-               out_f32 ? "f32" : "f16", with_bias ? " bias" : "", e.mean_rel, e.max_rel);
+               bf16 ? "bf16" : "f16",
+               out_f32 ? "f32"
+               : bf16  ? "bf16"
+                       : "f16",
+               with_bias ? " bias" : "", e.mean_rel, e.max_rel);
     cudaFree(dx);
     cudaFree(dbias);
     cudaFree(dout);
@@ -215,15 +241,17 @@ void test_errors() {
     CHECK(llmrt_cuda_ggml_bytes(LLMRT_CUDA_GGML_Q6_K, 7, 512) == 7 * 2 * 210);
     CHECK(llmrt_cuda_ggml_bytes(LLMRT_CUDA_GGML_Q6_K, 7, 500) == 0);
     void *p = dev_alloc<float>(1024);
-    CHECK(llmrt_cuda_ggml_matmul(
-              nullptr, p, LLMRT_CUDA_F16, p, 9, p, LLMRT_CUDA_GGML_Q8_0, 8, 32, nullptr,
-              LLMRT_CUDA_GGML_GEMV) == (int)cudaErrorInvalidValue); // GEMV takes M <= 8
-    CHECK(llmrt_cuda_ggml_matmul(nullptr, p, LLMRT_CUDA_BF16, p, 1, p, LLMRT_CUDA_GGML_Q8_0, 8, 32,
-                                 nullptr, LLMRT_CUDA_GGML_AUTO) == (int)cudaErrorInvalidValue);
-    CHECK(llmrt_cuda_ggml_matmul(nullptr, p, LLMRT_CUDA_F16, p, 0, p, LLMRT_CUDA_GGML_Q8_0, 8, 32,
-                                 nullptr, LLMRT_CUDA_GGML_AUTO) == (int)cudaErrorInvalidValue);
-    CHECK(llmrt_cuda_ggml_matmul(nullptr, p, LLMRT_CUDA_F16, p, 1, p, -1, 8, 32, nullptr,
-                                 LLMRT_CUDA_GGML_AUTO) == (int)cudaErrorInvalidValue);
+    const int bad = (int)cudaErrorInvalidValue;
+    const llmrt_cuda_dtype F16 = LLMRT_CUDA_F16, BF16 = LLMRT_CUDA_BF16, F32 = LLMRT_CUDA_F32;
+    const int Q8 = LLMRT_CUDA_GGML_Q8_0;
+    const llmrt_cuda_ggml_path GEMV = LLMRT_CUDA_GGML_GEMV, AUTO = LLMRT_CUDA_GGML_AUTO;
+    CHECK(llmrt_cuda_ggml_matmul(nullptr, p, F16, p, F16, 9, p, Q8, 8, 32, nullptr, GEMV) ==
+          bad); // the GEMV takes M <= 8
+    CHECK(llmrt_cuda_ggml_matmul(nullptr, p, BF16, p, F16, 1, p, Q8, 8, 32, nullptr, AUTO) ==
+          bad); // out: x's type or fp32
+    CHECK(llmrt_cuda_ggml_matmul(nullptr, p, F32, p, F32, 1, p, Q8, 8, 32, nullptr, AUTO) == bad);
+    CHECK(llmrt_cuda_ggml_matmul(nullptr, p, F16, p, F16, 0, p, Q8, 8, 32, nullptr, AUTO) == bad);
+    CHECK(llmrt_cuda_ggml_matmul(nullptr, p, F16, p, F16, 1, p, -1, 8, 32, nullptr, AUTO) == bad);
     CHECK(llmrt_cuda_ggml_embed(nullptr, (float *)p, p, LLMRT_CUDA_GGML_Q4_K, (const int32_t *)p, 1,
                                 100) == (int)cudaErrorInvalidValue);
     cudaFree(p);
@@ -253,6 +281,11 @@ int main() {
             run(t, w, wf, dw, N, K, 1, LLMRT_CUDA_GGML_GEMM, false, true, rng, true);
             run(t, w, wf, dw, N, K, 8, LLMRT_CUDA_GGML_GEMM, true, false, rng, true);
             run(t, w, wf, dw, N, K, 5, LLMRT_CUDA_GGML_GEMV, true, true, rng, true);
+            // bf16 activations: the GEMV (fp32 and bf16 out) and the bf16 mma GEMM
+            run(t, w, wf, dw, N, K, 2, LLMRT_CUDA_GGML_AUTO, true, true, rng, true, true);
+            run(t, w, wf, dw, N, K, 7, LLMRT_CUDA_GGML_AUTO, false, false, rng, true, true);
+            run(t, w, wf, dw, N, K, 40, LLMRT_CUDA_GGML_AUTO, true, true, rng, true, true);
+            run(t, w, wf, dw, N, K, 12, LLMRT_CUDA_GGML_AUTO, false, false, rng, true, true);
             test_embed(t, w, wf, dw, N, K);
             if (s ==
                 0) { // sensitivity: one corrupted scale byte (each type's d's high byte) must fail
@@ -270,10 +303,10 @@ int main() {
             cudaFree(dw);
         }
     }
-    printf("worst: GEMV f32 max %.2e of max|ref| (<= 1e-5); GEMM mean rel %.2e (<= 1e-3), max %.2e "
-           "(<= 2e-3); "
-           "%.1f s\n",
-           g_worst_gemv, g_worst_gemm_mean, g_worst_gemm_max,
+    printf("worst: GEMV f32 max %.2e of max|ref| (<= 1e-5); GEMM fp16 mean rel %.2e (<= 1e-3), "
+           "max %.2e (<= 2e-3); GEMM bf16 mean rel %.2e (<= 8e-3), max %.2e (<= 1.6e-2); %.1f s\n",
+           g_worst_gemv, g_worst_gemm_mean[0], g_worst_gemm_max[0], g_worst_gemm_mean[1],
+           g_worst_gemm_max[1],
            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     return test_summary("test_ggml_matmul");
 }

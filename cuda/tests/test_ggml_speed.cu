@@ -63,8 +63,8 @@ void bench(cublasHandle_t h, int t, int N, int K, int M, int reps) {
     const float one = 1.0f, zero = 0.0f;
     const float tq = time_us(
         [&] {
-            CHECK(llmrt_cuda_ggml_matmul(nullptr, dout, LLMRT_CUDA_F16, dx, M, dq, t, N, K, nullptr,
-                                         LLMRT_CUDA_GGML_AUTO) == 0);
+            CHECK(llmrt_cuda_ggml_matmul(nullptr, dout, LLMRT_CUDA_F16, dx, LLMRT_CUDA_F16, M, dq,
+                                         t, N, K, nullptr, LLMRT_CUDA_GGML_AUTO) == 0);
         },
         reps);
     const float tf = time_us(

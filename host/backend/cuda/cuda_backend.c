@@ -283,7 +283,7 @@ static bool cuda_supports_weight(const llmrt_backend *be, llmrt_dtype dtype) {
  *  - matmul: f32/f16/bf16 weights (converted to the activation dtype at upload) of shapes within
  *    the GEMM's int range; 4-bit weights on the 4-bit kernels when the activations are fp16 (the
  *    kernels run fp16 mma) and llmrt_cuda_q4_check takes the shape; GGUF Q8_0, Q5_0/Q5_1 and
- *    K-quant blocks on their kernels (cuda/ggml_matmul.h), also with fp16 activations only.
+ *    K-quant blocks on their kernels (cuda/ggml_matmul.h) with fp16 or bf16 activations.
  *  - attention: the naive kernel takes any head dim up to 256 (rope_init's bound too); the
  *    flash kernels (attention.h) take the head dims and dtypes they are instantiated for
  *    (llmrt_cuda_attention_check on the shape alone), fp16/bf16 only, unless the naive kernel
@@ -307,9 +307,9 @@ static bool cuda_supports(const llmrt_backend *be, const llmrt_op_query *q, char
                 return llmrt_backend_decline(why, cap, "%s", msg);
             return true;
         }
-        if (ggml_type_of(q->dtype) >= 0 && c->act != LLMRT_CUDA_F16)
-            return llmrt_backend_decline(why, cap, "the GGUF block kernels take fp16 activations "
-                                         "only (%s here)", llmrt_dtype_name(c->act_dtype));
+        if (ggml_type_of(q->dtype) >= 0 && c->act == LLMRT_CUDA_F32)
+            return llmrt_backend_decline(why, cap, "the GGUF block kernels take fp16 or bf16 "
+                                         "activations only (%s here)", llmrt_dtype_name(c->act_dtype));
         if (!cuda_supports_weight(be, q->dtype))
             return llmrt_backend_decline(why, cap, "weight dtype %s not supported", llmrt_dtype_name(q->dtype));
         if (ggml_type_of(q->dtype) >= 0) {
@@ -436,7 +436,8 @@ static void cuda_weight_free(llmrt_backend *be, llmrt_bweight *w) {
 /* Q8_0, Q5_0/Q5_1 and the K-quants stay on the device exactly as the file stores them (the GGUF
  * blocks, row after row; gguf_source keeps them packed because supports_weight says so) and run
  * on their own kernels (cuda/ggml_matmul.h: GEMV for decode, mma GEMM for prefill, the embedding
- * gather), which take fp16 activations. Q4_0/Q4_1 load into the internal 4-bit format instead.
+ * gather), which take fp16 or bf16 activations (not the f32 reference mode). Q4_0/Q4_1 load into
+ * the internal 4-bit format instead.
  * Tensor-parallel slices arrive cut at whole blocks (model/shard_slice.c refuses the rest, naming
  * the type and tp; a Q8_0 slice inside a block arrives as F32). */
 static int ggml_type_of(llmrt_dtype dtype) {
@@ -454,7 +455,7 @@ static int ggml_type_of(llmrt_dtype dtype) {
 }
 
 static bool ggml_weight_ok(const cuda_ctx *c, llmrt_dtype dtype) {
-    return ggml_type_of(dtype) >= 0 && c->act == LLMRT_CUDA_F16;
+    return ggml_type_of(dtype) >= 0 && c->act != LLMRT_CUDA_F32;
 }
 
 static llmrt_status ggml_weight_upload(cuda_ctx *c, llmrt_dtype dtype, int64_t rows, int64_t cols,
@@ -483,8 +484,9 @@ static llmrt_status ggml_weight_upload(cuda_ctx *c, llmrt_dtype dtype, int64_t r
 /* out[rows, N] (fp16, or fp32 for the logits) = x · Wᵀ + bias (fused) for a GGUF block weight. */
 static llmrt_cuda_status ggml_matmul(cuda_ctx *c, void *out, llmrt_cuda_dtype out_t, const void *x,
                                      int64_t rows, const llmrt_bweight *w, const char *what) {
-    int rc = llmrt_cuda_ggml_matmul(c->stream, out, out_t, x, rows, w->data, ggml_type_of(w->dtype),
-                                    w->rows, w->cols, w->bias, LLMRT_CUDA_GGML_AUTO);
+    int rc = llmrt_cuda_ggml_matmul(c->stream, out, out_t, x, c->act, rows, w->data,
+                                    ggml_type_of(w->dtype), w->rows, w->cols, w->bias,
+                                    LLMRT_CUDA_GGML_AUTO);
     return rc ? llmrt_cuda_check(c->dev, rc, what) : LLMRT_CUDA_OK;
 }
 
