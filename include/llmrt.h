@@ -199,8 +199,9 @@ typedef struct llmrt_model_params {
      * with bf16 activations, or a shape its 4-bit kernels do not take): false (the default)
      * fails the load with LLMRT_ERR_UNSUPPORTED naming the tensor, the backend and the reason;
      * true dequantises it at load (more memory, slower), logs a warning and reports it in
-     * llmrt_model_info's n_fallbacks / fallback. (GGUF Q8_0 matrices on the CUDA backend, which
-     * has no 8-bit kernels, are still converted to its activation type without this switch.) */
+     * llmrt_model_info's n_fallbacks / fallback. (GGUF Q8_0 matrices on a CUDA backend with f32
+     * activations, whose 8-bit kernels take fp16 / bf16 only, are still converted to f32
+     * without this switch.) */
     bool              allow_fallback;
     llmrt_cpu_matmul  cpu_matmul;  /* CPU matmul arithmetic; default EXACT                    */
     /* LoRA adapters folded into the weights at load (zero per-token cost): n_loras paths (PEFT

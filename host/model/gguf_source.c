@@ -252,6 +252,22 @@ static llmrt_status find_checked(struct llmrt_rank_model *m, const char *hf_name
     return LLMRT_OK;
 }
 
+/* Why the backend does not take a `dtype` block matrix [rows, cols]: its own reason when it
+ * gives one (the CUDA backend's block kernels take fp16 activations only), else that it has no
+ * kernels for the type. */
+static void block_refusal(struct llmrt_rank_model *m, llmrt_dtype dtype, int64_t rows,
+                          int64_t cols, char *why, size_t cap) {
+    char           reason[128] = "";
+    llmrt_op_query q = {.op = LLMRT_BOP_MATMUL, .dtype = dtype, .n = rows, .k = cols};
+    if (m->be->ops->supports && !m->be->ops->supports(m->be, &q, reason, sizeof reason) &&
+        reason[0])
+        snprintf(why, cap, "the %s backend cannot run %s matrices: %s", m->be->name,
+                 llmrt_dtype_name(dtype), reason);
+    else
+        snprintf(why, cap, "the %s backend has no %s kernels", m->be->name,
+                 llmrt_dtype_name(dtype));
+}
+
 static llmrt_status gguf_get(void *ctx, struct llmrt_rank_model *m, const char *hf_name, int64_t rows,
                              int64_t cols, bool optional, llmrt_host_tensor *out, bool *found,
                              llmrt_error *err) {
@@ -278,16 +294,18 @@ static llmrt_status gguf_get(void *ctx, struct llmrt_rank_model *m, const char *
                    m->be->ops->supports_weight(m->be, t->dtype);
     /* a backend without kernels for a packed type: dequantised only when asked to (the
      * embedding table, read by rows, always may be) */
+    char why[160] = "";
+    if (packed && cols != 0 && !keep_blocks && !m->no_q4)
+        block_refusal(m, t->dtype, rows, cols, why, sizeof why);
     if (packed && cols != 0 && !keep_blocks && !m->no_q4 && !m->allow_fallback &&
         strcmp(name, "token_embd.weight") != 0)
         return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
-                         "%s: tensor %s: the %s backend has no %s kernels (set allow_fallback or "
-                         "dequantize_weights in llmrt_model_params to dequantise it at load)",
-                         f->path, name, m->be->name, llmrt_dtype_name(t->dtype));
+                         "%s: tensor %s: %s (set allow_fallback or dequantize_weights in "
+                         "llmrt_model_params to dequantise it at load)",
+                         f->path, name, why);
     if (packed && cols != 0 && !keep_blocks && !m->no_q4 && strcmp(name, "token_embd.weight") != 0 &&
         m->n_fallbacks++ == 0)
-        snprintf(m->fallback_why, sizeof m->fallback_why, "the %s backend has no %s kernels",
-                 m->be->name, llmrt_dtype_name(t->dtype));
+        snprintf(m->fallback_why, sizeof m->fallback_why, "%s", why);
     if ((!quantized || keep_blocks) && permute_heads == 0) { /* used in place from the mapping */
         out->dtype = t->dtype;
         out->data  = t->data;

@@ -166,6 +166,19 @@ LAUNCHES = {
          ("q4_gemv.cu", "grid, kThreads, plan.smem, stream,")]),
     "q4_gather_cols_kernel": (lambda t: 256, lambda t: 0, "launch code: kFinThreads = 256",
                               [("q4_matmul.cu", "q4::mm::kFinThreads, 0, st,")]),
+    "ggml_gemv_kernel": (
+        lambda t: 128, lambda t: 0, "launch code: kThreads = 128, no dynamic smem",
+        [("ggml_matmul.cu", "constexpr int kThreads = 128;"),
+         ("ggml_matmul.cu", "LAUNCH((ggml_gemv_kernel<T, A>), (a.N + kWarps - 1) / kWarps, kThreads, 0,")]),
+    "ggml_gemm_kernel": (
+        lambda t: 128, lambda t: (16 * int(t[1]) + 64) * 40 * 2,
+        "launch code: kThreads = 128, smem = GemmTraits<MT>::kSmemBytes = (16 MT + kBN) * kLd * 2",
+        [("ggml_matmul.cu", "constexpr int kBN = 64, kBK = 32, kLd = kBK + 8;"),
+         ("ggml_matmul.cu", "static constexpr int kSmemBytes = (kBM + kBN) * kLd * 2;"),
+         ("ggml_matmul.cu", "LAUNCH((ggml_gemm_kernel<T, MT, A>), grid, kThreads, GemmTraits<MT>::kSmemBytes,")]),
+    "ggml_embed_kernel": (
+        lambda t: 128, lambda t: 0, "launch code: kThreads = 128, no dynamic smem",
+        [("ggml_matmul.cu", "LAUNCH((ggml_embed_kernel<T>), n_tokens, kThreads, 0, s,")]),
 }
 
 
@@ -326,7 +339,10 @@ def main():
     print("- template arguments: element types as f16/bf16/f32, head dim (attention), rows per "
           "instance MR / m16 tiles MT (q4_gemv / q4_gemm, LoRA), ZF: 1 = float offsets "
           "(w = s·q + m), 0 = integer zeros (w = s·(q - z)); KV (attention, kv8_write, last): the KV "
-          "cache type, 0 = the activation type, 1 = int8, 2 = fp8 e4m3 (llmrt_cuda_kv_dtype).")
+          "cache type, 0 = the activation type, 1 = int8, 2 = fp8 e4m3 (llmrt_cuda_kv_dtype); "
+          "ggml_* (GGUF blocks, cuda/ggml_matmul.h): first the block type (llmrt_cuda_ggml_type: "
+          "0 Q8_0, 1 Q5_0, 2 Q5_1, 3 Q2_K, 4 Q3_K, 5 Q4_K, 6 Q5_K, 7 Q6_K), then MT (ggml_gemm), then "
+          "the activation type.")
     print()
     print(f"Kernel instances: {len(table)}, architectures: {', '.join(archs)}. Spilling: "
           f"{', '.join(spills) if spills else 'none (0 bytes spill stores and loads everywhere)'}.")

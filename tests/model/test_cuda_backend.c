@@ -355,6 +355,14 @@ static void capture_log(llmrt_log_level level, const char *msg, void *data) {
  * batch 6.8e-3..1.4e-2 and decode 3.6e-3..1.6e-2 of max|logit| (the fp16 tiny models:
  * 6.7e-3..1.2e-2). One GPTQ fixture also runs with bf16 activations, which the 4-bit kernels
  * decline: it must load dequantised (the loader's fallback) and pass at TOL_BF16. */
+/* Whether a golden's expect_weight_format (a string or an array of them) names `fmt`. */
+static bool format_listed(const cJSON *ef, const char *fmt) {
+    if (cJSON_IsString(ef)) return !strcmp(ef->valuestring, fmt);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, ef) if (cJSON_IsString(e) && !strcmp(e->valuestring, fmt)) return true;
+    return false;
+}
+
 static void test_q4_models(void) {
     static const char *const gguf[] = {"llama_q4_0_gguf", "llama_q4_1_gguf"};
     for (size_t i = 0; i < sizeof gguf / sizeof gguf[0]; i++) {
@@ -404,16 +412,30 @@ static void test_q4_models(void) {
         bool quantized = cJSON_GetObjectItem(g.root, "quantization") != NULL;
         char name[128];
         snprintf(name, sizeof name, "gptq %.*s", (int)(len - 5), e->d_name);
-        /* 8-bit GPTQ (goldens whose expect_weight_format is not plain "q4"): the CUDA backend has
-         * no Q8_0 kernels, so the load fails naming the tensor unless allow_fallback, which
-         * dequantises the 8-bit matrices at load (4-bit ones of a dynamic mix stay 4-bit) */
+        /* 8-bit GPTQ (goldens whose expect_weight_format is not plain "q4"): the matrices that
+         * map onto Q8_0 blocks (expect "q8_0": symmetric, natural order, groups of 32k) run as
+         * stored on the GGUF block kernels (cuda/ggml_matmul.h); any other 8-bit matrix fails
+         * the load naming the tensor unless allow_fallback, which dequantises it at load (4-bit
+         * ones of a dynamic mix stay 4-bit) */
         const cJSON *ef = cJSON_GetObjectItem(g.root, "expect_weight_format");
+        if (format_listed(ef, "q8_0") && !format_listed(ef, "f32")) {
+            llmrt_model     *m    = load(g.model_path, LLMRT_DEVICE_CUDA);
+            llmrt_model_info info = {.struct_size = sizeof info};
+            if (m) llmrt_model_get_info(m, &info);
+            CHECK_MSG(m && strstr(info.weight_format, "q8_0") && info.n_fallbacks == 0,
+                      "%s: weights %s on cuda (%d fallbacks), expected q8_0 as stored", name,
+                      m ? info.weight_format : "(not loaded)", info.n_fallbacks);
+            llmrt_model_destroy(m);
+            test_golden_model(&g, name, "f16", false, 8);
+            golden_free(&g);
+            continue;
+        }
         if (ef && !(cJSON_IsString(ef) && !strcmp(ef->valuestring, "q4"))) {
             llmrt_model_params p = llmrt_model_default_params();
             p.device             = LLMRT_DEVICE_CUDA;
             llmrt_model *bad     = NULL;
             CHECK_STATUS(llmrt_model_load(g.model_path, &p, &bad), LLMRT_ERR_UNSUPPORTED,
-                         "does not map onto Q8_0: the backend has no Q8_0 kernels");
+                         "does not map onto Q8_0");
             CHECK(bad == NULL);
             printf("%s (no fallback): %s\n", name, llmrt_last_error());
             g_allow_fallback = true;

@@ -46,6 +46,7 @@
 #include "../../format/kv_quant.h"
 #include "llmrt_cuda.h"
 #include "lora.h"
+#include "ggml_matmul.h"
 #include "q4_matmul.h"
 #ifdef LLMRT_CUDA_HAVE_FLASH_ATTN
 #include "attention.h"
@@ -267,15 +268,22 @@ static llmrt_status cuda_upload(llmrt_backend *be, void *dst, const void *host, 
     return st == LLMRT_CUDA_OK ? LLMRT_OK : fail(c, st, err, "upload");
 }
 
+static bool         ggml_weight_ok(const cuda_ctx *c, llmrt_dtype dtype);
+static int          ggml_type_of(llmrt_dtype dtype);
+static llmrt_status ggml_weight_upload(cuda_ctx *c, llmrt_dtype dtype, int64_t rows, int64_t cols,
+                                       const void *host, llmrt_bweight *out, llmrt_error *err);
+
 static bool cuda_supports_weight(const llmrt_backend *be, llmrt_dtype dtype) {
-    return dtype == LLMRT_DTYPE_F32 || dtype == LLMRT_DTYPE_F16 || dtype == LLMRT_DTYPE_BF16;
+    return dtype == LLMRT_DTYPE_F32 || dtype == LLMRT_DTYPE_F16 || dtype == LLMRT_DTYPE_BF16 ||
+           ggml_weight_ok(ctx_of(be), dtype);
 }
 
 
 /* What this instance runs:
  *  - matmul: f32/f16/bf16 weights (converted to the activation dtype at upload) of shapes within
  *    the GEMM's int range; 4-bit weights on the 4-bit kernels when the activations are fp16 (the
- *    kernels run fp16 mma) and llmrt_cuda_q4_check takes the shape.
+ *    kernels run fp16 mma) and llmrt_cuda_q4_check takes the shape; GGUF Q8_0, Q5_0/Q5_1 and
+ *    K-quant blocks on their kernels (cuda/ggml_matmul.h) with fp16 or bf16 activations.
  *  - attention: the naive kernel takes any head dim up to 256 (rope_init's bound too); the
  *    flash kernels (attention.h) take the head dims and dtypes they are instantiated for
  *    (llmrt_cuda_attention_check on the shape alone), fp16/bf16 only, unless the naive kernel
@@ -299,8 +307,16 @@ static bool cuda_supports(const llmrt_backend *be, const llmrt_op_query *q, char
                 return llmrt_backend_decline(why, cap, "%s", msg);
             return true;
         }
+        if (ggml_type_of(q->dtype) >= 0 && c->act == LLMRT_CUDA_F32)
+            return llmrt_backend_decline(why, cap, "the GGUF block kernels take fp16 or bf16 "
+                                         "activations only (%s here)", llmrt_dtype_name(c->act_dtype));
         if (!cuda_supports_weight(be, q->dtype))
             return llmrt_backend_decline(why, cap, "weight dtype %s not supported", llmrt_dtype_name(q->dtype));
+        if (ggml_type_of(q->dtype) >= 0) {
+            char msg[256] = "";
+            if (llmrt_cuda_ggml_check(ggml_type_of(q->dtype), q->n, q->k, msg, sizeof msg) != 0)
+                return llmrt_backend_decline(why, cap, "%s", msg);
+        }
         return true;
     case LLMRT_BOP_ATTENTION:
         if (q->kv_dtype != LLMRT_DTYPE_INVALID && q->kv_dtype != c->act_dtype &&
@@ -369,6 +385,7 @@ static llmrt_status cuda_weight_upload(llmrt_backend *be, llmrt_dtype dtype, int
     if (!cuda_supports_weight(be, dtype))
         return llmrt_err(err, LLMRT_ERR_UNSUPPORTED, "cuda backend: weight dtype %s not supported",
                          llmrt_dtype_name(dtype));
+    if (ggml_weight_ok(c, dtype)) return ggml_weight_upload(c, dtype, rows, cols, host, out, err);
     if (rows <= 0 || cols <= 0 || rows > INT32_MAX || cols > INT32_MAX)
         return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
                          "cuda backend: weight shape [%lld, %lld] outside the GEMM's int range",
@@ -410,6 +427,67 @@ static void cuda_weight_free(llmrt_backend *be, llmrt_bweight *w) {
     if (w->dtype == LLMRT_DTYPE_Q4) free(w->aux); /* the host view of the repacked buffer */
     dev_free(ctx_of(be), w->data);
     memset(w, 0, sizeof *w); /* the bias belongs to the loader */
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* GGUF block weights                                                                            */
+/* --------------------------------------------------------------------------------------------- */
+
+/* Q8_0, Q5_0/Q5_1 and the K-quants stay on the device exactly as the file stores them (the GGUF
+ * blocks, row after row; gguf_source keeps them packed because supports_weight says so) and run
+ * on their own kernels (cuda/ggml_matmul.h: GEMV for decode, mma GEMM for prefill, the embedding
+ * gather), which take fp16 or bf16 activations (not the f32 reference mode). Q4_0/Q4_1 load into
+ * the internal 4-bit format instead.
+ * Tensor-parallel slices arrive cut at whole blocks (model/shard_slice.c refuses the rest, naming
+ * the type and tp; a Q8_0 slice inside a block arrives as F32). */
+static int ggml_type_of(llmrt_dtype dtype) {
+    switch (dtype) {
+    case LLMRT_DTYPE_Q8_0: return LLMRT_CUDA_GGML_Q8_0;
+    case LLMRT_DTYPE_Q5_0: return LLMRT_CUDA_GGML_Q5_0;
+    case LLMRT_DTYPE_Q5_1: return LLMRT_CUDA_GGML_Q5_1;
+    case LLMRT_DTYPE_Q2_K: return LLMRT_CUDA_GGML_Q2_K;
+    case LLMRT_DTYPE_Q3_K: return LLMRT_CUDA_GGML_Q3_K;
+    case LLMRT_DTYPE_Q4_K: return LLMRT_CUDA_GGML_Q4_K;
+    case LLMRT_DTYPE_Q5_K: return LLMRT_CUDA_GGML_Q5_K;
+    case LLMRT_DTYPE_Q6_K: return LLMRT_CUDA_GGML_Q6_K;
+    default: return -1;
+    }
+}
+
+static bool ggml_weight_ok(const cuda_ctx *c, llmrt_dtype dtype) {
+    return ggml_type_of(dtype) >= 0 && c->act != LLMRT_CUDA_F32;
+}
+
+static llmrt_status ggml_weight_upload(cuda_ctx *c, llmrt_dtype dtype, int64_t rows, int64_t cols,
+                                       const void *host, llmrt_bweight *out, llmrt_error *err) {
+    int  t        = ggml_type_of(dtype);
+    char msg[256] = "";
+    if (llmrt_cuda_ggml_check(t, rows, cols, msg, sizeof msg) != 0)
+        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED, "cuda backend: %s", msg);
+    uint64_t     bytes = llmrt_cuda_ggml_bytes(t, rows, cols);
+    void        *dev   = NULL;
+    llmrt_status s     = dev_alloc(c, bytes, &dev, err);
+    if (s != LLMRT_OK) {
+        llmrt_err_prefix(err, "%s weight [%lld, %lld]", llmrt_dtype_name(dtype), (long long)rows,
+                         (long long)cols);
+        return s;
+    }
+    llmrt_cuda_status st = llmrt_cuda_upload(c->dev, dev, host, bytes, 1);
+    if (st != LLMRT_CUDA_OK) {
+        dev_free(c, dev);
+        return fail(c, st, err, "weight upload");
+    }
+    *out = (llmrt_bweight){.dtype = dtype, .rows = rows, .cols = cols, .data = dev};
+    return LLMRT_OK;
+}
+
+/* out[rows, N] (fp16, or fp32 for the logits) = x · Wᵀ + bias (fused) for a GGUF block weight. */
+static llmrt_cuda_status ggml_matmul(cuda_ctx *c, void *out, llmrt_cuda_dtype out_t, const void *x,
+                                     int64_t rows, const llmrt_bweight *w, const char *what) {
+    int rc = llmrt_cuda_ggml_matmul(c->stream, out, out_t, x, c->act, rows, w->data,
+                                    ggml_type_of(w->dtype), w->rows, w->cols, w->bias,
+                                    LLMRT_CUDA_GGML_AUTO);
+    return rc ? llmrt_cuda_check(c->dev, rc, what) : LLMRT_CUDA_OK;
 }
 
 /* --------------------------------------------------------------------------------------------- */
@@ -742,6 +820,12 @@ static llmrt_status cuda_begin_batch(llmrt_backend *be, const llmrt_batch_plan *
 static void cuda_embed(llmrt_backend *be, void *out, const llmrt_bweight *table) {
     cuda_ctx *c = ctx_of(be);
     if (skip(c) || graph_op(c, 1, out, table->data, NULL, table->cols, 0)) return;
+    if (ggml_type_of(table->dtype) >= 0) { /* a GGUF block table: rows dequantised to fp32 */
+        launched(c, llmrt_cuda_ggml_embed(c->stream, out, table->data, ggml_type_of(table->dtype),
+                                          PLAN(c, off_tokens, int32_t), c->n_tokens, table->cols),
+                 "embed");
+        return;
+    }
     launched(c, llmrt_cuda_embed(c->stream, out, LLMRT_CUDA_F32, table->data, c->act,
                                  PLAN(c, off_tokens, int32_t), c->n_tokens, table->cols),
              "embed");
@@ -782,6 +866,11 @@ static void cuda_matmul(llmrt_backend *be, void *out, const void *x, int64_t row
     c->stats.launches++;
     if (w->dtype == LLMRT_DTYPE_Q4) { /* the bias is fused into the 4-bit kernels */
         note_failure(c, q4_matmul(c, out, c->act, x, rows, w, "4-bit matmul"), "4-bit matmul");
+        return;
+    }
+    if (ggml_type_of(w->dtype) >= 0) { /* GGUF blocks, bias fused */
+        note_failure(c, ggml_matmul(c, out, c->act, x, rows, w, "GGUF block matmul"),
+                     "GGUF block matmul");
         return;
     }
     llmrt_cuda_status st = llmrt_cuda_gemm(c->dev, out, c->act, x, w->data, c->act, rows, w->rows,
@@ -945,6 +1034,10 @@ static llmrt_cuda_status lm_head_enqueue(cuda_ctx *c, void *scratch, const void 
     if (w->dtype == LLMRT_DTYPE_Q4) { /* 4-bit lm_head (GPTQ lm_head: true), bias fused */
         *what = "4-bit lm_head";
         return q4_matmul(c, scratch, LLMRT_CUDA_F32, x, rows, w, "4-bit lm_head");
+    }
+    if (ggml_type_of(w->dtype) >= 0) { /* GGUF blocks (a K-quant output.weight or tied table) */
+        *what = "GGUF block lm_head";
+        return ggml_matmul(c, scratch, LLMRT_CUDA_F32, x, rows, w, "GGUF block lm_head");
     }
     *what = "lm_head";
     st    = llmrt_cuda_gemm(c->dev, scratch, LLMRT_CUDA_F32, x, w->data, c->act, rows, w->rows,

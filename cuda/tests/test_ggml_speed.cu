@@ -1,0 +1,113 @@
+// test_ggml_speed.cu: kernel benchmark (printed, not asserted) of the GGUF block-type matmul
+// (ggml_matmul.h) for each type against cuBLAS on fp16 weights (cublasGemmEx, fp32 accumulation),
+// at the Llama-2-7B shapes N x K = 4096 x 4096, 11008 x 4096, 4096 x 11008 and M = 1, 8 (GEMV),
+// 64, 512 (GEMM). Per case: median of 50 timed calls (CUDA events) after 5 warm-ups, the
+// effective bandwidth (block bytes + x + out over the time) and the speedup over fp16. Compare
+// with the modelled roofline (python/tools/ggml_decode_roofline.py).
+//
+// On a GPU (ctest -L gpu, or run gpu_test_ggml_speed directly). Under cusim it runs one tiny shape
+// per type (N = 128, K = 512, M = 1, 16) so the code path stays exercised; the times are
+// meaningless there.
+#include "../ggml_matmul.cu"
+
+#include <algorithm>
+#include <cublas_v2.h>
+
+#include "test_util.cuh"
+
+namespace {
+
+float median_us(std::vector<float> v) {
+    std::sort(v.begin(), v.end());
+    return 1000.0f * v[v.size() / 2];
+}
+
+// Times fn over reps calls after 5 warm-ups: the median in us.
+template <class F> float time_us(F fn, int reps) {
+    cudaEvent_t e0, e1;
+    CUDA_OK(cudaEventCreate(&e0));
+    CUDA_OK(cudaEventCreate(&e1));
+    for (int i = 0; i < 5; i++)
+        fn();
+    std::vector<float> ms;
+    for (int i = 0; i < reps; i++) {
+        CUDA_OK(cudaEventRecord(e0));
+        fn();
+        CUDA_OK(cudaEventRecord(e1));
+        CUDA_OK(cudaEventSynchronize(e1));
+        float v = 0;
+        CUDA_OK(cudaEventElapsedTime(&v, e0, e1));
+        ms.push_back(v);
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    return median_us(ms);
+}
+
+void bench(cublasHandle_t h, int t, int N, int K, int M, int reps) {
+    Rng rng((unsigned long long)N * 31 + K * 7 + M + t);
+    const uint64_t bytes = llmrt_cuda_ggml_bytes(t, N, K);
+    // random blocks: the time does not depend on the values (no data-dependent branches), but
+    // keep the fp16 scales finite so no NaN path is timed
+    std::vector<uint8_t> w(bytes);
+    for (auto &b : w)
+        b = (uint8_t)(rng.next() & 0x3f);
+    std::vector<__half> wh((size_t)N * K), xh((size_t)M * K);
+    for (auto &v : wh)
+        v = __float2half(rng.uniform(-0.05f, 0.05f));
+    for (auto &v : xh)
+        v = __float2half(rng.uniform(-1.0f, 1.0f));
+    uint8_t *dq = to_dev(w);
+    __half *dw = to_dev(wh), *dx = to_dev(xh);
+    __half *dout = dev_alloc<__half>((size_t)M * N);
+    const float one = 1.0f, zero = 0.0f;
+    const float tq = time_us(
+        [&] {
+            CHECK(llmrt_cuda_ggml_matmul(nullptr, dout, LLMRT_CUDA_F16, dx, LLMRT_CUDA_F16, M, dq,
+                                         t, N, K, nullptr, LLMRT_CUDA_GGML_AUTO) == 0);
+        },
+        reps);
+    const float tf = time_us(
+        [&] {
+            CHECK(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, dw, CUDA_R_16F, K, dx,
+                               CUDA_R_16F, K, &zero, dout, CUDA_R_16F, N, CUBLAS_COMPUTE_32F,
+                               CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_SUCCESS);
+        },
+        reps);
+    const double moved = (double)bytes + 2.0 * M * (K + N);
+    printf(
+        "%s N=%-5d K=%-5d M=%-4d %s: %8.1f us (%6.0f GB/s)  cuBLAS fp16 %8.1f us  speedup %.2fx\n",
+        llmrt_cuda_ggml_type_name(t), N, K, M, M <= LLMRT_CUDA_GGML_GEMV_MAX_M ? "gemv" : "gemm",
+        tq, moved / (tq * 1e3), tf, tf / tq);
+    cudaFree(dq);
+    cudaFree(dw);
+    cudaFree(dx);
+    cudaFree(dout);
+}
+
+} // namespace
+
+int main() {
+    require_device();
+    cublasHandle_t h;
+    if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS) {
+        printf("SKIP: cublasCreate failed\n");
+        return 77;
+    }
+    cudaDeviceProp prop{};
+    CUDA_OK(cudaGetDeviceProperties(&prop, 0));
+    printf("device: %s (%d SMs)\n", prop.name, prop.multiProcessorCount);
+    for (int t = 0; t < LLMRT_CUDA_GGML_N_TYPES; t++) {
+#ifdef CUSIM
+        for (int M : {1, 16})
+            bench(h, t, 128, 512, M, 1);
+#else
+        const int shapes[3][2] = {{4096, 4096}, {11008, 4096}, {4096, 11008}};
+        for (const auto &s : shapes)
+            for (int M : {1, 8, 64, 512})
+                bench(h, t, s[0], s[1], M, 50);
+#endif
+    }
+    cublasDestroy(h);
+    return test_summary("test_ggml_speed");
+}
