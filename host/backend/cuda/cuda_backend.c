@@ -46,6 +46,7 @@
 #include "../../format/kv_quant.h"
 #include "llmrt_cuda.h"
 #include "lora.h"
+#include "fused_gemv.h"
 #include "q4_matmul.h"
 #ifdef LLMRT_CUDA_HAVE_FLASH_ATTN
 #include "attention.h"
@@ -139,6 +140,9 @@ typedef struct cuda_ctx {
         uint64_t    hash; /* fingerprint of the ops it recorded                  */
         const void *key;  /* plan->capture_key of its step (the KV cache)        */
     } graphs[GRAPH_MAX_BUCKETS];
+
+    /* fused decode ops (section "fused decode ops") */
+    bool     unfused;          /* llmrt_cuda_options.unfused: matmul_fused declines */
 
     llmrt_cuda_backend_stats stats;
 } cuda_ctx;
@@ -1206,6 +1210,56 @@ static llmrt_status graph_logits(cuda_ctx *c, float *host, void *scratch, const 
 }
 
 /* --------------------------------------------------------------------------------------------- */
+/* fused decode ops                                                                              */
+/* --------------------------------------------------------------------------------------------- */
+
+/* matmul_fused (backend.h) over cuda/fused_gemv.cu: a decode step's projections with their
+ * RMSNorm / SwiGLU prologue and residual epilogue in one launch, and q, k, v (gate, up) in one
+ * launch. Taken for up to LLMRT_CUDA_FUSED_MAX_M rows (a graph step's padded batch) of weights in
+ * the activation dtype (not 4-bit: those keep the q4 kernels and the unfused sequence), whatever
+ * the bias; declined otherwise, and always with llmrt_cuda_options.unfused. The kernel's row
+ * results do not depend on the number of rows, so a padded graph step equals eager decode. */
+static bool cuda_matmul_fused(llmrt_backend *be, const llmrt_fused_matmul *f, int64_t rows) {
+    cuda_ctx *c = ctx_of(be);
+    rows = graph_rows(c, rows);
+    if (c->unfused || rows < 1 || rows > LLMRT_CUDA_FUSED_MAX_M || f->n_w < 1 ||
+        f->n_w > LLMRT_FUSED_MAX_W)
+        return false;
+    llmrt_cuda_fused_gemv_args a = {
+        .t        = c->act,
+        .input    = f->input == LLMRT_FUSED_IN_RMSNORM  ? LLMRT_CUDA_FUSED_IN_RMSNORM
+                    : f->input == LLMRT_FUSED_IN_SWIGLU ? LLMRT_CUDA_FUSED_IN_SWIGLU
+                                                        : LLMRT_CUDA_FUSED_IN_ACT,
+        .x        = f->x,
+        .up       = f->up,
+        .norm_w   = f->norm_w,
+        .eps      = f->eps,
+        .M        = (int32_t)rows,
+        .K        = f->w[0]->cols,
+        .n_w      = f->n_w,
+        .residual = f->residual,
+    };
+    for (int32_t i = 0; i < f->n_w; i++) {
+        const llmrt_bweight *w = f->w[i];
+        if (w->dtype != c->act_dtype || w->cols != a.K || w->x_cols) return false;
+        a.w[i]    = w->data;
+        a.bias[i] = w->bias;
+        a.N[i]    = w->rows;
+        a.out[i]  = f->out[i];
+    }
+    if (llmrt_cuda_fused_gemv_check(&a, NULL, 0) != 0) return false;
+    if (skip(c)) return true; /* a failed step: nothing more is enqueued (reported later) */
+    bool replay = graph_op(c, 11, f->out[0], f->x, f->w[0]->data, rows * 4 + f->input, f->eps);
+    replay      = graph_op(c, 11, f->n_w > 1 ? f->out[1] : NULL, f->up, f->n_w > 1 ? f->w[1]->data : NULL,
+                           f->n_w, 0) || replay;
+    replay      = graph_op(c, 11, f->n_w > 2 ? f->out[2] : NULL, f->residual,
+                           f->n_w > 2 ? f->w[2]->data : f->norm_w, 0, 0) || replay;
+    if (replay) return true;
+    launched(c, llmrt_cuda_fused_gemv(c->stream, &a), "fused matmul");
+    return true;
+}
+
+/* --------------------------------------------------------------------------------------------- */
 /* LoRA adapters                                                                                 */
 /* --------------------------------------------------------------------------------------------- */
 
@@ -1465,6 +1519,7 @@ static const llmrt_backend_ops cuda_ops = {
     .lora_table_set     = cuda_lora_table_set,
     .lora_table_destroy = cuda_lora_table_destroy,
     .lora_apply         = cuda_lora_apply,
+    .matmul_fused       = cuda_matmul_fused,
 };
 
 int llmrt_backend_cuda_device_count(void) {
@@ -1483,6 +1538,7 @@ bool llmrt_backend_cuda_set_test_options(llmrt_backend *be, const llmrt_cuda_opt
     if (c->stats.forwards > 0) return false;
     c->fault_at     = opts->inject_fault_at > 0 ? opts->inject_fault_at : 0;
     c->naive_forced = opts->naive_attention;
+    c->unfused      = opts->unfused;
     c->attn_chosen  = false; /* chosen again by the next reserve */
     return true;
 }
@@ -1520,6 +1576,7 @@ llmrt_status llmrt_backend_cuda_create(int device, const llmrt_cuda_options *opt
     c->fault_at     = o.inject_fault_at > 0 ? o.inject_fault_at : 0;
     c->naive_forced = o.naive_attention;
     c->graphs_on    = !o.enforce_eager;
+    c->unfused      = o.unfused;
     c->stats.graphs_on = c->graphs_on;
     snprintf(c->stats.device_name, sizeof c->stats.device_name, "%s", llmrt_cuda_dev_name(c->dev));
     be->ops         = &cuda_ops;
