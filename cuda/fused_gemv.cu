@@ -109,16 +109,16 @@ __global__ void __launch_bounds__(kThreads, 1) fused_gemv_kernel(const Params p)
 
     float acc[kRowsPerWarp][MR];
     LLMRT_UNROLL
-    for (int r = 0; r < kRowsPerWarp; r++)
+    for (int r = 0; r < kRowsPerWarp; r++) {
         LLMRT_UNROLL
-    for (int m = 0; m < MR; m++)
-        acc[r][m] = 0.0f;
+        for (int m = 0; m < MR; m++)
+            acc[r][m] = 0.0f;
+    }
 
     for (int64_t k0 = 0; k0 < K; k0 += KC) {
         const int kc = K - k0 < KC ? (int)(K - k0) : KC;
         __syncthreads(); // the previous chunk is consumed (and fg_inv written)
-        // ---- x of this chunk: the prologue, rounded to t where the unfused op writes t
-        // -----------
+        // -- x of this chunk: the prologue, rounded to t where the unfused op writes t --
         for (int i = threadIdx.x; i < MR * kc; i += kThreads) {
             const int m = i / kc, j = i % kc;
             const int64_t at = m * K + k0 + j;
@@ -138,20 +138,20 @@ __global__ void __launch_bounds__(kThreads, 1) fused_gemv_kernel(const Params p)
             xs[m * KC + j] = v;
         }
         __syncthreads();
-        // ---- stream the warp's rows over the chunk
-        // -------------------------------------------------
+        // -- stream the warp's rows over the chunk --
         const int nv = kc / VEC;
         for (int v0 = lane; v0 < nv; v0 += 32 * kLoadsInFlight) {
             uint4 wv[kRowsPerWarp][kLoadsInFlight];
             LLMRT_UNROLL
-            for (int r = 0; r < kRowsPerWarp; r++)
+            for (int r = 0; r < kRowsPerWarp; r++) {
                 LLMRT_UNROLL
-            for (int u = 0; u < kLoadsInFlight; u++) {
-                const int v = v0 + 32 * u;
-                const int64_t n = row0 + r;
-                wv[r][u] = v < nv && n < N
-                               ? __ldg(reinterpret_cast<const uint4 *>(W + n * K + k0) + v)
-                               : make_uint4(0, 0, 0, 0);
+                for (int u = 0; u < kLoadsInFlight; u++) {
+                    const int v = v0 + 32 * u;
+                    const int64_t n = row0 + r;
+                    wv[r][u] = v < nv && n < N
+                                   ? __ldg(reinterpret_cast<const uint4 *>(W + n * K + k0) + v)
+                                   : make_uint4(0, 0, 0, 0);
+                }
             }
             LLMRT_UNROLL
             for (int u = 0; u < kLoadsInFlight; u++) {
@@ -161,7 +161,7 @@ __global__ void __launch_bounds__(kThreads, 1) fused_gemv_kernel(const Params p)
                 LLMRT_UNROLL
                 for (int r = 0; r < kRowsPerWarp; r++) {
                     T we[VEC];
-                    memcpy(we, &wv[r][u], sizeof we);
+                    memcpy((void *)we, &wv[r][u], sizeof we);
                     LLMRT_UNROLL
                     for (int e = 0; e < VEC; e++)
                         wf[r][e] = llmrt_to_f32(we[e]);
@@ -170,7 +170,7 @@ __global__ void __launch_bounds__(kThreads, 1) fused_gemv_kernel(const Params p)
                 for (int m = 0; m < MR; m++) {
                     T xe[VEC];
                     const uint4 xv = reinterpret_cast<const uint4 *>(xs + m * KC)[v];
-                    memcpy(xe, &xv, sizeof xe);
+                    memcpy((void *)xe, &xv, sizeof xe);
                     LLMRT_UNROLL
                     for (int e = 0; e < VEC; e++) {
                         const float xf = llmrt_to_f32(xe[e]);
@@ -183,26 +183,27 @@ __global__ void __launch_bounds__(kThreads, 1) fused_gemv_kernel(const Params p)
         }
     }
 
-    // ---- reduce over the warp; lane r*MR + m writes (row0 + r, m)
-    // ---------------------------------
+    // -- reduce over the warp; lane r*MR + m writes (row0 + r, m) --
     LLMRT_UNROLL
-    for (int r = 0; r < kRowsPerWarp; r++)
+    for (int r = 0; r < kRowsPerWarp; r++) {
         LLMRT_UNROLL
-    for (int m = 0; m < MR; m++)
-        acc[r][m] = llmrt_warp_sum(acc[r][m]);
+        for (int m = 0; m < MR; m++)
+            acc[r][m] = llmrt_warp_sum(acc[r][m]);
+    }
     LLMRT_UNROLL
-    for (int r = 0; r < kRowsPerWarp; r++)
+    for (int r = 0; r < kRowsPerWarp; r++) {
         LLMRT_UNROLL
-    for (int m = 0; m < MR; m++) {
-        const int64_t n = row0 + r;
-        if (lane != r * MR + m || m >= p.M || n >= N) continue;
-        T res = llmrt_from_f32<T>(acc[r][m]);
-        if (p.bias[wi])
-            res = llmrt_from_f32<T>(llmrt_to_f32(res) + p.bias[wi][n]); // elementwise.cu
-        if (p.residual)
-            p.residual[m * N + n] += llmrt_to_f32(res); // elementwise.cu
-        else
-            static_cast<T *>(p.out[wi])[m * N + n] = res;
+        for (int m = 0; m < MR; m++) {
+            const int64_t n = row0 + r;
+            if (lane != r * MR + m || m >= p.M || n >= N) continue;
+            T res = llmrt_from_f32<T>(acc[r][m]);
+            if (p.bias[wi]) // as elementwise.cu's add_bias after an unfused matmul
+                res = llmrt_from_f32<T>(llmrt_to_f32(res) + p.bias[wi][n]);
+            if (p.residual) // as elementwise.cu's add
+                p.residual[m * N + n] += llmrt_to_f32(res);
+            else
+                static_cast<T *>(p.out[wi])[m * N + n] = res;
+        }
     }
 }
 
