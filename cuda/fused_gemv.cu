@@ -16,6 +16,7 @@
 //    group, which is what makes a row batch-invariant and a grouped launch equal to separate ones.
 #include "fused_gemv.h"
 #include "llmrt_dtype.cuh"
+#include "rmsnorm_row.cuh"
 
 #include <cstdio>
 #include <cstring>
@@ -56,34 +57,6 @@ struct Params {
     float *residual;                           // [M, N_0] or NULL
 };
 
-// Threads rmsnorm.cu's kernel runs a row of D with (llmrt_row_threads, on the device).
-__device__ __forceinline__ int norm_threads(int64_t D) {
-    const int64_t t = (D + 31) / 32 * 32;
-    return (int)(t < 32 ? 32 : t > 256 ? 256 : t);
-}
-
-// 1 / sqrt(mean(x²) + eps) of the row xr [D], summed exactly as add_rmsnorm_kernel does without a
-// delta (thread i of its norm_threads(D) takes i, i + n, ...; a warp butterfly; warps in order),
-// so the normed input has the bits the unfused rmsnorm writes. Every thread gets the value.
-__device__ __forceinline__ float inv_rms(const float *xr, int64_t D, float eps,
-                                         float *partial /* smem [8] */) {
-    const int nt = norm_threads(D);
-    float ss = 0.0f;
-    if ((int)threadIdx.x < nt)
-        for (int64_t i = threadIdx.x; i < D; i += nt) {
-            float v = xr[i];
-            ss += v * v;
-        }
-    ss = llmrt_warp_sum(ss);
-    if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = ss;
-    __syncthreads();
-    float total = 0.0f;
-    for (int w = 0; w < nt / 32; w++)
-        total += partial[w];
-    __syncthreads(); // partial is reused by the next row
-    return 1.0f / sqrtf(total / (float)D + eps);
-}
-
 template <class T, int MR, int IN>
 __global__ void __launch_bounds__(kThreads, 1) fused_gemv_kernel(const Params p) {
     constexpr int VEC = vec_elems<T>(), KC = chunk_elems<T>();
@@ -102,7 +75,7 @@ __global__ void __launch_bounds__(kThreads, 1) fused_gemv_kernel(const Params p)
     if (IN == LLMRT_CUDA_FUSED_IN_RMSNORM) {
         for (int m = 0; m < p.M; m++) {
             const float inv =
-                inv_rms(static_cast<const float *>(p.x) + m * K, K, p.eps, fg_partial);
+                rmsnorm_row_inv(static_cast<const float *>(p.x) + m * K, K, p.eps, fg_partial);
             if (threadIdx.x == 0) fg_inv[m] = inv;
         }
     }

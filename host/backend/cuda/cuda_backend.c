@@ -1216,15 +1216,65 @@ static llmrt_status graph_logits(cuda_ctx *c, float *host, void *scratch, const 
 /* matmul_fused (backend.h) over cuda/fused_gemv.cu: a decode step's projections with their
  * RMSNorm / SwiGLU prologue and residual epilogue in one launch, and q, k, v (gate, up) in one
  * launch. Taken for up to LLMRT_CUDA_FUSED_MAX_M rows (a graph step's padded batch) of weights in
- * the activation dtype (not 4-bit: those keep the q4 kernels and the unfused sequence), whatever
- * the bias; declined otherwise, and always with llmrt_cuda_options.unfused. The kernel's row
+ * the activation dtype, whatever the bias; 4-bit weights (fp16 activations) run the q4 GEMV with
+ * the same prologue and epilogue, one launch per weight (q4_matmul_fused); declined otherwise,
+ * and always with llmrt_cuda_options.unfused. The kernel's row
  * results do not depend on the number of rows, so a padded graph step equals eager decode. */
+/* The 4-bit form: one q4 GEMV per weight with the prologue / epilogue (llmrt_cuda_q4_matmul_fused;
+ * no grouped launch yet), sharing the 4-bit workspace as q4_matmul does. */
+static bool q4_matmul_fused(cuda_ctx *c, const llmrt_fused_matmul *f, int64_t rows) {
+    if (c->act != LLMRT_CUDA_F16 || rows > LLMRT_CUDA_Q4_GEMV_MAX_M) return false;
+    for (int32_t i = 0; i < f->n_w; i++) {
+        const llmrt_cuda_q4_weight *q = f->w[i]->aux;
+        if (f->w[i]->dtype != LLMRT_DTYPE_Q4 || (q->x_cols && q->x_cols != q->K) ||
+            q->K != ((const llmrt_cuda_q4_weight *)f->w[0]->aux)->K)
+            return false;
+    }
+    if (skip(c)) return true;
+    bool replay = graph_op(c, 12, f->out[0], f->x, f->w[0]->data, rows * 4 + f->input, f->eps);
+    replay = graph_op(c, 12, f->n_w > 1 ? f->out[1] : NULL, f->up,
+                      f->n_w > 1 ? f->w[1]->data : NULL, f->n_w, 0) || replay;
+    replay = graph_op(c, 12, f->n_w > 2 ? f->out[2] : NULL, f->residual,
+                      f->n_w > 2 ? f->w[2]->data : f->norm_w, 0, 0) || replay;
+    if (replay) return true;
+    llmrt_cuda_q4_fused qf = {.input    = f->input == LLMRT_FUSED_IN_RMSNORM ? LLMRT_CUDA_FUSED_IN_RMSNORM
+                                          : f->input == LLMRT_FUSED_IN_SWIGLU ? LLMRT_CUDA_FUSED_IN_SWIGLU
+                                                                              : LLMRT_CUDA_FUSED_IN_ACT,
+                              .resid_x  = f->input == LLMRT_FUSED_IN_RMSNORM ? f->x : NULL,
+                              .norm_w   = f->norm_w,
+                              .eps      = f->eps,
+                              .up       = f->up,
+                              .residual = f->residual};
+    for (int32_t i = 0; i < f->n_w && !skip(c); i++) {
+        const llmrt_cuda_q4_weight *q = f->w[i]->aux;
+        uint64_t need = llmrt_cuda_q4_workspace_bytes_path(rows, q, LLMRT_CUDA_Q4_GEMV);
+        if (need > c->q4_ws_bytes) { /* reserve did not see this shape */
+            llmrt_error  e      = {0};
+            int64_t      before = c->stats.device_allocs;
+            llmrt_status s      = q4_ws_grow(c, need, &e);
+            c->stats.batch_allocs += c->stats.device_allocs - before;
+            if (s != LLMRT_OK) {
+                note_failure(c, s == LLMRT_ERR_OUT_OF_MEMORY ? LLMRT_CUDA_ERR_OOM : LLMRT_CUDA_ERR_FAILED,
+                             "4-bit fused matmul workspace");
+                return true;
+            }
+        }
+        launched(c,
+                 llmrt_cuda_q4_matmul_fused(c->stream, f->out[i],
+                                            f->input == LLMRT_FUSED_IN_RMSNORM ? NULL : f->x, rows, q,
+                                            f->w[i]->bias, c->q4_ws, c->q4_ws_bytes, &qf),
+                 "4-bit fused matmul");
+    }
+    return true;
+}
+
 static bool cuda_matmul_fused(llmrt_backend *be, const llmrt_fused_matmul *f, int64_t rows) {
     cuda_ctx *c = ctx_of(be);
     rows = graph_rows(c, rows);
     if (c->unfused || rows < 1 || rows > LLMRT_CUDA_FUSED_MAX_M || f->n_w < 1 ||
         f->n_w > LLMRT_FUSED_MAX_W)
         return false;
+    if (f->w[0]->dtype == LLMRT_DTYPE_Q4) return q4_matmul_fused(c, f, rows);
     llmrt_cuda_fused_gemv_args a = {
         .t        = c->act,
         .input    = f->input == LLMRT_FUSED_IN_RMSNORM  ? LLMRT_CUDA_FUSED_IN_RMSNORM
