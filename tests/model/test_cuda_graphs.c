@@ -51,7 +51,11 @@ static bool g_cusim; /* the simulated device: every comparison bit for bit */
  * decode ops against the unfused sequence: another summation order than cuBLAS's) */
 static double g_tolerance;
 
-/* A random-weight Llama config with n_layers layers; returns its path (static buffer). */
+/* 4-bit (random GPTQ g64) weights in the configs write_config writes from now on */
+static bool g_q4;
+
+/* A random-weight Llama config with n_layers layers (GPTQ 4-bit when g_q4); returns its path
+ * (static buffer). */
 static const char *write_config(int n_layers) {
     static char path[512];
     snprintf(g_dir, sizeof g_dir, "/tmp/llmrt_test_cuda_graphs_%d", (int)getpid());
@@ -65,8 +69,11 @@ static const char *write_config(int n_layers) {
             "\"num_key_value_heads\": 2, \"head_dim\": 64, \"num_hidden_layers\": %d, "
             "\"vocab_size\": 512, \"max_position_embeddings\": 512, \"rms_norm_eps\": 1e-5, "
             "\"rope_theta\": 10000.0, \"tie_word_embeddings\": true, \"bos_token_id\": 1, "
-            "\"eos_token_id\": 2}\n",
-            n_layers);
+            "\"eos_token_id\": 2%s}\n",
+            n_layers,
+            g_q4 ? ", \"quantization_config\": {\"bits\": 4, \"group_size\": 64, \"desc_act\": "
+                   "false, \"sym\": true, \"quant_method\": \"gptq\"}"
+                 : "");
     fclose(f);
     return path;
 }
@@ -377,12 +384,14 @@ static void test_launches_per_layer(bool unfused) {
               (long long)n3, (long long)l1, (long long)l3);
     printf("eager launcher calls of the same steps: %lld with 1 layer, %lld with 3\n",
            (long long)l1, (long long)l3);
-    printf("kernel launches per decode layer (fp16, head dim 64, GQA 2:1, one sequence, %s): "
+    printf("kernel launches per decode layer (%s, head dim 64, GQA 2:1, one sequence, %s): "
            "%lld; outside the layers: %lld (graph nodes of a decode step: %lld with 1 layer, %lld "
            "with 3)\n",
-           unfused ? "unfused" : "fused", (long long)(n3 - n1) / 2,
+           g_q4 ? "4-bit" : "fp16", unfused ? "unfused" : "fused", (long long)(n3 - n1) / 2,
            (long long)(n1 - (n3 - n1) / 2), (long long)n1, (long long)n3);
-    if (!unfused) CHECK_MSG((n3 - n1) / 2 <= 8, "fused decode layer: %lld launches", (long long)(n3 - n1) / 2);
+    if (!unfused)
+        CHECK_MSG((n3 - n1) / 2 <= (g_q4 ? 10 : 8), "fused decode layer: %lld launches",
+                  (long long)(n3 - n1) / 2);
 }
 
 /* The decode split count of a Llama-2-7B layer (32 KV heads of 128, a 4096-token capacity) for
@@ -437,6 +446,11 @@ int main(void) {
     test_fused_vs_unfused(LLMRT_TEST_DATA_DIR "/tiny/llama_f16.gguf", false, "tiny llama_f16.gguf");
     test_launches_per_layer(true);
     test_launches_per_layer(false);
+    g_q4 = true; /* the same counts with 4-bit weights, and fused vs unfused on them */
+    if (write_config(2)) test_fused_vs_unfused(write_config(2), true, "random hd64 4-bit");
+    test_launches_per_layer(true);
+    test_launches_per_layer(false);
+    g_q4 = false;
     print_llama2_7b_splits();
     char cfg[512];
     snprintf(cfg, sizeof cfg, "%s/config.json", g_dir);
