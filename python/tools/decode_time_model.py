@@ -25,10 +25,11 @@ run_layers + host/backend/cuda/cuda_backend.c; the splits from the launchers' ow
   per layer: add_rmsnorm (or rmsnorm at layer 0); q, k, v projections; rope_kv (RoPE + paged KV
   write); attention (split-KV decode kernel, + combine kernel when it picks > 1 split); o
   projection; add_rmsnorm; gate, up projections; swiglu; down projection.
-  Fused (the default; the backend op matmul_fused, cuda/fused_gemv.cu: fp16 weights at batch <= 8):
+  Fused (the default; the backend op matmul_fused at batch <= 8): fp16 (cuda/fused_gemv.cu)
   rmsnorm + q/k/v in one launch; rope_kv; attention (+ combine); o + residual add; rmsnorm +
-  gate/up in one launch; swiglu + down + residual add; and no final add after the layers.
-  --unfused counts the sequence before it (4-bit weights and batches > 8 always run it).
+  gate/up in one launch; swiglu + down + residual add; and no final add after the layers. 4-bit
+  (the q4 GEMV with the same prologue / epilogue): the same without the grouping, so q, k, v and
+  gate, up are a launch each. --unfused counts the sequence before it (batches > 8 always run it).
   A projection is one cuBLAS call for fp16 (taken as --cublas-kernels launches, default 1) and for
   4-bit the GEMV (M <= 8) or GEMM kernel alone: split-K partials are summed by the last CTA of each
   tile (cuda/q4_common.cuh arrive_last). --q4-finalize counts the separate q4_finalize_kernel the
@@ -99,8 +100,8 @@ FUSED_MAX_M = 8  # cuda/fused_gemv.h LLMRT_CUDA_FUSED_MAX_M
 
 
 def fused_decode(fmt, batch, unfused):
-    """Whether the backend's matmul_fused takes this step's projections (fp16, batch <= 8)."""
-    return not unfused and fmt == "fp16" and batch <= FUSED_MAX_M
+    """Whether the backend's matmul_fused takes this step's projections (batch <= 8)."""
+    return not unfused and batch <= FUSED_MAX_M
 
 
 def launches(fmt, batch, ctx, gpu, cublas_kernels, q4_finalize=False, unfused=False):
@@ -111,7 +112,8 @@ def launches(fmt, batch, ctx, gpu, cublas_kernels, q4_finalize=False, unfused=Fa
     if fused_decode(fmt, batch, unfused):
         # norm+qkv, rope_kv, attention, o+add, norm+gate/up, swiglu+down+add; after the layers:
         # embed; rmsnorm, gather_outputs, lm_head (no final add: down's epilogue did it)
-        per_layer = 1 + 1 + attention + 1 + 1 + 1
+        grouped = fmt == "fp16"  # the 4-bit GEMV runs one launch per weight
+        per_layer = (1 if grouped else 3) + 1 + attention + 1 + (1 if grouped else 2) + 1
         return per_layer, LAYERS * per_layer + 1 + 2 + cublas_kernels, 2, splits
     proj = sum(cublas_kernels if fmt == "fp16" else q4_launches(batch, n, k, sms, q4_finalize)
                for _, n, k in PROJ)
@@ -219,15 +221,17 @@ def main():
     print("- tok/s = batch / t_step; % of bound = (bytes / bandwidth) / t_step.")
     if not a.unfused:
         print("- the fused fp16 decode kernel (cuda/fused_gemv.cu) is assumed to stream its weights "
-              "at the same bandwidth as cuBLAS does (no GPU has timed it yet); only the launch "
-              "count changes.")
+              "at the same bandwidth as cuBLAS does, and the fused q4 GEMV as fast as the plain one "
+              "(no GPU has timed either); only the launch count changes.")
     print()
     if not a.unfused:
-        print("Fused decode (fp16 at batch <= 8, `matmul_fused`, cuda/fused_gemv.cu): one layer "
+        print("Fused decode (batch <= 8, `matmul_fused`): an fp16 layer (cuda/fused_gemv.cu) "
               "launches rmsnorm+q/k/v; rope_kv; attn_decode (+ attn_decode_combine when split); "
-              "o+residual add; rmsnorm+gate/up; swiglu+down+residual add. Per step besides the "
-              "layers: embed, rmsnorm, gather_outputs, lm_head (cuBLAS). Other rows (4-bit, batch "
-              "> 8) run the unfused sequence:")
+              "o+residual add; rmsnorm+gate/up; swiglu+down+residual add; a 4-bit layer (q4_gemv "
+              "with the same prologue / epilogue) rmsnorm+q, rmsnorm+k, rmsnorm+v; rope_kv; "
+              "attention; o+add; rmsnorm+gate, rmsnorm+up; swiglu+down+add. Per step besides the "
+              "layers: embed, rmsnorm, gather_outputs, lm_head (cuBLAS). Batches > 8 run the "
+              "unfused sequence:")
         print()
     print("Kernels one decode layer launches " + ("unfused " if not a.unfused else "")
           + "(in order): (add_)rmsnorm; q, k, v projections; "
