@@ -21,10 +21,11 @@
  *      fewer launches.
  *   2. Kernel launches per decode layer, fused and unfused: the graph of a one-sequence decode
  *      step of the same model with 1 and with 3 layers; (nodes(3) - nodes(1)) / 2 is the
- *      per-layer count, and the eager model's launch counter must give the same figure (printed; the number used by the
- *      issue's modelled decode time, bench/results/cuda_launches_per_layer.md), and the split-KV
- *      count a Llama-2-7B layer gets per bucket on this device (a count > 1 adds the combine
- *      kernel to its layer).
+ *      per-layer count, and the eager model's launch counter must give the same figure
+ *      (printed; the number used by the issue's modelled decode time,
+ *      bench/results/cuda_launches_per_layer.md), and the split-KV count a Llama-2-7B layer gets
+ *      per bucket on this device (a count > 1 adds the combine kernel to its layer). The counts
+ *      are printed for fp16 and for 4-bit (random GPTQ g64) weights.
  * The decode split-KV count follows the bucket in both paths (decode_splits), which is what
  * makes 1 exact; the references for correctness against the CPU are test_cuda_backend's. */
 #include <math.h>
@@ -299,9 +300,10 @@ static void set_unfused(llmrt_model *m) {
 }
 
 /* 1c: the fused decode ops (backend op matmul_fused) against the unfused sequence, both eager
- * (so the launch counters count every step): the same steps as 1 within 2e-2 of max|logit| (fp16 projections summed in another
- * order than cuBLAS's; the kernel-level bit-identity of each fusion is cuda/tests/
- * test_fused_gemv.cu's), and fewer launches per decode step. */
+ * (so the launch counters count every step): the same steps as 1 within 2e-2 of max|logit|
+ * (fp16 projections summed in another order than cuBLAS's; the kernel-level bit-identity of
+ * each fusion is cuda/tests/test_fused_gemv.cu's and test_q4_matmul.cu's), and fewer launches
+ * per decode step. */
 static void test_fused_vs_unfused(const char *path, bool random, const char *name) {
     llmrt_model *mf = load(path, random, true), *mu = load(path, random, true);
     if (mf && mu) set_unfused(mu);

@@ -1220,6 +1220,21 @@ static llmrt_status graph_logits(cuda_ctx *c, float *host, void *scratch, const 
  * the same prologue and epilogue, one launch per weight (q4_matmul_fused); declined otherwise,
  * and always with llmrt_cuda_options.unfused. The kernel's row
  * results do not depend on the number of rows, so a padded graph step equals eager decode. */
+static llmrt_cuda_fused_input fused_input_of(llmrt_fused_input in) {
+    return in == LLMRT_FUSED_IN_RMSNORM  ? LLMRT_CUDA_FUSED_IN_RMSNORM
+           : in == LLMRT_FUSED_IN_SWIGLU ? LLMRT_CUDA_FUSED_IN_SWIGLU
+                                         : LLMRT_CUDA_FUSED_IN_ACT;
+}
+
+/* The graph fingerprint of a fused op (every pointer and value it reads); true on a replay. */
+static bool fused_graph_op(cuda_ctx *c, int op, const llmrt_fused_matmul *f, int64_t rows) {
+    const void *w1 = f->n_w > 1 ? f->w[1]->data : NULL, *w2 = f->n_w > 2 ? f->w[2]->data : NULL;
+    bool replay = graph_op(c, op, f->out[0], f->x, f->w[0]->data, rows * 4 + f->input, f->eps);
+    replay = graph_op(c, op, f->n_w > 1 ? f->out[1] : NULL, f->up, w1, f->n_w, 0) || replay;
+    replay = graph_op(c, op, f->n_w > 2 ? f->out[2] : NULL, f->residual, w2, 0, 0) || replay;
+    return graph_op(c, op, f->norm_w, NULL, NULL, 0, 0) || replay;
+}
+
 /* The 4-bit form: one q4 GEMV per weight with the prologue / epilogue (llmrt_cuda_q4_matmul_fused;
  * no grouped launch yet), sharing the 4-bit workspace as q4_matmul does. */
 static bool q4_matmul_fused(cuda_ctx *c, const llmrt_fused_matmul *f, int64_t rows) {
@@ -1230,17 +1245,10 @@ static bool q4_matmul_fused(cuda_ctx *c, const llmrt_fused_matmul *f, int64_t ro
             q->K != ((const llmrt_cuda_q4_weight *)f->w[0]->aux)->K)
             return false;
     }
-    if (skip(c)) return true;
-    bool replay = graph_op(c, 12, f->out[0], f->x, f->w[0]->data, rows * 4 + f->input, f->eps);
-    replay = graph_op(c, 12, f->n_w > 1 ? f->out[1] : NULL, f->up,
-                      f->n_w > 1 ? f->w[1]->data : NULL, f->n_w, 0) || replay;
-    replay = graph_op(c, 12, f->n_w > 2 ? f->out[2] : NULL, f->residual,
-                      f->n_w > 2 ? f->w[2]->data : f->norm_w, 0, 0) || replay;
-    if (replay) return true;
-    llmrt_cuda_q4_fused qf = {.input    = f->input == LLMRT_FUSED_IN_RMSNORM ? LLMRT_CUDA_FUSED_IN_RMSNORM
-                                          : f->input == LLMRT_FUSED_IN_SWIGLU ? LLMRT_CUDA_FUSED_IN_SWIGLU
-                                                                              : LLMRT_CUDA_FUSED_IN_ACT,
-                              .resid_x  = f->input == LLMRT_FUSED_IN_RMSNORM ? f->x : NULL,
+    if (skip(c) || fused_graph_op(c, 12, f, rows)) return true;
+    bool                norm = f->input == LLMRT_FUSED_IN_RMSNORM;
+    llmrt_cuda_q4_fused qf   = {.input    = fused_input_of(f->input),
+                                .resid_x  = norm ? f->x : NULL,
                               .norm_w   = f->norm_w,
                               .eps      = f->eps,
                               .up       = f->up,
@@ -1254,14 +1262,14 @@ static bool q4_matmul_fused(cuda_ctx *c, const llmrt_fused_matmul *f, int64_t ro
             llmrt_status s      = q4_ws_grow(c, need, &e);
             c->stats.batch_allocs += c->stats.device_allocs - before;
             if (s != LLMRT_OK) {
-                note_failure(c, s == LLMRT_ERR_OUT_OF_MEMORY ? LLMRT_CUDA_ERR_OOM : LLMRT_CUDA_ERR_FAILED,
+                note_failure(c, s == LLMRT_ERR_OUT_OF_MEMORY ? LLMRT_CUDA_ERR_OOM
+                                                             : LLMRT_CUDA_ERR_FAILED,
                              "4-bit fused matmul workspace");
                 return true;
             }
         }
         launched(c,
-                 llmrt_cuda_q4_matmul_fused(c->stream, f->out[i],
-                                            f->input == LLMRT_FUSED_IN_RMSNORM ? NULL : f->x, rows, q,
+                 llmrt_cuda_q4_matmul_fused(c->stream, f->out[i], norm ? NULL : f->x, rows, q,
                                             f->w[i]->bias, c->q4_ws, c->q4_ws_bytes, &qf),
                  "4-bit fused matmul");
     }
@@ -1277,9 +1285,7 @@ static bool cuda_matmul_fused(llmrt_backend *be, const llmrt_fused_matmul *f, in
     if (f->w[0]->dtype == LLMRT_DTYPE_Q4) return q4_matmul_fused(c, f, rows);
     llmrt_cuda_fused_gemv_args a = {
         .t        = c->act,
-        .input    = f->input == LLMRT_FUSED_IN_RMSNORM  ? LLMRT_CUDA_FUSED_IN_RMSNORM
-                    : f->input == LLMRT_FUSED_IN_SWIGLU ? LLMRT_CUDA_FUSED_IN_SWIGLU
-                                                        : LLMRT_CUDA_FUSED_IN_ACT,
+        .input    = fused_input_of(f->input),
         .x        = f->x,
         .up       = f->up,
         .norm_w   = f->norm_w,
@@ -1298,13 +1304,8 @@ static bool cuda_matmul_fused(llmrt_backend *be, const llmrt_fused_matmul *f, in
         a.out[i]  = f->out[i];
     }
     if (llmrt_cuda_fused_gemv_check(&a, NULL, 0) != 0) return false;
-    if (skip(c)) return true; /* a failed step: nothing more is enqueued (reported later) */
-    bool replay = graph_op(c, 11, f->out[0], f->x, f->w[0]->data, rows * 4 + f->input, f->eps);
-    replay      = graph_op(c, 11, f->n_w > 1 ? f->out[1] : NULL, f->up, f->n_w > 1 ? f->w[1]->data : NULL,
-                           f->n_w, 0) || replay;
-    replay      = graph_op(c, 11, f->n_w > 2 ? f->out[2] : NULL, f->residual,
-                           f->n_w > 2 ? f->w[2]->data : f->norm_w, 0, 0) || replay;
-    if (replay) return true;
+    /* a failed step enqueues nothing more (reported later); a replay only fingerprints */
+    if (skip(c) || fused_graph_op(c, 11, f, rows)) return true;
     launched(c, llmrt_cuda_fused_gemv(c->stream, &a), "fused matmul");
     return true;
 }
