@@ -1218,7 +1218,9 @@ static llmrt_status graph_logits(cuda_ctx *c, float *host, void *scratch, const 
  * launch. Taken for up to LLMRT_CUDA_FUSED_MAX_M rows (a graph step's padded batch) of weights in
  * the activation dtype, whatever the bias; 4-bit weights (fp16 activations) run the q4 GEMV with
  * the same prologue and epilogue, one launch per weight (q4_matmul_fused); declined otherwise,
- * and always with llmrt_cuda_options.unfused. The kernel's row
+ * and always with llmrt_cuda_options.unfused. Decode-only steps only (every sequence one token):
+ * a prompt's rows keep the prefill kernels whatever the chunk size, so a prompt computed in a
+ * short chunk (after a prefix-cache hit) gets the bits of the same rows in a long one. The kernel's row
  * results do not depend on the number of rows, so a padded graph step equals eager decode. */
 static llmrt_cuda_fused_input fused_input_of(llmrt_fused_input in) {
     return in == LLMRT_FUSED_IN_RMSNORM  ? LLMRT_CUDA_FUSED_IN_RMSNORM
@@ -1279,7 +1281,7 @@ static bool q4_matmul_fused(cuda_ctx *c, const llmrt_fused_matmul *f, int64_t ro
 static bool cuda_matmul_fused(llmrt_backend *be, const llmrt_fused_matmul *f, int64_t rows) {
     cuda_ctx *c = ctx_of(be);
     rows = graph_rows(c, rows);
-    if (c->unfused || rows < 1 || rows > LLMRT_CUDA_FUSED_MAX_M || f->n_w < 1 ||
+    if (c->unfused || !c->all_decode || rows < 1 || rows > LLMRT_CUDA_FUSED_MAX_M || f->n_w < 1 ||
         f->n_w > LLMRT_FUSED_MAX_W)
         return false;
     if (f->w[0]->dtype == LLMRT_DTYPE_Q4) return q4_matmul_fused(c, f, rows);
