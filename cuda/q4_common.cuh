@@ -136,6 +136,13 @@ struct Problem {
     int out_f32;
     int M, N, K, group_size, zero_float;
     int splits;             // K splits (grid z of the GEMM, y of the GEMV)
+    // GEMV only: the fused decode prologue / epilogue (llmrt_cuda_q4_matmul_fused); 0 / NULL: none
+    int input;              // LLMRT_CUDA_FUSED_IN_*: ACT (x), RMSNORM (resid_x), SWIGLU (x gate, up)
+    const float *resid_x;   // RMSNORM: fp32 [M, K] residual
+    const float *norm_w;    // RMSNORM: fp32 [K]
+    float eps;              // RMSNORM
+    const __half *up;       // SWIGLU: [M, ldx]
+    float *residual;        // fp32 [M, N] += the fp16-rounded result instead of writing out
 };
 
 // Launch plan of the GEMV: rows per instance (1, 2, 4, 8), K splits, k16 tiles per CTA.

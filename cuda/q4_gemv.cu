@@ -12,7 +12,9 @@
 // splits > 1 (too few column blocks to fill the GPU), CTAs write fp32 partials [splits, M, N] and
 // the last CTA of a column block to finish sums them in split order, adding the bias
 // (q4_common.cuh: arrive_last; deterministic, and no second kernel).
+#include "fused_gemv.h"
 #include "q4_common.cuh"
+#include "rmsnorm_row.cuh"
 
 namespace q4 {
 namespace gv { // (named: the tests compile all q4 .cu files into one unit)
@@ -38,12 +40,27 @@ template <int MR> __host__ __device__ constexpr int unroll_for() {
     return MR >= 8 ? 4 : 8;
 }
 
-// out[at] = v (+ bias[n]) as fp32 or fp16.
-__device__ __forceinline__ void write_out(void *out, int out_f32, const float *bias, size_t at, int n,
-                                          float v) {
+// out[at] = v (+ bias[n]) as fp32 or fp16; with a residual (fp16 out), residual[at] += the fp16
+// value instead (elementwise.cu's add after an unfused matmul).
+__device__ __forceinline__ void write_out(void *out, int out_f32, const float *bias, float *residual,
+                                          size_t at, int n, float v) {
     if (bias) v += bias[n];
-    if (out_f32) static_cast<float *>(out)[at] = v;
+    if (residual) residual[at] += __half2float(__float2half_rn(v));
+    else if (out_f32) static_cast<float *>(out)[at] = v;
     else static_cast<__half *>(out)[at] = __float2half_rn(v);
+}
+
+// The fused prologue's input element (row m, original column col) as the unfused op writes it in
+// fp16: rmsnorm.cu's w * (x * inv) or swiglu.cu's g / (1 + exp(-g)) * u, rounded once.
+__device__ __forceinline__ float fused_input(int input, const __half *x, const __half *up,
+                                             const float *resid_x, const float *norm_w,
+                                             const float *inv, int m, int ldx, int col) {
+    if (input == LLMRT_CUDA_FUSED_IN_RMSNORM)
+        return __half2float(__float2half_rn(norm_w[col] * (resid_x[(size_t)m * ldx + col] * inv[m])));
+    const float g = __half2float(x[(size_t)m * ldx + col]);
+    if (input != LLMRT_CUDA_FUSED_IN_SWIGLU) return g;
+    const float u = __half2float(up[(size_t)m * ldx + col]);
+    return __half2float(__float2half_rn(g / (1.0f + expf(-g)) * u));
 }
 
 template <int MR, bool ZF>
@@ -59,7 +76,13 @@ __global__ void __launch_bounds__(kThreads)
                    int *__restrict__ tile_counters,     // [N/64] zero (splits > 1)
                    int out_f32, int M, int N, int K, int gs,
                    int tiles_per_cta,                   // k16 tiles of each CTA
-                   int ldx) {                           // row stride of x (K without perm)
+                   int ldx,                             // row stride of x (K without perm)
+                   int input,                           // LLMRT_CUDA_FUSED_IN_* (fused_gemv.h)
+                   const float *__restrict__ resid_x,   // RMSNORM: [M, ldx] (x unused)
+                   const float *__restrict__ norm_w,    // RMSNORM: [ldx]
+                   float eps,                           // RMSNORM
+                   const __half *__restrict__ up,       // SWIGLU: [M, ldx] (x: the gate)
+                   float *__restrict__ residual) {      // NULL or [M, N] += result (fp16 out)
     constexpr int kUnroll = unroll_for<MR>();
     DYN_SMEM(unsigned char, smem);
     const int NB = N / kBlockN, nb = blockIdx.x, split = blockIdx.y;
@@ -75,8 +98,24 @@ __global__ void __launch_bounds__(kThreads)
     const int g = lane >> 2, t = lane & 3;
 
     // ---- stage x (fp32, rows >= M zero) and the groups' scales / zeros -----------------------
+    // (a fused prologue first: the rows' inverse rms over the whole row, in rmsnorm.cu's order)
+    __shared__ float q4_inv[LLMRT_CUDA_FUSED_MAX_M], q4_partial[8];
+    if (input == LLMRT_CUDA_FUSED_IN_RMSNORM) { // CTA-uniform
+        for (int m = 0; m < M; m++) {
+            const float inv = rmsnorm_row_inv(resid_x + (size_t)m * ldx, ldx, eps, q4_partial);
+            if (tid == 0) q4_inv[m] = inv;
+        }
+        __syncthreads();
+    }
     const int n_k = (t_end - t_begin) * kTileK;
-    if (perm == nullptr) {
+    if (input != LLMRT_CUDA_FUSED_IN_ACT) {
+        for (int i = tid; i < MR * n_k; i += kThreads) {
+            const int m = i / n_k, j = i % n_k;
+            const int src = perm ? perm[k_begin + j] : k_begin + j;
+            xs[m * kc + j] = m < M && src >= 0 ? fused_input(input, x, up, resid_x, norm_w, q4_inv, m, ldx, src)
+                                               : 0.0f;
+        }
+    } else if (perm == nullptr) {
         // 8 halves per 16-byte load (K % 64 == 0 and k_begin % 16 == 0 keep it aligned)
         const int chunks = n_k / 8;
         for (int i = tid; i < MR * chunks; i += kThreads) {
@@ -195,7 +234,7 @@ __global__ void __launch_bounds__(kThreads)
         for (int w = 0; w < kWarps; w++) v += red[(w * MR + m) * kBlockN + c];
         const int n = nb * kBlockN + c;
         if (splits > 1) partial[((size_t)split * M + m) * N + n] = v;
-        else write_out(out, out_f32, bias, (size_t)m * N + n, n, v);
+        else write_out(out, out_f32, bias, residual, (size_t)m * N + n, n, v);
     }
     if (splits == 1 || !arrive_last(tile_counters + nb, splits)) return;
     for (int i = tid; i < MR * kBlockN; i += kThreads) { // the last split: the block's sums
@@ -203,7 +242,7 @@ __global__ void __launch_bounds__(kThreads)
         if (m >= M) continue;
         float v = __ldcg(partial + (size_t)m * N + n);
         for (int s = 1; s < splits; s++) v += __ldcg(partial + ((size_t)s * M + m) * N + n);
-        write_out(out, out_f32, bias, (size_t)m * N + n, n, v);
+        write_out(out, out_f32, bias, residual, (size_t)m * N + n, n, v);
     }
 }
 
@@ -211,7 +250,7 @@ template <int MR, bool ZF> int launch_mr(const Problem &p, const GemvPlan &plan,
     const dim3 grid((unsigned)(p.N / kBlockN), (unsigned)plan.splits);
     LAUNCH((q4_gemv_kernel<MR, ZF>), grid, kThreads, plan.smem, stream, p.x, p.perm, p.qweight,
            p.scales, p.zoff, p.bias, p.out, p.partial, p.tile_counters, p.out_f32, p.M, p.N, p.K, p.group_size,
-           plan.tiles_per_cta, p.ldx);
+           plan.tiles_per_cta, p.ldx, p.input, p.resid_x, p.norm_w, p.eps, p.up, p.residual);
     return (int)cudaGetLastError();
 }
 

@@ -14,6 +14,7 @@
 // Determinism: for a given (M, N, K, device) the kernel, the splits and every summation order are
 // fixed, so results are reproducible run to run. They are not batch invariant: a row's result
 // depends on M (GEMV vs GEMM, and the split count), unlike the CPU backend.
+#include "fused_gemv.h"
 #include "q4_common.cuh"
 
 namespace q4 {
@@ -139,6 +140,45 @@ extern "C" int llmrt_cuda_q4_matmul(void *stream, void *out, llmrt_cuda_dtype ou
         rc = q4::gemm_launch(p, plan.gm, st);
     }
     return rc;
+}
+
+extern "C" int llmrt_cuda_q4_matmul_fused(void *stream, void *out, const void *x, int64_t M,
+                                          const llmrt_cuda_q4_weight *w, const float *bias, void *ws,
+                                          uint64_t ws_bytes, const llmrt_cuda_q4_fused *f) {
+    if (!f || !w || M < 1 || M > LLMRT_CUDA_Q4_GEMV_MAX_M || (w->x_cols && w->x_cols != w->K) ||
+        (!out && !f->residual) || (f->input != LLMRT_CUDA_FUSED_IN_ACT && f->input != LLMRT_CUDA_FUSED_IN_RMSNORM &&
+                                   f->input != LLMRT_CUDA_FUSED_IN_SWIGLU) ||
+        (f->input == LLMRT_CUDA_FUSED_IN_RMSNORM && (!f->resid_x || !f->norm_w)) ||
+        (f->input != LLMRT_CUDA_FUSED_IN_RMSNORM && !x) || (f->input == LLMRT_CUDA_FUSED_IN_SWIGLU && !f->up) ||
+        llmrt_cuda_q4_check(w->N, w->K, w->group_size, nullptr, 0) != 0)
+        return (int)cudaErrorInvalidValue;
+    const q4::mm::Plan plan = q4::mm::make_plan(M, w, LLMRT_CUDA_Q4_GEMV);
+    if (plan.total > ws_bytes || (plan.total > 0 && !ws)) return (int)cudaErrorInvalidValue;
+    q4::Problem p{};
+    p.x = static_cast<const __half *>(x);
+    p.perm = w->perm;
+    p.qweight = reinterpret_cast<const uint4 *>(w->qweight);
+    p.scales = reinterpret_cast<const uint4 *>(w->scales);
+    p.zoff = reinterpret_cast<const uint4 *>(w->zoff);
+    p.bias = bias;
+    p.out = out;
+    p.M = (int)M;
+    p.N = (int)w->N;
+    p.K = (int)w->K;
+    p.ldx = (int)w->K;
+    p.group_size = w->group_size;
+    p.zero_float = w->zero_float;
+    p.splits = plan.splits;
+    p.tile_counters = plan.splits > 1 ? static_cast<int *>(ws) : nullptr;
+    p.partial = plan.splits > 1 ? reinterpret_cast<float *>(static_cast<char *>(ws) + plan.counter_bytes)
+                                : nullptr;
+    p.input = f->input;
+    p.resid_x = f->resid_x;
+    p.norm_w = f->norm_w;
+    p.eps = f->eps;
+    p.up = static_cast<const __half *>(f->up);
+    p.residual = f->residual;
+    return q4::gemv_launch(p, plan.gv, static_cast<cudaStream_t>(stream));
 }
 
 extern "C" int llmrt_cuda_q4_workspace_init(void *stream, void *ws, uint64_t ws_bytes) {

@@ -109,6 +109,26 @@ int llmrt_cuda_q4_matmul(void *stream, void *out, llmrt_cuda_dtype out_t, const 
                          int64_t M, const llmrt_cuda_q4_weight *w, const float *bias, void *ws,
                          uint64_t ws_bytes, llmrt_cuda_q4_path path);
 
+/* The fused decode form (the CUDA backend's matmul_fused, cuda/fused_gemv.h for the semantics):
+ * the GEMV with its input made while it is staged and its output added to the residual. */
+typedef struct llmrt_cuda_q4_fused {
+    int32_t      input;    /* llmrt_cuda_fused_input: ACT (x), RMSNORM, SWIGLU (x is the gate) */
+    const float *resid_x;  /* RMSNORM: fp32 [M, K] residual (x unused)                         */
+    const float *norm_w;   /* RMSNORM: fp32 [K]                                                */
+    float        eps;      /* RMSNORM                                                          */
+    const void  *up;       /* SWIGLU: fp16 [M, K]                                              */
+    float       *residual; /* NULL, or fp32 [M, N] += the fp16-rounded result (out unused)     */
+} llmrt_cuda_q4_fused;
+
+/* llmrt_cuda_q4_matmul on the GEMV path (1 <= M <= LLMRT_CUDA_Q4_GEMV_MAX_M, fp16 out, x of width
+ * K: no padded slice) with `f`: in = x | round_f16(norm_w * x / rms(x)) | round_f16(silu(gate) *
+ * up), the values of the unfused rmsnorm / swiglu kernels; out = in · Wᵀ (+ bias) rounded to fp16,
+ * or residual += that value. The same summation order as the plain call (the same bits). One
+ * launch; cudaErrorInvalidValue and nothing launched for anything else. */
+int llmrt_cuda_q4_matmul_fused(void *stream, void *out, const void *x, int64_t M,
+                               const llmrt_cuda_q4_weight *w, const float *bias, void *ws,
+                               uint64_t ws_bytes, const llmrt_cuda_q4_fused *f);
+
 /* The same workspace size for a forced path. */
 uint64_t llmrt_cuda_q4_workspace_bytes_path(int64_t M, const llmrt_cuda_q4_weight *w,
                                             llmrt_cuda_q4_path path);

@@ -9,7 +9,8 @@
 // 0: host/model/q4.h); M = 1, 3, 8 (GEMV), 13, 64, 118 (GEMM: 1, 2 and 4 m16 tiles per CTA, two
 // M tiles), N = 64, 192, 320 (N % 256 != 0: idle warps), K = 128, 384, 1152 (split K, uneven
 // splits), N = 6912 x K = 4096 (GEMV warps with several rounds of loads); both kernels forced at
-// M = 1 and 8; argument errors and shapes the layout rejects.
+// M = 1 and 8; argument errors and shapes the layout rejects. The fused decode form
+// (llmrt_cuda_q4_matmul_fused) bit for bit against the unfused kernels it replaces (run_fused).
 //
 // Tolerance (Marlin's test criterion plus a max bound): mean|out − ref| / mean|ref| <= 1e-3 and
 // max|out − ref| <= 2e-3 · max|ref|. Error sources: each dequantised weight is rounded once to
@@ -20,6 +21,9 @@
 #include "../q4_gemv.cu"
 #include "../q4_gemm.cu"
 #include "../q4_matmul.cu"
+#include "../elementwise.cu"
+#include "../rmsnorm.cu"
+#include "../swiglu.cu"
 
 extern "C" {
 #include "../../host/format/q4.h"
@@ -230,6 +234,83 @@ void run(const Case &c, const HostQ4 &h, const DevQ4 &d, Rng &rng, int M, llmrt_
     cudaFree(ws);
 }
 
+// The fused decode form (llmrt_cuda_q4_matmul_fused) against the unfused kernels it replaces,
+// bit for bit: RMSNORM == add_rmsnorm (no delta) then the plain call; SWIGLU + residual ==
+// swiglu, the plain call, add; ACT + residual (+ bias) == the plain call, add. M = 1..8 (GEMV).
+void run_fused(const Case &c, const HostQ4 &h, const DevQ4 &d, Rng &rng, int M) {
+    const int64_t K = c.K, N = c.N;
+    std::vector<float> resid((size_t)(M * K)), normw((size_t)K), r0((size_t)(M * N)), bias;
+    for (auto &v : resid) v = rng.uniform(-3.0f, 3.0f);
+    for (auto &v : normw) v = rng.uniform(0.5f, 1.5f);
+    for (auto &v : r0) v = rng.uniform(-2.0f, 2.0f);
+    std::vector<uint16_t> gate((size_t)(M * K)), up((size_t)(M * K));
+    for (auto &v : gate) v = f16_bits(rng.uniform(-4.0f, 4.0f));
+    for (auto &v : up) v = f16_bits(rng.uniform(-2.0f, 2.0f));
+    if (c.bias) {
+        bias.resize((size_t)N);
+        for (auto &b : bias) b = rng.uniform(-0.5f, 0.5f);
+    }
+    float *dres = to_dev(resid), *dnorm = to_dev(normw), *dbias = c.bias ? to_dev(bias) : nullptr;
+    uint16_t *dgate = to_dev(gate), *dup = to_dev(up);
+    __half *h16 = dev_alloc<__half>((size_t)(M * K));
+    uint16_t *ou = dev_alloc<uint16_t>((size_t)(M * N)), *of = dev_alloc<uint16_t>((size_t)(M * N));
+    const uint64_t ws_bytes = llmrt_cuda_q4_workspace_bytes_path(M, &d.w, LLMRT_CUDA_Q4_AUTO);
+    void *ws = ws_bytes ? dev_alloc<unsigned char>(ws_bytes) : nullptr;
+    if (ws) CHECK(llmrt_cuda_q4_workspace_init(nullptr, ws, ws_bytes) == 0);
+    char what[128];
+    snprintf(what, sizeof what, "fused %s N=%lld K=%lld act=%d bias=%d M=%d", kind_name(c.kind), (long long)N,
+             (long long)K, c.act, c.bias, M);
+    auto plain = [&](const void *x) {
+        CHECK(llmrt_cuda_q4_matmul(nullptr, ou, LLMRT_CUDA_F16, x, M, &d.w, dbias, ws, ws_bytes,
+                                   LLMRT_CUDA_Q4_AUTO) == 0);
+    };
+    // RMSNORM
+    float *rcopy = to_dev(resid);
+    CHECK(llmrt_cuda_add_rmsnorm(nullptr, h16, LLMRT_CUDA_F16, rcopy, nullptr, LLMRT_CUDA_F16, dnorm, M, K, 1e-5f) == 0);
+    plain(h16);
+    llmrt_cuda_q4_fused f{};
+    f.input = LLMRT_CUDA_FUSED_IN_RMSNORM;
+    f.resid_x = dres;
+    f.norm_w = dnorm;
+    f.eps = 1e-5f;
+    CHECKF(llmrt_cuda_q4_matmul_fused(nullptr, of, nullptr, M, &d.w, dbias, ws, ws_bytes, &f) == 0, "%s: rmsnorm", what);
+    CUDA_OK(cudaDeviceSynchronize());
+    CHECKF(to_host(of, (size_t)(M * N)) == to_host(ou, (size_t)(M * N)), "%s: rmsnorm-fused differs from rmsnorm + matmul",
+           what);
+    // SWIGLU + residual
+    CHECK(llmrt_cuda_swiglu(nullptr, LLMRT_CUDA_F16, h16, dgate, dup, (int64_t)M * K) == 0);
+    plain(h16);
+    float *ru = to_dev(r0), *rf = to_dev(r0);
+    CHECK(llmrt_cuda_add(nullptr, ru, ou, LLMRT_CUDA_F16, (int64_t)M * N) == 0);
+    f = llmrt_cuda_q4_fused{};
+    f.input = LLMRT_CUDA_FUSED_IN_SWIGLU;
+    f.up = dup;
+    f.residual = rf;
+    CHECKF(llmrt_cuda_q4_matmul_fused(nullptr, nullptr, dgate, M, &d.w, dbias, ws, ws_bytes, &f) == 0, "%s: swiglu", what);
+    CUDA_OK(cudaDeviceSynchronize());
+    CHECKF(to_host(rf, r0.size()) == to_host(ru, r0.size()), "%s: swiglu-fused + residual differs from swiglu, matmul, add",
+           what);
+    // ACT + residual
+    plain(dgate);
+    CUDA_OK(cudaMemcpy(ru, r0.data(), r0.size() * 4, cudaMemcpyHostToDevice));
+    CUDA_OK(cudaMemcpy(rf, r0.data(), r0.size() * 4, cudaMemcpyHostToDevice));
+    CHECK(llmrt_cuda_add(nullptr, ru, ou, LLMRT_CUDA_F16, (int64_t)M * N) == 0);
+    f = llmrt_cuda_q4_fused{};
+    f.residual = rf;
+    CHECKF(llmrt_cuda_q4_matmul_fused(nullptr, nullptr, dgate, M, &d.w, dbias, ws, ws_bytes, &f) == 0, "%s: act", what);
+    CUDA_OK(cudaDeviceSynchronize());
+    CHECKF(to_host(rf, r0.size()) == to_host(ru, r0.size()), "%s: residual epilogue differs from matmul, add", what);
+    // refused: M 9, a missing norm weight
+    f = llmrt_cuda_q4_fused{};
+    CHECK(llmrt_cuda_q4_matmul_fused(nullptr, of, dgate, 9, &d.w, dbias, ws, ws_bytes, &f) == (int)cudaErrorInvalidValue);
+    f.input = LLMRT_CUDA_FUSED_IN_RMSNORM;
+    f.resid_x = dres;
+    CHECK(llmrt_cuda_q4_matmul_fused(nullptr, of, nullptr, M, &d.w, dbias, ws, ws_bytes, &f) == (int)cudaErrorInvalidValue);
+    for (void *p : {(void *)dres, (void *)dnorm, (void *)dbias, (void *)dgate, (void *)dup, (void *)h16, (void *)ou,
+                    (void *)of, ws, (void *)rcopy, (void *)ru, (void *)rf})
+        if (p) cudaFree(p);
+}
+
 void test_errors() {
     char msg[256] = "";
     CHECK(llmrt_cuda_q4_check(64, 128, 32, msg, sizeof msg) == 0);
@@ -296,6 +377,20 @@ int main() {
         // the other kernel at the GEMV sizes: the GEMM at M = 1 and 8 (one mostly empty m16 tile)
         run(c, h, d, rng, 1, LLMRT_CUDA_Q4_GEMM);
         run(c, h, d, rng, 8, LLMRT_CUDA_Q4_GEMM);
+    }
+    { // the fused decode form: split and unsplit K, act-order, both zero kinds, bias, K of 1152
+      // (a 4.5-round rmsnorm row for 128 threads: 256 logical threads), M = 1, 3, 8
+        const Case fused_cases[] = {
+            {64, 128, 32, INT_ASYM, false, true, false},
+            {192, 384, 128, INT_SYM, true, false, false},
+            {320, 1152, 32, FLOAT_OFS, true, true, false},
+            {320, 1152, 128, INT_ASYM, false, false, false},
+        };
+        for (const Case &c : fused_cases) {
+            const HostQ4 h = make_weight(rng, c.N, c.K, c.gs, c.kind, c.act);
+            const DevQ4 d(h);
+            for (int M : {1, 3, 8}) run_fused(c, h, d, rng, M);
+        }
     }
     { // wide N: few K splits, so a GEMV warp streams 16 tiles (two rounds of 8 loads in flight)
         const Case c{6912, 4096, 128, INT_ASYM, true, true, false};

@@ -116,6 +116,32 @@ typedef struct llmrt_op_query {
     llmrt_dtype kv_dtype; /* LLMRT_BOP_ATTENTION: the pool's storage (0 = the activation dtype) */
 } llmrt_op_query;
 
+/* A fused decode matmul (backend op matmul_fused): one or more projections of one input with the
+ * op that makes the input and the residual add of the output folded in. in = x (ACT), rmsnorm(x)
+ * * norm_w (RMSNORM: x the residual stream, resid_bytes per element, no pending delta), or
+ * silu(x) * up (SWIGLU); then out[i] = in · W_iᵀ (+ bias) for i < n_w, or, with `residual`,
+ * residual += in · W_0ᵀ (n_w 1). The values are those of the unfused ops (rmsnorm, swiglu,
+ * matmul, add) the forward would run instead. */
+typedef enum llmrt_fused_input {
+    LLMRT_FUSED_IN_ACT     = 0,
+    LLMRT_FUSED_IN_RMSNORM = 1,
+    LLMRT_FUSED_IN_SWIGLU  = 2,
+} llmrt_fused_input;
+
+#define LLMRT_FUSED_MAX_W 3
+
+typedef struct llmrt_fused_matmul {
+    llmrt_fused_input    input;
+    const void          *x;        /* [rows, K]: activations, the residual, or the gate      */
+    const void          *up;       /* SWIGLU: [rows, K]                                      */
+    const void          *norm_w;   /* RMSNORM: fp32 [K] (backend memory, as for rmsnorm)     */
+    float                eps;      /* RMSNORM                                                */
+    int32_t              n_w;      /* 1..LLMRT_FUSED_MAX_W weights with the same K            */
+    const llmrt_bweight *w[LLMRT_FUSED_MAX_W];
+    void                *out[LLMRT_FUSED_MAX_W]; /* [rows, w[i]->rows] activations            */
+    void                *residual; /* NULL, or the residual [rows, w[0]->rows] (out unused)  */
+} llmrt_fused_matmul;
+
 typedef struct llmrt_backend llmrt_backend;
 
 typedef struct llmrt_backend_ops {
@@ -229,6 +255,12 @@ typedef struct llmrt_backend_ops {
      * reduction order), so the batch-invariance of the CPU backend holds with adapters. */
     void (*lora_apply)(llmrt_backend *be, void *out, const void *x, int64_t rows,
                        const llmrt_blora_table *t);
+
+    /* -- fused decode ops (optional: NULL when the backend has none) -- */
+    /* Runs `f` over rows = T rows when the backend fuses this case and returns true; else returns
+     * false having enqueued nothing, and the caller runs the unfused ops (the answer depends on
+     * rows, the weights and the kinds in `f` only, so it is the same every step of a shape). */
+    bool (*matmul_fused)(llmrt_backend *be, const llmrt_fused_matmul *f, int64_t rows);
 } llmrt_backend_ops;
 
 struct llmrt_backend {

@@ -343,10 +343,25 @@ static llmrt_status plan_outputs(llmrt_rank_kv *kv, const llmrt_batch *b, const 
 /* forward                                                                                       */
 /* --------------------------------------------------------------------------------------------- */
 
+/* The fused decode ops (backend.h matmul_fused): tried first when the step runs no LoRA adapter
+ * and no collectives (both need the unfused tensors: an adapter's input h and delta, the
+ * all-reduce between a projection and its residual add); a backend that does not fuse a case
+ * declines it and the unfused ops run instead, so the CPU backend (no matmul_fused) runs exactly
+ * the sequence below. */
+static bool try_fused(llmrt_backend *be, bool on, const llmrt_fused_matmul *f, int64_t T) {
+    return on && be->ops->matmul_fused && be->ops->matmul_fused(be, f, T);
+}
+
 /* Tensor parallel: this rank holds its heads and FFN slice (m->shard); the row-parallel o and
  * down projections give partial sums that `coll` all-reduces over the group (the Megatron
  * split: 2 all-reduces of [T, D] per layer), and the vocab-parallel lm_head's rows are gathered
- * into the leader's logits. n_out == 0: the layers only (KV written, no logits). */
+ * into the leader's logits. n_out == 0: the layers only (KV written, no logits).
+ *
+ * Per layer, unfused: (add_)rmsnorm, q, k, v, rope_kv_write, attention, o, add_rmsnorm, gate,
+ * up, swiglu, down (the residual add of down is the next layer's add_rmsnorm). Fused (decode on
+ * a backend with matmul_fused): rmsnorm+q+k+v, rope_kv_write, attention, o+residual add,
+ * rmsnorm+gate+up, swiglu+down+residual add. `pending` is a projection output not yet added to
+ * the residual x (an unfused o or down). */
 static llmrt_status run_layers(llmrt_rank_kv *kv, int64_t T, int64_t n_out, bool with_lora,
                                const llmrt_collectives *coll, float *logits, llmrt_error *err) {
     llmrt_rank_model         *m  = kv->model;
@@ -358,40 +373,78 @@ static llmrt_status run_layers(llmrt_rank_kv *kv, int64_t T, int64_t n_out, bool
     llmrt_attn_shape          shape = attn_shape_of(kv);
 
     bool lora = with_lora && m->lora; /* lora_apply per projection: out += delta of its slot */
+    bool fuse = !lora && !coll;
 #define LORA(out, in, target)                                                                      \
     do {                                                                                           \
         if (lora) op->lora_apply(be, out, in, T, llmrt_rank_lora_table(m, l, target));             \
     } while (0)
 
     op->embed(be, w->x, &m->tok_embd);                                   /* x [T, D] */
+    const void *pending = NULL;
     for (int32_t l = 0; l < c->n_layers; l++) {
         const llmrt_layer_weights *L = &m->layers[l];
         void *k_cache = kv->pool.k[l], *v_cache = kv->pool.v[l];
-        if (l == 0) op->rmsnorm(be, w->h, w->x, L->attn_norm, D, c->rms_norm_eps);
-        else op->add_rmsnorm(be, w->x, w->down, w->h, L->attn_norm, D, c->rms_norm_eps);
-        op->matmul(be, w->q, w->h, T, &L->wq);                           /* q [T, Hq*hd]  */
-        LORA(w->q, w->h, LLMRT_LORA_Q);
-        op->matmul(be, w->kx, w->h, T, &L->wk);                          /* k [T, Hkv*hd] */
-        LORA(w->kx, w->h, LLMRT_LORA_K);
-        op->matmul(be, w->vx, w->h, T, &L->wv);                          /* v [T, Hkv*hd] */
-        LORA(w->vx, w->h, LLMRT_LORA_V);
+        /* h = rmsnorm(x); q [T, Hq*hd], k, v [T, Hkv*hd] = h · W */
+        llmrt_fused_matmul f = {.input  = LLMRT_FUSED_IN_RMSNORM, .x = w->x,
+                                .norm_w = L->attn_norm, .eps = c->rms_norm_eps, .n_w = 3,
+                                .w      = {&L->wq, &L->wk, &L->wv},
+                                .out    = {w->q, w->kx, w->vx}};
+        if (pending || !try_fused(be, fuse, &f, T)) {
+            if (pending) op->add_rmsnorm(be, w->x, pending, w->h, L->attn_norm, D, c->rms_norm_eps);
+            else op->rmsnorm(be, w->h, w->x, L->attn_norm, D, c->rms_norm_eps);
+            pending = NULL;
+            f.input = LLMRT_FUSED_IN_ACT;
+            f.x     = w->h;
+            if (!try_fused(be, fuse, &f, T)) {
+                op->matmul(be, w->q, w->h, T, &L->wq);
+                LORA(w->q, w->h, LLMRT_LORA_Q);
+                op->matmul(be, w->kx, w->h, T, &L->wk);
+                LORA(w->kx, w->h, LLMRT_LORA_K);
+                op->matmul(be, w->vx, w->h, T, &L->wv);
+                LORA(w->vx, w->h, LLMRT_LORA_V);
+            }
+        }
         op->rope_kv_write(be, w->q, w->kx, w->vx, k_cache, v_cache, &shape);
         op->attention(be, w->attn, w->q, k_cache, v_cache, &shape);      /* [T, Hq*hd] */
-        op->matmul(be, w->o, w->attn, T, &L->wo);                        /* o [T, D] */
-        LORA(w->o, w->attn, LLMRT_LORA_O); /* row-parallel: a partial sum, like o */
-        if (coll) LLMRT_TRY(coll->all_reduce(coll->ctx, w->o, T * D, err));
-        op->add_rmsnorm(be, w->x, w->o, w->h, L->ffn_norm, D, c->rms_norm_eps);
-        op->matmul(be, w->gate, w->h, T, &L->w_gate);                    /* [T, F] */
-        LORA(w->gate, w->h, LLMRT_LORA_GATE);
-        op->matmul(be, w->up, w->h, T, &L->w_up);                        /* [T, F] */
-        LORA(w->up, w->h, LLMRT_LORA_UP);
-        op->swiglu(be, w->gate, w->gate, w->up, F);
-        op->matmul(be, w->down, w->gate, T, &L->w_down);                 /* [T, D] */
-        LORA(w->down, w->gate, LLMRT_LORA_DOWN);
-        if (coll) LLMRT_TRY(coll->all_reduce(coll->ctx, w->down, T * D, err));
+        /* x += attn · Woᵀ */
+        f = (llmrt_fused_matmul){.input = LLMRT_FUSED_IN_ACT, .x = w->attn, .n_w = 1,
+                                 .w = {&L->wo}, .residual = w->x};
+        if (!try_fused(be, fuse, &f, T)) {
+            op->matmul(be, w->o, w->attn, T, &L->wo);                    /* o [T, D] */
+            LORA(w->o, w->attn, LLMRT_LORA_O); /* row-parallel: a partial sum, like o */
+            if (coll) LLMRT_TRY(coll->all_reduce(coll->ctx, w->o, T * D, err));
+            pending = w->o;
+        }
+        /* h = rmsnorm(x); gate, up [T, F] = h · W */
+        f = (llmrt_fused_matmul){.input  = LLMRT_FUSED_IN_RMSNORM, .x = w->x,
+                                 .norm_w = L->ffn_norm, .eps = c->rms_norm_eps, .n_w = 2,
+                                 .w      = {&L->w_gate, &L->w_up}, .out = {w->gate, w->up}};
+        if (pending || !try_fused(be, fuse, &f, T)) {
+            if (pending) op->add_rmsnorm(be, w->x, pending, w->h, L->ffn_norm, D, c->rms_norm_eps);
+            else op->rmsnorm(be, w->h, w->x, L->ffn_norm, D, c->rms_norm_eps);
+            pending = NULL;
+            f.input = LLMRT_FUSED_IN_ACT;
+            f.x     = w->h;
+            if (!try_fused(be, fuse, &f, T)) {
+                op->matmul(be, w->gate, w->h, T, &L->w_gate);
+                LORA(w->gate, w->h, LLMRT_LORA_GATE);
+                op->matmul(be, w->up, w->h, T, &L->w_up);
+                LORA(w->up, w->h, LLMRT_LORA_UP);
+            }
+        }
+        /* x += (silu(gate) * up) · Wdownᵀ */
+        f = (llmrt_fused_matmul){.input = LLMRT_FUSED_IN_SWIGLU, .x = w->gate, .up = w->up,
+                                 .n_w = 1, .w = {&L->w_down}, .residual = w->x};
+        if (!try_fused(be, fuse, &f, T)) {
+            op->swiglu(be, w->gate, w->gate, w->up, F);
+            op->matmul(be, w->down, w->gate, T, &L->w_down);             /* [T, D] */
+            LORA(w->down, w->gate, LLMRT_LORA_DOWN);
+            if (coll) LLMRT_TRY(coll->all_reduce(coll->ctx, w->down, T * D, err));
+            pending = w->down;
+        }
     }
 #undef LORA
-    op->add(be, w->x, w->down, D);
+    if (pending) op->add(be, w->x, pending, D);
     if (n_out == 0) return LLMRT_OK; /* prompt chunks only: no logits row is computed */
     op->rmsnorm(be, w->h, w->x, m->output_norm, D, c->rms_norm_eps);
     op->gather_outputs(be, w->out_rows, w->h, D);                        /* [n_out, D] */

@@ -164,6 +164,14 @@ LAUNCHES = {
         "launch code: kThreads = 128; dynamic smem from gemv_plan (shape-dependent, <= 48 KB)",
         [("q4_gemv.cu", "constexpr int kWarps = 4;"), ("q4_gemv.cu", "constexpr int kThreads = kWarps * 32;"),
          ("q4_gemv.cu", "grid, kThreads, plan.smem, stream,")]),
+    "fused_gemv_kernel": (
+        lambda t: 256, lambda t: int(t[1]) * 4096,
+        "launch code: kThreads = 256; smem = MR * chunk_elems<T>() * sizeof(T) = MR * kChunkBytes / 8",
+        [("fused_gemv.cu", "constexpr int kWarps = 8;"),
+         ("fused_gemv.cu", "constexpr int kThreads = kWarps * 32;"),
+         ("fused_gemv.cu", "constexpr int kChunkBytes = 32 * 1024;"),
+         ("fused_gemv.cu", "const size_t smem = (size_t)MR * chunk_elems<T>() * sizeof(T);"),
+         ("fused_gemv.cu", "grid, kThreads, smem, s, p);")]),
     "q4_gather_cols_kernel": (lambda t: 256, lambda t: 0, "launch code: kFinThreads = 256",
                               [("q4_matmul.cu", "q4::mm::kFinThreads, 0, st,")]),
     "ggml_gemv_kernel": (

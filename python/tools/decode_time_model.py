@@ -25,6 +25,11 @@ run_layers + host/backend/cuda/cuda_backend.c; the splits from the launchers' ow
   per layer: add_rmsnorm (or rmsnorm at layer 0); q, k, v projections; rope_kv (RoPE + paged KV
   write); attention (split-KV decode kernel, + combine kernel when it picks > 1 split); o
   projection; add_rmsnorm; gate, up projections; swiglu; down projection.
+  Fused (the default; the backend op matmul_fused at batch <= 8): fp16 (cuda/fused_gemv.cu)
+  rmsnorm + q/k/v in one launch; rope_kv; attention (+ combine); o + residual add; rmsnorm +
+  gate/up in one launch; swiglu + down + residual add; and no final add after the layers. 4-bit
+  (the q4 GEMV with the same prologue / epilogue): the same without the grouping, so q, k, v and
+  gate, up are a launch each. --unfused counts the sequence before it (batches > 8 always run it).
   A projection is one cuBLAS call for fp16 (taken as --cublas-kernels launches, default 1) and for
   4-bit the GEMV (M <= 8) or GEMM kernel alone: split-K partials are summed by the last CTA of each
   tile (cuda/q4_common.cuh arrive_last). --q4-finalize counts the separate q4_finalize_kernel the
@@ -91,13 +96,28 @@ def q4_launches(M, N, K, sms, finalize=False):
     return 1 + (finalize and splits > 1)
 
 
-def launches(fmt, batch, ctx, gpu, cublas_kernels, q4_finalize=False):
+FUSED_MAX_M = 8  # cuda/fused_gemv.h LLMRT_CUDA_FUSED_MAX_M
+
+
+def fused_decode(fmt, batch, unfused):
+    """Whether the backend's matmul_fused takes this step's projections (batch <= 8)."""
+    return not unfused and batch <= FUSED_MAX_M
+
+
+def launches(fmt, batch, ctx, gpu, cublas_kernels, q4_finalize=False, unfused=False):
     """(kernels per layer, kernels per step, copies per step, attention splits)."""
     sms = GPUS[gpu][1]
+    splits = attn_splits(batch * KV_HEADS, ctx, sms, DECODE_CTAS_PER_SM[gpu])
+    attention = 1 + (splits > 1)
+    if fused_decode(fmt, batch, unfused):
+        # norm+qkv, rope_kv, attention, o+add, norm+gate/up, swiglu+down+add; after the layers:
+        # embed; rmsnorm, gather_outputs, lm_head (no final add: down's epilogue did it)
+        grouped = fmt == "fp16"  # the 4-bit GEMV runs one launch per weight
+        per_layer = (1 if grouped else 3) + 1 + attention + 1 + (1 if grouped else 2) + 1
+        return per_layer, LAYERS * per_layer + 1 + 2 + cublas_kernels, 2, splits
     proj = sum(cublas_kernels if fmt == "fp16" else q4_launches(batch, n, k, sms, q4_finalize)
                for _, n, k in PROJ)
-    splits = attn_splits(batch * KV_HEADS, ctx, sms, DECODE_CTAS_PER_SM[gpu])
-    per_layer = 1 + 1 + (1 + (splits > 1)) + 1 + 1 + proj  # norm, rope_kv, attention, norm, swiglu
+    per_layer = 1 + 1 + attention + 1 + 1 + proj  # norm, rope_kv, attention, norm, swiglu
     # embed; after the layers: add, rmsnorm, gather_outputs, lm_head (fp16 cuBLAS)
     per_step = LAYERS * per_layer + 1 + 3 + cublas_kernels
     return per_layer, per_step, 2, splits
@@ -162,6 +182,8 @@ def main():
     ap.add_argument("--q4-finalize", action="store_true",
                     help="count the split-K finalize kernel the 4-bit launcher ran before "
                          "the last-CTA reduction (git dc34ebc and earlier)")
+    ap.add_argument("--unfused", action="store_true",
+                    help="count the decode sequence before the fused decode ops (matmul_fused)")
     a = ap.parse_args()
     if a.ctx < 1 or any(b < 1 for b in a.batch) or a.cublas_kernels < 1 or a.bw_fraction > 1:
         ap.error("--ctx, --batch and --cublas-kernels must be >= 1, --bw-fraction <= 1")
@@ -197,8 +219,22 @@ def main():
           + (" + split-K finalize" if a.q4_finalize else ", split-K summed in-kernel") + "; attention = split-KV decode + combine when split) + 2 copies per step (plan "
           "upload, logits download); after: + 1 graph launch.")
     print("- tok/s = batch / t_step; % of bound = (bytes / bandwidth) / t_step.")
+    if not a.unfused:
+        print("- the fused fp16 decode kernel (cuda/fused_gemv.cu) is assumed to stream its weights "
+              "at the same bandwidth as cuBLAS does, and the fused q4 GEMV as fast as the plain one "
+              "(no GPU has timed either); only the launch count changes.")
     print()
-    print("Kernels one decode layer launches (in order): (add_)rmsnorm; q, k, v projections; "
+    if not a.unfused:
+        print("Fused decode (batch <= 8, `matmul_fused`): an fp16 layer (cuda/fused_gemv.cu) "
+              "launches rmsnorm+q/k/v; rope_kv; attn_decode (+ attn_decode_combine when split); "
+              "o+residual add; rmsnorm+gate/up; swiglu+down+residual add; a 4-bit layer (q4_gemv "
+              "with the same prologue / epilogue) rmsnorm+q, rmsnorm+k, rmsnorm+v; rope_kv; "
+              "attention; o+add; rmsnorm+gate, rmsnorm+up; swiglu+down+add. Per step besides the "
+              "layers: embed, rmsnorm, gather_outputs, lm_head (cuBLAS). Batches > 8 run the "
+              "unfused sequence:")
+        print()
+    print("Kernels one decode layer launches " + ("unfused " if not a.unfused else "")
+          + "(in order): (add_)rmsnorm; q, k, v projections; "
           "rope_kv; attn_decode (+ attn_decode_combine when split); o projection; add_rmsnorm; gate, "
           "up projections; swiglu; down projection. A projection: fp16 = cuBLAS; 4-bit = q4_gemv "
           "(batch <= 8) or q4_gemm" + (", + q4_finalize when split-K (always, at these shapes)"
@@ -215,7 +251,7 @@ def main():
                 wb, kv = bytes_per_step(fmt, b, a.ctx)
                 t_mem = (wb + kv) / (bw * a.bw_fraction) * 1e3  # ms
                 per_layer, kernels, copies, splits = launches(fmt, b, a.ctx, gpu, a.cublas_kernels,
-                                                              a.q4_finalize)
+                                                              a.q4_finalize, a.unfused)
                 before = t_mem + (kernels + copies) * launch_us * 1e-3
                 after = t_mem + (kernels * node_us + (1 + copies) * launch_us) * 1e-3
                 t_bound = (wb + kv) / bw * 1e3

@@ -13,7 +13,10 @@
  * choose another GEMM algorithm (another summation order) for another number of rows, so logits
  * can differ in the last bits between batch compositions; only a near tie can turn that into
  * another token. The tests therefore compare tokens (under cusim, whose GEMM rounds once from
- * fp64, the logits are also bitwise batch-invariant). */
+ * fp64, the logits of prompt rows are also bitwise batch-invariant; decode-only steps of up to 8
+ * rows run the fused decode matmul, cuda/fused_gemv.cu, whose rows do not depend on the batch
+ * either, but whose summation order differs from the GEMM's, so a decode row in a mixed step may
+ * differ from the same row in a decode-only step in the last bits). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

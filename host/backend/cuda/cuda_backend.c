@@ -46,6 +46,7 @@
 #include "../../format/kv_quant.h"
 #include "llmrt_cuda.h"
 #include "lora.h"
+#include "fused_gemv.h"
 #include "ggml_matmul.h"
 #include "q4_matmul.h"
 #ifdef LLMRT_CUDA_HAVE_FLASH_ATTN
@@ -140,6 +141,9 @@ typedef struct cuda_ctx {
         uint64_t    hash; /* fingerprint of the ops it recorded                  */
         const void *key;  /* plan->capture_key of its step (the KV cache)        */
     } graphs[GRAPH_MAX_BUCKETS];
+
+    /* fused decode ops (section "fused decode ops") */
+    bool     unfused;          /* llmrt_cuda_options.unfused: matmul_fused declines */
 
     llmrt_cuda_backend_stats stats;
 } cuda_ctx;
@@ -1299,6 +1303,109 @@ static llmrt_status graph_logits(cuda_ctx *c, float *host, void *scratch, const 
 }
 
 /* --------------------------------------------------------------------------------------------- */
+/* fused decode ops                                                                              */
+/* --------------------------------------------------------------------------------------------- */
+
+/* matmul_fused (backend.h) over cuda/fused_gemv.cu: a decode step's projections with their
+ * RMSNorm / SwiGLU prologue and residual epilogue in one launch, and q, k, v (gate, up) in one
+ * launch. Taken for up to LLMRT_CUDA_FUSED_MAX_M rows (a graph step's padded batch) of weights in
+ * the activation dtype, whatever the bias; 4-bit weights (fp16 activations) run the q4 GEMV with
+ * the same prologue and epilogue, one launch per weight (q4_matmul_fused); declined otherwise,
+ * and always with llmrt_cuda_options.unfused. Decode-only steps only (every sequence one token):
+ * a prompt's rows keep the prefill kernels whatever the chunk size, so a prompt computed in a
+ * short chunk (after a prefix-cache hit) gets the bits of the same rows in a long one. The kernel's row
+ * results do not depend on the number of rows, so a padded graph step equals eager decode. */
+static llmrt_cuda_fused_input fused_input_of(llmrt_fused_input in) {
+    return in == LLMRT_FUSED_IN_RMSNORM  ? LLMRT_CUDA_FUSED_IN_RMSNORM
+           : in == LLMRT_FUSED_IN_SWIGLU ? LLMRT_CUDA_FUSED_IN_SWIGLU
+                                         : LLMRT_CUDA_FUSED_IN_ACT;
+}
+
+/* The graph fingerprint of a fused op (every pointer and value it reads); true on a replay. */
+static bool fused_graph_op(cuda_ctx *c, int op, const llmrt_fused_matmul *f, int64_t rows) {
+    const void *w1 = f->n_w > 1 ? f->w[1]->data : NULL, *w2 = f->n_w > 2 ? f->w[2]->data : NULL;
+    bool replay = graph_op(c, op, f->out[0], f->x, f->w[0]->data, rows * 4 + f->input, f->eps);
+    replay = graph_op(c, op, f->n_w > 1 ? f->out[1] : NULL, f->up, w1, f->n_w, 0) || replay;
+    replay = graph_op(c, op, f->n_w > 2 ? f->out[2] : NULL, f->residual, w2, 0, 0) || replay;
+    return graph_op(c, op, f->norm_w, NULL, NULL, 0, 0) || replay;
+}
+
+/* The 4-bit form: one q4 GEMV per weight with the prologue / epilogue (llmrt_cuda_q4_matmul_fused;
+ * no grouped launch yet), sharing the 4-bit workspace as q4_matmul does. */
+static bool q4_matmul_fused(cuda_ctx *c, const llmrt_fused_matmul *f, int64_t rows) {
+    if (c->act != LLMRT_CUDA_F16 || rows > LLMRT_CUDA_Q4_GEMV_MAX_M) return false;
+    for (int32_t i = 0; i < f->n_w; i++) {
+        const llmrt_cuda_q4_weight *q = f->w[i]->aux;
+        if (f->w[i]->dtype != LLMRT_DTYPE_Q4 || (q->x_cols && q->x_cols != q->K) ||
+            q->K != ((const llmrt_cuda_q4_weight *)f->w[0]->aux)->K)
+            return false;
+    }
+    if (skip(c) || fused_graph_op(c, 12, f, rows)) return true;
+    bool                norm = f->input == LLMRT_FUSED_IN_RMSNORM;
+    llmrt_cuda_q4_fused qf   = {.input    = fused_input_of(f->input),
+                                .resid_x  = norm ? f->x : NULL,
+                              .norm_w   = f->norm_w,
+                              .eps      = f->eps,
+                              .up       = f->up,
+                              .residual = f->residual};
+    for (int32_t i = 0; i < f->n_w && !skip(c); i++) {
+        const llmrt_cuda_q4_weight *q = f->w[i]->aux;
+        uint64_t need = llmrt_cuda_q4_workspace_bytes_path(rows, q, LLMRT_CUDA_Q4_GEMV);
+        if (need > c->q4_ws_bytes) { /* reserve did not see this shape */
+            llmrt_error  e      = {0};
+            int64_t      before = c->stats.device_allocs;
+            llmrt_status s      = q4_ws_grow(c, need, &e);
+            c->stats.batch_allocs += c->stats.device_allocs - before;
+            if (s != LLMRT_OK) {
+                note_failure(c, s == LLMRT_ERR_OUT_OF_MEMORY ? LLMRT_CUDA_ERR_OOM
+                                                             : LLMRT_CUDA_ERR_FAILED,
+                             "4-bit fused matmul workspace");
+                return true;
+            }
+        }
+        launched(c,
+                 llmrt_cuda_q4_matmul_fused(c->stream, f->out[i], norm ? NULL : f->x, rows, q,
+                                            f->w[i]->bias, c->q4_ws, c->q4_ws_bytes, &qf),
+                 "4-bit fused matmul");
+    }
+    return true;
+}
+
+static bool cuda_matmul_fused(llmrt_backend *be, const llmrt_fused_matmul *f, int64_t rows) {
+    cuda_ctx *c = ctx_of(be);
+    rows = graph_rows(c, rows);
+    if (c->unfused || !c->all_decode || rows < 1 || rows > LLMRT_CUDA_FUSED_MAX_M || f->n_w < 1 ||
+        f->n_w > LLMRT_FUSED_MAX_W)
+        return false;
+    if (f->w[0]->dtype == LLMRT_DTYPE_Q4) return q4_matmul_fused(c, f, rows);
+    llmrt_cuda_fused_gemv_args a = {
+        .t        = c->act,
+        .input    = fused_input_of(f->input),
+        .x        = f->x,
+        .up       = f->up,
+        .norm_w   = f->norm_w,
+        .eps      = f->eps,
+        .M        = (int32_t)rows,
+        .K        = f->w[0]->cols,
+        .n_w      = f->n_w,
+        .residual = f->residual,
+    };
+    for (int32_t i = 0; i < f->n_w; i++) {
+        const llmrt_bweight *w = f->w[i];
+        if (w->dtype != c->act_dtype || w->cols != a.K || w->x_cols) return false;
+        a.w[i]    = w->data;
+        a.bias[i] = w->bias;
+        a.N[i]    = w->rows;
+        a.out[i]  = f->out[i];
+    }
+    if (llmrt_cuda_fused_gemv_check(&a, NULL, 0) != 0) return false;
+    /* a failed step enqueues nothing more (reported later); a replay only fingerprints */
+    if (skip(c) || fused_graph_op(c, 11, f, rows)) return true;
+    launched(c, llmrt_cuda_fused_gemv(c->stream, &a), "fused matmul");
+    return true;
+}
+
+/* --------------------------------------------------------------------------------------------- */
 /* LoRA adapters                                                                                 */
 /* --------------------------------------------------------------------------------------------- */
 
@@ -1558,6 +1665,7 @@ static const llmrt_backend_ops cuda_ops = {
     .lora_table_set     = cuda_lora_table_set,
     .lora_table_destroy = cuda_lora_table_destroy,
     .lora_apply         = cuda_lora_apply,
+    .matmul_fused       = cuda_matmul_fused,
 };
 
 int llmrt_backend_cuda_device_count(void) {
@@ -1576,6 +1684,7 @@ bool llmrt_backend_cuda_set_test_options(llmrt_backend *be, const llmrt_cuda_opt
     if (c->stats.forwards > 0) return false;
     c->fault_at     = opts->inject_fault_at > 0 ? opts->inject_fault_at : 0;
     c->naive_forced = opts->naive_attention;
+    c->unfused      = opts->unfused;
     c->attn_chosen  = false; /* chosen again by the next reserve */
     return true;
 }
@@ -1613,6 +1722,7 @@ llmrt_status llmrt_backend_cuda_create(int device, const llmrt_cuda_options *opt
     c->fault_at     = o.inject_fault_at > 0 ? o.inject_fault_at : 0;
     c->naive_forced = o.naive_attention;
     c->graphs_on    = !o.enforce_eager;
+    c->unfused      = o.unfused;
     c->stats.graphs_on = c->graphs_on;
     snprintf(c->stats.device_name, sizeof c->stats.device_name, "%s", llmrt_cuda_dev_name(c->dev));
     be->ops         = &cuda_ops;

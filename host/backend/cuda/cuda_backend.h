@@ -25,6 +25,10 @@ typedef struct llmrt_cuda_options {
      * false (the default): decode-only steps run as one graph per batch-size bucket (see the
      * section "decode graphs" of cuda_backend.c) */
     bool        enforce_eager;
+    /* tests and the launch counts: decline every fused decode op (matmul_fused), so the forward
+     * runs the unfused sequence (rmsnorm, cuBLAS matmuls, swiglu, adds); false: fused (the
+     * default). Settable by llmrt_backend_cuda_set_test_options. */
+    bool        unfused;
 } llmrt_cuda_options;
 
 /* Creates the backend on CUDA device `device` with `opts` (NULL = fp16, no test hooks).
