@@ -673,7 +673,8 @@ static void round_to_bf16(cpu_ctx *c, const float *x, int64_t M, int64_t K, int6
     if (M <= 0) return;
     int64_t n_tasks = M * K >= 8192 ? 2 * (int64_t)c->n_threads : 1;
     if (n_tasks > M) n_tasks = M;
-    bf16_round_job j = {.c = c, .x = x, .M = M, .K = K, .kp = kp, .per = (M + n_tasks - 1) / n_tasks};
+    bf16_round_job j = {
+        .c = c, .x = x, .M = M, .K = K, .kp = kp, .per = (M + n_tasks - 1) / n_tasks};
     llmrt_thread_pool_run(c->pool, (M + j.per - 1) / j.per, bf16_round_task, &j);
 }
 
