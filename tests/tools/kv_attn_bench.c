@@ -5,7 +5,9 @@
  * machine (the median is printed too). A development tool, not a test (nothing is asserted).
  *
  * usage: kv_attn_bench [-n CONTEXT] [-s SEQS] [-q HQ] [-k HKV] [-d HD] [-t THREADS] [-r REPS]
- *                      [--isa avx512|avx2|generic]
+ *                      [--isa avx512|avx2|generic] [--scatter 0|1]
+ * --scatter 1 gives each sequence's blocks in a random order over the whole cache (as an engine's
+ * block tables look after requests have come and gone); 0 (default) numbers them in order.
  * Defaults: SmolLM2's attention shape (Hq 9, Hkv 3, hd 64), context 4096, 1 sequence, 1 thread. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +39,7 @@ static int cmp_double(const void *a, const void *b) {
 int main(int argc, char **argv) {
     int32_t n_ctx = 4096, n_seqs = 1, Hq = 9, Hkv = 3, hd = 64, threads = 1, reps = 50;
     const char *isa = NULL;
+    int scatter = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "-n"))
             n_ctx = atoi(argv[i + 1]);
@@ -54,6 +57,8 @@ int main(int argc, char **argv) {
             reps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--isa"))
             isa = argv[i + 1];
+        else if (!strcmp(argv[i], "--scatter"))
+            scatter = atoi(argv[i + 1]);
         else {
             fprintf(stderr, "kv_attn_bench: unknown option %s\n", argv[i]);
             return 2;
@@ -85,6 +90,11 @@ int main(int argc, char **argv) {
     int32_t *pos = malloc((size_t)n_seqs * sizeof(int32_t)), *seq = malloc((size_t)n_seqs * 4);
     for (int32_t i = 0; i < n_seqs * max_blocks; i++)
         tables[i] = i;
+    for (int32_t i = n_seqs * max_blocks - 1; scatter && i > 0; i--) { /* Fisher-Yates */
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        int32_t j = (int32_t)((rng >> 33) % (uint64_t)(i + 1)), x = tables[i];
+        tables[i] = tables[j], tables[j] = x;
+    }
     for (int32_t s = 0; s < n_seqs; s++)
         pos[s] = n_ctx - 1, seq[s] = s;
     float *q = malloc((size_t)n_seqs * Hq * hd * sizeof(float)),
@@ -120,8 +130,8 @@ int main(int argc, char **argv) {
             t[d][r] = now_s() - t0;
         }
     printf("kv_attn_bench: isa %s, %d thread(s), %d seq(s) x 1 decode token, context %d, Hq %d "
-           "Hkv %d hd %d, %d reps (rounds alternate the dtypes)\n",
-           use, threads, n_seqs, n_ctx, Hq, Hkv, hd, reps);
+           "Hkv %d hd %d, %d reps (rounds alternate the dtypes), blocks %s\n",
+           use, threads, n_seqs, n_ctx, Hq, Hkv, hd, reps, scatter ? "scattered" : "in order");
     printf("%-9s %14s %10s %10s %12s %10s\n", "kv dtype", "KV bytes/call", "min us", "median us",
            "GB/s at min", "speedup");
     double base = 0;

@@ -1,0 +1,49 @@
+/* The CPU backend's element-wise ops (rmsnorm, residual add + rmsnorm, SwiGLU) spread over the
+ * thread pool. Each row (rmsnorm) or element (SwiGLU) keeps the arithmetic of the serial loop,
+ * so the results do not depend on the thread count or on how the rows are split: the exact mode
+ * stays bit-identical. They used to run on the calling thread alone while the other threads
+ * slept: ~9 % of the CPU samples of a 64-request batch
+ * (bench/results/cpu_profile_bf16_batch64.txt), about twice that share of the wall time on 2 cores.
+ *
+ * SwiGLU has two element kernels: the exact one, g / (1 + expf(-g)) * u with libm's expf (the
+ * default, batch invariant and bit-stable), and where a vector one exists for the ISA
+ * (llmrt_cpu_swiglu_fast_for), a polynomial exp, used only in the approximate matmul modes (bf16,
+ * int8), which already trade bit-exactness for speed. */
+#ifndef LLMRT_BACKEND_CPU_ELEMENTWISE_H
+#define LLMRT_BACKEND_CPU_ELEMENTWISE_H
+
+#include <stdint.h>
+
+#include "../../core/thread_pool.h"
+
+/* out[i] = gate[i] / (1 + exp(-gate[i])) * up[i] for i < n */
+typedef void (*llmrt_cpu_swiglu_fn)(float *out, const float *gate, const float *up, int64_t n);
+
+/* The exact element kernel (libm expf, one element at a time). */
+void llmrt_cpu_swiglu_exact(float *out, const float *gate, const float *up, int64_t n);
+
+/* The vector kernel of `isa` ("avx512"; the CPU must support it), NULL where there is none.
+ * Accuracy: relative error below 1e-6 of the fp64 value (measured 1.6e-7), or absolute below
+ * 1e-35 where silu is that small (gate < -80), tested over gates in [-100, 100] in
+ * tests/unit/test_cpu_elementwise.c; a NaN gate or up gives NaN. */
+llmrt_cpu_swiglu_fn llmrt_cpu_swiglu_fast_for(const char *isa);
+void llmrt_cpu_swiglu_avx512(float *out, const float *gate, const float *up, int64_t n);
+
+/* out[t] = w * x[t] / sqrt(mean(x[t]^2) + eps) for the T rows of D floats (sum of squares in
+ * double, in order). out may equal x. */
+void llmrt_cpu_rmsnorm_rows(llmrt_thread_pool *pool, float *out, const float *x, const float *w,
+                            int64_t T, int64_t D, float eps);
+
+/* x[t] += delta[t], then out[t] = rmsnorm(x[t]) as above, for the T rows of D floats. */
+void llmrt_cpu_add_rmsnorm_rows(llmrt_thread_pool *pool, float *x, const float *delta, float *out,
+                                const float *w, int64_t T, int64_t D, float eps);
+
+/* x[i] += delta[i] for the T rows of D floats. */
+void llmrt_cpu_add_rows(llmrt_thread_pool *pool, float *x, const float *delta, int64_t T,
+                        int64_t D);
+
+/* out[t] = swiglu(gate[t], up[t]) for the T rows of F floats with the element kernel `fn`. */
+void llmrt_cpu_swiglu_rows(llmrt_thread_pool *pool, llmrt_cpu_swiglu_fn fn, float *out,
+                           const float *gate, const float *up, int64_t T, int64_t F);
+
+#endif

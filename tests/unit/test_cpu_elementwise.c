@@ -1,0 +1,153 @@
+/* The CPU backend's element-wise ops (backend/cpu/elementwise_cpu.h):
+ *
+ * 1. the vector SwiGLU kernel (AVX-512, when the CPU has it) against an fp64 reference over
+ *    irregular lengths (every tail of a 16-lane vector) and gates from -100 to 100: relative
+ *    error <= 1e-6 (the polynomial's 1e-7 plus four fp32 roundings), or absolute <= 1e-35 where
+ *    silu is that small (g < -80: subnormal or flushed results), NaN in gate or up gives NaN,
+ *    nothing written past n; the other ISAs have no vector kernel (the exact one runs);
+ * 2. the exact SwiGLU kernel is, bit for bit, the expression the backend always used;
+ * 3. the pooled rmsnorm, add + rmsnorm, add and SwiGLU give the serial loops' bits for any
+ *    thread count (1, 2, 3) and row split (T from 1 to 70, rows of 1 to 1541 floats), out == x
+ *    included for rmsnorm. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/cpu_kernels.h"
+#include "backend/cpu/elementwise_cpu.h"
+#include "test_util.h"
+
+static uint64_t rng = 0x2545f4914f6cdd1dull;
+static float frand(void) { /* [-1, 1) */
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((double)(rng >> 33) / 1073741824.0 - 1.0);
+}
+
+static const int64_t lengths[] = {1, 2, 7, 15, 16, 17, 31, 33, 100, 576, 1541};
+#define N_LEN (int)(sizeof lengths / sizeof lengths[0])
+
+static void check_fast_swiglu(llmrt_cpu_swiglu_fn fn) {
+    double worst = 0.0;
+    for (int li = 0; li < N_LEN; li++) {
+        int64_t n = lengths[li];
+        float *g = malloc((size_t)n * 4), *u = malloc((size_t)n * 4),
+              *o = malloc((size_t)(n + 16) * 4);
+        for (int64_t i = 0; i < n; i++) {
+            /* a third near 0 (where silu is ~g/2), a third in the activations' usual range,
+             * a third out to the clamps of the exp */
+            float s = i % 3 == 0 ? 0.01f : i % 3 == 1 ? 8.0f : 100.0f;
+            g[i] = s * frand();
+            u[i] = 4.0f * frand();
+        }
+        for (int i = 0; i < 16; i++)
+            o[n + i] = 12345.0f;
+        fn(o, g, u, n);
+        for (int64_t i = 0; i < n; i++) {
+            double ref = (double)g[i] / (1.0 + exp(-(double)g[i])) * (double)u[i];
+            double err = fabs((double)o[i] - ref);
+            double rel = err / (fabs(ref) > 1e-30 ? fabs(ref) : 1e-30);
+            if (fabs(ref) > 1e-30 && rel > worst) worst = rel;
+            CHECK_MSG(err <= 1e-6 * fabs(ref) + 1e-35, "n %lld i %lld g %g u %g: %.9g vs %.9g",
+                      (long long)n, (long long)i, (double)g[i], (double)u[i], (double)o[i], ref);
+        }
+        for (int i = 0; i < 16; i++)
+            CHECK_MSG(o[n + i] == 12345.0f, "n %lld: wrote past n", (long long)n);
+        free(g), free(u), free(o);
+    }
+    printf("vector SwiGLU: worst relative error %.3g (|silu| > 1e-30) over %d lengths\n", worst,
+           N_LEN);
+    /* special values: 0, large magnitudes, NaN in either input */
+    float g[6] = {0.0f, -0.0f, 200.0f, -200.0f, NAN, 1.0f}, u[6] = {1, 1, 1, 1, 1, NAN}, o[6];
+    fn(o, g, u, 6);
+    CHECK(o[0] == 0.0f && o[1] == 0.0f);
+    CHECK(o[2] == 200.0f);
+    CHECK(fabsf(o[3]) < 1e-35f);
+    CHECK(isnan(o[4]) && isnan(o[5]));
+}
+
+static void serial_rmsnorm(float *out, const float *x, const float *w, int64_t T, int64_t D,
+                           float eps) {
+    for (int64_t t = 0; t < T; t++) { /* the backend's loop before the pool ran it */
+        double ss = 0.0;
+        for (int64_t i = 0; i < D; i++)
+            ss += (double)x[t * D + i] * x[t * D + i];
+        float inv = (float)(1.0 / sqrt(ss / (double)D + (double)eps));
+        for (int64_t i = 0; i < D; i++)
+            out[t * D + i] = w[i] * (x[t * D + i] * inv);
+    }
+}
+
+static void check_pooled(void) {
+    static const int64_t Ts[] = {1, 2, 5, 64, 70};
+    static const int64_t Ds[] = {1, 17, 576, 1541};
+    for (int threads = 1; threads <= 3; threads++) {
+        llmrt_thread_pool *pool = llmrt_thread_pool_create(threads);
+        CHECK(pool != NULL);
+        if (!pool) return;
+        for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++)
+            for (size_t di = 0; di < sizeof Ds / sizeof Ds[0]; di++) {
+                int64_t T = Ts[ti], D = Ds[di], n = T * D;
+                float *x = malloc((size_t)n * 4), *d = malloc((size_t)n * 4),
+                      *w = malloc((size_t)D * 4);
+                float *a = malloc((size_t)n * 4), *b = malloc((size_t)n * 4);
+                float *x2 = malloc((size_t)n * 4), *r = malloc((size_t)n * 4);
+                for (int64_t i = 0; i < n; i++)
+                    x[i] = 3.0f * frand(), d[i] = frand();
+                for (int64_t i = 0; i < D; i++)
+                    w[i] = 1.0f + 0.5f * frand();
+                /* rmsnorm, out-of-place and in place */
+                serial_rmsnorm(r, x, w, T, D, 1e-5f);
+                llmrt_cpu_rmsnorm_rows(pool, a, x, w, T, D, 1e-5f);
+                CHECK_MSG(memcmp(a, r, (size_t)n * 4) == 0, "rmsnorm T %lld D %lld threads %d",
+                          (long long)T, (long long)D, threads);
+                memcpy(b, x, (size_t)n * 4);
+                llmrt_cpu_rmsnorm_rows(pool, b, b, w, T, D, 1e-5f);
+                CHECK_MSG(memcmp(b, r, (size_t)n * 4) == 0, "rmsnorm in place T %lld D %lld",
+                          (long long)T, (long long)D);
+                /* add + rmsnorm, and add */
+                memcpy(x2, x, (size_t)n * 4);
+                for (int64_t i = 0; i < n; i++)
+                    x2[i] += d[i];
+                serial_rmsnorm(r, x2, w, T, D, 1e-6f);
+                memcpy(b, x, (size_t)n * 4);
+                llmrt_cpu_add_rmsnorm_rows(pool, b, d, a, w, T, D, 1e-6f);
+                CHECK_MSG(memcmp(b, x2, (size_t)n * 4) == 0 && memcmp(a, r, (size_t)n * 4) == 0,
+                          "add_rmsnorm T %lld D %lld threads %d", (long long)T, (long long)D,
+                          threads);
+                memcpy(b, x, (size_t)n * 4);
+                llmrt_cpu_add_rows(pool, b, d, T, D);
+                CHECK_MSG(memcmp(b, x2, (size_t)n * 4) == 0, "add T %lld D %lld", (long long)T,
+                          (long long)D);
+                /* SwiGLU with the exact kernel: the expression the backend always computed */
+                for (int64_t i = 0; i < n; i++)
+                    r[i] = x[i] / (1.0f + expf(-x[i])) * d[i];
+                llmrt_cpu_swiglu_rows(pool, llmrt_cpu_swiglu_exact, a, x, d, T, D);
+                CHECK_MSG(memcmp(a, r, (size_t)n * 4) == 0, "swiglu exact T %lld D %lld threads %d",
+                          (long long)T, (long long)D, threads);
+                /* ... and with the vector one: the same bits as one serial call */
+                llmrt_cpu_swiglu_fn fast =
+                    llmrt_cpu_swiglu_fast_for(llmrt_cpu_kernels_select(NULL).isa);
+                if (fast) {
+                    fast(r, x, d, n);
+                    llmrt_cpu_swiglu_rows(pool, fast, a, x, d, T, D);
+                    CHECK_MSG(memcmp(a, r, (size_t)n * 4) == 0, "swiglu fast T %lld D %lld",
+                              (long long)T, (long long)D);
+                }
+                free(x), free(d), free(w), free(a), free(b), free(x2), free(r);
+            }
+        llmrt_thread_pool_destroy(pool);
+    }
+}
+
+int main(void) {
+    CHECK(llmrt_cpu_swiglu_fast_for("avx2") == NULL);
+    CHECK(llmrt_cpu_swiglu_fast_for("generic") == NULL);
+    CHECK(llmrt_cpu_swiglu_fast_for(NULL) == NULL);
+    const char *isa = llmrt_cpu_kernels_select(NULL).isa;
+    if (strcmp(isa, "avx512") == 0)
+        check_fast_swiglu(llmrt_cpu_swiglu_fast_for("avx512"));
+    else
+        printf("no AVX-512 on this CPU: vector SwiGLU not tested\n");
+    check_pooled();
+    return test_summary("test_cpu_elementwise");
+}
