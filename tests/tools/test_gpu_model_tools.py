@@ -74,19 +74,24 @@ def main():
         checks += 2
 
         # decode model: Llama-2-7B kernel counts and bytes, hand-counted from forward.c
-        assert dtm.launches("fp16", 1, 512, "H100 SXM", 1) == (13, 32 * 13 + 5, 2, 2)
+        # unfused (llmrt_cuda_options.unfused, and every batch above the fused GEMV's 8 rows)
+        assert dtm.launches("fp16", 1, 512, "H100 SXM", 1, unfused=True) == (13, 32 * 13 + 5, 2, 2)
         assert dtm.launches("fp16", 32, 512, "H100 SXM", 1) == (12, 32 * 12 + 5, 2, 1)
-        assert dtm.launches("4-bit", 1, 512, "A100-80GB SXM", 1)[0] == 6 + 7  # split-K in-kernel
-        assert dtm.launches("4-bit", 1, 512, "A100-80GB SXM", 1, True)[0] == 6 + 7 * 2  # + finalize
+        assert dtm.launches("4-bit", 1, 512, "A100-80GB SXM", 1, unfused=True)[0] == 6 + 7  # split-K in-kernel
+        assert dtm.launches("4-bit", 1, 512, "A100-80GB SXM", 1, True, True)[0] == 6 + 7 * 2  # + finalize
+        # fused decode (batch <= 8): norm+qkv, rope_kv, attention (+ combine), o+add, norm+gate/up,
+        # swiglu+down+add; the 4-bit GEMV one launch per weight. cuda_launches_per_layer.md: 7 and 10
+        assert dtm.launches("fp16", 1, 512, "H100 SXM", 1) == (7, 32 * 7 + 4, 2, 2)
+        assert dtm.launches("4-bit", 1, 512, "H100 SXM", 1) == (10, 32 * 10 + 4, 2, 2)
         wb, kv = dtm.bytes_per_step("fp16", 1, 512)
         assert abs(wb - 13.21e9) < 0.01e9 and kv == 512 * 32 * 2 * 32 * 128 * 2, (wb, kv)
         wb4, _ = dtm.bytes_per_step("4-bit", 1, 512)
         assert abs(wb4 - 3.70e9) < 0.01e9, wb4
-        checks += 5
+        checks += 7
 
         out = run([os.path.join(TOOLS, "decode_time_model.py")])
         assert out.returncode == 0 and "MODELLED" in out.stdout, out.stderr
-        assert "| H100 SXM | fp16 | 1 | 13.48 (13.21 + 0.27) | 4.02 | 13 (2) | 421 |" in out.stdout
+        assert "| H100 SXM | fp16 | 1 | 13.48 (13.21 + 0.27) | 4.02 | 7 (2) | 228 |" in out.stdout
         probe = os.path.join(d, "probe.jsonl")
         with open(probe, "w") as f:
             for mode, us in (("eager", 2.5), ("graph", 0.75)):
