@@ -147,14 +147,20 @@ static void tile(float *out, int64_t ldo, const llmrt_cpu_xq *xq, const int64_t 
 /* One token x 2 panels (a batch's last 1-3 tokens, and decode of one sequence): the 4-token tile
  * would compute 3 copies for nothing. Two int32 chains per panel (even and odd quads) keep the
  * vpdpbusd latency covered; integer sums are exact, so the bits equal the 4-token tile's. */
+/* pf: NULL, or the next pair of panels, prefetched in step (pf_step bytes per block): decode
+ * streams every panel from memory once, and the hardware prefetcher does not follow four
+ * interleaved short streams (two panels' weights and scales) ahead of use. */
 static void tile1(float *out, const llmrt_cpu_xq *xq, int64_t t, const llmrt_cpu_i8w *w,
-                  const uint8_t *p0, const uint8_t *p1, __mmask16 m0, __mmask16 m1) {
+                  const uint8_t *p0, const uint8_t *p1, __mmask16 m0, __mmask16 m1,
+                  const uint8_t *pf, int64_t pf_step) {
     int64_t       K = w->cols, nb = K / 32;
     const __m512i lo4 = _mm512_set1_epi8(0x0f);
     __m512        f0 = _mm512_setzero_ps(), f1 = f0;
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *b0 = p0 + b * w->u_bytes, *b1 = p1 + b * w->u_bytes;
         const int8_t  *xp = xq->q + t * K + b * 32;
+        for (int64_t o = 0; pf && o < pf_step; o += 64)
+            _mm_prefetch((const char *)pf + b * pf_step + o, _MM_HINT_T0);
         __m512i        e0 = _mm512_setzero_si512(), e1 = e0, o0 = e0, o1 = e0;
         if (w->nibbles) {
             for (int jj = 0; jj < 4; jj++) {
@@ -192,6 +198,7 @@ static void tile1(float *out, const llmrt_cpu_xq *xq, int64_t t, const llmrt_cpu
 static void gemm_avx512(float *out, int64_t ldo, const llmrt_cpu_xq *xq, int64_t M,
                         const llmrt_cpu_i8w *w, int64_t n0, int n_rows) {
     const int P = LLMRT_CPU_I8_PANEL;
+    int64_t   K = w->cols;
     for (int r = 0; r < n_rows; r += NR * P) {
         int            left = n_rows - r;
         const uint8_t *p0   = w->data + (n0 + r) / P * w->panel_bytes;
@@ -206,7 +213,11 @@ static void gemm_avx512(float *out, int64_t ldo, const llmrt_cpu_xq *xq, int64_t
             int64_t tok[MR] = {t, t + 1, t + 2, t + 3};
             tile(out + t * ldo + r, ldo, xq, tok, MR, w, p0, p1, m0, m1);
         }
-        for (; t < M; t++) tile1(out + t * ldo + r, xq, t, w, p0, p1, m0, m1);
+        /* the first single token prefetches the next pair (its rows or the next task's) */
+        int64_t pf_step = (2 * w->panel_bytes / (K / 32) + 63) / 64 * 64;
+        for (int64_t t1 = t; t < M; t++)
+            tile1(out + t * ldo + r, xq, t, w, p0, p1, m0, m1,
+                  t == t1 ? p0 + 2 * w->panel_bytes : NULL, pf_step);
     }
 }
 
