@@ -225,8 +225,8 @@ static inline __attribute__((always_inline)) void q5_tile(const int MIN, float *
     /* the 4 rows are one contiguous region of 4 * row_bytes (a few hundred bytes at SmolLM2's
      * K): a per-row prefetch a few blocks ahead lands in rows being read already, so the region
      * two calls ahead (the next rows of the task) is prefetched in step, as the Q8_0 gemv does */
-    int64_t        pf_step = (4 * row_bytes + nb / 2) / (nb / 2 > 0 ? nb / 2 : 1);
-    const uint8_t *pf      = w + 8 * row_bytes;
+    int64_t pf_step = (4 * row_bytes + nb / 2) / (nb / 2 > 0 ? nb / 2 : 1);
+    const uint8_t *pf = w + 8 * row_bytes;
     int64_t b = 0;
     for (; b + 2 <= nb; b += 2, pf += pf_step) {
         for (int64_t o = 0; o < pf_step; o += 64)
