@@ -3,7 +3,10 @@
 # and llama.cpp side by side in one run on the same files and the same machine: prompt and
 # decode tok/s at 1 and 2 threads (python/tools/bench_llamacpp.py, which interleaves the two
 # repetition by repetition so both see the same load), plus llmrt's bytes per token and decode
-# GB/s against its measured read bandwidth (`llmrt bench latency`).
+# GB/s against its measured read bandwidth (`llmrt bench latency`), and at the end, per file,
+# mode and thread count: the bytes a decode step reads (bench/kquant_bytes.py) x the median
+# decode tok/s = achieved GB/s, as a share of `llmrt bench membw`'s read bandwidth (probed
+# before and after the run; the larger of the two per thread count is the reference).
 #
 #   bench/kquant_vs_llamacpp.sh [DIR]
 #
@@ -44,18 +47,40 @@ echo "# CPU flags: $(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(
 echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine makes every figure noisy)"
 echo "# llmrt $(git -C "$root" rev-parse --short HEAD), llama-cpp-python $("$lpy" -c 'import llama_cpp;print(llama_cpp.__version__)')"
 echo "# prompt $p tokens, $n generated, $r repetitions, threads $th, llmrt --cpu-matmul $mm; tok/s mean ± sd (median, best)"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+"$bin" bench membw "$th" >"$tmp/membw.before" 2>/dev/null
 for t in $types; do
     f="$dir/smollm2_$t.gguf"
     echo
     echo "## $t ($(du -m "$f" | cut -f1) MB)"
+    echo "# load average: $(cut -d' ' -f1-3 /proc/loadavg)"
     "$lpy" "$root/python/tools/bench_llamacpp.py" -m "$f" -p "$p" -n "$n" -r "$r" -t "$th" \
-        --llmrt "$bin" --llmrt-matmul "$mm" 2>/dev/null | grep -v '^# llama.cpp via\|^# prompt'
+        --llmrt "$bin" --llmrt-matmul "$mm" 2>/dev/null | grep -v '^# llama.cpp via\|^# prompt' |
+        tee "$tmp/$t.table"
     # llmrt alone once more per mode for its bytes/token and bandwidth columns
     for m in ${mm//,/ }; do
         "$bin" bench latency -m "$f" -p "$p" -n "$n" -r 1 -t "${th##*,}" --cpu-matmul "$m" \
             2>/dev/null | grep -E '^ *threads|^ +[0-9]+ +[0-9]+|^# roofline' |
             sed "s/^/    llmrt $m: /"
     done
+done
+
+"$bin" bench membw "$th" >"$tmp/membw.after" 2>/dev/null
+echo
+echo "## decode bandwidth: bytes per token x median decode tok/s, against membw's read bandwidth"
+echo "# load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+for w in before after; do
+    echo "# membw $w the run:"
+    grep -E '^ *(threads|[0-9]+ )' "$tmp/membw.$w" | sed 's/^/#   /'
+done
+# per thread count the larger read figure of the two probes
+paste "$tmp/membw.before" "$tmp/membw.after" | awk '$1 ~ /^[0-9]+$/ && $6 ~ /^[0-9]+$/ {
+    print $1, ($2 > $7 ? $2 : $7) }' >"$tmp/membw.ref"
+for t in $types; do
+    echo "## $t"
+    "$gpy" "$here/kquant_bytes.py" "$dir/smollm2_$t.gguf" --table "$tmp/$t.table" \
+        --membw "$tmp/membw.ref"
 done
 
 dump=${DUMP:-$root/build/tests/logits_dump}

@@ -11,7 +11,10 @@
  *    the batch (M tokens vs the token alone) nor on the thread count.
  * 3. a row view of an uploaded Q8_0 table (the tied lm_head slice of a tensor-parallel rank)
  *    gives those rows of the whole table's result;
- * 4. a kernel set without int8 kernels (avx2) keeps the exact fp32 path. */
+ * 4. a kernel set without int8 kernels (avx2) keeps the exact fp32 path;
+ * 5. the Q8_0 panels are no larger than the file's blocks (34 bytes per 32 weights) but for
+ *    the rows of a partial panel and 64-byte alignment: a decode step streams them from memory,
+ *    so their size is its time; bad shapes are refused naming them. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -279,7 +282,29 @@ static void test_fallback(void) {
     free(d);
 }
 
+static void test_q8_panel_bytes(void) {
+    static const int64_t shapes[][2] = {{48, 576}, {49152, 576}, {16, 1536}, {32, 96}, {17, 64}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        int64_t  N = shapes[i][0], K = shapes[i][1], n_panels = (N + 15) / 16;
+        uint8_t *d = calloc((size_t)(N * (K / 32) * 34), 1);
+        llmrt_cpu_i8w w;
+        llmrt_error   err = {0};
+        CHECK(llmrt_cpu_i8w_from_q8_0(d, N, K, &w, &err) == LLMRT_OK);
+        int64_t file = n_panels * 16 * (K / 32) * 34, panels = n_panels * w.panel_bytes;
+        CHECK_MSG(panels <= file + n_panels * 63, "Q8_0 panels [%lld, %lld]: %lld bytes, file %lld",
+                  (long long)N, (long long)K, (long long)panels, (long long)file);
+        llmrt_cpu_i8w_free(&w);
+        free(d);
+    }
+    llmrt_cpu_i8w w;
+    llmrt_error   err = {0};
+    uint8_t       d[34] = {0};
+    CHECK(llmrt_cpu_i8w_from_q8_0(d, 1, 48, &w, &err) == LLMRT_ERR_INVALID_ARG);
+    CHECK_MSG(strstr(err.msg, "[1, 48]") != NULL, "error names the shape: %s", err.msg);
+}
+
 int main(void) {
+    test_q8_panel_bytes();
     test_variant("generic");
     if (llmrt_cpu_i8_kernels_for("avx512").isa) test_variant("avx512");
     else printf("avx512 int8 kernels: not on this CPU (AVX512-VNNI), skipped\n");

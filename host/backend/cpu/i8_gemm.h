@@ -3,13 +3,17 @@
  *
  * Weights are repacked at load into 16-row panels (one zmm lane per weight row, so a broadcast
  * 4-byte group of a token's activations meets 16 rows at once and no horizontal sums are
- * needed). Every 32-column block b of a panel is stored as
- *   u        the weights as unsigned bytes, in 8 quads of 4 columns: byte 4r + i of quad j is
- *            column 32b + 4j + i of panel row r (the vpdpbusd operand order). 4-bit weights keep
- *            two quads per byte (quad 2jj in the low nibbles, 2jj + 1 in the high): 256 bytes;
- *            Q8_0 weights are stored as q + 128: 512 bytes;
- *   sc[16]   fp32 scale of each row;
- *   off[16]  fp32 offset of each row;
+ * needed). A panel holds its K / 32 blocks' weight bytes, then their scales (two sequential
+ * streams, each 64-byte aligned):
+ *   u        per block b, the weights as unsigned bytes, in 8 quads of 4 columns: byte 4r + i of
+ *            quad j is column 32b + 4j + i of panel row r (the vpdpbusd operand order). 4-bit
+ *            weights keep two quads per byte (quad 2jj in the low nibbles, 2jj + 1 in the
+ *            high): 256 bytes; Q8_0 weights are stored as q + 128: 512 bytes;
+ *   scales   per block b: 4-bit: sc[16], off[16] fp32 (128 bytes); Q8_0: sc[16] as the file's
+ *            fp16 d (32 bytes), off = -128 * sc implied (exact in fp32: a power-of-two multiple),
+ *            so a Q8_0 panel is 544 bytes per 512 weights, the file's 34 per 32: a decode step
+ *            reads no more bytes than the file holds (the panels replace nothing: embed() still
+ *            reads the file's rows, a few per step);
  * so that w[r][k] = sc[r] * u[r][k] + off[r] for every source: GGUF Q4_1 (w = d*q + m: off = m),
  * zero-point 4-bit (GPTQ, Q4_0: w = s*(q - z): off = -s*z), Q8_0 (w = d*q: off = -128*d).
  *
@@ -34,9 +38,11 @@
 typedef struct llmrt_cpu_i8w {
     int64_t  rows;        /* N */
     int64_t  cols;        /* K, a multiple of 32 */
-    bool     nibbles;     /* 4-bit source: two quads per byte */
-    int64_t  block_bytes; /* bytes of one 32-column block of a panel: u, sc, off */
-    int64_t  panel_bytes; /* K / 32 * block_bytes */
+    bool     nibbles;     /* 4-bit source: two quads per byte; else Q8_0 (fp16 scales) */
+    int64_t  u_bytes;     /* bytes of one 32-column block's u: 256 (4-bit) or 512 (Q8_0) */
+    int64_t  meta_bytes;  /* bytes of one block's scales: 128 (4-bit) or 32 (Q8_0) */
+    int64_t  meta_at;     /* offset of the scales in a panel: K / 32 * u_bytes */
+    int64_t  panel_bytes; /* u and scales of the K / 32 blocks, rounded up to 64 */
     uint8_t *data;        /* [ceil(N / 16)] panels; rows past N are zero */
 } llmrt_cpu_i8w;
 

@@ -37,6 +37,20 @@ static void quantize_avx512(llmrt_cpu_xq *xq, const float *x, int64_t ldx, int64
         }
 }
 
+/* panel p's 16 scales and offsets of block b (i8_gemm.h): fp32 pairs (4-bit), or the fp16 d
+ * of Q8_0 widened, off = -128 sc (exact, the values the generic kernel uses) */
+static inline void scales(const llmrt_cpu_i8w *w, const uint8_t *p, int64_t b, __m512 *sc,
+                          __m512 *off) {
+    const uint8_t *meta = p + w->meta_at + b * w->meta_bytes;
+    if (w->nibbles) {
+        *sc  = _mm512_load_ps(meta);
+        *off = _mm512_load_ps(meta + 64);
+    } else {
+        *sc  = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)meta));
+        *off = _mm512_mul_ps(*sc, _mm512_set1_ps(-128.0f));
+    }
+}
+
 static inline __m512i bcast4(const int8_t *p) {
     int32_t v;
     memcpy(&v, p, 4);
@@ -85,12 +99,11 @@ static void tile(float *out, int64_t ldo, const llmrt_cpu_xq *xq, const int64_t 
                  const llmrt_cpu_i8w *w, const uint8_t *p0, const uint8_t *p1, __mmask16 m0,
                  __mmask16 m1) {
     int64_t       K = w->cols, nb = K / 32;
-    int64_t       u_bytes = w->nibbles ? 256 : 512;
-    const __m512i lo4     = _mm512_set1_epi8(0x0f);
+    const __m512i lo4 = _mm512_set1_epi8(0x0f);
     __m512        f00 = _mm512_setzero_ps(), f01 = f00, f10 = f00, f11 = f00, f20 = f00, f21 = f00,
            f30 = f00, f31 = f00;
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *b0 = p0 + b * w->block_bytes, *b1 = p1 + b * w->block_bytes;
+        const uint8_t *b0 = p0 + b * w->u_bytes, *b1 = p1 + b * w->u_bytes;
         const int8_t  *xp0 = xq->q + tok[0] * K + b * 32, *xp1 = xq->q + tok[1] * K + b * 32;
         const int8_t  *xp2 = xq->q + tok[2] * K + b * 32, *xp3 = xq->q + tok[3] * K + b * 32;
         __m512i        a00 = _mm512_setzero_si512(), a01 = a00, a10 = a00, a11 = a00, a20 = a00,
@@ -115,10 +128,10 @@ static void tile(float *out, int64_t ldo, const llmrt_cpu_xq *xq, const int64_t 
                 DP_BYTE(3);
             }
         }
-        const float *fs0 = (const float *)(b0 + u_bytes), *fs1 = (const float *)(b1 + u_bytes);
-        __m512       sc0 = _mm512_load_ps(fs0), sc1 = _mm512_load_ps(fs1);
-        __m512       of0 = _mm512_load_ps(fs0 + 16), of1 = _mm512_load_ps(fs1 + 16);
-        float        dq[MR], sq[MR];
+        __m512 sc0, of0, sc1, of1;
+        scales(w, p0, b, &sc0, &of0);
+        scales(w, p1, b, &sc1, &of1);
+        float dq[MR], sq[MR];
         for (int t = 0; t < MR; t++) dq[t] = xq->d[tok[t] * nb + b], sq[t] = xq->s[tok[t] * nb + b];
         SCALE(0);
         SCALE(1);
@@ -134,15 +147,20 @@ static void tile(float *out, int64_t ldo, const llmrt_cpu_xq *xq, const int64_t 
 /* One token x 2 panels (a batch's last 1-3 tokens, and decode of one sequence): the 4-token tile
  * would compute 3 copies for nothing. Two int32 chains per panel (even and odd quads) keep the
  * vpdpbusd latency covered; integer sums are exact, so the bits equal the 4-token tile's. */
+/* pf: NULL, or the next pair of panels, prefetched in step (pf_step bytes per block): decode
+ * streams every panel from memory once, and the hardware prefetcher does not follow four
+ * interleaved short streams (two panels' weights and scales) ahead of use. */
 static void tile1(float *out, const llmrt_cpu_xq *xq, int64_t t, const llmrt_cpu_i8w *w,
-                  const uint8_t *p0, const uint8_t *p1, __mmask16 m0, __mmask16 m1) {
+                  const uint8_t *p0, const uint8_t *p1, __mmask16 m0, __mmask16 m1,
+                  const uint8_t *pf, int64_t pf_step) {
     int64_t       K = w->cols, nb = K / 32;
-    int64_t       u_bytes = w->nibbles ? 256 : 512;
-    const __m512i lo4     = _mm512_set1_epi8(0x0f);
+    const __m512i lo4 = _mm512_set1_epi8(0x0f);
     __m512        f0 = _mm512_setzero_ps(), f1 = f0;
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *b0 = p0 + b * w->block_bytes, *b1 = p1 + b * w->block_bytes;
+        const uint8_t *b0 = p0 + b * w->u_bytes, *b1 = p1 + b * w->u_bytes;
         const int8_t  *xp = xq->q + t * K + b * 32;
+        for (int64_t o = 0; pf && o < pf_step; o += 64)
+            _mm_prefetch((const char *)pf + b * pf_step + o, _MM_HINT_T0);
         __m512i        e0 = _mm512_setzero_si512(), e1 = e0, o0 = e0, o1 = e0;
         if (w->nibbles) {
             for (int jj = 0; jj < 4; jj++) {
@@ -162,14 +180,16 @@ static void tile1(float *out, const llmrt_cpu_xq *xq, int64_t t, const llmrt_cpu
                 o1 = _mm512_dpbusd_epi32(o1, _mm512_load_si512(b1 + 64 * j + 64), xb);
             }
         }
-        const float *fs0 = (const float *)(b0 + u_bytes), *fs1 = (const float *)(b1 + u_bytes);
-        __m512       d = _mm512_set1_ps(xq->d[t * nb + b]), s = _mm512_set1_ps(xq->s[t * nb + b]);
-        f0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(e0, o0)),
-                             _mm512_mul_ps(_mm512_load_ps(fs0), d), f0);
-        f1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(e1, o1)),
-                             _mm512_mul_ps(_mm512_load_ps(fs1), d), f1);
-        f0 = _mm512_fmadd_ps(_mm512_load_ps(fs0 + 16), s, f0);
-        f1 = _mm512_fmadd_ps(_mm512_load_ps(fs1 + 16), s, f1);
+        __m512 sc0, of0, sc1, of1;
+        scales(w, p0, b, &sc0, &of0);
+        scales(w, p1, b, &sc1, &of1);
+        __m512 d = _mm512_set1_ps(xq->d[t * nb + b]), s = _mm512_set1_ps(xq->s[t * nb + b]);
+        f0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(e0, o0)), _mm512_mul_ps(sc0, d),
+                             f0);
+        f1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(e1, o1)), _mm512_mul_ps(sc1, d),
+                             f1);
+        f0 = _mm512_fmadd_ps(of0, s, f0);
+        f1 = _mm512_fmadd_ps(of1, s, f1);
     }
     _mm512_mask_storeu_ps(out, m0, f0);
     _mm512_mask_storeu_ps(out + LLMRT_CPU_I8_PANEL, m1, f1);
@@ -178,6 +198,7 @@ static void tile1(float *out, const llmrt_cpu_xq *xq, int64_t t, const llmrt_cpu
 static void gemm_avx512(float *out, int64_t ldo, const llmrt_cpu_xq *xq, int64_t M,
                         const llmrt_cpu_i8w *w, int64_t n0, int n_rows) {
     const int P = LLMRT_CPU_I8_PANEL;
+    int64_t   K = w->cols;
     for (int r = 0; r < n_rows; r += NR * P) {
         int            left = n_rows - r;
         const uint8_t *p0   = w->data + (n0 + r) / P * w->panel_bytes;
@@ -192,7 +213,11 @@ static void gemm_avx512(float *out, int64_t ldo, const llmrt_cpu_xq *xq, int64_t
             int64_t tok[MR] = {t, t + 1, t + 2, t + 3};
             tile(out + t * ldo + r, ldo, xq, tok, MR, w, p0, p1, m0, m1);
         }
-        for (; t < M; t++) tile1(out + t * ldo + r, xq, t, w, p0, p1, m0, m1);
+        /* the first single token prefetches the next pair (its rows or the next task's) */
+        int64_t pf_step = (2 * w->panel_bytes / (K / 32) + 63) / 64 * 64;
+        for (int64_t t1 = t; t < M; t++)
+            tile1(out + t * ldo + r, xq, t, w, p0, p1, m0, m1,
+                  t == t1 ? p0 + 2 * w->panel_bytes : NULL, pf_step);
     }
 }
 

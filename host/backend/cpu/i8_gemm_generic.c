@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "../../core/half.h"
 #include "i8_gemm.h"
 
 /* xq rows 0..M-1 from x [M, ldx]: per 32-block d = max|x| / 127, q = nearest-even(x * (1/d)) */
@@ -33,10 +34,25 @@ static int u_of(const llmrt_cpu_i8w *w, const uint8_t *blk, int r, int c) {
     return blk[j * 64 + 4 * r + i];
 }
 
+/* panel row r's scale and offset in block b (i8_gemm.h) */
+static void scale_of(const llmrt_cpu_i8w *w, const uint8_t *panel, int64_t b, int r, float *sc,
+                     float *off) {
+    const uint8_t *meta = panel + w->meta_at + b * w->meta_bytes;
+    if (w->nibbles) {
+        const float *f = (const float *)meta;
+        *sc            = f[r];
+        *off           = f[LLMRT_CPU_I8_PANEL + r];
+    } else {
+        uint16_t h;
+        memcpy(&h, meta + 2 * r, 2);
+        *sc  = llmrt_f16_to_f32(h);
+        *off = -128.0f * *sc; /* exact */
+    }
+}
+
 static void gemm_generic(float *out, int64_t ldo, const llmrt_cpu_xq *xq, int64_t M,
                          const llmrt_cpu_i8w *w, int64_t n0, int n_rows) {
     int64_t K = w->cols, nb = K / 32;
-    int64_t u_bytes = w->nibbles ? 256 : 512;
     for (int rr = 0; rr < n_rows; rr++) {
         int64_t        n     = n0 + rr;
         const uint8_t *panel = w->data + (n / LLMRT_CPU_I8_PANEL) * w->panel_bytes;
@@ -44,14 +60,14 @@ static void gemm_generic(float *out, int64_t ldo, const llmrt_cpu_xq *xq, int64_
         for (int64_t t = 0; t < M; t++) {
             float acc = 0.0f;
             for (int64_t b = 0; b < nb; b++) {
-                const uint8_t *blk = panel + b * w->block_bytes;
+                const uint8_t *blk = panel + b * w->u_bytes;
                 const int8_t  *q   = xq->q + t * K + b * 32;
                 int32_t        dot = 0;
                 for (int c = 0; c < 32; c++) dot += u_of(w, blk, r, c) * q[c];
-                const float *f  = (const float *)(blk + u_bytes);
-                float        sd = f[r] * xq->d[t * nb + b];
-                acc             = fmaf((float)dot, sd, acc);
-                acc             = fmaf(f[LLMRT_CPU_I8_PANEL + r], xq->s[t * nb + b], acc);
+                float sc, off;
+                scale_of(w, panel, b, r, &sc, &off);
+                acc = fmaf((float)dot, sc * xq->d[t * nb + b], acc);
+                acc = fmaf(off, xq->s[t * nb + b], acc);
             }
             out[t * ldo + rr] = acc;
         }

@@ -16,8 +16,11 @@ static llmrt_status i8w_alloc(llmrt_cpu_i8w *out, int64_t N, int64_t K, bool nib
     out->rows        = N;
     out->cols        = K;
     out->nibbles     = nibbles;
-    out->block_bytes = (nibbles ? 256 : 512) + 2 * LLMRT_CPU_I8_PANEL * (int64_t)sizeof(float);
-    out->panel_bytes = K / 32 * out->block_bytes;
+    out->u_bytes     = nibbles ? 256 : 512;
+    out->meta_bytes  = nibbles ? 2 * LLMRT_CPU_I8_PANEL * (int64_t)sizeof(float)
+                               : LLMRT_CPU_I8_PANEL * (int64_t)sizeof(uint16_t);
+    out->meta_at     = K / 32 * out->u_bytes;
+    out->panel_bytes = (out->meta_at + K / 32 * out->meta_bytes + 63) / 64 * 64;
     int64_t n_panels = (N + LLMRT_CPU_I8_PANEL - 1) / LLMRT_CPU_I8_PANEL;
     size_t  bytes    = (size_t)(n_panels * out->panel_bytes);
     if (posix_memalign((void **)&out->data, 64, bytes) != 0) {
@@ -31,7 +34,7 @@ static llmrt_status i8w_alloc(llmrt_cpu_i8w *out, int64_t N, int64_t K, bool nib
 
 /* Block b of panel row n: where its unsigned byte for column c (0..31) goes. */
 static void put_u(const llmrt_cpu_i8w *w, int64_t n, int64_t b, int c, uint8_t u) {
-    uint8_t *blk = w->data + (n / LLMRT_CPU_I8_PANEL) * w->panel_bytes + b * w->block_bytes;
+    uint8_t *blk = w->data + (n / LLMRT_CPU_I8_PANEL) * w->panel_bytes + b * w->u_bytes;
     int      r = (int)(n % LLMRT_CPU_I8_PANEL), j = c / 4, i = c % 4;
     if (w->nibbles)
         blk[(j / 2) * 64 + 4 * r + i] |= (uint8_t)(u << (4 * (j % 2)));
@@ -39,10 +42,11 @@ static void put_u(const llmrt_cpu_i8w *w, int64_t n, int64_t b, int c, uint8_t u
         blk[j * 64 + 4 * r + i] = u;
 }
 
+/* 4-bit: the fp32 scale and offset of panel row n in block b */
 static void put_scale(const llmrt_cpu_i8w *w, int64_t n, int64_t b, float sc, float off) {
-    uint8_t *blk = w->data + (n / LLMRT_CPU_I8_PANEL) * w->panel_bytes + b * w->block_bytes;
-    float   *f   = (float *)(blk + (w->nibbles ? 256 : 512));
-    int      r   = (int)(n % LLMRT_CPU_I8_PANEL);
+    uint8_t *meta = w->data + (n / LLMRT_CPU_I8_PANEL) * w->panel_bytes + w->meta_at;
+    float   *f    = (float *)(meta + b * w->meta_bytes);
+    int      r    = (int)(n % LLMRT_CPU_I8_PANEL);
     f[r]                      = sc;
     f[LLMRT_CPU_I8_PANEL + r] = off;
 }
@@ -78,15 +82,15 @@ llmrt_status llmrt_cpu_i8w_from_q4(const llmrt_cpu_q4 *q, llmrt_cpu_i8w *out, ll
 llmrt_status llmrt_cpu_i8w_from_q8_0(const uint8_t *rows, int64_t N, int64_t K, llmrt_cpu_i8w *out,
                                      llmrt_error *err) {
     LLMRT_TRY(i8w_alloc(out, N, K, false, err));
-    for (int64_t n = 0; n < N; n++)
+    for (int64_t n = 0; n < N; n++) {
+        uint8_t *meta = out->data + (n / LLMRT_CPU_I8_PANEL) * out->panel_bytes + out->meta_at;
         for (int64_t b = 0; b < K / 32; b++) {
             const uint8_t *blk = rows + (n * (K / 32) + b) * 34;
-            uint16_t       d16;
-            memcpy(&d16, blk, 2);
-            float d = llmrt_f16_to_f32(d16);
-            put_scale(out, n, b, d, -128.0f * d); /* exact: a power-of-two multiple */
+            /* the fp16 d as stored; off = -128 d is implied (i8_gemm.h) */
+            memcpy(meta + b * out->meta_bytes + 2 * (n % LLMRT_CPU_I8_PANEL), blk, 2);
             for (int c = 0; c < 32; c++) put_u(out, n, b, c, (uint8_t)((int8_t)blk[2 + c] + 128));
         }
+    }
     return LLMRT_OK;
 }
 

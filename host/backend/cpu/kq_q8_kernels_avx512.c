@@ -147,14 +147,16 @@ static inline __attribute__((always_inline)) void gemm_type(const int TYPE, floa
         const float *dx = xq->d + t * nb;
         const int16_t *bs = xq->bsums + t * (xq->K / 16);
         float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        for (int64_t b = 0; b < nb; b++) {
+        /* the first token prefetches the rows' region two calls ahead in step (see q5_tile) */
+        int64_t pf_step = t == 0 ? (4 * row_bytes + nb - 1) / nb : 0;
+        const uint8_t *pf = w + 8 * row_bytes;
+        for (int64_t b = 0; b < nb; b++, pf += pf_step) {
+            for (int64_t o = 0; o < pf_step; o += 64)
+                _mm_prefetch((const char *)pf + o, _MM_HINT_T0);
             q45_x xb;
             if (TYPE != 6) xb = q45_x_of(q + 256 * b);
             for (int r = 0; r < n_rows; r++) {
                 const uint8_t *blk = w + r * row_bytes + b * bb;
-                _mm_prefetch((const char *)blk + 4 * bb, _MM_HINT_T0);
-                _mm_prefetch((const char *)blk + 4 * bb + 64, _MM_HINT_T0);
-                _mm_prefetch((const char *)blk + 4 * bb + 128, _MM_HINT_T0);
                 if (TYPE == 6) {
                     int32_t S = q6k_block(blk, q + 256 * b, bs + 16 * b);
                     float dd = f16_at(blk + 208) * dx[b];
@@ -222,14 +224,20 @@ static inline __attribute__((always_inline)) void q5_tile(const int MIN, float *
             L[i][r] = _mm512_setzero_ps(), O[i][r] = _mm_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     const __m512i pick2 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi32(1), 1);
+    /* the 4 rows are one contiguous region of 4 * row_bytes (a few hundred bytes at SmolLM2's
+     * K): a per-row prefetch a few blocks ahead lands in rows being read already, so the region
+     * two calls ahead (the next rows of the task) is prefetched in step, as the Q8_0 gemv does */
+    int64_t pf_step = (4 * row_bytes + nb / 2) / (nb / 2 > 0 ? nb / 2 : 1);
+    const uint8_t *pf = w + 8 * row_bytes;
     int64_t b = 0;
-    for (; b + 2 <= nb; b += 2) {
+    for (; b + 2 <= nb; b += 2, pf += pf_step) {
+        for (int64_t o = 0; o < pf_step; o += 64)
+            _mm_prefetch((const char *)pf + o, _MM_HINT_T0);
         __m512i wv[4];
         __m128 d2[4], off2[4];
 #pragma GCC unroll 4
         for (int r = 0; r < 4; r++) {
             const uint8_t *b0 = wr[r] + b * bb, *b1 = b0 + bb;
-            _mm_prefetch((const char *)b0 + 8 * bb, _MM_HINT_T0);
             __m256i v = _mm256_inserti128_si256(
                 _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(b0 + qs_at))),
                 _mm_loadu_si128((const __m128i *)(b1 + qs_at)), 1);
