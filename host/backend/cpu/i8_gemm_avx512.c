@@ -149,7 +149,11 @@ static void tile(float *out, int64_t ldo, const llmrt_cpu_xq *xq, const int64_t 
  * vpdpbusd latency covered; integer sums are exact, so the bits equal the 4-token tile's. */
 /* pf: NULL, or the next pair of panels, prefetched in step (pf_step bytes per block): decode
  * streams every panel from memory once, and the hardware prefetcher does not follow four
- * interleaved short streams (two panels' weights and scales) ahead of use. */
+ * interleaved short streams (two panels' weights and scales) ahead of use. Prefetched to L2
+ * (T1), not L1: a T0 prefetch holds one of L1's few miss buffers until its line arrives, so
+ * the 17 lines per block stalled the loop at the prefetch (half of this kernel's samples);
+ * into L2 the misses overlap and the loads a pair later hit L2 (SmolLM2 Q6_K file, int8 decode
+ * 1 thread: ~90 -> ~100+ tok/s in alternating runs, bench/results/kquant_int8_vs_llamacpp_*). */
 static void tile1(float *out, const llmrt_cpu_xq *xq, int64_t t, const llmrt_cpu_i8w *w,
                   const uint8_t *p0, const uint8_t *p1, __mmask16 m0, __mmask16 m1,
                   const uint8_t *pf, int64_t pf_step) {
@@ -160,7 +164,7 @@ static void tile1(float *out, const llmrt_cpu_xq *xq, int64_t t, const llmrt_cpu
         const uint8_t *b0 = p0 + b * w->u_bytes, *b1 = p1 + b * w->u_bytes;
         const int8_t  *xp = xq->q + t * K + b * 32;
         for (int64_t o = 0; pf && o < pf_step; o += 64)
-            _mm_prefetch((const char *)pf + b * pf_step + o, _MM_HINT_T0);
+            _mm_prefetch((const char *)pf + b * pf_step + o, _MM_HINT_T1);
         __m512i        e0 = _mm512_setzero_si512(), e1 = e0, o0 = e0, o1 = e0;
         if (w->nibbles) {
             for (int jj = 0; jj < 4; jj++) {

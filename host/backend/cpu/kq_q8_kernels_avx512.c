@@ -147,12 +147,14 @@ static inline __attribute__((always_inline)) void gemm_type(const int TYPE, floa
         const float *dx = xq->d + t * nb;
         const int16_t *bs = xq->bsums + t * (xq->K / 16);
         float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        /* the first token prefetches the rows' region two calls ahead in step (see q5_tile) */
+        /* the first token prefetches the rows' region two calls ahead in step (see q5_tile),
+         * into L2 (T1): as in i8_gemm_avx512.c's tile1, T0 prefetches stall on L1's miss
+         * buffers */
         int64_t pf_step = t == 0 ? (4 * row_bytes + nb - 1) / nb : 0;
         const uint8_t *pf = w + 8 * row_bytes;
         for (int64_t b = 0; b < nb; b++, pf += pf_step) {
             for (int64_t o = 0; o < pf_step; o += 64)
-                _mm_prefetch((const char *)pf + o, _MM_HINT_T0);
+                _mm_prefetch((const char *)pf + o, _MM_HINT_T1);
             q45_x xb;
             if (TYPE != 6) xb = q45_x_of(q + 256 * b);
             for (int r = 0; r < n_rows; r++) {
