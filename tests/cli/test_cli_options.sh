@@ -59,6 +59,8 @@ for cmd in generate chat batch; do
     refused "--cuda-dtype" $cmd "${m[@]}" "${extra[@]}" --cuda-dtype f8
     refused "--cpu-isa" $cmd "${m[@]}" "${extra[@]}" --cpu-isa neon
     refused "--cpu-matmul" $cmd "${m[@]}" "${extra[@]}" --cpu-matmul int4
+    refused "--kv-cache-dtype" $cmd "${m[@]}" "${extra[@]}" --kv-cache-dtype fp16
+    refused "--kv-cache-dtype" $cmd "${m[@]}" "${extra[@]}" --kv-cache-dtype BF16
 done
 # --- per-command options -------------------------------------------------------------------------
 refused "--tokens" generate "${m[@]}" --tokens ''
@@ -135,5 +137,6 @@ echo "ok: $n bad option values refused with exit 2, each naming its option"
     --top-p 0.9 --min-p 0 --top-k 5 --repeat-penalty 1.1 --presence-penalty 0.5 \
     --frequency-penalty -0.5 --min-tokens 1 -t 1 --kv-tokens 64 --block-size 16 --max-seqs 4 \
     --max-batched-tokens 64 --kv-policy reserve --load-format auto --device cpu --tp 1 \
+    --kv-cache-dtype bf16 \
     > "$dir/out" 2> "$dir/err" || { echo "FAIL: good values refused:"; cat "$dir/err"; exit 1; }
 echo "ok: good values accepted"
