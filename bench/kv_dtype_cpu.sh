@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# KV cache dtypes on the CPU (issues 20, 21): for --kv-cache-dtype auto (fp32 here), int8, fp8 and bf16,
-# the KV bytes per token and the decode speed of one sequence at long context (llmrt bench
+# KV cache dtypes on the CPU (issues 20, 21): for --kv-cache-dtype auto (fp32 here), int8, fp8
+# and bf16, the KV bytes per token and the decode speed of one sequence at long context (llmrt bench
 # latency: a 16-token prompt after DEPTHS context tokens, 33 generated, decode tok/s over steps
 # 2..33). ROUNDS rounds alternate the dtypes (the machine is shared: each round sees the same
 # neighbours for every dtype); the table gives the median of the rounds' means. SmolLM2 by default.
