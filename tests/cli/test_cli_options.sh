@@ -114,6 +114,7 @@ refused "-r/--reps" bench latency "${m[@]}" -r 0
 refused "-w/--warmup" bench latency "${m[@]}" -w -1
 refused "--format" bench latency "${m[@]}" --format xml
 refused "--load-format" bench latency "${m[@]}" --load-format pickle
+refused "--kv-cache-dtype" bench latency "${m[@]}" --kv-cache-dtype fp4
 refused "threads" bench membw 0
 refused "threads" bench membw -1
 refused "threads" bench membw 1,,2
