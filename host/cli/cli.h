@@ -74,8 +74,8 @@ extern cli_load_opts cli_load;
  * -1 when unknown. */
 int cli_activation_dtype_of(const char *s);
 int cli_cpu_isa_of(const char *s);
-/* "auto"/"int8"/"fp8"/"fp8_e4m3"/"bf16" (vLLM's --kv-cache-dtype names) -> llmrt_kv_cache_dtype; -1 when
- * unknown. */
+/* "auto"/"int8"/"fp8"/"fp8_e4m3"/"bf16" (vLLM's --kv-cache-dtype names) -> llmrt_kv_cache_dtype;
+ * -1 when unknown. */
 int cli_kv_cache_dtype_of(const char *s);
 /* --cpu-matmul exact|int8|bf16|int8,bf16 into cli_load (cpu_matmul, activation_dtype); -1 with a
  * message on stderr when unknown. */

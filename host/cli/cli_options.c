@@ -225,8 +225,8 @@ int cli_common_parse(cli_common *c, int opt, const char *arg) {
     case OPT_CPU_MATMUL: return cli_parse_cpu_matmul(arg) < 0 ? -1 : 1;
     case OPT_KV_CACHE_DTYPE:
         if ((cli_load.kv_cache_dtype = cli_kv_cache_dtype_of(arg)) < 0) {
-            fprintf(stderr, "llmrt: --kv-cache-dtype must be auto, int8, fp8, fp8_e4m3 or bf16, got "
-                            "\"%s\"\n", arg);
+            fprintf(stderr, "llmrt: --kv-cache-dtype must be auto, int8, fp8, fp8_e4m3 or bf16, "
+                            "got \"%s\"\n", arg);
             return -1;
         }
         return 1;

@@ -101,9 +101,9 @@ def test_engine_args():
 
 
 def test_kv_cache_dtype():
-    """An 8-bit or bf16 KV cache: the same engine API; greedy tokens close to the default cache's (the
-    tiny model's logits move by a few % of their range: test_kv_dtype_smollm2.c), and not
-    identical logits (the 8-bit path ran)."""
+    """An 8-bit or bf16 KV cache: the same engine API; greedy tokens close to the default cache's
+    (the tiny model's logits move by a few % of their range: test_kv_dtype_smollm2.c), and not
+    identical logits (the 8-bit / bf16 path ran)."""
     path = DATA / "tiny" / "llama_f32"
     prompt = {"prompt_token_ids": [1, 17, 42, 99, 5, 230, 64, 11]}
     sp = llmrt.SamplingParams(temperature=0, max_tokens=8, ignore_eos=True, logprobs=1)

@@ -34,8 +34,8 @@ static void dequant_row(float *dst, const uint8_t *codes, float scale, int32_t n
         __m512    x;
         if (kv == LLMRT_DTYPE_BF16) { /* bf16 bits are the top half of the fp32 ones */
             __m256i b = _mm256_maskz_loadu_epi16(k, codes + 2 * (size_t)i);
-            _mm512_mask_storeu_ps(dst + i, k,
-                                  _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(b), 16)));
+            __m512i w = _mm512_slli_epi32(_mm512_cvtepu16_epi32(b), 16);
+            _mm512_mask_storeu_ps(dst + i, k, _mm512_castsi512_ps(w));
             continue;
         }
         __m128i c = _mm_maskz_loadu_epi8(k, codes + i);

@@ -1,9 +1,9 @@
 /* The K and V rows of one chunk of the CPU attention as fp32 rows (attention_cpu.h), shared by
  * the tile kernels: pointers into the cache when it holds fp32, else rows converted (8-bit codes
- * dequantised, bf16 widened exactly) into the scratch's last 2 * CHUNK * hd floats. Each ISA file includes this header and passes its own row
- * dequantiser, so the conversion runs with that file's vector instructions. Dequantising a whole
- * chunk once per tile (not per query row) shares the work among the tile's rows: G rows of a
- * decode token, up to MAX_ROWS of a prompt tile. */
+ * dequantised, bf16 widened exactly) into the scratch's last 2 * CHUNK * hd floats. Each ISA file
+ * includes this header and passes its own row converter, so the conversion runs with that file's
+ * vector instructions. Converting a whole chunk once per tile (not per query row) shares the work
+ * among the tile's rows: G rows of a decode token, up to MAX_ROWS of a prompt tile. */
 #ifndef LLMRT_ATTENTION_CPU_KV_H
 #define LLMRT_ATTENTION_CPU_KV_H
 
