@@ -30,7 +30,8 @@ import json, statistics, sys
 out, rounds = sys.argv[1], int(sys.argv[2])
 med = {}
 for k in ("auto", "bf16"):
-    tps = [json.load(open(f"{out}/{k}.{r}.json"))["results"][0]["output_throughput"] for r in range(1, rounds + 1)]
+    tps = [json.load(open(f"{out}/{k}.{r}.json"))["results"][0]["output_throughput"]
+           for r in range(1, rounds + 1)]
     med[k] = statistics.median(tps)
     print(f"kv {k:5} output tok/s: runs {' '.join(f'{t:.1f}' for t in tps)}  median {med[k]:.1f}")
 print(f"bf16 KV / fp32 KV (medians): {med['bf16'] / med['auto']:.2f}x")
