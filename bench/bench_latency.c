@@ -196,7 +196,7 @@ static void usage(FILE *f) {
             "      --enforce-eager   CUDA: decode without CUDA graphs (alias --no-cuda-graphs;\n"
             "                        default: graphs), to compare the two\n"
 
-            "      --kv-cache-dtype T  auto (default) | int8 | fp8 | fp8_e4m3 (llmrt --help)\n",
+            "      --kv-cache-dtype T  auto (default) | int8 | fp8 | fp8_e4m3 | bf16\n",
             cli_default_model());
 }
 
@@ -373,7 +373,7 @@ int bench_latency_main(int argc, char **argv) {
             cli_load.enforce_eager = true;
             break;
         case 'K': {
-            static const char *const kvs[] = {"auto", "int8", "fp8", "fp8_e4m3", NULL};
+            static const char *const kvs[] = {"auto", "int8", "fp8", "fp8_e4m3", "bf16", NULL};
             int i = 0;
             bad = cli_arg_enum("--kv-cache-dtype", optarg, kvs, &i);
             if (!bad) cli_load.kv_cache_dtype = cli_kv_cache_dtype_of(kvs[i]);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# KV cache dtypes on the CPU (issue 20): for --kv-cache-dtype auto (fp32 here), int8 and fp8,
-# the KV bytes per token and the decode speed of one sequence at long context (llmrt bench
+# KV cache dtypes on the CPU (issues 20, 21): for --kv-cache-dtype auto (fp32 here), int8, fp8
+# and bf16, the KV bytes per token and the decode speed of one sequence at long context (llmrt bench
 # latency: a 16-token prompt after DEPTHS context tokens, 33 generated, decode tok/s over steps
 # 2..33). ROUNDS rounds alternate the dtypes (the machine is shared: each round sees the same
 # neighbours for every dtype); the table gives the median of the rounds' means. SmolLM2 by default.
@@ -16,7 +16,7 @@ model=${2:-$(default_model)}
 rounds=${3:-3}
 threads=${4:-2}
 depths=${5:-"512 2048 4096"}
-dtypes="auto int8 fp8"
+dtypes="auto int8 fp8 bf16"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 echo "command: bench/kv_dtype_cpu.sh $build $model $rounds $threads \"$depths\""

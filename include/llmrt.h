@@ -161,11 +161,15 @@ typedef enum llmrt_cpu_matmul {
  * (token, KV head) next to the codes (its absmax maps onto the type's largest value), quantise K
  * and V when they are written and dequantise them inside the attention kernels: a quarter of the
  * fp32 CPU cache's bytes (+4 bytes per head_dim codes), half of the fp16 CUDA one. Logits move
- * (README: KV cache dtypes gives the error and greedy agreement measured on SmolLM2). */
+ * (README: KV cache dtypes gives the error and greedy agreement measured on SmolLM2). BF16 keeps
+ * K and V rounded to bf16 (round to nearest even, no scales), half the fp32 CPU cache's bytes, as
+ * vLLM's CPU build does for a bf16 model; on CUDA, whose cache is in the activation dtype, it is
+ * the same as AUTO with bf16 activations and refused with any other. */
 typedef enum llmrt_kv_cache_dtype {
     LLMRT_KV_CACHE_AUTO     = 0, /* the activation type: fp32 on the CPU, fp16/bf16 on CUDA  */
     LLMRT_KV_CACHE_INT8     = 1, /* symmetric int8 codes -127..127                           */
     LLMRT_KV_CACHE_FP8_E4M3 = 2, /* OCP fp8 e4m3 ("e4m3fn", largest 448)                     */
+    LLMRT_KV_CACHE_BF16     = 3, /* bf16 (RNE), no scales                                     */
 } llmrt_kv_cache_dtype;
 
 typedef struct llmrt_model_params {
@@ -256,9 +260,9 @@ typedef struct llmrt_model_info {
     bool     tie_word_embeddings;
     char     backend[16];             /* "cpu" or "cuda"                                      */
     char     device_name[64];         /* e.g. "NVIDIA H100 80GB HBM3"; "cpu" on the CPU       */
-    int32_t  kv_elem_bytes;           /* bytes per K/V element in the cache (4 cpu, 2 cuda; 1
-                                       * with an 8-bit kv_cache_dtype, plus a 4-byte scale per
-                                       * token and KV head)                                   */
+    int32_t  kv_elem_bytes;           /* bytes per K/V element in the cache (4 cpu, 2 cuda or
+                                       * kv_cache_dtype bf16; 1 with an 8-bit kv_cache_dtype,
+                                       * plus a 4-byte scale per token and KV head)           */
     int32_t  tp_size;                 /* tensor-parallel ranks (1 = off)                      */
     int32_t  tp_rank;                 /* this process's rank in its group (0 = the leader)    */
     char     tp_comm[8];              /* "local", "mpi", "nccl"; "" without TP                */

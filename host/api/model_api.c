@@ -107,7 +107,8 @@ llmrt_status llmrt_model_get_info(const llmrt_model *model, llmrt_model_info *in
         full.cuda_graph_replays = cuda_stats.graph_replays + cuda_stats.graph_captures;
     }
 #endif
-    full.kv_elem_bytes = llmrt_kv_dtype_is_8bit(m->kv_dtype) ? 1 : m->be->act_bytes;
+    full.kv_elem_bytes = llmrt_kv_dtype_is_8bit(m->kv_dtype) ? 1
+                         : m->kv_dtype == LLMRT_DTYPE_BF16 ? 2 : m->be->act_bytes;
     full.tp_size       = ex->tp_size;
     full.tp_rank       = ex->tp_rank;
     snprintf(full.tp_comm, sizeof full.tp_comm, "%s", ex->comm_kind);

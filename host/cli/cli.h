@@ -57,7 +57,7 @@ typedef struct cli_load_opts {
     int  cpu_isa;          /* --cpu-isa avx512|avx2|generic, else $LLMRT_CPU_ISA */
     int  dequantize;       /* --dequantize, else $LLMRT_NO_Q4=1 */
     int  cpu_matmul;       /* --cpu-matmul exact|int8 */
-    int  kv_cache_dtype;   /* --kv-cache-dtype auto|int8|fp8|fp8_e4m3 (llmrt_kv_cache_dtype) */
+    int  kv_cache_dtype;   /* --kv-cache-dtype auto|int8|fp8|fp8_e4m3|bf16 (llmrt_kv_cache_dtype) */
     bool no_fallback;      /* --no-fallback: a weight the backend cannot run fails the load
                             * (default: dequantise it, with a warning) */
     bool enforce_eager;    /* --enforce-eager / --no-cuda-graphs: CUDA decode steps without
@@ -74,8 +74,8 @@ extern cli_load_opts cli_load;
  * -1 when unknown. */
 int cli_activation_dtype_of(const char *s);
 int cli_cpu_isa_of(const char *s);
-/* "auto"/"int8"/"fp8"/"fp8_e4m3" (vLLM's --kv-cache-dtype names) -> llmrt_kv_cache_dtype; -1 when
- * unknown. */
+/* "auto"/"int8"/"fp8"/"fp8_e4m3"/"bf16" (vLLM's --kv-cache-dtype names) -> llmrt_kv_cache_dtype;
+ * -1 when unknown. */
 int cli_kv_cache_dtype_of(const char *s);
 /* --cpu-matmul exact|int8|bf16|int8,bf16 into cli_load (cpu_matmul, activation_dtype); -1 with a
  * message on stderr when unknown. */

@@ -89,7 +89,7 @@ static llmrt_attn_shape attn_shape_of(const llmrt_rank_kv *kv) {
         .block_size = kv->pool.block_size,
         .scale      = 1.0f / sqrtf((float)m->cfg.head_dim),
         .window     = m->cfg.sliding_window,
-        .kv_dtype   = llmrt_kv_dtype_is_8bit(m->kv_dtype) ? m->kv_dtype : LLMRT_DTYPE_INVALID,
+        .kv_dtype   = m->kv_dtype != m->be->act_dtype ? m->kv_dtype : LLMRT_DTYPE_INVALID,
     };
 }
 

@@ -1,5 +1,8 @@
-/* 8-bit KV cache codes (kv_quant.h): fp8 e4m3 conversion and per-head absmax quantisation. */
+/* KV cache storage other than the activation dtype (kv_quant.h): fp8 e4m3 conversion, per-head
+ * absmax quantisation, bf16 rounding. */
 #include "kv_quant.h"
+
+#include "../core/half.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -97,4 +100,8 @@ void llmrt_kv_dequantise_head(float *x, const uint8_t *codes, float scale, int32
         for (int32_t i = 0; i < n; i++)
             x[i] = scale * t[codes[i]];
     }
+}
+
+void llmrt_kv_store_bf16(uint16_t *dst, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = llmrt_f32_to_bf16(x[i]);
 }

@@ -37,10 +37,12 @@ static inline bool llmrt_kv_dtype_is_8bit(llmrt_dtype kv) {
 }
 
 /* Bytes of one token slot of one layer's K (or V) pool: Hkv * hd elements of elem_bytes (a
- * float/half cache), or Hkv * (hd + 4) for an 8-bit one. */
+ * cache in the activation dtype), of 2 bytes for BF16 (also under fp32 activations: the CPU's
+ * bf16 cache, [slots, Hkv, hd] as the fp32 one), or Hkv * (hd + 4) for an 8-bit one. */
 static inline int64_t llmrt_kv_slot_bytes(llmrt_dtype kv, int32_t n_kv_heads, int32_t head_dim,
                                           int32_t elem_bytes) {
     if (llmrt_kv_dtype_is_8bit(kv)) return (int64_t)n_kv_heads * (head_dim + 4);
+    if (kv == LLMRT_DTYPE_BF16) elem_bytes = 2;
     return (int64_t)n_kv_heads * head_dim * elem_bytes;
 }
 
@@ -84,6 +86,10 @@ float llmrt_kv_quantise_head(uint8_t *codes, const float *x, int32_t n, llmrt_dt
 /* Writes one token's K (or V) x[Hkv, hd] into `slot` of the 8-bit pool (layout above). */
 void llmrt_kv_quantise_token(uint8_t *pool, const llmrt_kv8_layout *l, int64_t slot, const float *x,
                              llmrt_dtype kv);
+
+/* dst[n] = x[n] rounded to bf16 (nearest even; NaN stays NaN): one token of the CPU's bf16 cache.
+ * The attention kernels widen a chunk of it back to fp32 exactly. */
+void llmrt_kv_store_bf16(uint16_t *dst, const float *x, int64_t n);
 
 /* x[n] = scale * decode(codes[n]): the portable reference of the kernels' dequantisation. */
 void llmrt_kv_dequantise_head(float *x, const uint8_t *codes, float scale, int32_t n,

@@ -66,7 +66,7 @@ struct llmrt_rank_model {
      * in one block) */
     bool    allow_fallback;    /* llmrt_model_params.allow_fallback */
     llmrt_dtype kv_dtype;      /* the KV pool's storage (kv_cache_dtype): the activation dtype,
-                                * or I8 / F8_E4M3 (format/kv_quant.h)                        */
+                                * or I8 / F8_E4M3 / BF16 (format/kv_quant.h)                 */
     int32_t n_fallbacks;       /* 4-bit matrices dequantised because the backend cannot run them */
     char    fallback_why[112]; /* the backend's reason for the first of them */
 

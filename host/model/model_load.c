@@ -594,21 +594,24 @@ static llmrt_status create_backend(const llmrt_model_params *p, int device, llmr
     return llmrt_backend_cpu_create_opts(p->n_threads, isa[p->cpu_isa], &o, be, err);
 }
 
-/* The KV pool's storage for kv_cache_dtype on the model's backend: the activation dtype (AUTO) or
- * an 8-bit type the backend's attention supports (asked before any weight is read, so a backend
- * without the kernels fails fast and by name). */
+/* The KV pool's storage for kv_cache_dtype on the model's backend: the activation dtype (AUTO, or
+ * BF16 with bf16 activations) or a type the backend's attention supports (asked before any weight
+ * is read, so a backend without the kernels fails fast and by name). */
 static llmrt_status choose_kv_dtype(struct llmrt_rank_model *m, llmrt_kv_cache_dtype kv,
                                     llmrt_error *err) {
+    static const char *const name[] = {"auto", "int8", "fp8_e4m3", "bf16"};
+    static const llmrt_dtype dts[]  = {LLMRT_DTYPE_INVALID, LLMRT_DTYPE_I8, LLMRT_DTYPE_F8_E4M3,
+                                       LLMRT_DTYPE_BF16};
     m->kv_dtype = m->be->act_dtype;
-    if (kv == LLMRT_KV_CACHE_AUTO) return LLMRT_OK;
-    llmrt_dtype    dt = kv == LLMRT_KV_CACHE_INT8 ? LLMRT_DTYPE_I8 : LLMRT_DTYPE_F8_E4M3;
+    if (kv == LLMRT_KV_CACHE_AUTO || dts[kv] == m->be->act_dtype) return LLMRT_OK;
+    llmrt_dtype    dt = dts[kv];
     llmrt_op_query q  = {.op = LLMRT_BOP_ATTENTION, .dtype = m->be->act_dtype, .head_dim = 64,
                          .n_heads = 1, .n_kv_heads = 1, .kv_dtype = dt};
     char           why[160] = "";
     if (!m->be->ops->supports(m->be, &q, why, sizeof why))
         return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
                          "llmrt_model_load: kv_cache_dtype %s: the %s backend declines it (%s)",
-                         kv == LLMRT_KV_CACHE_INT8 ? "int8" : "fp8_e4m3", m->be->name, why);
+                         name[kv], m->be->name, why);
     m->kv_dtype = dt;
     return LLMRT_OK;
 }
@@ -637,10 +640,10 @@ static llmrt_status check_load_args(const llmrt_model_params *p,
         return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "llmrt_model_load: cpu_matmul %d is unknown",
                          (int)p->cpu_matmul);
     if ((int)p->kv_cache_dtype < LLMRT_KV_CACHE_AUTO ||
-        (int)p->kv_cache_dtype > LLMRT_KV_CACHE_FP8_E4M3)
+        (int)p->kv_cache_dtype > LLMRT_KV_CACHE_BF16)
         return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
                          "llmrt_model_load: kv_cache_dtype %d is unknown (0 auto, 1 int8, "
-                         "2 fp8_e4m3)", (int)p->kv_cache_dtype);
+                         "2 fp8_e4m3, 3 bf16)", (int)p->kv_cache_dtype);
     if (p->tp_spin_us < -1 || p->tp_spin_us > 10000000)
         return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
                          "llmrt_model_load: tp_spin_us %d is out of range (-1 = default, 0..10^7)",

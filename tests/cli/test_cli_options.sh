@@ -59,6 +59,8 @@ for cmd in generate chat batch; do
     refused "--cuda-dtype" $cmd "${m[@]}" "${extra[@]}" --cuda-dtype f8
     refused "--cpu-isa" $cmd "${m[@]}" "${extra[@]}" --cpu-isa neon
     refused "--cpu-matmul" $cmd "${m[@]}" "${extra[@]}" --cpu-matmul int4
+    refused "--kv-cache-dtype" $cmd "${m[@]}" "${extra[@]}" --kv-cache-dtype fp16
+    refused "--kv-cache-dtype" $cmd "${m[@]}" "${extra[@]}" --kv-cache-dtype BF16
 done
 # --- per-command options -------------------------------------------------------------------------
 refused "--tokens" generate "${m[@]}" --tokens ''
@@ -112,6 +114,7 @@ refused "-r/--reps" bench latency "${m[@]}" -r 0
 refused "-w/--warmup" bench latency "${m[@]}" -w -1
 refused "--format" bench latency "${m[@]}" --format xml
 refused "--load-format" bench latency "${m[@]}" --load-format pickle
+refused "--kv-cache-dtype" bench latency "${m[@]}" --kv-cache-dtype fp4
 refused "threads" bench membw 0
 refused "threads" bench membw -1
 refused "threads" bench membw 1,,2
@@ -135,5 +138,6 @@ echo "ok: $n bad option values refused with exit 2, each naming its option"
     --top-p 0.9 --min-p 0 --top-k 5 --repeat-penalty 1.1 --presence-penalty 0.5 \
     --frequency-penalty -0.5 --min-tokens 1 -t 1 --kv-tokens 64 --block-size 16 --max-seqs 4 \
     --max-batched-tokens 64 --kv-policy reserve --load-format auto --device cpu --tp 1 \
+    --kv-cache-dtype bf16 \
     > "$dir/out" 2> "$dir/err" || { echo "FAIL: good values refused:"; cat "$dir/err"; exit 1; }
 echo "ok: good values accepted"

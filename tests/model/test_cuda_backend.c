@@ -726,6 +726,26 @@ static void test_random_hd64_kv8(void) {
         llmrt_model_destroy(gpu8);
         llmrt_model_destroy(gpu8_f32);
     }
+    /* kv_cache_dtype BF16: the CUDA cache is in the activation type, so fp16 activations refuse
+     * it by name and reason; bf16 activations take it as auto (2-byte elements) */
+    llmrt_model_params p = llmrt_model_default_params();
+    p.load_format        = LLMRT_LOAD_RANDOM;
+    p.random_seed        = 7;
+    p.device             = LLMRT_DEVICE_CUDA;
+    p.kv_cache_dtype     = LLMRT_KV_CACHE_BF16;
+    llmrt_model *g = NULL;
+    CHECK_STATUS(llmrt_model_load(path, &p, &g), LLMRT_ERR_UNSUPPORTED,
+                 "kv_cache_dtype bf16: the cuda backend declines it (the CUDA KV cache is kept "
+                 "in the activation dtype (F16 here)");
+    CHECK(g == NULL);
+    p.activation_dtype = LLMRT_ACTIVATION_BF16;
+    CHECK_STATUS(llmrt_model_load(path, &p, &g), LLMRT_OK, NULL);
+    if (g) {
+        llmrt_model_info info = {.struct_size = sizeof info};
+        llmrt_model_get_info(g, &info);
+        CHECK(info.kv_elem_bytes == 2);
+        llmrt_model_destroy(g);
+    }
     free(ref_lg);
     free(lg);
     remove(path);

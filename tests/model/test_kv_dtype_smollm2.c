@@ -1,6 +1,6 @@
-/* The 8-bit KV cache (llmrt_model_params.kv_cache_dtype = INT8 / FP8_E4M3) against the default
- * (fp32 on the CPU) on SmolLM2-135M (the default model) and the tiny test models (llama, mistral
- * with a sliding window of 8, qwen2 with biases, llama 3.2 with tied embeddings).
+/* The 8-bit and bf16 KV caches (llmrt_model_params.kv_cache_dtype = INT8 / FP8_E4M3 / BF16) against
+ * the default (fp32 on the CPU) on SmolLM2-135M (the default model) and the tiny test models
+ * (llama, mistral with a sliding window of 8, qwen2 with biases, llama 3.2 with tied embeddings).
  *
  * Accuracy, per model and dtype, over several prompts of 64 greedy tokens: the reference run
  * (default KV) decodes greedily; the 8-bit run is teacher-forced along the reference tokens and
@@ -8,13 +8,13 @@
  * agreement); a free-running 8-bit greedy run reports how many tokens match before the first
  * divergence. The figures are printed (README "KV cache dtypes" quotes them) and held to bounds
  * with a margin over what was observed; the error must also be non-zero, or the 8-bit path did
- * not run. Tensor parallel 2 with an int8 cache on SmolLM2 is held to the same bounds.
+ * not run. Tensor parallel 2 with an int8 and a bf16 cache on SmolLM2 is held to the same bounds.
  *
- * Engine: SmolLM2 with an int8 cache, requests sharing a prefix in a pool small enough to preempt
- * and with prefix caching on, give token for token what each request gives alone: a token's codes
- * and scales depend on nothing but its own K/V, so cached and recomputed blocks hold the same
- * bytes and the CPU's batch invariance holds for 8-bit caches too. Skipped (77) without the
- * default model. */
+ * Engine: SmolLM2 with an int8 and with a bf16 cache, requests sharing a prefix in a pool small
+ * enough to preempt and with prefix caching on, give token for token what each request gives
+ * alone: a token's codes (and scales) depend on nothing but its own K/V, so cached and recomputed
+ * blocks hold the same bytes and the CPU's batch invariance holds for these caches too. Skipped
+ * (77) without the default model. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,7 +91,7 @@ typedef struct bounds {
     double min_agree;   /* teacher-forced argmax equal, fraction of the steps */
 } bounds;
 
-/* Compares `q` (8-bit cache) with `ref` over the prompts; prints one line. */
+/* Compares `q` (8-bit or bf16 cache) with `ref` over the prompts; prints one line. */
 static void compare(const char *model_name, const char *what, llmrt_model *ref, llmrt_model *q,
                     int32_t V, int32_t prompts[][MAX_PROMPT], const int32_t *lens, int n_prompts,
                     bounds bd) {
@@ -128,7 +128,7 @@ static void compare(const char *model_name, const char *what, llmrt_model *ref, 
            steps ? 100.0 * agree / steps : 0.0, sum_prefix / n_prompts, min_prefix);
     CHECK_MSG(steps == n_prompts * GEN, "%s %s: runs failed", model_name, what);
     CHECK_MSG(max_err > 0,
-              "%s %s: logits identical to the default cache: the 8-bit path did not run",
+              "%s %s: logits identical to the default cache: the 8-bit/bf16 path did not run",
               model_name, what);
     CHECK_MSG(rel <= bd.max_rel_err, "%s %s: logit error %.4g of max |logit| > %.4g", model_name,
               what, rel, bd.max_rel_err);
@@ -176,27 +176,34 @@ static int32_t vocab_of(llmrt_model *m) {
     return info.vocab_size;
 }
 
-static void test_model(const char *name, const char *path, bool text, bounds b_int8, bounds b_fp8) {
+static void test_model(const char *name, const char *path, bool text, bounds b_int8, bounds b_fp8,
+                       bounds b_bf16) {
     llmrt_model *ref = load(path, LLMRT_KV_CACHE_AUTO, 0);
     llmrt_model *q8 = load(path, LLMRT_KV_CACHE_INT8, 0);
     llmrt_model *f8 = load(path, LLMRT_KV_CACHE_FP8_E4M3, 0);
-    if (ref && q8 && f8) {
+    llmrt_model *b16 = load(path, LLMRT_KV_CACHE_BF16, 0);
+    if (ref && q8 && f8 && b16) {
         int32_t V = vocab_of(ref), prompts[4][MAX_PROMPT], lens[4];
         int n = text ? text_prompts(ref, prompts, lens) : random_prompts(prompts, lens, V);
         compare(name, "int8", ref, q8, V, prompts, lens, n, b_int8);
         compare(name, "fp8_e4m3", ref, f8, V, prompts, lens, n, b_fp8);
+        compare(name, "bf16", ref, b16, V, prompts, lens, n, b_bf16);
         if (text) { /* SmolLM2: its 3 KV heads split 2 + 1 over two ranks */
             llmrt_model *tp = load(path, LLMRT_KV_CACHE_INT8, 2);
             if (tp) compare(name, "int8 tp 2", ref, tp, V, prompts, lens, n, b_int8);
+            llmrt_model_destroy(tp);
+            tp = load(path, LLMRT_KV_CACHE_BF16, 2);
+            if (tp) compare(name, "bf16 tp 2", ref, tp, V, prompts, lens, n, b_bf16);
             llmrt_model_destroy(tp);
         }
     }
     llmrt_model_destroy(ref);
     llmrt_model_destroy(q8);
     llmrt_model_destroy(f8);
+    llmrt_model_destroy(b16);
 }
 
-/* -- engine: prefix caching and preemption over an int8 cache --------------------------------- */
+/* -- engine: prefix caching and preemption over an int8 / bf16 cache ------------------------- */
 
 #define N_REQ   6
 #define ENG_GEN 24
@@ -245,8 +252,8 @@ static int run_engine(llmrt_model *m, int64_t kv_tokens, int32_t prompts[][MAX_P
     return 0;
 }
 
-static void test_engine_int8(void) {
-    llmrt_model *m = load(LLMRT_DEFAULT_MODEL, LLMRT_KV_CACHE_INT8, 0);
+static void test_engine(llmrt_kv_cache_dtype kv, const char *what) {
+    llmrt_model *m = load(LLMRT_DEFAULT_MODEL, kv, 0);
     if (!m) return;
     int32_t V = vocab_of(m), prompts[N_REQ][MAX_PROMPT], lens[N_REQ];
     uint64_t r = 0x9e3779b97f4a7c15ull;
@@ -266,12 +273,13 @@ static void test_engine_int8(void) {
     int same = 1;
     for (int q = 0; q < N_REQ; q++)
         same &= memcmp(alone[q], together[q], sizeof alone[q]) == 0;
-    printf("engine, int8 KV: %d requests sharing a 40-token prefix in 192 KV tokens: preempted %s, "
+    printf("engine, %s KV: %d requests sharing a 40-token prefix in 192 KV tokens: preempted %s, "
            "prefix cache hit %s, tokens %s to each request alone\n",
-           N_REQ, pre ? "yes" : "no", cached ? "yes" : "no", same ? "identical" : "NOT identical");
+           what, N_REQ, pre ? "yes" : "no", cached ? "yes" : "no",
+           same ? "identical" : "NOT identical");
     CHECK_MSG(pre && cached, "the test did not exercise preemption (%d) and prefix caching (%d)",
               pre, cached);
-    CHECK_MSG(same, "int8 KV: batched / preempted / prefix-cached tokens differ from alone");
+    CHECK_MSG(same, "%s KV: batched / preempted / prefix-cached tokens differ from alone", what);
     llmrt_model_destroy(m);
 }
 
@@ -283,18 +291,25 @@ int main(void) {
     /* bounds: about twice the observed error, agreement a few points below the observed
      * (README "KV cache dtypes": SmolLM2 int8 3.0 % / 98.8 %, fp8 7.3 % / 98.8 %; the tiny random
      * models (hd 16, 2 layers) at worst int8 7.2 % / 92.7 %, fp8 37.8 % / 78.6 %: e4m3 keeps 3
-     * mantissa bits, a 6 % step, where int8 at a per-head absmax keeps 1/254 of the largest) */
+     * mantissa bits, a 6 % step, where int8 at a per-head absmax keeps 1/254 of the largest;
+     * bf16 (8 bits, a 0.4 % step, no scale): SmolLM2 0.55 % / 100 %, tiny at worst 3.1 % /
+     * 98.4 %) */
     bounds smol_int8 = {.max_rel_err = 0.08, .min_agree = 0.95};
     bounds smol_fp8 = {.max_rel_err = 0.15, .min_agree = 0.93};
     bounds tiny_int8 = {.max_rel_err = 0.15, .min_agree = 0.85};
     bounds tiny_fp8 = {.max_rel_err = 0.60, .min_agree = 0.70};
-    test_model("SmolLM2-135M Q4_1", LLMRT_DEFAULT_MODEL, true, smol_int8, smol_fp8);
-    test_model("tiny llama f32", LLMRT_TEST_DATA_DIR "/tiny/llama_f32", false, tiny_int8, tiny_fp8);
+    bounds smol_bf16 = {.max_rel_err = 0.012, .min_agree = 0.97};
+    bounds tiny_bf16 = {.max_rel_err = 0.07, .min_agree = 0.93};
+    test_model("SmolLM2-135M Q4_1", LLMRT_DEFAULT_MODEL, true, smol_int8, smol_fp8, smol_bf16);
+    test_model("tiny llama f32", LLMRT_TEST_DATA_DIR "/tiny/llama_f32", false, tiny_int8, tiny_fp8,
+               tiny_bf16);
     test_model("tiny mistral window 8", LLMRT_TEST_DATA_DIR "/tiny/mistral_window_f32", false,
-               tiny_int8, tiny_fp8);
-    test_model("tiny qwen2 f32", LLMRT_TEST_DATA_DIR "/tiny/qwen2_f32", false, tiny_int8, tiny_fp8);
+               tiny_int8, tiny_fp8, tiny_bf16);
+    test_model("tiny qwen2 f32", LLMRT_TEST_DATA_DIR "/tiny/qwen2_f32", false, tiny_int8, tiny_fp8,
+               tiny_bf16);
     test_model("tiny llama3.2 tied", LLMRT_TEST_DATA_DIR "/tiny/llama32_tied_f32", false, tiny_int8,
-               tiny_fp8);
-    test_engine_int8();
+               tiny_fp8, tiny_bf16);
+    test_engine(LLMRT_KV_CACHE_INT8, "int8");
+    test_engine(LLMRT_KV_CACHE_BF16, "bf16");
     return test_summary("test_kv_dtype_smollm2");
 }

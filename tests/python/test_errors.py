@@ -101,15 +101,15 @@ def test_engine_args():
 
 
 def test_kv_cache_dtype():
-    """An 8-bit KV cache: the same engine API; greedy tokens close to the default cache's (the
-    tiny model's logits move by a few % of their range: test_kv_dtype_smollm2.c), and not
-    identical logits (the 8-bit path ran)."""
+    """An 8-bit or bf16 KV cache: the same engine API; greedy tokens close to the default cache's
+    (the tiny model's logits move by a few % of their range: test_kv_dtype_smollm2.c), and not
+    identical logits (the 8-bit / bf16 path ran)."""
     path = DATA / "tiny" / "llama_f32"
     prompt = {"prompt_token_ids": [1, 17, 42, 99, 5, 230, 64, 11]}
     sp = llmrt.SamplingParams(temperature=0, max_tokens=8, ignore_eos=True, logprobs=1)
     with llmrt.LLM(path, threads=1) as ref_llm:
         ref = ref_llm.generate([prompt], sp)[0].outputs[0]
-    for kv in ("int8", "fp8", "fp8_e4m3"):
+    for kv in ("int8", "fp8", "fp8_e4m3", "bf16"):
         with llmrt.LLM(path, threads=1, kv_cache_dtype=kv) as llm:
             out = llm.generate([prompt], sp)[0].outputs[0]
         assert len(out.token_ids) == 8

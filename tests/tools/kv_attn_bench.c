@@ -1,5 +1,5 @@
 /* Times the CPU attention alone (host/backend/cpu/attention_cpu.h) for one decode token per
- * sequence over a long paged context, with the KV cache in fp32, int8 and fp8 e4m3
+ * sequence over a long paged context, with the KV cache in fp32, int8, fp8 e4m3 and bf16
  * (format/kv_quant.h), and prints the time per call and the KV bytes it reads. Rounds alternate
  * the dtypes; the minimum over repetitions is the figure least disturbed by other work on a shared
  * machine (the median is printed too). A development tool, not a test (nothing is asserted).
@@ -77,6 +77,9 @@ int main(int argc, char **argv) {
     uint8_t *k8[2], *v8[2];
     for (int64_t i = 0; i < n_slots * w; i++)
         k[i] = 2.0f * frand(), v[i] = frand();
+    uint16_t *k16 = malloc((size_t)(n_slots * w) * 2), *v16 = malloc((size_t)(n_slots * w) * 2);
+    llmrt_kv_store_bf16(k16, k, n_slots * w);
+    llmrt_kv_store_bf16(v16, v, n_slots * w);
     static const llmrt_dtype q8[2] = {LLMRT_DTYPE_I8, LLMRT_DTYPE_F8_E4M3};
     for (int d = 0; d < 2; d++) {
         k8[d] = malloc((size_t)(n_slots / bs * llmrt_kv8_block_bytes(&l)));
@@ -116,14 +119,16 @@ int main(int argc, char **argv) {
                               .block_tables = tables,
                               .n_tokens = n_seqs,
                               .max_blocks = max_blocks};
-    static const char *const names[3] = {"f32", "int8", "fp8_e4m3"};
-    const void *kc[3] = {k, k8[0], k8[1]}, *vc[3] = {v, v8[0], v8[1]};
-    const llmrt_dtype dt[3] = {LLMRT_DTYPE_F32, LLMRT_DTYPE_I8, LLMRT_DTYPE_F8_E4M3};
-    double *t[3];
-    for (int d = 0; d < 3; d++)
+#define N_DT 4
+    static const char *const names[N_DT] = {"f32", "int8", "fp8_e4m3", "bf16"};
+    const void *kc[N_DT] = {k, k8[0], k8[1], k16}, *vc[N_DT] = {v, v8[0], v8[1], v16};
+    const llmrt_dtype dt[N_DT] = {LLMRT_DTYPE_F32, LLMRT_DTYPE_I8, LLMRT_DTYPE_F8_E4M3,
+                                  LLMRT_DTYPE_BF16};
+    double *t[N_DT];
+    for (int d = 0; d < N_DT; d++)
         t[d] = malloc((size_t)reps * sizeof(double));
     for (int r = 0; r < reps; r++)
-        for (int d = 0; d < 3; d++) {
+        for (int d = 0; d < N_DT; d++) {
             double t0 = now_s();
             llmrt_cpu_attention(&a, pool, out, q, kc[d], vc[d], dt[d], Hq, Hkv, hd, bs, 0.125f, 0,
                                 &b);
@@ -135,7 +140,7 @@ int main(int argc, char **argv) {
     printf("%-9s %14s %10s %10s %12s %10s\n", "kv dtype", "KV bytes/call", "min us", "median us",
            "GB/s at min", "speedup");
     double base = 0;
-    for (int d = 0; d < 3; d++) {
+    for (int d = 0; d < N_DT; d++) {
         qsort(t[d], (size_t)reps, sizeof(double), cmp_double);
         double bytes = 2.0 * n_seqs * n_ctx * llmrt_kv_slot_bytes(dt[d], Hkv, hd, 4);
         if (d == 0) base = t[d][0];
@@ -145,7 +150,7 @@ int main(int argc, char **argv) {
     }
     llmrt_cpu_attn_free(&a);
     llmrt_thread_pool_destroy(pool);
-    free(k), free(v), free(tables), free(pos), free(seq), free(q), free(out);
+    free(k), free(v), free(k16), free(v16), free(tables), free(pos), free(seq), free(q), free(out);
     for (int d = 0; d < 2; d++)
         free(k8[d]), free(v8[d]);
     return 0;

@@ -8,7 +8,10 @@
  * filled with NaN: a kernel that read them would fail the reference. All of it again with the
  * cache in int8 and fp8 e4m3 (format/kv_quant.h): the reference then runs on the values the
  * codes stand for (so the kernels' dequantisation and paging are checked at fp32 tolerance), and
- * those values are checked against the unquantised ones within the type's rounding bound. */
+ * those values are checked against the unquantised ones within the type's rounding bound. And in
+ * bf16: every stored value is checked against round-to-nearest-even computed in fp64, and the
+ * output must be bit-identical to that of an fp32 cache holding the rounded values (the widening
+ * is exact, so only the memory read differs). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,8 +45,8 @@ typedef struct setup {
     int32_t  seq_len[MAX_SEQS]; /* positions held in the cache per sequence */
     int32_t *tables;            /* [n_seqs, max_blocks] shuffled block ids  */
     float   *k, *v;             /* [n_blocks * bs, Hkv, hd]                 */
-    uint8_t *k8, *v8;           /* 8-bit g_kv: k, v as 8-bit pools (format/kv_quant.h); k, v
-                                 * then hold the values the codes stand for */
+    uint8_t *k8, *v8;           /* 8-bit or bf16 g_kv: k, v as such pools (format/kv_quant.h);
+                                 * k, v then hold the values the codes stand for */
     float   *q;                 /* [n_seqs, max_len, Hq, hd]: q of (seq, position) */
     int32_t  max_len;
 } setup;
@@ -182,6 +185,46 @@ static void quantise_cache(setup *s) {
               llmrt_dtype_name(g_kv));
 }
 
+/* The bf16 value nearest x, ties to the even code, found in fp64 from the two bf16 values around
+ * x (truncation and one step away from zero), independently of the bit trick of core/half.h. */
+static uint16_t bf16_nearest_even(float x) {
+    uint32_t b;
+    memcpy(&b, &x, sizeof b);
+    uint16_t lo = (uint16_t)(b >> 16), hi = (uint16_t)(lo + 1);
+    uint32_t lb = (uint32_t)lo << 16, hb = (uint32_t)hi << 16;
+    float    lf, hf;
+    memcpy(&lf, &lb, sizeof lf);
+    memcpy(&hf, &hb, sizeof hf);
+    double dl = fabs((double)x - lf), dh = fabs((double)hf - x);
+    return dl < dh ? lo : dh < dl ? hi : (lo & 1) ? hi : lo;
+}
+
+/* The cache as bf16 pools (g_kv BF16, [slots, Hkv, hd] of uint16 as the engine keeps it); k and v
+ * become the rounded values. Every code must be the fp64 nearest-even one; NaN stays NaN. */
+static void bf16_cache(setup *s) {
+    int64_t n      = (int64_t)s->n_seqs * s->max_blocks * s->bs * s->Hkv * s->hd;
+    int     ok     = 1;
+    float  *src[2] = {s->k, s->v};
+    for (int kv = 0; kv < 2; kv++) {
+        uint16_t *c = malloc((size_t)n * sizeof *c);
+        for (int64_t i = 3; i < n; i += 11) src[kv][i] *= 1e-39f; /* fp32 subnormals */
+        llmrt_kv_store_bf16(c, src[kv], n);
+        for (int64_t i = 0; i < n; i++) {
+            float    x = src[kv][i];
+            uint32_t bits = (uint32_t)c[i] << 16;
+            if (x != x) {
+                ok &= (c[i] & 0x7f80) == 0x7f80 && (c[i] & 0x7f) != 0;
+                continue;
+            }
+            ok &= c[i] == bf16_nearest_even(x);
+            memcpy(&src[kv][i], &bits, sizeof bits);
+        }
+        if (kv == 0) s->k8 = (uint8_t *)c;
+        else s->v8 = (uint8_t *)c;
+    }
+    CHECK_MSG(ok, "bf16 cache: a stored value is not the nearest-even bf16 (or a NaN was lost)");
+}
+
 static int same_bits(const float *a, const float *b, int64_t n) {
     return memcmp(a, b, (size_t)n * sizeof(float)) == 0;
 }
@@ -208,7 +251,8 @@ static void test_shape_w(const char *isa, int32_t Hq, int32_t Hkv, int32_t hd, i
                         ((float *)kv_of(&s, s.k, q, p, h))[i] = NAN;
                         ((float *)kv_of(&s, s.v, q, p, h))[i] = NAN;
                     }
-    if (g_kv != LLMRT_DTYPE_F32) quantise_cache(&s);
+    if (g_kv == LLMRT_DTYPE_BF16) bf16_cache(&s);
+    else if (g_kv != LLMRT_DTYPE_F32) quantise_cache(&s);
     int64_t w = (int64_t)Hq * hd;
     float  *full = malloc((size_t)(T * w) * sizeof(float)), *part = malloc((size_t)(T * w) * sizeof(float));
 
@@ -221,6 +265,15 @@ static void test_shape_w(const char *isa, int32_t Hq, int32_t Hkv, int32_t hd, i
     double e = check_ref(&s, T, seqs, pos, full);
     CHECK_MSG(e < 2e-5, "%s kv %s Hq %d Hkv %d hd %d bs %d window %d: max |err| %g vs fp64",
               isa, llmrt_dtype_name(g_kv), Hq, Hkv, hd, bs, window, e);
+
+    if (g_kv == LLMRT_DTYPE_BF16) { /* an fp32 cache of the same values: the same bits */
+        uint8_t *k8 = s.k8, *v8 = s.v8;
+        s.k8 = s.v8 = NULL, g_kv = LLMRT_DTYPE_F32;
+        run(&s, &a, pool3, T, seqs, pos, part);
+        s.k8 = k8, s.v8 = v8, g_kv = LLMRT_DTYPE_BF16;
+        CHECK_MSG(same_bits(full, part, T * w), "%s Hq %d hd %d bs %d window %d: the bf16 cache "
+                  "differs from an fp32 cache of the same values", isa, Hq, hd, bs, window);
+    }
 
     /* one thread: the same bits */
     run(&s, &a, pool1, T, seqs, pos, part);
@@ -273,7 +326,8 @@ static void test_shape(const char *isa, int32_t Hq, int32_t Hkv, int32_t hd, int
 
 int main(void) {
     static const char *isas[] = {"avx512", "avx2", "generic"};
-    static const llmrt_dtype kvs[] = {LLMRT_DTYPE_F32, LLMRT_DTYPE_I8, LLMRT_DTYPE_F8_E4M3};
+    static const llmrt_dtype kvs[] = {LLMRT_DTYPE_F32, LLMRT_DTYPE_I8, LLMRT_DTYPE_F8_E4M3,
+                                      LLMRT_DTYPE_BF16};
     for (size_t k = 0; k < sizeof kvs / sizeof kvs[0]; k++)
     for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
         g_kv = kvs[k];

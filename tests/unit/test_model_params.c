@@ -60,7 +60,7 @@ int main(void) {
     p.activation_dtype = (llmrt_activation_dtype)-2;
     CHECK_STATUS(llmrt_model_load(Q4_GGUF, &p, &bad), LLMRT_ERR_INVALID_ARG, "activation_dtype");
     p                = d;
-    p.kv_cache_dtype = (llmrt_kv_cache_dtype)3;
+    p.kv_cache_dtype = (llmrt_kv_cache_dtype)4;
     CHECK_STATUS(llmrt_model_load(Q4_GGUF, &p, &bad), LLMRT_ERR_INVALID_ARG, "kv_cache_dtype");
     p            = d;
     p.tp_spin_us = -5;
@@ -95,6 +95,19 @@ int main(void) {
               "int8 KV: %lld bytes per token", (long long)llmrt_kv_cache_bytes_per_token(kv8));
     llmrt_kv_cache_destroy(kv8);
     llmrt_model_destroy(m);
+    /* a bf16 KV cache on the CPU: 2-byte elements, Hkv * hd * 2 bytes per slot, no scales */
+    p.kv_cache_dtype = LLMRT_KV_CACHE_BF16;
+    m                = load(&p, Q4_GGUF);
+    info_of(m, &info);
+    CHECK(info.kv_elem_bytes == 2);
+    kv8 = NULL;
+    CHECK(m && llmrt_kv_cache_create(m, &kp8, &kv8) == LLMRT_OK);
+    CHECK_MSG(llmrt_kv_cache_bytes_per_token(kv8) ==
+                  2LL * info.n_layers * info.n_kv_heads * info.head_dim * 2,
+              "bf16 KV: %lld bytes per token", (long long)llmrt_kv_cache_bytes_per_token(kv8));
+    llmrt_kv_cache_destroy(kv8);
+    llmrt_model_destroy(m);
+    p.kv_cache_dtype = LLMRT_KV_CACHE_INT8;
     setenv("LLMRT_NO_Q4", "1", 1);
     p.dequantize_weights = false;
     m                    = load(&p, Q4_GGUF);

@@ -10,7 +10,7 @@
 
 size_t llmrt_cpu_attn_scratch_floats(int32_t head_dim) {
     /* kt [hd, CHUNK] | p [MAX_ROWS, CHUNK] | m, l, alpha [MAX_ROWS] each, 16-float aligned |
-     * dequantised K, V rows [2, CHUNK, hd] (8-bit caches) */
+     * converted K, V rows [2, CHUNK, hd] (8-bit and bf16 caches) */
     size_t rows = (LLMRT_CPU_ATTN_MAX_ROWS + 15) / 16 * 16;
     return (size_t)head_dim * LLMRT_CPU_ATTN_CHUNK + rows * LLMRT_CPU_ATTN_CHUNK + 3 * rows +
            2 * (size_t)head_dim * LLMRT_CPU_ATTN_CHUNK;
@@ -114,6 +114,11 @@ static void attn_task(void *p, int64_t task, int thread) {
         t.scale_off        = llmrt_kv8_scale_off(&l, 0, kvh) - (int64_t)kvh * hd;
         t.scale_ld         = 4 * (int64_t)j->n_kv_heads;
         t.fp8_lut   = j->fp8_lut;
+    } else if (j->kv_dtype == LLMRT_DTYPE_BF16) { /* [slots, Hkv, hd] of 2 bytes */
+        t.kv_ld       = 2 * kv_ld;
+        t.block_bytes = (int64_t)j->block_size * t.kv_ld;
+        t.k8          = (const uint8_t *)j->k_cache + 2 * (int64_t)kvh * hd;
+        t.v8          = (const uint8_t *)j->v_cache + 2 * (int64_t)kvh * hd;
     } else {
         t.k = (const float *)j->k_cache + (int64_t)kvh * hd;
         t.v = (const float *)j->v_cache + (int64_t)kvh * hd;
@@ -129,7 +134,8 @@ llmrt_status llmrt_cpu_attention(llmrt_cpu_attn *a, llmrt_thread_pool *pool, flo
                                  const llmrt_cpu_attn_batch *b) {
     int32_t T = b->n_tokens;
     if (T <= 0) return LLMRT_OK;
-    if (kv_dtype != LLMRT_DTYPE_F32 && !llmrt_kv_dtype_is_8bit(kv_dtype))
+    if (kv_dtype != LLMRT_DTYPE_F32 && kv_dtype != LLMRT_DTYPE_BF16 &&
+        !llmrt_kv_dtype_is_8bit(kv_dtype))
         return LLMRT_ERR_INVALID_ARG;
     if (a->scratch_cap < llmrt_cpu_attn_scratch_floats(head_dim) || a->tiles_cap < T + 1)
         return LLMRT_ERR_OUT_OF_MEMORY;

@@ -40,12 +40,14 @@ typedef struct llmrt_cpu_attn_tile {
     int32_t        n_tok;      /* tokens in the tile (n_tok * group <= MAX_ROWS)                 */
     int32_t        group;      /* query heads per KV head                                         */
     int32_t        head_dim;
-    llmrt_dtype    kv_dtype;   /* F32: the cache is k, v; I8 / F8_E4M3: k8, v8 (format/kv_quant.h) */
+    llmrt_dtype    kv_dtype;   /* F32: the cache is k, v; I8 / F8_E4M3 / BF16: k8, v8, converted
+                                * to fp32 a chunk at a time (attention_cpu_kv.h)               */
     const float   *k, *v;      /* F32 cache base + KV head offset: position p at k + slot(p) * kv_ld */
-    const uint8_t *k8, *v8;    /* 8-bit pool base + h * hd: the head's codes at offset 0 of block 0 */
-    int64_t        kv_ld;      /* F32: floats between cache slots (Hkv * hd); 8-bit: code bytes
-                                * between the slots of a block (Hkv * hd)                      */
-    int64_t        block_bytes;/* 8-bit: bytes of a block (format/kv_quant.h)                  */
+    const uint8_t *k8, *v8;    /* 8-bit pool base + h * hd (BF16: + h * hd * 2 bytes): the head's
+                                * codes at offset 0 of block 0                                 */
+    int64_t        kv_ld;      /* F32: floats between cache slots (Hkv * hd); 8-bit / BF16: code
+                                * bytes between the slots of a block (Hkv * hd * 1 or 2)       */
+    int64_t        block_bytes;/* 8-bit / BF16: bytes of a block (format/kv_quant.h)          */
     int64_t        scale_off;  /* 8-bit: from k8 to the head's scale at (block 0, slot 0)      */
     int64_t        scale_ld;   /* 8-bit: bytes between the scales of a block's slots (4 * Hkv) */
     const float   *fp8_lut;    /* F8_E4M3: the 256 code values (llmrt_fp8_e4m3_table)           */
@@ -65,8 +67,8 @@ static inline int32_t llmrt_cpu_attn_lo(const llmrt_cpu_attn_tile *t, int32_t p)
 }
 
 /* Runs one tile; scratch holds llmrt_cpu_attn_scratch_floats(head_dim) floats, 64-byte aligned
- * (the last 2 * CHUNK * hd of them hold the dequantised K and V rows of a chunk of an 8-bit
- * cache: attention_cpu_kv.h). */
+ * (the last 2 * CHUNK * hd of them hold the K and V rows of a chunk of an 8-bit or bf16 cache
+ * converted to fp32: attention_cpu_kv.h). */
 typedef void (*llmrt_cpu_attn_tile_fn)(const llmrt_cpu_attn_tile *t, float *scratch);
 
 size_t llmrt_cpu_attn_scratch_floats(int32_t head_dim);
@@ -98,8 +100,8 @@ llmrt_status llmrt_cpu_attn_reserve(llmrt_cpu_attn *a, int64_t n_tokens, int32_t
 /* out [T, Hq, hd] = softmax(q Kᵀ * scale, causal to each token's position, within the sliding
  * window when window > 0) V over the paged
  * cache of the token's sequence. q [T, Hq, hd]; k_cache, v_cache [slots, Hkv, hd] fp32 when
- * kv_dtype is F32, else 8-bit blocks of codes and scales (format/kv_quant.h),
- * dequantised a chunk at a time inside the tile kernels;
+ * kv_dtype is F32, bf16 (uint16) when BF16, else 8-bit blocks of codes and scales
+ * (format/kv_quant.h); BF16 and 8-bit are converted a chunk at a time inside the tile kernels;
  * positions, seq_of [T]; block_tables [n_seqs, max_blocks]. Needs a prior reserve for T and hd
  * (returns LLMRT_ERR_OUT_OF_MEMORY, output untouched, otherwise). */
 typedef struct llmrt_cpu_attn_batch {

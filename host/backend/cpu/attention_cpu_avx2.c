@@ -6,6 +6,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "../../core/half.h"
 #include "attention_cpu.h"
 #include "attention_cpu_kv.h"
 
@@ -22,6 +23,19 @@ static void dequant_row(float *dst, const uint8_t *codes, float scale, int32_t n
     const __m256  s   = _mm256_set1_ps(scale), s8 = _mm256_set1_ps(scale * 256.0f);
     const __m128i sgn = _mm_set1_epi16(0x80), mag = _mm_set1_epi16(0x7F);
     int32_t       i   = 0;
+    if (kv == LLMRT_DTYPE_BF16) { /* bf16 bits are the top half of the fp32 ones */
+        for (; i + 8 <= n; i += 8) {
+            __m128i b = _mm_loadu_si128((const __m128i *)(codes + 2 * (size_t)i));
+            _mm256_storeu_ps(dst + i,
+                             _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(b), 16)));
+        }
+        for (; i < n; i++) {
+            uint16_t b;
+            memcpy(&b, codes + 2 * (size_t)i, sizeof b);
+            dst[i] = llmrt_bf16_to_f32(b);
+        }
+        return;
+    }
     for (; i + 8 <= n; i += 8) {
         __m128i c = _mm_loadl_epi64((const __m128i *)(codes + i));
         __m256  x;

@@ -18,7 +18,8 @@
 #define V_ROWS 4                    /* rows per P·V group     */
 #define V_COLS 4                    /* zmm of output columns per P·V pass (64 floats) */
 
-/* dst[n] = scale * value(codes[n]), 16 at a time (masked tail). int8: sign-extended. fp8 e4m3:
+/* dst[n] = scale * value(codes[n]), 16 at a time (masked tail); bf16: widened exactly, no scale.
+ * int8: sign-extended. fp8 e4m3:
  * its bits moved into an fp16 (sign to bit 15, exponent and mantissa shifted left by 7: the
  * same value / 2^8, subnormals included, since fp16's bias is 8 more) and converted exactly by
  * vcvtph2ps; scale * 2^8 is exact, so the product rounds as scale * value does (the portable
@@ -30,8 +31,14 @@ static void dequant_row(float *dst, const uint8_t *codes, float scale, int32_t n
     const __m256i sgn = _mm256_set1_epi16(0x80), mag = _mm256_set1_epi16(0x7F);
     for (int32_t i = 0; i < n; i += 16) {
         __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
-        __m128i   c = _mm_maskz_loadu_epi8(k, codes + i);
         __m512    x;
+        if (kv == LLMRT_DTYPE_BF16) { /* bf16 bits are the top half of the fp32 ones */
+            __m256i b = _mm256_maskz_loadu_epi16(k, codes + 2 * (size_t)i);
+            __m512i w = _mm512_slli_epi32(_mm512_cvtepu16_epi32(b), 16);
+            _mm512_mask_storeu_ps(dst + i, k, _mm512_castsi512_ps(w));
+            continue;
+        }
+        __m128i c = _mm_maskz_loadu_epi8(k, codes + i);
         if (kv == LLMRT_DTYPE_I8) {
             x = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(c)), s);
         } else {

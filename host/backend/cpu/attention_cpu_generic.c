@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "../../core/half.h"
 #include "attention_cpu.h"
 #include "attention_cpu_kv.h"
 
@@ -11,7 +12,13 @@
 
 static void dequant_row(float *dst, const uint8_t *codes, float scale, int32_t n, llmrt_dtype kv,
                         const float *lut) {
-    if (kv == LLMRT_DTYPE_I8)
+    if (kv == LLMRT_DTYPE_BF16) {
+        for (int32_t i = 0; i < n; i++) {
+            uint16_t b;
+            memcpy(&b, codes + 2 * (size_t)i, sizeof b);
+            dst[i] = llmrt_bf16_to_f32(b);
+        }
+    } else if (kv == LLMRT_DTYPE_I8)
         for (int32_t i = 0; i < n; i++) dst[i] = scale * (float)(int8_t)codes[i];
     else
         for (int32_t i = 0; i < n; i++) dst[i] = scale * lut[codes[i]];

@@ -1,9 +1,9 @@
 /* The K and V rows of one chunk of the CPU attention as fp32 rows (attention_cpu.h), shared by
- * the tile kernels: pointers into the cache when it holds fp32, else rows dequantised into the
- * scratch's last 2 * CHUNK * hd floats. Each ISA file includes this header and passes its own row
- * dequantiser, so the conversion runs with that file's vector instructions. Dequantising a whole
- * chunk once per tile (not per query row) shares the work among the tile's rows: G rows of a
- * decode token, up to MAX_ROWS of a prompt tile. */
+ * the tile kernels: pointers into the cache when it holds fp32, else rows converted (8-bit codes
+ * dequantised, bf16 widened exactly) into the scratch's last 2 * CHUNK * hd floats. Each ISA file
+ * includes this header and passes its own row converter, so the conversion runs with that file's
+ * vector instructions. Converting a whole chunk once per tile (not per query row) shares the work
+ * among the tile's rows: G rows of a decode token, up to MAX_ROWS of a prompt tile. */
 #ifndef LLMRT_ATTENTION_CPU_KV_H
 #define LLMRT_ATTENTION_CPU_KV_H
 
@@ -11,7 +11,8 @@
 
 #include "attention_cpu.h"
 
-/* dst[n] = scale * value(codes[n]) for kv I8 (int8 codes) or F8_E4M3 (lut[256] values) */
+/* dst[n] = scale * value(codes[n]) for kv I8 (int8 codes) or F8_E4M3 (lut[256] values); for
+ * BF16, dst[n] = the n bf16 values at codes (2n bytes, any alignment; scale is not used) */
 typedef void (*llmrt_cpu_kv_dequant_fn)(float *dst, const uint8_t *codes, float scale, int32_t n,
                                         llmrt_dtype kv, const float *lut);
 
@@ -48,9 +49,11 @@ llmrt_cpu_attn_chunk_rows(const llmrt_cpu_attn_tile *t, int32_t c0, int32_t jlo,
         int64_t blk = (int64_t)t->table[p / t->block_size] * t->block_bytes;
         int64_t o = p % t->block_size;
         const uint8_t *kc = t->k8 + blk + o * t->kv_ld, *vc = t->v8 + blk + o * t->kv_ld;
-        float ks, vs;
-        memcpy(&ks, t->k8 + blk + t->scale_off + o * t->scale_ld, sizeof ks);
-        memcpy(&vs, t->v8 + blk + t->scale_off + o * t->scale_ld, sizeof vs);
+        float ks = 1.0f, vs = 1.0f; /* a bf16 cache has no scales */
+        if (t->kv_dtype != LLMRT_DTYPE_BF16) {
+            memcpy(&ks, t->k8 + blk + t->scale_off + o * t->scale_ld, sizeof ks);
+            memcpy(&vs, t->v8 + blk + t->scale_off + o * t->scale_ld, sizeof vs);
+        }
         dequant(kd + (size_t)j * hd, kc, ks, hd, t->kv_dtype, t->fp8_lut);
         dequant(vd + (size_t)j * hd, vc, vs, hd, t->kv_dtype, t->fp8_lut);
     }

@@ -201,9 +201,9 @@ static bool cpu_supports(const llmrt_backend *be, const llmrt_op_query *q, char 
         return true;
     case LLMRT_BOP_ATTENTION:
         if (q->kv_dtype != LLMRT_DTYPE_INVALID && q->kv_dtype != LLMRT_DTYPE_F32 &&
-            !llmrt_kv_dtype_is_8bit(q->kv_dtype))
-            return llmrt_backend_decline(why, cap, "KV cache dtype %s not supported (f32, i8, "
-                                         "f8_e4m3)", llmrt_dtype_name(q->kv_dtype));
+            q->kv_dtype != LLMRT_DTYPE_BF16 && !llmrt_kv_dtype_is_8bit(q->kv_dtype))
+            return llmrt_backend_decline(why, cap, "KV cache dtype %s not supported (f32, bf16, "
+                                         "i8, f8_e4m3)", llmrt_dtype_name(q->kv_dtype));
         return q->head_dim > 0;
     case LLMRT_BOP_FLASH_ATTENTION:
         return llmrt_backend_decline(why, cap, "the cpu backend has one attention kernel");
@@ -793,6 +793,11 @@ static void cpu_rope_kv_write(llmrt_backend *be, void *q, void *k, const void *v
             llmrt_kv8_layout l = {s->block_size, s->n_kv_heads, hd};
             llmrt_kv_quantise_token(k_cache, &l, c->slots[t], kt, s->kv_dtype);
             llmrt_kv_quantise_token(v_cache, &l, c->slots[t], vt, s->kv_dtype);
+            continue;
+        }
+        if (s->kv_dtype == LLMRT_DTYPE_BF16) {
+            llmrt_kv_store_bf16((uint16_t *)k_cache + c->slots[t] * kv_w, kt, kv_w);
+            llmrt_kv_store_bf16((uint16_t *)v_cache + c->slots[t] * kv_w, vt, kv_w);
             continue;
         }
         memcpy((float *)k_cache + c->slots[t] * kv_w, kt, (size_t)kv_w * sizeof(float));

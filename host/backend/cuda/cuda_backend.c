@@ -323,6 +323,11 @@ static bool cuda_supports(const llmrt_backend *be, const llmrt_op_query *q, char
         }
         return true;
     case LLMRT_BOP_ATTENTION:
+        if (q->kv_dtype == LLMRT_DTYPE_BF16 && c->act_dtype != LLMRT_DTYPE_BF16)
+            return llmrt_backend_decline(why, cap, "the CUDA KV cache is kept in the activation "
+                                         "dtype (%s here): a bf16 cache needs activation_dtype "
+                                         "bf16, where it is the same as auto",
+                                         llmrt_dtype_name(c->act_dtype));
         if (q->kv_dtype != LLMRT_DTYPE_INVALID && q->kv_dtype != c->act_dtype &&
             !llmrt_kv_dtype_is_8bit(q->kv_dtype))
             return llmrt_backend_decline(why, cap, "KV cache dtype %s not supported (the "
