@@ -44,10 +44,6 @@ static inline __m512i load16_u8(const uint8_t *p) { /* 16 bytes as 16 dwords */
     return _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p));
 }
 
-static inline __m512i shr(__m512i v, int n) {
-    return _mm512_srl_epi32(v, _mm_cvtsi32_si128(n));
-}
-
 /* Q4_K / Q5_K by table lookup (as the 4-bit kernels, q4_kernels_avx512.c): per row and
  * sub-block the 16 (Q4_K) or 32 (Q5_K) possible weights (d*sc)*q - dmin*m are computed once,
  * with the reference's rounding, into one or two zmm; vpermps (low 4 index bits) or vpermt2ps
