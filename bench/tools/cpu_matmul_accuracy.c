@@ -1,8 +1,8 @@
 /* How far a reduced-precision CPU matmul moves a model's logits from the exact fp32 path: int8
  * (llmrt_model_params.cpu_matmul = INT8; the default is EXACT) or bf16 (activation_dtype =
  * BF16). The same texts, teacher-forced, through both, every position's logits compared (max
- * and mean |diff|, top-1 agreement), then greedy continuations compared token by token. Public API only (plus
- * llmrt_forward, experimental).
+ * and mean |diff|, top-1 agreement), then greedy continuations compared token by token. Public
+ * API only (plus llmrt_forward, experimental).
  *
  * usage: cpu_matmul_accuracy MODEL [THREADS] [int8|bf16] */
 #include <math.h>
