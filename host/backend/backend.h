@@ -110,7 +110,8 @@ typedef struct llmrt_op_query {
     /* LLMRT_BOP_MATMUL */
     int64_t n, k;        /* rows (output features), cols (stored input features) */
     int64_t group_size;  /* Q4: columns per scale group                         */
-    bool    has_perm;    /* Q4: an act-order column permutation                 */
+    bool    has_perm;    /* Q4, or a block type through weight_upload_permuted: an act-order
+                          * column permutation */
     /* LLMRT_BOP_ATTENTION, LLMRT_BOP_FLASH_ATTENTION */
     int32_t head_dim, n_heads, n_kv_heads;
     llmrt_dtype kv_dtype; /* LLMRT_BOP_ATTENTION: the pool's storage (0 = the activation dtype) */
@@ -164,6 +165,15 @@ typedef struct llmrt_backend_ops {
      * then declines every Q4 matmul.) */
     llmrt_status (*weight_upload_q4)(llmrt_backend *be, const llmrt_q4_host *host,
                                      llmrt_bweight *out, llmrt_error *err);
+    /* Makes a block-quantised weight stored in act-order usable by matmul: as weight_upload for
+     * `dtype` (a block type `supports` accepts with has_perm), plus perm int32 [cols] in host
+     * memory (copied; need not outlive the call): stored column j holds input column perm[j],
+     * so matmul reads x[:, perm[j]] for stored column j. GPTQ-8 act-order (model/gptq8.h) loads
+     * this way as Q8_Z. (optional: NULL when the backend takes no permuted block weights; its
+     * `supports` then declines has_perm for every dtype but Q4.) */
+    llmrt_status (*weight_upload_permuted)(llmrt_backend *be, llmrt_dtype dtype, int64_t rows,
+                                           int64_t cols, const void *host, const int32_t *perm,
+                                           llmrt_bweight *out, llmrt_error *err);
     void (*weight_free)(llmrt_backend *be, llmrt_bweight *w);
     bool (*supports_weight)(const llmrt_backend *be, llmrt_dtype dtype);
     /* Whether the backend runs `q` (see llmrt_op_query); when not, a NUL-terminated reason

@@ -11,7 +11,7 @@ const char *llmrt_dtype_name(llmrt_dtype t) {
         [LLMRT_DTYPE_Q4_1] = "Q4_1",       [LLMRT_DTYPE_Q4] = "Q4",
         [LLMRT_DTYPE_Q5_0] = "Q5_0", [LLMRT_DTYPE_Q5_1] = "Q5_1", [LLMRT_DTYPE_Q2_K] = "Q2_K",
         [LLMRT_DTYPE_Q3_K] = "Q3_K", [LLMRT_DTYPE_Q4_K] = "Q4_K", [LLMRT_DTYPE_Q5_K] = "Q5_K",
-        [LLMRT_DTYPE_Q6_K] = "Q6_K",
+        [LLMRT_DTYPE_Q6_K] = "Q6_K", [LLMRT_DTYPE_Q8_Z] = "Q8_Z",
     };
     return (t > 0 && t < LLMRT_DTYPE_COUNT && names[t]) ? names[t] : "invalid";
 }

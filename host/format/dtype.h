@@ -38,6 +38,10 @@ typedef enum llmrt_dtype {
     LLMRT_DTYPE_Q4_K, /* 144 bytes: fp16 d, dmin, 8 x (6-bit scale, 6-bit min), 4-bit q       */
     LLMRT_DTYPE_Q5_K, /* 176 bytes: as Q4_K + 32 bytes of fifth bits                          */
     LLMRT_DTYPE_Q6_K, /* 210 bytes: 4-bit low, 2-bit high, 16 int8 scales, fp16 d             */
+    /* an internal block type (no GGUF number): 8-bit GPTQ with integer zero points (asym,
+     * act-order, short last groups; model/gptq8.h), blocks of 32 along K, 36 bytes:
+     * fp16 d | u8 z | u8 0 | u8 q[32]                             w = d*((float)q - (float)z) */
+    LLMRT_DTYPE_Q8_Z,
     LLMRT_DTYPE_COUNT
 } llmrt_dtype;
 
@@ -45,7 +49,7 @@ typedef enum llmrt_dtype {
 static inline int llmrt_dtype_block_elems(llmrt_dtype t) {
     switch (t) {
     case LLMRT_DTYPE_Q8_0: case LLMRT_DTYPE_Q4_0: case LLMRT_DTYPE_Q4_1:
-    case LLMRT_DTYPE_Q5_0: case LLMRT_DTYPE_Q5_1: return 32;
+    case LLMRT_DTYPE_Q5_0: case LLMRT_DTYPE_Q5_1: case LLMRT_DTYPE_Q8_Z: return 32;
     case LLMRT_DTYPE_Q2_K: case LLMRT_DTYPE_Q3_K: case LLMRT_DTYPE_Q4_K:
     case LLMRT_DTYPE_Q5_K: case LLMRT_DTYPE_Q6_K: return 256;
     default: return 1;
@@ -68,6 +72,7 @@ static inline int llmrt_dtype_block_bytes(llmrt_dtype t) {
     case LLMRT_DTYPE_Q4_K: return 144;
     case LLMRT_DTYPE_Q5_K: return 176;
     case LLMRT_DTYPE_Q6_K: return 210;
+    case LLMRT_DTYPE_Q8_Z: return 36;
     default: return 0;
     }
 }

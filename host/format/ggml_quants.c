@@ -17,7 +17,7 @@ bool llmrt_ggml_is_packed(llmrt_dtype t) {
 
 bool llmrt_ggml_is_block(llmrt_dtype t) {
     return t == LLMRT_DTYPE_Q8_0 || t == LLMRT_DTYPE_Q4_0 || t == LLMRT_DTYPE_Q4_1 ||
-           llmrt_ggml_is_packed(t);
+           t == LLMRT_DTYPE_Q8_Z || llmrt_ggml_is_packed(t);
 }
 
 static float f16_at(const uint8_t *p) {
@@ -146,6 +146,11 @@ void llmrt_ggml_dequant_block(llmrt_dtype t, const uint8_t *b, float *y) {
     case LLMRT_DTYPE_Q4_K: q45_k(b, y, false); break;
     case LLMRT_DTYPE_Q5_K: q45_k(b, y, true); break;
     case LLMRT_DTYPE_Q6_K: q6_k(b, y); break;
+    case LLMRT_DTYPE_Q8_Z: { /* GPTQ's formula: (float)scale * ((float)q - (float)zero) */
+        float d = f16_at(b), z = (float)b[2];
+        for (int j = 0; j < 32; j++) y[j] = d * ((float)b[4 + j] - z);
+        break;
+    }
     default: break;
     }
 }

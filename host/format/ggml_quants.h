@@ -47,7 +47,7 @@
 
 /* True for the block types this file dequantises (Q5_0, Q5_1 and the K-quants Q2_K..Q6_K). */
 bool llmrt_ggml_is_packed(llmrt_dtype t);
-/* True for Q8_0, Q4_0, Q4_1 and every llmrt_ggml_is_packed type. */
+/* True for Q8_0, Q4_0, Q4_1, the internal Q8_Z (dtype.h) and every llmrt_ggml_is_packed type. */
 bool llmrt_ggml_is_block(llmrt_dtype t);
 
 /* One block of `t` (llmrt_ggml_is_block) into out[llmrt_dtype_block_elems(t)]. */
