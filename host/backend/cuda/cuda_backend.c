@@ -516,7 +516,8 @@ static llmrt_cuda_status ggml_permuted_x(cuda_ctx *c, const void **x, int64_t ro
         int64_t      before = c->stats.device_allocs;
         llmrt_status s      = perm_x_grow(c, need, &e);
         c->stats.batch_allocs += c->stats.device_allocs - before;
-        if (s != LLMRT_OK) return s == LLMRT_ERR_OUT_OF_MEMORY ? LLMRT_CUDA_ERR_OOM : LLMRT_CUDA_ERR_FAILED;
+        if (s != LLMRT_OK)
+            return s == LLMRT_ERR_OUT_OF_MEMORY ? LLMRT_CUDA_ERR_OOM : LLMRT_CUDA_ERR_FAILED;
     }
     c->stats.launches++;
     int rc = llmrt_cuda_gather_cols(c->stream, c->perm_x, *x, c->act, rows, w->cols, w->aux);
