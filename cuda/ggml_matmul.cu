@@ -282,9 +282,12 @@ template <int T> constexpr bool block_table_ok() {
     return Block<T>::kElems == kElemsOf[T] && Block<T>::kBytes == kBytesOf[T];
 }
 static_assert(block_table_ok<LLMRT_CUDA_GGML_Q8_0>() && block_table_ok<LLMRT_CUDA_GGML_Q5_0>() &&
-                  block_table_ok<LLMRT_CUDA_GGML_Q5_1>() && block_table_ok<LLMRT_CUDA_GGML_Q2_K>() &&
-                  block_table_ok<LLMRT_CUDA_GGML_Q3_K>() && block_table_ok<LLMRT_CUDA_GGML_Q4_K>() &&
-                  block_table_ok<LLMRT_CUDA_GGML_Q5_K>() && block_table_ok<LLMRT_CUDA_GGML_Q6_K>() &&
+                  block_table_ok<LLMRT_CUDA_GGML_Q5_1>() &&
+                  block_table_ok<LLMRT_CUDA_GGML_Q2_K>() &&
+                  block_table_ok<LLMRT_CUDA_GGML_Q3_K>() &&
+                  block_table_ok<LLMRT_CUDA_GGML_Q4_K>() &&
+                  block_table_ok<LLMRT_CUDA_GGML_Q5_K>() &&
+                  block_table_ok<LLMRT_CUDA_GGML_Q6_K>() &&
                   block_table_ok<LLMRT_CUDA_GGML_Q8_Z>() && LLMRT_CUDA_GGML_N_TYPES == 9,
               "the size tables follow the Block traits of every type");
 

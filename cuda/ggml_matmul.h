@@ -8,9 +8,10 @@
  * Device layout: W [N, K] is N rows of K / E blocks (E = 32 or 256 elements, B bytes each), the
  * rows back to back: the GGUF tensor data, byte for byte (no repack, no alignment: a block is
  * read with byte loads; Q8_Z's 36-byte blocks are 4-byte aligned and read in words, so its
- * device copy must start 4-byte aligned, as every cudaMalloc does). The block layouts and the dequantisation of each type follow llama.cpp's
- * dequantize_row_* (the CPU reference: host/format/ggml_quants.h); ggml_blocks.cuh holds the device
- * version, one function per type that dequantises 16 consecutive elements of a block.
+ * device copy must start 4-byte aligned, as every cudaMalloc does). The block layouts and the
+ * dequantisation of each type follow llama.cpp's dequantize_row_* (the CPU reference:
+ * host/format/ggml_quants.h); ggml_blocks.cuh holds the device version, one function per type
+ * that dequantises 16 consecutive elements of a block.
  *
  * Kernels (ggml_matmul.cu, one template per type):
  *   GEMV, M <= 8 rows of x (decode): one warp per weight row, the lanes stride over the row's
