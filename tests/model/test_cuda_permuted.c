@@ -9,8 +9,8 @@
  * Also, bit for bit: the permuted weight on x equals the plain upload on x gathered by the host
  * (the gather is an exact copy), and an identity perm equals the plain upload. After reserve a
  * matmul allocates nothing (decode graphs may capture it); the fused decode op declines a
- * permuted weight (while it takes an f16 weight under the same plan); a perm that is not a
- * permutation, a non-block dtype, and supports() with has_perm give clear answers. */
+ * permuted weight (while it takes an f16 weight under the same plan); embed refuses one; a perm
+ * that is not a permutation, a non-block dtype, and supports() with has_perm give clear answers. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -198,6 +198,10 @@ static void test_act(bool bf16) {
         CHECK_MSG(!ops->matmul_fused(g.be, &f, 1), "the fused op took a permuted weight");
         CHECK_ERROR(ops->download_f32(g.be, out, g.dout, N_OUT, &err), err, LLMRT_OK, "");
         ops->weight_free(g.be, &wf);
+        /* a permuted weight as an embedding table would give its rows in stored order: refused */
+        ops->embed(g.be, g.dout, &wp);
+        CHECK_ERROR(ops->download_f32(g.be, out, g.dout, N_OUT, &err), err, LLMRT_ERR_UNSUPPORTED,
+                    "act-order");
     }
 
     /* bad input */

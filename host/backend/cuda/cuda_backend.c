@@ -970,6 +970,10 @@ static llmrt_status cuda_begin_batch(llmrt_backend *be, const llmrt_batch_plan *
 static void cuda_embed(llmrt_backend *be, void *out, const llmrt_bweight *table) {
     cuda_ctx *c = ctx_of(be);
     if (skip(c) || graph_op(c, 1, out, table->data, NULL, table->cols, 0)) return;
+    if (weight_permuted(table)) { /* its columns would come out in stored order */
+        note_failure(c, LLMRT_CUDA_ERR_INVALID, "embed: an act-order (permuted) table");
+        return;
+    }
     if (ggml_type_of(table->dtype) >= 0) { /* a GGUF block table: rows dequantised to fp32 */
         launched(c, llmrt_cuda_ggml_embed(c->stream, out, table->data, ggml_type_of(table->dtype),
                                           PLAN(c, off_tokens, int32_t), c->n_tokens, table->cols),
