@@ -284,8 +284,7 @@ static bool         ggml_weight_ok(const cuda_ctx *c, llmrt_dtype dtype);
 static int          ggml_type_of(llmrt_dtype dtype);
 static llmrt_status ggml_weight_upload(cuda_ctx *c, llmrt_dtype dtype, int64_t rows, int64_t cols,
                                        const void *host, llmrt_bweight *out, llmrt_error *err);
-static bool         perm_supported(const cuda_ctx *c, const llmrt_op_query *q, char *why,
-                                   size_t cap);
+static bool         perm_supported(const llmrt_op_query *q, char *why, size_t cap);
 static bool         weight_permuted(const llmrt_bweight *w);
 static llmrt_status perm_x_grow(cuda_ctx *c, uint64_t need, llmrt_error *err);
 
@@ -323,7 +322,7 @@ static bool cuda_supports(const llmrt_backend *be, const llmrt_op_query *q, char
                 return llmrt_backend_decline(why, cap, "%s", msg);
             return true;
         }
-        if (q->has_perm && !perm_supported(c, q, why, cap)) return false;
+        if (q->has_perm && !perm_supported(q, why, cap)) return false;
         if (ggml_type_of(q->dtype) >= 0 && c->act == LLMRT_CUDA_F32)
             return llmrt_backend_decline(why, cap, "the GGUF block kernels take fp16 or bf16 "
                                          "activations only (%s here)", llmrt_dtype_name(c->act_dtype));
@@ -546,13 +545,12 @@ static llmrt_cuda_status ggml_matmul(cuda_ctx *c, void *out, llmrt_cuda_dtype ou
  * allocates nothing and decode graphs capture the gather like any kernel. An identity
  * permutation keeps no perm (the plain weight, the same bits). The fused decode op declines
  * permuted weights (weight_permuted). Any block type may carry a perm; f16/bf16/f32 weights may
- * not (the loader un-permutes those at load). */
+ * not (supports declines has_perm for them). */
 static bool weight_permuted(const llmrt_bweight *w) {
     return ggml_type_of(w->dtype) >= 0 && w->aux != NULL;
 }
 
-static bool perm_supported(const cuda_ctx *c, const llmrt_op_query *q, char *why, size_t cap) {
-    (void)c;
+static bool perm_supported(const llmrt_op_query *q, char *why, size_t cap) {
     if (q->dtype == LLMRT_DTYPE_Q4 || ggml_type_of(q->dtype) >= 0) return true;
     return llmrt_backend_decline(why, cap, "an act-order permutation needs a block-quantised "
                                  "weight (Q8_Z, GGUF blocks) or Q4, not %s",
