@@ -4,6 +4,8 @@
 // dequantize_row_* (host/format/ggml_quants.c is the CPU reference and states each layout):
 // per-sub-block products d*sc and dmin*m rounded to fp32 first, then d1*q - m1. Blocks are read
 // byte by byte: a GGUF row of 22-, 34-, 110- or 210-byte blocks has no alignment to exploit.
+// The internal Q8_Z (36 bytes) is the exception: every block of it starts 4-byte aligned, so it
+// is read in 32-bit words.
 #ifndef LLMRT_GGML_BLOCKS_CUH
 #define LLMRT_GGML_BLOCKS_CUH
 
@@ -43,6 +45,30 @@ template <> struct Block<LLMRT_CUDA_GGML_Q8_0> { // fp16 d | i8 q[32]
         GGML_UNROLL
         for (int i = 0; i < 16; i++)
             w[i] = d * (float)(int8_t)b[2 + e0 + i];
+    }
+};
+
+// Q8_Z (the internal 8-bit GPTQ block, llmrt dtype.h): fp16 d | u8 z | u8 0 | u8 q[32], w =
+// d * ((float)q - (float)z) in fp32 as GPTQ computes it (q - z is exact, then one rounding: the
+// CPU reference's bits, no contraction possible). 36-byte blocks in a row of a 256-byte aligned
+// allocation: each block, and q + e0 (offset 4 or 20), is 4-byte aligned: one word for the
+// header, four for the 16 codes.
+template <> struct Block<LLMRT_CUDA_GGML_Q8_Z> {
+    static constexpr int kElems = 32, kBytes = 36;
+    __device__ __forceinline__ static void dequant16(const uint8_t *b, int e0, float (&w)[16]) {
+        const uint32_t head = *reinterpret_cast<const uint32_t *>(b); // d (bits 0-15) | z | 0
+        const uint16_t dbits = (uint16_t)(head & 0xffffu);
+        __half h;
+        memcpy(static_cast<void *>(&h), &dbits, 2);
+        const float d = __half2float(h), z = (float)((head >> 16) & 0xffu);
+        const uint32_t *q = reinterpret_cast<const uint32_t *>(b + 4 + e0);
+        GGML_UNROLL
+        for (int i = 0; i < 4; i++) {
+            const uint32_t v = q[i];
+            GGML_UNROLL
+            for (int j = 0; j < 4; j++)
+                w[4 * i + j] = d * ((float)((v >> (8 * j)) & 0xffu) - z);
+        }
     }
 };
 
@@ -190,6 +216,8 @@ template <class F, class... A> int dispatch(int t, A... args) {
         return F::template run<LLMRT_CUDA_GGML_Q5_K>(args...);
     case LLMRT_CUDA_GGML_Q6_K:
         return F::template run<LLMRT_CUDA_GGML_Q6_K>(args...);
+    case LLMRT_CUDA_GGML_Q8_Z:
+        return F::template run<LLMRT_CUDA_GGML_Q8_Z>(args...);
     default:
         return (int)cudaErrorInvalidValue;
     }

@@ -274,10 +274,22 @@ struct RunEmbed {
 };
 
 constexpr int64_t kMaxN = 65535LL * kBN;
-constexpr int kElemsOf[LLMRT_CUDA_GGML_N_TYPES] = {32, 32, 32, 256, 256, 256, 256, 256};
-constexpr int kBytesOf[LLMRT_CUDA_GGML_N_TYPES] = {34, 22, 24, 84, 110, 144, 176, 210};
-const char *const kNameOf[LLMRT_CUDA_GGML_N_TYPES] = {"Q8_0", "Q5_0", "Q5_1", "Q2_K",
-                                                      "Q3_K", "Q4_K", "Q5_K", "Q6_K"};
+constexpr int kElemsOf[LLMRT_CUDA_GGML_N_TYPES] = {32, 32, 32, 256, 256, 256, 256, 256, 32};
+constexpr int kBytesOf[LLMRT_CUDA_GGML_N_TYPES] = {34, 22, 24, 84, 110, 144, 176, 210, 36};
+const char *const kNameOf[LLMRT_CUDA_GGML_N_TYPES] = {"Q8_0", "Q5_0", "Q5_1", "Q2_K", "Q3_K",
+                                                      "Q4_K", "Q5_K", "Q6_K", "Q8_Z"};
+template <int T> constexpr bool block_table_ok() {
+    return Block<T>::kElems == kElemsOf[T] && Block<T>::kBytes == kBytesOf[T];
+}
+static_assert(block_table_ok<LLMRT_CUDA_GGML_Q8_0>() && block_table_ok<LLMRT_CUDA_GGML_Q5_0>() &&
+                  block_table_ok<LLMRT_CUDA_GGML_Q5_1>() &&
+                  block_table_ok<LLMRT_CUDA_GGML_Q2_K>() &&
+                  block_table_ok<LLMRT_CUDA_GGML_Q3_K>() &&
+                  block_table_ok<LLMRT_CUDA_GGML_Q4_K>() &&
+                  block_table_ok<LLMRT_CUDA_GGML_Q5_K>() &&
+                  block_table_ok<LLMRT_CUDA_GGML_Q6_K>() &&
+                  block_table_ok<LLMRT_CUDA_GGML_Q8_Z>() && LLMRT_CUDA_GGML_N_TYPES == 9,
+              "the size tables follow the Block traits of every type");
 
 } // namespace ggml
 

@@ -1,12 +1,17 @@
 /* ggml_matmul.h: CUDA kernels for GGUF's block-quantised weights, kept on the device exactly as the
  * file stores them: Q8_0, Q5_0, Q5_1 and the K-quants Q2_K, Q3_K, Q4_K, Q5_K, Q6_K (Q4_0 / Q4_1
- * load losslessly into the internal 4-bit format and run on the q4 kernels, q4_matmul.h).
+ * load losslessly into the internal 4-bit format and run on the q4 kernels, q4_matmul.h); and the
+ * internal Q8_Z block (8-bit GPTQ with zero points, llmrt dtype.h), which the same templates run.
+ * An act-order weight (stored column j = input column perm[j]) runs these kernels on x gathered
+ * into stored column order first (llmrt_cuda_gather_cols, gather_cols.h).
  *
  * Device layout: W [N, K] is N rows of K / E blocks (E = 32 or 256 elements, B bytes each), the
  * rows back to back: the GGUF tensor data, byte for byte (no repack, no alignment: a block is
- * read with byte loads). The block layouts and the dequantisation of each type follow llama.cpp's
- * dequantize_row_* (the CPU reference: host/format/ggml_quants.h); ggml_blocks.cuh holds the device
- * version, one function per type that dequantises 16 consecutive elements of a block.
+ * read with byte loads; Q8_Z's 36-byte blocks are 4-byte aligned and read in words, so its
+ * device copy must start 4-byte aligned, as every cudaMalloc does). The block layouts and the
+ * dequantisation of each type follow llama.cpp's dequantize_row_* (the CPU reference:
+ * host/format/ggml_quants.h); ggml_blocks.cuh holds the device version, one function per type
+ * that dequantises 16 consecutive elements of a block.
  *
  * Kernels (ggml_matmul.cu, one template per type):
  *   GEMV, M <= 8 rows of x (decode): one warp per weight row, the lanes stride over the row's
@@ -43,7 +48,8 @@ typedef enum llmrt_cuda_ggml_type {
     LLMRT_CUDA_GGML_Q4_K = 5, /* 144 B / 256 */
     LLMRT_CUDA_GGML_Q5_K = 6, /* 176 B / 256 */
     LLMRT_CUDA_GGML_Q6_K = 7, /* 210 B / 256 */
-    LLMRT_CUDA_GGML_N_TYPES = 8
+    LLMRT_CUDA_GGML_Q8_Z = 8, /*  36 B / 32:  fp16 d | u8 z | u8 0 | u8 q[32]       w = d*(q-z) */
+    LLMRT_CUDA_GGML_N_TYPES = 9
 } llmrt_cuda_ggml_type;
 
 /* Elements and bytes of one block of `t`; 0 for a value outside the enum. */

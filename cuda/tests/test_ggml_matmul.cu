@@ -3,13 +3,14 @@
 // reference (host/format/ggml_quants.c, llama.cpp's dequantize_row_*), fed the same fp16 x.
 // Runs under cusim (ctest -L cusim) and on a GPU (ctest -L gpu).
 //
-// Every type (Q8_0, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) over irregular shapes: N = 72 and
+// Every type (Q8_0, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and the internal 8-bit GPTQ block
+// Q8_Z, whose zero points are random bytes 0..255) over irregular shapes: N = 72 and
 // 200 (not multiples of the GEMM's 64-column tile; 200 also leaves a GEMV CTA with idle warps),
 // K = 1, 2 and 3 blocks (96 / 160 columns for the 32-element types: odd numbers of 32-deep k
 // steps), M = 1, 3, 8 (GEMV), 9, 33, 70 (GEMM: 1, 2 and 4 m16 tiles per CTA, partial tiles, two M
 // tiles), the GEMM forced at M = 1 and 8; fp16 and fp32 output, bias on/off; bf16 activations
 // (M = 2, 7: GEMV; 12, 40: GEMM; bf16 and fp32 output); the embedding gather of chosen rows;
-// argument errors.
+// argument errors; the act-order gather (gather_cols.h) bit for bit against the host gather.
 //
 // Tolerances, the same for every type because the error sources are the same:
 //   GEMV: the weights are the reference's fp32 values (same formula, same rounding order; nvcc may
@@ -22,7 +23,9 @@
 //         rounding, 2^-8 relative); GEMM: the weights rounded to bf16 (2^-9 relative, 8x fp16's):
 //         8x the fp16 bounds, mean 8e-3 and max 1.6e-2.
 //   embed: max|out − ref| <= 1e-6 · max|ref| per row (exactly equal under cusim).
-// The test also corrupts one scale byte on the device and checks that the comparison then fails.
+// The test also corrupts one scale byte (Q8_Z: its zero-point byte) on the device and checks that
+// the comparison then fails.
+#include "../gather_cols.cu"
 #include "../ggml_matmul.cu"
 
 extern "C" {
@@ -75,7 +78,8 @@ float act_val(uint16_t u, bool bf16) {
 llmrt_dtype host_dtype(int t) {
     static const llmrt_dtype map[] = {LLMRT_DTYPE_Q8_0, LLMRT_DTYPE_Q5_0, LLMRT_DTYPE_Q5_1,
                                       LLMRT_DTYPE_Q2_K, LLMRT_DTYPE_Q3_K, LLMRT_DTYPE_Q4_K,
-                                      LLMRT_DTYPE_Q5_K, LLMRT_DTYPE_Q6_K};
+                                      LLMRT_DTYPE_Q5_K, LLMRT_DTYPE_Q6_K, LLMRT_DTYPE_Q8_Z};
+    static_assert(sizeof map / sizeof map[0] == LLMRT_CUDA_GGML_N_TYPES, "one dtype per type");
     return map[t];
 }
 
@@ -114,6 +118,9 @@ std::vector<uint8_t> make_blocks(Lcg &rng, int t, int64_t N, int64_t K) {
             break;
         case LLMRT_CUDA_GGML_Q6_K:
             put(208, rng.uniform(0.0001f, 0.001f));
+            break;
+        case LLMRT_CUDA_GGML_Q8_Z: // byte 2: the zero point (kept random), byte 3: 0
+            put(0, rng.uniform(0.0005f, 0.004f)), b[3] = 0;
             break;
         }
     }
@@ -257,12 +264,56 @@ void test_errors() {
     cudaFree(p);
 }
 
+// llmrt_cuda_gather_cols: out[m, j] = x[m, perm[j]] exactly (16- and 32-bit elements), over a
+// K that is not a multiple of its 256-thread CTA, and its argument errors.
+void test_gather(Lcg &rng) {
+    const int M = 3, K = 300;
+    std::vector<int32_t> perm(K);
+    for (int j = 0; j < K; j++)
+        perm[(size_t)j] = j;
+    for (int j = K - 1; j > 0; j--) // Fisher-Yates
+        std::swap(perm[(size_t)j], perm[(size_t)(rng.next() % (uint32_t)(j + 1))]);
+    std::vector<uint32_t> x((size_t)M * K);
+    for (auto &v : x)
+        v = rng.next();
+    int32_t *dperm = to_dev(perm);
+    uint32_t *dx = to_dev(x), *dout = dev_alloc<uint32_t>(x.size());
+    for (int wide = 0; wide < 2; wide++) {
+        const llmrt_cuda_dtype t = wide ? LLMRT_CUDA_F32 : LLMRT_CUDA_F16;
+        CHECK(llmrt_cuda_gather_cols(nullptr, dout, dx, t, M, K, dperm) == 0);
+        CUDA_OK(cudaDeviceSynchronize());
+        const std::vector<uint32_t> got = to_host(dout, x.size());
+        bool same = true;
+        for (int m = 0; m < M; m++)
+            for (int j = 0; j < K; j++) {
+                const size_t at = (size_t)m * K + (size_t)perm[(size_t)j];
+                if (wide)
+                    same &= got[(size_t)m * K + (size_t)j] == x[at];
+                else
+                    same &= reinterpret_cast<const uint16_t *>(got.data())[(size_t)m * K + j] ==
+                            reinterpret_cast<const uint16_t *>(x.data())[at];
+            }
+        CHECKF(same, "gather_cols (%s elements) differs from the host gather", wide ? "32" : "16");
+    }
+    const int bad = (int)cudaErrorInvalidValue;
+    CHECK(llmrt_cuda_gather_cols(nullptr, dout, dx, LLMRT_CUDA_F16, 0, K, dperm) == bad);
+    CHECK(llmrt_cuda_gather_cols(nullptr, dout, dx, LLMRT_CUDA_F16, 65536, K, dperm) == bad);
+    CHECK(llmrt_cuda_gather_cols(nullptr, dout, dx, LLMRT_CUDA_F16, M, 0, dperm) == bad);
+    CHECK(llmrt_cuda_gather_cols(nullptr, dout, dx, LLMRT_CUDA_F16, M, K, nullptr) == bad);
+    CHECK(llmrt_cuda_gather_cols(nullptr, dout, dx, (llmrt_cuda_dtype)7, M, K, dperm) == bad);
+    cudaFree(dperm);
+    cudaFree(dx);
+    cudaFree(dout);
+}
+
 } // namespace
 
 int main() {
     require_device();
     const auto t0 = std::chrono::steady_clock::now();
     test_errors();
+    Lcg gather_rng(4242);
+    test_gather(gather_rng);
     Lcg rng(1717);
     for (int t = 0; t < LLMRT_CUDA_GGML_N_TYPES; t++) {
         const int E = llmrt_cuda_ggml_block_elems(t);
@@ -287,9 +338,10 @@ int main() {
             run(t, w, wf, dw, N, K, 40, LLMRT_CUDA_GGML_AUTO, true, true, rng, true, true);
             run(t, w, wf, dw, N, K, 12, LLMRT_CUDA_GGML_AUTO, false, false, rng, true, true);
             test_embed(t, w, wf, dw, N, K);
-            if (s ==
-                0) { // sensitivity: one corrupted scale byte (each type's d's high byte) must fail
-                static const int d_hi[] = {1, 1, 1, 81, 109, 1, 1, 209};
+            if (s == 0) { // sensitivity: one corrupted byte (each type's d's high byte; Q8_Z:
+                          // its zero point) must fail
+                static const int d_hi[] = {1, 1, 1, 81, 109, 1, 1, 209, 2};
+                static_assert(sizeof d_hi / sizeof d_hi[0] == LLMRT_CUDA_GGML_N_TYPES, "per type");
                 std::vector<uint8_t> bad = w;
                 bad[(size_t)d_hi[t]] ^= 0x10;
                 void *dbad = to_dev(bad);
@@ -297,7 +349,7 @@ int main() {
                     !run(t, w, wf, dbad, N, K, 1, LLMRT_CUDA_GGML_GEMV, true, false, rng, false) &&
                         !run(t, w, wf, dbad, N, K, 33, LLMRT_CUDA_GGML_GEMM, true, false, rng,
                              false),
-                    "%s: a corrupted scale went unnoticed", llmrt_cuda_ggml_type_name(t));
+                    "%s: a corrupted scale / zero went unnoticed", llmrt_cuda_ggml_type_name(t));
                 cudaFree(dbad);
             }
             cudaFree(dw);

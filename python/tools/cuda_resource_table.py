@@ -174,6 +174,9 @@ LAUNCHES = {
          ("fused_gemv.cu", "grid, kThreads, smem, s, p);")]),
     "q4_gather_cols_kernel": (lambda t: 256, lambda t: 0, "launch code: kFinThreads = 256",
                               [("q4_matmul.cu", "q4::mm::kFinThreads, 0, st,")]),
+    "gather_cols_kernel": (lambda t: 256, lambda t: 0, "launch code: kGatherThreads = 256, no dynamic smem",
+                           [("gather_cols.cu", "constexpr int kGatherThreads = 256;"),
+                            ("gather_cols.cu", "LAUNCH((gather_cols_kernel<uint16_t>), grid, kGatherThreads, 0, s,")]),
     "ggml_gemv_kernel": (
         lambda t: 128, lambda t: 0, "launch code: kThreads = 128, no dynamic smem",
         [("ggml_matmul.cu", "constexpr int kThreads = 128;"),
@@ -349,7 +352,8 @@ def main():
           "(w = s·q + m), 0 = integer zeros (w = s·(q - z)); KV (attention, kv8_write, last): the KV "
           "cache type, 0 = the activation type, 1 = int8, 2 = fp8 e4m3 (llmrt_cuda_kv_dtype); "
           "ggml_* (GGUF blocks, cuda/ggml_matmul.h): first the block type (llmrt_cuda_ggml_type: "
-          "0 Q8_0, 1 Q5_0, 2 Q5_1, 3 Q2_K, 4 Q3_K, 5 Q4_K, 6 Q5_K, 7 Q6_K), then MT (ggml_gemm), then "
+          "0 Q8_0, 1 Q5_0, 2 Q5_1, 3 Q2_K, 4 Q3_K, 5 Q4_K, 6 Q5_K, 7 Q6_K, 8 Q8_Z), then MT "
+          "(ggml_gemm), then "
           "the activation type.")
     print()
     print(f"Kernel instances: {len(table)}, architectures: {', '.join(archs)}. Spilling: "

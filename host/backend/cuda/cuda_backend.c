@@ -47,6 +47,7 @@
 #include "llmrt_cuda.h"
 #include "lora.h"
 #include "fused_gemv.h"
+#include "gather_cols.h"
 #include "ggml_matmul.h"
 #include "q4_matmul.h"
 #ifdef LLMRT_CUDA_HAVE_FLASH_ATTN
@@ -141,6 +142,13 @@ typedef struct cuda_ctx {
         uint64_t    hash; /* fingerprint of the ops it recorded                  */
         const void *key;  /* plan->capture_key of its step (the KV cache)        */
     } graphs[GRAPH_MAX_BUCKETS];
+
+    /* act-order block weights (section "GGUF block weights"): x gathered into a permuted
+     * weight's stored column order, [rows, K] activations, sized by reserve for the widest
+     * permuted weight uploaded so far */
+    void    *perm_x;
+    uint64_t perm_x_bytes;
+    int64_t  perm_max_cols;
 
     /* fused decode ops (section "fused decode ops") */
     bool     unfused;          /* llmrt_cuda_options.unfused: matmul_fused declines */
@@ -276,6 +284,9 @@ static bool         ggml_weight_ok(const cuda_ctx *c, llmrt_dtype dtype);
 static int          ggml_type_of(llmrt_dtype dtype);
 static llmrt_status ggml_weight_upload(cuda_ctx *c, llmrt_dtype dtype, int64_t rows, int64_t cols,
                                        const void *host, llmrt_bweight *out, llmrt_error *err);
+static bool         perm_supported(const llmrt_op_query *q, char *why, size_t cap);
+static bool         weight_permuted(const llmrt_bweight *w);
+static llmrt_status perm_x_grow(cuda_ctx *c, uint64_t need, llmrt_error *err);
 
 static bool cuda_supports_weight(const llmrt_backend *be, llmrt_dtype dtype) {
     return dtype == LLMRT_DTYPE_F32 || dtype == LLMRT_DTYPE_F16 || dtype == LLMRT_DTYPE_BF16 ||
@@ -311,6 +322,7 @@ static bool cuda_supports(const llmrt_backend *be, const llmrt_op_query *q, char
                 return llmrt_backend_decline(why, cap, "%s", msg);
             return true;
         }
+        if (q->has_perm && !perm_supported(q, why, cap)) return false;
         if (ggml_type_of(q->dtype) >= 0 && c->act == LLMRT_CUDA_F32)
             return llmrt_backend_decline(why, cap, "the GGUF block kernels take fp16 or bf16 "
                                          "activations only (%s here)", llmrt_dtype_name(c->act_dtype));
@@ -434,6 +446,7 @@ static llmrt_status cuda_weight_upload(llmrt_backend *be, llmrt_dtype dtype, int
 
 static void cuda_weight_free(llmrt_backend *be, llmrt_bweight *w) {
     if (w->dtype == LLMRT_DTYPE_Q4) free(w->aux); /* the host view of the repacked buffer */
+    if (weight_permuted(w)) dev_free(ctx_of(be), w->aux); /* its device perm */
     dev_free(ctx_of(be), w->data);
     memset(w, 0, sizeof *w); /* the bias belongs to the loader */
 }
@@ -459,6 +472,7 @@ static int ggml_type_of(llmrt_dtype dtype) {
     case LLMRT_DTYPE_Q4_K: return LLMRT_CUDA_GGML_Q4_K;
     case LLMRT_DTYPE_Q5_K: return LLMRT_CUDA_GGML_Q5_K;
     case LLMRT_DTYPE_Q6_K: return LLMRT_CUDA_GGML_Q6_K;
+    case LLMRT_DTYPE_Q8_Z: return LLMRT_CUDA_GGML_Q8_Z; /* internal: 8-bit GPTQ (model/gptq8.h) */
     default: return -1;
     }
 }
@@ -490,13 +504,136 @@ static llmrt_status ggml_weight_upload(cuda_ctx *c, llmrt_dtype dtype, int64_t r
     return LLMRT_OK;
 }
 
-/* out[rows, N] (fp16, or fp32 for the logits) = x · Wᵀ + bias (fused) for a GGUF block weight. */
+/* For a permuted weight, *x gathered into its stored column order (perm_x, [rows, w->cols]);
+ * other weights keep *x. */
+static llmrt_cuda_status ggml_permuted_x(cuda_ctx *c, const void **x, int64_t rows,
+                                         const llmrt_bweight *w) {
+    if (!weight_permuted(w)) return LLMRT_CUDA_OK;
+    uint64_t need = (uint64_t)rows * (uint64_t)w->cols * (c->act == LLMRT_CUDA_F32 ? 4u : 2u);
+    if (need > c->perm_x_bytes) { /* reserve did not see this batch size (or this weight) */
+        llmrt_error  e      = {0};
+        int64_t      before = c->stats.device_allocs;
+        llmrt_status s      = perm_x_grow(c, need, &e);
+        c->stats.batch_allocs += c->stats.device_allocs - before;
+        if (s != LLMRT_OK)
+            return s == LLMRT_ERR_OUT_OF_MEMORY ? LLMRT_CUDA_ERR_OOM : LLMRT_CUDA_ERR_FAILED;
+    }
+    c->stats.launches++;
+    int rc = llmrt_cuda_gather_cols(c->stream, c->perm_x, *x, c->act, rows, w->cols, w->aux);
+    if (rc) return llmrt_cuda_check(c->dev, rc, "act-order gather");
+    *x = c->perm_x;
+    return LLMRT_CUDA_OK;
+}
+
+/* out[rows, N] (fp16, or fp32 for the logits) = x · Wᵀ + bias (fused) for a GGUF block weight
+ * (an act-order one reads x in its stored column order: ggml_permuted_x). */
 static llmrt_cuda_status ggml_matmul(cuda_ctx *c, void *out, llmrt_cuda_dtype out_t, const void *x,
                                      int64_t rows, const llmrt_bweight *w, const char *what) {
+    llmrt_cuda_status st = ggml_permuted_x(c, &x, rows, w);
+    if (st != LLMRT_CUDA_OK) return st;
     int rc = llmrt_cuda_ggml_matmul(c->stream, out, out_t, x, c->act, rows, w->data,
                                     ggml_type_of(w->dtype), w->rows, w->cols, w->bias,
                                     LLMRT_CUDA_GGML_AUTO);
     return rc ? llmrt_cuda_check(c->dev, rc, what) : LLMRT_CUDA_OK;
+}
+
+/* Act-order block weights (weight_upload_permuted: GPTQ-8 with desc_act, as Q8_Z): the blocks
+ * as weight_upload keeps them, plus the permutation in device memory (int32 [cols], held in the
+ * weight's aux, freed by weight_free). matmul gathers x[:, perm[j]] into perm_x (gather_cols.h),
+ * then runs the block kernels on it: one extra launch and 2·rows·K activation bytes, small next
+ * to the weight bytes. perm_x is sized by reserve for the widest permuted weight, so a forward
+ * allocates nothing and decode graphs capture the gather like any kernel. An identity
+ * permutation keeps no perm (the plain weight, the same bits). The fused decode op declines
+ * permuted weights (weight_permuted). Any block type may carry a perm; f16/bf16/f32 weights may
+ * not (supports declines has_perm for them). */
+static bool weight_permuted(const llmrt_bweight *w) {
+    return ggml_type_of(w->dtype) >= 0 && w->aux != NULL;
+}
+
+static bool perm_supported(const llmrt_op_query *q, char *why, size_t cap) {
+    if (q->dtype == LLMRT_DTYPE_Q4 || ggml_type_of(q->dtype) >= 0) return true;
+    return llmrt_backend_decline(why, cap, "an act-order permutation needs a block-quantised "
+                                 "weight (Q8_Z, GGUF blocks) or Q4, not %s",
+                                 llmrt_dtype_name(q->dtype));
+}
+
+/* Grows perm_x to `need` bytes (never shrinks). Queued kernels may still read the old buffer:
+ * wait for the stream before freeing it. */
+static llmrt_status perm_x_grow(cuda_ctx *c, uint64_t need, llmrt_error *err) {
+    if (need <= c->perm_x_bytes) return LLMRT_OK;
+    if (c->perm_x) {
+        llmrt_cuda_status st = llmrt_cuda_sync(c->dev);
+        if (st != LLMRT_CUDA_OK) return fail(c, st, err, "act-order gather scratch");
+        dev_free(c, c->perm_x);
+        c->perm_x       = NULL;
+        c->perm_x_bytes = 0;
+    }
+    LLMRT_TRY(dev_alloc(c, need, &c->perm_x, err));
+    c->perm_x_bytes = need;
+    return LLMRT_OK;
+}
+
+/* Checks that perm [cols] is a permutation of 0 .. cols-1; *identity tells whether it is the
+ * identity. */
+static llmrt_status perm_check(const int32_t *perm, int64_t cols, bool *identity,
+                               llmrt_error *err) {
+    uint8_t *seen = calloc((size_t)cols, 1);
+    if (!seen) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cuda backend: out of host memory");
+    *identity = true;
+    for (int64_t j = 0; j < cols; j++) {
+        int32_t p = perm[j];
+        if (p < 0 || p >= cols || seen[p]) {
+            free(seen);
+            return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
+                             "cuda backend: act-order perm[%lld] = %d is %s (a permutation of "
+                             "0 .. %lld expected)", (long long)j, p,
+                             p < 0 || p >= cols ? "out of range" : "a repeated column",
+                             (long long)(cols - 1));
+        }
+        seen[p] = 1;
+        if (p != j) *identity = false;
+    }
+    free(seen);
+    return LLMRT_OK;
+}
+
+static llmrt_status cuda_weight_upload_permuted(llmrt_backend *be, llmrt_dtype dtype,
+                                                int64_t rows, int64_t cols, const void *host,
+                                                const int32_t *perm, llmrt_bweight *out,
+                                                llmrt_error *err) {
+    cuda_ctx *c = ctx_of(be);
+    LLMRT_TRY(check_state(c, err));
+    if (!ggml_weight_ok(c, dtype))
+        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                         "cuda backend: an act-order weight of dtype %s is not supported (block "
+                         "types with fp16 or bf16 activations: %s here)",
+                         llmrt_dtype_name(dtype), llmrt_dtype_name(c->act_dtype));
+    if (!perm || !host)
+        return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "cuda backend: weight_upload_permuted: %s "
+                         "is NULL", perm ? "host" : "perm");
+    char msg[256] = "";
+    if (llmrt_cuda_ggml_check(ggml_type_of(dtype), rows, cols, msg, sizeof msg) != 0)
+        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED, "cuda backend: %s", msg);
+    bool identity = true;
+    LLMRT_TRY(perm_check(perm, cols, &identity, err));
+    LLMRT_TRY(ggml_weight_upload(c, dtype, rows, cols, host, out, err));
+    if (identity) return LLMRT_OK;
+    void        *dperm = NULL;
+    llmrt_status s     = dev_alloc(c, (uint64_t)cols * sizeof(int32_t), &dperm, err);
+    if (s == LLMRT_OK) {
+        llmrt_cuda_status st =
+            llmrt_cuda_upload(c->dev, dperm, perm, (uint64_t)cols * sizeof(int32_t), 1);
+        if (st != LLMRT_CUDA_OK) s = fail(c, st, err, "act-order perm upload");
+    }
+    if (s != LLMRT_OK) {
+        dev_free(c, dperm);
+        dev_free(c, out->data);
+        memset(out, 0, sizeof *out);
+        return s;
+    }
+    out->aux = dperm;
+    if (cols > c->perm_max_cols) c->perm_max_cols = cols; /* reserve sizes perm_x for it */
+    return LLMRT_OK;
 }
 
 /* --------------------------------------------------------------------------------------------- */
@@ -723,6 +860,8 @@ static llmrt_status cuda_reserve(llmrt_backend *be, int64_t max_tokens, int64_t 
     c->graph_stride = max_blocks > INT32_MAX ? INT32_MAX : (int32_t)max_blocks;
     LLMRT_TRY(grow_plan(c, max_tokens, max_outputs, max_seqs * max_blocks, err));
     LLMRT_TRY(q4_ws_grow(c, q4_ws_need(c, max_tokens > max_outputs ? max_tokens : max_outputs), err));
+    LLMRT_TRY(perm_x_grow(c, (uint64_t)(max_tokens > max_outputs ? max_tokens : max_outputs) *
+                                 (uint64_t)c->perm_max_cols * (uint64_t)be->act_bytes, err));
     LLMRT_TRY(lora_tmp_grow(c, max_tokens * c->lora_max_splits * c->lora_max_rank, err));
     choose_attention(be, shape);
 #ifdef LLMRT_CUDA_HAVE_FLASH_ATTN
@@ -829,6 +968,10 @@ static llmrt_status cuda_begin_batch(llmrt_backend *be, const llmrt_batch_plan *
 static void cuda_embed(llmrt_backend *be, void *out, const llmrt_bweight *table) {
     cuda_ctx *c = ctx_of(be);
     if (skip(c) || graph_op(c, 1, out, table->data, NULL, table->cols, 0)) return;
+    if (weight_permuted(table)) { /* its columns would come out in stored order */
+        note_failure(c, LLMRT_CUDA_ERR_INVALID, "embed: an act-order (permuted) table");
+        return;
+    }
     if (ggml_type_of(table->dtype) >= 0) { /* a GGUF block table: rows dequantised to fp32 */
         launched(c, llmrt_cuda_ggml_embed(c->stream, out, table->data, ggml_type_of(table->dtype),
                                           PLAN(c, off_tokens, int32_t), c->n_tokens, table->cols),
@@ -1382,6 +1525,8 @@ static bool cuda_matmul_fused(llmrt_backend *be, const llmrt_fused_matmul *f, in
     if (c->unfused || !c->all_decode || rows < 1 || rows > LLMRT_CUDA_FUSED_MAX_M || f->n_w < 1 ||
         f->n_w > LLMRT_FUSED_MAX_W)
         return false;
+    for (int32_t i = 0; i < f->n_w; i++)
+        if (weight_permuted(f->w[i])) return false; /* act-order: the gather runs unfused */
     if (f->w[0]->dtype == LLMRT_DTYPE_Q4) return q4_matmul_fused(c, f, rows);
     llmrt_cuda_fused_gemv_args a = {
         .t        = c->act,
@@ -1633,6 +1778,7 @@ static void cuda_destroy(llmrt_backend *be) {
             dev_free(c, c->f32_scratch);
             dev_free(c, c->q4_ws);
             dev_free(c, c->lora_tmp);
+            dev_free(c, c->perm_x);
             llmrt_cuda_host_free(c->dev, c->plan_host);
             llmrt_cuda_dev_destroy(c->dev);
         }
@@ -1647,6 +1793,7 @@ static const llmrt_backend_ops cuda_ops = {
     .free             = cuda_free,
     .weight_upload    = cuda_weight_upload,
     .weight_upload_q4 = cuda_weight_upload_q4,
+    .weight_upload_permuted = cuda_weight_upload_permuted,
     .weight_free      = cuda_weight_free,
     .supports_weight  = cuda_supports_weight,
     .supports         = cuda_supports,
