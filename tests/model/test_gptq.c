@@ -3,7 +3,8 @@
  * 1. Goldens: every checkpoint of tests/data/gptq/ that has a golden file in
  *    tests/data/gptq/golden/ (python/tools/make_gptq_fixtures.py, make_gptq_peer_fixtures.py,
  *    make_awq_peer_fixtures.py; the format of the JSON files in tests/data/golden) loads in the
- *    weight format its golden's "expect_weight_format" names (default q4; q8_0; f32 = 8-bit
+ *    weight format its golden's "expect_weight_format" names (default q4; q8_0; q8_z = 8-bit
+ *    asym / act-order / short last groups kept packed without allow_fallback; f32 = 8-bit
  *    dequantised, refused without allow_fallback), and its logits are within 1e-4 * max |logit|
  *    of the reference (test_golden_logits' tolerance) and within 1e-5 * max |logit| of
  *    LLMRT_NO_Q4=1 (dequantised at load), one batch and chunked, bit-identical between the two
@@ -81,8 +82,9 @@ static void test_goldens(void) {
         float *whole = calloc((size_t)(total * g.vocab), 4),
               *chunked = calloc((size_t)(total * g.vocab), 4);
         bool quantized = cJSON_GetObjectItem(g.root, "quantization") != NULL;
-        /* the peer-written goldens say how the matrices must load: q4, q8_0 (8-bit sym kept
-         * packed) or f32 (8-bit asym / act-order, dequantised at load under allow_fallback) */
+        /* the peer-written goldens say how the matrices must load: q4, q8_0 (8-bit sym), q8_z
+         * (8-bit asym / act-order / short groups, kept packed without allow_fallback) or f32
+         * (dequantised at load under allow_fallback) */
         const cJSON *ef     = cJSON_GetObjectItem(g.root, "expect_weight_format");
         const char  *expect = cJSON_IsString(ef) ? ef->valuestring : "q4";
         if (cJSON_IsArray(ef)) expect = ""; /* a mix: each element is checked below */
@@ -91,7 +93,7 @@ static void test_goldens(void) {
             llmrt_model       *bad = NULL;
             mp.n_threads           = 1;
             CHECK_STATUS(llmrt_model_load(g.model_path, &mp, &bad), LLMRT_ERR_UNSUPPORTED,
-                         "does not map onto Q8_0");
+                         "cannot be kept packed");
             CHECK(bad == NULL);
             printf("%-26s without allow_fallback: %s\n", e->d_name, llmrt_last_error());
         }
@@ -718,11 +720,11 @@ static void test_errors(void) {
              "{\"bits\": 4, \"group_size\": 32, \"model_file_base_name\": \"../model\"}");
     expect_error("base_name_path", &base, bad, LLMRT_ERR_FORMAT,
                  "model_file_base_name \"../model\" must name a file in the checkpoint directory");
-    /* group_size 96 does not divide q_proj's K = 64 */
+    /* group_size 96 over q_proj's K = 64: one short group (GPTQModel's ceil(K / gs)), but the
+     * file holds the qzeros of two */
     snprintf(bad, sizeof bad, "{\"bits\": 4, \"group_size\": 96}");
-    expect_error(
-        "group96", &base, bad, LLMRT_ERR_MODEL_MISMATCH,
-        "model.layers.0.self_attn.q_proj: in_features 64 is not a multiple of group_size 96");
+    expect_error("group96", &base, bad, LLMRT_ERR_MODEL_MISMATCH,
+                 "model.layers.0.self_attn.q_proj.qzeros has shape [2, 8], expected [1, 8]");
     expect_error("no_config", &base, NULL, LLMRT_ERR_FORMAT, "quantization_config");
 
     /* tensors */
