@@ -28,8 +28,10 @@
  *    qweight without a quantization config, other quant methods and formats, AWQ versions,
  *    GPTQModel "dynamic" rules (unsupported patterns and keys, an override that changes the
  *    tensor shapes, an excluded module stored quantized), model_file_base_name with a path.
- * 4. Bad 8-bit GPTQ and AWQ files (a peer fixture with one tensor broken) and a missing
- *    model_file_base_name file: errors naming the tensor or file. */
+ * 4. Bad 8-bit GPTQ and AWQ files (a peer fixture with one tensor broken: Q8_0 and Q8_Z
+ *    qweight truncated, qzeros of the wrong shape, g_idx out of range; short-last-group files
+ *    whose scales or g_idx disagree with ceil(K / group_size) groups, 4- and 8-bit) and a
+ *    missing model_file_base_name file: errors naming the tensor or file. */
 #include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
@@ -842,6 +844,10 @@ static void expect_peer_error(const char *label, const char *fixture, const entr
 }
 
 #define Q8  "peer_b8_g32_sym_v1"
+#define Q8Z "peer_b8_g32_asym_v1"
+#define SHORT8 "peer_b8_g256_asym_v2_short"
+#define SHORT4 "peer_b4_g256_asym_v1_short"
+#define DOWN0 "model.layers.0.mlp.down_proj"
 #define AWQ "awq_g64"
 #define GATE0 "model.layers.0.mlp.gate_proj"
 
@@ -873,6 +879,56 @@ static void test_peer_errors(void) {
                       "tensor " GATE0 ".weight (or " GATE0 ".qweight) is missing");
     free_entries(&e);
     free_entries(&q8);
+
+    /* Q8_Z (8-bit asym, kept packed): the same checks reach it */
+    snprintf(path, sizeof path, "%s/gptq/%s/model.safetensors", LLMRT_TEST_DATA_DIR, Q8Z);
+    entries q8z = read_entries(path);
+    e = copy_entries(&q8z);
+    find_entry(&e, GATE0 ".qweight")->shape[0] = 31; /* truncated: one word row short */
+    find_entry(&e, GATE0 ".qweight")->bytes -= 4 * 384;
+    expect_peer_error("q8z_qweight", Q8Z, &e, NULL, LLMRT_ERR_MODEL_MISMATCH,
+                      GATE0 ".qweight has shape [31, 384], expected [32, 384]");
+    free_entries(&e);
+    e = copy_entries(&q8z);
+    find_entry(&e, GATE0 ".qzeros")->shape[0] = 2;
+    find_entry(&e, GATE0 ".qzeros")->bytes /= 2;
+    expect_peer_error("q8z_qzeros", Q8Z, &e, NULL, LLMRT_ERR_MODEL_MISMATCH,
+                      GATE0 ".qzeros has shape [2, 96], expected [4, 96]");
+    free_entries(&e);
+    e = copy_entries(&q8z);
+    int32_t neg = -1;
+    memcpy(find_entry(&e, GATE0 ".g_idx")->data + 4 * 9, &neg, 4);
+    expect_peer_error("q8z_g_idx", Q8Z, &e, NULL, LLMRT_ERR_MODEL_MISMATCH,
+                      GATE0 ".g_idx[9] = -1 is outside [0, 4)");
+    free_entries(&e);
+    free_entries(&q8z);
+
+    /* short last groups (group 256): down_proj K = 384 has groups of 256 + 128 */
+    snprintf(path, sizeof path, "%s/gptq/%s/model.safetensors", LLMRT_TEST_DATA_DIR, SHORT8);
+    entries sh = read_entries(path);
+    e = copy_entries(&sh);
+    find_entry(&e, DOWN0 ".scales")->shape[0] = 1; /* the file says one group, K says two */
+    find_entry(&e, DOWN0 ".scales")->bytes /= 2;
+    expect_peer_error("short_scales", SHORT8, &e, NULL, LLMRT_ERR_MODEL_MISMATCH,
+                      DOWN0 ".scales has shape [1, 128], expected [2, 128]");
+    free_entries(&e);
+    e = copy_entries(&sh);
+    int32_t one = 1; /* row 0 moved to the short group: 255 + 129 rows */
+    memcpy(find_entry(&e, DOWN0 ".g_idx")->data, &one, 4);
+    expect_peer_error("short_g_idx", SHORT8, &e, NULL, LLMRT_ERR_MODEL_MISMATCH,
+                      DOWN0 ".g_idx: group 0 has 255 rows, expected 256 (group_size 256, "
+                      "in_features 384)");
+    free_entries(&e);
+    free_entries(&sh);
+    snprintf(path, sizeof path, "%s/gptq/%s/model.safetensors", LLMRT_TEST_DATA_DIR, SHORT4);
+    sh = read_entries(path);
+    e = copy_entries(&sh);
+    memcpy(find_entry(&e, DOWN0 ".g_idx")->data + 4 * 383, &(int32_t){0}, 4);
+    expect_peer_error("short4_g_idx", SHORT4, &e, NULL, LLMRT_ERR_MODEL_MISMATCH,
+                      DOWN0 ".g_idx: group 0 has 257 rows, expected 256 (group_size 256, "
+                      "in_features 384)");
+    free_entries(&e);
+    free_entries(&sh);
 
     snprintf(path, sizeof path, "%s/gptq/%s/model.safetensors", LLMRT_TEST_DATA_DIR, AWQ);
     entries awq = read_entries(path);
