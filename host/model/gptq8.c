@@ -152,9 +152,9 @@ llmrt_status llmrt_gptq8_convert(const llmrt_gptq_config *cfg, const char *file,
         free(gidx);
         return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
                          "%s: tensor %s: this 8-bit GPTQ matrix [%lld, %lld] (group size %lld) "
-                         "cannot be kept packed (Q8_0 / Q8_Z): %s (set allow_fallback or "
-                         "dequantize_weights in llmrt_model_params to dequantise it to fp32 at "
-                         "load)",
+                         "does not map onto Q8_0 / Q8_Z blocks the backend runs: %s (set "
+                         "allow_fallback or dequantize_weights in llmrt_model_params to "
+                         "dequantise it to fp32 at load)",
                          file, prefix, (long long)N, (long long)K, (long long)gs,
                          why && why[0] ? why : "see gptq8.h");
     }

@@ -95,7 +95,7 @@ static void test_goldens(void) {
             llmrt_model       *bad = NULL;
             mp.n_threads           = 1;
             CHECK_STATUS(llmrt_model_load(g.model_path, &mp, &bad), LLMRT_ERR_UNSUPPORTED,
-                         "cannot be kept packed");
+                         "does not map onto Q8_0 / Q8_Z");
             CHECK(bad == NULL);
             printf("%-26s without allow_fallback: %s\n", e->d_name, llmrt_last_error());
         }
@@ -901,6 +901,50 @@ static void test_peer_errors(void) {
     expect_peer_error("q8z_g_idx", Q8Z, &e, NULL, LLMRT_ERR_MODEL_MISMATCH,
                       GATE0 ".g_idx[9] = -1 is outside [0, 4)");
     free_entries(&e);
+    /* fp32 scales of which one is not an fp16 value: not kept packed; without allow_fallback
+     * refused naming the tensor and the scale, with it dequantised to fp32 and reported */
+    e               = copy_entries(&q8z);
+    entry   *sc     = find_entry(&e, GATE0 ".scales");
+    size_t   n_sc   = sc->bytes / 2;
+    float   *sc32   = malloc(n_sc * 4);
+    for (size_t i = 0; i < n_sc; i++) {
+        uint16_t h;
+        memcpy(&h, sc->data + 2 * i, 2);
+        sc32[i] = llmrt_f16_to_f32(h);
+    }
+    sc32[7] *= 1.0f + 0x1p-20f; /* [0][7] */
+    free(sc->data);
+    sc->data  = (uint8_t *)sc32;
+    sc->bytes = n_sc * 4;
+    snprintf(sc->dtype, sizeof sc->dtype, "F32");
+    char dir8[1024], p8[1200];
+    snprintf(dir8, sizeof dir8, "%s/q8z_f32_scale", tmp_root);
+    make_dir(dir8);
+    snprintf(path, sizeof path, "%s/gptq/%s/config.json", LLMRT_TEST_DATA_DIR, Q8Z);
+    char *cfg8 = read_text(path);
+    snprintf(p8, sizeof p8, "%s/config.json", dir8);
+    write_text(p8, cfg8);
+    free(cfg8);
+    snprintf(p8, sizeof p8, "%s/model.safetensors", dir8);
+    write_safetensors(p8, &e);
+    free_entries(&e);
+    llmrt_model_params mp8 = llmrt_model_default_params();
+    mp8.n_threads          = 1;
+    llmrt_model *m8        = NULL;
+    CHECK_STATUS(llmrt_model_load(dir8, &mp8, &m8), LLMRT_ERR_UNSUPPORTED,
+                 GATE0 ": this 8-bit GPTQ matrix [384, 128] (group size 32) does not map onto "
+                       "Q8_0 / Q8_Z blocks the backend runs: F32 scales[0][7] not an fp16 value");
+    CHECK(m8 == NULL);
+    mp8.allow_fallback = true;
+    CHECK_STATUS(llmrt_model_load(dir8, &mp8, &m8), LLMRT_OK, NULL);
+    llmrt_model_info info8 = {.struct_size = sizeof info8};
+    if (m8) llmrt_model_get_info(m8, &info8);
+    CHECK_MSG(m8 && info8.n_fallbacks == 1 && strstr(info8.weight_format, "f32") &&
+                  strstr(info8.weight_format, "q8_z") &&
+                  strstr(info8.fallback, "F32 scales[0][7] not an fp16 value"),
+              "fp32 scale fallback: %d fallbacks (%s), weights %s", info8.n_fallbacks,
+              m8 ? info8.fallback : "-", m8 ? info8.weight_format : "(not loaded)");
+    llmrt_model_destroy(m8);
     free_entries(&q8z);
 
     /* short last groups (group 256): down_proj K = 384 has groups of 256 + 128 */
