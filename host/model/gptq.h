@@ -9,9 +9,12 @@
  *               qzeros[g][n/8] + 0x11111111 (mod 2^32): v1 is v2 - 0x11111111 word-wise, a zero
  *               of 0 borrowing from the next nibble (GPTQModel, transformers; gptq.c says why)
  *   w[k][n]   = scales[g_idx[k]][n] * (q[k][n] - z[g_idx[k]][n])    scales fp16 [G, N]
+ * with G = ceil(K / group_size): GPTQModel (7.7, TorchLinear: SUPPORTS_AUTO_PADDING) writes and
+ * reads in_features that are not a multiple of the group size, the last group short.
  * Internal format: row n of W = column n of the above; qs[n][j] = q[perm[j]][n] with
  * perm = stable argsort(g_idx) when g_idx is not k / group_size (act-order), so each group's
- * group_size columns are contiguous; zeros are INT (0..15). */
+ * group_size columns are contiguous; zeros are INT (0..15). A short last group is padded to
+ * group_size stored columns of perm -1 (input 0, q4.h): cols = G * group_size, x_cols = K. */
 #ifndef LLMRT_MODEL_GPTQ_H
 #define LLMRT_MODEL_GPTQ_H
 

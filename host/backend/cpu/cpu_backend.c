@@ -11,7 +11,11 @@
  * larger (about 4 per thread): a decode step runs ~200 matmuls of a few tens of µs, and taking
  * 16-row tasks from one shared counter cost as much as the second core gained.
  *
- * Reduced precision, opt-in (llmrt_cpu_options): int8 activations for 4-bit and Q8_0 weights on
+ * GPTQ 8-bit weights come as Q8_0 or the internal Q8_Z (read in place with the packed-block
+ * kernels, kq_kernels.h); act-order ones through weight_upload_permuted, x then gathered into
+ * stored column order (xperm) before the matmul, as for act-order 4-bit weights.
+ *
+ * Reduced precision, opt-in (llmrt_cpu_options): int8 activations for 4-bit, Q8_0 and Q8_Z weights on
  * AVX512-VNNI (i8_gemm.h: panels repacked at load, x quantised once per matmul, per 32 columns),
  * for Q5_0 / Q5_1 read in place with those activations, and for Q4_K / Q5_K / Q6_K read in place
  * (kq_q8_kernels.h: x per 256 columns; AVX512-VNNI, AVX2 or portable); and bf16 weights and
