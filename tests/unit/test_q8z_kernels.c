@@ -30,8 +30,8 @@
 
 #define MAX_T 70
 #define BB    36 /* bytes of a Q8_Z block */
-static const int Ts[]     = {1, 3, 17, 33, 70};
-static const int Ns[]     = {1, 7, 45, 50};
+static const int Ts[] = {1, 3, 17, 33, 70};
+static const int Ns[] = {1, 7, 45, 50};
 static const int Blocks[] = {1, 3, 9};
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -44,8 +44,8 @@ static float frand(void) { /* [-1, 1) */
 }
 
 static llmrt_backend *make_backend(int threads, const char *isa, llmrt_cpu_matmul mode) {
-    llmrt_backend    *be  = NULL;
-    llmrt_error       err = {0};
+    llmrt_backend *be = NULL;
+    llmrt_error err = {0};
     llmrt_cpu_options opt = {.matmul_mode = mode};
     if (llmrt_backend_cpu_create_opts(threads, isa, &opt, &be, &err) != LLMRT_OK) return NULL;
     float inv = 1.0f;
@@ -57,10 +57,18 @@ static void run_matmul(llmrt_backend *be, const llmrt_bweight *w, const float *x
                        float *out) {
     int32_t tok[MAX_T], pos[MAX_T], seq[MAX_T], table[8] = {0}, outs[1] = {0};
     int64_t slots[MAX_T];
-    for (int32_t t = 0; t < T; t++) tok[t] = 0, pos[t] = t, seq[t] = 0, slots[t] = t;
-    llmrt_batch_plan plan = {.n_tokens = T, .tokens = tok, .positions = pos, .seq_of = seq,
-                             .slots = slots, .n_seqs = 1, .max_blocks = 8, .block_tables = table,
-                             .n_outputs = 1, .output_rows = outs};
+    for (int32_t t = 0; t < T; t++)
+        tok[t] = 0, pos[t] = t, seq[t] = 0, slots[t] = t;
+    llmrt_batch_plan plan = {.n_tokens = T,
+                             .tokens = tok,
+                             .positions = pos,
+                             .seq_of = seq,
+                             .slots = slots,
+                             .n_seqs = 1,
+                             .max_blocks = 8,
+                             .block_tables = table,
+                             .n_outputs = 1,
+                             .output_rows = outs};
     llmrt_error err = {0};
     CHECK(be->ops->begin_batch(be, &plan, &err) == LLMRT_OK);
     be->ops->matmul(be, out, x, T, w);
@@ -74,27 +82,28 @@ static double ref_weight(const uint8_t *b, int k) {
 }
 
 typedef struct q8z_case {
-    int64_t  N, K;
+    int64_t N, K;
     uint8_t *w;    /* [N, K/32 blocks] in stored column order */
-    double  *wd;   /* [N, K] fp64, stored order */
-    float   *wf32; /* [N, K] the reference dequantisation, stored order */
+    double *wd;    /* [N, K] fp64, stored order */
+    float *wf32;   /* [N, K] the reference dequantisation, stored order */
     int32_t *perm; /* [K] stored column j holds input column perm[j] */
-    float   *x;    /* [MAX_T, K] input order */
-    float   *xg;   /* [MAX_T, K] x gathered into stored order */
+    float *x;      /* [MAX_T, K] input order */
+    float *xg;     /* [MAX_T, K] x gathered into stored order */
 } q8z_case;
 
 static void make_case(q8z_case *c, int64_t N, int64_t nblk) {
     int64_t K = nblk * 32;
     c->N = N, c->K = K;
-    c->w    = malloc((size_t)(N * nblk * BB));
-    c->wd   = malloc((size_t)(N * K) * sizeof(double));
+    c->w = malloc((size_t)(N * nblk * BB));
+    c->wd = malloc((size_t)(N * K) * sizeof(double));
     c->wf32 = malloc((size_t)(N * K) * sizeof(float));
     c->perm = malloc((size_t)K * sizeof(int32_t));
-    c->x    = malloc((size_t)(MAX_T * K) * sizeof(float));
-    c->xg   = malloc((size_t)(MAX_T * K) * sizeof(float));
+    c->x = malloc((size_t)(MAX_T * K) * sizeof(float));
+    c->xg = malloc((size_t)(MAX_T * K) * sizeof(float));
     for (int64_t i = 0; i < N * nblk; i++) {
         uint8_t *b = c->w + i * BB;
-        for (int j = 0; j < BB; j++) b[j] = (uint8_t)urand();
+        for (int j = 0; j < BB; j++)
+            b[j] = (uint8_t)urand();
         uint16_t d = llmrt_f32_to_f16(0.0005f + 0.001f * (float)(urand() % 1000) / 1000.0f);
         memcpy(b, &d, 2);
         b[3] = 0;
@@ -102,15 +111,18 @@ static void make_case(q8z_case *c, int64_t N, int64_t nblk) {
     for (int64_t n = 0; n < N; n++)
         for (int64_t k = 0; k < K; k++)
             c->wd[n * K + k] = ref_weight(c->w + (n * nblk + k / 32) * BB, (int)(k % 32));
-    for (int64_t k = 0; k < K; k++) c->perm[k] = (int32_t)k;
+    for (int64_t k = 0; k < K; k++)
+        c->perm[k] = (int32_t)k;
     for (int64_t k = K - 1; k > 0; k--) { /* Fisher-Yates */
         int64_t j = urand() % (uint32_t)(k + 1);
         int32_t t = c->perm[k];
         c->perm[k] = c->perm[j], c->perm[j] = t;
     }
-    for (int64_t i = 0; i < MAX_T * K; i++) c->x[i] = frand();
+    for (int64_t i = 0; i < MAX_T * K; i++)
+        c->x[i] = frand();
     for (int64_t t = 0; t < MAX_T; t++)
-        for (int64_t j = 0; j < K; j++) c->xg[t * K + j] = c->x[t * K + c->perm[j]];
+        for (int64_t j = 0; j < K; j++)
+            c->xg[t * K + j] = c->x[t * K + c->perm[j]];
 }
 
 static void free_case(q8z_case *c) {
@@ -123,8 +135,8 @@ static double worst_rel;
 static void check_accuracy(const char *what, const q8z_case *c, const float *x, const float *out,
                            int32_t T, bool int8) {
     int64_t N = c->N, K = c->K;
-    double  sum_err = 0, sum_ref = 0;
-    int     bad = 0;
+    double sum_err = 0, sum_ref = 0;
+    int bad = 0;
     for (int64_t t = 0; t < T; t++) {
         const float *xs = c->xg + t * K; /* stored order: wd is stored order */
         (void)x;
@@ -163,7 +175,7 @@ static void test_case(const char *isa, bool int8, int64_t N, int64_t nblk) {
     q8z_case c;
     make_case(&c, N, nblk);
     int64_t K = c.K;
-    char    what[160];
+    char what[160];
     snprintf(what, sizeof what, "%s %s Q8_Z N=%lld K=%lld", isa ? isa : "best",
              int8 ? "int8" : "exact", (long long)N, (long long)K);
     llmrt_cpu_matmul mode = int8 ? LLMRT_CPU_MATMUL_INT8 : LLMRT_CPU_MATMUL_EXACT;
@@ -172,12 +184,12 @@ static void test_case(const char *isa, bool int8, int64_t N, int64_t nblk) {
     int bad_ref = 0;
     for (int64_t n = 0; n < N; n++) {
         llmrt_ggml_dequant_row(LLMRT_DTYPE_Q8_Z, c.w + n * nblk * BB, c.wf32 + n * K, K);
-        for (int64_t k = 0; k < K; k++) bad_ref += (double)c.wf32[n * K + k] != c.wd[n * K + k];
+        for (int64_t k = 0; k < K; k++)
+            bad_ref += (double)c.wf32[n * K + k] != c.wd[n * K + k];
     }
-    CHECK_MSG(bad_ref == 0, "%s: %d reference weights differ from the fp64 formula", what,
-              bad_ref);
-    llmrt_cpu_kq_kernels kq  = llmrt_cpu_kq_kernels_for(llmrt_cpu_kernels_select(isa).isa);
-    float               *row = malloc((size_t)K * sizeof(float));
+    CHECK_MSG(bad_ref == 0, "%s: %d reference weights differ from the fp64 formula", what, bad_ref);
+    llmrt_cpu_kq_kernels kq = llmrt_cpu_kq_kernels_for(llmrt_cpu_kernels_select(isa).isa);
+    float *row = malloc((size_t)K * sizeof(float));
     for (int64_t n = 0; n < N; n++) {
         kq.dequant_row(LLMRT_DTYPE_Q8_Z, row, c.w + n * nblk * BB, K);
         CHECK_MSG(memcmp(row, c.wf32 + n * K, (size_t)K * 4) == 0,
@@ -188,8 +200,8 @@ static void test_case(const char *isa, bool int8, int64_t N, int64_t nblk) {
 
     llmrt_backend *be1 = make_backend(1, isa, mode), *be3 = make_backend(3, isa, mode);
     llmrt_backend *beg = make_backend(1, "generic", mode);
-    llmrt_bweight  wn, wp, wp3, wf, wg;
-    llmrt_error    err = {0};
+    llmrt_bweight wn, wp, wp3, wf, wg;
+    llmrt_error err = {0};
     CHECK_MSG(be1->ops->weight_upload(be1, LLMRT_DTYPE_Q8_Z, N, K, c.w, &wn, &err) == LLMRT_OK,
               "%s: %s", what, err.msg);
     CHECK_MSG(be1->ops->weight_upload_permuted(be1, LLMRT_DTYPE_Q8_Z, N, K, c.w, c.perm, &wp,
@@ -205,8 +217,8 @@ static void test_case(const char *isa, bool int8, int64_t N, int64_t nblk) {
     float *outg = malloc((size_t)(MAX_T * N) * 4), *alone = malloc((size_t)N * 4);
     for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++) {
         int32_t T = Ts[ti];
-        run_matmul(be1, &wp, c.x, T, out);    /* act-order: x in input order */
-        run_matmul(be1, &wn, c.xg, T, outn);  /* natural: x gathered by hand */
+        run_matmul(be1, &wp, c.x, T, out);   /* act-order: x in input order */
+        run_matmul(be1, &wn, c.xg, T, outn); /* natural: x gathered by hand */
         run_matmul(be3, &wp3, c.x, T, out3);
         run_matmul(beg, &wg, c.x, T, outg);
         check_accuracy(what, &c, c.x, out, T, int8);
@@ -244,19 +256,20 @@ static void test_case(const char *isa, bool int8, int64_t N, int64_t nblk) {
 
 static void test_refusals(void) {
     llmrt_backend *be = make_backend(1, NULL, LLMRT_CPU_MATMUL_EXACT);
-    llmrt_bweight  w;
-    llmrt_error    err       = {0};
-    uint8_t        buf[72]   = {0};
-    int32_t        perm[64]  = {0};
-    for (int i = 0; i < 64; i++) perm[i] = 63 - i;
+    llmrt_bweight w;
+    llmrt_error err = {0};
+    uint8_t buf[72] = {0};
+    int32_t perm[64] = {0};
+    for (int i = 0; i < 64; i++)
+        perm[i] = 63 - i;
     CHECK_ERROR(be->ops->weight_upload(be, LLMRT_DTYPE_Q8_Z, 1, 48, buf, &w, &err), err,
                 LLMRT_ERR_UNSUPPORTED, "Q8_Z weight with 48 columns (a multiple of 32");
     perm[5] = 64;
     CHECK_ERROR(be->ops->weight_upload_permuted(be, LLMRT_DTYPE_Q8_Z, 1, 64, buf, perm, &w, &err),
                 err, LLMRT_ERR_INVALID_ARG, "perm[5] = 64 is outside [0, 64)");
-    llmrt_op_query q = {.op = LLMRT_BOP_MATMUL, .dtype = LLMRT_DTYPE_Q8_Z, .n = 4, .k = 64,
-                        .has_perm = true};
-    char           why[200];
+    llmrt_op_query q = {
+        .op = LLMRT_BOP_MATMUL, .dtype = LLMRT_DTYPE_Q8_Z, .n = 4, .k = 64, .has_perm = true};
+    char why[200];
     CHECK(be->ops->supports(be, &q, why, sizeof why));
     CHECK(be->ops->supports_weight(be, LLMRT_DTYPE_Q8_Z));
     be->ops->destroy(be);
@@ -266,11 +279,13 @@ int main(void) {
     test_refusals();
     const char *isas[] = {NULL /* best */, "avx2", "generic"};
     const char *names[3];
-    for (int i = 0; i < 3; i++) names[i] = llmrt_cpu_kernels_select(isas[i]).isa;
+    for (int i = 0; i < 3; i++)
+        names[i] = llmrt_cpu_kernels_select(isas[i]).isa;
     for (int mode = 0; mode < 2; mode++)
         for (int i = 0; i < 3; i++) {
             bool dup = false; /* forcing an ISA the CPU lacks falls back: each variant once */
-            for (int j = 0; j < i; j++) dup = dup || strcmp(names[i], names[j]) == 0;
+            for (int j = 0; j < i; j++)
+                dup = dup || strcmp(names[i], names[j]) == 0;
             /* int8 mode: avx2 has no int8 kernels (it keeps the exact path, test_i8_gemm) */
             if (dup || (mode == 1 && strcmp(names[i], "avx2") == 0)) continue;
             worst_rel = 0;
