@@ -13,7 +13,8 @@
  *    quantization written in the exact AutoGPTQ/GPTQModel layout (reference/kernels.md §3):
  *    sym/asym, checkpoint_format gptq (v1: packed zero words minus 0x11111111, GPTQModel's way;
  *    every asym one holds zero points of 0, whose nibbles borrow from the next) and gptq_v2,
- *    group sizes 32 and -1, act-order with a non-monotonic g_idx, config in config.json or
+ *    group sizes 32 and -1, 128 over K = 64 and 160 (short last groups), act-order with a
+ *    non-monotonic g_idx, config in config.json or
  *    quantize_config.json, fp16 or fp32 scales, quantized lm_head, an lm_head bias. Group size
  *    16 (valid GPTQ, not a multiple of the CPU kernels' 32): the load fails with
  *    LLMRT_ERR_UNSUPPORTED naming the tensor, and with allow_fallback loads dequantised,
@@ -299,7 +300,8 @@ static void wr32(uint8_t *p, int64_t i, uint32_t v) {
  * the weights this test dequantises from the packed values into deq [N, K]. */
 static void quantize_linear(entries *es, const char *prefix, const float *W, int64_t N, int64_t K,
                             const qopts *o, float *deq) {
-    int64_t gs = o->gs == -1 ? K : o->gs, G = K / gs;
+    /* ceil: a short last group when gs does not divide K (GPTQModel's layout) */
+    int64_t gs = o->gs == -1 ? K : o->gs, G = (K + gs - 1) / gs;
     int32_t *gidx = malloc((size_t)K * 4), *perm = malloc((size_t)K * 4);
     for (int64_t k = 0; k < K; k++)
         perm[k] = (int32_t)k;
@@ -1029,6 +1031,10 @@ int main(void) {
                (qopts){.gs = 32, .sym = 0, .act = 1, .lm_head = 1, .config_in_json = 1});
     test_built("g32_sym_lmhead_bias",
                (qopts){.gs = 32, .sym = 1, .lm_head = 1, .lm_bias = 1, .config_in_json = 1});
+    /* short last groups (group 128: K = 64 is one group of 64, down_proj's K = 160 is 128 + 32):
+     * padded with zero-input columns, natural order and act-order */
+    test_built("g128_asym_short", (qopts){.gs = 128, .sym = 0, .v2 = 1, .config_in_json = 1});
+    test_built("g128_asym_act_short", (qopts){.gs = 128, .sym = 0, .act = 1, .config_in_json = 1});
     test_built("g16_sym_v1_dequantised", (qopts){.gs = 16, .sym = 1, .config_in_json = 1});
     test_errors();
     test_peer_errors();
