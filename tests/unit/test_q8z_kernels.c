@@ -16,7 +16,10 @@
  *    not depend on T nor the thread count (1 vs 3); Q8_Z equals the same weights uploaded as
  *    fp32 (exact mode); a permuted Q8_Z equals the natural-order upload of the same stored
  *    columns times x gathered by hand (x[:, perm[j]]); int8 avx512 equals int8 generic.
- * 4. refusals: K not a multiple of 32, a perm entry outside [0, K). */
+ * 4. refusals: K not a multiple of 32, a perm entry outside [0, K).
+ * 5. tensor-parallel slices (model/shard_slice.h): rows are views; block-aligned column slices
+ *    stay Q8_Z; a slice cutting blocks is dequantised to fp32, equal to the matching columns of
+ *    the whole matrix's reference dequantisation. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +29,8 @@
 #include "backend/cpu/kq_kernels.h"
 #include "core/half.h"
 #include "format/ggml_quants.h"
+#include "model/model.h"
+#include "model/shard_slice.h"
 #include "test_util.h"
 
 #define MAX_T 70
@@ -275,8 +280,42 @@ static void test_refusals(void) {
     be->ops->destroy(be);
 }
 
+static void test_slices(void) {
+    q8z_case c;
+    make_case(&c, 6, 4); /* [6, 128] */
+    int64_t N = c.N, K = c.K;
+    for (int64_t n = 0; n < N; n++)
+        llmrt_ggml_dequant_row(LLMRT_DTYPE_Q8_Z, c.w + n * 4 * BB, c.wf32 + n * K, K);
+    llmrt_host_tensor h = {.dtype = LLMRT_DTYPE_Q8_Z, .rows = N, .cols = K, .data = c.w}, o;
+    struct llmrt_rank_model m;
+    memset(&m, 0, sizeof m);
+    llmrt_error err = {0};
+    CHECK(llmrt_slice_host_rows(&h, 2, 3, &o, &err) == LLMRT_OK);
+    CHECK(o.data == c.w + 2 * 4 * BB && o.dtype == LLMRT_DTYPE_Q8_Z && o.rows == 3);
+    float part[128];
+    /* whole blocks [32, 96): still Q8_Z */
+    CHECK_MSG(llmrt_slice_host_cols(&m, &h, 32, 64, &o, &err) == LLMRT_OK, "%s", err.msg);
+    CHECK(o.dtype == LLMRT_DTYPE_Q8_Z && o.cols == 64);
+    for (int64_t r = 0; r < N; r++) {
+        llmrt_ggml_dequant_row(LLMRT_DTYPE_Q8_Z, (const uint8_t *)o.data + r * 2 * BB, part, 64);
+        CHECK_MSG(memcmp(part, c.wf32 + r * K + 32, 64 * 4) == 0, "aligned slice row %lld",
+                  (long long)r);
+    }
+    /* [40, 88): cuts blocks, fp32 of the same values */
+    CHECK_MSG(llmrt_slice_host_cols(&m, &h, 40, 48, &o, &err) == LLMRT_OK, "%s", err.msg);
+    CHECK(o.dtype == LLMRT_DTYPE_F32 && o.cols == 48);
+    for (int64_t r = 0; r < N; r++)
+        CHECK_MSG(memcmp((const float *)o.data + r * 48, c.wf32 + r * K + 40, 48 * 4) == 0,
+                  "block-cutting slice row %lld", (long long)r);
+    for (int64_t i = 0; i < m.n_host_buffers; i++)
+        free(m.host_buffers[i]);
+    free(m.host_buffers);
+    free_case(&c);
+}
+
 int main(void) {
     test_refusals();
+    test_slices();
     const char *isas[] = {NULL /* best */, "avx2", "generic"};
     const char *names[3];
     for (int i = 0; i < 3; i++)
