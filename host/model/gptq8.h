@@ -14,8 +14,9 @@
  * - Q8_Z (fp16 d, u8 z, u8 q: w = d * (q - z)) for every other such Linear: asym, act-order (the
  *   columns stored permuted so each group is contiguous, perm = stable argsort of g_idx, uploaded
  *   with weight_upload_permuted), short last groups. Block b in stored order is in group
- *   32 b / group_size. TP: column-parallel slices as Q8_0, row-parallel ones at block boundaries
- *   (natural order); an act-order Q8_Z is not split by input columns (a load-time error).
+ *   32 b / group_size. TP: slices as Q8_0's (model/shard_slice.h: rows are views, column slices
+ *   of whole blocks stay Q8_Z, ones cutting blocks are dequantised to fp32); an act-order Q8_Z is
+ *   not split by input columns (a load-time error naming the tensor, the type and tp).
  * Every other 8-bit Linear (group 16 or any size not a multiple of 32, scales that are not fp16
  * values, a backend without these kernels) is dequantised to fp32 at load by the formula above,
  * which the caller allows only under allow_fallback / dequantize_weights. */
