@@ -10,14 +10,15 @@
 bool llmrt_ggml_is_packed(llmrt_dtype t) {
     switch (t) {
     case LLMRT_DTYPE_Q5_0: case LLMRT_DTYPE_Q5_1: case LLMRT_DTYPE_Q2_K: case LLMRT_DTYPE_Q3_K:
-    case LLMRT_DTYPE_Q4_K: case LLMRT_DTYPE_Q5_K: case LLMRT_DTYPE_Q6_K: return true;
+    case LLMRT_DTYPE_Q4_K: case LLMRT_DTYPE_Q5_K: case LLMRT_DTYPE_Q6_K:
+    case LLMRT_DTYPE_Q8_Z: return true;
     default: return false;
     }
 }
 
 bool llmrt_ggml_is_block(llmrt_dtype t) {
     return t == LLMRT_DTYPE_Q8_0 || t == LLMRT_DTYPE_Q4_0 || t == LLMRT_DTYPE_Q4_1 ||
-           t == LLMRT_DTYPE_Q8_Z || llmrt_ggml_is_packed(t);
+           llmrt_ggml_is_packed(t);
 }
 
 static float f16_at(const uint8_t *p) {

@@ -35,6 +35,7 @@
  *               c = (v%128)/32, l = v%32: low 4 bits from ql[64h + l + 32(c&1)] (c < 2: low
  *               nibble, else high), high 2 bits (qh[32h + l] >> 2c) & 3; minus 32; scale
  *               scales[v/16].                                              w = (d*sc)*q
+ *   Q8_Z  36 B: fp16 d | u8 z | u8 0 | u8 q[32] (internal, no GGUF number). w = d * ((float)q - z)
  * Every product and difference is rounded to fp32 in the order written (a K-quant's d*sc and
  * dmin*m once per sub-block). */
 #ifndef LLMRT_FORMAT_GGML_QUANTS_H
@@ -45,9 +46,11 @@
 
 #include "dtype.h"
 
-/* True for the block types this file dequantises (Q5_0, Q5_1 and the K-quants Q2_K..Q6_K). */
+/* True for the block types this file dequantises and the CPU backend reads in place with its
+ * packed-block kernels (backend/cpu/kq_kernels.h): Q5_0, Q5_1, the K-quants Q2_K..Q6_K and the
+ * internal Q8_Z (GPTQ 8-bit with zero points, format/dtype.h, model/gptq8.h). */
 bool llmrt_ggml_is_packed(llmrt_dtype t);
-/* True for Q8_0, Q4_0, Q4_1, the internal Q8_Z (dtype.h) and every llmrt_ggml_is_packed type. */
+/* True for Q8_0, Q4_0, Q4_1 and every llmrt_ggml_is_packed type (Q8_Z included). */
 bool llmrt_ggml_is_block(llmrt_dtype t);
 
 /* One block of `t` (llmrt_ggml_is_block) into out[llmrt_dtype_block_elems(t)]. */

@@ -210,7 +210,7 @@ void llmrt_q4_tensor_release(llmrt_q4_tensor *t) {
 
 llmrt_status llmrt_gptq_check_dims(const llmrt_gptq_config *cfg, const char *file,
                                    const char *prefix, int64_t N, int64_t K, int pack,
-                                   int64_t *gs_out, llmrt_error *err) {
+                                   int64_t *gs_out, int64_t *G_out, llmrt_error *err) {
     if (K % pack != 0)
         return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH,
                          "%s: tensor %s.qweight: in_features %lld is not a multiple of %d", file,
@@ -220,13 +220,19 @@ llmrt_status llmrt_gptq_check_dims(const llmrt_gptq_config *cfg, const char *fil
                          "%s: tensor %s.qzeros: out_features %lld is not a multiple of %d", file,
                          prefix, (long long)N, pack);
     int64_t gs = cfg->group_size == -1 ? K : cfg->group_size;
-    if (gs <= 0 || K % gs != 0)
-        return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH,
-                         "%s: %s: in_features %lld is not a multiple of group_size %lld (each "
-                         "group must hold exactly group_size rows)",
-                         file, prefix, (long long)K, (long long)gs);
+    if (gs <= 0)
+        return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH, "%s: %s: group_size %lld", file, prefix,
+                         (long long)gs);
+    /* GPTQModel (7.7: TorchLinear, SUPPORTS_AUTO_PADDING) writes and reads in_features that are
+     * not a multiple of the group size: ceil(K / gs) groups, g_idx = k // gs, the last group short */
     *gs_out = gs;
+    *G_out  = (K + gs - 1) / gs;
     return LLMRT_OK;
+}
+
+int64_t llmrt_gptq_group_rows(int64_t K, int64_t gs, int64_t g) {
+    int64_t G = (K + gs - 1) / gs;
+    return g == G - 1 ? K - (G - 1) * gs : gs;
 }
 
 llmrt_status llmrt_gptq_scale_f16(const llmrt_st_tensor *scales, uint64_t i, int64_t g, int64_t n,
@@ -265,10 +271,19 @@ llmrt_status llmrt_gptq_convert(const llmrt_gptq_config *cfg, const char *file, 
         return llmrt_err(err, LLMRT_ERR_INTERNAL, "%s: %s: empty matrix", file, prefix);
     const int pack = 32 / 4; /* 4-bit values per int32 */
     int64_t   gs;
-    LLMRT_TRY(llmrt_gptq_check_dims(cfg, file, prefix, N, K, pack, &gs, err));
-    int64_t G = K / gs;
+    int64_t   G;
+    LLMRT_TRY(llmrt_gptq_check_dims(cfg, file, prefix, N, K, pack, &gs, &G, err));
+    /* a short last group (K % gs != 0) is padded to gs stored columns of perm -1 (input 0):
+     * the internal format holds whole groups (q4.h) */
+    int64_t Kp = G * gs, Kx = K;
+    bool    short_last = Kp != K;
+    if (short_last && gs % 2 != 0)
+        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                         "%s: %s: in_features %lld in groups of an odd group_size %lld", file,
+                         prefix, (long long)K, (long long)gs);
+    K = Kp; /* stored columns from here on; Kx input columns */
 
-    LLMRT_TRY(llmrt_gptq_check_shape(file, prefix, "qweight", t->qweight, 2, (uint64_t)(K / pack), (uint64_t)N,
+    LLMRT_TRY(llmrt_gptq_check_shape(file, prefix, "qweight", t->qweight, 2, (uint64_t)(Kx / pack), (uint64_t)N,
                           err));
     LLMRT_TRY(llmrt_gptq_check_dtype(file, prefix, "qweight", t->qweight, true, err));
     LLMRT_TRY(
@@ -277,7 +292,7 @@ llmrt_status llmrt_gptq_convert(const llmrt_gptq_config *cfg, const char *file, 
     LLMRT_TRY(llmrt_gptq_check_shape(file, prefix, "scales", t->scales, 2, (uint64_t)G, (uint64_t)N, err));
     LLMRT_TRY(llmrt_gptq_check_dtype(file, prefix, "scales", t->scales, false, err));
     if (t->g_idx) {
-        LLMRT_TRY(llmrt_gptq_check_shape(file, prefix, "g_idx", t->g_idx, 1, (uint64_t)K, 0, err));
+        LLMRT_TRY(llmrt_gptq_check_shape(file, prefix, "g_idx", t->g_idx, 1, (uint64_t)Kx, 0, err));
         LLMRT_TRY(llmrt_gptq_check_dtype(file, prefix, "g_idx", t->g_idx, true, err));
     }
     if (t->bias) {
@@ -308,11 +323,12 @@ llmrt_status llmrt_gptq_convert(const llmrt_gptq_config *cfg, const char *file, 
         return llmrt_err(err, LLMRT_ERR_INTERNAL, "%s: %s: layout", file, prefix);
     }
 
-    /* g_idx: every value in [0, G), every group exactly gs rows; perm = stable argsort */
+    /* g_idx: every value in [0, G), every group exactly gs rows (the last one K - (G-1) gs);
+     * perm = stable argsort, then -1 for a short last group's padding */
     bool natural = true;
     memset(fill, 0, (size_t)G * sizeof *fill);
     if (t->g_idx) {
-        for (int64_t k = 0; k < K; k++) {
+        for (int64_t k = 0; k < Kx; k++) {
             int32_t g = (int32_t)rd_u32(t->g_idx->data, (uint64_t)k);
             if (g < 0 || g >= G) {
                 free(mem);
@@ -324,28 +340,35 @@ llmrt_status llmrt_gptq_convert(const llmrt_gptq_config *cfg, const char *file, 
             natural = natural && g == k / gs;
         }
         for (int64_t g = 0; g < G; g++)
-            if (fill[g] != gs) {
+            if (fill[g] != llmrt_gptq_group_rows(Kx, gs, g)) {
                 int64_t n = fill[g];
                 free(mem);
                 return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH,
-                                 "%s: tensor %s.g_idx: group %lld has %lld rows, expected "
-                                 "group_size %lld",
-                                 file, prefix, (long long)g, (long long)n, (long long)gs);
+                                 "%s: tensor %s.g_idx: group %lld has %lld rows, expected %lld "
+                                 "(group_size %lld, in_features %lld)",
+                                 file, prefix, (long long)g, (long long)n,
+                                 (long long)llmrt_gptq_group_rows(Kx, gs, g), (long long)gs,
+                                 (long long)Kx);
             }
         if (!natural) {
             for (int64_t g = 0; g < G; g++)
                 fill[g] = g * gs; /* next slot of each group */
-            for (int64_t k = 0; k < K; k++) {
+            for (int64_t k = 0; k < Kx; k++) {
                 int32_t g = (int32_t)rd_u32(t->g_idx->data, (uint64_t)k);
                 perm[fill[g]++] = (int32_t)k;
             }
         }
     }
+    if (short_last && natural)
+        for (int64_t k = 0; k < Kx; k++) perm[k] = (int32_t)k;
+    for (int64_t j = Kx; j < K; j++) perm[j] = -1; /* the short group's padding */
 
     /* qweight [K/8, N] -> rows of W in natural column order: the 8 nibbles of word
      * qweight[r][n] (LSB first) are columns 8r..8r+7, which is exactly bytes 4r..4r+3 of the
      * internal row (column 2c low nibble of byte c) in little-endian order. */
-    for (int64_t r = 0; r < K / pack; r++)
+    for (int64_t n = 0; short_last && n < N; n++)
+        memset(qs + n * (K / 2) + Kx / 2, 0, (size_t)(K - Kx) / 2);
+    for (int64_t r = 0; r < Kx / pack; r++)
         for (int64_t n = 0; n < N; n++) {
             uint32_t w = rd_u32(t->qweight->data, (uint64_t)(r * N + n));
             uint8_t *d = qs + n * (K / 2) + 4 * r;
@@ -367,6 +390,7 @@ llmrt_status llmrt_gptq_convert(const llmrt_gptq_config *cfg, const char *file, 
             memset(d, 0, (size_t)K / 2);
             for (int64_t j = 0; j < K; j++) {
                 int64_t k = perm[j];
+                if (k < 0) continue; /* padding: nibble 0 */
                 int q = (row[k >> 1] >> (4 * (k & 1))) & 0x0f;
                 d[j >> 1] |= (uint8_t)(q << (4 * (j & 1)));
             }
@@ -405,7 +429,8 @@ llmrt_status llmrt_gptq_convert(const llmrt_gptq_config *cfg, const char *file, 
         .scales = scales,
         .zeros = zeros,
         .offsets = NULL,
-        .perm = natural ? NULL : perm,
+        .perm = natural && !short_last ? NULL : perm,
+        .x_cols = short_last ? Kx : 0,
     };
     return LLMRT_OK;
 }

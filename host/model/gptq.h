@@ -9,9 +9,12 @@
  *               qzeros[g][n/8] + 0x11111111 (mod 2^32): v1 is v2 - 0x11111111 word-wise, a zero
  *               of 0 borrowing from the next nibble (GPTQModel, transformers; gptq.c says why)
  *   w[k][n]   = scales[g_idx[k]][n] * (q[k][n] - z[g_idx[k]][n])    scales fp16 [G, N]
+ * with G = ceil(K / group_size): GPTQModel (7.7, TorchLinear: SUPPORTS_AUTO_PADDING) writes and
+ * reads in_features that are not a multiple of the group size, the last group short.
  * Internal format: row n of W = column n of the above; qs[n][j] = q[perm[j]][n] with
  * perm = stable argsort(g_idx) when g_idx is not k / group_size (act-order), so each group's
- * group_size columns are contiguous; zeros are INT (0..15). */
+ * group_size columns are contiguous; zeros are INT (0..15). A short last group is padded to
+ * group_size stored columns of perm -1 (input 0, q4.h): cols = G * group_size, x_cols = K. */
 #ifndef LLMRT_MODEL_GPTQ_H
 #define LLMRT_MODEL_GPTQ_H
 
@@ -96,10 +99,14 @@ llmrt_status llmrt_gptq_check_dtype(const char *file, const char *prefix, const 
                                     const llmrt_st_tensor *t, bool want_int, llmrt_error *err);
 float        llmrt_gptq_rd_float(const llmrt_st_tensor *t, uint64_t i);
 /* Shared with gptq8.c: in_features a multiple of `pack` (values per int32 word), out_features a
- * multiple of `pack`, in_features a multiple of the group size; *gs = the group size in rows. */
+ * multiple of `pack`; *gs = the group size in rows, *G = ceil(in_features / gs) groups: the last
+ * one is short when in_features is not a multiple of gs (GPTQModel writes such layers: g_idx =
+ * k // gs). */
 llmrt_status llmrt_gptq_check_dims(const llmrt_gptq_config *cfg, const char *file,
                                    const char *prefix, int64_t N, int64_t K, int pack, int64_t *gs,
-                                   llmrt_error *err);
+                                   int64_t *G, llmrt_error *err);
+/* Rows of group g of K rows in groups of gs: gs, the last group K - (G - 1) * gs. */
+int64_t llmrt_gptq_group_rows(int64_t K, int64_t gs, int64_t g);
 /* Shared with awq.c: element i = (g, n) of a checked scales tensor as fp16 bits, refused when an
  * fp32/bf16 scale is not exactly an fp16 value (the 4-bit format holds fp16 scales). */
 llmrt_status llmrt_gptq_scale_f16(const llmrt_st_tensor *scales, uint64_t i, int64_t g, int64_t n,

@@ -3,7 +3,7 @@
  * model.safetensors.index.json. Every shard is mapped and validated up front.
  * GPTQ checkpoints (a quantization config in config.json or quantize_config.json, gptq.h) store
  * each quantized Linear as P.qweight / P.qzeros / P.scales / P.g_idx (/ P.bias): get_q4 converts
- * 4-bit ones into the internal 4-bit format, `get` 8-bit ones into Q8_0 or fp32 (gptq8.h). */
+ * 4-bit ones into the internal 4-bit format, `get` 8-bit ones into Q8_0, Q8_Z or fp32 (gptq8.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,12 +77,12 @@ static int32_t module_bits(hf_source *hs, const char *hf_name) {
     return c ? c->bits : 0;
 }
 
-/* An 8-bit GPTQ matrix (gptq8.h): Q8_0 blocks when exact and the backend reads them, else fp32
+/* An 8-bit GPTQ matrix (gptq8.h): Q8_0 / Q8_Z blocks when the backend reads them, else fp32
  * under allow_fallback / dequantize_weights (counted as a fallback), else an error naming it. */
 static llmrt_status hf_get_gptq8(hf_source *hs, struct llmrt_rank_model *m, const char *name,
                                  int64_t rows, int64_t cols, bool optional,
                                  llmrt_host_tensor *out, bool *found, llmrt_error *err) {
-    char               prefix[256], why[96];
+    char               prefix[256], why[160];
     const char        *file = hs->dir;
     llmrt_gptq_tensors t;
     *found = false;
@@ -98,15 +98,26 @@ static llmrt_status hf_get_gptq8(hf_source *hs, struct llmrt_rank_model *m, cons
         return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH, "%s: tensor %s: a \"-:\" dynamic rule says "
                          "%s is not quantized, but the file stores %s.qweight",
                          file, name, prefix, prefix);
-    bool q8_ok = !m->no_q4 && m->be->ops->supports_weight(m->be, LLMRT_DTYPE_Q8_0);
-    void *buf = NULL;
-    llmrt_dtype dt;
-    LLMRT_TRY(llmrt_gptq8_convert(cfg, file, prefix, &t, rows, cols, q8_ok,
-                                  m->allow_fallback || m->no_q4, &buf, &dt, why, sizeof why, err));
-    LLMRT_TRY(llmrt_model_keep_host(m, buf, err));
-    if (dt != LLMRT_DTYPE_Q8_0 && !m->no_q4 && m->n_fallbacks++ == 0)
-        snprintf(m->fallback_why, sizeof m->fallback_why, "8-bit GPTQ: %s", why);
-    *out   = (llmrt_host_tensor){.dtype = dt, .rows = rows, .cols = cols, .data = buf};
+    /* what the backend keeps packed (never under dequantize_weights: no_q4) */
+    llmrt_backend   *be   = m->be;
+    llmrt_op_query   q    = {.op = LLMRT_BOP_MATMUL, .dtype = LLMRT_DTYPE_Q8_Z, .n = rows,
+                             .k = cols, .has_perm = true};
+    llmrt_gptq8_caps caps = {.f32 = m->allow_fallback || m->no_q4};
+    if (!m->no_q4) {
+        caps.q8_0 = be->ops->supports_weight(be, LLMRT_DTYPE_Q8_0);
+        caps.q8_z = be->ops->supports_weight(be, LLMRT_DTYPE_Q8_Z);
+        caps.q8_z_perm = caps.q8_z && be->ops->weight_upload_permuted &&
+                         (!be->ops->supports || be->ops->supports(be, &q, NULL, 0));
+    }
+    llmrt_gptq8_matrix c;
+    LLMRT_TRY(llmrt_gptq8_convert(cfg, file, prefix, &t, rows, cols, &caps, &c, why, sizeof why,
+                                  err));
+    LLMRT_TRY(llmrt_model_keep_host(m, c.data, err));
+    llmrt_dtype dt = c.dtype;
+    if (dt == LLMRT_DTYPE_F32 && !m->no_q4 && m->n_fallbacks++ == 0)
+        snprintf(m->fallback_why, sizeof m->fallback_why, "8-bit GPTQ: %.95s", why);
+    *out = (llmrt_host_tensor){
+        .dtype = dt, .rows = rows, .cols = cols, .data = c.data, .perm = c.perm};
     *found = true;
     return LLMRT_OK;
 }
@@ -136,6 +147,7 @@ static llmrt_status hf_get(void *ctx, struct llmrt_rank_model *m, const char *na
     out->rows  = (int64_t)t->shape[0];
     out->cols  = cols ? (int64_t)t->shape[1] : 0;
     out->data  = t->data;
+    out->perm  = NULL;
     if ((uint64_t)out->rows != t->shape[0] || (cols && (uint64_t)out->cols != t->shape[1]))
         return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH, "%s: tensor %s is too large", file, name);
     return LLMRT_OK;

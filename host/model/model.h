@@ -89,9 +89,12 @@ llmrt_status llmrt_model_keep_host(struct llmrt_rank_model *m, void *buf, llmrt_
  * (cols == 0 for 1-D); or Q8_0 (GGUF blocks) for a matrix when the backend's supports_weight
  * says it reads Q8_0. */
 typedef struct llmrt_host_tensor {
-    llmrt_dtype dtype;
-    int64_t     rows, cols;
-    const void *data;
+    llmrt_dtype    dtype;
+    int64_t        rows, cols;
+    const void    *data;
+    const int32_t *perm; /* [cols] act-order: stored column j holds input column perm[j] (a
+                          * GPTQ-8 Q8_Z matrix, gptq8.h; uploaded by weight_upload_permuted),
+                          * or NULL */
 } llmrt_host_tensor;
 
 /* A 4-bit matrix as a source provides it: the internal format (q4.h, rows = N, cols = K) plus an

@@ -64,6 +64,7 @@ static const char *dtype_format_name(llmrt_dtype t) {
     case LLMRT_DTYPE_F16: return "f16";
     case LLMRT_DTYPE_BF16: return "bf16";
     case LLMRT_DTYPE_Q8_0: return "q8_0";
+    case LLMRT_DTYPE_Q8_Z: return "q8_z";
     case LLMRT_DTYPE_Q5_0: return "q5_0";
     case LLMRT_DTYPE_Q5_1: return "q5_1";
     case LLMRT_DTYPE_Q2_K: return "q2_k";
@@ -305,7 +306,8 @@ static llmrt_status load_matrix(struct llmrt_rank_model *m, const llmrt_weight_s
         LLMRT_TRY(src->get_q4(src->ctx, m, name, rows, cols, &qt, &found, err));
         if (found) {
             llmrt_status s = adapted ? llmrt_lora_merge_check(m, name, true, err) : LLMRT_OK;
-            if (s == LLMRT_OK && (qt.q.rows != rows || qt.q.cols != cols))
+            if (s == LLMRT_OK &&
+                (qt.q.rows != rows || (qt.q.x_cols ? qt.q.x_cols : qt.q.cols) != cols))
                 s = llmrt_err(err, LLMRT_ERR_INTERNAL, "%s: tensor %s: 4-bit shape mismatch",
                               src->what, name);
             /* a GPTQ Linear carries its own bias (P.bias, used as stored); otherwise the bias
@@ -318,7 +320,7 @@ static llmrt_status load_matrix(struct llmrt_rank_model *m, const llmrt_weight_s
             return s;
         }
     }
-    llmrt_host_tensor t;
+    llmrt_host_tensor t = {0};
     bool              found = false;
     LLMRT_TRY(src->get(src->ctx, m, name, rows, cols, false, &t, &found, err));
     if (t.rows != rows || t.cols != cols)
@@ -327,6 +329,13 @@ static llmrt_status load_matrix(struct llmrt_rank_model *m, const llmrt_weight_s
                          src->what, name, (long long)t.rows, (long long)t.cols, (long long)rows,
                          (long long)cols);
     llmrt_status s = LLMRT_OK;
+    /* an act-order block matrix (GPTQ-8 Q8_Z) split by input columns would need each group's
+     * columns of the slice padded to whole blocks: refused (column-parallel slices keep perm) */
+    if (t.perm && sp->kind == SPLIT_COLS)
+        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                         "%s: tensor %s: an act-order (g_idx) %s matrix cannot be split by input "
+                         "columns (row-parallel) at tp %d; load it with tp 1, or dequantize_weights",
+                         src->what, name, llmrt_dtype_name(t.dtype), m->shard.size);
     if (sp->kind == SPLIT_ROWS) s = llmrt_slice_host_rows(&t, sp->start, sp->count, &t, err);
     else if (sp->kind == SPLIT_COLS) s = llmrt_slice_host_cols(m, &t, sp->start, sp->count, &t, err);
     if (s != LLMRT_OK) {
@@ -345,21 +354,27 @@ static llmrt_status load_matrix(struct llmrt_rank_model *m, const llmrt_weight_s
             return s;
         }
     }
-    s = m->be->ops->weight_upload(m->be, t.dtype, t.rows, t.cols, t.data, out, err);
+    if (t.perm && !m->be->ops->weight_upload_permuted)
+        return llmrt_err(err, LLMRT_ERR_INTERNAL, "%s: tensor %s: act-order %s without "
+                         "weight_upload_permuted", src->what, name, llmrt_dtype_name(t.dtype));
+    s = t.perm ? m->be->ops->weight_upload_permuted(m->be, t.dtype, t.rows, t.cols, t.data, t.perm,
+                                                    out, err)
+               : m->be->ops->weight_upload(m->be, t.dtype, t.rows, t.cols, t.data, out, err);
     if (s != LLMRT_OK) {
         llmrt_err_prefix(err, "%s: tensor %s", src->what, name);
         return s;
     }
     note_format(m, dtype_format_name(t.dtype));
     m->n_params += t.rows * t.cols;
-    m->weight_bytes += t.rows * (t.cols / llmrt_dtype_block_elems(t.dtype)) * dtype_bytes(t.dtype);
+    m->weight_bytes += t.rows * (t.cols / llmrt_dtype_block_elems(t.dtype)) * dtype_bytes(t.dtype) +
+                       (t.perm ? t.cols * 4 : 0);
     return site.layer >= 0 ? load_bias(m, src, name, rows, sp, site, out, err) : LLMRT_OK;
 }
 
 /* Norm weights are tiny: converted to fp32 and copied into backend memory. */
 static llmrt_status load_norm(struct llmrt_rank_model *m, const llmrt_weight_source *src,
                               const char *name, int64_t D, void **out, llmrt_error *err) {
-    llmrt_host_tensor t;
+    llmrt_host_tensor t = {0};
     bool              found = false;
     LLMRT_TRY(src->get(src->ctx, m, name, D, 0, false, &t, &found, err));
     if (t.rows != D || t.cols != 0)

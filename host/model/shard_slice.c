@@ -50,7 +50,8 @@ llmrt_status llmrt_slice_host_cols(struct llmrt_rank_model *m, const llmrt_host_
     llmrt_dtype dtype   = blocked && !aligned ? LLMRT_DTYPE_F32 : t->dtype;
     /* Q5_0/Q5_1/K-quant blocks are cut only between blocks: a slice inside one would need the
      * whole block's scales (the loader's error adds the tensor, tp and rank) */
-    if (blocked && t->dtype != LLMRT_DTYPE_Q8_0 && !aligned)
+    bool cut_ok = t->dtype == LLMRT_DTYPE_Q8_0 || t->dtype == LLMRT_DTYPE_Q8_Z;
+    if (blocked && !cut_ok && !aligned)
         return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
                          "%s matrix split by input columns [%lld, +%lld): tensor parallel slices "
                          "of %s must be whole %lld-column blocks", llmrt_dtype_name(t->dtype),
@@ -71,7 +72,8 @@ llmrt_status llmrt_slice_host_cols(struct llmrt_rank_model *m, const llmrt_host_
             memcpy(dst, src + c0 * eb, (size_t)(n * eb));
         } else if (aligned) { /* whole blocks (Q8_0, Q5_x, K-quants) */
             memcpy(dst, src + (c0 / blk) * llmrt_dtype_block_bytes(t->dtype), (size_t)dst_row);
-        } else { /* Q8_0 cut inside a block: w = d * q, as the Q8_0 kernels dequantise */
+        } else if (t->dtype == LLMRT_DTYPE_Q8_0) { /* cut inside a block: w = d * q, as the
+                                                     * Q8_0 kernels dequantise */
             float *f = (float *)dst;
             for (int64_t j = 0; j < n; j++) {
                 int64_t        c = c0 + j;
@@ -79,6 +81,15 @@ llmrt_status llmrt_slice_host_cols(struct llmrt_rank_model *m, const llmrt_host_
                 uint16_t       d16;
                 memcpy(&d16, b, 2);
                 f[j] = llmrt_f16_to_f32(d16) * (float)((const int8_t *)(b + 2))[c % 32];
+            }
+        } else { /* Q8_Z cut inside a block: w = d * (q - z), as its kernels (exact in fp32) */
+            float *f = (float *)dst;
+            for (int64_t j = 0; j < n; j++) {
+                int64_t        c = c0 + j;
+                const uint8_t *b = src + (c / 32) * 36;
+                uint16_t       d16;
+                memcpy(&d16, b, 2);
+                f[j] = llmrt_f16_to_f32(d16) * ((float)b[4 + c % 32] - (float)b[2]);
             }
         }
     }

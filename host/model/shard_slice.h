@@ -16,7 +16,8 @@ llmrt_status llmrt_slice_host_rows(const llmrt_host_tensor *t, int64_t r0, int64
 
 /* Columns [c0, c0 + n) of a dense matrix, copied into a host buffer the model keeps. A Q8_0
  * slice stays Q8_0 when it is block-aligned (c0, n multiples of 32); otherwise it is
- * dequantised to F32 (the same values the Q8_0 kernels compute with). Q5_0/Q5_1 (32) and
+ * dequantised to F32 (the same values the Q8_0 kernels compute with); so does Q8_Z (GPTQ 8-bit,
+ * natural order: an act-order one is never split by columns, model_load.c). Q5_0/Q5_1 (32) and
  * K-quant (256) slices must be block-aligned: otherwise LLMRT_ERR_UNSUPPORTED naming the type. */
 llmrt_status llmrt_slice_host_cols(struct llmrt_rank_model *m, const llmrt_host_tensor *t, int64_t c0,
                                    int64_t n, llmrt_host_tensor *out, llmrt_error *err);

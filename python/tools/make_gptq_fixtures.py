@@ -82,7 +82,7 @@ CONFIG = dict(vocab_size=VOCAB, hidden_size=128, intermediate_size=384, num_hidd
 GROUPS = {"g32": 32, "g128": 128, "gm1": -1}
 # name, group size, act-order, sym, format, how llmrt loads it
 VARIANTS_8BIT = [("q8_g32_noact_sym_v1", 32, False, True, "gptq", "q8_0"),
-                 ("q8_g64_act_asym_v1", 64, True, False, "gptq", "f32")]
+                 ("q8_g64_act_asym_v1", 64, True, False, "gptq", "q8_z")]
 
 
 def variants():

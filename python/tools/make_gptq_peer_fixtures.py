@@ -24,7 +24,9 @@ and tests/data/gptq/golden/peer_<variant>.{json,logits.f32}. Variants (VARIANTS 
 asym with zero points of 0 (the word borrow), one of them as an older AutoGPTQ export (weights
 in gptq_model-4bit-32g.safetensors named by quantize_config.json's model_file_base_name, no
 quantization_config in config.json); 8-bit sym (group 32 / 128 / -1, v1 and v2: exactly Q8_0),
-8-bit asym v1 with zero points of 0 and 8-bit act-order (dequantised at load); and a 4-bit model
+8-bit asym v1 with zero points of 0, 8-bit act-order sym v1 and asym v2 (kept packed as Q8_Z,
+model/gptq8.h); short last groups (group 256 over K = 128 and 384: 4-bit asym v1, 8-bit asym
+v2, 8-bit act-order sym v1); and a 4-bit model
 with GPTQModel "dynamic" overrides (DYNAMIC: an 8-bit group-32 lm_head, 8-bit layer-0 MLP, an
 unquantized layer-1 down_proj, a 4-bit group-32 layer-0 down_proj whose rule comes before the
 layer-0 MLP one, group-32 q/k projections). The JSON files keep GPTQModel's key order (the first
@@ -59,8 +61,15 @@ VARIANTS = [
     ("peer_b8_g32_sym_v1", 8, 32, False, True, "gptq", "q8_0", None),
     ("peer_b8_g128_sym_v2", 8, 128, False, True, "gptq_v2", "q8_0", None),
     ("peer_b8_gm1_sym_v1", 8, -1, False, True, "gptq", "q8_0", None),
-    ("peer_b8_g32_asym_v1", 8, 32, False, False, "gptq", "f32", None),
-    ("peer_b8_g64_act_sym_v1", 8, 64, True, True, "gptq", "f32", None),
+    ("peer_b8_g32_asym_v1", 8, 32, False, False, "gptq", "q8_z", None),
+    ("peer_b8_g64_act_sym_v1", 8, 64, True, True, "gptq", "q8_z", None),
+    ("peer_b8_g128_act_asym_v2", 8, 128, True, False, "gptq_v2", "q8_z", None),
+    # short last groups (in_features not a multiple of the group size, which GPTQModel's
+    # TorchLinear accepts: ceil(K / gs) groups, g_idx = k // gs): K = 128 is one short group of
+    # 128, down_proj's K = 384 groups of 256 + 128
+    ("peer_b4_g256_asym_v1_short", 4, 256, False, False, "gptq", "q4", None),
+    ("peer_b8_g256_asym_v2_short", 8, 256, False, False, "gptq_v2", "q8_z", None),
+    ("peer_b8_g256_act_sym_v1_short", 8, 256, True, True, "gptq", "q8_z", None),
 ]
 
 # GPTQModel "dynamic" per-module overrides on a 4-bit base (first matching rule wins, "-:" =
@@ -106,7 +115,7 @@ def quantize_linear(name, w, bits, gs, act, sym, fmt, rng):
 
     n, k = w.shape
     g_size = k if gs == -1 else gs
-    groups = k // g_size
+    groups = -(-k // g_size)  # a short last group when g_size does not divide k
     if act:  # GPTQ desc_act: columns visited in a permuted order, groups are runs of that order
         perm = rng.permutation(k)
         gidx = np.empty(k, dtype=np.int64)

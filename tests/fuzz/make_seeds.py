@@ -314,6 +314,10 @@ def quant_config_seeds():
                          "lm_head": False, "quant_method": "gptq", "checkpoint_format": "gptq",
                          "pack_dtype": "int32", "meta": {"quantizer": ["gptqmodel:7.7.0"]}},
         "gptq_8bit_v2": {"bits": 8, "group_size": -1, "sym": True, "format": "gptq_v2"},
+        # 8-bit act-order asym (kept packed as Q8_Z, model/gptq8.h), group 256: in_features that
+        # are not a multiple of it have a short last group
+        "gptq_8bit_act_asym_g256": {"bits": 8, "group_size": 256, "desc_act": True, "sym": False,
+                                    "checkpoint_format": "gptq_v2", "pack_dtype": "int32"},
         "autogptq_base_name": {"bits": 4, "group_size": 128, "desc_act": False,
                                "model_file_base_name": "gptq_model-4bit-128g"},
         "dynamic": {"bits": 4, "group_size": 128, "sym": False, "lm_head": True,

@@ -3,7 +3,8 @@
  * 1. Goldens: every checkpoint of tests/data/gptq/ that has a golden file in
  *    tests/data/gptq/golden/ (python/tools/make_gptq_fixtures.py, make_gptq_peer_fixtures.py,
  *    make_awq_peer_fixtures.py; the format of the JSON files in tests/data/golden) loads in the
- *    weight format its golden's "expect_weight_format" names (default q4; q8_0; f32 = 8-bit
+ *    weight format its golden's "expect_weight_format" names (default q4; q8_0; q8_z = 8-bit
+ *    asym / act-order / short last groups kept packed without allow_fallback; f32 = 8-bit
  *    dequantised, refused without allow_fallback), and its logits are within 1e-4 * max |logit|
  *    of the reference (test_golden_logits' tolerance) and within 1e-5 * max |logit| of
  *    LLMRT_NO_Q4=1 (dequantised at load), one batch and chunked, bit-identical between the two
@@ -12,7 +13,8 @@
  *    quantization written in the exact AutoGPTQ/GPTQModel layout (reference/kernels.md §3):
  *    sym/asym, checkpoint_format gptq (v1: packed zero words minus 0x11111111, GPTQModel's way;
  *    every asym one holds zero points of 0, whose nibbles borrow from the next) and gptq_v2,
- *    group sizes 32 and -1, act-order with a non-monotonic g_idx, config in config.json or
+ *    group sizes 32 and -1, 128 over K = 64 and 160 (short last groups), act-order with a
+ *    non-monotonic g_idx, config in config.json or
  *    quantize_config.json, fp16 or fp32 scales, quantized lm_head, an lm_head bias. Group size
  *    16 (valid GPTQ, not a multiple of the CPU kernels' 32): the load fails with
  *    LLMRT_ERR_UNSUPPORTED naming the tensor, and with allow_fallback loads dequantised,
@@ -27,8 +29,10 @@
  *    qweight without a quantization config, other quant methods and formats, AWQ versions,
  *    GPTQModel "dynamic" rules (unsupported patterns and keys, an override that changes the
  *    tensor shapes, an excluded module stored quantized), model_file_base_name with a path.
- * 4. Bad 8-bit GPTQ and AWQ files (a peer fixture with one tensor broken) and a missing
- *    model_file_base_name file: errors naming the tensor or file. */
+ * 4. Bad 8-bit GPTQ and AWQ files (a peer fixture with one tensor broken: Q8_0 and Q8_Z
+ *    qweight truncated, qzeros of the wrong shape, g_idx out of range; short-last-group files
+ *    whose scales or g_idx disagree with ceil(K / group_size) groups, 4- and 8-bit) and a
+ *    missing model_file_base_name file: errors naming the tensor or file. */
 #include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,8 +85,9 @@ static void test_goldens(void) {
         float *whole = calloc((size_t)(total * g.vocab), 4),
               *chunked = calloc((size_t)(total * g.vocab), 4);
         bool quantized = cJSON_GetObjectItem(g.root, "quantization") != NULL;
-        /* the peer-written goldens say how the matrices must load: q4, q8_0 (8-bit sym kept
-         * packed) or f32 (8-bit asym / act-order, dequantised at load under allow_fallback) */
+        /* the peer-written goldens say how the matrices must load: q4, q8_0 (8-bit sym), q8_z
+         * (8-bit asym / act-order / short groups, kept packed without allow_fallback) or f32
+         * (dequantised at load under allow_fallback) */
         const cJSON *ef     = cJSON_GetObjectItem(g.root, "expect_weight_format");
         const char  *expect = cJSON_IsString(ef) ? ef->valuestring : "q4";
         if (cJSON_IsArray(ef)) expect = ""; /* a mix: each element is checked below */
@@ -91,7 +96,7 @@ static void test_goldens(void) {
             llmrt_model       *bad = NULL;
             mp.n_threads           = 1;
             CHECK_STATUS(llmrt_model_load(g.model_path, &mp, &bad), LLMRT_ERR_UNSUPPORTED,
-                         "does not map onto Q8_0");
+                         "does not map onto Q8_0 / Q8_Z");
             CHECK(bad == NULL);
             printf("%-26s without allow_fallback: %s\n", e->d_name, llmrt_last_error());
         }
@@ -295,7 +300,8 @@ static void wr32(uint8_t *p, int64_t i, uint32_t v) {
  * the weights this test dequantises from the packed values into deq [N, K]. */
 static void quantize_linear(entries *es, const char *prefix, const float *W, int64_t N, int64_t K,
                             const qopts *o, float *deq) {
-    int64_t gs = o->gs == -1 ? K : o->gs, G = K / gs;
+    /* ceil: a short last group when gs does not divide K (GPTQModel's layout) */
+    int64_t gs = o->gs == -1 ? K : o->gs, G = (K + gs - 1) / gs;
     int32_t *gidx = malloc((size_t)K * 4), *perm = malloc((size_t)K * 4);
     for (int64_t k = 0; k < K; k++)
         perm[k] = (int32_t)k;
@@ -718,11 +724,11 @@ static void test_errors(void) {
              "{\"bits\": 4, \"group_size\": 32, \"model_file_base_name\": \"../model\"}");
     expect_error("base_name_path", &base, bad, LLMRT_ERR_FORMAT,
                  "model_file_base_name \"../model\" must name a file in the checkpoint directory");
-    /* group_size 96 does not divide q_proj's K = 64 */
+    /* group_size 96 over q_proj's K = 64: one short group (GPTQModel's ceil(K / gs)), but the
+     * file holds the qzeros of two */
     snprintf(bad, sizeof bad, "{\"bits\": 4, \"group_size\": 96}");
-    expect_error(
-        "group96", &base, bad, LLMRT_ERR_MODEL_MISMATCH,
-        "model.layers.0.self_attn.q_proj: in_features 64 is not a multiple of group_size 96");
+    expect_error("group96", &base, bad, LLMRT_ERR_MODEL_MISMATCH,
+                 "model.layers.0.self_attn.q_proj.qzeros has shape [2, 8], expected [1, 8]");
     expect_error("no_config", &base, NULL, LLMRT_ERR_FORMAT, "quantization_config");
 
     /* tensors */
@@ -840,6 +846,10 @@ static void expect_peer_error(const char *label, const char *fixture, const entr
 }
 
 #define Q8  "peer_b8_g32_sym_v1"
+#define Q8Z "peer_b8_g32_asym_v1"
+#define SHORT8 "peer_b8_g256_asym_v2_short"
+#define SHORT4 "peer_b4_g256_asym_v1_short"
+#define DOWN0 "model.layers.0.mlp.down_proj"
 #define AWQ "awq_g64"
 #define GATE0 "model.layers.0.mlp.gate_proj"
 
@@ -871,6 +881,100 @@ static void test_peer_errors(void) {
                       "tensor " GATE0 ".weight (or " GATE0 ".qweight) is missing");
     free_entries(&e);
     free_entries(&q8);
+
+    /* Q8_Z (8-bit asym, kept packed): the same checks reach it */
+    snprintf(path, sizeof path, "%s/gptq/%s/model.safetensors", LLMRT_TEST_DATA_DIR, Q8Z);
+    entries q8z = read_entries(path);
+    e = copy_entries(&q8z);
+    find_entry(&e, GATE0 ".qweight")->shape[0] = 31; /* truncated: one word row short */
+    find_entry(&e, GATE0 ".qweight")->bytes -= 4 * 384;
+    expect_peer_error("q8z_qweight", Q8Z, &e, NULL, LLMRT_ERR_MODEL_MISMATCH,
+                      GATE0 ".qweight has shape [31, 384], expected [32, 384]");
+    free_entries(&e);
+    e = copy_entries(&q8z);
+    find_entry(&e, GATE0 ".qzeros")->shape[0] = 2;
+    find_entry(&e, GATE0 ".qzeros")->bytes /= 2;
+    expect_peer_error("q8z_qzeros", Q8Z, &e, NULL, LLMRT_ERR_MODEL_MISMATCH,
+                      GATE0 ".qzeros has shape [2, 96], expected [4, 96]");
+    free_entries(&e);
+    e = copy_entries(&q8z);
+    int32_t neg = -1;
+    memcpy(find_entry(&e, GATE0 ".g_idx")->data + 4 * 9, &neg, 4);
+    expect_peer_error("q8z_g_idx", Q8Z, &e, NULL, LLMRT_ERR_MODEL_MISMATCH,
+                      GATE0 ".g_idx[9] = -1 is outside [0, 4)");
+    free_entries(&e);
+    /* fp32 scales of which one is not an fp16 value: not kept packed; without allow_fallback
+     * refused naming the tensor and the scale, with it dequantised to fp32 and reported */
+    e               = copy_entries(&q8z);
+    entry   *sc     = find_entry(&e, GATE0 ".scales");
+    size_t   n_sc   = sc->bytes / 2;
+    float   *sc32   = malloc(n_sc * 4);
+    for (size_t i = 0; i < n_sc; i++) {
+        uint16_t h;
+        memcpy(&h, sc->data + 2 * i, 2);
+        sc32[i] = llmrt_f16_to_f32(h);
+    }
+    sc32[7] *= 1.0f + 0x1p-20f; /* [0][7] */
+    free(sc->data);
+    sc->data  = (uint8_t *)sc32;
+    sc->bytes = n_sc * 4;
+    snprintf(sc->dtype, sizeof sc->dtype, "F32");
+    char dir8[1024], p8[1200];
+    snprintf(dir8, sizeof dir8, "%s/q8z_f32_scale", tmp_root);
+    make_dir(dir8);
+    snprintf(path, sizeof path, "%s/gptq/%s/config.json", LLMRT_TEST_DATA_DIR, Q8Z);
+    char *cfg8 = read_text(path);
+    snprintf(p8, sizeof p8, "%s/config.json", dir8);
+    write_text(p8, cfg8);
+    free(cfg8);
+    snprintf(p8, sizeof p8, "%s/model.safetensors", dir8);
+    write_safetensors(p8, &e);
+    free_entries(&e);
+    llmrt_model_params mp8 = llmrt_model_default_params();
+    mp8.n_threads          = 1;
+    llmrt_model *m8        = NULL;
+    CHECK_STATUS(llmrt_model_load(dir8, &mp8, &m8), LLMRT_ERR_UNSUPPORTED,
+                 GATE0 ": this 8-bit GPTQ matrix [384, 128] (group size 32) does not map onto "
+                       "Q8_0 / Q8_Z blocks the backend runs: F32 scales[0][7] not an fp16 value");
+    CHECK(m8 == NULL);
+    mp8.allow_fallback = true;
+    CHECK_STATUS(llmrt_model_load(dir8, &mp8, &m8), LLMRT_OK, NULL);
+    llmrt_model_info info8 = {.struct_size = sizeof info8};
+    if (m8) llmrt_model_get_info(m8, &info8);
+    CHECK_MSG(m8 && info8.n_fallbacks == 1 && strstr(info8.weight_format, "f32") &&
+                  strstr(info8.weight_format, "q8_z") &&
+                  strstr(info8.fallback, "F32 scales[0][7] not an fp16 value"),
+              "fp32 scale fallback: %d fallbacks (%s), weights %s", info8.n_fallbacks,
+              m8 ? info8.fallback : "-", m8 ? info8.weight_format : "(not loaded)");
+    llmrt_model_destroy(m8);
+    free_entries(&q8z);
+
+    /* short last groups (group 256): down_proj K = 384 has groups of 256 + 128 */
+    snprintf(path, sizeof path, "%s/gptq/%s/model.safetensors", LLMRT_TEST_DATA_DIR, SHORT8);
+    entries sh = read_entries(path);
+    e = copy_entries(&sh);
+    find_entry(&e, DOWN0 ".scales")->shape[0] = 1; /* the file says one group, K says two */
+    find_entry(&e, DOWN0 ".scales")->bytes /= 2;
+    expect_peer_error("short_scales", SHORT8, &e, NULL, LLMRT_ERR_MODEL_MISMATCH,
+                      DOWN0 ".scales has shape [1, 128], expected [2, 128]");
+    free_entries(&e);
+    e = copy_entries(&sh);
+    int32_t one = 1; /* row 0 moved to the short group: 255 + 129 rows */
+    memcpy(find_entry(&e, DOWN0 ".g_idx")->data, &one, 4);
+    expect_peer_error("short_g_idx", SHORT8, &e, NULL, LLMRT_ERR_MODEL_MISMATCH,
+                      DOWN0 ".g_idx: group 0 has 255 rows, expected 256 (group_size 256, "
+                      "in_features 384)");
+    free_entries(&e);
+    free_entries(&sh);
+    snprintf(path, sizeof path, "%s/gptq/%s/model.safetensors", LLMRT_TEST_DATA_DIR, SHORT4);
+    sh = read_entries(path);
+    e = copy_entries(&sh);
+    memcpy(find_entry(&e, DOWN0 ".g_idx")->data + 4 * 383, &(int32_t){0}, 4);
+    expect_peer_error("short4_g_idx", SHORT4, &e, NULL, LLMRT_ERR_MODEL_MISMATCH,
+                      DOWN0 ".g_idx: group 0 has 257 rows, expected 256 (group_size 256, "
+                      "in_features 384)");
+    free_entries(&e);
+    free_entries(&sh);
 
     snprintf(path, sizeof path, "%s/gptq/%s/model.safetensors", LLMRT_TEST_DATA_DIR, AWQ);
     entries awq = read_entries(path);
@@ -927,6 +1031,10 @@ int main(void) {
                (qopts){.gs = 32, .sym = 0, .act = 1, .lm_head = 1, .config_in_json = 1});
     test_built("g32_sym_lmhead_bias",
                (qopts){.gs = 32, .sym = 1, .lm_head = 1, .lm_bias = 1, .config_in_json = 1});
+    /* short last groups (group 128: K = 64 is one group of 64, down_proj's K = 160 is 128 + 32):
+     * padded with zero-input columns, natural order and act-order */
+    test_built("g128_asym_short", (qopts){.gs = 128, .sym = 0, .v2 = 1, .config_in_json = 1});
+    test_built("g128_asym_act_short", (qopts){.gs = 128, .sym = 0, .act = 1, .config_in_json = 1});
     test_built("g16_sym_v1_dequantised", (qopts){.gs = 16, .sym = 1, .config_in_json = 1});
     test_errors();
     test_peer_errors();

@@ -3,7 +3,8 @@
  *  1. logits of tp 2 and 4 equal tp 1 within 1e-4 * max |logit| (CPU; the all-reduce sums the
  *     row-parallel partial products in another order) or 2e-2 * max |logit| (CUDA: fp16
  *     activations, and NCCL sums fp16 partials), one batch and chunked steps, for dense, GGUF
- *     4-bit and GPTQ checkpoints (act-order on and off, sym/asym, group 32/128/-1);
+ *     4-bit and GPTQ checkpoints (act-order on and off, sym/asym, group 32/128/-1; 8-bit as
+ *     Q8_0 and Q8_Z; short last groups), and an act-order Q8_Z refused at tp 2 (row-parallel);
  *     The lm_head is vocab-parallel (tied: row views of the embedding), its logits gathered.
  *  2. greedy tokens through the engine (scheduler, continuous batching) equal tp 1;
  *  3. shapes that cannot be split are clear errors;
@@ -190,6 +191,24 @@ static void check_shape_errors(void) {
     llmrt_model_destroy(m);
 }
 
+/* An act-order Q8_Z (8-bit GPTQ with g_idx) is not split by input columns: at tp 2 the CPU load
+ * fails naming the tensor, the type and tp (model/gptq8.h), and loads with dequantize_weights. */
+static void check_q8z_act_order_split(void) {
+    if (device != LLMRT_DEVICE_CPU) return; /* other backends may run it dequantised */
+    const char        *path = LLMRT_TEST_DATA_DIR "/gptq/peer_b8_g128_act_asym_v2";
+    llmrt_model_params mp   = llmrt_model_default_params();
+    mp.n_threads            = 1;
+    mp.tensor_parallel      = 2;
+    llmrt_model *m          = NULL;
+    CHECK_STATUS(llmrt_model_load(path, &mp, &m), LLMRT_ERR_UNSUPPORTED,
+                 "tensor model.layers.0.mlp.down_proj.weight: an act-order (g_idx) Q8_Z matrix "
+                 "cannot be split by input columns (row-parallel) at tp 2");
+    CHECK(m == NULL);
+    mp.dequantize_weights = true;
+    CHECK_STATUS(llmrt_model_load(path, &mp, &m), LLMRT_OK, NULL);
+    llmrt_model_destroy(m);
+}
+
 /* The fault hook of check_fault: rank 1 fails its 3rd forward. */
 static llmrt_tp_fault rank1_forward3(int32_t rank, int64_t forward, void *data) {
     return rank == 1 && forward == 3 ? *(const llmrt_tp_fault *)data : LLMRT_TP_FAULT_NONE;
@@ -286,6 +305,12 @@ int main(int argc, char **argv) {
     check_model(LLMRT_TEST_DATA_DIR "/gptq/peer_b8_g32_sym_v1", tp24, 2);
     check_model(LLMRT_TEST_DATA_DIR "/gptq/awq_g64", tp24, 2);
     check_model(LLMRT_TEST_DATA_DIR "/gptq/peer_b4_g128_asym_v1_dynamic", tp2, 1);
+    /* 8-bit asym / short last groups as Q8_Z (column-parallel: row slices; row-parallel: whole
+     * blocks), 4-bit short last groups (padded with perm -1 columns, sliced as act-order) */
+    check_model(LLMRT_TEST_DATA_DIR "/gptq/peer_b8_g32_asym_v1", tp24, 2);
+    check_model(LLMRT_TEST_DATA_DIR "/gptq/peer_b8_g256_asym_v2_short", tp24, 2);
+    check_model(LLMRT_TEST_DATA_DIR "/gptq/peer_b4_g256_asym_v1_short", tp24, 2);
+    check_q8z_act_order_split();
     /* issue 16's variants: q/k/v/o + MLP biases (column-parallel ones sliced, row-parallel ones
      * on rank 0), Qwen2 (q/k/v biases, tied), the sliding window, a biased GGUF */
     check_model(LLMRT_TEST_DATA_DIR "/tiny/llama_bias_f32", tp24, 2);

@@ -11,7 +11,11 @@
  * larger (about 4 per thread): a decode step runs ~200 matmuls of a few tens of µs, and taking
  * 16-row tasks from one shared counter cost as much as the second core gained.
  *
- * Reduced precision, opt-in (llmrt_cpu_options): int8 activations for 4-bit and Q8_0 weights on
+ * GPTQ 8-bit weights come as Q8_0 or the internal Q8_Z (read in place with the packed-block
+ * kernels, kq_kernels.h); act-order ones through weight_upload_permuted, x then gathered into
+ * stored column order (xperm) before the matmul, as for act-order 4-bit weights.
+ *
+ * Reduced precision, opt-in (llmrt_cpu_options): int8 activations for 4-bit, Q8_0 and Q8_Z weights on
  * AVX512-VNNI (i8_gemm.h: panels repacked at load, x quantised once per matmul, per 32 columns),
  * for Q5_0 / Q5_1 read in place with those activations, and for Q4_K / Q5_K / Q6_K read in place
  * (kq_q8_kernels.h: x per 256 columns; AVX512-VNNI, AVX2 or portable); and bf16 weights and
@@ -69,11 +73,12 @@ typedef struct cpu_ctx {
     llmrt_cpu_kq8_kernels kq8k;
     llmrt_cpu_xq8k        xk;
     int64_t               xk_cap; /* bytes of xk.q */
-    /* int8 panels of the Q8_0 matrices, found by address: the loader makes row views of the
+    /* int8 panels of the Q8_0 and Q8_Z matrices, found by address: the loader makes row views of the
      * embedding table (a tied lm_head, or its vocab-parallel slice), which share its rows and
      * so its panels (at a row offset), and must not own anything */
     struct q8_panels {
         const uint8_t *data;  /* the uploaded rows */
+        llmrt_dtype    dtype; /* Q8_0 or Q8_Z */
         int64_t        rows, cols;
         llmrt_cpu_i8w  w;
     }      *q8;
@@ -100,7 +105,8 @@ typedef struct cpu_ctx {
      * ISA has a vector one (elementwise_cpu.h) */
     llmrt_cpu_swiglu_fn swiglu;
 
-    /* act-order 4-bit weights: x gathered into stored column order */
+    /* act-order weights (4-bit, and block types through weight_upload_permuted, whose bweight's
+     * aux is then the malloc'd perm int32 [cols]): x gathered into stored column order */
     float  *xperm;        /* [xperm_cap] */
     int64_t xperm_cap;
     int64_t perm_k_max;   /* largest K of an uploaded weight with a permutation */
@@ -191,6 +197,7 @@ static bool cpu_supports(const llmrt_backend *be, const llmrt_op_query *q, char 
                                (long long)q->k, (long long)q->group_size);
             return true;
         }
+        /* has_perm for a block or dense type: weight_upload_permuted gathers x (any dtype) */
         if ((q->dtype == LLMRT_DTYPE_Q8_0 || llmrt_ggml_is_packed(q->dtype)) &&
             q->k % llmrt_dtype_block_elems(q->dtype) != 0)
             return llmrt_backend_decline(why, cap, "%s weight with %lld columns (a multiple of %d "
@@ -241,7 +248,7 @@ static llmrt_status cpu_weight_upload(llmrt_backend *be, llmrt_dtype dtype, int6
     LLMRT_TRY(grow_wconv(ctx_of(be), cols, err));
     *out = (llmrt_bweight){.dtype = dtype, .rows = rows, .cols = cols, .data = (void *)host};
     cpu_ctx *c = ctx_of(be);
-    if (dtype == LLMRT_DTYPE_Q8_0 && c->i8k.isa) {
+    if ((dtype == LLMRT_DTYPE_Q8_0 || dtype == LLMRT_DTYPE_Q8_Z) && c->i8k.isa) {
         /* int8 mode: panels next to the rows, which embed() still reads in place */
         if (c->n_q8 == c->q8_cap) {
             int32_t cap = c->q8_cap ? 2 * c->q8_cap : 4;
@@ -251,8 +258,11 @@ static llmrt_status cpu_weight_upload(llmrt_backend *be, llmrt_dtype dtype, int6
             c->q8_cap = cap;
         }
         struct q8_panels *e = &c->q8[c->n_q8];
-        *e = (struct q8_panels){.data = host, .rows = rows, .cols = cols};
-        LLMRT_TRY(llmrt_cpu_i8w_from_q8_0(host, rows, cols, &e->w, err));
+        *e = (struct q8_panels){.data = host, .dtype = dtype, .rows = rows, .cols = cols};
+        if (dtype == LLMRT_DTYPE_Q8_0)
+            LLMRT_TRY(llmrt_cpu_i8w_from_q8_0(host, rows, cols, &e->w, err));
+        else
+            LLMRT_TRY(llmrt_cpu_i8w_from_q8_z(host, rows, cols, &e->w, err));
         c->n_q8++;
     }
     if (c->bf16k.isa && (dtype == LLMRT_DTYPE_F32 || dtype == LLMRT_DTYPE_F16 ||
@@ -305,11 +315,39 @@ static llmrt_status cpu_weight_upload_q4(llmrt_backend *be, const llmrt_q4_host 
     return LLMRT_OK;
 }
 
+/* A weight stored in act-order (stored column j holds input column perm[j]): uploaded as
+ * weight_upload does, with a copy of perm in aux; matmul gathers x into xperm for it. */
+static llmrt_status cpu_weight_upload_permuted(llmrt_backend *be, llmrt_dtype dtype, int64_t rows,
+                                               int64_t cols, const void *host,
+                                               const int32_t *perm, llmrt_bweight *out,
+                                               llmrt_error *err) {
+    cpu_ctx *c = ctx_of(be);
+    for (int64_t j = 0; j < cols; j++)
+        if (perm[j] < 0 || perm[j] >= cols)
+            return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
+                             "cpu backend: perm[%lld] = %d is outside [0, %lld)", (long long)j,
+                             perm[j], (long long)cols);
+    int32_t *copy = malloc((size_t)cols * sizeof *copy);
+    if (!copy) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
+    memcpy(copy, perm, (size_t)cols * sizeof *copy);
+    llmrt_status s = cpu_weight_upload(be, dtype, rows, cols, host, out, err);
+    if (s != LLMRT_OK) {
+        free(copy);
+        return s;
+    }
+    out->aux = copy;
+    if (cols > c->perm_k_max) c->perm_k_max = cols;
+    return LLMRT_OK;
+}
+
 static void cpu_weight_free(llmrt_backend *be, llmrt_bweight *w) {
     if (w->dtype == LLMRT_DTYPE_Q4 && w->aux) free_q4(w->aux);
+    else free(w->aux); /* a permuted weight's perm */
     cpu_ctx *c = ctx_of(be);
-    for (int32_t i = 0; w->dtype == LLMRT_DTYPE_Q8_0 && i < c->n_q8; i++)
-        if (c->q8[i].data == w->data && c->q8[i].rows == w->rows) {
+    for (int32_t i = 0; (w->dtype == LLMRT_DTYPE_Q8_0 || w->dtype == LLMRT_DTYPE_Q8_Z) &&
+                        i < c->n_q8;
+         i++)
+        if (c->q8[i].data == w->data && c->q8[i].rows == w->rows && c->q8[i].dtype == w->dtype) {
             llmrt_cpu_i8w_free(&c->q8[i].w);
             c->q8[i] = c->q8[--c->n_q8];
             break;
@@ -636,13 +674,14 @@ static void matmul_task(void *p, int64_t task, int thread) {
     }
 }
 
-/* The int8 panels holding the rows of a Q8_0 weight (the weight itself or a row view of one
- * whose first row starts a panel), and the panel row of its row 0; NULL if none. */
+/* The int8 panels holding the rows of a Q8_0 / Q8_Z weight (the weight itself or a row view of
+ * one whose first row starts a panel), and the panel row of its row 0; NULL if none. */
 static const llmrt_cpu_i8w *q8_panels_of(const cpu_ctx *c, const llmrt_bweight *w, int64_t *row0) {
-    int64_t row_bytes = w->cols / 32 * 34;
+    int64_t row_bytes = w->cols / 32 * llmrt_dtype_block_bytes(w->dtype);
     for (int32_t i = 0; i < c->n_q8; i++) {
         const struct q8_panels *e = &c->q8[i];
-        if (e->cols != w->cols || (const uint8_t *)w->data < e->data) continue;
+        if (e->dtype != w->dtype || e->cols != w->cols || (const uint8_t *)w->data < e->data)
+            continue;
         int64_t off = (const uint8_t *)w->data - e->data;
         if (off % row_bytes != 0) continue;
         int64_t r0 = off / row_bytes;
@@ -712,9 +751,19 @@ static void cpu_matmul(llmrt_backend *be, void *out, const void *x, int64_t rows
             for (int64_t k = 0; k < K; k++)
                 c->xperm[t * K + k] = perm[k] >= 0 ? xf[t * Kx + perm[k]] : 0.0f;
         job.x = c->xperm;
+    } else if (w->dtype != LLMRT_DTYPE_Q4 && w->aux) {
+        /* a permuted block / dense weight (weight_upload_permuted): stored column j reads
+         * x[:, perm[j]] */
+        const int32_t *perm = w->aux;
+        int64_t        K    = w->cols;
+        const float   *xf   = x;
+        for (int64_t t = 0; t < rows; t++)
+            for (int64_t k = 0; k < K; k++) c->xperm[t * K + k] = xf[t * K + perm[k]];
+        job.x = c->xperm;
     }
     if (w->dtype == LLMRT_DTYPE_Q4) job.i8 = ((const llmrt_cpu_q4 *)w->aux)->i8;
-    else if (w->dtype == LLMRT_DTYPE_Q8_0) job.i8 = q8_panels_of(c, w, &job.i8_row0);
+    else if (w->dtype == LLMRT_DTYPE_Q8_0 || w->dtype == LLMRT_DTYPE_Q8_Z)
+        job.i8 = q8_panels_of(c, w, &job.i8_row0);
     if (job.i8 && c->xq_cap >= rows * w->cols) {
         /* int8 mode at every batch size (a token's result then depends on no other token);
          * x is quantised once here, the tasks share it */
@@ -726,14 +775,14 @@ static void cpu_matmul(llmrt_backend *be, void *out, const void *x, int64_t rows
     if (c->kq8k.isa && llmrt_cpu_kq8_takes(w->dtype) && c->xk_cap >= rows * w->cols) {
         /* int8 mode, K-quant weights: x quantised once here (q8_K), the tasks share it */
         c->xk.K = w->cols;
-        c->kq8k.quantize(&c->xk, x, w->cols, rows);
+        c->kq8k.quantize(&c->xk, job.x, w->cols, rows);
         job.kq8 = true;
     }
     if (c->i8k.isa && c->kq8k.q5_gemm && c->xq_cap >= rows * w->cols &&
         (w->dtype == LLMRT_DTYPE_Q5_0 || w->dtype == LLMRT_DTYPE_Q5_1)) {
         /* int8 mode, Q5_0 / Q5_1 read in place: x per 32 columns as for the panels */
         c->xq.K = w->cols;
-        c->i8k.quantize(&c->xq, x, w->cols, rows);
+        c->i8k.quantize(&c->xq, job.x, w->cols, rows);
         job.q5 = true;
     }
     if (c->bf16k.isa && (w->dtype == LLMRT_DTYPE_F32 || w->dtype == LLMRT_DTYPE_F16 ||
@@ -741,7 +790,7 @@ static void cpu_matmul(llmrt_backend *be, void *out, const void *x, int64_t rows
         job.bf16 = bf16_panels_of(c, w, &job.bf16_row0);
     if (job.bf16 && c->xbf_cap >= rows * job.bf16->kp) {
         /* bf16 mode at every batch size; x is rounded once here, the tasks share it */
-        round_to_bf16(c, x, rows, w->cols, job.bf16->kp);
+        round_to_bf16(c, job.x, rows, w->cols, job.bf16->kp);
     } else {
         job.bf16 = NULL;
     }
@@ -907,6 +956,7 @@ static const llmrt_backend_ops cpu_ops = {
     .free            = cpu_free,
     .weight_upload   = cpu_weight_upload,
     .weight_upload_q4 = cpu_weight_upload_q4,
+    .weight_upload_permuted = cpu_weight_upload_permuted,
     .weight_free     = cpu_weight_free,
     .supports_weight = cpu_supports_weight,
     .supports        = cpu_supports,

@@ -8,14 +8,16 @@
  *   u        per block b, the weights as unsigned bytes, in 8 quads of 4 columns: byte 4r + i of
  *            quad j is column 32b + 4j + i of panel row r (the vpdpbusd operand order). 4-bit
  *            weights keep two quads per byte (quad 2jj in the low nibbles, 2jj + 1 in the
- *            high): 256 bytes; Q8_0 weights are stored as q + 128: 512 bytes;
+ *            high): 256 bytes; Q8_0 weights are stored as q + 128, Q8_Z (GPTQ 8-bit) weights
+ *            as their q: 512 bytes;
  *   scales   per block b: 4-bit: sc[16], off[16] fp32 (128 bytes); Q8_0: sc[16] as the file's
  *            fp16 d (32 bytes), off = -128 * sc implied (exact in fp32: a power-of-two multiple),
  *            so a Q8_0 panel is 544 bytes per 512 weights, the file's 34 per 32: a decode step
  *            reads no more bytes than the file holds (the panels replace nothing: embed() still
- *            reads the file's rows, a few per step);
+ *            reads the file's rows, a few per step); Q8_Z: sc[16], off[16] fp32 as 4-bit;
  * so that w[r][k] = sc[r] * u[r][k] + off[r] for every source: GGUF Q4_1 (w = d*q + m: off = m),
- * zero-point 4-bit (GPTQ, Q4_0: w = s*(q - z): off = -s*z), Q8_0 (w = d*q: off = -128*d).
+ * zero-point 4-bit (GPTQ, Q4_0: w = s*(q - z): off = -s*z), Q8_0 (w = d*q: off = -128*d), Q8_Z
+ * (w = d*(q - z): off = -d*z, exact in fp32: 11 x 8 significant bits).
  *
  * Activations of a token are quantised per 32-column block like llama.cpp's q8_0 activations:
  * d = max|x| / 127, q = round-to-nearest-even(x / d) (x * (1/d) in fp32), and s = d * sum(q).
@@ -38,9 +40,10 @@
 typedef struct llmrt_cpu_i8w {
     int64_t  rows;        /* N */
     int64_t  cols;        /* K, a multiple of 32 */
-    bool     nibbles;     /* 4-bit source: two quads per byte; else Q8_0 (fp16 scales) */
+    bool     nibbles;     /* 4-bit source: two quads per byte; else bytes (Q8_0, Q8_Z) */
+    bool     f32_meta;    /* fp32 sc, off per block (4-bit, Q8_Z); else Q8_0's fp16 d */
     int64_t  u_bytes;     /* bytes of one 32-column block's u: 256 (4-bit) or 512 (Q8_0) */
-    int64_t  meta_bytes;  /* bytes of one block's scales: 128 (4-bit) or 32 (Q8_0) */
+    int64_t  meta_bytes;  /* bytes of one block's scales: 128 (f32_meta) or 32 (Q8_0) */
     int64_t  meta_at;     /* offset of the scales in a panel: K / 32 * u_bytes */
     int64_t  panel_bytes; /* u and scales of the K / 32 blocks, rounded up to 64 */
     uint8_t *data;        /* [ceil(N / 16)] panels; rows past N are zero */
@@ -58,6 +61,9 @@ typedef struct llmrt_cpu_xq {
 llmrt_status llmrt_cpu_i8w_from_q4(const llmrt_cpu_q4 *w, llmrt_cpu_i8w *out, llmrt_error *err);
 /* rows [N, K / 32 * 34 bytes] of GGUF Q8_0 blocks (fp16 d, 32 int8) */
 llmrt_status llmrt_cpu_i8w_from_q8_0(const uint8_t *rows, int64_t N, int64_t K, llmrt_cpu_i8w *out,
+                                     llmrt_error *err);
+/* rows [N, K / 32 * 36 bytes] of Q8_Z blocks (fp16 d, u8 z, u8 0, 32 u8 q; format/dtype.h) */
+llmrt_status llmrt_cpu_i8w_from_q8_z(const uint8_t *rows, int64_t N, int64_t K, llmrt_cpu_i8w *out,
                                      llmrt_error *err);
 void llmrt_cpu_i8w_free(llmrt_cpu_i8w *w);
 

@@ -37,12 +37,12 @@ static void quantize_avx512(llmrt_cpu_xq *xq, const float *x, int64_t ldx, int64
         }
 }
 
-/* panel p's 16 scales and offsets of block b (i8_gemm.h): fp32 pairs (4-bit), or the fp16 d
+/* panel p's 16 scales and offsets of block b (i8_gemm.h): fp32 pairs (4-bit, Q8_Z), or the fp16 d
  * of Q8_0 widened, off = -128 sc (exact, the values the generic kernel uses) */
 static inline void scales(const llmrt_cpu_i8w *w, const uint8_t *p, int64_t b, __m512 *sc,
                           __m512 *off) {
     const uint8_t *meta = p + w->meta_at + b * w->meta_bytes;
-    if (w->nibbles) {
+    if (w->f32_meta) {
         *sc  = _mm512_load_ps(meta);
         *off = _mm512_load_ps(meta + 64);
     } else {

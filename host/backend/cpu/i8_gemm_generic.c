@@ -38,7 +38,7 @@ static int u_of(const llmrt_cpu_i8w *w, const uint8_t *blk, int r, int c) {
 static void scale_of(const llmrt_cpu_i8w *w, const uint8_t *panel, int64_t b, int r, float *sc,
                      float *off) {
     const uint8_t *meta = panel + w->meta_at + b * w->meta_bytes;
-    if (w->nibbles) {
+    if (w->f32_meta) {
         const float *f = (const float *)meta;
         *sc            = f[r];
         *off           = f[LLMRT_CPU_I8_PANEL + r];

@@ -1,4 +1,4 @@
-/* Repacking 4-bit and Q8_0 weights into the int8 panels of i8_gemm.h at load. Baseline x86-64
+/* Repacking 4-bit, Q8_0 and Q8_Z weights into the int8 panels of i8_gemm.h at load. Baseline x86-64
  * code (runs once per weight). */
 #include <math.h>
 #include <stdlib.h>
@@ -8,7 +8,7 @@
 #include "i8_gemm.h"
 
 static llmrt_status i8w_alloc(llmrt_cpu_i8w *out, int64_t N, int64_t K, bool nibbles,
-                              llmrt_error *err) {
+                              bool f32_meta, llmrt_error *err) {
     memset(out, 0, sizeof *out);
     if (N <= 0 || K <= 0 || K % 32 != 0)
         return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "cpu backend: int8 panels of [%lld, %lld]",
@@ -16,8 +16,9 @@ static llmrt_status i8w_alloc(llmrt_cpu_i8w *out, int64_t N, int64_t K, bool nib
     out->rows        = N;
     out->cols        = K;
     out->nibbles     = nibbles;
+    out->f32_meta    = f32_meta;
     out->u_bytes     = nibbles ? 256 : 512;
-    out->meta_bytes  = nibbles ? 2 * LLMRT_CPU_I8_PANEL * (int64_t)sizeof(float)
+    out->meta_bytes  = f32_meta ? 2 * LLMRT_CPU_I8_PANEL * (int64_t)sizeof(float)
                                : LLMRT_CPU_I8_PANEL * (int64_t)sizeof(uint16_t);
     out->meta_at     = K / 32 * out->u_bytes;
     out->panel_bytes = (out->meta_at + K / 32 * out->meta_bytes + 63) / 64 * 64;
@@ -42,7 +43,7 @@ static void put_u(const llmrt_cpu_i8w *w, int64_t n, int64_t b, int c, uint8_t u
         blk[j * 64 + 4 * r + i] = u;
 }
 
-/* 4-bit: the fp32 scale and offset of panel row n in block b */
+/* 4-bit, Q8_Z: the fp32 scale and offset of panel row n in block b */
 static void put_scale(const llmrt_cpu_i8w *w, int64_t n, int64_t b, float sc, float off) {
     uint8_t *meta = w->data + (n / LLMRT_CPU_I8_PANEL) * w->panel_bytes + w->meta_at;
     float   *f    = (float *)(meta + b * w->meta_bytes);
@@ -52,7 +53,7 @@ static void put_scale(const llmrt_cpu_i8w *w, int64_t n, int64_t b, float sc, fl
 }
 
 llmrt_status llmrt_cpu_i8w_from_q4(const llmrt_cpu_q4 *q, llmrt_cpu_i8w *out, llmrt_error *err) {
-    LLMRT_TRY(i8w_alloc(out, q->rows, q->cols, true, err));
+    LLMRT_TRY(i8w_alloc(out, q->rows, q->cols, true, true, err));
     int64_t bpg = q->group_size / LLMRT_CPU_Q4_BLOCK;
     for (int64_t n = 0; n < q->rows; n++) {
         const uint8_t *tile = q->data + (n / 4) * q->tile_bytes;
@@ -81,7 +82,7 @@ llmrt_status llmrt_cpu_i8w_from_q4(const llmrt_cpu_q4 *q, llmrt_cpu_i8w *out, ll
 
 llmrt_status llmrt_cpu_i8w_from_q8_0(const uint8_t *rows, int64_t N, int64_t K, llmrt_cpu_i8w *out,
                                      llmrt_error *err) {
-    LLMRT_TRY(i8w_alloc(out, N, K, false, err));
+    LLMRT_TRY(i8w_alloc(out, N, K, false, false, err));
     for (int64_t n = 0; n < N; n++) {
         uint8_t *meta = out->data + (n / LLMRT_CPU_I8_PANEL) * out->panel_bytes + out->meta_at;
         for (int64_t b = 0; b < K / 32; b++) {
@@ -91,6 +92,21 @@ llmrt_status llmrt_cpu_i8w_from_q8_0(const uint8_t *rows, int64_t N, int64_t K, 
             for (int c = 0; c < 32; c++) put_u(out, n, b, c, (uint8_t)((int8_t)blk[2 + c] + 128));
         }
     }
+    return LLMRT_OK;
+}
+
+llmrt_status llmrt_cpu_i8w_from_q8_z(const uint8_t *rows, int64_t N, int64_t K, llmrt_cpu_i8w *out,
+                                     llmrt_error *err) {
+    LLMRT_TRY(i8w_alloc(out, N, K, false, true, err));
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t b = 0; b < K / 32; b++) {
+            const uint8_t *blk = rows + (n * (K / 32) + b) * 36;
+            uint16_t       d16;
+            memcpy(&d16, blk, 2);
+            float d = llmrt_f16_to_f32(d16);
+            put_scale(out, n, b, d, -(d * (float)blk[2])); /* exact: 11 x 8 bits */
+            for (int c = 0; c < 32; c++) put_u(out, n, b, c, blk[4 + c]);
+        }
     return LLMRT_OK;
 }
 

@@ -1,5 +1,6 @@
 /* The CPU backend's kernels for GGUF blocks kept packed in the file's own layout
- * (format/ggml_quants.h): Q5_0, Q5_1 and the K-quants Q2_K, Q3_K, Q4_K, Q5_K, Q6_K. The weights
+ * (format/ggml_quants.h): Q5_0, Q5_1, the K-quants Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, and the internal
+ * Q8_Z of 8-bit GPTQ (format/dtype.h; act-order ones read x gathered by the backend). The weights
  * are read in place (from the file mapping, or a row-permuted copy for Q and K), a row being
  * K / block consecutive blocks.
  *

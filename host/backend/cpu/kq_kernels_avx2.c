@@ -4,7 +4,8 @@
  * and the following add become one fma only where the product is exact, Q5_1's q*d and the
  * K-quants' (d*sc)*q, so that its single rounding is the reference's second one); Q2_K and Q3_K
  * by the scalar reference (format/ggml_quants.c). gemv: Q5_0, Q5_1, Q4_K and Q5_K in registers;
- * the others through an L1 buffer of 4 rows x 256 columns. Both mirror dot_tile of
+ * the others through an L1 buffer of 4 rows x 256 columns. The internal Q8_Z (GPTQ 8-bit,
+ * w = d * (q - z)) as Q5_0: bytes widened, z subtracted as integers, one product. Both mirror dot_tile of
  * cpu_kernels_avx2.c (one 8-lane accumulator per output, k in steps of 8, hsum256 + the empty
  * tail), so they are bit-identical to dequant_row + dot_tile. One gemv copy per type with its
  * dequantiser inlined.
@@ -136,6 +137,29 @@ static inline __attribute__((always_inline)) void q5x_regs(const uint8_t *b, con
     }
 }
 
+/* Q8_Z (GPTQ 8-bit): the 32 weights d * (q - z) into w[0..3]; q - z is exact as an integer and
+ * as fp32 (it equals (float)q - (float)z), so the one product rounds as the reference's. */
+static inline __attribute__((always_inline)) void q8z_regs(const uint8_t *b, __m256 w[4]) {
+    __m256  dv = _mm256_set1_ps(f16_at(b));
+    __m256i zv = _mm256_set1_epi32(b[2]);
+#pragma GCC unroll 4
+    for (int e = 0; e < 4; e++)
+        w[e] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(load8_u8(b + 4 + 8 * e), zv)), dv);
+}
+
+/* One 32-element block into w[0..3]: Q5_0 (KIND 0), Q5_1 (1) or Q8_Z (2). */
+static inline __attribute__((always_inline)) void blk32_regs(const uint8_t *b, const int KIND,
+                                                             __m256 w[4]) {
+    if (KIND == 2) q8z_regs(b, w);
+    else q5x_regs(b, KIND, w);
+}
+
+static inline __attribute__((always_inline)) void q8z_block(const uint8_t *b, float *y) {
+    __m256 w[4];
+    q8z_regs(b, w);
+    for (int e = 0; e < 4; e++) _mm256_storeu_ps(y + 8 * e, w[e]);
+}
+
 static inline __attribute__((always_inline)) void q5x_block(const uint8_t *b, float *y,
                                                             const int has_min) {
     __m256 w[4];
@@ -150,6 +174,7 @@ static inline __attribute__((always_inline)) void dequant_block(llmrt_dtype t, c
     case LLMRT_DTYPE_Q6_K: q6k_block(b, y); break;
     case LLMRT_DTYPE_Q5_0: q5x_block(b, y, 0); break;
     case LLMRT_DTYPE_Q5_1: q5x_block(b, y, 1); break;
+    case LLMRT_DTYPE_Q8_Z: q8z_block(b, y); break;
     default: llmrt_ggml_dequant_block(t, b, y); break;
     }
 }
@@ -200,12 +225,13 @@ gemv_tile(llmrt_dtype t, float *out, int64_t ldo, const float *x, int64_t ldx, c
             if (r < n_n) out[i * ldo + r] = hsum256(acc[i][r]) + 0.0f;
 }
 
-/* Q5_0 / Q5_1 with the weights in registers (rows past n_n repeat row 0, not stored; the 4
- * rows' region two tiles ahead prefetched in step). Same values and order as gemv_tile. */
+/* Q5_0 / Q5_1 / Q8_Z (KIND 0 / 1 / 2) with the weights in registers (rows past n_n repeat row
+ * 0, not stored; the 4 rows' region two tiles ahead prefetched in step). Same values and order
+ * as gemv_tile. */
 static inline __attribute__((always_inline)) void
-q5_gemv_tile(float *out, int64_t ldo, const float *x, int64_t ldx, const int NT, const int MIN,
+q5_gemv_tile(float *out, int64_t ldo, const float *x, int64_t ldx, const int NT, const int KIND,
              const uint8_t *w, int64_t row_bytes, int n_n, int64_t K) {
-    const int      bb = MIN ? 24 : 22;
+    const int      bb = KIND == 2 ? 36 : KIND ? 24 : 22;
     const uint8_t *wr[4];
     for (int r = 0; r < 4; r++) wr[r] = w + (r < n_n ? r : 0) * row_bytes;
     __m256 acc[4][4];
@@ -219,7 +245,7 @@ q5_gemv_tile(float *out, int64_t ldo, const float *x, int64_t ldx, const int NT,
         for (int64_t o = 0; o < pf_step; o += 64) _mm_prefetch((const char *)pf + o, _MM_HINT_T0);
         __m256 wv[4][4];
 #pragma GCC unroll 4
-        for (int r = 0; r < 4; r++) q5x_regs(wr[r] + bb * b, MIN, wv[r]);
+        for (int r = 0; r < 4; r++) blk32_regs(wr[r] + bb * b, KIND, wv[r]);
 #pragma GCC unroll 4
         for (int e = 0; e < 4; e++)
 #pragma GCC unroll 4
@@ -286,6 +312,7 @@ k45_gemv_tile(float *out, int64_t ldo, const float *x, int64_t ldx, const int NT
         case LLMRT_DTYPE_Q6_K: gemv_tile(LLMRT_DTYPE_Q6_K, out, ldo, x, ldx, NT, w, row_bytes, n_n, K); break; \
         case LLMRT_DTYPE_Q5_0: q5_gemv_tile(out, ldo, x, ldx, NT, 0, w, row_bytes, n_n, K); break;  \
         case LLMRT_DTYPE_Q5_1: q5_gemv_tile(out, ldo, x, ldx, NT, 1, w, row_bytes, n_n, K); break;  \
+        case LLMRT_DTYPE_Q8_Z: q5_gemv_tile(out, ldo, x, ldx, NT, 2, w, row_bytes, n_n, K); break;  \
         default: gemv_tile(t, out, ldo, x, ldx, NT, w, row_bytes, n_n, K); break;                 \
         }                                                                                          \
     }

@@ -11,6 +11,8 @@
  *   and merged by one ternary-logic op;
  * - Q6_K directly (6-bit values have 64 possible weights: too many for a register table): low
  *   nibble, two high bits merged, minus 32, int -> fp32, times d*sc;
+ * - Q8_Z (internal, GPTQ 8-bit w = d * (q - z)) directly: bytes widened, z subtracted as
+ *   integers, int -> fp32, one product; its gemv as Q5_0's;
  * - Q2_K, Q3_K directly: 2-bit values shifted out of qs (plus Q3_K's high bit), int -> fp32,
  *   then (d*sc)*q - dmin*m as one fma (Q2_K: the product is exact) or (d*sc)*q.
  *
@@ -175,6 +177,30 @@ static inline __attribute__((always_inline)) void q5x_regs(const uint8_t *b, con
     *w1 = _mm512_permutex2var_ps(t0, i1, t1);
 }
 
+/* Q8_Z (GPTQ 8-bit): d * (q - z) for elements 0-15 and 16-31; q - z is exact as an integer and
+ * as fp32, so the one product rounds as the reference's. */
+static inline __attribute__((always_inline)) void q8z_regs(const uint8_t *b, __m512 *w0,
+                                                           __m512 *w1) {
+    __m512  dv = _mm512_set1_ps(f16_at(b));
+    __m512i zv = _mm512_set1_epi32(b[2]);
+    *w0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(load16_u8(b + 4), zv)), dv);
+    *w1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(load16_u8(b + 20), zv)), dv);
+}
+
+/* One 32-element block: Q5_0 (KIND 0), Q5_1 (1) or Q8_Z (2). */
+static inline __attribute__((always_inline)) void blk32_regs(const uint8_t *b, const int KIND,
+                                                             __m512 *w0, __m512 *w1) {
+    if (KIND == 2) q8z_regs(b, w0, w1);
+    else q5x_regs(b, KIND, w0, w1);
+}
+
+static void q8z_block(const uint8_t *b, float *y) {
+    __m512 w0, w1;
+    q8z_regs(b, &w0, &w1);
+    _mm512_storeu_ps(y, w0);
+    _mm512_storeu_ps(y + 16, w1);
+}
+
 static void q5x_block(const uint8_t *b, float *y, const int has_min) {
     __m512 w0, w1;
     q5x_regs(b, has_min, &w0, &w1);
@@ -231,6 +257,7 @@ static inline void dequant_block(llmrt_dtype t, const uint8_t *b, float *y) {
     case LLMRT_DTYPE_Q5_1: q5x_block(b, y, 1); break;
     case LLMRT_DTYPE_Q2_K: q2k_block(b, y); break;
     case LLMRT_DTYPE_Q3_K: q3k_block(b, y); break;
+    case LLMRT_DTYPE_Q8_Z: q8z_block(b, y); break;
     default: llmrt_ggml_dequant_block(t, b, y); break;
     }
 }
@@ -281,13 +308,14 @@ gemv_tile(llmrt_dtype t, float *out, int64_t ldo, const float *x, int64_t ldx, c
             if (r < n_n) out[i * ldo + r] = _mm512_reduce_add_ps(acc[i][r]) + 0.0f;
 }
 
-/* Q5_0 / Q5_1: NT tokens x up to 4 rows with the weights in registers (as the Q8_0 gemv of
- * q4_kernels_avx512.c: rows past n_n repeat row 0 and are not stored; the 4 rows' region two
- * tiles ahead is prefetched in step). Same values and accumulation order as gemv_tile. */
+/* Q5_0 / Q5_1 / Q8_Z (KIND 0 / 1 / 2): NT tokens x up to 4 rows with the weights in registers
+ * (as the Q8_0 gemv of q4_kernels_avx512.c: rows past n_n repeat row 0 and are not stored; the
+ * 4 rows' region two tiles ahead is prefetched in step). Same values and accumulation order as
+ * gemv_tile. */
 static inline __attribute__((always_inline)) void
-q5_gemv_tile(float *out, int64_t ldo, const float *x, int64_t ldx, const int NT, const int MIN,
+q5_gemv_tile(float *out, int64_t ldo, const float *x, int64_t ldx, const int NT, const int KIND,
              const uint8_t *w, int64_t row_bytes, int n_n, int64_t K) {
-    const int      bb = MIN ? 24 : 22;
+    const int      bb = KIND == 2 ? 36 : KIND ? 24 : 22;
     const uint8_t *wr[4];
     for (int r = 0; r < 4; r++) wr[r] = w + (r < n_n ? r : 0) * row_bytes;
     __m512 acc[4][4];
@@ -301,7 +329,7 @@ q5_gemv_tile(float *out, int64_t ldo, const float *x, int64_t ldx, const int NT,
         for (int64_t o = 0; o < pf_step; o += 64) _mm_prefetch((const char *)pf + o, _MM_HINT_T0);
         __m512 w0[4], w1[4];
 #pragma GCC unroll 4
-        for (int r = 0; r < 4; r++) q5x_regs(wr[r] + bb * b, MIN, &w0[r], &w1[r]);
+        for (int r = 0; r < 4; r++) blk32_regs(wr[r] + bb * b, KIND, &w0[r], &w1[r]);
 #pragma GCC unroll 4
         for (int i = 0; i < NT; i++) {
             __m512 xv = _mm512_loadu_ps(x + i * ldx + 32 * b);
@@ -412,6 +440,8 @@ kq_gemv_tile(float *out, int64_t ldo, const float *x, int64_t ldx, const int NT,
             q5_gemv_tile(out, ldo, x, ldx, NT, 0, w, row_bytes, n_n, K);                           \
         else if (t == LLMRT_DTYPE_Q5_1)                                                            \
             q5_gemv_tile(out, ldo, x, ldx, NT, 1, w, row_bytes, n_n, K);                           \
+        else if (t == LLMRT_DTYPE_Q8_Z)                                                            \
+            q5_gemv_tile(out, ldo, x, ldx, NT, 2, w, row_bytes, n_n, K);                           \
         else if (t == LLMRT_DTYPE_Q4_K)                                                            \
             kq_gemv_tile(out, ldo, x, ldx, NT, 4, w, row_bytes, n_n, K);                           \
         else if (t == LLMRT_DTYPE_Q5_K)                                                            \
