@@ -65,8 +65,17 @@ __device__ __forceinline__ float fused_input(int input, const __half *x, const _
     return __half2float(__float2half_rn(g / (1.0f + expf(-g)) * u));
 }
 
+// Minimum resident CTAs per SM asked of ptxas (0: none). The weight descriptor is indexed by the
+// CTA's weight (a runtime index into the kernel parameters), which costs registers; at 8 rows
+// with float offsets that would cost a CTA per SM (3 -> 2 on sm_80), and 3 holds without spills.
+// Elsewhere a bound either changes nothing or spills (bench/results/cuda_kernel_resources.md).
+template <int MR, bool ZF> __host__ __device__ constexpr int min_ctas_for() {
+    return MR == 8 && ZF ? 3 : 0;
+}
+
 template <int MR, bool ZF>
-__global__ void __launch_bounds__(kThreads) q4_gemv_kernel(const __grid_constant__ GemvArgs a) {
+__global__ void __launch_bounds__(kThreads, (min_ctas_for<MR, ZF>()))
+    q4_gemv_kernel(const __grid_constant__ GemvArgs a) {
     constexpr int kUnroll = unroll_for<MR>();
     DYN_SMEM(unsigned char, smem);
     // this CTA's weight (CTA-uniform) and its place in that weight's (N/64, splits) grid
