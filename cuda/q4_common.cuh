@@ -12,6 +12,7 @@
 
 #include "launch.cuh"
 #include "ptx_ops.cuh"
+#include "fused_gemv.h"
 #include "q4_matmul.h"
 
 // `#pragma unroll` for nvcc; g++ (cusim) does not know it.
@@ -135,14 +136,7 @@ struct Problem {
     int *tile_counters;     // [kMaxSplitTiles] zero on entry and on exit, when splits > 1
     int out_f32;
     int M, N, K, group_size, zero_float;
-    int splits;             // K splits (grid z of the GEMM, y of the GEMV)
-    // GEMV only: the fused decode prologue / epilogue (llmrt_cuda_q4_matmul_fused); 0 / NULL: none
-    int input;              // LLMRT_CUDA_FUSED_IN_*: ACT (x), RMSNORM (resid_x), SWIGLU (x gate, up)
-    const float *resid_x;   // RMSNORM: fp32 [M, K] residual
-    const float *norm_w;    // RMSNORM: fp32 [K]
-    float eps;              // RMSNORM
-    const __half *up;       // SWIGLU: [M, ldx]
-    float *residual;        // fp32 [M, N] += the fp16-rounded result instead of writing out
+    int splits;             // K splits (grid z of the GEMM; the GEMV: GemvWeight)
 };
 
 // Launch plan of the GEMV: rows per instance (1, 2, 4, 8), K splits, k16 tiles per CTA.
@@ -151,7 +145,42 @@ struct GemvPlan {
     size_t smem;
 };
 GemvPlan gemv_plan(int M, int N, int K, int group_size, int sm_count);
-int gemv_launch(const Problem &p, const GemvPlan &plan, cudaStream_t stream);
+
+// The GEMV's kernel arguments: up to kMaxGroup weights of one x (q, k, v; gate, up) in one launch.
+// Each weight keeps the plan (splits, tiles per CTA) it gets alone and its own CTAs, partials and
+// tile counters, so its output has the bits of a launch of its own; the grid is the weights' CTAs
+// end to end (cta_begin).
+constexpr int kMaxGroup = LLMRT_CUDA_FUSED_MAX_W;
+struct GemvWeight {
+    const uint4 *qweight;   // [K/16, N/64, 32]
+    const uint4 *scales;    // [G, N/64, 8]
+    const uint4 *zoff;      // [G, N/64, 8]
+    const int32_t *perm;    // [K] or NULL; -1: a padding column (x 0)
+    const float *bias;      // [N] or NULL
+    void *out;              // [M, N] fp16 or fp32 (unused with a residual)
+    float *partial;         // [splits, M, N] fp32 (splits > 1)
+    int *tile_counters;     // [N/64] zero on entry and on exit (splits > 1)
+    int N, group_size;
+    int splits, tiles_per_cta; // gemv_plan of this weight alone
+    int cta_begin;          // its first CTA: CTA cta_begin + split * N/64 + nb
+};
+struct GemvArgs {
+    GemvWeight w[kMaxGroup];
+    int n_w;                // 1..kMaxGroup
+    const __half *x;        // [M, ldx] (ACT: activations; SWIGLU: the gate; RMSNORM: unused)
+    int ldx;                // row stride of x: K, or the input width of a padded TP slice
+    int M, K, out_f32;
+    // the fused decode prologue / epilogue (llmrt_cuda_q4_matmul_fused); ACT / NULL: none
+    int input;              // LLMRT_CUDA_FUSED_IN_*: ACT (x), RMSNORM (resid_x), SWIGLU (x gate, up)
+    const float *resid_x;   // RMSNORM: fp32 [M, ldx] residual
+    const float *norm_w;    // RMSNORM: fp32 [ldx]
+    float eps;              // RMSNORM
+    const __half *up;       // SWIGLU: [M, ldx]
+    float *residual;        // NULL, or fp32 [M, N] += the fp16-rounded result (n_w 1)
+};
+// One launch of args' weights (all with `zero_float`), mr rows per instance, smem the largest of
+// the weights' plans; cudaErrorInvalidValue and nothing launched for a plan it does not take.
+int gemv_launch(const GemvArgs &a, int mr, size_t smem, int zero_float, cudaStream_t stream);
 
 // Launch plan of the GEMM: m16 tiles per CTA (1, 2, 4), K splits.
 struct GemmPlan {

@@ -2,9 +2,11 @@
 // the fragment-order weights (q4_matmul.h) with one 16-byte load per lane per (k16 tile, 64-column
 // block), dequantised in registers (q4_common.cuh), fp32 accumulation.
 //
-// Grid (N/64, splits): a CTA of 4 warps owns one 64-column block and a contiguous range of k16
-// tiles; each warp takes a contiguous quarter of it (so group changes are rare and the warp's
-// loads stream). x of the CTA's K range (gathered through perm for act-order) and the block's
+// Grid: per weight N/64 x splits CTAs (column block fastest), the weights of a grouped launch
+// (q, k, v of one x: GemvArgs, q4_common.cuh) end to end, each with the plan it gets alone, so
+// that each gives the bits of its own launch. A CTA of 4 warps owns one 64-column block of one
+// weight and a contiguous range of k16 tiles; each warp takes a contiguous quarter of it (so
+// group changes are rare and the warp's loads stream). x of the CTA's K range (gathered through perm for act-order) and the block's
 // scales/zeros of the groups it covers are staged in shared memory first; the k loop then only
 // reads weights from global memory, kUnroll 16-byte loads in flight per lane before any math.
 // A lane holds 8 columns x 4 k rows per tile: partial dot products per column, summed over the
@@ -63,29 +65,29 @@ __device__ __forceinline__ float fused_input(int input, const __half *x, const _
     return __half2float(__float2half_rn(g / (1.0f + expf(-g)) * u));
 }
 
+// Minimum resident CTAs per SM asked of ptxas (0: none). The weight descriptor is indexed by the
+// CTA's weight (a runtime index into the kernel parameters), which costs registers; at 8 rows
+// with float offsets that would cost a CTA per SM (3 -> 2 on sm_80), and 3 holds without spills.
+// Elsewhere a bound either changes nothing or spills (bench/results/cuda_kernel_resources.md).
+template <int MR, bool ZF> __host__ __device__ constexpr int min_ctas_for() {
+    return MR == 8 && ZF ? 3 : 0;
+}
+
 template <int MR, bool ZF>
-__global__ void __launch_bounds__(kThreads)
-    q4_gemv_kernel(const __half *__restrict__ x,        // [M, ldx]
-                   const int32_t *__restrict__ perm,    // [K] or NULL; -1: a padding column (x 0)
-                   const uint4 *__restrict__ qweight,   // [K/16, N/64, 32]
-                   const uint4 *__restrict__ scales,    // [G, N/64, 8]
-                   const uint4 *__restrict__ zoff,      // [G, N/64, 8]
-                   const float *__restrict__ bias,      // [N] or NULL
-                   void *__restrict__ out,              // [M, N] fp16 or fp32 (splits == 1)
-                   float *__restrict__ partial,         // [splits, M, N] (splits > 1)
-                   int *__restrict__ tile_counters,     // [N/64] zero (splits > 1)
-                   int out_f32, int M, int N, int K, int gs,
-                   int tiles_per_cta,                   // k16 tiles of each CTA
-                   int ldx,                             // row stride of x (K without perm)
-                   int input,                           // LLMRT_CUDA_FUSED_IN_* (fused_gemv.h)
-                   const float *__restrict__ resid_x,   // RMSNORM: [M, ldx] (x unused)
-                   const float *__restrict__ norm_w,    // RMSNORM: [ldx]
-                   float eps,                           // RMSNORM
-                   const __half *__restrict__ up,       // SWIGLU: [M, ldx] (x: the gate)
-                   float *__restrict__ residual) {      // NULL or [M, N] += result (fp16 out)
+__global__ void __launch_bounds__(kThreads, (min_ctas_for<MR, ZF>()))
+    q4_gemv_kernel(const __grid_constant__ GemvArgs a) {
     constexpr int kUnroll = unroll_for<MR>();
     DYN_SMEM(unsigned char, smem);
-    const int NB = N / kBlockN, nb = blockIdx.x, split = blockIdx.y;
+    // this CTA's weight (CTA-uniform) and its place in that weight's (N/64, splits) grid
+    int wi = 0;
+    while (wi + 1 < a.n_w && (int)blockIdx.x >= a.w[wi + 1].cta_begin) wi++;
+    const GemvWeight &d = a.w[wi];
+    const int M = a.M, N = d.N, K = a.K, gs = d.group_size, ldx = a.ldx, input = a.input;
+    const int tiles_per_cta = d.tiles_per_cta;
+    const int32_t *__restrict__ perm = d.perm;
+    const __half *__restrict__ x = a.x;
+    const int NB = N / kBlockN, cta = (int)blockIdx.x - d.cta_begin;
+    const int nb = cta % NB, split = cta / NB;
     const int T = K / kTileK;
     const int t_begin = split * tiles_per_cta;
     const int t_end = T < t_begin + tiles_per_cta ? T : t_begin + tiles_per_cta;
@@ -102,7 +104,7 @@ __global__ void __launch_bounds__(kThreads)
     __shared__ float q4_inv[LLMRT_CUDA_FUSED_MAX_M], q4_partial[8];
     if (input == LLMRT_CUDA_FUSED_IN_RMSNORM) { // CTA-uniform
         for (int m = 0; m < M; m++) {
-            const float inv = rmsnorm_row_inv(resid_x + (size_t)m * ldx, ldx, eps, q4_partial);
+            const float inv = rmsnorm_row_inv(a.resid_x + (size_t)m * ldx, ldx, a.eps, q4_partial);
             if (tid == 0) q4_inv[m] = inv;
         }
         __syncthreads();
@@ -112,7 +114,7 @@ __global__ void __launch_bounds__(kThreads)
         for (int i = tid; i < MR * n_k; i += kThreads) {
             const int m = i / n_k, j = i % n_k;
             const int src = perm ? perm[k_begin + j] : k_begin + j;
-            xs[m * kc + j] = m < M && src >= 0 ? fused_input(input, x, up, resid_x, norm_w, q4_inv, m, ldx, src)
+            xs[m * kc + j] = m < M && src >= 0 ? fused_input(input, x, a.up, a.resid_x, a.norm_w, q4_inv, m, ldx, src)
                                                : 0.0f;
         }
     } else if (perm == nullptr) {
@@ -143,9 +145,9 @@ __global__ void __launch_bounds__(kThreads)
     }
     const int n_groups = (k_begin + n_k - 1) / gs - g_first + 1;
     for (int i = tid; i < n_groups * 16; i += kThreads) {
-        const int gi = i >> 4, a = (i >> 3) & 1, r = i & 7;
+        const int gi = i >> 4, zo = (i >> 3) & 1, r = i & 7;
         const size_t at = ((size_t)(g_first + gi) * NB + nb) * 8 + r;
-        sz[i] = a ? zoff[at] : scales[at];
+        sz[i] = zo ? d.zoff[at] : d.scales[at];
     }
     __syncthreads();
 
@@ -160,7 +162,7 @@ __global__ void __launch_bounds__(kThreads)
         for (int i = 0; i < 8; i++) acc[m][i] = 0.0f;
     GroupConsts gc;
     int cur_group = -1;
-    const uint4 *wp = qweight + (size_t)nb * 32 + lane;
+    const uint4 *wp = d.qweight + (size_t)nb * 32 + lane;
     for (int t0 = w_begin; t0 < w_end; t0 += kUnroll) {
         uint4 q[kUnroll];
         Q4_UNROLL
@@ -194,12 +196,12 @@ __global__ void __launch_bounds__(kThreads)
                     const float2 w1 = __half22float2(bits_h2(b[h][1]));
                     Q4_UNROLL
                     for (int m = 0; m < MR; m++) {
-                        float a = acc[m][2 * j + h];
-                        a = fmaf(w0.x, xv[m][0].x, a);
-                        a = fmaf(w0.y, xv[m][0].y, a);
-                        a = fmaf(w1.x, xv[m][1].x, a);
-                        a = fmaf(w1.y, xv[m][1].y, a);
-                        acc[m][2 * j + h] = a;
+                        float sum = acc[m][2 * j + h];
+                        sum = fmaf(w0.x, xv[m][0].x, sum);
+                        sum = fmaf(w0.y, xv[m][0].y, sum);
+                        sum = fmaf(w1.x, xv[m][1].x, sum);
+                        sum = fmaf(w1.y, xv[m][1].y, sum);
+                        acc[m][2 * j + h] = sum;
                     }
                 }
             }
@@ -225,7 +227,7 @@ __global__ void __launch_bounds__(kThreads)
             for (int i = 0; i < 8; i++) red[(warp * MR + m) * kBlockN + g + 8 * i] = acc[m][i];
     }
     __syncthreads();
-    const int splits = gridDim.y;
+    const int splits = d.splits;
     for (int i = tid; i < MR * kBlockN; i += kThreads) {
         const int m = i / kBlockN, c = i % kBlockN;
         if (m >= M) continue;
@@ -233,33 +235,31 @@ __global__ void __launch_bounds__(kThreads)
         Q4_UNROLL
         for (int w = 0; w < kWarps; w++) v += red[(w * MR + m) * kBlockN + c];
         const int n = nb * kBlockN + c;
-        if (splits > 1) partial[((size_t)split * M + m) * N + n] = v;
-        else write_out(out, out_f32, bias, residual, (size_t)m * N + n, n, v);
+        if (splits > 1) d.partial[((size_t)split * M + m) * N + n] = v;
+        else write_out(d.out, a.out_f32, d.bias, a.residual, (size_t)m * N + n, n, v);
     }
-    if (splits == 1 || !arrive_last(tile_counters + nb, splits)) return;
+    if (splits == 1 || !arrive_last(d.tile_counters + nb, splits)) return;
     for (int i = tid; i < MR * kBlockN; i += kThreads) { // the last split: the block's sums
         const int m = i / kBlockN, n = nb * kBlockN + i % kBlockN;
         if (m >= M) continue;
-        float v = __ldcg(partial + (size_t)m * N + n);
-        for (int s = 1; s < splits; s++) v += __ldcg(partial + ((size_t)s * M + m) * N + n);
-        write_out(out, out_f32, bias, residual, (size_t)m * N + n, n, v);
+        float v = __ldcg(d.partial + (size_t)m * N + n);
+        for (int s = 1; s < splits; s++) v += __ldcg(d.partial + ((size_t)s * M + m) * N + n);
+        write_out(d.out, a.out_f32, d.bias, a.residual, (size_t)m * N + n, n, v);
     }
 }
 
-template <int MR, bool ZF> int launch_mr(const Problem &p, const GemvPlan &plan, cudaStream_t stream) {
-    const dim3 grid((unsigned)(p.N / kBlockN), (unsigned)plan.splits);
-    LAUNCH((q4_gemv_kernel<MR, ZF>), grid, kThreads, plan.smem, stream, p.x, p.perm, p.qweight,
-           p.scales, p.zoff, p.bias, p.out, p.partial, p.tile_counters, p.out_f32, p.M, p.N, p.K, p.group_size,
-           plan.tiles_per_cta, p.ldx, p.input, p.resid_x, p.norm_w, p.eps, p.up, p.residual);
+template <int MR, bool ZF> int launch_mr(const GemvArgs &a, size_t smem, cudaStream_t stream) {
+    const int ctas = a.w[a.n_w - 1].cta_begin + a.w[a.n_w - 1].N / kBlockN * a.w[a.n_w - 1].splits;
+    LAUNCH((q4_gemv_kernel<MR, ZF>), ctas, kThreads, smem, stream, a);
     return (int)cudaGetLastError();
 }
 
-template <bool ZF> int launch_zf(const Problem &p, const GemvPlan &plan, cudaStream_t stream) {
-    switch (plan.mr) {
-    case 1: return launch_mr<1, ZF>(p, plan, stream);
-    case 2: return launch_mr<2, ZF>(p, plan, stream);
-    case 4: return launch_mr<4, ZF>(p, plan, stream);
-    case 8: return launch_mr<8, ZF>(p, plan, stream);
+template <bool ZF> int launch_zf(const GemvArgs &a, int mr, size_t smem, cudaStream_t stream) {
+    switch (mr) {
+    case 1: return launch_mr<1, ZF>(a, smem, stream);
+    case 2: return launch_mr<2, ZF>(a, smem, stream);
+    case 4: return launch_mr<4, ZF>(a, smem, stream);
+    case 8: return launch_mr<8, ZF>(a, smem, stream);
     default: return (int)cudaErrorInvalidValue;
     }
 }
@@ -288,12 +288,20 @@ GemvPlan gemv_plan(int M, int N, int K, int gs, int sm_count) {
     return plan;
 }
 
-int gemv_launch(const Problem &p, const GemvPlan &plan, cudaStream_t stream) {
+int gemv_launch(const GemvArgs &a, int mr, size_t smem, int zero_float, cudaStream_t stream) {
     using namespace gv;
-    if (p.M < 1 || p.M > plan.mr || plan.smem > kSmemCap ||
-        (plan.splits > 1 && (!p.partial || !p.tile_counters || p.N / kBlockN > kMaxSplitTiles)))
+    if (a.n_w < 1 || a.n_w > kMaxGroup || a.M < 1 || a.M > mr || smem > kSmemCap ||
+        (a.residual && a.n_w != 1))
         return (int)cudaErrorInvalidValue;
-    return p.zero_float ? launch_zf<true>(p, plan, stream) : launch_zf<false>(p, plan, stream);
+    int next = 0; // the weights' CTAs lie end to end from 0
+    for (int i = 0; i < a.n_w; i++) {
+        const GemvWeight &d = a.w[i];
+        if (d.cta_begin != next || d.splits < 1 || gemv_smem(mr, d.tiles_per_cta, d.group_size) > smem ||
+            (d.splits > 1 && (!d.partial || !d.tile_counters || d.N / kBlockN > kMaxSplitTiles)))
+            return (int)cudaErrorInvalidValue;
+        next += d.N / kBlockN * d.splits;
+    }
+    return zero_float ? launch_zf<true>(a, mr, smem, stream) : launch_zf<false>(a, mr, smem, stream);
 }
 
 } // namespace q4

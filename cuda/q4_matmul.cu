@@ -80,6 +80,58 @@ Plan make_plan(int64_t M, const llmrt_cuda_q4_weight *w, llmrt_cuda_q4_path path
     return p;
 }
 
+// One weight of a GEMV launch with its plan; its partials at `partial`, its tile counters at
+// `counters` (both used only when the plan splits K).
+GemvWeight gemv_weight(const llmrt_cuda_q4_weight *w, const GemvPlan &plan, const float *bias,
+                       void *out, float *partial, int *counters, int cta_begin) {
+    GemvWeight d{};
+    d.qweight = reinterpret_cast<const uint4 *>(w->qweight);
+    d.scales = reinterpret_cast<const uint4 *>(w->scales);
+    d.zoff = reinterpret_cast<const uint4 *>(w->zoff);
+    d.perm = w->perm;
+    d.bias = bias;
+    d.out = out;
+    d.N = (int)w->N;
+    d.group_size = w->group_size;
+    d.splits = plan.splits;
+    d.tiles_per_cta = plan.tiles_per_cta;
+    d.partial = plan.splits > 1 ? partial : nullptr;
+    d.tile_counters = plan.splits > 1 ? counters : nullptr;
+    d.cta_begin = cta_begin;
+    return d;
+}
+
+// The grouped GEMV (llmrt_cuda_q4_matmul_fused): each weight's plan as if it ran alone, and the
+// workspace: the counter head (when any weight splits K), then each splitting weight's partials
+// [splits, M, N_i]; its tile counters are the next N_i/64 of the head.
+struct GroupPlan {
+    GemvPlan gv[kMaxGroup];
+    uint64_t partial_at[kMaxGroup]; // byte offset in the workspace
+    int counter_at[kMaxGroup];      // first tile counter
+    int counters;                   // tile counters used (<= kMaxSplitTiles to launch)
+    size_t smem;                    // the largest plan's
+    uint64_t total;                 // workspace bytes
+};
+
+GroupPlan make_group_plan(int64_t M, int n_w, const llmrt_cuda_q4_weight *const *w) {
+    GroupPlan g{};
+    const int sms = sm_count();
+    uint64_t partials = 0;
+    for (int i = 0; i < n_w; i++) {
+        g.gv[i] = gemv_plan((int)M, (int)w[i]->N, (int)w[i]->K, w[i]->group_size, sms);
+        if (g.gv[i].smem > g.smem) g.smem = g.gv[i].smem;
+        if (g.gv[i].splits < 2) continue;
+        g.partial_at[i] = partials;
+        partials += align256((uint64_t)g.gv[i].splits * (uint64_t)M * (uint64_t)w[i]->N * 4);
+        g.counter_at[i] = g.counters;
+        g.counters += (int)(w[i]->N / kBlockN);
+    }
+    const uint64_t head = partials > 0 ? align256(4 * (uint64_t)kMaxSplitTiles) : 0;
+    for (int i = 0; i < n_w; i++) g.partial_at[i] += head;
+    g.total = head + partials;
+    return g;
+}
+
 } // namespace mm
 } // namespace q4
 
@@ -126,8 +178,16 @@ extern "C" int llmrt_cuda_q4_matmul(void *stream, void *out, llmrt_cuda_dtype ou
 
     int rc;
     if (plan.gemv) {
-        p.perm = w->perm;
-        rc = q4::gemv_launch(p, plan.gv, st);
+        q4::GemvArgs a{};
+        a.w[0] = q4::mm::gemv_weight(w, plan.gv, bias, out, p.partial, p.tile_counters, 0);
+        a.n_w = 1;
+        a.x = p.x;
+        a.ldx = p.ldx;
+        a.M = p.M;
+        a.K = p.K;
+        a.out_f32 = p.out_f32;
+        a.input = LLMRT_CUDA_FUSED_IN_ACT;
+        rc = q4::gemv_launch(a, plan.gv.mr, plan.gv.smem, w->zero_float, st);
     } else {
         if (w->perm) {
             __half *xp = reinterpret_cast<__half *>(static_cast<char *>(ws) + plan.counter_bytes +
@@ -142,43 +202,68 @@ extern "C" int llmrt_cuda_q4_matmul(void *stream, void *out, llmrt_cuda_dtype ou
     return rc;
 }
 
-extern "C" int llmrt_cuda_q4_matmul_fused(void *stream, void *out, const void *x, int64_t M,
-                                          const llmrt_cuda_q4_weight *w, const float *bias, void *ws,
-                                          uint64_t ws_bytes, const llmrt_cuda_q4_fused *f) {
-    if (!f || !w || M < 1 || M > LLMRT_CUDA_Q4_GEMV_MAX_M || (w->x_cols && w->x_cols != w->K) ||
-        (!out && !f->residual) || (f->input != LLMRT_CUDA_FUSED_IN_ACT && f->input != LLMRT_CUDA_FUSED_IN_RMSNORM &&
-                                   f->input != LLMRT_CUDA_FUSED_IN_SWIGLU) ||
+// The weights a grouped launch takes (q4_matmul.h: 1..3, the same K, x width and zero kind, shapes
+// the kernels take); false for anything else.
+static bool group_ok(int32_t n_w, const llmrt_cuda_q4_weight *const *w) {
+    if (n_w < 1 || n_w > LLMRT_CUDA_FUSED_MAX_W) return false;
+    for (int32_t i = 0; i < n_w; i++) {
+        if (!w[i] || llmrt_cuda_q4_check(w[i]->N, w[i]->K, w[i]->group_size, nullptr, 0) != 0 ||
+            w[i]->K != w[0]->K || w[i]->zero_float != w[0]->zero_float ||
+            (w[i]->x_cols ? w[i]->x_cols : w[i]->K) != (w[0]->x_cols ? w[0]->x_cols : w[0]->K) ||
+            ((w[i]->x_cols && w[i]->x_cols != w[i]->K) && !w[i]->perm))
+            return false;
+    }
+    return true;
+}
+
+extern "C" int llmrt_cuda_q4_fused_check(int64_t M, int32_t n_w,
+                                         const llmrt_cuda_q4_weight *const *w) {
+    if (M < 1 || M > LLMRT_CUDA_Q4_GEMV_MAX_M || !w || !group_ok(n_w, w)) return 1;
+    // (the counters of the splitting weights: < 4 * SMs column blocks each, so this holds for
+    // any GPU of fewer than 341 SMs)
+    return q4::mm::make_group_plan(M, n_w, w).counters > q4::kMaxSplitTiles;
+}
+
+extern "C" uint64_t llmrt_cuda_q4_fused_workspace_bytes(int64_t M, int32_t n_w,
+                                                        const llmrt_cuda_q4_weight *const *w) {
+    if (llmrt_cuda_q4_fused_check(M, n_w, w) != 0) return 0;
+    return q4::mm::make_group_plan(M, n_w, w).total;
+}
+
+extern "C" int llmrt_cuda_q4_matmul_fused(void *stream, int64_t M, const llmrt_cuda_q4_fused *f,
+                                          void *ws, uint64_t ws_bytes) {
+    if (!f || llmrt_cuda_q4_fused_check(M, f->n_w, f->w) != 0 || (f->residual && f->n_w != 1) ||
+        (f->input != LLMRT_CUDA_FUSED_IN_ACT && f->input != LLMRT_CUDA_FUSED_IN_RMSNORM &&
+         f->input != LLMRT_CUDA_FUSED_IN_SWIGLU) ||
         (f->input == LLMRT_CUDA_FUSED_IN_RMSNORM && (!f->resid_x || !f->norm_w)) ||
-        (f->input != LLMRT_CUDA_FUSED_IN_RMSNORM && !x) || (f->input == LLMRT_CUDA_FUSED_IN_SWIGLU && !f->up) ||
-        llmrt_cuda_q4_check(w->N, w->K, w->group_size, nullptr, 0) != 0)
+        (f->input != LLMRT_CUDA_FUSED_IN_RMSNORM && !f->x) ||
+        (f->input == LLMRT_CUDA_FUSED_IN_SWIGLU && !f->up))
         return (int)cudaErrorInvalidValue;
-    const q4::mm::Plan plan = q4::mm::make_plan(M, w, LLMRT_CUDA_Q4_GEMV);
-    if (plan.total > ws_bytes || (plan.total > 0 && !ws)) return (int)cudaErrorInvalidValue;
-    q4::Problem p{};
-    p.x = static_cast<const __half *>(x);
-    p.perm = w->perm;
-    p.qweight = reinterpret_cast<const uint4 *>(w->qweight);
-    p.scales = reinterpret_cast<const uint4 *>(w->scales);
-    p.zoff = reinterpret_cast<const uint4 *>(w->zoff);
-    p.bias = bias;
-    p.out = out;
-    p.M = (int)M;
-    p.N = (int)w->N;
-    p.K = (int)w->K;
-    p.ldx = (int)w->K;
-    p.group_size = w->group_size;
-    p.zero_float = w->zero_float;
-    p.splits = plan.splits;
-    p.tile_counters = plan.splits > 1 ? static_cast<int *>(ws) : nullptr;
-    p.partial = plan.splits > 1 ? reinterpret_cast<float *>(static_cast<char *>(ws) + plan.counter_bytes)
-                                : nullptr;
-    p.input = f->input;
-    p.resid_x = f->resid_x;
-    p.norm_w = f->norm_w;
-    p.eps = f->eps;
-    p.up = static_cast<const __half *>(f->up);
-    p.residual = f->residual;
-    return q4::gemv_launch(p, plan.gv, static_cast<cudaStream_t>(stream));
+    for (int32_t i = 0; i < f->n_w; i++)
+        if (!f->residual && !f->out[i]) return (int)cudaErrorInvalidValue;
+    const q4::mm::GroupPlan g = q4::mm::make_group_plan(M, f->n_w, f->w);
+    if (g.total > ws_bytes || (g.total > 0 && !ws)) return (int)cudaErrorInvalidValue;
+    q4::GemvArgs a{};
+    int cta = 0;
+    for (int32_t i = 0; i < f->n_w; i++) {
+        float *partial = reinterpret_cast<float *>(static_cast<char *>(ws) + g.partial_at[i]);
+        int *counters = static_cast<int *>(ws) + g.counter_at[i];
+        a.w[i] = q4::mm::gemv_weight(f->w[i], g.gv[i], f->bias[i], f->out[i], partial, counters, cta);
+        cta += (int)(f->w[i]->N / q4::kBlockN) * g.gv[i].splits;
+    }
+    a.n_w = f->n_w;
+    a.x = static_cast<const __half *>(f->x);
+    a.ldx = (int)(f->w[0]->x_cols ? f->w[0]->x_cols : f->w[0]->K);
+    a.M = (int)M;
+    a.K = (int)f->w[0]->K;
+    a.input = f->input;
+    a.resid_x = f->resid_x;
+    a.norm_w = f->norm_w;
+    a.eps = f->eps;
+    a.up = static_cast<const __half *>(f->up);
+    a.residual = f->residual;
+    return q4::gemv_launch(a, g.gv[0].mr, g.smem, f->w[0]->zero_float,
+                           static_cast<cudaStream_t>(stream));
 }
 
 extern "C" int llmrt_cuda_q4_workspace_init(void *stream, void *ws, uint64_t ws_bytes) {

@@ -33,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fused_gemv.h"
 #include "llmrt_cuda.h"
 
 #ifdef __cplusplus
@@ -110,24 +111,44 @@ int llmrt_cuda_q4_matmul(void *stream, void *out, llmrt_cuda_dtype out_t, const 
                          uint64_t ws_bytes, llmrt_cuda_q4_path path);
 
 /* The fused decode form (the CUDA backend's matmul_fused, cuda/fused_gemv.h for the semantics):
- * the GEMV with its input made while it is staged and its output added to the residual. */
+ * the GEMV of n_w weights of one input (q, k, v; gate, up) in one launch, with that input made
+ * while it is staged and, for one weight, its output added to the residual. */
 typedef struct llmrt_cuda_q4_fused {
     int32_t      input;    /* llmrt_cuda_fused_input: ACT (x), RMSNORM, SWIGLU (x is the gate) */
-    const float *resid_x;  /* RMSNORM: fp32 [M, K] residual (x unused)                         */
-    const float *norm_w;   /* RMSNORM: fp32 [K]                                                */
+    const void  *x;        /* ACT, SWIGLU: fp16 [M, x width] (RMSNORM: unused)                 */
+    const float *resid_x;  /* RMSNORM: fp32 [M, x width] residual                              */
+    const float *norm_w;   /* RMSNORM: fp32 [x width]                                          */
     float        eps;      /* RMSNORM                                                          */
-    const void  *up;       /* SWIGLU: fp16 [M, K]                                              */
-    float       *residual; /* NULL, or fp32 [M, N] += the fp16-rounded result (out unused)     */
+    const void  *up;       /* SWIGLU: fp16 [M, x width]                                        */
+    float       *residual; /* NULL, or (n_w 1) fp32 [M, N_0] += the fp16-rounded result        */
+    int32_t      n_w;      /* 1..LLMRT_CUDA_FUSED_MAX_W weights: the same K, x width, zero kind */
+    const llmrt_cuda_q4_weight *w[LLMRT_CUDA_FUSED_MAX_W];
+    const float *bias[LLMRT_CUDA_FUSED_MAX_W]; /* [N_i] fp32 or NULL                           */
+    void        *out[LLMRT_CUDA_FUSED_MAX_W];  /* fp16 [M, N_i] (unused with a residual)        */
 } llmrt_cuda_q4_fused;
 
-/* llmrt_cuda_q4_matmul on the GEMV path (1 <= M <= LLMRT_CUDA_Q4_GEMV_MAX_M, fp16 out, x of width
- * K: no padded slice) with `f`: in = x | round_f16(norm_w * x / rms(x)) | round_f16(silu(gate) *
- * up), the values of the unfused rmsnorm / swiglu kernels; out = in · Wᵀ (+ bias) rounded to fp16,
- * or residual += that value. The same summation order as the plain call (the same bits). One
- * launch; cudaErrorInvalidValue and nothing launched for anything else. */
-int llmrt_cuda_q4_matmul_fused(void *stream, void *out, const void *x, int64_t M,
-                               const llmrt_cuda_q4_weight *w, const float *bias, void *ws,
-                               uint64_t ws_bytes, const llmrt_cuda_q4_fused *f);
+/* 0 when llmrt_cuda_q4_matmul_fused takes these n_w weights in one launch for M rows: 1 <= M <=
+ * LLMRT_CUDA_Q4_GEMV_MAX_M, 1 <= n_w <= LLMRT_CUDA_FUSED_MAX_W, shapes llmrt_cuda_q4_check takes,
+ * the same K, x width and zero kind, and their split-K tile counters within the workspace head
+ * (4096 64-column blocks of the weights that split K, in all); non-zero otherwise. */
+int llmrt_cuda_q4_fused_check(int64_t M, int32_t n_w, const llmrt_cuda_q4_weight *const *w);
+
+/* Workspace bytes llmrt_cuda_q4_matmul_fused needs for M rows and these n_w weights (at most
+ * the sum of their llmrt_cuda_q4_workspace_bytes_path(M, w[i], GEMV): each weight keeps its own
+ * split-K partials; one counter head), 0 when it needs none or refuses them. Initialised as
+ * llmrt_cuda_q4_workspace_init says. */
+uint64_t llmrt_cuda_q4_fused_workspace_bytes(int64_t M, int32_t n_w,
+                                             const llmrt_cuda_q4_weight *const *w);
+
+/* llmrt_cuda_q4_matmul on the GEMV path (1 <= M <= LLMRT_CUDA_Q4_GEMV_MAX_M, fp16 out) for each
+ * of f's weights with f's prologue: in = x | round_f16(norm_w * x / rms(x)) | round_f16(silu(gate)
+ * * up), the values of the unfused rmsnorm / swiglu kernels; out_i = in · W_iᵀ (+ bias_i) rounded
+ * to fp16, or residual += that value. Each weight keeps its own kernel plan and summation order,
+ * so out_i has the bits of the plain call on W_i. One launch for all of them (padded slices,
+ * x_cols < K with perm -1 columns, included). cudaErrorInvalidValue and nothing launched for
+ * weights llmrt_cuda_q4_fused_check refuses (run them one per call then) or bad arguments. */
+int llmrt_cuda_q4_matmul_fused(void *stream, int64_t M, const llmrt_cuda_q4_fused *f, void *ws,
+                               uint64_t ws_bytes);
 
 /* The same workspace size for a forced path. */
 uint64_t llmrt_cuda_q4_workspace_bytes_path(int64_t M, const llmrt_cuda_q4_weight *w,

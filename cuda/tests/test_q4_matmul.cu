@@ -10,7 +10,8 @@
 // M tiles), N = 64, 192, 320 (N % 256 != 0: idle warps), K = 128, 384, 1152 (split K, uneven
 // splits), N = 6912 x K = 4096 (GEMV warps with several rounds of loads); both kernels forced at
 // M = 1 and 8; argument errors and shapes the layout rejects. The fused decode form
-// (llmrt_cuda_q4_matmul_fused) bit for bit against the unfused kernels it replaces (run_fused).
+// (llmrt_cuda_q4_matmul_fused) bit for bit against the unfused kernels it replaces, one weight
+// (run_fused) and grouped launches of 2 and 3 weights (run_group).
 //
 // Tolerance (Marlin's test criterion plus a max bound): mean|out − ref| / mean|ref| <= 1e-3 and
 // max|out − ref| <= 2e-3 · max|ref|. Error sources: each dequantised weight is rounded once to
@@ -32,6 +33,8 @@ extern "C" {
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
+#include <string>
 
 #include "test_util.cuh"
 
@@ -254,7 +257,9 @@ void run_fused(const Case &c, const HostQ4 &h, const DevQ4 &d, Rng &rng, int M) 
     uint16_t *dgate = to_dev(gate), *dup = to_dev(up);
     __half *h16 = dev_alloc<__half>((size_t)(M * K));
     uint16_t *ou = dev_alloc<uint16_t>((size_t)(M * N)), *of = dev_alloc<uint16_t>((size_t)(M * N));
+    const llmrt_cuda_q4_weight *dw = &d.w;
     const uint64_t ws_bytes = llmrt_cuda_q4_workspace_bytes_path(M, &d.w, LLMRT_CUDA_Q4_AUTO);
+    CHECK(llmrt_cuda_q4_fused_workspace_bytes(M, 1, &dw) == ws_bytes); // one weight: the same plan
     void *ws = ws_bytes ? dev_alloc<unsigned char>(ws_bytes) : nullptr;
     if (ws) CHECK(llmrt_cuda_q4_workspace_init(nullptr, ws, ws_bytes) == 0);
     char what[128];
@@ -268,12 +273,20 @@ void run_fused(const Case &c, const HostQ4 &h, const DevQ4 &d, Rng &rng, int M) 
     float *rcopy = to_dev(resid);
     CHECK(llmrt_cuda_add_rmsnorm(nullptr, h16, LLMRT_CUDA_F16, rcopy, nullptr, LLMRT_CUDA_F16, dnorm, M, K, 1e-5f) == 0);
     plain(h16);
-    llmrt_cuda_q4_fused f{};
-    f.input = LLMRT_CUDA_FUSED_IN_RMSNORM;
+    auto one = [&](int input, void *out) { // f for the one weight
+        llmrt_cuda_q4_fused f{};
+        f.input = input;
+        f.n_w = 1;
+        f.w[0] = &d.w;
+        f.bias[0] = dbias;
+        f.out[0] = out;
+        return f;
+    };
+    llmrt_cuda_q4_fused f = one(LLMRT_CUDA_FUSED_IN_RMSNORM, of);
     f.resid_x = dres;
     f.norm_w = dnorm;
     f.eps = 1e-5f;
-    CHECKF(llmrt_cuda_q4_matmul_fused(nullptr, of, nullptr, M, &d.w, dbias, ws, ws_bytes, &f) == 0, "%s: rmsnorm", what);
+    CHECKF(llmrt_cuda_q4_matmul_fused(nullptr, M, &f, ws, ws_bytes) == 0, "%s: rmsnorm", what);
     CUDA_OK(cudaDeviceSynchronize());
     CHECKF(to_host(of, (size_t)(M * N)) == to_host(ou, (size_t)(M * N)), "%s: rmsnorm-fused differs from rmsnorm + matmul",
            what);
@@ -282,11 +295,11 @@ void run_fused(const Case &c, const HostQ4 &h, const DevQ4 &d, Rng &rng, int M) 
     plain(h16);
     float *ru = to_dev(r0), *rf = to_dev(r0);
     CHECK(llmrt_cuda_add(nullptr, ru, ou, LLMRT_CUDA_F16, (int64_t)M * N) == 0);
-    f = llmrt_cuda_q4_fused{};
-    f.input = LLMRT_CUDA_FUSED_IN_SWIGLU;
+    f = one(LLMRT_CUDA_FUSED_IN_SWIGLU, nullptr);
+    f.x = dgate;
     f.up = dup;
     f.residual = rf;
-    CHECKF(llmrt_cuda_q4_matmul_fused(nullptr, nullptr, dgate, M, &d.w, dbias, ws, ws_bytes, &f) == 0, "%s: swiglu", what);
+    CHECKF(llmrt_cuda_q4_matmul_fused(nullptr, M, &f, ws, ws_bytes) == 0, "%s: swiglu", what);
     CUDA_OK(cudaDeviceSynchronize());
     CHECKF(to_host(rf, r0.size()) == to_host(ru, r0.size()), "%s: swiglu-fused + residual differs from swiglu, matmul, add",
            what);
@@ -295,19 +308,198 @@ void run_fused(const Case &c, const HostQ4 &h, const DevQ4 &d, Rng &rng, int M) 
     CUDA_OK(cudaMemcpy(ru, r0.data(), r0.size() * 4, cudaMemcpyHostToDevice));
     CUDA_OK(cudaMemcpy(rf, r0.data(), r0.size() * 4, cudaMemcpyHostToDevice));
     CHECK(llmrt_cuda_add(nullptr, ru, ou, LLMRT_CUDA_F16, (int64_t)M * N) == 0);
-    f = llmrt_cuda_q4_fused{};
+    f = one(LLMRT_CUDA_FUSED_IN_ACT, nullptr);
+    f.x = dgate;
     f.residual = rf;
-    CHECKF(llmrt_cuda_q4_matmul_fused(nullptr, nullptr, dgate, M, &d.w, dbias, ws, ws_bytes, &f) == 0, "%s: act", what);
+    CHECKF(llmrt_cuda_q4_matmul_fused(nullptr, M, &f, ws, ws_bytes) == 0, "%s: act", what);
     CUDA_OK(cudaDeviceSynchronize());
     CHECKF(to_host(rf, r0.size()) == to_host(ru, r0.size()), "%s: residual epilogue differs from matmul, add", what);
-    // refused: M 9, a missing norm weight
-    f = llmrt_cuda_q4_fused{};
-    CHECK(llmrt_cuda_q4_matmul_fused(nullptr, of, dgate, 9, &d.w, dbias, ws, ws_bytes, &f) == (int)cudaErrorInvalidValue);
+    // refused: M 9, a missing norm weight, no output, a residual for two weights, 0 weights
+    f = one(LLMRT_CUDA_FUSED_IN_ACT, of);
+    f.x = dgate;
+    CHECK(llmrt_cuda_q4_matmul_fused(nullptr, 9, &f, ws, ws_bytes) == (int)cudaErrorInvalidValue);
     f.input = LLMRT_CUDA_FUSED_IN_RMSNORM;
     f.resid_x = dres;
-    CHECK(llmrt_cuda_q4_matmul_fused(nullptr, of, nullptr, M, &d.w, dbias, ws, ws_bytes, &f) == (int)cudaErrorInvalidValue);
+    CHECK(llmrt_cuda_q4_matmul_fused(nullptr, M, &f, ws, ws_bytes) == (int)cudaErrorInvalidValue);
+    f = one(LLMRT_CUDA_FUSED_IN_ACT, nullptr);
+    f.x = dgate;
+    CHECK(llmrt_cuda_q4_matmul_fused(nullptr, M, &f, ws, ws_bytes) == (int)cudaErrorInvalidValue);
+    f.n_w = 2;
+    f.w[1] = &d.w;
+    f.residual = rf;
+    CHECK(llmrt_cuda_q4_matmul_fused(nullptr, M, &f, ws, ws_bytes) == (int)cudaErrorInvalidValue);
+    f.n_w = 0;
+    f.residual = nullptr;
+    f.out[0] = of;
+    CHECK(llmrt_cuda_q4_matmul_fused(nullptr, M, &f, ws, ws_bytes) == (int)cudaErrorInvalidValue);
     for (void *p : {(void *)dres, (void *)dnorm, (void *)dbias, (void *)dgate, (void *)dup, (void *)h16, (void *)ou,
                     (void *)of, ws, (void *)rcopy, (void *)ru, (void *)rf})
+        if (p) cudaFree(p);
+}
+
+// The grouped launch (llmrt_cuda_q4_matmul_fused with n_w > 1: q, k, v or gate, up of one x)
+// against one plain call per weight, bit for bit: RMSNORM == add_rmsnorm (no delta) then the
+// plain calls; SWIGLU == swiglu then the plain calls; ACT == the plain calls. The weights differ
+// in N, group size, act-order and K splits (each keeps its own plan, partials and counters);
+// afterwards the split-K counters are back at zero. Also: the workspace it needs (at most the
+// sum of the weights' own), and groups it refuses (different K or zero kinds, a short workspace).
+void run_group(const std::vector<const HostQ4 *> &hs, const std::vector<const DevQ4 *> &ds,
+               bool with_bias, Rng &rng, int M) {
+    const int n = (int)hs.size();
+    const int64_t K = hs[0]->K, X = hs[0]->xc(); // x width (less than K for padded slices)
+    std::vector<float> resid((size_t)(M * X)), normw((size_t)X);
+    for (auto &v : resid) v = rng.uniform(-3.0f, 3.0f);
+    for (auto &v : normw) v = rng.uniform(0.5f, 1.5f);
+    std::vector<uint16_t> gate((size_t)(M * X)), up((size_t)(M * X));
+    for (auto &v : gate) v = f16_bits(rng.uniform(-4.0f, 4.0f));
+    for (auto &v : up) v = f16_bits(rng.uniform(-2.0f, 2.0f));
+    float *dres = to_dev(resid), *dnorm = to_dev(normw), *rcopy = to_dev(resid);
+    uint16_t *dgate = to_dev(gate), *dup = to_dev(up);
+    __half *h16 = dev_alloc<__half>((size_t)(M * X));
+    llmrt_cuda_q4_fused f{};
+    f.n_w = n;
+    uint64_t sum_own = 0, own_max = 0;
+    std::vector<uint16_t *> ou(n), of(n);
+    std::vector<float *> dbias(n, nullptr);
+    std::string shape;
+    for (int i = 0; i < n; i++) {
+        f.w[i] = &ds[i]->w;
+        if (with_bias) {
+            std::vector<float> b((size_t)hs[i]->N);
+            for (auto &v : b) v = rng.uniform(-0.5f, 0.5f);
+            dbias[i] = to_dev(b);
+        }
+        f.bias[i] = dbias[i];
+        ou[i] = dev_alloc<uint16_t>((size_t)(M * hs[i]->N));
+        of[i] = dev_alloc<uint16_t>((size_t)(M * hs[i]->N));
+        f.out[i] = of[i];
+        const uint64_t own = llmrt_cuda_q4_workspace_bytes_path(M, &ds[i]->w, LLMRT_CUDA_Q4_GEMV);
+        sum_own += own;
+        own_max = std::max(own_max, own);
+        char part[96];
+        snprintf(part, sizeof part, "%s%lldx%lld gs %d %s act=%d", i ? " + " : "", (long long)hs[i]->N,
+                 (long long)K, hs[i]->gs, kind_name(hs[i]->kind), !hs[i]->perm.empty());
+        shape += part;
+    }
+    CHECK(llmrt_cuda_q4_fused_check(M, n, f.w) == 0 && llmrt_cuda_q4_fused_check(9, n, f.w) != 0);
+    const uint64_t ws_bytes = llmrt_cuda_q4_fused_workspace_bytes(M, n, f.w);
+    CHECKF(ws_bytes <= sum_own && ws_bytes >= own_max, "group workspace %llu outside [%llu, %llu]",
+           (unsigned long long)ws_bytes, (unsigned long long)own_max, (unsigned long long)sum_own);
+    void *ws = ws_bytes ? dev_alloc<unsigned char>(ws_bytes) : nullptr;
+    if (ws) {
+        CUDA_OK(cudaMemset(ws, 0x5a, ws_bytes)); // garbage but in the counters
+        CHECK(llmrt_cuda_q4_workspace_init(nullptr, ws, ws_bytes) == 0);
+    }
+    auto plain = [&](const void *x) { // one call per weight, each on its own workspace
+        for (int i = 0; i < n; i++) {
+            const uint64_t b = llmrt_cuda_q4_workspace_bytes_path(M, &ds[i]->w, LLMRT_CUDA_Q4_AUTO);
+            void *w1 = b ? dev_alloc<unsigned char>(b) : nullptr;
+            if (w1) CHECK(llmrt_cuda_q4_workspace_init(nullptr, w1, b) == 0);
+            CHECK(llmrt_cuda_q4_matmul(nullptr, ou[i], LLMRT_CUDA_F16, x, M, &ds[i]->w, dbias[i], w1, b,
+                                       LLMRT_CUDA_Q4_AUTO) == 0);
+            CUDA_OK(cudaDeviceSynchronize());
+            cudaFree(w1);
+        }
+    };
+    // White-box, because cusim runs a launch's CTAs one after another, so weights that shared
+    // partials or tile counters would still give the right outputs there (not on a GPU): each
+    // splitting weight has its own bytes of the workspace and its own counters, and its partials
+    // are still there after the call: summed in split order, plus the bias, rounded to fp16, they
+    // are its output.
+    const q4::mm::GroupPlan gp = q4::mm::make_group_plan(M, n, f.w);
+    auto own_partials = [&](const char *input) {
+        for (int i = 0; i < n; i++) {
+            const int si = gp.gv[i].splits;
+            if (si < 2) continue;
+            const int64_t Ni = hs[i]->N;
+            const uint64_t bytes = (uint64_t)si * M * Ni * 4, at = gp.partial_at[i];
+            const int c0 = gp.counter_at[i], nbi = (int)(Ni / 64);
+            CHECKF(at >= 4 * 4096 && at + bytes <= ws_bytes && c0 + nbi <= 4096,
+                   "group [%s] M=%d: weight %d's partials or counters outside the workspace", shape.c_str(), M, i);
+            for (int j = 0; j < i; j++) {
+                if (gp.gv[j].splits < 2) continue;
+                const uint64_t bj = (uint64_t)gp.gv[j].splits * M * hs[j]->N * 4, aj = gp.partial_at[j];
+                const int cj = gp.counter_at[j], nbj = (int)(hs[j]->N / 64);
+                CHECKF((at >= aj + bj || aj >= at + bytes) && (c0 >= cj + nbj || cj >= c0 + nbi),
+                       "group [%s] M=%d: weights %d and %d share partials or counters", shape.c_str(), M, j, i);
+            }
+            const std::vector<float> part =
+                to_host(reinterpret_cast<const float *>(static_cast<const char *>(ws) + at), (size_t)(bytes / 4));
+            const std::vector<float> b = dbias[i] ? to_host(dbias[i], (size_t)Ni) : std::vector<float>();
+            const std::vector<uint16_t> o = to_host(of[i], (size_t)(M * Ni));
+            size_t bad = 0;
+            for (int m = 0; m < M; m++)
+                for (int64_t c = 0; c < Ni; c++) {
+                    float v = part[(size_t)m * Ni + c];
+                    for (int sp = 1; sp < si; sp++) v += part[((size_t)sp * M + m) * Ni + c];
+                    if (!b.empty()) v += b[(size_t)c];
+                    bad += f16_bits(v) != o[(size_t)m * Ni + c];
+                }
+            CHECKF(bad == 0, "group [%s] M=%d %s: weight %d: %zu outputs are not the sum of its partials",
+                   shape.c_str(), M, input, i, bad);
+        }
+    };
+    auto same = [&](const char *input) {
+        CUDA_OK(cudaDeviceSynchronize());
+        for (int i = 0; i < n; i++)
+            CHECKF(to_host(of[i], (size_t)(M * hs[i]->N)) == to_host(ou[i], (size_t)(M * hs[i]->N)),
+                   "group [%s] M=%d %s: weight %d differs from its own plain call", shape.c_str(), M, input, i);
+        own_partials(input);
+        if (ws) {
+            const size_t head = (size_t)std::min<uint64_t>(ws_bytes, 4 * 4096);
+            std::vector<unsigned char> h0 = to_host(static_cast<unsigned char *>(ws), head);
+            CHECKF(std::all_of(h0.begin(), h0.end(), [](unsigned char b) { return b == 0; }),
+                   "group [%s] M=%d %s: split-K counters not zero after the call", shape.c_str(), M, input);
+        }
+        for (int i = 0; i < n; i++) CUDA_OK(cudaMemset(of[i], 0xff, (size_t)(M * hs[i]->N) * 2));
+    };
+    for (int i = 0; i < n; i++) CUDA_OK(cudaMemset(of[i], 0xff, (size_t)(M * hs[i]->N) * 2));
+    // RMSNORM
+    CHECK(llmrt_cuda_add_rmsnorm(nullptr, h16, LLMRT_CUDA_F16, rcopy, nullptr, LLMRT_CUDA_F16, dnorm, M, X, 1e-5f) == 0);
+    plain(h16);
+    f.input = LLMRT_CUDA_FUSED_IN_RMSNORM;
+    f.resid_x = dres;
+    f.norm_w = dnorm;
+    f.eps = 1e-5f;
+    CHECKF(llmrt_cuda_q4_matmul_fused(nullptr, M, &f, ws, ws_bytes) == 0, "group [%s]: rmsnorm", shape.c_str());
+    same("rmsnorm");
+    // SWIGLU
+    CHECK(llmrt_cuda_swiglu(nullptr, LLMRT_CUDA_F16, h16, dgate, dup, (int64_t)M * X) == 0);
+    plain(h16);
+    f.input = LLMRT_CUDA_FUSED_IN_SWIGLU;
+    f.x = dgate;
+    f.up = dup;
+    CHECKF(llmrt_cuda_q4_matmul_fused(nullptr, M, &f, ws, ws_bytes) == 0, "group [%s]: swiglu", shape.c_str());
+    same("swiglu");
+    // ACT
+    plain(dgate);
+    f.input = LLMRT_CUDA_FUSED_IN_ACT;
+    CHECKF(llmrt_cuda_q4_matmul_fused(nullptr, M, &f, ws, ws_bytes) == 0, "group [%s]: act", shape.c_str());
+    same("act");
+    printf("ok   group of %d [%s] M=%d bias=%d: each output == its plain call, bit for bit (rmsnorm, swiglu, "
+           "act); ws %llu B (own: %llu B in all)\n",
+           n, shape.c_str(), M, with_bias, (unsigned long long)ws_bytes, (unsigned long long)sum_own);
+    // refused: a workspace one byte short, a weight of another zero kind or K
+    if (ws_bytes)
+        CHECK(llmrt_cuda_q4_matmul_fused(nullptr, M, &f, ws, ws_bytes - 1) == (int)cudaErrorInvalidValue);
+    llmrt_cuda_q4_weight other = ds[n - 1]->w;
+    const llmrt_cuda_q4_weight *keep = f.w[n - 1];
+    f.w[n - 1] = &other;
+    other.zero_float = !other.zero_float;
+    CHECK(llmrt_cuda_q4_matmul_fused(nullptr, M, &f, ws, ws_bytes) == (int)cudaErrorInvalidValue);
+    CHECK(llmrt_cuda_q4_fused_workspace_bytes(M, n, f.w) == 0 && llmrt_cuda_q4_fused_check(M, n, f.w) != 0);
+    other = ds[n - 1]->w;
+    other.K = 2 * K;
+    other.x_cols = 0;
+    CHECK(llmrt_cuda_q4_matmul_fused(nullptr, M, &f, ws, ws_bytes) == (int)cudaErrorInvalidValue);
+    f.w[n - 1] = keep;
+    CUDA_OK(cudaDeviceSynchronize());
+    for (int i = 0; i < n; i++) {
+        cudaFree(ou[i]);
+        cudaFree(of[i]);
+        if (dbias[i]) cudaFree(dbias[i]);
+    }
+    for (void *p : {(void *)dres, (void *)dnorm, (void *)rcopy, (void *)dgate, (void *)dup, (void *)h16, ws})
         if (p) cudaFree(p);
 }
 
@@ -390,6 +582,49 @@ int main() {
             const HostQ4 h = make_weight(rng, c.N, c.K, c.gs, c.kind, c.act);
             const DevQ4 d(h);
             for (int M : {1, 3, 8}) run_fused(c, h, d, rng, M);
+        }
+    }
+    { // grouped launches (q, k, v; gate, up): 2 and 3 weights of one x
+        struct G {
+            std::vector<Case> w;
+            bool bias;
+        };
+        const G groups[] = {
+            // q, k, v of a GQA layer: K split (2 to 4 ways), N 320 / 128 / 128, bias
+            {{{320, 1152, 128, INT_ASYM, false, false, false},
+              {128, 1152, 128, INT_ASYM, false, false, false},
+              {128, 1152, 128, INT_ASYM, false, false, false}},
+             true},
+            // act-order (each weight its own perm) and not, group sizes 32 and 128, symmetric zeros
+            {{{192, 1152, 32, INT_SYM, true, false, false},
+              {64, 1152, 128, INT_SYM, true, false, false},
+              {128, 1152, 32, INT_SYM, false, false, false}},
+             false},
+            // gate, up: float offsets (GGUF Q4_1), one group per row (gs = K)
+            {{{256, 512, 512, FLOAT_OFS, false, false, false}, {256, 512, 512, FLOAT_OFS, false, false, false}},
+             false},
+            // padded TP slices (x 3K/4 wide, perm -1 columns)
+            {{{192, 1152, 128, INT_ASYM, true, false, false, true}, {64, 1152, 128, INT_ASYM, true, false, false, true}},
+             true},
+            // split (N 128, 192) around an unsplit weight (N 27648: 432 column blocks fill the
+            // simulated A100's 4 CTAs per SM alone), so the partials and counters skip it
+            {{{128, 512, 128, INT_ASYM, false, false, false},
+              {27648, 512, 128, INT_ASYM, false, false, false},
+              {192, 512, 128, INT_ASYM, false, false, false}},
+             false},
+        };
+        for (const G &g : groups) {
+            std::vector<HostQ4> hs;
+            for (const Case &c : g.w) hs.push_back(make_weight(rng, c.N, c.K, c.gs, c.kind, c.act, c.pad));
+            std::vector<std::unique_ptr<DevQ4>> dv;
+            std::vector<const HostQ4 *> hp;
+            std::vector<const DevQ4 *> dp;
+            for (const HostQ4 &h : hs) {
+                dv.emplace_back(new DevQ4(h));
+                hp.push_back(&h);
+                dp.push_back(dv.back().get());
+            }
+            for (int M : {1, 3, 8}) run_group(hp, dp, g.bias, rng, M);
         }
     }
     { // wide N: few K splits, so a GEMV warp streams 16 tiles (two rounds of 8 loads in flight)

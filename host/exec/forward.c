@@ -352,6 +352,48 @@ static bool try_fused(llmrt_backend *be, bool on, const llmrt_fused_matmul *f, i
     return on && be->ops->matmul_fused && be->ops->matmul_fused(be, f, T);
 }
 
+/* What one layer's ops read besides their tensors (run_layers fills it). */
+typedef struct layer_ctx {
+    llmrt_rank_model *m;
+    llmrt_workspace  *w;
+    int32_t           l;    /* the layer */
+    int64_t           T, D; /* tokens, hidden */
+    bool              lora; /* lora_apply after each projection (out += its slot's delta) */
+    bool              fuse; /* try matmul_fused first */
+} layer_ctx;
+
+/* h = rmsnorm(x) * norm_w (add_rmsnorm when *pending holds a projection output not yet added
+ * to x: x += *pending first; *pending is then NULL), then out[i] [T, W_i rows] = h · W_iᵀ plus
+ * the LoRA delta of targets[i], for i < n_w; as one fused op (norm, projections) when the
+ * backend takes it. The attention's q, k, v and the FFN's gate, up. */
+static void norm_projections(const layer_ctx *lc, const void **pending, const void *norm_w,
+                             int32_t n_w, const llmrt_bweight *const *wts, void *const *out,
+                             const llmrt_lora_target *targets) {
+    llmrt_rank_model  *m  = lc->m;
+    llmrt_backend     *be = m->be;
+    llmrt_workspace   *w  = lc->w;
+    float              eps = m->cfg.rms_norm_eps;
+    llmrt_fused_matmul f  = {.input = LLMRT_FUSED_IN_RMSNORM, .x = w->x, .norm_w = norm_w,
+                             .eps = eps, .n_w = n_w};
+    for (int32_t i = 0; i < n_w; i++) {
+        f.w[i]   = wts[i];
+        f.out[i] = out[i];
+    }
+    if (!*pending && try_fused(be, lc->fuse, &f, lc->T)) return;
+    if (*pending) be->ops->add_rmsnorm(be, w->x, *pending, w->h, norm_w, lc->D, eps);
+    else be->ops->rmsnorm(be, w->h, w->x, norm_w, lc->D, eps);
+    *pending = NULL;
+    f.input  = LLMRT_FUSED_IN_ACT;
+    f.x      = w->h;
+    if (try_fused(be, lc->fuse, &f, lc->T)) return;
+    for (int32_t i = 0; i < n_w; i++) {
+        be->ops->matmul(be, out[i], w->h, lc->T, wts[i]);
+        if (lc->lora)
+            be->ops->lora_apply(be, out[i], w->h, lc->T,
+                                llmrt_rank_lora_table(m, lc->l, targets[i]));
+    }
+}
+
 /* Tensor parallel: this rank holds its heads and FFN slice (m->shard); the row-parallel o and
  * down projections give partial sums that `coll` all-reduces over the group (the Megatron
  * split: 2 all-reduces of [T, D] per layer), and the vocab-parallel lm_head's rows are gathered
@@ -384,31 +426,17 @@ static llmrt_status run_layers(llmrt_rank_kv *kv, int64_t T, int64_t n_out, bool
     for (int32_t l = 0; l < c->n_layers; l++) {
         const llmrt_layer_weights *L = &m->layers[l];
         void *k_cache = kv->pool.k[l], *v_cache = kv->pool.v[l];
+        layer_ctx lc = {.m = m, .w = w, .l = l, .T = T, .D = D, .lora = lora, .fuse = fuse};
         /* h = rmsnorm(x); q [T, Hq*hd], k, v [T, Hkv*hd] = h · W */
-        llmrt_fused_matmul f = {.input  = LLMRT_FUSED_IN_RMSNORM, .x = w->x,
-                                .norm_w = L->attn_norm, .eps = c->rms_norm_eps, .n_w = 3,
-                                .w      = {&L->wq, &L->wk, &L->wv},
-                                .out    = {w->q, w->kx, w->vx}};
-        if (pending || !try_fused(be, fuse, &f, T)) {
-            if (pending) op->add_rmsnorm(be, w->x, pending, w->h, L->attn_norm, D, c->rms_norm_eps);
-            else op->rmsnorm(be, w->h, w->x, L->attn_norm, D, c->rms_norm_eps);
-            pending = NULL;
-            f.input = LLMRT_FUSED_IN_ACT;
-            f.x     = w->h;
-            if (!try_fused(be, fuse, &f, T)) {
-                op->matmul(be, w->q, w->h, T, &L->wq);
-                LORA(w->q, w->h, LLMRT_LORA_Q);
-                op->matmul(be, w->kx, w->h, T, &L->wk);
-                LORA(w->kx, w->h, LLMRT_LORA_K);
-                op->matmul(be, w->vx, w->h, T, &L->wv);
-                LORA(w->vx, w->h, LLMRT_LORA_V);
-            }
-        }
+        const llmrt_bweight    *qkv[]      = {&L->wq, &L->wk, &L->wv};
+        void *const             qkv_out[]  = {w->q, w->kx, w->vx};
+        const llmrt_lora_target qkv_lora[] = {LLMRT_LORA_Q, LLMRT_LORA_K, LLMRT_LORA_V};
+        norm_projections(&lc, &pending, L->attn_norm, 3, qkv, qkv_out, qkv_lora);
         op->rope_kv_write(be, w->q, w->kx, w->vx, k_cache, v_cache, &shape);
         op->attention(be, w->attn, w->q, k_cache, v_cache, &shape);      /* [T, Hq*hd] */
         /* x += attn · Woᵀ */
-        f = (llmrt_fused_matmul){.input = LLMRT_FUSED_IN_ACT, .x = w->attn, .n_w = 1,
-                                 .w = {&L->wo}, .residual = w->x};
+        llmrt_fused_matmul f = {.input = LLMRT_FUSED_IN_ACT, .x = w->attn, .n_w = 1,
+                                .w = {&L->wo}, .residual = w->x};
         if (!try_fused(be, fuse, &f, T)) {
             op->matmul(be, w->o, w->attn, T, &L->wo);                    /* o [T, D] */
             LORA(w->o, w->attn, LLMRT_LORA_O); /* row-parallel: a partial sum, like o */
@@ -416,22 +444,10 @@ static llmrt_status run_layers(llmrt_rank_kv *kv, int64_t T, int64_t n_out, bool
             pending = w->o;
         }
         /* h = rmsnorm(x); gate, up [T, F] = h · W */
-        f = (llmrt_fused_matmul){.input  = LLMRT_FUSED_IN_RMSNORM, .x = w->x,
-                                 .norm_w = L->ffn_norm, .eps = c->rms_norm_eps, .n_w = 2,
-                                 .w      = {&L->w_gate, &L->w_up}, .out = {w->gate, w->up}};
-        if (pending || !try_fused(be, fuse, &f, T)) {
-            if (pending) op->add_rmsnorm(be, w->x, pending, w->h, L->ffn_norm, D, c->rms_norm_eps);
-            else op->rmsnorm(be, w->h, w->x, L->ffn_norm, D, c->rms_norm_eps);
-            pending = NULL;
-            f.input = LLMRT_FUSED_IN_ACT;
-            f.x     = w->h;
-            if (!try_fused(be, fuse, &f, T)) {
-                op->matmul(be, w->gate, w->h, T, &L->w_gate);
-                LORA(w->gate, w->h, LLMRT_LORA_GATE);
-                op->matmul(be, w->up, w->h, T, &L->w_up);
-                LORA(w->up, w->h, LLMRT_LORA_UP);
-            }
-        }
+        const llmrt_bweight    *gu[]      = {&L->w_gate, &L->w_up};
+        void *const             gu_out[]  = {w->gate, w->up};
+        const llmrt_lora_target gu_lora[] = {LLMRT_LORA_GATE, LLMRT_LORA_UP};
+        norm_projections(&lc, &pending, L->ffn_norm, 2, gu, gu_out, gu_lora);
         /* x += (silu(gate) * up) · Wdownᵀ */
         f = (llmrt_fused_matmul){.input = LLMRT_FUSED_IN_SWIGLU, .x = w->gate, .up = w->up,
                                  .n_w = 1, .w = {&L->w_down}, .residual = w->x};

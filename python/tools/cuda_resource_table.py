@@ -163,7 +163,7 @@ LAUNCHES = {
         lambda t: 128, lambda t: None,
         "launch code: kThreads = 128; dynamic smem from gemv_plan (shape-dependent, <= 48 KB)",
         [("q4_gemv.cu", "constexpr int kWarps = 4;"), ("q4_gemv.cu", "constexpr int kThreads = kWarps * 32;"),
-         ("q4_gemv.cu", "grid, kThreads, plan.smem, stream,")]),
+         ("q4_gemv.cu", "ctas, kThreads, smem, stream, a);")]),
     "fused_gemv_kernel": (
         lambda t: 256, lambda t: int(t[1]) * 4096,
         "launch code: kThreads = 256; smem = MR * chunk_elems<T>() * sizeof(T) = MR * kChunkBytes / 8",

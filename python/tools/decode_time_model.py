@@ -28,8 +28,10 @@ run_layers + host/backend/cuda/cuda_backend.c; the splits from the launchers' ow
   Fused (the default; the backend op matmul_fused at batch <= 8): fp16 (cuda/fused_gemv.cu)
   rmsnorm + q/k/v in one launch; rope_kv; attention (+ combine); o + residual add; rmsnorm +
   gate/up in one launch; swiglu + down + residual add; and no final add after the layers. 4-bit
-  (the q4 GEMV with the same prologue / epilogue): the same without the grouping, so q, k, v and
-  gate, up are a launch each. --unfused counts the sequence before it (batches > 8 always run it).
+  (the q4 GEMV with the same prologue / epilogue, cuda/q4_gemv.cu): the same, q, k, v and gate,
+  up grouped as well (one launch each group, since git 28aaaa3; --q4-ungrouped counts the launch
+  per weight before it). --unfused counts the sequence before the fused ops (batches > 8 always
+  run it).
   A projection is one cuBLAS call for fp16 (taken as --cublas-kernels launches, default 1) and for
   4-bit the GEMV (M <= 8) or GEMM kernel alone: split-K partials are summed by the last CTA of each
   tile (cuda/q4_common.cuh arrive_last). --q4-finalize counts the separate q4_finalize_kernel the
@@ -104,7 +106,8 @@ def fused_decode(fmt, batch, unfused):
     return not unfused and batch <= FUSED_MAX_M
 
 
-def launches(fmt, batch, ctx, gpu, cublas_kernels, q4_finalize=False, unfused=False):
+def launches(fmt, batch, ctx, gpu, cublas_kernels, q4_finalize=False, unfused=False,
+             q4_ungrouped=False):
     """(kernels per layer, kernels per step, copies per step, attention splits)."""
     sms = GPUS[gpu][1]
     splits = attn_splits(batch * KV_HEADS, ctx, sms, DECODE_CTAS_PER_SM[gpu])
@@ -112,7 +115,7 @@ def launches(fmt, batch, ctx, gpu, cublas_kernels, q4_finalize=False, unfused=Fa
     if fused_decode(fmt, batch, unfused):
         # norm+qkv, rope_kv, attention, o+add, norm+gate/up, swiglu+down+add; after the layers:
         # embed; rmsnorm, gather_outputs, lm_head (no final add: down's epilogue did it)
-        grouped = fmt == "fp16"  # the 4-bit GEMV runs one launch per weight
+        grouped = fmt == "fp16" or not q4_ungrouped  # q4_ungrouped: the 4-bit GEMV per weight
         per_layer = (1 if grouped else 3) + 1 + attention + 1 + (1 if grouped else 2) + 1
         return per_layer, LAYERS * per_layer + 1 + 2 + cublas_kernels, 2, splits
     proj = sum(cublas_kernels if fmt == "fp16" else q4_launches(batch, n, k, sms, q4_finalize)
@@ -182,6 +185,9 @@ def main():
     ap.add_argument("--q4-finalize", action="store_true",
                     help="count the split-K finalize kernel the 4-bit launcher ran before "
                          "the last-CTA reduction (git dc34ebc and earlier)")
+    ap.add_argument("--q4-ungrouped", action="store_true",
+                    help="fused 4-bit decode with one launch per weight (q, k, v; gate, up), as "
+                         "before the grouped q4 GEMV (git 28aaaa3)")
     ap.add_argument("--unfused", action="store_true",
                     help="count the decode sequence before the fused decode ops (matmul_fused)")
     a = ap.parse_args()
@@ -228,8 +234,11 @@ def main():
         print("Fused decode (batch <= 8, `matmul_fused`): an fp16 layer (cuda/fused_gemv.cu) "
               "launches rmsnorm+q/k/v; rope_kv; attn_decode (+ attn_decode_combine when split); "
               "o+residual add; rmsnorm+gate/up; swiglu+down+residual add; a 4-bit layer (q4_gemv "
-              "with the same prologue / epilogue) rmsnorm+q, rmsnorm+k, rmsnorm+v; rope_kv; "
-              "attention; o+add; rmsnorm+gate, rmsnorm+up; swiglu+down+add. Per step besides the "
+              "with the same prologue / epilogue) the same"
+              + (" but one launch per weight: rmsnorm+q, rmsnorm+k, rmsnorm+v; rope_kv; attention; "
+                 "o+add; rmsnorm+gate, rmsnorm+up; swiglu+down+add" if a.q4_ungrouped else
+                 " (q, k, v and gate, up each one grouped launch)")
+              + ". Per step besides the "
               "layers: embed, rmsnorm, gather_outputs, lm_head (cuBLAS). Batches > 8 run the "
               "unfused sequence:")
         print()
@@ -251,7 +260,8 @@ def main():
                 wb, kv = bytes_per_step(fmt, b, a.ctx)
                 t_mem = (wb + kv) / (bw * a.bw_fraction) * 1e3  # ms
                 per_layer, kernels, copies, splits = launches(fmt, b, a.ctx, gpu, a.cublas_kernels,
-                                                              a.q4_finalize, a.unfused)
+                                                              a.q4_finalize, a.unfused,
+                                                              a.q4_ungrouped)
                 before = t_mem + (kernels + copies) * launch_us * 1e-3
                 after = t_mem + (kernels * node_us + (1 + copies) * launch_us) * 1e-3
                 t_bound = (wb + kv) / bw * 1e3

@@ -303,7 +303,8 @@ static void set_unfused(llmrt_model *m) {
  * (so the launch counters count every step): the same steps as 1 within 2e-2 of max|logit|
  * (fp16 projections summed in another order than cuBLAS's; the kernel-level bit-identity of
  * each fusion is cuda/tests/test_fused_gemv.cu's and test_q4_matmul.cu's), and fewer launches
- * per decode step. */
+ * per decode step. 4-bit weights: bit for bit (as 1 compares), since the unfused decode runs
+ * the same q4 GEMV, one launch per weight, where the fused one groups q, k, v and gate, up. */
 static void test_fused_vs_unfused(const char *path, bool random, const char *name) {
     llmrt_model *mf = load(path, random, true), *mu = load(path, random, true);
     if (mf && mu) set_unfused(mu);
@@ -314,7 +315,7 @@ static void test_fused_vs_unfused(const char *path, bool random, const char *nam
     for (int32_t s = 0; s < N_SEQ; s++)
         for (int32_t b = 0; b < SEQ_BLK; b++)
             S.table[s][b] = s * SEQ_BLK + b;
-    g_tolerance = 2e-2;
+    g_tolerance = g_q4 ? 0 : 2e-2;
     bool ok = kf && ku && prefill(kf, ku, &S, info.vocab_size);
     static const int32_t sizes[] = {1, 3, 6, 2, 5, 4};
     int32_t ones[N_SEQ] = {1, 1, 1, 1, 1, 1}, order[N_SEQ];
@@ -332,9 +333,10 @@ static void test_fused_vs_unfused(const char *path, bool random, const char *nam
         lu = stats_of(mu).launches - lu;
         CHECK_MSG(lf < lu, "fused decode steps launched %lld kernels, unfused %lld", (long long)lf,
                   (long long)lu);
-        printf("%s: fused decode == unfused within 2e-2 of max|logit| at 6 steps; launches %lld "
-               "(fused) vs %lld (unfused)\n",
-               name, (long long)lf, (long long)lu);
+        printf("%s: fused decode == unfused %s at 6 steps; launches %lld (fused) vs %lld "
+               "(unfused)\n",
+               name, g_q4 ? "as step() compares (bit for bit under cusim)" : "within 2e-2 of max|logit|",
+               (long long)lf, (long long)lu);
     }
     llmrt_kv_cache_destroy(kf);
     llmrt_kv_cache_destroy(ku);
@@ -392,7 +394,7 @@ static void test_launches_per_layer(bool unfused) {
            g_q4 ? "4-bit" : "fp16", unfused ? "unfused" : "fused", (long long)(n3 - n1) / 2,
            (long long)(n1 - (n3 - n1) / 2), (long long)n1, (long long)n3);
     if (!unfused)
-        CHECK_MSG((n3 - n1) / 2 <= (g_q4 ? 10 : 8), "fused decode layer: %lld launches",
+        CHECK_MSG((n3 - n1) / 2 <= 7, "fused decode layer: %lld launches",
                   (long long)(n3 - n1) / 2);
 }
 

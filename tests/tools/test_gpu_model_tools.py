@@ -80,9 +80,12 @@ def main():
         assert dtm.launches("4-bit", 1, 512, "A100-80GB SXM", 1, unfused=True)[0] == 6 + 7  # split-K in-kernel
         assert dtm.launches("4-bit", 1, 512, "A100-80GB SXM", 1, True, True)[0] == 6 + 7 * 2  # + finalize
         # fused decode (batch <= 8): norm+qkv, rope_kv, attention (+ combine), o+add, norm+gate/up,
-        # swiglu+down+add; the 4-bit GEMV one launch per weight. cuda_launches_per_layer.md: 7 and 10
+        # swiglu+down+add, the 4-bit GEMV grouped as well (before: one launch per weight).
+        # cuda_launches_per_layer.md: 7 for both, 10 for 4-bit before the grouping
         assert dtm.launches("fp16", 1, 512, "H100 SXM", 1) == (7, 32 * 7 + 4, 2, 2)
-        assert dtm.launches("4-bit", 1, 512, "H100 SXM", 1) == (10, 32 * 10 + 4, 2, 2)
+        assert dtm.launches("4-bit", 1, 512, "H100 SXM", 1) == (7, 32 * 7 + 4, 2, 2)
+        assert dtm.launches("4-bit", 1, 512, "H100 SXM", 1, q4_ungrouped=True) == (10, 32 * 10 + 4, 2, 2)
+        assert dtm.launches("4-bit", 32, 512, "H100 SXM", 1) == (12, 32 * 12 + 5, 2, 1)  # > 8: unfused
         wb, kv = dtm.bytes_per_step("fp16", 1, 512)
         assert abs(wb - 13.21e9) < 0.01e9 and kv == 512 * 32 * 2 * 32 * 128 * 2, (wb, kv)
         wb4, _ = dtm.bytes_per_step("4-bit", 1, 512)

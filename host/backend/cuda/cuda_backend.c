@@ -720,10 +720,11 @@ static llmrt_status q4_ws_grow(cuda_ctx *c, uint64_t need, llmrt_error *err) {
     return LLMRT_OK;
 }
 
-/* The workspace every 4-bit shape uploaded so far needs for up to max_rows rows. Only the row
- * counts where a kernel's plan can peak are evaluated: 1..8 (GEMV), the ends of the GEMM's
- * m-tile sizes (16, 32, 64), every multiple of 64 (the split count is constant between them,
- * so the partials grow with M up to the next one) and max_rows itself. */
+/* The workspace every 4-bit shape uploaded so far needs for up to max_rows rows (grouped fused
+ * launches included). Only the row counts where a kernel's plan can peak are evaluated: 1..8
+ * (GEMV), the ends of the GEMM's m-tile sizes (16, 32, 64), every multiple of 64 (the split
+ * count is constant between them, so the partials grow with M up to the next one) and max_rows
+ * itself. */
 static uint64_t q4_ws_need(const cuda_ctx *c, int64_t max_rows) {
     uint64_t need = 0;
     for (int32_t i = 0; i < c->n_q4_shapes; i++) {
@@ -733,6 +734,14 @@ static uint64_t q4_ws_need(const cuda_ctx *c, int64_t max_rows) {
         }
         uint64_t b = llmrt_cuda_q4_workspace_bytes(max_rows, &c->q4_shapes[i]);
         if (b > need) need = b;
+        /* a grouped fused launch (q4_matmul_fused) holds the partials of up to 3 weights at once:
+         * at most 3 of the largest shape's */
+        const llmrt_cuda_q4_weight *g[LLMRT_CUDA_FUSED_MAX_W];
+        for (int32_t j = 0; j < LLMRT_CUDA_FUSED_MAX_W; j++) g[j] = &c->q4_shapes[i];
+        for (int64_t M = 1; M <= max_rows && M <= LLMRT_CUDA_Q4_GEMV_MAX_M; M++) {
+            b = llmrt_cuda_q4_fused_workspace_bytes(M, LLMRT_CUDA_FUSED_MAX_W, g);
+            if (b > need) need = b;
+        }
     }
     return need;
 }
@@ -1458,7 +1467,7 @@ static llmrt_status graph_logits(cuda_ctx *c, float *host, void *scratch, const 
  * RMSNorm / SwiGLU prologue and residual epilogue in one launch, and q, k, v (gate, up) in one
  * launch. Taken for up to LLMRT_CUDA_FUSED_MAX_M rows (a graph step's padded batch) of weights in
  * the activation dtype, whatever the bias; 4-bit weights (fp16 activations) run the q4 GEMV with
- * the same prologue and epilogue, one launch per weight (q4_matmul_fused); declined otherwise,
+ * the same prologue, epilogue and grouping (q4_matmul_fused); declined otherwise,
  * and always with llmrt_cuda_options.unfused. Decode-only steps only (every sequence one token):
  * a prompt's rows keep the prefill kernels whatever the chunk size, so a prompt computed in a
  * short chunk (after a prefix-cache hit) gets the bits of the same rows in a long one. The kernel's row
@@ -1478,42 +1487,59 @@ static bool fused_graph_op(cuda_ctx *c, int op, const llmrt_fused_matmul *f, int
     return graph_op(c, op, f->norm_w, NULL, NULL, 0, 0) || replay;
 }
 
-/* The 4-bit form: one q4 GEMV per weight with the prologue / epilogue (llmrt_cuda_q4_matmul_fused;
- * no grouped launch yet), sharing the 4-bit workspace as q4_matmul does. */
+/* Grows the 4-bit workspace to `need` in a step (reserve did not see this shape); false, with
+ * the failure noted, when that fails. */
+static bool q4_fused_ws(cuda_ctx *c, uint64_t need) {
+    if (need <= c->q4_ws_bytes) return true;
+    llmrt_error  e      = {0};
+    int64_t      before = c->stats.device_allocs;
+    llmrt_status s      = q4_ws_grow(c, need, &e);
+    c->stats.batch_allocs += c->stats.device_allocs - before;
+    if (s == LLMRT_OK) return true;
+    note_failure(c, s == LLMRT_ERR_OUT_OF_MEMORY ? LLMRT_CUDA_ERR_OOM : LLMRT_CUDA_ERR_FAILED,
+                 "4-bit fused matmul workspace");
+    return false;
+}
+
+/* The 4-bit form: the q4 GEMV with the prologue / epilogue, the weights of one input in one
+ * grouped launch (llmrt_cuda_q4_matmul_fused), on the shared 4-bit workspace (q4_ws_need sizes
+ * it for groups). Weights it does not take together (zero kinds or x widths that differ) run
+ * one launch each. */
 static bool q4_matmul_fused(cuda_ctx *c, const llmrt_fused_matmul *f, int64_t rows) {
     if (c->act != LLMRT_CUDA_F16 || rows > LLMRT_CUDA_Q4_GEMV_MAX_M) return false;
-    for (int32_t i = 0; i < f->n_w; i++) {
-        const llmrt_cuda_q4_weight *q = f->w[i]->aux;
-        if (f->w[i]->dtype != LLMRT_DTYPE_Q4 || (q->x_cols && q->x_cols != q->K) ||
-            q->K != ((const llmrt_cuda_q4_weight *)f->w[0]->aux)->K)
-            return false;
-    }
-    if (skip(c) || fused_graph_op(c, 12, f, rows)) return true;
     bool                norm = f->input == LLMRT_FUSED_IN_RMSNORM;
     llmrt_cuda_q4_fused qf   = {.input    = fused_input_of(f->input),
+                                .x        = norm ? NULL : f->x,
                                 .resid_x  = norm ? f->x : NULL,
-                              .norm_w   = f->norm_w,
-                              .eps      = f->eps,
-                              .up       = f->up,
-                              .residual = f->residual};
+                                .norm_w   = f->norm_w,
+                                .eps      = f->eps,
+                                .up       = f->up,
+                                .residual = f->residual,
+                                .n_w      = f->n_w};
+    for (int32_t i = 0; i < f->n_w; i++) {
+        if (f->w[i]->dtype != LLMRT_DTYPE_Q4) return false;
+        qf.w[i]    = f->w[i]->aux;
+        qf.bias[i] = f->w[i]->bias;
+        qf.out[i]  = f->out[i];
+    }
+    bool grouped = llmrt_cuda_q4_fused_check(rows, qf.n_w, qf.w) == 0;
+    for (int32_t i = 0; i < f->n_w && !grouped; i++)
+        if (llmrt_cuda_q4_fused_check(rows, 1, &qf.w[i]) != 0) return false;
+    if (skip(c) || fused_graph_op(c, 12, f, rows)) return true;
+    if (grouped) {
+        if (!q4_fused_ws(c, llmrt_cuda_q4_fused_workspace_bytes(rows, qf.n_w, qf.w))) return true;
+        launched(c, llmrt_cuda_q4_matmul_fused(c->stream, rows, &qf, c->q4_ws, c->q4_ws_bytes),
+                 "4-bit fused matmul");
+        return true;
+    }
     for (int32_t i = 0; i < f->n_w && !skip(c); i++) {
-        const llmrt_cuda_q4_weight *q = f->w[i]->aux;
-        uint64_t need = llmrt_cuda_q4_workspace_bytes_path(rows, q, LLMRT_CUDA_Q4_GEMV);
-        if (need > c->q4_ws_bytes) { /* reserve did not see this shape */
-            llmrt_error  e      = {0};
-            int64_t      before = c->stats.device_allocs;
-            llmrt_status s      = q4_ws_grow(c, need, &e);
-            c->stats.batch_allocs += c->stats.device_allocs - before;
-            if (s != LLMRT_OK) {
-                note_failure(c, s == LLMRT_ERR_OUT_OF_MEMORY ? LLMRT_CUDA_ERR_OOM
-                                                             : LLMRT_CUDA_ERR_FAILED,
-                             "4-bit fused matmul workspace");
-                return true;
-            }
-        }
-        launched(c,
-                 llmrt_cuda_q4_matmul_fused(c->stream, f->out[i], norm ? NULL : f->x, rows, q,
-                                            f->w[i]->bias, c->q4_ws, c->q4_ws_bytes, &qf),
+        llmrt_cuda_q4_fused one = qf;
+        one.n_w                 = 1;
+        one.w[0]                = qf.w[i];
+        one.bias[0]             = qf.bias[i];
+        one.out[0]              = qf.out[i];
+        if (!q4_fused_ws(c, llmrt_cuda_q4_fused_workspace_bytes(rows, 1, &one.w[0]))) return true;
+        launched(c, llmrt_cuda_q4_matmul_fused(c->stream, rows, &one, c->q4_ws, c->q4_ws_bytes),
                  "4-bit fused matmul");
     }
     return true;
