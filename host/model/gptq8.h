@@ -16,7 +16,8 @@
  *   with weight_upload_permuted), short last groups. Block b in stored order is in group
  *   32 b / group_size. TP: slices as Q8_0's (model/shard_slice.h: rows are views, column slices
  *   of whole blocks stay Q8_Z, ones cutting blocks are dequantised to fp32); an act-order Q8_Z is
- *   not split by input columns (a load-time error naming the tensor, the type and tp).
+ *   not split packed by input columns: dequantised to fp32 in input order under allow_fallback
+ *   (model_load.c), else a load-time error naming the tensor, the type and tp.
  * Every other 8-bit Linear (group 16 or any size not a multiple of 32, scales that are not fp16
  * values, a backend without these kernels) is dequantised to fp32 at load by the formula above,
  * which the caller allows only under allow_fallback / dequantize_weights. */

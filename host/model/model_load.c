@@ -10,6 +10,7 @@
 #include "../core/checked_math.h"
 #include "../core/half.h"
 #include "../core/log.h"
+#include "../format/ggml_quants.h"
 #include "../tokenizer/tokenizer.h"
 #include "lora_merge.h"
 #include "lora_slots.h"
@@ -86,6 +87,43 @@ static llmrt_status upload_bias(struct llmrt_rank_model *m, const float *bias, i
     if (s != LLMRT_OK) return s;
     m->n_params += N;
     m->weight_bytes += N * 4;
+    return LLMRT_OK;
+}
+
+/* An act-order block matrix (stored column j = input column perm[j]) as fp32 [rows, cols] in
+ * input order, owned by the model; *t is replaced by it. Counted as a fallback. */
+static llmrt_status unpermute_to_f32(struct llmrt_rank_model *m, const llmrt_weight_source *src,
+                                     const char *name, llmrt_host_tensor *t, llmrt_error *err) {
+    int64_t  N = t->rows, K = t->cols;
+    uint64_t n_el, row_bytes;
+    if (!ck_mul_u64((uint64_t)N, (uint64_t)K, &n_el) || n_el > (uint64_t)SIZE_MAX / 8 ||
+        !ck_mul_u64((uint64_t)(K / llmrt_dtype_block_elems(t->dtype)),
+                    (uint64_t)llmrt_dtype_block_bytes(t->dtype), &row_bytes))
+        return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH, "%s: tensor %s is too large", src->what,
+                         name);
+    float *f32 = malloc((size_t)n_el * sizeof(float));
+    float *row = malloc((size_t)K * sizeof(float));
+    if (!f32 || !row) {
+        free(f32);
+        free(row);
+        return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "%s: out of memory dequantising %s",
+                         src->what, name);
+    }
+    for (int64_t n = 0; n < N; n++) {
+        llmrt_ggml_dequant_row(t->dtype, (const uint8_t *)t->data + (uint64_t)n * row_bytes, row,
+                               K);
+        for (int64_t j = 0; j < K; j++)
+            f32[n * K + t->perm[j]] = row[j];
+    }
+    free(row);
+    LLMRT_TRY(llmrt_model_keep_host(m, f32, err));
+    if (m->n_fallbacks++ == 0)
+        snprintf(m->fallback_why, sizeof m->fallback_why,
+                 "an act-order %s matrix split by input columns at tp %d",
+                 llmrt_dtype_name(t->dtype), m->shard.size);
+    llmrt_log(LLMRT_LOG_DEBUG, "%s: tensor %s: act-order %s -> f32 dequantised at load (tp %d)",
+              src->what, name, llmrt_dtype_name(t->dtype), m->shard.size);
+    *t = (llmrt_host_tensor){.dtype = LLMRT_DTYPE_F32, .rows = N, .cols = K, .data = f32};
     return LLMRT_OK;
 }
 
@@ -330,12 +368,17 @@ static llmrt_status load_matrix(struct llmrt_rank_model *m, const llmrt_weight_s
                          (long long)cols);
     llmrt_status s = LLMRT_OK;
     /* an act-order block matrix (GPTQ-8 Q8_Z) split by input columns would need each group's
-     * columns of the slice padded to whole blocks: refused (column-parallel slices keep perm) */
-    if (t.perm && sp->kind == SPLIT_COLS)
-        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
-                         "%s: tensor %s: an act-order (g_idx) %s matrix cannot be split by input "
-                         "columns (row-parallel) at tp %d; load it with tp 1, or dequantize_weights",
-                         src->what, name, llmrt_dtype_name(t.dtype), m->shard.size);
+     * columns of the slice padded to whole blocks: not kept packed (column-parallel slices keep
+     * perm); dequantised to fp32 in input order under allow_fallback, else refused */
+    if (t.perm && sp->kind == SPLIT_COLS) {
+        if (!m->allow_fallback)
+            return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                             "%s: tensor %s: an act-order (g_idx) %s matrix cannot be split by "
+                             "input columns (row-parallel) at tp %d and stay packed; load it with "
+                             "tp 1, or set allow_fallback (or dequantize_weights) to dequantise it",
+                             src->what, name, llmrt_dtype_name(t.dtype), m->shard.size);
+        LLMRT_TRY(unpermute_to_f32(m, src, name, &t, err));
+    }
     if (sp->kind == SPLIT_ROWS) s = llmrt_slice_host_rows(&t, sp->start, sp->count, &t, err);
     else if (sp->kind == SPLIT_COLS) s = llmrt_slice_host_cols(m, &t, sp->start, sp->count, &t, err);
     if (s != LLMRT_OK) {

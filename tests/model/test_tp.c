@@ -4,7 +4,8 @@
  *     row-parallel partial products in another order) or 2e-2 * max |logit| (CUDA: fp16
  *     activations, and NCCL sums fp16 partials), one batch and chunked steps, for dense, GGUF
  *     4-bit and GPTQ checkpoints (act-order on and off, sym/asym, group 32/128/-1; 8-bit as
- *     Q8_0 and Q8_Z; short last groups), and an act-order Q8_Z refused at tp 2 (row-parallel);
+ *     Q8_0 and Q8_Z; short last groups), and an act-order Q8_Z refused at tp 2 (row-parallel)
+ *     unless allow_fallback dequantises those slices (then equal to tp 1).
  *     The lm_head is vocab-parallel (tied: row views of the embedding), its logits gathered.
  *  2. greedy tokens through the engine (scheduler, continuous batching) equal tp 1;
  *  3. shapes that cannot be split are clear errors;
@@ -29,6 +30,7 @@
 static llmrt_device device = LLMRT_DEVICE_CPU;
 
 static double tp_timeout_s; /* llmrt_model_params.tp_timeout_s of load_tp (0 = default) */
+static bool   tp_fallback;  /* allow_fallback for load_tp on the CPU too */
 
 static llmrt_model *load_tp(const char *path, int tp) {
     llmrt_model_params mp = llmrt_model_default_params();
@@ -37,7 +39,7 @@ static llmrt_model *load_tp(const char *path, int tp) {
     /* CUDA: the tiny fixtures' 4-bit k/v projections and tp slices (32 rows and fewer) are below
      * the 4-bit kernels' 64-row tiles and run dequantised, as they did before allow_fallback
      * existed; the CPU runs every one of them 4-bit and must not fall back */
-    mp.allow_fallback     = device == LLMRT_DEVICE_CUDA;
+    mp.allow_fallback     = device == LLMRT_DEVICE_CUDA || tp_fallback;
     mp.device             = device;
     mp.tensor_parallel    = tp;
     llmrt_model *m        = NULL;
@@ -192,7 +194,8 @@ static void check_shape_errors(void) {
 }
 
 /* An act-order Q8_Z (8-bit GPTQ with g_idx) is not split by input columns: at tp 2 the CPU load
- * fails naming the tensor, the type and tp (model/gptq8.h), and loads with dequantize_weights. */
+ * fails naming the tensor, the type and tp (model/gptq8.h); with allow_fallback those slices are
+ * dequantised (reported as a fallback) and the logits equal tp 1's; dequantize_weights loads it. */
 static void check_q8z_act_order_split(void) {
     if (device != LLMRT_DEVICE_CPU) return; /* other backends may run it dequantised */
     const char        *path = LLMRT_TEST_DATA_DIR "/gptq/peer_b8_g128_act_asym_v2";
@@ -204,9 +207,24 @@ static void check_q8z_act_order_split(void) {
                  "tensor model.layers.0.mlp.down_proj.weight: an act-order (g_idx) Q8_Z matrix "
                  "cannot be split by input columns (row-parallel) at tp 2");
     CHECK(m == NULL);
+    mp.allow_fallback = true;
+    CHECK_STATUS(llmrt_model_load(path, &mp, &m), LLMRT_OK, NULL);
+    llmrt_model_info info = {.struct_size = sizeof info};
+    CHECK_STATUS(llmrt_model_get_info(m, &info), LLMRT_OK, NULL);
+    CHECK_MSG(strstr(info.weight_format, "q8_z") && strstr(info.weight_format, "f32"),
+              "weight_format %s", info.weight_format);
+    CHECK_MSG(strstr(info.fallback, "act-order Q8_Z matrix split by input columns at tp 2"),
+              "fallback %s", info.fallback);
+    llmrt_model_destroy(m);
+    m = NULL;
+    mp.allow_fallback     = false;
     mp.dequantize_weights = true;
     CHECK_STATUS(llmrt_model_load(path, &mp, &m), LLMRT_OK, NULL);
     llmrt_model_destroy(m);
+    tp_fallback = true;
+    const int tps[] = {2};
+    check_model(path, tps, 1);
+    tp_fallback = false;
 }
 
 /* The fault hook of check_fault: rank 1 fails its 3rd forward. */
