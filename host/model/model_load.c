@@ -90,25 +90,40 @@ static llmrt_status upload_bias(struct llmrt_rank_model *m, const float *bias, i
     return LLMRT_OK;
 }
 
+/* The buffers of a dequantisation at load: f32 [N, Kx] zeroed (owned by the caller until
+ * llmrt_model_keep_host) and one stored row of K floats; an error naming the tensor. */
+static llmrt_status dequant_buffers(const llmrt_weight_source *src, const char *name, int64_t N,
+                                    int64_t Kx, int64_t K, float **f32, float **row,
+                                    llmrt_error *err) {
+    uint64_t n_el;
+    *f32 = *row = NULL;
+    if (!ck_mul_u64((uint64_t)N, (uint64_t)Kx, &n_el) || n_el > (uint64_t)SIZE_MAX / 8)
+        return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH, "%s: tensor %s is too large", src->what,
+                         name);
+    *f32 = calloc((size_t)n_el, sizeof(float));
+    *row = malloc((size_t)K * sizeof(float));
+    if (!*f32 || !*row) {
+        free(*f32);
+        free(*row);
+        *f32 = *row = NULL;
+        return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "%s: out of memory dequantising %s",
+                         src->what, name);
+    }
+    return LLMRT_OK;
+}
+
 /* An act-order block matrix (stored column j = input column perm[j]) as fp32 [rows, cols] in
  * input order, owned by the model; *t is replaced by it. Counted as a fallback. */
 static llmrt_status unpermute_to_f32(struct llmrt_rank_model *m, const llmrt_weight_source *src,
                                      const char *name, llmrt_host_tensor *t, llmrt_error *err) {
     int64_t  N = t->rows, K = t->cols;
-    uint64_t n_el, row_bytes;
-    if (!ck_mul_u64((uint64_t)N, (uint64_t)K, &n_el) || n_el > (uint64_t)SIZE_MAX / 8 ||
-        !ck_mul_u64((uint64_t)(K / llmrt_dtype_block_elems(t->dtype)),
+    uint64_t row_bytes;
+    if (!ck_mul_u64((uint64_t)(K / llmrt_dtype_block_elems(t->dtype)),
                     (uint64_t)llmrt_dtype_block_bytes(t->dtype), &row_bytes))
         return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH, "%s: tensor %s is too large", src->what,
                          name);
-    float *f32 = malloc((size_t)n_el * sizeof(float));
-    float *row = malloc((size_t)K * sizeof(float));
-    if (!f32 || !row) {
-        free(f32);
-        free(row);
-        return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "%s: out of memory dequantising %s",
-                         src->what, name);
-    }
+    float *f32, *row;
+    LLMRT_TRY(dequant_buffers(src, name, N, K, K, &f32, &row, err));
     for (int64_t n = 0; n < N; n++) {
         llmrt_ggml_dequant_row(t->dtype, (const uint8_t *)t->data + (uint64_t)n * row_bytes, row,
                                K);
@@ -175,19 +190,9 @@ static llmrt_status load_q4(struct llmrt_rank_model *m, const llmrt_weight_sourc
     }
     if (!done) {
         /* [N, Kx] in input order; a padded TP slice's padding columns (perm -1) add nothing */
-        int64_t  Kx = q->x_cols ? q->x_cols : K;
-        uint64_t n_el;
-        if (!ck_mul_u64((uint64_t)N, (uint64_t)Kx, &n_el) || n_el > (uint64_t)SIZE_MAX / 8)
-            return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH, "%s: tensor %s is too large",
-                             src->what, name);
-        float *f32 = calloc((size_t)n_el, sizeof(float));
-        float *row = malloc((size_t)K * sizeof(float));
-        if (!f32 || !row) {
-            free(f32);
-            free(row);
-            return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "%s: out of memory dequantising %s",
-                             src->what, name);
-        }
+        int64_t Kx = q->x_cols ? q->x_cols : K;
+        float  *f32, *row;
+        LLMRT_TRY(dequant_buffers(src, name, N, Kx, K, &f32, &row, err));
         for (int64_t n = 0; n < N; n++) {
             float *dst = f32 + n * Kx;
             if (q->perm) {

@@ -413,18 +413,20 @@ static void test_q4_models(void) {
         char name[128];
         snprintf(name, sizeof name, "gptq %.*s", (int)(len - 5), e->d_name);
         /* 8-bit GPTQ (goldens whose expect_weight_format is not plain "q4"): the matrices that
-         * map onto Q8_0 blocks (expect "q8_0": symmetric, natural order, groups of 32k) run as
-         * stored on the GGUF block kernels (cuda/ggml_matmul.h); any other 8-bit matrix fails
-         * the load naming the tensor unless allow_fallback, which dequantises it at load (4-bit
-         * ones of a dynamic mix stay 4-bit) */
-        const cJSON *ef = cJSON_GetObjectItem(g.root, "expect_weight_format");
-        if (format_listed(ef, "q8_0") && !format_listed(ef, "f32")) {
+         * map onto Q8_0 blocks (expect "q8_0": symmetric, natural order, groups of 32k) and the
+         * other ones with groups of 32k and fp16 scales (expect "q8_z": asym, act-order through
+         * the gathered x, short last groups) run as stored on the block kernels
+         * (cuda/ggml_matmul.h); any other 8-bit matrix fails the load naming the tensor unless
+         * allow_fallback, which dequantises it at load (4-bit ones of a dynamic mix stay 4-bit) */
+        const cJSON *ef    = cJSON_GetObjectItem(g.root, "expect_weight_format");
+        const char  *block = format_listed(ef, "q8_z") ? "q8_z" : "q8_0";
+        if (format_listed(ef, block) && !format_listed(ef, "f32")) {
             llmrt_model     *m    = load(g.model_path, LLMRT_DEVICE_CUDA);
             llmrt_model_info info = {.struct_size = sizeof info};
             if (m) llmrt_model_get_info(m, &info);
-            CHECK_MSG(m && strstr(info.weight_format, "q8_0") && info.n_fallbacks == 0,
-                      "%s: weights %s on cuda (%d fallbacks), expected q8_0 as stored", name,
-                      m ? info.weight_format : "(not loaded)", info.n_fallbacks);
+            CHECK_MSG(m && strstr(info.weight_format, block) && info.n_fallbacks == 0,
+                      "%s: weights %s on cuda (%d fallbacks), expected %s as stored", name,
+                      m ? info.weight_format : "(not loaded)", info.n_fallbacks, block);
             llmrt_model_destroy(m);
             test_golden_model(&g, name, "f16", false, 8);
             golden_free(&g);
