@@ -84,9 +84,8 @@ static inline __m512 exp_neg(__m512 x) {
 
 /* kt[d * 16 + j] = row j's element d for d < hd (rows as stored, widened by load16; kmul:
  * their load16 multipliers): 16x16 transposes in registers, a masked tail. */
-static inline __attribute__((always_inline)) void transpose_k(float *kt, const uint8_t *const rows[W],
-                                                              const float *kmul, int32_t hd,
-                                                              llmrt_dtype kv) {
+static inline __attribute__((always_inline)) void
+transpose_k(float *kt, const uint8_t *const rows[W], const float *kmul, int32_t hd, llmrt_dtype kv) {
     for (int32_t d0 = 0; d0 < hd; d0 += 16) {
         __mmask16 m = lanes_below(hd - d0);
         __m512    r[16], t[16];
