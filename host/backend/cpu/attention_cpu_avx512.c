@@ -36,9 +36,12 @@
 static inline __attribute__((always_inline)) __m512 load16(const uint8_t *row, int32_t d,
                                                            __mmask16 m, llmrt_dtype kv,
                                                            float mul) {
-    if (kv == LLMRT_DTYPE_F32) return _mm512_maskz_loadu_ps(m, (const float *)row + d);
+    if (kv == LLMRT_DTYPE_F32)
+        return m == 0xFFFF ? _mm512_loadu_ps((const float *)row + d)
+                           : _mm512_maskz_loadu_ps(m, (const float *)row + d);
     if (kv == LLMRT_DTYPE_BF16) {
-        __m256i b = _mm256_maskz_loadu_epi16(m, row + 2 * (size_t)d);
+        __m256i b = m == 0xFFFF ? _mm256_loadu_si256((const __m256i *)(row + 2 * (size_t)d))
+                                : _mm256_maskz_loadu_epi16(m, row + 2 * (size_t)d);
         return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(b), 16));
     }
     __m128i c = _mm_maskz_loadu_epi8(m, row + d);
