@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "../core/error.h"
+#include "../core/thread_pool.h" /* llmrt_task_fn */
 #include "../format/dtype.h"
 #include "../format/q4.h"
 
@@ -271,6 +272,13 @@ typedef struct llmrt_backend_ops {
      * false having enqueued nothing, and the caller runs the unfused ops (the answer depends on
      * rows, the weights and the kinds in `f` only, so it is the same every step of a shape). */
     bool (*matmul_fused)(llmrt_backend *be, const llmrt_fused_matmul *f, int64_t rows);
+
+    /* -- host work between batches (optional: NULL when the backend has no host threads) -- */
+    /* Runs task(ctx, i, thread) for i < n_tasks on the backend's host threads (the CPU pool)
+     * and returns when all are done; never while a batch runs. For per-row work of the caller
+     * between forwards (the engine's sampling), which would otherwise run on one thread while
+     * the pool's workers sleep. */
+    void (*host_run)(llmrt_backend *be, int64_t n_tasks, llmrt_task_fn task, void *ctx);
 } llmrt_backend_ops;
 
 struct llmrt_backend {

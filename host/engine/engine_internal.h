@@ -34,6 +34,8 @@ typedef struct engine_batch {
     bool     has_lora;    /* a token of this step has an adapter                            */
     float   *logits;      /* [n_outputs, vocab] */
     int64_t  cap_tokens, cap_seqs, cap_tables, cap_logits;
+    struct engine_sampled *sampled; /* [n_seqs] rows sampled ahead (sample_ahead.c)          */
+    int64_t                cap_sampled;
 } engine_batch;
 
 struct llmrt_engine {
@@ -114,6 +116,23 @@ void engine_batch_free(engine_batch *b);
 /* output.c */
 /* Samples r's next token from its logits row [V] and applies the stop rules. */
 void engine_sample_and_advance(llmrt_engine *e, request *r, float *logits);
+/* Applies the stop rules to a token sampled ahead: `sampled` is what llmrt_sampler_sample
+ * returned for r (LLMRT_OK: res holds the token; else err says why). */
+void engine_advance(llmrt_engine *e, request *r, llmrt_status sampled,
+                    const llmrt_sample_result *res, const llmrt_error *err);
+
+/* sample_ahead.c: a step's rows sampled on the backend's host threads */
+typedef struct engine_sampled {
+    llmrt_sample_result res;
+    llmrt_status        status; /* of llmrt_sampler_sample                        */
+    llmrt_error         err;
+    bool                done;   /* sampled ahead: apply with engine_advance       */
+} engine_sampled;
+/* Samples, on the executor's host threads, the rows of the step's sequences that end a chunk
+ * and have no forks still to start (b->sampled[i].done); the rest (and all of them when the
+ * executor has no host threads, the step has few rows or memory is short) are left to the
+ * caller's engine_sample_and_advance, in order. */
+void engine_sample_ahead(llmrt_engine *e, const step_plan *p, engine_batch *b);
 /* Ends a request: frees its blocks, flushes held text, moves it to `finished`. */
 void engine_finish(llmrt_engine *e, request *r, llmrt_finish_reason why, llmrt_status status,
                    const char *message);

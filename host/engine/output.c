@@ -71,8 +71,15 @@ static void flush_text(request *r) {
 void engine_sample_and_advance(llmrt_engine *e, request *r, float *logits) {
     llmrt_error         err = {0};
     llmrt_sample_result res;
-    if (llmrt_sampler_sample(r->sampler, logits, &res, &err) != LLMRT_OK ||
-        request_push_token(r, res.token, &err) != LLMRT_OK ||
+    llmrt_status        s = llmrt_sampler_sample(r->sampler, logits, &res, &err);
+    engine_advance(e, r, s, &res, &err);
+}
+
+void engine_advance(llmrt_engine *e, request *r, llmrt_status sampled,
+                    const llmrt_sample_result *pres, const llmrt_error *serr) {
+    llmrt_error               err = *serr;
+    const llmrt_sample_result res = *pres;
+    if (sampled != LLMRT_OK || request_push_token(r, res.token, &err) != LLMRT_OK ||
         request_out_token(r, res.token, res.logprob, res.top_ids, res.top_logprobs, res.n_top,
                           &err) != LLMRT_OK) {
         engine_finish(e, r, LLMRT_FINISH_ERROR, err.status, err.msg);

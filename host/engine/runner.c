@@ -28,6 +28,7 @@ void engine_batch_free(engine_batch *b) {
     free(b->lora_slots);
     free(b->lora_scales);
     free(b->logits);
+    free(b->sampled);
     memset(b, 0, sizeof *b);
 }
 
@@ -297,6 +298,7 @@ llmrt_status engine_run_step(llmrt_engine *e, llmrt_error *err) {
         return s;
     }
     int32_t vocab = e->model->cfg.vocab_size;
+    engine_sample_ahead(e, p, b);
     for (int32_t i = 0; i < p->n_seqs; i++) {
         request *r = p->seq_req[i];
         if (r->n_computed < r->n_prompt)
@@ -308,6 +310,11 @@ llmrt_status engine_run_step(llmrt_engine *e, llmrt_error *err) {
         llmrt_bm_commit(e->bm, &r->blocks, r->tokens, r->n_computed);
         if (b->seq_out_row[i] >= 0) {
             float *row = b->logits + (int64_t)b->seq_out_row[i] * vocab;
+            if (i < b->cap_sampled && b->sampled[i].done) {
+                engine_advance(e, r, b->sampled[i].status, &b->sampled[i].res,
+                               &b->sampled[i].err);
+                continue;
+            }
             if (r->n_fork > 0) fork_sequences(e, r, row); /* before r's sampler touches row */
             engine_sample_and_advance(e, r, row);
         }

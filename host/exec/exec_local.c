@@ -111,6 +111,16 @@ static void local_destroy(llmrt_executor *ex) {
     free(le);
 }
 
+static bool local_host_run(llmrt_executor *ex, int64_t n_tasks, llmrt_task_fn task, void *ctx) {
+    local_exec    *le = (local_exec *)ex;
+    llmrt_backend *be = ex->model->be;
+    if (!be->ops->host_run) return false;
+    pthread_mutex_lock(&le->lock); /* the pool is the forward's: not during one */
+    be->ops->host_run(be, n_tasks, task, ctx);
+    pthread_mutex_unlock(&le->lock);
+    return true;
+}
+
 static const llmrt_executor_ops local_ops = {
     .kv_create  = local_kv_create,
     .kv_destroy = local_kv_destroy,
@@ -119,6 +129,7 @@ static const llmrt_executor_ops local_ops = {
     .copy_blocks = local_copy_blocks,
     .lora_init  = local_lora_init,
     .lora_set   = local_lora_set,
+    .host_run   = local_host_run,
     .destroy    = local_destroy,
 };
 

@@ -52,6 +52,10 @@ typedef struct llmrt_executor_ops {
                              const llmrt_lora_file *f, llmrt_error *err);
     /* (optional) A follower rank of a multi-process group: serves the leader until it ends. */
     llmrt_status (*follow)(llmrt_executor *ex, llmrt_error *err);
+    /* (optional) Runs task(ctx, i, thread) for i < n_tasks on the host threads of this process's
+     * rank's backend (the CPU pool; no forward runs meanwhile) and returns true; false (or
+     * NULL) when it has none: the caller runs the tasks itself. */
+    bool (*host_run)(llmrt_executor *ex, int64_t n_tasks, llmrt_task_fn task, void *ctx);
     /* (optional) Time in collectives. */
     void (*stats)(const llmrt_executor *ex, llmrt_tp_stats *out);
     /* Ends the executor and every rank it owns (not `model`, the caller's). */

@@ -37,6 +37,8 @@ typedef struct spec {
     int32_t n_prompt;
     int32_t max_tokens;
     bool    ignore_eos;
+    bool    sampled; /* seeded sampling with filters and penalties (seed) instead of greedy */
+    uint64_t seed;
 } spec;
 
 /* Everything a request delivered, collected over the steps. */
@@ -87,6 +89,17 @@ static llmrt_prompt token_prompt(const int32_t *tokens, int32_t n) {
 static uint64_t submit_spec(llmrt_engine *e, const spec *s) {
     llmrt_prompt          p  = token_prompt(s->prompt, s->n_prompt);
     llmrt_sampling_params sp = greedy_params(s->max_tokens, s->ignore_eos);
+    if (s->sampled) {
+        sp.temperature        = 0.9f;
+        sp.top_k              = 40;
+        sp.top_p              = 0.95f;
+        sp.repetition_penalty = 1.1f;
+        sp.frequency_penalty  = 0.3f;
+        sp.presence_penalty   = 0.2f;
+        sp.seed               = s->seed;
+        sp.has_seed           = true;
+        sp.n_logprobs         = 3;
+    }
     uint64_t              id = 0;
     llmrt_status          st = llmrt_engine_submit(e, &p, &sp, &id);
     CHECK_MSG(st == LLMRT_OK && id > 0, "submit: %s %s", llmrt_status_str(st), llmrt_last_error());
@@ -285,6 +298,27 @@ static void test_batch_invariance(void) {
     p.prefix_caching     = false;
     run_together(mix_specs, N_MIX, res, &p);
     for (int32_t i = 0; i < N_MIX; i++) check_equal(&res[i], &mix_alone[i], "budget 7, 4 seqs", i);
+}
+
+/* Seeded sampling with penalties in a batch of 16 (rows sampled on the pool's threads, in any
+ * order: sample_ahead.c) gives each request what it gives alone (sampled in order, one row). */
+static void test_batch_sampling(void) {
+    static spec   specs[N_MIX];
+    static result alone[N_MIX], greedy[N_MIX], res[N_MIX];
+    int32_t       differs = 0;
+    for (int32_t i = 0; i < N_MIX; i++) {
+        specs[i]         = mix_specs[i];
+        specs[i].sampled = true;
+        specs[i].seed    = 1000 + (uint64_t)i;
+        run_alone(&specs[i], &alone[i]);
+    }
+    llmrt_engine_params p = llmrt_engine_default_params();
+    run_together(specs, N_MIX, res, &p);
+    for (int32_t i = 0; i < N_MIX; i++) check_equal(&res[i], &alone[i], "sampled batch of 16", i);
+    run_together(mix_specs, N_MIX, greedy, &p);
+    for (int32_t i = 0; i < N_MIX; i++) differs += !same_tokens(&res[i], &greedy[i]);
+    CHECK_MSG(differs > N_MIX / 2, "sampling changed only %d of %d requests' tokens", differs,
+              N_MIX);
 }
 
 #define N_PRESS 16
@@ -1309,6 +1343,7 @@ int main(void) {
     make_mix();
     make_pressure();
     test_batch_invariance();
+    test_batch_sampling();
     test_preemption();
     test_outgrows_pool();
     test_reserve();

@@ -40,8 +40,9 @@ typedef struct llmrt_cpu_attn_tile {
     int32_t        n_tok;      /* tokens in the tile (n_tok * group <= MAX_ROWS)                 */
     int32_t        group;      /* query heads per KV head                                         */
     int32_t        head_dim;
-    llmrt_dtype    kv_dtype;   /* F32: the cache is k, v; I8 / F8_E4M3 / BF16: k8, v8, converted
-                                * to fp32 a chunk at a time (attention_cpu_kv.h)               */
+    llmrt_dtype    kv_dtype;   /* F32: the cache is k, v; I8 / F8_E4M3 / BF16: k8, v8, widened
+                                * to fp32 in registers (AVX-512) or a chunk at a time into
+                                * scratch (AVX2, portable; attention_cpu_kv.h)               */
     const float   *k, *v;      /* F32 cache base + KV head offset: position p at k + slot(p) * kv_ld */
     const uint8_t *k8, *v8;    /* 8-bit pool base + h * hd (BF16: + h * hd * 2 bytes): the head's
                                 * codes at offset 0 of block 0                                 */
@@ -101,7 +102,7 @@ llmrt_status llmrt_cpu_attn_reserve(llmrt_cpu_attn *a, int64_t n_tokens, int32_t
  * window when window > 0) V over the paged
  * cache of the token's sequence. q [T, Hq, hd]; k_cache, v_cache [slots, Hkv, hd] fp32 when
  * kv_dtype is F32, bf16 (uint16) when BF16, else 8-bit blocks of codes and scales
- * (format/kv_quant.h); BF16 and 8-bit are converted a chunk at a time inside the tile kernels;
+ * (format/kv_quant.h); BF16 and 8-bit are widened to fp32 inside the tile kernels;
  * positions, seq_of [T]; block_tables [n_seqs, max_blocks]. Needs a prior reserve for T and hd
  * (returns LLMRT_ERR_OUT_OF_MEMORY, output untouched, otherwise). */
 typedef struct llmrt_cpu_attn_batch {

@@ -5,9 +5,17 @@
  * order, up to 8 rows at a time (one kt load feeds 8 FMAs with the q element broadcast from
  * memory). Then the online-softmax step per row (vector exp), and P·V with 4 rows x 64 output
  * columns in registers: each V row load feeds 4 rows. A row's arithmetic is the same whatever
- * rows share its groups (attention_cpu.h), so the tile shape never changes a result. */
+ * rows share its groups (attention_cpu.h), so the tile shape never changes a result.
+ *
+ * A bf16 or 8-bit cache is read as stored: the transpose loads K rows straight from the cache,
+ * widening them to fp32 in registers, and P·V does the same with V when few rows share the chunk
+ * (decode: one token's group). With many rows (a prefill tile) each V row would be widened once
+ * per 4-row group, so the chunk's V rows are widened once into scratch instead. Widening gives
+ * the values the portable kernel computes (bf16 exactly, scale * code rounded once), so the
+ * results are those of an fp32 cache holding the dequantised values, bit for bit. */
 #include <immintrin.h>
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "attention_cpu.h"
@@ -18,37 +26,40 @@
 #define V_ROWS 4                    /* rows per P·V group     */
 #define V_COLS 4                    /* zmm of output columns per P·V pass (64 floats) */
 
-/* dst[n] = scale * value(codes[n]), 16 at a time (masked tail); bf16: widened exactly, no scale.
- * int8: sign-extended. fp8 e4m3:
- * its bits moved into an fp16 (sign to bit 15, exponent and mantissa shifted left by 7: the
- * same value / 2^8, subnormals included, since fp16's bias is 8 more) and converted exactly by
- * vcvtph2ps; scale * 2^8 is exact, so the product rounds as scale * value does (the portable
- * kernel's table lookup; the NaN code 0x7F, which the quantiser never writes, reads as 480). */
-static void dequant_row(float *dst, const uint8_t *codes, float scale, int32_t n, llmrt_dtype kv,
-                        const float *lut) {
-    (void)lut;
-    const __m512  s   = _mm512_set1_ps(scale), s8 = _mm512_set1_ps(scale * 256.0f);
-    const __m256i sgn = _mm256_set1_epi16(0x80), mag = _mm256_set1_epi16(0x7F);
-    for (int32_t i = 0; i < n; i += 16) {
-        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
-        __m512    x;
-        if (kv == LLMRT_DTYPE_BF16) { /* bf16 bits are the top half of the fp32 ones */
-            __m256i b = _mm256_maskz_loadu_epi16(k, codes + 2 * (size_t)i);
-            __m512i w = _mm512_slli_epi32(_mm512_cvtepu16_epi32(b), 16);
-            _mm512_mask_storeu_ps(dst + i, k, _mm512_castsi512_ps(w));
-            continue;
-        }
-        __m128i c = _mm_maskz_loadu_epi8(k, codes + i);
-        if (kv == LLMRT_DTYPE_I8) {
-            x = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(c)), s);
-        } else {
-            __m256i h = _mm256_cvtepu8_epi16(c);
-            h = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(h, sgn), 8),
-                                _mm256_slli_epi16(_mm256_and_si256(h, mag), 7));
-            x = _mm512_mul_ps(_mm512_cvtph_ps(h), s8);
-        }
-        _mm512_mask_storeu_ps(dst + i, k, x);
+/* 16 fp32 values of a cache row from element d (lanes outside m are 0): fp32 loaded; bf16
+ * widened exactly (its bits are the top half of the fp32 ones); int8 sign-extended, converted
+ * and times mul (the row's scale); fp8 e4m3: its bits moved into an fp16 (sign to bit 15,
+ * exponent and mantissa shifted left by 7: the same value / 2^8, subnormals included, since
+ * fp16's bias is 8 more), converted exactly by vcvtph2ps, times mul = scale * 2^8 (exact), so the
+ * product rounds as scale * value does (the portable kernel's table lookup; the NaN code 0x7F,
+ * which the quantiser never writes, reads as 480). kv is a constant after inlining. */
+static inline __attribute__((always_inline)) __m512 load16(const uint8_t *row, int32_t d,
+                                                           __mmask16 m, llmrt_dtype kv,
+                                                           float mul) {
+    if (kv == LLMRT_DTYPE_F32)
+        return m == 0xFFFF ? _mm512_loadu_ps((const float *)row + d)
+                           : _mm512_maskz_loadu_ps(m, (const float *)row + d);
+    if (kv == LLMRT_DTYPE_BF16) {
+        __m256i b = m == 0xFFFF ? _mm256_loadu_si256((const __m256i *)(row + 2 * (size_t)d))
+                                : _mm256_maskz_loadu_epi16(m, row + 2 * (size_t)d);
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(b), 16));
     }
+    __m128i c = _mm_maskz_loadu_epi8(m, row + d);
+    if (kv == LLMRT_DTYPE_I8)
+        return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(c)), _mm512_set1_ps(mul));
+    __m256i h = _mm256_cvtepu8_epi16(c);
+    h = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi16(0x80)), 8),
+                        _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi16(0x7F)), 7));
+    return _mm512_mul_ps(_mm512_cvtph_ps(h), _mm512_set1_ps(mul));
+}
+
+/* the multiplier load16 takes for a row of scale s */
+static inline float load_mul(llmrt_dtype kv, float s) {
+    return kv == LLMRT_DTYPE_F8_E4M3 ? s * 256.0f : s;
+}
+
+static inline __mmask16 lanes_below(int32_t n) {
+    return n >= 16 ? (__mmask16)0xFFFF : n > 0 ? (__mmask16)((1u << n) - 1) : (__mmask16)0;
 }
 
 static inline float *row_ptr(float *base, const llmrt_cpu_attn_tile *t, int32_t r) {
@@ -74,12 +85,14 @@ static inline __m512 exp_neg(__m512 x) {
     return _mm512_scalef_ps(p, n);
 }
 
-/* kt[d * 16 + j] = rows[j][d] for d < hd: 16x16 transposes in registers, scalar tail. */
-static void transpose_k(float *kt, const float *const rows[W], int32_t hd) {
-    int32_t d0 = 0;
-    for (; d0 + 16 <= hd; d0 += 16) {
-        __m512 r[16], t[16];
-        for (int j = 0; j < 16; j++) r[j] = _mm512_loadu_ps(rows[j] + d0);
+/* kt[d * 16 + j] = row j's element d for d < hd (rows as stored, widened by load16; kmul:
+ * their load16 multipliers): 16x16 transposes in registers, a masked tail. */
+static inline __attribute__((always_inline)) void
+transpose_k(float *kt, const uint8_t *const rows[W], const float *kmul, int32_t hd, llmrt_dtype kv) {
+    for (int32_t d0 = 0; d0 < hd; d0 += 16) {
+        __mmask16 m = lanes_below(hd - d0);
+        __m512    r[16], t[16];
+        for (int j = 0; j < 16; j++) r[j] = load16(rows[j], d0, m, kv, kmul[j]);
         for (int j = 0; j < 16; j += 2) {
             t[j]     = _mm512_unpacklo_ps(r[j], r[j + 1]);
             t[j + 1] = _mm512_unpackhi_ps(r[j], r[j + 1]);
@@ -100,10 +113,9 @@ static void transpose_k(float *kt, const float *const rows[W], int32_t hd) {
             r[j]     = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88);
             r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xdd);
         }
-        for (int j = 0; j < 16; j++) _mm512_store_ps(kt + (size_t)(d0 + j) * W, r[j]);
+        int32_t nd = hd - d0 < 16 ? hd - d0 : 16;
+        for (int j = 0; j < nd; j++) _mm512_store_ps(kt + (size_t)(d0 + j) * W, r[j]);
     }
-    for (; d0 < hd; d0++)
-        for (int j = 0; j < W; j++) kt[(size_t)d0 * W + j] = rows[j][d0];
 }
 
 /* s[i] = sum_d q_i[d] * kt[d] (sequential over d) for NR rows; NR is a literal after inlining,
@@ -119,11 +131,11 @@ static inline __attribute__((always_inline)) void scores(__m512 *s, const float 
     }
 }
 
-/* o_i = o_i * alpha_i + sum_j p_i[j] * v_j[cols] over NR rows and NC zmm columns from d0. */
-static inline __attribute__((always_inline)) void pv(float *const *o, const float *p,
-                                                      const float *alpha, const float *const *v,
-                                                      int32_t nv, int32_t d0, const __mmask16 *cm,
-                                                      int NR) {
+/* o_i = o_i * alpha_i + sum_j p_i[j] * v_j[cols] over NR rows and NC zmm columns from d0;
+ * v rows as stored (vmul: their load16 multipliers). */
+static inline __attribute__((always_inline)) void
+pv(float *const *o, const float *p, const float *alpha, const uint8_t *const *v,
+   const float *vmul, int32_t nv, int32_t d0, const __mmask16 *cm, int NR, llmrt_dtype kv) {
     __m512 acc[V_ROWS][V_COLS];
 #pragma GCC unroll 4
     for (int i = 0; i < NR; i++) {
@@ -135,7 +147,7 @@ static inline __attribute__((always_inline)) void pv(float *const *o, const floa
     for (int32_t j = 0; j < nv; j++) {
         __m512 vv[V_COLS];
 #pragma GCC unroll 4
-        for (int c = 0; c < V_COLS; c++) vv[c] = _mm512_maskz_loadu_ps(cm[c], v[j] + d0 + 16 * c);
+        for (int c = 0; c < V_COLS; c++) vv[c] = load16(v[j], d0 + 16 * c, cm[c], kv, vmul[j]);
 #pragma GCC unroll 4
         for (int i = 0; i < NR; i++) {
             __m512 pb = _mm512_set1_ps(p[i * W + j]);
@@ -146,10 +158,58 @@ static inline __attribute__((always_inline)) void pv(float *const *o, const floa
 #pragma GCC unroll 4
     for (int i = 0; i < NR; i++)
 #pragma GCC unroll 4
-        for (int c = 0; c < V_COLS; c++) _mm512_mask_storeu_ps(o[i] + d0 + 16 * c, cm[c], acc[i][c]);
+        for (int c = 0; c < V_COLS; c++)
+            _mm512_mask_storeu_ps(o[i] + d0 + 16 * c, cm[c], acc[i][c]);
 }
 
-void llmrt_cpu_attn_tile_avx512(const llmrt_cpu_attn_tile *t, float *scratch) {
+/* P·V for rows [r0, R1) over output columns [d0, d0 + 64): 4-row groups, then the 1-3 left in
+ * one group (each V load feeds every row of a group) */
+static inline __attribute__((always_inline)) void
+pv_rows(float *const *orow, const float *p, const float *alpha, const uint8_t *const *v,
+        const float *vmul, int32_t nv, int32_t d0, const __mmask16 *cm, int32_t r0, int32_t R1,
+        llmrt_dtype kv) {
+    int32_t r = r0;
+    for (; r + V_ROWS <= R1; r += V_ROWS)
+        pv(orow + r, p + (size_t)r * W, alpha + r, v, vmul, nv, d0, cm, V_ROWS, kv);
+    switch (R1 - r) {
+    case 3: pv(orow + r, p + (size_t)r * W, alpha + r, v, vmul, nv, d0, cm, 3, kv); break;
+    case 2: pv(orow + r, p + (size_t)r * W, alpha + r, v, vmul, nv, d0, cm, 2, kv); break;
+    case 1: pv(orow + r, p + (size_t)r * W, alpha + r, v, vmul, nv, d0, cm, 1, kv); break;
+    default: break;
+    }
+}
+
+/* Asks for the K and V rows of the chunk at c0 (positions up to last) while this one is
+ * computed: a decode row's chunk is 32 rows scattered over its blocks, too few and too far apart
+ * for the hardware prefetchers to run ahead of the loads (the kernel waited on memory at a
+ * fraction of the bandwidth). */
+static inline __attribute__((always_inline)) void
+prefetch_chunk(const llmrt_cpu_attn_tile *t, int32_t c0, int32_t last, llmrt_dtype kv) {
+    int32_t n     = last - c0 + 1 < W ? last - c0 + 1 : W;
+    int32_t bytes = t->head_dim * (kv == LLMRT_DTYPE_F32 ? 4 : kv == LLMRT_DTYPE_BF16 ? 2 : 1);
+    int32_t blk = c0 / t->block_size, o = c0 % t->block_size;
+    for (int32_t j = 0; j < n; j++) {
+        const uint8_t *k, *v;
+        if (kv == LLMRT_DTYPE_F32) {
+            int64_t slot = (int64_t)t->table[blk] * t->block_size + o;
+            k            = (const uint8_t *)(t->k + slot * t->kv_ld);
+            v            = (const uint8_t *)(t->v + slot * t->kv_ld);
+        } else {
+            int64_t off = (int64_t)t->table[blk] * t->block_bytes + (int64_t)o * t->kv_ld;
+            k           = t->k8 + off;
+            v           = t->v8 + off;
+        }
+        if (++o == t->block_size) o = 0, blk++;
+        for (int32_t b = 0; b < bytes; b += 64) {
+            _mm_prefetch((const char *)k + b, _MM_HINT_T0);
+            _mm_prefetch((const char *)v + b, _MM_HINT_T0);
+        }
+    }
+}
+
+/* The tile for one cache dtype (a constant after inlining). */
+static inline __attribute__((always_inline)) void tile(const llmrt_cpu_attn_tile *t,
+                                                       float *scratch, llmrt_dtype kv) {
     const int32_t hd = t->head_dim, G = t->group, R = t->n_tok * G;
     const size_t  rows_pad = (LLMRT_CPU_ATTN_MAX_ROWS + 15) / 16 * 16;
     float        *kt = scratch;                  /* [hd, 16] K of the chunk, transposed */
@@ -172,19 +232,24 @@ void llmrt_cpu_attn_tile_avx512(const llmrt_cpu_attn_tile *t, float *scratch) {
         int32_t      R1  = i1 * G; /* rows [i0 * G, R1) need this chunk (attention_cpu.h) */
         int32_t      jlo = llmrt_cpu_attn_lo(t, t->pos[i0]) - c0;
         int32_t      nv  = last - c0 + 1 < W ? last - c0 + 1 : W;
-        const float *kr[W], *vr[W];
         if (jlo < 0) jlo = 0;
-        /* outside [jlo, nv): a valid row, p = 0 */
-        llmrt_cpu_attn_chunk_rows(t, c0, jlo, nv, kr, vr, scratch, dequant_row);
-        transpose_k(kt, kr, hd);
+        llmrt_cpu_attn_src src; /* outside [jlo, nv): a valid row, p = 0 */
+        float              kmul[W], vmul[W];
+        llmrt_cpu_attn_chunk_src(t, c0, jlo, nv, &src);
+        for (int j = 0; j < W; j++) kmul[j] = load_mul(kv, src.ks[j]);
+        for (int j = 0; j < W; j++) vmul[j] = load_mul(kv, src.vs[j]);
+        if (c0 + W <= last) prefetch_chunk(t, c0 + W, last, kv);
+        transpose_k(kt, src.k, kmul, hd, kv);
         int32_t r0 = i0 * G;
         for (int32_t r = r0; r < R1; r += S_ROWS) {
             int32_t      n = R1 - r < S_ROWS ? R1 - r : S_ROWS;
             const float *qg[S_ROWS];
             for (int i = 0; i < S_ROWS; i++) qg[i] = qr[r + (i < n ? i : 0)];
             __m512 s[S_ROWS];
-            if (n > 4) scores(s, qg, kt, hd, 8);
-            else scores(s, qg, kt, hd, 4);
+            if (n > 4) scores(s, qg, kt, hd, 8); /* no FMAs for absent rows */
+            else if (n == 4) scores(s, qg, kt, hd, 4);
+            else if (n == 3) scores(s, qg, kt, hd, 3);
+            else scores(s, qg, kt, hd, 2);
             for (int i = 0; i < n; i++) {
                 int32_t   ri  = r + i;
                 int32_t   nr  = t->pos[ri / G] - c0 + 1 < W ? t->pos[ri / G] - c0 + 1 : W;
@@ -201,16 +266,27 @@ void llmrt_cpu_attn_tile_avx512(const llmrt_cpu_attn_tile *t, float *scratch) {
                 _mm512_store_ps(p + (size_t)ri * W, pr);
             }
         }
+        /* more than 2 groups of rows: widen the V rows [jlo, nv) once into scratch */
+        const uint8_t *const *vsrc    = src.v;
+        bool                  widened = kv != LLMRT_DTYPE_F32 && R1 - r0 > 2 * V_ROWS;
+        const uint8_t        *vw[W];
+        if (widened) {
+            float *vd = llmrt_cpu_attn_deq(t, scratch) + (size_t)W * hd; /* [W, hd] */
+            for (int32_t j = jlo; j < nv; j++)
+                for (int32_t d = 0; d < hd; d += 16)
+                    _mm512_mask_storeu_ps(vd + (size_t)j * hd + d, lanes_below(hd - d),
+                                          load16(src.v[j], d, lanes_below(hd - d), kv, vmul[j]));
+            for (int j = 0; j < W; j++)
+                vw[j] = (const uint8_t *)(vd + (size_t)(j < jlo || j >= nv ? jlo : j) * hd);
+            vsrc = vw;
+        }
         for (int32_t d0 = 0; d0 < hd; d0 += 16 * V_COLS) {
             __mmask16 cm[V_COLS];
-            for (int c = 0; c < V_COLS; c++) {
-                int32_t left = hd - d0 - 16 * c;
-                cm[c] = left >= 16 ? (__mmask16)0xffff : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
-            }
-            int32_t r = r0;
-            for (; r + V_ROWS <= R1; r += V_ROWS)
-                pv(orow + r, p + (size_t)r * W, alpha + r, vr, nv, d0, cm, V_ROWS);
-            for (; r < R1; r++) pv(orow + r, p + (size_t)r * W, alpha + r, vr, nv, d0, cm, 1);
+            for (int c = 0; c < V_COLS; c++) cm[c] = lanes_below(hd - d0 - 16 * c);
+            if (kv == LLMRT_DTYPE_F32 || widened)
+                pv_rows(orow, p, alpha, vsrc, vmul, nv, d0, cm, r0, R1, LLMRT_DTYPE_F32);
+            else
+                pv_rows(orow, p, alpha, vsrc, vmul, nv, d0, cm, r0, R1, kv);
         }
     }
     for (int32_t r = 0; r < R; r++) {
@@ -219,5 +295,14 @@ void llmrt_cpu_attn_tile_avx512(const llmrt_cpu_attn_tile *t, float *scratch) {
         for (; d + 16 <= hd; d += 16)
             _mm512_storeu_ps(orow[r] + d, _mm512_mul_ps(_mm512_loadu_ps(orow[r] + d), inv));
         for (; d < hd; d++) orow[r][d] *= 1.0f / l[r];
+    }
+}
+
+void llmrt_cpu_attn_tile_avx512(const llmrt_cpu_attn_tile *t, float *scratch) {
+    switch (t->kv_dtype) {
+    case LLMRT_DTYPE_BF16: tile(t, scratch, LLMRT_DTYPE_BF16); break;
+    case LLMRT_DTYPE_I8: tile(t, scratch, LLMRT_DTYPE_I8); break;
+    case LLMRT_DTYPE_F8_E4M3: tile(t, scratch, LLMRT_DTYPE_F8_E4M3); break;
+    default: tile(t, scratch, LLMRT_DTYPE_F32); break;
     }
 }

@@ -27,6 +27,45 @@ static inline float *llmrt_cpu_attn_deq(const llmrt_cpu_attn_tile *t, float *scr
            3 * rows;
 }
 
+/* The cache rows of one chunk as stored, for kernels that read them directly in their inner
+ * loops: the K and V rows of position c0 + j (byte addresses; fp32 rows when the cache is F32)
+ * and, for an 8-bit cache, their scales (1 otherwise); j outside [jlo, nv) repeats row jlo, as
+ * in llmrt_cpu_attn_chunk_rows. */
+typedef struct llmrt_cpu_attn_src {
+    const uint8_t *k[LLMRT_CPU_ATTN_CHUNK], *v[LLMRT_CPU_ATTN_CHUNK];
+    float          ks[LLMRT_CPU_ATTN_CHUNK], vs[LLMRT_CPU_ATTN_CHUNK];
+} llmrt_cpu_attn_src;
+
+static inline __attribute__((always_inline)) void
+llmrt_cpu_attn_chunk_src(const llmrt_cpu_attn_tile *t, int32_t c0, int32_t jlo, int32_t nv,
+                         llmrt_cpu_attn_src *s) {
+    /* block and offset stepped along the chunk: a division per row cost more than the row */
+    int32_t blk = (c0 + jlo) / t->block_size, o = (c0 + jlo) % t->block_size;
+    for (int32_t j = jlo; j < nv; j++) {
+        if (t->kv_dtype == LLMRT_DTYPE_F32) {
+            int64_t slot = (int64_t)t->table[blk] * t->block_size + o;
+            s->k[j]      = (const uint8_t *)(t->k + slot * t->kv_ld);
+            s->v[j]      = (const uint8_t *)(t->v + slot * t->kv_ld);
+            s->ks[j] = s->vs[j] = 1.0f;
+        } else {
+            int64_t base = (int64_t)t->table[blk] * t->block_bytes;
+            s->k[j]      = t->k8 + base + o * t->kv_ld;
+            s->v[j]      = t->v8 + base + o * t->kv_ld;
+            s->ks[j] = s->vs[j] = 1.0f; /* a bf16 cache has no scales */
+            if (t->kv_dtype != LLMRT_DTYPE_BF16) {
+                memcpy(&s->ks[j], t->k8 + base + t->scale_off + o * t->scale_ld, sizeof(float));
+                memcpy(&s->vs[j], t->v8 + base + t->scale_off + o * t->scale_ld, sizeof(float));
+            }
+        }
+        if (++o == t->block_size) o = 0, blk++;
+    }
+    for (int32_t j = 0; j < LLMRT_CPU_ATTN_CHUNK; j++)
+        if (j < jlo || j >= nv) {
+            s->k[j] = s->k[jlo], s->v[j] = s->v[jlo];
+            s->ks[j] = s->ks[jlo], s->vs[j] = s->vs[jlo];
+        }
+}
+
 /* kr[j], vr[j] for j < CHUNK: the rows of position c0 + j for j in [jlo, nv), of position
  * c0 + jlo elsewhere (a valid row whose probability the kernels set to 0; positions outside
  * [jlo, nv) may lie in freed blocks and are never read). */

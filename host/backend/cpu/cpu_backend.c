@@ -950,6 +950,10 @@ static void cpu_destroy(llmrt_backend *be) {
     free(be);
 }
 
+static void cpu_host_run(llmrt_backend *be, int64_t n_tasks, llmrt_task_fn task, void *ctx) {
+    llmrt_thread_pool_run(ctx_of(be)->pool, n_tasks, task, ctx);
+}
+
 static const llmrt_backend_ops cpu_ops = {
     .destroy         = cpu_destroy,
     .alloc           = cpu_alloc,
@@ -978,6 +982,7 @@ static const llmrt_backend_ops cpu_ops = {
     .lora_table_set     = cpu_lora_table_set,
     .lora_table_destroy = cpu_lora_table_destroy,
     .lora_apply         = cpu_lora_apply,
+    .host_run           = cpu_host_run,
 };
 
 llmrt_status llmrt_backend_cpu_create(int n_threads, const char *force_isa, llmrt_backend **out,
