@@ -21,6 +21,7 @@
 #include "backend/backend.h"
 #include "backend/cpu/i8_gemm.h"
 #include "core/half.h"
+#include "cpu_matmul_run.h"
 #include "test_util.h"
 
 static uint64_t rng = 0x2545f4914f6cdd1dull;
@@ -36,27 +37,8 @@ static float frand(void) { /* [-1, 1) */
 static const int Ms[] = {1, 3, 5, 16, 17, 70};
 
 static llmrt_backend *make_backend(int threads, const char *isa, llmrt_cpu_matmul mode) {
-    llmrt_backend    *be  = NULL;
-    llmrt_error       err = {0};
     llmrt_cpu_options opt = {.matmul_mode = mode};
-    if (llmrt_backend_cpu_create_opts(threads, isa, &opt, &be, &err) != LLMRT_OK) return NULL;
-    float inv = 1.0f;
-    be->ops->rope_init(be, &inv, 1, &err);
-    return be;
-}
-
-/* out[T, N] = x[T, K] . W^T through begin_batch + matmul (T tokens of one sequence) */
-static void run_matmul(llmrt_backend *be, const llmrt_bweight *w, const float *x, int32_t T,
-                       float *out) {
-    int32_t tok[MAX_T], pos[MAX_T], seq[MAX_T], table[8] = {0}, outs[1] = {0};
-    int64_t slots[MAX_T];
-    for (int32_t t = 0; t < T; t++) tok[t] = 0, pos[t] = t, seq[t] = 0, slots[t] = t;
-    llmrt_batch_plan plan = {.n_tokens = T, .tokens = tok, .positions = pos, .seq_of = seq,
-                             .slots = slots, .n_seqs = 1, .max_blocks = 8, .block_tables = table,
-                             .n_outputs = 1, .output_rows = outs};
-    llmrt_error err = {0};
-    CHECK(be->ops->begin_batch(be, &plan, &err) == LLMRT_OK);
-    be->ops->matmul(be, out, x, T, w);
+    return cpu_test_backend(threads, isa, &opt);
 }
 
 static double worst_rel;
