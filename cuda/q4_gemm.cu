@@ -226,10 +226,10 @@ template <bool ZF> int launch_zf(const Problem &p, const GemmPlan &plan, cudaStr
 //     fp32 partials through L2 (each split but the first reads the accumulator, each but the last
 //     writes it), and this keeps them within the weight bytes N·K/2 ...
 //   - ... unless that leaves fewer than half the SMs busy: then ceil(SMs / 2 / tiles) (a
-//     starved GPU costs more than the extra L2 traffic, which runs at ~3x the DRAM bandwidth);
+//     starved GPU costs more than the extra partial bytes, which are L2 traffic, not DRAM);
 //   - at least 4 k tiles (256 k) per split so the pipeline fills; at most 16.
 // Llama-2-7B on an H100 (132 SMs; bench/results/q4_splitk_traffic.md has every projection):
-// q_proj (N = K = 4096) at M = 64 has 16 tiles: 8 splits before (33.5 MB of partials with the
+// q_proj (N = K = 4096) at M = 64 has 16 tiles: 8 splits before (16.8 MB of partials with the
 // two-phase reduction, 14.7 MB serial), 5 now (8.4 MB = the weight bytes) on 80 CTAs; at M = 16
 // the cap (257) does not bind: 8 splits, 3.7 MB (4.2 MB before).
 GemmPlan gemm_plan(int M, int N, int K, int sm_count) {

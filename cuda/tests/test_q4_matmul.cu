@@ -822,6 +822,20 @@ int main() {
         const DevQ4 d(h);
         for (int M : {1, 8}) run(c, h, d, rng, M, LLMRT_CUDA_Q4_AUTO);
     }
+    { // gemm_plan's split counts = the "after" column of bench/results/q4_splitk_traffic.md
+      // (python/tools/q4_splitk_traffic.py mirrors the rule): Llama-2-7B at M = 16, 32, 64
+        struct P {
+            int M, N, K, sms, splits;
+        };
+        const P plans[] = {{64, 4096, 4096, 132, 5},  {64, 4096, 4096, 108, 5},  {16, 4096, 4096, 132, 8},
+                           {32, 4096, 4096, 108, 6},  {64, 11008, 4096, 132, 3}, {16, 11008, 4096, 108, 2},
+                           {64, 4096, 11008, 132, 8}, {64, 4096, 11008, 108, 6}};
+        for (const P &e : plans) {
+            const int got = q4::gemm_plan(e.M, e.N, e.K, e.sms).splits;
+            CHECKF(got == e.splits, "gemm_plan(M=%d, N=%d, K=%d, %d SMs): %d splits, the table says %d", e.M, e.N,
+                   e.K, e.sms, got, e.splits);
+        }
+    }
     { // forced split counts (2, 3, 5, 16) of the GEMM, M = 9..70 (1, 2, 4 m16 tiles; 2 M tiles), N % 256
       // != 0, act-order and padded slices, fp16 and fp32 outputs
         const SplitCase split_cases[] = {
