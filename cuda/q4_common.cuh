@@ -97,7 +97,8 @@ __device__ __forceinline__ void dequant_word(uint32_t q, int j, const GroupConst
     }
 }
 
-// Split-K without a second kernel. Every split CTA of an output tile writes its fp32 partial,
+// Split-K of the GEMV without a second kernel (the GEMM: split_wait / split_release below).
+// Every split CTA of an output tile writes its fp32 partial,
 // then arrives at the tile's counter; the CTA that arrives last sums the partials of all splits in
 // split order (the order the former finalize kernel used, so results are bit-identical to it),
 // adds the bias and writes the output, and puts the counter back to 0 for the next call. No CTA
