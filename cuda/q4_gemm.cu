@@ -222,9 +222,10 @@ template <bool ZF> int launch_zf(const Problem &p, const GemmPlan &plan, cudaStr
 // MT: the smallest of 1, 2, 4 m16 tiles that covers M (M > 64: 64-row tiles). Splits:
 //   - floor(SMs / tiles): about one CTA per SM in all (a 4-warp CTA with 48-72 KB of shared
 //     memory; 2-3 fit per SM), none once the tiles alone fill most SMs;
-//   - at most 1 + K / (16·M): the serial in-place reduction moves 2·(splits − 1)·M·N·4 bytes of
-//     fp32 partials through L2 (each split but the first reads the accumulator, each but the last
-//     writes it), and this keeps them within the weight bytes N·K/2 ...
+//   - at most 1 + K / (16·Mt) (Mt: M rounded up to whole M tiles): the serial in-place reduction
+//     moves 2·(splits − 1)·M·N·4 bytes of fp32 partials through L2 (each split but the first
+//     reads the accumulator, each but the last writes it), and this keeps them within the weight
+//     bytes N·K/2 ...
 //   - ... unless that leaves fewer than half the SMs busy: then ceil(SMs / 2 / tiles) (a
 //     starved GPU costs more than the extra partial bytes, which are L2 traffic, not DRAM);
 //   - at least 4 k tiles (256 k) per split so the pipeline fills; at most 16.
@@ -236,10 +237,14 @@ GemmPlan gemm_plan(int M, int N, int K, int sm_count) {
     using namespace gm;
     GemmPlan plan;
     plan.mt = M <= 16 ? 1 : M <= 32 ? 2 : 4;
-    const int tiles = ((M + 16 * plan.mt - 1) / (16 * plan.mt)) * ((N + kBN - 1) / kBN);
+    const int m_tiles = (M + 16 * plan.mt - 1) / (16 * plan.mt);
+    const int tiles = m_tiles * ((N + kBN - 1) / kBN);
     const int KT = K / kBK;
     int splits = sm_count / tiles;
-    const int traffic_cap = 1 + K / (16 * M); // 2·(s − 1)·M·N·4 <= N·K/2
+    // 2·(s − 1)·M·N·4 <= N·K/2, with M rounded up to the M tiles: the split count then stays
+    // constant between multiples of 64 rows (as tiles do), which the CUDA backend's workspace
+    // sizing (q4_ws_need) relies on
+    const int traffic_cap = 1 + K / (16 * m_tiles * 16 * plan.mt);
     const int half_sms = (sm_count / 2 + tiles - 1) / tiles;
     if (splits > traffic_cap) splits = traffic_cap > half_sms ? traffic_cap : half_sms;
     const int max_splits = KT / 4 < 16 ? KT / 4 : 16;

@@ -830,6 +830,15 @@ int main() {
         const P plans[] = {{64, 4096, 4096, 132, 5},  {64, 4096, 4096, 108, 5},  {16, 4096, 4096, 132, 8},
                            {32, 4096, 4096, 108, 6},  {64, 11008, 4096, 132, 3}, {16, 11008, 4096, 108, 2},
                            {64, 4096, 11008, 132, 8}, {64, 4096, 11008, 108, 6}};
+        // the split count is constant from one of 16, 32, 64, 128, 192, ... rows to the next (the
+        // CUDA backend's q4_ws_need samples the workspace only there)
+        for (int sms : {108, 132})
+            for (int K : {1024, 4096, 11008})
+                for (int M = 9, end = 16; M <= 1024; M++) {
+                    if (M > end) end = end < 64 ? end * 2 : end + 64;
+                    const int a = q4::gemm_plan(M, 4096, K, sms).splits, b = q4::gemm_plan(end, 4096, K, sms).splits;
+                    CHECKF(a == b, "gemm_plan(M=%d, K=%d, %d SMs): %d splits, at M=%d %d", M, K, sms, a, end, b);
+                }
         for (const P &e : plans) {
             const int got = q4::gemm_plan(e.M, e.N, e.K, e.sms).splits;
             CHECKF(got == e.splits, "gemm_plan(M=%d, N=%d, K=%d, %d SMs): %d splits, the table says %d", e.M, e.N,

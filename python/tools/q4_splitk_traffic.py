@@ -7,8 +7,9 @@ and GPU (A100: 108 SMs, H100: 132 SMs) the split count and fp32 partial bytes of
   before: gemm_plan of git 3c1ed0a (splits = min(SMs / tiles, K/256, 16)) with the two-phase
           reduction (every split writes an fp32 partial tile [splits, M, N], the last CTA of each
           tile reads them all): 2 * splits * M * N * 4 bytes, workspace splits * M * N * 4;
-  after:  the current gemm_plan (the same, capped at 1 + K / (16 M) unless fewer than half the SMs
-          would then be busy: then ceil(SMs / 2 / tiles)) with the serial reduction (split s > 0
+  after:  the current gemm_plan (the same, capped at 1 + K / (16 Mt), Mt = M rounded up to whole
+          M tiles, unless fewer than half the SMs would then be busy: then ceil(SMs / 2 / tiles))
+          with the serial reduction (split s > 0
           reads the one accumulator, split s < splits - 1 writes it): 2 * (splits - 1) * M * N * 4
           bytes, workspace M * N * 4;
 against the packed weight bytes N * K / 2 (scales and zeros not counted). Nothing here ran on a GPU:
@@ -39,7 +40,8 @@ def plan_before(M, N, K, sms):
 def plan_after(M, N, K, sms):
     tiles = tiles_of(M, N)
     splits = sms // tiles
-    traffic_cap = 1 + K // (16 * M)
+    mt = 1 if M <= 16 else 2 if M <= 32 else 4
+    traffic_cap = 1 + K // (16 * ((M + 16 * mt - 1) // (16 * mt)) * 16 * mt)  # M rounded up to its tiles
     half_sms = (sms // 2 + tiles - 1) // tiles
     if splits > traffic_cap:
         splits = max(traffic_cap, half_sms)
