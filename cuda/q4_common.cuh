@@ -142,14 +142,15 @@ constexpr int kSimSpinCap = 1 << 16;
 // splits 0..split-1 have released the tile (one thread polls, the CTA waits at a barrier).
 __device__ __forceinline__ void split_wait(const int *counter, int split) {
     if (threadIdx.x == 0) {
+#ifdef CUSIM
         int polls = 0;
+#endif
         while (*reinterpret_cast<const volatile int *>(counter) != split) {
 #ifdef CUSIM
             if (++polls > kSimSpinCap) __trap();
 #endif
             __nanosleep(32);
         }
-        (void)polls;
         __threadfence(); // acquire: the accumulator reads below come after the other CTAs' writes
     }
     __syncthreads();
