@@ -97,7 +97,8 @@ __device__ __forceinline__ void dequant_word(uint32_t q, int j, const GroupConst
     }
 }
 
-// Split-K without a second kernel. Every split CTA of an output tile writes its fp32 partial,
+// Split-K of the GEMV without a second kernel (the GEMM: split_wait / split_release below).
+// Every split CTA of an output tile writes its fp32 partial,
 // then arrives at the tile's counter; the CTA that arrives last sums the partials of all splits in
 // split order (the order the former finalize kernel used, so results are bit-identical to it),
 // adds the bias and writes the output, and puts the counter back to 0 for the next call. No CTA
@@ -122,6 +123,50 @@ __device__ __forceinline__ bool arrive_last(int *counter, int splits) {
     return last;
 }
 
+// Split-K with an in-place serial reduction (the GEMM, q4_gemm.cu; Marlin's barrier_acquire /
+// barrier_release): the splits of an output tile take turns on ONE fp32 accumulator tile in split
+// order, so the partial traffic is 2·(splits − 1)·M·N·4 bytes (no [splits, M, N] buffer, no
+// re-read of every split by the last one). The tile's counter holds the number of splits that
+// have added their share; it is 0 between calls (the last split resets it).
+//
+// Deadlock freedom: split s waits only for splits 0..s-1, i.e. CTAs with a lower blockIdx.z.
+// z is the slowest grid dimension and CTAs are dispatched in linear block order, so every CTA a
+// waiting CTA depends on has already been scheduled (resident or finished) when it spins: a
+// spinning CTA never holds an SM that a CTA it waits for needs. cusim runs blocks in that same
+// order, one after another, so a correct chain never spins there; a counter that is not yet at s
+// there can never get there, so cusim traps after kSimSpinCap polls instead of hanging (a wrong
+// order or a stale counter fails the test, it does not hang it).
+constexpr int kSimSpinCap = 1 << 16;
+
+// Called by every thread of the CTA before it touches the tile's accumulator: returns when
+// splits 0..split-1 have released the tile (one thread polls, the CTA waits at a barrier).
+__device__ __forceinline__ void split_wait(const int *counter, int split) {
+    if (threadIdx.x == 0) {
+#ifdef CUSIM
+        int polls = 0;
+#endif
+        while (*reinterpret_cast<const volatile int *>(counter) != split) {
+#ifdef CUSIM
+            if (++polls > kSimSpinCap) __trap();
+#endif
+            __nanosleep(32);
+        }
+        __threadfence(); // acquire: the accumulator reads below come after the other CTAs' writes
+    }
+    __syncthreads();
+}
+
+// Called by every thread of the CTA after its accumulator (or output) writes: passes the tile to
+// split + 1, or, from the last split, puts the counter back to 0 for the next call.
+__device__ __forceinline__ void split_release(int *counter, int split, int splits) {
+    __threadfence(); // release: this CTA's accumulator writes are visible device-wide ...
+    __syncthreads(); // ... for all its threads before the counter moves
+    if (threadIdx.x == 0) {
+        if (split == splits - 1) atomicExch(counter, 0);
+        else atomicAdd(counter, 1);
+    }
+}
+
 // Arguments of the internal launchers (q4_matmul.cu fills them).
 struct Problem {
     const __half *x;        // [M, ldx] fp16 (stored column order for the GEMM; original for the GEMV)
@@ -132,7 +177,7 @@ struct Problem {
     const uint4 *zoff;      // [G, N/64, 8]
     const float *bias;      // [N] or NULL
     void *out;              // [M, N] fp16 or fp32 (out_f32)
-    float *partial;         // [splits, M, N] fp32 when splits > 1
+    float *partial;         // fp32, splits > 1: GEMV [splits, M, N]; GEMM [M, N] (one accumulator)
     int *tile_counters;     // [kMaxSplitTiles] zero on entry and on exit, when splits > 1
     int out_f32;
     int M, N, K, group_size, zero_float;

@@ -14,8 +14,9 @@
 // MT m16 tiles (ldmatrix.x4), so a dequantised weight serves BM rows.
 // Grid (M tiles, N tiles, splits): the M tiles of one N tile are adjacent in launch order so its
 // weights come from DRAM once and from L2 after. With few tiles (small M or N) K is split so all
-// SMs get work; split CTAs write fp32 partials and the last CTA of each output tile to finish
-// sums them in split order (q4_common.cuh: arrive_last; no second kernel).
+// SMs get work; the splits of an output tile add their fp32 partials into one fp32 accumulator
+// tile in split order, each waiting for the one before (an in-place serial reduction as in Marlin:
+// q4_common.cuh split_wait / split_release; no second kernel, no [splits, M, N] buffer).
 // Rows past M are zero-filled by cp.async (src-size 0) and never written; column blocks past N
 // (N % 256 != 0) are zero-filled and skipped by their warp (warp-uniform).
 #include "q4_common.cuh"
@@ -60,8 +61,8 @@ __global__ void __launch_bounds__(kThreads)
                    const uint4 *__restrict__ zoff,    // [G, N/64, 8]
                    const float *__restrict__ bias,    // [N] or NULL
                    void *__restrict__ out,            // [M, N] fp16 or fp32
-                   float *__restrict__ partial,       // [splits, M, N] (splits > 1)
-                   int *__restrict__ tile_counters,   // [M tiles x N tiles] zero (splits > 1)
+                   float *__restrict__ partial,       // [M, N] fp32 accumulator (splits > 1)
+                   int *__restrict__ tile_counters,   // [M tiles x N tiles] zero on entry (splits > 1)
                    int out_f32, int M, int N, int K, int gs) {
     using Tr = GemmTraits<MT>;
     constexpr int BM = Tr::kBM;
@@ -160,7 +161,15 @@ __global__ void __launch_bounds__(kThreads)
     cp_async_wait<0>(); // only empty groups remain; leave nothing pending
 
     // ---- epilogue: c_i at row g + 8·(i >= 2), column 2t + (i & 1) of each n8 tile -------------
-    // (every warp reaches arrive_last below, also one whose column block is past N)
+    // Split K: the splits of this tile add into the fp32 accumulator `partial` one after another
+    // in split order (q4_common.cuh: split_wait / split_release): split 0 writes it, the middle
+    // ones read-add-write it, the last one adds and writes the output. Per element that is
+    // ((p0 + p1) + p2) + ... in fp32, then + bias and the output rounding: the order and
+    // roundings of the former two-phase reduction, so the bits are unchanged.
+    // (every warp reaches the barriers of split_wait / split_release, also one whose column block
+    // is past N)
+    int *const counter = splits > 1 ? tile_counters + blockIdx.y * gridDim.x + blockIdx.x : nullptr;
+    if (splits > 1) split_wait(counter, split);
     if (warp_active) {
         Q4_UNROLL
         for (int mt = 0; mt < MT; mt++)
@@ -171,28 +180,18 @@ __global__ void __launch_bounds__(kThreads)
                 for (int half = 0; half < 2; half++) {
                     const int m = m0 + mt * 16 + g + 8 * half;
                     if (m >= M) continue;
-                    const float v0 = acc[mt][c][2 * half], v1 = acc[mt][c][2 * half + 1];
-                    if (splits > 1)
-                        *reinterpret_cast<float2 *>(partial + ((size_t)split * M + m) * N + n) =
-                            make_float2(v0, v1);
-                    else
-                        write_out2(out, out_f32, bias, (size_t)m * N + n, n, v0, v1);
+                    float v0 = acc[mt][c][2 * half], v1 = acc[mt][c][2 * half + 1];
+                    float2 *const at = reinterpret_cast<float2 *>(partial + (size_t)m * N + n);
+                    if (split > 0) { // L2, not L1: the earlier splits wrote it from other SMs
+                        const float2 sum = __ldcg(at);
+                        v0 = sum.x + v0, v1 = sum.y + v1;
+                    }
+                    if (split == splits - 1) write_out2(out, out_f32, bias, (size_t)m * N + n, n, v0, v1);
+                    else __stcg(at, make_float2(v0, v1));
                 }
             }
     }
-    if (splits == 1 || !arrive_last(tile_counters + blockIdx.y * gridDim.x + blockIdx.x, splits)) return;
-    // the last split of this tile: [BM rows][kBN columns] as float2 pairs, split order
-    const int n_cols = (N - nb0 * kBlockN < kBN ? N - nb0 * kBlockN : kBN) / 2;
-    for (int i = tid; i < BM * n_cols; i += kThreads) {
-        const int m = m0 + i / n_cols, n = nb0 * kBlockN + 2 * (i % n_cols);
-        if (m >= M) continue;
-        float2 v = __ldcg(reinterpret_cast<const float2 *>(partial + (size_t)m * N + n));
-        for (int s = 1; s < splits; s++) {
-            const float2 w = __ldcg(reinterpret_cast<const float2 *>(partial + ((size_t)s * M + m) * N + n));
-            v.x += w.x, v.y += w.y;
-        }
-        write_out2(out, out_f32, bias, (size_t)m * N + n, n, v.x, v.y);
-    }
+    if (splits > 1) split_release(counter, split, splits);
 }
 
 template <int MT, bool ZF> int launch_mt(const Problem &p, const GemmPlan &plan, cudaStream_t stream) {
@@ -220,17 +219,34 @@ template <bool ZF> int launch_zf(const Problem &p, const GemmPlan &plan, cudaStr
 
 } // namespace gm
 
-// MT: the smallest of 1, 2, 4 m16 tiles that covers M (M > 64: 64-row tiles). Splits: floor(SMs /
-// tiles), i.e. about one CTA per SM in all (a 4-warp CTA with 48-72 KB of shared memory; 2-3 fit
-// per SM) and no split once the tiles alone fill most SMs (the fp32 partials cost 2·splits·M·N·4
-// bytes of L2 traffic); at least 4 k tiles (256 k) per split so the pipeline fills; at most 16.
+// MT: the smallest of 1, 2, 4 m16 tiles that covers M (M > 64: 64-row tiles). Splits:
+//   - floor(SMs / tiles): about one CTA per SM in all (a 4-warp CTA with 48-72 KB of shared
+//     memory; 2-3 fit per SM), none once the tiles alone fill most SMs;
+//   - at most 1 + K / (16·Mt) (Mt: M rounded up to whole M tiles): the serial in-place reduction
+//     moves 2·(splits − 1)·M·N·4 bytes of fp32 partials through L2 (each split but the first
+//     reads the accumulator, each but the last writes it), and this keeps them within the weight
+//     bytes N·K/2 ...
+//   - ... unless that leaves fewer than half the SMs busy: then ceil(SMs / 2 / tiles) (a
+//     starved GPU costs more than the extra partial bytes, which are L2 traffic, not DRAM);
+//   - at least 4 k tiles (256 k) per split so the pipeline fills; at most 16.
+// Llama-2-7B on an H100 (132 SMs; bench/results/q4_splitk_traffic.md has every projection):
+// q_proj (N = K = 4096) at M = 64 has 16 tiles: 8 splits before (16.8 MB of partials with the
+// two-phase reduction, 14.7 MB serial), 5 now (8.4 MB = the weight bytes) on 80 CTAs; at M = 16
+// the cap (257) does not bind: 8 splits, 3.7 MB (4.2 MB before).
 GemmPlan gemm_plan(int M, int N, int K, int sm_count) {
     using namespace gm;
     GemmPlan plan;
     plan.mt = M <= 16 ? 1 : M <= 32 ? 2 : 4;
-    const int tiles = ((M + 16 * plan.mt - 1) / (16 * plan.mt)) * ((N + kBN - 1) / kBN);
+    const int m_tiles = (M + 16 * plan.mt - 1) / (16 * plan.mt);
+    const int tiles = m_tiles * ((N + kBN - 1) / kBN);
     const int KT = K / kBK;
     int splits = sm_count / tiles;
+    // 2·(s − 1)·M·N·4 <= N·K/2, with M rounded up to the M tiles: the split count then stays
+    // constant between multiples of 64 rows (as tiles do), which the CUDA backend's workspace
+    // sizing (q4_ws_need) relies on
+    const int traffic_cap = 1 + K / (16 * m_tiles * 16 * plan.mt);
+    const int half_sms = (sm_count / 2 + tiles - 1) / tiles;
+    if (splits > traffic_cap) splits = traffic_cap > half_sms ? traffic_cap : half_sms;
     const int max_splits = KT / 4 < 16 ? KT / 4 : 16;
     if (splits > max_splits) splits = max_splits;
     if (tiles > kMaxSplitTiles) splits = 1; // one counter per output tile

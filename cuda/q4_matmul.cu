@@ -1,15 +1,16 @@
 // q4_matmul.cu: the launcher of the 4-bit matmul (q4_matmul.h): validates, picks the kernel
 // (GEMV q4_gemv.cu for M <= 8, tensor-core GEMM q4_gemm.cu above), carves the workspace, and owns
 // the act-order gather of x's columns (GEMM only: the GEMM needs the groups contiguous along K;
-// the GEMV gathers while staging x). One launch per matmul without act-order: split-K partials
-// are summed by the last CTA of each output tile (q4_common.cuh: arrive_last), not by a second
-// kernel.
+// the GEMV gathers while staging x). One launch per matmul without act-order: the GEMV's split-K
+// partials are summed by the last CTA of each output tile (q4_common.cuh: arrive_last), the
+// GEMM's splits add into one accumulator in turn (split_wait / split_release); no second kernel.
 //
 // Workspace (one caller-provided buffer, 256-byte aligned pieces; none at all when neither of
 // the last two is needed):
 //   counters int32 [kMaxSplitTiles] split-K tile counters: zero before the first call
 //                                   (llmrt_cuda_q4_workspace_init) and after every call
-//   partial  fp32 [splits, M, N]    when the kernel splits K (splits > 1)
+//   partial  fp32 [splits, M, N]    when the GEMV splits K (splits > 1)
+//            fp32 [M, N]            when the GEMM splits K (one accumulator, any split count)
 //   xperm    fp16 [M, K]            GEMM with act-order: x[:, perm]
 // Determinism: for a given (M, N, K, device) the kernel, the splits and every summation order are
 // fixed, so results are reproducible run to run. They are not batch invariant: a row's result
@@ -73,7 +74,10 @@ Plan make_plan(int64_t M, const llmrt_cuda_q4_weight *w, llmrt_cuda_q4_path path
         p.splits = p.gm.splits;
         if (w->perm) p.xperm_bytes = align256((uint64_t)M * (uint64_t)w->K * 2);
     }
-    if (p.splits > 1) p.partial_bytes = align256((uint64_t)p.splits * (uint64_t)M * (uint64_t)w->N * 4);
+    // GEMV: one fp32 partial per split, summed by the last CTA; GEMM: one fp32 accumulator that the
+    // splits add into in turn (q4_gemm.cu)
+    const uint64_t partial_sets = p.gemv ? (uint64_t)p.splits : 1;
+    if (p.splits > 1) p.partial_bytes = align256(partial_sets * (uint64_t)M * (uint64_t)w->N * 4);
     // the counters head every non-empty workspace, so that no other piece ever overwrites them
     if (p.partial_bytes + p.xperm_bytes > 0) p.counter_bytes = align256(4 * (uint64_t)kMaxSplitTiles);
     p.total = p.counter_bytes + p.partial_bytes + p.xperm_bytes;

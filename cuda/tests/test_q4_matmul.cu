@@ -12,6 +12,9 @@
 // M = 1 and 8; argument errors and shapes the layout rejects. The fused decode form
 // (llmrt_cuda_q4_matmul_fused) bit for bit against the unfused kernels it replaces, one weight
 // (run_fused) and grouped launches of 2 and 3 weights (run_group).
+// The GEMM's in-place serial split-K reduction at forced split counts 2, 3, 5, 16 (run_forced_splits:
+// bits equal to the former two-phase sum rebuilt from unsplit launches, counters back at 0), and
+// under cusim a split chain out of order traps instead of hanging (check_wrong_order_traps).
 //
 // Tolerance (Marlin's test criterion plus a max bound): mean|out − ref| / mean|ref| <= 1e-3 and
 // max|out − ref| <= 2e-3 · max|ref|. Error sources: each dequantised weight is rounded once to
@@ -545,6 +548,192 @@ void test_errors() {
 
 } // namespace
 
+// ---- forced split counts: the in-place serial split-K reduction of the GEMM ------------------
+// q4::gemm_launch with a plan of 2, 3, 5 or 16 splits on x already in stored order (the act-order
+// gather and the padded slice's -1 columns are applied on the host, as q4_matmul.cu's gather
+// does). Checked: (1) the output bits equal the former two-phase reduction, rebuilt here from
+// independent unsplit launches: split s's fp32 partial is the unsplit GEMM of the sub-problem
+// k in [64·kt_begin(s), 64·kt_end(s)) (x's columns copied out, qweight / scales offset), summed on
+// the host in split order (v = p0; v += p1; ...), + bias, then rounded as write_out2 does;
+// (2) the fp64 tolerances; (3) every tile counter back at 0; (4) the accumulator is [M, N] only
+// (a canary after it survives).
+struct SplitCase {
+    int64_t N, K;
+    int gs; // 0: K
+    Kind kind;
+    bool act, bias, out_f32, pad;
+    int M, splits;
+};
+
+// x [M, xc] (original columns) -> [M, K] in stored order: x[:, perm[j]], 0 where perm[j] = -1.
+std::vector<uint16_t> stored_order(const HostQ4 &h, const std::vector<uint16_t> &x, int M) {
+    std::vector<uint16_t> xs((size_t)M * h.K);
+    for (int m = 0; m < M; m++)
+        for (int64_t j = 0; j < h.K; j++) {
+            const int64_t src = h.perm.empty() ? j : h.perm[j];
+            xs[(size_t)m * h.K + j] = src >= 0 ? x[(size_t)m * h.xc() + src] : 0;
+        }
+    return xs;
+}
+
+q4::Problem gemm_problem(const DevQ4 &d, const __half *x, int M, int K, int kt0, void *out, int out_f32,
+                         const float *bias, float *acc, int *counters) {
+    q4::Problem p{};
+    const int64_t nb = d.w.N / 64;
+    const int gs = d.w.group_size;
+    const int64_t g0 = gs < 64 ? (int64_t)kt0 * 2 : (int64_t)kt0 * 64 / gs; // first group of the sub-problem
+    p.x = x;
+    p.ldx = K;
+    p.qweight = reinterpret_cast<const uint4 *>(d.w.qweight) + (int64_t)kt0 * 4 * nb * 32;
+    p.scales = reinterpret_cast<const uint4 *>(d.w.scales) + g0 * nb * 8;
+    p.zoff = reinterpret_cast<const uint4 *>(d.w.zoff) + g0 * nb * 8;
+    p.bias = bias;
+    p.out = out;
+    p.partial = acc;
+    p.tile_counters = counters;
+    p.out_f32 = out_f32;
+    p.M = M, p.N = (int)d.w.N, p.K = K, p.group_size = gs, p.zero_float = d.w.zero_float;
+    return p;
+}
+
+void run_forced_splits(const SplitCase &c, Rng &rng) {
+    const HostQ4 h = make_weight(rng, c.N, c.K, c.gs ? c.gs : (int)c.K, c.kind, c.act, c.pad);
+    const DevQ4 d(h);
+    const int M = c.M, N = (int)c.N, K = (int)c.K, KT = K / 64, S = c.splits;
+    std::vector<uint16_t> x((size_t)M * h.xc());
+    for (auto &v : x) v = f16_bits(rng.uniform(-1.0f, 1.0f));
+    std::vector<float> bias;
+    if (c.bias) {
+        bias.resize((size_t)N);
+        for (auto &b : bias) b = rng.uniform(-0.5f, 0.5f);
+    }
+    const std::vector<uint16_t> xs = stored_order(h, x, M);
+    uint16_t *dx = to_dev(xs);
+    float *dbias = c.bias ? to_dev(bias) : nullptr;
+    const size_t out_bytes = (size_t)M * N * (c.out_f32 ? 4 : 2);
+    void *dout = dev_alloc<unsigned char>(out_bytes);
+    CUDA_OK(cudaMemset(dout, 0xff, out_bytes));
+    const size_t acc_n = (size_t)M * N, canary = 64;
+    float *dacc = dev_alloc<float>(acc_n + canary);
+    CUDA_OK(cudaMemset(dacc, 0x5a, (acc_n + canary) * 4)); // garbage: split 0 must overwrite, not add
+    int *dcnt = dev_alloc<int>(q4::kMaxSplitTiles);
+    CUDA_OK(cudaMemset(dcnt, 0, q4::kMaxSplitTiles * 4));
+
+    const q4::GemmPlan natural = q4::gemm_plan(M, N, K, 108);
+    q4::GemmPlan plan{natural.mt, S};
+    q4::Problem p = gemm_problem(d, reinterpret_cast<const __half *>(dx), M, K, 0, dout, c.out_f32, dbias, dacc, dcnt);
+    CHECK(q4::gemm_launch(p, plan, nullptr) == 0);
+    CUDA_OK(cudaDeviceSynchronize());
+    const std::vector<unsigned char> got = to_host(static_cast<unsigned char *>(dout), out_bytes);
+    const std::vector<int> cnt = to_host(dcnt, q4::kMaxSplitTiles);
+    const std::vector<float> acc_tail = to_host(dacc, acc_n + canary);
+
+    // the two-phase reference from unsplit launches of each split's k range
+    std::vector<float> sum(acc_n);
+    float *dpart = dev_alloc<float>(acc_n);
+    bool bits_checked = true;
+    for (int s = 0; s < S; s++) {
+        const int kt0 = (int)((int64_t)s * KT / S), kt1 = (int)((int64_t)(s + 1) * KT / S), ks = (kt1 - kt0) * 64;
+        const int gs = h.gs;
+        // the sub-problem's groups line up with the full one's only at a group boundary (or one group)
+        if (gs >= 64 && gs < K && (kt0 * 64) % gs != 0) bits_checked = false;
+        std::vector<uint16_t> xsub((size_t)M * ks);
+        for (int m = 0; m < M; m++)
+            std::copy(xs.begin() + (size_t)m * K + kt0 * 64, xs.begin() + (size_t)m * K + kt0 * 64 + ks,
+                      xsub.begin() + (size_t)m * ks);
+        uint16_t *dxs = to_dev(xsub);
+        q4::Problem ps = gemm_problem(d, reinterpret_cast<const __half *>(dxs), M, ks, kt0, dpart, 1, nullptr,
+                                      nullptr, nullptr);
+        CHECK(q4::gemm_launch(ps, q4::GemmPlan{natural.mt, 1}, nullptr) == 0);
+        CUDA_OK(cudaDeviceSynchronize());
+        const std::vector<float> part = to_host(dpart, acc_n);
+        for (size_t i = 0; i < acc_n; i++) sum[i] = s == 0 ? part[i] : sum[i] + part[i];
+        cudaFree(dxs);
+    }
+    cudaFree(dpart);
+    size_t bad_bits = 0;
+    std::vector<double> out(acc_n);
+    for (size_t i = 0; i < acc_n; i++) {
+        float v = sum[i];
+        if (c.bias) v += bias[i % N];
+        if (c.out_f32) {
+            float o;
+            memcpy(&o, got.data() + 4 * i, 4);
+            bad_bits += memcmp(&o, &v, 4) != 0;
+            out[i] = o;
+        } else {
+            uint16_t o;
+            memcpy(&o, got.data() + 2 * i, 2);
+            bad_bits += o != f16_bits(v);
+            out[i] = f16_val(o);
+        }
+    }
+    const std::vector<double> ref = reference(h, x, M, bias);
+    double sum_err = 0, sum_ref = 0, max_err = 0, max_ref = 0;
+    for (size_t i = 0; i < acc_n; i++) {
+        const double e = std::isfinite(out[i]) ? fabs(out[i] - ref[i]) : INFINITY;
+        sum_err += e, sum_ref += fabs(ref[i]);
+        max_err = std::max(max_err, e), max_ref = std::max(max_ref, fabs(ref[i]));
+    }
+    const double mean_rel = sum_err / sum_ref, max_rel = max_err / max_ref;
+    g_worst_mean = std::max(g_worst_mean, mean_rel), g_worst_max = std::max(g_worst_max, max_rel);
+    const bool zero = std::all_of(cnt.begin(), cnt.end(), [](int v) { return v == 0; });
+    uint32_t pattern;
+    memset(&pattern, 0x5a, 4);
+    bool canary_ok = true;
+    for (size_t i = acc_n; i < acc_n + canary; i++) canary_ok &= memcmp(&acc_tail[i], &pattern, 4) == 0;
+    const bool ok = (bits_checked ? bad_bits == 0 : true) && mean_rel <= kMeanRelTol && max_rel <= kMaxTol && zero &&
+                    canary_ok;
+    printf("%-4s split-K %2d: %-9s N=%-4d K=%-5d gs=%-5d act=%d pad=%d bias=%d out=%s M=%-3d mt=%d: %s, mean rel "
+           "%.2e max %.2e\n",
+           ok ? "ok" : "FAIL", S, kind_name(c.kind), N, K, h.gs, c.act, c.pad, c.bias, c.out_f32 ? "f32" : "f16", M,
+           natural.mt, bits_checked ? (bad_bits ? "bits DIFFER from the two-phase sum" : "bits == two-phase sum")
+                                    : "bits not comparable (group boundary)",
+           mean_rel, max_rel);
+    CHECKF(bits_checked, "split-K %d N=%d K=%d gs=%d: choose a case whose split boundaries are group boundaries", S,
+           N, K, h.gs);
+    CHECKF(bad_bits == 0, "split-K %d N=%d K=%d M=%d: %zu outputs differ from the two-phase reduction", S, N, K, M,
+           bad_bits);
+    CHECKF(mean_rel <= kMeanRelTol && max_rel <= kMaxTol, "split-K %d N=%d K=%d M=%d: mean rel %.3g max %.3g", S, N,
+           K, M, mean_rel, max_rel);
+    CHECKF(zero, "split-K %d N=%d K=%d M=%d: tile counters not zero after the call", S, N, K, M);
+    CHECKF(canary_ok, "split-K %d N=%d K=%d M=%d: written past the [M, N] accumulator", S, N, K, M);
+    cudaFree(dx);
+    cudaFree(dbias);
+    cudaFree(dout);
+    cudaFree(dacc);
+    cudaFree(dcnt);
+}
+
+#ifdef CUSIM
+// A split released out of order (here: a tile counter left at 2 from a broken call, so split 0
+// of that tile waits for a release that never comes) fails the launch with __trap() after
+// kSimSpinCap polls instead of hanging. Last in the test: the error is sticky until
+// cudaDeviceReset.
+void check_wrong_order_traps(Rng &rng) {
+    const HostQ4 h = make_weight(rng, 64, 512, 128, INT_ASYM, false);
+    const DevQ4 d(h);
+    const int M = 16, K = 512;
+    std::vector<uint16_t> x((size_t)M * K, f16_bits(0.5f));
+    uint16_t *dx = to_dev(x);
+    void *dout = dev_alloc<unsigned char>((size_t)M * 64 * 2);
+    float *dacc = dev_alloc<float>((size_t)M * 64);
+    int *dcnt = dev_alloc<int>(q4::kMaxSplitTiles);
+    CUDA_OK(cudaMemset(dcnt, 0, q4::kMaxSplitTiles * 4));
+    const int stale = 2;
+    CUDA_OK(cudaMemcpy(dcnt, &stale, 4, cudaMemcpyHostToDevice));
+    q4::Problem p = gemm_problem(d, reinterpret_cast<const __half *>(dx), M, K, 0, dout, 0, nullptr, dacc, dcnt);
+    CHECK(q4::gemm_launch(p, q4::GemmPlan{1, 3}, nullptr) == 0);
+    const cudaError_t e = cudaDeviceSynchronize();
+    CHECKF(e == cudaErrorLaunchFailure, "a split-K chain out of order: cudaDeviceSynchronize returned %s, expected "
+           "cudaErrorLaunchFailure (the bounded spin's __trap)", cudaGetErrorName(e));
+    printf("%-4s split-K out of order (stale tile counter): the launch fails (%s), no hang\n",
+           e == cudaErrorLaunchFailure ? "ok" : "FAIL", cudaGetErrorName(e));
+    CUDA_OK(cudaDeviceReset());
+    CUDA_OK(cudaGetLastError());
+}
+#endif
+
 int main() {
     require_device();
     const auto t0 = std::chrono::steady_clock::now();
@@ -633,6 +822,51 @@ int main() {
         const DevQ4 d(h);
         for (int M : {1, 8}) run(c, h, d, rng, M, LLMRT_CUDA_Q4_AUTO);
     }
+    { // gemm_plan's split counts = the "after" column of bench/results/q4_splitk_traffic.md
+      // (python/tools/q4_splitk_traffic.py mirrors the rule): Llama-2-7B at M = 16, 32, 64
+        struct P {
+            int M, N, K, sms, splits;
+        };
+        const P plans[] = {{64, 4096, 4096, 132, 5},  {64, 4096, 4096, 108, 5},  {16, 4096, 4096, 132, 8},
+                           {32, 4096, 4096, 108, 6},  {64, 11008, 4096, 132, 3}, {16, 11008, 4096, 108, 2},
+                           {64, 4096, 11008, 132, 8}, {64, 4096, 11008, 108, 6}};
+        // the split count is constant from one of 16, 32, 64, 128, 192, ... rows to the next (the
+        // CUDA backend's q4_ws_need samples the workspace only there)
+        for (int sms : {108, 132})
+            for (int K : {1024, 4096, 11008})
+                for (int M = 9, end = 16; M <= 1024; M++) {
+                    if (M > end) end = end < 64 ? end * 2 : end + 64;
+                    const int a = q4::gemm_plan(M, 4096, K, sms).splits, b = q4::gemm_plan(end, 4096, K, sms).splits;
+                    CHECKF(a == b, "gemm_plan(M=%d, K=%d, %d SMs): %d splits, at M=%d %d", M, K, sms, a, end, b);
+                }
+        for (const P &e : plans) {
+            const int got = q4::gemm_plan(e.M, e.N, e.K, e.sms).splits;
+            CHECKF(got == e.splits, "gemm_plan(M=%d, N=%d, K=%d, %d SMs): %d splits, the table says %d", e.M, e.N,
+                   e.K, e.sms, got, e.splits);
+        }
+    }
+    { // forced split counts (2, 3, 5, 16) of the GEMM, M = 9..70 (1, 2, 4 m16 tiles; 2 M tiles), N % 256
+      // != 0, act-order and padded slices, fp16 and fp32 outputs
+        const SplitCase split_cases[] = {
+            {320, 1152, 32, INT_ASYM, true, true, false, false, 9, 2},
+            {320, 1152, 32, INT_ASYM, true, true, false, false, 33, 5},
+            {320, 1152, 32, FLOAT_OFS, false, false, true, false, 70, 16},
+            {192, 1152, 128, FLOAT_OFS, false, false, true, false, 17, 3},
+            {192, 1152, 128, INT_SYM, true, true, false, false, 64, 3},
+            {192, 1152, 0, INT_SYM, true, true, true, true, 64, 2},   // padded TP slice, one group
+            {192, 1152, 0, INT_ASYM, true, false, false, true, 40, 16}, // padded TP slice
+            {64, 1024, 64, INT_ASYM, false, true, false, false, 12, 5},
+        };
+#ifdef CUSIM_TSAN
+        // the ThreadSanitizer build runs ~10x slower: 2 and 16 splits, 2 M tiles, f16 and f32
+        for (const SplitCase &c : {split_cases[0], split_cases[2]}) run_forced_splits(c, rng);
+#else
+        for (const SplitCase &c : split_cases) run_forced_splits(c, rng);
+#endif
+    }
+#ifdef CUSIM
+    check_wrong_order_traps(rng);
+#endif
     printf("worst: mean rel %.2e (<= %.0e), max %.2e of max|ref| (<= %.0e); %.1f s\n", g_worst_mean,
            kMeanRelTol, g_worst_max, kMaxTol,
            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());

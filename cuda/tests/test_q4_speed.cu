@@ -1,14 +1,15 @@
 // test_q4_speed.cu: kernel benchmark (printed, not asserted) of the 4-bit matmul (q4_matmul.h)
 // against cuBLAS on fp16 weights (cublasGemmEx, fp32 accumulation: what the backend's dequantised
 // path runs), for the Llama-2-7B shapes N x K = 4096 x 4096, 11008 x 4096, 4096 x 11008 and
-// M = 1, 8, 64, 512, group size 128. Per case: median of 50 timed calls (CUDA events) after 5
-// warm-ups, the effective weight bandwidth of the 4-bit kernel and its speedup over fp16. Then the
+// M = 1, 8, 16, 32, 64, 512 (16-64: the GEMM with its serial split-K reduction; the split count is
+// printed), group size 128. Per case: median of 50 timed calls (CUDA events) after 5 warm-ups, the
+// effective weight bandwidth of the 4-bit kernel and its speedup over fp16. Then the
 // grouped fused decode launch (q, k, v: 3 x 4096 x 4096; gate, up: 2 x 11008 x 4096; M = 1, 8)
 // against one fused launch per weight (bench_group).
 // Compare with python/tools/q4_roofline.py (bench/results/q4_cuda_kernels.md).
 //
 // On a GPU (ctest -L gpu, or run gpu_test_q4_speed directly). Under cusim it runs one tiny shape
-// (N = 256, K = 256, M = 1, 8, 64; a group of 3) so the code path stays exercised; the times are
+// (N = 256, K = 256, M = 1, 8, 64; K = 1024 at M = 16, split 4 ways; a group of 3) so the code path stays exercised; the times are
 // meaningless there.
 // Results also go to the file named by LLMRT_Q4_SPEED_JSON (one JSON object per line), if set.
 #include "../q4_repack.cu"
@@ -88,13 +89,16 @@ void bench(cublasHandle_t h, int N, int K, int M, int reps, FILE *json) {
         t[which] = median_us(ms);
     }
     const double q4_bytes = (double)N * K / 2 + 2.0 * 2 * N * (K / gs) + 2.0 * M * (K + N);
-    const char *kern = M <= LLMRT_CUDA_Q4_GEMV_MAX_M ? "gemv" : "gemm";
-    printf("N=%-5d K=%-5d M=%-4d %s: q4 %8.1f us (%6.0f GB/s)  cuBLAS fp16 %8.1f us  speedup %.2fx\n", N, K, M,
-           kern, t[0], q4_bytes / (t[0] * 1e3), t[1], t[1] / t[0]);
+    const bool gemv = M <= LLMRT_CUDA_Q4_GEMV_MAX_M;
+    const char *kern = gemv ? "gemv" : "gemm";
+    // the GEMM's K splits (its serial in-place split-K reduction when > 1)
+    const int splits = gemv ? 0 : q4::gemm_plan(M, N, K, q4::mm::sm_count()).splits;
+    printf("N=%-5d K=%-5d M=%-4d %s splits %-2d: q4 %8.1f us (%6.0f GB/s)  cuBLAS fp16 %8.1f us  speedup %.2fx\n",
+           N, K, M, kern, splits, t[0], q4_bytes / (t[0] * 1e3), t[1], t[1] / t[0]);
     if (json)
-        fprintf(json, "{\"N\": %d, \"K\": %d, \"M\": %d, \"group_size\": %d, \"kernel\": \"%s\", \"q4_us\": %.2f, "
-                      "\"f16_us\": %.2f, \"q4_gbps\": %.1f}\n",
-                N, K, M, gs, kern, t[0], t[1], q4_bytes / (t[0] * 1e3));
+        fprintf(json, "{\"N\": %d, \"K\": %d, \"M\": %d, \"group_size\": %d, \"kernel\": \"%s\", \"splits\": %d, "
+                      "\"q4_us\": %.2f, \"f16_us\": %.2f, \"q4_gbps\": %.1f}\n",
+                N, K, M, gs, kern, splits, t[0], t[1], q4_bytes / (t[0] * 1e3));
     cudaEventDestroy(e0);
     cudaEventDestroy(e1);
     cudaFree(dq);
@@ -202,11 +206,12 @@ int main() {
     printf("device: %s (%d SMs)\n", prop.name, prop.multiProcessorCount);
 #ifdef CUSIM
     for (int M : {1, 8, 64}) bench(h, 256, 256, M, 1, json);
+    bench(h, 256, 1024, 16, 1, json); // a GEMM that splits K (4 splits)
     bench_group("qkv", 3, 256, 256, 1, 1, json);
 #else
     const Shape shapes[] = {{4096, 4096}, {11008, 4096}, {4096, 11008}};
     for (const Shape &s : shapes)
-        for (int M : {1, 8, 64, 512}) bench(h, s.N, s.K, M, 50, json);
+        for (int M : {1, 8, 16, 32, 64, 512}) bench(h, s.N, s.K, M, 50, json);
     for (int M : {1, 8}) { // a Llama-2-7B layer's q, k, v and gate, up
         bench_group("qkv", 3, 4096, 4096, M, 50, json);
         bench_group("gateup", 2, 11008, 4096, M, 50, json);
