@@ -94,13 +94,14 @@ def main():
     if not (a.table and a.membw):
         return
     bw = membw_read(open(a.membw).read())
-    row = re.compile(r"^\s*(llama\.cpp|llmrt(?: (\w+))?) threads (\d+): .*gen tok/s .*\(med\s+([\d.]+),")
+    # "llmrt int8/bf16": matmul mode int8 with a bf16 KV cache (the weights' bytes are the mode's)
+    row = re.compile(r"^\s*(llama\.cpp|llmrt(?: ([\w/]+))?) threads (\d+): .*gen tok/s .*\(med\s+([\d.]+),")
     for line in open(a.table):
         m = row.match(line)
         if not m:
             continue
         who, mode, th, tps = m.group(1), m.group(2) or "exact", int(m.group(3)), float(m.group(4))
-        b = file_bytes if who == "llama.cpp" else modes[mode]
+        b = file_bytes if who == "llama.cpp" else modes[mode.split("/")[0]]
         gbs = tps * b / 1e9
         ref = bw.get(th)
         share = f"{100 * gbs / ref:3.0f} % of membw read {ref:5.2f} GB/s" if ref else "no membw figure"

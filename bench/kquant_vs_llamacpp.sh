@@ -19,7 +19,9 @@
 #   GGUF_PY=python3                a python with torch, transformers, gguf: makes the files, and
 #                                  the fp64 reference of the closing accuracy table
 #   PROMPT=128 GEN=64 REPS=3 THREADS=1,2 TYPES="q4_k_m q5_k_m q6_k q8_0"
-#   MATMUL=exact,int8              llmrt's --cpu-matmul modes, each run in every repetition
+#   MATMUL=exact,int8              llmrt's --cpu-matmul modes, each run in every repetition;
+#                                  MODE/KV also sets --kv-cache-dtype KV (e.g. int8/bf16: llama.cpp
+#                                  keeps its KV cache in f16, llmrt in fp32 unless told)
 #   DUMP=build/tests/logits_dump   for the closing accuracy table (python/tools/kquant_accuracy.py:
 #                                  llmrt vs llama.cpp logits on each file and on the F32 file)
 # SmolLM2's hidden size 576 is not a multiple of 256: in its K-quant files only ffn_down (K=1536)
@@ -60,7 +62,9 @@ for t in $types; do
         tee "$tmp/$t.table"
     # llmrt alone once more per mode for its bytes/token and bandwidth columns
     for m in ${mm//,/ }; do
-        "$bin" bench latency -m "$f" -p "$p" -n "$n" -r 1 -t "${th##*,}" --cpu-matmul "$m" \
+        kv=()
+        [ "${m#*/}" != "$m" ] && kv=(--kv-cache-dtype "${m#*/}")
+        "$bin" bench latency -m "$f" -p "$p" -n "$n" -r 1 -t "${th##*,}" --cpu-matmul "${m%%/*}" "${kv[@]}" \
             2>/dev/null | grep -E '^ *threads|^ +[0-9]+ +[0-9]+|^# roofline' |
             sed "s/^/    llmrt $m: /"
     done

@@ -12,7 +12,9 @@ taken, e.g.
     python3 python/tools/bench_llamacpp.py -p 128 -n 64 -r 5 -t 1,2 --llmrt ./build/llmrt
 
 --llmrt-matmul exact,int8 runs llmrt once per listed `--cpu-matmul` mode in every repetition
-(rows "llmrt int8" etc.), all interleaved with llama.cpp the same way.
+(rows "llmrt int8" etc.), all interleaved with llama.cpp the same way. A mode may name llmrt's KV
+cache dtype after a slash, e.g. int8/bf16 (`--cpu-matmul int8 --kv-cache-dtype bf16`): llama.cpp
+keeps its KV cache in f16 by default, llmrt in fp32, so /bf16 compares equal KV bytes.
 
 Tokens are fixed ids (not text), so the tokenizers play no part. llama.cpp's context is reset
 between repetitions; one warm-up run per thread count is discarded.
@@ -47,11 +49,13 @@ def llamacpp_once(llm, prompt, n_gen):
     return len(prompt) / (t1 - t0), n_gen / (t2 - t1)
 
 
-def llmrt_once(binary, model, p, n, threads, matmul="exact"):
-    out = subprocess.run([binary, "bench", "latency", "-m", model, "-p", str(p), "-n", str(n),
-                          "-r", "1", "-t", str(threads), "--format", "json",
-                          "--cpu-matmul", matmul],
-                         check=True, capture_output=True, text=True).stdout
+def llmrt_once(binary, model, p, n, threads, mode="exact"):
+    matmul, _, kv = mode.partition("/")
+    cmd = [binary, "bench", "latency", "-m", model, "-p", str(p), "-n", str(n), "-r", "1",
+           "-t", str(threads), "--format", "json", "--cpu-matmul", matmul]
+    if kv:
+        cmd += ["--kv-cache-dtype", kv]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     r = json.loads(out)["results"][0]
     return r["prompt_tps_mean"], r["gen_tps_mean"]
 
@@ -70,7 +74,8 @@ def main():
     ap.add_argument("-t", "--threads", default="1,2")
     ap.add_argument("--llmrt", default="", help="llmrt binary to run interleaved with llama.cpp")
     ap.add_argument("--llmrt-matmul", default="exact",
-                    help="comma-separated --cpu-matmul modes of llmrt, each run every repetition")
+                    help="comma-separated --cpu-matmul modes of llmrt, each run every repetition; "
+                    "MODE/KV also sets --kv-cache-dtype KV")
     args = ap.parse_args()
     import llama_cpp
 

@@ -8,13 +8,18 @@ FLOPs, and the roofline time max(bytes / bandwidth, flops / peak) on an A100-80G
 kernel and for cuBLAS on fp16 weights.
 
 Bytes, 4-bit: the packed weights N*K/2, the fp16 scales and zeros 2 * 2 * N * K/gs, x M*K*2 and
-out M*N*2 (compulsory DRAM traffic). The split-K partials (2 * splits * M * N * 4: written, then
-read by the last CTA of each tile) are listed apart: they are L2-resident at these sizes (<= a few MB
-against 40-50 MB of L2), so they cost L2, not DRAM, bandwidth. Bytes, fp16: N*K*2 + x + out.
+out M*N*2 (compulsory DRAM traffic). The split-K partials are listed apart: the GEMV's
+2 * splits * M * N * 4 (written, then read by the last CTA of each tile), the GEMM's
+2 * (splits - 1) * M * N * 4 (its in-place serial reduction: split s > 0 reads the one fp32
+accumulator, split s < splits - 1 writes it; plan and traffic as python/tools/q4_splitk_traffic.py);
+they are L2-resident at these sizes (<= a few MB against 40-50 MB of L2), so they cost L2, not
+DRAM, bandwidth. Bytes, fp16: N*K*2 + x + out.
 
 Usage: python3 python/tools/q4_roofline.py [--group-size 128]
 """
 import argparse
+
+import q4_splitk_traffic  # the GEMM's split plan (this directory)
 
 GPUS = {  # name: (bytes/s, fp16 dense flop/s, SMs)
     "A100-80GB": (2.0e12, 312e12, 108),
@@ -43,9 +48,7 @@ def gemv_plan(M, N, K, gs, sms):
 def gemm_plan(M, N, K, sms):
     """cuda/q4_gemm.cu gemm_plan: (m16 tiles per CTA, splits)."""
     mt = 1 if M <= 16 else 2 if M <= 32 else 4
-    tiles = -(-M // (16 * mt)) * -(-N // 256)
-    splits = max(1, min(sms // tiles, min(K // 64 // 4, 16)))
-    return mt, splits
+    return mt, q4_splitk_traffic.plan_after(M, N, K, sms)
 
 
 def main():
@@ -73,7 +76,10 @@ def main():
                 else:
                     mt, s = gemm_plan(M, N, K, sms)
                     kern.append(f"gemm<{mt}> s{s}")
-                parts.append(2 * s * M * N * 4 if s > 1 else 0)
+                if M <= 8:
+                    parts.append(2 * s * M * N * 4 if s > 1 else 0)
+                else:
+                    parts.append(2 * (s - 1) * M * N * 4)
             kname = kern[0].split(" ")[0] + " " + "/".join(k.split(" ")[1] for k in kern)
             row = (f"| {N} x {K} | {M} | {kname} | {q4_bytes / 1e6:.2f} | "
                    f"{'/'.join(f'{p / 1e6:.2f}' for p in parts)} | {f16_bytes / 1e6:.2f} | {flops / 1e9:.2f} |")
