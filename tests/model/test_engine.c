@@ -63,6 +63,8 @@ static void make_spec(spec *s, int32_t n_prompt, int32_t max_tokens) {
     s->n_prompt   = n_prompt;
     s->max_tokens = max_tokens;
     s->ignore_eos = true;
+    s->sampled    = false; /* greedy; test_batch_sampling sets sampled and seed */
+    s->seed       = 0;
     for (int32_t i = 0; i < n_prompt; i++) s->prompt[i] = rand_below(TINY_VOCAB);
 }
 
