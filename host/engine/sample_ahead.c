@@ -31,7 +31,8 @@ static void sample_task(void *ctx, int64_t task, int thread) {
 }
 
 void engine_sample_ahead(llmrt_engine *e, const step_plan *p, engine_batch *b) {
-    for (int64_t i = 0; i < b->cap_sampled; i++) b->sampled[i].done = false;
+    for (int64_t i = 0; i < b->cap_sampled; i++)
+        b->sampled[i].done = false;
     if (!e->exec->ops->host_run) return;
     int32_t n = 0;
     for (int32_t i = 0; i < p->n_seqs; i++) /* forks sample from copies of the row first */
@@ -41,7 +42,8 @@ void engine_sample_ahead(llmrt_engine *e, const step_plan *p, engine_batch *b) {
         engine_sampled *g = realloc(b->sampled, (size_t)p->n_seqs * sizeof *g);
         if (!g) return; /* sampled in order instead */
         b->sampled = g;
-        for (int64_t i = b->cap_sampled; i < p->n_seqs; i++) b->sampled[i].done = false;
+        for (int64_t i = b->cap_sampled; i < p->n_seqs; i++)
+            b->sampled[i].done = false;
         b->cap_sampled = p->n_seqs;
     }
     int32_t *rows = malloc((size_t)n * sizeof *rows);
