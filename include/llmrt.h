@@ -143,8 +143,8 @@ typedef enum llmrt_cpu_isa {
 
 /* Arithmetic of the CPU backend's matmuls. EXACT keeps fp32 activations and one fixed reduction
  * order per output, so a token's result is bit-identical whatever batch it runs in (the engine's
- * batch invariance). INT8 quantises the activations of matmuls with 4-bit, Q8_0, Q5_0 or Q5_1
- * weights to int8 per 32-column block, and with Q4_K, Q5_K or Q6_K weights per 256-column block
+ * batch invariance). INT8 quantises the activations of matmuls with 4-bit, Q8_0, Q8_Z (8-bit
+ * GPTQ with zero points), Q5_0 or Q5_1 weights to int8 per 32-column block, and with Q4_K, Q5_K or Q6_K weights per 256-column block
  * (llama.cpp's q8_K), as llama.cpp does, and runs integer dot products (AVX512-VNNI; the K-quants
  * also AVX2 or portable C, same bits): 2-3x the matmul rate, still independent of the batch and
  * the thread count, but not the same numbers as EXACT (logits move by ~1e-2, see
