@@ -96,6 +96,20 @@ static const float *kv_of(const setup *s, const float *base, int seq, int32_t po
     return base + (slot * s->Hkv + h) * s->hd;
 }
 
+/* An F32 or BF16 K pool ([slots, Hkv, hd] rows of es-byte elements) in the layout the kernels
+ * read, d-major per block and head (llmrt_cpu_k_index). */
+static void *k_dmajor(const setup *s, const void *rows, size_t es) {
+    int64_t        n_slots = (int64_t)s->n_seqs * s->max_blocks * s->bs;
+    uint8_t       *d       = malloc((size_t)(n_slots * s->Hkv * s->hd) * es);
+    const uint8_t *r       = rows;
+    for (int64_t sl = 0; sl < n_slots; sl++)
+        for (int h = 0; h < s->Hkv; h++)
+            for (int i = 0; i < s->hd; i++)
+                memcpy(d + llmrt_cpu_k_index(sl, h, i, s->Hkv, s->hd, s->bs) * (int64_t)es,
+                       r + ((sl * s->Hkv + h) * s->hd + i) * (int64_t)es, es);
+    return d;
+}
+
 /* out [T, Hq, hd] for the queries (seqs[i], pos[i]) with the given kernel and pool */
 static void run(const setup *s, llmrt_cpu_attn *a, llmrt_thread_pool *pool, int T,
                 const int32_t *seqs, const int32_t *pos, float *out) {
@@ -108,8 +122,12 @@ static void run(const setup *s, llmrt_cpu_attn *a, llmrt_thread_pool *pool, int 
                               .n_tokens = T, .max_blocks = s->max_blocks};
     for (int64_t i = 0; i < T * w; i++) out[i] = NAN;
     const void *k = s->k8 ? (const void *)s->k8 : s->k, *v = s->v8 ? (const void *)s->v8 : s->v;
+    void       *kd = NULL;
+    if (g_kv == LLMRT_DTYPE_F32 || g_kv == LLMRT_DTYPE_BF16)
+        k = kd = k_dmajor(s, k, g_kv == LLMRT_DTYPE_F32 ? 4 : 2);
     CHECK(llmrt_cpu_attention(a, pool, out, q, k, v, g_kv, s->Hq, s->Hkv, s->hd, s->bs,
                               (float)(1.0 / sqrt((double)s->hd)), g_window, &b) == LLMRT_OK);
+    free(kd);
     free(q);
 }
 
@@ -199,7 +217,8 @@ static uint16_t bf16_nearest_even(float x) {
     return dl < dh ? lo : dh < dl ? hi : (lo & 1) ? hi : lo;
 }
 
-/* The cache as bf16 pools (g_kv BF16, [slots, Hkv, hd] of uint16 as the engine keeps it); k and v
+/* The cache as bf16 pools (g_kv BF16, [slots, Hkv, hd] of uint16 as the engine keeps V; run()
+ * gives the kernels K d-major); k and v
  * become the rounded values. Every code must be the fp64 nearest-even one; NaN stays NaN. */
 static void bf16_cache(setup *s) {
     int64_t n      = (int64_t)s->n_seqs * s->max_blocks * s->bs * s->Hkv * s->hd;
@@ -251,6 +270,15 @@ static void test_shape_w(const char *isa, int32_t Hq, int32_t Hkv, int32_t hd, i
                         ((float *)kv_of(&s, s.k, q, p, h))[i] = NAN;
                         ((float *)kv_of(&s, s.v, q, p, h))[i] = NAN;
                     }
+    /* the slots after each sequence's last position (the rest of its last block): NaN. The
+     * d-major kernels read them as lanes of the last chunk; they must drop them by mask. */
+    for (int q = 0; q < MAX_SEQS; q++)
+        for (int32_t p = lens[q]; p < (lens[q] + bs - 1) / bs * bs; p++)
+            for (int h = 0; h < Hkv; h++)
+                for (int i = 0; i < hd; i++) {
+                    ((float *)kv_of(&s, s.k, q, p, h))[i] = NAN;
+                    ((float *)kv_of(&s, s.v, q, p, h))[i] = NAN;
+                }
     if (g_kv == LLMRT_DTYPE_BF16) bf16_cache(&s);
     else if (g_kv != LLMRT_DTYPE_F32) quantise_cache(&s);
     int64_t w = (int64_t)Hq * hd;

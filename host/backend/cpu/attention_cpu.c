@@ -114,13 +114,17 @@ static void attn_task(void *p, int64_t task, int thread) {
         t.scale_off        = llmrt_kv8_scale_off(&l, 0, kvh) - (int64_t)kvh * hd;
         t.scale_ld         = 4 * (int64_t)j->n_kv_heads;
         t.fp8_lut   = j->fp8_lut;
-    } else if (j->kv_dtype == LLMRT_DTYPE_BF16) { /* [slots, Hkv, hd] of 2 bytes */
+    } else if (j->kv_dtype == LLMRT_DTYPE_BF16) { /* V [slots, Hkv, hd] of 2 bytes, K d-major */
         t.kv_ld       = 2 * kv_ld;
         t.block_bytes = (int64_t)j->block_size * t.kv_ld;
-        t.k8          = (const uint8_t *)j->k_cache + 2 * (int64_t)kvh * hd;
-        t.v8          = (const uint8_t *)j->v_cache + 2 * (int64_t)kvh * hd;
+        t.k_block     = (int64_t)j->block_size * kv_ld;
+        t.k8 = (const uint8_t *)j->k_cache + 2 * llmrt_cpu_k_index(0, kvh, 0, j->n_kv_heads, hd,
+                                                                    j->block_size);
+        t.v8 = (const uint8_t *)j->v_cache + 2 * (int64_t)kvh * hd;
     } else {
-        t.k = (const float *)j->k_cache + (int64_t)kvh * hd;
+        t.k_block = (int64_t)j->block_size * kv_ld;
+        t.k = (const float *)j->k_cache + llmrt_cpu_k_index(0, kvh, 0, j->n_kv_heads, hd,
+                                                            j->block_size);
         t.v = (const float *)j->v_cache + (int64_t)kvh * hd;
     }
     j->a->tile(&t, j->a->scratch[thread]);

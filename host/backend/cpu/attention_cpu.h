@@ -31,6 +31,17 @@
 /* KV positions per online-softmax step (one AVX-512 vector of scores; AVX2 uses two halves) */
 #define LLMRT_CPU_ATTN_CHUNK 16
 
+/* Layout of the CPU's F32 and BF16 K pools: d-major within each block and KV head, so that the
+ * 16 positions of a chunk are 16 consecutive elements for each d (kt of the kernels, read straight
+ * from the cache; transposing K rows per chunk took half the time of a decode step's attention).
+ * Element (slot, KV head h, d) is at this index of the layer's K pool; a block is still
+ * block_size * Hkv * hd contiguous elements, so block copies (copy-on-write forks) are unchanged.
+ * V pools and 8-bit pools (format/kv_quant.h) stay [slot, Hkv, hd]: P·V reads V rows. */
+static inline int64_t llmrt_cpu_k_index(int64_t slot, int32_t h, int32_t d, int32_t n_kv_heads,
+                                        int32_t head_dim, int32_t block_size) {
+    return ((slot / block_size * n_kv_heads + h) * head_dim + d) * block_size + slot % block_size;
+}
+
 /* One (query tile, KV head). Rows are (token i, head g) with r = i * group + g. */
 typedef struct llmrt_cpu_attn_tile {
     const float   *q;          /* row (i, g) at q + i * q_ld + g * head_dim: [n_tok, group, hd]   */
@@ -43,11 +54,15 @@ typedef struct llmrt_cpu_attn_tile {
     llmrt_dtype    kv_dtype;   /* F32: the cache is k, v; I8 / F8_E4M3 / BF16: k8, v8, widened
                                 * to fp32 in registers (AVX-512) or a chunk at a time into
                                 * scratch (AVX2, portable; attention_cpu_kv.h)               */
-    const float   *k, *v;      /* F32 cache base + KV head offset: position p at k + slot(p) * kv_ld */
-    const uint8_t *k8, *v8;    /* 8-bit pool base + h * hd (BF16: + h * hd * 2 bytes): the head's
-                                * codes at offset 0 of block 0                                 */
-    int64_t        kv_ld;      /* F32: floats between cache slots (Hkv * hd); 8-bit / BF16: code
-                                * bytes between the slots of a block (Hkv * hd * 1 or 2)       */
+    const float   *k, *v;      /* F32 pools: k = K pool + h * hd * block_size (d-major: position
+                                * p's element d at k + table[p / bs] * k_block + d * bs + p % bs);
+                                * v = V pool + h * hd (position p at v + slot(p) * kv_ld)      */
+    const uint8_t *k8, *v8;    /* BF16: k8 d-major as k (2-byte elements), v8 = V pool + 2 * h * hd;
+                                * 8-bit: both pool base + h * hd, the head's codes at offset 0
+                                * of block 0                                                   */
+    int64_t        k_block;    /* F32 / BF16: elements between blocks of the K pool (bs*Hkv*hd) */
+    int64_t        kv_ld;      /* F32: floats between V slots (Hkv * hd); 8-bit / BF16: code
+                                * bytes between the (V, 8-bit K) slots of a block             */
     int64_t        block_bytes;/* 8-bit / BF16: bytes of a block (format/kv_quant.h)          */
     int64_t        scale_off;  /* 8-bit: from k8 to the head's scale at (block 0, slot 0)      */
     int64_t        scale_ld;   /* 8-bit: bytes between the scales of a block's slots (4 * Hkv) */
@@ -100,8 +115,9 @@ llmrt_status llmrt_cpu_attn_reserve(llmrt_cpu_attn *a, int64_t n_tokens, int32_t
 
 /* out [T, Hq, hd] = softmax(q Kᵀ * scale, causal to each token's position, within the sliding
  * window when window > 0) V over the paged
- * cache of the token's sequence. q [T, Hq, hd]; k_cache, v_cache [slots, Hkv, hd] fp32 when
- * kv_dtype is F32, bf16 (uint16) when BF16, else 8-bit blocks of codes and scales
+ * cache of the token's sequence. q [T, Hq, hd]; v_cache [slots, Hkv, hd] and k_cache in the
+ * d-major layout of llmrt_cpu_k_index, fp32 when kv_dtype is F32, bf16 (uint16) when BF16, else
+ * both 8-bit blocks of codes and scales
  * (format/kv_quant.h); BF16 and 8-bit are widened to fp32 inside the tile kernels;
  * positions, seq_of [T]; block_tables [n_seqs, max_blocks]. Needs a prior reserve for T and hd
  * (returns LLMRT_ERR_OUT_OF_MEMORY, output untouched, otherwise). */

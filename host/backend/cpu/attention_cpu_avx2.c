@@ -1,6 +1,7 @@
 /* AVX2/FMA tile kernel of the CPU attention (attention_cpu.h), compiled with -mavx2 -mfma. The
  * structure of the AVX-512 kernel with 8-lane vectors: a 16-position chunk is two halves, K is
- * transposed by 8x8 blocks, 4 rows share each kt load in the scores and each V load in P·V.
+ * read transposed from an F32 / BF16 cache (d-major) or transposed by 8x8 blocks (8-bit caches),
+ * 4 rows share each kt load in the scores and each V load in P·V.
  * The softmax bookkeeping of a row (max, sum over 16 lanes) is scalar, in lane order. */
 #include <immintrin.h>
 #include <math.h>
@@ -104,11 +105,22 @@ static void transpose_k(float *kt, const float *const rows[W], int32_t hd) {
         for (int j = 0; j < W; j++) kt[(size_t)d0 * W + j] = rows[j][d0];
 }
 
-/* s[2i], s[2i+1] = the two halves of row i's scores, sequential over d */
-static inline void scores4(__m256 *s, const float *const *q, const float *kt, int32_t hd) {
+/* lanes 8h .. 8h + 7 of a kt row: fp32, or bf16 widened exactly */
+static inline __m256 kt8(const uint8_t *row, int h, llmrt_dtype kd) {
+    if (kd == LLMRT_DTYPE_BF16)
+        return _mm256_castsi256_ps(_mm256_slli_epi32(
+            _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(row + 16 * h))), 16));
+    return _mm256_loadu_ps((const float *)row + 8 * h);
+}
+
+/* s[2i], s[2i+1] = the two halves of row i's scores, sequential over d; kt row d at kt + d * ld
+ * bytes (fp32 or bf16 elements: kd) */
+static inline __attribute__((always_inline)) void scores4(__m256 *s, const float *const *q,
+                                                          const uint8_t *kt, int64_t ld,
+                                                          int32_t hd, llmrt_dtype kd) {
     for (int i = 0; i < 2 * S_ROWS; i++) s[i] = _mm256_setzero_ps();
     for (int32_t d = 0; d < hd; d++) {
-        __m256 k0 = _mm256_loadu_ps(kt + (size_t)d * W), k1 = _mm256_loadu_ps(kt + (size_t)d * W + 8);
+        __m256 k0 = kt8(kt + d * ld, 0, kd), k1 = kt8(kt + d * ld, 1, kd);
 #pragma GCC unroll 4
         for (int i = 0; i < S_ROWS; i++) {
             __m256 qb    = _mm256_broadcast_ss(q[i] + d);
@@ -174,14 +186,22 @@ void llmrt_cpu_attn_tile_avx2(const llmrt_cpu_attn_tile *t, float *scratch) {
         if (jlo < 0) jlo = 0;
         /* outside [jlo, nv): a valid row, p = 0 */
         llmrt_cpu_attn_chunk_rows(t, c0, jlo, nv, kr, vr, scratch, dequant_row);
-        transpose_k(kt, kr, hd);
+        const uint8_t *ktb = (const uint8_t *)kt; /* kt rows: ld bytes apart, kd elements */
+        int64_t        ld  = W * sizeof(float);
+        llmrt_dtype    kd  = LLMRT_DTYPE_F32;
+        if (llmrt_cpu_attn_k_dmajor(t->kv_dtype)) { /* K stored transposed */
+            ktb = llmrt_cpu_attn_chunk_kt(t, c0, jlo, nv, (uint8_t *)llmrt_cpu_attn_deq(t, scratch), &ld);
+            kd  = t->kv_dtype;
+        } else
+            transpose_k(kt, kr, hd);
         int32_t r0 = i0 * G;
         for (int32_t r = r0; r < R1; r += S_ROWS) {
             int32_t      n = R1 - r < S_ROWS ? R1 - r : S_ROWS;
             const float *qg[S_ROWS];
             for (int i = 0; i < S_ROWS; i++) qg[i] = qr[r + (i < n ? i : 0)];
             __m256 s[2 * S_ROWS];
-            scores4(s, qg, kt, hd);
+            if (kd == LLMRT_DTYPE_BF16) scores4(s, qg, ktb, ld, hd, LLMRT_DTYPE_BF16);
+            else scores4(s, qg, ktb, ld, hd, LLMRT_DTYPE_F32);
             for (int i = 0; i < n; i++) {
                 int32_t ri = r + i;
                 int32_t nr = t->pos[ri / G] - c0 + 1 < W ? t->pos[ri / G] - c0 + 1 : W;

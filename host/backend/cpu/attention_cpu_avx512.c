@@ -1,14 +1,15 @@
 /* AVX-512 tile kernel of the CPU attention (attention_cpu.h), compiled with -mavx512f/bw/vl/dq.
  *
- * Per chunk of 16 KV positions: the 16 K rows are transposed once into kt [hd, 16] (shared by
- * every row of the tile), so a row's 16 scores are one vector: s = fma(q[d], kt[d], s) for d in
- * order, up to 8 rows at a time (one kt load feeds 8 FMAs with the q element broadcast from
- * memory). Then the online-softmax step per row (vector exp), and P·V with 4 rows x 64 output
+ * Per chunk of 16 KV positions a row's 16 scores are one vector: s = fma(q[d], kt[d], s) for d
+ * in order, up to 8 rows at a time (one kt load feeds 8 FMAs with the q element broadcast from
+ * memory). kt [hd, 16] is read straight from an F32 or BF16 cache, whose K is stored d-major
+ * (llmrt_cpu_k_index); the 16 K rows of an 8-bit cache are transposed into it once per chunk
+ * (shared by every row of the tile). Then the online-softmax step per row (vector exp), and P·V with 4 rows x 64 output
  * columns in registers: each V row load feeds 4 rows. A row's arithmetic is the same whatever
  * rows share its groups (attention_cpu.h), so the tile shape never changes a result.
  *
- * A bf16 or 8-bit cache is read as stored: the transpose loads K rows straight from the cache,
- * widening them to fp32 in registers, and P·V does the same with V when few rows share the chunk
+ * A bf16 or 8-bit cache is read as stored: the scores widen bf16 kt rows and the transpose 8-bit
+ * K rows to fp32 in registers, and P·V does the same with V when few rows share the chunk
  * (decode: one token's group). With many rows (a prefill tile) each V row would be widened once
  * per 4-row group, so the chunk's V rows are widened once into scratch instead. Widening gives
  * the values the portable kernel computes (bf16 exactly, scale * code rounded once), so the
@@ -118,14 +119,16 @@ transpose_k(float *kt, const uint8_t *const rows[W], const float *kmul, int32_t 
     }
 }
 
-/* s[i] = sum_d q_i[d] * kt[d] (sequential over d) for NR rows; NR is a literal after inlining,
- * so the accumulators live in registers. */
+/* s[i] = sum_d q_i[d] * kt[d] (sequential over d) for NR rows; kt row d at kt + d * ld bytes,
+ * fp32 or bf16 elements (kd); NR and kd are literals after inlining, so the accumulators live in
+ * registers. */
 static inline __attribute__((always_inline)) void scores(__m512 *s, const float *const *q,
-                                                          const float *kt, int32_t hd, int NR) {
+                                                          const uint8_t *kt, int64_t ld,
+                                                          int32_t hd, int NR, llmrt_dtype kd) {
 #pragma GCC unroll 8
     for (int i = 0; i < NR; i++) s[i] = _mm512_setzero_ps();
     for (int32_t d = 0; d < hd; d++) {
-        __m512 k = _mm512_load_ps(kt + (size_t)d * W);
+        __m512 k = load16(kt + d * ld, 0, 0xFFFF, kd, 1.0f);
 #pragma GCC unroll 8
         for (int i = 0; i < NR; i++) s[i] = _mm512_fmadd_ps(_mm512_set1_ps(q[i][d]), k, s[i]);
     }
@@ -185,23 +188,30 @@ pv_rows(float *const *orow, const float *p, const float *alpha, const uint8_t *c
  * fraction of the bandwidth). */
 static inline __attribute__((always_inline)) void
 prefetch_chunk(const llmrt_cpu_attn_tile *t, int32_t c0, int32_t last, llmrt_dtype kv) {
-    int32_t n     = last - c0 + 1 < W ? last - c0 + 1 : W;
-    int32_t bytes = t->head_dim * (kv == LLMRT_DTYPE_F32 ? 4 : kv == LLMRT_DTYPE_BF16 ? 2 : 1);
-    int32_t blk = c0 / t->block_size, o = c0 % t->block_size;
+    const int32_t es    = kv == LLMRT_DTYPE_F32 ? 4 : kv == LLMRT_DTYPE_BF16 ? 2 : 1;
+    const bool    kdm   = kv == LLMRT_DTYPE_F32 || kv == LLMRT_DTYPE_BF16;
+    int32_t       n     = last - c0 + 1 < W ? last - c0 + 1 : W;
+    int32_t       bytes = t->head_dim * es, bs = t->block_size;
+    int32_t       blk = c0 / bs, o = c0 % bs;
+    if (kdm && o + W <= bs) { /* the d-major K of the chunk: 16 elements per d, bs apart */
+        const uint8_t *k = (kv == LLMRT_DTYPE_F32 ? (const uint8_t *)t->k : t->k8) +
+                           ((int64_t)t->table[blk] * t->k_block + o) * es;
+        int32_t step = bs * es >= 64 ? 1 : 64 / (bs * es); /* d rows per cache line */
+        for (int32_t d = 0; d < t->head_dim; d += step)
+            _mm_prefetch((const char *)k + (int64_t)d * bs * es, _MM_HINT_T0);
+    }
     for (int32_t j = 0; j < n; j++) {
-        const uint8_t *k, *v;
+        const uint8_t *k = NULL, *v;
         if (kv == LLMRT_DTYPE_F32) {
-            int64_t slot = (int64_t)t->table[blk] * t->block_size + o;
-            k            = (const uint8_t *)(t->k + slot * t->kv_ld);
-            v            = (const uint8_t *)(t->v + slot * t->kv_ld);
+            v = (const uint8_t *)(t->v + ((int64_t)t->table[blk] * bs + o) * t->kv_ld);
         } else {
             int64_t off = (int64_t)t->table[blk] * t->block_bytes + (int64_t)o * t->kv_ld;
-            k           = t->k8 + off;
+            k           = kdm ? NULL : t->k8 + off;
             v           = t->v8 + off;
         }
-        if (++o == t->block_size) o = 0, blk++;
+        if (++o == bs) o = 0, blk++;
         for (int32_t b = 0; b < bytes; b += 64) {
-            _mm_prefetch((const char *)k + b, _MM_HINT_T0);
+            if (k) _mm_prefetch((const char *)k + b, _MM_HINT_T0);
             _mm_prefetch((const char *)v + b, _MM_HINT_T0);
         }
     }
@@ -239,17 +249,25 @@ static inline __attribute__((always_inline)) void tile(const llmrt_cpu_attn_tile
         for (int j = 0; j < W; j++) kmul[j] = load_mul(kv, src.ks[j]);
         for (int j = 0; j < W; j++) vmul[j] = load_mul(kv, src.vs[j]);
         if (c0 + W <= last) prefetch_chunk(t, c0 + W, last, kv);
-        transpose_k(kt, src.k, kmul, hd, kv);
+        /* kt rows ld bytes apart, of kd elements: read from the cache where K is d-major */
+        const llmrt_dtype kd  = kv == LLMRT_DTYPE_BF16 ? LLMRT_DTYPE_BF16 : LLMRT_DTYPE_F32;
+        const uint8_t    *ktb = (const uint8_t *)kt;
+        int64_t           ld  = W * sizeof(float);
+        if (kv == LLMRT_DTYPE_F32 || kv == LLMRT_DTYPE_BF16)
+            ktb = llmrt_cpu_attn_chunk_kt(t, c0, jlo, nv, (uint8_t *)llmrt_cpu_attn_deq(t, scratch),
+                                          &ld);
+        else
+            transpose_k(kt, src.k, kmul, hd, kv);
         int32_t r0 = i0 * G;
         for (int32_t r = r0; r < R1; r += S_ROWS) {
             int32_t      n = R1 - r < S_ROWS ? R1 - r : S_ROWS;
             const float *qg[S_ROWS];
             for (int i = 0; i < S_ROWS; i++) qg[i] = qr[r + (i < n ? i : 0)];
             __m512 s[S_ROWS];
-            if (n > 4) scores(s, qg, kt, hd, 8); /* no FMAs for absent rows */
-            else if (n == 4) scores(s, qg, kt, hd, 4);
-            else if (n == 3) scores(s, qg, kt, hd, 3);
-            else scores(s, qg, kt, hd, 2);
+            if (n > 4) scores(s, qg, ktb, ld, hd, 8, kd); /* no FMAs for absent rows */
+            else if (n == 4) scores(s, qg, ktb, ld, hd, 4, kd);
+            else if (n == 3) scores(s, qg, ktb, ld, hd, 3, kd);
+            else scores(s, qg, ktb, ld, hd, 2, kd);
             for (int i = 0; i < n; i++) {
                 int32_t   ri  = r + i;
                 int32_t   nr  = t->pos[ri / G] - c0 + 1 < W ? t->pos[ri / G] - c0 + 1 : W;

@@ -24,6 +24,18 @@ static void dequant_row(float *dst, const uint8_t *codes, float scale, int32_t n
         for (int32_t i = 0; i < n; i++) dst[i] = scale * lut[codes[i]];
 }
 
+/* element j of a kt row (llmrt_cpu_attn_chunk_kt): fp32, or bf16 widened exactly */
+static float kt_elem(const uint8_t *row, int32_t j, llmrt_dtype kv) {
+    if (kv == LLMRT_DTYPE_BF16) {
+        uint16_t b;
+        memcpy(&b, row + 2 * (size_t)j, sizeof b);
+        return llmrt_bf16_to_f32(b);
+    }
+    float f;
+    memcpy(&f, row + 4 * (size_t)j, sizeof f);
+    return f;
+}
+
 void llmrt_cpu_attn_tile_generic(const llmrt_cpu_attn_tile *t, float *scratch) {
     const int32_t hd = t->head_dim, G = t->group, R = t->n_tok * G;
     float        *kt = scratch;          /* [hd, W]: K of the chunk, transposed */
@@ -42,8 +54,14 @@ void llmrt_cpu_attn_tile_generic(const llmrt_cpu_attn_tile *t, float *scratch) {
         const float *kr[W], *vr[W];
         if (jlo < 0) jlo = 0;
         llmrt_cpu_attn_chunk_rows(t, c0, jlo, nv, kr, vr, scratch, dequant_row);
-        for (int32_t j = 0; j < nv; j++)
-            for (int32_t d = 0; d < hd; d++) kt[d * W + j] = kr[j][d];
+        if (llmrt_cpu_attn_k_dmajor(t->kv_dtype)) { /* K stored transposed: widen to fp32 */
+            int64_t        ld;
+            const uint8_t *kb = llmrt_cpu_attn_chunk_kt(t, c0, jlo, nv, (uint8_t *)llmrt_cpu_attn_deq(t, scratch), &ld);
+            for (int32_t d = 0; d < hd; d++)
+                for (int32_t j = jlo; j < nv; j++) kt[d * W + j] = kt_elem(kb + d * ld, j, t->kv_dtype);
+        } else
+            for (int32_t j = 0; j < nv; j++)
+                for (int32_t d = 0; d < hd; d++) kt[d * W + j] = kr[j][d];
         for (int32_t r = i0 * G; r < R1; r++) {
             const float *qr = t->q + (r / G) * t->q_ld + (r % G) * hd;
             int32_t      nr = t->pos[r / G] - c0 + 1 < W ? t->pos[r / G] - c0 + 1 : W;

@@ -7,6 +7,7 @@
 #ifndef LLMRT_ATTENTION_CPU_KV_H
 #define LLMRT_ATTENTION_CPU_KV_H
 
+#include <stdbool.h>
 #include <string.h>
 
 #include "attention_cpu.h"
@@ -27,8 +28,48 @@ static inline float *llmrt_cpu_attn_deq(const llmrt_cpu_attn_tile *t, float *scr
            3 * rows;
 }
 
+/* Whether K is stored d-major (llmrt_cpu_k_index): the F32 and BF16 pools. */
+static inline bool llmrt_cpu_attn_k_dmajor(llmrt_dtype kv) {
+    return kv == LLMRT_DTYPE_F32 || kv == LLMRT_DTYPE_BF16;
+}
+
+/* The chunk's K transposed for a d-major pool (F32 or BF16 elements of `esize` bytes): kt[d]
+ * = the 16 elements of positions c0 .. c0 + 15 for dimension d, `*ld` bytes apart from one d to
+ * the next. When the chunk's 16 slots lie in one block (always for block sizes that are
+ * multiples of 16) that is a pointer into the cache, ld = block_size * esize: lanes outside
+ * [jlo, nv) then hold whatever the block holds there (stale or never written, still inside the
+ * block), and the kernels give them p = 0 by mask, never by arithmetic. Otherwise the valid
+ * lanes are copied into kt_scratch [hd, 16] (ld = 16 * esize, other lanes 0) one block's run at
+ * a time; callers pass llmrt_cpu_attn_deq's K rows, which a d-major K leaves unused. The bytes are
+ * copied as stored: a BF16 chunk stays bf16. */
+static inline __attribute__((always_inline)) const uint8_t *
+llmrt_cpu_attn_chunk_kt(const llmrt_cpu_attn_tile *t, int32_t c0, int32_t jlo, int32_t nv,
+                        uint8_t *kt_scratch, int64_t *ld) {
+    const int32_t  W = LLMRT_CPU_ATTN_CHUNK, bs = t->block_size, hd = t->head_dim;
+    const size_t   es    = t->kv_dtype == LLMRT_DTYPE_F32 ? 4 : 2;
+    const uint8_t *k     = t->kv_dtype == LLMRT_DTYPE_F32 ? (const uint8_t *)t->k : t->k8;
+    const int64_t  blk_b = t->k_block * (int64_t)es;
+    int32_t        o0    = c0 % bs;
+    if (o0 + W <= bs) {
+        *ld = (int64_t)bs * (int64_t)es;
+        return k + (int64_t)t->table[c0 / bs] * blk_b + (int64_t)o0 * (int64_t)es;
+    }
+    memset(kt_scratch, 0, (size_t)hd * W * es);
+    for (int32_t j = jlo; j < nv;) { /* a run of positions in one block */
+        int32_t        o = (c0 + j) % bs, n = bs - o < nv - j ? bs - o : nv - j;
+        const uint8_t *src = k + (int64_t)t->table[(c0 + j) / bs] * blk_b + (int64_t)o * (int64_t)es;
+        for (int32_t d = 0; d < hd; d++)
+            memcpy(kt_scratch + ((size_t)d * W + (size_t)j) * es, src + (int64_t)d * bs * (int64_t)es,
+                   (size_t)n * es);
+        j += n;
+    }
+    *ld = (int64_t)W * (int64_t)es;
+    return kt_scratch;
+}
+
 /* The cache rows of one chunk as stored, for kernels that read them directly in their inner
- * loops: the K and V rows of position c0 + j (byte addresses; fp32 rows when the cache is F32)
+ * loops: the V rows and (8-bit caches; NULL for the d-major F32 / BF16 K) the K rows of position
+ * c0 + j (byte addresses; fp32 rows when the cache is F32)
  * and, for an 8-bit cache, their scales (1 otherwise); j outside [jlo, nv) repeats row jlo, as
  * in llmrt_cpu_attn_chunk_rows. */
 typedef struct llmrt_cpu_attn_src {
@@ -44,12 +85,12 @@ llmrt_cpu_attn_chunk_src(const llmrt_cpu_attn_tile *t, int32_t c0, int32_t jlo, 
     for (int32_t j = jlo; j < nv; j++) {
         if (t->kv_dtype == LLMRT_DTYPE_F32) {
             int64_t slot = (int64_t)t->table[blk] * t->block_size + o;
-            s->k[j]      = (const uint8_t *)(t->k + slot * t->kv_ld);
+            s->k[j]      = NULL; /* d-major: llmrt_cpu_attn_chunk_kt */
             s->v[j]      = (const uint8_t *)(t->v + slot * t->kv_ld);
             s->ks[j] = s->vs[j] = 1.0f;
         } else {
             int64_t base = (int64_t)t->table[blk] * t->block_bytes;
-            s->k[j]      = t->k8 + base + o * t->kv_ld;
+            s->k[j]      = t->kv_dtype == LLMRT_DTYPE_BF16 ? NULL : t->k8 + base + o * t->kv_ld;
             s->v[j]      = t->v8 + base + o * t->kv_ld;
             s->ks[j] = s->vs[j] = 1.0f; /* a bf16 cache has no scales */
             if (t->kv_dtype != LLMRT_DTYPE_BF16) {
@@ -68,7 +109,8 @@ llmrt_cpu_attn_chunk_src(const llmrt_cpu_attn_tile *t, int32_t c0, int32_t jlo, 
 
 /* kr[j], vr[j] for j < CHUNK: the rows of position c0 + j for j in [jlo, nv), of position
  * c0 + jlo elsewhere (a valid row whose probability the kernels set to 0; positions outside
- * [jlo, nv) may lie in freed blocks and are never read). */
+ * [jlo, nv) may lie in freed blocks and are never read). kr is NULL for the d-major K of an
+ * F32 or BF16 cache (llmrt_cpu_attn_chunk_kt gives it). */
 static inline __attribute__((always_inline)) void
 llmrt_cpu_attn_chunk_rows(const llmrt_cpu_attn_tile *t, int32_t c0, int32_t jlo, int32_t nv,
                           const float **kr, const float **vr, float *scratch,
@@ -77,7 +119,7 @@ llmrt_cpu_attn_chunk_rows(const llmrt_cpu_attn_tile *t, int32_t c0, int32_t jlo,
     if (t->kv_dtype == LLMRT_DTYPE_F32) {
         for (int32_t j = 0; j < W; j++) {
             int64_t slot = llmrt_cpu_attn_slot(t, c0 + (j < jlo || j >= nv ? jlo : j));
-            kr[j] = t->k + slot * t->kv_ld;
+            kr[j] = NULL; /* d-major: llmrt_cpu_attn_chunk_kt */
             vr[j] = t->v + slot * t->kv_ld;
         }
         return;
@@ -93,12 +135,13 @@ llmrt_cpu_attn_chunk_rows(const llmrt_cpu_attn_tile *t, int32_t c0, int32_t jlo,
             memcpy(&ks, t->k8 + blk + t->scale_off + o * t->scale_ld, sizeof ks);
             memcpy(&vs, t->v8 + blk + t->scale_off + o * t->scale_ld, sizeof vs);
         }
-        dequant(kd + (size_t)j * hd, kc, ks, hd, t->kv_dtype, t->fp8_lut);
+        if (t->kv_dtype != LLMRT_DTYPE_BF16) /* a BF16 K is d-major: llmrt_cpu_attn_chunk_kt */
+            dequant(kd + (size_t)j * hd, kc, ks, hd, t->kv_dtype, t->fp8_lut);
         dequant(vd + (size_t)j * hd, vc, vs, hd, t->kv_dtype, t->fp8_lut);
     }
     for (int32_t j = 0; j < W; j++) {
         int32_t jj = j < jlo || j >= nv ? jlo : j;
-        kr[j] = kd + (size_t)jj * hd;
+        kr[j] = t->kv_dtype == LLMRT_DTYPE_BF16 ? NULL : kd + (size_t)jj * hd;
         vr[j] = vd + (size_t)jj * hd;
     }
 }

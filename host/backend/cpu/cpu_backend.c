@@ -844,13 +844,21 @@ static void cpu_rope_kv_write(llmrt_backend *be, void *q, void *k, const void *v
             llmrt_kv_quantise_token(v_cache, &l, c->slots[t], vt, s->kv_dtype);
             continue;
         }
-        if (s->kv_dtype == LLMRT_DTYPE_BF16) {
-            llmrt_kv_store_bf16((uint16_t *)k_cache + c->slots[t] * kv_w, kt, kv_w);
-            llmrt_kv_store_bf16((uint16_t *)v_cache + c->slots[t] * kv_w, vt, kv_w);
-            continue;
+        /* K d-major per block and head (llmrt_cpu_k_index: the attention reads it transposed) */
+        int32_t bs = s->block_size;
+        for (int32_t h = 0; h < s->n_kv_heads; h++) {
+            int64_t      k0 = llmrt_cpu_k_index(c->slots[t], h, 0, s->n_kv_heads, hd, bs);
+            const float *kh = kt + (int64_t)h * hd;
+            if (s->kv_dtype == LLMRT_DTYPE_BF16)
+                for (int32_t d = 0; d < hd; d++)
+                    ((uint16_t *)k_cache)[k0 + (int64_t)d * bs] = llmrt_f32_to_bf16(kh[d]);
+            else
+                for (int32_t d = 0; d < hd; d++) ((float *)k_cache)[k0 + (int64_t)d * bs] = kh[d];
         }
-        memcpy((float *)k_cache + c->slots[t] * kv_w, kt, (size_t)kv_w * sizeof(float));
-        memcpy((float *)v_cache + c->slots[t] * kv_w, vt, (size_t)kv_w * sizeof(float));
+        if (s->kv_dtype == LLMRT_DTYPE_BF16)
+            llmrt_kv_store_bf16((uint16_t *)v_cache + c->slots[t] * kv_w, vt, kv_w);
+        else
+            memcpy((float *)v_cache + c->slots[t] * kv_w, vt, (size_t)kv_w * sizeof(float));
     }
 }
 
