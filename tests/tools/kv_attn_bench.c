@@ -5,7 +5,9 @@
  * machine (the median is printed too). A development tool, not a test (nothing is asserted).
  *
  * usage: kv_attn_bench [-n CONTEXT] [-s SEQS] [-q HQ] [-k HKV] [-d HD] [-t THREADS] [-r REPS]
- *                      [--isa avx512|avx2|generic] [--scatter 0|1]
+ *                      [--isa avx512|avx2|generic] [--scatter 0|1] [--prefill 0|1]
+ * --prefill 1 times the prompt instead: every position 0..CONTEXT-1 of each sequence is a query
+ * (one prefill chunk per sequence; the KV bytes column is then the cache, read once per tile).
  * --scatter 1 gives each sequence's blocks in a random order over the whole cache (as an engine's
  * block tables look after requests have come and gone); 0 (default) numbers them in order.
  * Defaults: SmolLM2's attention shape (Hq 9, Hkv 3, hd 64), context 4096, 1 sequence, 1 thread. */
@@ -39,7 +41,7 @@ static int cmp_double(const void *a, const void *b) {
 int main(int argc, char **argv) {
     int32_t n_ctx = 4096, n_seqs = 1, Hq = 9, Hkv = 3, hd = 64, threads = 1, reps = 50;
     const char *isa = NULL;
-    int scatter = 0;
+    int scatter = 0, prefill = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "-n"))
             n_ctx = atoi(argv[i + 1]);
@@ -59,6 +61,8 @@ int main(int argc, char **argv) {
             isa = argv[i + 1];
         else if (!strcmp(argv[i], "--scatter"))
             scatter = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--prefill"))
+            prefill = atoi(argv[i + 1]);
         else {
             fprintf(stderr, "kv_attn_bench: unknown option %s\n", argv[i]);
             return 2;
@@ -90,7 +94,9 @@ int main(int argc, char **argv) {
         }
     }
     int32_t *tables = malloc((size_t)n_seqs * max_blocks * sizeof(int32_t));
-    int32_t *pos = malloc((size_t)n_seqs * sizeof(int32_t)), *seq = malloc((size_t)n_seqs * 4);
+    /* queries: one decode token per sequence, or (--prefill 1) every position of each one */
+    const int32_t T = prefill ? n_seqs * n_ctx : n_seqs;
+    int32_t *pos = malloc((size_t)T * sizeof(int32_t)), *seq = malloc((size_t)T * 4);
     for (int32_t i = 0; i < n_seqs * max_blocks; i++)
         tables[i] = i;
     for (int32_t i = n_seqs * max_blocks - 1; scatter && i > 0; i--) { /* Fisher-Yates */
@@ -98,11 +104,13 @@ int main(int argc, char **argv) {
         int32_t j = (int32_t)((rng >> 33) % (uint64_t)(i + 1)), x = tables[i];
         tables[i] = tables[j], tables[j] = x;
     }
-    for (int32_t s = 0; s < n_seqs; s++)
-        pos[s] = n_ctx - 1, seq[s] = s;
-    float *q = malloc((size_t)n_seqs * Hq * hd * sizeof(float)),
-          *out = malloc((size_t)n_seqs * Hq * hd * sizeof(float));
-    for (int64_t i = 0; i < (int64_t)n_seqs * Hq * hd; i++)
+    for (int32_t t = 0; t < T; t++) {
+        seq[t] = prefill ? t / n_ctx : t;
+        pos[t] = prefill ? t % n_ctx : n_ctx - 1;
+    }
+    float *q = malloc((size_t)T * Hq * hd * sizeof(float)),
+          *out = malloc((size_t)T * Hq * hd * sizeof(float));
+    for (int64_t i = 0; i < (int64_t)T * Hq * hd; i++)
         q[i] = 2.0f * frand();
 
     const char *use = llmrt_cpu_kernels_select(isa).isa;
@@ -110,14 +118,14 @@ int main(int argc, char **argv) {
     llmrt_error err = {0};
     llmrt_thread_pool *pool = llmrt_thread_pool_create(threads);
     if (llmrt_cpu_attn_init(&a, use, threads, &err) != LLMRT_OK ||
-        llmrt_cpu_attn_reserve(&a, n_seqs, hd, &err) != LLMRT_OK) {
+        llmrt_cpu_attn_reserve(&a, T, hd, &err) != LLMRT_OK) {
         fprintf(stderr, "kv_attn_bench: %s\n", err.msg);
         return 1;
     }
     llmrt_cpu_attn_batch b = {.positions = pos,
                               .seq_of = seq,
                               .block_tables = tables,
-                              .n_tokens = n_seqs,
+                              .n_tokens = T,
                               .max_blocks = max_blocks};
 #define N_DT 4
     static const char *const names[N_DT] = {"f32", "int8", "fp8_e4m3", "bf16"};
@@ -134,9 +142,10 @@ int main(int argc, char **argv) {
                                 &b);
             t[d][r] = now_s() - t0;
         }
-    printf("kv_attn_bench: isa %s, %d thread(s), %d seq(s) x 1 decode token, context %d, Hq %d "
+    printf("kv_attn_bench: isa %s, %d thread(s), %d seq(s) x %s, context %d, Hq %d "
            "Hkv %d hd %d, %d reps (rounds alternate the dtypes), blocks %s\n",
-           use, threads, n_seqs, n_ctx, Hq, Hkv, hd, reps, scatter ? "scattered" : "in order");
+           use, threads, n_seqs, prefill ? "a whole prompt" : "1 decode token", n_ctx, Hq, Hkv,
+           hd, reps, scatter ? "scattered" : "in order");
     printf("%-9s %14s %10s %10s %12s %10s\n", "kv dtype", "KV bytes/call", "min us", "median us",
            "GB/s at min", "speedup");
     double base = 0;

@@ -268,6 +268,7 @@ static inline __attribute__((always_inline)) void tile(const llmrt_cpu_attn_tile
             else if (n == 4) scores(s, qg, ktb, ld, hd, 4, kd);
             else if (n == 3) scores(s, qg, ktb, ld, hd, 3, kd);
             else scores(s, qg, ktb, ld, hd, 2, kd);
+            float dm[W] __attribute__((aligned(64))) = {0}, sum[S_ROWS];
             for (int i = 0; i < n; i++) {
                 int32_t   ri  = r + i;
                 int32_t   nr  = t->pos[ri / G] - c0 + 1 < W ? t->pos[ri / G] - c0 + 1 : W;
@@ -277,11 +278,19 @@ static inline __attribute__((always_inline)) void tile(const llmrt_cpu_attn_tile
                 float     cmx = _mm512_mask_reduce_max_ps(ok, sc);
                 float     mx  = cmx > m[ri] ? cmx : m[ri];
                 __m512    pr  = _mm512_maskz_mov_ps(ok, exp_neg(_mm512_sub_ps(sc, _mm512_set1_ps(mx))));
-                float     a   = expf(m[ri] - mx); /* 0 on the first chunk (m = -inf) */
-                l[ri]         = l[ri] * a + _mm512_reduce_add_ps(pr);
+                sum[i]        = _mm512_reduce_add_ps(pr);
+                dm[i]         = m[ri] - mx;
                 m[ri]         = mx;
-                alpha[ri]     = a;
                 _mm512_store_ps(p + (size_t)ri * W, pr);
+            }
+            /* the rows' rescale factors e^(m_old - m_new) in one vector exp (a libm call per row
+             * made the compiler spill the score registers around it): exactly 1 when the max
+             * stays; ~1e-38 on a row's first chunk (m_old = -inf, clamped), where l and o are 0 */
+            float av[W] __attribute__((aligned(64)));
+            _mm512_store_ps(av, exp_neg(_mm512_load_ps(dm)));
+            for (int i = 0; i < n; i++) {
+                l[r + i]     = l[r + i] * av[i] + sum[i];
+                alpha[r + i] = av[i];
             }
         }
         /* more than 2 groups of rows: widen the V rows [jlo, nv) once into scratch */
