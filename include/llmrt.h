@@ -166,10 +166,15 @@ typedef enum llmrt_cpu_matmul {
  * vLLM's CPU build does for a bf16 model; on CUDA, whose cache is in the activation dtype, it is
  * the same as AUTO with bf16 activations and refused with any other. */
 typedef enum llmrt_kv_cache_dtype {
-    LLMRT_KV_CACHE_AUTO     = 0, /* the activation type: fp32 on the CPU, fp16/bf16 on CUDA  */
+    LLMRT_KV_CACHE_AUTO     = 0, /* the activation type: fp16/bf16 on CUDA; on the CPU fp32
+                                  * with EXACT matmuls, bf16 with INT8 ones or bf16 activations
+                                  * (modes that already trade bits for speed; llama.cpp keeps
+                                  * f16, vLLM's CPU build the model's bf16)                    */
     LLMRT_KV_CACHE_INT8     = 1, /* symmetric int8 codes -127..127                           */
     LLMRT_KV_CACHE_FP8_E4M3 = 2, /* OCP fp8 e4m3 ("e4m3fn", largest 448)                     */
     LLMRT_KV_CACHE_BF16     = 3, /* bf16 (RNE), no scales                                     */
+    LLMRT_KV_CACHE_FP32     = 4, /* fp32: the CPU's cache in any matmul mode; on CUDA only
+                                  * with f32 activations (refused otherwise)                   */
 } llmrt_kv_cache_dtype;
 
 typedef struct llmrt_model_params {

@@ -71,6 +71,7 @@ int cli_kv_cache_dtype_of(const char *s) {
     if (!strcmp(s, "int8")) return LLMRT_KV_CACHE_INT8;
     if (!strcmp(s, "fp8") || !strcmp(s, "fp8_e4m3")) return LLMRT_KV_CACHE_FP8_E4M3;
     if (!strcmp(s, "bf16")) return LLMRT_KV_CACHE_BF16;
+    if (!strcmp(s, "fp32")) return LLMRT_KV_CACHE_FP32;
     return -1;
 }
 

@@ -127,9 +127,11 @@ void cli_common_usage(FILE *f) {
             "                              int8 (int8 activations x 4-bit/Q8_0/Q8_Z/Q5/K-quant\n"
             "                              weights, VNNI) |\n"
             "                              bf16 (bf16 x f32/f16/bf16 weights, AVX512-BF16) | int8,bf16\n"
-            "      --kv-cache-dtype T      KV cache storage: auto (the activation type; default) |\n"
+            "      --kv-cache-dtype T      KV cache storage: auto (default: the activation type;\n"
+            "                              CPU: fp32 with exact matmuls, else bf16) |\n"
             "                              int8 | fp8 (= fp8_e4m3), a scale per token and head |\n"
-            "                              bf16 (CPU; CUDA with bf16 activations)\n"
+            "                              bf16 (CPU; CUDA with bf16 activations) |\n"
+            "                              fp32 (CPU; CUDA with f32 activations)\n"
             "      --dequantize            dequantize 4-bit/8-bit weights at load ($LLMRT_NO_Q4=1)\n"
             "      --no-fallback           fail when the backend cannot run a weight as stored\n"
             "                              (default: dequantize it at load, with a warning)\n"
@@ -226,7 +228,7 @@ int cli_common_parse(cli_common *c, int opt, const char *arg) {
     case OPT_CPU_MATMUL: return cli_parse_cpu_matmul(arg) < 0 ? -1 : 1;
     case OPT_KV_CACHE_DTYPE:
         if ((cli_load.kv_cache_dtype = cli_kv_cache_dtype_of(arg)) < 0) {
-            fprintf(stderr, "llmrt: --kv-cache-dtype must be auto, int8, fp8, fp8_e4m3 or bf16, "
+            fprintf(stderr, "llmrt: --kv-cache-dtype must be auto, int8, fp8, fp8_e4m3, bf16 or fp32, "
                             "got \"%s\"\n", arg);
             return -1;
         }

@@ -659,12 +659,19 @@ static llmrt_status create_backend(const llmrt_model_params *p, int device, llmr
 
 /* The KV pool's storage for kv_cache_dtype on the model's backend: the activation dtype (AUTO, or
  * BF16 with bf16 activations) or a type the backend's attention supports (asked before any weight
- * is read, so a backend without the kernels fails fast and by name). */
-static llmrt_status choose_kv_dtype(struct llmrt_rank_model *m, llmrt_kv_cache_dtype kv,
+ * is read, so a backend without the kernels fails fast and by name). On the CPU, AUTO is BF16 when
+ * the matmuls are not exact (cpu_matmul INT8, or bf16 activations): those modes already trade
+ * bits for speed, and half the fp32 cache's bytes is what llama.cpp (f16) and vLLM's CPU build
+ * (the model's bf16) keep; EXACT keeps fp32. */
+static llmrt_status choose_kv_dtype(struct llmrt_rank_model *m, const llmrt_model_params *p,
                                     llmrt_error *err) {
-    static const char *const name[] = {"auto", "int8", "fp8_e4m3", "bf16"};
+    static const char *const name[] = {"auto", "int8", "fp8_e4m3", "bf16", "fp32"};
     static const llmrt_dtype dts[]  = {LLMRT_DTYPE_INVALID, LLMRT_DTYPE_I8, LLMRT_DTYPE_F8_E4M3,
-                                       LLMRT_DTYPE_BF16};
+                                       LLMRT_DTYPE_BF16, LLMRT_DTYPE_F32};
+    llmrt_kv_cache_dtype kv = p->kv_cache_dtype;
+    if (kv == LLMRT_KV_CACHE_AUTO && strcmp(m->be->name, "cpu") == 0 &&
+        (p->cpu_matmul == LLMRT_CPU_MATMUL_INT8 || p->activation_dtype == LLMRT_ACTIVATION_BF16))
+        kv = LLMRT_KV_CACHE_BF16;
     m->kv_dtype = m->be->act_dtype;
     if (kv == LLMRT_KV_CACHE_AUTO || dts[kv] == m->be->act_dtype) return LLMRT_OK;
     llmrt_dtype    dt = dts[kv];
@@ -703,7 +710,7 @@ static llmrt_status check_load_args(const llmrt_model_params *p,
         return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "llmrt_model_load: cpu_matmul %d is unknown",
                          (int)p->cpu_matmul);
     if ((int)p->kv_cache_dtype < LLMRT_KV_CACHE_AUTO ||
-        (int)p->kv_cache_dtype > LLMRT_KV_CACHE_BF16)
+        (int)p->kv_cache_dtype > LLMRT_KV_CACHE_FP32)
         return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
                          "llmrt_model_load: kv_cache_dtype %d is unknown (0 auto, 1 int8, "
                          "2 fp8_e4m3, 3 bf16)", (int)p->kv_cache_dtype);
@@ -751,7 +758,7 @@ llmrt_status llmrt_model_load_rank(const char *path, const llmrt_model_params *p
     m->shard.rank = tp_rank;
 
     llmrt_status s = create_backend(&p, device, &m->be, err);
-    if (s == LLMRT_OK) s = choose_kv_dtype(m, p.kv_cache_dtype, err);
+    if (s == LLMRT_OK) s = choose_kv_dtype(m, &p, err);
     if (s == LLMRT_OK) {
         llmrt_load_format fmt = p.load_format;
         if (fmt == LLMRT_LOAD_AUTO) fmt = is_dir(path) ? LLMRT_LOAD_HF : LLMRT_LOAD_GGUF;

@@ -26,7 +26,7 @@ LOAD_FORMATS = {
 # vLLM's --kv-cache-dtype names (llmrt_kv_cache_dtype)
 KV_CACHE_DTYPES = {"auto": _ffi.LLMRT_KV_CACHE_AUTO, "int8": _ffi.LLMRT_KV_CACHE_INT8,
                    "fp8": _ffi.LLMRT_KV_CACHE_FP8_E4M3, "fp8_e4m3": _ffi.LLMRT_KV_CACHE_FP8_E4M3,
-                   "bf16": _ffi.LLMRT_KV_CACHE_BF16}
+                   "bf16": _ffi.LLMRT_KV_CACHE_BF16, "fp32": _ffi.LLMRT_KV_CACHE_FP32}
 
 # device= of LLM(): "auto" tries CUDA and falls back to the CPU (a RuntimeWarning when this is a
 # CUDA build that found no device; silently in a CPU-only build)

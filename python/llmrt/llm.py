@@ -51,9 +51,11 @@ ENGINE_ARGS = {
     "max_batched_tokens": "tokens per engine step, decodes + prefill chunks (default 512)",
     "max_seqs": "running requests at most (default 64)",
     "kv_policy": '"preempt" (default) or "reserve"',
-    "kv_cache_dtype": '"auto" (default: the activation type), "int8" or "fp8" (= "fp8_e4m3"): '
+    "kv_cache_dtype": '"auto" (default: the activation type; on the CPU fp32 with exact matmuls, '
+                      'bf16 with int8 or bf16 ones), "int8" or "fp8" (= "fp8_e4m3"): '
                       "8-bit K/V with a scale per token and KV head (vLLM's kv_cache_dtype); "
-                      '"bf16": K/V rounded to bf16 (CPU; on CUDA only with bf16 activations)',
+                      '"bf16": K/V rounded to bf16 (CPU; on CUDA only with bf16 activations); '
+                      '"fp32" (CPU; on CUDA only with f32 activations)',
     "prefix_caching": "reuse KV blocks of a shared prompt prefix (default True)",
     "load_format": '"auto" (default), "hf", "gguf" or "random"',
     "random_seed": 'seed of load_format="random" weights',

@@ -117,6 +117,12 @@ def test_kv_cache_dtype():
         first_ref = ref.logprobs[0][ref.token_ids[0]].logprob
         first = out.logprobs[0][out.token_ids[0]].logprob
         assert first != first_ref and abs(first - first_ref) < 0.5, (kv, first, first_ref)
+    # "fp32" is the exact-mode default's cache: the same logprobs to the bit
+    with llmrt.LLM(path, threads=1, kv_cache_dtype="fp32") as llm:
+        out = llm.generate([prompt], sp)[0].outputs[0]
+    assert out.token_ids == ref.token_ids
+    assert [lp[t].logprob for lp, t in zip(out.logprobs, out.token_ids)] == \
+        [lp[t].logprob for lp, t in zip(ref.logprobs, ref.token_ids)]
 
 
 def test_prompt_errors(tiny):

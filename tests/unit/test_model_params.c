@@ -60,7 +60,7 @@ int main(void) {
     p.activation_dtype = (llmrt_activation_dtype)-2;
     CHECK_STATUS(llmrt_model_load(Q4_GGUF, &p, &bad), LLMRT_ERR_INVALID_ARG, "activation_dtype");
     p                = d;
-    p.kv_cache_dtype = (llmrt_kv_cache_dtype)4;
+    p.kv_cache_dtype = (llmrt_kv_cache_dtype)5; /* one past LLMRT_KV_CACHE_FP32 */
     CHECK_STATUS(llmrt_model_load(Q4_GGUF, &p, &bad), LLMRT_ERR_INVALID_ARG, "kv_cache_dtype");
     p            = d;
     p.tp_spin_us = -5;
@@ -107,6 +107,38 @@ int main(void) {
               "bf16 KV: %lld bytes per token", (long long)llmrt_kv_cache_bytes_per_token(kv8));
     llmrt_kv_cache_destroy(kv8);
     llmrt_model_destroy(m);
+    /* AUTO on the CPU: fp32 with exact matmuls, bf16 with int8 matmuls or bf16 activations;
+     * FP32 keeps fp32 in any mode (an unknown value is refused above) */
+    static const struct {
+        llmrt_cpu_matmul       mm;
+        llmrt_activation_dtype act;
+        llmrt_kv_cache_dtype   kv;
+        int32_t                bytes;
+    } kv_cases[] = {
+        {LLMRT_CPU_MATMUL_EXACT, LLMRT_ACTIVATION_AUTO, LLMRT_KV_CACHE_AUTO, 4},
+        {LLMRT_CPU_MATMUL_INT8, LLMRT_ACTIVATION_AUTO, LLMRT_KV_CACHE_AUTO, 2},
+        {LLMRT_CPU_MATMUL_EXACT, LLMRT_ACTIVATION_BF16, LLMRT_KV_CACHE_AUTO, 2},
+        {LLMRT_CPU_MATMUL_INT8, LLMRT_ACTIVATION_AUTO, LLMRT_KV_CACHE_FP32, 4},
+        {LLMRT_CPU_MATMUL_EXACT, LLMRT_ACTIVATION_BF16, LLMRT_KV_CACHE_FP32, 4},
+        {LLMRT_CPU_MATMUL_EXACT, LLMRT_ACTIVATION_AUTO, LLMRT_KV_CACHE_FP32, 4},
+    };
+    for (size_t i = 0; i < sizeof kv_cases / sizeof kv_cases[0]; i++) {
+        p                  = d;
+        p.n_threads        = 1;
+        p.cpu_matmul       = kv_cases[i].mm;
+        p.activation_dtype = kv_cases[i].act;
+        p.kv_cache_dtype   = kv_cases[i].kv;
+        m                  = load(&p, Q4_GGUF);
+        info_of(m, &info);
+        CHECK_MSG(info.kv_elem_bytes == kv_cases[i].bytes,
+                  "matmul %d activations %d kv_cache_dtype %d: %d-byte KV elements, expected %d",
+                  (int)kv_cases[i].mm, (int)kv_cases[i].act, (int)kv_cases[i].kv,
+                  info.kv_elem_bytes, kv_cases[i].bytes);
+        llmrt_model_destroy(m);
+    }
+
+    p                = d;
+    p.n_threads      = 1;
     p.kv_cache_dtype = LLMRT_KV_CACHE_INT8;
     setenv("LLMRT_NO_Q4", "1", 1);
     p.dequantize_weights = false;
