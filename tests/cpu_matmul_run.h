@@ -1,7 +1,7 @@
 /* The CPU backend's matmul alone, shared by the kernel unit tests (test_q4_kernels.c,
- * test_kq_kernels.c, test_q8z_kernels.c, test_i8_gemm.c, test_bf16_gemm.c): a backend with a
- * forced ISA path and options, and out = x · Wᵀ through begin_batch + matmul as the forward
- * calls them (T tokens of one sequence). */
+ * test_kq_kernels.c, test_kq_q8_kernels.c, test_q8z_kernels.c, test_i8_gemm.c,
+ * test_bf16_gemm.c): a backend with a forced ISA path and options, and out = x · Wᵀ through
+ * begin_batch + matmul as the forward calls them (T tokens of one sequence). */
 #ifndef LLMRT_TEST_CPU_MATMUL_RUN_H
 #define LLMRT_TEST_CPU_MATMUL_RUN_H
 

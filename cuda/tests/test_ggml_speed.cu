@@ -16,36 +16,10 @@
 #include <algorithm>
 #include <cublas_v2.h>
 
+#include "bench_util.cuh"
 #include "test_util.cuh"
 
 namespace {
-
-float median_us(std::vector<float> v) {
-    std::sort(v.begin(), v.end());
-    return 1000.0f * v[v.size() / 2];
-}
-
-// Times fn over reps calls after 5 warm-ups: the median in us.
-template <class F> float time_us(F fn, int reps) {
-    cudaEvent_t e0, e1;
-    CUDA_OK(cudaEventCreate(&e0));
-    CUDA_OK(cudaEventCreate(&e1));
-    for (int i = 0; i < 5; i++)
-        fn();
-    std::vector<float> ms;
-    for (int i = 0; i < reps; i++) {
-        CUDA_OK(cudaEventRecord(e0));
-        fn();
-        CUDA_OK(cudaEventRecord(e1));
-        CUDA_OK(cudaEventSynchronize(e1));
-        float v = 0;
-        CUDA_OK(cudaEventElapsedTime(&v, e0, e1));
-        ms.push_back(v);
-    }
-    cudaEventDestroy(e0);
-    cudaEventDestroy(e1);
-    return median_us(ms);
-}
 
 void bench(cublasHandle_t h, int t, int N, int K, int M, int reps, bool act_order = false) {
     Rng rng((unsigned long long)N * 31 + K * 7 + M + t);
@@ -102,15 +76,7 @@ void bench(cublasHandle_t h, int t, int N, int K, int M, int reps, bool act_orde
 } // namespace
 
 int main() {
-    require_device();
-    cublasHandle_t h;
-    if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS) {
-        printf("SKIP: cublasCreate failed\n");
-        return 77;
-    }
-    cudaDeviceProp prop{};
-    CUDA_OK(cudaGetDeviceProperties(&prop, 0));
-    printf("device: %s (%d SMs)\n", prop.name, prop.multiProcessorCount);
+    cublasHandle_t h = bench_start();
     for (int t = 0; t < LLMRT_CUDA_GGML_N_TYPES; t++) {
         for (int act_order = 0; act_order <= (t == LLMRT_CUDA_GGML_Q8_Z); act_order++) {
 #ifdef CUSIM

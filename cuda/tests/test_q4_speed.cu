@@ -17,9 +17,9 @@
 #include "../q4_gemm.cu"
 #include "../q4_matmul.cu"
 
-#include <algorithm>
 #include <cublas_v2.h>
 
+#include "bench_util.cuh"
 #include "test_util.cuh"
 
 namespace {
@@ -28,27 +28,25 @@ struct Shape {
     int N, K;
 };
 
-float median_us(std::vector<float> v) {
-    std::sort(v.begin(), v.end());
-    return 1000.0f * v[v.size() / 2];
+// A random 4-bit weight [N, K] in the loader's format (group gs, integer zeros 0..15, scales
+// 2^-8), repacked and copied to the device: its packed bytes, for llmrt_cuda_q4_view.
+unsigned char *random_q4_to_dev(Rng &rng, int N, int K, int gs) {
+    std::vector<uint8_t> qs((size_t)N * K / 2), zeros((size_t)N * (K / gs));
+    std::vector<uint16_t> scales((size_t)N * (K / gs), 0x1c00); // 2^-8
+    for (auto &b : qs) b = (uint8_t)rng.next();
+    for (auto &z : zeros) z = (uint8_t)rng.range(0, 15);
+    llmrt_cuda_q4_src src{};
+    src.rows = N, src.cols = K, src.group_size = gs, src.zero_float = 0;
+    src.qs = qs.data(), src.scales = scales.data(), src.zeros = zeros.data();
+    std::vector<unsigned char> packed(llmrt_cuda_q4_packed_sizes(N, K, gs, 0).total);
+    llmrt_cuda_q4_repack(&src, packed.data());
+    return to_dev(packed);
 }
 
 void bench(cublasHandle_t h, int N, int K, int M, int reps, FILE *json) {
     const int gs = 128;
     Rng rng((unsigned long long)N * 31 + K * 7 + M);
-    // random 4-bit weight in the loader's format, repacked
-    std::vector<uint8_t> qs((size_t)N * K / 2), zeros((size_t)N * (K / gs));
-    std::vector<uint16_t> scales((size_t)N * (K / gs));
-    for (auto &b : qs) b = (uint8_t)rng.next();
-    for (auto &z : zeros) z = (uint8_t)rng.range(0, 15);
-    for (auto &s : scales) s = 0x1c00; // 2^-8
-    llmrt_cuda_q4_src src{};
-    src.rows = N, src.cols = K, src.group_size = gs, src.zero_float = 0;
-    src.qs = qs.data(), src.scales = scales.data(), src.zeros = zeros.data();
-    const llmrt_cuda_q4_sizes sz = llmrt_cuda_q4_packed_sizes(N, K, gs, 0);
-    std::vector<unsigned char> packed(sz.total);
-    llmrt_cuda_q4_repack(&src, packed.data());
-    unsigned char *dq = to_dev(packed);
+    unsigned char *dq = random_q4_to_dev(rng, N, K, gs);
     const llmrt_cuda_q4_weight w = llmrt_cuda_q4_view(dq, N, K, gs, 0, 0);
     // fp16 weight, x, outputs
     std::vector<__half> wh((size_t)N * K), xh((size_t)M * K);
@@ -60,9 +58,6 @@ void bench(cublasHandle_t h, int N, int K, int M, int reps, FILE *json) {
     void *ws = ws_bytes ? dev_alloc<unsigned char>(ws_bytes) : nullptr;
     CHECK(llmrt_cuda_q4_workspace_init(nullptr, ws, ws_bytes) == 0);
 
-    cudaEvent_t e0, e1;
-    CUDA_OK(cudaEventCreate(&e0));
-    CUDA_OK(cudaEventCreate(&e1));
     const float one = 1.0f, zero = 0.0f;
     auto run_q4 = [&] {
         CHECK(llmrt_cuda_q4_matmul(nullptr, dout, LLMRT_CUDA_F16, dx, M, &w, nullptr, ws, ws_bytes,
@@ -73,21 +68,7 @@ void bench(cublasHandle_t h, int N, int K, int M, int reps, FILE *json) {
                            &zero, dout, CUDA_R_16F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) ==
               CUBLAS_STATUS_SUCCESS);
     };
-    float t[2];
-    for (int which = 0; which < 2; which++) {
-        for (int i = 0; i < 5; i++) which ? run_f16() : run_q4();
-        std::vector<float> ms;
-        for (int i = 0; i < reps; i++) {
-            CUDA_OK(cudaEventRecord(e0));
-            which ? run_f16() : run_q4();
-            CUDA_OK(cudaEventRecord(e1));
-            CUDA_OK(cudaEventSynchronize(e1));
-            float v = 0;
-            CUDA_OK(cudaEventElapsedTime(&v, e0, e1));
-            ms.push_back(v);
-        }
-        t[which] = median_us(ms);
-    }
+    const float t[2] = {time_us(run_q4, reps), time_us(run_f16, reps)}; // q4 first (left to right)
     const double q4_bytes = (double)N * K / 2 + 2.0 * 2 * N * (K / gs) + 2.0 * M * (K + N);
     const bool gemv = M <= LLMRT_CUDA_Q4_GEMV_MAX_M;
     const char *kern = gemv ? "gemv" : "gemm";
@@ -99,8 +80,6 @@ void bench(cublasHandle_t h, int N, int K, int M, int reps, FILE *json) {
         fprintf(json, "{\"N\": %d, \"K\": %d, \"M\": %d, \"group_size\": %d, \"kernel\": \"%s\", \"splits\": %d, "
                       "\"q4_us\": %.2f, \"f16_us\": %.2f, \"q4_gbps\": %.1f}\n",
                 N, K, M, gs, kern, splits, t[0], t[1], q4_bytes / (t[0] * 1e3));
-    cudaEventDestroy(e0);
-    cudaEventDestroy(e1);
     cudaFree(dq);
     cudaFree(dw);
     cudaFree(dx);
@@ -122,16 +101,7 @@ void bench_group(const char *name, int n_w, int N, int K, int M, int reps, FILE 
     f.input = LLMRT_CUDA_FUSED_IN_ACT;
     f.n_w = n_w;
     for (int i = 0; i < n_w; i++) {
-        std::vector<uint8_t> qs((size_t)N * K / 2), zeros((size_t)N * (K / gs));
-        std::vector<uint16_t> scales((size_t)N * (K / gs), 0x1c00); // 2^-8
-        for (auto &b : qs) b = (uint8_t)rng.next();
-        for (auto &z : zeros) z = (uint8_t)rng.range(0, 15);
-        llmrt_cuda_q4_src src{};
-        src.rows = N, src.cols = K, src.group_size = gs, src.zero_float = 0;
-        src.qs = qs.data(), src.scales = scales.data(), src.zeros = zeros.data();
-        std::vector<unsigned char> packed(llmrt_cuda_q4_packed_sizes(N, K, gs, 0).total);
-        llmrt_cuda_q4_repack(&src, packed.data());
-        dq[i] = to_dev(packed);
+        dq[i] = random_q4_to_dev(rng, N, K, gs);
         w[i] = llmrt_cuda_q4_view(dq[i], N, K, gs, 0, 0);
         dout[i] = dev_alloc<__half>((size_t)M * N);
         f.w[i] = &w[i];
@@ -154,24 +124,7 @@ void bench_group(const char *name, int n_w, int N, int K, int M, int reps, FILE 
             CHECK(llmrt_cuda_q4_matmul_fused(nullptr, M, &one, ws, ws_bytes) == 0);
         }
     };
-    cudaEvent_t e0, e1;
-    CUDA_OK(cudaEventCreate(&e0));
-    CUDA_OK(cudaEventCreate(&e1));
-    float t[2];
-    for (int which = 0; which < 2; which++) {
-        for (int i = 0; i < 5; i++) which ? separate() : grouped();
-        std::vector<float> ms;
-        for (int i = 0; i < reps; i++) {
-            CUDA_OK(cudaEventRecord(e0));
-            which ? separate() : grouped();
-            CUDA_OK(cudaEventRecord(e1));
-            CUDA_OK(cudaEventSynchronize(e1));
-            float v = 0;
-            CUDA_OK(cudaEventElapsedTime(&v, e0, e1));
-            ms.push_back(v);
-        }
-        t[which] = median_us(ms);
-    }
+    const float t[2] = {time_us(grouped, reps), time_us(separate, reps)}; // grouped first
     const double bytes = n_w * ((double)N * K / 2 + 2.0 * 2 * N * (K / gs) + 2.0 * M * N) + 2.0 * M * K;
     printf("group %-6s %d x N=%-5d K=%-5d M=%-2d: grouped %8.1f us (%6.0f GB/s, 1 launch)  separate %8.1f us "
            "(%d launches)  speedup %.2fx\n",
@@ -180,8 +133,6 @@ void bench_group(const char *name, int n_w, int N, int K, int M, int reps, FILE 
         fprintf(json, "{\"group\": \"%s\", \"n_w\": %d, \"N\": %d, \"K\": %d, \"M\": %d, \"group_size\": %d, "
                       "\"grouped_us\": %.2f, \"separate_us\": %.2f, \"grouped_gbps\": %.1f}\n",
                 name, n_w, N, K, M, gs, t[0], t[1], bytes / (t[0] * 1e3));
-    cudaEventDestroy(e0);
-    cudaEventDestroy(e1);
     for (int i = 0; i < n_w; i++) {
         cudaFree(dq[i]);
         cudaFree(dout[i]);
@@ -193,17 +144,9 @@ void bench_group(const char *name, int n_w, int N, int K, int M, int reps, FILE 
 } // namespace
 
 int main() {
-    require_device();
-    cublasHandle_t h;
-    if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS) {
-        printf("SKIP: cublasCreate failed\n");
-        return 77;
-    }
+    cublasHandle_t h = bench_start();
     const char *jpath = getenv("LLMRT_Q4_SPEED_JSON");
     FILE *json = jpath ? fopen(jpath, "w") : nullptr;
-    cudaDeviceProp prop{};
-    CUDA_OK(cudaGetDeviceProperties(&prop, 0));
-    printf("device: %s (%d SMs)\n", prop.name, prop.multiProcessorCount);
 #ifdef CUSIM
     for (int M : {1, 8, 64}) bench(h, 256, 256, M, 1, json);
     bench(h, 256, 1024, 16, 1, json); // a GEMM that splits K (4 splits)

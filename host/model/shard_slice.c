@@ -6,11 +6,14 @@
 #include <string.h>
 
 #include "../core/checked_math.h"
-#include "../core/half.h"
+#include "../format/ggml_quants.h"
 
 /* Group size granularity of a padded 4-bit slice: the widest block any backend's 4-bit kernels
  * need (the CPU's 32-column blocks). */
 #define Q4_SLICE_ALIGN 32
+
+/* The largest llmrt_dtype_block_elems: a K-quant super-block. */
+#define MAX_BLOCK_ELEMS 256
 
 /* --------------------------------------------------------------------------------------------- */
 /* dense (F32/F16/BF16, GGUF blocks along K: Q8_0, Q5_0/Q5_1, K-quants)                          */
@@ -72,24 +75,17 @@ llmrt_status llmrt_slice_host_cols(struct llmrt_rank_model *m, const llmrt_host_
             memcpy(dst, src + c0 * eb, (size_t)(n * eb));
         } else if (aligned) { /* whole blocks (Q8_0, Q5_x, K-quants) */
             memcpy(dst, src + (c0 / blk) * llmrt_dtype_block_bytes(t->dtype), (size_t)dst_row);
-        } else if (t->dtype == LLMRT_DTYPE_Q8_0) { /* cut inside a block: w = d * q, as the
-                                                     * Q8_0 kernels dequantise */
-            float *f = (float *)dst;
-            for (int64_t j = 0; j < n; j++) {
-                int64_t        c = c0 + j;
-                const uint8_t *b = src + (c / 32) * 34;
-                uint16_t       d16;
-                memcpy(&d16, b, 2);
-                f[j] = llmrt_f16_to_f32(d16) * (float)((const int8_t *)(b + 2))[c % 32];
-            }
-        } else { /* Q8_Z cut inside a block: w = d * (q - z), as its kernels (exact in fp32) */
-            float *f = (float *)dst;
-            for (int64_t j = 0; j < n; j++) {
-                int64_t        c = c0 + j;
-                const uint8_t *b = src + (c / 32) * 36;
-                uint16_t       d16;
-                memcpy(&d16, b, 2);
-                f[j] = llmrt_f16_to_f32(d16) * ((float)b[4 + c % 32] - (float)b[2]);
+        } else { /* cut inside a block (Q8_0, Q8_Z): fp32 of the wanted columns, each block
+                  * dequantised as the format's kernels do (Q8_0 w = d * q, Q8_Z w = d * (q - z):
+                  * exact in fp32) */
+            float  *f = (float *)dst;
+            float   block[MAX_BLOCK_ELEMS];
+            int64_t bb = llmrt_dtype_block_bytes(t->dtype);
+            for (int64_t j = 0; j < n;) {
+                int64_t c = c0 + j, in = c % blk, take = blk - in < n - j ? blk - in : n - j;
+                llmrt_ggml_dequant_block(t->dtype, src + (c / blk) * bb, block);
+                memcpy(f + j, block + in, (size_t)take * sizeof *f);
+                j += take;
             }
         }
     }

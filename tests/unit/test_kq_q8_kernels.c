@@ -22,16 +22,9 @@
 #include "backend/cpu/kq_q8_kernels.h"
 #include "core/half.h"
 #include "format/ggml_quants.h"
+#include "cpu_matmul_run.h"
+#include "test_rng.h"
 #include "test_util.h"
-
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static uint32_t urand(void) {
-    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-    return (uint32_t)(rng >> 33);
-}
-static float frand(void) { /* [-1, 1) */
-    return (float)((double)urand() / 1073741824.0 - 1.0);
-}
 
 static void put_f16(uint8_t *p, float v) {
     uint16_t h = llmrt_f32_to_f16(v);
@@ -198,28 +191,6 @@ static void test_shape(llmrt_dtype t, int K, int N, int M) {
     free(x);
 }
 
-/* out[T, N] = x[T, K] . W^T through the backend (T tokens of one sequence) */
-static void run_backend(llmrt_backend *be, const llmrt_bweight *w, const float *x, int32_t T,
-                        float *out) {
-    int32_t tok[MAX_M], pos[MAX_M], seq[MAX_M], table[8] = {0}, outs[1] = {0};
-    int64_t slots[MAX_M];
-    for (int32_t t = 0; t < T; t++)
-        tok[t] = 0, pos[t] = t, seq[t] = 0, slots[t] = t;
-    llmrt_batch_plan plan = {.n_tokens = T,
-                             .tokens = tok,
-                             .positions = pos,
-                             .seq_of = seq,
-                             .slots = slots,
-                             .n_seqs = 1,
-                             .max_blocks = 8,
-                             .block_tables = table,
-                             .n_outputs = 1,
-                             .output_rows = outs};
-    llmrt_error err = {0};
-    CHECK(be->ops->begin_batch(be, &plan, &err) == LLMRT_OK);
-    be->ops->matmul(be, out, x, T, w);
-}
-
 static void test_backend(llmrt_dtype t) {
     const int K = 768, N = 150, M = 5; /* N: several tasks and a partial 4-row group */
     int64_t bb = llmrt_dtype_block_bytes(t), row_bytes = K / 256 * bb;
@@ -240,17 +211,15 @@ static void test_backend(llmrt_dtype t) {
     free_xq(&xq);
     for (int mode = 0; mode < 2; mode++)
         for (int threads = 1; threads <= 2; threads++) {
-            llmrt_backend *be = NULL;
             llmrt_error err = {0};
             llmrt_cpu_options opt = {.matmul_mode =
                                          mode ? LLMRT_CPU_MATMUL_INT8 : LLMRT_CPU_MATMUL_EXACT};
-            CHECK(llmrt_backend_cpu_create_opts(threads, NULL, &opt, &be, &err) == LLMRT_OK);
+            llmrt_backend *be = cpu_test_backend(threads, NULL, &opt);
+            CHECK(be != NULL);
             if (!be) continue;
-            float inv = 1.0f;
-            be->ops->rope_init(be, &inv, 1, &err);
             llmrt_bweight bw;
             CHECK(be->ops->weight_upload(be, t, N, K, w, &bw, &err) == LLMRT_OK);
-            run_backend(be, &bw, x, M, got);
+            run_matmul(be, &bw, x, M, got);
             int same = memcmp(got, want, (size_t)(M * N) * sizeof(float)) == 0;
             CHECK_MSG(mode ? same : !same, "%s backend (%s, %d threads): %s", llmrt_dtype_name(t),
                       mode ? "int8" : "exact", threads,
@@ -289,18 +258,16 @@ static void test_q5(llmrt_dtype t, int K) {
     int n_runs = 0;
     for (int v = 0; v < 2; v++)
         for (int threads = 1; threads <= 2; threads++) {
-            llmrt_backend *be = NULL;
             llmrt_error err = {0};
             llmrt_cpu_options opt = {.matmul_mode = LLMRT_CPU_MATMUL_INT8};
-            CHECK(llmrt_backend_cpu_create_opts(threads, isas[v], &opt, &be, &err) == LLMRT_OK);
+            llmrt_backend *be = cpu_test_backend(threads, isas[v], &opt);
+            CHECK(be != NULL);
             if (!be) continue;
-            float inv = 1.0f;
-            be->ops->rope_init(be, &inv, 1, &err);
             llmrt_bweight bw;
             CHECK(be->ops->weight_upload(be, t, N, K, w, &bw, &err) == LLMRT_OK);
             got[n_runs] = malloc((size_t)(M * N) * sizeof(float));
-            run_backend(be, &bw, x, M, got[n_runs]);
-            run_backend(be, &bw, x + (M - 1) * K, 1, alone);
+            run_matmul(be, &bw, x, M, got[n_runs]);
+            run_matmul(be, &bw, x + (M - 1) * K, 1, alone);
             CHECK_MSG(memcmp(alone, got[n_runs] + (M - 1) * N, N * sizeof(float)) == 0,
                       "%s int8: token alone differs from the batch", llmrt_dtype_name(t));
             if (n_runs > 0)

@@ -32,6 +32,7 @@
 #include "model/model.h"
 #include "model/shard_slice.h"
 #include "cpu_matmul_run.h"
+#include "test_rng.h"
 #include "test_util.h"
 
 #define MAX_T 70
@@ -39,15 +40,6 @@
 static const int Ts[] = {1, 3, 17, 33, 70};
 static const int Ns[] = {1, 7, 45, 50};
 static const int Blocks[] = {1, 3, 9};
-
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static uint32_t urand(void) {
-    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-    return (uint32_t)(rng >> 33);
-}
-static float frand(void) { /* [-1, 1) */
-    return (float)((double)urand() / 1073741824.0 - 1.0);
-}
 
 static llmrt_backend *make_backend(int threads, const char *isa, llmrt_cpu_matmul mode) {
     llmrt_cpu_options opt = {.matmul_mode = mode};
