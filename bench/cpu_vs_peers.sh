@@ -26,7 +26,9 @@
 # PRELOAD [libtcmalloc_minimal.so.4 + the venv's libiomp5.so], SKIP [words: vllm batch1 llamacpp
 # generate], BASE [none], KV_TOKENS [16384], DTYPES [fp32 bf16] (section 1's checkpoints),
 # EXTRA [none: more llmrt runs in bf16 matmul mode, "label:flags;label:flags", e.g.
-# "kv8:--kv-cache-dtype int8;mbt4096:--max-batched-tokens 4096", each run as bf16mm-LABEL].
+# "kv8:--kv-cache-dtype int8;mbt4096:--max-batched-tokens 4096", each run as bf16mm-LABEL],
+# LCP_MODES [exact,int8: llmrt's --cpu-matmul modes next to llama.cpp; int8 keeps a bf16 KV cache,
+# as llama.cpp keeps f16].
 # A peer that is missing or fails to start is reported and the rest still runs.
 set -u
 cd "$(dirname "$0")/.."
@@ -44,6 +46,7 @@ BASE=${BASE:-}
 KV_TOKENS=${KV_TOKENS:-16384}
 DTYPES=${DTYPES:-fp32 bf16}
 EXTRA=${EXTRA:-}
+LCP_MODES=${LCP_MODES:-exact,int8}
 NP=64 IN=128 OUT=64
 mkdir -p "$WORK"
 bin=$LLMRT dir=$WORK threads=(-t "$THREADS")
@@ -275,7 +278,8 @@ if [ ! -x "$LCP_PY" ] || skipped llamacpp || [ ! -f "$GGUF" ]; then
     say "!! llama.cpp: $LCP_PY or the GGUF missing, or skipped"
 else
     for p in 128 512; do
-        run "$LCP_PY" python/tools/bench_llamacpp.py -m "$GGUF" --llmrt "$LLMRT" -p $p -n 64 -r "$ROUNDS" -t "$THREADS" \
+        run "$LCP_PY" python/tools/bench_llamacpp.py -m "$GGUF" --llmrt "$LLMRT" --llmrt-matmul "$LCP_MODES" \
+            -p $p -n 64 -r "$ROUNDS" -t "$THREADS" \
             2>"$WORK/llamacpp_$p.err" || { say "!! bench_llamacpp.py failed:"; tail -3 "$WORK/llamacpp_$p.err"; }
     done
 fi

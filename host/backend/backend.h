@@ -63,7 +63,9 @@ typedef struct llmrt_batch_plan {
 typedef struct llmrt_blora_table llmrt_blora_table;
 
 /* Geometry of one layer's paged KV pool: K and V each [n_blocks, block_size, Hkv, hd] (an
- * 8-bit pool: [n_blocks, block_size] slot rows of format/kv_quant.h). */
+ * 8-bit pool: [n_blocks, block_size] slot rows of format/kv_quant.h; the CPU backend's fp32 and
+ * bf16 K: [n_blocks, Hkv, hd, block_size], backend/cpu/attention_cpu.h). A block is contiguous in
+ * every layout, so blocks are copied whole. */
 typedef struct llmrt_kv_geometry {
     int32_t n_layers;
     int32_t n_blocks;
