@@ -88,9 +88,11 @@ static const tile_fn tiles[LLMRT_CPU_BF16_MR + 1] = {NULL,    tile_1,  tile_2,  
                                                      tile_5,  tile_6,  tile_7,  tile_8,  tile_9,
                                                      tile_10, tile_11, tile_12, tile_13, tile_14};
 
-/* Tokens in blocks that stay in L2 while the task's panels pass over them; within a block, tiles
- * of (nearly) equal height, so a batch of 64 runs 5 tiles of 13/12 tokens, not 4 x 14 + 8. */
-#define TOKENS_BLOCK 64
+/* Tokens in blocks that stay in L1/L2 while the task's panels pass over them; within a block,
+ * tiles of (nearly) equal height, so a block of 32 runs 3 tiles of 11/11/10 tokens, not 2 x 14 +
+ * 4. 32 beat 64 in 18 of 18 paired runs of SmolLM2's shapes (M 64/128/512, 2 threads, Zen 4:
+ * +1-4 %, bench/results/cpu_bf16_tokens_block.txt); 256 lost 5-10 % at M = 512. */
+#define TOKENS_BLOCK 32
 
 static void gemm_avx512(float *out, int64_t ldo, const uint16_t *xb, int64_t M,
                         const llmrt_cpu_bf16w *w, int64_t n0, int n_rows) {
