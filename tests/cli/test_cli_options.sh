@@ -140,4 +140,8 @@ echo "ok: $n bad option values refused with exit 2, each naming its option"
     --max-batched-tokens 64 --kv-policy reserve --load-format auto --device cpu --tp 1 \
     --kv-cache-dtype bf16 \
     > "$dir/out" 2> "$dir/err" || { echo "FAIL: good values refused:"; cat "$dir/err"; exit 1; }
+# --kv-cache-dtype fp32 (the exact mode's cache, kept in the int8/bf16 modes whose auto is bf16)
+"$bin" generate "${m[@]}" --tokens 1,2,3 -n 2 --temperature 0 -t 1 --cpu-matmul int8 \
+    --kv-cache-dtype fp32 > "$dir/out" 2> "$dir/err" ||
+    { echo "FAIL: --kv-cache-dtype fp32 refused:"; cat "$dir/err"; exit 1; }
 echo "ok: good values accepted"
