@@ -196,7 +196,8 @@ static void usage(FILE *f) {
             "      --enforce-eager   CUDA: decode without CUDA graphs (alias --no-cuda-graphs;\n"
             "                        default: graphs), to compare the two\n"
 
-            "      --kv-cache-dtype T  auto (default) | int8 | fp8 | fp8_e4m3 | bf16\n",
+            "      --kv-cache-dtype T  auto (default) | int8 | fp8 | fp8_e4m3 | bf16 | fp32\n"
+            "      --cpu-pin         bind the CPU threads one per allowed CPU (llmrt --help)\n",
             cli_default_model());
 }
 
@@ -314,6 +315,7 @@ int bench_latency_main(int argc, char **argv) {
                                          {"enforce-eager", no_argument, 0, 'E'},
                                          {"no-cuda-graphs", no_argument, 0, 'E'},
                                          {"kv-cache-dtype", required_argument, 0, 'K'},
+                                         {"cpu-pin", no_argument, 0, 'P'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     int c;
@@ -372,8 +374,12 @@ int bench_latency_main(int argc, char **argv) {
         case 'E':
             cli_load.enforce_eager = true;
             break;
+        case 'P':
+            cli_load.cpu_pin_threads = true;
+            break;
         case 'K': {
-            static const char *const kvs[] = {"auto", "int8", "fp8", "fp8_e4m3", "bf16", NULL};
+            static const char *const kvs[] = {"auto", "int8", "fp8", "fp8_e4m3", "bf16", "fp32",
+                                              NULL};
             int i = 0;
             bad = cli_arg_enum("--kv-cache-dtype", optarg, kvs, &i);
             if (!bad) cli_load.kv_cache_dtype = cli_kv_cache_dtype_of(kvs[i]);

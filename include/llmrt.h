@@ -232,6 +232,13 @@ typedef struct llmrt_model_params {
     /* How every KV cache of the model stores K and V; default AUTO. A backend without kernels
      * for the type fails the load with LLMRT_ERR_UNSUPPORTED naming kv_cache_dtype. */
     llmrt_kv_cache_dtype kv_cache_dtype;
+    /* CPU: bind thread i of the backend's pool to the i-th CPU the process may run on (its
+     * affinity mask: narrow it with taskset / numactl), as vLLM's VLLM_CPU_OMP_THREADS_BIND or
+     * llama.cpp's --cpu-strict do; the thread that steps the engine is thread 0 and is bound
+     * too, on its first step. Default false (the scheduler places the threads). A mask with
+     * fewer CPUs than n_threads fails the load with LLMRT_ERR_INVALID_ARG naming the field;
+     * refused with CPU tensor parallel (its ranks would share the first CPUs). */
+    bool                 cpu_pin_threads;
 } llmrt_model_params;
 
 LLMRT_API llmrt_model_params llmrt_model_default_params(void);

@@ -312,6 +312,9 @@ typedef struct llmrt_cpu_options {
      * (AVX512-BF16; cpu/bf16_gemm.h) instead of fp32 math: llmrt_model_params.activation_dtype =
      * BF16 on the CPU */
     bool             bf16_activations;
+    /* the thread pool's threads bound one per CPU of the process's affinity mask
+     * (llmrt_model_params.cpu_pin_threads; core/thread_pool.h) */
+    bool             pin_threads;
 } llmrt_cpu_options;
 
 /* llmrt_backend_cpu_create with options (NULL: the defaults). */

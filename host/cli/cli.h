@@ -62,6 +62,7 @@ typedef struct cli_load_opts {
                             * (default: dequantise it, with a warning) */
     bool enforce_eager;    /* --enforce-eager / --no-cuda-graphs: CUDA decode steps without
                             * graphs (llmrt_model_params.enforce_eager) */
+    bool cpu_pin_threads;  /* --cpu-pin (llmrt_model_params.cpu_pin_threads) */
     int  log_level;        /* --verbose: LLMRT_LOG_DEBUG; default LLMRT_LOG_WARN */
     /* --lora PATH[:SCALE] (repeatable): adapters folded into the weights at load
      * (llmrt_model_params.lora_paths), or kept unmerged on a quantised base */

@@ -187,6 +187,7 @@ static int apply_env(llmrt_model_params *p) {
     }
     p->allow_fallback = !cli_load.no_fallback;
     p->enforce_eager  = cli_load.enforce_eager;
+    p->cpu_pin_threads = cli_load.cpu_pin_threads;
     if (cli_load.n_loras > 0) {
         p->lora_paths  = cli_load.lora_paths;
         p->lora_scales = cli_load.lora_scales;

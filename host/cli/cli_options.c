@@ -18,7 +18,7 @@ enum {
     OPT_CUDA_DTYPE, OPT_CPU_ISA, OPT_NO_FALLBACK, OPT_VERBOSE, OPT_CPU_MATMUL, OPT_LORA,
     OPT_LORA_MODULE, OPT_MAX_LORAS, OPT_MAX_LORA_BYTES, OPT_LORA_NAME, OPT_LORA_SCALE,
     OPT_ENFORCE_EAGER,
-    OPT_KV_CACHE_DTYPE,
+    OPT_KV_CACHE_DTYPE, OPT_CPU_PIN,
 };
 
 static int lora_unsupported(const char *opt);
@@ -54,6 +54,7 @@ const struct option cli_common_options[] = {
     {"cpu-isa", required_argument, 0, OPT_CPU_ISA},
     {"cpu-matmul", required_argument, 0, OPT_CPU_MATMUL},
     {"kv-cache-dtype", required_argument, 0, OPT_KV_CACHE_DTYPE},
+    {"cpu-pin", no_argument, 0, OPT_CPU_PIN},
     {"no-fallback", no_argument, 0, OPT_NO_FALLBACK},
     {"enforce-eager", no_argument, 0, OPT_ENFORCE_EAGER},
     {"no-cuda-graphs", no_argument, 0, OPT_ENFORCE_EAGER},
@@ -132,6 +133,8 @@ void cli_common_usage(FILE *f) {
             "                              int8 | fp8 (= fp8_e4m3), a scale per token and head |\n"
             "                              bf16 (CPU; CUDA with bf16 activations) |\n"
             "                              fp32 (CPU; CUDA with f32 activations)\n"
+            "      --cpu-pin               bind the CPU threads one per CPU of the process's\n"
+            "                              affinity mask (taskset -c 0-7 llmrt ... --cpu-pin)\n"
             "      --dequantize            dequantize 4-bit/8-bit weights at load ($LLMRT_NO_Q4=1)\n"
             "      --no-fallback           fail when the backend cannot run a weight as stored\n"
             "                              (default: dequantize it at load, with a warning)\n"
@@ -212,6 +215,7 @@ int cli_common_parse(cli_common *c, int opt, const char *arg) {
     case OPT_DEQUANTIZE: cli_load.dequantize = 1; return 1;
     case OPT_NO_FALLBACK: cli_load.no_fallback = true; return 1;
     case OPT_ENFORCE_EAGER: cli_load.enforce_eager = true; return 1;
+    case OPT_CPU_PIN: cli_load.cpu_pin_threads = true; return 1;
     case OPT_VERBOSE: cli_load.log_level = LLMRT_LOG_DEBUG; return 1;
     case OPT_CUDA_DTYPE:
         if ((cli_load.activation_dtype = cli_activation_dtype_of(arg)) < 0) {

@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -49,6 +50,12 @@ struct llmrt_thread_pool {
     _Atomic uint64_t       claim;   /* generation << 32 | next task index                   */
     _Atomic uint32_t       done;    /* tasks finished; futex word of the waiting caller     */
     atomic_int             caller_asleep;
+    /* pinning (llmrt_thread_pool_create_pinned): cpus[i] is thread i's CPU; the caller is bound
+     * on its first job, and again when another thread calls */
+    bool                   pin;
+    int                   *cpus;
+    pthread_t              pinned_caller;
+    bool                   caller_pinned;
     atomic_int             caller_cpu;  /* cpu the caller last posted a job from             */
     atomic_int            *worker_cpu;  /* [n_threads] cpu each worker last claimed a task on */
 };
@@ -155,14 +162,48 @@ static void *worker_main(void *p) {
     }
 }
 
+static bool bind_to(pthread_t th, int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return pthread_setaffinity_np(th, sizeof set, &set) == 0;
+}
+
 llmrt_thread_pool *llmrt_thread_pool_create(int n_threads) {
+    return llmrt_thread_pool_create_pinned(n_threads, false, NULL, 0);
+}
+
+llmrt_thread_pool *llmrt_thread_pool_create_pinned(int n_threads, bool pin, char *why, size_t cap) {
     if (n_threads <= 0) {
         long n    = sysconf(_SC_NPROCESSORS_ONLN);
         n_threads = n > 0 ? (int)n : 1;
     }
+    if (why && cap) why[0] = 0;
     llmrt_thread_pool *pool = calloc(1, sizeof *pool);
     if (!pool) return NULL;
     pool->n_threads = n_threads;
+    pool->pin       = pin;
+    if (pin) { /* thread i -> the i-th CPU the process may run on */
+        cpu_set_t allowed;
+        int       n_allowed = 0;
+        pool->cpus          = calloc((size_t)n_threads, sizeof *pool->cpus);
+        if (!pool->cpus || sched_getaffinity(0, sizeof allowed, &allowed) != 0) {
+            if (why && cap) snprintf(why, cap, "cannot read the process's CPU affinity");
+            free(pool->cpus);
+            free(pool);
+            return NULL;
+        }
+        for (int c = 0; c < CPU_SETSIZE && n_allowed < n_threads; c++)
+            if (CPU_ISSET(c, &allowed)) pool->cpus[n_allowed++] = c;
+        if (n_allowed < n_threads) {
+            if (why && cap)
+                snprintf(why, cap, "%d threads to pin but the process may run on %d CPUs only",
+                         n_threads, CPU_COUNT(&allowed));
+            free(pool->cpus);
+            free(pool);
+            return NULL;
+        }
+    }
     atomic_init(&pool->generation, 0);
     atomic_init(&pool->sleepers, 0);
     atomic_init(&pool->stop, 0);
@@ -179,6 +220,7 @@ llmrt_thread_pool *llmrt_thread_pool_create(int n_threads) {
     if (!pool->workers || !pool->worker_cpu) {
         free(pool->workers);
         free(pool->worker_cpu);
+        free(pool->cpus);
         free(pool);
         return NULL;
     }
@@ -190,6 +232,12 @@ llmrt_thread_pool *llmrt_thread_pool_create(int n_threads) {
             free(arg);
             pool->n_threads = i; /* run with the workers we got */
             break;
+        }
+        if (pin && !bind_to(pool->workers[i], pool->cpus[i])) {
+            if (why && cap) snprintf(why, cap, "cannot bind thread %d to CPU %d", i, pool->cpus[i]);
+            pool->n_threads = i + 1;
+            llmrt_thread_pool_destroy(pool);
+            return NULL;
         }
     }
     return pool;
@@ -203,6 +251,7 @@ void llmrt_thread_pool_destroy(llmrt_thread_pool *pool) {
     for (int i = 1; i < pool->n_threads; i++) pthread_join(pool->workers[i], NULL);
     free(pool->workers);
     free(pool->worker_cpu);
+    free(pool->cpus);
     free(pool);
 }
 
@@ -241,6 +290,12 @@ static void run_job(llmrt_thread_pool *pool, int64_t base, uint32_t n, llmrt_tas
 
 void llmrt_thread_pool_run(llmrt_thread_pool *pool, int64_t n_tasks, llmrt_task_fn task, void *ctx) {
     if (n_tasks <= 0) return;
+    if (pool->pin && !(pool->caller_pinned && pthread_equal(pool->pinned_caller, pthread_self()))) {
+        /* the caller is thread 0: bound once per calling thread (a failure leaves it free) */
+        pool->pinned_caller = pthread_self();
+        pool->caller_pinned = true;
+        (void)bind_to(pool->pinned_caller, pool->cpus[0]);
+    }
     if (pool->n_threads == 1 || n_tasks == 1) {
         for (int64_t i = 0; i < n_tasks; i++) task(ctx, i, 0);
         return;

@@ -653,7 +653,8 @@ static llmrt_status create_backend(const llmrt_model_params *p, int device, llmr
 #endif
     static const char *const isa[] = {NULL, "avx512", "avx2", "generic"};
     llmrt_cpu_options        o     = {.matmul_mode      = p->cpu_matmul,
-                                      .bf16_activations = p->activation_dtype == LLMRT_ACTIVATION_BF16};
+                                      .bf16_activations = p->activation_dtype == LLMRT_ACTIVATION_BF16,
+                                      .pin_threads      = p->cpu_pin_threads};
     return llmrt_backend_cpu_create_opts(p->n_threads, isa[p->cpu_isa], &o, be, err);
 }
 
@@ -690,6 +691,10 @@ static llmrt_status choose_kv_dtype(struct llmrt_rank_model *m, const llmrt_mode
 static llmrt_status check_load_args(const llmrt_model_params *p,
                                     int32_t tp_size, int32_t tp_rank, int device,
                                     llmrt_error *err) {
+    if (p->cpu_pin_threads && tp_size > 1)
+        return llmrt_err(err, LLMRT_ERR_UNSUPPORTED,
+                         "llmrt_model_load: cpu_pin_threads with tensor_parallel %d: the ranks' "
+                         "pools would be bound to the same CPUs", (int)tp_size);
     if (p->device != LLMRT_DEVICE_CPU && p->device != LLMRT_DEVICE_CUDA)
         return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "llmrt_model_load: device %d is unknown",
                          (int)p->device);

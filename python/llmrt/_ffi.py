@@ -129,6 +129,7 @@ class llmrt_model_params(Structure):
         ("n_loras", c_int32),
         ("enforce_eager", c_bool),
         ("kv_cache_dtype", c_enum),
+        ("cpu_pin_threads", c_bool),
     ]
 
 

@@ -40,7 +40,7 @@ class ModelHandle:
 
     def __init__(self, path: str | os.PathLike, *, load_format: str = "auto", threads: int = 0,
                  random_seed: int = 0, tensor_parallel: int = 1, device: str = "auto",
-                 kv_cache_dtype: str = "auto"):
+                 kv_cache_dtype: str = "auto", cpu_pin_threads: bool = False):
         self.lib = _ffi.load_library()
         self._ptr: int | None = None
         self._lock = threading.Lock()
@@ -68,6 +68,9 @@ class ModelHandle:
         params.random_seed = to_int("random_seed", random_seed, 0, 2**64 - 1)
         params.tensor_parallel = to_int32("tensor_parallel_size", tensor_parallel)
         params.kv_cache_dtype = KV_CACHE_DTYPES[kv_cache_dtype]
+        if not isinstance(cpu_pin_threads, bool):
+            raise InvalidArgument(f"cpu_pin_threads must be True or False, got {cpu_pin_threads!r}")
+        params.cpu_pin_threads = cpu_pin_threads
         out = _ffi.llmrt_model_p()
         status = self.lib.llmrt_model_load(os.fsencode(path), ctypes.byref(params), ctypes.byref(out))
         if status == _ffi.LLMRT_ERR_UNSUPPORTED and device == "auto":

@@ -56,6 +56,8 @@ ENGINE_ARGS = {
                       "8-bit K/V with a scale per token and KV head (vLLM's kv_cache_dtype); "
                       '"bf16": K/V rounded to bf16 (CPU; on CUDA only with bf16 activations); '
                       '"fp32" (CPU; on CUDA only with f32 activations)',
+    "cpu_pin_threads": "CPU: bind the threads one per CPU of the process's affinity mask "
+                       "(vLLM's VLLM_CPU_OMP_THREADS_BIND; default False)",
     "prefix_caching": "reuse KV blocks of a shared prompt prefix (default True)",
     "load_format": '"auto" (default), "hf", "gguf" or "random"',
     "random_seed": 'seed of load_format="random" weights',
@@ -454,6 +456,7 @@ class LLM:
             random_seed=engine_args.get("random_seed", 0),
             tensor_parallel=engine_args.get("tensor_parallel_size", 1),
             kv_cache_dtype=engine_args.get("kv_cache_dtype", "auto"),
+            cpu_pin_threads=engine_args.get("cpu_pin_threads", False),
         )
         try:
             out = _ffi.llmrt_engine_p()

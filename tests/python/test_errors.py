@@ -1,5 +1,7 @@
 """Errors map to exception classes that carry the C library's message."""
 
+import os
+
 import pytest
 
 import llmrt
@@ -164,3 +166,22 @@ def test_error_classes():
         assert issubclass(cls, llmrt.LLMRTError)
         e = cls("msg")
         assert e.status == cls.status and "msg" in str(e)
+
+
+def test_cpu_pin_threads():
+    """cpu_pin_threads binds the CPU threads one per allowed CPU (the stepping thread included:
+    its mask is restored afterwards so that later tests keep every CPU); more threads than CPUs
+    and a non-bool value are refused by name."""
+    path = DATA / "tiny" / "llama_f32"
+    allowed = os.sched_getaffinity(0)
+    try:
+        with llmrt.LLM(path, threads=1, cpu_pin_threads=True) as llm:
+            out = llm.generate([[1, 2, 3]], llmrt.SamplingParams(temperature=0, max_tokens=2))
+            assert len(out[0].outputs[0].token_ids) == 2
+            assert os.sched_getaffinity(0) == {min(allowed)}  # thread 0 -> the first CPU
+    finally:
+        os.sched_setaffinity(0, allowed)
+    with pytest.raises(llmrt.InvalidArgument, match="cpu_pin_threads"):
+        llmrt.LLM(path, threads=len(allowed) + 1, cpu_pin_threads=True)
+    with pytest.raises(llmrt.InvalidArgument, match="cpu_pin_threads"):
+        llmrt.LLM(path, threads=1, cpu_pin_threads="yes")

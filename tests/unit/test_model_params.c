@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "llmrt_experimental.h"
 #include "test_util.h"
@@ -62,6 +63,13 @@ int main(void) {
     p                = d;
     p.kv_cache_dtype = (llmrt_kv_cache_dtype)5; /* one past LLMRT_KV_CACHE_FP32 */
     CHECK_STATUS(llmrt_model_load(Q4_GGUF, &p, &bad), LLMRT_ERR_INVALID_ARG, "kv_cache_dtype");
+    p                 = d; /* more threads to pin than CPUs to pin them to */
+    p.cpu_pin_threads = true;
+    p.n_threads       = (int32_t)sysconf(_SC_NPROCESSORS_ONLN) + 1;
+    CHECK_STATUS(llmrt_model_load(Q4_GGUF, &p, &bad), LLMRT_ERR_INVALID_ARG, "cpu_pin_threads");
+    p.n_threads       = 1;
+    p.tensor_parallel = 2;
+    CHECK_STATUS(llmrt_model_load(Q4_GGUF, &p, &bad), LLMRT_ERR_UNSUPPORTED, "cpu_pin_threads");
     p            = d;
     p.tp_spin_us = -5;
     CHECK_STATUS(llmrt_model_load(Q4_GGUF, &p, &bad), LLMRT_ERR_INVALID_ARG, "tp_spin_us");

@@ -2,8 +2,10 @@
  * poll between jobs, then sleep), for pool sizes 1..4 (more threads than this machine's cores
  * included) and task counts around the pool size, with tasks slow enough now and then that the
  * caller parks waiting for them. */
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "core/thread_pool.h"
@@ -25,7 +27,64 @@ static void task(void *p, int64_t i, int thread) {
     if (thread < 0 || thread >= j->n_threads) atomic_store(&j->bad_thread, 1);
 }
 
+/* pinned pools: task i records the CPU that thread ran it on */
+typedef struct {
+    atomic_int cpu_of[8]; /* [thread]: the CPU seen, -1 none, -2 two different ones */
+} seen_cpus;
+
+static void where(void *p, int64_t i, int thread) {
+    seen_cpus *s = p;
+    (void)i;
+    usleep(100); /* long enough that every thread takes some tasks */
+    int c = sched_getcpu(), old = -1;
+    if (!atomic_compare_exchange_strong(&s->cpu_of[thread], &old, c) && old != c)
+        atomic_store(&s->cpu_of[thread], -2);
+}
+
+static void test_pinned(void) {
+    cpu_set_t allowed;
+    CHECK(sched_getaffinity(0, sizeof allowed, &allowed) == 0);
+    int cpus[8], n_allowed = 0;
+    for (int c = 0; c < CPU_SETSIZE && n_allowed < 8; c++)
+        if (CPU_ISSET(c, &allowed)) cpus[n_allowed++] = c;
+    int n = n_allowed < 4 ? n_allowed : 4;
+    /* thread i runs on the i-th allowed CPU, and only there, over many jobs */
+    char               why[128];
+    llmrt_thread_pool *pool = llmrt_thread_pool_create_pinned(n, true, why, sizeof why);
+    CHECK_MSG(pool != NULL, "pinned pool of %d threads: %s", n, why);
+    /* the caller moves to the last allowed CPU before its first job: without the binding at
+     * that job, thread 0 would run there and not on the first */
+    cpu_set_t last;
+    CPU_ZERO(&last);
+    CPU_SET(cpus[n_allowed - 1], &last);
+    CHECK(sched_setaffinity(0, sizeof last, &last) == 0);
+    seen_cpus s;
+    for (int t = 0; t < 8; t++) atomic_init(&s.cpu_of[t], -1);
+    for (int rep = 0; rep < 50 && pool; rep++) llmrt_thread_pool_run(pool, 4 * n, where, &s);
+    for (int t = 0; t < n; t++) {
+        int c = atomic_load(&s.cpu_of[t]);
+        CHECK_MSG(c == -1 || c == cpus[t], "pinned thread %d ran on CPU %d, bound to %d", t, c,
+                  cpus[t]);
+    }
+    CHECK_MSG(atomic_load(&s.cpu_of[0]) == cpus[0], "the caller (thread 0) ran on CPU %d, not %d",
+              atomic_load(&s.cpu_of[0]), cpus[0]);
+    llmrt_thread_pool_destroy(pool);
+    /* more threads than the mask's CPUs: refused with the counts */
+    CHECK(sched_setaffinity(0, sizeof allowed, &allowed) == 0);
+    why[0] = 0;
+    pool   = llmrt_thread_pool_create_pinned(n_allowed + 1, true, why, sizeof why);
+    CHECK(pool == NULL);
+    CHECK_MSG(strstr(why, "may run on") != NULL, "why: \"%s\"", why);
+    /* unpinned: any number of threads */
+    pool = llmrt_thread_pool_create_pinned(n_allowed + 1, false, why, sizeof why);
+    CHECK(pool != NULL && llmrt_thread_pool_size(pool) == n_allowed + 1);
+    llmrt_thread_pool_destroy(pool);
+    /* the caller's own affinity was narrowed to cpus[0]: restore it for what follows */
+    CHECK(sched_setaffinity(0, sizeof allowed, &allowed) == 0);
+}
+
 int main(void) {
+    test_pinned();
     for (int n_threads = 1; n_threads <= 4; n_threads++) {
         llmrt_thread_pool *pool = llmrt_thread_pool_create(n_threads);
         CHECK(pool && llmrt_thread_pool_size(pool) == n_threads);

@@ -1025,9 +1025,13 @@ llmrt_status llmrt_backend_cpu_create_opts(int n_threads, const char *force_isa,
                       "%s kernel set (AVX512-VNNI needed); those matmuls stay fp32 (K-quants: %s "
                       "int8 kernels)", c->k.isa, c->kq8k.isa);
     }
-    c->pool       = llmrt_thread_pool_create(n_threads);
+    char why[128] = "";
+    c->pool       = llmrt_thread_pool_create_pinned(n_threads, opt && opt->pin_threads, why,
+                                                    sizeof why);
     if (!c->pool) {
         cpu_destroy(be);
+        if (why[0])
+            return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "cpu backend: cpu_pin_threads: %s", why);
         return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: cannot start threads");
     }
     c->n_threads = llmrt_thread_pool_size(c->pool);
