@@ -670,7 +670,7 @@ static llmrt_status choose_kv_dtype(struct llmrt_rank_model *m, const llmrt_mode
     static const llmrt_dtype dts[]  = {LLMRT_DTYPE_INVALID, LLMRT_DTYPE_I8, LLMRT_DTYPE_F8_E4M3,
                                        LLMRT_DTYPE_BF16, LLMRT_DTYPE_F32};
     llmrt_kv_cache_dtype kv = p->kv_cache_dtype;
-    if (kv == LLMRT_KV_CACHE_AUTO && strcmp(m->be->name, "cpu") == 0 &&
+    if (kv == LLMRT_KV_CACHE_AUTO && p->device == LLMRT_DEVICE_CPU &&
         (p->cpu_matmul == LLMRT_CPU_MATMUL_INT8 || p->activation_dtype == LLMRT_ACTIVATION_BF16))
         kv = LLMRT_KV_CACHE_BF16;
     m->kv_dtype = m->be->act_dtype;
@@ -718,7 +718,7 @@ static llmrt_status check_load_args(const llmrt_model_params *p,
         (int)p->kv_cache_dtype > LLMRT_KV_CACHE_FP32)
         return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
                          "llmrt_model_load: kv_cache_dtype %d is unknown (0 auto, 1 int8, "
-                         "2 fp8_e4m3, 3 bf16)", (int)p->kv_cache_dtype);
+                         "2 fp8_e4m3, 3 bf16, 4 fp32)", (int)p->kv_cache_dtype);
     if (p->tp_spin_us < -1 || p->tp_spin_us > 10000000)
         return llmrt_err(err, LLMRT_ERR_INVALID_ARG,
                          "llmrt_model_load: tp_spin_us %d is out of range (-1 = default, 0..10^7)",

@@ -188,15 +188,14 @@ pv_rows(float *const *orow, const float *p, const float *alpha, const uint8_t *c
  * fraction of the bandwidth). */
 static inline __attribute__((always_inline)) void
 prefetch_chunk(const llmrt_cpu_attn_tile *t, int32_t c0, int32_t last, llmrt_dtype kv) {
-    const int32_t es    = kv == LLMRT_DTYPE_F32 ? 4 : kv == LLMRT_DTYPE_BF16 ? 2 : 1;
-    const bool    kdm   = kv == LLMRT_DTYPE_F32 || kv == LLMRT_DTYPE_BF16;
+    const int32_t es    = llmrt_dtype_block_bytes(kv);
+    const bool    kdm   = llmrt_cpu_attn_k_dmajor(kv);
     int32_t       n     = last - c0 + 1 < W ? last - c0 + 1 : W;
     int32_t       bytes = t->head_dim * es, bs = t->block_size;
     int32_t       blk = c0 / bs, o = c0 % bs;
     if (kdm && o + W <= bs) { /* the d-major K of the chunk: 16 elements per d, bs apart */
-        const uint8_t *k = (kv == LLMRT_DTYPE_F32 ? (const uint8_t *)t->k : t->k8) +
-                           ((int64_t)t->table[blk] * t->k_block + o) * es;
-        int32_t step = bs * es >= 64 ? 1 : 64 / (bs * es); /* d rows per cache line */
+        const uint8_t *k    = llmrt_cpu_attn_k_at(t, c0);
+        int32_t        step = bs * es >= 64 ? 1 : 64 / (bs * es); /* d rows per cache line */
         for (int32_t d = 0; d < t->head_dim; d += step)
             _mm_prefetch((const char *)k + (int64_t)d * bs * es, _MM_HINT_T0);
     }
@@ -253,7 +252,7 @@ static inline __attribute__((always_inline)) void tile(const llmrt_cpu_attn_tile
         const llmrt_dtype kd  = kv == LLMRT_DTYPE_BF16 ? LLMRT_DTYPE_BF16 : LLMRT_DTYPE_F32;
         const uint8_t    *ktb = (const uint8_t *)kt;
         int64_t           ld  = W * sizeof(float);
-        if (kv == LLMRT_DTYPE_F32 || kv == LLMRT_DTYPE_BF16)
+        if (llmrt_cpu_attn_k_dmajor(kv))
             ktb = llmrt_cpu_attn_chunk_kt(t, c0, jlo, nv, (uint8_t *)llmrt_cpu_attn_deq(t, scratch),
                                           &ld);
         else

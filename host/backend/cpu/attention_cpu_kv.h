@@ -33,6 +33,14 @@ static inline bool llmrt_cpu_attn_k_dmajor(llmrt_dtype kv) {
     return kv == LLMRT_DTYPE_F32 || kv == LLMRT_DTYPE_BF16;
 }
 
+/* Position p's K element 0 in a d-major pool (F32 or BF16): element d is d * block_size
+ * elements further (llmrt_cpu_k_index). */
+static inline const uint8_t *llmrt_cpu_attn_k_at(const llmrt_cpu_attn_tile *t, int32_t p) {
+    const int64_t  es = llmrt_dtype_block_bytes(t->kv_dtype);
+    const uint8_t *k  = t->kv_dtype == LLMRT_DTYPE_F32 ? (const uint8_t *)t->k : t->k8;
+    return k + ((int64_t)t->table[p / t->block_size] * t->k_block + p % t->block_size) * es;
+}
+
 /* The chunk's K transposed for a d-major pool (F32 or BF16 elements of `esize` bytes): kt[d]
  * = the 16 elements of positions c0 .. c0 + 15 for dimension d, `*ld` bytes apart from one d to
  * the next. When the chunk's 16 slots lie in one block (always for block sizes that are
@@ -45,19 +53,16 @@ static inline bool llmrt_cpu_attn_k_dmajor(llmrt_dtype kv) {
 static inline __attribute__((always_inline)) const uint8_t *
 llmrt_cpu_attn_chunk_kt(const llmrt_cpu_attn_tile *t, int32_t c0, int32_t jlo, int32_t nv,
                         uint8_t *kt_scratch, int64_t *ld) {
-    const int32_t  W = LLMRT_CPU_ATTN_CHUNK, bs = t->block_size, hd = t->head_dim;
-    const size_t   es    = t->kv_dtype == LLMRT_DTYPE_F32 ? 4 : 2;
-    const uint8_t *k     = t->kv_dtype == LLMRT_DTYPE_F32 ? (const uint8_t *)t->k : t->k8;
-    const int64_t  blk_b = t->k_block * (int64_t)es;
-    int32_t        o0    = c0 % bs;
-    if (o0 + W <= bs) {
+    const int32_t W = LLMRT_CPU_ATTN_CHUNK, bs = t->block_size, hd = t->head_dim;
+    const size_t  es = (size_t)llmrt_dtype_block_bytes(t->kv_dtype);
+    if (c0 % bs + W <= bs) {
         *ld = (int64_t)bs * (int64_t)es;
-        return k + (int64_t)t->table[c0 / bs] * blk_b + (int64_t)o0 * (int64_t)es;
+        return llmrt_cpu_attn_k_at(t, c0);
     }
     memset(kt_scratch, 0, (size_t)hd * W * es);
     for (int32_t j = jlo; j < nv;) { /* a run of positions in one block */
-        int32_t        o = (c0 + j) % bs, n = bs - o < nv - j ? bs - o : nv - j;
-        const uint8_t *src = k + (int64_t)t->table[(c0 + j) / bs] * blk_b + (int64_t)o * (int64_t)es;
+        int32_t        n   = bs - (c0 + j) % bs < nv - j ? bs - (c0 + j) % bs : nv - j;
+        const uint8_t *src = llmrt_cpu_attn_k_at(t, c0 + j);
         for (int32_t d = 0; d < hd; d++)
             memcpy(kt_scratch + ((size_t)d * W + (size_t)j) * es, src + (int64_t)d * bs * (int64_t)es,
                    (size_t)n * es);
