@@ -748,6 +748,20 @@ static void test_random_hd64_kv8(void) {
         CHECK(info.kv_elem_bytes == 2);
         llmrt_model_destroy(g);
     }
+    /* kv_cache_dtype FP32 likewise: refused with fp16 activations, auto with f32 ones */
+    p.kv_cache_dtype   = LLMRT_KV_CACHE_FP32;
+    p.activation_dtype = LLMRT_ACTIVATION_AUTO;
+    CHECK_STATUS(llmrt_model_load(path, &p, &g), LLMRT_ERR_UNSUPPORTED,
+                 "kv_cache_dtype fp32: the cuda backend declines it");
+    CHECK(g == NULL);
+    p.activation_dtype = LLMRT_ACTIVATION_F32;
+    CHECK_STATUS(llmrt_model_load(path, &p, &g), LLMRT_OK, NULL);
+    if (g) {
+        llmrt_model_info info = {.struct_size = sizeof info};
+        llmrt_model_get_info(g, &info);
+        CHECK(info.kv_elem_bytes == 4);
+        llmrt_model_destroy(g);
+    }
     free(ref_lg);
     free(lg);
     remove(path);
