@@ -625,8 +625,9 @@ static void matmul_task(void *p, int64_t task, int thread) {
         const llmrt_cpu_q4 *q = j->w->aux;
         if (c->q4k.gemv && j->rows <= FUSED_MAX_T) {
             /* dequantised in registers per 4 rows x 4 tokens, bit-identical to the path below */
-            for (int64_t r = 0; r < nn; r += LLMRT_CPU_Q4_GEMV_N) {
-                int n_n = nn - r < LLMRT_CPU_Q4_GEMV_N ? (int)(nn - r) : LLMRT_CPU_Q4_GEMV_N;
+            const int gr = c->q4k.gemv_rows;
+            for (int64_t r = 0; r < nn; r += gr) {
+                int n_n = nn - r < gr ? (int)(nn - r) : gr;
                 for (int64_t t = 0; t < j->rows; t += LLMRT_CPU_Q4_GEMV_T) {
                     int n_t = (int)(j->rows - t < GT ? j->rows - t : GT);
                     c->q4k.gemv(j->out + t * N + n0 + r, N, j->x + t * K, K, n_t, q, n0 + r, n_n);
@@ -640,8 +641,9 @@ static void matmul_task(void *p, int64_t task, int thread) {
     } else if (j->w->dtype == LLMRT_DTYPE_Q8_0 && c->q4k.q8_gemv && j->rows <= FUSED_MAX_T) {
         int64_t        row_bytes = K / 32 * 34;
         const uint8_t *w0        = (const uint8_t *)j->w->data + n0 * row_bytes;
-        for (int64_t r = 0; r < nn; r += LLMRT_CPU_Q4_GEMV_N) {
-            int n_n = nn - r < LLMRT_CPU_Q4_GEMV_N ? (int)(nn - r) : LLMRT_CPU_Q4_GEMV_N;
+        const int      gr        = c->q4k.gemv_rows;
+        for (int64_t r = 0; r < nn; r += gr) {
+            int n_n = nn - r < gr ? (int)(nn - r) : gr;
             for (int64_t t = 0; t < j->rows; t += LLMRT_CPU_Q4_GEMV_T) {
                 int n_t = (int)(j->rows - t < GT ? j->rows - t : GT);
                 c->q4k.q8_gemv(j->out + t * N + n0 + r, N, j->x + t * K, K, n_t,

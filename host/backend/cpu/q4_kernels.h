@@ -51,7 +51,8 @@ typedef struct llmrt_cpu_q4 {
     struct llmrt_cpu_i8w *i8; /* the int8 panels of LLMRT_CPU_MATMUL_INT8 (i8_gemm.h), or NULL */
 } llmrt_cpu_q4;
 
-/* Rows of W one gemv call produces at most: one tile. */
+/* Rows of W one gemv call produces at least when that many remain: one tile (a kernel set may
+ * take more per call: gemv_rows). */
 #define LLMRT_CPU_Q4_GEMV_N 4
 /* Activation rows (tokens) one gemv call takes at most (the backend calls it per 4 tokens for
  * small batches and uses dequant_rows + dot_tile for large ones). */
@@ -59,18 +60,21 @@ typedef struct llmrt_cpu_q4 {
 
 typedef struct llmrt_cpu_q4_kernels {
     const char *isa;
+    /* rows one gemv / q8_gemv call takes at most: LLMRT_CPU_Q4_GEMV_N or a multiple of it (AVX2:
+     * 8, two tiles, so that a single token's 8 independent FMA chains hide the FMA latency) */
+    int gemv_rows;
     /* GGUF Q8_0 rows used in place (the lm_head / embedding table of GGUF files), blocks of 32:
      * fp16 d + 32 int8, w = d * q exactly as the loader's dequantisation.
      * out[k] = W[row][k] for all K; row points at the row's first block. */
     void (*q8_dequant_row)(float *out, const uint8_t *row, int64_t K);
-    /* out[t * ldo + r] = dot(x[t * ldx .. +K], W[r]) for t < n_t <= GEMV_T, r < n_n <= GEMV_N,
-     * rows at w + r * row_bytes; bit-identical to q8_dequant_row + dot_tile. NULL: none. */
+    /* out[t * ldo + r] = dot(x[t * ldx .. +K], W[r]) for t < n_t <= GEMV_T, r < n_n <=
+     * gemv_rows, rows at w + r * row_bytes; bit-identical to q8_dequant_row + dot_tile. NULL: none. */
     void (*q8_gemv)(float *out, int64_t ldo, const float *x, int64_t ldx, int n_t, const uint8_t *w,
                     int64_t row_bytes, int n_n, int64_t K);
     /* out[r * K + k] = W[n0 + r][k] in fp32 for r < n_rows (all K columns). */
     void (*dequant_rows)(float *out, const llmrt_cpu_q4 *w, int64_t n0, int n_rows);
     /* out[t * ldo + r] = dot(x[t * ldx .. +K], W[n0 + r]) for t < n_t <= GEMV_T, r < n_n <=
-     * GEMV_N, n0 a multiple of 4 (one tile), fused dequantisation; NULL when the ISA has none
+     * gemv_rows, n0 a multiple of 4 (a tile), fused dequantisation; NULL when the ISA has none
      * (dequant_rows + dot_tile then). */
     void (*gemv)(float *out, int64_t ldo, const float *x, int64_t ldx, int n_t,
                  const llmrt_cpu_q4 *w, int64_t n0, int n_n);

@@ -313,6 +313,7 @@ llmrt_cpu_q4_kernels llmrt_cpu_q4_kernels_avx512(void) {
     return (llmrt_cpu_q4_kernels){
         .isa = "avx512",
         .q8_dequant_row = q8_dequant_row_avx512,
+        .gemv_rows = LLMRT_CPU_Q4_GEMV_N,
         .q8_gemv = q8_gemv_avx512,
         .dequant_rows = dequant_rows_avx512,
         .gemv = __builtin_cpu_supports("avx512vbmi") ? gemv_avx512_vbmi : gemv_avx512,

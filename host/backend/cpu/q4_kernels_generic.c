@@ -54,6 +54,7 @@ llmrt_cpu_q4_kernels llmrt_cpu_q4_kernels_generic(void) {
     return (llmrt_cpu_q4_kernels){
         .isa = "generic",
         .q8_dequant_row = q8_dequant_row_generic,
+        .gemv_rows = LLMRT_CPU_Q4_GEMV_N,
         .q8_gemv = 0,
         .dequant_rows = dequant_rows_generic,
         .gemv = 0,
