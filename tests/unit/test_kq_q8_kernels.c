@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "backend/cpu/i8_gemm.h"
 #include "backend/cpu/kq_q8_kernels.h"
 #include "core/half.h"
 #include "format/ggml_quants.h"
@@ -236,15 +237,15 @@ static void test_backend(llmrt_dtype t) {
 /* Q5_0 / Q5_1 in int8 mode: read in place by q5_gemm with the activations of i8_gemm.h (x per
  * 32 columns).
  * Against fp64 over the exact weights: |err| <= sum_k |w_k| d_block(k) / 2 (the activation
- * rounding, d = max|x_block| / 127) + 1e-5 sum |w x|; the avx512 (VNNI) kernel equals the
- * portable one bit for bit, for 1 and 2 threads, and the last token alone equals its row of
+ * rounding, d = max|x_block| / 127) + 1e-5 sum |w x|; the avx2 (vpmaddubsw) and avx512 (VNNI)
+ * kernels equal the portable one bit for bit, for 1 and 2 threads, and the last token alone equals its row of
  * the batch. */
 static void test_q5(llmrt_dtype t, int K) {
     const int N = 37, M = 5; /* N: partial 4-row groups; K: odd and even block counts */
     int64_t bb = llmrt_dtype_block_bytes(t), row_bytes = K / 32 * bb;
     uint8_t *w = malloc((size_t)(N * row_bytes));
     float *x = malloc((size_t)(M * K) * sizeof(float)), *deq = malloc(K * sizeof(float));
-    float *got[4], *alone = malloc(N * sizeof(float));
+    float *got[6], *alone = malloc(N * sizeof(float));
     for (int i = 0; i < N * row_bytes; i++)
         w[i] = (uint8_t)urand();
     for (int r = 0; r < N; r++)
@@ -254,9 +255,27 @@ static void test_q5(llmrt_dtype t, int K) {
         }
     for (int i = 0; i < M * K; i++)
         x[i] = frand();
-    const char *isas[2] = {"generic", NULL}; /* NULL: the best kernel set */
+    /* each kernel variant directly, on the same quantised activations: equal to the portable
+     * one bit for bit (whether or not a backend would pick it on this CPU) */
+    llmrt_cpu_xq xq = {.q = malloc((size_t)(M * K)), .d = malloc((size_t)(M * K / 32) * 4),
+                       .s = malloc((size_t)(M * K / 32) * 4), .K = K};
+    llmrt_cpu_i8_kernels_generic().quantize(&xq, x, K, M);
+    float *base = malloc((size_t)(M * N) * sizeof(float)), *other = malloc((size_t)(M * N) * 4);
+    for (int v = 0; v < n_variants; v++) {
+        if (!variants[v].q5_gemm) continue;
+        float *o = v == 0 ? base : other;
+        for (int r = 0; r < N; r += 4)
+            variants[v].q5_gemm(t, o + r, N, &xq, M, w + r * row_bytes, row_bytes,
+                                N - r < 4 ? N - r : 4);
+        if (v > 0)
+            CHECK_MSG(memcmp(other, base, (size_t)(M * N) * sizeof(float)) == 0,
+                      "%s q5_gemm %s differs from generic", llmrt_dtype_name(t), variants[v].isa);
+    }
+    free(xq.q), free(xq.d), free(xq.s), free(base), free(other);
+
+    const char *isas[3] = {"generic", "avx2", NULL}; /* NULL: the best kernel set */
     int n_runs = 0;
-    for (int v = 0; v < 2; v++)
+    for (int v = 0; v < 3; v++)
         for (int threads = 1; threads <= 2; threads++) {
             llmrt_error err = {0};
             llmrt_cpu_options opt = {.matmul_mode = LLMRT_CPU_MATMUL_INT8};

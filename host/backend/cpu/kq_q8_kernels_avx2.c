@@ -2,12 +2,13 @@
  * way: 32 unsigned weight bytes times 32 int8 activations by vpmaddubsw (pairs into int16, no
  * saturation: at most 2 * 63 * 127), then vpmaddwd with the sub-block scales into int32. The
  * block's int32 sums S_b and M_b are reduced horizontally and accumulated in fp32 exactly as the
- * portable kernel does (same bits). */
+ * portable kernel does (same bits). Q5_0 / Q5_1 the same way against i8_gemm.h's activations. */
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
 
 #include "../../format/ggml_quants.h"
+#include "i8_gemm.h"
 #include "kq_q8_kernels.h"
 #include "kq_q8_scales.h"
 
@@ -152,10 +153,87 @@ static void gemm_avx2(llmrt_dtype type, float *out, int64_t ldo, const llmrt_cpu
         gemm_type(6, out, ldo, xq, M, w, row_bytes, n_rows);
 }
 
+/* Q5_0 / Q5_1 x int8 activations (i8_gemm.h's xq): the block's 32 5-bit weights as unsigned
+ * bytes (low nibbles: columns 0-15, high: 16-31, bit 4 from qh), vpmaddubsw with the 32 int8
+ * activations (at most 2 * 31 * 127 per pair) and vpmaddwd with ones: lane l = the exact dot
+ * product of columns 4l .. 4l + 3. Then the portable kernel's fp32 steps: per lane
+ * L[parity] = fma(dot, d * dx, L[parity]) for even and odd blocks apart, O[parity] =
+ * fma(off, s, O[parity]), and its final sum order (same bits). NT tokens share a row's unpacked
+ * block. */
+static inline __attribute__((always_inline)) __m256i q5_unpack(const uint8_t *qs, uint32_t qh) {
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    __m128i       v  = _mm_loadu_si128((const __m128i *)qs);
+    __m256i       u  = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m4), _mm_and_si128(v, m4));
+    /* bit j of qh to byte j: byte j gets qh's byte j / 8, then its bit j % 8 is tested */
+    const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2,
+                                            2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bit    = _mm256_set1_epi64x((int64_t)0x8040201008040201ull);
+    __m256i       h      = _mm256_shuffle_epi8(_mm256_set1_epi32((int32_t)qh), spread);
+    h                    = _mm256_cmpeq_epi8(_mm256_and_si256(h, bit), bit);
+    return _mm256_or_si256(u, _mm256_and_si256(h, _mm256_set1_epi8(16)));
+}
+
+static inline __attribute__((always_inline)) void q5_tile(const int MIN, const int NT, float *out,
+                                                          int64_t ldo, const llmrt_cpu_xq *xq,
+                                                          int64_t t0, const uint8_t *row) {
+    const int     bb = MIN ? 24 : 22, qh_at = MIN ? 4 : 2, qs_at = MIN ? 8 : 6;
+    const int64_t nb = xq->K / 32;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256        L[4][2];
+    float         O[4][2];
+#pragma GCC unroll 4
+    for (int i = 0; i < NT; i++) {
+        L[i][0] = L[i][1] = _mm256_setzero_ps();
+        O[i][0] = O[i][1] = 0.0f;
+    }
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = row + b * bb;
+        uint32_t       qh;
+        memcpy(&qh, blk + qh_at, 4);
+        _mm_prefetch((const char *)blk + 8 * bb, _MM_HINT_T0);
+        __m256i u   = q5_unpack(blk + qs_at, qh);
+        float   d   = f16_at(blk), off = MIN ? f16_at(blk + 2) : -16.0f * d;
+        int     par = (int)(b & 1);
+#pragma GCC unroll 4
+        for (int i = 0; i < NT; i++) {
+            int64_t t  = t0 + i;
+            __m256i dp = _mm256_madd_epi16(_mm256_maddubs_epi16(u, load256(xq->q + t * xq->K + 32 * b)),
+                                           ones);
+            L[i][par]  = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp), _mm256_set1_ps(d * xq->d[t * nb + b]),
+                                         L[i][par]);
+            O[i][par]  = fmaf(off, xq->s[t * nb + b], O[i][par]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < NT; i++) {
+        __m256 m = _mm256_add_ps(L[i][0], L[i][1]);
+        __m128 a = _mm_add_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        __m128 h = _mm_add_ps(a, _mm_movehl_ps(a, a)); /* (m0 + m4) + (m2 + m6), (m1 + m5) + ... */
+        out[(t0 + i) * ldo] = (_mm_cvtss_f32(h) + _mm_cvtss_f32(_mm_shuffle_ps(h, h, 1))) +
+                              (O[i][0] + O[i][1]);
+    }
+}
+
+static void q5_gemm_avx2(llmrt_dtype type, float *out, int64_t ldo, const llmrt_cpu_xq *xq,
+                         int64_t M, const uint8_t *w, int64_t row_bytes, int n_rows) {
+    int MIN = type == LLMRT_DTYPE_Q5_1;
+    for (int r = 0; r < n_rows; r++) {
+        const uint8_t *row = w + r * row_bytes;
+        int64_t        t   = 0;
+        for (; t + 4 <= M; t += 4)
+            if (MIN) q5_tile(1, 4, out + r, ldo, xq, t, row);
+            else q5_tile(0, 4, out + r, ldo, xq, t, row);
+        for (; t < M; t++)
+            if (MIN) q5_tile(1, 1, out + r, ldo, xq, t, row);
+            else q5_tile(0, 1, out + r, ldo, xq, t, row);
+    }
+}
+
 static void quantize_avx2(llmrt_cpu_xq8k *xq, const float *x, int64_t ldx, int64_t M) {
     llmrt_cpu_kq8_kernels_generic().quantize(xq, x, ldx, M); /* ~1 % of a matmul: scalar */
 }
 
 llmrt_cpu_kq8_kernels llmrt_cpu_kq8_kernels_avx2(void) {
-    return (llmrt_cpu_kq8_kernels){.isa = "avx2", .quantize = quantize_avx2, .gemm = gemm_avx2};
+    return (llmrt_cpu_kq8_kernels){
+        .isa = "avx2", .quantize = quantize_avx2, .gemm = gemm_avx2, .q5_gemm = q5_gemm_avx2};
 }
