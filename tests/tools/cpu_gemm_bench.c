@@ -4,10 +4,10 @@
  *
  * usage: cpu_gemm_bench [-M 64] [-N 1536] [-K 576] [-t THREADS] [-r REPS] [--isa avx512|avx2|generic]
  *                       [--int8] [--bf16] [--peak] [--formats f32,f16,bf16,q8_0,q4,q5_0,q5_1,q4_k,...]
- * --int8: int8 activations for q8_0 / q4 (AVX512-VNNI); --bf16: the bf16 matmul mode (f32, f16
- * and bf16 weights; AVX512-BF16). --peak first prints the core's arithmetic peak, measured: 12
- * independent register-resident chains of zmm vfmadd231ps (32 flop each) and of vdpbf16ps (64),
- * one thread, best of 5 (the roofline the GEMM rates are read against).
+ * --int8: int8 activations for q8_0 / q4 (AVX512-VNNI, or AVX2 without it); --bf16: the bf16
+ * matmul mode (f32, f16 and bf16 weights; AVX512-BF16). --peak first prints the core's arithmetic
+ * peak, measured: 12 independent register-resident chains of zmm vfmadd231ps (32 flop each) and of
+ * vdpbf16ps (64), one thread, best of 5 (the roofline the GEMM rates are read against).
  * The GGUF packed formats (q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k; random blocks with small
  * scales) run when listed; K must be a multiple of their block (256 for the K-quants). */
 #include <stdbool.h>

@@ -1023,9 +1023,9 @@ llmrt_status llmrt_backend_cpu_create_opts(int n_threads, const char *force_isa,
         c->i8k  = llmrt_cpu_i8_kernels_for(c->k.isa);
         c->kq8k = llmrt_cpu_kq8_kernels_for(c->k.isa); /* every kernel set has them */
         if (!c->i8k.isa)
-            llmrt_log(LLMRT_LOG_WARN, "cpu backend: no int8 kernels for 4-bit/Q8_0 weights with the "
-                      "%s kernel set (AVX512-VNNI needed); those matmuls stay fp32 (K-quants: %s "
-                      "int8 kernels)", c->k.isa, c->kq8k.isa);
+            llmrt_log(LLMRT_LOG_WARN, "cpu backend: no int8 kernels for 4-bit/Q8_0/Q8_Z weights with "
+                      "the %s kernel set (AVX512-VNNI, AVX2 + FMA or portable C needed); those "
+                      "matmuls stay fp32 (K-quants: %s int8 kernels)", c->k.isa, c->kq8k.isa);
     }
     char why[128] = "";
     c->pool       = llmrt_thread_pool_create_pinned(n_threads, opt && opt->pin_threads, why,

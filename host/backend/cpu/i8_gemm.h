@@ -1,10 +1,11 @@
-/* The CPU backend's int8 matmul (LLMRT_CPU_MATMUL_INT8, backend.h): 4-bit and Q8_0 weights
- * times activations quantised to int8, integer dot products on AVX512-VNNI (vpdpbusd).
+/* The CPU backend's int8 matmul (LLMRT_CPU_MATMUL_INT8, backend.h): 4-bit, Q8_0 and Q8_Z weights
+ * times activations quantised to int8, integer dot products on AVX512-VNNI (vpdpbusd) or AVX2
+ * (vpmaddubsw + vpmaddwd).
  *
- * Weights are repacked at load into 16-row panels (one zmm lane per weight row, so a broadcast
- * 4-byte group of a token's activations meets 16 rows at once and no horizontal sums are
- * needed). A panel holds its K / 32 blocks' weight bytes, then their scales (two sequential
- * streams, each 64-byte aligned):
+ * Weights are repacked at load into 16-row panels (one zmm lane, or one lane of a pair of ymm,
+ * per weight row, so a broadcast 4-byte group of a token's activations meets 16 rows at once and
+ * no horizontal sums are needed). A panel holds its K / 32 blocks' weight bytes, then their
+ * scales (two sequential streams, each 64-byte aligned):
  *   u        per block b, the weights as unsigned bytes, in 8 quads of 4 columns: byte 4r + i of
  *            quad j is column 32b + 4j + i of panel row r (the vpdpbusd operand order). 4-bit
  *            weights keep two quads per byte (quad 2jj in the low nibbles, 2jj + 1 in the
@@ -77,10 +78,13 @@ typedef struct llmrt_cpu_i8_kernels {
                  const llmrt_cpu_i8w *w, int64_t n0, int n_rows);
 } llmrt_cpu_i8_kernels;
 
-/* The kernels for a kernel set's isa: "avx512" on a CPU with AVX512-VNNI, "generic" (portable
- * C, the same bits); anything else gets isa == NULL (the backend then keeps the fp32 path). */
+/* The kernels for a kernel set's isa, all giving the same bits: "avx512" on a CPU with
+ * AVX512-VNNI; "avx2", and "avx512" without VNNI, the AVX2 ones (on a CPU with AVX2 and FMA);
+ * "generic" the portable C. Anything else gets isa == NULL (the backend then keeps the fp32
+ * path). */
 llmrt_cpu_i8_kernels llmrt_cpu_i8_kernels_for(const char *isa);
 llmrt_cpu_i8_kernels llmrt_cpu_i8_kernels_generic(void);
+llmrt_cpu_i8_kernels llmrt_cpu_i8_kernels_avx2(void);
 llmrt_cpu_i8_kernels llmrt_cpu_i8_kernels_avx512(void);
 
 #endif
