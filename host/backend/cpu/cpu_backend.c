@@ -738,10 +738,19 @@ static const llmrt_cpu_bf16w *bf16_panels_of(const cpu_ctx *c, const llmrt_bweig
     return NULL;
 }
 
-static void cpu_matmul(llmrt_backend *be, void *out, const void *x, int64_t rows,
-                       const llmrt_bweight *w) {
-    cpu_ctx   *c   = ctx_of(be);
-    matmul_job job = {.c = c, .out = out, .x = x, .rows = rows, .w = w};
+/* Which activation buffers a matmul (or a fused group of matmuls of one x) has filled from x:
+ * the tasks of every weight of the group read them, so each is made once. */
+typedef struct x_prepared {
+    bool xq, xk, xbf;
+} x_prepared;
+
+/* Fills *job for out [rows, w->rows] = x [rows, K] · Wᵀ: the gathered x of a permuted weight,
+ * the int8 / q8_K / bf16 activations the weight's kernels read (made unless *done says x was
+ * already converted for another weight of the same x), and the rows per task. Returns the
+ * task count. */
+static int64_t matmul_prepare(cpu_ctx *c, matmul_job *job, void *out, const void *x, int64_t rows,
+                              const llmrt_bweight *w, x_prepared *done) {
+    *job = (matmul_job){.c = c, .out = out, .x = x, .rows = rows, .w = w};
     if (w->dtype == LLMRT_DTYPE_Q4 && ((const llmrt_cpu_q4 *)w->aux)->perm) {
         /* act-order: stored column j is input column perm[j] (xperm is sized by begin_batch);
          * a padded TP slice reads x [rows, x_cols] and 0 for its padding columns (perm -1) */
@@ -752,7 +761,7 @@ static void cpu_matmul(llmrt_backend *be, void *out, const void *x, int64_t rows
         for (int64_t t = 0; t < rows; t++)
             for (int64_t k = 0; k < K; k++)
                 c->xperm[t * K + k] = perm[k] >= 0 ? xf[t * Kx + perm[k]] : 0.0f;
-        job.x = c->xperm;
+        job->x = c->xperm;
     } else if (w->dtype != LLMRT_DTYPE_Q4 && w->aux) {
         /* a permuted block / dense weight (weight_upload_permuted): stored column j reads
          * x[:, perm[j]] */
@@ -761,60 +770,115 @@ static void cpu_matmul(llmrt_backend *be, void *out, const void *x, int64_t rows
         const float   *xf   = x;
         for (int64_t t = 0; t < rows; t++)
             for (int64_t k = 0; k < K; k++) c->xperm[t * K + k] = xf[t * K + perm[k]];
-        job.x = c->xperm;
+        job->x = c->xperm;
     }
-    if (w->dtype == LLMRT_DTYPE_Q4) job.i8 = ((const llmrt_cpu_q4 *)w->aux)->i8;
+    if (w->dtype == LLMRT_DTYPE_Q4) job->i8 = ((const llmrt_cpu_q4 *)w->aux)->i8;
     else if (w->dtype == LLMRT_DTYPE_Q8_0 || w->dtype == LLMRT_DTYPE_Q8_Z)
-        job.i8 = q8_panels_of(c, w, &job.i8_row0);
-    if (job.i8 && c->xq_cap >= rows * w->cols) {
+        job->i8 = q8_panels_of(c, w, &job->i8_row0);
+    bool q5 = c->i8k.isa && c->kq8k.q5_gemm &&
+              (w->dtype == LLMRT_DTYPE_Q5_0 || w->dtype == LLMRT_DTYPE_Q5_1);
+    if ((job->i8 || q5) && c->xq_cap >= rows * w->cols) {
         /* int8 mode at every batch size (a token's result then depends on no other token);
-         * x is quantised once here, the tasks share it */
-        c->xq.K = w->cols;
-        c->i8k.quantize(&c->xq, job.x, w->cols, rows); /* x or xperm: rows of K */
+         * x (or xperm) is quantised once per 32 columns, the tasks share it (the panels and
+         * Q5_0 / Q5_1 read in place take the same activations) */
+        if (!done->xq) {
+            c->xq.K = w->cols;
+            c->i8k.quantize(&c->xq, job->x, w->cols, rows);
+            done->xq = true;
+        }
+        job->q5 = q5;
+        if (q5) job->i8 = NULL;
     } else {
-        job.i8 = NULL;
+        job->i8 = NULL;
     }
     if (c->kq8k.isa && llmrt_cpu_kq8_takes(w->dtype) && c->xk_cap >= rows * w->cols) {
-        /* int8 mode, K-quant weights: x quantised once here (q8_K), the tasks share it */
-        c->xk.K = w->cols;
-        c->kq8k.quantize(&c->xk, job.x, w->cols, rows);
-        job.kq8 = true;
-    }
-    if (c->i8k.isa && c->kq8k.q5_gemm && c->xq_cap >= rows * w->cols &&
-        (w->dtype == LLMRT_DTYPE_Q5_0 || w->dtype == LLMRT_DTYPE_Q5_1)) {
-        /* int8 mode, Q5_0 / Q5_1 read in place: x per 32 columns as for the panels */
-        c->xq.K = w->cols;
-        c->i8k.quantize(&c->xq, job.x, w->cols, rows);
-        job.q5 = true;
+        /* int8 mode, K-quant weights: x quantised once (q8_K), the tasks share it */
+        if (!done->xk) {
+            c->xk.K = w->cols;
+            c->kq8k.quantize(&c->xk, job->x, w->cols, rows);
+            done->xk = true;
+        }
+        job->kq8 = true;
     }
     if (c->bf16k.isa && (w->dtype == LLMRT_DTYPE_F32 || w->dtype == LLMRT_DTYPE_F16 ||
                          w->dtype == LLMRT_DTYPE_BF16))
-        job.bf16 = bf16_panels_of(c, w, &job.bf16_row0);
-    if (job.bf16 && c->xbf_cap >= rows * job.bf16->kp) {
-        /* bf16 mode at every batch size; x is rounded once here, the tasks share it */
-        round_to_bf16(c, job.x, rows, w->cols, job.bf16->kp);
+        job->bf16 = bf16_panels_of(c, w, &job->bf16_row0);
+    if (job->bf16 && c->xbf_cap >= rows * job->bf16->kp) {
+        /* bf16 mode at every batch size; x is rounded once, the tasks share it */
+        if (!done->xbf) {
+            round_to_bf16(c, job->x, rows, w->cols, job->bf16->kp);
+            done->xbf = true;
+        }
     } else {
-        job.bf16 = NULL;
+        job->bf16 = NULL;
     }
     /* the fused kernels (no scratch) take ~4 tasks per thread; the rest 16 rows (scratch size) */
-    bool fused = job.i8 || job.kq8 || job.q5 ||
+    bool fused = job->i8 || job->kq8 || job->q5 ||
                  (rows <= FUSED_MAX_T &&
                   ((w->dtype == LLMRT_DTYPE_Q4 && c->q4k.gemv) ||
                    (w->dtype == LLMRT_DTYPE_Q8_0 && c->q4k.q8_gemv) ||
                    (llmrt_ggml_is_packed(w->dtype) && c->kqk.gemv)));
-    job.rows_per_task = MATMUL_ROWS_PER_TASK;
-    if (job.bf16) {
+    job->rows_per_task = MATMUL_ROWS_PER_TASK;
+    if (job->bf16) {
         /* whole panels, ~4 tasks per thread as for the fused kernels */
         const int64_t P   = LLMRT_CPU_BF16_PANEL;
         int64_t       per = (w->rows + 4 * c->n_threads - 1) / (4 * c->n_threads);
-        job.rows_per_task = (per + P - 1) / P * P;
+        job->rows_per_task = (per + P - 1) / P * P;
     } else if (fused) {
         int64_t per = (w->rows + 4 * c->n_threads - 1) / (4 * c->n_threads);
         per         = (per + MATMUL_ROWS_PER_TASK - 1) / MATMUL_ROWS_PER_TASK * MATMUL_ROWS_PER_TASK;
-        if (per > job.rows_per_task) job.rows_per_task = per;
+        if (per > job->rows_per_task) job->rows_per_task = per;
     }
-    int64_t n_tasks = (w->rows + job.rows_per_task - 1) / job.rows_per_task;
-    llmrt_thread_pool_run(c->pool, n_tasks, matmul_task, &job);
+    return (w->rows + job->rows_per_task - 1) / job->rows_per_task;
+}
+
+static void cpu_matmul(llmrt_backend *be, void *out, const void *x, int64_t rows,
+                       const llmrt_bweight *w) {
+    cpu_ctx   *c    = ctx_of(be);
+    matmul_job job;
+    x_prepared done = {0};
+    int64_t    n    = matmul_prepare(c, &job, out, x, rows, w, &done);
+    llmrt_thread_pool_run(c->pool, n, matmul_task, &job);
+}
+
+/* matmul_fused, the projections of one activation x (q, k, v; gate, up) only: their tasks in
+ * one pool run, x converted once for all of them (int8, q8_K, bf16). On 2 threads a decode
+ * step's 7 matmul dispatches per layer become 4, and each thread's weight stream runs from one
+ * matrix into the next without a barrier between them. Every output element is computed by the
+ * same kernel call as by separate matmuls (same bits). Declined: the RMSNORM and SWIGLU
+ * inputs, a residual add, a weight read through a column permutation (xperm holds one x). */
+typedef struct fused_job {
+    matmul_job jobs[LLMRT_FUSED_MAX_W];
+    int64_t    first[LLMRT_FUSED_MAX_W + 1]; /* task ranges of the weights */
+    int32_t    n_w;
+} fused_job;
+
+static void fused_task(void *p, int64_t task, int thread) {
+    const fused_job *f = p;
+    int32_t          i = 0;
+    while (task >= f->first[i + 1]) i++;
+    matmul_task((void *)&f->jobs[i], task - f->first[i], thread);
+}
+
+static bool cpu_matmul_fused(llmrt_backend *be, const llmrt_fused_matmul *f, int64_t rows) {
+    cpu_ctx *c = ctx_of(be);
+    if (f->input != LLMRT_FUSED_IN_ACT || f->residual || f->n_w < 2 ||
+        f->n_w > LLMRT_FUSED_MAX_W)
+        return false;
+    for (int32_t i = 0; i < f->n_w; i++) {
+        const llmrt_bweight *w = f->w[i];
+        if (w->cols != f->w[0]->cols) return false;
+        if (w->dtype == LLMRT_DTYPE_Q4 ? ((const llmrt_cpu_q4 *)w->aux)->perm != NULL
+                                       : w->aux != NULL)
+            return false;
+    }
+    fused_job  job  = {.n_w = f->n_w};
+    x_prepared done = {0};
+    for (int32_t i = 0; i < f->n_w; i++)
+        job.first[i + 1] =
+            job.first[i] + matmul_prepare(c, &job.jobs[i], f->out[i], f->x, rows, f->w[i], &done);
+    llmrt_thread_pool_run(c->pool, job.first[f->n_w], fused_task, &job);
+    return true;
 }
 
 /* --------------------------------------------------------------------------------------------- */
@@ -981,6 +1045,7 @@ static const llmrt_backend_ops cpu_ops = {
     .add_rmsnorm     = cpu_add_rmsnorm,
     .add             = cpu_add,
     .matmul          = cpu_matmul,
+    .matmul_fused    = cpu_matmul_fused,
     .rope_kv_write   = cpu_rope_kv_write,
     .attention       = cpu_attention,
     .swiglu          = cpu_swiglu,
