@@ -16,9 +16,9 @@
  * stored column order (xperm) before the matmul, as for act-order 4-bit weights.
  *
  * Reduced precision, opt-in (llmrt_cpu_options): int8 activations for 4-bit, Q8_0 and Q8_Z weights on
- * AVX512-VNNI (i8_gemm.h: panels repacked at load, x quantised once per matmul, per 32 columns),
- * for Q5_0 / Q5_1 read in place with those activations, and for Q4_K / Q5_K / Q6_K read in place
- * (kq_q8_kernels.h: x per 256 columns; AVX512-VNNI, AVX2 or portable); and bf16 weights and
+ * AVX512-VNNI or AVX2 (i8_gemm.h: panels repacked at load, x quantised once per matmul, per 32
+ * columns), for Q5_0 / Q5_1 read in place with those activations, and for Q4_K / Q5_K / Q6_K read
+ * in place (kq_q8_kernels.h: x per 256 columns); each AVX512-VNNI, AVX2 or portable; and bf16 weights and
  * activations for f32/f16/bf16 weights on AVX512-BF16 (bf16_gemm.h: 32-row panels repacked at
  * load, x rounded once per matmul). Why the exact fp32 path has no separate GEMM kernel: its 4x4
  * tiles already run at the fp32 FMA rate of the core (~90 GFLOP/s on Zen 4, one zmm FMA per
