@@ -336,8 +336,52 @@ static void test_q8_panel_bytes(void) {
     CHECK_MSG(strstr(err.msg, "[1, 48]") != NULL, "error names the shape: %s", err.msg);
 }
 
+/* 4-bit panels keep fp16 scale / offset pairs (the file's 0.625 bytes per weight) when the
+ * kernels take them and every value is an fp16 one (GGUF Q4_1's d and m; Q4_0's d and -8d), fp32
+ * pairs otherwise (a GPTQ offset -s*z may need 15 bits; the AVX-512 kernel reads fp32 only). */
+static void test_q4_panel_meta(void) {
+    enum { N = 20, K = 64, G = 2 };
+    uint8_t  qs[N * K / 2], zeros[N * G];
+    uint16_t scales[N * G], offsets[N * G];
+    for (int i = 0; i < N * K / 2; i++) qs[i] = (uint8_t)urand();
+    struct {
+        llmrt_q4_zero_kind kind;
+        uint8_t            zero;
+        bool               f16_ok, want_f16;
+    } cases[] = {
+        {LLMRT_Q4_ZERO_FLOAT, 0, true, true},  /* Q4_1: w = d q + m */
+        {LLMRT_Q4_ZERO_FLOAT, 0, false, false}, /* the AVX-512 kernel */
+        {LLMRT_Q4_ZERO_INT, 8, true, true},    /* Q4_0: -8 d is exact */
+        {LLMRT_Q4_ZERO_INT, 3, true, false},   /* -3 (1 + 2^-10): 12 significant bits */
+    };
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        for (int i = 0; i < N * G; i++) {
+            scales[i]  = llmrt_f32_to_f16(1.0f + 1.0f / 1024); /* 11 significant bits */
+            offsets[i] = llmrt_f32_to_f16(0.25f * frand());
+            zeros[i]   = cases[ci].zero;
+        }
+        llmrt_q4_host h = {.rows = N, .cols = K, .group_size = K / G, .zero_kind = cases[ci].kind,
+                           .qs = qs, .scales = scales,
+                           .zeros = cases[ci].kind == LLMRT_Q4_ZERO_INT ? zeros : NULL,
+                           .offsets = cases[ci].kind == LLMRT_Q4_ZERO_FLOAT ? offsets : NULL};
+        llmrt_cpu_q4  q;
+        llmrt_cpu_i8w w;
+        llmrt_error   err = {0};
+        CHECK(llmrt_cpu_q4_pack(&h, &q, &err) == LLMRT_OK);
+        CHECK(llmrt_cpu_i8w_from_q4(&q, cases[ci].f16_ok, &w, &err) == LLMRT_OK);
+        CHECK_MSG(w.f16_pairs == cases[ci].want_f16 && w.f32_meta == !cases[ci].want_f16,
+                  "case %zu: f16_pairs %d f32_meta %d", ci, w.f16_pairs, w.f32_meta);
+        int64_t want = (K / 32 * (256 + (cases[ci].want_f16 ? 64 : 128)) + 63) / 64 * 64;
+        CHECK_MSG(w.panel_bytes == want, "case %zu: %lld bytes per panel, want %lld", ci,
+                  (long long)w.panel_bytes, (long long)want);
+        llmrt_cpu_i8w_free(&w);
+        llmrt_cpu_q4_free(&q);
+    }
+}
+
 int main(void) {
     test_q8_panel_bytes();
+    test_q4_panel_meta();
     test_kernel_sets();
     const char *sets[] = {"generic", "avx2", "avx512"};
     for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) {

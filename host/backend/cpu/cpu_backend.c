@@ -302,7 +302,7 @@ static llmrt_status cpu_weight_upload_q4(llmrt_backend *be, const llmrt_q4_host 
     if (s == LLMRT_OK && c->i8k.isa) {
         /* int8 mode: the panels as well (the fp32 path keeps the 4-bit layout) */
         q->i8 = calloc(1, sizeof *q->i8);
-        s     = q->i8 ? llmrt_cpu_i8w_from_q4(q, q->i8, err)
+        s     = q->i8 ? llmrt_cpu_i8w_from_q4(q, c->i8k.f16_pairs, q->i8, err)
                       : llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
     }
     if (s != LLMRT_OK) {

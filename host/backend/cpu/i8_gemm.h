@@ -11,7 +11,10 @@
  *            weights keep two quads per byte (quad 2jj in the low nibbles, 2jj + 1 in the
  *            high): 256 bytes; Q8_0 weights are stored as q + 128, Q8_Z (GPTQ 8-bit) weights
  *            as their q: 512 bytes;
- *   scales   per block b: 4-bit: sc[16], off[16] fp32 (128 bytes); Q8_0: sc[16] as the file's
+ *   scales   per block b: 4-bit: sc[16], off[16] fp32 (128 bytes), or (f16_pairs, for kernels
+ *            that read them: the AVX2 and portable ones) sc[16], off[16] as fp16 (64 bytes) when
+ *            every sc and off of the weight is an fp16 value (GGUF Q4_1's d and m, Q4_0's d and
+ *            -8d), so a decode step reads the file's 0.625 bytes per weight, not 0.75; Q8_0: sc[16] as the file's
  *            fp16 d (32 bytes), off = -128 * sc implied (exact in fp32: a power-of-two multiple),
  *            so a Q8_0 panel is 544 bytes per 512 weights, the file's 34 per 32: a decode step
  *            reads no more bytes than the file holds (the panels replace nothing: embed() still
@@ -42,7 +45,8 @@ typedef struct llmrt_cpu_i8w {
     int64_t  rows;        /* N */
     int64_t  cols;        /* K, a multiple of 32 */
     bool     nibbles;     /* 4-bit source: two quads per byte; else bytes (Q8_0, Q8_Z) */
-    bool     f32_meta;    /* fp32 sc, off per block (4-bit, Q8_Z); else Q8_0's fp16 d */
+    bool     f32_meta;    /* fp32 sc, off per block (4-bit, Q8_Z) */
+    bool     f16_pairs;   /* fp16 sc, off per block (4-bit); neither: Q8_0's fp16 d */
     int64_t  u_bytes;     /* bytes of one 32-column block's u: 256 (4-bit) or 512 (Q8_0) */
     int64_t  meta_bytes;  /* bytes of one block's scales: 128 (f32_meta) or 32 (Q8_0) */
     int64_t  meta_at;     /* offset of the scales in a panel: K / 32 * u_bytes */
@@ -59,7 +63,9 @@ typedef struct llmrt_cpu_xq {
 } llmrt_cpu_xq;
 
 /* Repacks at load (the returned weight owns its memory; free with llmrt_cpu_i8w_free). */
-llmrt_status llmrt_cpu_i8w_from_q4(const llmrt_cpu_q4 *w, llmrt_cpu_i8w *out, llmrt_error *err);
+/* f16_ok: the kernels that will read the panels take f16_pairs (llmrt_cpu_i8_kernels) */
+llmrt_status llmrt_cpu_i8w_from_q4(const llmrt_cpu_q4 *w, bool f16_ok, llmrt_cpu_i8w *out,
+                                   llmrt_error *err);
 /* rows [N, K / 32 * 34 bytes] of GGUF Q8_0 blocks (fp16 d, 32 int8) */
 llmrt_status llmrt_cpu_i8w_from_q8_0(const uint8_t *rows, int64_t N, int64_t K, llmrt_cpu_i8w *out,
                                      llmrt_error *err);
@@ -69,7 +75,9 @@ llmrt_status llmrt_cpu_i8w_from_q8_z(const uint8_t *rows, int64_t N, int64_t K, 
 void llmrt_cpu_i8w_free(llmrt_cpu_i8w *w);
 
 typedef struct llmrt_cpu_i8_kernels {
-    const char *isa; /* NULL: none on this CPU */
+    const char *isa;       /* NULL: none on this CPU */
+    bool        f16_pairs; /* reads 4-bit panels with fp16 scales and offsets (the AVX-512
+                            * kernel does not: its panels keep fp32 ones) */
     /* x [M, ldx] (its first xq->K columns) -> xq rows 0..M-1 */
     void (*quantize)(llmrt_cpu_xq *xq, const float *x, int64_t ldx, int64_t M);
     /* out [M, ldo] (columns 0 .. n_rows - 1) = xq [M, K] · W[n0 .. n0 + n_rows)ᵀ: out[t * ldo + r]

@@ -70,7 +70,7 @@ static void quantize_avx2(llmrt_cpu_xq *xq, const float *x, int64_t ldx, int64_t
 }
 
 /* panel p's 16 scales and offsets of block b (i8_gemm.h), rows 0-7 and 8-15: fp32 pairs (4-bit,
- * Q8_Z), or the fp16 d of Q8_0 widened, off = -128 sc (exact, the values the generic kernel
+ * Q8_Z), fp16 pairs (4-bit, f16_pairs) widened, or the fp16 d of Q8_0 widened, off = -128 sc (exact, the values the generic kernel
  * uses) */
 static inline void scales(const llmrt_cpu_i8w *w, const uint8_t *p, int64_t b, __m256 *sc0,
                           __m256 *sc1, __m256 *of0, __m256 *of1) {
@@ -80,6 +80,11 @@ static inline void scales(const llmrt_cpu_i8w *w, const uint8_t *p, int64_t b, _
         *sc1 = _mm256_load_ps((const float *)meta + 8);
         *of0 = _mm256_load_ps((const float *)meta + 16);
         *of1 = _mm256_load_ps((const float *)meta + 24);
+    } else if (w->f16_pairs) { /* widened exactly */
+        *sc0 = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)meta));
+        *sc1 = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)meta + 1));
+        *of0 = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)meta + 2));
+        *of1 = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)meta + 3));
     } else {
         *sc0 = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)meta));
         *sc1 = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)meta + 1));
@@ -314,5 +319,6 @@ static void gemm_avx2(float *out, int64_t ldo, const llmrt_cpu_xq *xq, int64_t M
 }
 
 llmrt_cpu_i8_kernels llmrt_cpu_i8_kernels_avx2(void) {
-    return (llmrt_cpu_i8_kernels){.isa = "avx2", .quantize = quantize_avx2, .gemm = gemm_avx2};
+    return (llmrt_cpu_i8_kernels){
+        .isa = "avx2", .f16_pairs = true, .quantize = quantize_avx2, .gemm = gemm_avx2};
 }

@@ -42,6 +42,12 @@ static void scale_of(const llmrt_cpu_i8w *w, const uint8_t *panel, int64_t b, in
         const float *f = (const float *)meta;
         *sc            = f[r];
         *off           = f[LLMRT_CPU_I8_PANEL + r];
+    } else if (w->f16_pairs) {
+        uint16_t h[2];
+        memcpy(&h[0], meta + 2 * r, 2);
+        memcpy(&h[1], meta + 2 * (LLMRT_CPU_I8_PANEL + r), 2);
+        *sc  = llmrt_f16_to_f32(h[0]);
+        *off = llmrt_f16_to_f32(h[1]);
     } else {
         uint16_t h;
         memcpy(&h, meta + 2 * r, 2);
@@ -75,6 +81,6 @@ static void gemm_generic(float *out, int64_t ldo, const llmrt_cpu_xq *xq, int64_
 }
 
 llmrt_cpu_i8_kernels llmrt_cpu_i8_kernels_generic(void) {
-    return (llmrt_cpu_i8_kernels){.isa = "generic", .quantize = quantize_generic,
+    return (llmrt_cpu_i8_kernels){.isa = "generic", .f16_pairs = true, .quantize = quantize_generic,
                                   .gemm = gemm_generic};
 }
