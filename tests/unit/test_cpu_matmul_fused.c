@@ -63,9 +63,9 @@ static void make_weight(tweight *t, llmrt_dtype dtype, int64_t rows, int zint, i
                                 .offsets = zint ? NULL : t->offsets, .perm = t->perm};
         return;
     }
-    int64_t bytes = dtype == LLMRT_DTYPE_F32
-                        ? rows * K * 4
-                        : rows * K / llmrt_dtype_block_elems(dtype) * llmrt_dtype_block_bytes(dtype);
+    int64_t bytes = dtype == LLMRT_DTYPE_F32 ? rows * K * 4
+                                             : rows * K / llmrt_dtype_block_elems(dtype) *
+                                                   llmrt_dtype_block_bytes(dtype);
     t->raw = malloc((size_t)bytes);
     if (dtype == LLMRT_DTYPE_F32) {
         for (int64_t i = 0; i < rows * K; i++) ((float *)t->raw)[i] = 0.1f * frand();

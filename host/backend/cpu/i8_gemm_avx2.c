@@ -70,8 +70,8 @@ static void quantize_avx2(llmrt_cpu_xq *xq, const float *x, int64_t ldx, int64_t
 }
 
 /* panel p's 16 scales and offsets of block b (i8_gemm.h), rows 0-7 and 8-15: fp32 pairs (4-bit,
- * Q8_Z), fp16 pairs (4-bit, f16_pairs) widened, or the fp16 d of Q8_0 widened, off = -128 sc (exact, the values the generic kernel
- * uses) */
+ * Q8_Z), fp16 pairs (4-bit, f16_pairs) widened, or the fp16 d of Q8_0 widened, off = -128 sc
+ * (exact, the values the generic kernel uses) */
 static inline void scales(const llmrt_cpu_i8w *w, const uint8_t *p, int64_t b, __m256 *sc0,
                           __m256 *sc1, __m256 *of0, __m256 *of1) {
     const uint8_t *meta = p + w->meta_at + b * w->meta_bytes;

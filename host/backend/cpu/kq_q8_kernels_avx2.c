@@ -163,7 +163,8 @@ static void gemm_avx2(llmrt_dtype type, float *out, int64_t ldo, const llmrt_cpu
 static inline __attribute__((always_inline)) __m256i q5_unpack(const uint8_t *qs, uint32_t qh) {
     const __m128i m4 = _mm_set1_epi8(0x0f);
     __m128i       v  = _mm_loadu_si128((const __m128i *)qs);
-    __m256i       u  = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m4), _mm_and_si128(v, m4));
+    __m256i       u  = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m4),
+                                       _mm_and_si128(v, m4));
     /* bit j of qh to byte j: byte j gets qh's byte j / 8, then its bit j % 8 is tested */
     const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2,
                                             2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
@@ -197,10 +198,10 @@ static inline __attribute__((always_inline)) void q5_tile(const int MIN, const i
 #pragma GCC unroll 4
         for (int i = 0; i < NT; i++) {
             int64_t t  = t0 + i;
-            __m256i dp = _mm256_madd_epi16(_mm256_maddubs_epi16(u, load256(xq->q + t * xq->K + 32 * b)),
-                                           ones);
-            L[i][par]  = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp), _mm256_set1_ps(d * xq->d[t * nb + b]),
-                                         L[i][par]);
+            __m256i x  = load256(xq->q + t * xq->K + 32 * b);
+            __m256i dp = _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), ones);
+            __m256  sd = _mm256_set1_ps(d * xq->d[t * nb + b]);
+            L[i][par]  = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp), sd, L[i][par]);
             O[i][par]  = fmaf(off, xq->s[t * nb + b], O[i][par]);
         }
     }
