@@ -5,6 +5,9 @@
 #define LLMRT_TEST_RNG_H
 
 #include <stdint.h>
+#include <string.h>
+
+#include "core/half.h"
 
 static uint64_t test_rng_state = 0x9e3779b97f4a7c15ull;
 
@@ -17,6 +20,12 @@ static inline uint32_t urand(void) {
 /* uniform in [-1, 1) */
 static inline float frand(void) {
     return (float)((double)urand() / 1073741824.0 - 1.0);
+}
+
+/* v rounded to fp16, stored at p (any alignment) */
+static inline void put_f16(uint8_t *p, float v) {
+    uint16_t h = llmrt_f32_to_f16(v);
+    memcpy(p, &h, 2);
 }
 
 #endif

@@ -34,11 +34,6 @@ typedef struct tweight {
     float        *bias;
 } tweight;
 
-static void put_f16(uint8_t *p, float v) {
-    uint16_t h = llmrt_f32_to_f16(v);
-    memcpy(p, &h, 2);
-}
-
 static void make_weight(tweight *t, llmrt_dtype dtype, int64_t rows, int zint, int act) {
     memset(t, 0, sizeof *t);
     t->dtype = dtype, t->rows = rows;

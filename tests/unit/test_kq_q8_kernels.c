@@ -27,10 +27,6 @@
 #include "test_rng.h"
 #include "test_util.h"
 
-static void put_f16(uint8_t *p, float v) {
-    uint16_t h = llmrt_f32_to_f16(v);
-    memcpy(p, &h, 2);
-}
 static double f16_at(const uint8_t *p) {
     uint16_t h;
     memcpy(&h, p, 2);
