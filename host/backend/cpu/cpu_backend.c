@@ -787,7 +787,6 @@ static int64_t matmul_prepare(cpu_ctx *c, matmul_job *job, void *out, const void
             done->xq = true;
         }
         job->q5 = q5;
-        if (q5) job->i8 = NULL;
     } else {
         job->i8 = NULL;
     }
