@@ -3,19 +3,20 @@
 #   1. release build: unit + model tests (tiny fixtures, SmolLM2), MPI tests under mpirun, the
 #      install test (the installed tree used through pkg-config and find_package); the Python
 #      package: its sdist, the wheel built from it offline in a fresh venv, the Python tests
-#   2. ASan + UBSan build: unit + tiny-model tests
+#   2. ASan + UBSan build (clang): unit + tiny-model tests, then the libFuzzer harnesses, a short
+#      bounded run each
 #   3. ThreadSanitizer build: the thread pool and the engine driven from several threads
 #   4. cusim build: every CUDA kernel, the simulator and the CUDA backend, run on the CPU
-#   5. nvcc build for sm_80/86/89/90 (compile/link; prints registers, spills, shared memory)
-#   6. libFuzzer harnesses (clang), a short bounded run each
-# Build trees: build/, build-asan/, build-tsan/, build-sim/, build-nvcc/, build-fuzz/ (reused when present). Exit status is non-zero if
-# any step fails.
+#   5. nvcc build for sm_80/90 (compile/link; prints registers, spills, shared memory), then the
+#      CUDA wheel built from that tree
+# Build trees: build/, build-asan/, build-tsan/, build-sim/, build-nvcc/ (reused when present).
+# Each step prints the seconds since the start. Exit status is non-zero if any step fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 .ci/setup
 
 jobs=$(nproc)
-step() { echo; echo "=== $* ==="; }
+step() { echo; echo "=== $* (at ${SECONDS} s) ==="; }
 
 step "release build"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -44,11 +45,17 @@ build-pyvenv/bin/python -m pip install -q --no-index --no-build-isolation build-
 (repo=$PWD; cd /tmp && env -u LLMRT_LIBRARY "$repo/build-pyvenv/bin/python" -m pytest \
     "$repo/tests/python" -q -p no:cacheprovider)
 
-step "ASan + UBSan build"
-cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DLLMRT_SANITIZE=ON >/dev/null
+step "ASan + UBSan build (clang, -O1, with the libFuzzer harnesses): unit + tiny-model tests, then bounded fuzz runs"
+# One sanitizer build serves both: clang (float-cast-overflow is on), -O1 as libFuzzer's
+# documentation builds its targets (asserts stay on: Debug), the library instrumented for the
+# fuzzers' coverage. A second clang build only for the harnesses took 9 of CI's 59 minutes on a
+# 2-core Zen 3.
+CC=clang cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-g -O1" \
+    -DLLMRT_SANITIZE=ON -DLLMRT_FUZZ=ON >/dev/null
 cmake --build build-asan -j "$jobs"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --output-on-failure -j "$jobs" -L "unit|model" -LE slow)
+(cd build-asan && ctest --output-on-failure -j "$jobs" -L fuzz)
 
 step "ThreadSanitizer build: thread pool, engine, communicator and tensor-parallel thread-safety tests"
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DLLMRT_TSAN=ON >/dev/null
@@ -65,7 +72,8 @@ step "CUDA with nvcc for sm_80/90: compile and link only here (ctest -L gpu runs
 # A100 and H100, the targets every kernel must fit without spills; the kernels have no
 # architecture branches (cuda/launch.cuh's KARCH is unused), so sm_86/89 (the default build's
 # other two) would compile the same code twice more, in a CI that must stay under 30 minutes
-cmake -S . -B build-nvcc -DCMAKE_BUILD_TYPE=Release -DLLMRT_CUDA=nvcc \
+# Ninja, the generator scikit-build-core picks: the CUDA wheel below is built from this tree
+cmake -G Ninja -S . -B build-nvcc -DCMAKE_BUILD_TYPE=Release -DLLMRT_CUDA=nvcc \
     -DCMAKE_CUDA_ARCHITECTURES="80;90" >/dev/null
 cmake --build build-nvcc -j "$jobs" > build-nvcc/build.log 2>&1 || { tail -50 build-nvcc/build.log; exit 1; }
 echo "registers / spills / shared memory per kernel (ptxas, one line per kernel and architecture):"
@@ -88,11 +96,14 @@ for (fn, arch, used, spill), name in zip(sorted(rows), names):
     print(f"{arch} {name[:90]}: {used}; {spill}")
 PY
 
-step "the CUDA wheel (CMAKE_ARGS=-DLLMRT_CUDA=nvcc, sm_80) installed and imported: no device here, so LLM() runs on the CPU and says so"
+step "the CUDA wheel (CMAKE_ARGS=-DLLMRT_CUDA=nvcc) installed and imported: no device here, so LLM() runs on the CPU and says so"
+# built in build-nvcc with the same architectures and build type, so pip's configure and build
+# (tests off, no test hooks: pyproject.toml) recompile the host C files and reuse the kernels'
+# objects; its own tree compiled every kernel again (6 of CI's 59 minutes on a 2-core Zen 3)
 rm -rf build-pyvenv-cuda
 python3 -m venv --system-site-packages build-pyvenv-cuda
-CMAKE_ARGS="-DLLMRT_CUDA=nvcc -DCMAKE_CUDA_ARCHITECTURES=80" \
-    build-pyvenv-cuda/bin/python -m pip install -q -C build-dir=build-wheel-cuda .
+CMAKE_ARGS="-DLLMRT_CUDA=nvcc -DCMAKE_CUDA_ARCHITECTURES=80;90" \
+    build-pyvenv-cuda/bin/python -m pip install -q -C build-dir=build-nvcc .
 (repo=$PWD; cd /tmp && env -u LLMRT_LIBRARY "$repo/build-pyvenv-cuda/bin/python" - "$repo" <<'PY'
 import sys, warnings
 import llmrt
@@ -109,13 +120,5 @@ assert len(out[0].outputs[0].token_ids) == 2
 PY
 )
 
-step "fuzz (libFuzzer, bounded runs)"
-# -O1 as libFuzzer's documentation builds its targets: asserts stay on (Debug), and the harnesses
-# run 1.3-1.9x more inputs per second than at -O0 (fuzz_tokenizer_encode, alternating 45 s runs)
-CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-g -O1" \
-    -DLLMRT_SANITIZE=ON -DLLMRT_FUZZ=ON >/dev/null
-cmake --build build-fuzz -j "$jobs"
-(cd build-fuzz && ctest --output-on-failure -j "$jobs" -L fuzz)
-
 echo
-echo "all test steps passed"
+echo "all test steps passed in ${SECONDS} s"

@@ -813,14 +813,28 @@ int main() {
                 hp.push_back(&h);
                 dp.push_back(dv.back().get());
             }
+#ifdef CUSIM_TSAN
+            // the ThreadSanitizer build: the N = 27648 group (150 of this test's 300 s there on a
+            // 2-core Zen 3) at M = 1 only; its code path (unsplit weight between split ones)
+            // does not depend on M, which the plain cusim build checks at 1, 3 and 8
+            bool big = false;
+            for (const Case &c : g.w) big |= c.N > 8192;
+            for (int M : {1, 3, 8})
+                if (!big || M == 1) run_group(hp, dp, g.bias, rng, M);
+#else
             for (int M : {1, 3, 8}) run_group(hp, dp, g.bias, rng, M);
+#endif
         }
     }
     { // wide N: few K splits, so a GEMV warp streams 16 tiles (two rounds of 8 loads in flight)
         const Case c{6912, 4096, 128, INT_ASYM, true, true, false};
         const HostQ4 h = make_weight(rng, c.N, c.K, c.gs, c.kind, c.act);
         const DevQ4 d(h);
+#ifdef CUSIM_TSAN
+        run(c, h, d, rng, 1, LLMRT_CUDA_Q4_AUTO); // 28M weights: M = 8 only in the plain build
+#else
         for (int M : {1, 8}) run(c, h, d, rng, M, LLMRT_CUDA_Q4_AUTO);
+#endif
     }
     { // gemm_plan's split counts = the "after" column of bench/results/q4_splitk_traffic.md
       // (python/tools/q4_splitk_traffic.py mirrors the rule): Llama-2-7B at M = 16, 32, 64
