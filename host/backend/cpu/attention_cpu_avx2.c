@@ -1,10 +1,12 @@
 /* AVX2/FMA tile kernel of the CPU attention (attention_cpu.h), compiled with -mavx2 -mfma. The
  * structure of the AVX-512 kernel with 8-lane vectors: a 16-position chunk is two halves, K is
  * read transposed from an F32 / BF16 cache (d-major) or transposed by 8x8 blocks (8-bit caches),
- * 4 rows share each kt load in the scores and each V load in P·V.
+ * 4 rows share each kt load in the scores and each V load in P·V. A bf16 cache's V is widened in
+ * registers when few rows read the chunk (decode), else once into scratch (as the AVX-512 kernel).
  * The softmax bookkeeping of a row (max, sum over 16 lanes) is scalar, in lane order. */
 #include <immintrin.h>
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "../../core/half.h"
@@ -130,10 +132,14 @@ static inline __attribute__((always_inline)) void scores4(__m256 *s, const float
     }
 }
 
+/* o_i = o_i * alpha_i + sum_j p_i[j] * v_j[cols] over NR rows and V_COLS ymm columns from d0
+ * (lanes outside cm not touched). v rows: fp32, or (bf16) a bf16 cache's rows as stored,
+ * widened exactly in registers; a bf16 row's vectors are whole (hd % 8 == 0), those at or past
+ * hd are not loaded. NR and bf16 are literals after inlining. */
 static inline __attribute__((always_inline)) void pv(float *const *o, const float *p,
-                                                      const float *alpha, const float *const *v,
-                                                      int32_t nv, int32_t d0, const __m256i *cm,
-                                                      int NR) {
+                                                      const float *alpha, const void *const *v,
+                                                      int32_t nv, int32_t d0, int32_t hd,
+                                                      const __m256i *cm, int NR, bool bf16) {
     __m256 acc[V_ROWS][V_COLS];
 #pragma GCC unroll 4
     for (int i = 0; i < NR; i++) {
@@ -145,7 +151,14 @@ static inline __attribute__((always_inline)) void pv(float *const *o, const floa
     for (int32_t j = 0; j < nv; j++) {
         __m256 vv[V_COLS];
 #pragma GCC unroll 4
-        for (int c = 0; c < V_COLS; c++) vv[c] = _mm256_maskload_ps(v[j] + d0 + 8 * c, cm[c]);
+        for (int c = 0; c < V_COLS; c++) {
+            if (!bf16)
+                vv[c] = _mm256_maskload_ps((const float *)v[j] + d0 + 8 * c, cm[c]);
+            else if (d0 + 8 * c < hd)
+                vv[c] = kt8((const uint8_t *)v[j] + 2 * (size_t)d0, c, LLMRT_DTYPE_BF16);
+            else
+                vv[c] = _mm256_setzero_ps();
+        }
 #pragma GCC unroll 4
         for (int i = 0; i < NR; i++) {
             __m256 pb = _mm256_broadcast_ss(p + i * W + j);
@@ -157,6 +170,19 @@ static inline __attribute__((always_inline)) void pv(float *const *o, const floa
     for (int i = 0; i < NR; i++)
 #pragma GCC unroll 4
         for (int c = 0; c < V_COLS; c++) _mm256_maskstore_ps(o[i] + d0 + 8 * c, cm[c], acc[i][c]);
+}
+
+/* P·V for rows [r0, R1) over output columns [d0, d0 + 32): 4-row groups, then one row at a time */
+static inline __attribute__((always_inline)) void pv_rows(float *const *orow, const float *p,
+                                                           const float *alpha,
+                                                           const void *const *v, int32_t nv,
+                                                           int32_t d0, int32_t hd,
+                                                           const __m256i *cm, int32_t r0,
+                                                           int32_t R1, bool bf16) {
+    int32_t r = r0;
+    for (; r + V_ROWS <= R1; r += V_ROWS)
+        pv(orow + r, p + (size_t)r * W, alpha + r, v, nv, d0, hd, cm, V_ROWS, bf16);
+    for (; r < R1; r++) pv(orow + r, p + (size_t)r * W, alpha + r, v, nv, d0, hd, cm, 1, bf16);
 }
 
 void llmrt_cpu_attn_tile_avx2(const llmrt_cpu_attn_tile *t, float *scratch) {
@@ -184,8 +210,18 @@ void llmrt_cpu_attn_tile_avx2(const llmrt_cpu_attn_tile *t, float *scratch) {
         int32_t      nv  = last - c0 + 1 < W ? last - c0 + 1 : W;
         const float *kr[W], *vr[W];
         if (jlo < 0) jlo = 0;
+        int32_t r0 = i0 * G;
+        /* A bf16 V read as stored and widened in P·V when at most two 4-row groups read the chunk
+         * (decode: one token's group), else widened once into scratch with the other rows: each
+         * group would widen every V row again. The same values either way. */
+        const bool         v_direct = t->kv_dtype == LLMRT_DTYPE_BF16 && hd % 8 == 0 &&
+                                      R1 - r0 <= 2 * V_ROWS;
+        llmrt_cpu_attn_src src;
         /* outside [jlo, nv): a valid row, p = 0 */
-        llmrt_cpu_attn_chunk_rows(t, c0, jlo, nv, kr, vr, scratch, dequant_row);
+        if (v_direct)
+            llmrt_cpu_attn_chunk_src(t, c0, jlo, nv, &src);
+        else
+            llmrt_cpu_attn_chunk_rows(t, c0, jlo, nv, kr, vr, scratch, dequant_row);
         const uint8_t *ktb = (const uint8_t *)kt; /* kt rows: ld bytes apart, kd elements */
         int64_t        ld  = W * sizeof(float);
         llmrt_dtype    kd  = LLMRT_DTYPE_F32;
@@ -194,7 +230,6 @@ void llmrt_cpu_attn_tile_avx2(const llmrt_cpu_attn_tile *t, float *scratch) {
             kd  = t->kv_dtype;
         } else
             transpose_k(kt, kr, hd);
-        int32_t r0 = i0 * G;
         for (int32_t r = r0; r < R1; r += S_ROWS) {
             int32_t      n = R1 - r < S_ROWS ? R1 - r : S_ROWS;
             const float *qg[S_ROWS];
@@ -238,10 +273,10 @@ void llmrt_cpu_attn_tile_avx2(const llmrt_cpu_attn_tile *t, float *scratch) {
             __m256i cm[V_COLS];
             for (int c = 0; c < V_COLS; c++)
                 cm[c] = _mm256_cmpgt_epi32(_mm256_set1_epi32(hd - d0 - 8 * c), lane);
-            int32_t r = r0;
-            for (; r + V_ROWS <= R1; r += V_ROWS)
-                pv(orow + r, p + (size_t)r * W, alpha + r, vr, nv, d0, cm, V_ROWS);
-            for (; r < R1; r++) pv(orow + r, p + (size_t)r * W, alpha + r, vr, nv, d0, cm, 1);
+            if (v_direct)
+                pv_rows(orow, p, alpha, (const void *const *)src.v, nv, d0, hd, cm, r0, R1, true);
+            else
+                pv_rows(orow, p, alpha, (const void *const *)vr, nv, d0, hd, cm, r0, R1, false);
         }
     }
     for (int32_t r = 0; r < R; r++) {
