@@ -278,6 +278,8 @@ static void check_fault(const char *kind) {
     const llmrt_output *outs = NULL;
     int32_t             n    = 0;
     CHECK_STATUS(llmrt_engine_step(e, &outs, &n), LLMRT_ERR_DEAD, "dead");
+    for (int32_t i = 0; i < n; i++) n_error += outs[i].finish == LLMRT_FINISH_ERROR;
+    CHECK_MSG(n_error == 2, "%s: %d of the 2 requests ended with an error", kind, n_error);
     CHECK(llmrt_engine_pending(e) == 0);
     llmrt_engine_destroy(e);
     llmrt_model_destroy(m); /* must not hang on the failed group */
