@@ -28,6 +28,7 @@
 #include "bench_report.h"
 #include "bench_workload.h"
 #include "http_client.h"
+#include "llmrt_git_rev.h"
 #include "llmrt.h"
 
 int bench_http_serve_main(int argc, char **argv);

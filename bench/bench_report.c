@@ -8,10 +8,7 @@
 #include <unistd.h>
 
 #include "bench.h"
-
-#ifndef LLMRT_GIT_REV
-#define LLMRT_GIT_REV "unknown"
-#endif
+#include "llmrt_git_rev.h" /* LLMRT_GIT_REV, written at build time (cmake/git_rev.cmake) */
 
 static double now_s(void) {
     struct timespec ts;
