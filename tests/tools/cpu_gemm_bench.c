@@ -9,7 +9,10 @@
  * peak, measured: 12 independent register-resident chains of zmm vfmadd231ps (32 flop each) and of
  * vdpbf16ps (64), one thread, best of 5 (the roofline the GEMM rates are read against).
  * The GGUF packed formats (q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k; random blocks with small
- * scales) run when listed; K must be a multiple of their block (256 for the K-quants). */
+ * scales) run when listed; K must be a multiple of their block (256 for the K-quants).
+ * --copies C uploads the weight C times and cycles through the copies, one per call: with C
+ * copies larger than the last-level cache together, every call reads its weight from DRAM, as a
+ * decode step reads each layer's (the rate printed then includes the weight's read bandwidth). */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,7 +76,7 @@ static bool in_list(const char *list, const char *name) {
 
 int main(int argc, char **argv) {
     int64_t M = 64, N = 1536, K = 576;
-    int threads = 1, reps = 20;
+    int threads = 1, reps = 20, copies = 1;
     const char *isa = NULL, *formats = "f32,f16,bf16,q8_0,q4";
     llmrt_cpu_matmul mode = LLMRT_CPU_MATMUL_EXACT;
     bool             bf16 = false; /* the bf16 matmul mode */
@@ -89,11 +92,16 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--int8")) mode = LLMRT_CPU_MATMUL_INT8;
         else if (!strcmp(argv[i], "--bf16")) bf16 = true;
         else if (!strcmp(argv[i], "--peak")) peak = true;
+        else if (!strcmp(argv[i], "--copies") && i + 1 < argc) copies = atoi(argv[++i]);
         else {
             fprintf(stderr, "usage: %s [-M m] [-N n] [-K k] [-t threads] [-r reps] [--isa I] "
-                            "[--int8] [--bf16] [--peak] [--formats f32,f16,bf16,q8_0,q4,q5_0,q4_k,...]\n", argv[0]);
+                            "[--int8] [--bf16] [--peak] [--copies C] [--formats f32,f16,bf16,q8_0,q4,q5_0,q4_k,...]\n", argv[0]);
             return 2;
         }
+    }
+    if (copies < 1 || copies > 4096) {
+        fprintf(stderr, "--copies: %d is not in [1, 4096]\n", copies);
+        return 2;
     }
     __builtin_cpu_init();
     if (peak && __builtin_cpu_supports("avx512f")) {
@@ -142,8 +150,9 @@ int main(int argc, char **argv) {
                         .qs = qs, .scales = sc, .offsets = of};
     float inv = 1.0f;
     be->ops->rope_init(be, &inv, 1, &err);
-    printf("# M=%lld N=%lld K=%lld threads=%d reps=%d mode=%s%s\n", (long long)M, (long long)N,
-           (long long)K, threads, reps, mode == LLMRT_CPU_MATMUL_INT8 ? "int8" : "exact", bf16 ? " bf16-matmuls" : "");
+    printf("# M=%lld N=%lld K=%lld threads=%d reps=%d mode=%s%s copies=%d\n", (long long)M,
+           (long long)N, (long long)K, threads, reps,
+           mode == LLMRT_CPU_MATMUL_INT8 ? "int8" : "exact", bf16 ? " bf16-matmuls" : "", copies);
     static const struct { const char *name; llmrt_dtype dt; } fm[] = {
         {"f32", LLMRT_DTYPE_F32}, {"f16", LLMRT_DTYPE_F16}, {"bf16", LLMRT_DTYPE_BF16},
         {"q8_0", LLMRT_DTYPE_Q8_0}, {"q4", LLMRT_DTYPE_Q4},     {"q5_0", LLMRT_DTYPE_Q5_0},
@@ -151,32 +160,42 @@ int main(int argc, char **argv) {
         {"q4_k", LLMRT_DTYPE_Q4_K}, {"q5_k", LLMRT_DTYPE_Q5_K}, {"q6_k", LLMRT_DTYPE_Q6_K}};
     for (size_t f = 0; f < sizeof fm / sizeof fm[0]; f++) {
         if (!in_list(formats, fm[f].name)) continue;
-        llmrt_bweight w = {0};
-        llmrt_status s;
+        llmrt_bweight *ws = calloc((size_t)copies, sizeof *ws);
+        llmrt_status s = LLMRT_OK;
         uint8_t *packed = NULL;
-        if (fm[f].dt == LLMRT_DTYPE_Q4) s = be->ops->weight_upload_q4(be, &qh, &w, &err);
-        else if (llmrt_ggml_is_packed(fm[f].dt)) {
-            /* random bytes; every fp16 field of a block set to a small scale */
-            int64_t be_ = llmrt_dtype_block_elems(fm[f].dt), bb = llmrt_dtype_block_bytes(fm[f].dt);
-            int64_t nb  = K % be_ ? 0 : N * (K / be_);
-            packed      = malloc((size_t)(nb * bb + 1));
-            for (int64_t i = 0; i < nb * bb; i++) packed[i] = (uint8_t)(frand() * 128 + 128);
-            int f16_at[2] = {0, 2}; /* Q5_x, Q4_K, Q5_K: d (and m / dmin) first */
-            if (fm[f].dt == LLMRT_DTYPE_Q2_K) f16_at[0] = 80, f16_at[1] = 82;
-            if (fm[f].dt == LLMRT_DTYPE_Q3_K) f16_at[0] = f16_at[1] = 108;
-            if (fm[f].dt == LLMRT_DTYPE_Q6_K) f16_at[0] = f16_at[1] = 208;
-            uint16_t d = llmrt_f32_to_f16(0.001f);
-            for (int64_t b = 0; b < nb; b++)
-                for (int j = 0; j < 2; j++) memcpy(packed + b * bb + f16_at[j], &d, 2);
-            s = be->ops->weight_upload(be, fm[f].dt, N, K, packed, &w, &err);
-        } else {
-            const void *src = fm[f].dt == LLMRT_DTYPE_F32 ? (const void *)wf
-                              : fm[f].dt == LLMRT_DTYPE_F16 ? (const void *)wh
-                              : fm[f].dt == LLMRT_DTYPE_BF16 ? (const void *)wb : (const void *)w8;
-            s = be->ops->weight_upload(be, fm[f].dt, N, K, src, &w, &err);
+        int c = 0;
+        for (; c < copies && s == LLMRT_OK; c++) {
+            llmrt_bweight w = {0};
+            if (fm[f].dt == LLMRT_DTYPE_Q4) s = be->ops->weight_upload_q4(be, &qh, &w, &err);
+            else if (llmrt_ggml_is_packed(fm[f].dt)) {
+                /* random bytes; every fp16 field of a block set to a small scale (made once: the
+                 * copies are uploads of the same bytes) */
+                int64_t be_ = llmrt_dtype_block_elems(fm[f].dt), bb = llmrt_dtype_block_bytes(fm[f].dt);
+                int64_t nb  = K % be_ ? 0 : N * (K / be_);
+                if (!packed) {
+                    packed = malloc((size_t)(nb * bb + 1));
+                    for (int64_t i = 0; i < nb * bb; i++) packed[i] = (uint8_t)(frand() * 128 + 128);
+                    int f16_at[2] = {0, 2}; /* Q5_x, Q4_K, Q5_K: d (and m / dmin) first */
+                    if (fm[f].dt == LLMRT_DTYPE_Q2_K) f16_at[0] = 80, f16_at[1] = 82;
+                    if (fm[f].dt == LLMRT_DTYPE_Q3_K) f16_at[0] = f16_at[1] = 108;
+                    if (fm[f].dt == LLMRT_DTYPE_Q6_K) f16_at[0] = f16_at[1] = 208;
+                    uint16_t d = llmrt_f32_to_f16(0.001f);
+                    for (int64_t b = 0; b < nb; b++)
+                        for (int j = 0; j < 2; j++) memcpy(packed + b * bb + f16_at[j], &d, 2);
+                }
+                s = be->ops->weight_upload(be, fm[f].dt, N, K, packed, &w, &err);
+            } else {
+                const void *src = fm[f].dt == LLMRT_DTYPE_F32 ? (const void *)wf
+                                  : fm[f].dt == LLMRT_DTYPE_F16 ? (const void *)wh
+                                  : fm[f].dt == LLMRT_DTYPE_BF16 ? (const void *)wb : (const void *)w8;
+                s = be->ops->weight_upload(be, fm[f].dt, N, K, src, &w, &err);
+            }
+            ws[c] = w;
         }
         if (s != LLMRT_OK) {
             printf("%-5s upload failed: %s\n", fm[f].name, err.msg);
+            for (int i = 0; i + 1 < c; i++) be->ops->weight_free(be, &ws[i]);
+            free(ws), free(packed);
             continue;
         }
         /* a batch of M tokens of one sequence at positions 0.. (sizes the backend's scratch) */
@@ -192,11 +211,11 @@ int main(int argc, char **argv) {
             return 1;
         }
         free(tok), free(pos), free(seq), free(slots);
-        be->ops->matmul(be, out, x, M, &w); /* warm-up */
+        for (int i = 0; i < copies; i++) be->ops->matmul(be, out, x, M, &ws[i]); /* warm-up */
         double best = 1e30, sum = 0;
         for (int r = 0; r < reps; r++) {
             double t0 = now_s();
-            be->ops->matmul(be, out, x, M, &w);
+            be->ops->matmul(be, out, x, M, &ws[r % copies]);
             double t = now_s() - t0;
             sum += t;
             if (t < best) best = t;
@@ -204,8 +223,8 @@ int main(int argc, char **argv) {
         double flop = 2.0 * (double)M * (double)N * (double)K;
         printf("%-5s best %8.3f ms  %7.1f GFLOP/s   mean %8.3f ms  %7.1f GFLOP/s\n", fm[f].name,
                best * 1e3, flop / best / 1e9, sum / reps * 1e3, flop / (sum / reps) / 1e9);
-        be->ops->weight_free(be, &w);
-        free(packed);
+        for (int i = 0; i < copies; i++) be->ops->weight_free(be, &ws[i]);
+        free(ws), free(packed);
     }
     be->ops->destroy(be);
     return 0;
