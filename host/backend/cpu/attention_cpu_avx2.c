@@ -144,24 +144,37 @@ static inline __attribute__((always_inline)) void scores4(__m256 *s, const float
  * (lanes outside cm not touched). v rows: fp32, or (bf16) a bf16 cache's rows as stored,
  * widened exactly in registers; a bf16 row's vectors are whole (hd % 8 == 0), those at or past
  * hd are not loaded. NR and bf16 are literals after inlining. */
+/* 8 floats at p: all of them (whole) or the lanes of m, for a pass that ends past hd. vmaskmovps
+ * stores are slow on Zen 3 (5 of the 6 hottest instructions of a 512-token prefill when every
+ * vector went through them), so whole vectors take plain loads and stores. */
+static inline __attribute__((always_inline)) __m256 load8(const float *p, __m256i m, bool whole) {
+    return whole ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, m);
+}
+static inline __attribute__((always_inline)) void store8(float *p, __m256i m, __m256 x,
+                                                         bool whole) {
+    if (whole) _mm256_storeu_ps(p, x);
+    else _mm256_maskstore_ps(p, m, x);
+}
+
 static inline __attribute__((always_inline)) void pv(float *const *o, const float *p,
                                                       const float *alpha, const void *const *v,
                                                       int32_t nv, int32_t d0, int32_t hd,
-                                                      const __m256i *cm, int NR, bool bf16) {
+                                                      const __m256i *cm, int NR, bool bf16,
+                                                      bool whole) {
     __m256 acc[V_ROWS][V_COLS];
 #pragma GCC unroll 4
     for (int i = 0; i < NR; i++) {
         __m256 a = _mm256_set1_ps(alpha[i]);
 #pragma GCC unroll 4
         for (int c = 0; c < V_COLS; c++)
-            acc[i][c] = _mm256_mul_ps(_mm256_maskload_ps(o[i] + d0 + 8 * c, cm[c]), a);
+            acc[i][c] = _mm256_mul_ps(load8(o[i] + d0 + 8 * c, cm[c], whole), a);
     }
     for (int32_t j = 0; j < nv; j++) {
         __m256 vv[V_COLS];
 #pragma GCC unroll 4
         for (int c = 0; c < V_COLS; c++) {
             if (!bf16)
-                vv[c] = _mm256_maskload_ps((const float *)v[j] + d0 + 8 * c, cm[c]);
+                vv[c] = load8((const float *)v[j] + d0 + 8 * c, cm[c], whole);
             else if (d0 + 8 * c < hd)
                 vv[c] = kt8((const uint8_t *)v[j] + 2 * (size_t)d0, c, LLMRT_DTYPE_BF16);
             else
@@ -177,7 +190,7 @@ static inline __attribute__((always_inline)) void pv(float *const *o, const floa
 #pragma GCC unroll 4
     for (int i = 0; i < NR; i++)
 #pragma GCC unroll 4
-        for (int c = 0; c < V_COLS; c++) _mm256_maskstore_ps(o[i] + d0 + 8 * c, cm[c], acc[i][c]);
+        for (int c = 0; c < V_COLS; c++) store8(o[i] + d0 + 8 * c, cm[c], acc[i][c], whole);
 }
 
 /* P·V for rows [r0, R1) over output columns [d0, d0 + 8 * V_COLS): 4-row groups, then the rest */
@@ -188,9 +201,17 @@ static inline __attribute__((always_inline)) void pv_rows(float *const *orow, co
                                                            const __m256i *cm, int32_t r0,
                                                            int32_t R1, bool bf16) {
     int32_t r = r0;
+    if (d0 + 8 * V_COLS <= hd) { /* every vector of the pass whole */
+        for (; r + V_ROWS <= R1; r += V_ROWS)
+            pv(orow + r, p + (size_t)r * W, alpha + r, v, nv, d0, hd, cm, V_ROWS, bf16, true);
+        for (; r < R1; r++)
+            pv(orow + r, p + (size_t)r * W, alpha + r, v, nv, d0, hd, cm, 1, bf16, true);
+        return;
+    }
     for (; r + V_ROWS <= R1; r += V_ROWS)
-        pv(orow + r, p + (size_t)r * W, alpha + r, v, nv, d0, hd, cm, V_ROWS, bf16);
-    for (; r < R1; r++) pv(orow + r, p + (size_t)r * W, alpha + r, v, nv, d0, hd, cm, 1, bf16);
+        pv(orow + r, p + (size_t)r * W, alpha + r, v, nv, d0, hd, cm, V_ROWS, bf16, false);
+    for (; r < R1; r++)
+        pv(orow + r, p + (size_t)r * W, alpha + r, v, nv, d0, hd, cm, 1, bf16, false);
 }
 
 void llmrt_cpu_attn_tile_avx2(const llmrt_cpu_attn_tile *t, float *scratch) {
