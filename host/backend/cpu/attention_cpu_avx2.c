@@ -140,10 +140,6 @@ static inline __attribute__((always_inline)) void scores4(__m256 *s, const float
     s[0] = s0, s[1] = s1, s[2] = s2, s[3] = s3, s[4] = s4, s[5] = s5, s[6] = s6, s[7] = s7;
 }
 
-/* o_i = o_i * alpha_i + sum_j p_i[j] * v_j[cols] over NR rows and V_COLS ymm columns from d0
- * (lanes outside cm not touched). v rows: fp32, or (bf16) a bf16 cache's rows as stored,
- * widened exactly in registers; a bf16 row's vectors are whole (hd % 8 == 0), those at or past
- * hd are not loaded. NR and bf16 are literals after inlining. */
 /* 8 floats at p: all of them (whole) or the lanes of m, for a pass that ends past hd. vmaskmovps
  * stores are slow on Zen 3 (5 of the 6 hottest instructions of a 512-token prefill when every
  * vector went through them), so whole vectors take plain loads and stores. */
@@ -156,6 +152,10 @@ static inline __attribute__((always_inline)) void store8(float *p, __m256i m, __
     else _mm256_maskstore_ps(p, m, x);
 }
 
+/* o_i = o_i * alpha_i + sum_j p_i[j] * v_j[cols] over NR rows and V_COLS ymm columns from d0
+ * (lanes outside cm not touched). v rows: fp32, or (bf16) a bf16 cache's rows as stored,
+ * widened exactly in registers; a bf16 row's vectors are whole (hd % 8 == 0), those at or past
+ * hd are not loaded. NR, bf16 and whole are literals after inlining. */
 static inline __attribute__((always_inline)) void pv(float *const *o, const float *p,
                                                       const float *alpha, const void *const *v,
                                                       int32_t nv, int32_t d0, int32_t hd,
