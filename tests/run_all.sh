@@ -48,8 +48,12 @@ build-pyvenv/bin/python -m pip install -q --no-index --no-build-isolation build-
 step "ASan + UBSan build (clang, -O1, with the libFuzzer harnesses): unit + tiny-model tests, then bounded fuzz runs"
 # One sanitizer build serves both: clang (float-cast-overflow is on), -O1 as libFuzzer's
 # documentation builds its targets (asserts stay on: Debug), the library instrumented for the
-# fuzzers' coverage. A second clang build only for the harnesses took 9 of CI's 59 minutes on a
-# 2-core Zen 3.
+# fuzzers' coverage (five large kernel files at -O0: CMakeLists.txt says why). A second clang
+# build only for the harnesses took 9 of CI's 59 minutes on a 2-core Zen 3.
+# (a tree kept from before, configured with gcc, is started again: CC only counts at first configure)
+if [ -f build-asan/CMakeCache.txt ] && ! grep -q '^CMAKE_C_COMPILER:.*clang' build-asan/CMakeCache.txt; then
+    rm -rf build-asan
+fi
 CC=clang cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-g -O1" \
     -DLLMRT_SANITIZE=ON -DLLMRT_FUZZ=ON >/dev/null
 cmake --build build-asan -j "$jobs"
@@ -73,6 +77,9 @@ step "CUDA with nvcc for sm_80/90: compile and link only here (ctest -L gpu runs
 # architecture branches (cuda/launch.cuh's KARCH is unused), so sm_86/89 (the default build's
 # other two) would compile the same code twice more, in a CI that must stay under 30 minutes
 # Ninja, the generator scikit-build-core picks: the CUDA wheel below is built from this tree
+if [ -f build-nvcc/CMakeCache.txt ] && ! grep -q '^CMAKE_GENERATOR:INTERNAL=Ninja$' build-nvcc/CMakeCache.txt; then
+    rm -rf build-nvcc # a tree kept from before, made with another generator
+fi
 cmake -G Ninja -S . -B build-nvcc -DCMAKE_BUILD_TYPE=Release -DLLMRT_CUDA=nvcc \
     -DCMAKE_CUDA_ARCHITECTURES="80;90" >/dev/null
 cmake --build build-nvcc -j "$jobs" > build-nvcc/build.log 2>&1 || { tail -50 build-nvcc/build.log; exit 1; }
