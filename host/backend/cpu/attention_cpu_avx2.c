@@ -109,6 +109,17 @@ static void transpose_k(float *kt, const float *const rows[W], int32_t hd) {
         for (int j = 0; j < W; j++) kt[(size_t)d0 * W + j] = rows[j][d0];
 }
 
+/* The max (or the sum) of x's 8 lanes as a fixed tree: halves, then pairs of pairs, then pairs. */
+static inline __attribute__((always_inline)) float hreduce8(__m256 x, bool max) {
+    __m256 y = _mm256_permute2f128_ps(x, x, 1);
+    x        = max ? _mm256_max_ps(x, y) : _mm256_add_ps(x, y);
+    y        = _mm256_shuffle_ps(x, x, 0x4e);
+    x        = max ? _mm256_max_ps(x, y) : _mm256_add_ps(x, y);
+    y        = _mm256_shuffle_ps(x, x, 0xb1);
+    x        = max ? _mm256_max_ps(x, y) : _mm256_add_ps(x, y);
+    return _mm256_cvtss_f32(x);
+}
+
 /* lanes 8h .. 8h + 7 of a kt row: fp32, or bf16 widened exactly */
 static inline __m256 kt8(const uint8_t *row, int h, llmrt_dtype kd) {
     if (kd == LLMRT_DTYPE_BF16)
@@ -285,10 +296,7 @@ void llmrt_cpu_attn_tile_avx2(const llmrt_cpu_attn_tile *t, float *scratch) {
                 const __m256 ninf = _mm256_set1_ps(-INFINITY);
                 __m256 mm = _mm256_max_ps(_mm256_blendv_ps(ninf, x0, k0),
                                           _mm256_blendv_ps(ninf, x1, k1));
-                mm = _mm256_max_ps(mm, _mm256_permute2f128_ps(mm, mm, 1));
-                mm = _mm256_max_ps(mm, _mm256_shuffle_ps(mm, mm, 0x4e));
-                mm = _mm256_max_ps(mm, _mm256_shuffle_ps(mm, mm, 0xb1));
-                float cmx = _mm256_cvtss_f32(mm), mx = cmx > m[ri] ? cmx : m[ri];
+                float cmx = hreduce8(mm, true), mx = cmx > m[ri] ? cmx : m[ri];
                 __m256 mv = _mm256_set1_ps(mx);
                 __m256 e0 = _mm256_and_ps(exp_neg(_mm256_sub_ps(x0, mv)), k0);
                 __m256 e1 = _mm256_and_ps(exp_neg(_mm256_sub_ps(x1, mv)), k1);
@@ -296,11 +304,7 @@ void llmrt_cpu_attn_tile_avx2(const llmrt_cpu_attn_tile *t, float *scratch) {
                 _mm256_storeu_ps(pr, e0);
                 _mm256_storeu_ps(pr + 8, e1);
                 /* the 16 lanes summed as a fixed tree (the same for every tile shape) */
-                __m256 es = _mm256_add_ps(e0, e1);
-                es = _mm256_add_ps(es, _mm256_permute2f128_ps(es, es, 1));
-                es = _mm256_add_ps(es, _mm256_shuffle_ps(es, es, 0x4e));
-                es = _mm256_add_ps(es, _mm256_shuffle_ps(es, es, 0xb1));
-                sum[i] = _mm256_cvtss_f32(es);
+                sum[i] = hreduce8(_mm256_add_ps(e0, e1), false);
                 dm[i]  = m[ri] - mx;
                 m[ri]  = mx;
             }
