@@ -17,6 +17,33 @@ cd "$(dirname "$0")/.."
 
 jobs=$(nproc)
 step() { echo; echo "=== $* (at ${SECONDS} s) ==="; }
+# configure_ninja TREE ARGS...: cmake -G Ninja (a tree kept from before, made with another
+# generator or configured with another C compiler, is started again: both count at first
+# configure only)
+configure_ninja() {
+    local tree=$1
+    shift
+    if [ -f "$tree/CMakeCache.txt" ] && { ! grep -q '^CMAKE_GENERATOR:INTERNAL=Ninja$' "$tree/CMakeCache.txt" ||
+        ! grep -q "^CMAKE_C_COMPILER:.*/${CC:-cc}\$" "$tree/CMakeCache.txt"; }; then
+        rm -rf "$tree"
+    fi
+    cmake -G Ninja -S . -B "$tree" "$@" >/dev/null
+}
+# build_for_tests TREE CTEST-SELECTION... [-- EXTRA-TARGETS...]: builds only the programs the
+# selected tests run (named in their commands), not the tree's other tests and tools, which that
+# step does not run (a third of the cusim build's targets, ~30 s of it on a 2-core Zen 3)
+build_for_tests() {
+    local tree=$1 sel=() extra=()
+    shift
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do sel+=("$1"); shift; done
+    [ $# -gt 0 ] && { shift; extra=("$@"); }
+    # a program not built yet is named in "Could not find executable", one built in its command
+    mapfile -t targets < <(ctest --test-dir "$tree" -N -V "${sel[@]}" 2>&1 |
+        grep -E 'Test command:|Could not find executable' | grep -o "$PWD/$tree/[^ \"]*" |
+        xargs -r -n1 basename | sort -u)
+    [ ${#targets[@]} -gt 0 ] || { echo "no test programs in $tree for ${sel[*]}"; return 1; }
+    cmake --build "$tree" -j "$jobs" --target "${targets[@]}" "${extra[@]}"
+}
 
 step "release build"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -50,39 +77,37 @@ step "ASan + UBSan build (clang, -O1, with the libFuzzer harnesses): unit + tiny
 # documentation builds its targets (asserts stay on: Debug), the library instrumented for the
 # fuzzers' coverage (five large kernel files at -O0: CMakeLists.txt says why). A second clang
 # build only for the harnesses took 9 of CI's 59 minutes on a 2-core Zen 3.
-# (a tree kept from before, configured with gcc, is started again: CC only counts at first configure)
-if [ -f build-asan/CMakeCache.txt ] && ! grep -q '^CMAKE_C_COMPILER:.*clang' build-asan/CMakeCache.txt; then
-    rm -rf build-asan
-fi
-CC=clang cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-g -O1" \
-    -DLLMRT_SANITIZE=ON -DLLMRT_FUZZ=ON >/dev/null
+CC=clang configure_ninja build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-g -O1" \
+    -DLLMRT_SANITIZE=ON -DLLMRT_FUZZ=ON
 cmake --build build-asan -j "$jobs"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --output-on-failure -j "$jobs" -L "unit|model" -LE slow)
 (cd build-asan && ctest --output-on-failure -j "$jobs" -L fuzz)
 
 step "ThreadSanitizer build: thread pool, engine, communicator and tensor-parallel thread-safety tests"
-cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DLLMRT_TSAN=ON >/dev/null
-cmake --build build-tsan -j "$jobs"
+tsan_tests='test_thread_pool|test_engine_threads|test_comm_local|test_tp$'
+configure_ninja build-tsan -DCMAKE_BUILD_TYPE=Debug -DLLMRT_TSAN=ON
+build_for_tests build-tsan -R "$tsan_tests"
 (cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
-    ctest --output-on-failure -j "$jobs" -R 'test_thread_pool|test_engine_threads|test_comm_local|test_tp$')
+    ctest --output-on-failure -j "$jobs" -R "$tsan_tests")
 
 step "CUDA under cusim (the simulated GPU): simulator features, PTX wrappers vs the hardware golden, kernels, CUDA backend and engine"
-cmake -S . -B build-sim -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLLMRT_CUDA=sim >/dev/null
-cmake --build build-sim -j "$jobs"
+configure_ninja build-sim -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLLMRT_CUDA=sim
+build_for_tests build-sim -L cusim
 (cd build-sim && ctest --output-on-failure -j "$jobs" -L cusim)
 
 step "CUDA with nvcc for sm_80/90: compile and link only here (ctest -L gpu runs them on a GPU)"
 # A100 and H100, the targets every kernel must fit without spills; the kernels have no
 # architecture branches (cuda/launch.cuh's KARCH is unused), so sm_86/89 (the default build's
 # other two) would compile the same code twice more, in a CI that must stay under 30 minutes
-# Ninja, the generator scikit-build-core picks: the CUDA wheel below is built from this tree
-if [ -f build-nvcc/CMakeCache.txt ] && ! grep -q '^CMAKE_GENERATOR:INTERNAL=Ninja$' build-nvcc/CMakeCache.txt; then
-    rm -rf build-nvcc # a tree kept from before, made with another generator
-fi
-cmake -G Ninja -S . -B build-nvcc -DCMAKE_BUILD_TYPE=Release -DLLMRT_CUDA=nvcc \
-    -DCMAKE_CUDA_ARCHITECTURES="80;90" >/dev/null
-cmake --build build-nvcc -j "$jobs" > build-nvcc/build.log 2>&1 || { tail -50 build-nvcc/build.log; exit 1; }
+# Ninja, the generator scikit-build-core picks: the CUDA wheel below is built from this tree.
+# Built: the programs of `ctest -L gpu` and the llmrt command. The test programs (run only on a
+# GPU; bench/gpu_pack.sh builds them for the device) are compiled to PTX only: their sources get
+# every check but ptxas, which the library runs on the same kernels (cuda/CMakeLists.txt)
+configure_ninja build-nvcc -DCMAKE_BUILD_TYPE=Release -DLLMRT_CUDA=nvcc \
+    -DCMAKE_CUDA_ARCHITECTURES="80;90" -DLLMRT_CUDA_TEST_ARCHITECTURES=80-virtual
+build_for_tests build-nvcc -L gpu -- llmrt_cli > build-nvcc/build.log 2>&1 ||
+    { tail -50 build-nvcc/build.log; exit 1; }
 echo "registers / spills / shared memory per kernel (ptxas, one line per kernel and architecture):"
 python3 - build-nvcc/build.log <<'PY'
 import re, subprocess, sys
