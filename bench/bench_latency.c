@@ -235,9 +235,16 @@ static int measure_case(llmrt_model *model, bench_context *ctx, int32_t warmup, 
         row->bytes = (double)ctx->info.weight_bytes +
                      c->batch * bench_kv_bytes_per_token(&ctx->info) * ctx_tokens;
         row->gbps = row->bytes / (row->tpot.mean / 1e3) / 1e9;
-        /* prefill: 2 FLOPs per weight per token + attention (QK and PV: 4 * ctx * heads * hd
-         * per layer, ctx averaging depth + P/2) */
-        row->flops_per_token = 2.0 * (double)ctx->info.n_params +
+        /* prefill: 2 FLOPs per matmul weight per token + attention (QK and PV: 4 * ctx * heads
+         * * hd per layer, ctx averaging depth + P/2). The embedding table is a lookup, and the
+         * output projection (the same table when tied) runs for the last prompt token only:
+         * counted per token, they overstated a small model's prefill FLOPs (SmolLM2: by 27 %) */
+        double embed = (double)ctx->info.vocab_size * ctx->info.hidden_size;
+        double lm_head_per_token = c->prompt > 0 ? 2.0 * embed / c->prompt : 0.0;
+        double per_token_params =
+            (double)ctx->info.n_params - (ctx->info.tie_word_embeddings ? 1.0 : 2.0) * embed;
+        if (per_token_params < 0) per_token_params = 0; /* a sharded or unusual count */
+        row->flops_per_token = 2.0 * per_token_params + lm_head_per_token +
                                4.0 * ctx->info.n_layers * ctx->info.n_heads * ctx->info.head_dim *
                                    (c->depth + c->prompt / 2.0);
         row->gflops = row->pp.mean * row->flops_per_token / 1e9;

@@ -17,8 +17,11 @@ static double now_s(void) {
 }
 
 /* The peak fp32 FMA rate: 16 independent vector accumulators (enough FMAs in flight to fill
- * both FMA pipes), in the widest ISA the CPU has, as the CPU backend's kernels use it. */
-#define PROBE_ITERS 10000000L
+ * both FMA pipes), in the widest ISA the CPU has, as the CPU backend's kernels use it. The best
+ * of PROBE_RUNS runs of ~5 ms: a single ~1 ms run (before) read 60-80 % of the core's rate on a
+ * shared 2-core Zen 3, so prefill reports showed 130-200 % "of the peak". */
+#define PROBE_ITERS 40000000L
+#define PROBE_RUNS  5
 
 __attribute__((target("avx512f,fma"))) static float probe_avx512(void) {
     __m512 acc[16], x = _mm512_set1_ps(1.0000001f), y = _mm512_set1_ps(0.9999999f);
@@ -63,12 +66,21 @@ double bench_flops_probe(int n_threads) {
     if (__builtin_cpu_supports("avx512f")) probe_width = 16 * 16;
     else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) probe_width = 8 * 12;
     else return 0.0; /* no FMA: not measured */
-    double t0 = now_s();
-    for (int t = 0; t < n_threads; t++) pthread_create(&tid[t], NULL, flops_worker, &sink[t]);
-    for (int t = 0; t < n_threads; t++) pthread_join(tid[t], NULL);
-    double dt = now_s() - t0;
-    /* per thread: PROBE_ITERS / 16 iterations of probe_width FMAs (2 FLOPs each) */
-    return 2.0 * (double)probe_width * (double)(PROBE_ITERS / 16) * n_threads / dt / 1e9;
+    double best = 0;
+    for (int run = 0; run < PROBE_RUNS; run++) {
+        double t0   = now_s();
+        int    made = 0; /* threads started (a failed pthread_create counts the ones that ran) */
+        while (made < n_threads &&
+               pthread_create(&tid[made], NULL, flops_worker, &sink[made]) == 0)
+            made++;
+        for (int t = 0; t < made; t++) pthread_join(tid[t], NULL);
+        double dt = now_s() - t0;
+        if (made == 0) return 0.0; /* not measured */
+        /* per thread: PROBE_ITERS / 16 iterations of probe_width FMAs (2 FLOPs each) */
+        double gflops = 2.0 * (double)probe_width * (double)(PROBE_ITERS / 16) * made / dt / 1e9;
+        if (gflops > best) best = gflops;
+    }
+    return best;
 }
 
 /* Datasheet peaks of known GPUs (kernels.md §5): dense fp16 tensor-core TFLOP/s, memory GB/s.
