@@ -23,8 +23,9 @@ step() { echo; echo "=== $* (at ${SECONDS} s) ==="; }
 configure_ninja() {
     local tree=$1
     shift
-    if [ -f "$tree/CMakeCache.txt" ] && { ! grep -q '^CMAKE_GENERATOR:INTERNAL=Ninja$' "$tree/CMakeCache.txt" ||
-        ! grep -q "^CMAKE_C_COMPILER:.*/${CC:-cc}\$" "$tree/CMakeCache.txt"; }; then
+    local cache=$tree/CMakeCache.txt
+    if [ -f "$cache" ] && { ! grep -q '^CMAKE_GENERATOR:INTERNAL=Ninja$' "$cache" ||
+        ! grep -q "^CMAKE_C_COMPILER:.*/${CC:-cc}\$" "$cache"; }; then
         rm -rf "$tree"
     fi
     cmake -G Ninja -S . -B "$tree" "$@" >/dev/null

@@ -9,7 +9,6 @@
 
 #include "cpu_kernels.h"
 
-
 static inline float hsum256(__m256 v) {
     __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
     lo        = _mm_add_ps(lo, hi);
@@ -55,8 +54,8 @@ static void dot_tile_2x4(float *out, int64_t ldo, const float *const xr[2], int 
 
 /* 4 tokens x 3 rows: 12 accumulators, the 3 rows' weight vectors and one token's x in the 16 ymm
  * registers; 7 loads per 12 FMAs */
-static void dot_tile_4x3(float *out, int64_t ldo, const float *const xr[4], const float *const wr[3],
-                         int64_t K) {
+static void dot_tile_4x3(float *out, int64_t ldo, const float *const xr[4],
+                         const float *const wr[3], int64_t K) {
     __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a10 = a00, a11 = a00, a12 = a00;
     __m256 a20 = a00, a21 = a00, a22 = a00, a30 = a00, a31 = a00, a32 = a00;
     int64_t k = 0;
