@@ -1,6 +1,7 @@
 /* The CPU backend's inner loops, every instruction-set variant this machine can run, against
  * fp64 references over irregular sizes; and the batch-invariance property the forward relies on:
  * an output computed in a full 4x4 tile is bit-identical to the same output computed alone. */
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +13,13 @@ static uint64_t rng = 0x1234567;
 static float    frand(void) {
     rng = rng * 6364136223846793005ull + 1442695040888963407ull;
     return (float)((rng >> 40) / 8388608.0 - 1.0);
+}
+
+/* a[i] and b[i] have the same bits, or are both NaN (the untouched cells), for every i < n */
+static bool same_bits(const float *a, const float *b, int n) {
+    for (int i = 0; i < n; i++)
+        if (!(isnan(a[i]) && isnan(b[i])) && memcmp(&a[i], &b[i], 4) != 0) return false;
+    return true;
 }
 
 static void test_variant(llmrt_cpu_kernels k) {
@@ -51,6 +59,26 @@ static void test_variant(llmrt_cpu_kernels k) {
                                   "%s dot K=%lld", k.isa, (long long)K);
                     }
             }
+        /* half-precision weights widened in registers: the same bits as widening them first */
+        for (int bf = 0; bf <= 1 && k.dot_tile_h; bf++) {
+            uint16_t *wh = malloc((size_t)(4 * K) * sizeof *wh);
+            float    *wf = malloc((size_t)(4 * K) * sizeof *wf);
+            for (int64_t i = 0; i < 4 * K; i++)
+                wh[i] = bf ? llmrt_f32_to_bf16(w[i] * 3.0f) : llmrt_f32_to_f16(w[i] * 3.0f);
+            (bf ? k.bf16_to_f32 : k.f16_to_f32)(wf, wh, 4 * K);
+            for (int n_t = 1; n_t <= 4; n_t++)
+                for (int n_n = 1; n_n <= 4; n_n++) {
+                    float out[16], want[16];
+                    for (int i = 0; i < 16; i++) out[i] = want[i] = NAN;
+                    k.dot_tile_h(out, 4, x, K, n_t, wh, K, n_n, K, bf);
+                    k.dot_tile(want, 4, x, K, n_t, wf, K, n_n, K);
+                    CHECK_MSG(same_bits(out, want, 16),
+                              "%s dot_tile_h (%s) K=%lld tile %dx%d differs from widening first",
+                              k.isa, bf ? "bf16" : "f16", (long long)K, n_t, n_n);
+                }
+            free(wh);
+            free(wf);
+        }
         /* axpy */
         float *y = malloc((size_t)K * sizeof(float));
         memcpy(y, x, (size_t)K * sizeof(float));

@@ -5,6 +5,7 @@
 #ifndef LLMRT_BACKEND_CPU_KERNELS_H
 #define LLMRT_BACKEND_CPU_KERNELS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* Rows of W and of x processed together by dot_tile. */
@@ -17,6 +18,14 @@ typedef struct llmrt_cpu_kernels {
      * n_t <= LLMRT_CPU_TILE_T and n_n <= LLMRT_CPU_TILE_N. */
     void (*dot_tile)(float *out, int64_t ldo, const float *x, int64_t ldx, int n_t,
                      const float *w, int64_t ldw, int n_n, int64_t K);
+    /* rows per dot_tile call of LLMRT_CPU_TILE_T tokens that keep its widest tile whole
+     * (<= LLMRT_CPU_TILE_N): callers step through W by it (by LLMRT_CPU_TILE_N for fewer
+     * tokens). Any split gives the same bits; this one is the fastest. */
+    int tile_rows;
+    /* dot_tile over f16 (bf16 false) or bf16 weight rows widened in registers: bit-identical to
+     * f16_to_f32 / bf16_to_f32 into a scratch row + dot_tile. NULL where the ISA has none. */
+    void (*dot_tile_h)(float *out, int64_t ldo, const float *x, int64_t ldx, int n_t,
+                       const uint16_t *w, int64_t ldw, int n_n, int64_t K, bool bf16);
     /* dst[i] = (float)src[i] for fp16 / bf16 sources. */
     void (*f16_to_f32)(float *dst, const uint16_t *src, int64_t n);
     void (*bf16_to_f32)(float *dst, const uint16_t *src, int64_t n);

@@ -1,13 +1,22 @@
 /* AVX2 + FMA inner loops (compiled with -mavx2 -mfma -mf16c). 8-lane accumulators. Every output
- * is the same 8-lane sum over k (k = l mod 8 in lane l, in k order), reduced by hsum256 and the
- * scalar tail, whatever tile computes it: outputs are bit-identical alone and in a batch.
- * Tiles: 4 tokens x 3 rows (12 accumulators, 7 loads per 12 FMAs) plus 4 x 1 for a full 4 x 4
- * call; 2 tokens x 4 rows otherwise. The 2 x 4 tile alone (8 accumulators, 6 loads per 8 FMAs)
- * ran at 41-42 GFLOP/s against 60-64 for 4 x 3 + 4 x 1 (Zen 3, 1 thread, cpu_gemm_bench -M 64
- * -N 1536 -K 576 --formats f32 --isa avx2, best of 20, 3 alternating runs). */
+ * is the same 8-lane sum over k (k = l mod 8 in lane l, in k order), reduced by hsum256 (or
+ * hsum256_x4, the same adds four at a time) and the scalar tail, whatever tile computes it:
+ * outputs are bit-identical alone and in a batch.
+ * Tiles: 4 tokens x 3 rows (12 accumulators, 7 loads per 12 FMAs; tile_rows = 3: the backend
+ * steps through W by 3 rows) and 4 x 1 for what is left of 4 tokens; 2 tokens x 4 rows for fewer
+ * tokens, which also runs over f16 / bf16 rows widened in registers (dot_tile_h). The 2 x 4 tile
+ * alone (8 accumulators, 6 loads per 8 FMAs) ran at 41-42 GFLOP/s against 60-64 for 4 x 3 +
+ * 4 x 1 per 4 rows (Zen 3, 1 thread, cpu_gemm_bench -M 64 -N 1536 -K 576 --formats f32
+ * --isa avx2, best of 20, 3 alternating runs); 4 x 3 alone, 24-row tasks, the tokens outer and
+ * hsum256_x4 reach 70-80. The 2 x 4 tiles prefetch the rows PF_TILES tiles ahead: one token's
+ * matmul streams W from DRAM, and four interleaved rows of 1-2 KB are too short for the hardware
+ * prefetcher (bench/results/cpu_gemm_avx2_4x3.txt has the measurements). */
 #include <immintrin.h>
+#include <stdbool.h>
 
 #include "cpu_kernels.h"
+
+#define PF_TILES 2 /* 1, 2, 4 ahead: 11, 12, 12 GFLOP/s, without 7 (bf16, M 1, N 65536, K 576) */
 
 static inline float hsum256(__m256 v) {
     __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
@@ -17,10 +26,34 @@ static inline float hsum256(__m256 v) {
     return _mm_cvtss_f32(lo);
 }
 
+/* hsum256 of four accumulators at once, in one xmm [a, b, c, d]: the same three adds per
+ * accumulator in the same order (lo + hi, lanes 0 + 2 and 1 + 3, then the two), so each lane is
+ * bit-identical to hsum256 of its accumulator; 9 shuffles and adds instead of 20. */
+static inline __m128 hsum256_x4(__m256 a, __m256 b, __m256 c, __m256 d) {
+    /* [a lo + a hi | b lo + b hi] and the same for c, d */
+    __m256 ab = _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20),
+                              _mm256_permute2f128_ps(a, b, 0x31));
+    __m256 cd = _mm256_add_ps(_mm256_permute2f128_ps(c, d, 0x20),
+                              _mm256_permute2f128_ps(c, d, 0x31));
+    /* per 128-bit half: [x0 + x2, x1 + x3, y0 + y2, y1 + y3] with x, y = a, c (low) or b, d */
+    __m256 t = _mm256_add_ps(_mm256_shuffle_ps(ab, cd, _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm256_shuffle_ps(ab, cd, _MM_SHUFFLE(3, 2, 3, 2)));
+    __m256 r = _mm256_hadd_ps(t, t); /* low half [a, c, a, c], high half [b, d, b, d] */
+    return _mm_unpacklo_ps(_mm256_castps256_ps128(r), _mm256_extractf128_ps(r, 1));
+}
+
 static inline float tail_dot(const float *a, const float *b, int64_t k, int64_t n) {
     float s = 0.0f;
     for (; k < n; k++) s += a[k] * b[k];
     return s;
+}
+
+/* out[0], out[ldo], out[2 * ldo], out[3 * ldo] = lanes 0..3 of v */
+static inline void store_col4(float *out, int64_t ldo, __m128 v) {
+    _mm_store_ss(out, v);
+    _MM_EXTRACT_FLOAT(out[ldo], v, 1);
+    _MM_EXTRACT_FLOAT(out[2 * ldo], v, 2);
+    _MM_EXTRACT_FLOAT(out[3 * ldo], v, 3);
 }
 
 static float dot_avx2(const float *a, const float *b, int64_t n) {
@@ -31,12 +64,14 @@ static float dot_avx2(const float *a, const float *b, int64_t n) {
 }
 
 static void dot_tile_2x4(float *out, int64_t ldo, const float *const xr[2], int n_t,
-                         const float *const wr[4], int n_n, int64_t K) {
+                         const float *const wr[4], int n_n, int64_t K, const char *pf) {
     __m256 acc[2][4];
     for (int t = 0; t < 2; t++)
         for (int n = 0; n < 4; n++) acc[t][n] = _mm256_setzero_ps();
     int64_t k = 0;
     for (; k + 8 <= K; k += 8) {
+        _mm_prefetch(pf + 16 * k, _MM_HINT_T0);
+        _mm_prefetch(pf + 16 * k + 64, _MM_HINT_T0);
         __m256 wv0 = _mm256_loadu_ps(wr[0] + k), wv1 = _mm256_loadu_ps(wr[1] + k);
         __m256 wv2 = _mm256_loadu_ps(wr[2] + k), wv3 = _mm256_loadu_ps(wr[3] + k);
         for (int t = 0; t < 2; t++) {
@@ -70,9 +105,13 @@ static void dot_tile_4x3(float *out, int64_t ldo, const float *const xr[4],
         ROW(0) ROW(1) ROW(2) ROW(3)
 #undef ROW
     }
-#define OUT(T, N) out[T * ldo + N] = hsum256(a##T##N) + tail_dot(xr[T], wr[N], k, K);
-    OUT(0, 0) OUT(0, 1) OUT(0, 2) OUT(1, 0) OUT(1, 1) OUT(1, 2)
-    OUT(2, 0) OUT(2, 1) OUT(2, 2) OUT(3, 0) OUT(3, 1) OUT(3, 2)
+    /* row N of the 4 tokens at once, + the scalar tails (0.0f when K % 8 == 0: hsum + tail) */
+#define OUT(N)                                                                                     \
+    store_col4(out + N, ldo,                                                                       \
+               _mm_add_ps(hsum256_x4(a0##N, a1##N, a2##N, a3##N),                                  \
+                          _mm_setr_ps(tail_dot(xr[0], wr[N], k, K), tail_dot(xr[1], wr[N], k, K), \
+                                      tail_dot(xr[2], wr[N], k, K), tail_dot(xr[3], wr[N], k, K))));
+    OUT(0) OUT(1) OUT(2)
 #undef OUT
 }
 
@@ -88,27 +127,91 @@ static void dot_tile_4x1(float *out, int64_t ldo, const float *const xr[4], cons
         a2 = _mm256_fmadd_ps(_mm256_loadu_ps(xr[2] + k), wv, a2);
         a3 = _mm256_fmadd_ps(_mm256_loadu_ps(xr[3] + k), wv, a3);
     }
-    out[0]       = hsum256(a0) + tail_dot(xr[0], wr, k, K);
-    out[ldo]     = hsum256(a1) + tail_dot(xr[1], wr, k, K);
-    out[2 * ldo] = hsum256(a2) + tail_dot(xr[2], wr, k, K);
-    out[3 * ldo] = hsum256(a3) + tail_dot(xr[3], wr, k, K);
+    store_col4(out, ldo,
+               _mm_add_ps(hsum256_x4(a0, a1, a2, a3),
+                          _mm_setr_ps(tail_dot(xr[0], wr, k, K), tail_dot(xr[1], wr, k, K),
+                                      tail_dot(xr[2], wr, k, K), tail_dot(xr[3], wr, k, K))));
 }
 
 static void dot_tile_avx2(float *out, int64_t ldo, const float *x, int64_t ldx, int n_t,
                           const float *w, int64_t ldw, int n_n, int64_t K) {
-    if (n_t == 4 && n_n >= 3) {
+    if (n_t == 4) {
         const float *xr[4] = {x, x + ldx, x + 2 * ldx, x + 3 * ldx};
-        const float *wr[3] = {w, w + ldw, w + 2 * ldw};
-        dot_tile_4x3(out, ldo, xr, wr, K);
-        if (n_n == 4) dot_tile_4x1(out + 3, ldo, xr, w + 3 * ldw, K);
+        int          n     = 0;
+        if (n_n >= 3) {
+            const float *wr[3] = {w, w + ldw, w + 2 * ldw};
+            dot_tile_4x3(out, ldo, xr, wr, K);
+            n = 3;
+        }
+        for (; n < n_n; n++) dot_tile_4x1(out + n, ldo, xr, w + n * ldw, K);
         return;
     }
     const float *wr[4];
     for (int i = 0; i < 4; i++) wr[i] = w + (i < n_n ? i : 0) * ldw;
+    const char *pf = (const char *)(w + PF_TILES * 4 * ldw); /* 128 bytes per k step */
     for (int t0 = 0; t0 < n_t; t0 += 2) {
         int          nt    = n_t - t0 < 2 ? n_t - t0 : 2;
         const float *xr[2] = {x + t0 * ldx, x + (t0 + (nt > 1 ? 1 : 0)) * ldx};
-        dot_tile_2x4(out + t0 * ldo, ldo, xr, nt, wr, n_n, K);
+        dot_tile_2x4(out + t0 * ldo, ldo, xr, nt, wr, n_n, K, pf);
+    }
+}
+
+/* f16 / bf16 weights widened in registers (decode with half-precision weights, no scratch pass):
+ * the widening is exact, so every FMA sees the values f16/bf16_to_f32 would have written, in the
+ * same order as dot_tile_2x4 + hsum256 + tail: the same bits as converting the rows first. */
+static inline __m256 load_half8(const uint16_t *p, bool bf16) {
+    __m128i h = _mm_loadu_si128((const __m128i *)p);
+    return bf16 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))
+                : _mm256_cvtph_ps(h);
+}
+
+static inline float half_to_f32(uint16_t h, bool bf16) {
+    if (!bf16) return _cvtsh_ss(h);
+    uint32_t u = (uint32_t)h << 16;
+    float    f;
+    __builtin_memcpy(&f, &u, 4);
+    return f;
+}
+
+static inline __attribute__((always_inline)) void
+dot_tile_h_2x4(float *out, int64_t ldo, const float *const xr[2], int n_t,
+               const uint16_t *const wr[4], int n_n, int64_t K, bool bf16, const char *pf) {
+    __m256 acc[2][4];
+    for (int t = 0; t < 2; t++)
+        for (int n = 0; n < 4; n++) acc[t][n] = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) {
+        _mm_prefetch(pf + 8 * k, _MM_HINT_T0);
+        __m256 wv0 = load_half8(wr[0] + k, bf16), wv1 = load_half8(wr[1] + k, bf16);
+        __m256 wv2 = load_half8(wr[2] + k, bf16), wv3 = load_half8(wr[3] + k, bf16);
+        for (int t = 0; t < 2; t++) {
+            __m256 xv = _mm256_loadu_ps(xr[t] + k);
+            acc[t][0] = _mm256_fmadd_ps(xv, wv0, acc[t][0]);
+            acc[t][1] = _mm256_fmadd_ps(xv, wv1, acc[t][1]);
+            acc[t][2] = _mm256_fmadd_ps(xv, wv2, acc[t][2]);
+            acc[t][3] = _mm256_fmadd_ps(xv, wv3, acc[t][3]);
+        }
+    }
+    for (int t = 0; t < n_t; t++)
+        for (int n = 0; n < n_n; n++) {
+            float tail = 0.0f; /* tail_dot over the widened values */
+            for (int64_t i = k; i < K; i++) tail += xr[t][i] * half_to_f32(wr[n][i], bf16);
+            out[t * ldo + n] = hsum256(acc[t][n]) + tail;
+        }
+}
+
+static void dot_tile_h_avx2(float *out, int64_t ldo, const float *x, int64_t ldx, int n_t,
+                            const uint16_t *w, int64_t ldw, int n_n, int64_t K, bool bf16) {
+    const uint16_t *wr[4];
+    for (int i = 0; i < 4; i++) wr[i] = w + (i < n_n ? i : 0) * ldw;
+    /* 64 bytes per k step, PF_TILES tiles of 4 rows ahead (the rows are contiguous: ldw == K;
+     * past the task's end it fetches the next task's rows, and past W's end nothing faults) */
+    const char *pf = (const char *)(w + PF_TILES * 4 * ldw);
+    for (int t0 = 0; t0 < n_t; t0 += 2) {
+        int          nt    = n_t - t0 < 2 ? n_t - t0 : 2;
+        const float *xr[2] = {x + t0 * ldx, x + (t0 + (nt > 1 ? 1 : 0)) * ldx};
+        if (bf16) dot_tile_h_2x4(out + t0 * ldo, ldo, xr, nt, wr, n_n, K, true, pf);
+        else      dot_tile_h_2x4(out + t0 * ldo, ldo, xr, nt, wr, n_n, K, false, pf);
     }
 }
 
@@ -143,6 +246,8 @@ llmrt_cpu_kernels llmrt_cpu_kernels_avx2(void) {
     return (llmrt_cpu_kernels){
         .isa         = "avx2",
         .dot_tile    = dot_tile_avx2,
+        .tile_rows   = 3,
+        .dot_tile_h  = dot_tile_h_avx2,
         .f16_to_f32  = f16_to_f32_avx2,
         .bf16_to_f32 = bf16_to_f32_avx2,
         .dot         = dot_avx2,

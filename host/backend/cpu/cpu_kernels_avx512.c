@@ -105,6 +105,7 @@ llmrt_cpu_kernels llmrt_cpu_kernels_avx512(void) {
     return (llmrt_cpu_kernels){
         .isa         = "avx512",
         .dot_tile    = dot_tile_avx512,
+        .tile_rows   = 4,
         .f16_to_f32  = f16_to_f32_avx512,
         .bf16_to_f32 = bf16_to_f32_avx512,
         .dot         = dot_avx512,

@@ -40,6 +40,7 @@ llmrt_cpu_kernels llmrt_cpu_kernels_generic(void) {
     return (llmrt_cpu_kernels){
         .isa         = "generic",
         .dot_tile    = dot_tile_generic,
+        .tile_rows   = 4,
         .f16_to_f32  = f16_to_f32_generic,
         .bf16_to_f32 = bf16_to_f32_generic,
         .dot         = dot_generic,
