@@ -13,6 +13,7 @@
  * prefetcher (bench/results/cpu_gemm_avx2_4x3.txt has the measurements). */
 #include <immintrin.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "cpu_kernels.h"
 
@@ -64,14 +65,14 @@ static float dot_avx2(const float *a, const float *b, int64_t n) {
 }
 
 static void dot_tile_2x4(float *out, int64_t ldo, const float *const xr[2], int n_t,
-                         const float *const wr[4], int n_n, int64_t K, const char *pf) {
+                         const float *const wr[4], int n_n, int64_t K, uintptr_t pf) {
     __m256 acc[2][4];
     for (int t = 0; t < 2; t++)
         for (int n = 0; n < 4; n++) acc[t][n] = _mm256_setzero_ps();
     int64_t k = 0;
     for (; k + 8 <= K; k += 8) {
-        _mm_prefetch(pf + 16 * k, _MM_HINT_T0);
-        _mm_prefetch(pf + 16 * k + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)(pf + 16 * k), _MM_HINT_T0);
+        _mm_prefetch((const char *)(pf + 16 * k + 64), _MM_HINT_T0);
         __m256 wv0 = _mm256_loadu_ps(wr[0] + k), wv1 = _mm256_loadu_ps(wr[1] + k);
         __m256 wv2 = _mm256_loadu_ps(wr[2] + k), wv3 = _mm256_loadu_ps(wr[3] + k);
         for (int t = 0; t < 2; t++) {
@@ -148,7 +149,7 @@ static void dot_tile_avx2(float *out, int64_t ldo, const float *x, int64_t ldx, 
     }
     const float *wr[4];
     for (int i = 0; i < 4; i++) wr[i] = w + (i < n_n ? i : 0) * ldw;
-    const char *pf = (const char *)(w + PF_TILES * 4 * ldw); /* 128 bytes per k step */
+    uintptr_t pf = (uintptr_t)w + PF_TILES * 4 * ldw * sizeof *w; /* 128 bytes per k step */
     for (int t0 = 0; t0 < n_t; t0 += 2) {
         int          nt    = n_t - t0 < 2 ? n_t - t0 : 2;
         const float *xr[2] = {x + t0 * ldx, x + (t0 + (nt > 1 ? 1 : 0)) * ldx};
@@ -175,13 +176,13 @@ static inline float half_to_f32(uint16_t h, bool bf16) {
 
 static inline __attribute__((always_inline)) void
 dot_tile_h_2x4(float *out, int64_t ldo, const float *const xr[2], int n_t,
-               const uint16_t *const wr[4], int n_n, int64_t K, bool bf16, const char *pf) {
+               const uint16_t *const wr[4], int n_n, int64_t K, bool bf16, uintptr_t pf) {
     __m256 acc[2][4];
     for (int t = 0; t < 2; t++)
         for (int n = 0; n < 4; n++) acc[t][n] = _mm256_setzero_ps();
     int64_t k = 0;
     for (; k + 8 <= K; k += 8) {
-        _mm_prefetch(pf + 8 * k, _MM_HINT_T0);
+        _mm_prefetch((const char *)(pf + 8 * k), _MM_HINT_T0);
         __m256 wv0 = load_half8(wr[0] + k, bf16), wv1 = load_half8(wr[1] + k, bf16);
         __m256 wv2 = load_half8(wr[2] + k, bf16), wv3 = load_half8(wr[3] + k, bf16);
         for (int t = 0; t < 2; t++) {
@@ -205,8 +206,9 @@ static void dot_tile_h_avx2(float *out, int64_t ldo, const float *x, int64_t ldx
     const uint16_t *wr[4];
     for (int i = 0; i < 4; i++) wr[i] = w + (i < n_n ? i : 0) * ldw;
     /* 64 bytes per k step, PF_TILES tiles of 4 rows ahead (the rows are contiguous: ldw == K;
-     * past the task's end it fetches the next task's rows, and past W's end nothing faults) */
-    const char *pf = (const char *)(w + PF_TILES * 4 * ldw);
+     * past the task's end it fetches the next task's rows, and past W's end nothing faults; an
+     * integer, as pointer arithmetic past W's end would be undefined) */
+    uintptr_t pf = (uintptr_t)w + PF_TILES * 4 * ldw * sizeof *w;
     for (int t0 = 0; t0 < n_t; t0 += 2) {
         int          nt    = n_t - t0 < 2 ? n_t - t0 : 2;
         const float *xr[2] = {x + t0 * ldx, x + (t0 + (nt > 1 ? 1 : 0)) * ldx};
