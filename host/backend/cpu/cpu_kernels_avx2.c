@@ -64,17 +64,45 @@ static float dot_avx2(const float *a, const float *b, int64_t n) {
     return hsum256(acc) + tail_dot(a, b, k, n);
 }
 
-static void dot_tile_2x4(float *out, int64_t ldo, const float *const xr[2], int n_t,
-                         const float *const wr[4], int n_n, int64_t K, uintptr_t pf) {
-    __m256 acc[2][4];
+/* Weight rows of the 2 x 4 tiles: fp32, or f16 / bf16 widened in registers. The widening is
+ * exact, so every FMA sees the values f16/bf16_to_f32 would have written: the same bits as
+ * converting the rows first (decode with half-precision weights then needs no scratch pass). */
+enum wkind { W_F32, W_F16, W_BF16 };
+
+static inline __attribute__((always_inline)) __m256 load_w8(const void *w, int64_t k,
+                                                            enum wkind kind) {
+    if (kind == W_F32) return _mm256_loadu_ps((const float *)w + k);
+    __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)w + k));
+    return kind == W_BF16 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))
+                          : _mm256_cvtph_ps(h);
+}
+
+static inline __attribute__((always_inline)) float w_at(const void *w, int64_t i,
+                                                        enum wkind kind) {
+    if (kind == W_F32) return ((const float *)w)[i];
+    uint16_t h = ((const uint16_t *)w)[i];
+    if (kind == W_F16) return _cvtsh_ss(h);
+    uint32_t u = (uint32_t)h << 16;
+    float    f;
+    __builtin_memcpy(&f, &u, 4);
+    return f;
+}
+
+/* 2 tokens x 4 rows: 8 accumulators, 6 loads per 8 FMAs; prefetches pf (the rows PF_TILES tiles
+ * ahead) in step, 4 rows x 8 elements per k step */
+static inline __attribute__((always_inline)) void
+dot_tile_2x4(float *out, int64_t ldo, const float *const xr[2], int n_t, const void *const wr[4],
+             int n_n, int64_t K, enum wkind kind, uintptr_t pf) {
+    const int esize = kind == W_F32 ? 4 : 2;
+    __m256    acc[2][4];
     for (int t = 0; t < 2; t++)
         for (int n = 0; n < 4; n++) acc[t][n] = _mm256_setzero_ps();
     int64_t k = 0;
     for (; k + 8 <= K; k += 8) {
-        _mm_prefetch((const char *)(pf + 16 * k), _MM_HINT_T0);
-        _mm_prefetch((const char *)(pf + 16 * k + 64), _MM_HINT_T0);
-        __m256 wv0 = _mm256_loadu_ps(wr[0] + k), wv1 = _mm256_loadu_ps(wr[1] + k);
-        __m256 wv2 = _mm256_loadu_ps(wr[2] + k), wv3 = _mm256_loadu_ps(wr[3] + k);
+        for (int o = 0; o < 32 * esize; o += 64)
+            _mm_prefetch((const char *)(pf + 4 * esize * k + o), _MM_HINT_T0);
+        __m256 wv0 = load_w8(wr[0], k, kind), wv1 = load_w8(wr[1], k, kind);
+        __m256 wv2 = load_w8(wr[2], k, kind), wv3 = load_w8(wr[3], k, kind);
         for (int t = 0; t < 2; t++) {
             __m256 xv = _mm256_loadu_ps(xr[t] + k);
             acc[t][0] = _mm256_fmadd_ps(xv, wv0, acc[t][0]);
@@ -84,8 +112,29 @@ static void dot_tile_2x4(float *out, int64_t ldo, const float *const xr[2], int 
         }
     }
     for (int t = 0; t < n_t; t++)
-        for (int n = 0; n < n_n; n++)
-            out[t * ldo + n] = hsum256(acc[t][n]) + tail_dot(xr[t], wr[n], k, K);
+        for (int n = 0; n < n_n; n++) {
+            float tail = 0.0f; /* as tail_dot, over the (widened) weights */
+            for (int64_t i = k; i < K; i++) tail += xr[t][i] * w_at(wr[n], i, kind);
+            out[t * ldo + n] = hsum256(acc[t][n]) + tail;
+        }
+}
+
+/* n_t <= 4 tokens x n_n <= 4 rows as 2 x 4 tiles (rows past n_n repeat row 0, not stored) */
+static inline __attribute__((always_inline)) void
+tiles_2x4(float *out, int64_t ldo, const float *x, int64_t ldx, int n_t, const void *w,
+          int64_t ldw, int n_n, int64_t K, enum wkind kind) {
+    const int64_t row_bytes = ldw * (kind == W_F32 ? 4 : 2);
+    const void   *wr[4];
+    for (int i = 0; i < 4; i++) wr[i] = (const char *)w + (i < n_n ? i : 0) * row_bytes;
+    /* PF_TILES tiles of 4 rows ahead (the rows are contiguous: ldw == K; past the task's end it
+     * fetches the next task's rows, and past W's end nothing faults; an integer, as pointer
+     * arithmetic past W's end would be undefined) */
+    uintptr_t pf = (uintptr_t)w + (uintptr_t)(PF_TILES * 4 * row_bytes);
+    for (int t0 = 0; t0 < n_t; t0 += 2) {
+        int          nt    = n_t - t0 < 2 ? n_t - t0 : 2;
+        const float *xr[2] = {x + t0 * ldx, x + (t0 + (nt > 1 ? 1 : 0)) * ldx};
+        dot_tile_2x4(out + t0 * ldo, ldo, xr, nt, wr, n_n, K, kind, pf);
+    }
 }
 
 /* 4 tokens x 3 rows: 12 accumulators, the 3 rows' weight vectors and one token's x in the 16 ymm
@@ -147,74 +196,13 @@ static void dot_tile_avx2(float *out, int64_t ldo, const float *x, int64_t ldx, 
         for (; n < n_n; n++) dot_tile_4x1(out + n, ldo, xr, w + n * ldw, K);
         return;
     }
-    const float *wr[4];
-    for (int i = 0; i < 4; i++) wr[i] = w + (i < n_n ? i : 0) * ldw;
-    uintptr_t pf = (uintptr_t)w + PF_TILES * 4 * ldw * sizeof *w; /* 128 bytes per k step */
-    for (int t0 = 0; t0 < n_t; t0 += 2) {
-        int          nt    = n_t - t0 < 2 ? n_t - t0 : 2;
-        const float *xr[2] = {x + t0 * ldx, x + (t0 + (nt > 1 ? 1 : 0)) * ldx};
-        dot_tile_2x4(out + t0 * ldo, ldo, xr, nt, wr, n_n, K, pf);
-    }
-}
-
-/* f16 / bf16 weights widened in registers (decode with half-precision weights, no scratch pass):
- * the widening is exact, so every FMA sees the values f16/bf16_to_f32 would have written, in the
- * same order as dot_tile_2x4 + hsum256 + tail: the same bits as converting the rows first. */
-static inline __m256 load_half8(const uint16_t *p, bool bf16) {
-    __m128i h = _mm_loadu_si128((const __m128i *)p);
-    return bf16 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))
-                : _mm256_cvtph_ps(h);
-}
-
-static inline float half_to_f32(uint16_t h, bool bf16) {
-    if (!bf16) return _cvtsh_ss(h);
-    uint32_t u = (uint32_t)h << 16;
-    float    f;
-    __builtin_memcpy(&f, &u, 4);
-    return f;
-}
-
-static inline __attribute__((always_inline)) void
-dot_tile_h_2x4(float *out, int64_t ldo, const float *const xr[2], int n_t,
-               const uint16_t *const wr[4], int n_n, int64_t K, bool bf16, uintptr_t pf) {
-    __m256 acc[2][4];
-    for (int t = 0; t < 2; t++)
-        for (int n = 0; n < 4; n++) acc[t][n] = _mm256_setzero_ps();
-    int64_t k = 0;
-    for (; k + 8 <= K; k += 8) {
-        _mm_prefetch((const char *)(pf + 8 * k), _MM_HINT_T0);
-        __m256 wv0 = load_half8(wr[0] + k, bf16), wv1 = load_half8(wr[1] + k, bf16);
-        __m256 wv2 = load_half8(wr[2] + k, bf16), wv3 = load_half8(wr[3] + k, bf16);
-        for (int t = 0; t < 2; t++) {
-            __m256 xv = _mm256_loadu_ps(xr[t] + k);
-            acc[t][0] = _mm256_fmadd_ps(xv, wv0, acc[t][0]);
-            acc[t][1] = _mm256_fmadd_ps(xv, wv1, acc[t][1]);
-            acc[t][2] = _mm256_fmadd_ps(xv, wv2, acc[t][2]);
-            acc[t][3] = _mm256_fmadd_ps(xv, wv3, acc[t][3]);
-        }
-    }
-    for (int t = 0; t < n_t; t++)
-        for (int n = 0; n < n_n; n++) {
-            float tail = 0.0f; /* tail_dot over the widened values */
-            for (int64_t i = k; i < K; i++) tail += xr[t][i] * half_to_f32(wr[n][i], bf16);
-            out[t * ldo + n] = hsum256(acc[t][n]) + tail;
-        }
+    tiles_2x4(out, ldo, x, ldx, n_t, w, ldw, n_n, K, W_F32);
 }
 
 static void dot_tile_h_avx2(float *out, int64_t ldo, const float *x, int64_t ldx, int n_t,
                             const uint16_t *w, int64_t ldw, int n_n, int64_t K, bool bf16) {
-    const uint16_t *wr[4];
-    for (int i = 0; i < 4; i++) wr[i] = w + (i < n_n ? i : 0) * ldw;
-    /* 64 bytes per k step, PF_TILES tiles of 4 rows ahead (the rows are contiguous: ldw == K;
-     * past the task's end it fetches the next task's rows, and past W's end nothing faults; an
-     * integer, as pointer arithmetic past W's end would be undefined) */
-    uintptr_t pf = (uintptr_t)w + PF_TILES * 4 * ldw * sizeof *w;
-    for (int t0 = 0; t0 < n_t; t0 += 2) {
-        int          nt    = n_t - t0 < 2 ? n_t - t0 : 2;
-        const float *xr[2] = {x + t0 * ldx, x + (t0 + (nt > 1 ? 1 : 0)) * ldx};
-        if (bf16) dot_tile_h_2x4(out + t0 * ldo, ldo, xr, nt, wr, n_n, K, true, pf);
-        else      dot_tile_h_2x4(out + t0 * ldo, ldo, xr, nt, wr, n_n, K, false, pf);
-    }
+    if (bf16) tiles_2x4(out, ldo, x, ldx, n_t, w, ldw, n_n, K, W_BF16);
+    else      tiles_2x4(out, ldo, x, ldx, n_t, w, ldw, n_n, K, W_F16);
 }
 
 static void f16_to_f32_avx2(float *dst, const uint16_t *src, int64_t n) {
