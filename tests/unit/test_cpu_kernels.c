@@ -1,6 +1,7 @@
 /* The CPU backend's inner loops, every instruction-set variant this machine can run, against
  * fp64 references over irregular sizes; and the batch-invariance property the forward relies on:
- * an output computed in a full 4x4 tile is bit-identical to the same output computed alone. */
+ * an output computed in a full 4x4 tile is bit-identical to the same output computed alone, and
+ * f16 / bf16 weights widened in registers (dot_tile_h) give the bits of widening them first. */
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
