@@ -128,27 +128,47 @@ static inline __m256 kt8(const uint8_t *row, int h, llmrt_dtype kd) {
     return _mm256_loadu_ps((const float *)row + 8 * h);
 }
 
-/* s[2i], s[2i+1] = the two halves of row i's scores, sequential over d; kt row d at kt + d * ld
- * bytes (fp32 or bf16 elements: kd). The sums live in named registers and are stored once at the
- * end: summed into the caller's array, GCC stored all 8 to the stack every d (8 stores per 8
+/* s[2i], s[2i+1] = the two halves of row i's scores for i < NR (a literal after inlining: a
+ * decode token's GQA group has 1-3 rows, and computing 4 rows for it wasted up to 3/4 of the
+ * FMAs), sequential over d; kt row d at kt + d * ld bytes (fp32 or bf16 elements: kd). The sums
+ * live in a local array of constant indices that GCC keeps in registers and are stored once at
+ * the end: summed into the caller's array, GCC stored all 8 to the stack every d (8 stores per 8
  * FMAs, half the prefill attention's time on Zen 3). */
-static inline __attribute__((always_inline)) void scores4(__m256 *s, const float *const *q,
-                                                          const uint8_t *kt, int64_t ld,
-                                                          int32_t hd, llmrt_dtype kd) {
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
-    const float *q0 = q[0], *q1 = q[1], *q2 = q[2], *q3 = q[3];
+static inline __attribute__((always_inline)) void scores_n(__m256 *s, const float *const *q,
+                                                           const uint8_t *kt, int64_t ld,
+                                                           int32_t hd, llmrt_dtype kd, int NR) {
+    __m256 acc[S_ROWS][2];
+#pragma GCC unroll 4
+    for (int i = 0; i < NR; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
     for (int32_t d = 0; d < hd; d++) {
         __m256 k0 = kt8(kt + d * ld, 0, kd), k1 = kt8(kt + d * ld, 1, kd);
-        __m256 qb = _mm256_broadcast_ss(q0 + d);
-        s0 = _mm256_fmadd_ps(qb, k0, s0), s1 = _mm256_fmadd_ps(qb, k1, s1);
-        qb = _mm256_broadcast_ss(q1 + d);
-        s2 = _mm256_fmadd_ps(qb, k0, s2), s3 = _mm256_fmadd_ps(qb, k1, s3);
-        qb = _mm256_broadcast_ss(q2 + d);
-        s4 = _mm256_fmadd_ps(qb, k0, s4), s5 = _mm256_fmadd_ps(qb, k1, s5);
-        qb = _mm256_broadcast_ss(q3 + d);
-        s6 = _mm256_fmadd_ps(qb, k0, s6), s7 = _mm256_fmadd_ps(qb, k1, s7);
+#pragma GCC unroll 4
+        for (int i = 0; i < NR; i++) {
+            __m256 qb = _mm256_broadcast_ss(q[i] + d);
+            acc[i][0] = _mm256_fmadd_ps(qb, k0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(qb, k1, acc[i][1]);
+        }
     }
-    s[0] = s0, s[1] = s1, s[2] = s2, s[3] = s3, s[4] = s4, s[5] = s5, s[6] = s6, s[7] = s7;
+#pragma GCC unroll 4
+    for (int i = 0; i < NR; i++) s[2 * i] = acc[i][0], s[2 * i + 1] = acc[i][1];
+}
+
+/* scores_n for n rows (1..S_ROWS) of kt elements kd: one literal instance per case. Not inlined:
+ * inside the tile function GCC kept the softmax's vector constants live across the d loop and
+ * spilled one accumulator of the 4-row instance (a store-forwarded FMA chain; prefill attention
+ * 1.3x slower) */
+static __attribute__((noinline)) void scores(__m256 *s, const float *const *q, const uint8_t *kt,
+                                             int64_t ld, int32_t hd, llmrt_dtype kd, int n) {
+#define SCORES_CASES(KD)                                                                           \
+    switch (n) {                                                                                   \
+    case 1: scores_n(s, q, kt, ld, hd, KD, 1); break;                                              \
+    case 2: scores_n(s, q, kt, ld, hd, KD, 2); break;                                              \
+    case 3: scores_n(s, q, kt, ld, hd, KD, 3); break;                                              \
+    default: scores_n(s, q, kt, ld, hd, KD, S_ROWS); break;                                        \
+    }
+    if (kd == LLMRT_DTYPE_BF16) SCORES_CASES(LLMRT_DTYPE_BF16)
+    else SCORES_CASES(LLMRT_DTYPE_F32)
+#undef SCORES_CASES
 }
 
 /* 8 floats at p: all of them (whole) or the lanes of m, for a pass that ends past hd. vmaskmovps
@@ -204,6 +224,23 @@ static inline __attribute__((always_inline)) void pv(float *const *o, const floa
         for (int c = 0; c < V_COLS; c++) store8(o[i] + d0 + 8 * c, cm[c], acc[i][c], whole);
 }
 
+/* pv for the last n < V_ROWS rows in one pass (a decode token's GQA group of 3 rows: each V
+ * vector loaded once for the 3 and 6 independent FMA chains; one row at a time, the 2 chains of
+ * a pass left the FMA latency exposed) */
+static inline __attribute__((always_inline)) void pv_tail(float *const *o, const float *p,
+                                                           const float *alpha,
+                                                           const void *const *v, int32_t nv,
+                                                           int32_t d0, int32_t hd,
+                                                           const __m256i *cm, int32_t n,
+                                                           bool bf16, bool whole) {
+    switch (n) {
+    case 3: pv(o, p, alpha, v, nv, d0, hd, cm, 3, bf16, whole); break;
+    case 2: pv(o, p, alpha, v, nv, d0, hd, cm, 2, bf16, whole); break;
+    case 1: pv(o, p, alpha, v, nv, d0, hd, cm, 1, bf16, whole); break;
+    default: break;
+    }
+}
+
 /* P·V for rows [r0, R1) over output columns [d0, d0 + 8 * V_COLS): 4-row groups, then the rest */
 static inline __attribute__((always_inline)) void pv_rows(float *const *orow, const float *p,
                                                            const float *alpha,
@@ -215,14 +252,12 @@ static inline __attribute__((always_inline)) void pv_rows(float *const *orow, co
     if (d0 + 8 * V_COLS <= hd) { /* every vector of the pass whole */
         for (; r + V_ROWS <= R1; r += V_ROWS)
             pv(orow + r, p + (size_t)r * W, alpha + r, v, nv, d0, hd, cm, V_ROWS, bf16, true);
-        for (; r < R1; r++)
-            pv(orow + r, p + (size_t)r * W, alpha + r, v, nv, d0, hd, cm, 1, bf16, true);
+        pv_tail(orow + r, p + (size_t)r * W, alpha + r, v, nv, d0, hd, cm, R1 - r, bf16, true);
         return;
     }
     for (; r + V_ROWS <= R1; r += V_ROWS)
         pv(orow + r, p + (size_t)r * W, alpha + r, v, nv, d0, hd, cm, V_ROWS, bf16, false);
-    for (; r < R1; r++)
-        pv(orow + r, p + (size_t)r * W, alpha + r, v, nv, d0, hd, cm, 1, bf16, false);
+    pv_tail(orow + r, p + (size_t)r * W, alpha + r, v, nv, d0, hd, cm, R1 - r, bf16, false);
 }
 
 void llmrt_cpu_attn_tile_avx2(const llmrt_cpu_attn_tile *t, float *scratch) {
@@ -251,6 +286,11 @@ void llmrt_cpu_attn_tile_avx2(const llmrt_cpu_attn_tile *t, float *scratch) {
         const float *kr[W], *vr[W];
         if (jlo < 0) jlo = 0;
         int32_t r0 = i0 * G;
+        { /* the next chunk's K and V on their way to L2 while this one computes */
+            int32_t lo = llmrt_cpu_attn_lo(t, t->pos[i0]);
+            llmrt_cpu_attn_prefetch_chunk(t, c0 + W > lo ? c0 + W : lo,
+                                          c0 + 2 * W - 1 < last ? c0 + 2 * W - 1 : last);
+        }
         /* A bf16 V read as stored and widened in P·V when at most two 4-row groups read the chunk
          * (decode: one token's group), else widened once into scratch with the other rows: each
          * group would widen every V row again. The same values either way. */
@@ -275,8 +315,7 @@ void llmrt_cpu_attn_tile_avx2(const llmrt_cpu_attn_tile *t, float *scratch) {
             const float *qg[S_ROWS];
             for (int i = 0; i < S_ROWS; i++) qg[i] = qr[r + (i < n ? i : 0)];
             __m256 s[2 * S_ROWS];
-            if (kd == LLMRT_DTYPE_BF16) scores4(s, qg, ktb, ld, hd, LLMRT_DTYPE_BF16);
-            else scores4(s, qg, ktb, ld, hd, LLMRT_DTYPE_F32);
+            scores(s, qg, ktb, ld, hd, kd, n);
             float dm[8] __attribute__((aligned(32))) = {0}, sum[S_ROWS];
             for (int i = 0; i < n; i++) {
                 int32_t ri = r + i;

@@ -72,6 +72,49 @@ llmrt_cpu_attn_chunk_kt(const llmrt_cpu_attn_tile *t, int32_t c0, int32_t jlo, i
     return kt_scratch;
 }
 
+/* Prefetches into L2 the cache lines a chunk at c0 will read, positions [lo, hi] (hi at most
+ * c0 + CHUNK - 1; lo at or above the first position the tile's earliest row still attends to, so
+ * no freed block is addressed). Called one chunk ahead: a decode step reads each layer's K/V once,
+ * after the layer's weights have pushed it out of cache, and the chunks lie in blocks scattered
+ * over the pool, which the hardware prefetcher does not follow (the first loads of K and V took
+ * over half of a decode step's attention time on Zen 3). K of a d-major pool: hd pieces of
+ * CHUNK elements, ld = block_size elements apart; V and 8-bit K: one row per position. */
+static inline __attribute__((always_inline)) void
+llmrt_cpu_attn_prefetch_chunk(const llmrt_cpu_attn_tile *t, int32_t lo, int32_t hi) {
+    if (lo > hi) return;
+    const int32_t bs = t->block_size, hd = t->head_dim;
+    const int64_t es = llmrt_dtype_block_bytes(t->kv_dtype); /* 1 for the 8-bit caches */
+    const int64_t row = hd * es, line = 64;
+    if (llmrt_cpu_attn_k_dmajor(t->kv_dtype) && lo / bs == hi / bs) { /* K of one block */
+        const int64_t  ld = (int64_t)bs * es, piece = (int64_t)(hi - lo + 1) * es;
+        const uint8_t *k  = llmrt_cpu_attn_k_at(t, lo);
+        if (piece == ld) /* whole block rows: hd * ld contiguous bytes */
+            for (int64_t o = 0; o < hd * ld; o += line) __builtin_prefetch(k + o, 0, 2);
+        else
+            for (int32_t d = 0; d < hd; d++)
+                for (int64_t o = 0; o < piece; o += line) __builtin_prefetch(k + d * ld + o, 0, 2);
+    }
+    /* block and offset stepped along the positions (a division per position cost more than the
+     * prefetches) */
+    int32_t blk = lo / bs, o = lo % bs;
+    for (int32_t p = lo; p <= hi; p++) {
+        int64_t        slot = (int64_t)t->table[blk] * bs + o;
+        const uint8_t *v, *k = NULL;
+        if (t->kv_dtype == LLMRT_DTYPE_F32) {
+            v = (const uint8_t *)(t->v + slot * t->kv_ld);
+        } else {
+            int64_t at = (int64_t)t->table[blk] * t->block_bytes + o * t->kv_ld;
+            v = t->v8 + at;
+            if (!llmrt_cpu_attn_k_dmajor(t->kv_dtype)) k = t->k8 + at;
+        }
+        for (int64_t b = 0; b < row; b += line) {
+            __builtin_prefetch(v + b, 0, 2);
+            if (k) __builtin_prefetch(k + b, 0, 2);
+        }
+        if (++o == bs) o = 0, blk++;
+    }
+}
+
 /* The cache rows of one chunk as stored, for kernels that read them directly in their inner
  * loops: the V rows and (8-bit caches; NULL for the d-major F32 / BF16 K) the K rows of position
  * c0 + j (byte addresses; fp32 rows when the cache is F32)
