@@ -81,32 +81,76 @@ static inline __m256 exp_neg(__m256 x) {
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
+/* kt[d * 16 + j] = r[j][d] for d < 8, j < 8 (one 8x8 block of kt, its rows 16 floats apart) */
+static inline __attribute__((always_inline)) void transpose8_store(float *kt, __m256 r[8]) {
+    __m256 t[8];
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j += 2) {
+        t[j]     = _mm256_unpacklo_ps(r[j], r[j + 1]);
+        t[j + 1] = _mm256_unpackhi_ps(r[j], r[j + 1]);
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j += 4) {
+        r[j]     = _mm256_shuffle_ps(t[j], t[j + 2], 0x44);
+        r[j + 1] = _mm256_shuffle_ps(t[j], t[j + 2], 0xEE);
+        r[j + 2] = _mm256_shuffle_ps(t[j + 1], t[j + 3], 0x44);
+        r[j + 3] = _mm256_shuffle_ps(t[j + 1], t[j + 3], 0xEE);
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < 4; j++) {
+        t[j]     = _mm256_permute2f128_ps(r[j], r[j + 4], 0x20);
+        t[j + 4] = _mm256_permute2f128_ps(r[j], r[j + 4], 0x31);
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) _mm256_storeu_ps(kt + (size_t)j * W, t[j]);
+}
+
 /* kt[d * 16 + h * 8 + j] = rows[h * 8 + j][d]: 8x8 transposes in registers, scalar tail. */
 static void transpose_k(float *kt, const float *const rows[W], int32_t hd) {
     int32_t d0 = 0;
     for (; d0 + 8 <= hd; d0 += 8)
         for (int h = 0; h < 2; h++) {
-            const float *const *rw = rows + 8 * h;
-            __m256 r[8], t[8];
-            for (int j = 0; j < 8; j++) r[j] = _mm256_loadu_ps(rw[j] + d0);
-            for (int j = 0; j < 8; j += 2) {
-                t[j]     = _mm256_unpacklo_ps(r[j], r[j + 1]);
-                t[j + 1] = _mm256_unpackhi_ps(r[j], r[j + 1]);
-            }
-            for (int j = 0; j < 8; j += 4) {
-                r[j]     = _mm256_shuffle_ps(t[j], t[j + 2], 0x44);
-                r[j + 1] = _mm256_shuffle_ps(t[j], t[j + 2], 0xEE);
-                r[j + 2] = _mm256_shuffle_ps(t[j + 1], t[j + 3], 0x44);
-                r[j + 3] = _mm256_shuffle_ps(t[j + 1], t[j + 3], 0xEE);
-            }
-            for (int j = 0; j < 4; j++) {
-                t[j]     = _mm256_permute2f128_ps(r[j], r[j + 4], 0x20);
-                t[j + 4] = _mm256_permute2f128_ps(r[j], r[j + 4], 0x31);
-            }
-            for (int j = 0; j < 8; j++) _mm256_storeu_ps(kt + (size_t)(d0 + j) * W + 8 * h, t[j]);
+            __m256 r[8];
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++) r[j] = _mm256_loadu_ps(rows[8 * h + j] + d0);
+            transpose8_store(kt + (size_t)d0 * W + 8 * h, r);
         }
     for (; d0 < hd; d0++)
         for (int j = 0; j < W; j++) kt[(size_t)d0 * W + j] = rows[j][d0];
+}
+
+/* 8 values of an 8-bit cache row from its codes at c, times s: int8 sign-extended, or fp8 e4m3
+ * moved into an fp16 and widened by vcvtph2ps (s then carries the 2^8: dequant_row's vector
+ * path, the same products) */
+static inline __attribute__((always_inline)) __m256 codes8(const uint8_t *c, bool fp8, __m256 s) {
+    __m128i b = _mm_loadl_epi64((const __m128i *)c);
+    if (!fp8) return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b)), s);
+    __m128i h = _mm_cvtepu8_epi16(b);
+    h = _mm_or_si128(_mm_slli_epi16(_mm_and_si128(h, _mm_set1_epi16(0x80)), 8),
+                     _mm_slli_epi16(_mm_and_si128(h, _mm_set1_epi16(0x7F)), 7));
+    return _mm256_mul_ps(_mm256_cvtph_ps(h), s);
+}
+
+/* transpose_k from an 8-bit cache's code rows (hd % 8 == 0) with their scales (fp8: times 2^8):
+ * each row dequantised in registers on its way into kt, the values dequant_row would give */
+static inline __attribute__((always_inline)) void
+transpose_k8_as(float *kt, const uint8_t *const rows[W], const float *scale, int32_t hd, bool fp8) {
+    for (int32_t d0 = 0; d0 < hd; d0 += 8)
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m256 r[8];
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++)
+                r[j] = codes8(rows[8 * h + j] + d0, fp8, _mm256_set1_ps(scale[8 * h + j]));
+            transpose8_store(kt + (size_t)d0 * W + 8 * h, r);
+        }
+}
+
+/* transpose_k8_as with fp8 a literal (the arrays stay in registers only when fully unrolled) */
+static void transpose_k8(float *kt, const uint8_t *const rows[W], const float *scale, int32_t hd,
+                         bool fp8) {
+    if (fp8) transpose_k8_as(kt, rows, scale, hd, true);
+    else transpose_k8_as(kt, rows, scale, hd, false);
 }
 
 /* The max (or the sum) of x's 8 lanes as a fixed tree: halves, then pairs of pairs, then pairs. */
@@ -183,15 +227,19 @@ static inline __attribute__((always_inline)) void store8(float *p, __m256i m, __
     else _mm256_maskstore_ps(p, m, x);
 }
 
+/* How P·V reads the V rows: fp32 rows, or a cache's rows as stored (hd % 8 == 0), widened or
+ * dequantised in registers */
+enum vkind { V_F32, V_BF16, V_I8, V_F8 };
+
 /* o_i = o_i * alpha_i + sum_j p_i[j] * v_j[cols] over NR rows and V_COLS ymm columns from d0
- * (lanes outside cm not touched). v rows: fp32, or (bf16) a bf16 cache's rows as stored,
- * widened exactly in registers; a bf16 row's vectors are whole (hd % 8 == 0), those at or past
- * hd are not loaded. NR, bf16 and whole are literals after inlining. */
+ * (lanes outside cm not touched). v rows as vk says; vs[j]: row j's scale for V_I8 / V_F8 (fp8:
+ * times 2^8); a stored row's vectors are whole, those at or past hd are not loaded. NR, vk and
+ * whole are literals after inlining. */
 static inline __attribute__((always_inline)) void pv(float *const *o, const float *p,
                                                       const float *alpha, const void *const *v,
-                                                      int32_t nv, int32_t d0, int32_t hd,
-                                                      const __m256i *cm, int NR, bool bf16,
-                                                      bool whole) {
+                                                      const float *vs, int32_t nv, int32_t d0,
+                                                      int32_t hd, const __m256i *cm, int NR,
+                                                      enum vkind vk, bool whole) {
     __m256 acc[V_ROWS][V_COLS];
 #pragma GCC unroll 4
     for (int i = 0; i < NR; i++) {
@@ -202,14 +250,17 @@ static inline __attribute__((always_inline)) void pv(float *const *o, const floa
     }
     for (int32_t j = 0; j < nv; j++) {
         __m256 vv[V_COLS];
+        __m256 sj = vk == V_I8 || vk == V_F8 ? _mm256_set1_ps(vs[j]) : _mm256_setzero_ps();
 #pragma GCC unroll 4
         for (int c = 0; c < V_COLS; c++) {
-            if (!bf16)
+            if (vk == V_F32)
                 vv[c] = load8((const float *)v[j] + d0 + 8 * c, cm[c], whole);
-            else if (d0 + 8 * c < hd)
+            else if (d0 + 8 * c >= hd)
+                vv[c] = _mm256_setzero_ps();
+            else if (vk == V_BF16)
                 vv[c] = kt8((const uint8_t *)v[j] + 2 * (size_t)d0, c, LLMRT_DTYPE_BF16);
             else
-                vv[c] = _mm256_setzero_ps();
+                vv[c] = codes8((const uint8_t *)v[j] + d0 + 8 * c, vk == V_F8, sj);
         }
 #pragma GCC unroll 4
         for (int i = 0; i < NR; i++) {
@@ -229,14 +280,14 @@ static inline __attribute__((always_inline)) void pv(float *const *o, const floa
  * a pass left the FMA latency exposed) */
 static inline __attribute__((always_inline)) void pv_tail(float *const *o, const float *p,
                                                            const float *alpha,
-                                                           const void *const *v, int32_t nv,
-                                                           int32_t d0, int32_t hd,
+                                                           const void *const *v, const float *vs,
+                                                           int32_t nv, int32_t d0, int32_t hd,
                                                            const __m256i *cm, int32_t n,
-                                                           bool bf16, bool whole) {
+                                                           enum vkind vk, bool whole) {
     switch (n) {
-    case 3: pv(o, p, alpha, v, nv, d0, hd, cm, 3, bf16, whole); break;
-    case 2: pv(o, p, alpha, v, nv, d0, hd, cm, 2, bf16, whole); break;
-    case 1: pv(o, p, alpha, v, nv, d0, hd, cm, 1, bf16, whole); break;
+    case 3: pv(o, p, alpha, v, vs, nv, d0, hd, cm, 3, vk, whole); break;
+    case 2: pv(o, p, alpha, v, vs, nv, d0, hd, cm, 2, vk, whole); break;
+    case 1: pv(o, p, alpha, v, vs, nv, d0, hd, cm, 1, vk, whole); break;
     default: break;
     }
 }
@@ -244,20 +295,20 @@ static inline __attribute__((always_inline)) void pv_tail(float *const *o, const
 /* P·V for rows [r0, R1) over output columns [d0, d0 + 8 * V_COLS): 4-row groups, then the rest */
 static inline __attribute__((always_inline)) void pv_rows(float *const *orow, const float *p,
                                                            const float *alpha,
-                                                           const void *const *v, int32_t nv,
-                                                           int32_t d0, int32_t hd,
+                                                           const void *const *v, const float *vs,
+                                                           int32_t nv, int32_t d0, int32_t hd,
                                                            const __m256i *cm, int32_t r0,
-                                                           int32_t R1, bool bf16) {
+                                                           int32_t R1, enum vkind vk) {
     int32_t r = r0;
     if (d0 + 8 * V_COLS <= hd) { /* every vector of the pass whole */
         for (; r + V_ROWS <= R1; r += V_ROWS)
-            pv(orow + r, p + (size_t)r * W, alpha + r, v, nv, d0, hd, cm, V_ROWS, bf16, true);
-        pv_tail(orow + r, p + (size_t)r * W, alpha + r, v, nv, d0, hd, cm, R1 - r, bf16, true);
+            pv(orow + r, p + (size_t)r * W, alpha + r, v, vs, nv, d0, hd, cm, V_ROWS, vk, true);
+        pv_tail(orow + r, p + (size_t)r * W, alpha + r, v, vs, nv, d0, hd, cm, R1 - r, vk, true);
         return;
     }
     for (; r + V_ROWS <= R1; r += V_ROWS)
-        pv(orow + r, p + (size_t)r * W, alpha + r, v, nv, d0, hd, cm, V_ROWS, bf16, false);
-    pv_tail(orow + r, p + (size_t)r * W, alpha + r, v, nv, d0, hd, cm, R1 - r, bf16, false);
+        pv(orow + r, p + (size_t)r * W, alpha + r, v, vs, nv, d0, hd, cm, V_ROWS, vk, false);
+    pv_tail(orow + r, p + (size_t)r * W, alpha + r, v, vs, nv, d0, hd, cm, R1 - r, vk, false);
 }
 
 void llmrt_cpu_attn_tile_avx2(const llmrt_cpu_attn_tile *t, float *scratch) {
@@ -291,16 +342,27 @@ void llmrt_cpu_attn_tile_avx2(const llmrt_cpu_attn_tile *t, float *scratch) {
             llmrt_cpu_attn_prefetch_chunk(t, c0 + W > lo ? c0 + W : lo,
                                           c0 + 2 * W - 1 < last ? c0 + 2 * W - 1 : last);
         }
-        /* A bf16 V read as stored and widened in P·V when at most two 4-row groups read the chunk
-         * (decode: one token's group), else widened once into scratch with the other rows: each
-         * group would widen every V row again. The same values either way. */
-        const bool         v_direct = t->kv_dtype == LLMRT_DTYPE_BF16 && hd % 8 == 0 &&
+        /* A bf16 or 8-bit cache's V read as stored and widened (dequantised) in P·V when at most
+         * two 4-row groups read the chunk (decode: one token's group), else converted once into
+         * scratch with the other rows: each group would convert every V row again. An 8-bit K is
+         * then dequantised on its way into kt. The same values either way. */
+        const bool         kv8 = t->kv_dtype == LLMRT_DTYPE_I8 || t->kv_dtype == LLMRT_DTYPE_F8_E4M3;
+        const bool         v_direct = (t->kv_dtype == LLMRT_DTYPE_BF16 || kv8) && hd % 8 == 0 &&
                                       R1 - r0 <= 2 * V_ROWS;
+        const enum vkind   vk = !v_direct                          ? V_F32
+                                : t->kv_dtype == LLMRT_DTYPE_BF16 ? V_BF16
+                                : t->kv_dtype == LLMRT_DTYPE_I8   ? V_I8
+                                                                  : V_F8;
         llmrt_cpu_attn_src src;
+        float              ks[W], vs[W]; /* 8-bit direct: row scales (fp8: times 2^8) */
         /* outside [jlo, nv): a valid row, p = 0 */
-        if (v_direct)
+        if (v_direct) {
             llmrt_cpu_attn_chunk_src(t, c0, jlo, nv, &src);
-        else
+            for (int j = 0; kv8 && j < W; j++) {
+                float f8 = vk == V_F8 ? 256.0f : 1.0f;
+                ks[j] = src.ks[j] * f8, vs[j] = src.vs[j] * f8;
+            }
+        } else
             llmrt_cpu_attn_chunk_rows(t, c0, jlo, nv, kr, vr, scratch, dequant_row);
         const uint8_t *ktb = (const uint8_t *)kt; /* kt rows: ld bytes apart, kd elements */
         int64_t        ld  = W * sizeof(float);
@@ -308,7 +370,9 @@ void llmrt_cpu_attn_tile_avx2(const llmrt_cpu_attn_tile *t, float *scratch) {
         if (llmrt_cpu_attn_k_dmajor(t->kv_dtype)) { /* K stored transposed */
             ktb = llmrt_cpu_attn_chunk_kt(t, c0, jlo, nv, (uint8_t *)llmrt_cpu_attn_deq(t, scratch), &ld);
             kd  = t->kv_dtype;
-        } else
+        } else if (v_direct)
+            transpose_k8(kt, (const uint8_t *const *)src.k, ks, hd, vk == V_F8);
+        else
             transpose_k(kt, kr, hd);
         for (int32_t r = r0; r < R1; r += S_ROWS) {
             int32_t      n = R1 - r < S_ROWS ? R1 - r : S_ROWS;
@@ -361,10 +425,23 @@ void llmrt_cpu_attn_tile_avx2(const llmrt_cpu_attn_tile *t, float *scratch) {
             __m256i cm[V_COLS];
             for (int c = 0; c < V_COLS; c++)
                 cm[c] = _mm256_cmpgt_epi32(_mm256_set1_epi32(hd - d0 - 8 * c), lane);
-            if (v_direct)
-                pv_rows(orow, p, alpha, (const void *const *)src.v, nv, d0, hd, cm, r0, R1, true);
-            else
-                pv_rows(orow, p, alpha, (const void *const *)vr, nv, d0, hd, cm, r0, R1, false);
+            switch (vk) {
+            case V_BF16:
+                pv_rows(orow, p, alpha, (const void *const *)src.v, NULL, nv, d0, hd, cm, r0, R1,
+                        V_BF16);
+                break;
+            case V_I8:
+                pv_rows(orow, p, alpha, (const void *const *)src.v, vs, nv, d0, hd, cm, r0, R1,
+                        V_I8);
+                break;
+            case V_F8:
+                pv_rows(orow, p, alpha, (const void *const *)src.v, vs, nv, d0, hd, cm, r0, R1,
+                        V_F8);
+                break;
+            default:
+                pv_rows(orow, p, alpha, (const void *const *)vr, NULL, nv, d0, hd, cm, r0, R1,
+                        V_F32);
+            }
         }
     }
     for (int32_t r = 0; r < R; r++) {
