@@ -1,9 +1,11 @@
 /* AVX2/FMA tile kernel of the CPU attention (attention_cpu.h), compiled with -mavx2 -mfma. The
  * structure of the AVX-512 kernel with 8-lane vectors: a 16-position chunk is two halves, K is
  * read transposed from an F32 / BF16 cache (d-major) or transposed by 8x8 blocks (8-bit caches),
- * 4 rows share each kt load in the scores and each V load in P·V. A bf16 cache's V is widened in
- * registers when few rows read the chunk (decode), else once into scratch (as the AVX-512 kernel).
- * The softmax bookkeeping of a row (max, sum over its 16 lanes) is vector, the sum a fixed tree. */
+ * up to 4 rows share each kt load in the scores and each V load in P·V. When few rows read the
+ * chunk (decode) a bf16 or 8-bit cache's V is widened / dequantised in registers, and 8-bit K
+ * codes on their way into the transpose; else both once into scratch. The next chunk's K/V are
+ * prefetched while one computes. The softmax bookkeeping of a row (max, sum over its 16 lanes)
+ * is vector, the sum a fixed tree. */
 #include <immintrin.h>
 #include <math.h>
 #include <stdbool.h>
