@@ -348,7 +348,7 @@ void llmrt_cpu_attn_tile_avx2(const llmrt_cpu_attn_tile *t, float *scratch) {
          * two 4-row groups read the chunk (decode: one token's group), else converted once into
          * scratch with the other rows: each group would convert every V row again. An 8-bit K is
          * then dequantised on its way into kt. The same values either way. */
-        const bool         kv8 = t->kv_dtype == LLMRT_DTYPE_I8 || t->kv_dtype == LLMRT_DTYPE_F8_E4M3;
+        const bool kv8 = t->kv_dtype == LLMRT_DTYPE_I8 || t->kv_dtype == LLMRT_DTYPE_F8_E4M3;
         const bool         v_direct = (t->kv_dtype == LLMRT_DTYPE_BF16 || kv8) && hd % 8 == 0 &&
                                       R1 - r0 <= 2 * V_ROWS;
         const enum vkind   vk = !v_direct                          ? V_F32
@@ -360,10 +360,8 @@ void llmrt_cpu_attn_tile_avx2(const llmrt_cpu_attn_tile *t, float *scratch) {
         /* outside [jlo, nv): a valid row, p = 0 */
         if (v_direct) {
             llmrt_cpu_attn_chunk_src(t, c0, jlo, nv, &src);
-            for (int j = 0; kv8 && j < W; j++) {
-                float f8 = vk == V_F8 ? 256.0f : 1.0f;
-                ks[j] = src.ks[j] * f8, vs[j] = src.vs[j] * f8;
-            }
+            const float f8 = vk == V_F8 ? 256.0f : 1.0f; /* exact */
+            for (int j = 0; kv8 && j < W; j++) ks[j] = src.ks[j] * f8, vs[j] = src.vs[j] * f8;
         } else
             llmrt_cpu_attn_chunk_rows(t, c0, jlo, nv, kr, vr, scratch, dequant_row);
         const uint8_t *ktb = (const uint8_t *)kt; /* kt rows: ld bytes apart, kd elements */
