@@ -374,6 +374,8 @@ void llmrt_cpu_attn_tile_avx2(const llmrt_cpu_attn_tile *t, float *scratch) {
             transpose_k8(kt, (const uint8_t *const *)src.k, ks, hd, vk == V_F8);
         else
             transpose_k(kt, kr, hd);
+        /* P·V's rows: as stored (v_direct) or fp32 (in the cache or converted into scratch) */
+        const void *const *vrows = v_direct ? (const void *const *)src.v : (const void *const *)vr;
         for (int32_t r = r0; r < R1; r += S_ROWS) {
             int32_t      n = R1 - r < S_ROWS ? R1 - r : S_ROWS;
             const float *qg[S_ROWS];
@@ -425,22 +427,11 @@ void llmrt_cpu_attn_tile_avx2(const llmrt_cpu_attn_tile *t, float *scratch) {
             __m256i cm[V_COLS];
             for (int c = 0; c < V_COLS; c++)
                 cm[c] = _mm256_cmpgt_epi32(_mm256_set1_epi32(hd - d0 - 8 * c), lane);
-            switch (vk) {
-            case V_BF16:
-                pv_rows(orow, p, alpha, (const void *const *)src.v, NULL, nv, d0, hd, cm, r0, R1,
-                        V_BF16);
-                break;
-            case V_I8:
-                pv_rows(orow, p, alpha, (const void *const *)src.v, vs, nv, d0, hd, cm, r0, R1,
-                        V_I8);
-                break;
-            case V_F8:
-                pv_rows(orow, p, alpha, (const void *const *)src.v, vs, nv, d0, hd, cm, r0, R1,
-                        V_F8);
-                break;
-            default:
-                pv_rows(orow, p, alpha, (const void *const *)vr, NULL, nv, d0, hd, cm, r0, R1,
-                        V_F32);
+            switch (vk) { /* vk a literal in each pv_rows instance */
+            case V_BF16: pv_rows(orow, p, alpha, vrows, vs, nv, d0, hd, cm, r0, R1, V_BF16); break;
+            case V_I8: pv_rows(orow, p, alpha, vrows, vs, nv, d0, hd, cm, r0, R1, V_I8); break;
+            case V_F8: pv_rows(orow, p, alpha, vrows, vs, nv, d0, hd, cm, r0, R1, V_F8); break;
+            default: pv_rows(orow, p, alpha, vrows, vs, nv, d0, hd, cm, r0, R1, V_F32);
             }
         }
     }

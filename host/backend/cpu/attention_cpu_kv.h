@@ -72,6 +72,24 @@ llmrt_cpu_attn_chunk_kt(const llmrt_cpu_attn_tile *t, int32_t c0, int32_t jlo, i
     return kt_scratch;
 }
 
+/* The stored rows of the position at offset o of the sequence's block blk (table index): its V
+ * row and, for an 8-bit cache, its K row (NULL for the d-major F32 / BF16 K); byte addresses,
+ * fp32 rows when the cache is F32. Returns the byte offset of the slot in its 8-bit / BF16 pool
+ * (for the 8-bit scales), 0 for F32. */
+static inline __attribute__((always_inline)) int64_t
+llmrt_cpu_attn_rows_at(const llmrt_cpu_attn_tile *t, int32_t blk, int32_t o, const uint8_t **k,
+                       const uint8_t **v) {
+    if (t->kv_dtype == LLMRT_DTYPE_F32) {
+        *k = NULL; /* d-major: llmrt_cpu_attn_chunk_kt */
+        *v = (const uint8_t *)(t->v + ((int64_t)t->table[blk] * t->block_size + o) * t->kv_ld);
+        return 0;
+    }
+    int64_t base = (int64_t)t->table[blk] * t->block_bytes;
+    *k = llmrt_cpu_attn_k_dmajor(t->kv_dtype) ? NULL : t->k8 + base + o * t->kv_ld;
+    *v = t->v8 + base + o * t->kv_ld;
+    return base;
+}
+
 /* Prefetches into L2 the cache lines a chunk at c0 will read, positions [lo, hi] (hi at most
  * c0 + CHUNK - 1; lo at or above the first position the tile's earliest row still attends to, so
  * no freed block is addressed). Called one chunk ahead: a decode step reads each layer's K/V once,
@@ -98,15 +116,8 @@ llmrt_cpu_attn_prefetch_chunk(const llmrt_cpu_attn_tile *t, int32_t lo, int32_t 
      * prefetches) */
     int32_t blk = lo / bs, o = lo % bs;
     for (int32_t p = lo; p <= hi; p++) {
-        int64_t        slot = (int64_t)t->table[blk] * bs + o;
-        const uint8_t *v, *k = NULL;
-        if (t->kv_dtype == LLMRT_DTYPE_F32) {
-            v = (const uint8_t *)(t->v + slot * t->kv_ld);
-        } else {
-            int64_t at = (int64_t)t->table[blk] * t->block_bytes + o * t->kv_ld;
-            v = t->v8 + at;
-            if (!llmrt_cpu_attn_k_dmajor(t->kv_dtype)) k = t->k8 + at;
-        }
+        const uint8_t *v, *k;
+        llmrt_cpu_attn_rows_at(t, blk, o, &k, &v);
         for (int64_t b = 0; b < row; b += line) {
             __builtin_prefetch(v + b, 0, 2);
             if (k) __builtin_prefetch(k + b, 0, 2);
@@ -131,20 +142,11 @@ llmrt_cpu_attn_chunk_src(const llmrt_cpu_attn_tile *t, int32_t c0, int32_t jlo, 
     /* block and offset stepped along the chunk: a division per row cost more than the row */
     int32_t blk = (c0 + jlo) / t->block_size, o = (c0 + jlo) % t->block_size;
     for (int32_t j = jlo; j < nv; j++) {
-        if (t->kv_dtype == LLMRT_DTYPE_F32) {
-            int64_t slot = (int64_t)t->table[blk] * t->block_size + o;
-            s->k[j]      = NULL; /* d-major: llmrt_cpu_attn_chunk_kt */
-            s->v[j]      = (const uint8_t *)(t->v + slot * t->kv_ld);
-            s->ks[j] = s->vs[j] = 1.0f;
-        } else {
-            int64_t base = (int64_t)t->table[blk] * t->block_bytes;
-            s->k[j]      = t->kv_dtype == LLMRT_DTYPE_BF16 ? NULL : t->k8 + base + o * t->kv_ld;
-            s->v[j]      = t->v8 + base + o * t->kv_ld;
-            s->ks[j] = s->vs[j] = 1.0f; /* a bf16 cache has no scales */
-            if (t->kv_dtype != LLMRT_DTYPE_BF16) {
-                memcpy(&s->ks[j], t->k8 + base + t->scale_off + o * t->scale_ld, sizeof(float));
-                memcpy(&s->vs[j], t->v8 + base + t->scale_off + o * t->scale_ld, sizeof(float));
-            }
+        int64_t base = llmrt_cpu_attn_rows_at(t, blk, o, &s->k[j], &s->v[j]);
+        s->ks[j] = s->vs[j] = 1.0f; /* F32 and BF16 caches have no scales */
+        if (!llmrt_cpu_attn_k_dmajor(t->kv_dtype)) {
+            memcpy(&s->ks[j], t->k8 + base + t->scale_off + o * t->scale_ld, sizeof(float));
+            memcpy(&s->vs[j], t->v8 + base + t->scale_off + o * t->scale_ld, sizeof(float));
         }
         if (++o == t->block_size) o = 0, blk++;
     }
