@@ -1,20 +1,28 @@
 /* The CPU backend's element-wise ops (backend/cpu/elementwise_cpu.h):
  *
- * 1. the vector SwiGLU kernel (AVX-512, when the CPU has it) against an fp64 reference over
- *    irregular lengths (every tail of a 16-lane vector) and gates from -100 to 100: relative
- *    error <= 1e-6 (the polynomial's 1e-7 plus four fp32 roundings), or absolute <= 1e-35 where
- *    silu is that small (g < -80: subnormal or flushed results), NaN in gate or up gives NaN,
- *    nothing written past n; the other ISAs have no vector kernel (the exact one runs);
- * 2. the exact SwiGLU kernel is, bit for bit, the expression the backend always used;
+ * 1. every SwiGLU kernel the CPU can run (the exact portable and AVX2 ones, and the vector
+ *    AVX-512 one of the approximate modes) against an fp64 reference over irregular lengths
+ *    (every tail of a 16-lane vector) and gates from -100 to 100: relative error <= 1e-6 (the
+ *    fast polynomial's 1e-7 plus four fp32 roundings), or absolute <= 1e-35 where silu is that
+ *    small (g < -80: subnormal or flushed results), NaN in gate or up gives NaN, nothing written
+ *    past n; only AVX-512 has the fast kernel;
+ * 2. the exact kernels' exp (backend/cpu/exp_exact.h) over every 257th float bit pattern and
+ *    the values around its clamps: within 1 ulp of fp64 exp (2^-149 absolute for subnormal
+ *    results), +inf above ~88.72, 0 below ~-103.97; the share correctly rounded is printed;
+ *    the AVX2 exact SwiGLU gives the portable kernel's bits over the same gates (any length);
  * 3. the pooled rmsnorm, add + rmsnorm, add and SwiGLU give the serial loops' bits for any
  *    thread count (1, 2, 3) and row split (T from 1 to 70, rows of 1 to 1541 floats), out == x
  *    included for rmsnorm. */
+#include <float.h>
+#include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend/cpu/cpu_kernels.h"
 #include "backend/cpu/elementwise_cpu.h"
+#include "backend/cpu/exp_exact.h"
 #include "test_util.h"
 
 static uint64_t rng = 0x2545f4914f6cdd1dull;
@@ -26,7 +34,7 @@ static float frand(void) { /* [-1, 1) */
 static const int64_t lengths[] = {1, 2, 7, 15, 16, 17, 31, 33, 100, 576, 1541};
 #define N_LEN (int)(sizeof lengths / sizeof lengths[0])
 
-static void check_fast_swiglu(llmrt_cpu_swiglu_fn fn) {
+static void check_swiglu_accuracy(llmrt_cpu_swiglu_fn fn, const char *name) {
     double worst = 0.0;
     for (int li = 0; li < N_LEN; li++) {
         int64_t n = lengths[li];
@@ -54,8 +62,8 @@ static void check_fast_swiglu(llmrt_cpu_swiglu_fn fn) {
             CHECK_MSG(o[n + i] == 12345.0f, "n %lld: wrote past n", (long long)n);
         free(g), free(u), free(o);
     }
-    printf("vector SwiGLU: worst relative error %.3g (|silu| > 1e-30) over %d lengths\n", worst,
-           N_LEN);
+    printf("%s SwiGLU: worst relative error %.3g (|silu| > 1e-30) over %d lengths\n", name,
+           worst, N_LEN);
     /* special values: 0, large magnitudes, NaN in either input */
     float g[6] = {0.0f, -0.0f, 200.0f, -200.0f, NAN, 1.0f}, u[6] = {1, 1, 1, 1, 1, NAN}, o[6];
     fn(o, g, u, 6);
@@ -63,6 +71,66 @@ static void check_fast_swiglu(llmrt_cpu_swiglu_fn fn) {
     CHECK(o[2] == 200.0f);
     CHECK(fabsf(o[3]) < 1e-35f);
     CHECK(isnan(o[4]) && isnan(o[5]));
+}
+
+static float from_bits(uint32_t b) {
+    float f;
+    memcpy(&f, &b, 4);
+    return f;
+}
+
+/* llmrt_exp_exact over every 257th bit pattern (both signs, NaN and inf included) and the
+ * patterns around its clamps and the float range's ends; with avx2, the AVX2 exact SwiGLU against
+ * the portable one on the same gates, in irregular lengths (up = 1, so the bits compared are
+ * those of g / (1 + e^-g)) */
+static void check_exact_exp(bool avx2) {
+    enum { CHUNK = 1541 };
+    static const float edges[] = {88.72283f, 88.72284f, -103.97208f, -103.27893f, -87.33655f,
+                                  -105.0f, 89.0f, 0.0f, -0.0f, 1e-30f, -1e-30f};
+    float   g[CHUNK], u[CHUNK], a[CHUNK], b[CHUNK];
+    int64_t n_checked = 0, n_rounded = 0, n_bad = 0, n_diff = 0, fill = 0;
+    for (int i = 0; i < CHUNK; i++) u[i] = 1.0f;
+    uint64_t pat = 0;
+    for (int round = 0;; round++) {
+        /* fill a chunk of gates: the edges and their neighbours first, then the sweep */
+        fill = 0;
+        while (fill < CHUNK && round == 0 && fill < 3 * (int64_t)(sizeof edges / sizeof *edges)) {
+            uint32_t eb;
+            memcpy(&eb, &edges[fill / 3], 4);
+            g[fill] = from_bits(eb + (uint32_t)(fill % 3) - 1u);
+            fill++;
+        }
+        while (fill < CHUNK && pat < (1ull << 32)) g[fill++] = from_bits((uint32_t)pat), pat += 257;
+        if (fill == 0) break;
+        for (int64_t i = 0; i < fill; i++) {
+            float x = g[i], e = llmrt_exp_exact(x);
+            if (isnan(x)) continue;
+            double ref = exp((double)x);
+            n_checked++;
+            bool ok;
+            if (ref > FLT_MAX) ok = (isinf(e) && e > 0) || (double)e >= ref * (1 - 0x1p-23);
+            else if (ref < FLT_MIN) ok = fabs((double)e - ref) <= 0x1p-149;
+            else ok = fabs((double)e - ref) <= ref * 0x1p-23; /* 1 ulp of the result's binade */
+            if (!ok && n_bad++ < 5)
+                CHECK_MSG(false, "exp(%a) = %a, fp64 %a", (double)x, (double)e, ref);
+            n_rounded += e == (float)ref;
+        }
+        if (avx2) { /* lengths 1541, then 1540, ...: every tail of an 8-lane vector */
+            int64_t n = fill - round % 8 > 0 ? fill - round % 8 : fill;
+            llmrt_cpu_swiglu_exact(a, g, u, n);
+            llmrt_cpu_swiglu_exact_avx2(b, g, u, n);
+            for (int64_t i = 0; i < n; i++)
+                if (memcmp(&a[i], &b[i], 4) != 0 && !(isnan(a[i]) && isnan(b[i])) &&
+                    n_diff++ < 5)
+                    CHECK_MSG(false, "SwiGLU exact g %a: portable %a, AVX2 %a", (double)g[i],
+                              (double)a[i], (double)b[i]);
+        }
+        if (fill < CHUNK) break;
+    }
+    CHECK(n_bad == 0 && n_diff == 0);
+    printf("exact exp: %lld inputs within 1 ulp of fp64 exp, %.5f%% correctly rounded; AVX2 "
+           "SwiGLU %s\n", (long long)n_checked, 100.0 * (double)n_rounded / (double)n_checked,
+           avx2 ? (n_diff ? "DIFFERS" : "bit-identical to the portable one") : "not run (no AVX2)");
 }
 
 static void serial_rmsnorm(float *out, const float *x, const float *w, int64_t T, int64_t D,
@@ -77,7 +145,7 @@ static void serial_rmsnorm(float *out, const float *x, const float *w, int64_t T
     }
 }
 
-static void check_pooled(void) {
+static void check_pooled(const char *isa) {
     static const int64_t Ts[] = {1, 2, 5, 64, 70};
     static const int64_t Ds[] = {1, 17, 576, 1541};
     for (int threads = 1; threads <= 3; threads++) {
@@ -118,15 +186,13 @@ static void check_pooled(void) {
                 llmrt_cpu_add_rows(pool, b, d, T, D);
                 CHECK_MSG(memcmp(b, x2, (size_t)n * 4) == 0, "add T %lld D %lld", (long long)T,
                           (long long)D);
-                /* SwiGLU with the exact kernel: the expression the backend always computed */
-                for (int64_t i = 0; i < n; i++)
-                    r[i] = x[i] / (1.0f + expf(-x[i])) * d[i];
-                llmrt_cpu_swiglu_rows(pool, llmrt_cpu_swiglu_exact, a, x, d, T, D);
+                /* SwiGLU with the exact kernel of this CPU: the portable kernel's serial bits */
+                llmrt_cpu_swiglu_exact(r, x, d, n);
+                llmrt_cpu_swiglu_rows(pool, llmrt_cpu_swiglu_exact_for(isa), a, x, d, T, D);
                 CHECK_MSG(memcmp(a, r, (size_t)n * 4) == 0, "swiglu exact T %lld D %lld threads %d",
                           (long long)T, (long long)D, threads);
                 /* ... and with the vector one: the same bits as one serial call */
-                llmrt_cpu_swiglu_fn fast =
-                    llmrt_cpu_swiglu_fast_for(llmrt_cpu_kernels_select(NULL).isa);
+                llmrt_cpu_swiglu_fn fast = llmrt_cpu_swiglu_fast_for(isa);
                 if (fast) {
                     fast(r, x, d, n);
                     llmrt_cpu_swiglu_rows(pool, fast, a, x, d, T, D);
@@ -143,11 +209,17 @@ int main(void) {
     CHECK(llmrt_cpu_swiglu_fast_for("avx2") == NULL);
     CHECK(llmrt_cpu_swiglu_fast_for("generic") == NULL);
     CHECK(llmrt_cpu_swiglu_fast_for(NULL) == NULL);
-    const char *isa = llmrt_cpu_kernels_select(NULL).isa;
+    CHECK(llmrt_cpu_swiglu_exact_for("generic") == llmrt_cpu_swiglu_exact);
+    CHECK(llmrt_cpu_swiglu_exact_for(NULL) == llmrt_cpu_swiglu_exact);
+    const char *isa  = llmrt_cpu_kernels_select(NULL).isa;
+    bool        avx2 = strcmp(isa, "avx2") == 0 || strcmp(isa, "avx512") == 0;
+    check_swiglu_accuracy(llmrt_cpu_swiglu_exact, "exact portable");
+    if (avx2) check_swiglu_accuracy(llmrt_cpu_swiglu_exact_avx2, "exact AVX2");
     if (strcmp(isa, "avx512") == 0)
-        check_fast_swiglu(llmrt_cpu_swiglu_fast_for("avx512"));
+        check_swiglu_accuracy(llmrt_cpu_swiglu_fast_for("avx512"), "fast AVX-512");
     else
-        printf("no AVX-512 on this CPU: vector SwiGLU not tested\n");
-    check_pooled();
+        printf("no AVX-512 on this CPU: the fast vector SwiGLU not tested\n");
+    check_exact_exp(avx2);
+    check_pooled(isa);
     return test_summary("test_cpu_elementwise");
 }

@@ -1143,9 +1143,10 @@ llmrt_status llmrt_backend_cpu_create_opts(int n_threads, const char *force_isa,
                       "(AVX512-BF16 needed); bf16 weights stay fp32 math", c->k.isa);
     }
     llmrt_cpu_swiglu_fn fast = llmrt_cpu_swiglu_fast_for(c->k.isa);
-    c->swiglu = (c->i8k.isa || c->bf16k.isa) && fast ? fast : llmrt_cpu_swiglu_exact;
+    llmrt_cpu_swiglu_fn exact = llmrt_cpu_swiglu_exact_for(c->k.isa);
+    c->swiglu = (c->i8k.isa || c->bf16k.isa) && fast ? fast : exact;
     llmrt_log(LLMRT_LOG_INFO, "cpu backend: %d threads, %s kernels%s%s%s", c->n_threads, c->k.isa,
               c->i8k.isa ? ", int8 matmuls" : "", c->bf16k.isa ? ", bf16 matmuls" : "",
-              c->swiglu != llmrt_cpu_swiglu_exact ? ", vector SwiGLU exp" : "");
+              c->swiglu != exact ? ", vector SwiGLU exp" : "");
     return LLMRT_OK;
 }

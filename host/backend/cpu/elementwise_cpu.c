@@ -4,6 +4,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "exp_exact.h"
+
 /* Below this many floats a batch runs on the calling thread: waking the pool costs a few
  * microseconds, more than a decode token's row takes. */
 #define EW_MIN_PARALLEL 8192
@@ -13,7 +15,13 @@
 
 void llmrt_cpu_swiglu_exact(float *out, const float *gate, const float *up, int64_t n) {
     for (int64_t i = 0; i < n; i++)
-        out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+        out[i] = gate[i] / (1.0f + llmrt_exp_exact(-gate[i])) * up[i];
+}
+
+llmrt_cpu_swiglu_fn llmrt_cpu_swiglu_exact_for(const char *isa) {
+    if (isa && (strcmp(isa, "avx512") == 0 || strcmp(isa, "avx2") == 0))
+        return llmrt_cpu_swiglu_exact_avx2; /* every AVX-512 CPU has AVX2 and FMA */
+    return llmrt_cpu_swiglu_exact;
 }
 
 llmrt_cpu_swiglu_fn llmrt_cpu_swiglu_fast_for(const char *isa) {
