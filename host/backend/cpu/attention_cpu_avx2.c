@@ -257,7 +257,7 @@ static inline __attribute__((always_inline)) void pv(float *const *o, const floa
         for (int c = 0; c < V_COLS; c++) {
             if (vk == V_F32)
                 vv[c] = load8((const float *)v[j] + d0 + 8 * c, cm[c], whole);
-            else if (d0 + 8 * c >= hd)
+            else if (!whole && d0 + 8 * c >= hd) /* a whole pass lies below hd */
                 vv[c] = _mm256_setzero_ps();
             else if (vk == V_BF16)
                 vv[c] = kt8((const uint8_t *)v[j] + 2 * (size_t)d0, c, LLMRT_DTYPE_BF16);
