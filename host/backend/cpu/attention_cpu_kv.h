@@ -90,6 +90,11 @@ llmrt_cpu_attn_rows_at(const llmrt_cpu_attn_tile *t, int32_t blk, int32_t o, con
     return base;
 }
 
+/* Bytes between the rows (V; 8-bit K) of consecutive slots of a block. */
+static inline int64_t llmrt_cpu_attn_slot_bytes(const llmrt_cpu_attn_tile *t) {
+    return t->kv_dtype == LLMRT_DTYPE_F32 ? t->kv_ld * (int64_t)sizeof(float) : t->kv_ld;
+}
+
 /* Prefetches into L2 the cache lines a chunk at c0 will read, positions [lo, hi] (hi at most
  * c0 + CHUNK - 1; lo at or above the first position the tile's earliest row still attends to, so
  * no freed block is addressed). Called one chunk ahead: a decode step reads each layer's K/V once,
@@ -98,8 +103,9 @@ llmrt_cpu_attn_rows_at(const llmrt_cpu_attn_tile *t, int32_t blk, int32_t o, con
  * over half of a decode step's attention time on Zen 3). K of a d-major pool: hd pieces of
  * CHUNK elements, ld = block_size elements apart; V and 8-bit K: one row per position. */
 static inline __attribute__((always_inline)) void
-llmrt_cpu_attn_prefetch_chunk(const llmrt_cpu_attn_tile *t, int32_t lo, int32_t hi) {
+llmrt_cpu_attn_prefetch_chunk(const llmrt_cpu_attn_tile *tile, int32_t lo, int32_t hi) {
     if (lo > hi) return;
+    const llmrt_cpu_attn_tile tl = *tile, *t = &tl; /* see llmrt_cpu_attn_chunk_src */
     const int32_t bs = t->block_size, hd = t->head_dim;
     const int64_t es = llmrt_dtype_block_bytes(t->kv_dtype); /* 1 for the 8-bit caches */
     const int64_t row = hd * es, line = 64;
@@ -112,17 +118,18 @@ llmrt_cpu_attn_prefetch_chunk(const llmrt_cpu_attn_tile *t, int32_t lo, int32_t 
             for (int32_t d = 0; d < hd; d++)
                 for (int64_t o = 0; o < piece; o += line) __builtin_prefetch(k + d * ld + o, 0, 2);
     }
-    /* block and offset stepped along the positions (a division per position cost more than the
-     * prefetches) */
-    int32_t blk = lo / bs, o = lo % bs;
-    for (int32_t p = lo; p <= hi; p++) {
+    /* a block's run of positions: its rows' address once, then the slot stride (a division or a
+     * table read per position cost more than the prefetches) */
+    const int64_t step = llmrt_cpu_attn_slot_bytes(t);
+    int32_t       blk = lo / bs, o = lo % bs;
+    for (int32_t p = lo; p <= hi; blk++, o = 0) {
         const uint8_t *v, *k;
         llmrt_cpu_attn_rows_at(t, blk, o, &k, &v);
-        for (int64_t b = 0; b < row; b += line) {
-            __builtin_prefetch(v + b, 0, 2);
-            if (k) __builtin_prefetch(k + b, 0, 2);
-        }
-        if (++o == bs) o = 0, blk++;
+        for (; p <= hi && o < bs; p++, o++, v += step, k = k ? k + step : NULL)
+            for (int64_t b = 0; b < row; b += line) {
+                __builtin_prefetch(v + b, 0, 2);
+                if (k) __builtin_prefetch(k + b, 0, 2);
+            }
     }
 }
 
@@ -137,18 +144,28 @@ typedef struct llmrt_cpu_attn_src {
 } llmrt_cpu_attn_src;
 
 static inline __attribute__((always_inline)) void
-llmrt_cpu_attn_chunk_src(const llmrt_cpu_attn_tile *t, int32_t c0, int32_t jlo, int32_t nv,
+llmrt_cpu_attn_chunk_src(const llmrt_cpu_attn_tile *tile, int32_t c0, int32_t jlo, int32_t nv,
                          llmrt_cpu_attn_src *s) {
-    /* block and offset stepped along the chunk: a division per row cost more than the row */
-    int32_t blk = (c0 + jlo) / t->block_size, o = (c0 + jlo) % t->block_size;
-    for (int32_t j = jlo; j < nv; j++) {
-        int64_t base = llmrt_cpu_attn_rows_at(t, blk, o, &s->k[j], &s->v[j]);
-        s->ks[j] = s->vs[j] = 1.0f; /* F32 and BF16 caches have no scales */
-        if (!llmrt_cpu_attn_k_dmajor(t->kv_dtype)) {
-            memcpy(&s->ks[j], t->k8 + base + t->scale_off + o * t->scale_ld, sizeof(float));
-            memcpy(&s->vs[j], t->v8 + base + t->scale_off + o * t->scale_ld, sizeof(float));
+    /* a local copy of the tile: the stores into s could alias *tile for the compiler, which then
+     * loaded the table, pools and strides again for every row */
+    const llmrt_cpu_attn_tile tl = *tile, *t = &tl;
+    const int32_t             bs = t->block_size;
+    const int64_t             step = llmrt_cpu_attn_slot_bytes(t);
+    const bool                scaled = !llmrt_cpu_attn_k_dmajor(t->kv_dtype); /* 8-bit */
+    /* a block's run of rows: its address once, then the slot stride (a division or a table read
+     * per row cost more than the row; ~10 % of a bf16 decode tile on Zen 3) */
+    int32_t blk = (c0 + jlo) / bs, o = (c0 + jlo) % bs;
+    for (int32_t j = jlo; j < nv; blk++, o = 0) {
+        const uint8_t *k, *v;
+        int64_t        sc = llmrt_cpu_attn_rows_at(t, blk, o, &k, &v) + t->scale_off;
+        for (; j < nv && o < bs; j++, o++, v += step, k = k ? k + step : NULL) {
+            s->k[j] = k, s->v[j] = v;
+            s->ks[j] = s->vs[j] = 1.0f; /* F32 and BF16 caches have no scales */
+            if (scaled) {
+                memcpy(&s->ks[j], t->k8 + sc + o * t->scale_ld, sizeof(float));
+                memcpy(&s->vs[j], t->v8 + sc + o * t->scale_ld, sizeof(float));
+            }
         }
-        if (++o == t->block_size) o = 0, blk++;
     }
     for (int32_t j = 0; j < LLMRT_CPU_ATTN_CHUNK; j++)
         if (j < jlo || j >= nv) {
