@@ -12,7 +12,8 @@
  *    the AVX2 exact SwiGLU gives the portable kernel's bits over the same gates (any length);
  * 3. the pooled rmsnorm, add + rmsnorm, add and SwiGLU give the serial loops' bits for any
  *    thread count (1, 2, 3) and row split (T from 1 to 70, rows of 1 to 1541 floats), out == x
- *    included for rmsnorm. */
+ *    included for rmsnorm, with rows one at a time and (AVX2) 4 rows at once;
+ *    that kernel's sums also against the serial ones directly, on data where the order shows. */
 #include <float.h>
 #include <math.h>
 #include <stdbool.h>
@@ -133,6 +134,38 @@ static void check_exact_exp(bool avx2) {
            avx2 ? (n_diff ? "DIFFERS" : "bit-identical to the portable one") : "not run (no AVX2)");
 }
 
+/* A sumsq4 kernel against the serial double sums, bit for bit, on rows of values from 2^-10 to
+ * 2^10 in magnitude (so that another order of the adds rounds differently; the rmsnorm outputs are
+ * floats and would rarely show it: swapping two columns' adds passed the pooled checks), for
+ * every D from 1 to 40 and 576, 1541, rows ld = D + 3 apart */
+static void check_sumsq4(void (*fn)(double ss[4], const float *x, int64_t ld, int64_t D)) {
+    int64_t Ds[42], n_diff = 0, n_order = 0;
+    for (int i = 0; i < 40; i++) Ds[i] = i + 1;
+    Ds[40] = 576, Ds[41] = 1541;
+    for (int di = 0; di < 42; di++) {
+        int64_t D = Ds[di], ld = D + 3;
+        float  *x = malloc((size_t)(4 * ld) * 4);
+        for (int64_t i = 0; i < 4 * ld; i++)
+            x[i] = ldexpf(frand(), (int)(40.0f * frand()) / 2);
+        double ss[4];
+        fn(ss, x, ld, D);
+        for (int r = 0; r < 4; r++) {
+            double ref = 0.0, rev = 0.0;
+            for (int64_t k = 0; k < D; k++) ref += (double)x[r * ld + k] * x[r * ld + k];
+            for (int64_t k = D - 1; k >= 0; k--) rev += (double)x[r * ld + k] * x[r * ld + k];
+            n_order += rev != ref; /* the data can tell the orders apart */
+            if (memcmp(&ss[r], &ref, 8) != 0 && n_diff++ < 5)
+                CHECK_MSG(false, "sumsq4 D %lld row %d: %a vs serial %a", (long long)D, r, ss[r],
+                          ref);
+        }
+        free(x);
+    }
+    CHECK(n_diff == 0);
+    CHECK_MSG(n_order > 40, "only %lld of 168 rows sum differently in reverse", (long long)n_order);
+    printf("sumsq4: 168 rows equal the serial sums (%lld of them differ in reverse order)\n",
+           (long long)n_order);
+}
+
 static void serial_rmsnorm(float *out, const float *x, const float *w, int64_t T, int64_t D,
                            float eps) {
     for (int64_t t = 0; t < T; t++) { /* the backend's loop before the pool ran it */
@@ -163,25 +196,31 @@ static void check_pooled(const char *isa) {
                     x[i] = 3.0f * frand(), d[i] = frand();
                 for (int64_t i = 0; i < D; i++)
                     w[i] = 1.0f + 0.5f * frand();
-                /* rmsnorm, out-of-place and in place */
-                serial_rmsnorm(r, x, w, T, D, 1e-5f);
-                llmrt_cpu_rmsnorm_rows(pool, a, x, w, T, D, 1e-5f);
-                CHECK_MSG(memcmp(a, r, (size_t)n * 4) == 0, "rmsnorm T %lld D %lld threads %d",
-                          (long long)T, (long long)D, threads);
-                memcpy(b, x, (size_t)n * 4);
-                llmrt_cpu_rmsnorm_rows(pool, b, b, w, T, D, 1e-5f);
-                CHECK_MSG(memcmp(b, r, (size_t)n * 4) == 0, "rmsnorm in place T %lld D %lld",
-                          (long long)T, (long long)D);
-                /* add + rmsnorm, and add */
+                /* rmsnorm, out-of-place and in place, and add + rmsnorm: rows one at a time
+                 * and (AVX2) 4 rows' sums side by side */
                 memcpy(x2, x, (size_t)n * 4);
                 for (int64_t i = 0; i < n; i++)
                     x2[i] += d[i];
-                serial_rmsnorm(r, x2, w, T, D, 1e-6f);
-                memcpy(b, x, (size_t)n * 4);
-                llmrt_cpu_add_rmsnorm_rows(pool, b, d, a, w, T, D, 1e-6f);
-                CHECK_MSG(memcmp(b, x2, (size_t)n * 4) == 0 && memcmp(a, r, (size_t)n * 4) == 0,
-                          "add_rmsnorm T %lld D %lld threads %d", (long long)T, (long long)D,
-                          threads);
+                llmrt_cpu_rmsnorm4_fn k4[2] = {NULL, llmrt_cpu_rmsnorm4_for(isa)};
+                for (int v = 0; v < 2 && (v == 0 || k4[1]); v++) {
+                    serial_rmsnorm(r, x, w, T, D, 1e-5f);
+                    llmrt_cpu_rmsnorm_rows(pool, k4[v], a, x, w, T, D, 1e-5f);
+                    CHECK_MSG(memcmp(a, r, (size_t)n * 4) == 0,
+                              "rmsnorm T %lld D %lld threads %d rms4 %d", (long long)T,
+                              (long long)D, threads, v);
+                    memcpy(b, x, (size_t)n * 4);
+                    llmrt_cpu_rmsnorm_rows(pool, k4[v], b, b, w, T, D, 1e-5f);
+                    CHECK_MSG(memcmp(b, r, (size_t)n * 4) == 0,
+                              "rmsnorm in place T %lld D %lld rms4 %d", (long long)T,
+                              (long long)D, v);
+                    serial_rmsnorm(r, x2, w, T, D, 1e-6f);
+                    memcpy(b, x, (size_t)n * 4);
+                    llmrt_cpu_add_rmsnorm_rows(pool, k4[v], b, d, a, w, T, D, 1e-6f);
+                    CHECK_MSG(memcmp(b, x2, (size_t)n * 4) == 0 &&
+                                  memcmp(a, r, (size_t)n * 4) == 0,
+                              "add_rmsnorm T %lld D %lld threads %d rms4 %d", (long long)T,
+                              (long long)D, threads, v);
+                }
                 memcpy(b, x, (size_t)n * 4);
                 llmrt_cpu_add_rows(pool, b, d, T, D);
                 CHECK_MSG(memcmp(b, x2, (size_t)n * 4) == 0, "add T %lld D %lld", (long long)T,
@@ -220,6 +259,7 @@ int main(void) {
     else
         printf("no AVX-512 on this CPU: the fast vector SwiGLU not tested\n");
     check_exact_exp(avx2);
+    if (avx2) check_sumsq4(llmrt_cpu_sumsq4_avx2);
     check_pooled(isa);
     return test_summary("test_cpu_elementwise");
 }

@@ -114,6 +114,7 @@ typedef struct cpu_ctx {
     /* SwiGLU's element kernel: exact (libm expf) unless a bf16 / int8 matmul mode is on and the
      * ISA has a vector one (elementwise_cpu.h) */
     llmrt_cpu_swiglu_fn swiglu;
+    llmrt_cpu_rmsnorm4_fn rms4; /* rmsnorm 4 rows at once (or NULL: one at a time) */
 
     /* act-order weights (4-bit, and block types through weight_upload_permuted, whose bweight's
      * aux is then the malloc'd perm int32 [cols]): x gathered into stored column order */
@@ -545,7 +546,7 @@ static void cpu_embed(llmrt_backend *be, void *out, const llmrt_bweight *table) 
 static void cpu_rmsnorm(llmrt_backend *be, void *out, const void *x, const void *w, int64_t D,
                         float eps) {
     cpu_ctx *c = ctx_of(be);
-    llmrt_cpu_rmsnorm_rows(c->pool, out, x, w, c->n_tokens, D, eps);
+    llmrt_cpu_rmsnorm_rows(c->pool, c->rms4, out, x, w, c->n_tokens, D, eps);
 }
 
 static void cpu_add(llmrt_backend *be, void *x, const void *delta, int64_t D) {
@@ -556,7 +557,7 @@ static void cpu_add(llmrt_backend *be, void *x, const void *delta, int64_t D) {
 static void cpu_add_rmsnorm(llmrt_backend *be, void *x, const void *delta, void *out,
                             const void *w, int64_t D, float eps) {
     cpu_ctx *c = ctx_of(be);
-    llmrt_cpu_add_rmsnorm_rows(c->pool, x, delta, out, w, c->n_tokens, D, eps);
+    llmrt_cpu_add_rmsnorm_rows(c->pool, c->rms4, x, delta, out, w, c->n_tokens, D, eps);
 }
 
 static void cpu_swiglu(llmrt_backend *be, void *out, const void *gate, const void *up, int64_t F) {
@@ -1145,6 +1146,7 @@ llmrt_status llmrt_backend_cpu_create_opts(int n_threads, const char *force_isa,
     llmrt_cpu_swiglu_fn fast = llmrt_cpu_swiglu_fast_for(c->k.isa);
     llmrt_cpu_swiglu_fn exact = llmrt_cpu_swiglu_exact_for(c->k.isa);
     c->swiglu = (c->i8k.isa || c->bf16k.isa) && fast ? fast : exact;
+    c->rms4 = llmrt_cpu_rmsnorm4_for(c->k.isa);
     llmrt_log(LLMRT_LOG_INFO, "cpu backend: %d threads, %s kernels%s%s%s", c->n_threads, c->k.isa,
               c->i8k.isa ? ", int8 matmuls" : "", c->bf16k.isa ? ", bf16 matmuls" : "",
               c->swiglu != exact ? ", vector SwiGLU exp" : "");

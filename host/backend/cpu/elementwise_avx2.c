@@ -1,7 +1,8 @@
-/* AVX2/FMA exact SwiGLU element kernel (elementwise_cpu.h), compiled with -mavx2 -mfma: the
- * operations of llmrt_exp_exact (exp_exact.h) on 4 doubles per vector, so its bits are the scalar
- * kernel's. */
+/* AVX2/FMA element kernels of the exact mode (elementwise_cpu.h), compiled with -mavx2 -mfma:
+ * the SwiGLU, the operations of llmrt_exp_exact (exp_exact.h) on 4 doubles per vector, so its
+ * bits are the scalar kernel's; rmsnorm's sums of squares of 4 rows side by side. */
 #include <immintrin.h>
+#include <math.h>
 
 #include "elementwise_cpu.h"
 #include "exp_exact.h"
@@ -43,4 +44,46 @@ void llmrt_cpu_swiglu_exact_avx2(float *out, const float *gate, const float *up,
         _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), u));
     }
     llmrt_cpu_swiglu_exact(out + i, gate + i, up + i, n - i);
+}
+
+void llmrt_cpu_sumsq4_avx2(double ss[4], const float *x, int64_t ld, int64_t D) {
+    __m256d acc = _mm256_setzero_pd(); /* lane i: row i's running sum */
+    int64_t k   = 0;
+    for (; k + 4 <= D; k += 4) {
+        __m128 c0 = _mm_loadu_ps(x + k), c1 = _mm_loadu_ps(x + ld + k);
+        __m128 c2 = _mm_loadu_ps(x + 2 * ld + k), c3 = _mm_loadu_ps(x + 3 * ld + k);
+        _MM_TRANSPOSE4_PS(c0, c1, c2, c3); /* c_m: element k + m of the 4 rows */
+        /* fma(v, v, acc) = acc + v * v rounded once: the product is exact in double, so this is
+         * the serial loop's add */
+        __m256d v = _mm256_cvtps_pd(c0);
+        acc       = _mm256_fmadd_pd(v, v, acc);
+        v         = _mm256_cvtps_pd(c1);
+        acc       = _mm256_fmadd_pd(v, v, acc);
+        v         = _mm256_cvtps_pd(c2);
+        acc       = _mm256_fmadd_pd(v, v, acc);
+        v         = _mm256_cvtps_pd(c3);
+        acc       = _mm256_fmadd_pd(v, v, acc);
+    }
+    _mm256_storeu_pd(ss, acc);
+    for (; k < D; k++)
+        for (int i = 0; i < 4; i++)
+            ss[i] += (double)x[i * ld + k] * x[i * ld + k];
+}
+
+void llmrt_cpu_rmsnorm4_avx2(float *out, const float *x, const float *w, int64_t D, float eps) {
+    double ss[4];
+    llmrt_cpu_sumsq4_avx2(ss, x, D, D);
+    for (int r = 0; r < 4; r++) {
+        /* the serial kernel's expression: division and sqrt are correctly rounded */
+        float        inv = (float)(1.0 / sqrt(ss[r] / (double)D + (double)eps));
+        const float *xr  = x + r * D;
+        float       *o   = out + r * D;
+        __m256       iv  = _mm256_set1_ps(inv);
+        int64_t      i   = 0;
+        for (; i + 8 <= D; i += 8) /* w * (x * inv): the two products in the serial order */
+            _mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_loadu_ps(w + i),
+                                                  _mm256_mul_ps(_mm256_loadu_ps(xr + i), iv)));
+        for (; i < D; i++)
+            o[i] = w[i] * (xr[i] * inv);
+    }
 }

@@ -29,6 +29,12 @@ llmrt_cpu_swiglu_fn llmrt_cpu_swiglu_fast_for(const char *isa) {
     return NULL;
 }
 
+llmrt_cpu_rmsnorm4_fn llmrt_cpu_rmsnorm4_for(const char *isa) {
+    if (isa && (strcmp(isa, "avx512") == 0 || strcmp(isa, "avx2") == 0))
+        return llmrt_cpu_rmsnorm4_avx2;
+    return NULL;
+}
+
 static void rmsnorm_row(float *out, const float *x, const float *w, int64_t D, float eps) {
     double ss = 0.0;
     for (int64_t i = 0; i < D; i++)
@@ -36,6 +42,11 @@ static void rmsnorm_row(float *out, const float *x, const float *w, int64_t D, f
     float inv = (float)(1.0 / sqrt(ss / (double)D + (double)eps));
     for (int64_t i = 0; i < D; i++)
         out[i] = w[i] * (x[i] * inv);
+}
+
+static void add_row(float *x, const float *delta, int64_t D) {
+    for (int64_t i = 0; i < D; i++)
+        x[i] += delta[i];
 }
 
 typedef enum { EW_RMSNORM, EW_ADD_RMSNORM, EW_ADD, EW_SWIGLU } ew_op;
@@ -46,6 +57,7 @@ typedef struct ew_job {
     const float *src, *delta, *w; /* src: rmsnorm's input; w [D]         */
     const float *gate, *up;       /* [T, F]                              */
     llmrt_cpu_swiglu_fn fn;
+    llmrt_cpu_rmsnorm4_fn rms4;   /* rmsnorm: NULL, or 4 rows at once */
     int64_t T, D, rows_per_task;
     float eps;
 } ew_job;
@@ -56,19 +68,27 @@ static void ew_task(void *p, int64_t task, int thread) {
     int64_t t0 = task * j->rows_per_task;
     int64_t t1 = t0 + j->rows_per_task < j->T ? t0 + j->rows_per_task : j->T;
     const int64_t D = j->D;
-    for (int64_t t = t0; t < t1; t++) {
+    int64_t       t = t0;
+    /* rmsnorm 4 rows at a time where a kernel sums their squares side by side: each row's sum
+     * keeps its serial order, so the same bits (the row's sum is a chain of dependent double
+     * adds: one row at a time left the adder's latency exposed) */
+    for (; j->rms4 && (j->op == EW_RMSNORM || j->op == EW_ADD_RMSNORM) && t + 4 <= t1; t += 4) {
+        const float *src = j->op == EW_RMSNORM ? j->src : j->x;
+        for (int64_t r = t; j->op == EW_ADD_RMSNORM && r < t + 4; r++)
+            add_row(j->x + r * D, j->delta + r * D, D);
+        j->rms4(j->out + t * D, src + t * D, j->w, D, j->eps);
+    }
+    for (; t < t1; t++) {
         switch (j->op) {
         case EW_RMSNORM:
             rmsnorm_row(j->out + t * D, j->src + t * D, j->w, D, j->eps);
             break;
         case EW_ADD_RMSNORM:
-            for (int64_t i = 0; i < D; i++)
-                j->x[t * D + i] += j->delta[t * D + i];
+            add_row(j->x + t * D, j->delta + t * D, D);
             rmsnorm_row(j->out + t * D, j->x + t * D, j->w, D, j->eps);
             break;
         case EW_ADD:
-            for (int64_t i = 0; i < D; i++)
-                j->x[t * D + i] += j->delta[t * D + i];
+            add_row(j->x + t * D, j->delta + t * D, D);
             break;
         case EW_SWIGLU:
             j->fn(j->out + t * D, j->gate + t * D, j->up + t * D, D);
@@ -90,15 +110,18 @@ static void ew_run(llmrt_thread_pool *pool, ew_job *j) {
     llmrt_thread_pool_run(pool, n_tasks, ew_task, j);
 }
 
-void llmrt_cpu_rmsnorm_rows(llmrt_thread_pool *pool, float *out, const float *x, const float *w,
-                            int64_t T, int64_t D, float eps) {
-    ew_job j = {.op = EW_RMSNORM, .out = out, .src = x, .w = w, .T = T, .D = D, .eps = eps};
+void llmrt_cpu_rmsnorm_rows(llmrt_thread_pool *pool, llmrt_cpu_rmsnorm4_fn rms4, float *out,
+                            const float *x, const float *w, int64_t T, int64_t D, float eps) {
+    ew_job j = {.op = EW_RMSNORM, .rms4 = rms4, .out = out, .src = x, .w = w, .T = T, .D = D,
+                .eps = eps};
     ew_run(pool, &j);
 }
 
-void llmrt_cpu_add_rmsnorm_rows(llmrt_thread_pool *pool, float *x, const float *delta, float *out,
-                                const float *w, int64_t T, int64_t D, float eps) {
+void llmrt_cpu_add_rmsnorm_rows(llmrt_thread_pool *pool, llmrt_cpu_rmsnorm4_fn rms4, float *x,
+                                const float *delta, float *out, const float *w, int64_t T,
+                                int64_t D, float eps) {
     ew_job j = {.op = EW_ADD_RMSNORM,
+                .rms4 = rms4,
                 .out = out,
                 .x = x,
                 .delta = delta,

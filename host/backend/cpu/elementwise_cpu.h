@@ -34,14 +34,28 @@ void llmrt_cpu_swiglu_exact_avx2(float *out, const float *gate, const float *up,
 llmrt_cpu_swiglu_fn llmrt_cpu_swiglu_fast_for(const char *isa);
 void llmrt_cpu_swiglu_avx512(float *out, const float *gate, const float *up, int64_t n);
 
+/* rmsnorm of 4 rows of D floats, ld = D apart (out may equal x), with the serial loop's bits:
+ * the 4 sums of squares side by side (each in k order; every product is exact in double), the
+ * outputs w * (x * inv) 8 at a time. */
+typedef void (*llmrt_cpu_rmsnorm4_fn)(float *out, const float *x, const float *w, int64_t D,
+                                      float eps);
+
+/* The kernel for `isa` (AVX2 for "avx2" and "avx512"), NULL where rows go one at a time. */
+llmrt_cpu_rmsnorm4_fn llmrt_cpu_rmsnorm4_for(const char *isa);
+void llmrt_cpu_rmsnorm4_avx2(float *out, const float *x, const float *w, int64_t D, float eps);
+/* its sums alone (tested against the serial sums directly, where another order would show) */
+void llmrt_cpu_sumsq4_avx2(double ss[4], const float *x, int64_t ld, int64_t D);
+
 /* out[t] = w * x[t] / sqrt(mean(x[t]^2) + eps) for the T rows of D floats (sum of squares in
- * double, in order). out may equal x. */
-void llmrt_cpu_rmsnorm_rows(llmrt_thread_pool *pool, float *out, const float *x, const float *w,
-                            int64_t T, int64_t D, float eps);
+ * double, in order; rms4: NULL or llmrt_cpu_rmsnorm4_for's kernel, the same bits). out may equal
+ * x. */
+void llmrt_cpu_rmsnorm_rows(llmrt_thread_pool *pool, llmrt_cpu_rmsnorm4_fn rms4, float *out,
+                            const float *x, const float *w, int64_t T, int64_t D, float eps);
 
 /* x[t] += delta[t], then out[t] = rmsnorm(x[t]) as above, for the T rows of D floats. */
-void llmrt_cpu_add_rmsnorm_rows(llmrt_thread_pool *pool, float *x, const float *delta, float *out,
-                                const float *w, int64_t T, int64_t D, float eps);
+void llmrt_cpu_add_rmsnorm_rows(llmrt_thread_pool *pool, llmrt_cpu_rmsnorm4_fn rms4, float *x,
+                                const float *delta, float *out, const float *w, int64_t T,
+                                int64_t D, float eps);
 
 /* x[i] += delta[i] for the T rows of D floats. */
 void llmrt_cpu_add_rows(llmrt_thread_pool *pool, float *x, const float *delta, int64_t T,
