@@ -111,8 +111,8 @@ typedef struct cpu_ctx {
     float  **wconv;       /* [n_threads][TILE_ROWS_PER_TASK * max_k] converted weight rows */
     int64_t  wconv_k;     /* K capacity of wconv */
     llmrt_cpu_attn attn;  /* tiled attention: its kernel, scratch and tile list */
-    /* SwiGLU's element kernel: exact (libm expf) unless a bf16 / int8 matmul mode is on and the
-     * ISA has a vector one (elementwise_cpu.h) */
+    /* SwiGLU's element kernel: exact (exp_exact.h; AVX2 where the CPU has it, the same bits)
+     * unless a bf16 / int8 matmul mode is on and the ISA has a fast one (elementwise_cpu.h) */
     llmrt_cpu_swiglu_fn swiglu;
     llmrt_cpu_rmsnorm4_fn rms4; /* rmsnorm 4 rows at once (or NULL: one at a time) */
 

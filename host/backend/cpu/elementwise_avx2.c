@@ -1,6 +1,6 @@
 /* AVX2/FMA element kernels of the exact mode (elementwise_cpu.h), compiled with -mavx2 -mfma:
  * the SwiGLU, the operations of llmrt_exp_exact (exp_exact.h) on 4 doubles per vector, so its
- * bits are the scalar kernel's; rmsnorm's sums of squares of 4 rows side by side. */
+ * bits are the scalar kernel's; rmsnorm 4 rows at a time (their sums of squares side by side). */
 #include <immintrin.h>
 #include <math.h>
 
