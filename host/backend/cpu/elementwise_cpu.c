@@ -2,6 +2,7 @@
 #include "elementwise_cpu.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "exp_exact.h"
@@ -18,10 +19,13 @@ void llmrt_cpu_swiglu_exact(float *out, const float *gate, const float *up, int6
         out[i] = gate[i] / (1.0f + llmrt_exp_exact(-gate[i])) * up[i];
 }
 
+/* the kernel sets whose CPUs run elementwise_avx2.c (every AVX-512 CPU has AVX2 and FMA) */
+static bool isa_has_avx2(const char *isa) {
+    return isa && (strcmp(isa, "avx512") == 0 || strcmp(isa, "avx2") == 0);
+}
+
 llmrt_cpu_swiglu_fn llmrt_cpu_swiglu_exact_for(const char *isa) {
-    if (isa && (strcmp(isa, "avx512") == 0 || strcmp(isa, "avx2") == 0))
-        return llmrt_cpu_swiglu_exact_avx2; /* every AVX-512 CPU has AVX2 and FMA */
-    return llmrt_cpu_swiglu_exact;
+    return isa_has_avx2(isa) ? llmrt_cpu_swiglu_exact_avx2 : llmrt_cpu_swiglu_exact;
 }
 
 llmrt_cpu_swiglu_fn llmrt_cpu_swiglu_fast_for(const char *isa) {
@@ -30,9 +34,7 @@ llmrt_cpu_swiglu_fn llmrt_cpu_swiglu_fast_for(const char *isa) {
 }
 
 llmrt_cpu_rmsnorm4_fn llmrt_cpu_rmsnorm4_for(const char *isa) {
-    if (isa && (strcmp(isa, "avx512") == 0 || strcmp(isa, "avx2") == 0))
-        return llmrt_cpu_rmsnorm4_avx2;
-    return NULL;
+    return isa_has_avx2(isa) ? llmrt_cpu_rmsnorm4_avx2 : NULL;
 }
 
 static void rmsnorm_row(float *out, const float *x, const float *w, int64_t D, float eps) {
