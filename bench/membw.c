@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "bench.h"
@@ -156,9 +157,15 @@ static void *membw_worker(void *p) {
     return NULL;
 }
 
+/* On 2 MiB pages where the kernel gives them, as the CPU backend's weights and KV cache
+ * (backend/cpu/cpu_memory.h): the reference gets every advantage the kernels get. (On Zen 3 the
+ * probe read the same with 4 KiB pages; the int8 decode matmul ran ~10 % faster with 2 MiB.) */
 static float *alloc_touch(size_t n) {
-    float *p = NULL;
-    if (posix_memalign((void **)&p, 64, n * sizeof(float)) != 0) return NULL;
+    const size_t page  = (size_t)2 << 20;
+    size_t       bytes = (n * sizeof(float) + page - 1) / page * page;
+    float       *p     = NULL;
+    if (posix_memalign((void **)&p, page, bytes) != 0) return NULL;
+    (void)madvise(p, bytes, MADV_HUGEPAGE); /* a hint: 4 KiB pages where THP is off */
     for (size_t i = 0; i < n; i++) p[i] = (float)(i & 1023);
     return p;
 }

@@ -5,6 +5,7 @@
 #include "../../core/checked_math.h"
 #include "../../core/half.h"
 #include "bf16_gemm.h"
+#include "cpu_memory.h"
 
 static uint16_t to_bf16(llmrt_dtype dtype, const void *rows, int64_t i) {
     if (dtype == LLMRT_DTYPE_BF16) return ((const uint16_t *)rows)[i];
@@ -27,7 +28,7 @@ llmrt_status llmrt_cpu_bf16w_pack(llmrt_dtype dtype, const void *rows, int64_t N
         return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "cpu bf16 panels: weight of %lld x %lld",
                          (long long)N, (long long)K);
     uint16_t *d = NULL;
-    if (posix_memalign((void **)&d, 64, (size_t)bytes) != 0)
+    if (!(d = llmrt_cpu_mem_alloc((size_t)bytes)))
         return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY,
                          "cpu bf16 panels: out of memory (%llu bytes)", (unsigned long long)bytes);
     memset(d, 0, (size_t)bytes);
@@ -41,6 +42,6 @@ llmrt_status llmrt_cpu_bf16w_pack(llmrt_dtype dtype, const void *rows, int64_t N
 }
 
 void llmrt_cpu_bf16w_free(llmrt_cpu_bf16w *w) {
-    free(w->data);
+    llmrt_cpu_mem_free(w->data);
     memset(w, 0, sizeof *w);
 }

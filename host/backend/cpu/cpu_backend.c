@@ -42,6 +42,7 @@
 #include "../../format/kv_quant.h"
 #include "attention_cpu.h"
 #include "cpu_kernels.h"
+#include "cpu_memory.h"
 #include "bf16_gemm.h"
 #include "i8_gemm.h"
 #include "kq_kernels.h"
@@ -151,7 +152,8 @@ static llmrt_status cpu_alloc(llmrt_backend *be, uint64_t bytes, void **out, llm
     /* 64-byte alignment for full-width vector loads; calloc-like zeroing keeps results defined */
     uint64_t rounded = (bytes + 63) & ~(uint64_t)63;
     void    *p       = NULL;
-    if (rounded < bytes || posix_memalign(&p, 64, rounded ? (size_t)rounded : 64) != 0)
+    if (rounded < bytes || rounded > SIZE_MAX ||
+        !(p = llmrt_cpu_mem_alloc(rounded ? (size_t)rounded : 64)))
         return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: cannot allocate %llu bytes",
                          (unsigned long long)bytes);
     memset(p, 0, (size_t)rounded);
@@ -160,7 +162,7 @@ static llmrt_status cpu_alloc(llmrt_backend *be, uint64_t bytes, void **out, llm
 }
 
 static void cpu_free(llmrt_backend *be, void *ptr) {
-    free(ptr);
+    llmrt_cpu_mem_free(ptr);
 }
 
 static llmrt_status cpu_upload(llmrt_backend *be, void *dst, const void *host, uint64_t bytes,

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../../core/half.h"
+#include "cpu_memory.h"
 #include "i8_gemm.h"
 
 /* meta: 'f' fp32 sc, off; 'h' fp16 sc, off; 'd' Q8_0's fp16 d */
@@ -27,8 +28,7 @@ static llmrt_status i8w_alloc(llmrt_cpu_i8w *out, int64_t N, int64_t K, bool nib
     out->panel_bytes = (out->meta_at + K / 32 * out->meta_bytes + 63) / 64 * 64;
     int64_t n_panels = (N + LLMRT_CPU_I8_PANEL - 1) / LLMRT_CPU_I8_PANEL;
     size_t  bytes    = (size_t)(n_panels * out->panel_bytes);
-    if (posix_memalign((void **)&out->data, 64, bytes) != 0) {
-        out->data = NULL;
+    if (!(out->data = llmrt_cpu_mem_alloc(bytes))) {
         return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: cannot allocate %zu bytes",
                          bytes);
     }
@@ -144,6 +144,6 @@ llmrt_status llmrt_cpu_i8w_from_q8_z(const uint8_t *rows, int64_t N, int64_t K, 
 }
 
 void llmrt_cpu_i8w_free(llmrt_cpu_i8w *w) {
-    free(w->data);
+    llmrt_cpu_mem_free(w->data);
     memset(w, 0, sizeof *w);
 }

@@ -5,6 +5,7 @@
 
 #include "../../core/checked_math.h"
 #include "../../core/half.h"
+#include "cpu_memory.h"
 #include "q4_kernels.h"
 
 static int nibble(const uint8_t *qs, int64_t col) {
@@ -38,7 +39,7 @@ llmrt_status llmrt_cpu_q4_pack(const llmrt_q4_host *h, llmrt_cpu_q4 *out, llmrt_
     uint64_t off_pm = (data_bytes + 63) & ~(uint64_t)63;
     uint64_t total = off_pm + perm_bytes + 64;
     uint8_t *mem = NULL;
-    if (posix_memalign((void **)&mem, 64, (size_t)total) != 0)
+    if (!(mem = llmrt_cpu_mem_alloc((size_t)total)))
         return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: cannot allocate %llu bytes",
                          (unsigned long long)total);
     memset(mem, 0, (size_t)total); /* padding rows: zero scales, zero nibbles */
@@ -110,7 +111,7 @@ llmrt_status llmrt_cpu_q4_pack(const llmrt_q4_host *h, llmrt_cpu_q4 *out, llmrt_
 }
 
 void llmrt_cpu_q4_free(llmrt_cpu_q4 *w) {
-    free(w->mem);
+    llmrt_cpu_mem_free(w->mem);
     memset(w, 0, sizeof *w);
 }
 
