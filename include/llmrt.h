@@ -397,6 +397,14 @@ typedef struct llmrt_sampling_params {
                                                skips the prefix cache: a cached prefix has no
                                                logits, so the prompt is computed in full
                                                (vLLM does the same). Default false.            */
+    /* OpenAI's logit_bias: logit_bias[i] is added to the logit of token logit_bias_ids[i]
+     * before the penalties, temperature and filters (vLLM's order), greedy decoding included,
+     * so -100 bans a token in practice and +100 forces it. Ids in [0, vocab) (repeated ids add
+     * up), values in [-100, 100], at most 65536 entries; else LLMRT_ERR_INVALID_ARG naming the
+     * entry. Copied at submit. Logprobs stay those of the raw logits. Default none.         */
+    const int32_t      *logit_bias_ids;
+    const float        *logit_bias;
+    int32_t             n_logit_bias;
 } llmrt_sampling_params;
 
 /* Library defaults (temperature 1, top_p 1, top_k off, max_tokens 256, ...). */

@@ -325,6 +325,9 @@ static llmrt_status make_one(llmrt_engine *e, const llmrt_prompt *prompt,
          .has_seed           = sp.has_seed,
          .logprobs           = true,
          .n_logprobs         = sp.n_logprobs,
+         .bias_ids           = sp.logit_bias_ids,
+         .bias               = sp.logit_bias,
+         .n_bias             = sp.n_logit_bias,
     };
     r->max_tokens = sp.max_tokens;
     r->min_tokens = sp.min_tokens;
@@ -360,6 +363,8 @@ static llmrt_status make_one(llmrt_engine *e, const llmrt_prompt *prompt,
         s = llmrt_sampler_create(&r->sampling, m->cfg.vocab_size, r->tokens, r->n_tokens,
                                  &r->sampler, err);
     }
+    /* the sampler holds its own copy: nothing may read the caller's arrays after submit */
+    r->sampling.bias_ids = NULL, r->sampling.bias = NULL, r->sampling.n_bias = 0;
     if (s == LLMRT_OK && m->tokenizer)
         s = llmrt_detokenizer_create(m->tokenizer, sp.skip_special_tokens, &r->detok, err);
     free(ids);

@@ -39,6 +39,10 @@ struct llmrt_sampler {
     int32_t     n_slots; /* power of two, 2 * cap_seen */
     cand       *scratch;
     int64_t     cap_scratch;
+    /* logit bias (own copy); bias_saved: the logits it overwrote, restored in reverse order */
+    int32_t *bias_ids;
+    float   *bias, *bias_saved;
+    int32_t  n_bias;
 };
 
 /* ---- Config ------------------------------------------------------------------------------ */
@@ -71,6 +75,15 @@ llmrt_status llmrt_sampling_validate(const llmrt_sampling_config *c, llmrt_error
     if (c->n_logprobs < 0 || c->n_logprobs > LLMRT_SAMPLER_MAX_LOGPROBS)
         return BAD("n_logprobs must be in [0, %d], got %d", LLMRT_SAMPLER_MAX_LOGPROBS,
                    (int)c->n_logprobs);
+    if (c->n_bias < 0 || c->n_bias > LLMRT_SAMPLER_MAX_LOGIT_BIAS)
+        return BAD("logit bias: %d entries, the limit is %d", (int)c->n_bias,
+                   LLMRT_SAMPLER_MAX_LOGIT_BIAS);
+    if (c->n_bias > 0 && (!c->bias_ids || !c->bias))
+        return BAD("logit bias: %d entries but its ids or values are NULL", (int)c->n_bias);
+    for (int32_t i = 0; i < c->n_bias; i++)
+        if (!(c->bias[i] >= -100.0f && c->bias[i] <= 100.0f))
+            return BAD("logit bias [%d] (token %d) must be in [-100, 100], got %g", (int)i,
+                       (int)c->bias_ids[i], (double)c->bias[i]);
     return LLMRT_OK;
 }
 
@@ -412,6 +425,10 @@ llmrt_status llmrt_sampler_create(const llmrt_sampling_config *c, int32_t vocab,
         if (prompt[i] < 0 || prompt[i] >= vocab)
             return BAD("sampler: prompt token %d at index %lld is outside the vocabulary [0, %d)",
                        prompt[i], (long long)i, vocab);
+    for (int32_t i = 0; i < c->n_bias; i++)
+        if (c->bias_ids[i] < 0 || c->bias_ids[i] >= vocab)
+            return BAD("logit bias [%d]: token %d is outside the vocabulary [0, %d)", (int)i,
+                       (int)c->bias_ids[i], vocab);
 
     llmrt_sampler *s = calloc(1, sizeof *s);
     if (!s) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "sampler: allocation failed");
@@ -422,7 +439,21 @@ llmrt_status llmrt_sampler_create(const llmrt_sampling_config *c, int32_t vocab,
     for (int i = 0; i < 4; i++) s->rng[i] = splitmix64(&x);
     s->penalized = c->repetition_penalty != 1.0f || c->presence_penalty != 0.0f ||
                    c->frequency_penalty != 0.0f;
+    s->cfg.bias_ids = NULL, s->cfg.bias = NULL, s->cfg.n_bias = 0; /* the copy below holds it */
     llmrt_status st = LLMRT_OK; /* repetition is the only penalty that looks at the prompt */
+    if (c->n_bias > 0) {
+        size_t n      = (size_t)c->n_bias;
+        s->bias_ids   = malloc(n * sizeof *s->bias_ids);
+        s->bias       = malloc(n * sizeof *s->bias);
+        s->bias_saved = malloc(n * sizeof *s->bias_saved);
+        if (!s->bias_ids || !s->bias || !s->bias_saved)
+            st = llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "sampler: logit bias of %d", c->n_bias);
+        else {
+            memcpy(s->bias_ids, c->bias_ids, n * sizeof *s->bias_ids);
+            memcpy(s->bias, c->bias, n * sizeof *s->bias);
+            s->n_bias = c->n_bias;
+        }
+    }
     for (int64_t i = 0; c->repetition_penalty != 1.0f && i < n_prompt && st == LLMRT_OK; i++)
         if ((st = seen_reserve(s, s->n_seen + 1, err)) == LLMRT_OK) seen_get(s, prompt[i]);
     if (st != LLMRT_OK) {
@@ -435,7 +466,8 @@ llmrt_status llmrt_sampler_create(const llmrt_sampling_config *c, int32_t vocab,
 
 void llmrt_sampler_destroy(llmrt_sampler *s) {
     if (!s) return;
-    free(s->seen), free(s->saved), free(s->slots), free(s->scratch), free(s);
+    free(s->seen), free(s->saved), free(s->slots), free(s->scratch);
+    free(s->bias_ids), free(s->bias), free(s->bias_saved), free(s);
 }
 
 uint64_t llmrt_sampler_seed(const llmrt_sampler *s) {
@@ -493,6 +525,10 @@ llmrt_status llmrt_sampler_sample(llmrt_sampler *s, float *logits, llmrt_sample_
     double lse = 0.0; /* raw log-sum-exp, before anything touches the logits */
     if (want_lp) lse = raw_logprobs(logits, V, n_top, res->top_ids, res->top_logprobs, &res->n_top);
 
+    for (int32_t i = 0; i < s->n_bias; i++) { /* before the penalties (vLLM) */
+        s->bias_saved[i] = logits[s->bias_ids[i]];
+        logits[s->bias_ids[i]] += s->bias[i];
+    }
     if (s->penalized) apply_penalties(s, logits);
     int32_t      token;
     llmrt_status st = LLMRT_OK;
@@ -500,6 +536,7 @@ llmrt_status llmrt_sampler_sample(llmrt_sampler *s, float *logits, llmrt_sample_
     if (s->cfg.temperature < LLMRT_SAMPLER_GREEDY_EPS) token = argmax(logits, V, &lmax);
     else st = sample_random(s, logits, &token, err);
     for (int32_t i = 0; i < s->n_seen; i++) logits[s->seen[i].id] = s->saved[i]; /* undo */
+    for (int32_t i = s->n_bias - 1; i >= 0; i--) logits[s->bias_ids[i]] = s->bias_saved[i];
     if (st != LLMRT_OK) return st;
 
     res->token = token;

@@ -18,7 +18,12 @@
  *  - frequency_penalty, presence_penalty in [-2, 2], 0 = disabled (OpenAI/vLLM), over OUTPUT
  *    tokens only: logit -= frequency * count(token); logit -= presence * (count(token) > 0).
  *    Applied after the repetition penalty, frequency before presence, as vLLM does.
- *  - Order (vLLM v0 sampler): penalties -> temperature -> top-k -> top-p -> min-p -> draw from
+ *  - logit bias (OpenAI's logit_bias): bias[i] in [-100, 100] is added to the logit of token
+ *    bias_ids[i] (ids in [0, vocab), repeated ids add up) before everything below, as vLLM's
+ *    logit-bias processor runs before its penalties; it applies to greedy decoding too, so -100
+ *    bans a token in practice and +100 forces it. At most LLMRT_SAMPLER_MAX_LOGIT_BIAS entries;
+ *    the sampler keeps its own copy.
+ *  - Order (vLLM v0 sampler): logit bias -> penalties -> temperature -> top-k -> top-p -> min-p -> draw from
  *    the softmax of what is left. (vLLM v1 applies min-p before top-k/top-p; the results differ
  *    only when top_p < 1 and min_p > 0 are combined.)
  *  - seed: with has_seed, the request's RNG (xoshiro256** seeded through splitmix64) starts from
@@ -44,6 +49,7 @@
 
 #define LLMRT_SAMPLER_MAX_LOGPROBS 20   /* vLLM's default max_logprobs; OpenAI's top_logprobs cap */
 #define LLMRT_SAMPLER_GREEDY_EPS   1e-5f
+#define LLMRT_SAMPLER_MAX_LOGIT_BIAS 65536 /* entries per request: 512 KiB at most */
 
 typedef struct llmrt_sampling_config {
     float    temperature;        /* default 1                                        */
@@ -57,6 +63,9 @@ typedef struct llmrt_sampling_config {
     bool     has_seed;
     bool     logprobs;           /* compute the chosen token's logprob                */
     int32_t  n_logprobs;         /* top tokens with logprobs to return (implies logprobs) */
+    const int32_t *bias_ids;     /* logit bias: token ids [n_bias], NULL when n_bias is 0     */
+    const float   *bias;         /* the values added to their logits [n_bias]                 */
+    int32_t        n_bias;
 } llmrt_sampling_config;
 
 /* Defaults: plain sampling at temperature 1, no filters, no penalties, no logprobs, no seed. */
@@ -77,8 +86,8 @@ typedef struct llmrt_sample_result {
  * tokens seen in the prompt and their output counts. */
 typedef struct llmrt_sampler llmrt_sampler;
 
-/* Validates `c`, checks prompt ids against `vocab`, records the prompt for the repetition
- * penalty. */
+/* Validates `c`, checks prompt and logit-bias ids against `vocab`, records the prompt for the
+ * repetition penalty, copies the logit bias (c's arrays may be freed afterwards). */
 llmrt_status llmrt_sampler_create(const llmrt_sampling_config *c, int32_t vocab,
                                   const int32_t *prompt, int64_t n_prompt, llmrt_sampler **out,
                                   llmrt_error *err);

@@ -484,6 +484,104 @@ static void test_logprobs(void) {
     llmrt_sampler_destroy(s);
 }
 
+/* Logit bias: greedy flips computed by hand, added before the penalties, repeated ids adding up,
+ * the caller's logits restored and the caller's arrays not needed after create; the biased
+ * distribution against softmax(l + bias) computed here; logprobs stay raw; bad entries named. */
+static void test_logit_bias(void) {
+    llmrt_sampling_config c = llmrt_sampling_default_config();
+    c.temperature           = 0.0f;
+    float   l[4]            = {2.0f, 1.0f, 0.5f, -1.0f};
+    int32_t ids[3]          = {0, 3, 3};
+    float   bias[3]         = {-1.5f, 1.0f, 1.75f}; /* 0: 0.5; 3: -1 + 2.75 = 1.75 */
+    c.bias_ids = ids, c.bias = bias, c.n_bias = 1;
+    CHECK(greedy_after(c, l, 4, NULL, 0, NULL, 0) == 1); /* 0.5 < 1.0 */
+    c.n_bias = 2;                                         /* 3: -1 + 1 = 0 */
+    CHECK(greedy_after(c, l, 4, NULL, 0, NULL, 0) == 1);
+    c.n_bias = 3; /* repeated id adds up: 1.75 beats 1.0 */
+    CHECK(greedy_after(c, l, 4, NULL, 0, NULL, 0) == 3);
+    bias[0] = -100.0f, c.n_bias = 1; /* a ban */
+    float tie[4] = {50.0f, -49.0f, -60.0f, -70.0f};
+    CHECK(greedy_after(c, tie, 4, NULL, 0, NULL, 0) == 1);
+
+    /* before the repetition penalty (token 0 seen in the prompt, 1 not): (2 + 0.6) / 2 = 1.3
+     * loses to 1.4, where the other order (2 / 2 + 0.6 = 1.6) would win */
+    c                      = llmrt_sampling_default_config();
+    c.temperature          = 0.0f;
+    c.repetition_penalty   = 2.0f;
+    float   rp[4]          = {2.0f, 1.4f, 0.0f, 0.0f};
+    int32_t zero[1]        = {0};
+    float   b06[1]         = {0.6f};
+    c.bias_ids = zero, c.bias = b06, c.n_bias = 1;
+    CHECK(greedy_after(c, rp, 4, zero, 1, NULL, 0) == 1);
+
+    /* the sampler keeps its own copy */
+    llmrt_error err = {0};
+    int32_t    *hid = malloc(sizeof *hid);
+    float      *hb  = malloc(sizeof *hb);
+    *hid = 2, *hb = 10.0f;
+    c              = llmrt_sampling_default_config();
+    c.temperature  = 0.0f;
+    c.bias_ids = hid, c.bias = hb, c.n_bias = 1;
+    llmrt_sampler *s = make(c, 4, NULL, 0);
+    *hid = 0, *hb = -100.0f; /* changed, then freed: must not matter */
+    free(hid), free(hb);
+    float l2[4] = {2.0f, 1.0f, 0.5f, -1.0f};
+    llmrt_sample_result r;
+    CHECK(llmrt_sampler_sample(s, l2, &r, &err) == LLMRT_OK && r.token == 2);
+    llmrt_sampler_destroy(s);
+
+    /* distribution at temperature 1 against softmax(l + bias); logprobs of the raw logits */
+    enum { V = 6 };
+    float   lv[V] = {1.0f, 0.5f, 0.0f, -0.5f, 0.25f, 2.0f}, lb[V];
+    int32_t bid[2] = {5, 2};
+    float   bb[2]  = {-1.5f, 1.0f};
+    c              = llmrt_sampling_default_config();
+    c.has_seed = true, c.seed = 7, c.bias_ids = bid, c.bias = bb, c.n_bias = 2;
+    c.logprobs     = true;
+    memcpy(lb, lv, sizeof lb);
+    lb[5] += bb[0], lb[2] += bb[1];
+    double p[V], raw[V];
+    softmax_d(lb, V, 1.0, p);
+    softmax_d(lv, V, 1.0, raw);
+    s                = make(c, V, NULL, 0);
+    int64_t counts[V] = {0}, draws = 40000;
+    bool    raw_lp    = true;
+    for (int64_t i = 0; i < draws; i++) {
+        float l3[V];
+        memcpy(l3, lv, sizeof l3);
+        if (llmrt_sampler_sample(s, l3, &r, &err) != LLMRT_OK) break;
+        counts[r.token]++;
+        raw_lp = raw_lp && fabs(r.logprob - log(raw[r.token])) < 1e-5;
+        CHECK(memcmp(l3, lv, sizeof l3) == 0);
+    }
+    llmrt_sampler_destroy(s);
+    check_freqs(counts, p, V, draws, "logit bias");
+    CHECK_MSG(raw_lp, "logprobs with a logit bias are not the raw logits'");
+
+    /* validation, each message naming the entry */
+    c          = llmrt_sampling_default_config();
+    float bad[2] = {1.0f, NAN};
+    int32_t two[2] = {1, 2};
+    c.bias_ids = two, c.bias = bad, c.n_bias = 2;
+    CHECK_ERR(llmrt_sampling_validate(&c, &err), "logit bias [1] (token 2)");
+    bad[1] = 100.5f;
+    CHECK_ERR(llmrt_sampling_validate(&c, &err), "[-100, 100]");
+    bad[1] = -100.0f;
+    CHECK(llmrt_sampling_validate(&c, &err) == LLMRT_OK);
+    c.n_bias = -1;
+    CHECK_ERR(llmrt_sampling_validate(&c, &err), "entries");
+    c.n_bias = LLMRT_SAMPLER_MAX_LOGIT_BIAS + 1;
+    CHECK_ERR(llmrt_sampling_validate(&c, &err), "the limit is");
+    c.n_bias = 1, c.bias = NULL;
+    CHECK_ERR(llmrt_sampling_validate(&c, &err), "NULL");
+    c.bias = bad, c.n_bias = 2, two[1] = 4;
+    s = NULL;
+    CHECK_ERR(llmrt_sampler_create(&c, 4, NULL, 0, &s, &err), "logit bias [1]: token 4");
+    CHECK(s == NULL);
+    two[1] = -1;
+    CHECK_ERR(llmrt_sampler_create(&c, 4, NULL, 0, &s, &err), "token -1 is outside");
+}
+
 int main(void) {
     test_validation();
     test_reproducible();
@@ -492,5 +590,6 @@ int main(void) {
     test_large_vocab();
     test_penalties();
     test_logprobs();
+    test_logit_bias();
     return test_summary("test_sampler");
 }
