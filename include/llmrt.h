@@ -359,6 +359,8 @@ LLMRT_API llmrt_status llmrt_chat_apply_template_json(const llmrt_model *model,
 /* Sampling                                                                                   */
 /* ------------------------------------------------------------------------------------------ */
 
+#define LLMRT_MAX_LOGIT_BIAS 65536 /* entries of llmrt_sampling_params.logit_bias */
+
 typedef struct llmrt_sampling_params {
     uint32_t            struct_size;
     float               temperature;        /* 0 = greedy; default 1.0 (or generation_config)  */
@@ -400,8 +402,9 @@ typedef struct llmrt_sampling_params {
     /* OpenAI's logit_bias: logit_bias[i] is added to the logit of token logit_bias_ids[i]
      * before the penalties, temperature and filters (vLLM's order), greedy decoding included,
      * so -100 bans a token in practice and +100 forces it. Ids in [0, vocab) (repeated ids add
-     * up), values in [-100, 100], at most 65536 entries; else LLMRT_ERR_INVALID_ARG naming the
-     * entry. Copied at submit. Logprobs stay those of the raw logits. Default none.         */
+     * up), values in [-100, 100], at most LLMRT_MAX_LOGIT_BIAS entries; else
+     * LLMRT_ERR_INVALID_ARG naming the entry. Copied at submit. Logprobs stay those of the raw
+     * logits. Default none.                                                                 */
     const int32_t      *logit_bias_ids;
     const float        *logit_bias;
     int32_t             n_logit_bias;

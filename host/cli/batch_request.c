@@ -14,6 +14,8 @@ void batch_job_free(job_line *j) {
     free(j->msgs);
     free(j->ids);
     free(j->stop_ids);
+    free(j->bias_ids);
+    free(j->bias);
     for (int32_t i = 0; i < j->n_ch; i++) {
         free(j->ch[i].text);
         free(j->ch[i].error);
@@ -114,7 +116,7 @@ static int parse_lora(job_line *j, const cJSON *src, const batch_models *bm, cha
  * "body"), and the request's own fields beside the sampling parameters. */
 #define BODY_FIELDS                                                                             \
     "prompt", "messages", "prompt_token_ids", "model", "lora", "lora_scale", "stop",             \
-        "stop_token_ids", "max_completion_tokens"
+        "stop_token_ids", "max_completion_tokens", "logit_bias"
 static const char *const line_fields[]      = {"custom_id", "method", "url", "body", NULL};
 static const char *const body_fields[]      = {BODY_FIELDS, NULL};
 static const char *const line_fields_flat[] = {"custom_id", "method", "url", BODY_FIELDS, NULL};
@@ -244,6 +246,11 @@ const char *batch_parse_job(job_line *j, const llmrt_sampling_params *defaults,
         j->sp.stop_token_ids   = j->stop_ids;
         j->sp.n_stop_token_ids = n;
     }
+    if (req_read_logit_bias(cJSON_GetObjectItem(src, "logit_bias"), &j->bias_ids, &j->bias,
+                            &j->sp.n_logit_bias, msg, msg_size) < 0)
+        return NULL;
+    j->sp.logit_bias_ids = j->bias_ids;
+    j->sp.logit_bias     = j->bias;
     if (parse_lora(j, src, bm, msg, msg_size) < 0) return NULL;
     /* the engine checks n; the choices exist for any n it accepts */
     j->n_ch = j->sp.n >= 1 && j->sp.n <= 64 ? j->sp.n : 1;

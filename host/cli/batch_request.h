@@ -24,6 +24,8 @@ typedef struct job_line {
     llmrt_sampling_params sp;
     const char           *stops[MAX_STOPS];
     int32_t              *stop_ids;
+    int32_t              *bias_ids; /* logit_bias: token ids and values, owned */
+    float                *bias;
     /* output: one choice per sequence (llmrt_output.index) */
     struct batch_choice {
         char               *text;

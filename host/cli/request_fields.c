@@ -2,7 +2,9 @@
 #include "request_fields.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli_args.h"
@@ -154,6 +156,53 @@ int req_check_fields(const cJSON *obj, bool table_params, const char *const *ext
                      name);
             return -1;
         }
+    }
+    return 0;
+}
+
+int req_read_logit_bias(const cJSON *v, int32_t **ids, float **bias, int32_t *n, char *msg,
+                        size_t msg_size) {
+    *ids = NULL, *bias = NULL, *n = 0;
+    if (!v || cJSON_IsNull(v)) return 0;
+    if (!cJSON_IsObject(v)) {
+        snprintf(msg, msg_size, "'logit_bias' must be an object of token ids to biases");
+        return -1;
+    }
+    int32_t count = 0;
+    for (const cJSON *f = v->child; f; f = f->next)
+        if (++count > LLMRT_MAX_LOGIT_BIAS) {
+            snprintf(msg, msg_size, "'logit_bias' may hold at most %d entries",
+                     LLMRT_MAX_LOGIT_BIAS);
+            return -1;
+        }
+    if (count == 0) return 0;
+    *ids  = malloc((size_t)count * sizeof **ids);
+    *bias = malloc((size_t)count * sizeof **bias);
+    if (!*ids || !*bias) {
+        snprintf(msg, msg_size, "out of memory for %d logit_bias entries", count);
+        return -1;
+    }
+    for (const cJSON *f = v->child; f; f = f->next) {
+        const char *k   = f->string ? f->string : "";
+        size_t      len = strlen(k);
+        int64_t     id  = 0;
+        bool        ok  = len >= 1 && len <= 10;
+        for (size_t i = 0; ok && i < len; i++) {
+            ok = k[i] >= '0' && k[i] <= '9';
+            id = id * 10 + (k[i] - '0');
+        }
+        if (!ok || id > INT32_MAX) {
+            snprintf(msg, msg_size, "'logit_bias' keys must be token ids (decimal integers in "
+                     "[0, 2147483647]), got \"%.40s\"", k);
+            return -1;
+        }
+        if (!cJSON_IsNumber(f) || !(f->valuedouble >= -100.0 && f->valuedouble <= 100.0)) {
+            snprintf(msg, msg_size, "'logit_bias' values must be numbers in [-100, 100] "
+                     "(token %lld)", (long long)id);
+            return -1;
+        }
+        (*ids)[*n]    = (int32_t)id;
+        (*bias)[(*n)++] = (float)f->valuedouble;
     }
     return 0;
 }

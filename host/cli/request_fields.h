@@ -72,6 +72,13 @@ int req_read_option(req_id id, const char *arg, req_values *out);
 /* The given parameters over sp. */
 void req_apply(const req_values *v, llmrt_sampling_params *sp);
 
+/* OpenAI's logit_bias from JSON value v (missing, null or {}: none, *n = 0): an object of token
+ * ids written as decimal strings to numbers in [-100, 100], at most LLMRT_MAX_LOGIT_BIAS of
+ * them. *ids and *bias are malloc'd (free both, also after a failure). The ids' range against the
+ * vocabulary is the caller's or the engine's check. -1 with msg naming "logit_bias". */
+int req_read_logit_bias(const cJSON *v, int32_t **ids, float **bias, int32_t *n, char *msg,
+                        size_t msg_size);
+
 /* The unknown-field policy: every member of object obj must be a table parameter (when
  * table_params) or one of `extra` (NULL-terminated). -1 with msg ("\"x\" is not a known
  * field ...") and the member's name in field[field_size] otherwise. */

@@ -76,13 +76,13 @@ llmrt_status llmrt_sampling_validate(const llmrt_sampling_config *c, llmrt_error
         return BAD("n_logprobs must be in [0, %d], got %d", LLMRT_SAMPLER_MAX_LOGPROBS,
                    (int)c->n_logprobs);
     if (c->n_bias < 0 || c->n_bias > LLMRT_SAMPLER_MAX_LOGIT_BIAS)
-        return BAD("logit bias: %d entries, the limit is %d", (int)c->n_bias,
+        return BAD("logit_bias: %d entries, the limit is %d", (int)c->n_bias,
                    LLMRT_SAMPLER_MAX_LOGIT_BIAS);
     if (c->n_bias > 0 && (!c->bias_ids || !c->bias))
-        return BAD("logit bias: %d entries but its ids or values are NULL", (int)c->n_bias);
+        return BAD("logit_bias: %d entries but its ids or values are NULL", (int)c->n_bias);
     for (int32_t i = 0; i < c->n_bias; i++)
         if (!(c->bias[i] >= -100.0f && c->bias[i] <= 100.0f))
-            return BAD("logit bias [%d] (token %d) must be in [-100, 100], got %g", (int)i,
+            return BAD("logit_bias[%d] (token %d) must be in [-100, 100], got %g", (int)i,
                        (int)c->bias_ids[i], (double)c->bias[i]);
     return LLMRT_OK;
 }
@@ -427,7 +427,7 @@ llmrt_status llmrt_sampler_create(const llmrt_sampling_config *c, int32_t vocab,
                        prompt[i], (long long)i, vocab);
     for (int32_t i = 0; i < c->n_bias; i++)
         if (c->bias_ids[i] < 0 || c->bias_ids[i] >= vocab)
-            return BAD("logit bias [%d]: token %d is outside the vocabulary [0, %d)", (int)i,
+            return BAD("logit_bias[%d]: token %d is outside the vocabulary [0, %d)", (int)i,
                        (int)c->bias_ids[i], vocab);
 
     llmrt_sampler *s = calloc(1, sizeof *s);
@@ -447,7 +447,7 @@ llmrt_status llmrt_sampler_create(const llmrt_sampling_config *c, int32_t vocab,
         s->bias       = malloc(n * sizeof *s->bias);
         s->bias_saved = malloc(n * sizeof *s->bias_saved);
         if (!s->bias_ids || !s->bias || !s->bias_saved)
-            st = llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "sampler: logit bias of %d", c->n_bias);
+            st = llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "sampler: logit_bias of %d", c->n_bias);
         else {
             memcpy(s->bias_ids, c->bias_ids, n * sizeof *s->bias_ids);
             memcpy(s->bias, c->bias, n * sizeof *s->bias);

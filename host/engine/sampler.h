@@ -49,7 +49,7 @@
 
 #define LLMRT_SAMPLER_MAX_LOGPROBS 20   /* vLLM's default max_logprobs; OpenAI's top_logprobs cap */
 #define LLMRT_SAMPLER_GREEDY_EPS   1e-5f
-#define LLMRT_SAMPLER_MAX_LOGIT_BIAS 65536 /* entries per request: 512 KiB at most */
+#define LLMRT_SAMPLER_MAX_LOGIT_BIAS LLMRT_MAX_LOGIT_BIAS /* llmrt.h: 65536, 512 KiB copied */
 
 typedef struct llmrt_sampling_config {
     float    temperature;        /* default 1                                        */

@@ -747,6 +747,15 @@ static bool client_gone(int fd) {
 
 /* Chat / completions: submit the job's sequences, then answer (non-streaming: wait here). */
 static enum MHD_Result handle_generate(struct MHD_Connection *c, conn *cn, srv_request *req) {
+    for (int32_t i = 0; i < req->n_bias; i++) /* the engine checks too; this names the field */
+        if (req->bias_ids[i] >= S.vocab_size) {
+            char msg[160];
+            snprintf(msg, sizeof msg,
+                     "'logit_bias': token id %d is out of range (vocabulary size %d)",
+                     req->bias_ids[i], S.vocab_size);
+            srv_request_free(req);
+            return send_error(c, 400, "invalid_request_error", msg, "logit_bias", NULL);
+        }
     pthread_mutex_lock(&S.mu);
     if (S.in_flight >= S.max_concurrency) {
         pthread_mutex_unlock(&S.mu);

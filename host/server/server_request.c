@@ -37,11 +37,11 @@ static const char *const chat_fields[] = {
     "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k",
     "min_p", "presence_penalty", "frequency_penalty", "repetition_penalty", "seed", "stop", "n",
     "logprobs", "top_logprobs", "ignore_eos", "min_tokens", "stream", "stream_options", "user",
-    "tools", "tool_choice", NULL};
+    "tools", "tool_choice", "logit_bias", NULL};
 static const char *const completion_fields[] = {
     "model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "min_p", "presence_penalty",
     "frequency_penalty", "repetition_penalty", "seed", "stop", "n", "logprobs", "ignore_eos",
-    "min_tokens", "stream", "stream_options", "user", NULL};
+    "min_tokens", "stream", "stream_options", "user", "logit_bias", NULL};
 static const char *const tokenize_fields[] = {
     "model", "prompt", "messages", "add_special_tokens", "add_generation_prompt",
     "return_token_strs", "tools", NULL};
@@ -557,6 +557,9 @@ static int parse_fields(perr *e, const cJSON *root, srv_kind kind, srv_request *
     r->n = pv->has[REQ_N] ? (int32_t)pv->i[REQ_N] : 1;
     if (r->n > SRV_MAX_N) return fail(e, "n", "'n' must be in [1, %d] here, got %d", SRV_MAX_N, r->n);
     if (parse_stop(e, FIELD("stop"), r) < 0) return -1;
+    if (req_read_logit_bias(FIELD("logit_bias"), &r->bias_ids, &r->bias, &r->n_bias, why,
+                            sizeof why) < 0)
+        return fail(e, "logit_bias", "%s", why);
     if (kind == SRV_CHAT) {
         if (get_bool(e, FIELD("logprobs"), "logprobs", &r->logprobs) < 0) return -1;
         if (req_read_json(REQ_LOGPROBS, "top_logprobs", FIELD("top_logprobs"), pv, why,
@@ -634,6 +637,8 @@ void srv_request_free(srv_request *r) {
     free(r->lora_name);
     free(r->lora_path);
     for (int32_t i = 0; i < SRV_MAX_STOPS; i++) free(r->stop[i]);
+    free(r->bias_ids);
+    free(r->bias);
     srv_kind kind = r->kind;
     memset(r, 0, sizeof *r);
     r->kind   = kind;
@@ -652,6 +657,11 @@ llmrt_sampling_params srv_request_sampling(const srv_request *r, const llmrt_sam
         p.n_stop = r->n_stop;
     }
     p.n_logprobs = r->logprobs ? r->n_logprobs : 0;
+    if (r->n_bias > 0) {
+        p.logit_bias_ids = r->bias_ids;
+        p.logit_bias     = r->bias;
+        p.n_logit_bias   = r->n_bias;
+    }
     if (p.min_tokens > p.max_tokens) p.min_tokens = p.max_tokens;
     return p;
 }

@@ -62,6 +62,10 @@ typedef struct srv_request {
     bool    logprobs;                 /* chat: logprobs; completions: logprobs given */
     int32_t n_logprobs;               /* chat: top_logprobs; completions: logprobs (0..20) */
     bool    ignore_eos, stream, include_usage;
+    /* logit_bias: {"token id": bias} as given (ids checked against the vocabulary at submit) */
+    int32_t *bias_ids;
+    float   *bias;
+    int32_t  n_bias;
     /* /v1/load_lora_adapter, /v1/unload_lora_adapter */
     char   *lora_name;                /* printable ASCII, no spaces or quotes, < 128 bytes */
     char   *lora_path;                /* load only */

@@ -226,6 +226,9 @@ class llmrt_sampling_params(Structure):
         ("n", c_int32),
         ("n_prompt_logprobs", c_int32),
         ("prompt_logprobs", c_bool),
+        ("logit_bias_ids", POINTER(c_int32)),
+        ("logit_bias", POINTER(c_float)),
+        ("n_logit_bias", c_int32),
     ]
 
 

@@ -7,7 +7,7 @@ import dataclasses
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 from . import _ffi
 from .errors import InvalidArgument
@@ -60,7 +60,10 @@ class SamplingParams:
     seed, sequence i samples with seed + i.  prompt_logprobs: None = off; k >= 0 (at most 20) =
     RequestOutput.prompt_logprobs, per prompt token its logprob given the tokens before it plus
     the top k (the first entry None, as vLLM); such a request does not use the prefix cache
-    (a cached prefix has no logits), so its whole prompt is computed.
+    (a cached prefix has no logits), so its whole prompt is computed.  logit_bias: {token id:
+    bias in [-100, 100]} (ids as int or decimal str, as vLLM takes them) added to those logits
+    before the penalties and sampling, greedy included: -100 bans a token in practice, 100
+    forces it; logprobs stay those of the raw logits.
     """
 
     temperature: Optional[float] = None
@@ -80,6 +83,7 @@ class SamplingParams:
     skip_special_tokens: bool = True
     n: int = 1
     prompt_logprobs: Optional[int] = None
+    logit_bias: Optional[Mapping[Union[int, str], float]] = None
 
     def __post_init__(self) -> None:
         self._checked()
@@ -137,6 +141,28 @@ class SamplingParams:
             _int_field(f"stop_token_ids[{i}]", t, _INT32_MIN, _INT32_MAX, allow_none=False)
             for i, t in enumerate(ids)
         ]
+
+        bias = self.logit_bias
+        if bias is None:
+            bias = {}
+        elif not isinstance(bias, Mapping):
+            raise InvalidArgument(
+                f"SamplingParams.logit_bias must be a dict of token id to bias, got "
+                f"{type(bias).__name__}")
+        pairs = []
+        for k, b in bias.items():
+            tok = k
+            if isinstance(k, str):
+                if not (k.isascii() and k.isdigit()):
+                    raise InvalidArgument(
+                        f"SamplingParams.logit_bias key {k!r} is not a token id")
+                tok = int(k)
+            tok = _int_field(f"logit_bias key {k!r}", tok, _INT32_MIN, _INT32_MAX,
+                             allow_none=False)
+            if b is None:
+                raise InvalidArgument(f"SamplingParams.logit_bias[{k!r}] must be a number, got None")
+            pairs.append((tok, _float_field(f"logit_bias[{k!r}]", b)))
+        out["logit_bias"] = pairs
         return out
 
     def _to_c(self, defaults: "_ffi.llmrt_sampling_params") -> tuple:
@@ -167,6 +193,14 @@ class SamplingParams:
         p.n_prompt_logprobs = v["prompt_logprobs"] or 0
 
         keep: list = []
+        pairs = v["logit_bias"]
+        if pairs:  # ranges and the vocabulary are checked at submit, naming the entry
+            bid = (ctypes.c_int32 * len(pairs))(*[t for t, _ in pairs])
+            bval = (ctypes.c_float * len(pairs))(*[b for _, b in pairs])
+            keep += [bid, bval]
+            p.logit_bias_ids = ctypes.cast(bid, ctypes.POINTER(ctypes.c_int32))
+            p.logit_bias = ctypes.cast(bval, ctypes.POINTER(ctypes.c_float))
+            p.n_logit_bias = len(pairs)
         ids = v["stop_token_ids"]
         if ids:
             arr = (ctypes.c_int32 * len(ids))(*ids)

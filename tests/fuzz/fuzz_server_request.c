@@ -34,6 +34,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         __builtin_trap();
     for (int32_t i = 0; i < req.n_messages; i++)
         if (!req.roles[i] || !req.contents[i]) __builtin_trap();
+    /* logit_bias: ids non-negative, values in [-100, 100], within the limit */
+    if (req.n_bias < 0 || req.n_bias > LLMRT_MAX_LOGIT_BIAS ||
+        (req.n_bias > 0 && (!req.bias_ids || !req.bias)))
+        __builtin_trap();
+    for (int32_t i = 0; i < req.n_bias; i++)
+        if (req.bias_ids[i] < 0 || !(req.bias[i] >= -100.0f && req.bias[i] <= 100.0f))
+            __builtin_trap();
     for (int32_t i = 0; i < req.n_prompts; i++) {
         const srv_prompt *p = &req.prompts[i];
         if (!p->text == !p->ids) __builtin_trap();

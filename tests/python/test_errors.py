@@ -45,6 +45,8 @@ def test_bad_gguf_is_format_error(tmp_path):
     (dict(max_tokens=2, min_tokens=5), "min_tokens"),
     (dict(logprobs=21), "logprobs"),
     (dict(stop_token_ids=[10**6]), "stop_token_ids"),
+    (dict(logit_bias={320: 1.0}), "logit_bias"),
+    (dict(logit_bias={5: 100.5}), "logit_bias"),
 ])
 def test_bad_sampling_params_name_the_field(tiny, kw, field):
     with pytest.raises(llmrt.InvalidArgument, match=field) as ei:
@@ -61,6 +63,11 @@ def test_bad_sampling_params_name_the_field(tiny, kw, field):
     (dict(stop=[1]), "stop"),
     (dict(stop_token_ids="abc"), "stop_token_ids"),
     (dict(ignore_eos="yes"), "ignore_eos"),
+    (dict(logit_bias=[1, 2]), "logit_bias"),
+    (dict(logit_bias={"x1": 1.0}), "logit_bias"),
+    (dict(logit_bias={1.5: 1.0}), "logit_bias"),
+    (dict(logit_bias={1: None}), "logit_bias"),
+    (dict(logit_bias={1: "a"}), "logit_bias"),
 ])
 def test_sampling_param_types(kw, field):
     with pytest.raises(llmrt.InvalidArgument, match=f"SamplingParams.{field}"):

@@ -182,6 +182,35 @@ def test_logprobs(srv):
     assert "".join(lp.tokens) == r.choices[0].text
 
 
+def test_logit_bias(srv):
+    """OpenAI's logit_bias through the openai client: banning the greedy first token gives the
+    token ranked second by the raw top_logprobs; +100 forces a token at every step (both
+    endpoints); bad keys, values and ids are 400s naming the field."""
+    c = srv.client()
+    plain = c.chat.completions.create(model=NAME, messages=MSG, max_tokens=3, temperature=0,
+                                      logprobs=True, top_logprobs=2)
+    first = plain.choices[0].logprobs.content[0]
+    tok = lambda s: srv.request("POST", "/tokenize", {"prompt": s, "add_special_tokens": False})
+    status, text, _ = tok(first.token)
+    ids = json.loads(text)["tokens"]
+    assert status == 200 and len(ids) == 1
+    banned = c.chat.completions.create(model=NAME, messages=MSG, max_tokens=3, temperature=0,
+                                       logprobs=True, logit_bias={str(ids[0]): -100})
+    assert banned.choices[0].logprobs.content[0].token == first.top_logprobs[1].token
+    status, text, _ = tok(" Paris")
+    paris = json.loads(text)["tokens"]
+    assert len(paris) == 1
+    r = c.completions.create(model=NAME, prompt="1, 2, 3,", max_tokens=3, temperature=0,
+                             logit_bias={str(paris[0]): 100})
+    assert r.choices[0].text == " Paris" * 3
+    for bias, needle in [({"abc": 1}, "keys"), ({"5": 101}, "[-100, 100]"), ([1], "object"),
+                         ({"99999999": 1}, "out of range")]:
+        status, text, _ = srv.request("POST", "/v1/chat/completions",
+                                      {"model": NAME, "messages": MSG, "logit_bias": bias})
+        err = json.loads(text)["error"]
+        assert status == 400 and err["param"] == "logit_bias" and needle in err["message"], text
+
+
 def test_stop_strings(srv):
     c = srv.client()
     full = c.completions.create(model=NAME, prompt="1, 2, 3, 4,", max_tokens=16, temperature=0)

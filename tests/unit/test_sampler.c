@@ -563,7 +563,7 @@ static void test_logit_bias(void) {
     float bad[2] = {1.0f, NAN};
     int32_t two[2] = {1, 2};
     c.bias_ids = two, c.bias = bad, c.n_bias = 2;
-    CHECK_ERR(llmrt_sampling_validate(&c, &err), "logit bias [1] (token 2)");
+    CHECK_ERR(llmrt_sampling_validate(&c, &err), "logit_bias[1] (token 2)");
     bad[1] = 100.5f;
     CHECK_ERR(llmrt_sampling_validate(&c, &err), "[-100, 100]");
     bad[1] = -100.0f;
@@ -576,7 +576,7 @@ static void test_logit_bias(void) {
     CHECK_ERR(llmrt_sampling_validate(&c, &err), "NULL");
     c.bias = bad, c.n_bias = 2, two[1] = 4;
     s = NULL;
-    CHECK_ERR(llmrt_sampler_create(&c, 4, NULL, 0, &s, &err), "logit bias [1]: token 4");
+    CHECK_ERR(llmrt_sampler_create(&c, 4, NULL, 0, &s, &err), "logit_bias[1]: token 4");
     CHECK(s == NULL);
     two[1] = -1;
     CHECK_ERR(llmrt_sampler_create(&c, 4, NULL, 0, &s, &err), "token -1 is outside");
