@@ -20,17 +20,6 @@
 #include "backend/cpu/cpu_memory.h"
 #include "test_util.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
-#ifndef UNDER_ASAN
-#define UNDER_ASAN 0
-#endif
-
 typedef struct block {
     unsigned char *p;
     size_t         n;
@@ -129,7 +118,7 @@ int main(void) {
         CHECK(row[i] != NULL);
         if (i && row[i] && row[i - 1] && row[i] == row[i - 1] + step) adjacent++;
     }
-    if (!UNDER_ASAN)
+    if (llmrt_cpu_mem_chunked())
         CHECK_MSG(adjacent >= ROW - 2, "%d of %d small blocks adjacent", adjacent, ROW - 1);
     for (int i = 0; i < ROW; i++)
         if (row[i]) memset(row[i], i, sz);

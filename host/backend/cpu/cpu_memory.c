@@ -90,6 +90,10 @@ void *llmrt_cpu_mem_alloc(size_t bytes) {
     return (unsigned char *)h + HEADER;
 }
 
+bool llmrt_cpu_mem_chunked(void) {
+    return !UNDER_ASAN;
+}
+
 void llmrt_cpu_mem_free(void *p) {
     if (!p) return;
     header *h = (header *)((unsigned char *)p - HEADER);

@@ -12,11 +12,14 @@
 #ifndef LLMRT_BACKEND_CPU_MEMORY_H
 #define LLMRT_BACKEND_CPU_MEMORY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* bytes (not zeroed), 64-byte aligned; NULL when out of memory or bytes is 0. Thread-safe. */
 void *llmrt_cpu_mem_alloc(size_t bytes);
 /* frees a block of llmrt_cpu_mem_alloc; NULL is ignored */
 void  llmrt_cpu_mem_free(void *p);
+/* whether small blocks are carved from shared chunks (false under AddressSanitizer) */
+bool  llmrt_cpu_mem_chunked(void);
 
 #endif
