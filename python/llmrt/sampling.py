@@ -153,14 +153,15 @@ class SamplingParams:
         for k, b in bias.items():
             tok = k
             if isinstance(k, str):
-                if not (k.isascii() and k.isdigit()):
+                if not (k.isascii() and k.isdigit() and len(k) <= 10):
                     raise InvalidArgument(
-                        f"SamplingParams.logit_bias key {k!r} is not a token id")
+                        f"SamplingParams.logit_bias key {k[:40]!r} is not a token id")
                 tok = int(k)
             tok = _int_field(f"logit_bias key {k!r}", tok, _INT32_MIN, _INT32_MAX,
                              allow_none=False)
             if b is None:
-                raise InvalidArgument(f"SamplingParams.logit_bias[{k!r}] must be a number, got None")
+                raise InvalidArgument(
+                    f"SamplingParams.logit_bias[{k!r}] must be a number, got None")
             pairs.append((tok, _float_field(f"logit_bias[{k!r}]", b)))
         out["logit_bias"] = pairs
         return out

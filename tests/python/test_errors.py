@@ -65,6 +65,7 @@ def test_bad_sampling_params_name_the_field(tiny, kw, field):
     (dict(ignore_eos="yes"), "ignore_eos"),
     (dict(logit_bias=[1, 2]), "logit_bias"),
     (dict(logit_bias={"x1": 1.0}), "logit_bias"),
+    (dict(logit_bias={"9" * 5000: 1.0}), "logit_bias"),
     (dict(logit_bias={1.5: 1.0}), "logit_bias"),
     (dict(logit_bias={1: None}), "logit_bias"),
     (dict(logit_bias={1: "a"}), "logit_bias"),
