@@ -201,7 +201,7 @@ int req_read_logit_bias(const cJSON *v, int32_t **ids, float **bias, int32_t *n,
                      "(token %lld)", (long long)id);
             return -1;
         }
-        (*ids)[*n]    = (int32_t)id;
+        (*ids)[*n]      = (int32_t)id;
         (*bias)[(*n)++] = (float)f->valuedouble;
     }
     return 0;
