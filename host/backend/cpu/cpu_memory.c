@@ -74,12 +74,8 @@ void *llmrt_cpu_mem_alloc(size_t bytes) {
             pthread_mutex_unlock(&lock);
             return NULL;
         }
-        /* the chunk left behind is freed with its last block (llmrt_cpu_mem_free); one
-         * without live blocks goes now */
-        if (current && current->live == 0) {
-            free(current->base);
-            free(current);
-        }
+        /* a full chunk left behind still has live blocks (one whose last block went was
+         * already freed and current reset): llmrt_cpu_mem_free frees it with its last block */
         current = c;
     }
     header *h = (header *)(current->base + current->used);
