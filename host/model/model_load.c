@@ -100,7 +100,11 @@ static llmrt_status dequant_buffers(const llmrt_weight_source *src, const char *
     if (!ck_mul_u64((uint64_t)N, (uint64_t)Kx, &n_el) || n_el > (uint64_t)SIZE_MAX / 8)
         return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH, "%s: tensor %s is too large", src->what,
                          name);
-    *f32 = calloc((size_t)n_el, sizeof(float));
+    /* 64-byte aligned: a backend that wants aligned rows (the CPU's) then uses them in place */
+    void *p = NULL;
+    if (posix_memalign(&p, 64, (size_t)(n_el ? n_el : 1) * sizeof(float)) == 0)
+        memset(p, 0, (size_t)n_el * sizeof(float)); /* a padded slice's columns stay 0 */
+    *f32 = p;
     *row = malloc((size_t)K * sizeof(float));
     if (!*f32 || !*row) {
         free(*f32);

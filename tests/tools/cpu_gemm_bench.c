@@ -81,6 +81,7 @@ int main(int argc, char **argv) {
     llmrt_cpu_matmul mode = LLMRT_CPU_MATMUL_EXACT;
     bool             bf16 = false; /* the bf16 matmul mode */
     bool             peak = false;
+    bool             misalign = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-M") && i + 1 < argc) M = atoll(argv[++i]);
         else if (!strcmp(argv[i], "-N") && i + 1 < argc) N = atoll(argv[++i]);
@@ -92,10 +93,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--int8")) mode = LLMRT_CPU_MATMUL_INT8;
         else if (!strcmp(argv[i], "--bf16")) bf16 = true;
         else if (!strcmp(argv[i], "--peak")) peak = true;
+        else if (!strcmp(argv[i], "--misalign")) misalign = true;
         else if (!strcmp(argv[i], "--copies") && i + 1 < argc) copies = atoi(argv[++i]);
         else {
             fprintf(stderr, "usage: %s [-M m] [-N n] [-K k] [-t threads] [-r reps] [--isa I] "
-                            "[--int8] [--bf16] [--peak] [--copies C] [--formats f32,f16,bf16,q8_0,q4,q5_0,q4_k,...]\n", argv[0]);
+                            "[--int8] [--bf16] [--peak] [--misalign] [--copies C] [--formats f32,f16,bf16,q8_0,q4,q5_0,q4_k,...]\n", argv[0]);
             return 2;
         }
     }
@@ -122,8 +124,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, "backend: %s\n", err.msg);
         return 1;
     }
-    float *x = malloc((size_t)(M * K) * 4), *out = malloc((size_t)(M * N) * 4);
-    float *wf = malloc((size_t)(N * K) * 4);
+    /* 64-byte aligned, as the backend's activations and the f32 weights it packs; --misalign
+     * shifts x and the f32 weights by 16 bytes (every 64-byte load then spans two lines) */
+    float *xa = aligned_alloc(64, (size_t)(M * K + 16) * 4), *out = malloc((size_t)(M * N) * 4);
+    float *wfa = aligned_alloc(64, (size_t)(N * K + 16) * 4);
+    float *x = xa + (misalign ? 4 : 0), *wf = wfa + (misalign ? 4 : 0);
     uint16_t *wh = malloc((size_t)(N * K) * 2), *wb = malloc((size_t)(N * K) * 2);
     uint8_t *w8 = malloc((size_t)(N * (K / 32) * 34 + 64));
     for (int64_t i = 0; i < M * K; i++) x[i] = frand();

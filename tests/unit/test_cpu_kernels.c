@@ -1,7 +1,8 @@
 /* The CPU backend's inner loops, every instruction-set variant this machine can run, against
  * fp64 references over irregular sizes; and the batch-invariance property the forward relies on:
  * an output computed in a full 4x4 tile is bit-identical to the same output computed alone, and
- * f16 / bf16 weights widened in registers (dot_tile_h) give the bits of widening them first. */
+ * f16 / bf16 weights widened in registers (dot_tile_h) give the bits of widening them first;
+ * an ISA's gemm (blocks of any size) gives dot_tile's bits. */
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,6 +147,50 @@ static void test_half_scalar(void) {
     CHECK(llmrt_bf16_to_f32(0xbf80) == -1.0f);
 }
 
+/* gemm (blocks of any size): every output has dot_tile's bits (and so the fp64 bound tested
+ * above), over token and row counts around the ISA's tiles, strided x / w / out, aligned and
+ * misaligned rows, and nothing outside the block is written */
+static void test_gemm(llmrt_cpu_kernels k) {
+    if (!k.gemm) return;
+    static const int64_t Ks[] = {1, 15, 16, 17, 48, 100, 577, 1536};
+    static const int64_t Ms[] = {1, 2, 3, 5, 6, 7, 8, 9, 13, 16, 25, 64};
+    static const int64_t Ns[] = {1, 2, 3, 4, 5, 7, 8, 12, 13, 24, 37};
+    for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++)
+        for (int shift = 0; shift <= 3; shift += 3) {
+            int64_t K = Ks[ki], ldx = K + 2 * shift, ldw = K + shift, M = 64, N = 37;
+            float  *xb = aligned_alloc(64, (size_t)(M * ldx + 16) * sizeof(float));
+            float  *wb = aligned_alloc(64, (size_t)(N * ldw + 16) * sizeof(float));
+            float  *x = xb + shift, *w = wb + shift;
+            for (int64_t i = 0; i < M * ldx; i++) x[i] = frand();
+            for (int64_t i = 0; i < N * ldw; i++) w[i] = frand();
+            int64_t ldo = N + 3;
+            float  *out = malloc((size_t)(M * ldo) * sizeof(float));
+            for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++)
+                for (size_t ni = 0; ni < sizeof Ns / sizeof Ns[0]; ni++) {
+                    int64_t m = Ms[mi], n = Ns[ni];
+                    for (int64_t i = 0; i < M * ldo; i++) out[i] = NAN;
+                    k.gemm(out, ldo, x, ldx, m, w, ldw, n, K);
+                    int bad = 0, outside = 0;
+                    for (int64_t t = 0; t < M; t++)
+                        for (int64_t r = 0; r < ldo; r++) {
+                            if (t >= m || r >= n) {
+                                outside += !isnan(out[t * ldo + r]);
+                                continue;
+                            }
+                            float want;
+                            k.dot_tile(&want, 1, x + t * ldx, ldx, 1, w + r * ldw, ldw, 1, K);
+                            bad += memcmp(&want, &out[t * ldo + r], 4) != 0;
+                        }
+                    CHECK_MSG(bad == 0, "%s gemm M=%lld N=%lld K=%lld shift %d: %d outputs differ "
+                              "from dot_tile's bits", k.isa, (long long)m, (long long)n,
+                              (long long)K, shift, bad);
+                    CHECK_MSG(outside == 0, "%s gemm M=%lld N=%lld K=%lld: %d writes outside the "
+                              "block", k.isa, (long long)m, (long long)n, (long long)K, outside);
+                }
+            free(xb), free(wb), free(out);
+        }
+}
+
 int main(void) {
     test_half_scalar();
     test_variant(llmrt_cpu_kernels_generic());
@@ -153,6 +198,7 @@ int main(void) {
     llmrt_cpu_kernels avx2 = llmrt_cpu_kernels_select("avx2");
     if (strcmp(avx2.isa, "avx2") == 0) test_variant(avx2);
     if (strcmp(best.isa, "avx512") == 0) test_variant(best);
+    test_gemm(best);
     printf("best variant on this CPU: %s\n", best.isa);
     return test_summary("test_cpu_kernels");
 }

@@ -108,6 +108,12 @@ typedef struct cpu_ctx {
     }      *bfp;
     int32_t n_bfp, bfp_cap;
 
+    /* 64-byte aligned copies of the f32 matrices uploaded from misaligned memory (safetensors
+     * places tensors 8-byte aligned): the AVX-512 tiles load 64 bytes at a time, and a load
+     * across two cache lines halves their rate. The weight's data points at the copy. */
+    float **f32_copies;
+    int32_t n_f32_copies, f32_copies_cap;
+
     /* per-thread scratch */
     float  **wconv;       /* [n_threads][TILE_ROWS_PER_TASK * max_k] converted weight rows */
     int64_t  wconv_k;     /* K capacity of wconv */
@@ -246,6 +252,32 @@ static llmrt_status grow_wconv(cpu_ctx *c, int64_t K, llmrt_error *err) {
     return LLMRT_OK;
 }
 
+/* Points w (f32, rows contiguous) at a 64-byte aligned copy of its rows, owned by the backend
+ * (freed by weight_free). Row views of w (a tied lm_head) are offsets into the copy. */
+static llmrt_status align_f32_weight(cpu_ctx *c, llmrt_bweight *w, llmrt_error *err) {
+    size_t bytes;
+    if (__builtin_mul_overflow((size_t)w->rows, (size_t)w->cols, &bytes) ||
+        __builtin_mul_overflow(bytes, sizeof(float), &bytes))
+        return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "cpu backend: f32 weight of %lld x %lld "
+                         "overflows", (long long)w->rows, (long long)w->cols);
+    if (c->n_f32_copies == c->f32_copies_cap) {
+        int32_t cap = c->f32_copies_cap ? 2 * c->f32_copies_cap : 16;
+        void   *n   = realloc(c->f32_copies, (size_t)cap * sizeof *c->f32_copies);
+        if (!n) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
+        c->f32_copies     = n;
+        c->f32_copies_cap = cap;
+    }
+    float *copy = llmrt_cpu_mem_alloc(bytes ? bytes : 1);
+    if (!copy)
+        return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory (aligned "
+                         "copy of a %lld x %lld f32 weight)", (long long)w->rows, (long long)w->cols);
+    memcpy(copy, w->data, bytes);
+    llmrt_cpu_mem_page_out(w->data, bytes); /* the source is not read again */
+    c->f32_copies[c->n_f32_copies++] = copy;
+    w->data = copy;
+    return LLMRT_OK;
+}
+
 static llmrt_status cpu_weight_upload(llmrt_backend *be, llmrt_dtype dtype, int64_t rows,
                                       int64_t cols, const void *host, llmrt_bweight *out,
                                       llmrt_error *err) {
@@ -261,6 +293,8 @@ static llmrt_status cpu_weight_upload(llmrt_backend *be, llmrt_dtype dtype, int6
     LLMRT_TRY(grow_wconv(ctx_of(be), cols, err));
     *out = (llmrt_bweight){.dtype = dtype, .rows = rows, .cols = cols, .data = (void *)host};
     cpu_ctx *c = ctx_of(be);
+    if (dtype == LLMRT_DTYPE_F32 && !c->bf16k.isa && (uintptr_t)host % 64 != 0)
+        LLMRT_TRY(align_f32_weight(c, out, err));
     if ((dtype == LLMRT_DTYPE_Q8_0 || dtype == LLMRT_DTYPE_Q8_Z) && c->i8k.isa) {
         /* int8 mode: panels next to the rows, which embed() still reads in place */
         if (c->n_q8 == c->q8_cap) {
@@ -369,6 +403,12 @@ static void cpu_weight_free(llmrt_backend *be, llmrt_bweight *w) {
         if (c->bfp[i].data == w->data && c->bfp[i].dtype == w->dtype && c->bfp[i].rows == w->rows) {
             llmrt_cpu_bf16w_free(&c->bfp[i].w);
             c->bfp[i] = c->bfp[--c->n_bfp];
+            break;
+        }
+    for (int32_t i = 0; w->dtype == LLMRT_DTYPE_F32 && i < c->n_f32_copies; i++)
+        if (c->f32_copies[i] == w->data) {
+            llmrt_cpu_mem_free(c->f32_copies[i]);
+            c->f32_copies[i] = c->f32_copies[--c->n_f32_copies];
             break;
         }
     memset(w, 0, sizeof *w); /* the model owns the host memory of the other dtypes */
@@ -603,6 +643,10 @@ static void matmul_rows_f32(const cpu_ctx *c, const matmul_job *j, int64_t n0, i
     int64_t N = j->w->rows, K = j->w->cols;
     for (int64_t t0 = 0; t0 < j->rows; t0 += MATMUL_TOKENS_BLOCK) {
         int64_t t_end = t0 + MATMUL_TOKENS_BLOCK < j->rows ? t0 + MATMUL_TOKENS_BLOCK : j->rows;
+        if (c->k.gemm) {
+            c->k.gemm(j->out + t0 * N + n0, N, j->x + t0 * K, K, t_end - t0, wrows, K, nn, K);
+            continue;
+        }
         for (int64_t t = t0; t < t_end; t += LLMRT_CPU_TILE_T) {
             int n_t = t_end - t < LLMRT_CPU_TILE_T ? (int)(t_end - t) : LLMRT_CPU_TILE_T;
             int step = n_t == LLMRT_CPU_TILE_T ? c->k.tile_rows : LLMRT_CPU_TILE_N;
@@ -1038,6 +1082,8 @@ static void cpu_destroy(llmrt_backend *be) {
         free(c->q8);
         for (int32_t i = 0; i < c->n_bfp; i++) llmrt_cpu_bf16w_free(&c->bfp[i].w);
         free(c->bfp);
+        for (int32_t i = 0; i < c->n_f32_copies; i++) llmrt_cpu_mem_free(c->f32_copies[i]);
+        free(c->f32_copies);
         free(c->inv_freq);
         free(c->tokens);
         free(c->positions);

@@ -22,6 +22,11 @@ typedef struct llmrt_cpu_kernels {
      * (<= LLMRT_CPU_TILE_N): callers step through W by it (by LLMRT_CPU_TILE_N for fewer
      * tokens). Any split gives the same bits; this one is the fastest. */
     int tile_rows;
+    /* out[t * ldo + n] = dot(x[t * ldx .. +K], w[n * ldw .. +K]) for t < n_t, n < n_n of any
+     * size, tiled as suits the ISA: the same bits as dot_tile for every output. NULL where the
+     * ISA has none (callers then step through dot_tile). */
+    void (*gemm)(float *out, int64_t ldo, const float *x, int64_t ldx, int64_t n_t,
+                 const float *w, int64_t ldw, int64_t n_n, int64_t K);
     /* dot_tile over f16 (bf16 false) or bf16 weight rows widened in registers: bit-identical to
      * f16_to_f32 / bf16_to_f32 into a scratch row + dot_tile. NULL where the ISA has none. */
     void (*dot_tile_h)(float *out, int64_t ldo, const float *x, int64_t ldx, int n_t,

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #if defined(__SANITIZE_ADDRESS__)
 #define UNDER_ASAN 1
@@ -106,4 +107,16 @@ void llmrt_cpu_mem_free(void *p) {
         free(c->base);
         free(c);
     }
+}
+
+void llmrt_cpu_mem_page_out(const void *p, size_t bytes) {
+#ifdef MADV_PAGEOUT
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0 || !p || bytes == 0) return;
+    uintptr_t a = ((uintptr_t)p + (uintptr_t)page - 1) / (uintptr_t)page * (uintptr_t)page;
+    uintptr_t b = ((uintptr_t)p + bytes) / (uintptr_t)page * (uintptr_t)page;
+    if (b > a) (void)madvise((void *)a, b - a, MADV_PAGEOUT); /* advice only: errors change nothing */
+#else
+    (void)p, (void)bytes;
+#endif
 }

@@ -21,5 +21,10 @@ void *llmrt_cpu_mem_alloc(size_t bytes);
 void  llmrt_cpu_mem_free(void *p);
 /* whether small blocks are carved from shared chunks (false under AddressSanitizer) */
 bool  llmrt_cpu_mem_chunked(void);
+/* Asks the kernel to reclaim the whole pages inside [p, p + bytes) (MADV_PAGEOUT; nothing where
+ * the kernel lacks it). Their contents stay as they were (a file mapping's pages are re-read
+ * from the file, anonymous ones come back from swap, or stay without swap): used after a
+ * matrix was copied out of a model file's mapping and is not read there again. */
+void  llmrt_cpu_mem_page_out(const void *p, size_t bytes);
 
 #endif
