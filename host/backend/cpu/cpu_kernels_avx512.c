@@ -88,12 +88,15 @@ static void dot_tile_avx512(float *out, int64_t ldo, const float *x, int64_t ldx
 /* r[4j + m] = _mm512_reduce_add_ps(a[4m + j]) for the 16 vectors a[0..15] */
 static inline __attribute__((always_inline)) __m512 reduce16(const __m512 *a) {
     __m512 s[8], t[4], u[2];
+#pragma GCC unroll 8
     for (int p = 0; p < 8; p++) /* s[p]: a[2p]'s 8 half sums in lanes 0-7, a[2p+1]'s in 8-15 */
         s[p] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * p], a[2 * p + 1], 0x44),
                              _mm512_shuffle_f32x4(a[2 * p], a[2 * p + 1], 0xEE));
+#pragma GCC unroll 4
     for (int q = 0; q < 4; q++) /* t[q]: 128-bit lane j holds a[4q + j]'s 4 quarter sums */
         t[q] = _mm512_add_ps(_mm512_shuffle_f32x4(s[2 * q], s[2 * q + 1], 0x88),
                              _mm512_shuffle_f32x4(s[2 * q], s[2 * q + 1], 0xDD));
+#pragma GCC unroll 2
     for (int r = 0; r < 2; r++) /* u[r]: lane j holds a[8r + j]'s 2 sums, then a[8r + 4 + j]'s */
         u[r] = _mm512_add_ps(_mm512_shuffle_ps(t[2 * r], t[2 * r + 1], 0x44),
                              _mm512_shuffle_ps(t[2 * r], t[2 * r + 1], 0xEE));
@@ -106,6 +109,7 @@ static inline __attribute__((always_inline)) void gemm_tile(float *out, int64_t 
                                                             const float *x, int64_t ldx,
                                                             const float *const *wr, int n_n,
                                                             int64_t K, const int NT) {
+    _Static_assert(GEMM_N == 4, "the epilogue stores a token's 4 outputs as one 128-bit lane");
     __m512  acc[GEMM_T * GEMM_N]; /* [t * GEMM_N + n] */
     int64_t k = 0;
 #pragma GCC unroll 32
@@ -123,21 +127,31 @@ static inline __attribute__((always_inline)) void gemm_tile(float *out, int64_t 
                 acc[t * GEMM_N + n] = _mm512_fmadd_ps(xv, w[n], acc[t * GEMM_N + n]);
         }
     }
-    /* r[16 g + 4j + m] = sum of accumulator 16 g + 4m + j (zeros past the last one) */
-    const int n_acc = NT * GEMM_N;
-    float     r[32];
-    _Static_assert(GEMM_T * GEMM_N <= 32, "two groups of 16 sums");
-    __m512 grp[32];
-#pragma GCC unroll 32
-    for (int i = 0; i < 32; i++) grp[i] = i < n_acc ? acc[i] : _mm512_setzero_ps();
-    _mm512_storeu_ps(r, reduce16(grp));
-    if (n_acc > 16) _mm512_storeu_ps(r + 16, reduce16(grp + 16));
-    for (int t = 0; t < NT; t++)
-        for (int n = 0; n < n_n; n++) {
-            int i = t * GEMM_N + n;
-            out[t * ldo + n] =
-                r[i / 16 * 16 + 4 * (i % 4) + i % 16 / 4] + tail_dot(x + t * ldx, wr[n], k, K);
+    /* the sums of 4 tokens at a time: in the group's order 4n + t, reduce16 leaves token t's
+     * 4 outputs in 128-bit lane t, which is stored whole (plus the scalar tails, which are
+     * +0.0f when 16 divides K, as dot_tile adds them) */
+    const __mmask8 keep = (__mmask8)((1u << n_n) - 1);
+#pragma GCC unroll 2
+    for (int t0 = 0; t0 < NT; t0 += 4) {
+        __m512 grp[16];
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++)
+            grp[i] = t0 + i % 4 < NT ? acc[(t0 + i % 4) * GEMM_N + i / 4] : _mm512_setzero_ps();
+        float r[16];
+        _mm512_storeu_ps(r, reduce16(grp));
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            int t = t0 + j;
+            if (t >= NT) break;
+            /* the tails in registers (4 scalar stores read back as one vector stall the load) */
+            __m128 tail = k == K ? _mm_setzero_ps()
+                                 : _mm_setr_ps(tail_dot(x + t * ldx, wr[0], k, K),
+                                               tail_dot(x + t * ldx, wr[1], k, K),
+                                               tail_dot(x + t * ldx, wr[2], k, K),
+                                               tail_dot(x + t * ldx, wr[3], k, K));
+            _mm_mask_storeu_ps(out + t * ldo, keep, _mm_add_ps(_mm_loadu_ps(r + 4 * j), tail));
         }
+    }
 }
 
 #define GEMM_TILE_FN(NT)                                                                           \
