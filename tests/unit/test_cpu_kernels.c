@@ -158,8 +158,9 @@ static void test_gemm(llmrt_cpu_kernels k) {
     for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++)
         for (int shift = 0; shift <= 3; shift += 3) {
             int64_t K = Ks[ki], ldx = K + 2 * shift, ldw = K + shift, M = 64, N = 37;
-            float  *xb = aligned_alloc(64, (size_t)(M * ldx + 16) * sizeof(float));
-            float  *wb = aligned_alloc(64, (size_t)(N * ldw + 16) * sizeof(float));
+            /* C11 aligned_alloc: the size a multiple of the alignment */
+            float  *xb = aligned_alloc(64, (size_t)(M * ldx + 16 + 15) / 16 * 64);
+            float  *wb = aligned_alloc(64, (size_t)(N * ldw + 16 + 15) / 16 * 64);
             float  *x = xb + shift, *w = wb + shift;
             for (int64_t i = 0; i < M * ldx; i++) x[i] = frand();
             for (int64_t i = 0; i < N * ldw; i++) w[i] = frand();
