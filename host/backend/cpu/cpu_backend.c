@@ -8,7 +8,7 @@
  * 4-bit rows are dequantised in registers by fused kernels, 4 rows x 4 tokens at a time; larger
  * batches dequantise the task's rows once into fp32 scratch and run the fp32 tiles over them.
  * f16 / bf16 rows likewise: widened in registers up to HALF_FUSED_MAX_T tokens where the ISA
- * has a dot_tile_h (AVX2), else converted into scratch.
+ * has a dot_tile_h (AVX2, AVX-512), else converted into scratch.
  * Both give the same bits (q4_kernels.h). The fused kernels need no scratch, so their tasks are
  * larger (about 4 per thread): a decode step runs ~200 matmuls of a few tens of µs, and taking
  * 16-row tasks from one shared counter cost as much as the second core gained.

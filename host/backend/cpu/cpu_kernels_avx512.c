@@ -103,13 +103,46 @@ static inline __attribute__((always_inline)) __m512 reduce16(const __m512 *a) {
     return _mm512_add_ps(_mm512_shuffle_ps(u[0], u[1], 0x88), _mm512_shuffle_ps(u[0], u[1], 0xDD));
 }
 
+/* out[t * ldo + n] = (sum of acc[t * GEMM_N + n]) + (the tail: dot of x[t * ldx .. + tail]
+ * with wt[n][0 .. tail), as tail_dot adds it) for t < NT, n < n_n. The sums run 4 tokens at a
+ * time: in the group's order 4n + t, reduce16 leaves token t's 4 outputs in 128-bit lane t,
+ * which is stored whole (the tails are +0.0f when tail is 0, as dot_tile adds them). */
+static inline __attribute__((always_inline)) void store_sums(float *out, int64_t ldo,
+                                                             const __m512 *acc, const int NT,
+                                                             int n_n, const float *x, int64_t ldx,
+                                                             const float *const *wt, int64_t tail) {
+    _Static_assert(GEMM_N == 4, "a token's 4 outputs are one 128-bit lane");
+    const __mmask8 keep = (__mmask8)((1u << n_n) - 1);
+#pragma GCC unroll 2
+    for (int t0 = 0; t0 < NT; t0 += 4) {
+        __m512 grp[16];
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++)
+            grp[i] = t0 + i % 4 < NT ? acc[(t0 + i % 4) * GEMM_N + i / 4] : _mm512_setzero_ps();
+        float r[16];
+        _mm512_storeu_ps(r, reduce16(grp));
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            int t = t0 + j;
+            if (t >= NT) break;
+            /* the tails in registers (4 scalar stores read back as one vector stall the load) */
+            const float *xt = x + t * ldx;
+            __m128 tails = tail == 0 ? _mm_setzero_ps()
+                                     : _mm_setr_ps(tail_dot(xt, wt[0], 0, tail),
+                                                   tail_dot(xt, wt[1], 0, tail),
+                                                   tail_dot(xt, wt[2], 0, tail),
+                                                   tail_dot(xt, wt[3], 0, tail));
+            _mm_mask_storeu_ps(out + t * ldo, keep, _mm_add_ps(_mm_loadu_ps(r + 4 * j), tails));
+        }
+    }
+}
+
 /* out[t * ldo + n] for t < NT, n < n_n (<= GEMM_N) from the rows wr[0..GEMM_N-1] (missing rows
  * repeat row 0; their results are not stored). NT is a constant where it is inlined. */
 static inline __attribute__((always_inline)) void gemm_tile(float *out, int64_t ldo,
                                                             const float *x, int64_t ldx,
                                                             const float *const *wr, int n_n,
                                                             int64_t K, const int NT) {
-    _Static_assert(GEMM_N == 4, "the epilogue stores a token's 4 outputs as one 128-bit lane");
     __m512  acc[GEMM_T * GEMM_N]; /* [t * GEMM_N + n] */
     int64_t k = 0;
 #pragma GCC unroll 32
@@ -127,31 +160,9 @@ static inline __attribute__((always_inline)) void gemm_tile(float *out, int64_t 
                 acc[t * GEMM_N + n] = _mm512_fmadd_ps(xv, w[n], acc[t * GEMM_N + n]);
         }
     }
-    /* the sums of 4 tokens at a time: in the group's order 4n + t, reduce16 leaves token t's
-     * 4 outputs in 128-bit lane t, which is stored whole (plus the scalar tails, which are
-     * +0.0f when 16 divides K, as dot_tile adds them) */
-    const __mmask8 keep = (__mmask8)((1u << n_n) - 1);
-#pragma GCC unroll 2
-    for (int t0 = 0; t0 < NT; t0 += 4) {
-        __m512 grp[16];
-#pragma GCC unroll 16
-        for (int i = 0; i < 16; i++)
-            grp[i] = t0 + i % 4 < NT ? acc[(t0 + i % 4) * GEMM_N + i / 4] : _mm512_setzero_ps();
-        float r[16];
-        _mm512_storeu_ps(r, reduce16(grp));
-#pragma GCC unroll 4
-        for (int j = 0; j < 4; j++) {
-            int t = t0 + j;
-            if (t >= NT) break;
-            /* the tails in registers (4 scalar stores read back as one vector stall the load) */
-            __m128 tail = k == K ? _mm_setzero_ps()
-                                 : _mm_setr_ps(tail_dot(x + t * ldx, wr[0], k, K),
-                                               tail_dot(x + t * ldx, wr[1], k, K),
-                                               tail_dot(x + t * ldx, wr[2], k, K),
-                                               tail_dot(x + t * ldx, wr[3], k, K));
-            _mm_mask_storeu_ps(out + t * ldo, keep, _mm_add_ps(_mm_loadu_ps(r + 4 * j), tail));
-        }
-    }
+    const float *wt[GEMM_N]; /* the rows' tails (k..K) */
+    for (int n = 0; n < GEMM_N; n++) wt[n] = wr[n] + k;
+    store_sums(out, ldo, acc, NT, n_n, x + k, ldx, wt, K - k);
 }
 
 #define GEMM_TILE_FN(NT)                                                                           \
@@ -180,6 +191,74 @@ static void gemm_avx512(float *out, int64_t ldo, const float *x, int64_t ldx, in
             for (int i = 0; i < GEMM_N; i++) wr[i] = w + (r + (i < nn ? i : 0)) * ldw;
             tiles[nt - 1](out + t * ldo + r, ldo, x + t * ldx, ldx, wr, nn, K);
         }
+    }
+}
+
+/* ---- f16 / bf16 weights widened in registers (dot_tile_h) ----------------------------------
+ * Up to 4 tokens x 4 rows, as dot_tile: each output one 16-lane accumulator in k order, the sums
+ * through reduce16, the tail over the widened values, so the bits are those of widening the
+ * rows first (f16_to_f32 / bf16_to_f32) and running dot_tile. A decode step then reads the
+ * file's 2 bytes per weight once instead of writing and re-reading 4-byte scratch rows. */
+static void f16_to_f32_avx512(float *dst, const uint16_t *src, int64_t n);
+static void bf16_to_f32_avx512(float *dst, const uint16_t *src, int64_t n);
+
+static inline __attribute__((always_inline)) __m512 widen16(const uint16_t *p, const bool bf16) {
+    __m256i h = _mm256_loadu_si256((const __m256i *)p);
+    return bf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))
+                : _mm512_cvtph_ps(h);
+}
+
+static inline __attribute__((always_inline)) void tile_h(float *out, int64_t ldo, const float *x,
+                                                         int64_t ldx, const uint16_t *const *wr,
+                                                         int n_n, int64_t K, const int NT,
+                                                         const bool bf16) {
+    __m512  acc[4 * GEMM_N];
+    int64_t k = 0;
+#pragma GCC unroll 16
+    for (int i = 0; i < NT * GEMM_N; i++) acc[i] = _mm512_setzero_ps();
+    for (; k + 16 <= K; k += 16) {
+        __m512 w[GEMM_N];
+#pragma GCC unroll 4
+        for (int n = 0; n < GEMM_N; n++) w[n] = widen16(wr[n] + k, bf16);
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) {
+            __m512 xv = _mm512_loadu_ps(x + t * ldx + k);
+#pragma GCC unroll 4
+            for (int n = 0; n < GEMM_N; n++)
+                acc[t * GEMM_N + n] = _mm512_fmadd_ps(xv, w[n], acc[t * GEMM_N + n]);
+        }
+    }
+    float        wtail[GEMM_N][16]; /* the rows' last K % 16 weights, widened */
+    const float *wt[GEMM_N];
+    for (int n = 0; n < GEMM_N; n++) {
+        if (bf16) bf16_to_f32_avx512(wtail[n], wr[n] + k, K - k);
+        else      f16_to_f32_avx512(wtail[n], wr[n] + k, K - k);
+        wt[n] = wtail[n];
+    }
+    store_sums(out, ldo, acc, NT, n_n, x + k, ldx, wt, K - k);
+}
+
+#define TILE_H_FN(NT)                                                                              \
+    static void tile_h_##NT(float *out, int64_t ldo, const float *x, int64_t ldx,                 \
+                            const uint16_t *const *wr, int n_n, int64_t K, bool bf16) {            \
+        if (bf16) tile_h(out, ldo, x, ldx, wr, n_n, K, NT, true);                                  \
+        else      tile_h(out, ldo, x, ldx, wr, n_n, K, NT, false);                                 \
+    }
+TILE_H_FN(1)
+TILE_H_FN(2)
+TILE_H_FN(3)
+TILE_H_FN(4)
+
+static void dot_tile_h_avx512(float *out, int64_t ldo, const float *x, int64_t ldx, int n_t,
+                              const uint16_t *w, int64_t ldw, int n_n, int64_t K, bool bf16) {
+    /* missing weight rows repeat row 0; their results are not stored */
+    const uint16_t *wr[GEMM_N];
+    for (int i = 0; i < GEMM_N; i++) wr[i] = w + (i < n_n ? i : 0) * ldw;
+    switch (n_t) {
+    case 1: tile_h_1(out, ldo, x, ldx, wr, n_n, K, bf16); break;
+    case 2: tile_h_2(out, ldo, x, ldx, wr, n_n, K, bf16); break;
+    case 3: tile_h_3(out, ldo, x, ldx, wr, n_n, K, bf16); break;
+    default: tile_h_4(out, ldo, x, ldx, wr, n_n, K, bf16); break;
     }
 }
 
@@ -216,6 +295,7 @@ llmrt_cpu_kernels llmrt_cpu_kernels_avx512(void) {
         .dot_tile    = dot_tile_avx512,
         .tile_rows   = 4,
         .gemm        = gemm_avx512,
+        .dot_tile_h  = dot_tile_h_avx512,
         .f16_to_f32  = f16_to_f32_avx512,
         .bf16_to_f32 = bf16_to_f32_avx512,
         .dot         = dot_avx512,
