@@ -252,6 +252,16 @@ static llmrt_status grow_wconv(cpu_ctx *c, int64_t K, llmrt_error *err) {
     return LLMRT_OK;
 }
 
+/* A growable array (n used of *cap; first capacity `first`) with room for one more element: arr
+ * itself or its reallocation (*cap updated); NULL when out of memory (arr unchanged). */
+static void *room_for_one(void *arr, int32_t *cap, int32_t n, size_t elem, int32_t first) {
+    if (n < *cap) return arr;
+    int32_t c = *cap ? 2 * *cap : first;
+    void   *p = realloc(arr, (size_t)c * elem);
+    if (p) *cap = c;
+    return p;
+}
+
 /* Points w (f32, rows contiguous) at a 64-byte aligned copy of its rows, owned by the backend
  * (freed by weight_free). Row views of w (a tied lm_head) are offsets into the copy. */
 static llmrt_status align_f32_weight(cpu_ctx *c, llmrt_bweight *w, llmrt_error *err) {
@@ -260,13 +270,10 @@ static llmrt_status align_f32_weight(cpu_ctx *c, llmrt_bweight *w, llmrt_error *
         __builtin_mul_overflow(bytes, sizeof(float), &bytes))
         return llmrt_err(err, LLMRT_ERR_INVALID_ARG, "cpu backend: f32 weight of %lld x %lld "
                          "overflows", (long long)w->rows, (long long)w->cols);
-    if (c->n_f32_copies == c->f32_copies_cap) {
-        int32_t cap = c->f32_copies_cap ? 2 * c->f32_copies_cap : 16;
-        void   *n   = realloc(c->f32_copies, (size_t)cap * sizeof *c->f32_copies);
-        if (!n) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
-        c->f32_copies     = n;
-        c->f32_copies_cap = cap;
-    }
+    void *room =
+        room_for_one(c->f32_copies, &c->f32_copies_cap, c->n_f32_copies, sizeof *c->f32_copies, 16);
+    if (!room) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
+    c->f32_copies = room;
     float *copy = llmrt_cpu_mem_alloc(bytes ? bytes : 1);
     if (!copy)
         return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory (aligned "
@@ -297,13 +304,9 @@ static llmrt_status cpu_weight_upload(llmrt_backend *be, llmrt_dtype dtype, int6
         LLMRT_TRY(align_f32_weight(c, out, err));
     if ((dtype == LLMRT_DTYPE_Q8_0 || dtype == LLMRT_DTYPE_Q8_Z) && c->i8k.isa) {
         /* int8 mode: panels next to the rows, which embed() still reads in place */
-        if (c->n_q8 == c->q8_cap) {
-            int32_t cap = c->q8_cap ? 2 * c->q8_cap : 4;
-            void   *n   = realloc(c->q8, (size_t)cap * sizeof *c->q8);
-            if (!n) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
-            c->q8     = n;
-            c->q8_cap = cap;
-        }
+        void *room = room_for_one(c->q8, &c->q8_cap, c->n_q8, sizeof *c->q8, 4);
+        if (!room) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
+        c->q8 = room;
         struct q8_panels *e = &c->q8[c->n_q8];
         *e = (struct q8_panels){.data = host, .dtype = dtype, .rows = rows, .cols = cols};
         if (dtype == LLMRT_DTYPE_Q8_0)
@@ -315,13 +318,9 @@ static llmrt_status cpu_weight_upload(llmrt_backend *be, llmrt_dtype dtype, int6
     if (c->bf16k.isa && (dtype == LLMRT_DTYPE_F32 || dtype == LLMRT_DTYPE_F16 ||
                          dtype == LLMRT_DTYPE_BF16)) {
         /* bf16 mode: panels next to the rows, which embed() still reads in place */
-        if (c->n_bfp == c->bfp_cap) {
-            int32_t cap = c->bfp_cap ? 2 * c->bfp_cap : 16;
-            void   *n   = realloc(c->bfp, (size_t)cap * sizeof *c->bfp);
-            if (!n) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
-            c->bfp     = n;
-            c->bfp_cap = cap;
-        }
+        void *room = room_for_one(c->bfp, &c->bfp_cap, c->n_bfp, sizeof *c->bfp, 16);
+        if (!room) return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
+        c->bfp = room;
         struct bf16_panels *e = &c->bfp[c->n_bfp];
         *e = (struct bf16_panels){.data = host, .dtype = dtype, .rows = rows, .cols = cols};
         LLMRT_TRY(llmrt_cpu_bf16w_pack(dtype, host, rows, cols, &e->w, err));

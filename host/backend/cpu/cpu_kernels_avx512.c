@@ -137,12 +137,28 @@ static inline __attribute__((always_inline)) void store_sums(float *out, int64_t
     }
 }
 
-/* out[t * ldo + n] for t < NT, n < n_n (<= GEMM_N) from the rows wr[0..GEMM_N-1] (missing rows
- * repeat row 0; their results are not stored). NT is a constant where it is inlined. */
-static inline __attribute__((always_inline)) void gemm_tile(float *out, int64_t ldo,
-                                                            const float *x, int64_t ldx,
-                                                            const float *const *wr, int n_n,
-                                                            int64_t K, const int NT) {
+/* the weight rows' element types that tiles read (widened to fp32 in registers) */
+enum { W_F32, W_BF16, W_F16 };
+
+static void f16_to_f32_avx512(float *dst, const uint16_t *src, int64_t n);
+static void bf16_to_f32_avx512(float *dst, const uint16_t *src, int64_t n);
+
+/* 16 weights of row p from column k, as fp32 */
+static inline __attribute__((always_inline)) __m512 load_w16(const void *p, int64_t k,
+                                                             const int kind) {
+    if (kind == W_F32) return _mm512_loadu_ps((const float *)p + k);
+    __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)p + k));
+    return kind == W_BF16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))
+                          : _mm512_cvtph_ps(h);
+}
+
+/* out[t * ldo + n] for t < NT, n < n_n (<= GEMM_N) from the rows wr[0..GEMM_N-1] of element type
+ * `kind` (missing rows repeat row 0; their results are not stored). NT and kind are constants
+ * where it is inlined. */
+static inline __attribute__((always_inline)) void tile(float *out, int64_t ldo, const float *x,
+                                                       int64_t ldx, const void *const *wr,
+                                                       int n_n, int64_t K, const int NT,
+                                                       const int kind) {
     __m512  acc[GEMM_T * GEMM_N]; /* [t * GEMM_N + n] */
     int64_t k = 0;
 #pragma GCC unroll 32
@@ -150,7 +166,7 @@ static inline __attribute__((always_inline)) void gemm_tile(float *out, int64_t 
     for (; k + 16 <= K; k += 16) {
         __m512 w[GEMM_N];
 #pragma GCC unroll 8
-        for (int n = 0; n < GEMM_N; n++) w[n] = _mm512_loadu_ps(wr[n] + k);
+        for (int n = 0; n < GEMM_N; n++) w[n] = load_w16(wr[n], k, kind);
 #pragma GCC unroll 16
         for (int t = 0; t < NT; t++) {
             __m512 xv = _mm512_loadu_ps(x + t * ldx + k);
@@ -160,15 +176,24 @@ static inline __attribute__((always_inline)) void gemm_tile(float *out, int64_t 
                 acc[t * GEMM_N + n] = _mm512_fmadd_ps(xv, w[n], acc[t * GEMM_N + n]);
         }
     }
-    const float *wt[GEMM_N]; /* the rows' tails (k..K) */
-    for (int n = 0; n < GEMM_N; n++) wt[n] = wr[n] + k;
+    float        wtail[GEMM_N][16]; /* f16 / bf16 rows: their last K % 16 weights, widened */
+    const float *wt[GEMM_N];        /* the rows' tails (k..K) */
+    for (int n = 0; n < GEMM_N; n++) {
+        if (kind == W_F32) {
+            wt[n] = (const float *)wr[n] + k;
+            continue;
+        }
+        if (kind == W_BF16) bf16_to_f32_avx512(wtail[n], (const uint16_t *)wr[n] + k, K - k);
+        else                f16_to_f32_avx512(wtail[n], (const uint16_t *)wr[n] + k, K - k);
+        wt[n] = wtail[n];
+    }
     store_sums(out, ldo, acc, NT, n_n, x + k, ldx, wt, K - k);
 }
 
 #define GEMM_TILE_FN(NT)                                                                           \
     static void gemm_tile_##NT(float *out, int64_t ldo, const float *x, int64_t ldx,              \
-                               const float *const *wr, int n_n, int64_t K) {                      \
-        gemm_tile(out, ldo, x, ldx, wr, n_n, K, NT);                                               \
+                               const void *const *wr, int n_n, int64_t K) {                       \
+        tile(out, ldo, x, ldx, wr, n_n, K, NT, W_F32);                                             \
     }
 GEMM_TILE_FN(1)
 GEMM_TILE_FN(2)
@@ -177,7 +202,7 @@ GEMM_TILE_FN(4)
 GEMM_TILE_FN(5)
 GEMM_TILE_FN(6)
 
-typedef void (*gemm_tile_fn)(float *, int64_t, const float *, int64_t, const float *const *, int,
+typedef void (*gemm_tile_fn)(float *, int64_t, const float *, int64_t, const void *const *, int,
                              int64_t);
 
 static void gemm_avx512(float *out, int64_t ldo, const float *x, int64_t ldx, int64_t n_t,
@@ -187,7 +212,7 @@ static void gemm_avx512(float *out, int64_t ldo, const float *x, int64_t ldx, in
         int nt = n_t - t < GEMM_T ? (int)(n_t - t) : GEMM_T;
         for (int64_t r = 0; r < n_n; r += GEMM_N) {
             int          nn = n_n - r < GEMM_N ? (int)(n_n - r) : GEMM_N;
-            const float *wr[GEMM_N];
+            const void *wr[GEMM_N];
             for (int i = 0; i < GEMM_N; i++) wr[i] = w + (r + (i < nn ? i : 0)) * ldw;
             tiles[nt - 1](out + t * ldo + r, ldo, x + t * ldx, ldx, wr, nn, K);
         }
@@ -199,50 +224,11 @@ static void gemm_avx512(float *out, int64_t ldo, const float *x, int64_t ldx, in
  * through reduce16, the tail over the widened values, so the bits are those of widening the
  * rows first (f16_to_f32 / bf16_to_f32) and running dot_tile. A decode step then reads the
  * file's 2 bytes per weight once instead of writing and re-reading 4-byte scratch rows. */
-static void f16_to_f32_avx512(float *dst, const uint16_t *src, int64_t n);
-static void bf16_to_f32_avx512(float *dst, const uint16_t *src, int64_t n);
-
-static inline __attribute__((always_inline)) __m512 widen16(const uint16_t *p, const bool bf16) {
-    __m256i h = _mm256_loadu_si256((const __m256i *)p);
-    return bf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))
-                : _mm512_cvtph_ps(h);
-}
-
-static inline __attribute__((always_inline)) void tile_h(float *out, int64_t ldo, const float *x,
-                                                         int64_t ldx, const uint16_t *const *wr,
-                                                         int n_n, int64_t K, const int NT,
-                                                         const bool bf16) {
-    __m512  acc[4 * GEMM_N];
-    int64_t k = 0;
-#pragma GCC unroll 16
-    for (int i = 0; i < NT * GEMM_N; i++) acc[i] = _mm512_setzero_ps();
-    for (; k + 16 <= K; k += 16) {
-        __m512 w[GEMM_N];
-#pragma GCC unroll 4
-        for (int n = 0; n < GEMM_N; n++) w[n] = widen16(wr[n] + k, bf16);
-#pragma GCC unroll 4
-        for (int t = 0; t < NT; t++) {
-            __m512 xv = _mm512_loadu_ps(x + t * ldx + k);
-#pragma GCC unroll 4
-            for (int n = 0; n < GEMM_N; n++)
-                acc[t * GEMM_N + n] = _mm512_fmadd_ps(xv, w[n], acc[t * GEMM_N + n]);
-        }
-    }
-    float        wtail[GEMM_N][16]; /* the rows' last K % 16 weights, widened */
-    const float *wt[GEMM_N];
-    for (int n = 0; n < GEMM_N; n++) {
-        if (bf16) bf16_to_f32_avx512(wtail[n], wr[n] + k, K - k);
-        else      f16_to_f32_avx512(wtail[n], wr[n] + k, K - k);
-        wt[n] = wtail[n];
-    }
-    store_sums(out, ldo, acc, NT, n_n, x + k, ldx, wt, K - k);
-}
-
 #define TILE_H_FN(NT)                                                                              \
     static void tile_h_##NT(float *out, int64_t ldo, const float *x, int64_t ldx,                 \
-                            const uint16_t *const *wr, int n_n, int64_t K, bool bf16) {            \
-        if (bf16) tile_h(out, ldo, x, ldx, wr, n_n, K, NT, true);                                  \
-        else      tile_h(out, ldo, x, ldx, wr, n_n, K, NT, false);                                 \
+                            const void *const *wr, int n_n, int64_t K, bool bf16) {                \
+        if (bf16) tile(out, ldo, x, ldx, wr, n_n, K, NT, W_BF16);                                  \
+        else      tile(out, ldo, x, ldx, wr, n_n, K, NT, W_F16);                                   \
     }
 TILE_H_FN(1)
 TILE_H_FN(2)
@@ -252,7 +238,7 @@ TILE_H_FN(4)
 static void dot_tile_h_avx512(float *out, int64_t ldo, const float *x, int64_t ldx, int n_t,
                               const uint16_t *w, int64_t ldw, int n_n, int64_t K, bool bf16) {
     /* missing weight rows repeat row 0; their results are not stored */
-    const uint16_t *wr[GEMM_N];
+    const void *wr[GEMM_N];
     for (int i = 0; i < GEMM_N; i++) wr[i] = w + (i < n_n ? i : 0) * ldw;
     switch (n_t) {
     case 1: tile_h_1(out, ldo, x, ldx, wr, n_n, K, bf16); break;
