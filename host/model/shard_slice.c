@@ -64,9 +64,12 @@ llmrt_status llmrt_slice_host_cols(struct llmrt_rank_model *m, const llmrt_host_
         !ck_mul_u64(dst_row, (uint64_t)t->rows, &bytes) || bytes > (uint64_t)SIZE_MAX / 2)
         return llmrt_err(err, LLMRT_ERR_MODEL_MISMATCH, "column slice of %lld rows is too large",
                          (long long)t->rows);
-    uint8_t *buf = malloc(bytes ? (size_t)bytes : 1);
-    if (!buf)
+    /* 64-byte aligned: the CPU backend then uses an f32 slice in place (it copies misaligned
+     * f32 rows); freed with free() like the rest */
+    void *mem = NULL;
+    if (posix_memalign(&mem, 64, bytes ? (size_t)bytes : 1) != 0)
         return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "out of memory slicing columns");
+    uint8_t *buf = mem;
     const uint8_t *src = t->data;
     for (int64_t r = 0; r < t->rows; r++, src += src_row) {
         uint8_t *dst = buf + (uint64_t)r * dst_row;
