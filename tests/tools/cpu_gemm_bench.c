@@ -126,7 +126,8 @@ int main(int argc, char **argv) {
     }
     /* 64-byte aligned, as the backend's activations and the f32 weights it packs; --misalign
      * shifts x and the f32 weights by 16 bytes (every 64-byte load then spans two lines) */
-    float *xa = aligned_alloc(64, (size_t)(M * K + 31) / 16 * 64), *out = malloc((size_t)(M * N) * 4);
+    float *xa  = aligned_alloc(64, (size_t)(M * K + 31) / 16 * 64);
+    float *out = malloc((size_t)(M * N) * 4);
     float *wfa = aligned_alloc(64, (size_t)(N * K + 31) / 16 * 64);
     float *x = xa + (misalign ? 4 : 0), *wf = wfa + (misalign ? 4 : 0);
     uint16_t *wh = malloc((size_t)(N * K) * 2), *wb = malloc((size_t)(N * K) * 2);

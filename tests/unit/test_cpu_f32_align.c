@@ -42,7 +42,8 @@ static void check_isa(const char *isa, int threads, const float *aligned, const 
     CHECK_MSG(memcmp(mis, aligned, (size_t)N * K * sizeof(float)) == 0,
               "%s: the source changed after the copy", isa);
     static const int32_t Ts[] = {1, 5, 13, MAX_T};
-    float *oa = malloc((size_t)MAX_T * N * sizeof(float)), *om = malloc((size_t)MAX_T * N * sizeof(float));
+    float *oa = malloc((size_t)MAX_T * N * sizeof(float));
+    float *om = malloc((size_t)MAX_T * N * sizeof(float));
     for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++) {
         int32_t T = Ts[ti];
         run_matmul(be, &wa, x, T, oa);
@@ -80,7 +81,8 @@ int main(void) {
      * panels: the f32 rows stay where they were */
     __builtin_cpu_init();
     llmrt_cpu_options opt = {.bf16_activations = true};
-    llmrt_backend *be = __builtin_cpu_supports("avx512bf16") ? cpu_test_backend(1, NULL, &opt) : NULL;
+    llmrt_backend    *be  = NULL;
+    if (__builtin_cpu_supports("avx512bf16")) be = cpu_test_backend(1, NULL, &opt);
     if (be) {
         unsigned char *buf = aligned_alloc(64, (size_t)N * K * sizeof(float) + 64);
         memcpy(buf + 40, w, (size_t)N * K * sizeof(float));

@@ -277,7 +277,8 @@ static llmrt_status align_f32_weight(cpu_ctx *c, llmrt_bweight *w, llmrt_error *
     float *copy = llmrt_cpu_mem_alloc(bytes ? bytes : 1);
     if (!copy)
         return llmrt_err(err, LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory (aligned "
-                         "copy of a %lld x %lld f32 weight)", (long long)w->rows, (long long)w->cols);
+                         "copy of a %lld x %lld f32 weight)", (long long)w->rows,
+                         (long long)w->cols);
     memcpy(copy, w->data, bytes);
     llmrt_cpu_mem_page_out(w->data, bytes); /* the source is not read again */
     c->f32_copies[c->n_f32_copies++] = copy;

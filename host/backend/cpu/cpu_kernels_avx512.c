@@ -76,12 +76,13 @@ static void dot_tile_avx512(float *out, int64_t ldo, const float *x, int64_t ldx
 
 /* ---- blocks of any size (gemm): bigger tiles, reductions 16 outputs at a time ----------------
  * On a core with two 512-bit FMA pipes (Intel Xeon: Ice Lake, Sapphire Rapids) the 4x4 tile above
- * reaches ~35 % of the FMA peak at M = 64: its 4 weight loads per 16 FMAs stream from L2 at twice
- * the rate a single-pipe core (Zen 4) asks for, and each output's horizontal sum costs ~8
- * shuffle-port instructions against its K/16 FMAs. Here a GEMM_T x GEMM_N tile shares each weight
- * load among GEMM_T tokens, and the horizontal sums run 16 outputs at a time through the same
- * tree as _mm512_reduce_add_ps (lane i + lane i+8, then i + i+4, i + i+2, i + i+1; addition
- * commutes), so every output keeps dot_tile's bits. */
+ * reached 60-70 % of the FMA peak at M = 64 (Ice Lake, aligned rows): each output's horizontal
+ * sum costs ~8 shuffle-port instructions against its K/16 FMAs, and its 4 weight loads per 16
+ * FMAs stream from L2. Here a GEMM_T x GEMM_N tile shares each weight load among GEMM_T tokens,
+ * and the horizontal sums run 16 outputs at a time through the same tree as
+ * _mm512_reduce_add_ps (lane i + lane i+8, then i + i+4, i + i+2, i + i+1; addition commutes),
+ * so every output keeps dot_tile's bits: 75-80 % of the peak
+ * (bench/results/cpu_f32_align_icelake.txt). */
 #define GEMM_T 6 /* tokens per tile: their x rows stay in L1 while the weights stream */
 #define GEMM_N 4 /* weight rows per tile (GEMM_T * GEMM_N accumulators + GEMM_N + 1 of 32 zmm) */
 
@@ -207,11 +208,12 @@ typedef void (*gemm_tile_fn)(float *, int64_t, const float *, int64_t, const voi
 
 static void gemm_avx512(float *out, int64_t ldo, const float *x, int64_t ldx, int64_t n_t,
                         const float *w, int64_t ldw, int64_t n_n, int64_t K) {
-    static const gemm_tile_fn tiles[GEMM_T] = {gemm_tile_1, gemm_tile_2, gemm_tile_3, gemm_tile_4, gemm_tile_5, gemm_tile_6};
+    static const gemm_tile_fn tiles[GEMM_T] = {gemm_tile_1, gemm_tile_2, gemm_tile_3,
+                                               gemm_tile_4, gemm_tile_5, gemm_tile_6};
     for (int64_t t = 0; t < n_t; t += GEMM_T) {
         int nt = n_t - t < GEMM_T ? (int)(n_t - t) : GEMM_T;
         for (int64_t r = 0; r < n_n; r += GEMM_N) {
-            int          nn = n_n - r < GEMM_N ? (int)(n_n - r) : GEMM_N;
+            int         nn = n_n - r < GEMM_N ? (int)(n_n - r) : GEMM_N;
             const void *wr[GEMM_N];
             for (int i = 0; i < GEMM_N; i++) wr[i] = w + (r + (i < nn ? i : 0)) * ldw;
             tiles[nt - 1](out + t * ldo + r, ldo, x + t * ldx, ldx, wr, nn, K);

@@ -115,7 +115,8 @@ void llmrt_cpu_mem_page_out(const void *p, size_t bytes) {
     if (page <= 0 || !p || bytes == 0) return;
     uintptr_t a = ((uintptr_t)p + (uintptr_t)page - 1) / (uintptr_t)page * (uintptr_t)page;
     uintptr_t b = ((uintptr_t)p + bytes) / (uintptr_t)page * (uintptr_t)page;
-    if (b > a) (void)madvise((void *)a, b - a, MADV_PAGEOUT); /* advice only: errors change nothing */
+    /* advice only: an error changes nothing */
+    if (b > a) (void)madvise((void *)a, b - a, MADV_PAGEOUT);
 #else
     (void)p, (void)bytes;
 #endif
