@@ -138,15 +138,16 @@ static inline __attribute__((always_inline)) void store_sums(float *out, int64_t
     }
 }
 
-/* the weight rows' element types that tiles read (widened to fp32 in registers) */
-enum { W_F32, W_BF16, W_F16 };
+/* the weight rows' element types that tiles read (widened to fp32 in registers; as the AVX2
+ * file's 2 x 4 tiles) */
+enum wkind { W_F32, W_F16, W_BF16 };
 
 static void f16_to_f32_avx512(float *dst, const uint16_t *src, int64_t n);
 static void bf16_to_f32_avx512(float *dst, const uint16_t *src, int64_t n);
 
 /* 16 weights of row p from column k, as fp32 */
 static inline __attribute__((always_inline)) __m512 load_w16(const void *p, int64_t k,
-                                                             const int kind) {
+                                                             enum wkind kind) {
     if (kind == W_F32) return _mm512_loadu_ps((const float *)p + k);
     __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)p + k));
     return kind == W_BF16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))
@@ -159,7 +160,7 @@ static inline __attribute__((always_inline)) __m512 load_w16(const void *p, int6
 static inline __attribute__((always_inline)) void tile(float *out, int64_t ldo, const float *x,
                                                        int64_t ldx, const void *const *wr,
                                                        int n_n, int64_t K, const int NT,
-                                                       const int kind) {
+                                                       enum wkind kind) {
     __m512  acc[GEMM_T * GEMM_N]; /* [t * GEMM_N + n] */
     int64_t k = 0;
 #pragma GCC unroll 32
