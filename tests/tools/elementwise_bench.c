@@ -1,12 +1,14 @@
 /* Times the CPU backend's element-wise kernels of the exact mode (backend/cpu/elementwise_cpu.h)
  * on one thread, best of REPS runs each, alternating: rmsnorm of T rows of D floats a row at a
  * time vs 4 rows at a time (AVX2), and SwiGLU over T x F elements with libm's expf (the kernel
- * before exp_exact.h), the portable exact kernel and the AVX2 one. A development tool, not a test
+ * before exp_exact.h), the portable exact kernel, the AVX2 one and the ISA's (AVX-512 where the
+ * CPU has it). A development tool, not a test
  * (nothing is asserted; tests/unit/test_cpu_elementwise.c checks the bits).
  *
  * usage: elementwise_bench [-T rows] [-D hidden] [-F intermediate] [-r reps]
  * Defaults: a 512-token prompt of SmolLM2-135M (D 576, F 1536), 50 repetitions. */
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,10 +55,14 @@ int main(int argc, char **argv) {
         g[i] = (float)((i * 7919) % 2001 - 1000) / 100.0f, u[i] = 1.0f;
 
     llmrt_cpu_rmsnorm4_fn rms4 = llmrt_cpu_rmsnorm4_for(isa);
-    llmrt_cpu_swiglu_fn   sw[3] = {swiglu_libm, llmrt_cpu_swiglu_exact,
-                                   llmrt_cpu_swiglu_exact_for(isa)};
-    const char *sw_name[3] = {"SwiGLU libm expf", "SwiGLU exact, portable", "SwiGLU exact, ISA"};
-    double best[5] = {1e30, 1e30, 1e30, 1e30, 1e30};
+    /* the last two: the AVX2 kernel where the CPU has AVX2, and the kernel of its ISA */
+    bool avx2 = strcmp(isa, "avx2") == 0 || strcmp(isa, "avx512") == 0;
+    llmrt_cpu_swiglu_fn sw[4] = {swiglu_libm, llmrt_cpu_swiglu_exact,
+                                 avx2 ? llmrt_cpu_swiglu_exact_avx2 : llmrt_cpu_swiglu_exact,
+                                 llmrt_cpu_swiglu_exact_for(isa)};
+    const char *sw_name[4] = {"SwiGLU libm expf", "SwiGLU exact, portable", "SwiGLU exact, AVX2",
+                              "SwiGLU exact, ISA"};
+    double best[6] = {1e30, 1e30, 1e30, 1e30, 1e30, 1e30};
     for (int r = 0; r < reps; r++) {
         for (int k = 0; k < 2; k++) {
             double t0 = now_s();
@@ -64,7 +70,7 @@ int main(int argc, char **argv) {
             double t = now_s() - t0;
             if (t < best[k]) best[k] = t;
         }
-        for (int k = 0; k < 3; k++) {
+        for (int k = 0; k < 4; k++) {
             double t0 = now_s();
             llmrt_cpu_swiglu_rows(pool, sw[k], o, g, u, T, F);
             double t = now_s() - t0;
@@ -78,7 +84,7 @@ int main(int argc, char **argv) {
     if (rms4)
         printf("%-24s %10.3f ms %8.3f us/row\n", "rmsnorm, 4 rows at once", best[1] * 1e3,
                best[1] * 1e6 / (double)T);
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 4; k++)
         printf("%-24s %10.3f ms %8.3f ns/element\n", sw_name[k], best[2 + k] * 1e3,
                best[2 + k] * 1e9 / (double)(T * F));
     llmrt_thread_pool_destroy(pool);

@@ -25,6 +25,7 @@ static bool isa_has_avx2(const char *isa) {
 }
 
 llmrt_cpu_swiglu_fn llmrt_cpu_swiglu_exact_for(const char *isa) {
+    if (isa && strcmp(isa, "avx512") == 0) return llmrt_cpu_swiglu_exact_avx512;
     return isa_has_avx2(isa) ? llmrt_cpu_swiglu_exact_avx2 : llmrt_cpu_swiglu_exact;
 }
 

@@ -6,8 +6,8 @@
  * (bench/results/cpu_profile_bf16_batch64.txt), about twice that share of the wall time on 2 cores.
  *
  * SwiGLU has two element kernels: the exact one, g / (1 + e^-g) * u with llmrt's own exp
- * (exp_exact.h: within 1 ulp of e^x, the same bits in its scalar and AVX2 versions, so on every
- * ISA and batch shape; the default mode), and where a vector one exists for the ISA
+ * (exp_exact.h: within 1 ulp of e^x, the same bits in its scalar, AVX2 and AVX-512 versions, so
+ * on every ISA and batch shape; the default mode), and where a vector one exists for the ISA
  * (llmrt_cpu_swiglu_fast_for), a float polynomial exp, used only in the approximate matmul modes
  * (bf16, int8), which already trade bit-exactness for speed. The exact kernel used libm's expf
  * one element at a time until the AVX2 version: ~4 % of a 64-request fp32 batch's CPU samples. */
@@ -22,10 +22,12 @@
 typedef void (*llmrt_cpu_swiglu_fn)(float *out, const float *gate, const float *up, int64_t n);
 
 /* The exact element kernel: the portable one (one element at a time), and the one for `isa`
- * (the AVX2 kernel for "avx2" and "avx512", else the portable one), with the same bits. */
+ * (the AVX-512 kernel for "avx512", the AVX2 one for "avx2", else the portable one), with the
+ * same bits. */
 void llmrt_cpu_swiglu_exact(float *out, const float *gate, const float *up, int64_t n);
 llmrt_cpu_swiglu_fn llmrt_cpu_swiglu_exact_for(const char *isa);
 void llmrt_cpu_swiglu_exact_avx2(float *out, const float *gate, const float *up, int64_t n);
+void llmrt_cpu_swiglu_exact_avx512(float *out, const float *gate, const float *up, int64_t n);
 
 /* The vector kernel of `isa` ("avx512"; the CPU must support it), NULL where there is none.
  * Accuracy: relative error below 1e-6 of the fp64 value (measured 1.6e-7), or absolute below
