@@ -187,22 +187,27 @@ static inline v4f load4(const float *l, int64_t i, int64_t n) {
     return v;
 }
 
-/* exp(x) for x <= 0: Cephes' expf polynomial (relative error < 1e-7, exactly 1 at 0);
- * 0 below -87 and for NaN. */
-static inline v4f exp4(v4f x) {
-    v4i ok = x > -87.0f;
-    x      = v4_select(ok, x, v4_splat(-87.0f));
-    v4i n  = __builtin_convertvector(x * 1.44269504f - 0.5f, v4i);
-    v4f fn = __builtin_convertvector(n, v4f);
-    v4f r  = x - fn * 0.693359375f + fn * 2.12194440e-4f;
-    v4f p  = r * 1.9875691500e-4f + 1.3981999507e-3f;
-    p      = p * r + 8.3334519073e-3f;
-    p      = p * r + 4.1665795894e-2f;
-    p      = p * r + 1.6666665459e-1f;
-    p      = p * r + 5.0000001201e-1f;
-    p      = p * r * r + r + 1.0f;
-    return (v4f)((v4i)(p * (v4f)((n + 127) << 23)) & ok);
-}
+/* exp(x) for x <= 0 on every lane of VF (VI: the int32 vector of as many lanes): Cephes' expf
+ * polynomial (relative error < 1e-7, exactly 1 at 0); 0 below -87 and for NaN. One body for the
+ * 4-lane baseline code and the 8-lane AVX2 code, so that each lane sees the same operations
+ * (no fma: neither target contracts) and the same results. */
+#define DEFINE_EXP(NAME, VF, VI, ATTR)                                                             \
+    ATTR static inline VF NAME(VF x) {                                                             \
+        VI ok  = x > -87.0f;                                                                       \
+        VF lo  = (VF){0} - 87.0f;                                                                  \
+        x      = (VF)(((VI)x & ok) | ((VI)lo & ~ok));                                              \
+        VI n   = __builtin_convertvector(x * 1.44269504f - 0.5f, VI);                              \
+        VF fn  = __builtin_convertvector(n, VF);                                                   \
+        VF r   = x - fn * 0.693359375f + fn * 2.12194440e-4f;                                      \
+        VF p   = r * 1.9875691500e-4f + 1.3981999507e-3f;                                          \
+        p      = p * r + 8.3334519073e-3f;                                                         \
+        p      = p * r + 4.1665795894e-2f;                                                         \
+        p      = p * r + 1.6666665459e-1f;                                                         \
+        p      = p * r + 5.0000001201e-1f;                                                         \
+        p      = p * r * r + r + 1.0f;                                                             \
+        return (VF)((VI)(p * (VF)((n + 127) << 23)) & ok);                                         \
+    }
+DEFINE_EXP(exp4, v4f, v4i, )
 
 /* Weights exp((l - lmax) * inv_t) of l[i..i+4), those below min_w zeroed. */
 static inline v4f weights4(const float *l, int64_t i, int64_t n, float lmax, float inv_t,
@@ -221,6 +226,69 @@ static double block_sum(const float *l, int64_t i, int64_t n, float lmax, float 
     return (double)acc[0] + acc[1] + acc[2] + acc[3];
 }
 
+/* ---- AVX2 variants -------------------------------------------------------------------------
+ * The vocabulary-wide passes (the normaliser's block sums, argmax) 8 lanes at a time where the
+ * CPU has AVX2 (checked at run time; the library is built for baseline x86-64): the same
+ * per-element operations (exp8 is exp4's body) and, per block, the same 4-lane additions in the
+ * same order (each 8-lane weight vector is added as its two halves), so the same results. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define SAMPLER_AVX2 __attribute__((target("avx2")))
+typedef float   v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+DEFINE_EXP(exp8, v8f, v8i, SAMPLER_AVX2)
+
+/* block_sums4 for 4 whole blocks in range */
+SAMPLER_AVX2 static void block_sums4_avx2(const float *l, int64_t i, float lmax, float inv_t,
+                                          float min_w, double bs[4]) {
+    v4f acc[4] = {v4_splat(0.0f), v4_splat(0.0f), v4_splat(0.0f), v4_splat(0.0f)};
+    for (int64_t j = 0; j < BLOCK; j += 8)
+#pragma GCC unroll 4
+        for (int b = 0; b < 4; b++) {
+            v8f v;
+            memcpy(&v, l + i + b * BLOCK + j, sizeof v);
+            v8f w = exp8((v - lmax) * inv_t);
+            w     = (v8f)((v8i)w & (w >= min_w));
+            acc[b] += (v4f){w[0], w[1], w[2], w[3]};
+            acc[b] += (v4f){w[4], w[5], w[6], w[7]};
+        }
+    for (int b = 0; b < 4; b++) bs[b] = (double)acc[b][0] + acc[b][1] + acc[b][2] + acc[b][3];
+}
+
+/* the running maxima of argmax over l[0 .. n - n % 32), 8 lanes x 4 */
+SAMPLER_AVX2 static float max_avx2(const float *l, int64_t n) {
+    v8f m[4];
+    for (int c = 0; c < 4; c++) m[c] = (v8f){0} - INFINITY;
+    for (int64_t i = 0; i + 32 <= n; i += 32)
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            v8f v;
+            memcpy(&v, l + i + 8 * c, sizeof v);
+            v8i gt = v > m[c];
+            m[c]   = (v8f)(((v8i)v & gt) | ((v8i)m[c] & ~gt));
+        }
+    float best = -INFINITY;
+    for (int c = 0; c < 4; c++)
+        for (int k = 0; k < 8; k++) best = m[c][k] > best ? m[c][k] : best;
+    return best;
+}
+
+static bool avx2_off; /* llmrt_sampler_use_avx2(false): tests compare the two paths */
+
+static bool have_avx2(void) {
+    return !avx2_off && __builtin_cpu_supports("avx2");
+}
+
+bool llmrt_sampler_use_avx2(bool on) {
+    avx2_off = !on;
+    return on && __builtin_cpu_supports("avx2");
+}
+#else
+bool llmrt_sampler_use_avx2(bool on) {
+    (void)on;
+    return false;
+}
+#endif
+
 /* bs[b] = block_sum(l, i + b * BLOCK, ...) for the 4 blocks from i (0 for a block at or past
  * n), with the same additions: one block's 16 vector adds form a chain of dependent adds, and
  * interleaving 4 blocks' chains (whole blocks in range: no padding checks) took the
@@ -232,6 +300,12 @@ static void block_sums4(const float *l, int64_t i, int64_t n, float lmax, float 
             bs[b] = i + b * BLOCK < n ? block_sum(l, i + b * BLOCK, n, lmax, inv_t, min_w) : 0.0;
         return;
     }
+#ifdef SAMPLER_AVX2
+    if (have_avx2()) {
+        block_sums4_avx2(l, i, lmax, inv_t, min_w, bs);
+        return;
+    }
+#endif
     v4f acc[4] = {v4_splat(0.0f), v4_splat(0.0f), v4_splat(0.0f), v4_splat(0.0f)};
     for (int64_t j = 0; j < BLOCK; j += 4)
 #pragma GCC unroll 4
@@ -260,6 +334,13 @@ static int32_t argmax(const float *l, int32_t n, float *max_out) {
     v4f     m[4] = {v4_splat(-INFINITY), v4_splat(-INFINITY), v4_splat(-INFINITY),
                     v4_splat(-INFINITY)};
     int64_t i    = 0;
+#ifdef SAMPLER_AVX2
+    if (have_avx2()) {
+        float b = max_avx2(l, n);
+        m[0]    = (v4f){b, b, b, b};
+        i       = n - n % 32;
+    }
+#endif
     for (; i + 16 <= n; i += 16)
 #pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
@@ -392,13 +473,14 @@ static llmrt_status nucleus_candidates(llmrt_sampler *s, const float *l, float l
     return LLMRT_OK;
 }
 
-/* Non-greedy draw on penalised logits: exactly one uniform per call. */
-static llmrt_status sample_random(llmrt_sampler *s, const float *l, int32_t *token,
-                                  llmrt_error *err) {
+/* Non-greedy draw on penalised logits: exactly one uniform per call. max_id >= 0: argmax(l) is
+ * already known (max_id, max_val). */
+static llmrt_status sample_random(llmrt_sampler *s, const float *l, int32_t max_id,
+                                  float max_val, int32_t *token, llmrt_error *err) {
     const float   inv_t = 1.0f / s->cfg.temperature, min_p = s->cfg.min_p, top_p = s->cfg.top_p;
     const int32_t V     = s->vocab;
-    float         lmax;
-    *token = argmax(l, V, &lmax);
+    float         lmax  = max_val;
+    *token = max_id >= 0 ? max_id : argmax(l, V, &lmax);
     if (!isfinite(lmax)) { /* all -inf, or +inf logits: no distribution, the first max wins */
         (void)rng_uniform(s);
         return LLMRT_OK;
@@ -532,12 +614,13 @@ llmrt_status llmrt_sampler_accept(llmrt_sampler *s, int32_t token, llmrt_error *
 }
 
 /* Raw log-sum-exp of logits[V] (0 when the maximum is not finite) and the n_top best tokens
- * as logprobs: what both the sampler and prompt logprobs report. */
+ * as logprobs: what both the sampler and prompt logprobs report; *max_id, *max_val: argmax's. */
 static double raw_logprobs(const float *logits, int32_t V, int32_t n_top, int32_t *top_ids,
-                           float *top_logprobs, int32_t *n_out) {
+                           float *top_logprobs, int32_t *n_out, int32_t *max_id, float *max_val) {
     double lse = 0.0;
     float  m;
-    argmax(logits, V, &m);
+    *max_id  = argmax(logits, V, &m);
+    *max_val = m;
     if (isfinite(m)) {
         lse = (double)m + log(weights_sum(logits, V, m, 1.0f, 0.0f));
     }
@@ -553,8 +636,9 @@ static double raw_logprobs(const float *logits, int32_t V, int32_t n_top, int32_
 void llmrt_logprobs_of(const float *logits, int32_t vocab, int32_t token, int32_t n_top,
                        float *logprob, int32_t *top_ids, float *top_logprobs) {
     if (n_top > LLMRT_SAMPLER_MAX_LOGPROBS) n_top = LLMRT_SAMPLER_MAX_LOGPROBS;
-    int32_t n   = 0;
-    double  lse = raw_logprobs(logits, vocab, n_top, top_ids, top_logprobs, &n);
+    int32_t n = 0, max_id;
+    float   max_val;
+    double  lse = raw_logprobs(logits, vocab, n_top, top_ids, top_logprobs, &n, &max_id, &max_val);
     *logprob    = logits[token] != logits[token] ? -INFINITY
                                                  : (float)((double)logits[token] - lse);
 }
@@ -567,8 +651,13 @@ llmrt_status llmrt_sampler_sample(llmrt_sampler *s, float *logits, llmrt_sample_
     if (s->penalized) LLMRT_TRY(seen_reserve(s, s->n_seen + 1, err));
     memset(res, 0, sizeof *res);
 
-    double lse = 0.0; /* raw log-sum-exp, before anything touches the logits */
-    if (want_lp) lse = raw_logprobs(logits, V, n_top, res->top_ids, res->top_logprobs, &res->n_top);
+    double  lse    = 0.0; /* raw log-sum-exp, before anything touches the logits */
+    int32_t max_id = -1;  /* argmax of the logits as sampled from, when already known */
+    float   max_val = 0.0f;
+    if (want_lp)
+        lse = raw_logprobs(logits, V, n_top, res->top_ids, res->top_logprobs, &res->n_top,
+                           &max_id, &max_val);
+    if (s->n_bias > 0 || s->penalized) max_id = -1; /* the logits change below */
 
     for (int32_t i = 0; i < s->n_bias; i++) { /* before the penalties (vLLM) */
         s->bias_saved[i] = logits[s->bias_ids[i]];
@@ -578,8 +667,9 @@ llmrt_status llmrt_sampler_sample(llmrt_sampler *s, float *logits, llmrt_sample_
     int32_t      token;
     llmrt_status st = LLMRT_OK;
     float        lmax;
-    if (s->cfg.temperature < LLMRT_SAMPLER_GREEDY_EPS) token = argmax(logits, V, &lmax);
-    else st = sample_random(s, logits, &token, err);
+    if (s->cfg.temperature < LLMRT_SAMPLER_GREEDY_EPS)
+        token = max_id >= 0 ? max_id : argmax(logits, V, &lmax);
+    else st = sample_random(s, logits, max_id, max_val, &token, err);
     for (int32_t i = 0; i < s->n_seen; i++) logits[s->seen[i].id] = s->saved[i]; /* undo */
     for (int32_t i = s->n_bias - 1; i >= 0; i--) logits[s->bias_ids[i]] = s->bias_saved[i];
     if (st != LLMRT_OK) return st;

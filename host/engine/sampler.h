@@ -103,6 +103,11 @@ uint64_t llmrt_sampler_seed(const llmrt_sampler *s);
 llmrt_status llmrt_sampler_sample(llmrt_sampler *s, float *logits, llmrt_sample_result *res,
                                   llmrt_error *err);
 
+/* For tests and benchmarks: false makes the vocabulary-wide passes run the baseline 4-lane
+ * code, true (the default) lets them use AVX2 where the CPU has it; same results either way.
+ * Returns whether AVX2 is now used. Not thread-safe: call before sampling starts. */
+bool llmrt_sampler_use_avx2(bool on);
+
 /* The raw logprob of `token` under logits[vocab] (log_softmax, as the sampler reports a sampled
  * token's) and the n_top (clamped to LLMRT_SAMPLER_MAX_LOGPROBS) most likely tokens, descending,
  * ties by id: prompt logprobs. logits is only read. */

@@ -582,7 +582,58 @@ static void test_logit_bias(void) {
     CHECK_ERR(llmrt_sampler_create(&c, 4, NULL, 0, &s, &err), "token -1 is outside");
 }
 
+/* The AVX2 vocabulary passes against the baseline 4-lane ones (llmrt_sampler_use_avx2): the same
+ * token and logprob bits, greedy and at temperatures 0.7 / 1 with min-p, for vocabularies
+ * around every block edge (32 lanes of argmax, 4 x 64 logits of the block sums) and SmolLM2's,
+ * with NaN, -inf, +-0 and tied maxima mixed in. */
+static void test_avx2_same_results(void) {
+    if (!llmrt_sampler_use_avx2(true)) {
+        printf("no AVX2 on this CPU: the AVX2 sampler passes not compared\n");
+        return;
+    }
+    static const int32_t vocabs[] = {1, 5, 31, 32, 33, 255, 256, 257, 1000, 1055, 49152};
+    static const float   temps[]  = {0.0f, 0.7f, 1.0f};
+    int64_t              n_cases = 0, n_diff = 0;
+    for (size_t vi = 0; vi < sizeof vocabs / sizeof *vocabs; vi++) {
+        int32_t V = vocabs[vi];
+        float  *l = malloc((size_t)V * sizeof *l);
+        CHECK(l != NULL);
+        for (size_t ti = 0; ti < sizeof temps / sizeof *temps; ti++)
+            for (int rep = 0; rep < 6; rep++) {
+                fill_logits(l, V, 1000u * vi + 10u * ti + (uint64_t)rep, 6.0f);
+                if (rep >= 2) /* specials: NaN, -inf, +-0 and a tie for the maximum */
+                    for (int32_t i = rep; i < V; i += 7 + rep)
+                        l[i] = i % 3 == 0 ? NAN : i % 3 == 1 ? -INFINITY : (rep % 2 ? -0.0f : 0.0f);
+                if (rep >= 4 && V > 2) l[V - 1] = l[V / 2] = 30.0f;
+                llmrt_sample_result r[2];
+                for (int path = 0; path < 2; path++) {
+                    llmrt_sampling_config c = llmrt_sampling_default_config();
+                    c.temperature = temps[ti], c.has_seed = true, c.seed = 77 + (uint64_t)rep;
+                    c.logprobs = true, c.min_p = rep == 3 ? 0.01f : 0.0f;
+                    llmrt_sampler_use_avx2(path == 1);
+                    llmrt_sampler *s   = make(c, V, NULL, 0);
+                    llmrt_error    err = {0};
+                    CHECK(llmrt_sampler_sample(s, l, &r[path], &err) == LLMRT_OK);
+                    llmrt_sampler_destroy(s);
+                }
+                n_cases++;
+                if ((r[0].token != r[1].token ||
+                     memcmp(&r[0].logprob, &r[1].logprob, sizeof r[0].logprob) != 0) &&
+                    n_diff++ < 5)
+                    CHECK_MSG(false, "vocab %d temperature %g rep %d: baseline %d (%a), AVX2 %d (%a)",
+                              V, (double)temps[ti], rep, r[0].token, (double)r[0].logprob,
+                              r[1].token, (double)r[1].logprob);
+            }
+        free(l);
+    }
+    llmrt_sampler_use_avx2(true);
+    CHECK(n_diff == 0);
+    printf("AVX2 sampler passes: %lld cases, %lld with other tokens or logprob bits than the "
+           "baseline\n", (long long)n_cases, (long long)n_diff);
+}
+
 int main(void) {
+    test_avx2_same_results();
     test_validation();
     test_reproducible();
     test_greedy();
