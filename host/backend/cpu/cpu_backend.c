@@ -967,39 +967,72 @@ static void rope_rotate(float *v, const float *cosv, const float *sinv, int32_t 
     }
 }
 
+typedef struct rope_kv_job {
+    const cpu_ctx          *c;
+    float                  *q, *k;
+    const float            *v;
+    void                   *k_cache, *v_cache;
+    const llmrt_attn_shape *s;
+    int64_t                 per; /* tokens per task */
+} rope_kv_job;
+
+/* RoPE on token t's q and k heads, then its K and V into the cache slot c->slots[t] */
+static void rope_kv_token(const rope_kv_job *j, int32_t t) {
+    const cpu_ctx          *c    = j->c;
+    const llmrt_attn_shape *s    = j->s;
+    int32_t                 hd   = s->head_dim, half = hd / 2;
+    int64_t                 q_w  = (int64_t)s->n_heads * hd, kv_w = (int64_t)s->n_kv_heads * hd;
+    void                   *k_cache = j->k_cache, *v_cache = j->v_cache;
+    const float *cs = c->rope_cos + (int64_t)t * half, *sn = c->rope_sin + (int64_t)t * half;
+    float       *qt = j->q + t * q_w, *kt = j->k + t * kv_w;
+    for (int32_t h = 0; h < s->n_heads; h++) rope_rotate(qt + (int64_t)h * hd, cs, sn, half);
+    for (int32_t h = 0; h < s->n_kv_heads; h++) rope_rotate(kt + (int64_t)h * hd, cs, sn, half);
+    const float *vt = j->v + t * kv_w;
+    if (llmrt_kv_dtype_is_8bit(s->kv_dtype)) {
+        llmrt_kv8_layout l = {s->block_size, s->n_kv_heads, hd};
+        llmrt_kv_quantise_token(k_cache, &l, c->slots[t], kt, s->kv_dtype);
+        llmrt_kv_quantise_token(v_cache, &l, c->slots[t], vt, s->kv_dtype);
+        return;
+    }
+    /* K d-major per block and head (llmrt_cpu_k_index: the attention reads it transposed) */
+    int32_t bs = s->block_size;
+    for (int32_t h = 0; h < s->n_kv_heads; h++) {
+        int64_t      k0 = llmrt_cpu_k_index(c->slots[t], h, 0, s->n_kv_heads, hd, bs);
+        const float *kh = kt + (int64_t)h * hd;
+        if (s->kv_dtype == LLMRT_DTYPE_BF16)
+            for (int32_t d = 0; d < hd; d++)
+                ((uint16_t *)k_cache)[k0 + (int64_t)d * bs] = llmrt_f32_to_bf16(kh[d]);
+        else
+            for (int32_t d = 0; d < hd; d++) ((float *)k_cache)[k0 + (int64_t)d * bs] = kh[d];
+    }
+    if (s->kv_dtype == LLMRT_DTYPE_BF16)
+        llmrt_kv_store_bf16((uint16_t *)v_cache + c->slots[t] * kv_w, vt, kv_w);
+    else
+        memcpy((float *)v_cache + c->slots[t] * kv_w, vt, (size_t)kv_w * sizeof(float));
+}
+
+static void rope_kv_task(void *p, int64_t task, int thread) {
+    (void)thread;
+    const rope_kv_job *j  = p;
+    int64_t            t0 = task * j->per, n = j->c->n_tokens;
+    for (int64_t t = t0; t < t0 + j->per && t < n; t++) rope_kv_token(j, (int32_t)t);
+}
+
+/* Tokens are independent (own q, k rows and cache slot): a batch's tokens go to the pool, 8 per
+ * task; fewer than 16 (decode of a few sequences) stay on the calling thread, where a wake-up
+ * would cost more than the work. On 2 cores the serial loop was ~1.2 % of a 64-request run's
+ * samples with the other core idle. */
+#define ROPE_KV_TOKENS_PER_TASK 8
 static void cpu_rope_kv_write(llmrt_backend *be, void *q, void *k, const void *v, void *k_cache,
                               void *v_cache, const llmrt_attn_shape *s) {
-    cpu_ctx *c    = ctx_of(be);
-    int32_t  hd   = s->head_dim, half = hd / 2;
-    int64_t  q_w  = (int64_t)s->n_heads * hd, kv_w = (int64_t)s->n_kv_heads * hd;
-    for (int32_t t = 0; t < c->n_tokens; t++) {
-        const float *cs = c->rope_cos + (int64_t)t * half, *sn = c->rope_sin + (int64_t)t * half;
-        float       *qt = (float *)q + t * q_w, *kt = (float *)k + t * kv_w;
-        for (int32_t h = 0; h < s->n_heads; h++) rope_rotate(qt + (int64_t)h * hd, cs, sn, half);
-        for (int32_t h = 0; h < s->n_kv_heads; h++) rope_rotate(kt + (int64_t)h * hd, cs, sn, half);
-        const float *vt = (const float *)v + t * kv_w;
-        if (llmrt_kv_dtype_is_8bit(s->kv_dtype)) {
-            llmrt_kv8_layout l = {s->block_size, s->n_kv_heads, hd};
-            llmrt_kv_quantise_token(k_cache, &l, c->slots[t], kt, s->kv_dtype);
-            llmrt_kv_quantise_token(v_cache, &l, c->slots[t], vt, s->kv_dtype);
-            continue;
-        }
-        /* K d-major per block and head (llmrt_cpu_k_index: the attention reads it transposed) */
-        int32_t bs = s->block_size;
-        for (int32_t h = 0; h < s->n_kv_heads; h++) {
-            int64_t      k0 = llmrt_cpu_k_index(c->slots[t], h, 0, s->n_kv_heads, hd, bs);
-            const float *kh = kt + (int64_t)h * hd;
-            if (s->kv_dtype == LLMRT_DTYPE_BF16)
-                for (int32_t d = 0; d < hd; d++)
-                    ((uint16_t *)k_cache)[k0 + (int64_t)d * bs] = llmrt_f32_to_bf16(kh[d]);
-            else
-                for (int32_t d = 0; d < hd; d++) ((float *)k_cache)[k0 + (int64_t)d * bs] = kh[d];
-        }
-        if (s->kv_dtype == LLMRT_DTYPE_BF16)
-            llmrt_kv_store_bf16((uint16_t *)v_cache + c->slots[t] * kv_w, vt, kv_w);
-        else
-            memcpy((float *)v_cache + c->slots[t] * kv_w, vt, (size_t)kv_w * sizeof(float));
+    cpu_ctx    *c = ctx_of(be);
+    rope_kv_job j = {.c = c, .q = q, .k = k, .v = v, .k_cache = k_cache, .v_cache = v_cache,
+                     .s = s, .per = ROPE_KV_TOKENS_PER_TASK};
+    if (c->n_tokens < 2 * ROPE_KV_TOKENS_PER_TASK) {
+        for (int32_t t = 0; t < c->n_tokens; t++) rope_kv_token(&j, t);
+        return;
     }
+    llmrt_thread_pool_run(c->pool, (c->n_tokens + j.per - 1) / j.per, rope_kv_task, &j);
 }
 
 static void cpu_attention(llmrt_backend *be, void *out, const void *q, const void *k_cache,
