@@ -226,6 +226,27 @@ static double block_sum(const float *l, int64_t i, int64_t n, float lmax, float 
     return (double)acc[0] + acc[1] + acc[2] + acc[3];
 }
 
+/* NAME(l, i, ...): block_sum's results for the 4 whole blocks from i, LANES weights at a time
+ * (VF / VI: the vectors of LANES floats / int32s; EXP: exp4's body at that width); each block's
+ * 4-lane accumulator takes the weights' 4-lane quarters in order, as block_sum adds them. */
+#define BLOCK_SUMS4_FULL(NAME, VF, VI, LANES, EXP, ATTR)                                           \
+    ATTR static void NAME(const float *l, int64_t i, float lmax, float inv_t, float min_w,         \
+                          double bs[4]) {                                                          \
+        v4f acc[4] = {v4_splat(0.0f), v4_splat(0.0f), v4_splat(0.0f), v4_splat(0.0f)};            \
+        for (int64_t j = 0; j < BLOCK; j += LANES)                                                 \
+            _Pragma("GCC unroll 4") for (int b = 0; b < 4; b++) {                                  \
+                VF v;                                                                              \
+                memcpy(&v, l + i + b * BLOCK + j, sizeof v);                                       \
+                VF w = EXP((v - lmax) * inv_t);                                                    \
+                w    = (VF)((VI)w & (w >= min_w));                                                 \
+                for (int q = 0; q < LANES; q += 4)                                                 \
+                    acc[b] += (v4f){w[q], w[q + 1], w[q + 2], w[q + 3]};                           \
+            }                                                                                      \
+        for (int b = 0; b < 4; b++)                                                                \
+            bs[b] = (double)acc[b][0] + acc[b][1] + acc[b][2] + acc[b][3];                         \
+    }
+BLOCK_SUMS4_FULL(block_sums4_base, v4f, v4i, 4, exp4, )
+
 /* ---- AVX2 variants -------------------------------------------------------------------------
  * The vocabulary-wide passes (the normaliser's block sums, argmax) 8 lanes at a time where the
  * CPU has AVX2 (checked at run time; the library is built for baseline x86-64): the same
@@ -237,22 +258,7 @@ typedef float   v8f __attribute__((vector_size(32)));
 typedef int32_t v8i __attribute__((vector_size(32)));
 DEFINE_EXP(exp8, v8f, v8i, SAMPLER_AVX2)
 
-/* block_sums4 for 4 whole blocks in range */
-SAMPLER_AVX2 static void block_sums4_avx2(const float *l, int64_t i, float lmax, float inv_t,
-                                          float min_w, double bs[4]) {
-    v4f acc[4] = {v4_splat(0.0f), v4_splat(0.0f), v4_splat(0.0f), v4_splat(0.0f)};
-    for (int64_t j = 0; j < BLOCK; j += 8)
-#pragma GCC unroll 4
-        for (int b = 0; b < 4; b++) {
-            v8f v;
-            memcpy(&v, l + i + b * BLOCK + j, sizeof v);
-            v8f w = exp8((v - lmax) * inv_t);
-            w     = (v8f)((v8i)w & (w >= min_w));
-            acc[b] += (v4f){w[0], w[1], w[2], w[3]};
-            acc[b] += (v4f){w[4], w[5], w[6], w[7]};
-        }
-    for (int b = 0; b < 4; b++) bs[b] = (double)acc[b][0] + acc[b][1] + acc[b][2] + acc[b][3];
-}
+BLOCK_SUMS4_FULL(block_sums4_avx2, v8f, v8i, 8, exp8, SAMPLER_AVX2)
 
 /* the running maxima of argmax over l[0 .. n - n % 32), 8 lanes x 4 */
 SAMPLER_AVX2 static float max_avx2(const float *l, int64_t n) {
@@ -306,16 +312,7 @@ static void block_sums4(const float *l, int64_t i, int64_t n, float lmax, float 
         return;
     }
 #endif
-    v4f acc[4] = {v4_splat(0.0f), v4_splat(0.0f), v4_splat(0.0f), v4_splat(0.0f)};
-    for (int64_t j = 0; j < BLOCK; j += 4)
-#pragma GCC unroll 4
-        for (int b = 0; b < 4; b++) {
-            v4f v;
-            memcpy(&v, l + i + b * BLOCK + j, sizeof v);
-            v4f w  = exp4((v - lmax) * inv_t);
-            acc[b] += (v4f)((v4i)w & (w >= min_w));
-        }
-    for (int b = 0; b < 4; b++) bs[b] = (double)acc[b][0] + acc[b][1] + acc[b][2] + acc[b][3];
+    block_sums4_base(l, i, lmax, inv_t, min_w, bs);
 }
 
 /* The sum of every block's weights over l[0..n), added block after block in order. */

@@ -80,15 +80,32 @@ static float from_bits(uint32_t b) {
     return f;
 }
 
+/* An exact SwiGLU kernel against the portable one on gates g[0..n), n = fill less round % lanes
+ * (so successive rounds reach every tail of a `lanes`-wide vector); returns the differing outputs
+ * (the first 5 of all rounds reported: `reported` so far). */
+#define EXP_CHUNK 1541 /* gates per round of check_exact_exp */
+static int64_t compare_swiglu(llmrt_cpu_swiglu_fn fn, const char *name, int lanes, int round,
+                              const float *g, const float *u, int64_t fill, int64_t reported) {
+    static float a[EXP_CHUNK], b[EXP_CHUNK];
+    int64_t      n = fill - round % lanes > 0 ? fill - round % lanes : fill, diff = 0;
+    llmrt_cpu_swiglu_exact(a, g, u, n);
+    fn(b, g, u, n);
+    for (int64_t i = 0; i < n; i++)
+        if (memcmp(&a[i], &b[i], 4) != 0 && !(isnan(a[i]) && isnan(b[i])) && reported + diff++ < 5)
+            CHECK_MSG(false, "SwiGLU exact g %a: portable %a, %s %a", (double)g[i], (double)a[i],
+                      name, (double)b[i]);
+    return diff;
+}
+
 /* llmrt_exp_exact over every 257th bit pattern (both signs, NaN and inf included) and the
  * patterns around its clamps and the float range's ends; with avx2, the AVX2 exact SwiGLU against
  * the portable one on the same gates, in irregular lengths (up = 1, so the bits compared are
- * those of g / (1 + e^-g)) */
+ * those of g / (1 + e^-g)); with avx512, the AVX-512 one likewise */
 static void check_exact_exp(bool avx2, bool avx512) {
-    enum { CHUNK = 1541 };
+    enum { CHUNK = EXP_CHUNK };
     static const float edges[] = {88.72283f, 88.72284f, -103.97208f, -103.27893f, -87.33655f,
                                   -105.0f, 89.0f, 0.0f, -0.0f, 1e-30f, -1e-30f};
-    float   g[CHUNK], u[CHUNK], a[CHUNK], b[CHUNK];
+    float   g[CHUNK], u[CHUNK];
     int64_t n_checked = 0, n_rounded = 0, n_bad = 0, n_diff = 0, n_diff512 = 0, fill = 0;
     for (int i = 0; i < CHUNK; i++) u[i] = 1.0f;
     uint64_t pat = 0;
@@ -116,26 +133,12 @@ static void check_exact_exp(bool avx2, bool avx512) {
                 CHECK_MSG(false, "exp(%a) = %a, fp64 %a", (double)x, (double)e, ref);
             n_rounded += e == (float)ref;
         }
-        if (avx2) { /* lengths 1541, then 1540, ...: every tail of an 8-lane vector */
-            int64_t n = fill - round % 8 > 0 ? fill - round % 8 : fill;
-            llmrt_cpu_swiglu_exact(a, g, u, n);
-            llmrt_cpu_swiglu_exact_avx2(b, g, u, n);
-            for (int64_t i = 0; i < n; i++)
-                if (memcmp(&a[i], &b[i], 4) != 0 && !(isnan(a[i]) && isnan(b[i])) &&
-                    n_diff++ < 5)
-                    CHECK_MSG(false, "SwiGLU exact g %a: portable %a, AVX2 %a", (double)g[i],
-                              (double)a[i], (double)b[i]);
-        }
-        if (avx512) { /* lengths 1541, then 1540, ...: every tail of a 16-lane vector */
-            int64_t n = fill - round % 16 > 0 ? fill - round % 16 : fill;
-            llmrt_cpu_swiglu_exact(a, g, u, n);
-            llmrt_cpu_swiglu_exact_avx512(b, g, u, n);
-            for (int64_t i = 0; i < n; i++)
-                if (memcmp(&a[i], &b[i], 4) != 0 && !(isnan(a[i]) && isnan(b[i])) &&
-                    n_diff512++ < 5)
-                    CHECK_MSG(false, "SwiGLU exact g %a: portable %a, AVX-512 %a", (double)g[i],
-                              (double)a[i], (double)b[i]);
-        }
+        if (avx2)
+            n_diff += compare_swiglu(llmrt_cpu_swiglu_exact_avx2, "AVX2", 8, round, g, u, fill,
+                                     n_diff);
+        if (avx512)
+            n_diff512 += compare_swiglu(llmrt_cpu_swiglu_exact_avx512, "AVX-512", 16, round, g, u,
+                                        fill, n_diff512);
         if (fill < CHUNK) break;
     }
     CHECK(n_bad == 0 && n_diff == 0 && n_diff512 == 0);
