@@ -33,16 +33,25 @@ static void print_cpu(void) {
 int main(int argc, char **argv) {
     long   V    = 49152;
     double temp = 0.0;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "-V") == 0) V = strtol(argv[i + 1], NULL, 10);
-        else if (strcmp(argv[i], "-T") == 0) temp = strtod(argv[i + 1], NULL);
-        else {
+    for (int i = 1; i < argc; i += 2) {
+        char *end = NULL;
+        if (i + 1 >= argc || (strcmp(argv[i], "-V") != 0 && strcmp(argv[i], "-T") != 0)) {
             fprintf(stderr, "usage: %s [-V vocab] [-T temperature]\n", argv[0]);
+            return 2;
+        }
+        if (argv[i][1] == 'V') V = strtol(argv[i + 1], &end, 10);
+        else temp = strtod(argv[i + 1], &end);
+        if (end == argv[i + 1] || *end != '\0') {
+            fprintf(stderr, "sampler_bench: %s \"%s\" is not a number\n", argv[i], argv[i + 1]);
             return 2;
         }
     }
     if (V < 1 || V > (1L << 24)) {
         fprintf(stderr, "sampler_bench: -V %ld must be in [1, 2^24]\n", V);
+        return 2;
+    }
+    if (!(temp >= 0.0 && temp <= 100.0)) {
+        fprintf(stderr, "sampler_bench: -T %g must be in [0, 100]\n", temp);
         return 2;
     }
     float *l = malloc((size_t)V * sizeof *l);
